@@ -1,0 +1,81 @@
+import pytest
+import yaml
+
+from detkit.config import ConfigError, apply_overrides, dump_config, load_config, merge
+
+
+def write(path, data):
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_merge_dicts_deep_lists_replace():
+    a = {"x": {"y": 1, "z": [1, 2]}, "k": 1}
+    b = {"x": {"z": [3], "w": 2}}
+    m = merge(a, b)
+    assert m == {"x": {"y": 1, "z": [3], "w": 2}, "k": 1}
+    assert a["x"]["z"] == [1, 2]  # inputs untouched
+
+
+def test_base_inheritance_relative_paths(tmp_path):
+    (tmp_path / "_base_").mkdir()
+    write(tmp_path / "_base_" / "model.yaml", {"model": {"type": "A", "depth": 50, "out": [1, 2, 3]}})
+    write(tmp_path / "_base_" / "data.yaml", {"data": {"batch_size": 2}, "seed": 0})
+    sub = tmp_path / "exp"
+    sub.mkdir()
+    write(sub / "cfg.yaml", {"_base_": ["../_base_/model.yaml", "../_base_/data.yaml"],
+                             "model": {"depth": 18, "out": [4]}, "seed": 3})
+    cfg = load_config(sub / "cfg.yaml")
+    assert cfg == {"model": {"type": "A", "depth": 18, "out": [4]}, "data": {"batch_size": 2}, "seed": 3}
+
+
+def test_two_level_inheritance_allowed_three_refused(tmp_path):
+    write(tmp_path / "a.yaml", {"v": 1})
+    write(tmp_path / "b.yaml", {"_base_": ["a.yaml"], "w": 2})
+    write(tmp_path / "c.yaml", {"_base_": ["b.yaml"], "x": 3})
+    assert load_config(tmp_path / "c.yaml") == {"v": 1, "w": 2, "x": 3}
+    write(tmp_path / "a.yaml", {"_base_": ["z.yaml"], "v": 1})
+    write(tmp_path / "z.yaml", {"q": 0})
+    with pytest.raises(ConfigError, match="deeper than 2"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_missing_file_and_cycle(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    write(tmp_path / "a.yaml", {"_base_": ["missing.yaml"]})
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(tmp_path / "a.yaml")
+    write(tmp_path / "a.yaml", {"_base_": ["b.yaml"]})
+    write(tmp_path / "b.yaml", {"_base_": ["a.yaml"]})
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_overrides_parse_yaml_and_check_keys():
+    cfg = {"train": {"max_epochs": 12, "amp": False}, "data": {"train": {"ann_file": "a.json"}}}
+    out = apply_overrides(cfg, ["train.max_epochs=24", "train.amp=true", "data.train.ann_file=b.json"])
+    assert out["train"] == {"max_epochs": 24, "amp": True}
+    assert out["data"]["train"]["ann_file"] == "b.json"
+    assert cfg["train"]["max_epochs"] == 12
+    with pytest.raises(ConfigError, match="nearest existing key: 'train.max_epochs'"):
+        apply_overrides(cfg, ["train.max_epoch=3"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(cfg, ["train.max_epochs"])
+    added = apply_overrides(cfg, ["+train.tensorboard=true", "+optimizer.lr=0.01"])
+    assert added["train"]["tensorboard"] is True and added["optimizer"] == {"lr": 0.01}
+    lst = apply_overrides({"a": [1, 2]}, ["a=[3, 4, 5]"])
+    assert lst["a"] == [3, 4, 5]
+
+
+def test_safe_load_refuses_python_objects(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("x: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(p)
+
+
+def test_dump_roundtrip(tmp_path):
+    cfg = {"model": {"type": "A", "sizes": [[32], [64]]}, "lr": 0.02, "name": None}
+    dump_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(tmp_path / "out" / "config.yaml") == cfg

@@ -1,0 +1,7 @@
+"""Put the checkout on sys.path so `python tools/x.py` works without installing detkit."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
