@@ -2,8 +2,18 @@
 
 __version__ = "0.1.0"
 
-from detkit.config import load_config  # noqa: E402
-from detkit.models.build import build_model  # noqa: E402
-from detkit.api import init_model, predict  # noqa: E402
-
 __all__ = ["__version__", "load_config", "build_model", "init_model", "predict"]
+
+_LAZY = {"load_config": "detkit.config", "build_model": "detkit.models.build",
+         "init_model": "detkit.api", "predict": "detkit.api"}
+
+
+def __getattr__(name):
+    """Import the public API on first use, so `import detkit.data.validate` does not pay for torch."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'detkit' has no attribute {name!r}")

@@ -1,0 +1,237 @@
+"""COCO-format dataset: boxes, labels, instance masks and semantic maps as numpy sample dicts."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch.utils.data
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from detkit.data.image_io import ImageReadError, read_image, safe_join
+from detkit.data.validate import (ERROR, DatasetError, drop_bad_records, format_problems,
+                                  load_coco_json, validate_coco)
+from detkit.registry import DATASETS
+
+__all__ = ["CocoDataset", "DatasetError", "ImageReadError", "ann_to_mask", "build_sem_seg"]
+
+IGNORE = 255
+
+
+def ann_to_mask(ann: dict, h: int, w: int) -> np.ndarray:
+    """Decode one annotation's polygons, uncompressed or compressed RLE into ``uint8 [h, w]`` (0/1)."""
+    seg = ann["segmentation"]
+    if isinstance(seg, list):  # polygons: one object may have several parts
+        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    elif isinstance(seg["counts"], list):  # uncompressed RLE
+        rle = mask_utils.frPyObjects(seg, *seg["size"])
+    else:
+        rle = seg
+    return mask_utils.decode(rle)
+
+
+def build_sem_seg(masks: np.ndarray, labels: np.ndarray, crowd_masks: np.ndarray, num_classes: int,
+                  background: bool = False) -> np.ndarray:
+    """Paint instance masks into one semantic map ``[H, W]`` (uint8, int32 past 254 classes).
+
+    Rule: pixels covered by no object are 255 (ignore), or class 0 when ``background`` (then every
+    object class is shifted by one: ``label + 1``). Objects are painted largest first, so a smaller
+    object lying on a larger one stays visible. Crowd regions become 255 where no object was painted.
+
+    Args:
+        masks: ``uint8 [N, H, W]`` instance masks; labels: ``int64 [N]`` in 0..C-1.
+        crowd_masks: ``uint8 [K, H, W]`` masks of crowd annotations.
+    """
+    h, w = masks.shape[1:]
+    dtype = np.uint8 if num_classes + int(background) < IGNORE else np.int32
+    sem = np.full((h, w), 0 if background else IGNORE, dtype=dtype)
+    painted = np.zeros((h, w), dtype=bool)
+    for k in np.argsort(-masks.sum(axis=(1, 2), dtype=np.int64), kind="stable"):
+        m = masks[k].astype(bool)
+        sem[m] = labels[k] + int(background)
+        painted |= m
+    for m in crowd_masks:
+        sem[m.astype(bool) & ~painted] = IGNORE
+    return sem
+
+
+@DATASETS.register
+class CocoDataset(torch.utils.data.Dataset):
+    """A COCO json + image folder as a map-style dataset of numpy sample dicts (docs/contracts.md).
+
+    Labels are contiguous 0..C-1 over the categories sorted by id (``cat_id_to_label`` /
+    ``label_to_cat_id`` map both ways). Crowd annotations (``iscrowd=1``) are not in ``boxes``,
+    ``labels`` or ``masks``; ``get_ann_info`` gives them as ``crowd_boxes``. Records are checked at
+    construction (:func:`detkit.data.validate.validate_coco`): ``on_error='raise'`` raises
+    :class:`DatasetError` naming the file, record and fix; ``'skip'`` drops the bad images/annotations
+    with one warning counting them by kind.
+
+    Args:
+        ann_file: COCO json. img_dir: folder the images' ``file_name`` are relative to.
+        pipeline: transform specs (built with ``detkit.data.transforms.build_transforms``) or a callable.
+        with_masks: add ``masks`` ``uint8 [N, H, W]``. with_sem_seg: add ``sem_seg`` (see
+            :func:`build_sem_seg`; ``sem_background`` adds a background class 0).
+        filter_empty: drop images without (non-crowd) annotations.
+        skip_bad_images: an image that fails to decode gives ``None`` (with one warning per file)
+            instead of raising :class:`ImageReadError`.
+        class_names: if given, must equal the json's category names in id order.
+        max_outside: fraction of the image size a box may extend beyond the image.
+    """
+
+    def __init__(self, ann_file: str | os.PathLike, img_dir: str | os.PathLike,
+                 pipeline: Sequence[dict] | Callable | None = None, with_masks: bool = False,
+                 with_sem_seg: bool = False, filter_empty: bool = False, on_error: str = "raise",
+                 skip_bad_images: bool = True, class_names: Sequence[str] | None = None,
+                 sem_background: bool = False, max_outside: float = 0.1):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.ann_file, self.img_dir = os.fspath(ann_file), os.fspath(img_dir)
+        self.with_masks, self.with_sem_seg, self.sem_background = with_masks, with_sem_seg, sem_background
+        self.skip_bad_images, self.filter_empty = skip_bad_images, filter_empty
+        if not os.path.isdir(self.img_dir):
+            raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) not found; check img_dir")
+        self.coco = self._load(on_error, max_outside)
+        cats = sorted(self.coco.cats.values(), key=lambda c: c["id"])
+        self.cat_ids: list = [c["id"] for c in cats]
+        self.class_names: list[str] = [str(c["name"]) for c in cats]
+        self.cat_id_to_label = {cid: i for i, cid in enumerate(self.cat_ids)}
+        self.label_to_cat_id = dict(enumerate(self.cat_ids))
+        if class_names is not None and list(class_names) != self.class_names:
+            raise DatasetError(f"{self.ann_file}: class_names {list(class_names)} differ from the json's "
+                               f"categories (sorted by id) {self.class_names}; fix the config or the json")
+        self.img_ids: list = [im["id"] for im in self.coco.dataset["images"]]
+        if filter_empty:
+            self.img_ids = [i for i in self.img_ids if self._split(i)[0]]
+        if not self.img_ids:
+            warnings.warn(f"{self.ann_file}: the dataset has no images"
+                          f"{' with annotations (filter_empty=True)' if filter_empty else ''}")
+        self.aspect_ratios = np.array([self.coco.imgs[i]["height"] / self.coco.imgs[i]["width"]
+                                       for i in self.img_ids], dtype=np.float32)  # h / w
+        self.pipeline = self._build_pipeline(pipeline)
+        self._warned: set[str] = set()
+
+    def _load(self, on_error: str, max_outside: float) -> COCO:
+        """Read, check and index the json (pycocotools' prints silenced)."""
+        data = load_coco_json(self.ann_file)
+        problems = validate_coco(data, self.img_dir, self.ann_file, max_outside=max_outside,
+                                 check_segmentation=self.with_masks or self.with_sem_seg)
+        errors = [p for p in problems if p.severity == ERROR]
+        if errors and on_error == "raise":
+            raise DatasetError(f"{len(errors)} problem(s) in {self.ann_file}:\n{format_problems(errors, 5)}\n"
+                               f"Fix them, or build the dataset with on_error='skip' to drop bad records.")
+        if errors:
+            kept, counts = drop_bad_records(data, problems)  # raises on file/category errors
+            n_img, n_ann = len(data["images"]), len(data.get("annotations", []))
+            data = kept
+            kinds = {r: ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) for r, c in counts.items()}
+            warnings.warn(f"{self.ann_file}: on_error='skip' dropped {n_img - len(data['images'])} image(s) "
+                          f"({kinds['image'] or 'none'}) and {n_ann - len(data['annotations'])} annotation(s) "
+                          f"({kinds['annotation'] or 'none'}); run tools/check_dataset.py {self.ann_file} "
+                          f"{self.img_dir} for the details")
+        coco = COCO()
+        coco.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+        return coco
+
+    @staticmethod
+    def _build_pipeline(pipeline: Sequence[dict] | Callable | None) -> Callable | None:
+        if pipeline is None or callable(pipeline):
+            return pipeline
+        from detkit.data.transforms import build_transforms  # lazy: transforms import this module's users
+        return build_transforms(list(pipeline))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.img_ids)
+
+    def _split(self, img_id: Any) -> tuple[list[dict], list[dict]]:
+        """The image's annotations as (non-crowd, crowd)."""
+        anns = self.coco.imgToAnns.get(img_id, [])
+        return [a for a in anns if not a.get("iscrowd", 0)], [a for a in anns if a.get("iscrowd", 0)]
+
+    @staticmethod
+    def _boxes(anns: list[dict], h: float, w: float) -> np.ndarray:
+        """COCO ``[x, y, w, h]`` -> ``float32 [N, 4]`` xyxy clipped to the image."""
+        b = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
+        b[:, 2:] += b[:, :2]
+        b[:, 0::2] = b[:, 0::2].clip(0, w)
+        b[:, 1::2] = b[:, 1::2].clip(0, h)
+        return b
+
+    def get_ann_info(self, i: int) -> dict:
+        """Boxes and labels of image ``i`` without reading it (json image size).
+
+        Returns ``boxes`` float32 [N, 4] xyxy, ``labels`` int64 [N], ``crowd_boxes`` float32 [K, 4],
+        ``image_id``, ``orig_size`` (h, w) from the json.
+        """
+        img_id = self.img_ids[i]
+        info = self.coco.imgs[img_id]
+        anns, crowd = self._split(img_id)
+        h, w = info["height"], info["width"]
+        return {"boxes": self._boxes(anns, h, w),
+                "labels": np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
+                "crowd_boxes": self._boxes(crowd, h, w), "image_id": img_id, "orig_size": (h, w)}
+
+    def _read(self, info: dict) -> np.ndarray | None:
+        path = safe_join(self.img_dir, info["file_name"])
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            if not self.skip_bad_images:
+                raise
+            self._warn_once(path, f"{e} (image id {info['id']} in {self.ann_file}); "
+                            f"skipping it (skip_bad_images=True)")
+            return None
+        if image.shape[:2] != (info["height"], info["width"]):
+            self._warn_once(path, f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.ann_file} "
+                            f"says {info['width']}x{info['height']}; its boxes may be wrong "
+                            f"(tools/check_dataset.py reports such images)")
+        return image
+
+    def _warn_once(self, key: str, msg: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(msg)
+
+    def _masks(self, anns: list[dict], h: int, w: int) -> np.ndarray:
+        masks = np.zeros((len(anns), h, w), dtype=np.uint8)
+        for k, a in enumerate(anns):
+            m = ann_to_mask(a, h, w)
+            if m.shape != (h, w):
+                raise DatasetError(f"{self.ann_file}: annotation id {a['id']} (image id {a['image_id']}): "
+                                   f"RLE size {list(m.shape)} differs from the image size {[h, w]}; "
+                                   f"fix the segmentation or the image")
+            masks[k] = m
+        return masks
+
+    def __getitem__(self, i: int) -> dict | None:
+        """Sample ``i`` after the pipeline, or ``None`` when its image fails to decode (skip_bad_images)."""
+        img_id = self.img_ids[i]
+        info = self.coco.imgs[img_id]
+        image = self._read(info)
+        if image is None:
+            return None
+        h, w = image.shape[:2]
+        anns, crowd = self._split(img_id)
+        boxes = self._boxes(anns, h, w)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        anns = [a for a, k in zip(anns, keep) if k]
+        labels = np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+        sample = {"image": image, "boxes": boxes[keep], "labels": labels, "image_id": img_id,
+                  "orig_size": (h, w), "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+        if self.with_masks or self.with_sem_seg:
+            masks = self._masks(anns, h, w)
+            if self.with_masks:
+                sample["masks"] = masks
+            if self.with_sem_seg:
+                sample["sem_seg"] = build_sem_seg(masks, labels, self._masks(crowd, h, w),
+                                                  self.num_classes, self.sem_background)
+        return self.pipeline(sample) if self.pipeline is not None else sample

@@ -1,0 +1,91 @@
+"""Image reading with OpenCV (RGB uint8, EXIF orientation applied) and safe image paths."""
+from __future__ import annotations
+
+import os
+from pathlib import PureWindowsPath
+
+import cv2
+import numpy as np
+
+__all__ = ["ImageReadError", "UnsafePathError", "read_image", "safe_join"]
+
+# IMREAD_COLOR makes OpenCV apply the EXIF orientation, expand grayscale/palette images to three
+# channels and drop an alpha channel; IMREAD_ANYDEPTH keeps 16-bit data so that we scale it ourselves
+# (plain IMREAD_COLOR would truncate it). IMREAD_UNCHANGED would skip the EXIF orientation.
+_READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+
+
+class ImageReadError(OSError, ValueError):
+    """An image file that is missing, unreadable or cannot be decoded; the message names the file."""
+
+
+class UnsafePathError(ValueError):
+    """An image ``file_name`` that is absolute or points outside the image folder."""
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Convert a decoded image of any depth to uint8: 16-bit keeps its high byte, float scales by its max."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype == np.int8:
+        return (img.astype(np.int16) + 128).astype(np.uint8)
+    img = img.astype(np.float64)
+    top = float(np.nanmax(img)) if img.size else 0.0
+    scale = 255.0 if 0.0 < top <= 1.0 else (255.0 / top if top > 255.0 else 1.0)
+    return np.clip(np.nan_to_num(img) * scale, 0, 255).round().astype(np.uint8)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB ``np.uint8 [H, W, 3]``.
+
+    The EXIF orientation is applied (the returned size is the displayed size), grayscale becomes three
+    equal channels, an alpha channel is dropped, 16-bit images keep their high byte (``>> 8``).
+    ``np.fromfile`` + ``cv2.imdecode`` make non-ASCII paths work on every platform.
+
+    Raises:
+        ImageReadError: the file is missing, unreadable or not a decodable image (names the file).
+    """
+    path = os.fspath(path)
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise ImageReadError(f"cannot read image file {path}: {e.strerror or e}") from e
+    if buf.size == 0:
+        raise ImageReadError(f"cannot decode image file {path}: the file is empty")
+    try:
+        img = cv2.imdecode(buf, _READ_FLAGS)
+    except cv2.error as e:
+        raise ImageReadError(f"cannot decode image file {path}: {e}") from e
+    if img is None or img.size == 0:
+        raise ImageReadError(f"cannot decode image file {path}: corrupt or not an image format "
+                             f"OpenCV can read; replace the file or remove it from the annotations")
+    if img.ndim == 2:  # defensive: IMREAD_COLOR already gives 3 channels
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    img = _to_uint8(img)
+    return np.ascontiguousarray(img[:, :, 2::-1])  # BGR -> RGB (drops a 4th channel if any)
+
+
+def safe_join(img_dir: str | os.PathLike, file_name: str) -> str:
+    """Join ``img_dir`` and an annotation's ``file_name``, refusing paths that leave ``img_dir``.
+
+    Symlinks are resolved before the check, so a link inside ``img_dir`` that points elsewhere is
+    refused as well (link ``img_dir`` itself instead).
+
+    Raises:
+        UnsafePathError: ``file_name`` is empty, absolute, or escapes ``img_dir`` (via ``..`` or a link).
+    """
+    if not isinstance(file_name, str) or not file_name.strip():
+        raise UnsafePathError(f"image file_name {file_name!r} is empty or not a string; "
+                              f"use a path relative to img_dir")
+    hint = "use a path relative to img_dir"
+    if os.path.isabs(file_name) or PureWindowsPath(file_name).drive or file_name[0] in "/\\":
+        raise UnsafePathError(f"image file_name {file_name!r} is an absolute path; {hint} "
+                              f"({os.fspath(img_dir)})")
+    root = os.path.realpath(img_dir)
+    target = os.path.realpath(os.path.join(root, file_name))
+    if target == root or os.path.commonpath([root, target]) != root:
+        raise UnsafePathError(f"image file_name {file_name!r} points outside img_dir "
+                              f"{os.fspath(img_dir)} (resolves to {target}); {hint}")
+    return target
