@@ -34,25 +34,6 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
-def to_coco_results(pred: dict, image_id: int, cat_ids: list[int] | None) -> list[dict]:
-    """COCO results records (xywh boxes, original category ids, RLE masks) for one prediction."""
-    from pycocotools import mask as mask_utils
-    import numpy as np
-
-    recs = []
-    boxes, scores, labels = pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist()
-    masks = pred.get("masks")
-    for i, (b, s, lab) in enumerate(zip(boxes, scores, labels)):
-        rec = {"image_id": image_id, "category_id": cat_ids[lab] if cat_ids else lab,
-               "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s}
-        if masks is not None:
-            rle = mask_utils.encode(np.asfortranarray(masks[i].numpy().astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            rec["segmentation"] = rle
-        recs.append(rec)
-    return recs
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
@@ -71,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import detkit
     from detkit.data.image_io import read_image
+    from detkit.evaluation.coco import prediction_to_coco
     from detkit.visualization import draw_prediction
 
     try:
@@ -95,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         preds = detkit.predict(model, [c[2] for c in chunk], score_thr=args.score_thr,
                                batch_size=args.batch_size) if chunk else []
         for (idx, path, image), pred in zip(chunk, preds):
-            recs = to_coco_results(pred, idx, cat_ids)
+            recs = prediction_to_coco(idx, pred, cat_ids or list(range(len(model.class_names))))
             for r in recs:
                 r["file_name"] = str(path)
             results.extend(recs)

@@ -315,6 +315,31 @@ def _label_list(label_to_cat_id: Sequence[int] | Mapping[int, int]) -> list[int]
     return [int(c) for c in label_to_cat_id]
 
 
+def prediction_to_coco(image_id: int, pred: Mapping[str, torch.Tensor], label_to_cat_id: Sequence[int],
+                       with_masks: bool = True) -> list[dict]:
+    """COCO results records for one image's prediction (xyxy boxes -> xywh, labels -> category ids, masks -> RLE).
+
+    ``pred``: ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N] in 0..C-1, optional ``masks`` [N,H,W].
+    """
+    boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
+    boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
+    scores = pred["scores"].detach().cpu().tolist()
+    labels = pred["labels"].detach().cpu().tolist()
+    n_cls = len(label_to_cat_id)
+    if labels and not (0 <= min(labels) and max(labels) < n_cls):
+        raise ValueError(f"image {image_id}: predicted labels must lie in 0..{n_cls - 1} (the dataset's "
+                         f"{n_cls} classes), got {min(labels)}..{max(labels)}; check model.num_classes")
+    rles = masks_to_rle(pred["masks"]) if with_masks and pred.get("masks") is not None else None
+    out = []
+    for j, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels)):
+        r = {"image_id": image_id, "category_id": int(label_to_cat_id[label]),
+             "bbox": [float(v) for v in box], "score": float(score)}
+        if rles is not None:
+            r["segmentation"] = rles[j]
+        out.append(r)
+    return out
+
+
 class CocoEvaluator:
     """Collect detector predictions as COCO results and score them with COCOeval.
 
@@ -401,28 +426,10 @@ class CocoEvaluator:
             self._per_image[image_id] = self._to_coco(image_id, pred)
 
     def _to_coco(self, image_id: int, pred: Mapping[str, torch.Tensor]) -> list[dict]:
-        boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
-        boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
-        scores = pred["scores"].detach().cpu().tolist()
-        labels = pred["labels"].detach().cpu().tolist()
-        n_cls = len(self.label_to_cat_id)
-        if labels and not (0 <= min(labels) and max(labels) < n_cls):
-            raise ValueError(f"image {image_id}: predicted labels must lie in 0..{n_cls - 1} (the dataset's "
-                             f"{n_cls} classes), got {min(labels)}..{max(labels)}; check model.num_classes")
-        rles = None
-        if "segm" in self.iou_types:
-            if pred.get("masks") is None:
-                raise ValueError(f"image {image_id}: iou_types includes 'segm' but the prediction has no "
-                                 f"'masks'; use iou_types=('bbox',) or a model with a mask head")
-            rles = masks_to_rle(pred["masks"])
-        out = []
-        for j, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels)):
-            r = {"image_id": image_id, "category_id": self.label_to_cat_id[label],
-                 "bbox": [float(v) for v in box], "score": float(score)}
-            if rles is not None:
-                r["segmentation"] = rles[j]
-            out.append(r)
-        return out
+        if "segm" in self.iou_types and pred.get("masks") is None:
+            raise ValueError(f"image {image_id}: iou_types includes 'segm' but the prediction has no "
+                             f"'masks'; use iou_types=('bbox',) or a model with a mask head")
+        return prediction_to_coco(image_id, pred, self.label_to_cat_id, with_masks="segm" in self.iou_types)
 
     def _gather(self) -> None:
         if not _dist_on():
