@@ -1,0 +1,155 @@
+"""Build datasets and DataLoaders from the ``data`` section of a config."""
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import random
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import BatchSampler, DataLoader
+
+from detkit.data.collate import collate
+from detkit.data.samplers import GroupedBatchSampler, InferenceSampler
+from detkit.data.transforms import build_transforms
+from detkit.registry import DATASETS
+
+__all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init_fn", "measure_throughput"]
+
+# modules whose import registers datasets; absent ones are skipped (they are optional or not written yet)
+_DATASET_MODULES = ("detkit.data.coco",)
+
+
+def _register_datasets() -> None:
+    for name in _DATASET_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # the module exists but one of its imports is missing: a real error
+                raise
+
+
+def build_dataset(split_cfg: dict) -> Any:
+    """Build a dataset from ``{type: CocoDataset, ..., pipeline: [...]}``; a spec list pipeline is built first."""
+    if not isinstance(split_cfg, dict) or "type" not in split_cfg:
+        raise ValueError(f"data split config must be a mapping with a 'type' key, got {split_cfg!r}")
+    _register_datasets()
+    cfg = copy.deepcopy(split_cfg)
+    if isinstance(cfg.get("pipeline"), (list, tuple)):
+        cfg["pipeline"] = build_transforms(cfg["pipeline"])
+    return DATASETS.build(cfg)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Per-worker setup: no OpenCV threads; seed numpy / random from ``torch.initial_seed()``.
+
+    ``torch.initial_seed()`` in a worker is the loader's base seed (drawn from its seeded generator)
+    plus ``worker_id``, so every worker gets a different, reproducible stream.
+    """
+    cv2.setNumThreads(0)
+    seed = torch.initial_seed()
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def _dist_info(distributed: bool) -> tuple[int, int]:
+    if distributed and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if distributed:
+        raise RuntimeError("build_dataloader(distributed=True) needs torch.distributed to be initialised "
+                           "(run under torchrun and call init_process_group first)")
+    return 0, 1
+
+
+def _split_cfg(data_cfg: dict, split: str) -> dict:
+    if split in data_cfg:
+        return data_cfg[split]
+    if split == "test" and "val" in data_cfg:
+        return data_cfg["val"]
+    raise KeyError(f"config has no data.{split} section (found: {', '.join(sorted(data_cfg))})")
+
+
+def build_dataloader(cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0,
+                     dataset: Any = None) -> DataLoader:
+    """Build the DataLoader of ``split`` ('train' | 'val' | 'test') from ``cfg['data']``.
+
+    Train: ``GroupedBatchSampler`` (shuffled by ``(seed, epoch)``, aspect-grouped, sharded over ranks);
+    call ``set_loader_epoch(loader, epoch)`` before each epoch; ``start_iter`` skips that many batches
+    of the first pass (resume). Val/test: each rank a contiguous slice, in order, no duplicates.
+    Batches come from ``collate`` (``cfg['data'].get('size_divisor', 32)``).
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    data_cfg = cfg["data"]
+    if dataset is None:
+        dataset = build_dataset(_split_cfg(data_cfg, split))
+    rank, world = _dist_info(distributed)
+    batch_size = int(data_cfg["batch_size"])
+    if split == "train":
+        batch_sampler = GroupedBatchSampler(dataset, batch_size, shuffle=True, seed=seed,
+                                            num_replicas=world, rank=rank)
+        batch_sampler.set_start_iter(start_iter)
+    else:
+        val_bs = int(data_cfg.get("val_batch_size") or batch_size)
+        batch_sampler = BatchSampler(InferenceSampler(len(dataset), world, rank), val_bs, drop_last=False)
+    num_workers = int(data_cfg.get("num_workers", 0))
+    generator = torch.Generator()
+    generator.manual_seed(int(np.random.SeedSequence([seed, rank]).generate_state(1)[0]))
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=functools.partial(collate, size_divisor=int(data_cfg.get("size_divisor", 32))),
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=worker_init_fn,
+        persistent_workers=num_workers > 0,
+        generator=generator,
+    )
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Tell the loader's sampler which epoch comes next (no-op for samplers without ``set_epoch``)."""
+    for s in (loader.batch_sampler, getattr(loader.batch_sampler, "sampler", None), loader.sampler):
+        if hasattr(s, "set_epoch"):
+            s.set_epoch(epoch)
+            return
+
+
+def measure_throughput(loader: DataLoader, num_iters: int, warmup: int = 2) -> dict[str, float]:
+    """Time ``num_iters`` batches after ``warmup`` ones (worker start-up excluded); cycles epochs as needed.
+
+    Returns:
+        ``images_per_s``, ``ms_per_batch``, ``images``, ``batches``, ``seconds``.
+    """
+    epoch = 0
+
+    def batches():
+        nonlocal epoch
+        while True:
+            set_loader_epoch(loader, epoch)
+            n = 0
+            for b in loader:
+                n += 1
+                yield b
+            if n == 0:
+                raise ValueError("the data loader yields no batches (empty dataset?)")
+            epoch += 1
+
+    it = batches()
+    try:
+        for _ in range(warmup):
+            next(it)
+        images, t0 = 0, time.perf_counter()
+        for _ in range(num_iters):
+            b = next(it)
+            images += 0 if b is None else int(b["images"].shape[0])
+        dt = time.perf_counter() - t0
+    finally:
+        it.close()
+    return {"images_per_s": images / dt if dt > 0 else float("inf"), "ms_per_batch": 1000 * dt / max(1, num_iters),
+            "images": float(images), "batches": float(num_iters), "seconds": dt}

@@ -1,0 +1,141 @@
+"""Batch samplers: aspect-ratio grouped training batches (shardable, resumable) and sequential inference shards."""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+__all__ = ["GroupedBatchSampler", "InferenceSampler", "aspect_ratios_of", "aspect_groups"]
+
+
+def aspect_ratios_of(dataset: Any) -> list[float]:
+    """Return ``h / w`` for every item of ``dataset`` without decoding images.
+
+    Looks for ``dataset.aspect_ratios`` (a sequence), then ``dataset.get_aspect_ratio(i)``, then
+    ``dataset.get_img_info(i)`` / ``dataset.get_image_info(i)`` with ``height`` and ``width``. When none exists
+    every item is treated as landscape (one group) and a warning says so.
+    """
+    n = len(dataset)
+    ratios = getattr(dataset, "aspect_ratios", None)
+    if ratios is not None and not callable(ratios):
+        ratios = [float(r) for r in ratios]
+        if len(ratios) != n:
+            raise ValueError(f"{type(dataset).__name__}.aspect_ratios has {len(ratios)} entries for {n} items")
+        return ratios
+    if callable(getattr(dataset, "get_aspect_ratio", None)):
+        return [float(dataset.get_aspect_ratio(i)) for i in range(n)]
+    for name in ("get_img_info", "get_image_info"):
+        fn = getattr(dataset, name, None)
+        if callable(fn):
+            infos = [fn(i) for i in range(n)]
+            return [float(d["height"]) / float(d["width"]) for d in infos]
+    warnings.warn(f"{type(dataset).__name__} has no aspect_ratios; batches are not grouped by aspect ratio",
+                  stacklevel=2)
+    return [0.5] * n
+
+
+def aspect_groups(ratios: Sequence[float]) -> np.ndarray:
+    """Group id per item: 1 for portrait or square (``h / w >= 1``), 0 for landscape. Returns int64 ``[N]``."""
+    return (np.asarray(ratios, dtype=np.float64) >= 1.0).astype(np.int64)
+
+
+class GroupedBatchSampler(Sampler[list[int]]):
+    """Yields batches of dataset indices whose images share an aspect group (landscape vs portrait).
+
+    Every batch has exactly ``batch_size`` indices: a group's shuffled indices are padded by repeating
+    them (as mmdet's GroupSampler / torchvision's GroupedBatchSampler) to a multiple of
+    ``batch_size * num_replicas``, or truncated to one with ``drop_last``. The group batches are then
+    shuffled together and dealt to the ranks in turn, so every rank gets the same number of batches and,
+    apart from the padding repeats, a disjoint share of the epoch. The order depends only on
+    ``(seed, epoch)``; ``set_start_iter(i)`` makes the next pass skip its first ``i`` batches (exact resume).
+
+    Args:
+        dataset_or_ratios: a dataset (see ``aspect_ratios_of``) or a sequence of ``h / w`` per item.
+        batch_size: images per batch (per process).
+        shuffle: shuffle within groups and the order of the batches.
+        seed: base seed, combined with the epoch.
+        drop_last: drop each group's tail instead of padding it.
+        num_replicas: number of processes (world size).
+        rank: this process's rank.
+    """
+
+    def __init__(self, dataset_or_ratios: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"invalid rank {rank} for num_replicas {num_replicas}")
+        is_ratios = isinstance(dataset_or_ratios, (list, tuple, np.ndarray))
+        ratios = list(dataset_or_ratios) if is_ratios else aspect_ratios_of(dataset_or_ratios)
+        self.groups = aspect_groups(ratios)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.epoch = 0
+        self.start_iter = 0
+        chunk = self.batch_size * self.num_replicas
+        rnd = math.floor if drop_last else math.ceil
+        # batches per rank contributed by each group
+        self._group_batches = {int(g): int(rnd(np.sum(self.groups == g) / chunk)) for g in np.unique(self.groups)}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next pass yields."""
+        self.epoch = int(epoch)
+
+    def set_start_iter(self, start_iter: int) -> None:
+        """Make the next pass skip its first ``start_iter`` batches (resume in the middle of an epoch)."""
+        if not 0 <= start_iter <= len(self):
+            raise ValueError(f"start_iter {start_iter} outside 0..{len(self)} batches per epoch")
+        self.start_iter = int(start_iter)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """All batches of ``epoch`` for this rank, in order (no skipping)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        chunk = self.batch_size * self.num_replicas
+        batches: list[np.ndarray] = []
+        for g, k in self._group_batches.items():
+            idx = np.flatnonzero(self.groups == g)
+            if self.shuffle:
+                idx = rng.permutation(idx)
+            idx = np.resize(idx, k * chunk)  # pads by cycling, or truncates (drop_last)
+            batches.extend(idx.reshape(-1, self.batch_size))
+        if self.shuffle:
+            order = rng.permutation(len(batches))
+        else:
+            order = np.argsort([b[0] for b in batches], kind="stable")
+        mine = order[self.rank::self.num_replicas]
+        return [batches[i].tolist() for i in mine]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start, self.start_iter = self.start_iter, 0  # skipping applies to one pass only
+        yield from self.epoch_batches(self.epoch)[start:]
+
+    def __len__(self) -> int:
+        return sum(self._group_batches.values())
+
+
+class InferenceSampler(Sampler[int]):
+    """Sequential indices of this rank's contiguous slice of ``range(size)``; no padding, no repeats.
+
+    Slices differ in length by at most one (the first ``size % num_replicas`` ranks get one more).
+    """
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0):
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"invalid rank {rank} for num_replicas {num_replicas}")
+        base, extra = divmod(int(size), num_replicas)
+        sizes = [base + int(r < extra) for r in range(num_replicas)]
+        self.begin = sum(sizes[:rank])
+        self.end = self.begin + sizes[rank]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.begin, self.end))
+
+    def __len__(self) -> int:
+        return self.end - self.begin
