@@ -1,0 +1,54 @@
+"""Any timm model as a multi-scale backbone (timm is optional: ``pip install detkit[timm]``)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from torch import Tensor, nn
+
+from detkit.registry import BACKBONES
+
+
+@BACKBONES.register
+class TimmBackbone(nn.Module):
+    """Wrap ``timm.create_model(model_name, features_only=True)``; weights only from a local file.
+
+    Args:
+        model_name: a timm model name (``timm.list_models()``), e.g. ``resnet50``, ``convnext_tiny``.
+        pretrained: ask for pretrained weights; nothing is ever downloaded, so it needs ``checkpoint_path``.
+        checkpoint_path: local ``.pth`` / ``.safetensors`` file of the timm model's weights, loaded (whenever
+            given) through timm's pretrained loader, which drops the classifier for the feature model.
+        out_indices: feature levels to return (timm's ``feature_info`` indices).
+        **kwargs: passed on to ``timm.create_model`` (e.g. ``drop_path_rate``).
+
+    Attributes:
+        out_channels (list[int]), strides (list[int]): from timm's ``feature_info``.
+
+    State dict: the timm feature model under ``body.`` (``body.<timm module names>``).
+    ``forward(x: Tensor[B,3,H,W]) -> list[Tensor]`` increasing stride.
+    """
+
+    def __init__(self, model_name: str, pretrained: bool = False, checkpoint_path: str | None = None,
+                 out_indices: Sequence[int] = (1, 2, 3, 4), **kwargs: Any):
+        super().__init__()
+        try:
+            import timm
+        except ImportError as e:
+            raise ImportError("TimmBackbone needs the optional package timm: pip install detkit[timm] "
+                              "(or pip install timm)") from e
+        if pretrained and not checkpoint_path:
+            raise ValueError(f"TimmBackbone('{model_name}'): pretrained=True needs checkpoint_path (a local "
+                             "weights file); detkit never downloads weights")
+        if checkpoint_path and not os.path.isfile(checkpoint_path):
+            raise FileNotFoundError(f"TimmBackbone checkpoint_path '{checkpoint_path}' does not exist")
+        if checkpoint_path:
+            # 'file' overrides every remote source; source='' keeps timm off the Hugging Face hub
+            kwargs["pretrained_cfg_overlay"] = dict(file=checkpoint_path, source="", url="", hf_hub_id="")
+        self.body = timm.create_model(model_name, pretrained=bool(checkpoint_path), features_only=True,
+                                      out_indices=tuple(out_indices), **kwargs)
+        self.out_channels = list(self.body.feature_info.channels())
+        self.strides = list(self.body.feature_info.reduction())
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Return the feature maps of ``out_indices``, increasing stride."""
+        return list(self.body(x))

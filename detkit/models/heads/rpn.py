@@ -1,0 +1,219 @@
+"""Region Proposal Network head: torchvision's ``RPNHead`` + ``RegionProposalNetwork`` numerics, batched."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation, batched_nms, box_iou
+
+from detkit.ops.anchors import anchor_strides, make_anchors
+from detkit.ops.box_coder import BoxCoder
+from detkit.ops.matcher import Matcher
+from detkit.ops.sampler import sample_pos_neg
+from detkit.registry import HEADS
+
+Raw = tuple[list[Tensor], list[Tensor]]
+
+
+def _flat_obj(o: Tensor) -> Tensor:
+    """[B, A, H, W] -> [B, H*W*A] (anchor order of :func:`make_anchors`)."""
+    return o.permute(0, 2, 3, 1).reshape(o.shape[0], -1)
+
+
+def _flat_deltas(d: Tensor) -> Tensor:
+    """[B, A*4, H, W] -> [B, H*W*A, 4]."""
+    b, a4, h, w = d.shape
+    return d.view(b, a4 // 4, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4)
+
+
+def _take_deltas(d: Tensor, idx: Tensor) -> Tensor:
+    """``_flat_deltas(d)[b, idx[b]]`` without reordering the whole map: [B, A*4, H, W], [B, k] -> [B, k, 4]."""
+    b, a4, h, w = d.shape
+    a = a4 // 4
+    batch = torch.arange(b, device=d.device)[:, None]
+    return d.view(b, a, 4, h * w)[batch, idx % a, :, idx // a]
+
+
+@HEADS.register
+class RPNHead(nn.Module):
+    """Objectness + box deltas for A anchors per location on every feature level (shared weights).
+
+    Args:
+        in_channels: channels of every input map.
+        anchor_sizes: one tuple of sizes per level (a flat tuple means one size per level).
+        aspect_ratios: ratios (height / width) shared by every level, or one tuple per level.
+        num_convs: 3x3 conv + ReLU layers before the two 1x1 predictors.
+        fg_iou_thresh, bg_iou_thresh: anchor IoU >= fg is positive, < bg negative, between ignored
+            (plus torchvision's low-quality matches).
+        batch_size_per_image, positive_fraction: anchors sampled per image for the loss.
+        pre_nms_top_n_*: proposals kept per level (and image) before NMS; ``*_train`` / ``*_test`` are
+            chosen by ``predict(train=...)``.
+        post_nms_top_n_*: proposals kept per image after NMS.
+        nms_thresh, score_thresh, min_size: proposal filtering as torchvision's ``filter_proposals``.
+
+    Raw output (``forward``): ``(objectness: list[Tensor[B,A,H_l,W_l]], deltas: list[Tensor[B,A*4,H_l,W_l]])``.
+    Anchors are float32 whatever the feature dtype, and decoding runs in float32.
+
+    State dict (same names as torchvision's ``rpn.head.*``): ``conv.{i}.0.{weight,bias}``,
+    ``cls_logits.{weight,bias}``, ``bbox_pred.{weight,bias}``.
+    """
+
+    def __init__(self, in_channels: int = 256,
+                 anchor_sizes: Sequence = ((32,), (64,), (128,), (256,), (512,)),
+                 aspect_ratios: Sequence = (0.5, 1.0, 2.0), num_convs: int = 1,
+                 fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256,
+                 positive_fraction: float = 0.5, pre_nms_top_n_train: int = 2000, post_nms_top_n_train: int = 2000,
+                 pre_nms_top_n_test: int = 1000, post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7,
+                 score_thresh: float = 0.0, min_size: float = 1e-3):
+        super().__init__()
+        sizes = [tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes]
+        if aspect_ratios and isinstance(aspect_ratios[0], (list, tuple)):
+            ratios = [tuple(r) for r in aspect_ratios]
+        else:
+            ratios = [tuple(aspect_ratios)] * len(sizes)
+        if len(ratios) != len(sizes):
+            raise ValueError(f"RPNHead: {len(sizes)} anchor size tuples but {len(ratios)} aspect ratio tuples")
+        counts = {len(s) * len(r) for s, r in zip(sizes, ratios)}
+        if len(counts) != 1:
+            raise ValueError("RPNHead shares its convs across levels: every level needs the same number of "
+                             f"anchors (sizes x ratios), got {sorted(counts)}")
+        self.anchor_sizes, self.aspect_ratios = tuple(sizes), tuple(ratios)
+        self.num_anchors = counts.pop()
+        self.conv = nn.Sequential(*[Conv2dNormActivation(in_channels, in_channels, kernel_size=3, norm_layer=None)
+                                    for _ in range(num_convs)])
+        self.cls_logits = nn.Conv2d(in_channels, self.num_anchors, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(in_channels, self.num_anchors * 4, kernel_size=1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.constant_(m.bias, 0)
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+        self.pre_nms_top_n = {"train": pre_nms_top_n_train, "test": pre_nms_top_n_test}
+        self.post_nms_top_n = {"train": post_nms_top_n_train, "test": post_nms_top_n_test}
+        self.nms_thresh, self.score_thresh, self.min_size = nms_thresh, score_thresh, min_size
+
+    def forward(self, feats: list[Tensor]) -> Raw:
+        """Objectness logits [B,A,H,W] and deltas [B,A*4,H,W] for every level."""
+        if len(feats) != len(self.anchor_sizes):
+            raise ValueError(f"RPNHead has anchor sizes for {len(self.anchor_sizes)} levels but got "
+                             f"{len(feats)} feature maps; set rpn_head.anchor_sizes to one tuple per level")
+        objectness, deltas = [], []
+        for f in feats:
+            t = self.conv(f)
+            objectness.append(self.cls_logits(t))
+            deltas.append(self.bbox_pred(t))
+        return objectness, deltas
+
+    def anchors(self, feats: list[Tensor], batch_shape: Sequence[int]) -> list[Tensor]:
+        """Per-level anchors Tensor[H_l*W_l*A, 4] (float32, shared by every image of the padded batch).
+
+        ``batch_shape`` is the padded batch's ``(H, W)``; strides are ``H // H_l``, ``W // W_l`` (torchvision).
+        """
+        sizes = [tuple(f.shape[-2:]) for f in feats]
+        return make_anchors(sizes, anchor_strides(batch_shape, sizes), self.anchor_sizes, self.aspect_ratios,
+                            device=feats[0].device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def predict(self, raw: Raw, feats: list[Tensor], batch_shape: Sequence[int],
+                image_sizes: Sequence[Sequence[int]], train: bool = False,
+                with_scores: bool = False) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        """Proposals per image (detached), as torchvision's ``RegionProposalNetwork.filter_proposals``.
+
+        Per level the ``pre_nms_top_n`` best anchors are decoded, clipped to ``image_sizes[i]`` (h, w),
+        small and low-score boxes dropped, NMS run per level, and the ``post_nms_top_n`` best kept.
+
+        Returns:
+            list of Tensor[K_i, 4] xyxy (score-descending); with ``with_scores`` also list of Tensor[K_i]
+            sigmoid objectness.
+        """
+        mode = "train" if train else "test"
+        objectness, deltas = raw
+        batch = objectness[0].shape[0]
+        boxes, logits, levels = [], [], []
+        for lvl, (o, d, a) in enumerate(zip(objectness, deltas, self.anchors(feats, batch_shape))):
+            o = _flat_obj(o).float()  # [B, n]
+            top, idx = o.topk(min(self.pre_nms_top_n[mode], o.shape[1]), dim=1)  # [B, k]
+            boxes.append(self.box_coder.decode(_take_deltas(d, idx).float(), a[idx]))  # [B, k, 4]
+            logits.append(top)
+            levels.append(torch.full_like(idx, lvl))
+        boxes, scores, levels = torch.cat(boxes, 1), torch.cat(logits, 1).sigmoid(), torch.cat(levels, 1)
+        # clip to each image (not the padded batch)
+        limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
+        boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, :])
+        wh = boxes[..., 2:] - boxes[..., :2]
+        valid = (wh >= self.min_size).all(-1) & (scores >= self.score_thresh)  # [B, K]
+        out_boxes, out_scores = [], []
+        for i in range(batch):
+            m = valid[i]
+            b, s = boxes[i][m], scores[i][m]
+            keep = batched_nms(b, s, levels[i][m], self.nms_thresh)[: self.post_nms_top_n[mode]]
+            out_boxes.append(b[keep])
+            out_scores.append(s[keep])
+        return (out_boxes, out_scores) if with_scores else out_boxes
+
+    def loss(self, raw: Raw, feats: list[Tensor], batch_shape: Sequence[int], targets: list[dict],
+             image_sizes: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
+        """Sampled BCE objectness loss and smooth-L1 (beta 1/9) box loss, both over the sampled anchors.
+
+        Args:
+            targets: per image a dict with ``boxes`` Tensor[M_i, 4] (M_i may be 0: all anchors negative).
+            image_sizes: unused (torchvision keeps anchors that cross the image border); for API symmetry.
+
+        Returns:
+            ``{'rpn/cls': Tensor[], 'rpn/box': Tensor[]}``.
+        """
+        objectness, deltas = raw
+        anchors = torch.cat(self.anchors(feats, batch_shape))  # [N, 4]
+        obj = torch.cat([_flat_obj(o) for o in objectness], 1).float()  # [B, N]
+        dlt = torch.cat([_flat_deltas(d) for d in deltas], 1).float()  # [B, N, 4]
+        labels, matches, gt = self.assign(anchors, [t["boxes"] for t in targets])
+        pos, neg = sample_pos_neg(labels, self.batch_size_per_image, self.positive_fraction)
+        sampled = pos | neg
+        num_sampled = sampled.sum().clamp(min=1)
+        img, anchor = pos.nonzero(as_tuple=True)  # only the sampled positives need targets
+        reg_targets = self.box_coder.encode(gt[img, matches[img, anchor]], anchors[anchor])
+        box_loss = F.smooth_l1_loss(dlt[img, anchor], reg_targets, beta=1 / 9, reduction="sum") / num_sampled
+        # a 0/1 weight instead of boolean indexing: no host sync on GPU
+        cls_loss = F.binary_cross_entropy_with_logits(obj, pos.to(obj.dtype), weight=sampled.to(obj.dtype),
+                                                      reduction="sum") / num_sampled
+        return {"rpn/cls": cls_loss, "rpn/box": box_loss}
+
+    @torch.no_grad()
+    def assign(self, anchors: Tensor, gt_boxes: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Label anchors for every image at once (torchvision's ``assign_targets_to_anchors``).
+
+        Args:
+            anchors: Tensor[N, 4]; gt_boxes: per image Tensor[M_i, 4].
+
+        Returns:
+            labels int64 [B, N] (1 positive, 0 negative, -1 ignored), matched gt index int64 [B, N]
+            (negative where unmatched) and the gts padded to float [B, max M_i, 4].
+        """
+        batch, n = len(gt_boxes), anchors.shape[0]
+        gts = [g.to(device=anchors.device, dtype=anchors.dtype).reshape(-1, 4) for g in gt_boxes]
+        m_max = max((len(g) for g in gts), default=0)
+        if m_max == 0:
+            return (anchors.new_zeros((batch, n), dtype=torch.int64),
+                    anchors.new_full((batch, n), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64),
+                    anchors.new_zeros((batch, 0, 4)))
+        lengths = [len(g) for g in gts]
+        counts = torch.tensor(lengths, device=anchors.device)
+        flat = torch.cat(gts)  # [sum M, 4]
+        img = torch.repeat_interleave(torch.arange(batch, device=anchors.device), counts, output_size=len(flat))
+        slot = torch.arange(len(flat), device=anchors.device) - (torch.cumsum(counts, 0) - counts)[img]
+        valid = torch.zeros((batch, m_max), dtype=torch.bool, device=anchors.device)
+        valid[img, slot] = True
+        padded = anchors.new_zeros((batch, m_max, 4))
+        padded[img, slot] = flat
+        if min(lengths) == m_max:  # no padding: IoU straight into the batch layout
+            quality = box_iou(flat, anchors).view(batch, m_max, n)
+        else:
+            quality = anchors.new_empty((batch, m_max, n))  # the matcher ignores the padded rows
+            quality[img, slot] = box_iou(flat, anchors)
+        matches = self.matcher(quality, valid)  # [B, N]
+        labels = torch.where(matches == Matcher.BETWEEN_THRESHOLDS, -1, (matches >= 0).to(torch.int64))
+        return labels, matches, padded

@@ -1,0 +1,36 @@
+"""TimmBackbone: optional timm feature extractor; weights only from local files."""
+import sys
+
+import pytest
+import torch
+
+from detkit.models.backbones.timm import TimmBackbone
+
+
+def test_missing_timm_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install detkit\[timm\]"):
+        TimmBackbone("resnet18")
+
+
+def test_features_channels_and_strides():
+    pytest.importorskip("timm")
+    model = TimmBackbone("resnet18", out_indices=(1, 2, 3, 4)).eval()
+    assert model.out_channels == [64, 128, 256, 512] and model.strides == [4, 8, 16, 32]
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [tuple(o.shape[1:]) for o in outs] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
+
+
+def test_local_checkpoint_and_no_downloads(tmp_path):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.pth"
+    torch.save(full.state_dict(), path)
+    model = TimmBackbone("resnet18", pretrained=True, checkpoint_path=str(path), out_indices=(2, 3))
+    assert torch.equal(model.body.layer3[0].conv1.weight, full.layer3[0].conv1.weight)
+    assert model.strides == [8, 16]
+    with pytest.raises(ValueError, match="needs checkpoint_path"):
+        TimmBackbone("resnet18", pretrained=True)
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        TimmBackbone("resnet18", checkpoint_path=str(tmp_path / "nope.pth"))
