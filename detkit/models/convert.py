@@ -1,0 +1,191 @@
+"""Convert torchvision state dicts (Faster/Mask R-CNN R50-FPN v1, ResNet classifiers) to detkit checkpoints."""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# COCO category ids 1..90 that are used (80); torchvision's 91-way heads have background at 0.
+COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
+COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in COCO_UNUSED_IDS]
+COCO_CLASSES = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+]
+
+_RESNET_DEPTHS = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101, (36, True): 152}
+
+
+class ConversionError(ValueError):
+    """A state dict that this converter does not know; the message says what was expected."""
+
+
+def unwrap_state_dict(obj: Any, src: str = "checkpoint") -> dict[str, Tensor]:
+    """The tensors of a plain state dict or of one under ``model`` / ``state_dict`` (``module.`` stripped)."""
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ConversionError(f"{src}: not a state dict (expected a dict of tensors, or one under 'model'/'state_dict')")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def detect_kind(state: dict[str, Tensor]) -> str:
+    """'maskrcnn_resnet50_fpn', 'fasterrcnn_resnet50_fpn' or 'resnet{depth}', from the keys."""
+    keys = set(state)
+    if "backbone.body.conv1.weight" in keys and "roi_heads.box_predictor.cls_score.weight" in keys:
+        if "roi_heads.box_head.fc6.weight" not in keys or "backbone.fpn.inner_blocks.0.1.weight" in keys:
+            raise ConversionError("torchvision *_v2 detection weights (conv box head, BN in the FPN/RPN) are not "
+                                  "supported; convert fasterrcnn_resnet50_fpn / maskrcnn_resnet50_fpn (v1) weights")
+        depth = _resnet_depth(state, "backbone.body.")
+        if depth != 50:
+            raise ConversionError(f"only ResNet-50 FPN detection weights are supported, this backbone is ResNet-{depth}")
+        mask = any(k.startswith("roi_heads.mask_predictor.") for k in keys)
+        return "maskrcnn_resnet50_fpn" if mask else "fasterrcnn_resnet50_fpn"
+    if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
+        return f"resnet{_resnet_depth(state, '')}"
+    sample = ", ".join(sorted(keys)[:4])
+    raise ConversionError("unknown state dict: expected torchvision fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn "
+                          f"or a ResNet classifier (keys like 'backbone.body.conv1.weight' or 'conv1.weight'); "
+                          f"got keys {sample}, ...")
+
+
+def _resnet_depth(state: dict[str, Tensor], prefix: str) -> int:
+    blocks = {int(m.group(1)) for k in state if (m := re.match(re.escape(prefix) + r"layer3\.(\d+)\.", k))}
+    bottleneck = f"{prefix}layer1.0.conv3.weight" in state
+    key = (max(blocks) + 1 if blocks else 0, bottleneck)
+    if key not in _RESNET_DEPTHS:
+        raise ConversionError(f"unrecognised ResNet layout ({key[0]} blocks in layer3, bottleneck={bottleneck})")
+    return _RESNET_DEPTHS[key]
+
+
+def reorder_box_predictor(cls_w: Tensor, cls_b: Tensor, box_w: Tensor, box_b: Tensor,
+                          keep: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """torchvision FastRCNNPredictor (background at 0, K*4 deltas) -> detkit (background last, C*4 deltas).
+
+    ``keep[c]`` is the torchvision class index of detkit label ``c``.
+    """
+    order = list(keep) + [0]
+    k = cls_w.shape[0]
+    box_w = box_w.reshape(k, 4, -1)[keep].reshape(len(keep) * 4, -1)
+    box_b = box_b.reshape(k, 4)[keep].reshape(-1)
+    return cls_w[order].clone(), cls_b[order].clone(), box_w.clone(), box_b.clone()
+
+
+_RENAMES = [  # torchvision detection key regex -> detkit key
+    (r"^backbone\.body\.", "backbone."),
+    (r"^backbone\.fpn\.inner_blocks\.(\d+)\.(?:0\.)?", r"neck.lateral_convs.\1."),
+    (r"^backbone\.fpn\.layer_blocks\.(\d+)\.(?:0\.)?", r"neck.output_convs.\1."),
+    (r"^rpn\.head\.conv\.(weight|bias)$", r"rpn_head.conv.0.0.\1"),  # torchvision < 0.13 layout
+    (r"^rpn\.head\.conv\.(\d+)\.(?:0\.)?", r"rpn_head.conv.\1.0."),
+    (r"^rpn\.head\.", "rpn_head."),
+    (r"^roi_heads\.box_head\.fc6\.", "box_head.fcs.0."),
+    (r"^roi_heads\.box_head\.fc7\.", "box_head.fcs.1."),
+    (r"^roi_heads\.mask_head\.mask_fcn(\d+)\.", lambda m: f"mask_head.convs.{int(m.group(1)) - 1}.0."),
+    (r"^roi_heads\.mask_head\.(\d+)\.(?:0\.)?", r"mask_head.convs.\1.0."),
+    (r"^roi_heads\.mask_predictor\.conv5_mask\.", "mask_head.deconv."),
+]
+
+
+def convert_detection(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str] | None, int]:
+    """Rename a torchvision R-CNN state dict to detkit's layout and drop the unused COCO classes.
+
+    Returns (state dict, class names or None, num_classes).
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("roi_heads.box_predictor.") or key.startswith("roi_heads.mask_predictor.mask_fcn_logits."):
+            continue
+        new = key
+        for pattern, repl in _RENAMES:
+            new, n = re.subn(pattern, repl, new)
+            if n:
+                break
+        if new == key:
+            raise ConversionError(f"unexpected key in the torchvision state dict: {key}")
+        out[new] = value
+    cls_w = state["roi_heads.box_predictor.cls_score.weight"]
+    k = cls_w.shape[0]
+    if k == 91:
+        keep, names = COCO_CATEGORY_IDS, list(COCO_CLASSES)
+    else:  # a model fine-tuned on K-1 classes: keep them all, in order
+        keep, names = list(range(1, k)), None
+    (out["box_head.cls_score.weight"], out["box_head.cls_score.bias"], out["box_head.bbox_pred.weight"],
+     out["box_head.bbox_pred.bias"]) = reorder_box_predictor(
+        cls_w, state["roi_heads.box_predictor.cls_score.bias"], state["roi_heads.box_predictor.bbox_pred.weight"],
+        state["roi_heads.box_predictor.bbox_pred.bias"], keep)
+    if "roi_heads.mask_predictor.mask_fcn_logits.weight" in state:
+        out["mask_head.logits.weight"] = state["roi_heads.mask_predictor.mask_fcn_logits.weight"][keep].clone()
+        out["mask_head.logits.bias"] = state["roi_heads.mask_predictor.mask_fcn_logits.bias"][keep].clone()
+    return out, names, len(keep)
+
+
+def convert_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Convert a torchvision state dict; returns (detkit state dict, info: kind, class_names, num_classes)."""
+    kind = detect_kind(state)
+    if kind.startswith("resnet"):  # classifier: backbone weights only, fc dropped
+        out = {f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")}
+        return out, {"kind": kind, "class_names": None, "num_classes": None}
+    out, names, num_classes = convert_detection(state)
+    return out, {"kind": kind, "class_names": names, "num_classes": num_classes}
+
+
+def _meta_config(config: dict | None, info: dict, norm_eps: float | None) -> dict | None:
+    if config is None:
+        return None
+    cfg = copy.deepcopy(config)
+    model = cfg.get("model", cfg)
+    if info["num_classes"] is not None:
+        if model.get("num_classes") not in (None, info["num_classes"]):
+            raise ConversionError(f"the config has model.num_classes={model.get('num_classes')} but the weights have "
+                                  f"{info['num_classes']} classes")
+        model["num_classes"] = info["num_classes"]
+    if norm_eps is not None and isinstance(model.get("backbone"), dict):
+        model["backbone"]["norm_eps"] = float(norm_eps)
+    return cfg
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None,
+                       norm_eps: float | None = 0.0) -> dict[str, Any]:
+    """Read a torchvision state dict from ``src``, write a detkit checkpoint to ``dst`` (atomically).
+
+    ``norm_eps`` (R-CNN weights only) is written into the config's ``model.backbone.norm_eps``: torchvision's
+    COCO R-CNN v1 weights expect FrozenBN eps 0 (torchvision overwrites it); None leaves the config as is.
+    Returns the checkpoint's ``meta``.
+    """
+    import detkit
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise ConversionError(f"{src}: file not found")
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 (any unpickling failure is a bad input file)
+        raise ConversionError(f"{src}: cannot read as a weights-only torch file: {e}") from e
+    state = unwrap_state_dict(obj, str(src))
+    out, info = convert_state_dict(state)
+    detection = not info["kind"].startswith("resnet")
+    meta = {"class_names": info["class_names"],
+            "config": _meta_config(config, info, norm_eps if detection else None),
+            "version": detkit.__version__, "converted_from": f"torchvision:{info['kind']}"}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save({"model": out, "meta": meta}, tmp)
+    os.replace(tmp, dst)
+    return meta

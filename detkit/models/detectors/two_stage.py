@@ -1,0 +1,99 @@
+"""Faster R-CNN / Mask R-CNN: backbone + neck + RPN + RoI box head (+ RoI mask head)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from detkit.models.detectors.base import (build_part, build_preprocess, default_class_names, targets_to_device,
+                                          to_original)
+from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
+
+
+@DETECTORS.register
+class TwoStageDetector(nn.Module):
+    """Two-stage detector; parts given as modules or registry spec dicts (``{'type': ..., ...}``).
+
+    Args:
+        backbone, neck, rpn_head, box_head, mask_head: the parts (``neck``/``mask_head`` may be None).
+            The neck's ``in_channels`` defaults to the backbone's ``out_channels``; ``num_classes`` is
+            passed to the box and mask heads when their spec lacks it.
+        num_classes: C foreground classes (labels 0..C-1).
+        class_names: C names (default ``class_0 ...``).
+        preprocess: ``Preprocessor`` keyword arguments (pixel_mean, pixel_std, size_divisor, channels_last).
+        mask_thresh: probability threshold of the pasted masks.
+
+    ``loss(batch)`` -> ``{'rpn/cls', 'rpn/box', 'roi/cls', 'roi/box'[, 'roi/mask']}``; ``predict(batch)`` ->
+    per image ``boxes``/``scores``/``labels`` (+ ``masks`` bool [N,H0,W0]) in original-image pixels.
+    """
+
+    def __init__(self, backbone: nn.Module | dict, neck: nn.Module | dict | None, rpn_head: nn.Module | dict,
+                 box_head: nn.Module | dict, mask_head: nn.Module | dict | None = None, num_classes: int = 80,
+                 class_names: Sequence[str] | None = None, preprocess: nn.Module | dict | None = None,
+                 mask_thresh: float = 0.5):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.class_names = default_class_names(self.num_classes, class_names)
+        self.preprocess = build_preprocess(preprocess)
+        self.backbone = build_part(BACKBONES, backbone)
+        self.neck = build_part(NECKS, neck, in_channels=getattr(self.backbone, "out_channels", None))
+        self.rpn_head = build_part(HEADS, rpn_head)
+        self.box_head = build_part(HEADS, box_head, num_classes=self.num_classes)
+        self.mask_head = build_part(HEADS, mask_head, num_classes=self.num_classes)
+        for name in ("box_head", "mask_head"):
+            head = getattr(self, name)
+            if head is not None and getattr(head, "num_classes", self.num_classes) != self.num_classes:
+                raise ValueError(f"{name}.num_classes={head.num_classes} but the detector has "
+                                 f"num_classes={self.num_classes}; drop it from the {name} config")
+        self.mask_thresh = float(mask_thresh)
+
+    def extract_feats(self, images: Tensor) -> list[Tensor]:
+        """Backbone (+ neck) maps for normalised images [B,3,H,W], increasing stride."""
+        feats = self.backbone(images)
+        return self.neck(feats) if self.neck is not None else feats
+
+    def _proposals(self, batch: dict, train: bool) -> tuple[list[Tensor], tuple, list, list[Tensor], tuple]:
+        """Features, raw RPN outputs, image sizes, detached proposals and the padded input (H, W)."""
+        images = self.preprocess(batch)                                        # [B,3,H,W] float
+        feats = self.extract_feats(images)
+        sizes = [tuple(int(v) for v in s) for s in batch["image_sizes"]]
+        raw = self.rpn_head(feats)
+        proposals = self.rpn_head.predict(raw, feats, images.shape[-2:], sizes, train=train)
+        return feats, raw, sizes, [p.detach() for p in proposals], tuple(images.shape[-2:])
+
+    def loss(self, batch: dict) -> dict[str, Tensor]:
+        """Training losses for a batch (docs/contracts.md); images without objects are allowed."""
+        feats, raw, sizes, proposals, batch_shape = self._proposals(batch, train=True)
+        targets = targets_to_device(batch["targets"], feats[0].device)
+        losses = dict(self.rpn_head.loss(raw, feats, batch_shape, targets, sizes))
+        props, labels, reg_targets, matched = self.box_head.sample(proposals, targets)
+        losses.update(self.box_head.loss(self.box_head(feats, props, sizes), labels, reg_targets))
+        if self.mask_head is not None:
+            if any("masks" not in t for t in targets):
+                raise ValueError("the mask head needs instance masks in batch['targets']: build the training "
+                                 "dataset with with_masks=True")
+            pos = [lab < self.num_classes for lab in labels]
+            mask_props = [p[m] for p, m in zip(props, pos)]
+            logits = self.mask_head(feats, mask_props, sizes)
+            losses.update(self.mask_head.loss(logits, mask_props, [t["masks"] for t in targets],
+                                              [i[m] for i, m in zip(matched, pos)],
+                                              [lab[m] for lab, m in zip(labels, pos)]))
+        return losses
+
+    @torch.no_grad()
+    def predict(self, batch: dict, score_thr: float | None = None, nms_thr: float | None = None,
+                max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+        """Detections per image in original-image pixels; test settings overridable per call."""
+        feats, _, sizes, proposals, _ = self._proposals(batch, train=False)
+        dets = self.box_head.predict(self.box_head(feats, proposals, sizes), proposals, sizes,
+                                     score_thresh=score_thr, nms_thresh=nms_thr, detections_per_img=max_per_img)
+        probs = None
+        if self.mask_head is not None:
+            logits = self.mask_head(feats, [d["boxes"] for d in dets], sizes)
+            probs = self.mask_head.predict(logits, dets)
+        return to_original(dets, batch, probs, self.mask_thresh)
+
+    def forward(self, batch: dict, **kwargs) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """``loss(batch)`` in training mode, ``predict(batch, **kwargs)`` in eval mode."""
+        return self.loss(batch) if self.training else self.predict(batch, **kwargs)

@@ -1,0 +1,223 @@
+"""Fast R-CNN RoI box head: multi-scale RoIAlign, 2fc or 4conv1fc, class-specific box regression.
+
+Class logits are ``[R, C+1]`` with the background LAST (index C, as MMDetection / Detectron2); box
+deltas are ``[R, C*4]`` (no background deltas). Labels at the API are 0..C-1; sampled labels use
+``C`` for background.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+
+from detkit.ops.box_coder import BoxCoder
+from detkit.ops.matcher import Matcher
+from detkit.ops.sampler import sample_pos_neg
+from detkit.registry import HEADS
+
+
+def make_norm(norm: str | None, channels: int) -> nn.Module:
+    """A normalisation layer by name: None/'' -> Identity, 'BN', 'GN' (32 groups, fewer if needed)."""
+    if not norm:
+        return nn.Identity()
+    if norm == "BN":
+        return nn.BatchNorm2d(channels)
+    if norm == "GN":
+        groups = 32
+        while channels % groups:
+            groups //= 2
+        return nn.GroupNorm(groups, channels)
+    raise ValueError(f"unknown norm {norm!r}; use None, 'BN' or 'GN'")
+
+
+def conv_block(in_ch: int, out_ch: int, norm: str | None = None, dilation: int = 1) -> nn.Sequential:
+    """3x3 conv (+ norm) + ReLU, laid out as torchvision's Conv2dNormActivation (``0`` conv, ``1`` norm)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation, bias=not norm)]
+    if norm:
+        layers.append(make_norm(norm, out_ch))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def pool_rois(pooler: MultiScaleRoIAlign, feats: Sequence[Tensor], boxes: list[Tensor],
+              strides: Sequence[int]) -> Tensor:
+    """RoIAlign ``boxes`` (list per image of [K_i,4]) from the first ``len(strides)`` maps -> [sum K_i, C, S, S].
+
+    The pooler infers each level's scale from the padded input size (feature size x first stride), so
+    scales are exact powers of two even for small or mixed-size images.
+    """
+    n = len(strides)
+    x = {str(i): f for i, f in enumerate(feats[:n])}
+    h, w = feats[0].shape[-2] * strides[0], feats[0].shape[-1] * strides[0]
+    return pooler(x, boxes, [(h, w)] * len(boxes))
+
+
+@HEADS.register
+class RoIBoxHead(nn.Module):
+    """Second-stage box classifier and class-specific regressor on RoIAligned FPN features.
+
+    Args:
+        num_classes: C foreground classes.
+        in_channels: channels of the feature maps.
+        featmap_strides: strides of the maps used for pooling (the first ``len`` maps of the neck).
+        roi_output_size, sampling_ratio: RoIAlign settings.
+        head: '2fc' (torchvision's TwoMLPHead) or '4conv1fc' (FastRCNNConvFCHead).
+        representation_size: width of the fully connected layers.
+        conv_channels, norm: conv width and normalisation ('BN', 'GN' or None) for '4conv1fc'.
+        fg_iou_thresh, bg_iou_thresh: proposal matching thresholds.
+        batch_size_per_image, positive_fraction: RoI sampling.
+        bbox_reg_weights: BoxCoder weights.
+        score_thresh, nms_thresh, detections_per_img: test settings (overridable in ``predict``).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 256, featmap_strides: Sequence[int] = (4, 8, 16, 32),
+                 roi_output_size: int = 7, sampling_ratio: int = 2, head: str = "2fc",
+                 representation_size: int = 1024, conv_channels: int = 256, norm: str | None = None,
+                 fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
+                 positive_fraction: float = 0.25, bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100):
+        super().__init__()
+        if head not in ("2fc", "4conv1fc"):
+            raise ValueError(f"RoIBoxHead head must be '2fc' or '4conv1fc', got {head!r}")
+        self.num_classes = int(num_classes)
+        self.featmap_strides = tuple(int(s) for s in featmap_strides)
+        self.pooler = MultiScaleRoIAlign([str(i) for i in range(len(self.featmap_strides))],
+                                         roi_output_size, sampling_ratio)
+        convs, ch = [], in_channels
+        if head == "4conv1fc":
+            for _ in range(4):
+                convs.append(conv_block(ch, conv_channels, norm))
+                ch = conv_channels
+        self.convs = nn.Sequential(*convs)
+        dims = [ch * roi_output_size ** 2] + [representation_size] * (2 if head == "2fc" else 1)
+        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.cls_score = nn.Linear(representation_size, self.num_classes + 1)
+        self.bbox_pred = nn.Linear(representation_size, self.num_classes * 4)
+        for m in self.convs.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+        self.box_coder = BoxCoder(bbox_reg_weights)
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
+        self.batch_size_per_image = int(batch_size_per_image)
+        self.positive_fraction = float(positive_fraction)
+        self.score_thresh = float(score_thresh)
+        self.nms_thresh = float(nms_thresh)
+        self.detections_per_img = int(detections_per_img)
+
+    @torch.no_grad()
+    def sample(self, proposals: list[Tensor], targets: list[dict]
+               ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """Add gt boxes to the proposals, match them to the gt and sample a balanced subset per image.
+
+        Args:
+            proposals: per image Tensor[P_i,4] xyxy (input-image pixels).
+            targets: per image dict with ``boxes`` float [N_i,4] and ``labels`` int64 [N_i] (0..C-1).
+
+        Returns:
+            proposals [S_i,4], labels int64 [S_i] (0..C-1, C = background), regression_targets [S_i,4],
+            matched_idxs int64 [S_i] (index of the matched gt; 0 for background) -- lists per image.
+        """
+        out_p, out_l, out_t, out_m = [], [], [], []
+        for props, tgt in zip(proposals, targets):
+            gt = tgt["boxes"].to(device=props.device, dtype=props.dtype)
+            gt_labels = tgt["labels"].to(device=props.device, dtype=torch.int64)
+            props = torch.cat([props, gt])                                     # [P+N,4]
+            if gt.shape[0] == 0:
+                matched = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
+                labels = torch.full_like(matched, self.num_classes)
+                gt = props.new_zeros((1, 4))
+            else:
+                m = self.matcher(box_iou(gt, props))                           # [P+N]
+                matched = m.clamp(min=0)
+                labels = gt_labels[matched]
+                labels[m == Matcher.BELOW_LOW_THRESHOLD] = self.num_classes
+                labels[m == Matcher.BETWEEN_THRESHOLDS] = -1
+            # sampler convention: >=1 positive, 0 negative, <0 ignored
+            code = torch.where(labels == self.num_classes, 0, torch.where(labels < 0, -1, 1))
+            pos, neg = sample_pos_neg(code, self.batch_size_per_image, self.positive_fraction)
+            keep = torch.where(pos | neg)[0]
+            props, labels, matched = props[keep], labels[keep], matched[keep]
+            out_p.append(props)
+            out_l.append(labels)
+            out_m.append(matched)
+            out_t.append(self.box_coder.encode(gt[matched], props))
+        return out_p, out_l, out_t, out_m
+
+    def forward(self, feats: Sequence[Tensor], proposals: list[Tensor],
+                image_sizes: Sequence[Sequence[int]] | None = None) -> tuple[Tensor, Tensor]:
+        """Classify and regress proposals.
+
+        Args:
+            feats: neck maps [B,C_in,H_l,W_l], increasing stride (only the first ``len(featmap_strides)`` used).
+            proposals: per image Tensor[K_i,4] xyxy.
+            image_sizes: unused (kept for a uniform head signature); pooling scales come from the maps.
+
+        Returns:
+            class_logits [R, C+1] (background last), box_deltas [R, C*4]; R = sum K_i.
+        """
+        x = pool_rois(self.pooler, feats, proposals, self.featmap_strides)    # [R,C_in,S,S]
+        x = self.convs(x).flatten(1)
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return self.cls_score(x), self.bbox_pred(x)
+
+    def loss(self, raw: tuple[Tensor, Tensor], labels: list[Tensor] | Tensor,
+             regression_targets: list[Tensor] | Tensor) -> dict[str, Tensor]:
+        """torchvision's fastrcnn_loss: CE over sampled RoIs, smooth-L1 (beta 1/9) on positives / #sampled.
+
+        Returns ``{'roi/cls': scalar, 'roi/box': scalar}``.
+        """
+        logits, deltas = raw[0].float(), raw[1].float()  # float32 losses under AMP
+        labels = torch.cat(list(labels)) if isinstance(labels, (list, tuple)) else labels
+        targets = torch.cat(list(regression_targets)) if isinstance(regression_targets, (list, tuple)) \
+            else regression_targets
+        if labels.numel() == 0:
+            zero = logits.sum() * 0 + deltas.sum() * 0
+            return {"roi/cls": zero, "roi/box": zero.clone()}
+        cls_loss = F.cross_entropy(logits, labels)
+        pos = torch.where(labels < self.num_classes)[0]
+        deltas = deltas.reshape(deltas.shape[0], self.num_classes, 4)         # [R,C,4]
+        box_loss = F.smooth_l1_loss(deltas[pos, labels[pos]], targets[pos], beta=1 / 9, reduction="sum")
+        return {"roi/cls": cls_loss, "roi/box": box_loss / labels.numel()}
+
+    @torch.no_grad()
+    def predict(self, raw: tuple[Tensor, Tensor], proposals: list[Tensor], image_sizes: Sequence[Sequence[int]],
+                score_thresh: float | None = None, nms_thresh: float | None = None,
+                detections_per_img: int | None = None) -> list[dict[str, Tensor]]:
+        """Detections per image, as torchvision's postprocess_detections.
+
+        Softmax, decode per class, clip to the image, drop background, keep scores > score_thresh, remove
+        boxes smaller than 1e-2, per-class NMS, top ``detections_per_img``.
+
+        Returns:
+            per image ``{'boxes': [N,4], 'scores': [N], 'labels': int64 [N] (0..C-1)}`` in input-image pixels.
+        """
+        score_thresh = self.score_thresh if score_thresh is None else float(score_thresh)
+        nms_thresh = self.nms_thresh if nms_thresh is None else float(nms_thresh)
+        top_k = self.detections_per_img if detections_per_img is None else int(detections_per_img)
+        logits, deltas = raw[0].float(), raw[1].float()  # decode in float32 even under AMP
+        c = self.num_classes
+        props = torch.cat(proposals).float() if len(proposals) else deltas.new_zeros((0, 4))
+        boxes = self.box_coder.decode(deltas, props).reshape(-1, c, 4)          # [R,C,4]
+        scores = F.softmax(logits, -1)[:, :c]                                  # [R,C]
+        labels = torch.arange(c, device=logits.device).expand_as(scores)
+        counts = [p.shape[0] for p in proposals]
+        results = []
+        for b, s, lab, size in zip(boxes.split(counts), scores.split(counts), labels.split(counts), image_sizes):
+            b = clip_boxes_to_image(b, (int(size[0]), int(size[1]))).reshape(-1, 4)
+            s, lab = s.reshape(-1), lab.reshape(-1)
+            keep = torch.where(s > score_thresh)[0]
+            b, s, lab = b[keep], s[keep], lab[keep]
+            keep = remove_small_boxes(b, min_size=1e-2)
+            b, s, lab = b[keep], s[keep], lab[keep]
+            keep = batched_nms(b, s, lab, nms_thresh)[:top_k]
+            results.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})
+        return results

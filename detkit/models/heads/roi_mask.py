@@ -1,0 +1,100 @@
+"""Mask R-CNN RoI mask head: RoIAlign 14x14, four 3x3 convs, 2x2 deconv, class-specific 28x28 mask logits."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+
+from detkit.models.heads.roi_box import conv_block, pool_rois
+from detkit.registry import HEADS
+
+
+@HEADS.register
+class RoIMaskHead(nn.Module):
+    """Class-specific mask logits for boxes, as torchvision's MaskRCNNHeads + MaskRCNNPredictor.
+
+    Args:
+        num_classes: C foreground classes (one mask channel each; no background channel).
+        in_channels: channels of the feature maps.
+        featmap_strides: strides of the pooled maps (the first ``len`` maps of the neck).
+        roi_output_size, sampling_ratio: RoIAlign settings (masks are ``2 * roi_output_size`` square).
+        conv_channels, num_convs, dilation: the conv tower.
+        norm: None, 'BN' or 'GN' after each conv.
+
+    State dict: ``convs.{i}.0.weight/bias`` (``convs.{i}.1.*`` with a norm), ``deconv.*``, ``logits.*``.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int = 256, featmap_strides: Sequence[int] = (4, 8, 16, 32),
+                 roi_output_size: int = 14, sampling_ratio: int = 2, conv_channels: int = 256, num_convs: int = 4,
+                 dilation: int = 1, norm: str | None = None):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.featmap_strides = tuple(int(s) for s in featmap_strides)
+        self.pooler = MultiScaleRoIAlign([str(i) for i in range(len(self.featmap_strides))],
+                                         roi_output_size, sampling_ratio)
+        self.convs = nn.Sequential(*[conv_block(in_channels if i == 0 else conv_channels, conv_channels, norm, dilation)
+                                     for i in range(num_convs)])
+        ch = conv_channels if num_convs else in_channels
+        self.deconv = nn.ConvTranspose2d(ch, conv_channels, 2, 2, 0)
+        self.logits = nn.Conv2d(conv_channels, self.num_classes, 1)
+        self.mask_size = 2 * int(roi_output_size)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, feats: Sequence[Tensor], boxes: list[Tensor],
+                image_sizes: Sequence[Sequence[int]] | None = None) -> Tensor:
+        """Mask logits for ``boxes`` (per image Tensor[K_i,4] xyxy) -> Tensor[sum K_i, C, M, M], M = 28."""
+        x = pool_rois(self.pooler, feats, boxes, self.featmap_strides)        # [R,C_in,14,14]
+        x = F.relu(self.deconv(self.convs(x)))                                 # [R,256,28,28]
+        return self.logits(x)                                                  # [R,C,28,28]
+
+    def loss(self, mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[Tensor],
+             matched_idxs: list[Tensor], labels: list[Tensor] | Tensor) -> dict[str, Tensor]:
+        """torchvision's maskrcnn_loss: BCE between the gt-class logits and gt masks RoIAligned to M x M.
+
+        Args:
+            mask_logits: [P, C, M, M] for the positive proposals of all images (P = sum P_i).
+            proposals: per image Tensor[P_i,4] positive proposals (input-image pixels).
+            gt_masks: per image uint8/bool/float [N_i,h,w] instance masks (input-image pixels).
+            matched_idxs: per image int64 [P_i], the gt each proposal matched.
+            labels: per image int64 [P_i] (or concatenated), their classes 0..C-1.
+
+        Returns:
+            ``{'roi/mask': scalar}`` (``0 * logits.sum()`` when there are no positives).
+        """
+        m = mask_logits.shape[-1]
+        labels = torch.cat(list(labels)) if isinstance(labels, (list, tuple)) else labels
+        targets = []
+        for masks, props, idxs in zip(gt_masks, proposals, matched_idxs):  # one roi_align per image
+            if props.shape[0] == 0:
+                continue
+            rois = torch.cat([idxs.to(props)[:, None], props], dim=1)          # [P_i,5]
+            masks = masks.to(device=props.device)[:, None]                     # [N_i,1,h,w]
+            targets.append(roi_align(masks.float(), rois.float(), (m, m), 1.0)[:, 0])  # [P_i,M,M]
+        if not targets or labels.numel() == 0:
+            return {"roi/mask": mask_logits.sum() * 0}
+        targets = torch.cat(targets)
+        logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels].float()  # [P,M,M]
+        return {"roi/mask": F.binary_cross_entropy_with_logits(logits, targets)}
+
+    @torch.no_grad()
+    def predict(self, mask_logits: Tensor, detections: list[dict] | list[Tensor]) -> list[Tensor]:
+        """Mask probabilities of each detection's class.
+
+        Args:
+            mask_logits: [N, C, M, M] for the detections of all images, in order.
+            detections: per image dict with ``labels`` int64 [N_i] (or the label tensors themselves).
+
+        Returns:
+            per image float [N_i, 1, M, M] probabilities.
+        """
+        labels = [d["labels"] if isinstance(d, dict) else d for d in detections]
+        flat = torch.cat(labels) if labels else mask_logits.new_zeros((0,), dtype=torch.int64)
+        probs = mask_logits[torch.arange(flat.shape[0], device=flat.device), flat][:, None].float().sigmoid()
+        return list(probs.split([lab.shape[0] for lab in labels]))

@@ -1,0 +1,75 @@
+"""Normalise and pad a uint8 batch on the model's device."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Preprocessor(nn.Module):
+    """uint8 images [B,3,H,W] -> float32 normalised images, zero outside each image, padded to a divisor.
+
+    Arithmetic follows torchvision's GeneralizedRCNNTransform: ``(x / 255 - mean / 255) / (std / 255)``
+    (mean/std given in 0..255 pixel units), and the padded region is 0 *after* normalisation.
+
+    Args:
+        pixel_mean: per-channel mean, RGB, in 0..255 units.
+        pixel_std: per-channel std, RGB, in 0..255 units.
+        size_divisor: pad height and width (bottom/right) up to a multiple of this.
+        channels_last: return a channels-last tensor (faster convolutions on GPUs with AMP).
+    """
+
+    def __init__(self, pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
+                 pixel_std: Sequence[float] = (58.395, 57.12, 57.375), size_divisor: int = 32,
+                 channels_last: bool = False):
+        super().__init__()
+        if len(pixel_mean) != 3 or len(pixel_std) != 3:
+            raise ValueError(f"pixel_mean and pixel_std need 3 values (RGB), got {pixel_mean} and {pixel_std}")
+        mean = torch.tensor([float(m) / 255.0 for m in pixel_mean], dtype=torch.float32)
+        std = torch.tensor([float(s) / 255.0 for s in pixel_std], dtype=torch.float32)
+        self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
+        self.size_divisor = int(size_divisor)
+        self.channels_last = bool(channels_last)
+
+    def forward(self, images: Tensor | dict, image_sizes: Sequence[Sequence[int]] | None = None) -> Tensor:
+        """Normalise and pad.
+
+        Args:
+            images: uint8 (or float in 0..255) [B,3,H,W], or a batch dict with ``images``/``image_sizes``.
+            image_sizes: (h, w) of each image before padding; default: the full H, W.
+
+        Returns:
+            float32 [B,3,H',W'] on this module's device, H' and W' multiples of ``size_divisor``,
+            zero outside ``image_sizes``.
+        """
+        if isinstance(images, dict):
+            image_sizes = images.get("image_sizes") if image_sizes is None else image_sizes
+            images = images["images"]
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected images [B,3,H,W], got shape {tuple(images.shape)}")
+        b, _, h, w = images.shape
+        x = images.to(self.mean.device, non_blocking=True).to(torch.float32) / 255.0
+        x = (x - self.mean) / self.std                                           # [B,3,H,W]
+        d = self.size_divisor
+        ph, pw = (-h) % d if d > 1 else 0, (-w) % d if d > 1 else 0
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))                                         # [B,3,H',W']
+        if image_sizes is not None:
+            sizes = torch.as_tensor([[int(s[0]), int(s[1])] for s in image_sizes], device=x.device)
+            if sizes.shape[0] != b:
+                raise ValueError(f"{sizes.shape[0]} image_sizes for a batch of {b} images")
+            rows = torch.arange(x.shape[2], device=x.device)
+            cols = torch.arange(x.shape[3], device=x.device)
+            valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (cols[None, None, :] < sizes[:, 1, None, None])
+            x = x.masked_fill(~valid[:, None], 0.0)                              # zero the padding
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def extra_repr(self) -> str:
+        mean = [round(float(v) * 255, 3) for v in self.mean.flatten()]
+        std = [round(float(v) * 255, 3) for v in self.std.flatten()]
+        return f"pixel_mean={mean}, pixel_std={std}, size_divisor={self.size_divisor}"

@@ -1,0 +1,118 @@
+"""tools/convert_weights.py and detkit.models.convert on torchvision state dicts (random weights)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models import resnet18
+from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+
+import detkit
+from detkit.config import load_config
+from detkit.models import build_model
+from detkit.models.backbones.resnet import ResNet
+from detkit.models.convert import COCO_CATEGORY_IDS, COCO_CLASSES, ConversionError, convert_state_dict, detect_kind
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "convert_weights.py"
+sys.path.insert(0, str(ROOT / "tools"))
+import convert_weights  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mask_state():
+    torch.manual_seed(0)
+    return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+
+
+def test_coco_classes_and_ids():
+    assert len(COCO_CLASSES) == len(COCO_CATEGORY_IDS) == 80
+    assert COCO_CATEGORY_IDS[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13] and COCO_CATEGORY_IDS[-1] == 90
+    assert COCO_CLASSES[0] == "person" and COCO_CLASSES[11] == "stop sign" and COCO_CLASSES[-1] == "toothbrush"
+
+
+def test_mask_rcnn_layout_and_class_mapping(mask_state):
+    assert detect_kind(mask_state) == "maskrcnn_resnet50_fpn"
+    out, info = convert_state_dict(mask_state)
+    assert info["num_classes"] == 80 and info["class_names"] == COCO_CLASSES
+    model = build_model(load_config(ROOT / "configs/_base_/models/mask_rcnn_r50_fpn.yaml"))
+    model.load_state_dict(out, strict=True)  # every key, every shape
+    ids = torch.tensor(COCO_CATEGORY_IDS)
+    cls_w = mask_state["roi_heads.box_predictor.cls_score.weight"]
+    assert torch.equal(out["box_head.cls_score.weight"][:80], cls_w[ids])
+    assert torch.equal(out["box_head.cls_score.weight"][80], cls_w[0])  # background last
+    box_w = mask_state["roi_heads.box_predictor.bbox_pred.weight"].reshape(91, 4, -1)
+    assert torch.equal(out["box_head.bbox_pred.weight"].reshape(80, 4, -1), box_w[ids])
+    assert torch.equal(out["mask_head.logits.weight"], mask_state["roi_heads.mask_predictor.mask_fcn_logits.weight"][ids])
+    assert torch.equal(out["neck.lateral_convs.2.weight"], mask_state["backbone.fpn.inner_blocks.2.0.weight"])
+    assert torch.equal(out["rpn_head.conv.0.0.weight"], mask_state["rpn.head.conv.0.0.weight"])
+    assert torch.equal(out["mask_head.convs.3.0.bias"], mask_state["roi_heads.mask_head.3.0.bias"])
+    assert torch.equal(out["backbone.layer4.2.conv3.weight"], mask_state["backbone.body.layer4.2.conv3.weight"])
+
+
+def test_faster_rcnn_cli_writes_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    state = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    src, dst = tmp_path / "tv.pth", tmp_path / "out" / "detkit.pth"
+    torch.save(state, src)
+    cfg = ROOT / "configs/_base_/models/faster_rcnn_r50_fpn.yaml"
+    res = subprocess.run([sys.executable, str(TOOL), "--from", "torchvision", str(src), str(dst), "--config", str(cfg)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "fasterrcnn_resnet50_fpn" in res.stdout
+    ckpt = torch.load(dst, map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    assert meta["converted_from"] == "torchvision:fasterrcnn_resnet50_fpn" and meta["version"] == detkit.__version__
+    assert meta["class_names"] == COCO_CLASSES
+    assert meta["config"]["model"]["num_classes"] == 80
+    assert meta["config"]["model"]["backbone"]["norm_eps"] == 0.0  # torchvision COCO v1 weights
+    assert not any(k.startswith("mask_head.") for k in ckpt["model"])
+    model = build_model(meta["config"], class_names=meta["class_names"])
+    model.load_state_dict(ckpt["model"], strict=True)
+    assert [p.name for p in dst.parent.iterdir()] == ["detkit.pth"]  # no temporary file left
+
+
+def test_resnet_classifier(tmp_path):
+    torch.manual_seed(0)
+    net = resnet18()
+    src, dst = tmp_path / "r18.pth", tmp_path / "r18_detkit.pth"
+    torch.save(net.state_dict(), src)
+    assert convert_weights.main(["--from", "torchvision", str(src), str(dst)]) == 0
+    ckpt = torch.load(dst, map_location="cpu", weights_only=True)
+    assert ckpt["meta"]["converted_from"] == "torchvision:resnet18" and ckpt["meta"]["class_names"] is None
+    assert all(k.startswith("backbone.") for k in ckpt["model"]) and "backbone.fc.weight" not in ckpt["model"]
+    backbone = ResNet(18, norm="BN", frozen_stages=0, init_checkpoint=str(dst))
+    assert torch.equal(backbone.layer3[1].conv2.weight, net.layer3[1].conv2.weight)
+    net.eval(), backbone.eval()
+    x = torch.rand(1, 3, 64, 64)
+    stem = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    torch.testing.assert_close(backbone(x)[0], net.layer1(stem))
+
+
+def test_finetuned_head_keeps_its_classes():
+    torch.manual_seed(0)
+    state = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4).state_dict()
+    out, info = convert_state_dict(state)
+    assert info["num_classes"] == 3 and info["class_names"] is None
+    assert torch.equal(out["box_head.cls_score.weight"][3], state["roi_heads.box_predictor.cls_score.weight"][0])
+    assert out["box_head.bbox_pred.weight"].shape[0] == 12
+
+
+def test_bad_inputs_exit_2(tmp_path, capsys):
+    dst = tmp_path / "out.pth"
+    unknown = tmp_path / "unknown.pth"
+    torch.save({"encoder.weight": torch.zeros(2)}, unknown)
+    assert convert_weights.main(["--from", "torchvision", str(unknown), str(dst)]) == 2
+    assert "unknown state dict" in capsys.readouterr().err
+    assert convert_weights.main(["--from", "torchvision", str(tmp_path / "missing.pth"), str(dst)]) == 2
+    assert "not found" in capsys.readouterr().err
+    pickled = tmp_path / "code.pth"
+    torch.save({"model": {"w": torch.zeros(1)}, "obj": ConversionError("not a tensor")}, pickled)
+    assert convert_weights.main(["--from", "torchvision", str(pickled), str(dst)]) == 2
+    assert "weights-only" in capsys.readouterr().err
+    assert not dst.exists()
+    v2 = {"backbone.body.conv1.weight": torch.zeros(1), "roi_heads.box_predictor.cls_score.weight": torch.zeros(1),
+          "roi_heads.box_head.0.0.weight": torch.zeros(1)}
+    with pytest.raises(ConversionError, match="v2"):
+        detect_kind(v2)
