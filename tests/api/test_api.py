@@ -1,0 +1,90 @@
+"""detkit.init_model / detkit.predict: inputs of every kind, outputs in the input's pixels, clear errors."""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import detkit
+from detkit.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
+CLASSES = ["circle", "square", "triangle"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = load_config(CONFIG, ["data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [160], max_size: 320}]"])
+    model = detkit.build_model(cfg, class_names=CLASSES)
+    # a box head biased so that random weights still give detections above the score threshold
+    with torch.no_grad():
+        model.box_head.cls_score.bias[:-1] += 4.0
+    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
+    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": CLASSES,
+                                                      "cat_ids": [5, 7, 9]}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (120, 200, 3), dtype=np.uint8), (7, 7), 0)
+    cv2.circle(img, (60, 60), 30, (255, 0, 0), -1)
+    return img
+
+
+def test_init_model_from_checkpoint_alone(checkpoint):
+    model = detkit.init_model(checkpoint=checkpoint, device="cpu")
+    assert not model.training
+    assert model.class_names == CLASSES and model.cat_ids == [5, 7, 9]
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_predict_inputs_of_every_kind(checkpoint, image, tmp_path):
+    model = detkit.init_model(CONFIG, checkpoint, device="cpu")
+    path = tmp_path / "img.png"
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    from_array = detkit.predict(model, image)
+    from_path = detkit.predict(model, str(path))
+    from_pil = detkit.predict(model, Image.fromarray(image))
+    from_bgr = detkit.predict(model, np.ascontiguousarray(image[:, :, ::-1]), channel_order="bgr")
+    assert len(from_array["boxes"]) > 0
+    for other in (from_path, from_pil, from_bgr):
+        assert torch.equal(other["boxes"], from_array["boxes"])
+        assert torch.equal(other["labels"], from_array["labels"])
+    batch = detkit.predict(model, [image, str(path)])
+    assert isinstance(batch, list) and len(batch) == 2
+    b = from_array["boxes"]
+    assert b.dtype == torch.float32 and b.shape[1] == 4 and b.device.type == "cpu"
+    # the test pipeline resized the image (short side 120 -> 160): boxes come back in the input's pixels
+    assert b[:, [0, 2]].max() <= 200 and b[:, [1, 3]].max() <= 120 and b.min() >= 0
+    assert from_array["labels"].max() < len(CLASSES)
+
+
+def test_score_threshold_override(checkpoint, image):
+    model = detkit.init_model(CONFIG, checkpoint, device="cpu")
+    low = detkit.predict(model, image, score_thr=0.0)
+    high = detkit.predict(model, image, score_thr=0.99)
+    assert len(high["scores"]) <= len(low["scores"])
+    assert (high["scores"] >= 0.99).all()
+
+
+def test_bad_inputs_are_clear(checkpoint, tmp_path):
+    model = detkit.init_model(CONFIG, checkpoint, device="cpu")
+    with pytest.raises(TypeError, match="unsupported input"):
+        detkit.predict(model, 42)
+    with pytest.raises(ValueError, match="uint8"):
+        detkit.predict(model, np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        detkit.init_model(CONFIG, tmp_path / "nope.pth")
+    other = load_config(ROOT / "configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml")
+    with pytest.raises(ValueError, match="missing keys"):
+        detkit.init_model(other, checkpoint, device="cpu")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        detkit.init_model(CONFIG, bad)
