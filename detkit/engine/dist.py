@@ -1,0 +1,150 @@
+"""Distributed helpers: init from the torchrun (or SLURM) environment, rank / world size, small collectives."""
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def is_dist() -> bool:
+    """True when ``torch.distributed`` is initialised with more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """Global rank of this process (0 when not distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of processes (1 when not distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0: the only process that logs and writes files."""
+    return get_rank() == 0
+
+
+def _slurm_to_torchrun_env() -> None:
+    """Fill RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR from SLURM when a job runs one task per GPU via srun."""
+    if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
+        return
+    os.environ["RANK"] = os.environ["SLURM_PROCID"]
+    os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+    if "MASTER_ADDR" not in os.environ:
+        nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST", "127.0.0.1")
+        try:
+            out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True,
+                                 text=True, check=True).stdout.split()
+            os.environ["MASTER_ADDR"] = out[0]
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            os.environ["MASTER_ADDR"] = nodes.split(",")[0]
+    os.environ.setdefault("MASTER_PORT", "29500")
+
+
+def env_world_size() -> int:
+    """World size announced by the launcher (torchrun or SLURM), before initialisation."""
+    _slurm_to_torchrun_env()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(device: str | None = None) -> torch.device:
+    """Initialise the default process group from the environment and return this process's device.
+
+    Uses NCCL when the device is CUDA and gloo on CPU. Without a launcher (WORLD_SIZE unset or 1) it
+    initialises nothing and returns ``device`` (default: ``cuda`` when available, else ``cpu``).
+    """
+    world = env_world_size()
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return dev
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, init_method="env://",
+                            device_id=dev if dev.type == "cuda" else None)
+    return dev
+
+
+def destroy() -> None:
+    """Tear down the process group if this process created one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Synchronise every process (no-op when not distributed)."""
+    if is_dist():
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over processes in place and return it (no-op when not distributed)."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_gather_object(obj: Any) -> list[Any]:
+    """Gather a picklable object from every process; ``[obj]`` when not distributed."""
+    if not is_dist():
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Return rank ``src``'s ``obj`` on every process."""
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+class StopSignals:
+    """While active, the first SIGINT / SIGTERM only sets ``requested`` (the trainer finishes its step,
+    saves and exits); a second SIGINT (or SIGTERM) raises ``KeyboardInterrupt`` at once."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signame: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        import signal
+        import sys
+        if self.requested:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping immediately")
+        self.requested, self.signame = True, signal.Signals(signum).name
+        print(f"\n{self.signame} received: finishing the current step and writing latest.pth "
+              "(send it again to stop immediately)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopSignals":
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}

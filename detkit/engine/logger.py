@@ -1,0 +1,176 @@
+"""Run logging: log.txt, metrics.jsonl, a loss/LR history (history.json), tqdm progress, optional TensorBoard."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detkit.engine.checkpoint import atomic_write
+
+LOGGER_NAME = "detkit"
+
+
+def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logging.Logger:
+    """Log to stdout and ``work_dir/log.txt`` on the main process; only warnings elsewhere."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for h in list(logger.handlers):
+        if getattr(h, "_detkit", False):
+            logger.removeHandler(h)
+            h.close()
+    logger.setLevel(logging.INFO if main_process else logging.WARNING)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if main_process and work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(Path(work_dir) / "log.txt", encoding="utf-8"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        h._detkit = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    file_only = logging.getLogger(LOGGER_NAME + ".file")  # progress lines while a tqdm bar owns the terminal
+    file_only.handlers = [h for h in handlers if isinstance(h, logging.FileHandler)]
+    file_only.setLevel(logger.level)
+    file_only.propagate = False
+    return logger
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+    return rows
+
+
+class RunRecord:
+    """metrics.jsonl (one JSON object per evaluation) and history.json (loss / LR series for plots)."""
+
+    def __init__(self, work_dir: str | Path):
+        self.dir = Path(work_dir)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.history_path = self.dir / "history.json"
+        self.history: dict[str, Any] = {"iter": [], "epoch": [], "lr": [], "loss": {}}
+
+    def truncate(self, after_iter: int) -> None:
+        """Drop records newer than ``after_iter`` (a resumed run redoes them), keep the older ones."""
+        rows = [r for r in _read_jsonl(self.metrics_path) if r.get("iter", 0) <= after_iter]
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
+        if self.history_path.is_file():
+            try:
+                h = json.loads(self.history_path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                h = None
+            if h:
+                keep = [i for i, it in enumerate(h["iter"]) if it <= after_iter]
+                self.history = {"iter": [h["iter"][i] for i in keep], "epoch": [h["epoch"][i] for i in keep],
+                                "lr": [h["lr"][i] for i in keep],
+                                "loss": {k: [v[i] for i in keep] for k, v in h["loss"].items()}}
+
+    def reset(self) -> None:
+        """Start a fresh record (a new run in an existing work dir)."""
+        self.history = {"iter": [], "epoch": [], "lr": [], "loss": {}}
+        for p in (self.metrics_path, self.history_path):
+            if p.is_file():
+                p.unlink()
+
+    def add_losses(self, it: int, epoch: float, lr: float, losses: dict[str, float]) -> None:
+        """Append one point of the loss / LR series."""
+        n = len(self.history["iter"])
+        self.history["iter"].append(it)
+        self.history["epoch"].append(epoch)
+        self.history["lr"].append(lr)
+        for k, v in losses.items():
+            self.history["loss"].setdefault(k, [math.nan] * n).append(v)
+        for v in self.history["loss"].values():
+            if len(v) < n + 1:
+                v.append(math.nan)
+
+    def add_metrics(self, row: dict) -> None:
+        """Append one evaluation (``epoch``, ``iter`` and metric keys) to metrics.jsonl."""
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def metrics(self) -> list[dict]:
+        """Every evaluation recorded so far."""
+        return _read_jsonl(self.metrics_path)
+
+    def save_history(self) -> None:
+        """Write history.json atomically."""
+        text = json.dumps(self.history)
+        atomic_write(self.history_path, lambda f: f.write(text.encode()))
+
+
+def memory_str(device: torch.device) -> str:
+    """Peak memory of this process: CUDA allocator peak on GPU, max RSS on CPU."""
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}G"
+    try:
+        import resource
+        return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f}G"
+    except (ImportError, OSError):
+        return "n/a"
+
+
+class Progress:
+    """tqdm bar with ETA / loss / lr / it/s / memory on a TTY, else a log line every ``log_interval`` iters."""
+
+    def __init__(self, total: int, initial: int, epoch: int, max_epochs: int, log_interval: int,
+                 enabled: bool, logger: logging.Logger, device: torch.device):
+        self.total, self.n, self.epoch, self.max_epochs = total, initial, epoch, max_epochs
+        self.log_interval, self.logger, self.device = max(1, log_interval), logger, device
+        self.start, self.start_n = time.perf_counter(), initial
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{max_epochs}",
+                            dynamic_ncols=True, leave=False)
+        self.enabled = enabled
+
+    def update(self, losses: dict[str, float], lr: float, global_iter: int, remaining_iters: int) -> None:
+        """Advance one iteration; ``losses`` are the latest smoothed values."""
+        self.n += 1
+        if not self.enabled:
+            return
+        rate = (self.n - self.start_n) / max(time.perf_counter() - self.start, 1e-9)
+        mem = memory_str(self.device)
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {losses.get('loss', math.nan):.4f} lr {lr:.3g} mem {mem}",
+                                     refresh=False)
+            self.bar.update(1)
+        if self.n % self.log_interval == 0 or self.n == self.total:
+            eta = time.strftime("%H:%M:%S", time.gmtime(remaining_iters / max(rate, 1e-9)))
+            terms = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            log = self.logger if self.bar is None else logging.getLogger(LOGGER_NAME + ".file")
+            log.info("epoch %d/%d iter %d/%d (global %d) %s lr %.4g %.2f it/s eta %s mem %s",
+                             self.epoch + 1, self.max_epochs, self.n, self.total, global_iter, terms, lr,
+                             rate, eta, mem)
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def tensorboard_writer(work_dir: Path, enabled: bool, logger: logging.Logger):
+    """A ``SummaryWriter`` under ``work_dir/tb`` when asked and installed, else None (with a message)."""
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("train.tensorboard is true but tensorboard is not installed "
+                       "(pip install tensorboard); continuing without it")
+        return None
+    return SummaryWriter(str(work_dir / "tb"))

@@ -1,0 +1,173 @@
+"""Optimizer with parameter groups (no decay on norms / biases, per-module LR multipliers) and LR schedules.
+
+The learning rate is a pure function of the iteration (``LRSchedule.factor(it)``), so resuming or
+extending a run reproduces the curve exactly; nothing is accumulated step by step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
+              nn.modules.instancenorm._InstanceNorm)
+
+OPTIMIZER_DEFAULTS: dict[str, Any] = {
+    "type": "SGD", "lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
+    "norm_decay": 0.0, "bias_decay": 0.0, "base_batch_size": 16, "lr_mult": {},
+    "betas": [0.9, 0.999], "eps": 1e-8,
+}
+SCHEDULER_DEFAULTS: dict[str, Any] = {
+    "type": "multistep", "milestones": [8, 11], "gamma": 0.1, "warmup_iters": 500,
+    "warmup_ratio": 0.001, "warmup_max_share": 0.2, "min_lr_ratio": 0.0,
+}
+
+
+def _lr_mult(name: str, lr_mult: dict[str, float]) -> float:
+    """Multiplier of the longest ``lr_mult`` prefix that matches the dotted parameter name."""
+    best, mult = -1, 1.0
+    for prefix, m in lr_mult.items():
+        if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
+            best, mult = len(prefix), float(m)
+    return mult
+
+
+def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
+    """Split trainable parameters into groups by (weight decay, LR multiplier).
+
+    Norm-layer weights and biases get ``norm_decay``, other biases ``bias_decay``, the rest
+    ``weight_decay``; ``lr_mult: {backbone: 0.1}`` scales the LR of every parameter under ``backbone.``.
+    Each group carries ``lr_mult`` and ``param_names`` (for tests and logs).
+    """
+    groups: dict[tuple[float, float], dict] = {}
+    seen: set[int] = set()
+    lr_mult = cfg.get("lr_mult") or {}
+    for mod_name, module in model.named_modules():
+        is_norm = isinstance(module, NORM_TYPES)
+        for p_name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if is_norm:
+                wd = cfg["norm_decay"]
+            elif p_name == "bias":
+                wd = cfg["bias_decay"]
+            else:
+                wd = cfg["weight_decay"]
+            key = (float(wd), _lr_mult(full, lr_mult))
+            g = groups.setdefault(key, {"params": [], "param_names": [], "weight_decay": key[0],
+                                        "lr_mult": key[1]})
+            g["params"].append(p)
+            g["param_names"].append(full)
+    return list(groups.values())
+
+
+def scaled_lr(cfg: dict, total_batch: int) -> float:
+    """Linear scaling rule: ``lr * total_batch / base_batch_size`` (``base_batch_size: null`` = no scaling)."""
+    base = cfg.get("base_batch_size")
+    return float(cfg["lr"]) * (total_batch / float(base) if base else 1.0)
+
+
+def build_optimizer(model: nn.Module, cfg: dict, total_batch: int = 16) -> torch.optim.Optimizer:
+    """Build SGD / AdamW / Adam over :func:`param_groups`; each group's ``initial_lr`` = scaled lr x lr_mult."""
+    cfg = {**OPTIMIZER_DEFAULTS, **cfg}
+    lr = scaled_lr(cfg, total_batch)
+    groups = param_groups(model, cfg)
+    for g in groups:
+        g["lr"] = g["initial_lr"] = lr * g["lr_mult"]
+    kind = cfg["type"]
+    if kind == "SGD":
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg["momentum"], nesterov=bool(cfg["nesterov"]))
+    if kind in ("AdamW", "Adam"):
+        cls = torch.optim.AdamW if kind == "AdamW" else torch.optim.Adam
+        return cls(groups, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"])
+    raise ValueError(f"optimizer.type '{kind}' is not supported; use SGD, AdamW or Adam")
+
+
+class LRSchedule:
+    """Per-iteration LR factor = warm-up factor x main schedule factor, a pure function of the iteration.
+
+    Args:
+        type: ``multistep`` (x ``gamma`` at each epoch in ``milestones``), ``cosine`` or ``linear``
+            (from 1 at the end of the warm-up down to ``min_lr_ratio`` at the last iteration), ``constant``.
+        max_iters: iterations of the whole run; iters_per_epoch: to turn milestones into iterations.
+        warmup_iters: linear warm-up from ``warmup_ratio`` to 1, capped to ``warmup_max_share`` of the run.
+    """
+
+    def __init__(self, type: str = "multistep", max_iters: int = 1, iters_per_epoch: int = 1,
+                 milestones: Iterable[int] = (), gamma: float = 0.1, warmup_iters: int = 0,
+                 warmup_ratio: float = 0.001, warmup_max_share: float = 0.2, min_lr_ratio: float = 0.0):
+        if type not in ("multistep", "cosine", "linear", "constant"):
+            raise ValueError(f"scheduler.type '{type}' is not supported; use multistep, cosine, linear or constant")
+        self.type, self.max_iters, self.iters_per_epoch = type, max(int(max_iters), 1), int(iters_per_epoch)
+        self.milestones = sorted(int(m) for m in (milestones or []))
+        self.milestone_iters = [m * self.iters_per_epoch for m in self.milestones]
+        self.gamma, self.min_lr_ratio = float(gamma), float(min_lr_ratio)
+        self.warmup_ratio = float(warmup_ratio)
+        cap = int(float(warmup_max_share) * self.max_iters) if warmup_max_share is not None else warmup_iters
+        self.warmup_iters = max(0, min(int(warmup_iters or 0), cap))
+
+    @classmethod
+    def from_config(cls, cfg: dict, max_epochs: int, iters_per_epoch: int) -> "LRSchedule":
+        """Build from the ``scheduler`` config section for a run of ``max_epochs`` epochs."""
+        cfg = {**SCHEDULER_DEFAULTS, **cfg}
+        return cls(max_iters=max_epochs * iters_per_epoch, iters_per_epoch=iters_per_epoch, **cfg)
+
+    def main_factor(self, it: int) -> float:
+        """Schedule factor at iteration ``it`` without warm-up."""
+        if self.type == "multistep":
+            return self.gamma ** sum(1 for m in self.milestone_iters if it >= m)
+        span = max(self.max_iters - self.warmup_iters, 1)  # decay starts when the warm-up ends
+        t = min(max(it - self.warmup_iters, 0), span) / span
+        if self.type == "cosine":
+            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+        if self.type == "linear":
+            return 1.0 - (1.0 - self.min_lr_ratio) * t
+        return 1.0
+
+    def factor(self, it: int) -> float:
+        """LR factor at iteration ``it`` (0-based count of iterations done)."""
+        f = self.main_factor(it)
+        if it < self.warmup_iters:
+            alpha = it / self.warmup_iters
+            f *= self.warmup_ratio * (1 - alpha) + alpha
+        return f
+
+    def apply(self, optimizer: torch.optim.Optimizer, it: int) -> float:
+        """Set every group's LR for iteration ``it``; return the LR of groups without a multiplier."""
+        f = self.factor(it)
+        for g in optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * f
+        plain = [g for g in optimizer.param_groups if g.get("lr_mult", 1.0) == 1.0] or optimizer.param_groups
+        return plain[0]["lr"]
+
+    def state_dict(self) -> dict:
+        """Plain description of the schedule (saved in checkpoints to report changes on resume)."""
+        return {"type": self.type, "max_iters": self.max_iters, "iters_per_epoch": self.iters_per_epoch,
+                "milestones": list(self.milestones), "gamma": self.gamma,
+                "warmup_iters": self.warmup_iters, "warmup_ratio": self.warmup_ratio,
+                "min_lr_ratio": self.min_lr_ratio}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "LRSchedule":
+        """Rebuild a schedule saved by :meth:`state_dict`."""
+        s = dict(state)
+        return cls(warmup_max_share=None, **s)
+
+    def compare(self, old: "LRSchedule", base_lr: float, at_iter: int) -> list[str]:
+        """Lines comparing ``old`` with this schedule (LR at the resume point, milestones, end); [] if equal."""
+        if old.state_dict() == self.state_dict():
+            return []
+        lines = [f"LR schedule changed on resume (old -> new): max_iters {old.max_iters} -> {self.max_iters}, "
+                 f"milestones (epochs) {old.milestones} -> {self.milestones}, type {old.type} -> {self.type}"]
+        points = sorted({at_iter, *old.milestone_iters, *self.milestone_iters, old.max_iters - 1,
+                         self.max_iters - 1})
+        for it in points:
+            if it < at_iter:
+                continue
+            o = f"{base_lr * old.factor(it):.6g}" if it < old.max_iters else "(ended)"
+            lines.append(f"  iter {it:>8d}: lr old {o:>12s}  new {base_lr * self.factor(it):.6g}")
+        return lines

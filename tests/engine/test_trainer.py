@@ -1,0 +1,137 @@
+"""Trainer on the toy parts: outputs, best.pth, non-finite handling, accumulation, extension, load_from."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from detkit.config import ConfigError
+from detkit.engine import Trainer, TrainingDiverged
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_fit_writes_work_dir(toy, tmp_path):
+    cfg = toy.toy_config(max_epochs=2, checkpoint_interval=1, ema={"decay": 0.99, "tau": 5})
+    cfg["scheduler"].update(warmup_iters=4, warmup_max_share=0.5)
+    metrics = Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
+    assert set(metrics) == {"bbox/AP", "toy/l1"}
+    for name in ("config.yaml", "latest.pth", "best.pth", "epoch_1.pth", "epoch_2.pth", "log.txt",
+                 "metrics.jsonl", "history.json", "losses.png", "lr.png", "metrics.png"):
+        assert (tmp_path / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["iter"]) for r in rows] == [(1, 4), (2, 8)] and rows[-1]["toy/l1"] == metrics["toy/l1"]
+    ckpt = torch.load(tmp_path / "latest.pth", weights_only=True)
+    assert ckpt["meta"]["class_names"] == ["toy0", "toy1"] and ckpt["meta"]["epoch"] == 2
+    assert ckpt["meta"]["config"]["train"]["max_nonfinite"] == 5  # resolved config with defaults
+    assert {"optimizer", "scheduler", "scaler", "ema", "rng", "model_raw"} <= set(ckpt)
+    assert not torch.equal(ckpt["model"]["head.weight"], ckpt["model_raw"]["head.weight"])  # EMA weights
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert hist["iter"] == [2, 4, 6, 8] and set(hist["loss"]) == {"loss", "toy/cls", "toy/box"}
+    assert hist["lr"][0] < hist["lr"][1] < 0.05 and hist["lr"][2] == pytest.approx(0.005)  # warm-up, milestone
+    log = (tmp_path / "log.txt").read_text()
+    assert "evaluation at epoch 2" in log and "iter 4/4" in log
+
+
+def test_best_checkpoint_follows_metric(toy, tmp_path):
+    cfg = toy.toy_config(max_epochs=3, best_metric="toy/l1")  # "higher is better" applies to any key
+    Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    best_row = max(rows, key=lambda r: r["toy/l1"])
+    best = torch.load(tmp_path / "best.pth", weights_only=True)["meta"]
+    assert best["best"]["metric"] == "toy/l1" and best["best"]["epoch"] == best_row["epoch"]
+    assert best["best"]["value"] == pytest.approx(best_row["toy/l1"])
+
+
+def test_nonfinite_loss_is_skipped(toy, tmp_path, caplog):
+    cfg = toy.toy_config(max_epochs=1)
+    cfg["model"]["nan_calls"] = [1]
+    tr = Trainer(cfg, work_dir=tmp_path, device="cpu")
+    seen = []
+    orig = tr._optimizer_step
+
+    def spy():
+        seen.append(tr._group_bad)
+        orig()
+    tr._optimizer_step = spy
+    with caplog.at_level("WARNING", logger="detkit"):
+        tr.fit()
+    assert seen == [False, True, False, False] and tr.nonfinite == 0
+    assert "non-finite loss (toy/box) at iteration 1" in caplog.text
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "latest.pth").values())
+
+
+def test_nonfinite_in_a_row_stops_and_keeps_last_good_checkpoint(toy, tmp_path):
+    cfg = toy.toy_config(max_epochs=3, max_nonfinite=3, checkpoint_iters=2)
+    cfg["model"]["nan_from"] = 6
+    with pytest.raises(TrainingDiverged, match=r"3 non-finite losses in a row \(last: toy/box\)"):
+        Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
+    ckpt = torch.load(tmp_path / "latest.pth", weights_only=True)
+    # the end-of-epoch save at iteration 8 came after two skipped steps: the weights are still finite
+    assert ckpt["meta"]["iter"] == 8 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_accumulate_scales_lr_batch_and_steps(toy, tmp_path, caplog):
+    cfg = toy.toy_config(max_epochs=1, accumulate=2)
+    tr = Trainer(cfg, work_dir=tmp_path, device="cpu")
+    assert tr.total_batch == 4 and tr.base_lr == pytest.approx(0.05 * 4 / 2)
+    steps = []
+    orig = tr.optimizer.step
+    tr.optimizer.step = lambda *a, **k: (steps.append(tr.iter), orig(*a, **k))[1]
+    tr.fit()
+    assert steps == [1, 3]  # after the 2nd and the 4th batch
+
+
+def test_resume_with_more_epochs_extends_and_reports_lr_change(toy, tmp_path, caplog):
+    cfg = toy.toy_config(max_epochs=2)
+    Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
+    cfg["train"]["max_epochs"] = 3
+    cfg["scheduler"]["milestones"] = [2]
+    with caplog.at_level("INFO", logger="detkit"):
+        tr = Trainer(cfg, work_dir=tmp_path, device="cpu", resume=True)
+        assert (tr.epoch, tr.iter) == (2, 8)
+        tr.fit()
+    assert "LR schedule changed on resume" in caplog.text and "max_iters 8 -> 12" in caplog.text
+    assert torch.load(tmp_path / "latest.pth", weights_only=True)["meta"]["iter"] == 12
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="detkit"):
+        Trainer(cfg, work_dir=tmp_path, device="cpu", resume=True).fit()
+    assert "nothing to do" in caplog.text
+
+
+def test_load_from_drops_class_specific_layers(toy, tmp_path, caplog):
+    Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu").fit()
+    cfg = toy.toy_config(max_epochs=1)
+    cfg["data"]["train"]["num_classes"] = 3
+    cfg["data"]["val"]["num_classes"] = 3
+    with caplog.at_level("INFO", logger="detkit"):
+        tr = Trainer(cfg, work_dir=tmp_path / "b", device="cpu", load_from=tmp_path / "a" / "latest.pth")
+    src = _weights(tmp_path / "a" / "latest.pth")
+    assert torch.equal(tr.model.backbone[0].weight, src["backbone.0.weight"])
+    assert tr.model.head.weight.shape == (7, 8)
+    assert "head.weight: (6, 8)" in caplog.text and "shapes differ" in caplog.text
+
+
+def test_config_errors(toy, tmp_path):
+    cfg = toy.toy_config(max_epoch=2)
+    with pytest.raises(ConfigError, match="'train.max_epoch'.*'train.max_epochs'"):
+        Trainer(cfg, work_dir=tmp_path, device="cpu")
+    with pytest.raises(ConfigError, match="train.amp"):
+        Trainer(toy.toy_config(amp="fp8"), work_dir=tmp_path, device="cpu")
+    with pytest.raises(FileNotFoundError, match="latest.pth"):
+        Trainer(toy.toy_config(), work_dir=tmp_path / "empty", device="cpu", resume=True)
+
+
+def test_amp_on_cpu(toy, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="detkit"):
+        tr = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu", amp=True)
+    assert tr.amp_dtype is None and "fp16 needs CUDA" in caplog.text and not tr.scaler.is_enabled()
+    tr = Trainer(toy.toy_config(max_epochs=1, amp="bf16", grad_clip=1.0), work_dir=tmp_path / "b", device="cpu")
+    assert tr.amp_dtype == torch.bfloat16
+    tr.fit()
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "b" / "latest.pth").values())

@@ -1,0 +1,41 @@
+"""Run tools/train.py with the toy parts installed (for subprocess and torchrun tests).
+
+Environment: DETKIT_TOY_REAL=1 keeps the real builders (only the hooks below are added);
+DETKIT_TOY_KILL_AT=N sends SIGKILL to this process when global iteration N starts;
+DETKIT_TOY_SIGNAL_AT=N:SIG sends SIG (e.g. SIGTERM) to itself when iteration N starts.
+"""
+import importlib.util
+import os
+import signal
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import detkit_toy  # noqa: E402
+
+if os.environ.get("DETKIT_TOY_REAL") != "1":  # DETKIT_TOY_REAL=1: the real data, evaluator (hooks only)
+    detkit_toy.install()
+
+from detkit.engine.trainer import Trainer  # noqa: E402
+
+_step = Trainer._train_step
+KILL_AT = int(os.environ.get("DETKIT_TOY_KILL_AT", "-1"))
+SIG_AT, SIG = (os.environ.get("DETKIT_TOY_SIGNAL_AT", "-1:SIGTERM").split(":") + ["SIGTERM"])[:2]
+
+
+def _hooked_step(self, batch):
+    if self.iter == KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if self.iter == int(SIG_AT):
+        os.kill(os.getpid(), getattr(signal, SIG))
+    return _step(self, batch)
+
+
+Trainer._train_step = _hooked_step
+
+spec = importlib.util.spec_from_file_location("detkit_train_tool", HERE.parents[1] / "tools" / "train.py")
+tool = importlib.util.module_from_spec(spec)
+sys.path.insert(0, str(HERE.parents[1] / "tools"))
+spec.loader.exec_module(tool)
+sys.exit(tool.main())

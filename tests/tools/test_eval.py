@@ -1,0 +1,56 @@
+"""tools/eval.py: metric table, --out JSON, one-line errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "engine"))
+sys.path.insert(0, str(ROOT / "tools"))
+import detkit_toy  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("detkit_tool_eval", ROOT / "tools" / "eval.py")
+eval_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(eval_tool)
+
+
+@pytest.fixture
+def trained(monkeypatch, tmp_path):
+    from detkit.engine import Trainer, common
+    monkeypatch.setattr(common, "build_dataset", detkit_toy.toy_build_dataset)
+    monkeypatch.setattr(common, "build_dataloader", detkit_toy.toy_build_dataloader)
+    monkeypatch.setattr(common, "build_evaluator", detkit_toy.toy_build_evaluator)
+    cfg = detkit_toy.toy_config(max_epochs=1)
+    metrics = Trainer(cfg, work_dir=tmp_path / "w", device="cpu").fit()
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, tmp_path / "w" / "latest.pth", metrics
+
+
+def test_eval_prints_table_and_writes_out(trained, tmp_path, capsys):
+    cfg, ckpt, metrics = trained
+    out = tmp_path / "res" / "metrics.json"
+    assert eval_tool.main([str(cfg), str(ckpt), "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "bbox/AP" in printed and f"{metrics['toy/l1']:.4f}" in printed
+    assert json.loads(out.read_text()) == pytest.approx(metrics)
+
+
+def test_eval_bad_inputs(trained, tmp_path, capsys):
+    cfg, ckpt, _ = trained
+    assert eval_tool.main([str(cfg), str(tmp_path / "nope.pth")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    wrong = torch.load(ckpt, weights_only=True)
+    wrong["model"]["head.weight"] = torch.zeros(3, 3)
+    torch.save(wrong, tmp_path / "wrong.pth")
+    assert eval_tool.main([str(cfg), str(tmp_path / "wrong.pth"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("eval: error:") and "do not fit" in err and "\n" not in err
+    assert eval_tool.main([str(cfg), str(ckpt), "--set", "data.val=null"]) == 2
+    assert "no data.val" in capsys.readouterr().err
