@@ -23,6 +23,14 @@ from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer,
 
 logger = logging.getLogger("detkit")
 
+
+def _cat_ids(dataset) -> list[int] | None:
+    """The dataset's label -> category id map as a list (None for datasets without one)."""
+    m = getattr(dataset, "label_to_cat_id", None)
+    if m is None:
+        return None
+    return [int(m[i]) for i in range(len(m))]
+
 class Trainer:
     """Train ``cfg['model']`` on ``cfg['data']['train']``, evaluate on ``data.val``; ``Trainer(cfg).fit()``.
 
@@ -121,7 +129,8 @@ class Trainer:
         rng = dist.all_gather_object(get_rng_state())  # collective: every rank calls it
         meta = {"config": self.cfg, "class_names": list(self.model.class_names), "epoch": self.epoch,
                 "iter": self.iter, "iter_in_epoch": self.iter_in_epoch, "version": detkit.__version__,
-                "world_size": self.world, "best": self.best, "nonfinite": self.nonfinite}
+                "world_size": self.world, "best": self.best, "nonfinite": self.nonfinite,
+                "cat_ids": _cat_ids(self.train_set)}
         state = {"model": (self.ema.module if self.ema else self.model).state_dict(), "meta": meta,
                  "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
                  "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
