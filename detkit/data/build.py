@@ -19,7 +19,8 @@ from detkit.data.samplers import GroupedBatchSampler, InferenceSampler
 from detkit.data.transforms import build_transforms
 from detkit.registry import DATASETS
 
-__all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init_fn", "measure_throughput"]
+__all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init_fn", "measure_throughput",
+           "SeededDataset"]
 
 # modules whose import registers datasets; absent ones are skipped (they are optional or not written yet)
 _DATASET_MODULES = ("detkit.data.coco",)
@@ -43,6 +44,34 @@ def build_dataset(split_cfg: dict) -> Any:
     if isinstance(cfg.get("pipeline"), (list, tuple)):
         cfg["pipeline"] = build_transforms(cfg["pipeline"])
     return DATASETS.build(cfg)
+
+
+class SeededDataset(torch.utils.data.Dataset):
+    """A view of ``dataset`` whose item ``(index, epoch)`` reseeds the pipeline from ``(seed, epoch, index)`` first.
+
+    The random augmentations of a sample are then a pure function of the base seed, the epoch and the
+    index: the same after a resume, with any number of workers (persistent or not) and processes. The
+    epoch travels with the index (``GroupedBatchSampler(with_epoch=True)``), so no state has to reach the
+    workers. Seeded are the steps of a ``detkit.data.transforms.Pipeline`` in ``dataset.pipeline``
+    (albumentations groups and detkit transforms with an ``rng``); other randomness (a custom callable
+    drawing from the global RNGs) is not. A plain int item is passed through unchanged.
+    """
+
+    def __init__(self, dataset: Any, seed: int = 0):
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if isinstance(key, (tuple, list)):
+            index, epoch = (int(k) for k in key)
+            seed = getattr(getattr(self.dataset, "pipeline", None), "seed", None)
+            if callable(seed):
+                seed((self.seed, epoch, index))
+            key = index
+        return self.dataset[key]
 
 
 def worker_init_fn(worker_id: int) -> None:
@@ -78,9 +107,12 @@ def build_dataloader(cfg: dict, split: str, distributed: bool = False, seed: int
                      dataset: Any = None) -> DataLoader:
     """Build the DataLoader of ``split`` ('train' | 'val' | 'test') from ``cfg['data']``.
 
-    Train: ``GroupedBatchSampler`` (shuffled by ``(seed, epoch)``, aspect-grouped, sharded over ranks);
-    call ``set_loader_epoch(loader, epoch)`` before each epoch; ``start_iter`` skips that many batches
-    of the first pass (resume). Val/test: each rank a contiguous slice, in order, no duplicates.
+    Train: ``GroupedBatchSampler`` (shuffled by ``(seed, epoch)``, aspect-grouped, global batches of
+    ``batch_size x world`` sliced over the ranks) over ``SeededDataset(dataset, seed)`` (random
+    augmentations seeded by ``(seed, epoch, index)``); call ``set_loader_epoch(loader, epoch)`` before
+    each epoch; ``start_iter`` skips that many batches of the first pass (resume); ``loader.dataset`` is
+    the ``SeededDataset`` (``loader.dataset.dataset`` the dataset). Val/test: each rank a contiguous
+    slice, in order, no duplicates.
     Batches come from ``collate`` (``cfg['data'].get('size_divisor', 32)``).
     """
     if split not in ("train", "val", "test"):
@@ -92,8 +124,9 @@ def build_dataloader(cfg: dict, split: str, distributed: bool = False, seed: int
     batch_size = int(data_cfg["batch_size"])
     if split == "train":
         batch_sampler = GroupedBatchSampler(dataset, batch_size, shuffle=True, seed=seed,
-                                            num_replicas=world, rank=rank)
+                                            num_replicas=world, rank=rank, with_epoch=True)
         batch_sampler.set_start_iter(start_iter)
+        dataset = SeededDataset(dataset, seed)
     else:
         val_bs = int(data_cfg.get("val_batch_size") or batch_size)
         batch_sampler = BatchSampler(InferenceSampler(len(dataset), world, rank), val_bs, drop_last=False)

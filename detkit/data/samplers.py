@@ -42,15 +42,18 @@ def aspect_groups(ratios: Sequence[float]) -> np.ndarray:
     return (np.asarray(ratios, dtype=np.float64) >= 1.0).astype(np.int64)
 
 
-class GroupedBatchSampler(Sampler[list[int]]):
+class GroupedBatchSampler(Sampler[list]):
     """Yields batches of dataset indices whose images share an aspect group (landscape vs portrait).
 
-    Every batch has exactly ``batch_size`` indices: a group's shuffled indices are padded by repeating
-    them (as mmdet's GroupSampler / torchvision's GroupedBatchSampler) to a multiple of
-    ``batch_size * num_replicas``, or truncated to one with ``drop_last``. The group batches are then
-    shuffled together and dealt to the ranks in turn, so every rank gets the same number of batches and,
-    apart from the padding repeats, a disjoint share of the epoch. The order depends only on
-    ``(seed, epoch)``; ``set_start_iter(i)`` makes the next pass skip its first ``i`` batches (exact resume).
+    The epoch is cut into *global* batches of ``batch_size * num_replicas`` indices, each from one aspect
+    group: a group's shuffled indices are padded by repeating them (as mmdet's GroupSampler /
+    torchvision's GroupedBatchSampler) to a multiple of the global batch, or truncated to one with
+    ``drop_last``; the global batches are then shuffled together, and rank ``r`` takes the slice
+    ``[r * batch_size, (r + 1) * batch_size)`` of each. So the global batches depend only on ``(seed,
+    epoch, batch_size * num_replicas)``: 2 processes x batch b see, step by step, the same images as
+    1 process x batch 2b. Every rank gets the same number of batches and, apart from the padding
+    repeats, a disjoint share of the epoch. ``set_start_iter(i)`` makes the next pass skip its first
+    ``i`` batches (exact resume).
 
     Args:
         dataset_or_ratios: a dataset (see ``aspect_ratios_of``) or a sequence of ``h / w`` per item.
@@ -60,10 +63,12 @@ class GroupedBatchSampler(Sampler[list[int]]):
         drop_last: drop each group's tail instead of padding it.
         num_replicas: number of processes (world size).
         rank: this process's rank.
+        with_epoch: yield ``(index, epoch)`` pairs instead of indices, so that the dataset (in any worker)
+            knows the epoch of the sample it makes (see ``detkit.data.build.SeededDataset``).
     """
 
     def __init__(self, dataset_or_ratios: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0, with_epoch: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
@@ -77,12 +82,14 @@ class GroupedBatchSampler(Sampler[list[int]]):
         self.drop_last = drop_last
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
+        self.with_epoch = with_epoch
         self.epoch = 0
         self.start_iter = 0
-        chunk = self.batch_size * self.num_replicas
+        self.global_batch_size = self.batch_size * self.num_replicas
         rnd = math.floor if drop_last else math.ceil
-        # batches per rank contributed by each group
-        self._group_batches = {int(g): int(rnd(np.sum(self.groups == g) / chunk)) for g in np.unique(self.groups)}
+        # global batches contributed by each group (= batches per rank)
+        self._group_batches = {int(g): int(rnd(np.sum(self.groups == g) / self.global_batch_size))
+                               for g in np.unique(self.groups)}
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next pass yields."""
@@ -94,27 +101,35 @@ class GroupedBatchSampler(Sampler[list[int]]):
             raise ValueError(f"start_iter {start_iter} outside 0..{len(self)} batches per epoch")
         self.start_iter = int(start_iter)
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """All batches of ``epoch`` for this rank, in order (no skipping)."""
+    def global_batches(self, epoch: int) -> np.ndarray:
+        """The epoch's global batches, int64 ``[len(self), batch_size * num_replicas]``, in order.
+
+        A function of ``(seed, epoch, batch_size * num_replicas)`` (and the aspect groups) only.
+        """
         rng = np.random.default_rng([self.seed, epoch])
-        chunk = self.batch_size * self.num_replicas
+        g = self.global_batch_size
         batches: list[np.ndarray] = []
-        for g, k in self._group_batches.items():
-            idx = np.flatnonzero(self.groups == g)
+        for group, k in self._group_batches.items():
+            idx = np.flatnonzero(self.groups == group)
             if self.shuffle:
                 idx = rng.permutation(idx)
-            idx = np.resize(idx, k * chunk)  # pads by cycling, or truncates (drop_last)
-            batches.extend(idx.reshape(-1, self.batch_size))
-        if self.shuffle:
-            order = rng.permutation(len(batches))
-        else:
-            order = np.argsort([b[0] for b in batches], kind="stable")
-        mine = order[self.rank::self.num_replicas]
-        return [batches[i].tolist() for i in mine]
+            batches.extend(np.resize(idx, k * g).reshape(-1, g))  # pads by cycling, or truncates (drop_last)
+        if not batches:
+            return np.zeros((0, g), np.int64)
+        order = rng.permutation(len(batches)) if self.shuffle else np.argsort([b[0] for b in batches],
+                                                                              kind="stable")
+        return np.stack(batches)[order].astype(np.int64)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """All batches of ``epoch`` for this rank (its slice of each global batch), in order, no skipping."""
+        lo = self.rank * self.batch_size
+        return self.global_batches(epoch)[:, lo:lo + self.batch_size].tolist()
+
+    def __iter__(self) -> Iterator[list]:
         start, self.start_iter = self.start_iter, 0  # skipping applies to one pass only
-        yield from self.epoch_batches(self.epoch)[start:]
+        epoch = self.epoch
+        for batch in self.epoch_batches(epoch)[start:]:
+            yield [(i, epoch) for i in batch] if self.with_epoch else batch
 
     def __len__(self) -> int:
         return sum(self._group_batches.values())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.data.build import build_dataloader, build_dataset, set_loader_epoch
+from detkit.data.build import SeededDataset, build_dataloader, build_dataset, set_loader_epoch
 from detkit.data.samplers import GroupedBatchSampler
 from detkit.data.transforms import Pipeline
 from detkit.registry import DATASETS
@@ -121,3 +121,39 @@ def test_errors():
         build_dataloader(cfg(), "train", distributed=True)
     with pytest.raises(KeyError, match="data.test"):
         build_dataloader({"data": {"batch_size": 1, "train": cfg()["data"]["train"]}}, "test")
+
+
+def _epoch_batches(loader, epoch):
+    set_loader_epoch(loader, epoch)
+    return [(b["image_ids"], b["images"]) for b in loader]
+
+
+def _assert_same_batches(a, b):
+    assert [ids for ids, _ in a] == [ids for ids, _ in b]
+    for (_, x), (_, y) in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index():
+    """Random augmentations do not depend on the workers, on a resume, or on what ran before."""
+    c0, c2 = cfg(num=8, workers=0), cfg(num=8, workers=2)
+    ref = {e: _epoch_batches(build_dataloader(c0, "train", seed=4), e) for e in (0, 1)}
+    persistent = build_dataloader(c2, "train", seed=4)  # one set of workers for both epochs
+    for e in (0, 1):
+        _assert_same_batches(_epoch_batches(persistent, e), ref[e])
+    resumed = build_dataloader(c2, "train", seed=4, start_iter=2)
+    _assert_same_batches(_epoch_batches(resumed, 1), ref[1][2:])
+    # the same image gets other augmentations in another epoch
+    by_id = {e: {i: img for ids, imgs in ref[e] for i, img in zip(ids, imgs)} for e in (0, 1)}
+    assert any(not torch.equal(by_id[0][i], by_id[1][i]) for i in by_id[0])
+
+
+def test_seeded_dataset_items_do_not_depend_on_call_order():
+    ds = SeededDataset(build_dataset(cfg()["data"]["train"]), seed=7)
+    first = ds[(3, 2)]["image"]
+    for key in [(5, 2), (3, 1), (0, 0)]:
+        ds[key]
+    assert np.array_equal(ds[(3, 2)]["image"], first)
+    other = SeededDataset(ds.dataset, seed=8)  # another base seed, other augmentations
+    assert any(not np.array_equal(ds[(i, 2)]["image"], other[(i, 2)]["image"]) for i in range(10))
+    assert ds[3]["image_id"] == 1003 and len(ds) == 10  # a plain index passes through

@@ -110,3 +110,36 @@ def test_inference_sampler_contiguous_slices(n, world):
     assert list(itertools.chain(*parts)) == list(range(n))  # in order, no duplicates, nothing missing
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
     assert [len(InferenceSampler(n, world, r)) for r in range(world)] == list(map(len, parts))
+
+
+@pytest.mark.parametrize("n,bs,world", [(37, 2, 2), (50, 3, 4), (8, 2, 2), (23, 1, 3)])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_global_batches_depend_only_on_the_global_batch_size(n, bs, world, drop_last):
+    """world processes x batch bs see, step by step, the batches of 1 process x batch bs * world."""
+    r = ratios(n, seed=2)
+    one = GroupedBatchSampler(r, bs * world, seed=4, drop_last=drop_last)
+    ranks = [GroupedBatchSampler(r, bs, seed=4, drop_last=drop_last, num_replicas=world, rank=k)
+             for k in range(world)]
+    for s in (one, *ranks):
+        s.set_epoch(3)
+    expected = list(one)
+    per_rank = [list(s) for s in ranks]
+    assert expected and all(len(p) == len(expected) == len(s) for p, s in zip(per_rank, ranks))
+    groups = aspect_groups(r)
+    for step, batch in enumerate(expected):
+        assert [i for p in per_rank for i in p[step]] == batch  # rank k holds slice k of the global batch
+        assert len({int(groups[i]) for i in batch}) == 1  # the whole global batch is one aspect group
+    assert np.array_equal(ranks[0].global_batches(3), one.global_batches(3))
+    for s in ranks:  # resume mid-epoch on every rank
+        s.set_start_iter(1)
+    assert [list(s) for s in ranks] == [p[1:] for p in per_rank]
+
+
+def test_with_epoch_yields_index_epoch_pairs():
+    r = ratios(10)
+    tagged, plain = GroupedBatchSampler(r, 2, seed=1, with_epoch=True), GroupedBatchSampler(r, 2, seed=1)
+    tagged.set_epoch(4)
+    plain.set_epoch(4)
+    assert list(tagged) == [[(i, 4) for i in b] for b in plain]
+    tagged.set_start_iter(2)
+    assert list(tagged) == [[(i, 4) for i in b] for b in plain][2:]

@@ -225,3 +225,21 @@ def test_albumentations_compositions_nest():
                                                                         {"type": "VerticalFlip", "p": 1.0}]}])
     assert isinstance(pipe, Pipeline) and len(pipe) == 1
     check_consistent(pipe(make_sample()), tight=True)
+
+
+def test_seed_by_seed_epoch_index_and_independent_steps():
+    """``seed((seed, epoch, index))`` replays a sample's augmentation; steps of one group draw independently."""
+    pipe = build_transforms([{"type": "HorizontalFlip", "p": 0.5}, {"type": "ToGray", "p": 0.5}])
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[:, :2] = (255, 0, 0)  # red on the left: a flip moves it, gray makes the channels equal
+    sample = {"image": img, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64)}
+    events = []
+    for index in range(64):
+        pipe.seed((0, 1, index))
+        out = pipe(sample)["image"]
+        pipe.seed((0, 1, index))
+        np.testing.assert_array_equal(pipe(sample)["image"], out)
+        col = out[0, -1] if out[0, -1].any() else out[0, 0]
+        events.append((bool(out[0, -1].any()), bool(col[0] == col[1])))
+    # every combination of (flipped, gray) occurs: the two steps do not share one random stream
+    assert set(events) == {(False, False), (False, True), (True, False), (True, True)}

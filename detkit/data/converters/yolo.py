@@ -1,0 +1,192 @@
+"""YOLO txt labels <-> COCO: ``class cx cy w h`` or ``class x1 y1 x2 y2 ...`` (polygon), normalised to 0..1."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from detkit.data.converters.common import (IMAGE_EXTS, DatasetError, _categories, _list_images, _safe_relpath,
+                                           image_size)
+
+__all__ = ["yolo_to_coco", "coco_to_yolo"]
+
+
+# ----------------------------------------------------------------------------- YOLO -> COCO
+
+def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int,
+               w: int) -> tuple[int, list[float], list | None]:
+    """(class index, COCO bbox, polygon or None) of one YOLO label line."""
+    try:
+        cls_f = float(tokens[0])
+        vals = np.array([float(t) for t in tokens[1:]], dtype=np.float64)
+    except ValueError as e:
+        raise DatasetError(f"{where}: non-numeric value ({e})") from e
+    cls = int(cls_f)
+    if cls != cls_f or not 0 <= cls < num_classes:
+        raise DatasetError(f"{where}: class index {tokens[0]} is not an integer in 0..{num_classes - 1} "
+                           f"(classes.txt has {num_classes} names)")
+    if not np.isfinite(vals).all() or (vals < -0.01).any() or (vals > 1.01).any():
+        raise DatasetError(f"{where}: coordinates must be normalised to 0..1 (YOLO format)")
+    vals = vals.clip(0.0, 1.0)
+    if len(vals) == 4:
+        cx, cy, bw, bh = vals * [w, h, w, h]
+        x0, y0 = max(cx - bw / 2, 0.0), max(cy - bh / 2, 0.0)
+        x1, y1 = min(cx + bw / 2, float(w)), min(cy + bh / 2, float(h))
+        return cls, [x0, y0, x1 - x0, y1 - y0], None
+    if len(vals) < 6 or len(vals) % 2:
+        raise DatasetError(f"{where}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...' "
+                           f"(an even number of at least 6 polygon coordinates), got {len(vals)} numbers")
+    pts = vals.reshape(-1, 2) * [w, h]
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    return cls, [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], [pts.reshape(-1).tolist()]
+
+
+def _yolo_file(txt: Path, image_id: int, classes: list[str], h: int, w: int, first_id: int,
+               stats: dict) -> list[dict]:
+    """COCO annotations (ids from ``first_id``) of one YOLO label file."""
+    try:
+        lines = txt.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{txt}: cannot read ({e})") from e
+    anns = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        cls, bbox, poly = _yolo_line(line.split(), f"{txt} line {n}", len(classes), h, w)
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            stats["empty_boxes"] += 1
+            continue
+        area = bbox[2] * bbox[3]
+        if poly:
+            area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(poly, h, w))))
+            stats["polygons"] += 1
+        anns.append({"id": first_id + len(anns), "image_id": image_id, "category_id": cls + 1, "bbox": bbox,
+                     "area": area, "iscrowd": 0, "segmentation": poly or []})
+    return anns
+
+
+def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike,
+                 classes: list[str]) -> tuple[dict, dict]:
+    """Convert YOLO txt labels (boxes or polygons) to a COCO dict; category ids are 1..C.
+
+    Each image under ``img_dir`` (recursively) takes its labels from ``label_dir/<relative path>.txt``;
+    an image without a label file is a negative (no annotations). Sizes are read from the images.
+    Returns: (coco dict, stats dict); ``stats['orphan_labels']`` counts label files without an image.
+    """
+    label_dir, img_dir = Path(label_dir), Path(img_dir)
+    if not label_dir.is_dir():
+        raise DatasetError(f"{label_dir}: label folder not found")
+    images, anns, used = [], [], set()
+    stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0}
+    for image_id, path in enumerate(_list_images(img_dir), start=1):
+        rel = path.relative_to(img_dir)
+        h, w = image_size(path)
+        images.append({"id": image_id, "file_name": rel.as_posix(), "width": w, "height": h})
+        txt = label_dir / rel.with_suffix(".txt")
+        new = []
+        if txt.is_file():
+            used.add(txt.resolve())
+            new = _yolo_file(txt, image_id, classes, h, w, len(anns) + 1, stats)
+        stats["negatives"] += not new
+        anns.extend(new)
+    if not images:
+        raise DatasetError(f"{img_dir}: no images ({', '.join(IMAGE_EXTS)})")
+    stats["orphan_labels"] = sum(1 for t in label_dir.rglob("*.txt")
+                                 if t.resolve() not in used and t.name != "classes.txt")
+    stats.update(images=len(images), annotations=len(anns), classes=len(classes))
+    coco = {"info": {"description": f"converted from YOLO labels ({label_dir.name}) by detkit"},
+            "licenses": [], "images": images, "annotations": anns, "categories": _categories(classes)}
+    return coco, stats
+
+
+# ----------------------------------------------------------------------------- COCO -> YOLO
+
+def _fmt(v: float) -> str:
+    s = f"{v:.8f}".rstrip("0").rstrip(".")
+    return s if s not in ("", "-0") else "0"
+
+
+def _merge_polygons(polys: list[np.ndarray]) -> np.ndarray:
+    """Join the parts of a multi-polygon into one ring through zero-width bridges between nearest points.
+
+    Args: polys list of float [K_i,2]. Returns float [K,2]. (Ultralytics' ``merge_multi_segment`` idea.)
+    """
+    out = polys[0]
+    for p in polys[1:]:
+        d = ((out[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(int(d.argmin()), d.shape)
+        p_rot = np.roll(p, -j, axis=0)                     # start the part at its nearest point
+        out = np.concatenate([out[: i + 1], p_rot, p_rot[:1], out[i:]], 0)
+    return out
+
+
+def _ann_polygon(ann: dict, h: int, w: int) -> np.ndarray | None:
+    """One polygon float [K,2] for an annotation's segmentation (largest contour for RLE), or None."""
+    seg = ann.get("segmentation")
+    if isinstance(seg, list) and seg:
+        polys = [np.asarray(p, np.float64).reshape(-1, 2) for p in seg if len(p) >= 6]
+        return _merge_polygons(polys) if polys else None
+    if isinstance(seg, dict):
+        import cv2
+        rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
+        m = mask_utils.decode(rle)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours = [c for c in contours if len(c) >= 3]
+        if contours:
+            return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64) + 0.5
+    return None
+
+
+def coco_to_yolo(coco: dict, segments: bool = False,
+                 source: str = "annotation file") -> tuple[dict[str, str], list[str], dict]:
+    """Convert a COCO dict to YOLO label text.
+
+    Returns: (``{relative label path: text}`` one entry per image (empty text for negatives),
+    class names in category-id order (YOLO index = position), stats dict). Crowd annotations are
+    skipped; with ``segments`` each annotation is written as a polygon line (its box as a 4-corner
+    polygon when it has no segmentation).
+    """
+    cats = sorted(coco.get("categories", []), key=lambda c: c["id"])
+    if not cats:
+        raise DatasetError(f"{source}: no 'categories'; a COCO file must list its categories")
+    index = {c["id"]: i for i, c in enumerate(cats)}
+    images = {im["id"]: im for im in coco.get("images", [])}
+    lines: dict[int, list[str]] = {i: [] for i in images}
+    stats = {"crowd_skipped": 0, "empty_skipped": 0, "box_as_polygon": 0}
+    for ann in coco.get("annotations", []):
+        im = images.get(ann.get("image_id"))
+        if im is None or ann.get("category_id") not in index:
+            raise DatasetError(f"{source}: annotation id {ann.get('id')} refers to an unknown "
+                               f"image_id {ann.get('image_id')} or category_id {ann.get('category_id')}")
+        if ann.get("iscrowd", 0):
+            stats["crowd_skipped"] += 1
+            continue
+        h, w = im["height"], im["width"]
+        x, y, bw, bh = ann["bbox"]
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)
+        if x1 <= x0 or y1 <= y0:
+            stats["empty_skipped"] += 1
+            continue
+        cls = str(index[ann["category_id"]])
+        if segments:
+            poly = _ann_polygon(ann, h, w)
+            if poly is None:
+                poly = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+                stats["box_as_polygon"] += 1
+            norm = (poly / [w, h]).clip(0, 1).reshape(-1)
+            lines[im["id"]].append(" ".join([cls] + [_fmt(v) for v in norm]))
+        else:
+            vals = ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
+            lines[im["id"]].append(" ".join([cls] + [_fmt(v) for v in vals]))
+    labels: dict[str, str] = {}
+    for image_id, im in images.items():
+        name = _safe_relpath(im["file_name"], f"{source} image id {image_id}")
+        rel = Path(name).with_suffix(".txt").as_posix()
+        if rel in labels:
+            raise DatasetError(f"{source}: two images map to the same label file {rel}; file names must be unique")
+        labels[rel] = "".join(ln + "\n" for ln in lines[image_id])
+    stats.update(images=len(images), labels=sum(len(v) for v in lines.values()))
+    return labels, [c["name"] for c in cats], stats
