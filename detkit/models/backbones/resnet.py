@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
+from detkit.models.fuse import conv_norm_act, resnet_block
 from detkit.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class ResNet(nn.Module):
     ``layer{i}.{j}.bn{k}.*``, ``layer{i}.0.downsample.{0,1}.*``.
 
     ``forward(x: Tensor[B,3,H,W]) -> list[Tensor[B,C_i,H/s_i,W/s_i]]``.
+
+    ``fused_inference`` (attribute, default False; detectors turn it on): without autograd, frozen norms
+    are folded into the convs at call time and conv + residual add + ReLU run as one op. The state dict is
+    unchanged (contrast :meth:`fuse_frozen_bn`, which rewrites the modules).
     """
 
     def __init__(self, depth: int = 50, norm: str = "FrozenBN", norm_eps: float = 1e-5, frozen_stages: int = 1,
@@ -84,6 +89,7 @@ class ResNet(nn.Module):
         self.frozen_stages = frozen_stages
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.num_stages = out_indices[-1] + 1
+        self.fused_inference = False  # see forward(); detectors turn it on for predict
         for i in range(self.num_stages):
             self.add_module(f"layer{i + 1}", getattr(net, f"layer{i + 1}"))
         stride, strides = 4, []
@@ -117,11 +123,25 @@ class ResNet(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Return the feature maps of ``out_indices``, increasing stride."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        """Return the feature maps of ``out_indices``, increasing stride.
+
+        With ``fused_inference`` and no autograd, frozen norms are folded into their convs and conv + add +
+        ReLU fused (``detkit.models.fuse``): the same arithmetic up to float rounding, same state dict.
+        """
+        fused = self.fused_inference and not torch.is_grad_enabled()
+        if fused:
+            x = conv_norm_act(x, self.conv1, self.bn1, relu=True)
+        else:
+            x = self.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(x)
         outs = []
         for i in range(self.num_stages):
-            x = getattr(self, f"layer{i + 1}")(x)
+            layer = getattr(self, f"layer{i + 1}")
+            if fused:
+                for block in layer:
+                    x = resnet_block(block, x)
+            else:
+                x = layer(x)
             if i in self.out_indices:
                 outs.append(x)
         return outs

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from detkit.models.detectors.base import (build_part, build_preprocess, default_class_names, targets_to_device,
                                           to_original)
+from detkit.models.fuse import set_fused_inference
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 
@@ -23,6 +24,8 @@ class TwoStageDetector(nn.Module):
         class_names: C names (default ``class_0 ...``).
         preprocess: ``Preprocessor`` keyword arguments (pixel_mean, pixel_std, size_divisor, channels_last).
         mask_thresh: probability threshold of the pasted masks.
+        fast_predict: the inference fast path for ``predict`` (see :meth:`optimize_for_inference`);
+            default False: the plain modules, bit for bit torchvision's arithmetic.
 
     ``loss(batch)`` -> ``{'rpn/cls', 'rpn/box', 'roi/cls', 'roi/box'[, 'roi/mask']}``; ``predict(batch)`` ->
     per image ``boxes``/``scores``/``labels`` (+ ``masks`` bool [N,H0,W0]) in original-image pixels.
@@ -31,7 +34,7 @@ class TwoStageDetector(nn.Module):
     def __init__(self, backbone: nn.Module | dict, neck: nn.Module | dict | None, rpn_head: nn.Module | dict,
                  box_head: nn.Module | dict, mask_head: nn.Module | dict | None = None, num_classes: int = 80,
                  class_names: Sequence[str] | None = None, preprocess: nn.Module | dict | None = None,
-                 mask_thresh: float = 0.5):
+                 mask_thresh: float = 0.5, fast_predict: bool = False):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
@@ -47,6 +50,20 @@ class TwoStageDetector(nn.Module):
                 raise ValueError(f"{name}.num_classes={head.num_classes} but the detector has "
                                  f"num_classes={self.num_classes}; drop it from the {name} config")
         self.mask_thresh = float(mask_thresh)
+        self.optimize_for_inference(fast_predict)
+
+    def optimize_for_inference(self, enabled: bool = True) -> "TwoStageDetector":
+        """Turn the inference fast path of ``predict`` on (or off); returns ``self``. For inference models.
+
+        Frozen norms are folded into their convs, conv + add + ReLU run as one oneDNN op, and on the CPU the
+        backbone, neck and RPN run in channels_last (``detkit.models.fuse``). Parameters, buffers and the
+        state dict stay as they are, and ``loss`` (autograd) always runs the plain modules, so training and
+        checkpoint loading are unaffected. Outputs equal the plain path's up to float rounding (a relative
+        few 1e-6 on the features; docs/benchmarks.md).
+        """
+        self.fast_predict = bool(enabled)
+        set_fused_inference(self, self.fast_predict)
+        return self
 
     def extract_feats(self, images: Tensor) -> list[Tensor]:
         """Backbone (+ neck) maps for normalised images [B,3,H,W], increasing stride."""
@@ -56,10 +73,13 @@ class TwoStageDetector(nn.Module):
     def _proposals(self, batch: dict, train: bool) -> tuple[list[Tensor], tuple, list, list[Tensor], tuple]:
         """Features, raw RPN outputs, image sizes, detached proposals and the padded input (H, W)."""
         images = self.preprocess(batch)                                        # [B,3,H,W] float
+        if not train and self.fast_predict and images.device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
         feats = self.extract_feats(images)
         sizes = [tuple(int(v) for v in s) for s in batch["image_sizes"]]
         raw = self.rpn_head(feats)
         proposals = self.rpn_head.predict(raw, feats, images.shape[-2:], sizes, train=train)
+        feats = [f.contiguous() for f in feats]  # RoIAlign reads NCHW maps (no-op unless channels_last)
         return feats, raw, sizes, [p.detach() for p in proposals], tuple(images.shape[-2:])
 
     def loss(self, batch: dict) -> dict[str, Tensor]:

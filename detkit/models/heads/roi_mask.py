@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 
+from detkit.models.fuse import conv_norm_act
 from detkit.models.heads.roi_box import conv_block, pool_rois
 from detkit.registry import HEADS
 
@@ -41,6 +42,7 @@ class RoIMaskHead(nn.Module):
         self.deconv = nn.ConvTranspose2d(ch, conv_channels, 2, 2, 0)
         self.logits = nn.Conv2d(conv_channels, self.num_classes, 1)
         self.mask_size = 2 * int(roi_output_size)
+        self.fused_inference = False  # conv (+ norm) + ReLU as one op without autograd (detectors turn it on)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -51,7 +53,12 @@ class RoIMaskHead(nn.Module):
                 image_sizes: Sequence[Sequence[int]] | None = None) -> Tensor:
         """Mask logits for ``boxes`` (per image Tensor[K_i,4] xyxy) -> Tensor[sum K_i, C, M, M], M = 28."""
         x = pool_rois(self.pooler, feats, boxes, self.featmap_strides)        # [R,C_in,14,14]
-        x = F.relu(self.deconv(self.convs(x)))                                 # [R,256,28,28]
+        if self.fused_inference and not torch.is_grad_enabled():
+            for block in self.convs:  # (conv, [norm,] ReLU) as one op
+                x = conv_norm_act(x, block[0], block[1] if len(block) == 3 else None, relu=True)
+        else:
+            x = self.convs(x)
+        x = F.relu(self.deconv(x))                                             # [R,256,28,28]
         return self.logits(x)                                                  # [R,C,28,28]
 
     def loss(self, mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[Tensor],

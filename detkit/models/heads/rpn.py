@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, batched_nms, box_iou
 
+from detkit.models.fuse import conv2d_act
 from detkit.ops.anchors import anchor_strides, make_anchors
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.matcher import Matcher
@@ -95,6 +96,7 @@ class RPNHead(nn.Module):
         self.pre_nms_top_n = {"train": pre_nms_top_n_train, "test": pre_nms_top_n_test}
         self.post_nms_top_n = {"train": post_nms_top_n_train, "test": post_nms_top_n_test}
         self.nms_thresh, self.score_thresh, self.min_size = nms_thresh, score_thresh, min_size
+        self.fused_inference = False  # conv + ReLU as one op without autograd (detectors turn it on)
 
     def forward(self, feats: list[Tensor]) -> Raw:
         """Objectness logits [B,A,H,W] and deltas [B,A*4,H,W] for every level."""
@@ -102,8 +104,14 @@ class RPNHead(nn.Module):
             raise ValueError(f"RPNHead has anchor sizes for {len(self.anchor_sizes)} levels but got "
                              f"{len(feats)} feature maps; set rpn_head.anchor_sizes to one tuple per level")
         objectness, deltas = [], []
+        fused = self.fused_inference and not torch.is_grad_enabled()
         for f in feats:
-            t = self.conv(f)
+            if fused:  # each Conv2dNormActivation(conv, ReLU) as one op
+                t = f
+                for block in self.conv:
+                    t = conv2d_act(t, block[0], relu=True)
+            else:
+                t = self.conv(f)
             objectness.append(self.cls_logits(t))
             deltas.append(self.bbox_pred(t))
         return objectness, deltas

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.models.fuse import conv2d_act
 from detkit.registry import NECKS
 
 
@@ -23,6 +25,14 @@ def _conv(cin: int, cout: int, k: int, norm: str | None) -> nn.Module:
     if norm is None:
         return nn.Conv2d(cin, cout, k, padding=k // 2)
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), _norm(norm, cout))
+
+
+def _conv_add(conv: nn.Module, x: Tensor, add: Tensor | None = None, fused: bool = False) -> Tensor:
+    """``conv(x) + add``; one oneDNN op for a plain conv when ``fused`` (``detkit.models.fuse.conv2d_act``)."""
+    if fused and isinstance(conv, nn.Conv2d):
+        return conv2d_act(x, conv, add=add)
+    y = conv(x)
+    return y + add if add is not None else y
 
 
 @NECKS.register
@@ -49,6 +59,9 @@ class FPN(nn.Module):
     With a norm, each conv is ``{name}.{i}.0.weight`` and its norm ``{name}.{i}.1.*``.
 
     ``forward(feats: list[Tensor[B,C_i,H_i,W_i]]) -> list[Tensor[B,out_channels,H,W]]``.
+
+    ``fused_inference`` (attribute, default False; detectors turn it on): without autograd, each plain
+    lateral conv and its top-down addition run as one oneDNN op on the CPU (same values up to rounding).
     """
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra: str | None = "maxpool",
@@ -82,18 +95,20 @@ class FPN(nn.Module):
                 if m.bias is not None:
                     nn.init.constant_(m.bias, 0)
         self.out_channels = out_channels
+        self.fused_inference = False
         self.strides = [int(s) for s in in_strides] + [int(in_strides[-1]) * 2 ** (j + 1) for j in range(self.num_extra)]
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         """Return ``len(feats) + num_extra`` maps, increasing stride."""
         if len(feats) != len(self.lateral_convs):
             raise ValueError(f"FPN built for {len(self.lateral_convs)} input maps, got {len(feats)}")
-        last = self.lateral_convs[-1](feats[-1])
-        outs = [self.output_convs[-1](last)]
+        fused = self.fused_inference and not torch.is_grad_enabled()
+        last = _conv_add(self.lateral_convs[-1], feats[-1], fused=fused)
+        outs = [_conv_add(self.output_convs[-1], last, fused=fused)]
         for i in range(len(feats) - 2, -1, -1):
-            lateral = self.lateral_convs[i](feats[i])
-            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-            outs.insert(0, self.output_convs[i](last))
+            top_down = F.interpolate(last, size=feats[i].shape[-2:], mode="nearest")
+            last = _conv_add(self.lateral_convs[i], feats[i], top_down, fused)  # lateral + top-down
+            outs.insert(0, _conv_add(self.output_convs[i], last, fused=fused))
         if self.extra == "maxpool":
             for _ in range(self.num_extra):
                 outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2, padding=0))

@@ -1,0 +1,354 @@
+"""Speed and memory of two-stage detectors, optionally against torchvision with identical weights.
+
+Used by ``tools/benchmark.py --task infer|train`` (docs/benchmarks.md). With ``compare='torchvision'`` the
+config must describe torchvision's R50-FPN v1 (Faster or Mask R-CNN): torchvision's model is built with
+seeded random weights made realistic (FrozenBatchNorm2d with random statistics, a sharpened classifier, so
+dozens of detections pass the 0.05 threshold), converted with ``detkit.models.convert`` and loaded into
+detkit's model; both then run in this process, interleaved (A B A B ...), and medians are compared.
+"""
+from __future__ import annotations
+
+import copy
+import ctypes
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.models.build import build_model
+from detkit.models.convert import COCO_CATEGORY_IDS, COCO_UNUSED_IDS, convert_state_dict
+
+Log = Callable[[str], None]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU; a CUDA request without a GPU is an error."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch.cuda.is_available() is False; use --device cpu")
+    return dev
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], iters: int, warmup: int,
+                     device: torch.device) -> dict[str, list[float]]:
+    """Seconds per call of each function, run in turns (A B A B ...) after ``warmup`` untimed turns."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + iters):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _proc_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_cpu_peak() -> bool:
+    """Release free heap pages (glibc ``malloc_trim``) and reset the peak RSS (Linux ``clear_refs``)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float | None, str]:
+    """Peak extra memory (MiB) of one call of ``fn`` and how it was measured.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the call. CPU: the rise of
+    the process's peak resident set (``VmHWM`` after resetting it via ``/proc/self/clear_refs``) over the
+    resident set before the call, after ``malloc_trim`` returned free heap pages; None where that is
+    unavailable (not Linux).
+    """
+    if device.type == "cuda":
+        _sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20, "cuda max_memory_allocated"
+    if not _reset_cpu_peak():
+        fn()
+        return None, "unavailable (needs Linux /proc/self/clear_refs)"
+    base = _proc_kb("VmRSS")
+    fn()
+    peak = _proc_kb("VmHWM")
+    if base is None or peak is None:
+        return None, "unavailable"
+    return (peak - base) / 1024, "peak RSS delta"
+
+
+def synthetic_image(h: int, w: int, seed: int = 2) -> Tensor:
+    """A smooth random uint8 image [3,H,W] (upsampled noise: blob-like, gives realistic proposals)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, max(1, h // 32), max(1, w // 32), generator=g)
+    img = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0] * 255
+    return img.round().to(torch.uint8)
+
+
+def synthetic_targets(batch: int, size: int, boxes_per_image: int = 4, seed: int = 3,
+                      with_masks: bool = False) -> list[dict[str, Tensor]]:
+    """Per image a few random gt boxes (xyxy, 40..190 px), labels 0..79 and box-shaped masks."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(batch):
+        xy = torch.rand(boxes_per_image, 2, generator=g) * (size * 0.6)
+        wh = 40 + torch.rand(boxes_per_image, 2, generator=g) * 150
+        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], 1)
+        t = {"boxes": boxes, "labels": torch.randint(0, 80, (boxes_per_image,), generator=g)}
+        if with_masks:
+            masks = torch.zeros(boxes_per_image, size, size, dtype=torch.uint8)
+            for j, (x0, y0, x1, y1) in enumerate(boxes.round().int().tolist()):
+                masks[j, y0:y1, x0:x1] = 1
+            t["masks"] = masks
+        out.append(t)
+    return out
+
+
+def _is_torchvision_r50_fpn(cfg: dict) -> str:
+    """'faster' or 'mask' when ``cfg`` is torchvision's R50-FPN v1 layout, else a ValueError."""
+    m = cfg.get("model", {})
+    bb, neck = m.get("backbone") or {}, m.get("neck") or {}
+    box = m.get("box_head") or {}
+    if (m.get("type") != "TwoStageDetector" or bb.get("type") != "ResNet" or bb.get("depth") != 50
+            or neck.get("type") != "FPN" or neck.get("out_channels", 256) != 256 or box.get("head", "2fc") != "2fc"):
+        raise ValueError("--compare torchvision needs torchvision's R50-FPN two-stage model, e.g. "
+                         "configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.yaml or "
+                         "configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.yaml")
+    return "mask" if m.get("mask_head") else "faster"
+
+
+def _frozen_bn(module: nn.Module, g: torch.Generator, eps: float) -> None:
+    """Swap BatchNorm2d for FrozenBatchNorm2d with random, sane statistics (as pretrained backbones have)."""
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=eps)
+            frozen.running_mean.normal_(0, 0.1, generator=g)
+            frozen.running_var.uniform_(0.5, 1.5, generator=g)
+            frozen.weight.uniform_(0.5, 1.5, generator=g)
+            frozen.bias.normal_(0, 0.1, generator=g)
+            setattr(module, name, frozen)
+        else:
+            _frozen_bn(child, g, eps)
+
+
+def torchvision_pair(cfg: dict, min_size: int, max_size: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(torchvision model, detkit model) with the same seeded random weights (see the module docstring).
+
+    torchvision's model gets ``min_size``/``max_size`` (so it does not resize the benchmark images) and,
+    as ``trainable_backbone_layers=3`` does for pretrained weights, a frozen stem and layer1 (detkit's
+    ``frozen_stages=1``).
+    """
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
+
+    kind = _is_torchvision_r50_fpn(cfg)
+    torch.manual_seed(seed)
+    ctor = maskrcnn_resnet50_fpn if kind == "mask" else fasterrcnn_resnet50_fpn
+    tv = ctor(weights=None, weights_backbone=None, num_classes=91, min_size=min_size, max_size=max_size)
+    g = torch.Generator().manual_seed(seed + 1)
+    eps = float(cfg["model"]["backbone"].get("norm_eps", 1e-5))
+    with torch.no_grad():
+        _frozen_bn(tv.backbone.body, g, eps)
+        cls = tv.roi_heads.box_predictor.cls_score
+        cls.weight.normal_(0, 0.01, generator=g)  # sharper than init: dozens of detections above 0.05
+        cls.bias.zero_()
+        cls.weight[list(COCO_UNUSED_IDS)] = 0
+        cls.bias[list(COCO_UNUSED_IDS)] = -1e4  # unused COCO ids never win (as in trained weights)
+    for name, p in tv.backbone.body.named_parameters():
+        if name.startswith(("conv1.", "bn1.", "layer1.")):
+            p.requires_grad_(False)
+    state, info = convert_state_dict(tv.state_dict())
+    model_cfg = {**cfg["model"], "num_classes": info["num_classes"]}
+    dk = build_model({"model": model_cfg}, class_names=info["class_names"])
+    dk.load_state_dict(state, strict=True)
+    return tv, dk
+
+
+def compare_detections(ref: dict, out: dict, category_ids: Tensor | None = None, tol: float = 1.0) -> dict:
+    """Match each reference (torchvision) detection to the closest output detection of the same class.
+
+    ``category_ids`` maps the output's labels to the reference's. A pair counts as matched when no box
+    coordinate differs by more than ``tol`` pixels. Returns ``n_ref``, ``n_out``, ``matched``, and over the
+    matched pairs the largest box and score differences and (for masks) the smallest mask IoU; near the
+    score threshold or an NMS tie, float rounding alone can add or drop a detection.
+    """
+    labels = out["labels"].cpu()
+    labels = category_ids[labels] if category_ids is not None else labels
+    rb, ob = ref["boxes"].float().cpu(), out["boxes"].float().cpu()
+    rs, os_ = ref["scores"].float().cpu(), out["scores"].float().cpu()
+    res = {"n_ref": len(rb), "n_out": len(ob), "matched": 0, "box_diff": 0.0, "score_diff": 0.0}
+    if len(rb) == 0 or len(ob) == 0:
+        return res
+    cost = torch.cdist(rb, ob, p=1) + 1e6 * (ref["labels"].cpu()[:, None] != labels[None])
+    j = (cost + 1e3 * (rs[:, None] - os_[None]).abs()).argmin(1)
+    diff = (rb - ob[j]).abs().amax(1)
+    ok = (diff <= tol) & (ref["labels"].cpu() == labels[j])
+    res["matched"] = int(ok.sum())
+    if ok.any():
+        res["box_diff"] = float(diff[ok].max())
+        res["score_diff"] = float((rs - os_[j]).abs()[ok].max())
+        if "masks" in ref and "masks" in out:
+            rm, om = _binary_masks(ref["masks"])[ok], _binary_masks(out["masks"])[j[ok]]
+            inter = (rm & om).flatten(1).sum(1).float()
+            union = (rm | om).flatten(1).sum(1).float()
+            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+            res["mask_iou_min"] = float(iou.min())
+    return res
+
+
+def _binary_masks(masks: Tensor) -> Tensor:
+    """bool [N,H,W] from detkit's bool [N,H,W] or torchvision's float probabilities [N,1,H,W]."""
+    masks = masks.cpu()
+    masks = masks[:, 0] if masks.dim() == 4 else masks
+    return masks if masks.dtype == torch.bool else masks > 0.5
+
+
+def _median_ms(times: list[float]) -> float:
+    return 1e3 * statistics.median(times)
+
+
+def _row(task: str, cfg: dict, device: torch.device, shape: str, times: dict[str, list[float]],
+         mem: dict[str, tuple[float | None, str]], check: str) -> dict:
+    ms = {k: _median_ms(v) for k, v in times.items()}
+    tv_ms, tv_mem = ms.get("torchvision"), mem.get("torchvision", (None, ""))[0]
+    dk_mem = mem["detkit"][0]
+    kind = "mask_rcnn" if cfg["model"].get("mask_head") else "faster_rcnn"
+    depth = cfg["model"].get("backbone", {}).get("depth", "")
+    return {"task": task, "model": f"{kind}_r{depth}_fpn" if depth else kind, "device": str(device),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None, "input": shape,
+            "iters": len(times["detkit"]), "detkit_ms": ms["detkit"], "torchvision_ms": tv_ms,
+            "ratio": ms["detkit"] / tv_ms if tv_ms else None, "detkit_mem_mb": dk_mem,
+            "torchvision_mem_mb": tv_mem, "mem_ratio": dk_mem / tv_mem if dk_mem and tv_mem else None,
+            "mem_method": mem["detkit"][1], "check": check}
+
+
+def bench_infer(cfg: dict, size: tuple[int, int] = (800, 1216), iters: int = 5, warmup: int = 1,
+                device: str | None = None, compare: str | None = None, log: Log = print) -> dict:
+    """Median latency (ms) and peak memory of ``predict`` on one ``size`` image, detkit vs torchvision.
+
+    detkit runs as ``init_model`` + ``detkit.predict`` would (``optimize_for_inference()``, inference
+    mode); torchvision runs its model on the float image, also under ``torch.inference_mode``. The row's
+    ``check`` compares their detections (and detkit's plain path, ``fast_predict=False``).
+    """
+    dev = resolve_device(device)
+    h, w = int(size[0]), int(size[1])
+    tv, dk = (torchvision_pair(cfg, min(h, w), max(h, w)) if compare == "torchvision"
+              else (None, build_model(cfg)))
+    dk = dk.to(dev).eval().optimize_for_inference()
+    img = synthetic_image(h, w).to(dev)
+    batch = {"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]}
+
+    def run_dk():
+        with torch.inference_mode():
+            return dk.predict(batch)[0]
+
+    fns = {"detkit": run_dk}
+    if tv is not None:
+        tv = tv.to(dev).eval()
+
+        def run_tv():
+            with torch.inference_mode():
+                return tv([img.float() / 255])[0]
+        fns["torchvision"] = run_tv
+    times = time_interleaved(fns, iters, warmup, dev)
+    mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
+    check = _infer_check(tv, img, dk, run_dk) if tv is not None else f"{len(run_dk()['boxes'])} detections"
+    log(f"  check: {check}")
+    return _row("infer", cfg, dev, f"1x{h}x{w}", times, mem, check)
+
+
+def _infer_check(tv: nn.Module, img: Tensor, dk: nn.Module, run_dk: Callable) -> str:
+    """One line comparing detkit's detections with torchvision's.
+
+    Three figures: detkit's fast path, detkit's plain path (``fast_predict=False``, same op order as
+    torchvision), and torchvision itself with channels_last weights: float rounding alone, amplified by
+    the random weights (their features reach ~1e3), as a yardstick for the fast path's differences.
+    """
+    ids = torch.tensor(COCO_CATEGORY_IDS)
+    with torch.inference_mode():
+        ref = tv([img.float() / 255])[0]
+        tv_cl = copy.deepcopy(tv).to(memory_format=torch.channels_last)
+        yardstick = compare_detections(ref, tv_cl([img.float() / 255])[0])
+        del tv_cl
+    fast = compare_detections(ref, run_dk(), ids)
+    dk.optimize_for_inference(False)
+    plain = compare_detections(ref, run_dk(), ids)
+    dk.optimize_for_inference(True)
+    def line(r: dict) -> str:
+        t = (f"{r['n_ref']}/{r['n_out']} dets, {r['matched']} matched <=1px: max box {r['box_diff']:.2g} px, "
+             f"score {r['score_diff']:.2g}")
+        return t + (f", mask IoU >= {r['mask_iou_min']:.3f}" if "mask_iou_min" in r else "")
+    return f"fast: {line(fast)}; plain: {line(plain)}; torchvision channels_last: {line(yardstick)}"
+
+
+def bench_train(cfg: dict, size: int = 512, batch: int = 2, iters: int = 5, warmup: int = 1,
+                device: str | None = None, compare: str | None = None, log: Log = print) -> dict:
+    """Median time (ms) and peak memory of one training step (forward, backward, SGD step).
+
+    ``batch`` images of ``size`` x ``size`` with four gt boxes (and masks) each; torchvision's model is
+    built with ``min_size = max_size = size`` so that it does not resize them. SGD with lr 1e-5, momentum
+    0.9, weight decay 1e-4 over the parameters that require grad, for both.
+    """
+    dev = resolve_device(device)
+    mask = bool(cfg["model"].get("mask_head"))
+    tv, dk = torchvision_pair(cfg, size, size) if compare == "torchvision" else (None, build_model(cfg))
+    dk = dk.to(dev).train()
+    images = torch.stack([synthetic_image(size, size, seed=2 + i) for i in range(batch)]).to(dev)
+    targets = [{k: v.to(dev) for k, v in t.items()} for t in synthetic_targets(batch, size, with_masks=mask)]
+    dk_batch = {"images": images, "image_sizes": [(size, size)] * batch, "orig_sizes": [(size, size)] * batch,
+                "targets": targets}
+    fns = {"detkit": _train_step(dk, lambda: dk.loss(dk_batch))}
+    if tv is not None:
+        tv = tv.to(dev).train()
+        ids = torch.tensor(COCO_CATEGORY_IDS, device=dev)
+        tv_targets = [{**t, "labels": ids[t["labels"]]} for t in targets]
+        tv_images = [im.float() / 255 for im in images]
+        fns["torchvision"] = _train_step(tv, lambda: tv(tv_images, tv_targets))
+    losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
+    times = time_interleaved(fns, iters, max(0, warmup - 1), dev)
+    mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
+    check = "; ".join(f"{k} first-step loss {v:.4g}" for k, v in losses.items())
+    log(f"  check: {check}")
+    return _row("train", cfg, dev, f"{batch}x{size}x{size}", times, mem, check)
+
+
+def _train_step(model: nn.Module, loss_fn: Callable[[], dict]) -> Callable[[], float]:
+    """A closure running forward, backward and an SGD step; returns the summed loss."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=1e-4)
+
+    def step() -> float:
+        losses = loss_fn()
+        total = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return float(total.detach())
+    return step

@@ -1,0 +1,86 @@
+"""tools/benchmark.py --task infer/train (with and without --compare torchvision) at tiny sizes; no timing checks."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+_spec = importlib.util.spec_from_file_location("detkit_tool_benchmark", ROOT / "tools" / "benchmark.py")
+bench_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_tool)
+
+from detkit.models import benchmark  # noqa: E402
+
+FASTER = str(ROOT / "configs" / "faster_rcnn" / "faster_rcnn_r50_fpn_1x_coco.yaml")
+MASK = str(ROOT / "configs" / "mask_rcnn" / "mask_rcnn_r50_fpn_1x_coco.yaml")
+SHAPES = str(ROOT / "configs" / "faster_rcnn" / "faster_rcnn_r18_fpn_shapes.yaml")
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_infer_compare_torchvision_writes_rows(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    rc = bench_tool.main([MASK, "--task", "infer", "--compare", "torchvision", "--size", "96", "128",
+                          "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--md", str(md)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "mask_rcnn_r50_fpn" in out
+    # the plain path does torchvision's arithmetic: every detection matched, identical boxes
+    n_ref, n_out, matched = re.search(r"plain: (\d+)/(\d+) dets, (\d+) matched <=1px: max box 0 px", out).groups()
+    assert n_ref == n_out == matched and int(n_ref) > 0
+    text = md.read_text()
+    assert "| date | task | config | device |" in text and "| infer |" in text and "1x96x128" in text
+
+
+def test_train_compare_torchvision_row():
+    cfg = bench_tool.load_config(FASTER)
+    row = benchmark.bench_train(cfg, size=64, batch=1, iters=1, warmup=0, device="cpu", compare="torchvision",
+                                log=lambda s: None)
+    assert row["task"] == "train" and row["input"] == "1x64x64"
+    assert row["detkit_ms"] > 0 and row["torchvision_ms"] > 0 and row["ratio"] > 0
+    assert "detkit first-step loss" in row["check"] and "torchvision first-step loss" in row["check"]
+
+
+def test_detkit_only_without_compare(capsys):
+    rc = bench_tool.main([SHAPES, "--task", "infer", "--size", "64", "96", "--iters", "1", "--warmup", "0",
+                          "--set", "model.num_classes=3", "--threads", "1"])
+    assert rc == 0
+    assert "faster_rcnn_r18_fpn" in capsys.readouterr().out
+
+
+def test_compare_needs_r50_fpn_config(capsys):
+    rc = bench_tool.main([SHAPES, "--task", "train", "--compare", "torchvision", "--set", "model.num_classes=3",
+                          "--iters", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("benchmark: error:") and "R50-FPN" in err
+
+
+def test_compare_detections_matches_by_class():
+    ref = {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), "scores": torch.tensor([0.9, 0.8]),
+           "labels": torch.tensor([1, 2])}
+    out = {"boxes": torch.tensor([[5.5, 5, 20, 20], [0, 0, 10, 10.25]]), "scores": torch.tensor([0.8, 0.9]),
+           "labels": torch.tensor([1, 0])}  # labels as detkit indices into the category ids below
+    res = benchmark.compare_detections(ref, out, category_ids=torch.tensor([1, 2]))
+    assert res["n_ref"] == res["n_out"] == res["matched"] == 2
+    assert res["box_diff"] == pytest.approx(0.5) and res["score_diff"] == pytest.approx(0.0)
+    res = benchmark.compare_detections(ref, out, category_ids=torch.tensor([1, 2]), tol=0.3)
+    assert res["matched"] == 1 and res["box_diff"] == pytest.approx(0.25)
+
+
+def test_peak_memory_sees_an_allocation():
+    mib, method = benchmark.peak_memory(lambda: torch.ones(64, 2 ** 20).sum(), torch.device("cpu"))
+    if mib is None:
+        pytest.skip(method)
+    assert mib > 100 and method == "peak RSS delta"  # a 256 MiB tensor
