@@ -143,7 +143,7 @@ def _is_torchvision_r50_fpn(cfg: dict) -> str:
     return "mask" if m.get("mask_head") else "faster"
 
 
-def _frozen_bn(module: nn.Module, g: torch.Generator, eps: float) -> None:
+def random_frozen_bn(module: nn.Module, g: torch.Generator, eps: float = 1e-5) -> None:
     """Swap BatchNorm2d for FrozenBatchNorm2d with random, sane statistics (as pretrained backbones have)."""
     from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -156,7 +156,7 @@ def _frozen_bn(module: nn.Module, g: torch.Generator, eps: float) -> None:
             frozen.bias.normal_(0, 0.1, generator=g)
             setattr(module, name, frozen)
         else:
-            _frozen_bn(child, g, eps)
+            random_frozen_bn(child, g, eps)
 
 
 def torchvision_pair(cfg: dict, min_size: int, max_size: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
@@ -175,7 +175,7 @@ def torchvision_pair(cfg: dict, min_size: int, max_size: int, seed: int = 0) -> 
     g = torch.Generator().manual_seed(seed + 1)
     eps = float(cfg["model"]["backbone"].get("norm_eps", 1e-5))
     with torch.no_grad():
-        _frozen_bn(tv.backbone.body, g, eps)
+        random_frozen_bn(tv.backbone.body, g, eps)
         cls = tv.roi_heads.box_predictor.cls_score
         cls.weight.normal_(0, 0.01, generator=g)  # sharper than init: dozens of detections above 0.05
         cls.bias.zero_()

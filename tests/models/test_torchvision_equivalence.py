@@ -13,27 +13,13 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from detkit.config import load_config
 from detkit.models import build_model
+from detkit.models.benchmark import random_frozen_bn
 from detkit.models.convert import COCO_CATEGORY_IDS, COCO_CLASSES, COCO_UNUSED_IDS, convert_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "models"
-
-
-def _freeze_bn(module: torch.nn.Module, g: torch.Generator) -> None:
-    """Replace BatchNorm2d by FrozenBatchNorm2d with random (but sane) statistics and affine parameters."""
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.BatchNorm2d):
-            frozen = FrozenBatchNorm2d(child.num_features)
-            frozen.running_mean.normal_(0, 0.1, generator=g)
-            frozen.running_var.uniform_(0.5, 1.5, generator=g)
-            frozen.weight.uniform_(0.5, 1.5, generator=g)
-            frozen.bias.normal_(0, 0.1, generator=g)
-            setattr(module, name, frozen)
-        else:
-            _freeze_bn(child, g)
 
 
 def _torchvision_model(kind: str, min_size: int, max_size: int) -> torch.nn.Module:
@@ -42,7 +28,7 @@ def _torchvision_model(kind: str, min_size: int, max_size: int) -> torch.nn.Modu
     tv = ctor(weights=None, weights_backbone=None, num_classes=91, min_size=min_size, max_size=max_size).eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        _freeze_bn(tv.backbone.body, g)
+        random_frozen_bn(tv.backbone.body, g)
         cls = tv.roi_heads.box_predictor.cls_score
         cls.weight.normal_(0, 0.01, generator=g)
         cls.bias.zero_()
