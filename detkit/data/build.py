@@ -23,7 +23,7 @@ __all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init
            "SeededDataset"]
 
 # modules whose import registers datasets; absent ones are skipped (they are optional or not written yet)
-_DATASET_MODULES = ("detkit.data.coco",)
+_DATASET_MODULES = ("detkit.data.coco", "detkit.data.mix")
 
 
 def _register_datasets() -> None:
@@ -54,7 +54,8 @@ class SeededDataset(torch.utils.data.Dataset):
     epoch travels with the index (``GroupedBatchSampler(with_epoch=True)``), so no state has to reach the
     workers. Seeded are the steps of a ``detkit.data.transforms.Pipeline`` in ``dataset.pipeline``
     (albumentations groups and detkit transforms with an ``rng``); other randomness (a custom callable
-    drawing from the global RNGs) is not. A plain int item is passed through unchanged.
+    drawing from the global RNGs) is not. A dataset with ``set_epoch`` gets the item's epoch first (e.g.
+    ``MixDataset`` for close_mosaic). A plain int item is passed through unchanged.
     """
 
     def __init__(self, dataset: Any, seed: int = 0):
@@ -67,6 +68,8 @@ class SeededDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         if isinstance(key, (tuple, list)):
             index, epoch = (int(k) for k in key)
+            if callable(getattr(self.dataset, "set_epoch", None)):  # e.g. MixDataset's close_mosaic
+                self.dataset.set_epoch(epoch)
             seed = getattr(getattr(self.dataset, "pipeline", None), "seed", None)
             if callable(seed):
                 seed((self.seed, epoch, index))

@@ -89,3 +89,31 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padd
         pasted = wy @ (padded[s:s + chunk] @ wx.transpose(1, 2))             # [n,H,W]
         out[s:s + chunk, 0] = pasted > threshold if threshold is not None else pasted
     return out
+
+
+def masks_to_original(masks: Tensor, scale_factor, pad_offset, orig_size, threshold: float = 0.5,
+                      chunk: int = 32) -> Tensor:
+    """Full-image mask probabilities in transformed-image pixels -> bool masks of the original image.
+
+    The region of the transformed image that holds the original content (after ``pad_offset`` (left, top),
+    ``scale_factor`` (sx, sy) pixels per original pixel) is cut out and resized bilinearly to ``orig_size``.
+
+    Args:
+        masks: float [N,H,W] probabilities (or logits with ``threshold`` set accordingly).
+        orig_size: (h0, w0).
+
+    Returns:
+        bool [N,h0,w0].
+    """
+    h0, w0 = int(orig_size[0]), int(orig_size[1])
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros(0, h0, w0, dtype=torch.bool, device=masks.device)
+    left, top = float(pad_offset[0]), float(pad_offset[1])
+    x0, y0 = int(round(left)), int(round(top))
+    x1 = min(w, int(round(left + w0 * float(scale_factor[0]))))
+    y1 = min(h, int(round(top + h0 * float(scale_factor[1]))))
+    region = masks[:, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    out = [F.interpolate(region[i:i + chunk, None].float(), size=(h0, w0), mode="bilinear",
+                         align_corners=False)[:, 0] > threshold for i in range(0, n, chunk)]
+    return torch.cat(out)

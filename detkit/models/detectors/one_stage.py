@@ -1,0 +1,90 @@
+"""One-stage detectors (the YOLO family): backbone + neck + dense head, optionally with instance masks."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from detkit.models.blocks import fuse_conv_bn
+from detkit.models.detectors.base import (batch_geometry, build_part, build_preprocess, default_class_names,
+                                          targets_to_device, to_original)
+from detkit.ops.masks import masks_to_original
+from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
+
+# YOLO models take pixels / 255 with no mean subtraction
+_YOLO_PREPROCESS = dict(pixel_mean=(0.0, 0.0, 0.0), pixel_std=(255.0, 255.0, 255.0), size_divisor=32)
+
+
+@DETECTORS.register
+class OneStageDetector(nn.Module):
+    """``head(neck(backbone(x)))`` with the head's ``loss`` / ``predict``; parts as modules or spec dicts.
+
+    Args:
+        backbone, neck, head: the parts (``neck`` may be None). The neck's ``in_channels`` defaults to the
+            backbone's ``out_channels``; the head gets ``num_classes``, ``in_channels`` and ``strides``
+            of the neck (or backbone) when its spec lacks them.
+        num_classes: C; class_names: C names.
+        preprocess: ``Preprocessor`` keyword arguments (default: pixels / 255, padding to 32).
+        mask_thresh: probability threshold of instance masks (heads that predict ``masks``).
+
+    ``loss(batch)`` -> the head's losses; ``predict(batch)`` -> per image ``boxes``/``scores``/``labels``
+    (+ ``masks`` bool [N,H0,W0]) in original-image pixels.
+    """
+
+    def __init__(self, backbone: nn.Module | dict, neck: nn.Module | dict | None, head: nn.Module | dict,
+                 num_classes: int = 80, class_names: Sequence[str] | None = None,
+                 preprocess: nn.Module | dict | None = None, mask_thresh: float = 0.5):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.class_names = default_class_names(self.num_classes, class_names)
+        self.preprocess = build_preprocess(preprocess if preprocess is not None else dict(_YOLO_PREPROCESS))
+        self.backbone = build_part(BACKBONES, backbone)
+        self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels,
+                               strides=self.backbone.strides)
+        last = self.neck if self.neck is not None else self.backbone
+        self.head = build_part(HEADS, head, num_classes=self.num_classes, in_channels=last.out_channels,
+                               strides=last.strides)
+        if getattr(self.head, "num_classes", self.num_classes) != self.num_classes:
+            raise ValueError(f"head.num_classes={self.head.num_classes} but the detector has "
+                             f"num_classes={self.num_classes}; drop it from the head config")
+        self.mask_thresh = float(mask_thresh)
+
+    def optimize_for_inference(self, enabled: bool = True) -> "OneStageDetector":
+        """Fold BatchNorms into convs (as Ultralytics' ``fuse()``) for inference; returns ``self``.
+
+        One way: the BN parameters are gone from the state dict afterwards, so save checkpoints before.
+        Outputs equal the unfused model's up to float rounding (tests/models/test_yolo.py).
+        """
+        if enabled:
+            fuse_conv_bn(self.eval())
+        return self
+
+    def forward_raw(self, images: Tensor):
+        """Raw head outputs (tensors only) of normalised images [B,3,H,W]: the export-friendly forward."""
+        feats = self.backbone(images)
+        return self.head(self.neck(feats) if self.neck is not None else feats)
+
+    def loss(self, batch: dict) -> dict[str, Tensor]:
+        """Training losses of a batch (docs/contracts.md); images without objects are allowed."""
+        images = self.preprocess(batch)
+        targets = targets_to_device(batch["targets"], images.device)
+        return self.head.loss(self.forward_raw(images), targets)
+
+    @torch.no_grad()
+    def predict(self, batch: dict, score_thr: float | None = None, nms_thr: float | None = None,
+                max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+        """Detections per image in original-image pixels; test settings overridable per call."""
+        images = self.preprocess(batch)
+        sizes = [tuple(int(v) for v in s) for s in batch["image_sizes"]]
+        dets = self.head.predict(self.forward_raw(images), sizes, score_thr, nms_thr, max_per_img)
+        out = to_original(dets, batch)
+        if dets and "masks" in dets[0]:
+            scales, pads, origs = batch_geometry(batch)
+            for i, (d, o) in enumerate(zip(dets, out)):
+                o["masks"] = masks_to_original(d["masks"], scales[i], pads[i], origs[i], self.mask_thresh)
+        return out
+
+    def forward(self, batch: dict, **kwargs) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """``loss(batch)`` in training mode, ``predict(batch, **kwargs)`` in eval mode."""
+        return self.loss(batch) if self.training else self.predict(batch, **kwargs)

@@ -1,0 +1,157 @@
+"""YOLO-style anchor-free decoupled head: DFL box sides, CIoU loss, BCE classes, task-aligned assignment."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, complete_box_iou_loss
+
+from detkit.models.blocks import ConvBNAct
+from detkit.models.losses.dfl import distribution_focal_loss
+from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes
+from detkit.ops.tal import Assignment, task_aligned_assign
+from detkit.registry import HEADS
+
+
+def pad_targets(targets: Sequence[dict], device) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack per-image ``labels``/``boxes`` into padded ``labels`` [B,G], ``boxes`` [B,G,4], ``valid`` [B,G]."""
+    g = max((len(t["labels"]) for t in targets), default=0)
+    b = len(targets)
+    labels = torch.zeros(b, g, dtype=torch.long, device=device)
+    boxes = torch.zeros(b, g, 4, dtype=torch.float32, device=device)
+    valid = torch.zeros(b, g, dtype=torch.bool, device=device)
+    for i, t in enumerate(targets):
+        n = len(t["labels"])
+        if n:
+            labels[i, :n] = t["labels"].to(device)
+            boxes[i, :n] = t["boxes"].to(device, torch.float32)
+            valid[i, :n] = True
+    return labels, boxes, valid
+
+
+@HEADS.register
+class YOLOHead(nn.Module):
+    """Decoupled head over L levels: a box branch (4 x ``reg_max`` bins) and a class branch per level.
+
+    Args:
+        num_classes: C; in_channels: channels of the L input maps; strides: their strides.
+        reg_max: bins of the distribution over each box side (in stride units, 0..reg_max-1).
+        loss_box, loss_cls, loss_dfl: loss weights (YOLOv8: 7.5, 0.5, 1.5).
+        topk, alpha, beta: task-aligned assigner parameters.
+        score_thr, nms_thr, max_per_img, nms_pre: test settings (candidates above ``score_thr``, at most
+            ``nms_pre`` per image, class-aware NMS, ``max_per_img`` kept).
+
+    ``forward(feats) -> list`` of L tensors [B, 4*reg_max + C, H_l, W_l] (box bins first).
+    ``loss(raw, targets) -> {'yolo/box', 'yolo/cls', 'yolo/dfl'}``; ``predict(raw, image_sizes)`` ->
+    per image ``boxes`` [N,4] (input pixels), ``scores`` [N], ``labels`` [N], ``index`` [N] (anchor index).
+    """
+
+    def __init__(self, num_classes: int, in_channels: Sequence[int], strides: Sequence[int] = (8, 16, 32),
+                 reg_max: int = 16, loss_box: float = 7.5, loss_cls: float = 0.5, loss_dfl: float = 1.5,
+                 topk: int = 10, alpha: float = 0.5, beta: float = 6.0, score_thr: float = 0.001,
+                 nms_thr: float = 0.7, max_per_img: int = 300, nms_pre: int = 30000):
+        super().__init__()
+        self.num_classes, self.reg_max = int(num_classes), int(reg_max)
+        self.strides = [int(s) for s in strides]
+        in_channels = [int(c) for c in in_channels]
+        if len(in_channels) != len(self.strides):
+            raise ValueError(f"YOLOHead: {len(in_channels)} in_channels for {len(self.strides)} strides")
+        c_box = max(16, in_channels[0] // 4, 4 * self.reg_max)
+        c_cls = max(in_channels[0], min(self.num_classes, 100))
+        self.box_branch = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_box, 3), ConvBNAct(c_box, c_box, 3),
+                                                      nn.Conv2d(c_box, 4 * self.reg_max, 1)) for c in in_channels)
+        self.cls_branch = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_cls, 3), ConvBNAct(c_cls, c_cls, 3),
+                                                      nn.Conv2d(c_cls, self.num_classes, 1)) for c in in_channels)
+        self.register_buffer("proj", torch.arange(self.reg_max, dtype=torch.float32), persistent=False)
+        self.weights = {"box": float(loss_box), "cls": float(loss_cls), "dfl": float(loss_dfl)}
+        self.assigner = dict(topk=int(topk), alpha=float(alpha), beta=float(beta))
+        self.test_cfg = dict(score_thr=float(score_thr), nms_thr=float(nms_thr), max_per_img=int(max_per_img),
+                             nms_pre=int(nms_pre))
+        self.init_bias()
+
+    def init_bias(self, image_size: int = 640) -> None:
+        """Box bins start flat-ish (bias 1); class logits start at a prior of ~5 objects per image."""
+        for box, cls, s in zip(self.box_branch, self.cls_branch, self.strides):
+            nn.init.constant_(box[-1].bias, 1.0)
+            nn.init.constant_(cls[-1].bias, math.log(5 / self.num_classes / (image_size / s) ** 2))
+
+    def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
+        return [torch.cat([b(x), c(x)], 1) for x, b, c in zip(feats, self.box_branch, self.cls_branch)]
+
+    def flatten(self, raw: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per-anchor box bins [B,A,4*R], class logits [B,A,C], anchor points [A,2] and strides [A,1]."""
+        shapes = [tuple(r.shape[-2:]) for r in raw]
+        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)              # [B,A,4R+C]
+        bins, logits = flat.split([4 * self.reg_max, self.num_classes], -1)
+        points, strides = anchor_points(shapes, self.strides, raw[0].device, torch.float32)
+        return bins, logits, points, strides
+
+    def decode(self, bins: Tensor, points: Tensor, strides: Tensor) -> Tensor:
+        """Boxes xyxy pixels [B,A,4] from bins [B,A,4R]: expected bin of each side, times the stride."""
+        b, a, _ = bins.shape
+        dist = bins.float().view(b, a, 4, self.reg_max).softmax(-1) @ self.proj        # [B,A,4] in strides
+        return distance_to_boxes(points / strides, dist) * strides
+
+    def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
+        """Task-aligned assignment of a batch; also returns the flattened predictions used by the losses."""
+        bins, logits, points, strides = self.flatten(raw)
+        boxes = self.decode(bins, points, strides)
+        gt_labels, gt_boxes, gt_valid = pad_targets(targets, logits.device)
+        assignment = task_aligned_assign(logits.detach().float().sigmoid(), boxes.detach(), points, gt_labels,
+                                         gt_boxes, gt_valid, **self.assigner)
+        return assignment, dict(bins=bins, logits=logits, boxes=boxes, points=points, strides=strides)
+
+    def loss(self, raw: Sequence[Tensor], targets: Sequence[dict], assignment: Assignment | None = None,
+             pred: dict | None = None) -> dict[str, Tensor]:
+        """Weighted CIoU, BCE and DFL losses, each normalised by the sum of the soft targets."""
+        if assignment is None or pred is None:
+            assignment, pred = self.assign(raw, targets)
+        logits = pred["logits"].float()
+        norm = assignment.scores.sum().clamp(min=1.0)
+        cls = F.binary_cross_entropy_with_logits(logits, assignment.scores, reduction="sum") / norm
+        fg = assignment.fg
+        if fg.any():
+            weight = assignment.scores.sum(-1)[fg]                                     # [P]
+            box = (complete_box_iou_loss(pred["boxes"][fg], assignment.boxes[fg], reduction="none")
+                   * weight).sum() / norm
+            strides = pred["strides"].expand(fg.shape[0], -1, -1)[fg]                # [P,1]
+            points = pred["points"].expand(fg.shape[0], -1, -1)[fg] / strides
+            target = boxes_to_distance(points, assignment.boxes[fg] / strides, self.reg_max - 1 - 0.01)
+            bins = pred["bins"][fg].float().view(-1, self.reg_max)                    # [P*4,R]
+            dfl = distribution_focal_loss(bins, target.reshape(-1)).view(-1, 4).mean(-1)
+            dfl = (dfl * weight).sum() / norm
+        else:
+            box = dfl = pred["bins"].sum() * 0.0
+        return {"yolo/box": box * self.weights["box"], "yolo/cls": cls * self.weights["cls"],
+                "yolo/dfl": dfl * self.weights["dfl"]}
+
+    @torch.no_grad()
+    def predict(self, raw: Sequence[Tensor], image_sizes: Sequence[Sequence[int]], score_thr: float | None = None,
+                nms_thr: float | None = None, max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+        """Class-aware NMS over candidates (anchor, class) above ``score_thr``; boxes clipped to the image."""
+        bins, logits, points, strides = self.flatten(raw)
+        boxes = self.decode(bins, points, strides)
+        scores = logits.float().sigmoid()
+        return [self.select(boxes[i], scores[i], image_sizes[i], score_thr, nms_thr, max_per_img)
+                for i in range(boxes.shape[0])]
+
+    def select(self, boxes: Tensor, scores: Tensor, size: Sequence[int], score_thr: float | None = None,
+               nms_thr: float | None = None, max_per_img: int | None = None) -> dict[str, Tensor]:
+        """Detections of one image from boxes [A,4] and class scores [A,C] (one candidate per class above thr)."""
+        cfg = self.test_cfg
+        thr = cfg["score_thr"] if score_thr is None else float(score_thr)
+        anchor, label = (scores > thr).nonzero(as_tuple=True)
+        cand = scores[anchor, label]
+        if cand.numel() > cfg["nms_pre"]:
+            top = cand.topk(cfg["nms_pre"]).indices
+            anchor, label, cand = anchor[top], label[top], cand[top]
+        h, w = int(size[0]), int(size[1])
+        b = boxes[anchor].clone()
+        b[:, 0::2] = b[:, 0::2].clamp(0, w)
+        b[:, 1::2] = b[:, 1::2].clamp(0, h)
+        keep = batched_nms(b, cand, label, cfg["nms_thr"] if nms_thr is None else float(nms_thr))
+        keep = keep[: cfg["max_per_img"] if max_per_img is None else int(max_per_img)]
+        return {"boxes": b[keep], "scores": cand[keep], "labels": label[keep], "index": anchor[keep]}

@@ -1,0 +1,102 @@
+"""Task-aligned assignment (TOOD / YOLOv8): anchors chosen by score^alpha * IoU^beta among those inside a box."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import complete_box_iou_loss
+
+
+@dataclass
+class Assignment:
+    """Result of :func:`task_aligned_assign` for a batch of B images and A anchors.
+
+    Attributes:
+        labels: int64 [B,A] assigned class (meaningful where ``fg``).
+        boxes: float [B,A,4] assigned ground-truth box, xyxy pixels.
+        scores: float [B,A,C] soft classification targets (normalised alignment; 0 on background).
+        fg: bool [B,A] foreground anchors.
+        gt_index: int64 [B,A] index of the assigned ground truth in the image's list.
+    """
+
+    labels: Tensor
+    boxes: Tensor
+    scores: Tensor
+    fg: Tensor
+    gt_index: Tensor
+
+
+def points_in_boxes(points: Tensor, boxes: Tensor, eps: float = 1e-9) -> Tensor:
+    """bool [B,G,A]: anchor centre ``points`` [A,2] strictly inside ``boxes`` [B,G,4]."""
+    x, y = points[:, 0], points[:, 1]
+    b = boxes[..., None, :]                                                    # [B,G,1,4]
+    d = torch.stack([x - b[..., 0], y - b[..., 1], b[..., 2] - x, b[..., 3] - y], -1)  # [B,G,A,4]
+    return d.amin(-1) > eps
+
+
+def _pair_ciou(gt: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+    """CIoU [B,G,A] of every (gt, anchor's predicted box) pair where ``mask``, clamped at 0; 0 elsewhere."""
+    out = gt.new_zeros(mask.shape)
+    b, g, a = mask.nonzero(as_tuple=True)
+    if b.numel():
+        ciou = 1.0 - complete_box_iou_loss(gt[b, g], pred[b, a], reduction="none")
+        out[b, g, a] = ciou.clamp(min=0).to(out.dtype)
+    return out
+
+
+@torch.no_grad()
+def task_aligned_assign(pred_scores: Tensor, pred_boxes: Tensor, points: Tensor, gt_labels: Tensor,
+                        gt_boxes: Tensor, gt_valid: Tensor, topk: int = 10, alpha: float = 0.5,
+                        beta: float = 6.0, eps: float = 1e-9) -> Assignment:
+    """Assign anchors to ground truths by the task-aligned metric ``s^alpha * CIoU^beta``.
+
+    For each ground truth the ``topk`` anchors with the highest metric among those whose centre lies
+    inside it become candidates; an anchor claimed by several keeps the one it overlaps most. Soft
+    targets are the metric normalised per ground truth so that its best anchor gets its best IoU.
+
+    Args:
+        pred_scores: [B,A,C] class probabilities (after sigmoid).
+        pred_boxes: [B,A,4] predicted boxes, xyxy pixels.
+        points: [A,2] anchor centres in pixels.
+        gt_labels: int64 [B,G] (padded); gt_boxes: [B,G,4] xyxy pixels; gt_valid: bool [B,G] real entries.
+        topk, alpha, beta: the metric's parameters (YOLOv8: 10, 0.5, 6.0).
+
+    Returns:
+        :class:`Assignment`.
+    """
+    bsz, num_anchors, num_classes = pred_scores.shape
+    num_gt = gt_boxes.shape[1]
+    device = pred_scores.device
+    if num_gt == 0:
+        zeros = torch.zeros(bsz, num_anchors, dtype=torch.long, device=device)
+        return Assignment(zeros, pred_boxes.new_zeros(bsz, num_anchors, 4), torch.zeros_like(pred_scores),
+                          zeros.bool(), zeros)
+    gt_labels = gt_labels.long().clamp(0, num_classes - 1)
+    candidates = points_in_boxes(points, gt_boxes) & gt_valid[..., None]                  # [B,G,A]
+    overlaps = _pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)              # [B,G,A]
+    cls_scores = pred_scores.float().gather(2, gt_labels[:, None, :].expand(-1, num_anchors, -1))  # [B,A,G]
+    align = cls_scores.transpose(1, 2).pow(alpha) * overlaps.pow(beta) * candidates      # [B,G,A]
+
+    k = min(topk, num_anchors)
+    top_idx = align.topk(k, dim=-1).indices                                              # [B,G,k]
+    in_topk = torch.zeros_like(candidates).scatter_(-1, top_idx, True)
+    pos = in_topk & candidates                                                           # [B,G,A]
+
+    multi = pos.sum(1) > 1                                                               # [B,A]
+    if multi.any():
+        best = overlaps.argmax(1)                                                        # [B,A]
+        best_onehot = torch.zeros_like(pos).scatter_(1, best[:, None, :], True)
+        pos = torch.where(multi[:, None, :], best_onehot & candidates, pos)
+    fg = pos.any(1)                                                                      # [B,A]
+    gt_index = pos.to(torch.uint8).argmax(1)                                             # [B,A]
+
+    labels = gt_labels.gather(1, gt_index)                                               # [B,A]
+    boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))                   # [B,A,4]
+    scores = torch.nn.functional.one_hot(labels, num_classes).to(pred_scores.dtype) * fg[..., None]
+
+    align = align * pos
+    norm = (align * (overlaps * pos).amax(-1, keepdim=True)
+            / (align.amax(-1, keepdim=True) + eps)).amax(1)                              # [B,A]
+    scores = scores * norm[..., None].to(scores.dtype)
+    return Assignment(labels, boxes, scores, fg, gt_index)

@@ -1,0 +1,66 @@
+"""Task-aligned assigner on hand-made cases."""
+import torch
+
+from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes
+from detkit.ops.tal import points_in_boxes, task_aligned_assign
+
+
+def _grid():
+    points, strides = anchor_points([(4, 4)], [8])  # centres 4, 12, 20, 28
+    return points, strides
+
+
+def test_anchor_points_and_distance_roundtrip():
+    points, strides = anchor_points([(2, 3), (1, 1)], [8, 16])
+    assert points.shape == (7, 2) and strides.shape == (7, 1)
+    assert points[:3].tolist() == [[4, 4], [12, 4], [20, 4]]
+    assert points[6].tolist() == [8, 8] and strides[6].item() == 16
+    boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]]).expand(7, 4)
+    d = boxes_to_distance(points, boxes)
+    assert torch.allclose(distance_to_boxes(points, d), boxes)
+    assert boxes_to_distance(points, boxes, max_dist=5.0).max() <= 5.0
+
+
+def test_points_inside_strictly():
+    points, _ = _grid()
+    inside = points_in_boxes(points, torch.tensor([[[0.0, 0.0, 16.0, 16.0]]]))
+    assert inside.shape == (1, 1, 16)
+    assert inside[0, 0].nonzero().flatten().tolist() == [0, 1, 4, 5]
+
+
+def test_best_aligned_anchors_win_and_targets_are_normalised():
+    points, _ = _grid()
+    gt = torch.tensor([[[0.0, 0.0, 16.0, 16.0]]])
+    scores = torch.full((1, 16, 2), 0.1)
+    scores[0, 5, 1] = 0.9                      # anchor 5 is confident about class 1
+    pred = torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(1, 16, 4).clone()
+    pred[0, 0] = torch.tensor([0.0, 0.0, 8.0, 8.0])      # anchor 0 localises badly
+    a = task_aligned_assign(scores, pred, points, torch.tensor([[1]]), gt, torch.tensor([[True]]), topk=2)
+    assert a.fg[0].nonzero().flatten().tolist() == [1, 5] or a.fg[0].nonzero().flatten().tolist() == [4, 5]
+    assert a.labels[0, 5] == 1 and torch.equal(a.boxes[0, 5], gt[0, 0])
+    # the best-aligned anchor gets the best IoU among the positives (1.0 here); background gets 0
+    assert torch.isclose(a.scores[0, 5, 1], torch.tensor(1.0))
+    assert a.scores[0, 5, 0] == 0 and a.scores[0, ~a.fg[0]].abs().sum() == 0
+    assert 0 < a.scores[0, a.fg[0], 1].min() < 1
+
+
+def test_anchor_in_two_boxes_goes_to_the_better_overlap():
+    points, _ = _grid()
+    gt = torch.tensor([[[0.0, 0.0, 32.0, 32.0], [8.0, 8.0, 16.0, 16.0]]])
+    pred = torch.tensor([9.0, 9.0, 15.0, 15.0]).expand(1, 16, 4).clone()  # every box fits the small gt
+    scores = torch.full((1, 16, 3), 0.5)
+    a = task_aligned_assign(scores, pred, points, torch.tensor([[0, 2]]), gt, torch.tensor([[True, True]]), topk=16)
+    assert a.fg[0, 5] and a.gt_index[0, 5] == 1 and a.labels[0, 5] == 2   # anchor (12,12) is inside both
+    assert (a.gt_index[0, a.fg[0]] == 0).sum() == 15
+
+
+def test_padding_and_empty_images():
+    points, _ = _grid()
+    gt = torch.tensor([[[0.0, 0.0, 16.0, 16.0]], [[0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True], [False]])
+    pred = torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(2, 16, 4).clone()
+    a = task_aligned_assign(torch.full((2, 16, 2), 0.5), pred, points, torch.tensor([[0], [0]]), gt, valid)
+    assert a.fg[0].sum() == 4 and not a.fg[1].any() and a.scores[1].sum() == 0
+    none = task_aligned_assign(torch.full((2, 16, 2), 0.5), pred, points, torch.zeros(2, 0, dtype=torch.long),
+                               torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool))
+    assert not none.fg.any() and none.scores.shape == (2, 16, 2)
