@@ -2,11 +2,13 @@
 
 Usage: python tools/benchmark.py CONFIG --task data [--split train] [--num-workers 0 2] [--iters N]
                                  [--warmup W] [--set K=V ...] [--md docs/benchmarks.md]
-       python tools/benchmark.py CONFIG --task infer|train [--compare torchvision] [--threads 2]
+       python tools/benchmark.py CONFIG --task infer|train [--compare torchvision|ultralytics] [--threads 2]
                                  [--size 800 1216] [--train-size 512] [--batch 2] [--device cpu|cuda]
                                  [--iters N] [--warmup W] [--md docs/benchmarks.md]
 With ``--compare torchvision`` (R50-FPN two-stage configs) torchvision's model with identical random weights
-runs in the same process, interleaved with detkit's; the ratios are detkit / torchvision.
+runs in the same process, interleaved with detkit's; the ratios are detkit / torchvision. With
+``--compare ultralytics`` (YOLO configs; Ultralytics installed for the benchmark only) YOLOv8 with the same
+weights: rows forward / end2end (``--size S S``) and train (``--train-size``, ``--batch``).
 Exit status: 0 done, 2 bad input (config, data, arguments).
 """
 from __future__ import annotations
@@ -46,8 +48,17 @@ def loader_batch(cfg: dict, split: str) -> int:
 
 
 def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
-    """Inference latency and peak memory of detkit (and torchvision) at ``--size``, batch 1 (one row)."""
+    """Inference latency and peak memory of detkit (and torchvision) at ``--size``, batch 1 (one row).
+
+    ``--compare ultralytics`` (YOLO configs): rows ``forward`` and ``end2end`` at ``--size`` H (square).
+    """
     from detkit.models import benchmark as two_stage
+
+    if args.compare == "ultralytics":
+        from detkit.models import benchmark_yolo
+
+        return benchmark_yolo.bench_infer(cfg, size=args.size[0], iters=args.iters, warmup=args.warmup,
+                                          device=args.device, log=print)
 
     return [two_stage.bench_infer(cfg, size=tuple(args.size), iters=args.iters, warmup=args.warmup,
                                   device=args.device, compare=args.compare, log=print)]
@@ -56,6 +67,12 @@ def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
 def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
     """Training-step time (forward, backward, SGD step) and peak memory at ``--batch`` x ``--train-size``."""
     from detkit.models import benchmark as two_stage
+
+    if args.compare == "ultralytics":
+        from detkit.models import benchmark_yolo
+
+        return benchmark_yolo.bench_train(cfg, size=args.train_size, batch=args.batch, iters=args.iters,
+                                          warmup=args.warmup, device=args.device, log=print)
 
     return [two_stage.bench_train(cfg, size=args.train_size, batch=args.batch, iters=args.iters,
                                   warmup=args.warmup, device=args.device, compare=args.compare, log=print)]
@@ -97,14 +114,19 @@ def _fmt(v, spec: str = ".0f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _peer(r: dict, key: str):
+    """The peer's figure of a row: ``peer_<key>`` (Ultralytics rows) or ``torchvision_<key>``."""
+    return r.get(f"peer_{key}", r.get(f"torchvision_{key}"))
+
+
 def format_model_table(rows: list[dict]) -> str:
-    """A plain-text table of infer/train rows (times in ms, memory in MiB, ratios detkit / torchvision)."""
-    head = (f"{'task':<6} {'model':<20} {'device':<6} {'input':<12} {'detkit ms':>10} {'tv ms':>9} {'ratio':>6} "
-            f"{'detkit MiB':>10} {'tv MiB':>8} {'ratio':>6}")
+    """A plain-text table of infer/train rows (times in ms, memory in MiB, ratios detkit / peer)."""
+    head = (f"{'task':<8} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
+            f"{'detkit MiB':>10} {'peer MiB':>8} {'ratio':>6}")
     lines = [head, "-" * len(head)]
-    lines += [f"{r['task']:<6} {r['model']:<20} {r['device']:<6} {r['input']:<12} {_fmt(r['detkit_ms']):>10} "
-              f"{_fmt(r['torchvision_ms']):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
-              f"{_fmt(r['torchvision_mem_mb']):>8} {_fmt(r['mem_ratio'], '.2f'):>6}" for r in rows]
+    lines += [f"{r['task']:<8} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
+              f"{_fmt(_peer(r, 'ms')):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
+              f"{_fmt(_peer(r, 'mem_mb')):>8} {_fmt(r['mem_ratio'], '.2f'):>6}" for r in rows]
     return "\n".join(lines + [f"memory: {rows[0]['mem_method']}" if rows else ""])
 
 
@@ -116,8 +138,8 @@ def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
     """Append infer/train rows as markdown table rows to ``path`` (header written when missing); atomic."""
     p = Path(path)
     text = p.read_text(encoding="utf-8") if p.exists() else ""
-    header = ("| date | task | config | device | threads | input | detkit ms | torchvision ms | ratio | "
-              "detkit MiB | torchvision MiB | iters | machine | check |\n"
+    header = ("| date | task | config | device | threads | input | detkit ms | peer ms | ratio | "
+              "detkit MiB | peer MiB | iters | machine | check |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     if "| date | task | config | device |" not in text:
         text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
@@ -125,8 +147,8 @@ def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
     for r in rows:
         check = str(r["check"]).replace("|", "\\|")
         text += (f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
-                 f"{_fmt(r['detkit_ms'])} | {_fmt(r['torchvision_ms'])} | {_fmt(r['ratio'], '.2f')} | "
-                 f"{_fmt(r['detkit_mem_mb'])} | {_fmt(r['torchvision_mem_mb'])} | {r['iters']} | {_machine()} | "
+                 f"{_fmt(r['detkit_ms'])} | {_fmt(_peer(r, 'ms'))} | {_fmt(r['ratio'], '.2f')} | "
+                 f"{_fmt(r['detkit_mem_mb'])} | {_fmt(_peer(r, 'mem_mb'))} | {r['iters']} | {_machine()} | "
                  f"{check} |\n")
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
@@ -142,8 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="worker counts (default 0 2)")
     parser.add_argument("--iters", type=int, help="timed batches / runs / steps (default 50 for data, else 5)")
     parser.add_argument("--warmup", type=int, help="untimed ones first (default 3 for data, else 1)")
-    parser.add_argument("--compare", choices=["torchvision"], help="infer/train: also run torchvision's model "
-                        "with identical weights, interleaved (R50-FPN two-stage configs)")
+    parser.add_argument("--compare", choices=["torchvision", "ultralytics"],
+                        help="infer/train: also run the peer's model with identical weights, interleaved "
+                        "(torchvision: R50-FPN two-stage configs; ultralytics: YOLO configs)")
     parser.add_argument("--threads", type=int, default=2, help="infer/train: torch CPU threads (default 2)")
     parser.add_argument("--size", type=int, nargs=2, default=[800, 1216], metavar=("H", "W"),
                         help="infer: image size (default 800 1216)")

@@ -5,7 +5,8 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from detkit.models.fuse import conv_norm_act
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -17,6 +18,9 @@ class ConvBNAct(nn.Module):
     """Conv2d (no bias) + BatchNorm + SiLU; ``k`` odd, 'same' padding.
 
     BatchNorm uses eps 1e-3 and momentum 0.03 as the YOLO recipes do. ``forward(x [B,c1,H,W]) -> [B,c2,H/s,W/s]``.
+    With ``fused_inference`` (``detkit.models.fuse.set_fused_inference``) and autograd off, an eval-mode
+    BN is folded into the conv and conv + SiLU run as one oneDNN op on the CPU; parameters and state dict
+    stay as they are.
     """
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, groups: int = 1, act: bool = True):
@@ -24,23 +28,12 @@ class ConvBNAct(nn.Module):
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
         self.act = nn.SiLU(inplace=True) if act else nn.Identity()
+        self.fused_inference = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fused_inference and not (torch.is_grad_enabled() and self.conv.weight.requires_grad):
+            return conv_norm_act(x, self.conv, self.bn, act="swish" if isinstance(self.act, nn.SiLU) else None)
         return self.act(self.bn(self.conv(x)))
-
-    def fuse(self) -> None:
-        """Fold the BatchNorm into the conv for inference (the module then has no ``bn`` parameters)."""
-        if isinstance(self.bn, nn.BatchNorm2d):
-            self.conv = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval())
-            self.bn = nn.Identity()
-
-
-def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """Fold every ``ConvBNAct``'s BatchNorm into its conv (inference only; changes the state dict's keys)."""
-    for m in model.modules():
-        if isinstance(m, ConvBNAct):
-            m.fuse()
-    return model
 
 
 class Bottleneck(nn.Module):

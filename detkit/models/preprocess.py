@@ -57,10 +57,12 @@ class Preprocessor(nn.Module):
         ph, pw = (-h) % d if d > 1 else 0, (-w) % d if d > 1 else 0
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))                                         # [B,3,H',W']
-        if image_sizes is not None:
+        if image_sizes is not None and len(image_sizes) != b:
+            raise ValueError(f"{len(image_sizes)} image_sizes for a batch of {b} images")
+        # nothing to zero when every image fills the (unpadded) batch
+        full = image_sizes is not None and all(int(s[0]) >= h and int(s[1]) >= w for s in image_sizes)
+        if image_sizes is not None and not (full and not (ph or pw)):
             sizes = torch.as_tensor([[int(s[0]), int(s[1])] for s in image_sizes], device=x.device)
-            if sizes.shape[0] != b:
-                raise ValueError(f"{sizes.shape[0]} image_sizes for a batch of {b} images")
             rows = torch.arange(x.shape[2], device=x.device)
             cols = torch.arange(x.shape[3], device=x.device)
             valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (cols[None, None, :] < sizes[:, 1, None, None])

@@ -84,3 +84,20 @@ def test_peak_memory_sees_an_allocation():
     if mib is None:
         pytest.skip(method)
     assert mib > 100 and method == "peak RSS delta"  # a 256 MiB tensor
+
+
+YOLO = str(ROOT / "configs" / "yolo" / "yolo_n_coco.yaml")
+
+
+def test_compare_ultralytics_rows(tmp_path, capsys):
+    pytest.importorskip("ultralytics.nn.tasks")
+    md = tmp_path / "bench.md"
+    rc = bench_tool.main([YOLO, "--task", "infer", "--compare", "ultralytics", "--size", "96", "96", "--iters", "1",
+                          "--warmup", "0", "--threads", "1", "--device", "cpu", "--md", str(md)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "forward" in out and "end2end" in out
+    n_dk, n_ul = map(int, re.search(r"detections detkit (\d+), ultralytics (\d+)", out).groups())
+    assert n_dk == n_ul   # same weights, same NMS settings
+    rc = bench_tool.main([YOLO, "--task", "train", "--compare", "ultralytics", "--train-size", "64", "--batch", "2",
+                          "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--md", str(md)])
+    assert rc == 0 and md.read_text().count("| yolo") == 0 and md.read_text().count("yolo_n_coco") == 3

@@ -6,9 +6,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.blocks import fuse_conv_bn
 from detkit.models.detectors.base import (batch_geometry, build_part, build_preprocess, default_class_names,
                                           targets_to_device, to_original)
+from detkit.models.fuse import set_fused_inference
 from detkit.ops.masks import masks_to_original
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
@@ -27,6 +27,7 @@ class OneStageDetector(nn.Module):
         num_classes: C; class_names: C names.
         preprocess: ``Preprocessor`` keyword arguments (default: pixels / 255, padding to 32).
         mask_thresh: probability threshold of instance masks (heads that predict ``masks``).
+        fast_predict: the inference fast path (:meth:`optimize_for_inference`); default False.
 
     ``loss(batch)`` -> the head's losses; ``predict(batch)`` -> per image ``boxes``/``scores``/``labels``
     (+ ``masks`` bool [N,H0,W0]) in original-image pixels.
@@ -34,7 +35,7 @@ class OneStageDetector(nn.Module):
 
     def __init__(self, backbone: nn.Module | dict, neck: nn.Module | dict | None, head: nn.Module | dict,
                  num_classes: int = 80, class_names: Sequence[str] | None = None,
-                 preprocess: nn.Module | dict | None = None, mask_thresh: float = 0.5):
+                 preprocess: nn.Module | dict | None = None, mask_thresh: float = 0.5, fast_predict: bool = False):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
@@ -49,19 +50,24 @@ class OneStageDetector(nn.Module):
             raise ValueError(f"head.num_classes={self.head.num_classes} but the detector has "
                              f"num_classes={self.num_classes}; drop it from the head config")
         self.mask_thresh = float(mask_thresh)
+        self.optimize_for_inference(fast_predict)
 
     def optimize_for_inference(self, enabled: bool = True) -> "OneStageDetector":
-        """Fold BatchNorms into convs (as Ultralytics' ``fuse()``) for inference; returns ``self``.
+        """Turn the inference fast path on (or off); returns ``self``.
 
-        One way: the BN parameters are gone from the state dict afterwards, so save checkpoints before.
-        Outputs equal the unfused model's up to float rounding (tests/models/test_yolo.py).
+        Eval-mode BatchNorms are folded into their convs (as Ultralytics' ``fuse()``), conv + SiLU run as one
+        oneDNN op and, on the CPU, the network runs in channels_last. Parameters and the state dict stay as
+        they are and autograd (training) always runs the plain modules. Outputs equal the plain path's up to
+        float rounding (tests/models/test_yolo.py).
         """
-        if enabled:
-            fuse_conv_bn(self.eval())
+        self.fast_predict = bool(enabled)
+        set_fused_inference(self, self.fast_predict)
         return self
 
     def forward_raw(self, images: Tensor):
         """Raw head outputs (tensors only) of normalised images [B,3,H,W]: the export-friendly forward."""
+        if self.fast_predict and images.device.type == "cpu" and not torch.is_grad_enabled():
+            images = images.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
         feats = self.backbone(images)
         return self.head(self.neck(feats) if self.neck is not None else feats)
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, complete_box_iou_loss
+from torchvision.ops import complete_box_iou_loss, nms
 
 from detkit.models.blocks import ConvBNAct
 from detkit.models.losses.dfl import distribution_focal_loss
@@ -152,6 +152,9 @@ class YOLOHead(nn.Module):
         b = boxes[anchor].clone()
         b[:, 0::2] = b[:, 0::2].clamp(0, w)
         b[:, 1::2] = b[:, 1::2].clamp(0, h)
-        keep = batched_nms(b, cand, label, cfg["nms_thr"] if nms_thr is None else float(nms_thr))
+        # class-aware NMS as one call (boxes of each class shifted apart), as torchvision's batched_nms does for
+        # small inputs; its per-class loop for large ones is slower here (thousands of candidates, 80 classes)
+        offsets = label.to(b.dtype)[:, None] * (float(max(h, w)) + 1.0)
+        keep = nms(b + offsets, cand, cfg["nms_thr"] if nms_thr is None else float(nms_thr))
         keep = keep[: cfg["max_per_img"] if max_per_img is None else int(max_per_img)]
         return {"boxes": b[keep], "scores": cand[keep], "labels": label[keep], "index": anchor[keep]}
