@@ -192,6 +192,8 @@ class Trainer:
                         "(raise train.max_epochs to extend the run)", self.epoch, max_epochs)
             rows = self.record.metrics() if self.main else []
             return {k: v for k, v in rows[-1].items() if k not in ("epoch", "iter")} if rows else {}
+        if callable(getattr(self.train_set, "set_max_epochs", None)):  # e.g. MixDataset's close_mosaic
+            self.train_set.set_max_epochs(max_epochs)                  # before the loader's workers start
         self.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
         logger.info("training %s for %d epochs (%d iterations per epoch) on %s, %d process(es), amp %s",
                     type(self.model).__name__, max_epochs, self.iters_per_epoch, self.device, self.world,
@@ -221,6 +223,7 @@ class Trainer:
             names.append(f"epoch_{self.epoch}.pth")
         if metrics and self._is_best(metrics):
             names.append("best.pth")
+            self._write_eval_report()
         self.save(*names)
         return metrics
 
@@ -232,6 +235,18 @@ class Trainer:
         self.best = {"metric": key, "value": value, "epoch": self.epoch, "iter": self.iter}
         logger.info("new best %s = %.4f at epoch %d: best.pth", key, value, self.epoch)
         return True
+
+    def _write_eval_report(self) -> None:
+        """PR curves and confusion matrix of the new best evaluation (rank 0); a failure is only a warning."""
+        if not self.main:
+            return
+        try:
+            from detkit.analysis.report import write_evaluator_report
+            written = write_evaluator_report(self.evaluator, self.work_dir)
+            if written:
+                logger.info("evaluation plots: %s", ", ".join(p.name for p in written))
+        except Exception as e:  # noqa: BLE001  (a plot must never stop training)
+            logger.warning("could not write the evaluation plots (%s: %s); training continues", type(e).__name__, e)
 
     def _evaluate(self) -> dict[str, float]:
         model = self.ema.module if self.ema else self.model

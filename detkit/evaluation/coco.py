@@ -42,6 +42,8 @@ class CocoEvaluator:
         results: the COCO results list (every rank's after ``compute()``), ready for predictions.json.
         per_class: ``{iou_type: [ClassAP, ...]}`` of the last ``compute()``.
         logs: ``{iou_type: text}``, pycocotools' captured output of the last ``compute()``.
+        last_results: the COCO results scored by the last ``compute()`` (every rank's), None before.
+        coco_gt: the private ground-truth COCO copy the evaluator scores against (read-only).
     """
 
     def __init__(self, ann_file: str | os.PathLike | None = None, dataset: Any = None,
@@ -88,6 +90,14 @@ class CocoEvaluator:
         self.per_class: dict[str, list[ClassAP]] = {}
         self.metrics: dict[str, float] = {}
         self.logs: dict[str, str] = {}
+        self.last_results: list[dict] | None = None
+
+    @property
+    def coco_gt(self) -> Any:
+        """The private ground-truth COCO object (loaded on first use); do not modify it."""
+        if self._gt is None:
+            self._gt = load_coco_gt(self._gt_source, self.backend, self.iou_types)
+        return self._gt
 
     @property
     def results(self) -> list[dict]:
@@ -137,6 +147,7 @@ class CocoEvaluator:
         if _dist_on():
             dist.broadcast_object_list(out, src=0)
         self.metrics, self.per_class, self.logs = out
+        self.last_results = self.results  # kept for reports (detkit.analysis.write_evaluator_report)
         return dict(self.metrics)
 
     def _evaluate(self) -> list:

@@ -1,0 +1,74 @@
+"""analyze() writes every output; write_eval_report() writes the training plots; per-image ranking."""
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import pytest
+
+from detkit.analysis import analyze, write_eval_report
+from detkit.analysis.confusion import confusion_matrix
+from detkit.analysis.per_image import rank_images
+from detkit.evaluation import coco_metrics
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_analyze_writes_everything(shapes, shapes_preds, tmp_path):
+    gt_path, pred_path, gt, preds = shapes_preds
+    out = analyze(gt_path, pred_path, tmp_path / "a", img_dir=shapes["val_img_dir"], num_images=2)
+    d = tmp_path / "a"
+    for name in ("pr_curves.png", "confusion_matrix.png", "errors.png"):
+        assert (d / name).read_bytes()[:8] == PNG and (d / name).stat().st_size > 15_000, name
+    for name in ("per_class.csv", "confusion_matrix.csv", "errors.csv", "per_image.csv", "summary.json"):
+        assert (d / name).stat().st_size > 50, name
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["metrics"] == coco_metrics(gt_path, preds)  # the same pycocotools numbers
+    assert summary["confusion"]["num_gt"] == len(gt["annotations"])
+    worst, best = sorted((d / "worst").iterdir()), sorted((d / "best").iterdir())
+    assert len(worst) == 2 and len(best) == 2
+    img = cv2.imread(str(worst[0]))
+    assert img.shape[1] > 2 * 96 and img.shape[0] > 96  # side by side, enlarged
+    rows = list(csv.DictReader((d / "per_image.csv").open()))
+    errors = [int(r["errors"]) for r in rows]
+    assert errors == sorted(errors, reverse=True) and errors[0] > 0
+    assert f"image{rows[0]['image_id']}.jpg" in worst[0].name
+    assert all(int(r["errors"]) == int(r["fp"]) + int(r["fn"]) for r in rows)
+    assert "circle" in out["table"]
+
+
+def test_per_image_errors_from_matching():
+    from fake_coco import det, make_gt
+    from detkit.analysis import load_gt, load_results
+    gt = make_gt({1: [(1, 10, 10, 30, 30)], 2: [(1, 10, 10, 30, 30), (2, 50, 50, 30, 30)], 3: []})
+    coco_gt = load_gt(gt)
+    res = load_results([det(1, 1, 10, 10, 30, 30), det(2, 2, 10, 10, 30, 30), det(2, 3, 0, 60, 9, 9)], coco_gt)
+    ranked = rank_images(confusion_matrix(coco_gt, res))
+    # image 2: mislabelled (1 FN + 1 FP), missed (1 FN), background (1 FP) -> 4; image 3 has nothing: left out
+    assert [(m.image_id, m.errors) for m in ranked] == [(2, 4), (1, 0)]
+
+
+def test_write_eval_report(shapes_preds, tmp_path):
+    gt_path, _, _, preds = shapes_preds
+    out = write_eval_report(tmp_path / "w", str(gt_path), preds, ["a", "b", "c", "d"])
+    assert {p.name for p in out["files"]} == {"pr_curves.png", "confusion_matrix.png", "confusion_matrix.csv"}
+    assert out["metrics"]["bbox/AP"] == coco_metrics(gt_path, preds)["bbox/AP"]
+    assert "pred:a" in (tmp_path / "w" / "confusion_matrix.csv").read_text()
+    with pytest.raises(ValueError, match="class names"):
+        write_eval_report(tmp_path / "w", str(gt_path), preds, ["a"])
+
+
+def test_analyze_segm(shapes, tmp_path):
+    from fake_coco import segm_results
+    gt_path = shapes["val_ann_file"]
+    gt = json.loads(gt_path.read_text())
+    res = segm_results(gt, seed=4)
+    out = analyze(gt_path, res, tmp_path / "s", iou_type="segm", img_dir=shapes["val_img_dir"], num_images=1)
+    assert out["metrics"] == coco_metrics(gt_path, res, iou_type="segm")
+    assert 0 < out["metrics"]["segm/AP"] < 1
+    cm = out["confusion"]
+    assert cm.matrix.sum() == cm.num_gt + cm.num_unmatched_predictions and cm.num_gt == len(gt["annotations"])
+    assert out["errors"].counts["classification"] > 0
+    assert out["errors"].ap == pytest.approx(out["metrics"]["segm/AP50"], abs=1e-12)
+    assert len(list((tmp_path / "s" / "worst").glob("*.jpg"))) == 1

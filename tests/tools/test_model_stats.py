@@ -1,0 +1,58 @@
+"""tools/model_stats.py: parameters equal the built model's, per-part FLOPs from FlopCounterMode."""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
+sys.path.insert(0, str(ROOT / "tools"))
+_spec = importlib.util.spec_from_file_location("detkit_tool_model_stats", ROOT / "tools" / "model_stats.py")
+stats_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stats_tool)
+
+
+def test_parameters_equal_the_built_model(capsys):
+    assert stats_tool.main([str(CONFIG), "--size", "128", "128", "--num-classes", "4"]) == 0
+    out = capsys.readouterr().out
+    import detkit
+    from detkit.config import load_config
+    model = detkit.build_model(load_config(CONFIG), class_names=["a", "b", "c", "d"])
+    total = sum(p.numel() for p in model.parameters())
+    assert re.search(rf"^total\s+{total}\s", out, re.M), out
+    parts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s", out, re.M) if m.group(1) != "total"}
+    assert set(parts) == {"backbone", "neck", "rpn_head", "box_head"} and sum(parts.values()) == total
+    assert parts["backbone"] == sum(p.numel() for p in model.backbone.parameters())
+    assert "3x128x128" in out
+
+
+def test_flops_per_part():
+    import detkit
+    from detkit.analysis.model_stats import model_stats
+    from detkit.config import load_config
+    model = detkit.build_model(load_config(CONFIG), class_names=["a", "b"])
+    rows, total, hw = model_stats(model, (100, 130), num_rois=0)
+    assert hw == (128, 160)  # rounded up to the size divisor
+    by = {r.name: r for r in rows}
+    assert by["box_head"].flops is None and all(by[k].flops > 0 for k in ("backbone", "neck", "rpn_head"))
+    rows2, _, _ = model_stats(model, (256, 320), num_rois=10)
+    by2 = {r.name: r for r in rows2}
+    # convolutions scale with the input area (x4); the box head runs on 10 RoIs
+    assert by2["backbone"].flops / by["backbone"].flops == pytest.approx(4.0, rel=0.02)
+    assert by2["box_head"].flops > 2 * 10 * 256 * 7 * 7 * 1024
+    # the first conv of ResNet: 7x7x3 -> 64 at stride 2, counted as 2 FLOPs per multiply-add
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as c, torch.no_grad():
+        model.backbone.conv1(torch.zeros(1, 3, 128, 160))
+    assert c.get_total_flops() == 2 * 64 * 3 * 7 * 7 * 64 * 80
+
+
+def test_null_num_classes_without_data_is_one_line_error(tmp_path, capsys):
+    rc = stats_tool.main([str(CONFIG), "--set", f"data.train.ann_file={tmp_path / 'none.json'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--num-classes" in err and err.count("\n") == 1

@@ -1,0 +1,50 @@
+"""tools/plot_logs.py: metric and loss curves of several work directories; one-line errors."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+_spec = importlib.util.spec_from_file_location("detkit_tool_plot_logs", ROOT / "tools" / "plot_logs.py")
+plot_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plot_tool)
+
+
+def _run(work_dir: Path, scale: float) -> Path:
+    """A work directory written by the engine's own RunRecord (metrics.jsonl + history.json)."""
+    from detkit.engine.logger import RunRecord
+    rec = RunRecord(work_dir)
+    work_dir.mkdir(parents=True)
+    for it in range(1, 13):
+        rec.add_losses(it, it / 4, 0.01, {"loss": scale / it, "rpn/cls": 0.5 * scale / it})
+        if it % 4 == 0:
+            rec.add_metrics({"epoch": it // 4, "iter": it, "bbox/AP": 0.1 * it / scale, "bbox/APl": -1.0})
+    rec.save_history()
+    return work_dir
+
+
+def test_plot_two_runs(tmp_path, capsys):
+    a, b = _run(tmp_path / "a", 1.0), _run(tmp_path / "b", 2.0)
+    out = tmp_path / "cmp.png"
+    assert plot_tool.main([str(a), str(b), "--keys", "bbox/AP", "loss", "rpn/cls", "lr", "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 20_000
+    assert plot_tool.main([str(a), "--list"]) == 0
+    keys = capsys.readouterr().out
+    assert "bbox/AP" in keys and "rpn/cls" in keys and "lr" in keys
+    from detkit.analysis.logs import load_series
+    s = load_series(a)
+    assert s["bbox/AP"]["epoch"] == [1.0, 2.0, 3.0] and s["loss"]["epoch"][-1] == 3.0
+    assert "bbox/APl" not in s  # -1 (undefined) is left out
+    assert plot_tool.main([str(a), "--keys", "loss", "--x", "iter", "--out", str(tmp_path / "i.png")]) == 0
+
+
+def test_errors(tmp_path, capsys):
+    a = _run(tmp_path / "a", 1.0)
+    assert plot_tool.main([str(a), "--keys", "segm/AP", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "segm/AP" in err and "available: " in err and "bbox/AP" in err and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    assert plot_tool.main([str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "no metrics.jsonl or history.json" in capsys.readouterr().err
