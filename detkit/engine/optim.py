@@ -21,7 +21,8 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
 }
 SCHEDULER_DEFAULTS: dict[str, Any] = {
     "type": "multistep", "milestones": [8, 11], "gamma": 0.1, "warmup_iters": 500,
-    "warmup_ratio": 0.001, "warmup_max_share": 0.2, "min_lr_ratio": 0.0,
+    "warmup_ratio": 0.001, "warmup_max_share": 0.2, "min_lr_ratio": 0.0, "warmup_epochs": 0.0,
+    "warmup_bias_lr": None, "warmup_momentum": None,
 }
 
 
@@ -39,7 +40,8 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
 
     Norm-layer weights and biases get ``norm_decay``, other biases ``bias_decay``, the rest
     ``weight_decay``; ``lr_mult: {backbone: 0.1}`` scales the LR of every parameter under ``backbone.``.
-    Each group carries ``lr_mult`` and ``param_names`` (for tests and logs).
+    Biases (of any layer) form groups of their own (``bias: True``) for the bias warm-up of
+    :class:`LRSchedule`. Each group carries ``lr_mult``, ``bias`` and ``param_names`` (for tests and logs).
     """
     groups: dict[tuple[float, float], dict] = {}
     seen: set[int] = set()
@@ -57,9 +59,9 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
                 wd = cfg["bias_decay"]
             else:
                 wd = cfg["weight_decay"]
-            key = (float(wd), _lr_mult(full, lr_mult))
+            key = (float(wd), _lr_mult(full, lr_mult), p_name == "bias")
             g = groups.setdefault(key, {"params": [], "param_names": [], "weight_decay": key[0],
-                                        "lr_mult": key[1]})
+                                        "lr_mult": key[1], "bias": key[2]})
             g["params"].append(p)
             g["param_names"].append(full)
     return list(groups.values())
@@ -95,11 +97,18 @@ class LRSchedule:
             (from 1 at the end of the warm-up down to ``min_lr_ratio`` at the last iteration), ``constant``.
         max_iters: iterations of the whole run; iters_per_epoch: to turn milestones into iterations.
         warmup_iters: linear warm-up from ``warmup_ratio`` to 1, capped to ``warmup_max_share`` of the run.
+        warmup_epochs: warm-up given in epochs (YOLO recipes); the longer of the two counts, then the cap.
+        warmup_bias_lr: during the warm-up, bias groups start at this LR and go linearly down (or up) to the
+            scheduled LR (YOLO: 0.1 with SGD); None: biases warm up like the rest.
+        warmup_momentum: during the warm-up, SGD momentum goes linearly from this value to the optimizer's
+            (YOLO: 0.8); None: constant momentum.
     """
 
     def __init__(self, type: str = "multistep", max_iters: int = 1, iters_per_epoch: int = 1,
                  milestones: Iterable[int] = (), gamma: float = 0.1, warmup_iters: int = 0,
-                 warmup_ratio: float = 0.001, warmup_max_share: float = 0.2, min_lr_ratio: float = 0.0):
+                 warmup_ratio: float = 0.001, warmup_max_share: float = 0.2, min_lr_ratio: float = 0.0,
+                 warmup_epochs: float = 0.0, warmup_bias_lr: float | None = None,
+                 warmup_momentum: float | None = None):
         if type not in ("multistep", "cosine", "linear", "constant"):
             raise ValueError(f"scheduler.type '{type}' is not supported; use multistep, cosine, linear or constant")
         self.type, self.max_iters, self.iters_per_epoch = type, max(int(max_iters), 1), int(iters_per_epoch)
@@ -107,8 +116,11 @@ class LRSchedule:
         self.milestone_iters = [m * self.iters_per_epoch for m in self.milestones]
         self.gamma, self.min_lr_ratio = float(gamma), float(min_lr_ratio)
         self.warmup_ratio = float(warmup_ratio)
-        cap = int(float(warmup_max_share) * self.max_iters) if warmup_max_share is not None else warmup_iters
-        self.warmup_iters = max(0, min(int(warmup_iters or 0), cap))
+        self.warmup_bias_lr = None if warmup_bias_lr is None else float(warmup_bias_lr)
+        self.warmup_momentum = None if warmup_momentum is None else float(warmup_momentum)
+        wanted = max(int(warmup_iters or 0), int(round(float(warmup_epochs or 0) * self.iters_per_epoch)))
+        cap = int(float(warmup_max_share) * self.max_iters) if warmup_max_share is not None else wanted
+        self.warmup_iters = max(0, min(wanted, cap))
 
     @classmethod
     def from_config(cls, cfg: dict, max_epochs: int, iters_per_epoch: int) -> "LRSchedule":
@@ -137,11 +149,19 @@ class LRSchedule:
         return f
 
     def apply(self, optimizer: torch.optim.Optimizer, it: int) -> float:
-        """Set every group's LR for iteration ``it``; return the LR of groups without a multiplier."""
+        """Set every group's LR (and warm-up momentum) for iteration ``it``; return the LR of plain groups."""
         f = self.factor(it)
+        warm = it < self.warmup_iters
+        alpha = it / self.warmup_iters if warm else 1.0
         for g in optimizer.param_groups:
             g["lr"] = g["initial_lr"] * f
-        plain = [g for g in optimizer.param_groups if g.get("lr_mult", 1.0) == 1.0] or optimizer.param_groups
+            if warm and self.warmup_bias_lr is not None and g.get("bias"):
+                g["lr"] = (1 - alpha) * self.warmup_bias_lr + alpha * g["initial_lr"] * self.main_factor(it)
+            if self.warmup_momentum is not None and "momentum" in g:
+                base = g.setdefault("initial_momentum", g["momentum"])
+                g["momentum"] = (1 - alpha) * self.warmup_momentum + alpha * base
+        plain = [g for g in optimizer.param_groups if g.get("lr_mult", 1.0) == 1.0 and not g.get("bias")] \
+            or optimizer.param_groups
         return plain[0]["lr"]
 
     def state_dict(self) -> dict:
@@ -149,7 +169,8 @@ class LRSchedule:
         return {"type": self.type, "max_iters": self.max_iters, "iters_per_epoch": self.iters_per_epoch,
                 "milestones": list(self.milestones), "gamma": self.gamma,
                 "warmup_iters": self.warmup_iters, "warmup_ratio": self.warmup_ratio,
-                "min_lr_ratio": self.min_lr_ratio}
+                "min_lr_ratio": self.min_lr_ratio, "warmup_bias_lr": self.warmup_bias_lr,
+                "warmup_momentum": self.warmup_momentum}
 
     @classmethod
     def from_state(cls, state: dict) -> "LRSchedule":

@@ -92,3 +92,25 @@ def test_schedule_state_round_trip_and_extension_report():
     assert "max_iters 20 -> 40" in lines[0]
     assert any("iter       20" in ln and "(ended)" in ln for ln in lines)
     assert math.isclose(new.factor(20), 0.5 * (1 + math.cos(math.pi * 15 / 35)), rel_tol=1e-9)
+
+
+def test_yolo_warmup_bias_lr_momentum_and_epochs():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    opt = build_optimizer(model, {"type": "SGD", "lr": 0.01, "momentum": 0.937, "base_batch_size": None})
+    biases = [g for g in opt.param_groups if g["bias"]]
+    assert biases and all(n.endswith("bias") for g in biases for n in g["param_names"])
+    sched = LRSchedule(type="linear", max_iters=100, iters_per_epoch=10, warmup_epochs=2, warmup_ratio=0.0,
+                       warmup_bias_lr=0.1, warmup_momentum=0.8, min_lr_ratio=0.01)
+    assert sched.warmup_iters == 20
+    sched.apply(opt, 0)
+    weights = [g for g in opt.param_groups if not g["bias"]]
+    assert biases[0]["lr"] == pytest.approx(0.1) and weights[0]["lr"] == pytest.approx(0.0)
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.8)
+    sched.apply(opt, 10)   # half-way: biases between 0.1 and the scheduled lr, momentum half-way
+    assert biases[0]["lr"] == pytest.approx(0.5 * 0.1 + 0.5 * 0.01 * sched.main_factor(10))
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.8685)
+    lr = sched.apply(opt, 20)   # after the warm-up: every group on the schedule, momentum back to 0.937
+    assert all(g["lr"] == pytest.approx(0.01 * sched.factor(20)) for g in opt.param_groups)
+    assert lr == pytest.approx(0.01 * sched.factor(20)) and opt.param_groups[0]["momentum"] == pytest.approx(0.937)
+    again = LRSchedule.from_state(sched.state_dict())
+    assert again.state_dict() == sched.state_dict()

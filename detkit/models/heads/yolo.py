@@ -145,9 +145,8 @@ class YOLOHead(nn.Module):
         thr = cfg["score_thr"] if score_thr is None else float(score_thr)
         anchor, label = (scores > thr).nonzero(as_tuple=True)
         cand = scores[anchor, label]
-        if cand.numel() > cfg["nms_pre"]:
-            top = cand.topk(cfg["nms_pre"]).indices
-            anchor, label, cand = anchor[top], label[top], cand[top]
+        order = cand.argsort(descending=True, stable=True)[: cfg["nms_pre"]]  # ties keep (anchor, class) order
+        anchor, label, cand = anchor[order], label[order], cand[order]
         h, w = int(size[0]), int(size[1])
         b = boxes[anchor].clone()
         b[:, 0::2] = b[:, 0::2].clamp(0, w)
