@@ -1,0 +1,2 @@
+from detkit.data import seg_folder  # noqa: F401  (registers SegFolderDataset)
+from detkit.data import seg_transforms  # noqa: F401  (registers RandomCropCatMax, PadToSize)

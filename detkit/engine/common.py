@@ -122,6 +122,13 @@ def evaluate(model: nn.Module, loader, evaluator, device: torch.device,
     return {k: float(v) for k, v in metrics.items()}
 
 
+def model_class_names(dataset) -> list[str]:
+    """The model's classes for ``dataset``: its class names, with 'background' first for a semantic dataset
+    that paints background as class 0 (``CocoDataset(sem_background=True)``)."""
+    names = list(dataset.class_names)
+    return ["background", *names] if getattr(dataset, "sem_background", False) else names
+
+
 def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = None):
     """Evaluate ``checkpoint`` on ``cfg['data']['val']``; return ``(metrics, evaluator)``.
 
@@ -133,10 +140,11 @@ def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     ckpt = load_checkpoint(checkpoint)
     val_set = build_dataset(cfg["data"]["val"])
-    names = list((ckpt.get("meta") or {}).get("class_names") or val_set.class_names)
-    if len(names) != len(val_set.class_names):
+    val_names = model_class_names(val_set)
+    names = list((ckpt.get("meta") or {}).get("class_names") or val_names)
+    if len(names) != len(val_names):
         raise ValueError(f"{checkpoint}: the model has {len(names)} classes, data.val has "
-                         f"{len(val_set.class_names)} ({', '.join(val_set.class_names[:5])}...)")
+                         f"{len(val_names)} ({', '.join(val_names[:5])}...)")
     model = build_model(cfg, class_names=names).to(dev)
     try:
         model.load_state_dict(model_state(ckpt))

@@ -95,7 +95,7 @@ class Trainer:
 
     def _build_model(self, load_from) -> None:
         from detkit.models.build import build_model
-        self.model = build_model(self.cfg, class_names=self.train_set.class_names)
+        self.model = build_model(self.cfg, class_names=common.model_class_names(self.train_set))
         self.model.to(self.device)
         if dist.is_dist() and self.tcfg["sync_bn"]:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)

@@ -5,3 +5,5 @@ from detkit.models.detectors import one_stage, two_stage  # noqa: F401
 from detkit.models.heads import roi_box, roi_mask, rpn, yolo, yolo_seg  # noqa: F401
 from detkit.models.necks import fpn, pafpn  # noqa: F401
 from detkit.models.preprocess import Preprocessor  # noqa: F401
+from detkit.models.detectors import segmentor  # noqa: F401
+from detkit.models.heads import seg_deeplab, seg_fcn, seg_fpn, seg_uper  # noqa: F401

@@ -48,6 +48,11 @@ class ResNet(nn.Module):
         out_indices: which of ``layer1..layer4`` (0..3) to return; deeper stages are not built.
         groups, width_per_group: ResNeXt cardinality / width (e.g. 32, 4 for ResNeXt-50 32x4d).
         replace_stride_with_dilation: 3 bools for layer2..layer4 (output stride 8 / 16 for segmentation).
+        output_stride: 32, 16 or 8, shorthand for ``replace_stride_with_dilation`` (16: layer4 dilated 2;
+            8: layer3 dilated 2, layer4 dilated 4); None: use ``replace_stride_with_dilation``. ResNet-18/34
+            support dilation too (torchvision's ``BasicBlock`` refuses it; here its 3x3 convs are dilated
+            as torchvision dilates a ``Bottleneck``'s: the first block at the previous rate, the others at
+            the new one). Weights are unchanged, so ImageNet checkpoints still load.
         init_checkpoint: local path of a torchvision ImageNet state dict (or a ``{'model': ...}`` /
             ``{'state_dict': ...}`` checkpoint); ``fc.*`` is ignored.
         zero_init_residual: zero the last norm weight of each residual block (torchvision's option).
@@ -70,8 +75,10 @@ class ResNet(nn.Module):
     def __init__(self, depth: int = 50, norm: str = "FrozenBN", norm_eps: float = 1e-5, frozen_stages: int = 1,
                  out_indices: Sequence[int] = (0, 1, 2, 3), groups: int = 1, width_per_group: int = 64,
                  replace_stride_with_dilation: Sequence[bool] = (False, False, False),
-                 init_checkpoint: str | None = None, zero_init_residual: bool = False, gn_groups: int = 32):
+                 init_checkpoint: str | None = None, zero_init_residual: bool = False, gn_groups: int = 32,
+                 output_stride: int | None = None):
         super().__init__()
+        replace_stride_with_dilation = _dilation_flags(output_stride, replace_stride_with_dilation)
         if depth not in _ARCH:
             raise ValueError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
         out_indices = sorted(int(i) for i in out_indices)
@@ -80,10 +87,13 @@ class ResNet(nn.Module):
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"ResNet frozen_stages must be in -1..4, got {frozen_stages}")
         block, layers = _ARCH[depth]
+        basic = block is tv_resnet.BasicBlock  # torchvision refuses dilated BasicBlocks: dilate them below
+        tv_dilation = [False] * 3 if basic else list(replace_stride_with_dilation)
         net = tv_resnet.ResNet(block, layers, zero_init_residual=zero_init_residual, groups=groups,
-                               width_per_group=width_per_group,
-                               replace_stride_with_dilation=list(replace_stride_with_dilation),
+                               width_per_group=width_per_group, replace_stride_with_dilation=tv_dilation,
                                norm_layer=_norm_layer(norm, norm_eps, gn_groups))
+        if basic:
+            _dilate_basic_layers(net, replace_stride_with_dilation)
         self.depth = depth
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
@@ -201,6 +211,40 @@ class ResNet(nn.Module):
             setattr(parent, conv_name, fused)
             setattr(parent, bn_name, nn.Identity())
         return self
+
+
+def _dilation_flags(output_stride: int | None, flags: Sequence[bool]) -> tuple[bool, bool, bool]:
+    """``replace_stride_with_dilation`` for ``output_stride`` (32/16/8), or ``flags`` when it is None."""
+    flags = tuple(bool(f) for f in flags)
+    if len(flags) != 3:
+        raise ValueError(f"ResNet replace_stride_with_dilation needs 3 bools (layer2..layer4), got {flags}")
+    if output_stride is None:
+        return flags
+    table = {32: (False, False, False), 16: (False, False, True), 8: (False, True, True)}
+    if int(output_stride) not in table:
+        raise ValueError(f"ResNet output_stride must be 32, 16 or 8, got {output_stride}")
+    wanted = table[int(output_stride)]
+    if any(flags) and flags != wanted:
+        raise ValueError(f"ResNet output_stride={output_stride} contradicts replace_stride_with_dilation="
+                         f"{list(flags)}; give only one of them")
+    return wanted
+
+
+def _dilate_basic_layers(net: tv_resnet.ResNet, flags: Sequence[bool]) -> None:
+    """Turn the stride of layer2..4 into dilation for BasicBlocks, following torchvision's ``_make_layer``."""
+    dilation = 1
+    for i, dilate in enumerate(flags):
+        layer = getattr(net, f"layer{i + 2}")
+        previous = dilation
+        if dilate:
+            dilation *= 2
+            layer[0].conv1.stride = (1, 1)
+            if layer[0].downsample is not None:
+                layer[0].downsample[0].stride = (1, 1)
+        for j, blk in enumerate(layer):
+            rate = previous if j == 0 else dilation
+            for conv in (blk.conv1, blk.conv2):
+                conv.dilation, conv.padding = (rate, rate), (rate, rate)
 
 
 def _unwrap_state_dict(ckpt, path: str) -> dict[str, Tensor]:

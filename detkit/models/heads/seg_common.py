@@ -1,0 +1,111 @@
+"""Parts shared by the semantic segmentation decoders: conv blocks, the classifier and the loss."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.models.losses.dice import dice_loss
+
+__all__ = ["ConvNormAct", "SegClassifier", "SegCriterion", "build_norm", "channel_list", "resize"]
+
+
+def build_norm(norm: str | None, channels: int, gn_groups: int = 32) -> nn.Module:
+    """``BN``, ``SyncBN``, ``GN`` (``gn_groups`` groups, fewer when they do not divide) or None (Identity)."""
+    if norm is None:
+        return nn.Identity()
+    if norm == "BN":
+        return nn.BatchNorm2d(channels)
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm(channels)
+    if norm == "GN":
+        groups = next(g for g in range(min(gn_groups, channels), 0, -1) if channels % g == 0)
+        return nn.GroupNorm(groups, channels)
+    raise ValueError(f"segmentation head norm must be None, 'BN', 'SyncBN' or 'GN', got {norm!r}")
+
+
+class ConvNormAct(nn.Sequential):
+    """``Conv2d`` (no bias when normalised) + norm + ReLU; 'same' padding for odd kernels and any dilation."""
+
+    def __init__(self, cin: int, cout: int, kernel_size: int = 3, dilation: int = 1, norm: str | None = "BN"):
+        pad = dilation * (kernel_size // 2)
+        super().__init__(nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, bias=norm is None),
+                         build_norm(norm, cout), nn.ReLU(inplace=True))
+
+
+def channel_list(in_channels: int | Sequence[int], n: int) -> list[int]:
+    """``in_channels`` as a list of ``n`` ints (an int, e.g. an FPN's width, is repeated)."""
+    if isinstance(in_channels, int):
+        return [in_channels] * n
+    chans = [int(c) for c in in_channels]
+    if len(chans) != n:
+        raise ValueError(f"{len(chans)} in_channels {chans} for {n} feature maps")
+    return chans
+
+
+def resize(x: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
+    """Bilinear resize of ``x`` [B,C,h,w] to ``size`` (H, W); no-op when already that size."""
+    if tuple(x.shape[-2:]) == tuple(int(s) for s in size):
+        return x
+    return F.interpolate(x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=align_corners)
+
+
+class SegClassifier(nn.Module):
+    """Dropout + 1x1 conv from decoder channels to class logits. ``[B,ch,h,w] -> [B,C,h,w]``."""
+
+    def __init__(self, channels: int, num_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv = nn.Conv2d(channels, num_classes, 1)
+        nn.init.normal_(self.conv.weight, std=0.01)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(self.dropout(x))
+
+
+class SegCriterion(nn.Module):
+    """Cross-entropy (``ignore_index``, optional class weights) + optional Dice on logits upsampled to the labels.
+
+    Args:
+        num_classes: C.
+        ignore_index: label value that is never scored (255).
+        class_weight: optional C per-class cross-entropy (and Dice) weights.
+        ce_weight: weight of the cross-entropy term.
+        dice_weight: weight of the Dice term (0: not computed).
+        prefix: key prefix, e.g. ``'sem/'`` -> ``sem/ce``, ``sem/dice``; ``'sem/aux_'`` -> ``sem/aux_ce``.
+        align_corners: of the bilinear upsampling.
+
+    ``forward(logits [B,C,h,w], target int [B,H,W]) -> {prefix+'ce': scalar, prefix+'dice': scalar}``.
+    The cross-entropy is the mean over valid pixels (weighted mean with class weights); a batch without a
+    valid pixel gives 0 (with gradient) instead of nan.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255, class_weight: Sequence[float] | None = None,
+                 ce_weight: float = 1.0, dice_weight: float = 0.0, prefix: str = "sem/",
+                 align_corners: bool = False):
+        super().__init__()
+        self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
+        if class_weight is not None and len(class_weight) != self.num_classes:
+            raise ValueError(f"class_weight has {len(class_weight)} values for {self.num_classes} classes")
+        weight = None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
+        self.register_buffer("class_weight", weight, persistent=False)
+        self.ce_weight, self.dice_weight = float(ce_weight), float(dice_weight)
+        self.prefix, self.align_corners = prefix, align_corners
+
+    def forward(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
+        target = target.to(logits.device, torch.int64)
+        logits = resize(logits, target.shape[-2:], self.align_corners).float()   # [B,C,H,W]
+        valid = target != self.ignore_index
+        out = {}
+        if valid.any():
+            ce = F.cross_entropy(logits, target, weight=self.class_weight, ignore_index=self.ignore_index)
+        else:
+            ce = logits.sum() * 0.0
+        out[f"{self.prefix}ce"] = ce * self.ce_weight
+        if self.dice_weight > 0:
+            out[f"{self.prefix}dice"] = dice_loss(logits, target, self.ignore_index,
+                                                  class_weight=self.class_weight) * self.dice_weight
+        return out

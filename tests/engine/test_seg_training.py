@@ -1,0 +1,43 @@
+"""The trainer with a Segmentor on COCO-format data painted into semantic maps with a background class."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detkit.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from detkit.data.synthetic import make_shapes
+    out = tmp_path_factory.mktemp("shapes")
+    make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
+    return out
+
+
+def test_coco_semantic_maps_with_background_train_and_evaluate(shapes, tmp_path):
+    from detkit.engine import Trainer
+    from detkit.engine.common import evaluate_checkpoint
+
+    split = {"type": "CocoDataset", "with_sem_seg": True, "sem_background": True, "pipeline": []}
+    cfg = {"_base_": [str(ROOT / "configs/_base_/models/semfpn_r18.yaml"),
+                      str(ROOT / "configs/_base_/schedules/adamw_cosine.yaml"),
+                      str(ROOT / "configs/_base_/runtime.yaml")],
+           "data": {"batch_size": 2, "num_workers": 0,
+                    "train": {**split, "ann_file": str(shapes / "train.json"), "img_dir": str(shapes / "train")},
+                    "val": {**split, "ann_file": str(shapes / "val.json"), "img_dir": str(shapes / "val")}},
+           "train": {"max_epochs": 1, "best_metric": "sem/mIoU"}}
+    path = tmp_path / "seg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    trainer = Trainer(load_config(path), work_dir=tmp_path / "w", device="cpu")
+    assert trainer.model.class_names == ["background", "circle", "rectangle", "triangle", "star"]
+    trainer.fit()
+    row = json.loads((tmp_path / "w" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= row["sem/mIoU"] <= 1.0
+    metrics, _ = evaluate_checkpoint(load_config(path), tmp_path / "w" / "best.pth", device="cpu")
+    assert metrics["sem/mIoU"] == pytest.approx(row["sem/mIoU"])
