@@ -5,14 +5,12 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from detkit.config import load_config
+from detkit.inference.runner import ImageInput, build_test_pipeline, to_rgb_array  # noqa: F401  (re-exported)
 from detkit.models.build import build_model
-
-ImageInput = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -67,71 +65,36 @@ def init_model(config: str | os.PathLike | dict | None = None, checkpoint: str |
     return model.to(device).eval()
 
 
-def _to_rgb_array(item: ImageInput, channel_order: str) -> np.ndarray:
-    """Return an RGB uint8 [H,W,3] array from a path, a PIL image or a numpy image."""
-    from detkit.data.image_io import read_image
-
-    if isinstance(item, (str, os.PathLike)):
-        return read_image(item)
-    if isinstance(item, np.ndarray):
-        arr = item
-        if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise ValueError(f"predict: a numpy image must be [H,W], [H,W,3] or [H,W,4], got {arr.shape}")
-        arr = arr[:, :, :3]
-        if channel_order.lower() == "bgr":
-            arr = arr[:, :, ::-1]
-        if arr.dtype != np.uint8:
-            raise ValueError(f"predict: a numpy image must be uint8, got {arr.dtype}")
-        return np.ascontiguousarray(arr)
-    if hasattr(item, "convert"):  # PIL image
-        return np.asarray(item.convert("RGB"))
-    raise TypeError(f"predict: unsupported input type {type(item).__name__}; "
-                    "give a path, a numpy image or a PIL image")
-
-
-def build_test_pipeline(cfg: dict | None):
-    """The resize/letterbox transforms of the config's test (or val) pipeline, or None."""
-    if not cfg or "data" not in cfg:
-        return None
-    from detkit.data.transforms import build_transforms
-
-    data = cfg["data"]
-    split = data.get("test") or data.get("val") or {}
-    specs = split.get("pipeline") or []
-    return build_transforms(specs) if specs else None
-
-
 @torch.inference_mode()
 def predict(model: nn.Module, inputs: ImageInput | Sequence[ImageInput], score_thr: float | None = None,
-            batch_size: int = 1, channel_order: str = "rgb") -> list[dict] | dict:
+            batch_size: int = 1, tile: Any = None, channel_order: str = "rgb") -> list[dict] | dict:
     """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
 
-    Inputs: a path, a PIL image, or a numpy uint8 image taken as RGB (``channel_order='bgr'`` for OpenCV
-    arrays). Each result has ``boxes`` [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` [N]
-    (``model.class_names[label]``), ``masks`` bool [N,H,W] for instance models, ``sem_seg`` [H,W] for
-    segmentors. A single input gives a single dict.
+    Args:
+        model: a detkit detector or segmentor (e.g. from :func:`init_model`).
+        inputs: a path, a PIL image, a numpy uint8 image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
+            of any sizes (mixed sizes are padded into one batch). Numpy images are taken as **RGB**;
+            pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``).
+        score_thr: minimum score (default: the model config's test threshold).
+        batch_size: images (or tiles) per forward pass.
+        tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int,
+            or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr, edge_margin, max_det,
+            batch_size}``; None runs each image whole.
+        channel_order: ``'rgb'`` or ``'bgr'``, the channel order of numpy inputs.
+
+    Returns:
+        per input ``boxes`` float32 [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` int64 [N]
+        (``model.class_names[label]``), ``masks`` bool [N,H,W] for instance models, ``sem_seg`` int64 [H,W]
+        for segmentors. A single (non-list) input gives a single dict.
     """
-    from detkit.data.collate import collate
+    from detkit.inference.runner import predict_arrays, to_rgb_array
+    from detkit.inference.tiling import parse_tile, predict_tiled
 
     single = not isinstance(inputs, (list, tuple))
-    items = [inputs] if single else list(inputs)
-    pipeline = build_test_pipeline(getattr(model, "cfg", None))
-    was_training = model.training
-    model.eval()
-    results: list[dict] = []
-    for start in range(0, len(items), batch_size):
-        samples = []
-        for j, item in enumerate(items[start:start + batch_size]):
-            img = _to_rgb_array(item, channel_order)
-            sample = {"image": img, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64),
-                      "image_id": start + j, "orig_size": img.shape[:2], "scale_factor": (1.0, 1.0),
-                      "pad_offset": (0, 0)}
-            samples.append(pipeline(sample) if pipeline is not None else sample)
-        batch = collate(samples)
-        kwargs = {} if score_thr is None else {"score_thr": score_thr}
-        preds = model.predict(batch, **kwargs)
-        results.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
-    model.train(was_training)
+    images = [to_rgb_array(item, channel_order) for item in ([inputs] if single else list(inputs))]
+    options = parse_tile(tile)
+    if options is None:
+        results = predict_arrays(model, images, score_thr, batch_size)
+    else:
+        results = [predict_tiled(model, img, options, score_thr, batch_size) for img in images]
     return results[0] if single else results

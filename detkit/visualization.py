@@ -39,6 +39,8 @@ def draw_instances(image: np.ndarray, boxes, labels, scores=None, masks=None,
                 color = np.array(class_color(labels[i]), np.float32)
                 m = masks[i]
                 out[m] = (out[m] * (1 - mask_alpha) + color * mask_alpha).astype(np.uint8)
+                contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+                cv2.drawContours(out, contours, -1, class_color(labels[i]), 1, cv2.LINE_AA)  # crisp outline
     for i in order:
         if not keep[i]:
             continue
@@ -54,13 +56,36 @@ def draw_instances(image: np.ndarray, boxes, labels, scores=None, masks=None,
     return out
 
 
-def draw_sem_seg(image: np.ndarray, sem_seg, alpha: float = 0.5, ignore_index: int = 255) -> np.ndarray:
-    """Return ``image`` [H,W,3] blended with the colour-coded class map ``sem_seg`` [H,W] (ignore left as is)."""
+def draw_sem_seg(image: np.ndarray, sem_seg, alpha: float = 0.5, ignore_index: int = 255,
+                 class_names: Sequence[str] | None = None) -> np.ndarray:
+    """Return ``image`` [H,W,3] blended with the colour-coded class map ``sem_seg`` [H,W] (ignore left as is).
+
+    With ``class_names``, a legend of the classes present is drawn in the top-left corner.
+    """
     seg = _np(sem_seg).astype(np.int64)
     color = colorize_sem_seg(seg, ignore_index)
     valid = seg != ignore_index
     out = image.copy()
     out[valid] = (image[valid] * (1 - alpha) + color[valid] * alpha).astype(np.uint8)
+    if class_names is not None:
+        out = draw_legend(out, [int(i) for i in np.unique(seg[valid])], class_names)
+    return out
+
+
+def draw_legend(image: np.ndarray, labels: Sequence[int], class_names: Sequence[str]) -> np.ndarray:
+    """Draw a legend (colour swatch + class name per label) in the top-left corner of a copy of ``image``."""
+    out = np.ascontiguousarray(image.copy())
+    font_scale = max(0.35, min(out.shape[:2]) / 1000)
+    (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    y = 2
+    for lab in labels:
+        name = class_names[lab] if 0 <= lab < len(class_names) else str(lab)
+        (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        cv2.rectangle(out, (2, y), (th + tw + 10, y + th + base + 2), (0, 0, 0), -1)
+        cv2.rectangle(out, (4, y + 2), (4 + th, y + th + 2), class_color(lab), -1)
+        cv2.putText(out, name, (th + 8, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        y += th + base + 4
     return out
 
 
@@ -82,8 +107,19 @@ def draw_prediction(image: np.ndarray, pred: dict, class_names: Sequence[str] | 
     """Draw one ``detkit.predict`` result (instances and/or a semantic map) on an RGB image."""
     out = image
     if "sem_seg" in pred:
-        out = draw_sem_seg(out, pred["sem_seg"])
+        out = draw_sem_seg(out, pred["sem_seg"], class_names=class_names)
     if "boxes" in pred:
         out = draw_instances(out, pred["boxes"], pred["labels"], pred.get("scores"), pred.get("masks"),
                              class_names, score_thr)
+    return out
+
+
+def draw_sample(sample: dict, class_names: Sequence[str] | None = None) -> np.ndarray:
+    """Draw a ground-truth sample dict (``image`` RGB [H,W,3], ``boxes``, ``labels``, ``masks?``, ``sem_seg?``)."""
+    out = sample["image"]
+    if sample.get("sem_seg") is not None:
+        out = draw_sem_seg(out, sample["sem_seg"], class_names=class_names)
+    if sample.get("boxes") is not None:
+        out = draw_instances(out, sample["boxes"], sample.get("labels", np.zeros(len(sample["boxes"]), int)),
+                             masks=sample.get("masks"), class_names=class_names)
     return out

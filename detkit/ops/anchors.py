@@ -41,8 +41,9 @@ def grid_anchors(base: Tensor, feature_size: Sequence[int], stride: Sequence[int
     Returns:
         Tensor[h * w * A, 4]: location-major (row, then column), then anchor.
     """
-    fh, fw = int(feature_size[0]), int(feature_size[1])
-    sy, sx = int(stride[0]), int(stride[1])
+    # no int() casts: while tracing for ONNX export, sizes and strides are traced tensors (dynamic shapes)
+    fh, fw = feature_size[0], feature_size[1]
+    sy, sx = stride[0], stride[1]
     # integer shifts are exact in float, so this equals torchvision's int32 arithmetic bit for bit
     shifts_x = torch.arange(fw, dtype=torch.int32, device=base.device) * sx
     shifts_y = torch.arange(fh, dtype=torch.int32, device=base.device) * sy

@@ -88,3 +88,37 @@ def test_bad_inputs_are_clear(checkpoint, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         detkit.init_model(CONFIG, bad)
+
+
+def test_mixed_sizes_batched_and_tiled(checkpoint, image):
+    model = detkit.init_model(checkpoint=checkpoint, device="cpu")
+    small = np.ascontiguousarray(image[:80, :90])
+    out = detkit.predict(model, [image, small, image], batch_size=3)
+    assert len(out) == 3
+    for pred, img in zip(out, [image, small, image]):
+        b = pred["boxes"]
+        assert len(b) > 0 and b[:, [0, 2]].max() <= img.shape[1] and b[:, [1, 3]].max() <= img.shape[0]
+    assert torch.equal(out[0]["boxes"], out[2]["boxes"])  # same image, same padded batch: same result
+    tiled = detkit.predict(model, image, tile={"size": (64, 96), "overlap": 0.25}, batch_size=4)
+    assert set(tiled) == {"boxes", "scores", "labels"} and len(tiled["boxes"]) > 0
+    assert tiled["boxes"][:, 2].max() > 96  # detections from tiles other than the first, shifted back
+    assert tiled["boxes"][:, [0, 2]].max() <= 200 and tiled["boxes"][:, [1, 3]].max() <= 120
+    with pytest.raises(ValueError, match="channel_order"):
+        detkit.predict(model, image, channel_order="bgra")
+
+
+def test_semantic_segmentor_predict():
+    from detkit.registry import DETECTORS
+
+    import detkit.models  # noqa: F401
+    if "Segmentor" not in DETECTORS:
+        pytest.skip("no Segmentor registered")
+    cfg = load_config(ROOT / "configs/seg/semfpn_r18_shapes.yaml")
+    cfg["model"]["num_classes"] = cfg["model"].get("num_classes") or 5
+    model = detkit.init_model(cfg, device="cpu")
+    img = np.random.default_rng(0).integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    out = detkit.predict(model, [img, img[:60]], score_thr=0.3)  # a score threshold is ignored
+    assert [tuple(p["sem_seg"].shape) for p in out] == [(90, 130), (60, 130)]
+    assert out[0]["sem_seg"].dtype == torch.int64 and out[0]["sem_seg"].max() < 5
+    tiled = detkit.predict(model, img, tile=(64, 64))
+    assert tiled["sem_seg"].shape == (90, 130)

@@ -1,4 +1,6 @@
-"""tools/infer.py on a folder with good images and a corrupt file: drawn outputs, predictions.json, a summary."""
+"""tools/infer.py: images, a corrupt file and a video in a folder; drawn outputs, predictions.json, a summary;
+semantic models write label maps; tiling from the command line."""
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,18 +10,24 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import detkit
 from detkit.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
+# a narrow model (random weights): fast on a shared CPU
+TINY = ["model.neck.out_channels=32", "model.rpn_head.in_channels=32", "model.box_head.in_channels=32",
+        "model.box_head.representation_size=64", "model.rpn_head.pre_nms_top_n_test=100",
+        "model.rpn_head.post_nms_top_n_test=50",
+        "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = load_config(CONFIG, ["data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [128], max_size: 256}]"])
+    cfg = load_config(CONFIG, TINY)
     model = detkit.build_model(cfg, class_names=["a", "b"])
     with torch.no_grad():
         model.box_head.cls_score.bias[:-1] += 4.0  # random weights, but detections above the threshold
@@ -29,35 +37,129 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_folder_with_corrupt_file(checkpoint, tmp_path):
+def _write_video(path, n=10, size=(96, 96), fourcc="mp4v"):
+    rng = np.random.default_rng(1)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 5.0, (size[1], size[0]))
+    assert writer.isOpened()
+    for i in range(n):
+        frame = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        cv2.rectangle(frame, (10 + 4 * i, 20), (50 + 4 * i, 60), (255, 255, 255), -1)
+        writer.write(frame)
+    writer.release()
+
+
+def _frame_count(path):
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def _infer(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools/infer.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=400)
+
+
+def test_folder_with_images_video_and_corrupt_file(checkpoint, tmp_path):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name in ("a.png", "sub/b.jpg"):
         cv2.imwrite(str(src / name), rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
     (src / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    _write_video(src / "clip.mp4")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, str(ROOT / "tools/infer.py"), str(CONFIG), str(checkpoint), str(src),
-                           "--out-dir", str(out), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    proc = _infer("-", checkpoint, src, "--out-dir", out, "--device", "cpu", "--batch-size", "3")
     assert proc.returncode == 0, proc.stderr
-    assert "2 images processed, 1 unreadable skipped" in proc.stdout
+    assert "2 images processed, 1 video (10 frames) processed, 1 unreadable skipped" in proc.stdout
     assert "broken.jpg" in proc.stdout + proc.stderr
     assert (out / "a.jpg").is_file() and (out / "b.jpg").is_file()
+    assert _frame_count(out / "clip.mp4") == 10  # the drawn video keeps every frame
+    images = json.loads((out / "images.json").read_text())
+    assert len(images) == 12 and sum("frame" in im for im in images) == 10
     preds = json.loads((out / "predictions.json").read_text())
-    assert preds and {p["category_id"] for p in preds} <= {3, 8}
+    assert preds and {p["category_id"] for p in preds} <= {3, 8}  # the dataset's ids, not labels
+    assert {p["image_id"] for p in preds} <= {im["id"] for im in images}
     # the results load into pycocotools against a ground truth naming the same images
     from pycocotools.coco import COCO
 
     gt = COCO()
-    gt.dataset = {"images": [{"id": i, "width": 128, "height": 96} for i in range(3)],
-                  "annotations": [], "categories": [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}]}
+    gt.dataset = {"images": images, "annotations": [],
+                  "categories": [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}]}
     gt.createIndex()
     res = gt.loadRes(str(out / "predictions.json"))
     assert len(res.getAnnIds()) == len(preds)
 
 
-def test_missing_input_is_one_line_error(checkpoint, tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "tools/infer.py"), str(CONFIG), str(checkpoint),
-                           str(tmp_path / "nothing_here")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2
-    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+def test_no_draw_avi_and_tiles(checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _write_video(src / "clip.avi", n=4, size=(64, 80), fourcc="MJPG")
+    cv2.imwrite(str(src / "big.png"), np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    rc = _load_tool().main(["-", str(checkpoint), str(src / "*.*"), "--out-dir", str(out), "--device", "cpu",
+                            "--no-draw", "--tile", "96,96", "--tile-overlap", "0.25", "--score-thr", "0.2"])
+    assert rc == 0
+    assert "1 images processed, 1 video (4 frames) processed, 0 unreadable skipped" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["images.json", "predictions.json"]  # no drawings
+    preds = json.loads((out / "predictions.json").read_text())
+    assert all(p["score"] >= 0.2 for p in preds)
+    big = [p for p in preds if p["file_name"].endswith("big.png")]
+    assert big and max(p["bbox"][0] + p["bbox"][2] for p in big) > 96  # boxes beyond the first tile
+
+
+def test_bad_inputs_are_one_line_errors(checkpoint, tmp_path, capsys):
+    tool = _load_tool()
+    assert tool.main(["-", str(checkpoint), str(tmp_path / "nothing_here")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    assert tool.main(["-", str(checkpoint), str(img), "--tile", "12,a"]) == 2
+    assert "tile must be" in capsys.readouterr().err
+    assert tool.main(["-", str(tmp_path / "none.pth"), str(img)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+class FakeSegmentor(nn.Module):
+    """Labels each pixel 0 (dark), 1 or 2 (bright): what a Segmentor's predict returns."""
+
+    class_names = ["bg", "mid", "bright"]
+    cat_ids = None
+
+    def predict(self, batch, score_thr=None):
+        out = []
+        for img, (h, w) in zip(batch["images"], batch["image_sizes"]):
+            g = img[:, :h, :w].float().mean(0)
+            out.append({"sem_seg": (g > 80).long() + (g > 200).long()})
+        return out
+
+
+def _load_tool():
+    sys.path.insert(0, str(ROOT / "tools"))
+    spec = importlib.util.spec_from_file_location("infer_tool", ROOT / "tools/infer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_semantic_model_writes_label_maps(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(detkit, "init_model", lambda *a, **k: FakeSegmentor(), raising=False)
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[:, 20:40] = 128
+    img[:, 40:] = 255
+    cv2.imwrite(str(tmp_path / "s.png"), img)
+    _write_video(tmp_path / "v.mp4", n=3, size=(32, 48))
+    out = tmp_path / "out"
+    rc = _load_tool().main(["cfg.yaml", "ckpt.pth", str(tmp_path / "s.png"), str(tmp_path / "v.mp4"),
+                            "--out-dir", str(out)])
+    assert rc == 0
+    assert "semantic maps" in capsys.readouterr().out
+    labels = cv2.imread(str(out / "s_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == (40, 60) and (labels[:, :20] == 0).all() and (labels[:, 20:40] == 1).all()
+    assert (labels[:, 40:] == 2).all()
+    colour = cv2.imread(str(out / "s_sem.png"))
+    assert len(np.unique(colour.reshape(-1, 3), axis=0)) == 3  # one colour per class
+    assert (out / "s.jpg").is_file() and _frame_count(out / "v.mp4") == 3
+    assert not (out / "predictions.json").exists()  # no COCO boxes for a semantic model

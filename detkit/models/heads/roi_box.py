@@ -163,7 +163,10 @@ class RoIBoxHead(nn.Module):
         Returns:
             class_logits [R, C+1] (background last), box_deltas [R, C*4]; R = sum K_i.
         """
-        x = pool_rois(self.pooler, feats, proposals, self.featmap_strides)    # [R,C_in,S,S]
+        return self.forward_pooled(pool_rois(self.pooler, feats, proposals, self.featmap_strides))
+
+    def forward_pooled(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Classify and regress RoI features [R,C_in,S,S] -> logits [R, C+1], deltas [R, C*4]."""
         x = self.convs(x).flatten(1)
         for fc in self.fcs:
             x = F.relu(fc(x))

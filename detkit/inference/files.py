@@ -1,0 +1,289 @@
+"""Inference over files for ``tools/infer.py``: images, folders, globs and videos in; drawings and results out.
+
+Outputs under ``out_dir``: drawn images (``<stem>.jpg``) and videos (``<stem>.mp4`` / ``.avi``),
+``predictions.json`` (COCO results: ``image_id``, ``category_id`` (the dataset's ids when the model knows
+them), ``bbox`` xywh, ``score``, ``segmentation`` RLE for instance masks) with ``images.json`` naming each
+``image_id`` (file, frame, size); for semantic models ``<stem>_labels.png`` (class per pixel) and, when
+drawing, ``<stem>_sem.png`` (colour-coded) plus the overlay. An unreadable input is reported and skipped.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+from torch import nn
+
+__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "collect_inputs", "read_video", "ResultWriter", "run_inference",
+           "format_summary"]
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files, folders (recursive: images and videos) and glob patterns into a list of paths.
+
+    Raises:
+        FileNotFoundError: an input is neither a file, a folder nor a pattern matching something.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and q.is_file()))
+        elif p.is_file():
+            out.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(os.fspath(item), recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"no such file, folder or pattern: {item}")
+            out.extend(m for m in matches if m.is_file())
+    return out
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTS
+
+
+def read_video(path: str | os.PathLike, chunk: int = 1) -> tuple[dict, Iterator[list[np.ndarray]]]:
+    """Open a video with OpenCV: ``(info, frames)`` with ``info`` = fps, width, height, frame_count and
+    ``frames`` yielding lists of up to ``chunk`` RGB uint8 frames.
+
+    Raises:
+        ImageReadError: OpenCV cannot open the file or decode its first frame (names the file).
+    """
+    from detkit.data.image_io import ImageReadError
+
+    cap = cv2.VideoCapture(os.fspath(path))
+    ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok or first is None:
+        cap.release()
+        raise ImageReadError(f"cannot read video {path}: OpenCV could not open it or decode a frame")
+    info = {"fps": cap.get(cv2.CAP_PROP_FPS) or 25.0, "height": first.shape[0], "width": first.shape[1],
+            "frame_count": max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))}
+
+    def frames() -> Iterator[list[np.ndarray]]:
+        buf = [cv2.cvtColor(first, cv2.COLOR_BGR2RGB)]
+        try:
+            while True:
+                ok, frame = cap.read()
+                if ok:
+                    buf.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                if buf and (len(buf) == chunk or not ok):
+                    yield buf
+                    buf = []
+                if not ok:
+                    return
+        finally:
+            cap.release()
+
+    return info, frames()
+
+
+def _write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write through ``write(tmp)`` then rename; the temporary name keeps the suffix (encoders need it)."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _imwrite(path: Path, rgb_or_gray: np.ndarray) -> None:
+    img = cv2.cvtColor(rgb_or_gray, cv2.COLOR_RGB2BGR) if rgb_or_gray.ndim == 3 else rgb_or_gray
+
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(os.fspath(tmp), img):
+            raise OSError(f"could not write {path}")
+
+    _write_atomic(path, write)
+
+
+class ResultWriter:
+    """Collects predictions and writes drawings, label maps and ``predictions.json`` under ``out_dir``.
+
+    Args:
+        out_dir: output folder (created).
+        class_names: the model's class names (drawn labels).
+        cat_ids: label -> category id for ``predictions.json`` (None: the labels themselves).
+        draw: write drawn images / videos (and colour-coded semantic maps).
+        draw_thr: minimum score of drawn detections.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str], cat_ids: Sequence[int] | None = None,
+                 draw: bool = True, draw_thr: float = 0.3):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.class_names, self.draw, self.draw_thr = list(class_names), draw, draw_thr
+        self.cat_ids = list(cat_ids) if cat_ids is not None else list(range(len(self.class_names)))
+        self.results: list[dict] = []
+        self.images: list[dict] = []
+        self.instance_preds = self.semantic_preds = 0
+        self._names: set[str] = set()
+        self._video: cv2.VideoWriter | None = None
+
+    def unique_stem(self, path: Path) -> str:
+        """The input's stem, suffixed ``_2``, ``_3``... when another input already used it."""
+        stem, k = path.stem, 1
+        while stem in self._names:
+            k += 1
+            stem = f"{path.stem}_{k}"
+        self._names.add(stem)
+        return stem
+
+    def _record(self, pred: dict, image: np.ndarray, file_name: str, frame: int | None) -> None:
+        from detkit.evaluation.coco_metrics import prediction_to_coco
+
+        image_id = len(self.images) + 1
+        info = {"id": image_id, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]}
+        if frame is not None:
+            info["frame"] = frame
+        self.images.append(info)
+        if "boxes" in pred:
+            self.instance_preds += 1
+            recs = prediction_to_coco(image_id, pred, self.cat_ids, with_masks="masks" in pred)
+            for r in recs:
+                r["file_name"] = file_name
+                if frame is not None:
+                    r["frame"] = frame
+            self.results.extend(recs)
+        if "sem_seg" in pred:
+            self.semantic_preds += 1
+
+    def _drawn(self, image: np.ndarray, pred: dict) -> np.ndarray:
+        from detkit.visualization import draw_prediction
+
+        return draw_prediction(image, pred, self.class_names, self.draw_thr)
+
+    def add_image(self, path: Path, image: np.ndarray, pred: dict) -> None:
+        """Record one image's prediction and write its outputs."""
+        from detkit.visualization import colorize_sem_seg
+
+        self._record(pred, image, str(path), None)
+        stem = self.unique_stem(path)
+        if "sem_seg" in pred:
+            sem = pred["sem_seg"].cpu().numpy()
+            labels = sem.astype(np.uint8) if sem.max(initial=0) < 256 else sem.astype(np.uint16)
+            _imwrite(self.out_dir / f"{stem}_labels.png", labels)
+            if self.draw:
+                _imwrite(self.out_dir / f"{stem}_sem.png", colorize_sem_seg(sem))
+        if self.draw:
+            _imwrite(self.out_dir / f"{stem}.jpg", self._drawn(image, pred))
+
+    def open_video(self, path: Path, info: dict) -> None:
+        """Start the drawn copy of a video (same size and frame rate; MJPG .avi for .avi, else mp4v .mp4)."""
+        self._video_frames = 0
+        self._video_path = path
+        if not self.draw:
+            return
+        avi = path.suffix.lower() == ".avi"
+        out = self.out_dir / f"{self.unique_stem(path)}{'.avi' if avi else '.mp4'}"
+        self._video_out = out
+        self._video_tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if avi else "mp4v"))
+        self._video = cv2.VideoWriter(os.fspath(self._video_tmp), fourcc, float(info["fps"]),
+                                      (int(info["width"]), int(info["height"])))
+        if not self._video.isOpened():
+            self._video = None
+            raise OSError(f"OpenCV cannot write video {out} (codec {'MJPG' if avi else 'mp4v'} missing?)")
+
+    def add_frame(self, image: np.ndarray, pred: dict) -> None:
+        """Record one frame of the open video and append its drawing."""
+        self._record(pred, image, str(self._video_path), self._video_frames)
+        self._video_frames += 1
+        if self._video is not None:
+            self._video.write(cv2.cvtColor(self._drawn(image, pred), cv2.COLOR_RGB2BGR))
+
+    def close_video(self) -> None:
+        if self._video is not None:
+            self._video.release()
+            self._video = None
+            os.replace(self._video_tmp, self._video_out)
+
+    def finish(self) -> Path | None:
+        """Write ``predictions.json`` and ``images.json`` (when the model gave instances); return its path."""
+        _write_atomic(self.out_dir / "images.json", lambda t: t.write_text(json.dumps(self.images)))
+        if self.instance_preds == 0 and self.semantic_preds > 0:
+            return None
+        path = self.out_dir / "predictions.json"
+        _write_atomic(path, lambda t: t.write_text(json.dumps(self.results)))
+        return path
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def run_inference(model: nn.Module, paths: Sequence[Path], out_dir: str | os.PathLike,
+                  score_thr: float | None = None, batch_size: int = 1, tile: Any = None, draw: bool = True,
+                  draw_thr: float = 0.3, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Run ``model`` on image and video files, writing the outputs (see the module docstring).
+
+    Returns a summary: ``images``, ``videos``, ``frames``, ``skipped`` (list of ``(path, reason)``),
+    ``detections``, ``predictions`` (the json path or None), ``out_dir``.
+    """
+    import detkit
+    from detkit.data.image_io import ImageReadError, read_image
+    from tqdm import tqdm
+
+    writer = ResultWriter(out_dir, model.class_names, getattr(model, "cat_ids", None), draw, draw_thr)
+    skipped: list[tuple[str, str]] = []
+    n_img = n_vid = n_frames = 0
+    videos = [p for p in paths if is_video(p)]
+    images = [p for p in paths if not is_video(p)]
+    bar = tqdm(total=len(images), desc="infer", unit="img", disable=not progress)
+
+    def run(arrays: list[np.ndarray]) -> list[dict]:
+        return detkit.predict(model, arrays, score_thr=score_thr, batch_size=batch_size, tile=tile)
+
+    for chunk in _batches(images, batch_size):
+        loaded = []
+        for p in chunk:
+            try:
+                loaded.append((p, read_image(p)))
+            except ImageReadError as e:
+                skipped.append((str(p), str(e)))
+                (bar.write if progress else log)(f"skipped unreadable input {p}: {e}")
+        for (p, img), pred in zip(loaded, run([img for _, img in loaded]) if loaded else []):
+            writer.add_image(p, img, pred)
+            n_img += 1
+        bar.update(len(chunk))
+    for p in videos:
+        try:
+            info, frames = read_video(p, batch_size)
+            writer.open_video(p, info)
+        except (ImageReadError, OSError) as e:
+            skipped.append((str(p), str(e)))
+            (bar.write if progress else log)(f"skipped unreadable input {p}: {e}")
+            continue
+        bar.total += info["frame_count"]
+        bar.refresh()
+        for batch in frames:
+            for img, pred in zip(batch, run(batch)):
+                writer.add_frame(img, pred)
+                n_frames += 1
+            bar.update(len(batch))
+        writer.close_video()
+        n_vid += 1
+    bar.close()
+    pred_path = writer.finish()
+    return {"images": n_img, "videos": n_vid, "frames": n_frames, "skipped": skipped,
+            "detections": len(writer.results), "predictions": pred_path, "out_dir": Path(out_dir)}
+
+
+def format_summary(summary: dict) -> str:
+    """One line: what was processed, what was skipped, where the results are."""
+    vids = summary["videos"]
+    text = (f"{summary['images']} images processed, {vids} video{'s' if vids != 1 else ''} "
+            f"({summary['frames']} frames) processed, {len(summary['skipped'])} unreadable skipped")
+    if summary["skipped"]:
+        text += f" ({', '.join(s[0] for s in summary['skipped'])})"
+    if summary["predictions"] is not None:
+        text += f", {summary['detections']} detections -> {summary['predictions']}"
+    else:
+        text += f", semantic maps -> {summary['out_dir']}"
+    return text

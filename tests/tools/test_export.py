@@ -1,0 +1,62 @@
+"""tools/export.py: ONNX export of a checkpoint, verified with onnxruntime; bad input is a one-line error."""
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import detkit
+from detkit.config import load_config
+
+pytest.importorskip("onnxruntime")
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["model.neck.out_channels=32", "model.rpn_head.in_channels=32", "model.box_head.in_channels=32",
+        "model.box_head.representation_size=64", "model.rpn_head.pre_nms_top_n_test=200",
+        "model.rpn_head.post_nms_top_n_test=60", "data.val.img_dir=nowhere",
+        "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [96], max_size: 128}]"]
+
+
+def _checkpoint(tmp_path, config, overrides, bias=True):
+    torch.manual_seed(0)
+    cfg = load_config(ROOT / config, overrides)
+    model = detkit.build_model(cfg, class_names=["a", "b"])
+    if bias:
+        with torch.no_grad():
+            model.box_head.cls_score.bias[:-1] += 4.0
+    path = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": ["a", "b"]}}, path)
+    return path
+
+
+def _export(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools/export.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_export_and_verify(tmp_path):
+    ckpt = _checkpoint(tmp_path, "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", TINY)
+    img = tmp_path / "x.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    out = tmp_path / "m.onnx"
+    proc = _export("-", ckpt, "--format", "onnx", "--out", out, "--verify", "--image-size", "96,128",
+                   "--verify-images", img, img)
+    assert proc.returncode == 0, proc.stderr
+    assert "dynamic batch and image size" in proc.stdout and ": OK" in proc.stdout
+    assert out.is_file() and not list(tmp_path.glob(".*tmp"))
+    # without --verify-images (and no data.val images) synthetic shapes images are used
+    proc = _export("-", ckpt, "--out", out, "--verify", "--static", "--image-size", "128,128")
+    assert proc.returncode == 0 and ": OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_bad_inputs(tmp_path):
+    ckpt = _checkpoint(tmp_path, "configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml", [], bias=False)
+    proc = _export("-", ckpt, "--out", tmp_path / "m.onnx")
+    assert proc.returncode == 2 and "mask head" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _export("-", tmp_path / "missing.pth", "--out", tmp_path / "m.onnx")
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
+    proc = _export("-", ckpt, "--format", "tflite", "--out", tmp_path / "m.onnx")
+    assert proc.returncode == 2
