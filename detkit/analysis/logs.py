@@ -13,19 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 from detkit.analysis.common import pyplot, save_figure
+from detkit.engine.logger import read_jsonl
 
 __all__ = ["load_series", "available_keys", "plot_logs"]
-
-
-def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-    return rows
 
 
 def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]]:
@@ -38,7 +28,7 @@ def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]
     if not (d / "metrics.jsonl").is_file() and not (d / "history.json").is_file():
         raise FileNotFoundError(f"{d}: no metrics.jsonl or history.json; is it a detkit work directory?")
     out: dict[str, dict[str, list[float]]] = {}
-    for row in _jsonl(d / "metrics.jsonl"):
+    for row in read_jsonl(d / "metrics.jsonl"):
         for k, v in row.items():
             if k in ("epoch", "iter") or not isinstance(v, (int, float)) or v == -1:
                 continue

@@ -140,10 +140,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _build_pipeline(pipeline: Sequence[dict] | Callable | None) -> Callable | None:
-        if pipeline is None or callable(pipeline):
-            return pipeline
-        from detkit.data.transforms import build_transforms  # lazy: transforms import this module's users
-        return build_transforms(list(pipeline))
+        from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
+        return as_pipeline(pipeline)
 
     @property
     def num_classes(self) -> int:

@@ -135,10 +135,8 @@ class SegFolderDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def _build_pipeline(pipeline: Sequence[dict] | Callable | None) -> Callable | None:
-        if pipeline is None or callable(pipeline):
-            return pipeline
-        from detkit.data.transforms import build_transforms
-        return build_transforms(list(pipeline))
+        from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
+        return as_pipeline(pipeline)
 
     @property
     def num_classes(self) -> int:

@@ -34,7 +34,7 @@ from detkit.data.geometric import (INSTANCE_KEYS, SEM_IGNORE, LetterBox, ResizeS
 from detkit.registry import TRANSFORMS  # noqa: E402
 
 # the resizes live in detkit.data.geometric and are re-exported here
-__all__ = ["build_transforms", "Pipeline", "ResizeShortestEdge", "LetterBox", "resize_output_size",
+__all__ = ["build_transforms", "as_pipeline", "Pipeline", "ResizeShortestEdge", "LetterBox", "resize_output_size",
            "resize_sample", "pad_sample", "sanitize_instances", "INSTANCE_KEYS", "SEM_IGNORE"]
 
 # BboxParams keys a config may set; format, label_fields and clip are fixed by detkit
@@ -215,6 +215,13 @@ def _bbox_params(specs: Sequence[dict], bbox_params: dict | None) -> dict:
         raise ValueError(f"bbox_params: unknown or fixed key(s) {bad}; settable keys: {', '.join(_BBOX_KEYS)} "
                          "(format=pascal_voc, label_fields and clip=True are fixed by detkit)")
     return params
+
+
+def as_pipeline(pipeline: Sequence[dict] | Callable | None) -> Callable | None:
+    """A dataset's ``pipeline`` argument as a callable: None and callables as given, spec lists built."""
+    if pipeline is None or callable(pipeline):
+        return pipeline
+    return build_transforms(list(pipeline))
 
 
 def build_transforms(specs: Sequence[dict] | None, bbox_params: dict | None = None) -> Pipeline:

@@ -41,7 +41,8 @@ def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logg
     return logger
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one per line ([] when absent; a line cut by a kill is skipped)."""
     if not path.is_file():
         return []
     rows = []
@@ -64,7 +65,7 @@ class RunRecord:
 
     def truncate(self, after_iter: int) -> None:
         """Drop records newer than ``after_iter`` (a resumed run redoes them), keep the older ones."""
-        rows = [r for r in _read_jsonl(self.metrics_path) if r.get("iter", 0) <= after_iter]
+        rows = [r for r in read_jsonl(self.metrics_path) if r.get("iter", 0) <= after_iter]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
         if self.history_path.is_file():
@@ -104,7 +105,7 @@ class RunRecord:
 
     def metrics(self) -> list[dict]:
         """Every evaluation recorded so far."""
-        return _read_jsonl(self.metrics_path)
+        return read_jsonl(self.metrics_path)
 
     def save_history(self) -> None:
         """Write history.json atomically."""

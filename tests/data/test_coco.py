@@ -125,7 +125,7 @@ def test_pipeline_callable_and_specs(coco_files, monkeypatch):
     assert ds[0]["seen"]
     calls = []
     fake = types.ModuleType("detkit.data.transforms")
-    fake.build_transforms = lambda specs: calls.append(specs) or (lambda s: {**s, "built": len(specs)})
+    fake.as_pipeline = lambda specs: calls.append(specs) or (lambda s: {**s, "built": len(specs)})
     monkeypatch.setitem(sys.modules, "detkit.data.transforms", fake)
     ds = _ds(coco_files, pipeline=[{"type": "A"}, {"type": "B"}])
     assert calls == [[{"type": "A"}, {"type": "B"}]] and ds[0]["built"] == 2
