@@ -22,7 +22,7 @@ demo: $(STAMP)
 	@test -f $(SHAPES)/val.json || $(BIN)/python tools/make_shapes.py $(SHAPES)
 	$(BIN)/python tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
 	$(BIN)/python tools/eval.py $(DEMO_CONFIG) $(DEMO_DIR)/best.pth --out $(DEMO_DIR)/eval_metrics.json
-	$(BIN)/python tools/infer.py $(DEMO_CONFIG) $(DEMO_DIR)/best.pth $(SHAPES)/val --out-dir $(DEMO_DIR)/predictions
+	$(BIN)/python tools/infer.py $(DEMO_CONFIG) $(DEMO_DIR)/best.pth $(SHAPES)/val --out-dir $(DEMO_DIR)/predictions --draw-thr 0.1
 	@echo "demo done: curves in $(DEMO_DIR)/*.png, metrics in $(DEMO_DIR)/eval_metrics.json, drawn predictions in $(DEMO_DIR)/predictions/"
 
 ## The tests (default run: everything not marked slow).

@@ -1,6 +1,15 @@
-"""Put the checkout on sys.path so `python tools/x.py` works without installing detkit."""
+"""Put the checkout on sys.path so `python tools/x.py` works without installing detkit.
+
+Also makes idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``, unless the environment
+sets it): on a CPU shared with data-loader workers, other processes or DDP ranks, spinning threads took
+the cores from the work and ran training several times slower (docs/training.md). Set
+``OMP_WAIT_POLICY=ACTIVE`` to get OpenMP's default back.
+"""
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
