@@ -111,7 +111,8 @@ class CocoDataset(torch.utils.data.Dataset):
                           f"{' with annotations (filter_empty=True)' if filter_empty else ''}")
         self.aspect_ratios = np.array([self.coco.imgs[i]["height"] / self.coco.imgs[i]["width"]
                                        for i in self.img_ids], dtype=np.float32)  # h / w
-        self.pipeline = self._build_pipeline(pipeline)
+        from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
+        self.pipeline = as_pipeline(pipeline)
         self._warned: set[str] = set()
 
     def _load(self, on_error: str, max_outside: float) -> COCO:
@@ -137,11 +138,6 @@ class CocoDataset(torch.utils.data.Dataset):
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
         return coco
-
-    @staticmethod
-    def _build_pipeline(pipeline: Sequence[dict] | Callable | None) -> Callable | None:
-        from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
-        return as_pipeline(pipeline)
 
     @property
     def num_classes(self) -> int:

@@ -103,7 +103,8 @@ class SegFolderDataset(torch.utils.data.Dataset):
         self.mask_suffix = mask_suffix
         self.images, self.masks = self._pair_files(tuple(s.lower() for s in img_suffixes))
         self.aspect_ratios = np.array([self._aspect(p) for p in self.images], dtype=np.float32)  # h / w
-        self.pipeline = self._build_pipeline(pipeline)
+        from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
+        self.pipeline = as_pipeline(pipeline)
         self._warned: set[str] = set()
 
     def _pair_files(self, suffixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -132,11 +133,6 @@ class SegFolderDataset(torch.utils.data.Dataset):
             return h / w
         except (OSError, SyntaxError, ZeroDivisionError):
             return 1.0  # unreadable: reported (or skipped) when the sample is read
-
-    @staticmethod
-    def _build_pipeline(pipeline: Sequence[dict] | Callable | None) -> Callable | None:
-        from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
-        return as_pipeline(pipeline)
 
     @property
     def num_classes(self) -> int:

@@ -45,6 +45,12 @@ def channel_list(in_channels: int | Sequence[int], n: int) -> list[int]:
     return chans
 
 
+def input_channels(in_channels: int | Sequence[int], in_strides: Sequence[int] | None) -> list[int]:
+    """Channels of each input map: one per stride in ``in_strides`` (else per entry, or 4 for an int)."""
+    n = len(in_strides) if in_strides is not None else (4 if isinstance(in_channels, int) else len(in_channels))
+    return channel_list(in_channels, n)
+
+
 def resize(x: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
     """Bilinear resize of ``x`` [B,C,h,w] to ``size`` (H, W); no-op when already that size."""
     if tuple(x.shape[-2:]) == tuple(int(s) for s in size):

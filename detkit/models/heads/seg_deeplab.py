@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, channel_list, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, input_channels, resize
 from detkit.registry import HEADS
 
 
@@ -55,9 +55,7 @@ class DeepLabV3PlusHead(nn.Module):
                  ignore_index: int = 255, class_weight: Sequence[float] | None = None, loss_weight: float = 1.0,
                  dice_weight: float = 0.0, loss_prefix: str = "sem/", align_corners: bool = False):
         super().__init__()
-        n_in = len(in_strides) if in_strides is not None else (4 if isinstance(in_channels, int)
-                                                               else len(in_channels))
-        chans = channel_list(in_channels, n_in)
+        chans = input_channels(in_channels, in_strides)
         self.in_index, self.low_level_index = int(in_index), int(low_level_index)
         self.aspp = ASPP(chans[self.in_index], channels, dilations, norm)
         self.low_proj = ConvNormAct(chans[self.low_level_index], low_level_channels, 1, norm=norm)

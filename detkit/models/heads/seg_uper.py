@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, channel_list, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, input_channels, resize
 from detkit.registry import HEADS
 
 
@@ -49,9 +49,8 @@ class UPerHead(nn.Module):
                  ignore_index: int = 255, class_weight: Sequence[float] | None = None, loss_weight: float = 1.0,
                  dice_weight: float = 0.0, loss_prefix: str = "sem/", align_corners: bool = False):
         super().__init__()
-        n_in = len(in_strides) if in_strides is not None else (4 if isinstance(in_channels, int)
-                                                               else len(in_channels))
-        chans = channel_list(in_channels, n_in)
+        chans = input_channels(in_channels, in_strides)
+        n_in = len(chans)
         self.in_index = list(in_index) if in_index is not None else list(range(n_in))
         used = [chans[i] for i in self.in_index]
         self.align_corners = align_corners
