@@ -21,3 +21,12 @@ def toy(monkeypatch):
     monkeypatch.setattr(common, "build_dataloader", detkit_toy.toy_build_dataloader)
     monkeypatch.setattr(common, "build_evaluator", detkit_toy.toy_build_evaluator)
     return detkit_toy
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """A tiny shapes dataset (4 train, 2 val images of 64x64), written once and only read by the tests."""
+    from detkit.data.synthetic import make_shapes
+    out = tmp_path_factory.mktemp("shapes")
+    make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
+    return out

@@ -28,15 +28,6 @@ def _config(tmp_path: Path, shapes: Path, pipeline: list, **train) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    pytest.importorskip("detkit.data.synthetic")
-    from detkit.data.synthetic import make_shapes
-    out = tmp_path_factory.mktemp("shapes")
-    make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
-    return out
-
-
 def _train(args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
     return subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *map(str, args)], env=env,

@@ -12,14 +12,6 @@ from detkit.config import load_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    from detkit.data.synthetic import make_shapes
-    out = tmp_path_factory.mktemp("shapes")
-    make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
-    return out
-
-
 def test_coco_semantic_maps_with_background_train_and_evaluate(shapes, tmp_path):
     from detkit.engine import Trainer
     from detkit.engine.common import evaluate_checkpoint

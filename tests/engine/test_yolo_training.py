@@ -11,14 +11,6 @@ from detkit.config import load_config
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory):
-    from detkit.data.synthetic import make_shapes
-    out = tmp_path_factory.mktemp("shapes")
-    make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
-    return out
-
-
 @pytest.mark.parametrize("config,metric", [("yolo_n_shapes.yaml", "bbox/AP"), ("yolo_n_seg_shapes.yaml", "segm/AP")])
 def test_yolo_trains_with_mosaic_closed_at_the_end(shapes, tmp_path, config, metric):
     from detkit.engine import Trainer
