@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.fuse import conv_params, foldable
+from detkit.models.fuse import conv_params, foldable, is_channels_last
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -33,8 +33,7 @@ class ConvBNAct(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.fused_inference and foldable(self.bn) and not (torch.is_grad_enabled() and self.conv.weight.requires_grad):
-            cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-            w, b = conv_params(self.conv, self.bn, channels_last=cl)
+            w, b = conv_params(self.conv, self.bn, channels_last=is_channels_last(x))
             return self.act(F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation,
                                      self.conv.groups))
         return self.act(self.bn(self.conv(x)))

@@ -109,35 +109,31 @@ def _pointwise_ok(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | 
     return True
 
 
-def _channels_last(x: Tensor) -> bool:
+def is_channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is a 4-d tensor in channels_last (and not also plain contiguous, as 1x1 maps are)."""
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-_ACTS = {"relu": F.relu, "swish": F.silu}
-
-
 def conv_norm_act(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None = None, relu: bool = False,
-                  add: Tensor | None = None, act: str | None = None) -> Tensor:
+                  add: Tensor | None = None) -> Tensor:
     """``relu(norm(conv(x)) + add)`` with the norm folded into the conv when :func:`foldable`.
 
     Args:
         x: [B, C_in, H, W]; conv: a zero-padded ``nn.Conv2d``; norm: None, or the norm after the conv
             (applied as is when not foldable).
         add: optional [B, C_out, H', W'] added before the ReLU (a residual or a top-down FPN path).
-        act: the activation by oneDNN's name, ``'relu'`` or ``'swish'`` (SiLU); ``relu=True`` means ``'relu'``.
 
     Returns:
         [B, C_out, H', W'] in ``x``'s memory format (channels_last stays channels_last). On the CPU without
         autograd the conv, add and ReLU run as one oneDNN op.
     """
-    act = act or ("relu" if relu else None)
     if isinstance(norm, nn.Identity):
         norm = None
     if (norm is not None and not foldable(norm)) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         y = conv(x) if norm is None else norm(conv(x))
         y = y + add if add is not None else y
-        return _ACTS[act](y, inplace=True) if act else y
-    cl = _channels_last(x)
+        return F.relu(y, inplace=True) if relu else y
+    cl = is_channels_last(x)
     weight, bias = conv_params(conv, norm, channels_last=cl)
     if _pointwise_ok(x, weight, bias, add):
         op = torch.ops.mkldnn._convolution_pointwise
@@ -145,13 +141,13 @@ def conv_norm_act(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None = None, rel
         if not (cl or x.is_contiguous()):
             x = x.contiguous()
         if add is None:
-            return op(x, weight, bias, *geometry, act or "none", [], "")
+            return op(x, weight, bias, *geometry, "relu" if relu else "none", [], "")
         add = add.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        return op.binary(x, add, weight, bias, *geometry, "add", None, act, [], "")
+        return op.binary(x, add, weight, bias, *geometry, "add", None, "relu" if relu else None, [], "")
     y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
     if add is not None:
         y = y + add
-    return _ACTS[act](y, inplace=True) if act else y
+    return F.relu(y, inplace=True) if relu else y
 
 
 def conv2d_act(x: Tensor, conv: nn.Conv2d, relu: bool = False, add: Tensor | None = None) -> Tensor:
