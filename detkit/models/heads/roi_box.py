@@ -13,31 +13,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
+from detkit.models.norms import build_norm
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.matcher import Matcher
 from detkit.ops.sampler import sample_pos_neg
 from detkit.registry import HEADS
 
 
-def make_norm(norm: str | None, channels: int) -> nn.Module:
-    """A normalisation layer by name: None/'' -> Identity, 'BN', 'GN' (32 groups, fewer if needed)."""
-    if not norm:
-        return nn.Identity()
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
-    if norm == "GN":
-        groups = 32
-        while channels % groups:
-            groups //= 2
-        return nn.GroupNorm(groups, channels)
-    raise ValueError(f"unknown norm {norm!r}; use None, 'BN' or 'GN'")
-
-
 def conv_block(in_ch: int, out_ch: int, norm: str | None = None, dilation: int = 1) -> nn.Sequential:
     """3x3 conv (+ norm) + ReLU, laid out as torchvision's Conv2dNormActivation (``0`` conv, ``1`` norm)."""
     layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, padding=dilation, dilation=dilation, bias=not norm)]
     if norm:
-        layers.append(make_norm(norm, out_ch))
+        layers.append(build_norm(norm, out_ch, owner="RoI head norm"))
     layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 

@@ -8,22 +8,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.models.losses.dice import dice_loss
+from detkit.models.norms import build_norm
 
 __all__ = ["ConvNormAct", "SegClassifier", "SegCriterion", "build_norm", "channel_list", "resize"]
-
-
-def build_norm(norm: str | None, channels: int, gn_groups: int = 32) -> nn.Module:
-    """``BN``, ``SyncBN``, ``GN`` (``gn_groups`` groups, fewer when they do not divide) or None (Identity)."""
-    if norm is None:
-        return nn.Identity()
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    if norm == "GN":
-        groups = next(g for g in range(min(gn_groups, channels), 0, -1) if channels % g == 0)
-        return nn.GroupNorm(groups, channels)
-    raise ValueError(f"segmentation head norm must be None, 'BN', 'SyncBN' or 'GN', got {norm!r}")
 
 
 class ConvNormAct(nn.Sequential):
@@ -32,7 +19,7 @@ class ConvNormAct(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel_size: int = 3, dilation: int = 1, norm: str | None = "BN"):
         pad = dilation * (kernel_size // 2)
         super().__init__(nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, bias=norm is None),
-                         build_norm(norm, cout), nn.ReLU(inplace=True))
+                         build_norm(norm, cout, owner="segmentation head norm"), nn.ReLU(inplace=True))
 
 
 def channel_list(in_channels: int | Sequence[int], n: int) -> list[int]:

@@ -8,23 +8,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.models.fuse import conv2d_act
+from detkit.models.norms import build_norm
 from detkit.registry import NECKS
-
-
-def _norm(norm: str | None, channels: int) -> nn.Module:
-    if norm == "BN":
-        return nn.BatchNorm2d(channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    if norm == "GN":
-        return nn.GroupNorm(32, channels)
-    raise ValueError(f"FPN norm must be None, 'BN', 'SyncBN' or 'GN', got {norm!r}")
 
 
 def _conv(cin: int, cout: int, k: int, norm: str | None) -> nn.Module:
     if norm is None:
         return nn.Conv2d(cin, cout, k, padding=k // 2)
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), _norm(norm, cout))
+    conv = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+    return nn.Sequential(conv, build_norm(norm, cout, owner="FPN norm"))
 
 
 def _conv_add(conv: nn.Module, x: Tensor, add: Tensor | None = None, fused: bool = False) -> Tensor:
