@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import yaml
+
 from detkit.config import load_config
 from detkit.models.build import build_model
 
@@ -31,3 +33,22 @@ def test_config_builds(path):
     model = build_model(cfg, class_names=names)
     assert isinstance(model, torch.nn.Module)
     assert model.num_classes == len(model.class_names)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_schedule_keys_survive_the_runtime_defaults(path):
+    """runtime.yaml holds every engine default: listed after a schedule it would reset that schedule's
+    max_epochs / grad_clip / ema (it did, silently, for the YOLO configs). A key a base sets reaches the config."""
+    raw = yaml.safe_load(path.read_text())
+    bases = [b for b in raw.get("_base_", []) if isinstance(b, str)]
+    if any(b.endswith("runtime.yaml") for b in bases):
+        assert bases[0].endswith("runtime.yaml"), f"{path}: list runtime.yaml first in _base_"
+    cfg = load_config(path)
+    for b in bases:
+        if b.endswith("runtime.yaml"):
+            continue
+        base_train = load_config(path.parent / b).get("train") or {}
+        own_train = raw.get("train") or {}
+        for key, value in base_train.items():
+            if key not in own_train:
+                assert cfg["train"][key] == value, f"{path}: train.{key} from {b} was overridden"
