@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import yaml
 
 from detkit.config import load_config

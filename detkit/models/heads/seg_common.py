@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from detkit.models.losses.dice import dice_loss
 from detkit.models.norms import build_norm
 
-__all__ = ["ConvNormAct", "SegClassifier", "SegCriterion", "build_norm", "channel_list", "resize"]
+__all__ = ["ConvNormAct", "SegClassifier", "SegCriterion", "channel_list", "input_channels", "resize"]
 
 
 class ConvNormAct(nn.Sequential):

@@ -6,7 +6,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, channel_list, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, input_channels, resize
 from detkit.registry import HEADS
 
 
@@ -37,11 +37,8 @@ class SemanticFPNHead(nn.Module):
                  loss_weight: float = 1.0, dice_weight: float = 0.0, loss_prefix: str = "sem/",
                  align_corners: bool = False):
         super().__init__()
-        if in_strides is not None:
-            n_in = len(in_strides)
-        else:  # an int width without strides: a 4-level pyramid
-            n_in = 4 if isinstance(in_channels, int) else len(in_channels)
-        chans = channel_list(in_channels, n_in)
+        chans = input_channels(in_channels, in_strides)  # an int width without strides: a 4-level pyramid
+        n_in = len(chans)
         strides = list(in_strides) if in_strides is not None else [4 * 2 ** i for i in range(n_in)]
         self.in_index = list(in_index) if in_index is not None else list(range(n_in))
         base = strides[self.in_index[0]]
