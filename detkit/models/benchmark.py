@@ -112,15 +112,15 @@ def synthetic_image(h: int, w: int, seed: int = 2) -> Tensor:
 
 
 def synthetic_targets(batch: int, size: int, boxes_per_image: int = 4, seed: int = 3,
-                      with_masks: bool = False) -> list[dict[str, Tensor]]:
-    """Per image a few random gt boxes (xyxy, 40..190 px), labels 0..79 and box-shaped masks."""
+                      with_masks: bool = False, num_classes: int = 80) -> list[dict[str, Tensor]]:
+    """Per image a few random gt boxes (xyxy, 40..190 px), labels 0..num_classes-1 and box-shaped masks."""
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(batch):
         xy = torch.rand(boxes_per_image, 2, generator=g) * (size * 0.6)
         wh = 40 + torch.rand(boxes_per_image, 2, generator=g) * 150
         boxes = torch.cat([xy, (xy + wh).clamp(max=size)], 1)
-        t = {"boxes": boxes, "labels": torch.randint(0, 80, (boxes_per_image,), generator=g)}
+        t = {"boxes": boxes, "labels": torch.randint(0, num_classes, (boxes_per_image,), generator=g)}
         if with_masks:
             masks = torch.zeros(boxes_per_image, size, size, dtype=torch.uint8)
             for j, (x0, y0, x1, y1) in enumerate(boxes.round().int().tolist()):
@@ -321,7 +321,8 @@ def bench_train(cfg: dict, size: int = 512, batch: int = 2, iters: int = 5, warm
     tv, dk = torchvision_pair(cfg, size, size) if compare == "torchvision" else (None, build_model(cfg))
     dk = dk.to(dev).train()
     images = torch.stack([synthetic_image(size, size, seed=2 + i) for i in range(batch)]).to(dev)
-    targets = [{k: v.to(dev) for k, v in t.items()} for t in synthetic_targets(batch, size, with_masks=mask)]
+    targets = [{k: v.to(dev) for k, v in t.items()}
+               for t in synthetic_targets(batch, size, with_masks=mask, num_classes=dk.num_classes)]
     dk_batch = {"images": images, "image_sizes": [(size, size)] * batch, "orig_sizes": [(size, size)] * batch,
                 "targets": targets}
     fns = {"detkit": _train_step(dk, lambda: dk.loss(dk_batch))}

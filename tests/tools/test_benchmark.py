@@ -59,6 +59,13 @@ def test_detkit_only_without_compare(capsys):
     assert "faster_rcnn_r18_fpn" in capsys.readouterr().out
 
 
+def test_train_on_a_config_with_few_classes(capsys):
+    # the synthetic labels stay below the model's class count (they were 0..79 for any model)
+    rc = bench_tool.main([SHAPES, "--task", "train", "--size", "64", "64", "--batch", "1", "--iters", "1",
+                          "--warmup", "0", "--set", "model.num_classes=3", "--threads", "1"])
+    assert rc == 0 and "faster_rcnn_r18_fpn" in capsys.readouterr().out
+
+
 def test_compare_needs_r50_fpn_config(capsys):
     rc = bench_tool.main([SHAPES, "--task", "train", "--compare", "torchvision", "--set", "model.num_classes=3",
                           "--iters", "1"])
