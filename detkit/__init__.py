@@ -2,10 +2,11 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_config", "build_model", "init_model", "predict"]
+__all__ = ["__version__", "load_config", "build_model", "init_model", "predict", "load_checkpoint"]
 
 _LAZY = {"load_config": "detkit.config", "build_model": "detkit.models.build",
-         "init_model": "detkit.api", "predict": "detkit.api"}
+         "init_model": "detkit.inference.api", "predict": "detkit.inference.api",
+         "load_checkpoint": "detkit.utils.checkpoint"}
 
 
 def __getattr__(name):

@@ -63,9 +63,41 @@ def _load(path: Path, chain: tuple[Path, ...]) -> dict:
     return merge(merged, data)
 
 
+PACKAGED_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped inside the package: ``{name: path}`` (name = file stem; ``_base_`` files excluded)."""
+    found = {}
+    for p in sorted(PACKAGED_DIR.rglob("*.yaml")):
+        if "_base_" not in p.relative_to(PACKAGED_DIR).parts:
+            found.setdefault(p.stem, p)
+    return found
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config path as given when it exists; else a packaged config by name (``yolo_n_shapes``) or by its path
+    inside the package (``configs/yolo/yolo_n_shapes.yaml``, ``yolo/yolo_n_shapes.yaml``)."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    rel = Path(*given.parts[1:]) if given.parts[:1] == ("configs",) else given
+    for cand in (PACKAGED_DIR / rel, PACKAGED_DIR / rel.with_suffix(".yaml")):
+        if cand.is_file() and not given.is_absolute():
+            return cand
+    named = packaged_configs().get(given.stem if given.suffix == ".yaml" else str(given))
+    if named is not None and len(given.parts) == 1:
+        return named
+    near = difflib.get_close_matches(given.stem, list(packaged_configs()), n=1)
+    hint = f"; the nearest packaged config is '{near[0]}'" if near else ""
+    raise ConfigError(f"config file not found: {path} (neither a file nor a packaged config name{hint}; "
+                      "`detkit configs` lists them)")
+
+
 def load_config(path: str | os.PathLike, overrides: Iterable[str] | None = None) -> dict:
-    """Load a YAML config with its ``_base_`` files merged, then apply ``key=value`` overrides."""
-    cfg = _load(Path(path), ())
+    """Load a YAML config (a path, or a packaged config's name) with its ``_base_`` files merged, then apply
+    ``key=value`` overrides."""
+    cfg = _load(resolve_config_path(path), ())
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg

@@ -20,7 +20,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
 
-from detkit.engine.checkpoint import atomic_write
+from detkit.utils.files import atomic_write
 # private helpers of the evaluation package: the same result checks and empty-result handling as coco_metrics
 from detkit.evaluation.coco_metrics import _empty_results_coco, _load_results, load_coco_gt
 

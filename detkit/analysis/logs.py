@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from detkit.analysis.common import pyplot, save_figure
-from detkit.engine.logger import read_jsonl
+from detkit.utils.files import read_jsonl
 
 __all__ = ["load_series", "available_keys", "plot_logs"]
 

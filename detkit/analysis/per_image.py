@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 
 from detkit.analysis.common import write_csv
 from detkit.analysis.confusion import ConfusionResult, ImageMatch
-from detkit.engine.checkpoint import atomic_write
+from detkit.utils.files import atomic_write
 
 __all__ = ["rank_images", "write_per_image_csv", "draw_image_pair", "draw_ranked_images"]
 

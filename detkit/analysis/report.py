@@ -14,7 +14,7 @@ from detkit.analysis.errors import error_breakdown, plot_errors, write_errors_cs
 from detkit.analysis.per_class import format_table, per_class_table, size_table, write_per_class_csv
 from detkit.analysis.per_image import draw_ranked_images, write_per_image_csv
 from detkit.analysis.pr_curves import plot_pr_curves
-from detkit.engine.checkpoint import atomic_write
+from detkit.utils.files import atomic_write
 from detkit.evaluation.coco_metrics import STAT_NAMES
 
 __all__ = ["analyze", "write_eval_report", "write_evaluator_report"]

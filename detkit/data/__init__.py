@@ -1,3 +1,1 @@
-from detkit.data import seg_folder  # noqa: F401  (registers SegFolderDataset)
-from detkit.data import seg_transforms  # noqa: F401  (registers RandomCropCatMax, PadToSize)
-from detkit.data import tiled  # noqa: F401  (registers TiledDataset)
+"""Data: datasets (``detkit.data.datasets``), transforms (``detkit.data.transforms``), loaders, samplers, I/O."""

@@ -5,7 +5,6 @@ import copy
 import functools
 import importlib
 import random
-import time
 from typing import Any
 
 import cv2
@@ -19,27 +18,14 @@ from detkit.data.samplers import GroupedBatchSampler, InferenceSampler
 from detkit.data.transforms import build_transforms
 from detkit.registry import DATASETS
 
-__all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init_fn", "measure_throughput",
+__all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init_fn",
            "SeededDataset"]
-
-# modules whose import registers datasets; absent ones are skipped (they are optional or not written yet)
-_DATASET_MODULES = ("detkit.data.coco", "detkit.data.mix")
-
-
-def _register_datasets() -> None:
-    for name in _DATASET_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:  # the module exists but one of its imports is missing: a real error
-                raise
-
 
 def build_dataset(split_cfg: dict) -> Any:
     """Build a dataset from ``{type: CocoDataset, ..., pipeline: [...]}``; a spec list pipeline is built first."""
     if not isinstance(split_cfg, dict) or "type" not in split_cfg:
         raise ValueError(f"data split config must be a mapping with a 'type' key, got {split_cfg!r}")
-    _register_datasets()
+    importlib.import_module("detkit.data.datasets")  # registers every dataset
     cfg = copy.deepcopy(split_cfg)
     if isinstance(cfg.get("pipeline"), (list, tuple)):
         cfg["pipeline"] = build_transforms(cfg["pipeline"])
@@ -154,38 +140,3 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
         if hasattr(s, "set_epoch"):
             s.set_epoch(epoch)
             return
-
-
-def measure_throughput(loader: DataLoader, num_iters: int, warmup: int = 2) -> dict[str, float]:
-    """Time ``num_iters`` batches after ``warmup`` ones (worker start-up excluded); cycles epochs as needed.
-
-    Returns:
-        ``images_per_s``, ``ms_per_batch``, ``images``, ``batches``, ``seconds``.
-    """
-    epoch = 0
-
-    def batches():
-        nonlocal epoch
-        while True:
-            set_loader_epoch(loader, epoch)
-            n = 0
-            for b in loader:
-                n += 1
-                yield b
-            if n == 0:
-                raise ValueError("the data loader yields no batches (empty dataset?)")
-            epoch += 1
-
-    it = batches()
-    try:
-        for _ in range(warmup):
-            next(it)
-        images, t0 = 0, time.perf_counter()
-        for _ in range(num_iters):
-            b = next(it)
-            images += 0 if b is None else int(b["images"].shape[0])
-        dt = time.perf_counter() - t0
-    finally:
-        it.close()
-    return {"images_per_s": images / dt if dt > 0 else float("inf"), "ms_per_batch": 1000 * dt / max(1, num_iters),
-            "images": float(images), "batches": float(num_iters), "seconds": dt}

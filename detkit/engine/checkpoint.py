@@ -5,65 +5,21 @@ import contextlib
 import logging
 import os
 import random
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from detkit.utils.checkpoint import CheckpointError, load_checkpoint, model_state  # noqa: F401  (re-exported)
+from detkit.utils.files import atomic_write  # noqa: F401  (re-exported)
+
 logger = logging.getLogger("detkit")
-
-
-def atomic_write(path: str | os.PathLike, write_fn) -> None:
-    """Call ``write_fn(file)`` on a temporary file in the target folder, fsync it, then ``os.replace``.
-
-    A crash at any point leaves either the old file or the new one, never a truncated file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write ``state`` with ``torch.save`` atomically (temporary file + fsync + ``os.replace``)."""
     atomic_write(path, lambda f: torch.save(state, f))
-
-
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Read a checkpoint with ``weights_only=True``; the message names the file when it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001  (pickle / zip errors have many types)
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
-    return ckpt
 
 
 def get_rng_state() -> dict:
@@ -111,16 +67,6 @@ def set_rng_state(state: dict) -> None:
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda_states)
-
-
-def model_state(ckpt: dict) -> dict:
-    """The model state dict of a detkit checkpoint (``model``) or of a bare / foreign one (``state_dict``)."""
-    for key in ("model", "state_dict"):
-        if key in ckpt and isinstance(ckpt[key], dict):
-            return ckpt[key]
-    if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        return ckpt
-    raise ValueError("checkpoint has no 'model' (or 'state_dict') entry with weights")
 
 
 def load_weights(model: nn.Module, state: dict, source: str = "checkpoint") -> dict[str, list[str]]:

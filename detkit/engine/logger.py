@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from detkit.engine.checkpoint import atomic_write
+from detkit.utils.files import atomic_write, read_jsonl
 
 LOGGER_NAME = "detkit"
 
@@ -39,19 +39,6 @@ def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logg
     file_only.setLevel(logger.level)
     file_only.propagate = False
     return logger
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The JSON objects of a .jsonl file, one per line ([] when absent; a line cut by a kill is skipped)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a kill
-    return rows
 
 
 class RunRecord:

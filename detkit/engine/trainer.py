@@ -12,11 +12,12 @@ from torch import nn
 
 import detkit
 from detkit.config import dump_config
-from detkit.engine import common, dist
+from detkit.engine import builders, dist
 from detkit.engine.checkpoint import (get_rng_state, load_checkpoint, load_weights, model_state,
                                       preserve_rng, save_checkpoint, set_rng_state)
-from detkit.engine.common import (TrainingDiverged, evaluate, move_batch, resolve_amp, resolve_config,
-                                  seed_everything, set_sampler_epoch)
+from detkit.engine.defaults import resolve_config
+from detkit.engine.evaluate import evaluate
+from detkit.engine.runtime import TrainingDiverged, move_batch, resolve_amp, seed_everything, set_sampler_epoch
 from detkit.engine.ema import ModelEMA
 from detkit.engine.logger import Progress, RunRecord, setup_logger, tensorboard_writer
 from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, scaled_lr
@@ -79,8 +80,8 @@ class Trainer:
     # ------------------------------------------------------------------ building
     def _build_data(self) -> None:
         data = self.cfg["data"]
-        self.train_set = common.build_dataset(data["train"])
-        self.train_loader = common.build_dataloader(self.cfg, "train", distributed=dist.is_dist(),
+        self.train_set = builders.build_dataset(data["train"])
+        self.train_loader = builders.build_dataloader(self.cfg, "train", distributed=dist.is_dist(),
                                                     seed=self.cfg["seed"], start_iter=0, dataset=self.train_set)
         self.iters_per_epoch = len(self.train_loader)
         if self.iters_per_epoch == 0:
@@ -88,14 +89,14 @@ class Trainer:
                              f"data.batch_size {data.get('batch_size')}); add images or lower the batch size")
         self.val_loader = self.evaluator = None
         if data.get("val"):
-            val_set = common.build_dataset(data["val"])
-            self.val_loader = common.build_dataloader(self.cfg, "val", distributed=dist.is_dist(),
+            val_set = builders.build_dataset(data["val"])
+            self.val_loader = builders.build_dataloader(self.cfg, "val", distributed=dist.is_dist(),
                                                       seed=self.cfg["seed"], dataset=val_set)
-            self.evaluator = common.build_evaluator(self.cfg, val_set)
+            self.evaluator = builders.build_evaluator(self.cfg, val_set)
 
     def _build_model(self, load_from) -> None:
         from detkit.models.build import build_model
-        self.model = build_model(self.cfg, class_names=common.model_class_names(self.train_set))
+        self.model = build_model(self.cfg, class_names=builders.model_class_names(self.train_set))
         self.model.to(self.device)
         if dist.is_dist() and self.tcfg["sync_bn"]:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -238,11 +239,11 @@ class Trainer:
 
     def _write_eval_report(self) -> None:
         """PR curves and confusion matrix of the new best evaluation (rank 0); a failure is only a warning."""
-        if not self.main:
+        write_report = getattr(self.evaluator, "write_report", None)
+        if not self.main or not callable(write_report):
             return
         try:
-            from detkit.analysis.report import write_evaluator_report
-            written = write_evaluator_report(self.evaluator, self.work_dir)
+            written = write_report(self.work_dir)
             if written:
                 logger.info("evaluation plots: %s", ", ".join(p.name for p in written))
         except Exception as e:  # noqa: BLE001  (a plot must never stop training)

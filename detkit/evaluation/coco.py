@@ -179,3 +179,8 @@ class CocoEvaluator:
             if t in self.per_class:
                 parts.append(format_per_class(self.per_class[t]))
         return "\n".join(parts)
+
+    def write_report(self, out_dir: str | os.PathLike) -> list:
+        """Write PR curves, confusion matrix and per-class CSV of the last ``compute()`` into ``out_dir``."""
+        from detkit.analysis.report import write_evaluator_report  # lazy: analysis imports evaluation
+        return write_evaluator_report(self, out_dir)

@@ -20,9 +20,9 @@ class OneStageExport(nn.Module):
     Args:
         model: a ``OneStageDetector`` with a ``YOLOHead`` (copied; the original is left as it is).
         nms: put the post-processing in the graph (multi-label candidates above the head's ``score_thr``,
-            at most ``nms_pre`` per image, class-aware NMS, ``max_det`` kept), as ``model.predict`` does.
+            at most ``nms_pre`` per image, class-aware NMS, ``max_per_img`` kept), as ``model.predict`` does.
             False: the graph ends at the decoded boxes and class scores (post-process outside).
-        max_det: detections per image in the NMS outputs (default: the head's ``max_per_img``).
+        max_per_img: detections per image in the NMS outputs (default: the head's ``max_per_img``).
 
     Inputs:
         images: uint8 (or float 0..255) [B,3,H,W] RGB, H and W multiples of 32 (letterboxed as the config's
@@ -37,7 +37,7 @@ class OneStageExport(nn.Module):
                         "boxes": {0: "batch"}, "scores": {0: "batch"}, "labels": {0: "batch"}, "num_dets": {0: "batch"}}
     input_names = ["images", "image_sizes"]
 
-    def __init__(self, model: nn.Module, nms: bool = True, max_det: int | None = None):
+    def __init__(self, model: nn.Module, nms: bool = True, max_per_img: int | None = None):
         super().__init__()
         head = model.head
         if not hasattr(head, "decode") or not hasattr(head, "select"):
@@ -47,7 +47,7 @@ class OneStageExport(nn.Module):
         model.optimize_for_inference(False)  # plain modules: the oneDNN fast path has no ONNX form
         self.model, self.nms = model, bool(nms)
         cfg = model.head.test_cfg
-        self.max_det = int(max_det if max_det is not None else cfg["max_per_img"])
+        self.max_per_img = int(max_per_img if max_per_img is not None else cfg["max_per_img"])
         self.size_divisor = int(getattr(model.preprocess, "size_divisor", 32))
         if self.nms:
             self.output_names = ["boxes", "scores", "labels", "num_dets"]
@@ -80,7 +80,7 @@ class OneStageExport(nn.Module):
         out = []
         for b, s in zip(boxes.float(), scores.float()):
             size = (int(b.max()) + 1,) * 2 if len(b) else (1, 1)  # boxes were clipped in the graph already
-            d = self.model.head.select(b, s, size, max_per_img=self.max_det)
+            d = self.model.head.select(b, s, size, max_per_img=self.max_per_img)
             out.append({k: d[k] for k in ("boxes", "scores", "labels")})
         return out
 
@@ -113,9 +113,9 @@ class OneStageExport(nn.Module):
         img, anchor, label, cand = img[sel], anchor[sel], label[sel], cand[sel]
         cand_boxes = boxes[img, anchor]
         keep = batched_nms(cand_boxes, cand, img * c + label, cfg["nms_thr"])      # sorted by score
-        sel, dest = per_image_topk(img[keep], b, self.max_det)
+        sel, dest = per_image_topk(img[keep], b, self.max_per_img)
         keep = keep[sel]
-        k = self.max_det
+        k = self.max_per_img
         out_boxes = _scatter(cand_boxes[keep], dest, b * k, 0.0).reshape(b, k, 4)
         out_scores = _scatter(cand[keep], dest, b * k, 0.0).reshape(b, k)
         out_labels = _scatter(label[keep], dest, b * k, -1).reshape(b, k)

@@ -44,7 +44,7 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, image_size: Sequence[i
         batch_size: batch of the example input.
         opset: ONNX opset version.
         dynamic: batch and image size dynamic (the wrapper's ``dynamic_axes``); False fixes them.
-        module_kwargs: passed to ``model.export_module`` (e.g. ``max_det``).
+        module_kwargs: passed to ``model.export_module`` (e.g. ``max_per_img``).
     """
     import onnx
 
@@ -129,7 +129,7 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, images: Sequence[np.n
     from detkit.inference.runner import build_test_pipeline
 
     module = get_export_module(model, **module_kwargs)
-    max_det = getattr(module, "max_det", None)
+    max_per_img = getattr(module, "max_per_img", None)
     pipeline = build_test_pipeline(getattr(model, "cfg", None))
     device = next(model.parameters()).device
     was_training = model.training
@@ -147,7 +147,7 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, images: Sequence[np.n
             batch["pad_offsets"] = [(0.0, 0.0)] * len(samples)
             with torch.no_grad():
                 for p in model.predict(batch):
-                    order = p["scores"].argsort(descending=True)[:max_det]  # the export keeps the top max_det
+                    order = p["scores"].argsort(descending=True)[:max_per_img]  # the export keeps the top max_per_img
                     ref.append({k: p[k][order].cpu() for k in ("boxes", "scores", "labels")})
             got.extend(module.outputs_to_predictions(run_onnx(path, module.inputs_from_batch(batch),
                                                               module.input_names)))

@@ -55,7 +55,7 @@ class TwoStageExport(nn.Module):
 
     Args:
         model: a ``TwoStageDetector`` (copied; the original is left as it is).
-        max_det: detections per image in the outputs (default: the box head's ``detections_per_img``).
+        max_per_img: detections per image in the outputs (default: the box head's ``max_per_img``).
 
     Inputs:
         images: uint8 (or float 0..255) [B,3,H,W] RGB, H and W multiples of the model's size divisor
@@ -71,7 +71,7 @@ class TwoStageExport(nn.Module):
     dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
                     "boxes": {0: "batch"}, "scores": {0: "batch"}, "labels": {0: "batch"}, "num_dets": {0: "batch"}}
 
-    def __init__(self, model: nn.Module, max_det: int | None = None):
+    def __init__(self, model: nn.Module, max_per_img: int | None = None):
         super().__init__()
         if getattr(model, "mask_head", None) is not None:
             raise NotImplementedError("ONNX export of the mask head is not supported yet: export a model "
@@ -81,7 +81,7 @@ class TwoStageExport(nn.Module):
             model.optimize_for_inference(False)  # plain modules: the fused fast path has no ONNX form
         self.model = model
         box = model.box_head
-        self.max_det = int(max_det if max_det is not None else box.detections_per_img)
+        self.max_per_img = int(max_per_img if max_per_img is not None else box.max_per_img)
         strides = box.featmap_strides
         self.mapper = initLevelMapper(int(np.log2(strides[0])), int(np.log2(strides[-1])))
         self.size_divisor = int(getattr(model.preprocess, "size_divisor", 32))
@@ -140,13 +140,13 @@ class TwoStageExport(nn.Module):
         limits = torch.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], 1).to(boxes.dtype)
         boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, :])                # [B, K, 4]
         wh = boxes[..., 2:] - boxes[..., :2]
-        valid = (wh >= head.min_size).all(-1) & (scores >= head.score_thresh)
+        valid = (wh >= head.min_size).all(-1) & (scores >= head.score_thr)
         b = boxes.shape[0]
         image = torch.arange(b, device=boxes.device)[:, None].expand_as(levels)
         flat = torch.where(valid.reshape(-1))[0]
         fb, fs = boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat]
         fi, fl = image.reshape(-1)[flat], levels.reshape(-1)[flat]
-        keep = batched_nms(fb, fs, fi * len(objectness) + fl, head.nms_thresh)
+        keep = batched_nms(fb, fs, fi * len(objectness) + fl, head.nms_thr)
         keep = keep[fs[keep].argsort(descending=True)]
         k = head.post_nms_top_n["test"]
         sel, dest = per_image_topk(fi[keep], b, k)
@@ -186,13 +186,13 @@ class TwoStageExport(nn.Module):
         boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, None, :])
         scores = F.softmax(logits.float(), -1)[:, :c].reshape(b, p, c)
         wh = boxes[..., 2:] - boxes[..., :2]
-        valid = ok[:, :, None] & (scores > head.score_thresh) & (wh >= 1e-2).all(-1)   # [B,P,C]
+        valid = ok[:, :, None] & (scores > head.score_thr) & (wh >= 1e-2).all(-1)   # [B,P,C]
         flat = torch.where(valid.reshape(-1))[0]
         image, label = flat // (p * c), flat % c
         fb, fs = boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat]
-        keep = batched_nms(fb, fs, image * c + label, head.nms_thresh)
+        keep = batched_nms(fb, fs, image * c + label, head.nms_thr)
         keep = keep[fs[keep].argsort(descending=True)]
-        k = self.max_det
+        k = self.max_per_img
         sel, dest = per_image_topk(image[keep], b, k)
         keep = keep[sel]
         out_boxes = _scatter(fb[keep], dest, b * k, 0.0).reshape(b, k, 4)

@@ -16,10 +16,11 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_area, box_iou
 
+from detkit.ops.tiling import Window, tile_windows
+
 __all__ = ["TileOptions", "parse_tile", "tile_windows", "cut_flags", "merge_detections", "stitch_sem_seg",
            "predict_tiled"]
 
-Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
 
 
 @dataclass
@@ -34,7 +35,7 @@ class TileOptions:
         merge_edges: merge detections cut by interior tile edges with the detection that covers them.
         ios_thr: intersection over the smaller box at which a cut detection is merged.
         edge_margin: pixels from an interior tile edge within which a box counts as cut.
-        max_det: keep at most this many detections per image after merging (None: all).
+        max_per_img: keep at most this many detections per image after merging (None: all).
         batch_size: tiles per forward pass (None: ``predict``'s ``batch_size``).
     """
 
@@ -45,7 +46,7 @@ class TileOptions:
     merge_edges: bool = True
     ios_thr: float = 0.5
     edge_margin: float = 2.0
-    max_det: int | None = None
+    max_per_img: int | None = None
     batch_size: int | None = None
 
     def __post_init__(self):
@@ -82,23 +83,6 @@ def parse_tile(tile: Any, **defaults: Any) -> TileOptions | None:
             raise ValueError("a tile dict needs 'size': (h, w)")
         return TileOptions(**{**defaults, **tile})
     return TileOptions(size=tile, **defaults)
-
-
-def _starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Tile origins along one axis: a step of ``tile * (1 - overlap)``, the last tile ending at the border."""
-    if length <= tile:
-        return [0]
-    step = max(1, int(round(tile * (1.0 - overlap))))
-    starts = list(range(0, length - tile, step))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
-
-
-def tile_windows(height: int, width: int, tile_hw: Sequence[int], overlap: float) -> list[Window]:
-    """Windows ``(x0, y0, x1, y1)`` covering an image row by row; a tile is never larger than the image."""
-    th, tw = min(int(tile_hw[0]), height), min(int(tile_hw[1]), width)
-    return [(x, y, x + tw, y + th) for y in _starts(height, th, overlap) for x in _starts(width, tw, overlap)]
 
 
 def cut_flags(boxes: Tensor, window: Window, image_hw: Sequence[int], margin: float) -> Tensor:
@@ -260,8 +244,8 @@ def predict_tiled(model: nn.Module, image: np.ndarray, options: TileOptions, sco
     dets = _gather(preds, windows, (h, w), options.edge_margin)
     keep, groups = merge_detections(dets["boxes"], dets["scores"], dets["labels"], dets["cut"],
                                     options.nms_thr, options.merge_edges, options.ios_thr)
-    if options.max_det is not None:
-        keep, groups = keep[:options.max_det], groups[:options.max_det]
+    if options.max_per_img is not None:
+        keep, groups = keep[:options.max_per_img], groups[:options.max_per_img]
     boxes = dets["boxes"]
     merged = torch.stack([torch.cat([boxes[g, :2].min(0).values, boxes[g, 2:].max(0).values]) for g in groups]) \
         if groups else boxes.new_zeros((0, 4))

@@ -63,7 +63,7 @@ def test_toy_evaluator_writes_nothing(toy_engine, tmp_path):
 
 @pytest.fixture
 def toy_engine(monkeypatch):
-    from detkit.engine import common
-    monkeypatch.setattr(common, "build_dataset", detkit_toy.toy_build_dataset)
-    monkeypatch.setattr(common, "build_dataloader", detkit_toy.toy_build_dataloader)
-    monkeypatch.setattr(common, "build_evaluator", detkit_toy.toy_build_evaluator)
+    from detkit.engine import builders
+    monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
+    monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
+    monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)

@@ -86,7 +86,7 @@ def test_bad_inputs_are_clear(checkpoint, tmp_path):
         detkit.init_model(other, checkpoint, device="cpu")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot read checkpoint"):
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         detkit.init_model(CONFIG, bad)
 
 

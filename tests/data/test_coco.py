@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from detkit.data.coco import CocoDataset, build_sem_seg
+from detkit.data.datasets.coco import CocoDataset, build_sem_seg
 from detkit.data.image_io import ImageReadError
 from detkit.data.validate import DatasetError
 from detkit.registry import DATASETS

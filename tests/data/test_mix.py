@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from detkit.data.build import SeededDataset, build_dataloader, build_dataset, set_loader_epoch
-from detkit.data.geometric import LetterBox
-from detkit.data.mix import MixDataset
-from detkit.data.mix_ops import pack_masks, unpack_masks
+from detkit.data.transforms.geometric import LetterBox
+from detkit.data.datasets.mix import MixDataset
+from detkit.data.transforms.mix_ops import pack_masks, unpack_masks
 from detkit.data.synthetic import make_shapes
 
 COLORS = np.array([(220, 30, 30), (30, 220, 30), (30, 30, 220), (220, 220, 30)], np.uint8)  # per label

@@ -7,7 +7,7 @@ from PIL import Image
 
 from detkit.data.build import build_dataset
 from detkit.data.collate import collate
-from detkit.data.seg_folder import SegFolderDataset, read_label_map
+from detkit.data.datasets.seg_folder import SegFolderDataset, read_label_map
 from detkit.data.validate import DatasetError
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from detkit.data.seg_transforms import PadToSize, RandomCropCatMax
+from detkit.data.transforms.segmentation import PadToSize, RandomCropCatMax
 from detkit.data.transforms import build_transforms
 
 

@@ -5,8 +5,8 @@ import pytest
 from detkit.data.build import build_dataset
 from detkit.data.collate import collate
 from detkit.data.synthetic import make_shapes
-from detkit.data.tiled import TiledDataset, crop_sample
-from detkit.inference.tiling import tile_windows
+from detkit.data.datasets.tiled import TiledDataset, crop_sample
+from detkit.ops.tiling import tile_windows
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import detkit_toy  # noqa: E402
 @pytest.fixture
 def toy(monkeypatch):
     """The detkit_toy module, with the trainer building the toy data loader and evaluator."""
-    from detkit.engine import common
-    monkeypatch.setattr(common, "build_dataset", detkit_toy.toy_build_dataset)
-    monkeypatch.setattr(common, "build_dataloader", detkit_toy.toy_build_dataloader)
-    monkeypatch.setattr(common, "build_evaluator", detkit_toy.toy_build_evaluator)
+    from detkit.engine import builders
+    monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
+    monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
+    monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)
     return detkit_toy
 
 

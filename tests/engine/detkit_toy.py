@@ -176,10 +176,10 @@ def toy_build_evaluator(cfg: dict, dataset) -> ToyEvaluator:
 
 def install() -> None:
     """Make the trainer build data and evaluators with the toy builders (for this process)."""
-    from detkit.engine import common
-    common.build_dataset = toy_build_dataset
-    common.build_dataloader = toy_build_dataloader
-    common.build_evaluator = toy_build_evaluator
+    from detkit.engine import builders
+    builders.build_dataset = toy_build_dataset
+    builders.build_dataloader = toy_build_dataloader
+    builders.build_evaluator = toy_build_evaluator
 
 
 def toy_config(**train) -> dict:

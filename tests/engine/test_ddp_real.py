@@ -42,7 +42,7 @@ def _config(shapes: Path, batch_size: int) -> dict:
             "rpn_head": {"in_channels": 32, "anchor_sizes": [[16], [32], [48], [64], [96]], "aspect_ratios": [1.0],
                          "fg_iou_thresh": 0.5, "bg_iou_thresh": 0.5, "batch_size_per_image": big,
                          "positive_fraction": 1.0, "pre_nms_top_n_train": big, "post_nms_top_n_train": big,
-                         "nms_thresh": 1.0},
+                         "nms_thr": 1.0},
             "box_head": {"in_channels": 32, "representation_size": 64, "batch_size_per_image": big,
                          "positive_fraction": 1.0},
         },

@@ -10,7 +10,8 @@ import yaml
 
 from detkit.config import load_config
 from detkit.engine import dist, resolve_config
-from detkit.engine.common import TRAIN_DEFAULTS, resolve_amp
+from detkit.engine.defaults import TRAIN_DEFAULTS
+from detkit.engine.runtime import resolve_amp
 from detkit.engine.optim import LRSchedule
 
 ROOT = Path(__file__).resolve().parents[2]

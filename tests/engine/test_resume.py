@@ -43,14 +43,14 @@ def config_file(tmp_path_factory):
 def reference(tmp_path_factory):
     """Uninterrupted run, in this process (3 epochs x 4 iterations)."""
     import detkit_toy
-    from detkit.engine import common
-    saved = (common.build_dataset, common.build_dataloader, common.build_evaluator)
+    from detkit.engine import builders
+    saved = (builders.build_dataset, builders.build_dataloader, builders.build_evaluator)
     detkit_toy.install()
     try:
         work = tmp_path_factory.mktemp("ref")
         Trainer(CONFIG, work_dir=work, device="cpu").fit()
     finally:
-        common.build_dataset, common.build_dataloader, common.build_evaluator = saved
+        builders.build_dataset, builders.build_dataloader, builders.build_evaluator = saved
     return torch.load(work / "latest.pth", weights_only=True)
 
 

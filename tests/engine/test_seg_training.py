@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_coco_semantic_maps_with_background_train_and_evaluate(shapes, tmp_path):
     from detkit.engine import Trainer
-    from detkit.engine.common import evaluate_checkpoint
+    from detkit.engine.evaluate import evaluate_checkpoint
 
     split = {"type": "CocoDataset", "with_sem_seg": True, "sem_background": True, "pipeline": []}
     cfg = {"_base_": [str(ROOT / "configs/_base_/models/semfpn_r18.yaml"),

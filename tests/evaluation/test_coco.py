@@ -389,7 +389,7 @@ def test_distributed_gather_equals_single_process(gt, tmp_path):
 def test_with_real_coco_dataset_and_collate(tmp_path):
     """Ground truth fed back through CocoDataset + collate scores AP 1 (the dataset's own label map)."""
     synthetic = pytest.importorskip("detkit.data.synthetic")
-    coco_mod = pytest.importorskip("detkit.data.coco")
+    coco_mod = pytest.importorskip("detkit.data.datasets.coco")
     collate = pytest.importorskip("detkit.data.collate").collate
     paths = synthetic.make_shapes(tmp_path / "shapes", num_train=0, num_val=4, size=(64, 96), seed=3)
     ds = coco_mod.CocoDataset(paths["val_ann_file"], paths["val_img_dir"], with_masks=True)

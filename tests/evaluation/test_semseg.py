@@ -147,7 +147,7 @@ def test_build_evaluator_for_segmentor():
 def test_with_real_coco_dataset_and_collate(tmp_path):
     """The dataset's semantic maps, fed back as predictions at the original size, score mIoU 1."""
     synthetic = pytest.importorskip("detkit.data.synthetic")
-    coco_mod = pytest.importorskip("detkit.data.coco")
+    coco_mod = pytest.importorskip("detkit.data.datasets.coco")
     collate = pytest.importorskip("detkit.data.collate").collate
     paths = synthetic.make_shapes(tmp_path / "shapes", num_train=0, num_val=2, size=(50, 70), seed=4)
     ds = coco_mod.CocoDataset(paths["val_ann_file"], paths["val_img_dir"], with_sem_seg=True, sem_background=True)

@@ -70,8 +70,8 @@ def test_onnx_dynamic_batch_and_size_verified(model, tmp_path):
 
 
 def test_static_export_and_max_det(model, tmp_path):
-    path = export_onnx(model, tmp_path / "static.onnx", image_size=(96, 128), dynamic=False, max_det=10)
-    stats = verify_onnx(model, path, _images([(96, 120)]), batch_size=1, pad_to=(96, 128), max_det=10)
+    path = export_onnx(model, tmp_path / "static.onnx", image_size=(96, 128), dynamic=False, max_per_img=10)
+    stats = verify_onnx(model, path, _images([(96, 120)]), batch_size=1, pad_to=(96, 128), max_per_img=10)
     assert stats["ok"], stats
     assert stats["num_ref"] == 10  # the top 10 of PyTorch's detections, all matched
 

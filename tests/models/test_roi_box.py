@@ -5,7 +5,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
-from detkit.models.convert import reorder_box_predictor
+from detkit.weights.torchvision import reorder_box_predictor
 from detkit.models.heads.roi_box import RoIBoxHead
 from detkit.registry import HEADS
 
@@ -33,7 +33,7 @@ def _pair(**kw):
     tv = RoIHeads(MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2), TwoMLPHead(CH * 49, REP),
                   FastRCNNPredictor(REP, C + 1), kw.get("fg_iou_thresh", 0.5), kw.get("bg_iou_thresh", 0.5),
                   kw.get("batch_size_per_image", 512), kw.get("positive_fraction", 0.25), None,
-                  kw.get("score_thresh", 0.05), kw.get("nms_thresh", 0.5), kw.get("detections_per_img", 100))
+                  kw.get("score_thr", 0.05), kw.get("nms_thr", 0.5), kw.get("max_per_img", 100))
     with torch.no_grad():
         for p in tv.parameters():
             p.normal_(0, 0.2)
@@ -82,13 +82,13 @@ def test_predict_settings_override_and_topk():
     props = [_boxes(150, SIZES[0], g), _boxes(90, SIZES[1], g)]
     raw = head(_feats(), props, SIZES)
     loose = head.predict(raw, props, SIZES)
-    strict = head.predict(raw, props, SIZES, score_thresh=0.3, detections_per_img=5)
+    strict = head.predict(raw, props, SIZES, score_thr=0.3, max_per_img=5)
     for lo, st in zip(loose, strict):
         assert len(st["scores"]) <= 5 and (st["scores"] > 0.3).all()
         assert len(lo["scores"]) > len(st["scores"])
         assert (lo["scores"][:-1] >= lo["scores"][1:]).all()
         assert (lo["labels"] >= 0).all() and (lo["labels"] < C).all()
-    assert head.predict(raw, props, SIZES, score_thresh=1.0)[0]["boxes"].shape == (0, 4)
+    assert head.predict(raw, props, SIZES, score_thr=1.0)[0]["boxes"].shape == (0, 4)
 
 
 def test_loss_matches_torchvision():

@@ -5,7 +5,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.ops import MultiScaleRoIAlign
 
-from detkit.models.convert import reorder_box_predictor
+from detkit.weights.torchvision import reorder_box_predictor
 from detkit.models.heads.roi_box import RoIBoxHead
 from detkit.models.heads.roi_mask import RoIMaskHead
 from detkit.ops.masks import paste_masks

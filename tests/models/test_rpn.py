@@ -33,7 +33,7 @@ def _pair(batch_size_per_image=256, **kw):
     tv_head.load_state_dict(head.state_dict())  # same state-dict names as torchvision
     rpn = RegionProposalNetwork(AnchorGenerator(SIZES, ((0.5, 1.0, 2.0),) * 5), tv_head, 0.7, 0.3,
                                 batch_size_per_image, 0.5, dict(training=300, testing=150),
-                                dict(training=120, testing=60), 0.7, score_thresh=kw.get("score_thresh", 0.0))
+                                dict(training=120, testing=60), 0.7, score_thresh=kw.get("score_thr", 0.0))
     return head, rpn
 
 
@@ -47,9 +47,9 @@ def _targets():
             {"boxes": torch.tensor([[0.0, 0.0, 127.0, 69.0]])}]
 
 
-@pytest.mark.parametrize("score_thresh", [0.0, 0.4])
-def test_proposals_equal_torchvision_eval(score_thresh):
-    head, rpn = _pair(score_thresh=score_thresh)
+@pytest.mark.parametrize("score_thr", [0.0, 0.4])
+def test_proposals_equal_torchvision_eval(score_thr):
+    head, rpn = _pair(score_thr=score_thr)
     feats = _feats()
     expected, _ = _run_tv(rpn.eval(), feats)
     raw = head(feats)
@@ -58,7 +58,7 @@ def test_proposals_equal_torchvision_eval(score_thresh):
     assert len(boxes[0]) > 10
     for b, e, s, size in zip(boxes, expected, scores, IMAGE_SIZES):
         torch.testing.assert_close(b, e, rtol=0, atol=1e-4)
-        assert not b.requires_grad and (s >= score_thresh).all()
+        assert not b.requires_grad and (s >= score_thr).all()
         assert (b[:, 2] <= size[1]).all() and (b[:, 3] <= size[0]).all()
 
 

@@ -16,8 +16,8 @@ from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resne
 
 from detkit.config import load_config
 from detkit.models import build_model
-from detkit.models.benchmark import random_frozen_bn
-from detkit.models.convert import COCO_CATEGORY_IDS, COCO_CLASSES, COCO_UNUSED_IDS, convert_checkpoint
+from detkit.benchmark.rcnn import random_frozen_bn
+from detkit.weights.torchvision import COCO_CATEGORY_IDS, COCO_CLASSES, COCO_UNUSED_IDS, convert_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "models"
 

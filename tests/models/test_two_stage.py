@@ -139,7 +139,7 @@ def test_predict_score_override(mask_model):
     assert all(len(p["boxes"]) == 7 for p in loose)
     strict = mask_model.predict(batch, score_thr=0.999)
     assert all((p["scores"] > 0.999).all() for p in strict)
-    assert mask_model.box_head.score_thresh == 0.05  # the override does not stick
+    assert mask_model.box_head.score_thr == 0.05  # the override does not stick
 
 
 def test_training_step_lowers_loss():

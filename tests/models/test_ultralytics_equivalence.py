@@ -6,7 +6,7 @@ ultralytics ultralytics-thop`, as for `tools/benchmark.py --compare ultralytics`
 import pytest
 import torch
 
-from detkit.models.convert_ultralytics import ultralytics_to_detkit
+from detkit.weights.ultralytics import ultralytics_to_detkit
 from detkit.models.detectors.one_stage import OneStageDetector
 
 tasks = pytest.importorskip("ultralytics.nn.tasks")

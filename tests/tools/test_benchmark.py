@@ -15,7 +15,7 @@ _spec = importlib.util.spec_from_file_location("detkit_tool_benchmark", ROOT / "
 bench_tool = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_tool)
 
-from detkit.models import benchmark  # noqa: E402
+from detkit.benchmark import rcnn as benchmark  # noqa: E402
 
 FASTER = str(ROOT / "configs" / "faster_rcnn" / "faster_rcnn_r50_fpn_1x_coco.yaml")
 MASK = str(ROOT / "configs" / "mask_rcnn" / "mask_rcnn_r50_fpn_1x_coco.yaml")

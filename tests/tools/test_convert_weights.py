@@ -1,4 +1,4 @@
-"""tools/convert_weights.py and detkit.models.convert on torchvision state dicts (random weights)."""
+"""tools/convert_weights.py and detkit.weights.torchvision on torchvision state dicts (random weights)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ import detkit
 from detkit.config import load_config
 from detkit.models import build_model
 from detkit.models.backbones.resnet import ResNet
-from detkit.models.convert import COCO_CATEGORY_IDS, COCO_CLASSES, ConversionError, convert_state_dict, detect_kind
+from detkit.weights.torchvision import COCO_CATEGORY_IDS, COCO_CLASSES, ConversionError, convert_state_dict, detect_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "convert_weights.py"

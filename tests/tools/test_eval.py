@@ -22,10 +22,10 @@ _spec.loader.exec_module(eval_tool)
 
 @pytest.fixture
 def trained(monkeypatch, tmp_path):
-    from detkit.engine import Trainer, common
-    monkeypatch.setattr(common, "build_dataset", detkit_toy.toy_build_dataset)
-    monkeypatch.setattr(common, "build_dataloader", detkit_toy.toy_build_dataloader)
-    monkeypatch.setattr(common, "build_evaluator", detkit_toy.toy_build_evaluator)
+    from detkit.engine import Trainer, builders
+    monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
+    monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
+    monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)
     cfg = detkit_toy.toy_config(max_epochs=1)
     metrics = Trainer(cfg, work_dir=tmp_path / "w", device="cpu").fit()
     path = tmp_path / "toy.yaml"

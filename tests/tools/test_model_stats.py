@@ -33,7 +33,7 @@ def test_parameters_equal_the_built_model(capsys):
 
 def test_flops_per_part():
     import detkit
-    from detkit.analysis.model_stats import model_stats
+    from detkit.benchmark.model_stats import model_stats
     from detkit.config import load_config
     model = detkit.build_model(load_config(CONFIG), class_names=["a", "b"])
     rows, total, hw = model_stats(model, (100, 130), num_rois=0)

@@ -21,10 +21,10 @@ _spec.loader.exec_module(train_tool)
 
 @pytest.fixture
 def toy_cfg(monkeypatch, tmp_path):
-    from detkit.engine import common
-    monkeypatch.setattr(common, "build_dataset", detkit_toy.toy_build_dataset)
-    monkeypatch.setattr(common, "build_dataloader", detkit_toy.toy_build_dataloader)
-    monkeypatch.setattr(common, "build_evaluator", detkit_toy.toy_build_evaluator)
+    from detkit.engine import builders
+    monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
+    monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
+    monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)
     path = tmp_path / "toy_cfg.yaml"
     path.write_text(yaml.safe_dump(detkit_toy.toy_config(max_epochs=1)))
     return path

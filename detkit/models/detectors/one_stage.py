@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.detectors.base import (batch_geometry, build_part, build_preprocess, default_class_names,
+from detkit.models.detectors.parts import (batch_geometry, build_part, build_preprocess, default_class_names,
                                           targets_to_device, to_original)
 from detkit.models.fuse import set_fused_inference
 from detkit.ops.masks import masks_to_original
@@ -68,11 +68,11 @@ class OneStageDetector(nn.Module):
         set_fused_inference(self, self.fast_predict)
         return self
 
-    def export_module(self, nms: bool = True, max_det: int | None = None) -> nn.Module:
+    def export_module(self, nms: bool = True, max_per_img: int | None = None) -> nn.Module:
         """The tensor-only inference wrapper for ONNX export (``detkit.export.one_stage.OneStageExport``)."""
         from detkit.export.one_stage import OneStageExport
 
-        return OneStageExport(self, nms=nms, max_det=max_det)
+        return OneStageExport(self, nms=nms, max_per_img=max_per_img)
 
     def forward_raw(self, images: Tensor):
         """Raw head outputs (tensors only) of normalised images [B,3,H,W]: the export-friendly forward."""

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.detectors.base import batch_geometry, build_part, build_preprocess, default_class_names
+from detkit.models.detectors.parts import batch_geometry, build_part, build_preprocess, default_class_names
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 

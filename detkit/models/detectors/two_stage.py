@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.detectors.base import (build_part, build_preprocess, default_class_names, targets_to_device,
+from detkit.models.detectors.parts import (build_part, build_preprocess, default_class_names, targets_to_device,
                                           to_original)
 from detkit.models.fuse import set_fused_inference
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
@@ -107,7 +107,7 @@ class TwoStageDetector(nn.Module):
         """Detections per image in original-image pixels; test settings overridable per call."""
         feats, _, sizes, proposals, _ = self._proposals(batch, train=False)
         dets = self.box_head.predict(self.box_head(feats, proposals, sizes), proposals, sizes,
-                                     score_thresh=score_thr, nms_thresh=nms_thr, detections_per_img=max_per_img)
+                                     score_thr=score_thr, nms_thr=nms_thr, max_per_img=max_per_img)
         probs = None
         if self.mask_head is not None:
             logits = self.mask_head(feats, [d["boxes"] for d in dets], sizes)

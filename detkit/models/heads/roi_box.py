@@ -57,7 +57,7 @@ class RoIBoxHead(nn.Module):
         fg_iou_thresh, bg_iou_thresh: proposal matching thresholds.
         batch_size_per_image, positive_fraction: RoI sampling.
         bbox_reg_weights: BoxCoder weights.
-        score_thresh, nms_thresh, detections_per_img: test settings (overridable in ``predict``).
+        score_thr, nms_thr, max_per_img: test settings (overridable in ``predict``).
     """
 
     def __init__(self, num_classes: int, in_channels: int = 256, featmap_strides: Sequence[int] = (4, 8, 16, 32),
@@ -65,7 +65,7 @@ class RoIBoxHead(nn.Module):
                  representation_size: int = 1024, conv_channels: int = 256, norm: str | None = None,
                  fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
                  positive_fraction: float = 0.25, bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
-                 score_thresh: float = 0.05, nms_thresh: float = 0.5, detections_per_img: int = 100):
+                 score_thr: float = 0.05, nms_thr: float = 0.5, max_per_img: int = 100):
         super().__init__()
         if head not in ("2fc", "4conv1fc"):
             raise ValueError(f"RoIBoxHead head must be '2fc' or '4conv1fc', got {head!r}")
@@ -95,9 +95,9 @@ class RoIBoxHead(nn.Module):
         self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
         self.batch_size_per_image = int(batch_size_per_image)
         self.positive_fraction = float(positive_fraction)
-        self.score_thresh = float(score_thresh)
-        self.nms_thresh = float(nms_thresh)
-        self.detections_per_img = int(detections_per_img)
+        self.score_thr = float(score_thr)
+        self.nms_thr = float(nms_thr)
+        self.max_per_img = int(max_per_img)
 
     @torch.no_grad()
     def sample(self, proposals: list[Tensor], targets: list[dict]
@@ -180,19 +180,19 @@ class RoIBoxHead(nn.Module):
 
     @torch.no_grad()
     def predict(self, raw: tuple[Tensor, Tensor], proposals: list[Tensor], image_sizes: Sequence[Sequence[int]],
-                score_thresh: float | None = None, nms_thresh: float | None = None,
-                detections_per_img: int | None = None) -> list[dict[str, Tensor]]:
+                score_thr: float | None = None, nms_thr: float | None = None,
+                max_per_img: int | None = None) -> list[dict[str, Tensor]]:
         """Detections per image, as torchvision's postprocess_detections.
 
-        Softmax, decode per class, clip to the image, drop background, keep scores > score_thresh, remove
-        boxes smaller than 1e-2, per-class NMS, top ``detections_per_img``.
+        Softmax, decode per class, clip to the image, drop background, keep scores > score_thr, remove
+        boxes smaller than 1e-2, per-class NMS, top ``max_per_img``.
 
         Returns:
             per image ``{'boxes': [N,4], 'scores': [N], 'labels': int64 [N] (0..C-1)}`` in input-image pixels.
         """
-        score_thresh = self.score_thresh if score_thresh is None else float(score_thresh)
-        nms_thresh = self.nms_thresh if nms_thresh is None else float(nms_thresh)
-        top_k = self.detections_per_img if detections_per_img is None else int(detections_per_img)
+        score_thr = self.score_thr if score_thr is None else float(score_thr)
+        nms_thr = self.nms_thr if nms_thr is None else float(nms_thr)
+        top_k = self.max_per_img if max_per_img is None else int(max_per_img)
         logits, deltas = raw[0].float(), raw[1].float()  # decode in float32 even under AMP
         c = self.num_classes
         props = torch.cat(proposals).float() if len(proposals) else deltas.new_zeros((0, 4))
@@ -204,10 +204,10 @@ class RoIBoxHead(nn.Module):
         for b, s, lab, size in zip(boxes.split(counts), scores.split(counts), labels.split(counts), image_sizes):
             b = clip_boxes_to_image(b, (int(size[0]), int(size[1]))).reshape(-1, 4)
             s, lab = s.reshape(-1), lab.reshape(-1)
-            keep = torch.where(s > score_thresh)[0]
+            keep = torch.where(s > score_thr)[0]
             b, s, lab = b[keep], s[keep], lab[keep]
             keep = remove_small_boxes(b, min_size=1e-2)
             b, s, lab = b[keep], s[keep], lab[keep]
-            keep = batched_nms(b, s, lab, nms_thresh)[:top_k]
+            keep = batched_nms(b, s, lab, nms_thr)[:top_k]
             results.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})
         return results

@@ -52,7 +52,7 @@ class RPNHead(nn.Module):
         pre_nms_top_n_*: proposals kept per level (and image) before NMS; ``*_train`` / ``*_test`` are
             chosen by ``predict(train=...)``.
         post_nms_top_n_*: proposals kept per image after NMS.
-        nms_thresh, score_thresh, min_size: proposal filtering as torchvision's ``filter_proposals``.
+        nms_thr, score_thr, min_size: proposal filtering as torchvision's ``filter_proposals``.
 
     Raw output (``forward``): ``(objectness: list[Tensor[B,A,H_l,W_l]], deltas: list[Tensor[B,A*4,H_l,W_l]])``.
     Anchors are float32 whatever the feature dtype, and decoding runs in float32.
@@ -66,8 +66,8 @@ class RPNHead(nn.Module):
                  aspect_ratios: Sequence = (0.5, 1.0, 2.0), num_convs: int = 1,
                  fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256,
                  positive_fraction: float = 0.5, pre_nms_top_n_train: int = 2000, post_nms_top_n_train: int = 2000,
-                 pre_nms_top_n_test: int = 1000, post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7,
-                 score_thresh: float = 0.0, min_size: float = 1e-3):
+                 pre_nms_top_n_test: int = 1000, post_nms_top_n_test: int = 1000, nms_thr: float = 0.7,
+                 score_thr: float = 0.0, min_size: float = 1e-3):
         super().__init__()
         sizes = [tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes]
         if aspect_ratios and isinstance(aspect_ratios[0], (list, tuple)):
@@ -95,7 +95,7 @@ class RPNHead(nn.Module):
         self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
         self.pre_nms_top_n = {"train": pre_nms_top_n_train, "test": pre_nms_top_n_test}
         self.post_nms_top_n = {"train": post_nms_top_n_train, "test": post_nms_top_n_test}
-        self.nms_thresh, self.score_thresh, self.min_size = nms_thresh, score_thresh, min_size
+        self.nms_thr, self.score_thr, self.min_size = nms_thr, score_thr, min_size
         self.fused_inference = False  # conv + ReLU as one op without autograd (detectors turn it on)
 
     def forward(self, feats: list[Tensor]) -> Raw:
@@ -153,12 +153,12 @@ class RPNHead(nn.Module):
         limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
         boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, :])
         wh = boxes[..., 2:] - boxes[..., :2]
-        valid = (wh >= self.min_size).all(-1) & (scores >= self.score_thresh)  # [B, K]
+        valid = (wh >= self.min_size).all(-1) & (scores >= self.score_thr)  # [B, K]
         out_boxes, out_scores = [], []
         for i in range(batch):
             m = valid[i]
             b, s = boxes[i][m], scores[i][m]
-            keep = batched_nms(b, s, levels[i][m], self.nms_thresh)[: self.post_nms_top_n[mode]]
+            keep = batched_nms(b, s, levels[i][m], self.nms_thr)[: self.post_nms_top_n[mode]]
             out_boxes.append(b[keep])
             out_scores.append(s[keep])
         return (out_boxes, out_scores) if with_scores else out_boxes

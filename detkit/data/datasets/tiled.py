@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch.utils.data
 
-from detkit.inference.tiling import tile_windows
+from detkit.ops.tiling import tile_windows
 from detkit.registry import DATASETS
 
 __all__ = ["TiledDataset", "crop_sample"]

@@ -2,7 +2,7 @@
 
 Ultralytics is never a dependency: install it for the benchmark only (``pip install --no-deps ultralytics
 ultralytics-thop``). Its model is built from its own yaml (nothing downloaded), given random BN statistics,
-converted with ``detkit.models.convert_ultralytics`` and loaded into detkit's model; both are fused
+converted with ``detkit.weights.ultralytics`` and loaded into detkit's model; both are fused
 (conv + BN) for inference, run in this process in turns, and medians are compared.
 
 Rows: ``forward`` (network + box decoding, a float [1,3,S,S] input), ``end2end`` (a uint8 HWC image of
@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.models.benchmark import _median_ms, _train_step, peak_memory, resolve_device, time_interleaved
+from detkit.benchmark.rcnn import _median_ms, _train_step, peak_memory, resolve_device, time_interleaved
 from detkit.models.build import build_model
-from detkit.models.convert_ultralytics import ultralytics_to_detkit
+from detkit.weights.ultralytics import ultralytics_to_detkit
 
 
 def _ultralytics():
@@ -112,7 +112,7 @@ def bench_infer(cfg: dict, size: int = 640, iters: int = 10, warmup: int = 2, de
             t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None].to(dev).float() / 255
             out = ul(t)
             det = nms.non_max_suppression(out[0] if isinstance(out, (tuple, list)) else out, 0.25, 0.7,
-                                          max_det=300)[0]
+                                          max_per_img=300)[0]
             det[:, :4] = ops.scale_boxes(t.shape[2:], det[:, :4], img.shape[:2])
             return det
 
@@ -130,7 +130,7 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, iters: int = 5, warm
     """``train`` row: forward + loss + backward + SGD step at ``batch`` x ``size``^2, four boxes per image."""
     from ultralytics.cfg import get_cfg
 
-    from detkit.models.benchmark import synthetic_targets
+    from detkit.benchmark.rcnn import synthetic_targets
 
     dev = resolve_device(device)
     ul, dk = ultralytics_pair(cfg)

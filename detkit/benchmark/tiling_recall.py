@@ -68,7 +68,7 @@ def match_recall(pred: dict[str, Tensor], gt_boxes: np.ndarray, gt_labels: np.nd
 def compare_tiling(model: nn.Module, image: np.ndarray, gt_boxes: np.ndarray, gt_labels: np.ndarray,
                    tile: Any, score_thr: float = 0.3, iou_thr: float = 0.5, batch_size: int = 4) -> dict[str, dict]:
     """Recall of the whole-image pass (the config's test resize and detection cap), the whole-image pass
-    with the per-image detection cap lifted (when the model has ``box_head.detections_per_img``), and the
+    with the per-image detection cap lifted (when the model has ``box_head.max_per_img``), and the
     tiled pass. Each entry also has ``seconds``."""
     import detkit
 
@@ -82,12 +82,12 @@ def compare_tiling(model: nn.Module, image: np.ndarray, gt_boxes: np.ndarray, gt
 
     timed("whole_image")
     head = getattr(model, "box_head", None)
-    if head is not None and hasattr(head, "detections_per_img"):
-        cap = head.detections_per_img
-        head.detections_per_img = max(cap, 10 * len(gt_boxes))
+    if head is not None and hasattr(head, "max_per_img"):
+        cap = head.max_per_img
+        head.max_per_img = max(cap, 10 * len(gt_boxes))
         try:
             timed("whole_image_uncapped")
         finally:
-            head.detections_per_img = cap
+            head.max_per_img = cap
     timed("tiled", tile=tile)
     return runs

@@ -23,8 +23,8 @@ import torch
 import torch.utils.data
 
 from detkit.data.build import build_dataset
-from detkit.data.geometric import sanitize_instances
-from detkit.data.mix_ops import MosaicCombiner, mixup_samples, tighten_boxes_to_masks
+from detkit.data.transforms.geometric import sanitize_instances
+from detkit.data.transforms.mix_ops import MosaicCombiner, mixup_samples, tighten_boxes_to_masks
 from detkit.data.transforms import build_transforms
 from detkit.registry import DATASETS
 

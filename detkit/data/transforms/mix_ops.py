@@ -1,4 +1,4 @@
-"""Image-mixing steps of :class:`detkit.data.mix.MixDataset`: letterbox, mosaic (``A.Mosaic``), mixup.
+"""Image-mixing steps of :class:`detkit.data.datasets.mix.MixDataset`: letterbox, mosaic (``A.Mosaic``), mixup.
 
 ``A.Mosaic`` moves one image, one ``mask`` and the boxes (with their label fields) of four items. To
 carry instance masks through it, the items' masks are packed as **bits** of one ``uint8 [H, W, 1 + C]``
@@ -22,8 +22,8 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from detkit.data.geometric import LetterBox, sanitize_instances  # noqa: E402
-from detkit.data.transforms import _encode_sem  # noqa: E402
+from detkit.data.transforms.geometric import LetterBox, sanitize_instances  # noqa: E402
+from detkit.data.transforms.pipeline import encode_sem  # noqa: E402
 
 __all__ = ["pack_masks", "unpack_masks", "letterbox_packed", "MosaicCombiner", "mixup_samples",
            "tighten_boxes_to_masks"]
@@ -37,7 +37,7 @@ def pack_masks(masks: np.ndarray, channel: int, channels: int, sem: np.ndarray |
     n, h, w = masks.shape
     out = np.zeros((h, w, 1 + channels), np.uint8)
     if sem is not None:
-        out[..., 0] = _encode_sem(sem)
+        out[..., 0] = encode_sem(sem)
     if n:
         bits = np.packbits(np.asarray(masks) != 0, axis=0, bitorder="little")  # [ceil(N/8), H, W]
         out[..., 1 + channel:1 + channel + len(bits)] = bits.transpose(1, 2, 0)

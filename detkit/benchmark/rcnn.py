@@ -3,7 +3,7 @@
 Used by ``tools/benchmark.py --task infer|train`` (docs/benchmarks.md). With ``compare='torchvision'`` the
 config must describe torchvision's R50-FPN v1 (Faster or Mask R-CNN): torchvision's model is built with
 seeded random weights made realistic (FrozenBatchNorm2d with random statistics, a sharpened classifier, so
-dozens of detections pass the 0.05 threshold), converted with ``detkit.models.convert`` and loaded into
+dozens of detections pass the 0.05 threshold), converted with ``detkit.weights.torchvision`` and loaded into
 detkit's model; both then run in this process, interleaved (A B A B ...), and medians are compared.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.models.build import build_model
-from detkit.models.convert import COCO_CATEGORY_IDS, COCO_UNUSED_IDS, convert_state_dict
+from detkit.weights.torchvision import COCO_CATEGORY_IDS, COCO_UNUSED_IDS, convert_state_dict
 
 Log = Callable[[str], None]
 

@@ -5,7 +5,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from detkit.data.geometric import SEM_IGNORE, pad_sample, sanitize_instances
+from detkit.data.transforms.geometric import SEM_IGNORE, pad_sample, sanitize_instances
 from detkit.registry import TRANSFORMS
 
 __all__ = ["RandomCropCatMax", "PadToSize"]

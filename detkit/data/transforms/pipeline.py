@@ -29,12 +29,12 @@ import torch  # noqa: E402
 from albumentations.core.composition import BaseCompose  # noqa: E402
 from albumentations.core.transforms_interface import BasicTransform  # noqa: E402
 
-from detkit.data.geometric import (INSTANCE_KEYS, SEM_IGNORE, LetterBox, ResizeShortestEdge,  # noqa: E402,F401
+from detkit.data.transforms.geometric import (INSTANCE_KEYS, SEM_IGNORE, LetterBox, ResizeShortestEdge,  # noqa: E402,F401
                                    pad_sample, resize_output_size, resize_sample, sanitize_instances)
 from detkit.registry import TRANSFORMS  # noqa: E402
 
-# the resizes live in detkit.data.geometric and are re-exported here
-__all__ = ["build_transforms", "as_pipeline", "Pipeline", "ResizeShortestEdge", "LetterBox", "resize_output_size",
+# the resizes live in detkit.data.transforms.geometric and are re-exported here
+__all__ = ["build_transforms", "encode_sem", "as_pipeline", "Pipeline", "ResizeShortestEdge", "LetterBox", "resize_output_size",
            "resize_sample", "pad_sample", "sanitize_instances", "INSTANCE_KEYS", "SEM_IGNORE"]
 
 # BboxParams keys a config may set; format, label_fields and clip are fixed by detkit
@@ -42,7 +42,7 @@ _BBOX_KEYS = ("min_area", "min_visibility", "min_width", "min_height", "check_ea
               "filter_invalid_bboxes", "max_accept_ratio")
 
 
-def _encode_sem(sem: np.ndarray) -> np.ndarray:
+def encode_sem(sem: np.ndarray) -> np.ndarray:
     """uint8 map with ``(s + 1) % 256`` so that albumentations' fill 0 decodes to 255 (ignore)."""
     sem = np.asarray(sem)
     if sem.dtype != np.uint8:
@@ -81,7 +81,7 @@ class AlbumentationsGroup:
         if masks is not None and n > 0:
             data["masks"] = np.asarray(masks).view(np.uint8) if masks.dtype == bool else masks
         if sample.get("sem_seg") is not None:
-            data["mask"] = _encode_sem(sample["sem_seg"])
+            data["mask"] = encode_sem(sample["sem_seg"])
         res = self.compose(**data)
         return self._unpack(sample, res, masks)
 

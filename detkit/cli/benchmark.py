@@ -1,0 +1,219 @@
+"""Benchmark detkit: data loading (``--task data``), inference and training steps (``infer``/``train``).
+
+Usage: python tools/benchmark.py CONFIG --task data [--split train] [--num-workers 0 2] [--iters N]
+                                 [--warmup W] [--set K=V ...] [--md docs/benchmarks.md]
+       python tools/benchmark.py CONFIG --task infer|train [--compare torchvision|ultralytics] [--threads 2]
+                                 [--size 800 1216] [--train-size 512] [--batch 2] [--device cpu|cuda]
+                                 [--iters N] [--warmup W] [--md docs/benchmarks.md]
+With ``--compare torchvision`` (R50-FPN two-stage configs) torchvision's model with identical random weights
+runs in the same process, interleaved with detkit's; the ratios are detkit / torchvision. With
+``--compare ultralytics`` (YOLO configs; Ultralytics installed for the benchmark only) YOLOv8 with the same
+weights: rows forward / end2end (``--size S S``) and train (``--train-size``, ``--batch``).
+Exit status: 0 done, 2 bad input (config, data, arguments).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Callable
+
+
+from detkit.config import ConfigError, load_config
+
+
+def bench_data(cfg: dict, args: argparse.Namespace) -> list[dict]:
+    """Images/s of decode + augment + collate for each ``--num-workers`` value (one row each)."""
+    from detkit.benchmark.data_loading import measure_throughput
+    from detkit.data.build import build_dataloader, build_dataset
+
+    dataset = build_dataset(cfg["data"][args.split] if args.split in cfg["data"] else cfg["data"]["val"])
+    rows = []
+    for nw in args.num_workers:
+        run_cfg = {**cfg, "data": {**cfg["data"], "num_workers": nw}}
+        loader = build_dataloader(run_cfg, args.split, seed=0, dataset=dataset)
+        m = measure_throughput(loader, args.iters, warmup=args.warmup)
+        del loader  # stops persistent workers before the next run
+        rows.append({"split": args.split, "workers": nw, "batch": loader_batch(cfg, args.split), **m})
+        print(f"  workers={nw}: {m['images_per_s']:.1f} images/s, {m['ms_per_batch']:.1f} ms/batch", flush=True)
+    return rows
+
+
+def loader_batch(cfg: dict, split: str) -> int:
+    data = cfg["data"]
+    return int(data["batch_size"] if split == "train" else data.get("val_batch_size") or data["batch_size"])
+
+
+def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
+    """Inference latency and peak memory of detkit (and torchvision) at ``--size``, batch 1 (one row).
+
+    ``--compare ultralytics`` (YOLO configs): rows ``forward`` and ``end2end`` at ``--size`` H (square).
+    """
+    from detkit.benchmark import rcnn as two_stage
+
+    if args.compare == "ultralytics":
+        from detkit.benchmark import yolo as benchmark_yolo
+
+        return benchmark_yolo.bench_infer(cfg, size=args.size[0], iters=args.iters, warmup=args.warmup,
+                                          device=args.device, log=print)
+
+    return [two_stage.bench_infer(cfg, size=tuple(args.size), iters=args.iters, warmup=args.warmup,
+                                  device=args.device, compare=args.compare, log=print)]
+
+
+def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
+    """Training-step time (forward, backward, SGD step) and peak memory at ``--batch`` x ``--train-size``."""
+    from detkit.benchmark import rcnn as two_stage
+
+    if args.compare == "ultralytics":
+        from detkit.benchmark import yolo as benchmark_yolo
+
+        return benchmark_yolo.bench_train(cfg, size=args.train_size, batch=args.batch, iters=args.iters,
+                                          warmup=args.warmup, device=args.device, log=print)
+
+    return [two_stage.bench_train(cfg, size=args.train_size, batch=args.batch, iters=args.iters,
+                                  warmup=args.warmup, device=args.device, compare=args.compare, log=print)]
+
+
+TASKS: dict[str, Callable[[dict, argparse.Namespace], list[dict]]] = {
+    "data": bench_data, "infer": bench_infer, "train": bench_train}
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of the rows."""
+    head = f"{'split':<6} {'workers':>7} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
+    lines = [head, "-" * len(head)]
+    lines += [f"{r['split']:<6} {r['workers']:>7} {r['batch']:>5} {r['images_per_s']:>9.1f} "
+              f"{r['ms_per_batch']:>9.1f}" for r in rows]
+    return "\n".join(lines)
+
+
+def append_markdown(path: str, config: str, task: str, rows: list[dict], iters: int) -> None:
+    """Append one markdown table row per result to ``path`` (header written when the file is new); atomic."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8") if p.exists() else ""
+    header = ("| date | task | config | split | workers | batch | images/s | ms/batch | iters | machine |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n")
+    if "| date | task | config |" not in text:
+        text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
+    machine = f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()}"
+    date = datetime.date.today().isoformat()
+    for r in rows:
+        text += (f"| {date} | {task} | {config} | {r['split']} | {r['workers']} | {r['batch']} | "
+                 f"{r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {iters} | {machine} |\n")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def _fmt(v, spec: str = ".0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _peer(r: dict, key: str):
+    """The peer's figure of a row: ``peer_<key>`` (Ultralytics rows) or ``torchvision_<key>``."""
+    return r.get(f"peer_{key}", r.get(f"torchvision_{key}"))
+
+
+def format_model_table(rows: list[dict]) -> str:
+    """A plain-text table of infer/train rows (times in ms, memory in MiB, ratios detkit / peer)."""
+    head = (f"{'task':<8} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
+            f"{'detkit MiB':>10} {'peer MiB':>8} {'ratio':>6}")
+    lines = [head, "-" * len(head)]
+    lines += [f"{r['task']:<8} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
+              f"{_fmt(_peer(r, 'ms')):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
+              f"{_fmt(_peer(r, 'mem_mb')):>8} {_fmt(r['mem_ratio'], '.2f'):>6}" for r in rows]
+    return "\n".join(lines + [f"memory: {rows[0]['mem_method']}" if rows else ""])
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()} {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
+    """Append infer/train rows as markdown table rows to ``path`` (header written when missing); atomic."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8") if p.exists() else ""
+    header = ("| date | task | config | device | threads | input | detkit ms | peer ms | ratio | "
+              "detkit MiB | peer MiB | iters | machine | check |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    if "| date | task | config | device |" not in text:
+        text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
+    date = datetime.date.today().isoformat()
+    for r in rows:
+        check = str(r["check"]).replace("|", "\\|")
+        text += (f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
+                 f"{_fmt(r['detkit_ms'])} | {_fmt(_peer(r, 'ms'))} | {_fmt(r['ratio'], '.2f')} | "
+                 f"{_fmt(r['detkit_mem_mb'])} | {_fmt(_peer(r, 'mem_mb'))} | {r['iters']} | {_machine()} | "
+                 f"{check} |\n")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML config (a data section for --task data, a model for infer/train)")
+    parser.add_argument("--task", choices=sorted(TASKS), default="data", help="what to measure (default data)")
+    parser.add_argument("--split", choices=["train", "val", "test"], default="train")
+    parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="worker counts (default 0 2)")
+    parser.add_argument("--iters", type=int, help="timed batches / runs / steps (default 50 for data, else 5)")
+    parser.add_argument("--warmup", type=int, help="untimed ones first (default 3 for data, else 1)")
+    parser.add_argument("--compare", choices=["torchvision", "ultralytics"],
+                        help="infer/train: also run the peer's model with identical weights, interleaved "
+                        "(torchvision: R50-FPN two-stage configs; ultralytics: YOLO configs)")
+    parser.add_argument("--threads", type=int, default=2, help="infer/train: torch CPU threads (default 2)")
+    parser.add_argument("--size", type=int, nargs=2, default=[800, 1216], metavar=("H", "W"),
+                        help="infer: image size (default 800 1216)")
+    parser.add_argument("--train-size", type=int, default=512, help="train: square image side (default 512)")
+    parser.add_argument("--batch", type=int, default=2, help="train: images per step (default 2)")
+    parser.add_argument("--device", help="infer/train: cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="K=V",
+                        help="config overrides, e.g. data.batch_size=8")
+    parser.add_argument("--md", help="append the results as markdown rows to this file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the task, print the table (and append it to ``--md``)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    model_task = args.task != "data"
+    args.iters = args.iters if args.iters is not None else (5 if model_task else 50)
+    args.warmup = args.warmup if args.warmup is not None else (1 if model_task else 3)
+    if args.iters < 1 or args.warmup < 0 or min(args.num_workers) < 0:
+        parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
+    if args.threads < 1 or args.batch < 1 or args.train_size < 32 or min(args.size) < 32:
+        parser.error("--threads and --batch must be >= 1, --size and --train-size >= 32")
+    try:
+        cfg = load_config(args.config, args.overrides)
+        if args.task == "data" and not isinstance(cfg.get("data"), dict):
+            raise ConfigError(f"{args.config}: no 'data' section to benchmark")
+        if model_task and not isinstance(cfg.get("model"), dict):
+            raise ConfigError(f"{args.config}: no 'model' section to benchmark")
+        if model_task:
+            import torch
+            torch.set_num_threads(args.threads)
+        print(f"benchmark {args.task}: {args.config} ({args.iters} timed after {args.warmup} warm-up)")
+        rows = TASKS[args.task](cfg, args)
+    except (ConfigError, OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"benchmark: error: {type(e).__name__}: {msg}", file=sys.stderr)
+        return 2
+    print(format_model_table(rows) if model_task else format_table(rows))
+    if args.md:
+        if model_task:
+            append_model_markdown(args.md, args.config, rows)
+        else:
+            append_markdown(args.md, args.config, args.task, rows, args.iters)
+        print(f"appended {len(rows)} row(s) to {args.md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

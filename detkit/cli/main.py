@@ -1,0 +1,64 @@
+"""``detkit CMD ...``: one console command for every tool (the same flags as ``python tools/<tool>.py``).
+
+``detkit --help`` lists the commands, ``detkit CMD --help`` the flags of one.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# command -> (module in detkit.cli, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train a model (one process, or many through torchrun)"),
+    "eval": ("eval", "evaluate a checkpoint on the config's data.val"),
+    "infer": ("infer", "predict on images, folders, globs and videos; draw and save results"),
+    "export": ("export", "export to ONNX and verify it with onnxruntime"),
+    "analyze": ("analyze", "per-class AP, PR curves, confusion matrix, error breakdown"),
+    "check": ("check_dataset", "check a COCO-format dataset (annotations and images)"),
+    "convert": ("convert_dataset", "convert datasets: voc2coco, yolo2coco, coco2yolo"),
+    "convert-weights": ("convert_weights", "convert torchvision / Ultralytics weights to detkit"),
+    "benchmark": ("benchmark", "time inference, training and data loading (against the peers)"),
+    "make-shapes": ("make_shapes", "write the synthetic shapes dataset"),
+    "browse": ("browse_dataset", "draw dataset samples after the training pipeline"),
+    "model-stats": ("model_stats", "parameters and FLOPs of a config's model"),
+    "plot-logs": ("plot_logs", "plot metrics.jsonl / history.json of work dirs"),
+    "eval-tiling": ("eval_tiling", "recall of whole-image vs tiled inference on a large image"),
+    "configs": ("configs", "list the configs that ship with detkit"),
+}
+
+
+def usage() -> str:
+    """The text of ``detkit --help``."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: detkit COMMAND [ARGS ...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += ["", "`detkit COMMAND --help` lists the flags of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``argv[0]`` to its tool's ``main``; exit status 2 for an unknown command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from detkit import __version__
+        print(f"detkit {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        import difflib
+        near = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)
+        return 2
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/training.md)
+    module = importlib.import_module(f"detkit.cli.{COMMANDS[name][0]}")
+    sys.argv[0] = f"detkit {name}"
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

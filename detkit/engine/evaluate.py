@@ -1,0 +1,60 @@
+"""Evaluation loops: a model over a loader, and a checkpoint on a config's data.val (tools/eval.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from detkit.config import ConfigError
+from detkit.engine import builders, dist
+from detkit.engine.checkpoint import load_checkpoint, model_state, preserve_rng
+from detkit.engine.runtime import move_batch, resolve_amp
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, evaluator, device: torch.device,
+             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Run ``model.predict`` over ``loader``, feed ``evaluator`` and return ``evaluator.compute()``."""
+    was_training = model.training
+    model.eval()
+    evaluator.reset()
+    with preserve_rng():
+        for batch in loader:
+            if batch is None:
+                continue
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                preds = model.predict(move_batch(batch, device))
+            evaluator.process(batch, preds)
+    metrics = evaluator.compute()
+    model.train(was_training)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = None):
+    """Evaluate ``checkpoint`` on ``cfg['data']['val']``; return ``(metrics, evaluator)``.
+
+    The model gets the class names saved in the checkpoint; they must match the validation dataset's.
+    """
+    from detkit.models.build import build_model
+    if not (cfg.get("data") or {}).get("val"):
+        raise ConfigError("the config has no data.val section to evaluate on")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ckpt = load_checkpoint(checkpoint)
+    val_set = builders.build_dataset(cfg["data"]["val"])
+    val_names = builders.model_class_names(val_set)
+    names = list((ckpt.get("meta") or {}).get("class_names") or val_names)
+    if len(names) != len(val_names):
+        raise ValueError(f"{checkpoint}: the model has {len(names)} classes, data.val has "
+                         f"{len(val_names)} ({', '.join(val_names[:5])}...)")
+    model = build_model(cfg, class_names=names).to(dev)
+    try:
+        model.load_state_dict(model_state(ckpt))
+    except RuntimeError as e:
+        raise ValueError(f"{checkpoint}: weights do not fit the config's model: {str(e).splitlines()[0]} "
+                         "(is it the config the checkpoint was trained with?)") from e
+    loader = builders.build_dataloader(cfg, "val", distributed=dist.is_dist(), seed=int(cfg.get("seed") or 0),
+                              dataset=val_set)
+    evaluator = builders.build_evaluator(cfg, val_set)
+    amp = resolve_amp((cfg.get("train") or {}).get("amp", False), dev)
+    return evaluate(model, loader, evaluator, dev, amp), evaluator

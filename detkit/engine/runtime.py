@@ -1,0 +1,70 @@
+"""Run-time helpers of the training loop: AMP dtype, seeding, moving batches, sampler epochs, divergence."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from detkit.config import ConfigError
+
+logger = logging.getLogger("detkit")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised after ``train.max_nonfinite`` non-finite losses in a row."""
+
+
+def move_batch(batch: dict, device: torch.device) -> dict:
+    """Move the tensors of a batch (``images`` and each target's tensors) to ``device``."""
+    out = dict(batch)
+    if isinstance(out.get("images"), torch.Tensor):
+        out["images"] = out["images"].to(device, non_blocking=True)
+    if "targets" in out:
+        out["targets"] = [{k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                           for k, v in t.items()} for t in out["targets"]]
+    return out
+
+
+def resolve_amp(amp: Any, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``train.amp`` (false | true | 'fp16' | 'bf16') on ``device``; None = fp32."""
+    if amp in (None, False, "false", "none", "fp32"):
+        return None
+    if amp not in (True, "fp16", "bf16"):
+        raise ConfigError(f"train.amp={amp!r}: use false, true (fp16 on CUDA), 'fp16' or 'bf16'")
+    if device.type != "cuda":
+        if amp == "bf16":
+            return torch.bfloat16
+        logger.warning("AMP fp16 needs CUDA; training in fp32 on %s (set train.amp=bf16 for bf16 autocast "
+                       "on CPU)", device)
+        return None
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.amp=bf16: this GPU has no bf16 support; use train.amp=fp16")
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (every device); optionally ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def set_sampler_epoch(loader, epoch: int, start_iter: int) -> bool:
+    """Tell the loader's samplers the epoch and first batch; False when they cannot skip batches."""
+    skipped = start_iter == 0
+    for s in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        if hasattr(s, "set_epoch"):
+            s.set_epoch(epoch)
+        if hasattr(s, "set_start_iter"):
+            s.set_start_iter(start_iter)
+            skipped = True
+    return skipped

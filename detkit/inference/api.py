@@ -1,0 +1,84 @@
+"""Inference entry points: ``init_model`` builds a model from a config and/or checkpoint, ``predict`` runs it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from detkit.config import load_config
+from detkit.inference.runner import ImageInput
+from detkit.models.build import build_model
+from detkit.utils.checkpoint import load_checkpoint
+
+
+def init_model(config: str | os.PathLike | dict | None = None, checkpoint: str | os.PathLike | None = None,
+               device: str | torch.device | None = None) -> nn.Module:
+    """Build a model in eval mode, with its class names and config; weights from ``checkpoint`` when given.
+
+    Without ``config`` the config stored in the checkpoint is used. ``device`` defaults to CUDA when
+    available. The model carries ``model.cfg`` (the resolved config) and ``model.class_names``.
+    """
+    ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
+    meta = (ckpt or {}).get("meta") or {}
+    if config is None:
+        if not meta.get("config"):
+            raise ValueError("init_model: no config given and the checkpoint stores none; pass the config file")
+        cfg = meta["config"]
+    elif isinstance(config, dict):
+        cfg = config
+    else:
+        cfg = load_config(config)
+    class_names = meta.get("class_names")
+    if class_names is None and cfg["model"].get("num_classes") is None:
+        raise ValueError("init_model: model.num_classes is null and no checkpoint gives class names; "
+                         "set model.num_classes or pass a checkpoint trained with this config")
+    model = build_model(cfg, class_names=class_names)
+    if ckpt is not None:
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+        if missing or unexpected:
+            raise ValueError(f"checkpoint {checkpoint} does not fit this config's model: "
+                             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+                             f"(e.g. {unexpected[:3]}); check that config and checkpoint are the same architecture")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.cfg = cfg
+    model.cat_ids = meta.get("cat_ids")  # label -> dataset category id, when known
+    return model.to(device).eval()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, inputs: ImageInput | Sequence[ImageInput], score_thr: float | None = None,
+            batch_size: int = 1, tile: Any = None, channel_order: str = "rgb") -> list[dict] | dict:
+    """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
+
+    Args:
+        model: a detkit detector or segmentor (e.g. from :func:`init_model`).
+        inputs: a path, a PIL image, a numpy uint8 image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
+            of any sizes (mixed sizes are padded into one batch). Numpy images are taken as **RGB**;
+            pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``).
+        score_thr: minimum score (default: the model config's test threshold).
+        batch_size: images (or tiles) per forward pass.
+        tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int,
+            or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr, edge_margin, max_det,
+            batch_size}``; None runs each image whole.
+        channel_order: ``'rgb'`` or ``'bgr'``, the channel order of numpy inputs.
+
+    Returns:
+        per input ``boxes`` float32 [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` int64 [N]
+        (``model.class_names[label]``), ``masks`` bool [N,H,W] for instance models, ``sem_seg`` int64 [H,W]
+        for segmentors. A single (non-list) input gives a single dict.
+    """
+    from detkit.inference.runner import predict_arrays, to_rgb_array
+    from detkit.inference.tiling import parse_tile, predict_tiled
+
+    single = not isinstance(inputs, (list, tuple))
+    images = [to_rgb_array(item, channel_order) for item in ([inputs] if single else list(inputs))]
+    options = parse_tile(tile)
+    if options is None:
+        results = predict_arrays(model, images, score_thr, batch_size)
+    else:
+        results = [predict_tiled(model, img, options, score_thr, batch_size) for img in images]
+    return results[0] if single else results

@@ -1,0 +1,1 @@
+"""Weight converters: torchvision and Ultralytics checkpoints to detkit state dicts."""
