@@ -28,7 +28,9 @@ def build_model(cfg: dict, class_names: Sequence[str] | None = None) -> nn.Modul
     """Build ``cfg['model']`` through the DETECTORS registry.
 
     ``num_classes`` is filled from ``class_names`` when the config leaves it null; the detector gets
-    ``class_names`` (default ``class_0 ... class_{C-1}``).
+    ``class_names`` (default ``class_0 ... class_{C-1}``). Given a whole config (with a ``data`` section),
+    the model carries it as ``model.cfg``, so its test pipeline goes with it: ``detkit.predict`` on a model
+    from ``build_model(cfg)`` resizes as one from ``init_model(cfg)`` does.
     """
     import detkit.models  # noqa: F401  (registers every part)
 
@@ -40,4 +42,7 @@ def build_model(cfg: dict, class_names: Sequence[str] | None = None) -> nn.Modul
     if names is None:
         names = [f"class_{i}" for i in range(num_classes)]
     spec["class_names"] = names
-    return DETECTORS.build(spec)
+    model = DETECTORS.build(spec)
+    if "model" in cfg and "data" in cfg:
+        model.cfg = copy.deepcopy(cfg)
+    return model
