@@ -7,7 +7,7 @@ DEMO_CONFIG ?= configs/demo/demo.yaml
 DEMO_DIR    ?= work_dirs/demo
 SHAPES      ?= data/shapes
 
-.PHONY: install demo test test-all clean-demo
+.PHONY: install demo test test-all lint format clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ demo: $(STAMP)
 ## The tests (default run: everything not marked slow).
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## Lint and format check (ruff, configured in pyproject.toml); `make format` rewrites the tree.
+lint: $(STAMP)
+	$(BIN)/ruff check detkit tools tests
+	$(BIN)/ruff format --check detkit tools tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix detkit tools tests
+	$(BIN)/ruff format detkit tools tests
 
 ## Every test, slow ones included.
 test-all: $(STAMP)

@@ -2,11 +2,15 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_config", "build_model", "init_model", "predict", "load_checkpoint"]
+__all__ = ["__version__", "build_model", "init_model", "load_checkpoint", "load_config", "predict"]
 
-_LAZY = {"load_config": "detkit.config", "build_model": "detkit.models.build",
-         "init_model": "detkit.inference.api", "predict": "detkit.inference.api",
-         "load_checkpoint": "detkit.utils.checkpoint"}
+_LAZY = {
+    "load_config": "detkit.config",
+    "build_model": "detkit.models.build",
+    "init_model": "detkit.inference.api",
+    "predict": "detkit.inference.api",
+    "load_checkpoint": "detkit.utils.checkpoint",
+}
 
 
 def __getattr__(name):

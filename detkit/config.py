@@ -1,11 +1,13 @@
 """YAML configs: ``_base_`` inheritance, ``--set key=value`` overrides, dump of the resolved config."""
+
 from __future__ import annotations
 
 import copy
 import difflib
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -52,8 +54,10 @@ def _load(path: Path, chain: tuple[Path, ...]) -> dict:
     if isinstance(bases, str):
         bases = [bases]
     if bases and len(chain) >= MAX_BASE_DEPTH:
-        raise ConfigError(f"{path}: _base_ nests deeper than {MAX_BASE_DEPTH} levels "
-                          f"(chain: {' -> '.join(str(p) for p in (*chain, path))})")
+        raise ConfigError(
+            f"{path}: _base_ nests deeper than {MAX_BASE_DEPTH} levels "
+            f"(chain: {' -> '.join(str(p) for p in (*chain, path))})"
+        )
     merged: dict = {}
     for b in bases:
         bpath = Path(b) if os.path.isabs(b) else path.parent / b
@@ -90,8 +94,9 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
         return named
     near = difflib.get_close_matches(given.stem, list(packaged_configs()), n=1)
     hint = f"; the nearest packaged config is '{near[0]}'" if near else ""
-    raise ConfigError(f"config file not found: {path} (neither a file nor a packaged config name{hint}; "
-                      "`detkit configs` lists them)")
+    raise ConfigError(
+        f"config file not found: {path} (neither a file nor a packaged config name{hint}; `detkit configs` lists them)"
+    )
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] | None = None) -> dict:
@@ -137,8 +142,10 @@ def set_by_path(cfg: dict, key: str, value: Any) -> None:
             if allow_new and isinstance(node, dict):
                 node[p] = {}
             else:
-                raise ConfigError(f"--set {key}: no key '{'.'.join(parts[:i + 1])}' in the config"
-                                  f"{_nearest(key, cfg)}; use '+{key}=...' to add a new key")
+                raise ConfigError(
+                    f"--set {key}: no key '{'.'.join(parts[: i + 1])}' in the config"
+                    f"{_nearest(key, cfg)}; use '+{key}=...' to add a new key"
+                )
         node = node[p]
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
@@ -147,8 +154,9 @@ def set_by_path(cfg: dict, key: str, value: Any) -> None:
     if not isinstance(node, dict):
         raise ConfigError(f"--set {key}: '{'.'.join(parts[:-1])}' is not a mapping")
     if last not in node and not allow_new:
-        raise ConfigError(f"--set {key}: no key '{key}' in the config{_nearest(key, cfg)}; "
-                          f"use '+{key}=...' to add a new key")
+        raise ConfigError(
+            f"--set {key}: no key '{key}' in the config{_nearest(key, cfg)}; use '+{key}=...' to add a new key"
+        )
     node[last] = value
 
 

@@ -1,8 +1,10 @@
 """Name -> class registries; configs build parts by calling constructors with keyword arguments."""
+
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Registry:
@@ -18,8 +20,10 @@ class Registry:
         def _add(o: Callable) -> Callable:
             key = name or o.__name__
             if key in self._items:
-                raise KeyError(f"{self.name} registry: '{key}' is already registered "
-                               f"(by {self._items[key].__module__}); pick another name")
+                raise KeyError(
+                    f"{self.name} registry: '{key}' is already registered "
+                    f"(by {self._items[key].__module__}); pick another name"
+                )
             self._items[key] = o
             return o
 
@@ -31,8 +35,9 @@ class Registry:
             return self._items[name]
         close = difflib.get_close_matches(name, list(self._items), n=1, cutoff=0.0)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise KeyError(f"{self.name} registry has no '{name}'.{hint} "
-                       f"Registered: {', '.join(sorted(self._items)) or '(none)'}")
+        raise KeyError(
+            f"{self.name} registry has no '{name}'.{hint} Registered: {', '.join(sorted(self._items)) or '(none)'}"
+        )
 
     def build(self, spec: dict[str, Any] | None, **defaults: Any) -> Any:
         """Call the class named by ``spec['type']`` with the other keys (``defaults`` fill missing keys)."""

@@ -1,8 +1,9 @@
 """Drawing predictions and ground truth: boxes, labels, scores, mask overlays, semantic maps (OpenCV)."""
+
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -20,9 +21,17 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
-def draw_instances(image: np.ndarray, boxes, labels, scores=None, masks=None,
-                   class_names: Sequence[str] | None = None, score_thr: float = 0.0,
-                   mask_alpha: float = 0.45, thickness: int | None = None) -> np.ndarray:
+def draw_instances(
+    image: np.ndarray,
+    boxes,
+    labels,
+    scores=None,
+    masks=None,
+    class_names: Sequence[str] | None = None,
+    score_thr: float = 0.0,
+    mask_alpha: float = 0.45,
+    thickness: int | None = None,
+) -> np.ndarray:
     """Return a copy of the RGB uint8 ``image`` [H,W,3] with boxes [N,4] xyxy, labels [N], scores [N]
     and masks [N,H,W] drawn; detections scoring under ``score_thr`` are left out."""
     out = np.ascontiguousarray(image.copy())
@@ -56,8 +65,9 @@ def draw_instances(image: np.ndarray, boxes, labels, scores=None, masks=None,
     return out
 
 
-def draw_sem_seg(image: np.ndarray, sem_seg, alpha: float = 0.5, ignore_index: int = 255,
-                 class_names: Sequence[str] | None = None) -> np.ndarray:
+def draw_sem_seg(
+    image: np.ndarray, sem_seg, alpha: float = 0.5, ignore_index: int = 255, class_names: Sequence[str] | None = None
+) -> np.ndarray:
     """Return ``image`` [H,W,3] blended with the colour-coded class map ``sem_seg`` [H,W] (ignore left as is).
 
     With ``class_names``, a legend of the classes present is drawn in the top-left corner.
@@ -83,8 +93,9 @@ def draw_legend(image: np.ndarray, labels: Sequence[int], class_names: Sequence[
         (tw, _), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         cv2.rectangle(out, (2, y), (th + tw + 10, y + th + base + 2), (0, 0, 0), -1)
         cv2.rectangle(out, (4, y + 2), (4 + th, y + th + 2), class_color(lab), -1)
-        cv2.putText(out, name, (th + 8, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            out, name, (th + 8, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
         y += th + base + 4
     return out
 
@@ -102,15 +113,17 @@ def colorize_sem_seg(sem_seg, ignore_index: int = 255) -> np.ndarray:
     return out
 
 
-def draw_prediction(image: np.ndarray, pred: dict, class_names: Sequence[str] | None = None,
-                    score_thr: float = 0.0) -> np.ndarray:
+def draw_prediction(
+    image: np.ndarray, pred: dict, class_names: Sequence[str] | None = None, score_thr: float = 0.0
+) -> np.ndarray:
     """Draw one ``detkit.predict`` result (instances and/or a semantic map) on an RGB image."""
     out = image
     if "sem_seg" in pred:
         out = draw_sem_seg(out, pred["sem_seg"], class_names=class_names)
     if "boxes" in pred:
-        out = draw_instances(out, pred["boxes"], pred["labels"], pred.get("scores"), pred.get("masks"),
-                             class_names, score_thr)
+        out = draw_instances(
+            out, pred["boxes"], pred["labels"], pred.get("scores"), pred.get("masks"), class_names, score_thr
+        )
     return out
 
 
@@ -120,6 +133,11 @@ def draw_sample(sample: dict, class_names: Sequence[str] | None = None) -> np.nd
     if sample.get("sem_seg") is not None:
         out = draw_sem_seg(out, sample["sem_seg"], class_names=class_names)
     if sample.get("boxes") is not None:
-        out = draw_instances(out, sample["boxes"], sample.get("labels", np.zeros(len(sample["boxes"]), int)),
-                             masks=sample.get("masks"), class_names=class_names)
+        out = draw_instances(
+            out,
+            sample["boxes"],
+            sample.get("labels", np.zeros(len(sample["boxes"]), int)),
+            masks=sample.get("masks"),
+            class_names=class_names,
+        )
     return out

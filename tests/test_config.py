@@ -23,8 +23,10 @@ def test_base_inheritance_relative_paths(tmp_path):
     write(tmp_path / "_base_" / "data.yaml", {"data": {"batch_size": 2}, "seed": 0})
     sub = tmp_path / "exp"
     sub.mkdir()
-    write(sub / "cfg.yaml", {"_base_": ["../_base_/model.yaml", "../_base_/data.yaml"],
-                             "model": {"depth": 18, "out": [4]}, "seed": 3})
+    write(
+        sub / "cfg.yaml",
+        {"_base_": ["../_base_/model.yaml", "../_base_/data.yaml"], "model": {"depth": 18, "out": [4]}, "seed": 3},
+    )
     cfg = load_config(sub / "cfg.yaml")
     assert cfg == {"model": {"type": "A", "depth": 18, "out": [4]}, "data": {"batch_size": 2}, "seed": 3}
 

@@ -1,4 +1,5 @@
 """Every YAML config under configs/ loads and builds its model (the _base_ fragments are checked through them)."""
+
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,17 @@ CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not i
 
 def test_configs_exist():
     names = {p.relative_to(ROOT / "configs").as_posix() for p in CONFIGS}
-    for required in ("faster_rcnn/faster_rcnn_r50_fpn_1x_coco.yaml", "mask_rcnn/mask_rcnn_r50_fpn_1x_coco.yaml",
-                     "faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", "mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml",
-                     *(f"yolo/yolo_{s}_coco.yaml" for s in "nsml"), "yolo/yolo_n_seg_coco.yaml",
-                     "yolo/yolo_s_seg_coco.yaml", "yolo/yolo_n_shapes.yaml", "yolo/yolo_n_seg_shapes.yaml"):
+    for required in (
+        "faster_rcnn/faster_rcnn_r50_fpn_1x_coco.yaml",
+        "mask_rcnn/mask_rcnn_r50_fpn_1x_coco.yaml",
+        "faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml",
+        "mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml",
+        *(f"yolo/yolo_{s}_coco.yaml" for s in "nsml"),
+        "yolo/yolo_n_seg_coco.yaml",
+        "yolo/yolo_s_seg_coco.yaml",
+        "yolo/yolo_n_shapes.yaml",
+        "yolo/yolo_n_seg_shapes.yaml",
+    ):
         assert required in names
 
 

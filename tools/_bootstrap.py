@@ -5,6 +5,7 @@ sets it): on a CPU shared with data-loader workers, other processes or DDP ranks
 the cores from the work and ran training several times slower (docs/training.md). Set
 ``OMP_WAIT_POLICY=ACTIVE`` to get OpenMP's default back.
 """
+
 import os
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Analyse COCO-format predictions against a ground truth: per-class AP, PR curves, confusion matrix, (the logic is in detkit/cli/analyze.py; the same command is `detkit analyze`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

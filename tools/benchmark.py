@@ -1,4 +1,5 @@
 """Benchmark detkit: data loading (``--task data``), inference and training steps (``infer``/``train``) (the logic is in detkit/cli/benchmark.py; the same command is `detkit benchmark`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,4 +1,5 @@
 """Draw a config's dataset ground truth (boxes, masks, semantic maps), raw or after its pipeline (the logic is in detkit/cli/browse_dataset.py; the same command is `detkit browse`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,4 +1,5 @@
 """Check a COCO-format dataset: list every problem and summarise it; never modifies the inputs (the logic is in detkit/cli/check_dataset.py; the same command is `detkit check`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

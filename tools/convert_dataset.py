@@ -1,4 +1,5 @@
 """Convert detection datasets between Pascal VOC, YOLO and COCO formats (the logic is in detkit/cli/convert_dataset.py; the same command is `detkit convert`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,4 +1,5 @@
 """Convert torchvision weights (Faster/Mask R-CNN R50-FPN v1, ResNet classifiers) to a detkit checkpoint (the logic is in detkit/cli/convert_weights.py; the same command is `detkit convert-weights`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

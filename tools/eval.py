@@ -1,4 +1,5 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table) (the logic is in detkit/cli/eval.py; the same command is `detkit eval`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

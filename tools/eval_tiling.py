@@ -1,4 +1,5 @@
 """Recall of whole-image vs tiled inference on a large synthetic shapes image (docs/inference.md) (the logic is in detkit/cli/eval_tiling.py; the same command is `detkit eval-tiling`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,4 +1,5 @@
 """Export a trained model to ONNX, optionally verified against PyTorch with onnxruntime (the logic is in detkit/cli/export.py; the same command is `detkit export`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,4 +1,5 @@
 """Run a detector or segmentor on images, folders, globs and videos; write drawings and predictions (the logic is in detkit/cli/infer.py; the same command is `detkit infer`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

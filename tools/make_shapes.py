@@ -1,4 +1,5 @@
 """Write the synthetic "shapes" dataset (COCO instances + semantic maps) used by the *_shapes configs (the logic is in detkit/cli/make_shapes.py; the same command is `detkit make-shapes`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,4 +1,5 @@
 """Parameters per part (backbone, neck, heads) and FLOPs of a config's model at an input size (the logic is in detkit/cli/model_stats.py; the same command is `detkit model-stats`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

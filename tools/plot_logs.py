@@ -1,4 +1,5 @@
 """Plot metric and loss curves of one or several work directories (metrics.jsonl, history.json) to compare runs (the logic is in detkit/cli/plot_logs.py; the same command is `detkit plot-logs`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

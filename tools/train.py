@@ -1,4 +1,5 @@
 """Train a detector on one process, or on many through torchrun (the logic is in detkit/cli/train.py; the same command is `detkit train`)."""
+
 import sys
 
 import _bootstrap  # noqa: F401  (puts the checkout on sys.path, OMP_WAIT_POLICY=PASSIVE)

@@ -1,15 +1,17 @@
 """Draw a dataset's ground truth (boxes, masks, semantic maps), raw or after its pipeline, to check data and
 augmentation; one image per sample or a single contact sheet."""
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["build_browse_dataset", "draw_sample", "iter_drawn", "contact_sheet"]
+__all__ = ["build_browse_dataset", "contact_sheet", "draw_sample", "iter_drawn"]
 
 
 def build_browse_dataset(cfg: dict, split: str = "train", raw: bool = False) -> Any:
@@ -25,8 +27,9 @@ def build_browse_dataset(cfg: dict, split: str = "train", raw: bool = False) -> 
     return build_dataset(spec)
 
 
-def draw_sample(sample: dict, class_names: Sequence[str] | None = None, ignore_index: int = 255,
-                sem_background: bool = False) -> np.ndarray:
+def draw_sample(
+    sample: dict, class_names: Sequence[str] | None = None, ignore_index: int = 255, sem_background: bool = False
+) -> np.ndarray:
     """RGB uint8 [H,W,3]: the sample's semantic map (if any) blended in, then its boxes, labels and masks.
 
     With ``sem_background`` the semantic class 0 (background) is left unpainted, like ignored pixels.
@@ -57,8 +60,11 @@ def iter_drawn(dataset: Any, indices: Sequence[int], seed: int = 0) -> Iterator[
         sample = seeded[(int(i), 0)]
         if sample is None:
             continue
-        yield int(i), sample.get("image_id", i), draw_sample(
-            sample, names, sem_background=bool(getattr(dataset, "sem_background", False)))
+        yield (
+            int(i),
+            sample.get("image_id", i),
+            draw_sample(sample, names, sem_background=bool(getattr(dataset, "sem_background", False))),
+        )
 
 
 def contact_sheet(images: Sequence[tuple[str, np.ndarray]], cell: int = 256, cols: int | None = None) -> np.ndarray:
@@ -73,9 +79,12 @@ def contact_sheet(images: Sequence[tuple[str, np.ndarray]], cell: int = 256, col
         r, c = divmod(k, cols)
         h, w = img.shape[:2]
         s = cell / max(h, w)
-        small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
-                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        small = cv2.resize(
+            img,
+            (max(1, round(w * s)), max(1, round(h * s))),
+            interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
+        )
         y0, x0 = r * (cell + cap) + cap, c * cell
-        sheet[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+        sheet[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
         cv2.putText(sheet, caption, (x0 + 3, y0 - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
     return sheet

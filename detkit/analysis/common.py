@@ -3,6 +3,7 @@
 Everything is measured with pycocotools (the same ``COCOeval`` as ``detkit.evaluation``); IoUs outside
 COCOeval come from ``torchvision.ops.box_iou`` (boxes) and ``pycocotools.mask.iou`` (masks, crowd regions).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,9 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,12 +22,21 @@ from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
 
-from detkit.utils.files import atomic_write
 # private helpers of the evaluation package: the same result checks and empty-result handling as coco_metrics
 from detkit.evaluation.coco_metrics import _empty_results_coco, _load_results, load_coco_gt
+from detkit.utils.files import atomic_write
 
-__all__ = ["load_gt", "load_results", "run_cocoeval", "category_names", "iou_matrix", "is_ignored_gt",
-           "pyplot", "save_figure", "write_csv"]
+__all__ = [
+    "category_names",
+    "iou_matrix",
+    "is_ignored_gt",
+    "load_gt",
+    "load_results",
+    "pyplot",
+    "run_cocoeval",
+    "save_figure",
+    "write_csv",
+]
 
 
 def load_gt(gt: str | os.PathLike | dict | Any, iou_type: str = "bbox") -> Any:
@@ -73,21 +84,29 @@ def _match_file_names(res: list[dict], coco_gt: Any) -> list[dict]:
     out, missing = [], set()
     for r in res:
         parts = Path(str(r["file_name"])).parts
-        img_id = next((by_name[k] for k in ("/".join(parts[-n:]) for n in range(len(parts), 0, -1))
-                       if k in by_name), None)
+        img_id = next(
+            (by_name[k] for k in ("/".join(parts[-n:]) for n in range(len(parts), 0, -1)) if k in by_name), None
+        )
         if img_id is None:
             missing.add(str(r["file_name"]))
             continue
         out.append({**r, "image_id": img_id})
     if missing:
-        raise ValueError(f"{len(missing)} predicted file(s) are not images of the ground truth (e.g. "
-                         f"{sorted(missing)[0]}); analyse predictions against the annotation file of the "
-                         f"images they were made on")
+        raise ValueError(
+            f"{len(missing)} predicted file(s) are not images of the ground truth (e.g. "
+            f"{sorted(missing)[0]}); analyse predictions against the annotation file of the "
+            f"images they were made on"
+        )
     return out
 
 
-def run_cocoeval(coco_gt: Any, results: Sequence[dict], iou_type: str = "bbox",
-                 iou_thrs: Sequence[float] | None = None, img_ids: Sequence[int] | None = None) -> COCOeval:
+def run_cocoeval(
+    coco_gt: Any,
+    results: Sequence[dict],
+    iou_type: str = "bbox",
+    iou_thrs: Sequence[float] | None = None,
+    img_ids: Sequence[int] | None = None,
+) -> COCOeval:
     """``COCOeval.evaluate()`` + ``accumulate()`` (pycocotools' prints captured), no summary.
 
     Args:
@@ -116,8 +135,10 @@ def category_names(coco_gt: Any, class_names: Sequence[str] | None = None) -> tu
     if class_names is None:
         return ids, [str(coco_gt.cats[c].get("name", c)) for c in ids]
     if len(class_names) != len(ids):
-        raise ValueError(f"{len(class_names)} class names for the ground truth's {len(ids)} categories "
-                         f"(ids {ids[:10]}); give one name per category, in category id order")
+        raise ValueError(
+            f"{len(class_names)} class names for the ground truth's {len(ids)} categories "
+            f"(ids {ids[:10]}); give one name per category, in category id order"
+        )
     return ids, [str(n) for n in class_names]
 
 
@@ -131,8 +152,9 @@ def _xyxy(boxes_xywh: Sequence[Sequence[float]]) -> torch.Tensor:
     return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], dim=1)
 
 
-def iou_matrix(dets: Sequence[dict], gts: Sequence[dict], iou_type: str, coco_gt: Any,
-               crowd: bool = False) -> np.ndarray:
+def iou_matrix(
+    dets: Sequence[dict], gts: Sequence[dict], iou_type: str, coco_gt: Any, crowd: bool = False
+) -> np.ndarray:
     """IoU ``[D, G]`` between result records and ground-truth annotations, as COCOeval measures it.
 
     With ``crowd=True`` the ground truths are crowd regions and the value is COCO's crowd overlap
@@ -152,8 +174,10 @@ def iou_matrix(dets: Sequence[dict], gts: Sequence[dict], iou_type: str, coco_gt
 def pyplot():
     """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     return plt
 
 

@@ -15,19 +15,27 @@ Ground truths left unmatched go to (true class, background). Crowd / ignore regi
 So ``matrix.sum() == num_gt + num_unmatched_predictions``, where ``num_gt`` counts the non-crowd ground
 truths and ``num_unmatched_predictions`` the predictions of pass 3 that were not ignored.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from detkit.analysis.common import iou_matrix, is_ignored_gt, pyplot, save_figure, write_csv
 
-__all__ = ["ConfusionResult", "ImageMatch", "confusion_matrix", "match_image", "plot_confusion_matrix",
-           "write_confusion_csv"]
+__all__ = [
+    "ConfusionResult",
+    "ImageMatch",
+    "confusion_matrix",
+    "match_image",
+    "plot_confusion_matrix",
+    "write_confusion_csv",
+]
 
 
 @dataclass
@@ -42,8 +50,9 @@ class ImageMatch:
 
     @property
     def tp(self) -> int:
-        return sum(1 for g, d in self.pairs if g >= 0 and d >= 0
-                   and self.gts[g]["category_id"] == self.dets[d]["category_id"])
+        return sum(
+            1 for g, d in self.pairs if g >= 0 and d >= 0 and self.gts[g]["category_id"] == self.dets[d]["category_id"]
+        )
 
     @property
     def errors(self) -> int:
@@ -67,8 +76,14 @@ class ConfusionResult:
     images: list[ImageMatch]
 
 
-def _greedy(iou: np.ndarray, allowed: np.ndarray, det_free: np.ndarray, gt_free: np.ndarray, thr: float,
-            pairs: list[tuple[int, int]]) -> None:
+def _greedy(
+    iou: np.ndarray,
+    allowed: np.ndarray,
+    det_free: np.ndarray,
+    gt_free: np.ndarray,
+    thr: float,
+    pairs: list[tuple[int, int]],
+) -> None:
     """Dets in order (best score first) take the free, allowed gt with the highest IoU >= thr."""
     for d in np.flatnonzero(det_free):
         cand = np.where(allowed[d] & gt_free & (iou[d] >= thr), iou[d], -1.0)
@@ -78,8 +93,9 @@ def _greedy(iou: np.ndarray, allowed: np.ndarray, det_free: np.ndarray, gt_free:
             gt_free[g], det_free[d] = False, False
 
 
-def match_image(image_id: int, anns: Sequence[dict], dets: Sequence[dict], coco_gt: Any, iou_type: str,
-                iou_thr: float) -> ImageMatch:
+def match_image(
+    image_id: int, anns: Sequence[dict], dets: Sequence[dict], coco_gt: Any, iou_type: str, iou_thr: float
+) -> ImageMatch:
     """Match one image's predictions (already score-filtered) to its annotations (see the module doc)."""
     gts = [a for a in anns if not is_ignored_gt(a)]
     crowd = [a for a in anns if is_ignored_gt(a)]
@@ -101,9 +117,15 @@ def match_image(image_id: int, anns: Sequence[dict], dets: Sequence[dict], coco_
     return m
 
 
-def confusion_matrix(coco_gt: Any, results: Sequence[dict], iou_type: str = "bbox", score_thr: float = 0.3,
-                     iou_thr: float = 0.5, class_names: Sequence[str] | None = None,
-                     img_ids: Sequence[int] | None = None) -> ConfusionResult:
+def confusion_matrix(
+    coco_gt: Any,
+    results: Sequence[dict],
+    iou_type: str = "bbox",
+    score_thr: float = 0.3,
+    iou_thr: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    img_ids: Sequence[int] | None = None,
+) -> ConfusionResult:
     """Count matches of ``results`` (validated COCO results) against ``coco_gt`` (see the module doc).
 
     Returns a ``ConfusionResult``; ``images`` holds every image's matching (for per-image errors).
@@ -118,7 +140,7 @@ def confusion_matrix(coco_gt: Any, results: Sequence[dict], iou_type: str = "bbo
             by_image.setdefault(r["image_id"], []).append(r)
     matrix = np.zeros((K + 1, K + 1), np.int64)
     images, n_ignored = [], 0
-    for img_id in (sorted(img_ids) if img_ids is not None else sorted(coco_gt.getImgIds())):
+    for img_id in sorted(img_ids) if img_ids is not None else sorted(coco_gt.getImgIds()):
         anns = [a for a in coco_gt.imgToAnns.get(img_id, []) if a["category_id"] in index]
         m = match_image(img_id, anns, by_image.get(img_id, []), coco_gt, iou_type, iou_thr)
         for g, d in m.pairs:
@@ -156,9 +178,19 @@ def plot_confusion_matrix(cm: ConfusionResult, out_path: str | os.PathLike, norm
         for i in range(n):
             for j in range(n):
                 if cm.matrix[i, j]:
-                    ax.text(j, i, str(cm.matrix[i, j]), ha="center", va="center", fontsize=8,
-                            color="white" if shown[i, j] > 0.6 * (shown.max() or 1) else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(cm.matrix[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if shown[i, j] > 0.6 * (shown.max() or 1) else "black",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class" if normalize else "count")
-    ax.set_title(f"Confusion matrix (score >= {cm.score_thr:g}, IoU >= {cm.iou_thr:g}): {cm.num_gt} ground truths, "
-                 f"{cm.num_unmatched_predictions} unmatched predictions", fontsize=9)
+    ax.set_title(
+        f"Confusion matrix (score >= {cm.score_thr:g}, IoU >= {cm.iou_thr:g}): {cm.num_gt} ground truths, "
+        f"{cm.num_unmatched_predictions} unmatched predictions",
+        fontsize=9,
+    )
     return save_figure(fig, out_path)

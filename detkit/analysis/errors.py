@@ -20,17 +20,18 @@ which case it is removed; duplicate, both and background errors are removed; mis
 removed from the ground truth. The oracles ``false_positives`` (remove every false positive) and
 ``false_negatives`` (remove every unfound ground truth) bound what is left to gain.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from detkit.analysis.common import (iou_matrix, is_ignored_gt, load_gt, pyplot, run_cocoeval, save_figure,
-                                    write_csv)
+from detkit.analysis.common import iou_matrix, is_ignored_gt, load_gt, pyplot, run_cocoeval, save_figure, write_csv
 from detkit.analysis.per_class import _max_det_index, _mean_valid
 
 __all__ = ["ERROR_TYPES", "ErrorReport", "classify_errors", "error_breakdown", "plot_errors", "write_errors_csv"]
@@ -58,8 +59,9 @@ def _ap(cocoeval: Any) -> float:
     return _mean_valid(prec[:, :, :, list(p.areaRngLbl).index("all"), _max_det_index(p)])
 
 
-def classify_errors(cocoeval: Any, results: Sequence[dict], coco_gt: Any, iou_type: str = "bbox",
-                    bg_thr: float = 0.1) -> tuple[list[tuple[str, int, int]], set[int], set[int]]:
+def classify_errors(
+    cocoeval: Any, results: Sequence[dict], coco_gt: Any, iou_type: str = "bbox", bg_thr: float = 0.1
+) -> tuple[list[tuple[str, int, int]], set[int], set[int]]:
     """Sort the false positives and misses of an evaluated single-threshold COCOeval into TIDE types.
 
     Args:
@@ -116,8 +118,9 @@ def _error_type(iou: np.ndarray, same: np.ndarray, t_f: float, t_b: float) -> tu
     return "background", -1
 
 
-def _fix(kind: str, errors: list, results: list[dict], coco_gt: Any, found: set[int], unfound: set[int],
-         iou_type: str) -> tuple[list[dict], Any]:
+def _fix(
+    kind: str, errors: list, results: list[dict], coco_gt: Any, found: set[int], unfound: set[int], iou_type: str
+) -> tuple[list[dict], Any]:
     """Inputs with the errors of ``kind`` (or an oracle) fixed: (results, ground truth)."""
     gt = coco_gt
     if kind in ("missed", "false_negatives"):
@@ -143,14 +146,17 @@ def _fix(kind: str, errors: list, results: list[dict], coco_gt: Any, found: set[
                     rec["bbox"] = list(ann["bbox"])
                 else:
                     rle = gt.annToRLE(ann)
-                    rec["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")
-                                           if isinstance(rle["counts"], bytes) else rle["counts"]}
+                    rec["segmentation"] = {
+                        "size": list(rle["size"]),
+                        "counts": rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"],
+                    }
                 change[i] = rec
     return [change.get(i, r) for i, r in enumerate(results) if i not in remove], gt
 
 
-def error_breakdown(coco_gt: Any, results: Sequence[dict], iou_type: str = "bbox", iou_thr: float = 0.5,
-                    bg_thr: float = 0.1) -> ErrorReport:
+def error_breakdown(
+    coco_gt: Any, results: Sequence[dict], iou_type: str = "bbox", iou_thr: float = 0.5, bg_thr: float = 0.1
+) -> ErrorReport:
     """Count the TIDE error types of ``results`` and the AP gained by fixing each (see the module doc).
 
     Args:
@@ -189,13 +195,21 @@ def plot_errors(report: ErrorReport, out_path: str | os.PathLike) -> Path:
     fig, ax = plt.subplots(figsize=(9, 4.6))
     bars = ax.bar(range(len(kinds)), vals, color=colors)
     for b, k in zip(bars, kinds):
-        ax.annotate(f"{b.get_height():.1f}\n(n={report.counts[k]})", (b.get_x() + b.get_width() / 2, b.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{b.get_height():.1f}\n(n={report.counts[k]})",
+            (b.get_x() + b.get_width() / 2, b.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.axvline(len(ERROR_TYPES) - 0.5, color="black", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(kinds)), [k.replace("_", " ") for k in kinds], rotation=20)
     ax.set_ylabel(f"AP{100 * report.iou_thr:.0f} gained if fixed (points)")
     ax.set_ylim(0, max(vals + [1.0]) * 1.25)
-    ax.set_title(f"Error breakdown (TIDE-style) at IoU {report.iou_thr:g}: AP{100 * report.iou_thr:.0f} = "
-                 f"{100 * max(report.ap, 0):.1f}", fontsize=10)
+    ax.set_title(
+        f"Error breakdown (TIDE-style) at IoU {report.iou_thr:g}: AP{100 * report.iou_thr:.0f} = "
+        f"{100 * max(report.ap, 0):.1f}",
+        fontsize=10,
+    )
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, out_path)

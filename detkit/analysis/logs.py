@@ -4,18 +4,19 @@ A work directory holds ``metrics.jsonl`` (one JSON object per evaluation: ``epoc
 keys such as ``bbox/AP``) and ``history.json`` (the training series: ``iter``, ``epoch`` (fractional),
 ``lr`` and ``loss`` {name: values}, e.g. ``loss``, ``rpn/cls``); see ``detkit.engine.logger.RunRecord``.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from detkit.analysis.common import pyplot, save_figure
 from detkit.utils.files import read_jsonl
 
-__all__ = ["load_series", "available_keys", "plot_logs"]
+__all__ = ["available_keys", "load_series", "plot_logs"]
 
 
 def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]]:
@@ -43,8 +44,14 @@ def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]
             raise ValueError(f"{d / 'history.json'}: not valid JSON ({e})") from e
         series = {"lr": h.get("lr", []), **(h.get("loss") or {})}
         for k, values in series.items():
-            out.setdefault(k, {"epoch": list(map(float, h.get("epoch", []))),
-                               "iter": list(map(float, h.get("iter", []))), "value": [float(v) for v in values]})
+            out.setdefault(
+                k,
+                {
+                    "epoch": list(map(float, h.get("epoch", []))),
+                    "iter": list(map(float, h.get("iter", []))),
+                    "value": [float(v) for v in values],
+                },
+            )
     return out
 
 
@@ -53,8 +60,13 @@ def available_keys(work_dirs: Sequence[str | os.PathLike]) -> list[str]:
     return sorted({k for d in work_dirs for k in load_series(d)})
 
 
-def plot_logs(work_dirs: Sequence[str | os.PathLike], keys: Sequence[str], out: str | os.PathLike,
-              x: str = "epoch", labels: Sequence[str] | None = None) -> Path:
+def plot_logs(
+    work_dirs: Sequence[str | os.PathLike],
+    keys: Sequence[str],
+    out: str | os.PathLike,
+    x: str = "epoch",
+    labels: Sequence[str] | None = None,
+) -> Path:
     """One panel per key, one line per work directory; ``x`` is ``'epoch'`` or ``'iter'``.
 
     Raises ``ValueError`` for a key that no work directory has (naming the keys there are).
@@ -79,14 +91,20 @@ def plot_logs(work_dirs: Sequence[str | os.PathLike], keys: Sequence[str], out: 
                 continue
             pts = [(a, v) for a, v in zip(s[x], s["value"]) if not (math.isnan(a) or math.isnan(v))]
             is_metric = "/" in key and key.split("/")[0] in ("bbox", "segm", "sem")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if is_metric else None,
-                    markersize=3, linewidth=1.4, label=label)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o" if is_metric else None,
+                markersize=3,
+                linewidth=1.4,
+                label=label,
+            )
         ax.set_title(key)
         ax.set_xlabel(x)
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return save_figure(fig, out)

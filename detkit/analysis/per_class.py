@@ -1,16 +1,18 @@
 """Per-class and per-size AP tables from an accumulated COCOeval (``eval['precision']``, as pycocotools averages it)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from detkit.analysis.common import write_csv
 from detkit.evaluation.coco_metrics import per_class_ap
 
-__all__ = ["ClassRow", "per_class_table", "size_table", "format_table", "write_per_class_csv"]
+__all__ = ["ClassRow", "format_table", "per_class_table", "size_table", "write_per_class_csv"]
 
 SIZES = ("small", "medium", "large")
 
@@ -71,16 +73,21 @@ def size_table(cocoeval: Any) -> dict[str, dict[str, float]]:
     m = _max_det_index(p)
     t50 = np.where(np.isclose(np.asarray(p.iouThrs), 0.5))[0]
     gt = cocoeval.cocoGt
-    anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=list(p.imgIds), catIds=list(p.catIds)))
-            if not (a.get("iscrowd", 0) or a.get("ignore", 0))]
+    anns = [
+        a
+        for a in gt.loadAnns(gt.getAnnIds(imgIds=list(p.imgIds), catIds=list(p.catIds)))
+        if not (a.get("iscrowd", 0) or a.get("ignore", 0))
+    ]
     out = {}
     for lbl, (lo, hi) in zip(p.areaRngLbl, p.areaRng):
         if lbl not in SIZES:
             continue
         a = list(p.areaRngLbl).index(lbl)
-        out[lbl] = {"AP": _mean_valid(prec[:, :, :, a, m]),
-                    "AP50": _mean_valid(prec[t50, :, :, a, m]) if t50.size else -1.0,
-                    "num_gt": sum(1 for x in anns if lo <= x["area"] <= hi)}
+        out[lbl] = {
+            "AP": _mean_valid(prec[:, :, :, a, m]),
+            "AP50": _mean_valid(prec[t50, :, :, a, m]) if t50.size else -1.0,
+            "num_gt": sum(1 for x in anns if lo <= x["area"] <= hi),
+        }
     return out
 
 
@@ -95,8 +102,9 @@ def format_table(rows: Sequence[ClassRow], sizes: Mapping[str, Mapping[str, floa
     lines = [f"{'class':<{width}}  {'cat_id':>6}  {'num_gt':>6}  " + "  ".join(f"{c:>5}" for c in cols)]
     for r in rows:
         vals = (r.AP, r.AP50, r.AP75, r.APs, r.APm, r.APl)
-        lines.append(f"{r.name:<{width}}  {r.category_id:>6}  {r.num_gt:>6}  "
-                     + "  ".join(f"{_pct(v):>5}" for v in vals))
+        lines.append(
+            f"{r.name:<{width}}  {r.category_id:>6}  {r.num_gt:>6}  " + "  ".join(f"{_pct(v):>5}" for v in vals)
+        )
     if sizes:
         lines.append("")
         lines.append(f"{'size':<8}  {'num_gt':>6}  {'AP':>5}  {'AP50':>5}")

@@ -1,9 +1,11 @@
 """Per-image errors (from the confusion matrix's matching) and drawings of the worst and best images."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -13,7 +15,7 @@ from detkit.analysis.common import write_csv
 from detkit.analysis.confusion import ConfusionResult, ImageMatch
 from detkit.utils.files import atomic_write
 
-__all__ = ["rank_images", "write_per_image_csv", "draw_image_pair", "draw_ranked_images"]
+__all__ = ["draw_image_pair", "draw_ranked_images", "rank_images", "write_per_image_csv"]
 
 
 def rank_images(cm: ConfusionResult) -> list[ImageMatch]:
@@ -28,8 +30,18 @@ def write_per_image_csv(cm: ConfusionResult, coco_gt: Any, path: str | os.PathLi
     rows = []
     for m in rank_images(cm):
         counted = len(m.dets) - len(m.ignored)
-        rows.append((m.image_id, coco_gt.imgs[m.image_id].get("file_name", ""), len(m.gts), counted, m.tp,
-                     counted - m.tp, len(m.gts) - m.tp, m.errors))
+        rows.append(
+            (
+                m.image_id,
+                coco_gt.imgs[m.image_id].get("file_name", ""),
+                len(m.gts),
+                counted,
+                m.tp,
+                counted - m.tp,
+                len(m.gts) - m.tp,
+                m.errors,
+            )
+        )
     return write_csv(path, ("image_id", "file_name", "num_gt", "num_pred", "tp", "fp", "fn", "errors"), rows)
 
 
@@ -52,8 +64,15 @@ def _masks(records: Sequence[dict], coco_gt: Any, h: int, w: int, is_gt: bool) -
     return out
 
 
-def draw_image_pair(image: np.ndarray, m: ImageMatch, coco_gt: Any, class_names: Sequence[str],
-                    category_ids: Sequence[int], iou_type: str = "bbox", min_size: int = 384) -> np.ndarray:
+def draw_image_pair(
+    image: np.ndarray,
+    m: ImageMatch,
+    coco_gt: Any,
+    class_names: Sequence[str],
+    category_ids: Sequence[int],
+    iou_type: str = "bbox",
+    min_size: int = 384,
+) -> np.ndarray:
     """Ground truth (left) and predictions >= the score threshold (right) side by side, RGB uint8.
 
     Images smaller than ``min_size`` (short side) are enlarged first, so labels stay readable.
@@ -71,21 +90,30 @@ def draw_image_pair(image: np.ndarray, m: ImageMatch, coco_gt: Any, class_names:
         masks = None
         if iou_type == "segm" and records:
             masks = _masks(records, coco_gt, h, w, is_gt)
-            masks = np.stack([cv2.resize(x.astype(np.uint8), big.shape[1::-1], interpolation=cv2.INTER_NEAREST)
-                              for x in masks]).astype(bool)
+            masks = np.stack(
+                [cv2.resize(x.astype(np.uint8), big.shape[1::-1], interpolation=cv2.INTER_NEAREST) for x in masks]
+            ).astype(bool)
         panels.append(draw_instances(big, _boxes_xyxy(records) * s, labels, scores, masks, class_names))
     gap = np.full((big.shape[0], 8, 3), 255, np.uint8)
     body = np.concatenate([panels[0], gap, panels[1]], axis=1)
     header = np.full((44, body.shape[1], 3), 255, np.uint8)
-    lines = (f"image {m.image_id}: {m.errors} error(s), {m.tp} of {len(m.gts)} ground truths found",
-             "left: ground truth    right: predictions")
+    lines = (
+        f"image {m.image_id}: {m.errors} error(s), {m.tp} of {len(m.gts)} ground truths found",
+        "left: ground truth    right: predictions",
+    )
     for k, text in enumerate(lines):
         cv2.putText(header, text, (4, 17 + 20 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([header, body], axis=0)
 
 
-def draw_ranked_images(cm: ConfusionResult, coco_gt: Any, img_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                       num: int = 8, iou_type: str = "bbox") -> dict[str, list[Path]]:
+def draw_ranked_images(
+    cm: ConfusionResult,
+    coco_gt: Any,
+    img_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    num: int = 8,
+    iou_type: str = "bbox",
+) -> dict[str, list[Path]]:
     """Draw the ``num`` worst and best images into ``out_dir/worst`` and ``out_dir/best`` (JPEG).
 
     Image paths are ``img_dir`` joined with each image's ``file_name`` and may not leave ``img_dir``;
@@ -106,7 +134,7 @@ def draw_ranked_images(cm: ConfusionResult, coco_gt: Any, img_dir: str | os.Path
             try:
                 image = read_image(safe_join(img_dir, info["file_name"]))
             except (OSError, ValueError) as e:
-                warnings.warn(f"skipped image {m.image_id}: {e}")
+                warnings.warn(f"skipped image {m.image_id}: {e}", stacklevel=2)
                 continue
             drawn = draw_image_pair(image, m, coco_gt, cm.names, cm.category_ids, iou_type)
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])

@@ -1,16 +1,18 @@
 """Precision-recall curves from COCOeval's ``eval['precision']`` (the curves whose mean is the reported AP)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from detkit.analysis.common import pyplot, save_figure
 from detkit.analysis.per_class import _max_det_index
 
-__all__ = ["pr_curves", "plot_pr_curves"]
+__all__ = ["plot_pr_curves", "pr_curves"]
 
 
 def pr_curves(cocoeval: Any, iou: float | None = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,16 +38,18 @@ def pr_curves(cocoeval: Any, iou: float | None = 0.5) -> tuple[np.ndarray, np.nd
         prec = prec[t]
     # accumulate() leaves -1 only for a whole (category, IoU) slice without ground truth
     valid = prec > -1
-    per_class = np.where(valid.any(axis=(0, 1))[None, :],
-                         np.where(valid, prec, 0).sum(0) / np.maximum(valid.sum(0), 1), np.nan).T  # [K, R]
+    per_class = np.where(
+        valid.any(axis=(0, 1))[None, :], np.where(valid, prec, 0).sum(0) / np.maximum(valid.sum(0), 1), np.nan
+    ).T  # [K, R]
     overall = np.where(valid, prec, 0).sum((0, 2)) / np.maximum(valid.sum((0, 2)), 1)
     if not valid.any():
         overall[:] = np.nan
     return np.asarray(p.recThrs, dtype=np.float64), per_class, overall
 
 
-def plot_pr_curves(cocoeval: Any, out_path: str | os.PathLike, class_names: Sequence[str] | None = None,
-                   title: str = "") -> Path:
+def plot_pr_curves(
+    cocoeval: Any, out_path: str | os.PathLike, class_names: Sequence[str] | None = None, title: str = ""
+) -> Path:
     """Write a two-panel PNG: PR curves at IoU 0.5 and averaged over IoU 0.50:0.95.
 
     One line per category (its AP in the legend) and a thick black line for all categories.
@@ -63,8 +67,14 @@ def plot_pr_curves(cocoeval: Any, out_path: str | os.PathLike, class_names: Sequ
         for k, name in enumerate(names):
             if np.isnan(per_class[k]).all():
                 continue
-            ax.plot(recall, per_class[k], color=cmap(k % cmap.N), linewidth=0.6 if many else 1.3,
-                    alpha=0.5 if many else 0.9, label=None if many else f"{name} (AP {per_class[k].mean():.3f})")
+            ax.plot(
+                recall,
+                per_class[k],
+                color=cmap(k % cmap.N),
+                linewidth=0.6 if many else 1.3,
+                alpha=0.5 if many else 0.9,
+                label=None if many else f"{name} (AP {per_class[k].mean():.3f})",
+            )
         if not np.isnan(overall).all():
             ax.plot(recall, overall, color="black", linewidth=2.6, label=f"all classes (AP {overall.mean():.3f})")
         ax.set_title(f"Precision-recall, {label}")

@@ -1,12 +1,14 @@
 """One-call analyses: ``analyze`` (everything, for tools/analyze.py) and ``write_eval_report`` (training hook)."""
+
 from __future__ import annotations
 
 import contextlib
 import io
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from detkit.analysis.common import category_names, load_gt, load_results, run_cocoeval
 from detkit.analysis.confusion import confusion_matrix, plot_confusion_matrix, write_confusion_csv
@@ -14,10 +16,11 @@ from detkit.analysis.errors import error_breakdown, plot_errors, write_errors_cs
 from detkit.analysis.per_class import format_table, per_class_table, size_table, write_per_class_csv
 from detkit.analysis.per_image import draw_ranked_images, write_per_image_csv
 from detkit.analysis.pr_curves import plot_pr_curves
-from detkit.utils.files import atomic_write
 from detkit.evaluation.coco_metrics import STAT_NAMES
+from detkit.utils.files import atomic_write
 
 __all__ = ["analyze", "write_eval_report", "write_evaluator_report"]
+
 
 def _metrics(cocoeval: Any, iou_type: str) -> dict[str, float]:
     with contextlib.redirect_stdout(io.StringIO()):
@@ -25,9 +28,15 @@ def _metrics(cocoeval: Any, iou_type: str) -> dict[str, float]:
     return {f"{iou_type}/{n}": float(v) for n, v in zip(STAT_NAMES, cocoeval.stats)}
 
 
-def write_eval_report(work_dir: str | os.PathLike, gt: Any, results: str | os.PathLike | Sequence[dict],
-                      class_names: Sequence[str] | None = None, iou_type: str = "bbox", score_thr: float = 0.3,
-                      iou_thr: float = 0.5) -> dict[str, Any]:
+def write_eval_report(
+    work_dir: str | os.PathLike,
+    gt: Any,
+    results: str | os.PathLike | Sequence[dict],
+    class_names: Sequence[str] | None = None,
+    iou_type: str = "bbox",
+    score_thr: float = 0.3,
+    iou_thr: float = 0.5,
+) -> dict[str, Any]:
     """Write ``pr_curves.png``, ``confusion_matrix.png`` and ``confusion_matrix.csv`` into ``work_dir``.
 
     Args:
@@ -44,8 +53,10 @@ def write_eval_report(work_dir: str | os.PathLike, gt: Any, results: str | os.Pa
     E = run_cocoeval(coco_gt, res, iou_type)
     files = [plot_pr_curves(E, work_dir / "pr_curves.png", names)]
     cm = confusion_matrix(coco_gt, res, iou_type, score_thr, iou_thr, names)
-    files += [plot_confusion_matrix(cm, work_dir / "confusion_matrix.png"),
-              write_confusion_csv(cm, work_dir / "confusion_matrix.csv")]
+    files += [
+        plot_confusion_matrix(cm, work_dir / "confusion_matrix.png"),
+        write_confusion_csv(cm, work_dir / "confusion_matrix.csv"),
+    ]
     return {"metrics": _metrics(E, iou_type), "confusion": cm, "files": files}
 
 
@@ -62,10 +73,18 @@ def write_evaluator_report(evaluator: Any, work_dir: str | os.PathLike) -> list[
     return write_eval_report(work_dir, gt, results, getattr(evaluator, "class_names", None), iou_type)["files"]
 
 
-def analyze(gt: Any, results: str | os.PathLike | Sequence[dict], out_dir: str | os.PathLike,
-            iou_type: str = "bbox", score_thr: float = 0.3, iou_thr: float = 0.5,
-            img_dir: str | os.PathLike | None = None, num_images: int = 8,
-            class_names: Sequence[str] | None = None, tide: bool = True) -> dict[str, Any]:
+def analyze(
+    gt: Any,
+    results: str | os.PathLike | Sequence[dict],
+    out_dir: str | os.PathLike,
+    iou_type: str = "bbox",
+    score_thr: float = 0.3,
+    iou_thr: float = 0.5,
+    img_dir: str | os.PathLike | None = None,
+    num_images: int = 8,
+    class_names: Sequence[str] | None = None,
+    tide: bool = True,
+) -> dict[str, Any]:
     """Run every analysis of ``results`` against ``gt`` and write the outputs into ``out_dir``.
 
     Writes per_class.csv, pr_curves.png, confusion_matrix.png/.csv, errors.png/.csv (``tide``),
@@ -84,9 +103,11 @@ def analyze(gt: Any, results: str | os.PathLike | Sequence[dict], out_dir: str |
     sizes = size_table(E)
     files = [write_per_class_csv(rows, out / "per_class.csv"), plot_pr_curves(E, out / "pr_curves.png", names)]
     cm = confusion_matrix(coco_gt, res, iou_type, score_thr, iou_thr, names)
-    files += [plot_confusion_matrix(cm, out / "confusion_matrix.png"),
-              write_confusion_csv(cm, out / "confusion_matrix.csv"),
-              write_per_image_csv(cm, coco_gt, out / "per_image.csv")]
+    files += [
+        plot_confusion_matrix(cm, out / "confusion_matrix.png"),
+        write_confusion_csv(cm, out / "confusion_matrix.csv"),
+        write_per_image_csv(cm, coco_gt, out / "per_image.csv"),
+    ]
     errors = None
     if tide:
         errors = error_breakdown(coco_gt, res, iou_type, iou_thr)
@@ -94,16 +115,39 @@ def analyze(gt: Any, results: str | os.PathLike | Sequence[dict], out_dir: str |
     if img_dir is not None:
         drawn = draw_ranked_images(cm, coco_gt, img_dir, out, num_images, iou_type)
         files += [p for group in drawn.values() for p in group]
-    summary = {"iou_type": iou_type, "num_images": len(coco_gt.getImgIds()), "num_predictions": len(res),
-               "metrics": metrics, "sizes": sizes, "per_class": [r._asdict() for r in rows],
-               "confusion": {"score_thr": score_thr, "iou_thr": iou_thr, "num_gt": cm.num_gt,
-                             "num_unmatched_predictions": cm.num_unmatched_predictions,
-                             "num_ignored_predictions": cm.num_ignored_predictions},
-               "errors": None if errors is None else {"iou_thr": errors.iou_thr, "bg_thr": errors.bg_thr,
-                                                      "AP": errors.ap, "counts": errors.counts,
-                                                      "delta_AP": errors.delta_ap}}
+    summary = {
+        "iou_type": iou_type,
+        "num_images": len(coco_gt.getImgIds()),
+        "num_predictions": len(res),
+        "metrics": metrics,
+        "sizes": sizes,
+        "per_class": [r._asdict() for r in rows],
+        "confusion": {
+            "score_thr": score_thr,
+            "iou_thr": iou_thr,
+            "num_gt": cm.num_gt,
+            "num_unmatched_predictions": cm.num_unmatched_predictions,
+            "num_ignored_predictions": cm.num_ignored_predictions,
+        },
+        "errors": None
+        if errors is None
+        else {
+            "iou_thr": errors.iou_thr,
+            "bg_thr": errors.bg_thr,
+            "AP": errors.ap,
+            "counts": errors.counts,
+            "delta_AP": errors.delta_ap,
+        },
+    }
     text = json.dumps(summary, indent=2)
     atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
     files.append(out / "summary.json")
-    return {"metrics": metrics, "per_class": rows, "sizes": sizes, "confusion": cm, "errors": errors,
-            "table": format_table(rows, sizes), "files": files}
+    return {
+        "metrics": metrics,
+        "per_class": rows,
+        "sizes": sizes,
+        "confusion": cm,
+        "errors": errors,
+        "table": format_table(rows, sizes),
+        "files": files,
+    }

@@ -1,4 +1,5 @@
 """Data-loading throughput: images per second through a DataLoader (tools/benchmark.py --task data)."""
+
 from __future__ import annotations
 
 import time
@@ -39,5 +40,10 @@ def measure_throughput(loader: DataLoader, num_iters: int, warmup: int = 2) -> d
         dt = time.perf_counter() - t0
     finally:
         it.close()
-    return {"images_per_s": images / dt if dt > 0 else float("inf"), "ms_per_batch": 1000 * dt / max(1, num_iters),
-            "images": float(images), "batches": float(num_iters), "seconds": dt}
+    return {
+        "images_per_s": images / dt if dt > 0 else float("inf"),
+        "ms_per_batch": 1000 * dt / max(1, num_iters),
+        "images": float(images),
+        "batches": float(num_iters),
+        "seconds": dt,
+    }

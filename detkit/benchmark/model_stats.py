@@ -1,4 +1,5 @@
 """Parameters per part and FLOPs of a detector's raw forward (``torch.utils.flop_counter.FlopCounterMode``)."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["PartStats", "PARTS", "model_stats", "format_stats"]
+__all__ = ["PARTS", "PartStats", "format_stats", "model_stats"]
 
 # the fixed part names of DESIGN.md, in forward order
 PARTS = ("backbone", "neck", "rpn_head", "box_head", "mask_head", "head", "decode_head")
@@ -42,8 +43,9 @@ def _random_boxes(n: int, h: int, w: int, gen: torch.Generator, device: torch.de
 
 
 @torch.no_grad()
-def model_stats(model: nn.Module, size: tuple[int, int] = (640, 640), num_rois: int = 0,
-                size_divisor: int = 32) -> tuple[list[PartStats], int, tuple[int, int]]:
+def model_stats(
+    model: nn.Module, size: tuple[int, int] = (640, 640), num_rois: int = 0, size_divisor: int = 32
+) -> tuple[list[PartStats], int, tuple[int, int]]:
     """Parameters per named part and FLOPs of one ``[1, 3, H, W]`` image through the raw forward.
 
     FLOPs are counted for backbone -> neck -> the dense head (``rpn_head`` / ``head`` / ``decode_head``)

@@ -6,13 +6,15 @@ seeded random weights made realistic (FrozenBatchNorm2d with random statistics, 
 dozens of detections pass the 0.05 threshold), converted with ``detkit.weights.torchvision`` and loaded into
 detkit's model; both then run in this process, interleaved (A B A B ...), and medians are compared.
 """
+
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,8 +39,9 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def time_interleaved(fns: dict[str, Callable[[], object]], iters: int, warmup: int,
-                     device: torch.device) -> dict[str, list[float]]:
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], iters: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
     """Seconds per call of each function, run in turns (A B A B ...) after ``warmup`` untimed turns."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(warmup + iters):
@@ -65,10 +68,8 @@ def _proc_kb(key: str) -> int | None:
 
 def _reset_cpu_peak() -> bool:
     """Release free heap pages (glibc ``malloc_trim``) and reset the peak RSS (Linux ``clear_refs``)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
             f.write("5")
@@ -91,7 +92,7 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
         torch.cuda.reset_peak_memory_stats(device)
         fn()
         _sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20, "cuda max_memory_allocated"
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20, "cuda max_memory_allocated"
     if not _reset_cpu_peak():
         fn()
         return None, "unavailable (needs Linux /proc/self/clear_refs)"
@@ -111,8 +112,9 @@ def synthetic_image(h: int, w: int, seed: int = 2) -> Tensor:
     return img.round().to(torch.uint8)
 
 
-def synthetic_targets(batch: int, size: int, boxes_per_image: int = 4, seed: int = 3,
-                      with_masks: bool = False, num_classes: int = 80) -> list[dict[str, Tensor]]:
+def synthetic_targets(
+    batch: int, size: int, boxes_per_image: int = 4, seed: int = 3, with_masks: bool = False, num_classes: int = 80
+) -> list[dict[str, Tensor]]:
     """Per image a few random gt boxes (xyxy, 40..190 px), labels 0..num_classes-1 and box-shaped masks."""
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -135,11 +137,19 @@ def _is_torchvision_r50_fpn(cfg: dict) -> str:
     m = cfg.get("model", {})
     bb, neck = m.get("backbone") or {}, m.get("neck") or {}
     box = m.get("box_head") or {}
-    if (m.get("type") != "TwoStageDetector" or bb.get("type") != "ResNet" or bb.get("depth") != 50
-            or neck.get("type") != "FPN" or neck.get("out_channels", 256) != 256 or box.get("head", "2fc") != "2fc"):
-        raise ValueError("--compare torchvision needs torchvision's R50-FPN two-stage model, e.g. "
-                         "configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.yaml or "
-                         "configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.yaml")
+    if (
+        m.get("type") != "TwoStageDetector"
+        or bb.get("type") != "ResNet"
+        or bb.get("depth") != 50
+        or neck.get("type") != "FPN"
+        or neck.get("out_channels", 256) != 256
+        or box.get("head", "2fc") != "2fc"
+    ):
+        raise ValueError(
+            "--compare torchvision needs torchvision's R50-FPN two-stage model, e.g. "
+            "configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.yaml or "
+            "configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.yaml"
+        )
     return "mask" if m.get("mask_head") else "faster"
 
 
@@ -234,23 +244,47 @@ def _median_ms(times: list[float]) -> float:
     return 1e3 * statistics.median(times)
 
 
-def _row(task: str, cfg: dict, device: torch.device, shape: str, times: dict[str, list[float]],
-         mem: dict[str, tuple[float | None, str]], check: str) -> dict:
+def _row(
+    task: str,
+    cfg: dict,
+    device: torch.device,
+    shape: str,
+    times: dict[str, list[float]],
+    mem: dict[str, tuple[float | None, str]],
+    check: str,
+) -> dict:
     ms = {k: _median_ms(v) for k, v in times.items()}
     tv_ms, tv_mem = ms.get("torchvision"), mem.get("torchvision", (None, ""))[0]
     dk_mem = mem["detkit"][0]
     kind = "mask_rcnn" if cfg["model"].get("mask_head") else "faster_rcnn"
     depth = cfg["model"].get("backbone", {}).get("depth", "")
-    return {"task": task, "model": f"{kind}_r{depth}_fpn" if depth else kind, "device": str(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None, "input": shape,
-            "iters": len(times["detkit"]), "detkit_ms": ms["detkit"], "torchvision_ms": tv_ms,
-            "ratio": ms["detkit"] / tv_ms if tv_ms else None, "detkit_mem_mb": dk_mem,
-            "torchvision_mem_mb": tv_mem, "mem_ratio": dk_mem / tv_mem if dk_mem and tv_mem else None,
-            "mem_method": mem["detkit"][1], "check": check}
+    return {
+        "task": task,
+        "model": f"{kind}_r{depth}_fpn" if depth else kind,
+        "device": str(device),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "input": shape,
+        "iters": len(times["detkit"]),
+        "detkit_ms": ms["detkit"],
+        "torchvision_ms": tv_ms,
+        "ratio": ms["detkit"] / tv_ms if tv_ms else None,
+        "detkit_mem_mb": dk_mem,
+        "torchvision_mem_mb": tv_mem,
+        "mem_ratio": dk_mem / tv_mem if dk_mem and tv_mem else None,
+        "mem_method": mem["detkit"][1],
+        "check": check,
+    }
 
 
-def bench_infer(cfg: dict, size: tuple[int, int] = (800, 1216), iters: int = 5, warmup: int = 1,
-                device: str | None = None, compare: str | None = None, log: Log = print) -> dict:
+def bench_infer(
+    cfg: dict,
+    size: tuple[int, int] = (800, 1216),
+    iters: int = 5,
+    warmup: int = 1,
+    device: str | None = None,
+    compare: str | None = None,
+    log: Log = print,
+) -> dict:
     """Median latency (ms) and peak memory of ``predict`` on one ``size`` image, detkit vs torchvision.
 
     detkit runs as ``init_model`` + ``detkit.predict`` would (``optimize_for_inference()``, inference
@@ -259,8 +293,7 @@ def bench_infer(cfg: dict, size: tuple[int, int] = (800, 1216), iters: int = 5, 
     """
     dev = resolve_device(device)
     h, w = int(size[0]), int(size[1])
-    tv, dk = (torchvision_pair(cfg, min(h, w), max(h, w)) if compare == "torchvision"
-              else (None, build_model(cfg)))
+    tv, dk = torchvision_pair(cfg, min(h, w), max(h, w)) if compare == "torchvision" else (None, build_model(cfg))
     dk = dk.to(dev).eval().optimize_for_inference()
     img = synthetic_image(h, w).to(dev)
     batch = {"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]}
@@ -276,6 +309,7 @@ def bench_infer(cfg: dict, size: tuple[int, int] = (800, 1216), iters: int = 5, 
         def run_tv():
             with torch.inference_mode():
                 return tv([img.float() / 255])[0]
+
         fns["torchvision"] = run_tv
     times = time_interleaved(fns, iters, warmup, dev)
     mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
@@ -301,15 +335,27 @@ def _infer_check(tv: nn.Module, img: Tensor, dk: nn.Module, run_dk: Callable) ->
     dk.optimize_for_inference(False)
     plain = compare_detections(ref, run_dk(), ids)
     dk.optimize_for_inference(True)
+
     def line(r: dict) -> str:
-        t = (f"{r['n_ref']}/{r['n_out']} dets, {r['matched']} matched <=1px: max box {r['box_diff']:.2g} px, "
-             f"score {r['score_diff']:.2g}")
+        t = (
+            f"{r['n_ref']}/{r['n_out']} dets, {r['matched']} matched <=1px: max box {r['box_diff']:.2g} px, "
+            f"score {r['score_diff']:.2g}"
+        )
         return t + (f", mask IoU >= {r['mask_iou_min']:.3f}" if "mask_iou_min" in r else "")
+
     return f"fast: {line(fast)}; plain: {line(plain)}; torchvision channels_last: {line(yardstick)}"
 
 
-def bench_train(cfg: dict, size: int = 512, batch: int = 2, iters: int = 5, warmup: int = 1,
-                device: str | None = None, compare: str | None = None, log: Log = print) -> dict:
+def bench_train(
+    cfg: dict,
+    size: int = 512,
+    batch: int = 2,
+    iters: int = 5,
+    warmup: int = 1,
+    device: str | None = None,
+    compare: str | None = None,
+    log: Log = print,
+) -> dict:
     """Median time (ms) and peak memory of one training step (forward, backward, SGD step).
 
     ``batch`` images of ``size`` x ``size`` with four gt boxes (and masks) each; torchvision's model is
@@ -321,10 +367,16 @@ def bench_train(cfg: dict, size: int = 512, batch: int = 2, iters: int = 5, warm
     tv, dk = torchvision_pair(cfg, size, size) if compare == "torchvision" else (None, build_model(cfg))
     dk = dk.to(dev).train()
     images = torch.stack([synthetic_image(size, size, seed=2 + i) for i in range(batch)]).to(dev)
-    targets = [{k: v.to(dev) for k, v in t.items()}
-               for t in synthetic_targets(batch, size, with_masks=mask, num_classes=dk.num_classes)]
-    dk_batch = {"images": images, "image_sizes": [(size, size)] * batch, "orig_sizes": [(size, size)] * batch,
-                "targets": targets}
+    targets = [
+        {k: v.to(dev) for k, v in t.items()}
+        for t in synthetic_targets(batch, size, with_masks=mask, num_classes=dk.num_classes)
+    ]
+    dk_batch = {
+        "images": images,
+        "image_sizes": [(size, size)] * batch,
+        "orig_sizes": [(size, size)] * batch,
+        "targets": targets,
+    }
     fns = {"detkit": _train_step(dk, lambda: dk.loss(dk_batch))}
     if tv is not None:
         tv = tv.to(dev).train()
@@ -352,4 +404,5 @@ def _train_step(model: nn.Module, loss_fn: Callable[[], dict]) -> Callable[[], f
         total.backward()
         opt.step()
         return float(total.detach())
+
     return step

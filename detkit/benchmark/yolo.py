@@ -9,6 +9,7 @@ Rows: ``forward`` (network + box decoding, a float [1,3,S,S] input), ``end2end``
 ``S x S``: letterbox, normalise, forward, NMS at score 0.25 / IoU 0.7 / 300 detections, boxes back to the
 image) and ``train`` (forward, loss, backward and an SGD step at ``batch`` x S x S).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,12 +25,16 @@ def _ultralytics():
     try:
         from ultralytics.nn import tasks
     except ImportError as e:
-        raise RuntimeError("--compare ultralytics needs Ultralytics installed for the benchmark only: "
-                           "pip install --no-deps ultralytics ultralytics-thop") from e
+        raise RuntimeError(
+            "--compare ultralytics needs Ultralytics installed for the benchmark only: "
+            "pip install --no-deps ultralytics ultralytics-thop"
+        ) from e
     return tasks
 
 
-def ultralytics_pair(cfg: dict, num_classes: int = 80, seed: int = 0, cls_bias: float = -1.3) -> tuple[nn.Module, nn.Module]:
+def ultralytics_pair(
+    cfg: dict, num_classes: int = 80, seed: int = 0, cls_bias: float = -1.3
+) -> tuple[nn.Module, nn.Module]:
     """YOLOv8 (Ultralytics) and detkit's model of ``cfg`` with the same random weights.
 
     BN statistics are randomised and the class logits' bias set to ``cls_bias`` so that a realistic
@@ -53,32 +58,46 @@ def ultralytics_pair(cfg: dict, num_classes: int = 80, seed: int = 0, cls_bias: 
     dk = build_model(cfg)
     missing, unexpected = dk.load_state_dict(ultralytics_to_detkit(ul.state_dict()), strict=False)
     if missing or unexpected:
-        raise RuntimeError(f"YOLOv8{scale} does not fit the config's model: missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]}")
+        raise RuntimeError(
+            f"YOLOv8{scale} does not fit the config's model: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return ul, dk
 
 
 def _row(task: str, scale: str, device, shape: str, times: dict, mem: dict, check: str) -> dict:
     ms = {k: _median_ms(v) for k, v in times.items()}
-    return {"task": task, "model": f"yolo_{scale}", "device": str(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None, "input": shape,
-            "iters": len(times["detkit"]), "detkit_ms": ms["detkit"], "peer_ms": ms["ultralytics"],
-            "ratio": ms["detkit"] / ms["ultralytics"], "detkit_mem_mb": mem["detkit"][0],
-            "peer_mem_mb": mem["ultralytics"][0], "mem_method": mem["detkit"][1],
-            "mem_ratio": (mem["detkit"][0] / mem["ultralytics"][0]
-                          if mem["detkit"][0] and mem["ultralytics"][0] else None), "check": check}
+    return {
+        "task": task,
+        "model": f"yolo_{scale}",
+        "device": str(device),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "input": shape,
+        "iters": len(times["detkit"]),
+        "detkit_ms": ms["detkit"],
+        "peer_ms": ms["ultralytics"],
+        "ratio": ms["detkit"] / ms["ultralytics"],
+        "detkit_mem_mb": mem["detkit"][0],
+        "peer_mem_mb": mem["ultralytics"][0],
+        "mem_method": mem["detkit"][1],
+        "mem_ratio": (mem["detkit"][0] / mem["ultralytics"][0] if mem["detkit"][0] and mem["ultralytics"][0] else None),
+        "check": check,
+    }
 
 
-def bench_infer(cfg: dict, size: int = 640, iters: int = 10, warmup: int = 2, device: str | None = None,
-                log=print) -> list[dict]:
+def bench_infer(
+    cfg: dict, size: int = 640, iters: int = 10, warmup: int = 2, device: str | None = None, log=print
+) -> list[dict]:
     """``forward`` and ``end2end`` rows: fused detkit vs fused Ultralytics on one ``size`` x ``size`` image."""
-    import detkit
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils import nms, ops
 
+    import detkit
+
     dev = resolve_device(device)
     ul, dk = ultralytics_pair(cfg)
-    ul = ul.to(dev).eval().fuse(verbose=False) if "verbose" in ul.fuse.__code__.co_varnames else ul.to(dev).eval().fuse()
+    ul = (
+        ul.to(dev).eval().fuse(verbose=False) if "verbose" in ul.fuse.__code__.co_varnames else ul.to(dev).eval().fuse()
+    )
     dk = dk.to(dev).eval().optimize_for_inference()
     dk.cfg = {"data": {"val": {"pipeline": [{"type": "LetterBox", "size": size}]}}}
     scale = cfg["model"].get("backbone", {}).get("scale", "n")
@@ -108,11 +127,12 @@ def bench_infer(cfg: dict, size: int = 640, iters: int = 10, warmup: int = 2, de
 
     def ul_e2e():
         with torch.inference_mode():
-            im = letterbox(image=img[:, :, ::-1])[:, :, ::-1]          # Ultralytics letterboxes BGR arrays
+            im = letterbox(image=img[:, :, ::-1])[:, :, ::-1]  # Ultralytics letterboxes BGR arrays
             t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None].to(dev).float() / 255
             out = ul(t)
-            det = nms.non_max_suppression(out[0] if isinstance(out, (tuple, list)) else out, 0.25, 0.7,
-                                          max_per_img=300)[0]
+            det = nms.non_max_suppression(
+                out[0] if isinstance(out, (tuple, list)) else out, 0.25, 0.7, max_per_img=300
+            )[0]
             det[:, :4] = ops.scale_boxes(t.shape[2:], det[:, :4], img.shape[:2])
             return det
 
@@ -125,8 +145,9 @@ def bench_infer(cfg: dict, size: int = 640, iters: int = 10, warmup: int = 2, de
     return rows
 
 
-def bench_train(cfg: dict, size: int = 640, batch: int = 8, iters: int = 5, warmup: int = 1,
-                device: str | None = None, log=print) -> list[dict]:
+def bench_train(
+    cfg: dict, size: int = 640, batch: int = 8, iters: int = 5, warmup: int = 1, device: str | None = None, log=print
+) -> list[dict]:
     """``train`` row: forward + loss + backward + SGD step at ``batch`` x ``size``^2, four boxes per image."""
     from ultralytics.cfg import get_cfg
 
@@ -139,19 +160,30 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, iters: int = 5, warm
     scale = cfg["model"].get("backbone", {}).get("scale", "n")
     g = torch.Generator().manual_seed(3)
     images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g).to(dev)
-    targets = [{k: v.to(dev) for k, v in t.items() if k in ("boxes", "labels")}
-               for t in synthetic_targets(batch, size)]
+    targets = [{k: v.to(dev) for k, v in t.items() if k in ("boxes", "labels")} for t in synthetic_targets(batch, size)]
     dk_batch = {"images": images, "image_sizes": [(size, size)] * batch, "targets": targets}
     boxes = torch.cat([t["boxes"] for t in targets])
-    xywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
-                        boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1) / size
-    ul_batch = {"img": None, "bboxes": xywh,
-                "batch_idx": torch.cat([torch.full((len(t["labels"]),), float(i), device=dev)
-                                        for i, t in enumerate(targets)]),
-                "cls": torch.cat([t["labels"] for t in targets]).float()[:, None]}
+    xywh = (
+        torch.stack(
+            [
+                (boxes[:, 0] + boxes[:, 2]) / 2,
+                (boxes[:, 1] + boxes[:, 3]) / 2,
+                boxes[:, 2] - boxes[:, 0],
+                boxes[:, 3] - boxes[:, 1],
+            ],
+            1,
+        )
+        / size
+    )
+    ul_batch = {
+        "img": None,
+        "bboxes": xywh,
+        "batch_idx": torch.cat([torch.full((len(t["labels"]),), float(i), device=dev) for i, t in enumerate(targets)]),
+        "cls": torch.cat([t["labels"] for t in targets]).float()[:, None],
+    }
 
     def ul_loss():
-        ul_batch["img"] = images.float() / 255                 # the trainer's preprocess_batch
+        ul_batch["img"] = images.float() / 255  # the trainer's preprocess_batch
         loss, _ = ul.loss(ul_batch)
         return {"loss": loss.sum()}
 
@@ -159,6 +191,8 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, iters: int = 5, warm
     first = {k: fn() for k, fn in fns.items()}
     times = time_interleaved(fns, iters, max(0, warmup - 1), dev)
     mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
-    check = f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
+    check = (
+        f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
+    )
     log(f"  check: {check}")
     return [_row("train", scale, dev, f"{batch}x3x{size}x{size}", times, mem, check)]

@@ -4,11 +4,11 @@ TIDE-style error breakdown, worst/best images (docs/analysis.md).
     python tools/analyze.py GT_JSON PREDICTIONS_JSON --out-dir DIR [--img-dir DIR] [--iou-type bbox|segm]
                             [--score-thr T] [--iou-thr F] [--num-images N] [--no-tide]
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,20 +35,33 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            out = analyze(args.gt_json, args.predictions, args.out_dir, args.iou_type, args.score_thr,
-                          args.iou_thr, args.img_dir, args.num_images, tide=not args.no_tide)
+            out = analyze(
+                args.gt_json,
+                args.predictions,
+                args.out_dir,
+                args.iou_type,
+                args.score_thr,
+                args.iou_thr,
+                args.img_dir,
+                args.num_images,
+                tide=not args.no_tide,
+            )
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"analyze.py: error: {e}", file=sys.stderr)
         return 2
     t = args.iou_type
     m = out["metrics"]
-    print(f"{t}: AP {m[f'{t}/AP']:.4f}  AP50 {m[f'{t}/AP50']:.4f}  AP75 {m[f'{t}/AP75']:.4f}  "
-          f"APs {m[f'{t}/APs']:.4f}  APm {m[f'{t}/APm']:.4f}  APl {m[f'{t}/APl']:.4f}")
+    print(
+        f"{t}: AP {m[f'{t}/AP']:.4f}  AP50 {m[f'{t}/AP50']:.4f}  AP75 {m[f'{t}/AP75']:.4f}  "
+        f"APs {m[f'{t}/APs']:.4f}  APm {m[f'{t}/APm']:.4f}  APl {m[f'{t}/APl']:.4f}"
+    )
     print(out["table"])
     cm = out["confusion"]
-    print(f"\nconfusion matrix (score >= {args.score_thr:g}, IoU >= {args.iou_thr:g}): {cm.num_gt} ground truths "
-          f"+ {cm.num_unmatched_predictions} unmatched predictions = {int(cm.matrix.sum())} counts "
-          f"({cm.num_ignored_predictions} predictions on crowd regions ignored)")
+    print(
+        f"\nconfusion matrix (score >= {args.score_thr:g}, IoU >= {args.iou_thr:g}): {cm.num_gt} ground truths "
+        f"+ {cm.num_unmatched_predictions} unmatched predictions = {int(cm.matrix.sum())} counts "
+        f"({cm.num_ignored_predictions} predictions on crowd regions ignored)"
+    )
     err = out["errors"]
     if err is not None:
         print(f"\nerror breakdown at IoU {err.iou_thr:g} (AP {100 * err.ap:.1f}): AP points gained if fixed")

@@ -11,6 +11,7 @@ runs in the same process, interleaved with detkit's; the ratios are detkit / tor
 weights: rows forward / end2end (``--size S S``) and train (``--train-size``, ``--batch``).
 Exit status: 0 done, 2 bad input (config, data, arguments).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,8 @@ import datetime
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
 
 from detkit.config import ConfigError, load_config
 
@@ -57,11 +57,21 @@ def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
     if args.compare == "ultralytics":
         from detkit.benchmark import yolo as benchmark_yolo
 
-        return benchmark_yolo.bench_infer(cfg, size=args.size[0], iters=args.iters, warmup=args.warmup,
-                                          device=args.device, log=print)
+        return benchmark_yolo.bench_infer(
+            cfg, size=args.size[0], iters=args.iters, warmup=args.warmup, device=args.device, log=print
+        )
 
-    return [two_stage.bench_infer(cfg, size=tuple(args.size), iters=args.iters, warmup=args.warmup,
-                                  device=args.device, compare=args.compare, log=print)]
+    return [
+        two_stage.bench_infer(
+            cfg,
+            size=tuple(args.size),
+            iters=args.iters,
+            warmup=args.warmup,
+            device=args.device,
+            compare=args.compare,
+            log=print,
+        )
+    ]
 
 
 def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
@@ -71,23 +81,45 @@ def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
     if args.compare == "ultralytics":
         from detkit.benchmark import yolo as benchmark_yolo
 
-        return benchmark_yolo.bench_train(cfg, size=args.train_size, batch=args.batch, iters=args.iters,
-                                          warmup=args.warmup, device=args.device, log=print)
+        return benchmark_yolo.bench_train(
+            cfg,
+            size=args.train_size,
+            batch=args.batch,
+            iters=args.iters,
+            warmup=args.warmup,
+            device=args.device,
+            log=print,
+        )
 
-    return [two_stage.bench_train(cfg, size=args.train_size, batch=args.batch, iters=args.iters,
-                                  warmup=args.warmup, device=args.device, compare=args.compare, log=print)]
+    return [
+        two_stage.bench_train(
+            cfg,
+            size=args.train_size,
+            batch=args.batch,
+            iters=args.iters,
+            warmup=args.warmup,
+            device=args.device,
+            compare=args.compare,
+            log=print,
+        )
+    ]
 
 
 TASKS: dict[str, Callable[[dict, argparse.Namespace], list[dict]]] = {
-    "data": bench_data, "infer": bench_infer, "train": bench_train}
+    "data": bench_data,
+    "infer": bench_infer,
+    "train": bench_train,
+}
 
 
 def format_table(rows: list[dict]) -> str:
     """A plain-text table of the rows."""
     head = f"{'split':<6} {'workers':>7} {'batch':>5} {'images/s':>9} {'ms/batch':>9}"
     lines = [head, "-" * len(head)]
-    lines += [f"{r['split']:<6} {r['workers']:>7} {r['batch']:>5} {r['images_per_s']:>9.1f} "
-              f"{r['ms_per_batch']:>9.1f}" for r in rows]
+    lines += [
+        f"{r['split']:<6} {r['workers']:>7} {r['batch']:>5} {r['images_per_s']:>9.1f} {r['ms_per_batch']:>9.1f}"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -95,15 +127,19 @@ def append_markdown(path: str, config: str, task: str, rows: list[dict], iters: 
     """Append one markdown table row per result to ``path`` (header written when the file is new); atomic."""
     p = Path(path)
     text = p.read_text(encoding="utf-8") if p.exists() else ""
-    header = ("| date | task | config | split | workers | batch | images/s | ms/batch | iters | machine |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n")
+    header = (
+        "| date | task | config | split | workers | batch | images/s | ms/batch | iters | machine |\n"
+        "|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     if "| date | task | config |" not in text:
         text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
     machine = f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()}"
     date = datetime.date.today().isoformat()
     for r in rows:
-        text += (f"| {date} | {task} | {config} | {r['split']} | {r['workers']} | {r['batch']} | "
-                 f"{r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {iters} | {machine} |\n")
+        text += (
+            f"| {date} | {task} | {config} | {r['split']} | {r['workers']} | {r['batch']} | "
+            f"{r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {iters} | {machine} |\n"
+        )
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -121,12 +157,17 @@ def _peer(r: dict, key: str):
 
 def format_model_table(rows: list[dict]) -> str:
     """A plain-text table of infer/train rows (times in ms, memory in MiB, ratios detkit / peer)."""
-    head = (f"{'task':<8} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
-            f"{'detkit MiB':>10} {'peer MiB':>8} {'ratio':>6}")
+    head = (
+        f"{'task':<8} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
+        f"{'detkit MiB':>10} {'peer MiB':>8} {'ratio':>6}"
+    )
     lines = [head, "-" * len(head)]
-    lines += [f"{r['task']:<8} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
-              f"{_fmt(_peer(r, 'ms')):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
-              f"{_fmt(_peer(r, 'mem_mb')):>8} {_fmt(r['mem_ratio'], '.2f'):>6}" for r in rows]
+    lines += [
+        f"{r['task']:<8} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
+        f"{_fmt(_peer(r, 'ms')):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
+        f"{_fmt(_peer(r, 'mem_mb')):>8} {_fmt(r['mem_ratio'], '.2f'):>6}"
+        for r in rows
+    ]
     return "\n".join(lines + [f"memory: {rows[0]['mem_method']}" if rows else ""])
 
 
@@ -138,18 +179,22 @@ def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
     """Append infer/train rows as markdown table rows to ``path`` (header written when missing); atomic."""
     p = Path(path)
     text = p.read_text(encoding="utf-8") if p.exists() else ""
-    header = ("| date | task | config | device | threads | input | detkit ms | peer ms | ratio | "
-              "detkit MiB | peer MiB | iters | machine | check |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    header = (
+        "| date | task | config | device | threads | input | detkit ms | peer ms | ratio | "
+        "detkit MiB | peer MiB | iters | machine | check |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     if "| date | task | config | device |" not in text:
         text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
     date = datetime.date.today().isoformat()
     for r in rows:
         check = str(r["check"]).replace("|", "\\|")
-        text += (f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
-                 f"{_fmt(r['detkit_ms'])} | {_fmt(_peer(r, 'ms'))} | {_fmt(r['ratio'], '.2f')} | "
-                 f"{_fmt(r['detkit_mem_mb'])} | {_fmt(_peer(r, 'mem_mb'))} | {r['iters']} | {_machine()} | "
-                 f"{check} |\n")
+        text += (
+            f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
+            f"{_fmt(r['detkit_ms'])} | {_fmt(_peer(r, 'ms'))} | {_fmt(r['ratio'], '.2f')} | "
+            f"{_fmt(r['detkit_mem_mb'])} | {_fmt(_peer(r, 'mem_mb'))} | {r['iters']} | {_machine()} | "
+            f"{check} |\n"
+        )
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -164,17 +209,33 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="worker counts (default 0 2)")
     parser.add_argument("--iters", type=int, help="timed batches / runs / steps (default 50 for data, else 5)")
     parser.add_argument("--warmup", type=int, help="untimed ones first (default 3 for data, else 1)")
-    parser.add_argument("--compare", choices=["torchvision", "ultralytics"],
-                        help="infer/train: also run the peer's model with identical weights, interleaved "
-                        "(torchvision: R50-FPN two-stage configs; ultralytics: YOLO configs)")
+    parser.add_argument(
+        "--compare",
+        choices=["torchvision", "ultralytics"],
+        help="infer/train: also run the peer's model with identical weights, interleaved "
+        "(torchvision: R50-FPN two-stage configs; ultralytics: YOLO configs)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="infer/train: torch CPU threads (default 2)")
-    parser.add_argument("--size", type=int, nargs=2, default=[800, 1216], metavar=("H", "W"),
-                        help="infer: image size (default 800 1216)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=[800, 1216],
+        metavar=("H", "W"),
+        help="infer: image size (default 800 1216)",
+    )
     parser.add_argument("--train-size", type=int, default=512, help="train: square image side (default 512)")
     parser.add_argument("--batch", type=int, default=2, help="train: images per step (default 2)")
     parser.add_argument("--device", help="infer/train: cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="K=V",
-                        help="config overrides, e.g. data.batch_size=8")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="K=V",
+        help="config overrides, e.g. data.batch_size=8",
+    )
     parser.add_argument("--md", help="append the results as markdown rows to this file")
     return parser
 
@@ -198,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{args.config}: no 'model' section to benchmark")
         if model_task:
             import torch
+
             torch.set_num_threads(args.threads)
         print(f"benchmark {args.task}: {args.config} ({args.iters} timed after {args.warmup} warm-up)")
         rows = TASKS[args.task](cfg, args)

@@ -1,14 +1,14 @@
 """Draw a config's dataset ground truth (boxes, masks, semantic maps), raw or after its pipeline.
 
-    python tools/browse_dataset.py CONFIG [--split train|val] [--raw] [--out-dir DIR] [--num N]
-                                   [--contact-sheet] [--shuffle] [--seed S] [--set K=V ...]
+python tools/browse_dataset.py CONFIG [--split train|val] [--raw] [--out-dir DIR] [--num N]
+                               [--contact-sheet] [--shuffle] [--seed S] [--set K=V ...]
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = build_browse_dataset(cfg, args.split, args.raw)
         n = len(dataset)
         order = np.random.default_rng(args.seed).permutation(n) if args.shuffle else np.arange(n)
-        drawn = [(f"#{i} id {image_id}", img) for i, image_id, img in iter_drawn(dataset, order[:args.num], args.seed)]
+        drawn = [(f"#{i} id {image_id}", img) for i, image_id, img in iter_drawn(dataset, order[: args.num], args.seed)]
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"browse_dataset.py: error: {e}", file=sys.stderr)
         return 2
@@ -61,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         for k, (caption, img) in enumerate(drawn):
             write(out_dir / f"{k:03d}_{caption.split()[-1]}.jpg", img)
     mode = "raw" if args.raw else "after the pipeline"
-    print(f"{len(drawn)} samples of data.{args.split} ({mode}) drawn -> "
-          f"{out_dir / 'contact_sheet.jpg' if args.contact_sheet else out_dir}")
+    print(
+        f"{len(drawn)} samples of data.{args.split} ({mode}) drawn -> "
+        f"{out_dir / 'contact_sheet.jpg' if args.contact_sheet else out_dir}"
+    )
     return 0
 
 

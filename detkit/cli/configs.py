@@ -2,6 +2,7 @@
 
 A listed name can be given to every tool in place of a path: ``detkit train yolo_n_shapes``.
 """
+
 from __future__ import annotations
 
 import argparse

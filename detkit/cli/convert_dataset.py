@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Convert detection datasets between Pascal VOC, YOLO and COCO formats.
 
-  python tools/convert_dataset.py voc2coco --ann-dir DIR --img-dir DIR --out FILE [--classes FILE]
-  python tools/convert_dataset.py yolo2coco --label-dir DIR --img-dir DIR --classes FILE --out FILE
-  python tools/convert_dataset.py coco2yolo --ann-file FILE --img-dir DIR --out-dir DIR [--segments]
+python tools/convert_dataset.py voc2coco --ann-dir DIR --img-dir DIR --out FILE [--classes FILE]
+python tools/convert_dataset.py yolo2coco --label-dir DIR --img-dir DIR --classes FILE --out FILE
+python tools/convert_dataset.py coco2yolo --ann-file FILE --img-dir DIR --out-dir DIR [--segments]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detkit.data.converters import (DatasetError, convert_coco_to_yolo, convert_voc,
-                                    convert_yolo)
+from detkit.data.converters import DatasetError, convert_coco_to_yolo, convert_voc, convert_yolo
 
 
 class _Parser(argparse.ArgumentParser):

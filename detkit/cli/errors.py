@@ -12,11 +12,12 @@ Usage in a tool::
 
 Exit status: 0 done, 1 a run that failed on its own (e.g. divergence), 2 a mistake of input.
 """
+
 from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 USER_EXIT = 2
 
@@ -34,10 +35,20 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from detkit.config import ConfigError
     from detkit.utils.checkpoint import CheckpointError
     from detkit.utils.device import DeviceError
-    types: list[type[BaseException]] = [UserError, ConfigError, CheckpointError, DeviceError, FileNotFoundError,
-                                        NotADirectoryError, IsADirectoryError, PermissionError]
+
+    types: list[type[BaseException]] = [
+        UserError,
+        ConfigError,
+        CheckpointError,
+        DeviceError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+    ]
     try:
         from detkit.data.validate import DatasetError
+
         types.append(DatasetError)
     except ImportError:  # pragma: no cover
         pass

@@ -3,12 +3,12 @@
 Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--set K=V ...] [--device D]
 Exit status: 0 done, 2 bad input (config, checkpoint or data).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
 
 from detkit.config import ConfigError, load_config
 from detkit.engine import dist, evaluate_checkpoint

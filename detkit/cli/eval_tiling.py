@@ -8,13 +8,13 @@ CONFIG may be '-' for the config stored in the checkpoint. The image is a mosaic
 (patch x patch each), so its objects have the training data's sizes; a whole-image pass shrinks them
 by the config's test resize. Prints a table and writes the figures as JSON with --out.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import detkit
-    from detkit.inference.tiling import parse_tile
     from detkit.benchmark.tiling_recall import compare_tiling, large_shapes_image
+    from detkit.inference.tiling import parse_tile
 
     try:
         tile = parse_tile(args.tile, overlap=args.tile_overlap)
@@ -51,16 +51,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval_tiling.py: error: {e}", file=sys.stderr)
         return 2
     runs = compare_tiling(model, image, boxes, labels, tile, args.score_thr, args.iou, args.batch_size)
-    print(f"image {image.shape[1]}x{image.shape[0]}, {len(boxes)} objects, tiles {tile.size[0]}x{tile.size[1]} "
-          f"overlap {tile.overlap}, score >= {args.score_thr}, IoU >= {args.iou}")
+    print(
+        f"image {image.shape[1]}x{image.shape[0]}, {len(boxes)} objects, tiles {tile.size[0]}x{tile.size[1]} "
+        f"overlap {tile.overlap}, score >= {args.score_thr}, IoU >= {args.iou}"
+    )
     print(f"{'pass':<22} {'recall':>7} {'precision':>9} {'matched':>8} {'dets':>6} {'seconds':>8}")
     for name, r in runs.items():
-        print(f"{name:<22} {r['recall']:>7.3f} {r['precision']:>9.3f} {r['matched']:>8d} {r['num_det']:>6d} "
-              f"{r['seconds']:>8.1f}")
+        print(
+            f"{name:<22} {r['recall']:>7.3f} {r['precision']:>9.3f} {r['matched']:>8d} {r['num_det']:>6d} "
+            f"{r['seconds']:>8.1f}"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({"image_size": list(image.shape[:2]), "num_objects": len(boxes),
-                                              "tile": list(tile.size), "overlap": tile.overlap,
-                                              "score_thr": args.score_thr, "iou": args.iou, "runs": runs}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "image_size": list(image.shape[:2]),
+                    "num_objects": len(boxes),
+                    "tile": list(tile.size),
+                    "overlap": tile.overlap,
+                    "score_thr": args.score_thr,
+                    "iou": args.iou,
+                    "runs": runs,
+                },
+                indent=2,
+            )
+        )
     if args.save_dir:
         import cv2
 
@@ -70,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(out / "large.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         pred = detkit.predict(model, image, score_thr=args.score_thr, batch_size=args.batch_size, tile=tile)
-        cv2.imwrite(str(out / "large_tiled.jpg"),
-                    cv2.cvtColor(draw_prediction(image, pred, model.class_names), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(out / "large_tiled.jpg"),
+            cv2.cvtColor(draw_prediction(image, pred, model.class_names), cv2.COLOR_RGB2BGR),
+        )
     return 0
 
 

@@ -9,12 +9,12 @@ batch and image size are dynamic unless --static. --verify runs onnxruntime on t
 a few images of data.val, or synthetic shapes images) and compares with PyTorch: same detections, boxes and
 scores within --atol. Exit status: 0 done (and verified), 1 verification failed, 2 bad input.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -58,9 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=1, help="example batch used for tracing")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--static", action="store_true", help="fix batch and image size to the example's")
-    ap.add_argument("--max-per-img", "--max-det", dest="max_per_img", type=int, default=None, help="detections per image (default: the config's)")
-    ap.add_argument("--no-nms", action="store_true", help="YOLO models: end the graph at the decoded boxes and "
-                    "class scores [B,A,4], [B,A,C] (post-process outside); default: NMS in the graph")
+    ap.add_argument(
+        "--max-per-img",
+        "--max-det",
+        dest="max_per_img",
+        type=int,
+        default=None,
+        help="detections per image (default: the config's)",
+    )
+    ap.add_argument(
+        "--no-nms",
+        action="store_true",
+        help="YOLO models: end the graph at the decoded boxes and "
+        "class scores [B,A,4], [B,A,C] (post-process outside); default: NMS in the graph",
+    )
     args = ap.parse_args(argv)
 
     import detkit
@@ -72,29 +83,48 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = detkit.init_model(None if args.config == "-" else args.config, args.checkpoint, device="cpu")
         images = sample_images(model.cfg, args.verify_images) if args.verify else []
-        out = export_onnx(model, args.out, image_size=args.image_size, batch_size=args.batch_size,
-                          opset=args.opset, dynamic=not args.static, **kwargs)
+        out = export_onnx(
+            model,
+            args.out,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            opset=args.opset,
+            dynamic=not args.static,
+            **kwargs,
+        )
     except (OSError, ValueError, KeyError, TypeError, NotImplementedError) as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"exported {type(model).__name__} -> {out} (opset {args.opset}, "
-          f"{'static' if args.static else 'dynamic batch and image size'})")
+    print(
+        f"exported {type(model).__name__} -> {out} (opset {args.opset}, "
+        f"{'static' if args.static else 'dynamic batch and image size'})"
+    )
     if not args.verify:
         return 0
     if args.static:  # a static graph takes exactly --batch-size images per run
         b = args.batch_size
-        images = (images * b)[:max(b, len(images) // b * b)]
+        images = (images * b)[: max(b, len(images) // b * b)]
     try:
-        static = args.static and tuple(int(v) for v in model.export_module(**kwargs).example_inputs(
-            args.batch_size, args.image_size)[0].shape[-2:])
-        stats = verify_onnx(model, out, images, atol=args.atol, batch_size=args.batch_size if args.static else 2,
-                            pad_to=static or None, **kwargs)
+        static = args.static and tuple(
+            int(v) for v in model.export_module(**kwargs).example_inputs(args.batch_size, args.image_size)[0].shape[-2:]
+        )
+        stats = verify_onnx(
+            model,
+            out,
+            images,
+            atol=args.atol,
+            batch_size=args.batch_size if args.static else 2,
+            pad_to=static or None,
+            **kwargs,
+        )
     except ValueError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"verify on {stats['images']} images: {stats['num_ref']} PyTorch / {stats['num_other']} onnxruntime "
-          f"detections, {stats['matched']} matched, max box diff {stats['max_box_diff']:.2e} px, "
-          f"max score diff {stats['max_score_diff']:.2e}: {'OK' if stats['ok'] else 'FAILED'}")
+    print(
+        f"verify on {stats['images']} images: {stats['num_ref']} PyTorch / {stats['num_other']} onnxruntime "
+        f"detections, {stats['matched']} matched, max box diff {stats['max_box_diff']:.2e} px, "
+        f"max score diff {stats['max_score_diff']:.2e}: {'OK' if stats['ok'] else 'FAILED'}"
+    )
     return 0 if stats["ok"] else 1
 
 

@@ -9,11 +9,11 @@ CONFIG may be '-' to use the config stored in the checkpoint. Outputs under --ou
 images.json (image_id -> file, frame); for semantic models <stem>_labels.png and <stem>_sem.png.
 Unreadable inputs are reported and skipped. See docs/inference.md.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         tile = parse_tile(args.tile, overlap=args.tile_overlap, whole_image=args.tile_whole_image)
         paths = collect_inputs(args.inputs)
         model = detkit.init_model(None if args.config == "-" else args.config, args.checkpoint, device=args.device)
-        summary = run_inference(model, paths, args.out_dir, score_thr=args.score_thr, batch_size=args.batch_size,
-                                tile=tile, draw=not args.no_draw, draw_thr=args.draw_thr)
+        summary = run_inference(
+            model,
+            paths,
+            args.out_dir,
+            score_thr=args.score_thr,
+            batch_size=args.batch_size,
+            tile=tile,
+            draw=not args.no_draw,
+            draw_thr=args.draw_thr,
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         print(f"infer.py: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 ``detkit --help`` lists the commands, ``detkit CMD --help`` the flags of one.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -45,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
         from detkit import __version__
+
         print(f"detkit {__version__}")
         return 0
     name = argv[0]
     if name not in COMMANDS:
         import difflib
+
         near = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
         print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)

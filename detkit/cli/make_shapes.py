@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Write the synthetic "shapes" dataset (COCO instances + semantic maps) used by the *_shapes configs.
 
-  python tools/make_shapes.py [OUT_DIR] [--num-train N] [--num-val M] [--seed S] [--size H,W]
+python tools/make_shapes.py [OUT_DIR] [--num-train N] [--num-val M] [--seed S] [--size H,W]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,14 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"make_shapes.py: error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {paths['root']} in {time.perf_counter() - t0:.1f}s (seed {args.seed}, "
-          f"size {args.size[0]}x{args.size[1]})")
+    print(
+        f"wrote {paths['root']} in {time.perf_counter() - t0:.1f}s (seed {args.seed}, "
+        f"size {args.size[0]}x{args.size[1]})"
+    )
     for split in ("train", "val"):
         s = dataset_stats(paths[f"{split}_ann_file"])
         per_class = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
         sizes = ", ".join(f"{k} {v}" for k, v in s["sizes"].items())
-        print(f"  {split}: {s['images']} images ({s['empty_images']} empty), {s['objects']} objects "
-              f"[{per_class}] [{sizes}] -> {paths[f'{split}_ann_file']}")
+        print(
+            f"  {split}: {s['images']} images ({s['empty_images']} empty), {s['objects']} objects "
+            f"[{per_class}] [{sizes}] -> {paths[f'{split}_ann_file']}"
+        )
     return 0
 
 

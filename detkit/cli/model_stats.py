@@ -1,14 +1,14 @@
 """Parameters per part (backbone, neck, heads) and FLOPs of a config's model at an input size.
 
-    python tools/model_stats.py CONFIG [--size H W] [--rois N] [--num-classes N] [--set K=V ...]
+python tools/model_stats.py CONFIG [--size H W] [--rois N] [--num-classes N] [--set K=V ...]
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-
 
 
 def _class_names(cfg: dict, num_classes: int | None) -> list[str] | None:
@@ -22,15 +22,23 @@ def _class_names(cfg: dict, num_classes: int | None) -> list[str] | None:
         cats = sorted(json.loads(Path(ann).read_text()).get("categories", []), key=lambda c: c["id"])
         if cats:
             return [str(c.get("name", c["id"])) for c in cats]
-    raise ValueError(f"model.num_classes is null and the training annotation file ({ann}) is not there to "
-                     f"count the classes; pass --num-classes N")
+    raise ValueError(
+        f"model.num_classes is null and the training annotation file ({ann}) is not there to "
+        f"count the classes; pass --num-classes N"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
-    ap.add_argument("--size", nargs=2, type=int, default=(640, 640), metavar=("H", "W"),
-                    help="input size (rounded up to the model's size divisor); default 640 640")
+    ap.add_argument(
+        "--size",
+        nargs=2,
+        type=int,
+        default=(640, 640),
+        metavar=("H", "W"),
+        help="input size (rounded up to the model's size divisor); default 640 640",
+    )
     ap.add_argument("--rois", type=int, default=0, help="also count the RoI heads on N boxes (default: not)")
     ap.add_argument("--num-classes", type=int, default=None, help="when model.num_classes is null")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V", help="config overrides")

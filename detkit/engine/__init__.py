@@ -1,4 +1,5 @@
 """Training engine: Trainer, checkpoints, optimizer and LR schedules, distributed helpers, EMA, logging."""
+
 from detkit.engine.defaults import resolve_config
 from detkit.engine.evaluate import evaluate, evaluate_checkpoint
 from detkit.engine.runtime import TrainingDiverged

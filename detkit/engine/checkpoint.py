@@ -1,11 +1,11 @@
 """Checkpoints: atomic save, ``weights_only=True`` load, RNG states as tensors, tolerant weight loading."""
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
 import random
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,8 +27,13 @@ def get_rng_state() -> dict:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": _python_state_to_list(random.getstate()),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -60,8 +65,9 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         cuda_states = state["cuda"]
@@ -75,19 +81,28 @@ def load_weights(model: nn.Module, state: dict, source: str = "checkpoint") -> d
     Returns ``{"missing": [...], "unexpected": [...], "mismatched": [...]}`` and logs each list.
     """
     own = model.state_dict()
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    mismatched = [f"{k}: {tuple(v.shape)} in {source}, {tuple(own[k].shape)} in model"
-                  for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    mismatched = [
+        f"{k}: {tuple(v.shape)} in {source}, {tuple(own[k].shape)} in model"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
     keep = {k: v for k, v in state.items() if not (k in own and tuple(v.shape) != tuple(own[k].shape))}
     result = model.load_state_dict(keep, strict=False)
-    report = {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys),
-              "mismatched": mismatched}
+    report = {
+        "missing": list(result.missing_keys),
+        "unexpected": list(result.unexpected_keys),
+        "mismatched": mismatched,
+    }
     if mismatched:
-        logger.info("dropped %d tensor(s) whose shapes differ (e.g. class-specific layers; they keep "
-                    "their fresh initialisation): %s", len(mismatched), "; ".join(mismatched))
+        logger.info(
+            "dropped %d tensor(s) whose shapes differ (e.g. class-specific layers; they keep "
+            "their fresh initialisation): %s",
+            len(mismatched),
+            "; ".join(mismatched),
+        )
     if report["missing"]:
         logger.info("missing in %s (%d): %s", source, len(report["missing"]), ", ".join(report["missing"]))
     if report["unexpected"]:
-        logger.info("unexpected in %s (%d): %s", source, len(report["unexpected"]),
-                    ", ".join(report["unexpected"]))
+        logger.info("unexpected in %s (%d): %s", source, len(report["unexpected"]), ", ".join(report["unexpected"]))
     return report

@@ -1,4 +1,5 @@
 """Distributed helpers: init from the torchrun (or SLURM) environment, rank / world size, small collectives."""
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,9 @@ def _slurm_to_torchrun_env() -> None:
     if "MASTER_ADDR" not in os.environ:
         nodes = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST", "127.0.0.1")
         try:
-            out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True,
-                                 text=True, check=True).stdout.split()
+            out = subprocess.run(
+                ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, check=True
+            ).stdout.split()
             os.environ["MASTER_ADDR"] = out[0]
         except (OSError, subprocess.CalledProcessError, IndexError):
             os.environ["MASTER_ADDR"] = nodes.split(",")[0]
@@ -72,8 +74,7 @@ def init_distributed(device: str | None = None) -> torch.device:
         dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, init_method="env://",
-                            device_id=dev if dev.type == "cuda" else None)
+    dist.init_process_group(backend=backend, init_method="env://", device_id=dev if dev.type == "cuda" else None)
     return dev
 
 
@@ -128,15 +129,21 @@ class StopSignals:
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
         import signal
         import sys
+
         if self.requested:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping immediately")
         self.requested, self.signame = True, signal.Signals(signum).name
-        print(f"\n{self.signame} received: finishing the current step and writing latest.pth "
-              "(send it again to stop immediately)", file=sys.stderr, flush=True)
+        print(
+            f"\n{self.signame} received: finishing the current step and writing latest.pth "
+            "(send it again to stop immediately)",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         import signal
         import threading
+
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 sig = getattr(signal, name)
@@ -145,6 +152,7 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         import signal
+
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old = {}

@@ -1,4 +1,5 @@
 """Exponential moving average of model weights with a ramped decay (as in YOLOv5/YOLOX)."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Evaluation loops: a model over a loader, and a checkpoint on a config's data.val (tools/eval.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,9 @@ from detkit.engine.runtime import move_batch, resolve_amp
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, evaluator, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader, evaluator, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> dict[str, float]:
     """Run ``model.predict`` over ``loader``, feed ``evaluator`` and return ``evaluator.compute()``."""
     was_training = model.training
     model.eval()
@@ -37,6 +39,7 @@ def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = 
     The model gets the class names saved in the checkpoint; they must match the validation dataset's.
     """
     from detkit.models.build import build_model
+
     if not (cfg.get("data") or {}).get("val"):
         raise ConfigError("the config has no data.val section to evaluate on")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -45,16 +48,21 @@ def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = 
     val_names = builders.model_class_names(val_set)
     names = list((ckpt.get("meta") or {}).get("class_names") or val_names)
     if len(names) != len(val_names):
-        raise ValueError(f"{checkpoint}: the model has {len(names)} classes, data.val has "
-                         f"{len(val_names)} ({', '.join(val_names[:5])}...)")
+        raise ValueError(
+            f"{checkpoint}: the model has {len(names)} classes, data.val has "
+            f"{len(val_names)} ({', '.join(val_names[:5])}...)"
+        )
     model = build_model(cfg, class_names=names).to(dev)
     try:
         model.load_state_dict(model_state(ckpt))
     except RuntimeError as e:
-        raise ValueError(f"{checkpoint}: weights do not fit the config's model: {str(e).splitlines()[0]} "
-                         "(is it the config the checkpoint was trained with?)") from e
-    loader = builders.build_dataloader(cfg, "val", distributed=dist.is_dist(), seed=int(cfg.get("seed") or 0),
-                              dataset=val_set)
+        raise ValueError(
+            f"{checkpoint}: weights do not fit the config's model: {str(e).splitlines()[0]} "
+            "(is it the config the checkpoint was trained with?)"
+        ) from e
+    loader = builders.build_dataloader(
+        cfg, "val", distributed=dist.is_dist(), seed=int(cfg.get("seed") or 0), dataset=val_set
+    )
     evaluator = builders.build_evaluator(cfg, val_set)
     amp = resolve_amp((cfg.get("train") or {}).get("amp", False), dev)
     return evaluate(model, loader, evaluator, dev, amp), evaluator

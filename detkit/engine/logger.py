@@ -1,4 +1,5 @@
 """Run logging: log.txt, metrics.jsonl, a loss/LR history (history.json), tqdm progress, optional TensorBoard."""
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,12 @@ class RunRecord:
                 h = None
             if h:
                 keep = [i for i, it in enumerate(h["iter"]) if it <= after_iter]
-                self.history = {"iter": [h["iter"][i] for i in keep], "epoch": [h["epoch"][i] for i in keep],
-                                "lr": [h["lr"][i] for i in keep],
-                                "loss": {k: [v[i] for i in keep] for k, v in h["loss"].items()}}
+                self.history = {
+                    "iter": [h["iter"][i] for i in keep],
+                    "epoch": [h["epoch"][i] for i in keep],
+                    "lr": [h["lr"][i] for i in keep],
+                    "loss": {k: [v[i] for i in keep] for k, v in h["loss"].items()},
+                }
 
     def reset(self) -> None:
         """Start a fresh record (a new run in an existing work dir)."""
@@ -106,6 +110,7 @@ def memory_str(device: torch.device) -> str:
         return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}G"
     try:
         import resource
+
         return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f}G"
     except (ImportError, OSError):
         return "n/a"
@@ -114,16 +119,27 @@ def memory_str(device: torch.device) -> str:
 class Progress:
     """tqdm bar with ETA / loss / lr / it/s / memory on a TTY, else a log line every ``log_interval`` iters."""
 
-    def __init__(self, total: int, initial: int, epoch: int, max_epochs: int, log_interval: int,
-                 enabled: bool, logger: logging.Logger, device: torch.device):
+    def __init__(
+        self,
+        total: int,
+        initial: int,
+        epoch: int,
+        max_epochs: int,
+        log_interval: int,
+        enabled: bool,
+        logger: logging.Logger,
+        device: torch.device,
+    ):
         self.total, self.n, self.epoch, self.max_epochs = total, initial, epoch, max_epochs
         self.log_interval, self.logger, self.device = max(1, log_interval), logger, device
         self.start, self.start_n = time.perf_counter(), initial
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{max_epochs}",
-                            dynamic_ncols=True, leave=False)
+
+            self.bar = tqdm(
+                total=total, initial=initial, desc=f"epoch {epoch + 1}/{max_epochs}", dynamic_ncols=True, leave=False
+            )
         self.enabled = enabled
 
     def update(self, losses: dict[str, float], lr: float, global_iter: int, remaining_iters: int) -> None:
@@ -134,16 +150,25 @@ class Progress:
         rate = (self.n - self.start_n) / max(time.perf_counter() - self.start, 1e-9)
         mem = memory_str(self.device)
         if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {losses.get('loss', math.nan):.4f} lr {lr:.3g} mem {mem}",
-                                     refresh=False)
+            self.bar.set_postfix_str(f"loss {losses.get('loss', math.nan):.4f} lr {lr:.3g} mem {mem}", refresh=False)
             self.bar.update(1)
         if self.n % self.log_interval == 0 or self.n == self.total:
             eta = time.strftime("%H:%M:%S", time.gmtime(remaining_iters / max(rate, 1e-9)))
             terms = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
             log = self.logger if self.bar is None else logging.getLogger(LOGGER_NAME + ".file")
-            log.info("epoch %d/%d iter %d/%d (global %d) %s lr %.4g %.2f it/s eta %s mem %s",
-                             self.epoch + 1, self.max_epochs, self.n, self.total, global_iter, terms, lr,
-                             rate, eta, mem)
+            log.info(
+                "epoch %d/%d iter %d/%d (global %d) %s lr %.4g %.2f it/s eta %s mem %s",
+                self.epoch + 1,
+                self.max_epochs,
+                self.n,
+                self.total,
+                global_iter,
+                terms,
+                lr,
+                rate,
+                eta,
+                mem,
+            )
 
     def close(self) -> None:
         """Close the bar."""
@@ -158,7 +183,9 @@ def tensorboard_writer(work_dir: Path, enabled: bool, logger: logging.Logger):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        logger.warning("train.tensorboard is true but tensorboard is not installed "
-                       "(pip install tensorboard); continuing without it")
+        logger.warning(
+            "train.tensorboard is true but tensorboard is not installed "
+            "(pip install tensorboard); continuing without it"
+        )
         return None
     return SummaryWriter(str(work_dir / "tb"))

@@ -3,26 +3,48 @@
 The learning rate is a pure function of the iteration (``LRSchedule.factor(it)``), so resuming or
 extending a run reproduces the curve exactly; nothing is accumulated step by step.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
-              nn.modules.instancenorm._InstanceNorm)
+NORM_TYPES = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+    nn.modules.instancenorm._InstanceNorm,
+)
 
 OPTIMIZER_DEFAULTS: dict[str, Any] = {
-    "type": "SGD", "lr": 0.02, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-    "norm_decay": 0.0, "bias_decay": 0.0, "base_batch_size": 16, "lr_mult": {},
-    "betas": [0.9, 0.999], "eps": 1e-8,
+    "type": "SGD",
+    "lr": 0.02,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 1e-4,
+    "norm_decay": 0.0,
+    "bias_decay": 0.0,
+    "base_batch_size": 16,
+    "lr_mult": {},
+    "betas": [0.9, 0.999],
+    "eps": 1e-8,
 }
 SCHEDULER_DEFAULTS: dict[str, Any] = {
-    "type": "multistep", "milestones": [8, 11], "gamma": 0.1, "warmup_iters": 500,
-    "warmup_ratio": 0.001, "warmup_max_share": 0.2, "min_lr_ratio": 0.0, "warmup_epochs": 0.0,
-    "warmup_bias_lr": None, "warmup_momentum": None,
+    "type": "multistep",
+    "milestones": [8, 11],
+    "gamma": 0.1,
+    "warmup_iters": 500,
+    "warmup_ratio": 0.001,
+    "warmup_max_share": 0.2,
+    "min_lr_ratio": 0.0,
+    "warmup_epochs": 0.0,
+    "warmup_bias_lr": None,
+    "warmup_momentum": None,
 }
 
 
@@ -60,8 +82,9 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
             else:
                 wd = cfg["weight_decay"]
             key = (float(wd), _lr_mult(full, lr_mult), p_name == "bias")
-            g = groups.setdefault(key, {"params": [], "param_names": [], "weight_decay": key[0],
-                                        "lr_mult": key[1], "bias": key[2]})
+            g = groups.setdefault(
+                key, {"params": [], "param_names": [], "weight_decay": key[0], "lr_mult": key[1], "bias": key[2]}
+            )
             g["params"].append(p)
             g["param_names"].append(full)
     return list(groups.values())
@@ -104,11 +127,21 @@ class LRSchedule:
             (YOLO: 0.8); None: constant momentum.
     """
 
-    def __init__(self, type: str = "multistep", max_iters: int = 1, iters_per_epoch: int = 1,
-                 milestones: Iterable[int] = (), gamma: float = 0.1, warmup_iters: int = 0,
-                 warmup_ratio: float = 0.001, warmup_max_share: float = 0.2, min_lr_ratio: float = 0.0,
-                 warmup_epochs: float = 0.0, warmup_bias_lr: float | None = None,
-                 warmup_momentum: float | None = None):
+    def __init__(
+        self,
+        type: str = "multistep",
+        max_iters: int = 1,
+        iters_per_epoch: int = 1,
+        milestones: Iterable[int] = (),
+        gamma: float = 0.1,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 0.001,
+        warmup_max_share: float = 0.2,
+        min_lr_ratio: float = 0.0,
+        warmup_epochs: float = 0.0,
+        warmup_bias_lr: float | None = None,
+        warmup_momentum: float | None = None,
+    ):
         if type not in ("multistep", "cosine", "linear", "constant"):
             raise ValueError(f"scheduler.type '{type}' is not supported; use multistep, cosine, linear or constant")
         self.type, self.max_iters, self.iters_per_epoch = type, max(int(max_iters), 1), int(iters_per_epoch)
@@ -123,7 +156,7 @@ class LRSchedule:
         self.warmup_iters = max(0, min(wanted, cap))
 
     @classmethod
-    def from_config(cls, cfg: dict, max_epochs: int, iters_per_epoch: int) -> "LRSchedule":
+    def from_config(cls, cfg: dict, max_epochs: int, iters_per_epoch: int) -> LRSchedule:
         """Build from the ``scheduler`` config section for a run of ``max_epochs`` epochs."""
         cfg = {**SCHEDULER_DEFAULTS, **cfg}
         return cls(max_iters=max_epochs * iters_per_epoch, iters_per_epoch=iters_per_epoch, **cfg)
@@ -160,32 +193,41 @@ class LRSchedule:
             if self.warmup_momentum is not None and "momentum" in g:
                 base = g.setdefault("initial_momentum", g["momentum"])
                 g["momentum"] = (1 - alpha) * self.warmup_momentum + alpha * base
-        plain = [g for g in optimizer.param_groups if g.get("lr_mult", 1.0) == 1.0 and not g.get("bias")] \
-            or optimizer.param_groups
+        plain = [
+            g for g in optimizer.param_groups if g.get("lr_mult", 1.0) == 1.0 and not g.get("bias")
+        ] or optimizer.param_groups
         return plain[0]["lr"]
 
     def state_dict(self) -> dict:
         """Plain description of the schedule (saved in checkpoints to report changes on resume)."""
-        return {"type": self.type, "max_iters": self.max_iters, "iters_per_epoch": self.iters_per_epoch,
-                "milestones": list(self.milestones), "gamma": self.gamma,
-                "warmup_iters": self.warmup_iters, "warmup_ratio": self.warmup_ratio,
-                "min_lr_ratio": self.min_lr_ratio, "warmup_bias_lr": self.warmup_bias_lr,
-                "warmup_momentum": self.warmup_momentum}
+        return {
+            "type": self.type,
+            "max_iters": self.max_iters,
+            "iters_per_epoch": self.iters_per_epoch,
+            "milestones": list(self.milestones),
+            "gamma": self.gamma,
+            "warmup_iters": self.warmup_iters,
+            "warmup_ratio": self.warmup_ratio,
+            "min_lr_ratio": self.min_lr_ratio,
+            "warmup_bias_lr": self.warmup_bias_lr,
+            "warmup_momentum": self.warmup_momentum,
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "LRSchedule":
+    def from_state(cls, state: dict) -> LRSchedule:
         """Rebuild a schedule saved by :meth:`state_dict`."""
         s = dict(state)
         return cls(warmup_max_share=None, **s)
 
-    def compare(self, old: "LRSchedule", base_lr: float, at_iter: int) -> list[str]:
+    def compare(self, old: LRSchedule, base_lr: float, at_iter: int) -> list[str]:
         """Lines comparing ``old`` with this schedule (LR at the resume point, milestones, end); [] if equal."""
         if old.state_dict() == self.state_dict():
             return []
-        lines = [f"LR schedule changed on resume (old -> new): max_iters {old.max_iters} -> {self.max_iters}, "
-                 f"milestones (epochs) {old.milestones} -> {self.milestones}, type {old.type} -> {self.type}"]
-        points = sorted({at_iter, *old.milestone_iters, *self.milestone_iters, old.max_iters - 1,
-                         self.max_iters - 1})
+        lines = [
+            f"LR schedule changed on resume (old -> new): max_iters {old.max_iters} -> {self.max_iters}, "
+            f"milestones (epochs) {old.milestones} -> {self.milestones}, type {old.type} -> {self.type}"
+        ]
+        points = sorted({at_iter, *old.milestone_iters, *self.milestone_iters, old.max_iters - 1, self.max_iters - 1})
         for it in points:
             if it < at_iter:
                 continue

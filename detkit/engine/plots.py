@@ -1,4 +1,5 @@
 """Training curves as PNG files (matplotlib, headless): losses.png, lr.png, metrics.png."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,10 @@ from pathlib import Path
 
 def _figure():
     import matplotlib
+
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -37,8 +40,9 @@ def plot_history(history: dict, metrics: list[dict], out_dir: str | Path) -> lis
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
         written.append(_save(fig, out_dir / "lr.png", plt))
-    keys = sorted({k for r in metrics for k, v in r.items()
-                   if k not in ("epoch", "iter") and isinstance(v, (int, float))})
+    keys = sorted(
+        {k for r in metrics for k, v in r.items() if k not in ("epoch", "iter") and isinstance(v, (int, float))}
+    )
     if metrics and keys:
         fig, ax = plt.subplots(figsize=(8, 5))
         for k in keys:

@@ -1,4 +1,5 @@
 """Run-time helpers of the training loop: AMP dtype, seeding, moving batches, sampler epochs, divergence."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,10 @@ def move_batch(batch: dict, device: torch.device) -> dict:
     if isinstance(out.get("images"), torch.Tensor):
         out["images"] = out["images"].to(device, non_blocking=True)
     if "targets" in out:
-        out["targets"] = [{k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                           for k, v in t.items()} for t in out["targets"]]
+        out["targets"] = [
+            {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+            for t in out["targets"]
+        ]
     return out
 
 
@@ -38,8 +41,9 @@ def resolve_amp(amp: Any, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         if amp == "bf16":
             return torch.bfloat16
-        logger.warning("AMP fp16 needs CUDA; training in fp32 on %s (set train.amp=bf16 for bf16 autocast "
-                       "on CPU)", device)
+        logger.warning(
+            "AMP fp16 needs CUDA; training in fp32 on %s (set train.amp=bf16 for bf16 autocast on CPU)", device
+        )
         return None
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         raise ConfigError("train.amp=bf16: this GPU has no bf16 support; use train.amp=fp16")

@@ -1,4 +1,5 @@
 """The epoch-based trainer: DDP, AMP, gradient accumulation, EMA, exact resume, evaluation, checkpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,14 +14,21 @@ from torch import nn
 import detkit
 from detkit.config import dump_config
 from detkit.engine import builders, dist
-from detkit.engine.checkpoint import (get_rng_state, load_checkpoint, load_weights, model_state,
-                                      preserve_rng, save_checkpoint, set_rng_state)
+from detkit.engine.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    load_weights,
+    model_state,
+    preserve_rng,
+    save_checkpoint,
+    set_rng_state,
+)
 from detkit.engine.defaults import resolve_config
-from detkit.engine.evaluate import evaluate
-from detkit.engine.runtime import TrainingDiverged, move_batch, resolve_amp, seed_everything, set_sampler_epoch
 from detkit.engine.ema import ModelEMA
+from detkit.engine.evaluate import evaluate
 from detkit.engine.logger import Progress, RunRecord, setup_logger, tensorboard_writer
 from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, scaled_lr
+from detkit.engine.runtime import TrainingDiverged, move_batch, resolve_amp, seed_everything, set_sampler_epoch
 
 logger = logging.getLogger("detkit")
 
@@ -31,6 +39,7 @@ def _cat_ids(dataset) -> list[int] | None:
     if m is None:
         return None
     return [int(m[i]) for i in range(len(m))]
+
 
 class Trainer:
     """Train ``cfg['model']`` on ``cfg['data']['train']``, evaluate on ``data.val``; ``Trainer(cfg).fit()``.
@@ -43,9 +52,17 @@ class Trainer:
             torch for deterministic kernels.
     """
 
-    def __init__(self, cfg: dict, work_dir: str | Path | None = None, device: str | None = None,
-                 resume: bool | str | Path | None = None, load_from: str | Path | None = None,
-                 seed: int | None = None, amp: Any = None, deterministic: bool = False):
+    def __init__(
+        self,
+        cfg: dict,
+        work_dir: str | Path | None = None,
+        device: str | None = None,
+        resume: bool | str | Path | None = None,
+        load_from: str | Path | None = None,
+        seed: int | None = None,
+        amp: Any = None,
+        deterministic: bool = False,
+    ):
         cfg = resolve_config(cfg)
         if seed is not None:
             cfg["seed"] = int(seed)
@@ -81,21 +98,26 @@ class Trainer:
     def _build_data(self) -> None:
         data = self.cfg["data"]
         self.train_set = builders.build_dataset(data["train"])
-        self.train_loader = builders.build_dataloader(self.cfg, "train", distributed=dist.is_dist(),
-                                                    seed=self.cfg["seed"], start_iter=0, dataset=self.train_set)
+        self.train_loader = builders.build_dataloader(
+            self.cfg, "train", distributed=dist.is_dist(), seed=self.cfg["seed"], start_iter=0, dataset=self.train_set
+        )
         self.iters_per_epoch = len(self.train_loader)
         if self.iters_per_epoch == 0:
-            raise ValueError(f"data.train gives no batch (dataset of {len(self.train_set)} samples, "
-                             f"data.batch_size {data.get('batch_size')}); add images or lower the batch size")
+            raise ValueError(
+                f"data.train gives no batch (dataset of {len(self.train_set)} samples, "
+                f"data.batch_size {data.get('batch_size')}); add images or lower the batch size"
+            )
         self.val_loader = self.evaluator = None
         if data.get("val"):
             val_set = builders.build_dataset(data["val"])
-            self.val_loader = builders.build_dataloader(self.cfg, "val", distributed=dist.is_dist(),
-                                                      seed=self.cfg["seed"], dataset=val_set)
+            self.val_loader = builders.build_dataloader(
+                self.cfg, "val", distributed=dist.is_dist(), seed=self.cfg["seed"], dataset=val_set
+            )
             self.evaluator = builders.build_evaluator(self.cfg, val_set)
 
     def _build_model(self, load_from) -> None:
         from detkit.models.build import build_model
+
         self.model = build_model(self.cfg, class_names=builders.model_class_names(self.train_set))
         self.model.to(self.device)
         if dist.is_dist() and self.tcfg["sync_bn"]:
@@ -107,7 +129,8 @@ class Trainer:
         if dist.is_dist():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=self.tcfg["find_unused_parameters"])
+                self.model, device_ids=ids, find_unused_parameters=self.tcfg["find_unused_parameters"]
+            )
         ema = self.tcfg["ema"]
         self.ema = ModelEMA(self.model, **ema) if ema else None
 
@@ -117,25 +140,45 @@ class Trainer:
         self.total_batch = bs * self.world * acc
         self.optimizer = build_optimizer(self.model, self.cfg["optimizer"], self.total_batch)
         self.base_lr = scaled_lr({**OPTIMIZER_DEFAULTS, **self.cfg["optimizer"]}, self.total_batch)
-        logger.info("lr %g (optimizer.lr %g x total batch %d [%d per process x %d processes x %d accumulate] "
-                    "/ base_batch_size %s)", self.base_lr, self.cfg["optimizer"]["lr"], self.total_batch, bs,
-                    self.world, acc, self.cfg["optimizer"]["base_batch_size"])
-        self.schedule = LRSchedule.from_config(self.cfg["scheduler"], self.tcfg["max_epochs"],
-                                               self.iters_per_epoch)
+        logger.info(
+            "lr %g (optimizer.lr %g x total batch %d [%d per process x %d processes x %d accumulate] "
+            "/ base_batch_size %s)",
+            self.base_lr,
+            self.cfg["optimizer"]["lr"],
+            self.total_batch,
+            bs,
+            self.world,
+            acc,
+            self.cfg["optimizer"]["base_batch_size"],
+        )
+        self.schedule = LRSchedule.from_config(self.cfg["scheduler"], self.tcfg["max_epochs"], self.iters_per_epoch)
         self.amp_dtype = resolve_amp(self.tcfg["amp"], self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
         rng = dist.all_gather_object(get_rng_state())  # collective: every rank calls it
-        meta = {"config": self.cfg, "class_names": list(self.model.class_names), "epoch": self.epoch,
-                "iter": self.iter, "iter_in_epoch": self.iter_in_epoch, "version": detkit.__version__,
-                "world_size": self.world, "best": self.best, "nonfinite": self.nonfinite,
-                "cat_ids": _cat_ids(self.train_set)}
-        state = {"model": (self.ema.module if self.ema else self.model).state_dict(), "meta": meta,
-                 "optimizer": self.optimizer.state_dict(), "scheduler": self.schedule.state_dict(),
-                 "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
-                 "rng": rng}
+        meta = {
+            "config": self.cfg,
+            "class_names": list(self.model.class_names),
+            "epoch": self.epoch,
+            "iter": self.iter,
+            "iter_in_epoch": self.iter_in_epoch,
+            "version": detkit.__version__,
+            "world_size": self.world,
+            "best": self.best,
+            "nonfinite": self.nonfinite,
+            "cat_ids": _cat_ids(self.train_set),
+        }
+        state = {
+            "model": (self.ema.module if self.ema else self.model).state_dict(),
+            "meta": meta,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "rng": rng,
+        }
         if self.ema:
             state["model_raw"] = self.model.state_dict()
         return state
@@ -154,17 +197,22 @@ class Trainer:
         try:
             self.model.load_state_dict(ckpt["model_raw"] if ckpt.get("model_raw") is not None else ckpt["model"])
         except RuntimeError as e:
-            raise ValueError(f"{path}: the weights do not fit the config's model ({str(e).splitlines()[0]}); "
-                             "resume with the config of that run, or start anew with --load-from") from e
+            raise ValueError(
+                f"{path}: the weights do not fit the config's model ({str(e).splitlines()[0]}); "
+                "resume with the config of that run, or start anew with --load-from"
+            ) from e
         if self.ema:
-            self.ema.load_state_dict(ckpt["ema"] or {"updates": 0}, ckpt["model"] if ckpt.get("ema")
-                                     else self.model.state_dict())
+            self.ema.load_state_dict(
+                ckpt["ema"] or {"updates": 0}, ckpt["model"] if ckpt.get("ema") else self.model.state_dict()
+            )
         fresh = [g["initial_lr"] for g in self.optimizer.param_groups]
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except ValueError as e:
-            raise ValueError(f"{path}: the optimizer state does not fit ({e}); were optimizer.lr_mult or the "
-                             "decay settings changed? Start anew with --load-from to keep the weights") from e
+            raise ValueError(
+                f"{path}: the optimizer state does not fit ({e}); were optimizer.lr_mult or the "
+                "decay settings changed? Start anew with --load-from to keep the weights"
+            ) from e
         for g, lr in zip(self.optimizer.param_groups, fresh):
             g["initial_lr"] = lr  # the config in force decides the LR, the checkpoint the momentum
         if ckpt.get("scaler"):
@@ -177,36 +225,60 @@ class Trainer:
         if len(rng) == self.world:
             set_rng_state(rng[self.rank])
         else:
-            logger.warning("checkpoint was written by %d process(es), this run has %d: RNG states are not "
-                           "restored, the resumed run is not bit-exact", len(rng), self.world)
+            logger.warning(
+                "checkpoint was written by %d process(es), this run has %d: RNG states are not "
+                "restored, the resumed run is not bit-exact",
+                len(rng),
+                self.world,
+            )
         if self.main:
             self.record.truncate(self.iter)
-        logger.info("resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, self.epoch,
-                    self.iter, self.iter_in_epoch)
+        logger.info(
+            "resumed from %s: epoch %d, iteration %d (%d into the epoch)",
+            path,
+            self.epoch,
+            self.iter,
+            self.iter_in_epoch,
+        )
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
         """Train up to ``train.max_epochs``; return the last evaluation's metrics ({} if none ran)."""
         max_epochs = self.tcfg["max_epochs"]
         if self.epoch >= max_epochs:
-            logger.info("nothing to do: the checkpoint is at epoch %d and train.max_epochs is %d "
-                        "(raise train.max_epochs to extend the run)", self.epoch, max_epochs)
+            logger.info(
+                "nothing to do: the checkpoint is at epoch %d and train.max_epochs is %d "
+                "(raise train.max_epochs to extend the run)",
+                self.epoch,
+                max_epochs,
+            )
             rows = self.record.metrics() if self.main else []
             return {k: v for k, v in rows[-1].items() if k not in ("epoch", "iter")} if rows else {}
         if callable(getattr(self.train_set, "set_max_epochs", None)):  # e.g. MixDataset's close_mosaic
-            self.train_set.set_max_epochs(max_epochs)                  # before the loader's workers start
+            self.train_set.set_max_epochs(max_epochs)  # before the loader's workers start
         self.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
-        logger.info("training %s for %d epochs (%d iterations per epoch) on %s, %d process(es), amp %s",
-                    type(self.model).__name__, max_epochs, self.iters_per_epoch, self.device, self.world,
-                    self.amp_dtype)
+        logger.info(
+            "training %s for %d epochs (%d iterations per epoch) on %s, %d process(es), amp %s",
+            type(self.model).__name__,
+            max_epochs,
+            self.iters_per_epoch,
+            self.device,
+            self.world,
+            self.amp_dtype,
+        )
         metrics: dict[str, float] = {}
         with dist.StopSignals() as self._signals:
             while self.epoch < max_epochs:
                 self._train_epoch()
                 if self.interrupted:
                     self.save("latest.pth")
-                    logger.warning("stopped by %s at epoch %d, iteration %d; latest.pth saved. Resume with: %s",
-                                   self.interrupted, self.epoch + 1, self.iter, self.resume_hint)
+                    logger.warning(
+                        "stopped by %s at epoch %d, iteration %d; latest.pth saved. Resume with: %s",
+                        self.interrupted,
+                        self.epoch + 1,
+                        self.iter,
+                        self.resume_hint,
+                    )
                     break
                 self.epoch, self.iter_in_epoch = self.epoch + 1, 0
                 metrics = self._end_of_epoch(max_epochs) or metrics
@@ -254,8 +326,9 @@ class Trainer:
         metrics = evaluate(model, self.val_loader, self.evaluator, self.device, self.amp_dtype)
         if self.main:
             self.record.add_metrics({"epoch": self.epoch, "iter": self.iter, **metrics})
-            logger.info("evaluation at epoch %d:\n%s", self.epoch,
-                        "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items()))
+            logger.info(
+                "evaluation at epoch %d:\n%s", self.epoch, "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())
+            )
             if self.tb:
                 for k, v in metrics.items():
                     self.tb.add_scalar(k, v, self.iter)
@@ -264,6 +337,7 @@ class Trainer:
     def _finish(self) -> None:
         if self.main:
             from detkit.engine.plots import plot_history
+
             self.record.save_history()
             written = plot_history(self.record.history, self.record.metrics(), self.work_dir)
             logger.info("plots: %s", ", ".join(p.name for p in written) or "(no data)")
@@ -283,8 +357,16 @@ class Trainer:
 
     def _train_epoch(self) -> None:
         (self.ddp or self.model).train()
-        progress = Progress(self.iters_per_epoch, self.iter_in_epoch, self.epoch, self.tcfg["max_epochs"],
-                            self.tcfg["log_interval"], self.main, logger, self.device)
+        progress = Progress(
+            self.iters_per_epoch,
+            self.iter_in_epoch,
+            self.epoch,
+            self.tcfg["max_epochs"],
+            self.tcfg["log_interval"],
+            self.main,
+            logger,
+            self.device,
+        )
         self._window: dict[str, list[float]] = {}
         ci = self.tcfg["checkpoint_iters"]
         try:
@@ -315,8 +397,9 @@ class Trainer:
         sync = self.ddp.no_sync() if (self.ddp is not None and not boundary) else contextlib.nullcontext()
         with sync:
             if batch is not None:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
+                with torch.autocast(
+                    self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+                ):
                     losses = (self.ddp or self.model)(move_batch(batch, self.device))
                 bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
             flags = torch.tensor([float(bool(bad)), float(batch is None), float(self._signals.requested)])
@@ -342,13 +425,19 @@ class Trainer:
     def _count_nonfinite(self, bad: list[str]) -> None:
         self.nonfinite += 1
         names = sorted({k for names in dist.all_gather_object(bad) for k in names})
-        logger.warning("non-finite loss (%s) at iteration %d: step skipped (%d in a row, limit %d)",
-                       ", ".join(names), self.iter, self.nonfinite, self.tcfg["max_nonfinite"])
+        logger.warning(
+            "non-finite loss (%s) at iteration %d: step skipped (%d in a row, limit %d)",
+            ", ".join(names),
+            self.iter,
+            self.nonfinite,
+            self.tcfg["max_nonfinite"],
+        )
         if self.nonfinite >= int(self.tcfg["max_nonfinite"]):
             raise TrainingDiverged(
                 f"training stopped: {self.nonfinite} non-finite losses in a row (last: {', '.join(names)}) "
                 f"at epoch {self.epoch + 1}, iteration {self.iter}; the last good checkpoint is "
-                f"{self.work_dir / 'latest.pth'}. Lower optimizer.lr, set train.grad_clip, or check the data")
+                f"{self.work_dir / 'latest.pth'}. Lower optimizer.lr, set train.grad_clip, or check the data"
+            )
 
     def _optimizer_step(self) -> None:
         if self._group_bad:
@@ -376,8 +465,10 @@ class Trainer:
         if self.iter % interval and self.iter_in_epoch != self.iters_per_epoch:
             return
         keys = sorted(means)
-        vec = dist.all_reduce_sum(torch.tensor([means[k] for k in keys], dtype=torch.float64,
-                                               device=self.device)).cpu() / self.world
+        vec = (
+            dist.all_reduce_sum(torch.tensor([means[k] for k in keys], dtype=torch.float64, device=self.device)).cpu()
+            / self.world
+        )
         reduced = dict(zip(keys, vec.tolist()))
         if self.main and reduced:
             self.record.add_losses(self.iter, self.iter / self.iters_per_epoch, self._lr, reduced)

@@ -1,26 +1,48 @@
 """Evaluation: COCO box/mask AP (pycocotools) and semantic segmentation mIoU."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from detkit.evaluation.coco import (ClassAP, CocoEvaluator, coco_metrics, evaluate_coco, format_per_class,
-                                    masks_to_rle, per_class_ap)
+from detkit.evaluation.coco import (
+    ClassAP,
+    CocoEvaluator,
+    coco_metrics,
+    evaluate_coco,
+    format_per_class,
+    masks_to_rle,
+    per_class_ap,
+)
 from detkit.evaluation.semseg import ClassIoU, SemSegEvaluator
 
-__all__ = ["CocoEvaluator", "coco_metrics", "evaluate_coco", "per_class_ap", "format_per_class", "masks_to_rle",
-           "ClassAP", "SemSegEvaluator", "ClassIoU", "build_evaluator"]
+__all__ = [
+    "ClassAP",
+    "ClassIoU",
+    "CocoEvaluator",
+    "SemSegEvaluator",
+    "build_evaluator",
+    "coco_metrics",
+    "evaluate_coco",
+    "format_per_class",
+    "masks_to_rle",
+    "per_class_ap",
+]
 
 
 def _is_semantic(model: Mapping[str, Any], dataset: Any) -> bool:
-    return (model.get("type") == "Segmentor" or "decode_head" in model
-            or bool(getattr(dataset, "with_sem_seg", False)) or getattr(dataset, "sem_seg_dir", None) is not None)
+    return (
+        model.get("type") == "Segmentor"
+        or "decode_head" in model
+        or bool(getattr(dataset, "with_sem_seg", False))
+        or getattr(dataset, "sem_seg_dir", None) is not None
+    )
 
 
 def _has_masks(model: Mapping[str, Any], dataset: Any) -> bool:
     head = model.get("head")
     head_type = head.get("type", "") if isinstance(head, Mapping) else ""
-    return (model.get("mask_head") is not None or bool(getattr(dataset, "with_masks", False))
-            or "Seg" in head_type)
+    return model.get("mask_head") is not None or bool(getattr(dataset, "with_masks", False)) or "Seg" in head_type
 
 
 def build_evaluator(cfg: Mapping[str, Any], dataset: Any) -> CocoEvaluator | SemSegEvaluator:

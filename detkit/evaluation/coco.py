@@ -3,23 +3,50 @@
 The functional metrics (``coco_metrics``, ``evaluate_coco``, ``per_class_ap``, ``prediction_to_coco``, ...)
 live in :mod:`detkit.evaluation.coco_metrics` and are re-exported here.
 """
+
 from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from detkit.evaluation.coco_metrics import (IOU_TYPES, STAT_NAMES, ClassAP, CocoEvalOutput,  # noqa: F401
-                                            _label_list, _resolve_backend, _run_cocoeval, coco_metrics,
-                                            evaluate_coco, faster_coco_eval_available, format_per_class,
-                                            load_coco_gt, masks_to_rle, per_class_ap, prediction_to_coco)
+from detkit.evaluation.coco_metrics import (  # noqa: F401
+    IOU_TYPES,
+    STAT_NAMES,
+    ClassAP,
+    CocoEvalOutput,
+    _label_list,
+    _resolve_backend,
+    _run_cocoeval,
+    coco_metrics,
+    evaluate_coco,
+    faster_coco_eval_available,
+    format_per_class,
+    load_coco_gt,
+    masks_to_rle,
+    per_class_ap,
+    prediction_to_coco,
+)
 
-__all__ = ["CocoEvaluator", "ClassAP", "CocoEvalOutput", "IOU_TYPES", "STAT_NAMES", "coco_metrics", "evaluate_coco",
-           "faster_coco_eval_available", "format_per_class", "load_coco_gt", "masks_to_rle", "per_class_ap",
-           "prediction_to_coco"]
+__all__ = [
+    "IOU_TYPES",
+    "STAT_NAMES",
+    "ClassAP",
+    "CocoEvalOutput",
+    "CocoEvaluator",
+    "coco_metrics",
+    "evaluate_coco",
+    "faster_coco_eval_available",
+    "format_per_class",
+    "load_coco_gt",
+    "masks_to_rle",
+    "per_class_ap",
+    "prediction_to_coco",
+]
 
 
 def _dist_on() -> bool:
@@ -46,9 +73,16 @@ class CocoEvaluator:
         coco_gt: the private ground-truth COCO copy the evaluator scores against (read-only).
     """
 
-    def __init__(self, ann_file: str | os.PathLike | None = None, dataset: Any = None,
-                 iou_types: Sequence[str] = ("bbox",), label_to_cat_id: Sequence[int] | Mapping[int, int] | None = None,
-                 class_names: Sequence[str] | None = None, backend: str = "auto", verbose: bool = False):
+    def __init__(
+        self,
+        ann_file: str | os.PathLike | None = None,
+        dataset: Any = None,
+        iou_types: Sequence[str] = ("bbox",),
+        label_to_cat_id: Sequence[int] | Mapping[int, int] | None = None,
+        class_names: Sequence[str] | None = None,
+        backend: str = "auto",
+        verbose: bool = False,
+    ):
         if dataset is None and ann_file is None:
             raise ValueError("CocoEvaluator needs ann_file or dataset")
         bad = [t for t in iou_types if t not in IOU_TYPES]
@@ -123,8 +157,10 @@ class CocoEvaluator:
 
     def _to_coco(self, image_id: int, pred: Mapping[str, torch.Tensor]) -> list[dict]:
         if "segm" in self.iou_types and pred.get("masks") is None:
-            raise ValueError(f"image {image_id}: iou_types includes 'segm' but the prediction has no "
-                             f"'masks'; use iou_types=('bbox',) or a model with a mask head")
+            raise ValueError(
+                f"image {image_id}: iou_types includes 'segm' but the prediction has no "
+                f"'masks'; use iou_types=('bbox',) or a model with a mask head"
+            )
         return prediction_to_coco(image_id, pred, self.label_to_cat_id, with_masks="segm" in self.iou_types)
 
     def _gather(self) -> None:
@@ -183,4 +219,5 @@ class CocoEvaluator:
     def write_report(self, out_dir: str | os.PathLike) -> list:
         """Write PR curves, confusion matrix and per-class CSV of the last ``compute()`` into ``out_dir``."""
         from detkit.analysis.report import write_evaluator_report  # lazy: analysis imports evaluation
+
         return write_evaluator_report(self, out_dir)

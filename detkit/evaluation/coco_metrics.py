@@ -4,6 +4,7 @@
 ``format_per_class`` give the per-category table; ``prediction_to_coco`` / ``masks_to_rle`` turn one
 image's prediction into COCO results records. ``detkit.evaluation.coco.CocoEvaluator`` builds on them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +14,8 @@ import io
 import json
 import os
 import warnings
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,9 +23,20 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["coco_metrics", "evaluate_coco", "load_coco_gt", "per_class_ap", "format_per_class", "masks_to_rle",
-           "prediction_to_coco", "faster_coco_eval_available", "ClassAP", "CocoEvalOutput", "IOU_TYPES",
-           "STAT_NAMES"]
+__all__ = [
+    "IOU_TYPES",
+    "STAT_NAMES",
+    "ClassAP",
+    "CocoEvalOutput",
+    "coco_metrics",
+    "evaluate_coco",
+    "faster_coco_eval_available",
+    "format_per_class",
+    "load_coco_gt",
+    "masks_to_rle",
+    "per_class_ap",
+    "prediction_to_coco",
+]
 
 IOU_TYPES = ("bbox", "segm")
 # Names of pycocotools' 12 summary numbers (COCOeval.stats), in its order.
@@ -61,14 +74,16 @@ def _resolve_backend(backend: str) -> str:
     if backend not in ("pycocotools", "faster_coco_eval"):
         raise ValueError(f"backend must be 'auto', 'pycocotools' or 'faster_coco_eval', got {backend!r}")
     if backend == "faster_coco_eval" and not faster_coco_eval_available():
-        raise ImportError("backend='faster_coco_eval' needs `pip install faster-coco-eval`; "
-                          "or use backend='pycocotools'")
+        raise ImportError(
+            "backend='faster_coco_eval' needs `pip install faster-coco-eval`; or use backend='pycocotools'"
+        )
     return backend
 
 
 def _coco_class(backend: str):
     if backend == "faster_coco_eval":
         from faster_coco_eval import COCO as FCOCO
+
         return FCOCO
     return COCO
 
@@ -81,9 +96,11 @@ def _check_gt(dataset: dict, iou_types: Sequence[str], source: str) -> None:
     for ann in dataset["annotations"]:
         missing = [k for k in need if k not in ann]
         if missing:
-            raise ValueError(f"{source}: annotation id={ann.get('id')} (image {ann.get('image_id')}) has no "
-                             f"{', '.join(missing)}; COCO evaluation needs them (area = mask or box area); "
-                             f"fix the file, e.g. check it with tools/check_dataset.py")
+            raise ValueError(
+                f"{source}: annotation id={ann.get('id')} (image {ann.get('image_id')}) has no "
+                f"{', '.join(missing)}; COCO evaluation needs them (area = mask or box area); "
+                f"fix the file, e.g. check it with tools/check_dataset.py"
+            )
 
 
 def _copy_gt(data: dict, backend: str) -> dict:
@@ -98,8 +115,9 @@ def _copy_gt(data: dict, backend: str) -> dict:
     return out
 
 
-def load_coco_gt(gt: str | os.PathLike | dict | Any, backend: str = "pycocotools",
-                 iou_types: str | Sequence[str] = ("bbox",)) -> Any:
+def load_coco_gt(
+    gt: str | os.PathLike | dict | Any, backend: str = "pycocotools", iou_types: str | Sequence[str] = ("bbox",)
+) -> Any:
     """Return a private COCO object (of ``backend``'s class) built from a path, a dict or a COCO object.
 
     The result is always a copy: COCOeval rewrites ground-truth polygons into RLE in place, and the
@@ -128,8 +146,9 @@ def load_coco_gt(gt: str | os.PathLike | dict | Any, backend: str = "pycocotools
     return coco
 
 
-def _load_results(results: str | os.PathLike | Sequence[dict], iou_type: str,
-                  gt_img_ids: set, gt_cat_ids: set) -> list[dict]:
+def _load_results(
+    results: str | os.PathLike | Sequence[dict], iou_type: str, gt_img_ids: set, gt_cat_ids: set
+) -> list[dict]:
     """Return a validated private copy of the results (loadRes writes into them)."""
     if isinstance(results, (str, os.PathLike)):
         path = os.fspath(results)
@@ -150,8 +169,10 @@ def _load_results(results: str | os.PathLike | Sequence[dict], iou_type: str,
         if missing:
             raise ValueError(f"{source}: result #{i} lacks {', '.join(missing)} (needed for iou_type={iou_type!r})")
         if r["image_id"] not in gt_img_ids:
-            raise ValueError(f"{source}: result #{i} has image_id={r['image_id']}, which is not in the ground "
-                             f"truth; evaluate against the annotation file the predictions were made for")
+            raise ValueError(
+                f"{source}: result #{i} has image_id={r['image_id']}, which is not in the ground "
+                f"truth; evaluate against the annotation file the predictions were made for"
+            )
         if r["category_id"] not in gt_cat_ids:
             unknown_cats.add(r["category_id"])
         if iou_type == "segm":
@@ -159,23 +180,34 @@ def _load_results(results: str | os.PathLike | Sequence[dict], iou_type: str,
             # Detectron2 and MMDetection do: pycocotools takes the box area when a result has a box.
             r.pop("bbox", None)
     if unknown_cats:
-        warnings.warn(f"{source}: category ids {sorted(unknown_cats)} are not in the ground truth and are "
-                      f"ignored by COCOeval; check the label -> category id mapping", stacklevel=3)
+        warnings.warn(
+            f"{source}: category ids {sorted(unknown_cats)} are not in the ground truth and are "
+            f"ignored by COCOeval; check the label -> category id mapping",
+            stacklevel=3,
+        )
     return results
 
 
 def _empty_results_coco(coco_gt: Any, backend: str) -> Any:
     res = _coco_class(backend)()
-    res.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
-                   "categories": copy.deepcopy(coco_gt.dataset["categories"])}
+    res.dataset = {
+        "images": list(coco_gt.dataset["images"]),
+        "annotations": [],
+        "categories": copy.deepcopy(coco_gt.dataset["categories"]),
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         res.createIndex()
     return res
 
 
-def evaluate_coco(gt: str | os.PathLike | dict | Any, results: str | os.PathLike | Sequence[dict],
-                  iou_type: str = "bbox", img_ids: Iterable[int] | None = None, backend: str = "auto",
-                  verbose: bool = False) -> CocoEvalOutput:
+def evaluate_coco(
+    gt: str | os.PathLike | dict | Any,
+    results: str | os.PathLike | Sequence[dict],
+    iou_type: str = "bbox",
+    img_ids: Iterable[int] | None = None,
+    backend: str = "auto",
+    verbose: bool = False,
+) -> CocoEvalOutput:
     """Run COCOeval (evaluate, accumulate, summarize) with its stdout captured.
 
     Args:
@@ -197,8 +229,14 @@ def evaluate_coco(gt: str | os.PathLike | dict | Any, results: str | os.PathLike
     return _run_cocoeval(load_coco_gt(gt, backend, iou_type), results, iou_type, img_ids, backend, verbose)
 
 
-def _run_cocoeval(coco_gt: Any, results: str | os.PathLike | Sequence[dict], iou_type: str,
-                  img_ids: Iterable[int] | None, backend: str, verbose: bool) -> CocoEvalOutput:
+def _run_cocoeval(
+    coco_gt: Any,
+    results: str | os.PathLike | Sequence[dict],
+    iou_type: str,
+    img_ids: Iterable[int] | None,
+    backend: str,
+    verbose: bool,
+) -> CocoEvalOutput:
     """``evaluate_coco`` on a private ground-truth COCO object of ``backend``'s class (it may be modified)."""
     gt_img_ids = set(coco_gt.getImgIds())
     dets = _load_results(results, iou_type, gt_img_ids, set(coco_gt.getCatIds()))
@@ -207,11 +245,13 @@ def _run_cocoeval(coco_gt: Any, results: str | os.PathLike | Sequence[dict], iou
         if dets:
             coco_dt = coco_gt.loadRes(dets)
         else:
-            warnings.warn(f"no {iou_type} detections to evaluate: every AP is 0 (-1 where there is no "
-                          f"ground truth)", stacklevel=2)
+            warnings.warn(
+                f"no {iou_type} detections to evaluate: every AP is 0 (-1 where there is no ground truth)", stacklevel=2
+            )
             coco_dt = _empty_results_coco(coco_gt, backend)
         if backend == "faster_coco_eval":
             from faster_coco_eval import COCOeval_faster
+
             E = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=print)
         else:
             E = COCOeval(coco_gt, coco_dt, iou_type)
@@ -233,9 +273,14 @@ def _run_cocoeval(coco_gt: Any, results: str | os.PathLike | Sequence[dict], iou
     return CocoEvalOutput(metrics, E, text)
 
 
-def coco_metrics(gt_json: str | os.PathLike | dict | Any, results: str | os.PathLike | Sequence[dict],
-                 iou_type: str = "bbox", backend: str = "auto", img_ids: Iterable[int] | None = None,
-                 verbose: bool = False) -> dict[str, float]:
+def coco_metrics(
+    gt_json: str | os.PathLike | dict | Any,
+    results: str | os.PathLike | Sequence[dict],
+    iou_type: str = "bbox",
+    backend: str = "auto",
+    img_ids: Iterable[int] | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
     """Return pycocotools' COCO metrics (``bbox/AP``, ``bbox/AP50``, ... in 0..1, -1 = undefined).
 
     See ``evaluate_coco`` for the arguments; this returns only the metric dict.
@@ -269,21 +314,24 @@ def per_class_ap(cocoeval: Any, class_names: Mapping[int, str] | None = None) ->
     for k, cat_id in enumerate(p.catIds):
         cat_id = int(cat_id)
         name = (class_names or {}).get(cat_id) or gt.cats[cat_id].get("name", str(cat_id))
-        rows.append(ClassAP(name, cat_id, _mean(precision[:, :, k, a, m]),
-                            _mean(precision[t50, :, k, a, m]), num_gt.get(cat_id, 0)))
+        rows.append(
+            ClassAP(
+                name, cat_id, _mean(precision[:, :, k, a, m]), _mean(precision[t50, :, k, a, m]), num_gt.get(cat_id, 0)
+            )
+        )
     return rows
 
 
 def format_per_class(rows: Sequence[ClassAP], title: str = "") -> str:
     """Return the per-class rows as a plain-text table (AP in percent, '-' where undefined)."""
+
     def pct(v: float) -> str:
         return "-" if v < 0 else f"{100 * v:.1f}"
 
     width = max([len("class")] + [len(r.name) for r in rows])
     lines = [title] if title else []
     lines.append(f"{'class':<{width}}  {'cat_id':>6}  {'AP':>6}  {'AP50':>6}  {'num_gt':>6}")
-    lines += [f"{r.name:<{width}}  {r.category_id:>6}  {pct(r.AP):>6}  {pct(r.AP50):>6}  {r.num_gt:>6}"
-              for r in rows]
+    lines += [f"{r.name:<{width}}  {r.category_id:>6}  {pct(r.AP):>6}  {pct(r.AP50):>6}  {r.num_gt:>6}" for r in rows]
     return "\n".join(lines)
 
 
@@ -315,8 +363,9 @@ def _label_list(label_to_cat_id: Sequence[int] | Mapping[int, int]) -> list[int]
     return [int(c) for c in label_to_cat_id]
 
 
-def prediction_to_coco(image_id: int, pred: Mapping[str, torch.Tensor], label_to_cat_id: Sequence[int],
-                       with_masks: bool = True) -> list[dict]:
+def prediction_to_coco(
+    image_id: int, pred: Mapping[str, torch.Tensor], label_to_cat_id: Sequence[int], with_masks: bool = True
+) -> list[dict]:
     """COCO results records for one image's prediction (xyxy boxes -> xywh, labels -> category ids, masks -> RLE).
 
     ``pred``: ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N] in 0..C-1, optional ``masks`` [N,H,W].
@@ -326,14 +375,20 @@ def prediction_to_coco(image_id: int, pred: Mapping[str, torch.Tensor], label_to
     scores = pred["scores"].detach().cpu().tolist()
     labels = pred["labels"].detach().cpu().tolist()
     n_cls = len(label_to_cat_id)
-    if labels and not (0 <= min(labels) and max(labels) < n_cls):
-        raise ValueError(f"image {image_id}: predicted labels must lie in 0..{n_cls - 1} (the dataset's "
-                         f"{n_cls} classes), got {min(labels)}..{max(labels)}; check model.num_classes")
+    if labels and not (min(labels) >= 0 and max(labels) < n_cls):
+        raise ValueError(
+            f"image {image_id}: predicted labels must lie in 0..{n_cls - 1} (the dataset's "
+            f"{n_cls} classes), got {min(labels)}..{max(labels)}; check model.num_classes"
+        )
     rles = masks_to_rle(pred["masks"]) if with_masks and pred.get("masks") is not None else None
     out = []
     for j, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels)):
-        r = {"image_id": image_id, "category_id": int(label_to_cat_id[label]),
-             "bbox": [float(v) for v in box], "score": float(score)}
+        r = {
+            "image_id": image_id,
+            "category_id": int(label_to_cat_id[label]),
+            "bbox": [float(v) for v in box],
+            "score": float(score),
+        }
         if rles is not None:
             r["segmentation"] = rles[j]
         out.append(r)

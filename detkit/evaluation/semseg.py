@@ -1,9 +1,11 @@
 """Semantic segmentation metrics (mIoU, aAcc, mAcc) from a confusion matrix."""
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -70,8 +72,10 @@ class SemSegEvaluator:
         valid = gt != self.ignore_index
         gt, pred = gt[valid], pred[valid]
         if gt.numel() and (int(gt.min()) < 0 or int(gt.max()) >= C):
-            raise ValueError(f"ground-truth labels must be in 0..{C - 1} or {self.ignore_index} (ignore), got "
-                             f"{int(gt.min())}..{int(gt.max())}; check num_classes and ignore_index")
+            raise ValueError(
+                f"ground-truth labels must be in 0..{C - 1} or {self.ignore_index} (ignore), got "
+                f"{int(gt.min())}..{int(gt.max())}; check num_classes and ignore_index"
+            )
         if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= C):
             raise ValueError(f"predicted labels must be in 0..{C - 1}, got {int(pred.min())}..{int(pred.max())}")
         counts = torch.bincount(gt * C + pred, minlength=C * C).reshape(C, C)
@@ -101,7 +105,7 @@ class SemSegEvaluator:
             sx, sy = batch["scale_factors"][i]
             oh, ow = batch["orig_sizes"][i]
             h, w = min(h - top, int(round(oh * sy))), min(w - left, int(round(ow * sx)))
-        gt = gt[top:top + h, left:left + w]
+        gt = gt[top : top + h, left : left + w]
         if tuple(gt.shape) != size:
             gt = F.interpolate(gt[None, None].float(), size=size, mode="nearest-exact")[0, 0].long()
         return gt
@@ -122,10 +126,14 @@ class SemSegEvaluator:
         total = float(conf.sum())
         if total == 0:
             warnings.warn("SemSegEvaluator.compute(): no valid pixel was processed; metrics are nan", stacklevel=2)
-        self.metrics = {"sem/mIoU": _nanmean(iou), "sem/mAcc": _nanmean(acc),
-                        "sem/aAcc": float(tp.sum()) / total if total else math.nan}
-        self.per_class = [ClassIoU(n, k, float(iou[k]), float(acc[k]), int(gt_px[k]))
-                          for k, n in enumerate(self.class_names)]
+        self.metrics = {
+            "sem/mIoU": _nanmean(iou),
+            "sem/mAcc": _nanmean(acc),
+            "sem/aAcc": float(tp.sum()) / total if total else math.nan,
+        }
+        self.per_class = [
+            ClassIoU(n, k, float(iou[k]), float(acc[k]), int(gt_px[k])) for k, n in enumerate(self.class_names)
+        ]
         return dict(self.metrics)
 
     def summary(self) -> str:
@@ -137,7 +145,9 @@ class SemSegEvaluator:
             return "-" if math.isnan(v) else f"{100 * v:.1f}"
 
         width = max([len("class")] + [len(r.name) for r in self.per_class])
-        lines = ["  ".join(f"{k}={pct(v)}" for k, v in self.metrics.items()),
-                 f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'pixels':>10}"]
+        lines = [
+            "  ".join(f"{k}={pct(v)}" for k, v in self.metrics.items()),
+            f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'pixels':>10}",
+        ]
         lines += [f"{r.name:<{width}}  {pct(r.IoU):>6}  {pct(r.Acc):>6}  {r.num_pixels:>10}" for r in self.per_class]
         return "\n".join(lines)

@@ -1,8 +1,9 @@
 """Tensor-only YOLO inference for ONNX export: the detector's modules, decoding and (optionally) NMS in the graph."""
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -33,16 +34,24 @@ class OneStageExport(nn.Module):
         nms=False: boxes float32 [B,A,4] (clipped to each image), scores float32 [B,A,C].
     """
 
-    dynamic_axes_nms = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
-                        "boxes": {0: "batch"}, "scores": {0: "batch"}, "labels": {0: "batch"}, "num_dets": {0: "batch"}}
+    dynamic_axes_nms = {
+        "images": {0: "batch", 2: "height", 3: "width"},
+        "image_sizes": {0: "batch"},
+        "boxes": {0: "batch"},
+        "scores": {0: "batch"},
+        "labels": {0: "batch"},
+        "num_dets": {0: "batch"},
+    }
     input_names = ["images", "image_sizes"]
 
     def __init__(self, model: nn.Module, nms: bool = True, max_per_img: int | None = None):
         super().__init__()
         head = model.head
         if not hasattr(head, "decode") or not hasattr(head, "select"):
-            raise NotImplementedError(f"ONNX export supports YOLOHead models; {type(head).__name__} (instance masks) "
-                                      "is not exported yet: run it in PyTorch")
+            raise NotImplementedError(
+                f"ONNX export supports YOLOHead models; {type(head).__name__} (instance masks) "
+                "is not exported yet: run it in PyTorch"
+            )
         model = copy.deepcopy(model).eval()
         model.optimize_for_inference(False)  # plain modules: the oneDNN fast path has no ONNX form
         self.model, self.nms = model, bool(nms)
@@ -54,15 +63,21 @@ class OneStageExport(nn.Module):
             self.dynamic_axes = self.dynamic_axes_nms
         else:
             self.output_names = ["boxes", "scores"]
-            self.dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
-                                 "boxes": {0: "batch", 1: "anchors"}, "scores": {0: "batch", 1: "anchors"}}
+            self.dynamic_axes = {
+                "images": {0: "batch", 2: "height", 3: "width"},
+                "image_sizes": {0: "batch"},
+                "boxes": {0: "batch", 1: "anchors"},
+                "scores": {0: "batch", 1: "anchors"},
+            }
 
     def example_inputs(self, batch_size: int = 1, image_size: Sequence[int] = (320, 320)) -> tuple[Tensor, Tensor]:
         """Random inputs of the given batch and (padded) image size, for tracing."""
         d = self.size_divisor
         h, w = (-(-int(s) // d) * d for s in image_size)
-        return (torch.randint(0, 256, (batch_size, 3, h, w), dtype=torch.uint8),
-                torch.tensor([[h, w]] * batch_size, dtype=torch.int64))
+        return (
+            torch.randint(0, 256, (batch_size, 3, h, w), dtype=torch.uint8),
+            torch.tensor([[h, w]] * batch_size, dtype=torch.int64),
+        )
 
     def inputs_from_batch(self, batch: dict) -> tuple[Tensor, Tensor]:
         """The exported inputs for a ``detkit.data.collate`` batch."""
@@ -74,8 +89,10 @@ class OneStageExport(nn.Module):
         outs = [torch.as_tensor(np.asarray(o)) for o in outputs]
         if self.nms:
             boxes, scores, labels, num = outs
-            return [{"boxes": boxes[i, :n].float(), "scores": scores[i, :n].float(), "labels": labels[i, :n].long()}
-                    for i, n in enumerate(num.tolist())]
+            return [
+                {"boxes": boxes[i, :n].float(), "scores": scores[i, :n].float(), "labels": labels[i, :n].long()}
+                for i, n in enumerate(num.tolist())
+            ]
         boxes, scores = outs
         out = []
         for b, s in zip(boxes.float(), scores.float()):
@@ -86,33 +103,35 @@ class OneStageExport(nn.Module):
 
     def forward(self, images: Tensor, image_sizes: Tensor):
         pre = self.model.preprocess
-        x = (images.to(torch.float32) / 255.0 - pre.mean) / pre.std                 # [B,3,H,W]
+        x = (images.to(torch.float32) / 255.0 - pre.mean) / pre.std  # [B,3,H,W]
         rows = torch.arange(x.shape[2], device=x.device)
         cols = torch.arange(x.shape[3], device=x.device)
-        valid = (rows[None, :, None] < image_sizes[:, 0, None, None]) & (cols[None, None, :] < image_sizes[:, 1, None, None])
+        valid = (rows[None, :, None] < image_sizes[:, 0, None, None]) & (
+            cols[None, None, :] < image_sizes[:, 1, None, None]
+        )
         x = x.masked_fill(~valid[:, None], 0.0)
         head = self.model.head
         bins, logits, points, strides = head.flatten(self.model.forward_raw(x))
-        boxes = head.decode(bins, points, strides)                                   # [B,A,4]
+        boxes = head.decode(bins, points, strides)  # [B,A,4]
         hw = image_sizes.to(boxes.dtype)
         limit = torch.stack([hw[:, 1], hw[:, 0], hw[:, 1], hw[:, 0]], 1)[:, None, :]  # [B,1,4] (w, h, w, h)
         boxes = torch.minimum(boxes.clamp(min=0), limit)
-        scores = logits.float().sigmoid()                                            # [B,A,C]
+        scores = logits.float().sigmoid()  # [B,A,C]
         if not self.nms:
             return boxes, scores
         return self._nms(boxes, scores)
 
     def _nms(self, boxes: Tensor, scores: Tensor):
         cfg = self.model.head.test_cfg
-        b, a, c = scores.shape
-        img, anchor, label = torch.where(scores > cfg["score_thr"])                  # candidates
+        b, _a, c = scores.shape
+        img, anchor, label = torch.where(scores > cfg["score_thr"])  # candidates
         cand = scores[img, anchor, label]
         order = cand.argsort(descending=True)  # (ONNX has no stable sort; ties may order differently)
         img, anchor, label, cand = img[order], anchor[order], label[order], cand[order]
-        sel, _ = per_image_topk(img, b, cfg["nms_pre"])                             # nms_pre per image
+        sel, _ = per_image_topk(img, b, cfg["nms_pre"])  # nms_pre per image
         img, anchor, label, cand = img[sel], anchor[sel], label[sel], cand[sel]
         cand_boxes = boxes[img, anchor]
-        keep = batched_nms(cand_boxes, cand, img * c + label, cfg["nms_thr"])      # sorted by score
+        keep = batched_nms(cand_boxes, cand, img * c + label, cfg["nms_thr"])  # sorted by score
         sel, dest = per_image_topk(img[keep], b, self.max_per_img)
         keep = keep[sel]
         k = self.max_per_img

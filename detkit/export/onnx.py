@@ -11,32 +11,43 @@ for ``nms`` and ``roi_align`` there, and tracing keeps the batch and image sizes
 wrapper computes sizes with tensor ops. (The torch.export-based exporter needs onnxscript and has no
 translation for the data-dependent sizes that NMS gives.)
 """
+
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torchvision.ops import box_iou
 
-__all__ = ["get_export_module", "export_onnx", "run_onnx", "compare_predictions", "verify_onnx"]
+__all__ = ["compare_predictions", "export_onnx", "get_export_module", "run_onnx", "verify_onnx"]
 
 
 def get_export_module(model: nn.Module, **kwargs: Any) -> nn.Module:
     """The model's tensor-only export wrapper (``model.export_module(**kwargs)``), in eval mode."""
     fn = getattr(model, "export_module", None)
     if not callable(fn):
-        raise TypeError(f"{type(model).__name__} cannot be exported: it has no export_module() method "
-                        "returning a tensor-only nn.Module (see detkit/export/onnx.py)")
+        raise TypeError(
+            f"{type(model).__name__} cannot be exported: it has no export_module() method "
+            "returning a tensor-only nn.Module (see detkit/export/onnx.py)"
+        )
     return fn(**kwargs).eval()
 
 
-def export_onnx(model: nn.Module, out: str | os.PathLike, image_size: Sequence[int] = (320, 320),
-                batch_size: int = 1, opset: int = 17, dynamic: bool = True, **module_kwargs: Any) -> Path:
+def export_onnx(
+    model: nn.Module,
+    out: str | os.PathLike,
+    image_size: Sequence[int] = (320, 320),
+    batch_size: int = 1,
+    opset: int = 17,
+    dynamic: bool = True,
+    **module_kwargs: Any,
+) -> Path:
     """Export ``model`` to an ONNX file (written atomically) and check it with ``onnx.checker``.
 
     Args:
@@ -59,16 +70,28 @@ def export_onnx(model: nn.Module, out: str | os.PathLike, image_size: Sequence[i
         warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.script inside torchvision's nms
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
-        torch.onnx.export(module, example, os.fspath(tmp), dynamo=False, opset_version=opset,
-                          input_names=module.input_names, output_names=module.output_names,
-                          dynamic_axes=module.dynamic_axes if dynamic else None, do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            example,
+            os.fspath(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=module.input_names,
+            output_names=module.output_names,
+            dynamic_axes=module.dynamic_axes if dynamic else None,
+            do_constant_folding=True,
+        )
     onnx.checker.check_model(os.fspath(tmp))
     os.replace(tmp, out)
     return out
 
 
-def run_onnx(path: str | os.PathLike, inputs: Sequence[torch.Tensor | np.ndarray],
-             input_names: Sequence[str] | None = None, providers: Sequence[str] | None = None) -> list[np.ndarray]:
+def run_onnx(
+    path: str | os.PathLike,
+    inputs: Sequence[torch.Tensor | np.ndarray],
+    input_names: Sequence[str] | None = None,
+    providers: Sequence[str] | None = None,
+) -> list[np.ndarray]:
     """Run an exported file with onnxruntime (CPU unless ``providers`` say otherwise)."""
     import onnxruntime as ort
 
@@ -110,14 +133,23 @@ def _pad_batch(batch: dict, pad_to: Sequence[int]) -> dict:
     images = batch["images"]
     h, w = int(pad_to[0]), int(pad_to[1])
     if images.shape[-2] > h or images.shape[-1] > w:
-        raise ValueError(f"a verify image is {tuple(images.shape[-2:])} after the test pipeline, larger than the "
-                         f"static export size {(h, w)}: export with a larger image size or with dynamic axes")
+        raise ValueError(
+            f"a verify image is {tuple(images.shape[-2:])} after the test pipeline, larger than the "
+            f"static export size {(h, w)}: export with a larger image size or with dynamic axes"
+        )
     batch["images"] = torch.nn.functional.pad(images, (0, w - images.shape[-1], 0, h - images.shape[-2]))
     return batch
 
 
-def verify_onnx(model: nn.Module, path: str | os.PathLike, images: Sequence[np.ndarray], atol: float = 1e-3,
-                batch_size: int = 2, pad_to: Sequence[int] | None = None, **module_kwargs: Any) -> dict[str, Any]:
+def verify_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    images: Sequence[np.ndarray],
+    atol: float = 1e-3,
+    batch_size: int = 2,
+    pad_to: Sequence[int] | None = None,
+    **module_kwargs: Any,
+) -> dict[str, Any]:
     """Compare onnxruntime on ``images`` (RGB uint8, any sizes) with the PyTorch model's ``predict``.
 
     The images go through the config's test pipeline and ``collate`` in batches of ``batch_size``;
@@ -137,7 +169,9 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, images: Sequence[np.n
     ref, got = [], []
     try:
         for start in range(0, len(images), batch_size):
-            samples = [{"image": img, "image_id": start + j} for j, img in enumerate(images[start:start + batch_size])]
+            samples = [
+                {"image": img, "image_id": start + j} for j, img in enumerate(images[start : start + batch_size])
+            ]
             samples = [pipeline(s) for s in samples] if pipeline is not None else samples
             batch = collate(samples, size_divisor=getattr(module, "size_divisor", 32))
             if pad_to is not None:
@@ -149,13 +183,17 @@ def verify_onnx(model: nn.Module, path: str | os.PathLike, images: Sequence[np.n
                 for p in model.predict(batch):
                     order = p["scores"].argsort(descending=True)[:max_per_img]  # the export keeps the top max_per_img
                     ref.append({k: p[k][order].cpu() for k in ("boxes", "scores", "labels")})
-            got.extend(module.outputs_to_predictions(run_onnx(path, module.inputs_from_batch(batch),
-                                                              module.input_names)))
+            got.extend(
+                module.outputs_to_predictions(run_onnx(path, module.inputs_from_batch(batch), module.input_names))
+            )
     finally:
         model.train(was_training)
         model.to(device)
     stats = compare_predictions(ref, got)
-    stats["ok"] = (stats["num_ref"] == stats["num_other"] == stats["matched"]
-                   and stats["max_box_diff"] <= atol and stats["max_score_diff"] <= atol)
+    stats["ok"] = (
+        stats["num_ref"] == stats["num_other"] == stats["matched"]
+        and stats["max_box_diff"] <= atol
+        and stats["max_score_diff"] <= atol
+    )
     stats["images"] = len(images)
     return stats

@@ -7,10 +7,11 @@ image size stay dynamic: one NMS over the whole batch (images and levels/classes
 top-k by ranks, and fixed-size padded outputs. The arithmetic is the detector's (same modules, box coder,
 anchors, RoIAlign, thresholds), so outputs equal ``model.predict`` up to float rounding.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ def per_image_topk(image_idx: Tensor, num_images: Tensor | int, k: int) -> tuple
         (sel int64 [M'] indices of the kept items, dest int64 [M'] their slot ``image * k + rank``).
     """
     onehot = (image_idx[:, None] == torch.arange(num_images, device=image_idx.device)[None, :]).to(torch.int64)
-    rank = (onehot.cumsum(0) * onehot).sum(1) - 1                              # [M] rank within its image
+    rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # [M] rank within its image
     sel = torch.where(rank < k)[0]
     return sel, image_idx[sel] * k + rank[sel]
 
@@ -68,14 +69,22 @@ class TwoStageExport(nn.Module):
 
     input_names = ["images", "image_sizes"]
     output_names = ["boxes", "scores", "labels", "num_dets"]
-    dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}, "image_sizes": {0: "batch"},
-                    "boxes": {0: "batch"}, "scores": {0: "batch"}, "labels": {0: "batch"}, "num_dets": {0: "batch"}}
+    dynamic_axes = {
+        "images": {0: "batch", 2: "height", 3: "width"},
+        "image_sizes": {0: "batch"},
+        "boxes": {0: "batch"},
+        "scores": {0: "batch"},
+        "labels": {0: "batch"},
+        "num_dets": {0: "batch"},
+    }
 
     def __init__(self, model: nn.Module, max_per_img: int | None = None):
         super().__init__()
         if getattr(model, "mask_head", None) is not None:
-            raise NotImplementedError("ONNX export of the mask head is not supported yet: export a model "
-                                      "without mask_head (its boxes) or run Mask R-CNN in PyTorch")
+            raise NotImplementedError(
+                "ONNX export of the mask head is not supported yet: export a model "
+                "without mask_head (its boxes) or run Mask R-CNN in PyTorch"
+            )
         model = copy.deepcopy(model).eval()
         if hasattr(model, "optimize_for_inference"):
             model.optimize_for_inference(False)  # plain modules: the fused fast path has no ONNX form
@@ -101,13 +110,15 @@ class TwoStageExport(nn.Module):
     def outputs_to_predictions(outputs: Sequence) -> list[dict[str, Tensor]]:
         """Per image ``boxes``/``scores``/``labels`` tensors from the four outputs (torch or numpy)."""
         boxes, scores, labels, num = (torch.as_tensor(np.asarray(o)) for o in outputs)
-        return [{"boxes": boxes[i, :n].float(), "scores": scores[i, :n].float(), "labels": labels[i, :n].long()}
-                for i, n in enumerate(num.tolist())]
+        return [
+            {"boxes": boxes[i, :n].float(), "scores": scores[i, :n].float(), "labels": labels[i, :n].long()}
+            for i, n in enumerate(num.tolist())
+        ]
 
     def _normalise(self, images: Tensor, sizes: Tensor) -> Tensor:
         """The Preprocessor's arithmetic; the zero padding after normalisation comes from ``sizes``."""
         pre = self.model.preprocess
-        x = (images.to(torch.float32) / 255.0 - pre.mean) / pre.std                # [B,3,H,W]
+        x = (images.to(torch.float32) / 255.0 - pre.mean) / pre.std  # [B,3,H,W]
         rows = torch.arange(x.shape[2], device=x.device)
         cols = torch.arange(x.shape[3], device=x.device)
         valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (cols[None, None, :] < sizes[:, 1, None, None])
@@ -131,14 +142,14 @@ class TwoStageExport(nn.Module):
         objectness, deltas = head(feats)
         boxes, logits, levels = [], [], []
         for lvl, (o, d, a) in enumerate(zip(objectness, deltas, self._anchors(feats, batch_hw))):
-            o = _flat_obj(o).float()                                                 # [B, n]
-            top, idx = o.topk(_topk_min(o, head.pre_nms_top_n["test"], 1), dim=1)    # [B, k]
+            o = _flat_obj(o).float()  # [B, n]
+            top, idx = o.topk(_topk_min(o, head.pre_nms_top_n["test"], 1), dim=1)  # [B, k]
             boxes.append(head.box_coder.decode(_take_deltas(d, idx).float(), a[idx]))
             logits.append(top)
             levels.append(torch.full_like(idx, lvl))
         boxes, scores, levels = torch.cat(boxes, 1), torch.cat(logits, 1).sigmoid(), torch.cat(levels, 1)
         limits = torch.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], 1).to(boxes.dtype)
-        boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, :])                # [B, K, 4]
+        boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, :])  # [B, K, 4]
         wh = boxes[..., 2:] - boxes[..., :2]
         valid = (wh >= head.min_size).all(-1) & (scores >= head.score_thr)
         b = boxes.shape[0]
@@ -160,13 +171,13 @@ class TwoStageExport(nn.Module):
         b, p = boxes.shape[0], boxes.shape[1]
         flat = boxes.reshape(-1, 4)
         image = torch.arange(b, device=boxes.device)[:, None].expand(b, p).reshape(-1, 1).to(flat.dtype)
-        rois = torch.cat([image, flat], 1)                                            # [B*P, 5]
+        rois = torch.cat([image, flat], 1)  # [B*P, 5]
         levels = self.mapper([flat])
         size, ratio = head.pooler.output_size, head.pooler.sampling_ratio
         out = None
-        for lvl, (f, s) in enumerate(zip(feats[:len(head.featmap_strides)], head.featmap_strides)):
+        for lvl, (f, s) in enumerate(zip(feats[: len(head.featmap_strides)], head.featmap_strides)):
             idx = torch.where(levels == lvl)[0]
-            pooled = roi_align(f, rois[idx], size, 1.0 / s, sampling_ratio=ratio)      # [R_l, C, S, S]
+            pooled = roi_align(f, rois[idx], size, 1.0 / s, sampling_ratio=ratio)  # [R_l, C, S, S]
             if out is None:
                 out = torch.zeros((rois.shape[0],) + tuple(pooled.shape[1:]), dtype=pooled.dtype, device=f.device)
             out = out.index_put((idx,), pooled)
@@ -178,7 +189,7 @@ class TwoStageExport(nn.Module):
         x = self._normalise(images, sizes)
         feats = model.extract_feats(x)
         batch_hw = (x.shape[-2], x.shape[-1])
-        props, ok = self._proposals(feats, sizes, batch_hw)                           # [B,P,4], [B,P]
+        props, ok = self._proposals(feats, sizes, batch_hw)  # [B,P,4], [B,P]
         b, p, c = props.shape[0], props.shape[1], head.num_classes
         logits, deltas = head.forward_pooled(self._pool(feats, props))
         boxes = head.box_coder.decode(deltas.float(), props.reshape(-1, 4)).reshape(b, p, c, 4)
@@ -186,7 +197,7 @@ class TwoStageExport(nn.Module):
         boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, None, :])
         scores = F.softmax(logits.float(), -1)[:, :c].reshape(b, p, c)
         wh = boxes[..., 2:] - boxes[..., :2]
-        valid = ok[:, :, None] & (scores > head.score_thr) & (wh >= 1e-2).all(-1)   # [B,P,C]
+        valid = ok[:, :, None] & (scores > head.score_thr) & (wh >= 1e-2).all(-1)  # [B,P,C]
         flat = torch.where(valid.reshape(-1))[0]
         image, label = flat // (p * c), flat % c
         fb, fs = boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat]

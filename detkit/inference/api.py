@@ -1,9 +1,10 @@
 """Inference entry points: ``init_model`` builds a model from a config and/or checkpoint, ``predict`` runs it."""
+
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,8 +15,11 @@ from detkit.models.build import build_model
 from detkit.utils.checkpoint import load_checkpoint
 
 
-def init_model(config: str | os.PathLike | dict | None = None, checkpoint: str | os.PathLike | None = None,
-               device: str | torch.device | None = None) -> nn.Module:
+def init_model(
+    config: str | os.PathLike | dict | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+) -> nn.Module:
     """Build a model in eval mode, with its class names and config; weights from ``checkpoint`` when given.
 
     Without ``config`` the config stored in the checkpoint is used. ``device`` defaults to CUDA when
@@ -33,15 +37,19 @@ def init_model(config: str | os.PathLike | dict | None = None, checkpoint: str |
         cfg = load_config(config)
     class_names = meta.get("class_names")
     if class_names is None and cfg["model"].get("num_classes") is None:
-        raise ValueError("init_model: model.num_classes is null and no checkpoint gives class names; "
-                         "set model.num_classes or pass a checkpoint trained with this config")
+        raise ValueError(
+            "init_model: model.num_classes is null and no checkpoint gives class names; "
+            "set model.num_classes or pass a checkpoint trained with this config"
+        )
     model = build_model(cfg, class_names=class_names)
     if ckpt is not None:
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
         if missing or unexpected:
-            raise ValueError(f"checkpoint {checkpoint} does not fit this config's model: "
-                             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                             f"(e.g. {unexpected[:3]}); check that config and checkpoint are the same architecture")
+            raise ValueError(
+                f"checkpoint {checkpoint} does not fit this config's model: "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:3]}); check that config and checkpoint are the same architecture"
+            )
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.cfg = cfg
@@ -50,8 +58,14 @@ def init_model(config: str | os.PathLike | dict | None = None, checkpoint: str |
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, inputs: ImageInput | Sequence[ImageInput], score_thr: float | None = None,
-            batch_size: int = 1, tile: Any = None, channel_order: str = "rgb") -> list[dict] | dict:
+def predict(
+    model: nn.Module,
+    inputs: ImageInput | Sequence[ImageInput],
+    score_thr: float | None = None,
+    batch_size: int = 1,
+    tile: Any = None,
+    channel_order: str = "rgb",
+) -> list[dict] | dict:
     """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
 
     Args:

@@ -6,20 +6,29 @@ them), ``bbox`` xywh, ``score``, ``segmentation`` RLE for instance masks) with `
 ``image_id`` (file, frame, size); for semantic models ``<stem>_labels.png`` (class per pixel) and, when
 drawing, ``<stem>_sem.png`` (colour-coded) plus the overlay. An unreadable input is reported and skipped.
 """
+
 from __future__ import annotations
 
 import glob
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from torch import nn
 
-__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "collect_inputs", "read_video", "ResultWriter", "run_inference",
-           "format_summary"]
+__all__ = [
+    "IMAGE_EXTS",
+    "VIDEO_EXTS",
+    "ResultWriter",
+    "collect_inputs",
+    "format_summary",
+    "read_video",
+    "run_inference",
+]
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -64,8 +73,12 @@ def read_video(path: str | os.PathLike, chunk: int = 1) -> tuple[dict, Iterator[
     if not ok or first is None:
         cap.release()
         raise ImageReadError(f"cannot read video {path}: OpenCV could not open it or decode a frame")
-    info = {"fps": cap.get(cv2.CAP_PROP_FPS) or 25.0, "height": first.shape[0], "width": first.shape[1],
-            "frame_count": max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))}
+    info = {
+        "fps": cap.get(cv2.CAP_PROP_FPS) or 25.0,
+        "height": first.shape[0],
+        "width": first.shape[1],
+        "frame_count": max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
+    }
 
     def frames() -> Iterator[list[np.ndarray]]:
         buf = [cv2.cvtColor(first, cv2.COLOR_BGR2RGB)]
@@ -113,8 +126,14 @@ class ResultWriter:
         draw_thr: minimum score of drawn detections.
     """
 
-    def __init__(self, out_dir: str | os.PathLike, class_names: Sequence[str], cat_ids: Sequence[int] | None = None,
-                 draw: bool = True, draw_thr: float = 0.3):
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        class_names: Sequence[str],
+        cat_ids: Sequence[int] | None = None,
+        draw: bool = True,
+        draw_thr: float = 0.3,
+    ):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.class_names, self.draw, self.draw_thr = list(class_names), draw, draw_thr
@@ -184,8 +203,9 @@ class ResultWriter:
         self._video_out = out
         self._video_tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if avi else "mp4v"))
-        self._video = cv2.VideoWriter(os.fspath(self._video_tmp), fourcc, float(info["fps"]),
-                                      (int(info["width"]), int(info["height"])))
+        self._video = cv2.VideoWriter(
+            os.fspath(self._video_tmp), fourcc, float(info["fps"]), (int(info["width"]), int(info["height"]))
+        )
         if not self._video.isOpened():
             self._video = None
             raise OSError(f"OpenCV cannot write video {out} (codec {'MJPG' if avi else 'mp4v'} missing?)")
@@ -215,20 +235,30 @@ class ResultWriter:
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
-def run_inference(model: nn.Module, paths: Sequence[Path], out_dir: str | os.PathLike,
-                  score_thr: float | None = None, batch_size: int = 1, tile: Any = None, draw: bool = True,
-                  draw_thr: float = 0.3, progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def run_inference(
+    model: nn.Module,
+    paths: Sequence[Path],
+    out_dir: str | os.PathLike,
+    score_thr: float | None = None,
+    batch_size: int = 1,
+    tile: Any = None,
+    draw: bool = True,
+    draw_thr: float = 0.3,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Run ``model`` on image and video files, writing the outputs (see the module docstring).
 
     Returns a summary: ``images``, ``videos``, ``frames``, ``skipped`` (list of ``(path, reason)``),
     ``detections``, ``predictions`` (the json path or None), ``out_dir``.
     """
+    from tqdm import tqdm
+
     import detkit
     from detkit.data.image_io import ImageReadError, read_image
-    from tqdm import tqdm
 
     writer = ResultWriter(out_dir, model.class_names, getattr(model, "cat_ids", None), draw, draw_thr)
     skipped: list[tuple[str, str]] = []
@@ -271,15 +301,24 @@ def run_inference(model: nn.Module, paths: Sequence[Path], out_dir: str | os.Pat
         n_vid += 1
     bar.close()
     pred_path = writer.finish()
-    return {"images": n_img, "videos": n_vid, "frames": n_frames, "skipped": skipped,
-            "detections": len(writer.results), "predictions": pred_path, "out_dir": Path(out_dir)}
+    return {
+        "images": n_img,
+        "videos": n_vid,
+        "frames": n_frames,
+        "skipped": skipped,
+        "detections": len(writer.results),
+        "predictions": pred_path,
+        "out_dir": Path(out_dir),
+    }
 
 
 def format_summary(summary: dict) -> str:
     """One line: what was processed, what was skipped, where the results are."""
     vids = summary["videos"]
-    text = (f"{summary['images']} images processed, {vids} video{'s' if vids != 1 else ''} "
-            f"({summary['frames']} frames) processed, {len(summary['skipped'])} unreadable skipped")
+    text = (
+        f"{summary['images']} images processed, {vids} video{'s' if vids != 1 else ''} "
+        f"({summary['frames']} frames) processed, {len(summary['skipped'])} unreadable skipped"
+    )
     if summary["skipped"]:
         text += f" ({', '.join(s[0] for s in summary['skipped'])})"
     if summary["predictions"] is not None:

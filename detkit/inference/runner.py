@@ -1,9 +1,11 @@
 """Run a model on in-memory images: input conversion, the config's test pipeline, batching, CPU outputs."""
+
 from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 
 ImageInput = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 
-__all__ = ["ImageInput", "to_rgb_array", "build_test_pipeline", "predict_arrays"]
+__all__ = ["ImageInput", "build_test_pipeline", "predict_arrays", "to_rgb_array"]
 
 
 def to_rgb_array(item: ImageInput, channel_order: str = "rgb") -> np.ndarray:
@@ -40,8 +42,7 @@ def to_rgb_array(item: ImageInput, channel_order: str = "rgb") -> np.ndarray:
         return np.ascontiguousarray(arr)
     if hasattr(item, "convert"):  # PIL image
         return np.asarray(item.convert("RGB"))
-    raise TypeError(f"predict: unsupported input type {type(item).__name__}; "
-                    "give a path, a numpy image or a PIL image")
+    raise TypeError(f"predict: unsupported input type {type(item).__name__}; give a path, a numpy image or a PIL image")
 
 
 def build_test_pipeline(cfg: dict | None) -> Callable[[dict], dict] | None:
@@ -57,8 +58,15 @@ def build_test_pipeline(cfg: dict | None) -> Callable[[dict], dict] | None:
 
 
 def _sample(image: np.ndarray, image_id: int) -> dict:
-    return {"image": image, "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int64),
-            "image_id": image_id, "orig_size": image.shape[:2], "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+    return {
+        "image": image,
+        "boxes": np.zeros((0, 4), np.float32),
+        "labels": np.zeros((0,), np.int64),
+        "image_id": image_id,
+        "orig_size": image.shape[:2],
+        "scale_factor": (1.0, 1.0),
+        "pad_offset": (0, 0),
+    }
 
 
 def _takes_score_thr(model: nn.Module) -> bool:
@@ -71,8 +79,9 @@ def _takes_score_thr(model: nn.Module) -> bool:
 
 
 @torch.inference_mode()
-def predict_arrays(model: nn.Module, images: Sequence[np.ndarray], score_thr: float | None = None,
-                   batch_size: int = 1) -> list[dict]:
+def predict_arrays(
+    model: nn.Module, images: Sequence[np.ndarray], score_thr: float | None = None, batch_size: int = 1
+) -> list[dict]:
     """Run ``model.predict`` on RGB uint8 images [H_i,W_i,3] of any sizes, ``batch_size`` at a time.
 
     Each image goes through the config's test pipeline (resize), a batch is padded by ``collate``, and
@@ -89,12 +98,11 @@ def predict_arrays(model: nn.Module, images: Sequence[np.ndarray], score_thr: fl
     results: list[dict] = []
     try:
         for start in range(0, len(images), batch_size):
-            samples = [_sample(img, start + j) for j, img in enumerate(images[start:start + batch_size])]
+            samples = [_sample(img, start + j) for j, img in enumerate(images[start : start + batch_size])]
             if pipeline is not None:
                 samples = [pipeline(s) for s in samples]
             preds = model.predict(collate(samples), **kwargs)
-            results.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()}
-                           for p in preds)
+            results.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
     finally:
         model.train(was_training)
     return results

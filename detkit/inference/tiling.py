@@ -6,10 +6,12 @@ plain duplicates (IoU > ``nms_thr``) are suppressed as in NMS (``torchvision.ops
 merging is off), and with ``merge_edges`` a detection cut by an interior tile edge is merged (box union,
 mask union) with the same-class detection that covers it (intersection over the smaller box >= ``ios_thr``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,9 +20,15 @@ from torchvision.ops import batched_nms, box_area, box_iou
 
 from detkit.ops.tiling import Window, tile_windows
 
-__all__ = ["TileOptions", "parse_tile", "tile_windows", "cut_flags", "merge_detections", "stitch_sem_seg",
-           "predict_tiled"]
-
+__all__ = [
+    "TileOptions",
+    "cut_flags",
+    "merge_detections",
+    "parse_tile",
+    "predict_tiled",
+    "stitch_sem_seg",
+    "tile_windows",
+]
 
 
 @dataclass
@@ -129,17 +137,27 @@ def _greedy_merge(boxes: Tensor, cut: Tensor, nms_thr: float, ios_thr: float) ->
                 break
             taken[join] = True
             members += join.tolist()
-            box = torch.cat([torch.minimum(box[:2], boxes[join, :2].min(0).values),
-                             torch.maximum(box[2:], boxes[join, 2:].max(0).values)])
+            box = torch.cat(
+                [
+                    torch.minimum(box[:2], boxes[join, :2].min(0).values),
+                    torch.maximum(box[2:], boxes[join, 2:].max(0).values),
+                ]
+            )
             partial = partial and bool(cut[join].all())
         taken |= dup[i]  # plain duplicates of the kept detection (NMS)
         groups.append(members)
     return groups
 
 
-def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, cut: Tensor | None = None,
-                     nms_thr: float = 0.5, merge_edges: bool = True,
-                     ios_thr: float = 0.5) -> tuple[Tensor, list[list[int]]]:
+def merge_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    cut: Tensor | None = None,
+    nms_thr: float = 0.5,
+    merge_edges: bool = True,
+    ios_thr: float = 0.5,
+) -> tuple[Tensor, list[list[int]]]:
     """Merge detections gathered from overlapping tiles.
 
     Greedy in score order per class. Without cut detections (or with ``merge_edges=False``) this is
@@ -171,8 +189,9 @@ def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, cut: Tensor 
     return keep, [groups_all[k] for k in order]
 
 
-def stitch_sem_seg(maps: Sequence[Tensor], windows: Sequence[Window], image_hw: Sequence[int],
-                   ignore_index: int = 255) -> Tensor:
+def stitch_sem_seg(
+    maps: Sequence[Tensor], windows: Sequence[Window], image_hw: Sequence[int], ignore_index: int = 255
+) -> Tensor:
     """One [H,W] class map from per-tile maps: each pixel from the tile whose centre region holds it.
 
     Along each axis neighbouring tiles meet half-way through their overlap.
@@ -189,12 +208,13 @@ def stitch_sem_seg(maps: Sequence[Tensor], windows: Sequence[Window], image_hw: 
     cy = cores([win[1] for win in windows], [win[3] for win in windows], h)
     for m, (x0, y0, _, _) in zip(maps, windows):
         (a, b), (c, d) = cx[x0], cy[y0]
-        out[c:d, a:b] = m[c - y0:d - y0, a - x0:b - x0].to(torch.int64)
+        out[c:d, a:b] = m[c - y0 : d - y0, a - x0 : b - x0].to(torch.int64)
     return out
 
 
-def _gather(preds: Sequence[dict], windows: Sequence[Window], image_hw: Sequence[int],
-            margin: float) -> dict[str, Tensor]:
+def _gather(
+    preds: Sequence[dict], windows: Sequence[Window], image_hw: Sequence[int], margin: float
+) -> dict[str, Tensor]:
     """Concatenate per-tile detections shifted into image pixels, with their cut flags and tile index."""
     boxes, scores, labels, cut, tile = [], [], [], [], []
     for t, (p, win) in enumerate(zip(preds, windows)):
@@ -205,12 +225,18 @@ def _gather(preds: Sequence[dict], windows: Sequence[Window], image_hw: Sequence
         whole = win == (0, 0, int(image_hw[1]), int(image_hw[0]))
         cut.append(torch.zeros(len(b), dtype=torch.bool) if whole else cut_flags(b, win, image_hw, margin))
         tile.append(torch.full((len(b),), t, dtype=torch.int64))
-    return {"boxes": torch.cat(boxes), "scores": torch.cat(scores), "labels": torch.cat(labels),
-            "cut": torch.cat(cut), "tile": torch.cat(tile)}
+    return {
+        "boxes": torch.cat(boxes),
+        "scores": torch.cat(scores),
+        "labels": torch.cat(labels),
+        "cut": torch.cat(cut),
+        "tile": torch.cat(tile),
+    }
 
 
-def _paste_masks(preds: Sequence[dict], windows: Sequence[Window], tile: Tensor, groups: list[list[int]],
-                 image_hw: Sequence[int]) -> Tensor:
+def _paste_masks(
+    preds: Sequence[dict], windows: Sequence[Window], tile: Tensor, groups: list[list[int]], image_hw: Sequence[int]
+) -> Tensor:
     """bool [K,H,W]: each kept detection's mask, the union of its group's tile masks shifted into place."""
     offsets = np.cumsum([0] + [len(p["boxes"]) for p in preds])
     out = torch.zeros((len(groups), int(image_hw[0]), int(image_hw[1])), dtype=torch.bool)
@@ -222,8 +248,9 @@ def _paste_masks(preds: Sequence[dict], windows: Sequence[Window], tile: Tensor,
     return out
 
 
-def predict_tiled(model: nn.Module, image: np.ndarray, options: TileOptions, score_thr: float | None = None,
-                  batch_size: int = 1) -> dict[str, Tensor]:
+def predict_tiled(
+    model: nn.Module, image: np.ndarray, options: TileOptions, score_thr: float | None = None, batch_size: int = 1
+) -> dict[str, Tensor]:
     """Detect (or segment) objects in one large RGB uint8 image [H,W,3] tile by tile.
 
     Returns the ``detkit.predict`` dict for the whole image: ``boxes`` [N,4], ``scores``, ``labels``
@@ -242,13 +269,23 @@ def predict_tiled(model: nn.Module, image: np.ndarray, options: TileOptions, sco
         preds = preds + predict_arrays(model, [image], score_thr, 1)
         windows = windows + [(0, 0, w, h)]
     dets = _gather(preds, windows, (h, w), options.edge_margin)
-    keep, groups = merge_detections(dets["boxes"], dets["scores"], dets["labels"], dets["cut"],
-                                    options.nms_thr, options.merge_edges, options.ios_thr)
+    keep, groups = merge_detections(
+        dets["boxes"],
+        dets["scores"],
+        dets["labels"],
+        dets["cut"],
+        options.nms_thr,
+        options.merge_edges,
+        options.ios_thr,
+    )
     if options.max_per_img is not None:
-        keep, groups = keep[:options.max_per_img], groups[:options.max_per_img]
+        keep, groups = keep[: options.max_per_img], groups[: options.max_per_img]
     boxes = dets["boxes"]
-    merged = torch.stack([torch.cat([boxes[g, :2].min(0).values, boxes[g, 2:].max(0).values]) for g in groups]) \
-        if groups else boxes.new_zeros((0, 4))
+    merged = (
+        torch.stack([torch.cat([boxes[g, :2].min(0).values, boxes[g, 2:].max(0).values]) for g in groups])
+        if groups
+        else boxes.new_zeros((0, 4))
+    )
     out = {"boxes": merged, "scores": dets["scores"][keep], "labels": dets["labels"][keep]}
     if preds and "masks" in preds[0]:
         out["masks"] = _paste_masks(preds, windows, dets["tile"], groups, (h, w))

@@ -1,9 +1,12 @@
 """Model parts; importing this package registers every backbone, neck, head and detector."""
+
 from detkit.models.backbones import cspdarknet, resnet, timm  # noqa: F401
 from detkit.models.build import build_model  # noqa: F401
-from detkit.models.detectors import one_stage, two_stage  # noqa: F401
-from detkit.models.heads import roi_box, roi_mask, rpn, yolo, yolo_seg  # noqa: F401
+from detkit.models.detectors import (  # noqa: F401
+    one_stage,
+    segmentor,  # noqa: F401
+    two_stage,
+)
+from detkit.models.heads import roi_box, roi_mask, rpn, seg_deeplab, seg_fcn, seg_fpn, seg_uper, yolo, yolo_seg  # noqa: F401  # noqa: F401
 from detkit.models.necks import fpn, pafpn  # noqa: F401
 from detkit.models.preprocess import Preprocessor  # noqa: F401
-from detkit.models.detectors import segmentor  # noqa: F401
-from detkit.models.heads import seg_deeplab, seg_fcn, seg_fpn, seg_uper  # noqa: F401

@@ -1,4 +1,5 @@
 """Convolution blocks of the YOLO family (Conv-BN-SiLU, Bottleneck, C2f, SPPF), shared by backbone and neck."""
+
 from __future__ import annotations
 
 import math
@@ -32,10 +33,15 @@ class ConvBNAct(nn.Module):
         self.fused_inference = False
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fused_inference and foldable(self.bn) and not (torch.is_grad_enabled() and self.conv.weight.requires_grad):
+        if (
+            self.fused_inference
+            and foldable(self.bn)
+            and not (torch.is_grad_enabled() and self.conv.weight.requires_grad)
+        ):
             w, b = conv_params(self.conv, self.bn, channels_last=is_channels_last(x))
-            return self.act(F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation,
-                                     self.conv.groups))
+            return self.act(
+                F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
+            )
         return self.act(self.bn(self.conv(x)))
 
 

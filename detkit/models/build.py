@@ -1,8 +1,9 @@
 """Build a detector from a config; ``num_classes`` may come from the training dataset."""
+
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -14,13 +15,17 @@ def resolve_num_classes(model_cfg: dict, class_names: Sequence[str] | None) -> i
     n = model_cfg.get("num_classes")
     if n is None:
         if class_names is None:
-            raise ValueError("model.num_classes is null and no dataset class names are known: "
-                         "set model.num_classes in the config or give the training dataset")
+            raise ValueError(
+                "model.num_classes is null and no dataset class names are known: "
+                "set model.num_classes in the config or give the training dataset"
+            )
         return len(class_names)
     if class_names is not None and int(n) != len(class_names):
-        raise ValueError(f"model.num_classes is {n} but the dataset has {len(class_names)} categories "
-                         f"({', '.join(class_names[:10])}{', ...' if len(class_names) > 10 else ''}); "
-                         "set model.num_classes to null to take it from the dataset")
+        raise ValueError(
+            f"model.num_classes is {n} but the dataset has {len(class_names)} categories "
+            f"({', '.join(class_names[:10])}{', ...' if len(class_names) > 10 else ''}); "
+            "set model.num_classes to null to take it from the dataset"
+        )
     return int(n)
 
 
@@ -34,7 +39,7 @@ def build_model(cfg: dict, class_names: Sequence[str] | None = None) -> nn.Modul
     """
     import detkit.models  # noqa: F401  (registers every part)
 
-    spec = copy.deepcopy(cfg["model"] if "model" in cfg else cfg)
+    spec = copy.deepcopy(cfg.get("model", cfg))
     num_classes = resolve_num_classes(spec, class_names)
     spec["num_classes"] = num_classes
     names = list(class_names) if class_names is not None else spec.pop("class_names", None)

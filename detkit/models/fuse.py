@@ -13,6 +13,7 @@ time, so training, checkpoint loading and ``load_state_dict`` keep working:
   same fusion), and as ``F.conv2d`` + add + ReLU otherwise (GPU, autograd, older builds).
 - :func:`resnet_block` is torchvision's BasicBlock / Bottleneck forward written with the two above.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,11 @@ def _probe_pointwise() -> bool:
         # a private generator: importing detkit must not move the global RNG (seeded runs build models after it)
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            x, w, b = (torch.randn(1, 3, 6, 6, generator=g), torch.randn(4, 3, 3, 3, generator=g),
-                       torch.randn(4, generator=g))
+            x, w, b = (
+                torch.randn(1, 3, 6, 6, generator=g),
+                torch.randn(4, 3, 3, 3, generator=g),
+                torch.randn(4, generator=g),
+            )
             other = torch.randn(1, 4, 6, 6, generator=g)
             y = op.binary(x, other, w, b, [1, 1], [1, 1], [1, 1], 1, "add", None, "relu", [], "")
             ref = torch.relu(F.conv2d(x, w, b, 1, 1) + other)
@@ -50,8 +54,12 @@ def foldable(norm: nn.Module) -> bool:
     """Whether ``norm`` is a fixed per-channel affine: ``FrozenBatchNorm2d``, or a BatchNorm in eval mode."""
     if isinstance(norm, FrozenBatchNorm2d):
         return True
-    return isinstance(norm, nn.modules.batchnorm._BatchNorm) and not norm.training and \
-        norm.track_running_stats and norm.running_var is not None
+    return (
+        isinstance(norm, nn.modules.batchnorm._BatchNorm)
+        and not norm.training
+        and norm.track_running_stats
+        and norm.running_var is not None
+    )
 
 
 def _sources(conv: nn.Conv2d, norm: nn.Module | None) -> list[Tensor]:
@@ -65,15 +73,16 @@ def _fold(conv: nn.Conv2d, norm: nn.Module) -> tuple[Tensor, Tensor]:
     w = conv.weight
     gamma = norm.weight if norm.weight is not None else torch.ones_like(norm.running_var)
     beta = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_var)
-    scale = gamma * (norm.running_var + norm.eps).rsqrt()                     # [C_out]
+    scale = gamma * (norm.running_var + norm.eps).rsqrt()  # [C_out]
     bias = beta - norm.running_mean * scale
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     return w * scale.to(w.dtype).view(-1, 1, 1, 1), bias.to(w.dtype)
 
 
-def conv_params(conv: nn.Conv2d, norm: nn.Module | None = None,
-                channels_last: bool = False) -> tuple[Tensor, Tensor | None]:
+def conv_params(
+    conv: nn.Conv2d, norm: nn.Module | None = None, channels_last: bool = False
+) -> tuple[Tensor, Tensor | None]:
     """Weight [C_out, C_in/g, k, k] and bias [C_out] of ``norm(conv(x))`` (or ``conv(x)``) as one conv.
 
     ``norm`` must be None or :func:`foldable`. When a gradient is needed (grad mode on and a source tensor
@@ -87,8 +96,11 @@ def conv_params(conv: nn.Conv2d, norm: nn.Module | None = None,
     key = [(t, t._version, t.data_ptr(), t.dtype, t.device) for t in src]
     cache = conv.__dict__.setdefault(_CACHE_ATTR, {})
     hit = cache.get(channels_last)
-    if hit is not None and len(hit[0]) == len(key) and all(
-            a[0] is b[0] and a[1:] == b[1:] for a, b in zip(hit[0], key)):
+    if (
+        hit is not None
+        and len(hit[0]) == len(key)
+        and all(a[0] is b[0] and a[1:] == b[1:] for a, b in zip(hit[0], key))
+    ):
         return hit[1], hit[2]
     # normal tensors even under inference_mode, so a later autograd forward may reuse them
     with torch.inference_mode(False), torch.no_grad():
@@ -114,8 +126,9 @@ def is_channels_last(x: Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def conv_norm_act(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None = None, relu: bool = False,
-                  add: Tensor | None = None) -> Tensor:
+def conv_norm_act(
+    x: Tensor, conv: nn.Conv2d, norm: nn.Module | None = None, relu: bool = False, add: Tensor | None = None
+) -> Tensor:
     """``relu(norm(conv(x)) + add)`` with the norm folded into the conv when :func:`foldable`.
 
     Args:

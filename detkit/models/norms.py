@@ -1,4 +1,5 @@
 """Normalisation layers by name, shared by necks and heads (the ResNet backbone keeps torchvision's own)."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -1,7 +1,8 @@
 """Normalise and pad a uint8 batch on the model's device."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,13 @@ class Preprocessor(nn.Module):
         channels_last: return a channels-last tensor (faster convolutions on GPUs with AMP).
     """
 
-    def __init__(self, pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
-                 pixel_std: Sequence[float] = (58.395, 57.12, 57.375), size_divisor: int = 32,
-                 channels_last: bool = False):
+    def __init__(
+        self,
+        pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
+        pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+        size_divisor: int = 32,
+        channels_last: bool = False,
+    ):
         super().__init__()
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError(f"pixel_mean and pixel_std need 3 values (RGB), got {pixel_mean} and {pixel_std}")
@@ -52,11 +57,11 @@ class Preprocessor(nn.Module):
             raise ValueError(f"expected images [B,3,H,W], got shape {tuple(images.shape)}")
         b, _, h, w = images.shape
         x = images.to(self.mean.device, non_blocking=True).to(torch.float32) / 255.0
-        x = (x - self.mean) / self.std                                           # [B,3,H,W]
+        x = (x - self.mean) / self.std  # [B,3,H,W]
         d = self.size_divisor
         ph, pw = (-h) % d if d > 1 else 0, (-w) % d if d > 1 else 0
         if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))                                         # [B,3,H',W']
+            x = F.pad(x, (0, pw, 0, ph))  # [B,3,H',W']
         if image_sizes is not None and len(image_sizes) != b:
             raise ValueError(f"{len(image_sizes)} image_sizes for a batch of {b} images")
         # nothing to zero when every image fills the (unpadded) batch
@@ -66,7 +71,7 @@ class Preprocessor(nn.Module):
             rows = torch.arange(x.shape[2], device=x.device)
             cols = torch.arange(x.shape[3], device=x.device)
             valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (cols[None, None, :] < sizes[:, 1, None, None])
-            x = x.masked_fill(~valid[:, None], 0.0)                              # zero the padding
+            x = x.masked_fill(~valid[:, None], 0.0)  # zero the padding
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

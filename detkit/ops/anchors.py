@@ -1,18 +1,23 @@
 """Anchor boxes for R-CNN style heads, numerically identical to torchvision's ``AnchorGenerator``."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-_CACHE: "OrderedDict[tuple, list[Tensor]]" = OrderedDict()
+_CACHE: OrderedDict[tuple, list[Tensor]] = OrderedDict()
 _CACHE_SIZE = 64
 
 
-def base_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float],
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
+def base_anchors(
+    sizes: Sequence[float],
+    aspect_ratios: Sequence[float],
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """Zero-centred anchors, one per (aspect ratio, size) pair, rounded like torchvision.
 
     ``aspect_ratio = height / width``; the order is ratio-major (for each ratio, every size).
@@ -53,9 +58,14 @@ def grid_anchors(base: Tensor, feature_size: Sequence[int], stride: Sequence[int
     return (shifts.view(-1, 1, 4) + base.view(1, -1, 4)).reshape(-1, 4)
 
 
-def make_anchors(feature_sizes: Sequence[Sequence[int]], strides: Sequence[Sequence[int] | int],
-                 sizes: Sequence[Sequence[float]], aspect_ratios: Sequence[Sequence[float]] | Sequence[float],
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> list[Tensor]:
+def make_anchors(
+    feature_sizes: Sequence[Sequence[int]],
+    strides: Sequence[Sequence[int] | int],
+    sizes: Sequence[Sequence[float]],
+    aspect_ratios: Sequence[Sequence[float]] | Sequence[float],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[Tensor]:
     """Anchors for every feature level, cached per (shapes, strides, sizes, ratios, device, dtype).
 
     Args:
@@ -71,14 +81,21 @@ def make_anchors(feature_sizes: Sequence[Sequence[int]], strides: Sequence[Seque
     if len(aspect_ratios) and not isinstance(aspect_ratios[0], (list, tuple)):
         aspect_ratios = [tuple(aspect_ratios)] * len(sizes)
     if not (len(feature_sizes) == len(strides) == len(sizes) == len(aspect_ratios)):
-        raise ValueError(f"make_anchors: got {len(feature_sizes)} feature maps, {len(strides)} strides, "
-                         f"{len(sizes)} anchor size tuples and {len(aspect_ratios)} aspect ratio tuples; "
-                         "give one anchor size tuple per feature level")
+        raise ValueError(
+            f"make_anchors: got {len(feature_sizes)} feature maps, {len(strides)} strides, "
+            f"{len(sizes)} anchor size tuples and {len(aspect_ratios)} aspect ratio tuples; "
+            "give one anchor size tuple per feature level"
+        )
     strides = [(s, s) if isinstance(s, int) else tuple(int(v) for v in s) for s in strides]
     device = torch.device(device)
-    key = (tuple(tuple(int(v) for v in f) for f in feature_sizes), tuple(strides),
-           tuple(tuple(float(v) for v in s) for s in sizes),
-           tuple(tuple(float(v) for v in r) for r in aspect_ratios), str(device), dtype)
+    key = (
+        tuple(tuple(int(v) for v in f) for f in feature_sizes),
+        tuple(strides),
+        tuple(tuple(float(v) for v in s) for s in sizes),
+        tuple(tuple(float(v) for v in r) for r in aspect_ratios),
+        str(device),
+        dtype,
+    )
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)

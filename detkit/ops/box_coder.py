@@ -1,8 +1,9 @@
 """Faster R-CNN box deltas (dx, dy, dw, dh), the same float operations as torchvision's ``BoxCoder``."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -78,6 +79,7 @@ class BoxCoder:
         pred_ctr_y = dy * heights + ctr_y
         half_w = 0.5 * (torch.exp(dw) * widths)
         half_h = 0.5 * (torch.exp(dh) * heights)
-        boxes = torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h,
-                             pred_ctr_x + half_w, pred_ctr_y + half_h), dim=-1)  # [..., K, 4]
+        boxes = torch.stack(
+            (pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=-1
+        )  # [..., K, 4]
         return boxes.flatten(-2)

@@ -1,7 +1,8 @@
 """Map boxes between a transformed image and the original image (see docs/contracts.md, Sample)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -16,8 +17,9 @@ def _affine(scale_factor: Sequence[float], pad_offset: Sequence[float], like: Te
     return scale, offset
 
 
-def boxes_to_original(boxes: Tensor, scale_factor: Sequence[float], pad_offset: Sequence[float],
-                      orig_size: Sequence[int]) -> Tensor:
+def boxes_to_original(
+    boxes: Tensor, scale_factor: Sequence[float], pad_offset: Sequence[float], orig_size: Sequence[int]
+) -> Tensor:
     """Map xyxy boxes from transformed-image pixels back to the original image and clip them to it.
 
     A coordinate maps as ``(x - left) / sx`` (``(y - top) / sy`` for y).

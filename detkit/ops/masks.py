@@ -1,4 +1,5 @@
 """Pasting fixed-size RoI masks into the image, vectorised, with torchvision's numerics."""
+
 from __future__ import annotations
 
 import torch
@@ -34,11 +35,11 @@ def _interp_matrix(start: Tensor, end: Tensor, src_size: int, out_size: int) -> 
     """
     n = start.shape[0]
     device = start.device
-    length = (end - start + 1).clamp(min=1)                                   # [N]
+    length = (end - start + 1).clamp(min=1)  # [N]
     scale = torch.tensor(float(src_size), device=device) / length.to(torch.float32)  # [N] float32
-    pix = torch.arange(out_size, device=device)                               # [P]
-    dst = (pix[None, :] - start[:, None]).to(torch.float32)                   # [N,P] output index
-    src = (scale[:, None] * (dst + 0.5) - 0.5).clamp(min=0)                   # PyTorch's source index
+    pix = torch.arange(out_size, device=device)  # [P]
+    dst = (pix[None, :] - start[:, None]).to(torch.float32)  # [N,P] output index
+    src = (scale[:, None] * (dst + 0.5) - 0.5).clamp(min=0)  # PyTorch's source index
     i0 = src.to(torch.int64).clamp(max=src_size - 1)
     i1 = torch.where(i0 < src_size - 1, i0 + 1, i0)
     l1 = (src - i0.to(torch.float32)).clamp(0, 1)
@@ -52,8 +53,9 @@ def _interp_matrix(start: Tensor, end: Tensor, src_size: int, out_size: int) -> 
     return weights
 
 
-def paste_masks(masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padding: int = 1,
-                threshold: float | None = None) -> Tensor:
+def paste_masks(
+    masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padding: int = 1, threshold: float | None = None
+) -> Tensor:
     """Paste RoI masks into an image of ``image_shape``, like torchvision's ``paste_masks_in_image``.
 
     Each mask is padded by ``padding``, its box grown accordingly and truncated to integers, the mask is
@@ -82,17 +84,18 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_shape: tuple[int, int], padd
     src = padded.shape[-1]
     chunk = max(1, _CHUNK_ELEMENTS // max(1, im_h * im_w))
     for s in range(0, n, chunk):  # chunks of masks, not boxes one by one
-        b = ibox[s:s + chunk]
-        wy = _interp_matrix(b[:, 1], b[:, 3], src, im_h)                      # [n,H,S]
-        wx = _interp_matrix(b[:, 0], b[:, 2], src, im_w)                      # [n,W,S]
+        b = ibox[s : s + chunk]
+        wy = _interp_matrix(b[:, 1], b[:, 3], src, im_h)  # [n,H,S]
+        wx = _interp_matrix(b[:, 0], b[:, 2], src, im_w)  # [n,W,S]
         # along W first, then H: the order of F.interpolate's bilinear kernel
-        pasted = wy @ (padded[s:s + chunk] @ wx.transpose(1, 2))             # [n,H,W]
-        out[s:s + chunk, 0] = pasted > threshold if threshold is not None else pasted
+        pasted = wy @ (padded[s : s + chunk] @ wx.transpose(1, 2))  # [n,H,W]
+        out[s : s + chunk, 0] = pasted > threshold if threshold is not None else pasted
     return out
 
 
-def masks_to_original(masks: Tensor, scale_factor, pad_offset, orig_size, threshold: float = 0.5,
-                      chunk: int = 32) -> Tensor:
+def masks_to_original(
+    masks: Tensor, scale_factor, pad_offset, orig_size, threshold: float = 0.5, chunk: int = 32
+) -> Tensor:
     """Full-image mask probabilities in transformed-image pixels -> bool masks of the original image.
 
     The region of the transformed image that holds the original content (after ``pad_offset`` (left, top),
@@ -113,7 +116,10 @@ def masks_to_original(masks: Tensor, scale_factor, pad_offset, orig_size, thresh
     x0, y0 = int(round(left)), int(round(top))
     x1 = min(w, int(round(left + w0 * float(scale_factor[0]))))
     y1 = min(h, int(round(top + h0 * float(scale_factor[1]))))
-    region = masks[:, y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
-    out = [F.interpolate(region[i:i + chunk, None].float(), size=(h0, w0), mode="bilinear",
-                         align_corners=False)[:, 0] > threshold for i in range(0, n, chunk)]
+    region = masks[:, y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
+    out = [
+        F.interpolate(region[i : i + chunk, None].float(), size=(h0, w0), mode="bilinear", align_corners=False)[:, 0]
+        > threshold
+        for i in range(0, n, chunk)
+    ]
     return torch.cat(out)

@@ -1,4 +1,5 @@
 """IoU-threshold matching of predictions to ground truth, torchvision ``Matcher`` semantics, batched."""
+
 from __future__ import annotations
 
 import torch
@@ -33,16 +34,21 @@ class Matcher:
     def __call__(self, quality: Tensor, valid: Tensor | None = None) -> Tensor:
         """Match; see the class docstring for shapes."""
         if quality.shape[-2] == 0:
-            return torch.full(quality.shape[:-2] + quality.shape[-1:], self.BELOW_LOW_THRESHOLD,
-                              dtype=torch.int64, device=quality.device)
+            return torch.full(
+                quality.shape[:-2] + quality.shape[-1:],
+                self.BELOW_LOW_THRESHOLD,
+                dtype=torch.int64,
+                device=quality.device,
+            )
         if valid is not None:
             # padded gts can never win a prediction
             quality = quality.masked_fill(~valid[..., None], -1.0)
         matched_vals, all_matches = quality.max(dim=-2)  # [..., N]
         below = matched_vals < self.low_threshold
         between = (matched_vals >= self.low_threshold) & (matched_vals < self.high_threshold)
-        matches = torch.where(below, self.BELOW_LOW_THRESHOLD,
-                              torch.where(between, self.BETWEEN_THRESHOLDS, all_matches))
+        matches = torch.where(
+            below, self.BELOW_LOW_THRESHOLD, torch.where(between, self.BETWEEN_THRESHOLDS, all_matches)
+        )
 
         if self.allow_low_quality_matches:
             # for each gt, the predictions of (tied) highest quality keep their best gt

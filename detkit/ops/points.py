@@ -1,14 +1,20 @@
 """Anchor points of anchor-free heads and the distance (ltrb) box coding around them."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 
-def anchor_points(shapes: Sequence[tuple[int, int]], strides: Sequence[int], device=None,
-                  dtype: torch.dtype = torch.float32, offset: float = 0.5) -> tuple[Tensor, Tensor]:
+def anchor_points(
+    shapes: Sequence[tuple[int, int]],
+    strides: Sequence[int],
+    device=None,
+    dtype: torch.dtype = torch.float32,
+    offset: float = 0.5,
+) -> tuple[Tensor, Tensor]:
     """Cell centres of every level, in input pixels, level by level, row-major.
 
     Args:

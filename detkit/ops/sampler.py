@@ -1,4 +1,5 @@
 """Balanced positive/negative sampling (torchvision's ``BalancedPositiveNegativeSampler``), batched."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ def _take_random(candidates: Tensor, count: Tensor, k_max: int, keys: Tensor) ->
     return out.scatter_(-1, idx, chosen)
 
 
-def sample_pos_neg(labels: Tensor, batch_size_per_image: int, positive_fraction: float,
-                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def sample_pos_neg(
+    labels: Tensor, batch_size_per_image: int, positive_fraction: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """Pick at most ``batch_size_per_image`` elements per image, a ``positive_fraction`` of them positive.
 
     Args:

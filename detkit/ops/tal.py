@@ -1,4 +1,5 @@
 """Task-aligned assignment (TOOD / YOLOv8): anchors chosen by score^alpha * IoU^beta among those inside a box."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class Assignment:
 def points_in_boxes(points: Tensor, boxes: Tensor, eps: float = 1e-9) -> Tensor:
     """bool [B,G,A]: anchor centre ``points`` [A,2] strictly inside ``boxes`` [B,G,4]."""
     x, y = points[:, 0], points[:, 1]
-    b = boxes[..., None, :]                                                    # [B,G,1,4]
+    b = boxes[..., None, :]  # [B,G,1,4]
     d = torch.stack([x - b[..., 0], y - b[..., 1], b[..., 2] - x, b[..., 3] - y], -1)  # [B,G,A,4]
     return d.amin(-1) > eps
 
@@ -46,9 +47,18 @@ def _pair_ciou(gt: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def task_aligned_assign(pred_scores: Tensor, pred_boxes: Tensor, points: Tensor, gt_labels: Tensor,
-                        gt_boxes: Tensor, gt_valid: Tensor, topk: int = 10, alpha: float = 0.5,
-                        beta: float = 6.0, eps: float = 1e-9) -> Assignment:
+def task_aligned_assign(
+    pred_scores: Tensor,
+    pred_boxes: Tensor,
+    points: Tensor,
+    gt_labels: Tensor,
+    gt_boxes: Tensor,
+    gt_valid: Tensor,
+    topk: int = 10,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+    eps: float = 1e-9,
+) -> Assignment:
     """Assign anchors to ground truths by the task-aligned metric ``s^alpha * CIoU^beta``.
 
     For each ground truth the ``topk`` anchors with the highest metric among those whose centre lies
@@ -70,33 +80,33 @@ def task_aligned_assign(pred_scores: Tensor, pred_boxes: Tensor, points: Tensor,
     device = pred_scores.device
     if num_gt == 0:
         zeros = torch.zeros(bsz, num_anchors, dtype=torch.long, device=device)
-        return Assignment(zeros, pred_boxes.new_zeros(bsz, num_anchors, 4), torch.zeros_like(pred_scores),
-                          zeros.bool(), zeros)
+        return Assignment(
+            zeros, pred_boxes.new_zeros(bsz, num_anchors, 4), torch.zeros_like(pred_scores), zeros.bool(), zeros
+        )
     gt_labels = gt_labels.long().clamp(0, num_classes - 1)
-    candidates = points_in_boxes(points, gt_boxes) & gt_valid[..., None]                  # [B,G,A]
-    overlaps = _pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)              # [B,G,A]
+    candidates = points_in_boxes(points, gt_boxes) & gt_valid[..., None]  # [B,G,A]
+    overlaps = _pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)  # [B,G,A]
     cls_scores = pred_scores.float().gather(2, gt_labels[:, None, :].expand(-1, num_anchors, -1))  # [B,A,G]
-    align = cls_scores.transpose(1, 2).pow(alpha) * overlaps.pow(beta) * candidates      # [B,G,A]
+    align = cls_scores.transpose(1, 2).pow(alpha) * overlaps.pow(beta) * candidates  # [B,G,A]
 
     k = min(topk, num_anchors)
-    top_idx = align.topk(k, dim=-1).indices                                              # [B,G,k]
+    top_idx = align.topk(k, dim=-1).indices  # [B,G,k]
     in_topk = torch.zeros_like(candidates).scatter_(-1, top_idx, True)
-    pos = in_topk & candidates                                                           # [B,G,A]
+    pos = in_topk & candidates  # [B,G,A]
 
-    multi = pos.sum(1) > 1                                                               # [B,A]
+    multi = pos.sum(1) > 1  # [B,A]
     if multi.any():
-        best = overlaps.argmax(1)                                                        # [B,A]
+        best = overlaps.argmax(1)  # [B,A]
         best_onehot = torch.zeros_like(pos).scatter_(1, best[:, None, :], True)
         pos = torch.where(multi[:, None, :], best_onehot & candidates, pos)
-    fg = pos.any(1)                                                                      # [B,A]
-    gt_index = pos.to(torch.uint8).argmax(1)                                             # [B,A]
+    fg = pos.any(1)  # [B,A]
+    gt_index = pos.to(torch.uint8).argmax(1)  # [B,A]
 
-    labels = gt_labels.gather(1, gt_index)                                               # [B,A]
-    boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))                   # [B,A,4]
+    labels = gt_labels.gather(1, gt_index)  # [B,A]
+    boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))  # [B,A,4]
     scores = torch.nn.functional.one_hot(labels, num_classes).to(pred_scores.dtype) * fg[..., None]
 
     align = align * pos
-    norm = (align * (overlaps * pos).amax(-1, keepdim=True)
-            / (align.amax(-1, keepdim=True) + eps)).amax(1)                              # [B,A]
+    norm = (align * (overlaps * pos).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + eps)).amax(1)  # [B,A]
     scores = scores * norm[..., None].to(scores.dtype)
     return Assignment(labels, boxes, scores, fg, gt_index)

@@ -1,7 +1,8 @@
 """Tiling geometry: overlapping windows that cover an image (tiled inference and TiledDataset)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
 

@@ -1,4 +1,5 @@
 """Reading checkpoints safely (``weights_only=True``) with messages that name the file and the fix."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ def _sniff(path: Path) -> str | None:
         head = f.read(512)
     if head.startswith(b"PK"):
         if not zipfile.is_zipfile(path):
-            return (f"is truncated or corrupt ({size} bytes, the archive's directory is missing); the copy or "
-                    "the save was cut short. Copy it again or use another checkpoint")
+            return (
+                f"is truncated or corrupt ({size} bytes, the archive's directory is missing); the copy or "
+                "the save was cut short. Copy it again or use another checkpoint"
+            )
         return None
     if head[:1] == b"\x80":  # legacy (non-zip) torch.save / pickle
         return None
@@ -32,8 +35,10 @@ def _sniff(path: Path) -> str | None:
     except UnicodeDecodeError:
         return "is not a PyTorch checkpoint (unknown binary content)"
     if any(k in text for k in ("_base_:", "model:", "data:", "type:")):
-        return ("is a YAML config, not a checkpoint; did you swap the arguments? The tools take CONFIG first, "
-                "then CHECKPOINT")
+        return (
+            "is a YAML config, not a checkpoint; did you swap the arguments? The tools take CONFIG first, "
+            "then CHECKPOINT"
+        )
     return "is a text file, not a PyTorch checkpoint"
 
 
@@ -55,9 +60,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (pickle / zip errors have many types)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {first}). detkit reads "
-                              "checkpoints with weights_only=True; convert foreign weights with "
-                              "tools/convert_weights.py") from e
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {first}). detkit reads "
+            "checkpoints with weights_only=True; convert foreign weights with "
+            "tools/convert_weights.py"
+        ) from e
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         ckpt.setdefault("meta", {})
         return ckpt
@@ -65,8 +72,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         return {"model": ckpt, "meta": {}}
     if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
         return {**ckpt, "model": ckpt["state_dict"], "meta": ckpt.get("meta") or {}}
-    raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__} without a 'model' state dict; it is "
-                          "not a detkit checkpoint (convert foreign weights with tools/convert_weights.py)")
+    raise CheckpointError(
+        f"checkpoint {path} holds a {type(ckpt).__name__} without a 'model' state dict; it is "
+        "not a detkit checkpoint (convert foreign weights with tools/convert_weights.py)"
+    )
 
 
 def model_state(ckpt: dict) -> dict:

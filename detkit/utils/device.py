@@ -1,4 +1,5 @@
 """``--device`` as PyTorch users type it: ``cpu``, ``cuda``, ``cuda:1``, ``0``, ``0,1``, ``mps``; clear errors."""
+
 from __future__ import annotations
 
 import torch
@@ -31,9 +32,11 @@ def parse_device(device: str | int | torch.device | None, multi: bool = False) -
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if len(parts) > 1:
         if not multi:
-            raise DeviceError(f"--device {device}: one device per process; for several GPUs start one process per "
-                              f"GPU with `torchrun --nproc-per-node {len(parts)} ...` and --device cuda "
-                              f"(CUDA_VISIBLE_DEVICES={text} selects them)")
+            raise DeviceError(
+                f"--device {device}: one device per process; for several GPUs start one process per "
+                f"GPU with `torchrun --nproc-per-node {len(parts)} ...` and --device cuda "
+                f"(CUDA_VISIBLE_DEVICES={text} selects them)"
+            )
         return [parse_device(p) for p in parts]
     one = parts[0]
     if one.isdigit():
@@ -46,8 +49,10 @@ def parse_device(device: str | int | torch.device | None, multi: bool = False) -
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+            raise DeviceError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

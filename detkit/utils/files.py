@@ -1,4 +1,5 @@
 """File helpers: atomic writes (temporary file + fsync + rename) and jsonl reading."""
+
 from __future__ import annotations
 
 import json

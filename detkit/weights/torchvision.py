@@ -1,4 +1,5 @@
 """Convert torchvision state dicts (Faster/Mask R-CNN R50-FPN v1, ResNet classifiers) to detkit checkpoints."""
+
 from __future__ import annotations
 
 import copy
@@ -14,15 +15,86 @@ from torch import Tensor
 COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
 COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in COCO_UNUSED_IDS]
 COCO_CLASSES = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 ]
 
 _RESNET_DEPTHS = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101, (36, True): 152}
@@ -40,9 +112,11 @@ def unwrap_state_dict(obj: Any, src: str = "checkpoint") -> dict[str, Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ConversionError(f"{src}: not a state dict (expected a dict of tensors, or one under 'model'/'state_dict')")
+        raise ConversionError(
+            f"{src}: not a state dict (expected a dict of tensors, or one under 'model'/'state_dict')"
+        )
     if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return dict(obj)
 
 
@@ -51,19 +125,25 @@ def detect_kind(state: dict[str, Tensor]) -> str:
     keys = set(state)
     if "backbone.body.conv1.weight" in keys and "roi_heads.box_predictor.cls_score.weight" in keys:
         if "roi_heads.box_head.fc6.weight" not in keys or "backbone.fpn.inner_blocks.0.1.weight" in keys:
-            raise ConversionError("torchvision *_v2 detection weights (conv box head, BN in the FPN/RPN) are not "
-                                  "supported; convert fasterrcnn_resnet50_fpn / maskrcnn_resnet50_fpn (v1) weights")
+            raise ConversionError(
+                "torchvision *_v2 detection weights (conv box head, BN in the FPN/RPN) are not "
+                "supported; convert fasterrcnn_resnet50_fpn / maskrcnn_resnet50_fpn (v1) weights"
+            )
         depth = _resnet_depth(state, "backbone.body.")
         if depth != 50:
-            raise ConversionError(f"only ResNet-50 FPN detection weights are supported, this backbone is ResNet-{depth}")
+            raise ConversionError(
+                f"only ResNet-50 FPN detection weights are supported, this backbone is ResNet-{depth}"
+            )
         mask = any(k.startswith("roi_heads.mask_predictor.") for k in keys)
         return "maskrcnn_resnet50_fpn" if mask else "fasterrcnn_resnet50_fpn"
     if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
         return f"resnet{_resnet_depth(state, '')}"
     sample = ", ".join(sorted(keys)[:4])
-    raise ConversionError("unknown state dict: expected torchvision fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn "
-                          f"or a ResNet classifier (keys like 'backbone.body.conv1.weight' or 'conv1.weight'); "
-                          f"got keys {sample}, ...")
+    raise ConversionError(
+        "unknown state dict: expected torchvision fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn "
+        f"or a ResNet classifier (keys like 'backbone.body.conv1.weight' or 'conv1.weight'); "
+        f"got keys {sample}, ..."
+    )
 
 
 def _resnet_depth(state: dict[str, Tensor], prefix: str) -> int:
@@ -75,8 +155,9 @@ def _resnet_depth(state: dict[str, Tensor], prefix: str) -> int:
     return _RESNET_DEPTHS[key]
 
 
-def reorder_box_predictor(cls_w: Tensor, cls_b: Tensor, box_w: Tensor, box_b: Tensor,
-                          keep: list[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def reorder_box_predictor(
+    cls_w: Tensor, cls_b: Tensor, box_w: Tensor, box_b: Tensor, keep: list[int]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """torchvision FastRCNNPredictor (background at 0, K*4 deltas) -> detkit (background last, C*4 deltas).
 
     ``keep[c]`` is the torchvision class index of detkit label ``c``.
@@ -126,10 +207,18 @@ def convert_detection(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list
         keep, names = COCO_CATEGORY_IDS, list(COCO_CLASSES)
     else:  # a model fine-tuned on K-1 classes: keep them all, in order
         keep, names = list(range(1, k)), None
-    (out["box_head.cls_score.weight"], out["box_head.cls_score.bias"], out["box_head.bbox_pred.weight"],
-     out["box_head.bbox_pred.bias"]) = reorder_box_predictor(
-        cls_w, state["roi_heads.box_predictor.cls_score.bias"], state["roi_heads.box_predictor.bbox_pred.weight"],
-        state["roi_heads.box_predictor.bbox_pred.bias"], keep)
+    (
+        out["box_head.cls_score.weight"],
+        out["box_head.cls_score.bias"],
+        out["box_head.bbox_pred.weight"],
+        out["box_head.bbox_pred.bias"],
+    ) = reorder_box_predictor(
+        cls_w,
+        state["roi_heads.box_predictor.cls_score.bias"],
+        state["roi_heads.box_predictor.bbox_pred.weight"],
+        state["roi_heads.box_predictor.bbox_pred.bias"],
+        keep,
+    )
     if "roi_heads.mask_predictor.mask_fcn_logits.weight" in state:
         out["mask_head.logits.weight"] = state["roi_heads.mask_predictor.mask_fcn_logits.weight"][keep].clone()
         out["mask_head.logits.bias"] = state["roi_heads.mask_predictor.mask_fcn_logits.bias"][keep].clone()
@@ -153,16 +242,19 @@ def _meta_config(config: dict | None, info: dict, norm_eps: float | None) -> dic
     model = cfg.get("model", cfg)
     if info["num_classes"] is not None:
         if model.get("num_classes") not in (None, info["num_classes"]):
-            raise ConversionError(f"the config has model.num_classes={model.get('num_classes')} but the weights have "
-                                  f"{info['num_classes']} classes")
+            raise ConversionError(
+                f"the config has model.num_classes={model.get('num_classes')} but the weights have "
+                f"{info['num_classes']} classes"
+            )
         model["num_classes"] = info["num_classes"]
     if norm_eps is not None and isinstance(model.get("backbone"), dict):
         model["backbone"]["norm_eps"] = float(norm_eps)
     return cfg
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None,
-                       norm_eps: float | None = 0.0) -> dict[str, Any]:
+def convert_checkpoint(
+    src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None, norm_eps: float | None = 0.0
+) -> dict[str, Any]:
     """Read a torchvision state dict from ``src``, write a detkit checkpoint to ``dst`` (atomically).
 
     ``norm_eps`` (R-CNN weights only) is written into the config's ``model.backbone.norm_eps``: torchvision's
@@ -181,9 +273,12 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, config: d
     state = unwrap_state_dict(obj, str(src))
     out, info = convert_state_dict(state)
     detection = not info["kind"].startswith("resnet")
-    meta = {"class_names": info["class_names"],
-            "config": _meta_config(config, info, norm_eps if detection else None),
-            "version": detkit.__version__, "converted_from": f"torchvision:{info['kind']}"}
+    meta = {
+        "class_names": info["class_names"],
+        "config": _meta_config(config, info, norm_eps if detection else None),
+        "version": detkit.__version__,
+        "converted_from": f"torchvision:{info['kind']}",
+    }
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     torch.save({"model": out, "meta": meta}, tmp)

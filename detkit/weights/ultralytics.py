@@ -5,6 +5,7 @@ detkit's CSPDarknet + PAFPN + YOLOHead have YOLOv8's layers, and inside each blo
 check detkit against Ultralytics with identical weights (tests, ``tools/benchmark.py --compare ultralytics``)
 and to reuse YOLOv8 weights saved as a plain state dict (``torch.save(model.state_dict())``).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,10 +13,24 @@ import re
 from torch import Tensor
 
 # YOLOv8 layer index -> detkit module prefix
-_LAYERS = {0: "backbone.stem", 1: "backbone.stages.0.0", 2: "backbone.stages.0.1", 3: "backbone.stages.1.0",
-           4: "backbone.stages.1.1", 5: "backbone.stages.2.0", 6: "backbone.stages.2.1", 7: "backbone.stages.3.0",
-           8: "backbone.stages.3.1", 9: "backbone.stages.3.2", 12: "neck.top_down.0", 15: "neck.top_down.1",
-           16: "neck.downsample.0", 18: "neck.bottom_up.0", 19: "neck.downsample.1", 21: "neck.bottom_up.1"}
+_LAYERS = {
+    0: "backbone.stem",
+    1: "backbone.stages.0.0",
+    2: "backbone.stages.0.1",
+    3: "backbone.stages.1.0",
+    4: "backbone.stages.1.1",
+    5: "backbone.stages.2.0",
+    6: "backbone.stages.2.1",
+    7: "backbone.stages.3.0",
+    8: "backbone.stages.3.1",
+    9: "backbone.stages.3.2",
+    12: "neck.top_down.0",
+    15: "neck.top_down.1",
+    16: "neck.downsample.0",
+    18: "neck.bottom_up.0",
+    19: "neck.downsample.1",
+    21: "neck.bottom_up.1",
+}
 _HEAD = 22
 _DET = {"cv2": "box_branch", "cv3": "cls_branch"}
 _PROTO = {"cv1": "0", "upsample": "1", "cv2": "2", "cv3": "3"}
@@ -24,7 +39,7 @@ _PROTO = {"cv1": "0", "upsample": "1", "cv2": "2", "cv3": "3"}
 def _head_key(rest: str, seg: bool) -> str | None:
     """detkit name of a key under the YOLOv8 Detect / Segment layer (None: drop it)."""
     part, _, tail = rest.partition(".")
-    if part == "dfl":                      # the fixed 0..15 projection: a buffer in detkit
+    if part == "dfl":  # the fixed 0..15 projection: a buffer in detkit
         return None
     if part in _DET:
         return ("head.det." if seg else "head.") + f"{_DET[part]}.{tail}"

@@ -1,4 +1,5 @@
 """Analysis fixtures: a tiny shapes validation set and seeded perturbed-ground-truth predictions."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ from fake_coco import perturb  # noqa: E402
 def shapes(tmp_path_factory):
     """12 shapes images of 96 px (val split only): dict of make_shapes paths."""
     from detkit.data.synthetic import make_shapes
-    return make_shapes(tmp_path_factory.mktemp("shapes"), num_train=0, num_val=12, size=(96, 96), seed=3,
-                       empty_fraction=0.1)
+
+    return make_shapes(
+        tmp_path_factory.mktemp("shapes"), num_train=0, num_val=12, size=(96, 96), seed=3, empty_fraction=0.1
+    )
 
 
 @pytest.fixture(scope="session")
@@ -27,4 +30,3 @@ def shapes_preds(shapes, tmp_path_factory):
     path = tmp_path_factory.mktemp("preds") / "predictions.json"
     path.write_text(json.dumps(preds))
     return shapes["val_ann_file"], path, gt, preds
-

@@ -1,4 +1,5 @@
 """Confusion matrix: counts add up, hand-made cases land in the right cells, crowd regions are ignored."""
+
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,7 @@ def _cm(gt: dict, dets: list[dict], **kw):
 
 
 def test_counts_add_up_on_shapes(shapes_preds):
-    gt_path, _, gt, preds = shapes_preds
+    _gt_path, _, gt, preds = shapes_preds
     for score_thr, iou_thr in ((0.0, 0.5), (0.3, 0.5), (0.6, 0.75), (0.3, 0.1)):
         cm = _cm(gt, preds, score_thr=score_thr, iou_thr=iou_thr)
         K = len(gt["categories"])
@@ -35,20 +36,21 @@ def test_counts_add_up_on_shapes(shapes_preds):
 
 
 def test_hand_made_cells():
-    gt = make_gt({1: [(1, 10, 10, 30, 30), (2, 50, 50, 30, 30), (3, 5, 60, 20, 20)],
-                  2: [(2, 10, 10, 40, 40)]})
-    dets = [det(1, 1, 10, 10, 30, 30, 0.9),      # correct: (c1, c1)
-            det(1, 3, 51, 50, 30, 30, 0.8),      # mislabelled c2 as c3: (c2, c3)
-            det(1, 2, 70, 5, 20, 20, 0.7),       # false positive: (background, c2)
-            det(2, 2, 10, 10, 40, 40, 0.95),     # correct: (c2, c2)
-            det(2, 2, 11, 10, 40, 40, 0.2)]      # under the score threshold: not counted
+    gt = make_gt({1: [(1, 10, 10, 30, 30), (2, 50, 50, 30, 30), (3, 5, 60, 20, 20)], 2: [(2, 10, 10, 40, 40)]})
+    dets = [
+        det(1, 1, 10, 10, 30, 30, 0.9),  # correct: (c1, c1)
+        det(1, 3, 51, 50, 30, 30, 0.8),  # mislabelled c2 as c3: (c2, c3)
+        det(1, 2, 70, 5, 20, 20, 0.7),  # false positive: (background, c2)
+        det(2, 2, 10, 10, 40, 40, 0.95),  # correct: (c2, c2)
+        det(2, 2, 11, 10, 40, 40, 0.2),
+    ]  # under the score threshold: not counted
     cm = _cm(gt, dets, score_thr=0.3, iou_thr=0.5)
     want = np.zeros((4, 4), np.int64)
     want[0, 0] = 1
     want[1, 2] = 1
     want[BG, 1] = 1
     want[1, 1] = 1
-    want[2, BG] = 1                              # the c3 box at (5, 60) was missed: (c3, background)
+    want[2, BG] = 1  # the c3 box at (5, 60) was missed: (c3, background)
     np.testing.assert_array_equal(cm.matrix, want)
     assert (cm.num_gt, cm.num_unmatched_predictions) == (4, 1) and cm.matrix.sum() == 5
 
@@ -83,6 +85,7 @@ def test_segm_confusion_uses_masks():
     gt = make_gt({1: [(1, 10, 10, 30, 30)]}, num_cats=1)
     gt["annotations"][0]["segmentation"] = [[10, 10, 40, 10, 40, 40, 10, 40]]
     from pycocotools import mask as mask_utils
+
     m = np.zeros((100, 100), np.uint8, order="F")
     m[10:40, 10:40] = 1
     rle = mask_utils.encode(m)

@@ -1,4 +1,5 @@
 """TIDE-style error breakdown: hand-made cases of one error type each, and consistency with the COCO metrics."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,10 @@ def _only(rep, kind):
 
 
 def test_localization_only():
-    dets = [det(1, 1, 30, 30, 40, 40, 0.9),   # IoU with its gt: 400/2800 + ... in [0.1, 0.5)
-            det(2, 2, 20, 20, 40, 40, 0.8)]   # perfect
+    dets = [
+        det(1, 1, 30, 30, 40, 40, 0.9),  # IoU with its gt: 400/2800 + ... in [0.1, 0.5)
+        det(2, 2, 20, 20, 40, 40, 0.8),
+    ]  # perfect
     rep = _breakdown(dets)
     assert rep.counts["localization"] == 1 and sum(rep.counts[k] for k in ERROR_TYPES) == 1
     assert rep.ap == pytest.approx(0.5)
@@ -42,14 +45,22 @@ def test_classification_only():
 
 def test_duplicate_background_missed_and_both():
     gt = make_gt({1: [(1, 10, 10, 40, 40)], 2: [(2, 20, 20, 40, 40)], 3: [(1, 30, 30, 30, 30)]}, num_cats=2)
-    dets = [det(3, 1, 80, 80, 15, 15, 0.95),  # background
-            det(2, 1, 35, 35, 40, 40, 0.7),   # wrong class, IoU 0.24 with the c2 object: both
-            det(1, 1, 10, 10, 40, 40, 0.6),   # true positive
-            det(1, 1, 11, 11, 40, 40, 0.5),   # duplicate of it
-            det(3, 1, 30, 30, 30, 30, 0.4)]   # true positive, ranked after three false positives
+    dets = [
+        det(3, 1, 80, 80, 15, 15, 0.95),  # background
+        det(2, 1, 35, 35, 40, 40, 0.7),  # wrong class, IoU 0.24 with the c2 object: both
+        det(1, 1, 10, 10, 40, 40, 0.6),  # true positive
+        det(1, 1, 11, 11, 40, 40, 0.5),  # duplicate of it
+        det(3, 1, 30, 30, 30, 30, 0.4),
+    ]  # true positive, ranked after three false positives
     rep = _breakdown(dets, gt=gt)
-    assert {k: rep.counts[k] for k in ERROR_TYPES} == {"classification": 0, "localization": 0, "both": 1,
-                                                       "duplicate": 1, "background": 1, "missed": 1}
+    assert {k: rep.counts[k] for k in ERROR_TYPES} == {
+        "classification": 0,
+        "localization": 0,
+        "both": 1,
+        "duplicate": 1,
+        "background": 1,
+        "missed": 1,
+    }
     assert rep.counts["false_positives"] == 3 and rep.counts["false_negatives"] == 1
     for kind in ("both", "duplicate", "background", "missed"):  # each costs AP here
         assert rep.delta_ap[kind] > 0, kind
@@ -78,6 +89,7 @@ def test_perfect_predictions_have_no_errors():
 def test_segm_localization_fix_takes_the_ground_truth_mask():
     import numpy as np
     from pycocotools import mask as mask_utils
+
     gt = make_gt({1: [(1, 10, 10, 40, 40)], 2: [(2, 20, 20, 40, 40)]}, num_cats=2)
     for a in gt["annotations"]:
         x, y, w, h = a["bbox"]
@@ -85,12 +97,15 @@ def test_segm_localization_fix_takes_the_ground_truth_mask():
 
     def rle(x, y, w, h):
         m = np.zeros((100, 100), np.uint8, order="F")
-        m[y:y + h, x:x + w] = 1
+        m[y : y + h, x : x + w] = 1
         r = mask_utils.encode(m)
         r["counts"] = r["counts"].decode()
         return r
-    dets = [{"image_id": 1, "category_id": 1, "segmentation": rle(30, 30, 40, 40), "score": 0.9},
-            {"image_id": 2, "category_id": 2, "segmentation": rle(20, 20, 40, 40), "score": 0.8}]
+
+    dets = [
+        {"image_id": 1, "category_id": 1, "segmentation": rle(30, 30, 40, 40), "score": 0.9},
+        {"image_id": 2, "category_id": 2, "segmentation": rle(20, 20, 40, 40), "score": 0.8},
+    ]
     coco_gt = load_gt(gt, "segm")
     rep = error_breakdown(coco_gt, load_results(dets, coco_gt, "segm"), "segm")
     assert rep.counts["localization"] == 1 and rep.ap == pytest.approx(0.5)

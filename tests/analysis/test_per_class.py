@@ -1,4 +1,5 @@
 """Per-class and per-size tables equal pycocotools' own numbers."""
+
 from __future__ import annotations
 
 import csv
@@ -32,9 +33,14 @@ def test_per_class_equals_pycocotools(shapes_preds, tmp_path):
     prec = E.eval["precision"]  # [T, R, K, A, M]; area 'all' = 0, maxDets 100 = -1
     assert [r.category_id for r in rows] == E.params.catIds == [1, 2, 3, 4]
     for k, r in enumerate(rows):
-        for value, sl in ((r.AP, prec[:, :, k, 0, -1]), (r.AP50, prec[0, :, k, 0, -1]),
-                          (r.AP75, prec[5, :, k, 0, -1]), (r.APs, prec[:, :, k, 1, -1]),
-                          (r.APm, prec[:, :, k, 2, -1]), (r.APl, prec[:, :, k, 3, -1])):
+        for value, sl in (
+            (r.AP, prec[:, :, k, 0, -1]),
+            (r.AP50, prec[0, :, k, 0, -1]),
+            (r.AP75, prec[5, :, k, 0, -1]),
+            (r.APs, prec[:, :, k, 1, -1]),
+            (r.APm, prec[:, :, k, 2, -1]),
+            (r.APl, prec[:, :, k, 3, -1]),
+        ):
             valid = sl[sl > -1]
             assert value == (np.mean(valid) if valid.size else -1.0)
     assert any(0 < r.AP < 1 for r in rows)
@@ -59,7 +65,8 @@ def test_per_class_equals_pycocotools(shapes_preds, tmp_path):
 
 def test_class_without_ground_truth_is_undefined():
     from fake_coco import det, make_gt
+
     coco_gt = load_gt(make_gt({1: [(1, 10, 10, 20, 20)]}, num_cats=2))
     E = run_cocoeval(coco_gt, load_results([det(1, 1, 10, 10, 20, 20)], coco_gt))
     rows = per_class_table(E)
-    assert rows[0].AP == pytest.approx(1.0) and rows[1].AP == -1 and rows[1].num_gt == 0
+    assert pytest.approx(1.0) == rows[0].AP and rows[1].AP == -1 and rows[1].num_gt == 0

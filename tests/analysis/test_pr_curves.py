@@ -1,4 +1,5 @@
 """PR curves come from COCOeval's precision array: their means are the reported APs; the PNG is written."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,6 +33,7 @@ def test_curves_average_to_the_reported_ap(shapes_preds, tmp_path):
 
 def test_class_without_ground_truth_has_no_curve(tmp_path):
     from fake_coco import det, make_gt
+
     coco_gt = load_gt(make_gt({1: [(1, 10, 10, 20, 20)]}, num_cats=2))
     E = run_cocoeval(coco_gt, load_results([det(1, 1, 10, 10, 20, 20), det(1, 2, 50, 50, 9, 9)], coco_gt))
     _, per_class, overall = pr_curves(E, 0.5)

@@ -1,4 +1,5 @@
 """analyze() writes every output; write_eval_report() writes the training plots; per-image ranking."""
+
 from __future__ import annotations
 
 import csv
@@ -40,7 +41,9 @@ def test_analyze_writes_everything(shapes, shapes_preds, tmp_path):
 
 def test_per_image_errors_from_matching():
     from fake_coco import det, make_gt
+
     from detkit.analysis import load_gt, load_results
+
     gt = make_gt({1: [(1, 10, 10, 30, 30)], 2: [(1, 10, 10, 30, 30), (2, 50, 50, 30, 30)], 3: []})
     coco_gt = load_gt(gt)
     res = load_results([det(1, 1, 10, 10, 30, 30), det(2, 2, 10, 10, 30, 30), det(2, 3, 0, 60, 9, 9)], coco_gt)
@@ -61,6 +64,7 @@ def test_write_eval_report(shapes_preds, tmp_path):
 
 def test_analyze_segm(shapes, tmp_path):
     from fake_coco import segm_results
+
     gt_path = shapes["val_ann_file"]
     gt = json.loads(gt_path.read_text())
     res = segm_results(gt, seed=4)

@@ -1,4 +1,5 @@
 """detkit.init_model / detkit.predict: inputs of every kind, outputs in the input's pixels, clear errors."""
+
 from pathlib import Path
 
 import cv2
@@ -24,8 +25,9 @@ def checkpoint(tmp_path_factory):
     with torch.no_grad():
         model.box_head.cls_score.bias[:-1] += 4.0
     path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": CLASSES,
-                                                      "cat_ids": [5, 7, 9]}}, path)
+    torch.save(
+        {"model": model.state_dict(), "meta": {"config": cfg, "class_names": CLASSES, "cat_ids": [5, 7, 9]}}, path
+    )
     return path
 
 
@@ -108,9 +110,9 @@ def test_mixed_sizes_batched_and_tiled(checkpoint, image):
 
 
 def test_semantic_segmentor_predict():
+    import detkit.models  # noqa: F401
     from detkit.registry import DETECTORS
 
-    import detkit.models  # noqa: F401
     if "Segmentor" not in DETECTORS:
         pytest.skip("no Segmentor registered")
     cfg = load_config(ROOT / "configs/seg/semfpn_r18_shapes.yaml")

@@ -1,4 +1,5 @@
 """Engine test fixtures: the toy parts of detkit_toy.py, installed into the trainer's builders."""
+
 from __future__ import annotations
 
 import sys
@@ -17,6 +18,7 @@ import detkit_toy  # noqa: E402
 def toy(monkeypatch):
     """The detkit_toy module, with the trainer building the toy data loader and evaluator."""
     from detkit.engine import builders
+
     monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
     monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
     monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)
@@ -27,6 +29,7 @@ def toy(monkeypatch):
 def shapes(tmp_path_factory):
     """A tiny shapes dataset (4 train, 2 val images of 64x64), written once and only read by the tests."""
     from detkit.data.synthetic import make_shapes
+
     out = tmp_path_factory.mktemp("shapes")
     make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
     return out

@@ -6,6 +6,7 @@ batch b under DDP give the same update as 1 process x batch 2b. The toy loader d
 of ``batch_size * world_size`` indices (shuffled by ``(seed, epoch)``) and gives rank r the r-th slice,
 so the union over ranks of one step's batches does not depend on the world size.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,9 @@ from detkit.registry import DATASETS, DETECTORS  # noqa: E402
 class ToyDataset:
     """``num_samples`` random ``size`` x ``size`` images, one box each; ``augment`` adds global-RNG noise."""
 
-    def __init__(self, num_samples: int = 16, size: int = 32, num_classes: int = 2, seed: int = 0,
-                 augment: bool = False):
+    def __init__(
+        self, num_samples: int = 16, size: int = 32, num_classes: int = 2, seed: int = 0, augment: bool = False
+    ):
         self.num_samples, self.size, self.seed, self.augment = num_samples, size, seed, augment
         self.class_names = [f"toy{i}" for i in range(num_classes)]
         self.aspect_ratios = [1.0] * num_samples
@@ -47,11 +49,16 @@ class ToyDataset:
         x0, y0 = rng.uniform(0, s / 2, 2)
         box = np.array([[x0, y0, x0 + s / 4 + label * s / 8, y0 + s / 4]], np.float32)
         img = (rng.random((s, s, 3)) * 60).astype(np.uint8)
-        img[int(y0):int(box[0, 3]), int(x0):int(box[0, 2])] += np.uint8(100 + 80 * label)
+        img[int(y0) : int(box[0, 3]), int(x0) : int(box[0, 2])] += np.uint8(100 + 80 * label)
         if self.augment:  # consumes the process-global numpy RNG, as random transforms do
             img = np.clip(img.astype(np.int16) + np.random.randint(-3, 4, img.shape), 0, 255).astype(np.uint8)
-        return {"image": img, "boxes": box, "labels": np.array([label], np.int64), "image_id": i + 1,
-                "orig_size": (s, s)}
+        return {
+            "image": img,
+            "boxes": box,
+            "labels": np.array([label], np.int64),
+            "image_id": i + 1,
+            "orig_size": (s, s),
+        }
 
 
 @DETECTORS.register
@@ -64,13 +71,25 @@ class ToyDetector(nn.Module):
         this index on is NaN.
     """
 
-    def __init__(self, num_classes: int = 2, class_names=None, width: int = 8, dropout: float = 0.0,
-                 nan_calls=(), nan_from: int | None = None):
+    def __init__(
+        self,
+        num_classes: int = 2,
+        class_names=None,
+        width: int = 8,
+        dropout: float = 0.0,
+        nan_calls=(),
+        nan_from: int | None = None,
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.class_names = list(class_names or [f"class_{i}" for i in range(num_classes)])
-        self.backbone = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.GroupNorm(2, width),
-                                      nn.ReLU(), nn.Conv2d(width, width, 3, stride=2, padding=1), nn.ReLU())
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=2, padding=1),
+            nn.GroupNorm(2, width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(width, num_classes + 4)
         self.nan_calls, self.nan_from, self.calls = set(nan_calls), nan_from, 0
@@ -82,7 +101,7 @@ class ToyDetector(nn.Module):
     def _raw(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.backbone(self.preprocess(batch)).mean(dim=(2, 3))
         out = self.head(self.drop(feats))
-        return out[:, : self.num_classes], out[:, self.num_classes:].sigmoid()  # [B,C], [B,4] in 0..1
+        return out[:, : self.num_classes], out[:, self.num_classes :].sigmoid()  # [B,C], [B,4] in 0..1
 
     def _norm_boxes(self, batch: dict) -> torch.Tensor:
         sizes = torch.tensor([[w, h, w, h] for h, w in batch["image_sizes"]], dtype=torch.float32)
@@ -106,8 +125,13 @@ class ToyDetector(nn.Module):
         out = []
         for i, (h, w) in enumerate(batch["orig_sizes"]):
             scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=boxes.device)
-            out.append({"boxes": (boxes[i:i + 1].float() * scale), "scores": scores[i:i + 1].float(),
-                        "labels": labels[i:i + 1]})
+            out.append(
+                {
+                    "boxes": (boxes[i : i + 1].float() * scale),
+                    "scores": scores[i : i + 1].float(),
+                    "labels": labels[i : i + 1],
+                }
+            )
         return out
 
     def forward(self, batch: dict):
@@ -122,13 +146,19 @@ class ToyEvaluator:
 
     def process(self, batch: dict, preds: list[dict]) -> None:
         for t, p in zip(batch["targets"], preds):
-            self.rows.append((int(p["labels"][0] == t["labels"][0].to(p["labels"].device)),
-                              float((p["boxes"][0].cpu() - t["boxes"][0]).abs().mean())))
+            self.rows.append(
+                (
+                    int(p["labels"][0] == t["labels"][0].to(p["labels"].device)),
+                    float((p["boxes"][0].cpu() - t["boxes"][0]).abs().mean()),
+                )
+            )
 
     def compute(self) -> dict[str, float]:
         rows = [r for part in dist.all_gather_object(self.rows) for r in part]
-        return {"bbox/AP": sum(r[0] for r in rows) / max(1, len(rows)),
-                "toy/l1": sum(r[1] for r in rows) / max(1, len(rows))}
+        return {
+            "bbox/AP": sum(r[0] for r in rows) / max(1, len(rows)),
+            "toy/l1": sum(r[1] for r in rows) / max(1, len(rows)),
+        }
 
 
 class ToyBatchSampler(Sampler):
@@ -145,12 +175,13 @@ class ToyBatchSampler(Sampler):
         self.start_iter = i
 
     def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle \
-            else np.arange(self.n)
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
+        )
         g = self.bs * self.world
         start, self.start_iter = self.start_iter, 0
         for k in range(start, len(self)):
-            yield order[k * g + self.rank * self.bs: k * g + (self.rank + 1) * self.bs].tolist()
+            yield order[k * g + self.rank * self.bs : k * g + (self.rank + 1) * self.bs].tolist()
 
     def __len__(self) -> int:
         return self.n // (self.bs * self.world)
@@ -160,14 +191,16 @@ def toy_build_dataset(split_cfg: dict):
     return DATASETS.build(split_cfg)
 
 
-def toy_build_dataloader(cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0,
-                         dataset=None):
+def toy_build_dataloader(
+    cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0, dataset=None
+):
     dataset = dataset if dataset is not None else toy_build_dataset(cfg["data"][split])
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     sampler = ToyBatchSampler(len(dataset), int(cfg["data"]["batch_size"]), split == "train", seed, world, rank)
     sampler.set_start_iter(start_iter)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=0,
-                      collate_fn=functools.partial(collate, size_divisor=32))
+    return DataLoader(
+        dataset, batch_sampler=sampler, num_workers=0, collate_fn=functools.partial(collate, size_divisor=32)
+    )
 
 
 def toy_build_evaluator(cfg: dict, dataset) -> ToyEvaluator:
@@ -177,6 +210,7 @@ def toy_build_evaluator(cfg: dict, dataset) -> ToyEvaluator:
 def install() -> None:
     """Make the trainer build data and evaluators with the toy builders (for this process)."""
     from detkit.engine import builders
+
     builders.build_dataset = toy_build_dataset
     builders.build_dataloader = toy_build_dataloader
     builders.build_evaluator = toy_build_evaluator
@@ -186,9 +220,12 @@ def toy_config(**train) -> dict:
     """A complete toy config; ``train`` keys override the train section."""
     return {
         "model": {"type": "ToyDetector", "num_classes": None},
-        "data": {"batch_size": 2, "num_workers": 0,
-                 "train": {"type": "ToyDataset", "num_samples": 8},
-                 "val": {"type": "ToyDataset", "num_samples": 4, "seed": 99}},
+        "data": {
+            "batch_size": 2,
+            "num_workers": 0,
+            "train": {"type": "ToyDataset", "num_samples": 8},
+            "val": {"type": "ToyDataset", "num_samples": 4, "seed": 99},
+        },
         "train": {"max_epochs": 2, "log_interval": 2, **train},
         "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "base_batch_size": 2},
         "scheduler": {"type": "multistep", "milestones": [1], "warmup_iters": 2},

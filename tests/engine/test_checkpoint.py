@@ -1,4 +1,5 @@
 """Atomic checkpoints, weights_only loading, RNG state round trip, tolerant weight loading, EMA."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from detkit.engine.checkpoint import (get_rng_state, load_checkpoint, load_weights, model_state,
-                                      preserve_rng, save_checkpoint, set_rng_state)
+from detkit.engine.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    load_weights,
+    model_state,
+    preserve_rng,
+    save_checkpoint,
+    set_rng_state,
+)
 from detkit.engine.ema import ModelEMA
 
 ROOT = Path(__file__).resolve().parents[2]

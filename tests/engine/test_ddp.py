@@ -1,4 +1,5 @@
 """torchrun with 2 CPU processes (gloo) matches 1 process with the same global batch."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,12 @@ ROOT = HERE.parents[1]
 # mean over the global batch. The toy sampler deals the same global batches for any world size.
 CONFIG = {
     "model": {"type": "ToyDetector", "num_classes": None},
-    "data": {"batch_size": 2, "num_workers": 0, "train": {"type": "ToyDataset", "num_samples": 16},
-             "val": {"type": "ToyDataset", "num_samples": 6, "seed": 99}},
+    "data": {
+        "batch_size": 2,
+        "num_workers": 0,
+        "train": {"type": "ToyDataset", "num_samples": 16},
+        "val": {"type": "ToyDataset", "num_samples": 6, "seed": 99},
+    },
     "train": {"max_epochs": 2, "log_interval": 2},
     "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "base_batch_size": 4},
     "scheduler": {"type": "multistep", "milestones": [1], "warmup_iters": 2},
@@ -38,9 +43,23 @@ def test_torchrun_two_processes_match_one(toy, tmp_path):
     cfg_path = tmp_path / "toy.yaml"
     cfg_path.write_text(yaml.safe_dump(CONFIG))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), str(HERE / "toy_train.py"), str(cfg_path),
-           "--work-dir", str(tmp_path / "ddp"), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        str(HERE / "toy_train.py"),
+        str(cfg_path),
+        "--work-dir",
+        str(tmp_path / "ddp"),
+        "--device",
+        "cpu",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 

@@ -15,6 +15,7 @@ What must hold for the equality (docs/training.md, "Equivalence with one process
   subset draws of the samplers then pick everything, whatever the per-process RNG streams;
 - the same LR: the linear scaling rule sees the same total batch (4).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,17 +40,35 @@ def _config(shapes: Path, batch_size: int) -> dict:
         "model": {
             "backbone": {"norm": "GN", "gn_groups": 8, "frozen_stages": 1},
             "neck": {"out_channels": 32},
-            "rpn_head": {"in_channels": 32, "anchor_sizes": [[16], [32], [48], [64], [96]], "aspect_ratios": [1.0],
-                         "fg_iou_thresh": 0.5, "bg_iou_thresh": 0.5, "batch_size_per_image": big,
-                         "positive_fraction": 1.0, "pre_nms_top_n_train": big, "post_nms_top_n_train": big,
-                         "nms_thr": 1.0},
-            "box_head": {"in_channels": 32, "representation_size": 64, "batch_size_per_image": big,
-                         "positive_fraction": 1.0},
+            "rpn_head": {
+                "in_channels": 32,
+                "anchor_sizes": [[16], [32], [48], [64], [96]],
+                "aspect_ratios": [1.0],
+                "fg_iou_thresh": 0.5,
+                "bg_iou_thresh": 0.5,
+                "batch_size_per_image": big,
+                "positive_fraction": 1.0,
+                "pre_nms_top_n_train": big,
+                "post_nms_top_n_train": big,
+                "nms_thr": 1.0,
+            },
+            "box_head": {
+                "in_channels": 32,
+                "representation_size": 64,
+                "batch_size_per_image": big,
+                "positive_fraction": 1.0,
+            },
         },
-        "data": {"batch_size": batch_size, "num_workers": 0,
-                 "train": {"type": "CocoDataset", "ann_file": str(shapes / "train.json"),
-                           "img_dir": str(shapes / "train"),
-                           "pipeline": [{"type": "HorizontalFlip", "p": 0.5}]}},
+        "data": {
+            "batch_size": batch_size,
+            "num_workers": 0,
+            "train": {
+                "type": "CocoDataset",
+                "ann_file": str(shapes / "train.json"),
+                "img_dir": str(shapes / "train"),
+                "pipeline": [{"type": "HorizontalFlip", "p": 0.5}],
+            },
+        },
         "train": {"max_epochs": 2, "log_interval": 1, "checkpoint_interval": 1},
         "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "base_batch_size": 4},
         "scheduler": {"type": "multistep", "milestones": [1], "warmup_iters": 1},
@@ -60,6 +79,7 @@ def _config(shapes: Path, batch_size: int) -> dict:
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     from detkit.data.synthetic import make_shapes
+
     out = tmp_path_factory.mktemp("shapes")
     make_shapes(out, num_train=8, num_val=0, size=(64, 64), max_objects=1, empty_fraction=0.0, seed=0)
     return out
@@ -78,11 +98,28 @@ def _history(work: Path) -> dict:
 def _train(cfg: Path, work: Path, nproc: int) -> None:
     """tools/train.py through the toy wrapper with the real builders, in a fresh process (torchrun when nproc > 1)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(3 - nproc), "DETKIT_TOY_REAL": "1"}
-    launch = [sys.executable] if nproc == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1",
-        "--master-port", str(_free_port())]
-    proc = subprocess.run([*launch, str(HERE / "toy_train.py"), str(cfg), "--work-dir", str(work), "--device", "cpu"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    launch = (
+        [sys.executable]
+        if nproc == 1
+        else [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(nproc),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(_free_port()),
+        ]
+    )
+    proc = subprocess.run(
+        [*launch, str(HERE / "toy_train.py"), str(cfg), "--work-dir", str(work), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 

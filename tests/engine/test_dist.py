@@ -1,4 +1,5 @@
 """Launcher environment (SLURM -> torchrun variables), single-process helpers, config defaults files."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import yaml
 from detkit.config import load_config
 from detkit.engine import dist, resolve_config
 from detkit.engine.defaults import TRAIN_DEFAULTS
-from detkit.engine.runtime import resolve_amp
 from detkit.engine.optim import LRSchedule
+from detkit.engine.runtime import resolve_amp
 
 ROOT = Path(__file__).resolve().parents[2]
 

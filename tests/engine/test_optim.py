@@ -1,4 +1,5 @@
 """Parameter groups, LR scaling and the per-iteration LR schedules."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from detkit.engine.optim import LRSchedule, build_optimizer, param_groups
-from detkit.engine.optim import OPTIMIZER_DEFAULTS
+from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, param_groups
 
 
 class Net(nn.Module):
@@ -25,8 +25,13 @@ def _group_of(groups, name):
 
 
 def test_param_groups_decay_and_lr_mult():
-    cfg = {**OPTIMIZER_DEFAULTS, "weight_decay": 1e-4, "norm_decay": 0.0, "bias_decay": 0.0,
-           "lr_mult": {"backbone": 0.1, "backbone.2": 0.5}}
+    cfg = {
+        **OPTIMIZER_DEFAULTS,
+        "weight_decay": 1e-4,
+        "norm_decay": 0.0,
+        "bias_decay": 0.0,
+        "lr_mult": {"backbone": 0.1, "backbone.2": 0.5},
+    }
     groups = param_groups(Net(), cfg)
     names = [n for g in groups for n in g["param_names"]]
     assert "frozen.weight" not in names and len(names) == len(set(names)) == 11
@@ -40,8 +45,9 @@ def test_param_groups_decay_and_lr_mult():
 
 def test_optimizer_linear_scaling_and_types():
     net = Net()
-    opt = build_optimizer(net, {"type": "SGD", "lr": 0.02, "base_batch_size": 16, "lr_mult": {"head": 2.0}},
-                          total_batch=4)
+    opt = build_optimizer(
+        net, {"type": "SGD", "lr": 0.02, "base_batch_size": 16, "lr_mult": {"head": 2.0}}, total_batch=4
+    )
     lrs = {g["lr_mult"]: g["initial_lr"] for g in opt.param_groups}
     assert lrs[1.0] == pytest.approx(0.005) and lrs[2.0] == pytest.approx(0.01)
     opt = build_optimizer(net, {"type": "AdamW", "lr": 1e-3, "base_batch_size": None}, total_batch=64)
@@ -51,9 +57,11 @@ def test_optimizer_linear_scaling_and_types():
 
 
 def test_warmup_is_capped_to_share_of_run():
-    s = LRSchedule.from_config({"type": "multistep", "milestones": [], "warmup_iters": 500,
-                                "warmup_ratio": 0.001, "warmup_max_share": 0.2}, max_epochs=10,
-                               iters_per_epoch=10)
+    s = LRSchedule.from_config(
+        {"type": "multistep", "milestones": [], "warmup_iters": 500, "warmup_ratio": 0.001, "warmup_max_share": 0.2},
+        max_epochs=10,
+        iters_per_epoch=10,
+    )
     assert s.warmup_iters == 20  # 500 would be 5x the 100-iteration run
     assert s.factor(0) == pytest.approx(0.001)
     assert s.factor(10) == pytest.approx(0.001 * 0.5 + 0.5)
@@ -66,8 +74,7 @@ def test_multistep_cosine_linear_values():
     c = LRSchedule("cosine", max_iters=100, min_lr_ratio=0.05)
     assert c.factor(0) == 1.0 and c.factor(100) == pytest.approx(0.05)
     assert c.factor(50) == pytest.approx(0.05 + 0.95 * 0.5)
-    lin = LRSchedule("linear", max_iters=100, min_lr_ratio=0.0, warmup_iters=10, warmup_ratio=0.1,
-                     warmup_max_share=0.5)
+    lin = LRSchedule("linear", max_iters=100, min_lr_ratio=0.0, warmup_iters=10, warmup_ratio=0.1, warmup_max_share=0.5)
     assert lin.factor(5) == pytest.approx(0.1 * 0.5 + 0.5)  # the decay starts after the warm-up
     assert lin.factor(10) == 1.0 and lin.factor(55) == pytest.approx(0.5) and lin.factor(100) == 0.0
     with pytest.raises(ValueError, match="scheduler.type"):
@@ -99,17 +106,25 @@ def test_yolo_warmup_bias_lr_momentum_and_epochs():
     opt = build_optimizer(model, {"type": "SGD", "lr": 0.01, "momentum": 0.937, "base_batch_size": None})
     biases = [g for g in opt.param_groups if g["bias"]]
     assert biases and all(n.endswith("bias") for g in biases for n in g["param_names"])
-    sched = LRSchedule(type="linear", max_iters=100, iters_per_epoch=10, warmup_epochs=2, warmup_ratio=0.0,
-                       warmup_bias_lr=0.1, warmup_momentum=0.8, min_lr_ratio=0.01)
+    sched = LRSchedule(
+        type="linear",
+        max_iters=100,
+        iters_per_epoch=10,
+        warmup_epochs=2,
+        warmup_ratio=0.0,
+        warmup_bias_lr=0.1,
+        warmup_momentum=0.8,
+        min_lr_ratio=0.01,
+    )
     assert sched.warmup_iters == 20
     sched.apply(opt, 0)
     weights = [g for g in opt.param_groups if not g["bias"]]
     assert biases[0]["lr"] == pytest.approx(0.1) and weights[0]["lr"] == pytest.approx(0.0)
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.8)
-    sched.apply(opt, 10)   # half-way: biases between 0.1 and the scheduled lr, momentum half-way
+    sched.apply(opt, 10)  # half-way: biases between 0.1 and the scheduled lr, momentum half-way
     assert biases[0]["lr"] == pytest.approx(0.5 * 0.1 + 0.5 * 0.01 * sched.main_factor(10))
     assert opt.param_groups[0]["momentum"] == pytest.approx(0.8685)
-    lr = sched.apply(opt, 20)   # after the warm-up: every group on the schedule, momentum back to 0.937
+    lr = sched.apply(opt, 20)  # after the warm-up: every group on the schedule, momentum back to 0.937
     assert all(g["lr"] == pytest.approx(0.01 * sched.factor(20)) for g in opt.param_groups)
     assert lr == pytest.approx(0.01 * sched.factor(20)) and opt.param_groups[0]["momentum"] == pytest.approx(0.937)
     again = LRSchedule.from_state(sched.state_dict())

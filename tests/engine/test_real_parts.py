@@ -1,4 +1,5 @@
 """End to end with the real parts: shapes data, CocoDataset, the pipeline's loader, CocoEvaluator, Faster R-CNN."""
+
 from __future__ import annotations
 
 import json
@@ -12,17 +13,25 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-BASES = ["models/faster_rcnn_r18_fpn.yaml", "datasets/shapes_detection.yaml", "schedules/small_data.yaml",
-         "runtime.yaml"]
+BASES = [
+    "models/faster_rcnn_r18_fpn.yaml",
+    "datasets/shapes_detection.yaml",
+    "schedules/small_data.yaml",
+    "runtime.yaml",
+]
 
 
 def _config(tmp_path: Path, shapes: Path, pipeline: list, **train) -> Path:
-    cfg = {"_base_": [str(ROOT / "configs" / "_base_" / b) for b in BASES],
-           "data": {"batch_size": 2, "num_workers": 0,
-                    "train": {"ann_file": str(shapes / "train.json"), "img_dir": str(shapes / "train"),
-                              "pipeline": pipeline},
-                    "val": {"ann_file": str(shapes / "val.json"), "img_dir": str(shapes / "val"), "pipeline": []}},
-           "train": {"max_epochs": 1, "log_interval": 1, **train}}
+    cfg = {
+        "_base_": [str(ROOT / "configs" / "_base_" / b) for b in BASES],
+        "data": {
+            "batch_size": 2,
+            "num_workers": 0,
+            "train": {"ann_file": str(shapes / "train.json"), "img_dir": str(shapes / "train"), "pipeline": pipeline},
+            "val": {"ann_file": str(shapes / "val.json"), "img_dir": str(shapes / "val"), "pipeline": []},
+        },
+        "train": {"max_epochs": 1, "log_interval": 1, **train},
+    }
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -30,13 +39,19 @@ def _config(tmp_path: Path, shapes: Path, pipeline: list, **train) -> Path:
 
 def _train(args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env_extra or {})}
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "train.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_train_and_eval_faster_rcnn_on_shapes(shapes, tmp_path):
-    from detkit.engine import Trainer
     from detkit.config import load_config
+    from detkit.engine import Trainer
+
     cfg = load_config(_config(tmp_path, shapes, [{"type": "HorizontalFlip", "p": 0.5}]))
     Trainer(cfg, work_dir=tmp_path / "w", device="cpu").fit()
     rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
@@ -44,9 +59,21 @@ def test_train_and_eval_faster_rcnn_on_shapes(shapes, tmp_path):
     ckpt = torch.load(tmp_path / "w" / "best.pth", weights_only=True)
     assert ckpt["meta"]["class_names"] == ["circle", "rectangle", "triangle", "star"]
     eval_tool = ROOT / "tools" / "eval.py"
-    out = subprocess.run([sys.executable, str(eval_tool), str(tmp_path / "w" / "config.yaml"),
-                          str(tmp_path / "w" / "best.pth"), "--device", "cpu", "--out", str(tmp_path / "m.json")],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(eval_tool),
+            str(tmp_path / "w" / "config.yaml"),
+            str(tmp_path / "w" / "best.pth"),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "m.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads((tmp_path / "m.json").read_text())["bbox/AP50"] == pytest.approx(rows[-1]["bbox/AP50"])
 
@@ -60,8 +87,13 @@ def test_exact_resume_with_real_parts(shapes, tmp_path):
     assert ref.returncode == 0, ref.stderr[-2000:]
     wrapper = ROOT / "tests" / "engine" / "toy_train.py"  # its kill hook works for any model
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DETKIT_TOY_KILL_AT": "3", "DETKIT_TOY_REAL": "1"}
-    killed = subprocess.run([sys.executable, str(wrapper), str(cfg), "--work-dir", str(tmp_path / "run"),
-                             "--device", "cpu"], env=env, capture_output=True, text=True, timeout=600)
+    killed = subprocess.run(
+        [sys.executable, str(wrapper), str(cfg), "--work-dir", str(tmp_path / "run"), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -9
     done = _train([cfg, "--work-dir", tmp_path / "run", "--device", "cpu", "--resume"])
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Exact resume after SIGKILL mid-epoch, and SIGTERM handling, through tools/train.py in a subprocess."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,12 @@ ROOT = HERE.parents[1]
 # dropout consumes the torch RNG, ``augment`` the numpy RNG: both streams must be restored exactly
 CONFIG = {
     "model": {"type": "ToyDetector", "num_classes": None, "dropout": 0.2},
-    "data": {"batch_size": 2, "num_workers": 0, "train": {"type": "ToyDataset", "num_samples": 8, "augment": True},
-             "val": {"type": "ToyDataset", "num_samples": 4, "seed": 99}},
+    "data": {
+        "batch_size": 2,
+        "num_workers": 0,
+        "train": {"type": "ToyDataset", "num_samples": 8, "augment": True},
+        "val": {"type": "ToyDataset", "num_samples": 4, "seed": 99},
+    },
     "train": {"max_epochs": 3, "log_interval": 2, "checkpoint_iters": 3, "ema": {"decay": 0.99, "tau": 5}},
     "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "base_batch_size": 2},
     "scheduler": {"type": "multistep", "milestones": [2], "warmup_iters": 2},
@@ -28,8 +33,13 @@ CONFIG = {
 
 def _run_tool(args, env_extra=None, timeout=300):
     env = {**os.environ, **(env_extra or {}), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, str(HERE / "toy_train.py"), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(HERE / "toy_train.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +53,9 @@ def config_file(tmp_path_factory):
 def reference(tmp_path_factory):
     """Uninterrupted run, in this process (3 epochs x 4 iterations)."""
     import detkit_toy
+
     from detkit.engine import builders
+
     saved = (builders.build_dataset, builders.build_dataloader, builders.build_evaluator)
     detkit_toy.install()
     try:

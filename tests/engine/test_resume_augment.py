@@ -4,6 +4,7 @@ The real data path (shapes CocoDataset, albumentations HorizontalFlip + ColorJit
 2 persistent workers) feeds the toy detector (fast on a CPU). Every sample's augmentation is seeded by
 ``(seed, epoch, index)``, so the resumed run draws the same flips and colours as the uninterrupted one.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,13 +21,22 @@ ROOT = HERE.parents[1]
 
 
 def _config(shapes: Path) -> dict:
-    pipeline = [{"type": "HorizontalFlip", "p": 0.5},
-                {"type": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "p": 0.8}]
+    pipeline = [
+        {"type": "HorizontalFlip", "p": 0.5},
+        {"type": "ColorJitter", "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "p": 0.8},
+    ]
     return {
         "model": {"type": "ToyDetector", "num_classes": None, "dropout": 0.2},
-        "data": {"batch_size": 2, "num_workers": 2,
-                 "train": {"type": "CocoDataset", "ann_file": str(shapes / "train.json"),
-                           "img_dir": str(shapes / "train"), "pipeline": pipeline}},
+        "data": {
+            "batch_size": 2,
+            "num_workers": 2,
+            "train": {
+                "type": "CocoDataset",
+                "ann_file": str(shapes / "train.json"),
+                "img_dir": str(shapes / "train"),
+                "pipeline": pipeline,
+            },
+        },
         "train": {"max_epochs": 3, "log_interval": 2, "checkpoint_iters": 1},
         "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "base_batch_size": 2},
         "scheduler": {"type": "multistep", "milestones": [2], "warmup_iters": 2},
@@ -37,6 +47,7 @@ def _config(shapes: Path) -> dict:
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory):
     from detkit.data.synthetic import make_shapes
+
     root = tmp_path_factory.mktemp("aug")
     make_shapes(root / "shapes", num_train=8, num_val=0, size=(64, 64), max_objects=2, empty_fraction=0.0, seed=1)
     path = root / "cfg.yaml"
@@ -46,8 +57,13 @@ def config_file(tmp_path_factory):
 
 def _run(args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DETKIT_TOY_REAL": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, str(HERE / "toy_train.py"), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(HERE / "toy_train.py"), *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_sigkill_then_resume_with_augmentation_and_workers_is_exact(config_file, tmp_path):

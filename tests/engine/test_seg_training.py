@@ -1,4 +1,5 @@
 """The trainer with a Segmentor on COCO-format data painted into semantic maps with a background class."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,20 @@ def test_coco_semantic_maps_with_background_train_and_evaluate(shapes, tmp_path)
     from detkit.engine.evaluate import evaluate_checkpoint
 
     split = {"type": "CocoDataset", "with_sem_seg": True, "sem_background": True, "pipeline": []}
-    cfg = {"_base_": [str(ROOT / "configs/_base_/models/semfpn_r18.yaml"),
-                      str(ROOT / "configs/_base_/schedules/adamw_cosine.yaml"),
-                      str(ROOT / "configs/_base_/runtime.yaml")],
-           "data": {"batch_size": 2, "num_workers": 0,
-                    "train": {**split, "ann_file": str(shapes / "train.json"), "img_dir": str(shapes / "train")},
-                    "val": {**split, "ann_file": str(shapes / "val.json"), "img_dir": str(shapes / "val")}},
-           "train": {"max_epochs": 1, "best_metric": "sem/mIoU"}}
+    cfg = {
+        "_base_": [
+            str(ROOT / "configs/_base_/models/semfpn_r18.yaml"),
+            str(ROOT / "configs/_base_/schedules/adamw_cosine.yaml"),
+            str(ROOT / "configs/_base_/runtime.yaml"),
+        ],
+        "data": {
+            "batch_size": 2,
+            "num_workers": 0,
+            "train": {**split, "ann_file": str(shapes / "train.json"), "img_dir": str(shapes / "train")},
+            "val": {**split, "ann_file": str(shapes / "val.json"), "img_dir": str(shapes / "val")},
+        },
+        "train": {"max_epochs": 1, "best_metric": "sem/mIoU"},
+    }
     path = tmp_path / "seg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     trainer = Trainer(load_config(path), work_dir=tmp_path / "w", device="cpu")

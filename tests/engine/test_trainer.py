@@ -1,4 +1,5 @@
 """Trainer on the toy parts: outputs, best.pth, non-finite handling, accumulation, extension, load_from."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,19 @@ def test_fit_writes_work_dir(toy, tmp_path):
     cfg["scheduler"].update(warmup_iters=4, warmup_max_share=0.5)
     metrics = Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
     assert set(metrics) == {"bbox/AP", "toy/l1"}
-    for name in ("config.yaml", "latest.pth", "best.pth", "epoch_1.pth", "epoch_2.pth", "log.txt",
-                 "metrics.jsonl", "history.json", "losses.png", "lr.png", "metrics.png"):
+    for name in (
+        "config.yaml",
+        "latest.pth",
+        "best.pth",
+        "epoch_1.pth",
+        "epoch_2.pth",
+        "log.txt",
+        "metrics.jsonl",
+        "history.json",
+        "losses.png",
+        "lr.png",
+        "metrics.png",
+    ):
         assert (tmp_path / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(r["epoch"], r["iter"]) for r in rows] == [(1, 4), (2, 8)] and rows[-1]["toy/l1"] == metrics["toy/l1"]
@@ -56,6 +68,7 @@ def test_nonfinite_loss_is_skipped(toy, tmp_path, caplog):
     def spy():
         seen.append(tr._group_bad)
         orig()
+
     tr._optimizer_step = spy
     with caplog.at_level("WARNING", logger="detkit"):
         tr.fit()

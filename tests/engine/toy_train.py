@@ -4,6 +4,7 @@ Environment: DETKIT_TOY_REAL=1 keeps the real builders (only the hooks below are
 DETKIT_TOY_KILL_AT=N sends SIGKILL to this process when global iteration N starts;
 DETKIT_TOY_SIGNAL_AT=N:SIG sends SIG (e.g. SIGTERM) to itself when iteration N starts.
 """
+
 import importlib.util
 import os
 import signal

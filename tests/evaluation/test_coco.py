@@ -1,4 +1,5 @@
 """COCO evaluation: the evaluator must give exactly pycocotools' numbers."""
+
 import copy
 import json
 import os
@@ -15,8 +16,15 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detkit.evaluation import (CocoEvaluator, SemSegEvaluator, build_evaluator, coco_metrics, evaluate_coco,
-                               masks_to_rle, per_class_ap)
+from detkit.evaluation import (
+    CocoEvaluator,
+    SemSegEvaluator,
+    build_evaluator,
+    coco_metrics,
+    evaluate_coco,
+    masks_to_rle,
+    per_class_ap,
+)
 from detkit.evaluation.coco import STAT_NAMES, faster_coco_eval_available
 
 CATS = [{"id": 3, "name": "cat"}, {"id": 7, "name": "dog"}, {"id": 11, "name": "bird"}]  # bird: no gt
@@ -47,21 +55,47 @@ def make_gt(seed: int = 0) -> dict:
                 seg, mask = [poly], mask_utils.decode(rle)
             else:  # RLE: an ellipse inside the box
                 yy, xx = np.mgrid[:h, :w]
-                mask = ((((xx - x0 - bw / 2) / (bw / 2)) ** 2 + ((yy - y0 - bh / 2) / (bh / 2)) ** 2) <= 1)
+                mask = (((xx - x0 - bw / 2) / (bw / 2)) ** 2 + ((yy - y0 - bh / 2) / (bh / 2)) ** 2) <= 1
                 mask = mask.astype(np.uint8)
                 seg = _rle(mask)
             ys, xs = np.nonzero(mask)
             bbox = [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "bbox": bbox,
-                         "area": float(mask.sum()), "iscrowd": 0, "segmentation": seg})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": bbox,
+                    "area": float(mask.sum()),
+                    "iscrowd": 0,
+                    "segmentation": seg,
+                }
+            )
     big = [4.0, 24.0, 120.0, 24.0, 120.0, 124.0, 4.0, 124.0]  # a large (> 96**2 px) dog in image 35
-    anns.append({"id": len(anns) + 1, "image_id": IMAGE_IDS[2], "category_id": 7, "bbox": [4.0, 24.0, 116.0, 100.0],
-                 "area": float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects([big], 128, 128)))),
-                 "iscrowd": 0, "segmentation": [big]})
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": IMAGE_IDS[2],
+            "category_id": 7,
+            "bbox": [4.0, 24.0, 116.0, 100.0],
+            "area": float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects([big], 128, 128)))),
+            "iscrowd": 0,
+            "segmentation": [big],
+        }
+    )
     crowd = np.zeros(SIZES[2], np.uint8)
     crowd[2:20, 90:126] = 1
-    anns.append({"id": len(anns) + 1, "image_id": IMAGE_IDS[2], "category_id": 3, "bbox": [90.0, 2.0, 36.0, 18.0],
-                 "area": float(crowd.sum()), "iscrowd": 1, "segmentation": _rle(crowd)})
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": IMAGE_IDS[2],
+            "category_id": 3,
+            "bbox": [90.0, 2.0, 36.0, 18.0],
+            "area": float(crowd.sum()),
+            "iscrowd": 1,
+            "segmentation": _rle(crowd),
+        }
+    )
     return {"images": images, "annotations": anns, "categories": copy.deepcopy(CATS)}
 
 
@@ -76,8 +110,10 @@ def gt(tmp_path):
 def gt_as_preds(coco: COCO, image_id: int, label_of: dict) -> dict:
     """Ground truth of one image (crowd excluded) in the detector's prediction format."""
     anns = [a for a in coco.imgToAnns[image_id] if not a["iscrowd"]]
-    boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-                          for a in anns], dtype=torch.float32).reshape(-1, 4)
+    boxes = torch.tensor(
+        [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns],
+        dtype=torch.float32,
+    ).reshape(-1, 4)
     masks = torch.from_numpy(np.stack([coco.annToMask(a) for a in anns])).bool()
     labels = torch.tensor([label_of[a["category_id"]] for a in anns], dtype=torch.int64)
     return {"boxes": boxes, "scores": torch.ones(len(anns)), "labels": labels, "masks": masks}
@@ -89,8 +125,9 @@ def perturb(pred: dict, size: tuple, rng: np.random.Generator) -> dict:
     n = len(pred["boxes"])
     keep = torch.from_numpy(rng.random(n) > 0.25)
     boxes = pred["boxes"] + torch.from_numpy(rng.normal(0, 2.0, (n, 4))).float()
-    masks = torch.stack([torch.roll(m, shifts=tuple(int(s) for s in rng.integers(-2, 3, 2)), dims=(0, 1))
-                         for m in pred["masks"]])
+    masks = torch.stack(
+        [torch.roll(m, shifts=tuple(int(s) for s in rng.integers(-2, 3, 2)), dims=(0, 1)) for m in pred["masks"]]
+    )
     fp_boxes, fp_masks = [], []
     for _ in range(2):
         x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
@@ -99,21 +136,31 @@ def perturb(pred: dict, size: tuple, rng: np.random.Generator) -> dict:
         m = torch.zeros(h, w, dtype=torch.bool)
         m[y0:y1, x0:x1] = True
         fp_masks.append(m)
-    return {"boxes": torch.cat([boxes[keep], torch.tensor(fp_boxes, dtype=torch.float32)]),
-            "scores": torch.from_numpy(rng.random(int(keep.sum()) + 2)).float(),
-            "labels": torch.cat([pred["labels"][keep], torch.from_numpy(rng.integers(0, 3, 2))]),
-            "masks": torch.cat([masks[keep], torch.stack(fp_masks)])}
+    return {
+        "boxes": torch.cat([boxes[keep], torch.tensor(fp_boxes, dtype=torch.float32)]),
+        "scores": torch.from_numpy(rng.random(int(keep.sum()) + 2)).float(),
+        "labels": torch.cat([pred["labels"][keep], torch.from_numpy(rng.integers(0, 3, 2))]),
+        "masks": torch.cat([masks[keep], torch.stack(fp_masks)]),
+    }
 
 
 def reference_results(preds_by_image: dict, label_to_cat: list) -> list:
     """COCO results written the plain way (independent of the evaluator's conversion)."""
     out = []
     for image_id, p in preds_by_image.items():
-        for box, score, label, mask in zip(p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist(),
-                                           p["masks"].numpy()):
+        for box, score, label, mask in zip(
+            p["boxes"].tolist(), p["scores"].tolist(), p["labels"].tolist(), p["masks"].numpy()
+        ):
             x0, y0, x1, y1 = box
-            out.append({"image_id": image_id, "category_id": label_to_cat[label], "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "score": score, "segmentation": _rle(mask)})
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": label_to_cat[label],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": score,
+                    "segmentation": _rle(mask),
+                }
+            )
     return out
 
 
@@ -136,7 +183,7 @@ def run_evaluator(gt, preds_by_image: dict, **kw) -> CocoEvaluator:
     ev = CocoEvaluator(ann_file=gt.path, iou_types=("bbox", "segm"), **kw)
     items = list(preds_by_image.items())
     for i in range(0, len(items), 2):  # batches of two images
-        chunk = items[i:i + 2]
+        chunk = items[i : i + 2]
         ev.process({"image_ids": [k for k, _ in chunk]}, [p for _, p in chunk])
     ev.compute()
     return ev
@@ -222,8 +269,8 @@ def test_per_class_rows_match_precision_array(gt):
     assert [r.category_id for r in rows] == [3, 7, 11] and [r.name for r in rows] == ["cat", "dog", "bird"]
     for k, r in enumerate(rows):
         s, s50 = prec[:, :, k, 0, 2], prec[0, :, k, 0, 2]
-        assert r.AP == (float(np.mean(s[s > -1])) if (s > -1).any() else -1.0)
-        assert r.AP50 == (float(np.mean(s50[s50 > -1])) if (s50 > -1).any() else -1.0)
+        assert (float(np.mean(s[s > -1])) if (s > -1).any() else -1.0) == r.AP
+        assert (float(np.mean(s50[s50 > -1])) if (s50 > -1).any() else -1.0) == r.AP50
         n_gt = sum(1 for a in gt.dict["annotations"] if a["category_id"] == r.category_id and not a["iscrowd"])
         assert r.num_gt == n_gt
     assert rows[2].AP == -1.0 and rows[2].num_gt == 0  # no ground truth for 'bird'
@@ -234,8 +281,12 @@ def test_per_class_rows_match_precision_array(gt):
 
 
 def test_empty_predictions(gt):
-    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64),
-             "masks": torch.zeros(0, 64, 80, dtype=torch.bool)}
+    empty = {
+        "boxes": torch.zeros(0, 4),
+        "scores": torch.zeros(0),
+        "labels": torch.zeros(0, dtype=torch.int64),
+        "masks": torch.zeros(0, 64, 80, dtype=torch.bool),
+    }
     with pytest.warns(UserWarning, match="no bbox detections"):
         ev = run_evaluator(gt, {IMAGE_IDS[0]: empty})
     assert ev.results == []
@@ -257,8 +308,7 @@ def test_non_contiguous_category_ids(gt):
     assert [r["category_id"] for r in ev.results] == [3, 7, 11]
     # a dataset's own (here: permuted) map wins, and scores a matching model at AP 1
     perm = {0: 11, 1: 3, 2: 7}
-    dataset = SimpleNamespace(coco=gt.coco, ann_file=gt.path, label_to_cat_id=perm,
-                              class_names=["bird", "cat", "dog"])
+    dataset = SimpleNamespace(coco=gt.coco, ann_file=gt.path, label_to_cat_id=perm, class_names=["bird", "cat", "dog"])
     snapshot = copy.deepcopy(gt.coco.dataset)
     ev = CocoEvaluator(dataset=dataset, iou_types=("bbox", "segm"))
     for i in IMAGE_IDS:
@@ -328,14 +378,15 @@ def test_faster_coco_eval_backend_agrees_with_pycocotools(gt):
     for t in ("bbox", "segm"):
         for a, b in zip(fast.per_class[t], slow.per_class[t]):
             assert a[:2] == b[:2] and a.num_gt == b.num_gt
-            assert a.AP == pytest.approx(b.AP, abs=1e-12) and a.AP50 == pytest.approx(b.AP50, abs=1e-12)
+            assert pytest.approx(b.AP, abs=1e-12) == a.AP and pytest.approx(b.AP50, abs=1e-12) == a.AP50
     # so 'auto' keeps pycocotools' exact numbers even when faster_coco_eval is installed
     assert run_evaluator(gt, preds, backend="auto").metrics == slow.metrics
 
 
 def test_build_evaluator_picks_iou_types(gt):
-    dataset = SimpleNamespace(coco=gt.coco, ann_file=gt.path, label_to_cat_id=[3, 7, 11],
-                              class_names=["cat", "dog", "bird"], with_masks=False)
+    dataset = SimpleNamespace(
+        coco=gt.coco, ann_file=gt.path, label_to_cat_id=[3, 7, 11], class_names=["cat", "dog", "bird"], with_masks=False
+    )
     ev = build_evaluator({"model": {"type": "TwoStageDetector", "mask_head": None}}, dataset)
     assert isinstance(ev, CocoEvaluator) and ev.iou_types == ("bbox",)
     ev = build_evaluator({"model": {"type": "TwoStageDetector", "mask_head": {"type": "MaskRCNNHead"}}}, dataset)
@@ -373,8 +424,9 @@ WORKER = textwrap.dedent("""
 def test_distributed_gather_equals_single_process(gt, tmp_path):
     script = tmp_path / "worker.py"
     out = str(tmp_path / "out")
-    script.write_text(WORKER.format(test_dir=os.path.dirname(__file__), store=str(tmp_path / "store"),
-                                    gt_path=gt.path, out=out))
+    script.write_text(
+        WORKER.format(test_dir=os.path.dirname(__file__), store=str(tmp_path / "store"), gt_path=gt.path, out=out)
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, str(script), str(r)], env=env) for r in range(2)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
@@ -397,8 +449,15 @@ def test_with_real_coco_dataset_and_collate(tmp_path):
     assert ev.iou_types == ("bbox", "segm") and ev.class_names == ds.class_names
     for i in range(0, len(ds), 2):
         batch = collate([ds[i], ds[i + 1]])
-        preds = [{"boxes": t["boxes"], "scores": torch.ones(len(t["labels"])), "labels": t["labels"],
-                  "masks": t["masks"].bool()} for t in batch["targets"]]
+        preds = [
+            {
+                "boxes": t["boxes"],
+                "scores": torch.ones(len(t["labels"])),
+                "labels": t["labels"],
+                "masks": t["masks"].bool(),
+            }
+            for t in batch["targets"]
+        ]
         ev.process(batch, preds)
     m = ev.compute()
     assert m["bbox/AP"] == pytest.approx(1.0, abs=1e-12) and m["segm/AP"] == pytest.approx(1.0, abs=1e-12)

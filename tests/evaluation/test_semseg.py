@@ -1,4 +1,5 @@
 """Semantic segmentation metrics: confusion matrix, ignore pixels, a hand-computed case."""
+
 import math
 from types import SimpleNamespace
 
@@ -39,10 +40,8 @@ def test_ignore_pixels_never_count():
 
 
 def test_hand_computed_case():
-    gt = torch.tensor([[0, 0, 1, 1],
-                       [0, 2, 2, 255]])
-    pred = torch.tensor([[0, 1, 1, 1],
-                         [0, 2, 0, 3]])
+    gt = torch.tensor([[0, 0, 1, 1], [0, 2, 2, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [0, 2, 0, 3]])
     ev = SemSegEvaluator(num_classes=5, class_names=["a", "b", "c", "d", "e"])
     ev.update(pred, gt)
     m = ev.compute()
@@ -86,8 +85,13 @@ def test_process_removes_letterbox_padding():
     gt = torch.tensor([[0, 1], [2, 1]])
     frame = torch.full((4, 4), 255, dtype=torch.int64)
     frame[1:3, 1:3] = gt  # letterboxed by one pixel on every side
-    batch = {"targets": [{"sem_seg": frame}], "image_sizes": [(4, 4)], "orig_sizes": [(2, 2)],
-             "scale_factors": [(1.0, 1.0)], "pad_offsets": [(1, 1)]}
+    batch = {
+        "targets": [{"sem_seg": frame}],
+        "image_sizes": [(4, 4)],
+        "orig_sizes": [(2, 2)],
+        "scale_factors": [(1.0, 1.0)],
+        "pad_offsets": [(1, 1)],
+    }
     ev = SemSegEvaluator(3)
     ev.process(batch, [{"sem_seg": gt.clone()}])
     assert ev.compute()["sem/aAcc"] == 1.0 and int(ev.confusion.sum()) == 4
@@ -136,11 +140,14 @@ def test_compute_sums_confusion_over_ranks(monkeypatch):
 
 def test_build_evaluator_for_segmentor():
     ds = SimpleNamespace(class_names=["bg", "a", "b"])
-    ev = build_evaluator({"model": {"type": "Segmentor", "num_classes": None,
-                                    "decode_head": {"type": "FPNSegHead", "ignore_index": 9}}}, ds)
+    ev = build_evaluator(
+        {"model": {"type": "Segmentor", "num_classes": None, "decode_head": {"type": "FPNSegHead", "ignore_index": 9}}},
+        ds,
+    )
     assert isinstance(ev, SemSegEvaluator) and ev.num_classes == 3 and ev.ignore_index == 9
-    ev = build_evaluator({"model": {"type": "X", "num_classes": 3}}, SimpleNamespace(with_sem_seg=True,
-                                                                                      class_names=None))
+    ev = build_evaluator(
+        {"model": {"type": "X", "num_classes": 3}}, SimpleNamespace(with_sem_seg=True, class_names=None)
+    )
     assert isinstance(ev, SemSegEvaluator) and ev.class_names == ["0", "1", "2"]
 
 

@@ -1,4 +1,5 @@
 """ONNX export of a tiny random-weight Faster R-CNN, verified with onnxruntime against PyTorch."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,10 +14,15 @@ from detkit.export.two_stage import per_image_topk
 pytest.importorskip("onnxruntime")
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
-TINY = ["model.neck.out_channels=32", "model.rpn_head.in_channels=32", "model.box_head.in_channels=32",
-        "model.box_head.representation_size=64", "model.rpn_head.pre_nms_top_n_test=200",
-        "model.rpn_head.post_nms_top_n_test=60",
-        "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [96], max_size: 160}]"]
+TINY = [
+    "model.neck.out_channels=32",
+    "model.rpn_head.in_channels=32",
+    "model.box_head.in_channels=32",
+    "model.box_head.representation_size=64",
+    "model.rpn_head.pre_nms_top_n_test=200",
+    "model.rpn_head.post_nms_top_n_test=60",
+    "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [96], max_size: 160}]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +62,7 @@ def test_onnx_dynamic_batch_and_size_verified(model, tmp_path):
     assert [i.name for i in graph.input] == ["images", "image_sizes"]
     assert [o.name for o in graph.output] == ["boxes", "scores", "labels", "num_dets"]
     # other batch sizes and image sizes than the traced ones, mixed sizes padded into one batch
-    stats = verify_onnx(model, path, _images([(100, 150), (200, 120), (64, 64), (90, 300), (128, 128)]),
-                        batch_size=3)
+    stats = verify_onnx(model, path, _images([(100, 150), (200, 120), (64, 64), (90, 300), (128, 128)]), batch_size=3)
     assert stats["ok"], stats
     assert stats["num_ref"] >= 100 and stats["max_box_diff"] <= 1e-3
     # the raw outputs: padded slots after num_dets
@@ -91,8 +96,13 @@ def test_models_without_an_export_module_are_refused(model):
 
 
 def test_compare_predictions_counts_mismatches():
-    a = [{"boxes": torch.tensor([[0., 0, 10, 10], [20., 20, 30, 30]]), "scores": torch.tensor([.9, .8]),
-          "labels": torch.tensor([0, 1])}]
-    b = [{"boxes": torch.tensor([[0., 0, 10, 10.0005]]), "scores": torch.tensor([.9]), "labels": torch.tensor([0])}]
+    a = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 10, 10], [20.0, 20, 30, 30]]),
+            "scores": torch.tensor([0.9, 0.8]),
+            "labels": torch.tensor([0, 1]),
+        }
+    ]
+    b = [{"boxes": torch.tensor([[0.0, 0, 10, 10.0005]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
     s = compare_predictions(a, b)
     assert s["matched"] == 1 and s["num_ref"] == 2 and abs(s["max_box_diff"] - 5e-4) < 1e-5

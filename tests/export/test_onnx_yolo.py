@@ -1,4 +1,5 @@
 """ONNX export of YOLO models (NMS in the graph or not), verified with onnxruntime against model.predict."""
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +13,12 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    m = OneStageDetector(backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
-                         neck={"type": "PAFPN"}, head={"type": "YOLOHead", "score_thr": 0.7}, num_classes=3).eval()
+    m = OneStageDetector(
+        backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
+        neck={"type": "PAFPN"},
+        head={"type": "YOLOHead", "score_thr": 0.7},
+        num_classes=3,
+    ).eval()
     for mod in m.modules():  # spread-out statistics and class scores: a dozen distinct detections
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.running_var.uniform_(0.5, 2.0)
@@ -28,8 +33,11 @@ def model():
 @pytest.mark.parametrize("nms", [True, False])
 def test_export_matches_predict(model, tmp_path, nms):
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (100, 128, 3), dtype=np.uint8), rng.integers(0, 256, (128, 90, 3), dtype=np.uint8),
-              rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]
+    images = [
+        rng.integers(0, 256, (100, 128, 3), dtype=np.uint8),
+        rng.integers(0, 256, (128, 90, 3), dtype=np.uint8),
+        rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+    ]
     path = export_onnx(model, tmp_path / "yolo.onnx", image_size=(128, 128), batch_size=2, nms=nms)
     stats = verify_onnx(model, path, images, batch_size=2, nms=nms)
     assert stats["ok"], stats
@@ -39,7 +47,7 @@ def test_export_matches_predict(model, tmp_path, nms):
 def test_dynamic_batch_and_size(model, tmp_path):
     path = export_onnx(model, tmp_path / "raw.onnx", image_size=(128, 128), batch_size=2, nms=False)
     module = model.export_module(nms=False)
-    images, sizes = module.example_inputs(3, (96, 160))          # another batch and image size than traced
+    images, sizes = module.example_inputs(3, (96, 160))  # another batch and image size than traced
     boxes, scores = run_onnx(path, [images, sizes])
     with torch.no_grad():
         ref_boxes, ref_scores = module(images, sizes)
@@ -49,8 +57,11 @@ def test_dynamic_batch_and_size(model, tmp_path):
 
 
 def test_seg_head_export_is_refused_clearly():
-    m = OneStageDetector(backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
-                         neck={"type": "PAFPN"}, head={"type": "YOLOSegHead", "num_protos": 4, "proto_channels": 8},
-                         num_classes=2)
+    m = OneStageDetector(
+        backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
+        neck={"type": "PAFPN"},
+        head={"type": "YOLOSegHead", "num_protos": 4, "proto_channels": 8},
+        num_classes=2,
+    )
     with pytest.raises(NotImplementedError, match="instance masks"):
         m.export_module()

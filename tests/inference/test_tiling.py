@@ -1,4 +1,5 @@
 """Tiled inference with a deterministic fake detector: objects found, shifted back, duplicates merged."""
+
 import cv2
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 import detkit
-from detkit.inference.tiling import (TileOptions, merge_detections, parse_tile, stitch_sem_seg, tile_windows)
+from detkit.inference.tiling import TileOptions, merge_detections, parse_tile, stitch_sem_seg, tile_windows
 
 
 class BlobDetector(nn.Module):
@@ -32,8 +33,11 @@ class BlobDetector(nn.Module):
             n, lab, stats, _ = cv2.connectedComponentsWithStats((gray > 200).astype(np.uint8), connectivity=4)
             boxes = [[x, y, x + bw, y + bh] for x, y, bw, bh, _ in stats[1:]]
             labels = [0 if abs(bw - bh) <= 2 else 1 for _, _, bw, bh, _ in stats[1:]]
-            r = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                 "scores": torch.linspace(0.9, 0.8, len(boxes)), "labels": torch.tensor(labels, dtype=torch.int64)}
+            r = {
+                "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                "scores": torch.linspace(0.9, 0.8, len(boxes)),
+                "labels": torch.tensor(labels, dtype=torch.int64),
+            }
             if self.with_masks:
                 r["masks"] = torch.from_numpy(np.stack([lab == k for k in range(n)])[1:])
             out.append(r)
@@ -54,7 +58,7 @@ class ThresholdSegmentor(nn.Module):
 def _canvas(h=400, w=600, squares=(), rects=()):
     img = np.full((h, w, 3), 30, np.uint8)
     for x, y, s in squares:
-        img[y:y + s, x:x + s] = 255
+        img[y : y + s, x : x + s] = 255
     for x0, y0, x1, y1 in rects:
         img[y0:y1, x0:x1] = 255
     return img
@@ -94,8 +98,11 @@ def test_objects_found_shifted_back_and_merged():
     n_tiles = len(tile_windows(400, 600, (200, 200), 0.25))
     assert sum(model.batch_sizes) == n_tiles and max(model.batch_sizes) == 4  # tiles run in batches
     # the square at (160,160) lies in the overlap of four tiles: without merging it appears several times
-    raw = merge_detections(torch.tensor([[160., 160, 184, 184]] * 4), torch.tensor([.9, .8, .7, .6]),
-                           torch.zeros(4, dtype=torch.int64))[0]
+    raw = merge_detections(
+        torch.tensor([[160.0, 160, 184, 184]] * 4),
+        torch.tensor([0.9, 0.8, 0.7, 0.6]),
+        torch.zeros(4, dtype=torch.int64),
+    )[0]
     assert len(raw) == 1
 
 
@@ -126,11 +133,15 @@ def test_whole_image_pass_and_score_order():
 
 
 def test_merge_rules():
-    boxes = torch.tensor([[0., 0, 100, 100],    # complete object
-                          [0., 0, 40, 100],     # a piece of it, cut by a tile edge at x=40
-                          [200., 0, 260, 50],   # left piece of a long object, cut at x=260
-                          [240., 0, 300, 50],   # right piece, cut at x=240
-                          [0., 0, 40, 100]])    # same piece but another class: kept
+    boxes = torch.tensor(
+        [
+            [0.0, 0, 100, 100],  # complete object
+            [0.0, 0, 40, 100],  # a piece of it, cut by a tile edge at x=40
+            [200.0, 0, 260, 50],  # left piece of a long object, cut at x=260
+            [240.0, 0, 300, 50],  # right piece, cut at x=240
+            [0.0, 0, 40, 100],
+        ]
+    )  # same piece but another class: kept
     scores = torch.tensor([0.7, 0.9, 0.8, 0.6, 0.5])
     labels = torch.tensor([0, 0, 0, 0, 1])
     cut = torch.tensor([False, True, True, True, True])

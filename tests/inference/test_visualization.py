@@ -1,9 +1,16 @@
 """detkit.visualization: stable class colours, boxes/labels/masks, semantic maps with a legend; inputs untouched."""
+
 import numpy as np
 import torch
 
-from detkit.visualization import (class_color, colorize_sem_seg, draw_instances, draw_prediction, draw_sample,
-                                  draw_sem_seg)
+from detkit.visualization import (
+    class_color,
+    colorize_sem_seg,
+    draw_instances,
+    draw_prediction,
+    draw_sample,
+    draw_sem_seg,
+)
 
 
 def test_colours_are_stable_and_distinct():
@@ -15,8 +22,12 @@ def test_draw_instances_and_prediction():
     img = np.zeros((60, 80, 3), np.uint8)
     masks = torch.zeros((2, 60, 80), dtype=torch.bool)
     masks[0, 10:30, 10:30] = True
-    pred = {"boxes": torch.tensor([[10., 10, 30, 30], [40., 5, 70, 50]]), "scores": torch.tensor([0.9, 0.1]),
-            "labels": torch.tensor([1, 2]), "masks": masks}
+    pred = {
+        "boxes": torch.tensor([[10.0, 10, 30, 30], [40.0, 5, 70, 50]]),
+        "scores": torch.tensor([0.9, 0.1]),
+        "labels": torch.tensor([1, 2]),
+        "masks": masks,
+    }
     out = draw_prediction(img, pred, ["a", "b", "c"], score_thr=0.5)
     assert out.shape == img.shape and img.max() == 0  # a copy: the input is not modified
     assert out[20, 20].any()  # the mask overlay

@@ -1,4 +1,5 @@
 """build_model: a model built from a whole config carries it, so predict uses the config's test pipeline."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,5 @@
 """FPN equals torchvision's FeaturePyramidNetwork with the same weights."""
+
 from collections import OrderedDict
 
 import pytest

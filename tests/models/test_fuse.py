@@ -1,4 +1,5 @@
 """detkit.models.fuse: folded norms and fused conv ops give the plain modules' outputs and gradients."""
+
 import copy
 
 import pytest
@@ -12,7 +13,6 @@ from detkit.models.fuse import conv_norm_act, conv_params, set_fused_inference
 from detkit.models.heads.roi_box import RoIBoxHead
 from detkit.models.heads.roi_mask import RoIMaskHead
 from detkit.models.heads.rpn import RPNHead
-from detkit.models.necks.fpn import FPN
 
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -33,11 +33,13 @@ def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
 def _detector(mask: bool = True) -> TwoStageDetector:
     torch.manual_seed(0)
     model = TwoStageDetector(
-        backbone=ResNet(depth=18, norm="FrozenBN"), neck={"type": "FPN", "out_channels": 32},
+        backbone=ResNet(depth=18, norm="FrozenBN"),
+        neck={"type": "FPN", "out_channels": 32},
         rpn_head=RPNHead(in_channels=32, pre_nms_top_n_test=200, post_nms_top_n_test=100),
         box_head=RoIBoxHead(num_classes=3, in_channels=32, representation_size=64),
         mask_head=RoIMaskHead(num_classes=3, in_channels=32, conv_channels=16) if mask else None,
-        num_classes=3)
+        num_classes=3,
+    )
     with torch.no_grad():
         _randomise(model)
         model.box_head.cls_score.weight.mul_(50)  # dozens of detections above the score threshold
@@ -89,7 +91,7 @@ def test_folded_cache_follows_weight_changes():
         conv.load_state_dict({"weight": conv.weight * 2})  # in-place copy_: a new version
         w2, _ = conv_params(conv, norm)
         norm.running_var.mul_(4)
-        w3, b3 = conv_params(conv, norm)
+        w3, _b3 = conv_params(conv, norm)
     torch.testing.assert_close(w2, 2 * w1)
     torch.testing.assert_close(w3, w2 / 2)
     x = torch.randn(1, 3, 5, 5)
@@ -145,8 +147,13 @@ def test_fast_path_is_inference_only_and_follows_new_weights():
 def test_training_after_optimize_for_inference():
     model = _detector(mask=True).optimize_for_inference().train()
     batch = _batch()
-    batch["targets"] = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([1]),
-                         "masks": torch.zeros(1, 96, 128, dtype=torch.uint8)}]
+    batch["targets"] = [
+        {
+            "boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]),
+            "labels": torch.tensor([1]),
+            "masks": torch.zeros(1, 96, 128, dtype=torch.uint8),
+        }
+    ]
     batch["targets"][0]["masks"][0, 12:70, 10:60] = 1
     losses = model.loss(batch)
     sum(losses.values()).backward()

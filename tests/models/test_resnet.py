@@ -1,4 +1,5 @@
 """ResNet backbone: torchvision weights load by name and give torchvision's features."""
+
 import logging
 
 import pytest

@@ -1,16 +1,17 @@
 """RoIBoxHead against torchvision's RoIHeads (TwoMLPHead + FastRCNNPredictor) with the same weights."""
+
 import pytest
 import torch
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
-from detkit.weights.torchvision import reorder_box_predictor
 from detkit.models.heads.roi_box import RoIBoxHead
 from detkit.registry import HEADS
+from detkit.weights.torchvision import reorder_box_predictor
 
-C, CH, REP = 3, 8, 32          # classes, feature channels, fc width (tiny)
-H, W = 128, 96                 # padded input size
+C, CH, REP = 3, 8, 32  # classes, feature channels, fc width (tiny)
+H, W = 128, 96  # padded input size
 SIZES = [(128, 96), (100, 80)]  # the first image fills the batch (torchvision infers scales from the max size)
 
 
@@ -30,20 +31,32 @@ def _pair(**kw):
     """A detkit head and a torchvision RoIHeads with copied weights."""
     torch.manual_seed(0)
     head = RoIBoxHead(C, in_channels=CH, representation_size=REP, **kw)
-    tv = RoIHeads(MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2), TwoMLPHead(CH * 49, REP),
-                  FastRCNNPredictor(REP, C + 1), kw.get("fg_iou_thresh", 0.5), kw.get("bg_iou_thresh", 0.5),
-                  kw.get("batch_size_per_image", 512), kw.get("positive_fraction", 0.25), None,
-                  kw.get("score_thr", 0.05), kw.get("nms_thr", 0.5), kw.get("max_per_img", 100))
+    tv = RoIHeads(
+        MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
+        TwoMLPHead(CH * 49, REP),
+        FastRCNNPredictor(REP, C + 1),
+        kw.get("fg_iou_thresh", 0.5),
+        kw.get("bg_iou_thresh", 0.5),
+        kw.get("batch_size_per_image", 512),
+        kw.get("positive_fraction", 0.25),
+        None,
+        kw.get("score_thr", 0.05),
+        kw.get("nms_thr", 0.5),
+        kw.get("max_per_img", 100),
+    )
     with torch.no_grad():
         for p in tv.parameters():
             p.normal_(0, 0.2)
         head.fcs[0].load_state_dict(tv.box_head.fc6.state_dict())
         head.fcs[1].load_state_dict(tv.box_head.fc7.state_dict())
         pr = tv.box_predictor
-        cw, cb, bw, bb = reorder_box_predictor(pr.cls_score.weight, pr.cls_score.bias, pr.bbox_pred.weight,
-                                               pr.bbox_pred.bias, list(range(1, C + 1)))
-        head.cls_score.weight.copy_(cw); head.cls_score.bias.copy_(cb)
-        head.bbox_pred.weight.copy_(bw); head.bbox_pred.bias.copy_(bb)
+        cw, cb, bw, bb = reorder_box_predictor(
+            pr.cls_score.weight, pr.cls_score.bias, pr.bbox_pred.weight, pr.bbox_pred.bias, list(range(1, C + 1))
+        )
+        head.cls_score.weight.copy_(cw)
+        head.cls_score.bias.copy_(cb)
+        head.bbox_pred.weight.copy_(bw)
+        head.bbox_pred.bias.copy_(bb)
     return head, tv
 
 
@@ -66,7 +79,8 @@ def test_predict_matches_torchvision():
     g = torch.Generator().manual_seed(1)
     feats = _feats()
     props = [_boxes(150, SIZES[0], g), _boxes(90, SIZES[1], g)]
-    head.eval(); tv.eval()
+    head.eval()
+    tv.eval()
     dets = head.predict(head(feats, props, SIZES), props, SIZES)
     ref, _ = tv({str(i): f for i, f in enumerate(feats)}, props, SIZES)
     for d, r in zip(dets, ref):
@@ -100,7 +114,7 @@ def test_loss_matches_torchvision():
     tv.train()
     tv_targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
     _, ref = tv({str(i): f for i, f in enumerate(feats)}, [p.clone() for p in props], SIZES, tv_targets)
-    sp, labels, reg, matched = head.sample(props, targets)
+    sp, labels, reg, _matched = head.sample(props, targets)
     assert [len(p) for p in sp] == [len(p) + len(t["boxes"]) for p, t in zip(props, targets)]
     assert any((lab < C).sum() > 5 for lab in labels)
     losses = head.loss(head(feats, sp, SIZES), labels, reg)
@@ -144,8 +158,17 @@ def test_empty_targets_and_empty_proposals():
 
 
 def test_4conv1fc_builds_from_registry():
-    head = HEADS.build({"type": "RoIBoxHead", "head": "4conv1fc", "norm": "GN", "conv_channels": 16,
-                        "in_channels": CH, "representation_size": REP}, num_classes=C)
+    head = HEADS.build(
+        {
+            "type": "RoIBoxHead",
+            "head": "4conv1fc",
+            "norm": "GN",
+            "conv_channels": 16,
+            "in_channels": CH,
+            "representation_size": REP,
+        },
+        num_classes=C,
+    )
     g = torch.Generator().manual_seed(6)
     props = [_boxes(7, SIZES[0], g), _boxes(5, SIZES[1], g)]
     logits, deltas = head(_feats(), props, SIZES)

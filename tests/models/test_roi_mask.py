@@ -1,14 +1,15 @@
 """RoIMaskHead against torchvision's Mask R-CNN RoIHeads; paste_masks against paste_masks_in_image."""
+
 import torch
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.ops import MultiScaleRoIAlign
 
-from detkit.weights.torchvision import reorder_box_predictor
 from detkit.models.heads.roi_box import RoIBoxHead
 from detkit.models.heads.roi_mask import RoIMaskHead
 from detkit.ops.masks import paste_masks
+from detkit.weights.torchvision import reorder_box_predictor
 
 C, CH, REP = 3, 8, 32
 H, W = 128, 96
@@ -33,7 +34,7 @@ def _targets(g):
         boxes = _boxes(n, size, g)
         masks = torch.zeros(n, *size, dtype=torch.uint8)
         for i, (x0, y0, x1, y1) in enumerate(boxes.round().int().tolist()):
-            masks[i, y0:y1, x0:(x0 + x1) // 2 + 1] = 1  # left half of the box
+            masks[i, y0:y1, x0 : (x0 + x1) // 2 + 1] = 1  # left half of the box
         out.append({"boxes": boxes, "labels": torch.randint(0, C, (n,), generator=g), "masks": masks})
     return out
 
@@ -42,21 +43,37 @@ def _pair(**kw):
     torch.manual_seed(0)
     box = RoIBoxHead(C, in_channels=CH, representation_size=REP, **kw)
     mask = RoIMaskHead(C, in_channels=CH, conv_channels=16)
-    tv = RoIHeads(MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2), TwoMLPHead(CH * 49, REP),
-                  FastRCNNPredictor(REP, C + 1), 0.5, 0.5, kw.get("batch_size_per_image", 512),
-                  kw.get("positive_fraction", 0.25), None, 0.05, 0.5, 100,
-                  mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2),
-                  mask_head=MaskRCNNHeads(CH, [16] * 4, 1), mask_predictor=MaskRCNNPredictor(16, 16, C + 1))
+    tv = RoIHeads(
+        MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
+        TwoMLPHead(CH * 49, REP),
+        FastRCNNPredictor(REP, C + 1),
+        0.5,
+        0.5,
+        kw.get("batch_size_per_image", 512),
+        kw.get("positive_fraction", 0.25),
+        None,
+        0.05,
+        0.5,
+        100,
+        mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2),
+        mask_head=MaskRCNNHeads(CH, [16] * 4, 1),
+        mask_predictor=MaskRCNNPredictor(16, 16, C + 1),
+    )
     with torch.no_grad():
         for p in tv.parameters():
             p.normal_(0, 0.2)
         box.fcs[0].load_state_dict(tv.box_head.fc6.state_dict())
         box.fcs[1].load_state_dict(tv.box_head.fc7.state_dict())
         pr = tv.box_predictor
-        cw, cb, bw, bb = reorder_box_predictor(pr.cls_score.weight, pr.cls_score.bias, pr.bbox_pred.weight,
-                                               pr.bbox_pred.bias, list(range(1, C + 1)))
-        for t, v in ((box.cls_score.weight, cw), (box.cls_score.bias, cb), (box.bbox_pred.weight, bw),
-                     (box.bbox_pred.bias, bb)):
+        cw, cb, bw, bb = reorder_box_predictor(
+            pr.cls_score.weight, pr.cls_score.bias, pr.bbox_pred.weight, pr.bbox_pred.bias, list(range(1, C + 1))
+        )
+        for t, v in (
+            (box.cls_score.weight, cw),
+            (box.cls_score.bias, cb),
+            (box.bbox_pred.weight, bw),
+            (box.bbox_pred.bias, bb),
+        ):
             t.copy_(v)
         for i in range(4):
             mask.convs[i][0].load_state_dict(tv.mask_head[i][0].state_dict())
@@ -70,8 +87,10 @@ def test_mask_loss_matches_torchvision():
     box, mask, tv = _pair(batch_size_per_image=100000, positive_fraction=1.0)
     g = torch.Generator().manual_seed(1)
     feats, targets = _feats(), _targets(g)
-    props = [torch.cat([t["boxes"].repeat(4, 1) + torch.randn(len(t["boxes"]) * 4, 4, generator=g) * 2,
-                        _boxes(40, s, g)]) for t, s in zip(targets, SIZES)]
+    props = [
+        torch.cat([t["boxes"].repeat(4, 1) + torch.randn(len(t["boxes"]) * 4, 4, generator=g) * 2, _boxes(40, s, g)])
+        for t, s in zip(targets, SIZES)
+    ]
     tv.train()
     tv_t = [{**t, "labels": t["labels"] + 1} for t in targets]
     _, ref = tv({str(i): f for i, f in enumerate(feats)}, [p.clone() for p in props], SIZES, tv_t)
@@ -81,8 +100,13 @@ def test_mask_loss_matches_torchvision():
     assert sum(len(p) for p in mp) > 10
     logits = mask(feats, mp, SIZES)
     assert logits.shape[1:] == (C, 28, 28)
-    loss = mask.loss(logits, mp, [t["masks"] for t in targets], [i[m] for i, m in zip(matched, pos)],
-                     [lab[m] for lab, m in zip(labels, pos)])
+    loss = mask.loss(
+        logits,
+        mp,
+        [t["masks"] for t in targets],
+        [i[m] for i, m in zip(matched, pos)],
+        [lab[m] for lab, m in zip(labels, pos)],
+    )
     torch.testing.assert_close(loss["roi/mask"], ref["loss_mask"], atol=1e-5, rtol=1e-5)
     loss["roi/mask"].backward()
     assert mask.logits.weight.grad.abs().sum() > 0
@@ -92,8 +116,13 @@ def test_mask_loss_without_positives_is_zero():
     mask = RoIMaskHead(C, in_channels=CH, conv_channels=16)
     logits = mask(_feats(), [torch.zeros(0, 4), torch.zeros(0, 4)], SIZES)
     assert logits.shape == (0, C, 28, 28)
-    loss = mask.loss(logits, [torch.zeros(0, 4)] * 2, [torch.zeros(0, *s, dtype=torch.uint8) for s in SIZES],
-                     [torch.zeros(0, dtype=torch.int64)] * 2, [torch.zeros(0, dtype=torch.int64)] * 2)
+    loss = mask.loss(
+        logits,
+        [torch.zeros(0, 4)] * 2,
+        [torch.zeros(0, *s, dtype=torch.uint8) for s in SIZES],
+        [torch.zeros(0, dtype=torch.int64)] * 2,
+        [torch.zeros(0, dtype=torch.int64)] * 2,
+    )
     assert loss["roi/mask"].item() == 0.0 and loss["roi/mask"].requires_grad
 
 
@@ -119,8 +148,8 @@ def test_paste_masks_matches_torchvision():
         boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.8], 1)
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-        boxes[0] = torch.tensor([3.0, 4.0, 3.2, 4.1])   # degenerate box
-        boxes[1] = torch.tensor([0.0, 0.0, w, h])        # whole image
+        boxes[0] = torch.tensor([3.0, 4.0, 3.2, 4.1])  # degenerate box
+        boxes[1] = torch.tensor([0.0, 0.0, w, h])  # whole image
         ref = paste_masks_in_image(masks, boxes, (h, w))
         out = paste_masks(masks, boxes, (h, w))
         assert out.shape == (n, 1, h, w)

@@ -1,4 +1,5 @@
 """RPNHead gives torchvision's RegionProposalNetwork proposals and losses with the same weights."""
+
 import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -22,18 +23,36 @@ def _feats(channels=8):
 
 def _pair(batch_size_per_image=256, **kw):
     """Our head with large random weights (varied proposals) and torchvision's RPN with the same weights."""
-    head = HEADS.build({"type": "RPNHead", "in_channels": 8, "batch_size_per_image": batch_size_per_image,
-                        "pre_nms_top_n_test": 150, "post_nms_top_n_test": 60,
-                        "pre_nms_top_n_train": 300, "post_nms_top_n_train": 120, **kw})
+    head = HEADS.build(
+        {
+            "type": "RPNHead",
+            "in_channels": 8,
+            "batch_size_per_image": batch_size_per_image,
+            "pre_nms_top_n_test": 150,
+            "post_nms_top_n_test": 60,
+            "pre_nms_top_n_train": 300,
+            "post_nms_top_n_train": 120,
+            **kw,
+        }
+    )
     torch.manual_seed(1)
     with torch.no_grad():
         for p in head.parameters():
             p.normal_(0, 0.3)
     tv_head = TVRPNHead(8, 3)
     tv_head.load_state_dict(head.state_dict())  # same state-dict names as torchvision
-    rpn = RegionProposalNetwork(AnchorGenerator(SIZES, ((0.5, 1.0, 2.0),) * 5), tv_head, 0.7, 0.3,
-                                batch_size_per_image, 0.5, dict(training=300, testing=150),
-                                dict(training=120, testing=60), 0.7, score_thresh=kw.get("score_thr", 0.0))
+    rpn = RegionProposalNetwork(
+        AnchorGenerator(SIZES, ((0.5, 1.0, 2.0),) * 5),
+        tv_head,
+        0.7,
+        0.3,
+        batch_size_per_image,
+        0.5,
+        dict(training=300, testing=150),
+        dict(training=120, testing=60),
+        0.7,
+        score_thresh=kw.get("score_thr", 0.0),
+    )
     return head, rpn
 
 
@@ -43,8 +62,10 @@ def _run_tv(rpn, feats, targets=None):
 
 
 def _targets():
-    return [{"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 5.0, 118.0, 90.0], [30.0, 30.0, 34.0, 33.0]])},
-            {"boxes": torch.tensor([[0.0, 0.0, 127.0, 69.0]])}]
+    return [
+        {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0], [60.0, 5.0, 118.0, 90.0], [30.0, 30.0, 34.0, 33.0]])},
+        {"boxes": torch.tensor([[0.0, 0.0, 127.0, 69.0]])},
+    ]
 
 
 @pytest.mark.parametrize("score_thr", [0.0, 0.4])
@@ -112,8 +133,14 @@ def test_sampling_assignment_and_api():
     assert raw[0][0].shape == (2, 3, 24, 32) and raw[1][0].shape == (2, 12, 24, 32)
     losses = head.loss(raw, feats, BATCH_SHAPE, _targets())
     assert all(torch.isfinite(v) for v in losses.values())
-    assert set(head.state_dict()) == {"conv.0.0.weight", "conv.0.0.bias", "cls_logits.weight", "cls_logits.bias",
-                                      "bbox_pred.weight", "bbox_pred.bias"}
+    assert set(head.state_dict()) == {
+        "conv.0.0.weight",
+        "conv.0.0.bias",
+        "cls_logits.weight",
+        "cls_logits.bias",
+        "bbox_pred.weight",
+        "bbox_pred.bias",
+    }
     assert (head.cls_logits.bias == 0).all() and head.cls_logits.weight.std() < 0.02
     with pytest.raises(ValueError, match="anchor sizes for 5 levels"):
         head(feats[:4])

@@ -1,4 +1,5 @@
 """Segmentation decoders: output shapes on odd sizes, loss keys, learning, ignore pixels, no train/eval branching."""
+
 import pytest
 import torch
 
@@ -9,8 +10,7 @@ CHANNELS = [8, 16, 24, 32]
 STRIDES = [4, 8, 16, 32]
 HEAD_SPECS = {
     "SemanticFPNHead": {"type": "SemanticFPNHead", "channels": 16},
-    "DeepLabV3PlusHead": {"type": "DeepLabV3PlusHead", "channels": 16, "low_level_channels": 8,
-                          "dilations": [1, 2, 3]},
+    "DeepLabV3PlusHead": {"type": "DeepLabV3PlusHead", "channels": 16, "low_level_channels": 8, "dilations": [1, 2, 3]},
     "UPerHead": {"type": "UPerHead", "channels": 16, "pool_scales": [1, 2, 3]},
     "FCNHead": {"type": "FCNHead", "channels": 16, "num_convs": 2, "concat_input": True},
 }
@@ -43,7 +43,7 @@ def test_loss_decreases_on_a_tiny_batch(name):
     feats = _feats(h=64, w=64)
     # labels that the features can explain: the sign of a channel of the finest map, upsampled
     target = (feats[0][:, 0] > 0).long() + (feats[0][:, 1] > 1).long()
-    target = target.repeat_interleave(4, 1).repeat_interleave(4, 2)       # [B,64,64]
+    target = target.repeat_interleave(4, 1).repeat_interleave(4, 2)  # [B,64,64]
     target[:, :5] = 255
     opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     losses = []

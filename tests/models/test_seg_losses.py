@@ -1,4 +1,5 @@
 """Segmentation losses: Dice values, ignore pixels never count, class weights, empty targets."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,9 @@ def test_dice_matches_hand_computation():
         terms.append(1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1))
     assert torch.allclose(dice_loss(logits, target), torch.stack(terms).mean(), atol=1e-6)
     w = torch.tensor([1.0, 2.0, 0.0, 1.0])
-    assert torch.allclose(dice_loss(logits, target, class_weight=w), (torch.stack(terms) * w).sum() / w.sum(),
-                          atol=1e-6)
+    assert torch.allclose(
+        dice_loss(logits, target, class_weight=w), (torch.stack(terms) * w).sum() / w.sum(), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("dice_weight", [0.0, 0.5])
@@ -61,7 +63,7 @@ def test_ignored_pixels_never_count(dice_weight, class_weight):
 
 def test_cross_entropy_equals_torch_with_class_weights_and_upsampling():
     logits, target = _case(seed=2, h=12, w=10)
-    small = logits[:, :, ::2, ::2]                                    # [B,C,6,5] -> upsampled to 12x10
+    small = logits[:, :, ::2, ::2]  # [B,C,6,5] -> upsampled to 12x10
     w = [1.0, 3.0, 0.5, 1.0]
     crit = SegCriterion(4, class_weight=w, ce_weight=2.0, prefix="sem/aux_")
     up = F.interpolate(small, size=(12, 10), mode="bilinear", align_corners=False)

@@ -1,4 +1,5 @@
 """Segmentor: losses, original-size predictions through resize/letterbox geometry, sliding windows, configs, tools."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +24,21 @@ from detkit.models.detectors.segmentor import Segmentor
 ROOT = Path(__file__).resolve().parents[2]
 BACKBONE = {"type": "ResNet", "depth": 18, "norm": "BN", "frozen_stages": -1}
 MODELS = {
-    "semfpn": dict(backbone=BACKBONE, neck={"type": "FPN", "in_channels": [64, 128, 256, 512], "out_channels": 32,
-                                            "extra": None},
-                   decode_head={"type": "SemanticFPNHead", "channels": 32, "dice_weight": 0.5}),
-    "deeplab": dict(backbone={**BACKBONE, "output_stride": 16},
-                    decode_head={"type": "DeepLabV3PlusHead", "channels": 32, "low_level_channels": 16},
-                    auxiliary_head={"type": "FCNHead", "channels": 16}),
-    "uper": dict(backbone=BACKBONE, decode_head={"type": "UPerHead", "channels": 32},
-                 auxiliary_head={"type": "FCNHead", "channels": 16}),
+    "semfpn": dict(
+        backbone=BACKBONE,
+        neck={"type": "FPN", "in_channels": [64, 128, 256, 512], "out_channels": 32, "extra": None},
+        decode_head={"type": "SemanticFPNHead", "channels": 32, "dice_weight": 0.5},
+    ),
+    "deeplab": dict(
+        backbone={**BACKBONE, "output_stride": 16},
+        decode_head={"type": "DeepLabV3PlusHead", "channels": 32, "low_level_channels": 16},
+        auxiliary_head={"type": "FCNHead", "channels": 16},
+    ),
+    "uper": dict(
+        backbone=BACKBONE,
+        decode_head={"type": "UPerHead", "channels": 32},
+        auxiliary_head={"type": "FCNHead", "channels": 16},
+    ),
 }
 
 
@@ -45,17 +53,19 @@ def _batch(sizes=((64, 64), (48, 80)), seed=0):
     samples = []
     for i, (h, w) in enumerate(sizes):
         sem = np.zeros((h, w), np.uint8)
-        sem[h // 4: h // 2, w // 5: w // 2] = 1
-        sem[h // 2:, w // 2:] = 2
+        sem[h // 4 : h // 2, w // 5 : w // 2] = 1
+        sem[h // 2 :, w // 2 :] = 2
         sem[:4] = 255
-        img = (np.array([[30, 60, 90], [200, 40, 40], [40, 200, 40]], np.uint8)[np.minimum(sem, 2)]
-               + rng.integers(0, 30, (h, w, 3)).astype(np.uint8))
+        img = np.array([[30, 60, 90], [200, 40, 40], [40, 200, 40]], np.uint8)[np.minimum(sem, 2)] + rng.integers(
+            0, 30, (h, w, 3)
+        ).astype(np.uint8)
         samples.append({"image": img, "sem_seg": sem, "image_id": i, "orig_size": (h, w)})
     return collate(samples)
 
 
 class PixelBackbone(nn.Module):
     """Identity 'backbone' (one stride-1 map) so that logits are a pure function of each pixel."""
+
     out_channels, strides = [3], [1]
 
     def forward(self, x):
@@ -64,6 +74,7 @@ class PixelBackbone(nn.Module):
 
 class ColourHead(nn.Module):
     """Logits [B,2,H,W]: class 1 where the (normalised) red channel is positive. No parameters to learn."""
+
     num_classes = 2
 
     def forward(self, feats):
@@ -78,8 +89,13 @@ class ColourHead(nn.Module):
 
 
 def _oracle(**kw):
-    return Segmentor(backbone=PixelBackbone(), decode_head=ColourHead(), num_classes=2,
-                     preprocess={"pixel_mean": [127.5] * 3, "pixel_std": [50.0] * 3}, **kw)
+    return Segmentor(
+        backbone=PixelBackbone(),
+        decode_head=ColourHead(),
+        num_classes=2,
+        preprocess={"pixel_mean": [127.5] * 3, "pixel_std": [50.0] * 3},
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -105,11 +121,14 @@ def test_loss_keys_learning_and_odd_size_predictions(name):
     assert all(p["sem_seg"].dtype == torch.int64 and int(p["sem_seg"].max()) < 3 for p in preds)
 
 
-@pytest.mark.parametrize("pipeline", [
-    [{"type": "ResizeShortestEdge", "short_sizes": [50], "max_size": None}],
-    [{"type": "LetterBox", "size": [96, 96]}],
-    [{"type": "ResizeShortestEdge", "short_sizes": [131], "max_size": None}],
-])
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        [{"type": "ResizeShortestEdge", "short_sizes": [50], "max_size": None}],
+        [{"type": "LetterBox", "size": [96, 96]}],
+        [{"type": "ResizeShortestEdge", "short_sizes": [131], "max_size": None}],
+    ],
+)
 def test_predictions_undo_resize_and_padding(pipeline):
     """A per-pixel model must reproduce the original label map after resize / letterbox / batch padding."""
     h, w = 67, 93
@@ -207,8 +226,9 @@ def test_resnet_output_stride_dilates_basic_and_bottleneck_blocks():
         ResNet(depth=18, output_stride=16, replace_stride_with_dilation=(False, True, True))
 
 
-@pytest.mark.parametrize("name", ["semfpn_r18_shapes", "deeplabv3plus_r18_shapes", "upernet_r18_shapes",
-                                  "semfpn_r50_coco"])
+@pytest.mark.parametrize(
+    "name", ["semfpn_r18_shapes", "deeplabv3plus_r18_shapes", "upernet_r18_shapes", "semfpn_r50_coco"]
+)
 def test_configs_build_a_segmentor(name):
     cfg = load_config(ROOT / "configs" / "seg" / f"{name}.yaml")
     names = ["background", "circle", "rectangle", "triangle", "star"]
@@ -225,7 +245,8 @@ def _tiny_folder(root: Path, n: int) -> None:
         for i in range(n):
             Image.fromarray(batch["images"][i, :, :48, :64].permute(1, 2, 0).numpy()).save(root / split / f"{i}.png")
             Image.fromarray(batch["targets"][i]["sem_seg"][:48, :64].numpy().astype(np.uint8)).save(
-                root / "sem" / split / f"{i}.png")
+                root / "sem" / split / f"{i}.png"
+            )
     (root / "classes.txt").write_text("background\nred\ngreen\n")
 
 
@@ -234,8 +255,9 @@ def test_train_and_eval_tools_run_a_segmentor(tmp_path):
     _tiny_folder(data, 4)
     cfg = load_config(ROOT / "configs" / "seg" / "semfpn_r18_shapes.yaml")
     for split in ("train", "val"):
-        cfg["data"][split].update(img_dir=str(data / split), mask_dir=str(data / "sem" / split),
-                                  classes=str(data / "classes.txt"))
+        cfg["data"][split].update(
+            img_dir=str(data / split), mask_dir=str(data / "sem" / split), classes=str(data / "classes.txt")
+        )
     cfg["data"]["train"]["pipeline"] = [{"type": "RandomCropCatMax", "crop_size": 32}]
     cfg["data"]["val"]["pipeline"] = []
     cfg["data"].update(batch_size=2, num_workers=0)
@@ -245,11 +267,23 @@ def test_train_and_eval_tools_run_a_segmentor(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     run = dict(cwd=ROOT, capture_output=True, text=True, timeout=600)
-    r = subprocess.run([sys.executable, "tools/train.py", str(path), "--work-dir", str(tmp_path / "w"),
-                        "--device", "cpu"], **run)
+    r = subprocess.run(
+        [sys.executable, "tools/train.py", str(path), "--work-dir", str(tmp_path / "w"), "--device", "cpu"], **run
+    )
     assert r.returncode == 0, r.stderr[-2000:]
-    r = subprocess.run([sys.executable, "tools/eval.py", str(path), str(tmp_path / "w" / "latest.pth"),
-                        "--device", "cpu", "--out", str(tmp_path / "m.json")], **run)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "tools/eval.py",
+            str(path),
+            str(tmp_path / "w" / "latest.pth"),
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "m.json"),
+        ],
+        **run,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = yaml.safe_load((tmp_path / "m.json").read_text())
     assert set(metrics) == {"sem/mIoU", "sem/mAcc", "sem/aAcc"} and 0.0 <= metrics["sem/aAcc"] <= 1.0

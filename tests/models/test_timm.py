@@ -1,4 +1,5 @@
 """TimmBackbone: optional timm feature extractor; weights only from local files."""
+
 import sys
 
 import pytest

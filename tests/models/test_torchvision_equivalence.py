@@ -6,6 +6,7 @@ pretrained weights) so both sides do the same arithmetic; the box classifier is 
 detections pass the 0.05 score threshold, and the ten unused COCO ids get a -1e4 bias (as trained COCO
 weights effectively have) so that dropping them does not change the softmax.
 """
+
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torchvision.models.detection import fasterrcnn_resnet50_fpn, maskrcnn_resnet50_fpn
 
+from detkit.benchmark.rcnn import random_frozen_bn
 from detkit.config import load_config
 from detkit.models import build_model
-from detkit.benchmark.rcnn import random_frozen_bn
 from detkit.weights.torchvision import COCO_CATEGORY_IDS, COCO_CLASSES, COCO_UNUSED_IDS, convert_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "models"
@@ -46,8 +47,11 @@ def _image(h: int, w: int) -> torch.Tensor:
 def _match(ref: dict, out: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """One-to-one matching (Hungarian on box distance, score and category) robust to tied scores."""
     ids = torch.tensor(COCO_CATEGORY_IDS)[out["labels"]]
-    cost = (torch.cdist(ref["boxes"], out["boxes"], p=1) + 1e3 * (ref["scores"][:, None] - out["scores"][None]).abs()
-            + 1e6 * (ref["labels"][:, None] != ids[None]))
+    cost = (
+        torch.cdist(ref["boxes"], out["boxes"], p=1)
+        + 1e3 * (ref["scores"][:, None] - out["scores"][None]).abs()
+        + 1e6 * (ref["labels"][:, None] != ids[None])
+    )
     rows, cols = linear_sum_assignment(cost.numpy())
     return torch.as_tensor(rows), torch.as_tensor(cols)
 
@@ -76,8 +80,7 @@ def _compare(pair, h: int, w: int, min_dets: int, max_dets: int = 50) -> None:
     img = _image(h, w)
     with torch.no_grad():
         ref = tv([img.float() / 255])[0]
-    out = model.predict({"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]},
-                        max_per_img=max_dets)[0]
+    out = model.predict({"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]}, max_per_img=max_dets)[0]
 
     assert len(ref["boxes"]) >= min_dets  # a real comparison
     assert len(out["boxes"]) == len(ref["boxes"])

@@ -1,4 +1,5 @@
 """TwoStageDetector on tiny CPU batches: contract, empty images, mixed sizes, training, original coordinates."""
+
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,13 @@ def _tiny_cfg(mask: bool) -> dict:
     m = cfg["model"]
     m["num_classes"] = C
     m["neck"]["out_channels"] = 32
-    m["rpn_head"].update(in_channels=32, pre_nms_top_n_train=200, post_nms_top_n_train=100,
-                         pre_nms_top_n_test=100, post_nms_top_n_test=50)
+    m["rpn_head"].update(
+        in_channels=32,
+        pre_nms_top_n_train=200,
+        post_nms_top_n_train=100,
+        pre_nms_top_n_test=100,
+        post_nms_top_n_test=50,
+    )
     m["box_head"].update(in_channels=32, representation_size=64, batch_size_per_image=64)
     if mask:
         m["mask_head"].update(in_channels=32, conv_channels=16)
@@ -49,14 +55,21 @@ def _batch(sizes=((64, 96), (80, 64)), with_masks=True, empty=(), seed=0):
                 m = torch.zeros(h, w, dtype=torch.uint8)
                 m[y0:y1, x0:x1] = 1
                 masks.append(m)
-        t = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-             "labels": torch.tensor([j % C for j in range(len(boxes))], dtype=torch.int64)}
+        t = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor([j % C for j in range(len(boxes))], dtype=torch.int64),
+        }
         if with_masks:
             t["masks"] = torch.stack(masks) if masks else torch.zeros(0, h, w, dtype=torch.uint8)
         targets.append(t)
     images[:, :, :, :] = (images.int() + torch.randint(0, 20, images.shape, generator=g)).clamp(max=255).to(torch.uint8)
-    return {"images": images, "image_sizes": list(sizes), "orig_sizes": list(sizes), "targets": targets,
-            "image_ids": list(range(len(sizes)))}
+    return {
+        "images": images,
+        "image_sizes": list(sizes),
+        "orig_sizes": list(sizes),
+        "targets": targets,
+        "image_ids": list(range(len(sizes))),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +115,7 @@ def test_mixed_sizes_in_one_batch(mask_model):
     batch = _batch(sizes=((64, 96), (128, 160)))
     both = mask_model(batch)
     for i, size in enumerate(batch["image_sizes"]):
-        alone = mask_model({"images": batch["images"][i:i + 1], "image_sizes": [size], "orig_sizes": [size]})[0]
+        alone = mask_model({"images": batch["images"][i : i + 1], "image_sizes": [size], "orig_sizes": [size]})[0]
         assert len(both[i]["boxes"]) == len(alone["boxes"]) > 0
         torch.testing.assert_close(both[i]["boxes"], alone["boxes"], atol=1e-3, rtol=0)
         torch.testing.assert_close(both[i]["scores"], alone["scores"], atol=1e-4, rtol=0)
@@ -118,11 +131,16 @@ def test_predictions_in_original_coordinates(mask_model):
     mask_model.eval()
     batch = _batch(with_masks=False)
     base = mask_model.predict(batch, score_thr=0.0)
-    resized = dict(batch, scale_factors=[(2.0, 2.0), (0.5, 0.25)], pad_offsets=[(4.0, 2.0), (0.0, 0.0)],
-                   orig_sizes=[(31, 46), (320, 256)])
+    resized = dict(
+        batch,
+        scale_factors=[(2.0, 2.0), (0.5, 0.25)],
+        pad_offsets=[(4.0, 2.0), (0.0, 0.0)],
+        orig_sizes=[(31, 46), (320, 256)],
+    )
     mapped = mask_model.predict(resized, score_thr=0.0)
-    for b, m, (sx, sy), (left, top), (h, w) in zip(base, mapped, resized["scale_factors"], resized["pad_offsets"],
-                                                  resized["orig_sizes"]):
+    for b, m, (sx, sy), (left, top), (h, w) in zip(
+        base, mapped, resized["scale_factors"], resized["pad_offsets"], resized["orig_sizes"]
+    ):
         assert len(b["boxes"]) == len(m["boxes"]) > 0
         expect = (b["boxes"] - torch.tensor([left, top, left, top])) / torch.tensor([sx, sy, sx, sy])
         expect[:, 0::2] = expect[:, 0::2].clamp(0, w)
@@ -163,9 +181,15 @@ def test_training_step_lowers_loss():
 
 def test_parts_as_modules_and_errors():
     backbone = ResNet(18, norm="BN", frozen_stages=0)
-    model = TwoStageDetector(backbone, FPN(backbone.out_channels, 32), RPNHead(32),
-                             RoIBoxHead(2, in_channels=32, representation_size=32), num_classes=2,
-                             class_names=["cat", "dog"], preprocess={"size_divisor": 64})
+    model = TwoStageDetector(
+        backbone,
+        FPN(backbone.out_channels, 32),
+        RPNHead(32),
+        RoIBoxHead(2, in_channels=32, representation_size=32),
+        num_classes=2,
+        class_names=["cat", "dog"],
+        preprocess={"size_divisor": 64},
+    )
     assert model.mask_head is None and model.class_names == ["cat", "dog"]
     assert model.preprocess.size_divisor == 64
     model.train()
@@ -176,8 +200,7 @@ def test_parts_as_modules_and_errors():
     with pytest.raises(ValueError, match="num_classes"):
         TwoStageDetector(backbone, None, RPNHead(32), RoIBoxHead(5, in_channels=32), num_classes=2)
     with pytest.raises(ValueError, match="class_names"):
-        TwoStageDetector(backbone, None, RPNHead(32), RoIBoxHead(2, in_channels=32), num_classes=2,
-                         class_names=["a"])
+        TwoStageDetector(backbone, None, RPNHead(32), RoIBoxHead(2, in_channels=32), num_classes=2, class_names=["a"])
 
 
 def test_mask_model_needs_masks(mask_model):

@@ -3,11 +3,12 @@
 Ultralytics is not a dependency (AGPL); these tests run where it is installed (`pip install --no-deps
 ultralytics ultralytics-thop`, as for `tools/benchmark.py --compare ultralytics`) and are skipped elsewhere.
 """
+
 import pytest
 import torch
 
-from detkit.weights.ultralytics import ultralytics_to_detkit
 from detkit.models.detectors.one_stage import OneStageDetector
+from detkit.weights.ultralytics import ultralytics_to_detkit
 
 tasks = pytest.importorskip("ultralytics.nn.tasks")
 
@@ -16,8 +17,11 @@ NC = 5
 
 def _pair(seg: bool):
     torch.manual_seed(0)
-    ul = (tasks.SegmentationModel("yolov8n-seg.yaml", nc=NC, verbose=False) if seg
-          else tasks.DetectionModel("yolov8n.yaml", nc=NC, verbose=False))
+    ul = (
+        tasks.SegmentationModel("yolov8n-seg.yaml", nc=NC, verbose=False)
+        if seg
+        else tasks.DetectionModel("yolov8n.yaml", nc=NC, verbose=False)
+    )
     for m in ul.modules():  # random BN statistics: a check that is not trivially met
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -25,8 +29,9 @@ def _pair(seg: bool):
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.uniform_(-0.3, 0.3)
     head = {"type": "YOLOSegHead", "proto_channels": 64} if seg else {"type": "YOLOHead"}
-    dk = OneStageDetector(backbone={"type": "CSPDarknet", "scale": "n"}, neck={"type": "PAFPN"}, head=head,
-                          num_classes=NC)
+    dk = OneStageDetector(
+        backbone={"type": "CSPDarknet", "scale": "n"}, neck={"type": "PAFPN"}, head=head, num_classes=NC
+    )
     missing, unexpected = dk.load_state_dict(ultralytics_to_detkit(ul.state_dict()), strict=False)
     assert not missing and not unexpected
     return ul, dk
@@ -43,14 +48,14 @@ def test_same_decoded_outputs(seg):
     head = dk.head.det if seg else dk.head
     bins, logits, points, strides = head.flatten(raw[0] if seg else raw)
     boxes = head.decode(bins, points, strides)[0]
-    ref = (y[0][0] if seg else y[0])[0]                       # [4 + C (+ K), A]
+    ref = (y[0][0] if seg else y[0])[0]  # [4 + C (+ K), A]
     xywh = ref[:4].T
     ref_boxes = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
     assert torch.allclose(boxes, ref_boxes, atol=1e-3)
-    assert torch.allclose(logits[0].sigmoid(), ref[4:4 + NC].T, atol=1e-6)
+    assert torch.allclose(logits[0].sigmoid(), ref[4 : 4 + NC].T, atol=1e-6)
     if seg:
-        assert torch.allclose(raw[2], y[0][1], atol=1e-5)                      # prototypes
-        assert torch.allclose(dk.head._coefs(raw[1])[0], ref[4 + NC:].T, atol=1e-5)
+        assert torch.allclose(raw[2], y[0][1], atol=1e-5)  # prototypes
+        assert torch.allclose(dk.head._coefs(raw[1])[0], ref[4 + NC :].T, atol=1e-5)
 
 
 def test_same_losses():
@@ -63,13 +68,32 @@ def test_same_losses():
     images = torch.randint(0, 256, (2, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     boxes = [torch.tensor([[10.0, 20, 120, 140], [150, 30, 300, 200]]), torch.tensor([[40.0, 40, 90, 100]])]
     labels = [torch.tensor([1, 3]), torch.tensor([4])]
-    xywh = [torch.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w,
-                         (b[:, 3] - b[:, 1]) / h], 1) for b in boxes]
-    ul_batch = {"img": images.float() / 255, "batch_idx": torch.tensor([0.0, 0.0, 1.0]),
-                "cls": torch.cat(labels).float()[:, None], "bboxes": torch.cat(xywh)}
+    xywh = [
+        torch.stack(
+            [
+                (b[:, 0] + b[:, 2]) / 2 / w,
+                (b[:, 1] + b[:, 3]) / 2 / h,
+                (b[:, 2] - b[:, 0]) / w,
+                (b[:, 3] - b[:, 1]) / h,
+            ],
+            1,
+        )
+        for b in boxes
+    ]
+    ul_batch = {
+        "img": images.float() / 255,
+        "batch_idx": torch.tensor([0.0, 0.0, 1.0]),
+        "cls": torch.cat(labels).float()[:, None],
+        "bboxes": torch.cat(xywh),
+    }
     _, items = ul.loss(ul_batch)
     ref = items.tolist() if torch.is_tensor(items) else [float(v) for v in items.values()]
-    ours = dk.loss({"images": images, "image_sizes": [(h, w)] * 2,
-                    "targets": [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)]})
+    ours = dk.loss(
+        {
+            "images": images,
+            "image_sizes": [(h, w)] * 2,
+            "targets": [{"boxes": b, "labels": lab} for b, lab in zip(boxes, labels)],
+        }
+    )
     got = [ours["yolo/box"].item(), ours["yolo/cls"].item(), ours["yolo/dfl"].item()]
     assert got == pytest.approx(ref, rel=1e-4)

@@ -1,4 +1,5 @@
 """YOLO parts: CSPDarknet scales, PAFPN, YOLOHead / YOLOSegHead contracts, OneStageDetector end to end."""
+
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,16 @@ from detkit.models.necks.pafpn import PAFPN
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("scale,neck_blocks,reference", [("n", 1, 3.2e6), ("s", 1, 11.2e6), ("m", 2, 25.9e6),
-                                                         ("l", 3, 43.7e6)])
+@pytest.mark.parametrize(
+    "scale,neck_blocks,reference", [("n", 1, 3.2e6), ("s", 1, 11.2e6), ("m", 2, 25.9e6), ("l", 3, 43.7e6)]
+)
 def test_scales_match_yolov8_parameter_counts(scale, neck_blocks, reference):
-    model = OneStageDetector(backbone={"type": "CSPDarknet", "scale": scale},
-                             neck={"type": "PAFPN", "num_blocks": neck_blocks}, head={"type": "YOLOHead"},
-                             num_classes=80)
+    model = OneStageDetector(
+        backbone={"type": "CSPDarknet", "scale": scale},
+        neck={"type": "PAFPN", "num_blocks": neck_blocks},
+        head={"type": "YOLOHead"},
+        num_classes=80,
+    )
     n = sum(p.numel() for p in model.parameters())
     assert abs(n - reference) / reference < 0.15, (scale, n)
 
@@ -61,7 +66,7 @@ def _batch(h=96, w=128, n_img=2, masks=False, seed=0):
     images = torch.randint(0, 60, (n_img, 3, h, w), dtype=torch.uint8, generator=g)
     targets = []
     for i in range(n_img):
-        if i == n_img - 1 and n_img > 1:   # the last image has no objects
+        if i == n_img - 1 and n_img > 1:  # the last image has no objects
             t = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
             if masks:
                 t["masks"] = torch.zeros(0, h, w, dtype=torch.uint8)
@@ -79,10 +84,14 @@ def _batch(h=96, w=128, n_img=2, masks=False, seed=0):
 
 
 def _model(seg=False):
-    head = ({"type": "YOLOSegHead", "num_protos": 8, "proto_channels": 16} if seg else {"type": "YOLOHead"})
+    head = {"type": "YOLOSegHead", "num_protos": 8, "proto_channels": 16} if seg else {"type": "YOLOHead"}
     torch.manual_seed(0)
-    return OneStageDetector(backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
-                            neck={"type": "PAFPN"}, head=head, num_classes=3)
+    return OneStageDetector(
+        backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
+        neck={"type": "PAFPN"},
+        head=head,
+        num_classes=3,
+    )
 
 
 @pytest.mark.parametrize("seg", [False, True])
@@ -165,6 +174,6 @@ def test_fused_inference_matches_the_plain_model():
     assert torch.allclose(ref["boxes"], out["boxes"], atol=1e-2)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # nothing changed
     model.train()
-    losses = model.loss(batch)   # training runs the plain modules (autograd), fast path or not
+    losses = model.loss(batch)  # training runs the plain modules (autograd), fast path or not
     sum(losses.values()).backward()
     assert model.backbone.stem.conv.weight.grad is not None

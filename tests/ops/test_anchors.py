@@ -1,4 +1,5 @@
 """Anchors equal torchvision's AnchorGenerator."""
+
 import pytest
 import torch
 from torchvision.models.detection.anchor_utils import AnchorGenerator

@@ -1,4 +1,5 @@
 """BoxCoder equals torchvision's encode/decode."""
+
 import math
 
 import pytest

@@ -1,4 +1,5 @@
 """boxes_to_original undoes the detkit resize / letterbox transforms."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,20 +27,30 @@ def test_clips_to_original_image_and_keeps_dtype():
     assert boxes_to_original(torch.tensor([[1, 2, 3, 4]]), (1, 1), (0, 0), (5, 5)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("specs", [
-    [{"type": "ResizeShortestEdge", "short_sizes": [96], "max_size": 200}],
-    [{"type": "ResizeShortestEdge", "short_sizes": [33], "max_size": 1000}],
-    [{"type": "LetterBox", "size": [128, 96]}],
-    [{"type": "LetterBox", "size": 160, "scaleup": False}],
-    [{"type": "LetterBox", "size": [90, 120]}, {"type": "ResizeShortestEdge", "short_sizes": [150]}],
-    [{"type": "ResizeShortestEdge", "short_sizes": [70]}, {"type": "LetterBox", "size": 128}],
-])
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [{"type": "ResizeShortestEdge", "short_sizes": [96], "max_size": 200}],
+        [{"type": "ResizeShortestEdge", "short_sizes": [33], "max_size": 1000}],
+        [{"type": "LetterBox", "size": [128, 96]}],
+        [{"type": "LetterBox", "size": 160, "scaleup": False}],
+        [{"type": "LetterBox", "size": [90, 120]}, {"type": "ResizeShortestEdge", "short_sizes": [150]}],
+        [{"type": "ResizeShortestEdge", "short_sizes": [70]}, {"type": "LetterBox", "size": 128}],
+    ],
+)
 @pytest.mark.parametrize("hw", [(60, 100), (100, 45)])
 def test_inverts_transforms(specs, hw):
     h, w = hw
     boxes = np.array([[3, 4, 30, 40], [w / 2, h / 3, w - 1, h - 2], [0, 0, w, h]], np.float32)
-    sample = {"image": np.zeros((h, w, 3), np.uint8), "boxes": boxes.copy(), "labels": np.arange(3),
-              "orig_size": (h, w), "scale_factor": (1.0, 1.0), "pad_offset": (0, 0), "image_id": 1}
+    sample = {
+        "image": np.zeros((h, w, 3), np.uint8),
+        "boxes": boxes.copy(),
+        "labels": np.arange(3),
+        "orig_size": (h, w),
+        "scale_factor": (1.0, 1.0),
+        "pad_offset": (0, 0),
+        "image_id": 1,
+    }
     out = build_transforms(specs)(sample)
     back = boxes_to_original(torch.from_numpy(out["boxes"]), out["scale_factor"], out["pad_offset"], (h, w))
     torch.testing.assert_close(back, torch.from_numpy(boxes), atol=1e-3, rtol=1e-5)

@@ -1,4 +1,5 @@
 """Matcher equals torchvision's, also batched with padded ground truth."""
+
 import pytest
 import torch
 from torchvision.models.detection._utils import Matcher as TVMatcher

@@ -1,4 +1,5 @@
 """Balanced positive/negative sampling."""
+
 import torch
 
 from detkit.ops.sampler import sample_pos_neg

@@ -1,4 +1,5 @@
 """Task-aligned assigner on hand-made cases."""
+
 import torch
 
 from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes
@@ -32,9 +33,9 @@ def test_best_aligned_anchors_win_and_targets_are_normalised():
     points, _ = _grid()
     gt = torch.tensor([[[0.0, 0.0, 16.0, 16.0]]])
     scores = torch.full((1, 16, 2), 0.1)
-    scores[0, 5, 1] = 0.9                      # anchor 5 is confident about class 1
+    scores[0, 5, 1] = 0.9  # anchor 5 is confident about class 1
     pred = torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(1, 16, 4).clone()
-    pred[0, 0] = torch.tensor([0.0, 0.0, 8.0, 8.0])      # anchor 0 localises badly
+    pred[0, 0] = torch.tensor([0.0, 0.0, 8.0, 8.0])  # anchor 0 localises badly
     a = task_aligned_assign(scores, pred, points, torch.tensor([[1]]), gt, torch.tensor([[True]]), topk=2)
     assert a.fg[0].nonzero().flatten().tolist() == [1, 5] or a.fg[0].nonzero().flatten().tolist() == [4, 5]
     assert a.labels[0, 5] == 1 and torch.equal(a.boxes[0, 5], gt[0, 0])
@@ -50,7 +51,7 @@ def test_anchor_in_two_boxes_goes_to_the_better_overlap():
     pred = torch.tensor([9.0, 9.0, 15.0, 15.0]).expand(1, 16, 4).clone()  # every box fits the small gt
     scores = torch.full((1, 16, 3), 0.5)
     a = task_aligned_assign(scores, pred, points, torch.tensor([[0, 2]]), gt, torch.tensor([[True, True]]), topk=16)
-    assert a.fg[0, 5] and a.gt_index[0, 5] == 1 and a.labels[0, 5] == 2   # anchor (12,12) is inside both
+    assert a.fg[0, 5] and a.gt_index[0, 5] == 1 and a.labels[0, 5] == 2  # anchor (12,12) is inside both
     assert (a.gt_index[0, a.fg[0]] == 0).sum() == 15
 
 
@@ -61,6 +62,12 @@ def test_padding_and_empty_images():
     pred = torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(2, 16, 4).clone()
     a = task_aligned_assign(torch.full((2, 16, 2), 0.5), pred, points, torch.tensor([[0], [0]]), gt, valid)
     assert a.fg[0].sum() == 4 and not a.fg[1].any() and a.scores[1].sum() == 0
-    none = task_aligned_assign(torch.full((2, 16, 2), 0.5), pred, points, torch.zeros(2, 0, dtype=torch.long),
-                               torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool))
+    none = task_aligned_assign(
+        torch.full((2, 16, 2), 0.5),
+        pred,
+        points,
+        torch.zeros(2, 0, dtype=torch.long),
+        torch.zeros(2, 0, 4),
+        torch.zeros(2, 0, dtype=torch.bool),
+    )
     assert not none.fg.any() and none.scores.shape == (2, 16, 2)

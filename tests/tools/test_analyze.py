@@ -1,4 +1,5 @@
 """tools/analyze.py: outputs, printed tables, infer-style predictions matched by file name, one-line errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,6 +22,7 @@ _spec.loader.exec_module(analyze_tool)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from detkit.data.synthetic import make_shapes
+
     root = tmp_path_factory.mktemp("shapes")
     paths = make_shapes(root, num_train=0, num_val=6, size=(64, 64), seed=5, empty_fraction=0.0)
     gt = json.loads(paths["val_ann_file"].read_text())
@@ -32,16 +34,37 @@ def data(tmp_path_factory):
 def test_analyze_tool(data, tmp_path, capsys):
     paths, gt, preds, pred_path = data
     out = tmp_path / "out"
-    rc = analyze_tool.main([str(paths["val_ann_file"]), str(pred_path), "--out-dir", str(out),
-                            "--img-dir", str(paths["val_img_dir"]), "--num-images", "2", "--score-thr", "0.2"])
+    rc = analyze_tool.main(
+        [
+            str(paths["val_ann_file"]),
+            str(pred_path),
+            "--out-dir",
+            str(out),
+            "--img-dir",
+            str(paths["val_img_dir"]),
+            "--num-images",
+            "2",
+            "--score-thr",
+            "0.2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0
     from detkit.evaluation import coco_metrics
+
     m = coco_metrics(paths["val_ann_file"], preds)
     assert f"AP {m['bbox/AP']:.4f}" in printed and "circle" in printed and "localization" in printed
     assert f"{len(gt['annotations'])} ground truths" in printed
-    for name in ("per_class.csv", "pr_curves.png", "confusion_matrix.png", "confusion_matrix.csv", "errors.png",
-                 "errors.csv", "per_image.csv", "summary.json"):
+    for name in (
+        "per_class.csv",
+        "pr_curves.png",
+        "confusion_matrix.png",
+        "confusion_matrix.csv",
+        "errors.png",
+        "errors.csv",
+        "per_image.csv",
+        "summary.json",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 50, name
     assert len(list((out / "worst").glob("*.jpg"))) == 2 and len(list((out / "best").glob("*.jpg"))) == 2
     assert json.loads((out / "summary.json").read_text())["confusion"]["score_thr"] == 0.2
@@ -52,21 +75,24 @@ def test_infer_style_predictions_match_by_file_name(data, tmp_path, capsys):
     paths, gt, preds, _ = data
     names = {im["id"]: im["file_name"] for im in gt["images"]}
     order = {im_id: k for k, im_id in enumerate(sorted(names))}
-    infer_like = [{**p, "image_id": order[p["image_id"]], "file_name": str(paths["val_img_dir"] / names[p["image_id"]])}
-                  for p in preds]
+    infer_like = [
+        {**p, "image_id": order[p["image_id"]], "file_name": str(paths["val_img_dir"] / names[p["image_id"]])}
+        for p in preds
+    ]
     path = tmp_path / "infer.json"
     path.write_text(json.dumps(infer_like))
     args = [str(paths["val_ann_file"]), str(path), "--out-dir", str(tmp_path / "o"), "--no-tide"]
     assert analyze_tool.main(args) == 0
     a = json.loads((tmp_path / "o" / "summary.json").read_text())["metrics"]
     from detkit.evaluation import coco_metrics
+
     assert a == coco_metrics(paths["val_ann_file"], preds)
     capsys.readouterr()
 
 
 @pytest.mark.parametrize("case", ["missing", "bad_json", "unknown_image", "unknown_file"])
 def test_bad_input_is_one_line_error(data, tmp_path, capsys, case):
-    paths, _, preds, pred_path = data
+    paths, _, preds, _pred_path = data
     bad = tmp_path / "bad.json"
     if case == "missing":
         bad = tmp_path / "nope.json"
@@ -79,5 +105,9 @@ def test_bad_input_is_one_line_error(data, tmp_path, capsys, case):
     rc = analyze_tool.main([str(paths["val_ann_file"]), str(bad), "--out-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("analyze.py: error: ") and err.count("\n") == 1
-    assert {"missing": "not found", "bad_json": "not valid JSON", "unknown_image": "image_id=999",
-            "unknown_file": "elsewhere/x.png"}[case] in err
+    assert {
+        "missing": "not found",
+        "bad_json": "not valid JSON",
+        "unknown_image": "image_id=999",
+        "unknown_file": "elsewhere/x.png",
+    }[case] in err

@@ -1,4 +1,5 @@
 """tools/benchmark.py --task infer/train (with and without --compare torchvision) at tiny sizes; no timing checks."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,8 +32,28 @@ def _threads():
 
 def test_infer_compare_torchvision_writes_rows(tmp_path, capsys):
     md = tmp_path / "bench.md"
-    rc = bench_tool.main([MASK, "--task", "infer", "--compare", "torchvision", "--size", "96", "128",
-                          "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--md", str(md)])
+    rc = bench_tool.main(
+        [
+            MASK,
+            "--task",
+            "infer",
+            "--compare",
+            "torchvision",
+            "--size",
+            "96",
+            "128",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--md",
+            str(md),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "mask_rcnn_r50_fpn" in out
@@ -45,40 +66,82 @@ def test_infer_compare_torchvision_writes_rows(tmp_path, capsys):
 
 def test_train_compare_torchvision_row():
     cfg = bench_tool.load_config(FASTER)
-    row = benchmark.bench_train(cfg, size=64, batch=1, iters=1, warmup=0, device="cpu", compare="torchvision",
-                                log=lambda s: None)
+    row = benchmark.bench_train(
+        cfg, size=64, batch=1, iters=1, warmup=0, device="cpu", compare="torchvision", log=lambda s: None
+    )
     assert row["task"] == "train" and row["input"] == "1x64x64"
     assert row["detkit_ms"] > 0 and row["torchvision_ms"] > 0 and row["ratio"] > 0
     assert "detkit first-step loss" in row["check"] and "torchvision first-step loss" in row["check"]
 
 
 def test_detkit_only_without_compare(capsys):
-    rc = bench_tool.main([SHAPES, "--task", "infer", "--size", "64", "96", "--iters", "1", "--warmup", "0",
-                          "--set", "model.num_classes=3", "--threads", "1"])
+    rc = bench_tool.main(
+        [
+            SHAPES,
+            "--task",
+            "infer",
+            "--size",
+            "64",
+            "96",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--set",
+            "model.num_classes=3",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     assert "faster_rcnn_r18_fpn" in capsys.readouterr().out
 
 
 def test_train_on_a_config_with_few_classes(capsys):
     # the synthetic labels stay below the model's class count (they were 0..79 for any model)
-    rc = bench_tool.main([SHAPES, "--task", "train", "--size", "64", "64", "--batch", "1", "--iters", "1",
-                          "--warmup", "0", "--set", "model.num_classes=3", "--threads", "1"])
+    rc = bench_tool.main(
+        [
+            SHAPES,
+            "--task",
+            "train",
+            "--size",
+            "64",
+            "64",
+            "--batch",
+            "1",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--set",
+            "model.num_classes=3",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0 and "faster_rcnn_r18_fpn" in capsys.readouterr().out
 
 
 def test_compare_needs_r50_fpn_config(capsys):
-    rc = bench_tool.main([SHAPES, "--task", "train", "--compare", "torchvision", "--set", "model.num_classes=3",
-                          "--iters", "1"])
+    rc = bench_tool.main(
+        [SHAPES, "--task", "train", "--compare", "torchvision", "--set", "model.num_classes=3", "--iters", "1"]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert err.startswith("benchmark: error:") and "R50-FPN" in err
 
 
 def test_compare_detections_matches_by_class():
-    ref = {"boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]), "scores": torch.tensor([0.9, 0.8]),
-           "labels": torch.tensor([1, 2])}
-    out = {"boxes": torch.tensor([[5.5, 5, 20, 20], [0, 0, 10, 10.25]]), "scores": torch.tensor([0.8, 0.9]),
-           "labels": torch.tensor([1, 0])}  # labels as detkit indices into the category ids below
+    ref = {
+        "boxes": torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20]]),
+        "scores": torch.tensor([0.9, 0.8]),
+        "labels": torch.tensor([1, 2]),
+    }
+    out = {
+        "boxes": torch.tensor([[5.5, 5, 20, 20], [0, 0, 10, 10.25]]),
+        "scores": torch.tensor([0.8, 0.9]),
+        "labels": torch.tensor([1, 0]),
+    }  # labels as detkit indices into the category ids below
     res = benchmark.compare_detections(ref, out, category_ids=torch.tensor([1, 2]))
     assert res["n_ref"] == res["n_out"] == res["matched"] == 2
     assert res["box_diff"] == pytest.approx(0.5) and res["score_diff"] == pytest.approx(0.0)
@@ -87,7 +150,7 @@ def test_compare_detections_matches_by_class():
 
 
 def test_peak_memory_sees_an_allocation():
-    mib, method = benchmark.peak_memory(lambda: torch.ones(64, 2 ** 20).sum(), torch.device("cpu"))
+    mib, method = benchmark.peak_memory(lambda: torch.ones(64, 2**20).sum(), torch.device("cpu"))
     if mib is None:
         pytest.skip(method)
     assert mib > 100 and method == "peak RSS delta"  # a 256 MiB tensor
@@ -99,12 +162,53 @@ YOLO = str(ROOT / "configs" / "yolo" / "yolo_n_coco.yaml")
 def test_compare_ultralytics_rows(tmp_path, capsys):
     pytest.importorskip("ultralytics.nn.tasks")
     md = tmp_path / "bench.md"
-    rc = bench_tool.main([YOLO, "--task", "infer", "--compare", "ultralytics", "--size", "96", "96", "--iters", "1",
-                          "--warmup", "0", "--threads", "1", "--device", "cpu", "--md", str(md)])
+    rc = bench_tool.main(
+        [
+            YOLO,
+            "--task",
+            "infer",
+            "--compare",
+            "ultralytics",
+            "--size",
+            "96",
+            "96",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--md",
+            str(md),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "forward" in out and "end2end" in out
     n_dk, n_ul = map(int, re.search(r"detections detkit (\d+), ultralytics (\d+)", out).groups())
-    assert n_dk == n_ul   # same weights, same NMS settings
-    rc = bench_tool.main([YOLO, "--task", "train", "--compare", "ultralytics", "--train-size", "64", "--batch", "2",
-                          "--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--md", str(md)])
+    assert n_dk == n_ul  # same weights, same NMS settings
+    rc = bench_tool.main(
+        [
+            YOLO,
+            "--task",
+            "train",
+            "--compare",
+            "ultralytics",
+            "--train-size",
+            "64",
+            "--batch",
+            "2",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--md",
+            str(md),
+        ]
+    )
     assert rc == 0 and md.read_text().count("| yolo") == 0 and md.read_text().count("yolo_n_coco") == 3

@@ -1,4 +1,5 @@
 """tools/browse_dataset.py: ground truth raw and after the pipeline, one file each or a contact sheet."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,12 +21,21 @@ _spec.loader.exec_module(browse_tool)
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     from detkit.data.synthetic import make_shapes
+
     root = tmp_path_factory.mktemp("shapes")
     p = make_shapes(root, num_train=3, num_val=2, size=(64, 64), seed=0, empty_fraction=0.0)
-    split = {"type": "CocoDataset", "ann_file": str(p["train_ann_file"]), "img_dir": str(p["train_img_dir"]),
-             "with_masks": True, "with_sem_seg": True, "sem_background": True,
-             "pipeline": [{"type": "ResizeShortestEdge", "short_sizes": [96], "max_size": 200},
-                          {"type": "HorizontalFlip", "p": 1.0}]}
+    split = {
+        "type": "CocoDataset",
+        "ann_file": str(p["train_ann_file"]),
+        "img_dir": str(p["train_img_dir"]),
+        "with_masks": True,
+        "with_sem_seg": True,
+        "sem_background": True,
+        "pipeline": [
+            {"type": "ResizeShortestEdge", "short_sizes": [96], "max_size": 200},
+            {"type": "HorizontalFlip", "p": 1.0},
+        ],
+    }
     cfg = {"model": {"type": "TwoStageDetector"}, "data": {"batch_size": 1, "train": split}}
     path = root / "browse.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -50,8 +60,12 @@ def test_raw_and_pipeline(config, tmp_path, capsys):
 
 def test_contact_sheet(config, tmp_path):
     cfg, _ = config
-    assert browse_tool.main([str(cfg), "--contact-sheet", "--out-dir", str(tmp_path), "--num", "3",
-                             "--cell", "128", "--shuffle"]) == 0
+    assert (
+        browse_tool.main(
+            [str(cfg), "--contact-sheet", "--out-dir", str(tmp_path), "--num", "3", "--cell", "128", "--shuffle"]
+        )
+        == 0
+    )
     sheet = cv2.imread(str(tmp_path / "contact_sheet.jpg"))
     assert sheet.shape[1] == 2 * 128 and sheet.shape[0] == 2 * (128 + 18)  # 3 samples on a 2x2 grid
 

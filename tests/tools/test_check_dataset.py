@@ -1,4 +1,5 @@
 """check_dataset (detkit.data.validate) and the tools/check_dataset.py command line."""
+
 from __future__ import annotations
 
 import copy
@@ -26,13 +27,21 @@ def _kinds(report) -> list[str]:
 
 
 def _tree_digest(root: Path) -> dict:
-    return {str(p.relative_to(root)): (hashlib.sha1(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): (hashlib.sha1(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "tools/check_dataset.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "tools/check_dataset.py", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_clean_dataset_summary(coco_files):
@@ -59,8 +68,11 @@ BAD = {
     "missing_file": (lambda d: d["images"][2].update(file_name="gone.png"), "missing_image", "'gone.png'"),
     "duplicate_image_id": (lambda d: d["images"][1].update(id=5), "duplicate_image_id", "id 5"),
     "duplicate_ann_id": (lambda d: d["annotations"][3].update(id=21), "duplicate_ann_id", "id 21"),
-    "duplicate_category_id": (lambda d: d["categories"].append({"id": 7, "name": "elk"}),
-                              "duplicate_category_id", "id 7"),
+    "duplicate_category_id": (
+        lambda d: d["categories"].append({"id": 7, "name": "elk"}),
+        "duplicate_category_id",
+        "id 7",
+    ),
 }
 
 
@@ -82,8 +94,14 @@ def test_reports_every_problem_not_just_the_first(coco_files):
         mutate(data)
     coco_files.write(data)
     kinds = set(_kinds(check_dataset(coco_files.ann_file, coco_files.img_dir)))
-    assert {"bad_box", "unknown_image", "unsafe_path", "duplicate_image_id", "duplicate_ann_id",
-            "duplicate_category_id"} <= kinds
+    assert {
+        "bad_box",
+        "unknown_image",
+        "unsafe_path",
+        "duplicate_image_id",
+        "duplicate_ann_id",
+        "duplicate_category_id",
+    } <= kinds
 
 
 def test_unreadable_image_and_size_mismatch(coco_files):

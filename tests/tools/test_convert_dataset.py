@@ -1,4 +1,5 @@
 """Command-line tests of tools/convert_dataset.py."""
+
 import hashlib
 import importlib.util
 import json
@@ -41,16 +42,33 @@ def _run(*args, capsys):
 
 def test_script_runs_as_python_tools_convert_dataset(voc, tmp_path):
     ann, img = voc
-    r = subprocess.run([sys.executable, str(TOOL), "voc2coco", "--ann-dir", str(ann), "--img-dir", str(img),
-                        "--out", str(tmp_path / "o.json")], capture_output=True, text=True, cwd=tmp_path,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(TOOL),
+            "voc2coco",
+            "--ann-dir",
+            str(ann),
+            "--img-dir",
+            str(img),
+            "--out",
+            str(tmp_path / "o.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o.json").read_text())["categories"][0]["name"] == "chair"
 
 
 def _digest(folder: Path) -> dict:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -73,27 +91,49 @@ def test_voc2coco_then_coco2yolo_then_yolo2coco(voc, tmp_path, capsys):
     assert r.returncode == 0, r.stderr
     assert "images=3" in r.stdout and "annotations=8" in r.stdout
     coco = json.loads((tmp_path / "voc.json").read_text())
-    person = [a for a in coco["annotations"] if a["image_id"] == 3]   # 2007_000027 sorts last
+    person = [a for a in coco["annotations"] if a["image_id"] == 3]  # 2007_000027 sorts last
     assert person[0]["bbox"] == [173.0, 100.0, 176.0, 251.0]
 
-    r = _run("coco2yolo", "--ann-file", tmp_path / "voc.json", "--img-dir", img, "--out-dir", tmp_path / "yolo",
-             capsys=capsys)
+    r = _run(
+        "coco2yolo",
+        "--ann-file",
+        tmp_path / "voc.json",
+        "--img-dir",
+        img,
+        "--out-dir",
+        tmp_path / "yolo",
+        capsys=capsys,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "yolo" / "classes.txt").read_text() == "chair\ndog\nperson\n"
-    assert sorted(p.name for p in (tmp_path / "yolo" / "labels").iterdir()) == \
-        ["000001.txt", "000005.txt", "2007_000027.txt"]
+    assert sorted(p.name for p in (tmp_path / "yolo" / "labels").iterdir()) == [
+        "000001.txt",
+        "000005.txt",
+        "2007_000027.txt",
+    ]
 
-    r = _run("yolo2coco", "--label-dir", tmp_path / "yolo" / "labels", "--img-dir", img,
-             "--classes", tmp_path / "yolo" / "classes.txt", "--out", tmp_path / "back.json", capsys=capsys)
+    r = _run(
+        "yolo2coco",
+        "--label-dir",
+        tmp_path / "yolo" / "labels",
+        "--img-dir",
+        img,
+        "--classes",
+        tmp_path / "yolo" / "classes.txt",
+        "--out",
+        tmp_path / "back.json",
+        capsys=capsys,
+    )
     assert r.returncode == 0, r.stderr
     back = json.loads((tmp_path / "back.json").read_text())
     assert [c["name"] for c in back["categories"]] == ["chair", "dog", "person"]
     assert [a["category_id"] for a in back["annotations"]] == [a["category_id"] for a in coco["annotations"]]
-    np.testing.assert_allclose([a["bbox"] for a in back["annotations"]],
-                               [a["bbox"] for a in coco["annotations"]], atol=1e-3)
+    np.testing.assert_allclose(
+        [a["bbox"] for a in back["annotations"]], [a["bbox"] for a in coco["annotations"]], atol=1e-3
+    )
     after = {**_digest(ann), **{"img/" + k: v for k, v in _digest(img).items()}}
-    assert after == before                       # inputs untouched
-    assert not list(tmp_path.rglob("*.tmp*"))   # no temporary files left
+    assert after == before  # inputs untouched
+    assert not list(tmp_path.rglob("*.tmp*"))  # no temporary files left
 
 
 @pytest.mark.parametrize("case", ["bad_xml", "unknown_class", "missing_dir", "usage"])
@@ -110,8 +150,17 @@ def test_errors_are_one_line_exit_2(voc, tmp_path, case, capsys):
         needle = "000001.xml"
     elif case == "missing_dir":
         (tmp_path / "cls.txt").write_text("person\n")
-        args = ["yolo2coco", "--label-dir", tmp_path / "nope", "--img-dir", img,
-                "--classes", tmp_path / "cls.txt", "--out", out]
+        args = [
+            "yolo2coco",
+            "--label-dir",
+            tmp_path / "nope",
+            "--img-dir",
+            img,
+            "--classes",
+            tmp_path / "cls.txt",
+            "--out",
+            out,
+        ]
         needle = "nope"
     else:
         args = ["coco2yolo", "--ann-file", out]

@@ -1,4 +1,5 @@
 """tools/convert_weights.py and detkit.weights.torchvision on torchvision state dicts (random weights)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,9 @@ def test_mask_rcnn_layout_and_class_mapping(mask_state):
     assert torch.equal(out["box_head.cls_score.weight"][80], cls_w[0])  # background last
     box_w = mask_state["roi_heads.box_predictor.bbox_pred.weight"].reshape(91, 4, -1)
     assert torch.equal(out["box_head.bbox_pred.weight"].reshape(80, 4, -1), box_w[ids])
-    assert torch.equal(out["mask_head.logits.weight"], mask_state["roi_heads.mask_predictor.mask_fcn_logits.weight"][ids])
+    assert torch.equal(
+        out["mask_head.logits.weight"], mask_state["roi_heads.mask_predictor.mask_fcn_logits.weight"][ids]
+    )
     assert torch.equal(out["neck.lateral_convs.2.weight"], mask_state["backbone.fpn.inner_blocks.2.0.weight"])
     assert torch.equal(out["rpn_head.conv.0.0.weight"], mask_state["rpn.head.conv.0.0.weight"])
     assert torch.equal(out["mask_head.convs.3.0.bias"], mask_state["roi_heads.mask_head.3.0.bias"])
@@ -57,8 +60,13 @@ def test_faster_rcnn_cli_writes_checkpoint(tmp_path):
     src, dst = tmp_path / "tv.pth", tmp_path / "out" / "detkit.pth"
     torch.save(state, src)
     cfg = ROOT / "configs/_base_/models/faster_rcnn_r50_fpn.yaml"
-    res = subprocess.run([sys.executable, str(TOOL), "--from", "torchvision", str(src), str(dst), "--config", str(cfg)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, str(TOOL), "--from", "torchvision", str(src), str(dst), "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "fasterrcnn_resnet50_fpn" in res.stdout
     ckpt = torch.load(dst, map_location="cpu", weights_only=True)
@@ -112,7 +120,10 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     assert convert_weights.main(["--from", "torchvision", str(pickled), str(dst)]) == 2
     assert "weights-only" in capsys.readouterr().err
     assert not dst.exists()
-    v2 = {"backbone.body.conv1.weight": torch.zeros(1), "roi_heads.box_predictor.cls_score.weight": torch.zeros(1),
-          "roi_heads.box_head.0.0.weight": torch.zeros(1)}
+    v2 = {
+        "backbone.body.conv1.weight": torch.zeros(1),
+        "roi_heads.box_predictor.cls_score.weight": torch.zeros(1),
+        "roi_heads.box_head.0.0.weight": torch.zeros(1),
+    }
     with pytest.raises(ConversionError, match="v2"):
         detect_kind(v2)

@@ -1,4 +1,5 @@
 """tools/eval.py: metric table, --out JSON, one-line errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,6 +24,7 @@ _spec.loader.exec_module(eval_tool)
 @pytest.fixture
 def trained(monkeypatch, tmp_path):
     from detkit.engine import Trainer, builders
+
     monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
     monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
     monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)

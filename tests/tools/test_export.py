@@ -1,4 +1,5 @@
 """tools/export.py: ONNX export of a checkpoint, verified with onnxruntime; bad input is a one-line error."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,16 @@ from detkit.config import load_config
 pytest.importorskip("onnxruntime")
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model.neck.out_channels=32", "model.rpn_head.in_channels=32", "model.box_head.in_channels=32",
-        "model.box_head.representation_size=64", "model.rpn_head.pre_nms_top_n_test=200",
-        "model.rpn_head.post_nms_top_n_test=60", "data.val.img_dir=nowhere",
-        "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [96], max_size: 128}]"]
+TINY = [
+    "model.neck.out_channels=32",
+    "model.rpn_head.in_channels=32",
+    "model.box_head.in_channels=32",
+    "model.box_head.representation_size=64",
+    "model.rpn_head.pre_nms_top_n_test=200",
+    "model.rpn_head.post_nms_top_n_test=60",
+    "data.val.img_dir=nowhere",
+    "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [96], max_size: 128}]",
+]
 
 
 def _checkpoint(tmp_path, config, overrides, bias=True):
@@ -33,8 +40,9 @@ def _checkpoint(tmp_path, config, overrides, bias=True):
 
 
 def _export(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools/export.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools/export.py"), *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_export_and_verify(tmp_path):
@@ -42,8 +50,9 @@ def test_export_and_verify(tmp_path):
     img = tmp_path / "x.png"
     cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8))
     out = tmp_path / "m.onnx"
-    proc = _export("-", ckpt, "--format", "onnx", "--out", out, "--verify", "--image-size", "96,128",
-                   "--verify-images", img, img)
+    proc = _export(
+        "-", ckpt, "--format", "onnx", "--out", out, "--verify", "--image-size", "96,128", "--verify-images", img, img
+    )
     assert proc.returncode == 0, proc.stderr
     assert "dynamic batch and image size" in proc.stdout and ": OK" in proc.stdout
     assert out.is_file() and not list(tmp_path.glob(".*tmp"))

@@ -1,5 +1,6 @@
 """tools/infer.py: images, a corrupt file and a video in a folder; drawn outputs, predictions.json, a summary;
 semantic models write label maps; tiling from the command line."""
+
 import importlib.util
 import json
 import subprocess
@@ -18,10 +19,15 @@ from detkit.config import load_config
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
 # a narrow model (random weights): fast on a shared CPU
-TINY = ["model.neck.out_channels=32", "model.rpn_head.in_channels=32", "model.box_head.in_channels=32",
-        "model.box_head.representation_size=64", "model.rpn_head.pre_nms_top_n_test=100",
-        "model.rpn_head.post_nms_top_n_test=50",
-        "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]"]
+TINY = [
+    "model.neck.out_channels=32",
+    "model.rpn_head.in_channels=32",
+    "model.box_head.in_channels=32",
+    "model.box_head.representation_size=64",
+    "model.rpn_head.pre_nms_top_n_test=100",
+    "model.rpn_head.post_nms_top_n_test=50",
+    "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +38,9 @@ def checkpoint(tmp_path_factory):
     with torch.no_grad():
         model.box_head.cls_score.bias[:-1] += 4.0  # random weights, but detections above the threshold
     path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": ["a", "b"],
-                                                      "cat_ids": [3, 8]}}, path)
+    torch.save(
+        {"model": model.state_dict(), "meta": {"config": cfg, "class_names": ["a", "b"], "cat_ids": [3, 8]}}, path
+    )
     return path
 
 
@@ -58,8 +65,9 @@ def _frame_count(path):
 
 
 def _infer(*args):
-    return subprocess.run([sys.executable, str(ROOT / "tools/infer.py"), *map(str, args)],
-                          capture_output=True, text=True, timeout=400)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools/infer.py"), *map(str, args)], capture_output=True, text=True, timeout=400
+    )
 
 
 def test_folder_with_images_video_and_corrupt_file(checkpoint, tmp_path):
@@ -86,8 +94,7 @@ def test_folder_with_images_video_and_corrupt_file(checkpoint, tmp_path):
     from pycocotools.coco import COCO
 
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": [],
-                  "categories": [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}]}
+    gt.dataset = {"images": images, "annotations": [], "categories": [{"id": 3, "name": "a"}, {"id": 8, "name": "b"}]}
     gt.createIndex()
     res = gt.loadRes(str(out / "predictions.json"))
     assert len(res.getAnnIds()) == len(preds)
@@ -99,8 +106,24 @@ def test_no_draw_avi_and_tiles(checkpoint, tmp_path, capsys):
     _write_video(src / "clip.avi", n=4, size=(64, 80), fourcc="MJPG")
     cv2.imwrite(str(src / "big.png"), np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8))
     out = tmp_path / "out"
-    rc = _load_tool().main(["-", str(checkpoint), str(src / "*.*"), "--out-dir", str(out), "--device", "cpu",
-                            "--no-draw", "--tile", "96,96", "--tile-overlap", "0.25", "--score-thr", "0.2"])
+    rc = _load_tool().main(
+        [
+            "-",
+            str(checkpoint),
+            str(src / "*.*"),
+            "--out-dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-draw",
+            "--tile",
+            "96,96",
+            "--tile-overlap",
+            "0.25",
+            "--score-thr",
+            "0.2",
+        ]
+    )
     assert rc == 0
     assert "1 images processed, 1 video (4 frames) processed, 0 unreadable skipped" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["images.json", "predictions.json"]  # no drawings
@@ -152,8 +175,9 @@ def test_semantic_model_writes_label_maps(tmp_path, monkeypatch, capsys):
     cv2.imwrite(str(tmp_path / "s.png"), img)
     _write_video(tmp_path / "v.mp4", n=3, size=(32, 48))
     out = tmp_path / "out"
-    rc = _load_tool().main(["cfg.yaml", "ckpt.pth", str(tmp_path / "s.png"), str(tmp_path / "v.mp4"),
-                            "--out-dir", str(out)])
+    rc = _load_tool().main(
+        ["cfg.yaml", "ckpt.pth", str(tmp_path / "s.png"), str(tmp_path / "v.mp4"), "--out-dir", str(out)]
+    )
     assert rc == 0
     assert "semantic maps" in capsys.readouterr().out
     labels = cv2.imread(str(out / "s_labels.png"), cv2.IMREAD_UNCHANGED)

@@ -1,4 +1,5 @@
 """Command-line tests of tools/make_shapes.py."""
+
 import importlib.util
 import json
 import subprocess
@@ -20,8 +21,13 @@ def _tool():
 
 def test_script_runs_with_default_out_dir(tmp_path):
     """``python tools/make_shapes.py`` works from any folder and writes data/shapes by default."""
-    r = subprocess.run([sys.executable, str(TOOL), "--num-train", "2", "--num-val", "1", "--size", "32"],
-                       capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(TOOL), "--num-train", "2", "--num-val", "1", "--size", "32"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "data" / "shapes" / "train.json").is_file()
     assert (tmp_path / "data" / "shapes" / "val.json").is_file()

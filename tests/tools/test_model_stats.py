@@ -1,4 +1,5 @@
 """tools/model_stats.py: parameters equal the built model's, per-part FLOPs from FlopCounterMode."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,6 +23,7 @@ def test_parameters_equal_the_built_model(capsys):
     out = capsys.readouterr().out
     import detkit
     from detkit.config import load_config
+
     model = detkit.build_model(load_config(CONFIG), class_names=["a", "b", "c", "d"])
     total = sum(p.numel() for p in model.parameters())
     assert re.search(rf"^total\s+{total}\s", out, re.M), out
@@ -35,8 +37,9 @@ def test_flops_per_part():
     import detkit
     from detkit.benchmark.model_stats import model_stats
     from detkit.config import load_config
+
     model = detkit.build_model(load_config(CONFIG), class_names=["a", "b"])
-    rows, total, hw = model_stats(model, (100, 130), num_rois=0)
+    rows, _total, hw = model_stats(model, (100, 130), num_rois=0)
     assert hw == (128, 160)  # rounded up to the size divisor
     by = {r.name: r for r in rows}
     assert by["box_head"].flops is None and all(by[k].flops > 0 for k in ("backbone", "neck", "rpn_head"))
@@ -48,6 +51,7 @@ def test_flops_per_part():
     assert by2["box_head"].flops > 2 * 10 * width * 7 * 7 * 1024  # fc6 alone: 10 RoIs of width x 7 x 7 -> 1024
     # the first conv of ResNet: 7x7x3 -> 64 at stride 2, counted as 2 FLOPs per multiply-add
     from torch.utils.flop_counter import FlopCounterMode
+
     with FlopCounterMode(display=False) as c, torch.no_grad():
         model.backbone.conv1(torch.zeros(1, 3, 128, 160))
     assert c.get_total_flops() == 2 * 64 * 3 * 7 * 7 * 64 * 80

@@ -1,4 +1,5 @@
 """tools/plot_logs.py: metric and loss curves of several work directories; one-line errors."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,6 +16,7 @@ _spec.loader.exec_module(plot_tool)
 def _run(work_dir: Path, scale: float) -> Path:
     """A work directory written by the engine's own RunRecord (metrics.jsonl + history.json)."""
     from detkit.engine.logger import RunRecord
+
     rec = RunRecord(work_dir)
     work_dir.mkdir(parents=True)
     for it in range(1, 13):
@@ -34,6 +36,7 @@ def test_plot_two_runs(tmp_path, capsys):
     keys = capsys.readouterr().out
     assert "bbox/AP" in keys and "rpn/cls" in keys and "lr" in keys
     from detkit.analysis.logs import load_series
+
     s = load_series(a)
     assert s["bbox/AP"]["epoch"] == [1.0, 2.0, 3.0] and s["loss"]["epoch"][-1] == 3.0
     assert "bbox/APl" not in s  # -1 (undefined) is left out

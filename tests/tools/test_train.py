@@ -1,4 +1,5 @@
 """tools/train.py: arguments, work dir, resolved config, one-line errors, resume command."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,6 +23,7 @@ _spec.loader.exec_module(train_tool)
 @pytest.fixture
 def toy_cfg(monkeypatch, tmp_path):
     from detkit.engine import builders
+
     monkeypatch.setattr(builders, "build_dataset", detkit_toy.toy_build_dataset)
     monkeypatch.setattr(builders, "build_dataloader", detkit_toy.toy_build_dataloader)
     monkeypatch.setattr(builders, "build_evaluator", detkit_toy.toy_build_evaluator)
@@ -32,8 +34,9 @@ def toy_cfg(monkeypatch, tmp_path):
 
 def test_train_cli_writes_resolved_config_and_checkpoints(toy_cfg, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rc = train_tool.main([str(toy_cfg), "--set", "train.max_epochs=2", "optimizer.lr=0.01", "--seed", "5",
-                          "--device", "cpu"])
+    rc = train_tool.main(
+        [str(toy_cfg), "--set", "train.max_epochs=2", "optimizer.lr=0.01", "--seed", "5", "--device", "cpu"]
+    )
     assert rc == 0
     work = tmp_path / "work_dirs" / "toy_cfg"  # default: work_dirs/<config stem>
     cfg = yaml.safe_load((work / "config.yaml").read_text())
@@ -43,12 +46,15 @@ def test_train_cli_writes_resolved_config_and_checkpoints(toy_cfg, tmp_path, mon
     assert (work / "best.pth").is_file() and (work / "metrics.jsonl").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--set", "train.max_epoch=3"], "train.max_epoch"),
-    (["--resume"], "checkpoint not found"),
-    (["--load-from", "nowhere.pth"], "nowhere.pth"),
-    (["--set", "+train.max_epoch=3"], "nearest valid: 'train.max_epochs'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "train.max_epoch=3"], "train.max_epoch"),
+        (["--resume"], "checkpoint not found"),
+        (["--load-from", "nowhere.pth"], "nowhere.pth"),
+        (["--set", "+train.max_epoch=3"], "nearest valid: 'train.max_epochs'"),
+    ],
+)
 def test_train_cli_bad_input_is_one_line_exit_2(toy_cfg, tmp_path, capsys, args, message):
     rc = train_tool.main([str(toy_cfg), "--work-dir", str(tmp_path / "w"), "--device", "cpu", *args])
     err = capsys.readouterr().err.strip()
@@ -61,6 +67,7 @@ def test_train_cli_missing_config(tmp_path, capsys):
 
 
 def test_resume_command_replaces_load_from():
-    cmd = train_tool.resume_command(["c.yaml", "--load-from", "w.pth", "--set", "a=1", "--resume", "x.pth"],
-                                    Path("out dir"))
+    cmd = train_tool.resume_command(
+        ["c.yaml", "--load-from", "w.pth", "--set", "a=1", "--resume", "x.pth"], Path("out dir")
+    )
     assert cmd.endswith("c.yaml --set a=1 --work-dir 'out dir' --resume") and "w.pth" not in cmd

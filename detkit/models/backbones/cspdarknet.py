@@ -1,16 +1,22 @@
 """CSPDarknet backbone with C2f blocks and SPPF (the YOLOv8 backbone), scaled by width and depth."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from detkit.models.blocks import C2f, SPPF, ConvBNAct, make_divisible
+from detkit.models.blocks import SPPF, C2f, ConvBNAct, make_divisible
 from detkit.registry import BACKBONES
 
 # scale: (depth multiplier, width multiplier, max channels) as in YOLOv8
-SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 768),
-          "l": (1.00, 1.00, 512), "x": (1.00, 1.25, 512)}
+SCALES = {
+    "n": (0.33, 0.25, 1024),
+    "s": (0.33, 0.50, 1024),
+    "m": (0.67, 0.75, 768),
+    "l": (1.00, 1.00, 512),
+    "x": (1.00, 1.25, 512),
+}
 # per stage: output channels and C2f blocks, before scaling (stem conv, then stages P2..P5)
 _STAGES = ((128, 3), (256, 6), (512, 6), (1024, 3))
 
@@ -31,9 +37,14 @@ class CSPDarknet(nn.Module):
     ``forward(x [B,3,H,W]) -> list`` of [B,C_i,H/s_i,W/s_i], increasing stride.
     """
 
-    def __init__(self, scale: str | None = "n", depth_multiple: float | None = None,
-                 width_multiple: float | None = None, max_channels: int | None = None,
-                 out_indices: Sequence[int] = (2, 3, 4)):
+    def __init__(
+        self,
+        scale: str | None = "n",
+        depth_multiple: float | None = None,
+        width_multiple: float | None = None,
+        max_channels: int | None = None,
+        out_indices: Sequence[int] = (2, 3, 4),
+    ):
         super().__init__()
         if scale is not None:
             if scale not in SCALES:

@@ -1,10 +1,11 @@
 """ResNet / ResNeXt backbone with torchvision's module names, so torchvision ImageNet weights load directly."""
+
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +17,13 @@ from detkit.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
 
-_ARCH = {18: (tv_resnet.BasicBlock, [2, 2, 2, 2]), 34: (tv_resnet.BasicBlock, [3, 4, 6, 3]),
-         50: (tv_resnet.Bottleneck, [3, 4, 6, 3]), 101: (tv_resnet.Bottleneck, [3, 4, 23, 3]),
-         152: (tv_resnet.Bottleneck, [3, 8, 36, 3])}
+_ARCH = {
+    18: (tv_resnet.BasicBlock, [2, 2, 2, 2]),
+    34: (tv_resnet.BasicBlock, [3, 4, 6, 3]),
+    50: (tv_resnet.Bottleneck, [3, 4, 6, 3]),
+    101: (tv_resnet.Bottleneck, [3, 4, 23, 3]),
+    152: (tv_resnet.Bottleneck, [3, 8, 36, 3]),
+}
 _STEM = ("conv1", "bn1")
 
 
@@ -72,11 +77,21 @@ class ResNet(nn.Module):
     unchanged (contrast :meth:`fuse_frozen_bn`, which rewrites the modules).
     """
 
-    def __init__(self, depth: int = 50, norm: str = "FrozenBN", norm_eps: float = 1e-5, frozen_stages: int = 1,
-                 out_indices: Sequence[int] = (0, 1, 2, 3), groups: int = 1, width_per_group: int = 64,
-                 replace_stride_with_dilation: Sequence[bool] = (False, False, False),
-                 init_checkpoint: str | None = None, zero_init_residual: bool = False, gn_groups: int = 32,
-                 output_stride: int | None = None):
+    def __init__(
+        self,
+        depth: int = 50,
+        norm: str = "FrozenBN",
+        norm_eps: float = 1e-5,
+        frozen_stages: int = 1,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        groups: int = 1,
+        width_per_group: int = 64,
+        replace_stride_with_dilation: Sequence[bool] = (False, False, False),
+        init_checkpoint: str | None = None,
+        zero_init_residual: bool = False,
+        gn_groups: int = 32,
+        output_stride: int | None = None,
+    ):
         super().__init__()
         replace_stride_with_dilation = _dilation_flags(output_stride, replace_stride_with_dilation)
         if depth not in _ARCH:
@@ -89,9 +104,15 @@ class ResNet(nn.Module):
         block, layers = _ARCH[depth]
         basic = block is tv_resnet.BasicBlock  # torchvision refuses dilated BasicBlocks: dilate them below
         tv_dilation = [False] * 3 if basic else list(replace_stride_with_dilation)
-        net = tv_resnet.ResNet(block, layers, zero_init_residual=zero_init_residual, groups=groups,
-                               width_per_group=width_per_group, replace_stride_with_dilation=tv_dilation,
-                               norm_layer=_norm_layer(norm, norm_eps, gn_groups))
+        net = tv_resnet.ResNet(
+            block,
+            layers,
+            zero_init_residual=zero_init_residual,
+            groups=groups,
+            width_per_group=width_per_group,
+            replace_stride_with_dilation=tv_dilation,
+            norm_layer=_norm_layer(norm, norm_eps, gn_groups),
+        )
         if basic:
             _dilate_basic_layers(net, replace_stride_with_dilation)
         self.depth = depth
@@ -107,7 +128,7 @@ class ResNet(nn.Module):
             stride *= 1 if (i == 0 or dil) else 2
             strides.append(stride)
         width = block.expansion * 64
-        self.out_channels = [width * 2 ** i for i in out_indices]
+        self.out_channels = [width * 2**i for i in out_indices]
         self.strides = [strides[i] for i in out_indices]
         if init_checkpoint:
             self.load_checkpoint(init_checkpoint)
@@ -125,7 +146,7 @@ class ResNet(nn.Module):
             for p in m.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "ResNet":
+    def train(self, mode: bool = True) -> ResNet:
         """Set the training mode; frozen stages keep their norm layers in eval mode."""
         super().train(mode)
         for m in self._frozen_modules():
@@ -159,8 +180,10 @@ class ResNet(nn.Module):
     def load_checkpoint(self, path: str) -> None:
         """Load a torchvision-layout ResNet state dict from ``path``; a mismatched architecture is an error."""
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"ResNet init_checkpoint '{path}' does not exist; give the path of a local "
-                                    "torchvision ImageNet state dict (.pth)")
+            raise FileNotFoundError(
+                f"ResNet init_checkpoint '{path}' does not exist; give the path of a local "
+                "torchvision ImageNet state dict (.pth)"
+            )
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         state = _unwrap_state_dict(ckpt, path)
         own = self.state_dict()
@@ -173,25 +196,32 @@ class ResNet(nn.Module):
         matched = [k for k in state if k in own and k not in bad_keys]
         if bad or not matched:
             detail = "; ".join(bad[:5]) if bad else f"no key matches (first keys: {list(state)[:3]})"
-            raise ValueError(f"checkpoint '{path}' does not fit ResNet-{self.depth} (groups={self.layer1[0].conv2.groups}): "
-                             f"{detail}. Give a torchvision resnet{self.depth} state dict or change model.backbone.depth")
+            raise ValueError(
+                f"checkpoint '{path}' does not fit ResNet-{self.depth} (groups={self.layer1[0].conv2.groups}): "
+                f"{detail}. Give a torchvision resnet{self.depth} state dict or change model.backbone.depth"
+            )
         missing, unexpected = self.load_state_dict(state, strict=False)
         if missing:
-            logger.warning("ResNet: %d keys missing from '%s' (kept at their initial values): %s",
-                           len(missing), path, ", ".join(missing[:10]))
+            logger.warning(
+                "ResNet: %d keys missing from '%s' (kept at their initial values): %s",
+                len(missing),
+                path,
+                ", ".join(missing[:10]),
+            )
         if unexpected:
-            logger.warning("ResNet: %d unexpected keys in '%s' ignored: %s",
-                           len(unexpected), path, ", ".join(unexpected[:10]))
+            logger.warning(
+                "ResNet: %d unexpected keys in '%s' ignored: %s", len(unexpected), path, ", ".join(unexpected[:10])
+            )
 
     @torch.no_grad()
-    def fuse_frozen_bn(self) -> "ResNet":
+    def fuse_frozen_bn(self) -> ResNet:
         """Fold every ``FrozenBatchNorm2d`` into the conv before it (inference speed-up; same outputs within 1e-4).
 
         The convs gain a bias and the norm layers become ``nn.Identity``, so the state dict changes:
         call it after loading weights, for inference only.
         """
         pairs = [(self, "conv1", "bn1")]
-        for name, mod in self.named_modules():
+        for _name, mod in self.named_modules():
             if isinstance(mod, (tv_resnet.BasicBlock, tv_resnet.Bottleneck)):
                 pairs += [(mod, f"conv{k}", f"bn{k}") for k in (1, 2, 3) if hasattr(mod, f"bn{k}")]
                 if mod.downsample is not None:
@@ -202,8 +232,16 @@ class ResNet(nn.Module):
                 continue
             scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
             bias = bn.bias - bn.running_mean * scale
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                              conv.dilation, conv.groups, bias=True).to(conv.weight)
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                conv.groups,
+                bias=True,
+            ).to(conv.weight)
             fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
             fused.bias.copy_(bias if conv.bias is None else conv.bias * scale + bias)
             fused.weight.requires_grad_(conv.weight.requires_grad)
@@ -225,8 +263,10 @@ def _dilation_flags(output_stride: int | None, flags: Sequence[bool]) -> tuple[b
         raise ValueError(f"ResNet output_stride must be 32, 16 or 8, got {output_stride}")
     wanted = table[int(output_stride)]
     if any(flags) and flags != wanted:
-        raise ValueError(f"ResNet output_stride={output_stride} contradicts replace_stride_with_dilation="
-                         f"{list(flags)}; give only one of them")
+        raise ValueError(
+            f"ResNet output_stride={output_stride} contradicts replace_stride_with_dilation="
+            f"{list(flags)}; give only one of them"
+        )
     return wanted
 
 
@@ -255,13 +295,14 @@ def _unwrap_state_dict(ckpt, path: str) -> dict[str, Tensor]:
                 ckpt = ckpt[key]
                 break
     if not isinstance(ckpt, dict) or not all(isinstance(v, Tensor) for v in ckpt.values()):
-        raise ValueError(f"checkpoint '{path}' is not a state dict (a dict of tensors, or one under "
-                         "'model' / 'state_dict')")
+        raise ValueError(
+            f"checkpoint '{path}' is not a state dict (a dict of tensors, or one under 'model' / 'state_dict')"
+        )
     state = dict(ckpt)
     for prefix in ("module.", "backbone.body.", "backbone."):
         if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
     if not any(k.startswith("conv1.") for k in state):
-        body = {k[len("backbone.body."):]: v for k, v in state.items() if k.startswith("backbone.body.")}
+        body = {k[len("backbone.body.") :]: v for k, v in state.items() if k.startswith("backbone.body.")}
         state = body or state
     return state

@@ -1,8 +1,10 @@
 """Any timm model as a multi-scale backbone (timm is optional: ``pip install detkit[timm]``)."""
+
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -28,24 +30,34 @@ class TimmBackbone(nn.Module):
     ``forward(x: Tensor[B,3,H,W]) -> list[Tensor]`` increasing stride.
     """
 
-    def __init__(self, model_name: str, pretrained: bool = False, checkpoint_path: str | None = None,
-                 out_indices: Sequence[int] = (1, 2, 3, 4), **kwargs: Any):
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: bool = False,
+        checkpoint_path: str | None = None,
+        out_indices: Sequence[int] = (1, 2, 3, 4),
+        **kwargs: Any,
+    ):
         super().__init__()
         try:
             import timm
         except ImportError as e:
-            raise ImportError("TimmBackbone needs the optional package timm: pip install detkit[timm] "
-                              "(or pip install timm)") from e
+            raise ImportError(
+                "TimmBackbone needs the optional package timm: pip install detkit[timm] (or pip install timm)"
+            ) from e
         if pretrained and not checkpoint_path:
-            raise ValueError(f"TimmBackbone('{model_name}'): pretrained=True needs checkpoint_path (a local "
-                             "weights file); detkit never downloads weights")
+            raise ValueError(
+                f"TimmBackbone('{model_name}'): pretrained=True needs checkpoint_path (a local "
+                "weights file); detkit never downloads weights"
+            )
         if checkpoint_path and not os.path.isfile(checkpoint_path):
             raise FileNotFoundError(f"TimmBackbone checkpoint_path '{checkpoint_path}' does not exist")
         if checkpoint_path:
             # 'file' overrides every remote source; source='' keeps timm off the Hugging Face hub
             kwargs["pretrained_cfg_overlay"] = dict(file=checkpoint_path, source="", url="", hf_hub_id="")
-        self.body = timm.create_model(model_name, pretrained=bool(checkpoint_path), features_only=True,
-                                      out_indices=tuple(out_indices), **kwargs)
+        self.body = timm.create_model(
+            model_name, pretrained=bool(checkpoint_path), features_only=True, out_indices=tuple(out_indices), **kwargs
+        )
         self.out_channels = list(self.body.feature_info.channels())
         self.strides = list(self.body.feature_info.reduction())
 

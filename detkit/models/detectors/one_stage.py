@@ -1,13 +1,20 @@
 """One-stage detectors (the YOLO family): backbone + neck + dense head, optionally with instance masks."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from detkit.models.detectors.parts import (batch_geometry, build_part, build_preprocess, default_class_names,
-                                          targets_to_device, to_original)
+from detkit.models.detectors.parts import (
+    batch_geometry,
+    build_part,
+    build_preprocess,
+    default_class_names,
+    targets_to_device,
+    to_original,
+)
 from detkit.models.fuse import set_fused_inference
 from detkit.ops.masks import masks_to_original
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
@@ -35,28 +42,38 @@ class OneStageDetector(nn.Module):
     (+ ``masks`` bool [N,H0,W0]) in original-image pixels.
     """
 
-    def __init__(self, backbone: nn.Module | dict, neck: nn.Module | dict | None, head: nn.Module | dict,
-                 num_classes: int = 80, class_names: Sequence[str] | None = None,
-                 preprocess: nn.Module | dict | None = None, mask_thresh: float = 0.5, fast_predict: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module | dict,
+        neck: nn.Module | dict | None,
+        head: nn.Module | dict,
+        num_classes: int = 80,
+        class_names: Sequence[str] | None = None,
+        preprocess: nn.Module | dict | None = None,
+        mask_thresh: float = 0.5,
+        fast_predict: bool = False,
+    ):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
         self.preprocess = build_preprocess(preprocess if preprocess is not None else dict(_YOLO_PREPROCESS))
         self.backbone = build_part(BACKBONES, backbone)
-        self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels,
-                               strides=self.backbone.strides)
+        self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels, strides=self.backbone.strides)
         last = self.neck if self.neck is not None else self.backbone
-        self.head = build_part(HEADS, head, num_classes=self.num_classes, in_channels=last.out_channels,
-                               strides=last.strides)
+        self.head = build_part(
+            HEADS, head, num_classes=self.num_classes, in_channels=last.out_channels, strides=last.strides
+        )
         if getattr(self.head, "num_classes", self.num_classes) != self.num_classes:
-            raise ValueError(f"head.num_classes={self.head.num_classes} but the detector has "
-                             f"num_classes={self.num_classes}; drop it from the head config")
+            raise ValueError(
+                f"head.num_classes={self.head.num_classes} but the detector has "
+                f"num_classes={self.num_classes}; drop it from the head config"
+            )
         self.mask_thresh = float(mask_thresh)
         if getattr(self.preprocess, "channels_last", False):
             self.to(memory_format=torch.channels_last)  # conv weights too: oneDNN / cuDNN's fast layout
         self.optimize_for_inference(fast_predict)
 
-    def optimize_for_inference(self, enabled: bool = True) -> "OneStageDetector":
+    def optimize_for_inference(self, enabled: bool = True) -> OneStageDetector:
         """Turn the inference fast path on (or off); returns ``self``.
 
         Eval-mode BatchNorms are folded into their convs (as Ultralytics' ``fuse()``), conv + SiLU run as one
@@ -88,8 +105,9 @@ class OneStageDetector(nn.Module):
         return self.head.loss(self.forward_raw(images), targets)
 
     @torch.no_grad()
-    def predict(self, batch: dict, score_thr: float | None = None, nms_thr: float | None = None,
-                max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+    def predict(
+        self, batch: dict, score_thr: float | None = None, nms_thr: float | None = None, max_per_img: int | None = None
+    ) -> list[dict[str, Tensor]]:
         """Detections per image in original-image pixels; test settings overridable per call."""
         images = self.preprocess(batch)
         sizes = [tuple(int(v) for v in s) for s in batch["image_sizes"]]

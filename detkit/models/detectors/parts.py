@@ -1,7 +1,9 @@
 """Small helpers shared by detectors: building parts, moving targets, mapping predictions to the original image."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,8 +59,9 @@ def batch_geometry(batch: dict) -> tuple[list, list, list]:
     return list(scales), list(pads), [tuple(int(v) for v in o) for o in origs]
 
 
-def to_original(dets: list[dict[str, Tensor]], batch: dict, mask_probs: list[Tensor] | None = None,
-                mask_thresh: float = 0.5) -> list[dict[str, Tensor]]:
+def to_original(
+    dets: list[dict[str, Tensor]], batch: dict, mask_probs: list[Tensor] | None = None, mask_thresh: float = 0.5
+) -> list[dict[str, Tensor]]:
     """Map detections from network-input pixels to the original images; paste masks at the original size.
 
     Args:

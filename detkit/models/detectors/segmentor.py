@@ -1,7 +1,8 @@
 """Semantic segmentor: backbone (+ neck) + decode head (+ auxiliary head); whole-image or sliding-window inference."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -44,11 +45,21 @@ class Segmentor(nn.Module):
     ``image_sizes``/``scale_factors``/``pad_offsets``/``orig_sizes``, logits resized bilinearly, then argmax).
     """
 
-    def __init__(self, backbone: nn.Module | dict, decode_head: nn.Module | dict, neck: nn.Module | dict | None = None,
-                 auxiliary_head: nn.Module | dict | None = None, num_classes: int = 19,
-                 class_names: Sequence[str] | None = None, preprocess: nn.Module | dict | None = None,
-                 ignore_index: int = 255, test_mode: str = "whole", crop_size: int | Sequence[int] | None = None,
-                 stride: int | Sequence[int] | None = None, align_corners: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module | dict,
+        decode_head: nn.Module | dict,
+        neck: nn.Module | dict | None = None,
+        auxiliary_head: nn.Module | dict | None = None,
+        num_classes: int = 19,
+        class_names: Sequence[str] | None = None,
+        preprocess: nn.Module | dict | None = None,
+        ignore_index: int = 255,
+        test_mode: str = "whole",
+        crop_size: int | Sequence[int] | None = None,
+        stride: int | Sequence[int] | None = None,
+        align_corners: bool = False,
+    ):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
@@ -57,15 +68,21 @@ class Segmentor(nn.Module):
         self.backbone = build_part(BACKBONES, backbone)
         self.neck = build_part(NECKS, neck, in_channels=getattr(self.backbone, "out_channels", None))
         top = self.neck if self.neck is not None else self.backbone
-        part = dict(num_classes=self.num_classes, ignore_index=self.ignore_index,
-                    in_channels=getattr(top, "out_channels", None), in_strides=getattr(top, "strides", None))
+        part = dict(
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            in_channels=getattr(top, "out_channels", None),
+            in_strides=getattr(top, "strides", None),
+        )
         self.decode_head = build_part(HEADS, decode_head, **part)
         self.auxiliary_head = build_part(HEADS, auxiliary_head, **part)
         for name in ("decode_head", "auxiliary_head"):
             head = getattr(self, name)
             if head is not None and getattr(head, "num_classes", self.num_classes) != self.num_classes:
-                raise ValueError(f"{name}.num_classes={head.num_classes} but the segmentor has "
-                                 f"num_classes={self.num_classes}; drop it from the {name} config")
+                raise ValueError(
+                    f"{name}.num_classes={head.num_classes} but the segmentor has "
+                    f"num_classes={self.num_classes}; drop it from the {name} config"
+                )
         if test_mode not in ("whole", "slide"):
             raise ValueError(f"Segmentor test_mode must be 'whole' or 'slide', got {test_mode!r}")
         self.crop_size = _pair(crop_size, "crop_size")
@@ -85,23 +102,27 @@ class Segmentor(nn.Module):
         out = torch.full((len(batch["targets"]), *size), self.ignore_index, dtype=torch.int64, device=device)
         for i, t in enumerate(batch["targets"]):
             if t.get("sem_seg") is None:
-                raise ValueError("Segmentor.loss needs batch['targets'][i]['sem_seg']: use SegFolderDataset, or "
-                                 "CocoDataset with with_sem_seg=True")
+                raise ValueError(
+                    "Segmentor.loss needs batch['targets'][i]['sem_seg']: use SegFolderDataset, or "
+                    "CocoDataset with with_sem_seg=True"
+                )
             sem = torch.as_tensor(t["sem_seg"]).to(device, torch.int64)
             h, w = min(sem.shape[0], size[0]), min(sem.shape[1], size[1])
             out[i, :h, :w] = sem[:h, :w]
         bad = (out != self.ignore_index) & ((out < 0) | (out >= self.num_classes))
         if bad.any():
             vals = sorted(set(out[bad].unique().tolist()))[:10]
-            raise ValueError(f"sem_seg label value(s) {vals} outside 0..{self.num_classes - 1} and not "
-                             f"{self.ignore_index} (ignore): the model has num_classes={self.num_classes}; "
-                             "check the dataset's classes (background included?) and model.num_classes")
+            raise ValueError(
+                f"sem_seg label value(s) {vals} outside 0..{self.num_classes - 1} and not "
+                f"{self.ignore_index} (ignore): the model has num_classes={self.num_classes}; "
+                "check the dataset's classes (background included?) and model.num_classes"
+            )
         return out
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
         """Training losses for a batch whose targets carry ``sem_seg`` [H,W] (255 = ignore)."""
-        images = self.preprocess(batch)                                           # [B,3,H,W]
-        target = self._targets(batch, images.shape[-2:], images.device)         # [B,H,W]
+        images = self.preprocess(batch)  # [B,3,H,W]
+        target = self._targets(batch, images.shape[-2:], images.device)  # [B,H,W]
         feats = self.extract_feats(images)
         losses = dict(self.decode_head.loss(self.decode_head(feats), target))
         if self.auxiliary_head is not None:
@@ -122,7 +143,7 @@ class Segmentor(nn.Module):
             for c in range(cols):
                 y2, x2 = min(r * sh + ch, h), min(c * sw + cw, w)
                 y1, x1 = max(y2 - ch, 0), max(x2 - cw, 0)
-                logits = self._whole(images[:, :, y1:y2, x1:x2])                  # [B,C,y2-y1,x2-x1]
+                logits = self._whole(images[:, :, y1:y2, x1:x2])  # [B,C,y2-y1,x2-x1]
                 if total is None:
                     total = logits.new_zeros(b, logits.shape[1], h, w)
                     count = logits.new_zeros(1, 1, h, w)
@@ -137,17 +158,17 @@ class Segmentor(nn.Module):
     @torch.no_grad()
     def predict(self, batch: dict) -> list[dict[str, Tensor]]:
         """Per image ``{'sem_seg': int64 [H0,W0]}`` in original-image pixels."""
-        logits = self.inference(self.preprocess(batch))                          # [B,C,H,W]
+        logits = self.inference(self.preprocess(batch))  # [B,C,H,W]
         scales, pads, origs = batch_geometry(batch)
         out = []
         for i, (h, w) in enumerate(tuple(int(v) for v in s) for s in batch["image_sizes"]):
             left, top = (int(round(float(v))) for v in pads[i])
             (sx, sy), (oh, ow) = scales[i], origs[i]
             ch, cw = min(h - top, int(round(oh * sy))), min(w - left, int(round(ow * sx)))
-            region = logits[i:i + 1, :, top:top + ch, left:left + cw]             # [1,C,ch,cw]
+            region = logits[i : i + 1, :, top : top + ch, left : left + cw]  # [1,C,ch,cw]
             if (ch, cw) != (oh, ow):
                 region = F.interpolate(region, size=(oh, ow), mode="bilinear", align_corners=self.align_corners)
-            out.append({"sem_seg": region[0].argmax(0).to(torch.int64)})          # [H0,W0]
+            out.append({"sem_seg": region[0].argmax(0).to(torch.int64)})  # [H0,W0]
         return out
 
     def forward(self, batch: dict) -> dict[str, Tensor] | list[dict[str, Tensor]]:

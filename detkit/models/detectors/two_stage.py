@@ -1,13 +1,19 @@
 """Faster R-CNN / Mask R-CNN: backbone + neck + RPN + RoI box head (+ RoI mask head)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from detkit.models.detectors.parts import (build_part, build_preprocess, default_class_names, targets_to_device,
-                                          to_original)
+from detkit.models.detectors.parts import (
+    build_part,
+    build_preprocess,
+    default_class_names,
+    targets_to_device,
+    to_original,
+)
 from detkit.models.fuse import set_fused_inference
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
@@ -31,10 +37,19 @@ class TwoStageDetector(nn.Module):
     per image ``boxes``/``scores``/``labels`` (+ ``masks`` bool [N,H0,W0]) in original-image pixels.
     """
 
-    def __init__(self, backbone: nn.Module | dict, neck: nn.Module | dict | None, rpn_head: nn.Module | dict,
-                 box_head: nn.Module | dict, mask_head: nn.Module | dict | None = None, num_classes: int = 80,
-                 class_names: Sequence[str] | None = None, preprocess: nn.Module | dict | None = None,
-                 mask_thresh: float = 0.5, fast_predict: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module | dict,
+        neck: nn.Module | dict | None,
+        rpn_head: nn.Module | dict,
+        box_head: nn.Module | dict,
+        mask_head: nn.Module | dict | None = None,
+        num_classes: int = 80,
+        class_names: Sequence[str] | None = None,
+        preprocess: nn.Module | dict | None = None,
+        mask_thresh: float = 0.5,
+        fast_predict: bool = False,
+    ):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
@@ -47,12 +62,14 @@ class TwoStageDetector(nn.Module):
         for name in ("box_head", "mask_head"):
             head = getattr(self, name)
             if head is not None and getattr(head, "num_classes", self.num_classes) != self.num_classes:
-                raise ValueError(f"{name}.num_classes={head.num_classes} but the detector has "
-                                 f"num_classes={self.num_classes}; drop it from the {name} config")
+                raise ValueError(
+                    f"{name}.num_classes={head.num_classes} but the detector has "
+                    f"num_classes={self.num_classes}; drop it from the {name} config"
+                )
         self.mask_thresh = float(mask_thresh)
         self.optimize_for_inference(fast_predict)
 
-    def optimize_for_inference(self, enabled: bool = True) -> "TwoStageDetector":
+    def optimize_for_inference(self, enabled: bool = True) -> TwoStageDetector:
         """Turn the inference fast path of ``predict`` on (or off); returns ``self``. For inference models.
 
         Frozen norms are folded into their convs, conv + add + ReLU run as one oneDNN op, and on the CPU the
@@ -72,7 +89,7 @@ class TwoStageDetector(nn.Module):
 
     def _proposals(self, batch: dict, train: bool) -> tuple[list[Tensor], tuple, list, list[Tensor], tuple]:
         """Features, raw RPN outputs, image sizes, detached proposals and the padded input (H, W)."""
-        images = self.preprocess(batch)                                        # [B,3,H,W] float
+        images = self.preprocess(batch)  # [B,3,H,W] float
         if not train and self.fast_predict and images.device.type == "cpu":
             images = images.contiguous(memory_format=torch.channels_last)  # oneDNN's fastest layout
         feats = self.extract_feats(images)
@@ -91,23 +108,38 @@ class TwoStageDetector(nn.Module):
         losses.update(self.box_head.loss(self.box_head(feats, props, sizes), labels, reg_targets))
         if self.mask_head is not None:
             if any("masks" not in t for t in targets):
-                raise ValueError("the mask head needs instance masks in batch['targets']: build the training "
-                                 "dataset with with_masks=True")
+                raise ValueError(
+                    "the mask head needs instance masks in batch['targets']: build the training "
+                    "dataset with with_masks=True"
+                )
             pos = [lab < self.num_classes for lab in labels]
             mask_props = [p[m] for p, m in zip(props, pos)]
             logits = self.mask_head(feats, mask_props, sizes)
-            losses.update(self.mask_head.loss(logits, mask_props, [t["masks"] for t in targets],
-                                              [i[m] for i, m in zip(matched, pos)],
-                                              [lab[m] for lab, m in zip(labels, pos)]))
+            losses.update(
+                self.mask_head.loss(
+                    logits,
+                    mask_props,
+                    [t["masks"] for t in targets],
+                    [i[m] for i, m in zip(matched, pos)],
+                    [lab[m] for lab, m in zip(labels, pos)],
+                )
+            )
         return losses
 
     @torch.no_grad()
-    def predict(self, batch: dict, score_thr: float | None = None, nms_thr: float | None = None,
-                max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+    def predict(
+        self, batch: dict, score_thr: float | None = None, nms_thr: float | None = None, max_per_img: int | None = None
+    ) -> list[dict[str, Tensor]]:
         """Detections per image in original-image pixels; test settings overridable per call."""
         feats, _, sizes, proposals, _ = self._proposals(batch, train=False)
-        dets = self.box_head.predict(self.box_head(feats, proposals, sizes), proposals, sizes,
-                                     score_thr=score_thr, nms_thr=nms_thr, max_per_img=max_per_img)
+        dets = self.box_head.predict(
+            self.box_head(feats, proposals, sizes),
+            proposals,
+            sizes,
+            score_thr=score_thr,
+            nms_thr=nms_thr,
+            max_per_img=max_per_img,
+        )
         probs = None
         if self.mask_head is not None:
             logits = self.mask_head(feats, [d["boxes"] for d in dets], sizes)

@@ -4,9 +4,10 @@ Class logits are ``[R, C+1]`` with the background LAST (index C, as MMDetection 
 deltas are ``[R, C*4]`` (no background deltas). Labels at the API are 0..C-1; sampled labels use
 ``C`` for background.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +30,9 @@ def conv_block(in_ch: int, out_ch: int, norm: str | None = None, dilation: int =
     return nn.Sequential(*layers)
 
 
-def pool_rois(pooler: MultiScaleRoIAlign, feats: Sequence[Tensor], boxes: list[Tensor],
-              strides: Sequence[int]) -> Tensor:
+def pool_rois(
+    pooler: MultiScaleRoIAlign, feats: Sequence[Tensor], boxes: list[Tensor], strides: Sequence[int]
+) -> Tensor:
     """RoIAlign ``boxes`` (list per image of [K_i,4]) from the first ``len(strides)`` maps -> [sum K_i, C, S, S].
 
     The pooler infers each level's scale from the padded input size (feature size x first stride), so
@@ -60,26 +62,41 @@ class RoIBoxHead(nn.Module):
         score_thr, nms_thr, max_per_img: test settings (overridable in ``predict``).
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 256, featmap_strides: Sequence[int] = (4, 8, 16, 32),
-                 roi_output_size: int = 7, sampling_ratio: int = 2, head: str = "2fc",
-                 representation_size: int = 1024, conv_channels: int = 256, norm: str | None = None,
-                 fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5, batch_size_per_image: int = 512,
-                 positive_fraction: float = 0.25, bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
-                 score_thr: float = 0.05, nms_thr: float = 0.5, max_per_img: int = 100):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 256,
+        featmap_strides: Sequence[int] = (4, 8, 16, 32),
+        roi_output_size: int = 7,
+        sampling_ratio: int = 2,
+        head: str = "2fc",
+        representation_size: int = 1024,
+        conv_channels: int = 256,
+        norm: str | None = None,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.5,
+        batch_size_per_image: int = 512,
+        positive_fraction: float = 0.25,
+        bbox_reg_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        score_thr: float = 0.05,
+        nms_thr: float = 0.5,
+        max_per_img: int = 100,
+    ):
         super().__init__()
         if head not in ("2fc", "4conv1fc"):
             raise ValueError(f"RoIBoxHead head must be '2fc' or '4conv1fc', got {head!r}")
         self.num_classes = int(num_classes)
         self.featmap_strides = tuple(int(s) for s in featmap_strides)
-        self.pooler = MultiScaleRoIAlign([str(i) for i in range(len(self.featmap_strides))],
-                                         roi_output_size, sampling_ratio)
+        self.pooler = MultiScaleRoIAlign(
+            [str(i) for i in range(len(self.featmap_strides))], roi_output_size, sampling_ratio
+        )
         convs, ch = [], in_channels
         if head == "4conv1fc":
             for _ in range(4):
                 convs.append(conv_block(ch, conv_channels, norm))
                 ch = conv_channels
         self.convs = nn.Sequential(*convs)
-        dims = [ch * roi_output_size ** 2] + [representation_size] * (2 if head == "2fc" else 1)
+        dims = [ch * roi_output_size**2] + [representation_size] * (2 if head == "2fc" else 1)
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.cls_score = nn.Linear(representation_size, self.num_classes + 1)
         self.bbox_pred = nn.Linear(representation_size, self.num_classes * 4)
@@ -100,8 +117,9 @@ class RoIBoxHead(nn.Module):
         self.max_per_img = int(max_per_img)
 
     @torch.no_grad()
-    def sample(self, proposals: list[Tensor], targets: list[dict]
-               ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    def sample(
+        self, proposals: list[Tensor], targets: list[dict]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Add gt boxes to the proposals, match them to the gt and sample a balanced subset per image.
 
         Args:
@@ -116,13 +134,13 @@ class RoIBoxHead(nn.Module):
         for props, tgt in zip(proposals, targets):
             gt = tgt["boxes"].to(device=props.device, dtype=props.dtype)
             gt_labels = tgt["labels"].to(device=props.device, dtype=torch.int64)
-            props = torch.cat([props, gt])                                     # [P+N,4]
+            props = torch.cat([props, gt])  # [P+N,4]
             if gt.shape[0] == 0:
                 matched = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
                 labels = torch.full_like(matched, self.num_classes)
                 gt = props.new_zeros((1, 4))
             else:
-                m = self.matcher(box_iou(gt, props))                           # [P+N]
+                m = self.matcher(box_iou(gt, props))  # [P+N]
                 matched = m.clamp(min=0)
                 labels = gt_labels[matched]
                 labels[m == Matcher.BELOW_LOW_THRESHOLD] = self.num_classes
@@ -138,8 +156,9 @@ class RoIBoxHead(nn.Module):
             out_t.append(self.box_coder.encode(gt[matched], props))
         return out_p, out_l, out_t, out_m
 
-    def forward(self, feats: Sequence[Tensor], proposals: list[Tensor],
-                image_sizes: Sequence[Sequence[int]] | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, feats: Sequence[Tensor], proposals: list[Tensor], image_sizes: Sequence[Sequence[int]] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Classify and regress proposals.
 
         Args:
@@ -159,29 +178,37 @@ class RoIBoxHead(nn.Module):
             x = F.relu(fc(x))
         return self.cls_score(x), self.bbox_pred(x)
 
-    def loss(self, raw: tuple[Tensor, Tensor], labels: list[Tensor] | Tensor,
-             regression_targets: list[Tensor] | Tensor) -> dict[str, Tensor]:
+    def loss(
+        self, raw: tuple[Tensor, Tensor], labels: list[Tensor] | Tensor, regression_targets: list[Tensor] | Tensor
+    ) -> dict[str, Tensor]:
         """torchvision's fastrcnn_loss: CE over sampled RoIs, smooth-L1 (beta 1/9) on positives / #sampled.
 
         Returns ``{'roi/cls': scalar, 'roi/box': scalar}``.
         """
         logits, deltas = raw[0].float(), raw[1].float()  # float32 losses under AMP
         labels = torch.cat(list(labels)) if isinstance(labels, (list, tuple)) else labels
-        targets = torch.cat(list(regression_targets)) if isinstance(regression_targets, (list, tuple)) \
-            else regression_targets
+        targets = (
+            torch.cat(list(regression_targets)) if isinstance(regression_targets, (list, tuple)) else regression_targets
+        )
         if labels.numel() == 0:
             zero = logits.sum() * 0 + deltas.sum() * 0
             return {"roi/cls": zero, "roi/box": zero.clone()}
         cls_loss = F.cross_entropy(logits, labels)
         pos = torch.where(labels < self.num_classes)[0]
-        deltas = deltas.reshape(deltas.shape[0], self.num_classes, 4)         # [R,C,4]
+        deltas = deltas.reshape(deltas.shape[0], self.num_classes, 4)  # [R,C,4]
         box_loss = F.smooth_l1_loss(deltas[pos, labels[pos]], targets[pos], beta=1 / 9, reduction="sum")
         return {"roi/cls": cls_loss, "roi/box": box_loss / labels.numel()}
 
     @torch.no_grad()
-    def predict(self, raw: tuple[Tensor, Tensor], proposals: list[Tensor], image_sizes: Sequence[Sequence[int]],
-                score_thr: float | None = None, nms_thr: float | None = None,
-                max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+    def predict(
+        self,
+        raw: tuple[Tensor, Tensor],
+        proposals: list[Tensor],
+        image_sizes: Sequence[Sequence[int]],
+        score_thr: float | None = None,
+        nms_thr: float | None = None,
+        max_per_img: int | None = None,
+    ) -> list[dict[str, Tensor]]:
         """Detections per image, as torchvision's postprocess_detections.
 
         Softmax, decode per class, clip to the image, drop background, keep scores > score_thr, remove
@@ -196,8 +223,8 @@ class RoIBoxHead(nn.Module):
         logits, deltas = raw[0].float(), raw[1].float()  # decode in float32 even under AMP
         c = self.num_classes
         props = torch.cat(proposals).float() if len(proposals) else deltas.new_zeros((0, 4))
-        boxes = self.box_coder.decode(deltas, props).reshape(-1, c, 4)          # [R,C,4]
-        scores = F.softmax(logits, -1)[:, :c]                                  # [R,C]
+        boxes = self.box_coder.decode(deltas, props).reshape(-1, c, 4)  # [R,C,4]
+        scores = F.softmax(logits, -1)[:, :c]  # [R,C]
         labels = torch.arange(c, device=logits.device).expand_as(scores)
         counts = [p.shape[0] for p in proposals]
         results = []

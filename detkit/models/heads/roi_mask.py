@@ -1,7 +1,8 @@
 """Mask R-CNN RoI mask head: RoIAlign 14x14, four 3x3 convs, 2x2 deconv, class-specific 28x28 mask logits."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,16 +29,30 @@ class RoIMaskHead(nn.Module):
     State dict: ``convs.{i}.0.weight/bias`` (``convs.{i}.1.*`` with a norm), ``deconv.*``, ``logits.*``.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 256, featmap_strides: Sequence[int] = (4, 8, 16, 32),
-                 roi_output_size: int = 14, sampling_ratio: int = 2, conv_channels: int = 256, num_convs: int = 4,
-                 dilation: int = 1, norm: str | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 256,
+        featmap_strides: Sequence[int] = (4, 8, 16, 32),
+        roi_output_size: int = 14,
+        sampling_ratio: int = 2,
+        conv_channels: int = 256,
+        num_convs: int = 4,
+        dilation: int = 1,
+        norm: str | None = None,
+    ):
         super().__init__()
         self.num_classes = int(num_classes)
         self.featmap_strides = tuple(int(s) for s in featmap_strides)
-        self.pooler = MultiScaleRoIAlign([str(i) for i in range(len(self.featmap_strides))],
-                                         roi_output_size, sampling_ratio)
-        self.convs = nn.Sequential(*[conv_block(in_channels if i == 0 else conv_channels, conv_channels, norm, dilation)
-                                     for i in range(num_convs)])
+        self.pooler = MultiScaleRoIAlign(
+            [str(i) for i in range(len(self.featmap_strides))], roi_output_size, sampling_ratio
+        )
+        self.convs = nn.Sequential(
+            *[
+                conv_block(in_channels if i == 0 else conv_channels, conv_channels, norm, dilation)
+                for i in range(num_convs)
+            ]
+        )
         ch = conv_channels if num_convs else in_channels
         self.deconv = nn.ConvTranspose2d(ch, conv_channels, 2, 2, 0)
         self.logits = nn.Conv2d(conv_channels, self.num_classes, 1)
@@ -49,20 +64,27 @@ class RoIMaskHead(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, feats: Sequence[Tensor], boxes: list[Tensor],
-                image_sizes: Sequence[Sequence[int]] | None = None) -> Tensor:
+    def forward(
+        self, feats: Sequence[Tensor], boxes: list[Tensor], image_sizes: Sequence[Sequence[int]] | None = None
+    ) -> Tensor:
         """Mask logits for ``boxes`` (per image Tensor[K_i,4] xyxy) -> Tensor[sum K_i, C, M, M], M = 28."""
-        x = pool_rois(self.pooler, feats, boxes, self.featmap_strides)        # [R,C_in,14,14]
+        x = pool_rois(self.pooler, feats, boxes, self.featmap_strides)  # [R,C_in,14,14]
         if self.fused_inference and not torch.is_grad_enabled():
             for block in self.convs:  # (conv, [norm,] ReLU) as one op
                 x = conv_norm_act(x, block[0], block[1] if len(block) == 3 else None, relu=True)
         else:
             x = self.convs(x)
-        x = F.relu(self.deconv(x))                                             # [R,256,28,28]
-        return self.logits(x)                                                  # [R,C,28,28]
+        x = F.relu(self.deconv(x))  # [R,256,28,28]
+        return self.logits(x)  # [R,C,28,28]
 
-    def loss(self, mask_logits: Tensor, proposals: list[Tensor], gt_masks: list[Tensor],
-             matched_idxs: list[Tensor], labels: list[Tensor] | Tensor) -> dict[str, Tensor]:
+    def loss(
+        self,
+        mask_logits: Tensor,
+        proposals: list[Tensor],
+        gt_masks: list[Tensor],
+        matched_idxs: list[Tensor],
+        labels: list[Tensor] | Tensor,
+    ) -> dict[str, Tensor]:
         """torchvision's maskrcnn_loss: BCE between the gt-class logits and gt masks RoIAligned to M x M.
 
         Args:
@@ -81,8 +103,8 @@ class RoIMaskHead(nn.Module):
         for masks, props, idxs in zip(gt_masks, proposals, matched_idxs):  # one roi_align per image
             if props.shape[0] == 0:
                 continue
-            rois = torch.cat([idxs.to(props)[:, None], props], dim=1)          # [P_i,5]
-            masks = masks.to(device=props.device)[:, None]                     # [N_i,1,h,w]
+            rois = torch.cat([idxs.to(props)[:, None], props], dim=1)  # [P_i,5]
+            masks = masks.to(device=props.device)[:, None]  # [N_i,1,h,w]
             targets.append(roi_align(masks.float(), rois.float(), (m, m), 1.0)[:, 0])  # [P_i,M,M]
         if not targets or labels.numel() == 0:
             return {"roi/mask": mask_logits.sum() * 0}

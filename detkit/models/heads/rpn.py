@@ -1,7 +1,8 @@
 """Region Proposal Network head: torchvision's ``RPNHead`` + ``RegionProposalNetwork`` numerics, batched."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,13 +62,24 @@ class RPNHead(nn.Module):
     ``cls_logits.{weight,bias}``, ``bbox_pred.{weight,bias}``.
     """
 
-    def __init__(self, in_channels: int = 256,
-                 anchor_sizes: Sequence = ((32,), (64,), (128,), (256,), (512,)),
-                 aspect_ratios: Sequence = (0.5, 1.0, 2.0), num_convs: int = 1,
-                 fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256,
-                 positive_fraction: float = 0.5, pre_nms_top_n_train: int = 2000, post_nms_top_n_train: int = 2000,
-                 pre_nms_top_n_test: int = 1000, post_nms_top_n_test: int = 1000, nms_thr: float = 0.7,
-                 score_thr: float = 0.0, min_size: float = 1e-3):
+    def __init__(
+        self,
+        in_channels: int = 256,
+        anchor_sizes: Sequence = ((32,), (64,), (128,), (256,), (512,)),
+        aspect_ratios: Sequence = (0.5, 1.0, 2.0),
+        num_convs: int = 1,
+        fg_iou_thresh: float = 0.7,
+        bg_iou_thresh: float = 0.3,
+        batch_size_per_image: int = 256,
+        positive_fraction: float = 0.5,
+        pre_nms_top_n_train: int = 2000,
+        post_nms_top_n_train: int = 2000,
+        pre_nms_top_n_test: int = 1000,
+        post_nms_top_n_test: int = 1000,
+        nms_thr: float = 0.7,
+        score_thr: float = 0.0,
+        min_size: float = 1e-3,
+    ):
         super().__init__()
         sizes = [tuple(s) if isinstance(s, (list, tuple)) else (s,) for s in anchor_sizes]
         if aspect_ratios and isinstance(aspect_ratios[0], (list, tuple)):
@@ -78,12 +90,15 @@ class RPNHead(nn.Module):
             raise ValueError(f"RPNHead: {len(sizes)} anchor size tuples but {len(ratios)} aspect ratio tuples")
         counts = {len(s) * len(r) for s, r in zip(sizes, ratios)}
         if len(counts) != 1:
-            raise ValueError("RPNHead shares its convs across levels: every level needs the same number of "
-                             f"anchors (sizes x ratios), got {sorted(counts)}")
+            raise ValueError(
+                "RPNHead shares its convs across levels: every level needs the same number of "
+                f"anchors (sizes x ratios), got {sorted(counts)}"
+            )
         self.anchor_sizes, self.aspect_ratios = tuple(sizes), tuple(ratios)
         self.num_anchors = counts.pop()
-        self.conv = nn.Sequential(*[Conv2dNormActivation(in_channels, in_channels, kernel_size=3, norm_layer=None)
-                                    for _ in range(num_convs)])
+        self.conv = nn.Sequential(
+            *[Conv2dNormActivation(in_channels, in_channels, kernel_size=3, norm_layer=None) for _ in range(num_convs)]
+        )
         self.cls_logits = nn.Conv2d(in_channels, self.num_anchors, kernel_size=1)
         self.bbox_pred = nn.Conv2d(in_channels, self.num_anchors * 4, kernel_size=1)
         for m in self.modules():
@@ -101,8 +116,10 @@ class RPNHead(nn.Module):
     def forward(self, feats: list[Tensor]) -> Raw:
         """Objectness logits [B,A,H,W] and deltas [B,A*4,H,W] for every level."""
         if len(feats) != len(self.anchor_sizes):
-            raise ValueError(f"RPNHead has anchor sizes for {len(self.anchor_sizes)} levels but got "
-                             f"{len(feats)} feature maps; set rpn_head.anchor_sizes to one tuple per level")
+            raise ValueError(
+                f"RPNHead has anchor sizes for {len(self.anchor_sizes)} levels but got "
+                f"{len(feats)} feature maps; set rpn_head.anchor_sizes to one tuple per level"
+            )
         objectness, deltas = [], []
         fused = self.fused_inference and not torch.is_grad_enabled()
         for f in feats:
@@ -122,13 +139,25 @@ class RPNHead(nn.Module):
         ``batch_shape`` is the padded batch's ``(H, W)``; strides are ``H // H_l``, ``W // W_l`` (torchvision).
         """
         sizes = [tuple(f.shape[-2:]) for f in feats]
-        return make_anchors(sizes, anchor_strides(batch_shape, sizes), self.anchor_sizes, self.aspect_ratios,
-                            device=feats[0].device, dtype=torch.float32)
+        return make_anchors(
+            sizes,
+            anchor_strides(batch_shape, sizes),
+            self.anchor_sizes,
+            self.aspect_ratios,
+            device=feats[0].device,
+            dtype=torch.float32,
+        )
 
     @torch.no_grad()
-    def predict(self, raw: Raw, feats: list[Tensor], batch_shape: Sequence[int],
-                image_sizes: Sequence[Sequence[int]], train: bool = False,
-                with_scores: bool = False) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+    def predict(
+        self,
+        raw: Raw,
+        feats: list[Tensor],
+        batch_shape: Sequence[int],
+        image_sizes: Sequence[Sequence[int]],
+        train: bool = False,
+        with_scores: bool = False,
+    ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
         """Proposals per image (detached), as torchvision's ``RegionProposalNetwork.filter_proposals``.
 
         Per level the ``pre_nms_top_n`` best anchors are decoded, clipped to ``image_sizes[i]`` (h, w),
@@ -163,8 +192,14 @@ class RPNHead(nn.Module):
             out_scores.append(s[keep])
         return (out_boxes, out_scores) if with_scores else out_boxes
 
-    def loss(self, raw: Raw, feats: list[Tensor], batch_shape: Sequence[int], targets: list[dict],
-             image_sizes: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
+    def loss(
+        self,
+        raw: Raw,
+        feats: list[Tensor],
+        batch_shape: Sequence[int],
+        targets: list[dict],
+        image_sizes: Sequence[Sequence[int]] | None = None,
+    ) -> dict[str, Tensor]:
         """Sampled BCE objectness loss and smooth-L1 (beta 1/9) box loss, both over the sampled anchors.
 
         Args:
@@ -186,8 +221,10 @@ class RPNHead(nn.Module):
         reg_targets = self.box_coder.encode(gt[img, matches[img, anchor]], anchors[anchor])
         box_loss = F.smooth_l1_loss(dlt[img, anchor], reg_targets, beta=1 / 9, reduction="sum") / num_sampled
         # a 0/1 weight instead of boolean indexing: no host sync on GPU
-        cls_loss = F.binary_cross_entropy_with_logits(obj, pos.to(obj.dtype), weight=sampled.to(obj.dtype),
-                                                      reduction="sum") / num_sampled
+        cls_loss = (
+            F.binary_cross_entropy_with_logits(obj, pos.to(obj.dtype), weight=sampled.to(obj.dtype), reduction="sum")
+            / num_sampled
+        )
         return {"rpn/cls": cls_loss, "rpn/box": box_loss}
 
     @torch.no_grad()
@@ -205,9 +242,11 @@ class RPNHead(nn.Module):
         gts = [g.to(device=anchors.device, dtype=anchors.dtype).reshape(-1, 4) for g in gt_boxes]
         m_max = max((len(g) for g in gts), default=0)
         if m_max == 0:
-            return (anchors.new_zeros((batch, n), dtype=torch.int64),
-                    anchors.new_full((batch, n), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64),
-                    anchors.new_zeros((batch, 0, 4)))
+            return (
+                anchors.new_zeros((batch, n), dtype=torch.int64),
+                anchors.new_full((batch, n), Matcher.BELOW_LOW_THRESHOLD, dtype=torch.int64),
+                anchors.new_zeros((batch, 0, 4)),
+            )
         lengths = [len(g) for g in gts]
         counts = torch.tensor(lengths, device=anchors.device)
         flat = torch.cat(gts)  # [sum M, 4]

@@ -1,7 +1,8 @@
 """Parts shared by the semantic segmentation decoders: conv blocks, the classifier and the loss."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +19,11 @@ class ConvNormAct(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3, dilation: int = 1, norm: str | None = "BN"):
         pad = dilation * (kernel_size // 2)
-        super().__init__(nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, bias=norm is None),
-                         build_norm(norm, cout, owner="segmentation head norm"), nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel_size, padding=pad, dilation=dilation, bias=norm is None),
+            build_norm(norm, cout, owner="segmentation head norm"),
+            nn.ReLU(inplace=True),
+        )
 
 
 def channel_list(in_channels: int | Sequence[int], n: int) -> list[int]:
@@ -76,9 +80,16 @@ class SegCriterion(nn.Module):
     valid pixel gives 0 (with gradient) instead of nan.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, class_weight: Sequence[float] | None = None,
-                 ce_weight: float = 1.0, dice_weight: float = 0.0, prefix: str = "sem/",
-                 align_corners: bool = False):
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+        ce_weight: float = 1.0,
+        dice_weight: float = 0.0,
+        prefix: str = "sem/",
+        align_corners: bool = False,
+    ):
         super().__init__()
         self.num_classes, self.ignore_index = int(num_classes), int(ignore_index)
         if class_weight is not None and len(class_weight) != self.num_classes:
@@ -90,7 +101,7 @@ class SegCriterion(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         target = target.to(logits.device, torch.int64)
-        logits = resize(logits, target.shape[-2:], self.align_corners).float()   # [B,C,H,W]
+        logits = resize(logits, target.shape[-2:], self.align_corners).float()  # [B,C,H,W]
         valid = target != self.ignore_index
         out = {}
         if valid.any():
@@ -99,6 +110,7 @@ class SegCriterion(nn.Module):
             ce = logits.sum() * 0.0
         out[f"{self.prefix}ce"] = ce * self.ce_weight
         if self.dice_weight > 0:
-            out[f"{self.prefix}dice"] = dice_loss(logits, target, self.ignore_index,
-                                                  class_weight=self.class_weight) * self.dice_weight
+            out[f"{self.prefix}dice"] = (
+                dice_loss(logits, target, self.ignore_index, class_weight=self.class_weight) * self.dice_weight
+            )
         return out

@@ -1,7 +1,8 @@
 """DeepLabV3+ decoder (Chen et al. 2018): ASPP on the deepest map, fused with a low-level (stride-4) skip."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,13 +22,15 @@ class ASPP(nn.Module):
 
     def __init__(self, cin: int, channels: int, dilations: Sequence[int], norm: str | None):
         super().__init__()
-        self.branches = nn.ModuleList([ConvNormAct(cin, channels, 1, norm=norm)] +
-                                      [ConvNormAct(cin, channels, 3, int(d), norm) for d in dilations])
+        self.branches = nn.ModuleList(
+            [ConvNormAct(cin, channels, 1, norm=norm)]
+            + [ConvNormAct(cin, channels, 3, int(d), norm) for d in dilations]
+        )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, channels, 1), nn.ReLU(inplace=True))
         self.project = ConvNormAct(channels * (len(dilations) + 2), channels, 1, norm=norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = self.pool(x).expand(-1, -1, *x.shape[-2:])                     # [B,ch,h,w]
+        pooled = self.pool(x).expand(-1, -1, *x.shape[-2:])  # [B,ch,h,w]
         return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
 
 
@@ -49,23 +52,40 @@ class DeepLabV3PlusHead(nn.Module):
     ``forward(feats) -> Tensor[B,C,H_low,W_low]``; ``loss(logits, target[B,H,W])``; ``predict(logits, size)``.
     """
 
-    def __init__(self, in_channels: int | Sequence[int], num_classes: int, in_strides: Sequence[int] | None = None,
-                 in_index: int = -1, low_level_index: int = 0, channels: int = 256, low_level_channels: int = 48,
-                 dilations: Sequence[int] = (6, 12, 18), norm: str | None = "BN", dropout: float = 0.1,
-                 ignore_index: int = 255, class_weight: Sequence[float] | None = None, loss_weight: float = 1.0,
-                 dice_weight: float = 0.0, loss_prefix: str = "sem/", align_corners: bool = False):
+    def __init__(
+        self,
+        in_channels: int | Sequence[int],
+        num_classes: int,
+        in_strides: Sequence[int] | None = None,
+        in_index: int = -1,
+        low_level_index: int = 0,
+        channels: int = 256,
+        low_level_channels: int = 48,
+        dilations: Sequence[int] = (6, 12, 18),
+        norm: str | None = "BN",
+        dropout: float = 0.1,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+        loss_weight: float = 1.0,
+        dice_weight: float = 0.0,
+        loss_prefix: str = "sem/",
+        align_corners: bool = False,
+    ):
         super().__init__()
         chans = input_channels(in_channels, in_strides)
         self.in_index, self.low_level_index = int(in_index), int(low_level_index)
         self.aspp = ASPP(chans[self.in_index], channels, dilations, norm)
         self.low_proj = ConvNormAct(chans[self.low_level_index], low_level_channels, 1, norm=norm)
-        self.fuse = nn.Sequential(ConvNormAct(channels + low_level_channels, channels, 3, norm=norm),
-                                  ConvNormAct(channels, channels, 3, norm=norm))
+        self.fuse = nn.Sequential(
+            ConvNormAct(channels + low_level_channels, channels, 3, norm=norm),
+            ConvNormAct(channels, channels, 3, norm=norm),
+        )
         self.num_classes = int(num_classes)
         self.align_corners = align_corners
         self.classifier = SegClassifier(channels, self.num_classes, dropout)
-        self.criterion = SegCriterion(self.num_classes, ignore_index, class_weight, loss_weight, dice_weight,
-                                      loss_prefix, align_corners)
+        self.criterion = SegCriterion(
+            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        )
 
     def forward(self, feats: list[Tensor]) -> Tensor:
         """Class logits [B,C,H_low,W_low] at the low-level map's resolution."""
@@ -80,5 +100,3 @@ class DeepLabV3PlusHead(nn.Module):
     def predict(self, logits: Tensor, size: Sequence[int]) -> Tensor:
         """Logits resized to ``size``: [B,C,H,W]."""
         return resize(logits, size, self.align_corners)
-
-

@@ -1,7 +1,8 @@
 """FCN head: a few 3x3 convs on one feature map; the usual auxiliary head of a segmentor (on C4)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,25 +27,41 @@ class FCNHead(nn.Module):
     ``forward(feats) -> Tensor[B,C,h,w]``; ``loss(logits, target[B,H,W])``; ``predict(logits, size)``.
     """
 
-    def __init__(self, in_channels: int | Sequence[int], num_classes: int, in_index: int = -2,
-                 channels: int = 128, num_convs: int = 1, dilation: int = 1, norm: str | None = "BN",
-                 dropout: float = 0.1, concat_input: bool = False, ignore_index: int = 255,
-                 class_weight: Sequence[float] | None = None, loss_weight: float = 0.4, dice_weight: float = 0.0,
-                 loss_prefix: str = "sem/aux_", align_corners: bool = False,
-                 in_strides: Sequence[int] | None = None):
+    def __init__(
+        self,
+        in_channels: int | Sequence[int],
+        num_classes: int,
+        in_index: int = -2,
+        channels: int = 128,
+        num_convs: int = 1,
+        dilation: int = 1,
+        norm: str | None = "BN",
+        dropout: float = 0.1,
+        concat_input: bool = False,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+        loss_weight: float = 0.4,
+        dice_weight: float = 0.0,
+        loss_prefix: str = "sem/aux_",
+        align_corners: bool = False,
+        in_strides: Sequence[int] | None = None,
+    ):
         super().__init__()
         cin = in_channels if isinstance(in_channels, int) else list(in_channels)[in_index]
         self.in_index = int(in_index)
-        self.convs = nn.Sequential(*[ConvNormAct(cin if k == 0 else channels, channels, 3, dilation, norm)
-                                     for k in range(num_convs)])
+        self.convs = nn.Sequential(
+            *[ConvNormAct(cin if k == 0 else channels, channels, 3, dilation, norm) for k in range(num_convs)]
+        )
         width = channels if num_convs > 0 else cin
         self.fuse = ConvNormAct(width + cin, channels, 3, norm=norm) if concat_input and num_convs > 0 else None
         self.num_classes = int(num_classes)
         self.align_corners = align_corners
-        self.classifier = SegClassifier(channels if self.fuse is not None or num_convs > 0 else cin,
-                                        self.num_classes, dropout)
-        self.criterion = SegCriterion(self.num_classes, ignore_index, class_weight, loss_weight, dice_weight,
-                                      loss_prefix, align_corners)
+        self.classifier = SegClassifier(
+            channels if self.fuse is not None or num_convs > 0 else cin, self.num_classes, dropout
+        )
+        self.criterion = SegCriterion(
+            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        )
 
     def forward(self, feats: list[Tensor]) -> Tensor:
         """Class logits [B,C,h,w] at the chosen map's resolution."""

@@ -1,8 +1,9 @@
 """Semantic FPN decoder (Kirillov et al., Panoptic FPN): every pyramid level upsampled to the finest, summed."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -31,27 +32,40 @@ class SemanticFPNHead(nn.Module):
     level); ``loss(logits, target[B,H,W]) -> dict``; ``predict(logits, size) -> Tensor[B,C,*size]``.
     """
 
-    def __init__(self, in_channels: int | Sequence[int], num_classes: int, in_strides: Sequence[int] | None = None,
-                 in_index: Sequence[int] | None = None, channels: int = 128, norm: str | None = "BN",
-                 dropout: float = 0.1, ignore_index: int = 255, class_weight: Sequence[float] | None = None,
-                 loss_weight: float = 1.0, dice_weight: float = 0.0, loss_prefix: str = "sem/",
-                 align_corners: bool = False):
+    def __init__(
+        self,
+        in_channels: int | Sequence[int],
+        num_classes: int,
+        in_strides: Sequence[int] | None = None,
+        in_index: Sequence[int] | None = None,
+        channels: int = 128,
+        norm: str | None = "BN",
+        dropout: float = 0.1,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+        loss_weight: float = 1.0,
+        dice_weight: float = 0.0,
+        loss_prefix: str = "sem/",
+        align_corners: bool = False,
+    ):
         super().__init__()
         chans = input_channels(in_channels, in_strides)  # an int width without strides: a 4-level pyramid
         n_in = len(chans)
-        strides = list(in_strides) if in_strides is not None else [4 * 2 ** i for i in range(n_in)]
+        strides = list(in_strides) if in_strides is not None else [4 * 2**i for i in range(n_in)]
         self.in_index = list(in_index) if in_index is not None else list(range(n_in))
         base = strides[self.in_index[0]]
         self.scale_heads = nn.ModuleList()
         for i in self.in_index:
             n = max(1, int(round(math.log2(strides[i] / base))))
-            self.scale_heads.append(nn.ModuleList(
-                ConvNormAct(chans[i] if k == 0 else channels, channels, 3, norm=norm) for k in range(n)))
+            self.scale_heads.append(
+                nn.ModuleList(ConvNormAct(chans[i] if k == 0 else channels, channels, 3, norm=norm) for k in range(n))
+            )
         self.num_classes = int(num_classes)
         self.align_corners = align_corners
         self.classifier = SegClassifier(channels, self.num_classes, dropout)
-        self.criterion = SegCriterion(self.num_classes, ignore_index, class_weight, loss_weight, dice_weight,
-                                      loss_prefix, align_corners)
+        self.criterion = SegCriterion(
+            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        )
         self.ignore_index = int(ignore_index)
 
     def forward(self, feats: list[Tensor]) -> Tensor:
@@ -66,7 +80,7 @@ class SemanticFPNHead(nn.Module):
                     last = k == len(stages) - 1
                     target = size if last else (x.shape[-2] * 2, x.shape[-1] * 2)
                     x = resize(x, target, self.align_corners)
-            out = x if out is None else out + x                                  # [B,ch,H_0,W_0]
+            out = x if out is None else out + x  # [B,ch,H_0,W_0]
         return self.classifier(out)
 
     def loss(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:

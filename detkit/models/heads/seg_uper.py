@@ -1,7 +1,8 @@
 """UPerNet decoder (Xiao et al. 2018): pyramid pooling on the deepest map + FPN fusion of every level."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,8 +20,10 @@ class PPM(nn.Module):
 
     def __init__(self, cin: int, channels: int, pool_scales: Sequence[int], align_corners: bool):
         super().__init__()
-        self.stages = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(int(s)), nn.Conv2d(cin, channels, 1),
-                                                  nn.ReLU(inplace=True)) for s in pool_scales)
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(int(s)), nn.Conv2d(cin, channels, 1), nn.ReLU(inplace=True))
+            for s in pool_scales
+        )
         self.align_corners = align_corners
 
     def forward(self, x: Tensor) -> Tensor:
@@ -43,11 +46,23 @@ class UPerHead(nn.Module):
     ``forward(feats) -> Tensor[B,C,H_0,W_0]``; ``loss(logits, target[B,H,W])``; ``predict(logits, size)``.
     """
 
-    def __init__(self, in_channels: int | Sequence[int], num_classes: int, in_strides: Sequence[int] | None = None,
-                 in_index: Sequence[int] | None = None, channels: int = 256,
-                 pool_scales: Sequence[int] = (1, 2, 3, 6), norm: str | None = "BN", dropout: float = 0.1,
-                 ignore_index: int = 255, class_weight: Sequence[float] | None = None, loss_weight: float = 1.0,
-                 dice_weight: float = 0.0, loss_prefix: str = "sem/", align_corners: bool = False):
+    def __init__(
+        self,
+        in_channels: int | Sequence[int],
+        num_classes: int,
+        in_strides: Sequence[int] | None = None,
+        in_index: Sequence[int] | None = None,
+        channels: int = 256,
+        pool_scales: Sequence[int] = (1, 2, 3, 6),
+        norm: str | None = "BN",
+        dropout: float = 0.1,
+        ignore_index: int = 255,
+        class_weight: Sequence[float] | None = None,
+        loss_weight: float = 1.0,
+        dice_weight: float = 0.0,
+        loss_prefix: str = "sem/",
+        align_corners: bool = False,
+    ):
         super().__init__()
         chans = input_channels(in_channels, in_strides)
         n_in = len(chans)
@@ -61,15 +76,16 @@ class UPerHead(nn.Module):
         self.fpn_bottleneck = ConvNormAct(len(used) * channels, channels, 3, norm=norm)
         self.num_classes = int(num_classes)
         self.classifier = SegClassifier(channels, self.num_classes, dropout)
-        self.criterion = SegCriterion(self.num_classes, ignore_index, class_weight, loss_weight, dice_weight,
-                                      loss_prefix, align_corners)
+        self.criterion = SegCriterion(
+            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        )
 
     def forward(self, feats: list[Tensor]) -> Tensor:
         """Class logits [B,C,H_0,W_0] at the finest used level's resolution."""
         xs = [feats[i] for i in self.in_index]
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, xs[:-1])]
         laterals.append(self.ppm_bottleneck(self.ppm(xs[-1])))
-        for i in range(len(laterals) - 1, 0, -1):                                # top-down
+        for i in range(len(laterals) - 1, 0, -1):  # top-down
             laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[-2:], self.align_corners)
         outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals[:-1])] + [laterals[-1]]
         size = outs[0].shape[-2:]

@@ -1,8 +1,9 @@
 """YOLO-style anchor-free decoupled head: DFL box sides, CIoU loss, BCE classes, task-aligned assignment."""
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +50,23 @@ class YOLOHead(nn.Module):
     per image ``boxes`` [N,4] (input pixels), ``scores`` [N], ``labels`` [N], ``index`` [N] (anchor index).
     """
 
-    def __init__(self, num_classes: int, in_channels: Sequence[int], strides: Sequence[int] = (8, 16, 32),
-                 reg_max: int = 16, loss_box: float = 7.5, loss_cls: float = 0.5, loss_dfl: float = 1.5,
-                 topk: int = 10, alpha: float = 0.5, beta: float = 6.0, score_thr: float = 0.001,
-                 nms_thr: float = 0.7, max_per_img: int = 300, nms_pre: int = 30000):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: Sequence[int],
+        strides: Sequence[int] = (8, 16, 32),
+        reg_max: int = 16,
+        loss_box: float = 7.5,
+        loss_cls: float = 0.5,
+        loss_dfl: float = 1.5,
+        topk: int = 10,
+        alpha: float = 0.5,
+        beta: float = 6.0,
+        score_thr: float = 0.001,
+        nms_thr: float = 0.7,
+        max_per_img: int = 300,
+        nms_pre: int = 30000,
+    ):
         super().__init__()
         self.num_classes, self.reg_max = int(num_classes), int(reg_max)
         self.strides = [int(s) for s in strides]
@@ -61,15 +75,20 @@ class YOLOHead(nn.Module):
             raise ValueError(f"YOLOHead: {len(in_channels)} in_channels for {len(self.strides)} strides")
         c_box = max(16, in_channels[0] // 4, 4 * self.reg_max)
         c_cls = max(in_channels[0], min(self.num_classes, 100))
-        self.box_branch = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_box, 3), ConvBNAct(c_box, c_box, 3),
-                                                      nn.Conv2d(c_box, 4 * self.reg_max, 1)) for c in in_channels)
-        self.cls_branch = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_cls, 3), ConvBNAct(c_cls, c_cls, 3),
-                                                      nn.Conv2d(c_cls, self.num_classes, 1)) for c in in_channels)
+        self.box_branch = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, c_box, 3), ConvBNAct(c_box, c_box, 3), nn.Conv2d(c_box, 4 * self.reg_max, 1))
+            for c in in_channels
+        )
+        self.cls_branch = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, c_cls, 3), ConvBNAct(c_cls, c_cls, 3), nn.Conv2d(c_cls, self.num_classes, 1))
+            for c in in_channels
+        )
         self.register_buffer("proj", torch.arange(self.reg_max, dtype=torch.float32), persistent=False)
         self.weights = {"box": float(loss_box), "cls": float(loss_cls), "dfl": float(loss_dfl)}
         self.assigner = dict(topk=int(topk), alpha=float(alpha), beta=float(beta))
-        self.test_cfg = dict(score_thr=float(score_thr), nms_thr=float(nms_thr), max_per_img=int(max_per_img),
-                             nms_pre=int(nms_pre))
+        self.test_cfg = dict(
+            score_thr=float(score_thr), nms_thr=float(nms_thr), max_per_img=int(max_per_img), nms_pre=int(nms_pre)
+        )
         self.init_bias()
 
     def init_bias(self, image_size: int = 640) -> None:
@@ -84,7 +103,7 @@ class YOLOHead(nn.Module):
     def flatten(self, raw: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per-anchor box bins [B,A,4*R], class logits [B,A,C], anchor points [A,2] and strides [A,1]."""
         shapes = [tuple(r.shape[-2:]) for r in raw]
-        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)              # [B,A,4R+C]
+        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)  # [B,A,4R+C]
         bins, logits = flat.split([4 * self.reg_max, self.num_classes], -1)
         points, strides = anchor_points(shapes, self.strides, raw[0].device, torch.float32)
         return bins, logits, points, strides
@@ -92,7 +111,7 @@ class YOLOHead(nn.Module):
     def decode(self, bins: Tensor, points: Tensor, strides: Tensor) -> Tensor:
         """Boxes xyxy pixels [B,A,4] from bins [B,A,4R]: expected bin of each side, times the stride."""
         b, a, _ = bins.shape
-        dist = bins.float().view(b, a, 4, self.reg_max).softmax(-1) @ self.proj        # [B,A,4] in strides
+        dist = bins.float().view(b, a, 4, self.reg_max).softmax(-1) @ self.proj  # [B,A,4] in strides
         return distance_to_boxes(points / strides, dist) * strides
 
     def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
@@ -100,12 +119,18 @@ class YOLOHead(nn.Module):
         bins, logits, points, strides = self.flatten(raw)
         boxes = self.decode(bins, points, strides)
         gt_labels, gt_boxes, gt_valid = pad_targets(targets, logits.device)
-        assignment = task_aligned_assign(logits.detach().float().sigmoid(), boxes.detach(), points, gt_labels,
-                                         gt_boxes, gt_valid, **self.assigner)
+        assignment = task_aligned_assign(
+            logits.detach().float().sigmoid(), boxes.detach(), points, gt_labels, gt_boxes, gt_valid, **self.assigner
+        )
         return assignment, dict(bins=bins, logits=logits, boxes=boxes, points=points, strides=strides)
 
-    def loss(self, raw: Sequence[Tensor], targets: Sequence[dict], assignment: Assignment | None = None,
-             pred: dict | None = None) -> dict[str, Tensor]:
+    def loss(
+        self,
+        raw: Sequence[Tensor],
+        targets: Sequence[dict],
+        assignment: Assignment | None = None,
+        pred: dict | None = None,
+    ) -> dict[str, Tensor]:
         """Weighted CIoU, BCE and DFL losses, each normalised by the sum of the soft targets."""
         if assignment is None or pred is None:
             assignment, pred = self.assign(raw, targets)
@@ -114,32 +139,51 @@ class YOLOHead(nn.Module):
         cls = F.binary_cross_entropy_with_logits(logits, assignment.scores, reduction="sum") / norm
         fg = assignment.fg
         if fg.any():
-            weight = assignment.scores.sum(-1)[fg]                                     # [P]
-            box = (complete_box_iou_loss(pred["boxes"][fg], assignment.boxes[fg], reduction="none")
-                   * weight).sum() / norm
-            strides = pred["strides"].expand(fg.shape[0], -1, -1)[fg]                # [P,1]
+            weight = assignment.scores.sum(-1)[fg]  # [P]
+            box = (
+                complete_box_iou_loss(pred["boxes"][fg], assignment.boxes[fg], reduction="none") * weight
+            ).sum() / norm
+            strides = pred["strides"].expand(fg.shape[0], -1, -1)[fg]  # [P,1]
             points = pred["points"].expand(fg.shape[0], -1, -1)[fg] / strides
             target = boxes_to_distance(points, assignment.boxes[fg] / strides, self.reg_max - 1 - 0.01)
-            bins = pred["bins"][fg].float().view(-1, self.reg_max)                    # [P*4,R]
+            bins = pred["bins"][fg].float().view(-1, self.reg_max)  # [P*4,R]
             dfl = distribution_focal_loss(bins, target.reshape(-1)).view(-1, 4).mean(-1)
             dfl = (dfl * weight).sum() / norm
         else:
             box = dfl = pred["bins"].sum() * 0.0
-        return {"yolo/box": box * self.weights["box"], "yolo/cls": cls * self.weights["cls"],
-                "yolo/dfl": dfl * self.weights["dfl"]}
+        return {
+            "yolo/box": box * self.weights["box"],
+            "yolo/cls": cls * self.weights["cls"],
+            "yolo/dfl": dfl * self.weights["dfl"],
+        }
 
     @torch.no_grad()
-    def predict(self, raw: Sequence[Tensor], image_sizes: Sequence[Sequence[int]], score_thr: float | None = None,
-                nms_thr: float | None = None, max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+    def predict(
+        self,
+        raw: Sequence[Tensor],
+        image_sizes: Sequence[Sequence[int]],
+        score_thr: float | None = None,
+        nms_thr: float | None = None,
+        max_per_img: int | None = None,
+    ) -> list[dict[str, Tensor]]:
         """Class-aware NMS over candidates (anchor, class) above ``score_thr``; boxes clipped to the image."""
         bins, logits, points, strides = self.flatten(raw)
         boxes = self.decode(bins, points, strides)
         scores = logits.float().sigmoid()
-        return [self.select(boxes[i], scores[i], image_sizes[i], score_thr, nms_thr, max_per_img)
-                for i in range(boxes.shape[0])]
+        return [
+            self.select(boxes[i], scores[i], image_sizes[i], score_thr, nms_thr, max_per_img)
+            for i in range(boxes.shape[0])
+        ]
 
-    def select(self, boxes: Tensor, scores: Tensor, size: Sequence[int], score_thr: float | None = None,
-               nms_thr: float | None = None, max_per_img: int | None = None) -> dict[str, Tensor]:
+    def select(
+        self,
+        boxes: Tensor,
+        scores: Tensor,
+        size: Sequence[int],
+        score_thr: float | None = None,
+        nms_thr: float | None = None,
+        max_per_img: int | None = None,
+    ) -> dict[str, Tensor]:
         """Detections of one image from boxes [A,4] and class scores [A,C] (one candidate per class above thr)."""
         cfg = self.test_cfg
         thr = cfg["score_thr"] if score_thr is None else float(score_thr)

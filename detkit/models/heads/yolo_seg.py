@@ -1,7 +1,8 @@
 """YOLO instance segmentation head: a YOLOHead plus prototype masks and per-anchor mask coefficients."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from detkit.registry import HEADS
 def crop_to_boxes(masks: Tensor, boxes: Tensor) -> Tensor:
     """Zero ``masks`` [N,H,W] outside ``boxes`` [N,4] (xyxy in the masks' pixels)."""
     _, h, w = masks.shape
-    x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)                             # each [N,1,1]
+    x1, y1, x2, y2 = boxes[:, :, None, None].unbind(1)  # each [N,1,1]
     cols = torch.arange(w, device=masks.device, dtype=boxes.dtype)[None, None, :]
     rows = torch.arange(h, device=masks.device, dtype=boxes.dtype)[None, :, None]
     return masks * ((cols >= x1) & (cols < x2) & (rows >= y1) & (rows < y2))
@@ -36,19 +37,31 @@ class YOLOSegHead(nn.Module):
     ``predict(raw, image_sizes)`` adds ``masks`` float [N,H,W] probabilities at the padded input size.
     """
 
-    def __init__(self, num_classes: int, in_channels: Sequence[int], strides: Sequence[int] = (8, 16, 32),
-                 num_protos: int = 32, proto_channels: int = 256, loss_mask: float = 7.5, det: dict | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: Sequence[int],
+        strides: Sequence[int] = (8, 16, 32),
+        num_protos: int = 32,
+        proto_channels: int = 256,
+        loss_mask: float = 7.5,
+        det: dict | None = None,
+    ):
         super().__init__()
         self.det = YOLOHead(num_classes, in_channels, strides, **(det or {}))
         self.num_classes = self.det.num_classes
         self.num_protos = int(num_protos)
         c_coef = max(in_channels[0] // 4, self.num_protos)
-        self.coef_branch = nn.ModuleList(nn.Sequential(ConvBNAct(c, c_coef, 3), ConvBNAct(c_coef, c_coef, 3),
-                                                       nn.Conv2d(c_coef, self.num_protos, 1)) for c in in_channels)
-        self.proto = nn.Sequential(ConvBNAct(in_channels[0], proto_channels, 3),
-                                   nn.ConvTranspose2d(proto_channels, proto_channels, 2, 2),
-                                   ConvBNAct(proto_channels, proto_channels, 3),
-                                   ConvBNAct(proto_channels, self.num_protos, 1))
+        self.coef_branch = nn.ModuleList(
+            nn.Sequential(ConvBNAct(c, c_coef, 3), ConvBNAct(c_coef, c_coef, 3), nn.Conv2d(c_coef, self.num_protos, 1))
+            for c in in_channels
+        )
+        self.proto = nn.Sequential(
+            ConvBNAct(in_channels[0], proto_channels, 3),
+            nn.ConvTranspose2d(proto_channels, proto_channels, 2, 2),
+            ConvBNAct(proto_channels, proto_channels, 3),
+            ConvBNAct(proto_channels, self.num_protos, 1),
+        )
         self.loss_mask = float(loss_mask)
 
     def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor], Tensor]:
@@ -56,7 +69,7 @@ class YOLOSegHead(nn.Module):
 
     @staticmethod
     def _coefs(coef: Sequence[Tensor]) -> Tensor:
-        return torch.cat([c.flatten(2) for c in coef], 2).transpose(1, 2)           # [B,A,K]
+        return torch.cat([c.flatten(2) for c in coef], 2).transpose(1, 2)  # [B,A,K]
 
     def loss(self, raw: tuple, targets: Sequence[dict]) -> dict[str, Tensor]:
         """Detection losses plus ``yolo/mask``: BCE of each foreground anchor's mask against its object's."""
@@ -65,21 +78,21 @@ class YOLOSegHead(nn.Module):
         losses = self.det.loss(det_raw, targets, assignment, pred)
         coefs = self._coefs(coef)
         ph, pw = protos.shape[-2:]
-        stride = self.det.strides[0] / 2.0                                             # proto pixels
+        stride = self.det.strides[0] / 2.0  # proto pixels
         total, count = protos.sum() * 0.0, 0
         for i, t in enumerate(targets):
             fg = assignment.fg[i]
             if not fg.any():
                 continue
             if "masks" not in t:
-                raise ValueError("YOLOSegHead needs instance masks in the targets: build the dataset with "
-                                 "with_masks=True")
+                raise ValueError(
+                    "YOLOSegHead needs instance masks in the targets: build the dataset with with_masks=True"
+                )
             gt_masks = t["masks"].to(protos.device)
-            if gt_masks.shape[-2:] != (ph, pw):                                        # input size -> proto size
-                gt_masks = F.interpolate(gt_masks[None].float(), size=(ph, pw), mode="bilinear",
-                                         align_corners=False)[0]
+            if gt_masks.shape[-2:] != (ph, pw):  # input size -> proto size
+                gt_masks = F.interpolate(gt_masks[None].float(), size=(ph, pw), mode="bilinear", align_corners=False)[0]
             idx = assignment.gt_index[i][fg]
-            target = (gt_masks[idx] > 0.5).float()                                     # [P,ph,pw]
+            target = (gt_masks[idx] > 0.5).float()  # [P,ph,pw]
             logits = torch.einsum("pk,khw->phw", coefs[i][fg].float(), protos[i].float())
             boxes = assignment.boxes[i][fg] / stride
             bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -90,8 +103,14 @@ class YOLOSegHead(nn.Module):
         return losses
 
     @torch.no_grad()
-    def predict(self, raw: tuple, image_sizes: Sequence[Sequence[int]], score_thr: float | None = None,
-                nms_thr: float | None = None, max_per_img: int | None = None) -> list[dict[str, Tensor]]:
+    def predict(
+        self,
+        raw: tuple,
+        image_sizes: Sequence[Sequence[int]],
+        score_thr: float | None = None,
+        nms_thr: float | None = None,
+        max_per_img: int | None = None,
+    ) -> list[dict[str, Tensor]]:
         """Detections (``YOLOHead.predict``) plus ``masks``: probabilities [N,H,W] at the padded input size."""
         det_raw, coef, protos = raw
         dets = self.det.predict(det_raw, image_sizes, score_thr, nms_thr, max_per_img)

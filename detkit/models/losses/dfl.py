@@ -1,4 +1,5 @@
 """Distribution focal loss (Generalized Focal Loss), which torchvision.ops lacks."""
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -20,5 +21,7 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
     w_left = right.to(target.dtype) - target
     w_right = 1.0 - w_left
     right = right.clamp(max=logits.shape[-1] - 1)
-    return (F.cross_entropy(logits, left, reduction="none") * w_left
-            + F.cross_entropy(logits, right, reduction="none") * w_right)
+    return (
+        F.cross_entropy(logits, left, reduction="none") * w_left
+        + F.cross_entropy(logits, right, reduction="none") * w_right
+    )

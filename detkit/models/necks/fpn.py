@@ -1,7 +1,8 @@
 """Feature Pyramid Network with torchvision's ``FeaturePyramidNetwork`` numerics."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,9 +57,16 @@ class FPN(nn.Module):
     lateral conv and its top-down addition run as one oneDNN op on the CPU (same values up to rounding).
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, extra: str | None = "maxpool",
-                 num_extra: int = 1, extra_from: str = "p5", norm: str | None = None,
-                 in_strides: Sequence[int] | None = None):
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: int = 256,
+        extra: str | None = "maxpool",
+        num_extra: int = 1,
+        extra_from: str = "p5",
+        norm: str | None = None,
+        in_strides: Sequence[int] | None = None,
+    ):
         super().__init__()
         in_channels = list(in_channels)
         if not in_channels or any(c <= 0 for c in in_channels):
@@ -80,7 +88,8 @@ class FPN(nn.Module):
             first_in = out_channels if extra_from == "p5" else in_channels[-1]
             self.extra_convs = nn.ModuleList(
                 nn.Conv2d(first_in if j == 0 else out_channels, out_channels, 3, stride=2, padding=1)
-                for j in range(num_extra))
+                for j in range(num_extra)
+            )
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_uniform_(m.weight, a=1)
@@ -88,7 +97,9 @@ class FPN(nn.Module):
                     nn.init.constant_(m.bias, 0)
         self.out_channels = out_channels
         self.fused_inference = False
-        self.strides = [int(s) for s in in_strides] + [int(in_strides[-1]) * 2 ** (j + 1) for j in range(self.num_extra)]
+        self.strides = [int(s) for s in in_strides] + [
+            int(in_strides[-1]) * 2 ** (j + 1) for j in range(self.num_extra)
+        ]
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         """Return ``len(feats) + num_extra`` maps, increasing stride."""

@@ -1,7 +1,8 @@
 """PAFPN neck: top-down then bottom-up fusion with C2f blocks (the YOLOv8 neck)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,8 +25,13 @@ class PAFPN(nn.Module):
     ``forward(feats: list[[B,in_i,H_i,W_i]]) -> list[[B,out_i,H_i,W_i]]``.
     """
 
-    def __init__(self, in_channels: Sequence[int], out_channels: Sequence[int] | None = None, num_blocks: int = 1,
-                 strides: Sequence[int] | None = None):
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: Sequence[int] | None = None,
+        num_blocks: int = 1,
+        strides: Sequence[int] | None = None,
+    ):
         super().__init__()
         cin = [int(c) for c in in_channels]
         cout = [int(c) for c in (out_channels or cin)]
@@ -33,7 +39,7 @@ class PAFPN(nn.Module):
             raise ValueError(f"PAFPN needs >= 2 levels and as many out_channels as in_channels, got {cin}, {cout}")
         n = len(cin)
         self.out_channels = cout
-        self.strides = list(strides) if strides is not None else [8 * 2 ** i for i in range(n)]
+        self.strides = list(strides) if strides is not None else [8 * 2**i for i in range(n)]
         # top-down: level i (from n-2 to 0) fuses upsampled level i+1 with input i
         self.top_down = nn.ModuleList()
         up_ch = [0] * n
