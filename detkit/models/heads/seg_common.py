@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +13,22 @@ from torch import Tensor, nn
 from detkit.models.losses.dice import dice_loss
 from detkit.models.norms import build_norm
 
-__all__ = ["ConvNormAct", "SegClassifier", "SegCriterion", "channel_list", "input_channels", "resize"]
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # Python 3.10
+    from typing_extensions import Unpack
+
+__all__ = [
+    "ConvNormAct",
+    "SegClassifier",
+    "SegCriterion",
+    "SegLossKeys",
+    "Unpack",
+    "channel_list",
+    "head_outputs",
+    "input_channels",
+    "resize",
+]
 
 
 class ConvNormAct(nn.Sequential):
@@ -114,3 +131,38 @@ class SegCriterion(nn.Module):
                 dice_loss(logits, target, self.ignore_index, class_weight=self.class_weight) * self.dice_weight
             )
         return out
+
+
+class SegLossKeys(TypedDict, total=False):
+    """The loss keys every decode head takes beside its decoder arguments (``**loss: Unpack[SegLossKeys]``).
+
+    ``ignore_index`` (255): the label never scored; ``class_weight`` (None): C per-class weights;
+    ``loss_weight`` (1.0): the cross-entropy's weight; ``dice_weight`` (0.0: no Dice term); ``loss_prefix``
+    (``'sem/'``): the loss keys' prefix. A head may have other defaults (FCNHead: 0.4, ``'sem/aux_'``).
+    """
+
+    ignore_index: int
+    class_weight: Sequence[float] | None
+    loss_weight: float
+    dice_weight: float
+    loss_prefix: str
+
+
+def head_outputs(
+    owner: str, channels: int, num_classes: int, dropout: float, align_corners: bool, loss: dict, **defaults: Any
+) -> tuple[SegClassifier, SegCriterion]:
+    """A decode head's classifier (``channels`` -> C logits) and its loss from the :class:`SegLossKeys` it got.
+
+    ``defaults``: the head's own loss defaults. A key that is not a loss key is a TypeError naming ``owner``.
+    """
+    unknown = sorted(set(loss) - set(SegLossKeys.__annotations__))
+    if unknown:
+        raise TypeError(
+            f"{owner} got unexpected keyword argument(s) {unknown}; besides its decoder arguments it takes "
+            f"the loss keys {list(SegLossKeys.__annotations__)}"
+        )
+    renamed = {"loss_weight": "ce_weight", "loss_prefix": "prefix"}  # SegCriterion's names
+    kwargs = {renamed.get(k, k): v for k, v in {**defaults, **loss}.items()}
+    return SegClassifier(channels, num_classes, dropout), SegCriterion(
+        num_classes, align_corners=align_corners, **kwargs
+    )

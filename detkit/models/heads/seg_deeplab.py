@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, input_channels, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegLossKeys, Unpack, head_outputs, input_channels, resize
 from detkit.registry import HEADS
 
 
@@ -46,8 +46,8 @@ class DeepLabV3PlusHead(nn.Module):
         low_level_index: the skip map (default 0, stride 4).
         channels: ASPP / decoder width. low_level_channels: width of the skip projection (48 in the paper).
         dilations: ASPP rates: (6, 12, 18) at output stride 16, (12, 24, 36) at 8.
-        norm, dropout, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners: as
-            :class:`~detkit.models.heads.seg_fpn.SemanticFPNHead`.
+        norm, dropout, align_corners: as :class:`~detkit.models.heads.seg_fpn.SemanticFPNHead`.
+        **loss: the loss keys, :class:`~detkit.models.heads.seg_common.SegLossKeys`.
 
     ``forward(feats) -> Tensor[B,C,H_low,W_low]``; ``loss(logits, target[B,H,W])``; ``predict(logits, size)``.
     """
@@ -64,12 +64,8 @@ class DeepLabV3PlusHead(nn.Module):
         dilations: Sequence[int] = (6, 12, 18),
         norm: str | None = "BN",
         dropout: float = 0.1,
-        ignore_index: int = 255,
-        class_weight: Sequence[float] | None = None,
-        loss_weight: float = 1.0,
-        dice_weight: float = 0.0,
-        loss_prefix: str = "sem/",
         align_corners: bool = False,
+        **loss: Unpack[SegLossKeys],
     ):
         super().__init__()
         chans = input_channels(in_channels, in_strides)
@@ -82,9 +78,8 @@ class DeepLabV3PlusHead(nn.Module):
         )
         self.num_classes = int(num_classes)
         self.align_corners = align_corners
-        self.classifier = SegClassifier(channels, self.num_classes, dropout)
-        self.criterion = SegCriterion(
-            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        self.classifier, self.criterion = head_outputs(
+            "DeepLabV3PlusHead", channels, self.num_classes, dropout, align_corners, loss
         )
 
     def forward(self, feats: list[Tensor]) -> Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegLossKeys, Unpack, head_outputs, resize
 from detkit.registry import HEADS
 
 
@@ -20,8 +20,10 @@ class FCNHead(nn.Module):
         num_classes: C.
         in_index: which input map (default -2: C4 of a 4-level backbone, as MMSeg's auxiliary head).
         channels, num_convs, dilation, norm, dropout, concat_input: the decoder.
-        ignore_index, class_weight, loss_weight, dice_weight, loss_prefix: the loss (keys
-            ``sem/aux_ce`` with the default prefix ``sem/aux_``; ``loss_weight`` 0.4 as in MMSeg).
+        align_corners: of the resizes.
+        **loss: the loss keys (``ignore_index``, ``class_weight``, ``loss_weight``, ``dice_weight``,
+            ``loss_prefix``) as :class:`~detkit.models.heads.seg_fpn.SemanticFPNHead`, but an auxiliary head's
+            defaults: keys ``sem/aux_ce`` (prefix ``sem/aux_``), ``loss_weight`` 0.4 as in MMSeg.
         in_strides: accepted for a uniform head interface (unused).
 
     ``forward(feats) -> Tensor[B,C,h,w]``; ``loss(logits, target[B,H,W])``; ``predict(logits, size)``.
@@ -38,13 +40,9 @@ class FCNHead(nn.Module):
         norm: str | None = "BN",
         dropout: float = 0.1,
         concat_input: bool = False,
-        ignore_index: int = 255,
-        class_weight: Sequence[float] | None = None,
-        loss_weight: float = 0.4,
-        dice_weight: float = 0.0,
-        loss_prefix: str = "sem/aux_",
         align_corners: bool = False,
         in_strides: Sequence[int] | None = None,
+        **loss: Unpack[SegLossKeys],
     ):
         super().__init__()
         cin = in_channels if isinstance(in_channels, int) else list(in_channels)[in_index]
@@ -56,11 +54,8 @@ class FCNHead(nn.Module):
         self.fuse = ConvNormAct(width + cin, channels, 3, norm=norm) if concat_input and num_convs > 0 else None
         self.num_classes = int(num_classes)
         self.align_corners = align_corners
-        self.classifier = SegClassifier(
-            channels if self.fuse is not None or num_convs > 0 else cin, self.num_classes, dropout
-        )
-        self.criterion = SegCriterion(
-            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        self.classifier, self.criterion = head_outputs(  # an auxiliary head's loss defaults (MMSeg's)
+            "FCNHead", width, self.num_classes, dropout, align_corners, loss, loss_weight=0.4, loss_prefix="sem/aux_"
         )
 
     def forward(self, feats: list[Tensor]) -> Tensor:

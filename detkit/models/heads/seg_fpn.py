@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, input_channels, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegLossKeys, Unpack, head_outputs, input_channels, resize
 from detkit.registry import HEADS
 
 
@@ -24,9 +24,10 @@ class SemanticFPNHead(nn.Module):
         channels: width of the decoder.
         norm: ``BN``, ``SyncBN``, ``GN`` or None.
         dropout: before the classifier.
-        ignore_index, class_weight, loss_weight, dice_weight, loss_prefix: the loss
-            (:class:`~detkit.models.heads.seg_common.SegCriterion`; keys ``sem/ce``, ``sem/dice``).
-        align_corners: of every bilinear resize.
+        align_corners: of every bilinear resize (and of the loss's upsampling).
+        **loss: the loss keys ``ignore_index`` (255), ``class_weight``, ``loss_weight`` (1.0),
+            ``dice_weight`` (0.0), ``loss_prefix`` (``'sem/'``: keys ``sem/ce``, ``sem/dice``); see
+            :func:`~detkit.models.heads.seg_common.head_criterion`.
 
     ``forward(feats: list[Tensor[B,C_i,H_i,W_i]]) -> Tensor[B,C,H_0,W_0]`` (logits at the finest used
     level); ``loss(logits, target[B,H,W]) -> dict``; ``predict(logits, size) -> Tensor[B,C,*size]``.
@@ -41,12 +42,8 @@ class SemanticFPNHead(nn.Module):
         channels: int = 128,
         norm: str | None = "BN",
         dropout: float = 0.1,
-        ignore_index: int = 255,
-        class_weight: Sequence[float] | None = None,
-        loss_weight: float = 1.0,
-        dice_weight: float = 0.0,
-        loss_prefix: str = "sem/",
         align_corners: bool = False,
+        **loss: Unpack[SegLossKeys],
     ):
         super().__init__()
         chans = input_channels(in_channels, in_strides)  # an int width without strides: a 4-level pyramid
@@ -62,11 +59,9 @@ class SemanticFPNHead(nn.Module):
             )
         self.num_classes = int(num_classes)
         self.align_corners = align_corners
-        self.classifier = SegClassifier(channels, self.num_classes, dropout)
-        self.criterion = SegCriterion(
-            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        self.classifier, self.criterion = head_outputs(
+            "SemanticFPNHead", channels, self.num_classes, dropout, align_corners, loss
         )
-        self.ignore_index = int(ignore_index)
 
     def forward(self, feats: list[Tensor]) -> Tensor:
         """Class logits [B,C,H_0,W_0] at the first used level's resolution."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.heads.seg_common import ConvNormAct, SegClassifier, SegCriterion, input_channels, resize
+from detkit.models.heads.seg_common import ConvNormAct, SegLossKeys, Unpack, head_outputs, input_channels, resize
 from detkit.registry import HEADS
 
 
@@ -40,8 +40,8 @@ class UPerHead(nn.Module):
         in_strides: strides of the input maps (informative).
         in_index: which maps to use (default all; the last one feeds the PPM).
         channels: decoder width. pool_scales: PPM output sizes (1, 2, 3, 6).
-        norm, dropout, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners: as
-            :class:`~detkit.models.heads.seg_fpn.SemanticFPNHead`.
+        norm, dropout, align_corners: as :class:`~detkit.models.heads.seg_fpn.SemanticFPNHead`.
+        **loss: the loss keys, :class:`~detkit.models.heads.seg_common.SegLossKeys`.
 
     ``forward(feats) -> Tensor[B,C,H_0,W_0]``; ``loss(logits, target[B,H,W])``; ``predict(logits, size)``.
     """
@@ -56,12 +56,8 @@ class UPerHead(nn.Module):
         pool_scales: Sequence[int] = (1, 2, 3, 6),
         norm: str | None = "BN",
         dropout: float = 0.1,
-        ignore_index: int = 255,
-        class_weight: Sequence[float] | None = None,
-        loss_weight: float = 1.0,
-        dice_weight: float = 0.0,
-        loss_prefix: str = "sem/",
         align_corners: bool = False,
+        **loss: Unpack[SegLossKeys],
     ):
         super().__init__()
         chans = input_channels(in_channels, in_strides)
@@ -75,9 +71,8 @@ class UPerHead(nn.Module):
         self.fpn_convs = nn.ModuleList(ConvNormAct(channels, channels, 3, norm=norm) for _ in used[:-1])
         self.fpn_bottleneck = ConvNormAct(len(used) * channels, channels, 3, norm=norm)
         self.num_classes = int(num_classes)
-        self.classifier = SegClassifier(channels, self.num_classes, dropout)
-        self.criterion = SegCriterion(
-            self.num_classes, ignore_index, class_weight, loss_weight, dice_weight, loss_prefix, align_corners
+        self.classifier, self.criterion = head_outputs(
+            "UPerHead", channels, self.num_classes, dropout, align_corners, loss
         )
 
     def forward(self, feats: list[Tensor]) -> Tensor:
