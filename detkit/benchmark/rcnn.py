@@ -9,127 +9,16 @@ detkit's model; both then run in this process, interleaved (A B A B ...), and me
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
+from detkit.benchmark.inputs import synthetic_image, synthetic_targets
 from detkit.models.build import build_model
 from detkit.weights.torchvision import COCO_CATEGORY_IDS, COCO_UNUSED_IDS, convert_state_dict
-
-Log = Callable[[str], None]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``device``, or CUDA when available, else the CPU; a CUDA request without a GPU is an error."""
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch.cuda.is_available() is False; use --device cpu")
-    return dev
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]], iters: int, warmup: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Seconds per call of each function, run in turns (A B A B ...) after ``warmup`` untimed turns."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for i in range(warmup + iters):
-        for name, fn in fns.items():
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
-def _proc_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_cpu_peak() -> bool:
-    """Release free heap pages (glibc ``malloc_trim``) and reset the peak RSS (Linux ``clear_refs``)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float | None, str]:
-    """Peak extra memory (MiB) of one call of ``fn`` and how it was measured.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the call. CPU: the rise of
-    the process's peak resident set (``VmHWM`` after resetting it via ``/proc/self/clear_refs``) over the
-    resident set before the call, after ``malloc_trim`` returned free heap pages; None where that is
-    unavailable (not Linux).
-    """
-    if device.type == "cuda":
-        _sync(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        _sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20, "cuda max_memory_allocated"
-    if not _reset_cpu_peak():
-        fn()
-        return None, "unavailable (needs Linux /proc/self/clear_refs)"
-    base = _proc_kb("VmRSS")
-    fn()
-    peak = _proc_kb("VmHWM")
-    if base is None or peak is None:
-        return None, "unavailable"
-    return (peak - base) / 1024, "peak RSS delta"
-
-
-def synthetic_image(h: int, w: int, seed: int = 2) -> Tensor:
-    """A smooth random uint8 image [3,H,W] (upsampled noise: blob-like, gives realistic proposals)."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(1, 3, max(1, h // 32), max(1, w // 32), generator=g)
-    img = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)[0] * 255
-    return img.round().to(torch.uint8)
-
-
-def synthetic_targets(
-    batch: int, size: int, boxes_per_image: int = 4, seed: int = 3, with_masks: bool = False, num_classes: int = 80
-) -> list[dict[str, Tensor]]:
-    """Per image a few random gt boxes (xyxy, 40..190 px), labels 0..num_classes-1 and box-shaped masks."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(batch):
-        xy = torch.rand(boxes_per_image, 2, generator=g) * (size * 0.6)
-        wh = 40 + torch.rand(boxes_per_image, 2, generator=g) * 150
-        boxes = torch.cat([xy, (xy + wh).clamp(max=size)], 1)
-        t = {"boxes": boxes, "labels": torch.randint(0, num_classes, (boxes_per_image,), generator=g)}
-        if with_masks:
-            masks = torch.zeros(boxes_per_image, size, size, dtype=torch.uint8)
-            for j, (x0, y0, x1, y1) in enumerate(boxes.round().int().tolist()):
-                masks[j, y0:y1, x0:x1] = 1
-            t["masks"] = masks
-        out.append(t)
-    return out
 
 
 def _is_torchvision_r50_fpn(cfg: dict) -> str:
@@ -240,50 +129,14 @@ def _binary_masks(masks: Tensor) -> Tensor:
     return masks if masks.dtype == torch.bool else masks > 0.5
 
 
-def _median_ms(times: list[float]) -> float:
-    return 1e3 * statistics.median(times)
-
-
-def _row(
-    task: str,
-    cfg: dict,
-    device: torch.device,
-    shape: str,
-    times: dict[str, list[float]],
-    mem: dict[str, tuple[float | None, str]],
-    check: str,
-) -> dict:
-    ms = {k: _median_ms(v) for k, v in times.items()}
-    tv_ms, tv_mem = ms.get("torchvision"), mem.get("torchvision", (None, ""))[0]
-    dk_mem = mem["detkit"][0]
+def _model_name(cfg: dict) -> str:
     kind = "mask_rcnn" if cfg["model"].get("mask_head") else "faster_rcnn"
     depth = cfg["model"].get("backbone", {}).get("depth", "")
-    return {
-        "task": task,
-        "model": f"{kind}_r{depth}_fpn" if depth else kind,
-        "device": str(device),
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "input": shape,
-        "iters": len(times["detkit"]),
-        "detkit_ms": ms["detkit"],
-        "torchvision_ms": tv_ms,
-        "ratio": ms["detkit"] / tv_ms if tv_ms else None,
-        "detkit_mem_mb": dk_mem,
-        "torchvision_mem_mb": tv_mem,
-        "mem_ratio": dk_mem / tv_mem if dk_mem and tv_mem else None,
-        "mem_method": mem["detkit"][1],
-        "check": check,
-    }
+    return f"{kind}_r{depth}_fpn" if depth else kind
 
 
 def bench_infer(
-    cfg: dict,
-    size: tuple[int, int] = (800, 1216),
-    iters: int = 5,
-    warmup: int = 1,
-    device: str | None = None,
-    compare: str | None = None,
-    log: Log = print,
+    cfg: dict, size: tuple[int, int] = (800, 1216), compare: str | None = None, settings: RunSettings | None = None
 ) -> dict:
     """Median latency (ms) and peak memory of ``predict`` on one ``size`` image, detkit vs torchvision.
 
@@ -291,7 +144,8 @@ def bench_infer(
     mode); torchvision runs its model on the float image, also under ``torch.inference_mode``. The row's
     ``check`` compares their detections (and detkit's plain path, ``fast_predict=False``).
     """
-    dev = resolve_device(device)
+    settings = settings or RunSettings()
+    dev = resolve_device(settings.device)
     h, w = int(size[0]), int(size[1])
     tv, dk = torchvision_pair(cfg, min(h, w), max(h, w)) if compare == "torchvision" else (None, build_model(cfg))
     dk = dk.to(dev).eval().optimize_for_inference()
@@ -311,11 +165,10 @@ def bench_infer(
                 return tv([img.float() / 255])[0]
 
         fns["torchvision"] = run_tv
-    times = time_interleaved(fns, iters, warmup, dev)
-    mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
+    times, mem = measure(fns, settings, dev)
     check = _infer_check(tv, img, dk, run_dk) if tv is not None else f"{len(run_dk()['boxes'])} detections"
-    log(f"  check: {check}")
-    return _row("infer", cfg, dev, f"1x{h}x{w}", times, mem, check)
+    settings.log(f"  check: {check}")
+    return result_row("infer", _model_name(cfg), dev, f"1x{h}x{w}", times, mem, check)
 
 
 def _infer_check(tv: nn.Module, img: Tensor, dk: nn.Module, run_dk: Callable) -> str:
@@ -347,14 +200,7 @@ def _infer_check(tv: nn.Module, img: Tensor, dk: nn.Module, run_dk: Callable) ->
 
 
 def bench_train(
-    cfg: dict,
-    size: int = 512,
-    batch: int = 2,
-    iters: int = 5,
-    warmup: int = 1,
-    device: str | None = None,
-    compare: str | None = None,
-    log: Log = print,
+    cfg: dict, size: int = 512, batch: int = 2, compare: str | None = None, settings: RunSettings | None = None
 ) -> dict:
     """Median time (ms) and peak memory of one training step (forward, backward, SGD step).
 
@@ -362,7 +208,8 @@ def bench_train(
     built with ``min_size = max_size = size`` so that it does not resize them. SGD with lr 1e-5, momentum
     0.9, weight decay 1e-4 over the parameters that require grad, for both.
     """
-    dev = resolve_device(device)
+    settings = settings or RunSettings()
+    dev = resolve_device(settings.device)
     mask = bool(cfg["model"].get("mask_head"))
     tv, dk = torchvision_pair(cfg, size, size) if compare == "torchvision" else (None, build_model(cfg))
     dk = dk.to(dev).train()
@@ -377,32 +224,15 @@ def bench_train(
         "orig_sizes": [(size, size)] * batch,
         "targets": targets,
     }
-    fns = {"detkit": _train_step(dk, lambda: dk.loss(dk_batch))}
+    fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch))}
     if tv is not None:
         tv = tv.to(dev).train()
         ids = torch.tensor(COCO_CATEGORY_IDS, device=dev)
         tv_targets = [{**t, "labels": ids[t["labels"]]} for t in targets]
         tv_images = [im.float() / 255 for im in images]
-        fns["torchvision"] = _train_step(tv, lambda: tv(tv_images, tv_targets))
+        fns["torchvision"] = sgd_step(tv, lambda: tv(tv_images, tv_targets))
     losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
-    times = time_interleaved(fns, iters, max(0, warmup - 1), dev)
-    mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
+    times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = "; ".join(f"{k} first-step loss {v:.4g}" for k, v in losses.items())
-    log(f"  check: {check}")
-    return _row("train", cfg, dev, f"{batch}x{size}x{size}", times, mem, check)
-
-
-def _train_step(model: nn.Module, loss_fn: Callable[[], dict]) -> Callable[[], float]:
-    """A closure running forward, backward and an SGD step; returns the summed loss."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=1e-4)
-
-    def step() -> float:
-        losses = loss_fn()
-        total = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        return float(total.detach())
-
-    return step
+    settings.log(f"  check: {check}")
+    return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check)

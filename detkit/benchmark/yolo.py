@@ -8,6 +8,13 @@ converted with ``detkit.weights.ultralytics`` and loaded into detkit's model; bo
 Rows: ``forward`` (network + box decoding, a float [1,3,S,S] input), ``end2end`` (a uint8 HWC image of
 ``S x S``: letterbox, normalise, forward, NMS at score 0.25 / IoU 0.7 / 300 detections, boxes back to the
 image) and ``train`` (forward, loss, backward and an SGD step at ``batch`` x S x S).
+
+Both NMS steps do the same work: one candidate per (anchor, class) above the threshold (detkit's
+``YOLOHead.select``; Ultralytics' ``multi_label=True``, as its validation runs), class-aware. They differ in
+one respect: detkit clips boxes to the image before NMS (as torchvision does), Ultralytics after it; with
+boxes much larger than the image (a random head's ~15 strides) that makes clipped boxes coincide and
+detkit keep fewer. The pair's box branch is therefore biased to boxes of about three strides, as a trained
+model predicts, and the ``end2end`` check counts the detections both keep (same class, IoU >= 0.99).
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.benchmark.rcnn import _median_ms, _train_step, peak_memory, resolve_device, time_interleaved
+from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
+from detkit.benchmark.inputs import synthetic_targets
 from detkit.models.build import build_model
 from detkit.weights.ultralytics import ultralytics_to_detkit
 
@@ -33,12 +41,14 @@ def _ultralytics():
 
 
 def ultralytics_pair(
-    cfg: dict, num_classes: int = 80, seed: int = 0, cls_bias: float = -1.3
+    cfg: dict, num_classes: int = 80, seed: int = 0, cls_bias: float = -1.3, bin_bias_slope: float = 0.5
 ) -> tuple[nn.Module, nn.Module]:
     """YOLOv8 (Ultralytics) and detkit's model of ``cfg`` with the same random weights.
 
     BN statistics are randomised and the class logits' bias set to ``cls_bias`` so that a realistic
-    number of candidates (about 1% of anchor x class pairs) pass a 0.25 score threshold.
+    number of candidates (about 1% of anchor x class pairs) pass a 0.25 score threshold; the DFL bins' bias
+    falls by ``bin_bias_slope`` per bin, so that box sides lie about 1.5 strides from their anchor (random
+    bins put them ~7.5 strides away: boxes far larger than the image at small sizes).
     """
     tasks = _ultralytics()
     model_cfg = cfg["model"]
@@ -52,8 +62,12 @@ def ultralytics_pair(
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-    for branch in ul.model[-1].cv3:
-        nn.init.constant_(branch[-1].bias, cls_bias)
+    head = ul.model[-1]
+    with torch.no_grad():
+        for branch in head.cv3:
+            branch[-1].bias.fill_(cls_bias)
+        for branch in head.cv2:  # [4 sides x reg_max bins]
+            branch[-1].bias.copy_((-bin_bias_slope * torch.arange(head.reg_max, dtype=torch.float32)).repeat(4))
     cfg = {**cfg, "model": {**model_cfg, "num_classes": num_classes}}
     dk = build_model(cfg)
     missing, unexpected = dk.load_state_dict(ultralytics_to_detkit(ul.state_dict()), strict=False)
@@ -64,36 +78,15 @@ def ultralytics_pair(
     return ul, dk
 
 
-def _row(task: str, scale: str, device, shape: str, times: dict, mem: dict, check: str) -> dict:
-    ms = {k: _median_ms(v) for k, v in times.items()}
-    return {
-        "task": task,
-        "model": f"yolo_{scale}",
-        "device": str(device),
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "input": shape,
-        "iters": len(times["detkit"]),
-        "detkit_ms": ms["detkit"],
-        "peer_ms": ms["ultralytics"],
-        "ratio": ms["detkit"] / ms["ultralytics"],
-        "detkit_mem_mb": mem["detkit"][0],
-        "peer_mem_mb": mem["ultralytics"][0],
-        "mem_method": mem["detkit"][1],
-        "mem_ratio": (mem["detkit"][0] / mem["ultralytics"][0] if mem["detkit"][0] and mem["ultralytics"][0] else None),
-        "check": check,
-    }
-
-
-def bench_infer(
-    cfg: dict, size: int = 640, iters: int = 10, warmup: int = 2, device: str | None = None, log=print
-) -> list[dict]:
+def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None) -> list[dict]:
     """``forward`` and ``end2end`` rows: fused detkit vs fused Ultralytics on one ``size`` x ``size`` image."""
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils import nms, ops
 
     import detkit
 
-    dev = resolve_device(device)
+    settings = settings or RunSettings()
+    dev = resolve_device(settings.device)
     ul, dk = ultralytics_pair(cfg)
     ul = (
         ul.to(dev).eval().fuse(verbose=False) if "verbose" in ul.fuse.__code__.co_varnames else ul.to(dev).eval().fuse()
@@ -114,10 +107,8 @@ def bench_infer(
         with torch.inference_mode():
             return ul(x)
 
-    rows = []
-    times = time_interleaved({"detkit": dk_forward, "ultralytics": ul_forward}, iters, warmup, dev)
-    mem = {"detkit": peak_memory(dk_forward, dev), "ultralytics": peak_memory(ul_forward, dev)}
-    rows.append(_row("forward", scale, dev, f"1x3x{size}x{size}", times, mem, "decoded outputs"))
+    times, mem = measure({"detkit": dk_forward, "ultralytics": ul_forward}, settings, dev)
+    rows = [result_row("forward", f"yolo_{scale}", dev, f"1x3x{size}x{size}", times, mem, "decoded outputs")]
 
     img = np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8)
     letterbox = LetterBox((size, size), auto=False)
@@ -130,30 +121,35 @@ def bench_infer(
             im = letterbox(image=img[:, :, ::-1])[:, :, ::-1]  # Ultralytics letterboxes BGR arrays
             t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None].to(dev).float() / 255
             out = ul(t)
-            det = nms.non_max_suppression(
-                out[0] if isinstance(out, (tuple, list)) else out, 0.25, 0.7, max_per_img=300
-            )[0]
+            pred = out[0] if isinstance(out, (tuple, list)) else out
+            det = nms.non_max_suppression(pred, 0.25, 0.7, max_det=300, multi_label=True)[0]
             det[:, :4] = ops.scale_boxes(t.shape[2:], det[:, :4], img.shape[:2])
             return det
 
-    times = time_interleaved({"detkit": dk_e2e, "ultralytics": ul_e2e}, iters, warmup, dev)
-    mem = {"detkit": peak_memory(dk_e2e, dev), "ultralytics": peak_memory(ul_e2e, dev)}
-    n_dk, n_ul = len(dk_e2e()["boxes"]), len(ul_e2e())
-    check = f"detections detkit {n_dk}, ultralytics {n_ul}"
-    log(f"  check: {check}")
-    rows.append(_row("end2end", scale, dev, f"{size}x{size}x3 uint8", times, mem, check))
+    times, mem = measure({"detkit": dk_e2e, "ultralytics": ul_e2e}, settings, dev)
+    check = _detections_check(dk_e2e(), ul_e2e())
+    settings.log(f"  check: {check}")
+    rows.append(result_row("end2end", f"yolo_{scale}", dev, f"{size}x{size}x3 uint8", times, mem, check))
     return rows
 
 
-def bench_train(
-    cfg: dict, size: int = 640, batch: int = 8, iters: int = 5, warmup: int = 1, device: str | None = None, log=print
-) -> list[dict]:
+def _detections_check(dk_det: dict, ul_det: torch.Tensor) -> str:
+    """Counts of both sides' detections and of detkit's that Ultralytics also has (same class, IoU >= 0.99)."""
+    from torchvision.ops import box_iou
+
+    boxes, labels = dk_det["boxes"].float().cpu(), dk_det["labels"].cpu()
+    ul_det = ul_det.float().cpu()
+    same = (box_iou(boxes, ul_det[:, :4]) >= 0.99) & (labels[:, None] == ul_det[:, 5].long()[None])
+    matched = int(same.any(1).sum()) if len(boxes) and len(ul_det) else 0
+    return f"detections detkit {len(boxes)}, ultralytics {len(ul_det)}, matched {matched}"
+
+
+def bench_train(cfg: dict, size: int = 640, batch: int = 8, settings: RunSettings | None = None) -> list[dict]:
     """``train`` row: forward + loss + backward + SGD step at ``batch`` x ``size``^2, four boxes per image."""
     from ultralytics.cfg import get_cfg
 
-    from detkit.benchmark.rcnn import synthetic_targets
-
-    dev = resolve_device(device)
+    settings = settings or RunSettings()
+    dev = resolve_device(settings.device)
     ul, dk = ultralytics_pair(cfg)
     ul.args = get_cfg()
     ul, dk = ul.to(dev).train(), dk.to(dev).train()
@@ -187,12 +183,11 @@ def bench_train(
         loss, _ = ul.loss(ul_batch)
         return {"loss": loss.sum()}
 
-    fns = {"detkit": _train_step(dk, lambda: dk.loss(dk_batch)), "ultralytics": _train_step(ul, ul_loss)}
+    fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch)), "ultralytics": sgd_step(ul, ul_loss)}
     first = {k: fn() for k, fn in fns.items()}
-    times = time_interleaved(fns, iters, max(0, warmup - 1), dev)
-    mem = {k: peak_memory(fn, dev) for k, fn in fns.items()}
+    times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = (
         f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
     )
-    log(f"  check: {check}")
-    return [_row("train", scale, dev, f"{batch}x3x{size}x{size}", times, mem, check)]
+    settings.log(f"  check: {check}")
+    return [result_row("train", f"yolo_{scale}", dev, f"{batch}x3x{size}x{size}", times, mem, check)]

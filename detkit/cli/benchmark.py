@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from detkit.config import ConfigError, load_config
+from detkit.utils.files import atomic_write
 
 
 def bench_data(cfg: dict, args: argparse.Namespace) -> list[dict]:
@@ -47,62 +48,36 @@ def loader_batch(cfg: dict, split: str) -> int:
     return int(data["batch_size"] if split == "train" else data.get("val_batch_size") or data["batch_size"])
 
 
+def run_settings(args: argparse.Namespace):
+    """The :class:`~detkit.benchmark.harness.RunSettings` of ``--iters``, ``--warmup``, ``--device``."""
+    from detkit.benchmark.harness import RunSettings  # imports torch: not for --help or --task data
+
+    return RunSettings(iters=args.iters, warmup=args.warmup, device=args.device, log=print)
+
+
 def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
     """Inference latency and peak memory of detkit (and torchvision) at ``--size``, batch 1 (one row).
 
     ``--compare ultralytics`` (YOLO configs): rows ``forward`` and ``end2end`` at ``--size`` H (square).
     """
-    from detkit.benchmark import rcnn as two_stage
-
     if args.compare == "ultralytics":
-        from detkit.benchmark import yolo as benchmark_yolo
+        from detkit.benchmark import yolo
 
-        return benchmark_yolo.bench_infer(
-            cfg, size=args.size[0], iters=args.iters, warmup=args.warmup, device=args.device, log=print
-        )
+        return yolo.bench_infer(cfg, args.size[0], run_settings(args))
+    from detkit.benchmark import rcnn
 
-    return [
-        two_stage.bench_infer(
-            cfg,
-            size=tuple(args.size),
-            iters=args.iters,
-            warmup=args.warmup,
-            device=args.device,
-            compare=args.compare,
-            log=print,
-        )
-    ]
+    return [rcnn.bench_infer(cfg, tuple(args.size), args.compare, run_settings(args))]
 
 
 def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
     """Training-step time (forward, backward, SGD step) and peak memory at ``--batch`` x ``--train-size``."""
-    from detkit.benchmark import rcnn as two_stage
-
     if args.compare == "ultralytics":
-        from detkit.benchmark import yolo as benchmark_yolo
+        from detkit.benchmark import yolo
 
-        return benchmark_yolo.bench_train(
-            cfg,
-            size=args.train_size,
-            batch=args.batch,
-            iters=args.iters,
-            warmup=args.warmup,
-            device=args.device,
-            log=print,
-        )
+        return yolo.bench_train(cfg, args.train_size, args.batch, run_settings(args))
+    from detkit.benchmark import rcnn
 
-    return [
-        two_stage.bench_train(
-            cfg,
-            size=args.train_size,
-            batch=args.batch,
-            iters=args.iters,
-            warmup=args.warmup,
-            device=args.device,
-            compare=args.compare,
-            log=print,
-        )
-    ]
+    return [rcnn.bench_train(cfg, args.train_size, args.batch, args.compare, run_settings(args))]
 
 
 TASKS: dict[str, Callable[[dict, argparse.Namespace], list[dict]]] = {
@@ -123,36 +98,38 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def append_markdown(path: str, config: str, task: str, rows: list[dict], iters: int) -> None:
-    """Append one markdown table row per result to ``path`` (header written when the file is new); atomic."""
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()} {os.cpu_count()} CPUs, {platform.system()}"
+
+
+def append_table_rows(path: str, header: str, lines: list[str]) -> None:
+    """Append markdown table ``lines`` to ``path``, after ``header`` (the column names and the rule) when the
+    file does not have it yet; written atomically."""
     p = Path(path)
     text = p.read_text(encoding="utf-8") if p.exists() else ""
+    if header.splitlines()[0] not in text:
+        text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
+    text += "".join(line + "\n" for line in lines)
+    atomic_write(p, lambda f: f.write(text.encode("utf-8")))
+
+
+def append_markdown(path: str, config: str, task: str, rows: list[dict], iters: int) -> None:
+    """Append one markdown table row per data-loading result to ``path``."""
     header = (
         "| date | task | config | split | workers | batch | images/s | ms/batch | iters | machine |\n"
         "|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    if "| date | task | config |" not in text:
-        text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
-    machine = f"{platform.machine()} {os.cpu_count()} CPUs, {platform.system()}"
     date = datetime.date.today().isoformat()
-    for r in rows:
-        text += (
-            f"| {date} | {task} | {config} | {r['split']} | {r['workers']} | {r['batch']} | "
-            f"{r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {iters} | {machine} |\n"
-        )
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
+    lines = [
+        f"| {date} | {task} | {config} | {r['split']} | {r['workers']} | {r['batch']} | "
+        f"{r['images_per_s']:.1f} | {r['ms_per_batch']:.1f} | {iters} | {_machine()} |"
+        for r in rows
+    ]
+    append_table_rows(path, header, lines)
 
 
 def _fmt(v, spec: str = ".0f") -> str:
     return "-" if v is None else format(v, spec)
-
-
-def _peer(r: dict, key: str):
-    """The peer's figure of a row: ``peer_<key>`` (Ultralytics rows) or ``torchvision_<key>``."""
-    return r.get(f"peer_{key}", r.get(f"torchvision_{key}"))
 
 
 def format_model_table(rows: list[dict]) -> str:
@@ -164,41 +141,30 @@ def format_model_table(rows: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     lines += [
         f"{r['task']:<8} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
-        f"{_fmt(_peer(r, 'ms')):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
-        f"{_fmt(_peer(r, 'mem_mb')):>8} {_fmt(r['mem_ratio'], '.2f'):>6}"
+        f"{_fmt(r['peer_ms']):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
+        f"{_fmt(r['peer_mem_mb']):>8} {_fmt(r['mem_ratio'], '.2f'):>6}"
         for r in rows
     ]
     return "\n".join(lines + [f"memory: {rows[0]['mem_method']}" if rows else ""])
 
 
-def _machine() -> str:
-    return f"{platform.processor() or platform.machine()} {os.cpu_count()} CPUs, {platform.system()}"
-
-
 def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
-    """Append infer/train rows as markdown table rows to ``path`` (header written when missing); atomic."""
-    p = Path(path)
-    text = p.read_text(encoding="utf-8") if p.exists() else ""
+    """Append infer/train rows as markdown table rows to ``path``."""
     header = (
         "| date | task | config | device | threads | input | detkit ms | peer ms | ratio | "
         "detkit MiB | peer MiB | iters | machine | check |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
-    if "| date | task | config | device |" not in text:
-        text += ("\n" if text and not text.endswith("\n") else "") + ("\n" if text else "") + header
     date = datetime.date.today().isoformat()
-    for r in rows:
-        check = str(r["check"]).replace("|", "\\|")
-        text += (
-            f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
-            f"{_fmt(r['detkit_ms'])} | {_fmt(_peer(r, 'ms'))} | {_fmt(r['ratio'], '.2f')} | "
-            f"{_fmt(r['detkit_mem_mb'])} | {_fmt(_peer(r, 'mem_mb'))} | {r['iters']} | {_machine()} | "
-            f"{check} |\n"
-        )
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, p)
+    lines = [
+        f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
+        f"{_fmt(r['detkit_ms'])} | {_fmt(r['peer_ms'])} | {_fmt(r['ratio'], '.2f')} | "
+        f"{_fmt(r['detkit_mem_mb'])} | {_fmt(r['peer_mem_mb'])} | {r['iters']} | {_machine()} | "
+        + str(r["check"]).replace("|", "\\|")
+        + " |"
+        for r in rows
+    ]
+    append_table_rows(path, header, lines)
 
 
 def _parser() -> argparse.ArgumentParser:

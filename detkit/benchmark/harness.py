@@ -1,0 +1,172 @@
+"""The measuring machinery shared by the model benchmarks: run settings, interleaved timing, peak memory,
+a training step, and the result row (``tools/benchmark.py --task infer|train``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunSettings:
+    """How a benchmark runs: ``iters`` timed turns after ``warmup`` untimed ones, on ``device`` (None: CUDA
+    when available, else the CPU); ``log`` receives the check lines."""
+
+    iters: int = 5
+    warmup: int = 1
+    device: str | None = None
+    log: Log = field(default=print)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU; a CUDA request without a GPU is an error."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch.cuda.is_available() is False; use --device cpu")
+    return dev
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], iters: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, run in turns (A B A B ...) after ``warmup`` untimed turns."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + iters):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ms(times: list[float]) -> float:
+    """The median of ``times`` (seconds) in milliseconds."""
+    return 1e3 * statistics.median(times)
+
+
+def _proc_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_cpu_peak() -> bool:
+    """Release free heap pages (glibc ``malloc_trim``) and reset the peak RSS (Linux ``clear_refs``)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float | None, str]:
+    """Peak extra memory (MiB) of one call of ``fn`` and how it was measured.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` minus the memory allocated before the call. CPU: the rise of
+    the process's peak resident set (``VmHWM`` after resetting it via ``/proc/self/clear_refs``) over the
+    resident set before the call, after ``malloc_trim`` returned free heap pages; None where that is
+    unavailable (not Linux).
+    """
+    if device.type == "cuda":
+        _sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20, "cuda max_memory_allocated"
+    if not _reset_cpu_peak():
+        fn()
+        return None, "unavailable (needs Linux /proc/self/clear_refs)"
+    base = _proc_kb("VmRSS")
+    fn()
+    peak = _proc_kb("VmHWM")
+    if base is None or peak is None:
+        return None, "unavailable"
+    return (peak - base) / 1024, "peak RSS delta"
+
+
+def sgd_step(model: nn.Module, loss_fn: Callable[[], dict]) -> Callable[[], float]:
+    """A closure running forward (``loss_fn``), backward and an SGD step; returns the summed loss.
+
+    SGD with lr 1e-5, momentum 0.9, weight decay 1e-4 over the parameters that require grad.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=1e-4)
+
+    def step() -> float:
+        losses = loss_fn()
+        total = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return float(total.detach())
+
+    return step
+
+
+def measure(
+    fns: dict[str, Callable[[], object]], settings: RunSettings, device: torch.device, warmup: int | None = None
+) -> tuple[dict[str, list[float]], dict[str, tuple[float | None, str]]]:
+    """Interleaved times (``settings.iters`` after ``warmup``, default ``settings.warmup``) and the peak
+    memory of one more call, per function."""
+    times = time_interleaved(fns, settings.iters, settings.warmup if warmup is None else warmup, device)
+    return times, {k: peak_memory(fn, device) for k, fn in fns.items()}
+
+
+def result_row(
+    task: str,
+    model: str,
+    device: torch.device,
+    shape: str,
+    times: dict[str, list[float]],
+    mem: dict[str, tuple[float | None, str]],
+    check: str,
+) -> dict:
+    """One result: median ms and peak MiB of ``detkit`` and of the peer (the other key of ``times``, if any),
+    their ratios (detkit / peer), and the check line."""
+    peer = next((k for k in times if k != "detkit"), None)
+    ms = {k: median_ms(v) for k, v in times.items()}
+    dk_mem, peer_mem = mem["detkit"][0], mem[peer][0] if peer else None
+    return {
+        "task": task,
+        "model": model,
+        "device": str(device),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "input": shape,
+        "iters": len(times["detkit"]),
+        "peer": peer,
+        "detkit_ms": ms["detkit"],
+        "peer_ms": ms.get(peer),
+        "ratio": ms["detkit"] / ms[peer] if peer else None,
+        "detkit_mem_mb": dk_mem,
+        "peer_mem_mb": peer_mem,
+        "mem_ratio": dk_mem / peer_mem if dk_mem and peer_mem else None,
+        "mem_method": mem["detkit"][1],
+        "check": check,
+    }

@@ -1,0 +1,38 @@
+"""Peers in CI: tests that compare detkit with a peer package skip where it is missing, except under CI.
+
+`make test` (so `.ci/run`) installs the peers (setup.cfg's `peers` extra) and sets DETKIT_REQUIRE_PEERS=1:
+then a missing or broken peer stops the run at its start instead of skipping the comparisons silently.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+
+# the modules the peer tests import: tests/models/test_ultralytics_equivalence.py, tests/tools/test_benchmark.py,
+# tests/tools/test_convert_weights.py (Ultralytics), tests/evaluation/test_coco.py (faster-coco-eval)
+PEER_MODULES = (
+    "ultralytics.nn.tasks",
+    "ultralytics.cfg",
+    "ultralytics.utils.nms",
+    "ultralytics.data.augment",
+    "faster_coco_eval",
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("DETKIT_REQUIRE_PEERS", "") in ("", "0"):
+        return
+    broken = []
+    for name in PEER_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001  (an ImportError, or a peer failing at import)
+            broken.append(f"{name}: {type(e).__name__}: {e}")
+    if broken:
+        raise pytest.UsageError(
+            "DETKIT_REQUIRE_PEERS is set but peer packages do not import (install them with `make peers`):\n  "
+            + "\n  ".join(broken)
+        )
