@@ -1,4 +1,9 @@
-"""YAML configs: ``_base_`` inheritance, ``--set key=value`` overrides, dump of the resolved config."""
+"""YAML configs: ``_base_`` inheritance, ``--set key=value`` overrides, dump of the resolved config.
+
+``load_config`` also records which file set each key (``Sources``: key path -> file, or ``--set``) and checks
+the result against what the code accepts (``detkit.config_check``): an unknown key or a bad value is a
+``ConfigError`` that names the key, the file and the fix.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,11 @@ from typing import Any
 import yaml
 
 MAX_BASE_DEPTH = 2  # a config inherits at most two levels deep (DESIGN.md)
+SET_ORIGIN = "--set"  # the origin of a key given on the command line
+
+# Where each key of a loaded config came from: key path (``('data', 'train', 'pipeline', 0, 'p')``) -> the
+# file that set it last (``_base_`` files first, then the file itself), or ``--set``.
+Sources = dict[tuple, str]
 
 
 class ConfigError(ValueError):
@@ -44,7 +54,26 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _load(path: Path, chain: tuple[Path, ...]) -> dict:
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as a user would type it), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def record_sources(sources: Sources, value: Any, path: tuple, origin: str) -> None:
+    """Note ``origin`` as the source of ``value`` at ``path`` and of everything inside it."""
+    sources[path] = origin
+    if isinstance(value, dict):
+        for k, v in value.items():
+            record_sources(sources, v, (*path, k), origin)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            record_sources(sources, v, (*path, i), origin)
+
+
+def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Sources]:
     path = path.resolve()
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
@@ -53,18 +82,25 @@ def _load(path: Path, chain: tuple[Path, ...]) -> dict:
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file name or a list of file names, got {bases!r}")
     if bases and len(chain) >= MAX_BASE_DEPTH:
         raise ConfigError(
             f"{path}: _base_ nests deeper than {MAX_BASE_DEPTH} levels "
             f"(chain: {' -> '.join(str(p) for p in (*chain, path))})"
         )
     merged: dict = {}
+    sources: Sources = {}
     for b in bases:
         bpath = Path(b) if os.path.isabs(b) else path.parent / b
         if not bpath.is_file():
             raise ConfigError(f"{path}: _base_ file not found: {b} (looked at {bpath})")
-        merged = merge(merged, _load(bpath, (*chain, path)))
-    return merge(merged, data)
+        base, base_sources = _load(bpath, (*chain, path))
+        merged = merge(merged, base)
+        sources.update(base_sources)  # later bases win, as in the merge
+    for k, v in data.items():
+        record_sources(sources, v, (k,), display_path(path))
+    return merge(merged, data), sources
 
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "configs"
@@ -99,13 +135,46 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     )
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] | None = None) -> dict:
-    """Load a YAML config (a path, or a packaged config's name) with its ``_base_`` files merged, then apply
-    ``key=value`` overrides."""
-    cfg = _load(resolve_config_path(path), ())
+def load_config_with_sources(
+    path: str | os.PathLike, overrides: Iterable[str] | None = None, check: bool = False
+) -> tuple[dict, Sources]:
+    """Like :func:`load_config`, also returning where each key came from (``Sources``); ``check`` runs the check
+    (and lets ``--set`` add a key that the files lack: the check judges it like any other)."""
+    cfg, sources = _load(resolve_config_path(path), ())
     if overrides:
-        cfg = apply_overrides(cfg, overrides)
-    return cfg
+        cfg = apply_overrides(cfg, overrides, sources, add_missing=check)
+    sources = {p: origin for p, origin in sources.items() if _exists(cfg, p)}  # drop keys that a merge replaced
+    if check:
+        from detkit.config_check import check_config
+
+        check_config(cfg, sources)
+    return cfg, sources
+
+
+def _exists(cfg: Any, path: tuple) -> bool:
+    node = cfg
+    for p in path:
+        if (isinstance(node, dict) and p in node) or (isinstance(node, list) and isinstance(p, int) and p < len(node)):
+            node = node[p]
+        else:
+            return False
+    return True
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] | None = None, check: bool = True) -> dict:
+    """Load a YAML config (a path, or a packaged config's name) with its ``_base_`` files merged, then apply
+    ``key=value`` overrides, then check every key and value (``detkit.config_check.check_config``).
+
+    Args:
+        overrides: ``a.b.c=value`` strings (``--set``); a key the files lack may be given (``+a.b.c=value`` says
+            the same): it is checked like every other key.
+        check: False loads without the check (for YAML that is not a detkit config, e.g. in tests of merging);
+            an override of a key the files lack then needs the ``+`` prefix.
+    Raises:
+        ConfigError: a missing file, invalid YAML, a bad override, an unknown key or a bad value; the message
+            names the key, the file that set it (a ``_base_`` file, the config itself or ``--set``) and the fix.
+    """
+    return load_config_with_sources(path, overrides, check)[0]
 
 
 def _all_keys(d: dict, prefix: str = "") -> list[str]:
@@ -123,41 +192,56 @@ def _nearest(key: str, cfg: dict) -> str:
     return f" (nearest existing key: '{close[0]}')" if close else ""
 
 
-def set_by_path(cfg: dict, key: str, value: Any) -> None:
-    """Set ``cfg['a']['b']['c'] = value`` for ``key='a.b.c'``; the key must exist, the parent must be a dict.
+def _missing_key(key: str, cfg: dict, upto: list[str]) -> ConfigError:
+    """The error for ``--set key=...`` whose ``upto`` part does not exist: the nearest key, or the new spelling."""
+    from detkit.config_rules import RENAMED_KEYS
 
-    A new key is allowed only under a dict whose existing entries show it is free-form (empty dict), or
-    for the last component of a key whose parent exists and is a dict marked by the ``+`` prefix
-    (``+a.b.c=value`` adds a key).
+    new = RENAMED_KEYS.get(upto[-1])
+    if new is not None:
+        renamed = ".".join([*upto[:-1], new])
+        return ConfigError(
+            f"--set {key}: '{'.'.join(upto)}' is an old spelling; write '{renamed}' "
+            "(one spelling for test settings: score_thr, nms_thr, max_per_img)"
+        )
+    return ConfigError(
+        f"--set {key}: no key '{'.'.join(upto)}' in the config{_nearest(key, cfg)}; use '+{key}=...' to add a new key"
+    )
+
+
+def set_by_path(cfg: dict, key: str, value: Any, add_missing: bool = False) -> tuple:
+    """Set ``cfg['a']['b']['c'] = value`` for ``key='a.b.c'``; return the key's path (``('a', 'b', 'c')``, list
+    indices as ints). The key must exist and its parent must be a dict or a list.
+
+    A new key is allowed only with the ``+`` prefix (``+a.b.c=value`` adds ``c``, and missing parents), or
+    with ``add_missing`` (for a caller that checks every key afterwards, as ``load_config`` does).
     """
-    allow_new = key.startswith("+")
+    allow_new = key.startswith("+") or add_missing
     key = key.lstrip("+")
     parts = key.split(".")
     node = cfg
+    path: list = []
     for i, p in enumerate(parts[:-1]):
         if isinstance(node, list) and p.isdigit() and int(p) < len(node):
             node = node[int(p)]
+            path.append(int(p))
             continue
         if not isinstance(node, dict) or p not in node:
             if allow_new and isinstance(node, dict):
                 node[p] = {}
             else:
-                raise ConfigError(
-                    f"--set {key}: no key '{'.'.join(parts[: i + 1])}' in the config"
-                    f"{_nearest(key, cfg)}; use '+{key}=...' to add a new key"
-                )
+                raise _missing_key(key, cfg, parts[: i + 1])
         node = node[p]
+        path.append(p)
     last = parts[-1]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
         node[int(last)] = value
-        return
+        return (*path, int(last))
     if not isinstance(node, dict):
         raise ConfigError(f"--set {key}: '{'.'.join(parts[:-1])}' is not a mapping")
     if last not in node and not allow_new:
-        raise ConfigError(
-            f"--set {key}: no key '{key}' in the config{_nearest(key, cfg)}; use '+{key}=...' to add a new key"
-        )
+        raise _missing_key(key, cfg, parts)
     node[last] = value
+    return (*path, last)
 
 
 def get_by_path(cfg: dict, key: str, default: Any = None) -> Any:
@@ -171,8 +255,16 @@ def get_by_path(cfg: dict, key: str, default: Any = None) -> Any:
     return node
 
 
-def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
-    """Return a copy of ``cfg`` with ``a.b.c=value`` overrides applied (values parsed as YAML)."""
+def apply_overrides(
+    cfg: dict, overrides: Iterable[str], sources: Sources | None = None, add_missing: bool = False
+) -> dict:
+    """Return a copy of ``cfg`` with ``a.b.c=value`` overrides applied (values parsed as YAML).
+
+    Args:
+        sources: when given, ``--set`` is recorded as the origin of each key set.
+        add_missing: a key the config lacks is added (as with ``+key=value``) instead of refused; for a caller
+            that then checks every key against what the code accepts (``load_config``).
+    """
     cfg = copy.deepcopy(cfg)
     for item in overrides:
         if "=" not in item:
@@ -182,7 +274,13 @@ def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from e
-        set_by_path(cfg, key.strip(), value)
+        path = set_by_path(cfg, key.strip(), value, add_missing)
+        if sources is not None:
+            for old in [p for p in sources if p[: len(path)] == path]:
+                del sources[old]
+            record_sources(sources, value, path, SET_ORIGIN)
+            for i in range(1, len(path)):  # parents that '+' created
+                sources.setdefault(path[:i], SET_ORIGIN)
     return cfg
 
 

@@ -1,7 +1,15 @@
 import pytest
 import yaml
 
-from detkit.config import ConfigError, apply_overrides, dump_config, load_config, merge
+from detkit.config import (
+    ConfigError,
+    apply_overrides,
+    dump_config,
+    load_config,
+    load_config_with_sources,
+    merge,
+    set_by_path,
+)
 
 
 def write(path, data):
@@ -27,7 +35,7 @@ def test_base_inheritance_relative_paths(tmp_path):
         sub / "cfg.yaml",
         {"_base_": ["../_base_/model.yaml", "../_base_/data.yaml"], "model": {"depth": 18, "out": [4]}, "seed": 3},
     )
-    cfg = load_config(sub / "cfg.yaml")
+    cfg = load_config(sub / "cfg.yaml", check=False)  # merging only: 'A' is no registered detector
     assert cfg == {"model": {"type": "A", "depth": 18, "out": [4]}, "data": {"batch_size": 2}, "seed": 3}
 
 
@@ -35,11 +43,11 @@ def test_two_level_inheritance_allowed_three_refused(tmp_path):
     write(tmp_path / "a.yaml", {"v": 1})
     write(tmp_path / "b.yaml", {"_base_": ["a.yaml"], "w": 2})
     write(tmp_path / "c.yaml", {"_base_": ["b.yaml"], "x": 3})
-    assert load_config(tmp_path / "c.yaml") == {"v": 1, "w": 2, "x": 3}
+    assert load_config(tmp_path / "c.yaml", check=False) == {"v": 1, "w": 2, "x": 3}
     write(tmp_path / "a.yaml", {"_base_": ["z.yaml"], "v": 1})
     write(tmp_path / "z.yaml", {"q": 0})
     with pytest.raises(ConfigError, match="deeper than 2"):
-        load_config(tmp_path / "c.yaml")
+        load_config(tmp_path / "c.yaml", check=False)
 
 
 def test_missing_file_and_cycle(tmp_path):
@@ -80,4 +88,39 @@ def test_safe_load_refuses_python_objects(tmp_path):
 def test_dump_roundtrip(tmp_path):
     cfg = {"model": {"type": "A", "sizes": [[32], [64]]}, "lr": 0.02, "name": None}
     dump_config(cfg, tmp_path / "out" / "config.yaml")
-    assert load_config(tmp_path / "out" / "config.yaml") == cfg
+    assert load_config(tmp_path / "out" / "config.yaml", check=False) == cfg
+
+
+def test_sources_name_the_file_that_set_each_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(
+        tmp_path / "a.yaml", {"train": {"max_epochs": 3, "amp": False}, "data": {"pipeline": [{"type": "X", "p": 1}]}}
+    )
+    write(tmp_path / "b.yaml", {"train": {"amp": True}})
+    write(
+        tmp_path / "c.yaml",
+        {"_base_": ["a.yaml", "b.yaml"], "train": {"accumulate": 2}, "data": {"pipeline": [{"type": "Y"}]}},
+    )
+    cfg, sources = load_config_with_sources(tmp_path / "c.yaml", ["train.max_epochs=5", "+seed=1"])
+    assert cfg["train"] == {"max_epochs": 5, "amp": True, "accumulate": 2}
+    assert sources[("train", "amp")] == "b.yaml"  # the later base wins, as in the merge
+    assert sources[("train", "accumulate")] == "c.yaml"
+    assert sources[("train", "max_epochs")] == sources[("seed",)] == "--set"
+    assert sources[("data", "pipeline", 0, "type")] == "c.yaml"  # a list replaces as a whole
+    assert ("data", "pipeline", 0, "p") not in sources  # a.yaml's item was replaced
+    assert cfg["data"]["pipeline"] == [{"type": "Y"}]
+
+
+def test_set_by_path_returns_the_key_path():
+    cfg = {"data": {"train": {"pipeline": [{"type": "A", "p": 0.5}]}}}
+    assert set_by_path(cfg, "data.train.pipeline.0.p", 1.0) == ("data", "train", "pipeline", 0, "p")
+    assert cfg["data"]["train"]["pipeline"][0]["p"] == 1.0
+    assert set_by_path(cfg, "+data.val.img_dir", "v") == ("data", "val", "img_dir")
+
+
+def test_set_old_spelling_names_the_new_key():
+    cfg = {"model": {"box_head": {"score_thr": 0.05}}}
+    with pytest.raises(ConfigError, match=r"old spelling; write 'model.box_head.score_thr'"):
+        apply_overrides(cfg, ["model.box_head.score_thresh=0.1"])
+    with pytest.raises(ConfigError, match=r"write 'model.box_head.max_per_img'"):
+        apply_overrides(cfg, ["model.box_head.detections_per_img=10"])

@@ -1,4 +1,4 @@
-"""Every YAML config under configs/ loads and builds its model (the _base_ fragments are checked through them)."""
+"""Every YAML config under configs/ loads, passes the config check and builds its model."""
 
 from pathlib import Path
 
@@ -6,11 +6,14 @@ import pytest
 import torch
 import yaml
 
-from detkit.config import load_config
+from detkit.config import dump_config, load_config
+from detkit.config_check import check_config
+from detkit.engine.defaults import SECTION_RULES, SECTIONS, resolve_config
 from detkit.models.build import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+FRAGMENTS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "_base_" in p.parts)
 
 
 def test_configs_exist():
@@ -59,3 +62,24 @@ def test_schedule_keys_survive_the_runtime_defaults(path):
         for key, value in base_train.items():
             if key not in own_train:
                 assert cfg["train"][key] == value, f"{path}: train.{key} from {b} was overridden"
+
+
+@pytest.mark.parametrize("path", FRAGMENTS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_base_fragments_pass_the_check(path):
+    """Each _base_ file alone holds only valid keys and values (load_config checks what is present)."""
+    assert load_config(path)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT / "configs").as_posix())
+def test_resolved_config_written_by_training_passes_the_check(path, tmp_path):
+    """The work dir's config.yaml (engine defaults filled in) loads again, e.g. for tools/eval.py."""
+    dump_config(resolve_config(load_config(path)), tmp_path / "config.yaml")
+    check_config(load_config(tmp_path / "config.yaml"))
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_every_engine_default_has_a_rule_and_obeys_it(section):
+    defaults, rules = SECTIONS[section], SECTION_RULES[section]
+    assert set(defaults) == set(rules), f"{section}: keys with a default but no rule or a rule but no default"
+    for key, value in defaults.items():
+        assert rules[key].problem(value) is None, f"{section}.{key}: default {value!r} breaks its own rule"

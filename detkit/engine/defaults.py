@@ -1,13 +1,12 @@
-"""Engine config defaults (train, optimizer, scheduler sections) and their resolution."""
+"""Engine config defaults (train, optimizer, scheduler sections), the rules their values obey, and their resolution."""
 
 from __future__ import annotations
 
 import copy
-import difflib
 from typing import Any
 
-from detkit.config import ConfigError
-from detkit.engine.optim import OPTIMIZER_DEFAULTS, SCHEDULER_DEFAULTS
+from detkit.config_rules import Rule, boolean, choice, integer, number, section, text
+from detkit.engine.optim import OPTIMIZER_DEFAULTS, OPTIMIZER_RULES, SCHEDULER_DEFAULTS, SCHEDULER_RULES
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "max_epochs": 12,
@@ -25,20 +24,36 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "sync_bn": False,
     "find_unused_parameters": False,
 }
+# What each train key may hold (docs/configs.md); every key of TRAIN_DEFAULTS has a rule and no other key does.
+TRAIN_RULES: dict[str, Rule] = {
+    "max_epochs": integer(min=1),
+    "eval_interval": integer(min=1),
+    "amp": choice(False, True, "fp16", "bf16", "fp32", none=True),
+    "grad_clip": number(above=0, none=True),
+    "accumulate": integer(min=1),
+    "ema": section({"decay": number(0, 1), "tau": number(min=0)}, none=True),
+    "checkpoint_interval": integer(min=1, none=True),
+    "checkpoint_iters": integer(min=1, none=True),
+    "best_metric": text(),
+    "log_interval": integer(min=1),
+    "tensorboard": boolean(),
+    "max_nonfinite": integer(min=1),
+    "sync_bn": boolean(),
+    "find_unused_parameters": boolean(),
+}
 SECTIONS = {"train": TRAIN_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS, "scheduler": SCHEDULER_DEFAULTS}
+SECTION_RULES = {"train": TRAIN_RULES, "optimizer": OPTIMIZER_RULES, "scheduler": SCHEDULER_RULES}
 
 
 def resolve_config(cfg: dict) -> dict:
-    """Return a copy of ``cfg`` with engine defaults filled in; an unknown engine key is an error."""
+    """Return a copy of ``cfg`` with engine defaults filled in; an unknown engine key or a bad value (a float
+    ``max_epochs``, ``accumulate: 0``, ...) is a ``ConfigError`` that names the key."""
+    from detkit.config_check import check_engine
+
+    check_engine(cfg)
     cfg = copy.deepcopy(cfg)
-    for section, defaults in SECTIONS.items():
-        given = cfg.get(section) or {}
-        for k in given:
-            if k not in defaults:
-                near = difflib.get_close_matches(k, list(defaults), n=1, cutoff=0.0)
-                raise ConfigError(
-                    f"unknown key '{section}.{k}'" + (f" (nearest valid: '{section}.{near[0]}')" if near else "")
-                )
-        cfg[section] = {**copy.deepcopy(defaults), **given}
+    for section_name, defaults in SECTIONS.items():
+        given = cfg.get(section_name) or {}
+        cfg[section_name] = {**copy.deepcopy(defaults), **given}
     cfg.setdefault("seed", 0)
     return cfg

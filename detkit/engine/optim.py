@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from detkit.config_rules import Rule, boolean, choice, integer, list_of, mapping, number
+
 NORM_TYPES = (
     nn.modules.batchnorm._BatchNorm,
     nn.GroupNorm,
@@ -45,6 +47,32 @@ SCHEDULER_DEFAULTS: dict[str, Any] = {
     "warmup_epochs": 0.0,
     "warmup_bias_lr": None,
     "warmup_momentum": None,
+}
+# What each key may hold (docs/configs.md): a rule for every default key, and no other key is accepted.
+OPTIMIZER_RULES: dict[str, Rule] = {
+    "type": choice("SGD", "AdamW", "Adam"),
+    "lr": number(above=0),
+    "momentum": number(0, 1),
+    "nesterov": boolean(),
+    "weight_decay": number(min=0),
+    "norm_decay": number(min=0),
+    "bias_decay": number(min=0),
+    "base_batch_size": integer(min=1, none=True),
+    "lr_mult": mapping(number(min=0), none=True),
+    "betas": list_of(number(0, 1), length=2),
+    "eps": number(above=0),
+}
+SCHEDULER_RULES: dict[str, Rule] = {
+    "type": choice("multistep", "cosine", "linear", "constant"),
+    "milestones": list_of(integer(min=0), none=True),
+    "gamma": number(above=0),
+    "warmup_iters": integer(min=0, none=True),
+    "warmup_ratio": number(0, 1),
+    "warmup_max_share": number(0, 1, none=True),
+    "min_lr_ratio": number(0, 1),
+    "warmup_epochs": number(min=0, none=True),
+    "warmup_bias_lr": number(min=0, none=True),
+    "warmup_momentum": number(0, 1, none=True),
 }
 
 

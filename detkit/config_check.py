@@ -1,0 +1,393 @@
+"""Check a config against what the code accepts: every key in every section, and its value.
+
+What is checked (docs/configs.md):
+
+- top-level sections: ``model``, ``data``, ``train``, ``optimizer``, ``scheduler``, ``seed``, ``work_dir``;
+- parts built from a registry (``{type: Name, ...}``: detectors, backbones, necks, heads, datasets, detkit
+  transforms): each key is a keyword argument of the constructor (a ``**kwargs`` constructor takes any),
+  each value obeys ``detkit.config_rules.PARAM_RULES`` or the constructor's type hint where that is precise;
+  nested parts (``model.backbone``, ``data.train.dataset``), pipelines (detkit and albumentations
+  transforms by name, ``BboxParams``) and plain option mappings (``model.preprocess``, ``head.det``,
+  ``mosaic``) likewise;
+- ``data`` (``DATA_RULES``), ``train`` (``TRAIN_RULES``), ``optimizer`` / ``scheduler``
+  (``OPTIMIZER_RULES`` / ``SCHEDULER_RULES``): declarative tables of key -> rule;
+- old spellings of the test settings (``score_thresh``, ``detections_per_img``, ...): the new key is named.
+
+Every problem names the key, the file that set it (``Sources`` from ``detkit.config.load_config``: a
+``_base_`` file, the config itself, or ``--set``) and the fix (the nearest valid key, or the rule).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from detkit.config import ConfigError, Sources
+from detkit.config_rules import (
+    PARAM_RULES,
+    PROBABILITY,
+    RENAMED_KEYS,
+    Rule,
+    either,
+    integer,
+    list_of,
+    number,
+    rule_from_hint,
+    section,
+    show,
+    text,
+)
+from detkit.registry import BACKBONES, DATASETS, DETECTORS, HEADS, NECKS, TRANSFORMS, Registry
+
+REGISTRIES = {r.name: r for r in (BACKBONES, NECKS, HEADS, DETECTORS, DATASETS, TRANSFORMS)}
+
+DATA_RULES: dict[str, Rule] = {
+    "batch_size": integer(min=1),  # per process
+    "num_workers": integer(min=0),
+    "val_batch_size": integer(min=1, none=True),
+    "size_divisor": integer(min=1),
+}
+DATA_SPLITS = {"train": DATASETS, "val": DATASETS, "test": DATASETS}  # data keys that hold a dataset
+
+# Keyword arguments of registry-built parts that are parts themselves: owner registry -> param -> registry.
+PART_PARAMS: dict[str, dict[str, str]] = {
+    "detector": {
+        "backbone": "backbone",
+        "neck": "neck",
+        "rpn_head": "head",
+        "box_head": "head",
+        "mask_head": "head",
+        "head": "head",
+        "decode_head": "head",
+        "auxiliary_head": "head",
+    },
+    "dataset": {"dataset": "dataset"},
+}
+# Keyword arguments that are transform pipelines (lists of ``{type: ...}``): owner registry -> params.
+PIPELINE_PARAMS: dict[str, tuple[str, ...]] = {"dataset": ("pipeline",)}
+
+
+@dataclass(frozen=True)
+class KeywordsOf:
+    """A mapping (no ``type``) passed as keyword arguments to ``target`` (``'module:Name'``), less ``exclude``."""
+
+    target: str
+    exclude: tuple[str, ...] = ()
+
+    def resolve(self) -> Callable:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+# Plain option mappings of a part: (owner registry, owner type or '*', param) -> their keys.
+OPTION_PARAMS: dict[tuple[str, str, str], KeywordsOf | Rule] = {
+    ("detector", "*", "preprocess"): KeywordsOf("detkit.models.preprocess:Preprocessor"),
+    ("head", "YOLOSegHead", "det"): KeywordsOf(
+        "detkit.models.heads.yolo:YOLOHead", exclude=("num_classes", "in_channels", "strides")
+    ),
+    ("dataset", "MixDataset", "mosaic"): section(
+        {
+            "p": PROBABILITY,
+            "size": either(integer(min=1), list_of(integer(min=1), length=2), none=True),
+            "center_range": list_of(number(0, 1), length=2),
+            "min_visibility": PROBABILITY,
+        },
+        none=True,
+    ),
+    ("dataset", "MixDataset", "mixup"): section({"p": PROBABILITY, "alpha": number(above=0)}, none=True),
+    ("dataset", "MixDataset", "close_mosaic"): section(
+        {"epochs": integer(min=0), "max_epochs": integer(min=1, none=True)}, none=True
+    ),
+}
+# albumentations.BboxParams keys that detkit fixes (format pascal_voc, its label fields, clip=True)
+BBOX_FIXED = ("format", "label_fields", "clip")
+RENAME_NOTE = "one spelling for test settings: score_thr, nms_thr, max_per_img"
+
+
+def dotted(path: tuple) -> str:
+    """``('data', 'train', 'pipeline', 0, 'p')`` -> ``data.train.pipeline.0.p`` (the ``--set`` spelling)."""
+    return ".".join(str(p) for p in path)
+
+
+def nearest(name: str, candidates: typing.Iterable[str]) -> str | None:
+    """The candidate closest to ``name`` (difflib), or None when there are none."""
+    close = difflib.get_close_matches(str(name), sorted(candidates), n=1, cutoff=0.0)
+    return close[0] if close else None
+
+
+class ConfigProblems:
+    """The problems found in one config; each names the key and the file that set it."""
+
+    def __init__(self, sources: Sources | None = None):
+        self.sources = sources or {}
+        self.messages: list[str] = []
+
+    def origin(self, path: tuple) -> str | None:
+        """The file (or ``--set``) that set ``path``: its own record, else its nearest recorded parent's."""
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.sources:
+                return self.sources[path[:n]]
+        return None
+
+    def add(self, path: tuple, text: str) -> None:
+        """Record ``text`` (which names the key) as a problem of the key at ``path``."""
+        origin = self.origin(path)
+        self.messages.append(f"{origin}: {text}" if origin else text)
+
+    def value(self, path: tuple, problem: str | None) -> None:
+        """Record a bad value (``problem`` from ``Rule.problem``), if any."""
+        if problem:
+            self.add(path, f"{dotted(path)} {problem}")
+
+    def unknown(self, path: tuple, valid: typing.Iterable[str], what: str = "key") -> None:
+        """Record an unknown key: the new key when it is an old spelling, else the nearest valid key."""
+        valid = list(valid)
+        key = path[-1]
+        renamed = RENAMED_KEYS.get(key)
+        if renamed in valid:
+            new = dotted((*path[:-1], renamed))
+            self.add(path, f"'{dotted(path)}' is an old spelling: write '{new}' ({RENAME_NOTE})")
+            return
+        near = nearest(key, valid)
+        hint = f" (nearest valid: '{dotted((*path[:-1], near))}'" if near else " ("
+        listing = f"; valid: {', '.join(valid)})" if what != "key" else ")"
+        self.add(path, f"unknown {what} '{dotted(path)}'{hint}{listing}")
+
+    def raise_if_any(self) -> None:
+        """Raise one ConfigError with every problem on one line."""
+        if not self.messages:
+            return
+        more = len(self.messages) - 1
+        if more == 0:
+            raise ConfigError(self.messages[0])
+        shown = "; ".join(self.messages[:8])
+        tail = f"; and {more - 7} more" if more > 7 else ""
+        raise ConfigError(f"{len(self.messages)} problems: {shown}{tail}")
+
+
+def check_section(
+    problems: ConfigProblems,
+    rules: Mapping[str, Rule],
+    value: Any,
+    path: tuple,
+    parts: Mapping[str, Registry] | None = None,
+) -> None:
+    """Check a mapping whose keys are those of ``rules`` (``train``, ``train.ema``, ...) and of ``parts``
+    (keys holding a registry spec or null, e.g. ``data.train``); a null mapping is allowed."""
+    parts = parts or {}
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        problems.value(path, f"must be a mapping of {', '.join([*rules, *parts])}, got {show(value)}")
+        return
+    for key, v in value.items():
+        sub = (*path, key)
+        if key in parts:
+            if v is not None:
+                check_part(problems, parts[key], v, sub)
+        elif key not in rules:
+            problems.unknown(sub, [*rules, *parts])
+        else:
+            problems.value(sub, rules[key].problem(v))
+            if rules[key].kind == "section" and isinstance(v, dict):
+                check_section(problems, rules[key].fields, v, sub)
+
+
+@functools.cache
+def accepted(target: Callable) -> tuple[dict[str, inspect.Parameter], bool, dict[str, Any]]:
+    """``target``'s keyword parameters, whether it takes ``**kwargs``, and its type hints (empty if unknown)."""
+    sig = inspect.signature(target)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = {n: p for n, p in sig.parameters.items() if p.kind in kinds}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:  # a hint that does not evaluate: its values are not checked
+        hints = {}
+    return params, takes_any, hints
+
+
+def param_rule(name: str, param: inspect.Parameter, hint: Any) -> Rule | None:
+    """The rule of one keyword argument: ``PARAM_RULES`` by name, else its type hint; null where the code takes it."""
+    hinted = rule_from_hint(hint) if hint is not None else None
+    rule = PARAM_RULES.get(name, hinted)
+    if rule is not None and not rule.none and (param.default is None or (hinted is not None and hinted.none)):
+        rule = replace(rule, none=True)
+    return rule
+
+
+def check_kwargs(
+    problems: ConfigProblems,
+    target: Callable,
+    given: dict,
+    path: tuple,
+    owner: tuple[str, str] = ("", ""),
+    exclude: tuple[str, ...] = (),
+    values: bool = True,
+) -> None:
+    """Check ``given`` (less ``type``) as keyword arguments of ``target``; ``owner`` = (registry, type name)
+    selects nested parts, pipelines and option mappings; ``values=False`` checks the keys only."""
+    params, takes_any, hints = accepted(target)
+    valid = {k: p for k, p in params.items() if k not in exclude}
+    for key, value in given.items():
+        if key == "type":
+            continue
+        sub = (*path, key)
+        if key not in valid:
+            if not takes_any or key in exclude:
+                problems.unknown(sub, valid)
+            continue
+        if values:
+            rule = param_rule(key, valid[key], hints.get(key))
+            problems.value(sub, rule.problem(value) if rule is not None else None)
+        check_nested(problems, owner, key, value, sub)
+
+
+def check_nested(problems: ConfigProblems, owner: tuple[str, str], key: str, value: Any, path: tuple) -> None:
+    """A keyword argument that is itself a part, a pipeline or an option mapping: check inside it."""
+    registry, type_name = owner
+    if value is None:
+        return
+    part = PART_PARAMS.get(registry, {}).get(key)
+    if part is not None:
+        check_part(problems, REGISTRIES[part], value, path)
+    elif key in PIPELINE_PARAMS.get(registry, ()):
+        check_pipeline(problems, value, path)
+    options = OPTION_PARAMS.get((registry, type_name, key)) or OPTION_PARAMS.get((registry, "*", key))
+    if isinstance(options, KeywordsOf) and isinstance(value, dict):
+        check_kwargs(problems, options.resolve(), value, path, exclude=options.exclude)
+    elif isinstance(options, Rule):
+        check_section(problems, options.fields, value, path)
+
+
+def check_part(problems: ConfigProblems, registry: Registry, spec: Any, path: tuple) -> None:
+    """Check a registry spec ``{type: Name, **kwargs}`` against the constructor of ``Name``."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        problems.value(path, f"must be a {registry.name} spec, a mapping with 'type: <name>', got {show(spec)}")
+        return
+    name = spec["type"]
+    if name not in registry:
+        near = nearest(name, registry)
+        hint = f" (nearest: '{near}'; registered: {', '.join(registry)})" if near else ""
+        problems.add((*path, "type"), f"{dotted(path)}.type: unknown {registry.name} '{name}'{hint}")
+        return
+    check_kwargs(problems, registry.get(name), spec, path, owner=(registry.name, name))
+
+
+def _albumentations() -> Any:
+    import detkit.data.transforms  # noqa: F401  (sets albumentations' no-network switch, registers transforms)
+
+    return importlib.import_module("albumentations")
+
+
+def albumentations_transform(name: str) -> type | None:
+    """The albumentations transform (or composition such as ``OneOf``) called ``name``, or None."""
+    A = _albumentations()
+    from albumentations.core.composition import BaseCompose
+    from albumentations.core.transforms_interface import BasicTransform
+
+    cls = getattr(A, name, None)
+    ok = inspect.isclass(cls) and issubclass(cls, (BasicTransform, BaseCompose)) and not name.startswith("_")
+    return cls if ok else None
+
+
+def transform_names() -> list[str]:
+    """detkit transforms, albumentations transforms and ``BboxParams``: every name a pipeline may use."""
+    A = _albumentations()
+    return [*TRANSFORMS, "BboxParams", *(n for n in vars(A) if albumentations_transform(n) is not None)]
+
+
+def check_pipeline(problems: ConfigProblems, specs: Any, path: tuple) -> None:
+    """Check a transform pipeline: a list of ``{type: Name, ...}`` (detkit, albumentations or ``BboxParams``)."""
+    if callable(specs):
+        return
+    if not isinstance(specs, list):
+        problems.value(path, f"must be a list of transforms ({{type: Name, ...}}), got {show(specs)}")
+        return
+    for i, spec in enumerate(specs):
+        check_transform(problems, spec, (*path, i))
+
+
+def check_transform(problems: ConfigProblems, spec: Any, path: tuple) -> None:
+    """Check one pipeline entry: keys against the transform's constructor (albumentations: keys only, it
+    validates its own values when built)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+        problems.value(path, f"must be a transform, a mapping with 'type: <name>', got {show(spec)}")
+        return
+    name = spec["type"]
+    if name in TRANSFORMS:
+        check_part(problems, TRANSFORMS, spec, path)
+        return
+    if name == "BboxParams":
+        bbox = _albumentations().BboxParams
+        check_kwargs(problems, bbox, spec, path, exclude=BBOX_FIXED, values=False)
+        return
+    cls = albumentations_transform(name)
+    if cls is None:
+        near = nearest(name, transform_names())
+        problems.add(
+            (*path, "type"),
+            f"{dotted(path)}.type: unknown transform '{name}', neither a detkit transform ({', '.join(TRANSFORMS)}) "
+            f"nor an albumentations one (nearest: '{near}')",
+        )
+        return
+    given = {k: v for k, v in spec.items() if k != "strict"}  # albumentations' own validation switch
+    check_kwargs(problems, cls, given, path, values=False)
+    children = spec.get("transforms")
+    if isinstance(children, list):
+        for j, child in enumerate(children):
+            check_transform(problems, child, (*path, "transforms", j))
+
+
+def engine_sections() -> dict[str, dict[str, Rule]]:
+    """The rule tables of the engine sections: ``train``, ``optimizer``, ``scheduler``."""
+    from detkit.engine.defaults import TRAIN_RULES
+    from detkit.engine.optim import OPTIMIZER_RULES, SCHEDULER_RULES
+
+    return {"train": TRAIN_RULES, "optimizer": OPTIMIZER_RULES, "scheduler": SCHEDULER_RULES}
+
+
+TOP_LEVEL_RULES: dict[str, Rule] = {"seed": integer(min=0), "work_dir": text(none=True)}
+TOP_LEVEL = ("model", "data", "train", "optimizer", "scheduler", *TOP_LEVEL_RULES)
+
+
+def check_engine(cfg: dict, problems: ConfigProblems | None = None) -> None:
+    """Check the ``train``, ``optimizer`` and ``scheduler`` sections and ``seed`` of ``cfg`` (present ones)."""
+    own = problems is None
+    problems = problems or ConfigProblems()
+    for name, rules in engine_sections().items():
+        check_section(problems, rules, cfg.get(name), (name,))
+    for key, rule in TOP_LEVEL_RULES.items():
+        if key in cfg:
+            problems.value((key,), rule.problem(cfg[key]))
+    if own:
+        problems.raise_if_any()
+
+
+def check_config(cfg: Any, sources: Sources | None = None) -> None:
+    """Check every key and value of a loaded config; raise one ``ConfigError`` naming each problem's key, the
+    file that set it (``sources``, from ``detkit.config.load_config_with_sources``) and the fix.
+
+    Sections may be missing (a ``_base_`` fragment holds one); what is present must be valid.
+    """
+    import detkit.data.datasets  # noqa: F401  (register every part)
+    import detkit.data.transforms  # noqa: F401
+    import detkit.models  # noqa: F401
+
+    problems = ConfigProblems(sources)
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"a config must be a mapping of sections ({', '.join(TOP_LEVEL)}), got {show(cfg)}")
+    for key in cfg:
+        if key not in TOP_LEVEL:
+            problems.unknown((key,), TOP_LEVEL, what="top-level section")
+    if cfg.get("model") is not None:
+        check_part(problems, DETECTORS, cfg["model"], ("model",))
+    check_section(problems, DATA_RULES, cfg.get("data"), ("data",), parts=DATA_SPLITS)
+    check_engine(cfg, problems)
+    problems.raise_if_any()
