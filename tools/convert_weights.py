@@ -1,4 +1,4 @@
-"""Convert torchvision weights (Faster/Mask R-CNN R50-FPN v1, ResNet classifiers) to a detkit checkpoint (the logic is in detkit/cli/convert_weights.py; the same command is `detkit convert-weights`)."""
+"""Convert torchvision or Ultralytics (YOLOv8) weights to a detkit checkpoint (the logic is in detkit/cli/convert_weights.py; the same command is `detkit convert-weights`)."""
 
 import sys
 

@@ -1,6 +1,9 @@
-"""Convert torchvision weights (Faster/Mask R-CNN R50-FPN v1, ResNet classifiers) to a detkit checkpoint.
+"""Convert torchvision or Ultralytics weights to a detkit checkpoint.
 
 Usage: python tools/convert_weights.py --from torchvision SRC DST [--config CONFIG] [--norm-eps EPS]
+       python tools/convert_weights.py --from ultralytics SRC DST [--config CONFIG]
+torchvision: Faster/Mask R-CNN R50-FPN v1 and ResNet classifier state dicts. ultralytics: YOLOv8 n/s/m/l/x
+detect or segment state dicts (an Ultralytics .pt holds a pickled model: save ``model.state_dict()`` first).
 Exit status: 0 written, 2 bad input (unreadable file, unknown state dict, bad config).
 """
 
@@ -10,31 +13,59 @@ import argparse
 import sys
 
 from detkit.config import ConfigError, load_config
-from detkit.weights.torchvision import ConversionError, convert_checkpoint
+from detkit.weights.common import ConversionError
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and call :func:`detkit.weights.torchvision.convert_checkpoint`."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--from", dest="source", required=True, choices=["torchvision"], help="where the weights come from"
+        "--from",
+        dest="source",
+        required=True,
+        choices=["torchvision", "ultralytics"],
+        help="where the weights come from",
     )
-    parser.add_argument("src", help="torchvision state dict (.pth), e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth")
+    parser.add_argument(
+        "src",
+        help="state dict (.pth): torchvision's, e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth, or a YOLOv8 one "
+        "saved with torch.save(YOLO('yolov8n.pt').model.float().state_dict(), 'yolov8n_state.pth')",
+    )
     parser.add_argument("dst", help="detkit checkpoint to write")
-    parser.add_argument("--config", help="detkit config to store (resolved) in the checkpoint's meta")
+    parser.add_argument(
+        "--config",
+        help="detkit config (path or packaged name) to store, resolved, in the checkpoint's meta; "
+        "ultralytics: the converted weights are checked against its model",
+    )
     parser.add_argument(
         "--norm-eps",
         type=float,
-        default=0.0,
-        help="R-CNN weights: FrozenBN eps written into the stored config's model.backbone "
+        help="torchvision R-CNN weights: FrozenBN eps written into the stored config's model.backbone "
         "(default 0.0, what torchvision's COCO v1 weights expect; negative: leave as is)",
     )
+    return parser
+
+
+def convert(args: argparse.Namespace) -> dict:
+    """Run the converter of ``args.source``; returns the written checkpoint's meta."""
+    config = load_config(args.config) if args.config else None
+    if args.source == "ultralytics":
+        from detkit.weights import ultralytics
+
+        return ultralytics.convert_checkpoint(args.src, args.dst, config=config)
+    from detkit.weights import torchvision
+
+    eps = 0.0 if args.norm_eps is None else args.norm_eps
+    return torchvision.convert_checkpoint(args.src, args.dst, config=config, norm_eps=None if eps < 0 else eps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and convert; errors in the input exit with status 2."""
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.source != "torchvision" and args.norm_eps is not None:
+        parser.error("--norm-eps applies to --from torchvision only")
     try:
-        config = load_config(args.config) if args.config else None
-        meta = convert_checkpoint(
-            args.src, args.dst, config=config, norm_eps=None if args.norm_eps < 0 else args.norm_eps
-        )
+        meta = convert(args)
     except (ConversionError, ConfigError, OSError) as e:
         print(f"convert_weights: error: {e}", file=sys.stderr)
         return 2

@@ -2,122 +2,38 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import re
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
+
+from detkit.weights.common import (
+    COCO_CLASSES,
+    ConversionError,
+    config_with_classes,
+    read_state_dict,
+    unwrap_state_dict,
+    write_checkpoint,
+)
+
+__all__ = [
+    "COCO_CATEGORY_IDS",
+    "COCO_CLASSES",
+    "COCO_UNUSED_IDS",
+    "ConversionError",
+    "convert_checkpoint",
+    "convert_state_dict",
+    "detect_kind",
+    "reorder_box_predictor",
+    "unwrap_state_dict",
+]
 
 # COCO category ids 1..90 that are used (80); torchvision's 91-way heads have background at 0.
 COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
 COCO_CATEGORY_IDS = [i for i in range(1, 91) if i not in COCO_UNUSED_IDS]
-COCO_CLASSES = [
-    "person",
-    "bicycle",
-    "car",
-    "motorcycle",
-    "airplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "backpack",
-    "umbrella",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "couch",
-    "potted plant",
-    "bed",
-    "dining table",
-    "toilet",
-    "tv",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-]
 
 _RESNET_DEPTHS = {(2, False): 18, (6, False): 34, (6, True): 50, (23, True): 101, (36, True): 152}
-
-
-class ConversionError(ValueError):
-    """A state dict that this converter does not know; the message says what was expected."""
-
-
-def unwrap_state_dict(obj: Any, src: str = "checkpoint") -> dict[str, Tensor]:
-    """The tensors of a plain state dict or of one under ``model`` / ``state_dict`` (``module.`` stripped)."""
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ConversionError(
-            f"{src}: not a state dict (expected a dict of tensors, or one under 'model'/'state_dict')"
-        )
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return dict(obj)
 
 
 def detect_kind(state: dict[str, Tensor]) -> str:
@@ -236,17 +152,8 @@ def convert_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dic
 
 
 def _meta_config(config: dict | None, info: dict, norm_eps: float | None) -> dict | None:
-    if config is None:
-        return None
-    cfg = copy.deepcopy(config)
-    model = cfg.get("model", cfg)
-    if info["num_classes"] is not None:
-        if model.get("num_classes") not in (None, info["num_classes"]):
-            raise ConversionError(
-                f"the config has model.num_classes={model.get('num_classes')} but the weights have "
-                f"{info['num_classes']} classes"
-            )
-        model["num_classes"] = info["num_classes"]
+    cfg = config_with_classes(config, info["num_classes"])
+    model = cfg.get("model", cfg) if cfg is not None else {}
     if norm_eps is not None and isinstance(model.get("backbone"), dict):
         model["backbone"]["norm_eps"] = float(norm_eps)
     return cfg
@@ -261,26 +168,12 @@ def convert_checkpoint(
     COCO R-CNN v1 weights expect FrozenBN eps 0 (torchvision overwrites it); None leaves the config as is.
     Returns the checkpoint's ``meta``.
     """
-    import detkit
-
-    src, dst = Path(src), Path(dst)
-    if not src.is_file():
-        raise ConversionError(f"{src}: file not found")
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (any unpickling failure is a bad input file)
-        raise ConversionError(f"{src}: cannot read as a weights-only torch file: {e}") from e
-    state = unwrap_state_dict(obj, str(src))
+    state = read_state_dict(src)
     out, info = convert_state_dict(state)
     detection = not info["kind"].startswith("resnet")
     meta = {
         "class_names": info["class_names"],
         "config": _meta_config(config, info, norm_eps if detection else None),
-        "version": detkit.__version__,
         "converted_from": f"torchvision:{info['kind']}",
     }
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save({"model": out, "meta": meta}, tmp)
-    os.replace(tmp, dst)
-    return meta
+    return write_checkpoint(dst, out, meta)

@@ -3,14 +3,26 @@
 detkit's CSPDarknet + PAFPN + YOLOHead have YOLOv8's layers, and inside each block the same module names
 (``conv``/``bn``, ``cv1``/``cv2``/``m.N``), so the mapping renames the top-level layer indices only. Used to
 check detkit against Ultralytics with identical weights (tests, ``tools/benchmark.py --compare ultralytics``)
-and to reuse YOLOv8 weights saved as a plain state dict (``torch.save(model.state_dict())``).
+and to reuse YOLOv8 weights saved as a plain state dict (``tools/convert_weights.py --from ultralytics``).
+
+An Ultralytics ``.pt`` file holds a pickled model, which is never unpickled here (that would run code from the
+file); save its state dict with Ultralytics first (:data:`SAVE_STATE_DICT`).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from typing import Any
 
 from torch import Tensor
+
+from detkit.weights.common import COCO_CLASSES, ConversionError, config_with_classes, read_state_dict, write_checkpoint
+
+SAVE_STATE_DICT = (
+    'python -c "import torch; from ultralytics import YOLO; '
+    "torch.save(YOLO('yolov8n.pt').model.float().state_dict(), 'yolov8n_state.pth')\""
+)
 
 # YOLOv8 layer index -> detkit module prefix
 _LAYERS = {
@@ -48,27 +60,123 @@ def _head_key(rest: str, seg: bool) -> str | None:
     if seg and part == "proto":
         sub, _, t = tail.partition(".")
         return f"head.proto.{_PROTO[sub]}.{t}"
-    raise KeyError(f"unexpected YOLOv8 head key '{rest}'")
+    raise ConversionError(f"unexpected YOLOv8 head key 'model.{_HEAD}.{rest}'")
 
 
 def ultralytics_to_detkit(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Rename a YOLOv8 ``DetectionModel`` / ``SegmentationModel`` state dict (keys ``model.N. ...``) for detkit.
 
-    Raises KeyError for keys that are not YOLOv8's layout (other YOLO versions are not supported).
+    Raises :class:`ConversionError` for keys that are not YOLOv8's layout (other YOLO versions are not
+    supported).
     """
     seg = any(k.startswith(f"model.{_HEAD}.proto.") for k in state_dict)
     out = {}
     for key, value in state_dict.items():
         m = re.match(r"model\.(\d+)\.(.+)$", key)
         if m is None:
-            raise KeyError(f"'{key}' is not a YOLOv8 state-dict key (expected 'model.<layer>.<name>')")
+            raise ConversionError(f"'{key}' is not a YOLOv8 state-dict key (expected 'model.<layer>.<name>')")
         idx, rest = int(m.group(1)), m.group(2)
         if idx == _HEAD:
             name = _head_key(rest, seg)
         elif idx in _LAYERS:
             name = f"{_LAYERS[idx]}.{rest}"
         else:
-            raise KeyError(f"'{key}': layer {idx} has no parameters in YOLOv8's layout")
+            raise ConversionError(f"'{key}': layer {idx} has no parameters in YOLOv8's layout")
         if name is not None:
             out[name] = value
     return out
+
+
+# YOLOv8's stem width per scale, and the C2f blocks per neck stage (detkit's PAFPN num_blocks)
+_STEM_WIDTHS = {16: "n", 32: "s", 48: "m", 64: "l", 80: "x"}
+_NECK_BLOCKS = {"n": 1, "s": 1, "m": 2, "l": 3, "x": 3}
+
+
+def detect_layout(state: dict[str, Tensor]) -> dict[str, Any]:
+    """``scale``, ``seg``, ``num_classes``, ``reg_max`` (and ``num_protos``, ``proto_channels``) of a YOLOv8
+    state dict, from its tensor shapes."""
+    names = ("model.0.conv.weight", f"model.{_HEAD}.cv2.0.2.weight", f"model.{_HEAD}.cv3.0.2.weight")
+    if any(n not in state for n in names):
+        sample = ", ".join(sorted(state)[:4])
+        raise ConversionError(
+            f"not a YOLOv8 detect / segment state dict: expected keys {', '.join(names)}; got keys {sample}, ..."
+        )
+    stem, box, cls = (state[n] for n in names)
+    width = int(stem.shape[0])
+    if width not in _STEM_WIDTHS:
+        raise ConversionError(f"a YOLOv8 stem of {width} channels is none of the scales n/s/m/l/x ({_STEM_WIDTHS})")
+    layout = {
+        "scale": _STEM_WIDTHS[width],
+        "seg": f"model.{_HEAD}.proto.cv1.conv.weight" in state,
+        "num_classes": int(cls.shape[0]),
+        "reg_max": int(box.shape[0]) // 4,
+    }
+    if layout["seg"]:
+        layout["num_protos"] = int(state[f"model.{_HEAD}.proto.cv3.conv.weight"].shape[0])
+        layout["proto_channels"] = int(state[f"model.{_HEAD}.proto.cv1.conv.weight"].shape[0])
+    return layout
+
+
+def layout_model(layout: dict[str, Any]) -> dict[str, Any]:
+    """The detkit ``model`` config of a :func:`detect_layout` result (YOLOv8's layout, detkit's defaults)."""
+    det = {"reg_max": layout["reg_max"]}
+    head = (
+        {
+            "type": "YOLOSegHead",
+            "num_protos": layout["num_protos"],
+            "proto_channels": layout["proto_channels"],
+            "det": det,
+        }
+        if layout["seg"]
+        else {"type": "YOLOHead", **det}
+    )
+    return {
+        "type": "OneStageDetector",
+        "num_classes": layout["num_classes"],
+        "backbone": {"type": "CSPDarknet", "scale": layout["scale"]},
+        "neck": {"type": "PAFPN", "num_blocks": _NECK_BLOCKS[layout["scale"]]},
+        "head": head,
+    }
+
+
+def _check_fits(model_cfg: dict, state: dict[str, Tensor], name: str, from_config: bool) -> None:
+    """Build ``model_cfg`` and load ``state`` strictly; a mismatch is a ConversionError saying which."""
+    from detkit.models.build import build_model
+
+    try:
+        build_model({"model": model_cfg}).load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, TypeError, KeyError) as e:
+        where = "the config's model" if from_config else "detkit's model of that layout"
+        first = str(e).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ConversionError(
+            f"the weights ({name}) do not fit {where}: {detail[:400]}"
+            + ("; use a YOLO config of the same scale and head (e.g. detkit configs yolo)" if from_config else "")
+        ) from e
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None) -> dict[str, Any]:
+    """Read a YOLOv8 state dict from ``src``, check it against detkit's model, write a detkit checkpoint.
+
+    The model checked is ``config``'s (its ``model.num_classes`` set from the weights, stored in the
+    checkpoint's meta) or, without a config, the one of the weights' layout (:func:`layout_model`; no
+    config stored). Floating tensors are stored as float32; 80 classes get the COCO class names. Returns
+    the checkpoint's ``meta``.
+    """
+    state = read_state_dict(
+        src, hint=f"; an Ultralytics .pt holds a pickled model: save its state dict first: {SAVE_STATE_DICT}"
+    )
+    layout = detect_layout(state)
+    out = {k: v.float() if v.is_floating_point() else v for k, v in ultralytics_to_detkit(state).items()}
+    name = f"yolov8{layout['scale']}{'-seg' if layout['seg'] else ''}, {layout['num_classes']} classes"
+    cfg = config_with_classes(config, layout["num_classes"])
+    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
+    if cfg is not None and not isinstance(model_cfg, dict):
+        raise ConversionError("the config has no 'model' section")
+    _check_fits(model_cfg or layout_model(layout), out, name, from_config=cfg is not None)
+    meta = {
+        "class_names": list(COCO_CLASSES) if layout["num_classes"] == len(COCO_CLASSES) else None,
+        "config": cfg,
+        "converted_from": f"ultralytics:{name.split(',')[0]}",
+    }
+    return write_checkpoint(dst, out, meta)

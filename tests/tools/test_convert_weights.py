@@ -127,3 +127,91 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     }
     with pytest.raises(ConversionError, match="v2"):
         detect_kind(v2)
+
+
+# --- Ultralytics YOLOv8 (state dicts made by Ultralytics' own model classes, random weights) ---------------
+
+
+def _yolov8(seg: bool, nc: int = 80):
+    """A YOLOv8n(-seg) of Ultralytics' own classes with random weights and BN statistics."""
+    tasks = pytest.importorskip("ultralytics.nn.tasks")  # a failure under `make test` (tests/conftest.py)
+    torch.manual_seed(0)
+    cls = tasks.SegmentationModel if seg else tasks.DetectionModel
+    model = cls("yolov8n-seg.yaml" if seg else "yolov8n.yaml", nc=nc, verbose=False)
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("seg", [False, True], ids=["detect", "segment"])
+def test_ultralytics_cli_outputs_equal_after_conversion(tmp_path, seg):
+    from detkit import init_model
+
+    ul = _yolov8(seg)
+    src, dst = tmp_path / "yolov8n_state.pth", tmp_path / "yolov8n_detkit.pth"
+    torch.save(ul.state_dict(), src)
+    config = "yolo_n_seg_coco" if seg else "yolo_n_coco"  # packaged configs, by name
+    assert convert_weights.main(["--from", "ultralytics", str(src), str(dst), "--config", config]) == 0
+    ckpt = torch.load(dst, map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    assert meta["converted_from"] == ("ultralytics:yolov8n-seg" if seg else "ultralytics:yolov8n")
+    assert meta["class_names"] == COCO_CLASSES and meta["config"]["model"]["num_classes"] == 80
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    dk = init_model(checkpoint=str(dst), device="cpu")  # the stored config builds the model
+    x = torch.rand(1, 3, 128, 160, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = ul(x)
+        raw = dk.forward_raw(x)
+    head = dk.head.det if seg else dk.head
+    bins, logits, points, strides = head.flatten(raw[0] if seg else raw)
+    boxes = head.decode(bins, points, strides)[0]
+    pred = (ref[0][0] if seg else ref[0])[0]  # [4 + C (+ masks), A]: xywh, class scores
+    xywh = pred[:4].T
+    ref_boxes = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
+    torch.testing.assert_close(boxes, ref_boxes, atol=1e-3, rtol=0)  # pixels: float rounding only
+    torch.testing.assert_close(logits[0].sigmoid(), pred[4:84].T, atol=1e-5, rtol=0)
+    if seg:
+        torch.testing.assert_close(raw[2], ref[0][1], atol=1e-4, rtol=0)  # the prototypes
+
+
+def test_ultralytics_without_config_checks_the_layout(tmp_path, capsys):
+    from detkit.weights.ultralytics import detect_layout, layout_model
+
+    ul = _yolov8(seg=False, nc=3)
+    src, dst = tmp_path / "sd.pth", tmp_path / "out.pth"
+    torch.save({"model": ul.half().state_dict()}, src)  # under 'model', half precision, as Ultralytics stores it
+    layout = detect_layout(torch.load(src, weights_only=True)["model"])
+    assert layout == {"scale": "n", "seg": False, "num_classes": 3, "reg_max": 16}
+    assert layout_model(layout)["neck"] == {"type": "PAFPN", "num_blocks": 1}
+    assert convert_weights.main(["--from", "ultralytics", str(src), str(dst)]) == 0
+    assert "ultralytics:yolov8n" in capsys.readouterr().out
+    meta = torch.load(dst, map_location="cpu", weights_only=True)["meta"]
+    assert meta["config"] is None and meta["class_names"] is None  # 3 classes: no names to assume
+
+
+def test_ultralytics_bad_inputs_exit_2(tmp_path, capsys):
+    ul = _yolov8(seg=False)
+    src, dst = tmp_path / "sd.pth", tmp_path / "out.pth"
+    torch.save(ul.state_dict(), src)
+    # a config of another scale: the weights do not fit its model
+    assert convert_weights.main(["--from", "ultralytics", str(src), str(dst), "--config", "yolo_s_coco"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("convert_weights: error:") and "yolov8n" in err and "do not fit the config's model" in err
+    # a pickled Ultralytics checkpoint is not unpickled; the message says how to save a state dict
+    pickled = tmp_path / "yolov8n.pt"
+    torch.save({"model": ul, "epoch": -1}, pickled)
+    assert convert_weights.main(["--from", "ultralytics", str(pickled), str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert "weights-only" in err and "state_dict()" in err
+    # torchvision weights given as Ultralytics ones
+    tv = tmp_path / "r18.pth"
+    torch.save(resnet18().state_dict(), tv)
+    assert convert_weights.main(["--from", "ultralytics", str(tv), str(dst)]) == 2
+    assert "not a YOLOv8 detect / segment state dict" in capsys.readouterr().err
+    assert not dst.exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse: a flag of the other converter
+        convert_weights.main(["--from", "ultralytics", str(src), str(dst), "--norm-eps", "0"])
+    assert exit_info.value.code == 2 and "--norm-eps applies to --from torchvision only" in capsys.readouterr().err
