@@ -205,12 +205,27 @@ def accepted(target: Callable) -> tuple[dict[str, inspect.Parameter], bool, dict
     sig = inspect.signature(target)
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     params = {n: p for n, p in sig.parameters.items() if p.kind in kinds}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    var_kw = next((p for p in sig.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
     try:
         hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
     except Exception:  # a hint that does not evaluate: its values are not checked
         hints = {}
-    return params, takes_any, hints
+    typed = unpacked_keys(hints.get(var_kw.name)) if var_kw is not None else None
+    if typed is not None:  # ``**loss: Unpack[SomeTypedDict]``: exactly the TypedDict's keys
+        for name, hint in typed.items():
+            params[name] = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY)
+            hints[name] = hint
+    return params, var_kw is not None and typed is None, hints
+
+
+def unpacked_keys(hint: Any) -> dict[str, Any] | None:
+    """The keys and hints of ``Unpack[TD]`` for a TypedDict ``TD`` (None for any other hint)."""
+    if hint is None or repr(typing.get_origin(hint)).rsplit(".", 1)[-1] != "Unpack":  # typing or typing_extensions
+        return None
+    args = typing.get_args(hint)
+    if len(args) != 1 or not typing.is_typeddict(args[0]):
+        return None
+    return typing.get_type_hints(args[0])
 
 
 def param_rule(name: str, param: inspect.Parameter, hint: Any) -> Rule | None:

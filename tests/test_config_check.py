@@ -259,3 +259,14 @@ def test_docs_list_every_rule_and_old_spelling():
     keys = [k for rules in (*SECTION_RULES.values(), DATA_RULES, PARAM_RULES) for k in rules]
     missing = [k for k in [*keys, *RENAMED_KEYS] if f"`{k}`" not in doc and f"`data.{k}`" not in doc]
     assert not missing, f"docs/configs.md does not mention {missing}"
+
+
+def test_keys_unpacked_from_a_typeddict_are_checked():
+    """Decode heads take their loss keys as ``**loss: Unpack[SegLossKeys]``: a typo or a bad value is still caught."""
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'model.decode_head.dice_wieght'.*'model.decode_head.dice_weight'"
+    ):
+        load_config("configs/seg/semfpn_r18_shapes.yaml", ["+model.decode_head.dice_wieght=0.5"])
+    with pytest.raises(ConfigError, match=r"model.decode_head.dice_weight must be a number"):
+        load_config("configs/seg/semfpn_r18_shapes.yaml", ["model.decode_head.dice_weight=abc"])
+    load_config("configs/seg/semfpn_r18_shapes.yaml", ["model.decode_head.dice_weight=0.5"])
