@@ -1,7 +1,9 @@
 """Check a COCO-format dataset: list every problem and summarise it; never modifies the inputs.
 
-Usage: python tools/check_dataset.py ANN_FILE IMG_DIR [--no-images] [--max-outside F]
-Exit status: 0 no errors (warnings allowed), 1 errors found, 2 the json or folder cannot be read.
+Usage: python tools/check_dataset.py ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max-outside F]
+Exit status: 0 no errors (warnings allowed), 1 errors found, 2 the json or folder cannot be read (or a usage
+mistake). An error is what training or COCO evaluation refuses (or ``on_error: skip`` leaves out); a
+warning trains but is probably a mistake.
 """
 
 from __future__ import annotations
@@ -9,31 +11,50 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detkit.data.validate import DatasetError, check_dataset
+from detkit.cli.errors import user_errors
+from detkit.data.dataset_check import check_dataset
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run :func:`detkit.data.validate.check_dataset`, print its report."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ann_file", help="COCO annotation json")
     parser.add_argument("img_dir", help="folder that the images' file_name are relative to")
     parser.add_argument(
         "--no-images", action="store_true", help="skip decoding every image (faster; no unreadable/size checks)"
     )
+    masks = parser.add_mutually_exclusive_group()
+    masks.add_argument(
+        "--masks",
+        dest="masks",
+        action="store_const",
+        const=True,
+        default=None,
+        help="check the segmentations even if no annotation has one (default: when any has one)",
+    )
+    masks.add_argument(
+        "--no-masks", dest="masks", action="store_const", const=False, help="do not check segmentations (box data)"
+    )
     parser.add_argument(
         "--max-outside",
         type=float,
         default=0.1,
-        help="fraction of the image size a box may extend outside it (default 0.1)",
+        help="fraction of the image size a box or polygon may extend outside it (default 0.1)",
     )
-    args = parser.parse_args(argv)
-    try:
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run :func:`detkit.data.dataset_check.check_dataset`, print its report."""
+    args = parse_args(argv)
+    with user_errors("check_dataset"):
         report = check_dataset(
-            args.ann_file, args.img_dir, read_images=not args.no_images, max_outside=args.max_outside
+            args.ann_file,
+            args.img_dir,
+            read_images=not args.no_images,
+            max_outside=args.max_outside,
+            masks=args.masks,
+            progress=sys.stderr.isatty(),
         )
-    except DatasetError as e:
-        print(f"check_dataset: error: {e}", file=sys.stderr)
-        return 2
     print(report.format())
     return 1 if report.errors else 0
 

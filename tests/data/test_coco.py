@@ -1,4 +1,5 @@
 """CocoDataset: sample contract, label mapping, masks, crowd, negatives, bad input in both modes."""
+
 from __future__ import annotations
 
 import copy
@@ -49,8 +50,9 @@ def test_sample_contract(coco_files):
 
 
 def test_built_through_registry(coco_files):
-    ds = DATASETS.build({"type": "CocoDataset", "ann_file": str(coco_files.ann_file),
-                         "img_dir": str(coco_files.img_dir)})
+    ds = DATASETS.build(
+        {"type": "CocoDataset", "ann_file": str(coco_files.ann_file), "img_dir": str(coco_files.img_dir)}
+    )
     assert isinstance(ds, CocoDataset) and len(ds) == 3
 
 
@@ -146,12 +148,14 @@ def test_box_slightly_outside_is_clipped(coco_files):
 
 # --- bad input: (mutation of the json, substrings the error must contain) --------------------------
 
+
 def _set(path, value):
     def f(d):
         obj = d
         for k in path[:-1]:
             obj = obj[k]
         obj[path[-1]] = value
+
     return f
 
 
@@ -160,10 +164,11 @@ BAD = {
     "negative_box": (_set(["annotations", 1, "bbox"], [36, 22, 5, -3]), ["bad_box", "id 12"]),
     "far_outside": (_set(["annotations", 1, "bbox"], [60, 22, 30, 10]), ["box_outside", "id 12"]),
     "unknown_category": (_set(["annotations", 2, "category_id"], 99), ["unknown_category", "id 21", "99"]),
-    "dotdot_path": (_set(["images", 0, "file_name"], "../a.png"), ["unsafe_path", "'../a.png'",
-                                                                   "relative to img_dir"]),
-    "absolute_path": (_set(["images", 0, "file_name"], "/etc/hosts"), ["unsafe_path", "absolute",
-                                                                      "relative to img_dir"]),
+    "dotdot_path": (_set(["images", 0, "file_name"], "../a.png"), ["unsafe_path", "'../a.png'", "relative to img_dir"]),
+    "absolute_path": (
+        _set(["images", 0, "file_name"], "/etc/hosts"),
+        ["unsafe_path", "absolute", "relative to img_dir"],
+    ),
     "missing_file": (_set(["images", 1, "file_name"], "nope.png"), ["missing_image", "'nope.png'", "id 2"]),
     "duplicate_image_id": (_set(["images", 2, "id"], 1), ["duplicate_image_id", "id 1"]),
     "duplicate_ann_id": (_set(["annotations", 1, "id"], 11), ["duplicate_ann_id", "id 11"]),
@@ -206,15 +211,15 @@ def test_bad_segmentation_only_checked_with_masks(coco_files):
     data["annotations"][0]["segmentation"] = [[1, 2, 3, 4]]
     coco_files.write(data)
     assert len(_ds(coco_files)) == 3
-    with pytest.raises(DatasetError, match="bad_segmentation.*id 11"):
+    with pytest.raises(DatasetError, match=r"\[bad_polygon\].*id 11"):
         _ds(coco_files, with_masks=True)
 
 
 def test_skip_mode_drops_and_counts(coco_files):
     data = copy.deepcopy(coco_files.data)
-    data["images"][1]["file_name"] = "../b.png"          # image 2 dropped with its 2 annotations
-    data["annotations"][0]["bbox"] = [4, 6, -1, 10]       # annotation 11 dropped
-    data["annotations"][1]["category_id"] = 55            # annotation 12 dropped
+    data["images"][1]["file_name"] = "../b.png"  # image 2 dropped with its 2 annotations
+    data["annotations"][0]["bbox"] = [4, 6, -1, 10]  # annotation 11 dropped
+    data["annotations"][1]["category_id"] = 55  # annotation 12 dropped
     data["images"].append({"id": 9, "file_name": "gone.png", "width": 10, "height": 10})
     coco_files.write(data)
     with pytest.warns(UserWarning) as rec:
@@ -277,5 +282,6 @@ def test_bad_on_error_value(coco_files):
 
 def test_dataset_pickles_for_worker_processes(coco_files):
     import pickle
+
     ds = pickle.loads(pickle.dumps(_ds(coco_files, with_masks=True)))
     assert ds[0]["masks"].shape == (2, 48, 64) and ds.cat_id_to_label == {3: 0, 7: 1, 10: 2}

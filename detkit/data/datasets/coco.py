@@ -1,20 +1,31 @@
 """COCO-format dataset: boxes, labels, instance masks and semantic maps as numpy sample dicts."""
+
 from __future__ import annotations
 
 import contextlib
 import io
 import os
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch.utils.data
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from detkit.data.image_io import ImageReadError, read_image, safe_join
-from detkit.data.validate import (ERROR, DatasetError, drop_bad_records, format_problems,
-                                  load_coco_json, validate_coco)
+from detkit.data.instance_masks import ann_to_mask, decode_mask
+from detkit.data.validate import (
+    FILE_RECORDS,
+    DatasetError,
+    SkippedRecords,
+    check_on_error,
+    drop_bad_records,
+    format_problems,
+    load_coco_json,
+    problem_list,
+    validate_coco,
+)
 from detkit.registry import DATASETS
 
 __all__ = ["CocoDataset", "DatasetError", "ImageReadError", "ann_to_mask", "build_sem_seg"]
@@ -22,20 +33,9 @@ __all__ = ["CocoDataset", "DatasetError", "ImageReadError", "ann_to_mask", "buil
 IGNORE = 255
 
 
-def ann_to_mask(ann: dict, h: int, w: int) -> np.ndarray:
-    """Decode one annotation's polygons, uncompressed or compressed RLE into ``uint8 [h, w]`` (0/1)."""
-    seg = ann["segmentation"]
-    if isinstance(seg, list):  # polygons: one object may have several parts
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-    elif isinstance(seg["counts"], list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(seg, *seg["size"])
-    else:
-        rle = seg
-    return mask_utils.decode(rle)
-
-
-def build_sem_seg(masks: np.ndarray, labels: np.ndarray, crowd_masks: np.ndarray, num_classes: int,
-                  background: bool = False) -> np.ndarray:
+def build_sem_seg(
+    masks: np.ndarray, labels: np.ndarray, crowd_masks: np.ndarray, num_classes: int, background: bool = False
+) -> np.ndarray:
     """Paint instance masks into one semantic map ``[H, W]`` (uint8, int32 past 254 classes).
 
     Rule: pixels covered by no object are 255 (ignore), or class 0 when ``background`` (then every
@@ -66,9 +66,12 @@ class CocoDataset(torch.utils.data.Dataset):
     Labels are contiguous 0..C-1 over the categories sorted by id (``cat_id_to_label`` /
     ``label_to_cat_id`` map both ways). Crowd annotations (``iscrowd=1``) are not in ``boxes``,
     ``labels`` or ``masks``; ``get_ann_info`` gives them as ``crowd_boxes``. Records are checked at
-    construction (:func:`detkit.data.validate.validate_coco`): ``on_error='raise'`` raises
-    :class:`DatasetError` naming the file, record and fix; ``'skip'`` drops the bad images/annotations
-    with one warning counting them by kind.
+    construction (:func:`detkit.data.validate.validate_coco`; segmentations too when masks or semantic
+    maps are asked for): ``on_error='raise'`` raises :class:`DatasetError` naming the file, record and
+    fix; ``'skip'`` drops the bad images/annotations with one warning counting them by kind. When a
+    sample is read, a mask that fails to decode raises (``'raise'``) or leaves its annotation out with a
+    warning (``'skip'``); an image that fails to decode gives ``None`` when ``skip_bad_images`` or
+    ``'skip'``. ``skipped`` (:class:`detkit.data.validate.SkippedRecords`) counts what was left out.
 
     Args:
         ann_file: COCO json. img_dir: folder the images' ``file_name`` are relative to.
@@ -76,68 +79,107 @@ class CocoDataset(torch.utils.data.Dataset):
         with_masks: add ``masks`` ``uint8 [N, H, W]``. with_sem_seg: add ``sem_seg`` (see
             :func:`build_sem_seg`; ``sem_background`` adds a background class 0).
         filter_empty: drop images without (non-crowd) annotations.
+        on_error: ``'raise'`` (default) or ``'skip'`` bad records, see above (docs/datasets.md).
         skip_bad_images: an image that fails to decode gives ``None`` (with one warning per file)
-            instead of raising :class:`ImageReadError`.
+            instead of raising :class:`ImageReadError` (also when ``on_error='skip'``).
         class_names: if given, must equal the json's category names in id order.
         max_outside: fraction of the image size a box may extend beyond the image.
     """
 
-    def __init__(self, ann_file: str | os.PathLike, img_dir: str | os.PathLike,
-                 pipeline: Sequence[dict] | Callable | None = None, with_masks: bool = False,
-                 with_sem_seg: bool = False, filter_empty: bool = False, on_error: str = "raise",
-                 skip_bad_images: bool = True, class_names: Sequence[str] | None = None,
-                 sem_background: bool = False, max_outside: float = 0.1):
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    def __init__(
+        self,
+        ann_file: str | os.PathLike,
+        img_dir: str | os.PathLike,
+        pipeline: Sequence[dict] | Callable | None = None,
+        with_masks: bool = False,
+        with_sem_seg: bool = False,
+        filter_empty: bool = False,
+        on_error: str = "raise",
+        skip_bad_images: bool = True,
+        class_names: Sequence[str] | None = None,
+        sem_background: bool = False,
+        max_outside: float = 0.1,
+    ):
+        self.on_error = check_on_error(on_error, "CocoDataset")
+        self.skipped = SkippedRecords()
+        self.size_warned: set[str] = set()
         self.ann_file, self.img_dir = os.fspath(ann_file), os.fspath(img_dir)
         self.with_masks, self.with_sem_seg, self.sem_background = with_masks, with_sem_seg, sem_background
         self.skip_bad_images, self.filter_empty = skip_bad_images, filter_empty
         if not os.path.isdir(self.img_dir):
-            raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) not found; check img_dir")
-        self.coco = self._load(on_error, max_outside)
+            state = "is a file, not a folder" if os.path.exists(self.img_dir) else "not found"
+            raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) {state}; check img_dir")
+        self.coco = self._load(max_outside)
         cats = sorted(self.coco.cats.values(), key=lambda c: c["id"])
         self.cat_ids: list = [c["id"] for c in cats]
         self.class_names: list[str] = [str(c["name"]) for c in cats]
         self.cat_id_to_label = {cid: i for i, cid in enumerate(self.cat_ids)}
         self.label_to_cat_id = dict(enumerate(self.cat_ids))
         if class_names is not None and list(class_names) != self.class_names:
-            raise DatasetError(f"{self.ann_file}: class_names {list(class_names)} differ from the json's "
-                               f"categories (sorted by id) {self.class_names}; fix the config or the json")
+            raise DatasetError(
+                f"{self.ann_file}: class_names {list(class_names)} differ from the json's "
+                f"categories (sorted by id) {self.class_names}; fix the config or the json"
+            )
         self.img_ids: list = [im["id"] for im in self.coco.dataset["images"]]
         if filter_empty:
             self.img_ids = [i for i in self.img_ids if self._split(i)[0]]
         if not self.img_ids:
-            warnings.warn(f"{self.ann_file}: the dataset has no images"
-                          f"{' with annotations (filter_empty=True)' if filter_empty else ''}")
-        self.aspect_ratios = np.array([self.coco.imgs[i]["height"] / self.coco.imgs[i]["width"]
-                                       for i in self.img_ids], dtype=np.float32)  # h / w
+            warnings.warn(
+                f"{self.ann_file}: the dataset has no images"
+                f"{' with annotations (filter_empty=True)' if filter_empty else ''}",
+                stacklevel=2,
+            )
+        self.aspect_ratios = np.array(
+            [self.coco.imgs[i]["height"] / self.coco.imgs[i]["width"] for i in self.img_ids], dtype=np.float32
+        )  # h / w
         from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
-        self.pipeline = as_pipeline(pipeline)
-        self._warned: set[str] = set()
 
-    def _load(self, on_error: str, max_outside: float) -> COCO:
+        self.pipeline = as_pipeline(pipeline)
+
+    def _load(self, max_outside: float) -> COCO:
         """Read, check and index the json (pycocotools' prints silenced)."""
         data = load_coco_json(self.ann_file)
-        problems = validate_coco(data, self.img_dir, self.ann_file, max_outside=max_outside,
-                                 check_segmentation=self.with_masks or self.with_sem_seg)
-        errors = [p for p in problems if p.severity == ERROR]
-        if errors and on_error == "raise":
-            raise DatasetError(f"{len(errors)} problem(s) in {self.ann_file}:\n{format_problems(errors, 5)}\n"
-                               f"Fix them, or build the dataset with on_error='skip' to drop bad records.")
+        problems = validate_coco(
+            data,
+            self.img_dir,
+            self.ann_file,
+            max_outside=max_outside,
+            check_segmentation=self.with_masks or self.with_sem_seg,
+        )
+        errors = problem_list(problems)
+        fatal = [p for p in errors if p.record in FILE_RECORDS]
+        if fatal:  # no record to leave out: 'skip' cannot help
+            raise DatasetError(f"{len(fatal)} problem(s) in {self.ann_file}:\n{format_problems(fatal, 5)}")
+        if errors and self.on_error == "raise":
+            raise DatasetError(
+                f"{len(errors)} bad record(s) in {self.ann_file}:\n{format_problems(errors, 5)}\n"
+                f"Fix them, or set on_error: skip in this dataset's config (e.g. data.train.on_error) "
+                f"to leave them out."
+            )
         if errors:
-            kept, counts = drop_bad_records(data, problems)  # raises on file/category errors
-            n_img, n_ann = len(data["images"]), len(data.get("annotations", []))
-            data = kept
-            kinds = {r: ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) for r, c in counts.items()}
-            warnings.warn(f"{self.ann_file}: on_error='skip' dropped {n_img - len(data['images'])} image(s) "
-                          f"({kinds['image'] or 'none'}) and {n_ann - len(data['annotations'])} annotation(s) "
-                          f"({kinds['annotation'] or 'none'}); run tools/check_dataset.py {self.ann_file} "
-                          f"{self.img_dir} for the details")
+            data = self._drop(data, problems)
         coco = COCO()
         coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
         return coco
+
+    def _drop(self, data: dict, problems: list) -> dict:
+        """``data`` without its bad records, with one warning that counts them (on_error='skip')."""
+        kept, counts = drop_bad_records(data, problems)
+        for record, by_kind in counts.items():
+            for kind, n in by_kind.items():
+                self.skipped.add(record, kind, n)
+        n_img, n_ann = len(data["images"]), len(data.get("annotations") or [])
+        kinds = {r: ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) for r, c in counts.items()}
+        warnings.warn(
+            f"{self.ann_file}: on_error='skip' dropped {n_img - len(kept['images'])} image(s) "
+            f"({kinds['image'] or 'none'}) and {n_ann - len(kept['annotations'])} annotation(s) "
+            f"({kinds['annotation'] or 'none'}); run tools/check_dataset.py {self.ann_file} "
+            f"{self.img_dir} for the details",
+            stacklevel=4,
+        )
+        return kept
 
     @property
     def num_classes(self) -> int:
@@ -170,44 +212,63 @@ class CocoDataset(torch.utils.data.Dataset):
         info = self.coco.imgs[img_id]
         anns, crowd = self._split(img_id)
         h, w = info["height"], info["width"]
-        return {"boxes": self._boxes(anns, h, w),
-                "labels": np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
-                "crowd_boxes": self._boxes(crowd, h, w), "image_id": img_id, "orig_size": (h, w)}
+        return {
+            "boxes": self._boxes(anns, h, w),
+            "labels": np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64),
+            "crowd_boxes": self._boxes(crowd, h, w),
+            "image_id": img_id,
+            "orig_size": (h, w),
+        }
 
     def _read(self, info: dict) -> np.ndarray | None:
         path = safe_join(self.img_dir, info["file_name"])
         try:
             image = read_image(path)
         except ImageReadError as e:
-            if not self.skip_bad_images:
+            if not (self.skip_bad_images or self.on_error == "skip"):
                 raise
-            self._warn_once(path, f"{e} (image id {info['id']} in {self.ann_file}); "
-                            f"skipping it (skip_bad_images=True)")
+            why = "skip_bad_images=True" if self.skip_bad_images else "on_error='skip'"
+            self.skipped.note(
+                "image",
+                "unreadable_image",
+                path,
+                f"{e} (image id {info['id']} in {self.ann_file}); skipping it ({why})",
+            )
             return None
-        if image.shape[:2] != (info["height"], info["width"]):
-            self._warn_once(path, f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.ann_file} "
-                            f"says {info['width']}x{info['height']}; its boxes may be wrong "
-                            f"(tools/check_dataset.py reports such images)")
+        if image.shape[:2] != (info["height"], info["width"]) and path not in self.size_warned:
+            self.size_warned.add(path)
+            warnings.warn(
+                f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.ann_file} says "
+                f"{info['width']}x{info['height']}; its boxes may be wrong (tools/check_dataset.py "
+                f"reports such images)",
+                stacklevel=3,
+            )
         return image
 
-    def _warn_once(self, key: str, msg: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(msg)
-
-    def _masks(self, anns: list[dict], h: int, w: int) -> np.ndarray:
+    def _masks(self, anns: list[dict], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded masks ``uint8 [N, h, w]`` and which decoded (``bool [N]``; all, or an error, unless 'skip')."""
         masks = np.zeros((len(anns), h, w), dtype=np.uint8)
+        ok = np.ones(len(anns), dtype=bool)
         for k, a in enumerate(anns):
-            m = ann_to_mask(a, h, w)
-            if m.shape != (h, w):
-                raise DatasetError(f"{self.ann_file}: annotation id {a['id']} (image id {a['image_id']}): "
-                                   f"RLE size {list(m.shape)} differs from the image size {[h, w]}; "
-                                   f"fix the segmentation or the image")
-            masks[k] = m
-        return masks
+            try:
+                masks[k] = decode_mask(a["segmentation"], h, w)
+                continue
+            except ValueError as e:
+                why = str(e)
+            msg = (
+                f"{self.ann_file}: annotation id {a['id']} (image id {a['image_id']}): {why}; fix the segmentation "
+                f"(tools/check_dataset.py {self.ann_file} {self.img_dir} checks them all)"
+            )
+            if self.on_error == "raise":
+                raise DatasetError(f"{msg}, or set on_error: skip to leave such annotations out")
+            self.skipped.note(
+                "annotation", "bad_mask", (a["id"], a["image_id"]), f"{msg}; annotation left out (on_error='skip')"
+            )
+            ok[k] = False
+        return masks, ok
 
     def __getitem__(self, i: int) -> dict | None:
-        """Sample ``i`` after the pipeline, or ``None`` when its image fails to decode (skip_bad_images)."""
+        """Sample ``i`` after the pipeline, or ``None`` when its image fails to decode (and that is skipped)."""
         img_id = self.img_ids[i]
         info = self.coco.imgs[img_id]
         image = self._read(info)
@@ -217,15 +278,26 @@ class CocoDataset(torch.utils.data.Dataset):
         anns, crowd = self._split(img_id)
         boxes = self._boxes(anns, h, w)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        anns = [a for a, k in zip(anns, keep) if k]
-        labels = np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64)
-        sample = {"image": image, "boxes": boxes[keep], "labels": labels, "image_id": img_id,
-                  "orig_size": (h, w), "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+        anns, boxes = [a for a, k in zip(anns, keep) if k], boxes[keep]
+        masks = None
         if self.with_masks or self.with_sem_seg:
-            masks = self._masks(anns, h, w)
-            if self.with_masks:
-                sample["masks"] = masks
-            if self.with_sem_seg:
-                sample["sem_seg"] = build_sem_seg(masks, labels, self._masks(crowd, h, w),
-                                                  self.num_classes, self.sem_background)
+            masks, decoded = self._masks(anns, h, w)
+            anns, boxes, masks = [a for a, k in zip(anns, decoded) if k], boxes[decoded], masks[decoded]
+        labels = np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+        sample = {
+            "image": image,
+            "boxes": boxes,
+            "labels": labels,
+            "image_id": img_id,
+            "orig_size": (h, w),
+            "scale_factor": (1.0, 1.0),
+            "pad_offset": (0, 0),
+        }
+        if self.with_masks:
+            sample["masks"] = masks
+        if self.with_sem_seg:
+            crowd_masks, decoded = self._masks(crowd, h, w)
+            sample["sem_seg"] = build_sem_seg(
+                masks, labels, crowd_masks[decoded], self.num_classes, self.sem_background
+            )
         return self.pipeline(sample) if self.pipeline is not None else sample
