@@ -12,20 +12,23 @@ ratio, the pipeline's parameters) is drawn from generators that ``pipeline.seed(
 sets, which ``detkit.data.build.SeededDataset`` calls before each sample: a sample is a pure function of
 those numbers, the same after a resume and with any number of workers.
 """
+
 from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.utils.data
 
 from detkit.data.build import build_dataset
+from detkit.data.datasets.inner import inner_dataset_config
+from detkit.data.transforms import build_transforms
 from detkit.data.transforms.geometric import sanitize_instances
 from detkit.data.transforms.mix_ops import MosaicCombiner, mixup_samples, tighten_boxes_to_masks
-from detkit.data.transforms import build_transforms
 from detkit.registry import DATASETS
 
 __all__ = ["MixDataset", "MixPipeline"]
@@ -41,8 +44,10 @@ def _options(given: dict | None, defaults: dict, name: str) -> dict:
     for k in given:
         if k not in defaults:
             close = difflib.get_close_matches(k, list(defaults), n=1, cutoff=0.4)
-            raise ValueError(f"MixDataset: unknown key '{name}.{k}'"
-                             f"{f' (did you mean {close[0]!r}?)' if close else ''}; valid: {', '.join(defaults)}")
+            raise ValueError(
+                f"MixDataset: unknown key '{name}.{k}'"
+                f"{f' (did you mean {close[0]!r}?)' if close else ''}; valid: {', '.join(defaults)}"
+            )
     return {**defaults, **given}
 
 
@@ -54,13 +59,13 @@ class MixPipeline:
     pipeline and the post-mix ``transforms``.
     """
 
-    def __init__(self, owner: "MixDataset", transforms: Callable | None):
+    def __init__(self, owner: MixDataset, transforms: Callable | None):
         self.owner = owner
         self.transforms = transforms
 
     def seed(self, seed: int | Sequence[int]) -> None:
         """Seed the whole sample-making process (see the class docstring)."""
-        entropy = int(seed) % 2 ** 128 if np.isscalar(seed) else [int(s) % 2 ** 64 for s in seed]
+        entropy = int(seed) % 2**128 if np.isscalar(seed) else [int(s) % 2**64 for s in seed]
         own, mosaic, inner, post = np.random.SeedSequence(entropy).spawn(4)
         self.owner.rng = np.random.default_rng(own)
         self.owner.mosaic.seed(mosaic)
@@ -98,16 +103,36 @@ class MixDataset(torch.utils.data.Dataset):
         close_mosaic: ``epochs`` (0): the last ``epochs`` of ``max_epochs`` use neither mosaic nor mixup.
         pad_value: grey of letterbox and mosaic padding. min_size: see above.
         tighten_boxes: with masks, shrink each box to its mask's pixels (``tighten_boxes_to_masks``).
-        ann_file, img_dir: set in the inner dataset config (so that ``data.train.ann_file`` works as with
-            a plain ``CocoDataset``).
+        ann_file, img_dir, on_error: set in the inner dataset config (so that ``data.train.ann_file`` and
+            ``data.train.on_error`` work as with a plain ``CocoDataset``).
+
+    Bad records: the inner dataset's ``on_error`` decides (raise, or leave them out and count them in
+    ``skipped``, which reads through); a primary image the inner dataset skips gives ``None``, a skipped
+    mosaic partner is left out of the mosaic.
     """
 
-    def __init__(self, dataset: dict | Any = None, size: int | Sequence[int] | None = None, mosaic: dict | None = None,
-                 mixup: dict | None = None, pipeline: Sequence[dict] | Callable | None = None,
-                 close_mosaic: dict | None = None, pad_value: int = 114, min_size: float = 2.0,
-                 tighten_boxes: bool = True, ann_file: str | None = None, img_dir: str | None = None):
-        inner = _inner_cfg({"type": "CocoDataset"} if dataset is None else dataset, ann_file=ann_file,
-                           img_dir=img_dir)
+    def __init__(
+        self,
+        dataset: dict | Any = None,
+        size: int | Sequence[int] | None = None,
+        mosaic: dict | None = None,
+        mixup: dict | None = None,
+        pipeline: Sequence[dict] | Callable | None = None,
+        close_mosaic: dict | None = None,
+        pad_value: int = 114,
+        min_size: float = 2.0,
+        tighten_boxes: bool = True,
+        ann_file: str | None = None,
+        img_dir: str | None = None,
+        on_error: str | None = None,
+    ):
+        inner = inner_dataset_config(
+            {"type": "CocoDataset"} if dataset is None else dataset,
+            "MixDataset",
+            ann_file=ann_file,
+            img_dir=img_dir,
+            on_error=on_error,
+        )
         self.dataset = build_dataset(inner) if isinstance(inner, dict) else inner
         mos = _options(mosaic, _MOSAIC_KEYS, "mosaic")
         self.mixup_cfg = _options(mixup, _MIXUP_KEYS, "mixup")
@@ -199,21 +224,10 @@ class MixDataset(torch.utils.data.Dataset):
         return sample
 
     def __repr__(self) -> str:
-        return (f"MixDataset(size={self.size}, mosaic_p={self.mosaic_p}, mixup={self.mixup_cfg}, "
-                f"close_mosaic={self.close_cfg}, dataset={type(self.dataset).__name__}, {self.pipeline!r})")
-
-
-def _inner_cfg(dataset: dict | Any, **paths: str | None) -> Any:
-    """The inner dataset, or its config with ``ann_file`` / ``img_dir`` given at the top level filled in."""
-    given = {k: v for k, v in paths.items() if v is not None}
-    if not isinstance(dataset, dict):
-        if given:
-            raise ValueError(f"MixDataset: {', '.join(given)} apply to a dataset config, not to a built dataset")
-        return dataset
-    for k, v in given.items():
-        if dataset.get(k) is not None and str(dataset[k]) != str(v):
-            raise ValueError(f"MixDataset: {k} is given twice ({v!r} and dataset.{k}={dataset[k]!r}); give one")
-    return {**dataset, **given}
+        return (
+            f"MixDataset(size={self.size}, mosaic_p={self.mosaic_p}, mixup={self.mixup_cfg}, "
+            f"close_mosaic={self.close_cfg}, dataset={type(self.dataset).__name__}, {self.pipeline!r})"
+        )
 
 
 def _checked(sample: dict) -> dict:
@@ -222,8 +236,9 @@ def _checked(sample: dict) -> dict:
     out["boxes"] = np.asarray(out.get("boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
     out["labels"] = np.asarray(out.get("labels", np.zeros(len(out["boxes"]))), np.int64).reshape(-1)
     if len(out["labels"]) != len(out["boxes"]):
-        raise ValueError(f"MixDataset: sample {out.get('image_id')} has {len(out['boxes'])} boxes but "
-                         f"{len(out['labels'])} labels")
+        raise ValueError(
+            f"MixDataset: sample {out.get('image_id')} has {len(out['boxes'])} boxes but {len(out['labels'])} labels"
+        )
     return out
 
 

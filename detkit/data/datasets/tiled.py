@@ -5,14 +5,17 @@ pipeline: the tile is cut from the image as stored). Boxes and masks are clipped
 that keeps less than ``min_visible`` of its area (mask pixels when masks exist, else box area) is
 dropped. The tiles then go through this dataset's own ``pipeline``.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch.utils.data
 
+from detkit.data.datasets.inner import inner_dataset_config
 from detkit.ops.tiling import tile_windows
 from detkit.registry import DATASETS
 
@@ -73,32 +76,52 @@ class TiledDataset(torch.utils.data.Dataset):
         min_size: minimum width and height (pixels) of a clipped box.
         keep_empty: keep tiles without any object (False needs ``dataset.get_ann_info`` to plan them).
         pipeline: transform specs (or a callable) applied to each tile.
+        on_error: set in the source dataset's config (``data.train.on_error`` works as for a plain dataset).
+
+    Bad records: the source dataset's ``on_error`` decides (raise, or leave them out and count them in
+    ``skipped``, which reads through). An image the source skips gives no tile when the tiles are planned
+    from the samples, else ``None`` for its tiles.
 
     Image sizes come from ``dataset.get_ann_info(i)['orig_size']`` when available (no image read),
     else from reading each sample once at construction.
     """
 
-    def __init__(self, dataset: Any, tile_size: int | Sequence[int] = 640, overlap: float = 0.2,
-                 min_visible: float = 0.5, min_size: float = 2.0, keep_empty: bool = True,
-                 pipeline: Sequence[dict] | Callable | None = None):
+    def __init__(
+        self,
+        dataset: Any,
+        tile_size: int | Sequence[int] = 640,
+        overlap: float = 0.2,
+        min_visible: float = 0.5,
+        min_size: float = 2.0,
+        keep_empty: bool = True,
+        pipeline: Sequence[dict] | Callable | None = None,
+        on_error: str | None = None,
+    ):
+        dataset = inner_dataset_config(dataset, "TiledDataset", on_error=on_error)
         if isinstance(dataset, dict):
             from detkit.data.build import build_dataset
 
             dataset = build_dataset(copy.deepcopy(dataset))
         self.dataset = dataset
-        self.tile_size = (int(tile_size), int(tile_size)) if isinstance(tile_size, (int, float)) else \
-            (int(tile_size[0]), int(tile_size[1]))
+        self.tile_size = (
+            (int(tile_size), int(tile_size))
+            if isinstance(tile_size, (int, float))
+            else (int(tile_size[0]), int(tile_size[1]))
+        )
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"TiledDataset: overlap must be in [0, 1), got {overlap}")
         if not 0.0 < min_visible <= 1.0:
             raise ValueError(f"TiledDataset: min_visible must be in (0, 1], got {min_visible}")
         self.overlap, self.min_visible, self.min_size = float(overlap), float(min_visible), float(min_size)
         if not keep_empty and not callable(getattr(dataset, "get_ann_info", None)):
-            raise ValueError("TiledDataset(keep_empty=False) needs a dataset with get_ann_info(i) to find "
-                             "the tiles holding objects")
+            raise ValueError(
+                "TiledDataset(keep_empty=False) needs a dataset with get_ann_info(i) to find the tiles holding objects"
+            )
         self.tiles: list[tuple[int, tuple[int, int, int, int]]] = []
         for i in range(len(dataset)):
             info = self._info(i)
+            if info is None:  # the source skipped it (and warned): no tile
+                continue
             h, w = info["orig_size"]
             for win in tile_windows(int(h), int(w), self.tile_size, self.overlap):
                 if keep_empty or self._has_objects(info, win):
@@ -110,23 +133,35 @@ class TiledDataset(torch.utils.data.Dataset):
             pipeline = build_transforms(list(pipeline))
         self.pipeline = pipeline
 
-    def _info(self, i: int) -> dict:
+    def _info(self, i: int) -> dict | None:
         if callable(getattr(self.dataset, "get_ann_info", None)):
             return self.dataset.get_ann_info(i)
         sample = self.dataset[i]
         if sample is None:
-            raise ValueError(f"TiledDataset: image {i} of the source dataset cannot be read; fix or drop it")
+            return None
         return {"orig_size": sample["image"].shape[:2], "boxes": sample.get("boxes", np.zeros((0, 4)))}
 
     def _has_objects(self, info: dict, win: tuple[int, int, int, int]) -> bool:
-        probe = {"image": np.zeros((int(info["orig_size"][0]), int(info["orig_size"][1]), 0), np.uint8),
-                 "boxes": info["boxes"]}
+        probe = {
+            "image": np.zeros((int(info["orig_size"][0]), int(info["orig_size"][1]), 0), np.uint8),
+            "boxes": info["boxes"],
+        }
         return len(crop_sample(probe, win, self.min_visible, self.min_size)["boxes"]) > 0
 
     def __getattr__(self, name: str) -> Any:
         """Class names and category maps of the source dataset (``class_names``, ``cat_ids``, ...)."""
-        if name in ("class_names", "num_classes", "cat_ids", "cat_id_to_label", "label_to_cat_id",
-                    "with_masks", "with_sem_seg", "sem_background"):
+        if name in (
+            "class_names",
+            "num_classes",
+            "cat_ids",
+            "cat_id_to_label",
+            "label_to_cat_id",
+            "with_masks",
+            "with_sem_seg",
+            "sem_background",
+            "on_error",
+            "skipped",
+        ):
             dataset = self.__dict__.get("dataset")
             if dataset is not None:
                 return getattr(dataset, name)
