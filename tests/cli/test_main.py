@@ -1,0 +1,61 @@
+"""The `detkit` command: dispatch to every tool, --help of each, unknown commands, `detkit configs`."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from detkit.cli import configs as configs_cmd
+from detkit.cli import main as cli
+from detkit.config import packaged_configs
+
+
+@pytest.fixture(autouse=True)
+def _keep_argv0(monkeypatch):
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() renames argv[0] to "detkit CMD"
+
+
+def test_help_lists_every_command(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name} " in out for name in cli.COMMANDS)
+
+
+def test_no_command_is_a_usage_error(capsys):
+    assert cli.main([]) == 2 and "usage: detkit COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_imports_and_prints_its_flags(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "-h, --help" in out
+
+
+def test_unknown_command_names_the_nearest(capsys):
+    assert cli.main(["trian", "x.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'trian'" in err and "did you mean 'train'" in err
+
+
+def test_version(capsys):
+    import detkit
+
+    assert cli.main(["--version"]) == 0 and capsys.readouterr().out.strip() == f"detkit {detkit.__version__}"
+
+
+def test_configs_lists_the_packaged_configs_by_name(capsys):
+    found = packaged_configs()
+    assert {"yolo_n_shapes", "faster_rcnn_r18_fpn_shapes", "mask_rcnn_r50_fpn_1x_coco"} <= set(found)
+    assert not any(name.startswith("_") for name in found)  # the _base_ files are parts, not configs
+    assert all(path.is_file() and path.suffix == ".yaml" for path in found.values())
+    assert cli.main(["configs", "yolo_n"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line.split() for line in lines]
+    assert sorted(name for name, _ in listed) == sorted(n for n in found if "yolo_n" in n)
+    assert all(path == str(found[name]) for name, path in listed)
+    assert configs_cmd.main(["no-such-config"]) == 2
+    assert "no packaged config matches 'no-such-config'" in capsys.readouterr().err
