@@ -18,6 +18,7 @@ _spec.loader.exec_module(bench_tool)
 
 from detkit.benchmark import rcnn as benchmark  # noqa: E402
 from detkit.benchmark.harness import RunSettings, peak_memory  # noqa: E402
+from detkit.config import load_config  # noqa: E402
 
 FASTER = str(ROOT / "configs" / "faster_rcnn" / "faster_rcnn_r50_fpn_1x_coco.yaml")
 MASK = str(ROOT / "configs" / "mask_rcnn" / "mask_rcnn_r50_fpn_1x_coco.yaml")
@@ -66,7 +67,7 @@ def test_infer_compare_torchvision_writes_rows(tmp_path, capsys):
 
 
 def test_train_compare_torchvision_row():
-    cfg = bench_tool.load_config(FASTER)
+    cfg = load_config(FASTER)
     settings = RunSettings(iters=1, warmup=0, device="cpu", log=lambda s: None)
     row = benchmark.bench_train(cfg, size=64, batch=1, compare="torchvision", settings=settings)
     assert row["task"] == "train" and row["input"] == "1x64x64" and row["peer"] == "torchvision"
