@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import detkit
-    from detkit.export import export_onnx, verify_onnx
+    from detkit.export import export_onnx, get_export_module, verify_onnx
 
     kwargs = {} if args.max_per_img is None else {"max_per_img": args.max_per_img}
     if args.no_nms:
@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         images = (images * b)[: max(b, len(images) // b * b)]
     try:
         static = args.static and tuple(
-            int(v) for v in model.export_module(**kwargs).example_inputs(args.batch_size, args.image_size)[0].shape[-2:]
+            int(v)
+            for v in get_export_module(model, **kwargs).example_inputs(args.batch_size, args.image_size)[0].shape[-2:]
         )
         stats = verify_onnx(
             model,

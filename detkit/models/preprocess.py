@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.ops.batched import sizes_tensor
+
 
 class Preprocessor(nn.Module):
     """uint8 images [B,3,H,W] -> float32 normalised images, zero outside each image, padded to a divisor.
@@ -56,25 +58,39 @@ class Preprocessor(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [B,3,H,W], got shape {tuple(images.shape)}")
         b, _, h, w = images.shape
-        x = images.to(self.mean.device, non_blocking=True).to(torch.float32) / 255.0
-        x = (x - self.mean) / self.std  # [B,3,H,W]
+        x = images.to(self.mean.device, non_blocking=True)
         d = self.size_divisor
         ph, pw = (-h) % d if d > 1 else 0, (-w) % d if d > 1 else 0
         if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))  # [B,3,H',W']
+            x = F.pad(x, (0, pw, 0, ph))  # [B,3,H',W'] (the padding is zeroed after normalisation)
         if image_sizes is not None and len(image_sizes) != b:
             raise ValueError(f"{len(image_sizes)} image_sizes for a batch of {b} images")
         # nothing to zero when every image fills the (unpadded) batch
-        full = image_sizes is not None and all(int(s[0]) >= h and int(s[1]) >= w for s in image_sizes)
-        if image_sizes is not None and not (full and not (ph or pw)):
-            sizes = torch.as_tensor([[int(s[0]), int(s[1])] for s in image_sizes], device=x.device)
-            rows = torch.arange(x.shape[2], device=x.device)
-            cols = torch.arange(x.shape[3], device=x.device)
-            valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (cols[None, None, :] < sizes[:, 1, None, None])
-            x = x.masked_fill(~valid[:, None], 0.0)  # zero the padding
+        full = image_sizes is None or all(int(s[0]) >= h and int(s[1]) >= w for s in image_sizes)
+        if full and not (ph or pw):
+            x = self.normalize(x)
+        else:
+            sizes = [(h, w)] * b if image_sizes is None else image_sizes
+            x = self.normalize(x, sizes_tensor(sizes, x.device))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def normalize(self, images: Tensor, image_sizes: Tensor | None = None) -> Tensor:
+        """``(x / 255 - mean) / std`` of uint8 (or 0..255 float) images [B,3,H,W], zero outside ``image_sizes``.
+
+        The tensor-only step of :meth:`forward` (no padding, no Python sizes): ``image_sizes`` int64 [B,2]
+        (h, w) of each image inside the batch, or None to keep every pixel. Returns float32 [B,3,H,W].
+        """
+        x = (images.to(torch.float32) / 255.0 - self.mean) / self.std  # [B,3,H,W]
+        if image_sizes is None:
+            return x
+        rows = torch.arange(x.shape[2], device=x.device)
+        cols = torch.arange(x.shape[3], device=x.device)
+        valid = (rows[None, :, None] < image_sizes[:, 0, None, None]) & (
+            cols[None, None, :] < image_sizes[:, 1, None, None]
+        )
+        return x.masked_fill(~valid[:, None], 0.0)
 
     def extra_repr(self) -> str:
         mean = [round(float(v) * 255, 3) for v in self.mean.flatten()]

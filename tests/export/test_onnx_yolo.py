@@ -4,30 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.export.onnx import export_onnx, run_onnx, verify_onnx
-from detkit.models.detectors.one_stage import OneStageDetector
+from detkit.export import export_onnx, get_export_module, run_onnx, verify_onnx
 
 pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = OneStageDetector(
-        backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
-        neck={"type": "PAFPN"},
-        head={"type": "YOLOHead", "score_thr": 0.7},
-        num_classes=3,
-    ).eval()
-    for mod in m.modules():  # spread-out statistics and class scores: a dozen distinct detections
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.running_var.uniform_(0.5, 2.0)
-            mod.running_mean.uniform_(-0.5, 0.5)
-    for branch in m.head.cls_branch:
-        torch.nn.init.constant_(branch[-1].bias, 0.5)
-        torch.nn.init.normal_(branch[-1].weight, std=1.0)
-    m.cfg = {"data": {"val": {"pipeline": [{"type": "LetterBox", "size": 128}]}}}
-    return m
+def model(yolo):
+    return yolo
 
 
 @pytest.mark.parametrize("nms", [True, False])
@@ -46,7 +30,7 @@ def test_export_matches_predict(model, tmp_path, nms):
 
 def test_dynamic_batch_and_size(model, tmp_path):
     path = export_onnx(model, tmp_path / "raw.onnx", image_size=(128, 128), batch_size=2, nms=False)
-    module = model.export_module(nms=False)
+    module = get_export_module(model, nms=False)
     images, sizes = module.example_inputs(3, (96, 160))  # another batch and image size than traced
     boxes, scores = run_onnx(path, [images, sizes])
     with torch.no_grad():
@@ -54,14 +38,3 @@ def test_dynamic_batch_and_size(model, tmp_path):
     assert boxes.shape == (3, (12 * 20 + 6 * 10 + 3 * 5), 4) and scores.shape[-1] == 3
     np.testing.assert_allclose(boxes, ref_boxes.numpy(), atol=1e-3)
     np.testing.assert_allclose(scores, ref_scores.numpy(), atol=1e-5)
-
-
-def test_seg_head_export_is_refused_clearly():
-    m = OneStageDetector(
-        backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125},
-        neck={"type": "PAFPN"},
-        head={"type": "YOLOSegHead", "num_protos": 4, "proto_channels": 8},
-        num_classes=2,
-    )
-    with pytest.raises(NotImplementedError, match="instance masks"):
-        m.export_module()

@@ -85,12 +85,6 @@ class OneStageDetector(nn.Module):
         set_fused_inference(self, self.fast_predict)
         return self
 
-    def export_module(self, nms: bool = True, max_per_img: int | None = None) -> nn.Module:
-        """The tensor-only inference wrapper for ONNX export (``detkit.export.one_stage.OneStageExport``)."""
-        from detkit.export.one_stage import OneStageExport
-
-        return OneStageExport(self, nms=nms, max_per_img=max_per_img)
-
     def forward_raw(self, images: Tensor):
         """Raw head outputs (tensors only) of normalised images [B,3,H,W]: the export-friendly forward."""
         if self.fast_predict and images.device.type == "cpu" and not torch.is_grad_enabled():

@@ -146,12 +146,6 @@ class TwoStageDetector(nn.Module):
             probs = self.mask_head.predict(logits, dets)
         return to_original(dets, batch, probs, self.mask_thresh)
 
-    def export_module(self, **kwargs) -> nn.Module:
-        """A tensor-only copy for ONNX export: ``detkit.export.two_stage.TwoStageExport(self, **kwargs)``."""
-        from detkit.export.two_stage import TwoStageExport
-
-        return TwoStageExport(self, **kwargs)
-
     def forward(self, batch: dict, **kwargs) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """``loss(batch)`` in training mode, ``predict(batch, **kwargs)`` in eval mode."""
         return self.loss(batch) if self.training else self.predict(batch, **kwargs)

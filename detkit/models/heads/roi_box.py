@@ -12,11 +12,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms, box_iou
 
 from detkit.models.norms import build_norm
+from detkit.ops import batched
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.matcher import Matcher
+from detkit.ops.roi_pool import boxes_to_rois, multiscale_roi_align
 from detkit.ops.sampler import sample_pos_neg
 from detkit.registry import HEADS
 
@@ -28,20 +30,6 @@ def conv_block(in_ch: int, out_ch: int, norm: str | None = None, dilation: int =
         layers.append(build_norm(norm, out_ch, owner="RoI head norm"))
     layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
-
-
-def pool_rois(
-    pooler: MultiScaleRoIAlign, feats: Sequence[Tensor], boxes: list[Tensor], strides: Sequence[int]
-) -> Tensor:
-    """RoIAlign ``boxes`` (list per image of [K_i,4]) from the first ``len(strides)`` maps -> [sum K_i, C, S, S].
-
-    The pooler infers each level's scale from the padded input size (feature size x first stride), so
-    scales are exact powers of two even for small or mixed-size images.
-    """
-    n = len(strides)
-    x = {str(i): f for i, f in enumerate(feats[:n])}
-    h, w = feats[0].shape[-2] * strides[0], feats[0].shape[-1] * strides[0]
-    return pooler(x, boxes, [(h, w)] * len(boxes))
 
 
 @HEADS.register
@@ -87,9 +75,7 @@ class RoIBoxHead(nn.Module):
             raise ValueError(f"RoIBoxHead head must be '2fc' or '4conv1fc', got {head!r}")
         self.num_classes = int(num_classes)
         self.featmap_strides = tuple(int(s) for s in featmap_strides)
-        self.pooler = MultiScaleRoIAlign(
-            [str(i) for i in range(len(self.featmap_strides))], roi_output_size, sampling_ratio
-        )
+        self.roi_output_size, self.sampling_ratio = int(roi_output_size), int(sampling_ratio)
         convs, ch = [], in_channels
         if head == "4conv1fc":
             for _ in range(4):
@@ -156,6 +142,11 @@ class RoIBoxHead(nn.Module):
             out_t.append(self.box_coder.encode(gt[matched], props))
         return out_p, out_l, out_t, out_m
 
+    def pool(self, feats: Sequence[Tensor], boxes: Sequence[Tensor] | Tensor) -> Tensor:
+        """RoIAlign of per-image boxes [K_i,4] (or padded [B,K,4]) from the FPN maps -> [sum K_i, C_in, S, S]."""
+        rois = boxes_to_rois(boxes)
+        return multiscale_roi_align(feats, rois, self.featmap_strides, self.roi_output_size, self.sampling_ratio)
+
     def forward(
         self, feats: Sequence[Tensor], proposals: list[Tensor], image_sizes: Sequence[Sequence[int]] | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -163,13 +154,13 @@ class RoIBoxHead(nn.Module):
 
         Args:
             feats: neck maps [B,C_in,H_l,W_l], increasing stride (only the first ``len(featmap_strides)`` used).
-            proposals: per image Tensor[K_i,4] xyxy.
-            image_sizes: unused (kept for a uniform head signature); pooling scales come from the maps.
+            proposals: per image Tensor[K_i,4] xyxy (or padded [B,K,4]: R = B*K).
+            image_sizes: unused (kept for a uniform head signature); pooling scales come from the strides.
 
         Returns:
             class_logits [R, C+1] (background last), box_deltas [R, C*4]; R = sum K_i.
         """
-        return self.forward_pooled(pool_rois(self.pooler, feats, proposals, self.featmap_strides))
+        return self.forward_pooled(self.pool(feats, proposals))
 
     def forward_pooled(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Classify and regress RoI features [R,C_in,S,S] -> logits [R, C+1], deltas [R, C*4]."""
@@ -199,6 +190,54 @@ class RoIBoxHead(nn.Module):
         box_loss = F.smooth_l1_loss(deltas[pos, labels[pos]], targets[pos], beta=1 / 9, reduction="sum")
         return {"roi/cls": cls_loss, "roi/box": box_loss / labels.numel()}
 
+    def decode(self, raw: tuple[Tensor, Tensor], proposals: Tensor, limits: Tensor) -> tuple[Tensor, Tensor]:
+        """Class boxes and scores of RoIs (batched, tensor-only).
+
+        Args:
+            raw: logits [R, C+1], deltas [R, C*4]; proposals [R,4]; limits [R,4] (w, h, w, h) of each RoI's image.
+
+        Returns:
+            boxes [R,C,4] clipped to the image, scores [R,C] (softmax without the background).
+        """
+        logits, deltas = raw[0].float(), raw[1].float()  # decode in float32 even under AMP
+        c = self.num_classes
+        boxes = self.box_coder.decode(deltas, proposals.float()).reshape(-1, c, 4)  # [R,C,4]
+        return batched.clip_to_sizes(boxes, limits[:, None, :]), F.softmax(logits, -1)[:, :c]
+
+    def select(
+        self,
+        boxes: Tensor,
+        scores: Tensor,
+        roi_image: Tensor,
+        num_images: Tensor | int,
+        score_thr: float | None = None,
+        nms_thr: float | None = None,
+        max_per_img: int | None = None,
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """Detections per image from class boxes [R,C,4] and scores [R,C] (batched, tensor-only).
+
+        Candidates (RoI, class) with score > ``score_thr`` and sides >= 1e-2 px, NMS per image and class,
+        the ``max_per_img`` best of each image. ``roi_image`` int64 [R] is each RoI's image (-1: ignore).
+
+        Returns:
+            padded ``{'boxes': [B,K,4], 'scores': [B,K], 'labels': int64 [B,K] (-1 in empty slots)}``,
+            score-descending, and counts int64 [B]; K = ``max_per_img``.
+        """
+        score_thr = self.score_thr if score_thr is None else float(score_thr)
+        nms_thr = self.nms_thr if nms_thr is None else float(nms_thr)
+        k = self.max_per_img if max_per_img is None else int(max_per_img)
+        c = self.num_classes
+        wh = boxes[..., 2:] - boxes[..., :2]
+        valid = (roi_image[:, None] >= 0) & (scores > score_thr) & (wh >= 1e-2).all(-1)  # [R,C]
+        flat = torch.where(valid.reshape(-1))[0]
+        image, label = roi_image[flat // c], flat % c
+        fb, fs = boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat]
+        keep = batched_nms(fb, fs, image * c + label, nms_thr)  # score-descending
+        sel, dest = batched.per_image_topk(image[keep], num_images, k)
+        keep = keep[sel]
+        out = batched.pad_per_image((fb[keep], fs[keep], label[keep]), (0.0, 0.0, -1), dest, num_images, k)
+        return dict(zip(("boxes", "scores", "labels"), out)), batched.count_per_image(image[keep], num_images)
+
     @torch.no_grad()
     def predict(
         self,
@@ -209,7 +248,7 @@ class RoIBoxHead(nn.Module):
         nms_thr: float | None = None,
         max_per_img: int | None = None,
     ) -> list[dict[str, Tensor]]:
-        """Detections per image, as torchvision's postprocess_detections.
+        """Detections per image, as torchvision's postprocess_detections (:meth:`decode`, then :meth:`select`).
 
         Softmax, decode per class, clip to the image, drop background, keep scores > score_thr, remove
         boxes smaller than 1e-2, per-class NMS, top ``max_per_img``.
@@ -217,24 +256,11 @@ class RoIBoxHead(nn.Module):
         Returns:
             per image ``{'boxes': [N,4], 'scores': [N], 'labels': int64 [N] (0..C-1)}`` in input-image pixels.
         """
-        score_thr = self.score_thr if score_thr is None else float(score_thr)
-        nms_thr = self.nms_thr if nms_thr is None else float(nms_thr)
-        top_k = self.max_per_img if max_per_img is None else int(max_per_img)
-        logits, deltas = raw[0].float(), raw[1].float()  # decode in float32 even under AMP
-        c = self.num_classes
-        props = torch.cat(proposals).float() if len(proposals) else deltas.new_zeros((0, 4))
-        boxes = self.box_coder.decode(deltas, props).reshape(-1, c, 4)  # [R,C,4]
-        scores = F.softmax(logits, -1)[:, :c]  # [R,C]
-        labels = torch.arange(c, device=logits.device).expand_as(scores)
-        counts = [p.shape[0] for p in proposals]
-        results = []
-        for b, s, lab, size in zip(boxes.split(counts), scores.split(counts), labels.split(counts), image_sizes):
-            b = clip_boxes_to_image(b, (int(size[0]), int(size[1]))).reshape(-1, 4)
-            s, lab = s.reshape(-1), lab.reshape(-1)
-            keep = torch.where(s > score_thr)[0]
-            b, s, lab = b[keep], s[keep], lab[keep]
-            keep = remove_small_boxes(b, min_size=1e-2)
-            b, s, lab = b[keep], s[keep], lab[keep]
-            keep = batched_nms(b, s, lab, nms_thr)[:top_k]
-            results.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})
-        return results
+        device = raw[0].device
+        counts = torch.tensor([p.shape[0] for p in proposals], device=device)
+        roi_image = torch.repeat_interleave(torch.arange(len(proposals), device=device), counts)  # [R]
+        props = torch.cat(proposals) if len(proposals) else raw[1].new_zeros((0, 4))
+        limits = batched.box_limits(batched.sizes_tensor(image_sizes, device))[roi_image]  # [R,4]
+        boxes, scores = self.decode(raw, props, limits)
+        dets, num = self.select(boxes, scores, roi_image, len(proposals), score_thr, nms_thr, max_per_img)
+        return batched.unpad(dets, num)

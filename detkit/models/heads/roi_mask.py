@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops import roi_align
 
 from detkit.models.fuse import conv_norm_act
-from detkit.models.heads.roi_box import conv_block, pool_rois
+from detkit.models.heads.roi_box import conv_block
+from detkit.ops.roi_pool import boxes_to_rois, multiscale_roi_align
 from detkit.registry import HEADS
 
 
@@ -44,9 +45,7 @@ class RoIMaskHead(nn.Module):
         super().__init__()
         self.num_classes = int(num_classes)
         self.featmap_strides = tuple(int(s) for s in featmap_strides)
-        self.pooler = MultiScaleRoIAlign(
-            [str(i) for i in range(len(self.featmap_strides))], roi_output_size, sampling_ratio
-        )
+        self.roi_output_size, self.sampling_ratio = int(roi_output_size), int(sampling_ratio)
         self.convs = nn.Sequential(
             *[
                 conv_block(in_channels if i == 0 else conv_channels, conv_channels, norm, dilation)
@@ -65,10 +64,15 @@ class RoIMaskHead(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(
-        self, feats: Sequence[Tensor], boxes: list[Tensor], image_sizes: Sequence[Sequence[int]] | None = None
+        self, feats: Sequence[Tensor], boxes: list[Tensor] | Tensor, image_sizes: Sequence[Sequence[int]] | None = None
     ) -> Tensor:
-        """Mask logits for ``boxes`` (per image Tensor[K_i,4] xyxy) -> Tensor[sum K_i, C, M, M], M = 28."""
-        x = pool_rois(self.pooler, feats, boxes, self.featmap_strides)  # [R,C_in,14,14]
+        """Mask logits for ``boxes`` (per image Tensor[K_i,4] xyxy, or padded [B,K,4]) -> [R, C, M, M], M = 28."""
+        rois = boxes_to_rois(boxes)
+        x = multiscale_roi_align(feats, rois, self.featmap_strides, self.roi_output_size, self.sampling_ratio)
+        return self.forward_pooled(x)  # [R,C_in,14,14] -> [R,C,28,28]
+
+    def forward_pooled(self, x: Tensor) -> Tensor:
+        """Mask logits [R,C,M,M] of RoI features [R,C_in,S,S] (conv tower, 2x deconv, 1x1 class logits)."""
         if self.fused_inference and not torch.is_grad_enabled():
             for block in self.convs:  # (conv, [norm,] ReLU) as one op
                 x = conv_norm_act(x, block[0], block[1] if len(block) == 3 else None, relu=True)
@@ -112,9 +116,14 @@ class RoIMaskHead(nn.Module):
         logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels].float()  # [P,M,M]
         return {"roi/mask": F.binary_cross_entropy_with_logits(logits, targets)}
 
+    @staticmethod
+    def class_probs(mask_logits: Tensor, labels: Tensor) -> Tensor:
+        """Probabilities [N,M,M] of each RoI's class channel from logits [N,C,M,M] and labels int64 [N] (0..C-1)."""
+        return mask_logits[torch.arange(labels.shape[0], device=labels.device), labels].float().sigmoid()
+
     @torch.no_grad()
     def predict(self, mask_logits: Tensor, detections: list[dict] | list[Tensor]) -> list[Tensor]:
-        """Mask probabilities of each detection's class.
+        """Mask probabilities of each detection's class (:meth:`class_probs`).
 
         Args:
             mask_logits: [N, C, M, M] for the detections of all images, in order.
@@ -125,5 +134,5 @@ class RoIMaskHead(nn.Module):
         """
         labels = [d["labels"] if isinstance(d, dict) else d for d in detections]
         flat = torch.cat(labels) if labels else mask_logits.new_zeros((0,), dtype=torch.int64)
-        probs = mask_logits[torch.arange(flat.shape[0], device=flat.device), flat][:, None].float().sigmoid()
+        probs = self.class_probs(mask_logits, flat)[:, None]
         return list(probs.split([lab.shape[0] for lab in labels]))

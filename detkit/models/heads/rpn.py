@@ -10,32 +10,15 @@ from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, batched_nms, box_iou
 
 from detkit.models.fuse import conv2d_act
-from detkit.ops.anchors import anchor_strides, make_anchors
+from detkit.ops import batched
+from detkit.ops.anchors import anchor_strides, base_anchors, grid_anchors, make_anchors
 from detkit.ops.box_coder import BoxCoder
+from detkit.ops.dense_maps import flat_deltas, flat_objectness, take_deltas
 from detkit.ops.matcher import Matcher
 from detkit.ops.sampler import sample_pos_neg
 from detkit.registry import HEADS
 
 Raw = tuple[list[Tensor], list[Tensor]]
-
-
-def _flat_obj(o: Tensor) -> Tensor:
-    """[B, A, H, W] -> [B, H*W*A] (anchor order of :func:`make_anchors`)."""
-    return o.permute(0, 2, 3, 1).reshape(o.shape[0], -1)
-
-
-def _flat_deltas(d: Tensor) -> Tensor:
-    """[B, A*4, H, W] -> [B, H*W*A, 4]."""
-    b, a4, h, w = d.shape
-    return d.view(b, a4 // 4, 4, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, 4)
-
-
-def _take_deltas(d: Tensor, idx: Tensor) -> Tensor:
-    """``_flat_deltas(d)[b, idx[b]]`` without reordering the whole map: [B, A*4, H, W], [B, k] -> [B, k, 4]."""
-    b, a4, h, w = d.shape
-    a = a4 // 4
-    batch = torch.arange(b, device=d.device)[:, None]
-    return d.view(b, a, 4, h * w)[batch, idx % a, :, idx // a]
 
 
 @HEADS.register
@@ -137,7 +120,18 @@ class RPNHead(nn.Module):
         """Per-level anchors Tensor[H_l*W_l*A, 4] (float32, shared by every image of the padded batch).
 
         ``batch_shape`` is the padded batch's ``(H, W)``; strides are ``H // H_l``, ``W // W_l`` (torchvision).
+        While tracing for export the sizes are traced tensors: the anchors are built from them, uncached.
         """
+        if torch.jit.is_tracing():
+            h, w = batch_shape[0], batch_shape[1]
+            return [
+                grid_anchors(
+                    base_anchors(sizes, ratios, torch.float32, f.device),
+                    (f.shape[-2], f.shape[-1]),
+                    (h // f.shape[-2], w // f.shape[-1]),
+                )
+                for f, sizes, ratios in zip(feats, self.anchor_sizes, self.aspect_ratios)
+            ]
         sizes = [tuple(f.shape[-2:]) for f in feats]
         return make_anchors(
             sizes,
@@ -147,6 +141,57 @@ class RPNHead(nn.Module):
             device=feats[0].device,
             dtype=torch.float32,
         )
+
+    def candidates(
+        self, raw: Raw, anchors: list[Tensor], image_sizes: Tensor, mode: str = "test"
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Decoded top anchors of every level, clipped to each image (batched, tensor-only).
+
+        Per level the ``pre_nms_top_n[mode]`` best anchors by objectness are decoded and clipped to
+        ``image_sizes`` int64 [B,2] (h, w); boxes smaller than ``min_size`` or scoring below ``score_thr``
+        are marked invalid.
+
+        Returns:
+            boxes [B,K,4], scores [B,K] (sigmoid), levels int64 [B,K], valid bool [B,K].
+        """
+        objectness, deltas = raw
+        boxes, logits, levels = [], [], []
+        for lvl, (o, d, a) in enumerate(zip(objectness, deltas, anchors)):
+            o = flat_objectness(o).float()  # [B, n]
+            top, idx = o.topk(batched.topk_count(o.shape[1], self.pre_nms_top_n[mode]), dim=1)  # [B, k]
+            boxes.append(self.box_coder.decode(take_deltas(d, idx).float(), a[idx]))  # [B, k, 4]
+            logits.append(top)
+            levels.append(torch.full_like(idx, lvl))
+        boxes, scores, levels = torch.cat(boxes, 1), torch.cat(logits, 1).sigmoid(), torch.cat(levels, 1)
+        boxes = batched.clip_to_sizes(
+            boxes, batched.box_limits(image_sizes.to(boxes.device))[:, None, :]
+        )  # each image, not the batch
+        wh = boxes[..., 2:] - boxes[..., :2]
+        valid = (wh >= self.min_size).all(-1) & (scores >= self.score_thr)  # [B, K]
+        return boxes, scores, levels, valid
+
+    def select(
+        self, boxes: Tensor, scores: Tensor, levels: Tensor, valid: Tensor, mode: str = "test"
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """NMS per image and level, then the ``post_nms_top_n[mode]`` best of each image (batched).
+
+        Args: the outputs of :meth:`candidates`.
+
+        Returns:
+            proposals [B,P,4] and scores [B,P] (score-descending, zero after the first ``counts[i]``),
+            counts int64 [B]; P = ``post_nms_top_n[mode]``.
+        """
+        b, num_levels = boxes.shape[0], len(self.anchor_sizes)
+        image = torch.arange(b, device=boxes.device)[:, None].expand_as(levels)
+        flat = torch.where(valid.reshape(-1))[0]
+        fb, fs = boxes.reshape(-1, 4)[flat], scores.reshape(-1)[flat]
+        fi, fl = image.reshape(-1)[flat], levels.reshape(-1)[flat]
+        keep = batched_nms(fb, fs, fi * num_levels + fl, self.nms_thr)  # score-descending
+        k = self.post_nms_top_n[mode]
+        sel, dest = batched.per_image_topk(fi[keep], b, k)
+        keep = keep[sel]
+        props, props_scores = batched.pad_per_image((fb[keep], fs[keep]), (0.0, 0.0), dest, b, k)
+        return props, props_scores, batched.count_per_image(fi[keep], b)
 
     @torch.no_grad()
     def predict(
@@ -161,36 +206,19 @@ class RPNHead(nn.Module):
         """Proposals per image (detached), as torchvision's ``RegionProposalNetwork.filter_proposals``.
 
         Per level the ``pre_nms_top_n`` best anchors are decoded, clipped to ``image_sizes[i]`` (h, w),
-        small and low-score boxes dropped, NMS run per level, and the ``post_nms_top_n`` best kept.
+        small and low-score boxes dropped, NMS run per level, and the ``post_nms_top_n`` best kept
+        (:meth:`candidates`, then :meth:`select`).
 
         Returns:
             list of Tensor[K_i, 4] xyxy (score-descending); with ``with_scores`` also list of Tensor[K_i]
             sigmoid objectness.
         """
         mode = "train" if train else "test"
-        objectness, deltas = raw
-        batch = objectness[0].shape[0]
-        boxes, logits, levels = [], [], []
-        for lvl, (o, d, a) in enumerate(zip(objectness, deltas, self.anchors(feats, batch_shape))):
-            o = _flat_obj(o).float()  # [B, n]
-            top, idx = o.topk(min(self.pre_nms_top_n[mode], o.shape[1]), dim=1)  # [B, k]
-            boxes.append(self.box_coder.decode(_take_deltas(d, idx).float(), a[idx]))  # [B, k, 4]
-            logits.append(top)
-            levels.append(torch.full_like(idx, lvl))
-        boxes, scores, levels = torch.cat(boxes, 1), torch.cat(logits, 1).sigmoid(), torch.cat(levels, 1)
-        # clip to each image (not the padded batch)
-        limits = torch.tensor([[w, h, w, h] for h, w in image_sizes], dtype=boxes.dtype, device=boxes.device)
-        boxes = torch.minimum(boxes.clamp(min=0), limits[:, None, :])
-        wh = boxes[..., 2:] - boxes[..., :2]
-        valid = (wh >= self.min_size).all(-1) & (scores >= self.score_thr)  # [B, K]
-        out_boxes, out_scores = [], []
-        for i in range(batch):
-            m = valid[i]
-            b, s = boxes[i][m], scores[i][m]
-            keep = batched_nms(b, s, levels[i][m], self.nms_thr)[: self.post_nms_top_n[mode]]
-            out_boxes.append(b[keep])
-            out_scores.append(s[keep])
-        return (out_boxes, out_scores) if with_scores else out_boxes
+        sizes = batched.sizes_tensor(image_sizes, raw[0][0].device)
+        props, scores, counts = self.select(*self.candidates(raw, self.anchors(feats, batch_shape), sizes, mode), mode)
+        per_image = batched.unpad({"boxes": props, "scores": scores}, counts)
+        boxes = [p["boxes"] for p in per_image]
+        return (boxes, [p["scores"] for p in per_image]) if with_scores else boxes
 
     def loss(
         self,
@@ -211,8 +239,8 @@ class RPNHead(nn.Module):
         """
         objectness, deltas = raw
         anchors = torch.cat(self.anchors(feats, batch_shape))  # [N, 4]
-        obj = torch.cat([_flat_obj(o) for o in objectness], 1).float()  # [B, N]
-        dlt = torch.cat([_flat_deltas(d) for d in deltas], 1).float()  # [B, N, 4]
+        obj = torch.cat([flat_objectness(o) for o in objectness], 1).float()  # [B, N]
+        dlt = torch.cat([flat_deltas(d) for d in deltas], 1).float()  # [B, N, 4]
         labels, matches, gt = self.assign(anchors, [t["boxes"] for t in targets])
         pos, neg = sample_pos_neg(labels, self.batch_size_per_image, self.positive_fraction)
         sampled = pos | neg

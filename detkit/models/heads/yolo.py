@@ -12,6 +12,7 @@ from torchvision.ops import complete_box_iou_loss, nms
 
 from detkit.models.blocks import ConvBNAct
 from detkit.models.losses.dfl import distribution_focal_loss
+from detkit.ops import batched
 from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes
 from detkit.ops.tal import Assignment, task_aligned_assign
 from detkit.registry import HEADS
@@ -157,6 +158,14 @@ class YOLOHead(nn.Module):
             "yolo/dfl": dfl * self.weights["dfl"],
         }
 
+    def dense(self, raw: Sequence[Tensor], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """Boxes [B,A,4] clipped to each image (``image_sizes`` int64 [B,2] (h, w)) and class scores [B,A,C]."""
+        bins, logits, points, strides = self.flatten(raw)
+        boxes = self.decode(bins, points, strides)
+        return batched.clip_to_sizes(
+            boxes, batched.box_limits(image_sizes.to(boxes.device))[:, None, :]
+        ), logits.float().sigmoid()
+
     @torch.no_grad()
     def predict(
         self,
@@ -166,38 +175,51 @@ class YOLOHead(nn.Module):
         nms_thr: float | None = None,
         max_per_img: int | None = None,
     ) -> list[dict[str, Tensor]]:
-        """Class-aware NMS over candidates (anchor, class) above ``score_thr``; boxes clipped to the image."""
-        bins, logits, points, strides = self.flatten(raw)
-        boxes = self.decode(bins, points, strides)
-        scores = logits.float().sigmoid()
-        return [
-            self.select(boxes[i], scores[i], image_sizes[i], score_thr, nms_thr, max_per_img)
-            for i in range(boxes.shape[0])
-        ]
+        """Class-aware NMS over candidates (anchor, class) above ``score_thr``; boxes clipped to the image.
+
+        :meth:`dense`, then :meth:`select`; per image ``boxes``, ``scores``, ``labels`` and ``index`` (anchor).
+        """
+        sizes = batched.sizes_tensor(image_sizes, raw[0].device)
+        dets, counts = self.select(*self.dense(raw, sizes), sizes, score_thr, nms_thr, max_per_img)
+        return batched.unpad(dets, counts)
 
     def select(
         self,
         boxes: Tensor,
         scores: Tensor,
-        size: Sequence[int],
+        image_sizes: Tensor,
         score_thr: float | None = None,
         nms_thr: float | None = None,
         max_per_img: int | None = None,
-    ) -> dict[str, Tensor]:
-        """Detections of one image from boxes [A,4] and class scores [A,C] (one candidate per class above thr)."""
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """Detections from clipped boxes [B,A,4] and class scores [B,A,C] (batched, tensor-only).
+
+        Candidates (anchor, class) above ``score_thr`` (several classes per anchor), the ``nms_pre`` best
+        of each image, class-aware NMS per image, the ``max_per_img`` best of each image.
+
+        Returns:
+            padded ``{'boxes': [B,K,4], 'scores': [B,K], 'labels': int64 [B,K] (-1 when empty), 'index':
+            int64 [B,K] (anchor)}``, score-descending, and counts int64 [B].
+        """
         cfg = self.test_cfg
         thr = cfg["score_thr"] if score_thr is None else float(score_thr)
-        anchor, label = (scores > thr).nonzero(as_tuple=True)
-        cand = scores[anchor, label]
-        order = cand.argsort(descending=True, stable=True)[: cfg["nms_pre"]]  # ties keep (anchor, class) order
-        anchor, label, cand = anchor[order], label[order], cand[order]
-        h, w = int(size[0]), int(size[1])
-        b = boxes[anchor].clone()
-        b[:, 0::2] = b[:, 0::2].clamp(0, w)
-        b[:, 1::2] = b[:, 1::2].clamp(0, h)
-        # class-aware NMS as one call (boxes of each class shifted apart), as torchvision's batched_nms does for
-        # small inputs; its per-class loop for large ones is slower here (thousands of candidates, 80 classes)
-        offsets = label.to(b.dtype)[:, None] * (float(max(h, w)) + 1.0)
-        keep = nms(b + offsets, cand, cfg["nms_thr"] if nms_thr is None else float(nms_thr))
-        keep = keep[: cfg["max_per_img"] if max_per_img is None else int(max_per_img)]
-        return {"boxes": b[keep], "scores": cand[keep], "labels": label[keep], "index": anchor[keep]}
+        k = cfg["max_per_img"] if max_per_img is None else int(max_per_img)
+        b = scores.shape[0]
+        image, anchor, label = torch.where(scores > thr)
+        cand = scores[image, anchor, label]
+        # ties keep (image, anchor, class) order; ONNX has no stable sort (ties may order differently there)
+        order = cand.argsort(descending=True) if torch.jit.is_tracing() else cand.argsort(descending=True, stable=True)
+        image, anchor, label, cand = image[order], anchor[order], label[order], cand[order]
+        sel, _ = batched.per_image_topk(image, b, cfg["nms_pre"])
+        image, anchor, label, cand = image[sel], anchor[sel], label[sel], cand[sel]
+        cand_boxes = boxes[image, anchor]
+        # NMS per image and class as one call: classes shifted apart along x and y (as torchvision's batched_nms
+        # does for small inputs; its per-class loop for large ones is slower here), images further along y
+        span = image_sizes.max().to(cand_boxes.dtype) + 1.0
+        dx, dy = label.to(cand_boxes.dtype) * span, (label + image).to(cand_boxes.dtype) * span
+        keep = nms(cand_boxes + torch.stack([dx, dy, dx, dy], 1), cand, cfg["nms_thr"] if nms_thr is None else nms_thr)
+        sel, dest = batched.per_image_topk(image[keep], b, k)
+        keep = keep[sel]
+        values = (cand_boxes[keep], cand[keep], label[keep], anchor[keep])
+        out = batched.pad_per_image(values, (0.0, 0.0, -1, 0), dest, b, k)
+        return dict(zip(("boxes", "scores", "labels", "index"), out)), batched.count_per_image(image[keep], b)

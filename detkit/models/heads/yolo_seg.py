@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from detkit.models.blocks import ConvBNAct
 from detkit.models.heads.yolo import YOLOHead
+from detkit.ops.batched import sizes_tensor, unpad
 from detkit.registry import HEADS
 
 
@@ -68,15 +69,16 @@ class YOLOSegHead(nn.Module):
         return self.det(feats), [c(x) for x, c in zip(feats, self.coef_branch)], self.proto(feats[0])
 
     @staticmethod
-    def _coefs(coef: Sequence[Tensor]) -> Tensor:
-        return torch.cat([c.flatten(2) for c in coef], 2).transpose(1, 2)  # [B,A,K]
+    def coefficients(coef: Sequence[Tensor]) -> Tensor:
+        """Mask coefficients per anchor [B,A,P] from the per-level maps [B,P,H_l,W_l] (anchor order of YOLOHead)."""
+        return torch.cat([c.flatten(2) for c in coef], 2).transpose(1, 2)
 
     def loss(self, raw: tuple, targets: Sequence[dict]) -> dict[str, Tensor]:
         """Detection losses plus ``yolo/mask``: BCE of each foreground anchor's mask against its object's."""
         det_raw, coef, protos = raw
         assignment, pred = self.det.assign(det_raw, targets)
         losses = self.det.loss(det_raw, targets, assignment, pred)
-        coefs = self._coefs(coef)
+        coefs = self.coefficients(coef)
         ph, pw = protos.shape[-2:]
         stride = self.det.strides[0] / 2.0  # proto pixels
         total, count = protos.sum() * 0.0, 0
@@ -102,6 +104,20 @@ class YOLOSegHead(nn.Module):
         losses["yolo/mask"] = total / max(count, 1) * self.loss_mask
         return losses
 
+    @staticmethod
+    def proto_logits(coefs: Tensor, protos: Tensor, index: Tensor) -> Tensor:
+        """Mask logits [B,K,h,w] at the prototype size: coefficients [B,A,P] of anchors ``index`` [B,K] x protos."""
+        picked = coefs.gather(1, index[..., None].expand(-1, -1, coefs.shape[-1]))  # [B,K,P]
+        return torch.einsum("bkp,bphw->bkhw", picked.float(), protos.float())
+
+    def masks(self, logits: Tensor, boxes: Tensor) -> Tensor:
+        """Probabilities [N,H,W] at the input size (4x the prototypes) from logits [N,h,w], cropped to boxes [N,4]."""
+        h, w = logits.shape[-2] * 4, logits.shape[-1] * 4
+        probs = crop_to_boxes(logits.sigmoid(), boxes / (self.det.strides[0] / 2.0))
+        if probs.shape[0] == 0:
+            return probs.new_zeros((0, h, w))
+        return F.interpolate(probs[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
     @torch.no_grad()
     def predict(
         self,
@@ -113,12 +129,13 @@ class YOLOSegHead(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Detections (``YOLOHead.predict``) plus ``masks``: probabilities [N,H,W] at the padded input size."""
         det_raw, coef, protos = raw
-        dets = self.det.predict(det_raw, image_sizes, score_thr, nms_thr, max_per_img)
-        coefs = self._coefs(coef)
-        h, w = protos.shape[-2] * 4, protos.shape[-1] * 4
-        stride = self.det.strides[0] / 2.0
-        for i, d in enumerate(dets):
-            logits = torch.einsum("nk,khw->nhw", coefs[i][d["index"]].float(), protos[i].float())
-            probs = crop_to_boxes(logits.sigmoid(), d["boxes"] / stride)
-            d["masks"] = F.interpolate(probs[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        return dets
+        sizes = sizes_tensor(image_sizes, protos.device)
+        dets, counts = self.det.select(*self.det.dense(det_raw, sizes), sizes, score_thr, nms_thr, max_per_img)
+        filled = torch.arange(dets["index"].shape[1], device=protos.device)[None, :] < counts[:, None]  # [B,K]
+        logits = self.proto_logits(self.coefficients(coef), protos, dets["index"])[
+            filled
+        ]  # [N,h,w], only the filled slots
+        per_image = unpad(dets, counts)
+        for d, m in zip(per_image, self.masks(logits, dets["boxes"][filled]).split(counts.tolist())):
+            d["masks"] = m
+        return per_image

@@ -1,0 +1,197 @@
+"""Check an exported file against the PyTorch model with onnxruntime: matched detections, differences, mask IoU.
+
+Tolerances fit float32 at the image's scale. onnxruntime and PyTorch sum in other orders, and a trained
+network carries those last-bit differences through its layers, so a box coordinate of a correct export
+differs by a relative ~1e-5 of the image size (0.003 px at 320 px, more on large images and trained
+weights). A box therefore passes within ``atol + rtol * max(h, w)`` pixels of its image (default
+1e-3 + 1e-4 * side: 0.033 px at 320 px, 0.13 px at 1333 px); scores within ``atol``. A detection whose
+score is within ``atol`` of a cut (the score threshold, or the last kept score when an image is full)
+may be kept on one side only: it is counted as ``borderline``, not as a failure. Instance masks are
+compared as the models give them (bool, each image's size) by their IoU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import box_iou
+
+from detkit.export.common import ExportError
+from detkit.export.onnx import onnx_session, run_onnx
+from detkit.export.wrappers import get_export_module
+
+__all__ = ["box_tolerance", "compare_predictions", "mask_ious", "match_detections", "passes", "verify_onnx"]
+
+
+def box_tolerance(image_size: Sequence[int], atol: float = 1e-3, rtol: float = 1e-4) -> float:
+    """Allowed box difference in pixels for an image of ``image_size`` (h, w): ``atol + rtol * max(h, w)``."""
+    return float(atol) + float(rtol) * max(int(image_size[0]), int(image_size[1]))
+
+
+def match_detections(ref: dict, other: dict, min_iou: float = 0.9) -> list[tuple[int, int]]:
+    """Pairs (i, j) of one image's detections: same label, best IoU >= ``min_iou``, best ``ref`` score first."""
+    if not len(ref["boxes"]) or not len(other["boxes"]):
+        return []
+    iou = box_iou(ref["boxes"].float(), other["boxes"].float())
+    iou[ref["labels"][:, None] != other["labels"][None, :]] = -1
+    used = torch.zeros(len(other["boxes"]), dtype=torch.bool)
+    pairs = []
+    for i in ref["scores"].argsort(descending=True).tolist():
+        cand = iou[i].masked_fill(used, -1)
+        j = int(cand.argmax())
+        if cand[j] >= min_iou:
+            used[j] = True
+            pairs.append((i, j))
+    return pairs
+
+
+def mask_ious(a: Tensor, b: Tensor) -> Tensor:
+    """IoU [N] of bool masks [N,H,W] pairwise by index (1 where both are empty)."""
+    a, b = a.flatten(1).bool(), b.flatten(1).bool()
+    inter, union = (a & b).sum(1).float(), (a | b).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def _is_borderline(score: float, kept_elsewhere: Tensor, score_thr, max_per_img, atol: float) -> bool:
+    """A detection kept on one side only because its score sits (within ``atol``) at a cut of the other side."""
+    near_thr = score_thr is not None and score - float(score_thr) <= atol
+    full = max_per_img is not None and len(kept_elsewhere) >= int(max_per_img)
+    return near_thr or (full and score <= float(kept_elsewhere.min()) + atol)
+
+
+def compare_predictions(
+    ref: Sequence[dict],
+    other: Sequence[dict],
+    min_iou: float = 0.9,
+    image_sizes: Sequence[Sequence[int]] | None = None,
+    atol: float = 1e-3,
+    rtol: float = 1e-4,
+    score_thr: float | None = None,
+    max_per_img: int | None = None,
+) -> dict[str, Any]:
+    """Match detections per image (:func:`match_detections`) and measure the matched pairs.
+
+    Returns ``num_ref``, ``num_other``, ``matched``, ``unmatched`` (on either side), ``borderline`` (the
+    unmatched ones at a score cut),
+    ``max_box_diff`` (px), ``box_tol`` (the largest image's tolerance, px), ``boxes_over_tol`` (pairs beyond
+    their image's :func:`box_tolerance`; only with ``image_sizes``), ``max_score_diff``, and with masks on
+    both sides ``mask_pairs``, ``mean_mask_iou``, ``min_mask_iou``.
+    """
+    stats = dict(num_ref=0, num_other=0, matched=0, borderline=0, max_box_diff=0.0, box_tol=0.0)
+    stats.update(boxes_over_tol=0, max_score_diff=0.0)
+    ious = []
+    for k, (r, o) in enumerate(zip(ref, other)):
+        stats["num_ref"] += len(r["boxes"])
+        stats["num_other"] += len(o["boxes"])
+        pairs = match_detections(r, o, min_iou)
+        stats["matched"] += len(pairs)
+        ri, oi = (torch.tensor([p[n] for p in pairs], dtype=torch.int64) for n in (0, 1))
+        box_diff = (r["boxes"][ri].float() - o["boxes"][oi].float()).abs().amax(1) if pairs else torch.zeros(0)
+        tol = box_tolerance(image_sizes[k], atol, rtol) if image_sizes is not None else float("inf")
+        stats["box_tol"] = max(stats["box_tol"], tol if image_sizes is not None else 0.0)
+        stats["boxes_over_tol"] += int((box_diff > tol).sum())
+        stats["max_box_diff"] = max(stats["max_box_diff"], float(box_diff.max()) if pairs else 0.0)
+        if pairs:
+            score_diff = (r["scores"][ri].float() - o["scores"][oi].float()).abs().max()
+            stats["max_score_diff"] = max(stats["max_score_diff"], float(score_diff))
+        if pairs and "masks" in r and "masks" in o:
+            ious.append(mask_ious(r["masks"][ri], o["masks"][oi]))
+        for side, elsewhere, used in ((r, o, set(ri.tolist())), (o, r, set(oi.tolist()))):
+            lone = [float(s) for n, s in enumerate(side["scores"]) if n not in used]
+            stats["borderline"] += sum(
+                _is_borderline(s, elsewhere["scores"], score_thr, max_per_img, atol) for s in lone
+            )
+    stats["unmatched"] = stats["num_ref"] + stats["num_other"] - 2 * stats["matched"]
+    if ious:
+        ious = torch.cat(ious)
+        stats.update(mask_pairs=len(ious), mean_mask_iou=float(ious.mean()), min_mask_iou=float(ious.min()))
+    return stats
+
+
+def passes(stats: dict[str, Any], atol: float = 1e-3, mask_iou: float = 0.9) -> bool:
+    """The verdict on :func:`compare_predictions`' stats: every detection matched or borderline, every box
+    within its image's tolerance, scores within ``atol``, every matched pair of masks at IoU >= ``mask_iou``."""
+    return (
+        stats["unmatched"] == stats["borderline"]
+        and stats["boxes_over_tol"] == 0
+        and stats["max_score_diff"] <= atol
+        and stats.get("min_mask_iou", 1.0) >= mask_iou
+    )
+
+
+def verify_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    images: Sequence[np.ndarray],
+    atol: float = 1e-3,
+    rtol: float = 1e-4,
+    mask_iou: float = 0.9,
+    batch_size: int = 2,
+    pad_to: Sequence[int] | None = None,
+    **module_kwargs: Any,
+) -> dict[str, Any]:
+    """Compare onnxruntime on ``images`` (RGB uint8, any sizes) with the PyTorch model's ``predict``.
+
+    The images go through the config's test pipeline and ``collate`` in batches of ``batch_size``;
+    PyTorch predictions are taken in network-input pixels (as the export gives them). ``ok`` is True when
+    every detection is matched or ``borderline``, boxes agree within :func:`box_tolerance` (``atol``,
+    ``rtol``), scores within ``atol``, and every matched pair of masks has an IoU >= ``mask_iou``.
+    ``pad_to`` pads every batch to a static export's (h, w) (use ``batch_size`` 1 then).
+    """
+    module = get_export_module(model, **module_kwargs)
+    session = onnx_session(path)
+    was_training = model.training
+    model.eval()
+    ref, got, sizes = [], [], []
+    try:
+        for batch in _batches(model, images, batch_size, module.size_divisor, pad_to):
+            with torch.no_grad():
+                preds = model.predict(batch, max_per_img=module.max_per_img)
+            ref.extend({k: v.cpu() for k, v in p.items()} for p in preds)
+            inputs = module.inputs_from_batch(batch)
+            got.extend(module.outputs_to_predictions(run_onnx(session, inputs, module.input_names), inputs))
+            sizes.extend(batch["image_sizes"])
+    finally:
+        model.train(was_training)
+    stats = compare_predictions(
+        ref, got, image_sizes=sizes, atol=atol, rtol=rtol, score_thr=module.score_thr, max_per_img=module.max_per_img
+    )
+    stats["ok"] = passes(stats, atol, mask_iou)
+    stats["images"] = len(images)
+    return stats
+
+
+def _batches(model: nn.Module, images: Sequence[np.ndarray], batch_size: int, size_divisor: int, pad_to):
+    """``collate`` batches of ``images`` after the config's test pipeline, geometry in network-input pixels."""
+    from detkit.data.collate import collate
+    from detkit.inference.runner import build_test_pipeline
+
+    pipeline = build_test_pipeline(getattr(model, "cfg", None))
+    for start in range(0, len(images), batch_size):
+        samples = [{"image": img, "image_id": start + j} for j, img in enumerate(images[start : start + batch_size])]
+        samples = [pipeline(s) for s in samples] if pipeline is not None else samples
+        batch = collate(samples, size_divisor=size_divisor)
+        if pad_to is not None:
+            batch = _pad_batch(batch, pad_to)
+        batch["orig_sizes"] = batch["image_sizes"]  # compare in network-input pixels
+        batch["scale_factors"] = [(1.0, 1.0)] * len(samples)
+        batch["pad_offsets"] = [(0.0, 0.0)] * len(samples)
+        yield batch
+
+
+def _pad_batch(batch: dict, pad_to: Sequence[int]) -> dict:
+    """Pad ``batch['images']`` (bottom/right, zeros) to a static export size (h, w)."""
+    images = batch["images"]
+    h, w = int(pad_to[0]), int(pad_to[1])
+    if images.shape[-2] > h or images.shape[-1] > w:
+        raise ExportError(
+            f"a verify image is {tuple(images.shape[-2:])} after the test pipeline, larger than the "
+            f"static export size {(h, w)}: export with a larger image size or with dynamic axes"
+        )
+    batch["images"] = torch.nn.functional.pad(images, (0, w - images.shape[-1], 0, h - images.shape[-2]))
+    return batch

@@ -1,0 +1,45 @@
+"""Batched, tensor-only selection steps: per-image top-k by ranks, padded outputs, sizes while tracing."""
+
+import pytest
+import torch
+
+from detkit.ops.batched import (
+    box_limits,
+    clip_to_sizes,
+    count_per_image,
+    pad_per_image,
+    per_image_topk,
+    topk_count,
+    unpad,
+)
+
+
+def test_per_image_topk_and_padding():
+    image = torch.tensor([1, 0, 1, 1, 0, 2])  # items in descending score order
+    sel, dest = per_image_topk(image, 3, 2)
+    assert sel.tolist() == [0, 1, 2, 4, 5] and dest.tolist() == [2, 0, 3, 1, 4]
+    values = torch.tensor([10.0, 11.0, 12.0, 13.0, 14.0, 15.0])[sel]
+    (padded,) = pad_per_image((values,), (-1.0,), dest, 3, 2)
+    assert padded.tolist() == [[11.0, 14.0], [10.0, 12.0], [15.0, -1.0]]
+    counts = count_per_image(image[sel], 3)
+    assert counts.tolist() == [2, 2, 1]
+    assert [p["v"].tolist() for p in unpad({"v": padded}, counts)] == [[11.0, 14.0], [10.0, 12.0], [15.0]]
+
+
+def test_clip_to_each_image():
+    sizes = torch.tensor([[10, 20], [30, 5]])  # (h, w)
+    boxes = torch.tensor([[[-3.0, 2.0, 25.0, 12.0]], [[1.0, -1.0, 8.0, 40.0]]])
+    clipped = clip_to_sizes(boxes, box_limits(sizes)[:, None, :])
+    assert clipped.tolist() == [[[0.0, 2.0, 20.0, 10.0]], [[1.0, 0.0, 5.0, 30.0]]]
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.trace.*:FutureWarning")
+def test_topk_count_stays_a_tensor_while_tracing():
+    assert topk_count(5, 3) == 3 and topk_count(2, 3) == 2
+
+    def top(x):
+        return x.topk(topk_count(x.shape[1], 4), dim=1).values
+
+    traced = torch.jit.trace(top, (torch.randn(2, 10),))
+    assert traced(torch.randn(2, 3)).shape == (2, 3)  # fewer items than k: k follows the traced size
+    assert traced(torch.randn(2, 30)).shape == (2, 4)
