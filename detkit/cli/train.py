@@ -1,9 +1,12 @@
 """Train a detector on one process, or on many through torchrun.
 
-Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--load-from CKPT] [--set K=V ...]
-                             [--seed N] [--device cpu|cuda|cuda:N] [--amp] [--deterministic]
+Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT] | --exist-ok] [--load-from CKPT]
+                             [--set K=V ...] [--seed N] [--device cpu|cuda|cuda:N|N|mps] [--amp] [--deterministic]
        torchrun --nproc-per-node N tools/train.py CONFIG ...
-Exit status: 0 done, 1 training diverged (non-finite losses), 2 bad input, 130/143 stopped by SIGINT/SIGTERM.
+A work dir that already holds a run (checkpoints, metrics.jsonl) is never written over: continue it with
+--resume, train into another --work-dir, or pass --exist-ok to move the old run into DIR/previous-N/.
+Exit status: 0 done, 1 the run failed on its own (divergence, an evaluation error not due to the input),
+2 bad input (config, data, checkpoint, device, work dir), 130/143 stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from detkit.config import ConfigError, load_config
+from detkit.cli.errors import format_error, user_error_types
+from detkit.config import load_config
 from detkit.engine import Trainer, TrainingDiverged, dist
+from detkit.engine.logger import log_to_file
+from detkit.engine.trainer import EvaluationFailed
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+# while the Trainer is built, these come from the config's values (a bad key of a class, a bad number)
+SETUP_ERRORS = (ValueError, KeyError, TypeError, ImportError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,7 +40,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="CKPT",
         help="resume from CKPT, or from WORK_DIR/latest.pth when no path is given",
     )
-    p.add_argument("--load-from", metavar="CKPT", help="start from these weights (mismatched shapes dropped)")
+    p.add_argument(
+        "--exist-ok",
+        action="store_true",
+        help="when the work dir holds a run, move it into WORK_DIR/previous-N/ and start anew (nothing is deleted)",
+    )
+    p.add_argument(
+        "--load-from", metavar="CKPT", help="start from these weights (class-specific layers re-initialised)"
+    )
     p.add_argument(
         "--set",
         nargs="+",
@@ -42,10 +57,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="override config keys, e.g. train.max_epochs=24 (+key=value adds a key)",
     )
     p.add_argument("--seed", type=int, help="random seed (overrides the config's seed)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N, N or mps (default: cuda when available)")
     p.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA; see train.amp)")
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
     return p.parse_args(argv)
+
+
+def _launcher(tool: str = "train") -> list[str]:
+    """How this process was started: ``python tools/train.py``, ``detkit train`` (under torchrun: its form)."""
+    argv0 = sys.argv[0] or "tools/train.py"
+    world = dist.get_world_size()
+    torchrun = ["torchrun", "--nproc-per-node", str(world)] if world > 1 else []
+    if argv0.startswith("detkit"):
+        return [*torchrun, "--no-python", "detkit", tool] if torchrun else ["detkit", tool]
+    return [*(torchrun or ["python"]), shlex.quote(argv0)]
 
 
 def resume_command(argv: list[str], work_dir: Path) -> str:
@@ -59,21 +84,71 @@ def resume_command(argv: list[str], work_dir: Path) -> str:
             nxt = argv[i + 1] if i + 1 < len(argv) else ""
             skip = a != "--resume" or (bool(nxt) and not nxt.startswith("-"))
             continue
-        if a.startswith(("--resume=", "--load-from=", "--work-dir=")):
+        if a == "--exist-ok" or a.startswith(("--resume=", "--load-from=", "--work-dir=")):
             continue
         out.append(a)
-    world = dist.get_world_size()
-    launcher = f"torchrun --nproc-per-node {world}" if world > 1 else "python"
-    return " ".join(
-        [
-            launcher,
-            shlex.quote(sys.argv[0] or "tools/train.py"),
-            *map(shlex.quote, out),
-            "--work-dir",
-            shlex.quote(str(work_dir)),
-            "--resume",
-        ]
+    return " ".join([*_launcher(), *map(shlex.quote, out), "--work-dir", shlex.quote(str(work_dir)), "--resume"])
+
+
+def tool_template(argv0: str) -> str:
+    """The command of a sibling tool, ``{}`` for its name: ``detkit {}`` or ``python tools/{}.py``."""
+    path = Path(argv0 or "detkit")
+    if argv0.startswith("detkit") or path.parent.name == "cli" or path.suffix != ".py":
+        return "detkit {}"
+    return "python " + shlex.quote(str(path.parent)).replace("{", "{{").replace("}", "}}") + "/{}.py"
+
+
+def build_trainer(args: argparse.Namespace) -> Trainer:
+    """Read the config and build the Trainer (every pre-flight check runs here)."""
+    cfg = load_config(args.config, args.set)
+    work_dir = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
+    return Trainer(
+        cfg,
+        work_dir=work_dir,
+        device=args.device,
+        resume=args.resume,
+        load_from=args.load_from,
+        seed=args.seed,
+        amp=True if args.amp else None,
+        deterministic=args.deterministic,
+        exist_ok=args.exist_ok,
     )
+
+
+def _failed(trainer: Trainer, e: BaseException) -> str:
+    """One message for an error during training; the traceback goes to log.txt."""
+    log_to_file("training stopped by an error", exc_info=e)
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return (
+        f"train: error: training stopped at epoch {trainer.epoch + 1}, iteration {trainer.iter} "
+        f"({type(e).__name__}: {first}); the traceback is in {trainer.work_dir / 'log.txt'}. The last checkpoint "
+        f"is {trainer.work_dir / 'latest.pth'}; resume with: {trainer.resume_hint}"
+    )
+
+
+def run(trainer: Trainer) -> int:
+    """``trainer.fit()`` with every way it can end turned into a message and an exit status."""
+    try:
+        trainer.fit()
+    except TrainingDiverged as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 1
+    except EvaluationFailed as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 2 if isinstance(e.__cause__, user_error_types()) else 1
+    except KeyboardInterrupt:
+        print(
+            f"train: stopped immediately; the last checkpoint is {trainer.work_dir / 'latest.pth'}; resume with: "
+            f"{trainer.resume_hint}",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as e:  # noqa: BLE001  (one message, the traceback in log.txt)
+        print(_failed(trainer, e), file=sys.stderr)
+        return 2 if isinstance(e, user_error_types()) else 1
+    if trainer.interrupted:
+        return SIGNAL_EXIT.get(trainer.interrupted, 130)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,41 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config, args.set)
-        work_dir = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
-        trainer = Trainer(
-            cfg,
-            work_dir=work_dir,
-            device=args.device,
-            resume=args.resume,
-            load_from=args.load_from,
-            seed=args.seed,
-            amp=True if args.amp else None,
-            deterministic=args.deterministic,
-        )
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"train: error: {msg}", file=sys.stderr)
+        trainer = build_trainer(args)
+    except user_error_types() + SETUP_ERRORS as e:
+        print(format_error("train", e), file=sys.stderr)
         dist.destroy()
         return 2
-    trainer.resume_hint = resume_command(argv, work_dir)
+    trainer.resume_hint = resume_command(argv, trainer.work_dir)
+    trainer.tool = tool_template(sys.argv[0])
     try:
-        trainer.fit()
-    except TrainingDiverged as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(
-            f"train: stopped immediately; the last checkpoint is {work_dir / 'latest.pth'}; resume with: "
-            f"{trainer.resume_hint}",
-            file=sys.stderr,
-        )
-        return 130
+        return run(trainer)
     finally:
         dist.destroy()
-    if trainer.interrupted:
-        return SIGNAL_EXIT.get(trainer.interrupted, 130)
-    return 0
 
 
 if __name__ == "__main__":

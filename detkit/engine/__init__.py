@@ -2,7 +2,18 @@
 
 from detkit.engine.defaults import resolve_config
 from detkit.engine.evaluate import evaluate, evaluate_checkpoint
+from detkit.engine.preflight import PreflightError
 from detkit.engine.runtime import TrainingDiverged
-from detkit.engine.trainer import Trainer
+from detkit.engine.trainer import EvaluationFailed, Trainer
+from detkit.engine.workdir import WorkDirInUse
 
-__all__ = ["Trainer", "TrainingDiverged", "evaluate", "evaluate_checkpoint", "resolve_config"]
+__all__ = [
+    "EvaluationFailed",
+    "PreflightError",
+    "Trainer",
+    "TrainingDiverged",
+    "WorkDirInUse",
+    "evaluate",
+    "evaluate_checkpoint",
+    "resolve_config",
+]

@@ -75,29 +75,35 @@ def set_rng_state(state: dict) -> None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
+class LoadFromError(CheckpointError):
+    """``--load-from`` weights that share too few tensors with the model to be a start for it."""
+
+
+def _strip_module(state: dict) -> dict:
+    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
 def load_weights(model: nn.Module, state: dict, source: str = "checkpoint") -> dict[str, list[str]]:
     """Load matching tensors of ``state`` into ``model``; drop those whose shapes differ, report the rest.
 
-    Returns ``{"missing": [...], "unexpected": [...], "mismatched": [...]}`` and logs each list.
+    Returns ``{"loaded", "missing", "unexpected", "mismatched"}`` (lists of names; ``mismatched`` entries
+    say both shapes) and logs the mismatched tensors as a warning, the missing / unexpected ones as info.
     """
     own = model.state_dict()
-    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
-    mismatched = [
-        f"{k}: {tuple(v.shape)} in {source}, {tuple(own[k].shape)} in model"
-        for k, v in state.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    keep = {k: v for k, v in state.items() if not (k in own and tuple(v.shape) != tuple(own[k].shape))}
+    state = _strip_module(state)
+    differs = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    mismatched = [f"{k}: {tuple(state[k].shape)} in {source}, {tuple(own[k].shape)} in model" for k in differs]
+    keep = {k: v for k, v in state.items() if k not in set(differs)}
     result = model.load_state_dict(keep, strict=False)
     report = {
+        "loaded": [k for k in keep if k in own],
         "missing": list(result.missing_keys),
         "unexpected": list(result.unexpected_keys),
         "mismatched": mismatched,
     }
     if mismatched:
-        logger.info(
-            "dropped %d tensor(s) whose shapes differ (e.g. class-specific layers; they keep "
-            "their fresh initialisation): %s",
+        logger.warning(
+            "dropped %d tensor(s) whose shapes differ (they keep their fresh initialisation): %s",
             len(mismatched),
             "; ".join(mismatched),
         )
@@ -105,4 +111,50 @@ def load_weights(model: nn.Module, state: dict, source: str = "checkpoint") -> d
         logger.info("missing in %s (%d): %s", source, len(report["missing"]), ", ".join(report["missing"]))
     if report["unexpected"]:
         logger.info("unexpected in %s (%d): %s", source, len(report["unexpected"]), ", ".join(report["unexpected"]))
+    return report
+
+
+def _parts(names: list[str], depth: int = 2) -> str:
+    """``backbone.layer1 (12), neck (8)``: tensor names grouped by their module, cut to ``depth`` components."""
+    counts: dict[str, int] = {}
+    for n in names:
+        key = ".".join(n.split(".")[:-1][:depth]) or n
+        counts[key] = counts.get(key, 0) + 1
+    shown = [f"{k} ({v})" for k, v in list(counts.items())[:8]]
+    return ", ".join(shown) + (f", ... ({len(counts) - 8} more)" if len(counts) > 8 else "")
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike, min_fraction: float = 0.5) -> dict[str, list[str]]:
+    """``--load-from``: load the tensors of checkpoint ``path`` that fit ``model`` (see :func:`load_weights`).
+
+    Raises :class:`LoadFromError` when fewer than ``min_fraction`` of the model's tensors match by name and
+    shape (another model's checkpoint would otherwise start a run from scratch unnoticed). Warns when the
+    checkpoint's class count differs from the model's, naming the re-initialised layers.
+    """
+    ckpt = load_checkpoint(path)
+    state = _strip_module(model_state(ckpt))
+    own = model.state_dict()
+    fits = [k for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)]
+    if len(fits) < min_fraction * len(own):
+        skipped = [k for k in own if k not in set(fits)]
+        raise LoadFromError(
+            f"--load-from {path}: only {len(fits)} of the model's {len(own)} tensors match it by name and shape "
+            f"(skipped: {_parts(skipped)}); it is not a checkpoint of this config's model. Give weights of "
+            "this model, or convert foreign ones with tools/convert_weights.py"
+        )
+    logger.info("loading weights from %s: %d of %d tensors fit the model", path, len(fits), len(own))
+    report = load_weights(model, state, source=str(path))
+    names = list((ckpt.get("meta") or {}).get("class_names") or [])
+    ours = list(getattr(model, "class_names", []) or [])
+    if names and ours and len(names) != len(ours):
+        layers = sorted({m.split(":")[0].rsplit(".", 1)[0] for m in report["mismatched"]})
+        logger.warning(
+            "--load-from %s has %d classes (%s), the config %d (%s); re-initialised head layers: %s",
+            path,
+            len(names),
+            ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""),
+            len(ours),
+            ", ".join(ours[:5]) + (", ..." if len(ours) > 5 else ""),
+            ", ".join(layers) or "none (no shape depends on the class count)",
+        )
     return report

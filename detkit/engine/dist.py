@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from detkit.utils.device import parse_device
+
 
 def is_dist() -> bool:
     """True when ``torch.distributed`` is initialised with more than one process."""
@@ -59,14 +61,11 @@ def init_distributed(device: str | None = None) -> torch.device:
     """Initialise the default process group from the environment and return this process's device.
 
     Uses NCCL when the device is CUDA and gloo on CPU. Without a launcher (WORLD_SIZE unset or 1) it
-    initialises nothing and returns ``device`` (default: ``cuda`` when available, else ``cpu``).
+    initialises nothing and returns ``device`` (default: ``cuda`` when available, else ``cpu``). ``device``
+    is read by :func:`detkit.utils.device.parse_device` (``cpu``, ``cuda``, ``cuda:1``, ``1``, ``mps``).
     """
     world = env_world_size()
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    dev = parse_device(device)  # DeviceError (a ValueError) names what exists here
     if world <= 1 or (dist.is_available() and dist.is_initialized()):
         return dev
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -10,26 +10,41 @@ from torch import nn
 from detkit.config import ConfigError
 from detkit.engine import builders, dist
 from detkit.engine.checkpoint import load_checkpoint, model_state, preserve_rng
+from detkit.engine.logger import progress_bar, progress_enabled
 from detkit.engine.runtime import move_batch, resolve_amp
+from detkit.utils.device import parse_device
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader, evaluator, device: torch.device, amp_dtype: torch.dtype | None = None
+    model: nn.Module,
+    loader,
+    evaluator,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool | None = None,
 ) -> dict[str, float]:
-    """Run ``model.predict`` over ``loader``, feed ``evaluator`` and return ``evaluator.compute()``."""
+    """Run ``model.predict`` over ``loader``, feed ``evaluator`` and return ``evaluator.compute()``.
+
+    ``progress``: a tqdm bar with ETA (default: on the main process when stdout and stderr are terminals).
+    """
     was_training = model.training
     model.eval()
     evaluator.reset()
-    with preserve_rng():
-        for batch in loader:
-            if batch is None:
-                continue
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                preds = model.predict(move_batch(batch, device))
-            evaluator.process(batch, preds)
-    metrics = evaluator.compute()
-    model.train(was_training)
+    if progress is None:
+        progress = progress_enabled(dist.is_main_process())
+    total = len(loader) if hasattr(loader, "__len__") else None
+    try:
+        with preserve_rng():
+            for batch in progress_bar(loader, total=total, desc="evaluating", enabled=progress, unit="batch"):
+                if batch is None:
+                    continue
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    preds = model.predict(move_batch(batch, device))
+                evaluator.process(batch, preds)
+        metrics = evaluator.compute()
+    finally:
+        model.train(was_training)
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -42,7 +57,7 @@ def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = 
 
     if not (cfg.get("data") or {}).get("val"):
         raise ConfigError("the config has no data.val section to evaluate on")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = parse_device(device)
     ckpt = load_checkpoint(checkpoint)
     val_set = builders.build_dataset(cfg["data"]["val"])
     val_names = builders.model_class_names(val_set)

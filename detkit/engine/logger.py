@@ -15,31 +15,91 @@ import torch
 from detkit.utils.files import atomic_write, read_jsonl
 
 LOGGER_NAME = "detkit"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+
+class _HeldRecords(logging.Handler):
+    """Keeps the records logged before the work dir may be written (see :func:`open_log_file`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if getattr(h, "_detkit", False)]
 
 
 def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logging.Logger:
-    """Log to stdout and ``work_dir/log.txt`` on the main process; only warnings elsewhere."""
+    """Log to stdout and ``work_dir/log.txt`` on the main process; only warnings elsewhere.
+
+    With ``work_dir`` None on the main process the records are held until :func:`open_log_file` writes
+    them into the log file (the trainer opens it once its pre-flight checks have passed).
+    """
     logger = logging.getLogger(LOGGER_NAME)
-    for h in list(logger.handlers):
-        if getattr(h, "_detkit", False):
-            logger.removeHandler(h)
+    file_only = logging.getLogger(LOGGER_NAME + ".file")  # progress lines while a tqdm bar owns the terminal
+    for lg in (logger, file_only):
+        for h in _own_handlers(lg):
+            lg.removeHandler(h)
             h.close()
     logger.setLevel(logging.INFO if main_process else logging.WARNING)
     logger.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if main_process and work_dir is not None:
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(Path(work_dir) / "log.txt", encoding="utf-8"))
+    if main_process:
+        handlers.append(_HeldRecords())
     for h in handlers:
-        h.setFormatter(fmt)
+        h.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
         h._detkit = True  # type: ignore[attr-defined]
         logger.addHandler(h)
-    file_only = logging.getLogger(LOGGER_NAME + ".file")  # progress lines while a tqdm bar owns the terminal
-    file_only.handlers = [h for h in handlers if isinstance(h, logging.FileHandler)]
     file_only.setLevel(logger.level)
     file_only.propagate = False
+    quiet = logging.NullHandler()  # other ranks: no log file (and no "last resort" printing)
+    quiet._detkit = True  # type: ignore[attr-defined]
+    file_only.addHandler(handlers[-1] if main_process else quiet)
+    if main_process and work_dir is not None:
+        open_log_file(work_dir)
     return logger
+
+
+def open_log_file(work_dir: str | Path) -> Path:
+    """Start ``work_dir/log.txt`` (appending) with the records held so far; later records go there too."""
+    path = Path(work_dir) / "log.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(path, encoding="utf-8")
+    fh.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+    fh._detkit = True  # type: ignore[attr-defined]
+    for lg in (logging.getLogger(LOGGER_NAME), logging.getLogger(LOGGER_NAME + ".file")):
+        for h in _own_handlers(lg):
+            if isinstance(h, _HeldRecords):
+                lg.removeHandler(h)
+                for record in h.records:  # one handler serves both loggers: replayed once
+                    fh.handle(record)
+                h.records = []
+        lg.addHandler(fh)
+    return path
+
+
+def log_to_file(msg: str, *args, exc_info=None) -> None:
+    """Write a record to log.txt only (details that would crowd the screen)."""
+    logging.getLogger(LOGGER_NAME + ".file").info(msg, *args, exc_info=exc_info)
+
+
+def progress_enabled(main_process: bool = True) -> bool:
+    """Progress bars only on the main process and when stdout and stderr are terminals (no frames in files)."""
+    return main_process and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def progress_bar(iterable, total: int | None = None, desc: str = "", enabled: bool | None = None, **kwargs):
+    """``tqdm`` over ``iterable`` (ETA, rate) when :func:`progress_enabled`, else ``iterable`` itself."""
+    if not (progress_enabled() if enabled is None else enabled):
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, leave=False, **kwargs)
 
 
 class RunRecord:
@@ -134,7 +194,7 @@ class Progress:
         self.log_interval, self.logger, self.device = max(1, log_interval), logger, device
         self.start, self.start_n = time.perf_counter(), initial
         self.bar = None
-        if enabled and sys.stderr.isatty():
+        if progress_enabled(enabled):
             from tqdm import tqdm
 
             self.bar = tqdm(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+METRIC_AXIS = "metric value (AP, AR, IoU, Acc in 0..1)"
 
-def _figure():
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -14,14 +16,11 @@ def _figure():
     return plt
 
 
-def plot_history(history: dict, metrics: list[dict], out_dir: str | Path) -> list[Path]:
-    """Write loss / LR curves from ``history`` (see RunRecord) and metric curves from ``metrics`` rows.
-
-    Returns the PNG paths written (a plot with no data is skipped).
-    """
-    plt = _figure()
-    out_dir = Path(out_dir)
-    written: list[Path] = []
+def history_figures(history: dict, metrics: list[dict]) -> dict:
+    """``{file name: matplotlib Figure}`` for the loss and LR curves of ``history`` (see RunRecord) and the
+    metric curves of the ``metrics`` rows; a plot with no data is left out. The caller closes the figures."""
+    plt = _pyplot()
+    figures = {}
     its = history.get("iter", [])
     if its and history.get("loss"):
         fig, ax = plt.subplots(figsize=(8, 5))
@@ -32,14 +31,14 @@ def plot_history(history: dict, metrics: list[dict], out_dir: str | Path) -> lis
         ax.set_yscale("log" if all(x > 0 for v in history["loss"].values() for x in v if x == x) else "linear")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        written.append(_save(fig, out_dir / "losses.png", plt))
+        figures["losses.png"] = fig
     if its:
         fig, ax = plt.subplots(figsize=(8, 4))
-        ax.plot(its, history["lr"])
+        ax.plot(its, history["lr"], label="lr")
         ax.set_xlabel("iteration")
         ax.set_ylabel("learning rate")
         ax.grid(alpha=0.3)
-        written.append(_save(fig, out_dir / "lr.png", plt))
+        figures["lr.png"] = fig
     keys = sorted(
         {k for r in metrics for k, v in r.items() if k not in ("epoch", "iter") and isinstance(v, (int, float))}
     )
@@ -49,17 +48,23 @@ def plot_history(history: dict, metrics: list[dict], out_dir: str | Path) -> lis
             pts = [(r["epoch"], r[k]) for r in metrics if k in r and r[k] >= 0]  # -1: undefined (COCO)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("metric")
+        ax.set_ylabel(METRIC_AXIS)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        written.append(_save(fig, out_dir / "metrics.png", plt))
+        figures["metrics.png"] = fig
+    return figures
+
+
+def plot_history(history: dict, metrics: list[dict], out_dir: str | Path) -> list[Path]:
+    """Write the figures of :func:`history_figures` into ``out_dir``; return the PNG paths written."""
+    plt = _pyplot()
+    written = []
+    for name, fig in history_figures(history, metrics).items():
+        path = Path(out_dir) / name
+        fig.tight_layout()
+        tmp = path.with_name("." + path.name + ".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(path)
+        written.append(path)
     return written
-
-
-def _save(fig, path: Path, plt) -> Path:
-    fig.tight_layout()
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path

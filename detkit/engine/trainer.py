@@ -1,44 +1,40 @@
-"""The epoch-based trainer: DDP, AMP, gradient accumulation, EMA, exact resume, evaluation, checkpoints."""
+"""The epoch-based trainer: DDP, AMP, gradient accumulation, EMA, exact resume, evaluation, checkpoints.
+
+Roles live beside it: building the parts (parts.py), pre-flight checks (preflight.py), the work-dir rule
+(workdir.py), evaluation during training (validation.py), what checkpoints hold (train_state.py), what the
+screen shows (summary.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-import detkit
 from detkit.config import dump_config
-from detkit.engine import builders, dist
-from detkit.engine.checkpoint import (
-    get_rng_state,
-    load_checkpoint,
-    load_weights,
-    model_state,
-    preserve_rng,
-    save_checkpoint,
-    set_rng_state,
-)
+from detkit.engine import dist
+from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
-from detkit.engine.ema import ModelEMA
-from detkit.engine.evaluate import evaluate
-from detkit.engine.logger import Progress, RunRecord, setup_logger, tensorboard_writer
-from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, scaled_lr
-from detkit.engine.runtime import TrainingDiverged, move_batch, resolve_amp, seed_everything, set_sampler_epoch
+from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file, setup_logger, tensorboard_writer
+from detkit.engine.loss_meter import LossMeter
+from detkit.engine.parts import build_data, build_model_parts, build_optimization
+from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
+from detkit.engine.runtime import TrainingDiverged, move_batch, seed_everything, set_sampler_epoch
+from detkit.engine.summary import epoch_line, summary
+from detkit.engine.train_state import restore_training_state, training_state, weights_state
+from detkit.engine.validation import Validator
+from detkit.engine.workdir import check_work_dir, move_previous_run
 
 logger = logging.getLogger("detkit")
 
 
-def _cat_ids(dataset) -> list[int] | None:
-    """The dataset's label -> category id map as a list (None for datasets without one)."""
-    m = getattr(dataset, "label_to_cat_id", None)
-    if m is None:
-        return None
-    return [int(m[i]) for i in range(len(m))]
+class EvaluationFailed(RuntimeError):
+    """The evaluation after an epoch raised (``__cause__``); that epoch's latest.pth was written before it."""
 
 
 class Trainer:
@@ -46,10 +42,14 @@ class Trainer:
 
     Args:
         cfg: resolved config dict (see docs/training.md); work_dir: output folder (default
-            ``cfg['work_dir']`` or ``work_dirs/run``); device: ``cpu``, ``cuda``, ``cuda:N`` (default: CUDA
-            when available); resume: True (``work_dir/latest.pth``) or a checkpoint path; load_from:
-            weights to start from; seed / amp: override ``seed`` / ``train.amp``; deterministic: ask
-            torch for deterministic kernels.
+            ``cfg['work_dir']`` or ``work_dirs/run``); device: ``cpu``, ``cuda``, ``cuda:N``, ``N``, ``mps``
+            (default: CUDA when available); resume: True (``work_dir/latest.pth``) or a checkpoint path;
+            load_from: weights to start from; seed / amp: override ``seed`` / ``train.amp``;
+            deterministic: ask torch for deterministic kernels; exist_ok: when ``work_dir`` already holds a
+            run, move it into ``work_dir/previous-N/`` instead of refusing (:class:`WorkDirInUse`).
+
+    Everything that can be checked before the first iteration is (:mod:`detkit.engine.preflight`); the log
+    file, ``config.yaml`` and any move of a previous run come after those checks.
     """
 
     def __init__(
@@ -62,6 +62,7 @@ class Trainer:
         seed: int | None = None,
         amp: Any = None,
         deterministic: bool = False,
+        exist_ok: bool = False,
     ):
         cfg = resolve_config(cfg)
         if seed is not None:
@@ -73,179 +74,95 @@ class Trainer:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.main = self.rank == 0
         self.work_dir = Path(work_dir or cfg.get("work_dir") or "work_dirs/run")
-        setup_logger(self.work_dir if self.main else None, self.main)
         self.resume_hint = f"Trainer(cfg, work_dir={str(self.work_dir)!r}, resume=True).fit()"
+        self.tool = "detkit {}"  # command template of the summary's evaluate / infer / export lines
+        self._on_main(check_work_dir, self.work_dir, resume, exist_ok)  # refuses before touching anything
+        setup_logger(None, self.main)  # the log file opens once the checks below have passed
         seed_everything(cfg["seed"] + self.rank, deterministic)
-        self._build_data()
-        self._build_model(load_from)
-        self._build_optim()
+        self._build(load_from)
         self.record = RunRecord(self.work_dir)
+        t = self.tcfg
+        self.validator = Validator(
+            self.evaluator, self.val_loader, self.record, t["best_metric"], t["eval_interval"], self.work_dir,
+            self.main, self.device, self.amp_dtype,
+        )  # fmt: skip
         self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = 0
-        self.best: dict[str, Any] = {}
         self.interrupted: str | None = None
         self.tb = None
         self._signals = dist.StopSignals()
         self._group_bad = False
-        if self.main:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, self.work_dir / "config.yaml")
-        if resume:
-            self._resume(self.work_dir / "latest.pth" if resume is True else Path(resume))
+        self.losses = LossMeter()
+        if resume:  # before anything is written: a checkpoint that cannot be resumed changes nothing
+            restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
+        self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
+        if self.main and resume:
+            self.record.truncate(self.iter)  # a resumed run redoes what came after its checkpoint
         elif self.main:
             self.record.reset()
 
-    # ------------------------------------------------------------------ building
-    def _build_data(self) -> None:
-        data = self.cfg["data"]
-        self.train_set = builders.build_dataset(data["train"])
-        self.train_loader = builders.build_dataloader(
-            self.cfg, "train", distributed=dist.is_dist(), seed=self.cfg["seed"], start_iter=0, dataset=self.train_set
-        )
-        self.iters_per_epoch = len(self.train_loader)
-        if self.iters_per_epoch == 0:
-            raise ValueError(
-                f"data.train gives no batch (dataset of {len(self.train_set)} samples, "
-                f"data.batch_size {data.get('batch_size')}); add images or lower the batch size"
-            )
-        self.val_loader = self.evaluator = None
-        if data.get("val"):
-            val_set = builders.build_dataset(data["val"])
-            self.val_loader = builders.build_dataloader(
-                self.cfg, "val", distributed=dist.is_dist(), seed=self.cfg["seed"], dataset=val_set
-            )
-            self.evaluator = builders.build_evaluator(self.cfg, val_set)
+    def _build(self, load_from) -> None:
+        """Data, model and optimization, each checked before the first iteration (see preflight.py)."""
+        data = build_data(self.cfg)
+        self.train_set, self.train_loader, self.val_loader = data.train_set, data.train_loader, data.val_loader
+        self.iters_per_epoch, self.evaluator = data.iters_per_epoch, data.evaluator
+        self.model, self.ddp, self.ema = build_model_parts(self.cfg, self.train_set, self.device, load_from)
+        opt = build_optimization(self.cfg, self.model, self.iters_per_epoch, self.device)
+        self.optimizer, self.schedule, self.base_lr = opt.optimizer, opt.schedule, opt.base_lr
+        self.total_batch, self.amp_dtype, self.scaler = opt.total_batch, opt.amp_dtype, opt.scaler
+        if self.evaluator is not None:
+            check_best_metric(self.evaluator, self.tcfg["best_metric"])
 
-    def _build_model(self, load_from) -> None:
-        from detkit.models.build import build_model
+    @property
+    def best(self) -> dict[str, Any]:
+        """The best evaluation so far: ``{"metric", "value", "epoch", "iter"}`` ({} before one)."""
+        return self.validator.best
 
-        self.model = build_model(self.cfg, class_names=builders.model_class_names(self.train_set))
-        self.model.to(self.device)
-        if dist.is_dist() and self.tcfg["sync_bn"]:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        if load_from:
-            logger.info("loading weights from %s", load_from)
-            load_weights(self.model, model_state(load_checkpoint(load_from)), source=str(load_from))
-        self.ddp = None
-        if dist.is_dist():
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=self.tcfg["find_unused_parameters"]
-            )
-        ema = self.tcfg["ema"]
-        self.ema = ModelEMA(self.model, **ema) if ema else None
+    @best.setter
+    def best(self, value: dict[str, Any]) -> None:
+        self.validator.best = dict(value)
 
-    def _build_optim(self) -> None:
-        acc = int(self.tcfg["accumulate"])
-        bs = int(self.cfg["data"].get("batch_size", 1))
-        self.total_batch = bs * self.world * acc
-        self.optimizer = build_optimizer(self.model, self.cfg["optimizer"], self.total_batch)
-        self.base_lr = scaled_lr({**OPTIMIZER_DEFAULTS, **self.cfg["optimizer"]}, self.total_batch)
-        logger.info(
-            "lr %g (optimizer.lr %g x total batch %d [%d per process x %d processes x %d accumulate] "
-            "/ base_batch_size %s)",
-            self.base_lr,
-            self.cfg["optimizer"]["lr"],
-            self.total_batch,
-            bs,
-            self.world,
-            acc,
-            self.cfg["optimizer"]["base_batch_size"],
-        )
-        self.schedule = LRSchedule.from_config(self.cfg["scheduler"], self.tcfg["max_epochs"], self.iters_per_epoch)
-        self.amp_dtype = resolve_amp(self.tcfg["amp"], self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+    def _on_main(self, fn, *args) -> None:
+        """Run ``fn`` on rank 0; a pre-flight failure there is raised on every rank."""
+        error = None
+        if self.main:
+            try:
+                fn(*args)
+            except (PreflightError, OSError) as e:
+                error = e
+        error = dist.broadcast_object(error)
+        if error is not None:
+            raise error
+
+    def _claim_work_dir(self, exist_ok: bool) -> None:
+        """Rank 0, after the checks: make the work dir, move a previous run away, open the log, write config."""
+        check_writable(self.work_dir)
+        moved = move_previous_run(self.work_dir) if exist_ok else None
+        open_log_file(self.work_dir)
+        if moved:
+            dest, names = moved
+            logger.info("--exist-ok: the previous run (%s) moved to %s", ", ".join(names), dest)
+        dump_config(self.cfg, self.work_dir / "config.yaml")
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self) -> dict:
-        rng = dist.all_gather_object(get_rng_state())  # collective: every rank calls it
-        meta = {
-            "config": self.cfg,
-            "class_names": list(self.model.class_names),
-            "epoch": self.epoch,
-            "iter": self.iter,
-            "iter_in_epoch": self.iter_in_epoch,
-            "version": detkit.__version__,
-            "world_size": self.world,
-            "best": self.best,
-            "nonfinite": self.nonfinite,
-            "cat_ids": _cat_ids(self.train_set),
-        }
-        state = {
-            "model": (self.ema.module if self.ema else self.model).state_dict(),
-            "meta": meta,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
-            "rng": rng,
-        }
-        if self.ema:
-            state["model_raw"] = self.model.state_dict()
-        return state
+    def save(self, *names: str, best: bool = False) -> None:
+        """Write the training state to each ``work_dir/<name>``, and its weights to best.pth when ``best``.
 
-    def save(self, *names: str) -> None:
-        """Write the training state to each ``work_dir/<name>`` (rank 0; every rank must call)."""
-        state = self._state()
+        Rank 0 writes; every rank must call (the RNG states are gathered).
+        """
+        state = training_state(self)
         if self.main:
             for name in names:
                 save_checkpoint(state, self.work_dir / name)
+            if best:
+                save_checkpoint(weights_state(state), self.work_dir / "best.pth")
             self.record.save_history()
-
-    def _resume(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        meta = ckpt["meta"]
-        try:
-            self.model.load_state_dict(ckpt["model_raw"] if ckpt.get("model_raw") is not None else ckpt["model"])
-        except RuntimeError as e:
-            raise ValueError(
-                f"{path}: the weights do not fit the config's model ({str(e).splitlines()[0]}); "
-                "resume with the config of that run, or start anew with --load-from"
-            ) from e
-        if self.ema:
-            self.ema.load_state_dict(
-                ckpt["ema"] or {"updates": 0}, ckpt["model"] if ckpt.get("ema") else self.model.state_dict()
-            )
-        fresh = [g["initial_lr"] for g in self.optimizer.param_groups]
-        try:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except ValueError as e:
-            raise ValueError(
-                f"{path}: the optimizer state does not fit ({e}); were optimizer.lr_mult or the "
-                "decay settings changed? Start anew with --load-from to keep the weights"
-            ) from e
-        for g, lr in zip(self.optimizer.param_groups, fresh):
-            g["initial_lr"] = lr  # the config in force decides the LR, the checkpoint the momentum
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch, self.iter, self.iter_in_epoch = meta["epoch"], meta["iter"], meta["iter_in_epoch"]
-        self.best, self.nonfinite = meta.get("best") or {}, meta.get("nonfinite", 0)
-        for line in self.schedule.compare(LRSchedule.from_state(ckpt["scheduler"]), self.base_lr, self.iter):
-            logger.info(line)
-        rng = ckpt.get("rng") or []
-        if len(rng) == self.world:
-            set_rng_state(rng[self.rank])
-        else:
-            logger.warning(
-                "checkpoint was written by %d process(es), this run has %d: RNG states are not "
-                "restored, the resumed run is not bit-exact",
-                len(rng),
-                self.world,
-            )
-        if self.main:
-            self.record.truncate(self.iter)
-        logger.info(
-            "resumed from %s: epoch %d, iteration %d (%d into the epoch)",
-            path,
-            self.epoch,
-            self.iter,
-            self.iter_in_epoch,
-        )
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
         """Train up to ``train.max_epochs``; return the last evaluation's metrics ({} if none ran)."""
         max_epochs = self.tcfg["max_epochs"]
-        if self.epoch >= max_epochs:
+        pending = self.validator.pending(self.epoch, self.iter_in_epoch, max_epochs)
+        if self.epoch >= max_epochs and not pending:
             logger.info(
                 "nothing to do: the checkpoint is at epoch %d and train.max_epochs is %d "
                 "(raise train.max_epochs to extend the run)",
@@ -256,7 +173,7 @@ class Trainer:
             return {k: v for k, v in rows[-1].items() if k not in ("epoch", "iter")} if rows else {}
         if callable(getattr(self.train_set, "set_max_epochs", None)):  # e.g. MixDataset's close_mosaic
             self.train_set.set_max_epochs(max_epochs)  # before the loader's workers start
-        self.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
+        self.tb = self.validator.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
         logger.info(
             "training %s for %d epochs (%d iterations per epoch) on %s, %d process(es), amp %s",
             type(self.model).__name__,
@@ -266,81 +183,92 @@ class Trainer:
             self.world,
             self.amp_dtype,
         )
-        metrics: dict[str, float] = {}
+        self._started = time.perf_counter()
+        metrics: dict[str, float] = self._evaluate_epoch(time.perf_counter()) if pending else {}
         with dist.StopSignals() as self._signals:
-            while self.epoch < max_epochs:
+            while self.epoch < max_epochs and not self.interrupted:
+                started = time.perf_counter()
                 self._train_epoch()
                 if self.interrupted:
-                    self.save("latest.pth")
-                    logger.warning(
-                        "stopped by %s at epoch %d, iteration %d; latest.pth saved. Resume with: %s",
-                        self.interrupted,
-                        self.epoch + 1,
-                        self.iter,
-                        self.resume_hint,
-                    )
+                    self._save_interrupted()
                     break
                 self.epoch, self.iter_in_epoch = self.epoch + 1, 0
-                metrics = self._end_of_epoch(max_epochs) or metrics
+                metrics = self._end_of_epoch(max_epochs, started) or metrics
         self._finish()
         return metrics
 
-    def _end_of_epoch(self, max_epochs: int) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        last = self.epoch == max_epochs
-        if self.evaluator is not None and (last or self.epoch % max(1, self.tcfg["eval_interval"]) == 0):
-            metrics = self._evaluate()
+    def _save_interrupted(self) -> None:
+        self.save("latest.pth")
+        logger.warning(
+            "stopped by %s at epoch %d, iteration %d; latest.pth saved. Resume with: %s",
+            self.interrupted,
+            self.epoch + 1,
+            self.iter,
+            self.resume_hint,
+        )
+
+    def _end_of_epoch(self, max_epochs: int, started: float) -> dict[str, float]:
+        """Save the epoch (before evaluating, so that an evaluation error loses nothing), then evaluate."""
         names = ["latest.pth"]
         ci = self.tcfg["checkpoint_interval"]
         if ci and self.epoch % int(ci) == 0:
             names.append(f"epoch_{self.epoch}.pth")
-        if metrics and self._is_best(metrics):
-            names.append("best.pth")
-            self._write_eval_report()
         self.save(*names)
-        return metrics
+        if not self.validator.due(self.epoch, max_epochs):
+            self._log_epoch({}, started, 0.0)
+            return {}
+        return self._evaluate_epoch(started)
 
-    def _is_best(self, metrics: dict[str, float]) -> bool:
-        key = self.tcfg["best_metric"] if self.tcfg["best_metric"] in metrics else next(iter(metrics))
-        value = metrics[key]
-        if math.isnan(value) or (self.best and value <= self.best["value"]):
-            return False
-        self.best = {"metric": key, "value": value, "epoch": self.epoch, "iter": self.iter}
-        logger.info("new best %s = %.4f at epoch %d: best.pth", key, value, self.epoch)
-        return True
-
-    def _write_eval_report(self) -> None:
-        """PR curves and confusion matrix of the new best evaluation (rank 0); a failure is only a warning."""
-        write_report = getattr(self.evaluator, "write_report", None)
-        if not self.main or not callable(write_report):
-            return
+    def _evaluate_epoch(self, started: float) -> dict[str, float]:
+        t0 = time.perf_counter()
         try:
-            written = write_report(self.work_dir)
-            if written:
-                logger.info("evaluation plots: %s", ", ".join(p.name for p in written))
-        except Exception as e:  # noqa: BLE001  (a plot must never stop training)
-            logger.warning("could not write the evaluation plots (%s: %s); training continues", type(e).__name__, e)
-
-    def _evaluate(self) -> dict[str, float]:
-        model = self.ema.module if self.ema else self.model
-        metrics = evaluate(model, self.val_loader, self.evaluator, self.device, self.amp_dtype)
-        if self.main:
-            self.record.add_metrics({"epoch": self.epoch, "iter": self.iter, **metrics})
-            logger.info(
-                "evaluation at epoch %d:\n%s", self.epoch, "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())
-            )
-            if self.tb:
-                for k, v in metrics.items():
-                    self.tb.add_scalar(k, v, self.iter)
+            metrics = self.validator.run(self.ema.module if self.ema else self.model, self.epoch, self.iter)
+        except Exception as e:  # noqa: BLE001  (whatever failed, the epoch is saved: say how to go on)
+            raise self._evaluation_failed(e) from e
+        if metrics and self.validator.is_best(metrics, self.epoch, self.iter):
+            self.save("latest.pth", best=True)  # latest.pth records the new best too
+            self.validator.write_report()
+        self._log_epoch(metrics, started, time.perf_counter() - t0)
         return metrics
+
+    def _evaluation_failed(self, e: Exception) -> EvaluationFailed:
+        log_to_file("evaluation after epoch %d failed", self.epoch, exc_info=e)  # the traceback: log.txt only
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        return EvaluationFailed(
+            f"evaluation after epoch {self.epoch} failed ({type(e).__name__}: {first}); the epoch is saved in "
+            f"{self.work_dir / 'latest.pth'} and the traceback is in {self.work_dir / 'log.txt'}. Fix the cause "
+            f"and resume (the evaluation is redone first) with: {self.resume_hint}"
+        )
+
+    def _log_epoch(self, metrics: dict[str, float], started: float, eval_seconds: float) -> None:
+        """The epoch's one line on screen: mean losses, the tracked metric, the time."""
+        line = epoch_line(
+            self.epoch,
+            self.tcfg["max_epochs"],
+            self.losses.epoch_means(),
+            metrics,
+            self.validator.metric_key(metrics),
+            self.best,
+            time.perf_counter() - started,
+            eval_seconds,
+        )
+        logger.info(line)
+        self.losses.start_epoch()
 
     def _finish(self) -> None:
         if self.main:
             from detkit.engine.plots import plot_history
 
             self.record.save_history()
-            written = plot_history(self.record.history, self.record.metrics(), self.work_dir)
-            logger.info("plots: %s", ", ".join(p.name for p in written) or "(no data)")
+            try:
+                plots = plot_history(self.record.history, self.record.metrics(), self.work_dir)
+            except Exception as e:  # noqa: BLE001  (the run is done; a plot must not fail it)
+                logger.warning("could not write the training plots (%s: %s)", type(e).__name__, e)
+                plots = []
+            if not self.interrupted:
+                seconds = time.perf_counter() - self._started
+                has_val = self.evaluator is not None
+                logger.info(summary(self.work_dir, self.best, plots, self.tool, seconds, self.epoch, has_val))
         if getattr(self, "tb", None):
             self.tb.close()
 
@@ -367,7 +295,7 @@ class Trainer:
             logger,
             self.device,
         )
-        self._window: dict[str, list[float]] = {}
+        self.losses.start_epoch()
         ci = self.tcfg["checkpoint_iters"]
         try:
             for batch in self._epoch_iterator():
@@ -415,9 +343,7 @@ class Trainer:
             self._count_nonfinite(bad)
         elif batch is not None:
             self.nonfinite = 0
-            for k, v in losses.items():
-                self._window.setdefault(k, []).append(float(v.detach()))
-            self._window.setdefault("loss", []).append(float(sum(v.detach() for v in losses.values())))
+            self.losses.add(losses)
         if boundary:
             self._optimizer_step()
         return boundary
@@ -459,21 +385,14 @@ class Trainer:
             self.ema.update(self.model)
 
     def _log_step(self, progress: Progress) -> None:
-        means = {k: sum(v) / len(v) for k, v in self._window.items() if v}
-        progress.update(means, self._lr, self.iter, self.schedule.max_iters - self.iter)
+        progress.update(self.losses.window_means(), self._lr, self.iter, self.schedule.max_iters - self.iter)
         interval = max(1, int(self.tcfg["log_interval"]))
         if self.iter % interval and self.iter_in_epoch != self.iters_per_epoch:
             return
-        keys = sorted(means)
-        vec = (
-            dist.all_reduce_sum(torch.tensor([means[k] for k in keys], dtype=torch.float64, device=self.device)).cpu()
-            / self.world
-        )
-        reduced = dict(zip(keys, vec.tolist()))
+        reduced = self.losses.reduce_window(self.device)
         if self.main and reduced:
             self.record.add_losses(self.iter, self.iter / self.iters_per_epoch, self._lr, reduced)
             if self.tb:
                 for k, v in reduced.items():
                     self.tb.add_scalar(f"train/{k}", v, self.iter)
                 self.tb.add_scalar("train/lr", self._lr, self.iter)
-        self._window = {}

@@ -30,12 +30,20 @@ from detkit.registry import DATASETS, DETECTORS  # noqa: E402
 
 @DATASETS.register
 class ToyDataset:
-    """``num_samples`` random ``size`` x ``size`` images, one box each; ``augment`` adds global-RNG noise."""
+    """``num_samples`` random ``size`` x ``size`` images, one box each; ``augment`` adds global-RNG noise;
+    samples from index ``missing_from`` on raise FileNotFoundError (an image deleted during a run)."""
 
     def __init__(
-        self, num_samples: int = 16, size: int = 32, num_classes: int = 2, seed: int = 0, augment: bool = False
+        self,
+        num_samples: int = 16,
+        size: int = 32,
+        num_classes: int = 2,
+        seed: int = 0,
+        augment: bool = False,
+        missing_from: int | None = None,
     ):
         self.num_samples, self.size, self.seed, self.augment = num_samples, size, seed, augment
+        self.missing_from = missing_from
         self.class_names = [f"toy{i}" for i in range(num_classes)]
         self.aspect_ratios = [1.0] * num_samples
 
@@ -43,13 +51,15 @@ class ToyDataset:
         return self.num_samples
 
     def __getitem__(self, i: int) -> dict:
+        if self.missing_from is not None and i >= self.missing_from:
+            raise FileNotFoundError(f"image toy_{i}.png not found")
         rng = np.random.default_rng([self.seed, i])
         s = self.size
         label = int(rng.integers(len(self.class_names)))
         x0, y0 = rng.uniform(0, s / 2, 2)
         box = np.array([[x0, y0, x0 + s / 4 + label * s / 8, y0 + s / 4]], np.float32)
         img = (rng.random((s, s, 3)) * 60).astype(np.uint8)
-        img[int(y0) : int(box[0, 3]), int(x0) : int(box[0, 2])] += np.uint8(100 + 80 * label)
+        img[int(y0) : int(box[0, 3]), int(x0) : int(box[0, 2])] += np.uint8(min(100 + 80 * label, 190))
         if self.augment:  # consumes the process-global numpy RNG, as random transforms do
             img = np.clip(img.astype(np.int16) + np.random.randint(-3, 4, img.shape), 0, 255).astype(np.uint8)
         return {
@@ -68,7 +78,8 @@ class ToyDetector(nn.Module):
     Args:
         num_classes / class_names: as every detector; dropout: > 0 consumes the torch RNG in training;
         nan_calls: indices of ``loss`` calls whose ``toy/box`` loss is NaN; nan_from: every call from
-        this index on is NaN.
+        this index on is NaN; predict_error: ``predict`` raises RuntimeError(predict_error) (a broken
+        evaluation).
     """
 
     def __init__(
@@ -79,6 +90,7 @@ class ToyDetector(nn.Module):
         dropout: float = 0.0,
         nan_calls=(),
         nan_from: int | None = None,
+        predict_error: str | None = None,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -93,6 +105,7 @@ class ToyDetector(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(width, num_classes + 4)
         self.nan_calls, self.nan_from, self.calls = set(nan_calls), nan_from, 0
+        self.predict_error = predict_error
 
     def preprocess(self, batch: dict) -> torch.Tensor:
         """uint8 [B,3,H,W] -> float [B,3,H,W] in [-1, 1] on the model's device."""
@@ -120,6 +133,8 @@ class ToyDetector(nn.Module):
 
     def predict(self, batch: dict) -> list[dict]:
         """One box per image in original-image pixels."""
+        if self.predict_error:
+            raise RuntimeError(self.predict_error)
         logits, boxes = self._raw(batch)
         scores, labels = logits.softmax(-1).max(-1)
         out = []
@@ -140,6 +155,8 @@ class ToyDetector(nn.Module):
 
 class ToyEvaluator:
     """``bbox/AP`` := accuracy of the predicted label; ``toy/l1`` := mean box L1 (pixels)."""
+
+    metric_names = ("bbox/AP", "toy/l1")  # what compute() returns (the trainer checks train.best_metric)
 
     def reset(self) -> None:
         self.rows: list[tuple[int, float]] = []

@@ -44,8 +44,13 @@ def test_fit_writes_work_dir(toy, tmp_path):
     hist = json.loads((tmp_path / "history.json").read_text())
     assert hist["iter"] == [2, 4, 6, 8] and set(hist["loss"]) == {"loss", "toy/cls", "toy/box"}
     assert hist["lr"][0] < hist["lr"][1] < 0.05 and hist["lr"][2] == pytest.approx(0.005)  # warm-up, milestone
+    best = torch.load(tmp_path / "best.pth", weights_only=True)
+    assert set(best) == {"model", "model_raw", "meta"}  # weights (EMA and trained) and meta; no training state
+    assert not {"iter_in_epoch", "nonfinite", "world_size"} & set(best["meta"])
+    assert best["meta"]["class_names"] == ["toy0", "toy1"] and best["meta"]["best"]["metric"] == "bbox/AP"
+    assert (tmp_path / "best.pth").stat().st_size < (tmp_path / "latest.pth").stat().st_size
     log = (tmp_path / "log.txt").read_text()
-    assert "evaluation at epoch 2" in log and "iter 4/4" in log
+    assert "evaluation at epoch 2 (AP, AR, IoU and Acc in 0..1" in log and "iter 4/4" in log
 
 
 def test_best_checkpoint_follows_metric(toy, tmp_path):
@@ -117,17 +122,45 @@ def test_resume_with_more_epochs_extends_and_reports_lr_change(toy, tmp_path, ca
     assert "nothing to do" in caplog.text
 
 
-def test_load_from_drops_class_specific_layers(toy, tmp_path, caplog):
+def test_load_from_drops_class_specific_layers_and_warns_about_the_class_count(toy, tmp_path, caplog):
     Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu").fit()
     cfg = toy.toy_config(max_epochs=1)
     cfg["data"]["train"]["num_classes"] = 3
     cfg["data"]["val"]["num_classes"] = 3
     with caplog.at_level("INFO", logger="detkit"):
-        tr = Trainer(cfg, work_dir=tmp_path / "b", device="cpu", load_from=tmp_path / "a" / "latest.pth")
-    src = _weights(tmp_path / "a" / "latest.pth")
+        tr = Trainer(cfg, work_dir=tmp_path / "b", device="cpu", load_from=tmp_path / "a" / "best.pth")
+    src = _weights(tmp_path / "a" / "best.pth")
     assert torch.equal(tr.model.backbone[0].weight, src["backbone.0.weight"])
     assert tr.model.head.weight.shape == (7, 8)
     assert "head.weight: (6, 8)" in caplog.text and "shapes differ" in caplog.text
+    warning = next(r.getMessage() for r in caplog.records if "classes" in r.getMessage() and r.levelname == "WARNING")
+    assert "has 2 classes (toy0, toy1), the config 3" in warning and "re-initialised head layers: head" in warning
+
+
+def test_load_from_a_checkpoint_of_another_model_is_an_error(toy, tmp_path):
+    from detkit.engine.checkpoint import LoadFromError
+
+    other = {"model": {"encoder.weight": torch.zeros(3), "decoder.weight": torch.zeros(2)}, "meta": {}}
+    torch.save(other, tmp_path / "other.pth")
+    with pytest.raises(LoadFromError) as e:
+        Trainer(toy.toy_config(), work_dir=tmp_path / "w", device="cpu", load_from=tmp_path / "other.pth")
+    msg = str(e.value)
+    assert "only 0 of the model's 8 tensors match" in msg and "backbone.0 (2)" in msg and "head (2)" in msg
+    assert not (tmp_path / "w").exists()
+
+
+def test_grad_clip_clips_the_step(toy, tmp_path):
+    """SGD without momentum or decay, one step: the weights move by lr x the clipped gradient norm."""
+    cfg = toy.toy_config(max_epochs=1, grad_clip=1e-3)
+    cfg["data"]["train"]["num_samples"] = 2  # one iteration
+    cfg["optimizer"].update(momentum=0.0, weight_decay=0.0)
+    cfg["scheduler"] = {"type": "constant", "warmup_iters": 0}
+    del cfg["data"]["val"]
+    tr = Trainer(cfg, work_dir=tmp_path, device="cpu")
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    tr.fit()
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(tr.model.parameters(), before)))
+    assert float(moved) == pytest.approx(tr.base_lr * 1e-3, rel=1e-4)  # unclipped it is ~100x larger
 
 
 def test_config_errors(toy, tmp_path):
@@ -138,6 +171,9 @@ def test_config_errors(toy, tmp_path):
         Trainer(toy.toy_config(amp="fp8"), work_dir=tmp_path, device="cpu")
     with pytest.raises(FileNotFoundError, match="latest.pth"):
         Trainer(toy.toy_config(), work_dir=tmp_path / "empty", device="cpu", resume=True)
+    Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "r", device="cpu").fit()
+    with pytest.raises(ValueError, match="holds weights only.*--load-from"):
+        Trainer(toy.toy_config(), work_dir=tmp_path / "r", device="cpu", resume=tmp_path / "r" / "best.pth")
 
 
 def test_amp_on_cpu(toy, tmp_path, caplog):

@@ -1,8 +1,16 @@
-"""tools/train.py: arguments, work dir, resolved config, one-line errors, resume command."""
+"""tools/train.py: arguments, work dir, resolved config, one-line errors, resume command.
+
+Each mistake runs tools/train.py in a subprocess: exit status 2, no traceback, the key / file / dir named,
+and the user's inputs (config, data, checkpoints, an existing run) byte-identical afterwards.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,7 +58,7 @@ def test_train_cli_writes_resolved_config_and_checkpoints(toy_cfg, tmp_path, mon
     "args, message",
     [
         (["--set", "train.max_epoch=3"], "train.max_epoch"),
-        (["--resume"], "checkpoint not found"),
+        (["--resume"], "nothing to resume"),
         (["--load-from", "nowhere.pth"], "nowhere.pth"),
         (["--set", "+train.max_epoch=3"], "nearest valid: 'train.max_epochs'"),
     ],
@@ -71,3 +79,147 @@ def test_resume_command_replaces_load_from():
         ["c.yaml", "--load-from", "w.pth", "--set", "a=1", "--resume", "x.pth"], Path("out dir")
     )
     assert cmd.endswith("c.yaml --set a=1 --work-dir 'out dir' --resume") and "w.pth" not in cmd
+
+
+def test_tool_template_and_resume_command_of_the_detkit_command(monkeypatch):
+    assert train_tool.tool_template("tools/train.py") == "python tools/{}.py"
+    assert train_tool.tool_template("detkit train") == "detkit {}"
+    monkeypatch.setattr(sys, "argv", ["detkit train"])
+    cmd = train_tool.resume_command(["c.yaml", "--exist-ok"], Path("w"))
+    assert cmd == "detkit train c.yaml --work-dir w --resume"
+
+
+# ---------------------------------------------------------------- subprocess runs of the tool
+TOY_TRAIN = ROOT / "tests" / "engine" / "toy_train.py"
+BASES = ["models/faster_rcnn_r18_fpn.yaml", "datasets/shapes_detection.yaml", "schedules/small_data.yaml"]
+
+
+def _run(args, tool=ROOT / "tools" / "train.py", **env):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
+    proc = subprocess.run(
+        [sys.executable, str(tool), *map(str, args)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def _snapshot(*folders):
+    return {p: p.read_bytes() for d in folders for p in sorted(Path(d).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def user(tmp_path_factory):
+    """A user's folder: tiny shapes data and a Faster R-CNN config on it (only read by the tests)."""
+    from detkit.data.synthetic import make_shapes
+
+    root = tmp_path_factory.mktemp("user")
+    make_shapes(root / "shapes", num_train=2, num_val=2, size=(64, 64), seed=0)
+    split = {"type": "CocoDataset", "pipeline": []}
+    cfg = {
+        "_base_": [str(ROOT / "configs" / "_base_" / b) for b in ["runtime.yaml", *BASES]],
+        "data": {
+            "batch_size": 2,
+            "num_workers": 0,
+            "train": {**split, "ann_file": str(root / "shapes/train.json"), "img_dir": str(root / "shapes/train")},
+            "val": {**split, "ann_file": str(root / "shapes/val.json"), "img_dir": str(root / "shapes/val")},
+        },
+        "train": {"max_epochs": 1},
+    }
+    (root / "frcnn.yaml").write_text(yaml.safe_dump(cfg))
+    val = json.loads((root / "shapes/val.json").read_text())
+    names = {c["id"]: c["name"] for c in val["categories"]}
+    for c in val["categories"]:  # the same ids, the first two names swapped (another export of the labels)
+        c["name"] = {1: names[2], 2: names[1]}.get(c["id"], c["name"])
+    (root / "val_renamed.json").write_text(json.dumps(val))
+    (root / "bad_val").mkdir()
+    for im in val["images"]:
+        (root / "bad_val" / im["file_name"]).write_bytes(b"not an image")
+    torch.save({"model": {"encoder.weight": torch.zeros(3)}, "meta": {}}, root / "other_model.pth")
+    (root / "a_file").write_text("x")
+    return root
+
+
+PREFLIGHT_MISTAKES = [
+    (["--set", "data.val.ann_file={u}/val_renamed.json"], "disagree on categories"),
+    (["--set", "model.num_classes=7"], "model.num_classes is 7 but data.train has 4 classes"),
+    (
+        ["--set", "data.val.img_dir={u}/bad_val", "+data.val.skip_bad_images=false"],
+        "data.val ({u}/shapes/val.json): its first sample does not load",
+    ),
+    (["--set", "train.best_metric=bbox/mAP"], "train.best_metric 'bbox/mAP' is not a metric of CocoEvaluator"),
+    (["--load-from", "{u}/other_model.pth"], "only 0 of the model's"),
+    (["--work-dir", "{u}/a_file/run"], "work dir {u}/a_file/run cannot be written"),
+    (["--device", "cuda:3"], "--device cuda:3"),  # more device spellings: tests/utils/test_device.py
+]
+
+
+@pytest.mark.parametrize("args, message", PREFLIGHT_MISTAKES)
+def test_each_mistake_is_one_message_exit_2_and_changes_nothing(user, tmp_path, args, message):
+    args = [a.format(u=user) for a in args]
+    before = _snapshot(user)
+    work = ["--work-dir", tmp_path / "w"] if "--work-dir" not in args else []
+    proc = _run([user / "frcnn.yaml", "--device", "cpu", *work, *args])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, proc.stdout[-2000:] + err[-2000:]
+    assert err.startswith("train: error:") and message.format(u=user) in err and len(err.splitlines()) <= 2, err
+    assert _snapshot(user) == before
+    assert not (tmp_path / "w").exists()  # no log, no config.yaml left behind
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A finished toy run (through the tool) and its config file; tests that change the run copy it."""
+    root = tmp_path_factory.mktemp("toy_run")
+    cfg = root / "toy.yaml"
+    cfg.write_text(yaml.safe_dump(detkit_toy.toy_config(max_epochs=1)))
+    proc = _run([cfg, "--work-dir", root / "run", "--device", "cpu"], tool=TOY_TRAIN)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return cfg, root / "run"
+
+
+def test_a_second_training_into_a_run_is_refused_then_exist_ok_keeps_the_old_best(user, toy_run, tmp_path):
+    cfg, run = toy_run[0], tmp_path / "run"
+    shutil.copytree(toy_run[1], run)
+    before = _snapshot(run)
+    proc = _run([user / "frcnn.yaml", "--work-dir", run, "--device", "cpu"])  # another config, same dir
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and f"work dir {run} already holds a run" in err
+    assert "--resume" in err and "--work-dir" in err and "--exist-ok" in err
+    assert _snapshot(run) == before
+    proc = _run([cfg, "--work-dir", run, "--device", "cpu", "--exist-ok"], tool=TOY_TRAIN)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"moved to {run / 'previous-1'}" in proc.stdout
+    assert (run / "previous-1" / "best.pth").read_bytes() == before[run / "best.pth"]
+    assert _snapshot(run / "previous-1") == {run / "previous-1" / p.name: b for p, b in before.items()}
+    assert (run / "best.pth").is_file() and "training done: epoch 1" in proc.stdout
+
+
+def test_resume_from_best_pth_is_refused(toy_run):
+    cfg, run = toy_run
+    before = _snapshot(run)
+    proc = _run([cfg, "--work-dir", run, "--device", "cpu", "--resume", run / "best.pth"], tool=TOY_TRAIN)
+    assert proc.returncode == 2 and "holds weights only" in proc.stderr and "--load-from" in proc.stderr
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    "broken, status, message",
+    [
+        ({"model": {"predict_error": "evaluator on fire"}}, 1, "RuntimeError: evaluator on fire"),
+        ({"data": {"val": {"missing_from": 1}}}, 2, "FileNotFoundError: image toy_1.png not found"),
+    ],
+)
+def test_an_evaluation_error_saves_the_epoch_and_prints_the_resume_command(tmp_path, broken, status, message):
+    cfg = detkit_toy.toy_config(max_epochs=2)
+    for section, values in broken.items():
+        target = cfg[section]["val"] if section == "data" else cfg[section]
+        target.update(values["val"] if section == "data" else values)
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(cfg))
+    work = tmp_path / "run"
+    proc = _run([tmp_path / "toy.yaml", "--work-dir", work, "--device", "cpu"], tool=TOY_TRAIN)
+    err = proc.stderr.strip()
+    assert proc.returncode == status, err[-2000:]
+    assert err.startswith("train: error: evaluation after epoch 1 failed") and message in err
+    assert f"--work-dir {work} --resume" in err and len(err.splitlines()) == 1
+    assert torch.load(work / "latest.pth", weights_only=True)["meta"]["epoch"] == 1
+    assert "Traceback" in (work / "log.txt").read_text()

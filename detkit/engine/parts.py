@@ -1,0 +1,115 @@
+"""The parts a training is built from: data (with its pre-flight checks), model, optimization."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from detkit.engine import builders, dist
+from detkit.engine.checkpoint import load_pretrained
+from detkit.engine.ema import ModelEMA
+from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, scaled_lr
+from detkit.engine.preflight import PreflightError, check_categories, check_num_classes, check_val_sample
+from detkit.engine.runtime import resolve_amp
+
+logger = logging.getLogger("detkit")
+
+
+@dataclass
+class TrainData:
+    """The training set and loader, and the validation loader and evaluator (None without ``data.val``)."""
+
+    train_set: Any
+    train_loader: Any
+    iters_per_epoch: int
+    val_loader: Any = None
+    evaluator: Any = None
+
+
+def build_data(cfg: dict) -> TrainData:
+    """Build data.train and data.val; check that they agree on categories and that data.val loads."""
+    data = cfg["data"]
+    train_set = builders.build_dataset(data["train"])
+    loader = builders.build_dataloader(
+        cfg, "train", distributed=dist.is_dist(), seed=cfg["seed"], start_iter=0, dataset=train_set
+    )
+    if len(loader) == 0:
+        raise PreflightError(
+            f"data.train gives no batch (dataset of {len(train_set)} samples, "
+            f"data.batch_size {data.get('batch_size')}); add images or lower the batch size"
+        )
+    out = TrainData(train_set, loader, len(loader))
+    if data.get("val"):
+        val_set = builders.build_dataset(data["val"])
+        check_categories(train_set, val_set)
+        check_val_sample(val_set)
+        out.val_loader = builders.build_dataloader(
+            cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set
+        )
+        out.evaluator = builders.build_evaluator(cfg, val_set)
+    return out
+
+
+def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None):
+    """The model (its classes from ``train_set``), its DDP wrapper (None on one process) and its EMA (or None)."""
+    from detkit.models.build import build_model
+
+    class_names = builders.model_class_names(train_set)
+    check_num_classes(cfg["model"], class_names)
+    model = build_model(cfg, class_names=class_names).to(device)
+    tcfg = cfg["train"]
+    if dist.is_dist() and tcfg["sync_bn"]:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if load_from:
+        load_pretrained(model, load_from)
+    ddp = None
+    if dist.is_dist():
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=ids, find_unused_parameters=tcfg["find_unused_parameters"]
+        )
+    ema = ModelEMA(model, **tcfg["ema"]) if tcfg["ema"] else None
+    return model, ddp, ema
+
+
+@dataclass
+class Optimization:
+    """Optimizer, LR schedule and AMP settings of a training."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    base_lr: float
+    total_batch: int
+    amp_dtype: torch.dtype | None
+    scaler: torch.amp.GradScaler
+
+
+def build_optimization(cfg: dict, model: nn.Module, iters_per_epoch: int, device: torch.device) -> Optimization:
+    """Optimizer with the linearly scaled LR (logged with its derivation), schedule, AMP dtype and scaler."""
+    tcfg, ocfg = cfg["train"], cfg["optimizer"]
+    acc, bs, world = int(tcfg["accumulate"]), int(cfg["data"].get("batch_size", 1)), dist.get_world_size()
+    total_batch = bs * world * acc
+    base_lr = scaled_lr({**OPTIMIZER_DEFAULTS, **ocfg}, total_batch)
+    logger.info(
+        "lr %g (optimizer.lr %g x total batch %d [%d per process x %d processes x %d accumulate] / base_batch_size %s)",
+        base_lr,
+        ocfg["lr"],
+        total_batch,
+        bs,
+        world,
+        acc,
+        ocfg["base_batch_size"],
+    )
+    amp_dtype = resolve_amp(tcfg["amp"], device)
+    return Optimization(
+        optimizer=build_optimizer(model, ocfg, total_batch),
+        schedule=LRSchedule.from_config(cfg["scheduler"], tcfg["max_epochs"], iters_per_epoch),
+        base_lr=base_lr,
+        total_batch=total_batch,
+        amp_dtype=amp_dtype,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+    )

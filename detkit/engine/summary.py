@@ -1,0 +1,83 @@
+"""What a training says on screen: one line per epoch, an evaluation table (in log.txt) and a final summary."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+UNITS = "AP, AR, IoU and Acc in 0..1; -1 = undefined"
+
+
+def duration(seconds: float) -> str:
+    """``12.3s``, ``2m03s`` or ``1h02m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def epoch_line(
+    epoch: int,
+    max_epochs: int,
+    losses: dict[str, float],
+    metrics: dict[str, float],
+    metric_key: str | None,
+    best: dict,
+    seconds: float,
+    eval_seconds: float = 0.0,
+) -> str:
+    """``epoch 3/12  loss 0.8123 (cls 0.3011, box 0.5112)  bbox/AP 0.4120 (best 0.4300, epoch 2)  1m10s``."""
+    parts = [f"epoch {epoch}/{max_epochs}"]
+    if "loss" in losses:
+        terms = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()) if k != "loss")
+        parts.append(f"loss {losses['loss']:.4f}" + (f" ({terms})" if terms else ""))
+    if metric_key and metric_key in metrics:
+        text = f"{metric_key} {metrics[metric_key]:.4f}"
+        if best.get("epoch") == epoch:
+            text += " (new best)"
+        elif best:
+            text += f" (best {best['value']:.4f}, epoch {best['epoch']})"
+        parts.append(text)
+    parts.append(duration(seconds) + (f" (eval {duration(eval_seconds)})" if eval_seconds else ""))
+    return "  ".join(parts)
+
+
+def metrics_table(epoch: int, metrics: dict[str, float]) -> str:
+    """The evaluation of one epoch as an indented table, with its units."""
+    rows = "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())
+    return f"evaluation at epoch {epoch} ({UNITS}):\n{rows}"
+
+
+def _q(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def summary(
+    work_dir: Path, best: dict, plots: list[Path], tool: str, seconds: float, epochs: int, has_val: bool
+) -> str:
+    """The end-of-training summary: best metric, file paths, and the commands to evaluate, infer and export.
+
+    ``tool`` is a command template with ``{}`` for the tool's name (``detkit {}``, ``python tools/{}.py``).
+    """
+    d = Path(work_dir)
+    if best:
+        head = f"best {best['metric']} {best['value']:.4f} (0..1) at epoch {best['epoch']}"
+    else:
+        head = "no evaluation (no data.val), no best.pth" if not has_val else "no evaluation gave a best.pth"
+    weights = d / "best.pth" if best else d / "latest.pth"
+    cfg, w = _q(d / "config.yaml"), _q(weights)
+    lines = [f"training done: epoch {epochs} in {duration(seconds)}; {head}"]
+    if best:
+        lines.append(f"  best.pth    {d / 'best.pth'}  (weights for inference and fine-tuning)")
+    lines += [
+        f"  latest.pth  {d / 'latest.pth'}  (the full state, for --resume)",
+        f"  plots       {', '.join([str(p) for p in plots[:1]] + [p.name for p in plots[1:]]) or '(none)'}",
+        f"  log         {d / 'log.txt'}",
+        *([f"evaluate: {tool.format('eval')} {cfg} {w}"] if has_val else []),
+        f"infer:    {tool.format('infer')} {cfg} {w} IMAGES... --out-dir {_q(d / 'infer')}",
+        f"export:   {tool.format('export')} {cfg} {w} --out {_q(d / 'model.onnx')} --verify",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""What a trainer writes into its checkpoints and reads back on resume.
+
+``latest.pth`` (and ``epoch_N.pth``) hold everything an exact resume needs: weights, optimizer, scheduler,
+scaler, EMA, RNG states, position. ``best.pth`` holds what inference and fine-tuning need: the weights
+(``model``; the EMA weights when ``train.ema`` is set, with the trained ones in ``model_raw``) and ``meta``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import detkit
+from detkit.engine import dist
+from detkit.engine.checkpoint import get_rng_state, load_checkpoint, set_rng_state
+from detkit.engine.optim import LRSchedule
+from detkit.engine.preflight import cat_ids
+from detkit.utils.checkpoint import CheckpointError
+
+logger = logging.getLogger("detkit")
+
+WEIGHT_KEYS = ("model", "model_raw", "meta")  # what best.pth keeps
+RESUME_ONLY_META = ("iter_in_epoch", "nonfinite", "world_size")  # position and counters of a run in progress
+
+
+def training_state(tr) -> dict:
+    """The whole state of trainer ``tr`` (every rank must call: the RNG states are gathered)."""
+    rng = dist.all_gather_object(get_rng_state())
+    meta = {
+        "config": tr.cfg,
+        "class_names": list(tr.model.class_names),
+        "epoch": tr.epoch,
+        "iter": tr.iter,
+        "iter_in_epoch": tr.iter_in_epoch,
+        "version": detkit.__version__,
+        "world_size": tr.world,
+        "best": tr.best,
+        "nonfinite": tr.nonfinite,
+        "cat_ids": cat_ids(tr.train_set),
+    }
+    state = {
+        "model": (tr.ema.module if tr.ema else tr.model).state_dict(),
+        "meta": meta,
+        "optimizer": tr.optimizer.state_dict(),
+        "scheduler": tr.schedule.state_dict(),
+        "scaler": tr.scaler.state_dict(),
+        "ema": tr.ema.state_dict() if tr.ema else None,
+        "rng": rng,
+    }
+    if tr.ema:
+        state["model_raw"] = tr.model.state_dict()
+    return state
+
+
+def weights_state(state: dict) -> dict:
+    """The part of a training state that inference and fine-tuning need (best.pth)."""
+    out = {k: state[k] for k in WEIGHT_KEYS if k in state}
+    out["meta"] = {k: v for k, v in state["meta"].items() if k not in RESUME_ONLY_META}
+    return out
+
+
+def _load_resumable(path: Path) -> dict:
+    ckpt = load_checkpoint(path)
+    if "optimizer" not in ckpt or "rng" not in ckpt:
+        raise CheckpointError(
+            f"{path} holds weights only (like best.pth), not a training state; resume from latest.pth, or "
+            f"start a new run from these weights with --load-from {path}"
+        )
+    return ckpt
+
+
+def _restore_weights(tr, ckpt: dict, path: Path) -> None:
+    try:
+        tr.model.load_state_dict(ckpt["model_raw"] if ckpt.get("model_raw") is not None else ckpt["model"])
+    except RuntimeError as e:
+        raise ValueError(
+            f"{path}: the weights do not fit the config's model ({str(e).splitlines()[0]}); "
+            "resume with the config of that run, or start anew with --load-from"
+        ) from e
+    if tr.ema:
+        tr.ema.load_state_dict(
+            ckpt["ema"] or {"updates": 0}, ckpt["model"] if ckpt.get("ema") else tr.model.state_dict()
+        )
+
+
+def _restore_optimizer(tr, ckpt: dict, path: Path) -> None:
+    fresh = [g["initial_lr"] for g in tr.optimizer.param_groups]
+    try:
+        tr.optimizer.load_state_dict(ckpt["optimizer"])
+    except ValueError as e:
+        raise ValueError(
+            f"{path}: the optimizer state does not fit ({e}); were optimizer.lr_mult or the "
+            "decay settings changed? Start anew with --load-from to keep the weights"
+        ) from e
+    for g, lr in zip(tr.optimizer.param_groups, fresh):
+        g["initial_lr"] = lr  # the config in force decides the LR, the checkpoint the momentum
+    if ckpt.get("scaler"):
+        tr.scaler.load_state_dict(ckpt["scaler"])
+
+
+def _restore_rng(tr, rng: list) -> None:
+    if len(rng) == tr.world:
+        set_rng_state(rng[tr.rank])
+        return
+    logger.warning(
+        "checkpoint was written by %d process(es), this run has %d: RNG states are not "
+        "restored, the resumed run is not bit-exact",
+        len(rng),
+        tr.world,
+    )
+
+
+def restore_training_state(tr, path: Path) -> None:
+    """Resume trainer ``tr`` from the training state in ``path`` (weights, optimizer, position, RNG)."""
+    ckpt = _load_resumable(path)
+    meta = ckpt["meta"]
+    _restore_weights(tr, ckpt, path)
+    _restore_optimizer(tr, ckpt, path)
+    tr.epoch, tr.iter, tr.iter_in_epoch = meta["epoch"], meta["iter"], meta["iter_in_epoch"]
+    tr.best, tr.nonfinite = meta.get("best") or {}, meta.get("nonfinite", 0)
+    for line in tr.schedule.compare(LRSchedule.from_state(ckpt["scheduler"]), tr.base_lr, tr.iter):
+        logger.info(line)
+    _restore_rng(tr, ckpt.get("rng") or [])
+    logger.info(
+        "resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, tr.epoch, tr.iter, tr.iter_in_epoch
+    )

@@ -1,0 +1,98 @@
+"""Evaluation during training: when it is due, running it, the metrics record, the best result, reports."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from detkit.engine import dist
+from detkit.engine.evaluate import evaluate
+from detkit.engine.logger import RunRecord, log_to_file
+from detkit.engine.summary import metrics_table
+
+logger = logging.getLogger("detkit")
+
+
+class Validator:
+    """Runs the evaluator on data.val after the epochs ``train.eval_interval`` names, and tracks the best.
+
+    Args:
+        evaluator / loader: built for data.val (None: no evaluation); record: the run's metrics.jsonl;
+        best_metric: ``train.best_metric``; eval_interval: ``train.eval_interval``; work_dir: for reports;
+        main: rank 0 (writes); device / amp_dtype: as in training.
+    Attributes:
+        best: ``{"metric", "value", "epoch", "iter"}`` of the best evaluation so far ({} before one).
+        tb: a TensorBoard writer (set by the trainer) or None.
+    """
+
+    def __init__(
+        self,
+        evaluator: Any,
+        loader: Any,
+        record: RunRecord,
+        best_metric: str,
+        eval_interval: int,
+        work_dir: Path,
+        main: bool,
+        device,
+        amp_dtype,
+    ):
+        self.evaluator, self.loader, self.record = evaluator, loader, record
+        self.best_metric, self.eval_interval = best_metric, max(1, int(eval_interval))
+        self.work_dir, self.main, self.device, self.amp_dtype = Path(work_dir), main, device, amp_dtype
+        self.best: dict[str, Any] = {}
+        self.tb = None
+
+    def due(self, epoch: int, max_epochs: int) -> bool:
+        """True when the evaluation runs after ``epoch`` (every ``eval_interval`` epochs and after the last)."""
+        return self.evaluator is not None and epoch > 0 and (epoch == max_epochs or epoch % self.eval_interval == 0)
+
+    def pending(self, epoch: int, iter_in_epoch: int, max_epochs: int) -> bool:
+        """True when a resumed run ended ``epoch`` but its due evaluation never finished (it failed)."""
+        if iter_in_epoch or not self.due(epoch, max_epochs):
+            return False
+        done = any(r.get("epoch") == epoch for r in self.record.metrics()) if self.main else True
+        return bool(dist.broadcast_object(not done))
+
+    def run(self, model: nn.Module, epoch: int, it: int) -> dict[str, float]:
+        """Evaluate ``model``; record the metrics (metrics.jsonl, the table in log.txt, TensorBoard)."""
+        metrics = evaluate(model, self.loader, self.evaluator, self.device, self.amp_dtype)
+        if self.main:
+            self.record.add_metrics({"epoch": epoch, "iter": it, **metrics})
+            log_to_file(metrics_table(epoch, metrics))
+            if self.tb:
+                for k, v in metrics.items():
+                    self.tb.add_scalar(k, v, it)
+        return metrics
+
+    def metric_key(self, metrics: dict[str, float]) -> str | None:
+        """``train.best_metric``, or the first metric of an evaluator whose metric names are not known."""
+        return self.best_metric if self.best_metric in metrics else next(iter(metrics), None)
+
+    def is_best(self, metrics: dict[str, float], epoch: int, it: int) -> bool:
+        """True (and ``best`` updated) when ``metrics`` beat the best so far (higher is better)."""
+        key = self.metric_key(metrics)
+        if key is None:
+            return False
+        value = metrics[key]
+        if math.isnan(value) or (self.best and value <= self.best["value"]):
+            return False
+        self.best = {"metric": key, "value": value, "epoch": epoch, "iter": it}
+        log_to_file("new best %s = %.4f at epoch %d: best.pth", key, value, epoch)
+        return True
+
+    def write_report(self) -> None:
+        """PR curves and confusion matrix of the new best evaluation (rank 0); a failure is only a warning."""
+        write = getattr(self.evaluator, "write_report", None)
+        if not self.main or not callable(write):
+            return
+        try:
+            written = write(self.work_dir)
+            if written:
+                log_to_file("evaluation plots: %s", ", ".join(p.name for p in written))
+        except Exception as e:  # noqa: BLE001  (a plot must never stop training)
+            logger.warning("could not write the evaluation plots (%s: %s); training continues", type(e).__name__, e)

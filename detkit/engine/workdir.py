@@ -1,0 +1,89 @@
+"""The work-dir rule: a new training never writes over a run that is already there.
+
+A work dir *holds a run* when it has a checkpoint (``*.pth``) or ``metrics.jsonl``. Training into it without
+``resume`` is refused (:class:`WorkDirInUse`), unless ``exist_ok``: then the previous run's files move into
+``DIR/previous-N/`` (the first free N) before the new run starts. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from detkit.engine.preflight import PreflightError
+
+# what a training writes into its work dir (besides *.pth); moved together by ``move_previous_run``
+RUN_FILES = (
+    "metrics.jsonl",
+    "history.json",
+    "log.txt",
+    "config.yaml",
+    "losses.png",
+    "lr.png",
+    "metrics.png",
+    "pr_curves.png",
+    "confusion_matrix.png",
+    "confusion_matrix.csv",
+    "tb",
+)
+
+
+class WorkDirInUse(PreflightError):
+    """The work dir already holds a run and neither ``resume`` nor ``exist_ok`` was given."""
+
+
+def run_files(work_dir: str | os.PathLike) -> list[Path]:
+    """The files of a previous run in ``work_dir`` (checkpoints first); [] when it holds none."""
+    d = Path(work_dir)
+    if not d.is_dir():
+        return []
+    ckpts = sorted(p for p in d.glob("*.pth") if p.is_file())
+    return ckpts + [d / n for n in RUN_FILES if (d / n).exists()]
+
+
+def holds_run(work_dir: str | os.PathLike) -> bool:
+    """True when ``work_dir`` has a checkpoint or ``metrics.jsonl``."""
+    d = Path(work_dir)
+    return d.is_dir() and (any(p.is_file() for p in d.glob("*.pth")) or (d / "metrics.jsonl").is_file())
+
+
+def check_work_dir(work_dir: str | os.PathLike, resume, exist_ok: bool) -> None:
+    """Refuse (without touching anything) to start a new run in a work dir that holds one.
+
+    ``resume`` True means ``work_dir/latest.pth``, which must then exist; a path is checked by the loader.
+    """
+    d = Path(work_dir)
+    if d.exists() and not d.is_dir():
+        raise PreflightError(f"work dir {d} is a file, not a folder; choose another --work-dir")
+    if resume is True and not (d / "latest.pth").is_file():
+        raise FileNotFoundError(
+            f"nothing to resume: {d / 'latest.pth'} does not exist; start a new run without --resume, "
+            "or give the checkpoint with --resume CKPT"
+        )
+    if resume or exist_ok or not holds_run(d):
+        return
+    names = ", ".join(p.name for p in run_files(d)[:4])
+    raise WorkDirInUse(
+        f"work dir {d} already holds a run ({names}, ...); nothing was changed. Continue it with --resume, "
+        f"train into another --work-dir, or pass --exist-ok to move the old run into {d}/previous-N/ first"
+    )
+
+
+def move_previous_run(work_dir: str | os.PathLike) -> tuple[Path, list[str]] | None:
+    """Move the previous run's files into ``work_dir/previous-N`` (first free N); None when there is no run.
+
+    Returns the folder and the names moved. Files are renamed, never copied or deleted.
+    """
+    d = Path(work_dir)
+    if not holds_run(d):
+        return None
+    n = 1
+    while (d / f"previous-{n}").exists():
+        n += 1
+    dest = d / f"previous-{n}"
+    dest.mkdir()
+    moved = []
+    for p in run_files(d):
+        os.replace(p, dest / p.name)
+        moved.append(p.name)
+    return dest, moved

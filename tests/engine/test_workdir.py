@@ -1,0 +1,67 @@
+"""The work-dir rule: a new run never writes over a run already there; --exist-ok moves it to previous-N."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detkit.engine import PreflightError, Trainer, WorkDirInUse
+from detkit.engine.workdir import holds_run, move_previous_run
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def first_run(toy, tmp_path):
+    work = tmp_path / "w"
+    Trainer(toy.toy_config(max_epochs=1), work_dir=work, device="cpu").fit()
+    return work
+
+
+def test_second_training_without_resume_is_refused_and_touches_nothing(toy, first_run):
+    before = _snapshot(first_run)
+    with pytest.raises(WorkDirInUse) as e:
+        Trainer(toy.toy_config(max_epochs=1), work_dir=first_run, device="cpu")
+    msg = str(e.value)
+    assert str(first_run) in msg and "--resume" in msg and "--work-dir" in msg and "--exist-ok" in msg
+    assert _snapshot(first_run) == before  # best.pth, log.txt, metrics.jsonl: byte for byte
+
+
+def test_exist_ok_moves_the_previous_run_and_keeps_its_best(toy, first_run, caplog):
+    best = (first_run / "best.pth").read_bytes()
+    before = _snapshot(first_run)
+    with caplog.at_level("INFO", logger="detkit"):
+        Trainer(toy.toy_config(max_epochs=1, log_interval=1), work_dir=first_run, device="cpu", exist_ok=True).fit()
+    prev = first_run / "previous-1"
+    assert _snapshot(prev) == before  # every file of the old run, unchanged, nothing deleted
+    assert (prev / "best.pth").read_bytes() == best
+    assert "previous run" in caplog.text and str(prev) in caplog.text
+    new_hist = (first_run / "history.json").read_text()
+    assert new_hist != before["history.json"].decode()  # a fresh run, log_interval 1
+    Trainer(toy.toy_config(max_epochs=1), work_dir=first_run, device="cpu", exist_ok=True)
+    assert (first_run / "previous-2" / "best.pth").is_file() and (prev / "best.pth").read_bytes() == best
+
+
+def test_resume_is_allowed_and_a_missing_latest_is_named(toy, first_run, tmp_path):
+    cfg = toy.toy_config(max_epochs=2)
+    Trainer(cfg, work_dir=first_run, device="cpu", resume=True).fit()
+    assert torch.load(first_run / "latest.pth", weights_only=True)["meta"]["epoch"] == 2
+    with pytest.raises(FileNotFoundError, match="nothing to resume.*latest.pth"):
+        Trainer(cfg, work_dir=tmp_path / "empty", device="cpu", resume=True)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_a_dir_without_run_files_is_used_and_a_file_is_refused(toy, tmp_path):
+    work = tmp_path / "notes"
+    work.mkdir()
+    (work / "README.txt").write_text("mine")
+    assert not holds_run(work) and move_previous_run(work) is None
+    Trainer(toy.toy_config(max_epochs=1), work_dir=work, device="cpu").fit()
+    assert (work / "README.txt").read_text() == "mine" and (work / "best.pth").is_file()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PreflightError, match="is a file"):
+        Trainer(toy.toy_config(), work_dir=tmp_path / "file", device="cpu")
+    with pytest.raises(PreflightError, match="cannot be written"):
+        Trainer(toy.toy_config(), work_dir=tmp_path / "file" / "sub", device="cpu")
