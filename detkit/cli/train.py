@@ -69,7 +69,7 @@ def _launcher(tool: str = "train") -> list[str]:
     world = dist.get_world_size()
     torchrun = ["torchrun", "--nproc-per-node", str(world)] if world > 1 else []
     if argv0.startswith("detkit"):
-        return [*torchrun, "--no-python", "detkit", tool] if torchrun else ["detkit", tool]
+        return [*torchrun, "-m", "detkit.cli.main", tool] if torchrun else ["detkit", tool]
     return [*(torchrun or ["python"]), shlex.quote(argv0)]
 
 
