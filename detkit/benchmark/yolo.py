@@ -26,7 +26,7 @@ from torch import nn
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
 from detkit.benchmark.inputs import synthetic_targets
 from detkit.models.build import build_model
-from detkit.weights.ultralytics import ultralytics_to_detkit
+from detkit.weights.ultralytics import ultralytics_layout_outputs, ultralytics_to_detkit
 
 
 def _ultralytics():
@@ -95,20 +95,23 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
     dk.cfg = {"data": {"val": {"pipeline": [{"type": "LetterBox", "size": size}]}}}
     scale = cfg["model"].get("backbone", {}).get("scale", "n")
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dev)
-    head = dk.head.det if hasattr(dk.head, "det") else dk.head
 
     def dk_forward():
         with torch.inference_mode():
-            raw = dk.forward_raw(x)
-            bins, logits, points, strides = head.flatten(raw[0] if isinstance(raw, tuple) else raw)
-            return head.decode(bins, points, strides), logits.sigmoid()
+            return ultralytics_layout_outputs(dk, x)  # what YOLOv8 returns: [1, 4 + C (+ P), A]
 
     def ul_forward():
         with torch.inference_mode():
             return ul(x)
 
     times, mem = measure({"detkit": dk_forward, "ultralytics": ul_forward}, settings, dev)
-    rows = [result_row("forward", f"yolo_{scale}", dev, f"1x3x{size}x{size}", times, mem, "decoded outputs")]
+    ours, ref = dk_forward(), ul_forward()
+    ref = ref[0] if isinstance(ref, (tuple, list)) else ref  # eval mode: (outputs, raw maps)
+    ref = ref[0] if isinstance(ref, (tuple, list)) else ref  # segment: (detections, prototypes)
+    diff = (ours - ref).abs()
+    check = f"outputs: max box diff {float(diff[:, :4].max()):.2g} px, score diff {float(diff[:, 4:].max()):.2g}"
+    settings.log(f"  check: {check}")
+    rows = [result_row("forward", f"yolo_{scale}", dev, f"1x3x{size}x{size}", times, mem, check)]
 
     img = np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8)
     letterbox = LetterBox((size, size), auto=False)
@@ -122,7 +125,8 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
             t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None].to(dev).float() / 255
             out = ul(t)
             pred = out[0] if isinstance(out, (tuple, list)) else out
-            det = nms.non_max_suppression(pred, 0.25, 0.7, max_det=300, multi_label=True)[0]
+            nc = ul.model[-1].nc  # a segment head: the mask coefficients follow the classes
+            det = nms.non_max_suppression(pred, 0.25, 0.7, max_det=300, multi_label=True, nc=nc)[0]
             det[:, :4] = ops.scale_boxes(t.shape[2:], det[:, :4], img.shape[:2])
             return det
 

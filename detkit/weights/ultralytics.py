@@ -15,7 +15,8 @@ import os
 import re
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from detkit.weights.common import COCO_CLASSES, ConversionError, config_with_classes, read_state_dict, write_checkpoint
 
@@ -85,6 +86,25 @@ def ultralytics_to_detkit(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         if name is not None:
             out[name] = value
     return out
+
+
+def ultralytics_layout_outputs(model: nn.Module, images: Tensor) -> Tensor:
+    """What YOLOv8 returns in eval mode, computed by detkit's ``model``: [B, 4 + C (+ P), A].
+
+    Per anchor (YOLOv8's order: levels by increasing stride, rows then columns): box centre and size (xywh,
+    input pixels), class probabilities and, for a segmentation head, the P mask coefficients. ``images``:
+    normalised float [B,3,H,W]. A YOLOv8 model with converted weights returns the same (the equivalence
+    tests and ``tools/benchmark.py --compare ultralytics`` compare them).
+    """
+    raw = model.forward_raw(images)
+    seg = isinstance(raw, tuple)
+    head = model.head.det if seg else model.head
+    bins, logits, points, strides = head.flatten(raw[0] if seg else raw)
+    boxes = head.decode(bins, points, strides)  # [B,A,4] xyxy
+    parts = [(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2], logits.sigmoid()]
+    if seg:
+        parts.append(model.head.coefficients(raw[1]))
+    return torch.cat(parts, -1).transpose(1, 2)
 
 
 # YOLOv8's stem width per scale, and the C2f blocks per neck stage (detkit's PAFPN num_blocks)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detkit.models.detectors.one_stage import OneStageDetector
-from detkit.weights.ultralytics import ultralytics_to_detkit
+from detkit.weights.ultralytics import ultralytics_layout_outputs, ultralytics_to_detkit
 
 tasks = pytest.importorskip("ultralytics.nn.tasks")  # a failure under `make test` (tests/conftest.py)
 
@@ -44,18 +44,15 @@ def test_same_decoded_outputs(seg):
     x = torch.rand(1, 3, 160, 224)
     with torch.no_grad():
         y = ul(x)
-        raw = dk.forward_raw(x)
-    head = dk.head.det if seg else dk.head
-    bins, logits, points, strides = head.flatten(raw[0] if seg else raw)
-    boxes = head.decode(bins, points, strides)[0]
-    ref = (y[0][0] if seg else y[0])[0]  # [4 + C (+ K), A]
-    xywh = ref[:4].T
-    ref_boxes = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
-    assert torch.allclose(boxes, ref_boxes, atol=1e-3)
-    assert torch.allclose(logits[0].sigmoid(), ref[4 : 4 + NC].T, atol=1e-6)
+        ours = ultralytics_layout_outputs(dk, x)[0]  # [4 + C (+ K), A]
+    ref = (y[0][0] if seg else y[0])[0]
+    assert ours.shape == ref.shape
+    assert torch.allclose(ours[:4], ref[:4], atol=1e-3)  # boxes xywh, pixels
+    assert torch.allclose(ours[4 : 4 + NC], ref[4 : 4 + NC], atol=1e-6)  # class probabilities
     if seg:
-        assert torch.allclose(raw[2], y[0][1], atol=1e-5)  # prototypes
-        assert torch.allclose(dk.head.coefficients(raw[1])[0], ref[4 + NC :].T, atol=1e-5)
+        assert torch.allclose(ours[4 + NC :], ref[4 + NC :], atol=1e-5)  # mask coefficients
+        with torch.no_grad():
+            assert torch.allclose(dk.forward_raw(x)[2], y[0][1], atol=1e-5)  # prototypes
 
 
 def test_same_losses():

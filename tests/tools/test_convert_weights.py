@@ -149,6 +149,7 @@ def _yolov8(seg: bool, nc: int = 80):
 @pytest.mark.parametrize("seg", [False, True], ids=["detect", "segment"])
 def test_ultralytics_cli_outputs_equal_after_conversion(tmp_path, seg):
     from detkit import init_model
+    from detkit.weights.ultralytics import ultralytics_layout_outputs
 
     ul = _yolov8(seg)
     src, dst = tmp_path / "yolov8n_state.pth", tmp_path / "yolov8n_detkit.pth"
@@ -164,17 +165,13 @@ def test_ultralytics_cli_outputs_equal_after_conversion(tmp_path, seg):
     x = torch.rand(1, 3, 128, 160, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = ul(x)
-        raw = dk.forward_raw(x)
-    head = dk.head.det if seg else dk.head
-    bins, logits, points, strides = head.flatten(raw[0] if seg else raw)
-    boxes = head.decode(bins, points, strides)[0]
-    pred = (ref[0][0] if seg else ref[0])[0]  # [4 + C (+ masks), A]: xywh, class scores
-    xywh = pred[:4].T
-    ref_boxes = torch.cat([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
-    torch.testing.assert_close(boxes, ref_boxes, atol=1e-3, rtol=0)  # pixels: float rounding only
-    torch.testing.assert_close(logits[0].sigmoid(), pred[4:84].T, atol=1e-5, rtol=0)
+        ours = ultralytics_layout_outputs(dk, x)
+        protos = dk.forward_raw(x)[2] if seg else None
+    pred = ref[0][0] if seg else ref[0]  # [1, 4 + C (+ coefficients), A]
+    torch.testing.assert_close(ours[:, :4], pred[:, :4], atol=1e-3, rtol=0)  # boxes, pixels: float rounding only
+    torch.testing.assert_close(ours[:, 4:], pred[:, 4:], atol=1e-5, rtol=0)  # class scores (and coefficients)
     if seg:
-        torch.testing.assert_close(raw[2], ref[0][1], atol=1e-4, rtol=0)  # the prototypes
+        torch.testing.assert_close(protos, ref[0][1], atol=1e-4, rtol=0)  # the prototypes
 
 
 def test_ultralytics_without_config_checks_the_layout(tmp_path, capsys):
