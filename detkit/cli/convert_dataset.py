@@ -2,19 +2,25 @@
 """Convert detection datasets between Pascal VOC, YOLO and COCO formats.
 
 python tools/convert_dataset.py voc2coco --ann-dir DIR --img-dir DIR --out FILE [--classes FILE]
+                                         [--keep-missing-images]
 python tools/convert_dataset.py yolo2coco --label-dir DIR --img-dir DIR --classes FILE --out FILE
 python tools/convert_dataset.py coco2yolo --ann-file FILE --img-dir DIR --out-dir DIR [--segments]
+
+Exit status: 0 converted; 1 voc2coco converted, but some XML files have no image (they are named on
+stderr and left out of the json, unless --keep-missing-images); 2 a mistake of input (a missing folder,
+an empty classes file, an unwritable output, an output that is also an input, a bad record): one line on
+stderr, nothing written. Inputs are never modified.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from detkit.cli.errors import UserError, format_error
 from detkit.data.converters import DatasetError, convert_coco_to_yolo, convert_voc, convert_yolo
+
+SHOWN = 5  # file names listed in a warning
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--img-dir", required=True, help="folder of the images (e.g. VOC2012/JPEGImages)")
     v.add_argument("--out", required=True, help="output COCO json")
     v.add_argument("--classes", help="class names, one per line (default: names in the XML, sorted)")
+    v.add_argument(
+        "--keep-missing-images",
+        action="store_true",
+        help="list XML files without an image anyway (size from <size>); default: leave them out, exit 1",
+    )
     y = sub.add_parser("yolo2coco", help="YOLO txt labels (boxes or polygons) -> COCO json")
     y.add_argument("--label-dir", required=True, help="folder of YOLO .txt label files")
     y.add_argument("--img-dir", required=True, help="folder of the images (sizes are read from them)")
@@ -45,26 +56,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _names(items: list[str]) -> str:
+    more = f", ... ({len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
+def _convert(args: argparse.Namespace) -> tuple[dict, str]:
+    if args.command == "voc2coco":
+        return convert_voc(args.ann_dir, args.img_dir, args.out, args.classes, args.keep_missing_images), args.out
+    if args.command == "yolo2coco":
+        return convert_yolo(args.label_dir, args.img_dir, args.classes, args.out), args.out
+    return convert_coco_to_yolo(args.ann_file, args.img_dir, args.out_dir, args.segments), args.out_dir
+
+
+def _report(args: argparse.Namespace, stats: dict, dest: str) -> int:
+    """Print the counts and warnings; the exit status."""
+    counts = {k: v for k, v in stats.items() if isinstance(v, int)}
+    print(f"{args.command}: wrote {dest}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if stats.get("stem_matches"):
+        print(
+            f"{args.command}: {len(stats['stem_matches'])} image(s) found by stem, the XML naming another "
+            f"extension: {_names(stats['stem_matches'])}"
+        )
+    for key in ("orphan_labels", "clipped"):
+        if stats.get(key):
+            print(f"warning: {key.replace('_', ' ')}: {stats[key]}", file=sys.stderr)
+    missing = stats.get("missing_image_files") or []
+    if missing and args.command == "voc2coco":
+        what = "listed with their XML <size>" if args.keep_missing_images else "left out of the json"
+        print(
+            f"warning: {len(missing)} XML file(s) have no image in {args.img_dir} ({what}): {_names(missing)}; "
+            f"add the images or fix <filename>",
+            file=sys.stderr,
+        )
+        return 0 if args.keep_missing_images else 1
+    if stats.get("missing_images"):
+        print(f"warning: {stats['missing_images']} image(s) of the json are not in {args.img_dir}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "voc2coco":
-            stats = convert_voc(args.ann_dir, args.img_dir, args.out, args.classes)
-            dest = args.out
-        elif args.command == "yolo2coco":
-            stats = convert_yolo(args.label_dir, args.img_dir, args.classes, args.out)
-            dest = args.out
-        else:
-            stats = convert_coco_to_yolo(args.ann_file, args.img_dir, args.out_dir, args.segments)
-            dest = args.out_dir
-    except (DatasetError, OSError) as e:
-        print(f"convert_dataset.py {args.command}: error: {e}", file=sys.stderr)
+        stats, dest = _convert(args)
+    except (DatasetError, UserError, OSError) as e:
+        msg = " ".join(format_error(f"convert_dataset.py {args.command}", e).split("\n"))  # one line
+        print(msg, file=sys.stderr)
         return 2
-    print(f"{args.command}: wrote {dest}: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
-    for key in ("missing_images", "orphan_labels", "clipped"):
-        if stats.get(key):
-            print(f"warning: {key.replace('_', ' ')}: {stats[key]}", file=sys.stderr)
-    return 0
+    return _report(args, stats, dest)
 
 
 if __name__ == "__main__":

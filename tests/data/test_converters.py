@@ -1,4 +1,5 @@
 """Tests of the dataset converters (detkit.data.converters)."""
+
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -9,8 +10,15 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from detkit.data.converters import (DatasetError, coco_to_yolo, convert_coco_to_yolo, convert_voc,
-                                    convert_yolo, voc_to_coco, yolo_to_coco)
+from detkit.data.converters import (
+    DatasetError,
+    coco_to_yolo,
+    convert_coco_to_yolo,
+    convert_voc,
+    convert_yolo,
+    voc_to_coco,
+    yolo_to_coco,
+)
 
 VOC = Path(__file__).resolve().parents[1] / "fixtures" / "voc"
 
@@ -34,8 +42,13 @@ def _xml_boxes(xml_path):
     out = []
     for o in ET.parse(xml_path).getroot().findall("object"):
         b = o.find("bndbox")
-        out.append((o.find("name").text, *(int(b.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")),
-                    int(o.find("difficult").text)))
+        out.append(
+            (
+                o.find("name").text,
+                *(int(b.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax")),
+                int(o.find("difficult").text),
+            )
+        )
     return out
 
 
@@ -76,7 +89,9 @@ def test_voc_classes_file_and_unknown_class(tmp_path):
 
 def test_voc_without_images_uses_xml_size(tmp_path):
     ann, img = _voc_copy(tmp_path, with_images=False)
-    coco, stats = voc_to_coco(ann, img)
+    with pytest.raises(DatasetError, match=r"none of the 3 XML files has its image.*000001\.xml \(000001\.jpg\)"):
+        voc_to_coco(ann, img)
+    coco, stats = voc_to_coco(ann, img, keep_missing=True)
     assert stats["missing_images"] == 3
     assert {(i["width"], i["height"]) for i in coco["images"]} == {(353, 500), (500, 375), (486, 500)}
 
@@ -93,10 +108,12 @@ def test_voc_size_mismatch_and_bad_xml(tmp_path):
     (ann2 / "broken.xml").write_text("<annotation><filename>../../etc/passwd</filename></annotation>")
     with pytest.raises(DatasetError, match="relative path inside the image folder"):
         voc_to_coco(ann2, img2)
+    cv2.imwrite(str(img2 / "x.jpg"), np.zeros((10, 10, 3), np.uint8))
     (ann2 / "broken.xml").write_text(
         "<annotation><filename>x.jpg</filename><size><width>10</width><height>10</height></size>"
         "<object><name>dog</name><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>3</xmax><ymax>9</ymax>"
-        "</bndbox></object></annotation>")
+        "</bndbox></object></annotation>"
+    )
     with pytest.raises(DatasetError, match=r"broken\.xml object #0.*empty"):
         voc_to_coco(ann2, img2)
 
@@ -123,16 +140,21 @@ def test_yolo_boxes_polygons_and_negatives(tmp_path):
     assert poly["category_id"] == 1
     assert poly["segmentation"][0] == pytest.approx([20, 20, 100, 20, 60, 60])
     assert poly["bbox"] == pytest.approx([20, 20, 80, 40])
-    assert 0.8 * 1600 < poly["area"] < 1.2 * 1600          # triangle 80 x 40 / 2
+    assert 0.8 * 1600 < poly["area"] < 1.2 * 1600  # triangle 80 x 40 / 2
     (tmp_path / "out.json").write_text(json.dumps(coco))
     loaded = COCO(str(tmp_path / "out.json"))
     assert loaded.annToMask(loaded.anns[poly["id"]]).sum() == pytest.approx(poly["area"])
 
 
-@pytest.mark.parametrize("line,msg", [("2 0.5 0.5 0.1 0.1", "class index 2"),
-                                      ("0 0.5 0.5 1.7 0.1", "normalised"),
-                                      ("0 0.5 0.5 0.1 0.1 0.2", "even number"),
-                                      ("x 0.5 0.5 0.1 0.1", "non-numeric")])
+@pytest.mark.parametrize(
+    "line,msg",
+    [
+        ("2 0.5 0.5 0.1 0.1", "class index 2"),
+        ("0 0.5 0.5 1.7 0.1", "normalised"),
+        ("0 0.5 0.5 0.1 0.1 0.2", "even number"),
+        ("x 0.5 0.5 0.1 0.1", "non-numeric"),
+    ],
+)
 def test_yolo_bad_lines_name_file_and_line(tmp_path, line, msg):
     _write_img(tmp_path / "im" / "a.jpg", 10, 10)
     (tmp_path / "lb").mkdir()
@@ -151,15 +173,33 @@ def _random_coco(rng, n_images=5):
             x0, y0 = rng.uniform(0, w - 5), rng.uniform(0, h - 5)
             bw, bh = rng.uniform(1, w - x0), rng.uniform(1, h - y0)
             poly = [x0, y0, x0 + bw, y0, x0 + bw / 2, y0 + bh]
-            anns.append({"id": len(anns) + 1, "image_id": 10 + i, "category_id": int(rng.choice([3, 7, 11])),
-                         "bbox": [x0, y0, bw, bh], "area": bw * bh, "iscrowd": 0, "segmentation": [poly]})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": 10 + i,
+                    "category_id": int(rng.choice([3, 7, 11])),
+                    "bbox": [x0, y0, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                    "segmentation": [poly],
+                }
+            )
     return {"images": images, "annotations": anns, "categories": cats}
 
 
 def test_coco_yolo_round_trip_boxes(tmp_path):
     coco = _random_coco(np.random.default_rng(0))
-    coco["annotations"].append({"id": 99, "image_id": 10, "category_id": 3, "bbox": [1, 1, 5, 5],
-                                "area": 25, "iscrowd": 1, "segmentation": {"size": [1, 1], "counts": [1]}})
+    coco["annotations"].append(
+        {
+            "id": 99,
+            "image_id": 10,
+            "category_id": 3,
+            "bbox": [1, 1, 5, 5],
+            "area": 25,
+            "iscrowd": 1,
+            "segmentation": {"size": [1, 1], "counts": [1]},
+        }
+    )
     img = tmp_path / "images"
     for im in coco["images"]:
         _write_img(img / im["file_name"], im["height"], im["width"])
@@ -185,28 +225,45 @@ def test_coco_yolo_round_trip_boxes(tmp_path):
 
 
 def test_coco_to_yolo_segments(tmp_path):
-    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
-            "categories": [{"id": 5, "name": "x"}],
-            "annotations": [
-                {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 20, 10], "iscrowd": 0,
-                 "segmentation": [[10, 10, 30, 10, 30, 20]]},
-                {"id": 2, "image_id": 1, "category_id": 5, "bbox": [0, 0, 50, 25], "iscrowd": 0,
-                 "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10], [40, 15, 50, 15, 50, 25]]},
-                {"id": 3, "image_id": 1, "category_id": 5, "bbox": [60, 30, 10, 10], "iscrowd": 0}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "categories": [{"id": 5, "name": "x"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 5,
+                "bbox": [10, 10, 20, 10],
+                "iscrowd": 0,
+                "segmentation": [[10, 10, 30, 10, 30, 20]],
+            },
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 5,
+                "bbox": [0, 0, 50, 25],
+                "iscrowd": 0,
+                "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10], [40, 15, 50, 15, 50, 25]],
+            },
+            {"id": 3, "image_id": 1, "category_id": 5, "bbox": [60, 30, 10, 10], "iscrowd": 0},
+        ],
+    }
     labels, names, stats = coco_to_yolo(coco, segments=True)
     lines = labels["a.txt"].splitlines()
     assert names == ["x"] and len(lines) == 3 and stats["box_as_polygon"] == 1
     assert lines[0] == "0 0.1 0.2 0.3 0.2 0.3 0.4"
     merged = np.array(lines[1].split()[1:], float).reshape(-1, 2) * [100, 50]
-    assert len(merged) == 4 + 3 + 2                   # both parts plus the two bridge points
+    assert len(merged) == 4 + 3 + 2  # both parts plus the two bridge points
     assert {tuple(p) for p in merged} >= {(0, 0), (10, 10), (40, 15), (50, 25)}
     corners = np.array(lines[2].split()[1:], float).reshape(-1, 2).tolist()
     assert corners == [[0.6, 0.6], [0.7, 0.6], [0.7, 0.8], [0.6, 0.8]]
 
 
 def test_coco_to_yolo_bad_reference():
-    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
-            "categories": [{"id": 1, "name": "x"}],
-            "annotations": [{"id": 4, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+        "categories": [{"id": 1, "name": "x"}],
+        "annotations": [{"id": 4, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+    }
     with pytest.raises(DatasetError, match="annotation id 4"):
         coco_to_yolo(coco)

@@ -1,7 +1,6 @@
 """Command-line tests of tools/convert_dataset.py."""
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from detkit.data.converters import convert_coco_to_yolo, convert_voc
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "convert_dataset.py"
@@ -24,9 +25,9 @@ class _Result:
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("convert_dataset_tool", TOOL)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    """The tool's module (tools/convert_dataset.py runs detkit.cli.convert_dataset.main)."""
+    import detkit.cli.convert_dataset as mod
+
     return mod
 
 
@@ -170,3 +171,203 @@ def test_errors_are_one_line_exit_2(voc, tmp_path, case, capsys):
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def _cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300
+    )
+
+
+def _rename_images(img: Path, ext: str) -> None:
+    for p in sorted(img.glob("*.jpg")):
+        cv2.imwrite(str(p.with_suffix(ext)), cv2.imread(str(p)))
+        p.unlink()
+
+
+@pytest.mark.parametrize("xml_ext", [".jpg", ".tif"])
+def test_voc2coco_finds_images_by_stem(voc, tmp_path, xml_ext):
+    ann, img = voc
+    for x in ann.glob("*.xml"):  # the XML names .jpg (as VOC does) or .tif; the folder holds .png
+        x.write_text(x.read_text().replace(".jpg</filename>", f"{xml_ext}</filename>"))
+    _rename_images(img, ".png")
+    before = _digest(tmp_path)
+    r = _cli("voc2coco", "--ann-dir", ann, "--img-dir", img, "--out", tmp_path / "out" / "voc.json")
+    assert r.returncode == 0, r.stderr
+    assert "3 image(s) found by stem" in r.stdout and f"000001.xml: 000001{xml_ext} -> 000001.png" in r.stdout
+    coco = json.loads((tmp_path / "out" / "voc.json").read_text())
+    assert sorted(im["file_name"] for im in coco["images"]) == ["000001.png", "000005.png", "2007_000027.png"]
+    assert {k: v for k, v in _digest(tmp_path).items() if not k.startswith("out/")} == before
+    from detkit.data.datasets.coco import CocoDataset
+
+    ds = CocoDataset(tmp_path / "out" / "voc.json", img)
+    assert [ds[i]["image"].shape[:2] for i in range(len(ds))] == [(500, 353), (375, 500), (500, 486)]
+
+
+def test_voc2coco_refuses_two_images_of_one_stem(voc, tmp_path):
+    ann, img = voc
+    cv2.imwrite(str(img / "000005.png"), np.zeros((375, 500, 3), np.uint8))
+    (img / "000005.jpg").rename(img / "000005.bmp")
+    r = _cli("voc2coco", "--ann-dir", ann, "--img-dir", img, "--out", tmp_path / "o.json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "000005.xml" in r.stderr and "000005.bmp, 000005.png" in r.stderr
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_voc2coco_reports_xml_files_without_an_image(voc, tmp_path):
+    ann, img = voc
+    (img / "000005.jpg").unlink()
+    r = _cli("voc2coco", "--ann-dir", ann, "--img-dir", img, "--out", tmp_path / "o.json")
+    assert r.returncode == 1, r.stderr  # written, but incomplete: documented exit status 1
+    assert "1 XML file(s) have no image" in r.stderr and "000005.xml (000005.jpg)" in r.stderr
+    assert "missing_images=1" in r.stdout and "Traceback" not in r.stderr
+    assert len(json.loads((tmp_path / "o.json").read_text())["images"]) == 2
+    r = _cli("voc2coco", "--ann-dir", ann, "--img-dir", img, "--out", tmp_path / "k.json", "--keep-missing-images")
+    assert r.returncode == 0 and "listed with their XML <size>" in r.stderr
+    assert len(json.loads((tmp_path / "k.json").read_text())["images"]) == 3
+    for p in img.glob("*.jpg"):
+        p.unlink()
+    r = _cli("voc2coco", "--ann-dir", ann, "--img-dir", img, "--out", tmp_path / "n.json")
+    assert r.returncode == 2 and "none of the 3 XML files has its image there" in r.stderr
+
+
+@pytest.fixture
+def yolo(voc, tmp_path):
+    """YOLO labels of the VOC fixture: (label dir, image dir, classes file)."""
+    ann, img = voc
+    coco_file = tmp_path / "voc.json"
+    convert_voc(ann, img, coco_file)
+    convert_coco_to_yolo(coco_file, img, tmp_path / "yolo")
+    return tmp_path / "yolo" / "labels", img, tmp_path / "yolo" / "classes.txt"
+
+
+def _mistake_args(case: str, tmp: Path, voc, yolo) -> tuple[list, str]:
+    """(arguments, a word the message must contain) for one mistake of input."""
+    ann, img = voc
+    labels, _, classes = yolo
+    empty = tmp / "empty.txt"
+    empty.write_text("\n\n")
+    (tmp / "a_file").write_text("x")
+    v = ["voc2coco", "--ann-dir", ann, "--img-dir", img, "--out"]
+    y = ["yolo2coco", "--label-dir", labels, "--img-dir", img, "--classes"]
+    c = ["coco2yolo", "--ann-file", tmp / "voc.json", "--img-dir", img, "--out-dir"]
+    cases = {
+        "voc_missing_ann_dir": (
+            ["voc2coco", "--ann-dir", tmp / "Annotatons", "--img-dir", img, "--out", tmp / "o.json"],
+            "--ann-dir",
+        ),
+        "voc_missing_img_dir": (
+            ["voc2coco", "--ann-dir", ann, "--img-dir", tmp / "JPEG", "--out", tmp / "o.json"],
+            "--img-dir",
+        ),
+        "voc_empty_classes": ([*v, tmp / "o.json", "--classes", empty], "is empty"),
+        "voc_out_is_folder": ([*v, ann], "is a folder"),
+        "voc_out_under_a_file": ([*v, tmp / "a_file" / "o.json"], "lies under, a file"),
+        "voc_out_is_an_xml": ([*v, ann / "000001.xml"], "is also an input"),
+        "voc_out_is_the_classes_file": ([*v, classes, "--classes", classes], "is also an input"),
+        "yolo_missing_label_dir": (
+            ["yolo2coco", "--label-dir", tmp / "lbl", "--img-dir", img, "--classes", classes, "--out", tmp / "o.json"],
+            "--label-dir",
+        ),
+        "yolo_missing_img_dir": (
+            [
+                "yolo2coco",
+                "--label-dir",
+                labels,
+                "--img-dir",
+                tmp / "im",
+                "--classes",
+                classes,
+                "--out",
+                tmp / "o.json",
+            ],
+            "--img-dir",
+        ),
+        "yolo_empty_classes": ([*y, empty, "--out", tmp / "o.json"], "is empty"),
+        "yolo_missing_classes": ([*y, tmp / "classes.txt", "--out", tmp / "o.json"], "not found"),
+        "yolo_classes_is_a_folder": ([*y, labels, "--out", tmp / "o.json"], "is a folder"),
+        "yolo_out_is_the_classes_file": ([*y, classes, "--out", classes], "is also an input"),
+        "yolo_out_is_a_label_file": ([*y, classes, "--out", labels / "000001.txt"], "is also an input"),
+        "coco_missing_ann_file": (
+            ["coco2yolo", "--ann-file", tmp / "x.json", "--img-dir", img, "--out-dir", tmp / "y"],
+            "not found",
+        ),
+        "coco_ann_file_is_a_folder": (
+            ["coco2yolo", "--ann-file", ann, "--img-dir", img, "--out-dir", tmp / "y"],
+            "is a folder",
+        ),
+        "coco_missing_img_dir": (
+            ["coco2yolo", "--ann-file", tmp / "voc.json", "--img-dir", tmp / "im", "--out-dir", tmp / "y"],
+            "--img-dir",
+        ),
+        "coco_out_dir_is_img_dir": ([*c, img], "inside --img-dir"),
+        "coco_out_dir_is_a_file": ([*c, tmp / "a_file"], "is a file"),
+    }
+    return cases[case]
+
+
+MISTAKES = [
+    "voc_missing_ann_dir",
+    "voc_missing_img_dir",
+    "voc_empty_classes",
+    "voc_out_is_folder",
+    "voc_out_under_a_file",
+    "voc_out_is_an_xml",
+    "voc_out_is_the_classes_file",
+    "yolo_missing_label_dir",
+    "yolo_missing_img_dir",
+    "yolo_empty_classes",
+    "yolo_missing_classes",
+    "yolo_classes_is_a_folder",
+    "yolo_out_is_the_classes_file",
+    "yolo_out_is_a_label_file",
+    "coco_missing_ann_file",
+    "coco_ann_file_is_a_folder",
+    "coco_missing_img_dir",
+    "coco_out_dir_is_img_dir",
+    "coco_out_dir_is_a_file",
+]
+
+
+@pytest.mark.parametrize("case", MISTAKES)
+def test_mistakes_exit_2_in_one_line_and_touch_nothing(voc, yolo, tmp_path, case):
+    args, word = _mistake_args(case, tmp_path, voc, yolo)
+    before = _digest(tmp_path)
+    r = _cli(*args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"convert_dataset.py {args[0]}: error:") and word in line, line
+    assert _digest(tmp_path) == before  # inputs byte-identical, nothing written
+
+
+@pytest.mark.parametrize("command", ["voc2coco", "coco2yolo"])
+def test_unwritable_output_is_one_message(voc, tmp_path, monkeypatch, capsys, command):
+    ann, img = voc
+    convert_voc(ann, img, tmp_path / "voc.json")
+    (tmp_path / "ro").mkdir()
+
+    def refuse(path, text):  # what a folder without write permission does (the tests run as root)
+        raise PermissionError(13, "Permission denied", str(path.parent / f".{path.name}.tmp"))
+
+    monkeypatch.setattr("detkit.data.converters.common.write_text_atomic", refuse)
+    if command == "voc2coco":
+        args = ["voc2coco", "--ann-dir", ann, "--img-dir", img, "--out", tmp_path / "ro" / "o.json"]
+    else:
+        args = ["coco2yolo", "--ann-file", tmp_path / "voc.json", "--img-dir", img, "--out-dir", tmp_path / "ro"]
+    r = _run(*args, capsys=capsys)
+    (line,) = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "cannot write in" in line and "Permission denied" in line
+    assert str(tmp_path / "ro") in line and not list((tmp_path / "ro").iterdir())
+
+
+def test_coco2yolo_refuses_bad_records(voc, tmp_path):
+    ann, img = voc
+    convert_voc(ann, img, tmp_path / "voc.json")
+    coco = json.loads((tmp_path / "voc.json").read_text())
+    coco["annotations"][2]["category_id"] = 99
+    (tmp_path / "bad.json").write_text(json.dumps(coco))
+    r = _cli("coco2yolo", "--ann-file", tmp_path / "bad.json", "--img-dir", img, "--out-dir", tmp_path / "y")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "bad.json" in r.stderr and "[unknown_category]" in r.stderr and "id 3" in r.stderr
+    assert not (tmp_path / "y").exists()

@@ -8,11 +8,22 @@ Conventions (docs/datasets.md):
 Inputs are never modified; outputs are written to a temporary file and renamed into place.
 Bad input raises :class:`DatasetError` with a message that names the file and the record.
 """
-from detkit.data.converters.common import (IMAGE_EXTS, DatasetError, image_size, read_class_names,
-                                           write_json_atomic)
+
+from detkit.data.converters.common import IMAGE_EXTS, DatasetError, image_size, read_class_names, write_json_atomic
 from detkit.data.converters.files import convert_coco_to_yolo, convert_voc, convert_yolo
 from detkit.data.converters.voc import voc_to_coco
 from detkit.data.converters.yolo import coco_to_yolo, yolo_to_coco
 
-__all__ = ["DatasetError", "read_class_names", "image_size", "voc_to_coco", "yolo_to_coco", "coco_to_yolo",
-           "convert_voc", "convert_yolo", "convert_coco_to_yolo", "write_json_atomic", "IMAGE_EXTS"]
+__all__ = [
+    "IMAGE_EXTS",
+    "DatasetError",
+    "coco_to_yolo",
+    "convert_coco_to_yolo",
+    "convert_voc",
+    "convert_yolo",
+    "image_size",
+    "read_class_names",
+    "voc_to_coco",
+    "write_json_atomic",
+    "yolo_to_coco",
+]

@@ -1,36 +1,65 @@
-"""Shared pieces of the dataset converters: class lists, image sizes, safe names, atomic writes."""
+"""Shared pieces of the dataset converters: class lists, image sizes, safe names, input checks, atomic writes."""
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from detkit.data.validate import DatasetError   # one error type for every bad-dataset message
+from detkit.data.validate import DatasetError  # one error type for every bad-dataset message
 
-__all__ = ["DatasetError", "IMAGE_EXTS", "read_class_names", "image_size", "write_json_atomic"]
+__all__ = [
+    "IMAGE_EXTS",
+    "DatasetError",
+    "categories_from_names",
+    "check_output",
+    "check_output_kind",
+    "image_size",
+    "list_images",
+    "read_class_names",
+    "require_dir",
+    "safe_relpath",
+    "write_json_atomic",
+    "write_outputs",
+    "write_text_atomic",
+]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def require_dir(path: str | os.PathLike, flag: str, what: str) -> Path:
+    """``path`` as a Path when it is a folder; else a DatasetError naming ``flag`` (e.g. ``--img-dir``)."""
+    p = Path(path)
+    if not p.is_dir():
+        state = "is a file, not a folder" if p.exists() else "not found"
+        raise DatasetError(f"{flag} {p}: {what} {state}")
+    return p
 
 
 def read_class_names(path: str | os.PathLike) -> list[str]:
     """Class names from a text file, one per line (blank lines ignored, duplicates rejected)."""
     p = Path(path)
+    if not p.is_file():
+        state = "is a folder" if p.is_dir() else "not found"
+        raise DatasetError(f"classes file {p} {state}; give a text file with one class name per line")
     try:
         names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{p}: cannot read class names ({e})") from e
+        raise DatasetError(f"classes file {p}: cannot read it ({e}); it must be UTF-8 text, one name per line") from e
     if not names:
-        raise DatasetError(f"{p}: no class names; write one class name per line")
+        raise DatasetError(f"classes file {p} is empty; write one class name per line")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise DatasetError(f"{p}: duplicate class names {dup}; each class must appear once")
+        raise DatasetError(f"classes file {p}: duplicate class names {dup}; each class must appear once")
     return names
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of an image file after EXIF orientation, read from its header (Pillow)."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -42,17 +71,21 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     """Write ``obj`` as JSON to ``path`` through a temporary file + rename."""
-    _write_text_atomic(Path(path), json.dumps(obj))
+    write_text_atomic(Path(path), json.dumps(obj))
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder + rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _safe_relpath(name: str, where: str) -> str:
+def safe_relpath(name: str, where: str) -> str:
     """Reject file names that would escape the image folder (absolute paths, '..')."""
     p = Path(name.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or not name.strip():
@@ -60,17 +93,45 @@ def _safe_relpath(name: str, where: str) -> str:
     return p.as_posix()
 
 
-def _check_output(out: Path, inputs: Iterable[Path]) -> None:
-    for i in inputs:
-        if out.exists() and i.exists() and out.resolve() == i.resolve():
-            raise DatasetError(f"{out}: the output would overwrite an input; choose another output path")
+def check_output(outputs: Iterable[Path], inputs: Iterable[Path], flag: str) -> None:
+    """Refuse an output path that is one of the input files (it would overwrite what the user gave)."""
+    taken = {p.resolve() for p in inputs if p.exists()}
+    for out in outputs:
+        if out.resolve() in taken:
+            raise DatasetError(
+                f"{flag} {out} is also an input of this conversion; writing it would overwrite the "
+                f"input: choose another path"
+            )
 
 
-def _categories(names: list[str]) -> list[dict]:
+def check_output_kind(path: Path, flag: str, folder: bool = False) -> None:
+    """Refuse an output that exists as the other kind: a folder where a file goes, or a file for a folder."""
+    if folder and path.exists() and not path.is_dir():
+        raise DatasetError(f"{flag} {path} is a file, not a folder; choose another {flag}")
+    if not folder and path.is_dir():
+        raise DatasetError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'out.json'})")
+
+
+def write_outputs(outputs: dict[Path, str], flag: str, target: Path) -> None:
+    """Write each ``{path: text}`` atomically; an OSError becomes a DatasetError naming ``flag`` and the folder."""
+    try:
+        for path, text in outputs.items():
+            write_text_atomic(path, text)
+    except (FileExistsError, NotADirectoryError) as e:  # a file where the path needs a folder
+        raise DatasetError(f"{flag} {target}: {e.filename} is, or lies under, a file; choose another {flag}") from e
+    except OSError as e:
+        where = Path(e.filename).parent if e.filename else target
+        raise DatasetError(
+            f"{flag} {target}: cannot write in {where} ({e.strerror}); choose a folder you can write to"
+        ) from e
+
+
+def categories_from_names(names: list[str]) -> list[dict]:
+    """COCO categories with ids 1..C in the order of ``names``."""
     return [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(names)]
 
 
-def _list_images(img_dir: Path) -> list[Path]:
-    if not img_dir.is_dir():
-        raise DatasetError(f"{img_dir}: image folder not found")
+def list_images(img_dir: Path, flag: str = "--img-dir") -> list[Path]:
+    """Image files under ``img_dir`` (recursively, sorted); a DatasetError naming ``flag`` when it is no folder."""
+    require_dir(img_dir, flag, "image folder")
     return sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())

@@ -1,21 +1,31 @@
 """Pascal VOC XML -> COCO (VOC boxes are 1-based and inclusive: ``x0 = xmin - 1``, ``x1 = xmax``)."""
+
 from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from detkit.data.converters.common import DatasetError, _categories, _safe_relpath, image_size
+from detkit.data.converters.common import (
+    IMAGE_EXTS,
+    DatasetError,
+    categories_from_names,
+    image_size,
+    require_dir,
+    safe_relpath,
+)
 
 __all__ = ["voc_to_coco"]
 
 
 def _xml_text(node: ET.Element, tag: str, where: str, required: bool = True) -> str | None:
-    child = node.find(tag)   # direct children only: <part> boxes of person layout are not matched
+    child = node.find(tag)  # direct children only: <part> boxes of person layout are not matched
     if child is None or child.text is None or not child.text.strip():
         if required:
-            raise DatasetError(f"{where}: missing <{tag}>; every VOC <object> needs <name> and "
-                               f"<bndbox> with <xmin>, <ymin>, <xmax>, <ymax>")
+            raise DatasetError(
+                f"{where}: missing <{tag}>; every VOC <object> needs <name> and "
+                f"<bndbox> with <xmin>, <ymin>, <xmax>, <ymax>"
+            )
         return None
     return child.text.strip()
 
@@ -49,8 +59,10 @@ def _voc_image_size(root: ET.Element, xml_path: Path, img_path: Path | None) -> 
     if img_path is not None and img_path.is_file():
         ih, iw = image_size(img_path)
         if h > 0 and w > 0 and (h, w) != (ih, iw):
-            raise DatasetError(f"{xml_path}: <size> says {w}x{h} (w x h) but {img_path} is {iw}x{ih}; "
-                               f"fix <size> or use the matching image")
+            raise DatasetError(
+                f"{xml_path}: <size> says {w}x{h} (w x h) but {img_path} is {iw}x{ih}; "
+                f"fix <size> or use the matching image"
+            )
         return ih, iw
     if h <= 0 or w <= 0:
         raise DatasetError(f"{xml_path}: no valid <size> and no image file to read it from")
@@ -68,40 +80,104 @@ def _voc_object(obj: ET.Element, where: str, h: int, w: int) -> tuple[str, list[
         difficult = int(float(_xml_text(obj, "difficult", where, False) or 0))
     except ValueError as e:
         raise DatasetError(f"{where}: non-numeric value in <bndbox>/<difficult> ({e})") from e
-    x0, y0, x1, y1 = xmin - 1, ymin - 1, xmax, ymax        # 1-based inclusive -> continuous
+    x0, y0, x1, y1 = xmin - 1, ymin - 1, xmax, ymax  # 1-based inclusive -> continuous
     cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
     if cx1 <= cx0 or cy1 <= cy0:
-        raise DatasetError(f"{where}: box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} is empty "
-                           f"inside the {w}x{h} image; VOC boxes are 1-based with xmin <= xmax")
+        raise DatasetError(
+            f"{where}: box xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} is empty "
+            f"inside the {w}x{h} image; VOC boxes are 1-based with xmin <= xmax"
+        )
     clipped = (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
     return name, [cx0, cy0, cx1 - cx0, cy1 - cy0], int(difficult != 0), clipped
 
 
-def voc_to_coco(ann_dir: str | os.PathLike, img_dir: str | os.PathLike,
-                classes: list[str] | None = None) -> tuple[dict, dict]:
+def image_index(img_dir: Path) -> dict[tuple[str, str], list[str]]:
+    """Image files under ``img_dir`` by (relative folder, stem): ``{("", "000001"): ["000001.png"]}``."""
+    index: dict[tuple[str, str], list[str]] = {}
+    for p in sorted(img_dir.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTS and p.is_file():
+            rel = p.relative_to(img_dir)
+            index.setdefault((rel.parent.as_posix(), rel.stem), []).append(rel.as_posix())
+    return index
+
+
+def find_image(fname: str, img_dir: Path, index: dict, xml_path: Path) -> str | None:
+    """The image of an XML: ``fname`` itself, else the one image with its stem (another extension); None if none.
+
+    Raises DatasetError when several images share the stem (``a.png`` and ``a.jpg``): which one is meant
+    cannot be told.
+    """
+    if (img_dir / fname).is_file():
+        return fname
+    rel = Path(fname)
+    found = index.get((rel.parent.as_posix(), rel.stem), [])
+    if len(found) > 1:
+        raise DatasetError(
+            f"{xml_path}: <filename> {fname} is not in {img_dir}, and several images have its stem "
+            f"({', '.join(found)}); fix <filename> or remove the extra image"
+        )
+    return found[0] if found else None
+
+
+def _voc_record(xml_path: Path, img_dir: Path, index: dict, stats: dict, keep_missing: bool) -> tuple | None:
+    """(file name, h, w, objects, xml path) of one XML; None when its image is missing and not ``keep_missing``."""
+    root = _parse_voc_xml(xml_path)
+    named = safe_relpath(_xml_text(root, "filename", str(xml_path), False) or xml_path.stem + ".jpg", str(xml_path))
+    fname = find_image(named, img_dir, index, xml_path)
+    if fname is None:
+        stats["missing_image_files"].append(f"{xml_path.name} ({named})")
+        if not keep_missing:
+            return None
+        fname = named
+    elif fname != named:
+        stats["matched_by_stem"] += 1
+        stats["stem_matches"].append(f"{xml_path.name}: {named} -> {fname}")
+    h, w = _voc_image_size(root, xml_path, img_dir / fname)
+    objs = [_voc_object(o, f"{xml_path} object #{k}", h, w) for k, o in enumerate(root.findall("object"))]
+    return fname, h, w, objs, xml_path
+
+
+def voc_to_coco(
+    ann_dir: str | os.PathLike, img_dir: str | os.PathLike, classes: list[str] | None = None, keep_missing: bool = False
+) -> tuple[dict, dict]:
     """Convert a folder of Pascal VOC XML files to a COCO dict.
 
-    Args: ann_dir: folder of ``*.xml``; img_dir: their images (``<filename>`` is relative to it);
-    classes: class names in category-id order (ids 1..C); default: names found in the XML, sorted.
+    Args: ann_dir: folder of ``*.xml``; img_dir: their images (``<filename>`` is relative to it; when that
+    file is absent, the one image with the same stem and another extension is taken: the XML names
+    ``a.jpg``, the folder holds ``a.png``); classes: class names in category-id order (ids 1..C); default:
+    names found in the XML, sorted; keep_missing: list XML files whose image is missing anyway (with the
+    XML's ``<size>``) instead of leaving them out.
     Returns: (coco dict, stats dict). ``difficult`` objects stay annotations with ``"difficult": 1``.
+    Counts: ``missing_images`` (XML files without an image), ``matched_by_stem``; lists (for messages):
+    ``missing_image_files`` (``'a.xml (a.jpg)'``), ``stem_matches`` (``'a.xml: a.jpg -> a.png'``).
     """
-    ann_dir, img_dir = Path(ann_dir), Path(img_dir)
-    if not ann_dir.is_dir():
-        raise DatasetError(f"{ann_dir}: annotation folder not found")
+    ann_dir = require_dir(ann_dir, "--ann-dir", "annotation folder")
+    img_dir = require_dir(img_dir, "--img-dir", "image folder")
     xmls = sorted(ann_dir.glob("*.xml"))
     if not xmls:
-        raise DatasetError(f"{ann_dir}: no .xml files; point --ann-dir at the VOC 'Annotations' folder")
-    records = []
-    stats = {"images": 0, "annotations": 0, "difficult": 0, "clipped": 0, "missing_images": 0}
-    for xml_path in xmls:
-        root = _parse_voc_xml(xml_path)
-        fname = _xml_text(root, "filename", str(xml_path), False) or xml_path.stem + ".jpg"
-        fname = _safe_relpath(fname, str(xml_path))
-        img_path = img_dir / fname
-        stats["missing_images"] += not img_path.is_file()
-        h, w = _voc_image_size(root, xml_path, img_path)
-        objs = [_voc_object(o, f"{xml_path} object #{k}", h, w) for k, o in enumerate(root.findall("object"))]
-        records.append((fname, h, w, objs, xml_path))
+        raise DatasetError(f"--ann-dir {ann_dir}: no .xml files; point --ann-dir at the VOC 'Annotations' folder")
+    index = image_index(img_dir)
+    stats = {
+        "images": 0,
+        "annotations": 0,
+        "difficult": 0,
+        "clipped": 0,
+        "missing_images": 0,
+        "matched_by_stem": 0,
+        "missing_image_files": [],
+        "stem_matches": [],
+    }
+    records = [r for r in (_voc_record(x, img_dir, index, stats, keep_missing) for x in xmls) if r is not None]
+    stats["missing_images"] = len(stats["missing_image_files"])
+    if not records:
+        raise DatasetError(
+            f"--img-dir {img_dir}: none of the {len(xmls)} XML files has its image there "
+            f"(e.g. {stats['missing_image_files'][0]}); check --img-dir"
+        )
+    return _coco_from_records(records, classes, ann_dir, stats), stats
+
+
+def _coco_from_records(records: list[tuple], classes: list[str] | None, ann_dir: Path, stats: dict) -> dict:
     names = classes if classes is not None else sorted({o[0] for r in records for o in r[3]})
     cat_id = {n: i + 1 for i, n in enumerate(names)}
     images, anns = [], []
@@ -109,14 +185,28 @@ def voc_to_coco(ann_dir: str | os.PathLike, img_dir: str | os.PathLike,
         images.append({"id": image_id, "file_name": fname, "width": w, "height": h})
         for name, bbox, difficult, clipped in objs:
             if name not in cat_id:
-                raise DatasetError(f"{xml_path}: object class '{name}' is not in the class list "
-                                   f"{names}; add it to the --classes file")
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat_id[name],
-                         "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": 0, "segmentation": [],
-                         "difficult": difficult})
+                raise DatasetError(
+                    f"{xml_path}: object class '{name}' is not in the class list {names}; add it to the --classes file"
+                )
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat_id[name],
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                    "segmentation": [],
+                    "difficult": difficult,
+                }
+            )
             stats["difficult"] += difficult
             stats["clipped"] += clipped
     stats.update(images=len(images), annotations=len(anns), classes=len(names))
-    coco = {"info": {"description": f"converted from Pascal VOC ({ann_dir.name}) by detkit"},
-            "licenses": [], "images": images, "annotations": anns, "categories": _categories(names)}
-    return coco, stats
+    return {
+        "info": {"description": f"converted from Pascal VOC ({ann_dir.name}) by detkit"},
+        "licenses": [],
+        "images": images,
+        "annotations": anns,
+        "categories": categories_from_names(names),
+    }

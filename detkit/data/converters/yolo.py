@@ -1,4 +1,5 @@
 """YOLO txt labels <-> COCO: ``class cx cy w h`` or ``class x1 y1 x2 y2 ...`` (polygon), normalised to 0..1."""
+
 from __future__ import annotations
 
 import os
@@ -7,16 +8,23 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from detkit.data.converters.common import (IMAGE_EXTS, DatasetError, _categories, _list_images, _safe_relpath,
-                                           image_size)
+from detkit.data.converters.common import (
+    IMAGE_EXTS,
+    DatasetError,
+    categories_from_names,
+    image_size,
+    list_images,
+    require_dir,
+    safe_relpath,
+)
 
-__all__ = ["yolo_to_coco", "coco_to_yolo"]
+__all__ = ["coco_to_yolo", "yolo_to_coco"]
 
 
 # ----------------------------------------------------------------------------- YOLO -> COCO
 
-def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int,
-               w: int) -> tuple[int, list[float], list | None]:
+
+def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int, w: int) -> tuple[int, list[float], list | None]:
     """(class index, COCO bbox, polygon or None) of one YOLO label line."""
     try:
         cls_f = float(tokens[0])
@@ -25,8 +33,10 @@ def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int,
         raise DatasetError(f"{where}: non-numeric value ({e})") from e
     cls = int(cls_f)
     if cls != cls_f or not 0 <= cls < num_classes:
-        raise DatasetError(f"{where}: class index {tokens[0]} is not an integer in 0..{num_classes - 1} "
-                           f"(classes.txt has {num_classes} names)")
+        raise DatasetError(
+            f"{where}: class index {tokens[0]} is not an integer in 0..{num_classes - 1} "
+            f"(classes.txt has {num_classes} names)"
+        )
     if not np.isfinite(vals).all() or (vals < -0.01).any() or (vals > 1.01).any():
         raise DatasetError(f"{where}: coordinates must be normalised to 0..1 (YOLO format)")
     vals = vals.clip(0.0, 1.0)
@@ -36,16 +46,17 @@ def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int,
         x1, y1 = min(cx + bw / 2, float(w)), min(cy + bh / 2, float(h))
         return cls, [x0, y0, x1 - x0, y1 - y0], None
     if len(vals) < 6 or len(vals) % 2:
-        raise DatasetError(f"{where}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...' "
-                           f"(an even number of at least 6 polygon coordinates), got {len(vals)} numbers")
+        raise DatasetError(
+            f"{where}: expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...' "
+            f"(an even number of at least 6 polygon coordinates), got {len(vals)} numbers"
+        )
     pts = vals.reshape(-1, 2) * [w, h]
     x0, y0 = pts.min(0)
     x1, y1 = pts.max(0)
     return cls, [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], [pts.reshape(-1).tolist()]
 
 
-def _yolo_file(txt: Path, image_id: int, classes: list[str], h: int, w: int, first_id: int,
-               stats: dict) -> list[dict]:
+def _yolo_file(txt: Path, image_id: int, classes: list[str], h: int, w: int, first_id: int, stats: dict) -> list[dict]:
     """COCO annotations (ids from ``first_id``) of one YOLO label file."""
     try:
         lines = txt.read_text(encoding="utf-8").splitlines()
@@ -63,25 +74,31 @@ def _yolo_file(txt: Path, image_id: int, classes: list[str], h: int, w: int, fir
         if poly:
             area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(poly, h, w))))
             stats["polygons"] += 1
-        anns.append({"id": first_id + len(anns), "image_id": image_id, "category_id": cls + 1, "bbox": bbox,
-                     "area": area, "iscrowd": 0, "segmentation": poly or []})
+        anns.append(
+            {
+                "id": first_id + len(anns),
+                "image_id": image_id,
+                "category_id": cls + 1,
+                "bbox": bbox,
+                "area": area,
+                "iscrowd": 0,
+                "segmentation": poly or [],
+            }
+        )
     return anns
 
 
-def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike,
-                 classes: list[str]) -> tuple[dict, dict]:
+def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike, classes: list[str]) -> tuple[dict, dict]:
     """Convert YOLO txt labels (boxes or polygons) to a COCO dict; category ids are 1..C.
 
     Each image under ``img_dir`` (recursively) takes its labels from ``label_dir/<relative path>.txt``;
     an image without a label file is a negative (no annotations). Sizes are read from the images.
     Returns: (coco dict, stats dict); ``stats['orphan_labels']`` counts label files without an image.
     """
-    label_dir, img_dir = Path(label_dir), Path(img_dir)
-    if not label_dir.is_dir():
-        raise DatasetError(f"{label_dir}: label folder not found")
+    label_dir, img_dir = require_dir(label_dir, "--label-dir", "label folder"), Path(img_dir)
     images, anns, used = [], [], set()
     stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0}
-    for image_id, path in enumerate(_list_images(img_dir), start=1):
+    for image_id, path in enumerate(list_images(img_dir), start=1):
         rel = path.relative_to(img_dir)
         h, w = image_size(path)
         images.append({"id": image_id, "file_name": rel.as_posix(), "width": w, "height": h})
@@ -93,16 +110,23 @@ def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike,
         stats["negatives"] += not new
         anns.extend(new)
     if not images:
-        raise DatasetError(f"{img_dir}: no images ({', '.join(IMAGE_EXTS)})")
-    stats["orphan_labels"] = sum(1 for t in label_dir.rglob("*.txt")
-                                 if t.resolve() not in used and t.name != "classes.txt")
+        raise DatasetError(f"--img-dir {img_dir}: no images ({', '.join(IMAGE_EXTS)}); point it at the image folder")
+    stats["orphan_labels"] = sum(
+        1 for t in label_dir.rglob("*.txt") if t.resolve() not in used and t.name != "classes.txt"
+    )
     stats.update(images=len(images), annotations=len(anns), classes=len(classes))
-    coco = {"info": {"description": f"converted from YOLO labels ({label_dir.name}) by detkit"},
-            "licenses": [], "images": images, "annotations": anns, "categories": _categories(classes)}
+    coco = {
+        "info": {"description": f"converted from YOLO labels ({label_dir.name}) by detkit"},
+        "licenses": [],
+        "images": images,
+        "annotations": anns,
+        "categories": categories_from_names(classes),
+    }
     return coco, stats
 
 
 # ----------------------------------------------------------------------------- COCO -> YOLO
+
 
 def _fmt(v: float) -> str:
     s = f"{v:.8f}".rstrip("0").rstrip(".")
@@ -118,7 +142,7 @@ def _merge_polygons(polys: list[np.ndarray]) -> np.ndarray:
     for p in polys[1:]:
         d = ((out[:, None, :] - p[None, :, :]) ** 2).sum(-1)
         i, j = np.unravel_index(int(d.argmin()), d.shape)
-        p_rot = np.roll(p, -j, axis=0)                     # start the part at its nearest point
+        p_rot = np.roll(p, -j, axis=0)  # start the part at its nearest point
         out = np.concatenate([out[: i + 1], p_rot, p_rot[:1], out[i:]], 0)
     return out
 
@@ -131,6 +155,7 @@ def _ann_polygon(ann: dict, h: int, w: int) -> np.ndarray | None:
         return _merge_polygons(polys) if polys else None
     if isinstance(seg, dict):
         import cv2
+
         rle = mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg
         m = mask_utils.decode(rle)
         contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -140,8 +165,9 @@ def _ann_polygon(ann: dict, h: int, w: int) -> np.ndarray | None:
     return None
 
 
-def coco_to_yolo(coco: dict, segments: bool = False,
-                 source: str = "annotation file") -> tuple[dict[str, str], list[str], dict]:
+def coco_to_yolo(
+    coco: dict, segments: bool = False, source: str = "annotation file"
+) -> tuple[dict[str, str], list[str], dict]:
     """Convert a COCO dict to YOLO label text.
 
     Returns: (``{relative label path: text}`` one entry per image (empty text for negatives),
@@ -159,8 +185,10 @@ def coco_to_yolo(coco: dict, segments: bool = False,
     for ann in coco.get("annotations", []):
         im = images.get(ann.get("image_id"))
         if im is None or ann.get("category_id") not in index:
-            raise DatasetError(f"{source}: annotation id {ann.get('id')} refers to an unknown "
-                               f"image_id {ann.get('image_id')} or category_id {ann.get('category_id')}")
+            raise DatasetError(
+                f"{source}: annotation id {ann.get('id')} refers to an unknown "
+                f"image_id {ann.get('image_id')} or category_id {ann.get('category_id')}"
+            )
         if ann.get("iscrowd", 0):
             stats["crowd_skipped"] += 1
             continue
@@ -183,7 +211,7 @@ def coco_to_yolo(coco: dict, segments: bool = False,
             lines[im["id"]].append(" ".join([cls] + [_fmt(v) for v in vals]))
     labels: dict[str, str] = {}
     for image_id, im in images.items():
-        name = _safe_relpath(im["file_name"], f"{source} image id {image_id}")
+        name = safe_relpath(im["file_name"], f"{source} image id {image_id}")
         rel = Path(name).with_suffix(".txt").as_posix()
         if rel in labels:
             raise DatasetError(f"{source}: two images map to the same label file {rel}; file names must be unique")
