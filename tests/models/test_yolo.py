@@ -143,6 +143,19 @@ def test_predict_maps_letterboxed_boxes_and_masks_to_the_original_image():
     assert out["boxes"][:, 2].max() <= 31 and out["boxes"][:, 3].max() <= 33
 
 
+def test_seg_predict_with_images_without_detections():
+    model = _model(seg=True).eval()
+    batch = _batch(h=64, w=96, n_img=2, masks=True)
+    for out in model.predict(batch, score_thr=1.0):  # nothing passes: empty masks, not an error
+        assert out["boxes"].shape == (0, 4) and out["masks"].shape == (0, 64, 96)
+    dets = model.head.predict(
+        model.forward_raw(model.preprocess(batch)), [(64, 96), (40, 96)], score_thr=0.0, max_per_img=5
+    )
+    for d, h in zip(dets, (64, 40)):  # per image: its own detections and masks, boxes inside the image
+        assert d["masks"].shape == (len(d["boxes"]), 64, 96) and len(d["boxes"]) == 5
+        assert d["boxes"][:, 3].max() <= h and set(d) == {"boxes", "scores", "labels", "index", "masks"}
+
+
 def test_decode_inverts_the_distance_targets():
     head = YOLOHead(num_classes=2, in_channels=[8], strides=[8], reg_max=16)
     points = torch.tensor([[12.0, 20.0]])
