@@ -1,38 +1,53 @@
 """Analysis of detection results: per-class / per-size AP, PR curves, confusion matrix, TIDE-style errors,
-per-image errors. Every number comes from pycocotools' COCOeval, as ``detkit.evaluation`` reports it."""
+per-image errors. Every number comes from pycocotools' COCOeval, as ``detkit.evaluation`` reports it.
+
+The names below are imported on first use, so that ``detkit.analysis.logs`` (the curves of work directories,
+``tools/plot_logs.py``) loads without torch.
+"""
 
 from __future__ import annotations
 
-from detkit.analysis.common import load_gt, load_results, run_cocoeval
-from detkit.analysis.confusion import ConfusionResult, confusion_matrix, plot_confusion_matrix, write_confusion_csv
-from detkit.analysis.errors import ERROR_TYPES, ErrorReport, error_breakdown, plot_errors
-from detkit.analysis.per_class import ClassRow, format_table, per_class_table, size_table, write_per_class_csv
-from detkit.analysis.per_image import draw_ranked_images, rank_images
-from detkit.analysis.pr_curves import plot_pr_curves, pr_curves
-from detkit.analysis.report import analyze, write_eval_report, write_evaluator_report
+import importlib
 
-__all__ = [
-    "ERROR_TYPES",
-    "ClassRow",
-    "ConfusionResult",
-    "ErrorReport",
-    "analyze",
-    "confusion_matrix",
-    "draw_ranked_images",
-    "error_breakdown",
-    "format_table",
-    "load_gt",
-    "load_results",
-    "per_class_table",
-    "plot_confusion_matrix",
-    "plot_errors",
-    "plot_pr_curves",
-    "pr_curves",
-    "rank_images",
-    "run_cocoeval",
-    "size_table",
-    "write_confusion_csv",
-    "write_eval_report",
-    "write_evaluator_report",
-    "write_per_class_csv",
-]
+# public name -> module of detkit.analysis that defines it
+_LAZY = {
+    "load_gt": "common",
+    "load_results": "common",
+    "run_cocoeval": "common",
+    "ConfusionResult": "confusion",
+    "confusion_matrix": "confusion",
+    "plot_confusion_matrix": "confusion",
+    "write_confusion_csv": "confusion",
+    "ERROR_TYPES": "errors",
+    "ErrorReport": "errors",
+    "error_breakdown": "errors",
+    "plot_errors": "errors",
+    "ClassRow": "per_class",
+    "format_table": "per_class",
+    "per_class_table": "per_class",
+    "size_table": "per_class",
+    "write_per_class_csv": "per_class",
+    "draw_ranked_images": "per_image",
+    "rank_images": "per_image",
+    "plot_pr_curves": "precision_recall",
+    "pr_curves": "precision_recall",
+    "analyze": "report",
+    "analyze_loaded": "report",
+    "write_eval_report": "report",
+    "write_evaluator_report": "report",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    """Import ``name`` from its module on first use."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"detkit.analysis.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'detkit.analysis' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

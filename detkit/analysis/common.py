@@ -1,4 +1,4 @@
-"""Shared pieces of the analysis: ground truth / results loading, a COCOeval runner, IoU matrices, figures.
+"""Shared pieces of the analysis: ground truth / results loading, a COCOeval runner, IoU matrices.
 
 Everything is measured with pycocotools (the same ``COCOeval`` as ``detkit.evaluation``); IoUs outside
 COCOeval come from ``torchvision.ops.box_iou`` (boxes) and ``pycocotools.mask.iou`` (masks, crowd regions).
@@ -6,12 +6,7 @@ COCOeval come from ``torchvision.ops.box_iou`` (boxes) and ``pycocotools.mask.io
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import json
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,41 +17,15 @@ from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_iou
 
-# private helpers of the evaluation package: the same result checks and empty-result handling as coco_metrics
-from detkit.evaluation.coco_metrics import _empty_results_coco, _load_results, load_coco_gt
-from detkit.utils.files import atomic_write
+from detkit.evaluation.checks import coverage_mismatch, warn_mismatch
+from detkit.evaluation.coco_metrics import accumulate_cocoeval, check_results, load_coco_gt, read_results
 
-__all__ = [
-    "category_names",
-    "iou_matrix",
-    "is_ignored_gt",
-    "load_gt",
-    "load_results",
-    "pyplot",
-    "run_cocoeval",
-    "save_figure",
-    "write_csv",
-]
+__all__ = ["category_names", "iou_matrix", "is_ignored_gt", "load_gt", "load_results", "run_cocoeval"]
 
 
 def load_gt(gt: str | os.PathLike | dict | Any, iou_type: str = "bbox") -> Any:
     """A private pycocotools ``COCO`` copy of ``gt`` (json path, dict or COCO object; never modified)."""
     return load_coco_gt(gt, "pycocotools", iou_type)
-
-
-def _read_results(results: str | os.PathLike | Sequence[dict]) -> list[dict]:
-    if isinstance(results, (str, os.PathLike)):
-        path = os.fspath(results)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"predictions file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            try:
-                results = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e}); expected a COCO results list") from e
-        if not isinstance(results, list):
-            raise ValueError(f"{path}: COCO results must be a JSON list of dicts, got {type(results).__name__}")
-    return [dict(r) if isinstance(r, dict) else r for r in results]
 
 
 def load_results(results: str | os.PathLike | Sequence[dict], coco_gt: Any, iou_type: str = "bbox") -> list[dict]:
@@ -65,17 +34,24 @@ def load_results(results: str | os.PathLike | Sequence[dict], coco_gt: Any, iou_
     Results that carry a ``file_name`` (``tools/infer.py`` writes one, with the input's index as
     ``image_id``) are matched to the ground-truth image of that file name (its last path components), so
     predictions made on an image folder can be analysed against the folder's annotation file.
-    Results of categories absent from the ground truth are dropped (COCOeval ignores them too).
+    Results of categories absent from the ground truth are dropped (COCOeval ignores them too) after a
+    :class:`~detkit.evaluation.checks.CategoryMismatchWarning`; so are category names that differ from the
+    ground truth's and predictions that cover under half of its images.
     """
-    res = _read_results(results)
+    res, source = read_results(results, "predictions")
     if res and all(isinstance(r, dict) and "file_name" in r for r in res):
-        res = _match_file_names(res, coco_gt)
-    res = _load_results(res, iou_type, set(coco_gt.getImgIds()), set(coco_gt.getCatIds()))
+        res = _match_file_names(res, coco_gt, source)
+    res = check_results(res, iou_type, coco_gt, source)
+    message = coverage_mismatch(
+        (r["image_id"] for r in res), coco_gt.getImgIds(), source, getattr(coco_gt, "source", "the ground truth")
+    )
+    if message:
+        warn_mismatch(message)
     cats = set(coco_gt.getCatIds())
     return [r for r in res if r["category_id"] in cats]
 
 
-def _match_file_names(res: list[dict], coco_gt: Any) -> list[dict]:
+def _match_file_names(res: list[dict], coco_gt: Any, source: str) -> list[dict]:
     by_name: dict[str, int] = {}
     for im in coco_gt.dataset["images"]:
         parts = Path(str(im.get("file_name", ""))).parts
@@ -93,9 +69,9 @@ def _match_file_names(res: list[dict], coco_gt: Any) -> list[dict]:
         out.append({**r, "image_id": img_id})
     if missing:
         raise ValueError(
-            f"{len(missing)} predicted file(s) are not images of the ground truth (e.g. "
-            f"{sorted(missing)[0]}); analyse predictions against the annotation file of the "
-            f"images they were made on"
+            f"{source}: {len(missing)} predicted file(s) are not images of "
+            f"{getattr(coco_gt, 'source', 'the ground truth')} (e.g. {sorted(missing)[0]}); analyse the "
+            "predictions against the annotation file of the images they were made on"
         )
     return out
 
@@ -114,19 +90,7 @@ def run_cocoeval(
             not modified; iou_thrs: IoU thresholds (default pycocotools' 0.50:0.05:0.95);
             img_ids: images to evaluate (default all).
     """
-    with contextlib.redirect_stdout(io.StringIO()):
-        dets = [dict(r) for r in results]  # loadRes writes ids and areas into the records
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            coco_dt = coco_gt.loadRes(dets) if dets else _empty_results_coco(coco_gt, "pycocotools")
-        E = COCOeval(coco_gt, coco_dt, iou_type)
-        if iou_thrs is not None:
-            E.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
-        if img_ids is not None:
-            E.params.imgIds = sorted(int(i) for i in img_ids)
-        E.evaluate()
-        E.accumulate()
-    return E
+    return accumulate_cocoeval(coco_gt, results, iou_type, img_ids, "pycocotools", iou_thrs)
 
 
 def category_names(coco_gt: Any, class_names: Sequence[str] | None = None) -> tuple[list[int], list[str]]:
@@ -169,34 +133,3 @@ def iou_matrix(
     else:
         d, g = [x["segmentation"] for x in dets], [coco_gt.annToRLE(x) for x in gts]
     return np.asarray(mask_utils.iou(d, g, [int(crowd)] * len(gts))).reshape(len(dets), len(gts))
-
-
-def pyplot():
-    """matplotlib.pyplot on the headless Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save and close a figure atomically (tmp file + rename); returns the path."""
-    plt = pyplot()
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
-    return path
-
-
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
-    """Write a CSV file atomically."""
-    text = io.StringIO()
-    w = csv.writer(text, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
-    return Path(path)

@@ -26,11 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from detkit.analysis.common import iou_matrix, is_ignored_gt, pyplot, save_figure, write_csv
+from detkit.analysis.common import iou_matrix, is_ignored_gt
+from detkit.analysis.figures import pyplot, save_figure, write_csv
 
 __all__ = [
     "ConfusionResult",
     "ImageMatch",
+    "confusion_figure",
     "confusion_matrix",
     "match_image",
     "plot_confusion_matrix",
@@ -160,8 +162,9 @@ def write_confusion_csv(cm: ConfusionResult, path: str | os.PathLike) -> Path:
     return write_csv(path, ["gt \\ pred"] + [f"pred:{n}" for n in labels], rows)
 
 
-def plot_confusion_matrix(cm: ConfusionResult, out_path: str | os.PathLike, normalize: bool = True) -> Path:
-    """Heat map of the matrix: colour = share of the row (each true class sums to 1), text = counts."""
+def confusion_figure(cm: ConfusionResult, normalize: bool = True):
+    """The heat map of ``plot_confusion_matrix`` as a figure: rows true classes, columns predicted ones (the
+    class names then 'background' on both axes), colour the share of the row, text the counts."""
     plt = pyplot()
     labels = cm.names + ["background"]
     n = len(labels)
@@ -193,4 +196,9 @@ def plot_confusion_matrix(cm: ConfusionResult, out_path: str | os.PathLike, norm
         f"{cm.num_unmatched_predictions} unmatched predictions",
         fontsize=9,
     )
-    return save_figure(fig, out_path)
+    return fig
+
+
+def plot_confusion_matrix(cm: ConfusionResult, out_path: str | os.PathLike, normalize: bool = True) -> Path:
+    """Write :func:`confusion_figure`: colour = share of the row (each true class sums to 1), text = counts."""
+    return save_figure(confusion_figure(cm, normalize), out_path)

@@ -13,10 +13,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from detkit.analysis.common import pyplot, save_figure
+from detkit.analysis.figures import pyplot, save_figure
 from detkit.utils.files import read_jsonl
 
-__all__ = ["available_keys", "load_series", "plot_logs"]
+__all__ = ["available_keys", "load_series", "logs_figure", "plot_logs"]
 
 
 def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]]:
@@ -60,14 +60,13 @@ def available_keys(work_dirs: Sequence[str | os.PathLike]) -> list[str]:
     return sorted({k for d in work_dirs for k in load_series(d)})
 
 
-def plot_logs(
+def logs_figure(
     work_dirs: Sequence[str | os.PathLike],
     keys: Sequence[str],
-    out: str | os.PathLike,
     x: str = "epoch",
     labels: Sequence[str] | None = None,
-) -> Path:
-    """One panel per key, one line per work directory; ``x`` is ``'epoch'`` or ``'iter'``.
+):
+    """The figure of ``plot_logs``: one axes per key (titled with it), one line per work directory (labelled).
 
     Raises ``ValueError`` for a key that no work directory has (naming the keys there are).
     """
@@ -85,12 +84,12 @@ def plot_logs(
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
+        is_metric = "/" in key and key.split("/")[0] in ("bbox", "segm", "sem")
         for run, label in zip(runs, labels):
             s = run.get(key)
             if s is None:
                 continue
             pts = [(a, v) for a, v in zip(s[x], s["value"]) if not (math.isnan(a) or math.isnan(v))]
-            is_metric = "/" in key and key.split("/")[0] in ("bbox", "segm", "sem")
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
@@ -101,10 +100,22 @@ def plot_logs(
             )
         ax.set_title(key)
         ax.set_xlabel(x)
-        ax.set_ylabel(key)
+        ax.set_ylabel(f"{key} (0..1)" if is_metric else key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    return save_figure(fig, out)
+    return fig
+
+
+def plot_logs(
+    work_dirs: Sequence[str | os.PathLike],
+    keys: Sequence[str],
+    out: str | os.PathLike,
+    x: str = "epoch",
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Write :func:`logs_figure` to ``out``: one panel per key, one line per work directory; ``x`` is
+    ``'epoch'`` or ``'iter'``. Raises ``ValueError`` for a key that no work directory has."""
+    return save_figure(logs_figure(work_dirs, keys, x, labels), out)

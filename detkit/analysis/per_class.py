@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from detkit.analysis.common import write_csv
-from detkit.evaluation.coco_metrics import per_class_ap
+from detkit.analysis.figures import write_csv
+from detkit.evaluation.coco_metrics import AP_UNITS, format_ap, max_det_index, mean_valid, per_class_ap
 
 __all__ = ["ClassRow", "format_table", "per_class_table", "size_table", "write_per_class_csv"]
 
@@ -31,16 +31,6 @@ class ClassRow(NamedTuple):
     APl: float
 
 
-def _mean_valid(s: np.ndarray) -> float:
-    s = s[s > -1]
-    return float(np.mean(s)) if s.size else -1.0
-
-
-def _max_det_index(params: Any) -> int:
-    dets = list(params.maxDets)
-    return dets.index(100) if 100 in dets else len(dets) - 1
-
-
 def per_class_table(cocoeval: Any, class_names: Mapping[int, str] | None = None) -> list[ClassRow]:
     """Per-category rows of an accumulated COCOeval (category id order).
 
@@ -50,14 +40,14 @@ def per_class_table(cocoeval: Any, class_names: Mapping[int, str] | None = None)
     """
     p = cocoeval.params
     prec = np.asarray(cocoeval.eval["precision"])
-    m = _max_det_index(p)
+    m = max_det_index(p)
     thr = np.asarray(p.iouThrs)
     t75 = np.where(np.isclose(thr, 0.75))[0]
     area = {lbl: i for i, lbl in enumerate(p.areaRngLbl)}
     rows = []
     for k, base in enumerate(per_class_ap(cocoeval, class_names)):
-        sizes = [_mean_valid(prec[:, :, k, area[s], m]) if s in area else -1.0 for s in SIZES]
-        ap75 = _mean_valid(prec[t75, :, k, area["all"], m]) if t75.size else -1.0
+        sizes = [mean_valid(prec[:, :, k, area[s], m]) if s in area else -1.0 for s in SIZES]
+        ap75 = mean_valid(prec[t75, :, k, area["all"], m]) if t75.size else -1.0
         rows.append(ClassRow(base.name, base.category_id, base.num_gt, base.AP, base.AP50, ap75, *sizes))
     return rows
 
@@ -70,7 +60,7 @@ def size_table(cocoeval: Any) -> dict[str, dict[str, float]]:
     """
     p = cocoeval.params
     prec = np.asarray(cocoeval.eval["precision"])
-    m = _max_det_index(p)
+    m = max_det_index(p)
     t50 = np.where(np.isclose(np.asarray(p.iouThrs), 0.5))[0]
     gt = cocoeval.cocoGt
     anns = [
@@ -84,35 +74,36 @@ def size_table(cocoeval: Any) -> dict[str, dict[str, float]]:
             continue
         a = list(p.areaRngLbl).index(lbl)
         out[lbl] = {
-            "AP": _mean_valid(prec[:, :, :, a, m]),
-            "AP50": _mean_valid(prec[t50, :, :, a, m]) if t50.size else -1.0,
+            "AP": mean_valid(prec[:, :, :, a, m]),
+            "AP50": mean_valid(prec[t50, :, :, a, m]) if t50.size else -1.0,
             "num_gt": sum(1 for x in anns if lo <= x["area"] <= hi),
         }
     return out
 
 
-def _pct(v: float) -> str:
-    return "-" if v < 0 else f"{100 * v:.1f}"
-
-
 def format_table(rows: Sequence[ClassRow], sizes: Mapping[str, Mapping[str, float]] | None = None) -> str:
-    """The per-class rows (and the per-size summary) as plain text, AP in percent, '-' where undefined."""
+    """The per-class rows (and the per-size summary) as plain text, AP in 0..1 (said in the title line),
+    '-' where undefined."""
     width = max([5] + [len(r.name) for r in rows])
     cols = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-    lines = [f"{'class':<{width}}  {'cat_id':>6}  {'num_gt':>6}  " + "  ".join(f"{c:>5}" for c in cols)]
+    lines = [f"per-class {AP_UNITS}"]
+    lines.append(f"{'class':<{width}}  {'cat_id':>6}  {'num_gt':>6}  " + "  ".join(f"{c:>5}" for c in cols))
     for r in rows:
         vals = (r.AP, r.AP50, r.AP75, r.APs, r.APm, r.APl)
         lines.append(
-            f"{r.name:<{width}}  {r.category_id:>6}  {r.num_gt:>6}  " + "  ".join(f"{_pct(v):>5}" for v in vals)
+            f"{r.name:<{width}}  {r.category_id:>6}  {r.num_gt:>6}  " + "  ".join(f"{format_ap(v):>5}" for v in vals)
         )
     if sizes:
-        lines.append("")
-        lines.append(f"{'size':<8}  {'num_gt':>6}  {'AP':>5}  {'AP50':>5}")
+        lines += ["", f"per-size {AP_UNITS}", f"{'size':<8}  {'num_gt':>6}  {'AP':>5}  {'AP50':>5}"]
         for s, d in sizes.items():
-            lines.append(f"{s:<8}  {int(d['num_gt']):>6}  {_pct(d['AP']):>5}  {_pct(d['AP50']):>5}")
+            lines.append(f"{s:<8}  {int(d['num_gt']):>6}  {format_ap(d['AP']):>5}  {format_ap(d['AP50']):>5}")
     return "\n".join(lines)
 
 
+# CSV column names: AP values are fractions in 0..1 (-1 = undefined), said in the header
+CSV_HEADER = tuple(f"{f} (0-1)" if f.startswith("AP") else f for f in ClassRow._fields)
+
+
 def write_per_class_csv(rows: Sequence[ClassRow], path: str | os.PathLike) -> Path:
-    """Write the rows as CSV (AP values as fractions in 0..1, -1 = undefined)."""
-    return write_csv(path, ClassRow._fields, [tuple(r) for r in rows])
+    """Write the rows as CSV; AP columns are fractions in 0..1 (-1 = undefined), headed ``AP (0-1)`` etc."""
+    return write_csv(path, CSV_HEADER, [tuple(r) for r in rows])

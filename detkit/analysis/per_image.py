@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from detkit.analysis.common import write_csv
 from detkit.analysis.confusion import ConfusionResult, ImageMatch
+from detkit.analysis.figures import write_csv
 from detkit.utils.files import atomic_write
 
 __all__ = ["draw_image_pair", "draw_ranked_images", "rank_images", "write_per_image_csv"]
@@ -113,34 +113,36 @@ def draw_ranked_images(
     out_dir: str | os.PathLike,
     num: int = 8,
     iou_type: str = "bbox",
+    progress: bool = True,
 ) -> dict[str, list[Path]]:
     """Draw the ``num`` worst and best images into ``out_dir/worst`` and ``out_dir/best`` (JPEG).
 
     Image paths are ``img_dir`` joined with each image's ``file_name`` and may not leave ``img_dir``;
-    an unreadable image is skipped with a warning.
+    an unreadable image is skipped with a warning. ``progress``: a tqdm bar on a terminal.
     """
     import warnings
+
+    from tqdm import tqdm
 
     from detkit.data.image_io import read_image, safe_join
 
     ranked = rank_images(cm)
     with_gt = [m for m in ranked if m.gts]
     groups = {"worst": ranked[:num], "best": sorted(with_gt, key=lambda m: (m.errors, -len(m.gts), m.image_id))[:num]}
-    written: dict[str, list[Path]] = {}
-    for group, items in groups.items():
-        written[group] = []
-        for rank, m in enumerate(items, 1):
-            info = coco_gt.imgs[m.image_id]
-            try:
-                image = read_image(safe_join(img_dir, info["file_name"]))
-            except (OSError, ValueError) as e:
-                warnings.warn(f"skipped image {m.image_id}: {e}", stacklevel=2)
-                continue
-            drawn = draw_image_pair(image, m, coco_gt, cm.names, cm.category_ids, iou_type)
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-            if not ok:
-                continue
-            path = Path(out_dir) / group / f"{rank:02d}_image{m.image_id}.jpg"
-            atomic_write(path, lambda f, b=buf: f.write(b.tobytes()))
-            written[group].append(path)
+    written: dict[str, list[Path]] = {group: [] for group in groups}
+    todo = [(group, rank, m) for group, items in groups.items() for rank, m in enumerate(items, 1)]
+    for group, rank, m in tqdm(todo, desc="drawing images", unit="img", disable=None if progress else True):
+        info = coco_gt.imgs[m.image_id]
+        try:
+            image = read_image(safe_join(img_dir, info["file_name"]))
+        except (OSError, ValueError) as e:
+            warnings.warn(f"skipped image {m.image_id}: {e}", stacklevel=2)
+            continue
+        drawn = draw_image_pair(image, m, coco_gt, cm.names, cm.category_ids, iou_type)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            continue
+        path = Path(out_dir) / group / f"{rank:02d}_image{m.image_id}.jpg"
+        atomic_write(path, lambda f, b=buf: f.write(b.tobytes()))
+        written[group].append(path)
     return written

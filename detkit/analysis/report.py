@@ -15,11 +15,11 @@ from detkit.analysis.confusion import confusion_matrix, plot_confusion_matrix, w
 from detkit.analysis.errors import error_breakdown, plot_errors, write_errors_csv
 from detkit.analysis.per_class import format_table, per_class_table, size_table, write_per_class_csv
 from detkit.analysis.per_image import draw_ranked_images, write_per_image_csv
-from detkit.analysis.pr_curves import plot_pr_curves
+from detkit.analysis.precision_recall import plot_pr_curves
 from detkit.evaluation.coco_metrics import STAT_NAMES
 from detkit.utils.files import atomic_write
 
-__all__ = ["analyze", "write_eval_report", "write_evaluator_report"]
+__all__ = ["analyze", "analyze_loaded", "write_eval_report", "write_evaluator_report"]
 
 
 def _metrics(cocoeval: Any, iou_type: str) -> dict[str, float]:
@@ -73,9 +73,22 @@ def write_evaluator_report(evaluator: Any, work_dir: str | os.PathLike) -> list[
     return write_eval_report(work_dir, gt, results, getattr(evaluator, "class_names", None), iou_type)["files"]
 
 
-def analyze(
-    gt: Any,
-    results: str | os.PathLike | Sequence[dict],
+def analyze(gt: Any, results: str | os.PathLike | Sequence[dict], out_dir: str | os.PathLike, **options) -> dict:
+    """Run every analysis of ``results`` against ``gt`` and write the outputs into ``out_dir``.
+
+    ``gt``: ground-truth json path, dict or COCO object (never modified); ``results``: COCO results (json
+    path or list). Predictions whose categories or images disagree with the ground truth give a
+    :class:`~detkit.evaluation.checks.CategoryMismatchWarning` first (see ``load_results``). ``options`` are
+    the keyword arguments of :func:`analyze_loaded` (``iou_type``, ``score_thr``, ``img_dir``, ``tide``, ...).
+    """
+    iou_type = options.get("iou_type", "bbox")
+    coco_gt = load_gt(gt, iou_type)
+    return analyze_loaded(coco_gt, load_results(results, coco_gt, iou_type), out_dir, **options)
+
+
+def analyze_loaded(
+    coco_gt: Any,
+    res: Sequence[dict],
     out_dir: str | os.PathLike,
     iou_type: str = "bbox",
     score_thr: float = 0.3,
@@ -84,18 +97,18 @@ def analyze(
     num_images: int = 8,
     class_names: Sequence[str] | None = None,
     tide: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Run every analysis of ``results`` against ``gt`` and write the outputs into ``out_dir``.
+    """``analyze`` of a private ground truth (``load_gt``) and checked results (``load_results``).
 
     Writes per_class.csv, pr_curves.png, confusion_matrix.png/.csv, errors.png/.csv (``tide``),
     per_image.csv, summary.json and, with ``img_dir``, worst/ and best/ drawings (docs/analysis.md).
+    ``progress`` shows tqdm bars (on a terminal only) for the error breakdown and the drawings.
     Returns a dict with ``metrics``, ``per_class``, ``sizes``, ``confusion``, ``errors``, ``table`` (text)
     and ``files``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    coco_gt = load_gt(gt, iou_type)
-    res = load_results(results, coco_gt, iou_type)
     cat_ids, names = category_names(coco_gt, class_names)
     E = run_cocoeval(coco_gt, res, iou_type)
     metrics = _metrics(E, iou_type)
@@ -110,21 +123,38 @@ def analyze(
     ]
     errors = None
     if tide:
-        errors = error_breakdown(coco_gt, res, iou_type, iou_thr)
+        errors = error_breakdown(coco_gt, res, iou_type, iou_thr, progress=progress)
         files += [plot_errors(errors, out / "errors.png"), write_errors_csv(errors, out / "errors.csv")]
     if img_dir is not None:
-        drawn = draw_ranked_images(cm, coco_gt, img_dir, out, num_images, iou_type)
+        drawn = draw_ranked_images(cm, coco_gt, img_dir, out, num_images, iou_type, progress)
         files += [p for group in drawn.values() for p in group]
-    summary = {
+    text = json.dumps(_summary(iou_type, coco_gt, res, metrics, sizes, rows, cm, errors), indent=2)
+    atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
+    files.append(out / "summary.json")
+    return {
+        "metrics": metrics,
+        "per_class": rows,
+        "sizes": sizes,
+        "confusion": cm,
+        "errors": errors,
+        "table": format_table(rows, sizes),
+        "files": files,
+    }
+
+
+def _summary(iou_type: str, coco_gt: Any, res: Sequence[dict], metrics, sizes, rows, cm, errors) -> dict:
+    """The content of summary.json (AP values in 0..1, as every detkit metric)."""
+    return {
         "iou_type": iou_type,
+        "ap_units": "0..1",
         "num_images": len(coco_gt.getImgIds()),
         "num_predictions": len(res),
         "metrics": metrics,
         "sizes": sizes,
         "per_class": [r._asdict() for r in rows],
         "confusion": {
-            "score_thr": score_thr,
-            "iou_thr": iou_thr,
+            "score_thr": cm.score_thr,
+            "iou_thr": cm.iou_thr,
             "num_gt": cm.num_gt,
             "num_unmatched_predictions": cm.num_unmatched_predictions,
             "num_ignored_predictions": cm.num_ignored_predictions,
@@ -138,16 +168,4 @@ def analyze(
             "counts": errors.counts,
             "delta_AP": errors.delta_ap,
         },
-    }
-    text = json.dumps(summary, indent=2)
-    atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
-    files.append(out / "summary.json")
-    return {
-        "metrics": metrics,
-        "per_class": rows,
-        "sizes": sizes,
-        "confusion": cm,
-        "errors": errors,
-        "table": format_table(rows, sizes),
-        "files": files,
     }

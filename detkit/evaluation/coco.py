@@ -19,17 +19,17 @@ from detkit.evaluation.coco_metrics import (  # noqa: F401
     STAT_NAMES,
     ClassAP,
     CocoEvalOutput,
-    _label_list,
-    _resolve_backend,
-    _run_cocoeval,
     coco_metrics,
     evaluate_coco,
+    evaluate_coco_gt,
     faster_coco_eval_available,
     format_per_class,
+    label_list,
     load_coco_gt,
     masks_to_rle,
     per_class_ap,
     prediction_to_coco,
+    resolve_backend,
 )
 
 __all__ = [
@@ -89,7 +89,7 @@ class CocoEvaluator:
         if bad or not iou_types:
             raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
         self.iou_types = tuple(iou_types)
-        self.backend = _resolve_backend(backend)
+        self.backend = resolve_backend(backend)
         self.verbose = verbose
         self._gt_source = getattr(dataset, "coco", None) if dataset is not None else None
         if self._gt_source is None:
@@ -100,7 +100,7 @@ class CocoEvaluator:
         cats = self._categories()
         if label_to_cat_id is None:
             label_to_cat_id = getattr(dataset, "label_to_cat_id", None)
-        self.label_to_cat_id = _label_list(label_to_cat_id if label_to_cat_id is not None else sorted(cats))
+        self.label_to_cat_id = label_list(label_to_cat_id if label_to_cat_id is not None else sorted(cats))
         if class_names is None:
             class_names = getattr(dataset, "class_names", None)
         if class_names is None:
@@ -198,7 +198,7 @@ class CocoEvaluator:
         names = dict(zip(self.label_to_cat_id, self.class_names))
         results = self.results
         for t in self.iou_types:
-            o = _run_cocoeval(self._gt, results, t, self._per_image, self.backend, self.verbose)
+            o = evaluate_coco_gt(self._gt, results, t, self._per_image, self.backend, self.verbose)
             metrics.update(o.metrics)
             per_class[t] = per_class_ap(o.cocoeval, names)
             logs[t] = o.log

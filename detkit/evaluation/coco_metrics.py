@@ -1,8 +1,10 @@
 """Functional COCO metrics through pycocotools (or, when asked for, the optional faster_coco_eval).
 
-``coco_metrics`` / ``evaluate_coco`` score a COCO results list against a ground truth; ``per_class_ap`` and
-``format_per_class`` give the per-category table; ``prediction_to_coco`` / ``masks_to_rle`` turn one
-image's prediction into COCO results records. ``detkit.evaluation.coco.CocoEvaluator`` builds on them.
+``coco_metrics`` / ``evaluate_coco`` score a COCO results list against a ground truth (``read_results`` and
+``check_results`` read and check it, warning when its categories disagree with the ground truth's);
+``per_class_ap`` and ``format_per_class`` give the per-category table (AP in 0..1); ``prediction_to_coco`` /
+``masks_to_rle`` turn one image's prediction into COCO results records. ``detkit.evaluation.coco.CocoEvaluator``
+and ``detkit.analysis`` build on them.
 """
 
 from __future__ import annotations
@@ -23,19 +25,32 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detkit.evaluation import checks
+
 __all__ = [
+    "AP_UNITS",
     "IOU_TYPES",
     "STAT_NAMES",
     "ClassAP",
     "CocoEvalOutput",
+    "accumulate_cocoeval",
+    "check_results",
     "coco_metrics",
+    "empty_results_coco",
     "evaluate_coco",
+    "evaluate_coco_gt",
     "faster_coco_eval_available",
+    "format_ap",
     "format_per_class",
+    "label_list",
     "load_coco_gt",
     "masks_to_rle",
+    "max_det_index",
+    "mean_valid",
     "per_class_ap",
     "prediction_to_coco",
+    "read_results",
+    "resolve_backend",
 ]
 
 IOU_TYPES = ("bbox", "segm")
@@ -66,7 +81,8 @@ def faster_coco_eval_available() -> bool:
     return importlib.util.find_spec("faster_coco_eval") is not None
 
 
-def _resolve_backend(backend: str) -> str:
+def resolve_backend(backend: str) -> str:
+    """``'pycocotools'`` or ``'faster_coco_eval'`` for a backend argument (``'auto'`` is pycocotools)."""
     # 'auto' is pycocotools: faster_coco_eval's precisions omit pycocotools' eps in tp / (tp + fp + eps),
     # so its numbers differ in the last bit (<= 3e-16) and would change reported results when installed.
     if backend == "auto":
@@ -115,27 +131,38 @@ def _copy_gt(data: dict, backend: str) -> dict:
     return out
 
 
+def _read_json(path: str, what: str) -> Any:
+    """The parsed JSON of ``path``; a missing file, a folder, binary content or bad JSON is named with the fix."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a folder; give the .json file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not a JSON text file (binary content); give the .json file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON ({e}); give the .json file") from None
+
+
 def load_coco_gt(
     gt: str | os.PathLike | dict | Any, backend: str = "pycocotools", iou_types: str | Sequence[str] = ("bbox",)
 ) -> Any:
     """Return a private COCO object (of ``backend``'s class) built from a path, a dict or a COCO object.
 
     The result is always a copy: COCOeval rewrites ground-truth polygons into RLE in place, and the
-    caller's object must not change.
+    caller's object must not change. Its ``source`` attribute names the file (or 'the ground truth').
     """
     if isinstance(gt, (str, os.PathLike)):
         source = os.fspath(gt)
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"ground-truth annotation file not found: {source}")
-        with open(source, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{source}: not valid JSON ({e})") from e
+        data = _read_json(source, "ground-truth annotation file")
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: ground truth must be a COCO dict (images, annotations, categories)")
     elif isinstance(gt, dict):
         source, data = "ground-truth dict", _copy_gt(gt, backend)
     elif hasattr(gt, "dataset") and isinstance(gt.dataset, dict):
-        source, data = "ground-truth COCO object", _copy_gt(gt.dataset, backend)
+        source, data = getattr(gt, "source", "ground-truth COCO object"), _copy_gt(gt.dataset, backend)
     else:
         raise TypeError(f"ground truth must be a json path, a dict or a COCO object, got {type(gt).__name__}")
     _check_gt(data, (iou_types,) if isinstance(iou_types, str) else tuple(iou_types), source)
@@ -143,52 +170,60 @@ def load_coco_gt(
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
+    coco.source = source
     return coco
 
 
-def _load_results(
-    results: str | os.PathLike | Sequence[dict], iou_type: str, gt_img_ids: set, gt_cat_ids: set
-) -> list[dict]:
-    """Return a validated private copy of the results (loadRes writes into them)."""
+def read_results(results: str | os.PathLike | Sequence[dict], what: str = "results") -> tuple[list, str]:
+    """``(private copy of the results list, its source name)`` from a COCO results json path or a list.
+
+    The copy is shallow per record: pycocotools' ``loadRes`` adds and replaces keys (id, area, ...), never
+    values in place. Raises ``FileNotFoundError`` / ``ValueError`` naming the file for a missing file,
+    binary content, bad JSON or a top level that is not a list.
+    """
     if isinstance(results, (str, os.PathLike)):
-        path = os.fspath(results)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"results file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            results = json.load(f)
-        source = path
+        source = os.fspath(results)
+        results = _read_json(source, f"{what} file")
     else:
-        # loadRes adds and replaces keys of each result (id, area, ...), never values in place
-        source, results = "results", [dict(r) if isinstance(r, dict) else r for r in results]
-    if not isinstance(results, list):
-        raise ValueError(f"{source}: COCO results must be a list of dicts, got {type(results).__name__}")
+        source = what
+    if not isinstance(results, (list, tuple)):
+        raise ValueError(
+            f"{source}: COCO results must be a JSON list of dicts (image_id, category_id, bbox, score), "
+            f"got a {type(results).__name__}"
+        )
+    return [dict(r) if isinstance(r, dict) else r for r in results], source
+
+
+def _categories(coco_gt: Any) -> dict[int, str]:
+    return {int(c["id"]): str(c.get("name", c["id"])) for c in coco_gt.dataset.get("categories", [])}
+
+
+def check_results(results: list, iou_type: str, coco_gt: Any, source: str = "results") -> list[dict]:
+    """Check COCO results against ``coco_gt`` (fields, image ids, category ids); returns ``results``.
+
+    Records without the fields of ``iou_type`` or with image ids that the ground truth lacks raise a
+    ``ValueError`` (``ResultsMismatchError``); category ids it lacks or names that differ for the same id
+    give a :class:`~detkit.evaluation.checks.CategoryMismatchWarning` (COCOeval ignores those results).
+    For 'segm' the records' boxes are dropped, so mask AP uses the mask area for the size split (as
+    Detectron2 and MMDetection do; pycocotools takes the box area when a result has a box).
+    """
     need = ("image_id", "category_id", "score", iou_type if iou_type == "bbox" else "segmentation")
-    unknown_cats = set()
     for i, r in enumerate(results):
         missing = [k for k in need if k not in r] if isinstance(r, dict) else list(need)
         if missing:
             raise ValueError(f"{source}: result #{i} lacks {', '.join(missing)} (needed for iou_type={iou_type!r})")
-        if r["image_id"] not in gt_img_ids:
-            raise ValueError(
-                f"{source}: result #{i} has image_id={r['image_id']}, which is not in the ground "
-                f"truth; evaluate against the annotation file the predictions were made for"
-            )
-        if r["category_id"] not in gt_cat_ids:
-            unknown_cats.add(r["category_id"])
-        if iou_type == "segm":
-            # Mask AP must use the mask area (not the box area) for the small/medium/large split, as
-            # Detectron2 and MMDetection do: pycocotools takes the box area when a result has a box.
+    gt_source = getattr(coco_gt, "source", "the ground truth")
+    checks.check_image_ids((r["image_id"] for r in results), coco_gt.getImgIds(), source, gt_source)
+    for message in checks.results_category_mismatch(results, _categories(coco_gt), source, gt_source):
+        checks.warn_mismatch(message, stacklevel=3)
+    if iou_type == "segm":
+        for r in results:
             r.pop("bbox", None)
-    if unknown_cats:
-        warnings.warn(
-            f"{source}: category ids {sorted(unknown_cats)} are not in the ground truth and are "
-            f"ignored by COCOeval; check the label -> category id mapping",
-            stacklevel=3,
-        )
     return results
 
 
-def _empty_results_coco(coco_gt: Any, backend: str) -> Any:
+def empty_results_coco(coco_gt: Any, backend: str = "pycocotools") -> Any:
+    """A results COCO object with no detection (``loadRes`` refuses an empty list)."""
     res = _coco_class(backend)()
     res.dataset = {
         "images": list(coco_gt.dataset["images"]),
@@ -198,6 +233,44 @@ def _empty_results_coco(coco_gt: Any, backend: str) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         res.createIndex()
     return res
+
+
+def accumulate_cocoeval(
+    coco_gt: Any,
+    results: Sequence[dict],
+    iou_type: str = "bbox",
+    img_ids: Iterable[int] | None = None,
+    backend: str = "pycocotools",
+    iou_thrs: Sequence[float] | None = None,
+) -> Any:
+    """``COCOeval`` of checked ``results`` (not modified) after ``evaluate()`` and ``accumulate()``, no summary.
+
+    pycocotools' prints are captured. ``img_ids`` restricts the images (default all), ``iou_thrs`` replaces
+    the IoU thresholds (default 0.50:0.05:0.95).
+    """
+    dets = [dict(r) for r in results]  # loadRes writes ids and areas into the records
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_dt = coco_gt.loadRes(dets) if dets else empty_results_coco(coco_gt, backend)
+        if backend == "faster_coco_eval":
+            from faster_coco_eval import COCOeval_faster
+
+            E = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=print)
+        else:
+            E = COCOeval(coco_gt, coco_dt, iou_type)
+        if iou_thrs is not None:
+            E.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
+        if img_ids is not None:
+            ids = sorted({int(i) for i in img_ids})
+            known = set(coco_gt.getImgIds())
+            bad = [i for i in ids if i not in known]
+            if bad:
+                raise ValueError(f"image ids {bad[:10]} are not in the ground truth")
+            if not ids:
+                raise ValueError("img_ids is empty: there is no image to evaluate")
+            E.params.imgIds = ids
+        E.evaluate()
+        E.accumulate()
+    return E
 
 
 def evaluate_coco(
@@ -221,50 +294,32 @@ def evaluate_coco(
         verbose: also print pycocotools' summary.
     Returns:
         ``CocoEvalOutput(metrics, cocoeval, log)``; metrics keys are ``f'{iou_type}/{name}'`` for the
-        names of ``STAT_NAMES``.
+        names of ``STAT_NAMES``, AP values in 0..1 (-1 where there is no ground truth).
     """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    backend = _resolve_backend(backend)
-    return _run_cocoeval(load_coco_gt(gt, backend, iou_type), results, iou_type, img_ids, backend, verbose)
+    backend = resolve_backend(backend)
+    return evaluate_coco_gt(load_coco_gt(gt, backend, iou_type), results, iou_type, img_ids, backend, verbose)
 
 
-def _run_cocoeval(
+def evaluate_coco_gt(
     coco_gt: Any,
     results: str | os.PathLike | Sequence[dict],
-    iou_type: str,
-    img_ids: Iterable[int] | None,
-    backend: str,
-    verbose: bool,
+    iou_type: str = "bbox",
+    img_ids: Iterable[int] | None = None,
+    backend: str = "pycocotools",
+    verbose: bool = False,
 ) -> CocoEvalOutput:
-    """``evaluate_coco`` on a private ground-truth COCO object of ``backend``'s class (it may be modified)."""
-    gt_img_ids = set(coco_gt.getImgIds())
-    dets = _load_results(results, iou_type, gt_img_ids, set(coco_gt.getCatIds()))
+    """``evaluate_coco`` on a private ground-truth COCO object of ``backend``'s class (from ``load_coco_gt``)."""
+    dets, source = read_results(results)
+    dets = check_results(dets, iou_type, coco_gt, source)
+    if not dets:
+        warnings.warn(
+            f"no {iou_type} detections to evaluate: every AP is 0 (-1 where there is no ground truth)", stacklevel=3
+        )
+    E = accumulate_cocoeval(coco_gt, dets, iou_type, img_ids, backend)
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
-        if dets:
-            coco_dt = coco_gt.loadRes(dets)
-        else:
-            warnings.warn(
-                f"no {iou_type} detections to evaluate: every AP is 0 (-1 where there is no ground truth)", stacklevel=2
-            )
-            coco_dt = _empty_results_coco(coco_gt, backend)
-        if backend == "faster_coco_eval":
-            from faster_coco_eval import COCOeval_faster
-
-            E = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=print)
-        else:
-            E = COCOeval(coco_gt, coco_dt, iou_type)
-        if img_ids is not None:
-            ids = sorted({int(i) for i in img_ids})
-            bad = [i for i in ids if i not in gt_img_ids]
-            if bad:
-                raise ValueError(f"image ids {bad[:10]} are not in the ground truth")
-            if not ids:
-                raise ValueError("img_ids is empty: there is no image to evaluate")
-            E.params.imgIds = ids
-        E.evaluate()
-        E.accumulate()
         E.summarize()
     text = log.getvalue()
     if verbose:
@@ -288,6 +343,18 @@ def coco_metrics(
     return evaluate_coco(gt_json, results, iou_type, img_ids, backend, verbose).metrics
 
 
+def mean_valid(values: np.ndarray) -> float:
+    """Mean of the entries > -1 (pycocotools' "defined" precisions and recalls), -1.0 when there is none."""
+    values = values[values > -1]
+    return float(np.mean(values)) if values.size else -1.0
+
+
+def max_det_index(params: Any) -> int:
+    """Index of maxDets=100 in a COCOeval's params (the last maxDets when 100 is not one)."""
+    dets = list(params.maxDets)
+    return dets.index(100) if 100 in dets else len(dets) - 1
+
+
 def per_class_ap(cocoeval: Any, class_names: Mapping[int, str] | None = None) -> list[ClassAP]:
     """Per-category AP and AP50 from an accumulated COCOeval, computed as pycocotools computes the overall AP.
 
@@ -298,40 +365,39 @@ def per_class_ap(cocoeval: Any, class_names: Mapping[int, str] | None = None) ->
     p = cocoeval.params
     precision = np.asarray(cocoeval.eval["precision"])  # [T, R, K, A, M]
     a = list(p.areaRngLbl).index("all")
-    m = len(p.maxDets) - 1 if 100 not in list(p.maxDets) else list(p.maxDets).index(100)
+    m = max_det_index(p)
     t50 = np.where(np.asarray(p.iouThrs) == 0.5)[0]
     gt = cocoeval.cocoGt
     num_gt: dict[int, int] = {}
     for ann in gt.loadAnns(gt.getAnnIds(imgIds=list(p.imgIds))):
         if not ann.get("iscrowd", 0):
             num_gt[ann["category_id"]] = num_gt.get(ann["category_id"], 0) + 1
-
-    def _mean(s: np.ndarray) -> float:
-        s = s[s > -1]
-        return float(np.mean(s)) if s.size else -1.0
-
     rows = []
     for k, cat_id in enumerate(p.catIds):
         cat_id = int(cat_id)
         name = (class_names or {}).get(cat_id) or gt.cats[cat_id].get("name", str(cat_id))
-        rows.append(
-            ClassAP(
-                name, cat_id, _mean(precision[:, :, k, a, m]), _mean(precision[t50, :, k, a, m]), num_gt.get(cat_id, 0)
-            )
-        )
+        ap, ap50 = mean_valid(precision[:, :, k, a, m]), mean_valid(precision[t50, :, k, a, m])
+        rows.append(ClassAP(name, cat_id, ap, ap50, num_gt.get(cat_id, 0)))
     return rows
 
 
+AP_UNITS = "AP in 0..1 (COCO), '-' = no ground truth"
+
+
+def format_ap(value: float) -> str:
+    """An AP value in 0..1 as text with 3 decimals, '-' where undefined (-1)."""
+    return "-" if value < 0 else f"{value:.3f}"
+
+
 def format_per_class(rows: Sequence[ClassAP], title: str = "") -> str:
-    """Return the per-class rows as a plain-text table (AP in percent, '-' where undefined)."""
-
-    def pct(v: float) -> str:
-        return "-" if v < 0 else f"{100 * v:.1f}"
-
+    """Return the per-class rows as a plain-text table (AP in 0..1, said in its first line; '-' where undefined)."""
     width = max([len("class")] + [len(r.name) for r in rows])
-    lines = [title] if title else []
+    lines = [f"{title} ({AP_UNITS})" if title else f"per-class {AP_UNITS}"]
     lines.append(f"{'class':<{width}}  {'cat_id':>6}  {'AP':>6}  {'AP50':>6}  {'num_gt':>6}")
-    lines += [f"{r.name:<{width}}  {r.category_id:>6}  {pct(r.AP):>6}  {pct(r.AP50):>6}  {r.num_gt:>6}" for r in rows]
+    lines += [
+        f"{r.name:<{width}}  {r.category_id:>6}  {format_ap(r.AP):>6}  {format_ap(r.AP50):>6}  {r.num_gt:>6}"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 
@@ -353,7 +419,7 @@ def masks_to_rle(masks: torch.Tensor) -> list[dict]:
     return rles
 
 
-def _label_list(label_to_cat_id: Sequence[int] | Mapping[int, int]) -> list[int]:
+def label_list(label_to_cat_id: Sequence[int] | Mapping[int, int]) -> list[int]:
     """Return the label -> category id map as a list indexed by label (a dict must have keys 0..C-1)."""
     if isinstance(label_to_cat_id, Mapping):
         keys = sorted(int(k) for k in label_to_cat_id)

@@ -137,17 +137,19 @@ class SemSegEvaluator:
         return dict(self.metrics)
 
     def summary(self) -> str:
-        """Return the last ``compute()`` as a text table (percent; '-' where undefined)."""
+        """Return the last ``compute()`` as a text table (IoU and accuracy in 0..1, said in the title; '-' where
+        undefined)."""
         if not self.metrics:
             return "SemSegEvaluator: nothing computed yet"
 
-        def pct(v: float) -> str:
-            return "-" if math.isnan(v) else f"{100 * v:.1f}"
+        def frac(v: float) -> str:
+            return "-" if math.isnan(v) else f"{v:.3f}"
 
         width = max([len("class")] + [len(r.name) for r in self.per_class])
         lines = [
-            "  ".join(f"{k}={pct(v)}" for k, v in self.metrics.items()),
+            "  ".join(f"{k}={frac(v)}" for k, v in self.metrics.items()),
+            "per-class IoU and pixel accuracy in 0..1, '-' = class absent from ground truth and predictions",
             f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'pixels':>10}",
         ]
-        lines += [f"{r.name:<{width}}  {pct(r.IoU):>6}  {pct(r.Acc):>6}  {r.num_pixels:>10}" for r in self.per_class]
+        lines += [f"{r.name:<{width}}  {frac(r.IoU):>6}  {frac(r.Acc):>6}  {r.num_pixels:>10}" for r in self.per_class]
         return "\n".join(lines)

@@ -81,6 +81,30 @@ def test_csv_and_png(tmp_path, shapes_preds):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 15_000
 
 
+def test_figure_shows_the_matrix(shapes_preds):
+    """The heat map is the row-normalised matrix, the labels are the classes then background, texts the counts."""
+    from detkit.analysis.confusion import confusion_figure
+    from detkit.analysis.figures import pyplot
+
+    _, _, gt, preds = shapes_preds
+    cm = _cm(gt, preds)
+    fig = confusion_figure(cm)
+    try:
+        ax = fig.axes[0]
+        shown = np.asarray(ax.get_images()[0].get_array())
+        rows = cm.matrix.sum(1, keepdims=True)
+        np.testing.assert_allclose(shown, cm.matrix / np.maximum(rows, 1))
+        names = ["circle", "rectangle", "triangle", "star", "background"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == names
+        assert [t.get_text() for t in ax.get_yticklabels()] == names
+        assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class (ground truth)"
+        counts = sorted(int(t.get_text()) for t in ax.texts)
+        assert counts == sorted(int(v) for v in cm.matrix.ravel() if v)
+        assert f"{cm.num_gt} ground truths" in ax.get_title()
+    finally:
+        pyplot().close(fig)
+
+
 def test_segm_confusion_uses_masks():
     gt = make_gt({1: [(1, 10, 10, 30, 30)]}, num_cats=1)
     gt["annotations"][0]["segmentation"] = [[10, 10, 40, 10, 40, 40, 10, 40]]

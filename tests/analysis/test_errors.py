@@ -6,7 +6,8 @@ import pytest
 from fake_coco import det, make_gt
 
 from detkit.analysis import ERROR_TYPES, error_breakdown, load_gt, load_results, plot_errors
-from detkit.analysis.errors import write_errors_csv
+from detkit.analysis.errors import ORACLES, errors_figure, write_errors_csv
+from detkit.analysis.figures import pyplot
 from detkit.evaluation import coco_metrics
 
 # two images: image 1 has one c1 object, image 2 one c2 object
@@ -78,7 +79,18 @@ def test_base_ap_is_the_reported_ap50(shapes_preds, tmp_path):
     assert all(v >= -1e-9 for v in rep.delta_ap.values())
     assert rep.ap + rep.delta_ap["false_positives"] + rep.delta_ap["false_negatives"] >= rep.ap
     assert plot_errors(rep, tmp_path / "e.png").stat().st_size > 15_000
-    assert write_errors_csv(rep, tmp_path / "e.csv").read_text().startswith("error,count,delta_AP@0.5\n")
+    assert write_errors_csv(rep, tmp_path / "e.csv").read_text().startswith("error,count,delta_AP@0.5 (0-1)\n")
+    fig = errors_figure(rep)  # the bars are the delta AP in percentage points, one per type, counts on top
+    try:
+        ax = fig.axes[0]
+        kinds = list(ERROR_TYPES) + list(ORACLES)
+        assert [t.get_text() for t in ax.get_xticklabels()] == [k.replace("_", " ") for k in kinds]
+        heights = [p.get_height() for p in ax.patches]
+        assert heights == pytest.approx([100 * rep.delta_ap[k] for k in kinds])
+        assert [t.get_text().split("(n=")[1].rstrip(")") for t in ax.texts] == [str(rep.counts[k]) for k in kinds]
+        assert "percentage points" in ax.get_ylabel() and f"AP50 = {100 * rep.ap:.1f} %" in ax.get_title()
+    finally:
+        pyplot().close(fig)
 
 
 def test_perfect_predictions_have_no_errors():
@@ -111,3 +123,25 @@ def test_segm_localization_fix_takes_the_ground_truth_mask():
     assert rep.counts["localization"] == 1 and rep.ap == pytest.approx(0.5)
     assert rep.ap + rep.delta_ap["localization"] == pytest.approx(1.0)
     _only(rep, "localization")
+
+
+def test_progress_bar_on_a_terminal_only(shapes_preds, monkeypatch):
+    """The breakdown re-runs COCOeval once per error type: on a terminal a bar with an ETA counts the runs."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    gt_path, _, _, preds = shapes_preds
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    rep = _breakdown(preds, gt=gt_path)
+    runs = 1 + sum(1 for k in (*ERROR_TYPES, *ORACLES) if rep.counts[k])
+    assert "error breakdown: 100%" in screen.getvalue() and f"{runs}/{runs}" in screen.getvalue()
+    assert "<" in screen.getvalue()  # tqdm's elapsed<remaining (the ETA)
+    pipe = io.StringIO()  # not a terminal: nothing written
+    monkeypatch.setattr(sys, "stderr", pipe)
+    _breakdown(preds, gt=gt_path)
+    assert pipe.getvalue() == ""

@@ -58,9 +58,10 @@ def test_per_class_equals_pycocotools(shapes_preds, tmp_path):
     path = write_per_class_csv(rows, tmp_path / "per_class.csv")
     table = list(csv.DictReader(path.open()))
     assert [t["name"] for t in table] == ["circle", "rectangle", "triangle", "star"]
-    assert float(table[2]["AP50"]) == rows[2].AP50
+    assert float(table[2]["AP50 (0-1)"]) == rows[2].AP50  # the header says the unit
     text = format_table(rows, sizes)
-    assert "circle" in text and f"{100 * rows[0].AP:.1f}" in text and "small" in text
+    assert "circle" in text and f"{rows[0].AP:.3f}" in text and "small" in text
+    assert text.splitlines()[0].startswith("per-class AP in 0..1")
 
 
 def test_class_without_ground_truth_is_undefined():

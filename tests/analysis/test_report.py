@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import cv2
 import pytest
@@ -76,3 +77,30 @@ def test_analyze_segm(shapes, tmp_path):
     assert out["errors"].counts["classification"] > 0
     assert out["errors"].ap == pytest.approx(out["metrics"]["segm/AP50"], abs=1e-12)
     assert len(list((tmp_path / "s" / "worst").glob("*.jpg"))) == 1
+
+
+def test_disagreeing_predictions_warn_loudly(shapes_preds, tmp_path, capsys):
+    """Category ids the ground truth lacks, names that differ for the same id, few images: one warning each."""
+    from detkit.analysis import load_gt, load_results
+    from detkit.evaluation.checks import CategoryMismatchWarning
+
+    gt_path, _, gt, preds = shapes_preds
+    coco_gt = load_gt(gt_path)
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    ids = sorted(names)
+    shifted = [{**p, "category_id": ids.index(p["category_id"])} for p in preds]  # 0-based labels as ids
+    with pytest.warns(CategoryMismatchWarning, match="0-based labels") as record:
+        kept = load_results(shifted, coco_gt)
+    assert all(r["category_id"] in names for r in kept) and len(kept) < len(shifted)  # label 0 dropped
+    assert len(record) == 1  # one warning: what disagrees, and the likely fix
+    renamed = [{**p, "category_name": names[ids[(ids.index(p["category_id"]) + 1) % len(ids)]]} for p in preds]
+    with pytest.warns(CategoryMismatchWarning, match=r"category names differ .*\(id 1: rectangle vs circle"):
+        load_results(renamed, coco_gt)
+    one_image = [p for p in preds if p["image_id"] == preds[0]["image_id"]]
+    with pytest.warns(CategoryMismatchWarning, match=f"cover only 1 of the {len(gt['images'])} images"):
+        load_results(one_image, coco_gt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CategoryMismatchWarning)  # consistent inputs: no warning
+        out = analyze(gt_path, preds, tmp_path / "a", tide=True)
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["ap_units"] == "0..1"
+    assert out["errors"] is not None and "error breakdown" not in capsys.readouterr().err  # no bar off a terminal

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from detkit.analysis.common import pyplot, save_figure
-from detkit.analysis.per_class import _max_det_index
+from detkit.analysis.figures import pyplot, save_figure
+from detkit.evaluation.coco_metrics import max_det_index
 
-__all__ = ["plot_pr_curves", "pr_curves"]
+__all__ = ["plot_pr_curves", "pr_curves", "pr_curves_figure"]
 
 
 def pr_curves(cocoeval: Any, iou: float | None = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,7 +30,7 @@ def pr_curves(cocoeval: Any, iou: float | None = 0.5) -> tuple[np.ndarray, np.nd
     p = cocoeval.params
     prec = np.asarray(cocoeval.eval["precision"], dtype=np.float64)  # [T, R, K, A, M]
     a = list(p.areaRngLbl).index("all")
-    prec = prec[:, :, :, a, _max_det_index(p)]  # [T, R, K]
+    prec = prec[:, :, :, a, max_det_index(p)]  # [T, R, K]
     if iou is not None:
         t = np.where(np.isclose(np.asarray(p.iouThrs), iou))[0]
         if not t.size:
@@ -47,14 +47,9 @@ def pr_curves(cocoeval: Any, iou: float | None = 0.5) -> tuple[np.ndarray, np.nd
     return np.asarray(p.recThrs, dtype=np.float64), per_class, overall
 
 
-def plot_pr_curves(
-    cocoeval: Any, out_path: str | os.PathLike, class_names: Sequence[str] | None = None, title: str = ""
-) -> Path:
-    """Write a two-panel PNG: PR curves at IoU 0.5 and averaged over IoU 0.50:0.95.
-
-    One line per category (its AP in the legend) and a thick black line for all categories.
-    ``class_names`` are in ``cocoeval.params.catIds`` order (default: the ground truth's names).
-    """
+def pr_curves_figure(cocoeval: Any, class_names: Sequence[str] | None = None, title: str = ""):
+    """The figure of ``plot_pr_curves``: two axes (IoU 0.5, IoU 0.50:0.95), one line per category with ground
+    truth (labelled with its AP in 0..1) and a black 'all classes' line; x recall, y precision."""
     plt = pyplot()
     gt = cocoeval.cocoGt
     cat_ids = list(cocoeval.params.catIds)
@@ -87,4 +82,15 @@ def plot_pr_curves(
     axes[0].set_ylabel("precision (interpolated, COCO)")
     if title:
         fig.suptitle(title)
-    return save_figure(fig, out_path)
+    return fig
+
+
+def plot_pr_curves(
+    cocoeval: Any, out_path: str | os.PathLike, class_names: Sequence[str] | None = None, title: str = ""
+) -> Path:
+    """Write a two-panel PNG (:func:`pr_curves_figure`): PR curves at IoU 0.5 and averaged over IoU 0.50:0.95.
+
+    One line per category (its AP in the legend) and a thick black line for all categories.
+    ``class_names`` are in ``cocoeval.params.catIds`` order (default: the ground truth's names).
+    """
+    return save_figure(pr_curves_figure(cocoeval, class_names, title), out_path)
