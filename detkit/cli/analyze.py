@@ -3,16 +3,37 @@ TIDE-style error breakdown, worst/best images (docs/analysis.md).
 
     python tools/analyze.py GT_JSON PREDICTIONS_JSON --out-dir DIR [--img-dir DIR] [--iou-type bbox|segm]
                             [--score-thr T] [--iou-thr F] [--num-images N] [--no-tide]
+
+AP values are in 0..1 everywhere (tables, CSV files, summary.json). Predictions whose category ids the
+ground truth lacks, whose category names differ from its names for the same ids, or that cover under half
+of its images give a WARNING line; predictions of images it does not hold are an error.
+Exit status: 0 done, 2 bad input (files, folders, options).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import input_arg, out_dir_arg, out_file_arg
+
+TOOL = "analyze"
+OUTPUTS = (
+    "per_class.csv",
+    "pr_curves.png",
+    "confusion_matrix.png",
+    "confusion_matrix.csv",
+    "per_image.csv",
+    "errors.png",
+    "errors.csv",
+    "summary.json",
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("gt_json", help="ground-truth COCO annotation file")
     ap.add_argument("predictions", help="COCO results json (e.g. predictions.json of tools/infer.py)")
     ap.add_argument("--out-dir", required=True, help="folder for the CSV / PNG / JSON outputs")
@@ -23,52 +44,82 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-images", type=int, default=8, help="worst and best images to draw (each)")
     ap.add_argument("--no-tide", action="store_true", help="skip the error breakdown (re-runs COCOeval up to 9 times)")
     args = ap.parse_args(argv)
-    if not 0.0 < args.iou_thr <= 1.0 or args.num_images < 0:
-        print("analyze.py: error: --iou-thr must be in (0, 1] and --num-images >= 0", file=sys.stderr)
-        return 2
+    if not 0.0 < args.iou_thr <= 1.0:
+        ap.error(f"--iou-thr must be in (0, 1], got {args.iou_thr}")
+    if not 0.0 <= args.score_thr <= 1.0:
+        ap.error(f"--score-thr must be in [0, 1], got {args.score_thr}")
+    if args.num_images < 0:
+        ap.error(f"--num-images must be >= 0, got {args.num_images}")
+    return args
 
-    import warnings
 
-    from detkit.analysis import analyze
+def check_paths(args: argparse.Namespace) -> None:
+    """Inputs exist; --out-dir is writable and none of its outputs is an input file."""
+    inputs = [input_arg(args.gt_json, "GT_JSON"), input_arg(args.predictions, "PREDICTIONS_JSON")]
+    if args.img_dir is not None:
+        input_arg(args.img_dir, "--img-dir", folder=True)
+    out = out_dir_arg(args.out_dir, "--out-dir")
+    for name in OUTPUTS:
+        out_file_arg(out / name, "--out-dir", inputs)
+
+
+def format_report(out: dict, args: argparse.Namespace) -> str:
+    """The printed report: overall AP, per-class and per-size tables, confusion counts, error breakdown."""
     from detkit.analysis.errors import ERROR_TYPES, ORACLES
+    from detkit.evaluation.coco_metrics import format_ap
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            out = analyze(
-                args.gt_json,
-                args.predictions,
-                args.out_dir,
-                args.iou_type,
-                args.score_thr,
-                args.iou_thr,
-                args.img_dir,
-                args.num_images,
-                tide=not args.no_tide,
-            )
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"analyze.py: error: {e}", file=sys.stderr)
-        return 2
-    t = args.iou_type
-    m = out["metrics"]
-    print(
-        f"{t}: AP {m[f'{t}/AP']:.4f}  AP50 {m[f'{t}/AP50']:.4f}  AP75 {m[f'{t}/AP75']:.4f}  "
-        f"APs {m[f'{t}/APs']:.4f}  APm {m[f'{t}/APm']:.4f}  APl {m[f'{t}/APl']:.4f}"
-    )
-    print(out["table"])
+    t, m = args.iou_type, out["metrics"]
+    overall = "  ".join(f"{k} {format_ap(m[f'{t}/{k}'])}" for k in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
+    lines = [f"{t} (AP in 0..1, '-' = undefined): {overall}", out["table"]]
     cm = out["confusion"]
-    print(
+    lines.append(
         f"\nconfusion matrix (score >= {args.score_thr:g}, IoU >= {args.iou_thr:g}): {cm.num_gt} ground truths "
         f"+ {cm.num_unmatched_predictions} unmatched predictions = {int(cm.matrix.sum())} counts "
         f"({cm.num_ignored_predictions} predictions on crowd regions ignored)"
     )
     err = out["errors"]
     if err is not None:
-        print(f"\nerror breakdown at IoU {err.iou_thr:g} (AP {100 * err.ap:.1f}): AP points gained if fixed")
-        for k in ERROR_TYPES + ORACLES:
-            print(f"  {k:<16s} {100 * err.delta_ap[k]:6.2f}   (n={err.counts[k]})")
-    print(f"\n{len(out['files'])} files written to {args.out_dir}")
+        ap_name = f"AP{100 * err.iou_thr:.0f}"
+        lines.append(
+            f"\nerror breakdown at IoU {err.iou_thr:g} ({ap_name} {err.ap:.3f}): {ap_name} gained if fixed (0..1)"
+        )
+        lines += [f"  {k:<16s} {err.delta_ap[k]:+.3f}   (n={err.counts[k]})" for k in ERROR_TYPES + ORACLES]
+    lines.append(f"\n{len(out['files'])} files written to {args.out_dir}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, analyse, print the report."""
+    check_paths(args)
+    from detkit.analysis.common import load_gt, load_results
+    from detkit.analysis.report import analyze_loaded
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # the files' content: input errors
+        coco_gt = load_gt(args.gt_json, args.iou_type)
+        if not coco_gt.getImgIds() or not coco_gt.getCatIds():
+            empty = "images" if not coco_gt.getImgIds() else "categories"
+            raise UserError(f"GT_JSON {args.gt_json} has no {empty}: there is nothing to analyse against")
+        res = load_results(args.predictions, coco_gt, args.iou_type)
+    if not res:
+        warnings.warn(f"{args.predictions} holds no prediction to analyse: every AP is 0", UserWarning, stacklevel=1)
+    out = analyze_loaded(
+        coco_gt,
+        res,
+        args.out_dir,
+        args.iou_type,
+        args.score_thr,
+        args.iou_thr,
+        args.img_dir,
+        args.num_images,
+        tide=not args.no_tide,
+    )
+    print(format_report(out, args))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":

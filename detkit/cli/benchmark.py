@@ -22,8 +22,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from detkit.config import ConfigError, load_config
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import config_arg, device_arg, out_file_arg
 from detkit.utils.files import atomic_write
+
+TOOL = "benchmark"
 
 
 def bench_data(cfg: dict, args: argparse.Namespace) -> list[dict]:
@@ -168,7 +171,7 @@ def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config (a data section for --task data, a model for infer/train)")
     parser.add_argument("--task", choices=sorted(TASKS), default="data", help="what to measure (default data)")
     parser.add_argument("--split", choices=["train", "val", "test"], default="train")
@@ -192,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--train-size", type=int, default=512, help="train: square image side (default 512)")
     parser.add_argument("--batch", type=int, default=2, help="train: images per step (default 2)")
-    parser.add_argument("--device", help="infer/train: cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--device", help="infer/train: cpu, cuda, cuda:N or N (default: cuda when available)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -206,8 +209,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_args(args: argparse.Namespace) -> dict:
+    """Check --device and --md, load the config and check it has what the task needs; returns the config."""
+    from detkit.utils.checkpoint import file_kind
+
+    args.device = device_arg(args.device)
+    if args.md:
+        out_file_arg(args.md, "--md", [args.config])
+        if Path(args.md).exists() and file_kind(args.md) not in ("text", "yaml", "json", "empty"):
+            raise UserError(f"--md {args.md} is not a text (markdown) file; rows are appended to it: give a .md file")
+    cfg = config_arg(args.config, args.overrides)
+    need = "data" if args.task == "data" else "model"
+    if not isinstance(cfg.get(need), dict):
+        raise UserError(f"{args.config} has no '{need}' section to benchmark with --task {args.task}")
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the task, print the table (and append it to ``--md``)."""
+    cfg = check_args(args)
+    model_task = args.task != "data"
+    if model_task:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print(f"benchmark {args.task}: {args.config} ({args.iters} timed after {args.warmup} warm-up)")
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
+        rows = TASKS[args.task](cfg, args)
+    print(format_model_table(rows) if model_task else format_table(rows))
+    if args.md:
+        if model_task:
+            append_model_markdown(args.md, args.config, rows)
+        else:
+            append_markdown(args.md, args.config, args.task, rows, args.iters)
+        print(f"appended {len(rows)} row(s) to {args.md}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the task, print the table (and append it to ``--md``)."""
+    """Parse and check the arguments, then run; exit status 0 done, 2 a mistake of input (one line)."""
     parser = _parser()
     args = parser.parse_args(argv)
     model_task = args.task != "data"
@@ -217,30 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
     if args.threads < 1 or args.batch < 1 or args.train_size < 32 or min(args.size) < 32:
         parser.error("--threads and --batch must be >= 1, --size and --train-size >= 32")
-    try:
-        cfg = load_config(args.config, args.overrides)
-        if args.task == "data" and not isinstance(cfg.get("data"), dict):
-            raise ConfigError(f"{args.config}: no 'data' section to benchmark")
-        if model_task and not isinstance(cfg.get("model"), dict):
-            raise ConfigError(f"{args.config}: no 'model' section to benchmark")
-        if model_task:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        print(f"benchmark {args.task}: {args.config} ({args.iters} timed after {args.warmup} warm-up)")
-        rows = TASKS[args.task](cfg, args)
-    except (ConfigError, OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"benchmark: error: {type(e).__name__}: {msg}", file=sys.stderr)
-        return 2
-    print(format_model_table(rows) if model_task else format_table(rows))
-    if args.md:
-        if model_task:
-            append_model_markdown(args.md, args.config, rows)
-        else:
-            append_markdown(args.md, args.config, args.task, rows, args.iters)
-        print(f"appended {len(rows)} row(s) to {args.md}")
-    return 0
+    return run_tool(TOOL, run, args)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import config_arg, out_dir_arg
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+TOOL = "browse_dataset"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("--split", choices=("train", "val"), default="train")
     ap.add_argument("--raw", action="store_true", help="the images as stored, without the pipeline")
@@ -24,30 +29,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample choice and of random transforms")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V", help="config overrides")
     args = ap.parse_args(argv)
-    if args.num <= 0 or args.cell < 32:
-        print("browse_dataset.py: error: --num must be > 0 and --cell >= 32", file=sys.stderr)
-        return 2
+    if args.num <= 0:
+        ap.error(f"--num must be > 0, got {args.num}")
+    if args.cell < 32:
+        ap.error(f"--cell must be >= 32, got {args.cell}")
+    return args
 
-    import cv2
+
+def draw_samples(cfg: dict, args: argparse.Namespace) -> list[tuple[str, object]]:
+    """(caption, RGB image) of the chosen samples, with a progress bar on a terminal."""
     import numpy as np
+    from tqdm import tqdm
 
-    from detkit.analysis.browse import build_browse_dataset, contact_sheet, iter_drawn
-    from detkit.config import load_config
+    from detkit.analysis.browse import build_browse_dataset, iter_drawn
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building data.<split>: input errors
+        dataset = build_browse_dataset(cfg, args.split, args.raw)
+    n = len(dataset)
+    order = np.random.default_rng(args.seed).permutation(n) if args.shuffle else np.arange(n)
+    chosen = order[: args.num]
+    drawn = iter_drawn(dataset, chosen, args.seed)
+    bar = tqdm(drawn, total=len(chosen), desc="drawing", unit="sample", disable=None)
+    return [(f"#{i} id {image_id}", img) for i, image_id, img in bar]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, draw the samples, write them."""
+    import cv2
+
+    from detkit.analysis.browse import contact_sheet
     from detkit.utils.files import atomic_write
 
-    out_dir = Path(args.out_dir or f"outputs/browse_{args.split}")
-    try:
-        cfg = load_config(args.config, args.set)
-        dataset = build_browse_dataset(cfg, args.split, args.raw)
-        n = len(dataset)
-        order = np.random.default_rng(args.seed).permutation(n) if args.shuffle else np.arange(n)
-        drawn = [(f"#{i} id {image_id}", img) for i, image_id, img in iter_drawn(dataset, order[: args.num], args.seed)]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"browse_dataset.py: error: {e}", file=sys.stderr)
-        return 2
+    out_dir = out_dir_arg(args.out_dir or f"outputs/browse_{args.split}", "--out-dir")
+    cfg = config_arg(args.config, args.set)
+    drawn = draw_samples(cfg, args)
     if not drawn:
-        print(f"browse_dataset.py: error: data.{args.split} gave no readable sample", file=sys.stderr)
-        return 2
+        raise UserError(
+            f"data.{args.split} of {args.config} gave no readable sample (empty, or every image unreadable)"
+        )
 
     def write(path: Path, rgb) -> None:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -66,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{out_dir / 'contact_sheet.jpg' if args.contact_sheet else out_dir}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 drawn, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":

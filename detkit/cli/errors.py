@@ -2,7 +2,7 @@
 
 Usage in a tool::
 
-    from detkit.cli.errors import UserError, user_errors
+    from detkit.cli.errors import UserError, run_tool, user_errors
 
     def main(argv=None) -> int:
         args = parse_args(argv)
@@ -10,14 +10,20 @@ Usage in a tool::
             ...                     # a ConfigError, FileNotFoundError, DeviceError, ... becomes exit 2
         return 0
 
+or ``return run_tool("eval", run, args)``, which also prints warnings as ``eval: WARNING: ...`` lines and
+returns 2 instead of raising ``SystemExit(2)``.
+
 Exit status: 0 done, 1 a run that failed on its own (e.g. divergence), 2 a mistake of input.
+``loud_warnings`` prints library warnings (e.g. categories that disagree) as ``tool: WARNING: ...`` lines.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 
 USER_EXIT = 2
 
@@ -26,45 +32,73 @@ class UserError(Exception):
     """A mistake of input (a path, a key, a value); ``str(e)`` names it and the fix."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake on one line, ``prog: error: message (see --help)``, exit 2."""
+
+    def error(self, message: str):
+        self.exit(USER_EXIT, f"{self.prog}: error: {message} (see --help)\n")
+
+
 class ToolExit(SystemExit):
     """Raised by :func:`user_errors` after printing the message; ``code`` is the exit status."""
 
 
+# (module, exception class) of detkit's input errors; checked only once their module is loaded (an exception
+# of a module never imported cannot have been raised), so reporting a mistake imports neither torch nor models
+INPUT_ERRORS = (
+    ("detkit.config", "ConfigError"),
+    ("detkit.utils.checkpoint", "CheckpointError"),
+    ("detkit.utils.device", "DeviceError"),
+    ("detkit.data.validate", "DatasetError"),
+)
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input rather than a failed run."""
-    from detkit.config import ConfigError
-    from detkit.utils.checkpoint import CheckpointError
-    from detkit.utils.device import DeviceError
-
     types: list[type[BaseException]] = [
         UserError,
-        ConfigError,
-        CheckpointError,
-        DeviceError,
         FileNotFoundError,
         NotADirectoryError,
         IsADirectoryError,
         PermissionError,
     ]
-    try:
-        from detkit.data.validate import DatasetError
-
-        types.append(DatasetError)
-    except ImportError:  # pragma: no cover
-        pass
+    for module, name in INPUT_ERRORS:
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(getattr(loaded, name, None), type):
+            types.append(getattr(loaded, name))
     return tuple(types)
 
 
+MAX_MESSAGE = 480  # characters: two terminal lines and a half; longer messages are cut
+
+
+def _os_message(e: OSError) -> str:
+    where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    if isinstance(e, PermissionError):
+        return f"permission denied: {where} (choose a folder you can write to, or fix its permissions)"
+    if isinstance(e, NotADirectoryError):
+        return f"{where}: a part of this path is a file, not a folder; choose another path"
+    if isinstance(e, FileExistsError):
+        return f"{where} already exists (a file where a folder is needed?); choose another path"
+    if isinstance(e, IsADirectoryError):
+        return f"{where} is a folder; give a file"
+    return f"{e.strerror or type(e).__name__}: {where}"
+
+
 def format_error(tool: str, e: BaseException) -> str:
-    """``tool: error: message`` on one line (the first line of a long message, plus a second when present)."""
+    """``tool: error: message``: the message with its lines joined, so it takes one or two terminal lines."""
     if isinstance(e, KeyError) and e.args:
-        msg = str(e.args[0])
-    elif isinstance(e, PermissionError) and e.filename:
-        msg = f"permission denied: {e.filename} (choose a folder you can write to, or fix its permissions)"
-    elif isinstance(e, OSError) and e.filename:
-        msg = f"{e.strerror or type(e).__name__}: {e.filename}"
+        key = str(e.args[0])
+        msg = key if " " in key else f"missing key '{key}' (a config section or a field of an input file)"
+    elif isinstance(e, UnicodeDecodeError):
+        msg = f"a file given as text is binary or not UTF-8 ({e.reason} at byte {e.start}); check the file arguments"
+    elif isinstance(e, OSError) and e.filename and not (e.args and len(e.args) == 1):
+        msg = _os_message(e)
     else:
         msg = str(e) or type(e).__name__
+    msg = " ".join(msg.split())
+    if len(msg) > MAX_MESSAGE:
+        msg = msg[: MAX_MESSAGE - 3] + "..."
     return f"{tool}: error: {msg}"
 
 
@@ -80,3 +114,34 @@ def user_errors(tool: str, extra: tuple[type[BaseException], ...] = ()) -> Itera
     except user_error_types() + tuple(extra) as e:
         print(format_error(tool, e), file=sys.stderr)
         raise ToolExit(USER_EXIT) from None
+
+
+@contextlib.contextmanager
+def loud_warnings(tool: str) -> Iterator[list[str]]:
+    """Print each ``UserWarning`` raised inside the block once, as ``tool: WARNING: message`` on stderr.
+
+    Library code warns with ``warnings.warn`` (a mismatch of categories, a skipped image); a tool shows it as
+    one plain line instead of Python's ``file:line: UserWarning`` form. Yields the list of messages shown.
+    """
+    shown: list[str] = []
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if issubclass(category, UserWarning) and text not in shown:
+            shown.append(text)
+            print(f"{tool}: WARNING: {text}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = show
+        yield shown
+
+
+def run_tool(tool: str, body: Callable[..., int | None], *args, extra: tuple[type[BaseException], ...] = ()) -> int:
+    """``body(*args)`` inside :func:`user_errors` and :func:`loud_warnings`; returns the exit status (2 for a
+    user's mistake, after its one-line message) instead of raising ``SystemExit``."""
+    try:
+        with user_errors(tool, extra), loud_warnings(tool):
+            return int(body(*args) or 0)
+    except ToolExit as e:
+        return int(e.code)

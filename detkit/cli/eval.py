@@ -1,7 +1,10 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
 Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--set K=V ...] [--device D]
-Exit status: 0 done, 2 bad input (config, checkpoint or data).
+Metrics are pycocotools' AP / AR (and mIoU, aAcc for semantic models) in 0..1, -1 where undefined.
+A model whose class names differ from data.val's (other names, or the same in another order) is evaluated
+with a WARNING line: its labels are matched to the dataset's categories by position.
+Exit status: 0 done, 2 bad input (config, checkpoint, data, device, --out).
 """
 
 from __future__ import annotations
@@ -10,50 +13,86 @@ import argparse
 import json
 import sys
 
-from detkit.config import ConfigError, load_config
-from detkit.engine import dist, evaluate_checkpoint
-from detkit.utils.files import atomic_write
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import checkpoint_arg, config_arg, device_arg, out_file_arg
+
+TOOL = "eval"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="YAML config the checkpoint was trained with")
     p.add_argument("checkpoint", help="checkpoint file (.pth)")
     p.add_argument("--out", help="write the metrics to this JSON file")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or N (default: cuda when available)")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Evaluate, print the table, write ``--out``."""
-    args = parse_args(argv)
+def format_metrics(metrics: dict[str, float]) -> str:
+    """The metric table; its header says the unit (0..1)."""
+    width = max([len("metric")] + [len(k) for k in metrics])
+    lines = [f"{'metric':<{width}}  value (0..1, -1 = undefined)"]
+    lines += [f"{k:<{width}}  {v:.4f}" for k, v in metrics.items()]
+    return "\n".join(lines)
+
+
+def warn_class_names(meta: dict, evaluator, cfg: dict, checkpoint: str) -> None:
+    """A WARNING when the checkpoint's class names are not data.val's in the same order."""
+    from detkit.evaluation.checks import class_names_mismatch, warn_mismatch
+
+    model_names, data_names = meta.get("class_names"), getattr(evaluator, "class_names", None)
+    if model_names and data_names:
+        val = cfg["data"]["val"]
+        where = f"data.val ({val.get('ann_file') or val.get('img_dir') or val.get('type')})"
+        message = class_names_mismatch(model_names, data_names, f"checkpoint {checkpoint}", where)
+        if message:
+            warn_mismatch(message)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, evaluate, print the table, write ``--out``."""
+    checkpoint_arg(args.checkpoint, args.config)
+    device = device_arg(args.device)
+    if args.out:
+        out_file_arg(args.out, "--out", [args.config, args.checkpoint])
+    cfg = config_arg(args.config, args.set, args.checkpoint)
+    if not isinstance((cfg.get("data") or {}).get("val"), dict):
+        raise UserError(
+            f"{args.config} has no data.val section to evaluate on; add one (type, ann_file, img_dir) or "
+            "pass --set data.val.ann_file=... data.val.img_dir=..."
+        )
+    from detkit.engine import dist, evaluate_checkpoint
+    from detkit.utils.checkpoint import read_meta
+
+    meta = read_meta(args.checkpoint)
     rank = 0
-    try:
-        cfg = load_config(args.config, args.set)
-        device = dist.init_distributed(args.device)
-        rank = dist.get_rank()
-        metrics, evaluator = evaluate_checkpoint(cfg, args.checkpoint, str(device))
-    except (ConfigError, FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"eval: error: {msg}", file=sys.stderr)
-        return 2
+    try:  # building the data and the model from the config: a ValueError there is a mistake of input
+        with user_errors(TOOL, extra=(ValueError, KeyError, TypeError, ImportError)):
+            dist_device = dist.init_distributed(device)
+            rank = dist.get_rank()
+            metrics, evaluator = evaluate_checkpoint(cfg, args.checkpoint, str(dist_device))
     finally:
         dist.destroy()
     if rank != 0:
         return 0
-    width = max([len("metric")] + [len(k) for k in metrics])
-    print(f"{'metric':<{width}}  value")
-    for k, v in metrics.items():
-        print(f"{k:<{width}}  {v:.4f}")
+    warn_class_names(meta, evaluator, cfg, args.checkpoint)
+    print(format_metrics(metrics))
     summary = getattr(evaluator, "summary", None)
     if callable(summary):
         print(summary())
     if args.out:
+        from detkit.utils.files import atomic_write
+
         text = json.dumps(metrics, indent=2) + "\n"
         atomic_write(args.out, lambda f: f.write(text.encode()))
         print(f"metrics written to {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,24 @@ import json
 import sys
 from pathlib import Path
 
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg, out_file_arg
+
+TOOL = "eval_tiling"
+
 
 def _hw(text: str) -> tuple[int, int]:
-    parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
+    try:
+        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts, default=0) < 32:
+        raise argparse.ArgumentTypeError(f"expected H,W (or one number) of at least 32 px, got {text!r}")
     return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("checkpoint")
     ap.add_argument("--size", type=_hw, default=(2000, 3000), help="image H,W (default 2000,3000)")
@@ -33,63 +43,97 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-thr", type=float, default=0.3, help="detections counted from this score")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a detection to match a ground-truth box")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--out", help="write the figures to this JSON file")
     ap.add_argument("--save-dir", help="write the image and the drawn predictions here")
     args = ap.parse_args(argv)
+    if args.patch < 32 or args.batch_size < 1:
+        ap.error("--patch must be >= 32 and --batch-size >= 1")
+    if not 0.0 <= args.score_thr <= 1.0 or not 0.0 < args.iou <= 1.0:
+        ap.error("--score-thr must be in [0, 1] and --iou in (0, 1]")
+    return args
 
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, compare whole-image and tiled inference, print and write the figures."""
+    config = None if args.config == "-" else args.config
+    checkpoint_arg(args.checkpoint, config)
+    inputs = [p for p in (config, args.checkpoint) if p]
+    if args.out:
+        out_file_arg(args.out, "--out", inputs)
+    if args.save_dir:
+        out_dir_arg(args.save_dir, "--save-dir")
     import detkit
     from detkit.benchmark.tiling_recall import compare_tiling, large_shapes_image
     from detkit.inference.tiling import parse_tile
 
+    device = device_arg(args.device)
     try:
         tile = parse_tile(args.tile, overlap=args.tile_overlap)
-        model = detkit.init_model(None if args.config == "-" else args.config, args.checkpoint, device=args.device)
-        image, boxes, labels = large_shapes_image(args.seed, args.size, args.patch)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"eval_tiling.py: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise UserError(f"--tile {args.tile}: {e}") from None
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
+        model = detkit.init_model(config, args.checkpoint, device=device)
+    image, boxes, labels = large_shapes_image(args.seed, args.size, args.patch)
     runs = compare_tiling(model, image, boxes, labels, tile, args.score_thr, args.iou, args.batch_size)
-    print(
-        f"image {image.shape[1]}x{image.shape[0]}, {len(boxes)} objects, tiles {tile.size[0]}x{tile.size[1]} "
-        f"overlap {tile.overlap}, score >= {args.score_thr}, IoU >= {args.iou}"
-    )
-    print(f"{'pass':<22} {'recall':>7} {'precision':>9} {'matched':>8} {'dets':>6} {'seconds':>8}")
-    for name, r in runs.items():
-        print(
-            f"{name:<22} {r['recall']:>7.3f} {r['precision']:>9.3f} {r['matched']:>8d} {r['num_det']:>6d} "
-            f"{r['seconds']:>8.1f}"
-        )
+    print(format_runs(runs, image, boxes, tile, args))
     if args.out:
-        Path(args.out).write_text(
-            json.dumps(
-                {
-                    "image_size": list(image.shape[:2]),
-                    "num_objects": len(boxes),
-                    "tile": list(tile.size),
-                    "overlap": tile.overlap,
-                    "score_thr": args.score_thr,
-                    "iou": args.iou,
-                    "runs": runs,
-                },
-                indent=2,
-            )
-        )
+        write_json(args.out, runs, image, boxes, tile, args)
     if args.save_dir:
-        import cv2
-
-        from detkit.visualization import draw_prediction
-
-        out = Path(args.save_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out / "large.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        pred = detkit.predict(model, image, score_thr=args.score_thr, batch_size=args.batch_size, tile=tile)
-        cv2.imwrite(
-            str(out / "large_tiled.jpg"),
-            cv2.cvtColor(draw_prediction(image, pred, model.class_names), cv2.COLOR_RGB2BGR),
-        )
+        save_drawings(Path(args.save_dir), model, image, tile, args)
     return 0
+
+
+def format_runs(runs: dict, image, boxes, tile, args: argparse.Namespace) -> str:
+    """The table: recall and precision (fractions in 0..1), matched and detected counts, seconds per pass."""
+    lines = [
+        f"image {image.shape[1]}x{image.shape[0]}, {len(boxes)} objects, tiles {tile.size[0]}x{tile.size[1]} "
+        f"overlap {tile.overlap}, score >= {args.score_thr}, IoU >= {args.iou}; recall and precision in 0..1",
+        f"{'pass':<22} {'recall':>7} {'precision':>9} {'matched':>8} {'dets':>6} {'seconds':>8}",
+    ]
+    lines += [
+        f"{name:<22} {r['recall']:>7.3f} {r['precision']:>9.3f} {r['matched']:>8d} {r['num_det']:>6d} "
+        f"{r['seconds']:>8.1f}"
+        for name, r in runs.items()
+    ]
+    return "\n".join(lines)
+
+
+def write_json(path: str, runs: dict, image, boxes, tile, args: argparse.Namespace) -> None:
+    """The figures as JSON, written atomically."""
+    from detkit.utils.files import atomic_write
+
+    figures = {
+        "image_size": list(image.shape[:2]),
+        "num_objects": len(boxes),
+        "tile": list(tile.size),
+        "overlap": tile.overlap,
+        "score_thr": args.score_thr,
+        "iou": args.iou,
+        "runs": runs,
+    }
+    text = json.dumps(figures, indent=2)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_drawings(out: Path, model, image, tile, args: argparse.Namespace) -> None:
+    """large.jpg (the image) and large_tiled.jpg (its tiled predictions drawn)."""
+    import cv2
+
+    import detkit
+    from detkit.visualization import draw_prediction
+
+    out.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out / "large.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    pred = detkit.predict(model, image, score_thr=args.score_thr, batch_size=args.batch_size, tile=tile)
+    drawn = draw_prediction(image, pred, model.class_names)
+    cv2.imwrite(str(out / "large_tiled.jpg"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":

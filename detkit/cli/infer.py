@@ -7,7 +7,9 @@
 CONFIG may be '-' to use the config stored in the checkpoint. Outputs under --out-dir: drawn images
 (<stem>.jpg) and videos (<stem>.mp4 / .avi), predictions.json (COCO results, masks as RLE) and
 images.json (image_id -> file, frame); for semantic models <stem>_labels.png and <stem>_sem.png.
-Unreadable inputs are reported and skipped. See docs/inference.md.
+Unreadable inputs are reported and skipped. A progress bar with ETA shows on a terminal; the last line
+says how many detections were saved and drawn, and at which thresholds. See docs/inference.md.
+Exit status: 0 done, 2 bad input (config, checkpoint, device, inputs, --out-dir; or no input readable).
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+TOOL = "infer"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
     ap.add_argument("checkpoint")
     ap.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or glob patterns")
     ap.add_argument("--out-dir", default="outputs/infer")
     ap.add_argument("--score-thr", type=float, default=None, help="default: the config's test threshold")
-    ap.add_argument("--draw-thr", type=float, default=0.3, help="score threshold for drawing")
-    ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    ap.add_argument("--draw-thr", type=float, default=0.3, help="score threshold for drawing (default 0.3)")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
     ap.add_argument("--batch-size", type=int, default=1, help="images, frames or tiles per forward pass")
     ap.add_argument("--no-draw", action="store_true", help="write only the predictions (and label maps)")
     ap.add_argument("--tile", metavar="H,W", default=None, help="tiled inference with H x W tiles (large images)")
@@ -33,30 +40,52 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.batch_size < 1:
         ap.error("--batch-size must be >= 1")
+    for flag, value in (("--score-thr", args.score_thr), ("--draw-thr", args.draw_thr)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            ap.error(f"{flag} must be in [0, 1], got {value}")
+    return args
 
-    import detkit
+
+def run(args: argparse.Namespace) -> int:
+    """Check every argument (the cheap file checks first, before torch loads), build the model, predict."""
+    config = None if args.config == "-" else args.config
+    checkpoint_arg(args.checkpoint, config)
+    out_dir_arg(args.out_dir, "--out-dir")
     from detkit.inference.files import collect_inputs, format_summary, run_inference
     from detkit.inference.tiling import parse_tile
 
+    paths = collect_inputs(args.inputs)
+    out_dir_arg(args.out_dir, "--out-dir", paths)  # outputs named after the inputs must not land on them
+    device = device_arg(args.device)
     try:
         tile = parse_tile(args.tile, overlap=args.tile_overlap, whole_image=args.tile_whole_image)
-        paths = collect_inputs(args.inputs)
-        model = detkit.init_model(None if args.config == "-" else args.config, args.checkpoint, device=args.device)
-        summary = run_inference(
-            model,
-            paths,
-            args.out_dir,
-            score_thr=args.score_thr,
-            batch_size=args.batch_size,
-            tile=tile,
-            draw=not args.no_draw,
-            draw_thr=args.draw_thr,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
-        print(f"infer.py: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise UserError(f"--tile {args.tile}: {e}") from None
+
+    import detkit
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
+        model = detkit.init_model(config, args.checkpoint, device=device)
+    summary = run_inference(
+        model,
+        paths,
+        args.out_dir,
+        score_thr=args.score_thr,
+        batch_size=args.batch_size,
+        tile=tile,
+        draw=not args.no_draw,
+        draw_thr=args.draw_thr,
+    )
     print(format_summary(summary))
+    if summary["skipped"] and not (summary["images"] or summary["frames"]):
+        path, reason = summary["skipped"][0]
+        raise UserError(f"none of the {len(summary['skipped'])} input(s) could be read (e.g. {path}: {reason})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -10,26 +10,38 @@ import json
 import sys
 from pathlib import Path
 
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import config_arg
+
+TOOL = "model_stats"
+
 
 def _class_names(cfg: dict, num_classes: int | None) -> list[str] | None:
     """Class names when model.num_classes is null: --num-classes, else the training json's categories."""
     if num_classes is not None:
         return [f"class_{i}" for i in range(num_classes)]
-    if cfg["model"].get("num_classes") is not None:
+    if (cfg.get("model") or {}).get("num_classes") is not None:
         return None
-    ann = (cfg.get("data", {}).get("train") or {}).get("ann_file")
+    ann = ((cfg.get("data") or {}).get("train") or {}).get("ann_file")
     if ann and Path(ann).is_file():
-        cats = sorted(json.loads(Path(ann).read_text()).get("categories", []), key=lambda c: c["id"])
+        try:
+            cats = sorted(
+                json.loads(Path(ann).read_text(encoding="utf-8")).get("categories", []), key=lambda c: c["id"]
+            )
+        except (ValueError, AttributeError, KeyError, TypeError):
+            raise UserError(
+                f"data.train.ann_file {ann} is not a COCO json with categories; pass --num-classes N"
+            ) from None
         if cats:
             return [str(c.get("name", c["id"])) for c in cats]
-    raise ValueError(
+    raise UserError(
         f"model.num_classes is null and the training annotation file ({ann}) is not there to "
         f"count the classes; pass --num-classes N"
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument(
         "--size",
@@ -43,25 +55,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-classes", type=int, default=None, help="when model.num_classes is null")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V", help="config overrides")
     args = ap.parse_args(argv)
-    if min(args.size) <= 0 or args.rois < 0:
-        print("model_stats.py: error: --size needs positive H W and --rois N >= 0", file=sys.stderr)
-        return 2
+    if min(args.size) <= 0:
+        ap.error(f"--size needs positive H W, got {args.size[0]} {args.size[1]}")
+    if args.rois < 0:
+        ap.error(f"--rois must be >= 0, got {args.rois}")
+    if args.num_classes is not None and args.num_classes < 1:
+        ap.error(f"--num-classes must be >= 1, got {args.num_classes}")
+    return args
 
+
+def run(args: argparse.Namespace) -> int:
+    """Build the config's model and print its parameters and FLOPs per part."""
     from detkit.benchmark.model_stats import format_stats, model_stats
-    from detkit.config import load_config
     from detkit.models.build import build_model
 
-    try:
-        cfg = load_config(args.config, args.set)
+    cfg = config_arg(args.config, args.set)
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building the config's model: input errors
         model = build_model(cfg, class_names=_class_names(cfg, args.num_classes))
-        divisor = int((cfg["model"].get("preprocess") or {}).get("size_divisor", 32))
-        rows, total, hw = model_stats(model, tuple(args.size), args.rois, divisor)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        print(f"model_stats.py: error: {e}", file=sys.stderr)
-        return 2
+    divisor = int((cfg["model"].get("preprocess") or {}).get("size_divisor", 32))
+    rows, total, hw = model_stats(model, tuple(args.size), args.rois, divisor)
     print(f"{type(model).__name__} from {args.config} ({model.num_classes} classes)")
     print(format_stats(rows, total, hw, args.rois))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from detkit.config import load_config
+from detkit.config import ConfigError, load_config
 from detkit.inference.runner import ImageInput
 from detkit.models.build import build_model
-from detkit.utils.checkpoint import load_checkpoint
+from detkit.utils.checkpoint import CheckpointMismatchError, load_checkpoint, load_model_state, model_state
+from detkit.utils.device import parse_device
+
+
+def _class_names(cfg: dict, meta: dict, config: Any, checkpoint: Any) -> list[str] | None:
+    """The checkpoint's class names, checked against the config's ``model.num_classes``."""
+    names = meta.get("class_names")
+    n_cfg = cfg["model"].get("num_classes")
+    if names is None:
+        if n_cfg is None:
+            raise ConfigError(
+                f"model.num_classes is null in {config or 'the config'} and {checkpoint or 'no checkpoint'} stores "
+                "no class names; set model.num_classes, or pass the checkpoint trained with this config"
+            )
+        return None
+    names = [str(n) for n in names]
+    if n_cfg is not None and int(n_cfg) != len(names):
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        raise CheckpointMismatchError(
+            f"checkpoint {checkpoint} was trained for {len(names)} classes ({shown}) but {config} sets "
+            f"model.num_classes: {n_cfg}; use the config it was trained with (CONFIG '-' takes the one stored in "
+            "the checkpoint), or set model.num_classes: null to take the checkpoint's classes"
+        )
+    return names
 
 
 def init_model(
@@ -22,39 +45,37 @@ def init_model(
 ) -> nn.Module:
     """Build a model in eval mode, with its class names and config; weights from ``checkpoint`` when given.
 
-    Without ``config`` the config stored in the checkpoint is used. ``device`` defaults to CUDA when
-    available. The model carries ``model.cfg`` (the resolved config) and ``model.class_names``.
+    Without ``config`` the config stored in the checkpoint is used. ``device`` (cpu, cuda, cuda:N, N, mps)
+    defaults to CUDA when available. The model carries ``model.cfg`` (the resolved config),
+    ``model.class_names`` and ``model.cat_ids`` (label -> dataset category id, when the checkpoint knows them).
+
+    Raises:
+        CheckpointError: the checkpoint is not readable; ``CheckpointMismatchError`` when its class count
+            differs from the config's ``model.num_classes`` or its tensors do not fit the config's model.
+        DeviceError: ``device`` does not exist on this machine.
+        ConfigError: a bad config, or no config at all.
     """
+    dev = parse_device(device)  # first: a wrong device costs no checkpoint read
     ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
     meta = (ckpt or {}).get("meta") or {}
     if config is None:
-        if not meta.get("config"):
-            raise ValueError("init_model: no config given and the checkpoint stores none; pass the config file")
+        if not isinstance(meta.get("config"), dict):
+            raise ConfigError(
+                f"init_model: no config given and checkpoint {checkpoint} stores none; pass the config file"
+            )
         cfg = meta["config"]
     elif isinstance(config, dict):
         cfg = config
     else:
         cfg = load_config(config)
-    class_names = meta.get("class_names")
-    if class_names is None and cfg["model"].get("num_classes") is None:
-        raise ValueError(
-            "init_model: model.num_classes is null and no checkpoint gives class names; "
-            "set model.num_classes or pass a checkpoint trained with this config"
-        )
-    model = build_model(cfg, class_names=class_names)
+    if not isinstance(cfg.get("model"), dict):
+        raise ConfigError(f"{config or checkpoint}: the config has no 'model' section")
+    model = build_model(cfg, class_names=_class_names(cfg, meta, config, checkpoint))
     if ckpt is not None:
-        missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"checkpoint {checkpoint} does not fit this config's model: "
-                f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected "
-                f"(e.g. {unexpected[:3]}); check that config and checkpoint are the same architecture"
-            )
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        load_model_state(model, model_state(ckpt), str(checkpoint))
     model.cfg = cfg
     model.cat_ids = meta.get("cat_ids")  # label -> dataset category id, when known
-    return model.to(device).eval()
+    return model.to(dev).eval()
 
 
 @torch.inference_mode()

@@ -38,20 +38,27 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand files, folders (recursive: images and videos) and glob patterns into a list of paths.
 
     Raises:
-        FileNotFoundError: an input is neither a file, a folder nor a pattern matching something.
+        FileNotFoundError: an input is neither a file, a folder nor a pattern matching something, or a
+            folder or pattern holds no image or video.
     """
+    exts = IMAGE_EXTS | VIDEO_EXTS
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and q.is_file()))
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in exts and q.is_file())
+            if not found:
+                raise FileNotFoundError(
+                    f"folder {item} holds no image or video (looked for {', '.join(sorted(exts))}, recursively)"
+                )
+            out.extend(found)
         elif p.is_file():
             out.append(p)
         else:
-            matches = sorted(Path(m) for m in glob.glob(os.fspath(item), recursive=True))
+            matches = [m for m in sorted(Path(m) for m in glob.glob(os.fspath(item), recursive=True)) if m.is_file()]
             if not matches:
-                raise FileNotFoundError(f"no such file, folder or pattern: {item}")
-            out.extend(m for m in matches if m.is_file())
+                raise FileNotFoundError(f"no such file, folder or pattern: {item} (check the path)")
+            out.extend(matches)
     return out
 
 
@@ -137,8 +144,11 @@ class ResultWriter:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.class_names, self.draw, self.draw_thr = list(class_names), draw, draw_thr
+        self.labels_as_ids = cat_ids is None
         self.cat_ids = list(cat_ids) if cat_ids is not None else list(range(len(self.class_names)))
+        self.cat_names = dict(zip(self.cat_ids, self.class_names))  # category id -> the model's class name
         self.results: list[dict] = []
+        self.drawn = 0  # detections drawn (score >= draw_thr)
         self.images: list[dict] = []
         self.instance_preds = self.semantic_preds = 0
         self._names: set[str] = set()
@@ -165,6 +175,7 @@ class ResultWriter:
             self.instance_preds += 1
             recs = prediction_to_coco(image_id, pred, self.cat_ids, with_masks="masks" in pred)
             for r in recs:
+                r["category_name"] = self.cat_names.get(r["category_id"], str(r["category_id"]))
                 r["file_name"] = file_name
                 if frame is not None:
                     r["frame"] = frame
@@ -175,6 +186,8 @@ class ResultWriter:
     def _drawn(self, image: np.ndarray, pred: dict) -> np.ndarray:
         from detkit.visualization import draw_prediction
 
+        if pred.get("scores") is not None:
+            self.drawn += int((pred["scores"] >= self.draw_thr).sum())
         return draw_prediction(image, pred, self.class_names, self.draw_thr)
 
     def add_image(self, path: Path, image: np.ndarray, pred: dict) -> None:
@@ -230,6 +243,15 @@ class ResultWriter:
             return None
         path = self.out_dir / "predictions.json"
         _write_atomic(path, lambda t: t.write_text(json.dumps(self.results)))
+        if self.labels_as_ids and self.results:
+            import warnings
+
+            warnings.warn(
+                f"the checkpoint stores no dataset category ids, so {path} has the labels 0..C-1 as category_id "
+                "(with category_name); map them before scoring against a COCO file (tools/analyze.py warns "
+                "when they disagree)",
+                stacklevel=2,
+            )
         return path
 
 
@@ -265,7 +287,8 @@ def run_inference(
     n_img = n_vid = n_frames = 0
     videos = [p for p in paths if is_video(p)]
     images = [p for p in paths if not is_video(p)]
-    bar = tqdm(total=len(images), desc="infer", unit="img", disable=not progress)
+    # on a terminal only (tqdm's disable=None): no progress frames in a log file or a pipe
+    bar = tqdm(total=len(images), desc="infer", unit="img", disable=None if progress else True)
 
     def run(arrays: list[np.ndarray]) -> list[dict]:
         return detkit.predict(model, arrays, score_thr=score_thr, batch_size=batch_size, tile=tile)
@@ -307,13 +330,21 @@ def run_inference(
         "frames": n_frames,
         "skipped": skipped,
         "detections": len(writer.results),
+        "drawn": writer.drawn if draw else None,
+        "max_score": max((r["score"] for r in writer.results), default=None),
+        "draw_thr": draw_thr,
+        "score_thr": score_thr,
         "predictions": pred_path,
         "out_dir": Path(out_dir),
     }
 
 
 def format_summary(summary: dict) -> str:
-    """One line: what was processed, what was skipped, where the results are."""
+    """What was processed and skipped, how many detections were saved and drawn (at which thresholds), where.
+
+    E.g. ``4 images processed, 0 videos (0 frames) processed, 0 unreadable skipped, 37 detections (score >= the
+    config's test threshold) -> out/predictions.json; 12 drawn (score >= --draw-thr 0.3) -> out``.
+    """
     vids = summary["videos"]
     text = (
         f"{summary['images']} images processed, {vids} video{'s' if vids != 1 else ''} "
@@ -322,7 +353,16 @@ def format_summary(summary: dict) -> str:
     if summary["skipped"]:
         text += f" ({', '.join(s[0] for s in summary['skipped'])})"
     if summary["predictions"] is not None:
-        text += f", {summary['detections']} detections -> {summary['predictions']}"
+        thr = summary.get("score_thr")
+        saved = "the config's test threshold" if thr is None else f"--score-thr {thr:g}"
+        text += f", {summary['detections']} detections (score >= {saved}) -> {summary['predictions']}"
+        if summary.get("drawn") is None:
+            text += "; none drawn (--no-draw)"
+        else:
+            text += f"; {summary['drawn']} drawn (score >= --draw-thr {summary['draw_thr']:g})"
+            if summary["drawn"] == 0 and summary.get("max_score") is not None:
+                text += f" (the best score is {summary['max_score']:.3f}: lower --draw-thr to draw more)"
+            text += f" -> {summary['out_dir']}"
     else:
         text += f", semantic maps -> {summary['out_dir']}"
     return text

@@ -84,12 +84,37 @@ def test_bad_inputs_are_clear(checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         detkit.init_model(CONFIG, tmp_path / "nope.pth")
     other = load_config(ROOT / "configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml")
-    with pytest.raises(ValueError, match="missing keys"):
+    with pytest.raises(ValueError, match=r"does not fit the model: \d+ of \d+ tensors fit, 16 missing"):
         detkit.init_model(other, checkpoint, device="cpu")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         detkit.init_model(CONFIG, bad)
+
+
+def test_class_count_and_device_are_checked(checkpoint):
+    from detkit.utils.checkpoint import CheckpointMismatchError
+    from detkit.utils.device import DeviceError
+
+    cfg = load_config(CONFIG, ["model.num_classes=5"])
+    with pytest.raises(
+        CheckpointMismatchError, match=r"trained for 3 classes \(circle, square, triangle\).*num_classes: 5"
+    ):
+        detkit.init_model(cfg, checkpoint, device="cpu")
+    no_names = torch.load(checkpoint, weights_only=True)
+    del no_names["meta"]["class_names"]
+    path = checkpoint.parent / "no_names.pth"
+    torch.save(no_names, path)
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"4 of another shape \(e.g. box_head.cls_score.weight: checkpoint \[4, 1024\], model \[6, 1024\]\)",
+    ):
+        detkit.init_model(cfg, path, device="cpu")  # no class names stored: the shapes say it
+    with pytest.raises(DeviceError, match="foo"):
+        detkit.init_model(CONFIG, checkpoint, device="foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            detkit.init_model(CONFIG, checkpoint, device="cuda:1")
 
 
 def test_mixed_sizes_batched_and_tiled(checkpoint, image):

@@ -53,7 +53,8 @@ def test_analyze_tool(data, tmp_path, capsys):
     from detkit.evaluation import coco_metrics
 
     m = coco_metrics(paths["val_ann_file"], preds)
-    assert f"AP {m['bbox/AP']:.4f}" in printed and "circle" in printed and "localization" in printed
+    assert f"AP {m['bbox/AP']:.3f}" in printed and "circle" in printed and "localization" in printed
+    assert "(AP in 0..1" in printed and "AP50 gained if fixed (0..1)" in printed  # tables say their units
     assert f"{len(gt['annotations'])} ground truths" in printed
     for name in (
         "per_class.csv",
@@ -104,10 +105,10 @@ def test_bad_input_is_one_line_error(data, tmp_path, capsys, case):
         bad.write_text(json.dumps([{**preds[0], "file_name": "elsewhere/x.png"}]))
     rc = analyze_tool.main([str(paths["val_ann_file"]), str(bad), "--out-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert rc == 2 and err.startswith("analyze.py: error: ") and err.count("\n") == 1
+    assert rc == 2 and err.startswith("analyze: error: ") and err.count("\n") == 1
     assert {
         "missing": "not found",
         "bad_json": "not valid JSON",
-        "unknown_image": "image_id=999",
+        "unknown_image": "(999)",
         "unknown_file": "elsewhere/x.png",
     }[case] in err

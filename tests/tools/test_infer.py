@@ -79,17 +79,26 @@ def test_folder_with_images_video_and_corrupt_file(checkpoint, tmp_path):
     (src / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     _write_video(src / "clip.mp4")
     out = tmp_path / "out"
-    proc = _infer("-", checkpoint, src, "--out-dir", out, "--device", "cpu", "--batch-size", "3")
+    proc = _infer("-", checkpoint, src, "--out-dir", out, "--device", "cpu", "--batch-size", "3", "--draw-thr", "0.5")
     assert proc.returncode == 0, proc.stderr
     assert "2 images processed, 1 video (10 frames) processed, 1 unreadable skipped" in proc.stdout
     assert "broken.jpg" in proc.stdout + proc.stderr
+    assert "\r" not in proc.stderr and "img/s" not in proc.stderr  # no progress frames when not a terminal
     assert (out / "a.jpg").is_file() and (out / "b.jpg").is_file()
     assert _frame_count(out / "clip.mp4") == 10  # the drawn video keeps every frame
     images = json.loads((out / "images.json").read_text())
     assert len(images) == 12 and sum("frame" in im for im in images) == 10
     preds = json.loads((out / "predictions.json").read_text())
     assert preds and {p["category_id"] for p in preds} <= {3, 8}  # the dataset's ids, not labels
+    assert all({3: "a", 8: "b"}[p["category_id"]] == p["category_name"] for p in preds)
     assert {p["image_id"] for p in preds} <= {im["id"] for im in images}
+    # the summary says how many detections were saved and drawn, and at which thresholds
+    drawn = sum(p["score"] >= 0.5 for p in preds)
+    assert 0 < drawn < len(preds)
+    assert (
+        f"{len(preds)} detections (score >= the config's test threshold) -> {out / 'predictions.json'}; "
+        f"{drawn} drawn (score >= --draw-thr 0.5) -> {out}"
+    ) in proc.stdout
     # the results load into pycocotools against a ground truth naming the same images
     from pycocotools.coco import COCO
 
@@ -175,8 +184,9 @@ def test_semantic_model_writes_label_maps(tmp_path, monkeypatch, capsys):
     cv2.imwrite(str(tmp_path / "s.png"), img)
     _write_video(tmp_path / "v.mp4", n=3, size=(32, 48))
     out = tmp_path / "out"
+    torch.save({"model": {}}, tmp_path / "ckpt.pth")  # checked by the tool, then given to the fake init_model
     rc = _load_tool().main(
-        ["cfg.yaml", "ckpt.pth", str(tmp_path / "s.png"), str(tmp_path / "v.mp4"), "--out-dir", str(out)]
+        ["-", str(tmp_path / "ckpt.pth"), str(tmp_path / "s.png"), str(tmp_path / "v.mp4"), "--out-dir", str(out)]
     )
     assert rc == 0
     assert "semantic maps" in capsys.readouterr().out

@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 _spec = importlib.util.spec_from_file_location("detkit_tool_plot_logs", ROOT / "tools" / "plot_logs.py")
@@ -27,11 +29,29 @@ def _run(work_dir: Path, scale: float) -> Path:
     return work_dir
 
 
-def test_plot_two_runs(tmp_path, capsys):
+def test_plot_two_runs(tmp_path, capsys, monkeypatch):
+    import detkit.analysis.logs as logs
+
+    figures = []
+    save = logs.save_figure
+
+    def keep(fig, path):  # inspect the figure the tool built, then write it as usual
+        figures.append([(ax.get_title(), ax.get_ylabel(), ax.get_lines()) for ax in fig.axes if ax.get_visible()])
+        return save(fig, path)
+
+    monkeypatch.setattr(logs, "save_figure", keep)
     a, b = _run(tmp_path / "a", 1.0), _run(tmp_path / "b", 2.0)
     out = tmp_path / "cmp.png"
     assert plot_tool.main([str(a), str(b), "--keys", "bbox/AP", "loss", "rpn/cls", "lr", "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 20_000
+    (panels,) = figures
+    assert [p[0] for p in panels] == ["bbox/AP", "loss", "rpn/cls", "lr"]
+    assert panels[0][1] == "bbox/AP (0..1)" and panels[1][1] == "loss"  # metrics say their unit
+    ap_a, ap_b = panels[0][2]  # one line per work directory, labelled with its folder name
+    assert (ap_a.get_label(), ap_b.get_label()) == ("a", "b")
+    assert list(ap_a.get_xdata()) == [1.0, 2.0, 3.0] and list(ap_b.get_ydata()) == pytest.approx([0.2, 0.4, 0.6])
+    loss_a = panels[1][2][0]
+    assert len(loss_a.get_xdata()) == 12 and loss_a.get_ydata()[0] == pytest.approx(1.0)
     assert plot_tool.main([str(a), "--list"]) == 0
     keys = capsys.readouterr().out
     assert "bbox/AP" in keys and "rpn/cls" in keys and "lr" in keys

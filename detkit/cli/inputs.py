@@ -1,0 +1,174 @@
+"""Checks of a tool's arguments before any work: config, checkpoint, device, input and output paths.
+
+Each check raises a :class:`~detkit.cli.errors.UserError` (or a ``ConfigError`` / ``CheckpointError`` /
+``DeviceError``) whose message names the argument, the file and the fix; inside ``user_errors(tool)`` that is
+one line on stderr and exit status 2. The file checks read a few bytes only and need no torch, so a tool
+refuses a wrong argument in a fraction of a second, before it builds a model.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from detkit.cli.errors import UserError
+from detkit.utils.checkpoint import check_checkpoint_file, file_kind
+
+__all__ = [
+    "check_config_file",
+    "checkpoint_arg",
+    "config_arg",
+    "device_arg",
+    "input_arg",
+    "out_dir_arg",
+    "out_file_arg",
+]
+
+TORCH_KINDS = ("torch-zip", "pickle", "python-pickle", "truncated-zip", "safetensors")
+NOT_YAML = {
+    "empty": "is empty",
+    "image": "is an image",
+    "onnx": "is an ONNX model",
+    "zip": "is a zip archive",
+    "binary": "is a binary file",
+}
+
+
+def check_config_file(config: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> None:
+    """Refuse a CONFIG argument that is a checkpoint (swapped arguments), a folder or not YAML text.
+
+    A name that is not a file is left to ``load_config`` (it may be a packaged config's name).
+    """
+    path = Path(config)
+    kind = file_kind(path)
+    if kind == "folder":
+        hint = (
+            f" (it holds {path / 'config.yaml'}, the resolved config of a run)"
+            if (path / "config.yaml").is_file()
+            else ""
+        )
+        raise UserError(f"CONFIG {path} is a folder; give a YAML config file{hint}")
+    if kind in TORCH_KINDS:
+        if checkpoint is None:
+            raise UserError(
+                f"CONFIG {path} is a PyTorch checkpoint, not a YAML config; give the config (a training run "
+                "keeps its resolved config.yaml next to its checkpoints)"
+            )
+        swapped = file_kind(checkpoint) in ("yaml", "text")
+        raise UserError(
+            f"CONFIG {path} is a PyTorch checkpoint, not a YAML config"
+            + (f", and CHECKPOINT {checkpoint} is a YAML file: the arguments are swapped" if swapped else "")
+            + "; the order is CONFIG then CHECKPOINT (CONFIG '-' uses the config stored in the checkpoint)"
+        )
+    if kind in NOT_YAML:
+        raise UserError(
+            f"CONFIG {path} {NOT_YAML[kind]}, not a YAML config; give a .yaml file (`detkit configs` lists "
+            "the packaged ones)"
+        )
+
+
+def config_arg(config: str | os.PathLike, overrides: Sequence[str] = (), checkpoint: str | None = None) -> dict:
+    """``load_config(config, overrides)`` after :func:`check_config_file`."""
+    from detkit.config import load_config
+
+    check_config_file(config, checkpoint)
+    return load_config(config, list(overrides))
+
+
+def checkpoint_arg(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None) -> Path:
+    """Refuse a CHECKPOINT argument that cannot be a torch file (missing, empty, truncated, text, YAML, ...).
+
+    CONFIG (when given and not '-') is checked first with :func:`check_config_file`: when it is a checkpoint
+    and CHECKPOINT a YAML file, the message says the two are swapped.
+    """
+    if config is not None and config != "-":
+        check_config_file(config, checkpoint)
+    return check_checkpoint_file(checkpoint)
+
+
+def device_arg(device: str | None) -> str | None:
+    """Check ``--device`` (cpu, cuda, cuda:N, N, mps) against this machine; returns the canonical name or None."""
+    if device is None or str(device).strip().lower() in ("", "auto"):
+        return None
+    from detkit.utils.device import parse_device
+
+    return str(parse_device(device))
+
+
+def input_arg(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
+    """An input file (a folder with ``folder``) that must exist and be readable; ``what`` names it (e.g. 'GT_JSON')."""
+    path = Path(path)
+    want, other = ("folder", "file") if folder else ("file", "folder")
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{what} {path} is a {other}; give a {want}")
+    if not path.exists():
+        raise UserError(f"{what} not found: {path} (check the path)")
+    if not os.access(path, os.R_OK | (os.X_OK if folder else 0)):
+        raise UserError(f"{what} {path} is not readable (permission denied); fix its permissions")
+    return path
+
+
+def _check_writable(folder: Path, flag: str, given: Path) -> None:
+    """Create and delete a temporary file in ``folder``: the only test that also holds for root, read-only
+    mounts and special file systems (``os.access`` says yes to root everywhere)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        reason = "permission denied" if isinstance(e, PermissionError) else (e.strerror or type(e).__name__)
+        raise UserError(
+            f"{flag} {given}: cannot write in {folder} ({reason}); choose a folder you can write to"
+        ) from None
+
+
+def _writable_parent(path: Path, flag: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder we can write in."""
+    probe = path.absolute().parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{flag} {path}: {probe} is a file, not a folder; choose another {flag}")
+    _check_writable(probe, flag, path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def out_dir_arg(path: str | os.PathLike, flag: str = "--out-dir", inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """An output folder: absent (it will be made) or a writable folder; never a folder that holds an input
+    file directly (outputs named after the inputs would overwrite them)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder; choose another {flag}")
+    if path.is_dir():
+        _check_writable(path, flag, path)
+    else:
+        _writable_parent(path, flag)
+    for item in inputs:
+        item = Path(item)
+        if item.is_file() and _same_file(item.parent, path):
+            raise UserError(
+                f"{flag} {path} holds the input {item}; outputs written there could overwrite inputs: choose "
+                f"another {flag} (e.g. {path / 'out'})"
+            )
+    return path
+
+
+def out_file_arg(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """An output file: not a folder, in a writable folder, and not one of the tool's input files."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name (e.g. {path / 'out.json'})")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {path} is not writable (permission denied); choose another {flag}")
+    _writable_parent(path, flag)
+    for item in inputs:
+        if _same_file(Path(item), path):
+            raise UserError(f"{flag} {path} is the input {item}; writing it would overwrite it: choose another {flag}")
+    return path
