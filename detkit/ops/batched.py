@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torchvision.ops import nms
 
 
 def topk_count(n: int | Tensor, k: int) -> int | Tensor:
@@ -70,6 +71,22 @@ def pad_per_image(
         scatter_rows(v, dest, num_images * k, f).reshape((num_images, k) + tuple(v.shape[1:]))
         for v, f in zip(values, fills)
     ]
+
+
+def nms_by_image(boxes: Tensor, scores: Tensor, image_idx: Tensor, num_images: int, iou_thr: float) -> Tensor:
+    """``torchvision.ops.nms`` of boxes whose images never overlap (shifted apart), computed image by image.
+
+    NMS time grows with the square of its input, so eagerly each image runs alone; while tracing for export
+    it is one call. Either way the kept set is the same (boxes of different images never suppress each other).
+
+    Returns:
+        int64 [M'] kept indices, by descending score within each image.
+    """
+    if torch.jit.is_tracing():
+        return nms(boxes, scores, iou_thr)
+    order = torch.argsort(image_idx, stable=True)
+    parts = order.split(count_per_image(image_idx, num_images).tolist())
+    return torch.cat([idx[nms(boxes[idx], scores[idx], iou_thr)] for idx in parts])
 
 
 def count_per_image(image_idx: Tensor, num_images: Tensor | int) -> Tensor:

@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+from torchvision.ops import nms
 
 from detkit.ops.batched import (
     box_limits,
     clip_to_sizes,
     count_per_image,
+    nms_by_image,
     pad_per_image,
     per_image_topk,
     topk_count,
@@ -43,3 +45,17 @@ def test_topk_count_stays_a_tensor_while_tracing():
     traced = torch.jit.trace(top, (torch.randn(2, 10),))
     assert traced(torch.randn(2, 3)).shape == (2, 3)  # fewer items than k: k follows the traced size
     assert traced(torch.randn(2, 30)).shape == (2, 4)
+
+
+def test_nms_by_image_equals_one_call_over_disjoint_images():
+    torch.manual_seed(0)
+    xy = torch.rand(60, 2) * 40
+    boxes = torch.cat([xy, xy + 5 + torch.rand(60, 2) * 20], 1)
+    image = torch.randint(0, 3, (60,))
+    shifted = boxes + (image.float() * 100)[:, None]  # images apart: they never overlap
+    scores = torch.rand(60)
+    keep = nms_by_image(shifted, scores, image, 3, 0.5)
+    assert sorted(keep.tolist()) == sorted(nms(shifted, scores, 0.5).tolist())
+    for i in range(3):  # by descending score within each image
+        kept = scores[keep[image[keep] == i]]
+        assert (kept[:-1] >= kept[1:]).all()

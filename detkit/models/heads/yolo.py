@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import complete_box_iou_loss, nms
+from torchvision.ops import complete_box_iou_loss
 
 from detkit.models.blocks import ConvBNAct
 from detkit.models.losses.dfl import distribution_focal_loss
@@ -213,11 +213,12 @@ class YOLOHead(nn.Module):
         sel, _ = batched.per_image_topk(image, b, cfg["nms_pre"])
         image, anchor, label, cand = image[sel], anchor[sel], label[sel], cand[sel]
         cand_boxes = boxes[image, anchor]
-        # NMS per image and class as one call: classes shifted apart along x and y (as torchvision's batched_nms
-        # does for small inputs; its per-class loop for large ones is slower here), images further along y
+        # class-aware NMS: classes shifted apart along x and y (as torchvision's batched_nms does for small inputs;
+        # its per-class loop for large ones is slower here), images further along y
         span = image_sizes.max().to(cand_boxes.dtype) + 1.0
         dx, dy = label.to(cand_boxes.dtype) * span, (label + image).to(cand_boxes.dtype) * span
-        keep = nms(cand_boxes + torch.stack([dx, dy, dx, dy], 1), cand, cfg["nms_thr"] if nms_thr is None else nms_thr)
+        shifted = cand_boxes + torch.stack([dx, dy, dx, dy], 1)
+        keep = batched.nms_by_image(shifted, cand, image, b, cfg["nms_thr"] if nms_thr is None else nms_thr)
         sel, dest = batched.per_image_topk(image[keep], b, k)
         keep = keep[sel]
         values = (cand_boxes[keep], cand[keep], label[keep], anchor[keep])
