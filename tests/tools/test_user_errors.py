@@ -116,6 +116,7 @@ CASES = [
     ("eval-ckpt-dir", "eval", ["{cfg}", "{ckpt_dir}"], ["ckpt_dir", "folder"]),
     ("eval-missing-config", "eval", ["{root}/nope.yaml", "{ckpt}"], ["nope.yaml", "not found"]),
     ("eval-bad-yaml", "eval", ["{bad_yaml}", "{ckpt}"], ["bad.yaml", "YAML"]),
+    ("eval-config-dir", "eval", ["{ckpt_dir}", "{ckpt}"], ["CONFIG", "ckpt_dir", "folder"]),
     ("eval-device-cuda", "eval", ["{cfg}", "{ckpt}", "--device", "cuda"], ["--device cuda", "cpu"]),
     ("eval-device-7", "eval", ["{cfg}", "{ckpt}", "--device", "7"], ["--device 7"]),
     ("eval-device-foo", "eval", ["{cfg}", "{ckpt}", "--device", "foo"], ["--device foo", "cpu"]),
