@@ -2,12 +2,15 @@
 
     python tools/export.py CONFIG CHECKPOINT --format onnx --out FILE [--verify] [--verify-images PATH ...]
                            [--image-size H,W] [--batch-size B] [--opset N] [--static] [--max-per-img N]
+                           [--no-nms] [--atol A] [--rtol R] [--mask-iou T]
 
 CONFIG may be '-' to use the config stored in the checkpoint. The graph takes ``images`` uint8 [B,3,H,W]
 (resized as the config's test pipeline does, padded to the size divisor) and ``image_sizes`` int64 [B,2];
-batch and image size are dynamic unless --static. --verify runs onnxruntime on the --verify-images (default:
-a few images of data.val, or synthetic shapes images) and compares with PyTorch: same detections, boxes and
-scores within --atol. Exit status: 0 done (and verified), 1 verification failed, 2 bad input.
+batch and image size are dynamic unless --static. Faster R-CNN, Mask R-CNN (28x28 masks per detection), YOLO
+and YOLO-seg (masks at the input size) export. --verify runs onnxruntime on the --verify-images (default: a
+few images of data.val, or synthetic shapes images) and compares with PyTorch: detections matched, boxes
+within --atol + --rtol x the image's longer side (pixels), scores within --atol, mask IoU of matched pairs at
+least --mask-iou. See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import checkpoint_arg, config_arg, input_arg, out_file_arg
+
+TOOL = "export"
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -25,6 +33,40 @@ def _hw(text: str) -> tuple[int, int]:
     if len(parts) not in (1, 2) or min(parts) < 32:
         raise argparse.ArgumentTypeError(f"expected H,W of at least 32 px, got {text!r}")
     return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
+    ap.add_argument("checkpoint")
+    ap.add_argument("--format", default="onnx", choices=["onnx"])
+    ap.add_argument("--out", required=True, help="output file")
+    ap.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch on sample images")
+    ap.add_argument("--verify-images", nargs="+", default=[], metavar="PATH")
+    ap.add_argument("--atol", type=float, default=1e-3, help="score tolerance, and the box tolerance's floor (px)")
+    ap.add_argument("--rtol", type=float, default=1e-4, help="box tolerance per pixel of the image's longer side")
+    ap.add_argument("--mask-iou", type=float, default=0.9, help="least IoU of matched instance masks")
+    ap.add_argument("--image-size", type=_hw, default=(320, 320), help="example input H,W used for tracing")
+    ap.add_argument("--batch-size", type=int, default=1, help="example batch used for tracing")
+    ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--static", action="store_true", help="fix batch and image size to the example's")
+    ap.add_argument(
+        "--max-per-img", "--max-det", dest="max_per_img", type=int, default=None, help="default: the config's"
+    )
+    ap.add_argument(
+        "--no-nms",
+        action="store_true",
+        help="YOLO models: end the graph at the decoded boxes and class scores [B,A,4], [B,A,C] (and mask "
+        "coefficients and prototypes); post-process outside. Default: NMS in the graph",
+    )
+    args = ap.parse_args(argv)
+    if args.batch_size < 1:
+        ap.error("--batch-size must be >= 1")
+    if args.max_per_img is not None and args.max_per_img < 1:
+        ap.error("--max-per-img must be >= 1")
+    if min(args.atol, args.rtol) < 0 or not 0.0 <= args.mask_iou <= 1.0:
+        ap.error("--atol and --rtol must be >= 0 and --mask-iou in [0, 1]")
+    return args
 
 
 def sample_images(cfg: dict, paths: list[str], count: int = 4) -> list:
@@ -45,88 +87,60 @@ def sample_images(cfg: dict, paths: list[str], count: int = 4) -> list:
     return [render_image(np.random.default_rng([7, i]), (256 + 32 * i, 320 - 32 * i))[0] for i in range(count)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
-    ap.add_argument("checkpoint")
-    ap.add_argument("--format", default="onnx", choices=["onnx"])
-    ap.add_argument("--out", required=True, help="output file")
-    ap.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch on sample images")
-    ap.add_argument("--verify-images", nargs="+", default=[], metavar="PATH")
-    ap.add_argument("--atol", type=float, default=1e-3, help="tolerance on boxes (pixels) and scores")
-    ap.add_argument("--image-size", type=_hw, default=(320, 320), help="example input H,W used for tracing")
-    ap.add_argument("--batch-size", type=int, default=1, help="example batch used for tracing")
-    ap.add_argument("--opset", type=int, default=17)
-    ap.add_argument("--static", action="store_true", help="fix batch and image size to the example's")
-    ap.add_argument(
-        "--max-per-img",
-        "--max-det",
-        dest="max_per_img",
-        type=int,
-        default=None,
-        help="detections per image (default: the config's)",
-    )
-    ap.add_argument(
-        "--no-nms",
-        action="store_true",
-        help="YOLO models: end the graph at the decoded boxes and "
-        "class scores [B,A,4], [B,A,C] (post-process outside); default: NMS in the graph",
-    )
-    args = ap.parse_args(argv)
-
-    import detkit
-    from detkit.export import export_onnx, get_export_module, verify_onnx
-
-    kwargs = {} if args.max_per_img is None else {"max_per_img": args.max_per_img}
-    if args.no_nms:
-        kwargs["nms"] = False
-    try:
-        model = detkit.init_model(None if args.config == "-" else args.config, args.checkpoint, device="cpu")
-        images = sample_images(model.cfg, args.verify_images) if args.verify else []
-        out = export_onnx(
-            model,
-            args.out,
-            image_size=args.image_size,
-            batch_size=args.batch_size,
-            opset=args.opset,
-            dynamic=not args.static,
-            **kwargs,
-        )
-    except (OSError, ValueError, KeyError, TypeError, NotImplementedError) as e:
-        print(f"export.py: error: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"exported {type(model).__name__} -> {out} (opset {args.opset}, "
-        f"{'static' if args.static else 'dynamic batch and image size'})"
-    )
-    if not args.verify:
-        return 0
-    if args.static:  # a static graph takes exactly --batch-size images per run
-        b = args.batch_size
-        images = (images * b)[: max(b, len(images) // b * b)]
-    try:
-        static = args.static and tuple(
-            int(v)
-            for v in get_export_module(model, **kwargs).example_inputs(args.batch_size, args.image_size)[0].shape[-2:]
-        )
-        stats = verify_onnx(
-            model,
-            out,
-            images,
-            atol=args.atol,
-            batch_size=args.batch_size if args.static else 2,
-            pad_to=static or None,
-            **kwargs,
-        )
-    except ValueError as e:
-        print(f"export.py: error: {e}", file=sys.stderr)
-        return 2
-    print(
+def verify_summary(stats: dict) -> str:
+    """One line: detections on each side, matched (and borderline), the largest differences, mask IoU, verdict."""
+    line = (
         f"verify on {stats['images']} images: {stats['num_ref']} PyTorch / {stats['num_other']} onnxruntime "
-        f"detections, {stats['matched']} matched, max box diff {stats['max_box_diff']:.2e} px, "
-        f"max score diff {stats['max_score_diff']:.2e}: {'OK' if stats['ok'] else 'FAILED'}"
+        f"detections, {stats['matched']} matched"
+        + (f" ({stats['borderline']} more at a score cut)" if stats["borderline"] else "")
+        + f", max box diff {stats['max_box_diff']:.2e} px (tolerance {stats['box_tol']:.2e} px), "
+        f"max score diff {stats['max_score_diff']:.2e}"
     )
+    if "mask_pairs" in stats:
+        line += f", mask IoU mean {stats['mean_mask_iou']:.4f} min {stats['min_mask_iou']:.4f}"
+    return f"{line}: {'OK' if stats['ok'] else 'FAILED'}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, build the model, export, verify."""
+    checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
+    if Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a file name (e.g. {Path(args.out) / 'model.onnx'})")
+    out_file_arg(args.out, "--out", [p for p in (args.config, args.checkpoint) if p != "-"])
+    for path in args.verify_images:
+        input_arg(path, "--verify-images")
+    cfg = None if args.config == "-" else config_arg(args.config, (), args.checkpoint)
+    options = {} if args.max_per_img is None else {"max_per_img": args.max_per_img}
+    if args.no_nms:
+        options["nms"] = False
+    import detkit
+    from detkit.export import ExportError, export_onnx, get_export_module, verify_onnx
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
+        model = detkit.init_model(cfg, args.checkpoint, device="cpu")
+    with user_errors(TOOL, extra=(ExportError,)):  # an unsupported model or option; an image too large for --static
+        module = get_export_module(model, **options)
+        images = sample_images(model.cfg, args.verify_images) if args.verify else []
+        out = export_onnx(model, args.out, args.image_size, args.batch_size, args.opset, not args.static, **options)
+        shape = "static" if args.static else "dynamic batch and image size"
+        print(
+            f"exported {type(model).__name__} ({', '.join(module.output_names)}) -> {out} (opset {args.opset}, {shape})"
+        )
+        if not args.verify:
+            return 0
+        if args.static:  # a static graph takes exactly --batch-size images per run
+            b = args.batch_size
+            images = (images * b)[: max(b, len(images) // b * b)]
+        pad_to = tuple(module.example_inputs(args.batch_size, args.image_size)[0].shape[-2:]) if args.static else None
+        batch = args.batch_size if args.static else 2
+        stats = verify_onnx(model, out, images, args.atol, args.rtol, args.mask_iou, batch, pad_to, **options)
+    print(verify_summary(stats))
     return 0 if stats["ok"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done (and verified), 1 verification failed, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
 
 
 if __name__ == "__main__":
