@@ -10,6 +10,18 @@ import importlib
 import os
 
 import pytest
+from PIL import Image
+
+PIL_OPEN = Image.open  # PIL's own, taken before any test module imports a peer
+
+
+@pytest.fixture(autouse=True)
+def undo_peer_patches():
+    """Ultralytics replaces ``PIL.Image.open`` when imported (HEIF support that installs pi-heif on a failure):
+    a collected peer test would change how every later test reads a corrupt image. Each test gets PIL's own."""
+    Image.open = PIL_OPEN
+    yield
+
 
 # the modules the peer tests import: tests/models/test_ultralytics_equivalence.py, tests/tools/test_benchmark.py,
 # tests/tools/test_convert_weights.py (Ultralytics), tests/evaluation/test_coco.py (faster-coco-eval)
