@@ -10,16 +10,35 @@ import importlib
 import os
 
 import pytest
+import torch
 from PIL import Image
 
 PIL_OPEN = Image.open  # PIL's own, taken before any test module imports a peer
+TORCH_SAVE = torch.save
+# what importing Ultralytics changes for the whole process: it sets OMP_NUM_THREADS=1 (a tool started by a later
+# test then trains with another thread count than the test's in-process reference: different float sums), swaps
+# torch.save for its own and PIL.Image.open for a HEIF-installing wrapper
+PEER_ENV = (
+    "OMP_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "LD_LIBRARY_PATH",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "TORCH_CPP_LOG_LEVEL",
+    "KINETO_LOG_LEVEL",
+)
+ENV_BEFORE = {k: os.environ.get(k) for k in PEER_ENV}
 
 
 @pytest.fixture(autouse=True)
 def undo_peer_patches():
-    """Ultralytics replaces ``PIL.Image.open`` when imported (HEIF support that installs pi-heif on a failure):
-    a collected peer test would change how every later test reads a corrupt image. Each test gets PIL's own."""
+    """Each test starts with the process as detkit alone leaves it, whatever peer modules were imported before."""
     Image.open = PIL_OPEN
+    torch.save = TORCH_SAVE
+    for key, value in ENV_BEFORE.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     yield
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FASTER = ROOT / "detkit" / "configs" / "faster_rcnn" / "faster_rcnn_r18_fpn_shapes.yaml"
@@ -24,10 +25,10 @@ def run_tool(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def user_files(tmp_path):
-    """A user's config that inherits a shipped config and a base file of their own, and a (fake) checkpoint."""
+    """A user's config that inherits a shipped config and a base file of their own, and an (empty) checkpoint."""
     (tmp_path / "base.yaml").write_text("data:\n  num_worker: 1   # typo\n")
     (tmp_path / "exp.yaml").write_text(f"_base_: [{FASTER}, base.yaml]\ntrain:\n  max_epochs: 1.5\n")
-    (tmp_path / "model.pth").write_bytes(b"not read: the config is checked first")
+    torch.save({"model": {}, "meta": {}}, tmp_path / "model.pth")  # a readable checkpoint: the config is at fault
     return tmp_path
 
 

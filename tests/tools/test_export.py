@@ -63,8 +63,6 @@ def test_export_and_verify(tmp_path):
 
 def test_bad_inputs(tmp_path):
     ckpt = _checkpoint(tmp_path, "configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml", [], bias=False)
-    proc = _export("-", ckpt, "--out", tmp_path / "m.onnx")
-    assert proc.returncode == 2 and "mask head" in proc.stderr and "Traceback" not in proc.stderr
     proc = _export("-", tmp_path / "missing.pth", "--out", tmp_path / "m.onnx")
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
     proc = _export("-", ckpt, "--format", "tflite", "--out", tmp_path / "m.onnx")
