@@ -21,9 +21,10 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 ## The main job: make the shapes data (first use), train, evaluate, predict on validation images.
+## A second `make demo` moves the previous run into $(DEMO_DIR)/previous-N/ (--exist-ok); nothing is deleted.
 demo: $(STAMP)
 	@test -f $(SHAPES)/val.json || $(BIN)/python tools/make_shapes.py $(SHAPES)
-	$(BIN)/python tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
+	$(BIN)/python tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR) --exist-ok
 	$(BIN)/python tools/eval.py $(DEMO_CONFIG) $(DEMO_DIR)/best.pth --out $(DEMO_DIR)/eval_metrics.json
 	$(BIN)/python tools/infer.py $(DEMO_CONFIG) $(DEMO_DIR)/best.pth $(SHAPES)/val --out-dir $(DEMO_DIR)/predictions --draw-thr 0.1
 	@echo "demo done: curves in $(DEMO_DIR)/*.png, metrics in $(DEMO_DIR)/eval_metrics.json, drawn predictions in $(DEMO_DIR)/predictions/"
