@@ -4,7 +4,8 @@ Usage: python tools/convert_weights.py --from torchvision SRC DST [--config CONF
        python tools/convert_weights.py --from ultralytics SRC DST [--config CONFIG]
 torchvision: Faster/Mask R-CNN R50-FPN v1 and ResNet classifier state dicts. ultralytics: YOLOv8 n/s/m/l/x
 detect or segment state dicts (an Ultralytics .pt holds a pickled model: save ``model.state_dict()`` first).
-Exit status: 0 written, 2 bad input (unreadable file, unknown state dict, bad config).
+Exit status: 0 written, 2 bad input (missing or unreadable weights file, unknown state dict, bad config, DST that
+is a folder, not writable or SRC itself), always one line on stderr.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detkit.config import ConfigError, load_config
+from detkit.cli.errors import ArgumentParser, run_tool
+from detkit.cli.inputs import out_file_arg
+from detkit.config import load_config
 from detkit.weights.common import ConversionError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--from",
         dest="source",
@@ -58,21 +61,22 @@ def convert(args: argparse.Namespace) -> dict:
     return torchvision.convert_checkpoint(args.src, args.dst, config=config, norm_eps=None if eps < 0 else eps)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments and convert; errors in the input exit with status 2."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.source != "torchvision" and args.norm_eps is not None:
-        parser.error("--norm-eps applies to --from torchvision only")
-    try:
-        meta = convert(args)
-    except (ConversionError, ConfigError, OSError) as e:
-        print(f"convert_weights: error: {e}", file=sys.stderr)
-        return 2
+def _run(args: argparse.Namespace) -> int:
+    out_file_arg(args.dst, "DST", inputs=[args.src])
+    meta = convert(args)
     names = meta["class_names"]
     classes = f", {len(names)} classes" if names else ""
     print(f"wrote {args.dst} ({meta['converted_from']}{classes})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and convert; a mistake of input is one line on stderr and exit status 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.source != "torchvision" and args.norm_eps is not None:
+        parser.error("--norm-eps applies to --from torchvision only")
+    return run_tool("convert_weights", _run, args, extra=(ConversionError,))
 
 
 if __name__ == "__main__":

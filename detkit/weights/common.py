@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,26 +120,24 @@ def unwrap_state_dict(obj: Any, src: str = "checkpoint") -> dict[str, Tensor]:
 def read_state_dict(src: str | os.PathLike, hint: str = "") -> dict[str, Tensor]:
     """The state dict in the file ``src``, read with ``torch.load(weights_only=True)`` (no code is unpickled).
 
-    A missing file or one that is not a weights-only state dict is a :class:`ConversionError`; ``hint`` is
-    added to the message of the latter.
+    A file that cannot be read as a torch file (missing, empty, YAML, random bytes, ...) is a
+    :class:`~detkit.utils.checkpoint.CheckpointError` naming it and the fix (one line); ``hint`` is added to
+    the message when the file is a torch file the weights-only reader refused. A readable file that holds no
+    state dict is a :class:`ConversionError`.
     """
-    src = Path(src)
-    if not src.is_file():
-        raise ConversionError(f"{src}: file not found")
+    from detkit.utils.checkpoint import CheckpointError, file_kind, read_torch_file
+
     try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (any unpickling failure is a bad input file)
-        raise ConversionError(f"{src}: cannot read as a weights-only torch file ({_load_reason(e)}){hint}") from e
+        obj = read_torch_file(src, map_location="cpu", what="weights file")
+    except CheckpointError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e.__cause__))
+        if hint and found and file_kind(src) in ("torch-zip", "pickle"):  # short, so that the hint is read
+            raise CheckpointError(
+                f"weights file {src} holds Python objects ({found[1]}), not only tensors; detkit reads weights "
+                f"with weights_only=True so that a file never runs code{hint}"
+            ) from e
+        raise
     return unwrap_state_dict(obj, str(src))
-
-
-def _load_reason(error: Exception) -> str:
-    """The telling part of a ``torch.load`` failure: what the weights-only unpickler refused, if it says."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    _, marker, rest = text.partition("WeightsUnpickler error:")
-    lines = [line.strip() for line in (rest if marker else text).splitlines()]
-    reason = next((line for line in lines if line), "")
-    return reason.split(" was not an allowed global")[0] or type(error).__name__
 
 
 def config_with_classes(config: dict | None, num_classes: int | None) -> dict | None:

@@ -118,7 +118,7 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     pickled = tmp_path / "code.pth"
     torch.save({"model": {"w": torch.zeros(1)}, "obj": ConversionError("not a tensor")}, pickled)
     assert convert_weights.main(["--from", "torchvision", str(pickled), str(dst)]) == 2
-    assert "weights-only" in capsys.readouterr().err
+    assert "holds Python objects" in capsys.readouterr().err
     assert not dst.exists()
     v2 = {
         "backbone.body.conv1.weight": torch.zeros(1),
@@ -127,6 +127,44 @@ def test_bad_inputs_exit_2(tmp_path, capsys):
     }
     with pytest.raises(ConversionError, match="v2"):
         detect_kind(v2)
+
+
+UNREADABLE = {
+    "random": (lambda p: p.write_bytes(bytes(range(7, 256)) * 20), "unknown binary content"),
+    "empty": (lambda p: p.write_bytes(b""), "is empty"),
+    "yaml": (lambda p: p.write_text("model:\n  type: YOLO\n  num_classes: 3\n"), "is a YAML file"),
+    "missing": (lambda p: None, "not found"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNREADABLE))
+def test_unreadable_weights_file_is_one_line_exit_2(tmp_path, kind):
+    write, said = UNREADABLE[kind]
+    src, dst = tmp_path / f"{kind}.pth", tmp_path / "out.pth"
+    write(src)
+    before = src.read_bytes() if src.exists() else None
+    res = subprocess.run(
+        [sys.executable, str(TOOL), "--from", "torchvision", str(src), str(dst)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("convert_weights: error: weights file") and str(src) in lines[0] and said in lines[0]
+    assert not dst.exists() and (src.read_bytes() if src.exists() else None) == before
+
+
+def test_dst_never_overwrites_src(tmp_path, capsys):
+    src = tmp_path / "r18.pth"
+    torch.save(resnet18().state_dict(), src)
+    before = src.read_bytes()
+    assert convert_weights.main(["--from", "torchvision", str(src), str(src)]) == 2
+    assert "DST" in capsys.readouterr().err and src.read_bytes() == before
+    assert convert_weights.main(["--from", "torchvision", str(src), str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 # --- Ultralytics YOLOv8 (state dicts made by Ultralytics' own model classes, random weights) ---------------
@@ -202,7 +240,7 @@ def test_ultralytics_bad_inputs_exit_2(tmp_path, capsys):
     torch.save({"model": ul, "epoch": -1}, pickled)
     assert convert_weights.main(["--from", "ultralytics", str(pickled), str(dst)]) == 2
     err = capsys.readouterr().err
-    assert "weights-only" in err and "state_dict()" in err
+    assert "holds Python objects" in err and "state_dict()" in err
     # torchvision weights given as Ultralytics ones
     tv = tmp_path / "r18.pth"
     torch.save(resnet18().state_dict(), tv)
