@@ -97,6 +97,19 @@ def test_wrong_architecture_checkpoint_is_a_clear_error(tmp_path):
         ResNet(depth=18, init_checkpoint=str(tmp_path / "missing.pth"))
 
 
+def test_unreadable_init_checkpoint_names_the_key(tmp_path):
+    from detkit.utils.checkpoint import CheckpointError
+
+    noise = tmp_path / "noise.pth"
+    noise.write_bytes(bytes(range(7, 256)) * 8)
+    with pytest.raises(CheckpointError, match=r"model\.backbone\.init_checkpoint .*noise\.pth .*not a PyTorch"):
+        ResNet(depth=18, init_checkpoint=str(noise))
+    config = tmp_path / "r18.yaml"
+    config.write_text("model:\n  backbone:\n    type: ResNet\n")
+    with pytest.raises(CheckpointError, match=r"r18\.yaml is a YAML file"):
+        ResNet(depth=18, init_checkpoint=str(config))
+
+
 def test_wrapped_checkpoint_and_missing_keys_are_reported(tmp_path, caplog):
     state = _tv_model(18).state_dict()
     del state["layer4.1.conv2.weight"]

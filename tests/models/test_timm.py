@@ -35,3 +35,24 @@ def test_local_checkpoint_and_no_downloads(tmp_path):
         TimmBackbone("resnet18", pretrained=True)
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         TimmBackbone("resnet18", checkpoint_path=str(tmp_path / "nope.pth"))
+
+
+def test_checkpoint_path_that_is_no_weights_file_names_the_key(tmp_path):
+    pytest.importorskip("timm")
+    from detkit.utils.checkpoint import CheckpointError
+
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"model\.backbone\.checkpoint_path .*empty\.pth is empty"):
+        TimmBackbone("resnet18", checkpoint_path=str(empty))
+
+
+def test_safetensors_checkpoint_is_read_by_timm(tmp_path):
+    timm = pytest.importorskip("timm")
+    save_file = pytest.importorskip("safetensors.torch").save_file
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18.safetensors"
+    save_file(full.state_dict(), str(path))
+    model = TimmBackbone("resnet18", pretrained=True, checkpoint_path=str(path), out_indices=(3,))
+    assert torch.equal(model.body.layer3[0].conv1.weight, full.layer3[0].conv1.weight)

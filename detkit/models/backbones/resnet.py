@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from functools import partial
 
@@ -14,6 +13,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from detkit.models.fuse import conv_norm_act, resnet_block
 from detkit.registry import BACKBONES
+from detkit.utils.checkpoint import read_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -178,13 +178,13 @@ class ResNet(nn.Module):
         return outs
 
     def load_checkpoint(self, path: str) -> None:
-        """Load a torchvision-layout ResNet state dict from ``path``; a mismatched architecture is an error."""
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"ResNet init_checkpoint '{path}' does not exist; give the path of a local "
-                "torchvision ImageNet state dict (.pth)"
-            )
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        """Load a torchvision-layout ResNet state dict from ``path``; a mismatched architecture is an error.
+
+        A file that is not a torch file (missing, empty, YAML, random bytes, ...) is a ``CheckpointError``
+        naming ``model.backbone.init_checkpoint`` and the fix (``CheckpointNotFoundError``, a
+        ``FileNotFoundError``, when it does not exist).
+        """
+        ckpt = read_torch_file(path, what="model.backbone.init_checkpoint")
         state = _unwrap_state_dict(ckpt, path)
         own = self.state_dict()
         # skip fc and the stages this backbone does not build (out_indices stop earlier)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
 from detkit.registry import BACKBONES
+from detkit.utils.checkpoint import check_checkpoint_file, file_kind
 
 
 @BACKBONES.register
@@ -50,8 +50,8 @@ class TimmBackbone(nn.Module):
                 f"TimmBackbone('{model_name}'): pretrained=True needs checkpoint_path (a local "
                 "weights file); detkit never downloads weights"
             )
-        if checkpoint_path and not os.path.isfile(checkpoint_path):
-            raise FileNotFoundError(f"TimmBackbone checkpoint_path '{checkpoint_path}' does not exist")
+        if checkpoint_path and file_kind(checkpoint_path) != "safetensors":  # timm reads .pth and .safetensors
+            check_checkpoint_file(checkpoint_path, what="model.backbone.checkpoint_path")
         if checkpoint_path:
             # 'file' overrides every remote source; source='' keeps timm off the Hugging Face hub
             kwargs["pretrained_cfg_overlay"] = dict(file=checkpoint_path, source="", url="", hf_hub_id="")
