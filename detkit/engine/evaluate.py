@@ -12,6 +12,7 @@ from detkit.engine import builders, dist
 from detkit.engine.checkpoint import load_checkpoint, model_state, preserve_rng
 from detkit.engine.logger import progress_bar, progress_enabled
 from detkit.engine.runtime import move_batch, resolve_amp
+from detkit.utils.checkpoint import CheckpointMismatchError, load_model_state
 from detkit.utils.device import parse_device
 
 
@@ -51,30 +52,35 @@ def evaluate(
 def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = None):
     """Evaluate ``checkpoint`` on ``cfg['data']['val']``; return ``(metrics, evaluator)``.
 
-    The model gets the class names saved in the checkpoint; they must match the validation dataset's.
+    The model gets the class names saved in the checkpoint: another count than data.val's is a
+    ``CheckpointMismatchError``, the same names in another order (or other names) a
+    ``CategoryMismatchWarning`` before the evaluation; weights that do not fit the config's model are a
+    ``CheckpointMismatchError`` counting the tensors that fit.
     """
+    from detkit.evaluation.checks import class_names_mismatch, warn_mismatch
     from detkit.models.build import build_model
 
-    if not (cfg.get("data") or {}).get("val"):
+    val_cfg = (cfg.get("data") or {}).get("val")
+    if not val_cfg:
         raise ConfigError("the config has no data.val section to evaluate on")
     dev = parse_device(device)
     ckpt = load_checkpoint(checkpoint)
-    val_set = builders.build_dataset(cfg["data"]["val"])
+    val_set = builders.build_dataset(val_cfg)
     val_names = builders.model_class_names(val_set)
     names = list((ckpt.get("meta") or {}).get("class_names") or val_names)
-    if len(names) != len(val_names):
-        raise ValueError(
-            f"{checkpoint}: the model has {len(names)} classes, data.val has "
-            f"{len(val_names)} ({', '.join(val_names[:5])}...)"
-        )
+    where = f"data.val ({val_cfg.get('ann_file') or val_cfg.get('img_dir') or val_cfg.get('type')})"
+    message = class_names_mismatch(names, val_names, f"checkpoint {checkpoint}", where)
+    if message and len(names) != len(val_names):
+        raise CheckpointMismatchError(message)
+    if message:
+        warn_mismatch(message)
     model = build_model(cfg, class_names=names).to(dev)
-    try:
-        model.load_state_dict(model_state(ckpt))
-    except RuntimeError as e:
-        raise ValueError(
-            f"{checkpoint}: weights do not fit the config's model: {str(e).splitlines()[0]} "
-            "(is it the config the checkpoint was trained with?)"
-        ) from e
+    load_model_state(
+        model,
+        model_state(ckpt),
+        str(checkpoint),
+        hint="Use the config the checkpoint was trained with (a run keeps it as config.yaml next to its checkpoints)",
+    )
     loader = builders.build_dataloader(
         cfg, "val", distributed=dist.is_dist(), seed=int(cfg.get("seed") or 0), dataset=val_set
     )
