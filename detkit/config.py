@@ -45,6 +45,10 @@ def _read_yaml(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
+    except (UnicodeDecodeError, yaml.reader.ReaderError) as e:  # bytes no text holds (ReaderError: control chars)
+        raise ConfigError(
+            f"{path} is not a YAML text file (binary; a checkpoint? the order is CONFIG then CHECKPOINT)"
+        ) from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from e
     if data is None:

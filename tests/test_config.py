@@ -85,6 +85,16 @@ def test_safe_load_refuses_python_objects(tmp_path):
         load_config(p)
 
 
+def test_binary_config_is_named_as_such(tmp_path):
+    zipped = tmp_path / "best.pth"
+    zipped.write_bytes(b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(128, 256)))
+    control = tmp_path / "control.yaml"
+    control.write_bytes(b"seed: 1\nname: \x01\x02\n")
+    for path in (zipped, control):
+        with pytest.raises(ConfigError, match=r"is not a YAML text file \(binary; a checkpoint\? the order is CONFIG"):
+            load_config(path)
+
+
 def test_dump_roundtrip(tmp_path):
     cfg = {"model": {"type": "A", "sizes": [[32], [64]]}, "lr": 0.02, "name": None}
     dump_config(cfg, tmp_path / "out" / "config.yaml")
