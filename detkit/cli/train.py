@@ -16,12 +16,14 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from detkit.cli.errors import format_error, user_error_types
-from detkit.config import load_config
-from detkit.engine import Trainer, TrainingDiverged, dist
-from detkit.engine.logger import log_to_file
-from detkit.engine.trainer import EvaluationFailed
+from detkit.cli.errors import ArgumentParser, UserError, format_error, user_error_types
+from detkit.cli.inputs import TORCH_KINDS, check_config_file, config_arg, device_arg
+from detkit.utils.checkpoint import check_checkpoint_file, file_kind
+
+if TYPE_CHECKING:
+    from detkit.engine import Trainer
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 # while the Trainer is built, these come from the config's values (a bad key of a class, a bad number)
@@ -29,7 +31,7 @@ SETUP_ERRORS = (ValueError, KeyError, TypeError, ImportError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="YAML config")
     p.add_argument("--work-dir", help="output folder (default: work_dirs/<config stem>)")
     p.add_argument(
@@ -65,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _launcher(tool: str = "train") -> list[str]:
     """How this process was started: ``python tools/train.py``, ``detkit train`` (under torchrun: its form)."""
+    from detkit.engine import dist
+
     argv0 = sys.argv[0] or "tools/train.py"
     world = dist.get_world_size()
     torchrun = ["torchrun", "--nproc-per-node", str(world)] if world > 1 else []
@@ -98,9 +102,30 @@ def tool_template(argv0: str) -> str:
     return "python " + shlex.quote(str(path.parent)).replace("{", "{{").replace("}", "}}") + "/{}.py"
 
 
-def build_trainer(args: argparse.Namespace) -> Trainer:
-    """Read the config and build the Trainer (every pre-flight check runs here)."""
-    cfg = load_config(args.config, args.set)
+def check_inputs(args: argparse.Namespace) -> dict:
+    """The checks that need no torch: the config (not a checkpoint: swapped arguments are named), the
+    ``--resume CKPT`` / ``--load-from`` files (not missing, empty, text, YAML, ...) and ``--device``; returns
+    the config. Raises a ``UserError`` / ``ConfigError`` / ``CheckpointError`` / ``DeviceError``."""
+    given = {"--resume": args.resume if isinstance(args.resume, str) else None, "--load-from": args.load_from}
+    given = {flag: path for flag, path in given.items() if path}
+    swapped = [flag for flag, path in given.items() if file_kind(path) == "yaml"]
+    if swapped and file_kind(args.config) in TORCH_KINDS:
+        raise UserError(
+            f"CONFIG {args.config} is a PyTorch checkpoint and {swapped[0]} {given[swapped[0]]} a YAML file: the "
+            f"two are swapped; the order is CONFIG first, then {swapped[0]} CKPT"
+        )
+    check_config_file(args.config)
+    for flag, path in given.items():
+        check_checkpoint_file(path, f"{flag} checkpoint")
+    device_arg(args.device)
+    return config_arg(args.config, args.set)
+
+
+def build_trainer(args: argparse.Namespace, cfg: dict | None = None) -> Trainer:
+    """Build the Trainer from ``cfg`` (default: :func:`check_inputs`); every pre-flight check runs here."""
+    from detkit.engine import Trainer
+
+    cfg = check_inputs(args) if cfg is None else cfg
     work_dir = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
     return Trainer(
         cfg,
@@ -117,6 +142,8 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
 
 def _failed(trainer: Trainer, e: BaseException) -> str:
     """One message for an error during training; the traceback goes to log.txt."""
+    from detkit.engine.logger import log_to_file
+
     log_to_file("training stopped by an error", exc_info=e)
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
     return (
@@ -128,6 +155,9 @@ def _failed(trainer: Trainer, e: BaseException) -> str:
 
 def run(trainer: Trainer) -> int:
     """``trainer.fit()`` with every way it can end turned into a message and an exit status."""
+    from detkit.engine import TrainingDiverged
+    from detkit.engine.trainer import EvaluationFailed
+
     try:
         trainer.fit()
     except TrainingDiverged as e:
@@ -157,7 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     args = parse_args(argv)
     try:
-        trainer = build_trainer(args)
+        cfg = check_inputs(args)  # before torch is imported: a mistake of input is reported at once
+    except user_error_types() as e:
+        print(format_error("train", e), file=sys.stderr)
+        return 2
+    from detkit.engine import dist
+
+    try:
+        trainer = build_trainer(args, cfg)
     except user_error_types() + SETUP_ERRORS as e:
         print(format_error("train", e), file=sys.stderr)
         dist.destroy()

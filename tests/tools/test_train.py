@@ -166,6 +166,50 @@ def test_each_mistake_is_one_message_exit_2_and_changes_nothing(user, tmp_path, 
     assert not (tmp_path / "w").exists()  # no log, no config.yaml left behind
 
 
+FILE_MISTAKES = [  # reported from the first bytes of the files, before torch is imported
+    (
+        ["{u}/weights.pth", "--load-from", "{u}/frcnn.yaml"],
+        "--load-from {u}/frcnn.yaml a YAML file: the two are swapped",
+    ),
+    (["{u}/weights.pth", "--resume", "{u}/frcnn.yaml"], "--resume {u}/frcnn.yaml a YAML file: the two are swapped"),
+    (["{u}/weights.pth"], "CONFIG {u}/weights.pth is a PyTorch checkpoint, not a YAML config"),
+    (["{u}/noise.bin"], "CONFIG {u}/noise.bin is a binary file"),
+    (["{u}/text_then_binary.yaml"], "{u}/text_then_binary.yaml is not a YAML text file (binary; a checkpoint?"),
+    (["{u}/frcnn.yaml", "--load-from", "{u}/gone.pth"], "--load-from checkpoint not found: {u}/gone.pth"),
+    (["{u}/frcnn.yaml", "--load-from", "{u}/empty.pth"], "--load-from checkpoint {u}/empty.pth is empty"),
+    (["{u}/frcnn.yaml", "--load-from", "{u}/noise.bin"], "--load-from checkpoint {u}/noise.bin is not a PyTorch"),
+    (["{u}/frcnn.yaml", "--resume", "{u}/shapes"], "--resume checkpoint {u}/shapes is a folder"),
+    (["{u}/frcnn.yaml", "--device", "tpu"], "--device"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(user):
+    """Files a user may give by mistake: a checkpoint, random bytes, an empty file, a YAML that turns binary."""
+    torch.save({"model": {"w": torch.zeros(1)}, "meta": {}}, user / "weights.pth")
+    (user / "noise.bin").write_bytes(bytes(range(7, 256)) * 16)
+    (user / "empty.pth").write_bytes(b"")
+    (user / "text_then_binary.yaml").write_bytes(b"seed: 1\n" * 600 + bytes(range(128, 256)))
+    return user
+
+
+@pytest.mark.parametrize("args, message", FILE_MISTAKES)
+def test_file_mistakes_are_one_line_before_torch(files, tmp_path, args, message):
+    args = [a.format(u=files) for a in [*args, "--work-dir", str(tmp_path / "w")]]
+    before = _snapshot(files)
+    code = (
+        "import sys; from detkit.cli.train import main; rc = main(sys.argv[1:]); "
+        "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("train: error:") and message.format(u=files) in err, err
+    assert proc.stdout.strip() == "no torch" or "--device" in args  # a device check asks torch
+    assert _snapshot(files) == before and not (tmp_path / "w").exists()
+
+
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     """A finished toy run (through the tool) and its config file; tests that change the run copy it."""
