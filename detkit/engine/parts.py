@@ -13,7 +13,13 @@ from detkit.engine import builders, dist
 from detkit.engine.checkpoint import load_pretrained
 from detkit.engine.ema import ModelEMA
 from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, scaled_lr
-from detkit.engine.preflight import PreflightError, check_categories, check_num_classes, check_val_sample
+from detkit.engine.preflight import (
+    PreflightError,
+    check_categories,
+    check_evaluator_data,
+    check_num_classes,
+    check_val_sample,
+)
 from detkit.engine.runtime import resolve_amp
 
 logger = logging.getLogger("detkit")
@@ -21,13 +27,14 @@ logger = logging.getLogger("detkit")
 
 @dataclass
 class TrainData:
-    """The training set and loader, and the validation loader and evaluator (None without ``data.val``)."""
+    """The training set and loader, and the validation set, loader and evaluator (None without ``data.val``)."""
 
     train_set: Any
     train_loader: Any
     iters_per_epoch: int
     val_loader: Any = None
     evaluator: Any = None
+    val_set: Any = None
 
 
 def build_data(cfg: dict) -> TrainData:
@@ -51,6 +58,8 @@ def build_data(cfg: dict) -> TrainData:
             cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set
         )
         out.evaluator = builders.build_evaluator(cfg, val_set)
+        check_evaluator_data(out.evaluator, val_set)
+        out.val_set = val_set
     return out
 
 

@@ -12,8 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SEMSEG_METRICS = ("sem/mIoU", "sem/mAcc", "sem/aAcc")
-
 
 class PreflightError(ValueError):
     """A training that cannot start as configured; the message names the problem and the fix."""
@@ -97,21 +95,24 @@ def check_writable(work_dir: str | os.PathLike) -> None:
 
 
 def metric_names(evaluator: Any) -> list[str] | None:
-    """The metric keys ``evaluator.compute()`` returns: its ``metric_names`` when it has them, else a table
-    for detkit's evaluators; None when unknown."""
+    """The metric keys ``evaluator.compute()`` returns (its ``metric_names`` attribute or method); None for an
+    evaluator that does not say (then any ``train.best_metric`` is accepted and the first metric tracked)."""
     names = getattr(evaluator, "metric_names", None)
     if callable(names):
         names = names()
-    if names is not None:
-        return list(names)
-    from detkit.evaluation import CocoEvaluator, SemSegEvaluator
-    from detkit.evaluation.coco_metrics import STAT_NAMES
+    return None if names is None else list(names)
 
-    if isinstance(evaluator, CocoEvaluator):
-        return [f"{t}/{n}" for t in evaluator.iou_types for n in STAT_NAMES]
-    if isinstance(evaluator, SemSegEvaluator):
-        return list(SEMSEG_METRICS)
-    return None
+
+def check_evaluator_data(evaluator: Any, val_set) -> None:
+    """The evaluator's own check of its ground truth (``evaluator.check_gt()`` where it has one, e.g. COCO's:
+    every annotation needs ``area``), so that data.val fails now rather than after the first epoch."""
+    check = getattr(evaluator, "check_gt", None)
+    if not callable(check):
+        return
+    try:
+        check()
+    except ValueError as e:
+        raise PreflightError(f"{_split_name('val', val_set)} cannot be evaluated: {e}") from e
 
 
 def check_best_metric(evaluator: Any, name: str) -> None:

@@ -19,6 +19,7 @@ from detkit.evaluation.coco_metrics import (  # noqa: F401
     STAT_NAMES,
     ClassAP,
     CocoEvalOutput,
+    check_gt,
     coco_metrics,
     evaluate_coco,
     evaluate_coco_gt,
@@ -71,6 +72,7 @@ class CocoEvaluator:
         logs: ``{iou_type: text}``, pycocotools' captured output of the last ``compute()``.
         last_results: the COCO results scored by the last ``compute()`` (every rank's), None before.
         coco_gt: the private ground-truth COCO copy the evaluator scores against (read-only).
+        metric_names: the keys ``compute()`` returns, ``{iou_type}/{name}`` for each of ``STAT_NAMES``.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class CocoEvaluator:
         if bad or not iou_types:
             raise ValueError(f"iou_types must be a non-empty subset of {IOU_TYPES}, got {tuple(iou_types)}")
         self.iou_types = tuple(iou_types)
+        self.metric_names = [f"{t}/{n}" for t in self.iou_types for n in STAT_NAMES]
         self.backend = resolve_backend(backend)
         self.verbose = verbose
         self._gt_source = getattr(dataset, "coco", None) if dataset is not None else None
@@ -96,6 +99,7 @@ class CocoEvaluator:
             self._gt_source = ann_file if ann_file is not None else getattr(dataset, "ann_file", None)
         if self._gt_source is None:
             raise ValueError("CocoEvaluator: the dataset has neither .coco nor .ann_file; pass ann_file")
+        self._gt_name = str(ann_file or getattr(dataset, "ann_file", None) or "the ground truth")
         self._gt: Any = None  # private COCO copy, built on first use
         cats = self._categories()
         if label_to_cat_id is None:
@@ -125,6 +129,14 @@ class CocoEvaluator:
         self.metrics: dict[str, float] = {}
         self.logs: dict[str, str] = {}
         self.last_results: list[dict] | None = None
+
+    def check_gt(self) -> None:
+        """Raise ``ValueError`` now (not at the first ``compute()``) when the ground truth lacks what COCOeval
+        needs: ``area`` of every annotation, its ``bbox`` / ``segmentation`` for the IoU types evaluated."""
+        src = self._gt if self._gt is not None else self._gt_source
+        data = src.dataset if hasattr(src, "dataset") else src
+        if isinstance(data, dict):
+            check_gt(data, self.iou_types, self._gt_name)
 
     @property
     def coco_gt(self) -> Any:
@@ -192,7 +204,7 @@ class CocoEvaluator:
         logs: dict[str, str] = {}
         if not self._per_image:
             warnings.warn("CocoEvaluator.compute(): no image was processed; every metric is 0", stacklevel=3)
-            return [{f"{t}/{n}": 0.0 for t in self.iou_types for n in STAT_NAMES}, {}, {}]
+            return [dict.fromkeys(self.metric_names, 0.0), {}, {}]
         if self._gt is None:
             self._gt = load_coco_gt(self._gt_source, self.backend, self.iou_types)
         names = dict(zip(self.label_to_cat_id, self.class_names))

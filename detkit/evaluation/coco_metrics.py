@@ -34,6 +34,7 @@ __all__ = [
     "ClassAP",
     "CocoEvalOutput",
     "accumulate_cocoeval",
+    "check_gt",
     "check_results",
     "coco_metrics",
     "empty_results_coco",
@@ -104,7 +105,12 @@ def _coco_class(backend: str):
     return COCO
 
 
-def _check_gt(dataset: dict, iou_types: Sequence[str], source: str) -> None:
+def check_gt(dataset: dict, iou_types: Sequence[str], source: str) -> None:
+    """Raise ``ValueError`` naming ``source`` and the first annotation that lacks what COCOeval needs.
+
+    ``dataset`` is a COCO dict; it needs ``images``, ``annotations`` and ``categories``, and every annotation
+    ``area`` (COCOeval's size split), ``bbox`` for 'bbox' and ``segmentation`` for 'segm' in ``iou_types``.
+    """
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             raise ValueError(f"{source}: ground truth has no '{key}' list; it is not a COCO annotation file")
@@ -165,7 +171,7 @@ def load_coco_gt(
         source, data = getattr(gt, "source", "ground-truth COCO object"), _copy_gt(gt.dataset, backend)
     else:
         raise TypeError(f"ground truth must be a json path, a dict or a COCO object, got {type(gt).__name__}")
-    _check_gt(data, (iou_types,) if isinstance(iou_types, str) else tuple(iou_types), source)
+    check_gt(data, (iou_types,) if isinstance(iou_types, str) else tuple(iou_types), source)
     coco = _coco_class(backend)()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):

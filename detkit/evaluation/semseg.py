@@ -44,7 +44,11 @@ class SemSegEvaluator:
         num_classes: C; ground truth must be in 0..C-1 or ``ignore_index``.
         ignore_index: ground-truth value that is not scored.
         class_names: names per label (default: the label numbers).
+    Attributes:
+        metric_names: the keys ``compute()`` returns.
     """
+
+    metric_names = ("sem/mIoU", "sem/mAcc", "sem/aAcc")
 
     def __init__(self, num_classes: int, ignore_index: int = 255, class_names: Sequence[str] | None = None):
         if num_classes < 1:

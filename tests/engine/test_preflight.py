@@ -69,3 +69,21 @@ def test_metric_names_of_detkit_evaluators(tmp_path):
         check_best_metric(sem, "bbox/AP")
     assert metric_names(object()) is None  # unknown evaluator: not checked
     check_best_metric(object(), "anything")
+
+
+def test_val_ground_truth_without_area_fails_before_training(shapes, tmp_path):
+    from detkit.data.build import build_dataset
+    from detkit.engine.preflight import check_evaluator_data
+    from detkit.evaluation import CocoEvaluator
+
+    val = json.loads((shapes / "val.json").read_text())
+    del val["annotations"][1]["area"]
+    ann = tmp_path / "val_no_area.json"
+    ann.write_text(json.dumps(val))
+    dataset = build_dataset({"type": "CocoDataset", "ann_file": str(ann), "img_dir": str(shapes / "val")})
+    evaluator = CocoEvaluator(dataset=dataset)
+    message = rf"data.val \({ann}\) cannot be evaluated: {ann}: annotation id={val['annotations'][1]['id']} .*no area"
+    with pytest.raises(PreflightError, match=message):
+        check_evaluator_data(evaluator, dataset)
+    check_evaluator_data(CocoEvaluator(ann_file=shapes / "val.json"), dataset)  # a complete file passes
+    check_evaluator_data(object(), dataset)  # an evaluator without check_gt: nothing to check

@@ -205,6 +205,27 @@ def test_ground_truth_scores_ap_one(gt):
     assert "segm/AP" in ev.summary() or "segm:" in ev.summary()
 
 
+def test_metric_names_are_the_keys_compute_gives(gt):
+    ev = run_evaluator(gt, perturbed_preds(gt))
+    assert list(ev.metrics) == ev.metric_names and len(ev.metric_names) == 2 * len(STAT_NAMES)
+    assert CocoEvaluator(ann_file=gt.path).metric_names == [f"bbox/{n}" for n in STAT_NAMES]
+
+
+def test_check_gt_names_the_file_and_the_annotation(gt, tmp_path):
+    data = json.loads(Path(gt.path).read_text())
+    ann_id = data["annotations"][0]["id"]
+    del data["annotations"][0]["area"]
+    path = tmp_path / "no_area.json"
+    path.write_text(json.dumps(data))
+    dataset = SimpleNamespace(coco=SimpleNamespace(dataset=data), ann_file=str(path), class_names=None)
+    ev = CocoEvaluator(dataset=dataset)  # the ground truth of a dataset is read at the first compute()
+    with pytest.raises(ValueError, match=rf"{path}: annotation id={ann_id} .*has no area"):
+        ev.check_gt()
+    with pytest.raises(ValueError, match="has no area"):
+        CocoEvaluator(ann_file=path)  # a file is read (and checked) at once
+    CocoEvaluator(ann_file=gt.path).check_gt()
+
+
 def test_perturbed_predictions_equal_pycocotools_exactly(gt, capsys):
     preds = perturbed_preds(gt)
     ev = run_evaluator(gt, preds, backend="pycocotools")

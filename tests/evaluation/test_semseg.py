@@ -18,6 +18,7 @@ def test_perfect_prediction_scores_one():
     ev = SemSegEvaluator(num_classes=4)
     ev.update(gt.clone().clamp(max=3), gt)
     assert ev.compute() == {"sem/mIoU": 1.0, "sem/mAcc": 1.0, "sem/aAcc": 1.0}
+    assert list(ev.compute()) == list(ev.metric_names)  # the keys it says it gives, in that order
     assert int(ev.confusion.sum()) == 35 * 56  # the ignored rows never count
 
 

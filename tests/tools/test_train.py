@@ -131,6 +131,9 @@ def user(tmp_path_factory):
     for c in val["categories"]:  # the same ids, the first two names swapped (another export of the labels)
         c["name"] = {1: names[2], 2: names[1]}.get(c["id"], c["name"])
     (root / "val_renamed.json").write_text(json.dumps(val))
+    no_area = json.loads((root / "shapes/val.json").read_text())
+    no_area["annotations"][0].pop("area")
+    (root / "val_no_area.json").write_text(json.dumps(no_area))
     (root / "bad_val").mkdir()
     for im in val["images"]:
         (root / "bad_val" / im["file_name"]).write_bytes(b"not an image")
@@ -145,6 +148,11 @@ PREFLIGHT_MISTAKES = [
     (
         ["--set", "data.val.img_dir={u}/bad_val", "+data.val.skip_bad_images=false"],
         "data.val ({u}/shapes/val.json): its first sample does not load",
+    ),
+    (
+        ["--set", "data.val.ann_file={u}/val_no_area.json"],
+        "data.val ({u}/val_no_area.json) cannot be evaluated: {u}/val_no_area.json: annotation id=1 (image 1) has "
+        "no area; COCO evaluation needs them",
     ),
     (["--set", "train.best_metric=bbox/mAP"], "train.best_metric 'bbox/mAP' is not a metric of CocoEvaluator"),
     (["--load-from", "{u}/other_model.pth"], "only 0 of the model's"),
