@@ -28,12 +28,16 @@ def epoch_line(
     best: dict,
     seconds: float,
     eval_seconds: float = 0.0,
+    skipped: int = 0,
 ) -> str:
-    """``epoch 3/12  loss 0.8123 (cls 0.3011, box 0.5112)  bbox/AP 0.4120 (best 0.4300, epoch 2)  1m10s``."""
+    """``epoch 3/12  loss 0.8123 (cls 0.3011, box 0.5112)  bbox/AP 0.4120 (best 0.4300, epoch 2)  1m10s``;
+    ``skipped``: samples the data left out in the epoch (``None`` samples), shown when > 0."""
     parts = [f"epoch {epoch}/{max_epochs}"]
     if "loss" in losses:
         terms = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()) if k != "loss")
         parts.append(f"loss {losses['loss']:.4f}" + (f" ({terms})" if terms else ""))
+    if skipped > 0:
+        parts.append(f"{skipped} bad sample(s) skipped")
     if metric_key and metric_key in metrics:
         text = f"{metric_key} {metrics[metric_key]:.4f}"
         if best.get("epoch") == epoch:
@@ -43,6 +47,22 @@ def epoch_line(
         parts.append(text)
     parts.append(duration(seconds) + (f" (eval {duration(eval_seconds)})" if eval_seconds else ""))
     return "  ".join(parts)
+
+
+def skipped_note(datasets: dict[str, object]) -> str | None:
+    """One warning line for the records datasets left out when built (``skipped.counts``), or None.
+
+    ``datasets`` maps a config section (``data.train``) to its dataset (or None).
+    """
+    parts = []
+    for section, dataset in datasets.items():
+        counts = getattr(getattr(dataset, "skipped", None), "counts", None)
+        if counts and sum(counts.values()) > 0:
+            kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()) if n)
+            parts.append(f"{section} left out {sum(counts.values())} record(s) ({kinds})")
+    if not parts:
+        return None
+    return "; ".join(parts) + " (on_error: skip / skip_bad_images); tools/check_dataset.py lists them"
 
 
 def metrics_table(epoch: int, metrics: dict[str, float]) -> str:

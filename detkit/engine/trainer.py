@@ -25,7 +25,7 @@ from detkit.engine.loss_meter import LossMeter
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
 from detkit.engine.runtime import TrainingDiverged, move_batch, seed_everything, set_sampler_epoch
-from detkit.engine.summary import epoch_line, summary
+from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import Validator
 from detkit.engine.workdir import check_work_dir, move_previous_run
@@ -86,7 +86,7 @@ class Trainer:
             self.evaluator, self.val_loader, self.record, t["best_metric"], t["eval_interval"], self.work_dir,
             self.main, self.device, self.amp_dtype,
         )  # fmt: skip
-        self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = 0
+        self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = self.skipped_samples = 0
         self.interrupted: str | None = None
         self.tb = None
         self._signals = dist.StopSignals()
@@ -104,7 +104,7 @@ class Trainer:
         """Data, model and optimization, each checked before the first iteration (see preflight.py)."""
         data = build_data(self.cfg)
         self.train_set, self.train_loader, self.val_loader = data.train_set, data.train_loader, data.val_loader
-        self.iters_per_epoch, self.evaluator = data.iters_per_epoch, data.evaluator
+        self.iters_per_epoch, self.evaluator, self.val_set = data.iters_per_epoch, data.evaluator, data.val_set
         self.model, self.ddp, self.ema = build_model_parts(self.cfg, self.train_set, self.device, load_from)
         opt = build_optimization(self.cfg, self.model, self.iters_per_epoch, self.device)
         self.optimizer, self.schedule, self.base_lr = opt.optimizer, opt.schedule, opt.base_lr
@@ -183,6 +183,9 @@ class Trainer:
             self.world,
             self.amp_dtype,
         )
+        note = skipped_note({"data.train": self.train_set, "data.val": self.val_set})
+        if note:
+            logger.warning(note)
         self._started = time.perf_counter()
         metrics: dict[str, float] = self._evaluate_epoch(time.perf_counter()) if pending else {}
         with dist.StopSignals() as self._signals:
@@ -251,6 +254,7 @@ class Trainer:
             self.best,
             time.perf_counter() - started,
             eval_seconds,
+            self.skipped_samples,
         )
         logger.info(line)
         self.losses.start_epoch()
@@ -296,6 +300,7 @@ class Trainer:
             self.device,
         )
         self.losses.start_epoch()
+        self.skipped_samples = 0
         ci = self.tcfg["checkpoint_iters"]
         try:
             for batch in self._epoch_iterator():
@@ -330,8 +335,11 @@ class Trainer:
                 ):
                     losses = (self.ddp or self.model)(move_batch(batch, self.device))
                 bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
-            flags = torch.tensor([float(bool(bad)), float(batch is None), float(self._signals.requested)])
+            # a None batch: every sample of it was left out (data.batch_size of them, fewer in a last batch)
+            dropped = batch.get("num_skipped", 0) if batch is not None else self.cfg["data"].get("batch_size", 1)
+            flags = torch.tensor([float(bool(bad)), float(batch is None), float(self._signals.requested), dropped])
             flags = dist.all_reduce_sum(flags.to(self.device)).cpu()
+            self.skipped_samples += int(flags[3])
             skip = bool(flags[0] or flags[1])
             if not skip:
                 total = sum(losses.values())
