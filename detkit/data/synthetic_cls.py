@@ -100,8 +100,8 @@ def _write_split(root: Path, split: str, names: list[str], num: int, seed: int, 
 
 def make_shapes_cls(
     out_dir: str | os.PathLike,
-    num_train: int = 200,
-    num_val: int = 50,
+    num_train: int = 500,
+    num_val: int = 100,
     seed: int = 0,
     size: int = 32,
     variant: str = "shape",
