@@ -50,9 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=1, help="example batch used for tracing")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--static", action="store_true", help="fix batch and image size to the example's")
-    ap.add_argument(
-        "--max-per-img", "--max-det", dest="max_per_img", type=int, default=None, help="default: the config's"
-    )
+    ap.add_argument("--max-per-img", type=int, default=None, help="default: the config's")
+    ap.add_argument("--max-det", type=int, default=None, help=argparse.SUPPRESS)  # old spelling of --max-per-img
     ap.add_argument(
         "--no-nms",
         action="store_true",
@@ -60,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "coefficients and prototypes); post-process outside. Default: NMS in the graph",
     )
     args = ap.parse_args(argv)
+    if args.max_det is not None:
+        if args.max_per_img is not None:
+            ap.error("give --max-per-img only (--max-det is its old spelling)")
+        print(f"{TOOL}: note: --max-det is an old spelling: write --max-per-img", file=sys.stderr)
+        args.max_per_img = args.max_det
     if args.batch_size < 1:
         ap.error("--batch-size must be >= 1")
     if args.max_per_img is not None and args.max_per_img < 1:

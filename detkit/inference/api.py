@@ -38,6 +38,21 @@ def _class_names(cfg: dict, meta: dict, config: Any, checkpoint: Any) -> list[st
     return names
 
 
+def _checked_stored_config(cfg: dict, checkpoint: Any) -> dict:
+    """A checkpoint's stored config after ``check_config``: one written by an older detkit may hold old
+    spellings (``score_thresh``) or keys this version does not know; that is a ConfigError naming them."""
+    from detkit.config_check import check_config
+
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        raise ConfigError(
+            f"the config stored in checkpoint {checkpoint} does not fit this detkit: {e}. Give a config file "
+            "instead of '-' (e.g. the run's config.yaml, with these keys fixed)"
+        ) from None
+    return cfg
+
+
 def init_model(
     config: str | os.PathLike | dict | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -63,7 +78,7 @@ def init_model(
             raise ConfigError(
                 f"init_model: no config given and checkpoint {checkpoint} stores none; pass the config file"
             )
-        cfg = meta["config"]
+        cfg = _checked_stored_config(meta["config"], checkpoint)
     elif isinstance(config, dict):
         cfg = config
     else:
@@ -97,7 +112,7 @@ def predict(
         score_thr: minimum score (default: the model config's test threshold).
         batch_size: images (or tiles) per forward pass.
         tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int,
-            or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr, edge_margin, max_det,
+            or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr, edge_margin, max_per_img,
             batch_size}``; None runs each image whole.
         channel_order: ``'rgb'`` or ``'bgr'``, the channel order of numpy inputs.
 

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_area, box_iou
 
+from detkit.config_rules import RENAMED_KEYS
 from detkit.ops.tiling import Window, tile_windows
 
 __all__ = [
@@ -84,9 +85,12 @@ def parse_tile(tile: Any, **defaults: Any) -> TileOptions | None:
         tile = tile * 2 if len(tile) == 1 else tile
     if isinstance(tile, dict):
         known = {f.name for f in fields(TileOptions)}
-        unknown = set(tile) - known
+        unknown = sorted(set(tile) - known)
+        old = [k for k in unknown if RENAMED_KEYS.get(k) in known]
+        if old:
+            raise ValueError(f"tile option {old[0]!r} is an old spelling: write {RENAMED_KEYS[old[0]]!r}")
         if unknown:
-            raise ValueError(f"unknown tile option(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(f"unknown tile option(s) {unknown}; known: {sorted(known)}")
         if "size" not in tile:
             raise ValueError("a tile dict needs 'size': (h, w)")
         return TileOptions(**{**defaults, **tile})

@@ -117,6 +117,40 @@ def test_class_count_and_device_are_checked(checkpoint):
             detkit.init_model(CONFIG, checkpoint, device="cuda:1")
 
 
+def test_a_stored_config_with_old_spellings_is_a_config_error(checkpoint, image, tmp_path):
+    import subprocess
+    import sys
+
+    from detkit.config import ConfigError
+
+    old = torch.load(checkpoint, weights_only=True)
+    box_head = old["meta"]["config"]["model"]["box_head"]
+    box_head["score_thresh"] = box_head.pop("score_thr")  # as an earlier detkit wrote it
+    path = tmp_path / "old.pth"
+    torch.save(old, path)
+    with pytest.raises(
+        ConfigError,
+        match=rf"config stored in checkpoint {path} .*'model.box_head.score_thresh' is an old spelling: write "
+        r"'model.box_head.score_thr'.*instead of '-'",
+    ):
+        detkit.init_model(checkpoint=path, device="cpu")
+    assert detkit.init_model(CONFIG, path, device="cpu").class_names == CLASSES  # a config file given: used
+    picture = tmp_path / "in.png"
+    cv2.imwrite(str(picture), image)
+    tool = [
+        sys.executable,
+        str(ROOT / "tools/infer.py"),
+        "-",
+        str(path),
+        str(picture),
+        "--out-dir",
+        str(tmp_path / "o"),
+    ]
+    proc = subprocess.run(tool, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "is an old spelling: write 'model.box_head.score_thr'" in proc.stderr
+
+
 def test_mixed_sizes_batched_and_tiled(checkpoint, image):
     model = detkit.init_model(checkpoint=checkpoint, device="cpu")
     small = np.ascontiguousarray(image[:80, :90])

@@ -82,6 +82,10 @@ def test_windows_cover_the_image():
     assert parse_tile({"size": 64, "whole_image": True}).whole_image
     with pytest.raises(ValueError, match="unknown tile option"):
         parse_tile({"size": 64, "overlaps": 0.2})
+    with pytest.raises(ValueError, match="'max_det' is an old spelling: write 'max_per_img'"):
+        parse_tile({"size": 64, "max_det": 100})
+    with pytest.raises(ValueError, match="'nms_thresh' is an old spelling: write 'nms_thr'"):
+        parse_tile({"size": 64, "nms_thresh": 0.5})
     with pytest.raises(ValueError, match="overlap"):
         TileOptions(size=64, overlap=1.0)
 

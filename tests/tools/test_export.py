@@ -67,3 +67,20 @@ def test_bad_inputs(tmp_path):
     assert proc.returncode == 2 and "checkpoint not found" in proc.stderr
     proc = _export("-", ckpt, "--format", "tflite", "--out", tmp_path / "m.onnx")
     assert proc.returncode == 2
+
+
+def test_max_det_is_a_hidden_old_spelling_of_max_per_img(capsys):
+    from detkit.cli.export import parse_args
+
+    args = parse_args(["c.yaml", "w.pth", "--out", "m.onnx", "--max-det", "7"])
+    assert args.max_per_img == 7
+    assert capsys.readouterr().err == "export: note: --max-det is an old spelling: write --max-per-img\n"
+    assert parse_args(["c.yaml", "w.pth", "--out", "m.onnx", "--max-per-img", "9"]).max_per_img == 9
+    assert capsys.readouterr().err == ""
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["c.yaml", "w.pth", "--out", "m.onnx", "--max-det", "7", "--max-per-img", "9"])
+    assert stop.value.code == 2 and "give --max-per-img only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    shown = capsys.readouterr().out
+    assert "--max-per-img" in shown and "--max-det" not in shown
