@@ -17,22 +17,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detkit.cli.errors import UserError, format_error
+from detkit.cli.errors import ArgumentParser, UserError, format_error
 from detkit.data.converters import DatasetError, convert_coco_to_yolo, convert_voc, convert_yolo
 
 SHOWN = 5  # file names listed in a warning
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error on one line (exit 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="convert_dataset.py", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = ArgumentParser(description=__doc__.split("\n")[0])  # prog: sys.argv[0] (`detkit convert` sets it)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     v = sub.add_parser("voc2coco", help="Pascal VOC XML folder -> COCO json")
     v.add_argument("--ann-dir", required=True, help="folder of VOC .xml files (e.g. VOC2012/Annotations)")
     v.add_argument("--img-dir", required=True, help="folder of the images (e.g. VOC2012/JPEGImages)")

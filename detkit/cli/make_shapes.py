@@ -43,7 +43,7 @@ def _count(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="make_shapes.py", description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])  # prog: sys.argv[0] (`detkit make-shapes` sets it)
     p.add_argument("out_dir", nargs="?", default="data/shapes", help="output folder (default: data/shapes)")
     p.add_argument("--num-train", type=_count, default=128, help="training images (default 128)")
     p.add_argument("--num-val", type=_count, default=32, help="validation images (default 32)")

@@ -32,7 +32,7 @@ def test_every_command_imports_and_prints_its_flags(name, capsys):
         cli.main([name, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage:") and "-h, --help" in out
+    assert out.startswith(f"usage: detkit {name} ") and "-h, --help" in out  # prog from argv[0], not a file name
 
 
 def test_unknown_command_names_the_nearest(capsys):

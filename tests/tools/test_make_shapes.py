@@ -13,6 +13,8 @@ TOOL = ROOT / "tools" / "make_shapes.py"
 
 
 def _tool():
+    if str(TOOL.parent) not in sys.path:  # the tool imports tools/_bootstrap.py, as `python tools/...` finds it
+        sys.path.insert(0, str(TOOL.parent))
     spec = importlib.util.spec_from_file_location("make_shapes_tool", TOOL)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
