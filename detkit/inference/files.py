@@ -345,9 +345,9 @@ def format_summary(summary: dict) -> str:
     E.g. ``4 images processed, 0 videos (0 frames) processed, 0 unreadable skipped, 37 detections (score >= the
     config's test threshold) -> out/predictions.json; 12 drawn (score >= --draw-thr 0.3) -> out``.
     """
-    vids = summary["videos"]
+    imgs, vids = summary["images"], summary["videos"]
     text = (
-        f"{summary['images']} images processed, {vids} video{'s' if vids != 1 else ''} "
+        f"{imgs} image{'s' if imgs != 1 else ''} processed, {vids} video{'s' if vids != 1 else ''} "
         f"({summary['frames']} frames) processed, {len(summary['skipped'])} unreadable skipped"
     )
     if summary["skipped"]:

@@ -134,7 +134,7 @@ def test_no_draw_avi_and_tiles(checkpoint, tmp_path, capsys):
         ]
     )
     assert rc == 0
-    assert "1 images processed, 1 video (4 frames) processed, 0 unreadable skipped" in capsys.readouterr().out
+    assert "1 image processed, 1 video (4 frames) processed, 0 unreadable skipped" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["images.json", "predictions.json"]  # no drawings
     preds = json.loads((out / "predictions.json").read_text())
     assert all(p["score"] >= 0.2 for p in preds)
