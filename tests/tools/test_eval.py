@@ -53,6 +53,6 @@ def test_eval_bad_inputs(trained, tmp_path, capsys):
     torch.save(wrong, tmp_path / "wrong.pth")
     assert eval_tool.main([str(cfg), str(tmp_path / "wrong.pth"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("eval: error:") and "do not fit" in err and "\n" not in err
+    assert err.startswith("eval: error:") and "does not fit the model: 7 of 8 tensors fit" in err and "\n" not in err
     assert eval_tool.main([str(cfg), str(ckpt), "--set", "data.val=null"]) == 2
     assert "no data.val" in capsys.readouterr().err
