@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 METRIC_NAMES = ("cls/top1", "cls/top5", "cls/mean_acc", "cls/macro_f1")
+logger = logging.getLogger("detkit")
 
 
 class ClassScores(NamedTuple):
@@ -60,6 +62,7 @@ class ClsEvaluator:
 
     Args:
         num_classes: C. class_names: C names (default: the label numbers).
+        dataset: the validation dataset, for :meth:`check_gt` (optional; ``process`` reads the batches).
     Attributes after ``compute()``: ``metrics``, ``per_class`` (:class:`ClassScores` rows), ``confusion``
     int64 [C,C], ``records``: per image ``(image_id, true label, predicted label, probability of the true
     class)`` (for the worst images).
@@ -67,7 +70,7 @@ class ClsEvaluator:
 
     metric_names = METRIC_NAMES
 
-    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None):
+    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, dataset: Any = None):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
@@ -76,7 +79,45 @@ class ClsEvaluator:
         self.class_names = (
             [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(num_classes)]
         )
+        self.dataset = dataset
         self.reset()
+
+    def check_gt(self) -> None:
+        """Check the validation dataset before training (the trainer's pre-flight runs it): one class label per
+        image (``labels`` int64 [N], as ImageFolderDataset and CocoCropsDataset give), within 0..C-1, and the
+        same number of classes as the model. Classes without a validation image are only logged (a WARNING:
+        their accuracy is undefined, '-'). Raises ``ValueError`` naming the dataset and the fix."""
+        ds = self.dataset
+        if ds is None:
+            return
+        name = type(ds).__name__
+        labels = getattr(ds, "labels", None)
+        if labels is None or not hasattr(ds, "class_counts") or len(labels) != len(ds):
+            raise ValueError(
+                f"a Classifier is evaluated on one class per image, and this {name} does not give one label per "
+                "sample; use ImageFolderDataset (img_dir/<class>/...) or CocoCropsDataset (the boxes of a COCO json)"
+            )
+        labels = np.asarray(labels, dtype=np.int64)
+        if getattr(ds, "num_classes", self.num_classes) != self.num_classes:
+            raise ValueError(
+                f"{name} has {ds.num_classes} classes but the model {self.num_classes}; give data.val the training "
+                "classes (ImageFolderDataset: classes: <data.train.img_dir>)"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"{name} has labels outside 0..{self.num_classes - 1} (min {labels.min()}, max {labels.max()})"
+            )
+        counts = np.bincount(labels, minlength=self.num_classes)
+        absent = [self.class_names[k] for k in np.flatnonzero(counts == 0)]
+        if absent and labels.size:
+            shown = ", ".join(absent[:8]) + (", ..." if len(absent) > 8 else "")
+            logger.warning(
+                "data.val has no image of %d of the %d classes (%s): their accuracy is undefined ('-' in the "
+                "per-class table) and cls/mean_acc averages the others",
+                len(absent),
+                self.num_classes,
+                shown,
+            )
 
     def reset(self) -> None:
         """Forget every processed image."""

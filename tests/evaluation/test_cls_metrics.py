@@ -110,3 +110,38 @@ def test_write_report_writes_the_tables_and_the_heat_map(tmp_path):
     assert [[int(v) for v in r[1:]] for r in cm[1:]] == ev.confusion.tolist()
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
     assert "cls/top1=0.500" in ev.summary()
+
+
+class _Labels:
+    """A stand-in classification dataset: one label per sample."""
+
+    def __init__(self, labels, num_classes):
+        self.labels, self.num_classes = torch.tensor(labels).numpy(), num_classes
+        self.class_counts = [int((self.labels == k).sum()) for k in range(num_classes)]
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def test_check_gt_names_what_a_classifier_cannot_be_evaluated_on(caplog):
+    ClsEvaluator(3, dataset=_Labels([0, 1, 2, 1], 3)).check_gt()  # fine
+    with pytest.raises(ValueError, match="one class per image.*ImageFolderDataset"):
+        ClsEvaluator(3, dataset=[{"boxes": 1}, {"boxes": 2}]).check_gt()  # e.g. detection data
+    with pytest.raises(ValueError, match="has 4 classes but the model 3; .*classes: <data.train.img_dir>"):
+        ClsEvaluator(3, dataset=_Labels([0, 1], 4)).check_gt()
+    with pytest.raises(ValueError, match=r"labels outside 0..2 \(min 0, max 5\)"):
+        ClsEvaluator(3, dataset=_Labels([0, 5], 3)).check_gt()
+    with caplog.at_level("WARNING", logger="detkit"):
+        ClsEvaluator(3, ["a", "b", "c"], dataset=_Labels([0, 0], 3)).check_gt()
+    assert "no image of 2 of the 3 classes (b, c)" in caplog.text
+
+
+def test_build_evaluator_picks_the_classification_evaluator():
+    from detkit.evaluation import build_evaluator
+
+    data = _Labels([0, 1], 2)
+    data.class_names = ["cat", "dog"]
+    for model in ({"type": "Classifier"}, {"type": "MyNet", "head": {"type": "ClsHead"}}):
+        ev = build_evaluator({"model": model}, data)
+        assert isinstance(ev, ClsEvaluator) and ev.class_names == ["cat", "dog"] and ev.num_classes == 2
+    assert build_evaluator({"model": {"type": "Classifier", "num_classes": 2}}, data).dataset is data
