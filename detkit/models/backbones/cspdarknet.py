@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from detkit.models.backbones.init_weights import InitReport, init_backbone
 from detkit.models.blocks import SPPF, C2f, ConvBNAct, make_divisible
 from detkit.registry import BACKBONES
 
@@ -30,6 +31,9 @@ class CSPDarknet(nn.Module):
         depth_multiple, width_multiple, max_channels: C2f repeats ``max(round(n * depth), 1)``; channels
             ``make_divisible(min(c, max_channels) * width, 8)``.
         out_indices: stages returned (1..4 = strides 4, 8, 16, 32); default (2, 3, 4) = P3, P4, P5.
+        init_checkpoint: local path of a detkit checkpoint of any model with a CSPDarknet backbone of this size
+            (e.g. a classifier's ``best.pth``: its ``backbone.*`` tensors, the head dropped) or of a CSPDarknet
+            state dict; what was loaded, dropped, missing and unexpected is logged and kept as ``init_report``.
 
     Attributes:
         out_channels (list[int]), strides (list[int]).
@@ -44,6 +48,7 @@ class CSPDarknet(nn.Module):
         width_multiple: float | None = None,
         max_channels: int | None = None,
         out_indices: Sequence[int] = (2, 3, 4),
+        init_checkpoint: str | None = None,
     ):
         super().__init__()
         if scale is not None:
@@ -77,6 +82,9 @@ class CSPDarknet(nn.Module):
             c_in = c_out
         self.out_channels = [channels[i - 1] for i in self.out_indices]
         self.strides = [2 ** (i + 1) for i in self.out_indices]
+        self.init_report: InitReport | None = None
+        if init_checkpoint:
+            self.init_report = init_backbone(self, init_checkpoint)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.stem(x)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from functools import partial
 
@@ -11,11 +10,10 @@ from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
+from detkit.models.backbones.init_weights import InitReport, load_backbone_weights, read_backbone_state
 from detkit.models.fuse import conv_norm_act, resnet_block
 from detkit.registry import BACKBONES
-from detkit.utils.checkpoint import read_torch_file
-
-logger = logging.getLogger(__name__)
+from detkit.utils.checkpoint import CheckpointMismatchError
 
 _ARCH = {
     18: (tv_resnet.BasicBlock, [2, 2, 2, 2]),
@@ -59,7 +57,8 @@ class ResNet(nn.Module):
             as torchvision dilates a ``Bottleneck``'s: the first block at the previous rate, the others at
             the new one). Weights are unchanged, so ImageNet checkpoints still load.
         init_checkpoint: local path of a torchvision ImageNet state dict (or a ``{'model': ...}`` /
-            ``{'state_dict': ...}`` checkpoint); ``fc.*`` is ignored.
+            ``{'state_dict': ...}`` checkpoint; ``fc.*`` is ignored) or of a detkit checkpoint with a ResNet
+            backbone, e.g. a classifier's ``best.pth`` (see :meth:`load_checkpoint`).
         zero_init_residual: zero the last norm weight of each residual block (torchvision's option).
         gn_groups: groups of GroupNorm when ``norm='GN'``.
 
@@ -130,6 +129,7 @@ class ResNet(nn.Module):
         width = block.expansion * 64
         self.out_channels = [width * 2**i for i in out_indices]
         self.strides = [strides[i] for i in out_indices]
+        self.init_report: InitReport | None = None  # what init_checkpoint loaded
         if init_checkpoint:
             self.load_checkpoint(init_checkpoint)
         self._freeze()
@@ -177,15 +177,19 @@ class ResNet(nn.Module):
                 outs.append(x)
         return outs
 
-    def load_checkpoint(self, path: str) -> None:
-        """Load a torchvision-layout ResNet state dict from ``path``; a mismatched architecture is an error.
+    def load_checkpoint(self, path: str) -> InitReport:
+        """Load backbone weights from ``path``; a mismatched architecture is an error. Returns (and keeps as
+        ``init_report``) what was loaded, dropped, missing and unexpected (also logged).
 
+        ``path``: a torchvision-layout ResNet state dict (plain, under ``model`` / ``state_dict``, ``module.`` /
+        ``backbone.body.`` prefixed; ``fc.*`` ignored) or a detkit checkpoint of any model with a ResNet
+        backbone, e.g. a ``Classifier``'s ``best.pth`` (its ``backbone.*`` tensors; the head is dropped).
         A file that is not a torch file (missing, empty, YAML, random bytes, ...) is a ``CheckpointError``
         naming ``model.backbone.init_checkpoint`` and the fix (``CheckpointNotFoundError``, a
         ``FileNotFoundError``, when it does not exist).
         """
-        ckpt = read_torch_file(path, what="model.backbone.init_checkpoint")
-        state = _unwrap_state_dict(ckpt, path)
+        raw, report = read_backbone_state(path, "ResNet")
+        state = raw if report is not None else _unwrap_state_dict(raw, path)
         own = self.state_dict()
         # skip fc and the stages this backbone does not build (out_indices stop earlier)
         built = set(_STEM) | {f"layer{i + 1}" for i in range(self.num_stages)}
@@ -193,25 +197,15 @@ class ResNet(nn.Module):
         state = {k: v for k, v in state.items() if k not in skipped}
         bad_keys = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
         bad = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in bad_keys]
-        matched = [k for k in state if k in own and k not in bad_keys]
-        if bad or not matched:
+        if bad or not any(k in own for k in state):
             detail = "; ".join(bad[:5]) if bad else f"no key matches (first keys: {list(state)[:3]})"
-            raise ValueError(
+            raise CheckpointMismatchError(
                 f"checkpoint '{path}' does not fit ResNet-{self.depth} (groups={self.layer1[0].conv2.groups}): "
-                f"{detail}. Give a torchvision resnet{self.depth} state dict or change model.backbone.depth"
+                f"{detail}. Give a torchvision resnet{self.depth} state dict, a detkit checkpoint with this "
+                "backbone, or change model.backbone.depth"
             )
-        missing, unexpected = self.load_state_dict(state, strict=False)
-        if missing:
-            logger.warning(
-                "ResNet: %d keys missing from '%s' (kept at their initial values): %s",
-                len(missing),
-                path,
-                ", ".join(missing[:10]),
-            )
-        if unexpected:
-            logger.warning(
-                "ResNet: %d unexpected keys in '%s' ignored: %s", len(unexpected), path, ", ".join(unexpected[:10])
-            )
+        self.init_report = load_backbone_weights(self, state, path, report)
+        return self.init_report
 
     @torch.no_grad()
     def fuse_frozen_bn(self) -> ResNet:

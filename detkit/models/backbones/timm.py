@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from detkit.models.backbones.init_weights import InitReport, init_backbone
 from detkit.registry import BACKBONES
 from detkit.utils.checkpoint import check_checkpoint_file, file_kind
 
@@ -21,6 +22,9 @@ class TimmBackbone(nn.Module):
         checkpoint_path: local ``.pth`` / ``.safetensors`` file of the timm model's weights, loaded (whenever
             given) through timm's pretrained loader, which drops the classifier for the feature model.
         out_indices: feature levels to return (timm's ``feature_info`` indices).
+        init_checkpoint: local path of a detkit checkpoint of any model with the same ``TimmBackbone`` (e.g. a
+            classifier's ``best.pth``: its ``backbone.*`` tensors, the head dropped), loaded after
+            ``checkpoint_path``; what was loaded, dropped, missing and unexpected is logged (``init_report``).
         **kwargs: passed on to ``timm.create_model`` (e.g. ``drop_path_rate``).
 
     Attributes:
@@ -36,6 +40,7 @@ class TimmBackbone(nn.Module):
         pretrained: bool = False,
         checkpoint_path: str | None = None,
         out_indices: Sequence[int] = (1, 2, 3, 4),
+        init_checkpoint: str | None = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -60,6 +65,9 @@ class TimmBackbone(nn.Module):
         )
         self.out_channels = list(self.body.feature_info.channels())
         self.strides = list(self.body.feature_info.reduction())
+        self.init_report: InitReport | None = None
+        if init_checkpoint:
+            self.init_report = init_backbone(self, init_checkpoint)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Return the feature maps of ``out_indices``, increasing stride."""
