@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_model", "init_model", "load_checkpoint", "load_config", "predict"]
+__all__ = ["__version__", "build_model", "explain", "init_model", "load_checkpoint", "load_config", "predict"]
 
 _LAZY = {
     "load_config": "detkit.config",
@@ -10,6 +10,7 @@ _LAZY = {
     "init_model": "detkit.inference.api",
     "predict": "detkit.inference.api",
     "load_checkpoint": "detkit.utils.checkpoint",
+    "explain": "detkit.explain",
 }
 
 

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot-logs": ("plot_logs", "plot metrics.jsonl / history.json of work dirs"),
     "eval-tiling": ("eval_tiling", "recall of whole-image vs tiled inference on a large image"),
     "configs": ("configs", "list the configs that ship with detkit"),
+    "explain": ("explain", "class-activation maps for detections, classes and segments"),
 }
 
 

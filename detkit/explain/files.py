@@ -1,0 +1,190 @@
+"""Explanations over image files for ``tools/explain.py``: overlays, heatmaps, and the pointing game.
+
+Outputs under ``out_dir``, per image: ``<stem>.png`` (the heatmaps' maximum blended with the image, the
+explained boxes and labels drawn) and ``<stem>.npy`` (float32 [K,H,W] in 0..1, one map per explained
+detection, class or segment); ``explanations.json`` says per image which map is which (label, class name,
+score, box).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from torch import nn
+
+__all__ = ["GroundTruth", "explain_files", "format_summary"]
+
+
+def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file next to ``path`` (same suffix), then rename it to ``path``."""
+    tmp = path.parent / f".{path.stem}.part{path.suffix}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(os.fspath(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path}")
+
+    _replace_into(path, write)
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    _replace_into(path, write)
+
+
+class GroundTruth:
+    """Ground-truth boxes of the input images from a COCO json (``--gt``), matched to inputs by file name.
+
+    Raises ``DatasetError`` for a json that is not COCO (the dataset checks of ``CocoDataset``).
+    """
+
+    def __init__(self, ann_file: str | os.PathLike):
+        from detkit.data.datasets.coco import CocoDataset
+
+        self.ann_file = os.fspath(ann_file)
+        # images come from INPUT, so the dataset's image folder is never read
+        self.dataset = CocoDataset(self.ann_file, Path(self.ann_file).parent)
+        infos = [self.dataset.coco.imgs[i] for i in self.dataset.img_ids]
+        self.by_name = {Path(str(info["file_name"])).name: i for i, info in enumerate(infos)}
+
+    def check_classes(self, class_names: Sequence[str]) -> None:
+        """The model's classes must be the json's categories sorted by id: another count is a ``DatasetError``,
+        other names a ``CategoryMismatchWarning``."""
+        from detkit.data.validate import DatasetError
+        from detkit.evaluation.checks import class_names_mismatch, warn_mismatch
+
+        problem = class_names_mismatch(class_names, self.dataset.class_names, "the model", f"--gt {self.ann_file}")
+        if problem and len(class_names) != len(self.dataset.class_names):
+            raise DatasetError(problem)
+        if problem:
+            warn_mismatch(problem)
+
+    def get(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """Boxes float32 [N,4] (xyxy, image pixels) and labels int64 [N] of the image ``path``, or None."""
+        index = self.by_name.get(path.name)
+        if index is None:
+            return None
+        info = self.dataset.get_ann_info(index)
+        return info["boxes"], info["labels"]
+
+
+def _records(result: dict, class_names: Sequence[str]) -> list[dict]:
+    """What each map of ``result`` explains: label, class name, and for detections score and box."""
+    out = []
+    for k, label in enumerate(result["heatmap_labels"].tolist()):
+        rec = {"map": k, "label": label, "class_name": class_names[label] if label < len(class_names) else str(label)}
+        if "heatmap_dets" in result:
+            det = int(result["heatmap_dets"][k])
+            rec.update(detection=det, score=float(result["scores"][det]), box=[float(v) for v in result["boxes"][det]])
+        out.append(rec)
+    return out
+
+
+def explain_files(
+    model: nn.Module,
+    paths: Sequence[Path],
+    out_dir: str | os.PathLike,
+    method: str = "eigencam",
+    target_layer: str | None = None,
+    score_thr: float | None = None,
+    max_dets: int = 10,
+    gt: GroundTruth | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Explain each image of ``paths`` (see the module docstring); with ``gt``, play the pointing game with
+    ``model`` and with a copy of it whose weights are re-initialised (``seed``).
+
+    Returns a summary: ``images``, ``skipped`` (``(path, reason)``), ``heatmaps``, ``layer``, ``method``,
+    ``out_dir``, and with ``gt``: ``pointing`` = ``{"trained": [hits, total], "random": [hits, total],
+    "images": n, "missing": inputs not in the json}``.
+    """
+    from tqdm import tqdm
+
+    from detkit.data.image_io import ImageReadError, read_image
+    from detkit.explain import draw_explanation, explain, pointing_hits, randomized_copy
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(model.class_names)
+    random_model = randomized_copy(model, seed) if gt is not None else None
+    summary: dict = dict(images=0, skipped=[], heatmaps=0, layer=None, method=method, out_dir=out, score_thr=score_thr)
+    summary["max_dets"] = max_dets
+    pointing = {"trained": [0, 0], "random": [0, 0], "images": 0, "missing": 0}
+    records, stems = [], set()
+    bar = tqdm(total=len(paths), desc="explain", unit="img", disable=None if progress else True)
+    for path in paths:
+        bar.update(1)
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            summary["skipped"].append((str(path), str(e)))
+            bar.write(f"skipped unreadable input {path}: {e}")
+            continue
+        result = explain(model, image, method, target_layer, score_thr, max_dets)
+        stem, k = path.stem, 1
+        while stem in stems:
+            k += 1
+            stem = f"{path.stem}_{k}"
+        stems.add(stem)
+        _write_npy(out / f"{stem}.npy", result["heatmaps"].numpy())
+        _write_png(out / f"{stem}.png", draw_explanation(image, result, names))
+        records.append(dict(file=str(path), png=f"{stem}.png", npy=f"{stem}.npy", maps=_records(result, names)))
+        summary["images"] += 1
+        summary["heatmaps"] += len(result["heatmaps"])
+        summary["layer"] = result["target_layer"]
+        truth = gt.get(path) if gt is not None else None
+        if gt is not None and truth is None:
+            pointing["missing"] += 1
+        elif truth is not None:
+            pointing["images"] += 1
+            for key, m in (("trained", model), ("random", random_model)):
+                hits = pointing_hits(m, image, *truth, method=method, target_layer=result["target_layer"])
+                pointing[key][0] += int(hits.sum())
+                pointing[key][1] += len(hits)
+    bar.close()
+    meta = dict(method=method, target_layer=summary["layer"], images=records)
+    _replace_into(out / "explanations.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    if gt is not None:
+        summary["pointing"] = pointing
+    return summary
+
+
+def _share(pair: Sequence[int]) -> str:
+    hits, total = pair
+    return f"{hits / total:.3f} ({hits}/{total})" if total else "n/a (no objects)"
+
+
+def format_summary(summary: dict, seed: int = 0) -> str:
+    """What was explained and skipped, how many maps, at which layer and where; the pointing game's line."""
+    n = summary["images"]
+    thr = summary.get("score_thr")
+    text = (
+        f"{n} image{'s' if n != 1 else ''} explained, {len(summary['skipped'])} unreadable skipped, "
+        f"{summary['heatmaps']} heatmaps ({summary['method']} at layer {summary['layer']}; at most "
+        f"{summary['max_dets']} per image, detections scoring >= "
+        f"{'the config test threshold' if thr is None else f'--score-thr {thr:g}'}) -> {summary['out_dir']}"
+    )
+    if summary["skipped"]:
+        text += f" (skipped: {', '.join(s[0] for s in summary['skipped'])})"
+    p = summary.get("pointing")
+    if p is not None:
+        text += (
+            f"\npointing game ({summary['method']} at layer {summary['layer']}, {p['trained'][1]} ground-truth objects "
+            f"in {p['images']} images): trained {_share(p['trained'])}, randomised weights (seed {seed}) "
+            f"{_share(p['random'])}"
+        )
+        if p["missing"]:
+            text += f"; {p['missing']} input image(s) not in --gt"
+    return text
