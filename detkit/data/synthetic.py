@@ -7,20 +7,22 @@ set of pixels that shape was painted on.  Masks are *amodal* (the full polygon):
 part of an earlier, larger one, but never more than ``1 - min_visible`` of it.  The semantic maps
 are modal (the top-most shape per pixel).  See docs/datasets.md for the layout on disk.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star")
-CATEGORY_IDS: tuple[int, ...] = (1, 2, 3, 4)   # COCO-like ids: not 0-based, mapped by the dataset
-SEM_CLASSES: tuple[str, ...] = ("background",) + CLASSES   # semantic value = index here, 255 = ignore
+CATEGORY_IDS: tuple[int, ...] = (1, 2, 3, 4)  # COCO-like ids: not 0-based, mapped by the dataset
+SEM_CLASSES: tuple[str, ...] = ("background",) + CLASSES  # semantic value = index here, 255 = ignore
 SPLITS = {"train": 0, "val": 1}
 MIN_OBJECT_PX = 12
 
@@ -65,7 +67,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
     theta = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = (np.cos(theta) * xx / w + np.sin(theta) * yy / h)
+    t = np.cos(theta) * xx / w + np.sin(theta) * yy / h
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     img = c0 + (c1 - c0) * t[..., None]
     grid = rng.normal(0, rng.uniform(5, 30), (int(rng.integers(3, 9)), int(rng.integers(3, 9)), 3))
@@ -75,12 +77,21 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         p0 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         cv2.line(img, p0, p1, rng.integers(0, 256, 3).tolist(), int(rng.integers(1, 4)), cv2.LINE_AA)
-    for _ in range(int(rng.integers(0, 3))):   # thin arcs: distractors that look a bit like circles
+    for _ in range(int(rng.integers(0, 3))):  # thin arcs: distractors that look a bit like circles
         centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
         axes = (int(rng.integers(5, max(w // 4, 6))), int(rng.integers(5, max(h // 4, 6))))
         start = float(rng.uniform(0, 360))
-        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), start, start + float(rng.uniform(60, 300)),
-                    rng.integers(0, 256, 3).tolist(), int(rng.integers(1, 3)), cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            centre,
+            axes,
+            float(rng.uniform(0, 180)),
+            start,
+            start + float(rng.uniform(60, 300)),
+            rng.integers(0, 256, 3).tolist(),
+            int(rng.integers(1, 3)),
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -100,13 +111,20 @@ def _sample_extent(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
 
-def _place_object(rng: np.random.Generator, h: int, w: int, masks: list[np.ndarray],
-                  min_visible: float, tries: int = 20) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """Sample a shape that fits in the image, overlaps only larger earlier shapes, and hides at most
-    ``1 - min_visible`` of any of them. Returns (kind, polygon [K,2], mask [h,w]) or None."""
+def _place_object(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    masks: list[np.ndarray],
+    min_visible: float,
+    tries: int = 20,
+    kinds: Sequence[str] = CLASSES,
+) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """Sample a shape (of one of ``kinds``) that fits in the image, overlaps only larger earlier shapes, and
+    hides at most ``1 - min_visible`` of any of them. Returns (kind, polygon [K,2], mask [h,w]) or None."""
     max_extent = 0.45 * min(h, w)
     for _ in range(tries):
-        kind = CLASSES[int(rng.integers(len(CLASSES)))]
+        kind = kinds[int(rng.integers(len(kinds)))]
         extent = _sample_extent(rng, MIN_OBJECT_PX, max_extent)
         pts = _unit_shape(kind, rng, extent / 2)
         lo, hi = pts.min(0), pts.max(0)
@@ -120,10 +138,10 @@ def _place_object(rng: np.random.Generator, h: int, w: int, masks: list[np.ndarr
             continue
         area = mask.sum()
         if any(m.sum() < area and (m & mask).any() for m in masks):
-            continue   # only a smaller (or equal) shape may lie on an earlier one: see render_image
+            continue  # only a smaller (or equal) shape may lie on an earlier one: see render_image
         covered = mask.copy()
         ok = True
-        for i in range(len(masks) - 1, -1, -1):   # visible part of shape i after everything drawn above it
+        for i in range(len(masks) - 1, -1, -1):  # visible part of shape i after everything drawn above it
             visible = masks[i] & ~covered
             if visible.sum() < min_visible * masks[i].sum():
                 ok = False
@@ -134,16 +152,23 @@ def _place_object(rng: np.random.Generator, h: int, w: int, masks: list[np.ndarr
     return None
 
 
-def render_image(rng: np.random.Generator, size: tuple[int, int] = (320, 320), num_objects: int | None = None,
-                 max_objects: int = 6, min_visible: float = 0.75,
-                 noise_std: tuple[float, float] = (2.0, 10.0)) -> tuple[np.ndarray, list[dict]]:
+def render_image(
+    rng: np.random.Generator,
+    size: tuple[int, int] = (320, 320),
+    num_objects: int | None = None,
+    max_objects: int = 6,
+    min_visible: float = 0.75,
+    noise_std: tuple[float, float] = (2.0, 10.0),
+    kinds: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[dict]]:
     """Draw one shapes image with ``num_objects`` shapes (default: uniform in 1..max_objects).
 
     A shape that cannot be placed without hiding more than ``1 - min_visible`` of an earlier one is
     dropped, so an image may hold fewer shapes (never fewer than one when ``num_objects >= 1``).
     A shape only ever lies on top of larger ones, so painting the masks largest-first (the COCO
     dataset's semantic rule) and painting them in drawing order give the same semantic map.
-    ``noise_std`` bounds the per-image Gaussian pixel noise.
+    ``noise_std`` bounds the per-image Gaussian pixel noise. ``kinds`` limits the shapes drawn to these
+    classes (default: all of ``CLASSES``, the draws of the shapes data).
 
     Returns: (image uint8 [H,W,3] RGB, objects in drawing order, each a dict with ``kind``,
     ``category_id``, ``label`` (0..C-1), ``polygon`` float [K,2] and ``mask`` bool [H,W] (full polygon)).
@@ -152,21 +177,26 @@ def render_image(rng: np.random.Generator, size: tuple[int, int] = (320, 320), n
     image = _background(rng, h, w).astype(np.float32)
     bg = image.copy()
     n = int(rng.integers(1, max_objects + 1)) if num_objects is None else num_objects
+    kinds = CLASSES if kinds is None else tuple(kinds)
+    unknown = [k for k in kinds if k not in CLASSES]
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be among {CLASSES}, got {list(kinds)}")
     objects: list[dict] = []
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for _ in range(n):
-        placed = _place_object(rng, h, w, [o["mask"] for o in objects], min_visible)
+        placed = _place_object(rng, h, w, [o["mask"] for o in objects], min_visible, kinds=kinds)
         if placed is None:
             continue
         kind, poly, mask = placed
         colour = _object_colour(rng, bg, mask)
-        g = rng.normal(0, 1, 2) / max(h, w)   # gentle linear shading across the shape
+        g = rng.normal(0, 1, 2) / max(h, w)  # gentle linear shading across the shape
         cx, cy = poly.mean(0)
         shade = 1.0 + 0.15 * np.tanh(4 * (g[0] * (xx[mask] - cx) + g[1] * (yy[mask] - cy)))
         image[mask] = np.clip(colour[None] * shade[:, None], 0, 255)
         label = CLASSES.index(kind)
-        objects.append({"kind": kind, "label": label, "category_id": CATEGORY_IDS[label],
-                        "polygon": poly, "mask": mask})
+        objects.append(
+            {"kind": kind, "label": label, "category_id": CATEGORY_IDS[label], "polygon": poly, "mask": mask}
+        )
     image += rng.normal(0, rng.uniform(*noise_std), image.shape).astype(np.float32)
     return np.clip(np.round(image), 0, 255).astype(np.uint8), objects
 
@@ -183,9 +213,15 @@ def _annotation(obj: dict, ann_id: int, image_id: int) -> dict[str, Any]:
     """COCO annotation of one shape: bbox/area from the rasterised polygon (pycocotools)."""
     rle = mask_utils.encode(np.asfortranarray(obj["mask"].astype(np.uint8)))
     x, y, bw, bh = (float(v) for v in mask_utils.toBbox(rle))
-    return {"id": ann_id, "image_id": image_id, "category_id": obj["category_id"],
-            "bbox": [x, y, bw, bh], "area": float(mask_utils.area(rle)), "iscrowd": 0,
-            "segmentation": [[float(v) for v in obj["polygon"].reshape(-1)]]}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": obj["category_id"],
+        "bbox": [x, y, bw, bh],
+        "area": float(mask_utils.area(rle)),
+        "iscrowd": 0,
+        "segmentation": [[float(v) for v in obj["polygon"].reshape(-1)]],
+    }
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -201,18 +237,20 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     _write_atomic(path, buf.tobytes())
 
 
-def _make_split(root: Path, split: str, num: int, seed: int, size: tuple[int, int],
-                progress: bool, **render_kw: Any) -> dict[str, Any]:
+def _make_split(
+    root: Path, split: str, num: int, seed: int, size: tuple[int, int], progress: bool, **render_kw: Any
+) -> dict[str, Any]:
     """Write one split's images and semantic maps; return its COCO dict (not yet written)."""
     h, w = size
     (root / split).mkdir(parents=True, exist_ok=True)
     (root / "sem" / split).mkdir(parents=True, exist_ok=True)
     images, anns = [], []
     n_empty = int(round(render_kw.pop("empty_fraction") * num))
-    empty = set(np.random.default_rng([seed, SPLITS[split], 2 ** 31]).permutation(num)[:n_empty].tolist())
+    empty = set(np.random.default_rng([seed, SPLITS[split], 2**31]).permutation(num)[:n_empty].tolist())
     indices = range(num)
     if progress:
         from tqdm import tqdm
+
         indices = tqdm(indices, desc=f"shapes {split}", unit="img")
     for i in indices:
         rng = np.random.default_rng([seed, SPLITS[split], i])
@@ -224,14 +262,21 @@ def _make_split(root: Path, split: str, num: int, seed: int, size: tuple[int, in
         for o in objects:
             anns.append(_annotation(o, len(anns) + 1, image_id))
     categories = [{"id": cid, "name": n, "supercategory": "shape"} for cid, n in zip(CATEGORY_IDS, CLASSES)]
-    info = {"description": f"detkit synthetic shapes ({split})", "version": "1", "seed": seed,
-            "size": [h, w]}
+    info = {"description": f"detkit synthetic shapes ({split})", "version": "1", "seed": seed, "size": [h, w]}
     return {"info": info, "licenses": [], "images": images, "annotations": anns, "categories": categories}
 
 
-def make_shapes(out_dir: str | os.PathLike, num_train: int = 128, num_val: int = 32, seed: int = 0,
-                size: tuple[int, int] = (320, 320), max_objects: int = 6, empty_fraction: float = 0.1,
-                min_visible: float = 0.75, progress: bool = False) -> dict[str, Path]:
+def make_shapes(
+    out_dir: str | os.PathLike,
+    num_train: int = 128,
+    num_val: int = 32,
+    seed: int = 0,
+    size: tuple[int, int] = (320, 320),
+    max_objects: int = 6,
+    empty_fraction: float = 0.1,
+    min_visible: float = 0.75,
+    progress: bool = False,
+) -> dict[str, Path]:
     """Write the shapes dataset under ``out_dir``; the same arguments give the same bytes.
 
     ``round(empty_fraction * n)`` images of each split have no shapes; the others have 1..max_objects.
@@ -251,18 +296,28 @@ def make_shapes(out_dir: str | os.PathLike, num_train: int = 128, num_val: int =
         raise ValueError(f"image counts must be >= 0, got num_train={num_train}, num_val={num_val}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    paths = {"root": root, "train_ann_file": root / "train.json", "val_ann_file": root / "val.json",
-             "train_img_dir": root / "train", "val_img_dir": root / "val",
-             "train_sem_dir": root / "sem" / "train", "val_sem_dir": root / "sem" / "val",
-             "classes_file": root / "classes.txt", "sem_classes_file": root / "sem" / "classes.txt"}
-    for key in ("train_ann_file", "val_ann_file"):   # a stale json must not describe new images
+    paths = {
+        "root": root,
+        "train_ann_file": root / "train.json",
+        "val_ann_file": root / "val.json",
+        "train_img_dir": root / "train",
+        "val_img_dir": root / "val",
+        "train_sem_dir": root / "sem" / "train",
+        "val_sem_dir": root / "sem" / "val",
+        "classes_file": root / "classes.txt",
+        "sem_classes_file": root / "sem" / "classes.txt",
+    }
+    for key in ("train_ann_file", "val_ann_file"):  # a stale json must not describe new images
         paths[key].unlink(missing_ok=True)
     if not 0.0 <= empty_fraction <= 1.0 or max_objects < 1 or not 0.0 < min_visible <= 1.0:
-        raise ValueError(f"need 0 <= empty_fraction <= 1, max_objects >= 1 and 0 < min_visible <= 1; got "
-                         f"{empty_fraction}, {max_objects}, {min_visible}")
+        raise ValueError(
+            f"need 0 <= empty_fraction <= 1, max_objects >= 1 and 0 < min_visible <= 1; got "
+            f"{empty_fraction}, {max_objects}, {min_visible}"
+        )
     kw = dict(max_objects=max_objects, empty_fraction=empty_fraction, min_visible=min_visible)
-    cocos = {s: _make_split(root, s, n, seed, (h, w), progress, **kw)
-             for s, n in (("train", num_train), ("val", num_val))}
+    cocos = {
+        s: _make_split(root, s, n, seed, (h, w), progress, **kw) for s, n in (("train", num_train), ("val", num_val))
+    }
     _write_atomic(paths["classes_file"], ("\n".join(CLASSES) + "\n").encode())
     _write_atomic(paths["sem_classes_file"], ("\n".join(SEM_CLASSES) + "\n").encode())
     for split in ("val", "train"):
@@ -281,8 +336,13 @@ def dataset_stats(coco: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     for a in coco["annotations"]:
         per_class[names[a["category_id"]]] += 1
         area = a["area"]
-        buckets["small" if area < 32 ** 2 else "medium" if area < 96 ** 2 else "large"] += 1
+        buckets["small" if area < 32**2 else "medium" if area < 96**2 else "large"] += 1
         with_objects.add(a["image_id"])
     n_img = len(coco["images"])
-    return {"images": n_img, "empty_images": n_img - len(with_objects), "objects": len(coco["annotations"]),
-            "per_class": per_class, "sizes": buckets}
+    return {
+        "images": n_img,
+        "empty_images": n_img - len(with_objects),
+        "objects": len(coco["annotations"]),
+        "per_class": per_class,
+        "sizes": buckets,
+    }

@@ -56,3 +56,71 @@ def test_bad_arguments_one_line_exit_2(tmp_path, capsys, args):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "error" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_classify_writes_class_folders_and_summary(tmp_path, capsys):
+    out = tmp_path / "cls"
+    assert _tool().main([str(out), "--task", "classify", "--num-train", "3", "--num-val", "2", "--size", "24"]) == 0
+    stdout = capsys.readouterr().out
+    assert "4 classes: circle, rectangle, triangle, star" in stdout and "train: 12 images, 3 per class" in stdout
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["circle", "rectangle", "star", "triangle"]
+    assert len(list((out / "val" / "star").glob("*.png"))) == 2
+    import cv2
+
+    image = cv2.imread(str(out / "train" / "circle" / "000001.png"), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (24, 24, 3)
+    before = (out / "train" / "circle" / "000001.png").read_bytes()
+    assert _tool().main([str(out), "--task", "classify", "--num-train", "1", "--num-val", "2", "--size", "24"]) == 0
+    assert [p.name for p in (out / "train" / "circle").iterdir()] == ["000001.png"]  # rewritten, stale removed
+    assert (out / "train" / "circle" / "000001.png").read_bytes() == before  # same seed, same bytes
+
+
+def test_classify_grey_and_colour_variants(tmp_path, capsys):
+    import cv2
+
+    grey = tmp_path / "grey"
+    assert _tool().main([str(grey), "--task", "classify", "--num-train", "1", "--num-val", "0", "--grey"]) == 0
+    assert cv2.imread(str(grey / "train" / "star" / "000001.png"), cv2.IMREAD_UNCHANGED).shape == (32, 32)
+    colour = tmp_path / "colour"
+    args = [str(colour), "--task", "classify", "--num-train", "1", "--num-val", "1", "--variant", "shape_colour"]
+    assert _tool().main(args) == 0
+    assert len(list((colour / "train").iterdir())) == 12 and "12 classes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "classify", "--size", "16,20"], "square images"),
+        (["--grey"], "options of --task classify"),
+        (["--task", "classify", "--grey", "--variant", "shape_colour"], "use --variant shape"),
+        (["--size", "16"], "at least 32 px"),
+    ],
+)
+def test_classify_usage_mistakes_one_line_exit_2(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        _tool().main([str(tmp_path / "x"), *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_classify_never_mixes_with_other_data(tmp_path, capsys):
+    tool = _tool()
+    out = tmp_path / "cls"
+    assert tool.main([str(out), "--task", "classify", "--num-train", "1", "--num-val", "1", "--size", "16"]) == 0
+    snapshot = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    cases = [
+        ([str(out), "--task", "classify", "--variant", "shape_colour"], "holds the --variant shape data"),
+        ([str(out)], "holds folders"),  # detection data into class folders
+    ]
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "train.json").write_text("{}")
+    cases.append(([str(tmp_path / "det"), "--task", "classify"], "holds train.json"))
+    for args, message in cases:
+        assert tool.main(args) == 2
+        assert message in capsys.readouterr().err
+    (out / "train" / "circle" / "notes.txt").write_text("mine")
+    assert tool.main([str(out), "--task", "classify", "--size", "16"]) == 2
+    assert "notes.txt is not an image or class folder" in capsys.readouterr().err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted([*snapshot, "train/circle/notes.txt"])
