@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,17 +47,28 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 class GroundTruth:
     """Ground-truth boxes of the input images from a COCO json (``--gt``), matched to inputs by file name.
 
-    Raises ``DatasetError`` for a json that is not COCO (the dataset checks of ``CocoDataset``).
+    The json is checked as datasets check it (``detkit.data.validate``; its image files are not looked for:
+    the images are the tool's inputs); a bad record is a ``DatasetError`` naming it. Labels are the indices of
+    the categories sorted by id, as ``CocoDataset`` numbers them; crowd annotations are left out.
     """
 
     def __init__(self, ann_file: str | os.PathLike):
-        from detkit.data.datasets.coco import CocoDataset
+        from detkit.data.validate import DatasetError, format_problems, load_coco_json, problem_list, validate_coco
 
         self.ann_file = os.fspath(ann_file)
-        # images come from INPUT, so the dataset's image folder is never read
-        self.dataset = CocoDataset(self.ann_file, Path(self.ann_file).parent)
-        infos = [self.dataset.coco.imgs[i] for i in self.dataset.img_ids]
-        self.by_name = {Path(str(info["file_name"])).name: i for i, info in enumerate(infos)}
+        data = load_coco_json(self.ann_file)
+        errors = problem_list(validate_coco(data, Path(self.ann_file).parent, self.ann_file, check_files=False))
+        if errors:
+            raise DatasetError(f"{len(errors)} bad record(s) in --gt {self.ann_file}: {format_problems(errors, 2)}")
+        cats = sorted(data["categories"], key=lambda c: c["id"])
+        self.class_names = [str(c["name"]) for c in cats]
+        label = {c["id"]: i for i, c in enumerate(cats)}
+        names = {im["id"]: Path(str(im["file_name"])).name for im in data["images"]}
+        self.objects: dict[str, list[tuple[list[float], int]]] = {name: [] for name in names.values()}
+        for a in data.get("annotations") or []:
+            if not a.get("iscrowd", 0):
+                x, y, w, h = (float(v) for v in a["bbox"])
+                self.objects[names[a["image_id"]]].append(([x, y, x + w, y + h], label[a["category_id"]]))
 
     def check_classes(self, class_names: Sequence[str]) -> None:
         """The model's classes must be the json's categories sorted by id: another count is a ``DatasetError``,
@@ -64,19 +76,19 @@ class GroundTruth:
         from detkit.data.validate import DatasetError
         from detkit.evaluation.checks import class_names_mismatch, warn_mismatch
 
-        problem = class_names_mismatch(class_names, self.dataset.class_names, "the model", f"--gt {self.ann_file}")
-        if problem and len(class_names) != len(self.dataset.class_names):
+        problem = class_names_mismatch(class_names, self.class_names, "the model", f"--gt {self.ann_file}")
+        if problem and len(class_names) != len(self.class_names):
             raise DatasetError(problem)
         if problem:
             warn_mismatch(problem)
 
     def get(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         """Boxes float32 [N,4] (xyxy, image pixels) and labels int64 [N] of the image ``path``, or None."""
-        index = self.by_name.get(path.name)
-        if index is None:
+        objects = self.objects.get(path.name)
+        if objects is None:
             return None
-        info = self.dataset.get_ann_info(index)
-        return info["boxes"], info["labels"]
+        boxes = np.array([b for b, _ in objects], np.float32).reshape(-1, 4)
+        return boxes, np.array([c for _, c in objects], np.int64)
 
 
 def _records(result: dict, class_names: Sequence[str]) -> list[dict]:
@@ -130,7 +142,7 @@ def explain_files(
             image = read_image(path)
         except ImageReadError as e:
             summary["skipped"].append((str(path), str(e)))
-            bar.write(f"skipped unreadable input {path}: {e}")
+            bar.write(f"skipped unreadable input {path}: {e}", file=sys.stderr)
             continue
         result = explain(model, image, method, target_layer, score_thr, max_dets)
         stem, k = path.stem, 1

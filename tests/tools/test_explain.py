@@ -1,0 +1,133 @@
+"""tools/explain.py: overlays, heatmaps and explanations.json for a folder; the pointing game with --gt; every
+mistake of input is one line and exit status 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import detkit
+from detkit.cli.explain import main
+from detkit.config import load_config
+from detkit.data.synthetic import render_image
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
+TINY = [
+    "model.neck.out_channels=32",
+    "model.rpn_head.in_channels=32",
+    "model.box_head.in_channels=32",
+    "model.box_head.representation_size=64",
+    "model.rpn_head.pre_nms_top_n_test=100",
+    "model.rpn_head.post_nms_top_n_test=50",
+    "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]",
+]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = load_config(CONFIG, TINY)
+    model = detkit.build_model(cfg, class_names=["a", "b"])
+    with torch.no_grad():
+        model.box_head.cls_score.bias[:-1] += 4.0  # random weights, but detections above the threshold
+    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
+    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": ["a", "b"]}}, path)
+    return path
+
+
+def _gt(path, names, categories=("a", "b")):
+    """A COCO json with one object per image, ``names`` (h, w = 96, 128)."""
+    images = [{"id": i + 1, "file_name": n, "height": 96, "width": 128} for i, n in enumerate(names)]
+    anns = [
+        {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [20, 10, 50, 40], "area": 2000, "iscrowd": 0}
+        for i in range(len(names))
+    ]
+    cats = [{"id": i + 1, "name": c} for i, c in enumerate(categories)]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    src = tmp_path_factory.mktemp("in")
+    (src / "sub").mkdir()
+    for i, name in enumerate(("a.png", "sub/b.jpg")):
+        cv2.imwrite(str(src / name), render_image(np.random.default_rng(i), (96, 128))[0])
+    (src / "broken.png").write_bytes(b"\x89PNG not an image")
+    return src
+
+
+def test_folder_outputs_and_pointing_game(checkpoint, folder, tmp_path):
+    gt = _gt(tmp_path / "gt.json", ["a.png", "b.jpg"])
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools/explain.py"), "-", str(checkpoint), str(folder), "--out-dir", str(out)]
+        + ["--method", "hirescam", "--max-dets", "2", "--gt", str(gt), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.npy", "a.png", "b.npy", "b.png", "explanations.json"]
+    for stem in ("a", "b"):
+        heat = np.load(out / f"{stem}.npy")
+        assert heat.dtype == np.float32 and heat.shape == (2, 96, 128)
+        assert heat.min() >= 0 and heat.max() <= 1
+        assert cv2.imread(str(out / f"{stem}.png")).shape == (96, 128, 3)
+    meta = json.loads((out / "explanations.json").read_text())
+    assert meta["method"] == "hirescam" and meta["target_layer"] == "neck"
+    first = meta["images"][0]["maps"][0]
+    assert first["class_name"] in ("a", "b") and len(first["box"]) == 4 and 0 <= first["score"] <= 1
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("2 images explained, 1 unreadable skipped, 4 heatmaps (hirescam at layer neck")
+    assert lines[1].startswith("pointing game (hirescam at layer neck, 2 ground-truth objects in 2 images): trained ")
+    assert "randomised weights (seed 0)" in lines[1]
+    assert "skipped unreadable input" in proc.stderr and "broken.png" in proc.stderr
+
+
+def _one_line_error(capsys, args, expected):
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # a usage mistake, from argparse
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert expected in err, err
+    return err
+
+
+def test_mistakes_exit_2(checkpoint, folder, tmp_path, capsys):
+    ck, out = checkpoint, tmp_path / "out"
+    image = folder / "a.png"
+    before = image.read_bytes()
+    err = _one_line_error(
+        capsys, ["-", ck, image, "--out-dir", out, "--target-layer", "neck.output_conv.1"], "nearest first"
+    )
+    assert "neck.output_convs.1" in err
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--method", "scorecam"], "invalid choice")
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--max-dets", "0"], "--max-dets must be >= 1")
+    _one_line_error(capsys, ["-", ck, image], "--out-dir")
+    _one_line_error(capsys, ["-", ck, tmp_path / "missing.png", "--out-dir", out], "no such file")
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", image], "is a file, not a folder")
+    _one_line_error(capsys, ["-", tmp_path / "none.pth", image, "--out-dir", out], "checkpoint not found")
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--gt", tmp_path / "no.json"], "--gt ANN_FILE not found")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    _one_line_error(capsys, ["-", ck, video, "--out-dir", out], "no image among")
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--gt", bad], "not valid JSON")
+    other = _gt(tmp_path / "other.json", ["zzz.png"])
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--gt", other], "none of the 1 input image(s) is in it")
+    three = _gt(tmp_path / "three.json", ["a.png"], ("a", "b", "c"))
+    _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--gt", three], "has 2 classes")
+    assert image.read_bytes() == before
