@@ -76,11 +76,19 @@ def _q(path: Path) -> str:
 
 
 def summary(
-    work_dir: Path, best: dict, plots: list[Path], tool: str, seconds: float, epochs: int, has_val: bool
+    work_dir: Path,
+    best: dict,
+    plots: list[Path],
+    tool: str,
+    seconds: float,
+    epochs: int,
+    has_val: bool,
+    stop_reason: str | None = None,
 ) -> str:
     """The end-of-training summary: best metric, file paths, and the commands to evaluate, infer and export.
 
-    ``tool`` is a command template with ``{}`` for the tool's name (``detkit {}``, ``python tools/{}.py``).
+    ``tool`` is a command template with ``{}`` for the tool's name (``detkit {}``, ``python tools/{}.py``);
+    ``stop_reason``: why a callback ended the run before ``train.max_epochs`` (None: it ran to the end).
     """
     d = Path(work_dir)
     if best:
@@ -89,7 +97,8 @@ def summary(
         head = "no evaluation (no data.val), no best.pth" if not has_val else "no evaluation gave a best.pth"
     weights = d / "best.pth" if best else d / "latest.pth"
     cfg, w = _q(d / "config.yaml"), _q(weights)
-    lines = [f"training done: epoch {epochs} in {duration(seconds)}; {head}"]
+    done = f"training stopped early ({stop_reason})" if stop_reason else "training done"
+    lines = [f"{done}: epoch {epochs} in {duration(seconds)}; {head}"]
     if best:
         lines.append(f"  best.pth    {d / 'best.pth'}  (weights for inference and fine-tuning)")
     lines += [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from detkit.engine.workdir import check_work_dir, move_previous_run
 
 logger = logging.getLogger("detkit")
 
+# called after each evaluation with (epoch, metrics); a non-empty string it returns stops the run (the reason)
+EvalCallback = Callable[[int, dict[str, float]], "str | None"]
+
 
 class EvaluationFailed(RuntimeError):
     """The evaluation after an epoch raised (``__cause__``); that epoch's latest.pth was written before it."""
@@ -46,7 +50,11 @@ class Trainer:
             (default: CUDA when available); resume: True (``work_dir/latest.pth``) or a checkpoint path;
             load_from: weights to start from; seed / amp: override ``seed`` / ``train.amp``;
             deterministic: ask torch for deterministic kernels; exist_ok: when ``work_dir`` already holds a
-            run, move it into ``work_dir/previous-N/`` instead of refusing (:class:`WorkDirInUse`).
+            run, move it into ``work_dir/previous-N/`` instead of refusing (:class:`WorkDirInUse`);
+            eval_callbacks: functions called on rank 0 after each evaluation with ``(epoch, metrics)``; the
+            first one that returns a non-empty string stops the run after that epoch, like a finished run
+            (``latest.pth`` holds the epoch, the summary is printed) with that string as ``stop_reason``
+            (e.g. a hyperparameter search that prunes the trial).
 
     Everything that can be checked before the first iteration is (:mod:`detkit.engine.preflight`); the log
     file, ``config.yaml`` and any move of a previous run come after those checks.
@@ -63,6 +71,7 @@ class Trainer:
         amp: Any = None,
         deterministic: bool = False,
         exist_ok: bool = False,
+        eval_callbacks: Iterable[EvalCallback] = (),
     ):
         cfg = resolve_config(cfg)
         if seed is not None:
@@ -88,6 +97,8 @@ class Trainer:
         )  # fmt: skip
         self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = self.skipped_samples = 0
         self.interrupted: str | None = None
+        self.eval_callbacks: list[EvalCallback] = list(eval_callbacks)
+        self.stop_reason: str | None = None  # set when an eval callback ends the run early
         self.tb = None
         self._signals = dist.StopSignals()
         self._group_bad = False
@@ -189,7 +200,7 @@ class Trainer:
         self._started = time.perf_counter()
         metrics: dict[str, float] = self._evaluate_epoch(time.perf_counter()) if pending else {}
         with dist.StopSignals() as self._signals:
-            while self.epoch < max_epochs and not self.interrupted:
+            while self.epoch < max_epochs and not self.interrupted and not self.stop_reason:
                 started = time.perf_counter()
                 self._train_epoch()
                 if self.interrupted:
@@ -232,7 +243,28 @@ class Trainer:
             self.save("latest.pth", best=True)  # latest.pth records the new best too
             self.validator.write_report()
         self._log_epoch(metrics, started, time.perf_counter() - t0)
+        if metrics and self.eval_callbacks:
+            self._call_eval_callbacks(metrics)
         return metrics
+
+    def _call_eval_callbacks(self, metrics: dict[str, float]) -> None:
+        """Rank 0 calls each eval callback with ``(epoch, metrics)``; a reason returned (or an error raised)
+        there reaches every rank, so that all stop after the same epoch."""
+        outcome: str | BaseException | None = None
+        if self.main:
+            try:
+                for callback in self.eval_callbacks:
+                    outcome = callback(self.epoch, dict(metrics)) or None
+                    if outcome:
+                        break
+            except Exception as e:  # noqa: BLE001  (raised below on every rank)
+                outcome = e
+        outcome = dist.broadcast_object(outcome)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome:
+            self.stop_reason = str(outcome)
+            logger.info("stopping after epoch %d: %s", self.epoch, self.stop_reason)
 
     def _evaluation_failed(self, e: Exception) -> EvaluationFailed:
         log_to_file("evaluation after epoch %d failed", self.epoch, exc_info=e)  # the traceback: log.txt only
@@ -272,7 +304,10 @@ class Trainer:
             if not self.interrupted:
                 seconds = time.perf_counter() - self._started
                 has_val = self.evaluator is not None
-                logger.info(summary(self.work_dir, self.best, plots, self.tool, seconds, self.epoch, has_val))
+                text = summary(
+                    self.work_dir, self.best, plots, self.tool, seconds, self.epoch, has_val, self.stop_reason
+                )
+                logger.info(text)
         if getattr(self, "tb", None):
             self.tb.close()
 
