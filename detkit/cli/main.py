@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-tiling": ("eval_tiling", "recall of whole-image vs tiled inference on a large image"),
     "configs": ("configs", "list the configs that ship with detkit"),
     "explain": ("explain", "class-activation maps for detections, classes and segments"),
+    "tune": ("tune", "search hyperparameters with Optuna (resumable, one machine or many)"),
 }
 
 

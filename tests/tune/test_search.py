@@ -1,0 +1,174 @@
+"""The search loop on the toy parts (run_search): complete, pruned and failed trials recorded as such, with their
+messages; checkpoints of pruned trials kept; a signal stops the search; re-runs continue the study; a trial whose
+process died is marked failed; a study cannot change its metric or direction."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+
+from detkit.tune import Search, StudyError, load_space, run_search
+from detkit.tune.trial import TrialRunner
+
+
+class PruneWhen(optuna.pruners.BasePruner):
+    """Prunes the trials whose ``key`` parameter equals ``value``."""
+
+    def __init__(self, key: str, value):
+        self.key, self.value = key, value
+
+    def prune(self, study, trial) -> bool:
+        return trial.params.get(self.key) == self.value
+
+
+def _search(tmp_path, cfg, space: str, trials: int, **kw) -> Search:
+    path = tmp_path / "space.yaml"
+    path.write_text(space)
+    return Search(cfg=cfg, params=load_space(path, cfg), work_dir=tmp_path / "tune", trials=trials, device="cpu", **kw)
+
+
+def _rows(tmp_path) -> list[dict]:
+    return list(csv.DictReader((tmp_path / "tune" / "trials.csv").open()))
+
+
+def test_complete_pruned_and_failed_trials(tmp_path, toy_cfg):
+    # nan_from 0: every loss is NaN, training diverges (max_nonfinite 1); 100000: never NaN, but pruned
+    space = "model.nan_from: {type: categorical, choices: [null, 0, 100000]}\n"
+    toy_cfg["model"]["nan_from"] = None  # a key the space searches must be in the config (--set adds it)
+    search = _search(tmp_path, toy_cfg, space, 3, sampler="grid", pruner=PruneWhen("model.nan_from", 100000))
+    out = io.StringIO()
+    result = run_search(search, out)
+    assert result.status == 0
+    rows = {r["model.nan_from"]: r for r in _rows(tmp_path)}
+    assert len(rows) == 3 and sorted(r["number"] for r in rows.values()) == ["0", "1", "2"]
+    done, failed, pruned = rows["null"], rows["0"], rows["100000"]
+    assert done["state"] == "complete" and done["epochs"] == "2" and 0.0 <= float(done["bbox/AP"]) <= 1.0
+    assert failed["state"] == "fail" and "non-finite losses in a row" in failed["message"] and failed["bbox/AP"] == ""
+    assert pruned["state"] == "pruned" and pruned["epochs"] == "1"
+    assert pruned["message"].startswith("pruned at epoch 1 of 2: bbox/AP ")
+    pruned_dir = tmp_path / "tune" / f"trial_{pruned['number']}"
+    assert pruned["work_dir"] == str(pruned_dir)
+    assert torch.load(pruned_dir / "latest.pth", weights_only=True)["meta"]["epoch"] == 1  # its checkpoint is kept
+    assert "training stopped early (pruned at epoch 1 of 2" in (pruned_dir / "log.txt").read_text()
+    states = {t.number: t.state for t in result.study.trials}
+    assert sorted(states.values(), key=str) == sorted(
+        [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED], key=str
+    )
+    text = out.getvalue()
+    assert f"trial {failed['number']} failed" in text and "(TrainingDiverged: training stopped:" in text
+    assert f"trial {pruned['number']} pruned" in text and "best " in text and "model.nan_from=" in text
+    best = yaml.safe_load((tmp_path / "tune" / "best.yaml").read_text())
+    assert best["model"]["nan_from"] is None and best["train"]["max_nonfinite"] == 1  # the resolved config
+    assert (tmp_path / "tune" / "history.png").is_file() and (tmp_path / "tune" / "slices.png").is_file()
+    assert not (tmp_path / "tune" / "importance.png").exists()  # one parameter: no importances
+
+
+def test_rerun_continues_the_study(tmp_path, toy_cfg):
+    space = "optimizer.lr: {type: float, low: 0.001, high: 0.1, log: true}\nscheduler.warmup_iters: {type: int, low: 0, high: 4}\n"
+    run_search(_search(tmp_path, toy_cfg, space, 2), io.StringIO())
+    first = _rows(tmp_path)
+    out = io.StringIO()
+    result = run_search(_search(tmp_path, toy_cfg, space, 3), out)
+    rows = _rows(tmp_path)
+    assert [r["number"] for r in rows] == ["0", "1", "2"] and rows[:2] == first  # one more, the others untouched
+    assert "2 of 3 trials exist" in out.getvalue() and "trial 2 complete" in out.getvalue()
+    assert not list((tmp_path / "tune").glob("trial_*/previous-*"))
+    for name in ("importance.png", "parallel.png", "history.png", "slices.png", "best.yaml", "study.db"):
+        assert (tmp_path / "tune" / name).is_file(), name
+    again = io.StringIO()
+    run_search(_search(tmp_path, toy_cfg, space, 3), again)  # nothing left to do
+    assert len(_rows(tmp_path)) == 3 and "3 of 3 trials exist" in again.getvalue()
+    assert result.status == 0
+
+
+def test_a_study_keeps_its_metric_and_direction(tmp_path, toy_cfg):
+    space = "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"
+    run_search(_search(tmp_path, toy_cfg, space, 1), io.StringIO())
+    with pytest.raises(StudyError, match="searches to maximize bbox/AP, not to minimize bbox/AP"):
+        run_search(_search(tmp_path, toy_cfg, space, 2, direction="minimize"), io.StringIO())
+    with pytest.raises(StudyError, match="not to maximize toy/l1; give the same --metric"):
+        run_search(_search(tmp_path, toy_cfg, space, 2, metric="toy/l1"), io.StringIO())
+    # another study name in the same storage is a new study
+    result = run_search(_search(tmp_path, toy_cfg, space, 1, metric="toy/l1", study_name="l1"), io.StringIO())
+    assert len(result.study.trials) == 1
+
+
+def test_a_signal_stops_the_search_and_records_the_trial(tmp_path, toy_cfg):
+    class Interrupt(optuna.pruners.BasePruner):
+        """SIGINT to this process during the first trial's first evaluation (the trainer's handler is active)."""
+
+        def prune(self, study, trial) -> bool:
+            if trial.number == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+            return False
+
+    space = "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"
+    toy_cfg["train"]["max_epochs"] = 3
+    out = io.StringIO()
+    result = run_search(_search(tmp_path, toy_cfg, space, 3, pruner=Interrupt()), out)
+    assert result.status == 130
+    (row,) = _rows(tmp_path)
+    assert row["state"] == "fail" and row["message"] == "stopped by SIGINT"
+    assert torch.load(tmp_path / "tune" / "trial_0" / "latest.pth", weights_only=True)["meta"]["epoch"] == 1
+    assert "stopped by SIGINT (trial 0 recorded as failed)" in out.getvalue()
+
+
+def test_a_trial_whose_process_died_is_marked_failed(tmp_path, toy_cfg):
+    space = "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"
+    search = _search(tmp_path, toy_cfg, space, 2)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "tune").mkdir()
+    study = optuna.create_study(storage=search.url, study_name=search.name, direction="maximize")
+    trial = study.ask()  # left running by a process that is gone
+    trial.set_user_attr("host", socket.gethostname())
+    trial.set_user_attr("pid", dead.pid)
+    run_search(search, io.StringIO())
+    rows = _rows(tmp_path)
+    assert [r["state"] for r in rows] == ["fail", "complete"]
+    assert rows[0]["message"] == "its process ended without recording a result (killed?)"
+
+
+@pytest.mark.filterwarnings("ignore:The value -1.0 of the parameter:UserWarning")  # FixedTrial says so
+def test_a_sampled_value_the_config_refuses_fails_the_trial(tmp_path, toy_cfg):
+    params = load_space(_write(tmp_path, "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"), toy_cfg)
+    runner = TrialRunner(toy_cfg, params, tmp_path / "tune", "bbox/AP", device="cpu")
+    outcome = runner(optuna.trial.FixedTrial({"optimizer.lr": -1.0}, number=4))
+    assert outcome.state == TrialState.FAIL
+    assert outcome.message == "the sampled config is not valid: optimizer.lr must be a number > 0, got -1.0"
+    assert "ConfigError" in (tmp_path / "tune" / "trial_4" / "error.txt").read_text()
+
+
+def test_the_same_error_again_and_again_stops_the_search(tmp_path, toy_cfg):
+    space = "model.nan_from: {type: categorical, choices: [0]}\n"  # every trial diverges
+    toy_cfg["model"]["nan_from"] = None
+    out = io.StringIO()
+    result = run_search(_search(tmp_path, toy_cfg, space, 10), out)
+    assert result.status == 1 and len(_rows(tmp_path)) == 3
+    assert "3 trials in a row failed with the same error" in out.getvalue()
+
+
+def test_timeout_starts_no_new_trial(tmp_path, toy_cfg):
+    out = io.StringIO()
+    result = run_search(
+        _search(tmp_path, toy_cfg, "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n", 5, timeout=1e-9), out
+    )
+    assert result.status == 0 and not result.study.trials
+    assert "--timeout 1e-09s reached: no new trial started" in out.getvalue()
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
