@@ -33,9 +33,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", required=True, type=int, metavar="N", help="trials the study holds in total")
     p.add_argument("--work-dir", required=True, metavar="DIR", help="trials, outputs and the default storage")
     p.add_argument("--metric", default="bbox/AP", help="a trial's value: this metric of its last evaluation")
-    p.add_argument("--direction", default="maximize", choices=("maximize", "minimize"))
-    p.add_argument("--sampler", default="tpe", choices=("tpe", "random", "grid"))
-    p.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"))
+    p.add_argument(
+        "--direction", default="maximize", choices=("maximize", "minimize"), help="default maximize: higher is better"
+    )
+    p.add_argument(
+        "--sampler", default="tpe", choices=("tpe", "random", "grid"), help="default tpe; grid: each combination once"
+    )
+    p.add_argument(
+        "--pruner",
+        default="median",
+        choices=("median", "hyperband", "none"),
+        help="default median: stop a trial whose evaluation falls below the median of the others at that epoch",
+    )
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default sqlite:///DIR/study.db)")
     p.add_argument("--study-name", metavar="NAME", help="default: the name of DIR")
     p.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds")

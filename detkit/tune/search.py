@@ -24,6 +24,7 @@ from detkit.tune.space import Param, decode_params, grid_space
 from detkit.tune.study import (
     build_pruner,
     build_sampler,
+    check_storage_file,
     default_storage,
     open_storage,
     open_study,
@@ -167,6 +168,7 @@ class SearchLoop:
         s = self.search
         sampler, pruner, self.total = _sampler_and_pruner(s)
         self.dir.mkdir(parents=True, exist_ok=True)
+        check_storage_file(s.url)
         with storage_lock(s.url):  # one process at a time creates the tables and the study
             storage = open_storage(s.url)
             self.study = open_study(storage, s.url, s.name, s.direction, s.metric, sampler, pruner)

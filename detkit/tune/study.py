@@ -58,6 +58,16 @@ def journal_file(url: str) -> Path | None:
     return Path(url[len("journal:") :]) if url.startswith("journal:") else None
 
 
+def check_storage_file(url: str) -> None:
+    """A SQLite or journal file must go into an existing folder (nothing creates one for it)."""
+    target = sqlite_file(url) or journal_file(url)
+    if target is not None and not target.absolute().parent.is_dir():
+        raise StudyError(
+            f"--storage {shown_url(url)}: the folder {target.absolute().parent} does not exist; create it or give "
+            "another path"
+        )
+
+
 def open_storage(url: str) -> Any:
     """The Optuna storage for ``url``; a URL that cannot be opened is a StudyError naming it."""
     shown = shown_url(url)

@@ -172,3 +172,27 @@ def _write(tmp_path, text: str):
     path = tmp_path / "space.yaml"
     path.write_text(text)
     return path
+
+
+def test_journal_file_storage(tmp_path, toy_cfg):
+    space = "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"
+    journal = tmp_path / "shared" / "study.log"
+    journal.parent.mkdir()
+    url = f"journal:{journal}"
+    run_search(_search(tmp_path, toy_cfg, space, 1, storage=url), io.StringIO())
+    out = io.StringIO()
+    result = run_search(_search(tmp_path, toy_cfg, space, 2, storage=url), out)
+    assert journal.is_file() and not (tmp_path / "tune" / "study.db").exists()
+    assert [t.state for t in result.study.trials] == [TrialState.COMPLETE] * 2
+    assert f"study 'tune' in journal:{journal}: 1 of 2 trials exist" in out.getvalue()
+
+
+def test_a_storage_that_cannot_be_opened(tmp_path, toy_cfg):
+    space = "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"
+    missing = tmp_path / "no" / "such" / "x.db"
+    with pytest.raises(StudyError, match=f"--storage sqlite:///{missing}: the folder {missing.parent} does not exist"):
+        run_search(_search(tmp_path, toy_cfg, space, 1, storage=f"sqlite:///{missing}"), io.StringIO())
+    (tmp_path / "not_a_db").write_text("text, not a database")
+    with pytest.raises(StudyError, match=r"--storage sqlite:///.*not_a_db: cannot open it \(DatabaseError"):
+        run_search(_search(tmp_path, toy_cfg, space, 1, storage=f"sqlite:///{tmp_path / 'not_a_db'}"), io.StringIO())
+    assert not missing.parent.exists() and not (tmp_path / "tune" / "trial_0").exists()
