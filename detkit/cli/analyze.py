@@ -1,8 +1,11 @@
 """Analyse COCO-format predictions against a ground truth: per-class AP, PR curves, confusion matrix,
-TIDE-style error breakdown, worst/best images (docs/analysis.md).
+TIDE-style error breakdown, worst/best images (docs/analysis.md); or a classifier's predictions.csv against
+class folders: per-class table, confusion matrix, most confused pairs, worst images (docs/classification.md).
 
     python tools/analyze.py GT_JSON PREDICTIONS_JSON --out-dir DIR [--img-dir DIR] [--iou-type bbox|segm]
                             [--score-thr T] [--iou-thr F] [--num-images N] [--no-tide]
+    python tools/analyze.py IMG_DIR PREDICTIONS_CSV --out-dir DIR [--num-images N]
+                            (IMG_DIR/<class>/<image>; or GT_CSV of file,label rows with --img-dir DIR)
 
 AP values are in 0..1 everywhere (tables, CSV files, summary.json). Predictions whose category ids the
 ground truth lacks, whose category names differ from its names for the same ids, or that cover under half
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import input_arg, out_dir_arg, out_file_arg
@@ -34,8 +38,10 @@ OUTPUTS = (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("gt_json", help="ground-truth COCO annotation file")
-    ap.add_argument("predictions", help="COCO results json (e.g. predictions.json of tools/infer.py)")
+    ap.add_argument("gt_json", help="ground-truth COCO annotation file (classifiers: the folder of class folders)")
+    ap.add_argument(
+        "predictions", help="COCO results json (predictions.json of tools/infer.py; classifiers: predictions.csv)"
+    )
     ap.add_argument("--out-dir", required=True, help="folder for the CSV / PNG / JSON outputs")
     ap.add_argument("--img-dir", default=None, help="image folder: draw the worst and best images")
     ap.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox")
@@ -51,6 +57,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.num_images < 0:
         ap.error(f"--num-images must be >= 0, got {args.num_images}")
     return args
+
+
+def is_classification(args: argparse.Namespace) -> bool:
+    """A classifier's predictions.csv (or a folder as the ground truth)."""
+    return args.predictions.lower().endswith(".csv") or Path(args.gt_json).is_dir()
+
+
+def run_classification(args: argparse.Namespace) -> int:
+    """Check the arguments, analyse a classifier's predictions.csv, print the report."""
+    from detkit.analysis.classification import OUTPUTS as CLS_OUTPUTS
+
+    csv_gt = not Path(args.gt_json).is_dir()
+    inputs = [input_arg(args.gt_json, "GT_CSV" if csv_gt else "IMG_DIR", folder=not csv_gt)]
+    inputs.append(input_arg(args.predictions, "PREDICTIONS_CSV"))
+    if csv_gt and args.img_dir is None:
+        raise UserError(f"{args.gt_json} is a file: give the folder of class folders, or a CSV with --img-dir")
+    if args.img_dir is not None:
+        input_arg(args.img_dir, "--img-dir", folder=True)
+    out = out_dir_arg(args.out_dir, "--out-dir")
+    for name in CLS_OUTPUTS:
+        out_file_arg(out / name, "--out-dir", inputs)
+    from detkit.analysis.classification import analyze_classification, format_report
+
+    img_dir, ann_file = (args.img_dir, args.gt_json) if csv_gt else (args.gt_json, None)
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # the files' content: input errors
+        out = analyze_classification(img_dir, args.predictions, args.out_dir, ann_file, args.num_images)
+    print(format_report(out, args.out_dir))
+    return 0
 
 
 def check_paths(args: argparse.Namespace) -> None:
@@ -90,6 +124,8 @@ def format_report(out: dict, args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, analyse, print the report."""
+    if is_classification(args):
+        return run_classification(args)
     check_paths(args)
     from detkit.analysis.common import load_gt, load_results
     from detkit.analysis.report import analyze_loaded

@@ -1,7 +1,9 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
 Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--set K=V ...] [--device D]
-Metrics are pycocotools' AP / AR (and mIoU, aAcc for semantic models) in 0..1, -1 where undefined.
+Metrics are pycocotools' AP / AR (mIoU, aAcc for semantic models; cls/top1, cls/top5, cls/mean_acc,
+cls/macro_f1 and a per-class accuracy / precision / recall / F1 table for classifiers) in 0..1, -1 (or '-')
+where undefined.
 A model whose class names differ from data.val's (other names, or the same in another order) is evaluated
 with a WARNING line: its labels are matched to the dataset's categories by position.
 Exit status: 0 done, 2 bad input (config, checkpoint, data, device, --out).

@@ -6,11 +6,14 @@
 
 CONFIG may be '-' to use the config stored in the checkpoint. The graph takes ``images`` uint8 [B,3,H,W]
 (resized as the config's test pipeline does, padded to the size divisor) and ``image_sizes`` int64 [B,2];
-batch and image size are dynamic unless --static. Faster R-CNN, Mask R-CNN (28x28 masks per detection), YOLO
-and YOLO-seg (masks at the input size) export. --verify runs onnxruntime on the --verify-images (default: a
-few images of data.val, or synthetic shapes images) and compares with PyTorch: detections matched, boxes
-within --atol + --rtol x the image's longer side (pixels), scores within --atol, mask IoU of matched pairs at
-least --mask-iou. See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed, 2 bad input.
+batch and image size are dynamic unless --static. Faster R-CNN, Mask R-CNN (28x28 masks per detection), YOLO,
+YOLO-seg (masks at the input size) and classifiers (``scores`` [B,C] probabilities, ``labels`` [B,k] top-k)
+export. --verify runs onnxruntime on the --verify-images (default: a few images of data.val, or synthetic
+shapes images) and compares with PyTorch: detections matched, boxes within --atol + --rtol x the image's longer
+side (pixels), scores within --atol, mask IoU of matched pairs at least --mask-iou; for a classifier, the same
+top-k classes in the same order and probabilities within --atol (with --static, give --image-size the size of
+its test pipeline, e.g. 32). See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed,
+2 bad input.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def sample_images(cfg: dict, paths: list[str], count: int = 4) -> list:
-    """Images for --verify: the given paths, else the first ``count`` of data.val, else synthetic shapes."""
+    """Images for --verify: the given paths, else the first ``count`` of data.val (of a folder of class folders:
+    ``count`` spread over them), else synthetic shapes."""
     import numpy as np
 
     from detkit.data.image_io import read_image
@@ -83,7 +87,11 @@ def sample_images(cfg: dict, paths: list[str], count: int = 4) -> list:
         return [read_image(p) for p in paths]
     img_dir = Path(((cfg.get("data") or {}).get("val") or {}).get("img_dir") or "")
     if str(img_dir) not in ("", ".") and img_dir.is_dir():
-        files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        suffixes = (".jpg", ".jpeg", ".png", ".bmp")
+        files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in suffixes)
+        if not files:  # class folders (img_dir/<class>/...): images spread over the classes
+            found = sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in suffixes)
+            files = found[:: max(1, len(found) // count)]
         if files:
             return [read_image(p) for p in files[:count]]
     from detkit.data.synthetic import render_image
@@ -92,7 +100,15 @@ def sample_images(cfg: dict, paths: list[str], count: int = 4) -> list:
 
 
 def verify_summary(stats: dict) -> str:
-    """One line: detections on each side, matched (and borderline), the largest differences, mask IoU, verdict."""
+    """One line: detections on each side, matched (and borderline), the largest differences, mask IoU, verdict
+    (a classifier: images whose top-k classes agree, the largest probability difference)."""
+    if "topk_equal" in stats:
+        line = (
+            f"verify on {stats['images']} images: top-{stats['k']} classes equal on {stats['topk_equal']}"
+            + (f" ({stats['borderline']} more differ only between tied classes)" if stats["borderline"] else "")
+            + f", top-1 equal on {stats['top1_equal']}, max probability diff {stats['max_score_diff']:.2e}"
+        )
+        return f"{line}: {'OK' if stats['ok'] else 'FAILED'}"
     line = (
         f"verify on {stats['images']} images: {stats['num_ref']} PyTorch / {stats['num_other']} onnxruntime "
         f"detections, {stats['matched']} matched"

@@ -1,4 +1,4 @@
-"""Run a detector or segmentor on images, folders, globs and videos; write drawings and predictions.
+"""Run a detector, segmentor or classifier on images, folders, globs and videos; write drawings and predictions.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--score-thr T] [--device D]
                           [--batch-size B] [--no-draw] [--draw-thr T]
@@ -6,8 +6,10 @@
 
 CONFIG may be '-' to use the config stored in the checkpoint. Outputs under --out-dir: drawn images
 (<stem>.jpg) and videos (<stem>.mp4 / .avi), predictions.json (COCO results, masks as RLE) and
-images.json (image_id -> file, frame); for semantic models <stem>_labels.png and <stem>_sem.png.
-Unreadable inputs are reported and skipped. A progress bar with ETA shows on a terminal; the last line
+images.json (image_id -> file, frame); for semantic models <stem>_labels.png and <stem>_sem.png; for
+classifiers predictions.csv (file, frame, label_1, score_1, ... label_k, score_k: the top-k classes of the
+config's model.topk and their probabilities) and <stem>.jpg drawn with the top classes (--score-thr, --draw-thr
+and --tile are for detectors). Unreadable inputs are reported and skipped. A progress bar with ETA shows on a terminal; the last line
 says how many detections were saved and drawn, and at which thresholds. See docs/inference.md.
 Exit status: 0 done, 2 bad input (config, checkpoint, device, inputs, --out-dir; or no input readable).
 """
@@ -46,6 +48,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_classifier_options(model, args: argparse.Namespace) -> None:
+    """A classifier has no boxes to tile or to threshold: --tile is an error, --score-thr a note."""
+    from detkit.models.detectors.classifier import Classifier
+
+    if not isinstance(model, Classifier):
+        return
+    if args.tile:
+        raise UserError(f"--tile {args.tile}: tiled inference is for detectors; a Classifier classifies whole images")
+    if args.score_thr is not None:
+        print(f"{TOOL}: note: --score-thr is for detectors; a Classifier writes its top-{model.topk} classes")
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, predict."""
     config = None if args.config == "-" else args.config
@@ -66,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
+    check_classifier_options(model, args)
     summary = run_inference(
         model,
         paths,

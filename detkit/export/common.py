@@ -46,6 +46,12 @@ class ExportWrapper(nn.Module):
 
     input_names = INPUT_NAMES
     options: tuple[str, ...] = ()
+    kind = "detection"  # or "classification": what verify_onnx compares
+
+    @property
+    def predict_kwargs(self) -> dict:
+        """What ``model.predict`` needs to give the outputs of this export (verify_onnx's reference)."""
+        return {"max_per_img": self.max_per_img}
 
     def __init__(self, model: nn.Module):
         super().__init__()

@@ -25,7 +25,15 @@ from detkit.export.common import ExportError
 from detkit.export.onnx import onnx_session, run_onnx
 from detkit.export.wrappers import get_export_module
 
-__all__ = ["box_tolerance", "compare_predictions", "mask_ious", "match_detections", "passes", "verify_onnx"]
+__all__ = [
+    "box_tolerance",
+    "compare_class_predictions",
+    "compare_predictions",
+    "mask_ious",
+    "match_detections",
+    "passes",
+    "verify_onnx",
+]
 
 
 def box_tolerance(image_size: Sequence[int], atol: float = 1e-3, rtol: float = 1e-4) -> float:
@@ -113,9 +121,44 @@ def compare_predictions(
     return stats
 
 
+def _topk_agree(ref: Tensor, other: Tensor, scores: Tensor, atol: float) -> tuple[bool, bool]:
+    """(equal, borderline) of two top-k label lists [k] of one image: ``borderline`` when they differ only where
+    the reference probabilities ``scores`` [C] of the classes involved tie within ``atol`` (their order, or the
+    k-th place, is float rounding)."""
+    if torch.equal(ref, other):
+        return True, False
+    differ = ref != other
+    involved = torch.cat([ref[differ], other[differ]])
+    return False, bool(scores[involved].max() - scores[involved].min() <= atol)
+
+
+def compare_class_predictions(ref: Sequence[dict], other: Sequence[dict], atol: float = 1e-3) -> dict[str, Any]:
+    """Compare per-image class predictions (``scores`` [C] probabilities, ``labels`` [k]).
+
+    Returns ``images``, ``topk_equal`` (images whose top-k labels are the same, in the same order),
+    ``borderline`` (images whose top-k differ only between classes whose probabilities tie within ``atol``),
+    ``top1_equal``, ``max_score_diff`` (largest probability difference over every class) and ``k``.
+    """
+    stats = dict(images=len(ref), topk_equal=0, borderline=0, top1_equal=0, max_score_diff=0.0, k=0)
+    for r, o in zip(ref, other):
+        rs, os_ = r["scores"].float().reshape(-1), o["scores"].float().reshape(-1)
+        rl, ol = r["labels"].reshape(-1).long(), o["labels"].reshape(-1).long()
+        stats["k"] = max(stats["k"], len(rl))
+        stats["max_score_diff"] = max(stats["max_score_diff"], float((rs - os_).abs().max()) if len(rs) else 0.0)
+        equal, borderline = _topk_agree(rl, ol, rs, atol) if len(rl) == len(ol) else (False, False)
+        stats["topk_equal"] += int(equal)
+        stats["borderline"] += int(borderline)
+        stats["top1_equal"] += int(len(rl) > 0 and len(ol) > 0 and int(rl[0]) == int(ol[0]))
+    return stats
+
+
 def passes(stats: dict[str, Any], atol: float = 1e-3, mask_iou: float = 0.9) -> bool:
     """The verdict on :func:`compare_predictions`' stats: every detection matched or borderline, every box
-    within its image's tolerance, scores within ``atol``, every matched pair of masks at IoU >= ``mask_iou``."""
+    within its image's tolerance, scores within ``atol``, every matched pair of masks at IoU >= ``mask_iou``;
+    on :func:`compare_class_predictions`' stats: every image's top-k equal or borderline, probabilities within
+    ``atol``."""
+    if "topk_equal" in stats:
+        return stats["topk_equal"] + stats["borderline"] == stats["images"] and stats["max_score_diff"] <= atol
     return (
         stats["unmatched"] == stats["borderline"]
         and stats["boxes_over_tol"] == 0
@@ -140,7 +183,9 @@ def verify_onnx(
     The images go through the config's test pipeline and ``collate`` in batches of ``batch_size``;
     PyTorch predictions are taken in network-input pixels (as the export gives them). ``ok`` is True when
     every detection is matched or ``borderline``, boxes agree within :func:`box_tolerance` (``atol``,
-    ``rtol``), scores within ``atol``, and every matched pair of masks has an IoU >= ``mask_iou``.
+    ``rtol``), scores within ``atol``, and every matched pair of masks has an IoU >= ``mask_iou``. A
+    classifier's export is compared by :func:`compare_class_predictions`: the same top-k classes in the same
+    order, class probabilities within ``atol``.
     ``pad_to`` pads every batch to a static export's (h, w) (use ``batch_size`` 1 then).
     """
     module = get_export_module(model, **module_kwargs)
@@ -151,16 +196,25 @@ def verify_onnx(
     try:
         for batch in _batches(model, images, batch_size, module.size_divisor, pad_to):
             with torch.no_grad():
-                preds = model.predict(batch, max_per_img=module.max_per_img)
+                preds = model.predict(batch, **module.predict_kwargs)
             ref.extend({k: v.cpu() for k, v in p.items()} for p in preds)
             inputs = module.inputs_from_batch(batch)
             got.extend(module.outputs_to_predictions(run_onnx(session, inputs, module.input_names), inputs))
             sizes.extend(batch["image_sizes"])
     finally:
         model.train(was_training)
-    stats = compare_predictions(
-        ref, got, image_sizes=sizes, atol=atol, rtol=rtol, score_thr=module.score_thr, max_per_img=module.max_per_img
-    )
+    if module.kind == "classification":
+        stats = compare_class_predictions(ref, got, atol)
+    else:
+        stats = compare_predictions(
+            ref,
+            got,
+            image_sizes=sizes,
+            atol=atol,
+            rtol=rtol,
+            score_thr=module.score_thr,
+            max_per_img=module.max_per_img,
+        )
     stats["ok"] = passes(stats, atol, mask_iou)
     stats["images"] = len(images)
     return stats

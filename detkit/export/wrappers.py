@@ -12,13 +12,19 @@ from typing import Any
 
 from torch import nn
 
+from detkit.export.classifier import ClassifierExport
 from detkit.export.common import ExportError
 from detkit.export.one_stage import OneStageExport
 from detkit.export.two_stage import TwoStageExport
+from detkit.models.detectors.classifier import Classifier
 from detkit.models.detectors.one_stage import OneStageDetector
 from detkit.models.detectors.two_stage import TwoStageDetector
 
-EXPORT_WRAPPERS: dict[type, type] = {TwoStageDetector: TwoStageExport, OneStageDetector: OneStageExport}
+EXPORT_WRAPPERS: dict[type, type] = {
+    TwoStageDetector: TwoStageExport,
+    OneStageDetector: OneStageExport,
+    Classifier: ClassifierExport,
+}
 
 
 def register_export_wrapper(model_type: type, wrapper: type) -> None:
@@ -46,6 +52,7 @@ def get_export_module(model: nn.Module, **options: Any) -> nn.Module:
     if unknown:
         raise ExportError(
             f"{type(model).__name__} export has no option {', '.join(unknown)} (its options: "
-            f"{', '.join(wrapper.options)}); nms=False (--no-nms) is for YOLO models"
+            f"{', '.join(wrapper.options)}); nms=False (--no-nms) is for YOLO models, max_per_img (--max-per-img) "
+            "for detectors"
         )
     return wrapper(model, **options).eval()

@@ -12,6 +12,7 @@ from torch import nn
 from detkit.config import ConfigError, load_config
 from detkit.inference.runner import ImageInput
 from detkit.models.build import build_model
+from detkit.models.detectors.classifier import Classifier
 from detkit.utils.checkpoint import CheckpointMismatchError, load_checkpoint, load_model_state, model_state
 from detkit.utils.device import parse_device
 
@@ -105,7 +106,7 @@ def predict(
     """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
 
     Args:
-        model: a detkit detector or segmentor (e.g. from :func:`init_model`).
+        model: a detkit detector, segmentor or classifier (e.g. from :func:`init_model`).
         inputs: a path, a PIL image, a numpy uint8 image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
             of any sizes (mixed sizes are padded into one batch). Numpy images are taken as **RGB**;
             pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``).
@@ -119,7 +120,9 @@ def predict(
     Returns:
         per input ``boxes`` float32 [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` int64 [N]
         (``model.class_names[label]``), ``masks`` bool [N,H,W] for instance models, ``sem_seg`` int64 [H,W]
-        for segmentors. A single (non-list) input gives a single dict.
+        for segmentors; for classifiers ``scores`` float32 [C] (class probabilities) and ``labels`` int64 [k]
+        (the top-k classes, most likely first; k = the config's ``model.topk``). A single (non-list) input
+        gives a single dict.
     """
     from detkit.inference.runner import predict_arrays, to_rgb_array
     from detkit.inference.tiling import parse_tile, predict_tiled
@@ -127,6 +130,8 @@ def predict(
     single = not isinstance(inputs, (list, tuple))
     images = [to_rgb_array(item, channel_order) for item in ([inputs] if single else list(inputs))]
     options = parse_tile(tile)
+    if options is not None and isinstance(model, Classifier):
+        raise ValueError("predict: tile is for detectors and segmentors; a Classifier classifies whole images")
     if options is None:
         results = predict_arrays(model, images, score_thr, batch_size)
     else:

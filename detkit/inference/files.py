@@ -4,7 +4,9 @@ Outputs under ``out_dir``: drawn images (``<stem>.jpg``) and videos (``<stem>.mp
 ``predictions.json`` (COCO results: ``image_id``, ``category_id`` (the dataset's ids when the model knows
 them), ``bbox`` xywh, ``score``, ``segmentation`` RLE for instance masks) with ``images.json`` naming each
 ``image_id`` (file, frame, size); for semantic models ``<stem>_labels.png`` (class per pixel) and, when
-drawing, ``<stem>_sem.png`` (colour-coded) plus the overlay. An unreadable input is reported and skipped.
+drawing, ``<stem>_sem.png`` (colour-coded) plus the overlay; for classifiers ``predictions.csv`` (file, frame,
+top-k class names and probabilities: ``detkit.inference.classification``) and images drawn with their most
+likely classes. An unreadable input is reported and skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 from torch import nn
+
+from detkit.inference.classification import ClassificationRows, draw_classification, is_classification
 
 __all__ = [
     "IMAGE_EXTS",
@@ -151,6 +155,7 @@ class ResultWriter:
         self.drawn = 0  # detections drawn (score >= draw_thr)
         self.images: list[dict] = []
         self.instance_preds = self.semantic_preds = 0
+        self.classes = ClassificationRows(self.class_names)  # a classifier's rows of predictions.csv
         self._names: set[str] = set()
         self._video: cv2.VideoWriter | None = None
 
@@ -182,10 +187,15 @@ class ResultWriter:
             self.results.extend(recs)
         if "sem_seg" in pred:
             self.semantic_preds += 1
+        if is_classification(pred):
+            self.classes.add(pred, file_name, frame)
 
     def _drawn(self, image: np.ndarray, pred: dict) -> np.ndarray:
         from detkit.visualization import draw_prediction
 
+        if is_classification(pred):
+            self.drawn += 1
+            return draw_classification(image, pred, self.class_names)
         if pred.get("scores") is not None:
             self.drawn += int((pred["scores"] >= self.draw_thr).sum())
         return draw_prediction(image, pred, self.class_names, self.draw_thr)
@@ -228,7 +238,10 @@ class ResultWriter:
         self._record(pred, image, str(self._video_path), self._video_frames)
         self._video_frames += 1
         if self._video is not None:
-            self._video.write(cv2.cvtColor(self._drawn(image, pred), cv2.COLOR_RGB2BGR))
+            drawn = self._drawn(image, pred)
+            if drawn.shape[:2] != image.shape[:2]:  # a small frame enlarged for its label: back to the video's size
+                drawn = cv2.resize(drawn, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+            self._video.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
     def close_video(self) -> None:
         if self._video is not None:
@@ -237,8 +250,11 @@ class ResultWriter:
             os.replace(self._video_tmp, self._video_out)
 
     def finish(self) -> Path | None:
-        """Write ``predictions.json`` and ``images.json`` (when the model gave instances); return its path."""
+        """Write ``images.json`` and ``predictions.json`` (instances) or ``predictions.csv`` (a classifier's top-k);
+        return the predictions' path (None for semantic maps only)."""
         _write_atomic(self.out_dir / "images.json", lambda t: t.write_text(json.dumps(self.images)))
+        if len(self.classes):
+            return self.classes.write(self.out_dir / "predictions.csv")
         if self.instance_preds == 0 and self.semantic_preds > 0:
             return None
         path = self.out_dir / "predictions.json"
@@ -275,7 +291,8 @@ def run_inference(
     """Run ``model`` on image and video files, writing the outputs (see the module docstring).
 
     Returns a summary: ``images``, ``videos``, ``frames``, ``skipped`` (list of ``(path, reason)``),
-    ``detections``, ``predictions`` (the json path or None), ``out_dir``.
+    ``detections``, ``predictions`` (the json / csv path or None), ``out_dir``; for a classifier ``classified``
+    (images and frames), ``topk`` and ``most_predicted`` (``[(class, count)]``).
     """
     from tqdm import tqdm
 
@@ -336,6 +353,9 @@ def run_inference(
         "score_thr": score_thr,
         "predictions": pred_path,
         "out_dir": Path(out_dir),
+        "classified": len(writer.classes),
+        "topk": writer.classes.k,
+        "most_predicted": writer.classes.most_predicted(),
     }
 
 
@@ -352,6 +372,8 @@ def format_summary(summary: dict) -> str:
     )
     if summary["skipped"]:
         text += f" ({', '.join(s[0] for s in summary['skipped'])})"
+    if summary.get("classified"):
+        return text + _classified(summary)
     if summary["predictions"] is not None:
         thr = summary.get("score_thr")
         saved = "the config's test threshold" if thr is None else f"--score-thr {thr:g}"
@@ -366,3 +388,15 @@ def format_summary(summary: dict) -> str:
     else:
         text += f", semantic maps -> {summary['out_dir']}"
     return text
+
+
+def _classified(summary: dict) -> str:
+    """The classifier's part of the summary: rows written, the most frequent first classes, the drawings."""
+    common = ", ".join(f"{name} {n}" for name, n in summary["most_predicted"])
+    text = (
+        f", top-{summary['topk']} classes and probabilities of {summary['classified']} -> {summary['predictions']} "
+        f"(most often first: {common})"
+    )
+    if summary.get("drawn") is None:
+        return text + "; none drawn (--no-draw)"
+    return text + f"; {summary['drawn']} drawn with their top classes -> {summary['out_dir']}"

@@ -61,3 +61,24 @@ def test_mask_iou_of_matched_pairs():
     stats = compare_predictions(ref, other, image_sizes=[(8, 8)])
     assert stats["mask_pairs"] == 2 and stats["min_mask_iou"] == pytest.approx(15 / 16)
     assert passes(stats, mask_iou=0.9) and not passes(stats, mask_iou=0.95)
+
+
+def test_class_predictions_compare_top_k_order_and_probabilities():
+    from detkit.export.verify import compare_class_predictions, passes
+
+    def pred(scores, k=3):
+        s = torch.tensor(scores)
+        return {"scores": s, "labels": s.topk(k).indices}
+
+    ref = [pred([0.6, 0.3, 0.1, 0.0]), pred([0.40, 0.3995, 0.2, 0.0005])]
+    same = compare_class_predictions(ref, [pred([0.6, 0.3, 0.1, 0.0]), pred([0.40, 0.3995, 0.2, 0.0005])])
+    assert same["topk_equal"] == 2 and same["top1_equal"] == 2 and passes(same)
+    # classes 0 and 1 of the second image tie within atol: their swapped order is borderline, not a failure
+    tied = [ref[0], {"scores": torch.tensor([0.3996, 0.3999, 0.2, 0.0005]), "labels": torch.tensor([1, 0, 2])}]
+    stats = compare_class_predictions(ref, tied, atol=1e-3)
+    assert stats["topk_equal"] == 1 and stats["borderline"] == 1 and stats["top1_equal"] == 1 and passes(stats)
+    wrong = [pred([0.1, 0.3, 0.6, 0.0]), ref[1]]
+    stats = compare_class_predictions(ref, wrong)
+    assert stats["topk_equal"] == 1 and stats["borderline"] == 0 and not passes(stats)
+    drift = compare_class_predictions(ref, [pred([0.602, 0.298, 0.1, 0.0]), ref[1]], atol=1e-3)
+    assert drift["topk_equal"] == 2 and drift["max_score_diff"] == pytest.approx(0.002, abs=1e-6) and not passes(drift)
