@@ -66,10 +66,14 @@ def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
     if args.compare == "ultralytics":
         from detkit.benchmark import yolo
 
-        return yolo.bench_infer(cfg, args.size[0], run_settings(args))
+        return yolo.bench_infer(cfg, (args.size or (800, 1216))[0], run_settings(args))
+    if is_classifier(cfg):
+        from detkit.benchmark import classifier
+
+        return [classifier.bench_infer(cfg, tuple(args.size or (224, 224)), args.compare, run_settings(args))]
     from detkit.benchmark import rcnn
 
-    return [rcnn.bench_infer(cfg, tuple(args.size), args.compare, run_settings(args))]
+    return [rcnn.bench_infer(cfg, tuple(args.size or (800, 1216)), args.compare, run_settings(args))]
 
 
 def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
@@ -77,10 +81,20 @@ def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
     if args.compare == "ultralytics":
         from detkit.benchmark import yolo
 
-        return yolo.bench_train(cfg, args.train_size, args.batch, run_settings(args))
+        return yolo.bench_train(cfg, args.train_size or 512, args.batch, run_settings(args))
+    if is_classifier(cfg):
+        from detkit.benchmark import classifier
+
+        size = args.train_size or 224
+        return [classifier.bench_train(cfg, size, args.batch, args.compare, run_settings(args))]
     from detkit.benchmark import rcnn
 
-    return [rcnn.bench_train(cfg, args.train_size, args.batch, args.compare, run_settings(args))]
+    return [rcnn.bench_train(cfg, args.train_size or 512, args.batch, args.compare, run_settings(args))]
+
+
+def is_classifier(cfg: dict) -> bool:
+    """A Classifier config (configs/cls/): benchmarked by detkit.benchmark.classifier."""
+    return (cfg.get("model") or {}).get("type") == "Classifier"
 
 
 TASKS: dict[str, Callable[[dict, argparse.Namespace], list[dict]]] = {
@@ -182,18 +196,20 @@ def _parser() -> argparse.ArgumentParser:
         "--compare",
         choices=["torchvision", "ultralytics"],
         help="infer/train: also run the peer's model with identical weights, interleaved "
-        "(torchvision: R50-FPN two-stage configs; ultralytics: YOLO configs)",
+        "(torchvision: R50-FPN two-stage configs and ResNet classifiers; ultralytics: YOLO configs)",
     )
     parser.add_argument("--threads", type=int, default=2, help="infer/train: torch CPU threads (default 2)")
     parser.add_argument(
         "--size",
         type=int,
         nargs=2,
-        default=[800, 1216],
+        default=None,
         metavar=("H", "W"),
-        help="infer: image size (default 800 1216)",
+        help="infer: image size (default 800 1216; classifiers 224 224)",
     )
-    parser.add_argument("--train-size", type=int, default=512, help="train: square image side (default 512)")
+    parser.add_argument(
+        "--train-size", type=int, default=None, help="train: square image side (default 512; classifiers 224)"
+    )
     parser.add_argument("--batch", type=int, default=2, help="train: images per step (default 2)")
     parser.add_argument("--device", help="infer/train: cpu, cuda, cuda:N or N (default: cuda when available)")
     parser.add_argument(
@@ -255,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if model_task else 3)
     if args.iters < 1 or args.warmup < 0 or min(args.num_workers) < 0:
         parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
-    if args.threads < 1 or args.batch < 1 or args.train_size < 32 or min(args.size) < 32:
+    if args.threads < 1 or args.batch < 1 or (args.train_size or 32) < 32 or min(args.size or [32]) < 32:
         parser.error("--threads and --batch must be >= 1, --size and --train-size >= 32")
     return run_tool(TOOL, run, args)
 

@@ -214,3 +214,33 @@ def test_compare_ultralytics_rows(tmp_path, capsys):
         ]
     )
     assert rc == 0 and md.read_text().count("| yolo") == 0 and md.read_text().count("yolo_n_coco") == 3
+
+
+CLS = str(ROOT / "configs" / "cls" / "resnet18_shapes.yaml")
+
+
+def test_classifier_pair_gives_torchvision_outputs_and_the_tool_writes_rows(tmp_path, capsys):
+    from detkit.benchmark.classifier import torchvision_classifier_pair
+
+    tv, dk = torchvision_classifier_pair(load_config(CLS), num_classes=10)
+    images = torch.randint(0, 256, (2, 3, 48, 40), dtype=torch.uint8)
+    with torch.no_grad():
+        ref = tv((images.float() / 255 - dk.preprocess.mean) / dk.preprocess.std).softmax(1)
+        ours = dk.predict({"images": images, "image_sizes": [(48, 40)] * 2})
+    torch.testing.assert_close(torch.stack([p["scores"] for p in ours]), ref, atol=1e-6, rtol=0)
+    md = tmp_path / "bench.md"
+    for task, size in (("infer", ["--size", "48", "48"]), ("train", ["--train-size", "32", "--batch", "4"])):
+        args = [CLS, "--task", task, "--compare", "torchvision", *size, "--iters", "1", "--warmup", "0"]
+        assert bench_tool.main([*args, "--threads", "1", "--device", "cpu", "--md", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "top-5 equal: True, max probability diff" in out
+    loss = re.findall(r"first-step loss ([\d.]+)", out)
+    assert len(loss) == 2 and loss[0] == loss[1]  # same weights, same batch: the same loss
+    rows = md.read_text().splitlines()
+    assert sum("resnet18_shapes.yaml" in r for r in rows) == 2 and any("| 1x48x48 |" in r for r in rows)
+
+
+def test_compare_torchvision_refuses_a_classifier_torchvision_lacks(capsys):
+    args = [str(ROOT / "configs" / "cls" / "cspdarknet_n_shapes.yaml"), "--task", "infer", "--compare", "torchvision"]
+    assert bench_tool.main([*args, "--size", "32", "32", "--iters", "1", "--device", "cpu"]) == 2
+    assert "--compare torchvision needs a ResNet classifier" in capsys.readouterr().err
