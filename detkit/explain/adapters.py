@@ -26,6 +26,7 @@ __all__ = ["ClassifierAdapter", "DetectorAdapter", "SegmentorAdapter", "adapter_
 
 class _Adapter(nn.Module):
     kind = ""
+    head_name = "head"  # the head whose input maps the default layer is taken from
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -36,17 +37,13 @@ class _Adapter(nn.Module):
         return [self.image_size] * images.shape[0]
 
     def head(self) -> nn.Module:
-        """The head whose input maps the default layer is taken from."""
-        raise NotImplementedError
+        return getattr(self.model, self.head_name)
 
 
 class TwoStageAdapter(_Adapter):
     """Faster / Mask R-CNN: the box head's class boxes and scores of each RoI (proposals as ``predict`` makes them)."""
 
-    kind = "detector"
-
-    def head(self) -> nn.Module:
-        return self.model.box_head
+    kind, head_name = "detector", "box_head"
 
     def forward(self, images: Tensor) -> list[dict[str, Tensor]]:
         m, sizes = self.model, self.sizes(images)
@@ -65,9 +62,6 @@ class OneStageAdapter(_Adapter):
 
     kind = "detector"
 
-    def head(self) -> nn.Module:
-        return self.model.head
-
     def forward(self, images: Tensor) -> list[dict[str, Tensor]]:
         head = self.model.head
         det = getattr(head, "det", head)  # YOLOSegHead keeps its YOLOHead as .det
@@ -80,10 +74,7 @@ class OneStageAdapter(_Adapter):
 class SegmentorAdapter(_Adapter):
     """Segmentors: class logits [B,C,H,W] at the input size (``Segmentor.inference``)."""
 
-    kind = "segmentor"
-
-    def head(self) -> nn.Module:
-        return self.model.decode_head
+    kind, head_name = "segmentor", "decode_head"
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model.inference(images)
@@ -93,9 +84,6 @@ class ClassifierAdapter(_Adapter):
     """Classifiers: class logits [B,C] (``Classifier.forward_raw``)."""
 
     kind = "classifier"
-
-    def head(self) -> nn.Module:
-        return self.model.head
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model.forward_raw(images)

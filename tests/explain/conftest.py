@@ -1,8 +1,6 @@
 """Tiny random-weight models of every type, built from the shipped configs with narrow layers (shared by the
 explain tests; session-scoped, never modified: the tests check that explaining leaves a model as it was)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,13 +9,9 @@ import detkit
 from detkit.config import load_config
 from detkit.data.synthetic import render_image
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY_RCNN = [
-    "model.neck.out_channels=32",
-    "model.rpn_head.in_channels=32",
-    "model.box_head.in_channels=32",
+NARROW = [f"model.{part}=32" for part in ("neck.out_channels", "rpn_head.in_channels", "box_head.in_channels")]
+TINY_RCNN = NARROW + [
     "model.box_head.representation_size=64",
-    "model.rpn_head.pre_nms_top_n_test=100",
     "model.rpn_head.post_nms_top_n_test=50",
     "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]",
 ]
@@ -30,8 +24,9 @@ TINY_CLS = ["data.val.pipeline=[{type: Resize, height: 64, width: 64}]"]
 
 
 def build(config: str, overrides: list[str], class_names: list[str]) -> torch.nn.Module:
+    """A packaged config (by name) with ``overrides``, random weights (seed 0), eval mode."""
     torch.manual_seed(0)
-    cfg = load_config(ROOT / config, overrides)
+    cfg = load_config(config, overrides)
     model = detkit.build_model(cfg, class_names=class_names).eval()
     model.cfg = cfg
     return model
@@ -44,7 +39,7 @@ def shapes_image(seed: int = 0, size: tuple[int, int] = (96, 128)) -> np.ndarray
 
 @pytest.fixture(scope="session")
 def faster_rcnn():
-    model = build("configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", TINY_RCNN, ["a", "b", "c"])
+    model = build("faster_rcnn_r18_fpn_shapes", TINY_RCNN, ["a", "b", "c"])
     with torch.no_grad():
         model.box_head.cls_score.bias[:-1] += 4.0  # random weights that still give detections
     return model
@@ -52,17 +47,17 @@ def faster_rcnn():
 
 @pytest.fixture(scope="session")
 def yolo():
-    return build("configs/yolo/yolo_n_shapes.yaml", TINY_YOLO, ["a", "b", "c"])
+    return build("yolo_n_shapes", TINY_YOLO, ["a", "b", "c"])
 
 
 @pytest.fixture(scope="session")
 def segmentor():
-    return build("configs/seg/semfpn_r18_shapes.yaml", TINY_SEG, ["background", "a", "b"])
+    return build("semfpn_r18_shapes", TINY_SEG, ["background", "a", "b"])
 
 
 @pytest.fixture(scope="session")
 def classifier():
-    return build("configs/cls/resnet18_shapes.yaml", TINY_CLS, ["a", "b", "c", "d"])
+    return build("resnet18_shapes", TINY_CLS, ["a", "b", "c", "d"])
 
 
 @pytest.fixture(scope="session")

@@ -17,27 +17,20 @@ from detkit.config import load_config
 from detkit.data.synthetic import render_image
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
-TINY = [
-    "model.neck.out_channels=32",
-    "model.rpn_head.in_channels=32",
-    "model.box_head.in_channels=32",
-    "model.box_head.representation_size=64",
-    "model.rpn_head.pre_nms_top_n_test=100",
-    "model.rpn_head.post_nms_top_n_test=50",
-    "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]",
-]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
+    """A tiny YOLO with random weights (every score ~1e-4: the tests explain with --score-thr 0)."""
     torch.manual_seed(0)
-    cfg = load_config(CONFIG, TINY)
-    model = detkit.build_model(cfg, class_names=["a", "b"])
-    with torch.no_grad():
-        model.box_head.cls_score.bias[:-1] += 4.0  # random weights, but detections above the threshold
-    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": ["a", "b"]}}, path)
+    small = "model.backbone={type: CSPDarknet, depth_multiple: 0.33, width_multiple: 0.125}"
+    cfg = load_config("yolo_n_shapes", [small, "data.val.pipeline=[{type: LetterBox, size: 128}]"])
+    names = ["a", "b"]
+    path = tmp_path_factory.mktemp("ckpt") / "yolo.pth"
+    torch.save(
+        {"model": detkit.build_model(cfg, class_names=names).state_dict(), "meta": dict(config=cfg, class_names=names)},
+        path,
+    )
     return path
 
 
@@ -68,7 +61,7 @@ def test_folder_outputs_and_pointing_game(checkpoint, folder, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools/explain.py"), "-", str(checkpoint), str(folder), "--out-dir", str(out)]
-        + ["--method", "hirescam", "--max-dets", "2", "--gt", str(gt), "--device", "cpu"],
+        + ["--method", "hirescam", "--max-dets", "2", "--score-thr", "0", "--gt", str(gt), "--device", "cpu"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -86,7 +79,9 @@ def test_folder_outputs_and_pointing_game(checkpoint, folder, tmp_path):
     first = meta["images"][0]["maps"][0]
     assert first["class_name"] in ("a", "b") and len(first["box"]) == 4 and 0 <= first["score"] <= 1
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("2 images explained, 1 unreadable skipped, 4 heatmaps (hirescam at layer neck")
+    assert lines[0].startswith(
+        "2 images explained, 1 unreadable skipped, 4 heatmaps (hirescam at layer neck; at most 2"
+    )
     assert lines[1].startswith("pointing game (hirescam at layer neck, 2 ground-truth objects in 2 images): trained ")
     assert "randomised weights (seed 0)" in lines[1]
     assert "skipped unreadable input" in proc.stderr and "broken.png" in proc.stderr
@@ -108,10 +103,8 @@ def test_mistakes_exit_2(checkpoint, folder, tmp_path, capsys):
     ck, out = checkpoint, tmp_path / "out"
     image = folder / "a.png"
     before = image.read_bytes()
-    err = _one_line_error(
-        capsys, ["-", ck, image, "--out-dir", out, "--target-layer", "neck.output_conv.1"], "nearest first"
-    )
-    assert "neck.output_convs.1" in err
+    err = _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--target-layer", "neck.bottomup.1"], "nearest")
+    assert "is not a layer of this OneStageDetector; valid layers, nearest first: neck.bottom_up.1," in err
     _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--method", "scorecam"], "invalid choice")
     _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--max-dets", "0"], "--max-dets must be >= 1")
     _one_line_error(capsys, ["-", ck, image], "--out-dir")
