@@ -67,7 +67,7 @@ def explain(
             target: one detection's score and box, one class's logit, one class's segment).
         target_layer: a module name (``backbone.layer4``, ``neck.output_convs.1``) or a part whose output is a
             list of maps (``neck``, ``backbone``: every level, merged); None: the maps the head reads
-            (``detkit.explain.layer_names(model, image)`` lists the valid names).
+            (``layer_names(model, image)`` of ``detkit.explain`` lists the valid names).
         score_thr: the detections' score threshold (default: the config's test threshold).
         max_dets: at most this many maps: the best detections, the top classes or the largest segments.
 

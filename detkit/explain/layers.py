@@ -114,7 +114,7 @@ def _listing(name: str, names: Sequence[str], shown: int = 12) -> str:
     near = _nearest_first(name, names)
     text = ", ".join(near[:shown])
     if len(near) > shown:
-        text += f", ... ({len(near)} in all; detkit.explain.layer_names(model) lists them)"
+        text += f", ... ({len(near)} in all; layer_names(model) of detkit.explain lists them)"
     return text
 
 
