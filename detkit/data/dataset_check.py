@@ -21,9 +21,9 @@ from detkit.data.validate import (
     WARNING,
     DatasetError,
     Problem,
+    ProblemReport,
     format_problems,
     load_coco_json,
-    problem_list,
     validate_coco,
 )
 
@@ -33,7 +33,7 @@ TINY_AREA = 32 * 32
 
 
 @dataclass
-class DatasetReport:
+class DatasetReport(ProblemReport):
     """What :func:`check_dataset` found: all problems, a summary of the data and the list of checks run."""
 
     ann_file: str
@@ -41,14 +41,6 @@ class DatasetReport:
     problems: list[Problem] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return problem_list(self.problems, ERROR)
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return problem_list(self.problems, WARNING)
 
     def format(self) -> str:
         """Human-readable report: every problem, then the summary and what was checked."""

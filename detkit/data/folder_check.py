@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from detkit.data.image_io import ImageReadError, read_image
-from detkit.data.validate import ERROR, WARNING, DatasetError, Problem, format_problems, problem_list
+from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
 
 __all__ = ["IMBALANCE_WARN", "MIN_IMAGES_WARN", "FolderReport", "check_image_folder", "imbalance"]
 
@@ -25,7 +25,7 @@ MIN_IMAGES_WARN = 10  # a class with fewer images than this is reported
 
 
 @dataclass
-class FolderReport:
+class FolderReport(ProblemReport):
     """What :func:`check_image_folder` found: the problems, the images per class, image sizes, what was checked."""
 
     source: str
@@ -33,14 +33,6 @@ class FolderReport:
     class_counts: dict[str, int] = field(default_factory=dict)
     sizes: Counter = field(default_factory=Counter)  # (h, w, channels of the file) -> images
     checked: list[str] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return problem_list(self.problems, ERROR)
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return problem_list(self.problems, WARNING)
 
     def format(self) -> str:
         """Every problem, the per-class table with shares and the imbalance, image sizes, what was checked."""

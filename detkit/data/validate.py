@@ -449,6 +449,20 @@ def drop_bad_records(data: dict, problems: list[Problem]) -> tuple[dict, dict[st
     return {**data, "images": images, "annotations": anns}, counts
 
 
+class ProblemReport:
+    """``errors`` and ``warnings`` of a report's ``problems`` (the reports of ``tools/check_dataset.py``)."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return problem_list(self.problems, ERROR)
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return problem_list(self.problems, WARNING)
+
+
 def format_problems(problems: list[Problem], limit: int | None = None) -> str:
     """One line per problem (``ERROR [kind] message``), at most ``limit`` of them plus a count of the rest."""
     shown = problems if limit is None else problems[:limit]

@@ -103,8 +103,14 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         on_error, skip_bad_images: see above.
 
     Attributes: ``class_names``, ``files`` (paths), ``labels`` int64 [N], ``class_counts`` (images per class),
-    ``aspect_ratios`` (ones: classification pipelines crop to one size, batches need no grouping).
+    ``aspect_ratios`` (ones: classification pipelines crop to one size, batches need no grouping),
+    ``categories_fix`` (how to give a split the training classes, for messages such as the trainer's
+    pre-flight check that data.train and data.val agree).
     """
+
+    categories_fix = (
+        "give data.val the training classes: classes: <data.train.img_dir> (its class folders) or a classes.txt"
+    )
 
     def __init__(
         self,
