@@ -1,5 +1,6 @@
 """Analysis of detection results: per-class / per-size AP, PR curves, confusion matrix, TIDE-style errors,
 per-image errors. Every number comes from pycocotools' COCOeval, as ``detkit.evaluation`` reports it.
+Classifiers: ``analyze_classification`` (a predictions.csv against class folders, ``ClsEvaluator``'s numbers).
 
 The names below are imported on first use, so that ``detkit.analysis.logs`` (the curves of work directories,
 ``tools/plot_logs.py``) loads without torch.
@@ -14,6 +15,9 @@ _LAZY = {
     "load_gt": "common",
     "load_results": "common",
     "run_cocoeval": "common",
+    "analyze_classification": "classification",
+    "confused_pairs": "classification",
+    "read_predictions_csv": "classification",
     "ConfusionResult": "confusion",
     "confusion_matrix": "confusion",
     "plot_confusion_matrix": "confusion",
