@@ -1,7 +1,7 @@
 """The search's plots as PNG files, drawn by ``optuna.visualization.matplotlib`` (headless):
 
 ``history.png`` (the metric of each trial and the running best), ``slices.png`` (the metric against each
-parameter), and with two or more parameters ``importance.png`` (Optuna's fANOVA importances) and
+parameter), and with two or more parameters ``importance.png`` (Optuna's parameter importances) and
 ``parallel.png`` (parallel coordinates).
 """
 
@@ -22,17 +22,24 @@ def _figure(drawn):
     return ax.figure
 
 
-def plot_makers(study, keys: list[str], metric: str) -> dict[str, Callable]:
-    """``{file name: function drawing it}`` for this study's searched ``keys``."""
+def plot_makers(study, keys: list[str], metric: str) -> dict[str, tuple[Callable, tuple[float, float]]]:
+    """``{file name: (function drawing it, figure size in inches)}`` for this study's searched ``keys``."""
     from optuna.visualization import matplotlib as vm
 
+    n = len(keys)
     makers = {
-        "history.png": lambda: vm.plot_optimization_history(study, target_name=metric),
-        "slices.png": lambda: vm.plot_slice(study, params=keys, target_name=metric),
+        "history.png": (lambda: vm.plot_optimization_history(study, target_name=metric), (8.0, 5.0)),
+        "slices.png": (lambda: vm.plot_slice(study, params=keys, target_name=metric), (1.5 + 4.5 * n, 4.5)),
     }
-    if len(keys) >= 2:
-        makers["importance.png"] = lambda: vm.plot_param_importances(study, params=keys, target_name=metric)
-        makers["parallel.png"] = lambda: vm.plot_parallel_coordinate(study, params=keys, target_name=metric)
+    if n >= 2:
+        makers["importance.png"] = (
+            lambda: vm.plot_param_importances(study, params=keys, target_name=metric),
+            (8.0, 2.0 + 0.5 * n),
+        )
+        makers["parallel.png"] = (
+            lambda: vm.plot_parallel_coordinate(study, params=keys, target_name=metric),
+            (3.0 + 2.5 * n, 5.0),
+        )
     return makers
 
 
@@ -47,12 +54,12 @@ def write_plots(study, keys: list[str], metric: str, out_dir: Path) -> tuple[lis
     import matplotlib.pyplot as plt
 
     written, notes = [], []
-    for name, draw in plot_makers(study, keys, metric).items():
+    for name, (draw, size) in plot_makers(study, keys, metric).items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning, matplotlib's layout notes
                 fig = _figure(draw())
-                fig.set_size_inches(max(6.4, fig.get_figwidth()), max(4.8, fig.get_figheight()))
+                fig.set_size_inches(*size)
                 path = Path(out_dir) / name
                 atomic_write(path, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
             plt.close(fig)
