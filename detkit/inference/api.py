@@ -11,6 +11,7 @@ from torch import nn
 
 from detkit.config import ConfigError, load_config
 from detkit.inference.runner import ImageInput
+from detkit.models.backbones.init_weights import without_init_checkpoint
 from detkit.models.build import build_model
 from detkit.models.detectors.classifier import Classifier
 from detkit.utils.checkpoint import CheckpointMismatchError, load_checkpoint, load_model_state, model_state
@@ -86,10 +87,12 @@ def init_model(
         cfg = load_config(config)
     if not isinstance(cfg.get("model"), dict):
         raise ConfigError(f"{config or checkpoint}: the config has no 'model' section")
-    model = build_model(cfg, class_names=_class_names(cfg, meta, config, checkpoint))
+    names = _class_names(cfg, meta, config, checkpoint)
+    # the checkpoint's weights replace the backbone's start weights: do not read (or need) that file again
+    model = build_model(without_init_checkpoint(cfg) if ckpt is not None else cfg, class_names=names)
     if ckpt is not None:
         load_model_state(model, model_state(ckpt), str(checkpoint))
-    model.cfg = cfg
+    model.cfg = cfg  # as given, init_checkpoint included
     model.cat_ids = meta.get("cat_ids")  # label -> dataset category id, when known
     return model.to(dev).eval()
 

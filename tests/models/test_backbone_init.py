@@ -118,3 +118,21 @@ def test_plain_backbone_state_dict_loads(tmp_path):
     dst = CSPDarknet(scale="n", out_indices=(4,), init_checkpoint=str(path))
     torch.testing.assert_close(dst.stages[3][0].conv.weight, src.stages[3][0].conv.weight)
     assert dst.init_report.source == "the state dict" and dst.init_report.dropped == []
+
+
+def test_init_model_with_a_checkpoint_does_not_read_the_start_weights_again(tmp_path):
+    import detkit
+
+    cls_path = tmp_path / "cls.pth"
+    _classifier_checkpoint(cls_path, CSP)
+    cfg = _yolo(str(cls_path))
+    det = build_model(cfg, class_names=["a", "b", "c", "d"])
+    with torch.no_grad():
+        det.backbone.stem.conv.weight.add_(1.0)  # "trained" after the init
+    ckpt = tmp_path / "det.pth"
+    torch.save({"model": det.state_dict(), "meta": {"class_names": ["a", "b", "c", "d"], "config": cfg}}, ckpt)
+    cls_path.unlink()  # the classifier moved away since training
+    model = detkit.init_model(cfg, str(ckpt), device="cpu")
+    torch.testing.assert_close(model.backbone.stem.conv.weight, det.backbone.stem.conv.weight)
+    assert model.cfg["model"]["backbone"]["init_checkpoint"] == str(cls_path)  # the config as given
+    assert cfg["model"]["backbone"]["init_checkpoint"] == str(cls_path)  # not modified

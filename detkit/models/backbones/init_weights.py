@@ -19,7 +19,14 @@ from torch import Tensor, nn
 
 from detkit.utils.checkpoint import CheckpointMismatchError, read_torch_file
 
-__all__ = ["InitReport", "init_backbone", "is_detkit_checkpoint", "load_backbone_weights", "read_backbone_state"]
+__all__ = [
+    "InitReport",
+    "init_backbone",
+    "is_detkit_checkpoint",
+    "load_backbone_weights",
+    "read_backbone_state",
+    "without_init_checkpoint",
+]
 
 logger = logging.getLogger("detkit")
 WHAT = "model.backbone.init_checkpoint"
@@ -134,3 +141,17 @@ def init_backbone(module: nn.Module, path: str | os.PathLike) -> InitReport:
     if not isinstance(state, Mapping) or not state:
         raise CheckpointMismatchError(f"{WHAT} {path} holds no state dict (a dict of tensors); give a checkpoint")
     return load_backbone_weights(module, state, path, report)
+
+
+def without_init_checkpoint(cfg: Mapping[str, Any]) -> dict:
+    """A copy of a config (or of its ``model`` section) with ``model.backbone.init_checkpoint`` removed: for a
+    model whose weights come from its own checkpoint next, so that the start weights are not read again (the
+    file may have moved since training). The original is not modified."""
+    import copy
+
+    out = copy.deepcopy(dict(cfg))
+    model = out.get("model", out) if isinstance(out.get("model"), dict) else out
+    backbone = model.get("backbone")
+    if isinstance(backbone, dict):
+        backbone.pop("init_checkpoint", None)
+    return out
