@@ -117,11 +117,12 @@ def user_errors(tool: str, extra: tuple[type[BaseException], ...] = ()) -> Itera
 
 
 @contextlib.contextmanager
-def loud_warnings(tool: str) -> Iterator[list[str]]:
+def loud_warnings(tool: str, emit: Callable[[str], None] | None = None) -> Iterator[list[str]]:
     """Print each ``UserWarning`` raised inside the block once, as ``tool: WARNING: message`` on stderr.
 
     Library code warns with ``warnings.warn`` (a mismatch of categories, a skipped image); a tool shows it as
-    one plain line instead of Python's ``file:line: UserWarning`` form. Yields the list of messages shown.
+    one plain line instead of Python's ``file:line: UserWarning`` form. ``emit`` replaces the print (training
+    gives its logger's ``warning``, so the line also reaches log.txt). Yields the list of messages shown.
     """
     shown: list[str] = []
 
@@ -129,7 +130,10 @@ def loud_warnings(tool: str) -> Iterator[list[str]]:
         text = " ".join(str(message).split())
         if issubclass(category, UserWarning) and text not in shown:
             shown.append(text)
-            print(f"{tool}: WARNING: {text}", file=sys.stderr, flush=True)
+            if emit is not None:
+                emit(text)
+            else:
+                print(f"{tool}: WARNING: {text}", file=sys.stderr, flush=True)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)

@@ -45,7 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--format", default="onnx", choices=["onnx"])
     ap.add_argument("--out", required=True, help="output file")
     ap.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch on sample images")
-    ap.add_argument("--verify-images", nargs="+", default=[], metavar="PATH")
+    ap.add_argument(
+        "--verify-images",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="image files, folders or glob patterns for --verify",
+    )
     ap.add_argument("--atol", type=float, default=1e-3, help="score tolerance, and the box tolerance's floor (px)")
     ap.add_argument("--rtol", type=float, default=1e-4, help="box tolerance per pixel of the image's longer side")
     ap.add_argument("--mask-iou", type=float, default=0.9, help="least IoU of matched instance masks")
@@ -76,7 +82,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def sample_images(cfg: dict, paths: list[str], count: int = 4) -> list:
+def image_inputs(paths: list[str]) -> list[Path]:
+    """The images of --verify-images: files, folders (searched recursively) and glob patterns."""
+    from detkit.inference.files import IMAGE_EXTS, collect_inputs
+
+    try:
+        found = collect_inputs(paths)
+    except FileNotFoundError as e:
+        raise UserError(f"--verify-images: {e}") from None
+    images = [p for p in found if p.suffix.lower() in IMAGE_EXTS]
+    if paths and not images:
+        raise UserError(f"--verify-images {' '.join(paths)} holds no image ({', '.join(sorted(IMAGE_EXTS))})")
+    for path in images:
+        input_arg(path, "--verify-images")
+    return images
+
+
+def sample_images(cfg: dict, paths: list[str | Path], count: int = 4) -> list:
     """Images for --verify: the given paths, else the first ``count`` of data.val (of a folder of class folders:
     ``count`` spread over them), else synthetic shapes."""
     import numpy as np
@@ -127,8 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name (e.g. {Path(args.out) / 'model.onnx'})")
     out_file_arg(args.out, "--out", [p for p in (args.config, args.checkpoint) if p != "-"])
-    for path in args.verify_images:
-        input_arg(path, "--verify-images")
+    verify_images = image_inputs(args.verify_images)
     cfg = None if args.config == "-" else config_arg(args.config, (), args.checkpoint)
     options = {} if args.max_per_img is None else {"max_per_img": args.max_per_img}
     if args.no_nms:
@@ -140,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         model = detkit.init_model(cfg, args.checkpoint, device="cpu")
     with user_errors(TOOL, extra=(ExportError,)):  # an unsupported model or option; an image too large for --static
         module = get_export_module(model, **options)
-        images = sample_images(model.cfg, args.verify_images) if args.verify else []
+        images = sample_images(model.cfg, verify_images) if args.verify else []
         out = export_onnx(model, args.out, args.image_size, args.batch_size, args.opset, not args.static, **options)
         shape = "static" if args.static else "dynamic batch and image size"
         print(

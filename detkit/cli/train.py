@@ -12,13 +12,14 @@ Exit status: 0 done, 1 the run failed on its own (divergence, an evaluation erro
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from detkit.cli.errors import ArgumentParser, UserError, format_error, user_error_types
+from detkit.cli.errors import ArgumentParser, UserError, format_error, loud_warnings, user_error_types
 from detkit.cli.inputs import TORCH_KINDS, check_config_file, config_arg, device_arg
 from detkit.utils.checkpoint import check_checkpoint_file, file_kind
 
@@ -159,7 +160,8 @@ def run(trainer: Trainer) -> int:
     from detkit.engine.trainer import EvaluationFailed
 
     try:
-        trainer.fit()
+        with loud_warnings("train", emit=logging.getLogger("detkit").warning):  # one plain line, also in log.txt
+            trainer.fit()
     except TrainingDiverged as e:
         print(f"train: {e}", file=sys.stderr)
         return 1

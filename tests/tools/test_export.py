@@ -84,3 +84,21 @@ def test_max_det_is_a_hidden_old_spelling_of_max_per_img(capsys):
         parse_args(["--help"])
     shown = capsys.readouterr().out
     assert "--max-per-img" in shown and "--max-det" not in shown
+
+
+def test_verify_images_take_folders_and_patterns(tmp_path):
+    from detkit.cli.errors import UserError
+    from detkit.cli.export import image_inputs
+
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.jpg"):
+        cv2.imwrite(str(tmp_path / "imgs" / name), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "imgs" / "notes.txt").write_text("x")
+    assert [p.name for p in image_inputs([str(tmp_path / "imgs")])] == ["a.png", "b.jpg"]
+    assert [p.name for p in image_inputs([str(tmp_path / "imgs" / "*.png")])] == ["a.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="--verify-images: folder .*empty holds no image"):
+        image_inputs([str(tmp_path / "empty")])
+    with pytest.raises(UserError, match="holds no image"):
+        image_inputs([str(tmp_path / "imgs" / "notes.txt")])
+    assert image_inputs([]) == []

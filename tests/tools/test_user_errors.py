@@ -328,3 +328,17 @@ def test_messages_are_one_line_and_warnings_plain(capsys):
     with pytest.raises(SystemExit) as stop:
         ArgumentParser(prog="t").parse_args(["--nope"])
     assert stop.value.code == 2 and capsys.readouterr().err == "t: error: unrecognized arguments: --nope (see --help)\n"
+
+
+def test_training_warnings_go_to_the_log_as_one_plain_line():
+    """train shows library warnings through its logger (console and log.txt), once, without file:line."""
+    import warnings
+
+    from detkit.cli.errors import loud_warnings
+
+    lines: list[str] = []
+    with loud_warnings("train", emit=lines.append) as shown:
+        for _ in range(2):
+            warnings.warn("no bbox detections to evaluate:\n every AP is 0", UserWarning, stacklevel=1)
+        warnings.warn("other", DeprecationWarning, stacklevel=1)
+    assert lines == ["no bbox detections to evaluate: every AP is 0"] and shown == lines
