@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_model", "explain", "init_model", "load_checkpoint", "load_config", "predict"]
+__all__ = ["__version__", "build_model", "explain", "init_model", "load_checkpoint", "load_config", "predict", "track"]
 
 _LAZY = {
     "load_config": "detkit.config",
@@ -11,6 +11,7 @@ _LAZY = {
     "predict": "detkit.inference.api",
     "load_checkpoint": "detkit.utils.checkpoint",
     "explain": "detkit.explain",
+    "track": "detkit.track",
 }
 
 

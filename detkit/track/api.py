@@ -1,0 +1,96 @@
+"""``detkit.track``: a detector's detections on each frame of a video, linked into tracks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from detkit.track.bytetrack import ByteTracker
+from detkit.track.iou_tracker import IoUTracker
+
+__all__ = ["TRACKERS", "build_tracker", "detection_thr", "link_detections", "track"]
+
+TRACKERS = {"bytetrack": ByteTracker, "iou": IoUTracker}
+
+
+def build_tracker(tracker: str | ByteTracker | IoUTracker = "bytetrack", **kwargs: Any) -> ByteTracker | IoUTracker:
+    """A tracker by name (``bytetrack`` or ``iou``, built with ``kwargs``) or the tracker given (reset)."""
+    if not isinstance(tracker, str):
+        if kwargs:
+            raise ValueError(f"tracker options {sorted(kwargs)} are given with a built tracker; build it with them")
+        tracker.reset()
+        return tracker
+    if tracker not in TRACKERS:
+        raise ValueError(f"unknown tracker {tracker!r}; choose one of {', '.join(TRACKERS)}")
+    return TRACKERS[tracker](**kwargs)
+
+
+def detection_thr(tracker: ByteTracker | IoUTracker) -> float:
+    """The lowest detection score the tracker uses (the detector need not return lower ones)."""
+    return tracker.low_thr if isinstance(tracker, ByteTracker) else tracker.score_thr
+
+
+def link_detections(
+    detections: Iterable[dict], tracker: str | ByteTracker | IoUTracker = "bytetrack", **kwargs: Any
+) -> list[dict[str, torch.Tensor]]:
+    """Link per-frame detections (dicts with ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N], in frame
+    order) into tracks; returns per frame ``ids`` [T], ``boxes`` [T,4], ``scores`` [T], ``labels`` [T]."""
+    linker = build_tracker(tracker, **kwargs)
+    return [linker.update(d["boxes"], d["scores"], d["labels"]) for d in detections]
+
+
+def _frames(frames: Any) -> Iterator:
+    """A video path or frame folder (``detkit.track.sources``), else the iterable of images itself."""
+    if isinstance(frames, (str, os.PathLike)):
+        from detkit.track.sources import open_frames
+
+        return open_frames(frames)[1]
+    return iter(frames)
+
+
+def _batches(items: Iterator, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def track(
+    model: nn.Module,
+    frames: Any,
+    tracker: str | ByteTracker | IoUTracker = "bytetrack",
+    batch_size: int = 1,
+    **tracker_kwargs: Any,
+) -> list[dict[str, torch.Tensor]]:
+    """Detect objects on every frame with ``model`` and link them into tracks.
+
+    Args:
+        model: a detkit detector (e.g. from :func:`detkit.init_model`).
+        frames: a video file, a folder of frame images (sorted by name), or an iterable of images as
+            :func:`detkit.predict` takes them (RGB numpy arrays, paths, PIL images), in order.
+        tracker: ``"bytetrack"`` (default), ``"iou"`` (IoU-only linking, the baseline) or a built tracker.
+        batch_size: frames per forward pass.
+        **tracker_kwargs: the tracker's options, e.g. ``high_thr``, ``low_thr``, ``track_buffer``
+            (:class:`ByteTracker`) or ``score_thr``, ``match_iou`` (:class:`IoUTracker`).
+
+    Returns:
+        per frame a dict: ``ids`` int64 [T] (1, 2, ... stable along a track), ``boxes`` float32 [T,4] xyxy in
+        the frame's pixels, ``scores`` float32 [T], ``labels`` int64 [T] (``model.class_names[label]``).
+    """
+    import detkit
+
+    linker = build_tracker(tracker, **tracker_kwargs)
+    thr = detection_thr(linker)
+    out = []
+    for batch in _batches(_frames(frames), batch_size):
+        for det in detkit.predict(model, batch, score_thr=thr, batch_size=batch_size):
+            out.append(linker.update(det["boxes"], det["scores"], det["labels"]))
+    return out
