@@ -5,11 +5,12 @@ python tools/convert_dataset.py voc2coco --ann-dir DIR --img-dir DIR --out FILE 
                                          [--keep-missing-images]
 python tools/convert_dataset.py yolo2coco --label-dir DIR --img-dir DIR --classes FILE --out FILE
 python tools/convert_dataset.py coco2yolo --ann-file FILE --img-dir DIR --out-dir DIR [--segments]
+python tools/convert_dataset.py coco2voc --ann-file FILE --img-dir DIR --out-dir DIR [--split NAME] [--prefix P]
 
 Exit status: 0 converted; 1 voc2coco converted, but some XML files have no image (they are named on
 stderr and left out of the json, unless --keep-missing-images); 2 a mistake of input (a missing folder,
-an empty classes file, an unwritable output, an output that is also an input, a bad record): one line on
-stderr, nothing written. Inputs are never modified.
+an empty classes file, an unwritable output, an output that is also an input, a coco2voc output file that
+exists already, a bad record): one line on stderr, nothing written. Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import sys
 
 from detkit.cli.errors import ArgumentParser, UserError, format_error
-from detkit.data.converters import DatasetError, convert_coco_to_yolo, convert_voc, convert_yolo
+from detkit.data.converters import DatasetError, convert_coco_to_voc, convert_coco_to_yolo, convert_voc, convert_yolo
 
 SHOWN = 5  # file names listed in a warning
 
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--img-dir", required=True, help="image folder of the annotation file")
     c.add_argument("--out-dir", required=True, help="writes OUT_DIR/labels/<name>.txt and OUT_DIR/classes.txt")
     c.add_argument("--segments", action="store_true", help="write polygons (YOLO-seg lines) instead of boxes")
+    o = sub.add_parser("coco2voc", help="COCO json + images -> Pascal VOC folder (never overwrites a file)")
+    o.add_argument("--ann-file", required=True, help="COCO annotation json")
+    o.add_argument("--img-dir", required=True, help="image folder of the annotation file (images are copied)")
+    o.add_argument(
+        "--out-dir", required=True, help="writes Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt, classes.txt"
+    )
+    o.add_argument("--split", help="name of the ImageSets/Main list (default: the json's stem, e.g. train)")
+    o.add_argument("--prefix", default="", help="put before every image id (two splits with the same image names)")
     return p
 
 
@@ -59,6 +68,8 @@ def _convert(args: argparse.Namespace) -> tuple[dict, str]:
         return convert_voc(args.ann_dir, args.img_dir, args.out, args.classes, args.keep_missing_images), args.out
     if args.command == "yolo2coco":
         return convert_yolo(args.label_dir, args.img_dir, args.classes, args.out), args.out
+    if args.command == "coco2voc":
+        return convert_coco_to_voc(args.ann_file, args.img_dir, args.out_dir, args.split, args.prefix), args.out_dir
     return convert_coco_to_yolo(args.ann_file, args.img_dir, args.out_dir, args.segments), args.out_dir
 
 

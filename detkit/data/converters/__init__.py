@@ -1,4 +1,4 @@
-"""Dataset format converters: Pascal VOC XML -> COCO, YOLO txt -> COCO, COCO -> YOLO txt.
+"""Dataset format converters: Pascal VOC XML -> COCO, YOLO txt -> COCO, COCO -> YOLO txt, COCO -> VOC folder.
 
 Conventions (docs/datasets.md):
 - COCO boxes are ``[x, y, w, h]`` in continuous pixel coordinates (pixel i covers [i, i+1)).
@@ -10,14 +10,16 @@ Bad input raises :class:`DatasetError` with a message that names the file and th
 """
 
 from detkit.data.converters.common import IMAGE_EXTS, DatasetError, image_size, read_class_names, write_json_atomic
-from detkit.data.converters.files import convert_coco_to_yolo, convert_voc, convert_yolo
-from detkit.data.converters.voc import voc_to_coco
+from detkit.data.converters.files import convert_coco_to_voc, convert_coco_to_yolo, convert_voc, convert_yolo
+from detkit.data.converters.voc import coco_to_voc, voc_to_coco
 from detkit.data.converters.yolo import coco_to_yolo, yolo_to_coco
 
 __all__ = [
     "IMAGE_EXTS",
     "DatasetError",
+    "coco_to_voc",
     "coco_to_yolo",
+    "convert_coco_to_voc",
     "convert_coco_to_yolo",
     "convert_voc",
     "convert_yolo",

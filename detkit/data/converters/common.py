@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from detkit.data.validate import DatasetError  # one error type for every bad-da
 __all__ = [
     "IMAGE_EXTS",
     "DatasetError",
+    "ProblemHandler",
     "categories_from_names",
     "check_output",
     "check_output_kind",
@@ -25,6 +26,9 @@ __all__ = [
     "write_outputs",
     "write_text_atomic",
 ]
+
+# ``handler(record, error)``: a bad ``'image'`` or ``'annotation'`` is reported and left out instead of raising.
+ProblemHandler = Callable[[str, DatasetError], None]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

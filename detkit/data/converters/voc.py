@@ -9,13 +9,14 @@ from pathlib import Path
 from detkit.data.converters.common import (
     IMAGE_EXTS,
     DatasetError,
+    ProblemHandler,
     categories_from_names,
     image_size,
     require_dir,
     safe_relpath,
 )
 
-__all__ = ["voc_to_coco"]
+__all__ = ["coco_from_voc_records", "find_image", "image_index", "voc_record", "voc_to_coco"]
 
 
 def _xml_text(node: ET.Element, tag: str, where: str, required: bool = True) -> str | None:
@@ -119,8 +120,19 @@ def find_image(fname: str, img_dir: Path, index: dict, xml_path: Path) -> str | 
     return found[0] if found else None
 
 
-def _voc_record(xml_path: Path, img_dir: Path, index: dict, stats: dict, keep_missing: bool) -> tuple | None:
-    """(file name, h, w, objects, xml path) of one XML; None when its image is missing and not ``keep_missing``."""
+def voc_record(
+    xml_path: Path,
+    img_dir: Path,
+    index: dict,
+    stats: dict,
+    keep_missing: bool = False,
+    on_problem: ProblemHandler | None = None,
+) -> tuple | None:
+    """(file name, h, w, objects, xml path) of one XML; None when its image is missing and not ``keep_missing``.
+
+    Objects are ``(name, COCO bbox, difficult, clipped)``. A bad object raises :class:`DatasetError`, or, with
+    ``on_problem``, is passed to it (``'annotation'``) and left out. ``index``: :func:`image_index` of ``img_dir``.
+    """
     root = _parse_voc_xml(xml_path)
     named = safe_relpath(_xml_text(root, "filename", str(xml_path), False) or xml_path.stem + ".jpg", str(xml_path))
     fname = find_image(named, img_dir, index, xml_path)
@@ -133,7 +145,14 @@ def _voc_record(xml_path: Path, img_dir: Path, index: dict, stats: dict, keep_mi
         stats["matched_by_stem"] += 1
         stats["stem_matches"].append(f"{xml_path.name}: {named} -> {fname}")
     h, w = _voc_image_size(root, xml_path, img_dir / fname)
-    objs = [_voc_object(o, f"{xml_path} object #{k}", h, w) for k, o in enumerate(root.findall("object"))]
+    objs = []
+    for k, o in enumerate(root.findall("object")):
+        try:
+            objs.append(_voc_object(o, f"{xml_path} object #{k}", h, w))
+        except DatasetError as e:
+            if on_problem is None:
+                raise
+            on_problem("annotation", e)
     return fname, h, w, objs, xml_path
 
 
@@ -167,17 +186,28 @@ def voc_to_coco(
         "missing_image_files": [],
         "stem_matches": [],
     }
-    records = [r for r in (_voc_record(x, img_dir, index, stats, keep_missing) for x in xmls) if r is not None]
+    records = [r for r in (voc_record(x, img_dir, index, stats, keep_missing) for x in xmls) if r is not None]
     stats["missing_images"] = len(stats["missing_image_files"])
     if not records:
         raise DatasetError(
             f"--img-dir {img_dir}: none of the {len(xmls)} XML files has its image there "
             f"(e.g. {stats['missing_image_files'][0]}); check --img-dir"
         )
-    return _coco_from_records(records, classes, ann_dir, stats), stats
+    return coco_from_voc_records(records, classes, ann_dir, stats), stats
 
 
-def _coco_from_records(records: list[tuple], classes: list[str] | None, ann_dir: Path, stats: dict) -> dict:
+def coco_from_voc_records(
+    records: list[tuple],
+    classes: list[str] | None,
+    ann_dir: Path,
+    stats: dict,
+    on_problem: ProblemHandler | None = None,
+) -> dict:
+    """The COCO dict of :func:`voc_record` results; ``classes`` default: the object names, sorted.
+
+    An object of a class not in ``classes`` raises :class:`DatasetError`, or with ``on_problem`` is reported
+    (``'annotation'``) and left out. ``stats`` gets the counts (images, annotations, difficult, clipped, classes).
+    """
     names = classes if classes is not None else sorted({o[0] for r in records for o in r[3]})
     cat_id = {n: i + 1 for i, n in enumerate(names)}
     images, anns = [], []
@@ -185,9 +215,13 @@ def _coco_from_records(records: list[tuple], classes: list[str] | None, ann_dir:
         images.append({"id": image_id, "file_name": fname, "width": w, "height": h})
         for name, bbox, difficult, clipped in objs:
             if name not in cat_id:
-                raise DatasetError(
-                    f"{xml_path}: object class '{name}' is not in the class list {names}; add it to the --classes file"
+                error = DatasetError(
+                    f"{xml_path}: object class '{name}' is not in the class list {names}; add it to the classes (file or list)"
                 )
+                if on_problem is None:
+                    raise error
+                on_problem("annotation", error)
+                continue
             anns.append(
                 {
                     "id": len(anns) + 1,
@@ -210,3 +244,84 @@ def _coco_from_records(records: list[tuple], classes: list[str] | None, ann_dir:
         "annotations": anns,
         "categories": categories_from_names(names),
     }
+
+
+# ----------------------------------------------------------------------------- COCO -> VOC
+
+
+def _xml_child(parent: ET.Element, tag: str, text: str | int) -> ET.Element:
+    child = ET.SubElement(parent, tag)
+    child.text = str(text)
+    return child
+
+
+def _voc_xml(file_name: str, h: int, w: int, objects: list[tuple[str, list[int], int]]) -> str:
+    """The text of one VOC XML: ``objects`` as ``(name, [xmin, ymin, xmax, ymax] 1-based inclusive, difficult)``."""
+    root = ET.Element("annotation")
+    _xml_child(root, "folder", "JPEGImages")
+    _xml_child(root, "filename", file_name)
+    size = ET.SubElement(root, "size")
+    for tag, v in (("width", w), ("height", h), ("depth", 3)):
+        _xml_child(size, tag, v)
+    _xml_child(root, "segmented", 0)
+    for name, box, difficult in objects:
+        obj = ET.SubElement(root, "object")
+        for tag, v in (("name", name), ("pose", "Unspecified"), ("truncated", 0), ("difficult", difficult)):
+            _xml_child(obj, tag, v)
+        bndbox = ET.SubElement(obj, "bndbox")
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), box):
+            _xml_child(bndbox, tag, v)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _voc_box(bbox: list[float], h: int, w: int) -> list[int] | None:
+    """COCO ``[x, y, w, h]`` -> VOC ``[xmin, ymin, xmax, ymax]`` (1-based, inclusive, whole pixels, in the image)."""
+    x, y, bw, bh = bbox
+    x0, y0 = max(round(x), 0), max(round(y), 0)
+    x1, y1 = min(round(x + bw), w), min(round(y + bh), h)
+    return [x0 + 1, y0 + 1, x1, y1] if x1 > x0 and y1 > y0 else None
+
+
+def coco_to_voc(coco: dict, source: str = "annotation file", prefix: str = "") -> tuple[dict[str, dict], dict]:
+    """Convert a COCO dict to VOC records: ``{image id (the XML stem): {"file_name", "image", "xml"}}``.
+
+    The VOC id of an image is ``prefix`` + its ``file_name`` without extension, ``/`` turned into ``_``; the
+    image keeps its extension (``<filename>`` = id + extension; ``image`` is the COCO ``file_name``). Boxes are
+    rounded to whole pixels (VOC coordinates are integers) and clipped to the image; crowd annotations and
+    those with ``"difficult": 1`` are written as ``difficult`` objects. Returns: (records, stats).
+    """
+    names = {c["id"]: str(c["name"]) for c in coco.get("categories", [])}
+    if not names:
+        raise DatasetError(f"{source}: no 'categories'; a COCO file must list its categories")
+    objects: dict = {im["id"]: [] for im in coco.get("images", [])}
+    stats = {"difficult": 0, "empty_skipped": 0, "rounded": 0}
+    sizes = {im["id"]: (int(im["height"]), int(im["width"])) for im in coco.get("images", [])}
+    for ann in coco.get("annotations", []):
+        if ann.get("image_id") not in objects or ann.get("category_id") not in names:
+            raise DatasetError(
+                f"{source}: annotation id {ann.get('id')} refers to an unknown image_id {ann.get('image_id')} or "
+                f"category_id {ann.get('category_id')}"
+            )
+        box = _voc_box(ann["bbox"], *sizes[ann["image_id"]])
+        if box is None:
+            stats["empty_skipped"] += 1
+            continue
+        stats["rounded"] += any(float(v) != int(v) for v in ann["bbox"])
+        difficult = int(bool(ann.get("iscrowd", 0) or ann.get("difficult", 0)))
+        stats["difficult"] += difficult
+        objects[ann["image_id"]].append((names[ann["category_id"]], box, difficult))
+    records: dict[str, dict] = {}
+    for im in coco.get("images", []):
+        rel = Path(safe_relpath(im["file_name"], f"{source} image id {im['id']}"))
+        voc_id = prefix + rel.with_suffix("").as_posix().replace("/", "_")
+        if voc_id in records:
+            raise DatasetError(
+                f"{source}: images {records[voc_id]['image']!r} and {im['file_name']!r} both become VOC id "
+                f"{voc_id!r}; rename one"
+            )
+        h, w = sizes[im["id"]]
+        fname = voc_id + rel.suffix
+        records[voc_id] = {"file_name": fname, "image": rel.as_posix(), "xml": _voc_xml(fname, h, w, objects[im["id"]])}
+    stats.update(images=len(records), objects=sum(len(v) for v in objects.values()), classes=len(names))
+    return records, stats

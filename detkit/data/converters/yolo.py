@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from pycocotools import mask as mask_utils
 from detkit.data.converters.common import (
     IMAGE_EXTS,
     DatasetError,
+    ProblemHandler,
     categories_from_names,
     image_size,
     list_images,
@@ -18,7 +20,7 @@ from detkit.data.converters.common import (
     safe_relpath,
 )
 
-__all__ = ["coco_to_yolo", "yolo_to_coco"]
+__all__ = ["coco_to_yolo", "yolo_label_annotations", "yolo_records", "yolo_to_coco"]
 
 
 # ----------------------------------------------------------------------------- YOLO -> COCO
@@ -56,17 +58,36 @@ def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int, w: int) 
     return cls, [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], [pts.reshape(-1).tolist()]
 
 
-def _yolo_file(txt: Path, image_id: int, classes: list[str], h: int, w: int, first_id: int, stats: dict) -> list[dict]:
-    """COCO annotations (ids from ``first_id``) of one YOLO label file."""
+def yolo_label_annotations(
+    txt: Path,
+    image_id: int,
+    classes: list[str],
+    h: int,
+    w: int,
+    first_id: int,
+    stats: dict,
+    on_problem: ProblemHandler | None = None,
+) -> list[dict]:
+    """COCO annotations (ids from ``first_id``) of one YOLO label file.
+
+    A bad line raises :class:`DatasetError` naming the file and line, or, with ``on_problem``, is passed to it
+    (``'annotation'``) and left out. A file that cannot be read always raises.
+    """
     try:
         lines = txt.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{txt}: cannot read ({e})") from e
+        raise DatasetError(f"{txt}: cannot read ({e}); YOLO label files are UTF-8 text") from e
     anns = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        cls, bbox, poly = _yolo_line(line.split(), f"{txt} line {n}", len(classes), h, w)
+        try:
+            cls, bbox, poly = _yolo_line(line.split(), f"{txt} line {n}", len(classes), h, w)
+        except DatasetError as e:
+            if on_problem is None:
+                raise
+            on_problem("annotation", e)
+            continue
         if bbox[2] <= 0 or bbox[3] <= 0:
             stats["empty_boxes"] += 1
             continue
@@ -88,6 +109,43 @@ def _yolo_file(txt: Path, image_id: int, classes: list[str], h: int, w: int, fir
     return anns
 
 
+def yolo_records(
+    img_dir: Path,
+    images: list[Path],
+    label_of: Callable[[Path], Path],
+    classes: list[str],
+    on_problem: ProblemHandler | None = None,
+) -> tuple[list[dict], list[dict], dict, set[Path]]:
+    """COCO images and annotations of ``images`` (files under ``img_dir``), labels from ``label_of(image path)``.
+
+    An image without a label file, or with an empty one, is a negative. Sizes are read from the images.
+    With ``on_problem``, an image that cannot be read (or whose label file cannot) is reported as ``'image'``
+    and left out, a bad line as ``'annotation'``; without, both raise :class:`DatasetError`.
+    Returns: (images, annotations, stats, the label files used (resolved)).
+    """
+    records, anns, used = [], [], set()
+    stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0}
+    for path in images:
+        txt = label_of(path)
+        if txt.is_file():
+            used.add(txt.resolve())
+        try:
+            h, w = image_size(path)
+            new = []
+            if txt.is_file():
+                new = yolo_label_annotations(txt, len(records) + 1, classes, h, w, len(anns) + 1, stats, on_problem)
+        except DatasetError as e:
+            if on_problem is None:
+                raise
+            on_problem("image", e)
+            continue
+        rel = path.relative_to(img_dir).as_posix()
+        records.append({"id": len(records) + 1, "file_name": rel, "width": w, "height": h})
+        stats["negatives"] += not new
+        anns.extend(new)
+    return records, anns, stats, used
+
+
 def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike, classes: list[str]) -> tuple[dict, dict]:
     """Convert YOLO txt labels (boxes or polygons) to a COCO dict; category ids are 1..C.
 
@@ -96,19 +154,11 @@ def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike, class
     Returns: (coco dict, stats dict); ``stats['orphan_labels']`` counts label files without an image.
     """
     label_dir, img_dir = require_dir(label_dir, "--label-dir", "label folder"), Path(img_dir)
-    images, anns, used = [], [], set()
-    stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0}
-    for image_id, path in enumerate(list_images(img_dir), start=1):
-        rel = path.relative_to(img_dir)
-        h, w = image_size(path)
-        images.append({"id": image_id, "file_name": rel.as_posix(), "width": w, "height": h})
-        txt = label_dir / rel.with_suffix(".txt")
-        new = []
-        if txt.is_file():
-            used.add(txt.resolve())
-            new = _yolo_file(txt, image_id, classes, h, w, len(anns) + 1, stats)
-        stats["negatives"] += not new
-        anns.extend(new)
+
+    def label_of(path: Path) -> Path:
+        return label_dir / path.relative_to(img_dir).with_suffix(".txt")
+
+    images, anns, stats, used = yolo_records(img_dir, list_images(img_dir), label_of, classes)
     if not images:
         raise DatasetError(f"--img-dir {img_dir}: no images ({', '.join(IMAGE_EXTS)}); point it at the image folder")
     stats["orphan_labels"] = sum(

@@ -13,11 +13,13 @@ import numpy as np
 import torch.utils.data
 from pycocotools.coco import COCO
 
-from detkit.data.image_io import ImageReadError, read_image, safe_join
+from detkit.data.image_cache import CacheMode, ImageCache
+from detkit.data.image_io import ImageReadError, safe_join
 from detkit.data.instance_masks import ann_to_mask, decode_mask
 from detkit.data.validate import (
     FILE_RECORDS,
     DatasetError,
+    Problem,
     SkippedRecords,
     check_on_error,
     drop_bad_records,
@@ -84,6 +86,11 @@ class CocoDataset(torch.utils.data.Dataset):
             instead of raising :class:`ImageReadError` (also when ``on_error='skip'``).
         class_names: if given, must equal the json's category names in id order.
         max_outside: fraction of the image size a box may extend beyond the image.
+        cache: keep the decoded images for the next epochs: ``'ram'``, ``'disk'`` (``.npy`` files in
+            ``cache_dir``, default ``~/.cache/detkit/images``) or false (:class:`detkit.data.image_cache.ImageCache`;
+            filled when the dataset is built). cache_dir: the disk cache's folder.
+
+    Subclasses that read another format (``YOLODataset``, ``VOCDataset``) override :meth:`load_annotations`.
     """
 
     def __init__(
@@ -99,8 +106,10 @@ class CocoDataset(torch.utils.data.Dataset):
         class_names: Sequence[str] | None = None,
         sem_background: bool = False,
         max_outside: float = 0.1,
+        cache: CacheMode = False,
+        cache_dir: str | None = None,
     ):
-        self.on_error = check_on_error(on_error, "CocoDataset")
+        self.on_error = check_on_error(on_error, type(self).__name__)
         self.skipped = SkippedRecords()
         self.size_warned: set[str] = set()
         self.ann_file, self.img_dir = os.fspath(ann_file), os.fspath(img_dir)
@@ -135,11 +144,25 @@ class CocoDataset(torch.utils.data.Dataset):
         from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
 
         self.pipeline = as_pipeline(pipeline)
+        self.image_cache = ImageCache(cache, cache_dir, owner=self.ann_file)
+        self.image_cache.fill([safe_join(self.img_dir, self.coco.imgs[i]["file_name"]) for i in self.img_ids])
+
+    def load_annotations(self) -> tuple[dict, list[Problem]]:
+        """The COCO dict of ``ann_file``, and problems found while reading it (none for a json).
+
+        A subclass that converts another format returns its records as a COCO dict, leaving out the records
+        it reports as problems (``Problem`` with ``index=None`` and ``record`` ``'image'`` or ``'annotation'``).
+        """
+        return load_coco_json(self.ann_file), []
+
+    def check_hint(self) -> str:
+        """The command that lists every problem of this dataset, for messages."""
+        return f"run tools/check_dataset.py {self.ann_file} {self.img_dir} for the details"
 
     def _load(self, max_outside: float) -> COCO:
         """Read, check and index the json (pycocotools' prints silenced)."""
-        data = load_coco_json(self.ann_file)
-        problems = validate_coco(
+        data, problems = self.load_annotations()
+        problems = problems + validate_coco(
             data,
             self.img_dir,
             self.ann_file,
@@ -171,12 +194,13 @@ class CocoDataset(torch.utils.data.Dataset):
             for kind, n in by_kind.items():
                 self.skipped.add(record, kind, n)
         n_img, n_ann = len(data["images"]), len(data.get("annotations") or [])
+        n_img += sum(p.record == "image" and p.index is None for p in problems)  # left out by load_annotations
+        n_ann += sum(p.record == "annotation" and p.index is None for p in problems)
         kinds = {r: ", ".join(f"{k}: {n}" for k, n in sorted(c.items())) for r, c in counts.items()}
         warnings.warn(
             f"{self.ann_file}: on_error='skip' dropped {n_img - len(kept['images'])} image(s) "
             f"({kinds['image'] or 'none'}) and {n_ann - len(kept['annotations'])} annotation(s) "
-            f"({kinds['annotation'] or 'none'}); run tools/check_dataset.py {self.ann_file} "
-            f"{self.img_dir} for the details",
+            f"({kinds['annotation'] or 'none'}); {self.check_hint()}",
             stacklevel=4,
         )
         return kept
@@ -223,7 +247,7 @@ class CocoDataset(torch.utils.data.Dataset):
     def _read(self, info: dict) -> np.ndarray | None:
         path = safe_join(self.img_dir, info["file_name"])
         try:
-            image = read_image(path)
+            image = self.image_cache.read(path)
         except ImageReadError as e:
             if not (self.skip_bad_images or self.on_error == "skip"):
                 raise

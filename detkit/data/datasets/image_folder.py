@@ -12,7 +12,8 @@ import numpy as np
 import torch.utils.data
 
 from detkit.data.datasets.seg_folder import IMAGE_SUFFIXES, load_class_names
-from detkit.data.image_io import ImageReadError, UnsafePathError, read_image, safe_join
+from detkit.data.image_cache import CacheMode, ImageCache
+from detkit.data.image_io import ImageReadError, UnsafePathError, safe_join
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error
 from detkit.registry import DATASETS
 
@@ -101,6 +102,7 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
             and ``label`` (class name) columns; None: class sub-folders. classes: see above.
         pipeline: transform specs or a callable. img_suffixes: image file endings listed in class folders.
         on_error, skip_bad_images: see above.
+        cache, cache_dir: keep the decoded images in RAM or on disk, as for ``CocoDataset``.
 
     Attributes: ``class_names``, ``files`` (paths), ``labels`` int64 [N], ``class_counts`` (images per class),
     ``aspect_ratios`` (ones: classification pipelines crop to one size, batches need no grouping),
@@ -121,6 +123,8 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         img_suffixes: Sequence[str] = IMAGE_SUFFIXES,
         on_error: str = "raise",
         skip_bad_images: bool = True,
+        cache: CacheMode = False,
+        cache_dir: str | None = None,
     ):
         self.on_error = check_on_error(on_error, "ImageFolderDataset")
         self.skipped = SkippedRecords()
@@ -145,6 +149,8 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
 
         self.pipeline = as_pipeline(pipeline)
+        self.image_cache = ImageCache(cache, cache_dir, owner=self.ann_file or self.img_dir)
+        self.image_cache.fill(self.files)
 
     def _problem(self, kind: str, message: str) -> None:
         self.problems.append((kind, message))
@@ -261,7 +267,7 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict | None:
         """Sample ``i`` after the pipeline, or ``None`` when its image fails to decode and that is skipped."""
         try:
-            image = read_image(self.files[i])
+            image = self.image_cache.read(self.files[i])
         except ImageReadError as e:
             return self._unreadable(self.files[i], e)
         sample = class_sample(image, int(self.labels[i]), i)
