@@ -185,5 +185,5 @@ def test_path_key_and_missing_yaml(yolo, tmp_path):
         assert len(_ds(elsewhere)) == 3
     with pytest.raises(DatasetError, match="data_yaml .*nope.yaml not found"):
         _ds(tmp_path / "nope.yaml")
-    with pytest.raises(DatasetError, match="give data_yaml .*or img_dir with classes, not both"):
+    with pytest.raises(DatasetError, match=r"give either data_yaml \(with split\) or img_dir \(with classes\)"):
         YOLODataset()

@@ -145,7 +145,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
         self.pipeline = as_pipeline(pipeline)
         self.image_cache = ImageCache(cache, cache_dir, owner=self.ann_file)
-        self.image_cache.fill([safe_join(self.img_dir, self.coco.imgs[i]["file_name"]) for i in self.img_ids])
+        if self.image_cache.mode:
+            self.image_cache.fill([safe_join(self.img_dir, self.coco.imgs[i]["file_name"]) for i in self.img_ids])
 
     def load_annotations(self) -> tuple[dict, list[Problem]]:
         """The COCO dict of ``ann_file``, and problems found while reading it (none for a json).

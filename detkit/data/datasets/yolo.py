@@ -127,7 +127,7 @@ class YOLODataset(CocoDataset):
         **options: Unpack[CocoOptions],
     ):
         if (data_yaml is None) == (img_dir is None):
-            raise DatasetError("YOLODataset: give data_yaml (with split), or img_dir with classes, not both")
+            raise DatasetError("YOLODataset: give either data_yaml (with split) or img_dir (with classes)")
         if data_yaml is not None:
             if classes is not None:
                 raise DatasetError(f"YOLODataset: the classes come from the 'names' of {data_yaml}; remove classes")
@@ -150,16 +150,16 @@ class YOLODataset(CocoDataset):
     def load_annotations(self) -> tuple[dict, list[Problem]]:
         """The labels of every image of the split's folders as a COCO dict; problems found on the way."""
         log, root = ProblemLog(), Path(self.img_dir)
-        images, unused = [], []
+        images, label_folders = [], []
         for folder in self.folders:
             files = list_images(folder, "img_dir")
             if not files:
                 raise DatasetError(f"{self.ann_file}: image folder {folder} holds no images ({', '.join(IMAGE_EXTS)})")
             labels = self._label_folder(folder)
             images += [p for p in files if log.image_path(root, p.relative_to(root).as_posix(), os.fspath(p))]
-            unused.append(labels)
+            label_folders.append(labels)
         recs, anns, _, used = yolo_records(root, images, self._label_of, self.yolo_names, log)
-        orphans = [t for d in unused if d.is_dir() for t in sorted(d.rglob("*.txt")) if t.resolve() not in used]
+        orphans = [t for d in label_folders if d.is_dir() for t in sorted(d.rglob("*.txt")) if t.resolve() not in used]
         warn_unused_files(
             [t for t in orphans if t.name != "classes.txt"],
             "label file(s) have no image",
