@@ -119,12 +119,14 @@ def _place_object(
     min_visible: float,
     tries: int = 20,
     kinds: Sequence[str] = CLASSES,
+    kind_probs: np.ndarray | None = None,
 ) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """Sample a shape (of one of ``kinds``) that fits in the image, overlaps only larger earlier shapes, and
-    hides at most ``1 - min_visible`` of any of them. Returns (kind, polygon [K,2], mask [h,w]) or None."""
+    """Sample a shape (of one of ``kinds``, drawn with ``kind_probs``, default uniform) that fits in the image,
+    overlaps only larger earlier shapes, and hides at most ``1 - min_visible`` of any of them.
+    Returns (kind, polygon [K,2], mask [h,w]) or None."""
     max_extent = 0.45 * min(h, w)
     for _ in range(tries):
-        kind = kinds[int(rng.integers(len(kinds)))]
+        kind = kinds[int(rng.integers(len(kinds)) if kind_probs is None else rng.choice(len(kinds), p=kind_probs))]
         extent = _sample_extent(rng, MIN_OBJECT_PX, max_extent)
         pts = _unit_shape(kind, rng, extent / 2)
         lo, hi = pts.min(0), pts.max(0)
@@ -160,6 +162,7 @@ def render_image(
     min_visible: float = 0.75,
     noise_std: tuple[float, float] = (2.0, 10.0),
     kinds: Sequence[str] | None = None,
+    class_weights: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Draw one shapes image with ``num_objects`` shapes (default: uniform in 1..max_objects).
 
@@ -168,7 +171,8 @@ def render_image(
     A shape only ever lies on top of larger ones, so painting the masks largest-first (the COCO
     dataset's semantic rule) and painting them in drawing order give the same semantic map.
     ``noise_std`` bounds the per-image Gaussian pixel noise. ``kinds`` limits the shapes drawn to these
-    classes (default: all of ``CLASSES``, the draws of the shapes data).
+    classes (default: all of ``CLASSES``, the draws of the shapes data); ``class_weights`` (one per kind,
+    >= 0) makes some drawn more often than others (default: all alike).
 
     Returns: (image uint8 [H,W,3] RGB, objects in drawing order, each a dict with ``kind``,
     ``category_id``, ``label`` (0..C-1), ``polygon`` float [K,2] and ``mask`` bool [H,W] (full polygon)).
@@ -181,10 +185,16 @@ def render_image(
     unknown = [k for k in kinds if k not in CLASSES]
     if unknown or not kinds:
         raise ValueError(f"kinds must be among {CLASSES}, got {list(kinds)}")
+    probs = None
+    if class_weights is not None:
+        weights = np.asarray(class_weights, dtype=np.float64)
+        if weights.shape != (len(kinds),) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"class_weights must be {len(kinds)} numbers >= 0, not all 0; got {list(class_weights)}")
+        probs = weights / weights.sum()
     objects: list[dict] = []
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for _ in range(n):
-        placed = _place_object(rng, h, w, [o["mask"] for o in objects], min_visible, kinds=kinds)
+        placed = _place_object(rng, h, w, [o["mask"] for o in objects], min_visible, kinds=kinds, kind_probs=probs)
         if placed is None:
             continue
         kind, poly, mask = placed
@@ -276,10 +286,14 @@ def make_shapes(
     empty_fraction: float = 0.1,
     min_visible: float = 0.75,
     progress: bool = False,
+    train_class_weights: Sequence[float] | None = None,
 ) -> dict[str, Path]:
     """Write the shapes dataset under ``out_dir``; the same arguments give the same bytes.
 
     ``round(empty_fraction * n)`` images of each split have no shapes; the others have 1..max_objects.
+    ``train_class_weights`` (one per class of ``CLASSES``) draws the training split's shapes with these
+    relative frequencies, e.g. ``[1, 1, 1, 0.1]`` for stars 10x rarer (an imbalanced set); the validation
+    split stays balanced.
 
     Layout: ``train/``, ``val/`` (PNG images), ``train.json``, ``val.json`` (COCO), ``classes.txt``,
     ``sem/train/``, ``sem/val/`` (uint8 PNG label maps, 0 = background, 255 = ignore),
@@ -316,7 +330,8 @@ def make_shapes(
         )
     kw = dict(max_objects=max_objects, empty_fraction=empty_fraction, min_visible=min_visible)
     cocos = {
-        s: _make_split(root, s, n, seed, (h, w), progress, **kw) for s, n in (("train", num_train), ("val", num_val))
+        "train": _make_split(root, "train", num_train, seed, (h, w), progress, class_weights=train_class_weights, **kw),
+        "val": _make_split(root, "val", num_val, seed, (h, w), progress, **kw),
     }
     _write_atomic(paths["classes_file"], ("\n".join(CLASSES) + "\n").encode())
     _write_atomic(paths["sem_classes_file"], ("\n".join(SEM_CLASSES) + "\n").encode())

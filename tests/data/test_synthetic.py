@@ -1,4 +1,5 @@
 """Tests of the synthetic shapes dataset (detkit.data.synthetic)."""
+
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from pycocotools.coco import COCO
 from detkit.data import synthetic
 from detkit.data.synthetic import CLASSES, SEM_CLASSES, _background, make_shapes, render_image
 
-SIZE = (128, 112)   # H, W: not square, to catch swapped axes
+SIZE = (128, 112)  # H, W: not square, to catch swapped axes
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_deterministic_bytes(shapes, tmp_path):
 @pytest.mark.parametrize("split", ["train", "val"])
 def test_coco_json_loads_and_is_consistent(shapes, split):
     coco = _coco(shapes[f"{split}_ann_file"])
-    assert sorted(coco.getCatIds()) == [1, 2, 3, 4]          # COCO-like ids, not 0-based
+    assert sorted(coco.getCatIds()) == [1, 2, 3, 4]  # COCO-like ids, not 0-based
     assert [c["name"] for c in coco.loadCats([1, 2, 3, 4])] == list(CLASSES)
     h, w = SIZE
     for img in coco.dataset["images"]:
@@ -67,7 +68,7 @@ def test_coco_json_loads_and_is_consistent(shapes, split):
         assert ann["iscrowd"] == 0 and len(ann["segmentation"]) == 1
         poly = np.asarray(ann["segmentation"][0]).reshape(-1, 2)
         assert (poly >= 0).all() and (poly[:, 0] <= w).all() and (poly[:, 1] <= h).all()
-        assert max(ann["bbox"][2:]) >= 9                      # ~12 px objects, rotated
+        assert max(ann["bbox"][2:]) >= 9  # ~12 px objects, rotated
         assert max(ann["bbox"][2:]) <= 0.45 * min(h, w) + 2
 
 
@@ -82,15 +83,15 @@ def test_semantic_maps_equal_instance_polygons(shapes, split):
         expect = np.zeros(SIZE, np.uint8)
         masks = [coco.annToMask(a).astype(bool) for a in anns]
         for a, m in zip(anns, masks):
-            expect[m] = a["category_id"]   # ids 1..4 == semantic index 1..4 (SEM_CLASSES order)
+            expect[m] = a["category_id"]  # ids 1..4 == semantic index 1..4 (SEM_CLASSES order)
         np.testing.assert_array_equal(sem, expect)
-        largest_first = np.zeros(SIZE, np.uint8)   # the COCO dataset's semantic rule gives the same map
+        largest_first = np.zeros(SIZE, np.uint8)  # the COCO dataset's semantic rule gives the same map
         for k in np.argsort([-m.sum() for m in masks], kind="stable"):
             largest_first[masks[k]] = anns[k]["category_id"]
         np.testing.assert_array_equal(sem, largest_first)
         for k, m in enumerate(masks):
-            visible = m & ~np.any(masks[k + 1:], axis=0) if k + 1 < len(masks) else m
-            assert visible.sum() >= 0.75 * m.sum() - 1e-6     # occlusion is limited
+            visible = m & ~np.any(masks[k + 1 :], axis=0) if k + 1 < len(masks) else m
+            assert visible.sum() >= 0.75 * m.sum() - 1e-6  # occlusion is limited
     assert SEM_CLASSES[0] == "background"
 
 
@@ -111,21 +112,21 @@ def test_painted_pixels_match_polygon_masks():
     overlaps = 0
     for k in range(40):
         image, objects = render_image(np.random.default_rng(k), (h, w), noise_std=(0.0, 0.0))
-        bg = _background(np.random.default_rng(k), h, w)   # render_image draws the background first
+        bg = _background(np.random.default_rng(k), h, w)  # render_image draws the background first
         painted = np.any(image != bg, axis=2)
         union = np.zeros((h, w), bool)
         for i, o in enumerate(objects):
             assert np.array_equal(o["mask"], synthetic.rasterize_polygon(o["polygon"], h, w))
-            above = [p["mask"] for p in objects[i + 1:]]
+            above = [p["mask"] for p in objects[i + 1 :]]
             top = o["mask"] & ~np.any(above, axis=0) if above else o["mask"]
             # every pixel where this shape is on top was painted (IoU of painted vs visible region > 0.9)
             assert (painted & top).sum() >= 0.98 * top.sum()
             assert top.sum() >= 0.75 * o["mask"].sum()
             overlaps += top.sum() < o["mask"].sum()
             union |= o["mask"]
-        assert not (painted & ~union).any()   # nothing painted outside the shapes
+        assert not (painted & ~union).any()  # nothing painted outside the shapes
         assert 1 <= len(objects) <= 6
-    assert overlaps > 0                       # partial occlusions do occur
+    assert overlaps > 0  # partial occlusions do occur
 
 
 def test_sizes_colours_and_backgrounds_vary():
@@ -165,3 +166,27 @@ def test_interrupted_run_leaves_no_json(tmp_path, monkeypatch):
 def test_bad_arguments(tmp_path, kw):
     with pytest.raises(ValueError):
         make_shapes(tmp_path, **kw)
+
+
+def test_class_weights_make_a_class_rare():
+    """render_image(class_weights=...) draws shapes with those relative frequencies; the default draws are unchanged."""
+    counts = np.zeros(len(CLASSES))
+    for i in range(150):
+        _, objects = render_image(np.random.default_rng([5, i]), (96, 96), class_weights=[1, 1, 1, 0.1])
+        for o in objects:
+            counts[o["label"]] += 1
+    common = counts[:3].mean()
+    assert counts[3] > 0 and 5 < common / counts[3] < 20  # about 10x rarer
+    plain = [o["label"] for o in render_image(np.random.default_rng(1), (96, 96))[1]]
+    uniform = [o["label"] for o in render_image(np.random.default_rng(1), (96, 96), class_weights=None)[1]]
+    assert plain == uniform
+    with pytest.raises(ValueError, match="class_weights must be 4 numbers"):
+        render_image(np.random.default_rng(0), (96, 96), class_weights=[1, 1])
+
+
+def test_train_class_weights_leave_val_balanced(tmp_path):
+    a = make_shapes(tmp_path / "a", num_train=3, num_val=3, size=(64, 64))
+    b = make_shapes(tmp_path / "b", num_train=3, num_val=3, size=(64, 64), train_class_weights=[0, 0, 0, 1])
+    assert a["val_ann_file"].read_bytes() == b["val_ann_file"].read_bytes()
+    labels = {ann["category_id"] for ann in json.loads(b["train_ann_file"].read_text())["annotations"]}
+    assert labels == {synthetic.CATEGORY_IDS[3]}
