@@ -117,3 +117,30 @@ def test_bad_input_named_then_skipped(voc, what, msg, kept, anns):
     assert len(ds) == kept
     assert sum(len(ds.get_ann_info(k)["boxes"]) for k in range(len(ds))) == anns
     assert ds.skipped.total() >= 1
+
+
+@pytest.mark.parametrize("fmt", ["voc", "yolo"])
+def test_coco_evaluation_on_the_records(coco_files, voc, tmp_path, fmt):
+    """The ground truth as predictions scores AP 1; a detection on a difficult (crowd) region costs nothing."""
+    import torch
+
+    from detkit.data.converters import convert_coco_to_yolo
+    from detkit.data.datasets.yolo import YOLODataset
+    from detkit.evaluation.coco import CocoEvaluator
+
+    if fmt == "voc":
+        ds = _ds(voc)
+    else:
+        convert_coco_to_yolo(coco_files.ann_file, coco_files.img_dir, tmp_path / "y" / "labels")
+        shutil.move(tmp_path / "y" / "labels" / "labels", tmp_path / "y" / "lab")
+        ds = YOLODataset(
+            img_dir=str(coco_files.img_dir), label_dir=str(tmp_path / "y" / "lab"), classes=["a", "b", "c"]
+        )
+    evaluator = CocoEvaluator(dataset=ds)
+    for k in range(len(ds)):
+        info = ds.get_ann_info(k)
+        boxes = np.concatenate([info["boxes"], info["crowd_boxes"]])
+        labels = np.concatenate([info["labels"], np.zeros(len(info["crowd_boxes"]), np.int64)])
+        pred = {"boxes": torch.as_tensor(boxes), "scores": torch.ones(len(boxes)), "labels": torch.as_tensor(labels)}
+        evaluator.process({"image_ids": [info["image_id"]]}, [pred])
+    assert evaluator.compute()["bbox/AP"] == pytest.approx(1.0)
