@@ -124,10 +124,11 @@ class ImageCache:
         if key is None:
             return read_image(path), False
         image = self._ram_get(key) if self.mode == "ram" else self._disk_get(key)
+        with self._lock:  # fill() reads in threads
+            self.hits += image is not None
+            self.misses += image is None
         if image is not None:
-            self.hits += 1
             return image, self.mode == "ram"
-        self.misses += 1
         image = read_image(path)
         if self.mode == "ram":
             with self._lock:
