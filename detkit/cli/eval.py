@@ -1,9 +1,13 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
 Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--set K=V ...] [--device D]
+                            [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge wbf|nms] [--tta-iou T]
+                            [--ensemble CKPT ...]
 Metrics are pycocotools' AP / AR (mIoU, aAcc for semantic models; cls/top1, cls/top5, cls/mean_acc,
 cls/macro_f1 and a per-class accuracy / precision / recall / F1 table for classifiers) in 0..1, -1 (or '-')
-where undefined.
+where undefined. --tta evaluates test-time augmentation (the batch at several scales and mirrored, merged);
+--ensemble merges the predictions of more checkpoints (same classes; each built with the config it stores,
+fed CONFIG's data.val pipeline) with CHECKPOINT's. See docs/inference.md.
 A model whose class names differ from data.val's (other names, or the same in another order) is evaluated
 with a WARNING line: its labels are matched to the dataset's categories by position.
 Exit status: 0 done, 2 bad input (config, checkpoint, data, device, --out).
@@ -17,6 +21,7 @@ import sys
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, device_arg, out_file_arg
+from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 
 TOOL = "eval"
 
@@ -28,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="write the metrics to this JSON file")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys")
     p.add_argument("--device", help="cpu, cuda, cuda:N or N (default: cuda when available)")
+    add_tta_arguments(p)
     return p.parse_args(argv)
 
 
@@ -52,12 +58,32 @@ def warn_class_names(meta: dict, evaluator, cfg: dict, checkpoint: str) -> None:
             warn_mismatch(message)
 
 
+def ensemble_wrap(args: argparse.Namespace):
+    """What ``evaluate_checkpoint`` wraps the model in for ``--tta`` / ``--ensemble`` (None without them)."""
+    options = tta_options(args)
+    if options is None:
+        return None
+    from detkit.inference.ensemble import Ensemble, load_members
+
+    def wrap(model):
+        others = load_members(args.ensemble, args.config, next(model.parameters()).device)
+        names = [f"checkpoint {c}" for c in (args.checkpoint, *args.ensemble)]
+        ensemble = Ensemble([model, *others], options, names=names)
+        check_merge(ensemble)
+        return ensemble
+
+    return wrap
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, evaluate, print the table, write ``--out``."""
     checkpoint_arg(args.checkpoint, args.config)
+    for extra in args.ensemble:
+        checkpoint_arg(extra)
     device = device_arg(args.device)
+    wrap = ensemble_wrap(args)
     if args.out:
-        out_file_arg(args.out, "--out", [args.config, args.checkpoint])
+        out_file_arg(args.out, "--out", [args.config, args.checkpoint, *args.ensemble])
     cfg = config_arg(args.config, args.set, args.checkpoint)
     if not isinstance((cfg.get("data") or {}).get("val"), dict):
         raise UserError(
@@ -73,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         with user_errors(TOOL, extra=(ValueError, KeyError, TypeError, ImportError)):
             dist_device = dist.init_distributed(device)
             rank = dist.get_rank()
-            metrics, evaluator = evaluate_checkpoint(cfg, args.checkpoint, str(dist_device))
+            metrics, evaluator = evaluate_checkpoint(cfg, args.checkpoint, str(dist_device), wrap)
     finally:
         dist.destroy()
     if rank != 0:

@@ -3,6 +3,8 @@
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--score-thr T] [--device D]
                           [--batch-size B] [--no-draw] [--draw-thr T]
                           [--tile H,W [--tile-overlap F] [--tile-whole-image]]
+                          [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge wbf|nms] [--tta-iou T]
+                          [--ensemble CKPT ...]
 
 CONFIG may be '-' to use the config stored in the checkpoint. Outputs under --out-dir: drawn images
 (<stem>.jpg) and videos (<stem>.mp4 / .avi), predictions.json (COCO results, masks as RLE) and
@@ -10,7 +12,9 @@ images.json (image_id -> file, frame); for semantic models <stem>_labels.png and
 classifiers predictions.csv (file, frame, label_1, score_1, ... label_k, score_k: the top-k classes of the
 config's model.topk and their probabilities) and <stem>.jpg drawn with the top classes (--score-thr, --draw-thr
 and --tile are for detectors). Unreadable inputs are reported and skipped. A progress bar with ETA shows on a terminal; the last line
-says how many detections were saved and drawn, and at which thresholds. See docs/inference.md.
+says how many detections were saved and drawn, and at which thresholds. --tta runs each image at several
+scales and mirrored and merges the predictions; --ensemble merges more checkpoints (same classes) with
+CHECKPOINT's; neither combines with --tile. See docs/inference.md.
 Exit status: 0 done, 2 bad input (config, checkpoint, device, inputs, --out-dir; or no input readable).
 """
 
@@ -21,6 +25,7 @@ import sys
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg
+from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 
 TOOL = "infer"
 
@@ -39,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--tile", metavar="H,W", default=None, help="tiled inference with H x W tiles (large images)")
     ap.add_argument("--tile-overlap", type=float, default=0.2, help="tile overlap, a fraction of the tile size")
     ap.add_argument("--tile-whole-image", action="store_true", help="add a whole-image pass to the tiles")
+    add_tta_arguments(ap)
     args = ap.parse_args(argv)
     if args.batch_size < 1:
         ap.error("--batch-size must be >= 1")
@@ -64,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, predict."""
     config = None if args.config == "-" else args.config
     checkpoint_arg(args.checkpoint, config)
+    for extra in args.ensemble:
+        checkpoint_arg(extra)
+    views = tta_options(args)
+    if views is not None and args.tile:
+        raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
     out_dir_arg(args.out_dir, "--out-dir")
     from detkit.inference.files import collect_inputs, format_summary, run_inference
     from detkit.inference.tiling import parse_tile
@@ -80,7 +91,13 @@ def run(args: argparse.Namespace) -> int:
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
-    check_classifier_options(model, args)
+        check_classifier_options(model, args)
+        if views is not None:
+            from detkit.inference.ensemble import Ensemble, load_members
+
+            members = [model, *load_members(args.ensemble, config, device)]
+            model = Ensemble(members, views, names=[f"checkpoint {c}" for c in (args.checkpoint, *args.ensemble)])
+            check_merge(model)
     summary = run_inference(
         model,
         paths,

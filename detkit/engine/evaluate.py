@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,8 +50,13 @@ def evaluate(
     return {k: float(v) for k, v in metrics.items()}
 
 
-def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = None):
+def evaluate_checkpoint(
+    cfg: dict, checkpoint: str | Path, device: str | None = None, wrap: Callable[[nn.Module], nn.Module] | None = None
+):
     """Evaluate ``checkpoint`` on ``cfg['data']['val']``; return ``(metrics, evaluator)``.
+
+    ``wrap(model)`` replaces the loaded model before the evaluation (tools/eval.py's ``--tta`` / ``--ensemble``
+    evaluate ``detkit.inference.ensemble.Ensemble([model, ...])``).
 
     The model gets the class names saved in the checkpoint: another count than data.val's is a
     ``CheckpointMismatchError``, the same names in another order (or other names) a
@@ -86,4 +92,6 @@ def evaluate_checkpoint(cfg: dict, checkpoint: str | Path, device: str | None = 
     )
     evaluator = builders.build_evaluator(cfg, val_set)
     amp = resolve_amp((cfg.get("train") or {}).get("amp", False), dev)
+    if wrap is not None:
+        model = wrap(model)
     return evaluate(model, loader, evaluator, dev, amp), evaluator

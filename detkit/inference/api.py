@@ -99,17 +99,20 @@ def init_model(
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     inputs: ImageInput | Sequence[ImageInput],
     score_thr: float | None = None,
     batch_size: int = 1,
     tile: Any = None,
     channel_order: str = "rgb",
+    tta: Any = None,
 ) -> list[dict] | dict:
     """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
 
     Args:
-        model: a detkit detector, segmentor or classifier (e.g. from :func:`init_model`).
+        model: a detkit detector, segmentor or classifier (e.g. from :func:`init_model`), or a list of them
+            (an ensemble: models of the same classes, predictions merged as ``tta`` says; the first model's
+            test pipeline), or a ``detkit.inference.ensemble.Ensemble``.
         inputs: a path, a PIL image, a numpy uint8 image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
             of any sizes (mixed sizes are padded into one batch). Numpy images are taken as **RGB**;
             pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``).
@@ -119,6 +122,10 @@ def predict(
             or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr, edge_margin, max_per_img,
             batch_size}``; None runs each image whole.
         channel_order: ``'rgb'`` or ``'bgr'``, the channel order of numpy inputs.
+        tta: test-time augmentation (``detkit.inference.tta``): True for the default views (scales 0.83, 1,
+            1.2, each also mirrored; detections merged by weighted box fusion), a dict of ``TTAOptions``
+            (``scales``, ``flip``, ``merge`` 'wbf' | 'nms', ``iou_thr``, ``conf_type``, ``max_per_img``) or
+            ``TTAOptions``; for a list of models without ``tta`` each model runs once (merged by WBF).
 
     Returns:
         per input ``boxes`` float32 [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` int64 [N]
@@ -127,6 +134,7 @@ def predict(
         (the top-k classes, most likely first; k = the config's ``model.topk``). A single (non-list) input
         gives a single dict.
     """
+    from detkit.inference.ensemble import Ensemble, as_ensemble
     from detkit.inference.runner import predict_arrays, to_rgb_array
     from detkit.inference.tiling import parse_tile, predict_tiled
 
@@ -135,6 +143,9 @@ def predict(
     options = parse_tile(tile)
     if options is not None and isinstance(model, Classifier):
         raise ValueError("predict: tile is for detectors and segmentors; a Classifier classifies whole images")
+    model = as_ensemble(model, tta)
+    if options is not None and isinstance(model, Ensemble):
+        raise ValueError("predict: tta (and ensembles) and tile do not combine; run one or the other")
     if options is None:
         results = predict_arrays(model, images, score_thr, batch_size)
     else:
