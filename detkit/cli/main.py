@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "configs": ("configs", "list the configs that ship with detkit"),
     "explain": ("explain", "class-activation maps for detections, classes and segments"),
     "tune": ("tune", "search hyperparameters with Optuna (resumable, one machine or many)"),
+    "track": ("track", "track objects through videos (ByteTrack or IoU linking); MOT files, MOTA / IDF1"),
 }
 
 

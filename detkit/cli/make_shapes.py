@@ -4,10 +4,15 @@
 python tools/make_shapes.py [OUT_DIR] [--num-train N] [--num-val M] [--seed S] [--size H,W]
 python tools/make_shapes.py [OUT_DIR] --task classify [--num-train N] [--num-val M] [--seed S] [--size S]
                             [--variant shape|shape_colour] [--grey]
+python tools/make_shapes.py [OUT_DIR] --task track [--num-frames N] [--num-moving K] [--seed S] [--size H,W]
 
 --task classify writes the classification version (configs/cls/*_shapes.yaml): one shape per image, one
 folder per class, OUT_DIR/train/<class>/NNNNNN.png, OUT_DIR/val/<class>/..., OUT_DIR/classes.txt; --num-train
 and --num-val count images per class there (default 500 and 100), --size is the side (default 32).
+
+--task track writes a tracking sequence (default OUT_DIR data/shapes_track, 80 frames, 6 moving shapes and a
+static one in front of them) in the MOT Challenge layout: OUT_DIR/img1/NNNNNN.png, OUT_DIR/video.mp4,
+OUT_DIR/gt/gt.txt, OUT_DIR/seqinfo.ini (detkit.data.synthetic_track; docs/tracking.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ CLS_MIN_SIZE = 8  # classification images may be as small as 8 px; detection sce
 DEFAULTS = {  # per task: OUT_DIR, --num-train, --num-val (classify: per class), --size
     "detect": ("data/shapes", 128, 32, (320, 320)),
     "classify": ("data/shapes_cls", 500, 100, (32, 32)),
+    "track": ("data/shapes_track", None, None, (320, 320)),
 }
+TRACK_FILES = {"img1", "gt", "video.mp4", "seqinfo.ini", "classes.txt"}  # what --task track writes
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -62,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         choices=sorted(DEFAULTS),
         default="detect",
-        help="detect: COCO instances + semantic maps (default); classify: class folders of one-shape images",
+        help="detect: COCO instances + semantic maps (default); classify: class folders of one-shape images; "
+        "track: a video of moving shapes with MOT ground truth",
     )
     p.add_argument("--num-train", type=_count, help="training images (default 128; classify: 500 per class)")
     p.add_argument("--num-val", type=_count, help="validation images (default 32; classify: 100 per class)")
@@ -74,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify: 4 shape classes (default) or 12 colour_shape classes (red, green, blue)",
     )
     p.add_argument("--grey", action="store_true", help="classify: single-channel images (variant shape)")
+    p.add_argument("--num-frames", type=_count, help="track: frames of the sequence (default 80)")
+    p.add_argument("--num-moving", type=_count, help="track: moving shapes (default 6; pairs cross)")
     return p
 
 
@@ -84,6 +94,10 @@ def resolve_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     args.num_train = num_train if args.num_train is None else args.num_train
     args.num_val = num_val if args.num_val is None else args.num_val
     args.size = size if args.size is None else args.size
+    if args.task != "track" and (args.num_frames is not None or args.num_moving is not None):
+        parser.error("--num-frames and --num-moving are options of --task track")
+    if args.task == "track":
+        return resolve_track_args(parser, args)
     if args.task == "detect":
         if args.variant is not None or args.grey:
             parser.error("--variant and --grey are options of --task classify")
@@ -96,6 +110,58 @@ def resolve_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
     if args.grey and args.variant != "shape":
         parser.error("--grey removes the colour that --variant shape_colour classifies: use --variant shape")
     return args
+
+
+def resolve_track_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """--task track: frames and moving shapes (defaults 80 and 6); the options of the other tasks are refused."""
+    if args.num_train is not None or args.num_val is not None or args.variant is not None or args.grey:
+        parser.error("--num-train, --num-val, --variant and --grey are not options of --task track")
+    args.num_frames = 80 if args.num_frames is None else args.num_frames
+    args.num_moving = 6 if args.num_moving is None else args.num_moving
+    if args.num_frames < 2 or args.num_moving < 1:
+        parser.error(
+            f"--task track needs --num-frames >= 2 and --num-moving >= 1, got {args.num_frames}, {args.num_moving}"
+        )
+    if min(args.size) < 128:
+        parser.error(f"--task track needs --size of at least 128 px, got {args.size[0]},{args.size[1]}")
+    return args
+
+
+def check_track_out_dir(out_dir: str) -> Path:
+    """OUT_DIR of --task track may be new, empty or an earlier tracking sequence; other files are refused."""
+    root = out_dir_arg(out_dir, "OUT_DIR")
+    other = sorted(p.name for p in root.iterdir() if p.name not in TRACK_FILES) if root.is_dir() else []
+    frames = root / "img1"
+    stray = [p.name for p in frames.iterdir() if not SHAPES_FILE.fullmatch(p.name)] if frames.is_dir() else []
+    gt = [p.name for p in (root / "gt").iterdir() if p.name != "gt.txt"] if (root / "gt").is_dir() else []
+    if other or stray or gt:
+        name = (other or [f"img1/{n}" for n in stray] or [f"gt/{n}" for n in gt])[0]
+        raise UserError(
+            f"OUT_DIR {root} holds {name}, which make_shapes --task track does not write; it would mix with or "
+            "overwrite files there: choose another OUT_DIR (e.g. data/shapes_track)"
+        )
+    return root
+
+
+def run_track(args: argparse.Namespace) -> int:
+    """Check OUT_DIR, write the tracking sequence, print what it holds."""
+    from detkit.data.synthetic_track import make_shapes_track
+
+    check_track_out_dir(args.out_dir)
+    t0 = time.perf_counter()
+    paths = make_shapes_track(args.out_dir, args.num_frames, args.num_moving, seed=args.seed, size=args.size)
+    lines = paths["gt"].read_text(encoding="utf-8").split()
+    ids = {line.split(",")[1] for line in lines}
+    counted = sum(line.split(",")[6] == "1" for line in lines)
+    print(
+        f"wrote {paths['root']} in {time.perf_counter() - t0:.1f}s (seed {args.seed}, {args.num_frames} frames of "
+        f"{args.size[0]}x{args.size[1]}, {args.num_moving} moving shapes and 1 in front of them)"
+    )
+    print(f"  frames -> {paths['frames']}, video -> {paths['video']}")
+    print(
+        f"  ground truth: {len(ids)} tracks, {counted} boxes counted ({len(lines) - counted} flagged 0) -> {paths['gt']}"
+    )
+    return 0
 
 
 def _is_shapes_json(path: Path) -> bool:
@@ -196,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
     """Check OUT_DIR, write the dataset, print its statistics."""
     if args.task == "classify":
         return run_classify(args)
+    if args.task == "track":
+        return run_track(args)
     from detkit.data.synthetic import dataset_stats, make_shapes
 
     check_out_dir(args.out_dir)

@@ -8,11 +8,20 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops import nms
 
 from detkit.track.bytetrack import ByteTracker
 from detkit.track.iou_tracker import IoUTracker
 
-__all__ = ["TRACKERS", "build_tracker", "detection_thr", "link_detections", "track"]
+__all__ = [
+    "TRACKERS",
+    "build_tracker",
+    "detection_thr",
+    "frame_batches",
+    "link_detections",
+    "merge_duplicates",
+    "track",
+]
 
 TRACKERS = {"bytetrack": ByteTracker, "iou": IoUTracker}
 
@@ -34,13 +43,31 @@ def detection_thr(tracker: ByteTracker | IoUTracker) -> float:
     return tracker.low_thr if isinstance(tracker, ByteTracker) else tracker.score_thr
 
 
+def merge_duplicates(det: dict, nms_iou: float | None) -> dict:
+    """Class-agnostic NMS (torchvision) over one frame's detections: a detector that keeps one box per class
+    may report one object twice under two classes, and a class-agnostic tracker would start two tracks.
+    ``nms_iou`` None or >= 1 keeps every box."""
+    if nms_iou is None or nms_iou >= 1.0 or len(det["scores"]) < 2:
+        return det
+    keep = nms(torch.as_tensor(det["boxes"]).float(), torch.as_tensor(det["scores"]).float(), float(nms_iou))
+    return {k: det[k][keep] for k in ("boxes", "scores", "labels")}
+
+
 def link_detections(
-    detections: Iterable[dict], tracker: str | ByteTracker | IoUTracker = "bytetrack", **kwargs: Any
+    detections: Iterable[dict],
+    tracker: str | ByteTracker | IoUTracker = "bytetrack",
+    nms_iou: float | None = None,
+    **kwargs: Any,
 ) -> list[dict[str, torch.Tensor]]:
     """Link per-frame detections (dicts with ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N], in frame
-    order) into tracks; returns per frame ``ids`` [T], ``boxes`` [T,4], ``scores`` [T], ``labels`` [T]."""
+    order) into tracks; returns per frame ``ids`` [T], ``boxes`` [T,4], ``scores`` [T], ``labels`` [T].
+    ``nms_iou``: class-agnostic NMS first (:func:`merge_duplicates`; None: none)."""
     linker = build_tracker(tracker, **kwargs)
-    return [linker.update(d["boxes"], d["scores"], d["labels"]) for d in detections]
+    out = []
+    for d in detections:
+        d = merge_duplicates(d, nms_iou)
+        out.append(linker.update(d["boxes"], d["scores"], d["labels"]))
+    return out
 
 
 def _frames(frames: Any) -> Iterator:
@@ -52,7 +79,8 @@ def _frames(frames: Any) -> Iterator:
     return iter(frames)
 
 
-def _batches(items: Iterator, size: int) -> Iterator[list]:
+def frame_batches(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of up to ``size`` consecutive items of ``items`` (frames for one forward pass)."""
     batch = []
     for item in items:
         batch.append(item)
@@ -68,6 +96,7 @@ def track(
     frames: Any,
     tracker: str | ByteTracker | IoUTracker = "bytetrack",
     batch_size: int = 1,
+    nms_iou: float | None = 0.7,
     **tracker_kwargs: Any,
 ) -> list[dict[str, torch.Tensor]]:
     """Detect objects on every frame with ``model`` and link them into tracks.
@@ -78,6 +107,8 @@ def track(
             :func:`detkit.predict` takes them (RGB numpy arrays, paths, PIL images), in order.
         tracker: ``"bytetrack"`` (default), ``"iou"`` (IoU-only linking, the baseline) or a built tracker.
         batch_size: frames per forward pass.
+        nms_iou: class-agnostic NMS at this IoU before linking (:func:`merge_duplicates`; None: off): the
+            trackers ignore classes, so one object detected as two classes would become two tracks.
         **tracker_kwargs: the tracker's options, e.g. ``high_thr``, ``low_thr``, ``track_buffer``
             (:class:`ByteTracker`) or ``score_thr``, ``match_iou`` (:class:`IoUTracker`).
 
@@ -90,7 +121,8 @@ def track(
     linker = build_tracker(tracker, **tracker_kwargs)
     thr = detection_thr(linker)
     out = []
-    for batch in _batches(_frames(frames), batch_size):
+    for batch in frame_batches(_frames(frames), batch_size):
         for det in detkit.predict(model, batch, score_thr=thr, batch_size=batch_size):
+            det = merge_duplicates(det, nms_iou)
             out.append(linker.update(det["boxes"], det["scores"], det["labels"]))
     return out

@@ -91,6 +91,14 @@ class ByteTracker:
         self.kalman = KalmanBoxFilter(std_weight_position, std_weight_velocity)
         self.reset()
 
+    def options(self) -> dict[str, float | int | bool]:
+        """The tracker's settings (its constructor's keyword arguments), e.g. for a results file."""
+        names = ("high_thr", "low_thr", "track_buffer", "fuse_score", "match_iou", "new_track_thr", "low_match_iou")
+        out = {name: getattr(self, name) for name in names + ("unconfirmed_match_iou",)}
+        out["std_weight_position"] = self.kalman.std_weight_position
+        out["std_weight_velocity"] = self.kalman.std_weight_velocity
+        return out
+
     def reset(self) -> None:
         """Forget every track and restart the ids at 1 (a new video)."""
         self.tracks: list[Track] = []

@@ -27,6 +27,10 @@ class IoUTracker:
         self.score_thr, self.match_iou = float(score_thr), float(match_iou)
         self.reset()
 
+    def options(self) -> dict[str, float]:
+        """The tracker's settings (its constructor's keyword arguments)."""
+        return {"score_thr": self.score_thr, "match_iou": self.match_iou}
+
     def reset(self) -> None:
         """Forget every track and restart the ids at 1 (a new video)."""
         self.tracks: list[Track] = []

@@ -12,7 +12,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["METRICS", "mot_lines", "mot_metrics", "write_mot"]
+import numpy as np
+import torch
+from torchvision.ops import box_iou
+
+__all__ = ["METRICS", "mot_lines", "mot_metrics", "read_mot", "write_mot"]
 
 # motmetrics' name -> detkit's key (values of MOTA, IDF1, precision and recall in 0..1, the others counts)
 METRICS = {
@@ -32,6 +36,7 @@ METRICS = {
     "num_unique_objects": "mot/GT_ids",
     "num_objects": "mot/GT_boxes",
 }
+RATIOS = {"mota", "idf1", "motp", "idp", "idr", "precision", "recall"}
 
 
 def mot_lines(frames: Sequence[dict]) -> list[str]:
@@ -54,33 +59,51 @@ def write_mot(path: str | os.PathLike, frames: Sequence[dict]) -> Path:
     return path
 
 
-def _load(path: str | os.PathLike, what: str, ground_truth: bool):
-    """A MOT file as motmetrics' DataFrame; a file it cannot parse is a ValueError naming it and the format."""
-    import motmetrics as mm
+def read_mot(path: str | os.PathLike, what: str = "MOT file") -> np.ndarray:
+    """The numbers of a MOT text file: float64 [N,C] (C >= 6; commas or spaces between fields; blank lines skipped).
 
+    Raises:
+        ValueError: a line with fewer than 6 numbers or a field that is not a number (names the file and line).
+    """
     path = Path(path)
-    try:
-        table = mm.io.loadtxt(os.fspath(path), fmt="mot15-2D", min_confidence=-1)
-    except Exception as e:  # noqa: BLE001  (pandas raises several types for a file that is not a MOT table)
-        raise ValueError(
-            f"{what} {path} is not a MOT-format text file ({type(e).__name__}: {e}); expected lines "
-            "'frame,id,x,y,w,h,conf,...'"
-        ) from None
-    cols = ["X", "Y", "Width", "Height"]
-    if table[cols].isna().to_numpy().any() or not table.index.is_unique:
-        raise ValueError(
-            f"{what} {path}: some lines lack the columns x,y,w,h or repeat a (frame, id) pair; expected lines "
-            "'frame,id,x,y,w,h,conf,...' with one line per object and frame"
-        )
-    if ground_truth:
-        table = table[table["Confidence"].isna() | (table["Confidence"] != 0)]
-    return table
+    rows, width = [], None
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        fields = line.replace(",", " ").split()
+        if not fields:
+            continue
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            values = []
+        if len(values) < 6:
+            raise ValueError(
+                f"{what} {path}, line {number}: {line.strip()[:60]!r} is not a MOT line; expected "
+                "'frame,id,x,y,w,h[,conf,...]' (numbers)"
+            )
+        width = min(width or len(values), len(values))
+        rows.append(values)
+    return np.array([r[:width] for r in rows], dtype=np.float64).reshape(-1, width or 6)
+
+
+def _boxes_by_frame(rows: np.ndarray, what: str, path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """frame -> (ids int64 [K], boxes float64 [K,4] xyxy); one box per (frame, id)."""
+    pairs = rows[:, :2].astype(np.int64)
+    if len({tuple(p) for p in pairs.tolist()}) < len(pairs):
+        raise ValueError(f"{what} {path} repeats a (frame, id) pair; expected one line per object and frame")
+    out = {}
+    for f in np.unique(pairs[:, 0]).tolist():
+        sel = rows[pairs[:, 0] == f]
+        xyxy = np.concatenate([sel[:, 2:4], sel[:, 2:4] + sel[:, 4:6]], axis=1)
+        out[int(f)] = (sel[:, 1].astype(np.int64), xyxy)
+    return out
 
 
 def mot_metrics(gt_file: str | os.PathLike, result_file: str | os.PathLike, min_iou: float = 0.5) -> dict:
     """MOTA, IDF1, ID switches and the other CLEAR-MOT / identity figures of ``result_file`` against ``gt_file``.
 
-    Boxes match when their IoU is at least ``min_iou`` (MOT Challenge: 0.5). Returns a dict keyed as
+    Boxes match when their IoU is at least ``min_iou`` (MOT Challenge: 0.5). The events and figures are
+    motmetrics' (``MOTAccumulator``, ``metrics.create().compute``); the IoU between boxes is torchvision's
+    (motmetrics 1.4's own IoU helper calls ``np.asfarray``, which NumPy 2 removed). Returns a dict keyed as
     :data:`METRICS` (``mot/MOTA``, ``mot/IDF1``, ``mot/IDSW``, ...); floats for ratios, ints for counts.
 
     Raises:
@@ -88,15 +111,22 @@ def mot_metrics(gt_file: str | os.PathLike, result_file: str | os.PathLike, min_
     """
     import motmetrics as mm
 
-    gt = _load(gt_file, "ground truth", True)
-    if len(gt) == 0:
+    gt_rows = read_mot(gt_file, "ground truth")
+    if gt_rows.shape[1] >= 7:
+        gt_rows = gt_rows[gt_rows[:, 6] != 0]  # MOT16/17's "consider" flag
+    if len(gt_rows) == 0:
         raise ValueError(f"ground truth {gt_file} holds no box to track (every line empty or flagged 0)")
-    empty = not Path(result_file).read_text(encoding="utf-8", errors="replace").strip()
-    result = gt.iloc[:0] if empty else _load(result_file, "tracking result", False)  # no track at all: all missed
-    acc = mm.utils.compare_to_groundtruth(gt, result, "iou", distth=1.0 - min_iou)
+    gt = _boxes_by_frame(gt_rows, "ground truth", gt_file)
+    hyp = _boxes_by_frame(read_mot(result_file, "tracking result"), "tracking result", result_file)
+    acc = mm.MOTAccumulator()
+    empty = (np.zeros(0, np.int64), np.zeros((0, 4)))
+    for f in sorted(set(gt) | set(hyp)):
+        (gt_ids, gt_boxes), (hyp_ids, hyp_boxes) = gt.get(f, empty), hyp.get(f, empty)
+        iou = box_iou(torch.from_numpy(gt_boxes), torch.from_numpy(hyp_boxes)).numpy()
+        acc.update(gt_ids.tolist(), hyp_ids.tolist(), np.where(iou >= min_iou, 1.0 - iou, np.nan), frameid=f)
     summary = mm.metrics.create().compute(acc, metrics=list(METRICS), name="video")
     out = {}
     for name, key in METRICS.items():
         value = summary[name].iloc[0]
-        out[key] = float(value) if name in ("mota", "idf1", "motp", "idp", "idr", "precision", "recall") else int(value)
-    return out
+        out[key] = (None if np.isnan(value) else float(value)) if name in RATIOS else int(value)
+    return out  # a ratio without any box to count (MOTP with no match) is None

@@ -1,0 +1,167 @@
+"""Multi-object tracking: a detector's detections on each frame linked into tracks (ByteTrack or IoU alone).
+
+    python tools/track.py CONFIG|- CHECKPOINT VIDEO... --out-dir DIR [--tracker bytetrack|iou] [--score-thr T]
+                          [--low-thr L] [--track-buffer N] [--match-iou M] [--nms-iou I]
+                          [--gt GT_FILE [--min-iou I]]
+                          [--device D] [--batch-size B] [--no-draw] [--trail N]
+
+CONFIG may be '-' to use the config stored in the checkpoint. VIDEO: video files (anything OpenCV reads) or
+folders of frame images (sorted by name; MOT's img1/ folders). Per input under --out-dir: <stem>.mp4 (tracks
+drawn with their ids and trails), <stem>.txt (MOT lines frame,id,x,y,w,h,score,-1,-1,-1, frames from 1) and
+<stem>.json (tracker, options, tracks, per-frame boxes). --score-thr is ByteTrack's high threshold (the IoU
+linker's only one); --low-thr the lowest score of ByteTrack's second pass; --nms-iou merges one object
+detected under two classes before linking (the trackers ignore classes). --gt GT_FILE (MOT format, one
+input only) adds MOTA, IDF1 and ID switches (the motmetrics package: pip install 'detkit[track]') to the
+summary and the JSON. See docs/tracking.md. Exit status: 0 done, 2 bad input (config, checkpoint, device,
+videos, --out-dir, --gt, thresholds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.inputs import checkpoint_arg, device_arg, input_arg, out_dir_arg
+
+TOOL = "track"
+TRACKERS = ("bytetrack", "iou")  # detkit.track.TRACKERS, without importing torch
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
+    ap.add_argument("checkpoint")
+    ap.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files or folders of frame images")
+    ap.add_argument("--out-dir", required=True, help="folder for the drawn videos, MOT files and JSONs")
+    ap.add_argument("--tracker", default="bytetrack", choices=TRACKERS, help="default bytetrack; iou: the baseline")
+    ap.add_argument("--score-thr", type=float, default=0.5, help="confident detections (default 0.5)")
+    ap.add_argument("--low-thr", type=float, default=0.1, help="bytetrack: second-pass detections (default 0.1)")
+    ap.add_argument("--track-buffer", type=int, default=30, help="bytetrack: frames a lost track is kept (30)")
+    ap.add_argument("--match-iou", type=float, default=None, help="minimum IoU of a match (bytetrack 0.2, iou 0.3)")
+    ap.add_argument("--nms-iou", type=float, default=0.7, help="class-agnostic NMS first (default 0.7; 1: off)")
+    ap.add_argument("--gt", metavar="GT_FILE", default=None, help="MOT ground truth of the (one) input: metrics")
+    ap.add_argument("--min-iou", type=float, default=0.5, help="--gt: IoU of a true positive (default 0.5)")
+    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
+    ap.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (default 1)")
+    ap.add_argument("--no-draw", action="store_true", help="write no video, only the MOT file and the JSON")
+    ap.add_argument("--trail", type=int, default=30, help="past centres joined by a track's trail (default 30)")
+    args = ap.parse_args(argv)
+    for flag in ("score_thr", "low_thr", "match_iou", "min_iou", "nms_iou"):
+        value = getattr(args, flag)
+        if value is not None and not 0.0 <= value <= 1.0:
+            ap.error(f"--{flag.replace('_', '-')} must be in [0, 1], got {value}")
+    if args.tracker == "bytetrack" and args.low_thr > args.score_thr:
+        ap.error(f"--low-thr ({args.low_thr}) must not exceed --score-thr ({args.score_thr})")
+    for flag, low in (("track_buffer", 0), ("batch_size", 1), ("trail", 0)):
+        if getattr(args, flag) < low:
+            ap.error(f"--{flag.replace('_', '-')} must be >= {low}, got {getattr(args, flag)}")
+    return args
+
+
+def tracker_options(args: argparse.Namespace) -> dict:
+    """The chosen tracker's keyword arguments from the flags."""
+    if args.tracker == "iou":
+        options = {"score_thr": args.score_thr}
+    else:
+        options = {"high_thr": args.score_thr, "low_thr": args.low_thr, "track_buffer": args.track_buffer}
+    if args.match_iou is not None:
+        options["match_iou"] = args.match_iou
+    return options
+
+
+def check_sources(inputs: list[str]) -> tuple[list[Path], list[Path]]:
+    """The inputs (videos or frame folders) and every file they read; each must exist and be readable."""
+    from detkit.data.image_io import ImageReadError
+    from detkit.inference.files import VIDEO_EXTS
+    from detkit.track.sources import frame_files, open_frames
+
+    sources, files = [], []
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            raise UserError(f"VIDEO not found: {path} (check the path)")
+        if path.is_file() and path.suffix.lower() not in VIDEO_EXTS:
+            raise UserError(
+                f"VIDEO {path} is not a video ({', '.join(sorted(VIDEO_EXTS))}); give a video file or a folder of "
+                "frame images"
+            )
+        try:
+            open_frames(path)
+        except ImageReadError as e:
+            raise UserError(f"VIDEO {path}: {e}") from None
+        sources.append(path)
+        files.extend(frame_files(path) if path.is_dir() else [path])
+    return sources, files
+
+
+def _report(summary: dict) -> str:
+    tracks = summary["tracks"]
+    text = (
+        f"{summary['source']}: {summary['frames']} frames, {len(tracks)} tracks, {summary['boxes']} boxes -> "
+        f"{summary['mot']}, {summary['json']}" + (f", {summary['video']}" if summary["video"] else "")
+    )
+    m = summary["metrics"]
+    if m is not None:
+        text += (
+            f"\n  MOTA {m['mot/MOTA']:.3f}  IDF1 {m['mot/IDF1']:.3f}  ID switches {m['mot/IDSW']}  FP {m['mot/FP']}  "
+            f"FN {m['mot/FN']}  (ground truth: {m['mot/GT_ids']} tracks, {m['mot/GT_boxes']} boxes)"
+        )
+    return text
+
+
+def check_gt(args: argparse.Namespace) -> None:
+    """--gt: a readable file, one input to score, and the motmetrics package installed."""
+    if args.gt is None:
+        return
+    input_arg(args.gt, "--gt GT_FILE")
+    if len(args.inputs) != 1:
+        raise UserError(f"--gt is the ground truth of one video; {len(args.inputs)} were given")
+    if importlib.util.find_spec("motmetrics") is None:
+        raise UserError("--gt needs the motmetrics package: pip install 'detkit[track]' (or pip install motmetrics)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every argument (the cheap file checks first, before torch loads), build the model, track."""
+    config = None if args.config == "-" else args.config
+    checkpoint_arg(args.checkpoint, config)
+    check_gt(args)
+    out_dir_arg(args.out_dir, "--out-dir")
+    sources, files = check_sources(args.inputs)
+    out_dir_arg(args.out_dir, "--out-dir", files)  # outputs named after the inputs must not land on them
+    device = device_arg(args.device)
+
+    import detkit
+    from detkit.track.video import track_video
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
+        model = detkit.init_model(config, args.checkpoint, device=device)
+    with user_errors(TOOL, extra=(ValueError,)):  # tracker options, a non-detector, a malformed --gt
+        for source in sources:
+            summary = track_video(
+                model,
+                source,
+                args.out_dir,
+                args.tracker,
+                tracker_options(args),
+                args.gt,
+                args.min_iou,
+                args.batch_size,
+                args.nms_iou,
+                not args.no_draw,
+                args.trail,
+                progress=True,
+            )
+            print(_report(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    return run_tool(TOOL, run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

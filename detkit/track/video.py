@@ -1,0 +1,164 @@
+"""Tracking a video file or a folder of frames into files: the drawn video, a MOT text file and a JSON.
+
+Under ``out_dir``, per source named ``<stem>``: ``<stem>.mp4`` (tracks drawn with ids and trails),
+``<stem>.txt`` (MOT Challenge lines ``frame,id,x,y,w,h,score,-1,-1,-1``, frames from 1) and ``<stem>.json``
+(the tracker and its options, the class names, per track its class and frame span, per frame its tracks,
+and with a ground truth the MOT metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from torch import nn
+
+from detkit.track.api import build_tracker, detection_thr, frame_batches, merge_duplicates
+from detkit.track.draw import TrackDrawer
+from detkit.track.mot import mot_metrics, write_mot
+from detkit.track.sources import open_frames
+
+__all__ = ["output_stem", "summarize_tracks", "track_video"]
+
+
+def output_stem(source: str | os.PathLike) -> str:
+    """The outputs' name for a source: a video's stem, a folder's name (its parent's for MOT's ``img1``)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path.absolute()
+        return path.parent.name if path.name == "img1" and path.parent.name else path.name
+    return path.stem
+
+
+class VideoOut:
+    """An mp4v writer into a temporary file, renamed to ``path`` by :meth:`close` (never a half-written video)."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int):
+        self.path, self.tmp = path, path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self.writer = cv2.VideoWriter(os.fspath(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not self.writer.isOpened():
+            raise OSError(f"OpenCV cannot write video {path} (codec mp4v missing?)")
+
+    def write(self, rgb: np.ndarray) -> None:
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        """Stop after a failure: the temporary file is removed, ``path`` left as it was."""
+        self.writer.release()
+        self.tmp.unlink(missing_ok=True)
+
+
+def summarize_tracks(frames: Sequence[dict], class_names: Sequence[str]) -> list[dict]:
+    """Per track id: its class (the last frame's label), first and last frame (from 1) and number of boxes."""
+    tracks: dict[int, dict] = {}
+    for index, result in enumerate(frames):
+        for tid, label in zip(result["ids"].tolist(), result["labels"].tolist()):
+            entry = tracks.setdefault(tid, {"id": tid, "first_frame": index + 1, "boxes": 0})
+            entry.update(last_frame=index + 1, label=label, boxes=entry["boxes"] + 1)
+            entry["class"] = class_names[label] if 0 <= label < len(class_names) else str(label)
+    return [tracks[k] for k in sorted(tracks)]
+
+
+def _per_frame(frames: Sequence[dict]) -> list[dict]:
+    return [
+        {
+            "frame": index + 1,
+            "tracks": [
+                {"id": tid, "box": [round(v, 2) for v in box], "score": round(score, 4), "label": label}
+                for tid, box, score, label in zip(
+                    r["ids"].tolist(), r["boxes"].tolist(), r["scores"].tolist(), r["labels"].tolist()
+                )
+            ],
+        }
+        for index, r in enumerate(frames)
+    ]
+
+
+def _run(model: nn.Module, source: Path, tracker, out: VideoOut | None, drawer: TrackDrawer, bar, options: dict):
+    """Detect, link, draw: the per-frame results of one source (``options``: batch_size, nms_iou)."""
+    import detkit
+
+    results, size, thr = [], options["batch_size"], detection_thr(tracker)
+    for batch in frame_batches(open_frames(source)[1], size):
+        for image, det in zip(batch, detkit.predict(model, batch, score_thr=thr, batch_size=size)):
+            if "boxes" not in det:
+                raise ValueError(f"tracking needs a detector; {type(model).__name__} gives no boxes")
+            det = merge_duplicates(det, options["nms_iou"])
+            results.append(tracker.update(det["boxes"], det["scores"], det["labels"]))
+            if out is not None:
+                out.write(drawer.draw(image, results[-1]))
+        bar.update(len(batch))
+    return results
+
+
+def track_video(
+    model: nn.Module,
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tracker: str = "bytetrack",
+    tracker_options: dict[str, Any] | None = None,
+    gt_file: str | os.PathLike | None = None,
+    min_iou: float = 0.5,
+    batch_size: int = 1,
+    nms_iou: float | None = 0.7,
+    draw: bool = True,
+    trail: int = 30,
+    progress: bool = True,
+) -> dict:
+    """Track one video file or folder of frames with ``model``; write the outputs (module docstring).
+
+    ``tracker`` and ``tracker_options`` as :func:`detkit.track.build_tracker` takes them; ``nms_iou`` as
+    :func:`detkit.track.track`; ``min_iou`` the IoU of a true positive against ``gt_file``.
+
+    Returns a summary: ``source``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``, ``mot``, ``json``,
+    ``video`` (None without ``draw``) and ``metrics`` (with ``gt_file``: :func:`detkit.track.mot_metrics`).
+    """
+    from tqdm import tqdm
+
+    options = dict(tracker_options or {})
+    linker = build_tracker(tracker, **options)
+    info, _ = open_frames(source)  # the source is readable, and its size and rate
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = output_stem(source)
+    video = VideoOut(out_dir / f"{stem}.mp4", float(info["fps"]), info["width"], info["height"]) if draw else None
+    bar = tqdm(total=info["frame_count"], desc=f"track {stem}", unit="frame", disable=None if progress else True)
+    try:
+        run_options = {"batch_size": batch_size, "nms_iou": nms_iou}
+        results = _run(model, Path(source), linker, video, TrackDrawer(model.class_names, trail), bar, run_options)
+    except BaseException:
+        if video is not None:
+            video.discard()
+        raise
+    finally:
+        bar.close()
+    if video is not None:
+        video.close()
+    mot = write_mot(out_dir / f"{stem}.txt", results)
+    summary = {
+        "source": str(source),
+        "tracker": tracker,
+        "options": {**linker.options(), "nms_iou": nms_iou},
+        "class_names": list(model.class_names),
+        "fps": float(info["fps"]),
+        "width": info["width"],
+        "height": info["height"],
+        "frames": len(results),
+        "boxes": sum(len(r["ids"]) for r in results),
+        "tracks": summarize_tracks(results, model.class_names),
+        "metrics": mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None,
+    }
+    path = out_dir / f"{stem}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**summary, "per_frame": _per_frame(results)}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return {**summary, "mot": mot, "json": path, "video": video.path if video is not None else None}
