@@ -122,3 +122,9 @@ def test_tracker_reuse_resets_and_bad_options_are_refused():
         link_detections([], "sort")
     with pytest.raises(ValueError, match="disagree"):
         ByteTracker().update(torch.zeros(2, 4), torch.zeros(1), torch.zeros(2))
+
+
+def test_one_object_reported_under_two_classes_is_one_track_after_agnostic_nms():
+    dets = [det(square(10 + t, 10), square(10 + t, 11), scores=[0.9, 0.8], labels=[0, 2]) for t in range(4)]
+    assert ids_of(link_detections(dets, "bytetrack", nms_iou=0.7)) == [[1]] * 4
+    assert ids_of(link_detections(dets, "bytetrack")) == [[1, 2]] * 4  # without it: a twin track
