@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
 Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--set K=V ...] [--device D]
-                            [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge wbf|nms] [--tta-iou T]
+                            [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
                             [--ensemble CKPT ...]
 Metrics are pycocotools' AP / AR (mIoU, aAcc for semantic models; cls/top1, cls/top5, cls/mean_acc,
 cls/macro_f1 and a per-class accuracy / precision / recall / F1 table for classifiers) in 0..1, -1 (or '-')

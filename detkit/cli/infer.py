@@ -3,7 +3,7 @@
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--score-thr T] [--device D]
                           [--batch-size B] [--no-draw] [--draw-thr T]
                           [--tile H,W [--tile-overlap F] [--tile-whole-image]]
-                          [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge wbf|nms] [--tta-iou T]
+                          [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
                           [--ensemble CKPT ...]
 
 CONFIG may be '-' to use the config stored in the checkpoint. Outputs under --out-dir: drawn images

@@ -17,9 +17,13 @@ def add_tta_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tta-scales", metavar="S,S,...", help="resize factors of the views (default 0.83,1,1.2)")
     group.add_argument("--tta-no-flip", action="store_true", help="no mirrored views (scales only)")
     group.add_argument(
-        "--tta-merge", choices=("wbf", "nms"), help="merge of detections: weighted box fusion (default) or NMS"
+        "--tta-merge",
+        choices=("nms", "wbf"),
+        help="merge of detections: class-aware NMS (default) or weighted box fusion",
     )
-    group.add_argument("--tta-iou", type=float, metavar="T", help="IoU of one object in the merge (default 0.55)")
+    group.add_argument(
+        "--tta-iou", type=float, metavar="T", help="IoU of one object in the merge (default 0.55 for NMS, 0.7 for WBF)"
+    )
     group.add_argument(
         "--ensemble",
         nargs="+",
@@ -47,7 +51,7 @@ def tta_options(args: argparse.Namespace):
             raise UserError(f"{flag} sets how views or models are merged: add --tta or --ensemble CKPT ...")
     if not (args.tta or args.ensemble):
         return None
-    options = {"merge": args.tta_merge or "wbf", "iou_thr": 0.55 if args.tta_iou is None else args.tta_iou}
+    options = {"merge": args.tta_merge or "nms", "iou_thr": args.tta_iou}
     if not args.tta:
         options.update(scales=(1.0,), flip=False)
     elif args.tta_scales is not None:

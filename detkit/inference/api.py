@@ -123,9 +123,9 @@ def predict(
             batch_size}``; None runs each image whole.
         channel_order: ``'rgb'`` or ``'bgr'``, the channel order of numpy inputs.
         tta: test-time augmentation (``detkit.inference.tta``): True for the default views (scales 0.83, 1,
-            1.2, each also mirrored; detections merged by weighted box fusion), a dict of ``TTAOptions``
-            (``scales``, ``flip``, ``merge`` 'wbf' | 'nms', ``iou_thr``, ``conf_type``, ``max_per_img``) or
-            ``TTAOptions``; for a list of models without ``tta`` each model runs once (merged by WBF).
+            1.2, each also mirrored; detections merged by class-aware NMS), a dict of ``TTAOptions``
+            (``scales``, ``flip``, ``merge`` 'nms' | 'wbf', ``iou_thr``, ``conf_type``, ``max_per_img``) or
+            ``TTAOptions``; for a list of models without ``tta`` each model runs once (merged by NMS).
 
     Returns:
         per input ``boxes`` float32 [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` int64 [N]

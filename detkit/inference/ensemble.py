@@ -65,7 +65,7 @@ class Ensemble(nn.Module):
 
     Args:
         models: one or more detkit models of one kind (detectors, segmentors or classifiers), same classes.
-        options: the views and the merge (``TTAOptions``); None: each model once, merged by WBF.
+        options: the views and the merge (``TTAOptions``); None: each model once, merged by NMS.
         names: what to call each model in errors (e.g. its checkpoint path).
 
     ``predict(batch, score_thr=None)`` -> per image the ``detkit.predict`` dict of the first model's kind.

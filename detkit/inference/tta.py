@@ -9,9 +9,9 @@ image, so a mirrored view maps back exactly.
 
 Merging (docs/inference.md, "Test-time augmentation and ensembles"):
 
-- detectors: weighted box fusion (the ``ensemble-boxes`` package; a fused box is the score-weighted mean of
-  the boxes of its cluster, its score their mean scaled by the share of views that found it) or class-aware
-  NMS (``detkit.inference.tiling.merge_detections``: ``torchvision.ops.batched_nms``). Instance masks: with
+- detectors: class-aware NMS (``detkit.inference.tiling.merge_detections``: ``torchvision.ops.batched_nms``)
+  or weighted box fusion (the ``ensemble-boxes`` package; a fused box is the score-weighted mean of the
+  boxes of its cluster, its score their mean scaled by the share of views that found it). Instance masks: with
   NMS the kept detection's mask; with WBF a score-weighted vote of the masks of the detections whose best
   same-class fused box it is (IoU > ``iou_thr``), a pixel kept where the vote reaches one half.
 - segmentors: the per-pixel class probabilities (softmax of the logits) averaged, then the argmax.
@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from detkit.models.detectors.parts import batch_geometry
 
 __all__ = [
+    "DEFAULT_IOU",
     "MERGE_METHODS",
     "TTAOptions",
     "average_class_scores",
@@ -45,7 +46,8 @@ __all__ = [
     "view_batch",
 ]
 
-MERGE_METHODS = ("wbf", "nms")
+MERGE_METHODS = ("nms", "wbf")
+DEFAULT_IOU = {"nms": 0.55, "wbf": 0.7}
 WBF_CONF_TYPES = ("avg", "max", "box_and_model_avg", "absent_model_aware_avg")
 
 
@@ -56,8 +58,10 @@ class TTAOptions:
     Args:
         scales: resize factors of the network input (1.0: as the test pipeline made it).
         flip: also run every scale mirrored left-right.
-        merge: ``'wbf'`` (weighted box fusion) or ``'nms'`` for detections.
-        iou_thr: IoU above which two same-class detections are the same object (WBF cluster / NMS duplicate).
+        merge: ``'nms'`` (class-aware NMS, the default: the better of the two on the shapes data,
+            docs/inference.md) or ``'wbf'`` (weighted box fusion) for detections.
+        iou_thr: IoU above which two same-class detections are the same object (NMS duplicate / WBF cluster);
+            None: 0.55 for NMS, 0.7 for WBF (the better of 0.55 and 0.7 for each on the shapes data).
         conf_type: WBF's fused score (``'avg'``, ``'max'``, ``'box_and_model_avg'``, ``'absent_model_aware_avg'``).
         max_per_img: detections kept per image after merging (None: 100, COCO's limit and the test setting of
             the shipped configs, or the most that any one view gave when that is more).
@@ -65,8 +69,8 @@ class TTAOptions:
 
     scales: tuple[float, ...] = (0.83, 1.0, 1.2)
     flip: bool = True
-    merge: str = "wbf"
-    iou_thr: float = 0.55
+    merge: str = "nms"
+    iou_thr: float | None = None
     conf_type: str = "avg"
     max_per_img: int | None = None
 
@@ -74,6 +78,8 @@ class TTAOptions:
         self.scales = parse_scales(self.scales)
         if self.merge not in MERGE_METHODS:
             raise ValueError(f"tta merge must be one of {MERGE_METHODS}, got {self.merge!r}")
+        if self.iou_thr is None:
+            self.iou_thr = DEFAULT_IOU[self.merge]
         if not 0.0 < float(self.iou_thr) <= 1.0:
             raise ValueError(f"tta iou_thr must be in (0, 1], got {self.iou_thr}")
         if self.conf_type not in WBF_CONF_TYPES:
@@ -287,7 +293,7 @@ def fuse_detections(
         preds: per view ``boxes`` float [N_v,4] xyxy, ``scores`` [N_v], ``labels`` int64 [N_v] (``masks``
             bool [N_v,H0,W0] when every view has them).
         image_hw: (H0, W0) of the original image.
-        options: ``merge`` ('wbf' or 'nms'), ``iou_thr``, ``conf_type``, ``max_per_img``.
+        options: ``merge`` ('nms' or 'wbf'), ``iou_thr``, ``conf_type``, ``max_per_img``.
         score_thr: drop merged detections scoring below it (WBF lowers the score of a box few views found).
 
     Returns:

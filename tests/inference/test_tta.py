@@ -160,14 +160,14 @@ def test_wbf_fuses_and_nms_keeps_the_best():
     assert nms["boxes"].tolist() == [[10, 10, 30, 30], [40, 5, 55, 20], [10, 10, 30, 30]]
     assert nms["scores"].tolist() == pytest.approx([0.9, 0.6, 0.5]) and nms["labels"].tolist() == [0, 0, 1]
     assert torch.equal(nms["masks"][0], v0["masks"][0])
-    wbf = fuse_detections([v0, v1], size, TTAOptions(merge="wbf"))
+    wbf = fuse_detections([v0, v1], size, TTAOptions(merge="wbf", iou_thr=0.55))  # A and its shift: IoU 2/3
     a = (0.9 * torch.tensor([10.0, 10, 30, 30]) + 0.7 * torch.tensor([14.0, 10, 34, 30])) / 1.6
     torch.testing.assert_close(wbf["boxes"][0], a, atol=1e-3, rtol=0)
     # scores: A the mean of its two; one view of two found B and the class-1 box: half their score
     assert wbf["scores"].tolist() == pytest.approx([0.8, 0.3, 0.25], abs=1e-6) and wbf["labels"].tolist() == [0, 0, 1]
     vote = wbf["masks"][0]  # columns 10..13 only in A (weight 0.9 / 1.6 >= 1/2), 30..33 only in the shifted box
     assert vote[10:30, 10:30].all() and not vote[10:30, 30:34].any() and vote.sum() == 20 * 20
-    thr = fuse_detections([v0, v1], size, TTAOptions(merge="wbf"), score_thr=0.28)
+    thr = fuse_detections([v0, v1], size, TTAOptions(merge="wbf", iou_thr=0.55), score_thr=0.28)
     assert thr["scores"].tolist() == pytest.approx([0.8, 0.3], abs=1e-6) and thr["masks"].shape == (2, *size)
     empty = fuse_detections([handmade([], [], [], size)] * 2, size, TTAOptions())
     assert empty["boxes"].shape == (0, 4) and empty["masks"].shape == (0, *size)
@@ -191,7 +191,9 @@ def test_ensemble_of_one_checkpoint_twice_is_the_model(checkpoints):
     merged = detkit.predict([one, again], image, tta={"scales": [1.0], "flip": False, "merge": "nms", "iou_thr": 0.99})
     assert_same_detections(merged, detkit.predict(one, image), atol=0)
     # with WBF every object is found by both: the same boxes and scores (up to float rounding)
-    fused = detkit.predict(Ensemble([one, again], TTAOptions(scales=(1.0,), flip=False, iou_thr=0.99)), image)
+    fused = detkit.predict(
+        Ensemble([one, again], TTAOptions(scales=(1.0,), flip=False, merge="wbf", iou_thr=0.99)), image
+    )
     assert_same_detections(fused, detkit.predict(one, image), atol=1e-3)
 
 
@@ -209,6 +211,7 @@ def test_ensemble_of_other_classes_is_an_error(checkpoints, yolo):
 
 def test_options_and_their_errors():
     assert TTAOptions().views()[0] == (1.0, False) and len(TTAOptions().views()) == 6
+    assert (TTAOptions().merge, TTAOptions().iou_thr, TTAOptions(merge="wbf").iou_thr) == ("nms", 0.55, 0.7)
     assert parse_tta({"scales": "0.5, 1"}).scales == (0.5, 1.0) and parse_tta(False) is None
     for bad, match in (
         ({"scale": [1]}, "unknown tta option"),
@@ -259,5 +262,5 @@ def test_instance_masks_follow_the_mirrored_view():
     match = assert_same_detections(a, flip_detections(b, 128))
     assert a["masks"].shape[1:] == (96, 128) and a["masks"].any()
     assert torch.equal(a["masks"], b["masks"][match].flip(-1))
-    wbf = detkit.predict(model, image, tta=True)
+    wbf = detkit.predict(model, image, tta={"merge": "wbf"})
     assert wbf["masks"].shape == (len(wbf["boxes"]), 96, 128) and wbf["masks"].dtype == torch.bool
