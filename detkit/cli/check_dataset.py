@@ -1,12 +1,20 @@
-"""Check a COCO-format or classification dataset: list every problem and summarise it; never modifies the inputs.
+"""Check a dataset (COCO, YOLO, Pascal VOC, classification, or a config's): list every problem and summarise it;
+never modifies the inputs.
 
 Usage: python tools/check_dataset.py ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max-outside F]
+       python tools/check_dataset.py DATA.yaml [--split train|val|test] [...]     (Ultralytics YOLO data.yaml)
+       python tools/check_dataset.py VOC_DIR [--split trainval] [--classes classes.txt] [...]   (Annotations/ ...)
+       python tools/check_dataset.py --config CONFIG [--split train|val] [--set K=V ...] [...]  (data.<split>)
        python tools/check_dataset.py IMG_DIR [--classes TRAIN_DIR|classes.txt] [--no-images]   (class folders)
        python tools/check_dataset.py LABELS.csv IMG_DIR [--classes ...] [--no-images]        (file,label rows)
+A YOLO data.yaml is checked split by split (default: every split it lists), a VOC folder as VOCDataset reads it
+(default: every XML file in Annotations/), a config's datasets as built with on_error: skip (default: data.train
+and data.val); each gets the COCO checks on the records the dataset reads (its own parsing and problems, naming
+the label file and line, or the XML file), every image decoded, the masks of polygons, the per-class counts.
 A classification dataset (IMG_DIR/<class>/<image>, or a CSV) gets the ImageFolderDataset checks, every image
 decoded, the images per class and the class imbalance (a WARNING for a class with under 10 images or under
 1/3 of the largest class's). --classes checks a validation split against the training classes.
-Exit status: 0 no errors (warnings allowed), 1 errors found, 2 the json or folder cannot be read (or a usage
+Exit status: 0 no errors (warnings allowed), 1 errors found, 2 the dataset cannot be read at all (or a usage
 mistake). An error is what training or COCO evaluation refuses (or ``on_error: skip`` leaves out); a
 warning trains but is probably a mistake.
 """
@@ -14,21 +22,37 @@ warning trains but is probably a mistake.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from detkit.cli.errors import user_errors
+from detkit.cli.errors import ArgumentParser, UserError, user_errors
 from detkit.data.dataset_check import check_dataset
+
+TOOL = "check_dataset"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("ann_file", help="COCO annotation json, a CSV of file,label rows, or a folder of class folders")
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "img_dir", nargs="?", help="folder that the images' file_name are relative to (none for class folders)"
+        "ann_file",
+        nargs="?",
+        help="COCO annotation json, a YOLO data.yaml, a VOC folder, a CSV of file,label rows, or a folder of "
+        "class folders (none with --config)",
+    )
+    parser.add_argument(
+        "img_dir", nargs="?", help="folder that the images' file_name are relative to (COCO json and CSV only)"
+    )
+    parser.add_argument("--config", help="check the datasets this config describes (data.train, data.val)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="K=V", help="--config: config overrides")
+    parser.add_argument(
+        "--split",
+        help="data.yaml: train, val or test (default: every split it lists); VOC: an ImageSets/Main file "
+        "(default: every XML file); --config: train, val or test (default: every data.<split> it has)",
     )
     parser.add_argument(
         "--classes",
-        help="classification: the training classes (their img_dir, or classes.txt), to check a validation split",
+        help="classification: the training classes (their img_dir, or classes.txt), to check a validation split; "
+        "VOC: the class names file (default: the XML names, sorted)",
     )
     parser.add_argument(
         "--no-images", action="store_true", help="skip decoding every image (faster; no unreadable/size checks)"
@@ -51,38 +75,93 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.1,
         help="fraction of the image size a box or polygon may extend outside it (default 0.1)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.config is None) == (args.ann_file is None):
+        parser.error("give a dataset (ANN_FILE [IMG_DIR], a data.yaml, a folder) or --config CONFIG, not both")
+    if args.set and args.config is None:
+        parser.error("--set changes the config of --config; give --config CONFIG")
+    return args
 
 
-def is_classification(args: argparse.Namespace) -> bool:
-    """One folder, a CSV, or --classes: a classification dataset; else a COCO json and its image folder."""
-    return args.img_dir is None or args.ann_file.lower().endswith(".csv") or args.classes is not None
+def dataset_format(args: argparse.Namespace) -> str:
+    """``'config'``, ``'yolo'`` (a .yaml), ``'voc'`` (a folder with Annotations/), ``'folder'`` (classification:
+    one folder, a CSV, or --classes) or ``'coco'`` (a json and its image folder)."""
+    from detkit.data.format_check import is_voc_root
+
+    path = args.ann_file
+    if args.config is not None:
+        return "config"
+    if path.lower().endswith((".yaml", ".yml")):
+        return "yolo"
+    if os.path.isdir(path) and is_voc_root(path):
+        return "voc"
+    if args.img_dir is None or path.lower().endswith(".csv") or args.classes is not None:
+        return "folder"
+    return "coco"
+
+
+def check_usage(args: argparse.Namespace, kind: str) -> None:
+    """Refuse options that the dataset's format does not take, naming the format."""
+    what = {"yolo": "a YOLO data.yaml", "voc": "a VOC folder", "config": "--config"}.get(kind)
+    if kind in ("yolo", "voc", "config") and args.img_dir is not None:
+        where = "the yaml's train/val folders" if kind == "yolo" else "JPEGImages/" if kind == "voc" else "the config"
+        raise UserError(f"{what} takes no IMG_DIR (the images are found through {where}); remove {args.img_dir}")
+    if kind in ("yolo", "config") and args.classes is not None:
+        raise UserError(f"--classes does not apply to {what}: the class names come from its own names")
+    if kind in ("coco", "folder") and args.split is not None:
+        raise UserError("--split applies to a YOLO data.yaml, a VOC folder or --config; a COCO json is one split")
+    if kind == "folder" and os.path.isdir(args.ann_file) and args.img_dir is None:
+        from detkit.data.format_check import voc_roots_below
+
+        roots = voc_roots_below(args.ann_file)
+        if not any(entry.is_dir() for entry in os.scandir(args.ann_file)):
+            raise UserError(
+                f"{args.ann_file} has no class sub-folders and is no VOC folder (Annotations/, JPEGImages/): lay it out "
+                f"as {args.ann_file}/<class>/<image>, or give a VOC folder, a data.yaml, or a COCO json and its images"
+            )
+        if roots:
+            raise UserError(
+                f"{args.ann_file} holds VOC folders ({', '.join(roots)}), not class folders; give one of them: "
+                f"check_dataset {os.path.join(args.ann_file, roots[0])}"
+            )
+
+
+def format_reports(args: argparse.Namespace, kind: str, options: dict) -> list:
+    """The reports of a YOLO data.yaml (one per split), a VOC folder or a config's datasets."""
+    from detkit.data import format_check
+
+    if kind == "yolo":
+        return format_check.check_yolo(args.ann_file, [args.split] if args.split else None, **options)
+    if kind == "voc":
+        return [format_check.check_voc(args.ann_file, args.split, args.classes, **options)]
+    from detkit.cli.inputs import config_arg
+
+    cfg = config_arg(args.config, args.set)
+    splits = [args.split] if args.split else None
+    return format_check.check_config_data(cfg, args.config, splits, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run :func:`detkit.data.dataset_check.check_dataset` (COCO) or
-    :func:`detkit.data.folder_check.check_image_folder` (classification), print the report."""
+    """Parse arguments, run the check of the dataset's format (:func:`detkit.data.dataset_check.check_dataset`,
+    :mod:`detkit.data.format_check`, :func:`detkit.data.folder_check.check_image_folder`), print the reports."""
     args = parse_args(argv)
-    if is_classification(args):
-        from detkit.data.folder_check import check_folder_args, check_image_folder
+    progress = sys.stderr.isatty()
+    options = {"read_images": not args.no_images, "max_outside": args.max_outside, "masks": args.masks}
+    with user_errors(TOOL, extra=(KeyError, TypeError, ValueError) if args.config else ()):
+        kind = dataset_format(args)
+        check_usage(args, kind)
+        if kind == "folder":
+            from detkit.data.folder_check import check_folder_args, check_image_folder
 
-        img_dir, csv = (args.ann_file, None) if args.img_dir is None else (args.img_dir, args.ann_file)
-        with user_errors("check_dataset"):
+            img_dir, csv = (args.ann_file, None) if args.img_dir is None else (args.img_dir, args.ann_file)
             check_folder_args(args.ann_file, args.img_dir)
-            report = check_image_folder(img_dir, csv, args.classes, not args.no_images, sys.stderr.isatty())
-        print(report.format())
-        return 1 if report.errors else 0
-    with user_errors("check_dataset"):
-        report = check_dataset(
-            args.ann_file,
-            args.img_dir,
-            read_images=not args.no_images,
-            max_outside=args.max_outside,
-            masks=args.masks,
-            progress=sys.stderr.isatty(),
-        )
-    print(report.format())
-    return 1 if report.errors else 0
+            reports = [check_image_folder(img_dir, csv, args.classes, not args.no_images, progress)]
+        elif kind == "coco":
+            reports = [check_dataset(args.ann_file, args.img_dir, progress=progress, **options)]
+        else:
+            reports = format_reports(args, kind, {**options, "progress": progress})
+    print("\n\n".join(report.format() for report in reports))
+    return 1 if any(report.errors for report in reports) else 0
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from detkit.data.folder_check import imbalance_line
 from detkit.data.image_io import ImageReadError, read_image, safe_join
 from detkit.data.instance_masks import has_segmentation, mask_problem
 from detkit.data.validate import (
@@ -27,37 +29,55 @@ from detkit.data.validate import (
     validate_coco,
 )
 
-__all__ = ["DatasetReport", "check_dataset"]
+__all__ = ["DatasetReport", "check_dataset", "check_records"]
 
 TINY_AREA = 32 * 32
 
 
 @dataclass
 class DatasetReport(ProblemReport):
-    """What :func:`check_dataset` found: all problems, a summary of the data and the list of checks run."""
+    """What :func:`check_dataset` found: all problems, a summary of the data and the list of checks run.
+
+    ``split`` names the split of a dataset read from another format (a ``data.yaml`` split, a VOC split, a
+    config's ``data.train``); ``notes`` are extra summary lines (e.g. what ``on_error: skip`` leaves out).
+    """
 
     ann_file: str
     img_dir: str
     problems: list[Problem] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     checked: list[str] = field(default_factory=list)
+    split: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def format(self) -> str:
         """Human-readable report: every problem, then the summary and what was checked."""
         s = self.summary
+        split = "" if self.split is None else f", {self.split}"
         lines = [format_problems(self.problems)] if self.problems else []
         lines += [
-            f"Summary of {self.ann_file} (images in {self.img_dir}):",
+            f"Summary of {self.ann_file}{split} (images in {self.img_dir}):",
             f"  images: {s.get('images', 0)} ({s.get('images_without_annotations', 0)} without annotations)",
             f"  annotations: {s.get('annotations', 0)} ({s.get('crowd', 0)} crowd)",
             f"  tiny boxes (area < 32^2): {s.get('tiny_box_share', 0.0):.1%}",
             "  annotations per class:",
         ]
         lines += [f"    {name}: {n}" for name, n in s.get("per_class", {}).items()]
+        lines += [imbalance_line(s.get("per_class", {}), "annotations"), *_sizes_line(s.get("sizes", Counter()))]
+        lines += [f"  {note}" for note in self.notes]
         lines.append("Checked:")
         lines += [f"  {c}" for c in self.checked]
         lines.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
         return "\n".join(lines)
+
+
+def _sizes_line(sizes: Counter) -> list[str]:
+    """The most common image sizes of the records (none when there are no images)."""
+    if not sizes:
+        return []
+    shown = ", ".join(f"{h:g}x{w:g}: {n}" for (h, w), n in sizes.most_common(5))
+    more = f" (+{len(sizes) - 5} other sizes)" if len(sizes) > 5 else ""
+    return [f"  image sizes (h x w): {shown}{more}"]
 
 
 def _where(src: str, i: int, im: dict) -> str:
@@ -169,7 +189,13 @@ def _summary(data: dict, src: str, out: list[Problem]) -> dict:
     ]
     with_anns = {a.get("image_id") for a in plain if isinstance(a.get("image_id"), (int, str))}
     images = [im for im in data.get("images") or [] if isinstance(im, dict)]
+    sizes = Counter(
+        (im["height"], im["width"])
+        for im in images
+        if all(isinstance(im.get(k), (int, float)) and not isinstance(im.get(k), bool) for k in ("height", "width"))
+    )
     return {
+        "sizes": sizes,
         "images": len(images),
         "annotations": len(anns),
         "crowd": len(anns) - len(plain),
@@ -233,8 +259,28 @@ def check_dataset(
     src, img_dir = os.fspath(ann_file), os.fspath(img_dir)
     _check_paths(src, img_dir)
     data = load_coco_json(src)
+    opts = {"read_images": read_images, "max_outside": max_outside, "masks": masks, "progress": progress}
+    return check_records(data, src, img_dir, **opts)
+
+
+def check_records(
+    data: dict,
+    src: str,
+    img_dir: str,
+    found: Sequence[Problem] = (),
+    source_line: str | None = None,
+    read_images: bool = True,
+    max_outside: float = 0.1,
+    masks: bool | None = None,
+    progress: bool = False,
+) -> DatasetReport:
+    """The checks of :func:`check_dataset` on COCO records already read: a json, or the records a dataset of
+    another format made (``YOLODataset.load_annotations()``), with the ``found`` problems of that reading first.
+
+    ``src`` names the records in messages; ``source_line`` replaces the first line of ``checked`` (what read them).
+    """
     masks, seg_line = _segmentation_mode(data, masks)
-    problems = validate_coco(
+    problems = list(found) + validate_coco(
         data, img_dir, src, check_files=True, check_segmentation=masks, check_area=True, max_outside=max_outside
     )
     if (read_images or masks) and isinstance(data.get("images"), list):
@@ -242,9 +288,14 @@ def check_dataset(
     summary = _summary(data, src, problems)
     margin = f"{max_outside:.0%} margin"
     checked = [
-        "json: the images, annotations and categories lists, their keys, integer and unique ids, references",
+        source_line
+        or "json: the images, annotations and categories lists, their keys, integer and unique ids, references",
         f"image files: exist inside {img_dir}"
-        + (", decode, have the json's size" if read_images else " (not decoded: --no-images)"),
+        + (
+            f", decode, have the {'json' if source_line is None else 'records'}'s size"
+            if read_images
+            else " (not decoded: --no-images)"
+        ),
         f"boxes: [x, y, w, h], positive size, inside the image ({margin}); iscrowd 0/1; area (for evaluation)",
         seg_line,
     ]

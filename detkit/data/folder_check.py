@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from detkit.data.image_io import ImageReadError, read_image
 from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
 
-__all__ = ["IMBALANCE_WARN", "MIN_IMAGES_WARN", "FolderReport", "check_image_folder", "imbalance"]
+__all__ = ["IMBALANCE_WARN", "MIN_IMAGES_WARN", "FolderReport", "check_image_folder", "imbalance", "imbalance_line"]
 
 IMBALANCE_WARN = 3.0  # a class with under 1/3 of the largest class's images is reported
 MIN_IMAGES_WARN = 10  # a class with fewer images than this is reported
@@ -42,12 +42,7 @@ class FolderReport(ProblemReport):
         lines = [format_problems(self.problems)] if self.problems else []
         lines += [f"Summary of {self.source}: {total} images, {len(counts)} classes", "  images per class:"]
         lines += [f"    {n:<{width}}  {c:>6}  {c / max(total, 1):6.1%}" for n, c in counts.items()]
-        ratio, rare = imbalance(counts)
-        empty = [n for n, c in counts.items() if c == 0]
-        line = "  imbalance: undefined (no images)" if ratio is None else "  imbalance (largest / smallest class): "
-        line += "" if ratio is None else f"{ratio:.1f}x"
-        line += f"; under 1/{IMBALANCE_WARN:g} of the largest: {', '.join(rare)}" if rare else ""
-        lines.append(line + (f"; without images: {', '.join(empty)}" if empty else ""))
+        lines.append(imbalance_line(counts, "images"))
         if self.sizes:
             shown = ", ".join(f"{h}x{w}x{c}: {n}" for (h, w, c), n in self.sizes.most_common(5))
             more = f" (+{len(self.sizes) - 5} other sizes)" if len(self.sizes) > 5 else ""
@@ -65,6 +60,18 @@ def imbalance(counts: dict[str, int]) -> tuple[float | None, list[str]]:
         return None, []
     top = max(held.values())
     return top / min(held.values()), [n for n, c in held.items() if c * IMBALANCE_WARN < top]
+
+
+def imbalance_line(counts: dict[str, int], unit: str) -> str:
+    """The report line of the class imbalance: largest / smallest count, the rare and the empty classes
+    (``unit``: what is counted, ``images`` or ``annotations``)."""
+    ratio, rare = imbalance(counts)
+    if ratio is None:
+        return f"  imbalance: undefined (no {unit})"
+    line = f"  imbalance (largest / smallest class): {ratio:.1f}x"
+    line += f"; under 1/{IMBALANCE_WARN:g} of the largest: {', '.join(rare)}" if rare else ""
+    empty = [n for n, c in counts.items() if c == 0]
+    return line + (f"; without {unit}: {', '.join(empty)}" if empty else "")
 
 
 def _decode_all(files: Sequence[str], progress: bool, problems: list[Problem]) -> Counter:

@@ -463,10 +463,16 @@ class ProblemReport:
         return problem_list(self.problems, WARNING)
 
 
-def format_problems(problems: list[Problem], limit: int | None = None) -> str:
-    """One line per problem (``ERROR [kind] message``), at most ``limit`` of them plus a count of the rest."""
+def format_problems(problems: list[Problem], limit: int | None = None, hint: str | None = None) -> str:
+    """One line per problem (``ERROR [kind] message``), at most ``limit`` of them plus a count of the rest.
+
+    ``hint`` ends the count line: the command that lists every problem of this dataset (a dataset's
+    ``check_hint()``, e.g. ``run tools/check_dataset.py data.yaml --split train for the details``); default
+    the COCO form of that command.
+    """
     shown = problems if limit is None else problems[:limit]
     lines = [f"{p.severity.upper()} [{p.kind}] {p.message}" for p in shown]
     if len(problems) > len(shown):
-        lines.append(f"... and {len(problems) - len(shown)} more (tools/check_dataset.py lists them all)")
+        hint = hint or "tools/check_dataset.py ANN_FILE IMG_DIR lists them all"
+        lines.append(f"... and {len(problems) - len(shown)} more ({hint})")
     return "\n".join(lines)

@@ -62,6 +62,15 @@ def test_clean_dataset_summary(coco_files):
     assert "images: 3 (1 without annotations)" in text and "0 error(s), 0 warning(s)" in text
 
 
+def test_summary_gives_class_imbalance_and_image_sizes(coco_files):
+    coco_files.edit(lambda d: d["annotations"].append({**d["annotations"][0], "id": 13}))  # ant: 2, others: 1
+    text = check_dataset(coco_files.ann_file, coco_files.img_dir).format()
+    assert "imbalance (largest / smallest class): 2.0x" in text
+    assert "image sizes (h x w): 48x64: 1, 60x80: 1, 64x64: 1" in text
+    coco_files.edit(lambda d: d.update(annotations=[]))
+    assert "imbalance: undefined (no annotations)" in check_dataset(coco_files.ann_file, coco_files.img_dir).format()
+
+
 BAD = {
     "zero_box": (lambda d: d["annotations"][0].update(bbox=[4, 6, 0, 10]), "bad_box", "id 11"),
     "negative_box": (lambda d: d["annotations"][1].update(bbox=[36, 22, -5, 3]), "bad_box", "id 12"),

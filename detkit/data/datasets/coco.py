@@ -173,10 +173,12 @@ class CocoDataset(torch.utils.data.Dataset):
         errors = problem_list(problems)
         fatal = [p for p in errors if p.record in FILE_RECORDS]
         if fatal:  # no record to leave out: 'skip' cannot help
-            raise DatasetError(f"{len(fatal)} problem(s) in {self.ann_file}:\n{format_problems(fatal, 5)}")
+            raise DatasetError(
+                f"{len(fatal)} problem(s) in {self.ann_file}:\n{format_problems(fatal, 5, self.check_hint())}"
+            )
         if errors and self.on_error == "raise":
             raise DatasetError(
-                f"{len(errors)} bad record(s) in {self.ann_file}:\n{format_problems(errors, 5)}\n"
+                f"{len(errors)} bad record(s) in {self.ann_file}:\n{format_problems(errors, 5, self.check_hint())}\n"
                 f"Fix them, or set on_error: skip in this dataset's config (e.g. data.train.on_error) "
                 f"to leave them out."
             )

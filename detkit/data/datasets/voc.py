@@ -75,11 +75,14 @@ class VOCDataset(CocoDataset):
             if not folder.is_dir():
                 raise DatasetError(f"VOC root {root} has no {folder.name}/ folder; give the VOC year folder (VOC2012)")
         self.voc_classes = None if classes is None else load_class_names(classes)
+        self.classes_file = classes if isinstance(classes, (str, os.PathLike)) else None
         ann_file = self.ann_dir if split is None else self.root / "ImageSets" / "Main" / f"{split}.txt"
         super().__init__(ann_file=ann_file, img_dir=self.root / "JPEGImages", on_error=on_error, **options)
 
     def check_hint(self) -> str:
-        return "set on_error: raise to see every problem"
+        split = "" if self.split is None else f" --split {self.split}"
+        classes = "" if self.classes_file is None else f" --classes {os.fspath(self.classes_file)}"
+        return f"run tools/check_dataset.py {self.root}{split}{classes} for the details"
 
     def _xml_files(self, log: ProblemLog) -> list[Path]:
         if self.split is None:

@@ -145,7 +145,9 @@ class YOLODataset(CocoDataset):
         super().__init__(ann_file=data_yaml or img_dir, img_dir=root, on_error=on_error, **options)
 
     def check_hint(self) -> str:
-        return "set on_error: raise to see every problem"
+        if self.data_yaml is None:  # no file the tool can take: the config that describes this dataset
+            return "run tools/check_dataset.py --config CONFIG (the config of this dataset) for the details"
+        return f"run tools/check_dataset.py {self.data_yaml} --split {self.split} for the details"
 
     def load_annotations(self) -> tuple[dict, list[Problem]]:
         """The labels of every image of the split's folders as a COCO dict; problems found on the way."""
