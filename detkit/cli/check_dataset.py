@@ -1,5 +1,6 @@
-"""Check a dataset (COCO, YOLO, Pascal VOC, classification, or a config's): list every problem and summarise it;
-never modifies the inputs.
+"""Check a dataset (COCO, YOLO, Pascal VOC, classification, a config's): list every problem, summarise the data.
+
+It never modifies the inputs.
 
 Usage: python tools/check_dataset.py ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max-outside F]
        python tools/check_dataset.py DATA.yaml [--split train|val|test] [...]     (Ultralytics YOLO data.yaml)
