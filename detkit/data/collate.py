@@ -1,7 +1,8 @@
 """Collate numpy samples into the torch batch of docs/contracts.md (uint8 images padded bottom/right)."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -46,7 +47,9 @@ def collate(samples: Sequence[dict | None], size_divisor: int = 32) -> dict | No
         size_divisor: pad the batch height and width up to a multiple of this (<= 1: no rounding).
     Returns:
         ``images`` uint8 ``[B,3,H,W]`` (zeros bottom/right), ``image_sizes``, ``orig_sizes``, ``targets``,
-        ``image_ids``, ``scale_factors``, ``pad_offsets``, ``num_skipped``; ``None`` when every sample is None.
+        ``image_ids``, ``scale_factors``, ``pad_offsets``, ``num_skipped``, ``batch_slots`` (the position of each
+        image in ``samples``: its place in this process's share of a global batch); ``None`` when every
+        sample is None.
     """
     good = [s for s in samples if s is not None]
     if not good:
@@ -55,8 +58,9 @@ def collate(samples: Sequence[dict | None], size_divisor: int = 32) -> dict | No
     for s in good:
         img = s["image"]
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"collate: image {s.get('image_id')} must be uint8 [H,W,3], "
-                             f"got {img.dtype} {tuple(img.shape)}")
+            raise ValueError(
+                f"collate: image {s.get('image_id')} must be uint8 [H,W,3], got {img.dtype} {tuple(img.shape)}"
+            )
         sizes.append((int(img.shape[0]), int(img.shape[1])))
     div = max(1, int(size_divisor))
     pad_h = -(-max(h for h, _ in sizes) // div) * div
@@ -76,4 +80,5 @@ def collate(samples: Sequence[dict | None], size_divisor: int = 32) -> dict | No
         "scale_factors": [tuple(float(v) for v in s.get("scale_factor", (1.0, 1.0))) for s in good],
         "pad_offsets": [tuple(float(v) for v in s.get("pad_offset", (0, 0))) for s in good],
         "num_skipped": len(samples) - len(good),
+        "batch_slots": [i for i, s in enumerate(samples) if s is not None],
     }

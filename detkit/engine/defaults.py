@@ -21,7 +21,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "log_interval": 20,
     "tensorboard": False,
     "max_nonfinite": 5,
-    "sync_bn": False,
+    "sync_bn": "auto",
+    "global_batch": True,
     "find_unused_parameters": False,
 }
 # What each train key may hold (docs/configs.md); every key of TRAIN_DEFAULTS has a rule and no other key does.
@@ -38,7 +39,8 @@ TRAIN_RULES: dict[str, Rule] = {
     "log_interval": integer(min=1),
     "tensorboard": boolean(),
     "max_nonfinite": integer(min=1),
-    "sync_bn": boolean(),
+    "sync_bn": choice("auto", True, False),
+    "global_batch": boolean(),
     "find_unused_parameters": boolean(),
 }
 SECTIONS = {"train": TRAIN_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS, "scheduler": SCHEDULER_DEFAULTS}

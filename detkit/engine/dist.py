@@ -96,6 +96,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of ``t`` over processes, in place, and return it (no-op when not distributed)."""
+    if is_dist():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
 def all_gather_object(obj: Any) -> list[Any]:
     """Gather a picklable object from every process; ``[obj]`` when not distributed."""
     if not is_dist():

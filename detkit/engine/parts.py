@@ -21,6 +21,7 @@ from detkit.engine.preflight import (
     check_val_sample,
 )
 from detkit.engine.runtime import resolve_amp
+from detkit.engine.sync_bn import convert_sync_batchnorm, use_sync_bn
 
 logger = logging.getLogger("detkit")
 
@@ -71,8 +72,9 @@ def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None
     check_num_classes(cfg["model"], class_names)
     model = build_model(cfg, class_names=class_names).to(device)
     tcfg = cfg["train"]
-    if dist.is_dist() and tcfg["sync_bn"]:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if use_sync_bn(tcfg["sync_bn"], model, dist.get_world_size()):
+        model = convert_sync_batchnorm(model, device)
+        logger.info("BatchNorm layers synchronised over the %d processes (train.sync_bn)", dist.get_world_size())
     if load_from:
         load_pretrained(model, load_from)
     ddp = None

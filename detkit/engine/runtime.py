@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from detkit.config import ConfigError
+from detkit.engine import dist
 
 logger = logging.getLogger("detkit")
 
@@ -30,6 +31,40 @@ def move_batch(batch: dict, device: torch.device) -> dict:
             for t in out["targets"]
         ]
     return out
+
+
+def draw_seeds(seed: int, iteration: int, slots: list[int]) -> list[int]:
+    """A 64-bit seed per image from ``(seed, global iteration, the image's index in the global batch)``."""
+    return [int(np.random.SeedSequence([seed, iteration, s]).generate_state(1, np.uint64)[0]) for s in slots]
+
+
+def join_global_batch(batch: dict | None, step: dict, device: torch.device) -> tuple[dict | None, bool]:
+    """Make this process's share of a step behave as its images would in one process over the global batch.
+
+    ``step`` holds ``seed``, ``iteration`` (global), ``rank``, ``batch_size`` (per process) and ``world``.
+    One all-reduce (max) over the processes gives the padded (H, W) of the global batch and whether any
+    process has no batch (every sample of it left out). The batch gains ``pad_size`` (that (H, W), for
+    ``Preprocessor``), ``draw_seeds`` (per image, from ``(seed, iteration, rank * batch_size + slot)``: the
+    model's random draws) and ``sync_loss_counts`` (under DDP: loss normalisers counted over all processes,
+    ``detkit.ops.global_batch``).
+
+    Returns:
+        the batch with those keys (None stays None) and True when some process has no batch, in which case
+        no process runs the step (the model's collectives need every process).
+    """
+    images = batch.get("images") if batch is not None else None
+    shape = tuple(images.shape[-2:]) if isinstance(images, torch.Tensor) else (0, 0)
+    flags = torch.tensor([*shape, float(batch is None)], device=device if dist.is_dist() else "cpu")
+    reduced = dist.all_reduce_max(flags).tolist()
+    if batch is None or reduced[2] > 0:
+        return batch, reduced[2] > 0
+    first = step["rank"] * step["batch_size"]
+    slots = batch.get("batch_slots") or range(len(batch.get("image_sizes") or []))
+    out = dict(batch)
+    out["pad_size"] = (int(reduced[0]), int(reduced[1]))
+    out["draw_seeds"] = draw_seeds(step["seed"], step["iteration"], [first + int(s) for s in slots])
+    out["sync_loss_counts"] = step["world"] > 1
+    return out, False
 
 
 def resolve_amp(amp: Any, device: torch.device) -> torch.dtype | None:

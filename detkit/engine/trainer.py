@@ -25,7 +25,13 @@ from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
-from detkit.engine.runtime import TrainingDiverged, move_batch, seed_everything, set_sampler_epoch
+from detkit.engine.runtime import (
+    TrainingDiverged,
+    join_global_batch,
+    move_batch,
+    seed_everything,
+    set_sampler_epoch,
+)
 from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import Validator
@@ -362,9 +368,14 @@ class Trainer:
         lr = self.schedule.apply(self.optimizer, self.iter)
         self._lr = lr
         losses, bad = {}, []
+        any_missing = False
+        if self.tcfg["global_batch"]:  # every rank runs the step as one process over the global batch, or none
+            step = dict(seed=self.cfg["seed"], iteration=self.iter, rank=self.rank, world=self.world)
+            step["batch_size"] = int(self.cfg["data"].get("batch_size", 1))
+            batch, any_missing = join_global_batch(batch, step, self.device)
         sync = self.ddp.no_sync() if (self.ddp is not None and not boundary) else contextlib.nullcontext()
         with sync:
-            if batch is not None:
+            if batch is not None and not any_missing:
                 with torch.autocast(
                     self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
                 ):
@@ -384,7 +395,7 @@ class Trainer:
         self._group_bad = self._group_bad or skip
         if flags[0]:
             self._count_nonfinite(bad)
-        elif batch is not None:
+        elif batch is not None and not any_missing:
             self.nonfinite = 0
             self.losses.add(losses)
         if boundary:

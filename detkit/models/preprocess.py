@@ -34,33 +34,43 @@ class Preprocessor(nn.Module):
         super().__init__()
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError(f"pixel_mean and pixel_std need 3 values (RGB), got {pixel_mean} and {pixel_std}")
-        mean = torch.tensor([float(m) / 255.0 for m in pixel_mean], dtype=torch.float32)
-        std = torch.tensor([float(s) / 255.0 for s in pixel_std], dtype=torch.float32)
+        # torch's default dtype (float32; float64 where a test sets it): the dtype of the normalised images
+        mean = torch.tensor([float(m) / 255.0 for m in pixel_mean])
+        std = torch.tensor([float(s) / 255.0 for s in pixel_std])
         self.register_buffer("mean", mean.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.size_divisor = int(size_divisor)
         self.channels_last = bool(channels_last)
 
-    def forward(self, images: Tensor | dict, image_sizes: Sequence[Sequence[int]] | None = None) -> Tensor:
+    def forward(
+        self,
+        images: Tensor | dict,
+        image_sizes: Sequence[Sequence[int]] | None = None,
+        pad_size: Sequence[int] | None = None,
+    ) -> Tensor:
         """Normalise and pad.
 
         Args:
-            images: uint8 (or float in 0..255) [B,3,H,W], or a batch dict with ``images``/``image_sizes``.
+            images: uint8 (or float in 0..255) [B,3,H,W], or a batch dict with ``images``/``image_sizes``
+                (and optionally ``pad_size``).
             image_sizes: (h, w) of each image before padding; default: the full H, W.
+            pad_size: (H, W) to pad to at least (then up to ``size_divisor``): the trainer gives the largest
+                padded size of the global batch of a distributed step, so that every process pads its images
+                alike and an image's features do not depend on the process that holds it.
 
         Returns:
-            float32 [B,3,H',W'] on this module's device, H' and W' multiples of ``size_divisor``,
-            zero outside ``image_sizes``.
+            float32 [B,3,H',W'] on this module's device, H' and W' multiples of ``size_divisor`` (and at
+            least ``pad_size``), zero outside ``image_sizes``.
         """
         if isinstance(images, dict):
             image_sizes = images.get("image_sizes") if image_sizes is None else image_sizes
+            pad_size = images.get("pad_size") if pad_size is None else pad_size
             images = images["images"]
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [B,3,H,W], got shape {tuple(images.shape)}")
         b, _, h, w = images.shape
         x = images.to(self.mean.device, non_blocking=True)
-        d = self.size_divisor
-        ph, pw = (-h) % d if d > 1 else 0, (-w) % d if d > 1 else 0
+        ph, pw = self.padding(h, w, pad_size)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))  # [B,3,H',W'] (the padding is zeroed after normalisation)
         if image_sizes is not None and len(image_sizes) != b:
@@ -76,13 +86,22 @@ class Preprocessor(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def padding(self, h: int, w: int, pad_size: Sequence[int] | None = None) -> tuple[int, int]:
+        """Rows and columns to add below / right of an [h, w] batch: up to ``pad_size``, then to the divisor."""
+        th, tw = (h, w) if pad_size is None else (max(h, int(pad_size[0])), max(w, int(pad_size[1])))
+        d = self.size_divisor
+        if d > 1:
+            th, tw = -(-th // d) * d, -(-tw // d) * d
+        return th - h, tw - w
+
     def normalize(self, images: Tensor, image_sizes: Tensor | None = None) -> Tensor:
         """``(x / 255 - mean) / std`` of uint8 (or 0..255 float) images [B,3,H,W], zero outside ``image_sizes``.
 
         The tensor-only step of :meth:`forward` (no padding, no Python sizes): ``image_sizes`` int64 [B,2]
-        (h, w) of each image inside the batch, or None to keep every pixel. Returns float32 [B,3,H,W].
+        (h, w) of each image inside the batch, or None to keep every pixel. Returns float [B,3,H,W] in the
+        dtype of ``mean`` (float32, or float64 after ``model.double()``).
         """
-        x = (images.to(torch.float32) / 255.0 - self.mean) / self.std  # [B,3,H,W]
+        x = (images.to(self.mean.dtype) / 255.0 - self.mean) / self.std  # [B,3,H,W]
         if image_sizes is None:
             return x
         rows = torch.arange(x.shape[2], device=x.device)

@@ -40,6 +40,8 @@ def multiscale_roi_align(
     Returns:
         [R, C, S, S] pooled features (S = ``output_size``).
     """
+    if feats[0].dtype == torch.float64:  # a float64 model (model.double()): boxes in its precision
+        rois = rois.to(torch.float64)
     if len(strides) == 1:
         return roi_align(feats[0], rois, output_size, 1.0 / strides[0], sampling_ratio=sampling_ratio)
     mapper = LevelMapper(int(math.log2(strides[0])), int(math.log2(strides[-1])))

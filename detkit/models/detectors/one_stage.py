@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -16,6 +17,7 @@ from detkit.models.detectors.parts import (
     to_original,
 )
 from detkit.models.fuse import set_fused_inference
+from detkit.ops.global_batch import global_mean_losses
 from detkit.ops.masks import masks_to_original
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
@@ -93,10 +95,19 @@ class OneStageDetector(nn.Module):
         return self.head(self.neck(feats) if self.neck is not None else feats)
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
-        """Training losses of a batch (docs/contracts.md); images without objects are allowed."""
+        """Training losses of a batch (docs/contracts.md); images without objects are allowed.
+
+        With the trainer's batch key ``sync_loss_counts`` the normalisers are counted over every process's
+        images (``detkit.ops.global_batch``), for heads whose ``loss`` reports them (``counts=``).
+        """
         images = self.preprocess(batch)
         targets = targets_to_device(batch["targets"], images.device)
-        return self.head.loss(self.forward_raw(images), targets)
+        raw = self.forward_raw(images)
+        if "counts" not in inspect.signature(self.head.loss).parameters:
+            return self.head.loss(raw, targets)
+        counts: dict[str, Tensor] = {}
+        losses = self.head.loss(raw, targets, counts=counts)
+        return global_mean_losses(losses, counts, bool(batch.get("sync_loss_counts")))
 
     @torch.no_grad()
     def predict(

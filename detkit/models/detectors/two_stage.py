@@ -15,6 +15,7 @@ from detkit.models.detectors.parts import (
     to_original,
 )
 from detkit.models.fuse import set_fused_inference
+from detkit.ops.global_batch import draw_generators, global_mean_losses
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 
@@ -100,12 +101,19 @@ class TwoStageDetector(nn.Module):
         return feats, raw, sizes, [p.detach() for p in proposals], tuple(images.shape[-2:])
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
-        """Training losses for a batch (docs/contracts.md); images without objects are allowed."""
+        """Training losses for a batch (docs/contracts.md); images without objects are allowed.
+
+        The trainer's batch keys ``draw_seeds`` (anchor and RoI sampling per image) and ``sync_loss_counts``
+        (normalisers over every process's images) make a distributed step equal one process's over the
+        global batch (``detkit.ops.global_batch``).
+        """
         feats, raw, sizes, proposals, batch_shape = self._proposals(batch, train=True)
         targets = targets_to_device(batch["targets"], feats[0].device)
-        losses = dict(self.rpn_head.loss(raw, feats, batch_shape, targets, sizes))
-        props, labels, reg_targets, matched = self.box_head.sample(proposals, targets)
-        losses.update(self.box_head.loss(self.box_head(feats, props, sizes), labels, reg_targets))
+        gens = draw_generators(batch.get("draw_seeds"), feats[0].device)
+        counts: dict[str, Tensor] = {}
+        losses = dict(self.rpn_head.loss(raw, feats, batch_shape, targets, sizes, generators=gens, counts=counts))
+        props, labels, reg_targets, matched = self.box_head.sample(proposals, targets, generators=gens)
+        losses.update(self.box_head.loss(self.box_head(feats, props, sizes), labels, reg_targets, counts=counts))
         if self.mask_head is not None:
             if any("masks" not in t for t in targets):
                 raise ValueError(
@@ -122,9 +130,10 @@ class TwoStageDetector(nn.Module):
                     [t["masks"] for t in targets],
                     [i[m] for i, m in zip(matched, pos)],
                     [lab[m] for lab, m in zip(labels, pos)],
+                    counts=counts,
                 )
             )
-        return losses
+        return global_mean_losses(losses, counts, bool(batch.get("sync_loss_counts")))
 
     @torch.no_grad()
     def predict(

@@ -17,6 +17,7 @@ from torchvision.ops import batched_nms, box_iou
 from detkit.models.norms import build_norm
 from detkit.ops import batched
 from detkit.ops.box_coder import BoxCoder
+from detkit.ops.global_batch import at_least_float32, canonical_box_order
 from detkit.ops.matcher import Matcher
 from detkit.ops.roi_pool import boxes_to_rois, multiscale_roi_align
 from detkit.ops.sampler import sample_pos_neg
@@ -104,23 +105,27 @@ class RoIBoxHead(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, proposals: list[Tensor], targets: list[dict]
+        self, proposals: list[Tensor], targets: list[dict], generators: Sequence[torch.Generator] | None = None
     ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Add gt boxes to the proposals, match them to the gt and sample a balanced subset per image.
 
         Args:
             proposals: per image Tensor[P_i,4] xyxy (input-image pixels).
             targets: per image dict with ``boxes`` float [N_i,4] and ``labels`` int64 [N_i] (0..C-1).
+            generators: one ``torch.Generator`` per image for the sampling (default: torch's RNG); with
+                them, the proposals are first put in a canonical order, so the subset depends on their set.
 
         Returns:
             proposals [S_i,4], labels int64 [S_i] (0..C-1, C = background), regression_targets [S_i,4],
             matched_idxs int64 [S_i] (index of the matched gt; 0 for background) -- lists per image.
         """
         out_p, out_l, out_t, out_m = [], [], [], []
-        for props, tgt in zip(proposals, targets):
+        for i, (props, tgt) in enumerate(zip(proposals, targets)):
             gt = tgt["boxes"].to(device=props.device, dtype=props.dtype)
             gt_labels = tgt["labels"].to(device=props.device, dtype=torch.int64)
             props = torch.cat([props, gt])  # [P+N,4]
+            if generators is not None:  # per-image draws: a subset independent of the proposals' order
+                props = props[canonical_box_order(props)]
             if gt.shape[0] == 0:
                 matched = torch.zeros(props.shape[0], dtype=torch.int64, device=props.device)
                 labels = torch.full_like(matched, self.num_classes)
@@ -133,7 +138,8 @@ class RoIBoxHead(nn.Module):
                 labels[m == Matcher.BETWEEN_THRESHOLDS] = -1
             # sampler convention: >=1 positive, 0 negative, <0 ignored
             code = torch.where(labels == self.num_classes, 0, torch.where(labels < 0, -1, 1))
-            pos, neg = sample_pos_neg(code, self.batch_size_per_image, self.positive_fraction)
+            gen = generators[i] if generators is not None else None
+            pos, neg = sample_pos_neg(code, self.batch_size_per_image, self.positive_fraction, gen)
             keep = torch.where(pos | neg)[0]
             props, labels, matched = props[keep], labels[keep], matched[keep]
             out_p.append(props)
@@ -170,24 +176,33 @@ class RoIBoxHead(nn.Module):
         return self.cls_score(x), self.bbox_pred(x)
 
     def loss(
-        self, raw: tuple[Tensor, Tensor], labels: list[Tensor] | Tensor, regression_targets: list[Tensor] | Tensor
+        self,
+        raw: tuple[Tensor, Tensor],
+        labels: list[Tensor] | Tensor,
+        regression_targets: list[Tensor] | Tensor,
+        counts: dict[str, Tensor | int] | None = None,
     ) -> dict[str, Tensor]:
         """torchvision's fastrcnn_loss: CE over sampled RoIs, smooth-L1 (beta 1/9) on positives / #sampled.
 
-        Returns ``{'roi/cls': scalar, 'roi/box': scalar}``.
+        ``counts``, when given, receives per loss key the number of sampled RoIs the loss is divided by
+        (``detkit.ops.global_batch.global_mean_losses``). Returns ``{'roi/cls': scalar, 'roi/box': scalar}``.
         """
-        logits, deltas = raw[0].float(), raw[1].float()  # float32 losses under AMP
+        logits, deltas = at_least_float32(raw[0]), at_least_float32(raw[1])  # float32 losses under AMP
         labels = torch.cat(list(labels)) if isinstance(labels, (list, tuple)) else labels
         targets = (
             torch.cat(list(regression_targets)) if isinstance(regression_targets, (list, tuple)) else regression_targets
         )
+        if counts is not None:
+            counts["roi/cls"] = counts["roi/box"] = labels.numel()
         if labels.numel() == 0:
             zero = logits.sum() * 0 + deltas.sum() * 0
             return {"roi/cls": zero, "roi/box": zero.clone()}
         cls_loss = F.cross_entropy(logits, labels)
         pos = torch.where(labels < self.num_classes)[0]
         deltas = deltas.reshape(deltas.shape[0], self.num_classes, 4)  # [R,C,4]
-        box_loss = F.smooth_l1_loss(deltas[pos, labels[pos]], targets[pos], beta=1 / 9, reduction="sum")
+        box_loss = F.smooth_l1_loss(
+            deltas[pos, labels[pos]], targets[pos].to(deltas.dtype), beta=1 / 9, reduction="sum"
+        )
         return {"roi/cls": cls_loss, "roi/box": box_loss / labels.numel()}
 
     def decode(self, raw: tuple[Tensor, Tensor], proposals: Tensor, limits: Tensor) -> tuple[Tensor, Tensor]:

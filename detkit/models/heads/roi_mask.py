@@ -11,6 +11,7 @@ from torchvision.ops import roi_align
 
 from detkit.models.fuse import conv_norm_act
 from detkit.models.heads.roi_box import conv_block
+from detkit.ops.global_batch import at_least_float32
 from detkit.ops.roi_pool import boxes_to_rois, multiscale_roi_align
 from detkit.registry import HEADS
 
@@ -88,6 +89,7 @@ class RoIMaskHead(nn.Module):
         gt_masks: list[Tensor],
         matched_idxs: list[Tensor],
         labels: list[Tensor] | Tensor,
+        counts: dict[str, Tensor | int] | None = None,
     ) -> dict[str, Tensor]:
         """torchvision's maskrcnn_loss: BCE between the gt-class logits and gt masks RoIAligned to M x M.
 
@@ -97,6 +99,8 @@ class RoIMaskHead(nn.Module):
             gt_masks: per image uint8/bool/float [N_i,h,w] instance masks (input-image pixels).
             matched_idxs: per image int64 [P_i], the gt each proposal matched.
             labels: per image int64 [P_i] (or concatenated), their classes 0..C-1.
+            counts: when given, receives ``roi/mask``: the number of mask pixels (P x M x M) the BCE is a
+                mean over (``detkit.ops.global_batch.global_mean_losses``).
 
         Returns:
             ``{'roi/mask': scalar}`` (``0 * logits.sum()`` when there are no positives).
@@ -110,11 +114,13 @@ class RoIMaskHead(nn.Module):
             rois = torch.cat([idxs.to(props)[:, None], props], dim=1)  # [P_i,5]
             masks = masks.to(device=props.device)[:, None]  # [N_i,1,h,w]
             targets.append(roi_align(masks.float(), rois.float(), (m, m), 1.0)[:, 0])  # [P_i,M,M]
+        if counts is not None:
+            counts["roi/mask"] = labels.numel() * m * m if targets else 0
         if not targets or labels.numel() == 0:
             return {"roi/mask": mask_logits.sum() * 0}
         targets = torch.cat(targets)
-        logits = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels].float()  # [P,M,M]
-        return {"roi/mask": F.binary_cross_entropy_with_logits(logits, targets)}
+        logits = at_least_float32(mask_logits[torch.arange(labels.shape[0], device=labels.device), labels])  # [P,M,M]
+        return {"roi/mask": F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))}
 
     @staticmethod
     def class_probs(mask_logits: Tensor, labels: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ from detkit.ops import batched
 from detkit.ops.anchors import anchor_strides, base_anchors, grid_anchors, make_anchors
 from detkit.ops.box_coder import BoxCoder
 from detkit.ops.dense_maps import flat_deltas, flat_objectness, take_deltas
+from detkit.ops.global_batch import at_least_float32
 from detkit.ops.matcher import Matcher
 from detkit.ops.sampler import sample_pos_neg
 from detkit.registry import HEADS
@@ -227,27 +228,36 @@ class RPNHead(nn.Module):
         batch_shape: Sequence[int],
         targets: list[dict],
         image_sizes: Sequence[Sequence[int]] | None = None,
+        generators: Sequence[torch.Generator] | None = None,
+        counts: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """Sampled BCE objectness loss and smooth-L1 (beta 1/9) box loss, both over the sampled anchors.
 
         Args:
             targets: per image a dict with ``boxes`` Tensor[M_i, 4] (M_i may be 0: all anchors negative).
             image_sizes: unused (torchvision keeps anchors that cross the image border); for API symmetry.
+            generators: one ``torch.Generator`` per image for the anchor sampling (default: torch's RNG).
+            counts: when given, receives per loss key the number of sampled anchors the loss is divided
+                by (``detkit.ops.global_batch.global_mean_losses``).
 
         Returns:
             ``{'rpn/cls': Tensor[], 'rpn/box': Tensor[]}``.
         """
         objectness, deltas = raw
         anchors = torch.cat(self.anchors(feats, batch_shape))  # [N, 4]
-        obj = torch.cat([flat_objectness(o) for o in objectness], 1).float()  # [B, N]
-        dlt = torch.cat([flat_deltas(d) for d in deltas], 1).float()  # [B, N, 4]
+        obj = at_least_float32(torch.cat([flat_objectness(o) for o in objectness], 1))  # [B, N]
+        dlt = at_least_float32(torch.cat([flat_deltas(d) for d in deltas], 1))  # [B, N, 4]
         labels, matches, gt = self.assign(anchors, [t["boxes"] for t in targets])
-        pos, neg = sample_pos_neg(labels, self.batch_size_per_image, self.positive_fraction)
+        pos, neg = sample_pos_neg(labels, self.batch_size_per_image, self.positive_fraction, generators)
         sampled = pos | neg
         num_sampled = sampled.sum().clamp(min=1)
+        if counts is not None:
+            counts["rpn/cls"] = counts["rpn/box"] = sampled.sum()
         img, anchor = pos.nonzero(as_tuple=True)  # only the sampled positives need targets
         reg_targets = self.box_coder.encode(gt[img, matches[img, anchor]], anchors[anchor])
-        box_loss = F.smooth_l1_loss(dlt[img, anchor], reg_targets, beta=1 / 9, reduction="sum") / num_sampled
+        box_loss = (
+            F.smooth_l1_loss(dlt[img, anchor], reg_targets.to(dlt.dtype), beta=1 / 9, reduction="sum") / num_sampled
+        )
         # a 0/1 weight instead of boolean indexing: no host sync on GPU
         cls_loss = (
             F.binary_cross_entropy_with_logits(obj, pos.to(obj.dtype), weight=sampled.to(obj.dtype), reduction="sum")

@@ -13,6 +13,7 @@ from torchvision.ops import complete_box_iou_loss
 from detkit.models.blocks import ConvBNAct
 from detkit.models.losses.dfl import distribution_focal_loss
 from detkit.ops import batched
+from detkit.ops.global_batch import at_least_float32
 from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes
 from detkit.ops.tal import Assignment, task_aligned_assign
 from detkit.registry import HEADS
@@ -112,7 +113,8 @@ class YOLOHead(nn.Module):
     def decode(self, bins: Tensor, points: Tensor, strides: Tensor) -> Tensor:
         """Boxes xyxy pixels [B,A,4] from bins [B,A,4R]: expected bin of each side, times the stride."""
         b, a, _ = bins.shape
-        dist = bins.float().view(b, a, 4, self.reg_max).softmax(-1) @ self.proj  # [B,A,4] in strides
+        dist = at_least_float32(bins).view(b, a, 4, self.reg_max).softmax(-1)  # [B,A,4,R]
+        dist = dist @ self.proj.to(dist.dtype)  # [B,A,4] in strides
         return distance_to_boxes(points / strides, dist) * strides
 
     def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
@@ -131,13 +133,21 @@ class YOLOHead(nn.Module):
         targets: Sequence[dict],
         assignment: Assignment | None = None,
         pred: dict | None = None,
+        counts: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
-        """Weighted CIoU, BCE and DFL losses, each normalised by the sum of the soft targets."""
+        """Weighted CIoU, BCE and DFL losses, each normalised by the sum of the soft targets.
+
+        ``counts``, when given, receives per loss key that sum (the normaliser before its clamp to 1;
+        ``detkit.ops.global_batch.global_mean_losses``).
+        """
         if assignment is None or pred is None:
             assignment, pred = self.assign(raw, targets)
-        logits = pred["logits"].float()
-        norm = assignment.scores.sum().clamp(min=1.0)
-        cls = F.binary_cross_entropy_with_logits(logits, assignment.scores, reduction="sum") / norm
+        logits = at_least_float32(pred["logits"])
+        score_sum = assignment.scores.sum()
+        if counts is not None:
+            counts.update(dict.fromkeys(("yolo/box", "yolo/cls", "yolo/dfl"), score_sum))
+        norm = score_sum.clamp(min=1.0)
+        cls = F.binary_cross_entropy_with_logits(logits, assignment.scores.to(logits.dtype), reduction="sum") / norm
         fg = assignment.fg
         if fg.any():
             weight = assignment.scores.sum(-1)[fg]  # [P]
@@ -147,7 +157,7 @@ class YOLOHead(nn.Module):
             strides = pred["strides"].expand(fg.shape[0], -1, -1)[fg]  # [P,1]
             points = pred["points"].expand(fg.shape[0], -1, -1)[fg] / strides
             target = boxes_to_distance(points, assignment.boxes[fg] / strides, self.reg_max - 1 - 0.01)
-            bins = pred["bins"][fg].float().view(-1, self.reg_max)  # [P*4,R]
+            bins = at_least_float32(pred["bins"][fg]).view(-1, self.reg_max)  # [P*4,R]
             dfl = distribution_focal_loss(bins, target.reshape(-1)).view(-1, 4).mean(-1)
             dfl = (dfl * weight).sum() / norm
         else:

@@ -73,11 +73,15 @@ class YOLOSegHead(nn.Module):
         """Mask coefficients per anchor [B,A,P] from the per-level maps [B,P,H_l,W_l] (anchor order of YOLOHead)."""
         return torch.cat([c.flatten(2) for c in coef], 2).transpose(1, 2)
 
-    def loss(self, raw: tuple, targets: Sequence[dict]) -> dict[str, Tensor]:
-        """Detection losses plus ``yolo/mask``: BCE of each foreground anchor's mask against its object's."""
+    def loss(self, raw: tuple, targets: Sequence[dict], counts: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Detection losses plus ``yolo/mask``: BCE of each foreground anchor's mask against its object's.
+
+        ``counts``, when given, receives each loss's normaliser (``YOLOHead.loss``; ``yolo/mask``: the
+        foreground anchors).
+        """
         det_raw, coef, protos = raw
         assignment, pred = self.det.assign(det_raw, targets)
-        losses = self.det.loss(det_raw, targets, assignment, pred)
+        losses = self.det.loss(det_raw, targets, assignment, pred, counts)
         coefs = self.coefficients(coef)
         ph, pw = protos.shape[-2:]
         stride = self.det.strides[0] / 2.0  # proto pixels
@@ -101,6 +105,8 @@ class YOLOSegHead(nn.Module):
             area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1.0)
             total = total + (crop_to_boxes(bce, boxes).sum((1, 2)) / area).sum()
             count += int(fg.sum())
+        if counts is not None:
+            counts["yolo/mask"] = count
         losses["yolo/mask"] = total / max(count, 1) * self.loss_mask
         return losses
 
