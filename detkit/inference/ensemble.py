@@ -22,6 +22,7 @@ from detkit.inference.tta import (
     average_sem_probs,
     flip_detections,
     fuse_detections,
+    parse_tta,
     sem_probs,
     view_batch,
 )
@@ -138,8 +139,6 @@ class Ensemble(nn.Module):
 def as_ensemble(model: nn.Module | Sequence[nn.Module], tta: Any = None) -> nn.Module:
     """``model`` as it should predict: an ``Ensemble`` for a list of models or with ``tta`` (True, a dict of
     ``TTAOptions`` or TTAOptions; an Ensemble given with ``tta`` takes those views), else ``model`` itself."""
-    from detkit.inference.tta import parse_tta
-
     options = parse_tta(tta)
     if isinstance(model, Ensemble):
         return model if options is None else Ensemble(list(model.models), options)

@@ -129,11 +129,12 @@ def parse_tta(tta: Any, **defaults: Any) -> TTAOptions | None:
     raise TypeError(f"tta must be True, a dict of options or TTAOptions, got {type(tta).__name__}")
 
 
-def _content_columns(width: int, scale_x: float, left: float, orig_w: int) -> tuple[int, int]:
-    """Columns ``[x0, x1)`` of an input row [width] that hold the image (between the letterbox padding)."""
-    x0 = max(0, int(round(left)))
-    x1 = min(width, int(round(left + orig_w * scale_x)))
-    return (x0, x1) if x1 > x0 else (0, width)
+def _content_span(length: int, scale: float, offset: float, orig_length: int) -> tuple[int, int]:
+    """``[start, end)`` along one axis of an input ``length`` pixels long that holds the image content (between
+    the letterbox padding): ``offset`` pixels of padding first, then ``orig_length * scale`` of content."""
+    start = max(0, int(round(offset)))
+    end = min(length, int(round(offset + orig_length * scale)))
+    return (start, end) if end > start else (0, length)
 
 
 def _resized(image: Tensor, scale: float) -> Tensor:
@@ -164,7 +165,7 @@ def view_batch(batch: dict, scale: float = 1.0, flip: bool = False) -> dict:
     for i, (h, w) in enumerate(tuple(int(v) for v in s) for s in batch["image_sizes"]):
         image = batch["images"][i, :, :h, :w]
         if flip:
-            x0, x1 = _content_columns(w, float(scales[i][0]), float(pads[i][0]), origs[i][1])
+            x0, x1 = _content_span(w, float(scales[i][0]), float(pads[i][0]), origs[i][1])
             image = image.clone()
             image[:, :, x0:x1] = image[:, :, x0:x1].flip(-1)
         if scale != 1.0:
@@ -204,8 +205,8 @@ def sem_probs(model: nn.Module, batch: dict, align_corners: bool = False) -> lis
     out = []
     for i, (h, w) in enumerate(tuple(int(v) for v in s) for s in batch["image_sizes"]):
         (oh, ow), (sx, sy) = origs[i], scales[i]
-        x0, x1 = _content_columns(w, float(sx), float(pads[i][0]), ow)
-        y0, y1 = _content_columns(h, float(sy), float(pads[i][1]), oh)
+        x0, x1 = _content_span(w, float(sx), float(pads[i][0]), ow)
+        y0, y1 = _content_span(h, float(sy), float(pads[i][1]), oh)
         region = logits[i : i + 1, :, y0:y1, x0:x1].float()  # [1,C,h',w']
         region = F.interpolate(region, size=(oh, ow), mode="bilinear", align_corners=align_corners)
         out.append(region[0].softmax(0))
