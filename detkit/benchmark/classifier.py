@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from detkit.benchmark import harness
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
 from detkit.benchmark.inputs import synthetic_image
 from detkit.models.build import build_model
@@ -90,11 +91,17 @@ def bench_infer(
     batch = _batch(synthetic_image(h, w)[None].to(dev))
     k = dk.topk
 
-    def run_dk():
-        with torch.inference_mode():
-            return dk.predict(batch)[0]
+    def predictor(model: nn.Module):
+        def run():
+            with torch.inference_mode():
+                return model.predict(batch)[0]
 
+        return run
+
+    run_dk = predictor(dk)
     fns = {"detkit": run_dk}
+    dkc = harness.compiled_copy(dk, settings, inference=True)
+    compiled = harness.add_compiled(fns, dkc, predictor, run_dk, dev)
     if tv is not None:
         tv = tv.to(dev)
 
@@ -112,7 +119,7 @@ def bench_infer(
         diff = float((ours["scores"] - ref["scores"]).abs().max())
         check = f"top-{k} equal: {torch.equal(ours['labels'], ref['labels'])}, max probability diff {diff:.2g}"
     settings.log(f"  check: {check}")
-    return result_row("infer", _name(cfg), dev, f"1x{h}x{w}", times, mem, check)
+    return result_row("infer", _name(cfg), dev, f"1x{h}x{w}", times, mem, check, compiled)
 
 
 def bench_train(
@@ -129,15 +136,19 @@ def bench_train(
     labels = torch.randint(0, dk.num_classes, (batch,), generator=g).to(dev)
     dk_batch = _batch(images, labels)
     fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch))}
+    dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
     if tv is not None:
         tv = tv.to(dev).train()
         ce = nn.CrossEntropyLoss(label_smoothing=dk.head.label_smoothing)
         fns["torchvision"] = sgd_step(tv, lambda: {"ce": ce(tv(_normalize(dk, images)), labels)})
     losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
+    compiled = harness.add_compiled(
+        fns, dkc, lambda m: sgd_step(m, lambda: m.loss(dk_batch)), lambda: losses["detkit"], dev
+    )
     times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = "; ".join(f"{k} first-step loss {v:.6g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
-    return result_row("train", _name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check)
+    return result_row("train", _name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled)
 
 
 def _name(cfg: dict) -> str:

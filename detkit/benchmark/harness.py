@@ -5,6 +5,7 @@ a training step, and the result row (``tools/benchmark.py --task infer|train``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import statistics
 import time
@@ -20,12 +21,20 @@ Log = Callable[[str], None]
 @dataclass
 class RunSettings:
     """How a benchmark runs: ``iters`` timed turns after ``warmup`` untimed ones, on ``device`` (None: CUDA
-    when available, else the CPU); ``log`` receives the check lines."""
+    when available, else the CPU); ``log`` receives the check lines. With ``compile`` a copy of detkit's model
+    compiled by :func:`detkit.models.compile.compile_model` (``compile_backend``, ``compile_mode``) runs too,
+    interleaved with the others (:func:`add_compiled`)."""
 
     iters: int = 5
     warmup: int = 1
     device: str | None = None
     log: Log = field(default=print)
+    compile: bool = False
+    compile_backend: str = "inductor"
+    compile_mode: str | None = None
+
+
+COMPILED = "detkit_compiled"  # the key of detkit's compiled model among the timed functions
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -139,6 +148,71 @@ def measure(
     return times, {k: peak_memory(fn, device) for k, fn in fns.items()}
 
 
+def compiled_copy(model: nn.Module, settings: RunSettings, inference: bool = False) -> nn.Module | None:
+    """With ``settings.compile``, a copy of ``model`` with its dense parts compiled (else None); make it before
+    the first training step so that both start from the same weights. ``inference``: fixed weights, compiled
+    with ``freeze=True`` (as tools/infer.py and tools/eval.py would)."""
+    if not settings.compile:
+        return None
+    from detkit.models.compile import compile_model
+
+    mode, backend = settings.compile_mode, settings.compile_backend
+    return compile_model(copy.deepcopy(model), mode=mode, backend=backend, freeze=inference and backend == "inductor")
+
+
+def add_compiled(
+    fns: dict[str, Callable[[], object]],
+    compiled: nn.Module | None,
+    make_fn: Callable[[nn.Module], Callable[[], object]],
+    reference: Callable[[], object],
+    device: torch.device,
+) -> dict | None:
+    """Time the first call of ``make_fn(compiled)`` (compilation included: what a user pays once), then add
+    that function to ``fns`` as :data:`COMPILED`; nothing and None when ``compiled`` is None.
+
+    Returns ``{'compile_s', 'diff', 'parts'}``: ``diff`` compares the first output with ``reference()``
+    (eager's output for the same input, or eager's first training-step loss).
+    """
+    if compiled is None:
+        return None
+    fn = make_fn(compiled)
+    _sync(device)
+    start = time.perf_counter()
+    out = fn()
+    _sync(device)
+    compile_s = time.perf_counter() - start
+    fns[COMPILED] = fn
+    return {"compile_s": compile_s, "diff": output_difference(reference(), out), "parts": compiled.compiled_parts}
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in _tensors(out[k])]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _tensors(o)]
+    return [torch.tensor(float(out))] if isinstance(out, (int, float)) else []
+
+
+def output_difference(ref, out) -> str:
+    """The largest absolute difference over the tensors (or numbers) of two outputs, as text; for detections
+    (dicts with ``boxes``) the count matched within 1 px (``detkit.benchmark.rcnn.compare_detections``)."""
+    if isinstance(ref, dict) and isinstance(out, dict) and "boxes" in ref and "boxes" in out:
+        from detkit.benchmark.rcnn import compare_detections
+
+        r = compare_detections(ref, out)
+        return (
+            f"detections {r['n_ref']} vs {r['n_out']}, {r['matched']} matched within 1 px "
+            f"(max box diff {r['box_diff']:.2g} px, score {r['score_diff']:.2g})"
+        )
+    a, b = _tensors(ref), _tensors(out)
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        return f"shapes differ: {[tuple(x.shape) for x in a][:4]} vs {[tuple(y.shape) for y in b][:4]}"
+    diff = max((float((x.double() - y.double()).abs().max()) for x, y in zip(a, b) if x.numel()), default=0.0)
+    return f"max abs diff {diff:.2g}"
+
+
 def result_row(
     task: str,
     model: str,
@@ -147,13 +221,19 @@ def result_row(
     times: dict[str, list[float]],
     mem: dict[str, tuple[float | None, str]],
     check: str,
+    compiled: dict | None = None,
 ) -> dict:
-    """One result: median ms and peak MiB of ``detkit`` and of the peer (the other key of ``times``, if any),
-    their ratios (detkit / peer), and the check line."""
-    peer = next((k for k in times if k != "detkit"), None)
+    """One result: median ms and peak MiB of ``detkit`` and of the peer (the key of ``times`` other than
+    ``detkit`` and :data:`COMPILED`, if any), their ratios (detkit / peer), and the check line.
+
+    With ``compiled`` (:func:`add_compiled`'s result) the row also has ``compiled_ms``, ``compiled_ratio``
+    (compiled / peer), ``compiled_vs_eager`` (compiled / eager), ``compiled_mem_mb``, ``compile_s`` and
+    ``compiled_check``.
+    """
+    peer = next((k for k in times if k not in ("detkit", COMPILED)), None)
     ms = {k: median_ms(v) for k, v in times.items()}
     dk_mem, peer_mem = mem["detkit"][0], mem[peer][0] if peer else None
-    return {
+    row = {
         "task": task,
         "model": model,
         "device": str(device),
@@ -170,3 +250,14 @@ def result_row(
         "mem_method": mem["detkit"][1],
         "check": check,
     }
+    if compiled is not None:
+        row.update(
+            compiled_ms=ms[COMPILED],
+            compiled_ratio=ms[COMPILED] / ms[peer] if peer else None,
+            compiled_vs_eager=ms[COMPILED] / ms["detkit"],
+            compiled_mem_mb=mem[COMPILED][0],
+            compile_s=compiled["compile_s"],
+            compiled_check=f"compiled {', '.join(compiled['parts']) or 'nothing'}: vs eager {compiled['diff']}; "
+            f"first call {compiled['compile_s']:.1f} s",
+        )
+    return row

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from detkit.benchmark import harness
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
 from detkit.benchmark.inputs import synthetic_image, synthetic_targets
 from detkit.models.build import build_model
@@ -152,11 +153,17 @@ def bench_infer(
     img = synthetic_image(h, w).to(dev)
     batch = {"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]}
 
-    def run_dk():
-        with torch.inference_mode():
-            return dk.predict(batch)[0]
+    def predictor(model: nn.Module) -> Callable[[], dict]:
+        def run():
+            with torch.inference_mode():
+                return model.predict(batch)[0]
 
+        return run
+
+    run_dk = predictor(dk)
     fns = {"detkit": run_dk}
+    dkc = harness.compiled_copy(dk, settings, inference=True)
+    compiled = harness.add_compiled(fns, dkc, predictor, run_dk, dev)
     if tv is not None:
         tv = tv.to(dev).eval()
 
@@ -168,7 +175,7 @@ def bench_infer(
     times, mem = measure(fns, settings, dev)
     check = _infer_check(tv, img, dk, run_dk) if tv is not None else f"{len(run_dk()['boxes'])} detections"
     settings.log(f"  check: {check}")
-    return result_row("infer", _model_name(cfg), dev, f"1x{h}x{w}", times, mem, check)
+    return result_row("infer", _model_name(cfg), dev, f"1x{h}x{w}", times, mem, check, compiled)
 
 
 def _infer_check(tv: nn.Module, img: Tensor, dk: nn.Module, run_dk: Callable) -> str:
@@ -225,6 +232,7 @@ def bench_train(
         "targets": targets,
     }
     fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch))}
+    dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
     if tv is not None:
         tv = tv.to(dev).train()
         ids = torch.tensor(COCO_CATEGORY_IDS, device=dev)
@@ -232,7 +240,10 @@ def bench_train(
         tv_images = [im.float() / 255 for im in images]
         fns["torchvision"] = sgd_step(tv, lambda: tv(tv_images, tv_targets))
     losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
+    compiled = harness.add_compiled(
+        fns, dkc, lambda m: sgd_step(m, lambda: m.loss(dk_batch)), lambda: losses["detkit"], dev
+    )
     times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = "; ".join(f"{k} first-step loss {v:.4g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
-    return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check)
+    return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from detkit.benchmark import harness
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
 from detkit.benchmark.inputs import synthetic_targets
 from detkit.models.build import build_model
@@ -96,28 +97,37 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
     scale = cfg["model"].get("backbone", {}).get("scale", "n")
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dev)
 
-    def dk_forward():
-        with torch.inference_mode():
-            return ultralytics_layout_outputs(dk, x)  # what YOLOv8 returns: [1, 4 + C (+ P), A]
+    def forward_of(model: nn.Module):
+        def run():
+            with torch.inference_mode():
+                return ultralytics_layout_outputs(model, x)  # what YOLOv8 returns: [1, 4 + C (+ P), A]
+
+        return run
 
     def ul_forward():
         with torch.inference_mode():
             return ul(x)
 
-    times, mem = measure({"detkit": dk_forward, "ultralytics": ul_forward}, settings, dev)
+    dk_forward = forward_of(dk)
+    dkc = harness.compiled_copy(dk, settings, inference=True)
+    fns = {"detkit": dk_forward, "ultralytics": ul_forward}
+    compiled = harness.add_compiled(fns, dkc, forward_of, dk_forward, dev)
+    times, mem = measure(fns, settings, dev)
     ours, ref = dk_forward(), ul_forward()
     ref = ref[0] if isinstance(ref, (tuple, list)) else ref  # eval mode: (outputs, raw maps)
     ref = ref[0] if isinstance(ref, (tuple, list)) else ref  # segment: (detections, prototypes)
     diff = (ours - ref).abs()
     check = f"outputs: max box diff {float(diff[:, :4].max()):.2g} px, score diff {float(diff[:, 4:].max()):.2g}"
     settings.log(f"  check: {check}")
-    rows = [result_row("forward", f"yolo_{scale}", dev, f"1x3x{size}x{size}", times, mem, check)]
+    rows = [result_row("forward", f"yolo_{scale}", dev, f"1x3x{size}x{size}", times, mem, check, compiled)]
 
     img = np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8)
     letterbox = LetterBox((size, size), auto=False)
 
-    def dk_e2e():
-        return detkit.predict(dk, img, score_thr=0.25)
+    def e2e_of(model: nn.Module):
+        return lambda: detkit.predict(model, img, score_thr=0.25)
+
+    dk_e2e = e2e_of(dk)
 
     def ul_e2e():
         with torch.inference_mode():
@@ -130,10 +140,12 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
             det[:, :4] = ops.scale_boxes(t.shape[2:], det[:, :4], img.shape[:2])
             return det
 
-    times, mem = measure({"detkit": dk_e2e, "ultralytics": ul_e2e}, settings, dev)
+    fns = {"detkit": dk_e2e, "ultralytics": ul_e2e}
+    compiled = harness.add_compiled(fns, dkc, e2e_of, dk_e2e, dev)  # compiled already: this call times one run
+    times, mem = measure(fns, settings, dev)
     check = _detections_check(dk_e2e(), ul_e2e())
     settings.log(f"  check: {check}")
-    rows.append(result_row("end2end", f"yolo_{scale}", dev, f"{size}x{size}x3 uint8", times, mem, check))
+    rows.append(result_row("end2end", f"yolo_{scale}", dev, f"{size}x{size}x3 uint8", times, mem, check, compiled))
     return rows
 
 
@@ -188,10 +200,14 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, settings: RunSetting
         return {"loss": loss.sum()}
 
     fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch)), "ultralytics": sgd_step(ul, ul_loss)}
+    dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
     first = {k: fn() for k, fn in fns.items()}
+    compiled = harness.add_compiled(
+        fns, dkc, lambda m: sgd_step(m, lambda: m.loss(dk_batch)), lambda: first["detkit"], dev
+    )
     times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = (
         f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
     )
     settings.log(f"  check: {check}")
-    return [result_row("train", f"yolo_{scale}", dev, f"{batch}x3x{size}x{size}", times, mem, check)]
+    return [result_row("train", f"yolo_{scale}", dev, f"{batch}x3x{size}x{size}", times, mem, check, compiled)]

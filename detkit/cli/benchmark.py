@@ -4,11 +4,16 @@ Usage: python tools/benchmark.py CONFIG --task data [--split train] [--num-worke
                                  [--warmup W] [--set K=V ...] [--md docs/benchmarks.md]
        python tools/benchmark.py CONFIG --task infer|train [--compare torchvision|ultralytics] [--threads 2]
                                  [--size 800 1216] [--train-size 512] [--batch 2] [--device cpu|cuda]
+                                 [--compile [--compile-backend inductor] [--compile-mode M]]
                                  [--iters N] [--warmup W] [--md docs/benchmarks.md]
+       python tools/benchmark.py YOLO_CONFIG --task hotspots [--size 640 640] [--batch 8] [--iters N]
 With ``--compare torchvision`` (R50-FPN two-stage configs) torchvision's model with identical random weights
 runs in the same process, interleaved with detkit's; the ratios are detkit / torchvision. With
 ``--compare ultralytics`` (YOLO configs; Ultralytics installed for the benchmark only) YOLOv8 with the same
-weights: rows forward / end2end (``--size S S``) and train (``--train-size``, ``--batch``).
+weights: rows forward / end2end (``--size S S``) and train (``--train-size``, ``--batch``). ``--compile`` adds a
+copy of detkit's model compiled by ``detkit.models.compile_model`` to the same interleaved runs: each row gets a
+``(compiled)`` twin, with the first call's time (compilation included) and the difference from eager.
+``--task hotspots`` (YOLO configs) times YOLO's hot spots against the code they replaced (detkit.benchmark.hotspots).
 Exit status: 0 done, 2 bad input (config, data, arguments).
 """
 
@@ -55,7 +60,15 @@ def run_settings(args: argparse.Namespace):
     """The :class:`~detkit.benchmark.harness.RunSettings` of ``--iters``, ``--warmup``, ``--device``."""
     from detkit.benchmark.harness import RunSettings  # imports torch: not for --help or --task data
 
-    return RunSettings(iters=args.iters, warmup=args.warmup, device=args.device, log=print)
+    return RunSettings(
+        iters=args.iters,
+        warmup=args.warmup,
+        device=args.device,
+        log=print,
+        compile=args.compile,
+        compile_backend=args.compile_backend,
+        compile_mode=args.compile_mode,
+    )
 
 
 def bench_infer(cfg: dict, args: argparse.Namespace) -> list[dict]:
@@ -92,6 +105,13 @@ def bench_train(cfg: dict, args: argparse.Namespace) -> list[dict]:
     return [rcnn.bench_train(cfg, args.train_size or 512, args.batch, args.compare, run_settings(args))]
 
 
+def bench_hotspots(cfg: dict, args: argparse.Namespace) -> list[dict]:
+    """YOLO's hot spots, each against the code it replaced: C2f in place (``--size``), the assigner (``--batch``)."""
+    from detkit.benchmark.hotspots import bench_hotspots as run_hotspots
+
+    return run_hotspots(cfg, (args.size or (640, 640))[0], args.batch, run_settings(args))
+
+
 def is_classifier(cfg: dict) -> bool:
     """A Classifier config (configs/cls/): benchmarked by detkit.benchmark.classifier."""
     return (cfg.get("model") or {}).get("type") == "Classifier"
@@ -101,6 +121,7 @@ TASKS: dict[str, Callable[[dict, argparse.Namespace], list[dict]]] = {
     "data": bench_data,
     "infer": bench_infer,
     "train": bench_train,
+    "hotspots": bench_hotspots,
 }
 
 
@@ -149,19 +170,45 @@ def _fmt(v, spec: str = ".0f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def with_compiled_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` with, after each row that has compiled figures, its ``(compiled)`` twin: detkit's columns
+    replaced by the compiled model's (ratios against the same peer), the check by the compiled check."""
+    out = []
+    for r in rows:
+        out.append(r)
+        if r.get("compiled_ms") is not None:
+            c_mem = r["compiled_mem_mb"]
+            out.append(
+                {
+                    **r,
+                    "task": f"{r['task']} (compiled)",
+                    "detkit_ms": r["compiled_ms"],
+                    "ratio": r["compiled_ratio"],
+                    "detkit_mem_mb": c_mem,
+                    "mem_ratio": c_mem / r["peer_mem_mb"] if c_mem and r["peer_mem_mb"] else None,
+                    "check": f"{r['compiled_check']}; compiled / eager {r['compiled_vs_eager']:.2f}",
+                    "compiled_ms": None,
+                    "compiled_check": None,
+                }
+            )
+    return out
+
+
 def format_model_table(rows: list[dict]) -> str:
     """A plain-text table of infer/train rows (times in ms, memory in MiB, ratios detkit / peer)."""
     head = (
-        f"{'task':<8} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
+        f"{'task':<19} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
         f"{'detkit MiB':>10} {'peer MiB':>8} {'ratio':>6}"
     )
+    rows = with_compiled_rows(rows)
     lines = [head, "-" * len(head)]
     lines += [
-        f"{r['task']:<8} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
+        f"{r['task']:<19} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
         f"{_fmt(r['peer_ms']):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
         f"{_fmt(r['peer_mem_mb']):>8} {_fmt(r['mem_ratio'], '.2f'):>6}"
         for r in rows
     ]
+    lines += [f"{r['task']}: {r['compiled_check']}" for r in rows if r.get("compiled_check")]
     return "\n".join(lines + [f"memory: {rows[0]['mem_method']}" if rows else ""])
 
 
@@ -173,6 +220,7 @@ def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     date = datetime.date.today().isoformat()
+    rows = with_compiled_rows(rows)
     lines = [
         f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
         f"{_fmt(r['detkit_ms'])} | {_fmt(r['peer_ms'])} | {_fmt(r['ratio'], '.2f')} | "
@@ -210,7 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--train-size", type=int, default=None, help="train: square image side (default 512; classifiers 224)"
     )
-    parser.add_argument("--batch", type=int, default=2, help="train: images per step (default 2)")
+    parser.add_argument("--batch", type=int, default=2, help="train: images per step; hotspots: images (default 2)")
     parser.add_argument("--device", help="infer/train: cpu, cuda, cuda:N or N (default: cuda when available)")
     parser.add_argument(
         "--set",
@@ -221,6 +269,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K=V",
         help="config overrides, e.g. data.batch_size=8",
     )
+    compile_help = "infer/train: also time a copy of detkit's model with its dense parts compiled (torch.compile)"
+    parser.add_argument("--compile", action="store_true", help=compile_help)
+    parser.add_argument("--compile-backend", default="inductor", help="--compile's backend (default inductor)")
+    parser.add_argument("--compile-mode", help="--compile's torch.compile mode (default: torch's default)")
     parser.add_argument("--md", help="append the results as markdown rows to this file")
     return parser
 
@@ -271,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup if args.warmup is not None else (1 if model_task else 3)
     if args.iters < 1 or args.warmup < 0 or min(args.num_workers) < 0:
         parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
+    if args.compile and args.task not in ("infer", "train"):
+        parser.error("--compile goes with --task infer or train")
     if args.threads < 1 or args.batch < 1 or (args.train_size or 32) < 32 or min(args.size or [32]) < 32:
         parser.error("--threads and --batch must be >= 1, --size and --train-size >= 32")
     return run_tool(TOOL, run, args)

@@ -33,16 +33,24 @@ class ConvBNAct(nn.Module):
         self.fused_inference = False
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.conv_bn(x))
+
+    def conv_bn(self, x: Tensor) -> Tensor:
+        """The output before the activation: conv then BN (folded into the conv on the fused path)."""
         if (
             self.fused_inference
             and foldable(self.bn)
             and not (torch.is_grad_enabled() and self.conv.weight.requires_grad)
         ):
             w, b = conv_params(self.conv, self.bn, channels_last=is_channels_last(x))
-            return self.act(
-                F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
-            )
-        return self.act(self.bn(self.conv(x)))
+            return F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
+        return self.bn(self.conv(x))
+
+    def act_into(self, y: Tensor, out: Tensor) -> Tensor:
+        """The activation of ``y`` (``conv_bn``'s output) written into ``out`` (no autograd); returns ``out``."""
+        if isinstance(self.act, nn.SiLU):
+            return torch.ops.aten.silu.out(y, out=out)
+        return out.copy_(self.act(y))
 
 
 class Bottleneck(nn.Module):
@@ -58,6 +66,12 @@ class Bottleneck(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.cv2(self.cv1(x))
         return x + y if self.add else y
+
+    def forward_into(self, x: Tensor, out: Tensor) -> Tensor:
+        """``forward`` written into ``out`` (no autograd); returns ``out``."""
+        if not self.add:
+            return self.cv2.act_into(self.cv2.conv_bn(self.cv1(x)), out)
+        return torch.add(x, self.cv2(self.cv1(x)), out=out)
 
 
 class C2f(nn.Module):
@@ -75,10 +89,33 @@ class C2f(nn.Module):
         self.m = nn.ModuleList(Bottleneck(self.c, self.c, shortcut) for _ in range(n))
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.forward_chunk_cat(x)  # autograd, inductor (plans the copies itself), ONNX export
+        return self.cv2(self.concat_in_place(x))
+
+    def forward_chunk_cat(self, x: Tensor) -> Tensor:
+        """``forward`` as YOLOv8 writes it: cv1's output chunked, the bottleneck outputs concatenated."""
         y = list(self.cv1(x).chunk(2, 1))
         for m in self.m:
             y.append(m(y[-1]))
         return self.cv2(torch.cat(y, 1))
+
+    def concat_in_place(self, x: Tensor) -> Tensor:
+        """cv2's input [B,(2+n)c,H,W] with every part written once into it: no chunk or cat copies (no autograd).
+
+        cv1's activation goes into channels 0..2c, each bottleneck's output into the next c channels; the
+        tensor keeps the layout of cv1's output (channels_last on the CPU fast path).
+        """
+        first = self.cv1.conv_bn(x)  # [B,2c,H,W] before the activation
+        b, _, h, w = first.shape
+        layout = torch.channels_last if is_channels_last(first) else torch.contiguous_format
+        out = torch.empty(
+            (b, (2 + len(self.m)) * self.c, h, w), dtype=first.dtype, device=first.device, memory_format=layout
+        )
+        self.cv1.act_into(first, out[:, : 2 * self.c])
+        for i, m in enumerate(self.m):
+            m.forward_into(out[:, (1 + i) * self.c : (2 + i) * self.c], out[:, (2 + i) * self.c : (3 + i) * self.c])
+        return out
 
 
 class SPPF(nn.Module):

@@ -32,11 +32,12 @@ def points_in_boxes(points: Tensor, boxes: Tensor, eps: float = 1e-9) -> Tensor:
     """bool [B,G,A]: anchor centre ``points`` [A,2] strictly inside ``boxes`` [B,G,4]."""
     x, y = points[:, 0], points[:, 1]
     b = boxes[..., None, :]  # [B,G,1,4]
-    d = torch.stack([x - b[..., 0], y - b[..., 1], b[..., 2] - x, b[..., 3] - y], -1)  # [B,G,A,4]
-    return d.amin(-1) > eps
+    # the smallest of the four distances to the sides, without a [B,G,A,4] stack
+    left_top = torch.minimum(x - b[..., 0], y - b[..., 1])  # [B,G,A]
+    return torch.minimum(left_top, torch.minimum(b[..., 2] - x, b[..., 3] - y)) > eps
 
 
-def _pair_ciou(gt: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
+def pair_ciou(gt: Tensor, pred: Tensor, mask: Tensor) -> Tensor:
     """CIoU [B,G,A] of every (gt, anchor's predicted box) pair where ``mask``, clamped at 0; 0 elsewhere."""
     out = gt.new_zeros(mask.shape)
     b, g, a = mask.nonzero(as_tuple=True)
@@ -85,11 +86,30 @@ def task_aligned_assign(
         )
     gt_labels = gt_labels.long().clamp(0, num_classes - 1)
     candidates = points_in_boxes(points, gt_boxes) & gt_valid[..., None]  # [B,G,A]
-    overlaps = _pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)  # [B,G,A]
+    overlaps = pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)  # [B,G,A]
     cls_scores = pred_scores.float().gather(2, gt_labels[:, None, :].expand(-1, num_anchors, -1))  # [B,A,G]
     align = cls_scores.transpose(1, 2).pow(alpha) * overlaps.pow(beta) * candidates  # [B,G,A]
+    pos = select_positives(align, overlaps, candidates, topk)  # [B,G,A]
+    fg = pos.any(1)  # [B,A]
+    gt_index = pos.to(torch.uint8).argmax(1)  # [B,A]
 
-    k = min(topk, num_anchors)
+    labels = gt_labels.gather(1, gt_index)  # [B,A]
+    boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))  # [B,A,4]
+    # the assigned ground truth's normalised metric, align * (its best IoU / its best align), per anchor [B,A]
+    best_overlap = (overlaps * pos).amax(-1)  # [B,G]
+    best_align = (align * pos).amax(-1)  # [B,G]
+    picked = align.gather(1, gt_index[:, None, :])[:, 0]  # [B,A]
+    norm = picked * best_overlap.gather(1, gt_index) / (best_align.gather(1, gt_index) + eps) * fg
+    # the only [B,A,C] tensor is the result: the normalised metric scattered into the assigned class
+    scores = pred_scores.new_zeros(bsz, num_anchors, num_classes)
+    scores.scatter_(2, labels[..., None], norm[..., None].to(scores.dtype))
+    return Assignment(labels, boxes, scores, fg, gt_index)
+
+
+def select_positives(align: Tensor, overlaps: Tensor, candidates: Tensor, topk: int) -> Tensor:
+    """bool [B,G,A]: each ground truth's ``topk`` best-aligned candidates; an anchor claimed by several keeps
+    the ground truth it overlaps most."""
+    k = min(topk, align.shape[-1])
     top_idx = align.topk(k, dim=-1).indices  # [B,G,k]
     in_topk = torch.zeros_like(candidates).scatter_(-1, top_idx, True)
     pos = in_topk & candidates  # [B,G,A]
@@ -99,14 +119,4 @@ def task_aligned_assign(
         best = overlaps.argmax(1)  # [B,A]
         best_onehot = torch.zeros_like(pos).scatter_(1, best[:, None, :], True)
         pos = torch.where(multi[:, None, :], best_onehot & candidates, pos)
-    fg = pos.any(1)  # [B,A]
-    gt_index = pos.to(torch.uint8).argmax(1)  # [B,A]
-
-    labels = gt_labels.gather(1, gt_index)  # [B,A]
-    boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))  # [B,A,4]
-    scores = torch.nn.functional.one_hot(labels, num_classes).to(pred_scores.dtype) * fg[..., None]
-
-    align = align * pos
-    norm = (align * (overlaps * pos).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + eps)).amax(1)  # [B,A]
-    scores = scores * norm[..., None].to(scores.dtype)
-    return Assignment(labels, boxes, scores, fg, gt_index)
+    return pos

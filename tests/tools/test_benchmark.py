@@ -244,3 +244,32 @@ def test_compare_torchvision_refuses_a_classifier_torchvision_lacks(capsys):
     args = [str(ROOT / "configs" / "cls" / "cspdarknet_n_shapes.yaml"), "--task", "infer", "--compare", "torchvision"]
     assert bench_tool.main([*args, "--size", "32", "32", "--iters", "1", "--device", "cpu"]) == 2
     assert "--compare torchvision needs a ResNet classifier" in capsys.readouterr().err
+
+
+def test_compile_adds_a_compiled_twin_of_each_row(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    args = [CLS, "--task", "infer", "--compare", "torchvision", "--size", "32", "32", "--iters", "1", "--warmup", "0"]
+    args += ["--threads", "1", "--device", "cpu", "--compile", "--compile-backend", "eager", "--md", str(md)]
+    assert bench_tool.main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^infer \(compiled\)\s+resnet18_cls", out, re.M) and re.search(
+        r"^infer\s+resnet18_cls", out, re.M
+    )
+    assert "compiled backbone, head: vs eager max abs diff 0; first call" in out
+    rows = [r for r in md.read_text().splitlines() if "resnet18_shapes.yaml" in r]
+    assert len(rows) == 2 and "| infer (compiled) |" in rows[1] and "compiled / eager" in rows[1]
+
+
+def test_compile_needs_a_model_task(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_tool.main([SHAPES, "--task", "data", "--compile"])
+    assert exit_info.value.code == 2
+    assert "--compile goes with --task infer or train" in capsys.readouterr().err
+
+
+def test_hotspots_rows_check_that_outputs_are_unchanged(capsys):
+    args = [YOLO, "--task", "hotspots", "--size", "64", "64", "--batch", "2", "--iters", "1", "--warmup", "0"]
+    assert bench_tool.main([*args, "--threads", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^c2f\s+yolo_n", out, re.M) and re.search(r"^assign\s+yolo_n", out, re.M)
+    assert "max output difference" in out and "outputs equal: True; anchors 84, classes 80" in out

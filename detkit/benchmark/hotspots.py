@@ -1,0 +1,134 @@
+"""A/B measurements of YOLO's hot spots: each change against the code it replaced, interleaved in one process.
+
+``tools/benchmark.py CONFIG --task hotspots`` (docs/benchmarks.md, "Compiled models and YOLO hot spots"):
+
+- ``c2f``: the model's forward under ``torch.inference_mode`` with every C2f writing its parts into one
+  tensor (:meth:`detkit.models.blocks.C2f.concat_in_place`, B) against chunk + cat (A, what autograd and
+  ``torch.compile`` still run); the check is the largest output difference.
+- ``assign``: :func:`detkit.ops.tal.task_aligned_assign` (B) against :func:`reference_assign` (A, the assigner
+  as it was before: a [B,G,A,4] stack for the inside test, one-hot [B,A,C] int64 targets multiplied twice);
+  both on the head's real predictions for ``batch`` images with a few boxes each; the check is that all
+  outputs are equal.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+
+import torch
+from torch import Tensor, nn
+
+from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
+from detkit.benchmark.inputs import synthetic_targets
+from detkit.models.blocks import C2f
+from detkit.models.build import build_model
+from detkit.ops.tal import Assignment, pair_ciou, select_positives, task_aligned_assign
+
+
+@torch.no_grad()
+def reference_assign(*args: Tensor, topk: int = 10, alpha: float = 0.5, beta: float = 6.0) -> Assignment:
+    """The task-aligned assigner before issue 19: ``task_aligned_assign``'s six tensors and results."""
+    pred_scores, pred_boxes, points, gt_labels, gt_boxes, gt_valid = args
+    num_anchors, num_classes = pred_scores.shape[1:]
+    if gt_boxes.shape[1] == 0:
+        return task_aligned_assign(*args)
+    gt_labels = gt_labels.long().clamp(0, num_classes - 1)
+    x, y, b = points[:, 0], points[:, 1], gt_boxes[..., None, :]
+    inside = torch.stack([x - b[..., 0], y - b[..., 1], b[..., 2] - x, b[..., 3] - y], -1).amin(-1) > 1e-9
+    candidates = inside & gt_valid[..., None]  # [B,G,A]
+    overlaps = pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)
+    cls_scores = pred_scores.float().gather(2, gt_labels[:, None, :].expand(-1, num_anchors, -1))
+    align = cls_scores.transpose(1, 2).pow(alpha) * overlaps.pow(beta) * candidates
+    pos = select_positives(align, overlaps, candidates, topk)
+    fg = pos.any(1)
+    gt_index = pos.to(torch.uint8).argmax(1)
+    labels = gt_labels.gather(1, gt_index)
+    boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))
+    scores = torch.nn.functional.one_hot(labels, num_classes).to(pred_scores.dtype) * fg[..., None]
+    align = align * pos
+    norm = (align * (overlaps * pos).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + 1e-9)).amax(1)
+    return Assignment(labels, boxes, scores * norm[..., None].to(scores.dtype), fg, gt_index)
+
+
+def assignments_equal(a: Assignment, b: Assignment) -> bool:
+    """Whether two assignments are equal in every field (bit for bit)."""
+    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("labels", "boxes", "scores", "fg", "gt_index"))
+
+
+def chunk_cat_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose C2f blocks always run chunk + cat (the code before ``concat_in_place``)."""
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if isinstance(m, C2f):
+            m.forward = types.MethodType(C2f.forward_chunk_cat, m)
+    return ref
+
+
+def _scale(cfg: dict) -> str:
+    return f"yolo_{cfg['model'].get('backbone', {}).get('scale', 'n')}"
+
+
+def bench_c2f(cfg: dict, size: int, settings: RunSettings) -> dict:
+    """``c2f`` row: the fused inference forward at ``size``^2 with C2f in place (detkit) vs chunk + cat (peer)."""
+    dev = resolve_device(settings.device)
+    new = build_model(cfg).to(dev).eval().optimize_for_inference()
+    old = chunk_cat_copy(new)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dev)
+
+    def run(model):
+        def call():
+            with torch.inference_mode():
+                return model.forward_raw(x)
+
+        return call
+
+    times, mem = measure({"detkit": run(new), "chunk_cat": run(old)}, settings, dev)
+    diff = max(float((a - b).abs().max()) for a, b in zip(_flat(run(new)()), _flat(run(old)())))
+    check = f"max output difference {diff:.2g}"
+    settings.log(f"  check: {check}")
+    return result_row("c2f", _scale(cfg), dev, f"1x3x{size}x{size}", times, mem, check)
+
+
+def _flat(out) -> list[Tensor]:
+    if isinstance(out, Tensor):
+        return [out]
+    return [t for o in out for t in _flat(o)]
+
+
+def bench_assign(cfg: dict, size: int, batch: int, settings: RunSettings) -> dict:
+    """``assign`` row: the assigner on the head's predictions for ``batch`` images of ``size``^2 (no timing of
+    the network), new (detkit) vs :func:`reference_assign` (peer)."""
+    from detkit.models.heads.yolo import pad_targets
+
+    dev = resolve_device(settings.device)
+    model = build_model(cfg).to(dev).eval()
+    head = getattr(model.head, "det", model.head)  # YOLOSegHead keeps its YOLOHead as ``det``
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dev)
+    with torch.no_grad():
+        raw = model.forward_raw(images)
+        raw = raw[0] if isinstance(raw, tuple) else raw
+        bins, logits, points, strides = head.flatten(raw)
+        boxes = head.decode(bins, points, strides)
+    targets = synthetic_targets(batch, size, num_classes=model.num_classes)
+    args = (logits.float().sigmoid(), boxes, points, *pad_targets(targets, dev))
+    times, mem = measure(
+        {
+            "detkit": lambda: task_aligned_assign(*args, **head.assigner),
+            "reference": lambda: reference_assign(*args, **head.assigner),
+        },
+        settings,
+        dev,
+    )
+    same = assignments_equal(task_aligned_assign(*args, **head.assigner), reference_assign(*args, **head.assigner))
+    check = f"outputs equal: {same}; anchors {points.shape[0]}, classes {logits.shape[-1]}"
+    settings.log(f"  check: {check}")
+    return result_row("assign", _scale(cfg), dev, f"{batch}x{size}x{size}", times, mem, check)
+
+
+def bench_hotspots(cfg: dict, size: int, batch: int, settings: RunSettings | None = None) -> list[dict]:
+    """The ``c2f`` and ``assign`` rows of a YOLO config."""
+    settings = settings or RunSettings()
+    if "YOLO" not in str(cfg["model"].get("head", {}).get("type", "")):
+        raise ValueError("--task hotspots needs a YOLO config, e.g. configs/yolo/yolo_n_coco.yaml")
+    return [bench_c2f(cfg, size, settings), bench_assign(cfg, size, batch, settings)]
