@@ -1,7 +1,7 @@
 """Multi-object tracking: a detector's detections on each frame linked into tracks (ByteTrack or IoU alone).
 
     python tools/track.py CONFIG|- CHECKPOINT VIDEO... --out-dir DIR [--tracker bytetrack|iou] [--score-thr T]
-                          [--low-thr L] [--track-buffer N] [--match-iou M] [--nms-iou I]
+                          [--low-thr L] [--track-buffer N] [--no-fuse-score] [--match-iou M] [--nms-iou I]
                           [--gt GT_FILE [--min-iou I]]
                           [--device D] [--batch-size B] [--no-draw] [--trail N]
 
@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--score-thr", type=float, default=0.5, help="confident detections (default 0.5)")
     ap.add_argument("--low-thr", type=float, default=0.1, help="bytetrack: second-pass detections (default 0.1)")
     ap.add_argument("--track-buffer", type=int, default=30, help="bytetrack: frames a lost track is kept (30)")
+    ap.add_argument(
+        "--no-fuse-score", action="store_true", help="bytetrack: match by IoU alone, not IoU x score (low-score models)"
+    )
     ap.add_argument("--match-iou", type=float, default=None, help="minimum IoU of a match (bytetrack 0.2, iou 0.3)")
     ap.add_argument("--nms-iou", type=float, default=0.7, help="class-agnostic NMS first (default 0.7; 1: off)")
     ap.add_argument("--gt", metavar="GT_FILE", default=None, help="MOT ground truth of the (one) input: metrics")
@@ -67,6 +70,7 @@ def tracker_options(args: argparse.Namespace) -> dict:
         options = {"score_thr": args.score_thr}
     else:
         options = {"high_thr": args.score_thr, "low_thr": args.low_thr, "track_buffer": args.track_buffer}
+        options["fuse_score"] = not args.no_fuse_score
     if args.match_iou is not None:
         options["match_iou"] = args.match_iou
     return options

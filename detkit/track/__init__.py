@@ -9,7 +9,7 @@ files and score them with the motmetrics package (MOTA, IDF1, ID switches). See 
 import sys
 from types import ModuleType
 
-from detkit.track.api import TRACKERS, build_tracker, link_detections, track
+from detkit.track.api import TRACKERS, build_tracker, link_detections, merge_duplicates, track
 from detkit.track.bytetrack import ByteTracker
 from detkit.track.draw import TrackDrawer
 from detkit.track.iou_tracker import IoUTracker
@@ -26,6 +26,7 @@ __all__ = [
     "TrackDrawer",
     "build_tracker",
     "link_detections",
+    "merge_duplicates",
     "mot_lines",
     "mot_metrics",
     "open_frames",
