@@ -125,7 +125,7 @@ class Ensemble(nn.Module):
         if self.kind == "segmentor":
 
             def probs(model, view, flip):
-                return [p.flip(-1) if flip else p for p in sem_probs(model, view, model.align_corners)]
+                return [p.flip(-1) if flip else p for p in sem_probs(model, view)]
 
             return [average_sem_probs(p) for p in self._runs(batch, probs)]
         topk = min(int(getattr(m, "topk", 5)) for m in self.models)

@@ -194,23 +194,14 @@ def flip_detections(pred: dict[str, Tensor], width: int) -> dict[str, Tensor]:
     return out
 
 
-def sem_probs(model: nn.Module, batch: dict, align_corners: bool = False) -> list[Tensor]:
+def sem_probs(model: nn.Module, batch: dict) -> list[Tensor]:
     """A segmentor's class probabilities per image in original pixels: float [C,H0,W0] each.
 
-    ``model.inference`` gives logits at the input size; the letterbox padding is cut off, the rest resized
-    bilinearly to the original size (as ``Segmentor.predict`` does before its argmax), then softmax.
+    ``model.inference`` gives logits at the input size; ``model.logits_to_original`` cuts the letterbox
+    padding off and resizes the rest as ``Segmentor.predict`` does before its argmax; then softmax.
     """
     logits = model.inference(model.preprocess(batch))  # [B,C,H,W]
-    scales, pads, origs = batch_geometry(batch)
-    out = []
-    for i, (h, w) in enumerate(tuple(int(v) for v in s) for s in batch["image_sizes"]):
-        (oh, ow), (sx, sy) = origs[i], scales[i]
-        x0, x1 = _content_span(w, float(sx), float(pads[i][0]), ow)
-        y0, y1 = _content_span(h, float(sy), float(pads[i][1]), oh)
-        region = logits[i : i + 1, :, y0:y1, x0:x1].float()  # [1,C,h',w']
-        region = F.interpolate(region, size=(oh, ow), mode="bilinear", align_corners=align_corners)
-        out.append(region[0].softmax(0))
-    return out
+    return [x.float().softmax(0) for x in model.logits_to_original(logits, batch)]
 
 
 def average_sem_probs(probs: Sequence[Tensor]) -> dict[str, Tensor]:

@@ -155,10 +155,9 @@ class Segmentor(nn.Module):
         """Class logits [B,C,H,W] at the size of the normalised input ``images`` [B,3,H,W] (``test_mode``)."""
         return self._slide(images) if self.test_mode == "slide" else self._whole(images)
 
-    @torch.no_grad()
-    def predict(self, batch: dict) -> list[dict[str, Tensor]]:
-        """Per image ``{'sem_seg': int64 [H0,W0]}`` in original-image pixels."""
-        logits = self.inference(self.preprocess(batch))  # [B,C,H,W]
+    def logits_to_original(self, logits: Tensor, batch: dict) -> list[Tensor]:
+        """Logits [B,C,H,W] at the input size -> per image float [C,H0,W0] in original-image pixels
+        (the letterbox padding cut off, the content resized bilinearly)."""
         scales, pads, origs = batch_geometry(batch)
         out = []
         for i, (h, w) in enumerate(tuple(int(v) for v in s) for s in batch["image_sizes"]):
@@ -168,8 +167,14 @@ class Segmentor(nn.Module):
             region = logits[i : i + 1, :, top : top + ch, left : left + cw]  # [1,C,ch,cw]
             if (ch, cw) != (oh, ow):
                 region = F.interpolate(region, size=(oh, ow), mode="bilinear", align_corners=self.align_corners)
-            out.append({"sem_seg": region[0].argmax(0).to(torch.int64)})  # [H0,W0]
+            out.append(region[0])  # [C,H0,W0]
         return out
+
+    @torch.no_grad()
+    def predict(self, batch: dict) -> list[dict[str, Tensor]]:
+        """Per image ``{'sem_seg': int64 [H0,W0]}`` in original-image pixels."""
+        logits = self.inference(self.preprocess(batch))  # [B,C,H,W]
+        return [{"sem_seg": x.argmax(0).to(torch.int64)} for x in self.logits_to_original(logits, batch)]
 
     def forward(self, batch: dict) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """``loss(batch)`` in training mode, ``predict(batch)`` in eval mode."""
