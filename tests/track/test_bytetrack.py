@@ -128,3 +128,10 @@ def test_one_object_reported_under_two_classes_is_one_track_after_agnostic_nms()
     dets = [det(square(10 + t, 10), square(10 + t, 11), scores=[0.9, 0.8], labels=[0, 2]) for t in range(4)]
     assert ids_of(link_detections(dets, "bytetrack", nms_iou=0.7)) == [[1]] * 4
     assert ids_of(link_detections(dets, "bytetrack")) == [[1, 2]] * 4  # without it: a twin track
+
+
+def test_score_fusion_needs_scores_above_match_iou():
+    """IoU x score < match_iou for every pair of a detector scoring 0.15: fused, no track is ever confirmed."""
+    dets = [det(square(10 + 2 * t, 10), scores=[0.15]) for t in range(5)]
+    assert ids_of(link_detections(dets, ByteTracker(high_thr=0.1, low_thr=0.05))) == [[1]] + [[]] * 4
+    assert ids_of(link_detections(dets, ByteTracker(high_thr=0.1, low_thr=0.05, fuse_score=False))) == [[1]] * 5
