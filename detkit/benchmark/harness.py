@@ -182,7 +182,9 @@ def add_compiled(
     _sync(device)
     compile_s = time.perf_counter() - start
     fns[COMPILED] = fn
-    return {"compile_s": compile_s, "diff": output_difference(reference(), out), "parts": compiled.compiled_parts}
+    from detkit.models.compile import compiled_parts
+
+    return {"compile_s": compile_s, "diff": output_difference(reference(), out), "parts": compiled_parts(compiled)}
 
 
 def _tensors(out) -> list[torch.Tensor]:

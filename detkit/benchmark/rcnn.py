@@ -131,6 +131,8 @@ def _binary_masks(masks: Tensor) -> Tensor:
 
 
 def _model_name(cfg: dict) -> str:
+    if cfg["model"].get("type") == "OneStageDetector":  # any detector runs here without --compare
+        return f"yolo_{cfg['model'].get('backbone', {}).get('scale', '')}"
     kind = "mask_rcnn" if cfg["model"].get("mask_head") else "faster_rcnn"
     depth = cfg["model"].get("backbone", {}).get("depth", "")
     return f"{kind}_r{depth}_fpn" if depth else kind

@@ -99,15 +99,14 @@ def compile_model(
             changes of the weights are not seen. The model's own fast path (``optimize_for_inference``) is
             turned off: inductor folds and picks layouts itself. Ignored under autograd (training).
 
-    The names of the compiled parts are kept in ``model.compiled_parts`` (empty when nothing was compiled).
-    State dict keys, parameters and buffers are unchanged.
+    :func:`compiled_parts` lists the parts that run compiled. State dict keys, parameters and buffers are
+    unchanged.
     """
     inner = _unwrap(model)
     names = list(parts) if parts is not None else [n for n in DENSE_PARTS if getattr(inner, n, None) is not None]
     for name in names:
         if not isinstance(getattr(inner, name, None), nn.Module):
             raise ValueError(f"compile_model: {type(inner).__name__} has no part '{name}' to compile")
-    inner.compiled_parts = ()
     if backend == "inductor" and names and cpp_compiler() is None:
         warnings.warn(
             f"compile_model: no C++ compiler found (inductor needs {os.environ.get('CXX') or 'g++'}; install "
@@ -125,14 +124,17 @@ def compile_model(
         part = getattr(inner, name)
         part.compile(backend=backend, **{k: v for k, v in kwargs.items() if v is not None})
         part._compiled_call_impl = EagerFallback(name, part, part._compiled_call_impl)
-    inner.compiled_parts = tuple(names)
     return model
+
+
+def compiled_parts(model: nn.Module) -> tuple[str, ...]:
+    """Names of ``model``'s parts that run compiled (not those that fell back to eager, nor a deepcopy's)."""
+    inner = _unwrap(model)
+    return tuple(n for n, m in inner.named_children() if isinstance(m._compiled_call_impl, EagerFallback))
 
 
 def decompile_model(model: nn.Module) -> nn.Module:
     """Undo :func:`compile_model`: every part runs eager again; returns ``model``."""
-    inner = _unwrap(model)
-    for name in getattr(inner, "compiled_parts", ()):
-        getattr(inner, name)._compiled_call_impl = None
-    inner.compiled_parts = ()
+    for name in compiled_parts(model):
+        _unwrap(model).get_submodule(name)._compiled_call_impl = None
     return model

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from detkit.models.compile import compile_model, cpp_compiler, decompile_model
+from detkit.models.compile import compile_model, compiled_parts, cpp_compiler, decompile_model
 from detkit.models.detectors.one_stage import OneStageDetector
 from detkit.models.detectors.two_stage import TwoStageDetector
 
@@ -65,7 +65,7 @@ def test_yolo_keys_unchanged_and_training_and_inference_equal_eager():
     keys = list(model.state_dict())
     with no_fallback():  # every part compiles
         assert compile_model(model, backend="aot_eager") is model
-        assert model.compiled_parts == ("backbone", "neck", "head")
+        assert compiled_parts(model) == ("backbone", "neck", "head")
         assert list(model.state_dict()) == keys  # no _orig_mod. prefix: checkpoints load both ways
         batch = _batch()
         losses, grads = _step(model.train(), batch)
@@ -89,14 +89,12 @@ def test_deepcopy_is_eager_and_decompile_restores_eager():
 
     model = compile_model(_yolo(), backend="eager")
     ema = ModelEMA(model)  # deepcopy: nn.Module.__getstate__ drops the compiled call
-    assert ema.module.backbone._compiled_call_impl is None and ema.module.compiled_parts == model.compiled_parts
+    assert ema.module.backbone._compiled_call_impl is None and compiled_parts(ema.module) == ()
     ema.update(model)
     assert list(ema.module.state_dict()) == list(model.state_dict())
     assert model.backbone._compiled_call_impl is not None
     decompile_model(model)
-    assert model.compiled_parts == () and all(
-        model.get_submodule(n)._compiled_call_impl is None for n in ("neck", "head")
-    )
+    assert compiled_parts(model) == () and all(getattr(model, n)._compiled_call_impl is None for n in ("neck", "head"))
 
 
 def _faster_rcnn() -> TwoStageDetector:
@@ -113,7 +111,7 @@ def _faster_rcnn() -> TwoStageDetector:
 def test_two_stage_compiles_the_dense_parts_and_keeps_the_roi_heads_eager():
     eager = _faster_rcnn().eval()
     model = compile_model(copy.deepcopy(eager), backend="eager")
-    assert model.compiled_parts == ("backbone", "neck", "rpn_head")
+    assert compiled_parts(model) == ("backbone", "neck", "rpn_head")
     assert model.box_head._compiled_call_impl is None  # RoIAlign over a per-image number of proposals
     batch = _batch(96, 1)
     ours, ref = model.predict(batch), eager.predict(batch)
@@ -134,7 +132,7 @@ def test_a_part_that_fails_to_compile_warns_once_and_runs_eager():
     with pytest.warns(RuntimeWarning, match=expected) as rec, torch.no_grad():
         out = model.forward_raw(x)
     assert len([w for w in rec if "could not be compiled" in str(w.message)]) == 1
-    assert model.neck._compiled_call_impl is None  # eager from now on: no second attempt, no second warning
+    assert model.neck._compiled_call_impl is None and compiled_parts(model) == ()  # eager from now on
     with no_fallback(), torch.no_grad():
         again = model.forward_raw(x)
         ref = eager.forward_raw(x)
@@ -155,7 +153,7 @@ def test_without_a_cpp_compiler_nothing_is_compiled_and_one_warning_says_so(monk
     assert cpp_compiler() is None
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found") as rec:
         model = compile_model(_yolo())
-    assert len(rec) == 1 and model.compiled_parts == ()
+    assert len(rec) == 1 and compiled_parts(model) == ()
     assert all(getattr(model, n)._compiled_call_impl is None for n in ("backbone", "neck", "head"))
 
 
@@ -174,7 +172,10 @@ def test_ddp_wrap_after_compiling_trains(tmp_path):
         losses = ddp(_batch())
         sum(losses.values()).backward()
         assert all(p.grad is not None for p in model.head.parameters())
-        assert compile_model(ddp, backend="eager") is ddp and model.compiled_parts == ("backbone", "neck", "head")
+        assert compiled_parts(ddp) == ("backbone", "neck", "head")
+        decompile_model(ddp)  # a wrapped model: its module's parts
+        assert compiled_parts(model) == () and compile_model(ddp, backend="eager") is ddp
+        assert compiled_parts(model) == ("backbone", "neck", "head")
     finally:
         dist.destroy_process_group()
 
