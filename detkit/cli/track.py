@@ -107,6 +107,14 @@ def _report(summary: dict) -> str:
         f"{summary['source']}: {summary['frames']} frames, {len(tracks)} tracks, {summary['boxes']} boxes -> "
         f"{summary['mot']}, {summary['json']}" + (f", {summary['video']}" if summary["video"] else "")
     )
+    if not tracks:
+        best = summary["max_score"]
+        text += (
+            f"\n  no track: the detector's best score was {best:.3f}; lower --score-thr (and --low-thr), and for a "
+            "model whose scores stay low add --no-fuse-score (docs/tracking.md)"
+            if best is not None
+            else "\n  no track: the detector found nothing above --low-thr (bytetrack) or --score-thr (iou)"
+        )
     m = summary["metrics"]
     if m is not None:
         text += (

@@ -84,20 +84,24 @@ def _per_frame(frames: Sequence[dict]) -> list[dict]:
 
 
 def _run(model: nn.Module, source: Path, tracker, out: VideoOut | None, drawer: TrackDrawer, bar, options: dict):
-    """Detect, link, draw: the per-frame results of one source (``options``: batch_size, nms_iou)."""
+    """Detect, link, draw one source (``options``: batch_size, nms_iou); returns the per-frame results and the
+    best detection score given to the tracker (None without any)."""
     import detkit
 
-    results, size, thr = [], options["batch_size"], detection_thr(tracker)
+    results, size, thr, best = [], options["batch_size"], detection_thr(tracker), None
     for batch in frame_batches(open_frames(source)[1], size):
         for image, det in zip(batch, detkit.predict(model, batch, score_thr=thr, batch_size=size)):
             if "boxes" not in det:
                 raise ValueError(f"tracking needs a detector; {type(model).__name__} gives no boxes")
             det = merge_duplicates(det, options["nms_iou"])
+            if len(det["scores"]):
+                top = float(det["scores"].max())
+                best = top if best is None else max(best, top)
             results.append(tracker.update(det["boxes"], det["scores"], det["labels"]))
             if out is not None:
                 out.write(drawer.draw(image, results[-1]))
         bar.update(len(batch))
-    return results
+    return results, best
 
 
 def track_video(
@@ -119,7 +123,8 @@ def track_video(
     ``tracker`` and ``tracker_options`` as :func:`detkit.track.build_tracker` takes them; ``nms_iou`` as
     :func:`detkit.track.track`; ``min_iou`` the IoU of a true positive against ``gt_file``.
 
-    Returns a summary: ``source``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``, ``mot``, ``json``,
+    Returns a summary: ``source``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``, ``max_score`` (the
+    best detection score the tracker was given, None without any), ``mot``, ``json``,
     ``video`` (None without ``draw``) and ``metrics`` (with ``gt_file``: :func:`detkit.track.mot_metrics`).
     """
     from tqdm import tqdm
@@ -134,7 +139,8 @@ def track_video(
     bar = tqdm(total=info["frame_count"], desc=f"track {stem}", unit="frame", disable=None if progress else True)
     try:
         run_options = {"batch_size": batch_size, "nms_iou": nms_iou}
-        results = _run(model, Path(source), linker, video, TrackDrawer(model.class_names, trail), bar, run_options)
+        drawer = TrackDrawer(model.class_names, trail)
+        results, max_score = _run(model, Path(source), linker, video, drawer, bar, run_options)
     except BaseException:
         if video is not None:
             video.discard()
@@ -154,6 +160,7 @@ def track_video(
         "height": info["height"],
         "frames": len(results),
         "boxes": sum(len(r["ids"]) for r in results),
+        "max_score": max_score,
         "tracks": summarize_tracks(results, model.class_names),
         "metrics": mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None,
     }

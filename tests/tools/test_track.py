@@ -96,6 +96,13 @@ def test_video_with_the_iou_linker_and_no_drawing(checkpoint, sequence, tmp_path
     report = json.loads((out / "video.json").read_text())
     assert report["options"] == {"score_thr": 0.6, "match_iou": 0.3, "nms_iou": 0.7} and report["metrics"] is None
     assert "video.txt" in capsys.readouterr().out
+    # nothing confident enough: the summary says so, with the best score and what to change
+    byte = ["-", str(checkpoint), str(sequence["video"]), "--out-dir", str(out), "--no-draw", "--device", "cpu"]
+    assert track_main([*byte, "--score-thr", "0.9999", "--low-thr", "0.9"]) == 0
+    out_text = capsys.readouterr().out
+    assert "no track: the detector's best score was 0.9" in out_text and "--no-fuse-score" in out_text
+    assert track_main([*args, "--score-thr", "0.9999"]) == 0  # the IoU linker asks for nothing under 0.9999
+    assert "no track: the detector found nothing above" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
