@@ -150,22 +150,25 @@ def track_video(
     if video is not None:
         video.close()
     mot = write_mot(out_dir / f"{stem}.txt", results)
-    summary = {
-        "source": str(source),
-        "tracker": tracker,
-        "options": {**linker.options(), "nms_iou": nms_iou},
-        "class_names": list(model.class_names),
+    summary = {"source": str(source), "tracker": tracker, "options": {**linker.options(), "nms_iou": nms_iou}}
+    summary.update(_describe(results, model.class_names, info, max_score))
+    summary["metrics"] = mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None
+    path = out_dir / f"{stem}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**summary, "per_frame": _per_frame(results)}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return {**summary, "mot": mot, "json": path, "video": video.path if video is not None else None}
+
+
+def _describe(results: Sequence[dict], class_names: Sequence[str], info: dict, max_score: float | None) -> dict:
+    """The JSON's description of a tracked source: classes, video size and rate, counts, tracks."""
+    return {
+        "class_names": list(class_names),
         "fps": float(info["fps"]),
         "width": info["width"],
         "height": info["height"],
         "frames": len(results),
         "boxes": sum(len(r["ids"]) for r in results),
         "max_score": max_score,
-        "tracks": summarize_tracks(results, model.class_names),
-        "metrics": mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None,
+        "tracks": summarize_tracks(results, class_names),
     }
-    path = out_dir / f"{stem}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**summary, "per_frame": _per_frame(results)}, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return {**summary, "mot": mot, "json": path, "video": video.path if video is not None else None}
