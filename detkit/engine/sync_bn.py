@@ -2,10 +2,11 @@
 
 torch's ``nn.SyncBatchNorm`` works on GPUs only (its statistics kernels, and DDP refuses it in a CPU module),
 so a CPU run under torchrun (gloo: tests, debugging) could not match a one-process run of a BatchNorm model.
-:class:`SyncBatchNorm` is the CPU counterpart: in training under an initialised process group it sums ``x``
-and ``x^2`` per channel (in float64), all-reduces them with autograd (an all-reduce whose backward
-all-reduces the gradients, as torch's SyncBN backward does) and normalises with the global mean and
-variance; otherwise it is plain BatchNorm. :func:`convert_sync_batchnorm` picks the class for the device.
+:class:`SyncBatchNorm` is the CPU counterpart: in training under an initialised process group it takes each channel's mean and
+variance over this process's share (``torch.var_mean``), combines them over the processes with one
+all-reduce with autograd (whose backward all-reduces the gradients, as torch's SyncBN backward does;
+the combination in float64) and normalises with the global mean and
+variance in one fused multiply-add; otherwise it is plain BatchNorm. :func:`convert_sync_batchnorm` picks the class for the device.
 """
 
 from __future__ import annotations
@@ -47,20 +48,24 @@ class SyncBatchNorm(_BatchNorm):
         if not synced:
             return super().forward(input)
         dims = [d for d in range(input.dim()) if d != 1]
-        x = input.double()
-        count = x.new_full((x.shape[1],), x.numel() / x.shape[1])  # values per channel here
-        stats = _SumOverProcesses.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))  # [3C]
-        total, squares, n = stats.view(3, -1)
-        mean = total / n
-        var = squares / n - mean * mean  # biased, as BatchNorm normalises
+        var, mean = torch.var_mean(input, dim=dims, unbiased=False)  # [C] each, over this process's share
+        n = input.new_full((1,), input.numel() / input.shape[1], dtype=torch.float64)  # values per channel here
+        mean, var = mean.double(), var.double()
+        # one all-reduce of [sum of x, sum of x^2, count]: each share's sum of x^2 is n * (var + mean^2) from its
+        # own (stable) variance, and the float64 difference below loses ~1e-16 x mean^2 / var, not float32's
+        total = _SumOverProcesses.apply(torch.cat([n * mean, n * (var + mean * mean), n]))  # [2C+1]
+        count = total[-1]
+        global_mean = total[: mean.numel()] / count
+        global_var = (total[mean.numel() : -1] / count - global_mean * global_mean).clamp(min=0)
         if self.track_running_stats and self.running_mean is not None:
-            self._update_running_stats(mean.detach(), var.detach() * n[0] / (n[0] - 1).clamp(min=1))
-        shape = [1, -1] + [1] * (input.dim() - 2)
-        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        out = out.to(input.dtype)
+            self._update_running_stats(global_mean.detach(), global_var.detach() * count / (count - 1).clamp(min=1))
+        scale = torch.rsqrt(global_var + self.eps)  # [C]
         if self.affine:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+            scale = scale * self.weight
+        shift = (self.bias if self.affine else 0.0) - global_mean * scale
+        shape = [1, -1] + [1] * (input.dim() - 2)
+        # one fused x * scale + shift, in the input's dtype
+        return torch.addcmul(shift.to(input.dtype).view(shape), input, scale.to(input.dtype).view(shape))
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor) -> None:
