@@ -53,7 +53,10 @@ class EagerFallback:
         try:
             return self.compiled(*args, **kwargs)
         except Exception as compile_error:  # noqa: BLE001 - any compiler failure: eager decides below
-            out = self.eager(*args, **kwargs)  # raises the input's own error when eager fails too
+            try:
+                out = self.eager(*args, **kwargs)
+            except Exception as input_error:  # noqa: BLE001 - eager fails too: the input's error, as eager gives it
+                raise input_error from None
             self.eager.__self__._compiled_call_impl = None
             warnings.warn(
                 f"compile_model: {self.name} could not be compiled ({root_cause(compile_error)}); it runs eager",
