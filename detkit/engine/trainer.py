@@ -21,6 +21,7 @@ from detkit.config import dump_config
 from detkit.engine import dist
 from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
+from detkit.engine.early_stop import patience_stop
 from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file, setup_logger, tensorboard_writer
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
@@ -105,6 +106,8 @@ class Trainer:
         self.interrupted: str | None = None
         self.eval_callbacks: list[EvalCallback] = list(eval_callbacks)
         self.stop_reason: str | None = None  # set when an eval callback ends the run early
+        if t["patience"]:  # early stopping; counts the evaluations in metrics.jsonl, so a resume goes on counting
+            self.eval_callbacks.append(patience_stop(self.validator, int(t["patience"])))
         self.tb = None
         self._signals = dist.StopSignals()
         self._group_bad = False
@@ -128,6 +131,11 @@ class Trainer:
         self.total_batch, self.amp_dtype, self.scaler = opt.total_batch, opt.amp_dtype, opt.scaler
         if self.evaluator is not None:
             check_best_metric(self.evaluator, self.tcfg["best_metric"])
+        elif self.tcfg["patience"]:
+            raise PreflightError(
+                f"train.patience {self.tcfg['patience']} counts evaluations, but there is no data.val to evaluate "
+                "on; add data.val or set train.patience: 0"
+            )
 
     @property
     def best(self) -> dict[str, Any]:
