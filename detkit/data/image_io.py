@@ -1,4 +1,5 @@
 """Image reading with OpenCV (RGB uint8, EXIF orientation applied) and safe image paths."""
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except cv2.error as e:
         raise ImageReadError(f"cannot decode image file {path}: {e}") from e
     if img is None or img.size == 0:
-        raise ImageReadError(f"cannot decode image file {path}: corrupt or not an image format "
-                             f"OpenCV can read; replace the file or remove it from the annotations")
+        raise ImageReadError(
+            f"cannot decode image file {path}: corrupt or not an image format "
+            f"OpenCV can read; replace the file or remove it from the annotations"
+        )
     if img.ndim == 2:  # defensive: IMREAD_COLOR already gives 3 channels
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     img = _to_uint8(img)
@@ -77,15 +80,14 @@ def safe_join(img_dir: str | os.PathLike, file_name: str) -> str:
         UnsafePathError: ``file_name`` is empty, absolute, or escapes ``img_dir`` (via ``..`` or a link).
     """
     if not isinstance(file_name, str) or not file_name.strip():
-        raise UnsafePathError(f"image file_name {file_name!r} is empty or not a string; "
-                              f"use a path relative to img_dir")
+        raise UnsafePathError(f"image file_name {file_name!r} is empty or not a string; use a path relative to img_dir")
     hint = "use a path relative to img_dir"
     if os.path.isabs(file_name) or PureWindowsPath(file_name).drive or file_name[0] in "/\\":
-        raise UnsafePathError(f"image file_name {file_name!r} is an absolute path; {hint} "
-                              f"({os.fspath(img_dir)})")
+        raise UnsafePathError(f"image file_name {file_name!r} is an absolute path; {hint} ({os.fspath(img_dir)})")
     root = os.path.realpath(img_dir)
     target = os.path.realpath(os.path.join(root, file_name))
     if target == root or os.path.commonpath([root, target]) != root:
-        raise UnsafePathError(f"image file_name {file_name!r} points outside img_dir "
-                              f"{os.fspath(img_dir)} (resolves to {target}); {hint}")
+        raise UnsafePathError(
+            f"image file_name {file_name!r} points outside img_dir {os.fspath(img_dir)} (resolves to {target}); {hint}"
+        )
     return target

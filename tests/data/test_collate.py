@@ -1,4 +1,5 @@
 """collate builds the contract batch: padded uint8 images, torch targets, skipped samples counted."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +11,15 @@ from detkit.data.collate import collate
 
 def sample(h: int, w: int, n: int, image_id: int, masks: bool = True, sem: bool = False) -> dict:
     rng = np.random.default_rng(image_id)
-    s = {"image": rng.integers(1, 255, (h, w, 3), dtype=np.uint8),
-         "boxes": np.tile(np.array([[1, 2, 10, 12]], np.float32), (n, 1)),
-         "labels": np.arange(n, dtype=np.int64), "image_id": image_id, "orig_size": (2 * h, 2 * w),
-         "scale_factor": (0.5, 0.5), "pad_offset": (0, 0)}
+    s = {
+        "image": rng.integers(1, 255, (h, w, 3), dtype=np.uint8),
+        "boxes": np.tile(np.array([[1, 2, 10, 12]], np.float32), (n, 1)),
+        "labels": np.arange(n, dtype=np.int64),
+        "image_id": image_id,
+        "orig_size": (2 * h, 2 * w),
+        "scale_factor": (0.5, 0.5),
+        "pad_offset": (0, 0),
+    }
     if masks:
         s["masks"] = rng.integers(0, 2, (n, h, w), dtype=np.uint8)
     if sem:

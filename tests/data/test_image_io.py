@@ -1,4 +1,5 @@
 """read_image (EXIF, gray, RGBA, 16-bit, corrupt files) and safe_join."""
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,9 @@ def _asym_rgb(h: int = 12, w: int = 20) -> np.ndarray:
     """An image with a distinct colour in each quadrant, so every rotation/flip is visible."""
     a = np.zeros((h, w, 3), np.uint8)
     a[: h // 2, : w // 2] = (255, 0, 0)
-    a[: h // 2, w // 2:] = (0, 255, 0)
-    a[h // 2:, : w // 2] = (0, 0, 255)
-    a[h // 2:, w // 2:] = (255, 255, 0)
+    a[: h // 2, w // 2 :] = (0, 255, 0)
+    a[h // 2 :, : w // 2] = (0, 0, 255)
+    a[h // 2 :, w // 2 :] = (255, 255, 0)
     return a
 
 
@@ -75,7 +76,7 @@ def test_rgba_drops_alpha(tmp_path):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_16bit_scaled_to_8bit(tmp_path, channels):
-    g16 = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    g16 = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
     arr = g16 if channels == 1 else np.stack([g16, g16 // 2, g16 // 4], -1)
     cv2.imwrite(str(tmp_path / "d.png"), arr)
     got = read_image(tmp_path / "d.png")
@@ -123,9 +124,17 @@ def test_safe_join_accepts_relative_paths(tmp_path):
     assert safe_join(tmp_path, "sub/../y.png") == os.path.join(os.path.realpath(tmp_path), "y.png")
 
 
-@pytest.mark.parametrize("name,why", [("../secret.png", "outside"), ("sub/../../x.png", "outside"),
-                                      ("/etc/passwd", "absolute"), ("", "empty"),
-                                      ("\\\\server\\share\\x.png", "absolute"), ("C:\\x.png", "absolute")])
+@pytest.mark.parametrize(
+    "name,why",
+    [
+        ("../secret.png", "outside"),
+        ("sub/../../x.png", "outside"),
+        ("/etc/passwd", "absolute"),
+        ("", "empty"),
+        ("\\\\server\\share\\x.png", "absolute"),
+        ("C:\\x.png", "absolute"),
+    ],
+)
 def test_safe_join_refuses_escaping_paths(tmp_path, name, why):
     (tmp_path / "sub").mkdir()
     with pytest.raises(UnsafePathError, match=why) as e:

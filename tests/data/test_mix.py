@@ -1,4 +1,5 @@
 """MixDataset (mosaic / mixup / post-mix pipeline): contract, box-mask alignment, seeding, close_mosaic, loaders."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,15 +7,23 @@ import pytest
 import torch
 
 from detkit.data.build import SeededDataset, build_dataloader, build_dataset, set_loader_epoch
-from detkit.data.transforms.geometric import LetterBox
 from detkit.data.datasets.mix import MixDataset
-from detkit.data.transforms.mix_ops import pack_masks, unpack_masks
 from detkit.data.synthetic import make_shapes
+from detkit.data.transforms.geometric import LetterBox
+from detkit.data.transforms.mix_ops import pack_masks, unpack_masks
 
 COLORS = np.array([(220, 30, 30), (30, 220, 30), (30, 30, 220), (220, 220, 30)], np.uint8)  # per label
-POST = [{"type": "Affine", "scale": [0.5, 1.5], "translate_percent": [-0.1, 0.1], "keep_ratio": True,
-         "fill": 114, "p": 1.0},
-        {"type": "HorizontalFlip", "p": 0.5}]
+POST = [
+    {
+        "type": "Affine",
+        "scale": [0.5, 1.5],
+        "translate_percent": [-0.1, 0.1],
+        "keep_ratio": True,
+        "fill": 114,
+        "p": 1.0,
+    },
+    {"type": "HorizontalFlip", "p": 0.5},
+]
 
 
 class _Objects(torch.utils.data.Dataset):
@@ -39,11 +48,20 @@ class _Objects(torch.utils.data.Dataset):
         masks = np.zeros((2, h, w), np.uint8)
         sem = np.full((h, w), 255, np.uint8)
         for k, (b, lab) in enumerate(zip(boxes.astype(int), labels)):
-            masks[k, b[1]:b[3], b[0]:b[2]] = 1
-            img[b[1]:b[3], b[0]:b[2]] = COLORS[lab]
-            sem[b[1]:b[3], b[0]:b[2]] = lab
-        return {"image": img, "boxes": boxes, "labels": labels, "masks": masks, "sem_seg": sem,
-                "image_id": 100 + i, "orig_size": (h, w), "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+            masks[k, b[1] : b[3], b[0] : b[2]] = 1
+            img[b[1] : b[3], b[0] : b[2]] = COLORS[lab]
+            sem[b[1] : b[3], b[0] : b[2]] = lab
+        return {
+            "image": img,
+            "boxes": boxes,
+            "labels": labels,
+            "masks": masks,
+            "sem_seg": sem,
+            "image_id": 100 + i,
+            "orig_size": (h, w),
+            "scale_factor": (1.0, 1.0),
+            "pad_offset": (0, 0),
+        }
 
 
 def mask_box(m: np.ndarray) -> np.ndarray:
@@ -118,8 +136,13 @@ def test_labels_and_masks_stay_with_their_objects():
             inside = m.astype(bool)
             np.testing.assert_allclose(np.median(s["image"][inside], axis=0), COLORS[lab], atol=30)
             assert np.median(s["sem_seg"][inside]) == lab
-        greys = {int(v) for v in np.unique(s["image"][..., 0]) if (s["image"][..., 0] == v).sum() > 50
-                 and v == s["image"][..., 1][s["image"][..., 0] == v][0] and 60 <= v < 120}
+        greys = {
+            int(v)
+            for v in np.unique(s["image"][..., 0])
+            if (s["image"][..., 0] == v).sum() > 50
+            and v == s["image"][..., 1][s["image"][..., 0] == v][0]
+            and 60 <= v < 120
+        }
         sources += len(greys) >= 2
     assert sources >= len(ds) // 2  # most samples show several source images
     assert objects >= 2 * len(ds)  # as many objects as the primaries hold, at least
@@ -176,8 +199,12 @@ def test_mixup_blends_images_and_concatenates_labels():
         np.testing.assert_array_equal(s["labels"][:2], inner[i]["labels"])
         grey = lambda k: 60 + 5 * k  # noqa: E731  (the background of item k)
         corner = float(s["image"][50, 2, 0])  # background in both letterboxed images
-        partners = [k for k in range(len(inner)) if list(inner[k]["labels"]) == list(s["labels"][2:])
-                    and min(grey(i), grey(k)) - 1 <= corner <= max(grey(i), grey(k)) + 1]
+        partners = [
+            k
+            for k in range(len(inner))
+            if list(inner[k]["labels"]) == list(s["labels"][2:])
+            and min(grey(i), grey(k)) - 1 <= corner <= max(grey(i), grey(k)) + 1
+        ]
         assert partners, f"corner {corner} is no blend of item {i} and an item with labels {s['labels'][2:]}"
         # a blend with r ~ Beta(32, 32) lies well inside the two greys (or the partner is the image itself)
         assert any(k == i or 0.2 < (corner - grey(k)) / (grey(i) - grey(k)) < 0.8 for k in partners), corner

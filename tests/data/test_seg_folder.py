@@ -1,4 +1,5 @@
 """SegFolderDataset: pairing, classes (list / file / background option), sample contract, clear errors."""
+
 import cv2
 import numpy as np
 import pytest
@@ -56,9 +57,15 @@ def test_classes_from_a_file_and_the_background_option(tmp_path):
 
 def test_registered_and_built_with_a_pipeline(tmp_path):
     img_dir, mask_dir, _ = _write(tmp_path)
-    ds = build_dataset({"type": "SegFolderDataset", "img_dir": str(img_dir), "mask_dir": str(mask_dir),
-                        "classes": ["a", "b", "c"],
-                        "pipeline": [{"type": "RandomCropCatMax", "crop_size": 32}, {"type": "HorizontalFlip"}]})
+    ds = build_dataset(
+        {
+            "type": "SegFolderDataset",
+            "img_dir": str(img_dir),
+            "mask_dir": str(mask_dir),
+            "classes": ["a", "b", "c"],
+            "pipeline": [{"type": "RandomCropCatMax", "crop_size": 32}, {"type": "HorizontalFlip"}],
+        }
+    )
     s = ds[0]
     assert s["image"].shape == (32, 32, 3) and s["sem_seg"].shape == (32, 32)
 
@@ -120,10 +127,12 @@ def test_corrupt_image_is_skipped_or_raises(tmp_path):
 
 def test_shapes_folders_through_the_config_classes(tmp_path):
     from detkit.data.synthetic import make_shapes
+
     paths = make_shapes(tmp_path / "shapes", num_train=2, num_val=1, size=(64, 80))
     ds = SegFolderDataset(paths["train_img_dir"], paths["train_sem_dir"], classes=paths["sem_classes_file"])
     assert ds.class_names == ["background", "circle", "rectangle", "triangle", "star"]
-    fg = SegFolderDataset(paths["train_img_dir"], paths["train_sem_dir"], classes=paths["classes_file"],
-                          background="background")
+    fg = SegFolderDataset(
+        paths["train_img_dir"], paths["train_sem_dir"], classes=paths["classes_file"], background="background"
+    )
     assert fg.class_names == ds.class_names
     assert ds[0]["sem_seg"].max() < 5

@@ -1,9 +1,10 @@
 """Segmentation transforms: RandomCropCatMax, PadToSize, and sem_seg moving nearest through detkit's transforms."""
+
 import numpy as np
 import pytest
 
-from detkit.data.transforms.segmentation import PadToSize, RandomCropCatMax
 from detkit.data.transforms import build_transforms
+from detkit.data.transforms.segmentation import PadToSize, RandomCropCatMax
 
 
 def _sample(h=60, w=80, seed=0):
@@ -12,10 +13,17 @@ def _sample(h=60, w=80, seed=0):
     sem[10:30, 20:50] = 1
     sem[35:55, 5:25] = 2
     sem[0:4, :] = 255
-    return {"image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8), "sem_seg": sem,
-            "boxes": np.array([[20, 10, 50, 30], [5, 35, 25, 55]], np.float32), "labels": np.array([0, 1]),
-            "masks": np.stack([sem == 1, sem == 2]).astype(np.uint8), "image_id": 0, "orig_size": (h, w),
-            "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+    return {
+        "image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+        "sem_seg": sem,
+        "boxes": np.array([[20, 10, 50, 30], [5, 35, 25, 55]], np.float32),
+        "labels": np.array([0, 1]),
+        "masks": np.stack([sem == 1, sem == 2]).astype(np.uint8),
+        "image_id": 0,
+        "orig_size": (h, w),
+        "scale_factor": (1.0, 1.0),
+        "pad_offset": (0, 0),
+    }
 
 
 def test_crop_moves_image_sem_boxes_and_masks_together():
@@ -27,12 +35,12 @@ def test_crop_moves_image_sem_boxes_and_masks_together():
     # recover the offset from the image and check every array used the same one
     for y0 in range(60 - 32 + 1):
         for x0 in range(80 - 40 + 1):
-            if np.array_equal(s["image"][y0:y0 + 32, x0:x0 + 40], out["image"]):
+            if np.array_equal(s["image"][y0 : y0 + 32, x0 : x0 + 40], out["image"]):
                 break
         else:
             continue
         break
-    assert np.array_equal(out["sem_seg"], s["sem_seg"][y0:y0 + 32, x0:x0 + 40])
+    assert np.array_equal(out["sem_seg"], s["sem_seg"][y0 : y0 + 32, x0 : x0 + 40])
     for box, m in zip(out["boxes"], out["masks"]):
         ys, xs = np.nonzero(m)
         assert np.allclose(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
@@ -63,13 +71,16 @@ def test_small_images_pad_with_ignore():
     assert (p["sem_seg"][:, 30:] == 255).all() and p["pad_offset"] == (0, 0)
 
 
-@pytest.mark.parametrize("spec", [
-    [{"type": "ResizeShortestEdge", "short_sizes": [97], "max_size": None}],
-    [{"type": "LetterBox", "size": [64, 64]}],
-    [{"type": "RandomCropCatMax", "crop_size": [33, 45]}],
-    [{"type": "Affine", "scale": [0.7, 1.3], "rotate": [-20, 20], "p": 1.0}],
-    [{"type": "RandomScale", "scale_limit": 0.4, "p": 1.0}],
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        [{"type": "ResizeShortestEdge", "short_sizes": [97], "max_size": None}],
+        [{"type": "LetterBox", "size": [64, 64]}],
+        [{"type": "RandomCropCatMax", "crop_size": [33, 45]}],
+        [{"type": "Affine", "scale": [0.7, 1.3], "rotate": [-20, 20], "p": 1.0}],
+        [{"type": "RandomScale", "scale_limit": 0.4, "p": 1.0}],
+    ],
+)
 def test_sem_seg_moves_nearest_and_fills_with_ignore(spec):
     s = _sample()
     pipe = build_transforms(spec)

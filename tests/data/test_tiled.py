@@ -1,11 +1,12 @@
 """TiledDataset: tiles cover each image, boxes and masks clipped to tiles, slivers dropped, built from a spec."""
+
 import numpy as np
 import pytest
 
 from detkit.data.build import build_dataset
 from detkit.data.collate import collate
-from detkit.data.synthetic import make_shapes
 from detkit.data.datasets.tiled import TiledDataset, crop_sample
+from detkit.data.synthetic import make_shapes
 from detkit.ops.tiling import tile_windows
 
 
@@ -15,9 +16,19 @@ def shapes(tmp_path_factory):
 
 
 def _spec(paths, **kw):
-    return {"type": "TiledDataset", "tile_size": [96, 128], "overlap": 0.25, "min_visible": 0.5,
-            "dataset": {"type": "CocoDataset", "ann_file": str(paths["train_ann_file"]),
-                        "img_dir": str(paths["train_img_dir"]), "with_masks": True}, **kw}
+    return {
+        "type": "TiledDataset",
+        "tile_size": [96, 128],
+        "overlap": 0.25,
+        "min_visible": 0.5,
+        "dataset": {
+            "type": "CocoDataset",
+            "ann_file": str(paths["train_ann_file"]),
+            "img_dir": str(paths["train_img_dir"]),
+            "with_masks": True,
+        },
+        **kw,
+    }
 
 
 def test_tiles_clip_boxes_and_masks(shapes):
@@ -50,13 +61,17 @@ def test_tiles_clip_boxes_and_masks(shapes):
 
 
 def test_slivers_dropped_and_empty_tiles_optional(shapes):
-    sample = {"image": np.zeros((100, 100, 3), np.uint8), "boxes": np.array([[0, 0, 50, 20], [40, 0, 90, 20]], np.float32),
-              "labels": np.array([0, 1])}
+    sample = {
+        "image": np.zeros((100, 100, 3), np.uint8),
+        "boxes": np.array([[0, 0, 50, 20], [40, 0, 90, 20]], np.float32),
+        "labels": np.array([0, 1]),
+    }
     tile = crop_sample(sample, (45, 0, 100, 50), min_visible=0.5)
     assert tile["boxes"].tolist() == [[0, 0, 45, 20]] and tile["labels"].tolist() == [1]  # 5/50 of box 0: dropped
     assert tile["orig_size"] == (50, 55) and tile["tile"] == (45, 0, 100, 50)
-    dense = build_dataset(_spec(shapes, keep_empty=False,
-                                pipeline=[{"type": "ResizeShortestEdge", "short_sizes": [48], "max_size": 64}]))
+    dense = build_dataset(
+        _spec(shapes, keep_empty=False, pipeline=[{"type": "ResizeShortestEdge", "short_sizes": [48], "max_size": 64}])
+    )
     assert 0 < len(dense) <= 3 * len(tile_windows(160, 224, (96, 128), 0.25))
     for k in range(len(dense)):
         s = dense[k]

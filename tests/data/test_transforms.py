@@ -1,4 +1,5 @@
 """Transforms move image, boxes, masks and sem_seg together; resizes match torchvision."""
+
 from __future__ import annotations
 
 import copy
@@ -8,19 +9,31 @@ import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from detkit.data.transforms import (LetterBox, Pipeline, ResizeShortestEdge, build_transforms,
-                                    resize_output_size)
+from detkit.data.transforms import LetterBox, Pipeline, ResizeShortestEdge, build_transforms, resize_output_size
 
 BOXES = np.array([[10, 8, 40, 30], [50, 40, 90, 70], [70, 5, 95, 25]], np.float32)
 LABELS = np.array([2, 0, 1], np.int64)
 
 
-def make_sample(h: int = 80, w: int = 100, boxes: np.ndarray = BOXES, labels: np.ndarray = LABELS,
-                masks: bool = True, sem: bool = True) -> dict:
+def make_sample(
+    h: int = 80,
+    w: int = 100,
+    boxes: np.ndarray = BOXES,
+    labels: np.ndarray = LABELS,
+    masks: bool = True,
+    sem: bool = True,
+) -> dict:
     """A sample whose masks are the filled boxes and whose sem_seg paints label+1 in each box (255 elsewhere)."""
     rng = np.random.default_rng(0)
-    s = {"image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8), "boxes": boxes.copy(), "labels": labels.copy(),
-         "image_id": 7, "orig_size": (h, w), "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+    s = {
+        "image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+        "boxes": boxes.copy(),
+        "labels": labels.copy(),
+        "image_id": 7,
+        "orig_size": (h, w),
+        "scale_factor": (1.0, 1.0),
+        "pad_offset": (0, 0),
+    }
     if masks:
         m = np.zeros((len(boxes), h, w), np.uint8)
         for i, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
@@ -63,9 +76,15 @@ PIPELINES = {
     "resize_down": ([{"type": "ResizeShortestEdge", "short_sizes": [37], "max_size": 1000}], True),
     "letterbox": ([{"type": "LetterBox", "size": [96, 160]}], True),
     "affine": ([{"type": "Affine", "rotate": [12, 12], "scale": [0.9, 0.9], "p": 1.0}], False),
-    "mixed": ([{"type": "ResizeShortestEdge", "short_sizes": [64, 96]}, {"type": "HorizontalFlip", "p": 1.0},
-               {"type": "Affine", "translate_px": {"x": [5, 5], "y": [-3, -3]}, "p": 1.0},
-               {"type": "LetterBox", "size": 128}], True),
+    "mixed": (
+        [
+            {"type": "ResizeShortestEdge", "short_sizes": [64, 96]},
+            {"type": "HorizontalFlip", "p": 1.0},
+            {"type": "Affine", "translate_px": {"x": [5, 5], "y": [-3, -3]}, "p": 1.0},
+            {"type": "LetterBox", "size": 128},
+        ],
+        True,
+    ),
 }
 
 
@@ -108,8 +127,10 @@ def test_dropped_boxes_drop_their_masks():
 
 
 def test_min_visibility_bbox_params_entry():
-    specs = [{"type": "BboxParams", "min_visibility": 0.5},
-             {"type": "Crop", "x_min": 0, "y_min": 0, "x_max": 60, "y_max": 50}]
+    specs = [
+        {"type": "BboxParams", "min_visibility": 0.5},
+        {"type": "Crop", "x_min": 0, "y_min": 0, "x_max": 60, "y_max": 50},
+    ]
     out = build_transforms(specs)(make_sample())
     np.testing.assert_array_equal(out["labels"], [2])  # box 1 keeps 10x10 of 40x30: < 50 % visible
     assert out["masks"].shape == (1, 50, 60)
@@ -158,8 +179,9 @@ def test_sem_seg_fill_is_ignore():
     assert (lb["image"][:20] == 114).all()
 
 
-@pytest.mark.parametrize("hw", [(480, 640), (800, 1000), (333, 500), (1000, 300), (799, 1201), (50, 2000),
-                                (1333, 800), (123, 457)])
+@pytest.mark.parametrize(
+    "hw", [(480, 640), (800, 1000), (333, 500), (1000, 300), (799, 1201), (50, 2000), (1333, 800), (123, 457)]
+)
 @pytest.mark.parametrize("min_size,max_size", [(800, 1333), (512, 853), (37, 100)])
 def test_resize_matches_torchvision(hw, min_size, max_size):
     h, w = hw
@@ -182,8 +204,10 @@ def test_resize_scale_one_returns_image_unchanged():
 
 
 def test_resize_random_sizes_and_seeding():
-    specs = [{"type": "ResizeShortestEdge", "short_sizes": [40, 60], "sample": "range", "max_size": None},
-             {"type": "HorizontalFlip", "p": 0.5}]
+    specs = [
+        {"type": "ResizeShortestEdge", "short_sizes": [40, 60], "sample": "range", "max_size": None},
+        {"type": "HorizontalFlip", "p": 0.5},
+    ]
     a, b = build_transforms(specs), build_transforms(specs)
     a.seed(3)
     b.seed(3)
@@ -221,8 +245,15 @@ def test_unknown_names_and_arguments_are_clear_errors():
 
 
 def test_albumentations_compositions_nest():
-    pipe = build_transforms([{"type": "OneOf", "p": 1.0, "transforms": [{"type": "HorizontalFlip", "p": 1.0},
-                                                                        {"type": "VerticalFlip", "p": 1.0}]}])
+    pipe = build_transforms(
+        [
+            {
+                "type": "OneOf",
+                "p": 1.0,
+                "transforms": [{"type": "HorizontalFlip", "p": 1.0}, {"type": "VerticalFlip", "p": 1.0}],
+            }
+        ]
+    )
     assert isinstance(pipe, Pipeline) and len(pipe) == 1
     check_consistent(pipe(make_sample()), tight=True)
 

@@ -4,23 +4,38 @@ They take and return the sample dict of docs/contracts.md, never modify the arra
 update ``scale_factor`` / ``pad_offset`` (a point ``x`` of the output maps back as ``(x - left) / sx``).
 Instance masks and ``sem_seg`` resize nearest; padding is 0 in masks and 255 (ignore) in ``sem_seg``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
 
 from detkit.registry import TRANSFORMS
 
-__all__ = ["ResizeShortestEdge", "LetterBox", "resize_output_size", "resize_sample", "pad_sample",
-           "sanitize_instances", "INSTANCE_KEYS", "SEM_IGNORE"]
+__all__ = [
+    "INSTANCE_KEYS",
+    "SEM_IGNORE",
+    "LetterBox",
+    "ResizeShortestEdge",
+    "pad_sample",
+    "resize_output_size",
+    "resize_sample",
+    "sanitize_instances",
+]
 
 # per-instance arrays (first dim N) that are filtered together with the boxes
 INSTANCE_KEYS = ("boxes", "labels", "masks", "iscrowd", "areas")
 SEM_IGNORE = 255
-_INTERP = {"nearest": cv2.INTER_NEAREST_EXACT, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
-           "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+_INTERP = {
+    "nearest": cv2.INTER_NEAREST_EXACT,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
 # BboxParams keys a config may set; format, label_fields and clip are fixed by detkit
 
 
@@ -78,8 +93,7 @@ def resize_sample(sample: dict, new_h: int, new_w: int, interpolation: int = cv2
     out["image"] = cv2.resize(img, (new_w, new_h), interpolation=interpolation)
     sx, sy = new_w / w, new_h / h
     if out.get("boxes") is not None:
-        out["boxes"] = (np.asarray(out["boxes"], np.float32).reshape(-1, 4)
-                        * np.array([sx, sy, sx, sy], np.float32))
+        out["boxes"] = np.asarray(out["boxes"], np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
     if out.get("masks") is not None:
         out["masks"] = _nearest_resize(np.asarray(out["masks"]), new_h, new_w)
     if out.get("sem_seg") is not None:
@@ -105,10 +119,16 @@ class ResizeShortestEdge:
         interpolation: image interpolation, one of nearest, bilinear, bicubic, area, lanczos.
     """
 
-    def __init__(self, short_sizes: int | Sequence[int] = (800,), max_size: int | None = 1333,
-                 sample: str = "choice", interpolation: str = "bilinear"):
-        self.short_sizes = (int(short_sizes),) if isinstance(short_sizes, (int, float)) else tuple(
-            int(s) for s in short_sizes)
+    def __init__(
+        self,
+        short_sizes: int | Sequence[int] = (800,),
+        max_size: int | None = 1333,
+        sample: str = "choice",
+        interpolation: str = "bilinear",
+    ):
+        self.short_sizes = (
+            (int(short_sizes),) if isinstance(short_sizes, (int, float)) else tuple(int(s) for s in short_sizes)
+        )
         if not self.short_sizes or min(self.short_sizes) <= 0:
             raise ValueError(f"ResizeShortestEdge: short_sizes must be positive ints, got {short_sizes!r}")
         if sample not in ("choice", "range"):
@@ -136,8 +156,10 @@ class ResizeShortestEdge:
         return resize_sample(sample, new_h, new_w, self._interp)
 
     def __repr__(self) -> str:
-        return (f"ResizeShortestEdge(short_sizes={list(self.short_sizes)}, max_size={self.max_size}, "
-                f"sample={self.sample!r}, interpolation={self.interpolation!r})")
+        return (
+            f"ResizeShortestEdge(short_sizes={list(self.short_sizes)}, max_size={self.max_size}, "
+            f"sample={self.sample!r}, interpolation={self.interpolation!r})"
+        )
 
 
 @TRANSFORMS.register
@@ -151,8 +173,13 @@ class LetterBox:
         interpolation: image interpolation name.
     """
 
-    def __init__(self, size: int | Sequence[int] = (640, 640), pad_value: int = 114, scaleup: bool = True,
-                 interpolation: str = "bilinear"):
+    def __init__(
+        self,
+        size: int | Sequence[int] = (640, 640),
+        pad_value: int = 114,
+        scaleup: bool = True,
+        interpolation: str = "bilinear",
+    ):
         self.size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
         self.pad_value = pad_value
         self.scaleup = scaleup
@@ -185,12 +212,12 @@ def pad_sample(sample: dict, top: int, bottom: int, left: int, right: int, pad_v
     out["image"] = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=value)
     if out.get("boxes") is not None:
         out["boxes"] = np.asarray(out["boxes"], np.float32).reshape(-1, 4) + np.array(
-            [left, top, left, top], np.float32)
+            [left, top, left, top], np.float32
+        )
     if out.get("masks") is not None:
         out["masks"] = np.pad(np.asarray(out["masks"]), ((0, 0), (top, bottom), (left, right)))
     if out.get("sem_seg") is not None:
-        out["sem_seg"] = np.pad(np.asarray(out["sem_seg"]), ((top, bottom), (left, right)),
-                                constant_values=SEM_IGNORE)
+        out["sem_seg"] = np.pad(np.asarray(out["sem_seg"]), ((top, bottom), (left, right)), constant_values=SEM_IGNORE)
     po = out.get("pad_offset", (0, 0))
     out["pad_offset"] = (float(po[0]) + left, float(po[1]) + top)
     return out

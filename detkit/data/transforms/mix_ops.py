@@ -9,12 +9,13 @@ albumentations' fill 0 decodes to 255 = ignore) or zeros. Nearest-neighbour resi
 every bit, so the masks come out exactly where the image pixels go. Packing happens before the
 letterbox resize, so one ``cv2.resize`` moves all masks of an item at once.
 """
+
 from __future__ import annotations
 
 import os
 import random
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call on import
 
@@ -25,8 +26,14 @@ import numpy as np  # noqa: E402
 from detkit.data.transforms.geometric import LetterBox, sanitize_instances  # noqa: E402
 from detkit.data.transforms.pipeline import encode_sem  # noqa: E402
 
-__all__ = ["pack_masks", "unpack_masks", "letterbox_packed", "MosaicCombiner", "mixup_samples",
-           "tighten_boxes_to_masks"]
+__all__ = [
+    "MosaicCombiner",
+    "letterbox_packed",
+    "mixup_samples",
+    "pack_masks",
+    "tighten_boxes_to_masks",
+    "unpack_masks",
+]
 
 
 def pack_masks(masks: np.ndarray, channel: int, channels: int, sem: np.ndarray | None = None) -> np.ndarray:
@@ -40,7 +47,7 @@ def pack_masks(masks: np.ndarray, channel: int, channels: int, sem: np.ndarray |
         out[..., 0] = encode_sem(sem)
     if n:
         bits = np.packbits(np.asarray(masks) != 0, axis=0, bitorder="little")  # [ceil(N/8), H, W]
-        out[..., 1 + channel:1 + channel + len(bits)] = bits.transpose(1, 2, 0)
+        out[..., 1 + channel : 1 + channel + len(bits)] = bits.transpose(1, 2, 0)
     return out
 
 
@@ -96,8 +103,9 @@ def mixup_samples(a: dict, b: dict, ratio: float) -> dict:
     out = dict(a)
     img = a["image"].astype(np.float32) * ratio + b["image"].astype(np.float32) * (1.0 - ratio)
     out["image"] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    out["boxes"] = np.concatenate([np.asarray(a["boxes"], np.float32).reshape(-1, 4),
-                                   np.asarray(b["boxes"], np.float32).reshape(-1, 4)])
+    out["boxes"] = np.concatenate(
+        [np.asarray(a["boxes"], np.float32).reshape(-1, 4), np.asarray(b["boxes"], np.float32).reshape(-1, 4)]
+    )
     out["labels"] = np.concatenate([np.asarray(a["labels"], np.int64), np.asarray(b["labels"], np.int64)])
     if a.get("masks") is not None and b.get("masks") is not None:
         out["masks"] = np.concatenate([np.asarray(a["masks"], np.uint8), np.asarray(b["masks"], np.uint8)])
@@ -107,8 +115,12 @@ def mixup_samples(a: dict, b: dict, ratio: float) -> dict:
     return out
 
 
-def letterbox_packed(sample: dict, letterbox: LetterBox, channel: int = 0, channels: int | None = None,
-                     ) -> tuple[dict, np.ndarray | None]:
+def letterbox_packed(
+    sample: dict,
+    letterbox: LetterBox,
+    channel: int = 0,
+    channels: int | None = None,
+) -> tuple[dict, np.ndarray | None]:
     """Letterbox ``sample`` with its masks / sem_seg packed (see :func:`pack_masks`) at bit channel ``channel``.
 
     Returns:
@@ -133,14 +145,20 @@ def letterbox_packed(sample: dict, letterbox: LetterBox, channel: int = 0, chann
         small = cv2.resize(small, (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT).reshape(new_h, new_w, -1)
     packed = np.zeros(out["image"].shape[:2] + (1 + channels,), np.uint8)
     top, left = int(round(top)), int(round(left))
-    region = packed[top:top + new_h, left:left + new_w]
+    region = packed[top : top + new_h, left : left + new_w]
     region[..., 0] = small[..., 0]
-    region[..., 1 + channel:1 + channel + own] = small[..., 1:]
+    region[..., 1 + channel : 1 + channel + own] = small[..., 1:]
     return out, packed
 
 
-def unpack_sample(sample: dict, packed: np.ndarray | None, idx: np.ndarray, with_masks: bool, with_sem: bool,
-                  sem_dtype: np.dtype = np.uint8) -> dict:
+def unpack_sample(
+    sample: dict,
+    packed: np.ndarray | None,
+    idx: np.ndarray,
+    with_masks: bool,
+    with_sem: bool,
+    sem_dtype: np.dtype = np.uint8,
+) -> dict:
     """Put ``masks`` (instances ``idx`` of ``packed``) and ``sem_seg`` (channel 0) back into ``sample``."""
     out = dict(sample)
     if with_masks:
@@ -163,47 +181,74 @@ class MosaicCombiner:
         min_visibility: minimum kept fraction of a box's area.
     """
 
-    def __init__(self, size: tuple[int, int], center_range: Sequence[float] = (0.25, 0.75), pad_value: int = 114,
-                 min_visibility: float = 0.1):
+    def __init__(
+        self,
+        size: tuple[int, int],
+        center_range: Sequence[float] = (0.25, 0.75),
+        pad_value: int = 114,
+        min_visibility: float = 0.1,
+    ):
         self.size = (int(size[0]), int(size[1]))
         self.min_visibility = float(min_visibility)
         self.letterbox_op = LetterBox(self.size, pad_value=pad_value)
         bbox = A.BboxParams(format="pascal_voc", label_fields=["labels", "mask_idx"], clip=True)
-        mosaic = A.Mosaic(grid_yx=(2, 2), target_size=self.size, cell_shape=self.size,
-                          center_range=tuple(float(c) for c in center_range), fit_mode="contain",
-                          interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
-                          fill=pad_value, fill_mask=0, p=1.0)
+        mosaic = A.Mosaic(
+            grid_yx=(2, 2),
+            target_size=self.size,
+            cell_shape=self.size,
+            center_range=tuple(float(c) for c in center_range),
+            fit_mode="contain",
+            interpolation=cv2.INTER_LINEAR,
+            mask_interpolation=cv2.INTER_NEAREST,
+            fill=pad_value,
+            fill_mask=0,
+            p=1.0,
+        )
         self.compose = A.Compose([mosaic], bbox_params=bbox, mask_interpolation=cv2.INTER_NEAREST, strict=True)
 
     def seed(self, seed: np.random.SeedSequence) -> None:
         """Draw the mosaic's centre and cell assignment from generators seeded by ``seed``."""
         numpy_seq, python_seq = seed.spawn(2)
-        self.compose.set_random_state(np.random.default_rng(numpy_seq),
-                                      random.Random(int(python_seq.generate_state(1, np.uint64)[0])))
+        self.compose.set_random_state(
+            np.random.default_rng(numpy_seq), random.Random(int(python_seq.generate_state(1, np.uint64)[0]))
+        )
 
     def letterbox(self, sample: dict) -> dict:
         """One sample letterboxed to ``size`` (masks and sem_seg moved in one packed resize)."""
         out, packed = letterbox_packed(sample, self.letterbox_op)
-        return unpack_sample(out, packed, np.arange(len(out["boxes"])), sample.get("masks") is not None,
-                             sample.get("sem_seg") is not None, np.asarray(sample.get("sem_seg", 0)).dtype)
+        return unpack_sample(
+            out,
+            packed,
+            np.arange(len(out["boxes"])),
+            sample.get("masks") is not None,
+            sample.get("sem_seg") is not None,
+            np.asarray(sample.get("sem_seg", 0)).dtype,
+        )
 
     def __call__(self, items: list[dict]) -> dict:
         """Combine ``items`` (the first is the primary; 1 to 4 samples of any size) into one ``size`` sample."""
         with_masks = all(it.get("masks") is not None for it in items)
         with_sem = all(it.get("sem_seg") is not None for it in items)
-        items = [{k: v for k, v in it.items() if (k != "masks" or with_masks) and (k != "sem_seg" or with_sem)}
-                 for it in items]
+        items = [
+            {k: v for k, v in it.items() if (k != "masks" or with_masks) and (k != "sem_seg" or with_sem)}
+            for it in items
+        ]
         first_channel = np.cumsum([0] + [(len(it["boxes"]) + 7) // 8 for it in items])
         channels = int(first_channel[-1])
         data, before = [], np.zeros((8 * channels, 4), np.float32)  # each instance's box before the crop
         for it, ch in zip(items, first_channel):
             lb, packed = letterbox_packed(it, self.letterbox_op, int(ch), channels)
             n = len(lb["boxes"])
-            data.append({"image": lb["image"], "bboxes": np.asarray(lb["boxes"], np.float32).reshape(-1, 4),
-                         "labels": np.asarray(lb["labels"], np.int64).reshape(-1),
-                         "mask_idx": 8 * int(ch) + np.arange(n, dtype=np.int64),
-                         **({"mask": packed} if packed is not None else {})})
-            before[8 * int(ch):8 * int(ch) + n] = data[-1]["bboxes"]
+            data.append(
+                {
+                    "image": lb["image"],
+                    "bboxes": np.asarray(lb["boxes"], np.float32).reshape(-1, 4),
+                    "labels": np.asarray(lb["labels"], np.int64).reshape(-1),
+                    "mask_idx": 8 * int(ch) + np.arange(n, dtype=np.int64),
+                    **({"mask": packed} if packed is not None else {}),
+                }
+            )
+            before[8 * int(ch) : 8 * int(ch) + n] = data[-1]["bboxes"]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*mosaic_metadata.*")
             res = self.compose(**data[0], mosaic_metadata=data[1:])
@@ -211,8 +256,13 @@ class MosaicCombiner:
         gidx = np.asarray(res["mask_idx"], np.int64).reshape(-1)
         keep = _area(boxes) >= self.min_visibility * np.maximum(_area(before[gidx]), 1e-6)
         out = {k: v for k, v in items[0].items() if k not in ("masks", "sem_seg")}
-        out.update(image=res["image"], boxes=boxes[keep], labels=np.asarray(res["labels"], np.int64)[keep],
-                   scale_factor=(1.0, 1.0), pad_offset=(0, 0))
+        out.update(
+            image=res["image"],
+            boxes=boxes[keep],
+            labels=np.asarray(res["labels"], np.int64)[keep],
+            scale_factor=(1.0, 1.0),
+            pad_offset=(0, 0),
+        )
         sem_dtype = np.asarray(items[0]["sem_seg"]).dtype if with_sem else np.uint8
         return unpack_sample(out, res.get("mask"), gidx[keep], with_masks, with_sem, sem_dtype)
 

@@ -11,6 +11,7 @@ albumentations geometric transforms (crops, affine, ...) are for training, where
 leave them as they are. Instance masks and ``sem_seg`` resize nearest; regions that a transform fills
 become 0 in masks and 255 (ignore) in ``sem_seg`` (with albumentations' default ``fill_mask=0``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,7 +19,8 @@ import inspect
 import os
 import random
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network call on import
 
@@ -29,17 +31,44 @@ import torch  # noqa: E402
 from albumentations.core.composition import BaseCompose  # noqa: E402
 from albumentations.core.transforms_interface import BasicTransform  # noqa: E402
 
-from detkit.data.transforms.geometric import (INSTANCE_KEYS, SEM_IGNORE, LetterBox, ResizeShortestEdge,  # noqa: E402,F401
-                                   pad_sample, resize_output_size, resize_sample, sanitize_instances)
+from detkit.data.transforms.geometric import (  # noqa: E402,F401
+    INSTANCE_KEYS,
+    SEM_IGNORE,
+    LetterBox,
+    ResizeShortestEdge,
+    pad_sample,
+    resize_output_size,
+    resize_sample,
+    sanitize_instances,
+)
 from detkit.registry import TRANSFORMS  # noqa: E402
 
 # the resizes live in detkit.data.transforms.geometric and are re-exported here
-__all__ = ["build_transforms", "encode_sem", "as_pipeline", "Pipeline", "ResizeShortestEdge", "LetterBox", "resize_output_size",
-           "resize_sample", "pad_sample", "sanitize_instances", "INSTANCE_KEYS", "SEM_IGNORE"]
+__all__ = [
+    "INSTANCE_KEYS",
+    "SEM_IGNORE",
+    "LetterBox",
+    "Pipeline",
+    "ResizeShortestEdge",
+    "as_pipeline",
+    "build_transforms",
+    "encode_sem",
+    "pad_sample",
+    "resize_output_size",
+    "resize_sample",
+    "sanitize_instances",
+]
 
 # BboxParams keys a config may set; format, label_fields and clip are fixed by detkit
-_BBOX_KEYS = ("min_area", "min_visibility", "min_width", "min_height", "check_each_transform",
-              "filter_invalid_bboxes", "max_accept_ratio")
+_BBOX_KEYS = (
+    "min_area",
+    "min_visibility",
+    "min_width",
+    "min_height",
+    "check_each_transform",
+    "filter_invalid_bboxes",
+    "max_accept_ratio",
+)
 
 
 def encode_sem(sem: np.ndarray) -> np.ndarray:
@@ -47,8 +76,10 @@ def encode_sem(sem: np.ndarray) -> np.ndarray:
     sem = np.asarray(sem)
     if sem.dtype != np.uint8:
         if sem.size and (sem.min() < 0 or sem.max() > 255):
-            raise ValueError(f"sem_seg values must be in 0..255 (255 = ignore) for albumentations, "
-                             f"got range {sem.min()}..{sem.max()}")
+            raise ValueError(
+                f"sem_seg values must be in 0..255 (255 = ignore) for albumentations, "
+                f"got range {sem.min()}..{sem.max()}"
+            )
         sem = sem.astype(np.uint8)
     return sem + np.uint8(1)  # wraps 255 -> 0
 
@@ -57,12 +88,10 @@ class AlbumentationsGroup:
     """Consecutive albumentations transforms run as one ``A.Compose`` on boxes, masks and sem_seg together."""
 
     def __init__(self, transforms: list, bbox_params: dict | None = None):
-        bbox = A.BboxParams(format="pascal_voc", label_fields=["labels", "mask_idx"], clip=True,
-                            **(bbox_params or {}))
+        bbox = A.BboxParams(format="pascal_voc", label_fields=["labels", "mask_idx"], clip=True, **(bbox_params or {}))
         with warnings.catch_warnings():  # a colour-only group has nothing to do with boxes: not a problem
             warnings.filterwarnings("ignore", message="Got processor for bboxes")
-            self.compose = A.Compose(transforms, bbox_params=bbox, mask_interpolation=cv2.INTER_NEAREST,
-                                     strict=True)
+            self.compose = A.Compose(transforms, bbox_params=bbox, mask_interpolation=cv2.INTER_NEAREST, strict=True)
 
     def __call__(self, sample: dict) -> dict:
         sample = sanitize_instances(sample)  # albumentations rejects degenerate boxes
@@ -113,8 +142,9 @@ class AlbumentationsGroup:
         e.g. ``HorizontalFlip(p=0.5)`` and ``ToGray(p=0.5)`` would always fire together.)
         """
         numpy_seq, python_seq = seed.spawn(2)
-        self.compose.set_random_state(np.random.default_rng(numpy_seq),
-                                      random.Random(int(python_seq.generate_state(1, np.uint64)[0])))
+        self.compose.set_random_state(
+            np.random.default_rng(numpy_seq), random.Random(int(python_seq.generate_state(1, np.uint64)[0]))
+        )
 
     def __repr__(self) -> str:
         return f"AlbumentationsGroup({[t.__class__.__name__ for t in self.compose.transforms]})"
@@ -141,7 +171,7 @@ class Pipeline:
             seed: an int, or a sequence of ints such as ``(base_seed, epoch, index)`` (mixed by
                 ``numpy.random.SeedSequence``; each step gets an independent child stream).
         """
-        entropy = int(seed) % 2 ** 128 if np.isscalar(seed) else [int(s) % 2 ** 64 for s in seed]
+        entropy = int(seed) % 2**128 if np.isscalar(seed) else [int(s) % 2**64 for s in seed]
         children = np.random.SeedSequence(entropy).spawn(max(1, len(self.steps)))
         for step, child in zip(self.steps, children):
             if isinstance(step, AlbumentationsGroup):
@@ -165,8 +195,11 @@ class Pipeline:
 
 
 def _albu_names() -> list[str]:
-    return [n for n, o in vars(A).items()
-            if inspect.isclass(o) and issubclass(o, (BasicTransform, BaseCompose)) and not n.startswith("_")]
+    return [
+        n
+        for n, o in vars(A).items()
+        if inspect.isclass(o) and issubclass(o, (BasicTransform, BaseCompose)) and not n.startswith("_")
+    ]
 
 
 def _closest(name: str, candidates: list[str]) -> str:
@@ -179,20 +212,26 @@ def _build_albu(spec: dict, where: str) -> Any:
     name = spec["type"]
     cls = getattr(A, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, (BasicTransform, BaseCompose))):
-        raise ValueError(f"{where}: unknown transform '{name}': not a detkit transform "
-                         f"({', '.join(TRANSFORMS) or 'none'}) nor an albumentations transform."
-                         f"{_closest(name, list(TRANSFORMS) + _albu_names())}")
+        raise ValueError(
+            f"{where}: unknown transform '{name}': not a detkit transform "
+            f"({', '.join(TRANSFORMS) or 'none'}) nor an albumentations transform."
+            f"{_closest(name, list(TRANSFORMS) + _albu_names())}"
+        )
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     if issubclass(cls, BaseCompose):
         children = kwargs.get("transforms") or []
-        kwargs["transforms"] = [_build_albu(_check_spec(c, f"{where}.transforms[{j}]"),
-                                            f"{where}.transforms[{j}]") for j, c in enumerate(children)]
+        kwargs["transforms"] = [
+            _build_albu(_check_spec(c, f"{where}.transforms[{j}]"), f"{where}.transforms[{j}]")
+            for j, c in enumerate(children)
+        ]
     elif hasattr(cls, "InitSchema"):
         valid = set(cls.InitSchema.model_fields) | {"p", "strict"}
         for k in kwargs:
             if k not in valid:
-                raise ValueError(f"{where}: albumentations {name} has no argument '{k}'."
-                                 f"{_closest(k, sorted(valid))} Valid: {', '.join(sorted(valid))}")
+                raise ValueError(
+                    f"{where}: albumentations {name} has no argument '{k}'."
+                    f"{_closest(k, sorted(valid))} Valid: {', '.join(sorted(valid))}"
+                )
     try:
         return cls(**kwargs)
     except Exception as e:  # pydantic ValidationError, TypeError, ValueError
@@ -207,13 +246,15 @@ def _check_spec(spec: Any, where: str) -> dict:
 
 def _bbox_params(specs: Sequence[dict], bbox_params: dict | None) -> dict:
     params = dict(bbox_params or {})
-    for i, spec in enumerate(specs):
+    for spec in specs:
         if isinstance(spec, dict) and spec.get("type") == "BboxParams":
             params.update({k: v for k, v in spec.items() if k != "type"})
     bad = [k for k in params if k not in _BBOX_KEYS]
     if bad:
-        raise ValueError(f"bbox_params: unknown or fixed key(s) {bad}; settable keys: {', '.join(_BBOX_KEYS)} "
-                         "(format=pascal_voc, label_fields and clip=True are fixed by detkit)")
+        raise ValueError(
+            f"bbox_params: unknown or fixed key(s) {bad}; settable keys: {', '.join(_BBOX_KEYS)} "
+            "(format=pascal_voc, label_fields and clip=True are fixed by detkit)"
+        )
     return params
 
 

@@ -1,14 +1,16 @@
 """Segmentation transforms: random crop with a cap on one class's share (MMSeg's cat_max_ratio), ignore padding."""
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from detkit.data.transforms.geometric import SEM_IGNORE, pad_sample, sanitize_instances
 from detkit.registry import TRANSFORMS
 
-__all__ = ["RandomCropCatMax", "PadToSize"]
+__all__ = ["PadToSize", "RandomCropCatMax"]
 
 
 def _hw(size: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -55,8 +57,14 @@ class RandomCropCatMax:
         max_tries: crops drawn before giving up. pad_value: image fill of the padding.
     """
 
-    def __init__(self, crop_size: int | Sequence[int], cat_max_ratio: float = 0.75, ignore_index: int = SEM_IGNORE,
-                 max_tries: int = 10, pad_value: Any = 0):
+    def __init__(
+        self,
+        crop_size: int | Sequence[int],
+        cat_max_ratio: float = 0.75,
+        ignore_index: int = SEM_IGNORE,
+        max_tries: int = 10,
+        pad_value: Any = 0,
+    ):
         self.crop_size = _hw(crop_size, "RandomCropCatMax")
         self.cat_max_ratio, self.ignore_index = float(cat_max_ratio), int(ignore_index)
         self.max_tries, self.pad_value = max(1, int(max_tries)), pad_value
@@ -84,7 +92,7 @@ class RandomCropCatMax:
         if sem is not None and self.cat_max_ratio < 1.0:
             sem = np.asarray(sem)
             for _ in range(self.max_tries - 1):
-                if self._ok(sem[y0:y0 + ch, x0:x0 + cw]):
+                if self._ok(sem[y0 : y0 + ch, x0 : x0 + cw]):
                     break
                 y0, x0 = self._draw(h, w)
         return self.crop(sample, y0, x0)
@@ -93,16 +101,17 @@ class RandomCropCatMax:
         """Crop every array of ``sample`` to ``[y0:y0+h, x0:x0+w]`` (boxes shifted, clipped, empty ones dropped)."""
         ch, cw = self.crop_size
         out = dict(sample)
-        out["image"] = np.ascontiguousarray(sample["image"][y0:y0 + ch, x0:x0 + cw])
+        out["image"] = np.ascontiguousarray(sample["image"][y0 : y0 + ch, x0 : x0 + cw])
         if out.get("sem_seg") is not None:
-            out["sem_seg"] = np.ascontiguousarray(np.asarray(out["sem_seg"])[y0:y0 + ch, x0:x0 + cw])
+            out["sem_seg"] = np.ascontiguousarray(np.asarray(out["sem_seg"])[y0 : y0 + ch, x0 : x0 + cw])
         if out.get("masks") is not None:
-            out["masks"] = np.ascontiguousarray(np.asarray(out["masks"])[:, y0:y0 + ch, x0:x0 + cw])
+            out["masks"] = np.ascontiguousarray(np.asarray(out["masks"])[:, y0 : y0 + ch, x0 : x0 + cw])
         if out.get("boxes") is not None:
-            out["boxes"] = np.asarray(out["boxes"], np.float32).reshape(-1, 4) - np.array(
-                [x0, y0, x0, y0], np.float32)
+            out["boxes"] = np.asarray(out["boxes"], np.float32).reshape(-1, 4) - np.array([x0, y0, x0, y0], np.float32)
         return sanitize_instances(out)
 
     def __repr__(self) -> str:
-        return (f"RandomCropCatMax(crop_size={self.crop_size}, cat_max_ratio={self.cat_max_ratio}, "
-                f"ignore_index={self.ignore_index})")
+        return (
+            f"RandomCropCatMax(crop_size={self.crop_size}, cat_max_ratio={self.cat_max_ratio}, "
+            f"ignore_index={self.ignore_index})"
+        )
