@@ -52,6 +52,7 @@ DATA_RULES: dict[str, Rule] = {
     "num_workers": integer(min=0),
     "val_batch_size": integer(min=1, none=True),
     "size_divisor": integer(min=1),
+    "repeat_threshold": number(min=0, none=True),  # repeat-factor sampling of the training images (0: off)
 }
 DATA_SPLITS = {"train": DATASETS, "val": DATASETS, "test": DATASETS}  # data keys that hold a dataset
 

@@ -1,9 +1,11 @@
 """Build datasets and DataLoaders from the ``data`` section of a config."""
+
 from __future__ import annotations
 
 import copy
 import functools
 import importlib
+import logging
 import random
 from typing import Any
 
@@ -14,12 +16,19 @@ import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader
 
 from detkit.data.collate import collate
+from detkit.data.repeat_factors import RepeatFactors, image_labels_of
 from detkit.data.samplers import GroupedBatchSampler, InferenceSampler
 from detkit.data.transforms import build_transforms
 from detkit.registry import DATASETS
 
-__all__ = ["build_dataset", "build_dataloader", "set_loader_epoch", "worker_init_fn",
-           "SeededDataset"]
+__all__ = [
+    "SeededDataset",
+    "build_dataloader",
+    "build_dataset",
+    "set_loader_epoch",
+    "worker_init_fn",
+]
+
 
 def build_dataset(split_cfg: dict) -> Any:
     """Build a dataset from ``{type: CocoDataset, ..., pipeline: [...]}``; a spec list pipeline is built first."""
@@ -71,7 +80,7 @@ def worker_init_fn(worker_id: int) -> None:
     """
     cv2.setNumThreads(0)
     seed = torch.initial_seed()
-    np.random.seed(seed % 2 ** 32)
+    np.random.seed(seed % 2**32)
     random.seed(seed)
 
 
@@ -79,8 +88,10 @@ def _dist_info(distributed: bool) -> tuple[int, int]:
     if distributed and dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     if distributed:
-        raise RuntimeError("build_dataloader(distributed=True) needs torch.distributed to be initialised "
-                           "(run under torchrun and call init_process_group first)")
+        raise RuntimeError(
+            "build_dataloader(distributed=True) needs torch.distributed to be initialised "
+            "(run under torchrun and call init_process_group first)"
+        )
     return 0, 1
 
 
@@ -92,8 +103,24 @@ def _split_cfg(data_cfg: dict, split: str) -> dict:
     raise KeyError(f"config has no data.{split} section (found: {', '.join(sorted(data_cfg))})")
 
 
-def build_dataloader(cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0,
-                     dataset: Any = None) -> DataLoader:
+def _repeat_factors(data_cfg: dict, dataset: Any, report: bool) -> np.ndarray | None:
+    """``data.repeat_threshold`` (> 0): repeat factors of the training images, logged per class."""
+    threshold = data_cfg.get("repeat_threshold")
+    if not threshold:
+        return None
+    names = list(getattr(dataset, "class_names", None) or [])
+    factors = RepeatFactors(image_labels_of(dataset), len(names), float(threshold))
+    if report:
+        logger = logging.getLogger("detkit")
+        logger.info("repeat-factor sampling (data.repeat_threshold %g), images per class:", float(threshold))
+        for line in factors.report(names):
+            logger.info("  %s", line)
+    return factors.image_factors
+
+
+def build_dataloader(
+    cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0, dataset: Any = None
+) -> DataLoader:
     """Build the DataLoader of ``split`` ('train' | 'val' | 'test') from ``cfg['data']``.
 
     Train: ``GroupedBatchSampler`` (shuffled by ``(seed, epoch)``, aspect-grouped, global batches of
@@ -112,8 +139,16 @@ def build_dataloader(cfg: dict, split: str, distributed: bool = False, seed: int
     rank, world = _dist_info(distributed)
     batch_size = int(data_cfg["batch_size"])
     if split == "train":
-        batch_sampler = GroupedBatchSampler(dataset, batch_size, shuffle=True, seed=seed,
-                                            num_replicas=world, rank=rank, with_epoch=True)
+        batch_sampler = GroupedBatchSampler(
+            dataset,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            num_replicas=world,
+            rank=rank,
+            with_epoch=True,
+            repeat_factors=_repeat_factors(data_cfg, dataset, rank == 0),
+        )
         batch_sampler.set_start_iter(start_iter)
         dataset = SeededDataset(dataset, seed)
     else:

@@ -1,14 +1,18 @@
 """Batch samplers: aspect-ratio grouped training batches (shardable, resumable) and sequential inference shards."""
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
 
-__all__ = ["GroupedBatchSampler", "InferenceSampler", "aspect_ratios_of", "aspect_groups"]
+from detkit.data.repeat_factors import repeat_indices
+
+__all__ = ["GroupedBatchSampler", "InferenceSampler", "aspect_groups", "aspect_ratios_of"]
 
 
 def aspect_ratios_of(dataset: Any) -> list[float]:
@@ -32,8 +36,9 @@ def aspect_ratios_of(dataset: Any) -> list[float]:
         if callable(fn):
             infos = [fn(i) for i in range(n)]
             return [float(d["height"]) / float(d["width"]) for d in infos]
-    warnings.warn(f"{type(dataset).__name__} has no aspect_ratios; batches are not grouped by aspect ratio",
-                  stacklevel=2)
+    warnings.warn(
+        f"{type(dataset).__name__} has no aspect_ratios; batches are not grouped by aspect ratio", stacklevel=2
+    )
     return [0.5] * n
 
 
@@ -65,10 +70,23 @@ class GroupedBatchSampler(Sampler[list]):
         rank: this process's rank.
         with_epoch: yield ``(index, epoch)`` pairs instead of indices, so that the dataset (in any worker)
             knows the epoch of the sample it makes (see ``detkit.data.build.SeededDataset``).
+        repeat_factors: float [N] >= 1 per item (``detkit.data.repeat_factors``): each epoch item ``i`` is
+            drawn ``floor(r_i)`` or ``floor(r_i) + 1`` times (stochastic rounding, mean ``r_i``) before the
+            shuffle; the epoch length follows the expected count, so it is the same every epoch.
     """
 
-    def __init__(self, dataset_or_ratios: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0, with_epoch: bool = False):
+    def __init__(
+        self,
+        dataset_or_ratios: Any,
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
+        with_epoch: bool = False,
+        repeat_factors: Sequence[float] | None = None,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
@@ -86,10 +104,16 @@ class GroupedBatchSampler(Sampler[list]):
         self.epoch = 0
         self.start_iter = 0
         self.global_batch_size = self.batch_size * self.num_replicas
+        self.repeat_factors = None if repeat_factors is None else np.asarray(repeat_factors, dtype=np.float64)
+        if self.repeat_factors is not None and self.repeat_factors.shape != self.groups.shape:
+            raise ValueError(f"{len(self.repeat_factors)} repeat factors for {len(self.groups)} items")
+        weights = np.ones(len(self.groups)) if self.repeat_factors is None else self.repeat_factors
         rnd = math.floor if drop_last else math.ceil
-        # global batches contributed by each group (= batches per rank)
-        self._group_batches = {int(g): int(rnd(np.sum(self.groups == g) / self.global_batch_size))
-                               for g in np.unique(self.groups)}
+        # global batches contributed by each group (= batches per rank); with repeats: their expected count
+        self._group_batches = {
+            int(g): int(rnd(round(weights[self.groups == g].sum(), 6) / self.global_batch_size))
+            for g in np.unique(self.groups)
+        }
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order the next pass yields."""
@@ -111,19 +135,20 @@ class GroupedBatchSampler(Sampler[list]):
         batches: list[np.ndarray] = []
         for group, k in self._group_batches.items():
             idx = np.flatnonzero(self.groups == group)
+            if self.repeat_factors is not None:
+                idx = repeat_indices(idx, self.repeat_factors, rng)
             if self.shuffle:
                 idx = rng.permutation(idx)
             batches.extend(np.resize(idx, k * g).reshape(-1, g))  # pads by cycling, or truncates (drop_last)
         if not batches:
             return np.zeros((0, g), np.int64)
-        order = rng.permutation(len(batches)) if self.shuffle else np.argsort([b[0] for b in batches],
-                                                                              kind="stable")
+        order = rng.permutation(len(batches)) if self.shuffle else np.argsort([b[0] for b in batches], kind="stable")
         return np.stack(batches)[order].astype(np.int64)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         """All batches of ``epoch`` for this rank (its slice of each global batch), in order, no skipping."""
         lo = self.rank * self.batch_size
-        return self.global_batches(epoch)[:, lo:lo + self.batch_size].tolist()
+        return self.global_batches(epoch)[:, lo : lo + self.batch_size].tolist()
 
     def __iter__(self) -> Iterator[list]:
         start, self.start_iter = self.start_iter, 0  # skipping applies to one pass only

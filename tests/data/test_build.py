@@ -1,4 +1,5 @@
 """build_dataset / build_dataloader with a tiny fake dataset (no files, no CocoDataset needed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -27,22 +28,37 @@ class _BuildTestDataset(torch.utils.data.Dataset):
         h, w = (40, 60) if i % 2 == 0 else (60, 40)
         img = np.full((h, w, 3), i, np.uint8)
         img[: h // 2, : w // 3] = 200  # asymmetric, so a flip is visible
-        s = {"image": img, "boxes": np.array([[2, 3, 20, 30]], np.float32), "labels": np.array([i % 3]),
-             "image_id": 1000 + i, "orig_size": (h, w), "scale_factor": (1.0, 1.0), "pad_offset": (0, 0)}
+        s = {
+            "image": img,
+            "boxes": np.array([[2, 3, 20, 30]], np.float32),
+            "labels": np.array([i % 3]),
+            "image_id": 1000 + i,
+            "orig_size": (h, w),
+            "scale_factor": (1.0, 1.0),
+            "pad_offset": (0, 0),
+        }
         return self.pipeline(s) if self.pipeline is not None else s
 
 
 if "_BuildTestDataset" not in DATASETS:
     DATASETS.register(_BuildTestDataset)
 
-PIPE = [{"type": "ResizeShortestEdge", "short_sizes": [32, 48, 64], "max_size": 200},
-        {"type": "HorizontalFlip", "p": 0.5}]
+PIPE = [
+    {"type": "ResizeShortestEdge", "short_sizes": [32, 48, 64], "max_size": 200},
+    {"type": "HorizontalFlip", "p": 0.5},
+]
 
 
 def cfg(num=10, workers=0, bs=2, **extra):
-    return {"data": {"batch_size": bs, "num_workers": workers, **extra,
-                     "train": {"type": "_BuildTestDataset", "num": num, "pipeline": PIPE},
-                     "val": {"type": "_BuildTestDataset", "num": num}}}
+    return {
+        "data": {
+            "batch_size": bs,
+            "num_workers": workers,
+            **extra,
+            "train": {"type": "_BuildTestDataset", "num": num, "pipeline": PIPE},
+            "val": {"type": "_BuildTestDataset", "num": num},
+        }
+    }
 
 
 def ids(loader):
@@ -103,8 +119,10 @@ def test_workers_reproducible_augmentation():
     def run():
         loader = build_dataloader(c, "train", seed=4)
         assert loader.persistent_workers and loader.num_workers == 2
-        out = [(b["image_ids"], [tuple(t["boxes"][0].tolist()) for t in b["targets"]],
-                tuple(b["images"].shape)) for b in loader]
+        out = [
+            (b["image_ids"], [tuple(t["boxes"][0].tolist()) for t in b["targets"]], tuple(b["images"].shape))
+            for b in loader
+        ]
         del loader
         return out
 

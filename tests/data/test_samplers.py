@@ -1,4 +1,5 @@
 """GroupedBatchSampler: deterministic, aspect-grouped, sharded, resumable; InferenceSampler slices."""
+
 from __future__ import annotations
 
 import itertools
@@ -118,8 +119,7 @@ def test_global_batches_depend_only_on_the_global_batch_size(n, bs, world, drop_
     """world processes x batch bs see, step by step, the batches of 1 process x batch bs * world."""
     r = ratios(n, seed=2)
     one = GroupedBatchSampler(r, bs * world, seed=4, drop_last=drop_last)
-    ranks = [GroupedBatchSampler(r, bs, seed=4, drop_last=drop_last, num_replicas=world, rank=k)
-             for k in range(world)]
+    ranks = [GroupedBatchSampler(r, bs, seed=4, drop_last=drop_last, num_replicas=world, rank=k) for k in range(world)]
     for s in (one, *ranks):
         s.set_epoch(3)
     expected = list(one)
