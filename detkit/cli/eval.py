@@ -33,6 +33,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", help="write the metrics to this JSON file")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys")
     p.add_argument("--device", help="cpu, cuda, cuda:N or N (default: cuda when available)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the model's dense parts with torch.compile (a one-time cost of minutes; docs/benchmarks.md)",
+    )
     add_tta_arguments(p)
     return p.parse_args(argv)
 
@@ -75,13 +80,27 @@ def ensemble_wrap(args: argparse.Namespace):
     return wrap
 
 
+def compile_wrap(args: argparse.Namespace, wrap):
+    """``wrap`` preceded by compiling the loaded model (``--compile``; weights fixed, so frozen)."""
+    if not args.compile:
+        return wrap
+
+    def compiled(model):
+        from detkit.models.compile import compile_model
+
+        compile_model(model, freeze=True)
+        return wrap(model) if wrap is not None else model
+
+    return compiled
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, evaluate, print the table, write ``--out``."""
     checkpoint_arg(args.checkpoint, args.config)
     for extra in args.ensemble:
         checkpoint_arg(extra)
     device = device_arg(args.device)
-    wrap = ensemble_wrap(args)
+    wrap = compile_wrap(args, ensemble_wrap(args))
     if args.out:
         out_file_arg(args.out, "--out", [args.config, args.checkpoint, *args.ensemble])
     cfg = config_arg(args.config, args.set, args.checkpoint)

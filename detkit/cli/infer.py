@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--score-thr", type=float, default=None, help="default: the config's test threshold")
     ap.add_argument("--draw-thr", type=float, default=0.3, help="score threshold for drawing (default 0.3)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the model's dense parts with torch.compile (a one-time cost of minutes; docs/benchmarks.md)",
+    )
     ap.add_argument("--batch-size", type=int, default=1, help="images, frames or tiles per forward pass")
     ap.add_argument("--no-draw", action="store_true", help="write only the predictions (and label maps)")
     ap.add_argument("--tile", metavar="H,W", default=None, help="tiled inference with H x W tiles (large images)")
@@ -92,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
         check_classifier_options(model, args)
+        if args.compile:  # weights fixed: frozen into the compiled graphs
+            from detkit.models.compile import compile_model
+
+            compile_model(model, freeze=True)
         if views is not None:
             from detkit.inference.ensemble import Ensemble, load_members
 

@@ -62,6 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="random seed (overrides the config's seed)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, N or mps (default: cuda when available)")
     p.add_argument("--amp", action="store_true", help="mixed precision (fp16 on CUDA; see train.amp)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the model's dense parts with torch.compile (train.compile) (a one-time cost of minutes; docs/benchmarks.md)",
+    )
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
     return p.parse_args(argv)
 
@@ -119,7 +124,7 @@ def check_inputs(args: argparse.Namespace) -> dict:
     for flag, path in given.items():
         check_checkpoint_file(path, f"{flag} checkpoint")
     device_arg(args.device)
-    return config_arg(args.config, args.set)
+    return config_arg(args.config, [*args.set, *(["train.compile=true"] if args.compile else [])])
 
 
 def build_trainer(args: argparse.Namespace, cfg: dict | None = None) -> Trainer:

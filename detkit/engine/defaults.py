@@ -25,6 +25,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "sync_bn": "auto",
     "global_batch": True,
     "find_unused_parameters": False,
+    "compile": False,
 }
 # What each train key may hold (docs/configs.md); every key of TRAIN_DEFAULTS has a rule and no other key does.
 TRAIN_RULES: dict[str, Rule] = {
@@ -44,6 +45,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "sync_bn": choice("auto", True, False),
     "global_batch": boolean(),
     "find_unused_parameters": boolean(),
+    "compile": boolean(),
 }
 SECTIONS = {"train": TRAIN_DEFAULTS, "optimizer": OPTIMIZER_DEFAULTS, "scheduler": SCHEDULER_DEFAULTS}
 SECTION_RULES = {"train": TRAIN_RULES, "optimizer": OPTIMIZER_RULES, "scheduler": SCHEDULER_RULES}

@@ -77,6 +77,10 @@ def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None
         logger.info("BatchNorm layers synchronised over the %d processes (train.sync_bn)", dist.get_world_size())
     if load_from:
         load_pretrained(model, load_from)
+    if tcfg["compile"]:  # in place, keys unchanged: checkpoints, EMA (an eager deep copy) and DDP as before
+        from detkit.models.compile import compile_model
+
+        compile_model(model)
     ddp = None
     if dist.is_dist():
         ids = [device.index] if device.type == "cuda" else None
