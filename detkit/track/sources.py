@@ -14,7 +14,8 @@ DEFAULT_FPS = 25.0  # of a folder of frames (a video says its own)
 
 
 def frame_files(folder: str | os.PathLike) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name (000001.png, 000002.png, ...).
+    """The image files directly in ``folder``, sorted by name (000001.png, 000002.png, ...); a MOT sequence
+    folder (``img1/`` inside, as ``make_shapes --task track`` and MOT Challenge write it) gives ``img1``'s.
 
     Raises:
         FileNotFoundError: the folder holds no image file.
@@ -22,6 +23,8 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
     from detkit.inference.files import IMAGE_EXTS
 
     folder = Path(folder)
+    if (folder / "img1").is_dir() and not any(p.suffix.lower() in IMAGE_EXTS for p in folder.iterdir()):
+        folder = folder / "img1"  # a MOT sequence: its frames
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise FileNotFoundError(
