@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.models.heads.class_weight import class_weight_tensor
 from detkit.registry import HEADS
 
 
@@ -35,6 +36,8 @@ class ClsHead(nn.Module):
         dropout: dropout probability before the linear layer (0: none).
         label_smoothing: of the cross entropy (torchvision's reference ImageNet recipes use 0.1).
         loss_weight: multiplies ``cls/ce``.
+        class_weight: optional C weights of the classes' cross-entropy terms (rare classes > 1; the mean over
+            the batch is kept, ``detkit.models.heads.class_weight``).
 
     ``forward(feats)`` -> logits float [B,C]; ``loss(logits, targets)`` -> ``{"cls/ce"}``;
     ``predict(logits, topk)`` -> per image ``{"scores": float [C] probabilities, "labels": int64 [k]}``.
@@ -48,6 +51,7 @@ class ClsHead(nn.Module):
         dropout: float = 0.0,
         label_smoothing: float = 0.0,
         loss_weight: float = 1.0,
+        class_weight: Sequence[float] | None = None,
     ):
         super().__init__()
         channels = [int(in_channels)] if isinstance(in_channels, int) else [int(c) for c in in_channels]
@@ -59,6 +63,9 @@ class ClsHead(nn.Module):
         self.num_classes = int(num_classes)
         self.in_channels = channels
         self.label_smoothing, self.loss_weight = float(label_smoothing), float(loss_weight)
+        self.register_buffer(
+            "class_weight", class_weight_tensor(class_weight, self.num_classes, "ClsHead"), persistent=False
+        )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(sum(channels[i] for i in self.in_index), self.num_classes)
 
@@ -86,7 +93,13 @@ class ClsHead(nn.Module):
                 )
         elif targets.shape != logits.shape:
             raise ValueError(f"soft targets must be [B,C] = {tuple(logits.shape)}, got {tuple(targets.shape)}")
-        ce = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+        if self.class_weight is None:
+            ce = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
+        else:  # a sample's term times its class's weight (soft targets: their mix), still a mean over B
+            ce = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing, reduction="none")
+            ce = (
+                ce * (self.class_weight[targets] if targets.dim() == 1 else targets.float() @ self.class_weight)
+            ).mean()
         return {"cls/ce": ce * self.loss_weight}
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou
 
+from detkit.models.heads.class_weight import class_weight_tensor, weight_of_labels
 from detkit.models.norms import build_norm
 from detkit.ops import batched
 from detkit.ops.box_coder import BoxCoder
@@ -70,11 +71,14 @@ class RoIBoxHead(nn.Module):
         score_thr: float = 0.05,
         nms_thr: float = 0.5,
         max_per_img: int = 100,
+        class_weight: Sequence[float] | None = None,
     ):
         super().__init__()
         if head not in ("2fc", "4conv1fc"):
             raise ValueError(f"RoIBoxHead head must be '2fc' or '4conv1fc', got {head!r}")
         self.num_classes = int(num_classes)
+        weight = class_weight_tensor(class_weight, self.num_classes, "RoIBoxHead")
+        self.register_buffer("class_weight", weight, persistent=False)  # [C] of roi/cls (background: 1)
         self.featmap_strides = tuple(int(s) for s in featmap_strides)
         self.roi_output_size, self.sampling_ratio = int(roi_output_size), int(sampling_ratio)
         convs, ch = [], in_channels
@@ -197,7 +201,11 @@ class RoIBoxHead(nn.Module):
         if labels.numel() == 0:
             zero = logits.sum() * 0 + deltas.sum() * 0
             return {"roi/cls": zero, "roi/box": zero.clone()}
-        cls_loss = F.cross_entropy(logits, labels)
+        weight = weight_of_labels(self.class_weight, labels)  # [R] or None
+        if weight is None:
+            cls_loss = F.cross_entropy(logits, labels)
+        else:  # each RoI's term times its class's weight, still divided by the number of RoIs
+            cls_loss = (F.cross_entropy(logits, labels, reduction="none") * weight).mean()
         pos = torch.where(labels < self.num_classes)[0]
         deltas = deltas.reshape(deltas.shape[0], self.num_classes, 4)  # [R,C,4]
         box_loss = F.smooth_l1_loss(

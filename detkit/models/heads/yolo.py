@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchvision.ops import complete_box_iou_loss
 
 from detkit.models.blocks import ConvBNAct
+from detkit.models.heads.class_weight import class_weight_tensor
 from detkit.models.losses.dfl import distribution_focal_loss
 from detkit.ops import batched
 from detkit.ops.global_batch import at_least_float32
@@ -68,9 +69,12 @@ class YOLOHead(nn.Module):
         nms_thr: float = 0.7,
         max_per_img: int = 300,
         nms_pre: int = 30000,
+        class_weight: Sequence[float] | None = None,
     ):
         super().__init__()
         self.num_classes, self.reg_max = int(num_classes), int(reg_max)
+        weight = class_weight_tensor(class_weight, self.num_classes, "YOLOHead")
+        self.register_buffer("class_weight", weight, persistent=False)  # [C] of the class BCE terms
         self.strides = [int(s) for s in strides]
         in_channels = [int(c) for c in in_channels]
         if len(in_channels) != len(self.strides):
@@ -147,7 +151,13 @@ class YOLOHead(nn.Module):
         if counts is not None:
             counts.update(dict.fromkeys(("yolo/box", "yolo/cls", "yolo/dfl"), score_sum))
         norm = score_sum.clamp(min=1.0)
-        cls = F.binary_cross_entropy_with_logits(logits, assignment.scores.to(logits.dtype), reduction="sum") / norm
+        weight = None if self.class_weight is None else self.class_weight.to(logits.dtype)  # [C], broadcast
+        cls = (
+            F.binary_cross_entropy_with_logits(
+                logits, assignment.scores.to(logits.dtype), weight=weight, reduction="sum"
+            )
+            / norm
+        )
         fg = assignment.fg
         if fg.any():
             weight = assignment.scores.sum(-1)[fg]  # [P]
