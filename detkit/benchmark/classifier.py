@@ -91,17 +91,7 @@ def bench_infer(
     batch = _batch(synthetic_image(h, w)[None].to(dev))
     k = dk.topk
 
-    def predictor(model: nn.Module):
-        def run():
-            with torch.inference_mode():
-                return model.predict(batch)[0]
-
-        return run
-
-    run_dk = predictor(dk)
-    fns = {"detkit": run_dk}
-    dkc = harness.compiled_copy(dk, settings, inference=True)
-    compiled = harness.add_compiled(fns, dkc, predictor, run_dk, dev)
+    fns, run_dk, compiled = harness.predict_rows(dk, batch, settings, dev)
     if tv is not None:
         tv = tv.to(dev)
 

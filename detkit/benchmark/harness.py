@@ -187,6 +187,29 @@ def add_compiled(
     return {"compile_s": compile_s, "diff": output_difference(reference(), out), "parts": compiled_parts(compiled)}
 
 
+def predict_rows(
+    model: nn.Module, batch: dict, settings: RunSettings, device: torch.device
+) -> tuple[dict[str, Callable[[], object]], Callable[[], object], dict | None]:
+    """The detkit rows of an inference benchmark: ``model.predict(batch)[0]`` under ``inference_mode``, and its
+    compiled twin with ``settings.compile`` (:func:`compiled_copy`, :func:`add_compiled`).
+
+    Returns ``(fns, run, compiled)``: ``fns`` = ``{'detkit': run}`` (plus :data:`COMPILED`), ``run`` the eager
+    function, ``compiled`` :func:`add_compiled`'s result (None without ``settings.compile``).
+    """
+
+    def predictor(m: nn.Module) -> Callable[[], object]:
+        def run():
+            with torch.inference_mode():
+                return m.predict(batch)[0]
+
+        return run
+
+    run = predictor(model)
+    fns: dict[str, Callable[[], object]] = {"detkit": run}
+    compiled = add_compiled(fns, compiled_copy(model, settings, inference=True), predictor, run, device)
+    return fns, run, compiled
+
+
 def _tensors(out) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]

@@ -155,17 +155,7 @@ def bench_infer(
     img = synthetic_image(h, w).to(dev)
     batch = {"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]}
 
-    def predictor(model: nn.Module) -> Callable[[], dict]:
-        def run():
-            with torch.inference_mode():
-                return model.predict(batch)[0]
-
-        return run
-
-    run_dk = predictor(dk)
-    fns = {"detkit": run_dk}
-    dkc = harness.compiled_copy(dk, settings, inference=True)
-    compiled = harness.add_compiled(fns, dkc, predictor, run_dk, dev)
+    fns, run_dk, compiled = harness.predict_rows(dk, batch, settings, dev)
     if tv is not None:
         tv = tv.to(dev).eval()
 
