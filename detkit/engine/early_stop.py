@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from detkit.engine.validation import Validator
-
-EvalCallback = Callable[[int, dict], "str | None"]
+from detkit.engine.validation import EvalCallback, Validator
 
 
 def evaluations_since_best(validator: Validator) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,12 @@ from detkit.engine.runtime import (
 )
 from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
-from detkit.engine.validation import Validator
+from detkit.engine.validation import EvalCallback, Validator
 from detkit.engine.workdir import check_work_dir, move_previous_run
 
 logger = logging.getLogger("detkit")
 
 # called after each evaluation with (epoch, metrics); a non-empty string it returns stops the run (the reason)
-EvalCallback = Callable[[int, dict[str, float]], "str | None"]
 
 
 class EvaluationFailed(RuntimeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ from detkit.engine.logger import RunRecord, log_to_file
 from detkit.engine.summary import metrics_table
 
 logger = logging.getLogger("detkit")
+
+# Trainer(eval_callbacks=...): fn(epoch, metrics) after each evaluation; a string returned stops the run
+EvalCallback = Callable[[int, dict[str, float]], "str | None"]
 
 
 class Validator:
