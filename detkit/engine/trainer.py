@@ -1,24 +1,21 @@
-"""The epoch-based trainer: DDP, AMP, gradient accumulation, EMA, exact resume, evaluation, checkpoints.
+"""The trainer: DDP, AMP, gradient accumulation, EMA, exact resume, evaluation, checkpoints.
 
-Roles live beside it: building the parts (parts.py), pre-flight checks (preflight.py), the work-dir rule
+Roles live beside it: one training step (step.py), building the parts (parts.py), pre-flight checks
+(preflight.py), the work-dir rule
 (workdir.py), evaluation during training (validation.py), what checkpoints hold (train_state.py), what the
 screen shows (summary.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from detkit.config import dump_config
-from detkit.engine import dist
+from detkit.engine import dist, step
 from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
 from detkit.engine.early_stop import patience_stop
@@ -26,21 +23,13 @@ from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
-from detkit.engine.runtime import (
-    TrainingDiverged,
-    join_global_batch,
-    move_batch,
-    seed_everything,
-    set_sampler_epoch,
-)
+from detkit.engine.runtime import seed_everything, set_sampler_epoch
 from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
 from detkit.engine.workdir import check_work_dir, move_previous_run
 
 logger = logging.getLogger("detkit")
-
-# called after each evaluation with (epoch, metrics); a non-empty string it returns stops the run (the reason)
 
 
 class EvaluationFailed(RuntimeError):
@@ -354,7 +343,7 @@ class Trainer:
             for batch in self._epoch_iterator():
                 boundary = self._train_step(batch)
                 self.iter, self.iter_in_epoch = self.iter + 1, self.iter_in_epoch + 1
-                self._log_step(progress)
+                step.log_step(self, progress)
                 if not boundary:
                     continue
                 if self.interrupted:
@@ -365,95 +354,8 @@ class Trainer:
             progress.close()
 
     def _train_step(self, batch: dict | None) -> bool:
-        """One micro-batch: forward, backward, and at accumulation boundaries the optimizer step.
-
-        Returns True at an accumulation boundary (a consistent point to stop or checkpoint).
-        """
-        acc = int(self.tcfg["accumulate"])
-        n = self.iter_in_epoch + 1
-        boundary = n % acc == 0 or n == self.iters_per_epoch
-        lr = self.schedule.apply(self.optimizer, self.iter)
-        self._lr = lr
-        losses, bad = {}, []
-        any_missing = False
-        if self.tcfg["global_batch"]:  # every rank runs the step as one process over the global batch, or none
-            step = dict(seed=self.cfg["seed"], iteration=self.iter, rank=self.rank, world=self.world)
-            step["batch_size"] = int(self.cfg["data"].get("batch_size", 1))
-            batch, any_missing = join_global_batch(batch, step, self.device)
-        sync = self.ddp.no_sync() if (self.ddp is not None and not boundary) else contextlib.nullcontext()
-        with sync:
-            if batch is not None and not any_missing:
-                with torch.autocast(
-                    self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
-                ):
-                    losses = (self.ddp or self.model)(move_batch(batch, self.device))
-                bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
-            # a None batch: every sample of it was left out (data.batch_size of them, fewer in a last batch)
-            dropped = batch.get("num_skipped", 0) if batch is not None else self.cfg["data"].get("batch_size", 1)
-            flags = torch.tensor([float(bool(bad)), float(batch is None), float(self._signals.requested), dropped])
-            flags = dist.all_reduce_sum(flags.to(self.device)).cpu()
-            self.skipped_samples += int(flags[3])
-            skip = bool(flags[0] or flags[1])
-            if not skip:
-                total = sum(losses.values())
-                self.scaler.scale(total / acc).backward()
-        if flags[2] and not self.interrupted:
-            self.interrupted = self._signals.signame or "a signal on another rank"
-        self._group_bad = self._group_bad or skip
-        if flags[0]:
-            self._count_nonfinite(bad)
-        elif batch is not None and not any_missing:
-            self.nonfinite = 0
-            self.losses.add(losses)
-        if boundary:
-            self._optimizer_step()
-        return boundary
-
-    def _count_nonfinite(self, bad: list[str]) -> None:
-        self.nonfinite += 1
-        names = sorted({k for names in dist.all_gather_object(bad) for k in names})
-        logger.warning(
-            "non-finite loss (%s) at iteration %d: step skipped (%d in a row, limit %d)",
-            ", ".join(names),
-            self.iter,
-            self.nonfinite,
-            self.tcfg["max_nonfinite"],
-        )
-        if self.nonfinite >= int(self.tcfg["max_nonfinite"]):
-            raise TrainingDiverged(
-                f"training stopped: {self.nonfinite} non-finite losses in a row (last: {', '.join(names)}) "
-                f"at epoch {self.epoch + 1}, iteration {self.iter}; the last good checkpoint is "
-                f"{self.work_dir / 'latest.pth'}. Lower optimizer.lr, set train.grad_clip, or check the data"
-            )
+        """One micro-batch (:func:`detkit.engine.step.train_step`); True at an accumulation boundary."""
+        return step.train_step(self, batch)
 
     def _optimizer_step(self) -> None:
-        if self._group_bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._group_bad = False
-            return
-        clip = self.tcfg["grad_clip"]
-        if clip:
-            self.scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
-            if not torch.isfinite(norm) and not self.scaler.is_enabled():
-                self.optimizer.zero_grad(set_to_none=True)
-                self._count_nonfinite(["grad_norm"])
-                return
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ema:
-            self.ema.update(self.model)
-
-    def _log_step(self, progress: Progress) -> None:
-        progress.update(self.losses.window_means(), self._lr, self.iter, self.schedule.max_iters - self.iter)
-        interval = max(1, int(self.tcfg["log_interval"]))
-        if self.iter % interval and self.iter_in_epoch != self.iters_per_epoch:
-            return
-        reduced = self.losses.reduce_window(self.device)
-        if self.main and reduced:
-            self.record.add_losses(self.iter, self.iter / self.iters_per_epoch, self._lr, reduced)
-            if self.tb:
-                for k, v in reduced.items():
-                    self.tb.add_scalar(f"train/{k}", v, self.iter)
-                self.tb.add_scalar("train/lr", self._lr, self.iter)
+        step.optimizer_step(self)
