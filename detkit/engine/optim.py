@@ -184,10 +184,13 @@ class LRSchedule:
         self.warmup_iters = max(0, min(wanted, cap))
 
     @classmethod
-    def from_config(cls, cfg: dict, max_epochs: int, iters_per_epoch: int) -> LRSchedule:
-        """Build from the ``scheduler`` config section for a run of ``max_epochs`` epochs."""
+    def from_config(cls, cfg: dict, max_epochs: int, iters_per_epoch: int, max_iters: int | None = None) -> LRSchedule:
+        """Build from the ``scheduler`` config section for a run of ``max_epochs`` epochs, or of ``max_iters``
+        iterations when given (``train.max_iters``: milestones and ``warmup_epochs`` still count epochs of
+        ``iters_per_epoch``, the warm-up cap is a share of ``max_iters``)."""
         cfg = {**SCHEDULER_DEFAULTS, **cfg}
-        return cls(max_iters=max_epochs * iters_per_epoch, iters_per_epoch=iters_per_epoch, **cfg)
+        total = int(max_iters) if max_iters else max_epochs * iters_per_epoch
+        return cls(max_iters=total, iters_per_epoch=iters_per_epoch, **cfg)
 
     def main_factor(self, it: int) -> float:
         """Schedule factor at iteration ``it`` without warm-up."""

@@ -122,7 +122,9 @@ def build_optimization(cfg: dict, model: nn.Module, iters_per_epoch: int, device
     amp_dtype = resolve_amp(tcfg["amp"], device)
     return Optimization(
         optimizer=build_optimizer(model, ocfg, total_batch),
-        schedule=LRSchedule.from_config(cfg["scheduler"], tcfg["max_epochs"], iters_per_epoch),
+        schedule=LRSchedule.from_config(
+            cfg["scheduler"], tcfg["max_epochs"], iters_per_epoch, max_iters=tcfg.get("max_iters")
+        ),
         base_lr=base_lr,
         total_batch=total_batch,
         amp_dtype=amp_dtype,
