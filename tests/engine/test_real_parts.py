@@ -105,4 +105,8 @@ def test_exact_resume_with_real_parts(shapes, tmp_path):
     a = torch.load(tmp_path / "ref" / "latest.pth", weights_only=True)
     b = torch.load(tmp_path / "run" / "latest.pth", weights_only=True)
     assert a["meta"]["iter"] == b["meta"]["iter"] == 4
-    assert len(a["model"]) > 50 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert len(a["model"]) > 50
+    differ = {k: float((a["model"][k].double() - b["model"][k].double()).abs().max()) for k in a["model"]}
+    differ = {k: d for k, d in differ.items() if d or not torch.equal(a["model"][k], b["model"][k])}
+    # a flake seen once under heavy load (not reproduced since): name the tensors and the size of the gap
+    assert not differ, f"{len(differ)} tensors differ after resume, e.g. {dict(list(differ.items())[:5])}"
