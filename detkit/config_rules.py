@@ -217,6 +217,10 @@ def either(*options: Rule, none: bool = False) -> Rule:
 
 PROBABILITY = number(0, 1)
 
+# ``class_weight: balanced | sqrt``: per-class weights computed from the training set's class counts when
+# training starts (detkit.data.class_freq), instead of a list.
+CLASS_WEIGHT_MODES = ("balanced", "sqrt")
+
 # Keyword arguments with one meaning in every constructor that takes them: their range is checked wherever
 # they appear (a model part, a dataset, a detkit transform), instead of the plain type hint.
 PARAM_RULES: dict[str, Rule] = {
@@ -239,6 +243,7 @@ PARAM_RULES: dict[str, Rule] = {
     "reg_max": integer(min=1),
     "topk": integer(min=1),
     "max_outside": number(min=0),
+    "class_weight": either(list_of(number(min=0)), choice(*CLASS_WEIGHT_MODES), none=True),
 }
 
 
