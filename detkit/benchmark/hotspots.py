@@ -9,20 +9,32 @@
   as it was before: a [B,G,A,4] stack for the inside test, one-hot [B,A,C] int64 targets multiplied twice);
   both on the head's real predictions for ``batch`` images with a few boxes each; the check is that all
   outputs are equal.
+- ``decode``: :meth:`detkit.models.heads.yolo.YOLOHead.decode` (B, the softmax over bins in the [B,4,R,A]
+  layout, one matmul with the arange) against :func:`reference_decode` (A, softmax over the last dim of the
+  strided [B,A,4,R] view, then the matmul); one image's predictions; the check is the largest box difference.
+- ``select@T``: :meth:`~detkit.models.heads.yolo.YOLOHead.select` at score threshold T (B: NMS stops once
+  ``max_per_img`` are kept, :func:`detkit.ops.batched.nms_first`) against the same with NMS over every
+  candidate (A); one image whose head is biased as ``detkit.benchmark.yolo.ultralytics_pair`` biases it
+  (about 1% of anchor x class pairs above 0.25, boxes of a few strides); the check is that the detections
+  are equal.
 """
 
 from __future__ import annotations
 
 import copy
 import types
+from unittest import mock
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops import nms
 
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
 from detkit.benchmark.inputs import synthetic_targets
 from detkit.models.blocks import C2f
 from detkit.models.build import build_model
+from detkit.ops import batched
+from detkit.ops.points import distance_to_boxes
 from detkit.ops.tal import Assignment, pair_ciou, select_positives, task_aligned_assign
 
 
@@ -126,9 +138,85 @@ def bench_assign(cfg: dict, size: int, batch: int, settings: RunSettings) -> dic
     return result_row("assign", _scale(cfg), dev, f"{batch}x{size}x{size}", times, mem, check)
 
 
+def reference_decode(head: nn.Module, bins: Tensor, points: Tensor, strides: Tensor) -> Tensor:
+    """``YOLOHead.decode`` before issue 19: softmax over the last dim of the [B,A,4,R] view, then the matmul."""
+    b, a, _ = bins.shape
+    dist = bins.float().view(b, a, 4, head.reg_max).softmax(-1) @ head.proj  # [B,A,4]
+    return distance_to_boxes(points / strides, dist) * strides
+
+
+def biased_model(cfg: dict, dev: torch.device) -> nn.Module:
+    """The fused model of ``cfg`` with the head biased as ``ultralytics_pair`` biases YOLOv8's: class logits
+    at -1.3, box bins falling by 0.5 per bin (a realistic number of candidates and box sizes)."""
+    model = build_model(cfg).to(dev).eval()
+    head = getattr(model.head, "det", model.head)
+    with torch.no_grad():
+        for box, cls in zip(head.box_branch, head.cls_branch):
+            cls[-1].bias.fill_(-1.3)
+            box[-1].bias.copy_((-0.5 * torch.arange(head.reg_max, dtype=torch.float32)).repeat(4))
+    return model.optimize_for_inference()
+
+
+def _one_image_raw(cfg: dict, size: int, dev: torch.device) -> tuple[nn.Module, list[Tensor]]:
+    model = biased_model(cfg, dev)
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dev)
+    with torch.inference_mode():
+        raw = model.forward_raw(x)
+    return getattr(model.head, "det", model.head), raw[0] if isinstance(raw, tuple) else raw
+
+
+def bench_decode(cfg: dict, size: int, settings: RunSettings) -> dict:
+    """``decode`` row: DFL decoding of one image's predictions, new (detkit) vs :func:`reference_decode`."""
+    dev = resolve_device(settings.device)
+    head, raw = _one_image_raw(cfg, size, dev)
+    with torch.inference_mode():
+        bins, _, points, strides = head.flatten(raw)
+    fns = {
+        "detkit": lambda: head.decode(bins, points, strides),
+        "reference": lambda: reference_decode(head, bins, points, strides),
+    }
+    with torch.inference_mode():
+        times, mem = measure(fns, settings, dev)
+        diff = float((fns["detkit"]() - fns["reference"]()).abs().max())
+    check = f"max box difference {diff:.2g} px; anchors {points.shape[0]}"
+    settings.log(f"  check: {check}")
+    return result_row("decode", _scale(cfg), dev, f"1x3x{size}x{size}", times, mem, check)
+
+
+def _select_all_nms(head: nn.Module, *args, **kwargs):
+    """``head.select`` with NMS over every candidate (before :func:`detkit.ops.batched.nms_first`)."""
+    with mock.patch.object(batched, "nms_first", lambda boxes, scores, thr, max_keep=None: nms(boxes, scores, thr)):
+        return head.select(*args, **kwargs)
+
+
+def bench_select(cfg: dict, size: int, score_thr: float, settings: RunSettings) -> dict:
+    """``select@T`` row: one image's detections at score threshold T, NMS stopping early (detkit) or not."""
+    dev = resolve_device(settings.device)
+    head, raw = _one_image_raw(cfg, size, dev)
+    sizes = torch.tensor([[size, size]], device=dev)
+    with torch.inference_mode():
+        boxes, scores = head.dense(raw, sizes)
+    fns = {
+        "detkit": lambda: head.select(boxes, scores, sizes, score_thr),
+        "all_nms": lambda: _select_all_nms(head, boxes, scores, sizes, score_thr),
+    }
+    with torch.inference_mode():
+        times, mem = measure(fns, settings, dev)
+        (new, n_new), (old, n_old) = fns["detkit"](), fns["all_nms"]()
+    same = torch.equal(n_new, n_old) and all(torch.equal(new[k], old[k]) for k in new)
+    check = f"detections equal: {same} ({int(n_new.sum())}); candidates {int((scores > score_thr).sum())}"
+    settings.log(f"  check: {check}")
+    return result_row(f"select@{score_thr:g}", _scale(cfg), dev, f"1x3x{size}x{size}", times, mem, check)
+
+
 def bench_hotspots(cfg: dict, size: int, batch: int, settings: RunSettings | None = None) -> list[dict]:
-    """The ``c2f`` and ``assign`` rows of a YOLO config."""
+    """The ``c2f``, ``assign``, ``decode`` and ``select@0.25`` / ``select@0.001`` rows of a YOLO config."""
     settings = settings or RunSettings()
     if "YOLO" not in str(cfg["model"].get("head", {}).get("type", "")):
         raise ValueError("--task hotspots needs a YOLO config, e.g. configs/yolo/yolo_n_coco.yaml")
-    return [bench_c2f(cfg, size, settings), bench_assign(cfg, size, batch, settings)]
+    return [
+        bench_c2f(cfg, size, settings),
+        bench_assign(cfg, size, batch, settings),
+        bench_decode(cfg, size, settings),
+        *(bench_select(cfg, size, thr, settings) for thr in (0.25, 0.001)),
+    ]

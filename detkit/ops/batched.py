@@ -73,11 +73,18 @@ def pad_per_image(
     ]
 
 
-def nms_by_image(boxes: Tensor, scores: Tensor, image_idx: Tensor, num_images: int, iou_thr: float) -> Tensor:
+def nms_by_image(
+    boxes: Tensor, scores: Tensor, image_idx: Tensor, num_images: int, iou_thr: float, max_keep: int | None = None
+) -> Tensor:
     """``torchvision.ops.nms`` of boxes whose images never overlap (shifted apart), computed image by image.
 
-    NMS time grows with the square of its input, so eagerly each image runs alone; while tracing for export
-    it is one call. Either way the kept set is the same (boxes of different images never suppress each other).
+    NMS time grows with the square of its input, so eagerly each image runs alone (:func:`nms_first`, which
+    stops once ``max_keep`` are kept); while tracing for export it is one call. Either way the kept set is
+    the same (boxes of different images never suppress each other), cut to the first ``max_keep`` per image
+    eagerly.
+
+    Args:
+        boxes [M,4], scores [M], image_idx int64 [M]: items in descending score order within each image.
 
     Returns:
         int64 [M'] kept indices, by descending score within each image.
@@ -86,7 +93,33 @@ def nms_by_image(boxes: Tensor, scores: Tensor, image_idx: Tensor, num_images: i
         return nms(boxes, scores, iou_thr)
     order = torch.argsort(image_idx, stable=True)
     parts = order.split(count_per_image(image_idx, num_images).tolist())
-    return torch.cat([idx[nms(boxes[idx], scores[idx], iou_thr)] for idx in parts])
+    return torch.cat([idx[nms_first(boxes[idx], scores[idx], iou_thr, max_keep)] for idx in parts])
+
+
+def nms_first(boxes: Tensor, scores: Tensor, iou_thr: float, max_keep: int | None = None) -> Tensor:
+    """The first ``max_keep`` indices that ``torchvision.ops.nms`` keeps (all of them when None), exactly.
+
+    NMS is greedy in score order, so whether an item is kept depends only on the items before it: NMS of the
+    first ``m`` items keeps exactly the full NMS's kept items among them. Starting from ``m = 4 * max_keep``,
+    ``m`` grows (by the kept rate seen so far, at least doubling) until ``max_keep`` are kept or all items
+    are in; a YOLO head's thousands of candidates then cost a few hundred boxes' NMS instead of the square of
+    their count. torchvision's NMS sorts stably, so ties keep their input order and the prefixes agree.
+
+    Args:
+        boxes [M,4], scores [M]: items in descending score order (ties in any order).
+
+    Returns:
+        int64 [K] kept indices, score-descending, K <= ``max_keep``.
+    """
+    n = boxes.shape[0]
+    if max_keep is None:
+        return nms(boxes, scores, iou_thr)
+    m = 4 * max_keep
+    while True:
+        keep = nms(boxes[:m], scores[:m], iou_thr)
+        if keep.shape[0] >= max_keep or m >= n:
+            return keep[:max_keep]
+        m = max(2 * m, int(1.25 * m * max_keep / max(keep.shape[0], 1)))
 
 
 def count_per_image(image_idx: Tensor, num_images: Tensor | int) -> Tensor:

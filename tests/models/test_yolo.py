@@ -190,3 +190,16 @@ def test_fused_inference_matches_the_plain_model():
     losses = model.loss(batch)  # training runs the plain modules (autograd), fast path or not
     sum(losses.values()).backward()
     assert model.backbone.stem.conv.weight.grad is not None
+
+
+def test_decode_equals_the_softmax_over_the_last_dim():
+    from detkit.benchmark.hotspots import reference_decode
+
+    head = YOLOHead(num_classes=3, in_channels=[8, 16], strides=[8, 16], reg_max=16)
+    g = torch.Generator().manual_seed(0)
+    raw = [torch.randn(2, 64 + 3, 6, 5, generator=g) * 4, torch.randn(2, 64 + 3, 3, 3, generator=g) * 4]
+    bins, _, points, strides = head.flatten(raw)  # bins: a strided view of the maps
+    ref = reference_decode(head, bins, points, strides)
+    assert torch.allclose(head.decode(bins, points, strides), ref, rtol=1e-6, atol=1e-4)
+    assert torch.allclose(head.decode(bins.contiguous(), points, strides), ref, rtol=1e-6, atol=1e-4)
+    assert head.decode(bins.half(), points, strides).dtype == torch.float32  # AMP: decoded in float32

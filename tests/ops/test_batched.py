@@ -9,6 +9,7 @@ from detkit.ops.batched import (
     clip_to_sizes,
     count_per_image,
     nms_by_image,
+    nms_first,
     pad_per_image,
     per_image_topk,
     topk_count,
@@ -59,3 +60,22 @@ def test_nms_by_image_equals_one_call_over_disjoint_images():
     for i in range(3):  # by descending score within each image
         kept = scores[keep[image[keep] == i]]
         assert (kept[:-1] >= kept[1:]).all()
+
+
+@pytest.mark.parametrize("spread,max_keep", [(40, 5), (40, 30), (400, 7), (4000, 50), (40, 1000)])
+def test_nms_first_is_the_full_nms_cut_to_max_keep(spread, max_keep):
+    g = torch.Generator().manual_seed(spread + max_keep)
+    xy = torch.rand(600, 2, generator=g) * spread  # dense: most suppressed; sparse: most kept
+    boxes = torch.cat([xy, xy + 5 + torch.rand(600, 2, generator=g) * 20], 1)
+    scores = (torch.rand(600, generator=g) * 20).round() / 20  # many ties
+    order = scores.argsort(descending=True, stable=True)
+    boxes, scores = boxes[order], scores[order]
+    full = nms(boxes, scores, 0.5)
+    assert torch.equal(nms_first(boxes, scores, 0.5, max_keep), full[:max_keep])
+    assert torch.equal(nms_first(boxes, scores, 0.5), full)
+    image = torch.randint(0, 3, (600,), generator=g)
+    shifted = boxes + (image.float() * 1e4)[:, None]
+    kept = nms_by_image(shifted, scores, image, 3, 0.5, max_keep)
+    ref = nms_by_image(shifted, scores, image, 3, 0.5)
+    for i in range(3):  # per image: the first max_keep of the full NMS
+        assert torch.equal(kept[image[kept] == i], ref[image[ref] == i][:max_keep])

@@ -273,3 +273,7 @@ def test_hotspots_rows_check_that_outputs_are_unchanged(capsys):
     out = capsys.readouterr().out
     assert re.search(r"^c2f\s+yolo_n", out, re.M) and re.search(r"^assign\s+yolo_n", out, re.M)
     assert "max output difference" in out and "outputs equal: True; anchors 84, classes 80" in out
+    assert re.search(r"^decode\s+yolo_n", out, re.M) and re.search(r"max box difference \S+ px; anchors 84", out)
+    for thr in ("0.25", "0.001"):  # the early-stopping NMS gives the detections of the full one
+        assert re.search(rf"^select@{thr}\s+yolo_n", out, re.M)
+    assert out.count("detections equal: True") == 2
