@@ -16,14 +16,16 @@ import numpy as np
 __all__ = ["RepeatFactors", "image_labels_of", "repeat_factors", "repeat_indices"]
 
 
-def image_labels_of(dataset: Any) -> list[np.ndarray]:
+def image_labels_of(
+    dataset: Any, key: str = "data.repeat_threshold", fix: str = "set data.repeat_threshold: 0"
+) -> list[np.ndarray]:
     """The class labels (0..C-1) of every item of ``dataset``, read without decoding an image.
 
-    Uses ``dataset.get_ann_info(i)['labels']`` (detection datasets, also through wrappers that forward it)
-    or ``dataset.labels`` (one label per item: classification datasets).
+    Uses ``dataset.get_ann_info(i)['labels']`` (detection datasets, also through wrappers that forward it:
+    one label per object) or ``dataset.labels`` (one label per item: classification datasets).
 
     Raises:
-        ValueError: the dataset offers neither (names its type).
+        ValueError: the dataset offers neither (names its type, the config ``key`` that asked and the ``fix``).
     """
     if callable(getattr(dataset, "get_ann_info", None)):
         return [np.asarray(dataset.get_ann_info(i)["labels"], dtype=np.int64) for i in range(len(dataset))]
@@ -31,8 +33,8 @@ def image_labels_of(dataset: Any) -> list[np.ndarray]:
     if labels is not None and len(labels) == len(dataset):
         return [np.asarray([int(lab)], dtype=np.int64) for lab in labels]
     raise ValueError(
-        f"data.repeat_threshold: {type(dataset).__name__} does not say which classes an image holds without "
-        "reading it (no get_ann_info or labels); use a CocoDataset-like dataset or set data.repeat_threshold: 0"
+        f"{key}: {type(dataset).__name__} does not say which classes an image holds without "
+        f"reading it (no get_ann_info or labels); use a CocoDataset-like dataset or {fix}"
     )
 
 

@@ -70,6 +70,7 @@ def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None
 
     class_names = builders.model_class_names(train_set)
     check_num_classes(cfg["model"], class_names)
+    resolve_class_weights(cfg["model"], train_set, class_names)
     model = build_model(cfg, class_names=class_names).to(device)
     tcfg = cfg["train"]
     if use_sync_bn(tcfg["sync_bn"], model, dist.get_world_size()):
@@ -89,6 +90,43 @@ def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None
         )
     ema = ModelEMA(model, **tcfg["ema"]) if tcfg["ema"] else None
     return model, ddp, ema
+
+
+def _class_weight_modes(node: Any, path: str = "model"):
+    """``(path, owner dict)`` of every ``class_weight: <mode>`` (a string) in a model config, depth first."""
+    if isinstance(node, dict):
+        if isinstance(node.get("class_weight"), str):
+            yield f"{path}.class_weight", node
+        for key, value in node.items():
+            yield from _class_weight_modes(value, f"{path}.{key}")
+
+
+def resolve_class_weights(model_cfg: dict, train_set, class_names: list[str]) -> None:
+    """Replace each ``class_weight: balanced | sqrt`` in ``model_cfg`` by its list, in place, and log the table.
+
+    Counted from ``train_set``'s annotations (:mod:`detkit.data.class_freq`) before the model is built; the
+    resolved config (config.yaml, the checkpoints' meta) then holds the numbers that eval and infer rebuild.
+    """
+    found = list(_class_weight_modes(model_cfg))
+    if not found:
+        return
+    from detkit.data.class_freq import ClassWeights, class_counts
+
+    if model_cfg.get("type") == "Segmentor":
+        raise PreflightError(
+            f"{found[0][0]}: {found[0][1]['class_weight']!r} counts objects or images, but a semantic segmentation "
+            f"loss weighs pixels; give the list of {len(class_names)} weights (background first) instead"
+        )
+    try:
+        counts, unit = class_counts(train_set, len(class_names), key=found[0][0])
+        for key, owner in found:
+            weights = ClassWeights(counts, owner["class_weight"], unit)
+            logger.info("class weights (%s: %s), %s per class in data.train:", key, weights.mode, unit)
+            for line in weights.report(class_names):
+                logger.info("  %s", line)
+            owner["class_weight"] = weights.as_list()
+    except ValueError as e:
+        raise PreflightError(str(e)) from e
 
 
 @dataclass

@@ -56,3 +56,48 @@ def test_yolo_head_from_a_config():
     model.head.class_weight = torch.zeros(4)
     assert float(model.head.loss(raw, targets)["yolo/cls"].detach()) == 0.0
     torch.testing.assert_close(model.head.loss(raw, targets)["yolo/box"], plain["yolo/box"])
+
+
+class _Shapes:
+    """A detection set without images: circles 8, rectangles 4, triangles 4, stars 1."""
+
+    class_names = ["circle", "rectangle", "triangle", "star"]
+    anns = [[0, 0, 1, 2], [0, 0, 1, 2], [0, 0, 1, 2], [0, 0, 1, 2, 3]]
+
+    def __len__(self):
+        return len(self.anns)
+
+    def get_ann_info(self, i):
+        return {"labels": torch.tensor(self.anns[i]).numpy()}
+
+
+def test_balanced_is_resolved_from_the_training_set_before_the_model(caplog):
+    from detkit.engine.parts import resolve_class_weights
+
+    cfg = load_config("configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", ["model.box_head.class_weight=balanced"])
+    with caplog.at_level("INFO", logger="detkit"):
+        resolve_class_weights(cfg["model"], _Shapes(), _Shapes.class_names)
+    expected = [round(17 / (4 * n), 4) for n in (8, 4, 4, 1)]  # n / (C n_c)
+    assert cfg["model"]["box_head"]["class_weight"] == expected  # in place: config.yaml gets the numbers
+    text = caplog.text
+    assert "class weights (model.box_head.class_weight: balanced), objects per class in data.train" in text
+    assert "star                   1   0.059   4.250" in text
+    model = build_model(cfg, class_names=_Shapes.class_names)
+    torch.testing.assert_close(model.box_head.class_weight, torch.tensor(expected))
+
+
+def test_a_mode_needs_the_training_set_and_a_typo_names_the_choices():
+    from detkit.config import ConfigError
+    from detkit.engine.parts import resolve_class_weights
+    from detkit.engine.preflight import PreflightError
+
+    with pytest.raises(
+        ConfigError, match=r"model.head.class_weight must be .* one of: 'balanced', 'sqrt'.*'balanaced'"
+    ):
+        load_config("configs/yolo/yolo_n_shapes.yaml", ["model.head.class_weight=balanaced"])
+    cfg = load_config("configs/yolo/yolo_n_shapes.yaml", ["model.head.class_weight=sqrt"])
+    with pytest.raises(ValueError, match=r"YOLOHead.class_weight 'sqrt' is computed from the training set"):
+        build_model(cfg, class_names=_Shapes.class_names)
+    seg = load_config("configs/seg/semfpn_r18_shapes.yaml", ["model.decode_head.class_weight=balanced"])
+    with pytest.raises(PreflightError, match=r"model.decode_head.class_weight: 'balanced' .* weighs pixels"):
+        resolve_class_weights(seg["model"], _Shapes(), ["background", *_Shapes.class_names])
