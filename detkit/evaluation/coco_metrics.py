@@ -16,16 +16,24 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detkit.evaluation import checks
+from detkit.evaluation.coco_results import label_list, masks_to_rle, prediction_to_coco
+from detkit.evaluation.per_class_ap import (
+    AP_UNITS,
+    ClassAP,
+    format_ap,
+    format_per_class,
+    max_det_index,
+    mean_valid,
+    per_class_ap,
+)
 
 __all__ = [
     "AP_UNITS",
@@ -57,16 +65,6 @@ __all__ = [
 IOU_TYPES = ("bbox", "segm")
 # Names of pycocotools' 12 summary numbers (COCOeval.stats), in its order.
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-class ClassAP(NamedTuple):
-    """One row of the per-class table; AP values are -1 for a class without ground truth."""
-
-    name: str
-    category_id: int
-    AP: float
-    AP50: float
-    num_gt: int
 
 
 class CocoEvalOutput(NamedTuple):
@@ -347,121 +345,3 @@ def coco_metrics(
     See ``evaluate_coco`` for the arguments; this returns only the metric dict.
     """
     return evaluate_coco(gt_json, results, iou_type, img_ids, backend, verbose).metrics
-
-
-def mean_valid(values: np.ndarray) -> float:
-    """Mean of the entries > -1 (pycocotools' "defined" precisions and recalls), -1.0 when there is none."""
-    values = values[values > -1]
-    return float(np.mean(values)) if values.size else -1.0
-
-
-def max_det_index(params: Any) -> int:
-    """Index of maxDets=100 in a COCOeval's params (the last maxDets when 100 is not one)."""
-    dets = list(params.maxDets)
-    return dets.index(100) if 100 in dets else len(dets) - 1
-
-
-def per_class_ap(cocoeval: Any, class_names: Mapping[int, str] | None = None) -> list[ClassAP]:
-    """Per-category AP and AP50 from an accumulated COCOeval, computed as pycocotools computes the overall AP.
-
-    AP averages ``eval['precision'][:, :, k, area='all', maxDets=100]`` over its valid (> -1) entries,
-    AP50 the same at IoU 0.5; a category without ground truth gets -1. ``num_gt`` counts the
-    non-crowd ground-truth instances of the category in the evaluated images.
-    """
-    p = cocoeval.params
-    precision = np.asarray(cocoeval.eval["precision"])  # [T, R, K, A, M]
-    a = list(p.areaRngLbl).index("all")
-    m = max_det_index(p)
-    t50 = np.where(np.asarray(p.iouThrs) == 0.5)[0]
-    gt = cocoeval.cocoGt
-    num_gt: dict[int, int] = {}
-    for ann in gt.loadAnns(gt.getAnnIds(imgIds=list(p.imgIds))):
-        if not ann.get("iscrowd", 0):
-            num_gt[ann["category_id"]] = num_gt.get(ann["category_id"], 0) + 1
-    rows = []
-    for k, cat_id in enumerate(p.catIds):
-        cat_id = int(cat_id)
-        name = (class_names or {}).get(cat_id) or gt.cats[cat_id].get("name", str(cat_id))
-        ap, ap50 = mean_valid(precision[:, :, k, a, m]), mean_valid(precision[t50, :, k, a, m])
-        rows.append(ClassAP(name, cat_id, ap, ap50, num_gt.get(cat_id, 0)))
-    return rows
-
-
-AP_UNITS = "AP in 0..1 (COCO), '-' = no ground truth"
-
-
-def format_ap(value: float) -> str:
-    """An AP value in 0..1 as text with 3 decimals, '-' where undefined (-1)."""
-    return "-" if value < 0 else f"{value:.3f}"
-
-
-def format_per_class(rows: Sequence[ClassAP], title: str = "") -> str:
-    """Return the per-class rows as a plain-text table (AP in 0..1, said in its first line; '-' where undefined)."""
-    width = max([len("class")] + [len(r.name) for r in rows])
-    lines = [f"{title} ({AP_UNITS})" if title else f"per-class {AP_UNITS}"]
-    lines.append(f"{'class':<{width}}  {'cat_id':>6}  {'AP':>6}  {'AP50':>6}  {'num_gt':>6}")
-    lines += [
-        f"{r.name:<{width}}  {r.category_id:>6}  {format_ap(r.AP):>6}  {format_ap(r.AP50):>6}  {r.num_gt:>6}"
-        for r in rows
-    ]
-    return "\n".join(lines)
-
-
-def masks_to_rle(masks: torch.Tensor) -> list[dict]:
-    """Encode instance masks ``[N, H, W]`` (bool/uint8, or float thresholded at 0.5) as COCO RLEs.
-
-    Each RLE is ``{'size': [H, W], 'counts': str}`` (counts decoded from bytes, so it is JSON-ready).
-    """
-    m = masks.detach()
-    m = (m > 0.5) if m.is_floating_point() else (m != 0)
-    if m.dim() != 3:
-        raise ValueError(f"masks must be [N, H, W], got shape {tuple(m.shape)}")
-    if m.shape[0] == 0:
-        return []
-    arr = np.asfortranarray(m.to("cpu", torch.uint8).numpy().transpose(1, 2, 0))  # [H, W, N], Fortran order
-    rles = mask_utils.encode(arr)
-    for r in rles:
-        r["counts"] = r["counts"].decode("ascii")
-    return rles
-
-
-def label_list(label_to_cat_id: Sequence[int] | Mapping[int, int]) -> list[int]:
-    """Return the label -> category id map as a list indexed by label (a dict must have keys 0..C-1)."""
-    if isinstance(label_to_cat_id, Mapping):
-        keys = sorted(int(k) for k in label_to_cat_id)
-        if keys != list(range(len(keys))):
-            raise ValueError(f"label_to_cat_id keys must be the contiguous labels 0..{len(keys) - 1}, got {keys}")
-        return [int(label_to_cat_id[k]) for k in sorted(label_to_cat_id, key=int)]
-    return [int(c) for c in label_to_cat_id]
-
-
-def prediction_to_coco(
-    image_id: int, pred: Mapping[str, torch.Tensor], label_to_cat_id: Sequence[int], with_masks: bool = True
-) -> list[dict]:
-    """COCO results records for one image's prediction (xyxy boxes -> xywh, labels -> category ids, masks -> RLE).
-
-    ``pred``: ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N] in 0..C-1, optional ``masks`` [N,H,W].
-    """
-    boxes = pred["boxes"].detach().to("cpu", torch.float64).reshape(-1, 4)
-    boxes[:, 2:] -= boxes[:, :2]  # xyxy -> xywh
-    scores = pred["scores"].detach().cpu().tolist()
-    labels = pred["labels"].detach().cpu().tolist()
-    n_cls = len(label_to_cat_id)
-    if labels and not (min(labels) >= 0 and max(labels) < n_cls):
-        raise ValueError(
-            f"image {image_id}: predicted labels must lie in 0..{n_cls - 1} (the dataset's "
-            f"{n_cls} classes), got {min(labels)}..{max(labels)}; check model.num_classes"
-        )
-    rles = masks_to_rle(pred["masks"]) if with_masks and pred.get("masks") is not None else None
-    out = []
-    for j, (box, score, label) in enumerate(zip(boxes.tolist(), scores, labels)):
-        r = {
-            "image_id": image_id,
-            "category_id": int(label_to_cat_id[label]),
-            "bbox": [float(v) for v in box],
-            "score": float(score),
-        }
-        if rles is not None:
-            r["segmentation"] = rles[j]
-        out.append(r)
-    return out
