@@ -31,6 +31,7 @@ from torchvision.ops import nms
 
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
 from detkit.benchmark.inputs import synthetic_targets
+from detkit.benchmark.yolo import randomize_bn_stats
 from detkit.models.blocks import C2f
 from detkit.models.build import build_model
 from detkit.ops import batched
@@ -146,9 +147,11 @@ def reference_decode(head: nn.Module, bins: Tensor, points: Tensor, strides: Ten
 
 
 def biased_model(cfg: dict, dev: torch.device) -> nn.Module:
-    """The fused model of ``cfg`` with the head biased as ``ultralytics_pair`` biases YOLOv8's: class logits
-    at -1.3, box bins falling by 0.5 per bin (a realistic number of candidates and box sizes)."""
-    model = build_model(cfg).to(dev).eval()
+    """The fused model of ``cfg`` with random BatchNorm statistics and the head biased as ``ultralytics_pair``
+    biases YOLOv8's: class logits at -1.3, box bins falling by 0.5 per bin (a realistic number of candidates
+    and box sizes)."""
+    torch.manual_seed(0)
+    model = randomize_bn_stats(build_model(cfg)).to(dev).eval()
     head = getattr(model.head, "det", model.head)
     with torch.no_grad():
         for box, cls in zip(head.box_branch, head.cls_branch):

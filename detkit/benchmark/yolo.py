@@ -41,6 +41,16 @@ def _ultralytics():
     return tasks
 
 
+def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
+    """BatchNorm running means in [-0.5, 0.5) and variances in [0.5, 1.5), as trained layers have (in place)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model
+
+
 def ultralytics_pair(
     cfg: dict, num_classes: int = 80, seed: int = 0, cls_bias: float = -1.3, bin_bias_slope: float = 0.5
 ) -> tuple[nn.Module, nn.Module]:
@@ -58,11 +68,7 @@ def ultralytics_pair(
     torch.manual_seed(seed)
     name = f"yolov8{scale}{'-seg' if seg else ''}.yaml"
     ul = (tasks.SegmentationModel if seg else tasks.DetectionModel)(name, nc=num_classes, verbose=False)
-    g = torch.Generator().manual_seed(seed)
-    for m in ul.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    randomize_bn_stats(ul, seed)
     head = ul.model[-1]
     with torch.no_grad():
         for branch in head.cv3:
