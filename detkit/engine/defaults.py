@@ -10,7 +10,8 @@ from detkit.engine.optim import OPTIMIZER_DEFAULTS, OPTIMIZER_RULES, SCHEDULER_D
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "max_epochs": 12,
-    "eval_interval": 1,
+    "max_iters": None,
+    "eval_interval": None,
     "amp": False,
     "grad_clip": None,
     "accumulate": 1,
@@ -30,7 +31,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 # What each train key may hold (docs/configs.md); every key of TRAIN_DEFAULTS has a rule and no other key does.
 TRAIN_RULES: dict[str, Rule] = {
     "max_epochs": integer(min=1),
-    "eval_interval": integer(min=1),
+    "max_iters": integer(min=1, none=True),  # iteration-based run: wins over max_epochs (docs/training.md)
+    "eval_interval": integer(min=1, none=True),  # epochs, or iterations with max_iters; null: auto
     "amp": choice(False, True, "fp16", "bf16", "fp32", none=True),
     "grad_clip": number(above=0, none=True),
     "accumulate": integer(min=1),

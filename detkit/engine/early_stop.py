@@ -10,9 +10,9 @@ def evaluations_since_best(validator: Validator) -> int:
 
     Read from the run's record, so a resumed run goes on counting where the interrupted one stopped.
     """
-    best_epoch = validator.best.get("epoch", 0) if validator.best else 0
-    epochs = {r["epoch"] for r in validator.record.metrics() if isinstance(r.get("epoch"), int)}
-    return sum(1 for e in epochs if e > best_epoch)
+    best_iter = validator.best.get("iter", -1) if validator.best else -1
+    iters = {r["iter"] for r in validator.record.metrics() if isinstance(r.get("iter"), int)}
+    return sum(1 for it in iters if it > best_iter)
 
 
 def patience_stop(validator: Validator, patience: int) -> EvalCallback:
@@ -24,7 +24,9 @@ def patience_stop(validator: Validator, patience: int) -> EvalCallback:
         if waited < patience:
             return None
         best = validator.best
-        where = f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else "no valid metric yet"
+        length = validator.length
+        at = f"{length.unit} {best[length.key]}" if best else ""
+        where = f"best {best['metric']} {best['value']:.4f} at {at}" if best else "no valid metric yet"
         return f"no new best in {waited} evaluations (train.patience {patience}; {where})"
 
     return check

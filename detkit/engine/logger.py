@@ -189,8 +189,10 @@ class Progress:
         enabled: bool,
         logger: logging.Logger,
         device: torch.device,
+        by_iter: bool = False,
     ):
         self.total, self.n, self.epoch, self.max_epochs = total, initial, epoch, max_epochs
+        self.by_iter = by_iter  # total / initial count the run's iterations (train.max_iters), not the epoch's
         self.log_interval, self.logger, self.device = max(1, log_interval), logger, device
         self.start, self.start_n = time.perf_counter(), initial
         self.bar = None
@@ -198,7 +200,11 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total, initial=initial, desc=f"epoch {epoch + 1}/{max_epochs}", dynamic_ncols=True, leave=False
+                total=total,
+                initial=initial,
+                desc="iter" if by_iter else f"epoch {epoch + 1}/{max_epochs}",
+                dynamic_ncols=True,
+                leave=False,
             )
         self.enabled = enabled
 
@@ -216,6 +222,12 @@ class Progress:
             eta = time.strftime("%H:%M:%S", time.gmtime(remaining_iters / max(rate, 1e-9)))
             terms = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
             log = self.logger if self.bar is None else logging.getLogger(LOGGER_NAME + ".file")
+            if self.by_iter:
+                log.info(
+                    "iter %d/%d (epoch %d/%d) %s lr %.4g %.2f it/s eta %s mem %s",
+                    *(self.n, self.total, self.epoch + 1, self.max_epochs, terms, lr, rate, eta, mem),
+                )
+                return
             log.info(
                 "epoch %d/%d iter %d/%d (global %d) %s lr %.4g %.2f it/s eta %s mem %s",
                 self.epoch + 1,

@@ -27,7 +27,8 @@ def train_step(tr, batch: dict | None) -> bool:
     """
     acc = int(tr.tcfg["accumulate"])
     n = tr.iter_in_epoch + 1
-    boundary = n % acc == 0 or n == tr.iters_per_epoch
+    # an epoch's last batch ends an accumulation group, as does an iteration-based run's evaluation / checkpoint
+    boundary = n % acc == 0 or n == tr.iters_per_epoch or tr.length.is_point(tr.iter + 1)
     lr = tr.schedule.apply(tr.optimizer, tr.iter)
     tr._lr = lr
     losses, bad = {}, []
@@ -108,7 +109,7 @@ def log_step(tr, progress: Progress) -> None:
     """Advance the progress; every ``train.log_interval`` iterations record the mean losses and the LR."""
     progress.update(tr.losses.window_means(), tr._lr, tr.iter, tr.schedule.max_iters - tr.iter)
     interval = max(1, int(tr.tcfg["log_interval"]))
-    if tr.iter % interval and tr.iter_in_epoch != tr.iters_per_epoch:
+    if tr.iter % interval and tr.iter_in_epoch != tr.iters_per_epoch and not tr.length.is_point(tr.iter):
         return
     reduced = tr.losses.reduce_window(tr.device)
     if tr.main and reduced:

@@ -29,10 +29,12 @@ def epoch_line(
     seconds: float,
     eval_seconds: float = 0.0,
     skipped: int = 0,
+    unit: str = "epoch",
 ) -> str:
     """``epoch 3/12  loss 0.8123 (cls 0.3011, box 0.5112)  bbox/AP 0.4120 (best 0.4300, epoch 2)  1m10s``;
-    ``skipped``: samples the data left out in the epoch (``None`` samples), shown when > 0."""
-    parts = [f"epoch {epoch}/{max_epochs}"]
+    ``skipped``: samples the data left out in the epoch (``None`` samples), shown when > 0; ``unit``: ``iter``
+    for an iteration-based run (``epoch`` / ``max_epochs`` are then the iteration and ``train.max_iters``)."""
+    parts = [f"{unit} {epoch}/{max_epochs}"]
     if "loss" in losses:
         terms = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()) if k != "loss")
         parts.append(f"loss {losses['loss']:.4f}" + (f" ({terms})" if terms else ""))
@@ -40,10 +42,10 @@ def epoch_line(
         parts.append(f"{skipped} bad sample(s) skipped")
     if metric_key and metric_key in metrics:
         text = f"{metric_key} {metrics[metric_key]:.4f}"
-        if best.get("epoch") == epoch:
+        if best.get(unit) == epoch:
             text += " (new best)"
         elif best:
-            text += f" (best {best['value']:.4f}, epoch {best['epoch']})"
+            text += f" (best {best['value']:.4f}, {unit} {best[unit]})"
         parts.append(text)
     parts.append(duration(seconds) + (f" (eval {duration(eval_seconds)})" if eval_seconds else ""))
     return "  ".join(parts)
@@ -65,10 +67,10 @@ def skipped_note(datasets: dict[str, object]) -> str | None:
     return "; ".join(parts) + " (on_error: skip / skip_bad_images); tools/check_dataset.py --config CONFIG lists them"
 
 
-def metrics_table(epoch: int, metrics: dict[str, float]) -> str:
-    """The evaluation of one epoch as an indented table, with its units."""
+def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch") -> str:
+    """The evaluation of one epoch (or iteration: ``unit``) as an indented table, with its units."""
     rows = "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())
-    return f"evaluation at epoch {epoch} ({UNITS}):\n{rows}"
+    return f"evaluation at {unit} {epoch} ({UNITS}):\n{rows}"
 
 
 def _q(path: Path) -> str:
@@ -84,21 +86,24 @@ def summary(
     epochs: int,
     has_val: bool,
     stop_reason: str | None = None,
+    unit: str = "epoch",
 ) -> str:
     """The end-of-training summary: best metric, file paths, and the commands to evaluate, infer and export.
 
     ``tool`` is a command template with ``{}`` for the tool's name (``detkit {}``, ``python tools/{}.py``);
-    ``stop_reason``: why a callback ended the run before ``train.max_epochs`` (None: it ran to the end).
+    ``stop_reason``: why a callback ended the run before ``train.max_epochs`` (None: it ran to the end);
+    ``unit``: ``iter`` for an iteration-based run (``epochs`` is then the iteration reached).
     """
     d = Path(work_dir)
+    word = "iteration" if unit == "iter" else unit
     if best:
-        head = f"best {best['metric']} {best['value']:.4f} (0..1) at epoch {best['epoch']}"
+        head = f"best {best['metric']} {best['value']:.4f} (0..1) at {word} {best[unit]}"
     else:
         head = "no evaluation (no data.val), no best.pth" if not has_val else "no evaluation gave a best.pth"
     weights = d / "best.pth" if best else d / "latest.pth"
     cfg, w = _q(d / "config.yaml"), _q(weights)
     done = f"training stopped early ({stop_reason})" if stop_reason else "training done"
-    lines = [f"{done}: epoch {epochs} in {duration(seconds)}; {head}"]
+    lines = [f"{done}: {word} {epochs} in {duration(seconds)}; {head}"]
     if best:
         lines.append(f"  best.pth    {d / 'best.pth'}  (weights for inference and fine-tuning)")
     lines += [

@@ -1,9 +1,9 @@
 """The trainer: DDP, AMP, gradient accumulation, EMA, exact resume, evaluation, checkpoints.
 
-Roles live beside it: one training step (step.py), building the parts (parts.py), pre-flight checks
-(preflight.py), the work-dir rule
-(workdir.py), evaluation during training (validation.py), what checkpoints hold (train_state.py), what the
-screen shows (summary.py).
+Roles live beside it: one training step (step.py), the run's length in epochs or iterations and its
+evaluation / checkpoint points (run_length.py), building the parts (parts.py), pre-flight checks (preflight.py),
+the work-dir rule (workdir.py), evaluation during training (validation.py), what checkpoints hold
+(train_state.py), what the screen shows (summary.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
+from detkit.engine.run_length import RunLength
 from detkit.engine.runtime import seed_everything, set_sampler_epoch
 from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
@@ -46,10 +47,10 @@ class Trainer:
             load_from: weights to start from; seed / amp: override ``seed`` / ``train.amp``;
             deterministic: ask torch for deterministic kernels; exist_ok: when ``work_dir`` already holds a
             run, move it into ``work_dir/previous-N/`` instead of refusing (:class:`WorkDirInUse`);
-            eval_callbacks: functions called on rank 0 after each evaluation with ``(epoch, metrics)``; the
-            first one that returns a non-empty string stops the run after that epoch, like a finished run
-            (``latest.pth`` holds the epoch, the summary is printed) with that string as ``stop_reason``
-            (e.g. a hyperparameter search that prunes the trial).
+            eval_callbacks: functions called on rank 0 after each evaluation with ``(epoch, metrics)`` (the
+            iteration instead of the epoch with ``train.max_iters``); the first one that returns a non-empty
+            string stops the run there, like a finished run (``latest.pth`` holds that point, the summary is
+            printed) with that string as ``stop_reason`` (e.g. a hyperparameter search that prunes the trial).
 
     Everything that can be checked before the first iteration is (:mod:`detkit.engine.preflight`); the log
     file, ``config.yaml`` and any move of a previous run come after those checks.
@@ -86,8 +87,9 @@ class Trainer:
         self._build(load_from)
         self.record = RunRecord(self.work_dir)
         t = self.tcfg
+        self.length = RunLength.from_config(t, self.iters_per_epoch)  # epochs, or iterations (train.max_iters)
         self.validator = Validator(
-            self.evaluator, self.val_loader, self.record, t["best_metric"], t["eval_interval"], self.work_dir,
+            self.evaluator, self.val_loader, self.record, t["best_metric"], self.length, self.work_dir,
             self.main, self.device, self.amp_dtype,
         )  # fmt: skip
         self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = self.skipped_samples = 0
@@ -172,44 +174,45 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
-        """Train up to ``train.max_epochs``; return the last evaluation's metrics ({} if none ran)."""
-        max_epochs = self.tcfg["max_epochs"]
-        pending = self.validator.pending(self.epoch, self.iter_in_epoch, max_epochs)
-        if self.epoch >= max_epochs and not pending:
+        """Train up to ``train.max_epochs`` (or ``train.max_iters``); return the last evaluation's metrics ({}
+        if none ran)."""
+        length = self.length
+        pending = self.validator.pending(self.epoch, self.iter, self.iter_in_epoch)
+        if length.done(self.epoch, self.iter) and not pending:
+            key = f"train.max_{length.key}s"
             logger.info(
-                "nothing to do: the checkpoint is at epoch %d and train.max_epochs is %d "
-                "(raise train.max_epochs to extend the run)",
-                self.epoch,
-                max_epochs,
-            )
+                "nothing to do: the checkpoint is at %s %d and %s is %d (raise %s to extend the run)",
+                length.unit, length.position(self.epoch, self.iter), key, length.total, key,
+            )  # fmt: skip
             rows = self.record.metrics() if self.main else []
             return {k: v for k, v in rows[-1].items() if k not in ("epoch", "iter")} if rows else {}
         if callable(getattr(self.train_set, "set_max_epochs", None)):  # e.g. MixDataset's close_mosaic
-            self.train_set.set_max_epochs(max_epochs)  # before the loader's workers start
+            self.train_set.set_max_epochs(length.epochs)  # before the loader's workers start
         self.tb = self.validator.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
         logger.info(
-            "training %s for %d epochs (%d iterations per epoch) on %s, %d process(es), amp %s",
-            type(self.model).__name__,
-            max_epochs,
-            self.iters_per_epoch,
-            self.device,
-            self.world,
-            self.amp_dtype,
-        )
+            "training %s for %s on %s, %d process(es), amp %s",
+            type(self.model).__name__, length.describe(), self.device, self.world, self.amp_dtype,
+        )  # fmt: skip
+        note = length.schedule_note(self.schedule)
+        if note:
+            (logger.warning if note[1] else logger.info)(note[0])
         note = skipped_note({"data.train": self.train_set, "data.val": self.val_set})
         if note:
             logger.warning(note)
-        self._started = time.perf_counter()
-        metrics: dict[str, float] = self._evaluate_epoch(time.perf_counter()) if pending else {}
+        self._started = self._since = time.perf_counter()
+        metrics: dict[str, float] = {}
+        if pending:  # the evaluation due at the checkpoint failed (or was interrupted): it comes first
+            metrics = self._checkpoint_point(self._since) if length.by_iter else self._evaluate_epoch(self._since)
         with dist.StopSignals() as self._signals:
-            while self.epoch < max_epochs and not self.interrupted and not self.stop_reason:
+            while not length.done(self.epoch, self.iter) and not self.interrupted and not self.stop_reason:
                 started = time.perf_counter()
-                self._train_epoch()
+                metrics = self._train_epoch() or metrics
                 if self.interrupted:
                     self._save_interrupted()
                     break
-                self.epoch, self.iter_in_epoch = self.epoch + 1, 0
-                metrics = self._end_of_epoch(max_epochs, started) or metrics
+                if self.iter_in_epoch >= self.iters_per_epoch:  # (an iteration-based run rolls over in the loop)
+                    self.epoch, self.iter_in_epoch = self.epoch + 1, 0
+                    metrics = (self._checkpoint_point(started) if not length.by_iter else {}) or metrics
         self._finish()
         return metrics
 
@@ -223,15 +226,15 @@ class Trainer:
             self.resume_hint,
         )
 
-    def _end_of_epoch(self, max_epochs: int, started: float) -> dict[str, float]:
-        """Save the epoch (before evaluating, so that an evaluation error loses nothing), then evaluate."""
-        names = ["latest.pth"]
-        ci = self.tcfg["checkpoint_interval"]
-        if ci and self.epoch % int(ci) == 0:
-            names.append(f"epoch_{self.epoch}.pth")
-        self.save(*names)
-        if not self.validator.due(self.epoch, max_epochs):
-            self._log_epoch({}, started, 0.0)
+    def _checkpoint_point(self, started: float) -> dict[str, float]:
+        """The end of an epoch, or an evaluation / checkpoint iteration of an iteration-based run: save
+        latest.pth (and epoch_N.pth / iter_N.pth) before evaluating, so that an evaluation error loses nothing,
+        then evaluate when due; else the line of the epoch (or of the evaluation interval without data.val)."""
+        name = self.length.checkpoint_name(self.epoch, self.iter)
+        self.save("latest.pth", *([name] if name else []))
+        if not self.validator.due(self.epoch, self.iter):
+            if not self.length.by_iter or self.length.eval_due(self.epoch, self.iter):
+                self._log_epoch({}, started, 0.0)
             return {}
         return self._evaluate_epoch(started)
 
@@ -239,7 +242,7 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             metrics = self.validator.run(self.ema.module if self.ema else self.model, self.epoch, self.iter)
-        except Exception as e:  # noqa: BLE001  (whatever failed, the epoch is saved: say how to go on)
+        except Exception as e:  # noqa: BLE001  (whatever failed, latest.pth is saved: say how to go on)
             raise self._evaluation_failed(e) from e
         if metrics and self.validator.is_best(metrics, self.epoch, self.iter):
             self.save("latest.pth", best=True)  # latest.pth records the new best too
@@ -250,13 +253,14 @@ class Trainer:
         return metrics
 
     def _call_eval_callbacks(self, metrics: dict[str, float]) -> None:
-        """Rank 0 calls each eval callback with ``(epoch, metrics)``; a reason returned (or an error raised)
-        there reaches every rank, so that all stop after the same epoch."""
+        """Rank 0 calls each eval callback with ``(epoch or iteration, metrics)``; a reason returned (or an error
+        raised) there reaches every rank, so that all stop at the same point."""
         outcome: str | BaseException | None = None
+        position = self.length.position(self.epoch, self.iter)
         if self.main:
             try:
                 for callback in self.eval_callbacks:
-                    outcome = callback(self.epoch, dict(metrics)) or None
+                    outcome = callback(position, dict(metrics)) or None
                     if outcome:
                         break
             except Exception as e:  # noqa: BLE001  (raised below on every rank)
@@ -266,22 +270,23 @@ class Trainer:
             raise outcome
         if outcome:
             self.stop_reason = str(outcome)
-            logger.info("stopping after epoch %d: %s", self.epoch, self.stop_reason)
+            logger.info("stopping after %s %d: %s", self.length.unit, position, self.stop_reason)
 
     def _evaluation_failed(self, e: Exception) -> EvaluationFailed:
-        log_to_file("evaluation after epoch %d failed", self.epoch, exc_info=e)  # the traceback: log.txt only
+        where = f"{self.length.unit} {self.length.position(self.epoch, self.iter)}"
+        log_to_file("evaluation after %s failed", where, exc_info=e)  # the traceback: log.txt only
         first = (str(e).strip().splitlines() or [""])[0][:300]
         return EvaluationFailed(
-            f"evaluation after epoch {self.epoch} failed ({type(e).__name__}: {first}); the epoch is saved in "
+            f"evaluation after {where} failed ({type(e).__name__}: {first}); the {self.length.unit} is saved in "
             f"{self.work_dir / 'latest.pth'} and the traceback is in {self.work_dir / 'log.txt'}. Fix the cause "
             f"and resume (the evaluation is redone first) with: {self.resume_hint}"
         )
 
     def _log_epoch(self, metrics: dict[str, float], started: float, eval_seconds: float) -> None:
-        """The epoch's one line on screen: mean losses, the tracked metric, the time."""
+        """The line of the epoch (or of the evaluation interval) on screen: mean losses, the tracked metric, the time."""
         line = epoch_line(
-            self.epoch,
-            self.tcfg["max_epochs"],
+            self.length.position(self.epoch, self.iter),
+            self.length.total,
             self.losses.epoch_means(),
             metrics,
             self.validator.metric_key(metrics),
@@ -289,9 +294,11 @@ class Trainer:
             time.perf_counter() - started,
             eval_seconds,
             self.skipped_samples,
+            unit=self.length.key,
         )
         logger.info(line)
         self.losses.start_epoch()
+        self.skipped_samples, self._since = 0, time.perf_counter()
 
     def _finish(self) -> None:
         if self.main:
@@ -306,8 +313,9 @@ class Trainer:
             if not self.interrupted:
                 seconds = time.perf_counter() - self._started
                 has_val = self.evaluator is not None
+                at = self.length.position(self.epoch, self.iter)
                 text = summary(
-                    self.work_dir, self.best, plots, self.tool, seconds, self.epoch, has_val, self.stop_reason
+                    self.work_dir, self.best, plots, self.tool, seconds, at, has_val, self.stop_reason, self.length.key
                 )
                 logger.info(text)
         if getattr(self, "tb", None):
@@ -324,21 +332,21 @@ class Trainer:
                 return it
             return iter(loader)
 
-    def _train_epoch(self) -> None:
+    def _train_epoch(self) -> dict[str, float]:
+        """The rest of the current epoch; an iteration-based run evaluates and checkpoints at its points in it
+        and returns at ``train.max_iters``. Returns the last evaluation's metrics ({} when none ran)."""
         (self.ddp or self.model).train()
+        length = self.length
         progress = Progress(
-            self.iters_per_epoch,
-            self.iter_in_epoch,
-            self.epoch,
-            self.tcfg["max_epochs"],
-            self.tcfg["log_interval"],
-            self.main,
-            logger,
-            self.device,
-        )
-        self.losses.start_epoch()
-        self.skipped_samples = 0
-        ci = self.tcfg["checkpoint_iters"]
+            length.total_iters if length.by_iter else self.iters_per_epoch,
+            self.iter if length.by_iter else self.iter_in_epoch,
+            self.epoch, length.epochs, self.tcfg["log_interval"], self.main, logger, self.device,
+            by_iter=length.by_iter,
+        )  # fmt: skip
+        if not length.by_iter:  # an iteration-based run's line covers the iterations since the previous one
+            self.losses.start_epoch()
+            self.skipped_samples = 0
+        ci, metrics = self.tcfg["checkpoint_iters"], {}
         try:
             for batch in self._epoch_iterator():
                 boundary = self._train_step(batch)
@@ -347,11 +355,18 @@ class Trainer:
                 if not boundary:
                     continue
                 if self.interrupted:
-                    return
-                if ci and self.iter % int(ci) == 0 and self.iter_in_epoch < self.iters_per_epoch:
+                    return metrics
+                if length.by_iter and self.iter_in_epoch == self.iters_per_epoch:
+                    self.epoch, self.iter_in_epoch = self.epoch + 1, 0  # the epoch's last batch: roll over
+                if length.is_point(self.iter):
+                    metrics = self._checkpoint_point(self._since) or metrics
+                    if length.done(self.epoch, self.iter) or self.stop_reason:
+                        return metrics
+                elif ci and self.iter % int(ci) == 0 and (length.by_iter or self.iter_in_epoch < self.iters_per_epoch):
                     self.save("latest.pth")
         finally:
             progress.close()
+        return metrics
 
     def _train_step(self, batch: dict | None) -> bool:
         """One micro-batch (:func:`detkit.engine.step.train_step`); True at an accumulation boundary."""

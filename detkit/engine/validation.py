@@ -13,23 +13,28 @@ from torch import nn
 from detkit.engine import dist
 from detkit.engine.evaluate import evaluate
 from detkit.engine.logger import RunRecord, log_to_file
+from detkit.engine.run_length import RunLength
 from detkit.engine.summary import metrics_table
 
 logger = logging.getLogger("detkit")
 
-# Trainer(eval_callbacks=...): fn(epoch, metrics) after each evaluation; a string returned stops the run
+# Trainer(eval_callbacks=...): fn(epoch, metrics) after each evaluation (the iteration instead of the epoch in
+# an iteration-based run, train.max_iters); a string returned stops the run
 EvalCallback = Callable[[int, dict[str, float]], "str | None"]
 
 
 class Validator:
-    """Runs the evaluator on data.val after the epochs ``train.eval_interval`` names, and tracks the best.
+    """Runs the evaluator on data.val at the epochs (or iterations) ``train.eval_interval`` names, and tracks the
+    best.
 
     Args:
         evaluator / loader: built for data.val (None: no evaluation); record: the run's metrics.jsonl;
-        best_metric: ``train.best_metric``; eval_interval: ``train.eval_interval``; work_dir: for reports;
-        main: rank 0 (writes); device / amp_dtype: as in training.
+        best_metric: ``train.best_metric``; length: the run's :class:`RunLength` (``train.max_epochs`` or
+        ``train.max_iters``, ``train.eval_interval``); work_dir: for reports; main: rank 0 (writes);
+        device / amp_dtype: as in training.
     Attributes:
-        best: ``{"metric", "value", "epoch", "iter"}`` of the best evaluation so far ({} before one).
+        best: ``{"metric", "value", "epoch", "iter"}`` of the best evaluation so far ({} before one); ``epoch``
+            is the passes over the data done (a float) in an iteration-based run.
         tb: a TensorBoard writer (set by the trainer) or None.
     """
 
@@ -39,35 +44,36 @@ class Validator:
         loader: Any,
         record: RunRecord,
         best_metric: str,
-        eval_interval: int,
+        length: RunLength,
         work_dir: Path,
         main: bool,
         device,
         amp_dtype,
     ):
         self.evaluator, self.loader, self.record = evaluator, loader, record
-        self.best_metric, self.eval_interval = best_metric, max(1, int(eval_interval))
+        self.best_metric, self.length = best_metric, length
         self.work_dir, self.main, self.device, self.amp_dtype = Path(work_dir), main, device, amp_dtype
         self.best: dict[str, Any] = {}
         self.tb = None
 
-    def due(self, epoch: int, max_epochs: int) -> bool:
-        """True when the evaluation runs after ``epoch`` (every ``eval_interval`` epochs and after the last)."""
-        return self.evaluator is not None and epoch > 0 and (epoch == max_epochs or epoch % self.eval_interval == 0)
+    def due(self, epoch: int, it: int) -> bool:
+        """True when an evaluation runs after ``epoch`` / iteration ``it`` (every ``train.eval_interval`` epochs,
+        or iterations with ``train.max_iters``, and after the last)."""
+        return self.evaluator is not None and self.length.eval_due(epoch, it)
 
-    def pending(self, epoch: int, iter_in_epoch: int, max_epochs: int) -> bool:
-        """True when a resumed run ended ``epoch`` but its due evaluation never finished (it failed)."""
-        if iter_in_epoch or not self.due(epoch, max_epochs):
+    def pending(self, epoch: int, it: int, iter_in_epoch: int) -> bool:
+        """True when a resumed run stands where an evaluation was due but never finished (it failed)."""
+        if (iter_in_epoch and not self.length.by_iter) or not self.due(epoch, it):
             return False
-        done = any(r.get("epoch") == epoch for r in self.record.metrics()) if self.main else True
+        done = any(r.get("iter") == it for r in self.record.metrics()) if self.main else True
         return bool(dist.broadcast_object(not done))
 
     def run(self, model: nn.Module, epoch: int, it: int) -> dict[str, float]:
         """Evaluate ``model``; record the metrics (metrics.jsonl, the table in log.txt, TensorBoard)."""
         metrics = evaluate(model, self.loader, self.evaluator, self.device, self.amp_dtype)
         if self.main:
-            self.record.add_metrics({"epoch": epoch, "iter": it, **metrics})
-            log_to_file(metrics_table(epoch, metrics))
+            self.record.add_metrics({"epoch": self.length.epoch_of(epoch, it), "iter": it, **metrics})
+            log_to_file(metrics_table(self.length.position(epoch, it), metrics, self.length.unit))
             if self.tb:
                 for k, v in metrics.items():
                     self.tb.add_scalar(k, v, it)
@@ -85,8 +91,9 @@ class Validator:
         value = metrics[key]
         if math.isnan(value) or (self.best and value <= self.best["value"]):
             return False
-        self.best = {"metric": key, "value": value, "epoch": epoch, "iter": it}
-        log_to_file("new best %s = %.4f at epoch %d: best.pth", key, value, epoch)
+        self.best = {"metric": key, "value": value, "epoch": self.length.epoch_of(epoch, it), "iter": it}
+        where = f"{self.length.unit} {self.length.position(epoch, it)}"
+        log_to_file("new best %s = %.4f at %s: best.pth", key, value, where)
         return True
 
     def write_report(self) -> None:

@@ -40,7 +40,7 @@ def test_an_evaluated_epoch_is_not_evaluated_again_on_resume(toy, tmp_path):
     Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
     cfg["train"]["max_epochs"] = 2
     tr = Trainer(cfg, work_dir=tmp_path, device="cpu", resume=True)
-    assert not tr.validator.pending(tr.epoch, tr.iter_in_epoch, 2)
+    assert not tr.validator.pending(tr.epoch, tr.iter, tr.iter_in_epoch)
     tr.fit()
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2]
