@@ -177,6 +177,8 @@ class Trainer:
         """Train up to ``train.max_epochs`` (or ``train.max_iters``); return the last evaluation's metrics ({}
         if none ran)."""
         length = self.length
+        if length.by_iter and self.iter_in_epoch >= self.iters_per_epoch:  # stopped after an epoch's last batch
+            self.epoch, self.iter_in_epoch = self.epoch + 1, 0
         pending = self.validator.pending(self.epoch, self.iter, self.iter_in_epoch)
         if length.done(self.epoch, self.iter) and not pending:
             key = f"train.max_{length.key}s"

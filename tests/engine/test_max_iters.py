@@ -60,11 +60,11 @@ def test_eval_interval_unset_evaluates_every_tenth(toy, tmp_path):
     assert [r["epoch"] for r in _rows(tmp_path / "e")] == [1, 2]
 
 
-def test_resume_extends_and_nothing_to_do(toy, tmp_path, caplog):
+def test_resume_extends_and_nothing_to_do(toy, tmp_path):
     Trainer(_cfg(toy, max_iters=3, eval_interval=2), work_dir=tmp_path, device="cpu").fit()
-    with caplog.at_level("INFO", logger="detkit"):
-        Trainer(_cfg(toy, max_iters=3, eval_interval=2), work_dir=tmp_path, device="cpu", resume=True).fit()
-    assert "nothing to do: the checkpoint is at iteration 3 and train.max_iters is 3" in caplog.text
+    Trainer(_cfg(toy, max_iters=3, eval_interval=2), work_dir=tmp_path, device="cpu", resume=True).fit()
+    log = (tmp_path / "log.txt").read_text()
+    assert "nothing to do: the checkpoint is at iteration 3 and train.max_iters is 3" in log
     tr = Trainer(_cfg(toy, max_iters=7, eval_interval=2), work_dir=tmp_path, device="cpu", resume=True)
     tr.fit()
     assert tr.iter == 7 and [r["iter"] for r in _rows(tmp_path)] == [2, 3, 4, 6, 7]
@@ -153,3 +153,24 @@ def test_sigkill_then_resume_is_exact_in_iteration_mode(shapes, tmp_path):
     b = torch.load(tmp_path / "run" / "latest.pth", weights_only=True)
     assert a["meta"]["iter"] == b["meta"]["iter"] == 6 and a["meta"]["epoch"] == 1
     assert len(a["model"]) > 50 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_sigterm_in_the_last_iteration_then_resume_evaluates_it(tmp_path):
+    """SIGTERM during the last iteration (an epoch's last batch): latest.pth holds it unevaluated; the resume
+    evaluates it, rolls the epoch over and ends."""
+    from test_resume import CONFIG, _run_tool
+
+    cfg = {**CONFIG, "train": {**CONFIG["train"], "max_iters": 4, "eval_interval": 2, "checkpoint_iters": None}}
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    args = [path, "--work-dir", tmp_path / "w", "--device", "cpu"]
+    stopped = _run_tool(args, {"DETKIT_TOY_SIGNAL_AT": "3:SIGTERM"})  # sent as iteration 4 starts
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    meta = torch.load(tmp_path / "w" / "latest.pth", weights_only=True)["meta"]
+    assert (meta["iter"], meta["epoch"], meta["iter_in_epoch"]) == (4, 0, 4)
+    assert [r["iter"] for r in _rows(tmp_path / "w")] == [2]
+    done = _run_tool([*args, "--resume"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    meta = torch.load(tmp_path / "w" / "latest.pth", weights_only=True)["meta"]
+    assert (meta["iter"], meta["epoch"], meta["iter_in_epoch"]) == (4, 1, 0)
+    assert [r["iter"] for r in _rows(tmp_path / "w")] == [2, 4] and "training done: iteration 4" in done.stdout
