@@ -129,6 +129,9 @@ class YOLOHead(nn.Module):
     def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
         """Task-aligned assignment of a batch; also returns the flattened predictions used by the losses."""
         bins, logits, points, strides = self.flatten(raw)
+        # one copy into a contiguous [B,A,C] (as Ultralytics makes it): the sigmoid, the BCE and its backward
+        # then run over contiguous memory, about a fifth faster on a CPU than over the strided view of [B,C,A]
+        logits = logits.contiguous()
         boxes = self.decode(bins, points, strides)
         gt_labels, gt_boxes, gt_valid = pad_targets(targets, logits.device)
         assignment = task_aligned_assign(
