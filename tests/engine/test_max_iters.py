@@ -174,3 +174,39 @@ def test_sigterm_in_the_last_iteration_then_resume_evaluates_it(tmp_path):
     meta = torch.load(tmp_path / "w" / "latest.pth", weights_only=True)["meta"]
     assert (meta["iter"], meta["epoch"], meta["iter_in_epoch"]) == (4, 1, 0)
     assert [r["iter"] for r in _rows(tmp_path / "w")] == [2, 4] and "training done: iteration 4" in done.stdout
+
+
+def test_torchrun_two_processes_stop_mid_epoch_like_one(toy, tmp_path):
+    """DDP: 2 processes stop at the same iteration mid-epoch, evaluate mid-epoch together, and match 1 process."""
+    from test_ddp import CONFIG, ROOT, _free_port
+
+    cfg = {**CONFIG, "train": {**CONFIG["train"], "max_iters": 6, "eval_interval": 3}}  # 4 per epoch: 1.5 epochs
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    run = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"]
+    cmd = [sys.executable, *run, "--master-port", str(_free_port()), str(HERE / "toy_train.py"), str(path)]
+    proc = subprocess.run(
+        [*cmd, "--work-dir", str(tmp_path / "ddp"), "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    Trainer({**cfg, "data": {**cfg["data"], "batch_size": 4}}, work_dir=tmp_path / "one", device="cpu").fit()
+    a = torch.load(tmp_path / "ddp" / "latest.pth", weights_only=True)
+    b = torch.load(tmp_path / "one" / "latest.pth", weights_only=True)
+    assert a["meta"]["iter"] == b["meta"]["iter"] == 6 and (a["meta"]["epoch"], a["meta"]["iter_in_epoch"]) == (1, 2)
+    for k, v in b["model"].items():
+        assert torch.allclose(a["model"][k], v, atol=1e-5, rtol=0), k
+    assert [r["iter"] for r in _rows(tmp_path / "ddp")] == [r["iter"] for r in _rows(tmp_path / "one")] == [3, 6]
+
+
+def test_close_mosaic_gets_the_passes_over_the_data(toy, tmp_path):
+    """MixDataset.set_max_epochs (close_mosaic) hears of ceil(max_iters / iters_per_epoch) epochs."""
+    tr = Trainer(_cfg(toy, max_epochs=50, max_iters=5), work_dir=tmp_path, device="cpu")
+    told = []
+    tr.train_set.set_max_epochs = told.append
+    tr.fit()
+    assert told == [3]  # 5 iterations of 2 per epoch: the third epoch is the last (cut short)
