@@ -127,30 +127,11 @@ def test_run_length_points():
 def test_sigkill_then_resume_is_exact_in_iteration_mode(shapes, tmp_path):
     """The real parts (Faster R-CNN R18, shapes): 6 iterations over 4 images of batch 1 (1.5 epochs), killed at
     iteration 5 in the second epoch, resumed: the weights equal an uninterrupted run's."""
-    from test_real_parts import _config, _train
+    from test_real_parts import kill_and_resume, small_config
 
-    cfg = _config(tmp_path, shapes, [], max_epochs=12, max_iters=6, checkpoint_iters=1)
-    small = yaml.safe_load(cfg.read_text())
-    small["data"]["batch_size"] = 1
-    small["data"]["val"] = None
-    cfg.write_text(yaml.safe_dump(small))
-    ref = _train([cfg, "--work-dir", tmp_path / "ref", "--device", "cpu"])
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1]), "DETKIT_TOY_KILL_AT": "5", "DETKIT_TOY_REAL": "1"}
-    killed = subprocess.run(
-        [sys.executable, str(HERE / "toy_train.py"), str(cfg), "--work-dir", str(tmp_path / "run"), "--device", "cpu"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert killed.returncode == -9
-    meta = torch.load(tmp_path / "run" / "latest.pth", weights_only=True)["meta"]
+    cfg = small_config(tmp_path, shapes, max_epochs=12, max_iters=6, checkpoint_iters=1)
+    a, b, meta = kill_and_resume(cfg, tmp_path, 5)
     assert (meta["epoch"], meta["iter_in_epoch"], meta["iter"]) == (1, 1, 5)
-    done = _train([cfg, "--work-dir", tmp_path / "run", "--device", "cpu", "--resume"])
-    assert done.returncode == 0, done.stderr[-2000:]
-    a = torch.load(tmp_path / "ref" / "latest.pth", weights_only=True)
-    b = torch.load(tmp_path / "run" / "latest.pth", weights_only=True)
     assert a["meta"]["iter"] == b["meta"]["iter"] == 6 and a["meta"]["epoch"] == 1
     assert len(a["model"]) > 50 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
