@@ -242,6 +242,10 @@ class Progress:
                 mem,
             )
 
+    def restart_rate(self) -> None:
+        """Measure the rate (and ETA) from here on: an evaluation inside the bar's span is not training time."""
+        self.start, self.start_n = time.perf_counter(), self.n
+
     def close(self) -> None:
         """Close the bar."""
         if self.bar is not None:

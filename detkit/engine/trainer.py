@@ -362,6 +362,7 @@ class Trainer:
                     self.epoch, self.iter_in_epoch = self.epoch + 1, 0  # the epoch's last batch: roll over
                 if length.is_point(self.iter):
                     metrics = self._checkpoint_point(self._since) or metrics
+                    progress.restart_rate()
                     if length.done(self.epoch, self.iter) or self.stop_reason:
                         return metrics
                 elif ci and self.iter % int(ci) == 0 and (length.by_iter or self.iter_in_epoch < self.iters_per_epoch):
