@@ -32,7 +32,7 @@ from detkit.tune.study import (
     shown_url,
     storage_lock,
 )
-from detkit.tune.trial import TrialOutcome, TrialRunner
+from detkit.tune.trial import TrialOutcome, TrialRunner, run_total
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 SAME_FAILURES = 3  # this many trials in a row failing with one message stop the search (the cause is not the values)
@@ -98,8 +98,9 @@ def _sampler_and_pruner(search: Search) -> tuple[object, object, int]:
             size *= len(values)
         trials = min(trials, size)
     sampler = build_sampler(search.sampler, trials, grid) if isinstance(search.sampler, str) else search.sampler
-    max_epochs = None if any(p.key == "train.max_epochs" for p in search.params) else search.cfg["train"]["max_epochs"]
-    pruner = build_pruner(search.pruner, max_epochs) if isinstance(search.pruner, str) else search.pruner
+    searched = any(p.key in ("train.max_epochs", "train.max_iters") for p in search.params)
+    total = None if searched else run_total(search.cfg["train"])[0]  # Hyperband's resource: epochs or iterations
+    pruner = build_pruner(search.pruner, total) if isinstance(search.pruner, str) else search.pruner
     return sampler, pruner, trials
 
 

@@ -124,13 +124,14 @@ class _GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def build_pruner(name: str, max_epochs: int | None):
+def build_pruner(name: str, max_resource: int | None):
     """``median`` (Optuna's MedianPruner: after 5 finished trials, stop a trial whose metric is below the median
-    of the others' at the same epoch), ``hyperband`` (epochs as the resource) or ``none``."""
+    of the others' at the same epoch or iteration), ``hyperband`` (epochs, or iterations with ``train.max_iters``,
+    as the resource; ``max_resource`` the run's length, None when it is searched) or ``none``."""
     if name == "none":
         return optuna.pruners.NopPruner()
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs or "auto")
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource or "auto")
     return optuna.pruners.MedianPruner()
 
 

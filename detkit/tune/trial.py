@@ -35,21 +35,28 @@ class TrialOutcome:
 
 
 class PruneReporter:
-    """Eval callback of a trial's Trainer: reports the metric to Optuna at each evaluation (the epoch is the
-    step) and asks the Trainer to stop when Optuna's pruner says so (never after the last epoch: a trial that
-    trained to the end is complete)."""
+    """Eval callback of a trial's Trainer: reports the metric to Optuna at each evaluation (the epoch, or the
+    iteration with ``train.max_iters``, is the step) and asks the Trainer to stop when Optuna's pruner says so
+    (never at the run's end: a trial that trained to the end is complete)."""
 
-    def __init__(self, trial, metric: str, max_epochs: int):
-        self.trial, self.metric, self.max_epochs = trial, metric, int(max_epochs)
+    def __init__(self, trial, metric: str, total: int, unit: str = "epoch"):
+        self.trial, self.metric, self.total, self.unit = trial, metric, int(total), unit
 
-    def __call__(self, epoch: int, metrics: dict[str, float]) -> str | None:
+    def __call__(self, step: int, metrics: dict[str, float]) -> str | None:
         value = metrics.get(self.metric)
         if value is None or not math.isfinite(value):
             return None
-        self.trial.report(float(value), epoch)
-        if epoch < self.max_epochs and self.trial.should_prune():
-            return f"pruned at epoch {epoch} of {self.max_epochs}: {self.metric} {value:.4f}"
+        self.trial.report(float(value), step)
+        if step < self.total and self.trial.should_prune():
+            return f"pruned at {self.unit} {step} of {self.total}: {self.metric} {value:.4f}"
         return None
+
+
+def run_total(tcfg: dict) -> tuple[int, str]:
+    """The run's length and its unit: ``(train.max_iters, 'iteration')`` when set, else ``(max_epochs, 'epoch')``."""
+    if tcfg.get("max_iters") is not None:
+        return int(tcfg["max_iters"]), "iteration"
+    return int(tcfg["max_epochs"]), "epoch"
 
 
 def first_line(e: BaseException) -> str:
@@ -130,7 +137,7 @@ class TrialRunner:
     def _train(self, trial, cfg: dict, out: Path) -> TrialOutcome:
         from detkit.engine import Trainer
 
-        reporter = PruneReporter(trial, self.metric, cfg["train"]["max_epochs"])
+        reporter = PruneReporter(trial, self.metric, *run_total(cfg["train"]))
         with quiet_stdout():
             trainer = Trainer(cfg, work_dir=out, device=self.device, exist_ok=True, eval_callbacks=[reporter])
             trainer.tool = self.tool

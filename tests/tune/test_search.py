@@ -196,3 +196,17 @@ def test_a_storage_that_cannot_be_opened(tmp_path, toy_cfg):
     with pytest.raises(StudyError, match=r"--storage sqlite:///.*not_a_db: cannot open it \(DatabaseError"):
         run_search(_search(tmp_path, toy_cfg, space, 1, storage=f"sqlite:///{tmp_path / 'not_a_db'}"), io.StringIO())
     assert not missing.parent.exists() and not (tmp_path / "tune" / "trial_0").exists()
+
+
+def test_pruning_counts_iterations_with_max_iters(tmp_path, toy_cfg):
+    # train.max_iters: Optuna's step is the iteration of the evaluation, the trial's end is max_iters (not max_epochs)
+    toy_cfg["train"].update(max_iters=4, eval_interval=2)
+    toy_cfg["model"]["nan_from"] = None
+    space = "model.nan_from: {type: categorical, choices: [null, 100000]}\n"
+    search = _search(tmp_path, toy_cfg, space, 2, sampler="grid", pruner=PruneWhen("model.nan_from", 100000))
+    assert run_search(search, io.StringIO()).status == 0
+    rows = {r["model.nan_from"]: r for r in _rows(tmp_path)}
+    assert rows["null"]["state"] == "complete" and rows["null"]["epochs"] == "4"
+    pruned = rows["100000"]
+    assert pruned["state"] == "pruned" and pruned["epochs"] == "2"
+    assert pruned["message"].startswith("pruned at iteration 2 of 4: bbox/AP ")
