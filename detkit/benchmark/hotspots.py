@@ -12,9 +12,10 @@
 - ``decode``: :meth:`detkit.models.heads.yolo.YOLOHead.decode` (B, the softmax over bins in the [B,4,R,A]
   layout, one matmul with the arange) against :func:`reference_decode` (A, softmax over the last dim of the
   strided [B,A,4,R] view, then the matmul); one image's predictions; the check is the largest box difference.
-- ``select@T``: :meth:`~detkit.models.heads.yolo.YOLOHead.select` at score threshold T (B: NMS stops once
-  ``max_per_img`` are kept, :func:`detkit.ops.batched.nms_first`) against the same with NMS over every
-  candidate (A); one image whose head is biased as ``detkit.benchmark.yolo.ultralytics_pair`` biases it
+- ``select@T``: :meth:`~detkit.models.heads.yolo.YOLOHead.select` at score threshold T (B: only each image's
+  ``nms_pre`` best candidates sorted, :func:`detkit.ops.batched.sorted_top_per_image`; NMS stops once
+  ``max_per_img`` are kept, :func:`detkit.ops.batched.nms_first`) against the same with every candidate
+  sorted and NMS over all of them (A); one image whose head is biased as ``detkit.benchmark.yolo.ultralytics_pair`` biases it
   (about 1% of anchor x class pairs above 0.25, boxes of a few strides); the check is that the detections
   are equal.
 """
@@ -186,14 +187,19 @@ def bench_decode(cfg: dict, size: int, settings: RunSettings) -> dict:
     return result_row("decode", _scale(cfg), dev, f"1x3x{size}x{size}", times, mem, check)
 
 
-def _select_all_nms(head: nn.Module, *args, **kwargs):
-    """``head.select`` with NMS over every candidate (before :func:`detkit.ops.batched.nms_first`)."""
-    with mock.patch.object(batched, "nms_first", lambda boxes, scores, thr, max_keep=None: nms(boxes, scores, thr)):
+def _select_before(head: nn.Module, *args, **kwargs):
+    """``head.select`` as before issue 19's second round: every candidate sorted, NMS over all of them."""
+    full_sort = lambda scores, image_idx, num_images, k: scores.argsort(descending=True, stable=True)  # noqa: E731
+    full_nms = lambda boxes, scores, thr, max_keep=None: nms(boxes, scores, thr)  # noqa: E731
+    with (
+        mock.patch.object(batched, "sorted_top_per_image", full_sort),
+        mock.patch.object(batched, "nms_first", full_nms),
+    ):
         return head.select(*args, **kwargs)
 
 
 def bench_select(cfg: dict, size: int, score_thr: float, settings: RunSettings) -> dict:
-    """``select@T`` row: one image's detections at score threshold T, NMS stopping early (detkit) or not."""
+    """``select@T`` row: one image's detections at score threshold T, new (detkit) or as before."""
     dev = resolve_device(settings.device)
     head, raw = _one_image_raw(cfg, size, dev)
     sizes = torch.tensor([[size, size]], device=dev)
@@ -201,11 +207,11 @@ def bench_select(cfg: dict, size: int, score_thr: float, settings: RunSettings) 
         boxes, scores = head.dense(raw, sizes)
     fns = {
         "detkit": lambda: head.select(boxes, scores, sizes, score_thr),
-        "all_nms": lambda: _select_all_nms(head, boxes, scores, sizes, score_thr),
+        "before": lambda: _select_before(head, boxes, scores, sizes, score_thr),
     }
     with torch.inference_mode():
         times, mem = measure(fns, settings, dev)
-        (new, n_new), (old, n_old) = fns["detkit"](), fns["all_nms"]()
+        (new, n_new), (old, n_old) = fns["detkit"](), fns["before"]()
     same = torch.equal(n_new, n_old) and all(torch.equal(new[k], old[k]) for k in new)
     check = f"detections equal: {same} ({int(n_new.sum())}); candidates {int((scores > score_thr).sum())}"
     settings.log(f"  check: {check}")

@@ -55,6 +55,38 @@ def per_image_topk(image_idx: Tensor, num_images: Tensor | int, k: int) -> tuple
     return sel, image_idx[sel] * k + rank[sel]
 
 
+def sorted_top_per_image(scores: Tensor, image_idx: Tensor, num_images: int, k: int) -> Tensor:
+    """The items that a stable descending sort of ``scores`` followed by :func:`per_image_topk` keeps, in that order.
+
+    Each image's items beyond its ``k`` best are dropped before sorting: a top-k finds the image's k-th best
+    score, items above it are kept and items equal to it in index order until k are kept (what the stable
+    sort keeps), so the sort covers at most k items per image instead of all of them. Eager only (a loop
+    over the images whose items exceed k).
+
+    Args:
+        scores [M]; image_idx int64 [M] non-decreasing (items grouped by image, as ``torch.where`` gives them).
+
+    Returns:
+        int64 [M'] indices into ``scores``, score-descending, ties in index order; at most ``k`` per image.
+    """
+    counts = count_per_image(image_idx, num_images).tolist()
+    if max(counts, default=0) <= k:
+        return scores.argsort(descending=True, stable=True)
+    parts, start = [], 0
+    for n in counts:
+        if n > k:
+            part = scores[start : start + n]
+            kth = part.topk(k).values[-1]
+            above, ties = part > kth, part == kth
+            keep = above | (ties & (ties.cumsum(0) <= k - int(above.sum())))
+            parts.append(torch.where(keep)[0] + start)
+        else:
+            parts.append(torch.arange(start, start + n, device=scores.device))
+        start += n
+    sel = torch.cat(parts)  # index order
+    return sel[scores[sel].argsort(descending=True, stable=True)]
+
+
 def scatter_rows(values: Tensor, dest: Tensor, slots: Tensor | int, fill: float) -> Tensor:
     """A [slots, *values.shape[1:]] tensor filled with ``fill``, ``values`` written at rows ``dest``."""
     out = values.new_zeros((slots,) + tuple(values.shape[1:]))  # (aten::full with a bool fill does not trace)

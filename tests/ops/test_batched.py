@@ -12,6 +12,7 @@ from detkit.ops.batched import (
     nms_first,
     pad_per_image,
     per_image_topk,
+    sorted_top_per_image,
     topk_count,
     unpad,
 )
@@ -79,3 +80,13 @@ def test_nms_first_is_the_full_nms_cut_to_max_keep(spread, max_keep):
     ref = nms_by_image(shifted, scores, image, 3, 0.5)
     for i in range(3):  # per image: the first max_keep of the full NMS
         assert torch.equal(kept[image[kept] == i], ref[image[ref] == i][:max_keep])
+
+
+@pytest.mark.parametrize("k", [1, 7, 40, 500])
+def test_sorted_top_per_image_equals_the_full_stable_sort_cut_per_image(k):
+    g = torch.Generator().manual_seed(k)
+    image = torch.randint(0, 3, (600,), generator=g).sort().values  # grouped by image, as torch.where gives
+    scores = (torch.rand(600, generator=g) * 10).round() / 10  # many ties, also at the k-th score
+    order = scores.argsort(descending=True, stable=True)
+    sel, _ = per_image_topk(image[order], 3, k)
+    assert torch.equal(sorted_top_per_image(scores, image, 3, k), order[sel])

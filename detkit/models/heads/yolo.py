@@ -235,8 +235,12 @@ class YOLOHead(nn.Module):
         b = scores.shape[0]
         image, anchor, label = torch.where(scores > thr)
         cand = scores[image, anchor, label]
-        # ties keep (image, anchor, class) order; ONNX has no stable sort (ties may order differently there)
-        order = cand.argsort(descending=True) if torch.jit.is_tracing() else cand.argsort(descending=True, stable=True)
+        # ties keep (image, anchor, class) order; ONNX has no stable sort (ties may order differently there).
+        # Eagerly only each image's nms_pre best are sorted (a top-k first: the same items in the same order)
+        if torch.jit.is_tracing():
+            order = cand.argsort(descending=True)
+        else:
+            order = batched.sorted_top_per_image(cand, image, b, cfg["nms_pre"])
         image, anchor, label, cand = image[order], anchor[order], label[order], cand[order]
         sel, _ = batched.per_image_topk(image, b, cfg["nms_pre"])
         image, anchor, label, cand = image[sel], anchor[sel], label[sel], cand[sel]
