@@ -125,20 +125,35 @@ def bench_train(
     images = torch.stack([synthetic_image(size, size, seed=2 + i) for i in range(batch)]).to(dev)
     labels = torch.randint(0, dk.num_classes, (batch,), generator=g).to(dev)
     dk_batch = _batch(images, labels)
-    fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch))}
+    ce = nn.CrossEntropyLoss(label_smoothing=dk.head.label_smoothing)
+
+    def dk_step(m: nn.Module, dtype: torch.dtype | None = None):
+        return sgd_step(m, lambda: m.loss(dk_batch), dtype)
+
+    def tv_step(m: nn.Module, dtype: torch.dtype | None = None):
+        return sgd_step(m, lambda: {"ce": ce(m(_normalize(dk, images)), labels)}, dtype)
+
+    fns = {"detkit": dk_step(dk)}
     dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
     if tv is not None:
         tv = tv.to(dev).train()
-        ce = nn.CrossEntropyLoss(label_smoothing=dk.head.label_smoothing)
-        fns["torchvision"] = sgd_step(tv, lambda: {"ce": ce(tv(_normalize(dk, images)), labels)})
+        fns["torchvision"] = tv_step(tv)
+    dka, tva = harness.amp_copies(settings, dev, dk, tv)
     losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
-    compiled = harness.add_compiled(
-        fns, dkc, lambda m: sgd_step(m, lambda: m.loss(dk_batch)), lambda: losses["detkit"], dev
+    compiled = harness.add_compiled(fns, dkc, dk_step, lambda: losses["detkit"], dev)
+    amp = harness.add_amp(
+        fns,
+        settings,
+        dev,
+        (dka, dk_step),
+        (tva, tv_step),
+        lambda: losses["detkit"],
+        lambda: losses.get("torchvision", 0.0),
     )
     times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = "; ".join(f"{k} first-step loss {v:.6g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
-    return result_row("train", _name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled)
+    return result_row("train", _name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled, amp)
 
 
 def _name(cfg: dict) -> str:

@@ -23,7 +23,8 @@ class RunSettings:
     """How a benchmark runs: ``iters`` timed turns after ``warmup`` untimed ones, on ``device`` (None: CUDA
     when available, else the CPU); ``log`` receives the check lines. With ``compile`` a copy of detkit's model
     compiled by :func:`detkit.models.compile.compile_model` (``compile_backend``, ``compile_mode``) runs too,
-    interleaved with the others (:func:`add_compiled`)."""
+    interleaved with the others (:func:`add_compiled`). With ``amp`` ('bf16' | 'fp16', as ``train.amp``) training
+    rows also time detkit's step under that autocast, and the peer's under the same (:func:`add_amp`)."""
 
     iters: int = 5
     warmup: int = 1
@@ -32,9 +33,13 @@ class RunSettings:
     compile: bool = False
     compile_backend: str = "inductor"
     compile_mode: str | None = None
+    amp: str | None = None
 
 
 COMPILED = "detkit_compiled"  # the key of detkit's compiled model among the timed functions
+AMP = "detkit_amp"  # detkit's training step under autocast (``RunSettings.amp``)
+PEER_AMP = "peer_amp"  # the peer's training step under the same autocast
+VARIANTS = (COMPILED, AMP, PEER_AMP)  # the timed functions that are not one of the two models as they come
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -120,23 +125,80 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     return (peak - base) / 1024, "peak RSS delta"
 
 
-def sgd_step(model: nn.Module, loss_fn: Callable[[], dict]) -> Callable[[], float]:
+def sgd_step(
+    model: nn.Module, loss_fn: Callable[[], dict], amp_dtype: torch.dtype | None = None
+) -> Callable[[], float]:
     """A closure running forward (``loss_fn``), backward and an SGD step; returns the summed loss.
 
-    SGD with lr 1e-5, momentum 0.9, weight decay 1e-4 over the parameters that require grad.
+    SGD with lr 1e-5, momentum 0.9, weight decay 1e-4 over the parameters that require grad. With
+    ``amp_dtype`` the forward and loss run under ``torch.autocast`` of the model's device (backward outside it,
+    as the trainer does), fp16 with a gradient scaler.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=1e-4)
+    device_type = params[0].device.type if params else "cpu"
+    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
 
     def step() -> float:
-        losses = loss_fn()
-        total = sum(losses.values())
+        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            losses = loss_fn()
+            total = sum(v.float() for v in losses.values())
         opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
         return float(total.detach())
 
     return step
+
+
+def amp_copies(settings: RunSettings, device: torch.device, *models: nn.Module | None) -> list[nn.Module | None]:
+    """With ``settings.amp``, deep copies of ``models`` (None stays None) for the autocast steps; make them before
+    the first training step so that all start from the same weights. Without it, Nones."""
+    if not settings.amp:
+        return [None] * len(models)
+    from detkit.engine.runtime import resolve_amp
+
+    resolve_amp(settings.amp, device)  # a bad value, or bf16 on a GPU without it: a clear error first
+    return [copy.deepcopy(m) if m is not None else None for m in models]
+
+
+StepOf = Callable[[nn.Module, torch.dtype], Callable[[], float]]  # (model, autocast dtype) -> a training step
+
+
+def add_amp(
+    fns: dict[str, Callable[[], object]],
+    settings: RunSettings,
+    device: torch.device,
+    detkit: tuple[nn.Module | None, StepOf],
+    peer: tuple[nn.Module | None, StepOf] | None,
+    reference: Callable[[], object],
+    peer_reference: Callable[[], object] | None = None,
+) -> dict | None:
+    """Add detkit's training step under autocast (:data:`AMP`) and the peer's under the same (:data:`PEER_AMP`)
+    to ``fns``: each pair is (a model from :func:`amp_copies`, a function making its step).
+
+    Returns ``{'dtype', 'diff'}`` (the first autocast losses against ``reference()`` and ``peer_reference()``,
+    the fp32 first losses), or None without ``settings.amp`` (or fp16 asked for on a CPU, which resolve_amp
+    turns into a warning).
+    """
+    if not settings.amp or detkit[0] is None:
+        return None
+    from detkit.engine.runtime import resolve_amp
+
+    dtype = resolve_amp(settings.amp, device)
+    if dtype is None:
+        return None
+    fns[AMP] = detkit[1](detkit[0], dtype)
+    first = fns[AMP]()
+    diff = f"first-step loss {first:.6g} vs fp32 {float(reference()):.6g}"
+    if peer is not None and peer[0] is not None:
+        fns[PEER_AMP] = peer[1](peer[0], dtype)
+        peer_first = fns[PEER_AMP]()
+        if peer_reference is not None:
+            diff += f" (the peer's: {peer_first:.6g} vs {float(peer_reference()):.6g})"
+    name = "bf16" if dtype == torch.bfloat16 else "fp16"
+    return {"dtype": name, "diff": diff}
 
 
 def measure(
@@ -247,15 +309,18 @@ def result_row(
     mem: dict[str, tuple[float | None, str]],
     check: str,
     compiled: dict | None = None,
+    amp: dict | None = None,
 ) -> dict:
     """One result: median ms and peak MiB of ``detkit`` and of the peer (the key of ``times`` other than
     ``detkit`` and :data:`COMPILED`, if any), their ratios (detkit / peer), and the check line.
 
     With ``compiled`` (:func:`add_compiled`'s result) the row also has ``compiled_ms``, ``compiled_ratio``
     (compiled / peer), ``compiled_vs_eager`` (compiled / eager), ``compiled_mem_mb``, ``compile_s`` and
-    ``compiled_check``.
+    ``compiled_check``. With ``amp`` (:func:`add_amp`'s result): ``amp_ms``, ``amp_ratio`` (against the peer as
+    it comes, fp32), ``amp_vs_eager``, ``amp_peer_ms`` / ``amp_peer_ratio`` (the peer under the same autocast),
+    ``amp_mem_mb`` and ``amp_check``.
     """
-    peer = next((k for k in times if k not in ("detkit", COMPILED)), None)
+    peer = next((k for k in times if k != "detkit" and k not in VARIANTS), None)
     ms = {k: median_ms(v) for k, v in times.items()}
     dk_mem, peer_mem = mem["detkit"][0], mem[peer][0] if peer else None
     row = {
@@ -284,5 +349,21 @@ def result_row(
             compile_s=compiled["compile_s"],
             compiled_check=f"compiled {', '.join(compiled['parts']) or 'nothing'}: vs eager {compiled['diff']}; "
             f"first call {compiled['compile_s']:.1f} s",
+        )
+    if amp is not None:
+        peer_amp = ms.get(PEER_AMP)
+        row.update(
+            amp_dtype=amp["dtype"],
+            amp_ms=ms[AMP],
+            amp_ratio=ms[AMP] / ms[peer] if peer else None,
+            amp_vs_eager=ms[AMP] / ms["detkit"],
+            amp_peer_ms=peer_amp,
+            amp_peer_ratio=ms[AMP] / peer_amp if peer_amp else None,
+            amp_mem_mb=mem[AMP][0],
+            amp_check=f"autocast {amp['dtype']}: {amp['diff']}; {amp['dtype']} / fp32 (detkit) "
+            f"{ms[AMP] / ms['detkit']:.2f}"
+            + (
+                f"; peer under the same autocast {peer_amp:.0f} ms (ratio {ms[AMP] / peer_amp:.2f})" if peer_amp else ""
+            ),
         )
     return row

@@ -223,19 +223,35 @@ def bench_train(
         "orig_sizes": [(size, size)] * batch,
         "targets": targets,
     }
-    fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch))}
+
+    def dk_step(m: nn.Module, dtype: torch.dtype | None = None):
+        return sgd_step(m, lambda: m.loss(dk_batch), dtype)
+
+    fns = {"detkit": dk_step(dk)}
     dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
     if tv is not None:
         tv = tv.to(dev).train()
         ids = torch.tensor(COCO_CATEGORY_IDS, device=dev)
         tv_targets = [{**t, "labels": ids[t["labels"]]} for t in targets]
         tv_images = [im.float() / 255 for im in images]
-        fns["torchvision"] = sgd_step(tv, lambda: tv(tv_images, tv_targets))
+
+        def tv_step(m: nn.Module, dtype: torch.dtype | None = None):
+            return sgd_step(m, lambda: m(tv_images, tv_targets), dtype)
+
+        fns["torchvision"] = tv_step(tv)
+    dka, tva = harness.amp_copies(settings, dev, dk, tv)
     losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
-    compiled = harness.add_compiled(
-        fns, dkc, lambda m: sgd_step(m, lambda: m.loss(dk_batch)), lambda: losses["detkit"], dev
+    compiled = harness.add_compiled(fns, dkc, dk_step, lambda: losses["detkit"], dev)
+    amp = harness.add_amp(
+        fns,
+        settings,
+        dev,
+        (dka, dk_step),
+        (tva, tv_step) if tv is not None else None,
+        lambda: losses["detkit"],
+        lambda: losses.get("torchvision", 0.0),
     )
     times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = "; ".join(f"{k} first-step loss {v:.4g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
-    return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled)
+    return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled, amp)

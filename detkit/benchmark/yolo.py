@@ -200,20 +200,34 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, settings: RunSetting
         "cls": torch.cat([t["labels"] for t in targets]).float()[:, None],
     }
 
-    def ul_loss():
-        ul_batch["img"] = images.float() / 255  # the trainer's preprocess_batch
-        loss, _ = ul.loss(ul_batch)
-        return {"loss": loss.sum()}
+    def ul_step(m: nn.Module, dtype: torch.dtype | None = None):
+        def loss():
+            ul_batch["img"] = images.float() / 255  # the trainer's preprocess_batch
+            return {"loss": m.loss(ul_batch)[0].sum()}
 
-    fns = {"detkit": sgd_step(dk, lambda: dk.loss(dk_batch)), "ultralytics": sgd_step(ul, ul_loss)}
+        return sgd_step(m, loss, dtype)
+
+    def dk_step(m: nn.Module, dtype: torch.dtype | None = None):
+        return sgd_step(m, lambda: m.loss(dk_batch), dtype)
+
+    fns = {"detkit": dk_step(dk), "ultralytics": ul_step(ul)}
     dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
+    dka, ula = harness.amp_copies(settings, dev, dk, ul)
     first = {k: fn() for k, fn in fns.items()}
-    compiled = harness.add_compiled(
-        fns, dkc, lambda m: sgd_step(m, lambda: m.loss(dk_batch)), lambda: first["detkit"], dev
+    compiled = harness.add_compiled(fns, dkc, dk_step, lambda: first["detkit"], dev)
+    amp = harness.add_amp(
+        fns,
+        settings,
+        dev,
+        (dka, dk_step),
+        (ula, ul_step),
+        lambda: first["detkit"],
+        lambda: first.get("ultralytics", 0.0),
     )
     times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
     check = (
         f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
     )
     settings.log(f"  check: {check}")
-    return [result_row("train", f"yolo_{scale}", dev, f"{batch}x3x{size}x{size}", times, mem, check, compiled)]
+    shape = f"{batch}x3x{size}x{size}"
+    return [result_row("train", f"yolo_{scale}", dev, shape, times, mem, check, compiled, amp)]

@@ -4,7 +4,7 @@ Usage: python tools/benchmark.py CONFIG --task data [--split train] [--num-worke
                                  [--warmup W] [--set K=V ...] [--md docs/benchmarks.md]
        python tools/benchmark.py CONFIG --task infer|train [--compare torchvision|ultralytics] [--threads 2]
                                  [--size 800 1216] [--train-size 512] [--batch 2] [--device cpu|cuda]
-                                 [--compile [--compile-backend inductor] [--compile-mode M]]
+                                 [--compile [--compile-backend inductor] [--compile-mode M]] [--amp bf16|fp16]
                                  [--iters N] [--warmup W] [--md docs/benchmarks.md]
        python tools/benchmark.py YOLO_CONFIG --task hotspots [--size 640 640] [--batch 8] [--iters N]
 With ``--compare torchvision`` (R50-FPN two-stage configs) torchvision's model with identical random weights
@@ -13,6 +13,8 @@ runs in the same process, interleaved with detkit's; the ratios are detkit / tor
 weights: rows forward / end2end (``--size S S``) and train (``--train-size``, ``--batch``). ``--compile`` adds a
 copy of detkit's model compiled by ``detkit.models.compile_model`` to the same interleaved runs: each row gets a
 ``(compiled)`` twin, with the first call's time (compilation included) and the difference from eager.
+``--amp bf16|fp16`` (train) adds detkit's step under that autocast (``train.amp``), and the peer's under the same:
+an ``(amp ...)`` twin row against the peer as it comes (fp32), its check giving the peer's autocast time too.
 ``--task hotspots`` (YOLO configs) times YOLO's hot spots against the code they replaced (detkit.benchmark.hotspots).
 Exit status: 0 done, 2 bad input (config, data, arguments).
 """
@@ -68,6 +70,7 @@ def run_settings(args: argparse.Namespace):
         compile=args.compile,
         compile_backend=args.compile_backend,
         compile_mode=args.compile_mode,
+        amp=args.amp,
     )
 
 
@@ -170,9 +173,9 @@ def _fmt(v, spec: str = ".0f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def with_compiled_rows(rows: list[dict]) -> list[dict]:
-    """``rows`` with, after each row that has compiled figures, its ``(compiled)`` twin: detkit's columns
-    replaced by the compiled model's (ratios against the same peer), the check by the compiled check."""
+def with_variant_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` with, after each row that has compiled (autocast) figures, its ``(compiled)`` (``(amp ...)``)
+    twin: detkit's columns replaced by that variant's (ratios against the same peer), the check by its check."""
     out = []
     for r in rows:
         out.append(r)
@@ -191,24 +194,41 @@ def with_compiled_rows(rows: list[dict]) -> list[dict]:
                     "compiled_check": None,
                 }
             )
+        if r.get("amp_ms") is not None:
+            a_mem = r["amp_mem_mb"]
+            out.append(
+                {
+                    **r,
+                    "task": f"{r['task']} (amp {r['amp_dtype']})",
+                    "detkit_ms": r["amp_ms"],
+                    "ratio": r["amp_ratio"],
+                    "detkit_mem_mb": a_mem,
+                    "mem_ratio": a_mem / r["peer_mem_mb"] if a_mem and r["peer_mem_mb"] else None,
+                    "check": r["amp_check"],
+                    "compiled_ms": None,
+                    "compiled_check": None,
+                    "amp_ms": None,
+                }
+            )
     return out
 
 
 def format_model_table(rows: list[dict]) -> str:
     """A plain-text table of infer/train rows (times in ms, memory in MiB, ratios detkit / peer)."""
     head = (
-        f"{'task':<19} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
+        f"{'task':<20} {'model':<20} {'device':<6} {'input':<16} {'detkit ms':>10} {'peer ms':>9} {'ratio':>6} "
         f"{'detkit MiB':>10} {'peer MiB':>8} {'ratio':>6}"
     )
-    rows = with_compiled_rows(rows)
+    rows = with_variant_rows(rows)
     lines = [head, "-" * len(head)]
     lines += [
-        f"{r['task']:<19} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
+        f"{r['task']:<20} {r['model']:<20} {r['device']:<6} {r['input']:<16} {_fmt(r['detkit_ms']):>10} "
         f"{_fmt(r['peer_ms']):>9} {_fmt(r['ratio'], '.2f'):>6} {_fmt(r['detkit_mem_mb']):>10} "
         f"{_fmt(r['peer_mem_mb']):>8} {_fmt(r['mem_ratio'], '.2f'):>6}"
         for r in rows
     ]
     lines += [f"{r['task']}: {r['compiled_check']}" for r in rows if r.get("compiled_check")]
+    lines += [f"{r['task']}: {r['amp_check']}" for r in rows if r.get("amp_ms") is not None]
     return "\n".join(lines + [f"memory: {rows[0]['mem_method']}" if rows else ""])
 
 
@@ -220,7 +240,7 @@ def append_model_markdown(path: str, config: str, rows: list[dict]) -> None:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     date = datetime.date.today().isoformat()
-    rows = with_compiled_rows(rows)
+    rows = with_variant_rows(rows)
     lines = [
         f"| {date} | {r['task']} | {config} | {r['device']} | {_fmt(r['threads'], 'd')} | {r['input']} | "
         f"{_fmt(r['detkit_ms'])} | {_fmt(r['peer_ms'])} | {_fmt(r['ratio'], '.2f')} | "
@@ -273,6 +293,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--compile", action="store_true", help=compile_help)
     parser.add_argument("--compile-backend", default="inductor", help="--compile's backend (default inductor)")
     parser.add_argument("--compile-mode", help="--compile's torch.compile mode (default: torch's default)")
+    parser.add_argument(
+        "--amp",
+        choices=["bf16", "fp16"],
+        help="train: also time detkit's step under this autocast (as train.amp) and the peer's under the same",
+    )
     parser.add_argument("--md", help="append the results as markdown rows to this file")
     return parser
 
@@ -325,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
     if args.compile and args.task not in ("infer", "train"):
         parser.error("--compile goes with --task infer or train")
+    if args.amp and args.task != "train":
+        parser.error(f"--amp times training steps: it goes with --task train, not --task {args.task}")
     if args.threads < 1 or args.batch < 1 or (args.train_size or 32) < 32 or min(args.size or [32]) < 32:
         parser.error("--threads and --batch must be >= 1, --size and --train-size >= 32")
     return run_tool(TOOL, run, args)

@@ -203,3 +203,7 @@ def test_decode_equals_the_softmax_over_the_last_dim():
     assert torch.allclose(head.decode(bins, points, strides), ref, rtol=1e-6, atol=1e-4)
     assert torch.allclose(head.decode(bins.contiguous(), points, strides), ref, rtol=1e-6, atol=1e-4)
     assert head.decode(bins.half(), points, strides).dtype == torch.float32  # AMP: decoded in float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # train.amp=bf16 on a CPU: the matmul stays float32
+        amp = head.decode(bins.bfloat16(), points, strides)
+    assert amp.dtype == torch.float32
+    assert torch.allclose(amp, head.decode(bins.bfloat16().float(), points, strides), rtol=1e-6, atol=1e-4)

@@ -277,3 +277,27 @@ def test_hotspots_rows_check_that_outputs_are_unchanged(capsys):
     for thr in ("0.25", "0.001"):  # the early-stopping NMS gives the detections of the full one
         assert re.search(rf"^select@{thr}\s+yolo_n", out, re.M)
     assert out.count("detections equal: True") == 2
+
+
+def test_amp_adds_an_autocast_twin_with_the_peer_under_the_same_autocast(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    args = [CLS, "--task", "train", "--compare", "torchvision", "--train-size", "32", "--batch", "4"]
+    args += ["--iters", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--amp", "bf16", "--md", str(md)]
+    assert bench_tool.main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^train \(amp bf16\)\s+resnet18_cls", out, re.M), out
+    fp32 = float(re.search(r"detkit first-step loss ([\d.]+)", out).group(1))
+    m = re.search(r"autocast bf16: first-step loss ([\d.]+) vs fp32 ([\d.]+); bf16 / fp32 \(detkit\)", out)
+    assert m and float(m.group(2)) == pytest.approx(fp32, abs=1e-4)
+    assert float(m.group(1)) != float(m.group(2))  # really in bf16: same weights, a rounded loss
+    assert float(m.group(1)) == pytest.approx(fp32, rel=0.05)
+    assert re.search(r"peer under the same autocast \d+ ms \(ratio [\d.]+\)", out)
+    rows = [r for r in md.read_text().splitlines() if "resnet18_shapes.yaml" in r]
+    assert len(rows) == 2 and "| train (amp bf16) |" in rows[1]
+
+
+def test_amp_goes_with_train_only(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_tool.main([SHAPES, "--task", "infer", "--amp", "bf16"])
+    assert exit_info.value.code == 2
+    assert "--amp times training steps: it goes with --task train" in capsys.readouterr().err

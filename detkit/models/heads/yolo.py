@@ -119,11 +119,14 @@ class YOLOHead(nn.Module):
 
         The softmax runs over the bins in the [B,4,R,A] layout that :meth:`flatten`'s bins are a view of
         (no copy; anchors innermost, so both it and the expectation, one matmul with ``proj``, vectorise
-        over anchors; a softmax over 16 strided values per row took ten times as long on a CPU).
+        over anchors; a softmax over 16 strided values per row took ten times as long on a CPU). The matmul
+        stays in float32 under autocast: in bf16 a side of 8-16 strides is rounded to 1/16 of a stride (2 px at
+        stride 32), which the box loss would see as error.
         """
         b, a, _ = bins.shape
         dist = at_least_float32(bins).transpose(1, 2).reshape(b, 4, self.reg_max, a).softmax(2)  # [B,4,R,A]
-        dist = (self.proj.to(dist.dtype) @ dist).transpose(1, 2)  # [B,A,4] in strides
+        with torch.autocast(dist.device.type, enabled=False):
+            dist = (self.proj.to(dist.dtype) @ dist).transpose(1, 2)  # [B,A,4] in strides
         return distance_to_boxes(points / strides, dist) * strides
 
     def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
