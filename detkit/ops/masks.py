@@ -6,9 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Elements (masks x H x W) computed per chunk; bounds the float32 working memory to ~256 MB.
-_CHUNK_ELEMENTS = 1 << 26
-
 
 def _expand(masks: Tensor, boxes: Tensor, padding: int) -> tuple[Tensor, Tensor]:
     """Pad masks by ``padding`` and grow the boxes to match, as torchvision's expand_masks/expand_boxes.
@@ -59,8 +56,9 @@ def paste_masks(
     """Paste RoI masks into an image of ``image_shape``, like torchvision's ``paste_masks_in_image``.
 
     Each mask is padded by ``padding``, its box grown accordingly and truncated to integers, the mask is
-    bilinearly resized to the box and written into a zero image; done for all masks at once as two
-    batched matrix products (separable bilinear weights, zero outside the box), in chunks to bound memory.
+    bilinearly resized to the box and written into a zero image. The separable bilinear weights of every
+    box are built at once; each mask is then two small matrix products over its box's pixels only (the
+    image outside the box stays zero), so the cost follows the boxes' area, not masks x image size.
     Values equal torchvision's within ~1e-6 (summation order), so a pixel within that of the threshold
     may differ.
 
@@ -77,19 +75,21 @@ def paste_masks(
     im_h, im_w = int(image_shape[0]), int(image_shape[1])
     n = masks.shape[0]
     out_dtype = torch.bool if threshold is not None else torch.float32
-    out = torch.empty((n, 1, im_h, im_w), dtype=out_dtype, device=masks.device)
+    out = torch.zeros((n, 1, im_h, im_w), dtype=out_dtype, device=masks.device)
     if n == 0:
         return out
     padded, ibox = _expand(masks[:, 0].to(torch.float32), boxes.to(torch.float32), padding)
     src = padded.shape[-1]
-    chunk = max(1, _CHUNK_ELEMENTS // max(1, im_h * im_w))
-    for s in range(0, n, chunk):  # chunks of masks, not boxes one by one
-        b = ibox[s : s + chunk]
-        wy = _interp_matrix(b[:, 1], b[:, 3], src, im_h)  # [n,H,S]
-        wx = _interp_matrix(b[:, 0], b[:, 2], src, im_w)  # [n,W,S]
+    wy = _interp_matrix(ibox[:, 1], ibox[:, 3], src, im_h)  # [N,H,S], zero outside each box
+    wx = _interp_matrix(ibox[:, 0], ibox[:, 2], src, im_w)  # [N,W,S]
+    lo = ibox[:, :2].clamp(min=0)
+    hi = torch.minimum(ibox[:, 2:] + 1, ibox.new_tensor([im_w, im_h]))
+    for i, (x0, y0, x1, y1) in enumerate(torch.cat([lo, hi], 1).tolist()):
+        if x1 <= x0 or y1 <= y0:
+            continue  # the box lies outside the image: an empty mask
         # along W first, then H: the order of F.interpolate's bilinear kernel
-        pasted = wy @ (padded[s : s + chunk] @ wx.transpose(1, 2))  # [n,H,W]
-        out[s : s + chunk, 0] = pasted > threshold if threshold is not None else pasted
+        pasted = wy[i, y0:y1] @ (padded[i] @ wx[i, x0:x1].T)  # [h,w]
+        out[i, 0, y0:y1, x0:x1] = pasted > threshold if threshold is not None else pasted
     return out
 
 

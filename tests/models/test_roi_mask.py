@@ -150,6 +150,8 @@ def test_paste_masks_matches_torchvision():
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
         boxes[0] = torch.tensor([3.0, 4.0, 3.2, 4.1])  # degenerate box
         boxes[1] = torch.tensor([0.0, 0.0, w, h])  # whole image
+        boxes[2] = torch.tensor([-9.0, -5.0, 12.0, 20.0])  # reaches past the top-left corner
+        boxes[3] = torch.tensor([w - 6.0, h - 3.0, w + 15.0, h + 9.0])  # past the bottom-right corner
         ref = paste_masks_in_image(masks, boxes, (h, w))
         out = paste_masks(masks, boxes, (h, w))
         assert out.shape == (n, 1, h, w)
@@ -157,4 +159,7 @@ def test_paste_masks_matches_torchvision():
         binary = paste_masks(masks, boxes, (h, w), threshold=0.5)
         assert binary.dtype == torch.bool
         assert (binary != (ref > 0.5)).float().mean() < 1e-4
+        assert binary[2].any() and binary[3].any()
     assert paste_masks(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (10, 12)).shape == (0, 1, 10, 12)
+    outside = torch.tensor([[75.0, 2.0, 90.0, 9.0], [-30.0, -20.0, -2.0, -1.0]])  # torchvision's paste raises here
+    assert not paste_masks(torch.ones(2, 1, 28, 28), outside, (50, 70), threshold=0.5).any()
