@@ -287,8 +287,14 @@ def test_amp_adds_an_autocast_twin_with_the_peer_under_the_same_autocast(tmp_pat
     out = capsys.readouterr().out
     assert re.search(r"^train \(amp bf16\)\s+resnet18_cls", out, re.M), out
     fp32 = float(re.search(r"detkit first-step loss ([\d.]+)", out).group(1))
-    m = re.search(r"autocast bf16: first-step loss ([\d.]+) vs fp32 ([\d.]+); bf16 / fp32 \(detkit\)", out)
-    assert m and float(m.group(2)) == pytest.approx(fp32, abs=1e-4)
+    tv32 = float(re.search(r"torchvision first-step loss ([\d.]+)", out).group(1))
+    m = re.search(
+        r"autocast bf16: first-step loss ([\d.]+) vs fp32 ([\d.]+) \(the peer's: ([\d.]+) vs ([\d.]+)\); "
+        r"bf16 / fp32 \(detkit\)",
+        out,
+    )
+    assert m and float(m.group(2)) == pytest.approx(fp32, abs=1e-4), out
+    assert float(m.group(4)) == pytest.approx(tv32, abs=1e-4) and float(m.group(3)) == pytest.approx(tv32, rel=0.05)
     assert float(m.group(1)) != float(m.group(2))  # really in bf16: same weights, a rounded loss
     assert float(m.group(1)) == pytest.approx(fp32, rel=0.05)
     assert re.search(r"peer under the same autocast \d+ ms \(ratio [\d.]+\)", out)
