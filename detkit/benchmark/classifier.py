@@ -133,24 +133,8 @@ def bench_train(
     def tv_step(m: nn.Module, dtype: torch.dtype | None = None):
         return sgd_step(m, lambda: {"ce": ce(m(_normalize(dk, images)), labels)}, dtype)
 
-    fns = {"detkit": dk_step(dk)}
-    dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
-    if tv is not None:
-        tv = tv.to(dev).train()
-        fns["torchvision"] = tv_step(tv)
-    dka, tva = harness.amp_copies(settings, dev, dk, tv)
-    losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
-    compiled = harness.add_compiled(fns, dkc, dk_step, lambda: losses["detkit"], dev)
-    amp = harness.add_amp(
-        fns,
-        settings,
-        dev,
-        (dka, dk_step),
-        (tva, tv_step),
-        lambda: losses["detkit"],
-        lambda: losses.get("torchvision", 0.0),
-    )
-    times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
+    peer = ("torchvision", tv.to(dev).train(), tv_step) if tv is not None else None
+    times, mem, losses, compiled, amp = harness.time_training(settings, dev, (dk, dk_step), peer)
     check = "; ".join(f"{k} first-step loss {v:.6g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
     return result_row("train", _name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled, amp)

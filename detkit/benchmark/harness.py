@@ -249,6 +249,40 @@ def add_compiled(
     return {"compile_s": compile_s, "diff": output_difference(reference(), out), "parts": compiled_parts(compiled)}
 
 
+def time_training(
+    settings: RunSettings,
+    device: torch.device,
+    detkit: tuple[nn.Module, StepOf],
+    peer: tuple[str, nn.Module, StepOf] | None = None,
+) -> tuple[dict[str, list[float]], dict, dict[str, float], dict | None, dict | None]:
+    """Time detkit's training step and the peer's (``(name, model, step_of)``, on the device, in train mode)
+    interleaved, with the compiled (:func:`add_compiled`) and autocast (:func:`add_amp`) twins that ``settings``
+    asks for, all starting from the same weights. ``step_of(model, dtype)`` makes a step (dtype None: fp32).
+
+    Returns ``(times, mem, first, compiled, amp)``: :func:`measure`'s figures, each model's first-step loss (that
+    step is also the warm-up), and the twins' results for :func:`result_row`.
+    """
+    dk, dk_step = detkit
+    fns: dict[str, Callable[[], object]] = {"detkit": dk_step(dk, None)}
+    if peer is not None:
+        fns[peer[0]] = peer[2](peer[1], None)
+    dkc = compiled_copy(dk, settings)  # before the first step: the same weights
+    dka, pa = amp_copies(settings, device, dk, peer[1] if peer else None)
+    first = {k: float(fn()) for k, fn in fns.items()}
+    compiled = add_compiled(fns, dkc, lambda m: dk_step(m, None), lambda: first["detkit"], device)
+    amp = add_amp(
+        fns,
+        settings,
+        device,
+        (dka, dk_step),
+        (pa, peer[2]) if peer else None,
+        lambda: first["detkit"],
+        (lambda: first[peer[0]]) if peer else None,
+    )
+    times, mem = measure(fns, settings, device, warmup=max(0, settings.warmup - 1))
+    return times, mem, first, compiled, amp
+
+
 def predict_rows(
     model: nn.Module, batch: dict, settings: RunSettings, device: torch.device
 ) -> tuple[dict[str, Callable[[], object]], Callable[[], object], dict | None]:

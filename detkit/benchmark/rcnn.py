@@ -227,8 +227,7 @@ def bench_train(
     def dk_step(m: nn.Module, dtype: torch.dtype | None = None):
         return sgd_step(m, lambda: m.loss(dk_batch), dtype)
 
-    fns = {"detkit": dk_step(dk)}
-    dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
+    peer = None
     if tv is not None:
         tv = tv.to(dev).train()
         ids = torch.tensor(COCO_CATEGORY_IDS, device=dev)
@@ -238,20 +237,8 @@ def bench_train(
         def tv_step(m: nn.Module, dtype: torch.dtype | None = None):
             return sgd_step(m, lambda: m(tv_images, tv_targets), dtype)
 
-        fns["torchvision"] = tv_step(tv)
-    dka, tva = harness.amp_copies(settings, dev, dk, tv)
-    losses = {k: fn() for k, fn in fns.items()}  # first step, also a warm-up
-    compiled = harness.add_compiled(fns, dkc, dk_step, lambda: losses["detkit"], dev)
-    amp = harness.add_amp(
-        fns,
-        settings,
-        dev,
-        (dka, dk_step),
-        (tva, tv_step) if tv is not None else None,
-        lambda: losses["detkit"],
-        lambda: losses.get("torchvision", 0.0),
-    )
-    times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
+        peer = ("torchvision", tv, tv_step)
+    times, mem, losses, compiled, amp = harness.time_training(settings, dev, (dk, dk_step), peer)
     check = "; ".join(f"{k} first-step loss {v:.4g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
     return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled, amp)

@@ -210,21 +210,7 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, settings: RunSetting
     def dk_step(m: nn.Module, dtype: torch.dtype | None = None):
         return sgd_step(m, lambda: m.loss(dk_batch), dtype)
 
-    fns = {"detkit": dk_step(dk), "ultralytics": ul_step(ul)}
-    dkc = harness.compiled_copy(dk, settings)  # before the first step: the same weights
-    dka, ula = harness.amp_copies(settings, dev, dk, ul)
-    first = {k: fn() for k, fn in fns.items()}
-    compiled = harness.add_compiled(fns, dkc, dk_step, lambda: first["detkit"], dev)
-    amp = harness.add_amp(
-        fns,
-        settings,
-        dev,
-        (dka, dk_step),
-        (ula, ul_step),
-        lambda: first["detkit"],
-        lambda: first.get("ultralytics", 0.0),
-    )
-    times, mem = measure(fns, settings, dev, warmup=max(0, settings.warmup - 1))
+    times, mem, first, compiled, amp = harness.time_training(settings, dev, (dk, dk_step), ("ultralytics", ul, ul_step))
     check = (
         f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
     )

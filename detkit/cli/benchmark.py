@@ -173,6 +173,23 @@ def _fmt(v, spec: str = ".0f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _twin(row: dict, label: str, ms: float, ratio: float | None, mem: float | None, check: str) -> dict:
+    """``row`` with detkit's columns replaced by a variant's (``label`` appended to the task)."""
+    peer_mem = row["peer_mem_mb"]
+    return {
+        **row,
+        "task": f"{row['task']} ({label})",
+        "detkit_ms": ms,
+        "ratio": ratio,
+        "detkit_mem_mb": mem,
+        "mem_ratio": mem / peer_mem if mem and peer_mem else None,
+        "check": check,
+        "compiled_ms": None,
+        "compiled_check": None,
+        "amp_ms": None,
+    }
+
+
 def with_variant_rows(rows: list[dict]) -> list[dict]:
     """``rows`` with, after each row that has compiled (autocast) figures, its ``(compiled)`` (``(amp ...)``)
     twin: detkit's columns replaced by that variant's (ratios against the same peer), the check by its check."""
@@ -180,36 +197,10 @@ def with_variant_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         out.append(r)
         if r.get("compiled_ms") is not None:
-            c_mem = r["compiled_mem_mb"]
-            out.append(
-                {
-                    **r,
-                    "task": f"{r['task']} (compiled)",
-                    "detkit_ms": r["compiled_ms"],
-                    "ratio": r["compiled_ratio"],
-                    "detkit_mem_mb": c_mem,
-                    "mem_ratio": c_mem / r["peer_mem_mb"] if c_mem and r["peer_mem_mb"] else None,
-                    "check": f"{r['compiled_check']}; compiled / eager {r['compiled_vs_eager']:.2f}",
-                    "compiled_ms": None,
-                    "compiled_check": None,
-                }
-            )
+            check = f"{r['compiled_check']}; compiled / eager {r['compiled_vs_eager']:.2f}"
+            out.append(_twin(r, "compiled", r["compiled_ms"], r["compiled_ratio"], r["compiled_mem_mb"], check))
         if r.get("amp_ms") is not None:
-            a_mem = r["amp_mem_mb"]
-            out.append(
-                {
-                    **r,
-                    "task": f"{r['task']} (amp {r['amp_dtype']})",
-                    "detkit_ms": r["amp_ms"],
-                    "ratio": r["amp_ratio"],
-                    "detkit_mem_mb": a_mem,
-                    "mem_ratio": a_mem / r["peer_mem_mb"] if a_mem and r["peer_mem_mb"] else None,
-                    "check": r["amp_check"],
-                    "compiled_ms": None,
-                    "compiled_check": None,
-                    "amp_ms": None,
-                }
-            )
+            out.append(_twin(r, f"amp {r['amp_dtype']}", r["amp_ms"], r["amp_ratio"], r["amp_mem_mb"], r["amp_check"]))
     return out
 
 
