@@ -75,6 +75,11 @@ def resolve_amp(amp: Any, device: torch.device) -> torch.dtype | None:
         raise ConfigError(f"train.amp={amp!r}: use false, true (fp16 on CUDA), 'fp16' or 'bf16'")
     if device.type != "cuda":
         if amp == "bf16":
+            if device.type == "cpu" and not cpu_has_fast_bf16():
+                logger.warning(
+                    "train.amp=bf16 on a CPU without the AVX-512 / bf16 instructions oneDNN uses for bf16: "
+                    "it runs emulated and may be slower than fp32 (measure: tools/benchmark.py --task train --amp bf16)"
+                )
             return torch.bfloat16
         logger.warning(
             "AMP fp16 needs CUDA; training in fp32 on %s (set train.amp=bf16 for bf16 autocast on CPU)", device
@@ -83,6 +88,15 @@ def resolve_amp(amp: Any, device: torch.device) -> torch.dtype | None:
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         raise ConfigError("train.amp=bf16: this GPU has no bf16 support; use train.amp=fp16")
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions and matmuls natively on this CPU (AVX-512 or the ARM bf16
+    extension), per torch's own check; True when torch cannot tell."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

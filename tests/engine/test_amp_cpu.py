@@ -68,3 +68,23 @@ def test_bf16_autocast_trains_like_fp32(name, shapes):
     )  # the same path, give or take (the R-CNN samplers draw other RoIs)
     if falls:
         assert min(bf16[-3:]) < 0.8 * bf16[0] and min(fp32[-3:]) < 0.8 * fp32[0]
+
+
+def test_bf16_on_a_cpu_without_fast_bf16_warns(monkeypatch, caplog):
+    from detkit.engine import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="detkit"):
+        assert runtime.resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16
+    assert "may be slower than fp32" in caplog.text and "--amp bf16" in caplog.text
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="detkit"):
+        assert runtime.resolve_amp("bf16", torch.device("cpu")) == torch.bfloat16
+    assert not caplog.text
+
+
+def test_cpu_has_fast_bf16_answers():
+    from detkit.engine.runtime import cpu_has_fast_bf16
+
+    assert isinstance(cpu_has_fast_bf16(), bool)  # torch's private check exists in this torch, or True

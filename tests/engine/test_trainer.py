@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -177,8 +178,15 @@ def test_config_errors(toy, tmp_path):
 
 
 def test_amp_on_cpu(toy, tmp_path, caplog):
-    with caplog.at_level("WARNING", logger="detkit"):
-        tr = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu", amp=True)
+    # the trainer's logger does not propagate to the root, where caplog listens: listen on it directly (the test
+    # passed in the whole suite but failed when run alone)
+    detkit_logger = logging.getLogger("detkit")
+    detkit_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="detkit"):
+            tr = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu", amp=True)
+    finally:
+        detkit_logger.removeHandler(caplog.handler)
     assert tr.amp_dtype is None and "fp16 needs CUDA" in caplog.text and not tr.scaler.is_enabled()
     tr = Trainer(toy.toy_config(max_epochs=1, amp="bf16", grad_clip=1.0), work_dir=tmp_path / "b", device="cpu")
     assert tr.amp_dtype == torch.bfloat16
