@@ -14,8 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from detkit.benchmark import harness
-from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
+from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
 from detkit.benchmark.inputs import synthetic_image
+from detkit.benchmark.train_step import sgd_step, time_training
 from detkit.models.build import build_model
 
 __all__ = ["bench_infer", "bench_train", "torchvision_classifier_pair"]
@@ -134,7 +135,7 @@ def bench_train(
         return sgd_step(m, lambda: {"ce": ce(m(_normalize(dk, images)), labels)}, dtype)
 
     peer = ("torchvision", tv.to(dev).train(), tv_step) if tv is not None else None
-    times, mem, losses, compiled, amp = harness.time_training(settings, dev, (dk, dk_step), peer)
+    times, mem, losses, compiled, amp = time_training(settings, dev, (dk, dk_step), peer)
     check = "; ".join(f"{k} first-step loss {v:.6g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
     return result_row("train", _name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled, amp)

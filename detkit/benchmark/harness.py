@@ -1,5 +1,6 @@
 """The measuring machinery shared by the model benchmarks: run settings, interleaved timing, peak memory,
-a training step, and the result row (``tools/benchmark.py --task infer|train``).
+compiled twins and the result row (``tools/benchmark.py --task infer|train``); the training step and its
+autocast twin are in :mod:`detkit.benchmark.train_step`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class RunSettings:
     when available, else the CPU); ``log`` receives the check lines. With ``compile`` a copy of detkit's model
     compiled by :func:`detkit.models.compile.compile_model` (``compile_backend``, ``compile_mode``) runs too,
     interleaved with the others (:func:`add_compiled`). With ``amp`` ('bf16' | 'fp16', as ``train.amp``) training
-    rows also time detkit's step under that autocast, and the peer's under the same (:func:`add_amp`)."""
+    rows also time detkit's step under that autocast, and the peer's under the same
+    (:func:`detkit.benchmark.train_step.add_amp`)."""
 
     iters: int = 5
     warmup: int = 1
@@ -125,82 +127,6 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     return (peak - base) / 1024, "peak RSS delta"
 
 
-def sgd_step(
-    model: nn.Module, loss_fn: Callable[[], dict], amp_dtype: torch.dtype | None = None
-) -> Callable[[], float]:
-    """A closure running forward (``loss_fn``), backward and an SGD step; returns the summed loss.
-
-    SGD with lr 1e-5, momentum 0.9, weight decay 1e-4 over the parameters that require grad. With
-    ``amp_dtype`` the forward and loss run under ``torch.autocast`` of the model's device (backward outside it,
-    as the trainer does), fp16 with a gradient scaler.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9, weight_decay=1e-4)
-    device_type = params[0].device.type if params else "cpu"
-    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
-
-    def step() -> float:
-        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            losses = loss_fn()
-            total = sum(v.float() for v in losses.values())
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(opt)
-        scaler.update()
-        return float(total.detach())
-
-    return step
-
-
-def amp_copies(settings: RunSettings, device: torch.device, *models: nn.Module | None) -> list[nn.Module | None]:
-    """With ``settings.amp``, deep copies of ``models`` (None stays None) for the autocast steps; make them before
-    the first training step so that all start from the same weights. Without it, Nones."""
-    if not settings.amp:
-        return [None] * len(models)
-    from detkit.engine.runtime import resolve_amp
-
-    resolve_amp(settings.amp, device)  # a bad value, or bf16 on a GPU without it: a clear error first
-    return [copy.deepcopy(m) if m is not None else None for m in models]
-
-
-StepOf = Callable[[nn.Module, torch.dtype], Callable[[], float]]  # (model, autocast dtype) -> a training step
-
-
-def add_amp(
-    fns: dict[str, Callable[[], object]],
-    settings: RunSettings,
-    device: torch.device,
-    detkit: tuple[nn.Module | None, StepOf],
-    peer: tuple[nn.Module | None, StepOf] | None,
-    reference: Callable[[], object],
-    peer_reference: Callable[[], object] | None = None,
-) -> dict | None:
-    """Add detkit's training step under autocast (:data:`AMP`) and the peer's under the same (:data:`PEER_AMP`)
-    to ``fns``: each pair is (a model from :func:`amp_copies`, a function making its step).
-
-    Returns ``{'dtype', 'diff'}`` (the first autocast losses against ``reference()`` and ``peer_reference()``,
-    the fp32 first losses), or None without ``settings.amp`` (or fp16 asked for on a CPU, which resolve_amp
-    turns into a warning).
-    """
-    if not settings.amp or detkit[0] is None:
-        return None
-    from detkit.engine.runtime import resolve_amp
-
-    dtype = resolve_amp(settings.amp, device)
-    if dtype is None:
-        return None
-    fns[AMP] = detkit[1](detkit[0], dtype)
-    first = fns[AMP]()
-    diff = f"first-step loss {first:.6g} vs fp32 {float(reference()):.6g}"
-    if peer is not None and peer[0] is not None:
-        fns[PEER_AMP] = peer[1](peer[0], dtype)
-        peer_first = fns[PEER_AMP]()
-        if peer_reference is not None:
-            diff += f" (the peer's: {peer_first:.6g} vs {float(peer_reference()):.6g})"
-    name = "bf16" if dtype == torch.bfloat16 else "fp16"
-    return {"dtype": name, "diff": diff}
-
-
 def measure(
     fns: dict[str, Callable[[], object]], settings: RunSettings, device: torch.device, warmup: int | None = None
 ) -> tuple[dict[str, list[float]], dict[str, tuple[float | None, str]]]:
@@ -247,40 +173,6 @@ def add_compiled(
     from detkit.models.compile import compiled_parts
 
     return {"compile_s": compile_s, "diff": output_difference(reference(), out), "parts": compiled_parts(compiled)}
-
-
-def time_training(
-    settings: RunSettings,
-    device: torch.device,
-    detkit: tuple[nn.Module, StepOf],
-    peer: tuple[str, nn.Module, StepOf] | None = None,
-) -> tuple[dict[str, list[float]], dict, dict[str, float], dict | None, dict | None]:
-    """Time detkit's training step and the peer's (``(name, model, step_of)``, on the device, in train mode)
-    interleaved, with the compiled (:func:`add_compiled`) and autocast (:func:`add_amp`) twins that ``settings``
-    asks for, all starting from the same weights. ``step_of(model, dtype)`` makes a step (dtype None: fp32).
-
-    Returns ``(times, mem, first, compiled, amp)``: :func:`measure`'s figures, each model's first-step loss (that
-    step is also the warm-up), and the twins' results for :func:`result_row`.
-    """
-    dk, dk_step = detkit
-    fns: dict[str, Callable[[], object]] = {"detkit": dk_step(dk, None)}
-    if peer is not None:
-        fns[peer[0]] = peer[2](peer[1], None)
-    dkc = compiled_copy(dk, settings)  # before the first step: the same weights
-    dka, pa = amp_copies(settings, device, dk, peer[1] if peer else None)
-    first = {k: float(fn()) for k, fn in fns.items()}
-    compiled = add_compiled(fns, dkc, lambda m: dk_step(m, None), lambda: first["detkit"], device)
-    amp = add_amp(
-        fns,
-        settings,
-        device,
-        (dka, dk_step),
-        (pa, peer[2]) if peer else None,
-        lambda: first["detkit"],
-        (lambda: first[peer[0]]) if peer else None,
-    )
-    times, mem = measure(fns, settings, device, warmup=max(0, settings.warmup - 1))
-    return times, mem, first, compiled, amp
 
 
 def predict_rows(
@@ -350,9 +242,9 @@ def result_row(
 
     With ``compiled`` (:func:`add_compiled`'s result) the row also has ``compiled_ms``, ``compiled_ratio``
     (compiled / peer), ``compiled_vs_eager`` (compiled / eager), ``compiled_mem_mb``, ``compile_s`` and
-    ``compiled_check``. With ``amp`` (:func:`add_amp`'s result): ``amp_ms``, ``amp_ratio`` (against the peer as
+    ``compiled_check``. With ``amp``: ``amp_ms``, ``amp_ratio`` (against the peer as
     it comes, fp32), ``amp_vs_eager``, ``amp_peer_ms`` / ``amp_peer_ratio`` (the peer under the same autocast),
-    ``amp_mem_mb`` and ``amp_check``.
+    ``amp_mem_mb`` and ``amp_check`` (:func:`detkit.benchmark.train_step.add_amp`'s result).
     """
     peer = next((k for k in times if k != "detkit" and k not in VARIANTS), None)
     ms = {k: median_ms(v) for k, v in times.items()}
@@ -394,10 +286,10 @@ def result_row(
             amp_peer_ms=peer_amp,
             amp_peer_ratio=ms[AMP] / peer_amp if peer_amp else None,
             amp_mem_mb=mem[AMP][0],
-            amp_check=f"autocast {amp['dtype']}: {amp['diff']}; {amp['dtype']} / fp32 (detkit) "
-            f"{ms[AMP] / ms['detkit']:.2f}"
-            + (
-                f"; peer under the same autocast {peer_amp:.0f} ms (ratio {ms[AMP] / peer_amp:.2f})" if peer_amp else ""
-            ),
         )
+        row["amp_check"] = (
+            f"autocast {amp['dtype']}: {amp['diff']}; {amp['dtype']} / fp32 (detkit) {row['amp_vs_eager']:.2f}"
+        )
+        if peer_amp:
+            row["amp_check"] += f"; peer under the same autocast {peer_amp:.0f} ms (ratio {row['amp_peer_ratio']:.2f})"
     return row

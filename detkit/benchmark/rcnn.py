@@ -16,8 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from detkit.benchmark import harness
-from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
+from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
 from detkit.benchmark.inputs import synthetic_image, synthetic_targets
+from detkit.benchmark.train_step import sgd_step, time_training
 from detkit.models.build import build_model
 from detkit.weights.torchvision import COCO_CATEGORY_IDS, COCO_UNUSED_IDS, convert_state_dict
 
@@ -238,7 +239,7 @@ def bench_train(
             return sgd_step(m, lambda: m(tv_images, tv_targets), dtype)
 
         peer = ("torchvision", tv, tv_step)
-    times, mem, losses, compiled, amp = harness.time_training(settings, dev, (dk, dk_step), peer)
+    times, mem, losses, compiled, amp = time_training(settings, dev, (dk, dk_step), peer)
     check = "; ".join(f"{k} first-step loss {v:.4g}" for k, v in losses.items())
     settings.log(f"  check: {check}")
     return result_row("train", _model_name(cfg), dev, f"{batch}x{size}x{size}", times, mem, check, compiled, amp)

@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from detkit.benchmark import harness
-from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row, sgd_step
+from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
 from detkit.benchmark.inputs import synthetic_targets
+from detkit.benchmark.train_step import sgd_step, time_training
 from detkit.models.build import build_model
 from detkit.weights.ultralytics import ultralytics_layout_outputs, ultralytics_to_detkit
 
@@ -210,7 +211,7 @@ def bench_train(cfg: dict, size: int = 640, batch: int = 8, settings: RunSetting
     def dk_step(m: nn.Module, dtype: torch.dtype | None = None):
         return sgd_step(m, lambda: m.loss(dk_batch), dtype)
 
-    times, mem, first, compiled, amp = harness.time_training(settings, dev, (dk, dk_step), ("ultralytics", ul, ul_step))
+    times, mem, first, compiled, amp = time_training(settings, dev, (dk, dk_step), ("ultralytics", ul, ul_step))
     check = (
         f"first-step loss detkit {first['detkit']:.4g} (batch mean), ultralytics {first['ultralytics']:.4g} (x batch)"
     )

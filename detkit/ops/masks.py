@@ -28,7 +28,8 @@ def _interp_matrix(start: Tensor, end: Tensor, src_size: int, out_size: int) -> 
 
     For image pixel ``p`` inside ``[max(start,0), min(end+1,out_size))`` the row holds the weights that
     ``F.interpolate(mode='bilinear', align_corners=False)`` uses to resize ``src_size`` samples to
-    ``length = max(end - start + 1, 1)`` samples, at output index ``p - start``; other rows are zero.
+    ``length = max(end - start + 1, 1)`` samples, at output index ``p - start``; rows outside the box hold
+    clamped weights that :func:`paste_masks` never reads (it takes the box's rows only).
     """
     n = start.shape[0]
     device = start.device
@@ -41,9 +42,6 @@ def _interp_matrix(start: Tensor, end: Tensor, src_size: int, out_size: int) -> 
     i1 = torch.where(i0 < src_size - 1, i0 + 1, i0)
     l1 = (src - i0.to(torch.float32)).clamp(0, 1)
     l0 = 1.0 - l1
-    inside = (pix[None, :] >= start[:, None].clamp(min=0)) & (pix[None, :] < (end[:, None] + 1).clamp(max=out_size))
-    l0 = l0 * inside
-    l1 = l1 * inside
     weights = torch.zeros(n, out_size, src_size, device=device, dtype=torch.float32)
     weights.scatter_add_(2, i0[..., None], l0[..., None])
     weights.scatter_add_(2, i1[..., None], l1[..., None])
@@ -80,7 +78,7 @@ def paste_masks(
         return out
     padded, ibox = _expand(masks[:, 0].to(torch.float32), boxes.to(torch.float32), padding)
     src = padded.shape[-1]
-    wy = _interp_matrix(ibox[:, 1], ibox[:, 3], src, im_h)  # [N,H,S], zero outside each box
+    wy = _interp_matrix(ibox[:, 1], ibox[:, 3], src, im_h)  # [N,H,S]
     wx = _interp_matrix(ibox[:, 0], ibox[:, 2], src, im_w)  # [N,W,S]
     lo = ibox[:, :2].clamp(min=0)
     hi = torch.minimum(ibox[:, 2:] + 1, ibox.new_tensor([im_w, im_h]))
