@@ -1,8 +1,12 @@
-"""multiscale_roi_align equals torchvision's MultiScaleRoIAlign for box lists and padded boxes."""
+"""multiscale_roi_align equals torchvision's MultiScaleRoIAlign for box lists and padded boxes; the channel-parallel
+roi_align equals torchvision's roi_align bit for bit."""
 
+import pytest
 import torch
 from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import roi_align as tv_roi_align
 
+from detkit.ops import roi_pool
 from detkit.ops.roi_pool import boxes_to_rois, multiscale_roi_align
 
 
@@ -22,3 +26,30 @@ def test_equals_torchvision_multiscale_roi_align():
     rois = boxes_to_rois(padded)
     assert rois[:, 0].tolist() == [0, 0, 1, 1]
     assert torch.equal(multiscale_roi_align(feats, rois, strides, 7, 2)[:3], ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_channel_parallel_roi_align_is_torchvisions_bit_for_bit(dtype, monkeypatch):
+    """On a CPU with several threads the channel groups run in parallel threads: forward and gradient are
+    torchvision's exactly, whatever the number of groups (uneven ones included)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 50, 40, 48, dtype=dtype, requires_grad=True)
+    xy = torch.rand(30, 2, dtype=dtype) * 150
+    rois = torch.cat([torch.randint(0, 2, (30, 1)).to(dtype), xy, xy + torch.rand(30, 2, dtype=dtype) * 60 + 1], 1)
+    grad = torch.randn(30, 50, 7, 7, dtype=dtype)
+    ref = tv_roi_align(x, rois, 7, 0.25, 2)
+    (ref_grad,) = torch.autograd.grad(ref, x, grad)
+    monkeypatch.setattr(roi_pool, "MIN_GROUP_CHANNELS", 4)
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)
+        assert len(roi_pool._groups(50)) == threads
+        out = roi_pool.roi_align(x, rois, 7, 0.25, 2)
+        assert (out.grad_fn is not None) and (("ChannelParallel" in type(out.grad_fn).__name__) == (threads > 1))
+        (got_grad,) = torch.autograd.grad(out, x, grad)
+        assert torch.equal(out, ref) and torch.equal(got_grad, ref_grad)
+        with torch.no_grad():
+            assert torch.equal(roi_pool.roi_align(x, rois, 7, 0.25, 2), ref)
+    # no RoIs, or autocast: torchvision's own call
+    assert roi_pool.roi_align(x, rois[:0], 7, 0.25, 2).shape == (0, 50, 7, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not roi_pool._parallel_ok(x)
