@@ -85,9 +85,13 @@ def roi_align(x: Tensor, rois: Tensor, output_size: int, spatial_scale: float, s
         x: [B, C, H, W]; rois: [R, 5] (image index, x1, y1, x2, y2) in input pixels.
 
     Returns:
-        [R, C, S, S]. On a CPU with several threads (float32 / float64, no autocast, tracing or compiling)
-        channel groups run in parallel threads, forward and backward: the same values bit for bit.
+        [R, C, S, S]. On a CPU with several threads (float32 / float64, or float32 under autocast, as
+        torchvision's autocast kernel computes; not while tracing or compiling) channel groups run in parallel
+        threads, forward and backward: the same values bit for bit.
     """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):  # what torchvision's autocast kernel does
+        with torch.autocast("cpu", enabled=False):
+            return roi_align(x.float(), rois.float(), output_size, spatial_scale, sampling_ratio).to(x.dtype)
     if not _parallel_ok(x) or rois.dtype != x.dtype or rois.shape[0] == 0:
         return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio=sampling_ratio)
     if torch.is_grad_enabled() and x.requires_grad:

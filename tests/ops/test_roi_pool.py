@@ -49,7 +49,20 @@ def test_channel_parallel_roi_align_is_torchvisions_bit_for_bit(dtype, monkeypat
         assert torch.equal(out, ref) and torch.equal(got_grad, ref_grad)
         with torch.no_grad():
             assert torch.equal(roi_pool.roi_align(x, rois, 7, 0.25, 2), ref)
-    # no RoIs, or autocast: torchvision's own call
+    # no RoIs: torchvision's own call
     assert roi_pool.roi_align(x, rois[:0], 7, 0.25, 2).shape == (0, 50, 7, 7)
+
+
+def test_channel_parallel_roi_align_under_autocast_is_torchvisions(monkeypatch):
+    """Under CPU autocast, bf16 features are pooled in float32 and cast back, as torchvision's autocast kernel does."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 64, 32, 32).to(torch.bfloat16).requires_grad_()
+    rois = torch.tensor([[0.0, 3.0, 4.0, 60.0, 50.0], [0.0, 10.0, 0.0, 30.0, 100.0]])
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not roi_pool._parallel_ok(x)
+        ref = tv_roi_align(x, rois, 7, 0.25, 2)
+        out = roi_pool.roi_align(x, rois, 7, 0.25, 2)
+    assert out.dtype == ref.dtype == torch.bfloat16 and torch.equal(out, ref)
+    assert "ChannelParallel" in str(out.grad_fn.next_functions)
+    grad = torch.randn(2, 64, 7, 7).to(torch.bfloat16)
+    assert torch.equal(torch.autograd.grad(out, x, grad)[0], torch.autograd.grad(ref, x, grad)[0])
