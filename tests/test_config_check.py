@@ -225,8 +225,8 @@ def test_bbox_params_keys_match_the_pipeline_builder():
 
     import albumentations as A
 
-    from detkit.config_check import BBOX_FIXED
     from detkit.data.transforms import build_transforms
+    from detkit.pipeline_check import BBOX_FIXED
 
     for name, param in inspect.signature(A.BboxParams).parameters.items():
         if name not in BBOX_FIXED:
