@@ -41,11 +41,13 @@ def _groups(channels: int) -> list[slice]:
 
 
 def _parallel_ok(x: Tensor) -> bool:
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or len(_groups(x.shape[1])) < 2:
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return False
-    if torch.is_autocast_enabled("cpu") or torch.jit.is_tracing() or torch.jit.is_scripting():
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False  # (sizes may be traced tensors here)
+    if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False
-    return not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export()
+    return len(_groups(x.shape[1])) >= 2
 
 
 class _ChannelParallelRoIAlign(torch.autograd.Function):
