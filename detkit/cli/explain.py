@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _images(paths: list) -> list:
     """The image files among ``paths``; none at all is a mistake of input."""
-    from detkit.inference.files import IMAGE_EXTS
+    from detkit.inference.inputs import IMAGE_EXTS
 
     images = [p for p in paths if p.suffix.lower() in IMAGE_EXTS]
     if not images:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir_arg(args.out_dir, "--out-dir")
     if args.gt is not None:
         input_arg(args.gt, "--gt ANN_FILE")
-    from detkit.inference.files import collect_inputs
+    from detkit.inference.inputs import collect_inputs
 
     paths = collect_inputs(args.inputs)
     out_dir_arg(args.out_dir, "--out-dir", paths)  # outputs named after the inputs must not land on them

@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def image_inputs(paths: list[str]) -> list[Path]:
     """The images of --verify-images: files, folders (searched recursively) and glob patterns."""
-    from detkit.inference.files import IMAGE_EXTS, collect_inputs
+    from detkit.inference.inputs import IMAGE_EXTS, collect_inputs
 
     try:
         found = collect_inputs(paths)

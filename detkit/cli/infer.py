@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if views is not None and args.tile:
         raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
     out_dir_arg(args.out_dir, "--out-dir")
-    from detkit.inference.files import collect_inputs, format_summary, run_inference
+    from detkit.inference.files import format_summary, run_inference
+    from detkit.inference.inputs import collect_inputs
     from detkit.inference.tiling import parse_tile
 
     paths = collect_inputs(args.inputs)

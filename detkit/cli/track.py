@@ -79,7 +79,7 @@ def tracker_options(args: argparse.Namespace) -> dict:
 def check_sources(inputs: list[str]) -> tuple[list[Path], list[Path]]:
     """The inputs (videos or frame folders) and every file they read; each must exist and be readable."""
     from detkit.data.image_io import ImageReadError
-    from detkit.inference.files import VIDEO_EXTS
+    from detkit.inference.inputs import VIDEO_EXTS
     from detkit.track.sources import frame_files, open_frames
 
     sources, files = [], []

@@ -1,4 +1,5 @@
-"""Inference over files for ``tools/infer.py``: images, folders, globs and videos in; drawings and results out.
+"""Inference over files for ``tools/infer.py``: images and videos in (``detkit.inference.inputs``); drawings and
+results out.
 
 Outputs under ``out_dir``: drawn images (``<stem>.jpg``) and videos (``<stem>.mp4`` / ``.avi``),
 ``predictions.json`` (COCO results: ``image_id``, ``category_id`` (the dataset's ids when the model knows
@@ -11,7 +12,6 @@ likely classes. An unreadable input is reported and skipped.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -23,90 +23,9 @@ import numpy as np
 from torch import nn
 
 from detkit.inference.classification import ClassificationRows, draw_classification, is_classification
+from detkit.inference.inputs import is_video, read_video
 
-__all__ = [
-    "IMAGE_EXTS",
-    "VIDEO_EXTS",
-    "ResultWriter",
-    "collect_inputs",
-    "format_summary",
-    "read_video",
-    "run_inference",
-]
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-
-
-def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Expand files, folders (recursive: images and videos) and glob patterns into a list of paths.
-
-    Raises:
-        FileNotFoundError: an input is neither a file, a folder nor a pattern matching something, or a
-            folder or pattern holds no image or video.
-    """
-    exts = IMAGE_EXTS | VIDEO_EXTS
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in exts and q.is_file())
-            if not found:
-                raise FileNotFoundError(
-                    f"folder {item} holds no image or video (looked for {', '.join(sorted(exts))}, recursively)"
-                )
-            out.extend(found)
-        elif p.is_file():
-            out.append(p)
-        else:
-            matches = [m for m in sorted(Path(m) for m in glob.glob(os.fspath(item), recursive=True)) if m.is_file()]
-            if not matches:
-                raise FileNotFoundError(f"no such file, folder or pattern: {item} (check the path)")
-            out.extend(matches)
-    return out
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTS
-
-
-def read_video(path: str | os.PathLike, chunk: int = 1) -> tuple[dict, Iterator[list[np.ndarray]]]:
-    """Open a video with OpenCV: ``(info, frames)`` with ``info`` = fps, width, height, frame_count and
-    ``frames`` yielding lists of up to ``chunk`` RGB uint8 frames.
-
-    Raises:
-        ImageReadError: OpenCV cannot open the file or decode its first frame (names the file).
-    """
-    from detkit.data.image_io import ImageReadError
-
-    cap = cv2.VideoCapture(os.fspath(path))
-    ok, first = cap.read() if cap.isOpened() else (False, None)
-    if not ok or first is None:
-        cap.release()
-        raise ImageReadError(f"cannot read video {path}: OpenCV could not open it or decode a frame")
-    info = {
-        "fps": cap.get(cv2.CAP_PROP_FPS) or 25.0,
-        "height": first.shape[0],
-        "width": first.shape[1],
-        "frame_count": max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
-    }
-
-    def frames() -> Iterator[list[np.ndarray]]:
-        buf = [cv2.cvtColor(first, cv2.COLOR_BGR2RGB)]
-        try:
-            while True:
-                ok, frame = cap.read()
-                if ok:
-                    buf.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                if buf and (len(buf) == chunk or not ok):
-                    yield buf
-                    buf = []
-                if not ok:
-                    return
-        finally:
-            cap.release()
-
-    return info, frames()
+__all__ = ["ResultWriter", "format_summary", "run_inference"]
 
 
 def _write_atomic(path: Path, write: Callable[[Path], Any]) -> None:

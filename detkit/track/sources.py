@@ -20,7 +20,7 @@ def frame_files(folder: str | os.PathLike) -> list[Path]:
     Raises:
         FileNotFoundError: the folder holds no image file.
     """
-    from detkit.inference.files import IMAGE_EXTS
+    from detkit.inference.inputs import IMAGE_EXTS
 
     folder = Path(folder)
     if (folder / "img1").is_dir() and not any(p.suffix.lower() in IMAGE_EXTS for p in folder.iterdir()):
@@ -49,7 +49,7 @@ def open_frames(source: str | os.PathLike) -> tuple[dict, Iterator[np.ndarray]]:
         FileNotFoundError: the path does not exist, or the folder holds no image.
     """
     from detkit.data.image_io import read_image
-    from detkit.inference.files import read_video
+    from detkit.inference.inputs import read_video
 
     path = Path(source)
     if not path.exists():
