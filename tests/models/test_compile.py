@@ -84,6 +84,28 @@ def test_yolo_keys_unchanged_and_training_and_inference_equal_eager():
     model.load_state_dict(_yolo().state_dict(), strict=True)
 
 
+def test_compiled_training_under_bf16_autocast_equals_eager_under_it():
+    """train.compile with train.amp=bf16: the compiled parts trace under the autocast around them (the same
+    bf16 ops as eager) and every trainable weight gets a float32 gradient."""
+    eager = _yolo().train()
+    model = compile_model(copy.deepcopy(eager), backend="aot_eager")
+    batch = _batch()
+    out = {}
+    for name, m in (("compiled", model), ("eager", eager)):
+        m.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses = m.loss(batch)
+            total = sum(v.float() for v in losses.values())
+        total.backward()
+        out[name] = (float(total.detach()), {n: p.grad for n, p in m.named_parameters()})
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # autocast really reached the network
+        assert model.backbone(model.preprocess(batch))[-1].dtype == torch.bfloat16
+    assert out["compiled"][0] == pytest.approx(out["eager"][0], rel=1e-3)
+    for n, g in out["eager"][1].items():
+        assert out["compiled"][1][n] is not None and out["compiled"][1][n].dtype == torch.float32, n
+        torch.testing.assert_close(out["compiled"][1][n], g, rtol=2e-2, atol=1e-3 * g.abs().max().item() + 1e-6)
+
+
 def test_deepcopy_is_eager_and_decompile_restores_eager():
     from detkit.engine.ema import ModelEMA
 
