@@ -23,6 +23,8 @@ class ConvBNAct(nn.Module):
     With ``fused_inference`` (``detkit.models.fuse.set_fused_inference``) and autograd off, an eval-mode
     BN is folded into the conv (cached folded weights, channels_last when the input is); parameters and
     state dict stay as they are. (oneDNN's fused conv + SiLU op measured slower than conv then SiLU here.)
+    SiLU runs in place without autograd and out of place with it (an in-place SiLU clones its input for the
+    backward).
     """
 
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, groups: int = 1, act: bool = True):
@@ -33,7 +35,10 @@ class ConvBNAct(nn.Module):
         self.fused_inference = False
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.conv_bn(x))
+        y = self.conv_bn(x)
+        if y.requires_grad and isinstance(self.act, nn.SiLU):
+            return F.silu(y)  # in place, autograd would keep a copy of y for SiLU's backward: one pass more
+        return self.act(y)
 
     def conv_bn(self, x: Tensor) -> Tensor:
         """The output before the activation: conv then BN (folded into the conv on the fused path)."""

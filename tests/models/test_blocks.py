@@ -1,11 +1,11 @@
-"""YOLO blocks: C2f's in-place concatenation equals chunk + cat (YOLOv8's forward) on every path."""
+"""YOLO blocks: C2f's in-place concatenation equals chunk + cat (YOLOv8's forward) on every path; ConvBNAct's SiLU."""
 
 import copy
 
 import pytest
 import torch
 
-from detkit.models.blocks import C2f
+from detkit.models.blocks import C2f, ConvBNAct
 from detkit.models.fuse import set_fused_inference
 
 
@@ -48,3 +48,26 @@ def test_autograd_takes_chunk_cat_and_gets_the_same_gradients():
     twin.forward_chunk_cat(x).square().sum().backward()
     for (name, p), q in zip(block.named_parameters(), twin.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+def test_conv_bn_act_under_autograd_does_not_copy_for_silu():
+    """Training: SiLU out of place (in place, autograd would clone its input for the backward); the output and
+    gradients are the plain modules'; without autograd SiLU still runs in place."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    m = ConvBNAct(4, 8, 3).train()
+    x = torch.randn(2, 4, 16, 16, requires_grad=True)
+    with profile() as prof:
+        y = m(x)
+        y.sum().backward()
+    ops = {e.key: e.count for e in prof.key_averages()}
+    assert "aten::clone" not in ops and "aten::silu" in ops and "aten::silu_" not in ops
+    x2 = x.detach().clone().requires_grad_()
+    ref = torch.nn.functional.silu(m.bn(m.conv(x2)))
+    ref.sum().backward()
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(x.grad, x2.grad)
+    with torch.no_grad(), profile() as prof:
+        m.eval()(x)
+    assert "aten::silu_" in {e.key for e in prof.key_averages()}
