@@ -40,12 +40,13 @@ def _groups(channels: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _parallel_ok(x: Tensor) -> bool:
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+def _parallel_ok(x: Tensor, rois: Tensor) -> bool:
+    """Whether the channel groups run in threads (autocast is handled by :func:`roi_align` before this)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or rois.dtype != x.dtype:
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
         return False  # (sizes may be traced tensors here)
-    if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+    if torch.compiler.is_compiling() or rois.shape[0] == 0:
         return False
     return len(_groups(x.shape[1])) >= 2
 
@@ -94,7 +95,7 @@ def roi_align(x: Tensor, rois: Tensor, output_size: int, spatial_scale: float, s
     if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):  # what torchvision's autocast kernel does
         with torch.autocast("cpu", enabled=False):
             return roi_align(x.float(), rois.float(), output_size, spatial_scale, sampling_ratio).to(x.dtype)
-    if not _parallel_ok(x) or rois.dtype != x.dtype or rois.shape[0] == 0:
+    if not _parallel_ok(x, rois):
         return tv_roi_align(x, rois, output_size, spatial_scale, sampling_ratio=sampling_ratio)
     if torch.is_grad_enabled() and x.requires_grad:
         return _ChannelParallelRoIAlign.apply(x, rois, output_size, spatial_scale, sampling_ratio)
