@@ -60,7 +60,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
-        self.preprocess = build_preprocess(preprocess if preprocess is not None else dict(_CLS_PREPROCESS))
+        self.preprocess = build_preprocess(preprocess, _CLS_PREPROCESS)
         self.backbone = build_part(BACKBONES, backbone)
         self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels, strides=self.backbone.strides)
         top = self.neck if self.neck is not None else self.backbone

@@ -14,6 +14,7 @@ from detkit.models.detectors.parts import (
     build_preprocess,
     default_class_names,
     targets_to_device,
+    to_channels_last,
     to_original,
 )
 from detkit.models.fuse import set_fused_inference
@@ -35,8 +36,8 @@ class OneStageDetector(nn.Module):
             of the neck (or backbone) when its spec lacks them.
         num_classes: C; class_names: C names.
         preprocess: ``Preprocessor`` keyword arguments (default: pixels / 255, padding to 32). With
-            ``channels_last: true`` images and conv weights are channels_last (for GPUs with AMP; on the
-            2-core CPU here a YOLO n training step took 1.03x the time, so the configs leave it off).
+            ``channels_last: true`` images and conv weights are channels_last (GPUs with AMP); ``cpu_train``
+            (the YOLO configs) the images of CPU training steps only (``Preprocessor``).
         mask_thresh: probability threshold of instance masks (heads that predict ``masks``).
         fast_predict: the inference fast path (:meth:`optimize_for_inference`); default False.
 
@@ -58,7 +59,7 @@ class OneStageDetector(nn.Module):
         super().__init__()
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
-        self.preprocess = build_preprocess(preprocess if preprocess is not None else dict(_YOLO_PREPROCESS))
+        self.preprocess = build_preprocess(preprocess, _YOLO_PREPROCESS)
         self.backbone = build_part(BACKBONES, backbone)
         self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels, strides=self.backbone.strides)
         last = self.neck if self.neck is not None else self.backbone
@@ -71,8 +72,8 @@ class OneStageDetector(nn.Module):
                 f"num_classes={self.num_classes}; drop it from the head config"
             )
         self.mask_thresh = float(mask_thresh)
-        if getattr(self.preprocess, "channels_last", False):
-            self.to(memory_format=torch.channels_last)  # conv weights too: oneDNN / cuDNN's fast layout
+        if getattr(self.preprocess, "channels_last", False) is True:
+            to_channels_last(self)  # conv weights too: oneDNN / cuDNN's fast layout
         self.optimize_for_inference(fast_predict)
 
     def optimize_for_inference(self, enabled: bool = True) -> OneStageDetector:

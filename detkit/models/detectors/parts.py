@@ -21,11 +21,22 @@ def build_part(registry: Registry, spec: nn.Module | dict | None, **defaults: An
     return registry.build(spec, **defaults)
 
 
-def build_preprocess(spec: nn.Module | dict | None) -> nn.Module:
-    """A ``Preprocessor`` from its keyword arguments (None: defaults), or the given module."""
+def build_preprocess(spec: nn.Module | dict | None, defaults: dict | None = None) -> nn.Module:
+    """A ``Preprocessor`` from its keyword arguments over the detector's ``defaults``, or the given module.
+
+    A partial spec keeps the defaults it does not name: ``{channels_last: true}`` in a YOLO config keeps YOLO's
+    pixels / 255 rather than falling back to the ImageNet mean / std.
+    """
     if isinstance(spec, nn.Module):
         return spec
-    return Preprocessor(**(spec or {}))
+    return Preprocessor(**{**(defaults or {}), **(spec or {})})
+
+
+def to_channels_last(*parts: nn.Module | None) -> None:
+    """Conv weights (4-d parameters and buffers) of ``parts`` in channels_last, in place; None parts skipped."""
+    for part in parts:
+        if part is not None:
+            part.to(memory_format=torch.channels_last)
 
 
 def default_class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:

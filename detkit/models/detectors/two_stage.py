@@ -12,6 +12,7 @@ from detkit.models.detectors.parts import (
     build_preprocess,
     default_class_names,
     targets_to_device,
+    to_channels_last,
     to_original,
 )
 from detkit.models.fuse import set_fused_inference
@@ -30,6 +31,9 @@ class TwoStageDetector(nn.Module):
         num_classes: C foreground classes (labels 0..C-1).
         class_names: C names (default ``class_0 ...``).
         preprocess: ``Preprocessor`` keyword arguments (pixel_mean, pixel_std, size_divisor, channels_last).
+            ``channels_last: true`` puts the images and the backbone, neck and RPN conv weights in channels_last
+            (GPUs with AMP), ``cpu_train`` the images of CPU training steps only (the R50-FPN configs); the maps
+            turn NCHW before RoIAlign.
         mask_thresh: probability threshold of the pasted masks.
         fast_predict: the inference fast path for ``predict`` (see :meth:`optimize_for_inference`);
             default False: the plain modules, bit for bit torchvision's arithmetic.
@@ -68,6 +72,8 @@ class TwoStageDetector(nn.Module):
                     f"num_classes={self.num_classes}; drop it from the {name} config"
                 )
         self.mask_thresh = float(mask_thresh)
+        if getattr(self.preprocess, "channels_last", False) is True:  # the dense parts; RoI heads read NCHW maps
+            to_channels_last(self.backbone, self.neck, self.rpn_head)
         self.optimize_for_inference(fast_predict)
 
     def optimize_for_inference(self, enabled: bool = True) -> TwoStageDetector:
