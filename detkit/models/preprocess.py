@@ -45,7 +45,10 @@ class Preprocessor(nn.Module):
         self.register_buffer("std", std.view(1, 3, 1, 1), persistent=False)
         self.size_divisor = int(size_divisor)
         if not isinstance(channels_last, bool) and channels_last != "cpu_train":
-            raise ValueError(f"channels_last must be true, false or 'cpu_train', got {channels_last!r}")
+            raise ValueError(
+                f"model.preprocess.channels_last must be true, false or 'cpu_train' (channels_last in CPU "
+                f"training steps only), got {channels_last!r}"
+            )
         self.channels_last = channels_last
 
     def forward(

@@ -78,3 +78,26 @@ def test_yolo_training_step_in_channels_last_equals_nchw_and_predict_is_unchange
     assert seen_cl[-1].is_contiguous()  # inference runs NCHW
     for x, y in zip(a, b, strict=True):
         assert all(torch.equal(x[k], y[k]) for k in ("boxes", "scores", "labels"))
+
+
+def test_two_stage_channels_last_true_puts_the_dense_parts_in_channels_last():
+    torch.manual_seed(0)
+    cfg = load_config(
+        "configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml",
+        ["model.num_classes=2", "model.preprocess.channels_last=true"],
+    )
+    model = build_model(cfg).train()
+
+    def layouts(part: torch.nn.Module) -> set[bool]:
+        return {p.is_contiguous() for p in part.parameters() if p.dim() == 4 and p.shape[-1] > 1}
+
+    for part in (model.backbone, model.neck, model.rpn_head):
+        assert layouts(part) == {False}  # 3x3 / 7x7 conv weights channels_last
+    assert layouts(model.mask_head) == {True}  # the RoI heads read NCHW maps from RoIAlign
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[:, 8:40, 10:50] = 1
+    t = {"boxes": torch.tensor([[10.0, 8.0, 50.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}
+    losses = model.loss({"images": _images(2, 64), "image_sizes": [(64, 64)] * 2, "targets": [t, t]})
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total) and "roi/mask" in losses
