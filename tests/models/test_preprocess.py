@@ -101,3 +101,17 @@ def test_two_stage_channels_last_true_puts_the_dense_parts_in_channels_last():
     total = sum(losses.values())
     total.backward()
     assert torch.isfinite(total) and "roi/mask" in losses
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_normalize_in_place_equals_the_formula_and_leaves_the_input_alone(layout):
+    pre = Preprocessor()
+    imgs = _images(2, 48).float()
+    before = imgs.clone()
+    sizes = torch.tensor([[48, 40], [30, 48]])
+    out = pre.normalize(imgs, sizes, layout=layout)
+    ref = (imgs / 255.0 - pre.mean) / pre.std  # torchvision's order, out of place
+    ref[0, :, :, 40:] = 0
+    ref[1, :, 30:] = 0
+    assert torch.equal(out, ref) and out.is_contiguous(memory_format=layout)
+    assert torch.equal(imgs, before)  # a float batch of the caller is copied, never normalised in place
