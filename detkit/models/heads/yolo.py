@@ -15,7 +15,7 @@ from detkit.models.heads.class_weight import class_weight_tensor
 from detkit.models.losses.dfl import distribution_focal_loss
 from detkit.ops import batched
 from detkit.ops.global_batch import at_least_float32
-from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes
+from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes, maps_to_anchors
 from detkit.ops.tal import Assignment, task_aligned_assign
 from detkit.registry import HEADS
 
@@ -109,7 +109,7 @@ class YOLOHead(nn.Module):
     def flatten(self, raw: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per-anchor box bins [B,A,4*R], class logits [B,A,C], anchor points [A,2] and strides [A,1]."""
         shapes = [tuple(r.shape[-2:]) for r in raw]
-        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)  # [B,A,4R+C]
+        flat = maps_to_anchors(raw)  # [B,A,4R+C]
         bins, logits = flat.split([4 * self.reg_max, self.num_classes], -1)
         points, strides = anchor_points(shapes, self.strides, raw[0].device, torch.float32)
         return bins, logits, points, strides
@@ -132,9 +132,11 @@ class YOLOHead(nn.Module):
     def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
         """Task-aligned assignment of a batch; also returns the flattened predictions used by the losses."""
         bins, logits, points, strides = self.flatten(raw)
-        # one copy into a contiguous [B,A,C] (as Ultralytics makes it): the sigmoid, the BCE and its backward
-        # then run over contiguous memory, about a fifth faster on a CPU than over the strided view of [B,C,A]
-        logits = logits.contiguous()
+        # NCHW maps: one copy into a contiguous [B,A,C] (as Ultralytics makes it): the sigmoid, the BCE and its
+        # backward then run over contiguous rows, about a fifth faster on a CPU than over the strided view of
+        # [B,C,A]. channels_last maps already give [B,A,C] rows (of the [B,A,4R+C] tensor): no copy needed.
+        if logits.stride(-1) != 1:
+            logits = logits.contiguous()
         boxes = self.decode(bins, points, strides)
         gt_labels, gt_boxes, gt_valid = pad_targets(targets, logits.device)
         assignment = task_aligned_assign(

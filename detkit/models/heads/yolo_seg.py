@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from detkit.models.blocks import ConvBNAct
 from detkit.models.heads.yolo import YOLOHead
 from detkit.ops.batched import sizes_tensor, unpad
+from detkit.ops.points import maps_to_anchors
 from detkit.registry import HEADS
 
 
@@ -71,7 +72,7 @@ class YOLOSegHead(nn.Module):
     @staticmethod
     def coefficients(coef: Sequence[Tensor]) -> Tensor:
         """Mask coefficients per anchor [B,A,P] from the per-level maps [B,P,H_l,W_l] (anchor order of YOLOHead)."""
-        return torch.cat([c.flatten(2) for c in coef], 2).transpose(1, 2)
+        return maps_to_anchors(coef)
 
     def loss(self, raw: tuple, targets: Sequence[dict], counts: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Detection losses plus ``yolo/mask``: BCE of each foreground anchor's mask against its object's.
