@@ -104,8 +104,12 @@ def test_two_stage_channels_last_true_puts_the_dense_parts_in_channels_last():
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-def test_normalize_in_place_equals_the_formula_and_leaves_the_input_alone(layout):
-    pre = Preprocessor()
+@pytest.mark.parametrize(
+    "mean,std",
+    [((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)), ((0, 0, 0), (255, 255, 255)), ((0, 0, 0), (50, 60, 70))],
+)
+def test_normalize_in_place_equals_the_formula_and_leaves_the_input_alone(layout, mean, std):
+    pre = Preprocessor(mean, std)  # ImageNet's; YOLO's pixels / 255 (sub and div skipped); a zero mean only
     imgs = _images(2, 48).float()
     before = imgs.clone()
     sizes = torch.tensor([[48, 40], [30, 48]])
