@@ -37,11 +37,12 @@ def anchor_points(
 def maps_to_anchors(maps: Sequence[Tensor]) -> Tensor:
     """Per-anchor values [B,A,C] from per-level maps [B,C,H_l,W_l], in :func:`anchor_points`' order.
 
-    NCHW maps are concatenated along the flattened pixels and transposed (a view of [B,C,A]); channels_last
-    maps (training steps on the CPU) are already [B,H,W,C] in memory, so they are concatenated along the
-    anchors into a contiguous [B,A,C], one straight copy (transposing them to [B,C,A] first took ~4x longer).
+    NCHW maps are concatenated along the flattened pixels and transposed (a view of [B,C,A]); maps whose
+    channels are innermost in memory (channels_last maps of CPU training steps, or channel slices of them) are
+    [B,H,W,C] views already, so they are concatenated along the anchors into a contiguous [B,A,C], one straight
+    copy (transposing them to [B,C,A] first took ~4x longer). The values are the same either way.
     """
-    if all(m.dim() == 4 and m.is_contiguous(memory_format=torch.channels_last) and not m.is_contiguous() for m in maps):
+    if all(m.dim() == 4 and m.stride(1) == 1 for m in maps):
         return torch.cat([m.permute(0, 2, 3, 1).flatten(1, 2) for m in maps], 1)
     return torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)
 

@@ -109,8 +109,10 @@ class YOLOHead(nn.Module):
     def flatten(self, raw: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per-anchor box bins [B,A,4*R], class logits [B,A,C], anchor points [A,2] and strides [A,1]."""
         shapes = [tuple(r.shape[-2:]) for r in raw]
-        flat = maps_to_anchors(raw)  # [B,A,4R+C]
-        bins, logits = flat.split([4 * self.reg_max, self.num_classes], -1)
+        # two tensors, not one [B,A,4R+C] split in two: at 8x640 that one is 37 MiB, above glibc's largest mmap
+        # threshold (32 MiB), so it and its gradient were fresh pages (page faults) in every training step
+        box_maps, cls_maps = zip(*(r.split([4 * self.reg_max, self.num_classes], 1) for r in raw))
+        bins, logits = maps_to_anchors(box_maps), maps_to_anchors(cls_maps)  # [B,A,4R], [B,A,C]
         points, strides = anchor_points(shapes, self.strides, raw[0].device, torch.float32)
         return bins, logits, points, strides
 
@@ -134,7 +136,7 @@ class YOLOHead(nn.Module):
         bins, logits, points, strides = self.flatten(raw)
         # NCHW maps: one copy into a contiguous [B,A,C] (as Ultralytics makes it): the sigmoid, the BCE and its
         # backward then run over contiguous rows, about a fifth faster on a CPU than over the strided view of
-        # [B,C,A]. channels_last maps already give [B,A,C] rows (of the [B,A,4R+C] tensor): no copy needed.
+        # [B,C,A]. From channels_last maps the logits are a contiguous [B,A,C] already.
         if logits.stride(-1) != 1:
             logits = logits.contiguous()
         boxes = self.decode(bins, points, strides)
