@@ -13,6 +13,10 @@ def test_maps_to_anchors_same_values_in_both_layouts_and_anchor_order():
     cl = [m.contiguous(memory_format=torch.channels_last) for m in maps]
     flat = maps_to_anchors(cl)
     assert torch.equal(flat, plain) and flat.is_contiguous()  # one [B,A,C] copy, rows of C values
+    # channel slices of channels_last maps (YOLOHead.flatten splits bins from logits) take the same route
+    halves = [m.split([2, 3], 1) for m in cl]
+    first, second = maps_to_anchors([h[0] for h in halves]), maps_to_anchors([h[1] for h in halves])
+    assert torch.equal(torch.cat([first, second], -1), plain) and first.is_contiguous() and second.is_contiguous()
 
 
 def test_maps_to_anchors_gradients_reach_channels_last_maps():
