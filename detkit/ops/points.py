@@ -40,7 +40,8 @@ def maps_to_anchors(maps: Sequence[Tensor]) -> Tensor:
     NCHW maps are concatenated along the flattened pixels and transposed (a view of [B,C,A]); maps whose
     channels are innermost in memory (channels_last maps of CPU training steps, or channel slices of them) are
     [B,H,W,C] views already, so they are concatenated along the anchors into a contiguous [B,A,C], one straight
-    copy (transposing them to [B,C,A] first took ~4x longer). The values are the same either way.
+    copy (transposing them to [B,C,A] first took 1.6x as long: 17.5 vs 10.8 ms for YOLO's 8x144-channel maps
+    at 640). The values are the same either way.
     """
     if all(m.dim() == 4 and m.stride(1) == 1 for m in maps):
         return torch.cat([m.permute(0, 2, 3, 1).flatten(1, 2) for m in maps], 1)
