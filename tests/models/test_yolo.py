@@ -207,3 +207,11 @@ def test_decode_equals_the_softmax_over_the_last_dim():
         amp = head.decode(bins.bfloat16(), points, strides)
     assert amp.dtype == torch.float32
     assert torch.allclose(amp, head.decode(bins.bfloat16().float(), points, strides), rtol=1e-6, atol=1e-4)
+    # channels_last maps (CPU training steps): contiguous [B,A,4R] bins, the softmax over each side's rows
+    cl_bins, _, _, _ = head.flatten([r.contiguous(memory_format=torch.channels_last) for r in raw])
+    assert cl_bins.is_contiguous() and torch.equal(cl_bins, bins)
+    assert torch.allclose(head.decode(cl_bins, points, strides), ref, rtol=1e-6, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cl_amp = head.decode(cl_bins.bfloat16(), points, strides)
+    assert cl_amp.dtype == torch.float32
+    assert torch.allclose(cl_amp, head.decode(cl_bins.bfloat16().float(), points, strides), rtol=1e-6, atol=1e-4)
