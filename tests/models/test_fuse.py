@@ -159,3 +159,25 @@ def test_training_after_optimize_for_inference():
     sum(losses.values()).backward()
     assert all(torch.isfinite(v) for v in losses.values())
     assert model.backbone.layer4[0].conv1.weight.grad is not None
+
+
+def test_mask_head_fast_path_runs_the_deconv_channels_last_and_keeps_the_logits():
+    head = _randomise(RoIMaskHead(num_classes=3, in_channels=16, conv_channels=16)).eval()
+    x = torch.randn(5, 16, 14, 14, generator=torch.Generator().manual_seed(2))
+    seen = []
+    head.deconv.register_forward_hook(
+        lambda m, i, o: seen.append(i[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    with torch.no_grad():
+        plain = head.forward_pooled(x)
+        set_fused_inference(head, True)
+        fast = head.forward_pooled(x)
+    assert seen == [False, True]  # NCHW on the plain path, channels_last on the fast one (CPU)
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    # under autograd the plain modules run; the deconv's in-place ReLU gives the out-of-place gradients
+    xg = x.clone().requires_grad_()
+    head.forward_pooled(xg).sum().backward()
+    ref_x = x.clone().requires_grad_()
+    ref = head.logits(torch.relu(head.deconv(head.convs(ref_x))))
+    ref.sum().backward()
+    torch.testing.assert_close(xg.grad, ref_x.grad)
