@@ -130,14 +130,12 @@ class YOLOHead(nn.Module):
         """
         b, a, _ = bins.shape
         bins = at_least_float32(bins)
-        if bins.is_contiguous():  # from channels_last maps (CPU training): [B,A,4,R] rows, a contiguous softmax
-            dist = bins.view(b, a, 4, self.reg_max).softmax(-1)  # [B,A,4,R]
-            with torch.autocast(dist.device.type, enabled=False):
-                dist = dist @ self.proj.to(dist.dtype)  # [B,A,4] in strides
-        else:
-            dist = bins.transpose(1, 2).reshape(b, 4, self.reg_max, a).softmax(2)  # [B,4,R,A]
-            with torch.autocast(dist.device.type, enabled=False):
-                dist = (self.proj.to(dist.dtype) @ dist).transpose(1, 2)  # [B,A,4] in strides
+        proj = self.proj.to(bins.dtype)
+        with torch.autocast(bins.device.type, enabled=False):
+            if bins.is_contiguous():  # from channels_last maps (CPU training): [B,A,4,R] rows
+                dist = bins.view(b, a, 4, self.reg_max).softmax(-1) @ proj  # [B,A,4] in strides
+            else:  # a view of [B,4,R,A]
+                dist = (proj @ bins.transpose(1, 2).reshape(b, 4, self.reg_max, a).softmax(2)).transpose(1, 2)
         return distance_to_boxes(points / strides, dist) * strides
 
     def assign(self, raw: Sequence[Tensor], targets: Sequence[dict]) -> tuple[Assignment, dict]:
@@ -145,9 +143,8 @@ class YOLOHead(nn.Module):
         bins, logits, points, strides = self.flatten(raw)
         # NCHW maps: one copy into a contiguous [B,A,C] (as Ultralytics makes it): the sigmoid, the BCE and its
         # backward then run over contiguous rows, about a fifth faster on a CPU than over the strided view of
-        # [B,C,A]. From channels_last maps the logits are a contiguous [B,A,C] already.
-        if logits.stride(-1) != 1:
-            logits = logits.contiguous()
+        # [B,C,A]. From channels_last maps the logits are a contiguous [B,A,C] already (no copy).
+        logits = logits.contiguous()
         boxes = self.decode(bins, points, strides)
         gt_labels, gt_boxes, gt_valid = pad_targets(targets, logits.device)
         assignment = task_aligned_assign(
