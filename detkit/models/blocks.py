@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.models.fuse import conv_params, foldable, is_channels_last
+from detkit.ops.layout import cat_channels
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:
@@ -99,11 +100,12 @@ class C2f(nn.Module):
         return self.cv2(self.concat_in_place(x))
 
     def forward_chunk_cat(self, x: Tensor) -> Tensor:
-        """``forward`` as YOLOv8 writes it: cv1's output chunked, the bottleneck outputs concatenated."""
+        """``forward`` as YOLOv8 writes it: cv1's output chunked, the bottleneck outputs concatenated
+        (:func:`~detkit.ops.layout.cat_channels`: a dense gradient for the last bottleneck's output)."""
         y = list(self.cv1(x).chunk(2, 1))
         for m in self.m:
             y.append(m(y[-1]))
-        return self.cv2(torch.cat(y, 1))
+        return self.cv2(cat_channels(y, dense=[-1]))  # the last bottleneck's gradient goes to its SiLU alone
 
     def concat_in_place(self, x: Tensor) -> Tensor:
         """cv2's input [B,(2+n)c,H,W] with every part written once into it: no chunk or cat copies (no autograd).

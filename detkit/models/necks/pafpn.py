@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.models.blocks import C2f, ConvBNAct
+from detkit.ops.layout import cat_channels
 from detkit.registry import NECKS
 
 
@@ -61,7 +62,7 @@ class PAFPN(nn.Module):
         td[n - 1] = feats[n - 1]
         for k, i in enumerate(range(n - 2, -1, -1)):
             up = F.interpolate(td[i + 1], scale_factor=2.0, mode="nearest")
-            td[i] = self.top_down[k](torch.cat([up, feats[i]], 1))
+            td[i] = self.top_down[k](cat_channels([up, feats[i]], dense=[0]))  # up's gradient: to the upsampling
         outs = [td[0]]
         for i in range(1, n):
             down = self.downsample[i - 1](outs[-1])
