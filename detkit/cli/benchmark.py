@@ -5,7 +5,7 @@ Usage: python tools/benchmark.py CONFIG --task data [--split train] [--num-worke
        python tools/benchmark.py CONFIG --task infer|train [--compare torchvision|ultralytics] [--threads 2]
                                  [--size 800 1216] [--train-size 512] [--batch 2] [--device cpu|cuda]
                                  [--compile [--compile-backend inductor] [--compile-mode M]] [--amp bf16|fp16]
-                                 [--iters N] [--warmup W] [--md docs/benchmarks.md]
+                                 [--iters N] [--warmup W] [--repeat K] [--md docs/benchmarks.md]
        python tools/benchmark.py YOLO_CONFIG --task hotspots [--size 640 640] [--batch 8] [--iters N]
 With ``--compare torchvision`` (R50-FPN two-stage configs) torchvision's model with identical random weights
 runs in the same process, interleaved with detkit's; the ratios are detkit / torchvision. With
@@ -15,6 +15,9 @@ copy of detkit's model compiled by ``detkit.models.compile_model`` to the same i
 ``(compiled)`` twin, with the first call's time (compilation included) and the difference from eager.
 ``--amp bf16|fp16`` (train) adds detkit's step under that autocast (``train.amp``), and the peer's under the same:
 an ``(amp ...)`` twin row against the peer as it comes (fp32), its check giving the peer's autocast time too.
+``--repeat K`` (infer/train) runs the whole measurement in K fresh processes, one after the other, and reports
+the median of each figure, the ratio of every process in the check line (a peer's time moves 5-12% between
+processes; detkit.benchmark.repeat).
 ``--task hotspots`` (YOLO configs) times YOLO's hot spots against the code they replaced (detkit.benchmark.hotspots).
 Exit status: 0 done, 2 bad input (config, data, arguments).
 """
@@ -113,6 +116,14 @@ def bench_hotspots(cfg: dict, args: argparse.Namespace) -> list[dict]:
     from detkit.benchmark.hotspots import bench_hotspots as run_hotspots
 
     return run_hotspots(cfg, (args.size or (640, 640))[0], args.batch, run_settings(args))
+
+
+def task_rows(task: str, cfg: dict, args: argparse.Namespace) -> list[dict]:
+    """The rows of a model task with ``--threads`` set: what each ``--repeat`` process runs."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return TASKS[task](cfg, args)
 
 
 def is_classifier(cfg: dict) -> bool:
@@ -289,6 +300,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["bf16", "fp16"],
         help="train: also time detkit's step under this autocast (as train.amp) and the peer's under the same",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="infer/train: measure in K fresh processes one after the other and report the medians (default 1)",
+    )
     parser.add_argument("--md", help="append the results as markdown rows to this file")
     return parser
 
@@ -313,13 +331,20 @@ def run(args: argparse.Namespace) -> int:
     """Run the task, print the table (and append it to ``--md``)."""
     cfg = check_args(args)
     model_task = args.task != "data"
-    if model_task:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    print(f"benchmark {args.task}: {args.config} ({args.iters} timed after {args.warmup} warm-up)")
+    times = f"{args.iters} timed after {args.warmup} warm-up" + (
+        f", in {args.repeat} processes" if args.repeat > 1 else ""
+    )
+    print(f"benchmark {args.task}: {args.config} ({times})")
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
-        rows = TASKS[args.task](cfg, args)
+        if args.repeat > 1:
+            from detkit.benchmark.repeat import rows_in_processes
+
+            rows = rows_in_processes(task_rows, (args.task, cfg, args), args.repeat, print)
+            print(f"medians over {args.repeat} processes")
+        elif model_task:
+            rows = task_rows(args.task, cfg, args)
+        else:
+            rows = TASKS[args.task](cfg, args)
     print(format_model_table(rows) if model_task else format_table(rows))
     if args.md:
         if model_task:
@@ -341,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
     if args.compile and args.task not in ("infer", "train"):
         parser.error("--compile goes with --task infer or train")
+    if args.repeat < 1 or (args.repeat > 1 and args.task not in ("infer", "train")):
+        parser.error("--repeat must be >= 1; above 1 it goes with --task infer or train")
     if args.amp and args.task != "train":
         parser.error(f"--amp times training steps: it goes with --task train, not --task {args.task}")
     if args.threads < 1 or args.batch < 1 or (args.train_size or 32) < 32 or min(args.size or [32]) < 32:

@@ -267,6 +267,25 @@ def test_compile_needs_a_model_task(capsys):
     assert "--compile goes with --task infer or train" in capsys.readouterr().err
 
 
+def test_repeat_measures_in_fresh_processes_and_reports_medians(tmp_path, capsys):
+    md = tmp_path / "bench.md"
+    args = [SHAPES, "--task", "infer", "--size", "64", "96", "--iters", "1", "--warmup", "0"]
+    args += ["--set", "model.num_classes=3", "--threads", "1", "--device", "cpu", "--repeat", "2", "--md", str(md)]
+    assert bench_tool.main(args) == 0
+    out = capsys.readouterr().out
+    assert "process 2 of 2" in out and "medians over 2 processes" in out
+    (line,) = [r for r in md.read_text().splitlines() if "faster_rcnn_r18_fpn_shapes" in r]
+    assert "| 1 x 2 processes |" in line and "| cpu | 1 |" in line
+
+
+@pytest.mark.parametrize("extra", [["--repeat", "0"], ["--repeat", "2", "--task", "data"]])
+def test_repeat_needs_a_count_and_a_model_task(extra, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_tool.main([SHAPES, *extra])
+    assert exit_info.value.code == 2
+    assert "--repeat must be >= 1; above 1 it goes with --task infer or train" in capsys.readouterr().err
+
+
 def test_hotspots_rows_check_that_outputs_are_unchanged(capsys):
     args = [YOLO, "--task", "hotspots", "--size", "64", "64", "--batch", "2", "--iters", "1", "--warmup", "0"]
     assert bench_tool.main([*args, "--threads", "1", "--device", "cpu"]) == 0
