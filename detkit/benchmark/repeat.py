@@ -3,7 +3,7 @@
 A peer's time moves between processes more than within one (Ultralytics' yolo_s training step took 4.46-5.20 s
 across processes on an idle machine, its fused yolo_n forward 79-100 ms), so a ratio from one process can be
 5-8% off. Each process still times detkit and the peer interleaved; the reported ratio is the median of the
-per-process ratios.
+per-process ratios, so a row's ratio can differ a little from its two median times' quotient.
 """
 
 from __future__ import annotations
