@@ -78,3 +78,21 @@ def test_parts_without_grad():
 def test_only_the_named_parts_are_copied():
     grads, _ = _grads_handed_to_parts(lambda xs: cat_channels(xs, dense=[-1]))
     assert [g.is_contiguous(memory_format=CL) for g in grads] == [False, False, True]
+
+
+def test_chunks_of_a_channels_last_map_as_in_c2f():
+    """C2f concatenates cv1's two chunks (channel slices, not channels_last-contiguous) with bottleneck outputs."""
+    x = torch.randn(2, 8, 4, 6).contiguous(memory_format=CL).requires_grad_()
+    y0, y1 = (x * 1).chunk(2, 1)
+    last = y1 * 2
+    seen = {}
+    last.register_hook(lambda g: seen.__setitem__("last", g))
+    out = cat_channels([y0, y1, last], dense=[-1])
+    assert type(out.grad_fn).__name__ != "CatBackward0"
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=CL)
+    (out * w).sum().backward()
+    assert seen["last"].is_contiguous(memory_format=CL)
+    ref = x.detach().clone().requires_grad_()
+    r0, r1 = (ref * 1).chunk(2, 1)
+    (torch.cat([r0, r1, r1 * 2], 1) * w).sum().backward()
+    assert torch.equal(x.grad, ref.grad)
