@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.fuse import conv_params, foldable, is_channels_last
-from detkit.ops.layout import cat_channels
+from detkit.models.fuse import conv_params, foldable
+from detkit.ops.layout import cat_channels, is_channels_last
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:

@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
+from detkit.ops.layout import is_channels_last
+
 _CACHE_ATTR = "_detkit_folded"
 
 
@@ -119,11 +121,6 @@ def _pointwise_ok(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | 
     if torch.is_grad_enabled():  # oneDNN's fused op has no autograd formula
         return not any(t is not None and t.requires_grad for t in (x, weight, bias, add))
     return True
-
-
-def is_channels_last(x: Tensor) -> bool:
-    """Whether ``x`` is a 4-d tensor in channels_last (and not also plain contiguous, as 1x1 maps are)."""
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def conv_norm_act(

@@ -1,4 +1,5 @@
-"""Memory-layout helpers of CPU training steps: a channel concatenation whose backward hands out dense gradients."""
+"""Memory-layout helpers: the channels_last test, and a channel concatenation whose backward hands out dense
+gradients (CPU training steps)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from torch import Tensor
 
 
-def _channels_last(x: Tensor) -> bool:
+def is_channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is a 4-d tensor in channels_last (and not also plain contiguous, as 1x1 maps are)."""
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
@@ -29,7 +31,7 @@ class _ChannelCat(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         pieces = grad.split(ctx.sizes, 1)
-        copy = _channels_last(grad)
+        copy = is_channels_last(grad)
         return (None,) + tuple(
             (p.contiguous(memory_format=torch.channels_last) if copy and i in ctx.dense else p) if needed else None
             for i, (p, needed) in enumerate(zip(pieces, ctx.needs_input_grad[1:]))
