@@ -93,7 +93,7 @@ def test_two_stage_channels_last_true_puts_the_dense_parts_in_channels_last():
 
     for part in (model.backbone, model.neck, model.rpn_head):
         assert layouts(part) == {False}  # 3x3 / 7x7 conv weights channels_last
-    assert layouts(model.mask_head) == {True}  # the RoI heads read NCHW maps from RoIAlign
+    assert layouts(model.mask_head) == {True}  # RoI heads keep NCHW weights (torchvision's RoIAlign gives NCHW on GPUs)
     masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
     masks[:, 8:40, 10:50] = 1
     t = {"boxes": torch.tensor([[10.0, 8.0, 50.0, 40.0]]), "labels": torch.tensor([1]), "masks": masks}

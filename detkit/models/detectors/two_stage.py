@@ -72,7 +72,7 @@ class TwoStageDetector(nn.Module):
                     f"num_classes={self.num_classes}; drop it from the {name} config"
                 )
         self.mask_thresh = float(mask_thresh)
-        if getattr(self.preprocess, "channels_last", False) is True:  # the dense parts; RoI heads read NCHW maps
+        if getattr(self.preprocess, "channels_last", False) is True:  # the dense parts (RoI heads: NCHW on GPUs)
             to_channels_last(self.backbone, self.neck, self.rpn_head)
         self.optimize_for_inference(fast_predict)
 
@@ -103,7 +103,6 @@ class TwoStageDetector(nn.Module):
         sizes = [tuple(int(v) for v in s) for s in batch["image_sizes"]]
         raw = self.rpn_head(feats)
         proposals = self.rpn_head.predict(raw, feats, images.shape[-2:], sizes, train=train)
-        feats = [f.contiguous() for f in feats]  # RoIAlign reads NCHW maps (no-op unless channels_last)
         return feats, raw, sizes, [p.detach() for p in proposals], tuple(images.shape[-2:])
 
     def loss(self, batch: dict) -> dict[str, Tensor]:
