@@ -23,9 +23,9 @@ class Preprocessor(nn.Module):
         size_divisor: pad height and width (bottom/right) up to a multiple of this.
         channels_last: return a channels-last tensor: True (faster convolutions on GPUs with AMP), False
             (default), or ``"cpu_train"``: on the CPU under autograd only, i.e. in training steps, where oneDNN's
-            convolutions then skip reordering NCHW maps (a YOLO n step ~0.86x, a Faster R-CNN R50-FPN step ~0.93x
-            the NCHW one; ResNet-18 models with trainable norms were 1.00-1.07x, docs/benchmarks.md), while
-            inference keeps NCHW and its reference arithmetic.
+            convolutions then skip reordering NCHW maps and RoIAlign reads the maps in place (a YOLO n step ~0.86x,
+            a Faster / Mask R-CNN R50-FPN step ~0.84x, the R18 GN shapes models ~0.90x the NCHW one;
+            docs/benchmarks.md), while inference keeps NCHW and its reference arithmetic.
     """
 
     def __init__(
