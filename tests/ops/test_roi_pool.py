@@ -68,35 +68,11 @@ def test_channel_parallel_roi_align_under_autocast_is_torchvisions(monkeypatch):
     assert torch.equal(torch.autograd.grad(out, x, grad)[0], torch.autograd.grad(ref, x, grad)[0])
 
 
-def test_mask_rcnn_training_step_is_the_same_with_the_parallel_roi_align(monkeypatch):
+def test_mask_rcnn_training_step_is_the_same_with_the_parallel_roi_align(monkeypatch, tiny_mask_rcnn, tiny_mask_batch):
     """A whole Mask R-CNN loss and backward (box and mask pooling) through the parallel path equals the same step
     through torchvision's call alone, losses and every gradient bit for bit."""
-    from detkit.models.detectors.two_stage import TwoStageDetector
-
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    torch.manual_seed(0)
-    model = TwoStageDetector(
-        backbone={"type": "ResNet", "depth": 18, "norm": "FrozenBN", "frozen_stages": 1},
-        neck={"type": "FPN", "in_channels": [64, 128, 256, 512], "out_channels": 32},
-        rpn_head={"type": "RPNHead", "in_channels": 32},
-        box_head={"type": "RoIBoxHead", "in_channels": 32, "representation_size": 64},
-        mask_head={"type": "RoIMaskHead", "in_channels": 32, "conv_channels": 16},
-        num_classes=3,
-    ).train()
-    masks = torch.zeros(2, 96, 128, dtype=torch.uint8)
-    masks[0, 10:60, 20:90], masks[1, 40:90, 60:120] = 1, 1
-    batch = {
-        "images": torch.randint(0, 256, (1, 3, 96, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)),
-        "image_sizes": [(96, 128)],
-        "orig_sizes": [(96, 128)],
-        "targets": [
-            {
-                "boxes": torch.tensor([[20.0, 10.0, 90.0, 60.0], [60.0, 40.0, 120.0, 90.0]]),
-                "labels": torch.tensor([0, 2]),
-                "masks": masks,
-            }
-        ],
-    }
+    model, batch = tiny_mask_rcnn(), tiny_mask_batch
     used = []
     real_apply = roi_pool._ChannelParallelRoIAlign.apply
     monkeypatch.setattr(roi_pool._ChannelParallelRoIAlign, "apply", lambda *a: used.append(a[2]) or real_apply(*a))

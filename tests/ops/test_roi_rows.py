@@ -104,44 +104,16 @@ def test_multiscale_rows_equal_the_nchw_path_with_empty_levels():
     assert multiscale_roi_align(cl, rois[:0], strides, 7, 2).shape == (0, 8, 7, 7)
 
 
-def test_mask_rcnn_channels_last_step_matches_the_nchw_step():
+def test_mask_rcnn_channels_last_step_matches_the_nchw_step(tiny_mask_rcnn, tiny_mask_batch):
     """A Mask R-CNN step with channels_last CPU training (maps pooled as rows, no NCHW copies) gives the losses
     and gradients of the NCHW step up to float rounding."""
-    from detkit.models.detectors.two_stage import TwoStageDetector
-
-    def model(channels_last):
-        torch.manual_seed(0)
-        return TwoStageDetector(
-            preprocess={"channels_last": channels_last},
-            backbone={"type": "ResNet", "depth": 18, "norm": "FrozenBN", "frozen_stages": 1},
-            neck={"type": "FPN", "in_channels": [64, 128, 256, 512], "out_channels": 32},
-            rpn_head={"type": "RPNHead", "in_channels": 32},
-            box_head={"type": "RoIBoxHead", "in_channels": 32, "representation_size": 64},
-            mask_head={"type": "RoIMaskHead", "in_channels": 32, "conv_channels": 16},
-            num_classes=3,
-        ).train()
-
-    masks = torch.zeros(2, 96, 128, dtype=torch.uint8)
-    masks[0, 10:60, 20:90], masks[1, 40:90, 60:120] = 1, 1
-    batch = {
-        "images": torch.randint(0, 256, (1, 3, 96, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)),
-        "image_sizes": [(96, 128)],
-        "orig_sizes": [(96, 128)],
-        "targets": [
-            {
-                "boxes": torch.tensor([[20.0, 10.0, 90.0, 60.0], [60.0, 40.0, 120.0, 90.0]]),
-                "labels": torch.tensor([0, 2]),
-                "masks": masks,
-            }
-        ],
-    }
     results = []
     for channels_last in ("cpu_train", False):
-        m = model(channels_last)
+        m = tiny_mask_rcnn(channels_last)
         feats = []
         m.neck.register_forward_hook(lambda mod, i, out, feats=feats: feats.extend(out))
         torch.manual_seed(5)  # the samplers draw from the global generator
-        losses = m.loss(batch)
+        losses = m.loss(tiny_mask_batch)
         sum(losses.values()).backward()
         assert all(f.is_contiguous(memory_format=CL) == (channels_last == "cpu_train") for f in feats)
         results.append((losses, {n: p.grad for n, p in m.named_parameters() if p.grad is not None}))
