@@ -1,10 +1,12 @@
-"""YOLO blocks: C2f's in-place concatenation equals chunk + cat (YOLOv8's forward) on every path; ConvBNAct's SiLU."""
+"""YOLO blocks: C2f's in-place concatenation equals chunk + cat (YOLOv8's forward) on every path; ConvBNAct's SiLU
+and its prepacked oneDNN inference op."""
 
 import copy
 
 import pytest
 import torch
 
+from detkit.models import fuse
 from detkit.models.blocks import C2f, ConvBNAct
 from detkit.models.fuse import set_fused_inference
 
@@ -71,3 +73,60 @@ def test_conv_bn_act_under_autograd_does_not_copy_for_silu():
     with torch.no_grad(), profile() as prof:
         m.eval()(x)
     assert "aten::silu_" in {e.key for e in prof.key_averages()}
+
+
+def _conv_bn_act(act: bool = True) -> ConvBNAct:
+    torch.manual_seed(0)
+    m = ConvBNAct(8, 16, 3, s=2, act=act).eval()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.5, 0.5)
+        m.bn.running_var.uniform_(0.5, 1.5)
+        m.bn.weight.uniform_(0.5, 1.5)
+    return set_fused_inference(m, True)
+
+
+@pytest.mark.skipif(not fuse.PACKED_AVAILABLE, reason="this torch build has no oneDNN weight prepacking")
+@pytest.mark.parametrize("act", [True, False])
+def test_channels_last_inference_runs_conv_bn_silu_as_one_prepacked_op(act):
+    """ConvBNAct's fused CPU path on a channels_last input: one oneDNN op (conv, folded BN, SiLU) with weights
+    packed once per input shape; the output equals the plain modules' up to float rounding."""
+    m = _conv_bn_act(act)
+    x = torch.randn(2, 8, 20, 24).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = m.act(m.bn(m.conv(x)))
+        out = m(x)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        packed = m.conv.__dict__[fuse._PACKED_ATTR]
+        first = packed[tuple(x.shape)][1]
+        m(x)
+        assert packed[tuple(x.shape)][1] is first  # reused for the same shape
+        m.conv.weight.mul_(2)  # an in-place update (a loaded checkpoint, EMA): repacked, new output
+        torch.testing.assert_close(m(x), m.act(m.bn(m.conv(x))), rtol=1e-4, atol=1e-4)
+        assert packed[tuple(x.shape)][1] is not first
+        for h in range(4, 4 + fuse.MAX_PACKED_SHAPES):  # other shapes: at most MAX_PACKED_SHAPES kept
+            m(torch.randn(1, 8, h, h).contiguous(memory_format=torch.channels_last))
+        assert len(packed) == fuse.MAX_PACKED_SHAPES and tuple(x.shape) not in packed
+
+
+@pytest.mark.skipif(not fuse.PACKED_AVAILABLE, reason="this torch build has no oneDNN weight prepacking")
+def test_prepacked_op_is_only_for_channels_last_inference():
+    """NCHW inputs, autograd, train-mode BN and tracing (ONNX export) run the plain ops."""
+    m = _conv_bn_act()
+    cl = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert fuse.conv_silu_packed(cl, m.conv, m.bn) is not None
+        assert fuse.conv_silu_packed(cl.contiguous(), m.conv, m.bn) is None  # NCHW
+        m.bn.train()
+        assert fuse.conv_silu_packed(cl, m.conv, m.bn) is None  # batch statistics: not foldable
+        m.bn.eval()
+    assert fuse.conv_silu_packed(cl, m.conv, m.bn) is None  # autograd: the parameters require grad
+    seen = []
+
+    def traced_forward(t):
+        seen.append(fuse.conv_silu_packed(t, m.conv, m.bn))
+        return m(t)
+
+    with torch.no_grad():
+        torch.jit.trace(traced_forward, (cl,), check_trace=False)
+    assert seen == [None]
