@@ -54,6 +54,9 @@ class ConvBNAct(nn.Module):
             and foldable(self.bn)
             and not (torch.is_grad_enabled() and self.conv.weight.requires_grad)
         ):
+            y = conv_silu_packed(x, self.conv, self.bn, silu=False)  # channels_last CPU: prepacked weights
+            if y is not None:
+                return y
             w, b = conv_params(self.conv, self.bn, channels_last=is_channels_last(x))
             return F.conv2d(x, w, b, self.conv.stride, self.conv.padding, self.conv.dilation, self.conv.groups)
         return self.bn(self.conv(x))
