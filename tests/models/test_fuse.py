@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from detkit.models import fuse
 from detkit.models.backbones.resnet import ResNet
 from detkit.models.detectors.two_stage import TwoStageDetector
 from detkit.models.fuse import conv_norm_act, conv_params, set_fused_inference
@@ -68,6 +69,9 @@ def test_conv_norm_act_equals_modules(norm, relu, add, channels_last):
         out = conv_norm_act(x, conv, norm, relu=relu, add=other if add else None)
     torch.testing.assert_close(out, ref.detach(), atol=1e-5, rtol=1e-5)
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # channels_last on the CPU: the weight prepacked once for this input shape (one entry per shape)
+    packed = conv.__dict__.get(fuse._PACKED_ATTR, {})
+    assert (tuple(x.shape) in packed) == (channels_last and fuse.PACKED_AVAILABLE) and len(packed) <= 1
 
 
 def test_folded_gradients_match_unfolded():
