@@ -16,6 +16,8 @@ time, so training, checkpoint loading and ``load_state_dict`` keep working:
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -50,7 +52,9 @@ def _probe_pointwise() -> bool:
 
 
 POINTWISE_AVAILABLE = _probe_pointwise()
-_PACKED_ATTR = "_detkit_packed"
+# conv -> {input shape: (folded weight, packed weight)}; outside the module, as oneDNN's packed tensors have no
+# storage: a model holding them could not be deep-copied or pickled (EMA copies, torch.save(model))
+_PACKED: weakref.WeakKeyDictionary[nn.Conv2d, dict] = weakref.WeakKeyDictionary()
 MAX_PACKED_SHAPES = 4  # input shapes whose packed weights a conv keeps (each about the weight's size)
 
 
@@ -162,7 +166,7 @@ def conv_silu_packed(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None, silu: b
 
 def _packed_weight(conv: nn.Conv2d, weight: Tensor, geometry: tuple, shape: torch.Size) -> Tensor:
     """``weight`` (``conv``'s folded weight) in oneDNN's blocked format for inputs of ``shape``, cached on ``conv``."""
-    cache = conv.__dict__.setdefault(_PACKED_ATTR, {})
+    cache = _PACKED.setdefault(conv, {})
     key = tuple(shape)
     hit = cache.get(key)
     if hit is None or hit[0] is not weight:

@@ -97,7 +97,7 @@ def test_channels_last_inference_runs_conv_bn_silu_as_one_prepacked_op(act):
         out = m(x)
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
         assert out.is_contiguous(memory_format=torch.channels_last)
-        packed = m.conv.__dict__[fuse._PACKED_ATTR]
+        packed = fuse._PACKED[m.conv]
         first = packed[tuple(x.shape)][1]
         m(x)
         assert packed[tuple(x.shape)][1] is first  # reused for the same shape
@@ -130,3 +130,18 @@ def test_prepacked_op_is_only_for_channels_last_inference():
     with torch.no_grad():
         torch.jit.trace(traced_forward, (cl,), check_trace=False)
     assert seen == [None]
+
+
+@pytest.mark.skipif(not fuse.PACKED_AVAILABLE, reason="this torch build has no oneDNN weight prepacking")
+def test_a_model_that_ran_the_prepacked_op_can_be_copied_and_saved(tmp_path):
+    """oneDNN's packed weights have no storage: they live outside the module, so deepcopy (EMA) and torch.save of
+    the whole model still work after inference, and the copy packs its own."""
+    m = _conv_bn_act()
+    x = torch.randn(1, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        y = m(x)
+    twin = copy.deepcopy(m)
+    torch.save(m, tmp_path / "model.pt")
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x), y)
+    assert fuse._PACKED[twin.conv] and fuse._PACKED[twin.conv] is not fuse._PACKED[m.conv]

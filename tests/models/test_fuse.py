@@ -70,7 +70,7 @@ def test_conv_norm_act_equals_modules(norm, relu, add, channels_last):
     torch.testing.assert_close(out, ref.detach(), atol=1e-5, rtol=1e-5)
     assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
     # channels_last on the CPU: the weight prepacked once for this input shape (one entry per shape)
-    packed = conv.__dict__.get(fuse._PACKED_ATTR, {})
+    packed = fuse._PACKED.get(conv, {})
     assert (tuple(x.shape) in packed) == (channels_last and fuse.PACKED_AVAILABLE) and len(packed) <= 1
 
 
