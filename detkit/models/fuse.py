@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
-from detkit.ops.layout import is_channels_last
+from detkit.ops.layout import channels_innermost, is_channels_last
 
 _CACHE_ATTR = "_detkit_folded"
 
@@ -148,7 +148,7 @@ def conv_silu_packed(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None, silu: b
     the last :data:`MAX_PACKED_SHAPES` shapes, renewed whenever :func:`conv_params` renews the folded weight.
     yolo_n's fused forward at 640x640 took 0.95 of the time of conv then SiLU (docs/benchmarks.md).
     """
-    if not PACKED_AVAILABLE or x.device.type != "cpu" or x.dtype != torch.float32 or not is_channels_last(x):
+    if not PACKED_AVAILABLE or x.device.type != "cpu" or x.dtype != torch.float32 or not channels_innermost(x):
         return None
     if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in _sources(conv, norm))):
         return None
@@ -161,6 +161,7 @@ def conv_silu_packed(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None, silu: b
     weight, bias = conv_params(conv, norm, channels_last=True)
     geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
     packed = _packed_weight(conv, weight, geometry, x.shape)
+    x = x.contiguous(memory_format=torch.channels_last)  # a channel slice (C2f's bottleneck inputs): one copy
     return torch.ops.mkldnn._convolution_pointwise(x, packed, bias, *geometry, "swish" if silu else "none", [], "")
 
 

@@ -14,7 +14,7 @@ def is_channels_last(x: Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _channels_innermost(x: Tensor) -> bool:
+def channels_innermost(x: Tensor) -> bool:
     """A channels_last map or a channel slice of one (C2f's chunks): channels adjacent in memory."""
     return x.dim() == 4 and x.shape[1] > 1 and x.stride(1) == 1 and not x.is_contiguous()
 
@@ -53,7 +53,7 @@ def cat_channels(parts: Sequence[Tensor], dense: Sequence[int]) -> Tensor:
     """
     if (
         torch.is_grad_enabled()
-        and any(_channels_innermost(p) for p in parts)
+        and any(channels_innermost(p) for p in parts)
         and any(p.requires_grad for p in parts)
         and not torch.compiler.is_compiling()
         and not torch.jit.is_tracing()

@@ -121,6 +121,12 @@ def test_prepacked_op_is_only_for_channels_last_inference():
         assert fuse.conv_silu_packed(cl, m.conv, m.bn) is None  # batch statistics: not foldable
         m.bn.eval()
     assert fuse.conv_silu_packed(cl, m.conv, m.bn) is None  # autograd: the parameters require grad
+    wide = torch.randn(1, 24, 12, 12).contiguous(memory_format=torch.channels_last)
+    part = wide[:, 8:16]  # a channel slice of a channels_last map (C2f's bottleneck inputs): packed too
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fuse.conv_silu_packed(part, m.conv, m.bn), m.act(m.bn(m.conv(part))), rtol=1e-4, atol=1e-4
+        )
     seen = []
 
     def traced_forward(t):
