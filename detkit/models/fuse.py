@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
-from detkit.ops.layout import channels_innermost, is_channels_last
+from detkit.ops.layout import capturing_graph, channels_innermost, is_channels_last
 
 _CACHE_ATTR = "_detkit_folded"
 
@@ -152,11 +152,7 @@ def conv_silu_packed(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None, silu: b
         return None
     if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in _sources(conv, norm))):
         return None
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return None
-    if torch.compiler.is_compiling() or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        return None
-    if norm is not None and not foldable(norm):
+    if not _foldable_conv(conv, norm) or capturing_graph():
         return None
     weight, bias = conv_params(conv, norm, channels_last=True)
     geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
@@ -176,6 +172,11 @@ def _packed_weight(conv: nn.Conv2d, weight: Tensor, geometry: tuple, shape: torc
         with torch.inference_mode(False), torch.no_grad():
             hit = cache[key] = (weight, torch.ops.mkldnn._reorder_convolution_weight(weight, *geometry, list(key)))
     return hit[1]
+
+
+def _foldable_conv(conv: nn.Conv2d, norm: nn.Module | None) -> bool:
+    """Whether ``conv`` (zero padding given as numbers) and ``norm`` (None or :func:`foldable`) run as one conv."""
+    return (norm is None or foldable(norm)) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
 
 def _pointwise_ok(x: Tensor, weight: Tensor, bias: Tensor | None, add: Tensor | None) -> bool:
@@ -204,7 +205,7 @@ def conv_norm_act(
     """
     if isinstance(norm, nn.Identity):
         norm = None
-    if (norm is not None and not foldable(norm)) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+    if not _foldable_conv(conv, norm):
         y = conv(x) if norm is None else norm(conv(x))
         y = y + add if add is not None else y
         return F.relu(y, inplace=True) if relu else y

@@ -1,5 +1,5 @@
-"""Memory-layout helpers: the channels_last test, and a channel concatenation whose backward hands out dense
-gradients (CPU training steps)."""
+"""Memory-layout helpers: the channels_last test, the graph-capture test of eager-only CPU kernels, and a channel
+concatenation whose backward hands out dense gradients (CPU training steps)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,14 @@ from torch import Tensor
 def is_channels_last(x: Tensor) -> bool:
     """Whether ``x`` is a 4-d tensor in channels_last (and not also plain contiguous, as 1x1 maps are)."""
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def capturing_graph() -> bool:
+    """Whether tracing, scripting, ONNX export or ``torch.compile`` is capturing a graph: eager-only CPU kernels
+    (oneDNN's prepacked convs, the row-sum and channel-parallel RoIAligns) step aside for the standard ops."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return True
+    return torch.compiler.is_compiling()
 
 
 def channels_innermost(x: Tensor) -> bool:

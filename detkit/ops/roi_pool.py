@@ -25,6 +25,7 @@ from torch import Tensor
 from torchvision.ops import roi_align as tv_roi_align
 from torchvision.ops.poolers import LevelMapper
 
+from detkit.ops.layout import capturing_graph
 from detkit.ops.roi_rows import roi_align_rows, rows_ok
 
 MIN_GROUP_CHANNELS = 16  # fewer channels per thread than this: one call (thread overhead ~0.1 ms per group)
@@ -49,9 +50,7 @@ def _parallel_ok(x: Tensor, rois: Tensor) -> bool:
     """Whether the channel groups run in threads (autocast is handled by :func:`roi_align` before this)."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or rois.dtype != x.dtype:
         return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return False  # (sizes may be traced tensors here)
-    if torch.compiler.is_compiling() or rois.shape[0] == 0:
+    if capturing_graph() or rois.shape[0] == 0:  # (sizes may be traced tensors while capturing)
         return False
     return len(_groups(x.shape[1])) >= 2
 
@@ -140,16 +139,11 @@ def multiscale_roi_align(
         return roi_align(feats[0], rois, output_size, 1.0 / strides[0], sampling_ratio)
     mapper = LevelMapper(int(math.log2(strides[0])), int(math.log2(strides[-1])))
     levels = mapper([rois[:, 1:]])  # [R]
-    first = feats[0]
-    if all(rows_ok(f, sampling_ratio) for f in feats[: len(strides)]):  # [R,S,S,C] rows, one RoI a row block
-        out = first.new_zeros((rois.shape[0], output_size, output_size, first.shape[1]))
-        for lvl, (f, s) in enumerate(zip(feats[: len(strides)], strides)):
-            idx = torch.where(levels == lvl)[0]
-            out.index_put_((idx,), roi_align_rows(f, rois[idx], output_size, 1.0 / s, sampling_ratio))
-        return out.permute(0, 3, 1, 2)
-    out = first.new_zeros((rois.shape[0], first.shape[1], output_size, output_size))
-    for lvl, (f, s) in enumerate(zip(feats[: len(strides)], strides)):
+    first, n, s = feats[0], rois.shape[0], output_size
+    rows = all(rows_ok(f, sampling_ratio) for f in feats[: len(strides)])  # pooled [R_l,S,S,C]: one RoI, one block
+    out = first.new_zeros((n, s, s, first.shape[1]) if rows else (n, first.shape[1], s, s))
+    pool = roi_align_rows if rows else roi_align
+    for lvl, (f, stride) in enumerate(zip(feats[: len(strides)], strides)):
         idx = torch.where(levels == lvl)[0]
-        pooled = roi_align(f, rois[idx], output_size, 1.0 / s, sampling_ratio)  # [R_l,C,S,S]
-        out.index_put_((idx,), pooled.to(out.dtype))
-    return out
+        out.index_put_((idx,), pool(f, rois[idx], s, 1.0 / stride, sampling_ratio).to(out.dtype))
+    return out.permute(0, 3, 1, 2) if rows else out

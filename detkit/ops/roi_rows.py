@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detkit.ops.layout import is_channels_last
+from detkit.ops.layout import capturing_graph, is_channels_last
 
 
 def rows_ok(x: Tensor, sampling_ratio: int) -> bool:
@@ -27,9 +27,7 @@ def rows_ok(x: Tensor, sampling_ratio: int) -> bool:
     ratio, not while tracing, scripting, exporting or compiling (those keep torchvision's op)."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or sampling_ratio <= 0:
         return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return False
-    return not torch.compiler.is_compiling() and is_channels_last(x)
+    return is_channels_last(x) and not capturing_graph()
 
 
 def _axis(v: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
