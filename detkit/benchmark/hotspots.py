@@ -59,15 +59,16 @@ def reference_assign(*args: Tensor, topk: int = 10, alpha: float = 0.5, beta: fl
     gt_index = pos.to(torch.uint8).argmax(1)
     labels = gt_labels.gather(1, gt_index)
     boxes = gt_boxes.gather(1, gt_index[..., None].expand(-1, -1, 4))
-    scores = torch.nn.functional.one_hot(labels, num_classes).to(pred_scores.dtype) * fg[..., None]
     align = align * pos
     norm = (align * (overlaps * pos).amax(-1, keepdim=True) / (align.amax(-1, keepdim=True) + 1e-9)).amax(1)
-    return Assignment(labels, boxes, scores * norm[..., None].to(scores.dtype), fg, gt_index)
+    return Assignment(labels, boxes, (norm * fg).to(pred_scores.dtype), fg, gt_index, num_classes)
 
 
 def assignments_equal(a: Assignment, b: Assignment) -> bool:
     """Whether two assignments are equal in every field (bit for bit)."""
-    return all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("labels", "boxes", "scores", "fg", "gt_index"))
+    return all(
+        torch.equal(getattr(a, f), getattr(b, f)) for f in ("labels", "boxes", "score", "scores", "fg", "gt_index")
+    )
 
 
 def chunk_cat_copy(model: nn.Module) -> nn.Module:

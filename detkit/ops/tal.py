@@ -16,16 +16,26 @@ class Assignment:
     Attributes:
         labels: int64 [B,A] assigned class (meaningful where ``fg``).
         boxes: float [B,A,4] assigned ground-truth box, xyxy pixels.
-        scores: float [B,A,C] soft classification targets (normalised alignment; 0 on background).
+        score: float [B,A] soft classification target of the assigned class (normalised alignment; 0 on
+            background): the one non-zero entry of each anchor's row of :attr:`scores`.
         fg: bool [B,A] foreground anchors.
         gt_index: int64 [B,A] index of the assigned ground truth in the image's list.
+        num_classes: C.
     """
 
     labels: Tensor
     boxes: Tensor
-    scores: Tensor
+    score: Tensor
     fg: Tensor
     gt_index: Tensor
+    num_classes: int
+
+    @property
+    def scores(self) -> Tensor:
+        """float [B,A,C] soft classification targets: :attr:`score` in the assigned class, 0 elsewhere (made on
+        each access; the YOLO loss uses ``labels`` and ``score`` without it)."""
+        out = self.score.new_zeros(*self.score.shape, self.num_classes)
+        return out.scatter_(-1, self.labels[..., None], self.score[..., None])
 
 
 def points_in_boxes(points: Tensor, boxes: Tensor, eps: float = 1e-9) -> Tensor:
@@ -59,6 +69,7 @@ def task_aligned_assign(
     alpha: float = 0.5,
     beta: float = 6.0,
     eps: float = 1e-9,
+    logits: bool = False,
 ) -> Assignment:
     """Assign anchors to ground truths by the task-aligned metric ``s^alpha * CIoU^beta``.
 
@@ -67,7 +78,8 @@ def task_aligned_assign(
     targets are the metric normalised per ground truth so that its best anchor gets its best IoU.
 
     Args:
-        pred_scores: [B,A,C] class probabilities (after sigmoid).
+        pred_scores: [B,A,C] class probabilities (after sigmoid), or logits with ``logits=True``: the sigmoid
+            is then taken of the [B,A,G] entries of the ground truths' classes alone.
         pred_boxes: [B,A,4] predicted boxes, xyxy pixels.
         points: [A,2] anchor centres in pixels.
         gt_labels: int64 [B,G] (padded); gt_boxes: [B,G,4] xyxy pixels; gt_valid: bool [B,G] real entries.
@@ -81,13 +93,14 @@ def task_aligned_assign(
     device = pred_scores.device
     if num_gt == 0:
         zeros = torch.zeros(bsz, num_anchors, dtype=torch.long, device=device)
-        return Assignment(
-            zeros, pred_boxes.new_zeros(bsz, num_anchors, 4), torch.zeros_like(pred_scores), zeros.bool(), zeros
-        )
+        score = pred_scores.new_zeros(bsz, num_anchors)
+        return Assignment(zeros, pred_boxes.new_zeros(bsz, num_anchors, 4), score, zeros.bool(), zeros, num_classes)
     gt_labels = gt_labels.long().clamp(0, num_classes - 1)
     candidates = points_in_boxes(points, gt_boxes) & gt_valid[..., None]  # [B,G,A]
     overlaps = pair_ciou(gt_boxes.float(), pred_boxes.float(), candidates)  # [B,G,A]
     cls_scores = pred_scores.float().gather(2, gt_labels[:, None, :].expand(-1, num_anchors, -1))  # [B,A,G]
+    if logits:
+        cls_scores = cls_scores.sigmoid()
     align = cls_scores.transpose(1, 2).pow(alpha) * overlaps.pow(beta) * candidates  # [B,G,A]
     pos = select_positives(align, overlaps, candidates, topk)  # [B,G,A]
     fg = pos.any(1)  # [B,A]
@@ -100,12 +113,8 @@ def task_aligned_assign(
     best_align = (align * pos).amax(-1)  # [B,G]
     picked = align.gather(1, gt_index[:, None, :])[:, 0]  # [B,A]
     norm = picked * best_overlap.gather(1, gt_index) / (best_align.gather(1, gt_index) + eps) * fg
-    # the only [B,A,C] tensor is the result: the normalised metric scattered into the assigned class; in the
-    # memory layout of pred_scores (the head's logits are a [B,C,A] map), so that the loss's elementwise ops
-    # on logits and targets run over two tensors of one layout
-    scores = torch.zeros_like(pred_scores)
-    scores.scatter_(2, labels[..., None], norm[..., None].to(scores.dtype))
-    return Assignment(labels, boxes, scores, fg, gt_index)
+    # no [B,A,C] tensor: the target is the normalised metric in the assigned class (Assignment.scores makes it)
+    return Assignment(labels, boxes, norm.to(pred_scores.dtype), fg, gt_index, num_classes)
 
 
 def select_positives(align: Tensor, overlaps: Tensor, candidates: Tensor, topk: int) -> Tensor:

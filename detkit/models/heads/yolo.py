@@ -6,12 +6,12 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import complete_box_iou_loss
 
 from detkit.models.blocks import ConvBNAct
 from detkit.models.heads.class_weight import class_weight_tensor
+from detkit.models.losses.bce import bce_with_logits_one_hot
 from detkit.models.losses.dfl import distribution_focal_loss
 from detkit.ops import batched
 from detkit.ops.global_batch import at_least_float32
@@ -147,8 +147,9 @@ class YOLOHead(nn.Module):
         logits = logits.contiguous()
         boxes = self.decode(bins, points, strides)
         gt_labels, gt_boxes, gt_valid = pad_targets(targets, logits.device)
+        # the sigmoid of the ground truths' classes only ([B,A,G]), not of every [B,A,C] logit
         assignment = task_aligned_assign(
-            logits.detach().float().sigmoid(), boxes.detach(), points, gt_labels, gt_boxes, gt_valid, **self.assigner
+            logits.detach(), boxes.detach(), points, gt_labels, gt_boxes, gt_valid, **self.assigner, logits=True
         )
         return assignment, dict(bins=bins, logits=logits, boxes=boxes, points=points, strides=strides)
 
@@ -168,20 +169,15 @@ class YOLOHead(nn.Module):
         if assignment is None or pred is None:
             assignment, pred = self.assign(raw, targets)
         logits = at_least_float32(pred["logits"])
-        score_sum = assignment.scores.sum()
+        score_sum = assignment.score.sum()
         if counts is not None:
             counts.update(dict.fromkeys(("yolo/box", "yolo/cls", "yolo/dfl"), score_sum))
         norm = score_sum.clamp(min=1.0)
-        weight = None if self.class_weight is None else self.class_weight.to(logits.dtype)  # [C], broadcast
-        cls = (
-            F.binary_cross_entropy_with_logits(
-                logits, assignment.scores.to(logits.dtype), weight=weight, reduction="sum"
-            )
-            / norm
-        )
+        # BCE against the [B,A,C] soft one-hot targets, without making them (detkit.models.losses.bce)
+        cls = bce_with_logits_one_hot(logits, assignment.labels, assignment.score, self.class_weight) / norm
         fg = assignment.fg
         if fg.any():
-            weight = assignment.scores.sum(-1)[fg]  # [P]
+            weight = assignment.score[fg]  # [P]
             box = (
                 complete_box_iou_loss(pred["boxes"][fg], assignment.boxes[fg], reduction="none") * weight
             ).sum() / norm
