@@ -105,6 +105,18 @@ def test_assigner_equals_the_reference_bit_for_bit():
     assert new.scores[~fg].abs().sum() == 0
 
 
+def test_logits_in_give_the_assignment_of_their_sigmoid():
+    """``logits=True`` applies the sigmoid to the gathered [B,A,G] entries: the same assignment, bit for bit."""
+    from detkit.benchmark.hotspots import assignments_equal
+
+    for seed in range(3):
+        probs, *rest = _random_problem(seed)
+        logits = torch.logit(probs.clamp(1e-4, 1 - 1e-4))
+        ours = task_aligned_assign(logits, *rest, logits=True)
+        assert ours.fg.any() and assignments_equal(ours, task_aligned_assign(logits.sigmoid(), *rest))
+        assert ours.score.shape == ours.fg.shape and torch.equal(ours.scores.sum(-1), ours.score)
+
+
 def test_points_in_boxes_matches_the_four_sides():
     points, _ = anchor_points([(8, 8)], [8])
     boxes = torch.tensor([[[4.0, 4.0, 20.0, 30.0], [0.0, 0.0, 64.0, 64.0], [12.0, 12.0, 12.0, 12.0]]])
