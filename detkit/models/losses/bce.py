@@ -68,7 +68,7 @@ def bce_with_logits_one_hot(logits: Tensor, labels: Tensor, targets: Tensor, wei
         the summed loss, a scalar in the logits' dtype.
     """
     c = logits.shape[-1]
-    flat = logits.reshape(-1, c)  # a view of contiguous logits
+    flat = logits.reshape(-1, c).contiguous()  # a view of contiguous logits (flat positions index into it)
     rows = torch.arange(flat.shape[0], device=logits.device)
     index = rows * c + labels.reshape(-1).to(rows.device)
     values = targets.reshape(-1).to(logits.dtype)

@@ -64,3 +64,16 @@ def test_bf16_autocast_keeps_float32():
         ours = bce_with_logits_one_hot(logits, labels, targets, weight)  # the [N,C] @ [C] product is not bf16
     assert ours.dtype == torch.float32
     assert ours.item() == pytest.approx(_dense(logits, labels, targets, weight).item(), rel=1e-5)
+
+
+def test_strided_logits():
+    """A channel slice of wider logits (not viewable as flat rows) gives the same loss and gradient."""
+    logits, labels, targets = _case(c=9)
+    wide = torch.cat([logits, torch.randn(*logits.shape[:2], 3, dtype=logits.dtype)], -1).requires_grad_()
+    ref = logits.clone().requires_grad_()
+    ours = bce_with_logits_one_hot(wide[..., :9], labels, targets)
+    assert ours.item() == pytest.approx(_dense(ref, labels, targets).item(), rel=1e-12)
+    ours.backward()
+    _dense(ref, labels, targets).backward()
+    torch.testing.assert_close(wide.grad[..., :9], ref.grad)
+    assert wide.grad[..., 9:].abs().sum() == 0
