@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)
         return 2
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/training.md)
+    os.environ.setdefault("MKL_CBWR", "AUTO")  # the same MKL results in every process (tools/_bootstrap.py)
     module = importlib.import_module(f"detkit.cli.{COMMANDS[name][0]}")
     sys.argv[0] = f"detkit {name}"
     return int(module.main(argv[1:]) or 0)

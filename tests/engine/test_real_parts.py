@@ -90,17 +90,11 @@ def small_config(tmp_path: Path, shapes: Path, **train) -> Path:
 
 def kill_and_resume(cfg: Path, tmp_path: Path, kill_at: int) -> tuple[dict, dict, dict]:
     """Train ``cfg`` uninterrupted (``ref``), and again (``run``) killed by SIGKILL as iteration ``kill_at`` starts,
-    then resumed; returns both latest.pth files and the meta of the killed run's latest.pth.
-
-    All three processes run one thread: with two, on one host (2026-12-05, an AMX Xeon), the first step's gradient
-    of the FPN's top-level output conv differed by one rounding between fresh processes of the same run (never
-    within one process, never with one thread), which no resume can reproduce (docs/training.md, "Exact resume").
-    """
-    one = {"OMP_NUM_THREADS": "1"}
-    ref = _train([cfg, "--work-dir", tmp_path / "ref", "--device", "cpu"], one)
+    then resumed; returns both latest.pth files and the meta of the killed run's latest.pth."""
+    ref = _train([cfg, "--work-dir", tmp_path / "ref", "--device", "cpu"])
     assert ref.returncode == 0, ref.stderr[-2000:]
     wrapper = ROOT / "tests" / "engine" / "toy_train.py"  # its kill hook works for any model
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DETKIT_TOY_KILL_AT": str(kill_at), "DETKIT_TOY_REAL": "1", **one}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DETKIT_TOY_KILL_AT": str(kill_at), "DETKIT_TOY_REAL": "1"}
     killed = subprocess.run(
         [sys.executable, str(wrapper), str(cfg), "--work-dir", str(tmp_path / "run"), "--device", "cpu"],
         env=env,
@@ -110,7 +104,7 @@ def kill_and_resume(cfg: Path, tmp_path: Path, kill_at: int) -> tuple[dict, dict
     )
     assert killed.returncode == -9
     meta = torch.load(tmp_path / "run" / "latest.pth", weights_only=True)["meta"]
-    done = _train([cfg, "--work-dir", tmp_path / "run", "--device", "cpu", "--resume"], one)
+    done = _train([cfg, "--work-dir", tmp_path / "run", "--device", "cpu", "--resume"])
     assert done.returncode == 0, done.stderr[-2000:]
     a = torch.load(tmp_path / "ref" / "latest.pth", weights_only=True)
     return a, torch.load(tmp_path / "run" / "latest.pth", weights_only=True), meta
