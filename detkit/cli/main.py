@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+
+from detkit.utils.process import set_process_defaults
 
 # command -> (module in detkit.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean '{near[0]}'?" if near else ""
         print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)
         return 2
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (docs/training.md)
-    os.environ.setdefault("MKL_CBWR", "AUTO")  # the same MKL results in every process (tools/_bootstrap.py)
+    set_process_defaults()  # OMP_WAIT_POLICY, MKL_CBWR: before torch is imported (detkit.utils.process)
     module = importlib.import_module(f"detkit.cli.{COMMANDS[name][0]}")
     sys.argv[0] = f"detkit {name}"
     return int(module.main(argv[1:]) or 0)

@@ -1,0 +1,26 @@
+"""Process settings that every tool and ``detkit`` command starts with (before torch is imported), unless the
+environment sets them.
+
+- ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads sleep instead of spin. On a CPU shared with data-loader
+  workers, other processes or DDP ranks, spinning threads took the cores from the work and ran training several
+  times slower (docs/training.md). On a machine that runs nothing else this costs ~5% of a step;
+  ``GOMP_SPINCOUNT=300000`` brings back libgomp's default spinning (``OMP_WAIT_POLICY=ACTIVE`` spins without
+  limit instead).
+- ``MKL_CBWR=AUTO``: MKL results that are the same in every process. By default MKL may take another code path
+  in another process of the same run, so that a fresh process's matrix products differ by a rounding and a
+  resumed run would not end bit for bit where an uninterrupted one does (docs/training.md, "Exact resume").
+  AUTO keeps the CPU's fastest code path.
+"""
+
+from __future__ import annotations
+
+import os
+
+PROCESS_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "MKL_CBWR": "AUTO"}
+
+
+def set_process_defaults() -> None:
+    """Set :data:`PROCESS_DEFAULTS` in ``os.environ`` where the environment does not set them (call it before
+    torch is imported; imports nothing itself)."""
+    for key, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(key, value)
