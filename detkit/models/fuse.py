@@ -144,8 +144,9 @@ def conv_silu_packed(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None, silu: b
 
     Applies to channels_last float32 CPU inputs without autograd (not while tracing, exporting or compiling),
     a zero-padded conv and a :func:`foldable` norm (or none). The folded weight is reordered once per input
-    shape into oneDNN's blocked format (what ``torch.compile``'s freezing does) and cached on the conv, for
-    the last :data:`MAX_PACKED_SHAPES` shapes, renewed whenever :func:`conv_params` renews the folded weight.
+    shape into oneDNN's blocked format (what ``torch.compile``'s freezing does) and cached per conv (outside it,
+    in a weak-keyed table), for the last :data:`MAX_PACKED_SHAPES` shapes, renewed whenever :func:`conv_params`
+    renews the folded weight.
     yolo_n's fused forward at 640x640 took 0.95 of the time of conv then SiLU (docs/benchmarks.md).
     """
     if not PACKED_AVAILABLE or x.device.type != "cpu" or x.dtype != torch.float32 or not channels_innermost(x):
@@ -162,7 +163,7 @@ def conv_silu_packed(x: Tensor, conv: nn.Conv2d, norm: nn.Module | None, silu: b
 
 
 def _packed_weight(conv: nn.Conv2d, weight: Tensor, geometry: tuple, shape: torch.Size) -> Tensor:
-    """``weight`` (``conv``'s folded weight) in oneDNN's blocked format for inputs of ``shape``, cached on ``conv``."""
+    """``weight`` (``conv``'s folded weight) in oneDNN's blocked format for inputs of ``shape``, cached per conv."""
     cache = _PACKED.setdefault(conv, {})
     key = tuple(shape)
     hit = cache.get(key)
