@@ -82,12 +82,15 @@ def paste_masks(
     wx = _interp_matrix(ibox[:, 0], ibox[:, 2], src, im_w)  # [N,W,S]
     lo = ibox[:, :2].clamp(min=0)
     hi = torch.minimum(ibox[:, 2:] + 1, ibox.new_tensor([im_w, im_h]))
-    for i, (x0, y0, x1, y1) in enumerate(torch.cat([lo, hi], 1).tolist()):
-        if x1 <= x0 or y1 <= y0:
-            continue  # the box lies outside the image: an empty mask
-        # along W first, then H: the order of F.interpolate's bilinear kernel
-        pasted = wy[i, y0:y1] @ (padded[i] @ wx[i, x0:x1].T)  # [h,w]
-        out[i, 0, y0:y1, x0:x1] = pasted > threshold if threshold is not None else pasted
+    # float32 products under autocast too (evaluation runs predict under train.amp): fp16 / bf16 would move the
+    # values by up to 1e-3 / 8e-3 and flip pixels near the threshold
+    with torch.autocast(masks.device.type, enabled=False):
+        for i, (x0, y0, x1, y1) in enumerate(torch.cat([lo, hi], 1).tolist()):
+            if x1 <= x0 or y1 <= y0:
+                continue  # the box lies outside the image: an empty mask
+            # along W first, then H: the order of F.interpolate's bilinear kernel
+            pasted = wy[i, y0:y1] @ (padded[i] @ wx[i, x0:x1].T)  # [h,w]
+            out[i, 0, y0:y1, x0:x1] = pasted > threshold if threshold is not None else pasted
     return out
 
 

@@ -163,3 +163,17 @@ def test_paste_masks_matches_torchvision():
     assert paste_masks(torch.zeros(0, 1, 28, 28), torch.zeros(0, 4), (10, 12)).shape == (0, 1, 10, 12)
     outside = torch.tensor([[75.0, 2.0, 90.0, 9.0], [-30.0, -20.0, -2.0, -1.0]])  # torchvision's paste raises here
     assert not paste_masks(torch.ones(2, 1, 28, 28), outside, (50, 70), threshold=0.5).any()
+
+
+def test_paste_masks_under_autocast_equals_float32():
+    """Evaluation runs predict under train.amp's autocast: the pasting's products must stay float32."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(20, 1, 28, 28, generator=g)
+    xy = torch.rand(20, 2, generator=g) * 150
+    boxes = torch.cat([xy, xy + 20 + torch.rand(20, 2, generator=g) * 100], 1)
+    ref = paste_masks(masks, boxes, (300, 300))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = paste_masks(masks, boxes, (300, 300))
+        binary = paste_masks(masks, boxes, (300, 300), threshold=0.5)
+    assert out.dtype == torch.float32 and torch.equal(out, ref)  # bf16 products: errors up to ~8e-3
+    assert torch.equal(binary, ref > 0.5)
