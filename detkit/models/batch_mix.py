@@ -59,7 +59,8 @@ class BatchMix:
         if not self.enabled or images.shape[0] < 2:
             return images, soft
         with torch.random.fork_rng(devices=[]):  # torchvision draws from the global CPU RNG: fork it
-            torch.manual_seed(self.batch_seed(image_ids))
+            # the CPU generator alone: torch.manual_seed would also reseed every GPU's, which the fork leaves set
+            torch.default_generator.manual_seed(self.batch_seed(image_ids))
             if float(torch.rand(())) >= self.prob:
                 return images, soft
             return self.op(images, soft)

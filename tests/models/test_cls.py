@@ -150,6 +150,16 @@ def test_batch_mix_is_a_function_of_the_seed_and_the_image_ids():
     torch.testing.assert_close(n_lab, torch.nn.functional.one_hot(labels, 3).float())
 
 
+def test_batch_mix_leaves_the_gpu_generators_alone(monkeypatch):
+    """torch.manual_seed reseeds every GPU's generator too, which fork_rng(devices=[]) does not restore."""
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: seeded.append(seed))
+    images, labels = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    BatchMix(3, mixup_alpha=0.4, cutmix_alpha=1.0, seed=1)(images, labels, [1, 2, 3, 4])
+    assert seeded == []
+
+
 def test_mixup_mixes_consecutive_images_with_one_weight():
     images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2).contiguous()
     labels = torch.tensor([0, 1, 2, 3])
