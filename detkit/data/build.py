@@ -119,7 +119,13 @@ def _repeat_factors(data_cfg: dict, dataset: Any, report: bool) -> np.ndarray | 
 
 
 def build_dataloader(
-    cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0, dataset: Any = None
+    cfg: dict,
+    split: str,
+    distributed: bool = False,
+    seed: int = 0,
+    start_iter: int = 0,
+    dataset: Any = None,
+    pin_memory: bool | None = None,
 ) -> DataLoader:
     """Build the DataLoader of ``split`` ('train' | 'val' | 'test') from ``cfg['data']``.
 
@@ -129,7 +135,9 @@ def build_dataloader(
     each epoch; ``start_iter`` skips that many batches of the first pass (resume); ``loader.dataset`` is
     the ``SeededDataset`` (``loader.dataset.dataset`` the dataset). Val/test: each rank a contiguous
     slice, in order, no duplicates.
-    Batches come from ``collate`` (``cfg['data'].get('size_divisor', 32)``).
+    Batches come from ``collate`` (``cfg['data'].get('size_divisor', 32)``). ``pin_memory``: page-locked
+    batches for fast copies to a GPU (None: when CUDA is available; pass False for a CPU run on a GPU machine,
+    which would otherwise make a CUDA context on the current GPU).
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
@@ -162,7 +170,7 @@ def build_dataloader(
         batch_sampler=batch_sampler,
         num_workers=num_workers,
         collate_fn=functools.partial(collate, size_divisor=int(data_cfg.get("size_divisor", 32))),
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else bool(pin_memory),
         worker_init_fn=worker_init_fn,
         persistent_workers=num_workers > 0,
         generator=generator,

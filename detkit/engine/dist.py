@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from detkit.utils.device import parse_device
+from detkit.utils.device import DeviceError, parse_device
 
 
 def is_dist() -> bool:
@@ -67,10 +67,17 @@ def init_distributed(device: str | None = None) -> torch.device:
     world = env_world_size()
     dev = parse_device(device)  # DeviceError (a ValueError) names what exists here
     if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        if dev.type == "cuda" and dev.index is not None:
+            torch.cuda.set_device(dev)  # the current device: pinned-memory threads, per-device checks
         return dev
+    if dev.type == "cuda" and dev.index is not None:  # every rank would take that one GPU: NCCL refuses
+        raise DeviceError(
+            f"--device {device} under torchrun ({world} processes): each process takes the GPU of its LOCAL_RANK; "
+            "give --device cuda, and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+    if dev.type == "cuda":  # modulo the visible GPUs: `srun --gpus-per-task 1` shows each task its GPU alone
+        dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend, init_method="env://", device_id=dev if dev.type == "cuda" else None)

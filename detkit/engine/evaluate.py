@@ -88,7 +88,12 @@ def evaluate_checkpoint(
         hint="Use the config the checkpoint was trained with (a run keeps it as config.yaml next to its checkpoints)",
     )
     loader = builders.build_dataloader(
-        cfg, "val", distributed=dist.is_dist(), seed=int(cfg.get("seed") or 0), dataset=val_set
+        cfg,
+        "val",
+        distributed=dist.is_dist(),
+        seed=int(cfg.get("seed") or 0),
+        dataset=val_set,
+        pin_memory=dev.type == "cuda",
     )
     evaluator = builders.build_evaluator(cfg, val_set)
     amp = resolve_amp((cfg.get("train") or {}).get("amp", False), dev)

@@ -38,12 +38,14 @@ class TrainData:
     val_set: Any = None
 
 
-def build_data(cfg: dict) -> TrainData:
-    """Build data.train and data.val; check that they agree on categories and that data.val loads."""
+def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
+    """Build data.train and data.val; check that they agree on categories and that data.val loads. Batches are
+    pinned for a CUDA ``device`` only (None: whenever CUDA is available)."""
     data = cfg["data"]
+    pin = None if device is None else device.type == "cuda"
     train_set = builders.build_dataset(data["train"])
     loader = builders.build_dataloader(
-        cfg, "train", distributed=dist.is_dist(), seed=cfg["seed"], start_iter=0, dataset=train_set
+        cfg, "train", distributed=dist.is_dist(), seed=cfg["seed"], start_iter=0, dataset=train_set, pin_memory=pin
     )
     if len(loader) == 0:
         raise PreflightError(
@@ -56,7 +58,7 @@ def build_data(cfg: dict) -> TrainData:
         check_categories(train_set, val_set)
         check_val_sample(val_set)
         out.val_loader = builders.build_dataloader(
-            cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set
+            cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set, pin_memory=pin
         )
         out.evaluator = builders.build_evaluator(cfg, val_set)
         check_evaluator_data(out.evaluator, val_set)

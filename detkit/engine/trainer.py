@@ -112,7 +112,7 @@ class Trainer:
 
     def _build(self, load_from) -> None:
         """Data, model and optimization, each checked before the first iteration (see preflight.py)."""
-        data = build_data(self.cfg)
+        data = build_data(self.cfg, self.device)
         self.train_set, self.train_loader, self.val_loader = data.train_set, data.train_loader, data.val_loader
         self.iters_per_epoch, self.evaluator, self.val_set = data.iters_per_epoch, data.evaluator, data.val_set
         self.model, self.ddp, self.ema = build_model_parts(self.cfg, self.train_set, self.device, load_from)

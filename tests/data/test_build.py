@@ -175,3 +175,18 @@ def test_seeded_dataset_items_do_not_depend_on_call_order():
     other = SeededDataset(ds.dataset, seed=8)  # another base seed, other augmentations
     assert any(not np.array_equal(ds[(i, 2)]["image"], other[(i, 2)]["image"]) for i in range(10))
     assert ds[3]["image_id"] == 1003 and len(ds) == 10  # a plain index passes through
+
+
+def test_batches_are_pinned_for_a_gpu_run_only(monkeypatch):
+    """A CPU run on a GPU machine must not pin (the pinning thread makes a CUDA context on the current GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert build_dataloader(cfg(), "train").pin_memory  # default: whenever CUDA is available
+    assert not build_dataloader(cfg(), "train", pin_memory=False).pin_memory
+    assert not build_dataloader(cfg(), "val", pin_memory=False).pin_memory
+    from detkit.engine.parts import build_data
+
+    c = cfg()
+    c["data"].pop("val")  # the trainer's data without an evaluator (the fake dataset has no annotations)
+    c["seed"] = 0
+    assert not build_data(c, torch.device("cpu")).train_loader.pin_memory
+    assert build_data(c, torch.device("cuda")).train_loader.pin_memory

@@ -46,6 +46,48 @@ def test_single_process_helpers(monkeypatch):
             dist.init_distributed("cuda")
 
 
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine with two (pretend) GPUs: parse_device accepts cuda:0 / cuda:1; set_device calls recorded."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.append(torch.device(d)))
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS"):
+        monkeypatch.setenv(k, "x")
+        monkeypatch.delenv(k)
+    return current
+
+
+def test_one_process_on_a_chosen_gpu_makes_it_current(two_gpus):
+    assert dist.init_distributed("cuda:1") == torch.device("cuda:1")
+    assert two_gpus == [torch.device("cuda:1")]  # pinned-memory threads and per-device checks use that GPU
+    assert dist.init_distributed("cuda") == torch.device("cuda") and len(two_gpus) == 1
+
+
+def test_a_gpu_index_under_torchrun_is_refused(two_gpus, monkeypatch):
+    """Every rank would take that one GPU (NCCL: duplicate GPU); refused before any process group."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for device in ("cuda:0", "1"):
+        with pytest.raises(ValueError, match=r"under torchrun \(2 processes\).*LOCAL_RANK.*--device cuda"):
+            dist.init_distributed(device)
+    assert two_gpus == [] and not torch.distributed.is_initialized()
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(two_gpus, monkeypatch):
+    """LOCAL_RANK modulo the visible GPUs (a SLURM task given one GPU sees it as cuda:0)."""
+    groups = []
+    monkeypatch.setattr(dist.dist, "init_process_group", lambda **kw: groups.append(kw))
+    monkeypatch.setattr(dist.dist, "is_initialized", lambda: False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    for local_rank, gpu in (("1", 1), ("3", 1), ("2", 0)):
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        assert dist.init_distributed("cuda") == torch.device("cuda", gpu)
+        assert groups[-1]["backend"] == "nccl" and groups[-1]["device_id"] == torch.device("cuda", gpu)
+    assert two_gpus == [torch.device("cuda", 1), torch.device("cuda", 1), torch.device("cuda", 0)]
+
+
 def test_resolve_amp_cpu():
     cpu = torch.device("cpu")
     assert resolve_amp(False, cpu) is None and resolve_amp(True, cpu) is None
