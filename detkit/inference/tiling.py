@@ -189,7 +189,7 @@ def merge_detections(
             keep_all.append(int(idx[g[0]]))
             groups_all.append(idx[g].tolist())
     order = sorted(range(len(keep_all)), key=lambda k: -float(scores[keep_all[k]]))
-    keep = torch.tensor([keep_all[k] for k in order], dtype=torch.int64)
+    keep = torch.tensor([keep_all[k] for k in order], dtype=torch.int64, device=labels.device)
     return keep, [groups_all[k] for k in order]
 
 

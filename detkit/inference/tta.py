@@ -289,10 +289,12 @@ def fuse_detections(
         score_thr: drop merged detections scoring below it (WBF lowers the score of a box few views found).
 
     Returns:
-        ``boxes`` float32 [K,4], ``scores`` [K], ``labels`` int64 [K] (``masks`` bool [K,H0,W0]), score-descending.
+        ``boxes`` float32 [K,4], ``scores`` [K], ``labels`` int64 [K] (``masks`` bool [K,H0,W0]), score-descending,
+        on the CPU (as ``detkit.predict`` returns them; views on a GPU are moved first: WBF runs in numpy).
     """
     from detkit.inference.tiling import merge_detections
 
+    preds = [{k: v.cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds]
     det = _gather_views(preds)
     cap = options.max_per_img or max([len(p["boxes"]) for p in preds] + [100])
     if options.merge == "nms":

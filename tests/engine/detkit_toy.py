@@ -209,7 +209,13 @@ def toy_build_dataset(split_cfg: dict):
 
 
 def toy_build_dataloader(
-    cfg: dict, split: str, distributed: bool = False, seed: int = 0, start_iter: int = 0, dataset=None
+    cfg: dict,
+    split: str,
+    distributed: bool = False,
+    seed: int = 0,
+    start_iter: int = 0,
+    dataset=None,
+    pin_memory: bool | None = None,  # builders.build_dataloader's signature; the toy never pins
 ):
     dataset = dataset if dataset is not None else toy_build_dataset(cfg["data"][split])
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)

@@ -188,3 +188,31 @@ def test_two_stage_training_step_and_prediction_on_cuda():
     with torch.no_grad():
         out = model.predict({k: v for k, v in batch.items() if k != "targets"})
     assert len(out) == 2 and all(torch.isfinite(o["boxes"]).all() and len(o["boxes"]) == len(o["masks"]) for o in out)
+
+
+@pytest.mark.parametrize("merge", ["nms", "wbf"])
+def test_fusing_views_on_cuda_equals_the_cpu(merge):
+    """detkit.inference.fuse_detections (TTA, ensembles) takes views on a GPU; results come back on the CPU."""
+    from detkit.inference.tiling import merge_detections
+    from detkit.inference.tta import TTAOptions, fuse_detections
+
+    g = torch.Generator().manual_seed(0)
+    views = []
+    for _ in range(3):
+        xy = torch.rand(20, 2, generator=g) * 200
+        boxes = torch.cat([xy, xy + 10 + torch.rand(20, 2, generator=g) * 60], 1)
+        views.append(
+            {"boxes": boxes, "scores": torch.rand(20, generator=g), "labels": torch.randint(0, 3, (20,), generator=g)}
+        )
+    options = TTAOptions(merge=merge)
+    cpu = fuse_detections(views, (300, 300), options)
+    gpu = fuse_detections([{k: v.cuda() for k, v in p.items()} for p in views], (300, 300), options)
+    assert all(v.device.type == "cpu" for v in gpu.values()) and set(cpu) == set(gpu)
+    for k in cpu:
+        torch.testing.assert_close(gpu[k], cpu[k])
+    b, s, lab = (views[0][k].cuda() for k in ("boxes", "scores", "labels"))
+    cut = torch.zeros(20, dtype=torch.bool, device="cuda")
+    cut[:5] = True
+    keep, _ = merge_detections(b, s, lab, cut)
+    keep_cpu, _ = merge_detections(b.cpu(), s.cpu(), lab.cpu(), cut.cpu())
+    assert keep.device.type == "cuda" and torch.equal(keep.cpu(), keep_cpu)
