@@ -175,14 +175,15 @@ class YOLOHead(nn.Module):
         norm = score_sum.clamp(min=1.0)
         # BCE against the [B,A,C] soft one-hot targets, without making them (detkit.models.losses.bce)
         cls = bce_with_logits_one_hot(logits, assignment.labels, assignment.score, self.class_weight) / norm
-        fg = assignment.fg
-        if fg.any():
+        # the foreground's (image, anchor) indices once: one host sync on a GPU, not one per masked gather
+        fg = assignment.fg.nonzero(as_tuple=True)  # ([P], [P]), in the mask's row-major order
+        if fg[0].numel():
             weight = assignment.score[fg]  # [P]
             box = (
                 complete_box_iou_loss(pred["boxes"][fg], assignment.boxes[fg], reduction="none") * weight
             ).sum() / norm
-            strides = pred["strides"].expand(fg.shape[0], -1, -1)[fg]  # [P,1]
-            points = pred["points"].expand(fg.shape[0], -1, -1)[fg] / strides
+            strides = pred["strides"][fg[1]]  # [P,1] (points and strides are per anchor: [A,2], [A,1])
+            points = pred["points"][fg[1]] / strides
             target = boxes_to_distance(points, assignment.boxes[fg] / strides, self.reg_max - 1 - 0.01)
             bins = at_least_float32(pred["bins"][fg]).view(-1, self.reg_max)  # [P*4,R]
             dfl = distribution_focal_loss(bins, target.reshape(-1)).view(-1, 4).mean(-1)
