@@ -215,3 +215,30 @@ def test_decode_equals_the_softmax_over_the_last_dim():
         cl_amp = head.decode(cl_bins.bfloat16(), points, strides)
     assert cl_amp.dtype == torch.float32
     assert torch.allclose(cl_amp, head.decode(cl_bins.bfloat16().float(), points, strides), rtol=1e-6, atol=1e-4)
+
+
+def test_a_training_step_waits_for_the_host_a_bounded_number_of_times():
+    """On a GPU each scalar read, nonzero or boolean-mask index / index_put stalls the launch queue
+    (docs/benchmarks.md, "On a GPU"): this step makes 18, most inside torchvision's CIoU loss (its
+    ``_loss_inter_union`` masks the overlaps, forward and backward); 27 when the loss gathered its foreground
+    with boolean masks."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    waits = []
+
+    class HostWaits(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in ("index", "index_put", "index_put_", "_index_put_impl_"):
+                if any(t is not None and t.dtype == torch.bool for t in args[1]):
+                    waits.append(name)
+            elif name in ("_local_scalar_dense", "nonzero", "_unique2", "masked_select"):
+                waits.append(name)
+            return func(*args, **(kwargs or {}))
+
+    model = _model().train()
+    batch = _batch()
+    sum(model.loss(batch).values()).backward()  # caches (anchor points) filled
+    with HostWaits():
+        sum(model.loss(batch).values()).backward()
+    assert len(waits) <= 18, sorted(waits)
