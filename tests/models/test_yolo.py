@@ -217,11 +217,12 @@ def test_decode_equals_the_softmax_over_the_last_dim():
     assert torch.allclose(cl_amp, head.decode(cl_bins.bfloat16().float(), points, strides), rtol=1e-6, atol=1e-4)
 
 
-def test_a_training_step_waits_for_the_host_a_bounded_number_of_times():
+@pytest.mark.parametrize("seg, bound", [(False, 18), (True, 19)])
+def test_a_training_step_waits_for_the_host_a_bounded_number_of_times(seg, bound):
     """On a GPU each scalar read, nonzero or boolean-mask index / index_put stalls the launch queue
     (docs/benchmarks.md, "On a GPU"): this step makes 18, most inside torchvision's CIoU loss (its
     ``_loss_inter_union`` masks the overlaps, forward and backward); 27 when the loss gathered its foreground
-    with boolean masks."""
+    with boolean masks. The segmentation loss's per-image gathers add one nonzero in all (6 per image before)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     waits = []
@@ -236,9 +237,9 @@ def test_a_training_step_waits_for_the_host_a_bounded_number_of_times():
                 waits.append(name)
             return func(*args, **(kwargs or {}))
 
-    model = _model().train()
-    batch = _batch()
+    model = _model(seg).train()
+    batch = _batch(n_img=3, masks=seg)
     sum(model.loss(batch).values()).backward()  # caches (anchor points) filled
     with HostWaits():
         sum(model.loss(batch).values()).backward()
-    assert len(waits) <= 18, sorted(waits)
+    assert len(waits) <= bound, sorted(waits)

@@ -87,9 +87,11 @@ class YOLOSegHead(nn.Module):
         ph, pw = protos.shape[-2:]
         stride = self.det.strides[0] / 2.0  # proto pixels
         total, count = protos.sum() * 0.0, 0
-        for i, t in enumerate(targets):
-            fg = assignment.fg[i]
-            if not fg.any():
+        # each image's foreground anchors from one nonzero (a GPU waits for the host once, not per masked gather)
+        fg_image, fg_anchor = assignment.fg.nonzero(as_tuple=True)
+        per_image = fg_anchor.split(torch.bincount(fg_image, minlength=len(targets)).tolist())
+        for i, (t, fg) in enumerate(zip(targets, per_image)):
+            if not len(fg):
                 continue
             if "masks" not in t:
                 raise ValueError(
@@ -105,7 +107,7 @@ class YOLOSegHead(nn.Module):
             bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
             area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1.0)
             total = total + (crop_to_boxes(bce, boxes).sum((1, 2)) / area).sum()
-            count += int(fg.sum())
+            count += len(fg)
         if counts is not None:
             counts["yolo/mask"] = count
         losses["yolo/mask"] = total / max(count, 1) * self.loss_mask
