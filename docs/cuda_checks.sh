@@ -44,8 +44,9 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.bac
 fi
 
 if want tests; then
-    run test_cuda 240 "$PY" -m pytest -q -p no:cacheprovider tests/engine/test_cuda.py tests/engine/test_dist.py \
-        tests/utils/test_device.py tests/models/losses/test_bce.py tests/ops/test_tal.py
+    run test_cuda 300 "$PY" -m pytest -q -p no:cacheprovider tests/engine/test_cuda.py tests/engine/test_dist.py \
+        tests/utils/test_device.py tests/models/losses/test_bce.py tests/ops/test_tal.py \
+        "tests/engine/test_real_parts.py::test_exact_resume_on_cuda"
 fi
 
 B=(--device "$DEVICE" --md "$OUT_DIR/bench.md")

@@ -88,15 +88,18 @@ def small_config(tmp_path: Path, shapes: Path, **train) -> Path:
     return cfg
 
 
-def kill_and_resume(cfg: Path, tmp_path: Path, kill_at: int) -> tuple[dict, dict, dict]:
+def kill_and_resume(
+    cfg: Path, tmp_path: Path, kill_at: int, args: tuple[str, ...] = ("--device", "cpu")
+) -> tuple[dict, dict, dict]:
     """Train ``cfg`` uninterrupted (``ref``), and again (``run``) killed by SIGKILL as iteration ``kill_at`` starts,
-    then resumed; returns both latest.pth files and the meta of the killed run's latest.pth."""
-    ref = _train([cfg, "--work-dir", tmp_path / "ref", "--device", "cpu"])
+    then resumed, each with the tool arguments ``args``; returns both latest.pth files and the meta of the killed
+    run's latest.pth."""
+    ref = _train([cfg, "--work-dir", tmp_path / "ref", *args])
     assert ref.returncode == 0, ref.stderr[-2000:]
     wrapper = ROOT / "tests" / "engine" / "toy_train.py"  # its kill hook works for any model
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DETKIT_TOY_KILL_AT": str(kill_at), "DETKIT_TOY_REAL": "1"}
     killed = subprocess.run(
-        [sys.executable, str(wrapper), str(cfg), "--work-dir", str(tmp_path / "run"), "--device", "cpu"],
+        [sys.executable, str(wrapper), str(cfg), "--work-dir", str(tmp_path / "run"), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -104,7 +107,7 @@ def kill_and_resume(cfg: Path, tmp_path: Path, kill_at: int) -> tuple[dict, dict
     )
     assert killed.returncode == -9
     meta = torch.load(tmp_path / "run" / "latest.pth", weights_only=True)["meta"]
-    done = _train([cfg, "--work-dir", tmp_path / "run", "--device", "cpu", "--resume"])
+    done = _train([cfg, "--work-dir", tmp_path / "run", *args, "--resume"])
     assert done.returncode == 0, done.stderr[-2000:]
     a = torch.load(tmp_path / "ref" / "latest.pth", weights_only=True)
     return a, torch.load(tmp_path / "run" / "latest.pth", weights_only=True), meta
@@ -118,3 +121,16 @@ def test_exact_resume_with_real_parts(shapes, tmp_path):
     assert (meta["epoch"], meta["iter_in_epoch"]) == (0, 2)  # killed in the middle of the epoch
     assert a["meta"]["iter"] == b["meta"]["iter"] == 4
     assert len(a["model"]) > 50 and all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (docs/cuda_checks.sh runs it)")
+@pytest.mark.parametrize("amp", [False, True])
+def test_exact_resume_on_cuda(shapes, tmp_path, amp):
+    """The same on a GPU with --deterministic (deterministic cuDNN / cuBLAS kernels), in fp32 and with fp16 AMP
+    (the gradient scaler's state is in the checkpoint)."""
+    cfg = small_config(tmp_path, shapes, max_epochs=1, checkpoint_iters=1)
+    args = ("--device", "cuda", "--deterministic", *(("--amp",) if amp else ()))
+    a, b, meta = kill_and_resume(cfg, tmp_path, 2, args)
+    assert (meta["epoch"], meta["iter_in_epoch"]) == (0, 2)
+    assert a["meta"]["iter"] == b["meta"]["iter"] == 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
