@@ -13,6 +13,7 @@ from detkit.engine import builders, dist
 from detkit.engine.checkpoint import load_checkpoint, model_state, preserve_rng
 from detkit.engine.logger import progress_bar, progress_enabled
 from detkit.engine.runtime import move_batch, resolve_amp
+from detkit.utils.amp import autocast
 from detkit.utils.checkpoint import CheckpointMismatchError, load_model_state
 from detkit.utils.device import parse_device
 
@@ -41,7 +42,7 @@ def evaluate(
             for batch in progress_bar(loader, total=total, desc="evaluating", enabled=progress, unit="batch"):
                 if batch is None:
                     continue
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                with autocast(device.type, amp_dtype):
                     preds = model.predict(move_batch(batch, device))
                 evaluator.process(batch, preds)
         metrics = evaluator.compute()

@@ -12,6 +12,7 @@ import torch
 
 from detkit.config import ConfigError
 from detkit.engine import dist
+from detkit.utils.amp import autocast_available
 
 logger = logging.getLogger("detkit")
 
@@ -75,6 +76,11 @@ def resolve_amp(amp: Any, device: torch.device) -> torch.dtype | None:
         raise ConfigError(f"train.amp={amp!r}: use false, true (fp16 on CUDA), 'fp16' or 'bf16'")
     if device.type != "cuda":
         if amp == "bf16":
+            if not autocast_available(device.type):
+                raise ConfigError(
+                    f"train.amp=bf16: torch {torch.__version__} has no autocast on {device.type} "
+                    "(MPS: torch >= 2.5); use train.amp=false"
+                )
             if device.type == "cpu" and not cpu_has_fast_bf16():
                 logger.warning(
                     "train.amp=bf16 on a CPU without the AVX-512 / bf16 instructions oneDNN uses for bf16: "

@@ -16,6 +16,7 @@ from torch import nn
 from detkit.engine import dist
 from detkit.engine.logger import Progress
 from detkit.engine.runtime import TrainingDiverged, join_global_batch, move_batch
+from detkit.utils.amp import autocast
 
 logger = logging.getLogger("detkit")
 
@@ -40,7 +41,7 @@ def train_step(tr, batch: dict | None) -> bool:
     sync = tr.ddp.no_sync() if (tr.ddp is not None and not boundary) else contextlib.nullcontext()
     with sync:
         if batch is not None and not any_missing:
-            with torch.autocast(tr.device.type, dtype=tr.amp_dtype or torch.float32, enabled=tr.amp_dtype is not None):
+            with autocast(tr.device.type, tr.amp_dtype):
                 losses = (tr.ddp or tr.model)(move_batch(batch, tr.device))
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
         # a None batch: every sample of it was left out (data.batch_size of them, fewer in a last batch)

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from detkit.utils.amp import autocast_off
+
 
 def _expand(masks: Tensor, boxes: Tensor, padding: int) -> tuple[Tensor, Tensor]:
     """Pad masks by ``padding`` and grow the boxes to match, as torchvision's expand_masks/expand_boxes.
@@ -84,7 +86,7 @@ def paste_masks(
     hi = torch.minimum(ibox[:, 2:] + 1, ibox.new_tensor([im_w, im_h]))
     # float32 products under autocast too (evaluation runs predict under train.amp): fp16 / bf16 would move the
     # values by up to 1e-3 / 8e-3 and flip pixels near the threshold
-    with torch.autocast(masks.device.type, enabled=False):
+    with autocast_off(masks.device.type):
         for i, (x0, y0, x1, y1) in enumerate(torch.cat([lo, hi], 1).tolist()):
             if x1 <= x0 or y1 <= y0:
                 continue  # the box lies outside the image: an empty mask

@@ -18,6 +18,7 @@ from detkit.ops.global_batch import at_least_float32
 from detkit.ops.points import anchor_points, boxes_to_distance, distance_to_boxes, maps_to_anchors
 from detkit.ops.tal import Assignment, task_aligned_assign
 from detkit.registry import HEADS
+from detkit.utils.amp import autocast_off
 
 
 def pad_targets(targets: Sequence[dict], device) -> tuple[Tensor, Tensor, Tensor]:
@@ -131,7 +132,7 @@ class YOLOHead(nn.Module):
         b, a, _ = bins.shape
         bins = at_least_float32(bins)
         proj = self.proj.to(bins.dtype)
-        with torch.autocast(bins.device.type, enabled=False):
+        with autocast_off(bins.device.type):
             if bins.is_contiguous():  # from channels_last maps (CPU training): [B,A,4,R] rows
                 dist = bins.view(b, a, 4, self.reg_max).softmax(-1) @ proj  # [B,A,4] in strides
             else:  # a view of [B,4,R,A]

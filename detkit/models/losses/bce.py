@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from detkit.utils.amp import autocast_off
+
 # elements per block of the CPU loops (1 MiB of float32): each block's softplus / sigmoid stays in cache
 BLOCK = 1 << 18
 
@@ -23,7 +25,7 @@ class _OneHotBCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits: Tensor, index: Tensor, values: Tensor, weight: Tensor | None) -> Tensor:
-        with torch.autocast(logits.device.type, enabled=False):
+        with autocast_off(logits.device.type):
             total = logits.new_zeros(())
             for rows in _row_blocks(logits):  # sum of softplus(x) (* w_c), block by block: no [N,C] temporary
                 term = F.softplus(logits[rows])
@@ -38,7 +40,7 @@ class _OneHotBCE(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         logits, index, scaled, weight = ctx.saved_tensors
-        with torch.autocast(logits.device.type, enabled=False):
+        with autocast_off(logits.device.type):
             out = torch.empty_like(logits)
             for rows in _row_blocks(logits):  # (sigmoid(x) (* w_c)) * grad, block by block
                 block = torch.sigmoid(logits[rows], out=out[rows])
