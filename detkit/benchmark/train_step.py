@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from detkit.benchmark.harness import AMP, PEER_AMP, RunSettings, add_compiled, compiled_copy, measure
+from detkit.utils.amp import autocast
 
 StepOf = Callable[[nn.Module, torch.dtype | None], Callable[[], float]]  # (model, autocast dtype) -> a step
 
@@ -30,7 +31,7 @@ def sgd_step(
     scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype == torch.float16)
 
     def step() -> float:
-        with torch.autocast(device_type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with autocast(device_type, amp_dtype):  # as the trainer's step (detkit.engine.step)
             losses = loss_fn()
             total = sum(v.float() for v in losses.values())
         opt.zero_grad(set_to_none=True)
