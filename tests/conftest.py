@@ -53,6 +53,20 @@ PEER_MODULES = (
 )
 
 
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A machine with two (pretend) GPUs and no launcher: parse_device accepts cuda:0 / cuda:1; returns the list
+    of torch.cuda.set_device calls (tests/utils/test_device.py, tests/engine/test_dist.py)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    current = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.append(torch.device(d)))
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS"):
+        monkeypatch.setenv(k, "x")  # recorded, so that teardown restores what was there
+        monkeypatch.delenv(k)
+    return current
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     if os.environ.get("DETKIT_REQUIRE_PEERS", "") in ("", "0"):
         return

@@ -46,19 +46,6 @@ def test_single_process_helpers(monkeypatch):
             dist.init_distributed("cuda")
 
 
-@pytest.fixture
-def two_gpus(monkeypatch):
-    """A machine with two (pretend) GPUs: parse_device accepts cuda:0 / cuda:1; set_device calls recorded."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    current = []
-    monkeypatch.setattr(torch.cuda, "set_device", lambda d: current.append(torch.device(d)))
-    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_NTASKS"):
-        monkeypatch.setenv(k, "x")
-        monkeypatch.delenv(k)
-    return current
-
-
 def test_one_process_on_a_chosen_gpu_makes_it_current(two_gpus):
     assert dist.init_distributed("cuda:1") == torch.device("cuda:1")
     assert two_gpus == [torch.device("cuda:1")]  # pinned-memory threads and per-device checks use that GPU

@@ -8,12 +8,6 @@ import torch
 from detkit.utils.device import DeviceError, parse_device
 
 
-@pytest.fixture
-def two_gpus(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-
-
 def test_cpu_and_default():
     assert parse_device("cpu") == torch.device("cpu") and parse_device(" CPU ") == torch.device("cpu")
     assert parse_device(torch.device("cpu")) == torch.device("cpu")
