@@ -19,9 +19,11 @@ model predicts, and the ``end2end`` check counts the detections both keep (same 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from detkit.benchmark import harness
 from detkit.benchmark.harness import RunSettings, measure, resolve_device, result_row
@@ -88,11 +90,6 @@ def ultralytics_pair(
 
 def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None) -> list[dict]:
     """``forward`` and ``end2end`` rows: fused detkit vs fused Ultralytics on one ``size`` x ``size`` image."""
-    from ultralytics.data.augment import LetterBox
-    from ultralytics.utils import nms, ops
-
-    import detkit
-
     settings = settings or RunSettings()
     dev = resolve_device(settings.device)
     ul, dk = ultralytics_pair(cfg)
@@ -101,13 +98,23 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
     )
     dk = dk.to(dev).eval().optimize_for_inference()
     dk.cfg = {"data": {"val": {"pipeline": [{"type": "LetterBox", "size": size}]}}}
-    scale = cfg["model"].get("backbone", {}).get("scale", "n")
+    name = f"yolo_{cfg['model'].get('backbone', {}).get('scale', 'n')}"
+    dkc = harness.compiled_copy(dk, settings, inference=True)
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)).to(dev)
+    img = np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return [_forward_row(name, dk, dkc, ul, x, settings, dev), _end2end_row(name, dk, dkc, ul, img, settings, dev)]
+
+
+def _forward_row(
+    name: str, dk: nn.Module, dkc: nn.Module | None, ul: nn.Module, x: Tensor, settings: RunSettings, dev: torch.device
+) -> dict:
+    """The ``forward`` row: detkit's outputs in YOLOv8's layout [1, 4 + C (+ P), A] against Ultralytics' for
+    ``x`` [1,3,H,W] (``dkc``: detkit's compiled copy, or None)."""
 
     def forward_of(model: nn.Module):
         def run():
             with torch.inference_mode():
-                return ultralytics_layout_outputs(model, x)  # what YOLOv8 returns: [1, 4 + C (+ P), A]
+                return ultralytics_layout_outputs(model, x)
 
         return run
 
@@ -116,7 +123,6 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
             return ul(x)
 
     dk_forward = forward_of(dk)
-    dkc = harness.compiled_copy(dk, settings, inference=True)
     fns = {"detkit": dk_forward, "ultralytics": ul_forward}
     compiled = harness.add_compiled(fns, dkc, forward_of, dk_forward, dev)
     times, mem = measure(fns, settings, dev)
@@ -126,17 +132,18 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
     diff = (ours - ref).abs()
     check = f"outputs: max box diff {float(diff[:, :4].max()):.2g} px, score diff {float(diff[:, 4:].max()):.2g}"
     settings.log(f"  check: {check}")
-    rows = [result_row("forward", f"yolo_{scale}", dev, f"1x3x{size}x{size}", times, mem, check, compiled)]
+    return result_row("forward", name, dev, f"1x3x{x.shape[2]}x{x.shape[3]}", times, mem, check, compiled)
 
-    img = np.random.default_rng(2).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    letterbox = LetterBox((size, size), auto=False)
 
-    def e2e_of(model: nn.Module):
-        return lambda: detkit.predict(model, img, score_thr=0.25)
+def _ultralytics_end2end(ul: nn.Module, img: np.ndarray, dev: torch.device) -> Callable[[], Tensor]:
+    """Ultralytics' prediction of the RGB ``img`` [H,W,3] (square): letterbox, forward, NMS at 0.25 / 0.7 and
+    boxes scaled back, as its predictor does; returns detections [K,6+]."""
+    from ultralytics.data.augment import LetterBox
+    from ultralytics.utils import nms, ops
 
-    dk_e2e = e2e_of(dk)
+    letterbox = LetterBox(img.shape[:2], auto=False)
 
-    def ul_e2e():
+    def run() -> Tensor:
         with torch.inference_mode():
             im = letterbox(image=img[:, :, ::-1])[:, :, ::-1]  # Ultralytics letterboxes BGR arrays
             t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None].to(dev).float() / 255
@@ -147,13 +154,32 @@ def bench_infer(cfg: dict, size: int = 640, settings: RunSettings | None = None)
             det[:, :4] = ops.scale_boxes(t.shape[2:], det[:, :4], img.shape[:2])
             return det
 
+    return run
+
+
+def _end2end_row(
+    name: str,
+    dk: nn.Module,
+    dkc: nn.Module | None,
+    ul: nn.Module,
+    img: np.ndarray,
+    settings: RunSettings,
+    dev: torch.device,
+) -> dict:
+    """The ``end2end`` row: ``detkit.predict`` on the uint8 ``img`` [H,W,3] against Ultralytics' prediction."""
+    import detkit
+
+    def e2e_of(model: nn.Module):
+        return lambda: detkit.predict(model, img, score_thr=0.25)
+
+    dk_e2e, ul_e2e = e2e_of(dk), _ultralytics_end2end(ul, img, dev)
     fns = {"detkit": dk_e2e, "ultralytics": ul_e2e}
     compiled = harness.add_compiled(fns, dkc, e2e_of, dk_e2e, dev)  # compiled already: this call times one run
     times, mem = measure(fns, settings, dev)
     check = _detections_check(dk_e2e(), ul_e2e())
     settings.log(f"  check: {check}")
-    rows.append(result_row("end2end", f"yolo_{scale}", dev, f"{size}x{size}x3 uint8", times, mem, check, compiled))
-    return rows
+    shape = f"{img.shape[0]}x{img.shape[1]}x3 uint8"
+    return result_row("end2end", name, dev, shape, times, mem, check, compiled)
 
 
 def _detections_check(dk_det: dict, ul_det: torch.Tensor) -> str:

@@ -216,11 +216,9 @@ def run_inference(
     from tqdm import tqdm
 
     import detkit
-    from detkit.data.image_io import ImageReadError, read_image
 
     writer = ResultWriter(out_dir, model.class_names, getattr(model, "cat_ids", None), draw, draw_thr)
     skipped: list[tuple[str, str]] = []
-    n_img = n_vid = n_frames = 0
     videos = [p for p in paths if is_video(p)]
     images = [p for p in paths if not is_video(p)]
     # on a terminal only (tqdm's disable=None): no progress frames in a log file or a pipe
@@ -229,35 +227,12 @@ def run_inference(
     def run(arrays: list[np.ndarray]) -> list[dict]:
         return detkit.predict(model, arrays, score_thr=score_thr, batch_size=batch_size, tile=tile)
 
-    for chunk in _batches(images, batch_size):
-        loaded = []
-        for p in chunk:
-            try:
-                loaded.append((p, read_image(p)))
-            except ImageReadError as e:
-                skipped.append((str(p), str(e)))
-                (bar.write if progress else log)(f"skipped unreadable input {p}: {e}")
-        for (p, img), pred in zip(loaded, run([img for _, img in loaded]) if loaded else []):
-            writer.add_image(p, img, pred)
-            n_img += 1
-        bar.update(len(chunk))
-    for p in videos:
-        try:
-            info, frames = read_video(p, batch_size)
-            writer.open_video(p, info)
-        except (ImageReadError, OSError) as e:
-            skipped.append((str(p), str(e)))
-            (bar.write if progress else log)(f"skipped unreadable input {p}: {e}")
-            continue
-        bar.total += info["frame_count"]
-        bar.refresh()
-        for batch in frames:
-            for img, pred in zip(batch, run(batch)):
-                writer.add_frame(img, pred)
-                n_frames += 1
-            bar.update(len(batch))
-        writer.close_video()
-        n_vid += 1
+    def skip(path: Path, error: Exception) -> None:
+        skipped.append((str(path), str(error)))
+        (bar.write if progress else log)(f"skipped unreadable input {path}: {error}")
+
+    n_img = _infer_images(images, batch_size, run, writer, bar, skip)
+    n_vid, n_frames = _infer_videos(videos, batch_size, run, writer, bar, skip)
     bar.close()
     pred_path = writer.finish()
     return {
@@ -276,6 +251,55 @@ def run_inference(
         "topk": writer.classes.k,
         "most_predicted": writer.classes.most_predicted(),
     }
+
+
+def _infer_images(
+    images: Sequence[Path], batch_size: int, run: Callable, writer: ResultWriter, bar: Any, skip: Callable
+) -> int:
+    """Predict ``images`` in batches of ``batch_size`` into ``writer``; unreadable files go to ``skip``.
+    Returns the number of images predicted."""
+    from detkit.data.image_io import ImageReadError, read_image
+
+    done = 0
+    for chunk in _batches(images, batch_size):
+        loaded = []
+        for p in chunk:
+            try:
+                loaded.append((p, read_image(p)))
+            except ImageReadError as e:
+                skip(p, e)
+        for (p, img), pred in zip(loaded, run([img for _, img in loaded]) if loaded else []):
+            writer.add_image(p, img, pred)
+            done += 1
+        bar.update(len(chunk))
+    return done
+
+
+def _infer_videos(
+    videos: Sequence[Path], batch_size: int, run: Callable, writer: ResultWriter, bar: Any, skip: Callable
+) -> tuple[int, int]:
+    """Predict every frame of ``videos`` into ``writer`` (one drawn video each); unreadable videos go to
+    ``skip``. Returns ``(videos done, frames predicted)``."""
+    from detkit.data.image_io import ImageReadError
+
+    n_vid = n_frames = 0
+    for p in videos:
+        try:
+            info, frames = read_video(p, batch_size)
+            writer.open_video(p, info)
+        except (ImageReadError, OSError) as e:
+            skip(p, e)
+            continue
+        bar.total += info["frame_count"]
+        bar.refresh()
+        for batch in frames:
+            for img, pred in zip(batch, run(batch)):
+                writer.add_frame(img, pred)
+                n_frames += 1
+            bar.update(len(batch))
+        writer.close_video()
+        n_vid += 1
+    return n_vid, n_frames
 
 
 def format_summary(summary: dict) -> str:
