@@ -50,6 +50,7 @@ INPUT_ERRORS = (
     ("detkit.utils.checkpoint", "CheckpointError"),
     ("detkit.utils.device", "DeviceError"),
     ("detkit.data.validate", "DatasetError"),
+    ("detkit.data.image_io", "ImageReadError"),
 )
 
 
@@ -85,6 +86,16 @@ def _os_message(e: OSError) -> str:
     return f"{e.strerror or type(e).__name__}: {where}"
 
 
+def worker_message(message: str) -> str:
+    """The original error's message when ``message`` is a DataLoader worker's re-raised one ("Caught X in
+    DataLoader worker process N. Original Traceback ...": its last line, without the type); else ``message``."""
+    if not message.startswith("Caught ") or "Original Traceback" not in message:
+        return message
+    last = [line for line in message.splitlines() if line.strip()][-1].strip()
+    head, sep, rest = last.partition(": ")
+    return rest if sep and " " not in head else last
+
+
 def format_error(tool: str, e: BaseException) -> str:
     """``tool: error: message``: the message with its lines joined, so it takes one or two terminal lines."""
     if isinstance(e, KeyError) and e.args:
@@ -95,7 +106,7 @@ def format_error(tool: str, e: BaseException) -> str:
     elif isinstance(e, OSError) and e.filename and not (e.args and len(e.args) == 1):
         msg = _os_message(e)
     else:
-        msg = str(e) or type(e).__name__
+        msg = worker_message(str(e)) or type(e).__name__
     msg = " ".join(msg.split())
     if len(msg) > MAX_MESSAGE:
         msg = msg[: MAX_MESSAGE - 3] + "..."

@@ -19,7 +19,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from detkit.cli.errors import ArgumentParser, UserError, format_error, loud_warnings, user_error_types
+from detkit.cli.errors import (
+    ArgumentParser,
+    UserError,
+    format_error,
+    loud_warnings,
+    user_error_types,
+    worker_message,
+)
 from detkit.cli.inputs import TORCH_KINDS, check_config_file, config_arg, device_arg
 from detkit.utils.checkpoint import check_checkpoint_file, file_kind
 
@@ -34,7 +41,10 @@ SETUP_ERRORS = (ValueError, KeyError, TypeError, ImportError)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="YAML config")
-    p.add_argument("--work-dir", help="output folder (default: work_dirs/<config stem>)")
+    p.add_argument(
+        "--work-dir",
+        help="output folder (default: work_dirs/<config stem>; for a run's own DIR/config.yaml, DIR)",
+    )
     p.add_argument(
         "--resume",
         nargs="?",
@@ -112,6 +122,17 @@ def check_inputs(args: argparse.Namespace) -> dict:
     """The checks that need no torch: the config (not a checkpoint: swapped arguments are named), the
     ``--resume CKPT`` / ``--load-from`` files (not missing, empty, text, YAML, ...) and ``--device``; returns
     the config. Raises a ``UserError`` / ``ConfigError`` / ``CheckpointError`` / ``DeviceError``."""
+    if args.resume and args.exist_ok:
+        raise UserError(
+            "--resume continues the run in the work dir and --exist-ok moves it away to start anew: give one of them"
+        )
+    if args.resume and args.load_from:
+        raise UserError(
+            f"--resume restores the weights of the checkpoint it continues, so --load-from {args.load_from} would be "
+            "ignored: drop --load-from (or --resume, to start a new run from those weights)"
+        )
+    if args.seed is not None and args.seed < 0:
+        raise UserError(f"--seed {args.seed}: give an integer >= 0")
     given = {"--resume": args.resume if isinstance(args.resume, str) else None, "--load-from": args.load_from}
     given = {flag: path for flag, path in given.items() if path}
     swapped = [flag for flag, path in given.items() if file_kind(path) == "yaml"]
@@ -127,12 +148,23 @@ def check_inputs(args: argparse.Namespace) -> dict:
     return config_arg(args.config, [*args.set, *(["train.compile=true"] if args.compile else [])])
 
 
+def default_work_dir(config: str) -> Path:
+    """``work_dirs/<config stem>``; for the ``config.yaml`` that a run wrote into its work dir, that dir (so
+    that ``train WORK_DIR/config.yaml --resume`` continues the run, and a new run there is refused)."""
+    from detkit.engine.workdir import holds_run
+
+    path = Path(config)
+    if path.name == "config.yaml" and holds_run(path.parent):
+        return path.parent
+    return Path("work_dirs") / path.stem
+
+
 def build_trainer(args: argparse.Namespace, cfg: dict | None = None) -> Trainer:
     """Build the Trainer from ``cfg`` (default: :func:`check_inputs`); every pre-flight check runs here."""
     from detkit.engine import Trainer
 
     cfg = check_inputs(args) if cfg is None else cfg
-    work_dir = Path(args.work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(args.config).stem)
+    work_dir = Path(args.work_dir or cfg.get("work_dir") or default_work_dir(args.config))
     return Trainer(
         cfg,
         work_dir=work_dir,
@@ -151,11 +183,21 @@ def _failed(trainer: Trainer, e: BaseException) -> str:
     from detkit.engine.logger import log_to_file
 
     log_to_file("training stopped by an error", exc_info=e)
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    first = (worker_message(str(e)).strip().splitlines() or [type(e).__name__])[0][:300]
     return (
         f"train: error: training stopped at epoch {trainer.epoch + 1}, iteration {trainer.iter} "
-        f"({type(e).__name__}: {first}); the traceback is in {trainer.work_dir / 'log.txt'}. The last checkpoint "
-        f"is {trainer.work_dir / 'latest.pth'}; resume with: {trainer.resume_hint}"
+        f"({type(e).__name__}: {first}); the traceback is in {trainer.work_dir / 'log.txt'}. {_how_on(trainer)}"
+    )
+
+
+def _how_on(trainer: Trainer) -> str:
+    """How to go on after a stop: the resume command when latest.pth exists, else how to start again."""
+    latest = trainer.work_dir / "latest.pth"
+    if latest.is_file():
+        return f"The last checkpoint is {latest}; resume with: {trainer.resume_hint}"
+    return (
+        "No checkpoint was written yet: start again with --exist-ok (this run's files move to previous-N) or "
+        "another --work-dir"
     )
 
 
@@ -174,11 +216,7 @@ def run(trainer: Trainer) -> int:
         print(f"train: error: {e}", file=sys.stderr)
         return 2 if isinstance(e.__cause__, user_error_types()) else 1
     except KeyboardInterrupt:
-        print(
-            f"train: stopped immediately; the last checkpoint is {trainer.work_dir / 'latest.pth'}; resume with: "
-            f"{trainer.resume_hint}",
-            file=sys.stderr,
-        )
+        print(f"train: stopped immediately. {_how_on(trainer)}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001  (one message, the traceback in log.txt)
         print(_failed(trainer, e), file=sys.stderr)

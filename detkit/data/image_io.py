@@ -62,7 +62,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if img is None or img.size == 0:
         raise ImageReadError(
             f"cannot decode image file {path}: corrupt or not an image format "
-            f"OpenCV can read; replace the file or remove it from the annotations"
+            f"OpenCV can read; replace the file, or leave it out (of the annotations, or of the inputs)"
         )
     if img.ndim == 2:  # defensive: IMREAD_COLOR already gives 3 channels
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)

@@ -15,7 +15,7 @@ from detkit.engine import dist
 from detkit.engine.checkpoint import get_rng_state, load_checkpoint, set_rng_state
 from detkit.engine.optim import LRSchedule
 from detkit.engine.preflight import cat_ids
-from detkit.utils.checkpoint import CheckpointError
+from detkit.utils.checkpoint import CheckpointError, load_model_state
 
 logger = logging.getLogger("detkit")
 
@@ -70,13 +70,9 @@ def _load_resumable(path: Path) -> dict:
 
 
 def _restore_weights(tr, ckpt: dict, path: Path) -> None:
-    try:
-        tr.model.load_state_dict(ckpt["model_raw"] if ckpt.get("model_raw") is not None else ckpt["model"])
-    except RuntimeError as e:
-        raise ValueError(
-            f"{path}: the weights do not fit the config's model ({str(e).splitlines()[0]}); "
-            "resume with the config of that run, or start anew with --load-from"
-        ) from e
+    state = ckpt["model_raw"] if ckpt.get("model_raw") is not None else ckpt["model"]
+    hint = "Resume with the config of that run (its work dir's config.yaml), or start anew with --load-from"
+    load_model_state(tr.model, state, str(path), hint)  # counts what fits, names what does not
     if tr.ema:
         tr.ema.load_state_dict(
             ckpt["ema"] or {"updates": 0}, ckpt["model"] if ckpt.get("ema") else tr.model.state_dict()

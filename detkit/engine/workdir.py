@@ -2,7 +2,9 @@
 
 A work dir *holds a run* when it has a checkpoint (``*.pth``) or ``metrics.jsonl``. Training into it without
 ``resume`` is refused (:class:`WorkDirInUse`), unless ``exist_ok``: then the previous run's files move into
-``DIR/previous-N/`` (the first free N) before the new run starts. Nothing is deleted.
+``DIR/previous-N/`` (the first free N) before the new run starts. Nothing is deleted. A dir without a run that
+has files of the names a training writes (``config.yaml``, ``log.txt``, the plots: a run that stopped before its
+first checkpoint, or the user's own files) is refused the same way, since the run would write over them.
 """
 
 from __future__ import annotations
@@ -60,22 +62,30 @@ def check_work_dir(work_dir: str | os.PathLike, resume, exist_ok: bool) -> None:
             f"nothing to resume: {d / 'latest.pth'} does not exist; start a new run without --resume, "
             "or give the checkpoint with --resume CKPT"
         )
-    if resume or exist_ok or not holds_run(d):
+    files = run_files(d)
+    if resume or exist_ok or not files:
         return
-    names = ", ".join(p.name for p in run_files(d)[:4])
+    names = ", ".join(p.name for p in files[:4]) + (", ..." if len(files) > 4 else "")
+    if holds_run(d):
+        raise WorkDirInUse(
+            f"work dir {d} already holds a run ({names}); nothing was changed. Continue it with --resume, "
+            f"train into another --work-dir, or pass --exist-ok to move the old run into {d}/previous-N/ first"
+        )
     raise WorkDirInUse(
-        f"work dir {d} already holds a run ({names}, ...); nothing was changed. Continue it with --resume, "
-        f"train into another --work-dir, or pass --exist-ok to move the old run into {d}/previous-N/ first"
+        f"work dir {d} has files that training writes ({names}: a run that stopped before its first checkpoint, "
+        f"or files of yours); nothing was changed. Train into another --work-dir, or pass --exist-ok to move "
+        f"them into {d}/previous-N/ first"
     )
 
 
 def move_previous_run(work_dir: str | os.PathLike) -> tuple[Path, list[str]] | None:
-    """Move the previous run's files into ``work_dir/previous-N`` (first free N); None when there is no run.
+    """Move the previous run's files (:func:`run_files`) into ``work_dir/previous-N`` (first free N); None when
+    there are none.
 
     Returns the folder and the names moved. Files are renamed, never copied or deleted.
     """
     d = Path(work_dir)
-    if not holds_run(d):
+    if not run_files(d):
         return None
     n = 1
     while (d / f"previous-{n}").exists():

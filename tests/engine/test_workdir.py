@@ -65,3 +65,17 @@ def test_a_dir_without_run_files_is_used_and_a_file_is_refused(toy, tmp_path):
         Trainer(toy.toy_config(), work_dir=tmp_path / "file", device="cpu")
     with pytest.raises(PreflightError, match="cannot be written"):
         Trainer(toy.toy_config(), work_dir=tmp_path / "file" / "sub", device="cpu")
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "losses.png", "history.json", "log.txt"])
+def test_files_a_run_would_write_over_are_refused_then_moved_with_exist_ok(toy, tmp_path, name):
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / name).write_text("# the user's own file\n")  # no checkpoint, no metrics.jsonl: not a run
+    with pytest.raises(WorkDirInUse) as e:
+        Trainer(toy.toy_config(max_epochs=1), work_dir=work, device="cpu")
+    msg = str(e.value)
+    assert name in msg and "--exist-ok" in msg and "--work-dir" in msg and "--resume" not in msg
+    assert [p.name for p in work.iterdir()] == [name]  # nothing written, nothing moved
+    Trainer(toy.toy_config(max_epochs=1), work_dir=work, device="cpu", exist_ok=True).fit()
+    assert (work / "previous-1" / name).read_text() == "# the user's own file\n" and (work / "best.pth").is_file()

@@ -94,10 +94,10 @@ TOY_TRAIN = ROOT / "tests" / "engine" / "toy_train.py"
 BASES = ["models/faster_rcnn_r18_fpn.yaml", "datasets/shapes_detection.yaml", "schedules/small_data.yaml"]
 
 
-def _run(args, tool=ROOT / "tools" / "train.py", **env):
+def _run(args, tool=ROOT / "tools" / "train.py", cwd=None, **env):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **env}
     proc = subprocess.run(
-        [sys.executable, str(tool), *map(str, args)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(tool), *map(str, args)], env=env, capture_output=True, text=True, timeout=300, cwd=cwd
     )
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
     return proc
@@ -275,3 +275,63 @@ def test_an_evaluation_error_saves_the_epoch_and_prints_the_resume_command(tmp_p
     assert f"--work-dir {work} --resume" in err and len(err.splitlines()) == 1
     assert torch.load(work / "latest.pth", weights_only=True)["meta"]["epoch"] == 1
     assert "Traceback" in (work / "log.txt").read_text()
+
+
+def test_a_runs_own_config_resumes_its_work_dir(toy_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(toy_run[1], run)
+    before = _snapshot(run)
+    proc = _run([run / "config.yaml", "--device", "cpu"], tool=TOY_TRAIN, cwd=tmp_path)  # no --work-dir: run/
+    assert proc.returncode == 2 and f"work dir {run} already holds a run" in proc.stderr, proc.stderr[-2000:]
+    assert _snapshot(run) == before and not (tmp_path / "work_dirs").exists()
+    proc = _run([run / "config.yaml", "--device", "cpu", "--resume"], tool=TOY_TRAIN, cwd=tmp_path)
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert train_tool_default(tmp_path / "mine" / "config.yaml") == Path("work_dirs") / "config"  # not a run's
+
+
+def train_tool_default(path):
+    from detkit.cli.train import default_work_dir
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("_base_: x.yaml\n")
+    return default_work_dir(str(path))
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--resume", "--exist-ok"], ["--resume", "--exist-ok", "one of them"]),
+        (["--resume", "x.pth", "--load-from", "y.pth"], ["--load-from y.pth", "ignored"]),
+        (["--seed", "-5"], ["--seed -5", ">= 0"]),
+    ],
+)
+def test_contradictory_or_bad_flags_are_one_line(flags, words, tmp_path, capsys):
+    rc = train_tool.main([str(ROOT / "configs" / "yolo" / "yolo_n_shapes.yaml"), "--work-dir", str(tmp_path), *flags])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_unreadable_training_image_in_a_worker_is_one_line_exit_2(user, tmp_path):
+    train = tmp_path / "train"
+    shutil.copytree(user / "shapes" / "train", train)
+    names = json.loads((user / "shapes" / "train.json").read_text())["images"]
+    bad = train / names[-1]["file_name"]  # not the first sample: the pre-flight check passes, a worker fails
+    bad.write_bytes(b"not an image")
+    args = ["--set", f"data.train.img_dir={train}", "+data.train.skip_bad_images=false", "data.num_workers=1"]
+    proc = _run([user / "frcnn.yaml", "--device", "cpu", "--work-dir", tmp_path / "w", *args])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err[-3000:]
+    assert f"cannot decode image file {bad}" in err and "DataLoader worker" not in err, err
+    assert "No checkpoint was written yet" in err and "--exist-ok" in err and "resume with" not in err
+
+
+def test_resuming_another_models_checkpoint_counts_what_fits(user, toy_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(toy_run[1], run)
+    before = _snapshot(run)
+    proc = _run([user / "frcnn.yaml", "--device", "cpu", "--work-dir", run, "--resume", run / "latest.pth"])
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err[-2000:]
+    assert "does not fit the model: 0 of" in err and "tensors fit" in err and "config of that run" in err, err
+    assert _snapshot(run) == before
