@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from detkit.utils.process import set_process_defaults  # noqa: E402  (imports no torch)
+from detkit.utils.process import quiet_interrupts, set_process_defaults  # noqa: E402  (imports no torch)
 
 set_process_defaults()
+quiet_interrupts()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import config_arg, out_dir_arg
+from detkit.cli.inputs import config_arg, config_data_paths, out_dir_arg
 
 TOOL = "browse_dataset"
 
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir = out_dir_arg(args.out_dir or f"outputs/browse_{args.split}", "--out-dir")
     cfg = config_arg(args.config, args.set)
+    out_dir_arg(out_dir, "--out-dir", config_data_paths(cfg))  # never among the dataset's files
     drawn = draw_samples(cfg, args)
     if not drawn:
         raise UserError(

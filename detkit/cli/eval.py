@@ -20,7 +20,7 @@ import json
 import sys
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import checkpoint_arg, config_arg, device_arg, out_file_arg
+from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, out_file_arg
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 
 TOOL = "eval"
@@ -101,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_arg(extra)
     device = device_arg(args.device)
     wrap = compile_wrap(args, ensemble_wrap(args))
-    if args.out:
-        out_file_arg(args.out, "--out", [args.config, args.checkpoint, *args.ensemble])
     cfg = config_arg(args.config, args.set, args.checkpoint)
+    if args.out:  # never onto the config, a checkpoint or the data evaluated on
+        out_file_arg(args.out, "--out", [args.config, args.checkpoint, *args.ensemble, *config_data_paths(cfg)])
     if not isinstance((cfg.get("data") or {}).get("val"), dict):
         raise UserError(
             f"{args.config} has no data.val section to evaluate on; add one (type, ann_file, img_dir) or "

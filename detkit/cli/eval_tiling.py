@@ -17,26 +17,16 @@ import sys
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg, out_file_arg
+from detkit.cli.inputs import checkpoint_arg, device_arg, hw_type, out_dir_arg, out_file_arg
 
 TOOL = "eval_tiling"
-
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts, default=0) < 32:
-        raise argparse.ArgumentTypeError(f"expected H,W (or one number) of at least 32 px, got {text!r}")
-    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("checkpoint")
-    ap.add_argument("--size", type=_hw, default=(2000, 3000), help="image H,W (default 2000,3000)")
+    ap.add_argument("--size", type=hw_type, default=(2000, 3000), help="image H,W (default 2000,3000)")
     ap.add_argument("--patch", type=int, default=250, help="side of each shapes patch (training scale)")
     ap.add_argument("--tile", default="320,320", help="tile H,W")
     ap.add_argument("--tile-overlap", type=float, default=0.2)
@@ -50,6 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.patch < 32 or args.batch_size < 1:
         ap.error("--patch must be >= 32 and --batch-size >= 1")
+    if args.patch > min(args.size):
+        ap.error(
+            f"--patch {args.patch} is larger than the image (--size {args.size[0]},{args.size[1]}): give a "
+            "smaller --patch or a larger --size"
+        )
     if not 0.0 <= args.score_thr <= 1.0 or not 0.0 < args.iou <= 1.0:
         ap.error("--score-thr must be in [0, 1] and --iou in (0, 1]")
     return args

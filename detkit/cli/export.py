@@ -23,19 +23,21 @@ import sys
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import checkpoint_arg, config_arg, input_arg, out_file_arg
+from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, hw_type, input_arg, out_file_arg
 
 TOOL = "export"
 
 
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 32:
-        raise argparse.ArgumentTypeError(f"expected H,W of at least 32 px, got {text!r}")
-    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+MIN_OPSET = 11  # torchvision's NMS and argsort need it
+
+
+def check_opset(opset: int) -> None:
+    """``--opset`` within what torch's TorchScript exporter writes and detkit's graphs need."""
+    from torch.onnx import _constants
+
+    top = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
+    if not MIN_OPSET <= opset <= top:
+        raise UserError(f"--opset {opset}: give {MIN_OPSET} to {top} (default 17; NMS needs {MIN_OPSET} or more)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--atol", type=float, default=1e-3, help="score tolerance, and the box tolerance's floor (px)")
     ap.add_argument("--rtol", type=float, default=1e-4, help="box tolerance per pixel of the image's longer side")
     ap.add_argument("--mask-iou", type=float, default=0.9, help="least IoU of matched instance masks")
-    ap.add_argument("--image-size", type=_hw, default=(320, 320), help="example input H,W used for tracing")
+    ap.add_argument("--image-size", type=hw_type, default=(320, 320), help="example input H,W used for tracing")
     ap.add_argument("--batch-size", type=int, default=1, help="example batch used for tracing")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--static", action="store_true", help="fix batch and image size to the example's")
@@ -145,17 +147,22 @@ def verify_summary(stats: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, build the model, export, verify."""
+    if args.verify_images and not args.verify:
+        raise UserError("--verify-images are the images of --verify: add --verify (or drop --verify-images)")
     checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name (e.g. {Path(args.out) / 'model.onnx'})")
-    out_file_arg(args.out, "--out", [p for p in (args.config, args.checkpoint) if p != "-"])
     verify_images = image_inputs(args.verify_images)
     cfg = None if args.config == "-" else config_arg(args.config, (), args.checkpoint)
+    inputs = [*(p for p in (args.config, args.checkpoint) if p != "-"), *verify_images, *(args.verify_images or [])]
+    out_file_arg(args.out, "--out", [*inputs, *config_data_paths(cfg)])  # never onto an input
     options = {} if args.max_per_img is None else {"max_per_img": args.max_per_img}
     if args.no_nms:
         options["nms"] = False
     import detkit
     from detkit.export import ExportError, export_onnx, get_export_module, verify_onnx
+
+    check_opset(args.opset)
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(cfg, args.checkpoint, device="cpu")

@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or glob patterns")
     ap.add_argument("--out-dir", default="outputs/infer")
     ap.add_argument("--score-thr", type=float, default=None, help="default: the config's test threshold")
-    ap.add_argument("--draw-thr", type=float, default=0.3, help="score threshold for drawing (default 0.3)")
+    ap.add_argument("--draw-thr", type=float, default=None, help="score threshold for drawing (default 0.3)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
     ap.add_argument(
         "--compile",
@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=1, help="images, frames or tiles per forward pass")
     ap.add_argument("--no-draw", action="store_true", help="write only the predictions (and label maps)")
     ap.add_argument("--tile", metavar="H,W", default=None, help="tiled inference with H x W tiles (large images)")
-    ap.add_argument("--tile-overlap", type=float, default=0.2, help="tile overlap, a fraction of the tile size")
+    ap.add_argument(
+        "--tile-overlap", type=float, default=None, help="tile overlap, a fraction of the tile size (default 0.2)"
+    )
     ap.add_argument("--tile-whole-image", action="store_true", help="add a whole-image pass to the tiles")
     add_tta_arguments(ap)
     args = ap.parse_args(argv)
@@ -56,6 +58,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag, value in (("--score-thr", args.score_thr), ("--draw-thr", args.draw_thr)):
         if value is not None and not 0.0 <= value <= 1.0:
             ap.error(f"{flag} must be in [0, 1], got {value}")
+    if args.no_draw and args.draw_thr is not None:
+        ap.error(f"--draw-thr {args.draw_thr:g} chooses what is drawn, and --no-draw draws nothing: give one of them")
+    for flag, given in (
+        ("--tile-overlap", args.tile_overlap is not None),
+        ("--tile-whole-image", args.tile_whole_image),
+    ):
+        if given and not args.tile:
+            ap.error(f"{flag} is an option of tiled inference: add --tile H,W (or drop {flag})")
+    args.draw_thr = 0.3 if args.draw_thr is None else args.draw_thr
+    args.tile_overlap = 0.2 if args.tile_overlap is None else args.tile_overlap
     return args
 
 
@@ -119,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         draw_thr=args.draw_thr,
     )
     print(format_summary(summary))
+    if summary["interrupted"]:
+        print(f"{TOOL}: stopped by Ctrl-C; the outputs of the inputs done so far are saved above", file=sys.stderr)
+        return 130
     if summary["skipped"] and not (summary["images"] or summary["frames"]):
         path, reason = summary["skipped"][0]
         raise UserError(f"none of the {len(summary['skipped'])} input(s) could be read (e.g. {path}: {reason})")

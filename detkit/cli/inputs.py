@@ -142,7 +142,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def out_dir_arg(path: str | os.PathLike, flag: str = "--out-dir", inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """An output folder: absent (it will be made) or a writable folder; never a folder that holds an input
-    file directly (outputs named after the inputs would overwrite them)."""
+    file directly (outputs named after the inputs would overwrite them), nor one inside an input folder."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder; choose another {flag}")
@@ -150,12 +150,16 @@ def out_dir_arg(path: str | os.PathLike, flag: str = "--out-dir", inputs: Iterab
         _check_writable(path, flag, path)
     else:
         _writable_parent(path, flag)
-    for item in inputs:
-        item = Path(item)
+    for item in map(Path, inputs):
+        if item.is_dir() and _inside(path, item):
+            raise UserError(
+                f"{flag} {path} is inside the input folder {item}; outputs written there would change (or "
+                f"overwrite) its files: choose another {flag} outside it (e.g. {_sibling(item)})"
+            )
         if item.is_file() and _same_file(item.parent, path):
             raise UserError(
                 f"{flag} {path} holds the input {item}; outputs written there could overwrite inputs: choose "
-                f"another {flag} (e.g. {path / 'out'})"
+                f"another {flag} outside the inputs (e.g. {_sibling(path)})"
             )
     return path
 
@@ -168,7 +172,65 @@ def out_file_arg(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{flag} {path} is not writable (permission denied); choose another {flag}")
     _writable_parent(path, flag)
-    for item in inputs:
-        if _same_file(Path(item), path):
+    for item in map(Path, inputs):
+        if _same_file(item, path):
             raise UserError(f"{flag} {path} is the input {item}; writing it would overwrite it: choose another {flag}")
+        if item.is_dir() and _inside(path, item):
+            raise UserError(
+                f"{flag} {path} is inside the input folder {item}; writing there would change (or overwrite) its "
+                f"files: choose another {flag} outside it"
+            )
     return path
+
+
+def _sibling(path: Path) -> Path:
+    """``DIR_out`` next to the folder ``DIR`` (an output folder out of reach of a recursive input search)."""
+    path = path.absolute()
+    return path.with_name(f"{path.name or 'root'}_out")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` (existing or not) lies in ``folder`` or below it (links resolved)."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except OSError:
+        return False
+
+
+DATA_PATH_KEYS = ("ann_file", "img_dir", "mask_dir", "label_dir", "data_yaml", "root")
+
+
+def config_data_paths(cfg: dict | None) -> list[Path]:
+    """The files and folders that a config's ``data`` sections read (:data:`DATA_PATH_KEYS` at any depth,
+    e.g. a MixDataset's inner ``dataset``), for the checks that an output does not land on an input."""
+    found: list[Path] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in DATA_PATH_KEYS and isinstance(value, (str, os.PathLike)) and str(value):
+                    found.append(Path(value))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk((cfg or {}).get("data"))
+    return found
+
+
+MAX_SIDE = 8192  # px: the largest image side the size flags take (a larger one only exhausts memory)
+
+
+def hw_type(text: str) -> tuple[int, int]:
+    """argparse type of ``H,W`` (or ``HxW``, or one number for a square) sizes of 32 to :data:`MAX_SIDE` px."""
+    import argparse
+
+    try:
+        parts = [int(v) for v in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 32 or max(parts) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"expected H,W (or one number) of 32 to {MAX_SIDE} px, got {text!r}")
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from detkit.utils.process import set_process_defaults
+from detkit.utils.process import quiet_interrupts, set_process_defaults
 
 # command -> (module in detkit.cli, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)
         return 2
     set_process_defaults()  # OMP_WAIT_POLICY, MKL_CBWR: before torch is imported (detkit.utils.process)
+    quiet_interrupts()  # Ctrl-C: one line, exit 130
     module = importlib.import_module(f"detkit.cli.{COMMANDS[name][0]}")
     sys.argv[0] = f"detkit {name}"
     return int(module.main(argv[1:]) or 0)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import config_arg
+from detkit.cli.inputs import MAX_SIDE, config_arg
 
 TOOL = "model_stats"
 
@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--num-classes", type=int, default=None, help="when model.num_classes is null")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V", help="config overrides")
     args = ap.parse_args(argv)
-    if min(args.size) <= 0:
-        ap.error(f"--size needs positive H W, got {args.size[0]} {args.size[1]}")
+    if min(args.size) <= 0 or max(args.size) > MAX_SIDE:
+        ap.error(f"--size needs H W of 1 to {MAX_SIDE} px, got {args.size[0]} {args.size[1]}")
     if args.rois < 0:
         ap.error(f"--rois must be >= 0, got {args.rois}")
     if args.num_classes is not None and args.num_classes < 1:

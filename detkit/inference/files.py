@@ -209,7 +209,8 @@ def run_inference(
 ) -> dict:
     """Run ``model`` on image and video files, writing the outputs (see the module docstring).
 
-    Returns a summary: ``images``, ``videos``, ``frames``, ``skipped`` (list of ``(path, reason)``),
+    Ctrl-C (KeyboardInterrupt) stops the run and keeps what was done: the summary then has ``interrupted`` True.
+    Returns a summary: ``images``, ``videos``, ``frames``, ``interrupted``, ``skipped`` (list of ``(path, reason)``),
     ``detections``, ``predictions`` (the json / csv path or None), ``out_dir``; for a classifier ``classified``
     (images and frames), ``topk`` and ``most_predicted`` (``[(class, count)]``).
     """
@@ -231,14 +232,19 @@ def run_inference(
         skipped.append((str(path), str(error)))
         (bar.write if progress else log)(f"skipped unreadable input {path}: {error}")
 
-    n_img = _infer_images(images, batch_size, run, writer, bar, skip)
-    n_vid, n_frames = _infer_videos(videos, batch_size, run, writer, bar, skip)
+    counts = {"images": 0, "videos": 0, "frames": 0}
+    interrupted = False
+    try:
+        _infer_images(images, batch_size, run, writer, bar, skip, counts)
+        _infer_videos(videos, batch_size, run, writer, bar, skip, counts)
+    except KeyboardInterrupt:  # Ctrl-C: keep what was done (the video so far, the predictions file)
+        interrupted = True
+        writer.close_video()
     bar.close()
     pred_path = writer.finish()
     return {
-        "images": n_img,
-        "videos": n_vid,
-        "frames": n_frames,
+        **counts,
+        "interrupted": interrupted,
         "skipped": skipped,
         "detections": len(writer.results),
         "drawn": writer.drawn if draw else None,
@@ -254,13 +260,18 @@ def run_inference(
 
 
 def _infer_images(
-    images: Sequence[Path], batch_size: int, run: Callable, writer: ResultWriter, bar: Any, skip: Callable
-) -> int:
-    """Predict ``images`` in batches of ``batch_size`` into ``writer``; unreadable files go to ``skip``.
-    Returns the number of images predicted."""
+    images: Sequence[Path],
+    batch_size: int,
+    run: Callable,
+    writer: ResultWriter,
+    bar: Any,
+    skip: Callable,
+    counts: dict[str, int],
+) -> None:
+    """Predict ``images`` in batches of ``batch_size`` into ``writer``, counting them in ``counts['images']``;
+    unreadable files go to ``skip``."""
     from detkit.data.image_io import ImageReadError, read_image
 
-    done = 0
     for chunk in _batches(images, batch_size):
         loaded = []
         for p in chunk:
@@ -270,19 +281,23 @@ def _infer_images(
                 skip(p, e)
         for (p, img), pred in zip(loaded, run([img for _, img in loaded]) if loaded else []):
             writer.add_image(p, img, pred)
-            done += 1
+            counts["images"] += 1
         bar.update(len(chunk))
-    return done
 
 
 def _infer_videos(
-    videos: Sequence[Path], batch_size: int, run: Callable, writer: ResultWriter, bar: Any, skip: Callable
-) -> tuple[int, int]:
-    """Predict every frame of ``videos`` into ``writer`` (one drawn video each); unreadable videos go to
-    ``skip``. Returns ``(videos done, frames predicted)``."""
+    videos: Sequence[Path],
+    batch_size: int,
+    run: Callable,
+    writer: ResultWriter,
+    bar: Any,
+    skip: Callable,
+    counts: dict[str, int],
+) -> None:
+    """Predict every frame of ``videos`` into ``writer`` (one drawn video each), counting ``counts['videos']``
+    and ``counts['frames']``; unreadable videos go to ``skip``."""
     from detkit.data.image_io import ImageReadError
 
-    n_vid = n_frames = 0
     for p in videos:
         try:
             info, frames = read_video(p, batch_size)
@@ -295,11 +310,10 @@ def _infer_videos(
         for batch in frames:
             for img, pred in zip(batch, run(batch)):
                 writer.add_frame(img, pred)
-                n_frames += 1
+                counts["frames"] += 1
             bar.update(len(batch))
         writer.close_video()
-        n_vid += 1
-    return n_vid, n_frames
+        counts["videos"] += 1
 
 
 def format_summary(summary: dict) -> str:

@@ -15,6 +15,7 @@ environment sets them.
 from __future__ import annotations
 
 import os
+import sys
 
 PROCESS_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "MKL_CBWR": "AUTO"}
 
@@ -24,3 +25,19 @@ def set_process_defaults() -> None:
     torch is imported; imports nothing itself)."""
     for key, value in PROCESS_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def quiet_interrupts() -> None:
+    """Make Ctrl-C outside a tool's own handling end with one line (``<tool>: stopped by Ctrl-C``) instead of a
+    traceback; the exit status stays 130 (Python exits by SIGINT after an unhandled KeyboardInterrupt). Other
+    exceptions go to the previous hook."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            name = os.path.basename(sys.argv[0] or "detkit")
+            print(f"\n{name.removesuffix('.py')}: stopped by Ctrl-C", file=sys.stderr, flush=True)
+            return
+        previous(kind, value, tb)
+
+    sys.excepthook = hook

@@ -197,3 +197,24 @@ def test_semantic_model_writes_label_maps(tmp_path, monkeypatch, capsys):
     assert len(np.unique(colour.reshape(-1, 3), axis=0)) == 3  # one colour per class
     assert (out / "s.jpg").is_file() and _frame_count(out / "v.mp4") == 3
     assert not (out / "predictions.json").exists()  # no COCO boxes for a semantic model
+
+
+def test_ctrl_c_keeps_the_predictions_done_so_far(checkpoint, tmp_path, monkeypatch, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(src / f"{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    predict, calls = detkit.predict, []
+
+    def interrupted_after_two(model, images, **kw):
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt
+        return predict(model, images, **kw)
+
+    monkeypatch.setattr(detkit, "predict", interrupted_after_two)
+    rc = _load_tool().main(["-", str(checkpoint), str(src), "--out-dir", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert rc == 130 and "2 images processed" in out and "stopped by Ctrl-C" in err, (out, err)
+    done = {Path(r["file_name"]).name for r in json.loads((tmp_path / "out" / "predictions.json").read_text())}
+    assert done <= {"0.png", "1.png"} and len(list((tmp_path / "out").glob("*.jpg"))) == 2
