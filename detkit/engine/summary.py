@@ -87,12 +87,14 @@ def summary(
     has_val: bool,
     stop_reason: str | None = None,
     unit: str = "epoch",
+    exportable: bool = True,
 ) -> str:
     """The end-of-training summary: best metric, file paths, and the commands to evaluate, infer and export.
 
     ``tool`` is a command template with ``{}`` for the tool's name (``detkit {}``, ``python tools/{}.py``);
     ``stop_reason``: why a callback ended the run before ``train.max_epochs`` (None: it ran to the end);
-    ``unit``: ``iter`` for an iteration-based run (``epochs`` is then the iteration reached).
+    ``unit``: ``iter`` for an iteration-based run (``epochs`` is then the iteration reached); ``exportable``:
+    whether the model exports to ONNX (no export line otherwise).
     """
     d = Path(work_dir)
     word = "iteration" if unit == "iter" else unit
@@ -112,6 +114,6 @@ def summary(
         f"  log         {d / 'log.txt'}",
         *([f"evaluate: {tool.format('eval')} {cfg} {w}"] if has_val else []),
         f"infer:    {tool.format('infer')} {cfg} {w} IMAGES... --out-dir {_q(d / 'infer')}",
-        f"export:   {tool.format('export')} {cfg} {w} --out {_q(d / 'model.onnx')} --verify",
+        *([f"export:   {tool.format('export')} {cfg} {w} --out {_q(d / 'model.onnx')} --verify"] if exportable else []),
     ]
     return "\n".join(lines)

@@ -316,9 +316,12 @@ class Trainer:
                 seconds = time.perf_counter() - self._started
                 has_val = self.evaluator is not None
                 at = self.length.position(self.epoch, self.iter)
+                from detkit.export.wrappers import is_exportable
+
                 text = summary(
-                    self.work_dir, self.best, plots, self.tool, seconds, at, has_val, self.stop_reason, self.length.key
-                )
+                    self.work_dir, self.best, plots, self.tool, seconds, at, has_val, self.stop_reason, self.length.key,
+                    exportable=is_exportable(self.model),
+                )  # fmt: skip
                 logger.info(text)
         if getattr(self, "tb", None):
             self.tb.close()

@@ -32,6 +32,11 @@ def register_export_wrapper(model_type: type, wrapper: type) -> None:
     EXPORT_WRAPPERS[model_type] = wrapper
 
 
+def is_exportable(model: nn.Module) -> bool:
+    """True when an export wrapper is registered for ``type(model)`` or a base class of it."""
+    return any(cls in EXPORT_WRAPPERS for cls in type(model).__mro__)
+
+
 def export_wrapper_type(model: nn.Module) -> type:
     """The wrapper class registered for ``type(model)`` or its nearest base class."""
     for cls in type(model).__mro__:

@@ -64,9 +64,18 @@ def test_training_on_a_terminal_leaves_one_line_per_epoch_and_a_summary(toy, mon
         f"log         {tmp_path / 'log.txt'}",
         f"evaluate: detkit eval {tmp_path / 'config.yaml'} {tmp_path / 'best.pth'}",
         "infer:    detkit infer",
-        "export:   detkit export",
     ):
         assert expected in text, expected
+    assert "export:" not in text  # the toy model has no ONNX export: no command that would fail
     log = (tmp_path / "log.txt").read_text()
     assert "iter 4/4" in log and "evaluation at epoch 2 (AP, AR, IoU and Acc in 0..1" in log
     assert "epoch 1/2:   0%" in terminal[1].getvalue()  # the training bar, on stderr
+
+
+def test_the_summary_offers_export_only_for_exportable_models(tmp_path):
+    from detkit.engine.summary import summary
+
+    best = {"metric": "bbox/AP", "value": 0.5, "epoch": 2}
+    args = (tmp_path, best, [], "detkit {}", 60.0, 2, True)
+    assert f"export:   detkit export {tmp_path / 'config.yaml'}" in summary(*args)
+    assert "export:" not in summary(*args, exportable=False)
