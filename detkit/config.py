@@ -192,7 +192,12 @@ def _all_keys(d: dict, prefix: str = "") -> list[str]:
 
 
 def _nearest(key: str, cfg: dict) -> str:
-    close = difflib.get_close_matches(key, _all_keys(cfg), n=1, cutoff=0.0)
+    """' (nearest existing key: ...)': a key with the same last name at another depth (``data.train.x`` for
+    ``data.train.dataset.x``) first, else the closest spelling."""
+    keys = _all_keys(cfg)
+    leaf = key.rsplit(".", 1)[-1]
+    same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]
+    close = difflib.get_close_matches(key, same_leaf or keys, n=1, cutoff=0.0)
     return f" (nearest existing key: '{close[0]}')" if close else ""
 
 

@@ -144,14 +144,21 @@ class ConfigProblems:
         if problem:
             self.add(path, f"{dotted(path)} {problem}")
 
-    def unknown(self, path: tuple, valid: typing.Iterable[str], what: str = "key") -> None:
-        """Record an unknown key: the new key when it is an old spelling, else the nearest valid key."""
+    def unknown(self, path: tuple, valid: typing.Iterable[str], what: str = "key", inner: tuple = ()) -> None:
+        """Record an unknown key: the new key when it is an old spelling, the key of that name in a nested part
+        (``inner``: its path, e.g. a MixDataset's ``dataset``), else the nearest valid key."""
         valid = list(valid)
         key = path[-1]
         renamed = RENAMED_KEYS.get(key)
         if renamed in valid:
             new = dotted((*path[:-1], renamed))
             self.add(path, f"'{dotted(path)}' is an old spelling: write '{new}' ({RENAME_NOTE})")
+            return
+        if inner:
+            self.add(
+                path,
+                f"unknown {what} '{dotted(path)}': it is a key of '{dotted(inner)}', write '{dotted((*inner, key))}'",
+            )
             return
         near = nearest(key, valid)
         hint = f" (nearest valid: '{dotted((*path[:-1], near))}'" if near else " ("
@@ -255,12 +262,24 @@ def check_kwargs(
         sub = (*path, key)
         if key not in valid:
             if not takes_any or key in exclude:
-                problems.unknown(sub, valid)
+                problems.unknown(sub, valid, inner=_inner_part_with(owner[0], given, key, path))
             continue
         if values:
             rule = param_rule(key, valid[key], hints.get(key))
             problems.value(sub, rule.problem(value) if rule is not None else None)
         check_nested(problems, owner, key, value, sub)
+
+
+def _inner_part_with(registry: str, given: dict, key: str, path: tuple) -> tuple:
+    """The path of a part nested in ``given`` (e.g. a MixDataset's ``dataset``) whose constructor takes ``key``;
+    () when none does."""
+    for name, value in given.items():
+        part = PART_PARAMS.get(registry, {}).get(name)
+        if part is None or not isinstance(value, dict) or value.get("type") not in REGISTRIES[part]:
+            continue
+        if key in accepted(REGISTRIES[part].get(value["type"]))[0]:
+            return (*path, name)
+    return ()
 
 
 def check_nested(problems: ConfigProblems, owner: tuple[str, str], key: str, value: Any, path: tuple) -> None:

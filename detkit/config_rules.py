@@ -158,7 +158,10 @@ class Rule:
             return None
         text = f"must be {self.describe()}, got {show(value)}"
         if self.kind in ("number", "int") and isinstance(value, str) and _parses_as_number(value):
-            text += " (a string: YAML reads 1e-8 as text, write 1.0e-8)"
+            if "e" in value.lower() and "." not in value:
+                text += f" (a string: YAML reads {value} as text; write it with a decimal point, e.g. 1.0e-8)"
+            else:
+                text += f" (a string: remove the quotes around {value})"
         return text
 
 

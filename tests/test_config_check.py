@@ -49,6 +49,7 @@ def error_of(path: Path, overrides=None) -> str:
         (FASTER, "scheduler: {warmup_iter: 3}", "'scheduler.warmup_iter' (nearest valid: 'scheduler.warmup_iters')"),
         (YOLO, "data: {train: {mosaic: {prob: 1.0}}}", "'data.train.mosaic.prob' (nearest valid: 'data.train.mosaic.p"),
         (YOLO, "data: {train: {dataset: {with_mask: true}}}", "unknown key 'data.train.dataset.with_mask' (nearest"),
+        (YOLO, "data: {train: {skip_bad_images: false}}", "write 'data.train.dataset.skip_bad_images'"),
         (YOLO, "data: {train: {pipeline: [{type: BboxParams, min_visiblity: 0.1}]}}", ".0.min_visibility')"),
         (YOLO_SEG, "model: {head: {det: {topk_: 10}}}", "(nearest valid: 'model.head.det.topk')"),
         # old spellings of the test settings: the new key is named
@@ -97,7 +98,8 @@ def test_unknown_part_types(tmp_path, text, expected):
         ("train: {ema: {decay: 2}}", "train.ema.decay must be a number in [0, 1], got 2"),
         ("train: {ema: true}", "train.ema must be a mapping or null, got true"),
         ("optimizer: {lr: '0.01'}", "optimizer.lr must be a number > 0, got '0.01'"),
-        ("optimizer: {eps: 1e-8}", "write 1.0e-8"),
+        ("optimizer: {eps: 1e-8}", "YAML reads 1e-8 as text; write it with a decimal point, e.g. 1.0e-8"),
+        ("data: {batch_size: '8'}", "got '8' (a string: remove the quotes around 8)"),
         ("optimizer: {betas: [0.9]}", "optimizer.betas must be a list of 2 numbers in [0, 1], got [0.9]"),
         ("optimizer: {type: sgd}", "optimizer.type must be one of: 'SGD', 'AdamW', 'Adam', got 'sgd'"),
         ("scheduler: {milestones: [8.5]}", "scheduler.milestones must be a list of integers >= 0 or null"),

@@ -138,7 +138,7 @@ def check_track_out_dir(out_dir: str) -> Path:
         name = (other or [f"img1/{n}" for n in stray] or [f"gt/{n}" for n in gt])[0]
         raise UserError(
             f"OUT_DIR {root} holds {name}, which make_shapes --task track does not write; it would mix with or "
-            "overwrite files there: choose another OUT_DIR (e.g. data/shapes_track)"
+            f"overwrite files there: choose another OUT_DIR (e.g. {_elsewhere(root, 'data/shapes_track')})"
         )
     return root
 
@@ -164,6 +164,13 @@ def run_track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _elsewhere(root: Path, default: str) -> Path:
+    """A suggested OUT_DIR other than ``root``: ``default``, or ``<root>_2`` when that is ``root`` itself."""
+    if Path(default).absolute() != root.absolute():
+        return Path(default)
+    return root.with_name(f"{root.name}_2")
+
+
 def _is_shapes_json(path: Path) -> bool:
     try:
         info = json.loads(path.read_text(encoding="utf-8")).get("info") or {}
@@ -179,7 +186,7 @@ def check_out_dir(out_dir: str) -> Path:
         if (root / name).exists() and not _is_shapes_json(root / name):
             raise UserError(
                 f"OUT_DIR {root} holds {name}, which is not a shapes dataset; make_shapes would replace it and the "
-                "images next to it: choose another OUT_DIR (e.g. data/shapes)"
+                f"images next to it: choose another OUT_DIR (e.g. {_elsewhere(root, 'data/shapes')})"
             )
     from detkit.data.synthetic import CLASSES, SEM_CLASSES
 
@@ -188,7 +195,7 @@ def check_out_dir(out_dir: str) -> Path:
         if path.exists() and (not path.is_file() or path.read_bytes() != ("\n".join(classes) + "\n").encode()):
             raise UserError(
                 f"OUT_DIR {root} holds {name}, which is not the shapes class list; make_shapes would replace it: "
-                "choose another OUT_DIR (e.g. data/shapes)"
+                f"choose another OUT_DIR (e.g. {_elsewhere(root, 'data/shapes')})"
             )
     for sub in ("train", "val", "sem/train", "sem/val"):
         folder = root / sub
@@ -197,7 +204,7 @@ def check_out_dir(out_dir: str) -> Path:
             what = f"folders (e.g. {other[0].name}/: class folders of --task classify?)" if other[0].is_dir() else ""
             raise UserError(
                 f"OUT_DIR {root}: {folder} holds {what or f'files make_shapes did not write (e.g. {other[0].name})'}; "
-                "it would overwrite its images there: choose another OUT_DIR (e.g. data/shapes)"
+                f"it would overwrite its images there: choose another OUT_DIR (e.g. {_elsewhere(root, 'data/shapes')})"
             )
     return root
 
@@ -212,7 +219,7 @@ def check_cls_out_dir(out_dir: str, variant: str) -> Path:
     if (root / "train.json").exists():
         raise UserError(
             f"OUT_DIR {root} holds train.json (detection data); --task classify writes class folders next to it: "
-            "choose another OUT_DIR (e.g. data/shapes_cls)"
+            f"choose another OUT_DIR (e.g. {_elsewhere(root, 'data/shapes_cls')})"
         )
     listed = root / "classes.txt"
     if listed.exists():

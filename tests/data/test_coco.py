@@ -285,3 +285,14 @@ def test_dataset_pickles_for_worker_processes(coco_files):
 
     ds = pickle.loads(pickle.dumps(_ds(coco_files, with_masks=True)))
     assert ds[0]["masks"].shape == (2, 48, 64) and ds.cat_id_to_label == {3: 0, 7: 1, 10: 2}
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_an_img_dir_without_any_of_the_images_is_one_message(coco_files, tmp_path, on_error):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError) as e:
+        CocoDataset(ann_file=coco_files.ann_file, img_dir=empty, on_error=on_error)
+    msg = str(e.value)
+    assert f"img_dir {empty} holds none of the" in msg and "file_name values are relative to" in msg
+    assert "\n" not in msg and "ERROR [missing_image]" not in msg  # one line, not one per image

@@ -124,3 +124,13 @@ def test_classify_never_mixes_with_other_data(tmp_path, capsys):
     assert tool.main([str(out), "--task", "classify", "--size", "16"]) == 2
     assert "notes.txt is not an image or class folder" in capsys.readouterr().err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == sorted([*snapshot, "train/circle/notes.txt"])
+
+
+def test_a_refused_out_dir_suggests_another_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "shapes").mkdir(parents=True)
+    (tmp_path / "data" / "shapes" / "train.json").write_text('{"images": []}')  # the user's own data
+    rc = _tool().main(["data/shapes"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "(e.g. data/shapes_2)" in err, err
+    assert (tmp_path / "data" / "shapes" / "train.json").read_text() == '{"images": []}'

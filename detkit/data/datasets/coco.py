@@ -176,6 +176,13 @@ class CocoDataset(torch.utils.data.Dataset):
             raise DatasetError(
                 f"{len(fatal)} problem(s) in {self.ann_file}:\n{format_problems(fatal, 5, self.check_hint())}"
             )
+        missing = sum(p.kind == "missing_image" for p in errors)
+        if missing and missing == len(data.get("images") or []):  # the wrong folder, not bad records
+            first = data["images"][0].get("file_name")
+            raise DatasetError(
+                f"img_dir {self.img_dir} holds none of the {missing} images of {self.ann_file} (e.g. {first!r}): set "
+                "img_dir to the folder that their file_name values are relative to"
+            )
         if errors and self.on_error == "raise":
             raise DatasetError(
                 f"{len(errors)} bad record(s) in {self.ann_file}:\n{format_problems(errors, 5, self.check_hint())}\n"
