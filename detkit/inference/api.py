@@ -138,6 +138,10 @@ def predict(
     from detkit.inference.runner import predict_arrays, to_rgb_array
     from detkit.inference.tiling import parse_tile, predict_tiled
 
+    if score_thr is not None and not 0.0 <= float(score_thr) <= 1.0:  # NaN fails too
+        raise ValueError(f"predict: score_thr must be in [0, 1] (or None: the config's), got {score_thr}")
+    if int(batch_size) < 1:
+        raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
     single = not isinstance(inputs, (list, tuple))
     images = [to_rgb_array(item, channel_order) for item in ([inputs] if single else list(inputs))]
     options = parse_tile(tile)

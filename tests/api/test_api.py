@@ -81,6 +81,11 @@ def test_bad_inputs_are_clear(checkpoint, tmp_path):
         detkit.predict(model, 42)
     with pytest.raises(ValueError, match="uint8"):
         detkit.predict(model, np.zeros((10, 10, 3), np.float32))
+    for thr in (-1, 2, float("nan")):
+        with pytest.raises(ValueError, match=r"score_thr must be in \[0, 1\]"):
+            detkit.predict(model, np.zeros((10, 10, 3), np.uint8), score_thr=thr)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        detkit.predict(model, np.zeros((10, 10, 3), np.uint8), batch_size=0)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         detkit.init_model(CONFIG, tmp_path / "nope.pth")
     other = load_config(ROOT / "configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml")
