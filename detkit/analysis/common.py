@@ -28,7 +28,12 @@ def load_gt(gt: str | os.PathLike | dict | Any, iou_type: str = "bbox") -> Any:
     return load_coco_gt(gt, "pycocotools", iou_type)
 
 
-def load_results(results: str | os.PathLike | Sequence[dict], coco_gt: Any, iou_type: str = "bbox") -> list[dict]:
+def load_results(
+    results: str | os.PathLike | Sequence[dict],
+    coco_gt: Any,
+    iou_type: str = "bbox",
+    img_dir: str | os.PathLike | None = None,
+) -> list[dict]:
     """Validated private copy of COCO results, matched to ``coco_gt``'s images.
 
     Results that carry a ``file_name`` (``tools/infer.py`` writes one, with the input's index as
@@ -36,11 +41,15 @@ def load_results(results: str | os.PathLike | Sequence[dict], coco_gt: Any, iou_
     predictions made on an image folder can be analysed against the folder's annotation file.
     Results of categories absent from the ground truth are dropped (COCOeval ignores them too) after a
     :class:`~detkit.evaluation.checks.CategoryMismatchWarning`; so are category names that differ from the
-    ground truth's and predictions that cover under half of its images.
+    ground truth's and predictions that cover under half of its images. With ``img_dir`` (the ground truth's
+    image folder), a predicted file that exists but is another file than the ground-truth image of its name
+    (predictions made on another split) is warned about.
     """
     res, source = read_results(results, "predictions")
     if res and all(isinstance(r, dict) and "file_name" in r for r in res):
         res = _match_file_names(res, coco_gt, source)
+        if img_dir is not None:
+            _warn_other_files(res, coco_gt, img_dir, source)
     res = check_results(res, iou_type, coco_gt, source)
     message = coverage_mismatch(
         (r["image_id"] for r in res), coco_gt.getImgIds(), source, getattr(coco_gt, "source", "the ground truth")
@@ -74,6 +83,27 @@ def _match_file_names(res: list[dict], coco_gt: Any, source: str) -> list[dict]:
             "predictions against the annotation file of the images they were made on"
         )
     return out
+
+
+def _warn_other_files(res: list[dict], coco_gt: Any, img_dir: str | os.PathLike, source: str) -> None:
+    """Warn when matched predicted files exist and are not the ground-truth images (``img_dir / file_name``)
+    they were matched to by name."""
+    names = {im["id"]: im.get("file_name", "") for im in coco_gt.dataset["images"]}
+    pairs = {(str(r["file_name"]), os.path.join(img_dir, str(names[r["image_id"]]))) for r in res}
+    other = []
+    for pred, gt in sorted(pairs):
+        try:
+            if os.path.isfile(pred) and os.path.isfile(gt) and not os.path.samefile(pred, gt):
+                other.append((pred, gt))
+        except OSError:
+            continue
+    if other:
+        pred, gt = other[0]
+        warn_mismatch(
+            f"{source}: {len(other)} predicted file(s) were matched to ground-truth images by name but are other "
+            f"files (e.g. {pred}, not {gt}): were the predictions made on another split? Analyse them against the "
+            "annotation file of the images they were made on"
+        )
 
 
 def run_cocoeval(

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if not coco_gt.getImgIds() or not coco_gt.getCatIds():
             empty = "images" if not coco_gt.getImgIds() else "categories"
             raise UserError(f"GT_JSON {args.gt_json} has no {empty}: there is nothing to analyse against")
-        res = load_results(args.predictions, coco_gt, args.iou_type)
+        res = load_results(args.predictions, coco_gt, args.iou_type, args.img_dir)
     if not res:
         warnings.warn(f"{args.predictions} holds no prediction to analyse: every AP is 0", UserWarning, stacklevel=1)
     out = analyze_loaded(

@@ -104,3 +104,31 @@ def test_disagreeing_predictions_warn_loudly(shapes_preds, tmp_path, capsys):
         out = analyze(gt_path, preds, tmp_path / "a", tide=True)
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["ap_units"] == "0..1"
     assert out["errors"] is not None and "error breakdown" not in capsys.readouterr().err  # no bar off a terminal
+
+
+def test_predictions_of_other_files_with_the_same_names_warn(tmp_path):
+    import json
+    import warnings
+
+    from fake_coco import det, make_gt
+
+    from detkit.analysis.common import load_gt, load_results
+
+    gt = make_gt({1: [(10, 10, 30, 30, 1)], 2: [(40, 40, 20, 20, 2)]})
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    for split in ("val", "train"):
+        (tmp_path / split).mkdir()
+        for im in gt["images"]:
+            (tmp_path / split / im["file_name"]).write_bytes(split.encode())  # same names, other files
+    coco = load_gt(tmp_path / "gt.json")
+
+    def results(split):
+        return [{**det(i, 1, 10, 10, 30, 30), "file_name": str(tmp_path / split / f"{i}.png")} for i in (1, 2)]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_results(results("val"), coco, img_dir=tmp_path / "val")  # the right split: silent
+        assert not [w for w in caught if "other files" in str(w.message)]
+        load_results(results("train"), coco, img_dir=tmp_path / "val")
+    shown = [str(w.message) for w in caught if "other files" in str(w.message)]
+    assert len(shown) == 1 and "2 predicted file(s)" in shown[0] and "another split" in shown[0], shown
