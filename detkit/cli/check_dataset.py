@@ -2,12 +2,13 @@
 
 It never modifies the inputs.
 
-Usage: python tools/check_dataset.py ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max-outside F]
-       python tools/check_dataset.py DATA.yaml [--split train|val|test] [...]     (Ultralytics YOLO data.yaml)
-       python tools/check_dataset.py VOC_DIR [--split trainval] [--classes classes.txt] [...]   (Annotations/ ...)
-       python tools/check_dataset.py --config CONFIG [--split train|val] [--set K=V ...] [...]  (data.<split>)
-       python tools/check_dataset.py IMG_DIR [--classes TRAIN_DIR|classes.txt] [--no-images]   (class folders)
-       python tools/check_dataset.py LABELS.csv IMG_DIR [--classes ...] [--no-images]        (file,label rows)
+Usage: detkit check ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max-outside F]
+       detkit check DATA.yaml [--split train|val|test] [...]                   (Ultralytics YOLO data.yaml)
+       detkit check VOC_DIR [--split trainval] [--classes classes.txt] [...]   (Annotations/ ...)
+       detkit check --config CONFIG [--split train|val] [--set K=V ...] [...]  (data.<split>)
+       detkit check IMG_DIR [--classes TRAIN_DIR|classes.txt] [--no-images]   (class folders)
+       detkit check LABELS.csv IMG_DIR [--classes ...] [--no-images]        (file,label rows)
+(``python tools/check_dataset.py ...`` in a checkout takes the same arguments.)
 A YOLO data.yaml is checked split by split (default: every split it lists), a VOC folder as VOCDataset reads it
 (default: every XML file in Annotations/), a config's datasets as built with on_error: skip (default: data.train
 and data.val); each gets the COCO checks on the records the dataset reads (its own parsing and problems, naming
@@ -23,13 +24,48 @@ warning trains but is probably a mistake.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shlex
 import sys
+from collections.abc import Iterator
 
 from detkit.cli.errors import ArgumentParser, UserError, user_errors
+from detkit.cli.train import tool_template
 from detkit.data.dataset_check import check_dataset
+from detkit.data.validate import DatasetError
 
 TOOL = "check_dataset"
+SCRIPT = "detkit check"  # how library messages name this tool (see :func:`named_command`)
+
+
+def command(argv0: str | None = None) -> str:
+    """This tool's command as the user ran it: ``detkit check``, or ``python tools/check_dataset.py`` (a script
+    of a checkout), decided from ``sys.argv[0]`` as :func:`detkit.cli.train.tool_template` does."""
+    template = tool_template(sys.argv[0] if argv0 is None else argv0)
+    return template.format("check") if template.startswith("detkit ") else template.format("check_dataset")
+
+
+@contextlib.contextmanager
+def named_command() -> Iterator[None]:
+    """Re-raise a DatasetError whose message suggests ``detkit check ...`` with :func:`command` in its place
+    (the library cannot tell how the tool was run: from a checkout, ``python tools/check_dataset.py``)."""
+    try:
+        yield
+    except DatasetError as e:
+        if SCRIPT not in str(e):
+            raise
+        raise DatasetError(str(e).replace(SCRIPT, command())) from e
+
+
+def check_swapped(args: argparse.Namespace) -> None:
+    """Refuse ``IMG_DIR ANN_FILE`` (a folder first, then a file): name the command in the right order."""
+    if args.ann_file and args.img_dir and os.path.isdir(args.ann_file) and os.path.isfile(args.img_dir):
+        raise UserError(
+            f"the arguments look swapped: {args.ann_file} is a folder and {args.img_dir} a file; give the "
+            f"annotation file first, then the image folder: {command()} {shlex.quote(args.img_dir)} "
+            f"{shlex.quote(args.ann_file)}"
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -123,7 +159,7 @@ def check_usage(args: argparse.Namespace, kind: str) -> None:
         if roots:
             raise UserError(
                 f"{args.ann_file} holds VOC folders ({', '.join(roots)}), not class folders; give one of them: "
-                f"check_dataset {os.path.join(args.ann_file, roots[0])}"
+                f"{command()} {shlex.quote(os.path.join(args.ann_file, roots[0]))}"
             )
 
 
@@ -148,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     progress = sys.stderr.isatty()
     options = {"read_images": not args.no_images, "max_outside": args.max_outside, "masks": args.masks}
-    with user_errors(TOOL, extra=(KeyError, TypeError, ValueError) if args.config else ()):
+    with user_errors(TOOL, extra=(KeyError, TypeError, ValueError) if args.config else ()), named_command():
         kind = dataset_format(args)
         check_usage(args, kind)
+        check_swapped(args)
         if kind == "folder":
             from detkit.data.folder_check import check_folder_args, check_image_folder
 

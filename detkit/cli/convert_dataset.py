@@ -1,16 +1,17 @@
 #!/usr/bin/env python
 """Convert detection datasets between Pascal VOC, YOLO and COCO formats.
 
-python tools/convert_dataset.py voc2coco --ann-dir DIR --img-dir DIR --out FILE [--classes FILE]
-                                         [--keep-missing-images]
-python tools/convert_dataset.py yolo2coco --label-dir DIR --img-dir DIR --classes FILE --out FILE
-python tools/convert_dataset.py coco2yolo --ann-file FILE --img-dir DIR --out-dir DIR [--segments]
-python tools/convert_dataset.py coco2voc --ann-file FILE --img-dir DIR --out-dir DIR [--split NAME] [--prefix P]
+detkit convert voc2coco --ann-dir DIR --img-dir DIR --out FILE [--classes FILE] [--keep-missing-images]
+detkit convert yolo2coco --label-dir DIR --img-dir DIR --classes FILE --out FILE
+detkit convert coco2yolo --ann-file FILE --img-dir DIR --out-dir DIR [--segments]
+detkit convert coco2voc --ann-file FILE --img-dir DIR --out-dir DIR [--split NAME] [--prefix P]
+(``python tools/convert_dataset.py ...`` in a checkout takes the same arguments.)
 
 Exit status: 0 converted; 1 voc2coco converted, but some XML files have no image (they are named on
 stderr and left out of the json, unless --keep-missing-images); 2 a mistake of input (a missing folder,
-an empty classes file, an unwritable output, an output that is also an input, a coco2voc output file that
-exists already, a bad record): one line on stderr, nothing written. Inputs are never modified.
+an empty classes file or one that is no list of names, an unwritable output, an output that is also an
+input, an output file that exists already (converters never overwrite), a --split or --prefix that is no
+plain name, a bad record): one line on stderr, nothing written. Inputs are never modified.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from detkit.cli.errors import ArgumentParser, UserError, format_error
 from detkit.data.converters import DatasetError, convert_coco_to_voc, convert_coco_to_yolo, convert_voc, convert_yolo
 
+TOOL = "convert"  # messages: ``convert coco2yolo: error: ...`` (the command is ``detkit convert``)
 SHOWN = 5  # file names listed in a warning
 
 
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("voc2coco", help="Pascal VOC XML folder -> COCO json")
     v.add_argument("--ann-dir", required=True, help="folder of VOC .xml files (e.g. VOC2012/Annotations)")
     v.add_argument("--img-dir", required=True, help="folder of the images (e.g. VOC2012/JPEGImages)")
-    v.add_argument("--out", required=True, help="output COCO json")
+    v.add_argument("--out", required=True, help="output COCO json (a new file: converters never overwrite)")
     v.add_argument("--classes", help="class names, one per line (default: names in the XML, sorted)")
     v.add_argument(
         "--keep-missing-images",
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--label-dir", required=True, help="folder of YOLO .txt label files")
     y.add_argument("--img-dir", required=True, help="folder of the images (sizes are read from them)")
     y.add_argument("--classes", required=True, help="class names, one per line, in YOLO index order")
-    y.add_argument("--out", required=True, help="output COCO json")
+    y.add_argument("--out", required=True, help="output COCO json (a new file: converters never overwrite)")
     c = sub.add_parser("coco2yolo", help="COCO json -> YOLO txt labels + classes.txt")
     c.add_argument("--ann-file", required=True, help="COCO annotation json")
     c.add_argument("--img-dir", required=True, help="image folder of the annotation file")
@@ -53,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument(
         "--out-dir", required=True, help="writes Annotations/, JPEGImages/, ImageSets/Main/SPLIT.txt, classes.txt"
     )
-    o.add_argument("--split", help="name of the ImageSets/Main list (default: the json's stem, e.g. train)")
-    o.add_argument("--prefix", default="", help="put before every image id (two splits with the same image names)")
+    o.add_argument(
+        "--split", help="name of the ImageSets/Main list, a plain name (default: the json's stem, e.g. train)"
+    )
+    o.add_argument(
+        "--prefix", default="", help="put before every image id, a plain name part (two splits with the same names)"
+    )
     return p
 
 
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stats, dest = _convert(args)
     except (DatasetError, UserError, OSError) as e:
-        msg = " ".join(format_error(f"convert_dataset.py {args.command}", e).split("\n"))  # one line
+        msg = " ".join(format_error(f"{TOOL} {args.command}", e).split("\n"))  # one line
         print(msg, file=sys.stderr)
         return 2
     return _report(args, stats, dest)

@@ -57,7 +57,7 @@ def yolo_splits(data_yaml: str | os.PathLike) -> list[str]:
     if isinstance(data, dict) and "names" not in data and ({"model", "_base_", "data"} & set(data)):
         raise DatasetError(
             f"{data_yaml} is a detkit config, not a YOLO data.yaml (path, train, val, names); check the datasets "
-            f"it describes with: tools/check_dataset.py --config {data_yaml}"
+            f"it describes with: detkit check --config {data_yaml}"
         )
     listed = [s for s in SPLITS if isinstance(data, dict) and data.get(s)]
     return listed or ["train"]

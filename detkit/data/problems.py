@@ -99,12 +99,12 @@ def format_problems(problems: list[Problem], limit: int | None = None, hint: str
     """One line per problem (``ERROR [kind] message``), at most ``limit`` of them plus a count of the rest.
 
     ``hint`` ends the count line: the command that lists every problem of this dataset (a dataset's
-    ``check_hint()``, e.g. ``run tools/check_dataset.py data.yaml --split train for the details``); default
+    ``check_hint()``, e.g. ``run detkit check data.yaml --split train for the details``); default
     the COCO form of that command.
     """
     shown = problems if limit is None else problems[:limit]
     lines = [f"{p.severity.upper()} [{p.kind}] {p.message}" for p in shown]
     if len(problems) > len(shown):
-        hint = hint or "tools/check_dataset.py ANN_FILE IMG_DIR lists them all"
+        hint = hint or "detkit check ANN_FILE IMG_DIR lists them all"
         lines.append(f"... and {len(problems) - len(shown)} more ({hint})")
     return "\n".join(lines)

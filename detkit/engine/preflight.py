@@ -76,7 +76,7 @@ def check_val_sample(val_set) -> None:
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise PreflightError(
             f"{_split_name('val', val_set)}: its first sample does not load ({type(e).__name__}: {first}); "
-            "fix data.val (files, pipeline) or check it with tools/check_dataset.py"
+            "fix data.val (files, pipeline) or check it with detkit check"
         ) from e
 
 

@@ -64,7 +64,7 @@ def skipped_note(datasets: dict[str, object]) -> str | None:
             parts.append(f"{section} left out {sum(counts.values())} record(s) ({kinds})")
     if not parts:
         return None
-    return "; ".join(parts) + " (on_error: skip / skip_bad_images); tools/check_dataset.py --config CONFIG lists them"
+    return "; ".join(parts) + " (on_error: skip / skip_bad_images); detkit check --config CONFIG lists them"
 
 
 def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch") -> str:

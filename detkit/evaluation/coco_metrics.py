@@ -119,7 +119,7 @@ def check_gt(dataset: dict, iou_types: Sequence[str], source: str) -> None:
             raise ValueError(
                 f"{source}: annotation id={ann.get('id')} (image {ann.get('image_id')}) has no "
                 f"{', '.join(missing)}; COCO evaluation needs them (area = mask or box area); "
-                f"fix the file, e.g. check it with tools/check_dataset.py"
+                f"fix the file, e.g. check it with detkit check"
             )
 
 

@@ -182,9 +182,9 @@ def test_dataset_error_hint_names_the_command_that_lists_them_all(copy_of, tool,
     label.write_text("".join(f"{7 + k} 0.5 0.5 0.1 0.1\n" for k in range(8)))  # 8 bad lines, 5 shown
     with pytest.raises(DatasetError) as e:
         YOLODataset(data_yaml=str(yolo / "data.yaml"), split="train")
-    command = f"tools/check_dataset.py {yolo / 'data.yaml'} --split train"
+    command = f"detkit check {yolo / 'data.yaml'} --split train"
     assert f"... and 3 more (run {command} for the details)" in str(e.value)
-    code, out, err = _main(tool, capsys, *command.split()[1:])  # the command the message names
+    code, out, err = _main(tool, capsys, *command.split()[2:])  # the command the message names
     assert code == 1 and out.count("ERROR [bad_label]") == 8, out + err
 
 

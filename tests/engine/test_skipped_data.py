@@ -50,7 +50,7 @@ def test_training_reports_what_the_data_left_out(toy, tmp_path):
     warnings = [line.split(" WARNING ", 1)[1] for line in log if " WARNING " in line]
     assert warnings == [
         "data.train left out 2 record(s) (annotation:bad_bbox 2) (on_error: skip / skip_bad_images); "
-        "tools/check_dataset.py --config CONFIG lists them"
+        "detkit check --config CONFIG lists them"
     ]
     epochs = [line for line in log if " INFO epoch " in line and "/2  loss" in line]
     assert len(epochs) == 2 and all("3 bad sample(s) skipped" in e for e in epochs), epochs

@@ -337,7 +337,7 @@ def test_mistakes_exit_2_in_one_line_and_touch_nothing(voc, yolo, tmp_path, case
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     (line,) = r.stderr.strip().splitlines()
-    assert line.startswith(f"convert_dataset.py {args[0]}: error:") and word in line, line
+    assert line.startswith(f"convert {args[0]}: error:") and word in line, line
     assert _digest(tmp_path) == before  # inputs byte-identical, nothing written
 
 

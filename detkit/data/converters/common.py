@@ -19,7 +19,9 @@ __all__ = [
     "check_output_kind",
     "image_size",
     "list_images",
+    "plain_name",
     "read_class_names",
+    "refuse_existing",
     "require_dir",
     "safe_relpath",
     "write_json_atomic",
@@ -42,16 +44,44 @@ def require_dir(path: str | os.PathLike, flag: str, what: str) -> Path:
     return p
 
 
+def _not_a_name_list(text: str) -> str | None:
+    """What a classes file's text is when it is no list of names: ``'a JSON file'``, ``'a YAML mapping'``, ...; else None."""
+    import yaml
+
+    if "\x00" in text:
+        return "a binary file"
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError:
+        return None  # not YAML: plain text
+    if text.lstrip().startswith(("{", "[")) and isinstance(data, (dict, list)):
+        return "a JSON file (a COCO annotation file?)"
+    if isinstance(data, dict):
+        return "a YAML mapping (a data.yaml or a config?)"
+    if isinstance(data, list):
+        return "a YAML list"
+    return None
+
+
 def read_class_names(path: str | os.PathLike) -> list[str]:
-    """Class names from a text file, one per line (blank lines ignored, duplicates rejected)."""
+    """Class names from a text file, one per line (blank lines ignored, duplicates rejected).
+
+    A file that is JSON, a YAML mapping or list, or binary is refused (read line by line it would give
+    nonsense names, e.g. a COCO json taken for a one-class list).
+    """
     p = Path(path)
+    fix = "give a text file with one class name per line (e.g. the classes.txt written by coco2yolo)"
     if not p.is_file():
         state = "is a folder" if p.is_dir() else "not found"
-        raise DatasetError(f"classes file {p} {state}; give a text file with one class name per line")
+        raise DatasetError(f"classes file {p} {state}; {fix}")
     try:
-        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"classes file {p}: cannot read it ({e}); it must be UTF-8 text, one name per line") from e
+    what = _not_a_name_list(text)
+    if what:
+        raise DatasetError(f"classes file {p} is {what}, not a list of class names; {fix}")
+    names = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not names:
         raise DatasetError(f"classes file {p} is empty; write one class name per line")
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -95,6 +125,33 @@ def safe_relpath(name: str, where: str) -> str:
     if p.is_absolute() or ".." in p.parts or not name.strip():
         raise DatasetError(f"{where}: image file name {name!r} must be a relative path inside the image folder")
     return p.as_posix()
+
+
+def plain_name(value: str, flag: str, role: str, example: str, empty_ok: bool = False) -> str:
+    """``value`` when it can be part of a file name inside the output folder: no ``/``, ``\\``, ``..`` or NUL,
+    and not blank unless ``empty_ok``; else a DatasetError naming ``flag`` (e.g. ``--split``) and the fix."""
+    if any(bad in value for bad in ("/", "\\", "..", "\x00")) or not (value.strip() or empty_ok):
+        blank = "" if empty_ok else ", not empty"
+        raise DatasetError(
+            f"{flag} {value!r}: give a plain name without '/', '\\' or '..'{blank} ({role}, inside the output "
+            f"folder), e.g. {flag} {example}"
+        )
+    return value
+
+
+def refuse_existing(outputs: Iterable[Path], flag: str, target: Path, fix: str) -> None:
+    """Refuse outputs that exist already (a user's own file, an earlier run): converters never overwrite.
+
+    ``target`` is the ``flag``'s path (the file, or the output folder); ``fix`` says what to do instead.
+    """
+    existing = [p for p in outputs if os.path.lexists(p)]
+    if existing == [target]:
+        raise DatasetError(f"{flag} {target} exists already; converters never overwrite: {fix}")
+    if existing:
+        raise DatasetError(
+            f"{flag} {target}: {len(existing)} output file(s) exist already (e.g. {existing[0]}); converters "
+            f"never overwrite: {fix}"
+        )
 
 
 def check_output(outputs: Iterable[Path], inputs: Iterable[Path], flag: str) -> None:

@@ -1,8 +1,8 @@
-"""File-level entry points of ``tools/convert_dataset.py``: check the paths, convert, write the outputs atomically.
+"""File-level entry points of ``detkit convert``: check the paths, convert, write the outputs atomically.
 
 Inputs are checked before any work, outputs before they are written: an output is none of the inputs
-(nothing the user gave is modified), and one that cannot be written stops the command. Bad input raises
-:class:`DatasetError` naming the option and the path.
+(nothing the user gave is modified), none exists already (converters never overwrite), and one that cannot
+be written stops the command. Bad input raises :class:`DatasetError` naming the option and the path.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from detkit.data.converters.common import (
     check_output,
     check_output_kind,
     list_images,
+    plain_name,
     read_class_names,
+    refuse_existing,
     require_dir,
     write_outputs,
 )
@@ -39,9 +41,12 @@ def _load_coco(path: Path, img_dir: Path, segments: bool) -> dict:
     if errors:
         raise DatasetError(
             f"--ann-file {path}: {len(errors)} problem(s), e.g. {format_problems(errors[:1])}; "
-            f"tools/check_dataset.py lists them all"
+            f"`detkit check {path} {img_dir}` lists them all"
         )
     return coco
+
+
+NEW_FILE = "choose a new --out path, or remove the old file first"
 
 
 def convert_voc(
@@ -51,13 +56,16 @@ def convert_voc(
     classes_file: str | os.PathLike | None = None,
     keep_missing: bool = False,
 ) -> dict:
-    """``voc2coco``: write the COCO json for a VOC folder to ``out``; returns stats (see ``voc_to_coco``)."""
+    """``voc2coco``: write the COCO json for a VOC folder to ``out``; returns stats (see ``voc_to_coco``).
+
+    ``out`` may not exist already (converters never overwrite) nor be one of the inputs.
+    """
     out = Path(out)
     check_output_kind(out, "--out")
+    check_output([out], [*Path(ann_dir).glob("*.xml"), *([Path(classes_file)] if classes_file else [])], "--out")
+    refuse_existing([out], "--out", out, NEW_FILE)
     classes = read_class_names(classes_file) if classes_file else None
     coco, stats = voc_to_coco(ann_dir, img_dir, classes, keep_missing)
-    inputs = [*Path(ann_dir).glob("*.xml"), *(Path(img_dir) / im["file_name"] for im in coco["images"])]
-    check_output([out], inputs + ([Path(classes_file)] if classes_file else []), "--out")
     write_outputs({out: json.dumps(coco)}, "--out", out)
     return stats
 
@@ -65,16 +73,16 @@ def convert_voc(
 def convert_yolo(
     label_dir: str | os.PathLike, img_dir: str | os.PathLike, classes_file: str | os.PathLike, out: str | os.PathLike
 ) -> dict:
-    """``yolo2coco``: write the COCO json for YOLO labels to ``out``; returns stats."""
+    """``yolo2coco``: write the COCO json for YOLO labels to ``out``; returns stats.
+
+    ``out`` may not exist already (converters never overwrite) nor be one of the inputs.
+    """
     out, label_dir = Path(out), Path(label_dir)
     check_output_kind(out, "--out")
-    coco, stats = yolo_to_coco(label_dir, img_dir, read_class_names(classes_file))
-    inputs = [
-        Path(classes_file),
-        *label_dir.rglob("*.txt"),
-        *(Path(img_dir) / im["file_name"] for im in coco["images"]),
-    ]
-    check_output([out], inputs, "--out")
+    check_output([out], [Path(classes_file), *label_dir.rglob("*.txt")], "--out")
+    refuse_existing([out], "--out", out, NEW_FILE)
+    classes = read_class_names(classes_file)
+    coco, stats = yolo_to_coco(label_dir, img_dir, classes, f"--classes {classes_file}")
     write_outputs({out: json.dumps(coco)}, "--out", out)
     return stats
 
@@ -88,6 +96,16 @@ def _out_dir_outside(out_dir: Path, img_dir: Path, example: str) -> None:
         )
 
 
+def _classes_output(out_dir: Path, names: list[str]) -> dict[Path, str]:
+    """``{out_dir/classes.txt: names}``; empty when that file holds these names already (it is kept as it is)."""
+    path, text = out_dir / "classes.txt", "".join(n + "\n" for n in names)
+    try:
+        same = path.is_file() and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    return {} if same else {path: text}
+
+
 def convert_coco_to_yolo(
     ann_file: str | os.PathLike, img_dir: str | os.PathLike, out_dir: str | os.PathLike, segments: bool = False
 ) -> dict:
@@ -95,6 +113,8 @@ def convert_coco_to_yolo(
 
     Images missing from ``img_dir`` are counted in ``stats['missing_images']`` (labels are still written).
     ``out_dir`` may not be ``img_dir`` or inside it (the labels would go into the input image folder).
+    Nothing existing is overwritten: a label file that exists already is an error (a ``classes.txt`` with the
+    same names is kept), as in :func:`convert_coco_to_voc`.
     """
     ann_file, out_dir = Path(ann_file), Path(out_dir)
     img_dir = require_dir(img_dir, "--img-dir", "image folder")
@@ -102,12 +122,24 @@ def convert_coco_to_yolo(
     _out_dir_outside(out_dir, img_dir, "yolo")
     coco = _load_coco(ann_file, img_dir, segments)
     labels, names, stats = coco_to_yolo(coco, segments, str(ann_file))
-    outputs = [out_dir / "classes.txt", *(out_dir / "labels" / rel for rel in labels)]
-    check_output(outputs, [ann_file, *list_images(img_dir)], "--out-dir")
-    stats["missing_images"] = sum(not (img_dir / im["file_name"]).is_file() for im in coco["images"])
     texts = {out_dir / "labels" / rel: text for rel, text in labels.items()}
-    write_outputs({**texts, out_dir / "classes.txt": "".join(n + "\n" for n in names)}, "--out-dir", out_dir)
+    texts.update(_classes_output(out_dir, names))
+    check_output(texts, [ann_file, *list_images(img_dir)], "--out-dir")
+    refuse_existing(texts, "--out-dir", out_dir, "choose a new folder, or remove the old labels/ and classes.txt")
+    stats["missing_images"] = sum(not (img_dir / im["file_name"]).is_file() for im in coco["images"])
+    write_outputs(texts, "--out-dir", out_dir)
     return stats
+
+
+def _copy_files(copies: dict[Path, Path]) -> None:
+    """Copy each ``{destination: source}`` through a temporary file + rename."""
+    for dst, src in copies.items():
+        tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def convert_coco_to_voc(
@@ -122,9 +154,13 @@ def convert_coco_to_voc(
 
     Nothing existing is overwritten: an output file that exists already is an error (a ``classes.txt`` with
     the same names is kept), so a second split (``--split val``) can be added to the same folder when its
-    image names differ (``--prefix``). Returns stats (see ``coco_to_voc``).
+    image names differ (``--prefix``). ``split`` and ``prefix`` are plain names (no ``/``, ``\\``, ``..``;
+    ``split`` not empty): every output stays inside ``out_dir``. Returns stats (see ``coco_to_voc``).
     """
     ann_file, out_dir = Path(ann_file), Path(out_dir)
+    if split is not None:
+        plain_name(split, "--split", "it names ImageSets/Main/<split>.txt", "val")
+    plain_name(prefix, "--prefix", "it starts every image id", "val_", empty_ok=True)
     img_dir = require_dir(img_dir, "--img-dir", "image folder")
     check_output_kind(out_dir, "--out-dir", folder=True)
     _out_dir_outside(out_dir, img_dir, "voc")
@@ -137,28 +173,19 @@ def convert_coco_to_voc(
             "a VOC folder holds its images: give the image folder of the json"
         )
     split = split or ann_file.stem
-    names = "".join(c["name"] + "\n" for c in sorted(coco["categories"], key=lambda c: c["id"]))
     texts = {out_dir / "Annotations" / f"{i}.xml": r["xml"] for i, r in records.items()}
     texts[out_dir / "ImageSets" / "Main" / f"{split}.txt"] = "".join(i + "\n" for i in records)
-    classes = out_dir / "classes.txt"
-    if not classes.is_file() or classes.read_text(encoding="utf-8") != names:
-        texts[classes] = names
+    texts.update(_classes_output(out_dir, [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])]))
     copies = {out_dir / "JPEGImages" / r["file_name"]: img_dir / r["image"] for r in records.values()}
     check_output([*texts, *copies], [ann_file, *copies.values()], "--out-dir")
-    existing = [p for p in [*texts, *copies] if p.exists()]
-    if existing:
-        raise DatasetError(
-            f"--out-dir {out_dir}: {len(existing)} output file(s) exist already (e.g. {existing[0]}); converters "
-            "never overwrite: choose a new folder, another --split, or --prefix for other image names"
-        )
+    refuse_existing(
+        [*texts, *copies],
+        "--out-dir",
+        out_dir,
+        "choose a new folder (or remove the old files), another --split, or --prefix for other image names",
+    )
     write_outputs(texts, "--out-dir", out_dir)
     (out_dir / "JPEGImages").mkdir(exist_ok=True)
-    for dst, src in copies.items():
-        tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        finally:
-            tmp.unlink(missing_ok=True)
+    _copy_files(copies)
     stats["split"] = split
     return stats

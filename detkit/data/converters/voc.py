@@ -12,6 +12,7 @@ from detkit.data.converters.common import (
     ProblemHandler,
     categories_from_names,
     image_size,
+    plain_name,
     require_dir,
     safe_relpath,
 )
@@ -289,8 +290,11 @@ def coco_to_voc(coco: dict, source: str = "annotation file", prefix: str = "") -
     The VOC id of an image is ``prefix`` + its ``file_name`` without extension, ``/`` turned into ``_``; the
     image keeps its extension (``<filename>`` = id + extension; ``image`` is the COCO ``file_name``). Boxes are
     rounded to whole pixels (VOC coordinates are integers) and clipped to the image; crowd annotations and
-    those with ``"difficult": 1`` are written as ``difficult`` objects. Returns: (records, stats).
+    those with ``"difficult": 1`` are written as ``difficult`` objects. ``prefix`` may hold no ``/``, ``\\`` or
+    ``..`` (a DatasetError, a ValueError, names it): the id is a file name inside the VOC folder.
+    Returns: (records, stats).
     """
+    plain_name(prefix, "prefix", "it starts every image id", "val_", empty_ok=True)
     names = {c["id"]: str(c["name"]) for c in coco.get("categories", [])}
     if not names:
         raise DatasetError(f"{source}: no 'categories'; a COCO file must list its categories")

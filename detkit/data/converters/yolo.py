@@ -26,8 +26,10 @@ __all__ = ["coco_to_yolo", "yolo_label_annotations", "yolo_records", "yolo_to_co
 # ----------------------------------------------------------------------------- YOLO -> COCO
 
 
-def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int, w: int) -> tuple[int, list[float], list | None]:
-    """(class index, COCO bbox, polygon or None) of one YOLO label line."""
+def _yolo_line(
+    tokens: list[str], where: str, num_classes: int, h: int, w: int, names_from: str = "the class list"
+) -> tuple[int, list[float], list | None]:
+    """(class index, COCO bbox, polygon or None) of one YOLO label line; ``names_from`` names the class list."""
     try:
         cls_f = float(tokens[0])
         vals = np.array([float(t) for t in tokens[1:]], dtype=np.float64)
@@ -37,7 +39,7 @@ def _yolo_line(tokens: list[str], where: str, num_classes: int, h: int, w: int) 
     if cls != cls_f or not 0 <= cls < num_classes:
         raise DatasetError(
             f"{where}: class index {tokens[0]} is not an integer in 0..{num_classes - 1} "
-            f"(classes.txt has {num_classes} names)"
+            f"({names_from} has {num_classes} class name(s))"
         )
     if not np.isfinite(vals).all() or (vals < -0.01).any() or (vals > 1.01).any():
         raise DatasetError(f"{where}: coordinates must be normalised to 0..1 (YOLO format)")
@@ -67,11 +69,13 @@ def yolo_label_annotations(
     first_id: int,
     stats: dict,
     on_problem: ProblemHandler | None = None,
+    names_from: str = "the class list",
 ) -> list[dict]:
     """COCO annotations (ids from ``first_id``) of one YOLO label file.
 
     A bad line raises :class:`DatasetError` naming the file and line, or, with ``on_problem``, is passed to it
-    (``'annotation'``) and left out. A file that cannot be read always raises.
+    (``'annotation'``) and left out. A file that cannot be read always raises. ``names_from`` names where
+    ``classes`` come from in the message of a class index out of range (e.g. ``--classes my_classes.txt``).
     """
     try:
         lines = txt.read_text(encoding="utf-8").splitlines()
@@ -82,7 +86,7 @@ def yolo_label_annotations(
         if not line.strip():
             continue
         try:
-            cls, bbox, poly = _yolo_line(line.split(), f"{txt} line {n}", len(classes), h, w)
+            cls, bbox, poly = _yolo_line(line.split(), f"{txt} line {n}", len(classes), h, w, names_from)
         except DatasetError as e:
             if on_problem is None:
                 raise
@@ -115,12 +119,14 @@ def yolo_records(
     label_of: Callable[[Path], Path],
     classes: list[str],
     on_problem: ProblemHandler | None = None,
+    names_from: str = "the class list",
 ) -> tuple[list[dict], list[dict], dict, set[Path]]:
     """COCO images and annotations of ``images`` (files under ``img_dir``), labels from ``label_of(image path)``.
 
     An image without a label file, or with an empty one, is a negative. Sizes are read from the images.
     With ``on_problem``, an image that cannot be read (or whose label file cannot) is reported as ``'image'``
     and left out, a bad line as ``'annotation'``; without, both raise :class:`DatasetError`.
+    ``names_from`` names where ``classes`` come from (see :func:`yolo_label_annotations`).
     Returns: (images, annotations, stats, the label files used (resolved)).
     """
     records, anns, used = [], [], set()
@@ -133,7 +139,8 @@ def yolo_records(
             h, w = image_size(path)
             new = []
             if txt.is_file():
-                new = yolo_label_annotations(txt, len(records) + 1, classes, h, w, len(anns) + 1, stats, on_problem)
+                first = len(anns) + 1
+                new = yolo_label_annotations(txt, len(records) + 1, classes, h, w, first, stats, on_problem, names_from)
         except DatasetError as e:
             if on_problem is None:
                 raise
@@ -146,11 +153,14 @@ def yolo_records(
     return records, anns, stats, used
 
 
-def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike, classes: list[str]) -> tuple[dict, dict]:
+def yolo_to_coco(
+    label_dir: str | os.PathLike, img_dir: str | os.PathLike, classes: list[str], names_from: str = "the class list"
+) -> tuple[dict, dict]:
     """Convert YOLO txt labels (boxes or polygons) to a COCO dict; category ids are 1..C.
 
     Each image under ``img_dir`` (recursively) takes its labels from ``label_dir/<relative path>.txt``;
     an image without a label file is a negative (no annotations). Sizes are read from the images.
+    ``names_from`` names where ``classes`` come from in messages (e.g. ``classes file my_classes.txt``).
     Returns: (coco dict, stats dict); ``stats['orphan_labels']`` counts label files without an image.
     """
     label_dir, img_dir = require_dir(label_dir, "--label-dir", "label folder"), Path(img_dir)
@@ -158,7 +168,7 @@ def yolo_to_coco(label_dir: str | os.PathLike, img_dir: str | os.PathLike, class
     def label_of(path: Path) -> Path:
         return label_dir / path.relative_to(img_dir).with_suffix(".txt")
 
-    images, anns, stats, used = yolo_records(img_dir, list_images(img_dir), label_of, classes)
+    images, anns, stats, used = yolo_records(img_dir, list_images(img_dir), label_of, classes, None, names_from)
     if not images:
         raise DatasetError(f"--img-dir {img_dir}: no images ({', '.join(IMAGE_EXTS)}); point it at the image folder")
     stats["orphan_labels"] = sum(

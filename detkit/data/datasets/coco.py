@@ -158,7 +158,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def check_hint(self) -> str:
         """The command that lists every problem of this dataset, for messages."""
-        return f"run tools/check_dataset.py {self.ann_file} {self.img_dir} for the details"
+        return f"run detkit check {self.ann_file} {self.img_dir} for the details"
 
     def _load(self, max_outside: float) -> COCO:
         """Read, check and index the json (pycocotools' prints silenced)."""
@@ -273,7 +273,7 @@ class CocoDataset(torch.utils.data.Dataset):
             self.size_warned.add(path)
             warnings.warn(
                 f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.ann_file} says "
-                f"{info['width']}x{info['height']}; its boxes may be wrong (tools/check_dataset.py "
+                f"{info['width']}x{info['height']}; its boxes may be wrong (detkit check "
                 f"reports such images)",
                 stacklevel=3,
             )
@@ -291,7 +291,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 why = str(e)
             msg = (
                 f"{self.ann_file}: annotation id {a['id']} (image id {a['image_id']}): {why}; fix the segmentation "
-                f"(tools/check_dataset.py {self.ann_file} {self.img_dir} checks them all)"
+                f"(detkit check {self.ann_file} {self.img_dir} checks them all)"
             )
             if self.on_error == "raise":
                 raise DatasetError(f"{msg}, or set on_error: skip to leave such annotations out")

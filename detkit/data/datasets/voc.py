@@ -82,7 +82,7 @@ class VOCDataset(CocoDataset):
     def check_hint(self) -> str:
         split = "" if self.split is None else f" --split {self.split}"
         classes = "" if self.classes_file is None else f" --classes {os.fspath(self.classes_file)}"
-        return f"run tools/check_dataset.py {self.root}{split}{classes} for the details"
+        return f"run detkit check {self.root}{split}{classes} for the details"
 
     def _xml_files(self, log: ProblemLog) -> list[Path]:
         if self.split is None:

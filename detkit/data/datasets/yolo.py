@@ -146,8 +146,8 @@ class YOLODataset(CocoDataset):
 
     def check_hint(self) -> str:
         if self.data_yaml is None:  # no file the tool can take: the config that describes this dataset
-            return "run tools/check_dataset.py --config CONFIG (the config of this dataset) for the details"
-        return f"run tools/check_dataset.py {self.data_yaml} --split {self.split} for the details"
+            return "run detkit check --config CONFIG (the config of this dataset) for the details"
+        return f"run detkit check {self.data_yaml} --split {self.split} for the details"
 
     def load_annotations(self) -> tuple[dict, list[Problem]]:
         """The labels of every image of the split's folders as a COCO dict; problems found on the way."""
