@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -233,10 +233,11 @@ def run_inference(
         (bar.write if progress else log)(f"skipped unreadable input {path}: {error}")
 
     counts = {"images": 0, "videos": 0, "frames": 0}
+    loop = _Loop(batch_size, run, writer, bar, skip, counts)
     interrupted = False
     try:
-        _infer_images(images, batch_size, run, writer, bar, skip, counts)
-        _infer_videos(videos, batch_size, run, writer, bar, skip, counts)
+        _infer_images(images, loop)
+        _infer_videos(videos, loop)
     except KeyboardInterrupt:  # Ctrl-C: keep what was done (the video so far, the predictions file)
         interrupted = True
         writer.close_video()
@@ -259,61 +260,56 @@ def run_inference(
     }
 
 
-def _infer_images(
-    images: Sequence[Path],
-    batch_size: int,
-    run: Callable,
-    writer: ResultWriter,
-    bar: Any,
-    skip: Callable,
-    counts: dict[str, int],
-) -> None:
-    """Predict ``images`` in batches of ``batch_size`` into ``writer``, counting them in ``counts['images']``;
-    unreadable files go to ``skip``."""
+class _Loop(NamedTuple):
+    """What the image and video loops of :func:`run_inference` share."""
+
+    batch_size: int
+    run: Callable[[list[np.ndarray]], list[dict]]  # arrays -> predictions
+    writer: ResultWriter
+    bar: Any  # tqdm
+    skip: Callable[[Path, Exception], None]  # an unreadable input
+    counts: dict[str, int]  # images, videos, frames done
+
+
+def _infer_images(images: Sequence[Path], loop: _Loop) -> None:
+    """Predict ``images`` in batches into the writer, counting them in ``counts['images']``; unreadable files
+    go to ``skip``."""
     from detkit.data.image_io import ImageReadError, read_image
 
-    for chunk in _batches(images, batch_size):
+    for chunk in _batches(images, loop.batch_size):
         loaded = []
         for p in chunk:
             try:
                 loaded.append((p, read_image(p)))
             except ImageReadError as e:
-                skip(p, e)
-        for (p, img), pred in zip(loaded, run([img for _, img in loaded]) if loaded else []):
-            writer.add_image(p, img, pred)
-            counts["images"] += 1
-        bar.update(len(chunk))
+                loop.skip(p, e)
+        for (p, img), pred in zip(loaded, loop.run([img for _, img in loaded]) if loaded else []):
+            loop.writer.add_image(p, img, pred)
+            loop.counts["images"] += 1
+        loop.bar.update(len(chunk))
 
 
-def _infer_videos(
-    videos: Sequence[Path],
-    batch_size: int,
-    run: Callable,
-    writer: ResultWriter,
-    bar: Any,
-    skip: Callable,
-    counts: dict[str, int],
-) -> None:
-    """Predict every frame of ``videos`` into ``writer`` (one drawn video each), counting ``counts['videos']``
+def _infer_videos(videos: Sequence[Path], loop: _Loop) -> None:
+    """Predict every frame of ``videos`` into the writer (one drawn video each), counting ``counts['videos']``
     and ``counts['frames']``; unreadable videos go to ``skip``."""
     from detkit.data.image_io import ImageReadError
 
     for p in videos:
         try:
-            info, frames = read_video(p, batch_size)
-            writer.open_video(p, info)
+            info, frames = read_video(p, loop.batch_size)
+            loop.writer.open_video(p, info)
         except (ImageReadError, OSError) as e:
-            skip(p, e)
+            loop.skip(p, e)
             continue
-        bar.total += info["frame_count"]
-        bar.refresh()
+        loop.bar.total += info["frame_count"]
+        loop.bar.refresh()
         for batch in frames:
-            for img, pred in zip(batch, run(batch)):
-                writer.add_frame(img, pred)
-                counts["frames"] += 1
-            bar.update(len(batch))
-        writer.close_video()
-        counts["videos"] += 1
+            for img, pred in zip(batch, loop.run(batch)):
+                loop.writer.add_frame(img, pred)
+                loop.counts["frames"] += 1
+            loop.bar.update(len(batch))
+        loop.writer.close_video()
+        loop.counts["videos"] += 1
 
 
 def format_summary(summary: dict) -> str:
