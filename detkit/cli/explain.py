@@ -5,8 +5,9 @@
 
 CONFIG may be '-' to use the config stored in the checkpoint. INPUT: images, folders (recursive) and glob
 patterns, as tools/infer.py takes them (videos are skipped). Per image under --out-dir: <stem>.png (the maps
-blended with the image, the explained boxes and labels drawn) and <stem>.npy (float32 [K,H,W] in 0..1);
-explanations.json says which map is which. Methods: eigencam (gradient-free), gradcam, gradcam++, hirescam
+blended with the image, the explained boxes and labels drawn) and <stem>.npy (float32 [K,H,W] in 0..1; <stem>
+suffixed _2, _3... when an earlier input has it); explanations.json says which map is which. No output may
+replace an input or the --gt file. Methods: eigencam (gradient-free), gradcam, gradcam++, hirescam
 (one detection's score and box, one class, one segment). --gt ANN_FILE (COCO json of the inputs, matched by
 file name) adds the pointing game: the share of ground-truth objects whose map peaks inside their box, for
 the model and for a copy with randomised weights. Needs the grad-cam package (pip install 'detkit[explain]').
@@ -54,9 +55,19 @@ def _images(paths: list) -> list:
     images = [p for p in paths if p.suffix.lower() in IMAGE_EXTS]
     if not images:
         raise UserError(f"no image among the {len(paths)} input(s) (videos are not explained), e.g. {paths[0]}")
-    if len(images) < len(paths):
-        print(f"{TOOL}: {len(paths) - len(images)} video(s) skipped: only images are explained", file=sys.stderr)
     return images
+
+
+def check_outputs(args: argparse.Namespace, paths: list, images: list) -> None:
+    """No file the tool writes (``detkit.explain.files.output_files``) may be an input or the --gt file, and
+    --out-dir may hold neither (``out_dir_arg``: outputs named after the inputs must not land on them)."""
+    from detkit.explain.files import output_files
+    from detkit.utils.output_names import clobbering
+
+    problem = clobbering(args.out_dir, output_files(args.out_dir, images), paths, args.gt)
+    if problem is not None:
+        raise UserError(problem)
+    out_dir_arg(args.out_dir, "--out-dir", [*paths, *([args.gt] if args.gt is not None else [])])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from detkit.inference.inputs import collect_inputs
 
     paths = collect_inputs(args.inputs)
-    out_dir_arg(args.out_dir, "--out-dir", paths)  # outputs named after the inputs must not land on them
     images = _images(paths)
+    check_outputs(args, paths, images)
+    if len(images) < len(paths):
+        print(f"{TOOL}: {len(paths) - len(images)} video(s) skipped: only images are explained", file=sys.stderr)
     device = device_arg(args.device)
 
     gt = None

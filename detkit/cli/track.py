@@ -7,13 +7,14 @@
 
 CONFIG may be '-' to use the config stored in the checkpoint. VIDEO: video files (anything OpenCV reads) or
 folders of frame images (sorted by name; MOT's img1/ folders). Per input under --out-dir: <stem>.mp4 (tracks
-drawn with their ids and trails), <stem>.txt (MOT lines frame,id,x,y,w,h,score,-1,-1,-1, frames from 1) and
+drawn with their ids and trails; <stem> is a video's stem or a folder's name, suffixed _2, _3... when an earlier
+input has it), <stem>.txt (MOT lines frame,id,x,y,w,h,score,-1,-1,-1, frames from 1) and
 <stem>.json (tracker, options, tracks, per-frame boxes). --score-thr is ByteTrack's high threshold (the IoU
 linker's only one); --low-thr the lowest score of ByteTrack's second pass; --nms-iou merges one object
 detected under two classes before linking (the trackers ignore classes). --gt GT_FILE (MOT format, one
 input only) adds MOTA, IDF1 and ID switches (the motmetrics package: pip install 'detkit[track]') to the
-summary and the JSON. See docs/tracking.md. Exit status: 0 done, 2 bad input (config, checkpoint, device,
-videos, --out-dir, --gt, thresholds).
+summary and the JSON. No output may replace an input or the --gt file. See docs/tracking.md. Exit status: 0
+done, 2 bad input (config, checkpoint, device, videos, --out-dir, --gt, thresholds).
 """
 
 from __future__ import annotations
@@ -101,12 +102,16 @@ def check_sources(inputs: list[str]) -> tuple[list[Path], list[Path]]:
     return sources, files
 
 
-def _report(summary: dict) -> str:
+def _report(summary: dict, name: str | None = None) -> str:
+    """The summary lines of one input; ``name``: its own name (``output_stem``), when its outputs have another
+    (an earlier input took it)."""
     tracks = summary["tracks"]
     text = (
         f"{summary['source']}: {summary['frames']} frames, {len(tracks)} tracks, {summary['boxes']} boxes -> "
         f"{summary['mot']}, {summary['json']}" + (f", {summary['video']}" if summary["video"] else "")
     )
+    if name is not None and name != summary["stem"]:
+        text += f"\n  outputs named {summary['stem']}: an earlier input's are named {name}"
     if not tracks:
         best = summary["max_score"]
         text += (
@@ -135,6 +140,22 @@ def check_gt(args: argparse.Namespace) -> None:
         raise UserError("--gt needs the motmetrics package: pip install 'detkit[track]' (or pip install motmetrics)")
 
 
+def check_outputs(args: argparse.Namespace, sources: list[Path], files: list[Path]) -> list[str]:
+    """The outputs' names, one per source (:func:`detkit.utils.output_names.unique_stems`); none of the files they
+    name may be an input or the --gt file, and --out-dir may hold neither (``out_dir_arg``)."""
+    from detkit.track.video import output_files, output_stem
+    from detkit.utils.output_names import clobbering, unique_stems
+
+    stems = unique_stems(output_stem(s) for s in sources)
+    outputs = [f for stem in stems for f in output_files(args.out_dir, stem, not args.no_draw).values()]
+    problem = clobbering(args.out_dir, outputs, files, args.gt)
+    if problem is not None:
+        raise UserError(problem)
+    # outputs named after the inputs must not land on them
+    out_dir_arg(args.out_dir, "--out-dir", [*files, *([args.gt] if args.gt is not None else [])])
+    return stems
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, track."""
     config = None if args.config == "-" else args.config
@@ -142,16 +163,16 @@ def run(args: argparse.Namespace) -> int:
     check_gt(args)
     out_dir_arg(args.out_dir, "--out-dir")
     sources, files = check_sources(args.inputs)
-    out_dir_arg(args.out_dir, "--out-dir", files)  # outputs named after the inputs must not land on them
+    stems = check_outputs(args, sources, files)
     device = device_arg(args.device)
 
     import detkit
-    from detkit.track.video import track_video
+    from detkit.track.video import output_stem, track_video
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
     with user_errors(TOOL, extra=(ValueError,)):  # tracker options, a non-detector, a malformed --gt
-        for source in sources:
+        for source, stem in zip(sources, stems):
             summary = track_video(
                 model,
                 source,
@@ -165,8 +186,9 @@ def run(args: argparse.Namespace) -> int:
                 not args.no_draw,
                 args.trail,
                 progress=True,
+                stem=stem,
             )
-            print(_report(summary))
+            print(_report(summary, output_stem(source)))
     return 0
 
 

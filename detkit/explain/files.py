@@ -3,7 +3,7 @@
 Outputs under ``out_dir``, per image: ``<stem>.png`` (the heatmaps' maximum blended with the image, the
 explained boxes and labels drawn) and ``<stem>.npy`` (float32 [K,H,W] in 0..1, one map per explained
 detection, class or segment); ``explanations.json`` says per image which map is which (label, class name,
-score, box).
+score, box). ``<stem>`` is the image's, suffixed ``_2``, ``_3``... when an earlier input (read or not) has it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,20 @@ import cv2
 import numpy as np
 from torch import nn
 
-__all__ = ["GroundTruth", "explain_files", "format_summary"]
+__all__ = ["GroundTruth", "explain_files", "format_summary", "output_files"]
+
+SUMMARY_FILE = "explanations.json"
+
+
+def output_files(out_dir: str | os.PathLike, paths: Sequence[Path]) -> list[Path]:
+    """Every file :func:`explain_files` may write for ``paths``: ``explanations.json`` and per image (its name
+    from :func:`detkit.utils.output_names.unique_stems`, in input order) ``<stem>.png`` and ``<stem>.npy``."""
+    from detkit.utils.output_names import unique_stems
+
+    out = Path(out_dir)
+    return [out / SUMMARY_FILE] + [
+        out / f"{s}{ext}" for s in unique_stems(p.stem for p in paths) for ext in (".png", ".npy")
+    ]
 
 
 def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
@@ -126,6 +139,7 @@ def explain_files(
 
     from detkit.data.image_io import ImageReadError, read_image
     from detkit.explain import draw_explanation, explain, pointing_hits, randomized_copy
+    from detkit.utils.output_names import unique_stems
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,9 +148,9 @@ def explain_files(
     summary: dict = dict(images=0, skipped=[], heatmaps=0, layer=None, method=method, out_dir=out, score_thr=score_thr)
     summary["max_dets"] = max_dets
     pointing = {"trained": [0, 0], "random": [0, 0], "images": 0, "missing": 0}
-    records, stems = [], set()
+    records = []
     bar = tqdm(total=len(paths), desc="explain", unit="img", disable=None if progress else True)
-    for path in paths:
+    for path, stem in zip(paths, unique_stems(p.stem for p in paths)):  # names as output_files gives them
         bar.update(1)
         try:
             image = read_image(path)
@@ -145,11 +159,6 @@ def explain_files(
             bar.write(f"skipped unreadable input {path}: {e}", file=sys.stderr)
             continue
         result = explain(model, image, method, target_layer, score_thr, max_dets)
-        stem, k = path.stem, 1
-        while stem in stems:
-            k += 1
-            stem = f"{path.stem}_{k}"
-        stems.add(stem)
         _write_npy(out / f"{stem}.npy", result["heatmaps"].numpy())
         _write_png(out / f"{stem}.png", draw_explanation(image, result, names))
         records.append(dict(file=str(path), png=f"{stem}.png", npy=f"{stem}.npy", maps=_records(result, names)))
@@ -167,7 +176,7 @@ def explain_files(
                 pointing[key][1] += len(hits)
     bar.close()
     meta = dict(method=method, target_layer=summary["layer"], images=records)
-    _replace_into(out / "explanations.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    _replace_into(out / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     if gt is not None:
         summary["pointing"] = pointing
     return summary

@@ -3,8 +3,8 @@ check after Adebayo et al., 2018: maps that look alike for a trained and a rando
 
 For each ground-truth object the map of the model's output matched to it (the candidate box of highest IoU,
 scored on the object's class: :class:`~detkit.explain.targets.DetectionTarget`) is computed; a hit is a map
-whose maximum (a pixel centre) lies inside the object's box. A flat map (no gradient reached the layer)
-is a miss.
+whose maximum (a pixel centre) lies inside the object's box. A flat map (no gradient reached the layer, or the
+method's ReLU zeroed it) is a miss.
 """
 
 from __future__ import annotations

@@ -160,28 +160,47 @@ class CamSession:
         handle = tap.attach(self.model.get_submodule(self.layer)) if tap is not None else None
         cam = cam_class(model=self.adapter, target_layers=[module], reshape_transform=reshape)
         try:
-            if not gradients:
-                with torch.no_grad():
-                    maps = np.repeat(cam(self.images, targets=list(targets[:1])), len(targets), 0)
-            else:
-                maps = np.concatenate(
-                    [self._grad_maps(cam, targets[i : i + CHUNK]) for i in range(0, len(targets), CHUNK)]
-                )
+            maps, reached = self._maps(cam, gradients, targets)
         finally:
             cam.activations_and_grads.release()
             if handle is not None:
                 handle.remove()
         if all(m.max() <= m.min() for m in maps):
-            self._warn_flat(gradients)
+            self._warn_flat(method, gradients, reached)
         return self.geometry.to_image(maps)
 
-    def _warn_flat(self, gradients: bool) -> None:
+    def _maps(self, cam, gradients: bool, targets: Sequence) -> tuple[np.ndarray, bool]:
+        """The library's maps [K,h,w] (a gradient method's in chunks of ``CHUNK`` targets) and whether a non-zero
+        gradient of a target reached the layer (always False without gradients)."""
+        if not gradients:
+            with torch.no_grad():
+                return np.repeat(cam(self.images, targets=list(targets[:1])), len(targets), 0), False
+        chunks, reached = [], False
+        for i in range(0, len(targets), CHUNK):
+            chunks.append(self._grad_maps(cam, targets[i : i + CHUNK]))
+            grads = cam.activations_and_grads.gradients  # of this chunk; empty when none reached the layer
+            reached = reached or any(bool(torch.as_tensor(g).abs().amax() > 0) for g in grads)
+        return np.concatenate(chunks), reached
+
+    def _warn_flat(self, method: str, gradients: bool, reached: bool) -> None:
+        """Warn that every map is flat, and why: a 1x1 map, no gradient at the layer, or a gradient method's map
+        that its ReLU zeroes (Grad-CAM's channels weighted by their mean gradient can sum to <= 0 everywhere
+        while the gradients are there: HiResCAM, which weights each position, still shows them)."""
         out = self.info.outputs[self.layer]
         size = tuple(out.shape[-2:]) if isinstance(out, Tensor) else None
+        others = " or ".join(m for m in ("hirescam", "eigencam") if m != str(method).lower())
         if size is not None and size[0] * size[1] == 1:
             why = f"its map is 1x1 at this input size ({self.geometry.h}x{self.geometry.w}); choose an earlier layer"
+        elif gradients and not reached:
+            why = (
+                "no gradient of the targets reaches it (the explained outputs do not depend on it); "
+                "choose a layer they read"
+            )
         elif gradients:
-            why = "no gradient of the targets reaches it (the explained outputs do not depend on it); choose a layer they read"
+            why = (
+                f"the targets' gradients reach it, but {method}'s map (activations weighted by the gradients) is "
+                f"<= 0 everywhere, and the method's ReLU makes it 0; try --method {others}"
+            )
         else:
             why = "its activations are constant over the image"
         warnings.warn(f"the heatmaps of layer '{self.layer}' are flat: {why}", stacklevel=3)

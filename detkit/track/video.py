@@ -1,6 +1,7 @@
 """Tracking a video file or a folder of frames into files: the drawn video, a MOT text file and a JSON.
 
-Under ``out_dir``, per source named ``<stem>``: ``<stem>.mp4`` (tracks drawn with ids and trails),
+Under ``out_dir``, per source named ``<stem>`` (:func:`output_stem`; ``tools/track.py`` suffixes ``_2``, ``_3``...
+when two inputs give one name): ``<stem>.mp4`` (tracks drawn with ids and trails),
 ``<stem>.txt`` (MOT Challenge lines ``frame,id,x,y,w,h,score,-1,-1,-1``, frames from 1) and ``<stem>.json``
 (the tracker and its options, the class names, per track its class and frame span, per frame its tracks,
 and with a ground truth the MOT metrics).
@@ -22,8 +23,9 @@ from detkit.track.api import build_tracker, detection_thr, frame_batches, merge_
 from detkit.track.draw import TrackDrawer
 from detkit.track.mot import mot_metrics, write_mot
 from detkit.track.sources import open_frames
+from detkit.utils.output_names import clobbered
 
-__all__ = ["output_stem", "summarize_tracks", "track_video"]
+__all__ = ["output_files", "output_stem", "summarize_tracks", "track_video"]
 
 
 def output_stem(source: str | os.PathLike) -> str:
@@ -33,6 +35,15 @@ def output_stem(source: str | os.PathLike) -> str:
         path = path.absolute()
         return path.parent.name if path.name == "img1" and path.parent.name else path.name
     return path.stem
+
+
+def output_files(out_dir: str | os.PathLike, stem: str, draw: bool = True) -> dict[str, Path]:
+    """The files :func:`track_video` writes for the name ``stem``: ``mot``, ``json`` and with ``draw`` ``video``."""
+    out_dir = Path(out_dir)
+    files = {"mot": out_dir / f"{stem}.txt", "json": out_dir / f"{stem}.json"}
+    if draw:
+        files["video"] = out_dir / f"{stem}.mp4"
+    return files
 
 
 class VideoOut:
@@ -117,14 +128,18 @@ def track_video(
     draw: bool = True,
     trail: int = 30,
     progress: bool = True,
+    stem: str | None = None,
 ) -> dict:
     """Track one video file or folder of frames with ``model``; write the outputs (module docstring).
 
     ``tracker`` and ``tracker_options`` as :func:`detkit.track.build_tracker` takes them; ``nms_iou`` as
-    :func:`detkit.track.track`; ``min_iou`` the IoU of a true positive against ``gt_file``.
+    :func:`detkit.track.track`; ``min_iou`` the IoU of a true positive against ``gt_file``; ``stem`` the outputs'
+    name (:func:`output_files`; None: :func:`output_stem` of ``source``).
 
-    Returns a summary: ``source``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``, ``max_score`` (the
-    best detection score the tracker was given, None without any), ``mot``, ``json``,
+    An output that would replace ``source`` or ``gt_file`` is a ``ValueError``, before anything is written.
+
+    Returns a summary: ``source``, ``stem``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``,
+    ``max_score`` (the best detection score the tracker was given, None without any), ``mot``, ``json``,
     ``video`` (None without ``draw``) and ``metrics`` (with ``gt_file``: :func:`detkit.track.mot_metrics`).
     """
     from tqdm import tqdm
@@ -132,10 +147,13 @@ def track_video(
     options = dict(tracker_options or {})
     linker = build_tracker(tracker, **options)
     info, _ = open_frames(source)  # the source is readable, and its size and rate
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(source)
-    video = VideoOut(out_dir / f"{stem}.mp4", float(info["fps"]), info["width"], info["height"]) if draw else None
+    stem = output_stem(source) if stem is None else stem
+    files = output_files(out_dir, stem, draw)
+    clash = clobbered(files.values(), [p for p in (source, gt_file) if p is not None and Path(p).is_file()])
+    if clash is not None:
+        raise ValueError(f"the output {clash[0]} would replace the input {clash[1]}; choose another out_dir")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    video = VideoOut(files["video"], float(info["fps"]), info["width"], info["height"]) if draw else None
     bar = tqdm(total=info["frame_count"], desc=f"track {stem}", unit="frame", disable=None if progress else True)
     try:
         run_options = {"batch_size": batch_size, "nms_iou": nms_iou}
@@ -149,15 +167,15 @@ def track_video(
         bar.close()
     if video is not None:
         video.close()
-    mot = write_mot(out_dir / f"{stem}.txt", results)
+    mot = write_mot(files["mot"], results)
     summary = {"source": str(source), "tracker": tracker, "options": {**linker.options(), "nms_iou": nms_iou}}
     summary.update(_describe(results, model.class_names, info, max_score))
     summary["metrics"] = mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None
-    path = out_dir / f"{stem}.json"
+    path = files["json"]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps({**summary, "per_frame": _per_frame(results)}, indent=1), encoding="utf-8")
     os.replace(tmp, path)
-    return {**summary, "mot": mot, "json": path, "video": video.path if video is not None else None}
+    return {**summary, "stem": stem, "mot": mot, "json": path, "video": video.path if video is not None else None}
 
 
 def _describe(results: Sequence[dict], class_names: Sequence[str], info: dict, max_score: float | None) -> dict:

@@ -96,3 +96,38 @@ def test_model_left_as_it_was(faster_rcnn, image):
 def test_no_detection_gives_no_map(yolo, image):
     result = detkit.explain(yolo, image, method="gradcam", score_thr=1.0)
     assert len(result["boxes"]) == 0 and tuple(result["heatmaps"].shape) == (0, *image.shape[:2])
+
+
+def _flat_warning(model, image, method, target) -> str:
+    """The one warning of ``method``'s maps of ``target`` at the default layer (they must all be flat)."""
+    from detkit.explain.session import cam_session
+
+    with cam_session(model, image) as session, pytest.warns(UserWarning, match="are flat") as caught:
+        maps = session.heatmaps(method, [target])
+    assert all(float(m.max()) <= float(m.min()) for m in maps)
+    return str(caught[0].message)
+
+
+def test_flat_maps_say_whether_the_gradients_reach_the_layer(classifier, image):
+    """A classifier whose class 0 is minus the mean of backbone.layer4 (ReLU outputs, >= 0): the gradient reaches
+    the layer, but Grad-CAM's map (activations weighted by the gradient) is <= 0 and its ReLU makes it 0; with
+    class 0's weights at zero no gradient reaches the layer at all."""
+    import copy
+
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = copy.deepcopy(classifier)
+    with torch.no_grad():
+        model.head.fc.weight[0] = -1.0
+    for method in ("gradcam", "gradcam++"):
+        text = _flat_warning(model, image, method, ClassifierOutputTarget(0))
+        assert "layer 'backbone.layer4'" in text and "gradients reach it" in text, text
+        assert "ReLU" in text and "try --method hirescam or eigencam" in text, text
+        assert "no gradient" not in text, text
+    text = _flat_warning(model, image, "hirescam", ClassifierOutputTarget(0))
+    assert "gradients reach it" in text and "try --method eigencam" in text, text
+
+    with torch.no_grad():
+        model.head.fc.weight[0] = 0.0
+    text = _flat_warning(model, image, "gradcam", ClassifierOutputTarget(0))
+    assert "no gradient of the targets reaches it" in text and "choose a layer they read" in text, text

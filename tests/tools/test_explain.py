@@ -124,3 +124,37 @@ def test_mistakes_exit_2(checkpoint, folder, tmp_path, capsys):
     three = _gt(tmp_path / "three.json", ["a.png"], ("a", "b", "c"))
     _one_line_error(capsys, ["-", ck, image, "--out-dir", out, "--gt", three], "has 2 classes")
     assert image.read_bytes() == before
+
+
+def test_gt_in_out_dir_is_refused_before_anything_runs(checkpoint, folder, tmp_path, capsys):
+    """A --gt named explanations.json in --out-dir would be replaced by the tool's explanations.json; a --gt
+    elsewhere in --out-dir is refused as any input there is."""
+    out = tmp_path / "out"
+    out.mkdir()
+    gt = _gt(out / "explanations.json", ["a.png"])
+    before = gt.read_bytes()
+    args = ["-", checkpoint, folder / "a.png", "--out-dir", out, "--score-thr", "0", "--device", "cpu"]
+    err = _one_line_error(capsys, [*args, "--gt", gt], f"the output {gt} would replace --gt {gt}")
+    assert err.endswith("choose another --out-dir")
+    assert gt.read_bytes() == before and [p.name for p in out.iterdir()] == ["explanations.json"]
+    gt.rename(out / "gt.json")
+    _one_line_error(capsys, [*args, "--gt", out / "gt.json"], f"holds the input {out / 'gt.json'}")
+    assert [p.name for p in out.iterdir()] == ["gt.json"]
+
+
+def test_inputs_with_one_name_get_their_own_outputs(checkpoint, folder, tmp_path, capsys):
+    (tmp_path / "sub").mkdir()
+    copy = tmp_path / "sub" / "a.png"
+    copy.write_bytes((folder / "a.png").read_bytes())
+    out = tmp_path / "out"
+    args = ["-", checkpoint, folder / "a.png", copy, folder / "a.png", "--out-dir", out, "--device", "cpu"]
+    assert main([str(a) for a in [*args, "--score-thr", "0", "--max-dets", "1"]]) == 0
+    stems = ("a", "a_2", "a_3")
+    assert {p.name for p in out.iterdir()} == {f"{s}.{e}" for s in stems for e in ("png", "npy")} | {
+        "explanations.json"
+    }
+    meta = json.loads((out / "explanations.json").read_text())
+    assert [(r["file"], r["png"]) for r in meta["images"]] == [
+        (str(p), f"{s}.png") for p, s in zip((folder / "a.png", copy, folder / "a.png"), stems)
+    ]
+    assert "3 images explained" in capsys.readouterr().out

@@ -161,3 +161,42 @@ def test_make_shapes_task_track_writes_the_sequence_and_guards_out_dir(tmp_path,
         with pytest.raises(SystemExit) as e:
             make_shapes_main([str(tmp_path / "x"), *args])
         assert e.value.code == 2
+
+
+def test_gt_in_out_dir_is_refused_before_anything_runs(checkpoint, sequence, tmp_path, capsys):
+    """A --gt named as an output (<stem>.txt in --out-dir) would be replaced by the tracks and scored against
+    them; a --gt elsewhere in --out-dir is refused as any input there is."""
+    out = tmp_path / "out"
+    out.mkdir()
+    gt = out / "seq.txt"  # the name of the sequence's MOT output
+    gt.write_bytes(sequence["gt"].read_bytes())
+    args = ["-", str(checkpoint), str(sequence["frames"]), "--out-dir", str(out), "--device", "cpu"]
+    assert track_main([*args, "--gt", str(gt)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"the output {gt} would replace --gt {gt}; choose another --out-dir" in err, err
+    assert gt.read_bytes() == sequence["gt"].read_bytes() and [p.name for p in out.iterdir()] == ["seq.txt"]
+    gt.rename(out / "mine.txt")
+    assert track_main([*args, "--gt", str(out / "mine.txt")]) == 2
+    assert f"holds the input {out / 'mine.txt'}" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_inputs_with_one_name_get_one_set_of_outputs_each(checkpoint, sequence, tmp_path, capsys):
+    other = tmp_path / "other" / "video.mp4"
+    other.parent.mkdir()
+    other.write_bytes(sequence["video"].read_bytes())
+    out = tmp_path / "out"
+    videos = [str(sequence["video"]), str(other), str(sequence["video"])]  # one name; the same video twice
+    args = ["-", str(checkpoint), *videos, "--out-dir", str(out), "--score-thr", "0.6", "--device", "cpu"]
+    assert track_main(args) == 0
+    names = {p.name for p in out.iterdir()}
+    assert names == {f"video{s}.{ext}" for s in ("", "_2", "_3") for ext in ("txt", "json", "mp4")}
+    texts = {(out / f"video{s}.txt").read_text() for s in ("", "_2", "_3")}
+    assert len(texts) == 1  # three complete outputs of one video, none overwritten
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{sequence['video']}: 8 frames") and f"-> {out / 'video.txt'}" in lines[0]
+    second = lines.index(next(line for line in lines if line.startswith(f"{other}:")))
+    assert f"-> {out / 'video_2.txt'}, {out / 'video_2.json'}, {out / 'video_2.mp4'}" in lines[second]
+    assert lines[second + 1] == "  outputs named video_2: an earlier input's are named video"
+    assert "  outputs named video_3: an earlier input's are named video" in lines
