@@ -275,9 +275,10 @@ def _inner_part_with(registry: str, given: dict, key: str, path: tuple) -> tuple
     () when none does."""
     for name, value in given.items():
         part = PART_PARAMS.get(registry, {}).get(name)
-        if part is None or not isinstance(value, dict) or value.get("type") not in REGISTRIES[part]:
+        kind = value.get("type") if isinstance(value, dict) else None
+        if part is None or not isinstance(kind, str) or kind not in REGISTRIES[part]:
             continue
-        if key in accepted(REGISTRIES[part].get(value["type"]))[0]:
+        if key in accepted(REGISTRIES[part].get(kind))[0]:
             return (*path, name)
     return ()
 

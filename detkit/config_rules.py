@@ -158,11 +158,28 @@ class Rule:
             return None
         text = f"must be {self.describe()}, got {show(value)}"
         if self.kind in ("number", "int") and isinstance(value, str) and _parses_as_number(value):
-            if "e" in value.lower() and "." not in value:
-                text += f" (a string: YAML reads {value} as text; write it with a decimal point, e.g. 1.0e-8)"
-            else:
-                text += f" (a string: remove the quotes around {value})"
+            text += f" (read as text: write {yaml_number(value, self.kind == 'int')} without quotes)"
         return text
+
+
+def yaml_number(text: str, integer: bool = False) -> str:
+    """How to write the number ``text`` (which Python parses) so that YAML 1.1 reads a number: an integer for an
+    integer rule, ``.inf`` / ``.nan``, and exponents with a point and a sign (``1e-8`` and ``1.0e5`` are text
+    to PyYAML, ``1.0e-08`` and ``1.0e+05`` numbers)."""
+    if text.strip().lstrip("+-").isdigit():
+        return str(int(text))
+    x = float(text)
+    if x != x:
+        return ".nan"
+    if x in (float("inf"), float("-inf")):
+        return ".inf" if x > 0 else "-.inf"
+    if integer and x.is_integer():
+        return str(int(x))
+    out = repr(x)  # shortest round-trip: '1e-08', '1.25e-08', '100000.0', '1e+20'
+    mantissa, e, exponent = out.partition("e")
+    if not e:
+        return out
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
 
 
 def _parses_as_number(text: str) -> bool:

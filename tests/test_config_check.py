@@ -98,8 +98,11 @@ def test_unknown_part_types(tmp_path, text, expected):
         ("train: {ema: {decay: 2}}", "train.ema.decay must be a number in [0, 1], got 2"),
         ("train: {ema: true}", "train.ema must be a mapping or null, got true"),
         ("optimizer: {lr: '0.01'}", "optimizer.lr must be a number > 0, got '0.01'"),
-        ("optimizer: {eps: 1e-8}", "YAML reads 1e-8 as text; write it with a decimal point, e.g. 1.0e-8"),
-        ("data: {batch_size: '8'}", "got '8' (a string: remove the quotes around 8)"),
+        ("optimizer: {eps: 1e-8}", "got '1e-8' (read as text: write 1.0e-08 without quotes)"),
+        ("optimizer: {lr: 1.0e5}", "(read as text: write 100000.0 without quotes)"),  # YAML 1.1: no sign, text
+        ("train: {grad_clip: inf}", "(read as text: write .inf without quotes)"),
+        ("data: {batch_size: '8'}", "got '8' (read as text: write 8 without quotes)"),
+        ("data: {batch_size: 1e2}", "(read as text: write 100 without quotes)"),
         ("optimizer: {betas: [0.9]}", "optimizer.betas must be a list of 2 numbers in [0, 1], got [0.9]"),
         ("optimizer: {type: sgd}", "optimizer.type must be one of: 'SGD', 'AdamW', 'Adam', got 'sgd'"),
         ("scheduler: {milestones: [8.5]}", "scheduler.milestones must be a list of integers >= 0 or null"),
@@ -272,3 +275,8 @@ def test_keys_unpacked_from_a_typeddict_are_checked():
     with pytest.raises(ConfigError, match=r"model.decode_head.dice_weight must be a number"):
         load_config("configs/seg/semfpn_r18_shapes.yaml", ["model.decode_head.dice_weight=abc"])
     load_config("configs/seg/semfpn_r18_shapes.yaml", ["model.decode_head.dice_weight=0.5"])
+
+
+def test_an_unknown_key_beside_a_malformed_part_is_still_one_config_error(tmp_path):
+    msg = error_of(user_config(tmp_path, FASTER, "model: {depth: 18, backbone: {type: [ResNet]}}"))
+    assert "unknown key 'model.depth'" in msg and "model.backbone must be a backbone spec" in msg

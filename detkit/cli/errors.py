@@ -86,21 +86,39 @@ def _os_message(e: OSError) -> str:
     return f"{e.strerror or type(e).__name__}: {where}"
 
 
+def is_worker_message(message: str) -> bool:
+    """True for the message of an error re-raised from a DataLoader worker ("Caught X in DataLoader worker ...")."""
+    return message.startswith("Caught ") and "Original Traceback" in message
+
+
 def worker_message(message: str) -> str:
     """The original error's message when ``message`` is a DataLoader worker's re-raised one ("Caught X in
-    DataLoader worker process N. Original Traceback ...": its last line, without the type); else ``message``."""
-    if not message.startswith("Caught ") or "Original Traceback" not in message:
+    DataLoader worker process N. Original Traceback ... X: message", possibly over several lines); else
+    ``message``."""
+    if not is_worker_message(message):
         return message
-    last = [line for line in message.splitlines() if line.strip()][-1].strip()
-    head, sep, rest = last.partition(": ")
-    return rest if sep and " " not in head else last
+    kind = message.split()[1]  # "Caught KeyError in ..."
+    lines = message.splitlines()
+    start = max((i for i, line in enumerate(lines) if line.split(":", 1)[0].rsplit(".", 1)[-1] == kind), default=None)
+    if start is None:
+        return lines[-1].strip()
+    first = lines[start].split(":", 1)[1].strip() if ":" in lines[start] else ""
+    return "\n".join([first, *lines[start + 1 :]]).strip()
+
+
+def _key_message(key: str) -> str:
+    return key if " " in key else f"missing key '{key}' (a config section or a field of an input file)"
 
 
 def format_error(tool: str, e: BaseException) -> str:
     """``tool: error: message``: the message with its lines joined, so it takes one or two terminal lines."""
-    if isinstance(e, KeyError) and e.args:
-        key = str(e.args[0])
-        msg = key if " " in key else f"missing key '{key}' (a config section or a field of an input file)"
+    text = e.args[0] if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str) else str(e)
+    if is_worker_message(text):  # an error of a DataLoader worker: its own message (a KeyError's key)
+        msg = worker_message(text) or type(e).__name__
+        if isinstance(e, KeyError):
+            msg = _key_message(msg.strip("'\""))
+    elif isinstance(e, KeyError) and e.args:
+        msg = _key_message(str(e.args[0]))
     elif isinstance(e, UnicodeDecodeError):
         msg = f"a file given as text is binary or not UTF-8 ({e.reason} at byte {e.start}); check the file arguments"
     elif isinstance(e, OSError) and e.filename and not (e.args and len(e.args) == 1):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, device_arg, input_arg, out_dir_arg
@@ -67,7 +68,8 @@ def check_outputs(args: argparse.Namespace, paths: list, images: list) -> None:
     problem = clobbering(args.out_dir, output_files(args.out_dir, images), paths, args.gt)
     if problem is not None:
         raise UserError(problem)
-    out_dir_arg(args.out_dir, "--out-dir", [*paths, *([args.gt] if args.gt is not None else [])])
+    folders = [Path(p) for p in args.inputs if Path(p).is_dir()]  # an --out-dir inside one: read next time
+    out_dir_arg(args.out_dir, "--out-dir", [*paths, *folders, *([args.gt] if args.gt is not None else [])])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,9 +33,12 @@ MIN_OPSET = 11  # torchvision's NMS and argsort need it
 
 def check_opset(opset: int) -> None:
     """``--opset`` within what torch's TorchScript exporter writes and detkit's graphs need."""
-    from torch.onnx import _constants
+    try:
+        from torch.onnx import _constants  # private: a torch without it gets the conservative 17
 
-    top = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
+        top = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
+    except ImportError:
+        top = 17
     if not MIN_OPSET <= opset <= top:
         raise UserError(f"--opset {opset}: give {MIN_OPSET} to {top} (default 17; NMS needs {MIN_OPSET} or more)")
 

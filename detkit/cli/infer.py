@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg
@@ -93,12 +94,13 @@ def run(args: argparse.Namespace) -> int:
     if views is not None and args.tile:
         raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
     out_dir_arg(args.out_dir, "--out-dir")
-    from detkit.inference.files import format_summary, run_inference
+    from detkit.inference.files import InferenceInterrupted, format_summary, run_inference
     from detkit.inference.inputs import collect_inputs
     from detkit.inference.tiling import parse_tile
 
     paths = collect_inputs(args.inputs)
-    out_dir_arg(args.out_dir, "--out-dir", paths)  # outputs named after the inputs must not land on them
+    folders = [Path(p) for p in args.inputs if Path(p).is_dir()]  # searched recursively: outputs inside are read
+    out_dir_arg(args.out_dir, "--out-dir", [*paths, *folders])  # next time; outputs must not land on the inputs
     device = device_arg(args.device)
     try:
         tile = parse_tile(args.tile, overlap=args.tile_overlap, whole_image=args.tile_whole_image)
@@ -120,16 +122,19 @@ def run(args: argparse.Namespace) -> int:
             members = [model, *load_members(args.ensemble, config, device)]
             model = Ensemble(members, views, names=[f"checkpoint {c}" for c in (args.checkpoint, *args.ensemble)])
             check_merge(model)
-    summary = run_inference(
-        model,
-        paths,
-        args.out_dir,
-        score_thr=args.score_thr,
-        batch_size=args.batch_size,
-        tile=tile,
-        draw=not args.no_draw,
-        draw_thr=args.draw_thr,
-    )
+    try:
+        summary = run_inference(
+            model,
+            paths,
+            args.out_dir,
+            score_thr=args.score_thr,
+            batch_size=args.batch_size,
+            tile=tile,
+            draw=not args.no_draw,
+            draw_thr=args.draw_thr,
+        )
+    except InferenceInterrupted as stop:  # Ctrl-C: what was done is saved
+        summary = stop.summary
     print(format_summary(summary))
     if summary["interrupted"]:
         print(f"{TOOL}: stopped by Ctrl-C; the outputs of the inputs done so far are saved above", file=sys.stderr)

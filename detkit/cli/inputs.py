@@ -175,10 +175,10 @@ def out_file_arg(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[
     for item in map(Path, inputs):
         if _same_file(item, path):
             raise UserError(f"{flag} {path} is the input {item}; writing it would overwrite it: choose another {flag}")
-        if item.is_dir() and _inside(path, item):
+        if item.is_dir() and path.exists() and _inside(path, item):
             raise UserError(
-                f"{flag} {path} is inside the input folder {item}; writing there would change (or overwrite) its "
-                f"files: choose another {flag} outside it"
+                f"{flag} {path} is a file of the input folder {item}; writing it would overwrite it: choose another "
+                f"{flag} outside that folder"
             )
     return path
 
@@ -186,7 +186,7 @@ def out_file_arg(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[
 def _sibling(path: Path) -> Path:
     """``DIR_out`` next to the folder ``DIR`` (an output folder out of reach of a recursive input search)."""
     path = path.absolute()
-    return path.with_name(f"{path.name or 'root'}_out")
+    return path.with_name(f"{path.name}_out") if path.name else Path.home() / "detkit_out"
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -152,7 +152,8 @@ def check_outputs(args: argparse.Namespace, sources: list[Path], files: list[Pat
     if problem is not None:
         raise UserError(problem)
     # outputs named after the inputs must not land on them
-    out_dir_arg(args.out_dir, "--out-dir", [*files, *([args.gt] if args.gt is not None else [])])
+    folders = [s for s in sources if s.is_dir()]  # frame folders: an --out-dir inside one mixes with its frames
+    out_dir_arg(args.out_dir, "--out-dir", [*files, *folders, *([args.gt] if args.gt is not None else [])])
     return stems
 
 

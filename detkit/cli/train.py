@@ -154,8 +154,8 @@ def default_work_dir(config: str) -> Path:
     from detkit.engine.workdir import holds_run
 
     path = Path(config)
-    if path.name == "config.yaml" and holds_run(path.parent):
-        return path.parent
+    if path.name == "config.yaml" and (holds_run(path.parent) or (path.parent / "log.txt").is_file()):
+        return path.parent  # (a run that stopped before its first checkpoint has config.yaml and log.txt)
     return Path("work_dirs") / path.stem
 
 
@@ -195,6 +195,9 @@ def _how_on(trainer: Trainer) -> str:
     latest = trainer.work_dir / "latest.pth"
     if latest.is_file():
         return f"The last checkpoint is {latest}; resume with: {trainer.resume_hint}"
+    rerun = getattr(trainer, "rerun_hint", None)
+    if rerun:  # --resume CKPT into a work dir without a checkpoint yet: the same command starts from CKPT again
+        return f"No checkpoint of this run was written yet: run the same command again ({rerun})"
     return (
         "No checkpoint was written yet: start again with --exist-ok (this run's files move to previous-N) or "
         "another --work-dir"
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         dist.destroy()
         return 2
     trainer.resume_hint = resume_command(argv, trainer.work_dir)
+    if isinstance(args.resume, str):
+        trainer.rerun_hint = " ".join([*_launcher(), *map(shlex.quote, argv)])
     trainer.tool = tool_template(sys.argv[0])
     try:
         return run(trainer)

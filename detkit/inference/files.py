@@ -25,7 +25,7 @@ from torch import nn
 from detkit.inference.classification import ClassificationRows, draw_classification, is_classification
 from detkit.inference.inputs import is_video, read_video
 
-__all__ = ["ResultWriter", "format_summary", "run_inference"]
+__all__ = ["InferenceInterrupted", "ResultWriter", "format_summary", "run_inference"]
 
 
 def _write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
@@ -209,7 +209,8 @@ def run_inference(
 ) -> dict:
     """Run ``model`` on image and video files, writing the outputs (see the module docstring).
 
-    Ctrl-C (KeyboardInterrupt) stops the run and keeps what was done: the summary then has ``interrupted`` True.
+    Ctrl-C (KeyboardInterrupt) stops the run and keeps what was done (drawings, the predictions file), then
+    raises :class:`InferenceInterrupted` (a KeyboardInterrupt) holding the summary, with ``interrupted`` True.
     Returns a summary: ``images``, ``videos``, ``frames``, ``interrupted``, ``skipped`` (list of ``(path, reason)``),
     ``detections``, ``predictions`` (the json / csv path or None), ``out_dir``; for a classifier ``classified``
     (images and frames), ``topk`` and ``most_predicted`` (``[(class, count)]``).
@@ -243,7 +244,7 @@ def run_inference(
         writer.close_video()
     bar.close()
     pred_path = writer.finish()
-    return {
+    summary = {
         **counts,
         "interrupted": interrupted,
         "skipped": skipped,
@@ -258,6 +259,17 @@ def run_inference(
         "topk": writer.classes.k,
         "most_predicted": writer.classes.most_predicted(),
     }
+    if interrupted:
+        raise InferenceInterrupted(summary)
+    return summary
+
+
+class InferenceInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`run_inference` after it saved what was done; ``summary`` is its summary of that."""
+
+    def __init__(self, summary: dict):
+        super().__init__("inference stopped by Ctrl-C")
+        self.summary = summary
 
 
 class _Loop(NamedTuple):

@@ -218,3 +218,19 @@ def test_ctrl_c_keeps_the_predictions_done_so_far(checkpoint, tmp_path, monkeypa
     assert rc == 130 and "2 images processed" in out and "stopped by Ctrl-C" in err, (out, err)
     done = {Path(r["file_name"]).name for r in json.loads((tmp_path / "out" / "predictions.json").read_text())}
     assert done <= {"0.png", "1.png"} and len(list((tmp_path / "out").glob("*.jpg"))) == 2
+
+
+def test_a_library_caller_still_gets_the_interrupt(checkpoint, tmp_path, monkeypatch):
+    from detkit.inference.files import InferenceInterrupted, run_inference
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((64, 64, 3), np.uint8))
+    model = detkit.init_model(None, checkpoint, device="cpu")
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detkit, "predict", stop)
+    with pytest.raises(KeyboardInterrupt) as e:  # a loop calling run_inference stops too
+        run_inference(model, [tmp_path / "a.png"], tmp_path / "out", progress=False)
+    assert isinstance(e.value, InferenceInterrupted) and e.value.summary["interrupted"]
+    assert e.value.summary["images"] == 0

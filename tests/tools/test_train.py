@@ -335,3 +335,16 @@ def test_resuming_another_models_checkpoint_counts_what_fits(user, toy_run, tmp_
     assert proc.returncode == 2 and len(err.splitlines()) == 1, err[-2000:]
     assert "does not fit the model: 0 of" in err and "tensors fit" in err and "config of that run" in err, err
     assert _snapshot(run) == before
+
+
+def test_the_way_on_after_a_stop_fits_the_command(tmp_path):
+    from types import SimpleNamespace
+
+    from detkit.cli.train import _how_on
+
+    trainer = SimpleNamespace(work_dir=tmp_path, resume_hint="detkit train c.yaml --work-dir w --resume")
+    assert "--exist-ok" in _how_on(trainer)  # nothing saved yet: --resume would find nothing
+    trainer.rerun_hint = "detkit train c.yaml --resume old/epoch_3.pth --work-dir w"
+    assert "run the same command again (detkit train c.yaml --resume old/epoch_3.pth" in _how_on(trainer)
+    (tmp_path / "latest.pth").write_bytes(b"x")
+    assert _how_on(trainer).endswith("resume with: detkit train c.yaml --work-dir w --resume")

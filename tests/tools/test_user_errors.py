@@ -128,13 +128,18 @@ CASES = [
         ["{cfg}", "{ckpt}", "--out", "{val_ann_file}"],
         ["--out", "val.json", "overwrite"],
     ),
-    ("eval-out-in-img-dir", "eval", ["{cfg}", "{ckpt}", "--out", "{val_img_dir}/m.json"], ["inside the input folder"]),
+    (
+        "eval-out-onto-an-image",
+        "eval",
+        ["{cfg}", "{ckpt}", "--out", "{val_img_dir}/000001.png"],
+        ["--out", "file of the input folder", "overwrite"],
+    ),
     ("export-out-is-val-data", "export", ["{cfg}", "{ckpt}", "--out", "{val_ann_file}"], ["--out", "overwrite"]),
     (
         "export-out-among-verify-images",
         "export",
-        ["{cfg}", "{ckpt}", "--verify", "--verify-images", "{val_img_dir}", "--out", "{val_img_dir}/m.onnx"],
-        ["--out", "inside the input folder"],
+        ["{cfg}", "{ckpt}", "--verify", "--verify-images", "{val_img_dir}", "--out", "{val_img_dir}/000002.png"],
+        ["--out", "overwrite"],
     ),
     ("export-opset-5", "export", ["{cfg}", "{ckpt}", "--out", "{out}/m.onnx", "--opset", "5"], ["--opset 5", "11 to"]),
     ("export-huge-size", "export", ["{cfg}", "{ckpt}", "--out", "{out}/m.onnx", "--image-size", "99999"], ["8192"]),
@@ -179,6 +184,12 @@ CASES = [
         ["model.pth", "4 classes", "num_classes: 3"],
     ),
     ("infer-bad-draw-thr", "infer", ["-", "{ckpt}", "{val_img_dir}", "--draw-thr", "5"], ["--draw-thr"]),
+    (
+        "infer-out-dir-inside-an-input-folder",
+        "infer",
+        ["-", "{ckpt}", "{val_img_dir}", "--out-dir", "{val_img_dir}/out"],
+        ["--out-dir", "inside the input folder", "_out"],
+    ),
     (
         "infer-no-draw-and-draw-thr",
         "infer",
@@ -384,3 +395,23 @@ def test_training_warnings_go_to_the_log_as_one_plain_line():
             warnings.warn("no bbox detections to evaluate:\n every AP is 0", UserWarning, stacklevel=1)
         warnings.warn("other", DeprecationWarning, stacklevel=1)
     assert lines == ["no bbox detections to evaluate: every AP is 0"] and shown == lines
+
+
+def test_a_loader_workers_error_is_reported_by_its_own_message():
+    """DataLoader re-raises a worker's error as "Caught X in DataLoader worker ... Original Traceback ... X: msg"."""
+    from detkit.cli.errors import format_error
+
+    def wrapped(kind: type, message: str) -> BaseException:
+        tb = 'Traceback (most recent call last):\n  File "x.py", line 1, in f\n    g()\n'
+        return kind(f"Caught {kind.__name__} in DataLoader worker process 0.\nOriginal {tb}{kind.__name__}: {message}")
+
+    assert format_error("t", wrapped(ValueError, "bad image x.jpg\nfix: run detkit check")) == (
+        "t: error: bad image x.jpg fix: run detkit check"  # every line of the message, none of the traceback
+    )
+    assert format_error("t", wrapped(KeyError, "'width'")) == (
+        "t: error: missing key 'width' (a config section or a field of an input file)"
+    )
+    image_error = type("ImageReadError", (OSError,), {})
+    assert format_error("t", wrapped(image_error, "cannot decode image file a.png")) == (
+        "t: error: cannot decode image file a.png"
+    )
