@@ -28,7 +28,7 @@ TOOL = "eval"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("config", help="YAML config the checkpoint was trained with")
+    p.add_argument("config", help="YAML config the checkpoint was trained with, or '-' for the config it stores")
     p.add_argument("checkpoint", help="checkpoint file (.pth)")
     p.add_argument("--out", help="write the metrics to this JSON file")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys")
@@ -71,7 +71,8 @@ def ensemble_wrap(args: argparse.Namespace):
     from detkit.inference.ensemble import Ensemble, load_members
 
     def wrap(model):
-        others = load_members(args.ensemble, args.config, next(model.parameters()).device)
+        config = None if args.config == "-" else args.config
+        others = load_members(args.ensemble, config, next(model.parameters()).device)
         names = [f"checkpoint {c}" for c in (args.checkpoint, *args.ensemble)]
         ensemble = Ensemble([model, *others], options, names=names)
         check_merge(ensemble)
@@ -96,14 +97,15 @@ def compile_wrap(args: argparse.Namespace, wrap):
 
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, evaluate, print the table, write ``--out``."""
-    checkpoint_arg(args.checkpoint, args.config)
+    checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
     for extra in args.ensemble:
         checkpoint_arg(extra)
     device = device_arg(args.device)
     wrap = compile_wrap(args, ensemble_wrap(args))
     cfg = config_arg(args.config, args.set, args.checkpoint)
     if args.out:  # never onto the config, a checkpoint or the data evaluated on
-        out_file_arg(args.out, "--out", [args.config, args.checkpoint, *args.ensemble, *config_data_paths(cfg)])
+        given = [p for p in (args.config, args.checkpoint, *args.ensemble) if p != "-"]
+        out_file_arg(args.out, "--out", [*given, *config_data_paths(cfg)])
     if not isinstance((cfg.get("data") or {}).get("val"), dict):
         raise UserError(
             f"{args.config} has no data.val section to evaluate on; add one (type, ann_file, img_dir) or "

@@ -70,9 +70,20 @@ def check_config_file(config: str | os.PathLike, checkpoint: str | os.PathLike |
 
 
 def config_arg(config: str | os.PathLike, overrides: Sequence[str] = (), checkpoint: str | None = None) -> dict:
-    """``load_config(config, overrides)`` after :func:`check_config_file`."""
-    from detkit.config import load_config
+    """``load_config(config, overrides)`` after :func:`check_config_file`; CONFIG ``-`` takes the config that
+    ``checkpoint`` stores (overrides applied, every key checked)."""
+    from detkit.config import apply_overrides, load_config
 
+    if str(config) == "-" and checkpoint is not None:
+        from detkit.config_check import check_config
+        from detkit.utils.checkpoint import read_meta
+
+        stored = read_meta(checkpoint).get("config")
+        if not isinstance(stored, dict):
+            raise UserError(f"CONFIG '-': checkpoint {checkpoint} stores no config; give the config file instead")
+        cfg = apply_overrides(stored, list(overrides), add_missing=False)
+        check_config(cfg)
+        return cfg
     check_config_file(config, checkpoint)
     return load_config(config, list(overrides))
 

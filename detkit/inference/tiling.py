@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 
+MIN_TILE = 32  # px: the smallest tile side (a network input; a 1x1 tile made 540,000 windows of a 900x600 image)
+
+
 @dataclass
 class TileOptions:
     """How to tile an image.
@@ -62,8 +65,11 @@ class TileOptions:
         size = self.size
         if isinstance(size, (int, float)):
             size = (size, size)
-        if len(size) != 2 or min(int(s) for s in size) < 1:
-            raise ValueError(f"tile size must be (h, w) of positive ints, got {self.size!r}")
+        if len(size) != 2 or min(int(s) for s in size) < MIN_TILE:
+            raise ValueError(
+                f"tile size must be (h, w) of at least {MIN_TILE} px (a tile is a network input; tiny tiles make "
+                f"millions of windows), got {self.size!r}"
+            )
         self.size = (int(size[0]), int(size[1]))
         if not 0.0 <= float(self.overlap) < 1.0:
             raise ValueError(f"tile overlap must be in [0, 1), got {self.overlap}")

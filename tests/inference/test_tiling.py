@@ -88,6 +88,8 @@ def test_windows_cover_the_image():
         parse_tile({"size": 64, "nms_thresh": 0.5})
     with pytest.raises(ValueError, match="overlap"):
         TileOptions(size=64, overlap=1.0)
+    with pytest.raises(ValueError, match="at least 32 px"):
+        parse_tile("1,1")  # 540,000 windows of a 900x600 image: refused, not run for minutes
 
 
 def test_objects_found_shifted_back_and_merged():

@@ -171,6 +171,8 @@ def test_sliding_window_on_an_image_several_times_the_crop():
     assert len(calls) == rows * cols and all(c == (16, 16) for c in calls)  # stride-4 maps of 64 px windows
     with pytest.raises(ValueError, match="needs crop_size"):
         _model("semfpn", test_mode="slide")
+    with pytest.raises(ValueError, match=r"stride \(128, 128\) is larger than crop_size \(64, 64\)"):
+        _model("semfpn", test_mode="slide", crop_size=64, stride=128)  # gaps: 0/0 logits (NaN) there
 
 
 def test_ignored_pixels_count_neither_in_loss_nor_metric():

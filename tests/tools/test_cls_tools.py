@@ -64,7 +64,7 @@ def test_predict_returns_class_probabilities_and_top_k(run):
     assert pred["labels"].dtype == torch.int64 and pred["labels"].shape == (4,)  # topk null: min(5, C)
     assert int(pred["labels"][0]) == int(pred["scores"].argmax())
     with pytest.raises(ValueError, match="tile is for detectors"):
-        detkit.predict(model, str(image), tile=(16, 16))
+        detkit.predict(model, str(image), tile=(64, 64))
 
 
 def test_infer_writes_predictions_csv_drawings_and_the_summary(run, inferred, capsys):
@@ -87,7 +87,7 @@ def test_infer_writes_predictions_csv_drawings_and_the_summary(run, inferred, ca
 
 def test_infer_tile_is_refused_for_a_classifier(run, tmp_path, capsys):
     args = [str(run["config"]), str(run["checkpoint"]), str(run["val"]), "--out-dir", str(tmp_path / "o")]
-    assert _tool("infer").main([*args, "--tile", "16,16"]) == 2
+    assert _tool("infer").main([*args, "--tile", "64,64"]) == 2
     assert "tiled inference is for detectors" in capsys.readouterr().err
 
 

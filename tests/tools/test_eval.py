@@ -56,3 +56,16 @@ def test_eval_bad_inputs(trained, tmp_path, capsys):
     assert err.startswith("eval: error:") and "does not fit the model: 7 of 8 tensors fit" in err and "\n" not in err
     assert eval_tool.main([str(cfg), str(ckpt), "--set", "data.val=null"]) == 2
     assert "no data.val" in capsys.readouterr().err
+
+
+def test_eval_takes_the_config_the_checkpoint_stores(trained, tmp_path, capsys):
+    cfg, ckpt, _ = trained
+    out = tmp_path / "m.json"
+    assert eval_tool.main(["-", str(ckpt), "--out", str(out), "--device", "cpu"]) == 0
+    assert "bbox/AP" in json.loads(out.read_text())
+    capsys.readouterr()
+    assert eval_tool.main(["-", str(ckpt), "--set", "data.num_wrkers=0"]) == 2  # --set still checked
+    assert "nearest existing key: 'data.num_workers'" in capsys.readouterr().err
+    bare = tmp_path / "bare.pth"
+    torch.save({"model": torch.load(ckpt, weights_only=True)["model"]}, bare)
+    assert eval_tool.main(["-", str(bare)]) == 2 and "stores no config" in capsys.readouterr().err
