@@ -28,7 +28,7 @@ from detkit.engine.runtime import seed_everything, set_sampler_epoch
 from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
-from detkit.engine.workdir import check_work_dir, move_previous_run
+from detkit.engine.workdir import check_work_dir, keep_changed_config, move_previous_run
 
 logger = logging.getLogger("detkit")
 
@@ -156,6 +156,9 @@ class Trainer:
         if moved:
             dest, names = moved
             logger.info("--exist-ok: the previous run (%s) moved to %s", ", ".join(names), dest)
+        kept = keep_changed_config(self.work_dir, dump_config(self.cfg))
+        if kept is not None:
+            logger.info("the config differs from the run's config.yaml: the earlier one is kept as %s", kept)
         dump_config(self.cfg, self.work_dir / "config.yaml")
 
     # ------------------------------------------------------------------ checkpoints

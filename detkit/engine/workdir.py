@@ -40,7 +40,26 @@ def run_files(work_dir: str | os.PathLike) -> list[Path]:
     if not d.is_dir():
         return []
     ckpts = sorted(p for p in d.glob("*.pth") if p.is_file())
-    return ckpts + [d / n for n in RUN_FILES if (d / n).exists()]
+    configs = sorted(d.glob("config.before-resume-*.yaml"))  # see keep_changed_config
+    return ckpts + [d / n for n in RUN_FILES if (d / n).exists()] + configs
+
+
+def keep_changed_config(work_dir: str | os.PathLike, text: str) -> Path | None:
+    """Before a resumed run writes ``text`` as its config.yaml: when the one there differs, rename it to
+    ``config.before-resume-N.yaml`` (first free N) and return that path; None when there is none or it is the same."""
+    d = Path(work_dir)
+    old = d / "config.yaml"
+    try:
+        if not old.is_file() or old.read_text(encoding="utf-8") == text:
+            return None
+    except (OSError, UnicodeDecodeError):
+        pass
+    n = 1
+    while (d / f"config.before-resume-{n}.yaml").exists():
+        n += 1
+    dest = d / f"config.before-resume-{n}.yaml"
+    os.replace(old, dest)
+    return dest
 
 
 def holds_run(work_dir: str | os.PathLike) -> bool:

@@ -79,3 +79,14 @@ def test_files_a_run_would_write_over_are_refused_then_moved_with_exist_ok(toy, 
     assert [p.name for p in work.iterdir()] == [name]  # nothing written, nothing moved
     Trainer(toy.toy_config(max_epochs=1), work_dir=work, device="cpu", exist_ok=True).fit()
     assert (work / "previous-1" / name).read_text() == "# the user's own file\n" and (work / "best.pth").is_file()
+
+
+def test_a_resume_with_another_config_keeps_the_earlier_config_yaml(toy, first_run):
+    before = (first_run / "config.yaml").read_text()
+    Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True).fit()
+    kept = first_run / "config.before-resume-1.yaml"
+    assert kept.read_text() == before and "max_epochs: 2" in (first_run / "config.yaml").read_text()
+    Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True).fit()  # same config
+    assert not (first_run / "config.before-resume-2.yaml").exists()
+    Trainer(toy.toy_config(max_epochs=1), work_dir=first_run, device="cpu", exist_ok=True)  # a new run
+    assert (first_run / "previous-1" / kept.name).read_text() == before  # moved with the run's files
