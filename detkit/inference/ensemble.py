@@ -40,9 +40,15 @@ def model_kind(model: nn.Module) -> str:
     return "segmentor" if isinstance(model, Segmentor) else "detector"
 
 
+def predicts_masks(model: nn.Module) -> bool:
+    """True for an instance-mask detector: a Mask R-CNN (``mask_head``) or a YOLO-seg head (``proto_logits``)."""
+    return getattr(model, "mask_head", None) is not None or hasattr(getattr(model, "head", None), "proto_logits")
+
+
 def check_same_classes(models: Sequence[nn.Module], names: Sequence[str] | None = None) -> None:
     """Raise ``CheckpointMismatchError`` naming the two models (``names``: e.g. their checkpoints) when two models
-    differ in kind or in class names (the same names in another order differ too: labels are positions)."""
+    differ in kind (masks or not included) or in class names (the same names in another order differ too: labels
+    are positions)."""
     names = list(names) if names is not None else [f"model {i}" for i in range(len(models))]
     first, first_classes = models[0], list(models[0].class_names)
     for model, name in zip(models[1:], names[1:]):
@@ -50,6 +56,12 @@ def check_same_classes(models: Sequence[nn.Module], names: Sequence[str] | None 
             raise CheckpointMismatchError(
                 f"{names[0]} is a {model_kind(first)} but {name} is a {model_kind(model)}; an ensemble merges "
                 "models of one kind"
+            )
+        if predicts_masks(model) != predicts_masks(first):
+            with_masks, without = (names[0], name) if predicts_masks(first) else (name, names[0])
+            raise CheckpointMismatchError(
+                f"{with_masks} predicts instance masks but {without} does not; an ensemble merges models with the "
+                "same outputs: ensemble mask models together, or box models together"
             )
         classes = list(model.class_names)
         if classes != first_classes:

@@ -4,6 +4,8 @@ The models are tiny random-weight builds of the packaged configs; images are as 
 letterbox, so that the pipeline does not resize them and a mirrored view must map back exactly.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -207,6 +209,10 @@ def test_ensemble_of_other_classes_is_an_error(checkpoints, yolo):
     segmentor = tiny("semfpn_r18_shapes", TINY_SEG, ["a", "b", "c"])
     with pytest.raises(CheckpointMismatchError, match="model 0 is a detector but model 1 is a segmentor"):
         check_same_classes([yolo, segmentor])
+    masks = copy.deepcopy(yolo)
+    masks.mask_head = torch.nn.Identity()  # as a Mask R-CNN: predicts masks (the merge would drop them)
+    with pytest.raises(CheckpointMismatchError, match="model 1 predicts instance masks but model 0 does not"):
+        check_same_classes([yolo, masks])
 
 
 def test_options_and_their_errors():
