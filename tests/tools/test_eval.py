@@ -59,7 +59,7 @@ def test_eval_bad_inputs(trained, tmp_path, capsys):
 
 
 def test_eval_takes_the_config_the_checkpoint_stores(trained, tmp_path, capsys):
-    cfg, ckpt, _ = trained
+    _, ckpt, _ = trained
     out = tmp_path / "m.json"
     assert eval_tool.main(["-", str(ckpt), "--out", str(out), "--device", "cpu"]) == 0
     assert "bbox/AP" in json.loads(out.read_text())
