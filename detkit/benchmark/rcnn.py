@@ -132,6 +132,10 @@ def _binary_masks(masks: Tensor) -> Tensor:
 
 
 def _model_name(cfg: dict) -> str:
+    if cfg["model"].get("type") == "Segmentor":
+        head = str((cfg["model"].get("decode_head") or {}).get("type", "seg")).removesuffix("Head").lower()
+        depth = cfg["model"].get("backbone", {}).get("depth", "")
+        return f"{head}_r{depth}" if depth else head
     if cfg["model"].get("type") == "OneStageDetector":  # any detector runs here without --compare
         return f"yolo_{cfg['model'].get('backbone', {}).get('scale', '')}"
     kind = "mask_rcnn" if cfg["model"].get("mask_head") else "faster_rcnn"
@@ -152,7 +156,9 @@ def bench_infer(
     dev = resolve_device(settings.device)
     h, w = int(size[0]), int(size[1])
     tv, dk = torchvision_pair(cfg, min(h, w), max(h, w)) if compare == "torchvision" else (None, build_model(cfg))
-    dk = dk.to(dev).eval().optimize_for_inference()
+    dk = dk.to(dev).eval()
+    if hasattr(dk, "optimize_for_inference"):  # detectors; a Segmentor has no fast path to switch on
+        dk = dk.optimize_for_inference()
     img = synthetic_image(h, w).to(dev)
     batch = {"images": img[None], "image_sizes": [(h, w)], "orig_sizes": [(h, w)]}
 
@@ -166,9 +172,16 @@ def bench_infer(
 
         fns["torchvision"] = run_tv
     times, mem = measure(fns, settings, dev)
-    check = _infer_check(tv, img, dk, run_dk) if tv is not None else f"{len(run_dk()['boxes'])} detections"
+    check = _infer_check(tv, img, dk, run_dk) if tv is not None else _plain_check(run_dk())
     settings.log(f"  check: {check}")
     return result_row("infer", _model_name(cfg), dev, f"1x{h}x{w}", times, mem, check, compiled)
+
+
+def _plain_check(out: dict) -> str:
+    """The check of a run without a peer: the number of detections (a Segmentor's: of classes in its map)."""
+    if "boxes" in out:
+        return f"{len(out['boxes'])} detections"
+    return f"{len(out['sem_seg'].unique())} classes in the {tuple(out['sem_seg'].shape)} label map"
 
 
 def _infer_check(tv: nn.Module, img: Tensor, dk: nn.Module, run_dk: Callable) -> str:
@@ -218,6 +231,10 @@ def bench_train(
         {k: v.to(dev) for k, v in t.items()}
         for t in synthetic_targets(batch, size, with_masks=mask, num_classes=dk.num_classes)
     ]
+    if cfg["model"].get("type") == "Segmentor":  # a label map per image, as SegFolderDataset gives
+        g = torch.Generator().manual_seed(4)
+        for t in targets:
+            t["sem_seg"] = torch.randint(0, dk.num_classes, (size, size), generator=g).to(dev)
     dk_batch = {
         "images": images,
         "image_sizes": [(size, size)] * batch,

@@ -44,6 +44,12 @@ def _ultralytics():
     return tasks
 
 
+def is_yolo(cfg: dict) -> None:
+    """A ValueError (a user's mistake: exit 2) unless ``cfg`` is a YOLO config, before anything is built."""
+    if "YOLO" not in str(((cfg.get("model") or {}).get("head") or {}).get("type", "")):
+        raise ValueError("--compare ultralytics needs a YOLO config, e.g. configs/yolo/yolo_n_coco.yaml")
+
+
 def randomize_bn_stats(model: nn.Module, seed: int = 0) -> nn.Module:
     """BatchNorm running means in [-0.5, 0.5) and variances in [0.5, 1.5), as trained layers have (in place)."""
     g = torch.Generator().manual_seed(seed)
@@ -64,6 +70,7 @@ def ultralytics_pair(
     falls by ``bin_bias_slope`` per bin, so that box sides lie about 1.5 strides from their anchor (random
     bins put them ~7.5 strides away: boxes far larger than the image at small sizes).
     """
+    is_yolo(cfg)
     tasks = _ultralytics()
     model_cfg = cfg["model"]
     scale = model_cfg.get("backbone", {}).get("scale", "n")
@@ -195,6 +202,7 @@ def _detections_check(dk_det: dict, ul_det: torch.Tensor) -> str:
 
 def bench_train(cfg: dict, size: int = 640, batch: int = 8, settings: RunSettings | None = None) -> list[dict]:
     """``train`` row: forward + loss + backward + SGD step at ``batch`` x ``size``^2, four boxes per image."""
+    is_yolo(cfg)
     from ultralytics.cfg import get_cfg
 
     settings = settings or RunSettings()

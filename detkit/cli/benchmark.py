@@ -19,6 +19,9 @@ an ``(amp ...)`` twin row against the peer as it comes (fp32), its check giving 
 the median of each figure, the ratio of every process in the check line (a peer's time moves 5-12% between
 processes; detkit.benchmark.repeat).
 ``--task hotspots`` (YOLO configs) times YOLO's hot spots against the code they replaced (detkit.benchmark.hotspots).
+``--md`` takes a new file or an existing markdown/text one (.md, .markdown, .txt), never an input. A config with
+``model.num_classes: null`` needs ``--set model.num_classes=N`` (the benchmark reads no dataset) unless a
+``--compare`` peer fixes the count. Segmentors run infer and train (a random label map as the target).
 Exit status: 0 done, 2 bad input (config, data, arguments).
 """
 
@@ -33,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import config_arg, device_arg, out_file_arg
+from detkit.cli.inputs import config_arg, config_data_paths, device_arg, out_file_arg
 from detkit.utils.files import atomic_write
 
 TOOL = "benchmark"
@@ -44,7 +47,7 @@ def bench_data(cfg: dict, args: argparse.Namespace) -> list[dict]:
     from detkit.benchmark.data_loading import measure_throughput
     from detkit.data.build import build_dataloader, build_dataset
 
-    dataset = build_dataset(cfg["data"][args.split] if args.split in cfg["data"] else cfg["data"]["val"])
+    dataset = build_dataset(cfg["data"][args.split])  # check_args: the split exists
     rows = []
     for nw in args.num_workers:
         run_cfg = {**cfg, "data": {**cfg["data"], "num_workers": nw}}
@@ -259,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("config", help="YAML config (a data section for --task data, a model for infer/train)")
     parser.add_argument("--task", choices=sorted(TASKS), default="data", help="what to measure (default data)")
     parser.add_argument("--split", choices=["train", "val", "test"], default="train")
-    parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="worker counts (default 0 2)")
+    parser.add_argument("--num-workers", type=int, nargs="+", help="data: worker counts (default 0 2)")
     parser.add_argument("--iters", type=int, help="timed batches / runs / steps (default 50 for data, else 5)")
     parser.add_argument("--warmup", type=int, help="untimed ones first (default 3 for data, else 1)")
     parser.add_argument(
@@ -280,7 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--train-size", type=int, default=None, help="train: square image side (default 512; classifiers 224)"
     )
-    parser.add_argument("--batch", type=int, default=2, help="train: images per step; hotspots: images (default 2)")
+    parser.add_argument("--batch", type=int, help="train: images per step; hotspots: images (default 2)")
     parser.add_argument("--device", help="infer/train: cpu, cuda, cuda:N or N (default: cuda when available)")
     parser.add_argument(
         "--set",
@@ -311,19 +314,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_args(args: argparse.Namespace) -> dict:
-    """Check --device and --md, load the config and check it has what the task needs; returns the config."""
+MD_SUFFIXES = (".md", ".markdown", ".txt")
+
+
+def check_md(args: argparse.Namespace, cfg: dict) -> None:
+    """``--md`` is none of the inputs (the config, the files and folders its data sections read) and, when it
+    exists, a markdown/text file (suffix .md, .markdown or .txt; not JSON, YAML or binary): rows are appended."""
     from detkit.utils.checkpoint import file_kind
 
+    out_file_arg(args.md, "--md", [args.config, *config_data_paths(cfg)])
+    p = Path(args.md)
+    if p.exists() and (p.suffix.lower() not in MD_SUFFIXES or file_kind(p) not in ("text", "empty")):
+        raise UserError(
+            f"--md {args.md} is not a markdown file (rows would be appended to it): give a new or existing .md file"
+        )
+
+
+def check_args(args: argparse.Namespace) -> dict:
+    """Check --device and --md, load the config and check it has what the task needs; returns the config."""
     args.device = device_arg(args.device)
-    if args.md:
-        out_file_arg(args.md, "--md", [args.config])
-        if Path(args.md).exists() and file_kind(args.md) not in ("text", "yaml", "json", "empty"):
-            raise UserError(f"--md {args.md} is not a text (markdown) file; rows are appended to it: give a .md file")
     cfg = config_arg(args.config, args.overrides)
     need = "data" if args.task == "data" else "model"
     if not isinstance(cfg.get(need), dict):
         raise UserError(f"{args.config} has no '{need}' section to benchmark with --task {args.task}")
+    if args.md:
+        check_md(args, cfg)
+    if args.task == "data":
+        splits = [s for s in ("train", "val", "test") if isinstance(cfg["data"].get(s), dict)]
+        if args.split not in splits:
+            raise UserError(
+                f"--split {args.split}: {args.config} has no data.{args.split} section; "
+                f"its splits are {', '.join(splits) or 'none'}"
+            )
+        return cfg
+    model = cfg["model"]
+    fills_classes = args.compare is not None and args.task in ("infer", "train")  # the peer's class count
+    if model.get("num_classes") is None and not fills_classes:
+        raise UserError(
+            f"{args.config} has model.num_classes: null (taken from the training dataset, which the benchmark "
+            "does not read): give it, e.g. --set model.num_classes=80"
+        )
+    if args.compare == "ultralytics" and args.task in ("infer", "train"):
+        from detkit.benchmark.yolo import is_yolo
+
+        with user_errors(TOOL, extra=(ValueError,)):
+            is_yolo(cfg)
     return cfg
 
 
@@ -362,6 +397,14 @@ def main(argv: list[str] | None = None) -> int:
     model_task = args.task != "data"
     args.iters = args.iters if args.iters is not None else (5 if model_task else 50)
     args.warmup = args.warmup if args.warmup is not None else (1 if model_task else 3)
+    if args.num_workers is not None and args.task != "data":
+        parser.error(f"--num-workers sets data-loading workers: it goes with --task data, not --task {args.task}")
+    if args.batch is not None and args.task not in ("train", "hotspots"):
+        parser.error(
+            f"--batch sets the images of a step: it goes with --task train or hotspots, not --task {args.task}"
+        )
+    args.num_workers = args.num_workers if args.num_workers is not None else [0, 2]
+    args.batch = args.batch if args.batch is not None else 2
     if args.iters < 1 or args.warmup < 0 or min(args.num_workers) < 0:
         parser.error("--iters must be >= 1, --warmup and --num-workers >= 0")
     if args.compile and args.task not in ("infer", "train"):

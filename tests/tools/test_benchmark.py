@@ -326,3 +326,69 @@ def test_amp_goes_with_train_only(capsys):
         bench_tool.main([SHAPES, "--task", "infer", "--amp", "bf16"])
     assert exit_info.value.code == 2
     assert "--amp times training steps: it goes with --task train" in capsys.readouterr().err
+
+
+def _data_config(tmp_path: Path) -> tuple[Path, Path]:
+    """A config whose data.train reads ``train.json`` (not loaded: the checks come first)."""
+    ann = tmp_path / "train.json"
+    ann.write_text('{"images": [], "annotations": [], "categories": []}')
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"data:\n  batch_size: 1\n  train: {{type: CocoDataset, ann_file: {ann}, img_dir: {tmp_path / 'img'}}}\n"
+    )
+    return cfg, ann
+
+
+def _refused(argv: list[str], capsys) -> str:
+    assert bench_tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_md_is_not_an_input_nor_a_json_or_yaml_file(tmp_path, capsys):
+    cfg, ann = _data_config(tmp_path)
+    other_run = tmp_path / "config.yaml"
+    other_run.write_text("model: {type: Classifier}\n")
+    json_md = tmp_path / "notes.md"
+    json_md.write_text('{"a": 1}')
+    before = {p: p.read_bytes() for p in (cfg, ann, other_run, json_md)}
+    base = [str(cfg), "--task", "data", "--iters", "1", "--warmup", "0", "--num-workers", "0"]
+    assert "--md" in _refused([*base, "--md", str(ann)], capsys)
+    for md in (other_run, json_md):
+        err = _refused([*base, "--md", str(md)], capsys)
+        assert err.startswith(f"benchmark: error: --md {md} is not a markdown file") and ".md file" in err
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_split_must_exist_in_the_config(tmp_path, capsys):
+    cfg, _ = _data_config(tmp_path)
+    err = _refused([str(cfg), "--task", "data", "--split", "test", "--iters", "1"], capsys)
+    assert "--split test" in err and "its splits are train" in err
+
+
+@pytest.mark.parametrize("flag", [["--batch", "3"], ["--num-workers", "1"]])
+def test_infer_refuses_the_flags_it_ignores(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_tool.main([SHAPES, "--task", "infer", *flag])
+    assert exit_info.value.code == 2
+    assert f"{flag[0]} " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", [FASTER, CLS, str(ROOT / "configs" / "seg" / "semfpn_r18_shapes.yaml")])
+def test_compare_ultralytics_needs_a_yolo_config(config, capsys):
+    argv = [config, "--task", "infer", "--compare", "ultralytics", "--size", "64", "64", "--iters", "1"]
+    assert "--compare ultralytics needs a YOLO config" in _refused([*argv, "--device", "cpu"], capsys)
+
+
+def test_null_num_classes_gives_the_set_fix(capsys):
+    argv = [str(ROOT / "configs" / "yolo" / "yolo_n_shapes.yaml"), "--task", "infer", "--size", "64", "64"]
+    assert "--set model.num_classes=" in _refused([*argv, "--iters", "1", "--device", "cpu"], capsys)
+
+
+@pytest.mark.parametrize("task", [["infer", "--size", "64", "64"], ["train", "--train-size", "64", "--batch", "1"]])
+def test_segmentor_infer_and_train(task, capsys):
+    argv = [str(ROOT / "configs" / "seg" / "semfpn_r18_shapes.yaml"), "--task", *task, "--iters", "1"]
+    argv += ["--warmup", "0", "--threads", "1", "--device", "cpu", "--set", "model.num_classes=5"]
+    assert bench_tool.main(argv) == 0
+    assert re.search(rf"^{task[0]}\s+semanticfpn_r18", capsys.readouterr().out, re.M)
