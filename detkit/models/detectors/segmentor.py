@@ -90,8 +90,10 @@ class Segmentor(nn.Module):
             raise ValueError("Segmentor test_mode='slide' needs crop_size (h, w)")
         default_stride = None if self.crop_size is None else tuple(max(1, c * 2 // 3) for c in self.crop_size)
         self.stride = _pair(stride, "stride") or default_stride
-        if self.crop_size is not None and self.stride is not None and any(
-            st > c for st, c in zip(self.stride, self.crop_size)
+        if (
+            self.crop_size is not None
+            and self.stride is not None
+            and any(st > c for st, c in zip(self.stride, self.crop_size))
         ):  # windows with gaps between them: pixels no window covers would get 0/0 logits
             raise ValueError(
                 f"Segmentor stride {tuple(self.stride)} is larger than crop_size {tuple(self.crop_size)}: pixels "
