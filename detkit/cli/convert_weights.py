@@ -5,7 +5,7 @@ Usage: python tools/convert_weights.py --from torchvision SRC DST [--config CONF
 torchvision: Faster/Mask R-CNN R50-FPN v1 and ResNet classifier state dicts. ultralytics: YOLOv8 n/s/m/l/x
 detect or segment state dicts (an Ultralytics .pt holds a pickled model: save ``model.state_dict()`` first).
 Exit status: 0 written, 2 bad input (missing or unreadable weights file, unknown state dict, bad config, DST that
-is a folder, not writable or SRC itself), always one line on stderr.
+is a folder, exists already or is SRC itself, a --config whose model the weights do not fit), always one line on stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detkit.cli.errors import ArgumentParser, run_tool
+from detkit.cli.errors import ArgumentParser, UserError, run_tool
 from detkit.cli.inputs import out_file_arg
 from detkit.config import load_config
 from detkit.weights.common import ConversionError
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         help="detkit config (path or packaged name) to store, resolved, in the checkpoint's meta; "
-        "ultralytics: the converted weights are checked against its model",
+        "the converted weights are checked against its model (torchvision: R-CNN weights)",
     )
     parser.add_argument(
         "--norm-eps",
@@ -58,11 +58,15 @@ def convert(args: argparse.Namespace) -> dict:
     from detkit.weights import torchvision
 
     eps = 0.0 if args.norm_eps is None else args.norm_eps
-    return torchvision.convert_checkpoint(args.src, args.dst, config=config, norm_eps=None if eps < 0 else eps)
+    return torchvision.convert_checkpoint(
+        args.src, args.dst, config=config, norm_eps=None if eps < 0 else eps, config_name=args.config
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
-    out_file_arg(args.dst, "DST", inputs=[args.src])
+    dst = out_file_arg(args.dst, "DST", inputs=[args.src])
+    if dst.exists() or dst.is_symlink():
+        raise UserError(f"DST {dst} exists already; converters never overwrite: choose a new path or remove it")
     meta = convert(args)
     names = meta["class_names"]
     classes = f", {len(names)} classes" if names else ""

@@ -150,7 +150,8 @@ def config_with_classes(config: dict | None, num_classes: int | None) -> dict | 
         if model.get("num_classes") not in (None, num_classes):
             raise ConversionError(
                 f"the config has model.num_classes={model.get('num_classes')} but the weights have "
-                f"{num_classes} classes"
+                f"{num_classes} classes; leave --config out to keep the weights' classes, or give a config "
+                f"whose model.num_classes is {num_classes} (or null)"
             )
         model["num_classes"] = num_classes
     return cfg

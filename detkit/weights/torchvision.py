@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from typing import Any
@@ -107,6 +108,8 @@ def convert_detection(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list
     """
     out: dict[str, Tensor] = {}
     for key, value in state.items():
+        if key.endswith(".num_batches_tracked"):  # BatchNorm's counter (weights=None models): detkit freezes BN
+            continue
         if key.startswith("roi_heads.box_predictor.") or key.startswith("roi_heads.mask_predictor.mask_fcn_logits."):
             continue
         new = key
@@ -151,29 +154,77 @@ def convert_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dic
     return out, {"kind": kind, "class_names": names, "num_classes": num_classes}
 
 
+def _takes_norm_eps(backbone: dict) -> bool:
+    """Whether the backbone of config section ``backbone`` has a ``norm_eps`` argument (detkit's ResNet has)."""
+    import detkit.models  # noqa: F401  (registers every part)
+    from detkit.registry import BACKBONES
+
+    try:
+        cls = BACKBONES.get(backbone.get("type"))
+        return "norm_eps" in inspect.signature(cls).parameters
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def _meta_config(config: dict | None, info: dict, norm_eps: float | None) -> dict | None:
     cfg = config_with_classes(config, info["num_classes"])
     model = cfg.get("model", cfg) if cfg is not None else {}
-    if norm_eps is not None and isinstance(model.get("backbone"), dict):
-        model["backbone"]["norm_eps"] = float(norm_eps)
+    backbone = model.get("backbone")
+    if norm_eps is not None and isinstance(backbone, dict) and _takes_norm_eps(backbone):
+        backbone["norm_eps"] = float(norm_eps)
     return cfg
 
 
+def _check_fits(cfg: dict, state: dict[str, Tensor], kind: str, num_classes: int, config_name: str) -> None:
+    """Build ``cfg``'s model and load ``state`` strictly; a mismatch is a ConversionError naming --config and the fix."""
+    from detkit.models.build import build_model
+    from detkit.utils.checkpoint import CheckpointMismatchError, load_model_state
+
+    fix = (
+        f"--config {config_name} does not fit the converted torchvision {kind} weights ({num_classes} classes): "
+        "give a config of the same architecture (ResNet-50 FPN, e.g. "
+        f"{'mask_rcnn_r50_fpn_1x_coco' if kind.startswith('mask') else 'faster_rcnn_r50_fpn_1x_coco'}) "
+        "or leave --config out"
+    )
+    if not isinstance(cfg.get("model"), dict):
+        raise ConversionError(f"{fix} (it has no 'model' section)")
+    try:
+        model = build_model(cfg)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConversionError(f"{fix}; its model does not build: {e}") from e
+    own = model.state_dict()
+    # BatchNorm's counters are not converted; loading fills them in, so they do not count as missing here
+    check = {**{k: v for k, v in own.items() if k.endswith(".num_batches_tracked")}, **state}
+    try:
+        load_model_state(model, check, f"({kind})", hint=".")
+    except CheckpointMismatchError as e:
+        detail = str(e).split("does not fit the model: ", 1)[-1].rstrip(". ")
+        raise ConversionError(f"{fix}: {detail}") from e
+
+
 def convert_checkpoint(
-    src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None, norm_eps: float | None = 0.0
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    config: dict | None = None,
+    norm_eps: float | None = 0.0,
+    config_name: str | None = None,
 ) -> dict[str, Any]:
     """Read a torchvision state dict from ``src``, write a detkit checkpoint to ``dst`` (atomically).
 
-    ``norm_eps`` (R-CNN weights only) is written into the config's ``model.backbone.norm_eps``: torchvision's
-    COCO R-CNN v1 weights expect FrozenBN eps 0 (torchvision overwrites it); None leaves the config as is.
-    Returns the checkpoint's ``meta``.
+    ``norm_eps`` (R-CNN weights only) is written into the config's ``model.backbone.norm_eps`` where that
+    backbone takes one: torchvision's COCO R-CNN v1 weights expect FrozenBN eps 0 (torchvision overwrites it);
+    None leaves the config as is. R-CNN weights are checked against ``config``'s model (strictly, every key and
+    shape) before anything is written; ``config_name`` names it in the message. Returns the checkpoint's ``meta``.
     """
     state = read_state_dict(src)
     out, info = convert_state_dict(state)
     detection = not info["kind"].startswith("resnet")
+    cfg = _meta_config(config, info, norm_eps if detection else None)
+    if detection and cfg is not None:
+        _check_fits(cfg, out, info["kind"], info["num_classes"], config_name or "CONFIG")
     meta = {
         "class_names": info["class_names"],
-        "config": _meta_config(config, info, norm_eps if detection else None),
+        "config": cfg,
         "converted_from": f"torchvision:{info['kind']}",
     }
     return write_checkpoint(dst, out, meta)

@@ -169,10 +169,8 @@ def _check_fits(model_cfg: dict, state: dict[str, Tensor], name: str, from_confi
         where = "the config's model" if from_config else "detkit's model of that layout"
         first = str(e).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
-        raise ConversionError(
-            f"the weights ({name}) do not fit {where}: {detail[:400]}"
-            + ("; use a YOLO config of the same scale and head (e.g. detkit configs yolo)" if from_config else "")
-        ) from e
+        fix = "; use a YOLO config of the same scale and head (e.g. detkit configs yolo)" if from_config else ""
+        raise ConversionError(f"the weights ({name}) do not fit {where}{fix}: {detail[:300]}") from e
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None) -> dict[str, Any]:

@@ -250,3 +250,84 @@ def test_ultralytics_bad_inputs_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse: a flag of the other converter
         convert_weights.main(["--from", "ultralytics", str(src), str(dst), "--norm-eps", "0"])
     assert exit_info.value.code == 2 and "--norm-eps applies to --from torchvision only" in capsys.readouterr().err
+
+
+# --- refusals before any work: DST exists, a --config the weights do not fit --------------------------------
+
+
+@pytest.fixture(scope="module")
+def tv_bn_state():
+    """fasterrcnn_resnet50_fpn(weights=None): BatchNorm, so the state dict holds num_batches_tracked."""
+    torch.manual_seed(0)
+    state = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in state)
+    return state
+
+
+@pytest.mark.parametrize("kind", ["json", "yaml", "checkpoint"])
+def test_existing_dst_is_never_overwritten(tmp_path, capsys, kind):
+    src = tmp_path / "r18.pth"
+    torch.save(resnet18().state_dict(), src)
+    dst = {"json": tmp_path / "victim.json", "yaml": tmp_path / "cfg.yaml", "checkpoint": tmp_path / "best.pth"}[kind]
+    dst.write_bytes(b'{"a": 1}\n')
+    before = dst.read_bytes()
+    for source in ("torchvision", "ultralytics"):
+        assert convert_weights.main(["--from", source, str(src), str(dst)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"DST {dst} exists already" in err and "choose a new path" in err, err
+        assert dst.read_bytes() == before
+
+
+def test_bn_state_dict_loads_into_the_stored_config(tmp_path, tv_bn_state):
+    from detkit import init_model
+
+    src, dst = tmp_path / "tv.pth", tmp_path / "out.pth"
+    torch.save(tv_bn_state, src)
+    argv = ["--from", "torchvision", str(src), str(dst), "--config", "faster_rcnn_r50_fpn_1x_coco"]
+    assert convert_weights.main(argv) == 0
+    ckpt = torch.load(dst, map_location="cpu", weights_only=True)
+    assert not any(k.endswith("num_batches_tracked") for k in ckpt["model"])
+    init_model(checkpoint=str(dst), device="cpu")  # counted strict load: no unexpected keys
+
+
+@pytest.mark.parametrize("config", ["yolo_n_coco", "faster_rcnn_r18_fpn_shapes"])
+def test_torchvision_config_of_another_architecture_exit_2(tmp_path, capsys, tv_bn_state, config):
+    src, dst = tmp_path / "tv.pth", tmp_path / "out.pth"
+    torch.save(tv_bn_state, src)
+    assert convert_weights.main(["--from", "torchvision", str(src), str(dst), "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not err.rstrip().endswith("..."), err
+    assert f"--config {config} does not fit" in err and "same architecture" in err and "leave --config out" in err
+    assert "tensors fit" in err and not dst.exists()
+
+
+def test_norm_eps_only_where_the_backbone_takes_it():
+    from detkit.weights.torchvision import _meta_config
+
+    info = {"num_classes": 80}
+    yolo = _meta_config(load_config("yolo_n_coco"), info, 0.0)
+    assert "norm_eps" not in yolo["model"]["backbone"]
+    rcnn = _meta_config(load_config("faster_rcnn_r50_fpn_1x_coco"), info, 0.0)
+    assert rcnn["model"]["backbone"]["norm_eps"] == 0.0
+
+
+def test_num_classes_mismatch_says_the_fix(tmp_path, capsys):
+    torch.manual_seed(0)
+    src, dst = tmp_path / "tv5.pth", tmp_path / "out.pth"
+    torch.save(fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5).state_dict(), src)
+    argv = ["--from", "torchvision", str(src), str(dst), "--config", "faster_rcnn_r50_fpn_1x_coco"]
+    assert convert_weights.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "model.num_classes=80 but the weights have 4 classes" in err
+    assert "leave --config out" in err and "model.num_classes is 4" in err and not dst.exists()
+
+
+def test_ultralytics_mismatch_message_keeps_its_fix(tmp_path, capsys):
+    ul = _yolov8(seg=False)
+    src, dst = tmp_path / "sd.pth", tmp_path / "out.pth"
+    torch.save(ul.state_dict(), src)
+    for config in ("yolo_s_coco", "yolo_n_seg_coco"):
+        assert convert_weights.main(["--from", "ultralytics", str(src), str(dst), "--config", config]) == 2
+        err = capsys.readouterr().err
+        assert "use a YOLO config of the same scale and head" in err, err
+    assert not dst.exists()
