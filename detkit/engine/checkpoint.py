@@ -137,10 +137,16 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, min_fraction: flo
     fits = [k for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)]
     if len(fits) < min_fraction * len(own):
         skipped = [k for k in own if k not in set(fits)]
+        backbone = [k for k in state if k.startswith("backbone.")]
+        fix = (
+            f"a classifier's (or other backbone's) weights initialise the backbone alone: --set "
+            f"model.backbone.init_checkpoint={path} (docs/classification.md)"
+            if backbone and all(k.startswith(("backbone.", "head.")) for k in state)
+            else "give weights of this model, or convert foreign ones with detkit convert-weights"
+        )
         raise LoadFromError(
             f"--load-from {path}: only {len(fits)} of the model's {len(own)} tensors match it by name and shape "
-            f"(skipped: {_parts(skipped)}); it is not a checkpoint of this config's model. Give weights of "
-            "this model, or convert foreign ones with tools/convert_weights.py"
+            f"(skipped: {_parts(skipped)}); it is not a checkpoint of this config's model. The fix: {fix}"
         )
     logger.info("loading weights from %s: %d of %d tensors fit the model", path, len(fits), len(own))
     report = load_weights(model, state, source=str(path))

@@ -27,7 +27,7 @@ __all__ = [
     "read_torch_file",
 ]
 
-CONVERT_HINT = "convert foreign weights with tools/convert_weights.py"
+CONVERT_HINT = "convert foreign weights with detkit convert-weights"
 
 
 class CheckpointError(ValueError):

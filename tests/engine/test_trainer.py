@@ -147,7 +147,12 @@ def test_load_from_a_checkpoint_of_another_model_is_an_error(toy, tmp_path):
         Trainer(toy.toy_config(), work_dir=tmp_path / "w", device="cpu", load_from=tmp_path / "other.pth")
     msg = str(e.value)
     assert "only 0 of the model's 8 tensors match" in msg and "backbone.0 (2)" in msg and "head (2)" in msg
+    assert "detkit convert-weights" in msg and "init_checkpoint" not in msg
     assert not (tmp_path / "w").exists()
+    classifier = {"model": {"backbone.stem.weight": torch.zeros(3), "head.fc.weight": torch.zeros(2)}, "meta": {}}
+    torch.save(classifier, tmp_path / "cls.pth")  # a classifier's checkpoint: its backbone is what can be used
+    with pytest.raises(LoadFromError, match=rf"--set model.backbone.init_checkpoint={tmp_path / 'cls.pth'}"):
+        Trainer(toy.toy_config(), work_dir=tmp_path / "w", device="cpu", load_from=tmp_path / "cls.pth")
 
 
 def test_grad_clip_clips_the_step(toy, tmp_path):
