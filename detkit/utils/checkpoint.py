@@ -141,6 +141,11 @@ def check_checkpoint_file(path: str | os.PathLike, what: str = "checkpoint") -> 
         pths = sorted(p.name for p in path.glob("*.pth"))
         hint = f" (it holds {', '.join(pths[:4])})" if pths else " (it holds no .pth file)"
         raise CheckpointError(f"{what} {path} is a folder; give a .pth file in it, e.g. {path / 'best.pth'}{hint}")
+    if kind in ("yaml", "image") and what != "checkpoint":  # a flag or a config key: no argument order to swap
+        raise CheckpointError(
+            f"{what} {path} is {'a YAML file' if kind == 'yaml' else 'an image'}, not a "
+            "PyTorch checkpoint; give the .pth file written by training (e.g. work_dirs/<run>/best.pth)"
+        )
     if kind in _WHY:
         raise CheckpointError(f"{what} {path} {_WHY[kind]}")
     return path

@@ -156,6 +156,8 @@ PREFLIGHT_MISTAKES = [
     ),
     (["--set", "train.best_metric=bbox/mAP"], "train.best_metric 'bbox/mAP' is not a metric of CocoEvaluator"),
     (["--load-from", "{u}/other_model.pth"], "only 0 of the model's"),
+    (["--load-from", "{u}/frcnn.yaml"], "--load-from checkpoint {u}/frcnn.yaml is a YAML file, not a PyTorch"),
+    (["--set", "model.backbone.init_checkpoint={u}/frcnn.yaml"], "{u}/frcnn.yaml is a YAML file, not a PyTorch"),
     (["--work-dir", "{u}/a_file/run"], "work dir {u}/a_file/run cannot be written"),
     (["--device", "cuda:3"], "--device cuda:3"),  # more device spellings: tests/utils/test_device.py
 ]
