@@ -124,7 +124,7 @@ def format_error(tool: str, e: BaseException) -> str:
     elif isinstance(e, OSError) and e.filename and not (e.args and len(e.args) == 1):
         msg = _os_message(e)
     else:
-        msg = worker_message(str(e)) or type(e).__name__
+        msg = str(e) or type(e).__name__
     msg = " ".join(msg.split())
     if len(msg) > MAX_MESSAGE:
         msg = msg[: MAX_MESSAGE - 3] + "..."

@@ -29,6 +29,7 @@ from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
 from detkit.engine.workdir import check_work_dir, keep_changed_config, move_previous_run
+from detkit.utils.files import atomic_write
 
 logger = logging.getLogger("detkit")
 
@@ -156,10 +157,11 @@ class Trainer:
         if moved:
             dest, names = moved
             logger.info("--exist-ok: the previous run (%s) moved to %s", ", ".join(names), dest)
-        kept = keep_changed_config(self.work_dir, dump_config(self.cfg))
+        text = dump_config(self.cfg)
+        kept = keep_changed_config(self.work_dir, text)
         if kept is not None:
             logger.info("the config differs from the run's config.yaml: the earlier one is kept as %s", kept)
-        dump_config(self.cfg, self.work_dir / "config.yaml")
+        atomic_write(self.work_dir / "config.yaml", lambda f: f.write(text.encode("utf-8")))
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, *names: str, best: bool = False) -> None:

@@ -54,12 +54,17 @@ def keep_changed_config(work_dir: str | os.PathLike, text: str) -> Path | None:
             return None
     except (OSError, UnicodeDecodeError):
         pass
-    n = 1
-    while (d / f"config.before-resume-{n}.yaml").exists():
-        n += 1
-    dest = d / f"config.before-resume-{n}.yaml"
+    dest = _first_free(d, "config.before-resume-{}.yaml")
     os.replace(old, dest)
     return dest
+
+
+def _first_free(folder: Path, pattern: str) -> Path:
+    """``folder / pattern.format(N)`` for the first N = 1, 2, ... that does not exist."""
+    n = 1
+    while (folder / pattern.format(n)).exists():
+        n += 1
+    return folder / pattern.format(n)
 
 
 def holds_run(work_dir: str | os.PathLike) -> bool:
@@ -104,15 +109,13 @@ def move_previous_run(work_dir: str | os.PathLike) -> tuple[Path, list[str]] | N
     Returns the folder and the names moved. Files are renamed, never copied or deleted.
     """
     d = Path(work_dir)
-    if not run_files(d):
+    files = run_files(d)
+    if not files:
         return None
-    n = 1
-    while (d / f"previous-{n}").exists():
-        n += 1
-    dest = d / f"previous-{n}"
+    dest = _first_free(d, "previous-{}")
     dest.mkdir()
     moved = []
-    for p in run_files(d):
+    for p in files:
         os.replace(p, dest / p.name)
         moved.append(p.name)
     return dest, moved

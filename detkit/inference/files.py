@@ -80,12 +80,9 @@ class ResultWriter:
 
     def unique_stem(self, path: Path) -> str:
         """The input's stem, suffixed ``_2``, ``_3``... when another input already used it."""
-        stem, k = path.stem, 1
-        while stem in self._names:
-            k += 1
-            stem = f"{path.stem}_{k}"
-        self._names.add(stem)
-        return stem
+        from detkit.utils.output_names import free_stem
+
+        return free_stem(path.stem, self._names)
 
     def _record(self, pred: dict, image: np.ndarray, file_name: str, frame: int | None) -> None:
         from detkit.evaluation.coco_metrics import prediction_to_coco

@@ -6,22 +6,24 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["clobbered", "clobbering", "unique_stems"]
+__all__ = ["clobbered", "clobbering", "free_stem", "unique_stems"]
+
+
+def free_stem(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``... the first not in ``taken``; the name returned is added to ``taken``."""
+    stem, k = base, 1
+    while stem in taken:
+        k += 1
+        stem = f"{base}_{k}"
+    taken.add(stem)
+    return stem
 
 
 def unique_stems(stems: Iterable[str]) -> list[str]:
     """Each stem, suffixed ``_2``, ``_3``... when an earlier one already took it: ``[a, a, b]`` -> ``[a, a_2, b]``
-    (the rule of ``tools/infer.py``'s ``ResultWriter.unique_stem``)."""
+    (:func:`free_stem` in turn, as ``tools/infer.py``'s ``ResultWriter.unique_stem`` names its outputs)."""
     taken: set[str] = set()
-    out = []
-    for base in stems:
-        stem, k = base, 1
-        while stem in taken:
-            k += 1
-            stem = f"{base}_{k}"
-        taken.add(stem)
-        out.append(stem)
-    return out
+    return [free_stem(base, taken) for base in stems]
 
 
 def _keys(path: Path) -> set:
