@@ -79,8 +79,6 @@ def evaluate_checkpoint(
     message = class_names_mismatch(names, val_names, f"checkpoint {checkpoint}", where)
     if message and len(names) != len(val_names):
         raise CheckpointMismatchError(message)
-    if message:
-        warn_mismatch(message)
     model = build_model(cfg, class_names=names).to(dev)
     load_model_state(
         model,
@@ -88,6 +86,8 @@ def evaluate_checkpoint(
         str(checkpoint),
         hint="Use the config the checkpoint was trained with (a run keeps it as config.yaml next to its checkpoints)",
     )
+    if message:  # after the weights load: a checkpoint that does not fit gets its error alone
+        warn_mismatch(message)
     loader = builders.build_dataloader(
         cfg,
         "val",

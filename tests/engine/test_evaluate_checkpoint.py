@@ -39,3 +39,11 @@ def test_other_class_count_or_weights_that_do_not_fit_are_errors(toy, tmp_path):
         evaluate_checkpoint(
             cfg, _save(tmp_path / "part.pth", cfg, ["toy0", "toy1"], drop={"head.weight"}), device="cpu"
         )
+
+
+def test_weights_that_do_not_fit_raise_without_the_class_order_warning(toy, tmp_path, recwarn):
+    cfg = toy.toy_config()
+    ckpt = _save(tmp_path / "other.pth", cfg, ["toy1", "toy0"], drop={"head.weight"})
+    with pytest.raises(CheckpointMismatchError, match="does not fit the model"):
+        evaluate_checkpoint(cfg, ckpt, device="cpu")
+    assert not [w for w in recwarn if issubclass(w.category, CategoryMismatchWarning)]
