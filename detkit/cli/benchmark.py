@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", help="YAML config (a data section for --task data, a model for infer/train)")
     parser.add_argument("--task", choices=sorted(TASKS), default="data", help="what to measure (default data)")
-    parser.add_argument("--split", choices=["train", "val", "test"], default="train")
+    parser.add_argument("--split", choices=["train", "val", "test"], help="data: the split to load (default train)")
     parser.add_argument("--num-workers", type=int, nargs="+", help="data: worker counts (default 0 2)")
     parser.add_argument("--iters", type=int, help="timed batches / runs / steps (default 50 for data, else 5)")
     parser.add_argument("--warmup", type=int, help="untimed ones first (default 3 for data, else 1)")
@@ -286,6 +286,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--batch sets the images of a step: it goes with --task train or hotspots, not --task {args.task}"
         )
+    for flag, value, tasks in (
+        ("--split", args.split, ("data",)),
+        ("--size", args.size, ("infer", "hotspots")),
+        ("--train-size", args.train_size, ("train",)),
+    ):
+        if value is not None and args.task not in tasks:
+            parser.error(f"{flag} goes with --task {' or '.join(tasks)}, not --task {args.task} (it would be ignored)")
+    args.split = args.split or "train"
     args.num_workers = args.num_workers if args.num_workers is not None else [0, 2]
     args.batch = args.batch if args.batch is not None else 2
     if args.iters < 1 or args.warmup < 0 or min(args.num_workers) < 0:

@@ -105,8 +105,7 @@ def test_train_on_a_config_with_few_classes(capsys):
             SHAPES,
             "--task",
             "train",
-            "--size",
-            "64",
+            "--train-size",
             "64",
             "--batch",
             "1",
@@ -373,6 +372,23 @@ def test_infer_refuses_the_flags_it_ignores(flag, capsys):
         bench_tool.main([SHAPES, "--task", "infer", *flag])
     assert exit_info.value.code == 2
     assert f"{flag[0]} " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--task", "train", "--size", "64", "64"],
+        ["--task", "infer", "--train-size", "64"],
+        ["--task", "infer", "--split", "val"],
+        ["--task", "data", "--size", "64", "64"],
+    ],
+)
+def test_size_flags_and_split_go_with_the_tasks_that_use_them(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_tool.main([SHAPES, *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{argv[2]} goes with --task" in err and "it would be ignored" in err
 
 
 @pytest.mark.parametrize("config", [FASTER, CLS, str(ROOT / "configs" / "seg" / "semfpn_r18_shapes.yaml")])
