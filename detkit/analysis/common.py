@@ -61,17 +61,12 @@ def load_results(
 
 
 def _match_file_names(res: list[dict], coco_gt: Any, source: str) -> list[dict]:
-    by_name: dict[str, int] = {}
-    for im in coco_gt.dataset["images"]:
-        parts = Path(str(im.get("file_name", ""))).parts
-        for k in range(1, len(parts) + 1):  # every path suffix: 'a.png', 'sub/a.png', ...
-            by_name.setdefault("/".join(parts[-k:]), im["id"])
+    from detkit.utils.file_match import lookup, suffix_index
+
+    by_name = suffix_index((im.get("file_name", ""), im["id"]) for im in coco_gt.dataset["images"])
     out, missing = [], set()
     for r in res:
-        parts = Path(str(r["file_name"])).parts
-        img_id = next(
-            (by_name[k] for k in ("/".join(parts[-n:]) for n in range(len(parts), 0, -1)) if k in by_name), None
-        )
+        img_id = lookup(by_name, r["file_name"])
         if img_id is None:
             missing.add(str(r["file_name"]))
             continue

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 from torch import nn
 
+from detkit.utils.file_match import lookup, suffix_index
+
 __all__ = ["GroundTruth", "explain_files", "format_summary", "output_files"]
 
 SUMMARY_FILE = "explanations.json"
@@ -58,7 +60,8 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 class GroundTruth:
-    """Ground-truth boxes of the input images from a COCO json (``--gt``), matched to inputs by file name.
+    """Ground-truth boxes of the input images from a COCO json (``--gt``), matched to inputs by the longest
+    common path suffix of ``file_name`` and the input's path (``detkit.utils.file_match``).
 
     The json is checked as datasets check it (``detkit.data.validate``; its image files are not looked for:
     the images are the tool's inputs); a bad record is a ``DatasetError`` naming it. Labels are the indices of
@@ -76,12 +79,13 @@ class GroundTruth:
         cats = sorted(data["categories"], key=lambda c: c["id"])
         self.class_names = [str(c["name"]) for c in cats]
         label = {c["id"]: i for i, c in enumerate(cats)}
-        names = {im["id"]: Path(str(im["file_name"])).name for im in data["images"]}
-        self.objects: dict[str, list[tuple[list[float], int]]] = {name: [] for name in names.values()}
+        self._index = suffix_index((im["file_name"], im["id"]) for im in data["images"])
+        self.sizes = {im["id"]: (im.get("height"), im.get("width")) for im in data["images"]}
+        self.objects: dict[int, list[tuple[list[float], int]]] = {im["id"]: [] for im in data["images"]}
         for a in data.get("annotations") or []:
             if not a.get("iscrowd", 0):
                 x, y, w, h = (float(v) for v in a["bbox"])
-                self.objects[names[a["image_id"]]].append(([x, y, x + w, y + h], label[a["category_id"]]))
+                self.objects[a["image_id"]].append(([x, y, x + w, y + h], label[a["category_id"]]))
 
     def check_classes(self, class_names: Sequence[str]) -> None:
         """The model's classes must be the json's categories sorted by id: another count is a ``DatasetError``,
@@ -95,11 +99,23 @@ class GroundTruth:
         if problem:
             warn_mismatch(problem)
 
+    def image_id(self, path: Path) -> int | None:
+        """The id of the json's image whose ``file_name`` shares the longest path suffix with ``path``, or None."""
+        return lookup(self._index, path)
+
+    def size_differs(self, path: Path, hw: tuple[int, int]) -> bool:
+        """Whether the json gives the image matched to ``path`` another (height, width) than ``hw``: another file
+        of the same name (another split's)."""
+        img_id = self.image_id(path)
+        size = self.sizes.get(img_id) if img_id is not None else None
+        return size is not None and None not in size and tuple(int(v) for v in size) != tuple(hw)
+
     def get(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         """Boxes float32 [N,4] (xyxy, image pixels) and labels int64 [N] of the image ``path``, or None."""
-        objects = self.objects.get(path.name)
-        if objects is None:
+        img_id = self.image_id(path)
+        if img_id is None:
             return None
+        objects = self.objects[img_id]
         boxes = np.array([b for b, _ in objects], np.float32).reshape(-1, 4)
         return boxes, np.array([c for _, c in objects], np.int64)
 
@@ -133,7 +149,8 @@ def explain_files(
 
     Returns a summary: ``images``, ``skipped`` (``(path, reason)``), ``heatmaps``, ``layer``, ``method``,
     ``out_dir``, and with ``gt``: ``pointing`` = ``{"trained": [hits, total], "random": [hits, total],
-    "images": n, "missing": inputs not in the json}``.
+    "images": n, "missing": inputs not in the json, "other_size": inputs whose size differs from the json's image
+    of their name, left out}``.
     """
     from tqdm import tqdm
 
@@ -147,7 +164,7 @@ def explain_files(
     random_model = randomized_copy(model, seed) if gt is not None else None
     summary: dict = dict(images=0, skipped=[], heatmaps=0, layer=None, method=method, out_dir=out, score_thr=score_thr)
     summary["max_dets"] = max_dets
-    pointing = {"trained": [0, 0], "random": [0, 0], "images": 0, "missing": 0}
+    pointing = {"trained": [0, 0], "random": [0, 0], "images": 0, "missing": 0, "other_size": 0}
     records = []
     bar = tqdm(total=len(paths), desc="explain", unit="img", disable=None if progress else True)
     for path, stem in zip(paths, unique_stems(p.stem for p in paths)):  # names as output_files gives them
@@ -168,6 +185,8 @@ def explain_files(
         truth = gt.get(path) if gt is not None else None
         if gt is not None and truth is None:
             pointing["missing"] += 1
+        elif truth is not None and gt.size_differs(path, image.shape[:2]):
+            pointing["other_size"] += 1  # another file of that name: its boxes would be another image's
         elif truth is not None:
             pointing["images"] += 1
             for key, m in (("trained", model), ("random", random_model)):
@@ -208,4 +227,9 @@ def format_summary(summary: dict, seed: int = 0) -> str:
         )
         if p["missing"]:
             text += f"; {p['missing']} input image(s) not in --gt"
+        if p.get("other_size"):
+            text += (
+                f"; {p['other_size']} input image(s) left out: their size differs from the --gt image of their "
+                "name (images of another split?)"
+            )
     return text
