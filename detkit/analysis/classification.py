@@ -81,26 +81,17 @@ def read_predictions_csv(path: str | os.PathLike) -> list[ClassPrediction]:
     return out
 
 
-def _suffix_index(files: Sequence[str]) -> dict[str, int]:
-    """Every path suffix ('a.png', 'cls/a.png', ...) of ``files`` -> index (the first file that has it)."""
-    index: dict[str, int] = {}
-    for i, f in enumerate(files):
-        parts = Path(f).parts
-        for k in range(1, len(parts) + 1):
-            index.setdefault("/".join(parts[-k:]), i)
-    return index
-
-
 def match_predictions(
     preds: Sequence[ClassPrediction], files: Sequence[str], source: str
 ) -> list[tuple[int, ClassPrediction]]:
     """``(dataset index, prediction)`` pairs by the longest common path suffix; a predicted file that is no image
     of the ground truth is a ``ValueError``; covering under half of it a ``CategoryMismatchWarning``."""
-    index = _suffix_index(files)
+    from detkit.utils.file_match import lookup, other_files, suffix_index
+
+    index = suffix_index((f, i) for i, f in enumerate(files))
     pairs, missing = [], []
     for p in preds:
-        parts = Path(p.file).parts
-        hit = next((index[k] for k in ("/".join(parts[-n:]) for n in range(len(parts), 0, -1)) if k in index), None)
+        hit = lookup(index, p.file)
         if hit is None:
             missing.append(p.file)
         else:
@@ -109,6 +100,15 @@ def match_predictions(
         raise ValueError(
             f"{len(missing)} predicted file(s) are not images of {source} (e.g. {missing[0]}); analyse the "
             "predictions against the class folders of the images they were made on"
+        )
+    other = other_files((p.file, files[i]) for i, p in pairs)
+    if other:
+        warnings.warn(
+            f"{len(other)} predicted file(s) were matched to images of {source} by name but are other files (e.g. "
+            f"{other[0][0]}, not {other[0][1]}): were the predictions made on another split? Analyse them against "
+            "the class folders of the images they were made on",
+            CategoryMismatchWarning,
+            stacklevel=2,
         )
     covered = len({i for i, _ in pairs})
     if covered * 2 < len(files):

@@ -82,15 +82,10 @@ def _match_file_names(res: list[dict], coco_gt: Any, source: str) -> list[dict]:
 def _warn_other_files(res: list[dict], coco_gt: Any, img_dir: str | os.PathLike, source: str) -> None:
     """Warn when matched predicted files exist and are not the ground-truth images (``img_dir / file_name``)
     they were matched to by name."""
+    from detkit.utils.file_match import other_files
+
     names = {im["id"]: im.get("file_name", "") for im in coco_gt.dataset["images"]}
-    pairs = {(str(r["file_name"]), os.path.join(img_dir, str(names[r["image_id"]]))) for r in res}
-    other = []
-    for pred, gt in sorted(pairs):
-        try:
-            if os.path.isfile(pred) and os.path.isfile(gt) and not os.path.samefile(pred, gt):
-                other.append((pred, gt))
-        except OSError:
-            continue
+    other = other_files((str(r["file_name"]), os.path.join(img_dir, str(names[r["image_id"]]))) for r in res)
     if other:
         pred, gt = other[0]
         warn_mismatch(

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["lookup", "suffix_index"]
+__all__ = ["lookup", "other_files", "suffix_index"]
 
 
 def _parts(name: str | os.PathLike) -> tuple[str, ...]:
@@ -40,3 +40,16 @@ def lookup(index: dict[str, T], path: str | os.PathLike) -> T | None:
         if key in index:
             return index[key]
     return None
+
+
+def other_files(pairs: Iterable[tuple[str | os.PathLike, str | os.PathLike]]) -> list[tuple[str, str]]:
+    """The ``(given, record)`` pairs, matched by name, where both files exist and are not the same file (a file of
+    another split that has the record's name), sorted."""
+    other = []
+    for given, record in sorted({(os.fspath(a), os.fspath(b)) for a, b in pairs}):
+        try:
+            if os.path.isfile(given) and os.path.isfile(record) and not os.path.samefile(given, record):
+                other.append((given, record))
+        except OSError:
+            continue
+    return other

@@ -101,3 +101,18 @@ def test_confused_pairs_orders_the_off_diagonal_counts():
     pairs = confused_pairs(cm, ["a", "b", "c"], top=2)
     assert [(p["true"], p["predicted"], p["images"]) for p in pairs] == [("a", "c", 3), ("c", "a", 2)]
     assert pairs[1]["share_of_true"] == pytest.approx(2 / 3)
+
+
+def test_predictions_of_another_split_with_the_same_names_warn(folder, tmp_path):
+    train = tmp_path / "train"  # the same class folders and file names, other images
+    for cls, name, _ in ROWS:
+        (train / cls).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(train / cls / name), np.full((20, 24, 3), 7, np.uint8))
+    preds = tmp_path / "p.csv"
+    _write_csv(preds, ROWS, prefix=f"{train}/")
+    with pytest.warns(CategoryMismatchWarning, match=r"7 predicted file\(s\) were matched .* by name but are other"):
+        analyze_classification(folder, preds, tmp_path / "out")
+    _write_csv(preds, ROWS, prefix=f"{folder}/")  # made on these very images: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CategoryMismatchWarning)
+        analyze_classification(folder, preds, tmp_path / "out2")
