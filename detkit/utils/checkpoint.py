@@ -239,31 +239,38 @@ def _examples(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
+def state_mismatch(own: Mapping, state: Mapping) -> str | None:
+    """How ``state`` fails to fit the state dict ``own`` key by key and shape by shape ("N of M tensors fit, K of
+    another shape (e.g. ...), K missing (...), K unexpected (...)"), or None when it fits exactly."""
+    shape = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if not (shape or missing or unexpected):
+        return None
+    parts = []
+    if shape:
+        k = shape[0]
+        parts.append(
+            f"{len(shape)} of another shape (e.g. {k}: checkpoint {list(state[k].shape)}, model {list(own[k].shape)})"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing ({_examples(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
+    fit = len(own) - len(missing) - len(shape)
+    return f"{fit} of {len(own)} tensors fit, {'; '.join(parts)}"
+
+
 def load_model_state(model: Any, state: Mapping, source: str, hint: str = "") -> None:
     """``model.load_state_dict(state)`` that accepts only a full fit; otherwise a :class:`CheckpointMismatchError`.
 
     The message counts the tensors that fit, names those of another shape (with both shapes) and the
-    missing / unexpected ones, then ``hint`` (e.g. which config to use).
+    missing / unexpected ones (:func:`state_mismatch`), then ``hint`` (e.g. which config to use).
     """
-    own = model.state_dict()
-    shape = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if shape or missing or unexpected:
-        parts = []
-        if shape:
-            k = shape[0]
-            parts.append(
-                f"{len(shape)} of another shape (e.g. {k}: checkpoint {list(state[k].shape)}, "
-                f"model {list(own[k].shape)})"
-            )
-        if missing:
-            parts.append(f"{len(missing)} missing ({_examples(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
-        fit = len(own) - len(missing) - len(shape)
+    detail = state_mismatch(model.state_dict(), state)
+    if detail is not None:
         raise CheckpointMismatchError(
-            f"checkpoint {source} does not fit the model: {fit} of {len(own)} tensors fit, {'; '.join(parts)}. "
+            f"checkpoint {source} does not fit the model: {detail}. "
             + (hint or "Use the config the checkpoint was trained with (CONFIG '-' takes the one it stores)")
         )
     model.load_state_dict(state)

@@ -175,31 +175,42 @@ def _meta_config(config: dict | None, info: dict, norm_eps: float | None) -> dic
     return cfg
 
 
-def _check_fits(cfg: dict, state: dict[str, Tensor], kind: str, num_classes: int, config_name: str) -> None:
-    """Build ``cfg``'s model and load ``state`` strictly; a mismatch is a ConversionError naming --config and the fix."""
+def _check_fits(cfg: dict, state: dict[str, Tensor], kind: str, num_classes: int | None, config_name: str) -> None:
+    """Build ``cfg``'s model and match ``state`` to it strictly (a ResNet classifier's weights: to its backbone);
+    a mismatch is a ConversionError naming --config and the fix."""
     from detkit.models.build import build_model
-    from detkit.utils.checkpoint import CheckpointMismatchError, load_model_state
+    from detkit.utils.checkpoint import state_mismatch
 
-    fix = (
-        f"--config {config_name} does not fit the converted torchvision {kind} weights ({num_classes} classes): "
-        "give a config of the same architecture (ResNet-50 FPN, e.g. "
-        f"{'mask_rcnn_r50_fpn_1x_coco' if kind.startswith('mask') else 'faster_rcnn_r50_fpn_1x_coco'}) "
-        "or leave --config out"
-    )
+    if kind.startswith("resnet"):
+        what, example = (
+            f"{kind} weights (its backbone)",
+            f"a config whose model.backbone is a ResNet of depth {kind[6:]} with norm BN",
+        )
+    else:
+        what = f"{kind} weights ({num_classes} classes)"
+        example = "a config of the same architecture (ResNet-50 FPN, e.g. " + (
+            "mask_rcnn_r50_fpn_1x_coco)" if kind.startswith("mask") else "faster_rcnn_r50_fpn_1x_coco)"
+        )
+    fix = f"--config {config_name} does not fit the converted torchvision {what}: give {example} or leave --config out"
     if not isinstance(cfg.get("model"), dict):
         raise ConversionError(f"{fix} (it has no 'model' section)")
+    classifier = kind.startswith("resnet")  # its head (fc) is not converted: matched to the backbone only
     try:
-        model = build_model(cfg)
+        if classifier:
+            import detkit.models  # noqa: F401  (registers every part)
+            from detkit.registry import BACKBONES
+
+            own = {f"backbone.{k}": v for k, v in BACKBONES.build(dict(cfg["model"]["backbone"])).state_dict().items()}
+        else:
+            own = build_model(cfg).state_dict()
     except (KeyError, TypeError, ValueError) as e:
         raise ConversionError(f"{fix}; its model does not build: {e}") from e
-    own = model.state_dict()
-    # BatchNorm's counters are not converted; loading fills them in, so they do not count as missing here
-    check = {**{k: v for k, v in own.items() if k.endswith(".num_batches_tracked")}, **state}
-    try:
-        load_model_state(model, check, f"({kind})", hint=".")
-    except CheckpointMismatchError as e:
-        detail = str(e).split("does not fit the model: ", 1)[-1].rstrip(". ")
-        raise ConversionError(f"{fix}: {detail}") from e
+    # BatchNorm's counters are left out on both sides: loading fills them in, and a frozen norm has none
+    detail = state_mismatch(
+        *({k: v for k, v in d.items() if not k.endswith(".num_batches_tracked")} for d in (own, state))
+    )
+    if detail is not None:
+        raise ConversionError(f"{fix}: {detail}")
 
 
 def convert_checkpoint(
@@ -220,7 +231,7 @@ def convert_checkpoint(
     out, info = convert_state_dict(state)
     detection = not info["kind"].startswith("resnet")
     cfg = _meta_config(config, info, norm_eps if detection else None)
-    if detection and cfg is not None:
+    if cfg is not None:
         _check_fits(cfg, out, info["kind"], info["num_classes"], config_name or "CONFIG")
     meta = {
         "class_names": info["class_names"],

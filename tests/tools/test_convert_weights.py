@@ -331,3 +331,21 @@ def test_ultralytics_mismatch_message_keeps_its_fix(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "use a YOLO config of the same scale and head" in err, err
     assert not dst.exists()
+
+
+def test_a_resnet_classifier_is_checked_against_the_backbone_of_config(tmp_path, capsys):
+    """torchvision ResNet weights with --config: the config's backbone must take them (before, stored unchecked)."""
+    src, dst = tmp_path / "r18.pth", tmp_path / "out.pth"
+    torch.save(resnet18().state_dict(), src)
+    base = ["--from", "torchvision", str(src), str(dst), "--config"]
+    for config, why in (
+        ("resnet50_imagenet", "of another shape"),
+        ("yolo_n_shapes", "0 of 135 tensors fit"),
+        ("faster_rcnn_r18_fpn_shapes", "40 unexpected (backbone.bn1.running_mean"),  # GN: no running statistics
+    ):
+        assert convert_weights.main([*base, config]) == 2
+        err = capsys.readouterr().err
+        assert f"--config {config} does not fit the converted torchvision resnet18 weights (its backbone)" in err
+        assert why in err and "a ResNet of depth 18 with norm BN" in err and not dst.exists()
+    assert convert_weights.main([*base, "resnet18_shapes"]) == 0  # num_classes null: the backbone alone is built
+    assert torch.load(dst, weights_only=True)["meta"]["config"]["model"]["backbone"]["depth"] == 18
