@@ -144,6 +144,10 @@ def load_config_with_sources(
 ) -> tuple[dict, Sources]:
     """Like :func:`load_config`, also returning where each key came from (``Sources``); ``check`` runs the check
     (and lets ``--set`` add a key that the files lack: the check judges it like any other)."""
+    if isinstance(overrides, (str, bytes)):
+        raise TypeError(
+            f"overrides must be a list of 'KEY=VALUE' strings, got one string {overrides!r}: wrap it in a list"
+        )
     cfg, sources = _load(resolve_config_path(path), ())
     if overrides:
         cfg = apply_overrides(cfg, overrides, sources, add_missing=check)

@@ -8,7 +8,7 @@ from pathlib import PureWindowsPath
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "UnsafePathError", "read_image", "safe_join"]
+__all__ = ["ImageReadError", "UnsafePathError", "read_image", "safe_join", "to_uint8"]
 
 # IMREAD_COLOR makes OpenCV apply the EXIF orientation, expand grayscale/palette images to three
 # channels and drop an alpha channel; IMREAD_ANYDEPTH keeps 16-bit data so that we scale it ourselves
@@ -24,7 +24,7 @@ class UnsafePathError(ValueError):
     """An image ``file_name`` that is absolute or points outside the image folder."""
 
 
-def _to_uint8(img: np.ndarray) -> np.ndarray:
+def to_uint8(img: np.ndarray) -> np.ndarray:
     """Convert a decoded image of any depth to uint8: 16-bit keeps its high byte, float scales by its max."""
     if img.dtype == np.uint8:
         return img
@@ -66,7 +66,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         )
     if img.ndim == 2:  # defensive: IMREAD_COLOR already gives 3 channels
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    img = _to_uint8(img)
+    img = to_uint8(img)
     return np.ascontiguousarray(img[:, :, 2::-1])  # BGR -> RGB (drops a 4th channel if any)
 
 

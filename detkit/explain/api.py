@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.explain.layers import ExplainError
 from detkit.explain.session import CamSession, cam_method, cam_session
 from detkit.explain.targets import DetectionTarget
 
@@ -81,11 +80,18 @@ def explain(
         ExplainError: an unknown method or layer (the message lists the valid names, nearest first), or a
             model of another type.
     """
+    from detkit.inference.arguments import check_count, check_model, check_score_thr
     from detkit.inference.runner import predict_arrays, to_rgb_array
 
+    check_model(model, "explain")
     cam_method(method)  # an unknown method or a missing package before any work
-    if int(max_dets) < 1:
-        raise ExplainError(f"max_dets must be >= 1, got {max_dets}")
+    max_dets = check_count(max_dets, "max_dets", "explain")
+    score_thr = check_score_thr(score_thr, "explain")
+    if isinstance(image, (list, tuple)):
+        raise TypeError(
+            f"explain: image is one image (a path, a PIL image or a numpy image), got a "
+            f"{type(image).__name__} of {len(image)}; call explain once per image"
+        )
     rgb = to_rgb_array(image, channel_order)
     pred = predict_arrays(model, [rgb], score_thr)[0]
     with cam_session(model, rgb, target_layer) as session:

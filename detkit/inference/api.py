@@ -25,8 +25,9 @@ def _class_names(cfg: dict, meta: dict, config: Any, checkpoint: Any) -> list[st
     if names is None:
         if n_cfg is None:
             raise ConfigError(
-                f"model.num_classes is null in {config or 'the config'} and {checkpoint or 'no checkpoint'} stores "
-                "no class names; set model.num_classes, or pass the checkpoint trained with this config"
+                f"model.num_classes is null in {config if isinstance(config, (str, os.PathLike)) else 'the config'} "
+                + (f"and checkpoint {checkpoint} stores no class names" if checkpoint else "and no checkpoint is given")
+                + "; set model.num_classes, or pass the checkpoint trained with this config"
             )
         return None
     names = [str(n) for n in names]
@@ -72,7 +73,15 @@ def init_model(
         DeviceError: ``device`` does not exist on this machine.
         ConfigError: a bad config, or no config at all.
     """
-    dev = parse_device(device)  # first: a wrong device costs no checkpoint read
+    for name, value in (("config", config), ("checkpoint", checkpoint)):
+        if (
+            value is not None
+            and not isinstance(value, (str, os.PathLike))
+            and not (name == "config" and isinstance(value, dict))
+        ):
+            accepted = "a path, a packaged config name or a config dict" if name == "config" else "a path"
+            raise TypeError(f"init_model: {name} must be {accepted}, got {type(value).__name__}")
+    dev = parse_device(device, flag="device")  # first: a wrong device costs no checkpoint read
     ckpt = load_checkpoint(checkpoint) if checkpoint is not None else None
     meta = (ckpt or {}).get("meta") or {}
     if config is None:
@@ -86,7 +95,8 @@ def init_model(
     else:
         cfg = load_config(config)
     if not isinstance(cfg.get("model"), dict):
-        raise ConfigError(f"{config or checkpoint}: the config has no 'model' section")
+        state = "has no 'model' section" if cfg.get("model") is None else "has a 'model' that is not a mapping"
+        raise ConfigError(f"{config if isinstance(config, (str, os.PathLike)) else checkpoint}: the config {state}")
     names = _class_names(cfg, meta, config, checkpoint)
     # the checkpoint's weights replace the backbone's start weights: do not read (or need) that file again
     model = build_model(without_init_checkpoint(cfg) if ckpt is not None else cfg, class_names=names)
@@ -97,7 +107,7 @@ def init_model(
     return model.to(dev).eval()
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the results are ordinary tensors a caller may edit in place
 def predict(
     model: nn.Module | Sequence[nn.Module],
     inputs: ImageInput | Sequence[ImageInput],
@@ -134,14 +144,15 @@ def predict(
         (the top-k classes, most likely first; k = the config's ``model.topk``). A single (non-list) input
         gives a single dict.
     """
+    from detkit.inference.arguments import check_channel_order, check_count, check_model, check_score_thr
     from detkit.inference.ensemble import Ensemble, as_ensemble
     from detkit.inference.runner import predict_arrays, to_rgb_array
     from detkit.inference.tiling import parse_tile, predict_tiled
 
-    if score_thr is not None and not 0.0 <= float(score_thr) <= 1.0:  # NaN fails too
-        raise ValueError(f"predict: score_thr must be in [0, 1] (or None: the config's), got {score_thr}")
-    if int(batch_size) < 1:
-        raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+    check_model(model, "predict")
+    score_thr = check_score_thr(score_thr, "predict")
+    batch_size = check_count(batch_size, "batch_size", "predict")
+    channel_order = check_channel_order(channel_order, "predict")
     single = not isinstance(inputs, (list, tuple))
     images = [to_rgb_array(item, channel_order) for item in ([inputs] if single else list(inputs))]
     options = parse_tile(tile)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Callable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,19 +16,20 @@ from torch import nn
 
 ImageInput = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 
-__all__ = ["ImageInput", "build_test_pipeline", "predict_arrays", "to_rgb_array"]
+__all__ = ["ImageInput", "build_test_pipeline", "eval_mode", "predict_arrays", "to_rgb_array"]
 
 
 def to_rgb_array(item: ImageInput, channel_order: str = "rgb") -> np.ndarray:
     """Return an RGB uint8 [H,W,3] array from a path, a PIL image or a numpy image.
 
     A numpy image is uint8 [H,W], [H,W,3] or [H,W,4], taken as RGB(A) unless ``channel_order='bgr'``
-    (OpenCV's order); grayscale is repeated to three channels and a fourth channel dropped.
+    (OpenCV's order); grayscale is repeated to three channels and a fourth channel dropped. A PIL image is read
+    as a file would be: its EXIF orientation applied, 16-bit data keeping its high byte.
     """
     from detkit.data.image_io import read_image
+    from detkit.inference.arguments import check_channel_order
 
-    if channel_order.lower() not in ("rgb", "bgr"):
-        raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    channel_order = check_channel_order(channel_order, "predict")
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)
     if isinstance(item, np.ndarray):
@@ -34,15 +38,39 @@ def to_rgb_array(item: ImageInput, channel_order: str = "rgb") -> np.ndarray:
             arr = np.repeat(arr[:, :, None], 3, axis=2)
         if arr.ndim != 3 or arr.shape[2] not in (3, 4):
             raise ValueError(f"predict: a numpy image must be [H,W], [H,W,3] or [H,W,4], got {arr.shape}")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"predict: a numpy image has no pixels (shape {item.shape})")
         arr = arr[:, :, :3]
-        if channel_order.lower() == "bgr":
+        if channel_order == "bgr":
             arr = arr[:, :, ::-1]
         if arr.dtype != np.uint8:
             raise ValueError(f"predict: a numpy image must be uint8, got {arr.dtype}")
         return np.ascontiguousarray(arr)
-    if hasattr(item, "convert"):  # PIL image
-        return np.asarray(item.convert("RGB"))
-    raise TypeError(f"predict: unsupported input type {type(item).__name__}; give a path, a numpy image or a PIL image")
+    if hasattr(item, "convert") and hasattr(item, "mode"):  # PIL image
+        return _pil_rgb(item)
+    raise TypeError(
+        f"predict: unsupported input type {type(item).__name__}; give a path, a numpy image or a PIL image "
+        "(or a list of them)"
+    )
+
+
+def _pil_rgb(image: Any) -> np.ndarray:
+    """A PIL image as RGB uint8, as ``read_image`` reads its file: EXIF orientation applied, 16- and 32-bit
+    integer data keeping its high byte (``convert('RGB')`` would saturate it), float scaled by its max."""
+    from PIL import ImageOps
+
+    from detkit.data.image_io import to_uint8
+
+    image = ImageOps.exif_transpose(image)
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"predict: a PIL image has no pixels (size {image.size})")
+    if image.mode.startswith("I") or image.mode == "F":  # I;16*, I (32-bit int), F (float)
+        arr = np.asarray(image)
+        if arr.dtype.kind in "iu":  # 16-bit data, whatever the container: keep the high byte
+            arr = np.clip(arr, 0, 65535).astype(np.uint16)
+        gray = to_uint8(arr)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    return np.asarray(image.convert("RGB"))
 
 
 def build_test_pipeline(cfg: dict | None) -> Callable[[dict], dict] | None:
@@ -78,7 +106,7 @@ def _takes_score_thr(model: nn.Module) -> bool:
     return "score_thr" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the results are ordinary tensors a caller may edit in place
 def predict_arrays(
     model: nn.Module, images: Sequence[np.ndarray], score_thr: float | None = None, batch_size: int = 1
 ) -> list[dict]:
@@ -93,16 +121,62 @@ def predict_arrays(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pipeline = build_test_pipeline(getattr(model, "cfg", None))
     kwargs = {} if score_thr is None or not _takes_score_thr(model) else {"score_thr": float(score_thr)}
-    was_training = model.training
-    model.eval()
     results: list[dict] = []
-    try:
+    with eval_mode(model):
         for start in range(0, len(images), batch_size):
             samples = [_sample(img, start + j) for j, img in enumerate(images[start : start + batch_size])]
             if pipeline is not None:
                 samples = [pipeline(s) for s in samples]
             preds = model.predict(collate(samples), **kwargs)
             results.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
-    finally:
-        model.train(was_training)
     return results
+
+
+_GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+class _ModeGate:
+    """Who runs a model now: calls on it in eval mode run together; a call that finds it in train mode waits for
+    them, switches it to eval, runs alone and switches it back."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.running = 0  # calls in eval mode
+        self.switched = False  # a call switched the model to eval and runs alone
+        self.owner: int | None = None  # that call's thread (a call it makes in turn just runs)
+
+    @contextlib.contextmanager
+    def enter(self, model: nn.Module) -> Iterator[None]:
+        if self.switched and self.owner == threading.get_ident():
+            yield
+            return
+        with self.cond:
+            self.cond.wait_for(lambda: not self.switched)
+            switch = model.training
+            if switch:
+                self.cond.wait_for(lambda: self.running == 0 and not self.switched)
+                self.switched, self.owner = True, threading.get_ident()
+                model.eval()
+            else:
+                self.running += 1
+        try:
+            yield
+        finally:
+            with self.cond:
+                if switch:
+                    model.train(True)
+                    self.switched, self.owner = False, None
+                else:
+                    self.running -= 1
+                self.cond.notify_all()
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager:
+    """``model`` in eval mode inside the block and in its former mode after it, safe across threads: threads that
+    predict with one model share its ``training`` flag, so a model found in train mode is switched (and switched
+    back) only while no other call runs on it, lest one thread's switch back land in another's forward pass
+    (BatchNorm would update its statistics). Calls on a model in eval mode run concurrently."""
+    with _GATES_LOCK:
+        gate = _GATES.setdefault(model, _ModeGate())
+    return gate.enter(model)

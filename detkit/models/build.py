@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 
 from torch import nn
@@ -39,6 +40,9 @@ def build_model(cfg: dict, class_names: Sequence[str] | None = None) -> nn.Modul
     """
     import detkit.models  # noqa: F401  (registers every part)
 
+    if not isinstance(cfg, dict):
+        hint = ": read a file with detkit.load_config(path) first" if isinstance(cfg, (str, os.PathLike)) else ""
+        raise TypeError(f"build_model takes a config dict, got {type(cfg).__name__}{hint}")
     spec = copy.deepcopy(cfg.get("model", cfg))
     num_classes = resolve_num_classes(spec, class_names)
     spec["num_classes"] = num_classes

@@ -76,7 +76,31 @@ def _frames(frames: Any) -> Iterator:
         from detkit.track.sources import open_frames
 
         return open_frames(frames)[1]
-    return iter(frames)
+    if hasattr(frames, "shape") or hasattr(frames, "convert") or isinstance(frames, (bytes, dict)):
+        raise TypeError(
+            f"track: frames must be a video file, a folder of frames or a list (iterable) of images in order, got "
+            f"one {type(frames).__name__}; wrap a single frame in a list, or use detkit.predict for one image"
+        )
+    try:
+        return iter(frames)
+    except TypeError:
+        raise TypeError(
+            f"track: frames must be a video file, a folder of frames or a list (iterable) of images in order, got "
+            f"{type(frames).__name__}"
+        ) from None
+
+
+def _check_detector(model: nn.Module) -> None:
+    """``model`` gives boxes: a detector, or an ensemble of detectors (not a segmentor or a classifier)."""
+    from detkit.inference.arguments import check_model
+    from detkit.models.detectors.classifier import Classifier
+    from detkit.models.detectors.segmentor import Segmentor
+
+    check_model(model, "track")
+    members = getattr(model, "models", [model])
+    kinds = sorted({type(m).__name__ for m in members if isinstance(m, (Classifier, Segmentor))})
+    if kinds:
+        raise TypeError(f"track: model must be a detector (boxes to link), got a {', '.join(kinds)}")
 
 
 def frame_batches(items: Iterable, size: int) -> Iterator[list]:
@@ -117,7 +141,10 @@ def track(
         the frame's pixels, ``scores`` float32 [T], ``labels`` int64 [T] (``model.class_names[label]``).
     """
     import detkit
+    from detkit.inference.arguments import check_count
 
+    _check_detector(model)
+    batch_size = check_count(batch_size, "batch_size", "track")
     linker = build_tracker(tracker, **tracker_kwargs)
     thr = detection_thr(linker)
     out = []

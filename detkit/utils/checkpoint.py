@@ -201,6 +201,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     ``ValueError``; :class:`CheckpointNotFoundError`, also a ``FileNotFoundError``, for a missing file) for
     anything that is not a checkpoint.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_checkpoint: path must be a file path, got {type(path).__name__}")
     ckpt = read_torch_file(path, map_location)
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), Mapping):
         if not isinstance(ckpt.get("meta") or {}, Mapping):

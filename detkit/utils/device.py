@@ -17,13 +17,18 @@ def _available() -> str:
     return ", ".join(names)
 
 
-def parse_device(device: str | int | torch.device | None, multi: bool = False) -> torch.device | list[torch.device]:
+def parse_device(
+    device: str | int | torch.device | None, multi: bool = False, flag: str = "--device"
+) -> torch.device | list[torch.device]:
     """Turn a user's device string into ``torch.device`` (a list with ``multi`` for ``'0,1'``).
 
     ``None`` or ``''`` picks CUDA when available, else CPU. A bare index ``'1'`` means ``cuda:1``. A list of
     indices is accepted only with ``multi=True`` (one process per device is started by torchrun, not here).
-    Raises :class:`DeviceError` for a device that does not exist here.
+    Raises :class:`DeviceError` for a device that does not exist here; its message names the value as ``flag``
+    (``--device`` for the tools, ``device`` for a library argument: ``device='cuda'``).
     """
+    given = f"{flag} {device}" if flag.startswith("-") else f"{flag}={device!r}"
+    use_cpu = f"{flag} cpu" if flag.startswith("-") else f"{flag}='cpu'"
     if isinstance(device, torch.device):
         device = str(device)
     text = "" if device is None else str(device).strip().lower()
@@ -33,30 +38,30 @@ def parse_device(device: str | int | torch.device | None, multi: bool = False) -
     if len(parts) > 1:
         if not multi:
             raise DeviceError(
-                f"--device {device}: one device per process; for several GPUs start one process per "
+                f"{given}: one device per process; for several GPUs start one process per "
                 f"GPU with `torchrun --nproc-per-node {len(parts)} ...` and --device cuda "
                 f"(CUDA_VISIBLE_DEVICES={text} selects them)"
             )
-        return [parse_device(p) for p in parts]
+        return [parse_device(p, flag=flag) for p in parts]
     one = parts[0]
     if one.isdigit():
         one = f"cuda:{one}"
     try:
         dev = torch.device(one)
     except (RuntimeError, ValueError):
-        raise DeviceError(f"--device {device}: not a device name; use one of: {_available()}") from None
+        raise DeviceError(f"{given}: not a device name; use one of: {_available()}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+            raise DeviceError(f"{given}: CUDA is not available on this machine; use {use_cpu}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(
-                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                f"{given}: this machine has {torch.cuda.device_count()} CUDA device(s) "
                 f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
             )
     elif dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise DeviceError(f"--device {device}: MPS (Apple GPU) is not available here; use one of: {_available()}")
+            raise DeviceError(f"{given}: MPS (Apple GPU) is not available here; use one of: {_available()}")
     elif dev.type != "cpu":
-        raise DeviceError(f"--device {device}: detkit runs on cpu, cuda or mps; available here: {_available()}")
+        raise DeviceError(f"{given}: detkit runs on cpu, cuda or mps; available here: {_available()}")
     return dev
