@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
-MAX_BASE_DEPTH = 2  # a config inherits at most two levels deep (DESIGN.md)
+# The packaged configs inherit at most two levels deep (DESIGN.md; tests/test_configs.py holds them to it); a
+# user's config that names one of them as its _base_ adds levels of its own, so a chain may be this deep:
+MAX_BASE_DEPTH = 4
 SET_ORIGIN = "--set"  # the origin of a key given on the command line
 
 # Where each key of a loaded config came from: key path (``('data', 'train', 'pipeline', 0, 'p')``) -> the
@@ -28,14 +30,38 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the file or key and the fix."""
 
 
+DELETE_KEY = "_delete_"  # in a section of a config file: replace the inherited section instead of merging into it
+
+
+def _replaces(value: Any) -> bool:
+    """Whether a section says ``_delete_: true`` (any other value than true / false is a ConfigError)."""
+    flag = value.get(DELETE_KEY, False) if isinstance(value, dict) else False
+    if not isinstance(flag, bool):
+        raise ConfigError(f"{DELETE_KEY} must be true or false, got {flag!r}")
+    return flag
+
+
+def _without_delete(value: Any) -> Any:
+    """A deep copy of ``value`` without its ``_delete_`` flags."""
+    if isinstance(value, dict):
+        return {k: _without_delete(v) for k, v in value.items() if k != DELETE_KEY}
+    if isinstance(value, list):
+        return [_without_delete(v) for v in value]
+    return copy.deepcopy(value)
+
+
 def merge(base: dict, override: dict) -> dict:
-    """Return ``base`` updated by ``override``: dicts merge deeply, lists and scalars replace."""
+    """Return ``base`` updated by ``override``: dicts merge deeply, lists and scalars replace, and a dict of
+    ``override`` with ``_delete_: true`` replaces ``base``'s whole section (the keys it sets, and no others)."""
     out = copy.deepcopy(base)
     for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if k == DELETE_KEY:
+            continue
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not _replaces(v):
             out[k] = merge(out[k], v)
         else:
-            out[k] = copy.deepcopy(v)
+            _replaces(v)  # a bad flag is an error here too
+            out[k] = _without_delete(v)
     return out
 
 
@@ -91,23 +117,33 @@ def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Sources]:
     if bases and len(chain) >= MAX_BASE_DEPTH:
         raise ConfigError(
             f"{path}: _base_ nests deeper than {MAX_BASE_DEPTH} levels "
-            f"(chain: {' -> '.join(str(p) for p in (*chain, path))})"
+            f"(chain: {' -> '.join(str(p) for p in (*chain, path))}); copy the keys of a file in the middle of the "
+            "chain into the file that names it, and name that file's own _base_ instead"
         )
     merged: dict = {}
     sources: Sources = {}
     for b in bases:
-        bpath = Path(b) if os.path.isabs(b) else path.parent / b
-        if not bpath.is_file():
-            raise ConfigError(f"{path}: _base_ file not found: {b} (looked at {bpath})")
-        base, base_sources = _load(bpath, (*chain, path))
+        base, base_sources = _load(_base_path(path, b), (*chain, path))
         merged = merge(merged, base)
         sources.update(base_sources)  # later bases win, as in the merge
     for k, v in data.items():
         record_sources(sources, v, (k,), display_path(path))
-    return merge(merged, data), sources
+    return merge(merged, data), sources  # merge drops _delete_ flags: a bare file has none left either
 
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def _base_path(path: Path, base: str) -> Path:
+    """The file a ``_base_`` entry of ``path`` names: a path (absolute, or relative to ``path``'s folder), else a
+    packaged config's name (``yolo_n_shapes``, as the tools take it)."""
+    bpath = Path(base) if os.path.isabs(base) else path.parent / base
+    if bpath.is_file():
+        return bpath
+    named = packaged_configs().get(Path(base).stem) if len(Path(base).parts) == 1 else None
+    if named is not None and Path(base).suffix in ("", ".yaml"):
+        return named
+    raise ConfigError(f"{path}: _base_ file not found: {base} (looked at {bpath}; nor is it a packaged config name)")
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -39,15 +39,42 @@ def test_base_inheritance_relative_paths(tmp_path):
     assert cfg == {"model": {"type": "A", "depth": 18, "out": [4]}, "data": {"batch_size": 2}, "seed": 3}
 
 
-def test_two_level_inheritance_allowed_three_refused(tmp_path):
-    write(tmp_path / "a.yaml", {"v": 1})
-    write(tmp_path / "b.yaml", {"_base_": ["a.yaml"], "w": 2})
-    write(tmp_path / "c.yaml", {"_base_": ["b.yaml"], "x": 3})
-    assert load_config(tmp_path / "c.yaml", check=False) == {"v": 1, "w": 2, "x": 3}
-    write(tmp_path / "a.yaml", {"_base_": ["z.yaml"], "v": 1})
-    write(tmp_path / "z.yaml", {"q": 0})
-    with pytest.raises(ConfigError, match="deeper than 2"):
-        load_config(tmp_path / "c.yaml", check=False)
+def _chain(tmp_path, n):
+    """c0.yaml <- c1.yaml <- ... <- c{n}.yaml: c{n} inherits n levels deep."""
+    write(tmp_path / "c0.yaml", {"v0": 0})
+    for i in range(1, n + 1):
+        write(tmp_path / f"c{i}.yaml", {"_base_": [f"c{i - 1}.yaml"], f"v{i}": i})
+    return tmp_path / f"c{n}.yaml"
+
+
+def test_four_levels_allowed_five_refused_with_the_fix(tmp_path):
+    assert load_config(_chain(tmp_path, 4), check=False) == {f"v{i}": i for i in range(5)}
+    with pytest.raises(ConfigError, match="deeper than 4 levels .*copy the keys of a file in the middle"):
+        load_config(_chain(tmp_path, 5), check=False)
+
+
+def test_packaged_configs_inherit_at_most_two_levels():
+    """DESIGN.md: a config inherits at most two levels deep; a user's config may then name any packaged one."""
+    from detkit.config import packaged_configs
+
+    def depth(path):
+        bases = (yaml.safe_load(path.read_text()) or {}).get("_base_") or []
+        return max((1 + depth(path.parent / b) for b in ([bases] if isinstance(bases, str) else bases)), default=0)
+
+    deep = {name: depth(p) for name, p in packaged_configs().items() if depth(p) > 2}
+    assert not deep
+
+
+def test_a_packaged_config_as_base_by_path_or_by_name(tmp_path):
+    from detkit.config import packaged_configs
+
+    for base in (str(packaged_configs()["mask_rcnn_r18_fpn_shapes"]), "mask_rcnn_r18_fpn_shapes"):
+        write(tmp_path / "mine.yaml", {"_base_": [base], "train": {"max_epochs": 3}})
+        cfg = load_config(tmp_path / "mine.yaml")
+        assert cfg["train"]["max_epochs"] == 3 and cfg["model"]["mask_head"]["type"] == "RoIMaskHead"
+    write(tmp_path / "mine.yaml", {"_base_": ["mask_rcnn_r18_fpn_shapez"]})
+    with pytest.raises(ConfigError, match="_base_ file not found: mask_rcnn_r18_fpn_shapez .*nor is it a packaged"):
+        load_config(tmp_path / "mine.yaml")
 
 
 def test_missing_file_and_cycle(tmp_path):
@@ -134,3 +161,33 @@ def test_set_old_spelling_names_the_new_key():
         apply_overrides(cfg, ["model.box_head.score_thresh=0.1"])
     with pytest.raises(ConfigError, match=r"write 'model.box_head.max_per_img'"):
         apply_overrides(cfg, ["model.box_head.detections_per_img=10"])
+
+
+def test_delete_replaces_an_inherited_section(tmp_path):
+    write(tmp_path / "base.yaml", {"model": {"neck": {"type": "FPN", "extra": "maxpool", "out_channels": 128}, "k": 1}})
+    write(tmp_path / "mine.yaml", {"_base_": ["base.yaml"], "model": {"neck": {"_delete_": True, "type": "PAFPN"}}})
+    assert load_config(tmp_path / "mine.yaml", check=False) == {"model": {"neck": {"type": "PAFPN"}, "k": 1}}
+    write(tmp_path / "mine.yaml", {"_base_": ["base.yaml"], "model": {"neck": {"_delete_": False, "type": "PAFPN"}}})
+    assert load_config(tmp_path / "mine.yaml", check=False)["model"]["neck"] == {
+        "type": "PAFPN",
+        "extra": "maxpool",
+        "out_channels": 128,
+    }
+    write(tmp_path / "mine.yaml", {"_base_": ["base.yaml"], "model": {"neck": {"_delete_": "yes"}}})
+    with pytest.raises(ConfigError, match="_delete_ must be true or false, got 'yes'"):
+        load_config(tmp_path / "mine.yaml", check=False)
+
+
+def test_delete_lets_a_checked_config_swap_a_part_type(tmp_path):
+    """FPN -> PAFPN in a file: the base's FPN-only keys (extra, out_channels) would be unknown keys of PAFPN."""
+    from detkit.config import packaged_configs
+
+    base = str(packaged_configs()["faster_rcnn_r18_fpn_shapes"])
+    neck = {"_delete_": True, "type": "PAFPN", "in_channels": [64, 128, 256, 512]}
+    write(tmp_path / "mine.yaml", {"_base_": [base], "model": {"neck": neck}})
+    cfg = load_config(tmp_path / "mine.yaml")
+    assert cfg["model"]["neck"] == {"type": "PAFPN", "in_channels": [64, 128, 256, 512]}
+    del neck["_delete_"]
+    write(tmp_path / "mine.yaml", {"_base_": [base], "model": {"neck": neck}})
+    with pytest.raises(ConfigError, match="model.neck.extra"):
+        load_config(tmp_path / "mine.yaml")
