@@ -68,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
     """Build the config's model and print its parameters and FLOPs per part."""
     from detkit.benchmark.model_stats import format_stats, model_stats
     from detkit.models.build import build_model
+    from detkit.models.fit_check import check_parts_fit
 
     cfg = config_arg(args.config, args.set)
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building the config's model: input errors
         model = build_model(cfg, class_names=_class_names(cfg, args.num_classes))
+        check_parts_fit(model)
     divisor = int((cfg["model"].get("preprocess") or {}).get("size_divisor", 32))
     rows, total, hw = model_stats(model, tuple(args.size), args.rois, divisor)
     print(f"{type(model).__name__} from {args.config} ({model.num_classes} classes)")

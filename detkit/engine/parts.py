@@ -69,11 +69,13 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
 def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None):
     """The model (its classes from ``train_set``), its DDP wrapper (None on one process) and its EMA (or None)."""
     from detkit.models.build import build_model
+    from detkit.models.fit_check import check_parts_fit
 
     class_names = builders.model_class_names(train_set)
     check_num_classes(cfg["model"], class_names)
     resolve_class_weights(cfg["model"], train_set, class_names)
     model = build_model(cfg, class_names=class_names).to(device)
+    check_parts_fit(model)  # channels and levels of the parts, before any data or weights are read
     tcfg = cfg["train"]
     if use_sync_bn(tcfg["sync_bn"], model, dist.get_world_size()):
         model = convert_sync_batchnorm(model, device)

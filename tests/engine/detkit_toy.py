@@ -78,8 +78,8 @@ class ToyDetector(nn.Module):
     Args:
         num_classes / class_names: as every detector; dropout: > 0 consumes the torch RNG in training;
         nan_calls: indices of ``loss`` calls whose ``toy/box`` loss is NaN; nan_from: every call from
-        this index on is NaN; predict_error: ``predict`` raises RuntimeError(predict_error) (a broken
-        evaluation).
+        this index on is NaN; predict_error: ``predict`` raises RuntimeError(predict_error) once the model has
+        trained a step (a broken evaluation; the dry prediction when the model is built still passes).
     """
 
     def __init__(
@@ -133,7 +133,7 @@ class ToyDetector(nn.Module):
 
     def predict(self, batch: dict) -> list[dict]:
         """One box per image in original-image pixels."""
-        if self.predict_error:
+        if self.predict_error and self.calls:
             raise RuntimeError(self.predict_error)
         logits, boxes = self._raw(batch)
         scores, labels = logits.softmax(-1).max(-1)

@@ -203,7 +203,7 @@ class YOLOHead(nn.Module):
         boxes = self.decode(bins, points, strides)
         return batched.clip_to_sizes(
             boxes, batched.box_limits(image_sizes.to(boxes.device))[:, None, :]
-        ), logits.float().sigmoid()
+        ), at_least_float32(logits).sigmoid()  # the boxes' dtype: float64 models give float64 both
 
     @torch.no_grad()
     def predict(
