@@ -56,3 +56,18 @@ def test_safetensors_checkpoint_is_read_by_timm(tmp_path):
     save_file(full.state_dict(), str(path))
     model = TimmBackbone("resnet18", pretrained=True, checkpoint_path=str(path), out_indices=(3,))
     assert torch.equal(model.body.layer3[0].conv1.weight, full.layer3[0].conv1.weight)
+
+
+def test_unknown_model_name_is_a_value_error_naming_the_key_and_nearest_models():
+    pytest.importorskip("timm")
+    with pytest.raises(ValueError, match=r"model\.backbone\.model_name: unknown timm model 'resnt34'.*resnet34"):
+        TimmBackbone("resnt34")
+    with pytest.raises(ValueError, match="no timm model has a similar name"):
+        TimmBackbone("zzqqxxvv")
+
+
+def test_out_indices_out_of_range_is_a_value_error_giving_the_valid_range():
+    pytest.importorskip("timm")
+    with pytest.raises(ValueError, match=r"model\.backbone\.out_indices .*\[5, 6\].*5 feature levels .*0 to 4"):
+        TimmBackbone("resnet18", out_indices=[1, 2, 3, 4, 5, 6])
+    assert TimmBackbone("resnet18", out_indices=[-1]).strides == [32]  # negative indices stay valid

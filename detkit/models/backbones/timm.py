@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,7 @@ class TimmBackbone(nn.Module):
             raise ImportError(
                 "TimmBackbone needs the optional package timm: pip install detkit[timm] (or pip install timm)"
             ) from e
+        _check_model_name(timm, model_name)
         if pretrained and not checkpoint_path:
             raise ValueError(
                 f"TimmBackbone('{model_name}'): pretrained=True needs checkpoint_path (a local "
@@ -60,9 +62,14 @@ class TimmBackbone(nn.Module):
         if checkpoint_path:
             # 'file' overrides every remote source; source='' keeps timm off the Hugging Face hub
             kwargs["pretrained_cfg_overlay"] = dict(file=checkpoint_path, source="", url="", hf_hub_id="")
-        self.body = timm.create_model(
-            model_name, pretrained=bool(checkpoint_path), features_only=True, out_indices=tuple(out_indices), **kwargs
-        )
+        out_indices = tuple(out_indices)
+        try:
+            self.body = timm.create_model(
+                model_name, pretrained=bool(checkpoint_path), features_only=True, out_indices=out_indices, **kwargs
+            )
+        except (IndexError, AssertionError):  # timm's answers to a feature index out of range
+            _check_out_indices(timm, model_name, out_indices, kwargs)
+            raise
         self.out_channels = list(self.body.feature_info.channels())
         self.strides = list(self.body.feature_info.reduction())
         self.init_report: InitReport | None = None
@@ -72,3 +79,32 @@ class TimmBackbone(nn.Module):
     def forward(self, x: Tensor) -> list[Tensor]:
         """Return the feature maps of ``out_indices``, increasing stride."""
         return list(self.body(x))
+
+
+def _check_model_name(timm: Any, model_name: Any) -> None:
+    """Raise a ValueError naming the nearest timm models when ``model_name`` is no timm model."""
+    if not isinstance(model_name, str) or not model_name:
+        raise ValueError(f"model.backbone.model_name must be a timm model name (a string), got {model_name!r}")
+    if ":" in model_name or timm.is_model(model_name):  # 'hf-hub:' / 'local-dir:' names: timm checks them
+        return
+    near = difflib.get_close_matches(model_name.lower(), timm.list_models(), n=5, cutoff=0.6)
+    hint = f"nearest timm models: {', '.join(near)}" if near else "no timm model has a similar name"
+    raise ValueError(
+        f"model.backbone.model_name: unknown timm model '{model_name}' ({hint}); "
+        "set it to a name from timm.list_models()"
+    )
+
+
+def _check_out_indices(timm: Any, model_name: str, out_indices: tuple, kwargs: dict) -> None:
+    """Raise a ValueError giving the valid range when an ``out_indices`` entry exceeds the model's levels."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "pretrained_cfg_overlay"}
+    try:
+        levels = len(timm.create_model(model_name, pretrained=False, features_only=True, **kwargs).feature_info)
+    except Exception:  # noqa: BLE001  (the caller re-raises timm's own error)
+        return
+    bad = [i for i in out_indices if not -levels <= int(i) < levels]
+    if bad:
+        raise ValueError(
+            f"model.backbone.out_indices {list(out_indices)}: {bad} out of range for timm model "
+            f"'{model_name}', which has {levels} feature levels (valid indices 0 to {levels - 1})"
+        )
