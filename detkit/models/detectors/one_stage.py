@@ -26,14 +26,34 @@ from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 _YOLO_PREPROCESS = dict(pixel_mean=(0.0, 0.0, 0.0), pixel_std=(255.0, 255.0, 255.0), size_divisor=32)
 
 
+def _neck_defaults(spec: nn.Module | dict | None, backbone: nn.Module) -> dict:
+    """The backbone's ``in_channels`` and strides for a neck spec, the strides under the name its class takes."""
+    defaults = {"in_channels": backbone.out_channels}
+    name = "strides"
+    if isinstance(spec, dict) and spec.get("type") in NECKS:
+        params = inspect.signature(NECKS.get(spec["type"])).parameters
+        if "strides" not in params and "in_strides" in params:
+            name = "in_strides"  # FPN's name for them
+    defaults[name] = backbone.strides
+    return defaults
+
+
+def _per_level(part: nn.Module) -> list[int]:
+    """``part.out_channels`` as one count per output level (an int, e.g. FPN's, repeated per stride)."""
+    channels = part.out_channels
+    return [int(channels)] * len(part.strides) if isinstance(channels, int) else list(channels)
+
+
 @DETECTORS.register
 class OneStageDetector(nn.Module):
     """``head(neck(backbone(x)))`` with the head's ``loss`` / ``predict``; parts as modules or spec dicts.
 
     Args:
         backbone, neck, head: the parts (``neck`` may be None). The neck's ``in_channels`` defaults to the
-            backbone's ``out_channels``; the head gets ``num_classes``, ``in_channels`` and ``strides``
-            of the neck (or backbone) when its spec lacks them.
+            backbone's ``out_channels`` and its ``strides`` (or ``in_strides``, as FPN calls them) to the
+            backbone's; the head gets ``num_classes``, ``in_channels`` (one per level, also from a neck
+            with one ``out_channels`` such as FPN) and ``strides`` of the neck (or backbone) when its spec
+            lacks them.
         num_classes: C; class_names: C names.
         preprocess: ``Preprocessor`` keyword arguments (default: pixels / 255, padding to 32). With
             ``channels_last: true`` images and conv weights are channels_last (GPUs with AMP); ``cpu_train``
@@ -61,10 +81,10 @@ class OneStageDetector(nn.Module):
         self.class_names = default_class_names(self.num_classes, class_names)
         self.preprocess = build_preprocess(preprocess, _YOLO_PREPROCESS)
         self.backbone = build_part(BACKBONES, backbone)
-        self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels, strides=self.backbone.strides)
+        self.neck = build_part(NECKS, neck, **_neck_defaults(neck, self.backbone))
         last = self.neck if self.neck is not None else self.backbone
         self.head = build_part(
-            HEADS, head, num_classes=self.num_classes, in_channels=last.out_channels, strides=last.strides
+            HEADS, head, num_classes=self.num_classes, in_channels=_per_level(last), strides=last.strides
         )
         if getattr(self.head, "num_classes", self.num_classes) != self.num_classes:
             raise ValueError(
