@@ -9,8 +9,10 @@ ground truth are a :class:`ResultsMismatchError` (a ``ValueError``): there would
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 
 __all__ = [
     "CategoryMismatchWarning",
@@ -18,9 +20,14 @@ __all__ = [
     "check_image_ids",
     "class_names_mismatch",
     "coverage_mismatch",
+    "predicted_images",
     "results_category_mismatch",
     "warn_mismatch",
 ]
+
+
+# image ids known to have been predicted on (with or without detections), set by ``predicted_images``
+_PREDICTED: ContextVar[frozenset[int] | None] = ContextVar("detkit_predicted_images", default=None)
 
 
 class CategoryMismatchWarning(UserWarning):
@@ -138,8 +145,12 @@ def check_image_ids(
 def coverage_mismatch(
     result_img_ids: Iterable[int], gt_img_ids: Iterable[int], source: str = "predictions", gt_source: str = "gt"
 ) -> str | None:
-    """A message when predictions cover under half of the ground truth's images (a subset was predicted?)."""
-    pred, gt = set(result_img_ids), set(gt_img_ids)
+    """A message when predictions cover under half of the ground truth's images (a subset was predicted?).
+
+    The images of the results count as predicted on, and inside ``predicted_images(ids)`` those ids too:
+    an image the model ran on but found nothing in has no result record, yet it was not skipped.
+    """
+    pred, gt = set(result_img_ids) | (_PREDICTED.get() or frozenset()), set(gt_img_ids)
     if pred and len(gt) > 1 and len(pred & gt) < 0.5 * len(gt):
         return (
             f"{source}: predictions cover only {len(pred & gt)} of the {len(gt)} images of {gt_source}; every "
@@ -147,3 +158,13 @@ def coverage_mismatch(
             "file (or analyse the subset that was predicted)"
         )
     return None
+
+
+@contextlib.contextmanager
+def predicted_images(image_ids: Iterable[int]) -> Iterator[None]:
+    """Within the block, ``coverage_mismatch`` counts ``image_ids`` as predicted on, detections or not."""
+    token = _PREDICTED.set(frozenset(int(i) for i in image_ids))
+    try:
+        yield
+    finally:
+        _PREDICTED.reset(token)

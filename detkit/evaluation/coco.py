@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from detkit.evaluation.checks import predicted_images
 from detkit.evaluation.coco_metrics import (  # noqa: F401
     IOU_TYPES,
     STAT_NAMES,
@@ -71,6 +72,8 @@ class CocoEvaluator:
         per_class: ``{iou_type: [ClassAP, ...]}`` of the last ``compute()``.
         logs: ``{iou_type: text}``, pycocotools' captured output of the last ``compute()``.
         last_results: the COCO results scored by the last ``compute()`` (every rank's), None before.
+        last_image_ids: the ids of every image processed for the last ``compute()`` (every rank's, with
+            or without detections), None before.
         coco_gt: the private ground-truth COCO copy the evaluator scores against (read-only).
         metric_names: the keys ``compute()`` returns, ``{iou_type}/{name}`` for each of ``STAT_NAMES``.
     """
@@ -129,6 +132,7 @@ class CocoEvaluator:
         self.metrics: dict[str, float] = {}
         self.logs: dict[str, str] = {}
         self.last_results: list[dict] | None = None
+        self.last_image_ids: list[int] | None = None
 
     def check_gt(self) -> None:
         """Raise ``ValueError`` now (not at the first ``compute()``) when the ground truth lacks what COCOeval
@@ -196,6 +200,7 @@ class CocoEvaluator:
             dist.broadcast_object_list(out, src=0)
         self.metrics, self.per_class, self.logs = out
         self.last_results = self.results  # kept for reports (detkit.analysis.write_evaluator_report)
+        self.last_image_ids = sorted(self._per_image)  # images without detections have no result record
         return dict(self.metrics)
 
     def _evaluate(self) -> list:
@@ -229,7 +234,12 @@ class CocoEvaluator:
         return "\n".join(parts)
 
     def write_report(self, out_dir: str | os.PathLike) -> list:
-        """Write PR curves, confusion matrix and per-class CSV of the last ``compute()`` into ``out_dir``."""
+        """Write PR curves, confusion matrix and per-class CSV of the last ``compute()`` into ``out_dir``.
+
+        Every processed image counts as predicted on, so the coverage warning (``checks.coverage_mismatch``)
+        comes only when images were not predicted on, not when the model found nothing in them.
+        """
         from detkit.analysis.report import write_evaluator_report  # lazy: analysis imports evaluation
 
-        return write_evaluator_report(self, out_dir)
+        with predicted_images(self.last_image_ids or ()):
+            return write_evaluator_report(self, out_dir)
