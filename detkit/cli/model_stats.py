@@ -67,12 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     """Build the config's model and print its parameters and FLOPs per part."""
     from detkit.benchmark.model_stats import format_stats, model_stats
+    from detkit.models.backbones.init_weights import without_init_checkpoint
     from detkit.models.build import build_model
     from detkit.models.fit_check import check_parts_fit
 
     cfg = config_arg(args.config, args.set)
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building the config's model: input errors
-        model = build_model(cfg, class_names=_class_names(cfg, args.num_classes))
+        model = build_model(without_init_checkpoint(cfg), class_names=_class_names(cfg, args.num_classes))
         check_parts_fit(model)
     divisor = int((cfg["model"].get("preprocess") or {}).get("size_divisor", 32))
     rows, total, hw = model_stats(model, tuple(args.size), args.rois, divisor)

@@ -65,6 +65,7 @@ def evaluate_checkpoint(
     ``CheckpointMismatchError`` counting the tensors that fit.
     """
     from detkit.evaluation.checks import class_names_mismatch, warn_mismatch
+    from detkit.models.backbones.init_weights import without_init_checkpoint
     from detkit.models.build import build_model
 
     val_cfg = (cfg.get("data") or {}).get("val")
@@ -79,7 +80,7 @@ def evaluate_checkpoint(
     message = class_names_mismatch(names, val_names, f"checkpoint {checkpoint}", where)
     if message and len(names) != len(val_names):
         raise CheckpointMismatchError(message)
-    model = build_model(cfg, class_names=names).to(dev)
+    model = build_model(without_init_checkpoint(cfg), class_names=names).to(dev)  # weights: the checkpoint's
     load_model_state(
         model,
         model_state(ckpt),

@@ -29,6 +29,7 @@ from detkit.engine.summary import epoch_line, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
 from detkit.engine.workdir import check_work_dir, keep_changed_config, move_previous_run
+from detkit.models.backbones.init_weights import without_init_checkpoint
 from detkit.utils.files import atomic_write
 
 logger = logging.getLogger("detkit")
@@ -85,7 +86,7 @@ class Trainer:
         self._on_main(check_work_dir, self.work_dir, resume, exist_ok)  # refuses before touching anything
         setup_logger(None, self.main)  # the log file opens once the checks below have passed
         seed_everything(cfg["seed"] + self.rank, deterministic)
-        self._build(load_from)
+        self._build(load_from, resuming=bool(resume))
         self.record = RunRecord(self.work_dir)
         t = self.tcfg
         self.length = RunLength.from_config(t, self.iters_per_epoch)  # epochs, or iterations (train.max_iters)
@@ -111,12 +112,14 @@ class Trainer:
         elif self.main:
             self.record.reset()
 
-    def _build(self, load_from) -> None:
-        """Data, model and optimization, each checked before the first iteration (see preflight.py)."""
+    def _build(self, load_from, resuming: bool = False) -> None:
+        """Data, model and optimization, each checked before the first iteration (see preflight.py). A resumed
+        run's weights come from its checkpoint: the backbone's start weights (init_checkpoint) are not read."""
         data = build_data(self.cfg, self.device)
         self.train_set, self.train_loader, self.val_loader = data.train_set, data.train_loader, data.val_loader
         self.iters_per_epoch, self.evaluator, self.val_set = data.iters_per_epoch, data.evaluator, data.val_set
-        self.model, self.ddp, self.ema = build_model_parts(self.cfg, self.train_set, self.device, load_from)
+        model_cfg = without_init_checkpoint(self.cfg) if resuming else self.cfg  # the file may have moved since
+        self.model, self.ddp, self.ema = build_model_parts(model_cfg, self.train_set, self.device, load_from)
         opt = build_optimization(self.cfg, self.model, self.iters_per_epoch, self.device)
         self.optimizer, self.schedule, self.base_lr = opt.optimizer, opt.schedule, opt.base_lr
         self.total_batch, self.amp_dtype, self.scaler = opt.total_batch, opt.amp_dtype, opt.scaler

@@ -47,3 +47,21 @@ def test_weights_that_do_not_fit_raise_without_the_class_order_warning(toy, tmp_
     with pytest.raises(CheckpointMismatchError, match="does not fit the model"):
         evaluate_checkpoint(cfg, ckpt, device="cpu")
     assert not [w for w in recwarn if issubclass(w.category, CategoryMismatchWarning)]
+
+
+def test_the_backbone_start_weights_are_not_read_again(tmp_path):
+    """eval of a run's checkpoint with its config.yaml: the init_checkpoint it trained from may have moved."""
+    from detkit.config import load_config
+    from detkit.data.synthetic import make_shapes
+
+    make_shapes(tmp_path / "d", num_train=1, num_val=2, size=(64, 64), seed=0)
+    small = "model.backbone={type: CSPDarknet, depth_multiple: 0.33, width_multiple: 0.125}"
+    sets = [small, "data.val.pipeline=[{type: LetterBox, size: 64}]", "model.num_classes=4"]
+    sets += [f"data.val.ann_file={tmp_path / 'd/val.json'}", f"data.val.img_dir={tmp_path / 'd/val'}"]
+    cfg = load_config("yolo_n_shapes", sets)
+    names = ["circle", "rectangle", "triangle", "star"]
+    ckpt = tmp_path / "best.pth"
+    torch.save({"model": build_model(cfg, class_names=names).state_dict(), "meta": {"class_names": names}}, ckpt)
+    cfg["model"]["backbone"]["init_checkpoint"] = str(tmp_path / "moved_away.pth")
+    metrics, _ = evaluate_checkpoint(cfg, ckpt, device="cpu")
+    assert "bbox/AP" in metrics and cfg["model"]["backbone"]["init_checkpoint"].endswith("moved_away.pth")

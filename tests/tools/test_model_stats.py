@@ -61,3 +61,11 @@ def test_null_num_classes_without_data_is_one_line_error(tmp_path, capsys):
     rc = stats_tool.main([str(CONFIG), "--set", f"data.train.ann_file={tmp_path / 'none.json'}"])
     err = capsys.readouterr().err
     assert rc == 2 and "--num-classes" in err and err.count("\n") == 1
+
+
+def test_a_missing_init_checkpoint_is_not_read(tmp_path, capsys):
+    """The statistics are of the architecture: a backbone init_checkpoint that moved away does not matter."""
+    gone = tmp_path / "moved.pth"
+    argv = [str(CONFIG), "--size", "64", "64", "--num-classes", "2", "--set", f"model.backbone.init_checkpoint={gone}"]
+    assert stats_tool.main(argv) == 0
+    assert "total" in capsys.readouterr().out
