@@ -257,6 +257,21 @@ def _missing_key(key: str, cfg: dict, upto: list[str]) -> ConfigError:
     )
 
 
+def _not_a_mapping(key: str, upto: list[str], node: Any) -> ConfigError:
+    """The error for ``--set key=...`` whose ``upto`` part is a list (an index out of range or a name) or null."""
+    where = ".".join(upto)
+    if isinstance(node, list):
+        items = f"indices 0..{len(node) - 1}" if node else "empty"
+        return ConfigError(
+            f"--set {key}: '{where}' is a list of {len(node)} item(s) ({items}); address an item by its index "
+            f"(e.g. {where}.0...), or give the whole list to add or remove items: --set '{where}=[...]'"
+        )
+    return ConfigError(
+        f"--set {key}: '{where}' is null in the config; give the whole section: --set '{where}={{...}}' (a "
+        "mapping in YAML flow style)"
+    )
+
+
 def set_by_path(cfg: dict, key: str, value: Any, add_missing: bool = False) -> tuple:
     """Set ``cfg['a']['b']['c'] = value`` for ``key='a.b.c'``; return the key's path (``('a', 'b', 'c')``, list
     indices as ints). The key must exist and its parent must be a dict or a list.
@@ -274,6 +289,8 @@ def set_by_path(cfg: dict, key: str, value: Any, add_missing: bool = False) -> t
             node = node[int(p)]
             path.append(int(p))
             continue
+        if isinstance(node, list) or node is None:
+            raise _not_a_mapping(key, parts[:i], node)
         if not isinstance(node, dict) or p not in node:
             if allow_new and isinstance(node, dict):
                 node[p] = {}
@@ -286,7 +303,7 @@ def set_by_path(cfg: dict, key: str, value: Any, add_missing: bool = False) -> t
         node[int(last)] = value
         return (*path, int(last))
     if not isinstance(node, dict):
-        raise ConfigError(f"--set {key}: '{'.'.join(parts[:-1])}' is not a mapping")
+        raise _not_a_mapping(key, parts[:-1], node)
     if last not in node and not allow_new:
         raise _missing_key(key, cfg, parts)
     node[last] = value

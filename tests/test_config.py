@@ -191,3 +191,13 @@ def test_delete_lets_a_checked_config_swap_a_part_type(tmp_path):
     write(tmp_path / "mine.yaml", {"_base_": [base], "model": {"neck": neck}})
     with pytest.raises(ConfigError, match="model.neck.extra"):
         load_config(tmp_path / "mine.yaml")
+
+
+def test_set_into_a_list_or_a_null_section_says_how():
+    cfg = {"data": {"train": {"pipeline": [{"type": "A", "p": 0.5}, {"type": "B"}]}, "val": None}}
+    assert set_by_path(cfg, "data.train.pipeline.0.p", 0.3) == ("data", "train", "pipeline", 0, "p")
+    for key in ("data.train.pipeline.5.p", "+data.train.pipeline.5.p", "data.train.pipeline.p"):
+        with pytest.raises(ConfigError, match=r"'data.train.pipeline' is a list of 2 item\(s\) \(indices 0..1\)"):
+            set_by_path(cfg, key, 0.3)
+    with pytest.raises(ConfigError, match=r"'data.val' is null in the config; give the whole section"):
+        set_by_path(cfg, "data.val.ann_file", "v.json")

@@ -102,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_arg(extra)
     device = device_arg(args.device)
     wrap = compile_wrap(args, ensemble_wrap(args))
-    cfg = config_arg(args.config, args.set, args.checkpoint)
+    cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",))
     if args.out:  # never onto the config, a checkpoint or the data evaluated on
         given = [p for p in (args.config, args.checkpoint, *args.ensemble) if p != "-"]
         out_file_arg(args.out, "--out", [*given, *config_data_paths(cfg)])
     if not isinstance((cfg.get("data") or {}).get("val"), dict):
         raise UserError(
-            f"{args.config} has no data.val section to evaluate on; add one (type, ann_file, img_dir) or "
-            "pass --set data.val.ann_file=... data.val.img_dir=..."
+            f"{args.config} has no data.val section to evaluate on; add one to the config, as its data.train "
+            "section is written (type, ann_file, img_dir, pipeline) with the validation files"
         )
     from detkit.engine import dist, evaluate_checkpoint
     from detkit.utils.checkpoint import read_meta

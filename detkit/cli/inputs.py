@@ -69,9 +69,24 @@ def check_config_file(config: str | os.PathLike, checkpoint: str | os.PathLike |
         )
 
 
-def config_arg(config: str | os.PathLike, overrides: Sequence[str] = (), checkpoint: str | None = None) -> dict:
+def config_arg(
+    config: str | os.PathLike, overrides: Sequence[str] = (), checkpoint: str | None = None, needs: Sequence[str] = ()
+) -> dict:
     """``load_config(config, overrides)`` after :func:`check_config_file`; CONFIG ``-`` takes the config that
-    ``checkpoint`` stores (overrides applied, every key checked)."""
+    ``checkpoint`` stores (overrides applied, every key checked). Each section of ``needs`` (``model``, ``data``)
+    must be a mapping: a missing or null one is a UserError naming it."""
+    cfg = _load_config_arg(config, overrides, checkpoint)
+    for section in needs:
+        if not isinstance(cfg.get(section), dict):
+            state = "is null" if section in cfg else "is missing"
+            raise UserError(
+                f"{config}: the config's '{section}' section {state} (after --set); this tool needs it: give a "
+                f"config with a {section} section (see `detkit configs`)"
+            )
+    return cfg
+
+
+def _load_config_arg(config: str | os.PathLike, overrides: Sequence[str], checkpoint: str | None) -> dict:
     from detkit.config import apply_overrides, load_config
 
     if str(config) == "-" and checkpoint is not None:

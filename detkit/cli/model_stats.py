@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from detkit.models.build import build_model
     from detkit.models.fit_check import check_parts_fit
 
-    cfg = config_arg(args.config, args.set)
+    cfg = config_arg(args.config, args.set, needs=("model",))
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building the config's model: input errors
         model = build_model(without_init_checkpoint(cfg), class_names=_class_names(cfg, args.num_classes))
         check_parts_fit(model)

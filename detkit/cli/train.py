@@ -145,7 +145,9 @@ def check_inputs(args: argparse.Namespace) -> dict:
     for flag, path in given.items():
         check_checkpoint_file(path, f"{flag} checkpoint")
     device_arg(args.device)
-    return config_arg(args.config, [*args.set, *(["train.compile=true"] if args.compile else [])])
+    return config_arg(
+        args.config, [*args.set, *(["train.compile=true"] if args.compile else [])], needs=("model", "data")
+    )
 
 
 def default_work_dir(config: str) -> Path:

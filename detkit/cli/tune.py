@@ -70,7 +70,7 @@ def check_args(args: argparse.Namespace) -> dict:
                 raise UserError(
                     f"{flag} {given} is {work_dir / name}, which the search writes; move it or choose another --work-dir"
                 )
-    return config_arg(args.config, args.set)
+    return config_arg(args.config, args.set, needs=("model", "data"))
 
 
 def run(args: argparse.Namespace) -> int:
