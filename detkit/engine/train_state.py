@@ -117,6 +117,6 @@ def restore_training_state(tr, path: Path) -> None:
     for line in tr.schedule.compare(LRSchedule.from_state(ckpt["scheduler"]), tr.base_lr, tr.iter):
         logger.info(line)
     _restore_rng(tr, ckpt.get("rng") or [])
-    logger.info(
-        "resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, tr.epoch, tr.iter, tr.iter_in_epoch
+    logger.info(  # epochs counted from 1, as the stop message and the epoch lines count them
+        "resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, tr.epoch + 1, tr.iter, tr.iter_in_epoch
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(config_file, reference, tmp_path
     assert (meta["epoch"], meta["iter"], meta["iter_in_epoch"]) == (2, 9, 1)  # written by checkpoint_iters
     done = _run_tool([config_file, "--work-dir", work, "--device", "cpu", "--resume"])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "resumed from" in done.stdout and "1 into the epoch" in done.stdout
+    assert "resumed from" in done.stdout and "epoch 3, iteration 9 (1 into the epoch)" in done.stdout  # in epoch 3
     _assert_same(torch.load(work / "latest.pth", weights_only=True), reference)
     epochs = [line for line in (work / "metrics.jsonl").read_text().splitlines()]
     assert len(epochs) == 3
@@ -97,4 +98,6 @@ def test_sigterm_saves_latest_prints_resume_command_and_resumes_exactly(config_f
     assert torch.load(work / "latest.pth", weights_only=True)["meta"]["iter"] == 6  # the step in flight ended
     done = _run_tool([config_file, "--work-dir", work, "--device", "cpu", "--resume"])
     assert done.returncode == 0, done.stderr[-2000:]
+    stop = re.search(r"at epoch (\d+), iteration (\d+)", resume_line).groups()
+    assert re.search(rf"resumed from .*: epoch {stop[0]}, iteration {stop[1]} ", done.stdout)  # the same count
     _assert_same(torch.load(work / "latest.pth", weights_only=True), reference)
