@@ -201,3 +201,11 @@ def test_set_into_a_list_or_a_null_section_says_how():
             set_by_path(cfg, key, 0.3)
     with pytest.raises(ConfigError, match=r"'data.val' is null in the config; give the whole section"):
         set_by_path(cfg, "data.val.ann_file", "v.json")
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    write(tmp_path / "dup.yaml", "model:\n  num_classes: 3\n  num_classes: 4\n")
+    with pytest.raises(ConfigError, match=r"key 'num_classes' is given twice in one mapping \(lines 2 and 3\)"):
+        load_config(tmp_path / "dup.yaml", check=False)
+    write(tmp_path / "merge.yaml", "a: &x {k: 1}\nb:\n  <<: *x\n  j: 2\n")  # YAML merge keys stay allowed
+    assert load_config(tmp_path / "merge.yaml", check=False)["b"] == {"k": 1, "j": 2}
