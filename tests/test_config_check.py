@@ -1,5 +1,6 @@
 """Every key and value of a config is checked: unknown keys, bad values, old spellings, named with their file."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,43 @@ def test_keys_unpacked_from_a_typeddict_are_checked():
 def test_an_unknown_key_beside_a_malformed_part_is_still_one_config_error(tmp_path):
     msg = error_of(user_config(tmp_path, FASTER, "model: {depth: 18, backbone: {type: [ResNet]}}"))
     assert "unknown key 'model.depth'" in msg and "model.backbone must be a backbone spec" in msg
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optimizer.momentum=0.5", "optimizer.momentum: 0.5 is not used by optimizer type AdamW (only by SGD)"),
+        ("optimizer.nesterov=true", "optimizer.nesterov: True is not used by optimizer type AdamW"),
+        ("scheduler.milestones=[1, 2]", "scheduler.milestones: [1, 2] is not used by scheduler type linear"),
+        ("scheduler.gamma=0.5", "scheduler.gamma: 0.5 is not used by scheduler type linear (only by multistep)"),
+        ("scheduler.warmup_momentum=0.8", "scheduler.warmup_momentum: 0.8 is not used by optimizer type AdamW"),
+    ],
+)
+def test_a_key_the_chosen_type_does_not_read_is_an_error(override, message):
+    from detkit.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("yolo_n_shapes", [override])
+    section = override.split(".")[0]
+    other = {"optimizer": ["optimizer.type=SGD"], "scheduler": ["scheduler.type=multistep"]}[section]
+    if "warmup_momentum" in override:
+        other = ["optimizer.type=SGD"]
+    elif section == "scheduler":  # the base's linear schedule sets min_lr_ratio, which multistep does not read
+        with pytest.raises(ConfigError, match=r"min_lr_ratio: 0.05 .* remove it \(or set it to 0.0\)"):
+            load_config("yolo_n_shapes", [*other, override])
+        other.append("scheduler.min_lr_ratio=0.0")
+    load_config("yolo_n_shapes", [*other, override])  # the type that reads it
+    load_config("yolo_n_shapes", ["optimizer.momentum=0.9", "scheduler.milestones=[]"])  # the unused values
+
+
+def test_an_lr_mult_prefix_that_names_no_parameter_is_an_error():
+    import detkit
+    from detkit.config import load_config
+    from detkit.engine.optim import param_groups
+
+    cfg = load_config("yolo_n_shapes")
+    model = detkit.build_model(cfg, class_names=["a"])
+    groups = param_groups(model, {**cfg["optimizer"], "lr_mult": {"backbone": 0.1}})
+    assert {g["lr_mult"] for g in groups} == {0.1, 1.0}
+    with pytest.raises(ValueError, match=r"'backbon' is the prefix of no trainable parameter, .*nearest: backbone"):
+        param_groups(model, {**cfg["optimizer"], "lr_mult": {"backbon": 0.1}})

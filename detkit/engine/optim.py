@@ -6,6 +6,7 @@ extending a run reproduces the curve exactly; nothing is accumulated step by ste
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -76,6 +77,43 @@ SCHEDULER_RULES: dict[str, Rule] = {
 }
 
 
+# keys that only some types read: (section, key) -> (the types that read it, the value that means "unused")
+TYPE_KEYS: dict[tuple[str, str], tuple[tuple[str, ...], tuple]] = {
+    ("optimizer", "momentum"): (("SGD",), (OPTIMIZER_DEFAULTS["momentum"],)),
+    ("optimizer", "nesterov"): (("SGD",), (False,)),
+    ("optimizer", "betas"): (("Adam", "AdamW"), (OPTIMIZER_DEFAULTS["betas"],)),
+    ("optimizer", "eps"): (("Adam", "AdamW"), (OPTIMIZER_DEFAULTS["eps"],)),
+    ("scheduler", "milestones"): (("multistep",), ([], None, SCHEDULER_DEFAULTS["milestones"])),
+    ("scheduler", "gamma"): (("multistep",), (SCHEDULER_DEFAULTS["gamma"],)),
+    ("scheduler", "min_lr_ratio"): (("cosine", "linear"), (SCHEDULER_DEFAULTS["min_lr_ratio"],)),
+}
+
+
+def unused_type_keys(cfg: dict) -> list[tuple[tuple[str, str], str]]:
+    """``(key path, message)`` for each optimizer / scheduler key set to a value that the section's ``type``
+    never reads (``momentum: 0.5`` with AdamW, ``milestones: [1, 2]`` with cosine); ``scheduler.warmup_momentum``
+    counts as an SGD key (only SGD has a momentum to warm up)."""
+    out = []
+    types = {
+        s: (cfg.get(s) or {}).get("type", d["type"])
+        for s, d in (("optimizer", OPTIMIZER_DEFAULTS), ("scheduler", SCHEDULER_DEFAULTS))
+    }
+    rules = {**TYPE_KEYS, ("scheduler", "warmup_momentum"): (("SGD",), (None,))}
+    for (section, key), (readers, unused) in rules.items():
+        owner = "optimizer" if key == "warmup_momentum" else section
+        value = (cfg.get(section) or {}).get(key, unused[0]) if isinstance(cfg.get(section), dict) else unused[0]
+        if types[owner] in readers or any(value == u for u in unused):
+            continue
+        out.append(
+            (
+                (section, key),
+                f"{section}.{key}: {value!r} is not used by {owner} type {types[owner]} (only by "
+                f"{' / '.join(readers)}); remove it (or set it to {unused[0]!r}), or choose {owner}.type {readers[0]}",
+            )
+        )
+    return out
+
+
 def _lr_mult(name: str, lr_mult: dict[str, float]) -> float:
     """Multiplier of the longest ``lr_mult`` prefix that matches the dotted parameter name."""
     best, mult = -1, 1.0
@@ -96,6 +134,7 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
     groups: dict[tuple[float, float], dict] = {}
     seen: set[int] = set()
     lr_mult = cfg.get("lr_mult") or {}
+    _check_lr_mult(model, lr_mult)
     for mod_name, module in model.named_modules():
         is_norm = isinstance(module, NORM_TYPES)
         for p_name, p in module.named_parameters(recurse=False):
@@ -116,6 +155,20 @@ def param_groups(model: nn.Module, cfg: dict) -> list[dict]:
             g["params"].append(p)
             g["param_names"].append(full)
     return list(groups.values())
+
+
+def _check_lr_mult(model: nn.Module, lr_mult: dict[str, float]) -> None:
+    """Each ``lr_mult`` prefix must name a part of the model (a ValueError naming it and the nearest names)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for prefix in lr_mult:
+        if not any(n == prefix or n.startswith(f"{prefix}.") for n in names):
+            parts = sorted({n.rsplit(".", 1)[0] for n in names} | {n.split(".")[0] for n in names})
+            near = difflib.get_close_matches(str(prefix), parts, n=3)
+            raise ValueError(
+                f"optimizer.lr_mult: '{prefix}' is the prefix of no trainable parameter, so its multiplier would "
+                f"apply to nothing (nearest: {', '.join(near) or 'none'}; the model's parts: "
+                f"{', '.join(sorted({n.split('.')[0] for n in names}))})"
+            )
 
 
 def scaled_lr(cfg: dict, total_batch: int) -> float:
