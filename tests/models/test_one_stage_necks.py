@@ -58,3 +58,17 @@ def test_pafpn_still_gets_the_backbone_strides():
     backbone = {**TINY_BACKBONE, "out_indices": (1, 2, 3)}
     model = OneStageDetector(backbone=backbone, neck={"type": "PAFPN"}, head={"type": "YOLOHead"}, num_classes=3)
     assert model.neck.strides == model.head.strides == [4, 8, 16]
+
+
+def test_a_classifier_takes_an_fpn_neck_too():
+    """Classifier built its neck as YOLO did (strides=): FPN, whose argument is in_strides, did not build."""
+    import detkit
+    from detkit.config import load_config
+    from detkit.models.fit_check import check_parts_fit
+
+    cfg = load_config(
+        "resnet18_shapes", ["model.neck={type: FPN, out_channels: 64, extra: null}", "model.num_classes=3"]
+    )
+    model = detkit.build_model(cfg)
+    assert type(model.neck).__name__ == "FPN"
+    check_parts_fit(model)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.models.batch_mix import BatchMix
-from detkit.models.detectors.parts import build_part, build_preprocess, default_class_names
+from detkit.models.detectors.parts import build_part, build_preprocess, default_class_names, neck_defaults
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 # no padding is needed by a pooled classifier: images keep their size (collate may still pad a mixed batch)
@@ -62,7 +62,7 @@ class Classifier(nn.Module):
         self.class_names = default_class_names(self.num_classes, class_names)
         self.preprocess = build_preprocess(preprocess, _CLS_PREPROCESS)
         self.backbone = build_part(BACKBONES, backbone)
-        self.neck = build_part(NECKS, neck, in_channels=self.backbone.out_channels, strides=self.backbone.strides)
+        self.neck = build_part(NECKS, neck, **neck_defaults(neck, self.backbone))
         top = self.neck if self.neck is not None else self.backbone
         self.head = build_part(HEADS, head, num_classes=self.num_classes, in_channels=top.out_channels)
         _check_head_classes(self.head, self.num_classes)

@@ -13,6 +13,8 @@ from detkit.models.detectors.parts import (
     build_part,
     build_preprocess,
     default_class_names,
+    neck_defaults,
+    per_level_channels,
     targets_to_device,
     to_channels_last,
     to_original,
@@ -24,24 +26,6 @@ from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 # YOLO models take pixels / 255 with no mean subtraction
 _YOLO_PREPROCESS = dict(pixel_mean=(0.0, 0.0, 0.0), pixel_std=(255.0, 255.0, 255.0), size_divisor=32)
-
-
-def _neck_defaults(spec: nn.Module | dict | None, backbone: nn.Module) -> dict:
-    """The backbone's ``in_channels`` and strides for a neck spec, the strides under the name its class takes."""
-    defaults = {"in_channels": backbone.out_channels}
-    name = "strides"
-    if isinstance(spec, dict) and spec.get("type") in NECKS:
-        params = inspect.signature(NECKS.get(spec["type"])).parameters
-        if "strides" not in params and "in_strides" in params:
-            name = "in_strides"  # FPN's name for them
-    defaults[name] = backbone.strides
-    return defaults
-
-
-def _per_level(part: nn.Module) -> list[int]:
-    """``part.out_channels`` as one count per output level (an int, e.g. FPN's, repeated per stride)."""
-    channels = part.out_channels
-    return [int(channels)] * len(part.strides) if isinstance(channels, int) else list(channels)
 
 
 @DETECTORS.register
@@ -81,10 +65,10 @@ class OneStageDetector(nn.Module):
         self.class_names = default_class_names(self.num_classes, class_names)
         self.preprocess = build_preprocess(preprocess, _YOLO_PREPROCESS)
         self.backbone = build_part(BACKBONES, backbone)
-        self.neck = build_part(NECKS, neck, **_neck_defaults(neck, self.backbone))
+        self.neck = build_part(NECKS, neck, **neck_defaults(neck, self.backbone))
         last = self.neck if self.neck is not None else self.backbone
         self.head = build_part(
-            HEADS, head, num_classes=self.num_classes, in_channels=_per_level(last), strides=last.strides
+            HEADS, head, num_classes=self.num_classes, in_channels=per_level_channels(last), strides=last.strides
         )
         if getattr(self.head, "num_classes", self.num_classes) != self.num_classes:
             raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import Tensor, nn
 from detkit.models.preprocess import Preprocessor
 from detkit.ops.geometry import boxes_to_original
 from detkit.ops.masks import paste_masks
-from detkit.registry import Registry
+from detkit.registry import NECKS, Registry
 
 
 def build_part(registry: Registry, spec: nn.Module | dict | None, **defaults: Any) -> nn.Module | None:
@@ -93,3 +94,21 @@ def to_original(
             r["masks"] = paste_masks(mask_probs[i], boxes, origs[i], padding=1, threshold=mask_thresh)[:, 0]
         out.append(r)
     return out
+
+
+def neck_defaults(spec: nn.Module | dict | None, backbone: nn.Module) -> dict:
+    """The backbone's ``in_channels`` and strides for a neck spec, the strides under the name its class takes."""
+    defaults = {"in_channels": backbone.out_channels}
+    name = "strides"
+    if isinstance(spec, dict) and spec.get("type") in NECKS:
+        params = inspect.signature(NECKS.get(spec["type"])).parameters
+        if "strides" not in params and "in_strides" in params:
+            name = "in_strides"  # FPN's name for them
+    defaults[name] = backbone.strides
+    return defaults
+
+
+def per_level_channels(part: nn.Module) -> list[int]:
+    """``part.out_channels`` as one count per output level (an int, e.g. FPN's, repeated per stride)."""
+    channels = part.out_channels
+    return [int(channels)] * len(part.strides) if isinstance(channels, int) else list(channels)
