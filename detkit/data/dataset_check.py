@@ -156,8 +156,9 @@ def _summary(data: dict, src: str, out: list[Problem]) -> dict:
     anns = [a for a in data.get("annotations") or [] if isinstance(a, dict)]
     plain = [a for a in anns if not a.get("iscrowd", 0)]
     per_cat = Counter(a.get("category_id") for a in plain if isinstance(a.get("category_id"), (int, str)))
+    listed = isinstance(data.get("annotations"), list)  # else missing_key says it; no warning per category
     for cid, name in cats.items():
-        if per_cat[cid] == 0:
+        if listed and per_cat[cid] == 0:
             out.append(
                 Problem(
                     "unused_category",
@@ -172,7 +173,7 @@ def _summary(data: dict, src: str, out: list[Problem]) -> dict:
                 "no_annotations", f"{src}: every annotation is a crowd region: nothing to train on", severity=WARNING
             )
         )
-    elif not anns:
+    elif listed and not anns:
         out.append(
             Problem(
                 "no_annotations",

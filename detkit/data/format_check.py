@@ -167,7 +167,8 @@ def check_config_data(
     Each is built as configured, raw and with ``on_error: skip``; a ``CocoDataset`` (COCO, YOLO, VOC, under a
     wrapper too) gets every check of :func:`check_records` on the records its own ``load_annotations()`` reads,
     and a line with what it left out; an ``ImageFolderDataset`` the classification checks. Other types raise
-    :class:`DatasetError`.
+    :class:`DatasetError`. When data.train and data.val are both checked, the report of data.val gets the error
+    ``category_mismatch`` where training would refuse their categories (``detkit.engine.preflight.check_categories``).
     """
     from detkit.data.build import build_dataset
     from detkit.data.datasets.coco import CocoDataset
@@ -178,10 +179,10 @@ def check_config_data(
     splits = list(splits or [s for s in CONFIG_SPLITS if isinstance(data.get(s), dict)])
     if not splits:
         raise DatasetError(f"{source} has no data.train / data.val dataset to check")
-    reports = []
+    reports, built = [], {}
     for split in splits:
         spec = _split_spec(cfg, split, source)
-        dataset = _inner(_built(lambda spec=spec: build_dataset(spec)))
+        dataset = built[split] = _inner(_built(lambda spec=spec: build_dataset(spec)))
         if isinstance(dataset, CocoDataset):
             line = f"records: as {type(dataset).__name__} reads them (data.{split} of {source})"
             report = _check_built(dataset, f"data.{split}", line, dict(options))
@@ -195,4 +196,18 @@ def check_config_data(
                 "classification datasets; tools/browse_dataset.py draws its samples"
             )
         reports.append(report)
+    problem = _categories_problem(built["train"], built["val"]) if {"train", "val"} <= set(built) else None
+    if problem:
+        reports[splits.index("val")].problems.append(problem)
     return reports
+
+
+def _categories_problem(train_set: Any, val_set: Any) -> Problem | None:
+    """The error training stops on when data.train and data.val disagree on categories (names, order or ids)."""
+    from detkit.engine.preflight import PreflightError, check_categories
+
+    try:
+        check_categories(train_set, val_set)
+    except PreflightError as e:
+        return Problem("category_mismatch", str(e))
+    return None

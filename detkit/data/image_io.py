@@ -73,8 +73,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def safe_join(img_dir: str | os.PathLike, file_name: str) -> str:
     """Join ``img_dir`` and an annotation's ``file_name``, refusing paths that leave ``img_dir``.
 
-    Symlinks are resolved before the check, so a link inside ``img_dir`` that points elsewhere is
-    refused as well (link ``img_dir`` itself instead).
+    A backslash is a separator on every platform (``a\\b\\1.png`` is ``a/b/1.png``: json files made on
+    Windows), and the escape check is made on the path so read. Symlinks are resolved before the check, so
+    a link inside ``img_dir`` that points elsewhere is refused as well (link ``img_dir`` itself instead).
 
     Raises:
         UnsafePathError: ``file_name`` is empty, absolute, or escapes ``img_dir`` (via ``..`` or a link).
@@ -85,7 +86,7 @@ def safe_join(img_dir: str | os.PathLike, file_name: str) -> str:
     if os.path.isabs(file_name) or PureWindowsPath(file_name).drive or file_name[0] in "/\\":
         raise UnsafePathError(f"image file_name {file_name!r} is an absolute path; {hint} ({os.fspath(img_dir)})")
     root = os.path.realpath(img_dir)
-    target = os.path.realpath(os.path.join(root, file_name))
+    target = os.path.realpath(os.path.join(root, file_name.replace("\\", "/")))
     if target == root or os.path.commonpath([root, target]) != root:
         raise UnsafePathError(
             f"image file_name {file_name!r} points outside img_dir {os.fspath(img_dir)} (resolves to {target}); {hint}"

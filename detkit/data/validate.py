@@ -91,15 +91,25 @@ def load_coco_json(ann_file: str | os.PathLike) -> dict:
     return data
 
 
-def _records(data: dict, key: str, src: str, out: list[Problem], required: bool = True) -> list | None:
-    val = data.get(key, None if required else [])
+TEST_INFO_HINT = (
+    " (COCO's image-info test files, e.g. image_info_test-dev2017.json, have none: a test-info file without "
+    "annotations cannot be trained or evaluated on; give the split's instances json, or write "
+    '"annotations": [] for a set of images without objects)'
+)
+
+
+def _records(data: dict, key: str, src: str, out: list[Problem]) -> list | None:
+    """``data[key]`` when it is a list; else None and a ``missing_key`` problem (absent, null or another type)."""
+    val = data.get(key)
     if isinstance(val, list):
         return val
-    what = "is missing" if val is None else f"is a {type(val).__name__}, not a list"
+    what = "is missing" if key not in data else "is null" if val is None else f"is a {type(val).__name__}, not a list"
+    hint = TEST_INFO_HINT if key == "annotations" and val is None else ""
     out.append(
         Problem(
             "missing_key",
-            f"{src}: top-level key '{key}' {what}; a COCO file needs 'images', 'annotations' and 'categories' lists",
+            f"{src}: top-level key '{key}' {what}; a COCO file needs 'images', 'annotations' and 'categories' "
+            f"lists{hint}",
         )
     )
     return None
@@ -160,6 +170,8 @@ def _unique_id(rid: Any, seen: set | dict, add: Callable[..., None], record: str
 
 
 def _id_problem(value: Any) -> str:
+    if value is None:
+        return "id is null; COCO ids are integers: write its id"
     fix = f" (write {value.strip()})" if isinstance(value, str) and value.strip().isdigit() else ""
     return f"id {value!r} is a {type(value).__name__}; COCO ids are integers{fix}"
 
@@ -183,7 +195,7 @@ def _check_categories(cats: list, src: str, out: list[Problem]) -> set:
 
         if miss:
             add("missing_key", f"lacks {miss}; every category needs an integer 'id' and a 'name'")
-        if cid is None or not _unique_id(cid, seen, add, "category", f"({c.get('name')!r}) "):
+        if "id" in miss or not _unique_id(cid, seen, add, "category", f"({c.get('name')!r}) "):
             continue
         name = c.get("name")
         if "name" in c and (not isinstance(name, str) or not name.strip()):
@@ -209,6 +221,7 @@ def _image_size(im: dict) -> tuple[float, float] | None:
 def _check_images(images: list, img_dir: str, src: str, check_files: bool, out: list[Problem]) -> dict:
     """Check image records; return ``{image_id: (height, width) or None}`` of the first record of each id."""
     sizes: dict = {}
+    files: dict = {}  # resolved path -> where the first record of that file is
     for i, im in enumerate(images):
         iid = im.get("id") if isinstance(im, dict) else None
         where = f"{src}: image #{i} (id {iid!r})"
@@ -228,20 +241,36 @@ def _check_images(images: list, img_dir: str, src: str, check_files: bool, out: 
                 "bad_size",
                 f"width={im['width']!r}, height={im['height']!r} must be positive numbers; write the real image size",
             )
-        if "file_name" not in im:
-            continue
-        try:
-            path = safe_join(img_dir, im["file_name"])
-        except UnsafePathError as e:
-            add("unsafe_path", str(e))
-            continue
-        if check_files and not os.path.isfile(path):
-            add(
-                "missing_image",
-                f"image file {im['file_name']!r} not found in {img_dir}; add the file, "
-                f"fix file_name or img_dir, or remove the image",
-            )
+        if "file_name" in im:
+            _check_file(im, f"#{i} (id {iid!r}, file {im['file_name']!r})", img_dir, check_files, files, add)
     return sizes
+
+
+def _check_file(im: dict, me: str, img_dir: str, check_files: bool, files: dict, add: Callable[..., None]) -> None:
+    """Report an image's ``file_name`` that leaves ``img_dir``, names no file, or names the file of an earlier record.
+
+    ``files`` maps the resolved paths seen so far to their record (``me``: ``#index (id, file)``); paths are
+    compared normalised (``./a.png`` and ``a.png``, ``a\\b.png`` and ``a/b.png`` are one file).
+    """
+    try:
+        path = safe_join(img_dir, im["file_name"])
+    except UnsafePathError as e:
+        add("unsafe_path", str(e))
+        return
+    first = files.setdefault(os.path.normcase(path), me)
+    if first != me:
+        add(
+            "duplicate_file",
+            f"file_name {im['file_name']!r} is the file of image {first} too: one image in two records trains "
+            f"each with part of its boxes, and evaluation scores one record's predictions against the other's "
+            f"ground truth; merge the two records (their annotations under one image id) or fix file_name",
+        )
+    elif check_files and not os.path.isfile(path):
+        add(
+            "missing_image",
+            f"image file {im['file_name']!r} not found in {img_dir}; add the file, "
+            f"fix file_name or img_dir, or remove the image",
+        )
 
 
 def _box_problem(box: Any, size: tuple[float, float] | None, max_outside: float) -> tuple[str, str] | None:
@@ -285,7 +314,7 @@ def _annotation_problem(a: dict, sizes: dict, cat_ids: set, opts: dict) -> tuple
         hint = " (a string; ids are integers)" if isinstance(a["category_id"], str) else ""
         return "unknown_category", (
             f"category_id {a['category_id']!r}{hint} is not in 'categories' (known ids: "
-            f"{_sorted(cat_ids)[:20]}); fix the id or add the category"
+            f"{_sorted(cat_ids)[:20]}{opts['bad_categories']}); fix the id or add the category"
         )
     if a.get("iscrowd", 0) not in (0, 1):  # True/False compare equal to 1/0
         return "bad_iscrowd", f"iscrowd {a['iscrowd']!r} must be 0 or 1; fix it"
@@ -338,7 +367,8 @@ def validate_coco(
     """Check a loaded COCO dict and its image folder; return every problem found (none: ``[]``).
 
     Args:
-        data: the parsed json (``images``, ``annotations``, ``categories``; ``annotations`` may be absent).
+        data: the parsed json (``images``, ``annotations``, ``categories``; each a list, ``annotations`` may be
+            empty).
         img_dir: folder that image ``file_name`` s are relative to.
         ann_file: the json path, used in messages.
         check_files: also check that each image file exists.
@@ -350,10 +380,12 @@ def validate_coco(
     src, img_dir, out = os.fspath(ann_file), os.fspath(img_dir), []
     cats = _records(data, "categories", src, out)
     images = _records(data, "images", src, out)
-    anns = _records(data, "annotations", src, out, required=False)
+    anns = _records(data, "annotations", src, out)
     cat_ids = _check_categories(cats or [], src, out) if cats is not None else set()
+    bad_cats = sum(not (isinstance(c, dict) and _is_int(c.get("id"))) for c in cats or [])
     sizes = _check_images(images or [], img_dir, src, check_files, out)
     opts = {
+        "bad_categories": f"; {bad_cats} category record(s) have no integer id: fix them first" if bad_cats else "",
         "images_listed": images is not None,
         "check_segmentation": check_segmentation,
         "check_area": check_area,

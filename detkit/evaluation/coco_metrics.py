@@ -103,6 +103,12 @@ def _coco_class(backend: str):
     return COCO
 
 
+NO_ANNOTATIONS_HINT = (
+    " (COCO's image-info test files have none: a test-info file without annotations cannot be evaluated on; "
+    "give the split's instances json)"
+)
+
+
 def check_gt(dataset: dict, iou_types: Sequence[str], source: str) -> None:
     """Raise ``ValueError`` naming ``source`` and the first annotation that lacks what COCOeval needs.
 
@@ -110,8 +116,9 @@ def check_gt(dataset: dict, iou_types: Sequence[str], source: str) -> None:
     ``area`` (COCOeval's size split), ``bbox`` for 'bbox' and ``segmentation`` for 'segm' in ``iou_types``.
     """
     for key in ("images", "annotations", "categories"):
-        if key not in dataset:
-            raise ValueError(f"{source}: ground truth has no '{key}' list; it is not a COCO annotation file")
+        if not isinstance(dataset.get(key), list):
+            hint = NO_ANNOTATIONS_HINT if key == "annotations" else ""
+            raise ValueError(f"{source}: ground truth has no '{key}' list; it is not a COCO annotation file{hint}")
     need = ["area"] + (["bbox"] if "bbox" in iou_types else []) + (["segmentation"] if "segm" in iou_types else [])
     for ann in dataset["annotations"]:
         missing = [k for k in need if k not in ann]

@@ -176,6 +176,15 @@ BAD = {
     "unknown_image": (_set(["annotations", 0, "image_id"], 42), ["unknown_image", "image id 42"]),
     "missing_key": (lambda d: d["annotations"][0].pop("bbox"), ["missing_key", "['bbox']", "id 11"]),
     "missing_images": (lambda d: d.pop("images"), ["missing_key", "'images'"]),
+    "missing_annotations": (
+        lambda d: d.pop("annotations"),
+        ["missing_key", "'annotations' is missing", "a test-info file without annotations cannot be trained"],
+    ),
+    "null_category_id": (_set(["categories", 0, "id"], None), ["bad_id", "category #0", "id is null"]),
+    "same_file_twice": (
+        _set(["images", 2, "file_name"], "./a.png"),
+        ["duplicate_file", "image #2 (id 5)", "'./a.png' is the file of image #0 (id 1, file 'a.png')"],
+    ),
 }
 
 
@@ -243,6 +252,60 @@ def test_skip_mode_keeps_first_of_duplicate_ids(coco_files):
     with pytest.warns(UserWarning, match="duplicate_ann_id: 1"):
         ds = _ds(coco_files, on_error="skip")
     assert ds[0]["labels"].tolist() == [0]
+
+
+def test_error_names_on_error_of_any_split(coco_files):
+    coco_files.edit(_set(["annotations", 0, "bbox"], [4, 6, 0, 10]))
+    with pytest.raises(DatasetError) as e:
+        _ds(coco_files)
+    assert "(data.train.on_error, data.val.on_error or data.test.on_error)" in str(e.value)
+    assert "e.g. data.train.on_error" not in str(e.value)
+
+
+def test_skip_mode_drops_the_second_record_of_one_file(coco_files):
+    coco_files.edit(_set(["images", 0, "file_name"], "sub/./b.png"))  # image 1 names image 2's file: 2 goes
+    with pytest.warns(UserWarning, match=r"dropped 1 image\(s\) \(duplicate_file: 1\)"):
+        ds = _ds(coco_files, on_error="skip")
+    assert ds.img_ids == [1, 5]
+
+
+def test_null_category_id_is_named_with_skip_too(coco_files):
+    coco_files.edit(_set(["categories", 1, "id"], None))  # 'ant', the category of annotations 11 and 22
+    with pytest.raises(DatasetError, match=r"\[bad_id\] .*ann\.json: category #1 \(id None\): id is null"):
+        _ds(coco_files, on_error="skip")
+
+
+def _windows_names(d):
+    d["images"][0]["file_name"] = ".\\a.png"
+    d["images"][1]["file_name"] = "sub\\b.png"
+
+
+def test_windows_separators_in_file_name(coco_files):
+    coco_files.edit(_windows_names)
+    ds = _ds(coco_files)
+    assert ds[0]["image"].shape == (48, 64, 3) and ds[1]["image"].shape == (60, 80, 3)
+
+
+@pytest.mark.parametrize("annotations,why", [([], "it has no annotations"), ("crowd", "every annotation is a crowd")])
+def test_no_object_to_train_on_warns_naming_the_file(coco_files, annotations, why):
+    original = copy.deepcopy(coco_files.data)
+    crowd = [a for a in original["annotations"] if a["iscrowd"]]
+    coco_files.edit(lambda d: d.update(annotations=crowd if annotations == "crowd" else annotations))
+    with pytest.warns(UserWarning, match=rf"ann\.json: no object to learn or evaluate \({why}.*3 images is a negative"):
+        _ds(coco_files)
+    coco_files.write(original)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a dataset with objects does not warn
+        _ds(coco_files)
+
+
+def test_evaluation_of_the_dataset_names_its_file(coco_files):
+    from detkit.evaluation import CocoEvaluator
+
+    coco_files.edit(lambda d: d["annotations"][0].pop("area"))  # the dataset takes it; COCO evaluation does not
+    evaluator = CocoEvaluator(dataset=_ds(coco_files))
+    with pytest.raises(ValueError, match=r"^\S*ann\.json: annotation id=11 .*has no area"):
+        _ = evaluator.coco_gt
 
 
 def test_skip_mode_still_raises_on_categories(coco_files):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -203,6 +204,30 @@ def test_config_datasets_built_with_skip_report_what_they_leave_out(copy_of, tmp
     assert "it leaves out nothing" in reports[1].format()
     code, out, err = _main(tool, capsys, "--config", config, "--split", "val", "--no-images")
     assert code == 0 and out.count("Summary of") == 1, out + err
+
+
+def _coco_spec(ann_file, img_dir) -> dict:
+    return {"type": "CocoDataset", "ann_file": str(ann_file), "img_dir": str(img_dir)}
+
+
+def test_config_whose_splits_disagree_on_categories_is_an_error(shapes, tmp_path, tool, capsys):
+    coco = shapes["coco"]
+    val = json.loads(Path(coco["val_ann_file"]).read_text())
+    dropped = val["categories"].pop()["id"]  # training refuses it: 'disagree on categories (4 ... against 3)'
+    val["annotations"] = [a for a in val["annotations"] if a["category_id"] != dropped]
+    (tmp_path / "val.json").write_text(json.dumps(val))
+    train = _coco_spec(coco["train_ann_file"], coco["train_img_dir"])
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        yaml.safe_dump({"data": {"train": train, "val": _coco_spec(tmp_path / "val.json", coco["val_img_dir"])}})
+    )
+    cfg = yaml.safe_load(config.read_text())
+    reports = check_config_data(cfg, str(config), read_images=False)
+    assert reports[0].errors == [] and [p.kind for p in reports[1].errors] == ["category_mismatch"]
+    assert "data.train (" in reports[1].errors[0].message and "disagree on categories" in reports[1].errors[0].message
+    code, out, err = _main(tool, capsys, "--config", config, "--no-images")
+    assert code == 1 and "ERROR [category_mismatch]" in out, out + err
+    assert check_config_data(cfg, str(config), ["val"], read_images=False)[0].errors == []  # one split: no pair
 
 
 def test_tool_main_reads_every_voc_xml_by_default(shapes, tool, capsys):

@@ -133,6 +133,8 @@ def test_safe_join_accepts_relative_paths(tmp_path):
         ("", "empty"),
         ("\\\\server\\share\\x.png", "absolute"),
         ("C:\\x.png", "absolute"),
+        ("..\\secret.png", "outside"),
+        ("sub2\\..\\..\\x.png", "outside"),
     ],
 )
 def test_safe_join_refuses_escaping_paths(tmp_path, name, why):
@@ -140,6 +142,13 @@ def test_safe_join_refuses_escaping_paths(tmp_path, name, why):
     with pytest.raises(UnsafePathError, match=why) as e:
         safe_join(tmp_path / "sub", name)
     assert repr(name) in str(e.value) and "relative to img_dir" in str(e.value)
+
+
+def test_safe_join_reads_backslashes_as_separators(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    root = os.path.realpath(tmp_path)
+    assert safe_join(tmp_path, "a\\b\\x.png") == os.path.join(root, "a", "b", "x.png")
+    assert safe_join(tmp_path, ".\\c\\..\\x.png") == os.path.join(root, "x.png")
 
 
 def test_safe_join_resolves_symlinks(tmp_path):

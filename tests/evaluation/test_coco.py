@@ -226,6 +226,19 @@ def test_check_gt_names_the_file_and_the_annotation(gt, tmp_path):
     CocoEvaluator(ann_file=gt.path).check_gt()
 
 
+@pytest.mark.parametrize("annotations", ["missing", None])
+def test_ground_truth_without_annotations_names_the_file(gt, tmp_path, annotations):
+    data = json.loads(Path(gt.path).read_text())
+    if annotations == "missing":
+        del data["annotations"]  # a COCO image-info test file
+    else:
+        data["annotations"] = annotations
+    path = tmp_path / "image_info.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=rf"^{path}: ground truth has no 'annotations' list; .*test-info file"):
+        CocoEvaluator(ann_file=path)
+
+
 def test_perturbed_predictions_equal_pycocotools_exactly(gt, capsys):
     preds = perturbed_preds(gt)
     ev = run_evaluator(gt, preds, backend="pycocotools")

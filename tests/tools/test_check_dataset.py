@@ -85,6 +85,12 @@ BAD = {
         "duplicate_category_id",
         "id 7",
     ),
+    "null_category_id": (lambda d: d["categories"][0].update(id=None), "bad_id", "category #0 (id None): id is null"),
+    "same_file_twice": (
+        lambda d: d["images"][2].update(file_name="sub/../sub/b.png"),
+        "duplicate_file",
+        "image #2 (id 5): file_name 'sub/../sub/b.png' is the file of image #1 (id 2, file 'sub/b.png')",
+    ),
 }
 
 
@@ -112,6 +118,14 @@ def test_reports_every_problem_not_just_the_first(coco_files):
         "duplicate_ann_id",
         "duplicate_category_id",
     } <= kinds
+
+
+def test_missing_annotations_key_is_an_error_not_a_set_of_negatives(coco_files):
+    coco_files.edit(lambda d: d.pop("annotations"))  # as in COCO's image-info test files
+    report = check_dataset(coco_files.ann_file, coco_files.img_dir)
+    (error,) = report.errors
+    assert error.kind == "missing_key" and "ann.json: top-level key 'annotations' is missing" in error.message
+    assert "image-info test files" in error.message and report.warnings == []  # no unused_category per category
 
 
 def test_unreadable_image_and_size_mismatch(coco_files):
@@ -322,6 +336,11 @@ def _string_ids(d):
         a["image_id"] = str(a["image_id"])
 
 
+def _windows_names(d):
+    d["images"][0]["file_name"] = ".\\a.png"
+    d["images"][1]["file_name"] = "sub\\b.png"
+
+
 # name -> (mutation of the json or None, arguments (ann, img, root) -> argv, exit status, words in the output)
 MISTAKES = {
     "folder_as_ann_file": (None, lambda a, i, r: [r, i], 2, ["is a folder (it holds ann.json)"]),
@@ -343,6 +362,19 @@ MISTAKES = {
         None,
         1,
         ["[unsafe_path]", "'../a.png' points outside img_dir"],
+    ),
+    "no_annotations_key": (
+        lambda d: d.pop("annotations"),
+        None,
+        1,
+        ["[missing_key]", "a test-info file without annotations cannot be trained or evaluated on", "1 error(s), 0 w"],
+    ),
+    "windows_file_names": (_windows_names, None, 0, ["0 error(s), 0 warning(s)"]),
+    "same_file_twice": (
+        lambda d: d["images"][0].update(file_name="./sub/b.png"),
+        None,
+        1,
+        ["ERROR [duplicate_file]", "image #1 (id 2): file_name 'sub/b.png' is the file of image #0 (id 1"],
     ),
     "odd_polygon": (_seg(0, [[4, 6, 24, 6, 24, 16, 14]]), None, 1, ["[bad_polygon]", "(id 11, image id 1)"]),
     "rle_other_size": (_rle(1, size=[40, 64]), None, 1, ["[rle_size]", "(id 12, image id 1)"]),

@@ -138,6 +138,8 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{' with annotations (filter_empty=True)' if filter_empty else ''}",
                 stacklevel=2,
             )
+        elif not any(self._split(i)[0] for i in self.img_ids):
+            warnings.warn(self._no_objects_message(), stacklevel=2)
         self.aspect_ratios = np.array(
             [self.coco.imgs[i]["height"] / self.coco.imgs[i]["width"] for i in self.img_ids], dtype=np.float32
         )  # h / w
@@ -155,6 +157,15 @@ class CocoDataset(torch.utils.data.Dataset):
         it reports as problems (``Problem`` with ``index=None`` and ``record`` ``'image'`` or ``'annotation'``).
         """
         return load_coco_json(self.ann_file), []
+
+    def _no_objects_message(self) -> str:
+        """The warning for a dataset whose images have no (non-crowd) annotation: nothing to learn or evaluate."""
+        what = "every annotation is a crowd region" if self.coco.dataset["annotations"] else "it has no annotations"
+        return (
+            f"{self.ann_file}: no object to learn or evaluate ({what}): every one of its {len(self.img_ids)} "
+            f"images is a negative, so training on it learns only background and COCO evaluation on it has no "
+            f"ground truth (AP -1); add the annotations, or give the json that has them"
+        )
 
     def check_hint(self) -> str:
         """The command that lists every problem of this dataset, for messages."""
@@ -186,8 +197,8 @@ class CocoDataset(torch.utils.data.Dataset):
         if errors and self.on_error == "raise":
             raise DatasetError(
                 f"{len(errors)} bad record(s) in {self.ann_file}:\n{format_problems(errors, 5, self.check_hint())}\n"
-                f"Fix them, or set on_error: skip in this dataset's config (e.g. data.train.on_error) "
-                f"to leave them out."
+                "Fix them, or set on_error: skip for the split that reads this file (data.train.on_error, "
+                "data.val.on_error or data.test.on_error) to leave them out."
             )
         if errors:
             data = self._drop(data, problems)
@@ -195,6 +206,7 @@ class CocoDataset(torch.utils.data.Dataset):
         coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
+        coco.source = self.ann_file  # evaluation's messages name the file (detkit.evaluation.coco_metrics)
         return coco
 
     def _drop(self, data: dict, problems: list) -> dict:
