@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     from detkit.engine import dist
 
     try:
-        trainer = build_trainer(args, cfg)
+        with loud_warnings("train"):  # the datasets' warnings while building: one plain line each
+            trainer = build_trainer(args, cfg)
     except user_error_types() + SETUP_ERRORS as e:
         print(format_error("train", e), file=sys.stderr)
         dist.destroy()

@@ -52,6 +52,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
             f"data.train gives no batch (dataset of {len(train_set)} samples, "
             f"data.batch_size {data.get('batch_size')}); add images or lower the batch size"
         )
+    _check_objects(train_set)
     out = TrainData(train_set, loader, len(loader))
     if data.get("val"):
         val_set = builders.build_dataset(data["val"])
@@ -64,6 +65,18 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
         check_evaluator_data(out.evaluator, val_set)
         out.val_set = val_set
     return out
+
+
+def _check_objects(train_set) -> None:
+    """A detection training set must hold at least one object (a non-crowd annotation): else nothing is learnt."""
+    from detkit.data.datasets.coco import CocoDataset
+
+    inner = getattr(train_set, "dataset", train_set)  # MixDataset / TiledDataset wrap a CocoDataset
+    if isinstance(inner, CocoDataset) and inner.img_ids and not inner.has_objects():
+        raise PreflightError(
+            f"data.train ({inner.ann_file}) holds no object to learn (no annotations, or only crowd regions): "
+            "training would learn background only; give the training json that has the annotations"
+        )
 
 
 def build_model_parts(cfg: dict, train_set, device: torch.device, load_from=None):

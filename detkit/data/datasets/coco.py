@@ -138,7 +138,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{' with annotations (filter_empty=True)' if filter_empty else ''}",
                 stacklevel=2,
             )
-        elif not any(self._split(i)[0] for i in self.img_ids):
+        elif not self.has_objects():
             warnings.warn(self._no_objects_message(), stacklevel=2)
         self.aspect_ratios = np.array(
             [self.coco.imgs[i]["height"] / self.coco.imgs[i]["width"] for i in self.img_ids], dtype=np.float32
@@ -157,6 +157,10 @@ class CocoDataset(torch.utils.data.Dataset):
         it reports as problems (``Problem`` with ``index=None`` and ``record`` ``'image'`` or ``'annotation'``).
         """
         return load_coco_json(self.ann_file), []
+
+    def has_objects(self) -> bool:
+        """Whether any image of the dataset has an object (a non-crowd annotation)."""
+        return any(self._split(i)[0] for i in self.img_ids)
 
     def _no_objects_message(self) -> str:
         """The warning for a dataset whose images have no (non-crowd) annotation: nothing to learn or evaluate."""

@@ -1,0 +1,24 @@
+"""A detection training set without any object (no annotations, or crowd regions only) is refused before training."""
+
+import json
+
+import pytest
+
+from detkit.data.datasets.coco import CocoDataset
+from detkit.data.synthetic import make_shapes
+from detkit.engine.parts import _check_objects
+from detkit.engine.preflight import PreflightError
+
+
+def test_a_training_set_without_objects_is_refused(tmp_path):
+    make_shapes(tmp_path, num_train=2, num_val=0, size=(64, 64), seed=0)
+    ann = tmp_path / "train.json"
+    _check_objects(CocoDataset(ann, tmp_path / "train"))  # the shapes objects: fine
+    data = json.loads(ann.read_text())
+    for anns in ([], [{**a, "iscrowd": 1} for a in data["annotations"]]):
+        empty = tmp_path / "empty.json"
+        empty.write_text(json.dumps({**data, "annotations": anns}))
+        with pytest.warns(UserWarning, match="no object to learn or evaluate"):
+            dataset = CocoDataset(empty, tmp_path / "train")
+        with pytest.raises(PreflightError, match=r"data.train \(.*empty.json\) holds no object to learn"):
+            _check_objects(dataset)
