@@ -50,19 +50,6 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def warn_class_names(meta: dict, evaluator, cfg: dict, checkpoint: str) -> None:
-    """A WARNING when the checkpoint's class names are not data.val's in the same order."""
-    from detkit.evaluation.checks import class_names_mismatch, warn_mismatch
-
-    model_names, data_names = meta.get("class_names"), getattr(evaluator, "class_names", None)
-    if model_names and data_names:
-        val = cfg["data"]["val"]
-        where = f"data.val ({val.get('ann_file') or val.get('img_dir') or val.get('type')})"
-        message = class_names_mismatch(model_names, data_names, f"checkpoint {checkpoint}", where)
-        if message:
-            warn_mismatch(message)
-
-
 def ensemble_wrap(args: argparse.Namespace):
     """What ``evaluate_checkpoint`` wraps the model in for ``--tta`` / ``--ensemble`` (None without them)."""
     options = tta_options(args)
@@ -112,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
             "section is written (type, ann_file, img_dir, pipeline) with the validation files"
         )
     from detkit.engine import dist, evaluate_checkpoint
-    from detkit.utils.checkpoint import read_meta
 
-    meta = read_meta(args.checkpoint)
     rank = 0
     try:  # building the data and the model from the config: a ValueError there is a mistake of input
         with user_errors(TOOL, extra=(ValueError, KeyError, TypeError, ImportError)):
@@ -125,7 +110,6 @@ def run(args: argparse.Namespace) -> int:
         dist.destroy()
     if rank != 0:
         return 0
-    warn_class_names(meta, evaluator, cfg, args.checkpoint)
     print(format_metrics(metrics))
     summary = getattr(evaluator, "summary", None)
     if callable(summary):

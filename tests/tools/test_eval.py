@@ -69,3 +69,13 @@ def test_eval_takes_the_config_the_checkpoint_stores(trained, tmp_path, capsys):
     bare = tmp_path / "bare.pth"
     torch.save({"model": torch.load(ckpt, weights_only=True)["model"]}, bare)
     assert eval_tool.main(["-", str(bare)]) == 2 and "stores no config" in capsys.readouterr().err
+
+
+def test_the_class_order_warning_is_printed_once(trained, tmp_path, capsys):
+    cfg, ckpt, _ = trained
+    swapped = torch.load(ckpt, weights_only=True)
+    swapped["meta"]["class_names"] = list(reversed(swapped["meta"]["class_names"]))
+    torch.save(swapped, tmp_path / "swapped.pth")
+    assert eval_tool.main([str(cfg), str(tmp_path / "swapped.pth"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("in another order") == 1, err
