@@ -186,6 +186,13 @@ def run(args: argparse.Namespace) -> int:
         batch = args.batch_size if args.static else 2
         stats = verify_onnx(model, out, images, args.atol, args.rtol, args.mask_iou, batch, pad_to, **options)
     print(verify_summary(stats))
+    if stats.get("num_ref") == 0 and stats.get("num_other") == 0:
+        print(
+            f"export: WARNING: --verify compared nothing: no detection on either side in {stats['images']} images "
+            "(an untrained model, or scores under the test threshold); verify a trained checkpoint, or give "
+            "--verify-images with objects it finds",
+            file=sys.stderr,
+        )
     return 0 if stats["ok"] else 1
 
 

@@ -102,3 +102,13 @@ def test_verify_images_take_folders_and_patterns(tmp_path):
     with pytest.raises(UserError, match="holds no image"):
         image_inputs([str(tmp_path / "imgs" / "notes.txt")])
     assert image_inputs([]) == []
+
+
+def test_verify_that_compared_no_detection_says_so(tmp_path):
+    ckpt = _checkpoint(
+        tmp_path, "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", [*TINY, "model.box_head.score_thr=0.99"]
+    )
+    proc = _export("-", ckpt, "--out", tmp_path / "m.onnx", "--verify", "--image-size", "96,128")
+    assert proc.returncode == 0, proc.stderr
+    assert "0 PyTorch / 0 onnxruntime detections" in proc.stdout  # every score under the threshold 0.99
+    assert "WARNING: --verify compared nothing: no detection on either side" in proc.stderr
