@@ -6,9 +6,7 @@ python tools/model_stats.py CONFIG [--size H W] [--rois N] [--num-classes N] [--
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import MAX_SIDE, config_arg
@@ -17,27 +15,27 @@ TOOL = "model_stats"
 
 
 def _class_names(cfg: dict, num_classes: int | None) -> list[str] | None:
-    """Class names when model.num_classes is null: --num-classes, else the training json's categories."""
+    """Class names when model.num_classes is null: --num-classes, else those of the training dataset (a COCO json,
+    class folders or a semantic dataset's classes, as training would take them)."""
     if num_classes is not None:
         return [f"class_{i}" for i in range(num_classes)]
     if (cfg.get("model") or {}).get("num_classes") is not None:
         return None
-    ann = ((cfg.get("data") or {}).get("train") or {}).get("ann_file")
-    if ann and Path(ann).is_file():
-        try:
-            cats = sorted(
-                json.loads(Path(ann).read_text(encoding="utf-8")).get("categories", []), key=lambda c: c["id"]
-            )
-        except (ValueError, AttributeError, KeyError, TypeError):
-            raise UserError(
-                f"data.train.ann_file {ann} is not a COCO json with categories; pass --num-classes N"
-            ) from None
-        if cats:
-            return [str(c.get("name", c["id"])) for c in cats]
-    raise UserError(
-        f"model.num_classes is null and the training annotation file ({ann}) is not there to "
-        f"count the classes; pass --num-classes N"
-    )
+    train = (cfg.get("data") or {}).get("train")
+    if not isinstance(train, dict):
+        raise UserError(
+            "model.num_classes is null and the config has no data.train to count the classes; pass --num-classes N"
+        )
+    from detkit.engine import builders
+
+    try:
+        return builders.model_class_names(builders.build_dataset(train))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"model.num_classes is null and data.train could not be read to count the classes ({first}); pass "
+            "--num-classes N"
+        ) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -69,3 +69,16 @@ def test_a_missing_init_checkpoint_is_not_read(tmp_path, capsys):
     argv = [str(CONFIG), "--size", "64", "64", "--num-classes", "2", "--set", f"model.backbone.init_checkpoint={gone}"]
     assert stats_tool.main(argv) == 0
     assert "total" in capsys.readouterr().out
+
+
+def test_null_num_classes_of_a_segmentor_is_counted_from_its_training_data(tmp_path, capsys):
+    """A semantic dataset's classes (its classes file) as training takes them; before: 'the training annotation
+    file (None) is not there' although the data was."""
+    from detkit.data.synthetic import make_shapes
+
+    make_shapes(tmp_path, num_train=1, num_val=0, size=(64, 64), seed=0)
+    config = str(ROOT / "configs/seg/semfpn_r18_shapes.yaml")
+    sets = [f"data.train.img_dir={tmp_path / 'train'}", f"data.train.mask_dir={tmp_path / 'sem/train'}"]
+    sets.append(f"data.train.classes={tmp_path / 'sem/classes.txt'}")
+    assert stats_tool.main([config, "--size", "64", "64", "--set", *sets]) == 0
+    assert "(5 classes)" in capsys.readouterr().out  # background + the 4 shapes
