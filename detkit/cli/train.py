@@ -16,6 +16,7 @@ import logging
 import os
 import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -186,9 +187,14 @@ def _failed(trainer: Trainer, e: BaseException) -> str:
 
     log_to_file("training stopped by an error", exc_info=e)
     first = (worker_message(str(e)).strip().splitlines() or [type(e).__name__])[0][:300]
+    if trainer.main:
+        where = f"the traceback is in {trainer.work_dir / 'log.txt'}"
+    else:  # only the main process writes log.txt: this process's traceback goes to its stderr
+        traceback.print_exception(e, file=sys.stderr)
+        where = f"process {trainer.rank}'s traceback is above (log.txt is the main process's)"
     return (
         f"train: error: training stopped at epoch {trainer.epoch + 1}, iteration {trainer.iter} "
-        f"({type(e).__name__}: {first}); the traceback is in {trainer.work_dir / 'log.txt'}. {_how_on(trainer)}"
+        f"({type(e).__name__}: {first}); {where}. {_how_on(trainer)}"
     )
 
 

@@ -134,7 +134,8 @@ class StopSignals:
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self) -> None:
+    def __init__(self, verbose: bool = True) -> None:
+        self.verbose = verbose  # one process of a distributed run says it (every rank gets a terminal's Ctrl-C)
         self.requested = False
         self.signame: str | None = None
         self._old: dict = {}
@@ -146,6 +147,8 @@ class StopSignals:
         if self.requested:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping immediately")
         self.requested, self.signame = True, signal.Signals(signum).name
+        if not self.verbose:
+            return
         print(
             f"\n{self.signame} received: finishing the current step and writing latest.pth "
             "(send it again to stop immediately)",

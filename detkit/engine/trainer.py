@@ -101,7 +101,7 @@ class Trainer:
         if t["patience"]:  # early stopping; counts the evaluations in metrics.jsonl, so a resume goes on counting
             self.eval_callbacks.append(patience_stop(self.validator, int(t["patience"])))
         self.tb = None
-        self._signals = dist.StopSignals()
+        self._signals = dist.StopSignals(verbose=self.main)
         self._group_bad = False
         self.losses = LossMeter()
         if resume:  # before anything is written: a checkpoint that cannot be resumed changes nothing
@@ -213,7 +213,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         if pending:  # the evaluation due at the checkpoint failed (or was interrupted): it comes first
             metrics = self._checkpoint_point(self._since) if length.by_iter else self._evaluate_epoch(self._since)
-        with dist.StopSignals() as self._signals:
+        with dist.StopSignals(verbose=self.main) as self._signals:
             while not length.done(self.epoch, self.iter) and not self.interrupted and not self.stop_reason:
                 started = time.perf_counter()
                 metrics = self._train_epoch() or metrics
@@ -228,6 +228,8 @@ class Trainer:
 
     def _save_interrupted(self) -> None:
         self.save("latest.pth")
+        if not self.main:  # the main process says it once
+            return
         logger.warning(
             "stopped by %s at epoch %d, iteration %d; latest.pth saved. Resume with: %s",
             self.interrupted,
