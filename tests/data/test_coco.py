@@ -330,12 +330,18 @@ def test_corrupt_image_skipped_with_one_warning(coco_files):
         strict[0]
 
 
-def test_size_mismatch_warns(coco_files):
+def test_an_image_whose_size_is_not_the_jsons_is_refused_or_skipped(coco_files):
+    """Its boxes are in the json's frame, not the image's: training on it would teach misplaced boxes."""
     data = copy.deepcopy(coco_files.data)
     data["images"][2]["width"] = 70
     coco_files.write(data)
-    with pytest.warns(UserWarning, match=r"c\.png: image is 64x64 but .* says 70x64"):
+    with pytest.raises(DatasetError, match=r"c\.png: the image is 64x64 .* says 70x64: its boxes are in the json"):
         _ds(coco_files)[2]
+    skipping = _ds(coco_files, on_error="skip")
+    with pytest.warns(UserWarning, match=r"says 70x64.*skipping it \(on_error='skip'\)"):
+        assert skipping[2] is None
+    assert skipping.skipped.counts == {"image:size_mismatch": 1}
+    assert _ds(coco_files)[1] is not None  # the other images read as before
 
 
 def test_bad_on_error_value(coco_files):

@@ -111,7 +111,6 @@ class CocoDataset(torch.utils.data.Dataset):
     ):
         self.on_error = check_on_error(on_error, type(self).__name__)
         self.skipped = SkippedRecords()
-        self.size_warned: set[str] = set()
         self.ann_file, self.img_dir = os.fspath(ann_file), os.fspath(img_dir)
         self.with_masks, self.with_sem_seg, self.sem_background = with_masks, with_sem_seg, sem_background
         self.skip_bad_images, self.filter_empty = skip_bad_images, filter_empty
@@ -285,15 +284,26 @@ class CocoDataset(torch.utils.data.Dataset):
                 f"{e} (image id {info['id']} in {self.ann_file}); skipping it ({why})",
             )
             return None
-        if image.shape[:2] != (info["height"], info["width"]) and path not in self.size_warned:
-            self.size_warned.add(path)
-            warnings.warn(
-                f"{path}: image is {image.shape[1]}x{image.shape[0]} but {self.ann_file} says "
-                f"{info['width']}x{info['height']}; its boxes may be wrong (detkit check "
-                f"reports such images)",
-                stacklevel=3,
-            )
+        if image.shape[:2] != (info["height"], info["width"]):
+            return self._size_mismatch(path, info, image)
         return image
+
+    def _size_mismatch(self, path: str, info: dict, image: np.ndarray) -> np.ndarray | None:
+        """An image whose size is not the json's: its boxes are in another frame than the pixels. A
+        ``DatasetError`` naming it (``on_error: raise``), or the image left out and counted (``skip``)."""
+        h, w = image.shape[:2]
+        turned = " (swapped: the EXIF orientation turns the image)" if (w, h) == (info["height"], info["width"]) else ""
+        text = (
+            f"{path}: the image is {w}x{h} (width x height, after EXIF orientation) but {self.ann_file} says "
+            f"{info['width']}x{info['height']}{turned}: its boxes are in the json's frame, not the image's"
+        )
+        if self.on_error == "skip":
+            self.skipped.note("image", "size_mismatch", path, f"{text}; skipping it (on_error='skip')")
+            return None
+        raise DatasetError(
+            f"{text}. Write the real size into the json (or resize the image back), or set on_error: skip for the "
+            f"split that reads this file to leave such images out; {self.check_hint()} lists every one"
+        )
 
     def _masks(self, anns: list[dict], h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded masks ``uint8 [N, h, w]`` and which decoded (``bool [N]``; all, or an error, unless 'skip')."""
