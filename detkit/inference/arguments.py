@@ -13,13 +13,21 @@ __all__ = ["check_channel_order", "check_count", "check_model", "check_score_thr
 
 
 def _given(value: Any) -> str:
+    if isinstance(value, nn.Module) or (
+        isinstance(value, (list, tuple)) and any(isinstance(v, nn.Module) for v in value)
+    ):
+        return (
+            type(value).__name__
+            if isinstance(value, nn.Module)
+            else f"a list of {', '.join(type(v).__name__ for v in value)}"
+        )
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
 def check_model(model: Any, who: str) -> None:
-    """``model`` is a detkit model (an ``nn.Module`` with ``predict``), or a non-empty list of them for ``predict``."""
-    items = model if isinstance(model, (list, tuple)) and who == "predict" else [model]
+    """``model`` is a detkit model (an ``nn.Module`` with ``predict``), or a non-empty list of them (an ensemble)."""
+    items = model if isinstance(model, (list, tuple)) else [model]
     for item in items or [None]:
         if not isinstance(item, nn.Module) or not callable(getattr(item, "predict", None)):
             hint = (
@@ -28,8 +36,8 @@ def check_model(model: Any, who: str) -> None:
                 else ""
             )
             raise TypeError(
-                f"{who}: model must be a detkit model (from detkit.init_model){' or a list of them' * (who == 'predict')}"
-                f", got {_given(model)}{hint}"
+                f"{who}: model must be a detkit model (from detkit.init_model) or a list of them, got "
+                f"{_given(model)}{hint}"
             )
 
 

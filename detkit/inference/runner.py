@@ -66,8 +66,10 @@ def _pil_rgb(image: Any) -> np.ndarray:
         raise ValueError(f"predict: a PIL image has no pixels (size {image.size})")
     if image.mode.startswith("I") or image.mode == "F":  # I;16*, I (32-bit int), F (float)
         arr = np.asarray(image)
-        if arr.dtype.kind in "iu":  # 16-bit data, whatever the container: keep the high byte
+        if arr.dtype.kind in "iu" and arr.size and arr.max() > 255:  # 16-bit data: keep the high byte
             arr = np.clip(arr, 0, 65535).astype(np.uint16)
+        elif arr.dtype.kind in "iu":  # 8-bit values in a wider container (Image.convert('I'))
+            arr = np.clip(arr, 0, 255).astype(np.uint8)
         gray = to_uint8(arr)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     return np.asarray(image.convert("RGB"))
@@ -172,11 +174,25 @@ class _ModeGate:
                 self.cond.notify_all()
 
 
-def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager:
+def _gate(model: nn.Module) -> _ModeGate:
+    with _GATES_LOCK:
+        return _GATES.setdefault(model, _ModeGate())
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """``model`` in eval mode inside the block and in its former mode after it, safe across threads: threads that
     predict with one model share its ``training`` flag, so a model found in train mode is switched (and switched
     back) only while no other call runs on it, lest one thread's switch back land in another's forward pass
-    (BatchNorm would update its statistics). Calls on a model in eval mode run concurrently."""
-    with _GATES_LOCK:
-        gate = _GATES.setdefault(model, _ModeGate())
-    return gate.enter(model)
+    (BatchNorm would update its statistics). Calls on a model in eval mode run concurrently. An ensemble (``tta``,
+    a list of models: a new ``Ensemble`` each call) is gated through each of its members, in one order."""
+    members = list(getattr(model, "models", None) or [model])
+    with contextlib.ExitStack() as stack:
+        for member in sorted(members, key=id):  # one order: two calls never wait on each other's gates
+            stack.enter_context(_gate(member).enter(member))
+        own = model.training
+        model.training = False  # the wrapper's own flag (its members are in eval mode now)
+        try:
+            yield
+        finally:
+            model.training = own

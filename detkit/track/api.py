@@ -76,7 +76,8 @@ def _frames(frames: Any) -> Iterator:
         from detkit.track.sources import open_frames
 
         return open_frames(frames)[1]
-    if hasattr(frames, "shape") or hasattr(frames, "convert") or isinstance(frames, (bytes, dict)):
+    one_image = getattr(frames, "ndim", 4) <= 3 or hasattr(frames, "convert")  # not a [T,H,W,3] stack
+    if one_image or isinstance(frames, (bytes, dict)):
         raise TypeError(
             f"track: frames must be a video file, a folder of frames or a list (iterable) of images in order, got "
             f"one {type(frames).__name__}; wrap a single frame in a list, or use detkit.predict for one image"
@@ -97,7 +98,7 @@ def _check_detector(model: nn.Module) -> None:
     from detkit.models.detectors.segmentor import Segmentor
 
     check_model(model, "track")
-    members = getattr(model, "models", [model])
+    members = list(model) if isinstance(model, (list, tuple)) else getattr(model, "models", [model])
     kinds = sorted({type(m).__name__ for m in members if isinstance(m, (Classifier, Segmentor))})
     if kinds:
         raise TypeError(f"track: model must be a detector (boxes to link), got a {', '.join(kinds)}")

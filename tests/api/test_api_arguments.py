@@ -32,7 +32,7 @@ def model():
             lambda m, img: detkit.predict("best.pth", img),
             r"predict: model must be a detkit model .* got str 'best.pth'; load",
         ),
-        (lambda m, img: detkit.predict(torch.nn.Linear(2, 2), img), "model must be a detkit model"),
+        (lambda m, img: detkit.predict(torch.nn.Linear(2, 2), img), "model must be a detkit model .* got Linear$"),
         (lambda m, img: detkit.predict(m, img, batch_size="2"), r"batch_size must be an int >= 1, got str '2'"),
         (lambda m, img: detkit.predict(m, img, batch_size=1.5), "batch_size must be an int"),
         (lambda m, img: detkit.predict(m, img, score_thr=[0.3]), r"score_thr must be a number in \[0, 1\] or None"),
@@ -47,6 +47,12 @@ def model():
 def test_wrong_types_name_the_argument(model, call, match):
     with pytest.raises(TypeError, match=match):
         call(model, np.zeros((32, 32, 3), np.uint8))
+
+
+def test_track_takes_a_stack_of_frames_and_a_list_of_models(model):
+    stack = np.full((3, 40, 50, 3), 90, np.uint8)  # [T,H,W,3], as imageio reads a video
+    assert len(detkit.track(model, stack)) == 3
+    assert len(detkit.track([model, model], list(stack))) == 3  # an ensemble, as predict takes it
 
 
 def test_wrong_values_name_the_argument(model):
@@ -81,6 +87,8 @@ def test_pil_images_read_as_their_files_are(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
     Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif, quality=100)
+    eight = rng.integers(0, 256, (10, 12), dtype=np.uint8)  # 8-bit values in a 32-bit container: as they are
+    assert np.array_equal(to_rgb_array(Image.fromarray(eight).convert("I"))[:, :, 0], eight)
     from_file, from_pil = to_rgb_array(tmp_path / "rot.jpg"), to_rgb_array(Image.open(tmp_path / "rot.jpg"))
     assert from_file.shape == (30, 20, 3) and from_pil.shape == from_file.shape
     assert np.abs(from_pil.astype(int) - from_file.astype(int)).max() <= 2  # two JPEG decoders
@@ -92,16 +100,18 @@ def test_results_are_ordinary_tensors(model):
     pred["boxes"][:, [0, 2]] += 1  # a caller may edit them in place
 
 
-def test_a_model_in_train_mode_used_from_threads_keeps_its_mode_and_statistics(model):
+@pytest.mark.parametrize("how", ["plain", "tta", "list"])
+def test_a_model_in_train_mode_used_from_threads_keeps_its_mode_and_statistics(model, how):
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     img = np.full((40, 50, 3), 90, np.uint8)
     errors = []
+    given, kwargs = {"plain": (model, {}), "tta": (model, {"tta": True}), "list": ([model], {})}[how]
 
     def work():
         try:
             for _ in range(3):
-                detkit.predict(model, img)
+                detkit.predict(given, img, **kwargs)
         except Exception as e:  # noqa: BLE001  (reported below)
             errors.append(e)
 
