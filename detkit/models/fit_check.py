@@ -4,11 +4,15 @@ built, naming the part, instead of as a shape error deep in the first training s
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from torch import nn
 
 __all__ = ["ModelFitError", "check_parts_fit"]
+
+logger = logging.getLogger("detkit")
 
 PARTS = ("backbone", "neck", "rpn_head", "box_head", "mask_head", "head", "decode_head", "auxiliary_head")
 
@@ -41,7 +45,9 @@ def _advice(model: nn.Module, name: str) -> str:
 
 def check_parts_fit(model: nn.Module, size: int = 64) -> None:
     """Run ``model.predict`` once on a blank ``size`` x ``size`` image in eval mode (no gradients, the model's mode
-    restored); an error inside is a :class:`ModelFitError` naming the part that raised it and the keys to check."""
+    restored); an error in a part after the backbone is a :class:`ModelFitError` naming that part and the keys to
+    check. An error inside the backbone is not judged (a backbone of a fixed input size, such as a ViT, cannot
+    run at ``size``; a backbone that cannot run at all fails in the first step anyway)."""
     from detkit.data.collate import collate
     from detkit.inference.runner import _sample
 
@@ -59,12 +65,16 @@ def check_parts_fit(model: nn.Module, size: int = 64) -> None:
         model.eval()
         with torch.no_grad():
             model.predict(batch)
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as e:
         part = entered[-1] if entered else None
+        if part in (None, "backbone"):  # e.g. a ViT that takes 224x224 only: the parts' fit is not what failed
+            logger.debug("check_parts_fit: the backbone does not run at %dx%d (%s); not checked", size, size, e)
+            return
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = f"model.{part} does not fit the part before it" if part and part != "backbone" else "the model fails"
-        fix = _advice(model, part) if part and part != "backbone" else "check the model section of the config"
-        raise ModelFitError(f"{where} (a prediction on a blank {size}x{size} image: {first}); {fix}") from e
+        raise ModelFitError(
+            f"model.{part} does not fit the part before it (a prediction on a blank {size}x{size} image: {first}); "
+            f"{_advice(model, part)}"
+        ) from e
     finally:
         for h in hooks:
             h.remove()

@@ -31,3 +31,14 @@ def test_parts_that_do_not_fit_are_named(override, part, detail):
     with pytest.raises(ModelFitError, match=f"{part} does not fit the part before it") as info:
         check_parts_fit(model)
     assert detail in str(info.value) and f"make {part}'s in_channels" in str(info.value)
+
+
+def test_a_backbone_that_cannot_run_at_the_probe_size_is_not_judged(monkeypatch):
+    """A ViT takes 224x224 only: the probe at 64x64 fails inside the backbone, which says nothing of the fit."""
+    model = _model()
+
+    def fixed_size(x):
+        assert x.shape[-2:] == (224, 224), f"Input height ({x.shape[-2]}) doesn't match model (224)"
+
+    monkeypatch.setattr(model.backbone, "forward", fixed_size)
+    check_parts_fit(model)  # no ModelFitError, no AssertionError
