@@ -55,7 +55,7 @@ def merge(base: dict, override: dict) -> dict:
     ``override`` with ``_delete_: true`` replaces ``base``'s whole section (the keys it sets, and no others)."""
     out = copy.deepcopy(base)
     for k, v in override.items():
-        if k == DELETE_KEY:
+        if k == DELETE_KEY:  # (at the top of a file it would replace every section: refused in _load)
             continue
         if isinstance(v, dict) and isinstance(out.get(k), dict) and not _replaces(v):
             out[k] = merge(out[k], v)
@@ -131,6 +131,10 @@ def _load(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Sources]:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ConfigError(f"_base_ cycle: {cycle}")
     data = _read_yaml(path)
+    if DELETE_KEY in data:
+        raise ConfigError(
+            f"{path}: {DELETE_KEY} goes inside a section (model.neck: {{{DELETE_KEY}: true, ...}}), not at the top"
+        )
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]
@@ -288,10 +292,12 @@ def _not_a_mapping(key: str, upto: list[str], node: Any) -> ConfigError:
             f"--set {key}: '{where}' is a list of {len(node)} item(s) ({items}); address an item by its index "
             f"(e.g. {where}.0...), or give the whole list to add or remove items: --set '{where}=[...]'"
         )
-    return ConfigError(
-        f"--set {key}: '{where}' is null in the config; give the whole section: --set '{where}={{...}}' (a "
-        "mapping in YAML flow style)"
-    )
+    if node is None:
+        return ConfigError(
+            f"--set {key}: '{where}' is null in the config; give the whole section: --set '{where}={{...}}' (a "
+            "mapping in YAML flow style)"
+        )
+    return ConfigError(f"--set {key}: '{where}' is a value ({node!r}), not a mapping: it has no keys to set")
 
 
 def set_by_path(cfg: dict, key: str, value: Any, add_missing: bool = False) -> tuple:

@@ -332,14 +332,8 @@ def check_engine(cfg: dict, problems: ConfigProblems | None = None) -> None:
     """Check the ``train``, ``optimizer`` and ``scheduler`` sections and ``seed`` of ``cfg`` (present ones)."""
     own = problems is None
     problems = problems or ConfigProblems()
-    from detkit.engine.optim import unused_type_keys
-
-    before = len(problems.messages)
     for name, rules in engine_sections().items():
         check_section(problems, rules, cfg.get(name), (name,))
-    if len(problems.messages) == before:  # types and values valid: then keys their type does not read
-        for path, message in unused_type_keys(cfg):
-            problems.add(path, message)
     for key, rule in TOP_LEVEL_RULES.items():
         if key in cfg:
             problems.value((key,), rule.problem(cfg[key]))

@@ -179,17 +179,19 @@ def test_delete_replaces_an_inherited_section(tmp_path):
 
 
 def test_delete_lets_a_checked_config_swap_a_part_type(tmp_path):
-    """FPN -> PAFPN in a file: the base's FPN-only keys (extra, out_channels) would be unknown keys of PAFPN."""
-    from detkit.config import packaged_configs
+    """docs/configs.md's example: YOLO's PAFPN for an FPN in a file; without _delete_ the base's num_blocks would
+    be an unknown key of FPN. The model builds and its parts fit."""
+    import detkit
+    from detkit.models.fit_check import check_parts_fit
 
-    base = str(packaged_configs()["faster_rcnn_r18_fpn_shapes"])
-    neck = {"_delete_": True, "type": "PAFPN", "in_channels": [64, 128, 256, 512]}
-    write(tmp_path / "mine.yaml", {"_base_": [base], "model": {"neck": neck}})
+    neck = {"_delete_": True, "type": "FPN", "out_channels": 64, "extra": None}
+    write(tmp_path / "mine.yaml", {"_base_": ["yolo_n_shapes"], "model": {"neck": neck}})
     cfg = load_config(tmp_path / "mine.yaml")
-    assert cfg["model"]["neck"] == {"type": "PAFPN", "in_channels": [64, 128, 256, 512]}
+    assert cfg["model"]["neck"] == {"type": "FPN", "out_channels": 64, "extra": None}
+    check_parts_fit(detkit.build_model(cfg, class_names=["a", "b"]))
     del neck["_delete_"]
-    write(tmp_path / "mine.yaml", {"_base_": [base], "model": {"neck": neck}})
-    with pytest.raises(ConfigError, match="model.neck.extra"):
+    write(tmp_path / "mine.yaml", {"_base_": ["yolo_n_shapes"], "model": {"neck": neck}})
+    with pytest.raises(ConfigError, match="model.neck.num_blocks"):
         load_config(tmp_path / "mine.yaml")
 
 
@@ -209,3 +211,12 @@ def test_a_key_given_twice_is_refused(tmp_path):
         load_config(tmp_path / "dup.yaml", check=False)
     write(tmp_path / "merge.yaml", "a: &x {k: 1}\nb:\n  <<: *x\n  j: 2\n")  # YAML merge keys stay allowed
     assert load_config(tmp_path / "merge.yaml", check=False)["b"] == {"k": 1, "j": 2}
+
+
+def test_set_into_a_value_and_delete_at_the_top_are_named(tmp_path):
+    cfg = {"optimizer": {"lr": 0.02}}
+    with pytest.raises(ConfigError, match=r"'optimizer.lr' is a value \(0.02\), not a mapping"):
+        set_by_path(cfg, "optimizer.lr.x", 1)
+    write(tmp_path / "top.yaml", {"_delete_": True, "model": {}})
+    with pytest.raises(ConfigError, match="_delete_ goes inside a section"):
+        load_config(tmp_path / "top.yaml", check=False)

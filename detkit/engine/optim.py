@@ -89,6 +89,13 @@ TYPE_KEYS: dict[tuple[str, str], tuple[tuple[str, ...], tuple]] = {
 }
 
 
+def _yaml(value: Any) -> str:
+    """``value`` as it is written in YAML (``null``, ``false``, ``[1, 2]``), for messages."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def unused_type_keys(cfg: dict) -> list[tuple[tuple[str, str], str]]:
     """``(key path, message)`` for each optimizer / scheduler key set to a value that the section's ``type``
     never reads (``momentum: 0.5`` with AdamW, ``milestones: [1, 2]`` with cosine); ``scheduler.warmup_momentum``
@@ -107,8 +114,9 @@ def unused_type_keys(cfg: dict) -> list[tuple[tuple[str, str], str]]:
         out.append(
             (
                 (section, key),
-                f"{section}.{key}: {value!r} is not used by {owner} type {types[owner]} (only by "
-                f"{' / '.join(readers)}); remove it (or set it to {unused[0]!r}), or choose {owner}.type {readers[0]}",
+                f"{section}.{key}: {_yaml(value)} is not used by {owner} type {types[owner]} (only by "
+                f"{' / '.join(readers)}); remove it (or set it to {_yaml(unused[0])}), or choose {owner}.type "
+                f"{readers[0]}",
             )
         )
     return out

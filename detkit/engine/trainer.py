@@ -21,6 +21,7 @@ from detkit.engine.defaults import resolve_config
 from detkit.engine.early_stop import patience_stop
 from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file, setup_logger, tensorboard_writer
 from detkit.engine.loss_meter import LossMeter
+from detkit.engine.optim import unused_type_keys
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
 from detkit.engine.run_length import RunLength
@@ -115,6 +116,9 @@ class Trainer:
     def _build(self, load_from, resuming: bool = False) -> None:
         """Data, model and optimization, each checked before the first iteration (see preflight.py). A resumed
         run's weights come from its checkpoint: the backbone's start weights (init_checkpoint) are not read."""
+        unused = [] if resuming else unused_type_keys(self.cfg)  # a resumed run goes on as it was started
+        if unused:
+            raise PreflightError("; ".join(message for _, message in unused))
         data = build_data(self.cfg, self.device)
         self.train_set, self.train_loader, self.val_loader = data.train_set, data.train_loader, data.val_loader
         self.iters_per_epoch, self.evaluator, self.val_set = data.iters_per_epoch, data.evaluator, data.val_set

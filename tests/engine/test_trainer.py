@@ -197,3 +197,21 @@ def test_amp_on_cpu(toy, tmp_path, caplog):
     assert tr.amp_dtype == torch.bfloat16
     tr.fit()
     assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "b" / "latest.pth").values())
+
+
+def test_an_optimizer_key_the_type_does_not_read_stops_a_new_run_not_a_resume(toy, tmp_path):
+    from detkit.engine.preflight import PreflightError
+
+    cfg = toy.toy_config(max_epochs=1)
+    Trainer(cfg, work_dir=tmp_path, device="cpu").fit()
+    bad = {**cfg, "optimizer": {**cfg.get("optimizer", {}), "type": "AdamW", "momentum": 0.5}}
+    with pytest.raises(PreflightError, match="optimizer.momentum: 0.5 is not used by optimizer type AdamW"):
+        Trainer(bad, work_dir=tmp_path / "new", device="cpu")
+    assert not (tmp_path / "new" / "latest.pth").exists()
+    # a run started by an older detkit with such a key (here SGD's unused betas) is resumed as it was started
+    old = {
+        **cfg,
+        "optimizer": {**cfg.get("optimizer", {}), "betas": [0.5, 0.5]},
+        "train": {**cfg["train"], "max_epochs": 2},
+    }
+    Trainer(old, work_dir=tmp_path, device="cpu", resume=True)
