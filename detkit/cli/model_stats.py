@@ -6,12 +6,26 @@ python tools/model_stats.py CONFIG [--size H W] [--rois N] [--num-classes N] [--
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import MAX_SIDE, config_arg
 
 TOOL = "model_stats"
+
+
+def _json_categories(ann: str) -> list[str]:
+    """The category names of a COCO json, sorted by id (as CocoDataset numbers them)."""
+    try:
+        cats = sorted(json.loads(Path(ann).read_text(encoding="utf-8")).get("categories") or [], key=lambda c: c["id"])
+        names = [str(c.get("name", c["id"])) for c in cats]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        names = []
+    if not names:
+        raise UserError(f"data.train.ann_file {ann} is not a COCO json with categories; pass --num-classes N")
+    return names
 
 
 def _class_names(cfg: dict, num_classes: int | None) -> list[str] | None:
@@ -26,6 +40,9 @@ def _class_names(cfg: dict, num_classes: int | None) -> list[str] | None:
         raise UserError(
             "model.num_classes is null and the config has no data.train to count the classes; pass --num-classes N"
         )
+    ann = train.get("ann_file")
+    if ann and Path(ann).is_file() and str(ann).endswith(".json"):  # a COCO json: its categories, no images read
+        return _json_categories(ann)
     from detkit.engine import builders
 
     try:

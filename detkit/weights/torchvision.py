@@ -178,6 +178,7 @@ def _meta_config(config: dict | None, info: dict, norm_eps: float | None) -> dic
 def _check_fits(cfg: dict, state: dict[str, Tensor], kind: str, num_classes: int | None, config_name: str) -> None:
     """Build ``cfg``'s model and match ``state`` to it strictly (a ResNet classifier's weights: to its backbone);
     a mismatch is a ConversionError naming --config and the fix."""
+    from detkit.models.backbones.init_weights import without_init_checkpoint
     from detkit.models.build import build_model
     from detkit.utils.checkpoint import state_mismatch
 
@@ -200,9 +201,10 @@ def _check_fits(cfg: dict, state: dict[str, Tensor], kind: str, num_classes: int
             import detkit.models  # noqa: F401  (registers every part)
             from detkit.registry import BACKBONES
 
-            own = {f"backbone.{k}": v for k, v in BACKBONES.build(dict(cfg["model"]["backbone"])).state_dict().items()}
+            spec = {k: v for k, v in cfg["model"]["backbone"].items() if k != "init_checkpoint"}  # shapes only
+            own = {f"backbone.{k}": v for k, v in BACKBONES.build(spec).state_dict().items()}
         else:
-            own = build_model(cfg).state_dict()
+            own = build_model(without_init_checkpoint(cfg)).state_dict()
     except (KeyError, TypeError, ValueError) as e:
         raise ConversionError(f"{fix}; its model does not build: {e}") from e
     # BatchNorm's counters are left out on both sides: loading fills them in, and a frozen norm has none

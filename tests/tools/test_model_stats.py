@@ -82,3 +82,18 @@ def test_null_num_classes_of_a_segmentor_is_counted_from_its_training_data(tmp_p
     sets.append(f"data.train.classes={tmp_path / 'sem/classes.txt'}")
     assert stats_tool.main([config, "--size", "64", "64", "--set", *sets]) == 0
     assert "(5 classes)" in capsys.readouterr().out  # background + the 4 shapes
+
+
+def test_null_num_classes_reads_only_the_json_of_a_coco_dataset(tmp_path, capsys):
+    """The categories of data.train.ann_file: its image folder need not exist (stats on another machine)."""
+    import json
+
+    ann = tmp_path / "ann.json"
+    ann.write_text(
+        json.dumps(
+            {"images": [], "annotations": [], "categories": [{"id": 2, "name": "dog"}, {"id": 1, "name": "cat"}]}
+        )
+    )
+    sets = [f"data.train.ann_file={ann}", f"data.train.img_dir={tmp_path / 'no_images'}"]
+    assert stats_tool.main([str(CONFIG), "--size", "64", "64", "--set", *sets]) == 0
+    assert "(2 classes)" in capsys.readouterr().out
