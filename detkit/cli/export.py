@@ -148,6 +148,19 @@ def verify_summary(stats: dict) -> str:
     return f"{line}: {'OK' if stats['ok'] else 'FAILED'}"
 
 
+def _check_packages(verify: bool) -> None:
+    """ONNX export needs the onnx package (torch's exporter imports it), --verify onnxruntime: the optional
+    extra ``detkit[onnx]``; a missing one is a UserError with the install command."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", *(["onnxruntime"] if verify else [])) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(
+            f"ONNX export needs {' and '.join(missing)} (optional): pip install 'detkit[onnx]' "
+            f"(or pip install {' '.join(missing)})"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, build the model, export, verify."""
     if args.verify_images and not args.verify:
@@ -155,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
     if Path(args.out).is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file name (e.g. {Path(args.out) / 'model.onnx'})")
+    _check_packages(args.verify)
     verify_images = image_inputs(args.verify_images)
     cfg = None if args.config == "-" else config_arg(args.config, (), args.checkpoint)
     inputs = [*(p for p in (args.config, args.checkpoint) if p != "-"), *verify_images, *(args.verify_images or [])]

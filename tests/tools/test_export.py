@@ -112,3 +112,17 @@ def test_verify_that_compared_no_detection_says_so(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "0 PyTorch / 0 onnxruntime detections" in proc.stdout  # every score under the threshold 0.99
     assert "WARNING: --verify compared nothing: no detection on either side" in proc.stderr
+
+
+def test_a_missing_onnx_package_is_one_line_with_the_install_command(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from detkit.cli.export import main
+
+    ckpt = _checkpoint(tmp_path, "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", TINY)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    assert main(["-", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ONNX export needs onnx (optional): pip install 'detkit[onnx]'" in err and "\n" not in err
+    assert not (tmp_path / "m.onnx").exists()
