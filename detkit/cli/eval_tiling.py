@@ -70,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tile {args.tile}: {e}") from None
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
+    if type(model).__name__ in ("Segmentor", "Classifier"):
+        raise UserError(
+            f"eval-tiling measures box recall of a detector; checkpoint {args.checkpoint} holds a "
+            f"{type(model).__name__} (its tiled inference: detkit infer --tile, or detkit.predict(..., tile=...))"
+        )
     image, boxes, labels = large_shapes_image(args.seed, args.size, args.patch)
     runs = compare_tiling(model, image, boxes, labels, tile, args.score_thr, args.iou, args.batch_size)
     print(format_runs(runs, image, boxes, tile, args))
