@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,11 +33,30 @@ class UserError(Exception):
     """A mistake of input (a path, a key, a value); ``str(e)`` names it and the fix."""
 
 
+_TOOL_SCRIPT = re.compile(r"(?:python3? )?(?:[\w./-]*/)?tools/(\w+)\.py")
+
+
+def as_invoked(text: str) -> str:
+    """``text`` with its tool commands (``python tools/infer.py``, ``tools/check_dataset.py``) written as the user
+    runs them: ``detkit infer``, ``detkit check`` when this process is a ``detkit`` command (a pip install has no
+    tools/ folder); unchanged when it was started as ``python tools/X.py`` from a checkout."""
+    if not sys.argv or not sys.argv[0].startswith("detkit"):
+        return text
+    from detkit.cli.main import COMMANDS
+
+    names = {module: name for name, (module, _) in COMMANDS.items()}
+    return _TOOL_SCRIPT.sub(lambda m: f"detkit {names.get(m.group(1), m.group(1).replace('_', '-'))}", text)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake on one line, ``prog: error: message (see --help)``, exit 2."""
+    """argparse that reports a usage mistake on one line, ``prog: error: message (see --help)``, exit 2; its help
+    names the tools as the user runs them (:func:`as_invoked`)."""
 
     def error(self, message: str):
-        self.exit(USER_EXIT, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(USER_EXIT, as_invoked(f"{self.prog}: error: {message} (see --help)\n"))
+
+    def format_help(self) -> str:
+        return as_invoked(super().format_help())
 
 
 class ToolExit(SystemExit):
@@ -128,7 +148,7 @@ def format_error(tool: str, e: BaseException) -> str:
     msg = " ".join(msg.split())
     if len(msg) > MAX_MESSAGE:
         msg = msg[: MAX_MESSAGE - 3] + "..."
-    return f"{tool}: error: {msg}"
+    return as_invoked(f"{tool}: error: {msg}")
 
 
 @contextlib.contextmanager
@@ -156,7 +176,7 @@ def loud_warnings(tool: str, emit: Callable[[str], None] | None = None) -> Itera
     shown: list[str] = []
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        text = " ".join(str(message).split())
+        text = as_invoked(" ".join(str(message).split()))
         if issubclass(category, UserWarning) and text not in shown:
             shown.append(text)
             if emit is not None:

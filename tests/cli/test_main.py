@@ -59,3 +59,16 @@ def test_configs_lists_the_packaged_configs_by_name(capsys):
     assert all(path == str(found[name]) for name, path in listed)
     assert configs_cmd.main(["no-such-config"]) == 2
     assert "no packaged config matches 'no-such-config'" in capsys.readouterr().err
+
+
+def test_messages_and_help_name_the_detkit_commands_when_run_through_detkit(monkeypatch):
+    """A pip install has no tools/ folder: run as `detkit X`, text naming `python tools/X.py` says `detkit X`."""
+    from detkit.cli.errors import ArgumentParser, as_invoked
+
+    text = "run python tools/infer.py CFG CKPT, then tools/check_dataset.py A B or /src/tools/make_shapes.py out"
+    monkeypatch.setattr("sys.argv", ["tools/infer.py"])
+    assert as_invoked(text) == text  # from a checkout: as written
+    monkeypatch.setattr("sys.argv", ["detkit analyze"])
+    assert as_invoked(text) == "run detkit infer CFG CKPT, then detkit check A B or detkit make-shapes out"
+    parser = ArgumentParser(description="Usage: python tools/browse_dataset.py CONFIG")
+    assert "detkit browse CONFIG" in parser.format_help()
