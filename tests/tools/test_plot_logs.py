@@ -71,3 +71,21 @@ def test_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert plot_tool.main([str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")]) == 2
     assert "no metrics.jsonl or history.json" in capsys.readouterr().err
+
+
+def test_default_keys_are_the_runs_best_metric_and_loss(tmp_path):
+    """A segmentation run logs sem/mIoU, not bbox/AP: the default was bbox/AP and failed (exit 2)."""
+    from detkit.engine.logger import RunRecord
+
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    rec = RunRecord(seg)
+    for it in range(1, 5):
+        rec.add_losses(it, it / 2, 0.01, {"loss": 1.0 / it})
+        if it % 2 == 0:
+            rec.add_metrics({"epoch": it // 2, "iter": it, "sem/mIoU": 0.1 * it, "sem/aAcc": 0.5})
+    rec.save_history()
+    assert plot_tool.default_keys([seg]) == ["sem/mIoU", "loss"]
+    (seg / "config.yaml").write_text("train: {best_metric: sem/aAcc}\n")
+    assert plot_tool.default_keys([seg]) == ["sem/aAcc", "loss"]
+    assert plot_tool.main([str(seg), "--out", str(tmp_path / "seg.png")]) == 0
