@@ -169,7 +169,11 @@ def _base_path(path: Path, base: str) -> Path:
     named = packaged_configs().get(Path(base).stem) if len(Path(base).parts) == 1 else None
     if named is not None and Path(base).suffix in ("", ".yaml"):
         return named
-    raise ConfigError(f"{path}: _base_ file not found: {base} (looked at {bpath}; nor is it a packaged config name)")
+    near = difflib.get_close_matches(Path(base).stem, list(packaged_configs()), n=1)
+    hint = f"; the nearest packaged config is '{near[0]}'" if near else ""
+    raise ConfigError(
+        f"{path}: _base_ file not found: {base} (looked at {bpath}; nor is it a packaged config name{hint})"
+    )
 
 
 def packaged_configs() -> dict[str, Path]:

@@ -73,7 +73,10 @@ def test_a_packaged_config_as_base_by_path_or_by_name(tmp_path):
         cfg = load_config(tmp_path / "mine.yaml")
         assert cfg["train"]["max_epochs"] == 3 and cfg["model"]["mask_head"]["type"] == "RoIMaskHead"
     write(tmp_path / "mine.yaml", {"_base_": ["mask_rcnn_r18_fpn_shapez"]})
-    with pytest.raises(ConfigError, match="_base_ file not found: mask_rcnn_r18_fpn_shapez .*nor is it a packaged"):
+    with pytest.raises(
+        ConfigError,
+        match="_base_ file not found: mask_rcnn_r18_fpn_shapez .*nearest packaged config is 'mask_rcnn_r18_fpn_shapes'",
+    ):
         load_config(tmp_path / "mine.yaml")
 
 

@@ -61,6 +61,18 @@ def _folder_hint(path: str) -> str:
     return f" (it holds {', '.join(jsons)})" if jsons else ""
 
 
+def where_read(path: str | os.PathLike) -> str:
+    """For a path that does not exist: where a relative one was looked for (the current folder, not the
+    config's), and how to make the shapes data when it is the packaged configs' ``data/shapes``."""
+    path = os.fspath(path)
+    if os.path.isabs(path):
+        return ""
+    hint = f" (a relative path is read from the current folder, {os.getcwd()})"
+    if path.replace("\\", "/").startswith("data/shapes"):
+        hint += "; the packaged configs' shapes data is made with: detkit make-shapes data/shapes"
+    return hint
+
+
 def load_coco_json(ann_file: str | os.PathLike) -> dict:
     """Read a COCO json file into a dict; raise :class:`DatasetError` naming the file when it can't."""
     ann_file = os.fspath(ann_file)
@@ -70,7 +82,7 @@ def load_coco_json(ann_file: str | os.PathLike) -> dict:
             f"give the json file as ann_file (and the image folder as img_dir)"
         )
     if not os.path.isfile(ann_file):
-        raise DatasetError(f"annotation file {ann_file} not found; check the ann_file path")
+        raise DatasetError(f"annotation file {ann_file} not found{where_read(ann_file)}; check the ann_file path")
     try:
         with open(ann_file, encoding="utf-8") as f:
             data = json.load(f)

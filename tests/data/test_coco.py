@@ -365,3 +365,16 @@ def test_an_img_dir_without_any_of_the_images_is_one_message(coco_files, tmp_pat
     msg = str(e.value)
     assert f"img_dir {empty} holds none of the" in msg and "file_name values are relative to" in msg
     assert "\n" not in msg and "ERROR [missing_image]" not in msg  # one line, not one per image
+
+
+def test_a_missing_relative_folder_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        DatasetError,
+        match=r"image folder data/shapes/train .*not found \(a relative path is read from "
+        r"the current folder, .*\); the packaged configs' shapes data is made with: detkit make-shapes",
+    ):
+        CocoDataset(ann_file="data/shapes/train.json", img_dir="data/shapes/train")
+    with pytest.raises(DatasetError, match=r"annotation file mine.json not found \(a relative path is read from"):
+        (tmp_path / "imgs").mkdir()
+        CocoDataset(ann_file="mine.json", img_dir="imgs")

@@ -27,6 +27,7 @@ from detkit.data.validate import (
     load_coco_json,
     problem_list,
     validate_coco,
+    where_read,
 )
 from detkit.registry import DATASETS
 
@@ -116,7 +117,8 @@ class CocoDataset(torch.utils.data.Dataset):
         self.skip_bad_images, self.filter_empty = skip_bad_images, filter_empty
         if not os.path.isdir(self.img_dir):
             state = "is a file, not a folder" if os.path.exists(self.img_dir) else "not found"
-            raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) {state}; check img_dir")
+            where = where_read(self.img_dir) if state == "not found" else ""
+            raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) {state}{where}; check img_dir")
         self.coco = self._load(max_outside)
         cats = sorted(self.coco.cats.values(), key=lambda c: c["id"])
         self.cat_ids: list = [c["id"] for c in cats]

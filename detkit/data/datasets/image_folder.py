@@ -14,7 +14,7 @@ import torch.utils.data
 from detkit.data.datasets.seg_folder import IMAGE_SUFFIXES, load_class_names
 from detkit.data.image_cache import CacheMode, ImageCache
 from detkit.data.image_io import ImageReadError, UnsafePathError, safe_join
-from detkit.data.validate import DatasetError, SkippedRecords, check_on_error
+from detkit.data.validate import DatasetError, SkippedRecords, check_on_error, where_read
 from detkit.registry import DATASETS
 
 __all__ = ["ImageFolderDataset", "class_sample", "resolve_classes"]
@@ -133,7 +133,8 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         self.skip_bad_images = skip_bad_images
         if not os.path.isdir(self.img_dir):
             state = "is a file, not a folder" if os.path.exists(self.img_dir) else "not found"
-            raise DatasetError(f"image folder {self.img_dir} {state}; check img_dir")
+            where = where_read(self.img_dir) if state == "not found" else ""
+            raise DatasetError(f"image folder {self.img_dir} {state}{where}; check img_dir")
         given = resolve_classes(classes)
         self.problems: list[tuple[str, str]] = []  # (kind, message) found while listing
         if self.ann_file is None:
