@@ -293,7 +293,7 @@ def check_records(
         or "json: the images, annotations and categories lists, their keys, integer and unique ids, references",
         f"image files: exist inside {img_dir}"
         + (
-            f", decode, have the {'json' if source_line is None else 'records'}'s size"
+            f", decode, have the size {'the json' if source_line is None else 'their records'} gives"
             if read_images
             else " (not decoded: --no-images)"
         ),

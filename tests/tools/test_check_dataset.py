@@ -302,7 +302,7 @@ def test_summary_says_what_was_checked(coco_files):
     checked = text.split("Checked:")[1]
     for words in (
         "integer and unique ids",
-        "decode, have the json's size",
+        "decode, have the size the json gives",
         "inside the image (10% margin)",
         "1 polygon, 3 RLE entries",
     ):
