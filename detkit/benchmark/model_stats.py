@@ -95,7 +95,9 @@ def _human(n: float) -> str:
     return str(int(n))
 
 
-def format_stats(rows: list[PartStats], total: int, hw: tuple[int, int], num_rois: int = 0) -> str:
+def format_stats(
+    rows: list[PartStats], total: int, hw: tuple[int, int], num_rois: int = 0, roi_heads: bool = True
+) -> str:
     """A plain-text table: part, parameters (exact and human), trainable, GFLOPs and share of the total."""
     flops_total = sum(r.flops or 0 for r in rows)
     lines = [f"{'part':<12} {'params':>12} {'':>8} {'trainable':>12} {'GFLOPs':>9} {'share':>6}"]
@@ -106,5 +108,6 @@ def format_stats(rows: list[PartStats], total: int, hw: tuple[int, int], num_roi
     trainable = sum(r.trainable for r in rows)
     lines.append(f"{'total':<12} {total:>12d} {_human(total):>8} {trainable:>12d} {flops_total / 1e9:>9.3f}")
     rois = f", RoI heads on {num_rois} boxes" if num_rois else ", RoI heads not counted (--rois N to count them)"
+    rois = rois if roi_heads else ""
     lines.append(f"FLOPs for one 3x{hw[0]}x{hw[1]} input (a multiply-add counts 2; GMACs = GFLOPs / 2){rois}")
     return "\n".join(lines)

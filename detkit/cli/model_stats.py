@@ -62,15 +62,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--size",
         nargs=2,
         type=int,
-        default=(640, 640),
+        default=None,
         metavar=("H", "W"),
-        help="input size (rounded up to the model's size divisor); default 640 640",
+        help="input size (rounded up to the model's size divisor); default 640 640 (classifiers 224 224)",
     )
     ap.add_argument("--rois", type=int, default=0, help="also count the RoI heads on N boxes (default: not)")
     ap.add_argument("--num-classes", type=int, default=None, help="when model.num_classes is null")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V", help="config overrides")
     args = ap.parse_args(argv)
-    if min(args.size) <= 0 or max(args.size) > MAX_SIDE:
+    if args.size is not None and (min(args.size) <= 0 or max(args.size) > MAX_SIDE):
         ap.error(f"--size needs H W of 1 to {MAX_SIDE} px, got {args.size[0]} {args.size[1]}")
     if args.rois < 0:
         ap.error(f"--rois must be >= 0, got {args.rois}")
@@ -91,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(without_init_checkpoint(cfg), class_names=_class_names(cfg, args.num_classes))
         check_parts_fit(model)
     divisor = int((cfg["model"].get("preprocess") or {}).get("size_divisor", 32))
-    rows, total, hw = model_stats(model, tuple(args.size), args.rois, divisor)
+    classifier = type(model).__name__ == "Classifier"
+    size = tuple(args.size) if args.size is not None else (224, 224) if classifier else (640, 640)
+    rows, total, hw = model_stats(model, size, args.rois, divisor)
     print(f"{type(model).__name__} from {args.config} ({model.num_classes} classes)")
-    print(format_stats(rows, total, hw, args.rois))
+    print(format_stats(rows, total, hw, args.rois, roi_heads=getattr(model, "box_head", None) is not None))
     return 0
 
 

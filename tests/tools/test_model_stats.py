@@ -97,3 +97,9 @@ def test_null_num_classes_reads_only_the_json_of_a_coco_dataset(tmp_path, capsys
     sets = [f"data.train.ann_file={ann}", f"data.train.img_dir={tmp_path / 'no_images'}"]
     assert stats_tool.main([str(CONFIG), "--size", "64", "64", "--set", *sets]) == 0
     assert "(2 classes)" in capsys.readouterr().out
+
+
+def test_a_classifier_is_measured_at_224_without_the_roi_note(capsys):
+    assert stats_tool.main([str(ROOT / "configs/cls/resnet50_imagenet.yaml")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "3x224x224 input" in last and "RoI" not in last
