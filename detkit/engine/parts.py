@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +73,23 @@ def _check_objects(train_set) -> None:
     from detkit.data.datasets.coco import CocoDataset
 
     inner = getattr(train_set, "dataset", train_set)  # MixDataset / TiledDataset wrap a CocoDataset
-    if isinstance(inner, CocoDataset) and inner.img_ids and not inner.has_objects():
+    if not isinstance(inner, CocoDataset) or not inner.img_ids:
+        return
+    if not inner.has_objects():
         raise PreflightError(
             f"data.train ({inner.ann_file}) holds no object to learn (no annotations, or only crowd regions): "
             "training would learn background only; give the training json that has the annotations"
+        )
+    counts = Counter(a["category_id"] for a in inner.coco.dataset["annotations"] if not a.get("iscrowd", 0))
+    empty = [name for cid, name in zip(inner.cat_ids, inner.class_names) if not counts.get(cid)]
+    if empty:
+        logger.warning(
+            "data.train (%s): %d class(es) without any object to learn: %s; the model gets an output for each "
+            "but never sees one (an exporter's placeholder category, e.g. Roboflow's id 0, is the usual cause): "
+            "remove such categories from the json, or add their annotations",
+            inner.ann_file,
+            len(empty),
+            ", ".join(empty[:8]) + (", ..." if len(empty) > 8 else ""),
         )
 
 

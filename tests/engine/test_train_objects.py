@@ -22,3 +22,18 @@ def test_a_training_set_without_objects_is_refused(tmp_path):
             dataset = CocoDataset(empty, tmp_path / "train")
         with pytest.raises(PreflightError, match=r"data.train \(.*empty.json\) holds no object to learn"):
             _check_objects(dataset)
+
+
+def test_a_class_without_objects_is_warned_about(tmp_path, caplog):
+    """A Roboflow export's placeholder category (id 0, no annotations) becomes a class the model never sees."""
+    make_shapes(tmp_path, num_train=12, num_val=0, size=(64, 64), seed=0)
+    data = json.loads((tmp_path / "train.json").read_text())
+    assert {a["category_id"] for a in data["annotations"]} == {c["id"] for c in data["categories"]}  # all present
+    placeholder = tmp_path / "placeholder.json"
+    placeholder.write_text(json.dumps({**data, "categories": [{"id": 0, "name": "shapes"}, *data["categories"]]}))
+    with caplog.at_level("WARNING", logger="detkit"):
+        _check_objects(CocoDataset(tmp_path / "train.json", tmp_path / "train"))
+        assert not caplog.records
+        _check_objects(CocoDataset(placeholder, tmp_path / "train"))
+    (record,) = caplog.records
+    assert "1 class(es) without any object to learn: shapes" in record.getMessage()
