@@ -75,12 +75,12 @@ def _check_objects(train_set) -> None:
     inner = getattr(train_set, "dataset", train_set)  # MixDataset / TiledDataset wrap a CocoDataset
     if not isinstance(inner, CocoDataset) or not inner.img_ids:
         return
-    if not inner.has_objects():
+    counts = Counter(a["category_id"] for a in inner.coco.dataset["annotations"] if not a.get("iscrowd", 0))
+    if not counts:  # (the loaded annotations are those of the dataset's images: has_objects() is False)
         raise PreflightError(
             f"data.train ({inner.ann_file}) holds no object to learn (no annotations, or only crowd regions): "
             "training would learn background only; give the training json that has the annotations"
         )
-    counts = Counter(a["category_id"] for a in inner.coco.dataset["annotations"] if not a.get("iscrowd", 0))
     empty = [name for cid, name in zip(inner.cat_ids, inner.class_names) if not counts.get(cid)]
     if empty:
         logger.warning(
