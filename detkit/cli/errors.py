@@ -48,6 +48,19 @@ def as_invoked(text: str) -> str:
     return _TOOL_SCRIPT.sub(lambda m: f"detkit {names.get(m.group(1), m.group(1).replace('_', '-'))}", text)
 
 
+def tool_label(tool: str) -> str:
+    """The name a message starts with: ``check_dataset`` as given when started as ``python tools/X.py``, the
+    command the user typed (``detkit check``, ``detkit convert coco2yolo``) when this process is ``detkit``."""
+    if not sys.argv or not sys.argv[0].startswith("detkit") or tool.startswith("detkit"):
+        return tool
+    from detkit.cli.main import COMMANDS
+
+    first, _, rest = tool.partition(" ")
+    names = {module: name for name, (module, _) in COMMANDS.items()}
+    command = names.get(first, first if first in COMMANDS else first.replace("_", "-"))
+    return f"detkit {command}" + (f" {rest}" if rest else "")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake on one line, ``prog: error: message (see --help)``, exit 2; its help
     names the tools as the user runs them (:func:`as_invoked`)."""
@@ -148,7 +161,7 @@ def format_error(tool: str, e: BaseException) -> str:
     msg = " ".join(msg.split())
     if len(msg) > MAX_MESSAGE:
         msg = msg[: MAX_MESSAGE - 3] + "..."
-    return as_invoked(f"{tool}: error: {msg}")
+    return as_invoked(f"{tool_label(tool)}: error: {msg}")
 
 
 @contextlib.contextmanager
@@ -182,7 +195,7 @@ def loud_warnings(tool: str, emit: Callable[[str], None] | None = None) -> Itera
             if emit is not None:
                 emit(text)
             else:
-                print(f"{tool}: WARNING: {text}", file=sys.stderr, flush=True)
+                print(f"{tool_label(tool)}: WARNING: {text}", file=sys.stderr, flush=True)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", UserWarning)

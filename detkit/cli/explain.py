@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_errors
 from detkit.cli.inputs import checkpoint_arg, device_arg, input_arg, out_dir_arg
 
 TOOL = "explain"
@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     images = _images(paths)
     check_outputs(args, paths, images)
     if len(images) < len(paths):
-        print(f"{TOOL}: {len(paths) - len(images)} video(s) skipped: only images are explained", file=sys.stderr)
+        print(
+            f"{tool_label(TOOL)}: {len(paths) - len(images)} video(s) skipped: only images are explained",
+            file=sys.stderr,
+        )
     device = device_arg(args.device)
 
     gt = None

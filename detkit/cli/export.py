@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, hw_type, input_arg, out_file_arg
 
 TOOL = "export"
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.max_det is not None:
         if args.max_per_img is not None:
             ap.error("give --max-per-img only (--max-det is its old spelling)")
-        print(f"{TOOL}: note: --max-det is an old spelling: write --max-per-img", file=sys.stderr)
+        print(f"{tool_label(TOOL)}: note: --max-det is an old spelling: write --max-per-img", file=sys.stderr)
         args.max_per_img = args.max_det
     if args.batch_size < 1:
         ap.error("--batch-size must be >= 1")
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     print(verify_summary(stats))
     if stats.get("num_ref") == 0 and stats.get("num_other") == 0:
         print(
-            f"export: WARNING: --verify compared nothing: no detection on either side in {stats['images']} images "
+            f"{tool_label(TOOL)}: WARNING: --verify compared nothing: no detection on either side in {stats['images']} images "
             "(an untrained model, or scores under the test threshold); verify a trained checkpoint, or give "
             "--verify-images with objects it finds",
             file=sys.stderr,

@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_errors
 from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 
@@ -81,7 +81,9 @@ def check_classifier_options(model, args: argparse.Namespace) -> None:
     if args.tile:
         raise UserError(f"--tile {args.tile}: tiled inference is for detectors; a Classifier classifies whole images")
     if args.score_thr is not None:
-        print(f"{TOOL}: note: --score-thr is for detectors; a Classifier writes its top-{model.topk} classes")
+        print(
+            f"{tool_label(TOOL)}: note: --score-thr is for detectors; a Classifier writes its top-{model.topk} classes"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
         summary = stop.summary
     print(format_summary(summary))
     if summary["interrupted"]:
-        print(f"{TOOL}: stopped by Ctrl-C; the outputs of the inputs done so far are saved above", file=sys.stderr)
+        print(
+            f"{tool_label(TOOL)}: stopped by Ctrl-C; the outputs of the inputs done so far are saved above",
+            file=sys.stderr,
+        )
         return 130
     if summary["skipped"] and not (summary["images"] or summary["frames"]):
         path, reason = summary["skipped"][0]

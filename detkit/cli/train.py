@@ -25,6 +25,7 @@ from detkit.cli.errors import (
     UserError,
     format_error,
     loud_warnings,
+    tool_label,
     user_error_types,
     worker_message,
 )
@@ -193,7 +194,7 @@ def _failed(trainer: Trainer, e: BaseException) -> str:
         traceback.print_exception(e, file=sys.stderr)
         where = f"process {trainer.rank}'s traceback is above (log.txt is the main process's)"
     return (
-        f"train: error: training stopped at epoch {trainer.epoch + 1}, iteration {trainer.iter} "
+        f"{tool_label('train')}: error: training stopped at epoch {trainer.epoch + 1}, iteration {trainer.iter} "
         f"({type(e).__name__}: {first}); {where}. {_how_on(trainer)}"
     )
 
@@ -221,13 +222,13 @@ def run(trainer: Trainer) -> int:
         with loud_warnings("train", emit=logging.getLogger("detkit").warning):  # one plain line, also in log.txt
             trainer.fit()
     except TrainingDiverged as e:
-        print(f"train: {e}", file=sys.stderr)
+        print(f"{tool_label('train')}: {e}", file=sys.stderr)
         return 1
     except EvaluationFailed as e:
-        print(f"train: error: {e}", file=sys.stderr)
+        print(f"{tool_label('train')}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e.__cause__, user_error_types()) else 1
     except KeyboardInterrupt:
-        print(f"train: stopped immediately. {_how_on(trainer)}", file=sys.stderr)
+        print(f"{tool_label('train')}: stopped immediately. {_how_on(trainer)}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001  (one message, the traceback in log.txt)
         print(_failed(trainer, e), file=sys.stderr)

@@ -18,7 +18,7 @@ import importlib.util
 import os
 import sys
 
-from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_error_types
+from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_error_types
 from detkit.cli.inputs import config_arg, input_arg, out_dir_arg
 
 TOOL = "tune"
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return run_search(search).status
     except KeyboardInterrupt:
-        print(f"{TOOL}: stopped; run the same command again to continue the study", file=sys.stderr)
+        print(f"{tool_label(TOOL)}: stopped; run the same command again to continue the study", file=sys.stderr)
         return 130
 
 

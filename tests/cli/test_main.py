@@ -72,3 +72,33 @@ def test_messages_and_help_name_the_detkit_commands_when_run_through_detkit(monk
     assert as_invoked(text) == "run detkit infer CFG CKPT, then detkit check A B or detkit make-shapes out"
     parser = ArgumentParser(description="Usage: python tools/browse_dataset.py CONFIG")
     assert "detkit browse CONFIG" in parser.format_help()
+
+
+def test_error_and_warning_lines_start_with_the_command_the_user_typed(monkeypatch, capsys):
+    """`detkit check` reports `detkit check: error: ...`, not its module's name `check_dataset: error: ...`."""
+    import warnings
+
+    from detkit.cli.errors import UserError, loud_warnings, run_tool, tool_label
+
+    def fail():
+        warnings.warn("categories differ", UserWarning, stacklevel=1)
+        raise UserError("no such file")
+
+    monkeypatch.setattr("sys.argv", ["tools/check_dataset.py"])
+    assert run_tool("check_dataset", fail) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "check_dataset: WARNING: categories differ",
+        "check_dataset: error: no such file",
+    ]
+    monkeypatch.setattr("sys.argv", ["detkit check"])
+    assert run_tool("check_dataset", fail) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "detkit check: WARNING: categories differ",
+        "detkit check: error: no such file",
+    ]
+    assert tool_label("convert coco2yolo") == "detkit convert coco2yolo"
+    assert tool_label("model_stats") == "detkit model-stats"
+    assert tool_label("train") == "detkit train"
+    with loud_warnings("eval_tiling"):
+        warnings.warn("x", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "detkit eval-tiling: WARNING: x\n"
