@@ -166,14 +166,17 @@ def check_config_data(
 
     Each is built as configured, raw and with ``on_error: skip``; a ``CocoDataset`` (COCO, YOLO, VOC, under a
     wrapper too) gets every check of :func:`check_records` on the records its own ``load_annotations()`` reads,
-    and a line with what it left out; an ``ImageFolderDataset`` the classification checks. Other types raise
+    and a line with what it left out; an ``ImageFolderDataset`` the classification checks, a ``SegFolderDataset``
+    those of :func:`detkit.data.seg_folder_check.check_seg_folder`. Other types raise
     :class:`DatasetError`. When data.train and data.val are both checked, the report of data.val gets the error
     ``category_mismatch`` where training would refuse their categories (``detkit.engine.preflight.check_categories``).
     """
     from detkit.data.build import build_dataset
     from detkit.data.datasets.coco import CocoDataset
     from detkit.data.datasets.image_folder import ImageFolderDataset
+    from detkit.data.datasets.seg_folder import SegFolderDataset
     from detkit.data.folder_check import check_image_folder
+    from detkit.data.seg_folder_check import check_seg_folder
 
     data = cfg.get("data") or {}
     splits = list(splits or [s for s in CONFIG_SPLITS if isinstance(data.get(s), dict)])
@@ -190,10 +193,13 @@ def check_config_data(
         elif isinstance(dataset, ImageFolderDataset):
             read, progress = options.get("read_images", True), options.get("progress", False)
             report = check_image_folder(dataset.img_dir, dataset.ann_file, dataset.class_names, read, progress)
+        elif isinstance(dataset, SegFolderDataset):
+            read, progress = options.get("read_images", True), options.get("progress", False)
+            report = check_seg_folder(dataset, f"data.{split} of {source}", read, progress)
         else:
             raise DatasetError(
-                f"data.{split} of {source} is a {type(dataset).__name__}: check_dataset reads COCO, YOLO, VOC and "
-                "classification datasets; tools/browse_dataset.py draws its samples"
+                f"data.{split} of {source} is a {type(dataset).__name__}: check_dataset reads COCO, YOLO, VOC, "
+                "classification and segmentation-folder datasets; tools/browse_dataset.py draws its samples"
             )
         reports.append(report)
     problem = _categories_problem(built["train"], built["val"]) if {"train", "val"} <= set(built) else None

@@ -16,7 +16,8 @@ def _run(monkeypatch, capsys, argv0: str, *args) -> tuple[int, str]:
     with pytest.raises(SystemExit) as info:
         tool.main([str(a) for a in args])
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("check_dataset: error: ") and "Traceback" not in line, line
+    label = "detkit check" if argv0.startswith("detkit") else "check_dataset"  # the command typed, else the module
+    assert line.startswith(f"{label}: error: ") and "Traceback" not in line, line
     return info.value.code, line
 
 

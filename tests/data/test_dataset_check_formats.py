@@ -267,4 +267,4 @@ def test_mistakes_exit_2_with_one_line(shapes, tmp_path, tool, capsys):
 
 def test_detkit_check_mistake_is_one_line_exit_2(shapes):
     res = _detkit_check(shapes["yolo"] / "data.yaml", "--split", "test")
-    assert res.returncode == 2 and res.stderr.startswith("check_dataset: error: ") and "Traceback" not in res.stderr
+    assert res.returncode == 2 and res.stderr.startswith("detkit check: error: ") and "Traceback" not in res.stderr

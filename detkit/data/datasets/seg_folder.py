@@ -120,8 +120,8 @@ class SegFolderDataset(torch.utils.data.Dataset):
         if len(names) >= IGNORE:
             raise DatasetError(f"{len(names)} classes: 255 is the ignore value, so at most 255 classes fit")
         self.class_names, self.skip_bad_images = names, skip_bad_images
-        self.mask_suffix = mask_suffix
-        self.images, self.masks = self._pair_files(tuple(s.lower() for s in img_suffixes))
+        self.mask_suffix, self.img_suffixes = mask_suffix, tuple(s.lower() for s in img_suffixes)
+        self.images, self.masks = self._pair_files(self.img_suffixes)
         self.aspect_ratios = np.array([self._aspect(p) for p in self.images], dtype=np.float32)  # h / w
         from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
 

@@ -1,0 +1,178 @@
+"""``check_seg_folder``: every check of a semantic-segmentation folder dataset (``SegFolderDataset``) with a summary.
+
+It reads the data as ``SegFolderDataset`` does: images paired with label maps by relative path and stem, each
+label map's values 0..C-1 or 255 (ignore), its size equal to the image's. What it reports as an error is what
+the dataset refuses (or ``on_error: skip`` leaves out): an image without its label map, an unreadable image or
+label map, a colour map, a value past the classes, a size unlike the image's. Warnings train but deserve a
+look: a class that no label map holds, label maps without an image, a split that is mostly ``ignore``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.data.image_io import ImageReadError, read_image
+from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
+
+__all__ = ["SegFolderReport", "check_seg_folder"]
+
+IGNORE_WARN = 0.5  # a split whose pixels are over half "ignore" (255) is reported
+
+
+@dataclass
+class SegFolderReport(ProblemReport):
+    """What :func:`check_seg_folder` found: problems, images and pixel shares per class, image sizes."""
+
+    source: str
+    problems: list[Problem] = field(default_factory=list)
+    class_images: dict[str, int] = field(default_factory=dict)  # class -> label maps that hold it
+    class_pixels: dict[str, int] = field(default_factory=dict)  # class -> labelled pixels
+    ignored: int = 0  # pixels of value 255
+    sizes: Counter = field(default_factory=Counter)  # (h, w) -> images
+    checked: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        """Every problem, the per-class table (label maps, pixel share), the ignore share, sizes, the checks."""
+        total = sum(self.class_pixels.values()) + self.ignored
+        width = max([len("class")] + [len(n) for n in self.class_images])
+        lines = [format_problems(self.problems)] if self.problems else []
+        lines += [
+            f"Summary of {self.source}: {sum(self.sizes.values())} image(s) read, {len(self.class_images)} classes"
+        ]
+        lines.append(f"    {'class':<{width}}  {'maps':>6}  pixels")
+        lines += [
+            f"    {n:<{width}}  {self.class_images[n]:>6}  {self.class_pixels[n] / max(total, 1):6.1%}"
+            for n in self.class_images
+        ]
+        lines.append(f"  ignore (255): {self.ignored / max(total, 1):.1%} of the pixels")
+        if self.sizes:
+            shown = ", ".join(f"{h}x{w}: {n}" for (h, w), n in self.sizes.most_common(5))
+            more = f" (+{len(self.sizes) - 5} other sizes)" if len(self.sizes) > 5 else ""
+            lines.append(f"  image sizes (h x w): {shown}{more}")
+        lines += ["Checked:", *(f"  {c}" for c in self.checked)]
+        lines.append(f"{len(self.errors)} error(s), {len(self.warnings)} warning(s)")
+        return "\n".join(lines)
+
+
+def _pairing_problems(ds: Any) -> list[Problem]:
+    """Images without their label map (errors: the dataset refuses them) and label maps without an image."""
+    root, masks = Path(ds.img_dir), Path(ds.mask_dir)
+    images = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in ds.img_suffixes]
+    paired = set(ds.images)
+    problems = [
+        Problem(
+            "no_label_map",
+            f"image {p} has no label map {masks / p.relative_to(root).with_suffix(ds.mask_suffix)}"
+            "; add it (same relative path and stem) or remove the image",
+            record="image",
+        )
+        for p in sorted(images)
+        if os.fspath(p) not in paired
+    ]
+    stems = {p.relative_to(root).with_suffix("") for p in images}
+    orphans = sorted(
+        m
+        for m in masks.rglob(f"*{ds.mask_suffix}")
+        if m.is_file() and m.relative_to(masks).with_suffix("") not in stems
+    )
+    if orphans:
+        problems.append(
+            Problem(
+                "unused_files",
+                f"{len(orphans)} label map(s) in {masks} have no image, e.g. {orphans[0]} (a "
+                "misnamed image? they are not trained on)",
+                severity=WARNING,
+            )
+        )
+    return problems
+
+
+def _image_size(path: str, read_images: bool) -> tuple[int, int]:
+    """(h, w) of an image: decoded as training reads it, or from its header only."""
+    if read_images:
+        return read_image(path).shape[:2]
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, SyntaxError) as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from e
+
+
+def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: bool) -> None:
+    """Read every label map (and image) as training does; count pixels per class; note each bad pair."""
+    from tqdm import tqdm
+
+    pixels = np.zeros(256, np.int64)
+    holding = np.zeros(256, np.int64)
+    for i in tqdm(range(len(ds)), desc="reading", unit="img", disable=None if progress else True):
+        try:
+            h, w = _image_size(ds.images[i], read_images)
+        except ImageReadError as e:
+            report.problems.append(Problem("unreadable_image", str(e), record="image"))
+            continue
+        try:
+            sem = ds.read_label_map(i)
+        except (DatasetError, ImageReadError) as e:
+            report.problems.append(Problem("bad_label_map", str(e), record="image"))
+            continue
+        if sem.shape != (h, w):
+            report.problems.append(
+                Problem(
+                    "size_mismatch",
+                    f"label map {ds.masks[i]} is {sem.shape[1]}x{sem.shape[0]} but image "
+                    f"{ds.images[i]} is {w}x{h}; they must match",
+                    record="image",
+                )
+            )
+            continue
+        counts = np.bincount(sem.ravel().astype(np.int64), minlength=256)[:256]
+        pixels += counts
+        holding += counts > 0
+        report.sizes[(h, w)] += 1
+    names = ds.class_names
+    report.class_images = {n: int(holding[k]) for k, n in enumerate(names)}
+    report.class_pixels = {n: int(pixels[k]) for k, n in enumerate(names)}
+    report.ignored = int(pixels[255])
+
+
+def check_seg_folder(ds: Any, source: str, read_images: bool = True, progress: bool = False) -> SegFolderReport:
+    """Check a built ``SegFolderDataset`` ``ds`` (``source`` names it in the summary, e.g. ``data.val of x.yaml``):
+    pairing, every label map (and image, unless ``read_images`` is False: sizes from the headers), classes."""
+    report = SegFolderReport(source, _pairing_problems(ds))
+    _read_pairs(ds, report, read_images, progress)
+    report.problems += [
+        Problem(
+            "class_without_pixels",
+            f"class '{n}' (value {k}) is in no label map of {ds.mask_dir} (a split may "
+            "lack a class: it is then not learned, or not measured, from this split)",
+            severity=WARNING,
+            record="category",
+        )
+        for k, (n, c) in enumerate(report.class_images.items())
+        if c == 0
+    ]
+    total = sum(report.class_pixels.values()) + report.ignored
+    if total and report.ignored > IGNORE_WARN * total:
+        report.problems.append(
+            Problem(
+                "mostly_ignored",
+                f"{report.ignored / total:.0%} of the pixels of {ds.mask_dir} are 255 (ignore): "
+                "they teach nothing; is 255 meant as a class?",
+                severity=WARNING,
+            )
+        )
+    report.checked = [
+        f"classes: {len(ds.class_names)} ({', '.join(ds.class_names[:6])}{', ...' if len(ds.class_names) > 6 else ''})",
+        f"pairs: every image of {ds.img_dir} has a label map in {ds.mask_dir} (suffix {ds.mask_suffix})",
+        "label maps: decode, one channel, values 0..C-1 or 255, the size of their image"
+        + ("" if read_images else " (images not decoded: sizes from their headers)"),
+    ]
+    return report
