@@ -12,6 +12,7 @@ from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import MAX_SIDE, config_arg
+from detkit.data.categories import CategoryIndex
 
 TOOL = "model_stats"
 
@@ -19,8 +20,8 @@ TOOL = "model_stats"
 def _json_categories(ann: str) -> list[str]:
     """The category names of a COCO json, sorted by id (as CocoDataset numbers them)."""
     try:
-        cats = sorted(json.loads(Path(ann).read_text(encoding="utf-8")).get("categories") or [], key=lambda c: c["id"])
-        names = [str(c.get("name", c["id"])) for c in cats]
+        cats = CategoryIndex(json.loads(Path(ann).read_text(encoding="utf-8")).get("categories") or [])
+        names = [str(c.get("name", c["id"])) for c in cats.records]  # not validated: a missing name is the id
     except (ValueError, AttributeError, KeyError, TypeError):
         names = []
     if not names:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 from torch import nn
 
+from detkit.data.categories import CategoryIndex
 from detkit.utils.file_match import lookup, suffix_index
 
 __all__ = ["GroundTruth", "explain_files", "format_summary", "output_files"]
@@ -76,9 +77,9 @@ class GroundTruth:
         errors = problem_list(validate_coco(data, Path(self.ann_file).parent, self.ann_file, check_files=False))
         if errors:
             raise DatasetError(f"{len(errors)} bad record(s) in --gt {self.ann_file}: {format_problems(errors, 2)}")
-        cats = sorted(data["categories"], key=lambda c: c["id"])
-        self.class_names = [str(c["name"]) for c in cats]
-        label = {c["id"]: i for i, c in enumerate(cats)}
+        cats = CategoryIndex(data["categories"])
+        self.class_names = cats.names
+        label = cats.cat_id_to_label
         self._index = suffix_index((im["file_name"], im["id"]) for im in data["images"])
         self.sizes = {im["id"]: (im.get("height"), im.get("width")) for im in data["images"]}
         self.objects: dict[int, list[tuple[list[float], int]]] = {im["id"]: [] for im in data["images"]}

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from detkit.data.categories import CategoryIndex
 from detkit.data.converters.common import (
     DatasetError,
     check_output,
@@ -175,7 +176,7 @@ def convert_coco_to_voc(
     split = split or ann_file.stem
     texts = {out_dir / "Annotations" / f"{i}.xml": r["xml"] for i, r in records.items()}
     texts[out_dir / "ImageSets" / "Main" / f"{split}.txt"] = "".join(i + "\n" for i in records)
-    texts.update(_classes_output(out_dir, [c["name"] for c in sorted(coco["categories"], key=lambda c: c["id"])]))
+    texts.update(_classes_output(out_dir, CategoryIndex(coco["categories"]).names))  # validated: names are str
     copies = {out_dir / "JPEGImages" / r["file_name"]: img_dir / r["image"] for r in records.values()}
     check_output([*texts, *copies], [ann_file, *copies.values()], "--out-dir")
     refuse_existing(

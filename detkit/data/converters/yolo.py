@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from detkit.data.categories import CategoryIndex
 from detkit.data.converters.common import (
     IMAGE_EXTS,
     DatasetError,
@@ -235,10 +236,10 @@ def coco_to_yolo(
     skipped; with ``segments`` each annotation is written as a polygon line (its box as a 4-corner
     polygon when it has no segmentation).
     """
-    cats = sorted(coco.get("categories", []), key=lambda c: c["id"])
+    cats = CategoryIndex(coco.get("categories", []))
     if not cats:
         raise DatasetError(f"{source}: no 'categories'; a COCO file must list its categories")
-    index = {c["id"]: i for i, c in enumerate(cats)}
+    index = cats.cat_id_to_label
     images = {im["id"]: im for im in coco.get("images", [])}
     lines: dict[int, list[str]] = {i: [] for i in images}
     stats = {"crowd_skipped": 0, "empty_skipped": 0, "box_as_polygon": 0}
@@ -277,4 +278,4 @@ def coco_to_yolo(
             raise DatasetError(f"{source}: two images map to the same label file {rel}; file names must be unique")
         labels[rel] = "".join(ln + "\n" for ln in lines[image_id])
     stats.update(images=len(images), labels=sum(len(v) for v in lines.values()))
-    return labels, [c["name"] for c in cats], stats
+    return labels, [c["name"] for c in cats.records], stats  # names as given: the dict may be unchecked

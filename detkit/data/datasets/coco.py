@@ -13,6 +13,7 @@ import numpy as np
 import torch.utils.data
 from pycocotools.coco import COCO
 
+from detkit.data.categories import CategoryIndex
 from detkit.data.image_cache import CacheMode, ImageCache
 from detkit.data.image_io import ImageReadError, safe_join
 from detkit.data.instance_masks import ann_to_mask, decode_mask
@@ -120,11 +121,10 @@ class CocoDataset(torch.utils.data.Dataset):
             where = where_read(self.img_dir) if state == "not found" else ""
             raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) {state}{where}; check img_dir")
         self.coco = self._load(max_outside)
-        cats = sorted(self.coco.cats.values(), key=lambda c: c["id"])
-        self.cat_ids: list = [c["id"] for c in cats]
-        self.class_names: list[str] = [str(c["name"]) for c in cats]
-        self.cat_id_to_label = {cid: i for i, cid in enumerate(self.cat_ids)}
-        self.label_to_cat_id = dict(enumerate(self.cat_ids))
+        cats = CategoryIndex(self.coco.cats.values())
+        self.cat_ids: list = cats.cat_ids
+        self.class_names: list[str] = cats.names
+        self.cat_id_to_label, self.label_to_cat_id = cats.cat_id_to_label, cats.label_to_cat_id
         if class_names is not None and list(class_names) != self.class_names:
             raise DatasetError(
                 f"{self.ann_file}: class_names {list(class_names)} differ from the json's "
