@@ -3,6 +3,9 @@
 ``load_config`` also records which file set each key (``Sources``: key path -> file, or ``--set``) and checks
 the result against what the code accepts (``detkit.config_check``): an unknown key or a bad value is a
 ``ConfigError`` that names the key, the file and the fix.
+
+This module reads and merges the files; the ``--set`` overrides live in ``detkit.config_overrides``, and their
+names (``apply_overrides``, ``set_by_path``, ``get_by_path``) are importable from here too.
 """
 
 from __future__ import annotations
@@ -12,9 +15,14 @@ import difflib
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # at run time these come from detkit.config_overrides on first use: see __getattr__ below
+    from detkit.config_overrides import apply_overrides as apply_overrides
+    from detkit.config_overrides import get_by_path as get_by_path
+    from detkit.config_overrides import set_by_path as set_by_path
 
 # The packaged configs inherit at most two levels deep (DESIGN.md; tests/test_configs.py holds them to it); a
 # user's config that names one of them as its _base_ adds levels of its own, so a chain may be this deep:
@@ -216,6 +224,8 @@ def load_config_with_sources(
         )
     cfg, sources = _load(resolve_config_path(path), ())
     if overrides:
+        from detkit.config_overrides import apply_overrides
+
         cfg = apply_overrides(cfg, overrides, sources, add_missing=check)
     sources = {p: origin for p, origin in sources.items() if _exists(cfg, p)}  # drop keys that a merge replaced
     if check:
@@ -251,135 +261,19 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] | None = None,
     return load_config_with_sources(path, overrides, check)[0]
 
 
-def _all_keys(d: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in d.items():
-        full = f"{prefix}{k}"
-        keys.append(full)
-        if isinstance(v, dict):
-            keys.extend(_all_keys(v, full + "."))
-    return keys
+_OVERRIDE_NAMES = ("apply_overrides", "set_by_path", "get_by_path")
 
 
-def _nearest(key: str, cfg: dict) -> str:
-    """' (nearest existing key: ...)': a key with the same last name at another depth (``data.train.x`` for
-    ``data.train.dataset.x``) first, else the closest spelling."""
-    keys = _all_keys(cfg)
-    leaf = key.rsplit(".", 1)[-1]
-    same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]
-    close = difflib.get_close_matches(key, same_leaf or keys, n=1, cutoff=0.0)
-    return f" (nearest existing key: '{close[0]}')" if close else ""
+def __getattr__(name: str) -> Any:
+    """The ``--set`` functions of ``detkit.config_overrides``, imported on first use: that module imports this one,
+    so an import of it at the top of this file would fail whenever ``detkit.config_overrides`` is imported first."""
+    if name in _OVERRIDE_NAMES:
+        from detkit import config_overrides
 
-
-def _missing_key(key: str, cfg: dict, upto: list[str]) -> ConfigError:
-    """The error for ``--set key=...`` whose ``upto`` part does not exist: the nearest key, or the new spelling."""
-    from detkit.config_rules import RENAMED_KEYS
-
-    new = RENAMED_KEYS.get(upto[-1])
-    if new is not None:
-        renamed = ".".join([*upto[:-1], new])
-        return ConfigError(
-            f"--set {key}: '{'.'.join(upto)}' is an old spelling; write '{renamed}' "
-            "(one spelling for test settings: score_thr, nms_thr, max_per_img)"
-        )
-    return ConfigError(
-        f"--set {key}: no key '{'.'.join(upto)}' in the config{_nearest(key, cfg)}; use '+{key}=...' to add a new key"
-    )
-
-
-def _not_a_mapping(key: str, upto: list[str], node: Any) -> ConfigError:
-    """The error for ``--set key=...`` whose ``upto`` part is a list (an index out of range or a name) or null."""
-    where = ".".join(upto)
-    if isinstance(node, list):
-        items = f"indices 0..{len(node) - 1}" if node else "empty"
-        return ConfigError(
-            f"--set {key}: '{where}' is a list of {len(node)} item(s) ({items}); address an item by its index "
-            f"(e.g. {where}.0...), or give the whole list to add or remove items: --set '{where}=[...]'"
-        )
-    if node is None:
-        return ConfigError(
-            f"--set {key}: '{where}' is null in the config; give the whole section: --set '{where}={{...}}' (a "
-            "mapping in YAML flow style)"
-        )
-    return ConfigError(f"--set {key}: '{where}' is a value ({node!r}), not a mapping: it has no keys to set")
-
-
-def set_by_path(cfg: dict, key: str, value: Any, add_missing: bool = False) -> tuple:
-    """Set ``cfg['a']['b']['c'] = value`` for ``key='a.b.c'``; return the key's path (``('a', 'b', 'c')``, list
-    indices as ints). The key must exist and its parent must be a dict or a list.
-
-    A new key is allowed only with the ``+`` prefix (``+a.b.c=value`` adds ``c``, and missing parents), or
-    with ``add_missing`` (for a caller that checks every key afterwards, as ``load_config`` does).
-    """
-    allow_new = key.startswith("+") or add_missing
-    key = key.lstrip("+")
-    parts = key.split(".")
-    node = cfg
-    path: list = []
-    for i, p in enumerate(parts[:-1]):
-        if isinstance(node, list) and p.isdigit() and int(p) < len(node):
-            node = node[int(p)]
-            path.append(int(p))
-            continue
-        if isinstance(node, list) or node is None:
-            raise _not_a_mapping(key, parts[:i], node)
-        if not isinstance(node, dict) or p not in node:
-            if allow_new and isinstance(node, dict):
-                node[p] = {}
-            else:
-                raise _missing_key(key, cfg, parts[: i + 1])
-        node = node[p]
-        path.append(p)
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = value
-        return (*path, int(last))
-    if not isinstance(node, dict):
-        raise _not_a_mapping(key, parts[:-1], node)
-    if last not in node and not allow_new:
-        raise _missing_key(key, cfg, parts)
-    node[last] = value
-    return (*path, last)
-
-
-def get_by_path(cfg: dict, key: str, default: Any = None) -> Any:
-    """Return ``cfg['a']['b']`` for ``key='a.b'``, or ``default`` when a part is missing."""
-    node: Any = cfg
-    for p in key.split("."):
-        if isinstance(node, dict) and p in node:
-            node = node[p]
-        else:
-            return default
-    return node
-
-
-def apply_overrides(
-    cfg: dict, overrides: Iterable[str], sources: Sources | None = None, add_missing: bool = False
-) -> dict:
-    """Return a copy of ``cfg`` with ``a.b.c=value`` overrides applied (values parsed as YAML).
-
-    Args:
-        sources: when given, ``--set`` is recorded as the origin of each key set.
-        add_missing: a key the config lacks is added (as with ``+key=value``) instead of refused; for a caller
-            that then checks every key against what the code accepts (``load_config``).
-    """
-    cfg = copy.deepcopy(cfg)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.max_epochs=24")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from e
-        path = set_by_path(cfg, key.strip(), value, add_missing)
-        if sources is not None:
-            for old in [p for p in sources if p[: len(path)] == path]:
-                del sources[old]
-            record_sources(sources, value, path, SET_ORIGIN)
-            for i in range(1, len(path)):  # parents that '+' created
-                sources.setdefault(path[:i], SET_ORIGIN)
-    return cfg
+        value = getattr(config_overrides, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dump_config(cfg: dict, path: str | os.PathLike | None = None) -> str:

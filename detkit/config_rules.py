@@ -8,6 +8,7 @@ test settings (one spelling everywhere: ``score_thr``, ``nms_thr``, ``max_per_im
 
 from __future__ import annotations
 
+import math
 import os
 import types
 import typing
@@ -15,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 # Old spellings (torchvision, MMDetection, Ultralytics, earlier detkit) -> the one detkit key.
 RENAMED_KEYS: dict[str, str] = {
@@ -36,15 +39,32 @@ RENAMED_KEYS: dict[str, str] = {
 
 
 def show(value: Any) -> str:
-    """A value as the user wrote it in YAML (``true``, ``null``, ``1.5``, ``'text'``)."""
+    """A value as the user wrote it in YAML, for messages: ``true``, ``null``, ``1.5``, ``1.0e-08``, ``.inf``,
+    ``'text'`` (strings always quoted), ``[1, 'a']``, ``{'k': 0.5}``; ``yaml.safe_load`` reads it back (a text
+    longer than 60 characters is cut, ``...`` at the end). A value that YAML cannot hold is shown as ``repr``."""
+    text = _yaml_text(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_text(value: Any) -> str:
+    """``value`` in YAML flow style, on one line (see :func:`show`)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value)
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+        if value.isprintable():
+            return "'" + value.replace("'", "''") + "'"
+        return yaml.safe_dump(value, default_style='"', width=math.inf).strip()  # "a\nb": escapes on one line
+    if isinstance(value, (int, float)):  # (float() / int(): PyYAML represents no subclass, e.g. numpy.float64)
+        # PyYAML's own spelling: 1e-08 would be text to PyYAML, 1.0e-08 is a float (and inf is .inf)
+        number = float(value) if isinstance(value, float) else int(value)
+        return yaml.safe_dump(number).removesuffix("\n").removesuffix("...").strip()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_yaml_text(k)}: {_yaml_text(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 _PLURAL = {"int": "integers", "number": "numbers", "bool": "booleans", "str": "strings", "list": "lists"}
@@ -169,17 +189,7 @@ def yaml_number(text: str, integer: bool = False) -> str:
     if text.strip().lstrip("+-").isdigit():
         return str(int(text))
     x = float(text)
-    if x != x:
-        return ".nan"
-    if x in (float("inf"), float("-inf")):
-        return ".inf" if x > 0 else "-.inf"
-    if integer and x.is_integer():
-        return str(int(x))
-    out = repr(x)  # shortest round-trip: '1e-08', '1.25e-08', '100000.0', '1e+20'
-    mantissa, e, exponent = out.partition("e")
-    if not e:
-        return out
-    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+    return str(int(x)) if integer and x.is_integer() else show(x)
 
 
 def _parses_as_number(text: str) -> bool:

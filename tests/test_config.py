@@ -223,3 +223,21 @@ def test_set_into_a_value_and_delete_at_the_top_are_named(tmp_path):
     write(tmp_path / "top.yaml", {"_delete_": True, "model": {}})
     with pytest.raises(ConfigError, match="_delete_ goes inside a section"):
         load_config(tmp_path / "top.yaml", check=False)
+
+
+def test_set_functions_importable_from_detkit_config_whichever_module_comes_first():
+    import subprocess
+    import sys
+
+    import detkit.config
+    import detkit.config_overrides
+
+    for name in ("apply_overrides", "set_by_path", "get_by_path"):
+        assert getattr(detkit.config, name) is getattr(detkit.config_overrides, name)
+    assert detkit.config_overrides.ConfigError is ConfigError  # raised by --set: still detkit.config's error
+    for first in ("detkit.config_overrides", "detkit.config"):
+        code = (
+            f"import {first}; from detkit.config import set_by_path, get_by_path; print(get_by_path({{'a': 1}}, 'a'))"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stdout == "1\n", proc.stderr

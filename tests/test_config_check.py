@@ -101,6 +101,8 @@ def test_unknown_part_types(tmp_path, text, expected):
         ("optimizer: {eps: 1e-8}", "got '1e-8' (read as text: write 1.0e-08 without quotes)"),
         ("optimizer: {lr: 1.0e5}", "(read as text: write 100000.0 without quotes)"),  # YAML 1.1: no sign, text
         ("train: {grad_clip: inf}", "(read as text: write .inf without quotes)"),
+        ("optimizer: {eps: -1.0e-08}", "optimizer.eps must be a number > 0, got -1.0e-08"),  # as YAML reads it
+        ("train: {grad_clip: -.inf}", "train.grad_clip must be a number > 0 or null, got -.inf"),
         ("data: {batch_size: '8'}", "got '8' (read as text: write 8 without quotes)"),
         ("data: {batch_size: 1e2}", "(read as text: write 100 without quotes)"),
         ("optimizer: {betas: [0.9]}", "optimizer.betas must be a list of 2 numbers in [0, 1], got [0.9]"),

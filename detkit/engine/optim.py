@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from detkit.config_rules import Rule, boolean, choice, integer, list_of, mapping, number
+from detkit.config_rules import Rule, boolean, choice, integer, list_of, mapping, number, show
 
 NORM_TYPES = (
     nn.modules.batchnorm._BatchNorm,
@@ -89,13 +89,6 @@ TYPE_KEYS: dict[tuple[str, str], tuple[tuple[str, ...], tuple]] = {
 }
 
 
-def _yaml(value: Any) -> str:
-    """``value`` as it is written in YAML (``null``, ``false``, ``[1, 2]``), for messages."""
-    import yaml
-
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
 def unused_type_keys(cfg: dict) -> list[tuple[tuple[str, str], str]]:
     """``(key path, message)`` for each optimizer / scheduler key set to a value that the section's ``type``
     never reads (``momentum: 0.5`` with AdamW, ``milestones: [1, 2]`` with cosine); ``scheduler.warmup_momentum``
@@ -114,8 +107,8 @@ def unused_type_keys(cfg: dict) -> list[tuple[tuple[str, str], str]]:
         out.append(
             (
                 (section, key),
-                f"{section}.{key}: {_yaml(value)} is not used by {owner} type {types[owner]} (only by "
-                f"{' / '.join(readers)}); remove it (or set it to {_yaml(unused[0])}), or choose {owner}.type "
+                f"{section}.{key}: {show(value)} is not used by {owner} type {types[owner]} (only by "
+                f"{' / '.join(readers)}); remove it (or set it to {show(unused[0])}), or choose {owner}.type "
                 f"{readers[0]}",
             )
         )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, param_groups
+from detkit.engine.optim import OPTIMIZER_DEFAULTS, LRSchedule, build_optimizer, param_groups, unused_type_keys
 
 
 class Net(nn.Module):
@@ -129,3 +129,12 @@ def test_yolo_warmup_bias_lr_momentum_and_epochs():
     assert lr == pytest.approx(0.01 * sched.factor(20)) and opt.param_groups[0]["momentum"] == pytest.approx(0.937)
     again = LRSchedule.from_state(sched.state_dict())
     assert again.state_dict() == sched.state_dict()
+
+
+def test_unused_type_keys_write_values_as_yaml():
+    """The values in the message read back as numbers when pasted into a config (1.0e-06, not 1e-06)."""
+    found = dict(unused_type_keys({"optimizer": {"type": "SGD", "eps": 1e-6, "betas": [0.9, 0.99]}}))
+    assert found[("optimizer", "eps")].startswith("optimizer.eps: 1.0e-06 is not used by optimizer type SGD")
+    assert "(or set it to 1.0e-08)" in found[("optimizer", "eps")]
+    assert "optimizer.betas: [0.9, 0.99] is not used" in found[("optimizer", "betas")]
+    assert "(or set it to [0.9, 0.999])" in found[("optimizer", "betas")]
