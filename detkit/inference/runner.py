@@ -16,7 +16,7 @@ from torch import nn
 
 ImageInput = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 
-__all__ = ["ImageInput", "build_test_pipeline", "eval_mode", "predict_arrays", "to_rgb_array"]
+__all__ = ["ImageInput", "build_test_pipeline", "eval_mode", "image_sample", "predict_arrays", "to_rgb_array"]
 
 
 def to_rgb_array(item: ImageInput, channel_order: str = "rgb") -> np.ndarray:
@@ -87,7 +87,9 @@ def build_test_pipeline(cfg: dict | None) -> Callable[[dict], dict] | None:
     return build_transforms(specs) if specs else None
 
 
-def _sample(image: np.ndarray, image_id: int) -> dict:
+def image_sample(image: np.ndarray, image_id: int) -> dict:
+    """The sample dict of an RGB uint8 image [H,W,3] without annotations, as a dataset gives it (no boxes, labels,
+    unit scale, no padding): the input of a test pipeline and of ``collate`` for ``model.predict``."""
     return {
         "image": image,
         "boxes": np.zeros((0, 4), np.float32),
@@ -126,7 +128,7 @@ def predict_arrays(
     results: list[dict] = []
     with eval_mode(model):
         for start in range(0, len(images), batch_size):
-            samples = [_sample(img, start + j) for j, img in enumerate(images[start : start + batch_size])]
+            samples = [image_sample(img, start + j) for j, img in enumerate(images[start : start + batch_size])]
             if pipeline is not None:
                 samples = [pipeline(s) for s in samples]
             preds = model.predict(collate(samples), **kwargs)

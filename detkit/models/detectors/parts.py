@@ -97,14 +97,22 @@ def to_original(
 
 
 def neck_defaults(spec: nn.Module | dict | None, backbone: nn.Module) -> dict:
-    """The backbone's ``in_channels`` and strides for a neck spec, the strides under the name its class takes."""
-    defaults = {"in_channels": backbone.out_channels}
+    """The backbone's ``in_channels`` and strides for a neck spec, the strides under the name its class takes.
+
+    Every detector builds its neck with these defaults (a key the spec names wins): FPN's ``in_strides``
+    otherwise assume a last stride of 32, wrong for a backbone that stops earlier or is dilated. A backbone
+    without ``strides`` leaves the neck's own default.
+    """
+    defaults = {"in_channels": getattr(backbone, "out_channels", None)}
+    strides = getattr(backbone, "strides", None)
+    if strides is None:
+        return defaults
     name = "strides"
     if isinstance(spec, dict) and spec.get("type") in NECKS:
         params = inspect.signature(NECKS.get(spec["type"])).parameters
         if "strides" not in params and "in_strides" in params:
             name = "in_strides"  # FPN's name for them
-    defaults[name] = backbone.strides
+    defaults[name] = strides
     return defaults
 
 

@@ -8,7 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.detectors.parts import batch_geometry, build_part, build_preprocess, default_class_names
+from detkit.models.detectors.parts import (
+    batch_geometry,
+    build_part,
+    build_preprocess,
+    default_class_names,
+    neck_defaults,
+)
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 
@@ -27,7 +33,8 @@ class Segmentor(nn.Module):
 
     Args:
         backbone, neck, decode_head, auxiliary_head: the parts (``neck``/``auxiliary_head`` may be None).
-            The neck's ``in_channels`` defaults to the backbone's ``out_channels``; the heads get
+            The neck's ``in_channels`` defaults to the backbone's ``out_channels`` and its ``strides`` (or
+            ``in_strides``, as FPN calls them) to the backbone's (``parts.neck_defaults``); the heads get
             ``in_channels``/``in_strides`` of the neck (or backbone), ``num_classes`` and ``ignore_index``
             when their spec lacks them.
         num_classes: C classes; every label value 0..C-1 is a class (background included, when the data
@@ -66,7 +73,7 @@ class Segmentor(nn.Module):
         self.ignore_index = int(ignore_index)
         self.preprocess = build_preprocess(preprocess)
         self.backbone = build_part(BACKBONES, backbone)
-        self.neck = build_part(NECKS, neck, in_channels=getattr(self.backbone, "out_channels", None))
+        self.neck = build_part(NECKS, neck, **neck_defaults(neck, self.backbone))
         top = self.neck if self.neck is not None else self.backbone
         part = dict(
             num_classes=self.num_classes,

@@ -11,6 +11,7 @@ from detkit.models.detectors.parts import (
     build_part,
     build_preprocess,
     default_class_names,
+    neck_defaults,
     targets_to_device,
     to_channels_last,
     to_original,
@@ -26,7 +27,8 @@ class TwoStageDetector(nn.Module):
 
     Args:
         backbone, neck, rpn_head, box_head, mask_head: the parts (``neck``/``mask_head`` may be None).
-            The neck's ``in_channels`` defaults to the backbone's ``out_channels``; ``num_classes`` is
+            The neck's ``in_channels`` defaults to the backbone's ``out_channels`` and its ``strides`` (or
+            ``in_strides``, as FPN calls them) to the backbone's (``parts.neck_defaults``); ``num_classes`` is
             passed to the box and mask heads when their spec lacks it.
         num_classes: C foreground classes (labels 0..C-1).
         class_names: C names (default ``class_0 ...``).
@@ -60,7 +62,7 @@ class TwoStageDetector(nn.Module):
         self.class_names = default_class_names(self.num_classes, class_names)
         self.preprocess = build_preprocess(preprocess)
         self.backbone = build_part(BACKBONES, backbone)
-        self.neck = build_part(NECKS, neck, in_channels=getattr(self.backbone, "out_channels", None))
+        self.neck = build_part(NECKS, neck, **neck_defaults(neck, self.backbone))
         self.rpn_head = build_part(HEADS, rpn_head)
         self.box_head = build_part(HEADS, box_head, num_classes=self.num_classes)
         self.mask_head = build_part(HEADS, mask_head, num_classes=self.num_classes)
