@@ -6,8 +6,14 @@ differs by a relative ~1e-5 of the image size (0.003 px at 320 px, more on large
 weights). A box therefore passes within ``atol + rtol * max(h, w)`` pixels of its image (default
 1e-3 + 1e-4 * side: 0.033 px at 320 px, 0.13 px at 1333 px); scores within ``atol``. A detection whose
 score is within ``atol`` of a cut (the score threshold, or the last kept score when an image is full)
-may be kept on one side only: it is counted as ``borderline``, not as a failure. Instance masks are
-compared as the models give them (bool, each image's size) by their IoU.
+may be kept on one side only: it is counted as ``borderline``, not as a failure. Likewise, where duplicates
+of one object have near-tied scores (freshly trained weights), 1e-7 of rounding decides which one NMS keeps,
+and the two sides may keep different ones: a PyTorch detection and an onnxruntime detection without a close
+match, of the same label, overlapping (IoU >= ``NEAR_TIE_IOU``) with scores within ``NEAR_TIE_ATOL``, count
+as ``near_tie`` when the onnxruntime box is one of PyTorch's own candidates before NMS (its dense outputs:
+the same box within the box tolerance, the same class score within ``NEAR_TIE_ATOL``). A wrong export (boxes
+moved, classes swapped, scores off) gives boxes and scores that no PyTorch candidate has, so it still fails.
+Instance masks are compared as the models give them (bool, each image's size) by their IoU.
 """
 
 from __future__ import annotations
@@ -34,6 +40,14 @@ __all__ = [
     "passes",
     "verify_onnx",
 ]
+
+# Near-tied duplicates that NMS may resolve either way: they overlap at least NEAR_TIE_IOU (the lowest NMS
+# threshold of detkit's configs: R-CNN box heads 0.5, YOLO 0.7) and their scores differ by at most
+# NEAR_TIE_ATOL (or --atol when smaller): 25x and more the largest float32 score difference measured between
+# onnxruntime and PyTorch on YOLO exports (7e-8 to 4e-7), yet below the spread of an untrained model's class
+# scores (1e-4), so that a wrong class order does not look like ties.
+NEAR_TIE_IOU = 0.5
+NEAR_TIE_ATOL = 1e-5
 
 
 def box_tolerance(image_size: Sequence[int], atol: float = 1e-3, rtol: float = 1e-4) -> float:
@@ -72,6 +86,60 @@ def _is_borderline(score: float, kept_elsewhere: Tensor, score_thr, max_per_img,
     return near_thr or (full and score <= float(kept_elsewhere.min()) + atol)
 
 
+def _is_candidate(det: dict, j: int, cand: dict, tol: float, tie: float) -> bool:
+    """Whether detection ``j`` of ``det`` is one of the dense candidates ``cand`` (``boxes`` [A,4], ``scores``
+    [A,C]): a box within ``tol`` px whose score of the detection's class is within ``tie``."""
+    close = (cand["boxes"].float() - det["boxes"][j].float()).abs().amax(1) <= tol
+    score = cand["scores"][:, int(det["labels"][j])].float()
+    return bool((close & ((score - float(det["scores"][j])).abs() <= tie)).any())
+
+
+def _near_ties(ref: dict, other: dict, ref_idx: list, other_idx: list, cand: dict, tol: float, tie: float):
+    """Pairs (i, j) of the detections ``ref_idx`` of ``ref`` (PyTorch) and ``other_idx`` of ``other`` that have
+    no close match, where NMS kept another of near-tied duplicates: the same label, IoU >= ``NEAR_TIE_IOU``,
+    scores within ``tie``, and ``other``'s detection j is one of PyTorch's own candidates before NMS ``cand``
+    (:func:`_is_candidate`: the box that PyTorch's NMS suppressed, found in its dense outputs)."""
+    pairs: list[tuple[int, int]] = []
+    if not ref_idx or not other_idx:
+        return pairs
+    ri = torch.tensor(ref_idx, dtype=torch.int64)
+    iou = box_iou(ref["boxes"][ri].float(), other["boxes"][other_idx].float())  # [I,J]
+    free = torch.ones(len(ri), dtype=torch.bool)
+    for b, j in sorted(enumerate(other_idx), key=lambda t: -float(other["scores"][t[1]])):
+        tied = (ref["scores"][ri].float() - float(other["scores"][j])).abs() <= tie
+        ok = free & tied & (ref["labels"][ri] == other["labels"][j]) & (iou[:, b] >= NEAR_TIE_IOU)
+        if ok.any() and _is_candidate(other, j, cand, tol, tie):
+            a = int(iou[:, b].masked_fill(~ok, -1).argmax())
+            free[a] = False
+            pairs.append((ref_idx[a], j))
+    return pairs
+
+
+def _compare_image(r: dict, o: dict, tol: float, atol: float, cand: dict | None, cuts: tuple, min_iou: float):
+    """One image's stats (``matched``, ``near_tie``, ``borderline``, ``boxes_over_tol``, ``max_box_diff``,
+    ``max_score_diff``) and the mask IoUs of its matched pairs (None without masks)."""
+    pairs = match_detections(r, o, min_iou)
+    ties = []
+    if cand is not None and tol < float("inf"):  # the detections without a close match: lone or too far
+        close = [(i, j) for i, j in pairs if float((r["boxes"][i] - o["boxes"][j]).abs().max()) <= tol]
+        diff_r = sorted(set(range(len(r["boxes"]))) - {i for i, _ in close})
+        diff_o = sorted(set(range(len(o["boxes"]))) - {j for _, j in close})
+        ties = _near_ties(r, o, diff_r, diff_o, cand, tol, min(atol, NEAR_TIE_ATOL))
+    tied_r, tied_o = {p[0] for p in ties}, {p[1] for p in ties}
+    pairs = [(i, j) for i, j in pairs if i not in tied_r and j not in tied_o]
+    ri, oi = (torch.tensor([p[n] for p in pairs], dtype=torch.int64) for n in (0, 1))
+    box_diff = (r["boxes"][ri].float() - o["boxes"][oi].float()).abs().amax(1) if pairs else torch.zeros(0)
+    score_diff = (r["scores"][ri].float() - o["scores"][oi].float()).abs() if pairs else torch.zeros(0)
+    stats = dict(matched=len(pairs), near_tie=2 * len(ties), boxes_over_tol=int((box_diff > tol).sum()))
+    stats.update(max_box_diff=float(box_diff.max()) if pairs else 0.0)
+    stats.update(max_score_diff=float(score_diff.max()) if pairs else 0.0, borderline=0)
+    for side, elsewhere, used in ((r, o, set(ri.tolist()) | tied_r), (o, r, set(oi.tolist()) | tied_o)):
+        lone = [float(s) for n, s in enumerate(side["scores"]) if n not in used]
+        stats["borderline"] += sum(_is_borderline(s, elsewhere["scores"], *cuts, atol) for s in lone)
+    ious = mask_ious(r["masks"][ri], o["masks"][oi]) if pairs and "masks" in r and "masks" in o else None
+    return stats, ious
+
+
 def compare_predictions(
     ref: Sequence[dict],
     other: Sequence[dict],
@@ -81,39 +149,36 @@ def compare_predictions(
     rtol: float = 1e-4,
     score_thr: float | None = None,
     max_per_img: int | None = None,
+    candidates: Sequence[dict] | None = None,
 ) -> dict[str, Any]:
     """Match detections per image (:func:`match_detections`) and measure the matched pairs.
 
+    ``candidates``: per image PyTorch's dense outputs before NMS (``boxes`` [A,4], ``scores`` [A,C]); with them
+    and ``image_sizes``, a detection without a close match whose NMS kept another of near-tied duplicates
+    (:func:`_near_ties`) counts as ``near_tie``, and its pair is left out of the differences.
+
     Returns ``num_ref``, ``num_other``, ``matched``, ``unmatched`` (on either side), ``borderline`` (the
-    unmatched ones at a score cut),
+    unmatched ones at a score cut), ``near_tie`` (the unmatched ones of near-tied duplicates, both sides),
     ``max_box_diff`` (px), ``box_tol`` (the largest image's tolerance, px), ``boxes_over_tol`` (pairs beyond
     their image's :func:`box_tolerance`; only with ``image_sizes``), ``max_score_diff``, and with masks on
     both sides ``mask_pairs``, ``mean_mask_iou``, ``min_mask_iou``.
     """
-    stats = dict(num_ref=0, num_other=0, matched=0, borderline=0, max_box_diff=0.0, box_tol=0.0)
+    stats = dict(num_ref=0, num_other=0, matched=0, borderline=0, near_tie=0, max_box_diff=0.0, box_tol=0.0)
     stats.update(boxes_over_tol=0, max_score_diff=0.0)
     ious = []
     for k, (r, o) in enumerate(zip(ref, other)):
+        tol = box_tolerance(image_sizes[k], atol, rtol) if image_sizes is not None else float("inf")
+        cand = candidates[k] if candidates is not None else None
+        image, mask_iou = _compare_image(r, o, tol, atol, cand, (score_thr, max_per_img), min_iou)
         stats["num_ref"] += len(r["boxes"])
         stats["num_other"] += len(o["boxes"])
-        pairs = match_detections(r, o, min_iou)
-        stats["matched"] += len(pairs)
-        ri, oi = (torch.tensor([p[n] for p in pairs], dtype=torch.int64) for n in (0, 1))
-        box_diff = (r["boxes"][ri].float() - o["boxes"][oi].float()).abs().amax(1) if pairs else torch.zeros(0)
-        tol = box_tolerance(image_sizes[k], atol, rtol) if image_sizes is not None else float("inf")
         stats["box_tol"] = max(stats["box_tol"], tol if image_sizes is not None else 0.0)
-        stats["boxes_over_tol"] += int((box_diff > tol).sum())
-        stats["max_box_diff"] = max(stats["max_box_diff"], float(box_diff.max()) if pairs else 0.0)
-        if pairs:
-            score_diff = (r["scores"][ri].float() - o["scores"][oi].float()).abs().max()
-            stats["max_score_diff"] = max(stats["max_score_diff"], float(score_diff))
-        if pairs and "masks" in r and "masks" in o:
-            ious.append(mask_ious(r["masks"][ri], o["masks"][oi]))
-        for side, elsewhere, used in ((r, o, set(ri.tolist())), (o, r, set(oi.tolist()))):
-            lone = [float(s) for n, s in enumerate(side["scores"]) if n not in used]
-            stats["borderline"] += sum(
-                _is_borderline(s, elsewhere["scores"], score_thr, max_per_img, atol) for s in lone
-            )
+        for key in ("matched", "near_tie", "borderline", "boxes_over_tol"):
+            stats[key] += image[key]
+        for key in ("max_box_diff", "max_score_diff"):
+            stats[key] = max(stats[key], image[key])
+        if mask_iou is not None:
+            ious.append(mask_iou)
     stats["unmatched"] = stats["num_ref"] + stats["num_other"] - 2 * stats["matched"]
     if ious:
         ious = torch.cat(ious)
@@ -153,14 +218,14 @@ def compare_class_predictions(ref: Sequence[dict], other: Sequence[dict], atol: 
 
 
 def passes(stats: dict[str, Any], atol: float = 1e-3, mask_iou: float = 0.9) -> bool:
-    """The verdict on :func:`compare_predictions`' stats: every detection matched or borderline, every box
-    within its image's tolerance, scores within ``atol``, every matched pair of masks at IoU >= ``mask_iou``;
-    on :func:`compare_class_predictions`' stats: every image's top-k equal or borderline, probabilities within
-    ``atol``."""
+    """The verdict on :func:`compare_predictions`' stats: every detection matched, borderline or near-tie,
+    every box within its image's tolerance, scores within ``atol``, every matched pair of masks at IoU >=
+    ``mask_iou``; on :func:`compare_class_predictions`' stats: every image's top-k equal or borderline,
+    probabilities within ``atol``."""
     if "topk_equal" in stats:
         return stats["topk_equal"] + stats["borderline"] == stats["images"] and stats["max_score_diff"] <= atol
     return (
-        stats["unmatched"] == stats["borderline"]
+        stats["unmatched"] == stats["borderline"] + stats.get("near_tie", 0)
         and stats["boxes_over_tol"] == 0
         and stats["max_score_diff"] <= atol
         and stats.get("min_mask_iou", 1.0) >= mask_iou
@@ -182,17 +247,20 @@ def verify_onnx(
 
     The images go through the config's test pipeline and ``collate`` in batches of ``batch_size``;
     PyTorch predictions are taken in network-input pixels (as the export gives them). ``ok`` is True when
-    every detection is matched or ``borderline``, boxes agree within :func:`box_tolerance` (``atol``,
-    ``rtol``), scores within ``atol``, and every matched pair of masks has an IoU >= ``mask_iou``. A
-    classifier's export is compared by :func:`compare_class_predictions`: the same top-k classes in the same
-    order, class probabilities within ``atol``.
+    every detection is matched, ``borderline`` or ``near_tie``, boxes agree within :func:`box_tolerance`
+    (``atol``, ``rtol``), scores within ``atol``, and every matched pair of masks has an IoU >= ``mask_iou``.
+    Where the export has a dense form (YOLO's ``nms=False``), PyTorch's dense outputs are the candidates of
+    :func:`compare_predictions` (near-tied duplicates that NMS kept differently). A classifier's export is
+    compared by :func:`compare_class_predictions`: the same top-k classes in the same order, class
+    probabilities within ``atol``.
     ``pad_to`` pads every batch to a static export's (h, w) (use ``batch_size`` 1 then).
     """
     module = get_export_module(model, **module_kwargs)
+    dense = _dense_module(model, module, module_kwargs)
     session = onnx_session(path)
     was_training = model.training
     model.eval()
-    ref, got, sizes = [], [], []
+    ref, got, sizes, cands = [], [], [], []
     try:
         for batch in _batches(model, images, batch_size, module.size_divisor, pad_to):
             with torch.no_grad():
@@ -201,6 +269,7 @@ def verify_onnx(
             inputs = module.inputs_from_batch(batch)
             got.extend(module.outputs_to_predictions(run_onnx(session, inputs, module.input_names), inputs))
             sizes.extend(batch["image_sizes"])
+            cands.extend(_dense_candidates(dense, inputs) if dense is not None else [])
     finally:
         model.train(was_training)
     if module.kind == "classification":
@@ -214,10 +283,27 @@ def verify_onnx(
             rtol=rtol,
             score_thr=module.score_thr,
             max_per_img=module.max_per_img,
+            candidates=cands if dense is not None else None,
         )
     stats["ok"] = passes(stats, atol, mask_iou)
     stats["images"] = len(images)
     return stats
+
+
+def _dense_module(model: nn.Module, module: nn.Module, module_kwargs: dict) -> nn.Module | None:
+    """The export's dense form (the graph without NMS) in PyTorch, whose outputs are the candidates that NMS
+    chooses from; None where the export has none (R-CNN: compared strictly)."""
+    if "nms" not in getattr(module, "options", ()):
+        return None
+    return get_export_module(model, **{**module_kwargs, "nms": False})
+
+
+def _dense_candidates(dense: nn.Module, inputs: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+    """PyTorch's candidates before NMS per image (``boxes`` [A,4], ``scores`` [A,C]) from the export's dense form."""
+    device = next(dense.parameters()).device
+    with torch.no_grad():
+        boxes, scores = dense(*(t.to(device) for t in inputs))[:2]
+    return [{"boxes": b.cpu(), "scores": s.cpu()} for b, s in zip(boxes, scores)]
 
 
 def _batches(model: nn.Module, images: Sequence[np.ndarray], batch_size: int, size_divisor: int, pad_to):
