@@ -6,8 +6,17 @@ then a missing or broken peer stops the run at its start instead of skipping the
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
 import os
+import sys
+import traceback
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +90,65 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "DETKIT_REQUIRE_PEERS is set but peer packages do not import (install them with `make peers`):\n  "
             + "\n  ".join(broken)
         )
+
+
+@dataclass
+class ToolRun:
+    """What a tool run in this process gave: its exit status and what it printed (as subprocess.run's result)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _process_state_kept(argv0: str, cwd: Path | None) -> Iterator[None]:
+    """Run a block as a fresh tool process would and put back what a tool changes for its whole process: the
+    environment, sys.argv, the working folder, torch's thread count, sys.excepthook, the loggers' handlers."""
+    env, argv, here, threads, hook = dict(os.environ), sys.argv[:], os.getcwd(), torch.get_num_threads(), sys.excepthook
+    loggers = [logging.getLogger(), logging.getLogger("detkit")]
+    kept = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    sys.argv = [argv0]
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with warnings.catch_warnings():
+            yield
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.argv, sys.excepthook = argv, hook
+        torch.set_num_threads(threads)
+        for lg, handlers, level, propagate in kept:
+            for h in lg.handlers:
+                if h not in handlers:
+                    h.close()
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+
+
+def run_in_process(tool: str, args: list, cwd: Path | None = None) -> ToolRun:
+    """``python tools/<tool>.py ARGS`` (``detkit ARGS`` for tool ``'detkit'``) run by its ``main`` in this process:
+    the exit status, stdout and stderr as a subprocess would give them (an uncaught exception: its traceback on
+    stderr and status 1), without the seconds a new process spends importing torch. For tests of answers to
+    mistakes; runs that train, use signals or several processes stay subprocesses."""
+    import importlib
+
+    module = "detkit.cli.main" if tool == "detkit" else f"detkit.cli.{tool}"
+    argv0 = "detkit" if tool == "detkit" else str(Path(__file__).resolve().parents[1] / "tools" / f"{tool}.py")
+    out, err = io.StringIO(), io.StringIO()
+    with _process_state_kept(argv0, cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = importlib.import_module(module).main([str(a) for a in args])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) or e.code is None else (print(e.code, file=sys.stderr) or 1)
+        except Exception:  # noqa: BLE001  (as an uncaught exception ends a process: traceback, status 1)
+            traceback.print_exc()
+            code = 1
+    return ToolRun(int(code or 0), out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def tool_in_process():
+    """:func:`run_in_process`: ``tool_in_process('eval', [CONFIG, CKPT], cwd)`` -> ToolRun."""
+    return run_in_process

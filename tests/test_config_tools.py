@@ -1,8 +1,6 @@
-"""A config mistake reaches the user of a tool as one line naming the key and the file, exit status 2."""
+"""A config mistake reaches the user of a tool as one line naming the key and the file, exit status 2 (the tools
+run by their main in this process: tool_in_process, tests/conftest.py)."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,17 +8,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FASTER = ROOT / "detkit" / "configs" / "faster_rcnn" / "faster_rcnn_r18_fpn_shapes.yaml"
-
-
-def run_tool(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / f"{tool}.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
 
 
 @pytest.fixture
@@ -45,9 +32,9 @@ def user_files(tmp_path):
         ("eval", ["model.pth"], ["exp.yaml: train.max_epochs must be an integer >= 1, got 1.5"]),
     ],
 )
-def test_tool_reports_config_mistake_in_one_line(user_files, tool, extra, expected):
+def test_tool_reports_config_mistake_in_one_line(user_files, tool, extra, expected, tool_in_process):
     before = {p.name: p.read_bytes() for p in user_files.iterdir()}
-    out = run_tool(tool, "exp.yaml", *extra, cwd=user_files)
+    out = tool_in_process(tool, ["exp.yaml", *extra], cwd=user_files)
     err = out.stderr.strip()
     assert out.returncode == 2, err
     assert "Traceback" not in out.stderr + out.stdout

@@ -62,10 +62,10 @@ def _mistakes(tmp_path: Path, checkpoint: Path) -> list[tuple[list, str]]:
     ]
 
 
-def test_mistakes_are_one_line_and_exit_2(checkpoint, tmp_path):
+def test_mistakes_are_one_line_and_exit_2(checkpoint, tmp_path, tool_in_process):
     before = _digest(checkpoint)
     for args, named in _mistakes(tmp_path, checkpoint):
-        proc = _export(*args, timeout=120)
+        proc = tool_in_process("export", args, ROOT)
         err = proc.stderr.strip()
         assert proc.returncode == 2, (args, proc.stdout, err)
         assert "Traceback" not in err + proc.stdout and named in err, (args, err)

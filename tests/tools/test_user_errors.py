@@ -1,4 +1,7 @@
-"""Every tool, run as a subprocess, answers each everyday mistake with exit status 2 and one clear message.
+"""Every tool answers each everyday mistake with exit status 2 and one clear message.
+
+The tools run by their ``main`` in this process (``tool_in_process``, tests/conftest.py: a subprocess would spend
+seconds importing torch for each of the 70 cases); one case also runs as a real subprocess.
 
 Table-driven: for each (tool, mistake) the tool must exit 2, print no traceback, name the file / key / flag at
 fault in its message, and leave every input byte-identical (the whole input tree is hashed before and after:
@@ -280,11 +283,11 @@ def run_tool(tool: str, args: list[str], cwd: Path) -> subprocess.CompletedProce
 
 
 @pytest.mark.parametrize("tool,args,named", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_mistake_is_one_clear_message(env, tmp_path, tool, args, named):
+def test_mistake_is_one_clear_message(env, tmp_path, tool, args, named, tool_in_process):
     root = Path(env["root"])
     before = snapshot(root)
     argv = [a.format(**env, out=tmp_path / "out") for a in args]
-    r = run_tool(tool, argv, tmp_path)
+    r = tool_in_process(tool, argv, tmp_path)
     output = r.stdout + r.stderr
     assert r.returncode == 2, output
     assert "Traceback" not in output, output
@@ -293,6 +296,15 @@ def test_mistake_is_one_clear_message(env, tmp_path, tool, args, named):
     for text in named:
         assert text in message, (text, message)
     assert snapshot(root) == before  # inputs byte-identical, nothing written among them
+
+
+@pytest.mark.parametrize("case", ["eval-truncated-ckpt", "detkit-infer-swapped"])
+def test_a_mistake_in_a_real_process(env, tmp_path, case):
+    """The same answer from a fresh process (``python tools/X.py``, ``python -m detkit.cli.main``): exit 2, one line."""
+    _, tool, args, named = next(c for c in CASES if c[0] == case)
+    r = run_tool(tool, [a.format(**env, out=tmp_path / "out") for a in args], tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert all(text in r.stderr.strip().splitlines()[-1] for text in named), r.stderr
 
 
 @pytest.fixture
@@ -326,8 +338,8 @@ def unwritable(tmp_path):
     ],
     ids=["eval", "infer", "analyze", "plot_logs"],
 )
-def test_unwritable_output_folder(env, tmp_path, unwritable, tool, args):
-    r = run_tool(tool, [a.format(**env, ro=unwritable) for a in args], tmp_path)
+def test_unwritable_output_folder(env, tmp_path, unwritable, tool, args, tool_in_process):
+    r = tool_in_process(tool, [a.format(**env, ro=unwritable) for a in args], tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"cannot write in {unwritable} (permission denied)" in r.stderr, r.stderr
 
