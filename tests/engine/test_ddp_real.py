@@ -66,7 +66,10 @@ def _train(config: Path, work: Path, nproc: int, sets: list[str]) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+# Mask R-CNN runs every part of Faster R-CNN and its mask branch: Faster R-CNN's run only in `make test-all`
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("faster") else n for n in sorted(SHIPPED)]
+)
 def test_torchrun_matches_one_process_on_shipped_config(name, shapes, tmp_path):
     folder, sizes = SHIPPED[name]
     data = [

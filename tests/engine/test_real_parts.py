@@ -113,9 +113,10 @@ def kill_and_resume(
     return a, torch.load(tmp_path / "run" / "latest.pth", weights_only=True), meta
 
 
+@pytest.mark.slow  # the default run kills and resumes these parts mid-epoch in iteration mode (test_max_iters.py)
 def test_exact_resume_with_real_parts(shapes, tmp_path):
-    """SIGKILL mid-epoch and resume: bit-identical to an uninterrupted run. Small enough for the default suite:
-    4 iterations of batch 1 at 64 px, no evaluation (the toy resume tests cover evaluation and augmentation)."""
+    """SIGKILL mid-epoch and resume: bit-identical to an uninterrupted run. 4 iterations of batch 1 at 64 px, no
+    evaluation (the toy resume tests cover evaluation and augmentation)."""
     cfg = small_config(tmp_path, shapes, max_epochs=1, checkpoint_iters=1)
     a, b, meta = kill_and_resume(cfg, tmp_path, 2)
     assert (meta["epoch"], meta["iter_in_epoch"]) == (0, 2)  # killed in the middle of the epoch
