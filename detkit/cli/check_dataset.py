@@ -7,6 +7,7 @@ Usage: detkit check ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max
        detkit check VOC_DIR [--split trainval] [--classes classes.txt] [...]   (Annotations/ ...)
        detkit check --config CONFIG [--split train|val] [--set K=V ...] [...]  (data.<split>)
        detkit check IMG_DIR [--classes TRAIN_DIR|classes.txt] [--no-images]   (class folders)
+       detkit check ROOT [--split train|val|test] [--no-images]       (ROOT/train/<class>/..., ROOT/val/...)
        detkit check LABELS.csv IMG_DIR [--classes ...] [--no-images]        (file,label rows)
 (``python tools/check_dataset.py ...`` in a checkout takes the same arguments.)
 A YOLO data.yaml is checked split by split (default: every split it lists), a VOC folder as VOCDataset reads it
@@ -15,7 +16,9 @@ and data.val); each gets the COCO checks on the records the dataset reads (its o
 the label file and line, or the XML file), every image decoded, the masks of polygons, the per-class counts.
 A classification dataset (IMG_DIR/<class>/<image>, or a CSV) gets the ImageFolderDataset checks, every image
 decoded, the images per class and the class imbalance (a WARNING for a class with under 10 images or under
-1/3 of the largest class's). --classes checks a validation split against the training classes.
+1/3 of the largest class's). --classes checks a validation split against the training classes. A root of split
+folders (ROOT/train/<class>/..., ROOT/val/<class>/..., Ultralytics' layout) is checked split by split (default:
+every split), the others against the training split's classes.
 Exit status: 0 no errors (warnings allowed), 1 errors found, 2 the dataset cannot be read at all (or a usage
 mistake). An error is what training or COCO evaluation refuses (or ``on_error: skip`` leaves out); a
 warning trains but is probably a mistake.
@@ -84,7 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--split",
         help="data.yaml: train, val or test (default: every split it lists); VOC: an ImageSets/Main file "
-        "(default: every XML file); --config: train, val or test (default: every data.<split> it has)",
+        "(default: every XML file); --config: train, val or test (default: every data.<split> it has); "
+        "ROOT/<split>/<class>/...: a split folder (default: every one)",
     )
     parser.add_argument(
         "--classes",
@@ -145,8 +149,11 @@ def check_usage(args: argparse.Namespace, kind: str) -> None:
         raise UserError(f"{what} takes no IMG_DIR (the images are found through {where}); remove {args.img_dir}")
     if kind in ("yolo", "config") and args.classes is not None:
         raise UserError(f"--classes does not apply to {what}: the class names come from its own names")
-    if kind in ("coco", "folder") and args.split is not None:
-        raise UserError("--split applies to a YOLO data.yaml, a VOC folder or --config; a COCO json is one split")
+    if kind in ("coco", "folder") and args.split is not None and not is_split_root(args):
+        raise UserError(
+            "--split applies to a YOLO data.yaml, a VOC folder, a folder of split folders (ROOT/train/<class>/...) "
+            "or --config; a COCO json is one split"
+        )
     if kind == "folder" and os.path.isdir(args.ann_file) and args.img_dir is None:
         from detkit.data.format_check import voc_roots_below
 
@@ -161,6 +168,26 @@ def check_usage(args: argparse.Namespace, kind: str) -> None:
                 f"{args.ann_file} holds VOC folders ({', '.join(roots)}), not class folders; give one of them: "
                 f"{command()} {shlex.quote(os.path.join(args.ann_file, roots[0]))}"
             )
+
+
+def is_split_root(args: argparse.Namespace) -> bool:
+    """True when the one folder given is a split root: ``ROOT/train/<class>/...``, ``ROOT/val/<class>/...``."""
+    from detkit.data.folder_layout import split_folders
+
+    return args.img_dir is None and os.path.isdir(args.ann_file) and bool(split_folders(args.ann_file))
+
+
+def folder_reports(args: argparse.Namespace, progress: bool) -> list:
+    """The reports of a classification dataset: one per split of a split root (the others checked against the
+    training split's classes), else one of the class folders or the CSV."""
+    from detkit.data.folder_check import check_folder_args, check_image_folder, check_split_root
+
+    read_images = not args.no_images
+    if is_split_root(args):
+        return check_split_root(args.ann_file, args.split, args.classes, read_images, progress)
+    img_dir, csv = (args.ann_file, None) if args.img_dir is None else (args.img_dir, args.ann_file)
+    check_folder_args(args.ann_file, args.img_dir)
+    return [check_image_folder(img_dir, csv, args.classes, read_images, progress)]
 
 
 def format_reports(args: argparse.Namespace, kind: str, options: dict) -> list:
@@ -189,11 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         check_usage(args, kind)
         check_swapped(args)
         if kind == "folder":
-            from detkit.data.folder_check import check_folder_args, check_image_folder
-
-            img_dir, csv = (args.ann_file, None) if args.img_dir is None else (args.img_dir, args.ann_file)
-            check_folder_args(args.ann_file, args.img_dir)
-            reports = [check_image_folder(img_dir, csv, args.classes, not args.no_images, progress)]
+            reports = folder_reports(args, progress)
         elif kind == "coco":
             reports = [check_dataset(args.ann_file, args.img_dir, progress=progress, **options)]
         else:

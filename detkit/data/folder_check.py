@@ -4,7 +4,8 @@ It lists the data as ``ImageFolderDataset`` does (the same problems: no class fo
 a class outside the classes given, an empty or missing file, CSV mistakes), then decodes every image as
 training reads it, counts the images per class and reports the class imbalance. What it reports as an error
 is what ``ImageFolderDataset`` refuses (or ``on_error: skip`` / ``skip_bad_images`` leaves out); a warning
-trains but deserves a look (a rare class, images left outside the class folders).
+trains but deserves a look (a rare class, images left outside the class folders). ``check_split_root`` checks
+each split of a root laid out as ``ROOT/train/<class>/...``, ``ROOT/val/<class>/...`` (Ultralytics').
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from dataclasses import dataclass, field
 from detkit.data.image_io import ImageReadError, read_image
 from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
 
-__all__ = ["IMBALANCE_WARN", "MIN_IMAGES_WARN", "FolderReport", "check_image_folder", "imbalance", "imbalance_line"]
+__all__ = [
+    "IMBALANCE_WARN",
+    "MIN_IMAGES_WARN",
+    "FolderReport",
+    "check_image_folder",
+    "check_split_root",
+    "imbalance",
+    "imbalance_line",
+]
 
 IMBALANCE_WARN = 3.0  # a class with under 1/3 of the largest class's images is reported
 MIN_IMAGES_WARN = 10  # a class with fewer images than this is reported
@@ -153,6 +162,46 @@ def check_image_folder(
         f"balance: classes with under {MIN_IMAGES_WARN} images or under 1/{IMBALANCE_WARN:g} of the largest",
     ]
     return FolderReport(source, problems, counts, sizes, checked)
+
+
+def check_split_root(
+    root: str | os.PathLike,
+    split: str | None = None,
+    classes: str | os.PathLike | Sequence[str] | None = None,
+    read_images: bool = True,
+    progress: bool = False,
+) -> list[FolderReport]:
+    """Check each split folder of a split root ``root/<split>/<class>/<image>`` (Ultralytics' classification
+    layout, :func:`detkit.data.folder_layout.split_folders`) with :func:`check_image_folder`: one report
+    per split, train first. The other splits are checked against the training split's class folders (as
+    data.val takes them: ``classes: ROOT/train``), unless ``classes`` is given (then every split is).
+    ``split``: only that one (its folder name or train / val / test). Raises :class:`DatasetError` when
+    ``root`` is not a split root or has no such split."""
+    from detkit.data.folder_layout import split_folders
+
+    root = os.fspath(root)
+    splits = split_folders(root)
+    if not splits:
+        raise DatasetError(f"{root} is not a split root (train/<class>/<image>, val/<class>/<image>)")
+    train = next((path for name, path in splits if name == "train"), None)
+    chosen = [(n, p) for n, p in splits if split is None or split.lower() in (n, os.path.basename(p).lower())]
+    if not chosen:
+        names = ", ".join(os.path.basename(p) for _, p in splits)
+        raise DatasetError(f"{root} has no split folder '{split}'; its split folders: {names}")
+    reports = []
+    for name, path in chosen:
+        from_train = classes is None and train is not None and name != "train"
+        report = check_image_folder(
+            path, classes=train if from_train else classes, read_images=read_images, progress=progress
+        )
+        report.source = f"{root}, split {os.path.basename(path)} (images in {path})"
+        if from_train:  # instead of "the classes given"
+            count = len(report.class_counts)
+            report.checked[0] = (
+                f"classes: the training split's class folders ({count}: {train}), as data.val takes them"
+            )
+        reports.append(report)
+    return reports
 
 
 def check_folder_args(path: str, img_dir: str | None) -> None:

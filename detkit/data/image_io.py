@@ -8,7 +8,10 @@ from pathlib import PureWindowsPath
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "UnsafePathError", "read_image", "safe_join", "to_uint8"]
+__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "UnsafePathError", "read_image", "safe_join", "to_uint8"]
+
+# the image file endings every dataset, converter and input lister of detkit reads (lower case)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 # IMREAD_COLOR makes OpenCV apply the EXIF orientation, expand grayscale/palette images to three
 # channels and drop an alpha channel; IMREAD_ANYDEPTH keeps 16-bit data so that we scale it ourselves

@@ -12,9 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detkit.data.image_io import IMAGE_SUFFIXES
+
 __all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "collect_inputs", "is_video", "read_video"]
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_EXTS = set(IMAGE_SUFFIXES)
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 

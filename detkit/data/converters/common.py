@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from detkit.data.image_io import IMAGE_SUFFIXES
 from detkit.data.validate import DatasetError  # one error type for every bad-dataset message
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
 # ``handler(record, error)``: a bad ``'image'`` or ``'annotation'`` is reported and left out instead of raising.
 ProblemHandler = Callable[[str, DatasetError], None]
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTS = IMAGE_SUFFIXES
 
 
 def require_dir(path: str | os.PathLike, flag: str, what: str) -> Path:

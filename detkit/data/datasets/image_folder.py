@@ -12,6 +12,7 @@ import numpy as np
 import torch.utils.data
 
 from detkit.data.datasets.seg_folder import IMAGE_SUFFIXES, load_class_names
+from detkit.data.folder_layout import layout_mistake
 from detkit.data.image_cache import CacheMode, ImageCache
 from detkit.data.image_io import ImageReadError, UnsafePathError, safe_join
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error, where_read
@@ -24,6 +25,9 @@ def resolve_classes(classes: str | os.PathLike | Sequence[str] | None) -> list[s
     """``classes`` as a list of names: a list as is, a text file (one name per line), or a folder (the names of
     its sub-folders, sorted: e.g. the training split's ``img_dir``, so that data.val takes data.train's classes)."""
     if isinstance(classes, (str, os.PathLike)) and os.path.isdir(classes):
+        mistake = layout_mistake(classes, "classes")
+        if mistake:
+            raise DatasetError(f"classes folder {mistake}")
         names = sorted(d.name for d in os.scandir(classes) if d.is_dir() and not d.name.startswith("."))
         if not names:
             raise DatasetError(f"classes folder {os.fspath(classes)} has no sub-folders to take class names from")
@@ -87,8 +91,9 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
     a class that the validation data lacks is no problem.
 
     Input checks (at construction, :class:`DatasetError` naming the file and the fix): ``img_dir`` without
-    class folders, an empty class folder, a class folder (or CSV label) outside ``classes``, an empty
-    (0-byte) image file, a CSV row whose file is missing or leaves ``img_dir``, a CSV without ``file`` and
+    class folders, ``img_dir`` (or a ``classes`` folder) that is a split root ``<split>/<class>/<image>`` or a
+    YOLO detection dataset (:func:`layout_mistake`), an empty class folder, a class folder (or CSV label)
+    outside ``classes``, an empty (0-byte) image file, a CSV row whose file is missing or leaves ``img_dir``, a CSV without ``file`` and
     ``label`` columns. ``on_error='skip'`` leaves such images out instead, with one warning counting them
     (``skipped``); an empty class folder then keeps its class, with no images. An image that fails to decode
     when read raises :class:`ImageReadError` naming the file, or gives ``None`` when ``skip_bad_images``
@@ -135,6 +140,9 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
             state = "is a file, not a folder" if os.path.exists(self.img_dir) else "not found"
             where = where_read(self.img_dir) if state == "not found" else ""
             raise DatasetError(f"image folder {self.img_dir} {state}{where}; check img_dir")
+        mistake = None if self.ann_file is not None else layout_mistake(self.img_dir)
+        if mistake:  # a split root (ROOT/train/<class>/...) or a YOLO detection dataset
+            raise DatasetError(mistake)
         given = resolve_classes(classes)
         self.problems: list[tuple[str, str]] = []  # (kind, message) found while listing
         if self.ann_file is None:

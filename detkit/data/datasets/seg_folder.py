@@ -11,14 +11,13 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
-from detkit.data.image_io import ImageReadError, read_image
+from detkit.data.image_io import IMAGE_SUFFIXES, ImageReadError, read_image
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error
 from detkit.registry import DATASETS
 
 __all__ = ["SegFolderDataset", "load_class_names", "read_label_map"]
 
 IGNORE = 255
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
