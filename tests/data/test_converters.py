@@ -146,6 +146,25 @@ def test_yolo_boxes_polygons_and_negatives(tmp_path):
     assert loaded.annToMask(loaded.anns[poly["id"]]).sum() == pytest.approx(poly["area"])
 
 
+def test_yolo_duplicates_empty_boxes_and_mixed_lines_are_reported(tmp_path):
+    """Ultralytics removes duplicate lines; a zero-size box and a box line among polygons are named by file and line."""
+    _write_img(tmp_path / "im" / "a.jpg", 10, 20)
+    _write_img(tmp_path / "im" / "b.jpg", 10, 20)
+    (tmp_path / "lb").mkdir()
+    (tmp_path / "lb" / "a.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0 0.2\n0 0.5 0.5 0.20 0.2\n"
+    )
+    (tmp_path / "lb" / "b.txt").write_text("0 0.1 0.1 0.6 0.1 0.6 0.6\n1 0.5 0.5 0.2 0.2\n")
+    with pytest.warns(UserWarning) as caught:
+        coco, stats = yolo_to_coco(tmp_path / "lb", tmp_path / "im", ["a", "b"])
+    text = "\n".join(str(w.message) for w in caught)
+    assert "a.txt line 2: the same label as line 1; removed (as Ultralytics does) (and 1 more like it)" in text
+    assert "a.txt line 3: the box has zero width or height (0 x 2 px in the 20x10 image); left out" in text
+    assert "b.txt line 2: a box line (class cx cy w h) among the polygon lines" in text and "kept as a box" in text
+    assert stats["duplicate_labels"] == 2 and stats["empty_boxes"] == 1 and stats["box_among_polygons"] == 1
+    assert [len(a["segmentation"]) for a in coco["annotations"]] == [0, 1, 0]  # a: one box; b: polygon, box
+
+
 @pytest.mark.parametrize(
     "line,msg",
     [

@@ -162,8 +162,14 @@ def test_image_link_out_of_the_folder_is_refused(yolo, tmp_path):
         (lambda d: d.update(names={0: "a", 2: "b"}), r"keys of 'names' must be the class indices 0\.\.1"),
         (lambda d: d.update(nc=5), "nc is 5 but 'names' lists 3 classes"),
         (lambda d: d.pop("train"), r"no 'train' split \(it has val\)"),
-        (lambda d: d.update(train="images/nothere"), r"images/nothere .* is not a folder"),
-        (lambda d: d.update(train="train.txt"), "is a list of image files"),
+        (
+            lambda d: d.update(train="images/nothere"),
+            r"train: images/nothere not found: looked for .*yolo/images/nothere",
+        ),
+        (lambda d: d.update(train="train.txt"), r"train\.txt not found"),
+        (lambda d: d.update(train="data.yaml"), r"is a file but no \.txt list of images"),
+        (lambda d: d.update(names={"0": "a", "x": "b", "2": "c"}), r"indices 0\.\.2, got \['0', '2', 'x'\]"),
+        (lambda d: d.update(names="abc"), r"'names' must be a list or a dict, got str"),
         (lambda d: d.update(names=["a", "a", "b"]), r"class names \['a'\] appear twice"),
     ],
 )

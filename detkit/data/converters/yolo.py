@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,6 +62,32 @@ def _yolo_line(
     return cls, [float(x0), float(y0), float(x1 - x0), float(y1 - y0)], [pts.reshape(-1).tolist()]
 
 
+WarningHandler = Callable[[str, str], None]  # (kind, message): a line read but left out, or kept with a note
+
+MIXED = (
+    "a box line (class cx cy w h) among the polygon lines of a YOLO-seg label file: it has no mask, and Ultralytics "
+    "ignores such a file ('labels mix segment and detection rows'); write the object as a polygon (its box as 4 "
+    "corners: class x0 y0 x1 y0 x1 y1 x0 y1) or remove the line"
+)
+KEPT = (
+    "a box line (class cx cy w h) among the polygon lines of a YOLO-seg label file: kept as a box without a mask "
+    "(Ultralytics ignores such a file: 'labels mix segment and detection rows'); write it as a polygon"
+)
+NO_MASK = (
+    "a box line (class cx cy w h) has no mask, and masks are asked for (with_masks or with_sem_seg); write the "
+    "object as a polygon (class x1 y1 x2 y2 x3 y3 ...), or train without masks"
+)
+
+
+def _read_label_lines(txt: Path) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of the non-blank lines of a label file (UTF-8, a byte-order mark allowed)."""
+    try:
+        text = txt.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{txt}: cannot read ({e}); YOLO label files are UTF-8 text") from e
+    return [(n, line.split()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
 def yolo_label_annotations(
     txt: Path,
     image_id: int,
@@ -71,47 +98,94 @@ def yolo_label_annotations(
     stats: dict,
     on_problem: ProblemHandler | None = None,
     names_from: str = "the class list",
+    on_warning: WarningHandler | None = None,
+    masks: bool = False,
+    refuse_mixed: bool = False,
 ) -> list[dict]:
     """COCO annotations (ids from ``first_id``) of one YOLO label file.
 
     A bad line raises :class:`DatasetError` naming the file and line, or, with ``on_problem``, is passed to it
     (``'annotation'``) and left out. A file that cannot be read always raises. ``names_from`` names where
     ``classes`` come from in the message of a class index out of range (e.g. ``--classes my_classes.txt``).
+    A box line has no mask: with ``masks`` it is a bad line; in a file of polygon lines it is a bad line with
+    ``refuse_mixed`` (Ultralytics ignores such a file), else kept as a box with a warning (``box_among_polygons``).
+    Warnings go to ``on_warning(kind, message)``; left out with one (counted in ``stats``): a line equal to an
+    earlier one (``duplicate_label``: Ultralytics removes duplicates too), a box of zero width or height
+    (``empty_box``).
     """
-    try:
-        lines = txt.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{txt}: cannot read ({e}); YOLO label files are UTF-8 text") from e
-    anns = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    lines = _read_label_lines(txt)
+    polygons = any(len(tokens) > 6 for _, tokens in lines)  # Ultralytics' test for a segment file
+    anns, seen = [], {}
+    for n, tokens in lines:
+        where = f"{txt} line {n}"
         try:
-            cls, bbox, poly = _yolo_line(line.split(), f"{txt} line {n}", len(classes), h, w, names_from)
+            cls, bbox, poly = _yolo_line(tokens, where, len(classes), h, w, names_from)
+            if poly is None and (masks or (polygons and refuse_mixed)):
+                raise DatasetError(f"{where}: {MIXED if polygons else NO_MASK}")
+            if poly is None and polygons:
+                stats["box_among_polygons"] = stats.get("box_among_polygons", 0) + 1
+                _warn(on_warning, "box_among_polygons", f"{where}: {KEPT}")
         except DatasetError as e:
             if on_problem is None:
                 raise
             on_problem("annotation", e)
             continue
-        if bbox[2] <= 0 or bbox[3] <= 0:
-            stats["empty_boxes"] += 1
-            continue
-        area = bbox[2] * bbox[3]
-        if poly:
-            area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(poly, h, w))))
-            stats["polygons"] += 1
-        anns.append(
-            {
-                "id": first_id + len(anns),
-                "image_id": image_id,
-                "category_id": cls + 1,
-                "bbox": bbox,
-                "area": area,
-                "iscrowd": 0,
-                "segmentation": poly or [],
-            }
-        )
+        if not _left_out(tokens, cls, bbox, where, seen, stats, on_warning, (h, w)):
+            anns.append(_coco_annotation(first_id + len(anns), image_id, cls, bbox, poly, (h, w), stats))
     return anns
+
+
+def _left_out(
+    tokens: list[str],
+    cls: int,
+    bbox: list[float],
+    where: str,
+    seen: dict,
+    stats: dict,
+    on_warning: WarningHandler | None,
+    size: tuple[int, int],
+) -> bool:
+    """Whether a valid line is left out with a warning: the same label as an earlier line of the file (compared
+    as Ultralytics compares them: class and float32 values), or a box of zero width or height."""
+    key = (cls, np.asarray([float(t) for t in tokens[1:]], np.float32).tobytes())
+    if key in seen:
+        stats["duplicate_labels"] = stats.get("duplicate_labels", 0) + 1
+        _warn(
+            on_warning, "duplicate_label", f"{where}: the same label as line {seen[key]}; removed (as Ultralytics does)"
+        )
+        return True
+    seen[key] = where.rsplit(" ", 1)[-1]
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        stats["empty_boxes"] = stats.get("empty_boxes", 0) + 1
+        box = f"{bbox[2]:.3g} x {bbox[3]:.3g} px in the {size[1]}x{size[0]} image"
+        _warn(on_warning, "empty_box", f"{where}: the box has zero width or height ({box}); left out, fix the line")
+        return True
+    return False
+
+
+def _coco_annotation(
+    ann_id: int, image_id: int, cls: int, bbox: list[float], poly: list | None, size: tuple[int, int], stats: dict
+) -> dict:
+    """The COCO record of one label line (category id ``cls + 1``; a polygon's area is its mask's)."""
+    area = bbox[2] * bbox[3]
+    if poly:
+        area = float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(poly, *size))))
+        stats["polygons"] = stats.get("polygons", 0) + 1
+    seg = poly or []
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": cls + 1,
+        "bbox": bbox,
+        "area": area,
+        "iscrowd": 0,
+        "segmentation": seg,
+    }
+
+
+def _warn(on_warning: WarningHandler | None, kind: str, message: str) -> None:
+    if on_warning is not None:
+        on_warning(kind, message)
 
 
 def yolo_records(
@@ -121,17 +195,21 @@ def yolo_records(
     classes: list[str],
     on_problem: ProblemHandler | None = None,
     names_from: str = "the class list",
+    on_warning: WarningHandler | None = None,
+    masks: bool = False,
+    refuse_mixed: bool = False,
 ) -> tuple[list[dict], list[dict], dict, set[Path]]:
     """COCO images and annotations of ``images`` (files under ``img_dir``), labels from ``label_of(image path)``.
 
     An image without a label file, or with an empty one, is a negative. Sizes are read from the images.
     With ``on_problem``, an image that cannot be read (or whose label file cannot) is reported as ``'image'``
     and left out, a bad line as ``'annotation'``; without, both raise :class:`DatasetError`.
-    ``names_from`` names where ``classes`` come from (see :func:`yolo_label_annotations`).
+    ``names_from`` names where ``classes`` come from; ``on_warning`` gets the lines left out with a warning,
+    ``masks`` and ``refuse_mixed`` refuse box lines (see :func:`yolo_label_annotations`).
     Returns: (images, annotations, stats, the label files used (resolved)).
     """
     records, anns, used = [], [], set()
-    stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0}
+    stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0, "duplicate_labels": 0, "box_among_polygons": 0}
     for path in images:
         txt = label_of(path)
         if txt.is_file():
@@ -141,7 +219,20 @@ def yolo_records(
             new = []
             if txt.is_file():
                 first = len(anns) + 1
-                new = yolo_label_annotations(txt, len(records) + 1, classes, h, w, first, stats, on_problem, names_from)
+                new = yolo_label_annotations(
+                    txt,
+                    len(records) + 1,
+                    classes,
+                    h,
+                    w,
+                    first,
+                    stats,
+                    on_problem,
+                    names_from,
+                    on_warning,
+                    masks,
+                    refuse_mixed,
+                )
         except DatasetError as e:
             if on_problem is None:
                 raise
@@ -162,6 +253,9 @@ def yolo_to_coco(
     Each image under ``img_dir`` (recursively) takes its labels from ``label_dir/<relative path>.txt``;
     an image without a label file is a negative (no annotations). Sizes are read from the images.
     ``names_from`` names where ``classes`` come from in messages (e.g. ``classes file my_classes.txt``).
+    Duplicated lines and boxes of zero size are left out, and box lines among polygon lines kept without a mask,
+    with one warning per kind that names the first (counted in ``stats['duplicate_labels']``,
+    ``stats['empty_boxes']`` and ``stats['box_among_polygons']``).
     Returns: (coco dict, stats dict); ``stats['orphan_labels']`` counts label files without an image.
     """
     label_dir, img_dir = require_dir(label_dir, "--label-dir", "label folder"), Path(img_dir)
@@ -169,7 +263,18 @@ def yolo_to_coco(
     def label_of(path: Path) -> Path:
         return label_dir / path.relative_to(img_dir).with_suffix(".txt")
 
-    images, anns, stats, used = yolo_records(img_dir, list_images(img_dir), label_of, classes, None, names_from)
+    notes: dict[str, list[str]] = {}
+    images, anns, stats, used = yolo_records(
+        img_dir,
+        list_images(img_dir),
+        label_of,
+        classes,
+        None,
+        names_from,
+        lambda k, m: notes.setdefault(k, []).append(m),
+    )
+    for found in notes.values():  # one warning per kind, naming the first line
+        warnings.warn(found[0] + (f" (and {len(found) - 1} more like it)" if len(found) > 1 else ""), stacklevel=2)
     if not images:
         raise DatasetError(f"--img-dir {img_dir}: no images ({', '.join(IMAGE_EXTS)}); point it at the image folder")
     stats["orphan_labels"] = sum(

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from detkit.data.converters.common import IMAGE_EXTS, list_images
 from detkit.data.converters.yolo import yolo_records
 from detkit.data.datasets.coco import CocoDataset
 from detkit.data.datasets.formats import CocoOptions, ProblemLog, Unpack, coco_dict, warn_unused_files
 from detkit.data.datasets.seg_folder import load_class_names
-from detkit.data.validate import DatasetError, Problem
+from detkit.data.datasets.yolo_yaml import SPLITS, ImageList, read_data_yaml, read_image_list
+from detkit.data.validate import WARNING, DatasetError, Problem
 from detkit.registry import DATASETS
 
-__all__ = ["YOLODataset", "label_path", "read_data_yaml"]
-
-SPLITS = ("train", "val", "test")
+__all__ = ["SPLITS", "YOLODataset", "label_path", "read_data_yaml"]
 
 
 def label_path(image: Path, img_dir: Path | None = None, label_dir: Path | None = None) -> Path:
@@ -32,82 +29,26 @@ def label_path(image: Path, img_dir: Path | None = None, label_dir: Path | None 
     return Path(f"{os.sep}labels{os.sep}".join(os.fspath(image).rsplit(part, 1))).with_suffix(".txt")
 
 
-def _names(names: Any, src: str) -> list[str]:
-    """The class names of ``names:``, a list or a ``{0: name, 1: ...}`` mapping with keys 0..C-1."""
-    if isinstance(names, dict):
-        keys = sorted(names, key=lambda k: (not isinstance(k, int), str(k)))
-        if keys != list(range(len(keys))):
-            raise DatasetError(
-                f"{src}: the keys of 'names' must be the class indices 0..{len(keys) - 1}, got {keys[:10]}; "
-                "number the classes from 0"
-            )
-        names = [names[k] for k in keys]
-    if not isinstance(names, list) or not names or not all(isinstance(n, (str, int)) for n in names):
-        raise DatasetError(
-            f"{src}: 'names' must be a non-empty list of class names or a mapping {{0: name, ...}}, got {names!r}"
-        )
-    names = [str(n) for n in names]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DatasetError(f"{src}: class names {dup} appear twice in 'names'; each class must appear once")
-    return names
-
-
-def read_data_yaml(path: str | os.PathLike, split: str) -> tuple[list[Path], list[str]]:
-    """The image folders of ``split`` and the class names of an Ultralytics ``data.yaml``.
-
-    ``path:`` (the dataset root) is relative to the yaml's folder, and is that folder when absent; the split
-    (one folder or a list of folders) is relative to the root. ``nc:``, when given, must equal the number of names.
-    """
-    src = os.fspath(path)
-    if not os.path.isfile(src):
-        state = "is a folder, not a file" if os.path.isdir(src) else "not found"
-        raise DatasetError(f"data_yaml {src} {state}; give the dataset's data.yaml (keys path, train, val, names)")
-    try:
-        with open(src, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{src}: not valid YAML ({e}); fix the file") from e
-    if not isinstance(data, dict) or "names" not in data:
-        raise DatasetError(f"{src}: a data.yaml is a mapping with 'names' and the split folders (train, val)")
-    names = _names(data["names"], src)
-    if "nc" in data and data["nc"] != len(names):
-        raise DatasetError(f"{src}: nc is {data['nc']} but 'names' lists {len(names)} classes; make them agree")
-    if split not in data or data[split] in (None, ""):
-        have = [k for k in SPLITS if data.get(k)]
-        raise DatasetError(f"{src}: no '{split}' split (it has {', '.join(have) or 'none'}); set split: to one of them")
-    root = Path(src).parent / str(data.get("path") or ".")
-    entries = data[split] if isinstance(data[split], list) else [data[split]]
-    folders = []
-    for entry in entries:
-        folder = root / str(entry)
-        if folder.suffix == ".txt" or not folder.is_dir():
-            what = "a list of image files" if folder.suffix == ".txt" else "not a folder"
-            raise DatasetError(
-                f"{src}: {split}: {entry} ({folder}) is {what}; give the split's image folder (or a list of "
-                "folders), relative to path:"
-            )
-        folders.append(folder)
-    return folders, names
-
-
 @DATASETS.register
 class YOLODataset(CocoDataset):
     """An Ultralytics-style detection / segmentation dataset, read as it is (no conversion step).
 
     Give ``data_yaml`` (``path``, ``train``, ``val``, ``test``, ``names``, as Ultralytics writes it, see
     :func:`read_data_yaml`) and ``split``, or an ``img_dir`` with ``classes``. Each image under the split's
-    folders (recursively) takes its labels from ``label_dir/<relative path>.txt`` when ``label_dir`` is given,
-    else from Ultralytics' sibling ``labels/`` folder (:func:`label_path`). A line is ``class cx cy w h`` (a
-    box) or ``class x1 y1 x2 y2 ...`` (a polygon: its mask with ``with_masks``), normalised to 0..1, ``class``
-    a 0-based index into the names. Image sizes are read from the image headers.
+    folders (recursively), or listed in its ``.txt`` files, takes its labels from ``label_dir/<relative
+    path>.txt`` when ``label_dir`` is given, else from Ultralytics' sibling ``labels/`` folder
+    (:func:`label_path`). A line is ``class cx cy w h`` (a box) or ``class x1 y1 x2 y2 ...`` (a polygon: its
+    mask with ``with_masks``), normalised to 0..1, ``class`` a 0-based index into the names. Image sizes are
+    read from the image headers.
 
     Samples, labels and checks are ``CocoDataset``'s (category ids are ``class + 1``; ``coco`` holds the
     records, for COCO evaluation). Problems named by file and line (a :class:`DatasetError`, or with
     ``on_error: skip`` the line or image left out with one warning counting them): a class index out of range,
-    a malformed line, coordinates outside 0..1, an unreadable image or label file, an image that points
-    outside its folder (a link). An image without a label file (or with an empty one) is a negative; label
-    files without an image are named in a warning.
+    a malformed line, coordinates outside 0..1, a box line among polygon lines (or anywhere, with masks), an
+    unreadable image or label file, an image that points outside its folder (a link), a listed image not
+    found. Left out with a warning (``notes``, listed by ``detkit check``): a label line equal to an earlier
+    one, a box of zero width or height. An image without a label file (or with an empty one) is a negative;
+    label files without an image are named in a warning.
 
     Args:
         data_yaml: the dataset's ``data.yaml``. split: ``'train'``, ``'val'`` or ``'test'`` (a key of it).
@@ -131,18 +72,31 @@ class YOLODataset(CocoDataset):
         if data_yaml is not None:
             if classes is not None:
                 raise DatasetError(f"YOLODataset: the classes come from the 'names' of {data_yaml}; remove classes")
-            self.folders, self.yolo_names = read_data_yaml(data_yaml, split)
+            sources, self.yolo_names, self.yaml_notes, yaml_root = read_data_yaml(data_yaml, split)
         else:
             if classes is None:
                 raise DatasetError(f"YOLODataset: img_dir {img_dir} needs classes (a list, or a classes.txt file)")
-            self.folders, self.yolo_names = [Path(img_dir)], load_class_names(classes)
-        self.folders = [Path(os.path.abspath(f)) for f in self.folders]
-        self.data_yaml, self.split = data_yaml, split
+            sources, self.yolo_names, self.yaml_notes, yaml_root = [Path(img_dir)], load_class_names(classes), [], None
+        self.data_yaml, self.split, self.notes = data_yaml, split, list(self.yaml_notes)
+        lists = [t for t in sources if yaml_root is not None and t.is_file()]  # the yaml's .txt lists of images
+        self.folders = [Path(os.path.abspath(f)) for f in sources if f not in lists]
+        self.lists = {Path(os.path.abspath(t)): read_image_list(t, yaml_root) for t in lists}
         self.label_dir = None if label_dir is None else Path(label_dir)
-        if self.label_dir is not None and len(self.folders) > 1:
-            raise DatasetError(f"{data_yaml}: label_dir applies to one image folder, the {split} split has several")
-        root = Path(os.path.commonpath(self.folders))
-        super().__init__(ann_file=data_yaml or img_dir, img_dir=root, on_error=on_error, **options)
+        if self.label_dir is not None and (len(self.folders) > 1 or self.lists):
+            raise DatasetError(f"{data_yaml}: label_dir applies to one image folder, the {split} split has others")
+        super().__init__(ann_file=data_yaml or img_dir, img_dir=self._image_root(), on_error=on_error, **options)
+        self._warn_notes()
+
+    def _image_root(self) -> Path:
+        """The folder every image of the split lies in (``img_dir`` of the records); listed images by real path."""
+        places = self.folders + [Path(os.path.realpath(p)).parent for lst in self.lists.values() for p in lst.images]
+        if not places:
+            txt = next(iter(self.lists))
+            raise DatasetError(
+                f"{self.data_yaml}: {self.split}: {txt} lists no image that exists ({', '.join(IMAGE_EXTS)}); "
+                f"run detkit check {self.data_yaml} --split {self.split} for the details"
+            )
+        return Path(os.path.commonpath(places))
 
     def check_hint(self) -> str:
         if self.data_yaml is None:  # no file the tool can take: the config that describes this dataset
@@ -150,27 +104,54 @@ class YOLODataset(CocoDataset):
         return f"run detkit check {self.data_yaml} --split {self.split} for the details"
 
     def load_annotations(self) -> tuple[dict, list[Problem]]:
-        """The labels of every image of the split's folders as a COCO dict; problems found on the way."""
+        """The labels of every image of the split's folders and lists as a COCO dict; problems found on the way
+        (warnings among them: the notes of the yaml and of the lines left out, also kept in ``notes``)."""
         log, root = ProblemLog(), Path(self.img_dir)
-        images, label_folders = [], []
+        images, label_folders, self._listed = [], [], {}
         for folder in self.folders:
             files = list_images(folder, "img_dir")
             if not files:
                 raise DatasetError(f"{self.ann_file}: image folder {folder} holds no images ({', '.join(IMAGE_EXTS)})")
-            labels = self._label_folder(folder)
+            label_folders.append(self._label_folder(folder))
             images += [p for p in files if log.image_path(root, p.relative_to(root).as_posix(), os.fspath(p))]
-            label_folders.append(labels)
-        recs, anns, _, used = yolo_records(root, images, self._label_of, self.yolo_names, log)
+        for txt, listed in self.lists.items():
+            images += self._listed_images(txt, listed)
+            log.problems += listed.problems
+        notes = list(self.yaml_notes) + [p for p in log.problems if p.severity == WARNING]
+
+        def note(kind: str, message: str) -> None:
+            notes.append(Problem(kind, message, severity=WARNING))
+
+        masks = self.with_masks or self.with_sem_seg
+        recs, anns, _, used = yolo_records(
+            root, images, self._label_of, self.yolo_names, log, on_warning=note, masks=masks, refuse_mixed=True
+        )
         orphans = [t for d in label_folders if d.is_dir() for t in sorted(d.rglob("*.txt")) if t.resolve() not in used]
         warn_unused_files(
             [t for t in orphans if t.name != "classes.txt"],
             "label file(s) have no image",
             "add the images or remove them",
         )
-        return coco_dict(recs, anns, self.yolo_names, self.ann_file), log.problems
+        self.notes = notes
+        problems = [p for p in log.problems if p.severity != WARNING] + notes
+        return coco_dict(recs, anns, self.yolo_names, self.ann_file), problems
+
+    def _listed_images(self, txt: Path, listed: ImageList) -> list[Path]:
+        """The images of a ``.txt`` list by real path, their labels found from the listed path (Ultralytics'
+        rule); a DatasetError when no label folder of them exists."""
+        labels = {Path(os.path.realpath(p)): label_path(p) for p in listed.images}
+        folders = sorted({t.parent for t in labels.values()})
+        if folders and not any(f.is_dir() for f in folders):
+            raise DatasetError(
+                f"{txt}: no label folder of its images exists (e.g. {folders[0]}); YOLO labels lie in the sibling "
+                "labels/ folder of the images/ folder (images/train/a.jpg -> labels/train/a.txt)"
+            )
+        self._listed.update(labels)
+        return list(labels)
 
     def _label_of(self, image: Path) -> Path:
-        return label_path(image, Path(self.img_dir), self.label_dir)
+        listed = self._listed.get(image)
+        return listed if listed is not None else label_path(image, Path(self.img_dir), self.label_dir)
 
     def _label_folder(self, folder: Path) -> Path:
         """The label folder of an image folder; a DatasetError when it does not exist (no image could have labels)."""
@@ -181,3 +162,14 @@ class YOLODataset(CocoDataset):
                 f"the sibling labels/ folder (images/train/a.jpg -> labels/train/a.txt), or give label_dir"
             )
         return labels
+
+    def _warn_notes(self) -> None:
+        """One warning per kind of note (the yaml read with a fix, label lines left out), naming the first."""
+        by_kind: dict[str, list[Problem]] = {}
+        for p in self.notes:
+            by_kind.setdefault(p.kind, []).append(p)
+        for p in by_kind.pop("data_yaml", []):  # a few, about the yaml: each
+            warnings.warn(p.message, stacklevel=3)
+        for kind, found in by_kind.items():
+            more = f" (and {len(found) - 1} more [{kind}])" if len(found) > 1 else ""
+            warnings.warn(f"{found[0].message}{more}; {self.check_hint()}", stacklevel=3)
