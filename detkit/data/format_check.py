@@ -46,8 +46,8 @@ def voc_roots_below(path: str | os.PathLike) -> list[str]:
 
 
 def yolo_splits(data_yaml: str | os.PathLike) -> list[str]:
-    """The splits a ``data.yaml`` lists (``train``, ``val``, ``test``); a detkit config is refused with a hint."""
-    from detkit.data.datasets.yolo import SPLITS
+    """The splits a ``data.yaml`` lists (``train``, ``val``, ``test``; ``validation:`` as ``val``); a detkit config is refused with a hint."""
+    from detkit.data.datasets.yolo_yaml import listed_splits
 
     try:
         with open(data_yaml, encoding="utf-8") as f:
@@ -59,8 +59,7 @@ def yolo_splits(data_yaml: str | os.PathLike) -> list[str]:
             f"{data_yaml} is a detkit config, not a YOLO data.yaml (path, train, val, names); check the datasets "
             f"it describes with: detkit check --config {data_yaml}"
         )
-    listed = [s for s in SPLITS if isinstance(data, dict) and data.get(s)]
-    return listed or ["train"]
+    return listed_splits(data) or ["train"]
 
 
 def _built(build: Callable[[], Any]) -> Any:

@@ -131,6 +131,9 @@ def test_validation_key_is_val(yolo):
         assert len(YOLODataset(data_yaml=str(yolo), split="val")) == 3
     with pytest.raises(DatasetError, match=r"no 'test' split \(it has train, val\)"):
         YOLODataset(data_yaml=str(yolo), split="test")
+    from detkit.data.format_check import yolo_splits
+
+    assert yolo_splits(yolo) == ["train", "val"]  # detkit check DATA.yaml checks the validation: split too
 
 
 # ----------------------------------------------------------------------------- 4: .txt lists of images
