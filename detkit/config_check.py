@@ -356,9 +356,28 @@ def check_config(cfg: Any, sources: Sources | None = None) -> None:
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(TOP_LEVEL)}), got {show(cfg)}")
     for key in cfg:
         if key not in TOP_LEVEL:
-            problems.unknown((key,), TOP_LEVEL, what="top-level section")
+            _unknown_section(problems, cfg, key)
     if cfg.get("model") is not None:
         check_part(problems, DETECTORS, cfg["model"], ("model",))
-    check_section(problems, DATA_RULES, cfg.get("data"), ("data",), parts=DATA_SPLITS)
+    if isinstance(cfg.get("data"), str) and cfg["data"].endswith((".yaml", ".yml")):
+        problems.add(
+            ("data",),
+            f"data is a section of the config, not a file: to train on the Ultralytics data.yaml {cfg['data']}, "
+            f"give --data {cfg['data']} (the config's data sections then read it)",
+        )
+    else:
+        check_section(problems, DATA_RULES, cfg.get("data"), ("data",), parts=DATA_SPLITS)
     check_engine(cfg, problems)
     problems.raise_if_any()
+
+
+def _unknown_section(problems: ConfigProblems, cfg: dict, key: Any) -> None:
+    """An unknown top-level key: detkit's name for an Ultralytics one (``epochs``, ``imgsz``, ``device``), else
+    the nearest section."""
+    from detkit.ultralytics_names import translate
+
+    found = translate(str(key), cfg[key], cfg)
+    if found is None:
+        problems.unknown((key,), TOP_LEVEL, what="top-level section")
+        return
+    problems.add((key,), f"unknown top-level section '{key}' (Ultralytics' name); detkit's: {found.text()}")

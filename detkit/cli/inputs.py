@@ -36,13 +36,20 @@ NOT_YAML = {
 }
 
 
-def check_config_file(config: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> None:
-    """Refuse a CONFIG argument that is a checkpoint (swapped arguments), a folder or not YAML text.
+def check_config_file(
+    config: str | os.PathLike, checkpoint: str | os.PathLike | None = None, command: str = "train"
+) -> None:
+    """Refuse a CONFIG argument that is a checkpoint (swapped arguments), a folder, not YAML text, an Ultralytics
+    data.yaml (``command`` names the tool that takes it with ``--data``) or an Ultralytics model name.
 
     A name that is not a file is left to ``load_config`` (it may be a packaged config's name).
     """
     path = Path(config)
     kind = file_kind(path)
+    if kind == "missing":
+        _ultralytics_model_name(str(config))
+    if kind in ("yaml", "text"):
+        _data_yaml_as_config(path, command)
     if kind == "folder":
         hint = (
             f" (it holds {path / 'config.yaml'}, the resolved config of a run)"
@@ -69,13 +76,51 @@ def check_config_file(config: str | os.PathLike, checkpoint: str | os.PathLike |
         )
 
 
+def _data_yaml_as_config(path: Path, command: str) -> None:
+    """Refuse an Ultralytics data.yaml given as CONFIG, naming the packaged config to train on it with --data."""
+    from detkit.data.data_arg import is_data_yaml, suggest_config
+
+    if not is_data_yaml(path):
+        return
+    run = f"python tools/{command}.py {suggest_config(path)} --data {path}"  # (format_error writes `detkit train`)
+    raise UserError(
+        f"CONFIG {path} is an Ultralytics data.yaml (a dataset), not a detkit config; train a packaged recipe on "
+        f"it: `{run}` (`detkit configs` lists the configs)"
+    )
+
+
+def _ultralytics_model_name(config: str) -> None:
+    """Refuse an Ultralytics model name given as CONFIG (``yolov8n``, ``yolov8s-seg.pt``), naming detkit's config."""
+    from detkit.ultralytics_names import packaged_for
+
+    found = packaged_for(config)
+    if found is None:
+        return
+    name, note = found
+    weights = (
+        " (its weights convert with `detkit convert-weights --from ultralytics`)" if config.endswith(".pt") else ""
+    )
+    raise UserError(
+        f"config file not found: {config}; that is Ultralytics' model name: detkit's packaged config is '{name}' "
+        f"({note}): give {name} as CONFIG{weights}; `detkit configs` lists them"
+    )
+
+
 def config_arg(
-    config: str | os.PathLike, overrides: Sequence[str] = (), checkpoint: str | None = None, needs: Sequence[str] = ()
+    config: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    checkpoint: str | None = None,
+    needs: Sequence[str] = (),
+    data_yaml: str | os.PathLike | None = None,
 ) -> dict:
     """``load_config(config, overrides)`` after :func:`check_config_file`; CONFIG ``-`` takes the config that
-    ``checkpoint`` stores (overrides applied, every key checked). Each section of ``needs`` (``model``, ``data``)
-    must be a mapping: a missing or null one is a UserError naming it."""
-    cfg = _load_config_arg(config, overrides, checkpoint)
+    ``checkpoint`` stores (overrides applied, every key checked). ``data_yaml`` (``--data``) points the config's
+    datasets at an Ultralytics data.yaml before the overrides apply (``detkit.data.data_arg``). Each section of
+    ``needs`` (``model``, ``data``) must be a mapping: a missing or null one is a UserError naming it."""
+    if data_yaml is not None:
+        cfg = _load_with_data_yaml(config, overrides, data_yaml)
+    else:
+        cfg = _load_config_arg(config, overrides, checkpoint)
     for section in needs:
         if not isinstance(cfg.get(section), dict):
             state = "is null" if section in cfg else "is missing"
@@ -101,6 +146,30 @@ def _load_config_arg(config: str | os.PathLike, overrides: Sequence[str], checkp
         return cfg
     check_config_file(config, checkpoint)
     return load_config(config, list(overrides))
+
+
+def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], data_yaml: str | os.PathLike) -> dict:
+    """The config with its datasets reading ``data_yaml``, then ``overrides`` applied, then every key checked."""
+    from detkit.config import load_config_with_sources, record_sources
+    from detkit.config_check import check_config
+    from detkit.config_overrides import apply_overrides, get_by_path
+    from detkit.data.data_arg import apply_data_yaml, data_yaml_keys
+
+    check_config_file(config)
+    kind = file_kind(data_yaml)
+    if kind not in ("yaml", "text"):
+        state = {"missing": "not found", "folder": "is a folder"}.get(kind, f"is not YAML text (it is {kind})")
+        raise UserError(f"--data {data_yaml} {state}; give the dataset's data.yaml (keys path, train, val, names)")
+    cfg, sources = load_config_with_sources(config, check=True)
+    cfg = apply_data_yaml(cfg, data_yaml)
+    for path in data_yaml_keys(cfg):  # what --data set is named as its origin in the check's messages
+        node = get_by_path(cfg, ".".join(map(str, path)))
+        record_sources(
+            sources, {k: node[k] for k in ("type", "data_yaml", "split")} if path[0] == "data" else node, path, "--data"
+        )
+    cfg = apply_overrides(cfg, list(overrides), sources, add_missing=True)
+    check_config(cfg, sources)
+    return cfg
 
 
 def checkpoint_arg(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None) -> Path:

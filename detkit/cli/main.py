@@ -33,6 +33,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Ultralytics' command words (`yolo TASK MODE ...`) -> detkit's command
+ULTRALYTICS_MODES = {"predict": "infer", "val": "eval"}
+ULTRALYTICS_TASKS = ("detect", "segment", "classify", "pose", "obb")
+TASK_CONFIGS = "yolo_n_coco detects, yolo_n_seg_coco segments, cspdarknet_n_shapes classifies"
+
+
+def ultralytics_word(argv: list[str]) -> str:
+    """The message for an Ultralytics command word (``predict``, ``val``, ``detect``, ...) given as the command."""
+    name = argv[0]
+    if name in ULTRALYTICS_MODES:
+        cmd = ULTRALYTICS_MODES[name]
+        usage_of = {"infer": "CONFIG CHECKPOINT INPUT...", "eval": "CONFIG CHECKPOINT"}[cmd]
+        return f"unknown command '{name}' (Ultralytics' word); detkit's is `detkit {cmd} {usage_of}` (see --help)"
+    mode = next((w for w in argv[1:2] if w in ("train", "export", "benchmark", "track", *ULTRALYTICS_MODES)), "train")
+    cmd = ULTRALYTICS_MODES.get(mode, mode)
+    if name in ("pose", "obb"):
+        return f"unknown command '{name}': detkit has no {name} models; the config sets the task ({TASK_CONFIGS})"
+    return (
+        f"unknown command '{name}' (Ultralytics' task word): detkit picks the task from the config: "
+        f"`detkit {cmd} CONFIG ...` ({TASK_CONFIGS}; `detkit configs` lists them)"
+    )
+
+
 def usage() -> str:
     """The text of ``detkit --help``."""
     width = max(map(len, COMMANDS))
@@ -54,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"detkit {__version__}")
         return 0
     name = argv[0]
+    if name in ULTRALYTICS_MODES or name in ULTRALYTICS_TASKS:
+        print(f"detkit: error: {ultralytics_word(argv)}", file=sys.stderr)
+        return 2
     if name not in COMMANDS:
         import difflib
 

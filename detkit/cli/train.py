@@ -1,10 +1,12 @@
 """Train a detector on one process, or on many through torchrun.
 
-Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT] | --exist-ok] [--load-from CKPT]
-                             [--set K=V ...] [--seed N] [--device cpu|cuda|cuda:N|N|mps] [--amp] [--deterministic]
+Usage: python tools/train.py CONFIG [--data DATA.yaml] [--work-dir DIR] [--resume [CKPT] | --exist-ok]
+                             [--load-from CKPT] [--set K=V ...] [--seed N] [--device cpu|cuda|cuda:N|N|mps]
+                             [--amp] [--deterministic]
        torchrun --nproc-per-node N tools/train.py CONFIG ...
 A work dir that already holds a run (checkpoints, metrics.jsonl) is never written over: continue it with
 --resume, train into another --work-dir, or pass --exist-ok to move the old run into DIR/previous-N/.
+--data DATA.yaml trains the config's recipe on an Ultralytics dataset (docs/training.md, "Coming from Ultralytics").
 Exit status: 0 done, 1 the run failed on its own (divergence, an evaluation error not due to the input),
 2 bad input (config, data, checkpoint, device, work dir), 130/143 stopped by SIGINT/SIGTERM.
 """
@@ -30,6 +32,7 @@ from detkit.cli.errors import (
     worker_message,
 )
 from detkit.cli.inputs import TORCH_KINDS, check_config_file, config_arg, device_arg
+from detkit.cli.ultralytics_args import refuse_ultralytics_words
 from detkit.utils.checkpoint import check_checkpoint_file, file_kind
 
 if TYPE_CHECKING:
@@ -43,6 +46,11 @@ SETUP_ERRORS = (ValueError, KeyError, TypeError, ImportError)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", help="YAML config")
+    p.add_argument(
+        "--data",
+        metavar="DATA.yaml",
+        help="an Ultralytics data.yaml: the config's datasets read it (YOLODataset), the model takes its classes",
+    )
     p.add_argument(
         "--work-dir",
         help="output folder (default: work_dirs/<config stem>; for a run's own DIR/config.yaml, DIR)",
@@ -80,6 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compile the model's dense parts with torch.compile (train.compile) (a one-time cost of minutes; docs/benchmarks.md)",
     )
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    refuse_ultralytics_words(p, argv if argv is not None else sys.argv[1:], "train")
     return p.parse_args(argv)
 
 
@@ -143,13 +152,12 @@ def check_inputs(args: argparse.Namespace) -> dict:
             f"CONFIG {args.config} is a PyTorch checkpoint and {swapped[0]} {given[swapped[0]]} a YAML file: the "
             f"two are swapped; the order is CONFIG first, then {swapped[0]} CKPT"
         )
-    check_config_file(args.config)
+    check_config_file(args.config, command="train")
     for flag, path in given.items():
         check_checkpoint_file(path, f"{flag} checkpoint")
     device_arg(args.device)
-    return config_arg(
-        args.config, [*args.set, *(["train.compile=true"] if args.compile else [])], needs=("model", "data")
-    )
+    overrides = [*args.set, *(["train.compile=true"] if args.compile else [])]
+    return config_arg(args.config, overrides, needs=("model", "data"), data_yaml=args.data)
 
 
 def default_work_dir(config: str) -> Path:

@@ -1,8 +1,8 @@
 """Search hyperparameters with Optuna: each trial trains CONFIG with values drawn from SPACE.yaml.
 
-Usage: python tools/tune.py CONFIG --space SPACE.yaml --trials N --work-dir DIR [--metric bbox/AP]
-           [--direction maximize] [--sampler tpe|random|grid] [--pruner median|hyperband|none] [--storage URL]
-           [--study-name NAME] [--timeout S] [--set K=V ...]
+Usage: python tools/tune.py CONFIG --space SPACE.yaml --trials N --work-dir DIR [--data DATA.yaml]
+           [--metric bbox/AP] [--direction maximize] [--sampler tpe|random|grid] [--pruner median|hyperband|none]
+           [--storage URL] [--study-name NAME] [--timeout S] [--set K=V ...]
 Trial n trains in DIR/trial_<n>/. The study lives in --storage (default sqlite:///DIR/study.db): running the
 same command again, or in several processes or machines at once, continues it until N trials exist in total
 (complete, pruned and failed). DIR gets trials.csv, best.yaml (train it with tools/train.py), history.png,
@@ -19,7 +19,8 @@ import os
 import sys
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_error_types
-from detkit.cli.inputs import config_arg, input_arg, out_dir_arg
+from detkit.cli.inputs import check_config_file, config_arg, input_arg, out_dir_arg
+from detkit.cli.ultralytics_args import refuse_ultralytics_words
 
 TOOL = "tune"
 OUTPUTS = ("trials.csv", "best.yaml", "study.db", "history.png", "slices.png", "importance.png", "parallel.png")
@@ -32,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--space", required=True, metavar="SPACE.yaml", help="config keys mapped to distributions")
     p.add_argument("--trials", required=True, type=int, metavar="N", help="trials the study holds in total")
     p.add_argument("--work-dir", required=True, metavar="DIR", help="trials, outputs and the default storage")
+    p.add_argument(
+        "--data", metavar="DATA.yaml", help="an Ultralytics data.yaml that the config's datasets read (as in train)"
+    )
     p.add_argument("--metric", default="bbox/AP", help="a trial's value: this metric of its last evaluation")
     p.add_argument(
         "--direction", default="maximize", choices=("maximize", "minimize"), help="default maximize: higher is better"
@@ -51,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys in every trial"
     )
+    refuse_ultralytics_words(p, argv if argv is not None else sys.argv[1:], TOOL)
     return p.parse_args(argv)
 
 
@@ -70,7 +75,8 @@ def check_args(args: argparse.Namespace) -> dict:
                 raise UserError(
                     f"{flag} {given} is {work_dir / name}, which the search writes; move it or choose another --work-dir"
                 )
-    return config_arg(args.config, args.set, needs=("model", "data"))
+    check_config_file(args.config, command=TOOL)
+    return config_arg(args.config, args.set, needs=("model", "data"), data_yaml=args.data)
 
 
 def run(args: argparse.Namespace) -> int:

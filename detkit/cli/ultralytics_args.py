@@ -1,0 +1,165 @@
+"""Ultralytics' habits on a detkit command line: ``imgsz=640 epochs=10 batch=16 device=0`` as words, ``--epochs
+10`` as flags, ``data=ds/data.yaml``, ``model=yolov8n.pt``.
+
+:func:`refuse_ultralytics_words` finds them before argparse (which would call them "unrecognized arguments")
+and exits 2 with one line each naming detkit's form (``detkit.ultralytics_names``), then the whole command
+in detkit's words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from detkit.cli.errors import USER_EXIT, as_invoked, tool_label
+from detkit.ultralytics_names import Translation, canonical, translate
+
+__all__ = ["refuse_ultralytics_words"]
+
+
+@dataclass
+class Scan:
+    """The command line split into Ultralytics settings ``(given, name, value)``, other ``key=value`` words, and
+    the tokens argparse takes (positionals and known flags with their values, in order)."""
+
+    habits: list[tuple[str, str, str]] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    positionals: list[str] = field(default_factory=list)
+
+
+def _takes(action: argparse.Action, rest: Sequence[str]) -> int:
+    """How many of the tokens after a known flag are its values (argparse's rule for these nargs)."""
+    values = 0
+    for token in rest:
+        if token.startswith("-") and token != "-":
+            break
+        values += 1
+    if action.nargs == 0:
+        return 0
+    if action.nargs in (None, "?"):
+        return min(values, 1)
+    if isinstance(action.nargs, int):
+        return min(values, action.nargs)
+    return values  # '+', '*'
+
+
+def _flag_action(parser: argparse.ArgumentParser, flag: str) -> argparse.Action | None:
+    """The action of ``flag`` as argparse reads it (an exact flag, or the one flag it abbreviates)."""
+    actions = parser._option_string_actions  # noqa: SLF001  (argparse's own table of flags)
+    if flag in actions:
+        return actions[flag]
+    matches = [a for f, a in actions.items() if f.startswith(flag) and f.startswith("--")]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _long_flag(parser: argparse.ArgumentParser, argv: Sequence[str], i: int, out: Scan) -> int:
+    """Read the ``--flag`` at ``argv[i]`` into ``out`` (an Ultralytics setting, or argparse's with its values);
+    returns the index after it."""
+    token = argv[i]
+    flag, eq, value = token.partition("=")
+    action = _flag_action(parser, flag)
+    name = canonical(flag) if action is None else None
+    if name is not None:
+        has_value = not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+        given = f"{token} {argv[i + 1]}" if has_value else token
+        out.habits.append((given, name, value or (argv[i + 1] if has_value else "true")))
+        return i + (2 if has_value else 1)
+    n = 0 if eq or action is None else _takes(action, argv[i + 1 :])
+    out.kept += argv[i : i + 1 + n]
+    return i + 1 + n
+
+
+def scan(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Scan:
+    """Split ``argv`` (see :class:`Scan`); the values of ``--set`` are config keys, never habits."""
+    out, i = Scan(), 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            out.kept += argv[i:]
+            out.positionals += argv[i + 1 :]
+            break
+        if token.startswith("--") and len(token) > 2:
+            i = _long_flag(parser, argv, i, out)
+            continue
+        key, eq, value = token.partition("=")
+        if token.startswith("-") and token != "-":  # a short flag (-h) or a negative number: argparse's
+            out.kept.append(token)
+        elif eq and not os.path.exists(token):
+            name = canonical(key)
+            if name is not None:
+                out.habits.append((token, name, value))
+            else:
+                out.words.append(token)
+        else:
+            out.kept.append(token)
+            out.positionals.append(token)
+        i += 1
+    return out
+
+
+def _config_for(found: Scan, translations: list[Translation]) -> tuple[str | None, dict | None]:
+    """The CONFIG of this command (given, or the one ``model=`` names) and its loaded config (None if it fails)."""
+    config = next((t.config for t in translations if t.config), None) or (found.positionals or [None])[0]
+    if config is None:
+        return None, None
+    try:
+        from detkit.config import load_config
+
+        return config, load_config(config)
+    except Exception:  # noqa: BLE001  (a hint only: the tool reports a bad config once the words are fixed)
+        return config, None
+
+
+def _command(tool: str, found: Scan, config: str | None, fixes: list[Translation]) -> str:
+    """The whole command in detkit's words (``project=`` and ``name=`` join into one ``--work-dir``)."""
+    data = next((t.flags[1] for t in fixes if t.flags[:1] == ["--data"]), None)
+    kept = list(found.kept)
+    if config in kept:
+        kept.remove(config)
+    if config is None:
+        from detkit.data.data_arg import suggest_config
+
+        config = suggest_config(data)
+    work = [t.flags[1] for t in fixes if t.flags[:1] == ["--work-dir"] and len(t.flags) == 2]
+    flags = [tok for t in fixes if t.flags[:1] != ["--work-dir"] for tok in t.flags]
+    flags += ["--work-dir", "/".join(work)] if work else []
+    sets = [s for t in fixes for s in t.sets]
+    words = [config, *kept, *flags, *(["--set", *sets] if sets else [])]
+    return " ".join([as_invoked(f"python tools/{tool}.py"), *map(shlex.quote, words)])
+
+
+def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str], tool: str) -> None:
+    """Exit 2 when ``argv`` holds Ultralytics-style settings (``epochs=10``, ``--imgsz 640``, ``data=x.yaml``) or
+    other ``key=value`` words: one line each with detkit's form, then the command in detkit's words."""
+    found = scan(parser, list(argv))
+    if (not found.habits and not found.words) or {"-h", "--help"} & set(found.kept):
+        return  # (--help wins, as in argparse)
+    first = [translate(name, value) for _, name, value in found.habits]
+    config, cfg = _config_for(found, first)
+    fixes = [_own_flags(translate(name, value, cfg), parser, tool) for _, name, value in found.habits]
+    label = tool_label(tool)
+    lines = []
+    for (given, _, _), fix in zip(found.habits, fixes):
+        lines.append(f"{label}: error: {given} is Ultralytics' spelling; detkit's: {fix.text()}")
+    for word in found.words:
+        lines.append(
+            f"{label}: error: {word}: a KEY=VALUE word is Ultralytics' form; detkit sets config keys with --set "
+            "KEY=VALUE, under detkit's names (docs/training.md, 'Coming from Ultralytics')"
+        )
+    if found.habits:
+        lines.append(f"{label}: in detkit's words: {_command(tool, found, config, fixes)}")
+    print("\n".join(lines), file=sys.stderr)
+    raise SystemExit(USER_EXIT)
+
+
+def _own_flags(fix: Translation, parser: argparse.ArgumentParser, tool: str) -> Translation:
+    """``fix`` with a note instead of a flag that this tool lacks (``detkit tune`` has no ``--device``)."""
+    flag = fix.flags[0] if fix.flags else None
+    if flag is None or flag in parser._option_string_actions:  # noqa: SLF001
+        return fix
+    return Translation(fix.name, note=f"{tool_label(tool)} has no {flag}: see --help")

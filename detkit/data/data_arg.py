@@ -1,0 +1,194 @@
+"""``--data DATA.yaml``: train a config's recipe on an Ultralytics ``data.yaml`` (read by ``YOLODataset``).
+
+:func:`apply_data_yaml` rewrites a loaded config so that its datasets read the data.yaml: the innermost
+dataset of ``data.train`` (below wrappers such as ``MixDataset``, whose mosaic and pipelines stay) becomes
+``{type: YOLODataset, data_yaml: DATA.yaml, split: train}``, ``data.val`` the same with ``split: val`` (its
+pipeline, e.g. ``LetterBox``, stays), ``data.test`` likewise when the yaml has a test split; ``ann_file`` and
+``img_dir`` are removed at every level. A model with a mask head gets ``with_masks: true``; a fixed
+``model.num_classes`` becomes the number of the yaml's names (a ``null`` one is taken from the data anyway).
+
+:func:`is_data_yaml` and :func:`suggest_config` let a tool recognise a data.yaml given where a config is
+expected and name the packaged config to train on it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detkit.config import ConfigError
+
+__all__ = ["DATA_SPLITS", "apply_data_yaml", "is_data_yaml", "needs_masks", "suggest_config"]
+
+DATA_SPLITS = ("train", "val", "test")
+PATH_KEYS = ("ann_file", "img_dir")  # removed at every level: the data.yaml names the folders
+# datasets whose samples (boxes, masks) a YOLODataset gives as well: their options carry over
+DETECTION_DATASETS = ("CocoDataset", "YOLODataset", "VOCDataset")
+# keys of a YOLODataset that --data sets itself (the others carry over from the dataset it replaces)
+OWN_KEYS = ("type", "data_yaml", "split", "img_dir", "label_dir", "classes")
+TASK_OF = {
+    "ImageFolderDataset": "class folders for a classifier",
+    "CocoCropsDataset": "object crops for a classifier",
+    "SegFolderDataset": "semantic-segmentation maps",
+}
+DETECTION_CONFIG, SEGMENTATION_CONFIG = "yolo_n_coco", "yolo_n_seg_coco"
+
+
+def _load_yaml(path: str | os.PathLike) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def is_data_yaml(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an Ultralytics dataset file (``names`` or ``nc``, and no detkit config section)."""
+    if not os.path.isfile(path) or os.path.getsize(path) > 1_000_000:
+        return False
+    data = _load_yaml(path)
+    if not isinstance(data, dict) or {"model", "data", "_base_", "optimizer", "scheduler"} & set(data):
+        return False
+    return ("names" in data or "nc" in data) and not isinstance(data.get("train"), dict)
+
+
+def _polygon_labels(data_yaml: str | os.PathLike, limit: int = 20) -> bool:
+    """Whether the first ``limit`` label files of the train split hold polygons (YOLO-seg lines)."""
+    from detkit.data.datasets.yolo import label_path
+    from detkit.data.datasets.yolo_yaml import read_data_yaml
+
+    try:
+        sources = read_data_yaml(data_yaml, "train").sources  # image folders or .txt lists of images
+    except Exception:  # noqa: BLE001  (a hint only: the dataset reports a bad data.yaml itself)
+        return False
+    folders = [f for f in sources if Path(f).is_dir()]
+    if not folders:
+        return False
+    labels = label_path(Path(folders[0]) / "x.jpg").parent
+    for txt in itertools.islice(labels.rglob("*.txt") if labels.is_dir() else (), limit):
+        try:
+            lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        if any(len(line.split()) > 5 for line in lines):
+            return True
+    return False
+
+
+def suggest_config(data_yaml: str | os.PathLike | None) -> str:
+    """The packaged config to train on ``data_yaml``: YOLO n-seg when its labels are polygons, else YOLO n."""
+    seg = data_yaml is not None and os.path.isfile(data_yaml) and _polygon_labels(data_yaml)
+    return SEGMENTATION_CONFIG if seg else DETECTION_CONFIG
+
+
+def needs_masks(model: Any) -> bool:
+    """Whether a model config predicts instance masks (a ``mask_head``, or a ``YOLOSegHead``)."""
+    if not isinstance(model, dict):
+        return False
+    head = model.get("head")
+    return bool(model.get("mask_head")) or (isinstance(head, dict) and head.get("type") == "YOLOSegHead")
+
+
+def _splits(data_yaml: str) -> tuple[list[str], set[str]]:
+    """The class names of ``data_yaml`` (its train split checked as a dataset reads it) and its splits."""
+    from detkit.data.datasets.yolo_yaml import listed_splits, read_data_yaml
+
+    names = read_data_yaml(data_yaml, "train").names
+    return names, set(listed_splits(_load_yaml(data_yaml)))  # (``validation:`` counts as val, as in Ultralytics)
+
+
+def _yolo_keys() -> set[str]:
+    from detkit.config_check import accepted
+    from detkit.data.datasets.yolo import YOLODataset
+
+    return set(accepted(YOLODataset)[0]) - set(OWN_KEYS)
+
+
+def _wraps(type_name: str) -> bool:
+    """Whether the registered dataset ``type_name`` wraps another one (it takes a ``dataset``)."""
+    import detkit.data.datasets  # noqa: F401  (registers every dataset)
+    from detkit.config_check import accepted
+    from detkit.registry import DATASETS
+
+    return type_name in DATASETS and "dataset" in accepted(DATASETS.get(type_name))[0]
+
+
+def _point_at(spec: Any, data_yaml: str, split: str, where: str, masks: bool) -> dict:
+    """``spec`` with its innermost dataset reading ``split`` of ``data_yaml`` (wrappers kept, paths removed)."""
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where} must be a dataset spec (a mapping with 'type'), got {spec!r}")
+    out = {k: copy.deepcopy(v) for k, v in spec.items() if k not in PATH_KEYS}
+    if _wraps(kind):
+        inner = out.get("dataset") or {"type": "CocoDataset"}  # (MixDataset's default inner dataset)
+        out["dataset"] = _point_at(inner, data_yaml, split, f"{where}.dataset", masks)
+        return out
+    if kind not in DETECTION_DATASETS:
+        what = TASK_OF.get(kind, "not a detection dataset")
+        raise ConfigError(
+            f"{data_yaml}: an Ultralytics data.yaml feeds a detection or instance-segmentation config, but {where} "
+            f"is {kind} ({what}); give a detection config such as {DETECTION_CONFIG} or {SEGMENTATION_CONFIG} "
+            "(`detkit configs` lists them)"
+        )
+    keep = _yolo_keys()
+    new = {"type": "YOLODataset", "data_yaml": data_yaml, "split": split}
+    new.update({k: v for k, v in out.items() if k in keep})
+    if masks:
+        new["with_masks"] = True
+    return new
+
+
+def apply_data_yaml(cfg: dict, data_yaml: str | os.PathLike) -> dict:
+    """A copy of ``cfg`` whose datasets read the Ultralytics ``data_yaml`` (see the module docstring).
+
+    The data.yaml is stored by its absolute path, so that the run's config.yaml (which eval and infer of the
+    run read) finds it from any folder. Raises ``DatasetError`` for a bad data.yaml (missing, no names, a
+    missing train folder, no val split while the config validates) and ``ConfigError`` for a config whose
+    datasets are not detection datasets.
+    """
+    data_yaml = os.path.abspath(os.fspath(data_yaml))
+    names, have = _splits(data_yaml)
+    out = copy.deepcopy(cfg)
+    data = out.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
+        raise ConfigError(f"{data_yaml}: the config has no data.train to point at it; give a detection config")
+    if isinstance(data.get("val"), dict) and "val" not in have:
+        from detkit.data.validate import DatasetError
+
+        raise DatasetError(
+            f"{data_yaml}: no 'val' split, and the config validates on data.val; add val: (an image folder, "
+            "relative to path:) to the data.yaml, as Ultralytics requires too"
+        )
+    masks = needs_masks(out.get("model"))
+    for split in DATA_SPLITS:
+        spec = data.get(split)
+        if not isinstance(spec, dict):
+            continue
+        if split not in have:  # a test set of the data the yaml replaces: not this data's
+            del data[split]
+            continue
+        data[split] = _point_at(spec, data_yaml, split, f"data.{split}", masks)
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("num_classes"), int):
+        model["num_classes"] = len(names)
+    return out
+
+
+def data_yaml_keys(cfg: dict) -> list[tuple]:
+    """The key paths that :func:`apply_data_yaml` set in ``cfg``: each YOLODataset spec of the data splits
+    (``('data', 'train', 'dataset')`` below a wrapper) and ``('model', 'num_classes')`` when it is a number."""
+    keys = []
+    for split in DATA_SPLITS:
+        path, spec = ("data", split), (cfg.get("data") or {}).get(split)
+        while isinstance(spec, dict) and spec.get("type") != "YOLODataset":
+            path, spec = (*path, "dataset"), spec.get("dataset")
+        if isinstance(spec, dict) and spec.get("data_yaml"):
+            keys.append(path)
+    if isinstance((cfg.get("model") or {}).get("num_classes"), int):
+        keys.append(("model", "num_classes"))
+    return keys

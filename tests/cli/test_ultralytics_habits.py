@@ -1,0 +1,182 @@
+"""Ultralytics' habits on detkit's command line: `train CONFIG --data DATA.yaml`, a data.yaml or a model name given
+as CONFIG, `imgsz=640 epochs=10` words and `--epochs 10` flags, `--set epochs=1`, `predict` / `detect` commands.
+
+Each mistake: exit status 2, one line per mistake naming detkit's form, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detkit.cli import main as cli
+from detkit.cli import train as train_cli
+from detkit.cli import tune as tune_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from test_data_arg import make_ultralytics  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _as_detkit_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["detkit train"])  # messages name the command as `detkit train`
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory) -> Path:
+    return make_ultralytics(tmp_path_factory.mktemp("ds"))
+
+
+def _refused(main, argv, capsys) -> list[str]:
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()
+
+
+def test_words_name_detkit_keys_for_the_config_at_hand(capsys):
+    lines = _refused(train_cli.main, ["yolo_n_shapes", "imgsz=640", "epochs=10", "batch=16", "device=0"], capsys)
+    assert len(lines) == 5 and all(line.startswith("detkit train: ") for line in lines)
+    imgsz, epochs, batch, device, whole = lines
+    assert "imgsz=640 is Ultralytics' spelling" in imgsz
+    assert "--set data.train.size=640 data.val.pipeline.0.size=640" in imgsz  # training size and val LetterBox
+    assert "--set train.max_epochs=10" in epochs and "--set data.batch_size=16" in batch
+    assert "--device 0" in device
+    assert whole.endswith(
+        "detkit train yolo_n_shapes --device 0 --set data.train.size=640 data.val.pipeline.0.size=640 "
+        "train.max_epochs=10 data.batch_size=16"
+    )
+
+
+def test_flags_and_other_names(capsys):
+    lines = _refused(
+        train_cli.main,
+        ["--epochs", "10", "faster_rcnn_r18_fpn_shapes", "--imgsz=320", "--batch", "4", "lr0=0.02", "workers=0"],
+        capsys,
+    )
+    text = "\n".join(lines)
+    assert "--epochs 10 is Ultralytics' spelling; detkit's: --set train.max_epochs=10" in text
+    # a two-stage config: the shorter-side sizes of its ResizeShortestEdge steps
+    assert "'data.train.pipeline.0.short_sizes=[320]' 'data.val.pipeline.0.short_sizes=[320]'" in text
+    assert "--set data.batch_size=4" in text and "optimizer.lr=0.02" in text and "data.num_workers=0" in text
+    assert "unrecognized" not in text
+
+
+def test_data_word_and_data_yaml_as_config_name_the_packaged_config(ds, capsys):
+    lines = _refused(train_cli.main, [f"data={ds}"], capsys)
+    assert f"--data {ds}" in lines[0] and lines[-1].endswith(f"detkit train yolo_n_coco --data {ds}")
+    (line,) = _refused(train_cli.main, [str(ds)], capsys)
+    assert "is an Ultralytics data.yaml" in line and f"`detkit train yolo_n_coco --data {ds}`" in line
+    assert "detkit configs" in line
+
+
+@pytest.mark.parametrize(
+    "name, config", [("yolov8n", "yolo_n_coco"), ("yolov8n-seg", "yolo_n_seg_coco"), ("yolo11s.pt", "yolo_s_coco")]
+)
+def test_ultralytics_model_names_map_to_packaged_configs(name, config, capsys):
+    (line,) = _refused(train_cli.main, [name], capsys)
+    assert f"'{config}'" in line and f"give {config} as CONFIG" in line
+
+
+def test_set_with_ultralytics_names(capsys):
+    (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--set", "epochs=1"], capsys)
+    assert "train.max_epochs=1" in line and "scheduler" not in line
+    (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--set", "imgsz=160"], capsys)
+    assert "data.train.size=160 data.val.pipeline.0.size=160" in line and "optimizer" not in line
+    (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--set", "data=ds/data.yaml"], capsys)
+    assert "give --data ds/data.yaml" in line
+
+
+def test_an_unknown_key_value_word_points_to_set(capsys):
+    lines = _refused(train_cli.main, ["yolo_n_shapes", "hsv_h=0.1"], capsys)
+    assert lines == [
+        "detkit train: error: hsv_h=0.1: a KEY=VALUE word is Ultralytics' form; detkit sets config keys with --set "
+        "KEY=VALUE, under detkit's names (docs/training.md, 'Coming from Ultralytics')"
+    ]
+
+
+def test_tune_takes_data_and_refuses_words(ds, tmp_path, capsys):
+    lines = _refused(
+        tune_cli.main, ["yolo_n_shapes", "--space", "s.yaml", "--trials", "1", "--work-dir", "w", "epochs=2"], capsys
+    )
+    assert "--set train.max_epochs=2" in lines[0] and "detkit tune yolo_n_shapes" in lines[-1]
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True}}))
+    args = tune_cli.parse_args(
+        ["yolo_n_shapes", "--data", str(ds), "--space", str(space), "--trials", "1", "--work-dir", str(tmp_path / "w")]
+    )
+    cfg = tune_cli.check_args(args)
+    assert cfg["data"]["train"]["dataset"]["data_yaml"] == str(ds.resolve())
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["predict", "model=yolov8n.pt"], "`detkit infer CONFIG CHECKPOINT INPUT...`"),
+        (["val"], "`detkit eval CONFIG CHECKPOINT`"),
+        (["detect", "train", "data=x.yaml"], "detkit picks the task from the config: `detkit train CONFIG ...`"),
+        (["segment"], "yolo_n_seg_coco segments"),
+        (["classify"], "cspdarknet_n_shapes classifies"),
+    ],
+)
+def test_ultralytics_commands(argv, expected, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err
+
+
+def test_bad_data_arguments_are_one_line(ds, tmp_path, capsys):
+    (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--data", str(tmp_path / "none.yaml")], capsys)
+    assert "--data" in line and "not found" in line
+    (line,) = _refused(train_cli.main, ["resnet18_shapes", "--data", str(ds), "--device", "cpu"], capsys)
+    assert "ImageFolderDataset" in line and "yolo_n_coco" in line
+
+
+def test_train_on_a_data_yaml_records_it_for_eval(ds, tmp_path, capsys, monkeypatch):
+    from detkit.cli import eval as eval_cli
+
+    monkeypatch.chdir(tmp_path)  # a relative data.yaml: the run stores its absolute path
+    rel = Path("ds.yaml")
+    rel.write_text(yaml.safe_dump({**yaml.safe_load(ds.read_text()), "path": str(ds.parent)}))
+    sets = ["train.max_epochs=1", "data.train.size=64", "data.val.pipeline.0.size=64", "data.batch_size=2"]
+    argv = [
+        "yolo_n_shapes",
+        "--data",
+        str(rel),
+        "--device",
+        "cpu",
+        "--work-dir",
+        "run",
+        "--set",
+        *sets,
+        "data.num_workers=0",
+    ]
+    assert train_cli.main(argv) == 0, capsys.readouterr().err
+    cfg = yaml.safe_load(Path("run/config.yaml").read_text())
+    assert cfg["data"]["train"]["dataset"] == {
+        "type": "YOLODataset",
+        "data_yaml": str(rel.resolve()),
+        "split": "train",
+    }
+    assert cfg["data"]["val"]["data_yaml"] == str(rel.resolve()) and cfg["data"]["val"]["split"] == "val"
+    assert cfg["data"]["train"]["mosaic"] == {"p": 1.0}
+    monkeypatch.chdir(Path("/"))  # eval of the run from another folder reads the same data
+    out = tmp_path / "metrics.json"
+    assert (
+        eval_cli.main(
+            [str(tmp_path / "run/config.yaml"), str(tmp_path / "run/best.pth"), "--device", "cpu", "--out", str(out)]
+        )
+        == 0
+    )
+    assert "bbox/AP" in out.read_text()
+
+
+def test_help_wins_over_the_words(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(["yolo_n_shapes", "epochs=3", "-h"])
+    assert exit_info.value.code == 0 and "--data DATA.yaml" in capsys.readouterr().out

@@ -1,0 +1,161 @@
+"""detkit.data.data_arg: a packaged config pointed at an Ultralytics data.yaml (``--data``), at the config level
+(wrappers, pipelines, masks, num_classes, test split, refusals) and built into datasets."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from detkit.config import ConfigError, load_config
+from detkit.config_check import check_config
+from detkit.data.data_arg import apply_data_yaml, data_yaml_keys, is_data_yaml, suggest_config
+from detkit.data.validate import DatasetError
+
+
+def make_ultralytics(root: Path, segments: bool = False, test: bool = False) -> Path:
+    """A tiny Ultralytics dataset (shapes data, 64 px): ``root/images/{train,val}``, ``root/labels/...``,
+    ``root/data.yaml``; returns the yaml."""
+    from detkit.data.converters import convert_coco_to_yolo
+    from detkit.data.synthetic import make_shapes
+
+    make_shapes(root / "coco", num_train=4, num_val=2, size=(64, 64), seed=0)
+    splits = ("train", "val", "test") if test else ("train", "val")
+    for split in splits:
+        source = "val" if split == "test" else split
+        out = root / "converted" / split
+        convert_coco_to_yolo(root / "coco" / f"{source}.json", root / "coco" / source, out, segments=segments)
+        shutil.copytree(root / "coco" / source, root / "images" / split)
+        shutil.copytree(out / "labels", root / "labels" / split)
+    names = (root / "converted" / "train" / "classes.txt").read_text().split()
+    shutil.rmtree(root / "converted")
+    shutil.rmtree(root / "coco")
+    data = {"path": ".", **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(names))}
+    (root / "data.yaml").write_text(yaml.safe_dump(data))
+    return root / "data.yaml"
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory) -> Path:
+    return make_ultralytics(tmp_path_factory.mktemp("ultra"))
+
+
+@pytest.fixture(scope="module")
+def seg_yaml(tmp_path_factory) -> Path:
+    return make_ultralytics(tmp_path_factory.mktemp("ultra_seg"), segments=True, test=True)
+
+
+def _paths(node, found=None) -> list[str]:
+    """Every ann_file / img_dir key left anywhere in a config node."""
+    found = [] if found is None else found
+    if isinstance(node, dict):
+        found += [k for k in node if k in ("ann_file", "img_dir")]
+        for v in node.values():
+            _paths(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _paths(v, found)
+    return found
+
+
+def test_yolo_recipe_keeps_the_wrapper_mosaic_and_pipelines(data_yaml):
+    cfg = load_config("yolo_n_shapes")
+    before = copy.deepcopy(cfg)
+    out = apply_data_yaml(cfg, data_yaml)
+    assert cfg == before  # the given config is left as it was
+    train, val = out["data"]["train"], out["data"]["val"]
+    assert train["type"] == "MixDataset" and train["size"] == before["data"]["train"]["size"]
+    assert (
+        train["mosaic"] == before["data"]["train"]["mosaic"]
+        and train["pipeline"] == before["data"]["train"]["pipeline"]
+    )
+    assert train["dataset"] == {"type": "YOLODataset", "data_yaml": str(data_yaml.resolve()), "split": "train"}
+    assert val == {
+        "type": "YOLODataset",
+        "data_yaml": str(data_yaml.resolve()),
+        "split": "val",
+        "pipeline": before["data"]["val"]["pipeline"],  # LetterBox
+    }
+    assert _paths(out["data"]) == []
+    assert out["model"]["num_classes"] is None  # taken from the data, as before
+    check_config(out)
+    assert data_yaml_keys(out) == [("data", "train", "dataset"), ("data", "val")]
+
+
+def test_a_fixed_class_count_follows_the_names(data_yaml):
+    cfg = load_config("yolo_n_coco")
+    assert cfg["model"]["num_classes"] == 80
+    out = apply_data_yaml(cfg, data_yaml)
+    assert out["model"]["num_classes"] == 4  # the shapes data's names
+    assert out["data"]["train"]["dataset"]["type"] == "YOLODataset"
+    assert ("model", "num_classes") in data_yaml_keys(out)
+
+
+@pytest.mark.parametrize("name", ["yolo_n_seg_shapes", "yolo_n_seg_coco", "mask_rcnn_r18_fpn_shapes"])
+def test_segmentation_configs_read_masks(seg_yaml, name):
+    out = apply_data_yaml(load_config(name), seg_yaml)
+    train = out["data"]["train"]
+    inner = train.get("dataset", train)
+    assert inner["type"] == "YOLODataset" and inner["with_masks"] is True
+    assert out["data"]["val"]["with_masks"] is True and out["data"]["val"]["split"] == "val"
+    check_config(out)
+
+
+def test_two_stage_config_keeps_its_resize_and_options(data_yaml):
+    cfg = load_config("faster_rcnn_r18_fpn_shapes", ["data.train.filter_empty=true", "+data.train.on_error=skip"])
+    out = apply_data_yaml(cfg, data_yaml)
+    train = out["data"]["train"]
+    assert train["type"] == "YOLODataset" and train["split"] == "train"
+    assert train["pipeline"] == cfg["data"]["train"]["pipeline"]
+    assert train["filter_empty"] is True and train["on_error"] == "skip"
+    assert "with_masks" not in train and _paths(out["data"]) == []
+    check_config(out)
+
+
+def test_test_split_follows_the_yaml(data_yaml, seg_yaml):
+    cfg = load_config("yolo_n_seg_shapes")
+    cfg["data"]["test"] = copy.deepcopy(cfg["data"]["val"])
+    assert apply_data_yaml(cfg, seg_yaml)["data"]["test"]["split"] == "test"  # the yaml has a test split
+    assert "test" not in apply_data_yaml(cfg, data_yaml)["data"]  # it has none: the old test set goes
+    assert "test" not in apply_data_yaml(load_config("yolo_n_shapes"), seg_yaml)["data"]  # the config has none
+
+
+def test_refusals_name_the_file_and_the_fix(data_yaml, tmp_path):
+    with pytest.raises(ConfigError, match=r"data.train is ImageFolderDataset \(class folders.*yolo_n_coco"):
+        apply_data_yaml(load_config("resnet18_shapes"), data_yaml)
+    with pytest.raises(ConfigError, match="SegFolderDataset"):
+        apply_data_yaml(load_config("semfpn_r18_shapes"), data_yaml)
+    no_val = tmp_path / "no_val.yaml"
+    raw = yaml.safe_load(data_yaml.read_text())
+    raw["path"] = str(data_yaml.parent)
+    del raw["val"]
+    no_val.write_text(yaml.safe_dump(raw))
+    with pytest.raises(DatasetError, match="no 'val' split"):
+        apply_data_yaml(load_config("yolo_n_shapes"), no_val)
+    with pytest.raises(DatasetError, match="not found"):
+        apply_data_yaml(load_config("yolo_n_shapes"), tmp_path / "missing.yaml")
+
+
+def test_data_yaml_is_recognised_and_the_config_suggested(data_yaml, seg_yaml):
+    from detkit.config import resolve_config_path
+
+    assert is_data_yaml(data_yaml) and is_data_yaml(seg_yaml)
+    assert not is_data_yaml(resolve_config_path("yolo_n_shapes"))
+    assert suggest_config(data_yaml) == "yolo_n_coco"
+    assert suggest_config(seg_yaml) == "yolo_n_seg_coco"  # polygon labels
+    assert suggest_config(None) == "yolo_n_coco"
+
+
+def test_rewritten_config_builds_its_datasets(data_yaml, seg_yaml):
+    from detkit.data.build import build_dataset
+
+    out = apply_data_yaml(load_config("yolo_n_shapes", ["data.train.size=64"]), data_yaml)
+    train, val = build_dataset(out["data"]["train"]), build_dataset(out["data"]["val"])
+    assert (len(train), len(val)) == (4, 2)
+    assert train.class_names == val.class_names == ["circle", "rectangle", "triangle", "star"]
+    assert train[0]["image"].shape == (64, 64, 3)
+    seg = apply_data_yaml(load_config("yolo_n_seg_shapes", ["data.train.size=64"]), seg_yaml)
+    assert "masks" in build_dataset(seg["data"]["train"])[0]
