@@ -104,8 +104,14 @@ class ToolRun:
 @contextlib.contextmanager
 def _process_state_kept(argv0: str, cwd: Path | None) -> Iterator[None]:
     """Run a block as a fresh tool process would and put back what a tool changes for its whole process: the
-    environment, sys.argv, the working folder, torch's thread count, sys.excepthook, the loggers' handlers."""
+    environment, sys.argv, the working folder, torch's thread count and random state (a tool seeds it),
+    sys.excepthook, the loggers' handlers."""
+    import random
+
+    import numpy as np
+
     env, argv, here, threads, hook = dict(os.environ), sys.argv[:], os.getcwd(), torch.get_num_threads(), sys.excepthook
+    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
     loggers = [logging.getLogger(), logging.getLogger("detkit")]
     kept = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     sys.argv = [argv0]
@@ -120,6 +126,9 @@ def _process_state_kept(argv0: str, cwd: Path | None) -> Iterator[None]:
         os.environ.update(env)
         sys.argv, sys.excepthook = argv, hook
         torch.set_num_threads(threads)
+        torch.set_rng_state(rng[0])
+        random.setstate(rng[1])
+        np.random.set_state(rng[2])
         for lg, handlers, level, propagate in kept:
             for h in lg.handlers:
                 if h not in handlers:

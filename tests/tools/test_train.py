@@ -164,12 +164,13 @@ PREFLIGHT_MISTAKES = [
 
 
 @pytest.mark.parametrize("args, message", PREFLIGHT_MISTAKES)
-def test_each_mistake_is_one_message_exit_2_and_changes_nothing(user, tmp_path, args, message):
+def test_each_mistake_is_one_message_exit_2_and_changes_nothing(user, tmp_path, args, message, tool_in_process):
     args = [a.format(u=user) for a in args]
     before = _snapshot(user)
     work = ["--work-dir", tmp_path / "w"] if "--work-dir" not in args else []
-    proc = _run([user / "frcnn.yaml", "--device", "cpu", *work, *args])
+    proc = tool_in_process("train", [user / "frcnn.yaml", "--device", "cpu", *work, *args])  # main() in this process
     err = proc.stderr.strip()
+    assert "Traceback" not in proc.stdout + err, err[-3000:]
     assert proc.returncode == 2, proc.stdout[-2000:] + err[-2000:]
     assert err.startswith("train: error:") and message.format(u=user) in err and len(err.splitlines()) <= 2, err
     assert _snapshot(user) == before
