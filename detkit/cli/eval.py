@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 
+from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, out_file_arg
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
@@ -26,10 +27,8 @@ from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 TOOL = "eval"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("config", help="YAML config the checkpoint was trained with, or '-' for the config it stores")
-    p.add_argument("checkpoint", help="checkpoint file (.pth)")
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The options (every argument but CONFIG CHECKPOINT)."""
     p.add_argument("--out", help="write the metrics to this JSON file")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys")
     p.add_argument("--device", help="cpu, cuda, cuda:N or N (default: cuda when available)")
@@ -39,6 +38,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compile the model's dense parts with torch.compile (a one-time cost of minutes; docs/benchmarks.md)",
     )
     add_tta_arguments(p)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", help="YAML config the checkpoint was trained with, or '-' for the config it stores")
+    p.add_argument("checkpoint", help="checkpoint file (.pth)")
+    add_options(p)
+    hint = checkpoint_first(TOOL, argv, positionals(add_options, argv))
+    if hint:
+        p.error(hint)
     return p.parse_args(argv)
 
 

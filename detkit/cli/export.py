@@ -22,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, hw_type, input_arg, out_file_arg
 
@@ -43,10 +44,8 @@ def check_opset(opset: int) -> None:
         raise UserError(f"--opset {opset}: give {MIN_OPSET} to {top} (default 17; NMS needs {MIN_OPSET} or more)")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
-    ap.add_argument("checkpoint")
+def add_options(ap: argparse.ArgumentParser) -> None:
+    """The options (every argument but CONFIG CHECKPOINT)."""
     ap.add_argument("--format", default="onnx", choices=["onnx"])
     ap.add_argument("--out", required=True, help="output file")
     ap.add_argument("--verify", action="store_true", help="compare onnxruntime with PyTorch on sample images")
@@ -72,6 +71,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="YOLO models: end the graph at the decoded boxes and class scores [B,A,4], [B,A,C] (and mask "
         "coefficients and prototypes); post-process outside. Default: NMS in the graph",
     )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
+    ap.add_argument("checkpoint")
+    add_options(ap)
+    hint = checkpoint_first(TOOL, argv, positionals(add_options, argv))
+    if hint:
+        ap.error(hint)
     args = ap.parse_args(argv)
     if args.max_det is not None:
         if args.max_per_img is not None:
@@ -140,6 +150,11 @@ def verify_summary(stats: dict) -> str:
         f"verify on {stats['images']} images: {stats['num_ref']} PyTorch / {stats['num_other']} onnxruntime "
         f"detections, {stats['matched']} matched"
         + (f" ({stats['borderline']} more at a score cut)" if stats["borderline"] else "")
+        + (
+            f" ({stats['near_tie']} more near-tied duplicates that NMS kept differently)"
+            if stats.get("near_tie")
+            else ""
+        )
         + f", max box diff {stats['max_box_diff']:.2e} px (tolerance {stats['box_tol']:.2e} px), "
         f"max score diff {stats['max_score_diff']:.2e}"
     )

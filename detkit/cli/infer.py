@@ -1,12 +1,13 @@
 """Run a detector, segmentor or classifier on images, folders, globs and videos; write drawings and predictions.
 
     python tools/infer.py CONFIG CHECKPOINT INPUT... [--out-dir DIR] [--score-thr T] [--device D]
-                          [--batch-size B] [--no-draw] [--draw-thr T]
+                          [--batch-size B] [--no-draw] [--draw-thr T] [--set K=V ...]
                           [--tile H,W [--tile-overlap F] [--tile-whole-image]]
                           [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
                           [--ensemble CKPT ...]
 
-CONFIG may be '-' to use the config stored in the checkpoint. Outputs under --out-dir: drawn images
+CONFIG may be '-' to use the config stored in the checkpoint; --set overrides its keys as in tools/eval.py
+(e.g. model.head.nms_thr=0.5; --ensemble members keep the config they store). Outputs under --out-dir: drawn images
 (<stem>.jpg) and videos (<stem>.mp4 / .avi), predictions.json (COCO results, masks as RLE) and
 images.json (image_id -> file, frame); for semantic models <stem>_labels.png and <stem>_sem.png; for
 classifiers predictions.csv (file, frame, label_1, score_1, ... label_k, score_k: the top-k classes of the
@@ -24,21 +25,28 @@ import argparse
 import sys
 from pathlib import Path
 
+from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_errors
-from detkit.cli.inputs import checkpoint_arg, device_arg, out_dir_arg
+from detkit.cli.inputs import checkpoint_arg, config_arg, device_arg, out_dir_arg
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 
 TOOL = "infer"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
-    ap.add_argument("checkpoint")
-    ap.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or glob patterns")
+def add_options(ap: argparse.ArgumentParser) -> None:
+    """The options (every argument but CONFIG CHECKPOINT INPUT...)."""
     ap.add_argument("--out-dir", default="outputs/infer")
     ap.add_argument("--score-thr", type=float, default=None, help="default: the config's test threshold")
     ap.add_argument("--draw-thr", type=float, default=None, help="score threshold for drawing (default 0.3)")
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="K=V",
+        help="override config keys (of CONFIG, or of the config stored in the checkpoint with CONFIG '-'), "
+        "e.g. model.head.nms_thr=0.5",
+    )
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
     ap.add_argument(
         "--compile",
@@ -53,6 +61,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--tile-whole-image", action="store_true", help="add a whole-image pass to the tiles")
     add_tta_arguments(ap)
+
+
+def set_words(argv: list[str]) -> list[str]:
+    """The words that ``--set`` takes in ``argv`` (each up to the next option)."""
+    words, taking = [], False
+    for word in argv:
+        if word == "--" or (word.startswith("-") and word != "-"):
+            taking = word == "--set"
+        elif taking:
+            words.append(word)
+    return words
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", help="config file, or '-' for the config stored in the checkpoint")
+    ap.add_argument("checkpoint")
+    ap.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or glob patterns")
+    add_options(ap)
+    hint = checkpoint_first(TOOL, argv, positionals(add_options, argv), inputs="IMAGES...")
+    if hint:
+        ap.error(hint)
+    stray = [w for w in set_words(argv) if "=" not in w]
+    if stray and not {"-h", "--help"} & set(
+        argv
+    ):  # --set takes every word up to the next option: the inputs given after it land there
+        ap.error(
+            f"--set takes KEY=VALUE words, and {stray[0]!r} is not one: give CONFIG CHECKPOINT INPUT... before --set"
+        )
     args = ap.parse_args(argv)
     if args.batch_size < 1:
         ap.error("--batch-size must be >= 1")
@@ -90,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, predict."""
     config = None if args.config == "-" else args.config
     checkpoint_arg(args.checkpoint, config)
+    cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",)) if args.set else config
     for extra in args.ensemble:
         checkpoint_arg(extra)
     views = tta_options(args)
@@ -112,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     import detkit
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
-        model = detkit.init_model(config, args.checkpoint, device=device)
+        model = detkit.init_model(cfg, args.checkpoint, device=device)
         check_classifier_options(model, args)
         if args.compile:  # weights fixed: frozen into the compiled graphs
             from detkit.models.compile import compile_model

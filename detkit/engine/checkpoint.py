@@ -83,11 +83,14 @@ def _strip_module(state: dict) -> dict:
     return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-def load_weights(model: nn.Module, state: dict, source: str = "checkpoint") -> dict[str, list[str]]:
+def load_weights(
+    model: nn.Module, state: dict, source: str = "checkpoint", mismatch_note: str | None = None
+) -> dict[str, list[str]]:
     """Load matching tensors of ``state`` into ``model``; drop those whose shapes differ, report the rest.
 
     Returns ``{"loaded", "missing", "unexpected", "mismatched"}`` (lists of names; ``mismatched`` entries
-    say both shapes) and logs the mismatched tensors as a warning, the missing / unexpected ones as info.
+    say both shapes; ``missing`` includes the mismatched names). Logs short lines (see :func:`log_load_report`);
+    ``mismatch_note`` replaces the start of the warning about the mismatched tensors (before their modules).
     """
     own = model.state_dict()
     state = _strip_module(state)
@@ -101,17 +104,28 @@ def load_weights(model: nn.Module, state: dict, source: str = "checkpoint") -> d
         "unexpected": list(result.unexpected_keys),
         "mismatched": mismatched,
     }
-    if mismatched:
-        logger.warning(
-            "dropped %d tensor(s) whose shapes differ (they keep their fresh initialisation): %s",
-            len(mismatched),
-            "; ".join(mismatched),
-        )
-    if report["missing"]:
-        logger.info("missing in %s (%d): %s", source, len(report["missing"]), ", ".join(report["missing"]))
-    if report["unexpected"]:
-        logger.info("unexpected in %s (%d): %s", source, len(report["unexpected"]), ", ".join(report["unexpected"]))
+    log_load_report(report, source, mismatch_note)
     return report
+
+
+def log_load_report(report: dict[str, list[str]], source: str, mismatch_note: str | None = None) -> None:
+    """The tensors of :func:`load_weights`' report as counts grouped by module (``head.cls_branch (36)``): a
+    WARNING for those dropped for their shape (``mismatch_note`` first, when given), INFO for the missing (other
+    than those) and the unexpected ones; every name (and both shapes) at DEBUG level."""
+    differs = [m.split(":", 1)[0] for m in report["mismatched"]]
+    if differs:
+        note = (
+            mismatch_note
+            or f"dropped {len(differs)} tensor(s) whose shapes differ (they keep their fresh initialisation)"
+        )
+        logger.warning("%s: %s", note, _parts(differs))
+        logger.debug("tensors of other shapes (%d): %s", len(differs), "; ".join(report["mismatched"]))
+    dropped = set(differs)
+    missing = [k for k in report["missing"] if k not in dropped]  # the dropped ones were said above
+    for what, names in (("missing in", missing), ("unexpected in", report["unexpected"])):
+        if names:
+            logger.info("%s %s: %d tensor(s): %s", what, source, len(names), _parts(names))
+            logger.debug("%s %s (%d): %s", what, source, len(names), ", ".join(names))
 
 
 def _parts(names: list[str], depth: int = 2) -> str:
@@ -124,12 +138,17 @@ def _parts(names: list[str], depth: int = 2) -> str:
     return ", ".join(shown) + (f", ... ({len(counts) - 8} more)" if len(counts) > 8 else "")
 
 
+def _shown(names: list[str], count: int = 5) -> str:
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike, min_fraction: float = 0.5) -> dict[str, list[str]]:
     """``--load-from``: load the tensors of checkpoint ``path`` that fit ``model`` (see :func:`load_weights`).
 
     Raises :class:`LoadFromError` when fewer than ``min_fraction`` of the model's tensors match by name and
     shape (another model's checkpoint would otherwise start a run from scratch unnoticed). Warns when the
-    checkpoint's class count differs from the model's, naming the re-initialised layers.
+    checkpoint's class count differs from the model's, with the re-initialised tensors counted by module (each
+    one at DEBUG level).
     """
     ckpt = load_checkpoint(path)
     state = _strip_module(model_state(ckpt))
@@ -149,18 +168,20 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, min_fraction: flo
             f"(skipped: {_parts(skipped)}); it is not a checkpoint of this config's model. The fix: {fix}"
         )
     logger.info("loading weights from %s: %d of %d tensors fit the model", path, len(fits), len(own))
-    report = load_weights(model, state, source=str(path))
     names = list((ckpt.get("meta") or {}).get("class_names") or [])
     ours = list(getattr(model, "class_names", []) or [])
+    note = None
     if names and ours and len(names) != len(ours):
-        layers = sorted({m.split(":")[0].rsplit(".", 1)[0] for m in report["mismatched"]})
-        logger.warning(
-            "--load-from %s has %d classes (%s), the config %d (%s); re-initialised head layers: %s",
-            path,
-            len(names),
-            ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""),
-            len(ours),
-            ", ".join(ours[:5]) + (", ..." if len(ours) > 5 else ""),
-            ", ".join(layers) or "none (no shape depends on the class count)",
+        differ = sum(1 for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape))
+        note = (
+            f"--load-from {path} has {len(names)} classes ({_shown(names)}), the config {len(ours)} ({_shown(ours)}): "
+            + (
+                f"{differ} tensor(s) of other shapes are re-initialised"
+                if differ
+                else "no tensor's shape depends on it"
+            )
         )
+    report = load_weights(model, state, source=str(path), mismatch_note=note)
+    if note and not report["mismatched"]:  # else the note starts the warning about them
+        logger.warning("%s", note)
     return report

@@ -21,6 +21,7 @@ from detkit.engine.preflight import (
     check_num_classes,
     check_val_sample,
 )
+from detkit.engine.preflight_data import check_targets, warn_size_mismatch
 from detkit.engine.runtime import resolve_amp
 from detkit.engine.sync_bn import convert_sync_batchnorm, use_sync_bn
 
@@ -65,6 +66,9 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
         out.evaluator = builders.build_evaluator(cfg, val_set)
         check_evaluator_data(out.evaluator, val_set)
         out.val_set = val_set
+    check_targets(cfg.get("model") or {}, train_set, out.val_set)  # masks / maps the model learns from
+    if dist.is_main_process():
+        warn_size_mismatch(cfg)  # a WARNING: multi-scale recipes train at another size on purpose
     return out
 
 

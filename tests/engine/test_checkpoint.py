@@ -124,3 +124,51 @@ def test_ema_ramps_and_tracks():
     ema.update(model)
     assert torch.allclose(ema.module.weight, d * start + (1 - d) * model.weight)
     assert ema.updates == 1 and not ema.module.weight.requires_grad
+
+
+def test_load_from_another_class_count_logs_counts_by_module(tmp_path, caplog):
+    """--load-from of a checkpoint with other classes: one warning with the re-initialised tensors counted by
+    module (no repeated 'missing' line), and every tensor named at DEBUG level only."""
+    from detkit.engine.checkpoint import load_pretrained
+
+    def detector(num_classes: int) -> nn.Module:
+        model = nn.Module()
+        model.backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+        model.head = nn.Module()
+        model.head.cls_branch = nn.ModuleList(nn.Conv2d(8, num_classes, 1) for _ in range(3))
+        model.head.box_branch = nn.Conv2d(8, 4, 1)
+        model.class_names = [f"c{i}" for i in range(num_classes)]
+        return model
+
+    src = detector(80)
+    torch.save({"model": src.state_dict(), "meta": {"class_names": src.class_names}}, tmp_path / "c80.pth")
+    dst = detector(4)
+    with caplog.at_level("INFO", logger="detkit"):
+        report = load_pretrained(dst, tmp_path / "c80.pth")
+    assert len(report["mismatched"]) == 6 and torch.equal(dst.head.box_branch.weight, src.head.box_branch.weight)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "detkit"]
+    assert lines[0] == ("INFO", f"loading weights from {tmp_path / 'c80.pth'}: 9 of 15 tensors fit the model")
+    assert lines[1:] == [
+        (
+            "WARNING",
+            f"--load-from {tmp_path / 'c80.pth'} has 80 classes (c0, c1, c2, c3, c4, ...), the config 4 "
+            "(c0, c1, c2, c3): 6 tensor(s) of other shapes are re-initialised: head.cls_branch (6)",
+        )
+    ]
+    caplog.clear()
+    with caplog.at_level("DEBUG", logger="detkit"):
+        load_pretrained(detector(4), tmp_path / "c80.pth")
+    debug = " ".join(r.getMessage() for r in caplog.records if r.levelname == "DEBUG")
+    assert "head.cls_branch.2.bias: (80,) in" in debug and "head.cls_branch.0.weight: (80, 8, 1, 1)" in debug
+
+
+def test_load_weights_groups_missing_and_unexpected_tensors(caplog):
+    src = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))
+    dst = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3), nn.Linear(3, 2))
+    state = {**src.state_dict(), "extra.a.weight": torch.zeros(1), "extra.a.bias": torch.zeros(1)}
+    with caplog.at_level("INFO", logger="detkit"):
+        load_weights(dst, state, source="ck.pth")
+    assert [r.getMessage() for r in caplog.records] == [
+        "missing in ck.pth: 2 tensor(s): 2 (2)",
+        "unexpected in ck.pth: 2 tensor(s): extra.a (2)",
+    ]

@@ -203,3 +203,23 @@ def test_verify_onnx_takes_the_candidates_from_pytorchs_dense_outputs(yolo, shap
     assert stats["ok"] is (offset == 0)
     assert stats["num_ref"] > 2 and stats["matched"] == stats["num_ref"] - 1
     assert stats["near_tie"] == (2 if offset == 0 else 0)
+
+
+def test_the_verdict_line_counts_near_tied_duplicates():
+    from detkit.cli.export import verify_summary
+
+    stats = dict(
+        images=4,
+        num_ref=10,
+        num_other=10,
+        matched=8,
+        borderline=0,
+        near_tie=2,
+        max_box_diff=1e-4,
+        box_tol=3e-2,
+        max_score_diff=1e-7,
+        ok=True,
+    )
+    line = verify_summary(stats)
+    assert "8 matched (2 more near-tied duplicates that NMS kept differently)" in line and line.endswith(": OK")
+    assert "near-tied" not in verify_summary({**stats, "near_tie": 0})

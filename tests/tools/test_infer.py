@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import detkit
@@ -234,3 +235,33 @@ def test_a_library_caller_still_gets_the_interrupt(checkpoint, tmp_path, monkeyp
         run_inference(model, [tmp_path / "a.png"], tmp_path / "out", progress=False)
     assert isinstance(e.value, InferenceInterrupted) and e.value.summary["interrupted"]
     assert e.value.summary["images"] == 0
+
+
+def test_set_overrides_the_config_as_eval_does(checkpoint, tmp_path, capsys):
+    """--set K=V changes the config infer builds (CONFIG '-': the one stored in the checkpoint), checked as eval's."""
+    img = tmp_path / "in" / "x.png"
+    img.parent.mkdir()
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    tool = _load_tool()
+    counts = {}
+    for name, extra in (
+        ("default", []),
+        ("set", ["--set", "model.box_head.max_per_img=2", "model.box_head.nms_thr=0.3"]),
+    ):
+        out = tmp_path / name
+        assert (
+            tool.main(["-", str(checkpoint), str(img), "--out-dir", str(out), "--device", "cpu", "--no-draw", *extra])
+            == 0
+        )
+        counts[name] = len(json.loads((out / "predictions.json").read_text()))
+    assert counts["default"] > 2 and counts["set"] == 2
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump(load_config(CONFIG, TINY)))
+    out = tmp_path / "file"
+    assert tool.main([str(cfg_file), str(checkpoint), str(img), "--out-dir", str(out), "--device", "cpu",
+                      "--no-draw", "--set", "model.box_head.max_per_img=1"]) == 0  # fmt: skip
+    assert len(json.loads((out / "predictions.json").read_text())) == 1
+    capsys.readouterr()
+    assert tool.main(["-", str(checkpoint), str(img), "--set", "model.box_head.nms_thresh=0.3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nms_thresh" in err and "nms_thr" in err and "\n" not in err
