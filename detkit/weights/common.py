@@ -117,27 +117,32 @@ def unwrap_state_dict(obj: Any, src: str = "checkpoint") -> dict[str, Tensor]:
     return dict(obj)
 
 
-def read_state_dict(src: str | os.PathLike, hint: str = "") -> dict[str, Tensor]:
-    """The state dict in the file ``src``, read with ``torch.load(weights_only=True)`` (no code is unpickled).
+def read_weights_file(src: str | os.PathLike, hint: str = "") -> Any:
+    """What the torch file ``src`` holds, read with ``torch.load(weights_only=True)`` (no code is unpickled).
 
     A file that cannot be read as a torch file (missing, empty, YAML, random bytes, ...) is a
     :class:`~detkit.utils.checkpoint.CheckpointError` naming it and the fix (one line); ``hint`` is added to
-    the message when the file is a torch file the weights-only reader refused. A readable file that holds no
-    state dict is a :class:`ConversionError`.
+    the message, in place of the generic fix, when the file is a torch file the weights-only reader refused
+    (the message is cut at 480 characters: keep ``hint`` short).
     """
     from detkit.utils.checkpoint import CheckpointError, file_kind, read_torch_file
 
     try:
-        obj = read_torch_file(src, map_location="cpu", what="weights file")
+        return read_torch_file(src, map_location="cpu", what="weights file")
     except CheckpointError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e.__cause__))
         if hint and found and file_kind(src) in ("torch-zip", "pickle"):  # short, so that the hint is read
             raise CheckpointError(
-                f"weights file {src} holds Python objects ({found[1]}), not only tensors; detkit reads weights "
-                f"with weights_only=True so that a file never runs code{hint}"
+                f"weights file {src} holds Python objects ({found[1].rsplit('.', 1)[-1]}), which detkit never "
+                f"unpickles{hint}"
             ) from e
         raise
-    return unwrap_state_dict(obj, str(src))
+
+
+def read_state_dict(src: str | os.PathLike, hint: str = "") -> dict[str, Tensor]:
+    """The state dict in the file ``src`` (:func:`read_weights_file`); a readable file that holds no state dict
+    is a :class:`ConversionError`."""
+    return unwrap_state_dict(read_weights_file(src, hint), str(src))
 
 
 def config_with_classes(config: dict | None, num_classes: int | None) -> dict | None:

@@ -221,16 +221,24 @@ def convert_checkpoint(
     config: dict | None = None,
     norm_eps: float | None = 0.0,
     config_name: str | None = None,
+    class_names: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Read a torchvision state dict from ``src``, write a detkit checkpoint to ``dst`` (atomically).
 
     ``norm_eps`` (R-CNN weights only) is written into the config's ``model.backbone.norm_eps`` where that
     backbone takes one: torchvision's COCO R-CNN v1 weights expect FrozenBN eps 0 (torchvision overwrites it);
     None leaves the config as is. R-CNN weights are checked against ``config``'s model (strictly, every key and
-    shape) before anything is written; ``config_name`` names it in the message. Returns the checkpoint's ``meta``.
+    shape) before anything is written; ``config_name`` names it in the message. ``class_names``: a file of the
+    class names to store (:func:`~detkit.weights.class_names.read_class_names`; default: COCO's for COCO heads,
+    none for a fine-tuned head). Returns the checkpoint's ``meta``.
     """
+    from detkit.weights.class_names import check_count, read_class_names
+
     state = read_state_dict(src)
     out, info = convert_state_dict(state)
+    if class_names is not None:
+        where, weights = f"--class-names {os.fspath(class_names)}", f"torchvision {info['kind']} weights"
+        info["class_names"] = check_count(read_class_names(class_names), info["num_classes"], where, weights)
     detection = not info["kind"].startswith("resnet")
     cfg = _meta_config(config, info, norm_eps if detection else None)
     if cfg is not None:

@@ -6,24 +6,43 @@ check detkit against Ultralytics with identical weights (tests, ``tools/benchmar
 and to reuse YOLOv8 weights saved as a plain state dict (``tools/convert_weights.py --from ultralytics``).
 
 An Ultralytics ``.pt`` file holds a pickled model, which is never unpickled here (that would run code from the
-file); save its state dict with Ultralytics first (:data:`SAVE_STATE_DICT`).
+file); save its state dict and class names with Ultralytics first (:func:`save_state_dict_command`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from detkit.weights.common import COCO_CLASSES, ConversionError, config_with_classes, read_state_dict, write_checkpoint
-
-SAVE_STATE_DICT = (
-    'python -c "import torch; from ultralytics import YOLO; '
-    "torch.save(YOLO('yolov8n.pt').model.float().state_dict(), 'yolov8n_state.pth')\""
+from detkit.weights.common import (
+    COCO_CLASSES,
+    ConversionError,
+    config_with_classes,
+    read_weights_file,
+    unwrap_state_dict,
+    write_checkpoint,
 )
+
+
+def save_state_dict_command(src: str | os.PathLike) -> str:
+    """A shell line that saves the weights and class names of the Ultralytics checkpoint ``src`` (a ``.pt``) as
+    ``<stem>_state.pth`` in the current folder: tensors, a dict and strings, which detkit reads without
+    unpickling."""
+    out = f"{Path(src).stem}_state.pth"
+    code = (
+        f"import torch; from ultralytics import YOLO; m = YOLO({json.dumps(os.fspath(src))}).model; "
+        f'torch.save({{"model": m.state_dict(), "names": m.names}}, {json.dumps(out)})'
+    )
+    return f"python -c {shlex.quote(code)}"
+
 
 # YOLOv8 layer index -> detkit module prefix
 _LAYERS = {
@@ -114,7 +133,11 @@ _NECK_BLOCKS = {"n": 1, "s": 1, "m": 2, "l": 3, "x": 3}
 
 def detect_layout(state: dict[str, Tensor]) -> dict[str, Any]:
     """``scale``, ``seg``, ``num_classes``, ``reg_max`` (and ``num_protos``, ``proto_channels``) of a YOLOv8
-    state dict, from its tensor shapes."""
+    state dict, from its tensor shapes. Another Ultralytics model (YOLO11, a classifier, ...) is a
+    :class:`ConversionError` that names what it looks like."""
+    from detkit.weights.ultralytics_arch import check_yolov8
+
+    check_yolov8(state)
     names = ("model.0.conv.weight", f"model.{_HEAD}.cv2.0.2.weight", f"model.{_HEAD}.cv3.0.2.weight")
     if any(n not in state for n in names):
         sample = ", ".join(sorted(state)[:4])
@@ -159,42 +182,85 @@ def layout_model(layout: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_fits(model_cfg: dict, state: dict[str, Tensor], name: str, from_config: bool) -> None:
-    """Build ``model_cfg`` and load ``state`` strictly; a mismatch is a ConversionError saying which."""
-    from detkit.models.build import build_model
+def _names(obj: Any, given: Sequence[str] | str | os.PathLike | None, layout: dict, src: Any) -> tuple[list, str]:
+    """The class names to store and where they come from: ``given`` (names, or a file to read them from), else
+    the ``names`` saved beside the state dict in ``src``, else COCO's for 80 classes (assumed), else none."""
+    from detkit.weights.class_names import check_count, names_of, read_class_names
 
-    try:
-        build_model({"model": model_cfg}).load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError, TypeError, KeyError) as e:
-        where = "the config's model" if from_config else "detkit's model of that layout"
-        first = str(e).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        fix = "; use a YOLO config of the same scale and head (e.g. detkit configs yolo)" if from_config else ""
-        raise ConversionError(f"the weights ({name}) do not fit {where}{fix}: {detail[:300]}") from e
+    nc, weights = layout["num_classes"], "weights"
+    if isinstance(given, (str, os.PathLike)):
+        return check_count(read_class_names(given), nc, f"--class-names {os.fspath(given)}", weights), "given"
+    if given is not None:
+        return check_count(names_of(list(given), "class_names"), nc, "class_names", weights), "given"
+    stored = obj.get("names") if isinstance(obj, dict) else None
+    if stored is not None:
+        where = f"weights file {src}: its 'names'"
+        return check_count(names_of(stored, where), nc, where, weights), "weights file"
+    if nc == len(COCO_CLASSES):
+        return list(COCO_CLASSES), "assumed"
+    return None, "none"
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, config: dict | None = None) -> dict[str, Any]:
+def _check_layout_fits(model: dict, state: dict[str, Tensor], nc: int, name: str) -> None:
+    from detkit.weights.ultralytics_configs import model_mismatch
+
+    detail = model_mismatch(model, state, nc, meta=False)
+    if detail is not None:
+        raise ConversionError(f"the weights ({name}) do not fit detkit's model of that layout: {detail[:300]}")
+
+
+def convert_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    config: dict | None = None,
+    config_name: str | None = None,
+    class_names: Sequence[str] | str | os.PathLike | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """Read a YOLOv8 state dict from ``src``, check it against detkit's model, write a detkit checkpoint.
 
     The model checked is ``config``'s (its ``model.num_classes`` set from the weights, stored in the
-    checkpoint's meta) or, without a config, the one of the weights' layout (:func:`layout_model`; no
-    config stored). Floating tensors are stored as float32; 80 classes get the COCO class names. Returns
-    the checkpoint's ``meta``.
+    checkpoint's meta; ``config_name`` names it in a refusal, which names the packaged config that fits) or,
+    without a config, the one of the weights' layout (:func:`layout_model`; no config stored). Floating tensors
+    are stored as float32. The class names stored: ``class_names`` (names, or a file: :func:`read_class_names`),
+    else the ``names`` saved beside the state dict (:func:`save_state_dict_command`), else COCO's for 80
+    classes. ``notes`` (a list) gets what the user should know: COCO names assumed, the config that fits.
+    Returns the checkpoint's ``meta``.
     """
-    state = read_state_dict(
-        src, hint=f"; an Ultralytics .pt holds a pickled model: save its state dict first: {SAVE_STATE_DICT}"
+    from detkit.weights import ultralytics_configs as fits
+
+    obj = read_weights_file(
+        src,
+        hint=f"; convert what this saves: {save_state_dict_command(src)}",
     )
+    state = unwrap_state_dict(obj, str(src))
     layout = detect_layout(state)
     out = {k: v.float() if v.is_floating_point() else v for k, v in ultralytics_to_detkit(state).items()}
-    name = f"yolov8{layout['scale']}{'-seg' if layout['seg'] else ''}, {layout['num_classes']} classes"
-    cfg = config_with_classes(config, layout["num_classes"])
-    model_cfg = cfg.get("model") if isinstance(cfg, dict) else None
-    if cfg is not None and not isinstance(model_cfg, dict):
-        raise ConversionError("the config has no 'model' section")
-    _check_fits(model_cfg or layout_model(layout), out, name, from_config=cfg is not None)
-    meta = {
-        "class_names": list(COCO_CLASSES) if layout["num_classes"] == len(COCO_CLASSES) else None,
-        "config": cfg,
-        "converted_from": f"ultralytics:{name.split(',')[0]}",
-    }
+    nc, model = layout["num_classes"], layout_model(layout)
+    tag = f"yolov8{layout['scale']}{'-seg' if layout['seg'] else ''}"
+    names, origin = _names(obj, class_names, layout, src)
+    config_name = config_name or "CONFIG"
+    if config is not None:
+        if not isinstance(config.get("model"), dict):
+            raise ConversionError(f"--config {config_name} has no 'model' section")
+        fits.check_config_fits(config["model"], out, layout, model, config_name)
+        fits.check_config_classes(config, layout, config_name)
+    else:
+        _check_layout_fits(model, out, nc, f"{tag}, {nc} classes")
+    if notes is not None:
+        notes.extend(_notes(names, origin, nc))
+        if config is None:
+            notes.append(fits.config_note(layout, model, out))
+    meta = {"class_names": names, "config": config_with_classes(config, nc), "converted_from": f"ultralytics:{tag}"}
     return write_checkpoint(dst, out, meta)
+
+
+def _notes(names: list[str] | None, origin: str, nc: int) -> list[str]:
+    """What the user should know about the stored class names."""
+    fix = "pass --class-names FILE (a text file, data.yaml or COCO json) for the model's own names"
+    if origin == "assumed":
+        shown = ", ".join(names[:3])
+        return [f"the weights have {nc} classes and no names were given: COCO's names assumed ({shown}, ...); {fix}"]
+    if names is None:
+        return [f"no class names stored: detkit calls the {nc} classes class_0 .. class_{nc - 1}; {fix}"]
+    return []

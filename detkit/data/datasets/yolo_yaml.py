@@ -60,7 +60,7 @@ def _int_like(value: Any) -> int | None:
     return int(f) if f.is_integer() else None
 
 
-def _names(names: Any, src: str) -> list[str]:
+def parse_names(names: Any, src: str) -> list[str]:
     """The class names of ``names:``: a list, or a mapping whose keys are the indices 0..C-1 (ints, or strings
     of ints such as ``'0'``, as Ultralytics' ``check_class_names`` reads them); each name is made a string."""
     if isinstance(names, dict):
@@ -107,7 +107,7 @@ def _classes(data: dict, src: str, notes: list[Problem]) -> list[str]:
             )
         )
         return [f"class_{i}" for i in range(nc)]
-    names = _names(data["names"], src)
+    names = parse_names(data["names"], src)
     if nc is not None and nc != len(names):
         raise DatasetError(f"{src}: nc is {data['nc']} but 'names' lists {len(names)} classes; make them agree")
     return names
