@@ -37,7 +37,7 @@ NOT_YAML = {
 
 
 def check_config_file(
-    config: str | os.PathLike, checkpoint: str | os.PathLike | None = None, command: str = "train"
+    config: str | os.PathLike, checkpoint: str | os.PathLike | None = None, command: str | None = None
 ) -> None:
     """Refuse a CONFIG argument that is a checkpoint (swapped arguments), a folder, not YAML text, an Ultralytics
     data.yaml (``command`` names the tool that takes it with ``--data``) or an Ultralytics model name.
@@ -76,13 +76,20 @@ def check_config_file(
         )
 
 
-def _data_yaml_as_config(path: Path, command: str) -> None:
-    """Refuse an Ultralytics data.yaml given as CONFIG, naming the packaged config to train on it with --data."""
+def _data_yaml_as_config(path: Path, command: str | None) -> None:
+    """Refuse an Ultralytics data.yaml given as CONFIG, naming the packaged config to train on it with --data
+    (``command``: ``train`` / ``tune``, the tool that takes it; None for the tools that take no --data)."""
     from detkit.data.data_arg import is_data_yaml, suggest_config
 
     if not is_data_yaml(path):
         return
-    run = f"python tools/{command}.py {suggest_config(path)} --data {path}"  # (format_error writes `detkit train`)
+    run = f"python tools/{command or 'train'}.py {suggest_config(path)} --data {path}"  # (as_invoked: `detkit X`)
+    if command is None:
+        raise UserError(
+            f"CONFIG {path} is an Ultralytics data.yaml (a dataset), not a detkit config; give a detkit config "
+            f"(`detkit configs` lists the packaged ones; `{run}` trains one on this data; "
+            f"`python tools/check_dataset.py {path}` checks it)"
+        )
     raise UserError(
         f"CONFIG {path} is an Ultralytics data.yaml (a dataset), not a detkit config; train a packaged recipe on "
         f"it: `{run}` (`detkit configs` lists the configs)"

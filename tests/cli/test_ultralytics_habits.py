@@ -75,6 +75,15 @@ def test_data_word_and_data_yaml_as_config_name_the_packaged_config(ds, capsys):
     assert "detkit configs" in line
 
 
+def test_a_data_yaml_as_the_config_of_another_tool_names_check_and_train(ds, capsys, monkeypatch):
+    from detkit.cli import check_dataset
+
+    monkeypatch.setattr(sys, "argv", ["detkit check"])
+    (line,) = _refused(check_dataset.main, ["--config", str(ds)], capsys)
+    assert line.startswith(f"detkit check: error: CONFIG {ds} is an Ultralytics data.yaml") and "train a" not in line
+    assert f"`detkit check {ds}` checks it" in line and f"`detkit train yolo_n_coco --data {ds}`" in line
+
+
 @pytest.mark.parametrize(
     "name, config", [("yolov8n", "yolo_n_coco"), ("yolov8n-seg", "yolo_n_seg_coco"), ("yolo11s.pt", "yolo_s_coco")]
 )
