@@ -50,3 +50,43 @@ def test_a_segmentor_neck_gets_the_backbone_strides(override, strides, stages):
     check_parts_fit(model)
     (pred,) = model.eval().predict(_batch())
     assert pred["sem_seg"].shape == (64, 96)
+
+
+def test_a_neck_of_ones_own_without_strides_still_builds():
+    """docs/architecture.md asks a part for keyword arguments only: a neck that takes no strides gets none."""
+    from torch import nn
+
+    from detkit.registry import NECKS
+
+    class ChannelNeck(nn.Module):  # the maps unchanged, one channel count out
+        def __init__(self, in_channels, out_channels=64):
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+            self.out_channels, self.strides = out_channels, [4, 8, 16, 32]
+
+        def forward(self, feats):
+            return [conv(f) for conv, f in zip(self.convs, feats)]
+
+    NECKS.register(ChannelNeck)
+    try:
+        cfg = load_config("faster_rcnn_r18_fpn_shapes", [])
+        cfg["model"]["neck"] = {"type": "ChannelNeck", "out_channels": 64}
+        torch.manual_seed(0)
+        model = build_model(cfg, class_names=["a", "b", "c"])
+        assert isinstance(model.neck, ChannelNeck) and len(model.neck.convs) == 4
+    finally:
+        NECKS._items.pop("ChannelNeck", None)
+
+
+def test_a_neck_spec_with_other_levels_than_the_backbone_is_named_by_the_fit_check():
+    """The packaged FPN keeps 4 in_channels; a backbone of 3 levels is a misfit that names the keys (strides for
+    3 levels were not forced on a 4-level FPN: it said 'FPN: 3 in_strides for 4 in_channels')."""
+    from detkit.models.fit_check import ModelFitError
+
+    cfg = load_config("faster_rcnn_r18_fpn_shapes", ["model.backbone.out_indices=[1, 2, 3]"])
+    torch.manual_seed(0)
+    model = build_model(cfg, class_names=["a", "b", "c"])
+    with pytest.raises(
+        ModelFitError, match=r"model\.neck does not fit the part before it .* match what model\.backbone"
+    ):
+        check_parts_fit(model)

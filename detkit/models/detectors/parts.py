@@ -100,18 +100,20 @@ def neck_defaults(spec: nn.Module | dict | None, backbone: nn.Module) -> dict:
     """The backbone's ``in_channels`` and strides for a neck spec, the strides under the name its class takes.
 
     Every detector builds its neck with these defaults (a key the spec names wins): FPN's ``in_strides``
-    otherwise assume a last stride of 32, wrong for a backbone that stops earlier or is dilated. A backbone
-    without ``strides`` leaves the neck's own default.
+    otherwise assume a last stride of 32, wrong for a backbone that stops earlier or is dilated. Strides are
+    given only to a neck class that takes ``strides`` or ``in_strides`` (a neck of one's own may take neither),
+    and not when the spec's own ``in_channels`` has another number of levels than the backbone gives (the
+    fit check then names the keys to change); a backbone without ``strides`` leaves the neck's own default.
     """
     defaults = {"in_channels": getattr(backbone, "out_channels", None)}
     strides = getattr(backbone, "strides", None)
-    if strides is None:
+    if strides is None or not isinstance(spec, dict) or spec.get("type") not in NECKS:
         return defaults
-    name = "strides"
-    if isinstance(spec, dict) and spec.get("type") in NECKS:
-        params = inspect.signature(NECKS.get(spec["type"])).parameters
-        if "strides" not in params and "in_strides" in params:
-            name = "in_strides"  # FPN's name for them
+    params = inspect.signature(NECKS.get(spec["type"])).parameters
+    name = next((n for n in ("strides", "in_strides") if n in params), None)
+    given = spec.get("in_channels")
+    if name is None or (isinstance(given, (list, tuple)) and len(given) != len(strides)):
+        return defaults
     defaults[name] = strides
     return defaults
 
