@@ -101,19 +101,54 @@ class ToolRun:
     stderr: str
 
 
+def _detkit_loggers() -> dict[str, tuple]:
+    """Every ``detkit*`` logger and the root one: (handlers, level, propagate)."""
+    names = ["", *(n for n in logging.root.manager.loggerDict if n == "detkit" or n.startswith("detkit."))]
+    return {n: (lg.handlers[:], lg.level, lg.propagate) for n in names for lg in [logging.getLogger(n)]}
+
+
+def _put_loggers_back(kept: dict[str, tuple]) -> None:
+    """Loggers as ``kept`` holds them; ``detkit*`` loggers made since: no handler, level NOTSET, propagating."""
+    for name in _detkit_loggers():
+        lg = logging.getLogger(name)
+        handlers, level, propagate = kept.get(name, ([], logging.NOTSET, True))
+        for h in lg.handlers:
+            if h not in handlers:
+                h.close()
+        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+
+
+def _torch_flags() -> tuple:
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.get_default_dtype(),
+    )
+
+
+def _put_torch_flags_back(flags: tuple) -> None:
+    torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2], flags[3]
+    torch.set_default_dtype(flags[4])
+
+
 @contextlib.contextmanager
 def _process_state_kept(argv0: str, cwd: Path | None) -> Iterator[None]:
     """Run a block as a fresh tool process would and put back what a tool changes for its whole process: the
-    environment, sys.argv, the working folder, torch's thread count and random state (a tool seeds it),
-    sys.excepthook, the loggers' handlers."""
+    environment, sys.argv, the working folder, torch's thread count, random state (a tool seeds it) and
+    determinism flags (``--deterministic``), sys.excepthook, every ``detkit*`` logger (a run's log.txt handler),
+    Optuna's verbosity."""
     import random
 
     import numpy as np
 
     env, argv, here, threads, hook = dict(os.environ), sys.argv[:], os.getcwd(), torch.get_num_threads(), sys.excepthook
     rng = (torch.get_rng_state(), random.getstate(), np.random.get_state())
-    loggers = [logging.getLogger(), logging.getLogger("detkit")]
-    kept = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    loggers, flags = _detkit_loggers(), _torch_flags()
+    optuna = sys.modules.get("optuna")
+    verbosity = optuna.logging.get_verbosity() if optuna is not None else None
     sys.argv = [argv0]
     try:
         if cwd is not None:
@@ -129,11 +164,10 @@ def _process_state_kept(argv0: str, cwd: Path | None) -> Iterator[None]:
         torch.set_rng_state(rng[0])
         random.setstate(rng[1])
         np.random.set_state(rng[2])
-        for lg, handlers, level, propagate in kept:
-            for h in lg.handlers:
-                if h not in handlers:
-                    h.close()
-            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+        _put_torch_flags_back(flags)
+        _put_loggers_back(loggers)
+        if verbosity is not None:
+            sys.modules["optuna"].logging.set_verbosity(verbosity)
 
 
 def run_in_process(tool: str, args: list, cwd: Path | None = None) -> ToolRun:

@@ -27,3 +27,29 @@ def test_exit_status_output_and_process_state(tool_in_process, tmp_path):
     assert r.returncode == 2 and "unknown command 'evaluate'" in r.stderr
     assert (os.getcwd(), sys.argv, dict(os.environ), torch.get_num_threads()) == (here, argv, env, threads)
     assert logging.getLogger("detkit").handlers == handlers
+
+
+def test_what_a_run_sets_for_its_process_is_put_back(tool_in_process, monkeypatch, tmp_path):
+    """A training run's log.txt handler on detkit.file (propagate off), --deterministic's torch flags."""
+    import detkit.cli.plot_logs as tool
+
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    known = logging.getLogger("detkit.file")
+    state = (known.handlers[:], known.level, known.propagate)
+
+    def run(argv=None):
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        for name in ("detkit.file", "detkit.made_by_the_run"):
+            lg = logging.getLogger(name)
+            lg.addHandler(logging.StreamHandler(sys.stderr))
+            lg.setLevel(logging.INFO)
+            lg.propagate = False
+        return 0
+
+    monkeypatch.setattr(tool, "main", run)
+    assert tool_in_process("plot_logs", [], tmp_path).returncode == 0
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic) == flags
+    assert (known.handlers, known.level, known.propagate) == state
+    made = logging.getLogger("detkit.made_by_the_run")
+    assert (made.handlers, made.level, made.propagate) == ([], logging.NOTSET, True)

@@ -1,6 +1,7 @@
 """tools/train.py: arguments, work dir, resolved config, one-line errors, resume command.
 
-Each mistake runs tools/train.py in a subprocess: exit status 2, no traceback, the key / file / dir named,
+Each mistake runs train's main in this process (tests/conftest.py ``tool_in_process``; the file mistakes that
+must not import torch, and the runs, in a subprocess): exit status 2, no traceback, the key / file / dir named,
 and the user's inputs (config, data, checkpoints, an existing run) byte-identical afterwards.
 """
 
