@@ -10,8 +10,9 @@ Usage: detkit check ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max
        detkit check ROOT [--split train|val|test] [--no-images]       (ROOT/train/<class>/..., ROOT/val/...)
        detkit check LABELS.csv IMG_DIR [--classes ...] [--no-images]        (file,label rows)
 (``python tools/check_dataset.py ...`` in a checkout takes the same arguments.)
-A YOLO data.yaml is checked split by split (default: every split it lists), a VOC folder as VOCDataset reads it
-(default: every XML file in Annotations/), a config's datasets as built with on_error: skip (default: data.train
+A YOLO data.yaml is checked split by split (default: every split it lists; a listed split that cannot be
+read, e.g. its folder missing, gets its own report: an error for train / val, a warning for test), a VOC
+folder as VOCDataset reads it (default: every XML file in Annotations/), a config's datasets as built with on_error: skip (default: data.train
 and data.val); each gets the COCO checks on the records the dataset reads (its own parsing and problems, naming
 the label file and line, or the XML file), every image decoded, the masks of polygons, the per-class counts.
 A classification dataset (IMG_DIR/<class>/<image>, or a CSV) gets the ImageFolderDataset checks, every image

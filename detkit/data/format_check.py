@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from detkit.data.dataset_check import DatasetReport, check_records
-from detkit.data.validate import WARNING, DatasetError, Problem
+from detkit.data.validate import ERROR, WARNING, DatasetError, Problem
 
 __all__ = ["check_config_data", "check_voc", "check_yolo", "is_voc_root", "voc_roots_below", "yolo_splits"]
 
@@ -98,16 +98,37 @@ def check_yolo(
     """Check the ``splits`` (default: every split it lists) of an Ultralytics ``data.yaml``, as YOLODataset reads it.
 
     ``options``: :func:`check_records`'s ``read_images``, ``max_outside``, ``masks``, ``progress``.
-    Raises :class:`DatasetError` for a file that is no data.yaml, a missing split or label folder.
+    Raises :class:`DatasetError` for a file that is no data.yaml, or for a split named in ``splits`` that cannot
+    be read. With every listed split (``splits`` None), a split that cannot be read (its folder missing, ...)
+    becomes that split's report with the reason (an error for train / val, a warning for test: Ultralytics
+    trains without it) and the other splits are still checked; it raises only when no split can be read.
     """
     from detkit.data.datasets.yolo import YOLODataset
 
     src = os.fspath(data_yaml)
-    reports = []
+    reports, failed = [], []
     for split in splits or yolo_splits(src):
-        dataset = _built(lambda s=split: YOLODataset(data_yaml=src, split=s, on_error="skip"))
+        try:
+            dataset = _built(lambda s=split: YOLODataset(data_yaml=src, split=s, on_error="skip"))
+        except DatasetError as e:
+            if splits:
+                raise
+            failed.append(e)
+            reports.append(_unreadable_split(src, split, e))
+            continue
         reports.append(_check_built(dataset, f"split {split}", YOLO_CHECKED, dict(options)))
+    if len(failed) == len(reports):
+        raise failed[0]  # nothing could be read: the file itself (or every split) is wrong
     return reports
+
+
+def _unreadable_split(src: str, split: str, error: DatasetError) -> DatasetReport:
+    """The report of a listed split that YOLODataset cannot read: the reason, an ERROR (train / val; training
+    refuses it) or a WARNING (test: Ultralytics trains and validates without it)."""
+    severity = WARNING if split == "test" else ERROR
+    problem = Problem("unreadable_split", f"split {split} not checked: {error}", severity=severity)
+    checked = [f"nothing: YOLODataset cannot read split {split} (see the {severity} above)"]
+    return DatasetReport(src, "(not read)", [problem], checked=checked, split=f"split {split}")
 
 
 def check_voc(

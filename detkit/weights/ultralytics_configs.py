@@ -22,6 +22,9 @@ MESSAGE_ROOM = 440  # characters of a refusal: the tools print 480 at most, with
 
 
 def _flow(value: Any) -> str:
+    """``value`` as YAML flow text, whole, for a config the user writes (``{num_classes: 4}``). Not
+    :func:`detkit.config_rules.show`: that cuts a text over 60 characters (``...``), and a model section or its
+    overrides are longer; the cut text would not read back with ``yaml.safe_load``."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
 
 

@@ -268,3 +268,22 @@ def test_mistakes_exit_2_with_one_line(shapes, tmp_path, tool, capsys):
 def test_detkit_check_mistake_is_one_line_exit_2(shapes):
     res = _detkit_check(shapes["yolo"] / "data.yaml", "--split", "test")
     assert res.returncode == 2 and res.stderr.startswith("detkit check: error: ") and "Traceback" not in res.stderr
+
+
+def test_listed_split_that_cannot_be_read_is_reported_the_others_checked(copy_of, tool, capsys):
+    """A Roboflow-style data.yaml lists test: ../test/images without the folder: Ultralytics trains on it; the
+    check reports the missing split (a warning for test, an error for train / val) and checks the others."""
+    yolo = copy_of("yolo")
+    data = yaml.safe_load((yolo / "data.yaml").read_text())
+    (yolo / "data.yaml").write_text(yaml.safe_dump({**data, "test": "../test/images"}))
+    code, out, err = _main(tool, capsys, yolo / "data.yaml", "--no-images")
+    assert code == 0 and "Traceback" not in err, out + err
+    assert out.count("Summary of") == 3 and "split train (images in" in out and "split val (images in" in out
+    assert "WARNING [unreadable_split] split test not checked:" in out and "test: ../test/images not found" in out
+    code, out, err = _main(tool, capsys, yolo / "data.yaml", "--split", "test")  # named: the one-line mistake
+    assert code == 2 and "test: ../test/images not found" in err and "Summary of" not in out
+    shutil.rmtree(yolo / "images" / "train")  # training refuses it: an error, exit 1, val still checked
+    code, out, err = _main(tool, capsys, yolo / "data.yaml", "--no-images")
+    assert code == 1 and "ERROR [unreadable_split] split train not checked:" in out, out + err
+    val = next(r for r in check_yolo(yolo / "data.yaml", read_images=False) if r.split == "split val")
+    assert val.errors == [] and val.summary["images"] > 0

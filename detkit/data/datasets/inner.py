@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import typing
 from typing import Any
 
 __all__ = ["inner_dataset_config"]
@@ -48,8 +46,7 @@ def _check_taken(dataset: dict, owner: str, key: str, value: Any) -> None:
                 f"{owner}: {key}={value!r} and dataset.{own}={dataset[own]!r} are both given, but the "
                 f"{dataset.get('type', 'inner dataset')} finds its images and labels through {own}; {fix}"
             )
-    cls = _dataset_class(dataset.get("type"))
-    if cls is not None and not _takes(cls, key):
+    if not _takes(_dataset_class(dataset.get("type")), key):
         raise ValueError(
             f"{owner}: {key}={value!r} is given to the {owner}, but its dataset {dataset['type']} takes no {key} "
             f"(it is no argument of {dataset['type']}); {fix}"
@@ -63,23 +60,15 @@ def _dataset_class(name: Any) -> type | None:
     return DATASETS.get(name) if isinstance(name, str) and name in DATASETS else None
 
 
-def _takes(cls: type, key: str) -> bool:
-    """Whether ``cls(key=...)`` is accepted: a named parameter, a key of its ``**options: Unpack[TypedDict]``,
-    or any key when it takes plain ``**kwargs`` (they may be passed on)."""
+def _takes(cls: type | None, key: str) -> bool:
+    """Whether ``cls(key=...)`` is accepted, as :func:`detkit.config_check.accepted` reads it (a named parameter,
+    a key of its ``**options: Unpack[TypedDict]``, any key for plain ``**kwargs``); True when unknown."""
+    from detkit.config_check import accepted
+
+    if cls is None:
+        return True
     try:
-        params = inspect.signature(cls).parameters
+        params, takes_any, _ = accepted(cls)
     except (TypeError, ValueError):  # no signature to read: the constructor decides
         return True
-    if key in params and params[key].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
-        return True
-    var = next((p for p in params.values() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
-    if var is None:
-        return False
-    try:
-        hint = typing.get_type_hints(cls.__init__, include_extras=True).get(var.name)
-    except Exception:  # an annotation that does not resolve: take the key, the constructor decides
-        return True
-    args = typing.get_args(hint)  # Unpack[SomeOptions] -> (SomeOptions,)
-    if len(args) == 1 and typing.is_typeddict(args[0]):
-        return key in typing.get_type_hints(args[0])
-    return True
+    return takes_any or key in params

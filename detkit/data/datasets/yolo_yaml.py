@@ -188,9 +188,9 @@ def _source(src: str, split: str, root: Path, path_key: Any, entry: str) -> Path
 
 
 def read_image_list(txt: Path, root: Path) -> ImageList:
-    """The images a ``.txt`` split lists, one path per line, as Ultralytics reads them: a line ``./x`` is
-    relative to the list's folder, other relative lines to ``root`` (the yaml's ``path:``), absolute ones as
-    they are. Problems: a listed image not found (an error: the line is left out under ``on_error: skip``), a
+    """The images a ``.txt`` split lists, one path per line: a line ``./x`` is relative to the list's folder (as
+    Ultralytics reads it), other relative lines to ``root`` (the yaml's ``path:``; Ultralytics takes the current
+    folder), absolute ones as they are. Problems: a listed image not found (an error: the line is left out under ``on_error: skip``), a
     line that names no image file or repeats an earlier one (warnings: left out)."""
     try:
         lines = txt.read_text(encoding="utf-8-sig").splitlines()
