@@ -16,7 +16,16 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CONFIG_KEYS", "FLAGS", "Translation", "canonical", "packaged_for", "size_keys", "translate"]
+__all__ = [
+    "CONFIG_KEYS",
+    "FLAGS",
+    "Translation",
+    "canonical",
+    "packaged_for",
+    "size_keys",
+    "translate",
+    "weights_note",
+]
 
 # Ultralytics argument -> detkit config key
 CONFIG_KEYS = {
@@ -92,6 +101,41 @@ def packaged_for(model: str) -> tuple[str, str] | None:
     return name, note
 
 
+def _layout_overrides(scale: str, seg: bool, base: str) -> dict:
+    """The ``model`` keys that make the packaged config ``base`` YOLOv8's layout of ``scale`` (Ultralytics scales
+    the prototype channels, 256, by the width multiple)."""
+    from detkit.config import load_config
+    from detkit.models.backbones.cspdarknet import SCALES
+    from detkit.weights.ultralytics import layout_model
+    from detkit.weights.ultralytics_configs import _overrides
+
+    _, width, max_channels = SCALES[scale]
+    protos = int(round(min(256, max_channels) * width / 8) * 8)
+    layout = {"scale": scale, "seg": seg, "num_classes": 80, "reg_max": 16, "num_protos": 32, "proto_channels": protos}
+    return _overrides(layout_model(layout), load_config(base, check=False)["model"])
+
+
+def weights_note(model: str) -> str:
+    """How the weights of the Ultralytics model ``model`` (``yolov8x-seg.pt``) load in detkit: converted for the
+    packaged config of :func:`packaged_for` only when it has their layout (YOLOv8, same scale and task)."""
+    m = MODEL_NAME.fullmatch(str(model).replace("\\", "/").rsplit("/", 1)[-1])
+    found = packaged_for(model)
+    if m is None or found is None:
+        return ""
+    version, scale, task = m.group(1), m.group(2).lower(), (m.group(3) or "").lower()
+    convert = "`detkit convert-weights --from ultralytics`"
+    if version not in (None, "8") or task not in ("", "-seg"):
+        return f"its weights do not load: {convert} reads YOLOv8 detect and segment weights only"
+    name = found[0]
+    if f"yolo_{scale}_" in name:
+        return f"its weights convert with {convert}"
+    over = json.dumps(_layout_overrides(scale, bool(task), name), separators=(", ", ": "))
+    return (
+        f"its weights do not fit {name}: they convert with {convert} for a config file of `_base_: [{name}]` and "
+        f"`model: {over}`"
+    )
+
+
 def _as_int(value: Any) -> Any:
     try:
         return int(str(value))
@@ -156,11 +200,28 @@ def _config_key(name: str, value: Any, cfg: dict | None) -> Translation:
     key = CONFIG_KEYS[name]
     if name == "optimizer" and str(value).lower() == "auto":
         return Translation(name, note="detkit has no 'auto': optimizer.type is SGD, AdamW or Adam (the config sets it)")
+    if name == "momentum":
+        return _momentum(value, cfg)
     train = ((cfg or {}).get("data") or {}).get("train") if isinstance(cfg, dict) else None
     if key.startswith("data.train.") and isinstance(train, dict) and train.get("type") != "MixDataset":
         return Translation(name, note=f"this config has no {name}: data.train is {train.get('type')}, not a MixDataset")
     note = {"batch": "images per process", "epochs": "", "mosaic": "its probability"}.get(name, "")
     return Translation(name, sets=[f"{key}={value}"], note=note)
+
+
+def _momentum(value: Any, cfg: dict | None) -> Translation:
+    """``optimizer.momentum`` for SGD; Adam and AdamW have none: Ultralytics sets their beta1 to it."""
+    optimizer = (cfg or {}).get("optimizer") if isinstance(cfg, dict) else None
+    kind = str(optimizer.get("type", "")) if isinstance(optimizer, dict) else ""
+    if kind.lower() in ("adam", "adamw"):
+        betas = optimizer.get("betas")
+        beta2 = betas[1] if isinstance(betas, (list, tuple)) and len(betas) == 2 else 0.999
+        return Translation(
+            "momentum",
+            sets=[f"optimizer.betas=[{value}, {beta2}]"],
+            note=f"this config's optimizer is {kind}: Ultralytics' momentum is its beta1",
+        )
+    return Translation("momentum", sets=[f"optimizer.momentum={value}"])
 
 
 def _imgsz(value: Any, cfg: dict | None) -> Translation:
@@ -173,6 +234,24 @@ def _imgsz(value: Any, cfg: dict | None) -> Translation:
         )
     now = ", ".join(_show(v) for _, v, _ in keys)
     return Translation("imgsz", sets=[f"{k}={_show(new)}" for k, _, new in keys], note=f"now {now}")
+
+
+def _ultralytics_weights(weights: str) -> Translation:
+    """``--load-from`` of the detkit checkpoint converted from the Ultralytics weights ``weights`` (a ``.pt`` or a
+    model name, which Ultralytics downloads), with the two commands that convert it (``--load-from`` refuses a
+    ``.pt``: unpickling it runs code)."""
+    from pathlib import PurePath
+
+    from detkit.weights.ultralytics import save_state_dict_command
+
+    src = weights if weights.lower().endswith(".pt") else f"{weights}.pt"
+    stem = PurePath(src).stem
+    state, out = f"{stem}_state.pth", f"{stem}_detkit.pth"
+    note = (
+        f"Ultralytics weights: convert them first: `{save_state_dict_command(src)}` (writes {state}), then "
+        f"`python tools/convert_weights.py --from ultralytics {state} {out}`"
+    )
+    return Translation("pretrained", flags=["--load-from", out], note=note)
 
 
 def _flag(name: str, value: Any) -> Translation:
@@ -194,6 +273,8 @@ def _flag(name: str, value: Any) -> Translation:
         return Translation(name, flags=flags)
     if name == "pretrained" and text.lower() in (*TRUE, *FALSE):
         return Translation(name, note="give --load-from CKPT to start from a detkit checkpoint (docs/models.md)")
+    if name == "pretrained" and (text.lower().endswith(".pt") or packaged_for(text)):
+        return _ultralytics_weights(text)
     return Translation(name, flags=[FLAGS[name], text])
 
 

@@ -98,15 +98,13 @@ def _data_yaml_as_config(path: Path, command: str | None) -> None:
 
 def _ultralytics_model_name(config: str) -> None:
     """Refuse an Ultralytics model name given as CONFIG (``yolov8n``, ``yolov8s-seg.pt``), naming detkit's config."""
-    from detkit.ultralytics_names import packaged_for
+    from detkit.ultralytics_names import packaged_for, weights_note
 
     found = packaged_for(config)
     if found is None:
         return
     name, note = found
-    weights = (
-        " (its weights convert with `detkit convert-weights --from ultralytics`)" if config.endswith(".pt") else ""
-    )
+    weights = f" ({weights_note(config)})" if config.endswith(".pt") else ""
     raise UserError(
         f"config file not found: {config}; that is Ultralytics' model name: detkit's packaged config is '{name}' "
         f"({note}): give {name} as CONFIG{weights}; `detkit configs` lists them"
@@ -168,7 +166,7 @@ def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], da
         state = {"missing": "not found", "folder": "is a folder"}.get(kind, f"is not YAML text (it is {kind})")
         raise UserError(f"--data {data_yaml} {state}; give the dataset's data.yaml (keys path, train, val, names)")
     cfg, sources = load_config_with_sources(config, check=True)
-    cfg = apply_data_yaml(cfg, data_yaml)
+    cfg = apply_data_yaml(cfg, data_yaml, config)
     for path in data_yaml_keys(cfg):  # what --data set is named as its origin in the check's messages
         node = get_by_path(cfg, ".".join(map(str, path)))
         record_sources(

@@ -20,6 +20,8 @@ from detkit.ultralytics_names import Translation, canonical, translate
 
 __all__ = ["refuse_ultralytics_words"]
 
+DATA_TOOLS = {"train": "trains", "tune": "tunes the hyperparameters of"}  # the tools that take --data DATA.yaml
+
 
 @dataclass
 class Scan:
@@ -133,19 +135,50 @@ def _command(tool: str, found: Scan, config: str | None, fixes: list[Translation
     return " ".join([as_invoked(f"python tools/{tool}.py"), *map(shlex.quote, words)])
 
 
+def _data_yaml_as_config(found: Scan) -> str | None:
+    """The CONFIG of ``found`` when it is an Ultralytics data.yaml, which then becomes ``--data`` of the config
+    that :func:`~detkit.data.data_arg.suggest_config` names, in place (the user's other arguments kept)."""
+    from detkit.data.data_arg import is_data_yaml, suggest_config
+
+    given = (found.positionals or [None])[0]
+    if given is None or not is_data_yaml(given):
+        return None
+    config = suggest_config(given)
+    i = found.kept.index(given)
+    found.kept[i : i + 1] = [config, "--data", given]
+    found.positionals[0] = config
+    return given
+
+
+def _data_yaml_line(tool: str, found: Scan, data_yaml: str) -> str:
+    """The refusal of a data.yaml given as CONFIG, with the user's command that reads it with ``--data``."""
+    run = " ".join([as_invoked(f"python tools/{tool}.py"), *map(shlex.quote, found.kept)])
+    return (
+        f"CONFIG {data_yaml} is an Ultralytics data.yaml (a dataset), not a detkit config; give a config as CONFIG "
+        f"and the data.yaml with --data: `{run}` {DATA_TOOLS[tool]} {found.positionals[0]} on it (`detkit configs` "
+        "lists the configs)"
+    )
+
+
 def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str], tool: str) -> None:
     """Exit 2 when ``argv`` holds Ultralytics-style settings (``epochs=10``, ``--imgsz 640``, ``data=x.yaml``) or
     other ``key=value`` words: one line each with detkit's form, then the command in detkit's words."""
     found = scan(parser, list(argv))
-    if (not found.habits and not found.words) or {"-h", "--help"} & set(found.kept):
+    if {"-h", "--help"} & set(found.kept):
         return  # (--help wins, as in argparse)
+    data_yaml = _data_yaml_as_config(found) if tool in DATA_TOOLS else None
+    if data_yaml and not found.habits and not found.words:
+        print(f"{tool_label(tool)}: error: {_data_yaml_line(tool, found, data_yaml)}", file=sys.stderr)
+        raise SystemExit(USER_EXIT)
+    if not found.habits and not found.words:
+        return
     first = [translate(name, value) for _, name, value in found.habits]
     config, cfg = _config_for(found, first)
     fixes = [_own_flags(translate(name, value, cfg), parser, tool) for _, name, value in found.habits]
     label = tool_label(tool)
     lines = []
     for (given, _, _), fix in zip(found.habits, fixes):
-        lines.append(f"{label}: error: {given} is Ultralytics' spelling; detkit's: {fix.text()}")
+        lines.append(f"{label}: error: {given} is Ultralytics' spelling; detkit's: {as_invoked(fix.text())}")
     for word in found.words:
         lines.append(
             f"{label}: error: {word}: a KEY=VALUE word is Ultralytics' form; detkit sets config keys with --set "

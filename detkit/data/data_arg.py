@@ -57,27 +57,31 @@ def is_data_yaml(path: str | os.PathLike) -> bool:
     return ("names" in data or "nc" in data) and not isinstance(data.get("train"), dict)
 
 
-def _polygon_labels(data_yaml: str | os.PathLike, limit: int = 20) -> bool:
-    """Whether the first ``limit`` label files of the train split hold polygons (YOLO-seg lines)."""
+def _polygon_labels(data_yaml: str | os.PathLike, limit: int = 20) -> bool | None:
+    """Whether the first ``limit`` label files of the train split hold polygons (YOLO-seg lines): True, False
+    (box lines only), or None when no label line was read (a .txt list of images, empty labels, a bad yaml)."""
     from detkit.data.datasets.yolo import label_path
     from detkit.data.datasets.yolo_yaml import read_data_yaml
 
     try:
         sources = read_data_yaml(data_yaml, "train").sources  # image folders or .txt lists of images
     except Exception:  # noqa: BLE001  (a hint only: the dataset reports a bad data.yaml itself)
-        return False
+        return None
     folders = [f for f in sources if Path(f).is_dir()]
     if not folders:
-        return False
+        return None
     labels = label_path(Path(folders[0]) / "x.jpg").parent
+    found = None
     for txt in itertools.islice(labels.rglob("*.txt") if labels.is_dir() else (), limit):
         try:
-            lines = txt.read_text(encoding="utf-8", errors="replace").splitlines()
+            lines = [line.split() for line in txt.read_text(encoding="utf-8", errors="replace").splitlines()]
         except OSError:
             continue
-        if any(len(line.split()) > 5 for line in lines):
+        if any(len(tokens) > 5 for tokens in lines):
             return True
-    return False
+        if any(len(tokens) == 5 for tokens in lines):
+            found = False
+    return found
 
 
 def suggest_config(data_yaml: str | os.PathLike | None) -> str:
@@ -87,11 +91,48 @@ def suggest_config(data_yaml: str | os.PathLike | None) -> str:
 
 
 def needs_masks(model: Any) -> bool:
-    """Whether a model config predicts instance masks (a ``mask_head``, or a ``YOLOSegHead``)."""
+    """Whether a model config predicts instance masks (a ``mask_head``, or a ``YOLOSegHead`` or a registered
+    subclass of it): ``detkit.engine.preflight_data.model_targets``, which training's preflight reads too."""
+    from detkit.engine.preflight_data import MASKS, model_targets
+
+    return isinstance(model, dict) and MASKS in model_targets(model)
+
+
+def _detection_twin(config: str | None, head: str) -> str:
+    """The packaged detection config of the mask config ``config`` (the same model without masks: a mask_rcnn's
+    faster_rcnn, a YOLO-seg's YOLO), else a packaged one of that kind."""
+    from detkit.config import packaged_configs
+
+    name = Path(str(config or "")).name.removesuffix(".yaml")
+    if head == "mask_head":
+        twin, default = name.replace("mask_rcnn", "faster_rcnn", 1), "faster_rcnn_r50_fpn_1x_coco"
+    else:
+        twin, default = name.replace("_seg", "", 1), DETECTION_CONFIG
+    return twin if twin != name and twin in packaged_configs() else default
+
+
+def _refuse_model(model: Any, data_yaml: str, config: str | None) -> None:
+    """A ConfigError for a model that ``data_yaml`` cannot train: a semantic segmentor (the yaml's labels are
+    boxes or instance polygons), or a mask model on boxes-only labels."""
+    from detkit.engine.preflight_data import SEM, model_targets
+
     if not isinstance(model, dict):
-        return False
-    head = model.get("head")
-    return bool(model.get("mask_head")) or (isinstance(head, dict) and head.get("type") == "YOLOSegHead")
+        return
+    targets = model_targets(model)
+    if SEM in targets:
+        raise ConfigError(
+            f"{data_yaml}: an Ultralytics data.yaml feeds a detection or instance-segmentation config, but the "
+            f"config is a semantic segmentor ({targets[SEM]}); give {DETECTION_CONFIG} or {SEGMENTATION_CONFIG} "
+            "(`detkit configs` lists them)"
+        )
+    if needs_masks(model) and _polygon_labels(data_yaml) is False:
+        head = "mask_head" if model.get("mask_head") is not None else "head"
+        other = _detection_twin(config, head)
+        raise ConfigError(
+            f"{data_yaml}: its labels are boxes (class cx cy w h), and this config's model predicts masks "
+            f"(model.{head}), which need polygon labels (class x1 y1 x2 y2 ...); give a detection config such as "
+            f"{other} (`detkit configs` lists them)"
+        )
 
 
 def _splits(data_yaml: str) -> tuple[list[str], set[str]]:
@@ -143,13 +184,14 @@ def _point_at(spec: Any, data_yaml: str, split: str, where: str, masks: bool) ->
     return new
 
 
-def apply_data_yaml(cfg: dict, data_yaml: str | os.PathLike) -> dict:
+def apply_data_yaml(cfg: dict, data_yaml: str | os.PathLike, config: str | os.PathLike | None = None) -> dict:
     """A copy of ``cfg`` whose datasets read the Ultralytics ``data_yaml`` (see the module docstring).
 
     The data.yaml is stored by its absolute path, so that the run's config.yaml (which eval and infer of the
     run read) finds it from any folder. Raises ``DatasetError`` for a bad data.yaml (missing, no names, a
     missing train folder, no val split while the config validates) and ``ConfigError`` for a config whose
-    datasets are not detection datasets.
+    datasets are not detection datasets, a semantic segmentor, or a mask model on boxes-only labels
+    (``config``, the CONFIG argument, names the detection config of a ``mask_rcnn_*`` one).
     """
     data_yaml = os.path.abspath(os.fspath(data_yaml))
     names, have = _splits(data_yaml)
@@ -164,6 +206,7 @@ def apply_data_yaml(cfg: dict, data_yaml: str | os.PathLike) -> dict:
             f"{data_yaml}: no 'val' split, and the config validates on data.val; add val: (an image folder, "
             "relative to path:) to the data.yaml, as Ultralytics requires too"
         )
+    _refuse_model(out.get("model"), data_yaml, None if config is None else os.fspath(config))
     masks = needs_masks(out.get("model"))
     for split in DATA_SPLITS:
         spec = data.get(split)

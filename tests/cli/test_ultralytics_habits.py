@@ -189,3 +189,46 @@ def test_help_wins_over_the_words(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_cli.main(["yolo_n_shapes", "epochs=3", "-h"])
     assert exit_info.value.code == 0 and "--data DATA.yaml" in capsys.readouterr().out
+
+
+def test_momentum_is_beta1_of_an_adam_family_optimizer(capsys):
+    lines = _refused(train_cli.main, ["yolo_n_shapes", "momentum=0.9"], capsys)  # AdamW: no optimizer.momentum
+    assert "'optimizer.betas=[0.9, 0.999]'" in lines[0] and "AdamW" in lines[0] and "optimizer.momentum" not in lines[0]
+    lines = _refused(train_cli.main, ["yolo_n_coco", "momentum=0.9"], capsys)  # SGD
+    assert "--set optimizer.momentum=0.9" in lines[0]
+
+
+def test_tune_on_a_data_yaml_keeps_the_users_arguments(ds, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["detkit tune"])
+    argv = [str(ds), "--space", "my space.yaml", "--trials", "3", "--work-dir", "w"]
+    (line,) = _refused(tune_cli.main, argv, capsys)
+    run = f"`detkit tune yolo_n_coco --data {ds} --space 'my space.yaml' --trials 3 --work-dir w`"
+    assert line.startswith("detkit tune: error: CONFIG") and run in line and "tunes" in line
+    lines = _refused(train_cli.main, [str(ds), "--device", "cpu", "epochs=2"], capsys)
+    assert lines[-1].endswith(f"detkit train yolo_n_coco --data {ds} --device cpu --set train.max_epochs=2")
+
+
+@pytest.mark.parametrize("word", ["pretrained=runs/yolov8n.pt", "--weights=yolov8n"])
+def test_ultralytics_weights_are_converted_before_load_from(word, capsys):
+    first, whole = _refused(train_cli.main, ["yolo_n_coco", word], capsys)
+    assert "from ultralytics import YOLO" in first and "yolov8n_state.pth" in first
+    assert "`detkit convert-weights --from ultralytics yolov8n_state.pth yolov8n_detkit.pth`" in first
+    assert "--load-from yolov8n_detkit.pth" in first and whole.endswith("--load-from yolov8n_detkit.pth")
+
+
+def test_weights_convert_only_for_a_config_of_their_scale(capsys):
+    (line,) = _refused(train_cli.main, ["yolov8x-seg.pt"], capsys)
+    assert "do not fit yolo_s_seg_coco" in line and "`_base_: [yolo_s_seg_coco]`" in line
+    assert '"scale": "x"' in line and '"proto_channels": 320' in line
+    (line,) = _refused(train_cli.main, ["yolov8s-seg.pt"], capsys)
+    assert "its weights convert with `detkit convert-weights --from ultralytics`" in line
+    (line,) = _refused(train_cli.main, ["yolo11n.pt"], capsys)
+    assert "do not load" in line and "YOLOv8" in line
+
+
+def test_a_mask_model_on_box_labels_is_one_line(ds, capsys):
+    from detkit.data.converters.yolo import NO_MASK
+
+    (line,) = _refused(train_cli.main, ["mask_rcnn_r18_fpn_shapes", "--data", str(ds), "--device", "cpu"], capsys)
+    assert "labels are boxes" in line and "faster_rcnn_r18_fpn_shapes" in line and "with_masks" not in line
+    assert "without masks" not in NO_MASK and "polygon labels" in NO_MASK  # the dataset's line agrees

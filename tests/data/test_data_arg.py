@@ -12,7 +12,7 @@ import yaml
 
 from detkit.config import ConfigError, load_config
 from detkit.config_check import check_config
-from detkit.data.data_arg import apply_data_yaml, data_yaml_keys, is_data_yaml, suggest_config
+from detkit.data.data_arg import apply_data_yaml, data_yaml_keys, is_data_yaml, needs_masks, suggest_config
 from detkit.data.validate import DatasetError
 
 
@@ -119,14 +119,16 @@ def test_test_split_follows_the_yaml(data_yaml, seg_yaml):
     cfg = load_config("yolo_n_seg_shapes")
     cfg["data"]["test"] = copy.deepcopy(cfg["data"]["val"])
     assert apply_data_yaml(cfg, seg_yaml)["data"]["test"]["split"] == "test"  # the yaml has a test split
-    assert "test" not in apply_data_yaml(cfg, data_yaml)["data"]  # it has none: the old test set goes
+    det = load_config("yolo_n_shapes")
+    det["data"]["test"] = copy.deepcopy(det["data"]["val"])
+    assert "test" not in apply_data_yaml(det, data_yaml)["data"]  # it has none: the old test set goes
     assert "test" not in apply_data_yaml(load_config("yolo_n_shapes"), seg_yaml)["data"]  # the config has none
 
 
 def test_refusals_name_the_file_and_the_fix(data_yaml, tmp_path):
     with pytest.raises(ConfigError, match=r"data.train is ImageFolderDataset \(class folders.*yolo_n_coco"):
         apply_data_yaml(load_config("resnet18_shapes"), data_yaml)
-    with pytest.raises(ConfigError, match="SegFolderDataset"):
+    with pytest.raises(ConfigError, match="semantic segmentor"):
         apply_data_yaml(load_config("semfpn_r18_shapes"), data_yaml)
     no_val = tmp_path / "no_val.yaml"
     raw = yaml.safe_load(data_yaml.read_text())
@@ -159,3 +161,44 @@ def test_rewritten_config_builds_its_datasets(data_yaml, seg_yaml):
     assert train[0]["image"].shape == (64, 64, 3)
     seg = apply_data_yaml(load_config("yolo_n_seg_shapes", ["data.train.size=64"]), seg_yaml)
     assert "masks" in build_dataset(seg["data"]["train"])[0]
+
+
+@pytest.mark.parametrize(
+    "name, fix",
+    [
+        ("mask_rcnn_r18_fpn_shapes", "faster_rcnn_r18_fpn_shapes"),
+        ("yolo_n_seg_shapes", "yolo_n_shapes"),
+        ("yolo_s_seg_coco", "yolo_s_coco"),
+    ],
+)
+def test_a_mask_model_on_box_labels_is_one_refusal(data_yaml, name, fix):
+    """Boxes-only labels and a mask model: one refusal naming the detection config, not with_masks (which the
+    dataset's NO_MASK message and training's preflight would then contradict)."""
+    with pytest.raises(ConfigError) as info:
+        apply_data_yaml(load_config(name), data_yaml, name)
+    text = str(info.value)
+    assert "labels are boxes" in text and "polygon labels" in text and f"such as {fix} " in text
+    assert "with_masks" not in text and "\n" not in text
+
+
+def test_a_semantic_segmentor_is_refused_whatever_its_dataset(seg_yaml):
+    """semfpn_r50_coco reads a CocoDataset with with_sem_seg: it would become a YOLODataset, an untested path."""
+    with pytest.raises(ConfigError, match=r"semantic segmentor \(model.decode_head.*yolo_n_seg_coco"):
+        apply_data_yaml(load_config("semfpn_r50_coco"), seg_yaml)
+
+
+def test_needs_masks_agrees_with_the_preflight():
+    from detkit.engine.preflight_data import MASKS, model_targets
+    from detkit.models.heads.yolo_seg import YOLOSegHead
+    from detkit.registry import HEADS
+
+    name = "_TestSegHeadOfDataArg"
+    if name not in HEADS._items:  # noqa: SLF001
+        HEADS.register(type(name, (YOLOSegHead,), {}))
+    model = {"type": "OneStageDetector", "head": {"type": name}}
+    try:
+        assert needs_masks(model) and MASKS in model_targets(model)  # a registered subclass of YOLOSegHead
+    finally:
+        HEADS._items.pop(name, None)  # noqa: SLF001
+    assert needs_masks(load_config("mask_rcnn_r18_fpn_shapes")["model"])
+    assert not needs_masks(load_config("yolo_n_shapes")["model"]) and not needs_masks(None)

@@ -75,7 +75,8 @@ KEPT = (
 )
 NO_MASK = (
     "a box line (class cx cy w h) has no mask, and masks are asked for (with_masks or with_sem_seg); write the "
-    "object as a polygon (class x1 y1 x2 y2 x3 y3 ...), or train without masks"
+    "object as a polygon (class x1 y1 x2 y2 x3 y3 ...): a mask model needs polygon labels (boxes only train a "
+    "detection config such as yolo_n_coco)"
 )
 
 
