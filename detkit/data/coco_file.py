@@ -26,7 +26,10 @@ def where_read(path: str | os.PathLike) -> str:
     if os.path.isabs(path):
         return ""
     hint = f" (a relative path is read from the current folder, {os.getcwd()})"
-    if path.replace("\\", "/").startswith("data/shapes"):
+    posix = path.replace("\\", "/")
+    if posix == "data/shapes_cls" or posix.startswith("data/shapes_cls/"):
+        hint += "; the packaged configs' shapes data is made with: detkit make-shapes data/shapes_cls --task classify"
+    elif posix == "data/shapes" or posix.startswith("data/shapes/"):
         hint += "; the packaged configs' shapes data is made with: detkit make-shapes data/shapes"
     return hint
 

@@ -9,25 +9,33 @@ import os
 
 from detkit.data.image_io import IMAGE_SUFFIXES
 
-__all__ = ["SPLIT_NAMES", "layout_mistake", "split_folders"]
+__all__ = ["SPLIT_NAMES", "hidden", "layout_mistake", "split_folders"]
 
 # Split folder names of an Ultralytics-style root (compared case-insensitively) -> the config's data.<split>.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 _SPLIT_ORDER = ("train", "val", "test")
 
 
+def hidden(name: str) -> bool:
+    """True for a name that is no class and no image: hidden (``.*``, e.g. macOS' ``._img.jpg`` AppleDouble
+    files) or the ``__MACOSX`` folder that macOS' zip writes beside the data."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def _subfolders(folder: str) -> list[os.DirEntry]:
     """The sub-folders of ``folder`` that are not hidden, sorted by name."""
-    return sorted((d for d in os.scandir(folder) if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    return sorted((d for d in os.scandir(folder) if d.is_dir() and not hidden(d.name)), key=lambda d: d.name)
 
 
 def _holds_image(folder: str, depth: int, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> bool:
     """True when ``folder`` holds an image file itself, or in its sub-folders down to ``depth`` levels below it."""
     subs = []
     for entry in os.scandir(folder):
+        if hidden(entry.name):
+            continue
         if entry.is_file() and os.path.splitext(entry.name)[1].lower() in suffixes:
             return True
-        if depth > 0 and entry.is_dir() and not entry.name.startswith("."):
+        if depth > 0 and entry.is_dir():
             subs.append(entry.path)
     return any(_holds_image(sub, depth - 1, suffixes) for sub in sorted(subs))
 

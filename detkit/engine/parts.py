@@ -20,6 +20,7 @@ from detkit.engine.preflight import (
     check_evaluator_data,
     check_num_classes,
     check_val_sample,
+    split_error,
 )
 from detkit.engine.preflight_data import check_targets, warn_size_mismatch
 from detkit.engine.runtime import resolve_amp
@@ -45,7 +46,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
     pinned for a CUDA ``device`` only (None: whenever CUDA is available)."""
     data = cfg["data"]
     pin = None if device is None else device.type == "cuda"
-    train_set = builders.build_dataset(data["train"])
+    train_set = _build_split(data, "train")
     loader = builders.build_dataloader(
         cfg, "train", distributed=dist.is_dist(), seed=cfg["seed"], start_iter=0, dataset=train_set, pin_memory=pin
     )
@@ -57,7 +58,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
     _check_objects(train_set)
     out = TrainData(train_set, loader, len(loader))
     if data.get("val"):
-        val_set = builders.build_dataset(data["val"])
+        val_set = _build_split(data, "val")
         check_categories(train_set, val_set)
         check_val_sample(val_set)
         out.val_loader = builders.build_dataloader(
@@ -70,6 +71,18 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
     if dist.is_main_process():
         warn_size_mismatch(cfg)  # a WARNING: multi-scale recipes train at another size on purpose
     return out
+
+
+def _build_split(data: dict, split: str) -> Any:
+    """``data.<split>`` built; a ``classes`` it cannot read is reported with its key and the fix (split_error)."""
+    from detkit.data.validate import DatasetError
+
+    try:
+        return builders.build_dataset(data[split])
+    except DatasetError as e:
+        if not str(e).startswith("classes "):
+            raise
+        raise DatasetError(split_error(e, split, data)) from e
 
 
 def _check_objects(train_set) -> None:

@@ -37,14 +37,33 @@ def _first_difference(a: list, b: list) -> str:
     return f"label {i} is {a[i]!r} in one and {b[i]!r} in the other"
 
 
+def _nearest_names(train: list, val: list) -> str:
+    """'val class 'cafe' is nearly train's 'café'' for each val name not in train that nearly matches one."""
+    near = []
+    for name in (v for v in val if v not in train):
+        match = difflib.get_close_matches(str(name), [str(t) for t in train], n=1, cutoff=0.6)
+        if match:
+            near.append(f"val class {name!r} is nearly train's {match[0]!r}")
+    return "; ".join(near[:3])
+
+
+def _categories_fix(train_set, val_set) -> str:
+    """How to give data.val data.train's classes: class folders name ``data.train``'s img_dir."""
+    if type(val_set).__name__ == "ImageFolderDataset" and getattr(train_set, "img_dir", None):
+        return f"set data.val.classes to data.train's img_dir ({train_set.img_dir})"
+    return "give both splits the same categories list"
+
+
 def check_categories(train_set, val_set) -> None:
     """data.train and data.val must have the same category names, in the same order, with the same ids."""
     tn, vn = getattr(train_set, "class_names", None), getattr(val_set, "class_names", None)
     train, val = _split_name("train", train_set), _split_name("val", val_set)
     if tn is not None and vn is not None and list(tn) != list(vn):
+        near = _nearest_names(list(tn), list(vn))
         raise PreflightError(
             f"{train} and {val} disagree on categories ({_first_difference(list(tn), list(vn))}): "
-            f"train {list(tn)[:8]}, val {list(vn)[:8]}; give both splits the same categories list"
+            f"train {list(tn)[:8]}, val {list(vn)[:8]}" + (f"; {near}" if near else "") + "; "
+            f"{_categories_fix(train_set, val_set)}"
         )
     ti, vi = cat_ids(train_set), cat_ids(val_set)
     if ti is not None and vi is not None and ti != vi:
@@ -52,6 +71,20 @@ def check_categories(train_set, val_set) -> None:
             f"{train} and {val} give the categories different ids ({_first_difference(ti, vi)}): "
             f"train {ti[:8]}, val {vi[:8]}; give both splits the same categories list"
         )
+
+
+def split_error(error: Exception, split: str, data_cfg: dict) -> str:
+    """``error`` of building ``data.<split>`` as one line that names the config key: a ``classes`` that cannot
+    be read becomes ``data.<split>.classes: ...`` with the fix ``data.<split>.classes=<data.train.img_dir>``."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = "; ".join(lines)  # a multi-line message, joined on one line, keeps its problems apart
+    if not message.startswith(("classes folder ", "classes file ", "classes ")):
+        return f"data.{split}: {message}"
+    train_dir = (data_cfg.get("train") or {}).get("img_dir")
+    fix = ""
+    if split != "train" and train_dir:
+        fix = f"; e.g. --set data.{split}.classes={train_dir} (the data.train.img_dir given)"
+    return f"data.{split}.classes: {message}{fix}"
 
 
 def check_num_classes(model_cfg: dict, class_names: list[str]) -> None:

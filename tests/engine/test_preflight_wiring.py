@@ -43,3 +43,30 @@ def test_train_and_val_sizes_that_differ_are_a_warning(shapes, tmp_path, caplog)
         for r in caplog.records
         if r.levelname == "WARNING"
     )
+
+
+def test_a_classes_folder_that_is_missing_is_named_by_its_key(tmp_path):
+    """A packaged classifier pointed at one's own folders keeps its data.val.classes (the shapes folder): the
+    error names the key and the value to give (the data.train.img_dir given)."""
+    import cv2
+    import numpy as np
+
+    from detkit.data.validate import DatasetError
+    from detkit.engine.parts import build_data
+
+    for split in ("train", "val"):
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            cv2.imwrite(str(tmp_path / split / name / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    split = {"type": "ImageFolderDataset", "pipeline": []}
+    data = {
+        "batch_size": 2,
+        "num_workers": 0,
+        "train": {**split, "img_dir": str(tmp_path / "train")},
+        "val": {**split, "img_dir": str(tmp_path / "val"), "classes": str(tmp_path / "no_such_folder")},
+    }
+    with pytest.raises(DatasetError) as info:
+        build_data({"data": data, "seed": 0, "model": {}})
+    message = str(info.value)
+    assert message.startswith("data.val.classes: classes folder ") and "no_such_folder not found" in message
+    assert message.endswith(f"--set data.val.classes={tmp_path / 'train'} (the data.train.img_dir given)")

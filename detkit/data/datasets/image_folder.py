@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
-from detkit.data.datasets.seg_folder import IMAGE_SUFFIXES, load_class_names
-from detkit.data.folder_layout import layout_mistake
+from detkit.data.datasets.seg_folder import IMAGE_SUFFIXES, load_class_names, nfc
+from detkit.data.folder_layout import hidden, layout_mistake
 from detkit.data.image_cache import CacheMode, ImageCache
 from detkit.data.image_io import ImageReadError, UnsafePathError, safe_join
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error, where_read
@@ -28,11 +28,28 @@ def resolve_classes(classes: str | os.PathLike | Sequence[str] | None) -> list[s
         mistake = layout_mistake(classes, "classes")
         if mistake:
             raise DatasetError(f"classes folder {mistake}")
-        names = sorted(d.name for d in os.scandir(classes) if d.is_dir() and not d.name.startswith("."))
+        names = sorted(class_folders(classes))
         if not names:
             raise DatasetError(f"classes folder {os.fspath(classes)} has no sub-folders to take class names from")
         return names
     return None if classes is None else load_class_names(classes)
+
+
+def class_folders(folder: str | os.PathLike) -> dict[str, str]:
+    """The class folders of ``folder``: NFC name (see :func:`nfc`) -> the name on disk (macOS writes NFD).
+    Hidden folders and ``__MACOSX`` are no classes."""
+    return {nfc(d.name): d.name for d in os.scandir(folder) if d.is_dir() and not hidden(d.name)}
+
+
+def _visible_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The image files below ``folder``, sorted, leaving out hidden ones (``._x.jpg``) and hidden sub-folders."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in suffixes
+        and not any(hidden(part) for part in p.relative_to(folder).parts)
+        and p.is_file()
+    )
 
 
 def class_sample(image: np.ndarray, label: int, image_id: int) -> dict:
@@ -176,7 +193,8 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
 
     def _from_folders(self, given: list[str] | None, suffixes: tuple[str, ...]) -> tuple[list[str], list]:
         """Classes and ``(path, label)`` items of ``img_dir/<class>/**``."""
-        folders = sorted(d.name for d in os.scandir(self.img_dir) if d.is_dir() and not d.name.startswith("."))
+        on_disk = class_folders(self.img_dir)
+        folders = sorted(on_disk)
         if not folders:
             raise DatasetError(
                 f"image folder {self.img_dir} has no class sub-folders; lay it out as "
@@ -187,16 +205,16 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         for extra in (f for f in folders if f not in names):
             self._problem(
                 "unknown_class",
-                f"{os.path.join(self.img_dir, extra)}: class folder '{extra}' is not "
+                f"{os.path.join(self.img_dir, on_disk[extra])}: class folder '{extra}' is not "
                 f"among {source} ({', '.join(names[:8])}); the model cannot learn it: "
                 "remove the folder, or add the class to the training data and classes",
             )
         items = []
         for label, name in enumerate(names):
-            folder = Path(self.img_dir) / name
+            folder = Path(self.img_dir) / on_disk.get(name, name)
             if not folder.is_dir():
                 continue  # a class this split lacks (e.g. a small validation set)
-            paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+            paths = _visible_files(folder, suffixes)
             if not paths:
                 self._problem(
                     "empty_class_folder",
@@ -204,7 +222,7 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
                     f"({', '.join(suffixes)}); add images or remove the folder",
                 )
             items += [(os.fspath(p), label) for p in paths if self._check_file(p, f"class '{name}'")]
-        stray = [f for f in os.listdir(self.img_dir) if Path(f).suffix.lower() in suffixes]
+        stray = [f for f in os.listdir(self.img_dir) if Path(f).suffix.lower() in suffixes and not hidden(f)]
         if stray:
             warnings.warn(
                 f"{self.img_dir}: {len(stray)} image(s) lie outside the class folders (e.g. {stray[0]}) "
@@ -221,10 +239,7 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
             rows = list(csv.reader(f))
         header = [h.strip().lower() for h in (rows[0] if rows else [])]
         if "file" not in header or "label" not in header:
-            raise DatasetError(
-                f"{self.ann_file}: the first row must name the columns 'file' and 'label' "
-                f"(e.g. 'file,label'), got {rows[0] if rows else 'an empty file'}"
-            )
+            raise DatasetError(self._header_problem(rows))
         fi, li = header.index("file"), header.index("label")
         out = []
         for n, row in enumerate(rows[1:], start=2):
@@ -232,8 +247,25 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
                 continue
             if len(row) <= max(fi, li) or not row[fi].strip() or not row[li].strip():
                 raise DatasetError(f"{self.ann_file} line {n}: {row} lacks a file or a label; write 'file,label'")
-            out.append((n, row[fi].strip(), row[li].strip()))
+            out.append((n, row[fi].strip(), nfc(row[li].strip())))
         return out
+
+    def _header_problem(self, rows: list[list[str]]) -> str:
+        """Why the CSV's first row names no 'file' and 'label' columns: another delimiter, no header row, or not."""
+        got = rows[0] if rows else "an empty file"
+        need = f"{self.ann_file}: the first row must name the columns 'file' and 'label' (e.g. 'file,label')"
+        first = ",".join(rows[0]) if rows else ""
+        other = next((d for d in (";", "\t") if d in first and len(rows[0]) == 1), None)
+        if other:
+            shown = "tab" if other == "\t" else f"'{other}'"
+            return f"{need}; its rows are separated by {shown}, not commas: write them as file,label (got {got})"
+        cells = [c.strip() for c in rows[0]] if rows else []
+        if len(cells) >= 2 and any(c and os.path.isfile(os.path.join(self.img_dir, c)) for c in cells):
+            return (
+                f"{need}; its first row is data (an image file and its label, {got}), not a header: "
+                "add the line 'file,label' at the top"
+            )
+        return f"{need}, got {got}"
 
     def _from_csv(self, given: list[str] | None) -> tuple[list[str], list]:
         """Classes and ``(path, label)`` items of the rows of ``ann_file``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,29 +16,52 @@ from detkit.data.image_io import IMAGE_SUFFIXES, ImageReadError, read_image
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error
 from detkit.registry import DATASETS
 
-__all__ = ["SegFolderDataset", "load_class_names", "read_label_map"]
+__all__ = ["SegFolderDataset", "load_class_names", "nfc", "read_label_map"]
 
 IGNORE = 255
 
 
 def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
-    """``classes`` as a list of names: a list as is, or a text file with one name per line (blank lines skipped)."""
+    """``classes`` as a list of names: a list as is, or a text file with one name per line (blank lines skipped).
+
+    Names are Unicode NFC-normalised, so that a name typed on one system matches the same name written
+    (decomposed, NFD) by another, e.g. macOS' folder names."""
     if isinstance(classes, (str, os.PathLike)):
         path = os.fspath(classes)
         if not os.path.isfile(path):
-            raise DatasetError(
-                f"classes file {path} not found; give a text file with one class name per line "
-                f"(label value = line index) or a list of names"
-            )
+            raise DatasetError(_missing_classes(path))
         with open(path, encoding="utf-8") as f:
-            names = [line.strip() for line in f if line.strip()]
+            names = [nfc(line.strip()) for line in f if line.strip()]
         if not names:
             raise DatasetError(f"classes file {path} is empty; write one class name per line")
         return names
-    names = [str(n) for n in classes]
+    names = [nfc(str(n)) for n in classes]
     if not names:
         raise DatasetError("classes is an empty list; give the class names (label value = index)")
     return names
+
+
+def nfc(name: str) -> str:
+    """``name`` in Unicode normal form C (composed: 'é' as one character, as most keyboards type it)."""
+    return unicodedata.normalize("NFC", name)
+
+
+def _missing_classes(path: str) -> str:
+    """Why ``classes`` (a path that is no file) cannot be read: a folder or a file not found, or a folder."""
+    from detkit.data.coco_file import where_read
+
+    if os.path.isdir(path):
+        return f"classes {path} is a folder; give a text file with one class name per line or a list of names"
+    if not os.path.splitext(path.rstrip("/\\"))[1]:  # no file ending: the value names a folder
+        return (
+            f"classes folder {path} not found{where_read(path)}; give the folder whose sub-folders name the "
+            "classes (the training split's img_dir: data.val.classes=<data.train.img_dir>), a text file with one "
+            "class name per line, or a list of names"
+        )
+    return (
+        f"classes file {path} not found{where_read(path)}; give a text file with one class name per line "
+        f"(label value = line index) or a list of names"
+    )
 
 
 def read_label_map(path: str | os.PathLike) -> np.ndarray:
