@@ -293,3 +293,26 @@ def format_report(out: dict[str, Any], out_dir: str | os.PathLike) -> str:
     wrong = sum(1 for r in out["per_image"] if not r["correct"])
     lines.append(f"{wrong} of {len(out['per_image'])} images wrong; {len(out['files'])} files written to {out_dir}")
     return "\n".join(lines)
+
+
+def split_root_mistake(img_dir: str | os.PathLike, predictions: str | os.PathLike, arg: str = "IMG_DIR") -> str | None:
+    """Why ``img_dir``, a split root (``img_dir/val/<class>/...``), is not the folder of class folders that
+    analyze needs, naming the split folder to give: the one holding the predictions' files, else val; None when
+    ``img_dir`` is not a split root."""
+    from detkit.data.folder_layout import split_folders
+
+    splits = split_folders(img_dir)
+    if not splits:
+        return None
+    try:
+        files = [Path(p.file).resolve() for p in read_predictions_csv(predictions)[:50]]
+    except (OSError, ValueError):
+        files = []
+    held = [path for _, path in splits if any(f.is_relative_to(Path(path).resolve()) for f in files)]
+    val = [path for split, path in splits if split == "val"]
+    use = (held or val or [splits[0][1]])[0]
+    names = ", ".join(os.path.basename(path) for _, path in splits)
+    return (
+        f"{arg} {img_dir} holds split folders ({names}), each with class folders: give the split the predictions "
+        f"came from as {arg}, e.g. {use}"
+    )

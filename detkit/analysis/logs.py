@@ -16,7 +16,7 @@ from pathlib import Path
 from detkit.analysis.figures import pyplot, save_figure
 from detkit.utils.files import read_jsonl
 
-__all__ = ["available_keys", "load_series", "logs_figure", "plot_logs"]
+__all__ = ["available_keys", "load_series", "logs_figure", "metric_keys", "plot_logs"]
 
 
 def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]]:
@@ -55,6 +55,19 @@ def load_series(work_dir: str | os.PathLike) -> dict[str, dict[str, list[float]]
     return out
 
 
+def metric_keys(work_dir: str | os.PathLike) -> set[str]:
+    """The evaluator metric keys of a work directory: those of its metrics.jsonl (every evaluator's, e.g.
+    ``bbox/AP``, ``cls/top1``, ``sem/mIoU``), never a loss key or ``lr`` (history.json's)."""
+    path = Path(work_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return set()
+    return {k for row in read_jsonl(path) for k, v in row.items() if k not in ("epoch", "iter") and _number(v)}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def available_keys(work_dirs: Sequence[str | os.PathLike]) -> list[str]:
     """Keys found in any of the work directories."""
     return sorted({k for d in work_dirs for k in load_series(d)})
@@ -76,6 +89,7 @@ def logs_figure(
     if len(labels) != len(work_dirs):
         raise ValueError(f"{len(labels)} labels for {len(work_dirs)} work directories")
     runs = [load_series(d) for d in work_dirs]
+    metrics = set().union(*(metric_keys(d) for d in work_dirs))
     missing = [k for k in keys if not any(k in r for r in runs)]
     if missing:
         raise ValueError(f"key(s) {missing} not found; available: {', '.join(available_keys(work_dirs))}")
@@ -84,7 +98,7 @@ def logs_figure(
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
-        is_metric = "/" in key and key.split("/")[0] in ("bbox", "segm", "sem")
+        is_metric = key in metrics  # an evaluator's (bbox/AP, cls/top1, sem/mIoU, ...): a fraction in 0..1
         for run, label in zip(runs, labels):
             s = run.get(key)
             if s is None:
@@ -93,7 +107,7 @@ def logs_figure(
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
-                marker="o" if is_metric else None,
+                marker="o" if is_metric or len(pts) == 1 else None,  # a single point is only its marker
                 markersize=3,
                 linewidth=1.4,
                 label=label,

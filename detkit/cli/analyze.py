@@ -75,6 +75,12 @@ def run_classification(args: argparse.Namespace) -> int:
         raise UserError(f"{args.gt_json} is a file: give the folder of class folders, or a CSV with --img-dir")
     if args.img_dir is not None:
         input_arg(args.img_dir, "--img-dir", folder=True)
+    from detkit.analysis.classification import split_root_mistake
+
+    folder = args.img_dir if csv_gt else args.gt_json
+    mistake = split_root_mistake(folder, args.predictions, "--img-dir" if csv_gt else "IMG_DIR")
+    if mistake is not None:
+        raise UserError(mistake)
     out = out_dir_arg(args.out_dir, "--out-dir")
     for name in CLS_OUTPUTS:
         out_file_arg(out / name, "--out-dir", inputs)

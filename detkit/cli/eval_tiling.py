@@ -70,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tile {args.tile}: {e}") from None
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
-    if type(model).__name__ in ("Segmentor", "Classifier"):
+    if type(model).__name__ == "Classifier":
+        raise UserError(
+            f"eval-tiling measures box recall of a detector; checkpoint {args.checkpoint} holds a Classifier, which "
+            "labels whole images: tiling is for detectors and segmentors (evaluate it with detkit eval)"
+        )
+    if type(model).__name__ == "Segmentor":
         raise UserError(
             f"eval-tiling measures box recall of a detector; checkpoint {args.checkpoint} holds a "
             f"{type(model).__name__} (its tiled inference: detkit infer --tile, or detkit.predict(..., tile=...))"

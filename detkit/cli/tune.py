@@ -1,7 +1,7 @@
 """Search hyperparameters with Optuna: each trial trains CONFIG with values drawn from SPACE.yaml.
 
 Usage: python tools/tune.py CONFIG --space SPACE.yaml --trials N --work-dir DIR [--data DATA.yaml]
-           [--metric bbox/AP] [--direction maximize] [--sampler tpe|random|grid] [--pruner median|hyperband|none]
+           [--metric NAME] [--direction maximize] [--sampler tpe|random|grid] [--pruner median|hyperband|none]
            [--storage URL] [--study-name NAME] [--timeout S] [--set K=V ...]
 Trial n trains in DIR/trial_<n>/. The study lives in --storage (default sqlite:///DIR/study.db): running the
 same command again, or in several processes or machines at once, continues it until N trials exist in total
@@ -36,7 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--data", metavar="DATA.yaml", help="an Ultralytics data.yaml that the config's datasets read (as in train)"
     )
-    p.add_argument("--metric", default="bbox/AP", help="a trial's value: this metric of its last evaluation")
+    p.add_argument(
+        "--metric",
+        help="a trial's value: this metric of its last evaluation (default: bbox/AP for a COCO evaluator, else "
+        "the config's train.best_metric or the evaluator's main metric, e.g. cls/top1 for a classifier)",
+    )
     p.add_argument(
         "--direction", default="maximize", choices=("maximize", "minimize"), help="default maximize: higher is better"
     )
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(cfg)
     params = load_space(args.space, cfg)
     try:
-        check_data_and_metric(cfg, args.metric)
+        args.metric = check_data_and_metric(cfg, args.metric)
     except SETUP_ERRORS as e:
         if isinstance(e, user_error_types()):
             raise

@@ -153,18 +153,47 @@ def explain_files(
     "images": n, "missing": inputs not in the json, "other_size": inputs whose size differs from the json's image
     of their name, left out}``.
     """
+    out = Path(out_dir)
+    created = _new_folders(out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _explain_all(model, paths, out, method, target_layer, score_thr, max_dets, gt, seed, progress)
+    except BaseException:
+        _remove_if_empty(created)  # a bad --target-layer, say: leave no empty folder behind
+        raise
+
+
+def _new_folders(out: Path) -> list[Path]:
+    """The folders that ``out.mkdir(parents=True)`` will create, deepest first."""
+    new = []
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        new.append(folder)
+    return new
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    for folder in folders:  # deepest first: a parent is empty once its new child is gone
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or gone): keep it and the folders above it
+
+
+def _explain_all(model, paths, out, method, target_layer, score_thr, max_dets, gt, seed, progress) -> dict:  # noqa: PLR0913
+    """:func:`explain_files` into the existing folder ``out``."""
     from tqdm import tqdm
 
     from detkit.data.image_io import ImageReadError, read_image
     from detkit.explain import draw_explanation, explain, pointing_hits, randomized_copy
+    from detkit.explain.adapters import adapter_for
     from detkit.utils.output_names import unique_stems
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     names = list(model.class_names)
     random_model = randomized_copy(model, seed) if gt is not None else None
     summary: dict = dict(images=0, skipped=[], heatmaps=0, layer=None, method=method, out_dir=out, score_thr=score_thr)
-    summary["max_dets"] = max_dets
+    summary.update(max_dets=max_dets, kind=adapter_for(model).kind)
     pointing = {"trained": [0, 0], "random": [0, 0], "images": 0, "missing": 0, "other_size": 0}
     records = []
     bar = tqdm(total=len(paths), desc="explain", unit="img", disable=None if progress else True)
@@ -211,11 +240,19 @@ def format_summary(summary: dict, seed: int = 0) -> str:
     """What was explained and skipped, how many maps, at which layer and where; the pointing game's line."""
     n = summary["images"]
     thr = summary.get("score_thr")
+    if summary.get("kind") == "classifier":
+        which = f"at most {summary['max_dets']} per image, the top classes"
+    elif summary.get("kind") == "segmentor":
+        which = f"at most {summary['max_dets']} per image, the largest classes present"
+    else:
+        which = (
+            f"at most {summary['max_dets']} per image, detections scoring >= "
+            f"{'the config test threshold' if thr is None else f'--score-thr {thr:g}'}"
+        )
     text = (
         f"{n} image{'s' if n != 1 else ''} explained, {len(summary['skipped'])} unreadable skipped, "
-        f"{summary['heatmaps']} heatmaps ({summary['method']} at layer {summary['layer']}; at most "
-        f"{summary['max_dets']} per image, detections scoring >= "
-        f"{'the config test threshold' if thr is None else f'--score-thr {thr:g}'}) -> {summary['out_dir']}"
+        f"{summary['heatmaps']} heatmaps ({summary['method']} at layer {summary['layer']}; {which}) "
+        f"-> {summary['out_dir']}"
     )
     if summary["skipped"]:
         text += f" (skipped: {', '.join(s[0] for s in summary['skipped'])})"

@@ -18,10 +18,13 @@ from torch import Tensor, nn
 
 __all__ = [
     "MAX_MAP_POSITIONS",
+    "MIN_MAP_SIDE",
     "ExplainError",
     "LayerInfo",
     "LevelTap",
+    "classifier_layer",
     "default_layer",
+    "finer_layer",
     "layer_target",
     "probe_layers",
     "resolve_layer",
@@ -32,6 +35,9 @@ ROI_PARTS = ("box_head", "mask_head")
 # merged pyramid levels are resized to the finest level with at most this many positions: EigenCAM's SVD
 # (the library's get_2d_projection) builds a positions x positions matrix
 MAX_MAP_POSITIONS = 4096
+# a classifier's default layer is the last one whose map is at least this many positions a side at the input
+# size (a 32 px image gives backbone.layer4 a 1x1 map: every heatmap flat)
+MIN_MAP_SIDE = 4
 
 
 class ExplainError(ValueError):
@@ -130,6 +136,32 @@ def resolve_layer(info: LayerInfo, name: str, model_type: str) -> str:
     raise ExplainError(
         f"target_layer '{name}' is not a layer of this {model_type}; valid layers, nearest first: {valid}"
     )
+
+
+def _map_side(out: object) -> int:
+    return min(int(v) for v in out.shape[-2:]) if isinstance(out, Tensor) else 0
+
+
+def finer_layer(info: LayerInfo, layer: str, min_side: int = MIN_MAP_SIDE) -> str | None:
+    """The last single-map layer called before ``layer``'s part ends whose map is at least ``min_side`` a side
+    (the shallowest name of the modules giving that map: ``backbone.layer3``, not ``backbone.layer3.1``); None
+    when ``layer``'s map is already that large or no earlier layer qualifies."""
+    if _map_side(info.outputs.get(layer)) >= min_side or info.kinds.get(layer) != "map":
+        return None
+    part = layer.split(".")[0]
+    names = [n for n in info.names if n.split(".")[0] == part and n != part] or info.names
+    big = [n for n in names if info.kinds[n] == "map" and _map_side(info.outputs[n]) >= min_side]
+    if not big:
+        return None
+    read = info.outputs[big[-1]]
+    return min((n for n in big if info.outputs[n] is read), key=lambda n: (n.count("."), len(n)))
+
+
+def classifier_layer(info: LayerInfo, model: nn.Module, head: nn.Module) -> str:
+    """A classifier's default layer: :func:`default_layer`, or the last layer whose map is at least
+    ``MIN_MAP_SIDE`` a side when the map the head pools is smaller (1x1 at 32 px: flat heatmaps)."""
+    layer = default_layer(info, model, head)
+    return finer_layer(info, layer) or layer
 
 
 def default_layer(info: LayerInfo, model: nn.Module, head: nn.Module) -> str:

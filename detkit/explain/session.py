@@ -14,7 +14,16 @@ import torch
 from torch import Tensor, nn
 
 from detkit.explain.adapters import adapter_for
-from detkit.explain.layers import ExplainError, LayerInfo, default_layer, layer_target, probe_layers, resolve_layer
+from detkit.explain.layers import (
+    ExplainError,
+    LayerInfo,
+    classifier_layer,
+    default_layer,
+    finer_layer,
+    layer_target,
+    probe_layers,
+    resolve_layer,
+)
 
 __all__ = ["METHODS", "CamSession", "Geometry", "cam_method", "cam_session", "prepare_batch"]
 
@@ -190,7 +199,11 @@ class CamSession:
         size = tuple(out.shape[-2:]) if isinstance(out, Tensor) else None
         others = " or ".join(m for m in ("hirescam", "eigencam") if m != str(method).lower())
         if size is not None and size[0] * size[1] == 1:
-            why = f"its map is 1x1 at this input size ({self.geometry.h}x{self.geometry.w}); choose an earlier layer"
+            finer = finer_layer(self.info, self.layer)
+            use = f" (e.g. --target-layer {finer})" if finer else ""
+            why = (
+                f"its map is 1x1 at this input size ({self.geometry.h}x{self.geometry.w}); choose an earlier layer{use}"
+            )
         elif gradients and not reached:
             why = (
                 "no gradient of the targets reaches it (the explained outputs do not depend on it); "
@@ -221,7 +234,8 @@ def cam_session(model: nn.Module, image: np.ndarray, target_layer: str | None = 
         adapter.image_size = tuple(int(v) for v in batch["image_sizes"][0])
         info = probe_layers(adapter, model, images)
         if target_layer is None:
-            layer = default_layer(info, model, adapter.head())
+            pick = classifier_layer if adapter.kind == "classifier" else default_layer
+            layer = pick(info, model, adapter.head())
         else:
             layer = resolve_layer(info, str(target_layer), type(model).__name__)
         yield CamSession(model, adapter, batch, images, info, layer)

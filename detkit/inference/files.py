@@ -54,6 +54,7 @@ class ResultWriter:
         cat_ids: label -> category id for ``predictions.json`` (None: the labels themselves).
         draw: write drawn images / videos (and colour-coded semantic maps).
         draw_thr: minimum score of drawn detections.
+        topk: a classifier's classes per image (None for other models): its outputs are ``predictions.csv``.
     """
 
     def __init__(
@@ -63,8 +64,10 @@ class ResultWriter:
         cat_ids: Sequence[int] | None = None,
         draw: bool = True,
         draw_thr: float = 0.3,
+        topk: int | None = None,
     ):
         self.out_dir = Path(out_dir)
+        self.topk = topk  # a classifier's: predictions.csv even with no row (no readable input)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.class_names, self.draw, self.draw_thr = list(class_names), draw, draw_thr
         self.labels_as_ids = cat_ids is None
@@ -169,7 +172,8 @@ class ResultWriter:
         """Write ``images.json`` and ``predictions.json`` (instances) or ``predictions.csv`` (a classifier's top-k);
         return the predictions' path (None for semantic maps only)."""
         _write_atomic(self.out_dir / "images.json", lambda t: t.write_text(json.dumps(self.images)))
-        if len(self.classes):
+        if len(self.classes) or self.topk is not None:
+            self.classes.k = self.classes.k or int(self.topk or 0)
             return self.classes.write(self.out_dir / "predictions.csv")
         if self.instance_preds == 0 and self.semantic_preds > 0:
             return None
@@ -216,7 +220,8 @@ def run_inference(
 
     import detkit
 
-    writer = ResultWriter(out_dir, model.class_names, getattr(model, "cat_ids", None), draw, draw_thr)
+    topk = _classifier_topk(model)
+    writer = ResultWriter(out_dir, model.class_names, getattr(model, "cat_ids", None), draw, draw_thr, topk)
     skipped: list[tuple[str, str]] = []
     videos = [p for p in paths if is_video(p)]
     images = [p for p in paths if not is_video(p)]
@@ -241,24 +246,34 @@ def run_inference(
         writer.close_video()
     bar.close()
     pred_path = writer.finish()
-    summary = {
-        **counts,
-        "interrupted": interrupted,
-        "skipped": skipped,
+    summary = {**counts, "interrupted": interrupted, "skipped": skipped, "score_thr": score_thr}
+    summary.update(_written(writer, draw, draw_thr, pred_path, Path(out_dir), topk))
+    if interrupted:
+        raise InferenceInterrupted(summary)
+    return summary
+
+
+def _classifier_topk(model: nn.Module) -> int | None:
+    """A classifier's classes per image; None for other models."""
+    from detkit.models.detectors.classifier import Classifier
+
+    return int(model.topk) if isinstance(model, Classifier) else None
+
+
+def _written(writer: ResultWriter, draw: bool, draw_thr: float, pred_path, out_dir: Path, topk) -> dict:
+    """The summary's account of what ``writer`` wrote (see :func:`run_inference`)."""
+    return {
         "detections": len(writer.results),
         "drawn": writer.drawn if draw else None,
         "max_score": max((r["score"] for r in writer.results), default=None),
         "draw_thr": draw_thr,
-        "score_thr": score_thr,
         "predictions": pred_path,
-        "out_dir": Path(out_dir),
+        "out_dir": out_dir,
         "classified": len(writer.classes),
+        "classifier": topk is not None,
         "topk": writer.classes.k,
         "most_predicted": writer.classes.most_predicted(),
     }
-    if interrupted:
-        raise InferenceInterrupted(summary)
-    return summary
 
 
 class InferenceInterrupted(KeyboardInterrupt):
@@ -334,7 +349,7 @@ def format_summary(summary: dict) -> str:
     )
     if summary["skipped"]:
         text += f" ({', '.join(s[0] for s in summary['skipped'])})"
-    if summary.get("classified"):
+    if summary.get("classified") or summary.get("classifier"):
         return text + _classified(summary)
     if summary["predictions"] is not None:
         thr = summary.get("score_thr")
@@ -356,8 +371,8 @@ def _classified(summary: dict) -> str:
     """The classifier's part of the summary: rows written, the most frequent first classes, the drawings."""
     common = ", ".join(f"{name} {n}" for name, n in summary["most_predicted"])
     text = (
-        f", top-{summary['topk']} classes and probabilities of {summary['classified']} -> {summary['predictions']} "
-        f"(most often first: {common})"
+        f", top-{summary['topk']} classes and probabilities of {summary['classified']} -> {summary['predictions']}"
+        + (f" (most often first: {common})" if common else "")
     )
     if summary.get("drawn") is None:
         return text + "; none drawn (--no-draw)"

@@ -44,7 +44,28 @@ def test_segmentor_and_classifier_maps(segmentor, classifier, image):
         cls = detkit.explain(classifier, image, method=method, max_dets=2)
         _check_maps(cls, image, 2)
         assert cls["heatmap_labels"].tolist() == cls["labels"][:2].tolist()  # the top classes
-        assert cls["target_layer"] == "backbone.layer4"  # the one map the head pools
+        # the map the head pools (backbone.layer4) is 2x2 at 64 px: the last layer with a 4x4 map instead
+        assert cls["target_layer"] == "backbone.layer3"
+
+
+def test_classifier_default_layer_follows_the_input_size(classifier, image):
+    """At 32 px backbone.layer4 is 1x1 (every heatmap flat): the default is the last layer at least 4x4; a
+    1x1 layer asked for by name warns and names the layer to use."""
+    import copy
+    import warnings
+
+    from detkit.config import load_config
+
+    small = copy.deepcopy(classifier)
+    small.cfg = load_config("resnet18_shapes", ["data.val.pipeline=[{type: Resize, height: 32, width: 32}]"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = detkit.explain(small, image, method="gradcam", max_dets=2)
+    assert result["target_layer"] == "backbone.layer2"  # layer3 is 2x2 at 32 px
+    _check_maps(result, image, 2)
+    with pytest.warns(UserWarning, match="1x1") as caught:
+        detkit.explain(small, image, method="gradcam", target_layer="backbone.layer4", max_dets=1)
+    assert "--target-layer backbone.layer2" in str(caught[0].message)
 
 
 @pytest.mark.parametrize("method", ["gradcam", "hirescam"])
@@ -98,11 +119,11 @@ def test_no_detection_gives_no_map(yolo, image):
     assert len(result["boxes"]) == 0 and tuple(result["heatmaps"].shape) == (0, *image.shape[:2])
 
 
-def _flat_warning(model, image, method, target) -> str:
-    """The one warning of ``method``'s maps of ``target`` at the default layer (they must all be flat)."""
+def _flat_warning(model, image, method, target, layer=None) -> str:
+    """The one warning of ``method``'s maps of ``target`` at ``layer`` (None: the default; all must be flat)."""
     from detkit.explain.session import cam_session
 
-    with cam_session(model, image) as session, pytest.warns(UserWarning, match="are flat") as caught:
+    with cam_session(model, image, layer) as session, pytest.warns(UserWarning, match="are flat") as caught:
         maps = session.heatmaps(method, [target])
     assert all(float(m.max()) <= float(m.min()) for m in maps)
     return str(caught[0].message)
@@ -120,14 +141,14 @@ def test_flat_maps_say_whether_the_gradients_reach_the_layer(classifier, image):
     with torch.no_grad():
         model.head.fc.weight[0] = -1.0
     for method in ("gradcam", "gradcam++"):
-        text = _flat_warning(model, image, method, ClassifierOutputTarget(0))
+        text = _flat_warning(model, image, method, ClassifierOutputTarget(0), "backbone.layer4")
         assert "layer 'backbone.layer4'" in text and "gradients reach it" in text, text
         assert "ReLU" in text and "try --method hirescam or eigencam" in text, text
         assert "no gradient" not in text, text
-    text = _flat_warning(model, image, "hirescam", ClassifierOutputTarget(0))
+    text = _flat_warning(model, image, "hirescam", ClassifierOutputTarget(0), "backbone.layer4")
     assert "gradients reach it" in text and "try --method eigencam" in text, text
 
     with torch.no_grad():
         model.head.fc.weight[0] = 0.0
-    text = _flat_warning(model, image, "gradcam", ClassifierOutputTarget(0))
+    text = _flat_warning(model, image, "gradcam", ClassifierOutputTarget(0), "backbone.layer4")
     assert "no gradient of the targets reaches it" in text and "choose a layer they read" in text, text

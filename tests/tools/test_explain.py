@@ -158,3 +158,35 @@ def test_inputs_with_one_name_get_their_own_outputs(checkpoint, folder, tmp_path
         (str(p), f"{s}.png") for p, s in zip((folder / "a.png", copy, folder / "a.png"), stems)
     ]
     assert "3 images explained" in capsys.readouterr().out
+
+
+def test_failed_run_leaves_no_empty_out_dir(checkpoint, folder, tmp_path, capsys):
+    """An unknown --target-layer is found once the model runs: the --out-dir made by this run goes again."""
+    out = tmp_path / "new" / "cam"
+    _one_line_error(capsys, ["-", checkpoint, folder / "a.png", "--out-dir", out, "--target-layer", "x.y"], "nearest")
+    assert not out.exists() and not out.parent.exists()
+    kept = tmp_path / "kept"
+    (kept / "cam").mkdir(parents=True)
+    (kept / "note.txt").write_text("mine")
+    _one_line_error(capsys, ["-", checkpoint, folder / "a.png", "--out-dir", kept / "cam", "--target-layer", "x"], "")
+    assert (kept / "cam").is_dir()  # there before the run: kept
+
+
+def test_classifier_overlays_and_summary(folder, tmp_path, capsys):
+    """A 32 px classifier: a small image's overlay is enlarged (as infer draws classes), the summary speaks of
+    classes, and the default layer is one whose map is at least 4x4."""
+    torch.manual_seed(0)
+    cfg = load_config("resnet18_shapes", ["data.val.pipeline=[{type: Resize, height: 32, width: 32}]"])
+    names = ["a", "b", "c"]
+    ck = tmp_path / "cls.pth"
+    model = detkit.build_model(cfg, class_names=names)
+    torch.save({"model": model.state_dict(), "meta": dict(config=cfg, class_names=names)}, ck)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), cv2.resize(render_image(np.random.default_rng(3), (96, 128))[0], (60, 20)))
+    assert main(["-", str(ck), str(small), "--out-dir", str(tmp_path / "cam"), "--method", "gradcam"]) == 0
+    out = capsys.readouterr().out
+    assert "the top classes" in out and "detections" not in out and "threshold" not in out, out
+    assert "at layer backbone.layer2" in out, out
+    overlay = cv2.imread(str(tmp_path / "cam" / "small.png"))
+    assert overlay.shape[:2] == (192, 576)
+    assert np.load(tmp_path / "cam" / "small.npy").shape[1:] == (20, 60)  # the maps keep the image's size

@@ -265,3 +265,22 @@ def test_set_overrides_the_config_as_eval_does(checkpoint, tmp_path, capsys):
     assert tool.main(["-", str(checkpoint), str(img), "--set", "model.box_head.nms_thresh=0.3"]) == 2
     err = capsys.readouterr().err.strip()
     assert "nms_thresh" in err and "nms_thr" in err and "\n" not in err
+
+
+def test_a_classifier_without_readable_input_keeps_its_csv_and_wording(tmp_path):
+    """No readable input: a classifier still writes predictions.csv (header only), never predictions.json, and
+    the summary speaks of classes, not of detections drawn."""
+    from detkit.inference.files import format_summary, run_inference
+
+    torch.manual_seed(0)
+    model = detkit.build_model(load_config("resnet18_shapes"), class_names=["a", "b", "c"]).eval()
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"not an image")
+    summary = run_inference(model, [bad], tmp_path / "out", progress=False, log=lambda _: None)
+    assert (tmp_path / "out" / "predictions.csv").is_file()
+    assert not (tmp_path / "out" / "predictions.json").exists()
+    header = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
+    assert header == ["file,frame,label_1,score_1,label_2,score_2,label_3,score_3"]
+    text = format_summary(summary)
+    assert "detections" not in text and "score >=" not in text, text
+    assert "top-3 classes and probabilities of 0 -> " in text and "predictions.csv" in text, text

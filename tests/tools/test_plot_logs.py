@@ -89,3 +89,27 @@ def test_default_keys_are_the_runs_best_metric_and_loss(tmp_path):
     (seg / "config.yaml").write_text("train: {best_metric: sem/aAcc}\n")
     assert plot_tool.default_keys([seg]) == ["sem/aAcc", "loss"]
     assert plot_tool.main([str(seg), "--out", str(tmp_path / "seg.png")]) == 0
+
+
+def test_a_classifier_run_with_one_evaluation_is_drawn(tmp_path, monkeypatch):
+    """Every evaluator's metric is a metric (cls/top1 included: marker, "(0..1)"); a one-point series shows
+    its marker whatever its key, and a loss key with a '/' stays a loss."""
+    import detkit.analysis.logs as logs
+    from detkit.engine.logger import RunRecord
+
+    runs = []
+    for name, epochs in (("split", 2), ("trial_0", 1)):
+        rec = RunRecord(tmp_path / name)
+        (tmp_path / name).mkdir()
+        for ep in range(1, epochs + 1):
+            rec.add_losses(ep, float(ep), 0.01, {"loss": 1.0 / ep, "rpn/cls": 0.5 / ep})
+            rec.add_metrics({"epoch": ep, "iter": ep, "cls/top1": 0.4 * ep, "cls/top5": 1.0})
+        rec.save_history()
+        runs.append(tmp_path / name)
+    fig = logs.logs_figure(runs, ["cls/top1", "rpn/cls", "loss"])
+    top1, rpn, loss = (ax for ax in fig.axes if ax.get_visible())
+    assert top1.get_ylabel() == "cls/top1 (0..1)" and rpn.get_ylabel() == "rpn/cls" and loss.get_ylabel() == "loss"
+    assert [line.get_marker() for line in top1.get_lines()] == ["o", "o"]
+    assert [len(line.get_xdata()) for line in top1.get_lines()] == [2, 1]
+    assert [line.get_marker() for line in loss.get_lines()] == ["None", "o"]  # trial_0's loss: one point
+    assert logs.metric_keys(runs[0]) == {"cls/top1", "cls/top5"}
