@@ -121,11 +121,14 @@ def config_arg(
     """``load_config(config, overrides)`` after :func:`check_config_file`; CONFIG ``-`` takes the config that
     ``checkpoint`` stores (overrides applied, every key checked). ``data_yaml`` (``--data``) points the config's
     datasets at an Ultralytics data.yaml before the overrides apply (``detkit.data.data_arg``). Each section of
-    ``needs`` (``model``, ``data``) must be a mapping: a missing or null one is a UserError naming it."""
+    ``needs`` (``model``, ``data``) must be a mapping: a missing or null one is a UserError naming it. A folder as
+    ``data_yaml`` is a classifier's class folders (``apply_data_folder``)."""
     if data_yaml is not None:
         cfg = _load_with_data_yaml(config, overrides, data_yaml)
     else:
         cfg = _load_config_arg(config, overrides, checkpoint)
+        if "data" in needs:  # (a tool that reads the data: not infer of a run whose data moved)
+            _class_folders_for_detection(cfg)
     for section in needs:
         if not isinstance(cfg.get(section), dict):
             state = "is null" if section in cfg else "is missing"
@@ -134,6 +137,28 @@ def config_arg(
                 f"config with a {section} section (see `detkit configs`)"
             )
     return cfg
+
+
+def _class_folders_for_detection(cfg: dict) -> None:
+    """Refuse a detection dataset (COCO / VOC) whose ``img_dir`` is class folders and whose ``ann_file`` is missing
+    (``--set data.train.img_dir=split/train`` on a detection config): it would fail on the missing annotations."""
+    from detkit.data.data_arg import DETECTION_DATASETS, _innermost, class_folder_splits
+
+    data = cfg.get("data")
+    for split, spec in data.items() if isinstance(data, dict) else ():
+        if not isinstance(spec, dict):
+            continue
+        inner = _innermost(spec)[0]
+        img_dir = spec.get("img_dir") or inner.get("img_dir")  # (a wrapper such as MixDataset passes them on)
+        ann_file = spec.get("ann_file") or inner.get("ann_file")
+        if inner.get("type") not in DETECTION_DATASETS or not isinstance(img_dir, str) or not os.path.isdir(img_dir):
+            continue
+        if isinstance(ann_file, str) and not os.path.exists(ann_file) and class_folder_splits(img_dir):
+            raise UserError(
+                f"data.{split}.img_dir {img_dir} is a class-folder (classification) dataset (<class>/<image> folders) "
+                f"and data.{split}.ann_file {ann_file} does not exist: the config is a detection one "
+                f"({inner['type']}); use a classifier config such as resnet18_shapes (`detkit configs` lists them)"
+            )
 
 
 def _load_config_arg(config: str | os.PathLike, overrides: Sequence[str], checkpoint: str | None) -> dict:
@@ -158,14 +183,24 @@ def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], da
     from detkit.config import load_config_with_sources, record_sources
     from detkit.config_check import check_config
     from detkit.config_overrides import apply_overrides, get_by_path
-    from detkit.data.data_arg import apply_data_yaml, data_yaml_keys
+    from detkit.data.data_arg import apply_data_folder, apply_data_yaml, data_yaml_keys
 
     check_config_file(config)
     kind = file_kind(data_yaml)
-    if kind not in ("yaml", "text"):
-        state = {"missing": "not found", "folder": "is a folder"}.get(kind, f"is not YAML text (it is {kind})")
-        raise UserError(f"--data {data_yaml} {state}; give the dataset's data.yaml (keys path, train, val, names)")
+    if kind not in ("yaml", "text", "folder"):
+        state = {"missing": "not found"}.get(kind, f"is not YAML text (it is {kind})")
+        raise UserError(
+            f"--data {data_yaml} {state}; give the dataset's data.yaml (keys path, train, val, names), or a "
+            "classifier's folder of class folders"
+        )
     cfg, sources = load_config_with_sources(config, check=True)
+    if kind == "folder":  # a classifier's class folders (ROOT/train/<class>/..., ROOT/val/<class>/...)
+        cfg, keys = apply_data_folder(cfg, data_yaml, val_set=_sets_val(overrides))
+        for path in keys:
+            record_sources(sources, get_by_path(cfg, ".".join(map(str, path))), path, "--data")
+        cfg = apply_overrides(cfg, list(overrides), sources, add_missing=True)
+        check_config(cfg, sources)
+        return cfg
     cfg = apply_data_yaml(cfg, data_yaml, config)
     for path in data_yaml_keys(cfg):  # what --data set is named as its origin in the check's messages
         node = get_by_path(cfg, ".".join(map(str, path)))
@@ -175,6 +210,12 @@ def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], da
     cfg = apply_overrides(cfg, list(overrides), sources, add_missing=True)
     check_config(cfg, sources)
     return cfg
+
+
+def _sets_val(overrides: Sequence[str]) -> bool:
+    """Whether ``--set`` sets data.val or a key inside it (``data.val=null`` trains without validation)."""
+    keys = [str(item).split("=", 1)[0].strip().lstrip("+") for item in overrides]
+    return any(key == "data.val" or key.startswith("data.val.") for key in keys)
 
 
 def checkpoint_arg(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None) -> Path:

@@ -48,8 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("config", help="YAML config")
     p.add_argument(
         "--data",
-        metavar="DATA.yaml",
-        help="an Ultralytics data.yaml: the config's datasets read it (YOLODataset), the model takes its classes",
+        metavar="DATA",
+        help="an Ultralytics data.yaml (the config's datasets read it, the model takes its classes), or for a "
+        "classifier config a folder with train/ and val/ class folders",
     )
     p.add_argument(
         "--work-dir",

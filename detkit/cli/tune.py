@@ -34,7 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", required=True, type=int, metavar="N", help="trials the study holds in total")
     p.add_argument("--work-dir", required=True, metavar="DIR", help="trials, outputs and the default storage")
     p.add_argument(
-        "--data", metavar="DATA.yaml", help="an Ultralytics data.yaml that the config's datasets read (as in train)"
+        "--data",
+        metavar="DATA",
+        help="an Ultralytics data.yaml that the config's datasets read, or a classifier's folder of train/ and "
+        "val/ class folders (as in train)",
     )
     p.add_argument(
         "--metric",

@@ -7,6 +7,10 @@ pipeline, e.g. ``LetterBox``, stays), ``data.test`` likewise when the yaml has a
 ``img_dir`` are removed at every level. A model with a mask head gets ``with_masks: true``; a fixed
 ``model.num_classes`` becomes the number of the yaml's names (a ``null`` one is taken from the data anyway).
 
+:func:`apply_data_folder` does the same for a classifier and a folder of class folders (``--data ROOT``,
+Ultralytics' classification layout ``ROOT/{train,val}/<class>/<image>``): the ``ImageFolderDataset`` of each
+split reads ``ROOT/<split>`` (``valid`` / ``validation`` count as val), val and test take train's classes.
+
 :func:`is_data_yaml` and :func:`suggest_config` let a tool recognise a data.yaml given where a config is
 expected and name the packaged config to train on it.
 """
@@ -23,7 +27,15 @@ import yaml
 
 from detkit.config import ConfigError
 
-__all__ = ["DATA_SPLITS", "apply_data_yaml", "is_data_yaml", "needs_masks", "suggest_config"]
+__all__ = [
+    "DATA_SPLITS",
+    "apply_data_folder",
+    "apply_data_yaml",
+    "class_folder_splits",
+    "is_data_yaml",
+    "needs_masks",
+    "suggest_config",
+]
 
 DATA_SPLITS = ("train", "val", "test")
 PATH_KEYS = ("ann_file", "img_dir")  # removed at every level: the data.yaml names the folders
@@ -36,7 +48,8 @@ TASK_OF = {
     "CocoCropsDataset": "object crops for a classifier",
     "SegFolderDataset": "semantic-segmentation maps",
 }
-DETECTION_CONFIG, SEGMENTATION_CONFIG = "yolo_n_coco", "yolo_n_seg_coco"
+DETECTION_CONFIG, SEGMENTATION_CONFIG, CLASSIFIER_CONFIG = "yolo_n_coco", "yolo_n_seg_coco", "resnet18_shapes"
+CLASS_FOLDERS = "ImageFolderDataset"  # the dataset of a classifier that reads class folders
 
 
 def _load_yaml(path: str | os.PathLike) -> Any:
@@ -85,7 +98,10 @@ def _polygon_labels(data_yaml: str | os.PathLike, limit: int = 20) -> bool | Non
 
 
 def suggest_config(data_yaml: str | os.PathLike | None) -> str:
-    """The packaged config to train on ``data_yaml``: YOLO n-seg when its labels are polygons, else YOLO n."""
+    """The packaged config to train on ``data_yaml``: YOLO n-seg when its labels are polygons, a classifier for a
+    folder of class folders (``--data ROOT``), else YOLO n."""
+    if data_yaml is not None and class_folder_splits(data_yaml):
+        return CLASSIFIER_CONFIG
     seg = data_yaml is not None and os.path.isfile(data_yaml) and _polygon_labels(data_yaml)
     return SEGMENTATION_CONFIG if seg else DETECTION_CONFIG
 
@@ -169,6 +185,12 @@ def _point_at(spec: Any, data_yaml: str, split: str, where: str, masks: bool) ->
         inner = out.get("dataset") or {"type": "CocoDataset"}  # (MixDataset's default inner dataset)
         out["dataset"] = _point_at(inner, data_yaml, split, f"{where}.dataset", masks)
         return out
+    if kind == CLASS_FOLDERS:
+        raise ConfigError(
+            f"{data_yaml}: an Ultralytics data.yaml feeds a detection or instance-segmentation config, but {where} "
+            f"is {kind}: a classifier reads class folders: give the folder with --data (ROOT with train/<class>/ "
+            f"and val/<class>/ folders), or a detection config such as {DETECTION_CONFIG} for this data.yaml"
+        )
     if kind not in DETECTION_DATASETS:
         what = TASK_OF.get(kind, "not a detection dataset")
         raise ConfigError(
@@ -235,3 +257,111 @@ def data_yaml_keys(cfg: dict) -> list[tuple]:
     if isinstance((cfg.get("model") or {}).get("num_classes"), int):
         keys.append(("model", "num_classes"))
     return keys
+
+
+def class_folder_splits(root: str | os.PathLike) -> list[tuple[str, str]]:
+    """The splits of the class-folder dataset ``root`` as ``(split, folder)``: those of a split root
+    (:func:`~detkit.data.folder_layout.split_folders`), ``[('train', root)]`` for one folder of class folders
+    (``root/<class>/<image>``), ``[]`` for anything else (a YOLO dataset, a folder of images, a file)."""
+    from detkit.data.folder_layout import _holds_image, layout_mistake, split_folders
+
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        return []
+    splits = split_folders(root)
+    if splits:
+        return splits
+    if layout_mistake(root) is not None or _holds_image(root, 0):
+        return []
+    subs = [e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
+    return [("train", root)] if any(_holds_image(sub, 1) for sub in subs) else []
+
+
+def _innermost(spec: dict) -> tuple[dict, tuple]:
+    """The innermost dataset spec below wrappers (``dataset`` keys) of ``spec``, and its key path below it."""
+    path: tuple = ()
+    while isinstance(spec.get("type"), str) and _wraps(spec["type"]) and isinstance(spec.get("dataset"), dict):
+        spec, path = spec["dataset"], (*path, "dataset")
+    return spec, path
+
+
+def _not_class_folders(root: str, kind: Any) -> str:
+    """Why ``root`` (given as ``--data``) is refused when it holds no class folders, for a config of ``kind``."""
+    from detkit.data.folder_layout import _data_yaml, layout_mistake
+
+    if kind != CLASS_FOLDERS:
+        found = _data_yaml(root)
+        inside = f" ({found} is in it: --data {found})" if found else ""
+        return f"--data {root} is a folder; give the dataset's data.yaml (keys path, train, val, names){inside}"
+    mistake = layout_mistake(root)
+    if mistake:
+        return f"--data {root}: {mistake}; train a detection config such as {DETECTION_CONFIG} on its data.yaml"
+    return (
+        f"--data {root} holds no class folders with images; a classifier reads {root}/train/<class>/<image> and "
+        f"{root}/val/<class>/<image> (or {root}/<class>/<image>, one split)"
+    )
+
+
+def _refuse_missing_splits(root: str, found: dict, data: dict, val_set: bool) -> None:
+    """A ConfigError when ``found`` (split -> folder) lacks train, or val while the config validates."""
+    if "train" not in found:
+        raise ConfigError(
+            f"--data {root} holds split folders ({', '.join(found)}) but no train/ folder; add "
+            f"{root}/train/<class>/<image> (Ultralytics' classification layout)"
+        )
+    if "val" in found or not isinstance(data.get("val"), dict) or val_set:
+        return
+    if found["train"] == root:
+        raise ConfigError(
+            f"--data {root} is one folder of class folders: there is no val split, and the config validates on "
+            f"data.val; give a folder holding {root}/train and {root}/val (class folders in each), or "
+            "--set data.val=null to train without validation"
+        )
+    raise ConfigError(
+        f"--data {root}: no val split (val/, valid/ or validation/ beside train/), and the config validates on "
+        f"data.val; add {root}/val/<class>/<image>, or --set data.val=null to train without validation"
+    )
+
+
+def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False) -> tuple[dict, list[tuple]]:
+    """A copy of ``cfg`` whose classifier datasets read the class folders of ``root`` (see the module docstring),
+    and the key paths it set. ``val_set``: the user's ``--set`` sets data.val (e.g. ``data.val=null``), so a
+    root without a val split is not refused. Raises ``ConfigError`` for a root that holds no class folders, a
+    config whose data.train is not an ImageFolderDataset (naming a classifier config), or a missing split."""
+    from detkit.data.datasets.image_folder import resolve_classes
+
+    root = os.path.abspath(os.fspath(root))
+    out = copy.deepcopy(cfg)
+    data = out.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
+        raise ConfigError(f"--data {root}: the config has no data.train to point at it; give a classifier config")
+    kind = _innermost(data["train"])[0].get("type")
+    splits = class_folder_splits(root)
+    if not splits:
+        raise ConfigError(_not_class_folders(root, kind))
+    if kind != CLASS_FOLDERS:
+        what = "a detection dataset" if kind in DETECTION_DATASETS else TASK_OF.get(kind, "not class folders")
+        raise ConfigError(
+            f"--data {root} is a class-folder (classification) dataset (<class>/<image> folders), but data.train "
+            f"is {kind} ({what}); use a classifier config such as {CLASSIFIER_CONFIG} (`detkit configs` lists them)"
+        )
+    found = dict(splits)
+    _refuse_missing_splits(root, found, data, val_set)
+    keys = []
+    for split in DATA_SPLITS:
+        spec = data.get(split)
+        if not isinstance(spec, dict) or split not in found:
+            if isinstance(spec, dict) and split == "test":  # a test set of the config's data: not this data's
+                del data[split]
+            continue
+        inner, path = _innermost(spec)
+        if inner.get("type") != CLASS_FOLDERS:
+            raise ConfigError(f"--data {root}: data.{split} is {inner.get('type')}, not {CLASS_FOLDERS}")
+        classes = None if split == "train" else found["train"]
+        inner.update(img_dir=found[split], ann_file=None, classes=classes)
+        keys += [("data", split, *path, k) for k in ("img_dir", "ann_file", "classes")]
+    model = out.get("model")
+    if isinstance(model, dict) and isinstance(model.get("num_classes"), int):
+        model["num_classes"] = len(resolve_classes(found["train"]) or ())
+        keys.append(("model", "num_classes"))
+    return out, keys

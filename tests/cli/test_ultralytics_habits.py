@@ -188,7 +188,7 @@ def test_train_on_a_data_yaml_records_it_for_eval(ds, tmp_path, capsys, monkeypa
 def test_help_wins_over_the_words(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_cli.main(["yolo_n_shapes", "epochs=3", "-h"])
-    assert exit_info.value.code == 0 and "--data DATA.yaml" in capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--data DATA" in capsys.readouterr().out
 
 
 def test_momentum_is_beta1_of_an_adam_family_optimizer(capsys):
@@ -232,3 +232,35 @@ def test_a_mask_model_on_box_labels_is_one_line(ds, capsys):
     (line,) = _refused(train_cli.main, ["mask_rcnn_r18_fpn_shapes", "--data", str(ds), "--device", "cpu"], capsys)
     assert "labels are boxes" in line and "faster_rcnn_r18_fpn_shapes" in line and "with_masks" not in line
     assert "without masks" not in NO_MASK and "polygon labels" in NO_MASK  # the dataset's line agrees
+
+
+def test_data_takes_a_classifiers_class_folders(tmp_path, monkeypatch, capsys):
+    from test_data_arg import make_class_folders
+
+    from detkit.cli.inputs import config_arg
+
+    root = make_class_folders(tmp_path / "split", ("train", "val"))
+    cfg = config_arg("resnet18_shapes", ["train.max_epochs=1"], needs=("model", "data"), data_yaml=root)
+    assert cfg["data"]["train"]["img_dir"] == str(root / "train") and cfg["train"]["max_epochs"] == 1
+    assert cfg["data"]["val"]["img_dir"] == str(root / "val") and cfg["data"]["val"]["classes"] == str(root / "train")
+    photos = make_class_folders(tmp_path / "photos", ("",))
+    cfg = config_arg("resnet18_shapes", ["data.val=null"], data_yaml=photos)  # one split, no validation
+    assert cfg["data"]["val"] is None and cfg["data"]["train"]["img_dir"] == str(photos)
+    (line,) = _refused(train_cli.main, ["resnet18_shapes", "--data", str(photos)], capsys)
+    assert "no val split" in line and "--set data.val=null" in line
+    (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--data", str(root)], capsys)
+    assert "class-folder (classification) dataset" in line and "resnet18_shapes" in line
+    monkeypatch.chdir(tmp_path)
+    lines = _refused(train_cli.main, ["data=split", "epochs=1"], capsys)  # Ultralytics' classify habit
+    assert lines[-1].endswith("detkit train resnet18_shapes --data split --set train.max_epochs=1")
+
+
+def test_set_class_folders_on_a_detection_config_names_a_classifier(tmp_path, monkeypatch, capsys):
+    from test_data_arg import make_class_folders
+
+    make_class_folders(tmp_path / "split", ("train", "val"))
+    monkeypatch.chdir(tmp_path)  # (data/shapes/train.json, the config's ann_file, is not there)
+    argv = ["yolo_n_shapes", "--set", "data.train.img_dir=split/train", "data.val.img_dir=split/val"]
+    (line,) = _refused(train_cli.main, argv, capsys)
+    assert "data.train.img_dir split/train is a class-folder (classification) dataset" in line
+    assert "use a classifier config such as resnet18_shapes" in line

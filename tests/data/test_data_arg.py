@@ -126,7 +126,9 @@ def test_test_split_follows_the_yaml(data_yaml, seg_yaml):
 
 
 def test_refusals_name_the_file_and_the_fix(data_yaml, tmp_path):
-    with pytest.raises(ConfigError, match=r"data.train is ImageFolderDataset \(class folders.*yolo_n_coco"):
+    with pytest.raises(
+        ConfigError, match=r"data.train is ImageFolderDataset: a classifier reads class folders.*yolo_n_coco"
+    ):
         apply_data_yaml(load_config("resnet18_shapes"), data_yaml)
     with pytest.raises(ConfigError, match="semantic segmentor"):
         apply_data_yaml(load_config("semfpn_r18_shapes"), data_yaml)
@@ -202,3 +204,72 @@ def test_needs_masks_agrees_with_the_preflight():
         HEADS._items.pop(name, None)  # noqa: SLF001
     assert needs_masks(load_config("mask_rcnn_r18_fpn_shapes")["model"])
     assert not needs_masks(load_config("yolo_n_shapes")["model"]) and not needs_masks(None)
+
+
+def make_class_folders(root: Path, splits=("train", "valid"), classes=("circle", "square", "star")) -> Path:
+    """Ultralytics' classification layout: ``root/<split>/<class>/<image>`` (one split: ``splits=("",)``)."""
+    import numpy as np
+    from PIL import Image
+
+    for split in splits:
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(np.full((8, 8, 3), 127, np.uint8)).save(folder / "a.png")
+    return root
+
+
+def test_a_split_root_points_a_classifier_at_its_class_folders(tmp_path):
+    from detkit.data.data_arg import apply_data_folder, class_folder_splits
+
+    root = make_class_folders(tmp_path / "split", ("train", "valid", "test"))
+    cfg = load_config("resnet50_imagenet")  # num_classes: 1000 (fixed); no data.test
+    cfg["data"]["test"] = copy.deepcopy(cfg["data"]["val"])
+    out, keys = apply_data_folder(cfg, root)
+    data = out["data"]
+    assert data["train"]["img_dir"] == str(root / "train") and data["train"]["classes"] is None
+    assert data["val"]["img_dir"] == str(root / "valid") and data["val"]["classes"] == str(root / "train")
+    assert data["test"]["img_dir"] == str(root / "test") and data["test"]["classes"] == str(root / "train")
+    assert out["model"]["num_classes"] == 3 and ("model", "num_classes") in keys
+    check_config(out)
+    assert cfg["model"]["num_classes"] == 1000  # the input is not changed
+    del cfg["data"]["test"]
+    assert "test" not in apply_data_folder(cfg, make_class_folders(tmp_path / "s2"))[0]["data"]
+    assert "test" not in apply_data_folder(load_config("resnet18_shapes"), tmp_path / "s2")[0]["data"]
+    assert class_folder_splits(tmp_path / "s2") == [
+        ("train", str(tmp_path / "s2/train")),
+        ("val", str(tmp_path / "s2/valid")),
+    ]
+    assert suggest_config(tmp_path / "s2") == "resnet18_shapes"
+
+
+def test_one_folder_of_class_folders_needs_a_val_split(tmp_path):
+    from detkit.data.data_arg import apply_data_folder
+
+    root = make_class_folders(tmp_path / "photos", ("",))
+    cfg = load_config("resnet18_shapes")
+    with pytest.raises(ConfigError, match="one folder of class folders: there is no val split") as e:
+        apply_data_folder(cfg, root)
+    assert "--set data.val=null" in str(e.value) and f"{root}/train and {root}/val" in str(e.value)
+    out, _ = apply_data_folder(cfg, root, val_set=True)  # the user's --set data.val=... decides
+    assert out["data"]["train"]["img_dir"] == str(root)
+    only_train = make_class_folders(tmp_path / "t", ("train",))
+    with pytest.raises(ConfigError, match=r"no val split \(val/, valid/ or validation/"):
+        apply_data_folder(cfg, only_train)
+
+
+def test_class_folders_refuse_a_detection_config_and_a_data_yaml_a_classifier(tmp_path, data_yaml):
+    from detkit.data.data_arg import apply_data_folder
+
+    root = make_class_folders(tmp_path / "split")
+    for folder in (root, root / "train"):
+        with pytest.raises(ConfigError, match="is a class-folder .classification. dataset") as e:
+            apply_data_folder(load_config("yolo_n_shapes"), folder)
+        assert "use a classifier config such as resnet18_shapes" in str(e.value)
+    with pytest.raises(ConfigError, match="give the dataset's data.yaml") as e:
+        apply_data_folder(load_config("yolo_n_shapes"), data_yaml.parent)
+    assert f"--data {data_yaml}" in str(e.value)
+    with pytest.raises(ConfigError, match="YOLO detection dataset"):
+        apply_data_folder(load_config("resnet18_shapes"), data_yaml.parent)
+    with pytest.raises(ConfigError, match="a classifier reads class folders: give the folder with --data"):
+        apply_data_yaml(load_config("resnet18_shapes"), data_yaml)
