@@ -75,3 +75,16 @@ def test_missing_split_is_one_line_error(config, tmp_path, capsys):
     assert browse_tool.main([str(cfg), "--split", "val", "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no data.val section" in err and err.count("\n") == 1
+
+
+def test_a_classification_sample_shows_its_class():
+    """A classification sample (one label, no boxes) is enlarged as infer draws classes, its class name written."""
+    from detkit.analysis.browse import draw_sample
+    from detkit.data.datasets.image_folder import class_sample
+
+    image = np.full((32, 48, 3), 200, np.uint8)
+    drawn = draw_sample(class_sample(image, 1, 0), ["cat", "dog"])
+    assert drawn.shape == (192, 288, 3)  # shorter side 192 px, nearest neighbour
+    assert (drawn[:20, :60] != 200).any() and (drawn[-20:, -60:] == 200).all()  # the legend in the corner only
+    detection = draw_sample({"image": image, "boxes": np.zeros((0, 4)), "labels": np.zeros(0)}, ["cat"])
+    assert detection.shape == image.shape  # detection samples keep their size
