@@ -26,6 +26,12 @@ def test_export_matches_predict(model, tmp_path, nms):
     stats = verify_onnx(model, path, images, batch_size=2, nms=nms)
     assert stats["ok"], stats
     assert stats["num_ref"] > 5
+    import json
+
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["class_names"]) == list(model.class_names)  # labels -> names without the checkpoint
 
 
 def test_dynamic_batch_and_size(model, tmp_path):
