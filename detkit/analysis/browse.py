@@ -35,12 +35,13 @@ def draw_sample(
 
     With ``sem_background`` the semantic class 0 (background) is left unpainted, like ignored pixels.
     """
+    from detkit.inference.classification import enlarged
     from detkit.visualization import draw_instances, draw_legend, draw_sem_seg
 
     image = np.ascontiguousarray(sample["image"])
     if "boxes" not in sample and sample.get("sem_seg") is None and sample.get("labels") is not None:
         return draw_legend(
-            _enlarged(image), [int(k) for k in np.asarray(sample["labels"]).reshape(-1)], class_names or []
+            enlarged(image), [int(k) for k in np.asarray(sample["labels"]).reshape(-1)], class_names or []
         )
     if sample.get("sem_seg") is not None:
         sem = np.asarray(sample["sem_seg"]).astype(np.int64)
@@ -52,19 +53,6 @@ def draw_sample(
     masks = sample.get("masks")
     masks = None if masks is None or len(masks) == 0 else np.asarray(masks).astype(bool)
     return draw_instances(image, boxes, labels, None, masks, class_names)
-
-
-def _enlarged(image: np.ndarray) -> np.ndarray:
-    """``image`` scaled up (nearest neighbour) to a shorter side of ``MIN_DRAW_SIDE`` px when smaller, as ``infer``
-    draws a classifier's images (a 32 px image has no room for its class name)."""
-    from detkit.inference.classification import MIN_DRAW_SIDE
-
-    image = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
-    scale = MIN_DRAW_SIDE / max(1, min(image.shape[:2]))
-    if scale <= 1:
-        return image
-    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
 
 
 def iter_drawn(dataset: Any, indices: Sequence[int], seed: int = 0) -> Iterator[tuple[int, Any, np.ndarray]]:

@@ -24,6 +24,7 @@ __all__ = [
     "ClassificationRows",
     "csv_header",
     "draw_classification",
+    "enlarged",
     "is_classification",
     "top_classes",
 ]
@@ -63,18 +64,24 @@ def csv_text(rows: Sequence[Sequence[str]], k: int) -> str:
     return buf.getvalue()
 
 
+def enlarged(image: np.ndarray) -> np.ndarray:
+    """``image`` (RGB [H,W,3], or grey [H,W] made 3-channel) scaled up, nearest neighbour, to a shorter side of
+    ``MIN_DRAW_SIDE`` px when it is smaller (a class name written on a 32 px image has no room); else as it is.
+    How ``infer``, ``explain`` and ``browse`` draw classes on small images."""
+    image = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    scale = MIN_DRAW_SIDE / max(1, min(image.shape[:2]))
+    if scale <= 1:
+        return image
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return cv2.resize(np.ascontiguousarray(image), size, interpolation=cv2.INTER_NEAREST)
+
+
 def draw_classification(image: np.ndarray, pred: Mapping, class_names: Sequence[str], lines: int = 3) -> np.ndarray:
     """A copy of the RGB image [H,W,3] with its ``lines`` most likely classes and their probabilities written in the
     top-left corner (a colour swatch per class); images under ``MIN_DRAW_SIDE`` px are enlarged first."""
     from detkit.visualization import class_color
 
-    out = np.ascontiguousarray(image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2))
-    scale = MIN_DRAW_SIDE / min(out.shape[:2])
-    if scale > 1:
-        size = (round(out.shape[1] * scale), round(out.shape[0] * scale))
-        out = cv2.resize(out, size, interpolation=cv2.INTER_NEAREST)
-    else:
-        out = out.copy()
+    out = np.array(enlarged(image))  # a contiguous copy to draw on
     font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, min(out.shape[:2]) / 600)
     (_, th), base = cv2.getTextSize("Ag", font, font_scale, 1)
     labels = torch.as_tensor(pred["labels"]).reshape(-1).tolist()
