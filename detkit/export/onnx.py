@@ -68,25 +68,22 @@ def export_onnx(
             dynamic_axes=module.dynamic_axes if dynamic else None,
             do_constant_folding=True,
         )
-    _store_class_names(tmp, getattr(model, "class_names", None))
-    onnx.checker.check_model(os.fspath(tmp))
+    proto = onnx.load(os.fspath(tmp))
+    _store_class_names(proto, getattr(model, "class_names", None))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, os.fspath(tmp))
     os.replace(tmp, out)
     return out
 
 
-def _store_class_names(path: Path, class_names: Sequence[str] | None) -> None:
-    """Write the model's class names into the ONNX file's metadata (key ``class_names``, a JSON list in label
+def _store_class_names(proto: Any, class_names: Sequence[str] | None) -> None:
+    """Put the model's class names into the ONNX model's metadata (key ``class_names``, a JSON list in label
     order), so that a runtime maps the ``labels`` outputs to names without the checkpoint."""
     import json
 
-    import onnx
-
-    if not class_names:
-        return
-    proto = onnx.load(os.fspath(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "class_names", json.dumps([str(n) for n in class_names], ensure_ascii=False)
-    onnx.save(proto, os.fspath(path))
+    if class_names:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "class_names", json.dumps([str(n) for n in class_names], ensure_ascii=False)
 
 
 def onnx_session(path: str | os.PathLike, providers: Sequence[str] | None = None):
