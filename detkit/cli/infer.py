@@ -124,6 +124,27 @@ def check_classifier_options(model, args: argparse.Namespace) -> None:
         )
 
 
+def _build_model(args: argparse.Namespace, cfg, config, device, views):
+    """The model to predict with: the checkpoint's (compiled with --compile), or an Ensemble of it and
+    --ensemble's under --tta / --ensemble; a config that does not build is an input error."""
+    import detkit
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
+        model = detkit.init_model(cfg, args.checkpoint, device=device)
+        check_classifier_options(model, args)
+        if args.compile:  # weights fixed: frozen into the compiled graphs
+            from detkit.models.compile import compile_model
+
+            compile_model(model, freeze=True)
+        if views is not None:
+            from detkit.inference.ensemble import Ensemble, load_members
+
+            members = [model, *load_members(args.ensemble, config, device)]
+            model = Ensemble(members, views, names=[f"checkpoint {c}" for c in (args.checkpoint, *args.ensemble)])
+            check_merge(model)
+    return model
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, predict."""
     config = None if args.config == "-" else args.config
@@ -148,21 +169,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--tile {args.tile}: {e}") from None
 
-    import detkit
-
-    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
-        model = detkit.init_model(cfg, args.checkpoint, device=device)
-        check_classifier_options(model, args)
-        if args.compile:  # weights fixed: frozen into the compiled graphs
-            from detkit.models.compile import compile_model
-
-            compile_model(model, freeze=True)
-        if views is not None:
-            from detkit.inference.ensemble import Ensemble, load_members
-
-            members = [model, *load_members(args.ensemble, config, device)]
-            model = Ensemble(members, views, names=[f"checkpoint {c}" for c in (args.checkpoint, *args.ensemble)])
-            check_merge(model)
+    model = _build_model(args, cfg, config, device, views)
     try:
         summary = run_inference(
             model,
