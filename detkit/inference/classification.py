@@ -3,7 +3,8 @@
 A classifier's prediction (``detkit.predict``) is ``{"scores": float [C] probabilities, "labels": int64 [k]
 the top-k classes, most likely first}``. ``predictions.csv`` has one row per image (or video frame):
 ``file, frame`` (empty for images), then ``label_1, score_1, ..., label_k, score_k`` (class names and their
-probabilities in 0..1, most likely first).
+probabilities in 0..1, most likely first), and ``drawn``: the drawn image's name under the output folder (the
+drawn video's for a frame; empty with ``--no-draw``), since two inputs of one name are drawn as ``name_2.jpg``.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ def top_classes(pred: Mapping, class_names: Sequence[str]) -> list[tuple[str, fl
 
 def csv_header(k: int) -> list[str]:
     """The columns of ``predictions.csv`` for top-``k`` predictions."""
-    return ["file", "frame", *(c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}"))]
+    return ["file", "frame", *(c for i in range(1, k + 1) for c in (f"label_{i}", f"score_{i}")), "drawn"]
 
 
-def csv_row(file: str, frame: int | None, top: Sequence[tuple[str, float]], k: int) -> list[str]:
-    """One row: the file, the frame (empty for an image), then ``k`` (label, score) pairs (empty if fewer)."""
+def csv_row(file: str, frame: int | None, top: Sequence[tuple[str, float]], k: int, drawn: str = "") -> list[str]:
+    """One row: the file, the frame (empty for an image), ``k`` (label, score) pairs (empty if fewer), then the
+    drawing's name under the output folder (empty when not drawn)."""
     pairs = [v for name, score in top[:k] for v in (name, f"{score:.6f}")]
-    return [file, "" if frame is None else str(frame), *pairs, *[""] * (2 * k - len(pairs))]
+    return [file, "" if frame is None else str(frame), *pairs, *[""] * (2 * k - len(pairs)), drawn]
 
 
 def csv_text(rows: Sequence[Sequence[str]], k: int) -> str:
@@ -101,25 +103,25 @@ class ClassificationRows:
 
     def __init__(self, class_names: Sequence[str]):
         self.class_names = list(class_names)
-        self.items: list[tuple[str, int | None, list[tuple[str, float]]]] = []  # (file, frame, top-k)
+        self.items: list[tuple[str, int | None, list[tuple[str, float]], str]] = []  # (file, frame, top-k, drawn)
         self.k = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, pred: Mapping, file: str, frame: int | None) -> None:
+    def add(self, pred: Mapping, file: str, frame: int | None, drawn: str = "") -> None:
         top = top_classes(pred, self.class_names)
         self.k = max(self.k, len(top))
-        self.items.append((file, frame, top))
+        self.items.append((file, frame, top, drawn))
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write ``predictions.csv`` atomically; returns its path."""
         from detkit.utils.files import atomic_write
 
-        text = csv_text([csv_row(file, frame, top, self.k) for file, frame, top in self.items], self.k)
+        text = csv_text([csv_row(file, frame, top, self.k, drawn) for file, frame, top, drawn in self.items], self.k)
         atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         return Path(path)
 
     def most_predicted(self, n: int = 3) -> list[tuple[str, int]]:
         """The classes that came first most often, with their counts."""
-        return Counter(top[0][0] for _, _, top in self.items if top).most_common(n)
+        return Counter(top[0][0] for _, _, top, _ in self.items if top).most_common(n)

@@ -87,13 +87,15 @@ class ResultWriter:
 
         return free_stem(path.stem, self._names)
 
-    def _record(self, pred: dict, image: np.ndarray, file_name: str, frame: int | None) -> None:
+    def _record(self, pred: dict, image: np.ndarray, file_name: str, frame: int | None, drawn: str) -> None:
+        """``drawn``: the name of the drawing under ``out_dir`` (an image, or the video of a frame; '' if none)."""
         from detkit.evaluation.coco_metrics import prediction_to_coco
 
         image_id = len(self.images) + 1
         info = {"id": image_id, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]}
         if frame is not None:
             info["frame"] = frame
+        info["drawn"] = drawn
         self.images.append(info)
         if "boxes" in pred:
             self.instance_preds += 1
@@ -107,7 +109,7 @@ class ResultWriter:
         if "sem_seg" in pred:
             self.semantic_preds += 1
         if is_classification(pred):
-            self.classes.add(pred, file_name, frame)
+            self.classes.add(pred, file_name, frame, drawn)
 
     def _drawn(self, image: np.ndarray, pred: dict) -> np.ndarray:
         from detkit.visualization import draw_prediction
@@ -123,8 +125,8 @@ class ResultWriter:
         """Record one image's prediction and write its outputs."""
         from detkit.visualization import colorize_sem_seg
 
-        self._record(pred, image, str(path), None)
         stem = self.unique_stem(path)
+        self._record(pred, image, str(path), None, f"{stem}.jpg" if self.draw else "")
         if "sem_seg" in pred:
             sem = pred["sem_seg"].cpu().numpy()
             labels = sem.astype(np.uint8) if sem.max(initial=0) < 256 else sem.astype(np.uint16)
@@ -154,7 +156,8 @@ class ResultWriter:
 
     def add_frame(self, image: np.ndarray, pred: dict) -> None:
         """Record one frame of the open video and append its drawing."""
-        self._record(pred, image, str(self._video_path), self._video_frames)
+        drawn = self._video_out.name if self._video is not None else ""
+        self._record(pred, image, str(self._video_path), self._video_frames, drawn)
         self._video_frames += 1
         if self._video is not None:
             drawn = self._drawn(image, pred)

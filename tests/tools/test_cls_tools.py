@@ -71,7 +71,11 @@ def test_infer_writes_predictions_csv_drawings_and_the_summary(run, inferred, ca
     with open(inferred / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and list(rows[0])[:4] == ["file", "frame", "label_1", "score_1"]
-    assert list(rows[0])[-1] == "score_4" and rows[0]["frame"] == ""
+    assert list(rows[0])[-2:] == ["score_4", "drawn"] and rows[0]["frame"] == ""
+    drawn = {r["drawn"] for r in rows}  # same-named files of two class folders get two drawings, each named here
+    assert len(drawn) == 12 and all((inferred / name).is_file() for name in drawn)
+    images = json.loads((inferred / "images.json").read_text())
+    assert [(i["file_name"], i["drawn"]) for i in images] == [(r["file"], r["drawn"]) for r in rows]
     scores = [float(rows[0][f"score_{k}"]) for k in range(1, 5)]
     assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0, abs=1e-4)
     assert {r["label_1"] for r in rows} <= {"circle", "rectangle", "star", "triangle"}

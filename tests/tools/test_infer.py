@@ -89,6 +89,7 @@ def test_folder_with_images_video_and_corrupt_file(checkpoint, tmp_path):
     assert _frame_count(out / "clip.mp4") == 10  # the drawn video keeps every frame
     images = json.loads((out / "images.json").read_text())
     assert len(images) == 12 and sum("frame" in im for im in images) == 10
+    assert sorted({im["drawn"] for im in images}) == ["a.jpg", "b.jpg", "clip.mp4"]  # each record's drawing
     preds = json.loads((out / "predictions.json").read_text())
     assert preds and {p["category_id"] for p in preds} <= {3, 8}  # the dataset's ids, not labels
     assert all({3: "a", 8: "b"}[p["category_id"]] == p["category_name"] for p in preds)
@@ -137,6 +138,7 @@ def test_no_draw_avi_and_tiles(checkpoint, tmp_path, capsys):
     assert rc == 0
     assert "1 image processed, 1 video (4 frames) processed, 0 unreadable skipped" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["images.json", "predictions.json"]  # no drawings
+    assert {im["drawn"] for im in json.loads((out / "images.json").read_text())} == {""}
     preds = json.loads((out / "predictions.json").read_text())
     assert all(p["score"] >= 0.2 for p in preds)
     big = [p for p in preds if p["file_name"].endswith("big.png")]
@@ -280,7 +282,7 @@ def test_a_classifier_without_readable_input_keeps_its_csv_and_wording(tmp_path)
     assert (tmp_path / "out" / "predictions.csv").is_file()
     assert not (tmp_path / "out" / "predictions.json").exists()
     header = (tmp_path / "out" / "predictions.csv").read_text().splitlines()
-    assert header == ["file,frame,label_1,score_1,label_2,score_2,label_3,score_3"]
+    assert header == ["file,frame,label_1,score_1,label_2,score_2,label_3,score_3,drawn"]
     text = format_summary(summary)
     assert "detections" not in text and "score >=" not in text, text
     assert "top-3 classes and probabilities of 0 -> " in text and "predictions.csv" in text, text
