@@ -147,8 +147,12 @@ def _walk_sizes(spec: Any, path: str, size: Any, out: list) -> None:
     """Append ``(key, current, new)`` for the size keys of a dataset spec, its pipeline and its inner dataset."""
     if not isinstance(spec, dict):
         return
-    if spec.get("type") == "MixDataset" and spec.get("size") is not None:
-        out.append((f"{path}.size", spec["size"], size))
+    mosaic = spec.get("mosaic") if isinstance(spec.get("mosaic"), dict) else {}
+    if spec.get("type") == "MixDataset":  # size, else its alias mosaic.size, else the default 640
+        key = "mosaic.size" if spec.get("size") is None and mosaic.get("size") is not None else "size"
+        out.append((f"{path}.{key}", spec.get("size") or mosaic.get("size") or 640, size))
+    if spec.get("type") == "TiledDataset":
+        out.append((f"{path}.tile_size", spec.get("tile_size") or 640, size))
     for i, step in enumerate(spec.get("pipeline") or []):
         if isinstance(step, dict) and step.get("type") in RESIZE_KEYS:
             for key in RESIZE_KEYS[step["type"]]:

@@ -264,3 +264,26 @@ def test_set_class_folders_on_a_detection_config_names_a_classifier(tmp_path, mo
     (line,) = _refused(train_cli.main, argv, capsys)
     assert "data.train.img_dir split/train is a class-folder (classification) dataset" in line
     assert "use a classifier config such as resnet18_shapes" in line
+
+
+def test_size_keys_cover_mosaic_size_the_default_size_and_tiles():
+    """imgsz's translation names every key that sets the training size: MixDataset's size, its alias mosaic.size
+    when only that is given, the default 640 when neither is, and a TiledDataset's tile_size."""
+    from detkit.ultralytics_names import size_keys
+
+    def keys(train: dict) -> list:
+        return size_keys({"data": {"train": train}}, 320)
+
+    inner = {"type": "CocoDataset", "pipeline": [{"type": "LetterBox", "size": 512}]}
+    assert keys({"type": "MixDataset", "size": 416, "dataset": inner}) == [
+        ("data.train.size", 416, 320),
+        ("data.train.dataset.pipeline.0.size", 512, 320),
+    ]
+    assert keys({"type": "MixDataset", "size": None, "mosaic": {"size": 480}})[0] == (
+        "data.train.mosaic.size",
+        480,
+        320,
+    )
+    assert keys({"type": "MixDataset", "mosaic": {"p": 1.0}}) == [("data.train.size", 640, 320)]
+    assert keys({"type": "TiledDataset", "tile_size": [256, 256]}) == [("data.train.tile_size", [256, 256], 320)]
+    assert keys({"type": "CocoDataset", "pipeline": [{"type": "HorizontalFlip"}]}) == []
