@@ -213,9 +213,13 @@ def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], da
 
 
 def _sets_val(overrides: Sequence[str]) -> bool:
-    """Whether ``--set`` sets data.val or a key inside it (``data.val=null`` trains without validation)."""
+    """Whether ``--set`` says what data.val reads: data.val itself (``data.val=null`` trains without validation)
+    or its ``img_dir`` / ``ann_file`` (under wrappers too). Other keys (a pipeline, ``val_fraction``) leave
+    ``--data`` to choose the folder."""
     keys = [str(item).split("=", 1)[0].strip().lstrip("+") for item in overrides]
-    return any(key == "data.val" or key.startswith("data.val.") for key in keys)
+    return any(
+        key == "data.val" or (key.startswith("data.val.") and key.endswith((".img_dir", ".ann_file"))) for key in keys
+    )
 
 
 def checkpoint_arg(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None) -> Path:

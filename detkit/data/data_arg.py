@@ -10,6 +10,9 @@ pipeline, e.g. ``LetterBox``, stays), ``data.test`` likewise when the yaml has a
 :func:`apply_data_folder` does the same for a classifier and a folder of class folders (``--data ROOT``,
 Ultralytics' classification layout ``ROOT/{train,val}/<class>/<image>``): the ``ImageFolderDataset`` of each
 split reads ``ROOT/<split>`` (``valid`` / ``validation`` count as val), val and test take train's classes.
+One folder of class folders (``ROOT/<class>/<image>``) with a config that validates is split in place: data.train
+and data.val both read ROOT, data.val the ``HOLD_OUT`` share of each class (``val_fraction``, ``subset``), as
+Ultralytics splits such a folder 80/20 (it copies the images into a new folder; detkit writes nothing).
 
 :func:`is_data_yaml` and :func:`suggest_config` let a tool recognise a data.yaml given where a config is
 expected and name the packaged config to train on it.
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 DATA_SPLITS = ("train", "val", "test")
+HOLD_OUT = 0.2  # share of each class validated on when --data is one folder of class folders (Ultralytics' 80/20)
 PATH_KEYS = ("ann_file", "img_dir")  # removed at every level: the data.yaml names the folders
 # datasets whose samples (boxes, masks) a YOLODataset gives as well: their options carry over
 DETECTION_DATASETS = ("CocoDataset", "YOLODataset", "VOCDataset")
@@ -309,14 +313,8 @@ def _refuse_missing_splits(root: str, found: dict, data: dict, val_set: bool) ->
             f"--data {root} holds split folders ({', '.join(found)}) but no train/ folder; add "
             f"{root}/train/<class>/<image> (Ultralytics' classification layout)"
         )
-    if "val" in found or not isinstance(data.get("val"), dict) or val_set:
-        return
-    if found["train"] == root:
-        raise ConfigError(
-            f"--data {root} is one folder of class folders: there is no val split, and the config validates on "
-            f"data.val; give a folder holding {root}/train and {root}/val (class folders in each), or "
-            "--set data.val=null to train without validation"
-        )
+    if "val" in found or not isinstance(data.get("val"), dict) or val_set or found["train"] == root:
+        return  # one folder of class folders: HOLD_OUT of it validates (apply_data_folder)
     raise ConfigError(
         f"--data {root}: no val split (val/, valid/ or validation/ beside train/), and the config validates on "
         f"data.val; add {root}/val/<class>/<image>, or --set data.val=null to train without validation"
@@ -347,6 +345,9 @@ def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False)
         )
     found = dict(splits)
     _refuse_missing_splits(root, found, data, val_set)
+    held_out = found == {"train": root} and isinstance(data.get("val"), dict) and not val_set
+    if held_out:  # one folder of class folders and a config that validates: hold out HOLD_OUT of each class
+        found["val"] = root
     keys = []
     for split in DATA_SPLITS:
         spec = data.get(split)
@@ -360,6 +361,9 @@ def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False)
         classes = None if split == "train" else found["train"]
         inner.update(img_dir=found[split], ann_file=None, classes=classes)
         keys += [("data", split, *path, k) for k in ("img_dir", "ann_file", "classes")]
+        if held_out and split in ("train", "val"):
+            inner.update(val_fraction=HOLD_OUT, subset=split, split_seed=0)
+            keys += [("data", split, *path, k) for k in ("val_fraction", "subset", "split_seed")]
     model = out.get("model")
     if isinstance(model, dict) and isinstance(model.get("num_classes"), int):
         model["num_classes"] = len(resolve_classes(found["train"]) or ())

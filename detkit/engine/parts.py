@@ -22,7 +22,7 @@ from detkit.engine.preflight import (
     check_val_sample,
     split_error,
 )
-from detkit.engine.preflight_data import check_targets, warn_size_mismatch
+from detkit.engine.preflight_data import check_overlap, check_targets, warn_size_mismatch
 from detkit.engine.runtime import resolve_amp
 from detkit.engine.sync_bn import convert_sync_batchnorm, use_sync_bn
 
@@ -60,6 +60,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
     if data.get("val"):
         val_set = _build_split(data, "val")
         check_categories(train_set, val_set)
+        check_overlap(train_set, val_set)
         check_val_sample(val_set)
         out.val_loader = builders.build_dataloader(
             cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set, pin_memory=pin

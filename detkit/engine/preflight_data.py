@@ -214,3 +214,37 @@ def warn_size_mismatch(cfg: dict) -> str | None:
     if message:
         logger.warning("%s", message)
     return message
+
+
+# ----------------------------------------------------------------------------------------------- overlap
+def _innermost_files(dataset: Any) -> Any:
+    """The innermost dataset below wrappers (``dataset`` attributes) that lists its ``files``, or None."""
+    while dataset is not None and not isinstance(getattr(dataset, "files", None), list):
+        dataset = getattr(dataset, "dataset", None)
+    return dataset
+
+
+def check_overlap(train_set: Any, val_set: Any) -> None:
+    """Refuse a data.val that shares images with data.train when one of them is a part of a split folder
+    (``val_fraction``: the two parts were drawn with other settings); warn when they share images otherwise
+    (validation then scores images the model learnt)."""
+    train, val = _innermost_files(train_set), _innermost_files(val_set)
+    if train is None or val is None:
+        return
+    shared = set(map(str, train.files)) & set(map(str, val.files))
+    if not shared:
+        return
+    split = [s for s, d in (("train", train), ("val", val)) if getattr(d, "held_out", None) is not None]
+    example = sorted(shared)[0]
+    if split:
+        keys = ", ".join(f"data.{s}.{k}" for s in ("train", "val") for k in ("val_fraction", "subset", "split_seed"))
+        raise PreflightError(
+            f"data.train and data.val share {len(shared)} image(s) (e.g. {example}): split one folder with the "
+            f"same val_fraction and split_seed on both, subset train on data.train and val on data.val ({keys})"
+        )
+    logger.warning(
+        "data.val shares %d of its %d images with data.train (e.g. %s): its scores are those of images the model "
+        "learnt; hold some out (val_fraction: 0.2 with subset train / val, docs/classification.md) or give other "
+        "images",
+        len(shared), len(val.files), example,
+    )  # fmt: skip

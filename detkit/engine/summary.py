@@ -67,6 +67,19 @@ def skipped_note(datasets: dict[str, object]) -> str | None:
     return "; ".join(parts) + " (on_error: skip / skip_bad_images); detkit check --config CONFIG lists them"
 
 
+def held_out_notes(datasets: dict[str, object]) -> list[str]:
+    """One line per dataset that is one part of a split folder (``ImageFolderDataset``'s ``val_fraction``):
+    which part, how many images. ``datasets`` maps a config section to its dataset (or None); wrappers
+    (``dataset`` attributes) are looked through."""
+    lines = []
+    for section, dataset in datasets.items():
+        while dataset is not None and getattr(dataset, "held_out", None) is None:
+            dataset = getattr(dataset, "dataset", None)
+        if dataset is not None:
+            lines.append(f"{section}: {dataset.held_out}")
+    return lines
+
+
 def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch") -> str:
     """The evaluation of one epoch (or iteration: ``unit``) as an indented table, with its units."""
     rows = "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())

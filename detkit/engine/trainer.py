@@ -26,7 +26,7 @@ from detkit.engine.parts import build_data, build_model_parts, build_optimizatio
 from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
 from detkit.engine.run_length import RunLength
 from detkit.engine.runtime import seed_everything, set_sampler_epoch
-from detkit.engine.summary import epoch_line, skipped_note, summary
+from detkit.engine.summary import epoch_line, held_out_notes, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
 from detkit.engine.workdir import check_work_dir, keep_changed_config, move_previous_run
@@ -213,6 +213,8 @@ class Trainer:
         note = skipped_note({"data.train": self.train_set, "data.val": self.val_set})
         if note:
             logger.warning(note)
+        for line in held_out_notes({"data.train": self.train_set, "data.val": self.val_set}):
+            logger.info(line)
         self._started = self._since = time.perf_counter()
         metrics: dict[str, float] = {}
         if pending:  # the evaluation due at the checkpoint failed (or was interrupted): it comes first

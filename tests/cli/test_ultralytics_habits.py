@@ -246,8 +246,11 @@ def test_data_takes_a_classifiers_class_folders(tmp_path, monkeypatch, capsys):
     photos = make_class_folders(tmp_path / "photos", ("",))
     cfg = config_arg("resnet18_shapes", ["data.val=null"], data_yaml=photos)  # one split, no validation
     assert cfg["data"]["val"] is None and cfg["data"]["train"]["img_dir"] == str(photos)
-    (line,) = _refused(train_cli.main, ["resnet18_shapes", "--data", str(photos)], capsys)
-    assert "no val split" in line and "--set data.val=null" in line
+    cfg = config_arg("resnet18_shapes", ["data.val.val_fraction=0.3"], data_yaml=photos)  # held out in place
+    assert (cfg["data"]["val"]["img_dir"], cfg["data"]["val"]["subset"]) == (str(photos), "val")
+    assert cfg["data"]["val"]["val_fraction"] == 0.3 and cfg["data"]["train"]["val_fraction"] == 0.2
+    (line,) = _refused(train_cli.main, ["resnet18_shapes", "--data", str(root / "train" / "circle")], capsys)
+    assert "holds no class folders" in line or "class folders" in line
     (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--data", str(root)], capsys)
     assert "class-folder (classification) dataset" in line and "resnet18_shapes" in line
     monkeypatch.chdir(tmp_path)

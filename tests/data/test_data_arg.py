@@ -243,16 +243,20 @@ def test_a_split_root_points_a_classifier_at_its_class_folders(tmp_path):
     assert suggest_config(tmp_path / "s2") == "resnet18_shapes"
 
 
-def test_one_folder_of_class_folders_needs_a_val_split(tmp_path):
-    from detkit.data.data_arg import apply_data_folder
+def test_one_folder_of_class_folders_is_split_in_place(tmp_path):
+    """Ultralytics splits ROOT/<class>/<image> 80/20 into a copy; detkit reads 20% of each class as data.val."""
+    from detkit.data.data_arg import HOLD_OUT, apply_data_folder
 
     root = make_class_folders(tmp_path / "photos", ("",))
     cfg = load_config("resnet18_shapes")
-    with pytest.raises(ConfigError, match="one folder of class folders: there is no val split") as e:
-        apply_data_folder(cfg, root)
-    assert "--set data.val=null" in str(e.value) and f"{root}/train and {root}/val" in str(e.value)
+    out, keys = apply_data_folder(cfg, root)
+    train, val = out["data"]["train"], out["data"]["val"]
+    assert train["img_dir"] == val["img_dir"] == val["classes"] == str(root)
+    assert (train["val_fraction"], train["subset"]) == (HOLD_OUT, "train") == (val["val_fraction"], "train")
+    assert val["subset"] == "val" and ("data", "val", "subset") in keys
+    check_config(out)
     out, _ = apply_data_folder(cfg, root, val_set=True)  # the user's --set data.val=... decides
-    assert out["data"]["train"]["img_dir"] == str(root)
+    assert out["data"]["train"]["img_dir"] == str(root) and "val_fraction" not in out["data"]["train"]
     only_train = make_class_folders(tmp_path / "t", ("train",))
     with pytest.raises(ConfigError, match=r"no val split \(val/, valid/ or validation/"):
         apply_data_folder(cfg, only_train)

@@ -37,7 +37,7 @@ def _folders(root: Path, counts: dict[str, int]) -> Path:
     for name, n in counts.items():
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            _png(root / name / f"{i}.png", 40 * i)
+            _png(root / name / f"{i}.png", 40 * i % 256)
     return root
 
 
@@ -212,3 +212,40 @@ def test_coco_crops_reuse_the_coco_checks_and_pipelines(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert len(CocoCropsDataset(ann, tmp_path, on_error="skip")) == 1
+
+
+def test_val_fraction_splits_each_class_into_two_disjoint_parts(tmp_path):
+    root = _folders(tmp_path / "photos", {"cat": 10, "dog": 5, "owl": 1, "yak": 2})
+    train = ImageFolderDataset(root, val_fraction=0.2, subset="train")
+    val = ImageFolderDataset(root, val_fraction=0.2, subset="val")
+    assert train.class_names == val.class_names == ["cat", "dog", "owl", "yak"]
+    assert not set(train.files) & set(val.files) and len(train) + len(val) == 18
+    # 20% of each class, one at least of a class of two or more, none of a class of one
+    assert val.class_counts == [2, 1, 0, 1] and train.class_counts == [8, 4, 1, 1]
+    assert "4 images held out for validation (val_fraction 0.2 of each class, split_seed 0)" in val.held_out
+    assert "14 images kept for training" in train.held_out and ImageFolderDataset(root).held_out is None
+    # the same split each time; another seed draws other images of the class, the counts stay
+    assert ImageFolderDataset(root, val_fraction=0.2, subset="val").files == val.files
+    other = ImageFolderDataset(root, val_fraction=0.2, subset="val", split_seed=1)
+    assert other.class_counts == val.class_counts and other.files != val.files
+    # a class's draw does not depend on the other classes
+    alone = _folders(tmp_path / "alone", {"cat": 10})
+    held = ImageFolderDataset(alone, val_fraction=0.2, subset="val").files
+    assert [Path(f).name for f in held] == [Path(f).name for f in val.files if "/cat/" in f]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"val_fraction": 1.0}, "val_fraction=1.0: give a share between 0 and 1"),
+        ({"val_fraction": 0}, "val_fraction=0: give a share between 0 and 1"),
+        ({"val_fraction": "0.2"}, "val_fraction='0.2'"),
+        ({"val_fraction": 0.2, "subset": "validation"}, "subset='validation': give 'train' or 'val'"),
+        ({"subset": "val"}, "subset='val' needs val_fraction"),
+        ({"val_fraction": 0.2, "split_seed": 1.5}, "split_seed=1.5: give an integer"),
+    ],
+)
+def test_bad_split_arguments_are_named(tmp_path, kwargs, message):
+    root = _folders(tmp_path / "photos", {"cat": 3, "dog": 3})
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ImageFolderDataset(root, **kwargs)

@@ -151,3 +151,32 @@ def test_training_size_sources():
     data["train"] = {"type": "TiledDataset", "tile_size": 512}
     assert "validated at 320 px; give both" in size_warning({"data": data})  # data.test: infer uses that one
     assert size_warning({"data": {"train": data["train"]}}) is None  # no data.val
+
+
+def test_train_and_val_sharing_images(tmp_path, caplog):
+    """Parts of one split folder drawn with other settings share images: refused with the keys; one folder
+    used whole for both splits: a warning (validation would score learnt images); disjoint parts: silent."""
+    import numpy as np
+    from PIL import Image
+
+    from detkit.data.datasets.image_folder import ImageFolderDataset
+    from detkit.engine.preflight_data import check_overlap
+
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            Image.fromarray(np.full((8, 8, 3), i * 20, np.uint8)).save(tmp_path / name / f"{i}.png")
+
+    def part(fraction, subset, seed=0):
+        return ImageFolderDataset(tmp_path, val_fraction=fraction, subset=subset, split_seed=seed)
+
+    caplog.set_level(logging.WARNING, logger="detkit")
+    check_overlap(part(0.2, "train"), part(0.2, "val"))
+    assert not caplog.records
+    for train, val in ((part(0.2, "train"), part(0.3, "val")), (part(0.2, "train", 1), part(0.2, "val"))):
+        with pytest.raises(PreflightError, match=r"data.train and data.val share \d+ image\(s\)") as e:
+            check_overlap(train, val)
+        assert "data.val.split_seed" in str(e.value)
+    whole = ImageFolderDataset(tmp_path)
+    check_overlap(whole, ImageFolderDataset(tmp_path))
+    assert "data.val shares 20 of its 20 images with data.train" in caplog.text and "val_fraction" in caplog.text

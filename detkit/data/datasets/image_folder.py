@@ -91,6 +91,50 @@ class ClassLabels:
         return len(self.labels)
 
 
+class HoldOut:
+    """A per-class split of a dataset's items into a training part and a held-out (validation) part."""
+
+    SUBSETS = ("train", "val")
+
+    def __init__(self, fraction: float, subset: str, seed: int):
+        self.fraction, self.subset, self.seed = fraction, subset, seed
+
+    @classmethod
+    def of(cls, fraction: float | None, subset: str, seed: int) -> HoldOut | None:
+        """The split of the dataset's arguments (None without ``val_fraction``); bad values are ``ValueError``."""
+        if subset not in cls.SUBSETS:
+            raise ValueError(f"ImageFolderDataset subset={subset!r}: give 'train' or 'val' (the held-out part)")
+        if fraction is None:
+            if subset != "train":
+                raise ValueError("ImageFolderDataset subset='val' needs val_fraction (the share held out, e.g. 0.2)")
+            return None
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            raise ValueError(f"ImageFolderDataset val_fraction={fraction!r}: give a share between 0 and 1, e.g. 0.2")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"ImageFolderDataset split_seed={seed!r}: give an integer")
+        return cls(float(fraction), subset, seed)
+
+    def held(self, count: int) -> int:
+        """How many of a class's ``count`` images are held out: the fraction rounded, one at least (of two or more)."""
+        return 0 if count < 2 else min(count - 1, max(1, round(count * self.fraction)))
+
+    def take(self, items: list[tuple[str, int]], class_names: Sequence[str]) -> list[tuple[str, int]]:
+        """The items of this subset, in their listing order. A class's draw depends on its name, the seed and
+        its sorted files only (not on the other classes, nor on the order of listing)."""
+        import zlib
+
+        held: set[str] = set()
+        for label, name in enumerate(class_names):
+            files = sorted(f for f, lab in items if lab == label)
+            rng = np.random.default_rng([self.seed, zlib.crc32(name.encode("utf-8"))])
+            held.update(files[i] for i in rng.permutation(len(files))[: self.held(len(files))])
+        return [(f, lab) for f, lab in items if (f in held) == (self.subset == "val")]
+
+    def describe(self, kept: int, source: str) -> str:
+        part = "held out for validation" if self.subset == "val" else "kept for training"
+        return f"{source}: {kept} images {part} (val_fraction {self.fraction:g} of each class, split_seed {self.seed})"
+
+
 def _natural_order(names: set[str]) -> list[str]:
     """Label names sorted: numerically when every one is an integer ("2" before "10"), else by name."""
     if all(n.lstrip("-").isdigit() for n in names):
@@ -119,9 +163,17 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
     Images are read as :class:`CocoDataset` reads them (``detkit.data.image_io.read_image``: EXIF orientation,
     grey to RGB, 16-bit to 8-bit). Samples: see :func:`class_sample`; ``image_id`` is the index.
 
+    One folder (or CSV) can give both splits: ``val_fraction`` holds out that share of each class's images
+    (at least one of a class with two or more, none of a class with one), drawn by ``split_seed`` from the
+    class's sorted files; ``subset`` ``train`` keeps the rest, ``val`` the held-out ones (Keras'
+    ``validation_split`` / ``subset``). Two datasets with the same folder, fraction and seed split it the same
+    way on every machine; ``held_out`` then says which part this one is (None without ``val_fraction``).
+
     Args:
         img_dir: the image folder. ann_file: CSV with a header row naming ``file`` (relative to ``img_dir``)
             and ``label`` (class name) columns; None: class sub-folders. classes: see above.
+        val_fraction: share of each class held out (0 < f < 1), or None: every image. subset: ``train`` or
+            ``val``, the part to keep. split_seed: the draw of the held-out images.
         pipeline: transform specs or a callable. img_suffixes: image file endings listed in class folders.
         on_error, skip_bad_images: see above.
         cache, cache_dir: keep the decoded images in RAM or on disk, as for ``CocoDataset``.
@@ -147,8 +199,12 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         skip_bad_images: bool = True,
         cache: CacheMode = False,
         cache_dir: str | None = None,
+        val_fraction: float | None = None,
+        subset: str = "train",
+        split_seed: int = 0,
     ):
         self.on_error = check_on_error(on_error, "ImageFolderDataset")
+        holdout = HoldOut.of(val_fraction, subset, split_seed)
         self.skipped = SkippedRecords()
         self.img_dir = os.fspath(img_dir)
         self.ann_file = None if ann_file is None else os.fspath(ann_file)
@@ -167,6 +223,10 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         else:
             self.class_names, items = self._from_csv(given)
         self._report(self.problems)
+        self.held_out = None
+        if holdout is not None:
+            items = holdout.take(items, self.class_names)
+            self.held_out = holdout.describe(len(items), self.ann_file or self.img_dir)
         self.files = [f for f, _ in items]
         self.labels = np.array([lab for _, lab in items], dtype=np.int64)
         if not self.files:
