@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from detkit.cli.errors import ArgumentParser, UserError, format_error
+from detkit.cli.errors import ArgumentParser, UserError, format_error, loud_warnings
 from detkit.data.converters import DatasetError, convert_coco_to_voc, convert_coco_to_yolo, convert_voc, convert_yolo
 
 TOOL = "convert"  # messages: ``convert coco2yolo: error: ...`` (the command is ``detkit convert``)
@@ -108,7 +108,8 @@ def _report(args: argparse.Namespace, stats: dict, dest: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        stats, dest = _convert(args)
+        with loud_warnings(f"{TOOL} {args.command}"):  # one line each, not Python's file:line two-line form
+            stats, dest = _convert(args)
     except (DatasetError, UserError, OSError) as e:
         msg = " ".join(format_error(f"{TOOL} {args.command}", e).split("\n"))  # one line
         print(msg, file=sys.stderr)

@@ -371,3 +371,24 @@ def test_coco2yolo_refuses_bad_records(voc, tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "bad.json" in r.stderr and "[unknown_category]" in r.stderr and "id 3" in r.stderr
     assert not (tmp_path / "y").exists()
+
+
+def test_yolo2coco_warnings_are_one_line_each(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0 0.2\n")
+    (tmp_path / "classes.txt").write_text("cat\n")
+    r = _run(
+        "yolo2coco", "--label-dir", tmp_path / "labels", "--img-dir", tmp_path / "images",
+        "--classes", tmp_path / "classes.txt", "--out", tmp_path / "out.json", capsys=capsys,
+    )  # fmt: skip
+    assert r.returncode == 0 and (tmp_path / "out.json").is_file()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and all(
+        line.endswith(("removed (as Ultralytics does)", "fix the line")) for line in lines
+    ), lines
+    assert lines[0].startswith("convert yolo2coco: WARNING: ") and "UserWarning" not in r.stderr
