@@ -76,7 +76,8 @@ def _read_records(dataset: Any) -> tuple[dict, list[Problem]]:
         data, found = dataset.load_annotations()
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     kinds = {m: "unused_files" if "have no image" in m else "load_warning" for m in notes}  # YOLO: orphan labels
-    return data, list(found) + [Problem(kind, m, severity=WARNING) for m, kind in kinds.items()]
+    found = [p for p in found if p.kind != "bad_annotation"]  # the image of a bad label: the label is the error
+    return data, found + [Problem(kind, m, severity=WARNING) for m, kind in kinds.items()]
 
 
 def _check_built(dataset: Any, split: str, source_line: str, options: dict) -> DatasetReport:

@@ -358,11 +358,17 @@ def validate_coco(
     return out
 
 
-def drop_bad_records(data: dict, problems: list[Problem]) -> tuple[dict, dict[str, Counter]]:
+KEEP_IMAGE = ("duplicate_ann_id",)  # annotation errors whose image stays (the first record of the id is kept)
+
+
+def drop_bad_records(data: dict, problems: list[Problem], whole_images: bool = True) -> tuple[dict, dict[str, Counter]]:
     """Return a copy of ``data`` without the images/annotations that have errors, and counts by kind.
 
-    Annotations of dropped images go too (counted as ``image_dropped``); of duplicated ids the first
+    An image with a bad annotation goes too (counted as the image's ``bad_annotation``), as Ultralytics drops
+    an image with a corrupt label line: kept, its object would be learnt (and scored) as background. The other
+    annotations of dropped images go with them (counted as ``image_dropped``); of duplicated ids the first
     record stays. File- and category-level errors can't be dropped: they raise :class:`DatasetError`.
+    ``whole_images=False`` keeps the images of bad annotations (where each annotation is a sample of its own).
     """
     errors = problem_list(problems)
     fatal = [p for p in errors if p.record in FILE_RECORDS]
@@ -375,10 +381,25 @@ def drop_bad_records(data: dict, problems: list[Problem]) -> tuple[dict, dict[st
     counts = {"image": Counter(), "annotation": Counter()}
     for p in errors:
         counts[p.record][p.kind] += 1
-    images = [im for i, im in enumerate(_list(data, "images")) if i not in bad["image"]]
+    annotations = _list(data, "annotations")
+    bad_objects = [(p.index, p.kind) for p in errors if p.record == "annotation" and p.index is not None]
+    bad_objects = bad_objects if whole_images else []
+    with_bad = {
+        annotations[i]["image_id"]
+        for i, kind in bad_objects
+        if isinstance(annotations[i], dict) and _is_int(annotations[i].get("image_id")) and kind not in KEEP_IMAGE
+    }
+    images = []
+    for i, im in enumerate(_list(data, "images")):
+        if i in bad["image"]:
+            continue
+        if isinstance(im, dict) and _is_int(im.get("id")) and im["id"] in with_bad:
+            counts["image"]["bad_annotation"] += 1
+            continue
+        images.append(im)
     keep_ids = {im["id"] for im in images}
     anns = []
-    for i, a in enumerate(_list(data, "annotations")):
+    for i, a in enumerate(annotations):
         if i in bad["annotation"]:
             continue
         if a["image_id"] not in keep_ids:

@@ -227,7 +227,7 @@ def test_bad_segmentation_only_checked_with_masks(coco_files):
 def test_skip_mode_drops_and_counts(coco_files):
     data = copy.deepcopy(coco_files.data)
     data["images"][1]["file_name"] = "../b.png"  # image 2 dropped with its 2 annotations
-    data["annotations"][0]["bbox"] = [4, 6, -1, 10]  # annotation 11 dropped
+    data["annotations"][0]["bbox"] = [4, 6, -1, 10]  # annotation 11 dropped, and its image 1 (as Ultralytics)
     data["annotations"][1]["category_id"] = 55  # annotation 12 dropped
     data["images"].append({"id": 9, "file_name": "gone.png", "width": 10, "height": 10})
     coco_files.write(data)
@@ -236,9 +236,9 @@ def test_skip_mode_drops_and_counts(coco_files):
     msgs = [str(w.message) for w in rec if "on_error='skip'" in str(w.message)]
     assert len(msgs) == 1
     msg = msgs[0]
-    assert "dropped 2 image(s) (missing_image: 1, unsafe_path: 1)" in msg
+    assert "dropped 3 image(s) (bad_annotation: 1, missing_image: 1, unsafe_path: 1)" in msg
     assert "4 annotation(s) (bad_box: 1, image_dropped: 2, unknown_category: 1)" in msg
-    assert ds.img_ids == [1, 5]
+    assert ds.img_ids == [5]  # image 1 lost its two objects: kept, it would teach them as background
     assert ds[0]["boxes"].shape == (0, 4)
     assert ds.class_names == ["ant", "moose", "zebra"]
     # the user's file is untouched

@@ -200,7 +200,7 @@ def test_config_datasets_built_with_skip_report_what_they_leave_out(copy_of, tmp
     reports = check_config_data(yaml.safe_load(config.read_text()), str(config), read_images=False)
     assert [r.split for r in reports] == ["data.train", "data.val"]
     assert [p.kind for p in reports[0].errors] == ["bad_label"] and reports[1].errors == []
-    assert "it leaves out 1 annotation(s) (bad_label 1)" in reports[0].format()
+    assert "it leaves out 1 image(s) (bad_annotation 1) and 1 annotation(s) (bad_label 1)" in reports[0].format()
     assert "it leaves out nothing" in reports[1].format()
     code, out, err = _main(tool, capsys, "--config", config, "--split", "val", "--no-images")
     assert code == 0 and out.count("Summary of") == 1, out + err

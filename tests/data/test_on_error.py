@@ -146,10 +146,19 @@ def test_raise_names_the_file_and_skip_counts(name, coco_files, seg_files):
     assert any(s is not None for s in samples)
 
 
-def test_skip_leaves_out_only_the_bad_mask(coco_files):
+def test_skip_leaves_out_the_image_of_a_bad_mask(coco_files):
+    """A mask found bad when read takes its image, as a bad record found when built does (the sample is None);
+    CocoCropsDataset's source, whose samples are the boxes, leaves out the annotation alone."""
+    from detkit.data.datasets.coco_crops import _BoxSource
+
     _cut_rle(coco_files)
-    with pytest.warns(UserWarning, match=r"annotation id 12 \(image id 1\).*compressed RLE.*left out"):
-        sample = CocoDataset(coco_files.ann_file, coco_files.img_dir, with_masks=True, on_error="skip")[0]
+    ds = CocoDataset(coco_files.ann_file, coco_files.img_dir, with_masks=True, on_error="skip")
+    with pytest.warns(UserWarning, match=r"annotation id 12 \(image id 1\).*compressed RLE.*its image left out"):
+        assert ds[0] is None
+    assert ds.skipped.counts["annotation:bad_mask"] == 1 and ds[1] is not None
+    boxes = _BoxSource(coco_files.ann_file, coco_files.img_dir, with_masks=True, on_error="skip")
+    with pytest.warns(UserWarning, match=r"annotation id 12 .*; annotation left out"):
+        sample = boxes[0]
     assert sample["labels"].tolist() == [0] and sample["masks"].shape == (1, 48, 64)  # ann 11 stays
 
 

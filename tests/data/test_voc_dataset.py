@@ -98,14 +98,14 @@ def _break(voc, what: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "what,msg,kept,anns",  # kept images, non-crowd boxes (3 images, 3 boxes unbroken)
+    "what,msg,kept,anns",  # kept images, non-crowd boxes (3 images, 3 boxes unbroken; a bad object takes its image)
     [
         ("missing_xml", r"ann\.txt: id 'ghost' has no XML file .*ghost\.xml", 3, 3),
         ("escape", r"id '\.\./\.\./outside'.*points outside img_dir", 3, 3),
         ("bad_xml", r"sub_b\.xml: invalid XML", 2, 2),
         ("missing_image", r"sub_b\.xml: no image in .*JPEGImages \(sub_b\.xml \(sub_b\.png\)\)", 2, 2),
-        ("unknown_class", r"sub_b\.xml: object class 'elk' is not in the class list", 3, 2),
-        ("bad_box", r"sub_b\.xml object #0: non-numeric value in <bndbox>", 3, 2),
+        ("unknown_class", r"sub_b\.xml: object class 'elk' is not in the class list", 2, 2),
+        ("bad_box", r"sub_b\.xml object #0: non-numeric value in <bndbox>", 2, 2),
     ],
 )
 def test_bad_input_named_then_skipped(voc, what, msg, kept, anns):

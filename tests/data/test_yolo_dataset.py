@@ -134,10 +134,12 @@ def test_bad_lines_name_file_and_line(yolo, line, msg):
 
 def test_skip_leaves_bad_lines_out_with_one_warning(yolo):
     _write_line(yolo, "7 0.5 0.5 0.1 0.1")
-    with pytest.warns(UserWarning, match=r"dropped 0 image\(s\) \(none\) and 1 annotation\(s\) \(bad_label: 1\)"):
+    match = r"dropped 1 image\(s\) \(bad_annotation: 1\) and 1 annotation\(s\) \(bad_label: 1\)"
+    with pytest.warns(UserWarning, match=match):
         ds = _ds(yolo, on_error="skip")
-    assert len(ds) == 3 and ds.skipped.counts["annotation:bad_label"] == 1
-    assert len(ds[_by_file(ds)["sub/b.png"]]["boxes"]) == 1
+    # the image goes with its bad line (as Ultralytics drops it): kept, its object would be learnt as background
+    assert len(ds) == 2 and ds.skipped.counts["annotation:bad_label"] == 1 and "sub/b.png" not in _by_file(ds)
+    assert ds.skipped.counts["image:bad_annotation"] == 1
 
 
 def test_unreadable_image_is_left_out_under_skip(yolo):

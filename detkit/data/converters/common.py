@@ -14,6 +14,7 @@ from detkit.data.validate import DatasetError  # one error type for every bad-da
 __all__ = [
     "IMAGE_EXTS",
     "DatasetError",
+    "ImageProblems",
     "ProblemHandler",
     "categories_from_names",
     "check_output",
@@ -32,6 +33,33 @@ __all__ = [
 
 # ``handler(record, error)``: a bad ``'image'`` or ``'annotation'`` is reported and left out instead of raising.
 ProblemHandler = Callable[[str, DatasetError], None]
+
+
+class ImageProblems:
+    """The problems of one image's labels, passed on to ``log`` by :meth:`flush`, which leaves the image out when
+    one of its objects was bad: kept without that object, the image would teach it as background (Ultralytics
+    drops an image with a corrupt label line too). Called as a ``ProblemHandler``."""
+
+    def __init__(self, log: Callable[..., None]):
+        self.log, self.found = log, []
+
+    def __call__(self, record: str, error: Exception, kind: str | None = None) -> None:
+        self.found.append((record, error, kind))
+
+    def flush(self, image: str | os.PathLike) -> bool:
+        """Report what was found for ``image`` (and start afresh); True when the image is to be left out."""
+        found, self.found = self.found, []
+        for record, error, kind in found:
+            self.log(record, error) if kind is None else self.log(record, error, kind)
+        bad = sum(record == "annotation" for record, _, _ in found)
+        if bad:
+            error = DatasetError(
+                f"{os.fspath(image)}: left out with its {bad} bad label(s) named above (kept without them, the "
+                "image would teach their objects as background)"
+            )
+            self.log("image", error, "bad_annotation")
+        return bad > 0
+
 
 IMAGE_EXTS = IMAGE_SUFFIXES
 

@@ -14,6 +14,7 @@ from detkit.data.categories import CategoryIndex
 from detkit.data.converters.common import (
     IMAGE_EXTS,
     DatasetError,
+    ImageProblems,
     ProblemHandler,
     categories_from_names,
     image_size,
@@ -212,6 +213,7 @@ def yolo_records(
     records, anns, used = [], [], set()
     stats = {"negatives": 0, "polygons": 0, "empty_boxes": 0, "duplicate_labels": 0, "box_among_polygons": 0}
     for path in images:
+        labels = None if on_problem is None else ImageProblems(on_problem)  # an image with a bad line goes too
         txt = label_of(path)
         if txt.is_file():
             used.add(txt.resolve())
@@ -228,7 +230,7 @@ def yolo_records(
                     w,
                     first,
                     stats,
-                    on_problem,
+                    labels,
                     names_from,
                     on_warning,
                     masks,
@@ -238,6 +240,8 @@ def yolo_records(
             if on_problem is None:
                 raise
             on_problem("image", e)
+            continue
+        if labels is not None and labels.flush(path):
             continue
         rel = path.relative_to(img_dir).as_posix()
         records.append({"id": len(records) + 1, "file_name": rel, "width": w, "height": h})

@@ -72,7 +72,9 @@ class CocoDataset(torch.utils.data.Dataset):
     ``labels`` or ``masks``; ``get_ann_info`` gives them as ``crowd_boxes``. Records are checked at
     construction (:func:`detkit.data.validate.validate_coco`; segmentations too when masks or semantic
     maps are asked for): ``on_error='raise'`` raises :class:`DatasetError` naming the file, record and
-    fix; ``'skip'`` drops the bad images/annotations with one warning counting them by kind. When a
+    fix; ``'skip'`` drops the bad images/annotations with one warning counting them by kind (an image that
+    would lose an annotation goes with it, counted as ``bad_annotation``: kept, it would teach the object as
+    background; ``skip_whole_images`` False keeps it, for datasets whose samples are the boxes). When a
     sample is read, a mask that fails to decode raises (``'raise'``) or leaves its annotation out with a
     warning (``'skip'``); an image that fails to decode gives ``None`` when ``skip_bad_images`` or
     ``'skip'``. ``skipped`` (:class:`detkit.data.validate.SkippedRecords`) counts what was left out.
@@ -94,6 +96,8 @@ class CocoDataset(torch.utils.data.Dataset):
 
     Subclasses that read another format (``YOLODataset``, ``VOCDataset``) override :meth:`load_annotations`.
     """
+
+    skip_whole_images = True  # on_error: skip leaves out an image with a bad annotation (see above)
 
     def __init__(
         self,
@@ -200,6 +204,7 @@ class CocoDataset(torch.utils.data.Dataset):
                 "img_dir to the folder that their file_name values are relative to"
             )
         if errors and self.on_error == "raise":
+            errors = [p for p in errors if p.kind != "bad_annotation"]  # what 'skip' does about a bad label: not one
             raise DatasetError(
                 f"{len(errors)} bad record(s) in {self.ann_file}:\n{format_problems(errors, 5, self.check_hint())}\n"
                 "Fix them, or set on_error: skip for the split that reads this file (data.train.on_error, "
@@ -216,7 +221,7 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _drop(self, data: dict, problems: list) -> dict:
         """``data`` without its bad records, with one warning that counts them (on_error='skip')."""
-        kept, counts = drop_bad_records(data, problems)
+        kept, counts = drop_bad_records(data, problems, whole_images=self.skip_whole_images)
         for record, by_kind in counts.items():
             for kind, n in by_kind.items():
                 self.skipped.add(record, kind, n)
@@ -323,14 +328,16 @@ class CocoDataset(torch.utils.data.Dataset):
             )
             if self.on_error == "raise":
                 raise DatasetError(f"{msg}, or set on_error: skip to leave such annotations out")
+            what = "its image" if self.skip_whole_images else "annotation"
             self.skipped.note(
-                "annotation", "bad_mask", (a["id"], a["image_id"]), f"{msg}; annotation left out (on_error='skip')"
+                "annotation", "bad_mask", (a["id"], a["image_id"]), f"{msg}; {what} left out (on_error='skip')"
             )
             ok[k] = False
         return masks, ok
 
     def __getitem__(self, i: int) -> dict | None:
-        """Sample ``i`` after the pipeline, or ``None`` when its image fails to decode (and that is skipped)."""
+        """Sample ``i`` after the pipeline, or ``None`` when its image (or, under 'skip', one of its masks) fails to
+        decode and that is skipped."""
         img_id = self.img_ids[i]
         info = self.coco.imgs[img_id]
         image = self._read(info)
@@ -344,6 +351,8 @@ class CocoDataset(torch.utils.data.Dataset):
         masks = None
         if self.with_masks or self.with_sem_seg:
             masks, decoded = self._masks(anns, h, w)
+            if self.skip_whole_images and not decoded.all():  # as a bad record found when built: the image goes
+                return None
             anns, boxes, masks = [a for a, k in zip(anns, decoded) if k], boxes[decoded], masks[decoded]
         labels = np.array([self.cat_id_to_label[a["category_id"]] for a in anns], dtype=np.int64)
         sample = {
@@ -359,6 +368,8 @@ class CocoDataset(torch.utils.data.Dataset):
             sample["masks"] = masks
         if self.with_sem_seg:
             crowd_masks, decoded = self._masks(crowd, h, w)
+            if self.skip_whole_images and not decoded.all():
+                return None
             sample["sem_seg"] = build_sem_seg(
                 masks, labels, crowd_masks[decoded], self.num_classes, self.sem_background
             )

@@ -30,6 +30,12 @@ def crop_window(box: np.ndarray, margin: float, square: bool, h: int, w: int) ->
     return left, top, max(right, left + 1), max(bottom, top + 1)
 
 
+class _BoxSource(CocoDataset):
+    """The boxes' source: ``on_error: skip`` leaves out a bad box alone, not its image (each box is a sample)."""
+
+    skip_whole_images = False
+
+
 @DATASETS.register
 class CocoCropsDataset(ClassLabels, torch.utils.data.Dataset):
     """One sample per (non-crowd) box of a COCO json: the image cropped around the box, labelled with its category.
@@ -66,7 +72,7 @@ class CocoCropsDataset(ClassLabels, torch.utils.data.Dataset):
     ):
         if margin < 0 or min_size < 0:
             raise DatasetError(f"CocoCropsDataset margin and min_size must be >= 0, got {margin}, {min_size}")
-        self.coco = CocoDataset(
+        self.coco = _BoxSource(
             ann_file, img_dir, on_error=on_error, skip_bad_images=skip_bad_images, class_names=class_names
         )
         self.ann_file, self.img_dir = self.coco.ann_file, self.coco.img_dir

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from detkit.data.converters.common import ImageProblems
 from detkit.data.converters.voc import coco_from_voc_records, image_index, voc_record
 from detkit.data.datasets.coco import CocoDataset
 from detkit.data.datasets.formats import CocoOptions, ProblemLog, Unpack
@@ -96,14 +97,28 @@ class VOCDataset(CocoDataset):
                 files.append(Path(path))
         return files
 
+    def _left_out(self, record: tuple, xml: Path, objects: ImageProblems) -> bool:
+        """Report the bad objects of ``record`` (found by ``voc_record``, or of a class not in the given classes);
+        True when the image goes with them (see :class:`ImageProblems`)."""
+        for name in sorted({o[0] for o in record[3]} - set(self.voc_classes or {o[0] for o in record[3]})):
+            objects(
+                "annotation",
+                DatasetError(
+                    f"{xml}: object class '{name}' is not in the class list {self.voc_classes}; add it to the "
+                    "classes (file or list)"
+                ),
+            )
+        return objects.flush(xml)
+
     def load_annotations(self) -> tuple[dict, list[Problem]]:
         """The split's XML files as a COCO dict (difficult objects as crowd regions); problems found on the way."""
         log, img_dir = ProblemLog(), Path(self.img_dir)
         index, stats = image_index(img_dir), {"missing_image_files": [], "matched_by_stem": 0, "stem_matches": []}
         records = []
         for xml in self._xml_files(log):
+            objects = ImageProblems(log)  # an image with a bad object goes with it
             try:
-                record = voc_record(xml, img_dir, index, stats, on_problem=log)
+                record = voc_record(xml, img_dir, index, stats, on_problem=objects)
             except DatasetError as e:
                 log("image", e, "bad_xml")
                 continue
@@ -111,6 +126,8 @@ class VOCDataset(CocoDataset):
                 missing = stats["missing_image_files"][-1]
                 error = DatasetError(f"{xml}: no image in {img_dir} ({missing}); add the image or fix <filename>")
                 log("image", error, "missing_image")
+                continue
+            if self._left_out(record, xml, objects):
                 continue
             records.append(record)
         coco = coco_from_voc_records(records, self.voc_classes, self.ann_dir, {"difficult": 0, "clipped": 0}, log)
