@@ -1,11 +1,13 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
-Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--set K=V ...] [--device D]
+Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--data DATA] [--split val|test]
+                            [--set K=V ...] [--device D]
                             [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
                             [--ensemble CKPT ...]
 Metrics are pycocotools' AP / AR (mIoU, aAcc for semantic models; cls/top1, cls/top5, cls/mean_acc,
 cls/macro_f1 and a per-class accuracy / precision / recall / F1 table for classifiers) in 0..1, -1 (or '-')
-where undefined. --tta evaluates test-time augmentation (the batch at several scales and mirrored, merged);
+where undefined. --data scores the checkpoint on other data (an Ultralytics data.yaml, a classifier's class
+folders), --split test on the test split (the config's data.test, or the data.yaml's test:). --tta evaluates test-time augmentation (the batch at several scales and mirrored, merged);
 --ensemble merges the predictions of more checkpoints (same classes; each built with the config it stores,
 fed CONFIG's data.val pipeline) with CHECKPOINT's. See docs/inference.md.
 A model whose class names differ from data.val's (other names, or the same in another order) is evaluated
@@ -30,6 +32,18 @@ TOOL = "eval"
 def add_options(p: argparse.ArgumentParser) -> None:
     """The options (every argument but CONFIG CHECKPOINT)."""
     p.add_argument("--out", help="write the metrics to this JSON file")
+    p.add_argument(
+        "--data",
+        metavar="DATA",
+        help="evaluate on this data instead: an Ultralytics data.yaml, or a classifier's folder of class folders "
+        "(as train --data reads them)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("val", "test"),
+        default="val",
+        help="the config's (or --data's) split to score: data.val (default) or data.test",
+    )
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys")
     p.add_argument("--device", help="cpu, cuda, cuda:N or N (default: cuda when available)")
     p.add_argument(
@@ -92,6 +106,29 @@ def compile_wrap(args: argparse.Namespace, wrap):
     return compiled
 
 
+def scored_split(cfg: dict, args: argparse.Namespace) -> dict:
+    """``cfg`` with the split to score (``--split``) as its data.val; a UserError naming the fix when it has none."""
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    spec = data.get(args.split)
+    if isinstance(spec, dict):
+        return {**cfg, "data": {**data, "val": spec}}
+    where = "the config stored in " + args.checkpoint if args.config == "-" else args.config
+    if args.data is not None:
+        null = "is null (e.g. trained with data.val=null)" if args.split in data else "is missing"
+        raise UserError(
+            f"nothing to evaluate on: --data points the config's data.{args.split} section at the data's "
+            f"{args.split} split, but in {where} data.{args.split} {null} or the data has no {args.split} split; "
+            f"give a config file with a data.{args.split} section (e.g. the packaged config the run started from) "
+            "as CONFIG"
+        )
+    state = "is null (trained without validation)" if args.split in data else "is missing"
+    raise UserError(
+        f"{where}: data.{args.split} {state}, so there is nothing to evaluate on; give --data DATA.yaml (or a "
+        f"classifier's class-folder ROOT), or add a data.{args.split} section, written as data.train is (type, "
+        "ann_file, img_dir, pipeline) with the evaluation files"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, evaluate, print the table, write ``--out``."""
     checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
@@ -99,15 +136,10 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_arg(extra)
     device = device_arg(args.device)
     wrap = compile_wrap(args, ensemble_wrap(args))
-    cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",))
+    cfg = scored_split(config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data), args)
     if args.out:  # never onto the config, a checkpoint or the data evaluated on
-        given = [p for p in (args.config, args.checkpoint, *args.ensemble) if p != "-"]
+        given = [p for p in (args.config, args.checkpoint, *args.ensemble, args.data) if p not in ("-", None)]
         out_file_arg(args.out, "--out", [*given, *config_data_paths(cfg)])
-    if not isinstance((cfg.get("data") or {}).get("val"), dict):
-        raise UserError(
-            f"{args.config} has no data.val section to evaluate on; add one to the config, as its data.train "
-            "section is written (type, ann_file, img_dir, pipeline) with the validation files"
-        )
     from detkit.engine import dist, evaluate_checkpoint
 
     rank = 0

@@ -124,7 +124,7 @@ def config_arg(
     ``needs`` (``model``, ``data``) must be a mapping: a missing or null one is a UserError naming it. A folder as
     ``data_yaml`` is a classifier's class folders (``apply_data_folder``)."""
     if data_yaml is not None:
-        cfg = _load_with_data_yaml(config, overrides, data_yaml)
+        cfg = _load_with_data_yaml(config, overrides, data_yaml, checkpoint)
     else:
         cfg = _load_config_arg(config, overrides, checkpoint)
         if "data" in needs:  # (a tool that reads the data: not infer of a run whose data moved)
@@ -161,31 +161,42 @@ def _class_folders_for_detection(cfg: dict) -> None:
             )
 
 
+def _stored_config(checkpoint: str) -> dict:
+    """The config that ``checkpoint`` stores (CONFIG ``-``); a UserError when it stores none."""
+    from detkit.utils.checkpoint import read_meta
+
+    stored = read_meta(checkpoint).get("config")
+    if not isinstance(stored, dict):
+        raise UserError(f"CONFIG '-': checkpoint {checkpoint} stores no config; give the config file instead")
+    return stored
+
+
 def _load_config_arg(config: str | os.PathLike, overrides: Sequence[str], checkpoint: str | None) -> dict:
     from detkit.config import apply_overrides, load_config
 
     if str(config) == "-" and checkpoint is not None:
         from detkit.config_check import check_config
-        from detkit.utils.checkpoint import read_meta
 
-        stored = read_meta(checkpoint).get("config")
-        if not isinstance(stored, dict):
-            raise UserError(f"CONFIG '-': checkpoint {checkpoint} stores no config; give the config file instead")
-        cfg = apply_overrides(stored, list(overrides), add_missing=False)
+        cfg = apply_overrides(_stored_config(checkpoint), list(overrides), add_missing=False)
         check_config(cfg)
         return cfg
     check_config_file(config, checkpoint)
     return load_config(config, list(overrides))
 
 
-def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], data_yaml: str | os.PathLike) -> dict:
-    """The config with its datasets reading ``data_yaml``, then ``overrides`` applied, then every key checked."""
+def _load_with_data_yaml(
+    config: str | os.PathLike, overrides: Sequence[str], data_yaml: str | os.PathLike, checkpoint: str | None = None
+) -> dict:
+    """The config with its datasets reading ``data_yaml``, then ``overrides`` applied, then every key checked.
+    CONFIG ``-`` takes the config that ``checkpoint`` stores."""
     from detkit.config import load_config_with_sources, record_sources
     from detkit.config_check import check_config
     from detkit.config_overrides import apply_overrides, get_by_path
     from detkit.data.data_arg import apply_data_folder, apply_data_yaml, data_yaml_keys
 
-    check_config_file(config)
+    stored = str(config) == "-" and checkpoint is not None
+    if not stored:
+        check_config_file(config)
     kind = file_kind(data_yaml)
     if kind not in ("yaml", "text", "folder"):
         state = {"missing": "not found"}.get(kind, f"is not YAML text (it is {kind})")
@@ -193,7 +204,7 @@ def _load_with_data_yaml(config: str | os.PathLike, overrides: Sequence[str], da
             f"--data {data_yaml} {state}; give the dataset's data.yaml (keys path, train, val, names), or a "
             "classifier's folder of class folders"
         )
-    cfg, sources = load_config_with_sources(config, check=True)
+    cfg, sources = (_stored_config(checkpoint), {}) if stored else load_config_with_sources(config, check=True)
     if kind == "folder":  # a classifier's class folders (ROOT/train/<class>/..., ROOT/val/<class>/...)
         cfg, keys = apply_data_folder(cfg, data_yaml, val_set=_sets_val(overrides))
         for path in keys:

@@ -4,7 +4,8 @@
 dataset of ``data.train`` (below wrappers such as ``MixDataset``, whose mosaic and pipelines stay) becomes
 ``{type: YOLODataset, data_yaml: DATA.yaml, split: train}``, ``data.val`` the same with ``split: val`` (its
 pipeline, e.g. ``LetterBox``, stays), ``data.test`` likewise when the yaml has a test split; ``ann_file`` and
-``img_dir`` are removed at every level. A model with a mask head gets ``with_masks: true``; a fixed
+``img_dir`` are removed at every level (a yaml's test split with no data.test in the config gets one shaped as
+data.val, for ``eval --split test``). A model with a mask head gets ``with_masks: true``; a fixed
 ``model.num_classes`` becomes the number of the yaml's names (a ``null`` one is taken from the data anyway).
 
 :func:`apply_data_folder` does the same for a classifier and a folder of class folders (``--data ROOT``,
@@ -234,6 +235,7 @@ def apply_data_yaml(cfg: dict, data_yaml: str | os.PathLike, config: str | os.Pa
         )
     _refuse_model(out.get("model"), data_yaml, None if config is None else os.fspath(config))
     masks = needs_masks(out.get("model"))
+    _test_like_val(data, "test" in have)
     for split in DATA_SPLITS:
         spec = data.get(split)
         if not isinstance(spec, dict):
@@ -279,6 +281,13 @@ def class_folder_splits(root: str | os.PathLike) -> list[tuple[str, str]]:
         return []
     subs = [e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")]
     return [("train", root)] if any(_holds_image(sub, 1) for sub in subs) else []
+
+
+def _test_like_val(data: dict, has_test: bool) -> None:
+    """Give ``data`` a test section shaped as its val one (same pipeline), when the data has a test split and the
+    config no data.test (``eval --split test`` scores it; the run's config.yaml keeps it)."""
+    if has_test and not isinstance(data.get("test"), dict) and isinstance(data.get("val"), dict):
+        data["test"] = copy.deepcopy(data["val"])
 
 
 def _innermost(spec: dict) -> tuple[dict, tuple]:
@@ -345,6 +354,7 @@ def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False)
         )
     found = dict(splits)
     _refuse_missing_splits(root, found, data, val_set)
+    _test_like_val(data, "test" in found)
     held_out = found == {"train": root} and isinstance(data.get("val"), dict) and not val_set
     if held_out:  # one folder of class folders and a config that validates: hold out HOLD_OUT of each class
         found["val"] = root

@@ -122,7 +122,8 @@ def test_test_split_follows_the_yaml(data_yaml, seg_yaml):
     det = load_config("yolo_n_shapes")
     det["data"]["test"] = copy.deepcopy(det["data"]["val"])
     assert "test" not in apply_data_yaml(det, data_yaml)["data"]  # it has none: the old test set goes
-    assert "test" not in apply_data_yaml(load_config("yolo_n_shapes"), seg_yaml)["data"]  # the config has none
+    test = apply_data_yaml(load_config("yolo_n_shapes"), seg_yaml)["data"]["test"]  # the config has none: as val
+    assert (test["split"], test["pipeline"]) == ("test", load_config("yolo_n_shapes")["data"]["val"]["pipeline"])
 
 
 def test_refusals_name_the_file_and_the_fix(data_yaml, tmp_path):

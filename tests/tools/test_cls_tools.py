@@ -134,3 +134,27 @@ def test_check_dataset_on_the_class_folders(run, capsys):
     text = capsys.readouterr().out
     assert "24 images, 4 classes" in text and "imbalance (largest / smallest class): 1.0x" in text
     assert "only 6 images (under 10)" in text
+
+
+def test_eval_on_other_data_and_on_the_test_split(run, tmp_path, capsys):
+    """eval --data scores the stored config's model on a class-folder root (as train --data reads it); --split
+    test scores its test/ folder; a split nothing gives is one line naming the fix."""
+    import shutil
+
+    ev, ckpt = _tool("eval"), str(run["checkpoint"])
+    assert ev.main([str(run["config"]), ckpt, "--out", str(tmp_path / "own.json"), "--device", "cpu"]) == 0
+    own = json.loads((tmp_path / "own.json").read_text())
+    root = tmp_path / "data"
+    for split, src in (("train", run["train"]), ("val", run["val"]), ("test", run["val"])):
+        shutil.copytree(src, root / split)
+    for split in ("val", "test"):
+        out = tmp_path / f"{split}.json"
+        args = ["-", ckpt, "--data", str(root), "--split", split, "--out", str(out), "--device", "cpu"]
+        assert ev.main(args) == 0, capsys.readouterr().err
+        assert json.loads(out.read_text())["cls/top1"] == pytest.approx(own["cls/top1"])  # the same images
+    capsys.readouterr()
+    assert ev.main([str(run["config"]), ckpt, "--split", "test"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "data.test is missing, so there is nothing to evaluate on; give --data" in err and "\n" not in err
+    assert ev.main(["-", ckpt, "--data", str(run["train"].parent), "--split", "test"]) == 2  # train/ and val/ only
+    assert "nothing to evaluate on: --data points the config's data.test section" in capsys.readouterr().err

@@ -55,7 +55,9 @@ def test_eval_bad_inputs(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("eval: error:") and "does not fit the model: 7 of 8 tensors fit" in err and "\n" not in err
     assert eval_tool.main([str(cfg), str(ckpt), "--set", "data.val=null"]) == 2
-    assert "no data.val" in capsys.readouterr().err
+    assert "data.val is null (trained without validation), so there is nothing to evaluate on; give --data" in (
+        capsys.readouterr().err
+    )
 
 
 def test_eval_takes_the_config_the_checkpoint_stores(trained, tmp_path, capsys):
