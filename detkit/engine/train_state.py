@@ -106,6 +106,36 @@ def _restore_rng(tr, rng: list) -> None:
     )
 
 
+def _images_per_iter(world: int, cfg: dict | None) -> int:
+    """Images one iteration (micro-batch) takes over all processes: processes x data.batch_size."""
+    data = (cfg or {}).get("data") if isinstance(cfg, dict) else None
+    return int(world) * int((data or {}).get("batch_size", 1) or 1)
+
+
+def _convert_position(tr, meta: dict) -> bool:
+    """Move the restored position to this run's iterations when the checkpoint's run took another number of
+    images per iteration (another process count or batch size): the same number of images into the epoch,
+    rounded down to an accumulation boundary, so the sampler starts inside the epoch; an epoch-based run's
+    iteration count (and so its LR schedule) is re-counted in this run's iterations. True when it moved."""
+    old = _images_per_iter(meta.get("world_size") or tr.world, meta.get("config"))
+    new, acc = _images_per_iter(tr.world, tr.cfg), int(tr.tcfg["accumulate"])
+    if old == new:
+        return False
+    seen = tr.iter_in_epoch * old
+    tr.iter_in_epoch = min(seen // (new * acc) * acc, tr.iters_per_epoch)
+    if not tr.length.by_iter:
+        tr.iter = tr.epoch * tr.iters_per_epoch + tr.iter_in_epoch
+    logger.warning(
+        "the checkpoint's run took %d images per iteration (%d process(es) x data.batch_size), this one takes %d: "
+        "resuming %d images into epoch %d (iteration %d of its %d; %d image(s) trained again)%s; the LR follows "
+        "this run's total batch (the lr line above)",
+        old, meta.get("world_size") or tr.world, new, tr.iter_in_epoch * new, tr.epoch + 1, tr.iter_in_epoch,
+        tr.iters_per_epoch, seen - tr.iter_in_epoch * new,
+        "" if tr.length.by_iter else f", at iteration {tr.iter} of the schedule's {tr.length.total_iters}",
+    )  # fmt: skip
+    return True
+
+
 def restore_training_state(tr, path: Path) -> None:
     """Resume trainer ``tr`` from the training state in ``path`` (weights, optimizer, position, RNG)."""
     ckpt = _load_resumable(path)
@@ -114,8 +144,9 @@ def restore_training_state(tr, path: Path) -> None:
     _restore_optimizer(tr, ckpt, path)
     tr.epoch, tr.iter, tr.iter_in_epoch = meta["epoch"], meta["iter"], meta["iter_in_epoch"]
     tr.best, tr.nonfinite = meta.get("best") or {}, meta.get("nonfinite", 0)
-    for line in tr.schedule.compare(LRSchedule.from_state(ckpt["scheduler"]), tr.base_lr, tr.iter):
-        logger.info(line)
+    if not _convert_position(tr, meta):  # (another batch per iteration: the old schedule counted other iterations)
+        for line in tr.schedule.compare(LRSchedule.from_state(ckpt["scheduler"]), tr.base_lr, tr.iter):
+            logger.info(line)
     _restore_rng(tr, ckpt.get("rng") or [])
     logger.info(  # epochs counted from 1, as the stop message and the epoch lines count them
         "resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, tr.epoch + 1, tr.iter, tr.iter_in_epoch

@@ -101,3 +101,20 @@ def test_sigterm_saves_latest_prints_resume_command_and_resumes_exactly(config_f
     stop = re.search(r"at epoch (\d+), iteration (\d+)", resume_line).groups()
     assert re.search(rf"resumed from .*: epoch {stop[0]}, iteration {stop[1]} ", done.stdout)  # the same count
     _assert_same(torch.load(work / "latest.pth", weights_only=True), reference)
+
+
+def test_resume_with_another_batch_per_iteration_moves_the_position(config_file, tmp_path):
+    """A checkpoint of a run with 2 images per iteration resumed with 1 (as with another process count): the
+    same images into the epoch, the epoch's iterations re-counted, the run ends where the new schedule does."""
+    work = tmp_path / "run"
+    killed = _run_tool([config_file, "--work-dir", work, "--device", "cpu"], {"DETKIT_TOY_KILL_AT": "10"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resume = [config_file, "--work-dir", work, "--device", "cpu", "--resume", "--set", "data.batch_size=1"]
+    done = _run_tool(resume)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout + done.stderr
+    assert "the checkpoint's run took 2 images per iteration (1 process(es) x data.batch_size), this one takes 1" in text
+    assert "resuming 2 images into epoch 3 (iteration 2 of its 8; 0 image(s) trained again), at iteration 18 " in text
+    assert "LR schedule changed on resume" not in text  # the old schedule counted other iterations
+    meta = torch.load(work / "latest.pth", weights_only=True)["meta"]
+    assert (meta["epoch"], meta["iter"]) == (3, 24) and len((work / "metrics.jsonl").read_text().splitlines()) == 3
