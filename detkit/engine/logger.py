@@ -208,8 +208,12 @@ class Progress:
             )
         self.enabled = enabled
 
-    def update(self, losses: dict[str, float], lr: float, global_iter: int, remaining_iters: int) -> None:
-        """Advance one iteration; ``losses`` are the latest smoothed values."""
+    def update(
+        self, losses: dict[str, float], lr: float, global_iter: int, remaining_iters: int, line: bool | None = None
+    ) -> None:
+        """Advance one iteration; ``losses`` are the latest smoothed values. ``line``: whether to write the log
+        line now (the trainer's log points, where the losses are averaged over the processes); None: every
+        ``log_interval`` iterations of this bar and at its end."""
         self.n += 1
         if not self.enabled:
             return
@@ -218,7 +222,7 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {losses.get('loss', math.nan):.4f} lr {lr:.3g} mem {mem}", refresh=False)
             self.bar.update(1)
-        if self.n % self.log_interval == 0 or self.n == self.total:
+        if line if line is not None else (self.n % self.log_interval == 0 or self.n == self.total):
             eta = time.strftime("%H:%M:%S", time.gmtime(remaining_iters / max(rate, 1e-9)))
             terms = " ".join(f"{k} {v:.4f}" for k, v in losses.items())
             log = self.logger if self.bar is None else logging.getLogger(LOGGER_NAME + ".file")

@@ -107,12 +107,20 @@ def optimizer_step(tr) -> None:
 
 
 def log_step(tr, progress: Progress) -> None:
-    """Advance the progress; every ``train.log_interval`` iterations record the mean losses and the LR."""
-    progress.update(tr.losses.window_means(), tr._lr, tr.iter, tr.schedule.max_iters - tr.iter)
+    """Advance the progress; every ``train.log_interval`` iterations record the mean losses and the LR.
+
+    The log line and the record show the losses averaged over the processes (under ``train.global_batch`` a
+    process's own losses are rescaled shares that only mean something summed); between log points the bar
+    shows the last averaged values (a single process: its running window)."""
     interval = max(1, int(tr.tcfg["log_interval"]))
+    remaining = tr.schedule.max_iters - tr.iter
     if tr.iter % interval and tr.iter_in_epoch != tr.iters_per_epoch and not tr.length.is_point(tr.iter):
+        shown = tr.losses.window_means() if tr.world == 1 else tr._shown_losses
+        progress.update(shown, tr._lr, tr.iter, remaining, line=False)
         return
     reduced = tr.losses.reduce_window(tr.device)
+    tr._shown_losses = reduced
+    progress.update(reduced, tr._lr, tr.iter, remaining, line=True)
     if tr.main and reduced:
         tr.record.add_losses(tr.iter, tr.iter / tr.iters_per_epoch, tr._lr, reduced)
         if tr.tb:

@@ -96,6 +96,7 @@ class Trainer:
             self.main, self.device, self.amp_dtype,
         )  # fmt: skip
         self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = self.skipped_samples = 0
+        self._shown_losses: dict[str, float] = {}  # the last losses averaged over the processes (log lines)
         self.interrupted: str | None = None
         self.eval_callbacks: list[EvalCallback] = list(eval_callbacks)
         self.stop_reason: str | None = None  # set when an eval callback ends the run early

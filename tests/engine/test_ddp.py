@@ -74,3 +74,13 @@ def test_torchrun_two_processes_match_one(toy, tmp_path):
     last = yaml.safe_load((tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()[-1])
     assert abs(last["toy/l1"] - metrics["toy/l1"]) < 1e-3 and last["bbox/AP"] == metrics["bbox/AP"]
     assert (tmp_path / "ddp" / "log.txt").read_text().count("evaluation at epoch 2") == 1  # rank 0 alone logs
+    # the iteration lines show the losses averaged over the processes: one process's figures with the same batch
+    import re
+
+    def lines(work):
+        text = (work / "log.txt").read_text()
+        return [(m[0], float(m[1])) for m in re.findall(r"\(global (\d+)\) loss ([\d.]+) ", text)]
+
+    ddp, one = lines(tmp_path / "ddp"), lines(tmp_path / "one")
+    assert [g for g, _ in ddp] == [g for g, _ in one] and len(ddp) >= 4
+    assert all(abs(a - b) <= 1e-3 * max(1.0, b) for (_, a), (_, b) in zip(ddp, one)), (ddp, one)

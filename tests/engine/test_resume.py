@@ -113,7 +113,9 @@ def test_resume_with_another_batch_per_iteration_moves_the_position(config_file,
     done = _run_tool(resume)
     assert done.returncode == 0, done.stderr[-2000:]
     text = done.stdout + done.stderr
-    assert "the checkpoint's run took 2 images per iteration (1 process(es) x data.batch_size), this one takes 1" in text
+    assert (
+        "the checkpoint's run took 2 images per iteration (1 process(es) x data.batch_size), this one takes 1" in text
+    )
     assert "resuming 2 images into epoch 3 (iteration 2 of its 8; 0 image(s) trained again), at iteration 18 " in text
     assert "LR schedule changed on resume" not in text  # the old schedule counted other iterations
     meta = torch.load(work / "latest.pth", weights_only=True)["meta"]
