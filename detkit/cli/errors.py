@@ -61,12 +61,24 @@ def tool_label(tool: str) -> str:
     return f"detkit {command}" + (f" {rest}" if rest else "")
 
 
+def other_process() -> bool:
+    """True in a process of a distributed run other than the first (torchrun's ``RANK``, SLURM's ``SLURM_PROCID``
+    under several tasks): it says nothing about a mistake of input, which every process finds, so that the
+    message shows once; it still exits with the same status."""
+    import os
+
+    rank = os.environ.get("RANK")
+    if rank is None and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        rank = os.environ.get("SLURM_PROCID")
+    return rank not in (None, "", "0")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake on one line, ``prog: error: message (see --help)``, exit 2; its help
     names the tools as the user runs them (:func:`as_invoked`)."""
 
     def error(self, message: str):
-        self.exit(USER_EXIT, as_invoked(f"{self.prog}: error: {message} (see --help)\n"))
+        self.exit(USER_EXIT, None if other_process() else as_invoked(f"{self.prog}: error: {message} (see --help)\n"))
 
     def format_help(self) -> str:
         return as_invoked(super().format_help())
@@ -174,7 +186,8 @@ def user_errors(tool: str, extra: tuple[type[BaseException], ...] = ()) -> Itera
     try:
         yield
     except user_error_types() + tuple(extra) as e:
-        print(format_error(tool, e), file=sys.stderr)
+        if not other_process():
+            print(format_error(tool, e), file=sys.stderr)
         raise ToolExit(USER_EXIT) from None
 
 
@@ -194,7 +207,7 @@ def loud_warnings(tool: str, emit: Callable[[str], None] | None = None) -> Itera
             shown.append(text)
             if emit is not None:
                 emit(text)
-            else:
+            elif not other_process():
                 print(f"{tool_label(tool)}: WARNING: {text}", file=sys.stderr, flush=True)
 
     with warnings.catch_warnings():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import shlex
 import sys
 import traceback
@@ -27,6 +28,7 @@ from detkit.cli.errors import (
     UserError,
     format_error,
     loud_warnings,
+    other_process,
     tool_label,
     user_error_types,
     worker_message,
@@ -89,8 +91,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compile the model's dense parts with torch.compile (train.compile) (a one-time cost of minutes; docs/benchmarks.md)",
     )
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
-    refuse_ultralytics_words(p, argv if argv is not None else sys.argv[1:], "train")
+    # torch.distributed.launch (deprecated) passes each process --local-rank N; LOCAL_RANK says the same
+    p.add_argument("--local-rank", "--local_rank", type=int, help=argparse.SUPPRESS)
+    words = argv if argv is not None else sys.argv[1:]
+    refuse_ultralytics_words(p, words, "train")
+    refuse_launcher_flags(p, words)
     return p.parse_args(argv)
+
+
+# other toolkits' ways to ask for several processes -> whose habit it is
+LAUNCHER_FLAGS = {
+    "--launcher": "MMDetection's tools/train.py",
+    "--num-gpus": "Detectron2's train_net.py",
+    "--num-machines": "Detectron2's train_net.py",
+    "--gpus": "MMDetection 2's / Lightning's",
+    "--nproc_per_node": "torchrun's",
+    "--nproc-per-node": "torchrun's",
+}
+
+
+def refuse_launcher_flags(p: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Answer another toolkit's multi-process flag (``--launcher pytorch``, ``--num-gpus 2``, torchrun's
+    ``--nproc-per-node`` given to train.py) with the torchrun command, one line, exit 2."""
+    for i, word in enumerate(argv):
+        flag, _, value = word.partition("=")
+        if flag not in LAUNCHER_FLAGS:
+            continue
+        value = value or (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else "")
+        n = value if value.isdigit() and flag != "--launcher" else "N"
+        p.error(
+            f"{flag} is {LAUNCHER_FLAGS[flag]} option; detkit starts one process per GPU (or CPU process) with "
+            f"torchrun: torchrun --nproc-per-node {n} tools/train.py CONFIG ... (or torchrun --nproc-per-node {n} -m "
+            "detkit.cli.main train CONFIG ...; docs/training.md, 'Distributed')"
+        )
 
 
 def _launcher(tool: str = "train") -> list[str]:
@@ -191,12 +224,23 @@ def build_trainer(args: argparse.Namespace, cfg: dict | None = None) -> Trainer:
     )
 
 
+_PEER_LOST = re.compile(
+    r"Connection (reset|closed) by peer|ECONNRESET|Broken pipe|NCCL (communicator was aborted|error)|"
+    r"remote process exited|Socket Timeout|ProcessGroupGloo|ProcessGroupNCCL",
+    re.IGNORECASE,
+)
+
+
 def _failed(trainer: Trainer, e: BaseException) -> str:
     """One message for an error during training; the traceback goes to log.txt."""
     from detkit.engine.logger import log_to_file
 
     log_to_file("training stopped by an error", exc_info=e)
     first = (worker_message(str(e)).strip().splitlines() or [type(e).__name__])[0][:300]
+    if getattr(trainer, "world", 1) > 1 and _PEER_LOST.search(
+        str(e)
+    ):  # gloo / NCCL: a peer that died, not this process's fault
+        first = f"another process of this run stopped (killed or crashed; its own message says why): {first[:120]}"
     if trainer.main:
         where = f"the traceback is in {trainer.work_dir / 'log.txt'}"
     else:  # only the main process writes log.txt: this process's traceback goes to its stderr
@@ -255,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = check_inputs(args)  # before torch is imported: a mistake of input is reported at once
     except user_error_types() as e:
-        print(format_error("train", e), file=sys.stderr)
+        if not other_process():  # every process finds the same mistake: one message
+            print(format_error("train", e), file=sys.stderr)
         return 2
     from detkit.engine import dist
 
@@ -263,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         with loud_warnings("train"):  # the datasets' warnings while building: one plain line each
             trainer = build_trainer(args, cfg)
     except user_error_types() + SETUP_ERRORS as e:
-        print(format_error("train", e), file=sys.stderr)
+        if not other_process():
+            print(format_error("train", e), file=sys.stderr)
         dist.destroy()
         return 2
     trainer.resume_hint = resume_command(argv, trainer.work_dir)

@@ -77,11 +77,32 @@ def init_distributed(device: str | None = None) -> torch.device:
         )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if dev.type == "cuda":  # modulo the visible GPUs: `srun --gpus-per-task 1` shows each task its GPU alone
+        _check_gpus_per_node()
         dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
         torch.cuda.set_device(dev)
     backend = "nccl" if dev.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend, init_method="env://", device_id=dev if dev.type == "cuda" else None)
+    try:
+        dist.init_process_group(backend=backend, init_method="env://", device_id=dev if dev.type == "cuda" else None)
+    except (RuntimeError, ValueError) as e:  # DistNetworkError / DistStoreError are RuntimeErrors
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        raise DeviceError(
+            f"the {world} processes could not meet at MASTER_ADDR:MASTER_PORT {where} "
+            f"({' '.join(str(e).split())[:160]}): the port may be in use by another run, or the address unreachable; "
+            "set MASTER_PORT to a free port (torchrun: --master-port, or --standalone on one machine)"
+        ) from e
     return dev
+
+
+def _check_gpus_per_node() -> None:
+    """Refuse more processes per machine (torchrun's LOCAL_WORLD_SIZE) than GPUs in sight: two processes on one
+    GPU is what NCCL refuses later with its own message."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    gpus = torch.cuda.device_count()
+    if local > gpus > 0:
+        raise DeviceError(
+            f"{local} processes per machine (torchrun --nproc-per-node {local}) but {gpus} GPU(s) in sight: give "
+            f"--nproc-per-node {gpus} or fewer (CUDA_VISIBLE_DEVICES chooses which GPUs)"
+        )
 
 
 def destroy() -> None:

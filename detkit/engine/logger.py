@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
 
 
 def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logging.Logger:
-    """Log to stdout and ``work_dir/log.txt`` on the main process; only warnings elsewhere.
+    """Log to stdout and ``work_dir/log.txt`` on the main process; only warnings elsewhere, marked ``[rank N]``.
 
     With ``work_dir`` None on the main process the records are held until :func:`open_log_file` writes
     them into the log file (the trainer opens it once its pre-flight checks have passed).
@@ -51,8 +52,9 @@ def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logg
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if main_process:
         handlers.append(_HeldRecords())
+    shown = LOG_FORMAT if main_process else f"[rank {os.environ.get('RANK', '?')}] {LOG_FORMAT}"  # whose warning
     for h in handlers:
-        h.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+        h.setFormatter(logging.Formatter(shown, LOG_DATEFMT))
         h._detkit = True  # type: ignore[attr-defined]
         logger.addHandler(h)
     file_only.setLevel(logger.level)

@@ -117,9 +117,13 @@ class RunLength:
         how = "train.eval_interval" if self.eval_interval is not None else "max_iters // 10 (train.eval_interval unset)"
         return (
             f"{self.max_iters} iterations (train.max_iters; train.max_epochs {self.max_epochs} is not used), "
-            f"{self.iters_per_epoch} per pass over data.train ({self.total_iters / self.iters_per_epoch:.4g} passes); "
+            f"{self.iters_per_epoch} per pass over data.train ({self._passes()}); "
             f"latest.pth and evaluation every {self.every} iterations ({how}) and at the last{ckpt}"
         )
+
+    def _passes(self) -> str:
+        passes = self.total_iters / self.iters_per_epoch
+        return f"{passes:.4g} pass" + ("" if passes == 1 else "es")
 
     def schedule_note(self, schedule) -> tuple[str, bool] | None:
         """Iteration-based run: the LR schedule's length, warm-up and milestone iterations in one line, and

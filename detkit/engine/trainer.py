@@ -206,7 +206,8 @@ class Trainer:
         self.tb = self.validator.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
         logger.info(
             "training %s for %s on %s, %d process(es), amp %s",
-            type(self.model).__name__, length.describe(), self.device, self.world, self.amp_dtype,
+            type(self.model).__name__, length.describe(), self.device, self.world,
+            str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
         )  # fmt: skip
         note = length.schedule_note(self.schedule)
         if note:

@@ -92,3 +92,40 @@ def test_runtime_yaml_matches_engine_defaults_and_schedules_resolve():
 
 def test_environment_is_restored_after_slurm_test():
     assert "RANK" not in os.environ or os.environ.get("SLURM_PROCID") is not None
+
+
+def test_a_busy_master_port_is_named_with_the_fix(monkeypatch):
+    """SLURM-style launch (one process per task, no torchrun agent): rank 0 cannot bind MASTER_PORT."""
+    import socket
+
+    from detkit.engine.dist import init_distributed
+    from detkit.utils.device import DeviceError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("MASTER_PORT", str(port))
+        monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+        with pytest.raises(
+            DeviceError, match=rf"could not meet at MASTER_ADDR:MASTER_PORT 127.0.0.1:{port} .*free port"
+        ):
+            init_distributed("cpu")
+
+
+def test_more_processes_per_machine_than_gpus_is_refused(monkeypatch):
+    import torch
+
+    from detkit.engine.dist import _check_gpus_per_node
+    from detkit.utils.device import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(
+        DeviceError, match=r"4 processes per machine .* but 2 GPU\(s\) in sight: give --nproc-per-node 2"
+    ):
+        _check_gpus_per_node()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    _check_gpus_per_node()

@@ -30,3 +30,17 @@ def test_failure_message_of_another_rank_points_at_its_own_traceback(tmp_path, c
         message = _failed(trainer, e)
     assert "process 1's traceback is above (log.txt is the main process's)" in message
     assert "RuntimeError: boom" in capsys.readouterr().err
+
+
+def test_a_lost_peer_is_named_as_another_process_stopping(tmp_path):
+    """gloo's 'Connection reset by peer' when another rank was killed: the message says what happened."""
+    from types import SimpleNamespace
+
+    from detkit.cli.train import _failed
+
+    trainer = SimpleNamespace(main=True, rank=0, world=2, epoch=0, iter=16, work_dir=tmp_path)
+    error = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection reset by peer")
+    message = _failed(trainer, error)
+    assert "another process of this run stopped (killed or crashed; its own message says why)" in message
+    alone = _failed(SimpleNamespace(**{**vars(trainer), "world": 1}), RuntimeError("Connection reset by peer"))
+    assert "another process" not in alone
