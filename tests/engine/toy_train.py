@@ -13,6 +13,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1]))
+# as tools/_bootstrap.py does, before torch is imported: without MKL_CBWR=AUTO this process's MKL may take
+# another code path than the reference run's, and a "killed" run differed from it by a rounding (flaky
+# exact-resume tests: 1 run in 2 on this host)
+from detkit.utils.process import set_process_defaults  # noqa: E402  (imports no torch)
+
+set_process_defaults()
 import detkit_toy  # noqa: E402
 
 if os.environ.get("DETKIT_TOY_REAL") != "1":  # DETKIT_TOY_REAL=1: the real data, evaluator (hooks only)
