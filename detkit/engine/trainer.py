@@ -29,7 +29,7 @@ from detkit.engine.runtime import seed_everything, set_sampler_epoch
 from detkit.engine.summary import epoch_line, held_out_notes, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
-from detkit.engine.workdir import check_work_dir, keep_changed_config, move_previous_run
+from detkit.engine.workdir import check_work_dir, keep_changed_config, lock_work_dir, move_previous_run
 from detkit.models.backbones.init_weights import without_init_checkpoint
 from detkit.utils.files import atomic_write
 
@@ -97,6 +97,7 @@ class Trainer:
         )  # fmt: skip
         self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = self.skipped_samples = 0
         self._shown_losses: dict[str, float] = {}  # the last losses averaged over the processes (log lines)
+        self._lock = None  # the work dir's lock file (rank 0, from _claim_work_dir to the end of fit)
         self.interrupted: str | None = None
         self.eval_callbacks: list[EvalCallback] = list(eval_callbacks)
         self.stop_reason: str | None = None  # set when an eval callback ends the run early
@@ -158,8 +159,10 @@ class Trainer:
             raise error
 
     def _claim_work_dir(self, exist_ok: bool) -> None:
-        """Rank 0, after the checks: make the work dir, move a previous run away, open the log, write config."""
+        """Rank 0, after the checks: make the work dir, lock it (one training at a time), move a previous run
+        away, open the log, write config."""
         check_writable(self.work_dir)
+        self._lock = lock_work_dir(self.work_dir)  # released when fit() ends (or the process does)
         moved = move_previous_run(self.work_dir) if exist_ok else None
         open_log_file(self.work_dir)
         if moved:
@@ -188,7 +191,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
         """Train up to ``train.max_epochs`` (or ``train.max_iters``); return the last evaluation's metrics ({}
-        if none ran)."""
+        if none ran). The work dir's lock is released at the end, however the run ends."""
+        try:
+            return self._fit()
+        finally:
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.close()
+
+    def _fit(self) -> dict[str, float]:
         length = self.length
         if length.by_iter and self.iter_in_epoch >= self.iters_per_epoch:  # stopped after an epoch's last batch
             self.epoch, self.iter_in_epoch = self.epoch + 1, 0

@@ -119,3 +119,33 @@ def move_previous_run(work_dir: str | os.PathLike) -> tuple[Path, list[str]] | N
         os.replace(p, dest / p.name)
         moved.append(p.name)
     return dest, moved
+
+
+LOCK_NAME = ".detkit-train.lock"  # held by the process that writes the work dir (never moved, never deleted)
+
+
+def lock_work_dir(work_dir: str | os.PathLike):
+    """Hold an exclusive lock on ``work_dir``'s lock file for as long as the returned file stays open (None where
+    the system has no ``flock``): a second training (a resume while the first still runs, the workers that
+    outlived a killed torchrun) is refused with a :class:`WorkDirInUse` naming the process that holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        return None
+    path = Path(work_dir) / LOCK_NAME
+    f = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held open: the lock lives as long as the file)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise WorkDirInUse(
+            f"another training (process {pid}) is writing {work_dir}: let it finish or stop it (kill {pid}), then "
+            "resume; or train into another --work-dir"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f

@@ -6,11 +6,16 @@ import pytest
 import torch
 
 from detkit.engine import PreflightError, Trainer, WorkDirInUse
-from detkit.engine.workdir import holds_run, move_previous_run
+from detkit.engine.workdir import LOCK_NAME, holds_run, lock_work_dir, move_previous_run
 
 
 def _snapshot(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """The run's files (the work dir's lock file is not the run's: it stays where it is)."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 @pytest.fixture
@@ -90,3 +95,30 @@ def test_a_resume_with_another_config_keeps_the_earlier_config_yaml(toy, first_r
     assert not (first_run / "config.before-resume-2.yaml").exists()
     Trainer(toy.toy_config(max_epochs=1), work_dir=first_run, device="cpu", exist_ok=True)  # a new run
     assert (first_run / "previous-1" / kept.name).read_text() == before  # moved with the run's files
+
+
+def test_one_training_at_a_time_writes_a_work_dir(toy, first_run, tmp_path):
+    """A second training on a work dir another process is writing (a resume while the first still runs, the
+    workers that outlived a killed torchrun) is refused, naming that process; the lock goes with fit()."""
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from detkit.engine.workdir import lock_work_dir as l; f = l({str(first_run)!r}); "
+         "print('locked', flush=True); import time; time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            WorkDirInUse, match=rf"another training \(process {holder.pid}\) is writing .*kill {holder.pid}"
+        ):
+            Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    trainer = Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True)
+    trainer.fit()
+    lock_work_dir(first_run).close()  # released by fit(): this process can take it again
