@@ -2,11 +2,13 @@
 
     python tools/track.py CONFIG|- CHECKPOINT VIDEO... --out-dir DIR [--tracker bytetrack|iou] [--score-thr T]
                           [--low-thr L] [--track-buffer N] [--no-fuse-score] [--match-iou M] [--nms-iou I]
-                          [--gt GT_FILE [--min-iou I]]
+                          [--gt GT_FILE [--min-iou I]] [--fps F]
                           [--device D] [--batch-size B] [--no-draw] [--trail N]
 
 CONFIG may be '-' to use the config stored in the checkpoint. VIDEO: video files (anything OpenCV reads) or
-folders of frame images (sorted by name; MOT's img1/ folders). Per input under --out-dir: <stem>.mp4 (tracks
+folders of frame images (in natural name order, frame_2 before frame_10; MOT's img1/ folders; the frame rate
+from a seqinfo.ini beside them, else 25, or --fps); webcams and streams are not read: record them to a file
+first. Per input under --out-dir: <stem>.mp4 (tracks
 drawn with their ids and trails; <stem> is a video's stem or a folder's name, suffixed _2, _3... when an earlier
 input has it), <stem>.txt (MOT lines frame,id,x,y,w,h,score,-1,-1,-1, frames from 1) and
 <stem>.json (tracker, options, tracks, per-frame boxes). --score-thr is ByteTrack's high threshold (the IoU
@@ -14,17 +16,18 @@ linker's only one); --low-thr the lowest score of ByteTrack's second pass; --nms
 detected under two classes before linking (the trackers ignore classes). --gt GT_FILE (MOT format, one
 input only) adds MOTA, IDF1 and ID switches (the motmetrics package: pip install 'detkit[track]') to the
 summary and the JSON. No output may replace an input or the --gt file. See docs/tracking.md. Exit status: 0
-done, 2 bad input (config, checkpoint, device, videos, --out-dir, --gt, thresholds).
+done, 2 bad input (config, checkpoint, device, videos, --out-dir, --gt, thresholds, Ultralytics' words).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
-from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
+from detkit.cli.errors import USER_EXIT, ArgumentParser, UserError, run_tool, tool_label, user_errors
 from detkit.cli.inputs import checkpoint_arg, device_arg, input_arg, out_dir_arg
 
 TOOL = "track"
@@ -39,8 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out-dir", required=True, help="folder for the drawn videos, MOT files and JSONs")
     ap.add_argument("--tracker", default="bytetrack", choices=TRACKERS, help="default bytetrack; iou: the baseline")
     ap.add_argument("--score-thr", type=float, default=0.5, help="confident detections (default 0.5)")
-    ap.add_argument("--low-thr", type=float, default=0.1, help="bytetrack: second-pass detections (default 0.1)")
-    ap.add_argument("--track-buffer", type=int, default=30, help="bytetrack: frames a lost track is kept (30)")
+    ap.add_argument("--low-thr", type=float, default=None, help="bytetrack: second-pass detections (default 0.1)")
+    ap.add_argument("--track-buffer", type=int, default=None, help="bytetrack: frames a lost track is kept (30)")
     ap.add_argument(
         "--no-fuse-score", action="store_true", help="bytetrack: match by IoU alone, not IoU x score (low-score models)"
     )
@@ -49,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--gt", metavar="GT_FILE", default=None, help="MOT ground truth of the (one) input: metrics")
     ap.add_argument("--min-iou", type=float, default=0.5, help="--gt: IoU of a true positive (default 0.5)")
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N or N (default: cuda when available)")
+    ap.add_argument("--fps", type=float, default=None, help="frame rate of frame folders (default: seqinfo.ini, 25)")
     ap.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (default 1)")
     ap.add_argument("--no-draw", action="store_true", help="write no video, only the MOT file and the JSON")
     ap.add_argument("--trail", type=int, default=30, help="past centres joined by a track's trail (default 30)")
@@ -57,12 +61,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, flag)
         if value is not None and not 0.0 <= value <= 1.0:
             ap.error(f"--{flag.replace('_', '-')} must be in [0, 1], got {value}")
-    if args.tracker == "bytetrack" and args.low_thr > args.score_thr:
-        ap.error(f"--low-thr ({args.low_thr}) must not exceed --score-thr ({args.score_thr})")
+    _bytetrack_flags(ap, args)
     for flag, low in (("track_buffer", 0), ("batch_size", 1), ("trail", 0)):
         if getattr(args, flag) < low:
             ap.error(f"--{flag.replace('_', '-')} must be >= {low}, got {getattr(args, flag)}")
+    if args.fps is not None and not args.fps > 0:
+        ap.error(f"--fps must be > 0 frames per second, got {args.fps}")
     return args
+
+
+def _bytetrack_flags(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """ByteTrack's own flags: refused with ``--tracker iou`` (they would do nothing), else their defaults."""
+    given = [f for f, v in (("--low-thr", args.low_thr), ("--track-buffer", args.track_buffer)) if v is not None]
+    given += ["--no-fuse-score"] if args.no_fuse_score else []
+    if args.tracker == "iou" and given:
+        ap.error(f"{', '.join(given)}: ByteTrack's, nothing with --tracker iou; drop them or use --tracker bytetrack")
+    args.low_thr = 0.1 if args.low_thr is None else args.low_thr
+    args.track_buffer = 30 if args.track_buffer is None else args.track_buffer
+    if args.tracker == "bytetrack" and args.low_thr > args.score_thr:
+        ap.error(f"--low-thr ({args.low_thr}) must not exceed --score-thr ({args.score_thr})")
 
 
 def tracker_options(args: argparse.Namespace) -> dict:
@@ -77,15 +94,23 @@ def tracker_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def check_sources(inputs: list[str]) -> tuple[list[Path], list[Path]]:
-    """The inputs (videos or frame folders) and every file they read; each must exist and be readable."""
+def check_sources(inputs: list[str], fps: float | None = None) -> tuple[list[Path], list[Path]]:
+    """The inputs (videos or frame folders) and every file they read; each must exist and be readable (a webcam
+    or a stream is refused); ``fps`` (--fps) needs a frame folder among them."""
     from detkit.data.image_io import ImageReadError
     from detkit.inference.inputs import VIDEO_EXTS
-    from detkit.track.sources import frame_files, open_frames
+    from detkit.track.sources import frame_files, live_source, open_frames
 
     sources, files = [], []
     for item in inputs:
         path = Path(item)
+        if live_source(item):
+            record = "e.g. with ffmpeg or OpenCV" if item.strip().isdigit() else f"e.g. ffmpeg -i {item} -t 60 clip.mp4"
+            raise UserError(
+                f"VIDEO {item}: webcams and streams are not read by `detkit track`; record to a file first ({record}), "
+                "or in Python pass frames yourself: detkit.track(model, frames, stream=True) with frames from "
+                "cv2.VideoCapture (docs/tracking.md)"
+            )
         if not path.exists():
             raise UserError(f"VIDEO not found: {path} (check the path)")
         if path.is_file() and path.suffix.lower() not in VIDEO_EXTS:
@@ -99,6 +124,8 @@ def check_sources(inputs: list[str]) -> tuple[list[Path], list[Path]]:
             raise UserError(f"VIDEO {path}: {e}") from None
         sources.append(path)
         files.extend(frame_files(path) if path.is_dir() else [path])
+    if fps is not None and not any(s.is_dir() for s in sources):
+        raise UserError(f"--fps sets the frame rate of a folder of frames; {sources[0]} is a video, which has its own")
     return sources, files
 
 
@@ -112,14 +139,12 @@ def _report(summary: dict, name: str | None = None) -> str:
     )
     if name is not None and name != summary["stem"]:
         text += f"\n  outputs named {summary['stem']}: an earlier input's are named {name}"
+    bad = summary.get("unreadable")
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        text += f"\n  {len(bad)} unreadable frame{'s' if len(bad) > 1 else ''} ({shown}): tracked with no detections"
     if not tracks:
-        best = summary["max_score"]
-        text += (
-            f"\n  no track: the detector's best score was {best:.3f}; lower --score-thr (and --low-thr), and for a "
-            "model whose scores stay low add --no-fuse-score (docs/tracking.md)"
-            if best is not None
-            else "\n  no track: the detector found nothing above --low-thr (bytetrack) or --score-thr (iou)"
-        )
+        text += "\n  " + _no_track(summary)
     m = summary["metrics"]
     if m is not None:
         text += (
@@ -129,8 +154,25 @@ def _report(summary: dict, name: str | None = None) -> str:
     return text
 
 
+def _no_track(summary: dict) -> str:
+    """Why no track came out: the detector's best score (asked down to 0.001), under the tracker's threshold or
+    not, and what to change."""
+    best, options = summary["max_score"], summary["options"]
+    byte = "low_thr" in options
+    flag, thr = ("--low-thr", options["low_thr"]) if byte else ("--score-thr", options["score_thr"])
+    fix = "lower --score-thr" + (" (and --low-thr)" if byte else "")
+    if byte and options["fuse_score"]:
+        fix += ", and for a model whose scores stay low add --no-fuse-score (docs/tracking.md)"
+    if best is None:
+        return f"no track: the detector found nothing above {flag} (no box scored even 0.001)"
+    if best < thr:
+        return f"no track: the detector found nothing above {flag} {thr:g}: its best score was {best:.3f}; {fix}"
+    return f"no track: the detector's best score was {best:.3f}; {fix}"
+
+
 def check_gt(args: argparse.Namespace) -> None:
-    """--gt: a readable file, one input to score, and the motmetrics package installed."""
+    """--gt: a readable MOT file with boxes to score (parsed here, before the model loads), one input to score,
+    and the motmetrics package installed."""
     if args.gt is None:
         return
     input_arg(args.gt, "--gt GT_FILE")
@@ -138,6 +180,12 @@ def check_gt(args: argparse.Namespace) -> None:
         raise UserError(f"--gt is the ground truth of one video; {len(args.inputs)} were given")
     if importlib.util.find_spec("motmetrics") is None:
         raise UserError("--gt needs the motmetrics package: pip install 'detkit[track]' (or pip install motmetrics)")
+    from detkit.track.mot import read_gt
+
+    try:
+        read_gt(args.gt)
+    except ValueError as e:
+        raise UserError(f"--gt GT_FILE: {e}") from None
 
 
 def check_outputs(args: argparse.Namespace, sources: list[Path], files: list[Path]) -> list[str]:
@@ -163,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint_arg(args.checkpoint, config)
     check_gt(args)
     out_dir_arg(args.out_dir, "--out-dir")
-    sources, files = check_sources(args.inputs)
+    sources, files = check_sources(args.inputs, args.fps)
     stems = check_outputs(args, sources, files)
     device = device_arg(args.device)
 
@@ -188,13 +236,76 @@ def run(args: argparse.Namespace) -> int:
                 args.trail,
                 progress=True,
                 stem=stem,
+                fps=args.fps,
             )
             print(_report(summary, output_stem(source)))
     return 0
 
 
+# Ultralytics' words of `yolo track` / `model.track(...)` -> detkit's answer ({v}: the value given)
+HABITS = {
+    "conf": "detkit's: --score-thr {v} (ByteTrack's confident detections; --low-thr for its second pass)",
+    "iou": "detkit's: --nms-iou {v} (the class-agnostic NMS before linking; --match-iou for the matching)",
+    "persist": "not needed: detkit track follows each input's whole video with one tracker; drop it",
+    "show": "detkit track opens no window: the drawn video is written under --out-dir (<name>.mp4); drop it",
+    "save": "the outputs are always written under --out-dir (--no-draw: no video); drop it",
+    "save_txt": "the MOT text file (<name>.txt) and the JSON are always written under --out-dir; drop it",
+    "classes": "detkit track follows every class; each track's class is in <name>.json (tracks[].label)",
+    "device": "detkit's: --device {v}",
+    "source": "give the videos as VIDEO arguments: CONFIG CHECKPOINT {v}",
+    "model": "give the checkpoint as CHECKPOINT, after CONFIG (or - for the config it holds)",
+    "imgsz": "the frame size is the model config's test pipeline; detkit track has no size flag",
+}
+VALUED = {"conf", "iou", "classes", "device", "source", "model", "imgsz", "tracker"}
+KEY_WORD = re.compile(r"[A-Za-z_]+=")
+
+
+def _tracker_answer(value: str) -> str:
+    """The answer to an Ultralytics tracker file (``bytetrack.yaml``, ``botsort.yaml``)."""
+    name = Path(value).stem.lower()
+    if name == "bytetrack":
+        return "detkit's: --tracker bytetrack (its settings are flags: --score-thr, --low-thr, --track-buffer)"
+    if name == "botsort":
+        return "BoT-SORT is not available in detkit; ByteTrack is: --tracker bytetrack (or --tracker iou)"
+    return "detkit's trackers are named, not YAML files: --tracker bytetrack or --tracker iou"
+
+
+def habit_answers(argv: list[str]) -> list[str]:
+    """One answer per Ultralytics word of ``argv`` (``conf=0.3``, ``--conf 0.3``, ``--persist``, ``--tracker
+    bytetrack.yaml``, ``tracker=botsort.yaml``), and for any other ``key=value`` word that is not a file."""
+    answers, i = [], 0
+    while i < len(argv) and argv[i] != "--":
+        token, i = argv[i], i + 1
+        key, eq, value = token.partition("=")
+        flag = token.startswith("--")
+        name = key[2:].replace("-", "_") if flag else key
+        if flag and name == "device":  # detkit's own flag too
+            continue
+        if flag and not eq and name in VALUED and i < len(argv) and not argv[i].startswith("-"):
+            value, token, i = argv[i], f"{token} {argv[i]}", i + 1
+        if name == "tracker" and (eq or flag):
+            if value.lower().endswith((".yaml", ".yml")):
+                answers.append(f"{token}: {_tracker_answer(value)}")
+        elif name in HABITS and (flag or eq) and not Path(token).exists():
+            answers.append(f"{token} is Ultralytics' word; {HABITS[name].format(v=value)}")
+        elif not flag and KEY_WORD.match(token) and not Path(token).exists():
+            answers.append(f"{token}: a KEY=VALUE word is Ultralytics' form; detkit track takes flags (see --help)")
+    return answers
+
+
+def refuse_habits(argv: list[str]) -> None:
+    """Exit 2 with one line per Ultralytics word in ``argv`` (:func:`habit_answers`), before argparse reads it."""
+    if {"-h", "--help"} & set(argv):
+        return
+    answers = habit_answers(argv)
+    if answers:
+        print("\n".join(f"{tool_label(TOOL)}: error: {a}" for a in answers), file=sys.stderr)
+        raise SystemExit(USER_EXIT)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit status: 0 done, 2 a mistake of input (one line on stderr)."""
+    refuse_habits(sys.argv[1:] if argv is None else list(argv))
     return run_tool(TOOL, run, parse_args(argv))
 
 

@@ -16,10 +16,12 @@ from detkit.track.iou_tracker import IoUTracker
 __all__ = [
     "TRACKERS",
     "build_tracker",
+    "detect_frames",
     "detection_thr",
     "frame_batches",
     "link_detections",
     "merge_duplicates",
+    "no_detections",
     "track",
 ]
 
@@ -27,11 +29,20 @@ TRACKERS = {"bytetrack": ByteTracker, "iou": IoUTracker}
 
 
 def build_tracker(tracker: str | ByteTracker | IoUTracker = "bytetrack", **kwargs: Any) -> ByteTracker | IoUTracker:
-    """A tracker by name (``bytetrack`` or ``iou``, built with ``kwargs``) or the tracker given (reset)."""
+    """A new tracker by name (``bytetrack`` or ``iou``, built with ``kwargs``), or the tracker given, as it is.
+
+    A tracker object carries its state (tracks, lost tracks, the next id) from one call to the next, so one
+    object fed frame by frame keeps its ids (call its ``reset()`` before a new video); a name builds a fresh
+    tracker on every call.
+    """
     if not isinstance(tracker, str):
         if kwargs:
             raise ValueError(f"tracker options {sorted(kwargs)} are given with a built tracker; build it with them")
-        tracker.reset()
+        if not callable(getattr(tracker, "update", None)):
+            raise TypeError(
+                f"tracker must be 'bytetrack', 'iou' or a tracker object (ByteTracker, IoUTracker), got "
+                f"{type(tracker).__name__}"
+            )
         return tracker
     if tracker not in TRACKERS:
         raise ValueError(f"unknown tracker {tracker!r}; choose one of {', '.join(TRACKERS)}")
@@ -56,12 +67,13 @@ def merge_duplicates(det: dict, nms_iou: float | None) -> dict:
 def link_detections(
     detections: Iterable[dict],
     tracker: str | ByteTracker | IoUTracker = "bytetrack",
-    nms_iou: float | None = None,
+    nms_iou: float | None = 0.7,
     **kwargs: Any,
 ) -> list[dict[str, torch.Tensor]]:
     """Link per-frame detections (dicts with ``boxes`` [N,4] xyxy, ``scores`` [N], ``labels`` [N], in frame
     order) into tracks; returns per frame ``ids`` [T], ``boxes`` [T,4], ``scores`` [T], ``labels`` [T].
-    ``nms_iou``: class-agnostic NMS first (:func:`merge_duplicates`; None: none)."""
+    ``nms_iou``: class-agnostic NMS first (:func:`merge_duplicates`; 0.7 as :func:`track`; None or 1: none).
+    ``tracker``: a name builds a new tracker; a tracker object goes on from its state (:func:`build_tracker`)."""
     linker = build_tracker(tracker, **kwargs)
     out = []
     for d in detections:
@@ -116,41 +128,74 @@ def frame_batches(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+def no_detections() -> dict[str, torch.Tensor]:
+    """One frame's detections when there are none: ``boxes`` [0,4], ``scores`` [0], ``labels`` [0]."""
+    return {"boxes": torch.zeros((0, 4)), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+
+
+def detect_frames(
+    model: nn.Module, frames: Iterable, score_thr: float | None, batch_size: int, nms_iou: float | None
+) -> Iterator[tuple[Any, dict]]:
+    """Per frame, in order, ``(frame, detections)``: ``detkit.predict`` at ``score_thr`` on ``batch_size`` frames at
+    a time, then :func:`merge_duplicates`; a ``None`` frame (an unreadable frame of a folder) has no detections."""
+    import detkit
+
+    for batch in frame_batches(frames, batch_size):
+        images = [f for f in batch if f is not None]
+        dets = iter(detkit.predict(model, images, score_thr=score_thr, batch_size=batch_size) if images else [])
+        for frame in batch:
+            det = no_detections() if frame is None else next(dets)
+            if "boxes" not in det:
+                raise ValueError(f"tracking needs a detector; {type(model).__name__} gives no boxes")
+            yield frame, merge_duplicates(det, nms_iou)
+
+
+def _link(linker: ByteTracker | IoUTracker, detections: Iterable[tuple[Any, dict]]) -> Iterator[dict]:
+    for _, det in detections:
+        yield linker.update(det["boxes"], det["scores"], det["labels"])
+
+
 def track(
     model: nn.Module,
     frames: Any,
     tracker: str | ByteTracker | IoUTracker = "bytetrack",
     batch_size: int = 1,
     nms_iou: float | None = 0.7,
+    stream: bool = False,
     **tracker_kwargs: Any,
-) -> list[dict[str, torch.Tensor]]:
+) -> list[dict[str, torch.Tensor]] | Iterator[dict[str, torch.Tensor]]:
     """Detect objects on every frame with ``model`` and link them into tracks.
 
     Args:
         model: a detkit detector (e.g. from :func:`detkit.init_model`).
-        frames: a video file, a folder of frame images (sorted by name), or an iterable of images as
-            :func:`detkit.predict` takes them (RGB numpy arrays, paths, PIL images), in order.
-        tracker: ``"bytetrack"`` (default), ``"iou"`` (IoU-only linking, the baseline) or a built tracker.
+        frames: a video file, a folder of frame images (natural name order), or an iterable of images as
+            :func:`detkit.predict` takes them (RGB numpy arrays, paths, PIL images), in order; a ``None`` in it is
+            a frame with no detections (how a folder gives an unreadable frame).
+        tracker: ``"bytetrack"`` (default) or ``"iou"`` (IoU-only linking, the baseline): a new tracker on each
+            call; or a tracker object (``ByteTracker(...)``), which keeps its state from call to call, so
+            ``track(model, [frame], tracker=t)`` once per frame follows the same ids (``t.reset()``: a new video).
         batch_size: frames per forward pass.
         nms_iou: class-agnostic NMS at this IoU before linking (:func:`merge_duplicates`; None: off): the
             trackers ignore classes, so one object detected as two classes would become two tracks.
+        stream: return an iterator that gives each frame's result as soon as its frame is tracked (live or
+            endless sources), instead of the list at the end of the input.
         **tracker_kwargs: the tracker's options, e.g. ``high_thr``, ``low_thr``, ``track_buffer``
             (:class:`ByteTracker`) or ``score_thr``, ``match_iou`` (:class:`IoUTracker`).
 
     Returns:
         per frame a dict: ``ids`` int64 [T] (1, 2, ... stable along a track), ``boxes`` float32 [T,4] xyxy in
-        the frame's pixels, ``scores`` float32 [T], ``labels`` int64 [T] (``model.class_names[label]``).
+        the frame's pixels, ``scores`` float32 [T], ``labels`` int64 [T] (``model.class_names[label]``); a list,
+        or with ``stream`` an iterator.
     """
-    import detkit
     from detkit.inference.arguments import check_count
 
+    if "persist" in tracker_kwargs:
+        raise TypeError(
+            "track: persist is Ultralytics' option; pass a tracker object (tracker=ByteTracker()) to keep the ids "
+            "from one call to the next"
+        )
     _check_detector(model)
     batch_size = check_count(batch_size, "batch_size", "track")
     linker = build_tracker(tracker, **tracker_kwargs)
-    thr = detection_thr(linker)
-    out = []
-    for batch in frame_batches(_frames(frames), batch_size):
-        for det in detkit.predict(model, batch, score_thr=thr, batch_size=batch_size):
-            det = merge_duplicates(det, nms_iou)
-            out.append(linker.update(det["boxes"], det["scores"], det["labels"]))
-    return out
+    results = _link(linker, detect_frames(model, _frames(frames), detection_thr(linker), batch_size, nms_iou))
+    return results if stream else list(results)

@@ -22,12 +22,27 @@ __all__ = ["ByteTracker", "as_numpy_detections"]
 
 
 def as_numpy_detections(boxes, scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Detections as numpy: boxes float64 [N,4] xyxy, scores float64 [N], labels int64 [N] (tensors or arrays)."""
+    """Detections as numpy: boxes float64 [N,4] xyxy, scores float64 [N], labels int64 [N] (tensors or arrays).
+
+    Raises:
+        TypeError: one of them is None (a frame without detections is three empty arrays).
+        ValueError: boxes that are not [N,4], or lengths that disagree.
+    """
+    for name, value in (("boxes", boxes), ("scores", scores), ("labels", labels)):
+        if value is None:
+            raise TypeError(
+                f"update: {name} is None; give boxes [N,4] xyxy, scores [N] and labels [N] (class indices; zeros "
+                "for a one-class detector), and for a frame without detections empty ones: "
+                "torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64)"
+            )
 
     def arr(x, dtype):
         return (x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)).astype(dtype)
 
-    boxes = arr(boxes, np.float64).reshape(-1, 4)
+    boxes = arr(boxes, np.float64)
+    if boxes.size % 4 or (boxes.size and boxes.ndim == 2 and boxes.shape[1] != 4):
+        raise ValueError(f"update: boxes must be [N,4] xyxy, got shape {tuple(boxes.shape)}")
+    boxes = boxes.reshape(-1, 4)
     scores, labels = arr(scores, np.float64).reshape(-1), arr(labels, np.int64).reshape(-1)
     if not len(boxes) == len(scores) == len(labels):
         raise ValueError(

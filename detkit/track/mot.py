@@ -9,6 +9,7 @@ further columns (class, visibility) are not used.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-__all__ = ["METRICS", "mot_lines", "mot_metrics", "read_mot", "write_mot"]
+__all__ = ["METRICS", "check_frames", "mot_lines", "mot_metrics", "read_gt", "read_mot", "write_mot"]
 
 # motmetrics' name -> detkit's key (values of MOTA, IDF1, precision and recall in 0..1, the others counts)
 METRICS = {
@@ -62,11 +63,14 @@ def write_mot(path: str | os.PathLike, frames: Sequence[dict]) -> Path:
 def read_mot(path: str | os.PathLike, what: str = "MOT file") -> np.ndarray:
     """The numbers of a MOT text file: float64 [N,C] (C >= 6; commas or spaces between fields; blank lines skipped).
 
+    Rows shorter than the widest are padded with MOT's defaults: 1 in the 7th column (the ground truth's
+    "consider" flag, a result's score), -1 after it; so a 6-number row among 9-number rows counts as considered.
+
     Raises:
         ValueError: a line with fewer than 6 numbers or a field that is not a number (names the file and line).
     """
     path = Path(path)
-    rows, width = [], None
+    rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         fields = line.replace(",", " ").split()
         if not fields:
@@ -80,9 +84,51 @@ def read_mot(path: str | os.PathLike, what: str = "MOT file") -> np.ndarray:
                 f"{what} {path}, line {number}: {line.strip()[:60]!r} is not a MOT line; expected "
                 "'frame,id,x,y,w,h[,conf,...]' (numbers)"
             )
-        width = min(width or len(values), len(values))
         rows.append(values)
-    return np.array([r[:width] for r in rows], dtype=np.float64).reshape(-1, width or 6)
+    width = max((len(r) for r in rows), default=6)
+    pad = ([1.0] + [-1.0] * (width - 7))[: width - 6]  # the defaults of columns 7, 8, ...
+    return np.array([r + pad[len(r) - 6 :] for r in rows], dtype=np.float64).reshape(-1, width)
+
+
+def read_gt(path: str | os.PathLike) -> np.ndarray:
+    """The rows of a MOT ground truth to score: :func:`read_mot` without the rows whose 7th field
+    ("consider", MOT16/17) is 0.
+
+    Raises:
+        ValueError: the file is not a MOT table, or no row is left (empty, or every row flagged 0).
+    """
+    rows = read_mot(path, "ground truth")
+    kept = rows[rows[:, 6] != 0] if rows.shape[1] >= 7 else rows
+    if len(kept) == 0:
+        why = "the file has no line" if len(rows) == 0 else f"each of its {len(rows)} lines has consider (7th field) 0"
+        raise ValueError(f"ground truth {path} holds no box to score: {why}; give a MOT file 'frame,id,x,y,w,h,1,...'")
+    return kept
+
+
+def check_frames(gt_rows: np.ndarray, hyp_rows: np.ndarray, gt_file: str | os.PathLike) -> list[str]:
+    """Warn (and return the warnings) when the ground truth has a frame 0 (MOT frames count from 1), or when the
+    frame ranges of ground truth and result overlap by less than half of the shorter one (another video's?)."""
+    messages = []
+    gt_frames, hyp_frames = gt_rows[:, 0], hyp_rows[:, 0]
+    if (gt_frames < 1).any():
+        messages.append(
+            f"ground truth {gt_file} has frame {int(gt_frames.min())}, but MOT frames count from 1 (as detkit's "
+            "results do): its frames are one behind; add 1 to them"
+        )
+    if len(hyp_frames):
+        (g0, g1), (h0, h1) = (
+            (int(gt_frames.min()), int(gt_frames.max())),
+            (int(hyp_frames.min()), int(hyp_frames.max())),
+        )
+        shared = max(0, min(g1, h1) - max(g0, h0) + 1)
+        if shared < 0.5 * min(g1 - g0 + 1, h1 - h0 + 1):
+            messages.append(
+                f"ground truth {gt_file} covers frames {g0}-{g1} and the result frames {h0}-{h1}: they barely "
+                "overlap; is it this video's ground truth, numbered from 1?"
+            )
+    for message in messages:
+        warnings.warn(message, stacklevel=3)
+    return messages
 
 
 def _boxes_by_frame(rows: np.ndarray, what: str, path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -101,7 +147,9 @@ def _boxes_by_frame(rows: np.ndarray, what: str, path) -> dict[int, tuple[np.nda
 def mot_metrics(gt_file: str | os.PathLike, result_file: str | os.PathLike, min_iou: float = 0.5) -> dict:
     """MOTA, IDF1, ID switches and the other CLEAR-MOT / identity figures of ``result_file`` against ``gt_file``.
 
-    Boxes match when their IoU is at least ``min_iou`` (MOT Challenge: 0.5). The events and figures are
+    Boxes match when their IoU is at least ``min_iou`` (MOT Challenge: 0.5); ground-truth rows whose 7th field
+    is 0 are dropped (:func:`read_gt`); a frame 0 in the ground truth, or frame ranges that barely overlap, are
+    warned about (:func:`check_frames`). The events and figures are
     motmetrics' (``MOTAccumulator``, ``metrics.create().compute``); the IoU between boxes is torchvision's
     (motmetrics 1.4's own IoU helper calls ``np.asfarray``, which NumPy 2 removed). Returns a dict keyed as
     :data:`METRICS` (``mot/MOTA``, ``mot/IDF1``, ``mot/IDSW``, ...); floats for ratios, ints for counts.
@@ -111,13 +159,10 @@ def mot_metrics(gt_file: str | os.PathLike, result_file: str | os.PathLike, min_
     """
     import motmetrics as mm
 
-    gt_rows = read_mot(gt_file, "ground truth")
-    if gt_rows.shape[1] >= 7:
-        gt_rows = gt_rows[gt_rows[:, 6] != 0]  # MOT16/17's "consider" flag
-    if len(gt_rows) == 0:
-        raise ValueError(f"ground truth {gt_file} holds no box to track (every line empty or flagged 0)")
+    gt_rows, hyp_rows = read_gt(gt_file), read_mot(result_file, "tracking result")
+    check_frames(gt_rows, hyp_rows, gt_file)
     gt = _boxes_by_frame(gt_rows, "ground truth", gt_file)
-    hyp = _boxes_by_frame(read_mot(result_file, "tracking result"), "tracking result", result_file)
+    hyp = _boxes_by_frame(hyp_rows, "tracking result", result_file)
     acc = mm.MOTAccumulator()
     empty = (np.zeros(0, np.int64), np.zeros((0, 4)))
     for f in sorted(set(gt) | set(hyp)):

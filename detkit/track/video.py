@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,15 @@ import cv2
 import numpy as np
 from torch import nn
 
-from detkit.track.api import build_tracker, detection_thr, frame_batches, merge_duplicates
+from detkit.track.api import build_tracker, detect_frames, detection_thr
 from detkit.track.draw import TrackDrawer
 from detkit.track.mot import mot_metrics, write_mot
 from detkit.track.sources import open_frames
 from detkit.utils.output_names import clobbered
 
-__all__ = ["output_files", "output_stem", "summarize_tracks", "track_video"]
+__all__ = ["SCORE_FLOOR", "letterbox", "output_files", "output_stem", "summarize_tracks", "track_video"]
+
+SCORE_FLOOR = 0.001  # the lowest score asked of the detector: the best score is known when nothing reaches the tracker
 
 
 def output_stem(source: str | os.PathLike) -> str:
@@ -46,16 +49,43 @@ def output_files(out_dir: str | os.PathLike, stem: str, draw: bool = True) -> di
     return files
 
 
+def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``rgb`` scaled to fit ``width`` x ``height`` with its aspect ratio kept, centred on black."""
+    h, w = rgb.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return out
+
+
 class VideoOut:
-    """An mp4v writer into a temporary file, renamed to ``path`` by :meth:`close` (never a half-written video)."""
+    """An mp4v writer into a temporary file, renamed to ``path`` by :meth:`close` (never a half-written video).
+
+    Every frame is written at the first frame's size (``width`` x ``height``): a frame of another size is
+    letterboxed to it (OpenCV's writer would drop it), with one warning per video.
+    """
 
     def __init__(self, path: Path, fps: float, width: int, height: int):
         self.path, self.tmp = path, path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self.size, self.resized = (width, height), 0
         self.writer = cv2.VideoWriter(os.fspath(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not self.writer.isOpened():
             raise OSError(f"OpenCV cannot write video {path} (codec mp4v missing?)")
 
     def write(self, rgb: np.ndarray) -> None:
+        """Append one RGB uint8 [H,W,3] frame (letterboxed to the video's size when it differs)."""
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            if not self.resized:
+                warnings.warn(
+                    f"{self.path.name}: frames of another size than the first ({rgb.shape[1]}x{rgb.shape[0]}, not "
+                    f"{self.size[0]}x{self.size[1]}) are letterboxed to it in the drawn video; the MOT and JSON "
+                    "boxes stay in each frame's own pixels",
+                    stacklevel=2,
+                )
+            self.resized += 1
+            rgb = letterbox(rgb, *self.size)
         self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
@@ -95,31 +125,35 @@ def _per_frame(frames: Sequence[dict]) -> list[dict]:
 
 
 def _run(model: nn.Module, source: Path, tracker, out: VideoOut | None, drawer: TrackDrawer, bar, options: dict):
-    """Detect, link, draw one source (``options``: batch_size, nms_iou); returns the per-frame results and the
-    best detection score given to the tracker (None without any)."""
-    import detkit
-
-    results, size, thr, best = [], options["batch_size"], detection_thr(tracker), None
-    for batch in frame_batches(open_frames(source)[1], size):
-        for image, det in zip(batch, detkit.predict(model, batch, score_thr=thr, batch_size=size)):
-            if "boxes" not in det:
-                raise ValueError(f"tracking needs a detector; {type(model).__name__} gives no boxes")
-            det = merge_duplicates(det, options["nms_iou"])
-            if len(det["scores"]):
-                top = float(det["scores"].max())
-                best = top if best is None else max(best, top)
-            results.append(tracker.update(det["boxes"], det["scores"], det["labels"]))
-            if out is not None:
-                out.write(drawer.draw(image, results[-1]))
-        bar.update(len(batch))
-    return results, best
+    """Detect, link, draw one source (``options``: batch_size, nms_iou, fps). The detector is asked down to
+    :data:`SCORE_FLOOR` only to know the best score; the tracker gets the boxes at its own threshold and up.
+    Returns the per-frame results, the best detection score (None without any) and the unreadable frames
+    (numbers from 1: no detections; the previous frame, or a black one, in the drawn video)."""
+    thr = detection_thr(tracker)
+    results, best, unreadable, previous = [], None, [], None
+    frames = open_frames(source, options["fps"])[1]
+    for image, det in detect_frames(model, frames, min(thr, SCORE_FLOOR), options["batch_size"], options["nms_iou"]):
+        if len(det["scores"]):
+            top = float(det["scores"].max())
+            best = top if best is None else max(best, top)
+        keep = det["scores"] >= thr
+        results.append(tracker.update(det["boxes"][keep], det["scores"][keep], det["labels"][keep]))
+        if image is None:
+            unreadable.append(len(results))
+        if out is not None:
+            if image is None:
+                image = previous if previous is not None else np.zeros((out.size[1], out.size[0], 3), np.uint8)
+            out.write(drawer.draw(image, results[-1]))
+            previous = image
+        bar.update(1)
+    return results, best, unreadable
 
 
 def track_video(
     model: nn.Module,
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
-    tracker: str = "bytetrack",
+    tracker: str | Any = "bytetrack",
     tracker_options: dict[str, Any] | None = None,
     gt_file: str | os.PathLike | None = None,
     min_iou: float = 0.5,
@@ -129,24 +163,27 @@ def track_video(
     trail: int = 30,
     progress: bool = True,
     stem: str | None = None,
+    fps: float | None = None,
 ) -> dict:
     """Track one video file or folder of frames with ``model``; write the outputs (module docstring).
 
     ``tracker`` and ``tracker_options`` as :func:`detkit.track.build_tracker` takes them; ``nms_iou`` as
     :func:`detkit.track.track`; ``min_iou`` the IoU of a true positive against ``gt_file``; ``stem`` the outputs'
-    name (:func:`output_files`; None: :func:`output_stem` of ``source``).
+    name (:func:`output_files`; None: :func:`output_stem` of ``source``); ``fps`` the frame rate of a folder of
+    frames (None: its ``seqinfo.ini``'s, else 25; :func:`detkit.track.sources.folder_fps`).
 
     An output that would replace ``source`` or ``gt_file`` is a ``ValueError``, before anything is written.
 
     Returns a summary: ``source``, ``stem``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``,
-    ``max_score`` (the best detection score the tracker was given, None without any), ``mot``, ``json``,
+    ``max_score`` (the best detection score, down to :data:`SCORE_FLOOR`; None without any), ``unreadable``
+    (the frames, from 1, that could not be read: no detections), ``mot``, ``json``,
     ``video`` (None without ``draw``) and ``metrics`` (with ``gt_file``: :func:`detkit.track.mot_metrics`).
     """
     from tqdm import tqdm
 
     options = dict(tracker_options or {})
     linker = build_tracker(tracker, **options)
-    info, _ = open_frames(source)  # the source is readable, and its size and rate
+    info, _ = open_frames(source, fps)  # the source is readable, and its size and rate
     stem = output_stem(source) if stem is None else stem
     files = output_files(out_dir, stem, draw)
     clash = clobbered(files.values(), [p for p in (source, gt_file) if p is not None and Path(p).is_file()])
@@ -156,9 +193,9 @@ def track_video(
     video = VideoOut(files["video"], float(info["fps"]), info["width"], info["height"]) if draw else None
     bar = tqdm(total=info["frame_count"], desc=f"track {stem}", unit="frame", disable=None if progress else True)
     try:
-        run_options = {"batch_size": batch_size, "nms_iou": nms_iou}
+        run_options = {"batch_size": batch_size, "nms_iou": nms_iou, "fps": fps}
         drawer = TrackDrawer(model.class_names, trail)
-        results, max_score = _run(model, Path(source), linker, video, drawer, bar, run_options)
+        results, max_score, unreadable = _run(model, Path(source), linker, video, drawer, bar, run_options)
     except BaseException:
         if video is not None:
             video.discard()
@@ -168,8 +205,9 @@ def track_video(
     if video is not None:
         video.close()
     mot = write_mot(files["mot"], results)
-    summary = {"source": str(source), "tracker": tracker, "options": {**linker.options(), "nms_iou": nms_iou}}
-    summary.update(_describe(results, model.class_names, info, max_score))
+    name = tracker if isinstance(tracker, str) else type(tracker).__name__
+    summary = {"source": str(source), "tracker": name, "options": {**linker.options(), "nms_iou": nms_iou}}
+    summary.update(_describe(results, model.class_names, info, max_score), unreadable=unreadable)
     summary["metrics"] = mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None
     path = files["json"]
     tmp = path.with_name(f".{path.name}.tmp")

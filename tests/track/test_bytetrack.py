@@ -110,10 +110,25 @@ def test_label_is_the_class_with_most_score_and_boxes_follow_the_detections():
     )
 
 
-def test_tracker_reuse_resets_and_bad_options_are_refused():
+def test_a_tracker_object_keeps_its_state_across_calls_and_a_name_starts_fresh():
+    """Fed frame by frame (Ultralytics' ``persist=True`` habit), a tracker object keeps its ids; a name builds a new
+    tracker each call; ``reset()`` starts a new video."""
+    dets = [det(square(10 + 3 * t, 10), *([square(100, 100 - 2 * t)] if t >= 3 else [])) for t in range(6)]
+    whole = ids_of(link_detections(dets, ByteTracker()))
+    tracker = ByteTracker()
+    one_by_one = [ids_of(link_detections([d], tracker))[0] for d in dets]
+    assert one_by_one == whole == [[1]] * 4 + [[1, 2]] * 2  # B is confirmed in its second frame, not its first
+    assert ids_of(link_detections(dets[3:4], "bytetrack")) == [[1, 2]]  # a name: a fresh tracker (frame 1)
     tracker = IoUTracker()
     link_detections([det(square(0, 0))], tracker)
+    assert ids_of(link_detections([det(square(50, 50))], tracker)) == [[2]]  # a new object: the next id
+    tracker.reset()
     assert ids_of(link_detections([det(square(50, 50))], tracker)) == [[1]]  # a new video restarts the ids
+    with pytest.raises(ValueError, match="with a built tracker"):
+        link_detections([], tracker, score_thr=0.3)
+
+
+def test_bad_options_and_detections_are_refused_with_clear_messages():
     with pytest.raises(ValueError, match="low_thr"):
         ByteTracker(high_thr=0.3, low_thr=0.5)
     with pytest.raises(ValueError, match="match_iou"):
@@ -122,12 +137,20 @@ def test_tracker_reuse_resets_and_bad_options_are_refused():
         link_detections([], "sort")
     with pytest.raises(ValueError, match="disagree"):
         ByteTracker().update(torch.zeros(2, 4), torch.zeros(1), torch.zeros(2))
+    with pytest.raises(TypeError, match=r"boxes is None; .* torch.zeros\(\(0, 4\)\)"):
+        ByteTracker().update(None, None, None)
+    with pytest.raises(TypeError, match="labels is None; .*zeros for a one-class detector"):
+        IoUTracker().update(torch.zeros(1, 4), torch.ones(1), None)
+    with pytest.raises(ValueError, match=r"boxes must be \[N,4\] xyxy, got shape \(2, 8\)"):
+        ByteTracker().update(torch.zeros(2, 8), torch.zeros(4), torch.zeros(4))
+    empty = ByteTracker().update([], [], [])  # a frame without detections
+    assert empty["ids"].shape == (0,) and empty["boxes"].shape == (0, 4)
 
 
 def test_one_object_reported_under_two_classes_is_one_track_after_agnostic_nms():
     dets = [det(square(10 + t, 10), square(10 + t, 11), scores=[0.9, 0.8], labels=[0, 2]) for t in range(4)]
-    assert ids_of(link_detections(dets, "bytetrack", nms_iou=0.7)) == [[1]] * 4
-    assert ids_of(link_detections(dets, "bytetrack")) == [[1, 2]] * 4  # without it: a twin track
+    assert ids_of(link_detections(dets, "bytetrack")) == [[1]] * 4  # nms_iou 0.7 by default, as detkit.track
+    assert ids_of(link_detections(dets, "bytetrack", nms_iou=None)) == [[1, 2]] * 4  # without it: a twin track
 
 
 def test_score_fusion_needs_scores_above_match_iou():

@@ -1,9 +1,12 @@
 """MOT files: the line format detkit writes, and motmetrics' figures on a small case counted by hand."""
 
+import warnings
+
 import pytest
 import torch
 
 from detkit.track import mot_lines, mot_metrics, write_mot
+from detkit.track.mot import read_gt, read_mot
 
 
 def frame(ids, boxes, scores):
@@ -91,3 +94,51 @@ def test_bad_files_name_the_file(tmp_path):
     flagged.write_text("1,1,0,0,10,10,0,1,1\n")
     with pytest.raises(ValueError, match="no box"):
         mot_metrics(flagged, bad)
+
+
+def test_rows_of_mixed_widths_are_padded_with_the_defaults(tmp_path):
+    """A 6-number row among 9-number rows keeps its box, counted (consider 1), and the others keep their flag."""
+    path = tmp_path / "gt.txt"
+    path.write_text("1,1,0,0,10,10,1,1,1\n1,2,20,20,10,10,0,1,0.1\n1,3,40,40,10,10\n2 1 1 0 10 10\n")
+    rows = read_mot(path)
+    assert rows.shape == (4, 9)
+    assert rows[:, 6].tolist() == [1, 0, 1, 1] and rows[2, 7:].tolist() == [-1, -1]
+    assert read_gt(path)[:, 1].tolist() == [1, 3, 1]  # only the row flagged 0 is dropped
+    six = tmp_path / "six.txt"
+    six.write_text("1,1,0,0,10,10\n")
+    assert read_mot(six).shape == (1, 6) and len(read_gt(six)) == 1
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "holds no box to score: the file has no line"),
+        ("\n\n", "holds no box to score: the file has no line"),
+        ("frame,id,x,y,w,h,conf\n1,1,0,0,10,10,1\n", r"line 1: 'frame,id,x,y,w,h,conf' is not a MOT line"),
+        ("1,1,0,0,10,10,0\n2,1,0,0,10,10,0\n", r"each of its 2 lines has consider \(7th field\) 0"),
+    ],
+)
+def test_a_ground_truth_without_boxes_is_refused(tmp_path, text, message):
+    path = tmp_path / "gt.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_gt(path)
+
+
+def test_frame_zero_and_frame_ranges_that_barely_overlap_are_warned_about(tmp_path):
+    gt = tmp_path / "gt.txt"
+    gt.write_text("\n".join(gt_lines()) + "\n")
+    hyp = write_mot(tmp_path / "hyp.txt", [frame([1], [a], [0.9]) for a in A])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # frames 1-4 against 1-4: no warning
+        mot_metrics(gt, hyp)
+        late = [frame([], [], [])] * 2 + [frame([1], [A[2]], [0.9])]  # a result within the ground truth's range
+        mot_metrics(gt, write_mot(tmp_path / "late.txt", late))
+    shifted = tmp_path / "from0.txt"
+    shifted.write_text("\n".join(f"{int(x.split(',')[0]) - 1},{x.split(',', 1)[1]}" for x in gt_lines()) + "\n")
+    with pytest.warns(UserWarning, match="has frame 0, but MOT frames count from 1"):
+        mot_metrics(shifted, hyp)
+    offset = tmp_path / "offset.txt"
+    offset.write_text("\n".join(f"{int(x.split(',')[0]) + 1000},{x.split(',', 1)[1]}" for x in gt_lines()) + "\n")
+    with pytest.warns(UserWarning, match=r"covers frames 1001-1004 and the result frames 1-4: they barely overlap"):
+        assert mot_metrics(offset, hyp)["mot/FN"] == 8
