@@ -98,7 +98,7 @@ def _restore_rng(tr, rng: list) -> None:
     if len(rng) == tr.world:
         set_rng_state(rng[tr.rank])
         return
-    logger.warning(
+    (logger.warning if tr.main else logger.debug)(  # the same on every process: said once
         "checkpoint was written by %d process(es), this run has %d: RNG states are not "
         "restored, the resumed run is not bit-exact",
         len(rng),
@@ -125,7 +125,7 @@ def _convert_position(tr, meta: dict) -> bool:
     tr.iter_in_epoch = min(seen // (new * acc) * acc, tr.iters_per_epoch)
     if not tr.length.by_iter:
         tr.iter = tr.epoch * tr.iters_per_epoch + tr.iter_in_epoch
-    logger.warning(
+    (logger.warning if tr.main else logger.debug)(  # the same on every process: said once
         "the checkpoint's run took %d images per iteration (%d process(es) x data.batch_size), this one takes %d: "
         "resuming %d images into epoch %d (iteration %d of its %d; %d image(s) trained again)%s; the LR follows "
         "this run's total batch (the lr line above)",
