@@ -9,40 +9,22 @@ from pathlib import Path
 
 import cv2
 import pytest
-import torch
 
 import detkit
 from detkit.cli.track import main as track_main  # what tools/track.py runs
-from detkit.config import load_config
 from detkit.data.synthetic_track import make_shapes_track
 from detkit.track import mot_lines, mot_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml"
-NARROW = {  # a narrow Faster R-CNN with random weights: fast on a shared CPU
-    "neck.out_channels": 32,
-    "rpn_head.in_channels": 32,
-    "box_head.in_channels": 32,
-    "box_head.representation_size": 64,
-    "rpn_head.pre_nms_top_n_test": 100,
-    "rpn_head.post_nms_top_n_test": 20,
-    "box_head.max_per_img": 8,
-}
-SMALL_FRAMES = "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]"
-NAMES = ["circle", "rectangle", "triangle", "star"]
+sys.path.insert(0, str(ROOT / "tests" / "track"))
+from tiny_detector import save_tiny_detector  # noqa: E402
+
 MOT_LINE = re.compile(r"\d+,\d+,-?\d+\.\d\d,-?\d+\.\d\d,\d+\.\d\d,\d+\.\d\d,\d\.\d{4},-1,-1,-1")
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = load_config(CONFIG, [f"model.{k}={v}" for k, v in NARROW.items()] + [SMALL_FRAMES])
-    model = detkit.build_model(cfg, class_names=NAMES)
-    with torch.no_grad():
-        model.box_head.cls_score.bias[0] += 6.0  # random boxes, but confident ones: tracks to follow
-    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": NAMES}}, path)
-    return path
+    return save_tiny_detector(tmp_path_factory.mktemp("ckpt") / "model.pth")
 
 
 @pytest.fixture(scope="module")

@@ -4,41 +4,25 @@ frames of another size, is tracked whole at its seqinfo.ini frame rate."""
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import cv2
 import pytest
-import torch
 
 import detkit
 from detkit.cli.track import main as track_main
-from detkit.config import load_config
 from detkit.data.image_io import read_image
 from detkit.data.synthetic_track import make_shapes_track
 from detkit.track import mot_lines
 
-NARROW = [  # a narrow Faster R-CNN with random weights on 64 px frames: fast on a shared CPU
-    "model.neck.out_channels=32",
-    "model.rpn_head.in_channels=32",
-    "model.box_head.in_channels=32",
-    "model.box_head.representation_size=64",
-    "model.rpn_head.pre_nms_top_n_test=100",
-    "model.rpn_head.post_nms_top_n_test=20",
-    "model.box_head.max_per_img=8",
-    "data.val.pipeline=[{type: ResizeShortestEdge, short_sizes: [64], max_size: 128}]",
-]
-NAMES = ["circle", "rectangle", "triangle", "star"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_detector import save_tiny_detector  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = load_config("configs/faster_rcnn/faster_rcnn_r18_fpn_shapes.yaml", NARROW)
-    model = detkit.build_model(cfg, class_names=NAMES)
-    with torch.no_grad():
-        model.box_head.cls_score.bias[0] += 6.0  # random boxes, but confident ones: tracks to follow
-    path = tmp_path_factory.mktemp("ckpt") / "model.pth"
-    torch.save({"model": model.state_dict(), "meta": {"config": cfg, "class_names": NAMES}}, path)
-    return path
+    return save_tiny_detector(tmp_path_factory.mktemp("ckpt") / "model.pth")
 
 
 @pytest.fixture(scope="module")
