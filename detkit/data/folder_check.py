@@ -123,16 +123,18 @@ def check_image_folder(
     classes: str | os.PathLike | Sequence[str] | None = None,
     read_images: bool = True,
     progress: bool = False,
+    split: dict | None = None,
 ) -> FolderReport:
     """Check a classification dataset: ``img_dir/<class>/...`` (or a CSV ``ann_file`` of ``file,label`` rows
     relative to ``img_dir``), against ``classes`` when given (e.g. the training ``img_dir`` for a validation
-    folder). Never modifies the inputs. Raises :class:`DatasetError` when the folder or CSV cannot be read
+    folder); ``split``: ``val_fraction``, ``subset``, ``split_seed`` of a part of the folder (its images only).
+    Never modifies the inputs. Raises :class:`DatasetError` when the folder or CSV cannot be read
     at all (no class folders, no such folder, a CSV without ``file`` and ``label`` columns)."""
     from detkit.data.datasets.image_folder import ImageFolderDataset
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = ImageFolderDataset(img_dir, ann_file=ann_file, classes=classes, on_error="skip")
+        ds = ImageFolderDataset(img_dir, ann_file=ann_file, classes=classes, on_error="skip", **(split or {}))
     problems = [Problem(kind, message, record="image") for kind, message in ds.problems]
     stray = [str(w.message) for w in caught if "outside the class folders" in str(w.message)]
     problems += [Problem("image_outside_classes", m, severity=WARNING, record="file") for m in stray]
@@ -161,6 +163,8 @@ def check_image_folder(
         "files: every listed image exists and is not empty" + (", and decodes" if read_images else " (not decoded)"),
         f"balance: classes with under {MIN_IMAGES_WARN} images or under 1/{IMBALANCE_WARN:g} of the largest",
     ]
+    if ds.held_out is not None:
+        checked.insert(0, f"part: {ds.held_out}")
     return FolderReport(source, problems, counts, sizes, checked)
 
 

@@ -213,7 +213,10 @@ def check_config_data(
             report.notes.append(_left_out(dataset))
         elif isinstance(dataset, ImageFolderDataset):
             read, progress = options.get("read_images", True), options.get("progress", False)
-            report = check_image_folder(dataset.img_dir, dataset.ann_file, dataset.class_names, read, progress)
+            split_args = dataset.holdout.kwargs() if dataset.holdout is not None else None
+            report = check_image_folder(
+                dataset.img_dir, dataset.ann_file, dataset.class_names, read, progress, split=split_args
+            )
         elif isinstance(dataset, SegFolderDataset):
             read, progress = options.get("read_images", True), options.get("progress", False)
             report = check_seg_folder(dataset, f"data.{split} of {source}", read, progress)

@@ -101,3 +101,17 @@ def test_no_class_folder_is_a_dataset_error(tmp_path):
     _images(tmp_path / "flat", 2)
     with pytest.raises(DatasetError, match="has no class sub-folders"):
         check_image_folder(tmp_path / "flat")
+
+
+def test_a_config_whose_splits_are_parts_of_one_folder_checks_each_part(tmp_path):
+    from detkit.data.format_check import check_config_data
+
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(10):
+            cv2.imwrite(str(tmp_path / "photos" / name / f"{i}.png"), np.full((8, 8, 3), 20 * i, np.uint8))
+    part = {"type": "ImageFolderDataset", "img_dir": str(tmp_path / "photos"), "val_fraction": 0.2}
+    cfg = {"data": {"train": {**part, "subset": "train"}, "val": {**part, "subset": "val"}}}
+    train, val = check_config_data(cfg, "config.yaml", read_images=False)
+    assert sum(train.class_counts.values()) == 16 and sum(val.class_counts.values()) == 4
+    assert "part: " in train.format() and "4 images held out for validation" in val.format()

@@ -130,6 +130,10 @@ class HoldOut:
             held.update(files[i] for i in rng.permutation(len(files))[: self.held(len(files))])
         return [(f, lab) for f, lab in items if (f in held) == (self.subset == "val")]
 
+    def kwargs(self) -> dict:
+        """The dataset arguments that make this split: ``val_fraction``, ``subset``, ``split_seed``."""
+        return {"val_fraction": self.fraction, "subset": self.subset, "split_seed": self.seed}
+
     def describe(self, kept: int, source: str) -> str:
         part = "held out for validation" if self.subset == "val" else "kept for training"
         return f"{source}: {kept} images {part} (val_fraction {self.fraction:g} of each class, split_seed {self.seed})"
@@ -223,7 +227,7 @@ class ImageFolderDataset(ClassLabels, torch.utils.data.Dataset):
         else:
             self.class_names, items = self._from_csv(given)
         self._report(self.problems)
-        self.held_out = None
+        self.held_out, self.holdout = None, holdout  # (what this part is, in words; the split's settings)
         if holdout is not None:
             items = holdout.take(items, self.class_names)
             self.held_out = holdout.describe(len(items), self.ann_file or self.img_dir)
