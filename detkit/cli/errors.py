@@ -62,14 +62,15 @@ def tool_label(tool: str) -> str:
 
 
 def other_process() -> bool:
-    """True in a process of a distributed run other than the first (torchrun's ``RANK``, SLURM's ``SLURM_PROCID``
-    under several tasks): it says nothing about a mistake of input, which every process finds, so that the
-    message shows once; it still exits with the same status."""
+    """True in a process of a distributed run other than the first of its machine (torchrun's ``LOCAL_RANK``,
+    SLURM's ``SLURM_LOCALID`` under several tasks): it says nothing about a mistake of input, which every process
+    of a machine finds alike, so that the message shows once per machine (a path missing on one machine only is
+    still told there); it still exits with the same status."""
     import os
 
-    rank = os.environ.get("RANK")
+    rank = os.environ.get("LOCAL_RANK") if "RANK" in os.environ else None
     if rank is None and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
-        rank = os.environ.get("SLURM_PROCID")
+        rank = os.environ.get("SLURM_LOCALID")
     return rank not in (None, "", "0")
 
 

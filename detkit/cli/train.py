@@ -224,11 +224,7 @@ def build_trainer(args: argparse.Namespace, cfg: dict | None = None) -> Trainer:
     )
 
 
-_PEER_LOST = re.compile(
-    r"Connection (reset|closed) by peer|ECONNRESET|Broken pipe|NCCL (communicator was aborted|error)|"
-    r"remote process exited|Socket Timeout|ProcessGroupGloo|ProcessGroupNCCL",
-    re.IGNORECASE,
-)
+_PEER_LOST = re.compile(r"Connection (reset|closed) by peer|ECONNRESET|Broken pipe", re.IGNORECASE)
 
 
 def _failed(trainer: Trainer, e: BaseException) -> str:

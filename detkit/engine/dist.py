@@ -83,7 +83,7 @@ def init_distributed(device: str | None = None) -> torch.device:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     try:
         dist.init_process_group(backend=backend, init_method="env://", device_id=dev if dev.type == "cuda" else None)
-    except (RuntimeError, ValueError) as e:  # DistNetworkError / DistStoreError are RuntimeErrors
+    except (dist.DistNetworkError, dist.DistStoreError) as e:  # the rendezvous (not NCCL's own failures)
         where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
         raise DeviceError(
             f"the {world} processes could not meet at MASTER_ADDR:MASTER_PORT {where} "
@@ -98,7 +98,7 @@ def _check_gpus_per_node() -> None:
     GPU is what NCCL refuses later with its own message."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
     gpus = torch.cuda.device_count()
-    if local > gpus > 0:
+    if local > gpus > 1:  # (one GPU in sight: each process may be shown its own, as srun --gpus-per-task does)
         raise DeviceError(
             f"{local} processes per machine (torchrun --nproc-per-node {local}) but {gpus} GPU(s) in sight: give "
             f"--nproc-per-node {gpus} or fewer (CUDA_VISIBLE_DEVICES chooses which GPUs)"

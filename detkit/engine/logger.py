@@ -132,6 +132,18 @@ class RunRecord:
                     "loss": {k: [v[i] for i in keep] for k, v in h["loss"].items()},
                 }
 
+    def recount(self, iters_per_epoch: int) -> None:
+        """Re-count the kept rows' iterations with ``iters_per_epoch`` (an epoch-based run resumed with another
+        number of images per iteration): from each row's epoch, which does not change."""
+        rows = read_jsonl(self.metrics_path)
+        for r in rows:
+            if isinstance(r.get("epoch"), (int, float)):
+                r["iter"] = int(round(r["epoch"] * iters_per_epoch))
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
+        if self.history and self.history.get("iter"):
+            self.history["iter"] = [int(round(e * iters_per_epoch)) for e in self.history["epoch"]]
+
     def reset(self) -> None:
         """Start a fresh record (a new run in an existing work dir)."""
         self.history = {"iter": [], "epoch": [], "lr": [], "loss": {}}

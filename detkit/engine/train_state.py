@@ -125,6 +125,8 @@ def _convert_position(tr, meta: dict) -> bool:
     tr.iter_in_epoch = min(seen // (new * acc) * acc, tr.iters_per_epoch)
     if not tr.length.by_iter:
         tr.iter = tr.epoch * tr.iters_per_epoch + tr.iter_in_epoch
+        if isinstance(tr.best, dict) and isinstance(tr.best.get("epoch"), int):
+            tr.best = {**tr.best, "iter": tr.best["epoch"] * tr.iters_per_epoch}
     (logger.warning if tr.main else logger.debug)(  # the same on every process: said once
         "the checkpoint's run took %d images per iteration (%d process(es) x data.batch_size), this one takes %d: "
         "resuming %d images into epoch %d (iteration %d of its %d; %d image(s) trained again)%s; the LR follows "
@@ -144,7 +146,9 @@ def restore_training_state(tr, path: Path) -> None:
     _restore_optimizer(tr, ckpt, path)
     tr.epoch, tr.iter, tr.iter_in_epoch = meta["epoch"], meta["iter"], meta["iter_in_epoch"]
     tr.best, tr.nonfinite = meta.get("best") or {}, meta.get("nonfinite", 0)
-    if not _convert_position(tr, meta):  # (another batch per iteration: the old schedule counted other iterations)
+    converted = _convert_position(tr, meta)
+    tr.resumed_at = (meta["iter"], converted and not tr.length.by_iter)  # the records are re-counted with it
+    if not converted:  # (another batch per iteration: the old schedule counted other iterations)
         for line in tr.schedule.compare(LRSchedule.from_state(ckpt["scheduler"]), tr.base_lr, tr.iter):
             logger.info(line)
     _restore_rng(tr, ckpt.get("rng") or [])

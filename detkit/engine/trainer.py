@@ -107,11 +107,19 @@ class Trainer:
         self._signals = dist.StopSignals(verbose=self.main)
         self._group_bad = False
         self.losses = LossMeter()
+        self.resumed_at: tuple[int, bool] | None = None  # (the checkpoint's iteration, re-counted since)
         if resume:  # before anything is written: a checkpoint that cannot be resumed changes nothing
             restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
-        self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
-        if self.main and resume:
-            self.record.truncate(self.iter)  # a resumed run redoes what came after its checkpoint
+        try:
+            self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
+        except BaseException:
+            self._release()  # a failed construction leaves the work dir free (a notebook cell run again)
+            raise
+        if self.main and self.resumed_at is not None:
+            at, recounted = self.resumed_at
+            self.record.truncate(at)  # a resumed run redoes what came after its checkpoint
+            if recounted:  # the kept rows in this run's iterations
+                self.record.recount(self.iters_per_epoch)
         elif self.main:
             self.record.reset()
 
@@ -195,9 +203,13 @@ class Trainer:
         try:
             return self._fit()
         finally:
-            lock, self._lock = self._lock, None
-            if lock is not None:
-                lock.close()
+            self._release()
+
+    def _release(self) -> None:
+        """Let go of the work dir's lock (the end of fit, or a construction that failed after claiming)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
 
     def _fit(self) -> dict[str, float]:
         length = self.length

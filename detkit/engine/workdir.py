@@ -132,14 +132,26 @@ def lock_work_dir(work_dir: str | os.PathLike):
         import fcntl
     except ImportError:  # Windows: no lock
         return None
+    import errno
+    import warnings
+
     path = Path(work_dir) / LOCK_NAME
     f = open(path, "a+", encoding="utf-8")  # noqa: SIM115  (held open: the lock lives as long as the file)
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
         f.seek(0)
         pid = f.read().strip() or "?"
         f.close()
+        if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):  # no flock here (Lustre, NFS without lockd)
+            warnings.warn(f"{work_dir}: the file system does not lock files ({e.strerror}): no guard against a second "
+                          "training writing this work dir", stacklevel=2)  # fmt: skip
+            return None
+        if pid == str(os.getpid()):
+            raise WorkDirInUse(
+                f"a Trainer of this process already holds {work_dir} (made and not yet fitted, or still fitting): call "
+                "its fit(), or delete it (del trainer), before making another one on this work dir"
+            ) from None
         raise WorkDirInUse(
             f"another training (process {pid}) is writing {work_dir}: let it finish or stop it (kill {pid}), then "
             "resume; or train into another --work-dir"

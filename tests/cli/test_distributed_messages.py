@@ -10,8 +10,9 @@ import pytest
 
 @pytest.mark.parametrize("rank, shown", [(None, True), ("0", True), ("1", False)])
 def test_a_mistake_is_told_by_the_first_process_only(tool_in_process, monkeypatch, rank, shown):
-    if rank is not None:
+    if rank is not None:  # (a second machine's first process, RANK 4 LOCAL_RANK 0, tells its own mistakes)
         monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
     for args in (["yolo_n_shapes", "--set", "train.max_itres=3"], ["yolo_n_shapes", "--no-such-flag"]):
         run = tool_in_process("train", args)
         assert run.returncode == 2
@@ -24,11 +25,16 @@ def test_slurm_tasks_count_as_processes(monkeypatch):
     from detkit.cli.errors import other_process
 
     monkeypatch.delenv("RANK", raising=False)
-    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
     monkeypatch.setenv("SLURM_NTASKS", "1")  # one task (an interactive srun): the only process
     assert not other_process()
     monkeypatch.setenv("SLURM_NTASKS", "2")
     assert other_process()
+    monkeypatch.setenv("SLURM_LOCALID", "0")  # the first task of another machine: tells its own mistakes
+    assert not other_process()
+    monkeypatch.setenv("RANK", "5")
+    monkeypatch.setenv("LOCAL_RANK", "0")  # torchrun: the first process of the second machine
+    assert not other_process()
 
 
 def test_other_processes_mark_their_warnings(monkeypatch, capsys):

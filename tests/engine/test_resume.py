@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -119,4 +120,23 @@ def test_resume_with_another_batch_per_iteration_moves_the_position(config_file,
     assert "resuming 2 images into epoch 3 (iteration 2 of its 8; 0 image(s) trained again), at iteration 18 " in text
     assert "LR schedule changed on resume" not in text  # the old schedule counted other iterations
     meta = torch.load(work / "latest.pth", weights_only=True)["meta"]
-    assert (meta["epoch"], meta["iter"]) == (3, 24) and len((work / "metrics.jsonl").read_text().splitlines()) == 3
+    assert (meta["epoch"], meta["iter"]) == (3, 24)
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["iter"]) for r in rows] == [(1, 8), (2, 16), (3, 24)]  # the kept rows re-counted
+
+
+def test_resume_with_more_images_per_iteration_keeps_each_evaluation_once(config_file, tmp_path):
+    """1 image per iteration -> 2 (as 1 -> 2 processes): no epoch evaluated twice or lost, rows in new units."""
+    work = tmp_path / "run"
+    one = [config_file, "--work-dir", work, "--device", "cpu", "--set", "data.batch_size=1"]
+    killed = _run_tool(one, {"DETKIT_TOY_KILL_AT": "18"})  # epoch 3, 2 iterations into it (8 per epoch)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    done = _run_tool([config_file, "--work-dir", work, "--device", "cpu", "--resume", "--set", "data.batch_size=2"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming 2 images into epoch 3 (iteration 1 of its 4; 0 image(s) trained again), at iteration 9 " in (
+        done.stdout + done.stderr
+    )
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["iter"]) for r in rows] == [(1, 4), (2, 8), (3, 12)]
+    history = json.loads((work / "history.json").read_text())
+    assert history["iter"] == sorted(history["iter"]) and history["iter"][-1] == 12

@@ -122,3 +122,23 @@ def test_one_training_at_a_time_writes_a_work_dir(toy, first_run, tmp_path):
     trainer = Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True)
     trainer.fit()
     lock_work_dir(first_run).close()  # released by fit(): this process can take it again
+
+
+def test_the_lock_in_this_process_and_on_file_systems_without_locks(toy, first_run, monkeypatch):
+    """A Trainer made and not fitted holds the dir: a second one in this process is told so (not to kill itself);
+    a construction that fails after claiming lets go; where flock is not supported, training goes on unguarded."""
+    import errno
+    import fcntl
+
+    kept = Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True)
+    with pytest.raises(WorkDirInUse, match="a Trainer of this process already holds .*call its fit"):
+        Trainer(toy.toy_config(max_epochs=2), work_dir=first_run, device="cpu", resume=True)
+    del kept
+    lock_work_dir(first_run).close()  # free again
+
+    def unsupported(*_):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)
+    with pytest.warns(UserWarning, match="does not lock files .*no guard against a second training"):
+        assert lock_work_dir(first_run) is None
