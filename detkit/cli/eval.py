@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_arg(extra)
     device = device_arg(args.device)
     wrap = compile_wrap(args, ensemble_wrap(args))
-    cfg = scored_split(config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data), args)
+    cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data, hold_out=False)
+    cfg = scored_split(cfg, args)
     if args.out:  # never onto the config, a checkpoint or the data evaluated on
         given = [p for p in (args.config, args.checkpoint, *args.ensemble, args.data) if p not in ("-", None)]
         out_file_arg(args.out, "--out", [*given, *config_data_paths(cfg)])

@@ -117,14 +117,16 @@ def config_arg(
     checkpoint: str | None = None,
     needs: Sequence[str] = (),
     data_yaml: str | os.PathLike | None = None,
+    hold_out: bool = True,
 ) -> dict:
     """``load_config(config, overrides)`` after :func:`check_config_file`; CONFIG ``-`` takes the config that
     ``checkpoint`` stores (overrides applied, every key checked). ``data_yaml`` (``--data``) points the config's
     datasets at an Ultralytics data.yaml before the overrides apply (``detkit.data.data_arg``). Each section of
     ``needs`` (``model``, ``data``) must be a mapping: a missing or null one is a UserError naming it. A folder as
-    ``data_yaml`` is a classifier's class folders (``apply_data_folder``)."""
+    ``data_yaml`` is a classifier's class folders (``apply_data_folder``; ``hold_out`` False: one folder of them
+    is scored whole, not split in place)."""
     if data_yaml is not None:
-        cfg = _load_with_data_yaml(config, overrides, data_yaml, checkpoint)
+        cfg = _load_with_data_yaml(config, overrides, data_yaml, checkpoint, hold_out)
     else:
         cfg = _load_config_arg(config, overrides, checkpoint)
         if "data" in needs:  # (a tool that reads the data: not infer of a run whose data moved)
@@ -185,7 +187,11 @@ def _load_config_arg(config: str | os.PathLike, overrides: Sequence[str], checkp
 
 
 def _load_with_data_yaml(
-    config: str | os.PathLike, overrides: Sequence[str], data_yaml: str | os.PathLike, checkpoint: str | None = None
+    config: str | os.PathLike,
+    overrides: Sequence[str],
+    data_yaml: str | os.PathLike,
+    checkpoint: str | None = None,
+    hold_out: bool = True,
 ) -> dict:
     """The config with its datasets reading ``data_yaml``, then ``overrides`` applied, then every key checked.
     CONFIG ``-`` takes the config that ``checkpoint`` stores."""
@@ -206,7 +212,7 @@ def _load_with_data_yaml(
         )
     cfg, sources = (_stored_config(checkpoint), {}) if stored else load_config_with_sources(config, check=True)
     if kind == "folder":  # a classifier's class folders (ROOT/train/<class>/..., ROOT/val/<class>/...)
-        cfg, keys = apply_data_folder(cfg, data_yaml, val_set=_sets_val(overrides))
+        cfg, keys = apply_data_folder(cfg, data_yaml, val_set=_sets_val(overrides), hold_out=hold_out)
         for path in keys:
             record_sources(sources, get_by_path(cfg, ".".join(map(str, path))), path, "--data")
         cfg = apply_overrides(cfg, list(overrides), sources, add_missing=True)

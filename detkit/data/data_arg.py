@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 DATA_SPLITS = ("train", "val", "test")
+SPLIT_KEYS = ("val_fraction", "subset", "split_seed")  # ImageFolderDataset's split of one folder
 HOLD_OUT = 0.2  # share of each class validated on when --data is one folder of class folders (Ultralytics' 80/20)
 PATH_KEYS = ("ann_file", "img_dir")  # removed at every level: the data.yaml names the folders
 # datasets whose samples (boxes, masks) a YOLODataset gives as well: their options carry over
@@ -330,10 +331,15 @@ def _refuse_missing_splits(root: str, found: dict, data: dict, val_set: bool) ->
     )
 
 
-def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False) -> tuple[dict, list[tuple]]:
+def apply_data_folder(
+    cfg: dict, root: str | os.PathLike, val_set: bool = False, hold_out: bool = True
+) -> tuple[dict, list[tuple]]:
     """A copy of ``cfg`` whose classifier datasets read the class folders of ``root`` (see the module docstring),
     and the key paths it set. ``val_set``: the user's ``--set`` sets data.val (e.g. ``data.val=null``), so a
-    root without a val split is not refused. Raises ``ConfigError`` for a root that holds no class folders, a
+    root without a val split is not refused. ``hold_out`` False (scoring, ``eval --data``): one folder of class
+    folders is data.val whole, nothing held out. The split keys of an earlier run (``val_fraction``, ``subset``,
+    ``split_seed``) are set only where this data is split in place. Raises ``ConfigError`` for a root that holds
+    no class folders, a
     config whose data.train is not an ImageFolderDataset (naming a classifier config), or a missing split."""
     from detkit.data.datasets.image_folder import resolve_classes
 
@@ -355,8 +361,9 @@ def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False)
     found = dict(splits)
     _refuse_missing_splits(root, found, data, val_set)
     _test_like_val(data, "test" in found)
-    held_out = found == {"train": root} and isinstance(data.get("val"), dict) and not val_set
-    if held_out:  # one folder of class folders and a config that validates: hold out HOLD_OUT of each class
+    flat = found == {"train": root} and isinstance(data.get("val"), dict) and not val_set
+    held_out = flat and hold_out  # one folder of class folders and a config that validates: HOLD_OUT of each class
+    if flat:
         found["val"] = root
     keys = []
     for split in DATA_SPLITS:
@@ -371,6 +378,8 @@ def apply_data_folder(cfg: dict, root: str | os.PathLike, val_set: bool = False)
         classes = None if split == "train" else found["train"]
         inner.update(img_dir=found[split], ann_file=None, classes=classes)
         keys += [("data", split, *path, k) for k in ("img_dir", "ann_file", "classes")]
+        for key in SPLIT_KEYS:  # a part of another folder (a run split in place): not this data's
+            inner.pop(key, None)
         if held_out and split in ("train", "val"):
             inner.update(val_fraction=HOLD_OUT, subset=split, split_seed=0)
             keys += [("data", split, *path, k) for k in ("val_fraction", "subset", "split_seed")]

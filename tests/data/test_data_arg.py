@@ -278,3 +278,19 @@ def test_class_folders_refuse_a_detection_config_and_a_data_yaml_a_classifier(tm
         apply_data_folder(load_config("resnet18_shapes"), data_yaml.parent)
     with pytest.raises(ConfigError, match="a classifier reads class folders: give the folder with --data"):
         apply_data_yaml(load_config("resnet18_shapes"), data_yaml)
+
+
+def test_scoring_one_folder_takes_it_whole_and_old_split_keys_go(tmp_path):
+    """eval --data ROOT (hold_out=False) scores every image of one class-folder tree; a run's split keys
+    (val_fraction, subset) do not follow it onto other data that is not split in place."""
+    from detkit.data.data_arg import apply_data_folder
+
+    photos = make_class_folders(tmp_path / "photos", ("",))
+    cfg = load_config("resnet18_shapes")
+    scored, _ = apply_data_folder(cfg, photos, hold_out=False)
+    assert scored["data"]["val"]["img_dir"] == str(photos) and "val_fraction" not in scored["data"]["val"]
+    held, _ = apply_data_folder(cfg, photos)  # a run split in place, then pointed at a split root
+    split_root = make_class_folders(tmp_path / "split", ("train", "val"))
+    other, _ = apply_data_folder(held, split_root)
+    for split in ("train", "val"):
+        assert not {"val_fraction", "subset", "split_seed"} & set(other["data"][split]), other["data"][split]
