@@ -244,6 +244,11 @@ def _box_problem(box: Any, size: tuple[float, float] | None, max_outside: float)
     ):
         return "bad_box", f"bbox {box!r} is not [x, y, width, height] of 4 finite numbers; fix or remove it"
     x, y, w, h = box
+    if (w == 0 or h == 0) and w >= 0 and h >= 0:  # no area: nothing to learn; under 'skip' its image stays
+        return "empty_box", (
+            f"bbox {list(box)} has a zero width or height; boxes are [x, y, width, height] in pixels: fix the box "
+            "or remove the annotation"
+        )
     if w <= 0 or h <= 0:
         return "bad_box", (
             f"bbox {list(box)} has a zero or negative width/height; boxes are "
@@ -358,7 +363,9 @@ def validate_coco(
     return out
 
 
-KEEP_IMAGE = ("duplicate_ann_id",)  # annotation errors whose image stays (the first record of the id is kept)
+# annotation errors whose image stays: a duplicated id (its first record is kept), a box without area (no
+# object to learn, as YOLO's zero-size lines are left out with a warning)
+KEEP_IMAGE = ("duplicate_ann_id", "empty_box")
 
 
 def drop_bad_records(data: dict, problems: list[Problem], whole_images: bool = True) -> tuple[dict, dict[str, Counter]]:

@@ -160,7 +160,7 @@ def _set(path, value):
 
 
 BAD = {
-    "zero_box": (_set(["annotations", 0, "bbox"], [4, 6, 0, 10]), ["bad_box", "id 11", "zero or negative"]),
+    "zero_box": (_set(["annotations", 0, "bbox"], [4, 6, 0, 10]), ["empty_box", "id 11", "zero width or height"]),
     "negative_box": (_set(["annotations", 1, "bbox"], [36, 22, 5, -3]), ["bad_box", "id 12"]),
     "far_outside": (_set(["annotations", 1, "bbox"], [60, 22, 30, 10]), ["box_outside", "id 12"]),
     "unknown_category": (_set(["annotations", 2, "category_id"], 99), ["unknown_category", "id 21", "99"]),
@@ -378,3 +378,12 @@ def test_a_missing_relative_folder_says_where_it_was_looked_for(tmp_path, monkey
     with pytest.raises(DatasetError, match=r"annotation file mine.json not found \(a relative path is read from"):
         (tmp_path / "imgs").mkdir()
         CocoDataset(ann_file="mine.json", img_dir="imgs")
+
+
+def test_skip_keeps_the_image_of_a_box_without_area(coco_files):
+    """A zero-size box is no object to learn: 'skip' leaves the box out and keeps its image (as YOLO's zero-size
+    lines); a negative size is a broken record, and takes its image."""
+    coco_files.edit(_set(["annotations", 0, "bbox"], [4, 6, 0, 10]))
+    with pytest.warns(UserWarning, match=r"dropped 0 image\(s\) \(none\) and 1 annotation\(s\) \(empty_box: 1\)"):
+        ds = _ds(coco_files, on_error="skip")
+    assert 1 in ds.img_ids and ds.skipped.counts["annotation:empty_box"] == 1

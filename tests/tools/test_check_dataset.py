@@ -72,7 +72,7 @@ def test_summary_gives_class_imbalance_and_image_sizes(coco_files):
 
 
 BAD = {
-    "zero_box": (lambda d: d["annotations"][0].update(bbox=[4, 6, 0, 10]), "bad_box", "id 11"),
+    "zero_box": (lambda d: d["annotations"][0].update(bbox=[4, 6, 0, 10]), "empty_box", "id 11"),
     "negative_box": (lambda d: d["annotations"][1].update(bbox=[36, 22, -5, 3]), "bad_box", "id 12"),
     "unknown_category": (lambda d: d["annotations"][2].update(category_id=4), "unknown_category", "id 21"),
     "dotdot_path": (lambda d: d["images"][0].update(file_name="../../x.png"), "unsafe_path", "'../../x.png'"),
@@ -111,7 +111,7 @@ def test_reports_every_problem_not_just_the_first(coco_files):
     coco_files.write(data)
     kinds = set(_kinds(check_dataset(coco_files.ann_file, coco_files.img_dir)))
     assert {
-        "bad_box",
+        "empty_box",
         "unknown_image",
         "unsafe_path",
         "duplicate_image_id",
@@ -196,7 +196,7 @@ def test_cli_errors_exit_1_and_inputs_untouched(coco_files):
     before = _tree_digest(coco_files.root)
     bad = _run_cli(coco_files.ann_file, coco_files.img_dir, "--no-images")
     assert bad.returncode == 1, bad.stderr
-    assert "ERROR [bad_box]" in bad.stdout and "ERROR [unsafe_path]" in bad.stdout
+    assert "ERROR [empty_box]" in bad.stdout and "ERROR [unsafe_path]" in bad.stdout
     assert "2 error(s)" in bad.stdout and "Summary of" in bad.stdout
     assert _tree_digest(coco_files.root) == before
 

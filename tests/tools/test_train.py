@@ -105,7 +105,13 @@ def _run(args, tool=ROOT / "tools" / "train.py", cwd=None, **env):
 
 
 def _snapshot(*folders):
-    return {p: p.read_bytes() for d in folders for p in sorted(Path(d).rglob("*")) if p.is_file()}
+    """The runs' files (not the work dir's lock file, which stays where it is)."""
+    return {
+        p: p.read_bytes()
+        for d in folders
+        for p in sorted(Path(d).rglob("*"))
+        if p.is_file() and p.name != ".detkit-train.lock"
+    }
 
 
 @pytest.fixture(scope="module")
