@@ -60,12 +60,16 @@ def _images(paths: list) -> list:
 
 
 def check_outputs(args: argparse.Namespace, paths: list, images: list) -> None:
-    """No file the tool writes (``detkit.explain.files.output_files``) may be an input or the --gt file, and
+    """No file the tool writes (``detkit.explain.files.output_files``) may be an input or the --gt file, or a file
+    of the --out-dir that an earlier explain did not write (its explanations.json lists its own), and
     --out-dir may hold neither (``out_dir_arg``: outputs named after the inputs must not land on them)."""
-    from detkit.explain.files import output_files
-    from detkit.utils.output_names import clobbering
+    from detkit.explain.files import SUMMARY_FILE, output_files
+    from detkit.utils.output_names import clobbering, manifest_names, refuse_foreign
 
-    problem = clobbering(args.out_dir, output_files(args.out_dir, images), paths, args.gt)
+    outputs = output_files(args.out_dir, images)
+    problem = clobbering(args.out_dir, outputs, paths, args.gt) or refuse_foreign(
+        args.out_dir, outputs, manifest_names(Path(args.out_dir) / SUMMARY_FILE, ("png", "npy"))
+    )
     if problem is not None:
         raise UserError(problem)
     folders = [Path(p) for p in args.inputs if Path(p).is_dir()]  # an --out-dir inside one: read next time

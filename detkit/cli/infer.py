@@ -145,6 +145,29 @@ def _build_model(args: argparse.Namespace, cfg, config, device, views):
     return model
 
 
+def refuse_foreign_outputs(out_dir: str, paths: list[Path]) -> None:
+    """Refuse an --out-dir holding files of the user's that this run would write over: the drawings (``<stem>.jpg``,
+    a video's ``<stem>.mp4`` / ``.avi``, named as ``ResultWriter`` names them, images first) and the result files,
+    unless an earlier infer wrote them there (its images.json lists its drawings)."""
+    from detkit.inference.inputs import VIDEO_EXTS
+    from detkit.utils.output_names import manifest_names, refuse_foreign, unique_stems
+
+    out = Path(out_dir)
+    videos = [p for p in paths if p.suffix.lower() in VIDEO_EXTS]
+    ordered = [p for p in paths if p.suffix.lower() not in VIDEO_EXTS] + videos
+    outputs = [out / name for name in ("predictions.json", "predictions.csv", "images.json")]
+    for path, stem in zip(ordered, unique_stems(p.stem for p in ordered)):
+        ext = ".jpg" if path not in videos else ".avi" if path.suffix.lower() == ".avi" else ".mp4"
+        outputs.append(out / f"{stem}{ext}")
+    ours = manifest_names(out / "images.json", ("drawn",))
+    if ours == {"images.json"}:  # an images.json of an infer before 'drawn' was recorded: trust it
+        return
+    ours |= {"predictions.json", "predictions.csv"} if ours else set()  # written with that images.json
+    problem = refuse_foreign(out_dir, outputs, ours)
+    if problem is not None:
+        raise UserError(problem)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, predict."""
     config = None if args.config == "-" else args.config
@@ -163,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
     paths = collect_inputs(args.inputs)
     folders = [Path(p) for p in args.inputs if Path(p).is_dir()]  # searched recursively: outputs inside are read
     out_dir_arg(args.out_dir, "--out-dir", [*paths, *folders])  # next time; outputs must not land on the inputs
+    refuse_foreign_outputs(args.out_dir, paths)
     device = device_arg(args.device)
     try:
         tile = parse_tile(args.tile, overlap=args.tile_overlap, whole_image=args.tile_whole_image)

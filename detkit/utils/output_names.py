@@ -6,7 +6,15 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["clobbered", "clobbering", "free_stem", "unique_stems"]
+__all__ = [
+    "clobbered",
+    "clobbering",
+    "foreign_outputs",
+    "free_stem",
+    "manifest_names",
+    "refuse_foreign",
+    "unique_stems",
+]
 
 
 def free_stem(base: str, taken: set[str]) -> str:
@@ -66,3 +74,44 @@ def clobbering(
         return None
     given = f"--gt {gt}" if gt is not None and clash[1] == Path(gt) else f"the input {clash[1]}"
     return f"--out-dir {out_dir}: the output {clash[0]} would replace {given}; choose another --out-dir"
+
+
+def foreign_outputs(outputs: Iterable[str | os.PathLike], ours: Iterable[str]) -> list[Path]:
+    """The ``outputs`` that exist already and are not among ``ours`` (the names an earlier run of the same tool
+    wrote there, from its manifest: :func:`manifest_names`): files of the user's that writing would replace."""
+    mine = set(ours)
+    return [p for p in map(Path, outputs) if p.name not in mine and p.exists()]
+
+
+def manifest_names(path: str | os.PathLike, keys: Iterable[str]) -> set[str]:
+    """The file names an earlier run listed in its JSON manifest ``path`` (a list of records, or ``{"images":
+    [...]}``), under ``keys`` of each record; the manifest's own name too. Empty when there is none or it does
+    not read as one (then nothing in the folder counts as the tool's own)."""
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    records = data.get("images") if isinstance(data, dict) else data
+    names = {path.name}
+    for record in records if isinstance(records, list) else []:
+        for key in keys:
+            value = record.get(key) if isinstance(record, dict) else None
+            if isinstance(value, str) and value:
+                names.add(Path(value).name)
+    return names
+
+
+def refuse_foreign(out_dir: str | os.PathLike, outputs: Iterable[str | os.PathLike], ours: Iterable[str]) -> str | None:
+    """A tool's one-line refusal when writing its ``outputs`` would replace files in ``out_dir`` that it did not
+    write (:func:`foreign_outputs`); None when there are none."""
+    foreign = foreign_outputs(outputs, ours)
+    if not foreign:
+        return None
+    shown = ", ".join(p.name for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    return (
+        f"--out-dir {out_dir} holds {shown}, which this run would replace and an earlier run of this tool did not "
+        "write there; choose another --out-dir (an empty or new folder)"
+    )

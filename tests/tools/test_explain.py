@@ -190,3 +190,17 @@ def test_classifier_overlays_and_summary(folder, tmp_path, capsys):
     overlay = cv2.imread(str(tmp_path / "cam" / "small.png"))
     assert overlay.shape[:2] == (192, 576)
     assert np.load(tmp_path / "cam" / "small.npy").shape[1:] == (20, 60)  # the maps keep the image's size
+
+
+def test_files_of_the_users_in_the_out_dir_are_never_written_over(checkpoint, folder, tmp_path, capsys):
+    """An --out-dir holding the user's own a.png (another folder of images): refused; explain's own outputs of an
+    earlier run are written over."""
+    mine = tmp_path / "train_images"
+    mine.mkdir()
+    (mine / "a.png").write_bytes(b"a training image")
+    err = _one_line_error(capsys, ["-", checkpoint, folder / "a.png", "--out-dir", mine], "holds a.png")
+    assert "this run would replace" in err and (mine / "a.png").read_bytes() == b"a training image"
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert main(["-", str(checkpoint), str(folder / "a.png"), "--out-dir", str(out), "--device", "cpu"]) == 0
+    assert (out / "a.png").is_file() and (out / "a.npy").is_file()

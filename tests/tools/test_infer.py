@@ -286,3 +286,23 @@ def test_a_classifier_without_readable_input_keeps_its_csv_and_wording(tmp_path)
     text = format_summary(summary)
     assert "detections" not in text and "score >=" not in text, text
     assert "top-3 classes and probabilities of 0 -> " in text and "predictions.csv" in text, text
+
+
+def test_files_of_the_users_in_the_out_dir_are_never_written_over(checkpoint, tmp_path, capsys):
+    """--out-dir holding a file of the user's that a drawing would replace (their own a.jpg, input a.png): one
+    line, exit 2, the file untouched; the same command again into infer's own out-dir runs."""
+    img = tmp_path / "in" / "a.png"
+    img.parent.mkdir()
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "a.jpg").write_bytes(b"my holiday photo")
+    tool = _load_tool()
+    assert tool.main(["-", str(checkpoint), str(img), "--out-dir", str(mine), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a.jpg, which this run would replace" in err and len(err.splitlines()) == 1
+    assert (mine / "a.jpg").read_bytes() == b"my holiday photo" and not (mine / "images.json").exists()
+    out = tmp_path / "out"
+    for _ in range(2):  # a second run writes over its own drawing
+        assert tool.main(["-", str(checkpoint), str(img), "--out-dir", str(out), "--device", "cpu"]) == 0
+    assert (out / "a.jpg").is_file()
