@@ -14,6 +14,7 @@ import copy
 import importlib.util
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -223,6 +224,12 @@ def check_results(results: list, iou_type: str, coco_gt: Any, source: str = "res
         missing = [k for k in need if k not in r] if isinstance(r, dict) else list(need)
         if missing:
             raise ValueError(f"{source}: result #{i} lacks {', '.join(missing)} (needed for iou_type={iou_type!r})")
+        problem = _bad_values(r, iou_type)
+        if problem:
+            raise checks.ResultsMismatchError(
+                f"{source}: result #{i} (image_id {r.get('image_id')!r}): {problem}; COCO results are "
+                "{image_id: int, category_id: int, bbox: [x, y, w, h], score: number} (tools/infer.py writes them)"
+            )
     gt_source = getattr(coco_gt, "source", "the ground truth")
     checks.check_image_ids((r["image_id"] for r in results), coco_gt.getImgIds(), source, gt_source)
     for message in checks.results_category_mismatch(results, _categories(coco_gt), source, gt_source):
@@ -231,6 +238,26 @@ def check_results(results: list, iou_type: str, coco_gt: Any, source: str = "res
         for r in results:
             r.pop("bbox", None)
     return results
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad_values(r: dict, iou_type: str) -> str | None:
+    """What is wrong with the values of one result record (types, a box of 4 finite numbers), or None."""
+    for key in ("image_id", "category_id"):
+        if not isinstance(r[key], int) or isinstance(r[key], bool):
+            return f"{key} {r[key]!r} is not an integer" + (
+                " (a number written as text)" if isinstance(r[key], str) else ""
+            )
+    if not _number(r["score"]):
+        return f"score {r['score']!r} is not a finite number"
+    box = r.get("bbox")
+    four = isinstance(box, (list, tuple)) and len(box) == 4 and all(_number(v) for v in box)
+    if (iou_type == "bbox" or box is not None) and not four:
+        return f"bbox {box!r} is not [x, y, width, height] of 4 finite numbers"
+    return None  # (a negative width is a box that matches nothing: a model's prediction, scored as pycocotools does)
 
 
 def empty_results_coco(coco_gt: Any, backend: str = "pycocotools") -> Any:

@@ -77,3 +77,23 @@ def test_coco_metrics_warns_and_still_scores():
     assert 0 <= m["bbox/AP"] < 1  # shifted labels: the classes are wrong, and the warning said so
     with pytest.raises(ValueError, match="none of its"):
         coco_metrics(gt, [{**r, "image_id": r["image_id"] + 100} for r in _as_preds(gt)])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"bbox": [1, 2, 3]}, r"bbox \[1, 2, 3\] is not \[x, y, width, height\] of 4 finite numbers"),
+        ({"bbox": None}, r"bbox None is not"),
+        ({"score": "0.5"}, r"score '0.5' is not a finite number"),
+        ({"score": float("nan")}, "score nan is not a finite number"),
+        ({"category_id": "1"}, r"category_id '1' is not an integer \(a number written as text\)"),
+    ],
+)
+def test_malformed_result_records_are_named(change, message):
+    """A record with values of the wrong type or a box that is no box: one error naming the record and the form
+    (pycocotools crashed on some, scored NaN scores silently)."""
+    gt = _gt()
+    preds = _as_preds(gt)
+    preds[1] = {**preds[1], **change}
+    with pytest.raises(ResultsMismatchError, match=rf"result #1 \(image_id .*\): {message}"):
+        coco_metrics(gt, preds)
