@@ -29,7 +29,13 @@ from detkit.engine.runtime import seed_everything, set_sampler_epoch
 from detkit.engine.summary import epoch_line, held_out_notes, skipped_note, summary
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
-from detkit.engine.workdir import check_work_dir, keep_changed_config, lock_work_dir, move_previous_run
+from detkit.engine.workdir import (
+    check_outside_data,
+    check_work_dir,
+    keep_changed_config,
+    lock_work_dir,
+    move_previous_run,
+)
 from detkit.models.backbones.init_weights import without_init_checkpoint
 from detkit.utils.files import atomic_write
 
@@ -85,6 +91,7 @@ class Trainer:
         self.resume_hint = f"Trainer(cfg, work_dir={str(self.work_dir)!r}, resume=True).fit()"
         self.tool = "detkit {}"  # command template of the summary's evaluate / infer / export lines
         self._on_main(check_work_dir, self.work_dir, resume, exist_ok)  # refuses before touching anything
+        self._on_main(check_outside_data, self.work_dir, self.cfg)
         setup_logger(None, self.main)  # the log file opens once the checks below have passed
         seed_everything(cfg["seed"] + self.rank, deterministic)
         self._build(load_from, resuming=bool(resume))

@@ -102,6 +102,36 @@ def check_work_dir(work_dir: str | os.PathLike, resume, exist_ok: bool) -> None:
     )
 
 
+DATA_FOLDER_KEYS = ("img_dir", "mask_dir", "label_dir", "root")  # the folders a dataset reads
+
+
+def _data_folders(node, path: str):
+    """``(key path, folder)`` of every data folder key below ``node`` (wrappers' ``dataset`` included)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in DATA_FOLDER_KEYS and isinstance(value, (str, os.PathLike)) and str(value):
+                yield f"{path}.{key}", Path(value)
+            else:
+                yield from _data_folders(value, f"{path}.{key}")
+
+
+def check_outside_data(work_dir: str | os.PathLike, cfg: dict) -> None:
+    """Refuse a work dir that is a data folder of the config, or inside one: its checkpoints, logs and plots would
+    land among the images (a new class folder of a classifier, files that the next build lists)."""
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    work = Path(work_dir).resolve()
+    for key, folder in _data_folders(data if isinstance(data, dict) else {}, "data"):
+        try:
+            inside = work == folder.resolve() or folder.resolve() in work.parents
+        except (OSError, RuntimeError):
+            continue
+        if inside:
+            raise PreflightError(
+                f"work dir {work_dir} is inside {key} ({folder}): the run's checkpoints, logs and plots would land "
+                "among the data (a classifier would take a new class folder); choose a --work-dir outside the data"
+            )
+
+
 def move_previous_run(work_dir: str | os.PathLike) -> tuple[Path, list[str]] | None:
     """Move the previous run's files (:func:`run_files`) into ``work_dir/previous-N`` (first free N); None when
     there are none.

@@ -142,3 +142,15 @@ def test_the_lock_in_this_process_and_on_file_systems_without_locks(toy, first_r
     monkeypatch.setattr(fcntl, "flock", unsupported)
     with pytest.warns(UserWarning, match="does not lock files .*no guard against a second training"):
         assert lock_work_dir(first_run) is None
+
+
+def test_a_work_dir_inside_the_data_is_refused(tmp_path):
+    """The run's files among the images (a classifier's new class folder): refused before anything is written."""
+    from detkit.engine.workdir import check_outside_data
+
+    cfg = {"data": {"train": {"type": "MixDataset", "dataset": {"img_dir": str(tmp_path / "imgs" / "train")}}}}
+    for bad in (tmp_path / "imgs" / "train", tmp_path / "imgs" / "train" / "run"):
+        with pytest.raises(PreflightError, match=r"inside data.train.dataset.img_dir .*outside the data"):
+            check_outside_data(bad, cfg)
+    check_outside_data(tmp_path / "imgs" / "runs", cfg)  # beside the images: fine
+    check_outside_data(tmp_path / "work", {"data": {"val": None}})
