@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from detkit.data.datasets.seg_folder import binary_mask_hint, label_map_path
 from detkit.data.image_io import ImageReadError, read_image
 from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
 
@@ -36,6 +37,7 @@ class SegFolderReport(ProblemReport):
     ignored: int = 0  # pixels of value 255
     sizes: Counter = field(default_factory=Counter)  # (h, w) -> images
     checked: list[str] = field(default_factory=list)
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(256, np.int64))  # pixels per label value
 
     def format(self) -> str:
         """Every problem, the per-class table (label maps, pixel share), the ignore share, sizes, the checks."""
@@ -64,23 +66,20 @@ def _pairing_problems(ds: Any) -> list[Problem]:
     """Images without their label map (errors: the dataset refuses them) and label maps without an image."""
     root, masks = Path(ds.img_dir), Path(ds.mask_dir)
     images = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in ds.img_suffixes]
+    expected = {p: masks / label_map_path(p.relative_to(root), ds.mask_suffix) for p in images}
     paired = set(ds.images)
     problems = [
         Problem(
             "no_label_map",
-            f"image {p} has no label map {masks / p.relative_to(root).with_suffix(ds.mask_suffix)}"
-            "; add it (same relative path and stem) or remove the image",
+            f"image {p} has no label map {expected[p]}"
+            f"; add it (same relative path and stem, mask_suffix {ds.mask_suffix}) or remove the image",
             record="image",
         )
         for p in sorted(images)
         if os.fspath(p) not in paired
     ]
-    stems = {p.relative_to(root).with_suffix("") for p in images}
-    orphans = sorted(
-        m
-        for m in masks.rglob(f"*{ds.mask_suffix}")
-        if m.is_file() and m.relative_to(masks).with_suffix("") not in stems
-    )
+    named = set(expected.values())
+    orphans = sorted(m for m in masks.rglob(f"*{ds.mask_suffix}") if m.is_file() and m not in named)
     if orphans:
         problems.append(
             Problem(
@@ -138,9 +137,16 @@ def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: b
         holding += counts > 0
         report.sizes[(h, w)] += 1
     names = ds.class_names
+    report.counts = pixels
     report.class_images = {n: int(holding[k]) for k, n in enumerate(names)}
     report.class_pixels = {n: int(pixels[k]) for k, n in enumerate(names)}
     report.ignored = int(pixels[255])
+
+
+def split_key(source: str) -> str:
+    """``data.train`` from a source such as ``data.train of x.yaml``; ``data.train`` when it names no split."""
+    first = source.split(" ", 1)[0]
+    return first if first.startswith("data.") else "data.train"
 
 
 def check_seg_folder(ds: Any, source: str, read_images: bool = True, progress: bool = False) -> SegFolderReport:
@@ -159,6 +165,9 @@ def check_seg_folder(ds: Any, source: str, read_images: bool = True, progress: b
         for k, (n, c) in enumerate(report.class_images.items())
         if c == 0
     ]
+    hint = binary_mask_hint(report.counts, ds.class_names, split_key(source))
+    if hint:
+        report.problems.append(Problem("ignore_as_class", hint, severity=WARNING))
     total = sum(report.class_pixels.values()) + report.ignored
     if total and report.ignored > IGNORE_WARN * total:
         report.problems.append(

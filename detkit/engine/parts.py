@@ -22,7 +22,7 @@ from detkit.engine.preflight import (
     check_val_sample,
     split_error,
 )
-from detkit.engine.preflight_data import check_overlap, check_targets, warn_size_mismatch
+from detkit.engine.preflight_data import check_label_maps, check_overlap, check_targets, warn_size_mismatch
 from detkit.engine.runtime import resolve_amp
 from detkit.engine.sync_bn import convert_sync_batchnorm, use_sync_bn
 
@@ -69,6 +69,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
         check_evaluator_data(out.evaluator, val_set)
         out.val_set = val_set
     check_targets(cfg.get("model") or {}, train_set, out.val_set)  # masks / maps the model learns from
+    check_label_maps(train_set, out.val_set)  # SegFolderDataset maps: values past the classes, 0/255 masks
     if dist.is_main_process():
         warn_size_mismatch(cfg)  # a WARNING: multi-scale recipes train at another size on purpose
     return out

@@ -11,6 +11,10 @@ iteration, or after the first epoch's evaluation, without naming the keys.
 ``LetterBox`` / ``Resize`` / ``CenterCrop``; data.val's pipeline is also the one of ``detkit infer`` and
 ``detkit export``). It reads the config only, so packaged configs
 are checked without data; a difference is a warning, as multi-scale recipes train at other sizes on purpose.
+
+:func:`check_label_maps` reads the label maps of a ``SegFolderDataset`` data.train (up to 200) and data.val (all):
+a value past the classes is refused at once, 0/255 binary masks (a class without pixels, 255 covering some) are
+a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from detkit.engine.preflight import PreflightError
 
@@ -248,3 +254,58 @@ def check_overlap(train_set: Any, val_set: Any) -> None:
         "images",
         len(shared), len(val.files), example,
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------- label maps
+MAX_TRAIN_MAPS = 200  # data.train's label maps read at training start (spread over the split); data.val's: all
+
+
+def _scan_maps(ds: Any, key: str, limit: int | None) -> np.ndarray:
+    """Pixels per label value over the label maps of the SegFolderDataset ``ds`` (``limit``: that many, spread
+    over the split); the first map with a value past the classes (other than 255) is a PreflightError naming it."""
+    from detkit.data.image_io import ImageReadError
+    from detkit.data.validate import DatasetError
+
+    n = len(ds.masks)
+    picks = range(n) if limit is None or n <= limit else np.linspace(0, n - 1, limit).astype(int)
+    counts, c = np.zeros(256, np.int64), ds.num_classes
+    for i in picks:
+        try:
+            sem = ds.read_label_map(int(i), check=False)  # remapped as training reads it (label_map, ...)
+        except (DatasetError, ImageReadError) as e:
+            if ds.on_error == "skip":
+                continue  # the dataset skips it, with its warning
+            raise PreflightError(f"{key}: {e}") from e
+        found = np.bincount(sem.ravel().astype(np.int64).clip(min=0), minlength=256)
+        bad = [int(v) for v in np.flatnonzero(found) if v >= c and v != 255]
+        if bad and ds.on_error != "skip":
+            raise PreflightError(
+                f"{key}: label map {ds.masks[i]} has value(s) {bad[:10]} but {key}.classes gives {c} classes "
+                f"(values 0..{c - 1}, 255 ignored): fix the map, the classes, or map the values with "
+                f"{key}.label_map (e.g. label_map: {{{bad[0]}: 255}} to ignore them)"
+            )
+        if not bad:
+            counts += found[:256]
+    return counts
+
+
+def check_label_maps(train_set: Any, val_set: Any = None, max_train: int = MAX_TRAIN_MAPS) -> None:
+    """Read the label maps of a SegFolderDataset data.train (up to ``max_train``) and data.val (all) before training.
+
+    Refuses (PreflightError naming the key, the file and the fix) a value past the classes other than 255, which
+    failed at the first batch that drew the map, or for data.val at the first evaluation, after training. Warns
+    when a class has no pixel in data.train's maps while 255 (ignore) covers some: 0/255 binary masks train as
+    background only and score mIoU 1.0 (see ``binary_mask_hint``). Other datasets are not read.
+    """
+    from detkit.data.datasets.seg_folder import SegFolderDataset, binary_mask_hint
+
+    for split, dataset, limit in (("train", train_set, max_train), ("val", val_set, None)):
+        if dataset is None:
+            continue
+        inner, key, _ = _chain(dataset, split)
+        if not isinstance(inner, SegFolderDataset):
+            continue
+        counts = _scan_maps(inner, key, limit)
+        hint = binary_mask_hint(counts, inner.class_names, key) if split == "train" else None
+        if hint:
+            logger.warning("%s", hint)

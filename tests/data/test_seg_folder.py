@@ -136,3 +136,61 @@ def test_shapes_folders_through_the_config_classes(tmp_path):
     )
     assert fg.class_names == ds.class_names
     assert ds[0]["sem_seg"].max() < 5
+
+
+@pytest.mark.parametrize("suffix", ["_mask.png", "_gtFine_labelTrainIds.png"])
+def test_a_mask_suffix_after_the_stem_pairs_the_files(tmp_path, suffix):
+    img_dir, mask_dir, maps = _write(tmp_path)
+    for i in range(3):  # a.jpg <-> a_mask.png (Kaggle, Cityscapes style)
+        (mask_dir / f"im{i}.png").rename(mask_dir / f"im{i}{suffix}")
+    ds = SegFolderDataset(img_dir, mask_dir, classes=["a", "b", "c"], mask_suffix=suffix)
+    assert ds.masks == [str(mask_dir / f"im{i}{suffix}") for i in range(3)]
+    assert np.array_equal(ds[1]["sem_seg"], maps[1])
+    (mask_dir / f"im2{suffix}").unlink()
+    with pytest.raises(DatasetError, match=rf"im2\.jpg has no .*ann/im2{suffix}"):
+        SegFolderDataset(img_dir, mask_dir, classes=["a", "b", "c"], mask_suffix=suffix)
+
+
+def test_a_bare_extension_replaces_the_image_ending_and_a_bad_suffix_is_named(tmp_path):
+    img_dir, mask_dir, _ = _write(tmp_path)
+    assert (
+        SegFolderDataset(img_dir, mask_dir, classes=["a", "b", "c"], mask_suffix=".png")
+        .masks[0]
+        .endswith("ann/im0.png")
+    )
+    for bad in ("png", "_mask", "masks/_m.png", ""):
+        with pytest.raises(DatasetError, match=rf"^mask_suffix '{bad}' is not a label-map file ending: give '\.png'"):
+            SegFolderDataset(img_dir, mask_dir, classes=["a", "b", "c"], mask_suffix=bad)
+
+
+def test_a_classes_file_with_a_byte_order_mark(tmp_path):
+    img_dir, mask_dir, _ = _write(tmp_path)
+    (tmp_path / "classes.txt").write_bytes("background\r\ncat\r\ndog\r\n".encode("utf-8-sig"))
+    ds = SegFolderDataset(img_dir, mask_dir, classes=str(tmp_path / "classes.txt"))
+    assert ds.class_names == ["background", "cat", "dog"]
+
+
+def test_255_classes_fit_256_do_not(tmp_path):
+    img_dir, mask_dir, _ = _write(tmp_path)
+    names = [f"c{k}" for k in range(255)]  # labels 0..254
+    assert SegFolderDataset(img_dir, mask_dir, classes=names).num_classes == 255
+    with pytest.raises(DatasetError, match=r"^256 classes: label values are 0\.\.254 \(255 is the ignore value\), "
+                       r"so at most 255 classes fit"):  # fmt: skip
+        SegFolderDataset(img_dir, mask_dir, classes=names, background="background")
+
+
+def test_label_map_and_reduce_zero_label_remap_the_values(tmp_path):
+    img_dir, mask_dir, _ = _write(tmp_path, n=1)
+    sem = np.array([[0, 1, 2, 255]] * 4, np.uint8)
+    Image.fromarray(sem).save(mask_dir / "im0.png")
+    cv2.imwrite(str(img_dir / "im0.jpg"), np.zeros((4, 4, 3), np.uint8))
+    binary = SegFolderDataset(img_dir, mask_dir, classes=["bg", "a", "b"], label_map={255: 1, 2: 255})
+    assert binary.read_label_map(0)[0].tolist() == [0, 1, 255, 1]
+    reduced = SegFolderDataset(img_dir, mask_dir, classes=["a", "b"], reduce_zero_label=True)
+    assert reduced[0]["sem_seg"][0].tolist() == [255, 0, 1, 255] and reduced[0]["sem_seg"].dtype == np.uint8
+    both = SegFolderDataset(img_dir, mask_dir, classes=["a", "b"], reduce_zero_label=True, label_map={0: 1})
+    assert both.read_label_map(0)[0].tolist() == [1, 0, 1, 255]  # label_map keys are the values in the files
+    with pytest.raises(DatasetError, match=r"^label_map entry 255: 3 is not value: class; .* 0\.\.2 or 255"):
+        SegFolderDataset(img_dir, mask_dir, classes=["bg", "a", "b"], label_map={255: 3})
+    with pytest.raises(DatasetError, match=r"^label_map \[255, 1\] is no mapping"):
+        SegFolderDataset(img_dir, mask_dir, classes=["bg", "a", "b"], label_map=[255, 1])

@@ -75,3 +75,30 @@ def test_check_config_reports_a_segmentation_config_instead_of_refusing_it(tmp_p
     Image.fromarray(np.full((24, 32), 9, np.uint8)).save(ann_dir / "im1.png")
     assert check_main(["--config", str(config), "--split", "train"]) == 1
     assert "ERROR [bad_label_map] label map" in capsys.readouterr().out
+
+
+def test_binary_0_255_masks_are_named_with_the_fix(tmp_path):
+    img_dir, ann_dir = _folder(tmp_path)
+    for i in range(4):
+        sem = np.zeros((24, 32), np.uint8)
+        sem[:6] = 255
+        Image.fromarray(sem).save(ann_dir / f"im{i}.png")
+    report = check_seg_folder(SegFolderDataset(img_dir, ann_dir, classes=["background", "shape"]), "data.val of x")
+    hint = [p for p in report.warnings if p.kind == "ignore_as_class"]
+    assert [p.message for p in hint] == [
+        "class 'shape' has no pixel in data.val's label maps but 255 (ignore) covers 25.0% of them: 0/255 binary "
+        "masks? map 255 to the class, e.g. label_map: {255: 1} on data.train and data.val (docs/segmentation.md)"
+    ]
+    fixed = SegFolderDataset(img_dir, ann_dir, classes=["background", "shape"], label_map={255: 1})
+    assert not check_seg_folder(fixed, "data.val of x").problems
+
+
+def test_a_mask_suffix_after_the_stem_pairs_and_finds_orphans(tmp_path):
+    img_dir, ann_dir = _folder(tmp_path)
+    for p in ann_dir.glob("*.png"):
+        p.rename(ann_dir / f"{p.stem}_mask.png")
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(ann_dir / "lost_mask.png")
+    ds = SegFolderDataset(img_dir, ann_dir, classes=["background", "cat"], mask_suffix="_mask.png")
+    report = check_seg_folder(ds, "data.train of x")
+    assert _kinds(report) == [("warning", "unused_files")] and "lost_mask.png" in report.format()
+    assert "1 label map(s)" in report.format() and report.class_images == {"background": 4, "cat": 4}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import unicodedata
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch.utils.data
@@ -16,9 +18,19 @@ from detkit.data.image_io import IMAGE_SUFFIXES, ImageReadError, read_image
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error
 from detkit.registry import DATASETS
 
-__all__ = ["SegFolderDataset", "load_class_names", "nfc", "read_label_map"]
+__all__ = [
+    "SegFolderDataset",
+    "binary_mask_hint",
+    "check_mask_suffix",
+    "label_map_path",
+    "load_class_names",
+    "nfc",
+    "read_label_map",
+]
 
 IGNORE = 255
+_EXTENSION = re.compile(r"\.[A-Za-z0-9]+")  # a bare file ending: ".png"
+_SUFFIX = re.compile(r"[^/\\]*\.[A-Za-z0-9]+")  # text the label map's name ends with, with its ending: "_mask.png"
 
 
 def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
@@ -30,7 +42,7 @@ def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
         path = os.fspath(classes)
         if not os.path.isfile(path):
             raise DatasetError(_missing_classes(path))
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Windows Notepad) is no name
             names = [nfc(line.strip()) for line in f if line.strip()]
         if not names:
             raise DatasetError(f"classes file {path} is empty; write one class name per line")
@@ -61,6 +73,46 @@ def _missing_classes(path: str) -> str:
     return (
         f"classes file {path} not found{where_read(path)}; give a text file with one class name per line "
         f"(label value = line index) or a list of names"
+    )
+
+
+def check_mask_suffix(mask_suffix: Any) -> str:
+    """``mask_suffix`` as given when it ends with a file ending (``.png``, ``_mask.png``), else a DatasetError."""
+    if not isinstance(mask_suffix, str) or not _SUFFIX.fullmatch(mask_suffix):
+        raise DatasetError(
+            f"mask_suffix {mask_suffix!r} is not a label-map file ending: give '.png' (a.jpg <-> a.png) or the text "
+            "after the image's stem, ending in the file ending: '_mask.png' (a.jpg <-> a_mask.png), "
+            "'_gtFine_labelTrainIds.png'; no folder"
+        )
+    return mask_suffix
+
+
+def label_map_path(rel: Path, mask_suffix: str) -> Path:
+    """The label map's path (relative, like ``rel``, an image's) for ``mask_suffix``: ``.png`` replaces the image's
+    file ending (``a.jpg`` -> ``a.png``); any other suffix follows the image's stem (``_mask.png``: ``a_mask.png``)."""
+    if _EXTENSION.fullmatch(mask_suffix):
+        return rel.with_suffix(mask_suffix)
+    return rel.with_name(rel.stem + mask_suffix)
+
+
+def binary_mask_hint(counts: np.ndarray, class_names: Sequence[str], split: str) -> str | None:
+    """The hint when a class has no pixel in ``split``'s label maps while 255 (ignore) covers some: 0/255 masks.
+
+    Args:
+        counts: pixels per label value (``np.bincount`` of the maps, at least 256 long).
+        class_names: the dataset's classes. split: names the maps in the message, e.g. ``data.train``.
+    Returns: the one-line warning, or None when every class has a pixel or no pixel is 255.
+    """
+    counts = np.asarray(counts)
+    missing = [k for k in range(len(class_names)) if counts[k] == 0]
+    if not missing or counts[IGNORE] == 0:
+        return None
+    names = ", ".join(f"'{class_names[k]}'" for k in missing[:4]) + (", ..." if len(missing) > 4 else "")
+    share = counts[IGNORE] / max(int(counts.sum()), 1)
+    return (
+        f"class{'es' if len(missing) > 1 else ''} {names} {'have' if len(missing) > 1 else 'has'} no pixel in "
+        f"{split}'s label maps but 255 (ignore) covers {share:.1%} of them: 0/255 binary masks? map 255 to the "
+        f"class, e.g. label_map: {{255: {missing[0]}}} on data.train and data.val (docs/segmentation.md)"
     )
 
 
@@ -111,9 +163,16 @@ class SegFolderDataset(torch.utils.data.Dataset):
 
     Args:
         img_dir, mask_dir: the two folders (searched recursively). classes, background: see above.
-        pipeline: transform specs or a callable. mask_suffix: of the label maps (``.png``).
+        pipeline: transform specs or a callable.
+        mask_suffix: ``.png`` (default: the image's file ending replaced, ``a.jpg`` <-> ``a.png``) or the text
+            that follows the image's stem (``_mask.png``: ``a.jpg`` <-> ``a_mask.png``).
         img_suffixes: image file endings to list. skip_bad_images: see above.
         on_error: ``'raise'`` (default) or ``'skip'`` bad records, see above (docs/datasets.md).
+        label_map: values in the files -> class index or 255, applied when a map is read, e.g. ``{255: 1}`` for
+            0/255 binary masks (255 is otherwise ignored).
+        reduce_zero_label: MMSegmentation's option: 0 becomes 255 (ignored) and every other value v becomes
+            v - 1 (maps whose 0 is "unlabelled", e.g. ADE20K); ``label_map`` entries, keyed by the values in the
+            files, take precedence over it.
     """
 
     def __init__(
@@ -127,23 +186,17 @@ class SegFolderDataset(torch.utils.data.Dataset):
         img_suffixes: Sequence[str] = IMAGE_SUFFIXES,
         skip_bad_images: bool = True,
         on_error: str = "raise",
+        label_map: Mapping[int, int] | None = None,
+        reduce_zero_label: bool = False,
     ):
         self.on_error = check_on_error(on_error, "SegFolderDataset")
         self.skipped = SkippedRecords()
         self.img_dir, self.mask_dir = os.fspath(img_dir), os.fspath(mask_dir)
         self.sem_seg_dir = self.mask_dir
-        names = load_class_names(classes)
-        if background is not None:
-            if names[0] == background:
-                raise DatasetError(
-                    f"classes already start with {background!r}; drop the background option "
-                    f"(it inserts {background!r} as class 0)"
-                )
-            names = [str(background), *names]
-        if len(names) >= IGNORE:
-            raise DatasetError(f"{len(names)} classes: 255 is the ignore value, so at most 255 classes fit")
-        self.class_names, self.skip_bad_images = names, skip_bad_images
-        self.mask_suffix, self.img_suffixes = mask_suffix, tuple(s.lower() for s in img_suffixes)
+        self.class_names, self.skip_bad_images = _class_names(classes, background), skip_bad_images
+        self.label_map = _check_label_map(label_map, self.num_classes)
+        self.reduce_zero_label = bool(reduce_zero_label)
+        self.mask_suffix, self.img_suffixes = check_mask_suffix(mask_suffix), tuple(s.lower() for s in img_suffixes)
         self.images, self.masks = self._pair_files(self.img_suffixes)
         self.aspect_ratios = np.array([self._aspect(p) for p in self.images], dtype=np.float32)  # h / w
         from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
@@ -158,13 +211,13 @@ class SegFolderDataset(torch.utils.data.Dataset):
         images = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         if not images:
             raise DatasetError(f"img_dir {self.img_dir} holds no image ({', '.join(suffixes)}); check data.*.img_dir")
-        masks = [Path(self.mask_dir) / p.relative_to(root).with_suffix(self.mask_suffix) for p in images]
+        masks = [Path(self.mask_dir) / label_map_path(p.relative_to(root), self.mask_suffix) for p in images]
         missing = [(i, m) for i, m in zip(images, masks) if not m.is_file()]
         if missing:
             i, m = missing[0]
             msg = (
                 f"{len(missing)} image(s) have no label map, e.g. image {i} has no {m}; add the label maps (same "
-                f"relative path and stem, suffix {self.mask_suffix}) or remove the images"
+                f"relative path and stem, mask_suffix {self.mask_suffix}) or remove the images"
             )
             if len(missing) == len(images):
                 raise DatasetError(
@@ -195,10 +248,13 @@ class SegFolderDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def read_label_map(self, i: int) -> np.ndarray:
-        """The checked label map of sample ``i`` (values 0..C-1 or 255), before the pipeline."""
+    def read_label_map(self, i: int, check: bool = True) -> np.ndarray:
+        """The label map of sample ``i`` before the pipeline, its values remapped (``reduce_zero_label``,
+        ``label_map``) and, with ``check``, checked: 0..C-1 or 255, else a DatasetError naming the file."""
         path = self.masks[i]
-        sem = read_label_map(path)
+        sem = self._remap(read_label_map(path))
+        if not check:
+            return sem
         counts = np.bincount(sem.ravel().astype(np.int64).clip(min=0), minlength=IGNORE + 1)
         bad = [int(v) for v in np.flatnonzero(counts) if v >= self.num_classes and v != IGNORE]
         if bad or (sem.size and int(sem.min()) < 0):
@@ -206,9 +262,21 @@ class SegFolderDataset(torch.utils.data.Dataset):
                 f"label map {path} has value(s) {bad[:10]} but there are {self.num_classes} classes "
                 f"({', '.join(self.class_names[:6])}{', ...' if self.num_classes > 6 else ''}): "
                 "values must be 0..C-1 or 255 (ignore); fix the map or the classes "
-                "(background option?)"
+                "(background option? label_map?)"
             )
         return sem
+
+    def _remap(self, sem: np.ndarray) -> np.ndarray:
+        """``sem`` with ``reduce_zero_label`` (0 -> 255, v -> v - 1) and ``label_map`` (keyed by file values, first)."""
+        if not (self.label_map or self.reduce_zero_label) or not sem.size:
+            return sem
+        lut = np.arange(max(IGNORE + 1, int(sem.max()) + 1), dtype=np.int64)
+        if self.reduce_zero_label:
+            lut[0], lut[1:IGNORE] = IGNORE, np.arange(IGNORE - 1)
+        for old, new in self.label_map.items():
+            if old < len(lut):
+                lut[old] = new
+        return lut[sem.clip(min=0)].astype(sem.dtype)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Image and checked label map of sample ``i``; None when one is bad and skipping applies (noted)."""
@@ -252,3 +320,39 @@ class SegFolderDataset(torch.utils.data.Dataset):
             "pad_offset": (0, 0),
         }
         return self.pipeline(sample) if self.pipeline is not None else sample
+
+
+def _class_names(classes: str | os.PathLike | Sequence[str], background: str | None) -> list[str]:
+    """The class list: ``classes`` with ``background`` inserted as class 0; at most 255 (labels 0..254)."""
+    names = load_class_names(classes)
+    if background is not None:
+        if names[0] == background:
+            raise DatasetError(
+                f"classes already start with {background!r}; drop the background option "
+                f"(it inserts {background!r} as class 0)"
+            )
+        names = [str(background), *names]
+    if len(names) > IGNORE:
+        raise DatasetError(
+            f"{len(names)} classes: label values are 0..254 (255 is the ignore value), so at most 255 classes fit; "
+            "merge or drop classes"
+        )
+    return names
+
+
+def _check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> dict[int, int]:
+    """``label_map`` (value in the files -> class index or 255) as a dict of ints, or a DatasetError naming the entry."""
+    if label_map is None:
+        return {}
+    if not isinstance(label_map, Mapping):
+        raise DatasetError(f"label_map {label_map!r} is no mapping; give value-in-the-files: class, e.g. {{255: 1}}")
+    out = {}
+    for old, new in label_map.items():
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (old, new))
+        if not ok or old < 0 or not (0 <= new < num_classes or new == IGNORE):
+            raise DatasetError(
+                f"label_map entry {old!r}: {new!r} is not value: class; keys are values in the label maps (>= 0), "
+                f"values a class index 0..{num_classes - 1} or 255 (ignore), e.g. label_map: {{255: 1}}"
+            )
+        out[old] = new
+    return out
