@@ -8,7 +8,8 @@ same command again, or in several processes or machines at once, continues it un
 (complete, pruned and failed). DIR gets trials.csv, best.yaml (train it with tools/train.py), history.png,
 slices.png and, with 2+ parameters, importance.png and parallel.png. docs/tuning.md has the space format.
 Exit status: 0 done, 1 no trial completed (or the same error failed 3 trials in a row), 2 bad input (config,
-space, data, storage, a study with another metric), 130/143 stopped by SIGINT/SIGTERM.
+space, data, storage, a study with another metric, a work dir that holds another study), 130/143 stopped
+by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="default median: stop a trial whose evaluation falls below the median of the others at that epoch",
     )
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default sqlite:///DIR/study.db)")
-    p.add_argument("--study-name", metavar="NAME", help="default: the name of DIR")
+    p.add_argument("--study-name", metavar="NAME", help="default: the name of DIR (a work dir holds one study)")
     p.add_argument("--timeout", type=float, metavar="S", help="start no new trial after S seconds")
     p.add_argument(
         "--set", nargs="+", action="extend", default=[], metavar="K=V", help="override config keys in every trial"

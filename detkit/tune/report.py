@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from detkit.config import dump_config
@@ -90,23 +91,58 @@ def write_trials_csv(path: Path, trials: list[FrozenTrial], params: list[Param],
 
 
 def best_config(cfg: dict, params: list[Param], best: FrozenTrial) -> dict:
-    """The resolved config of trial ``best``: the base config with its parameters."""
+    """The config of trial ``best`` rebuilt from ``cfg`` (the current base config) and its parameters."""
     return apply_params(cfg, decode_params(params, best.params))
+
+
+def _value_at(cfg: Any, key: str) -> Any:
+    """The value at a dotted key of a config (list items by index); KeyError / IndexError / TypeError if none."""
+    node = cfg
+    for part in key.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def trial_config(params: list[Param], best: FrozenTrial) -> tuple[str | None, str]:
+    """The text of the config.yaml that trial ``best``'s training wrote, or None and why it cannot be used
+    (missing, unreadable, or its searched values are not the trial's: another run wrote it)."""
+    stored = best.user_attrs.get("work_dir")
+    if not stored:
+        return None, "the trial has no work dir recorded"
+    path = Path(stored) / "config.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+        cfg = yaml.safe_load(text)
+        for key, value in decode_params(params, best.params).items():
+            if _value_at(cfg, key) != value:
+                return None, f"{path} has {key} {format_value(_value_at(cfg, key))}, not the trial's"
+    except FileNotFoundError:
+        return None, f"{path} does not exist"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, IndexError, TypeError, ValueError) as e:
+        return None, f"{path} cannot be read ({type(e).__name__})"
+    return text, ""
 
 
 def write_best_yaml(
     path: Path, cfg: dict, params: list[Param], best: FrozenTrial, metric: str, study_name: str, train_cmd: str
-) -> None:
-    """best.yaml: the best trial's resolved config (``tools/train.py`` takes it as it is), with a header."""
+) -> str:
+    """best.yaml: the best trial's own resolved config (the config.yaml its training wrote; ``tools/train.py``
+    takes it as it is), with a header. Where that file cannot be used, the current config with the trial's
+    values; returns why then (a warning for the caller), else an empty string."""
     values = decode_params(params, best.params)
+    text, why = trial_config(params, best)
     header = [
         f"# best trial {best.number} of study '{study_name}': {metric} {best.value:.4f}",
         f"# searched: {shown_params(values)}",
         f"# its run: {best.user_attrs.get('work_dir', '')}",
         f"# train it further: {train_cmd}",
     ]
-    text = ("\n".join(header) + "\n" + dump_config(best_config(cfg, params, best))).encode("utf-8")
-    atomic_write(path, lambda f: f.write(text))
+    if text is None:
+        header.append(f"# rebuilt from this search's config and the trial's values: {why}")
+        text = dump_config(best_config(cfg, params, best))
+    data = ("\n".join(header) + "\n" + text).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+    return why
 
 
 def train_command(tool: str, best_yaml: Path, work_dir: Path) -> str:

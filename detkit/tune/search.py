@@ -24,6 +24,7 @@ from detkit.tune.space import Param, decode_params, grid_space
 from detkit.tune.study import (
     build_pruner,
     build_sampler,
+    check_other_studies,
     check_storage_file,
     default_storage,
     open_storage,
@@ -163,6 +164,7 @@ class SearchLoop:
         self.dir = Path(search.work_dir)
         self.runner = TrialRunner(search.cfg, search.params, self.dir, search.metric, search.device, search.tool)
         self.failures: list[str] = []
+        self.warned: set[int] = set()  # best trials whose best.yaml was rebuilt (said once each)
         self.stopped: str | None = None  # why this process stops before the study is full
 
     def open(self) -> optuna.Study:
@@ -172,6 +174,7 @@ class SearchLoop:
         check_storage_file(s.url)
         with storage_lock(s.url):  # one process at a time creates the tables and the study
             storage = open_storage(s.url)
+            check_other_studies(storage, s.url, s.name, self.dir)
             self.study = open_study(storage, s.url, s.name, s.direction, s.metric, sampler, pruner)
         existing = len(self.study.get_trials(deepcopy=False))
         searched = "; ".join(f"{p.key} {p.describe()}" for p in s.params)
@@ -204,9 +207,14 @@ class SearchLoop:
         return next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
 
     def same_failure(self, outcome: TrialOutcome) -> bool:
-        """True when the last SAME_FAILURES trials of this process failed with one message (numbers aside)."""
+        """True when the last SAME_FAILURES trials of this process failed with one message (numbers aside).
+
+        A failure that the sampled values caused (``outcome.sampled``: divergence, a refused sampled config) is
+        left out: it neither counts nor breaks the run of failures; other values may well train."""
         if outcome.state != TrialState.FAIL:
             self.failures = []
+            return False
+        if outcome.sampled:
             return False
         self.failures.append(re.sub(r"\d+", "N", outcome.message))
         return len(self.failures) >= SAME_FAILURES and len(set(self.failures[-SAME_FAILURES:])) == 1
@@ -240,7 +248,7 @@ class SearchLoop:
                     self.stopped = (
                         f"{SAME_FAILURES} trials in a row failed with the same error ({outcome.message}); fix its "
                         "cause and run the command again (failed trials count toward --trials: raise it, or give "
-                        "another --study-name)"
+                        "another --work-dir)"
                     )
                     status = 1
                     break
@@ -255,7 +263,15 @@ class SearchLoop:
         best = report.best_trial(trials, s.direction)
         if best is not None:
             cmd = report.train_command(s.tool, self.dir / "best.yaml", self.dir)
-            report.write_best_yaml(self.dir / "best.yaml", s.cfg, s.params, best, s.metric, s.name, cmd)
+            why = report.write_best_yaml(self.dir / "best.yaml", s.cfg, s.params, best, s.metric, s.name, cmd)
+            if why and best.number not in self.warned:
+                self.warned.add(best.number)
+                print(
+                    f"warning: best.yaml is this search's config with trial {best.number}'s values, not its own "
+                    f"config.yaml ({why})",
+                    file=self.out,
+                    flush=True,
+                )
             written.append(self.dir / "best.yaml")
         return written
 

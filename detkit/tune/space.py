@@ -187,6 +187,47 @@ class _Reader:
         return self.categorical() if kind == "categorical" else self.range_param(kind)
 
 
+def _nested_distribution(key: str, spec: dict) -> tuple[str, str] | None:
+    """``('optimizer.lr', 'float')`` for ``optimizer: {lr: {type: float, ...}}``: the first nested distribution."""
+    for sub, value in spec.items():
+        if isinstance(value, dict):
+            if value.get("type") in KIND_FIELDS:
+                return f"{key}.{sub}", value["type"]
+            deeper = _nested_distribution(f"{key}.{sub}", value)
+            if deeper:
+                return deeper
+    return None
+
+
+def _config_section(key: Any, spec: Any) -> bool:
+    """True for an entry of a config file (``model: {type: FasterRCNN, depth: 50}``), not a distribution."""
+    if not isinstance(key, str) or "." in key or not isinstance(spec, dict) or spec.get("type") in KIND_FIELDS:
+        return False
+    fields = set().union(*KIND_FIELDS.values(), {"type"})
+    return _nested_distribution(key, spec) is None and any(f not in fields for f in spec)
+
+
+def layout_hint(where: str, data: dict) -> SpaceError | None:
+    """A SpaceError for a file laid out as a config rather than a space: a config file given as --space
+    (``_base_``, or a section such as ``model: {type: FasterRCNN, ...}``), or nested keys where a space writes
+    them dotted (``optimizer: {lr: {type: float, ...}}``); None when neither."""
+    if "_base_" in data or any(_config_section(k, v) for k, v in data.items()):
+        return SpaceError(
+            f"{where}: this looks like a config file, not a search space: give the config as CONFIG and, as "
+            f"--space, a file of dotted config keys mapped to distributions, e.g. '{EXAMPLE}'"
+        )
+    for key, spec in data.items():
+        if isinstance(spec, dict) and spec.get("type") not in KIND_FIELDS:
+            nested = _nested_distribution(str(key), spec)
+            if nested:
+                fields = "choices: [...]" if nested[1] == "categorical" else "low: ..., high: ..."
+                return SpaceError(
+                    f"{where}: '{key}' nests its keys; a space writes each searched key dotted, as --set does: "
+                    f"'{nested[0]}: {{type: {nested[1]}, {fields}}}'"
+                )
+    return None
+
+
 def read_space(path: str | Path) -> list[Param]:
     """Parse the space file into parameters (the distributions alone; :func:`load_space` checks the keys)."""
     path = Path(path)
@@ -202,6 +243,9 @@ def read_space(path: str | Path) -> list[Param]:
         raise SpaceError(
             f"{where}: a search space is a mapping of config keys to distributions, e.g. '{EXAMPLE}'; got {got}"
         )
+    hint = layout_hint(where, data)
+    if hint is not None:
+        raise hint
     params = []
     for key, spec in data.items():
         if not isinstance(key, str):

@@ -9,6 +9,7 @@ accepts (``postgresql://...``, ``mysql+pymysql://...``); ``journal:PATH`` for Op
 from __future__ import annotations
 
 import contextlib
+import socket
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,14 @@ def journal_file(url: str) -> Path | None:
 
 
 def check_storage_file(url: str) -> None:
-    """A SQLite or journal file must go into an existing folder (nothing creates one for it)."""
+    """A SQLite or journal file must go into an existing folder (nothing creates one for it); ``postgres://``
+    (SQLAlchemy knows only ``postgresql://``) is named with the fix."""
+    if url.startswith("postgres://"):
+        fixed = "postgresql://" + url[len("postgres://") :]
+        raise StudyError(
+            f"--storage {shown_url(url)}: SQLAlchemy names PostgreSQL 'postgresql://', not 'postgres://'; give "
+            f"--storage {shown_url(fixed)}"
+        )
     target = sqlite_file(url) or journal_file(url)
     if target is not None and not target.absolute().parent.is_dir():
         raise StudyError(
@@ -137,7 +145,7 @@ def build_pruner(name: str, max_resource: int | None):
 
 def open_study(storage: Any, url: str, name: str, direction: str, metric: str, sampler, pruner) -> optuna.Study:
     """Create the study, or continue the one of that name; one that was created for another metric or direction
-    is a StudyError (a new --study-name starts a fresh one)."""
+    is a StudyError (another --work-dir starts a fresh one)."""
     try:
         study = optuna.create_study(
             storage=storage, study_name=name, direction=direction, sampler=sampler, pruner=pruner, load_if_exists=True
@@ -151,12 +159,49 @@ def open_study(storage: Any, url: str, name: str, direction: str, metric: str, s
     if (stored is not None and stored != metric) or old_direction != direction:
         raise StudyError(
             f"study '{name}' in {shown_url(url)} searches to {old_direction} {stored or 'its metric'}, not to "
-            f"{direction} {metric}; give the same --metric / --direction to continue it, or another --study-name "
-            "(or --work-dir) to start a new study"
+            f"{direction} {metric}; give the same --metric / --direction to continue it, or another --work-dir to "
+            "start a new study"
         )
     if stored is None:
         study.set_user_attr("metric", metric)
     return study
+
+
+def _wrote_into(trial, work_dir: Path) -> bool:
+    """True when ``trial`` (of any study) trained in a ``trial_<n>`` folder of ``work_dir``: its stored work dir
+    is there, and it ran on this host or its folder is visible here (a shared file system)."""
+    stored = trial.user_attrs.get("work_dir")
+    if not isinstance(stored, str) or not stored:
+        return False
+    path = Path(stored)
+    if path.resolve().parent != work_dir.resolve():
+        return False
+    return trial.user_attrs.get("host") == socket.gethostname() or path.exists()
+
+
+def check_other_studies(storage: Any, url: str, name: str, work_dir: Path) -> None:
+    """Refuse to start study ``name`` in ``work_dir`` when another study with trials owns the folder: its storage
+    file lies in ``work_dir`` (the default ``DIR/study.db``, also after the folder was renamed or copied), or
+    its trials trained in ``work_dir`` (a storage shared by several studies, each with its own work dir, is
+    fine). Its trial folders, trials.csv and best.yaml would be displaced or rewritten. A study that already
+    has trials is continued as it is."""
+    summaries = optuna.study.get_all_study_summaries(storage, include_best_trial=False)
+    if any(s.study_name == name and s.n_trials for s in summaries):
+        return
+    target = sqlite_file(url) or journal_file(url)
+    in_dir = target is not None and target.absolute().parent.resolve() == Path(work_dir).resolve()
+    for s in summaries:
+        if s.study_name == name or not s.n_trials:
+            continue
+        if not in_dir:
+            study_id = storage.get_study_id_from_name(s.study_name)
+            if not any(_wrote_into(t, Path(work_dir)) for t in storage.get_all_trials(study_id, deepcopy=False)):
+                continue
+        where = str(target) if in_dir else f"--storage {shown_url(url)} (its trials trained in {work_dir})"
+        raise StudyError(
+            f"{where} holds study '{s.study_name}' ({s.n_trials} trial{'s' if s.n_trials != 1 else ''}): give "
+            f"--study-name {s.study_name} to continue it, or another --work-dir for a new study"
+        )
 
 
 def quiet_optuna() -> None:

@@ -25,13 +25,16 @@ from detkit.tune.space import Param, apply_params
 
 @dataclass
 class TrialOutcome:
-    """What a trial ended with: its state, its value (COMPLETE), a message (why it was pruned or failed) and, when
-    a signal stopped it, the signal's name (the search stops after recording the trial)."""
+    """What a trial ended with: its state, its value (COMPLETE), a message (why it was pruned or failed), when a
+    signal stopped it the signal's name (the search stops after recording the trial), and ``sampled``: True for a
+    failure that the sampled values caused (training diverged, a non-finite metric, a sampled config the checks
+    refuse), which other values may not repeat."""
 
     state: TrialState
     value: float | None = None
     message: str = ""
     interrupted: str | None = None
+    sampled: bool = False
 
 
 class PruneReporter:
@@ -127,10 +130,12 @@ class TrialRunner:
             return TrialOutcome(TrialState.FAIL, message="stopped at once by a second signal", interrupted="SIGINT")
         except ConfigError as e:
             self._write_error(out, e)
-            return TrialOutcome(TrialState.FAIL, message=f"the sampled config is not valid: {e}")
+            return TrialOutcome(TrialState.FAIL, message=f"the sampled config is not valid: {e}", sampled=True)
         except Exception as e:  # noqa: BLE001  (a failed trial is recorded and the search goes on)
+            from detkit.engine.runtime import TrainingDiverged
+
             self._write_error(out, e)
-            return TrialOutcome(TrialState.FAIL, message=first_line(e))
+            return TrialOutcome(TrialState.FAIL, message=first_line(e), sampled=isinstance(e, TrainingDiverged))
         finally:
             release_memory()
 
@@ -154,7 +159,7 @@ class TrialRunner:
             given = ", ".join(metrics) or "nothing"
             return TrialOutcome(TrialState.FAIL, message=f"no evaluation gave {self.metric} (the last gave {given})")
         if not math.isfinite(value):
-            return TrialOutcome(TrialState.FAIL, message=f"{self.metric} is {value}")
+            return TrialOutcome(TrialState.FAIL, message=f"{self.metric} is {value}", sampled=True)
         return TrialOutcome(TrialState.COMPLETE, value=float(value))
 
     @staticmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,11 +36,12 @@ class PruneWhen(optuna.pruners.BasePruner):
 def _search(tmp_path, cfg, space: str, trials: int, **kw) -> Search:
     path = tmp_path / "space.yaml"
     path.write_text(space)
-    return Search(cfg=cfg, params=load_space(path, cfg), work_dir=tmp_path / "tune", trials=trials, device="cpu", **kw)
+    work_dir = kw.pop("work_dir", tmp_path / "tune")
+    return Search(cfg=cfg, params=load_space(path, cfg), work_dir=work_dir, trials=trials, device="cpu", **kw)
 
 
-def _rows(tmp_path) -> list[dict]:
-    return list(csv.DictReader((tmp_path / "tune" / "trials.csv").open()))
+def _rows(tmp_path, name: str = "tune") -> list[dict]:
+    return list(csv.DictReader((tmp_path / name / "trials.csv").open()))
 
 
 def test_complete_pruned_and_failed_trials(tmp_path, toy_cfg):
@@ -99,9 +101,81 @@ def test_a_study_keeps_its_metric_and_direction(tmp_path, toy_cfg):
         run_search(_search(tmp_path, toy_cfg, space, 2, direction="minimize"), io.StringIO())
     with pytest.raises(StudyError, match="not to maximize toy/l1; give the same --metric"):
         run_search(_search(tmp_path, toy_cfg, space, 2, metric="toy/l1"), io.StringIO())
-    # another study name in the same storage is a new study
-    result = run_search(_search(tmp_path, toy_cfg, space, 1, metric="toy/l1", study_name="l1"), io.StringIO())
+    # another work dir is a new study
+    result = run_search(_search(tmp_path, toy_cfg, space, 1, metric="toy/l1", work_dir=tmp_path / "l1"), io.StringIO())
     assert len(result.study.trials) == 1
+
+
+LR = "optimizer.lr: {type: float, low: 0.001, high: 0.1}\n"
+
+
+def _snapshot(work_dir) -> dict:
+    return {p.relative_to(work_dir): p.read_bytes() for p in sorted(work_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_second_study_in_the_work_dir_is_refused_before_any_trial(tmp_path, toy_cfg):
+    run_search(_search(tmp_path, toy_cfg, LR, 2), io.StringIO())
+    work = tmp_path / "tune"
+    before = _snapshot(work)
+    with pytest.raises(StudyError) as e:
+        run_search(_search(tmp_path, toy_cfg, LR, 1, study_name="other"), io.StringIO())
+    assert str(e.value) == (
+        f"{work / 'study.db'} holds study 'tune' (2 trials): give --study-name tune to continue it, or another "
+        "--work-dir for a new study"
+    )
+    after = _snapshot(work)
+    assert after.keys() == before.keys() and all(after[k] == before[k] for k in before if k.name != "study.db")
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{work / 'study.db'}")] == ["tune"]
+
+
+def test_a_copied_work_dir_is_not_a_new_study(tmp_path, toy_cfg):
+    run_search(_search(tmp_path, toy_cfg, LR, 1), io.StringIO())
+    shutil.copytree(tmp_path / "tune", tmp_path / "tunecopy")  # its default study name would be 'tunecopy'
+    with pytest.raises(StudyError, match=r"tunecopy/study.db holds study 'tune' \(1 trial\): give --study-name tune"):
+        run_search(_search(tmp_path, toy_cfg, LR, 2, work_dir=tmp_path / "tunecopy"), io.StringIO())
+    assert not (tmp_path / "tunecopy" / "trial_0" / "previous-1").exists()
+    out = io.StringIO()
+    run_search(_search(tmp_path, toy_cfg, LR, 2, work_dir=tmp_path / "tunecopy", study_name="tune"), out)
+    assert "study 'tune' in" in out.getvalue() and "1 of 2 trials exist" in out.getvalue()
+    assert [r["number"] for r in _rows(tmp_path, "tunecopy")] == ["0", "1"]
+
+
+def test_a_shared_storage_holds_a_study_per_work_dir(tmp_path, toy_cfg):
+    (tmp_path / "db").mkdir()
+    url = f"sqlite:///{tmp_path / 'db' / 'studies.db'}"
+    for name in ("a", "b"):  # two studies, each in its own work dir: both run
+        result = run_search(_search(tmp_path, toy_cfg, LR, 1, storage=url, work_dir=tmp_path / name), io.StringIO())
+        assert result.status == 0 and len(result.study.trials) == 1
+    with pytest.raises(StudyError, match=r"holds study 'a' \(1 trial\): give --study-name a to continue it"):
+        run_search(
+            _search(tmp_path, toy_cfg, LR, 1, storage=url, work_dir=tmp_path / "a", study_name="c"), io.StringIO()
+        )
+    assert [r["number"] for r in _rows(tmp_path, "a")] == ["0"]
+
+
+def test_best_yaml_is_the_best_trials_own_config(tmp_path, toy_cfg):
+    run_search(_search(tmp_path, toy_cfg, LR, 1), io.StringIO())
+    trial_cfg = yaml.safe_load((tmp_path / "tune" / "trial_0" / "config.yaml").read_text())
+    toy_cfg["train"]["max_nonfinite"] = 5  # the same study run again with another --set: no trial to run
+    out = io.StringIO()
+    run_search(_search(tmp_path, toy_cfg, LR, 1), out)
+    best = yaml.safe_load((tmp_path / "tune" / "best.yaml").read_text())
+    assert best == trial_cfg and best["train"]["max_nonfinite"] == 1 and "warning" not in out.getvalue()
+    (tmp_path / "tune" / "trial_0" / "config.yaml").unlink()  # gone: rebuilt from this config, with a warning
+    out = io.StringIO()
+    run_search(_search(tmp_path, toy_cfg, LR, 1), out)
+    text = (tmp_path / "tune" / "best.yaml").read_text()
+    assert yaml.safe_load(text)["train"]["max_nonfinite"] == 5
+    assert yaml.safe_load(text)["optimizer"]["lr"] == trial_cfg["optimizer"]["lr"]
+    assert "# rebuilt from this search's config and the trial's values:" in text
+    assert "warning: best.yaml is this search's config with trial 0's values" in out.getvalue()
+
+
+def test_a_postgres_url_is_named_with_the_fix(tmp_path, toy_cfg):
+    url = "postgres://user:secret@dbhost/optuna"
+    with pytest.raises(StudyError, match="give --storage postgresql://user:\\*\\*\\*@dbhost/optuna") as e:
+        run_search(_search(tmp_path, toy_cfg, LR, 1, storage=url), io.StringIO())
+    assert "secret" not in str(e.value) and not (tmp_path / "tune" / "trial_0").exists()
 
 
 def test_a_signal_stops_the_search_and_records_the_trial(tmp_path, toy_cfg):
@@ -147,16 +221,49 @@ def test_a_sampled_value_the_config_refuses_fails_the_trial(tmp_path, toy_cfg):
     outcome = runner(optuna.trial.FixedTrial({"optimizer.lr": -1.0}, number=4))
     assert outcome.state == TrialState.FAIL
     assert outcome.message == "the sampled config is not valid: optimizer.lr must be a number > 0, got -1.0"
+    assert outcome.sampled  # left out of the same-failure count
     assert "ConfigError" in (tmp_path / "tune" / "trial_4" / "error.txt").read_text()
 
 
-def test_the_same_error_again_and_again_stops_the_search(tmp_path, toy_cfg):
-    space = "model.nan_from: {type: categorical, choices: [0]}\n"  # every trial diverges
+def test_the_same_error_again_and_again_stops_the_search(tmp_path, toy_cfg, monkeypatch):
+    def full_disk(self, trial, cfg, out):
+        raise OSError(f"[Errno 28] No space left on device: '{out}/latest.pth'")
+
+    monkeypatch.setattr(TrialRunner, "_train", full_disk)
+    out = io.StringIO()
+    result = run_search(_search(tmp_path, toy_cfg, LR, 10), out)
+    assert result.status == 1 and len(_rows(tmp_path)) == 3
+    assert "3 trials in a row failed with the same error (OSError: [Errno 28] No space left" in out.getvalue()
+
+
+def test_divergence_does_not_stop_the_search(tmp_path, toy_cfg):
+    # every trial diverges (the sampled values' doing, as a learning rate too high): each is recorded, none stops
+    space = "model.nan_from: {type: categorical, choices: [0, 1]}\n"
     toy_cfg["model"]["nan_from"] = None
     out = io.StringIO()
-    result = run_search(_search(tmp_path, toy_cfg, space, 10), out)
-    assert result.status == 1 and len(_rows(tmp_path)) == 3
-    assert "3 trials in a row failed with the same error" in out.getvalue()
+    result = run_search(_search(tmp_path, toy_cfg, space, 4), out)
+    rows = _rows(tmp_path)
+    assert len(rows) == 4 and {r["state"] for r in rows} == {"fail"}
+    assert all(r["message"].startswith("TrainingDiverged") for r in rows)
+    assert "in a row failed" not in out.getvalue() and "no trial completed" in out.getvalue()
+    assert result.status == 1
+
+
+def test_failures_of_the_sampled_values_neither_count_nor_break_a_run(tmp_path, toy_cfg):
+    from detkit.tune.search import SearchLoop
+    from detkit.tune.trial import TrialOutcome
+
+    loop = SearchLoop(_search(tmp_path, toy_cfg, LR, 10), io.StringIO())
+    diverged = [TrialOutcome(TrialState.FAIL, f"TrainingDiverged: lr {i}", sampled=True) for i in range(3)]
+    missing = TrialOutcome(TrialState.FAIL, "FileNotFoundError: data/x.json")
+    assert not any(loop.same_failure(o) for o in diverged)
+    assert [loop.same_failure(o) for o in (missing, diverged[0], missing, diverged[1], missing)] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
 
 
 def test_timeout_starts_no_new_trial(tmp_path, toy_cfg):

@@ -98,6 +98,18 @@ def test_list_items_are_keys(tmp_path, toy_cfg):
         ("- optimizer.lr", "a search space is a mapping of config keys to distributions"),
         ("", "got nothing"),
         ("optimizer.lr: {type: float, low: [0.1, high: 1}", "not valid YAML"),
+        (  # nested keys, as in a config: the dotted key to write
+            "optimizer: {lr: {type: float, low: 0.001, high: 0.1}}",
+            "'optimizer' nests its keys; a space writes each searched key dotted, as --set does: "
+            "'optimizer.lr: {type: float, low: ..., high: ...}'",
+        ),
+        (
+            "data:\n  batch_size: {type: categorical, choices: [1, 2]}",
+            "'data.batch_size: {type: categorical, choices: [...]}'",
+        ),
+        # a config file given as --space
+        ("_base_: [../_base_/runtime.yaml]\nseed: 0", "this looks like a config file, not a search space"),
+        ("seed: 0\nmodel: {type: ToyDetector, num_classes: 2}", "this looks like a config file, not a search space"),
     ],
 )
 def test_a_bad_space_names_the_file_and_the_key(tmp_path, toy_cfg, text, message):
