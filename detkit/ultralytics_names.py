@@ -148,9 +148,10 @@ def _walk_sizes(spec: Any, path: str, size: Any, out: list) -> None:
     if not isinstance(spec, dict):
         return
     mosaic = spec.get("mosaic") if isinstance(spec.get("mosaic"), dict) else {}
-    if spec.get("type") == "MixDataset":  # size, else its alias mosaic.size, else the default 640
-        key = "mosaic.size" if spec.get("size") is None and mosaic.get("size") is not None else "size"
-        out.append((f"{path}.{key}", spec.get("size") or mosaic.get("size") or 640, size))
+    if spec.get("type") == "MixDataset":  # size and its alias mosaic.size (both when both are set), else 640
+        keys = [k for k, v in (("size", spec.get("size")), ("mosaic.size", mosaic.get("size"))) if v is not None]
+        for key in keys or ["size"]:
+            out.append((f"{path}.{key}", spec.get("size") or mosaic.get("size") or 640, size))
     if spec.get("type") == "TiledDataset":
         out.append((f"{path}.tile_size", spec.get("tile_size") or 640, size))
     for i, step in enumerate(spec.get("pipeline") or []):

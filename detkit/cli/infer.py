@@ -11,7 +11,7 @@ CONFIG may be '-' to use the config stored in the checkpoint; --set overrides it
 (<stem>.jpg) and videos (<stem>.mp4 / .avi), predictions.json (COCO results, masks as RLE) and
 images.json (image_id -> file, frame); for semantic models <stem>_labels.png and <stem>_sem.png; for
 classifiers predictions.csv (file, frame, label_1, score_1, ... label_k, score_k: the top-k classes of the
-config's model.topk and their probabilities) and <stem>.jpg drawn with the top classes (--score-thr, --draw-thr
+config's model.topk and their probabilities; drawn: the drawing's name) and <stem>.jpg drawn with the top classes (--score-thr, --draw-thr
 and --tile are for detectors). Unreadable inputs are reported and skipped. A progress bar with ETA shows on a terminal; the last line
 says how many detections were saved and drawn, and at which thresholds. --tta runs each image at several
 scales and mirrored and merges the predictions; --ensemble merges more checkpoints (same classes) with

@@ -20,6 +20,7 @@ a warning.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -237,7 +238,7 @@ def check_overlap(train_set: Any, val_set: Any) -> None:
     train, val = _innermost_files(train_set), _innermost_files(val_set)
     if train is None or val is None:
         return
-    shared = set(map(str, train.files)) & set(map(str, val.files))
+    shared = {os.path.realpath(f) for f in train.files} & {os.path.realpath(f) for f in val.files}
     if not shared:
         return
     split = [s for s, d in (("train", train), ("val", val)) if getattr(d, "held_out", None) is not None]

@@ -250,7 +250,7 @@ def test_data_takes_a_classifiers_class_folders(tmp_path, monkeypatch, capsys):
     assert (cfg["data"]["val"]["img_dir"], cfg["data"]["val"]["subset"]) == (str(photos), "val")
     assert cfg["data"]["val"]["val_fraction"] == 0.3 and cfg["data"]["train"]["val_fraction"] == 0.2
     (line,) = _refused(train_cli.main, ["resnet18_shapes", "--data", str(root / "train" / "circle")], capsys)
-    assert "holds no class folders" in line or "class folders" in line
+    assert f"--data {root / 'train' / 'circle'}" in line and "class folders" in line
     (line,) = _refused(train_cli.main, ["yolo_n_shapes", "--data", str(root)], capsys)
     assert "class-folder (classification) dataset" in line and "resnet18_shapes" in line
     monkeypatch.chdir(tmp_path)
@@ -288,5 +288,7 @@ def test_size_keys_cover_mosaic_size_the_default_size_and_tiles():
         320,
     )
     assert keys({"type": "MixDataset", "mosaic": {"p": 1.0}}) == [("data.train.size", 640, 320)]
+    both = keys({"type": "MixDataset", "size": 480, "mosaic": {"size": 480}})  # both set: both follow
+    assert [k for k, _, _ in both] == ["data.train.size", "data.train.mosaic.size"]
     assert keys({"type": "TiledDataset", "tile_size": [256, 256]}) == [("data.train.tile_size", [256, 256], 320)]
     assert keys({"type": "CocoDataset", "pipeline": [{"type": "HorizontalFlip"}]}) == []

@@ -116,16 +116,19 @@ class HoldOut:
 
     def held(self, count: int) -> int:
         """How many of a class's ``count`` images are held out: the fraction rounded, one at least (of two or more)."""
-        return 0 if count < 2 else min(count - 1, max(1, round(count * self.fraction)))
+        return 0 if count < 2 else min(count - 1, max(1, int(count * self.fraction + 0.5)))  # half up, not to even
 
     def take(self, items: list[tuple[str, int]], class_names: Sequence[str]) -> list[tuple[str, int]]:
         """The items of this subset, in their listing order. A class's draw depends on its name, the seed and
         its sorted files only (not on the other classes, nor on the order of listing)."""
         import zlib
 
+        by_label: dict[int, list[str]] = {}
+        for f, lab in items:  # one pass (ImageNet: 1.3 M items, 1000 classes)
+            by_label.setdefault(lab, []).append(f)
         held: set[str] = set()
         for label, name in enumerate(class_names):
-            files = sorted(f for f, lab in items if lab == label)
+            files = sorted(set(by_label.get(label, [])))  # (a file listed twice in a CSV counts once)
             rng = np.random.default_rng([self.seed, zlib.crc32(name.encode("utf-8"))])
             held.update(files[i] for i in rng.permutation(len(files))[: self.held(len(files))])
         return [(f, lab) for f, lab in items if (f in held) == (self.subset == "val")]
