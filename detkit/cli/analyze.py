@@ -16,6 +16,7 @@ Exit status: 0 done, 2 bad input (files, folders, options).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -103,6 +104,27 @@ def check_paths(args: argparse.Namespace) -> None:
         out_file_arg(out / name, "--out-dir", inputs)
 
 
+def check_img_dir(img_dir: str | None, coco_gt, gt_json: str) -> None:
+    """Refuse an --img-dir that holds none of the ground truth's images (it drew nothing, with a warning per
+    image): the folder that the json's file_name values are relative to is another one."""
+    from detkit.data.image_io import UnsafePathError, safe_join
+
+    if img_dir is None:
+        return
+    names = [im.get("file_name") for im in coco_gt.dataset.get("images", []) if isinstance(im, dict)]
+    for name in names:
+        try:
+            if isinstance(name, str) and os.path.isfile(safe_join(img_dir, name)):
+                return
+        except UnsafePathError:
+            continue
+    if names:
+        raise UserError(
+            f"--img-dir {img_dir} holds none of the {len(names)} images of {gt_json} (e.g. {names[0]!r}): give the "
+            "folder that their file_name values are relative to"
+        )
+
+
 def format_report(out: dict, args: argparse.Namespace) -> str:
     """The printed report: overall AP, per-class and per-size tables, confusion counts, error breakdown."""
     from detkit.analysis.errors import ERROR_TYPES, ORACLES
@@ -142,8 +164,17 @@ def run(args: argparse.Namespace) -> int:
             empty = "images" if not coco_gt.getImgIds() else "categories"
             raise UserError(f"GT_JSON {args.gt_json} has no {empty}: there is nothing to analyse against")
         res = load_results(args.predictions, coco_gt, args.iou_type, args.img_dir)
+    check_img_dir(args.img_dir, coco_gt, args.gt_json)
     if not res:
         warnings.warn(f"{args.predictions} holds no prediction to analyse: every AP is 0", UserWarning, stacklevel=1)
+    elif max(float(r["score"]) for r in res) < args.score_thr:
+        best = max(float(r["score"]) for r in res)
+        warnings.warn(
+            f"no prediction reaches --score-thr {args.score_thr:g} (the best score is {best:.3f}): the confusion "
+            "matrix and the worst / best images see none of them; lower --score-thr",
+            UserWarning,
+            stacklevel=1,
+        )
     out = analyze_loaded(
         coco_gt,
         res,

@@ -112,3 +112,21 @@ def test_bad_input_is_one_line_error(data, tmp_path, capsys, case):
         "unknown_image": "(999)",
         "unknown_file": "elsewhere/x.png",
     }[case] in err
+
+
+def test_an_img_dir_without_the_images_and_a_threshold_above_every_score(data, tmp_path, capsys):
+    """--img-dir of another folder: one line (it warned once per image and drew nothing); a --score-thr that no
+    prediction reaches: a warning with the best score (the confusion matrix was all misses, with no word why)."""
+    paths, _, preds, pred_path = data
+    other = tmp_path / "other"
+    other.mkdir()
+    args = [str(paths["val_ann_file"]), str(pred_path), "--out-dir", str(tmp_path / "o"), "--no-tide"]
+    assert analyze_tool.main([*args, "--img-dir", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "--img-dir" in err and "holds none of the 6 images" in err and err.count("\n") == 1
+    low = tmp_path / "low.json"
+    low.write_text(json.dumps([{**p, "score": 0.05} for p in preds]))
+    args[1] = str(low)
+    assert analyze_tool.main([*args, "--score-thr", "0.3"]) == 0
+    err = capsys.readouterr().err
+    assert "no prediction reaches --score-thr 0.3 (the best score is 0.050)" in err
