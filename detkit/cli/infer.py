@@ -159,7 +159,7 @@ def refuse_foreign_outputs(out_dir: str, paths: list[Path]) -> None:
     for path, stem in zip(ordered, unique_stems(p.stem for p in ordered)):
         ext = ".jpg" if path not in videos else ".avi" if path.suffix.lower() == ".avi" else ".mp4"
         outputs.append(out / f"{stem}{ext}")
-    ours = manifest_names(out / "images.json", ("drawn",))
+    ours = manifest_names(out / "images.json", ("drawn", "labels"))
     if ours == {"images.json"}:  # an images.json of an infer before 'drawn' was recorded: trust it
         return
     ours |= {"predictions.json", "predictions.csv"} if ours else set()  # written with that images.json

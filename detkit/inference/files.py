@@ -128,6 +128,7 @@ class ResultWriter:
         stem = self.unique_stem(path)
         self._record(pred, image, str(path), None, f"{stem}.jpg" if self.draw else "")
         if "sem_seg" in pred:
+            self.images[-1]["labels"] = f"{stem}_labels.png"  # the class per pixel (drawn or not)
             sem = pred["sem_seg"].cpu().numpy()
             labels = sem.astype(np.uint8) if sem.max(initial=0) < 256 else sem.astype(np.uint16)
             _imwrite(self.out_dir / f"{stem}_labels.png", labels)

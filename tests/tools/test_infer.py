@@ -200,6 +200,8 @@ def test_semantic_model_writes_label_maps(tmp_path, monkeypatch, capsys):
     assert len(np.unique(colour.reshape(-1, 3), axis=0)) == 3  # one colour per class
     assert (out / "s.jpg").is_file() and _frame_count(out / "v.mp4") == 3
     assert not (out / "predictions.json").exists()  # no COCO boxes for a semantic model
+    (record,) = [r for r in json.loads((out / "images.json").read_text()) if r["file_name"].endswith("s.png")]
+    assert (record["drawn"], record["labels"]) == ("s.jpg", "s_labels.png")  # images.json names both
 
 
 def test_ctrl_c_keeps_the_predictions_done_so_far(checkpoint, tmp_path, monkeypatch, capsys):
