@@ -202,6 +202,10 @@ def test_bad_labels_and_missing_sem_seg_are_clear_errors():
     batch["targets"][0]["sem_seg"][10, 10] = 7
     with pytest.raises(ValueError, match=r"label value\(s\) \[7\] outside 0..2"):
         model.loss(batch)
+    batch["targets"][0]["sem_seg"][10, 10] = 255
+    model.ignore_index = 0  # an MMSeg-style setting: the datasets' 255 is then a label out of range
+    with pytest.raises(ValueError, match=r"value 255 with model.ignore_index=0: .*must stay 255"):
+        model.loss(batch)
     batch["targets"][0].pop("sem_seg")
     with pytest.raises(ValueError, match="needs batch\\['targets'\\]\\[i\\]\\['sem_seg'\\]"):
         model.loss(batch)

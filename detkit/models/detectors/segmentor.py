@@ -128,6 +128,12 @@ class Segmentor(nn.Module):
         bad = (out != self.ignore_index) & ((out < 0) | (out >= self.num_classes))
         if bad.any():
             vals = sorted(set(out[bad].unique().tolist()))[:10]
+            if self.ignore_index != 255 and 255 in vals:  # the datasets and transforms fill and mark with 255
+                raise ValueError(
+                    f"sem_seg label value 255 with model.ignore_index={self.ignore_index}: detkit's datasets mark "
+                    "ignored pixels (borders, padding, fills) with 255, so model.ignore_index must stay 255; map "
+                    "other values to 255 with the dataset's label_map (docs/segmentation.md)"
+                )
             raise ValueError(
                 f"sem_seg label value(s) {vals} outside 0..{self.num_classes - 1} and not "
                 f"{self.ignore_index} (ignore): the model has num_classes={self.num_classes}; "
