@@ -146,24 +146,18 @@ def _build_model(args: argparse.Namespace, cfg, config, device, views):
 
 
 def refuse_foreign_outputs(out_dir: str, paths: list[Path]) -> None:
-    """Refuse an --out-dir holding files of the user's that this run would write over: the drawings (``<stem>.jpg``,
-    a video's ``<stem>.mp4`` / ``.avi``, named as ``ResultWriter`` names them, images first) and the result files,
-    unless an earlier infer wrote them there (its images.json lists its drawings)."""
-    from detkit.inference.inputs import VIDEO_EXTS
-    from detkit.utils.output_names import manifest_names, refuse_foreign, unique_stems
+    """Refuse an --out-dir holding files of the user's that this run would write over (the result files and the
+    drawings, ``detkit.inference.files.output_files``), unless an earlier infer wrote them there (its images.json
+    lists its drawings and label maps)."""
+    from detkit.inference.files import output_files
+    from detkit.utils.output_names import manifest_names, refuse_foreign
 
     out = Path(out_dir)
-    videos = [p for p in paths if p.suffix.lower() in VIDEO_EXTS]
-    ordered = [p for p in paths if p.suffix.lower() not in VIDEO_EXTS] + videos
-    outputs = [out / name for name in ("predictions.json", "predictions.csv", "images.json")]
-    for path, stem in zip(ordered, unique_stems(p.stem for p in ordered)):
-        ext = ".jpg" if path not in videos else ".avi" if path.suffix.lower() == ".avi" else ".mp4"
-        outputs.append(out / f"{stem}{ext}")
     ours = manifest_names(out / "images.json", ("drawn", "labels"))
     if ours == {"images.json"}:  # an images.json of an infer before 'drawn' was recorded: trust it
         return
     ours |= {"predictions.json", "predictions.csv"} if ours else set()  # written with that images.json
-    problem = refuse_foreign(out_dir, outputs, ours)
+    problem = refuse_foreign(out_dir, output_files(out_dir, paths), ours)
     if problem is not None:
         raise UserError(problem)
 

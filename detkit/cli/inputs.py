@@ -365,21 +365,9 @@ DATA_PATH_KEYS = ("ann_file", "img_dir", "mask_dir", "label_dir", "data_yaml", "
 def config_data_paths(cfg: dict | None) -> list[Path]:
     """The files and folders that a config's ``data`` sections read (:data:`DATA_PATH_KEYS` at any depth,
     e.g. a MixDataset's inner ``dataset``), for the checks that an output does not land on an input."""
-    found: list[Path] = []
+    from detkit.utils.output_names import data_paths
 
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in DATA_PATH_KEYS and isinstance(value, (str, os.PathLike)) and str(value):
-                    found.append(Path(value))
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk((cfg or {}).get("data"))
-    return found
+    return [p for _, p in data_paths((cfg or {}).get("data"), DATA_PATH_KEYS)]
 
 
 MAX_SIDE = 8192  # px: the largest image side the size flags take (a larger one only exhausts memory)

@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 DATA_SPLITS = ("train", "val", "test")
-SPLIT_KEYS = ("val_fraction", "subset", "split_seed")  # ImageFolderDataset's split of one folder
 HOLD_OUT = 0.2  # share of each class validated on when --data is one folder of class folders (Ultralytics' 80/20)
 PATH_KEYS = ("ann_file", "img_dir")  # removed at every level: the data.yaml names the folders
 # datasets whose samples (boxes, masks) a YOLODataset gives as well: their options carry over
@@ -341,7 +340,7 @@ def apply_data_folder(
     ``split_seed``) are set only where this data is split in place. Raises ``ConfigError`` for a root that holds
     no class folders, a
     config whose data.train is not an ImageFolderDataset (naming a classifier config), or a missing split."""
-    from detkit.data.datasets.image_folder import resolve_classes
+    from detkit.data.datasets.image_folder import HoldOut, resolve_classes
 
     root = os.path.abspath(os.fspath(root))
     out = copy.deepcopy(cfg)
@@ -378,11 +377,12 @@ def apply_data_folder(
         classes = None if split == "train" else found["train"]
         inner.update(img_dir=found[split], ann_file=None, classes=classes)
         keys += [("data", split, *path, k) for k in ("img_dir", "ann_file", "classes")]
-        for key in SPLIT_KEYS:  # a part of another folder (a run split in place): not this data's
+        for key in HoldOut.KEYS:  # a part of another folder (a run split in place): not this data's
             inner.pop(key, None)
         if held_out and split in ("train", "val"):
-            inner.update(val_fraction=HOLD_OUT, subset=split, split_seed=0)
-            keys += [("data", split, *path, k) for k in ("val_fraction", "subset", "split_seed")]
+            split_args = HoldOut(HOLD_OUT, split, 0).kwargs()
+            inner.update(split_args)
+            keys += [("data", split, *path, k) for k in split_args]
     model = out.get("model")
     if isinstance(model, dict) and isinstance(model.get("num_classes"), int):
         model["num_classes"] = len(resolve_classes(found["train"]) or ())

@@ -224,19 +224,17 @@ def warn_size_mismatch(cfg: dict) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------- overlap
-def _innermost_files(dataset: Any) -> Any:
-    """The innermost dataset below wrappers (``dataset`` attributes) that lists its ``files``, or None."""
-    while dataset is not None and not isinstance(getattr(dataset, "files", None), list):
-        dataset = getattr(dataset, "dataset", None)
-    return dataset
+def innermost_dataset(dataset: Any) -> Any:
+    """The dataset under the wrappers of ``dataset`` (:func:`_chain`'s), or None for None."""
+    return None if dataset is None else _chain(dataset, "train")[0]
 
 
 def check_overlap(train_set: Any, val_set: Any) -> None:
     """Refuse a data.val that shares images with data.train when one of them is a part of a split folder
     (``val_fraction``: the two parts were drawn with other settings); warn when they share images otherwise
     (validation then scores images the model learnt)."""
-    train, val = _innermost_files(train_set), _innermost_files(val_set)
-    if train is None or val is None:
+    train, val = innermost_dataset(train_set), innermost_dataset(val_set)
+    if not (isinstance(getattr(train, "files", None), list) and isinstance(getattr(val, "files", None), list)):
         return
     shared = {os.path.realpath(f) for f in train.files} & {os.path.realpath(f) for f in val.files}
     if not shared:

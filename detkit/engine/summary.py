@@ -71,13 +71,10 @@ def held_out_notes(datasets: dict[str, object]) -> list[str]:
     """One line per dataset that is one part of a split folder (``ImageFolderDataset``'s ``val_fraction``):
     which part, how many images. ``datasets`` maps a config section to its dataset (or None); wrappers
     (``dataset`` attributes) are looked through."""
-    lines = []
-    for section, dataset in datasets.items():
-        while dataset is not None and getattr(dataset, "held_out", None) is None:
-            dataset = getattr(dataset, "dataset", None)
-        if dataset is not None:
-            lines.append(f"{section}: {dataset.held_out}")
-    return lines
+    from detkit.engine.preflight_data import innermost_dataset
+
+    inner = {section: innermost_dataset(dataset) for section, dataset in datasets.items()}
+    return [f"{section}: {d.held_out}" for section, d in inner.items() if getattr(d, "held_out", None) is not None]
 
 
 def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch") -> str:

@@ -105,22 +105,14 @@ def check_work_dir(work_dir: str | os.PathLike, resume, exist_ok: bool) -> None:
 DATA_FOLDER_KEYS = ("img_dir", "mask_dir", "label_dir", "root")  # the folders a dataset reads
 
 
-def _data_folders(node, path: str):
-    """``(key path, folder)`` of every data folder key below ``node`` (wrappers' ``dataset`` included)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in DATA_FOLDER_KEYS and isinstance(value, (str, os.PathLike)) and str(value):
-                yield f"{path}.{key}", Path(value)
-            else:
-                yield from _data_folders(value, f"{path}.{key}")
-
-
 def check_outside_data(work_dir: str | os.PathLike, cfg: dict) -> None:
     """Refuse a work dir that is a data folder of the config, or inside one: its checkpoints, logs and plots would
     land among the images (a new class folder of a classifier, files that the next build lists)."""
     data = cfg.get("data") if isinstance(cfg, dict) else None
     work = Path(work_dir).resolve()
-    for key, folder in _data_folders(data if isinstance(data, dict) else {}, "data"):
+    from detkit.utils.output_names import data_paths
+
+    for key, folder in data_paths(data if isinstance(data, dict) else {}, DATA_FOLDER_KEYS):
         try:
             inside = work == folder.resolve() or folder.resolve() in work.parents
         except (OSError, RuntimeError):

@@ -144,7 +144,7 @@ class ResultWriter:
         if not self.draw:
             return
         avi = path.suffix.lower() == ".avi"
-        out = self.out_dir / f"{self.unique_stem(path)}{'.avi' if avi else '.mp4'}"
+        out = self.out_dir / f"{self.unique_stem(path)}{video_suffix(path)}"
         self._video_out = out
         self._video_tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
         fourcc = cv2.VideoWriter_fourcc(*("MJPG" if avi else "mp4v"))
@@ -193,6 +193,24 @@ class ResultWriter:
                 stacklevel=2,
             )
         return path
+
+
+def video_suffix(path: Path) -> str:
+    """The drawn copy's suffix of the video ``path``: ``.avi`` (MJPG) for an .avi, else ``.mp4`` (mp4v)."""
+    return ".avi" if path.suffix.lower() == ".avi" else ".mp4"
+
+
+def output_files(out_dir: str | os.PathLike, paths: Sequence[Path]) -> list[Path]:
+    """The files :func:`run_inference` may write for ``paths`` under ``out_dir``: the result files and each
+    input's drawing (``<stem>.jpg``, a video's ``<stem>.mp4`` / ``.avi``), named as :class:`ResultWriter` names
+    them (images first, then videos; a stem used twice gets ``_2``...)."""
+    from detkit.utils.output_names import unique_stems
+
+    out = Path(out_dir)
+    ordered = [p for p in paths if not is_video(p)] + [p for p in paths if is_video(p)]
+    stems = unique_stems(p.stem for p in ordered)
+    drawn = [f"{s}{video_suffix(p) if is_video(p) else '.jpg'}" for p, s in zip(ordered, stems)]
+    return [out / n for n in ("predictions.json", "predictions.csv", "images.json", *drawn)]
 
 
 def _batches(items: list, size: int) -> Iterator[list]:

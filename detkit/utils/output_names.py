@@ -9,6 +9,7 @@ from pathlib import Path
 __all__ = [
     "clobbered",
     "clobbering",
+    "data_paths",
     "foreign_outputs",
     "free_stem",
     "manifest_names",
@@ -115,3 +116,17 @@ def refuse_foreign(out_dir: str | os.PathLike, outputs: Iterable[str | os.PathLi
         f"--out-dir {out_dir} holds {shown}, which this run would replace and an earlier run of this tool did not "
         "write there; choose another --out-dir (an empty or new folder)"
     )
+
+
+def data_paths(node, keys: tuple[str, ...], path: str = "data"):
+    """``(key path, Path)`` of every value under one of ``keys`` below ``node`` (a config's ``data`` section:
+    wrappers' ``dataset`` and lists included), e.g. ``("data.train.dataset.img_dir", Path(...))``."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in keys and isinstance(value, (str, os.PathLike)) and str(value):
+                yield f"{path}.{key}", Path(value)
+            else:
+                yield from data_paths(value, keys, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from data_paths(value, keys, f"{path}.{i}")

@@ -95,6 +95,7 @@ class HoldOut:
     """A per-class split of a dataset's items into a training part and a held-out (validation) part."""
 
     SUBSETS = ("train", "val")
+    KEYS = ("val_fraction", "subset", "split_seed")  # the dataset's arguments of a split
 
     def __init__(self, fraction: float, subset: str, seed: int):
         self.fraction, self.subset, self.seed = fraction, subset, seed
@@ -135,7 +136,7 @@ class HoldOut:
 
     def kwargs(self) -> dict:
         """The dataset arguments that make this split: ``val_fraction``, ``subset``, ``split_seed``."""
-        return {"val_fraction": self.fraction, "subset": self.subset, "split_seed": self.seed}
+        return dict(zip(self.KEYS, (self.fraction, self.subset, self.seed)))
 
     def describe(self, kept: int, source: str) -> str:
         part = "held out for validation" if self.subset == "val" else "kept for training"
