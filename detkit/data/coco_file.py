@@ -62,3 +62,14 @@ def load_coco_json(ann_file: str | os.PathLike) -> dict:
             f"'annotations' and 'categories', got a {type(data).__name__}"
         )
     return data
+
+
+def list_of(data: dict, key: str) -> list:
+    """``data[key]`` when it is a list, else an empty list (a malformed file's checks report the key)."""
+    val = data.get(key)
+    return val if isinstance(val, list) else []
+
+
+def is_int(v: object) -> bool:
+    """Whether ``v`` is an int id (``True`` is not)."""
+    return isinstance(v, int) and not isinstance(v, bool)

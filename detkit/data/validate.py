@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from detkit.data.coco_file import is_int as _is_int
 from detkit.data.coco_file import load_coco_json, where_read
+from detkit.data.drop_records import FILE_RECORDS, drop_bad_records
 from detkit.data.image_io import UnsafePathError, safe_join
 from detkit.data.instance_masks import segmentation_problem
 from detkit.data.problems import (
@@ -33,6 +34,7 @@ from detkit.data.problems import (
 
 __all__ = [
     "ERROR",
+    "FILE_RECORDS",
     "ON_ERROR_MODES",
     "WARNING",
     "DatasetError",
@@ -51,7 +53,6 @@ __all__ = [
 IMAGE_KEYS = ("id", "file_name", "width", "height")
 ANN_KEYS = ("id", "image_id", "category_id", "bbox")
 CAT_KEYS = ("id", "name")
-FILE_RECORDS = ("file", "category")  # problems no record can be dropped for: on_error='skip' raises on them
 
 
 TEST_INFO_HINT = (
@@ -78,11 +79,6 @@ def _records(data: dict, key: str, src: str, out: list[Problem]) -> list | None:
     return None
 
 
-def _list(data: dict, key: str) -> list:
-    val = data.get(key)
-    return val if isinstance(val, list) else []
-
-
 def _sorted(ids: set) -> list:
     try:
         return sorted(ids)
@@ -92,10 +88,6 @@ def _sorted(ids: set) -> list:
 
 def _missing(rec: Any, keys: tuple[str, ...]) -> list[str]:
     return list(keys) if not isinstance(rec, dict) else [k for k in keys if k not in rec]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_key(v: Any) -> bool:
@@ -361,56 +353,3 @@ def validate_coco(
     }
     _check_annotations(anns or [], sizes, cat_ids, src, opts, out)
     return out
-
-
-# annotation errors whose image stays: a duplicated id (its first record is kept), a box without area (no
-# object to learn, as YOLO's zero-size lines are left out with a warning)
-KEEP_IMAGE = ("duplicate_ann_id", "empty_box")
-
-
-def drop_bad_records(data: dict, problems: list[Problem], whole_images: bool = True) -> tuple[dict, dict[str, Counter]]:
-    """Return a copy of ``data`` without the images/annotations that have errors, and counts by kind.
-
-    An image with a bad annotation goes too (counted as the image's ``bad_annotation``), as Ultralytics drops
-    an image with a corrupt label line: kept, its object would be learnt (and scored) as background. The other
-    annotations of dropped images go with them (counted as ``image_dropped``); of duplicated ids the first
-    record stays. File- and category-level errors can't be dropped: they raise :class:`DatasetError`.
-    ``whole_images=False`` keeps the images of bad annotations (where each annotation is a sample of its own).
-    """
-    errors = problem_list(problems)
-    fatal = [p for p in errors if p.record in FILE_RECORDS]
-    if fatal:
-        raise DatasetError(format_problems(fatal, limit=5))
-    bad = {
-        "image": {p.index for p in errors if p.record == "image"},
-        "annotation": {p.index for p in errors if p.record == "annotation"},
-    }
-    counts = {"image": Counter(), "annotation": Counter()}
-    for p in errors:
-        counts[p.record][p.kind] += 1
-    annotations = _list(data, "annotations")
-    bad_objects = [(p.index, p.kind) for p in errors if p.record == "annotation" and p.index is not None]
-    bad_objects = bad_objects if whole_images else []
-    with_bad = {
-        annotations[i]["image_id"]
-        for i, kind in bad_objects
-        if isinstance(annotations[i], dict) and _is_int(annotations[i].get("image_id")) and kind not in KEEP_IMAGE
-    }
-    images = []
-    for i, im in enumerate(_list(data, "images")):
-        if i in bad["image"]:
-            continue
-        if isinstance(im, dict) and _is_int(im.get("id")) and im["id"] in with_bad:
-            counts["image"]["bad_annotation"] += 1
-            continue
-        images.append(im)
-    keep_ids = {im["id"] for im in images}
-    anns = []
-    for i, a in enumerate(annotations):
-        if i in bad["annotation"]:
-            continue
-        if a["image_id"] not in keep_ids:
-            counts["annotation"]["image_dropped"] += 1
-            continue
-        anns.append(a)
-    return {**data, "images": images, "annotations": anns}, counts
