@@ -15,7 +15,7 @@ from detkit.analysis.confusion import ConfusionResult, ImageMatch
 from detkit.analysis.figures import write_csv
 from detkit.utils.files import atomic_write
 
-__all__ = ["draw_image_pair", "draw_ranked_images", "rank_images", "write_per_image_csv"]
+__all__ = ["draw_image_pair", "draw_ranked_images", "rank_images", "worst_and_best", "write_per_image_csv"]
 
 
 def rank_images(cm: ConfusionResult) -> list[ImageMatch]:
@@ -23,6 +23,21 @@ def rank_images(cm: ConfusionResult) -> list[ImageMatch]:
     then most ground truths; images with neither ground truth nor prediction are left out."""
     imgs = [m for m in cm.images if m.gts or len(m.dets) > len(m.ignored)]
     return sorted(imgs, key=lambda m: (-m.errors, -len(m.gts), m.image_id))
+
+
+def worst_and_best(ranked: list[ImageMatch], num: int) -> dict[str, list[ImageMatch]]:
+    """The images of ``worst/`` and ``best/`` from :func:`rank_images`' order, never the same image in both.
+
+    ``worst``: up to ``num`` images with errors, most first; ``best``: up to ``num`` of the other images with
+    ground truths, fewest errors first. With fewer than ``2 * num`` images each takes at most half of them
+    (rounded up for ``worst``), so that 4 images give 2 and 2, not the same 4 twice.
+    """
+    cap = num if len(ranked) >= 2 * num else (len(ranked) + 1) // 2
+    worst = [m for m in ranked if m.errors][:cap]
+    taken = {m.image_id for m in worst}
+    rest = [m for m in ranked if m.gts and m.image_id not in taken]
+    best = sorted(rest, key=lambda m: (m.errors, -len(m.gts), m.image_id))[:num]
+    return {"worst": worst, "best": best}
 
 
 def write_per_image_csv(cm: ConfusionResult, coco_gt: Any, path: str | os.PathLike) -> Path:
@@ -126,9 +141,7 @@ def draw_ranked_images(
 
     from detkit.data.image_io import read_image, safe_join
 
-    ranked = rank_images(cm)
-    with_gt = [m for m in ranked if m.gts]
-    groups = {"worst": ranked[:num], "best": sorted(with_gt, key=lambda m: (m.errors, -len(m.gts), m.image_id))[:num]}
+    groups = worst_and_best(rank_images(cm), num)
     written: dict[str, list[Path]] = {group: [] for group in groups}
     todo = [(group, rank, m) for group, items in groups.items() for rank, m in enumerate(items, 1)]
     for group, rank, m in tqdm(todo, desc="drawing images", unit="img", disable=None if progress else True):

@@ -53,6 +53,30 @@ def test_per_image_errors_from_matching():
     assert [(m.image_id, m.errors) for m in ranked] == [(2, 4), (1, 0)]
 
 
+def test_worst_and_best_never_share_an_image():
+    """With few images worst/ and best/ were the same images (both took the first ``num`` of all of them)."""
+    from fake_coco import det, make_gt
+
+    from detkit.analysis import load_gt, load_results
+    from detkit.analysis.per_image import worst_and_best
+
+    box = (1, 10, 10, 30, 30)
+    gt = make_gt({i: [box] for i in range(1, 5)})
+    coco_gt = load_gt(gt)
+    # images 1 and 2 found, 3 missed, 4 found with a false positive beside it
+    res = load_results([det(1, 1, 10, 10, 30, 30), det(2, 1, 10, 10, 30, 30), det(4, 1, 10, 10, 30, 30),
+                        det(4, 1, 60, 60, 20, 20)], coco_gt)  # fmt: skip
+    ranked = rank_images(confusion_matrix(coco_gt, res))
+    groups = worst_and_best(ranked, num=8)
+    worst, best = [m.image_id for m in groups["worst"]], [m.image_id for m in groups["best"]]
+    assert worst == [3, 4] or worst == [4, 3]
+    assert best == [1, 2] and not set(worst) & set(best)
+    many = worst_and_best(ranked, num=1)  # enough images for both: one each, the worst and a clean one
+    assert len(many["worst"]) == 1 and many["best"][0].image_id == 1
+    clean = worst_and_best([m for m in ranked if not m.errors], num=8)  # an image without errors is not "worst"
+    assert clean["worst"] == [] and [m.image_id for m in clean["best"]] == [1, 2]
+
+
 def test_write_eval_report(shapes_preds, tmp_path):
     gt_path, _, _, preds = shapes_preds
     out = write_eval_report(tmp_path / "w", str(gt_path), preds, ["a", "b", "c", "d"])
