@@ -74,6 +74,89 @@ def _yolo_layout(folder: str) -> str | None:
     return None
 
 
+# Folder names of a semantic segmentation dataset's images and label maps (MMSeg's img_dir / ann_dir, Pascal
+# VOC's, Cityscapes'), compared case-insensitively
+_SEG_IMAGES = ("img", "imgs", "img_dir", "image", "images", "jpegimages", "leftimg8bit")
+_SEG_MAPS = ("ann", "anns", "annotations", "ann_dir", "mask", "masks", "segmentationclass", "gtfine", "labels")
+
+
+def _stems(folder: str, depth: int = 1, limit: int = 200) -> set[str]:
+    """Stems of up to ``limit`` image files in ``folder`` and its sub-folders down to ``depth`` levels."""
+    out: set[str] = set()
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if len(out) >= limit or hidden(entry.name):
+            continue
+        if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+            out.add(os.path.splitext(entry.name)[0])
+        elif depth > 0 and entry.is_dir():
+            out |= _stems(entry.path, depth - 1, limit - len(out))
+    return out
+
+
+def _one_channel(folder: str, stem: str, depth: int = 1) -> bool:
+    """Whether the first image file of ``stem`` in ``folder`` (or its sub-folders) has one channel, as a label
+    map has (grey or paletted)."""
+    from PIL import Image
+
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file() and os.path.splitext(entry.name)[0] == stem:
+            try:
+                with Image.open(entry.path) as im:
+                    return im.mode in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+            except OSError:
+                return False
+        if depth > 0 and entry.is_dir() and _one_channel(entry.path, stem, depth - 1):
+            return True
+    return False
+
+
+def _seg_layout(folder: str) -> str | None:
+    """What makes ``folder`` a semantic segmentation dataset (an images folder and a label-map folder whose
+    files are named like the images, e.g. ``img/`` + ``ann/``, ``JPEGImages/`` + ``SegmentationClass/``), or None."""
+    names = {d.name.lower(): d for d in _subfolders(folder)}
+    images = next((names[n] for n in _SEG_IMAGES if n in names), None)
+    maps = next((names[n] for n in _SEG_MAPS if n in names and names[n] is not images), None)
+    if images is None or maps is None:
+        return None
+    image_stems, map_stems = _stems(images.path), _stems(maps.path)
+    paired = sorted(m for m in map_stems if any(m == i or m.startswith(i + "_") for i in image_stems))
+    if not paired or not _one_channel(maps.path, paired[0]):
+        return None  # (class folders that happen to be named images / labels hold colour images)
+    return f"{images.name}/ with label maps named like its images in {maps.name}/"
+
+
+def _coco_files(folder: str) -> list[str]:
+    """The COCO annotation files in ``folder`` itself (``*.json`` whose first 64 KiB name ``"images"``,
+    ``"annotations"`` or ``"categories"``), sorted by name."""
+    found = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.is_file() and entry.name.lower().endswith(".json") and not hidden(entry.name):
+            with open(entry.path, "rb") as f:
+                head = f.read(1 << 16)
+            if any(key in head for key in (b'"images"', b'"annotations"', b'"categories"')):
+                found.append(entry.path)
+    return found
+
+
+def _coco_layout(folder: str) -> str | None:
+    """How to check ``folder`` when it is a COCO dataset rather than class folders (annotation files in it, or
+    in split folders beside their images as Roboflow exports them), or None."""
+    own = _coco_files(folder)
+    if own:
+        first = own[0]
+        stem_dir = os.path.join(folder, os.path.splitext(os.path.basename(first))[0])
+        img_dir = stem_dir if os.path.isdir(stem_dir) else "IMG_DIR"
+        names = ", ".join(os.path.basename(p) for p in own)
+        return (
+            f"it holds COCO annotation files ({names}): check one with its image folder, detkit check {first} {img_dir}"
+        )
+    for sub in _subfolders(folder):
+        files = _coco_files(sub.path)
+        if files and _holds_image(sub.path, 0):
+            return f"{sub.name}/ holds a COCO annotation file beside its images: detkit check {files[0]} {sub.path}"
+    return None
+
+
 def _data_yaml(folder: str) -> str | None:
     """The path of ``folder``'s data.yaml (or data.yml, any case), or None."""
     return next(
@@ -85,10 +168,25 @@ def layout_mistake(folder: str | os.PathLike, key: str = "img_dir") -> str | Non
     """Why ``folder``, given as a folder of class folders (``key``: ``img_dir`` or ``classes``), is not one, or None.
 
     A YOLO detection dataset (``images/`` and ``labels/``, split folders each with them, or a ``data.yaml``): the
-    message says so and how to check it. A split root (``folder/train/<class>/...``, see :func:`split_folders`):
+    message says so and how to check it. A semantic segmentation dataset (``img/`` + ``ann/`` with label maps
+    named like the images, see :func:`_seg_layout`): the message names the SegFolderDataset config to use. A COCO
+    dataset (annotation json files in it or in its split folders): the message gives the check command. A split root (``folder/train/<class>/...``, see :func:`split_folders`):
     the message names the split folder to give for each ``data.<split>.img_dir`` (the training one for ``classes``).
     """
     folder = os.fspath(folder)
+    seg = _seg_layout(folder)
+    if seg:
+        return (
+            f"{folder} is a semantic segmentation dataset ({seg}), not a folder of class folders (<class>/<image> "
+            "inside it): train a segmentor on it with a config whose data.train is a SegFolderDataset (img_dir, "
+            "ann_dir; e.g. configs/seg/semfpn_r18_shapes.yaml, docs/segmentation.md) and check it with detkit "
+            "check --config CONFIG"
+        )
+    coco = _coco_layout(folder)
+    if coco:
+        return (
+            f"{folder} is a COCO detection dataset, not a folder of class folders (<class>/<image> inside it): {coco}"
+        )
     evidence, data_yaml = _yolo_layout(folder), _data_yaml(folder)
     splits = [] if evidence else split_folders(folder)
     if splits:

@@ -153,3 +153,43 @@ def test_check_tool_on_a_split_root_and_on_a_yolo_root(tmp_path, capsys):
             check_main(args)
         err = capsys.readouterr().err.strip()
         assert e.value.code == 2 and message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_segmentation_and_coco_folders_are_not_class_folders(tmp_path, capsys):
+    """A semantic segmentation folder (img/ + ann/, VOC's JPEGImages/ + SegmentationClass/, MMSeg's img_dir/train
+    + ann_dir/train) and a COCO root trained / checked as two or three "classes" (img, ann; sem, train, val)."""
+    seg = tmp_path / "seg"
+    _images(seg / "img", 3)
+    _maps(seg / "ann", 3)  # one-channel label maps named like the images
+    with pytest.raises(DatasetError, match=r"seg is a semantic segmentation dataset \(img/ with label maps .* ann/\)"):
+        ImageFolderDataset(seg)
+    with pytest.raises(SystemExit) as e:
+        check_main([str(seg)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "SegFolderDataset" in err and len(err.splitlines()) == 1
+    voc = tmp_path / "voc"
+    _images(voc / "JPEGImages" / "train", 2)
+    _maps(voc / "SegmentationClass" / "train", 2)
+    assert "semantic segmentation" in layout_mistake(voc)
+    coco = tmp_path / "coco"
+    _images(coco / "train", 2)
+    (coco / "train.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    assert layout_mistake(coco).endswith(f"detkit check {coco / 'train.json'} {coco / 'train'}")
+    roboflow = tmp_path / "rf"
+    _images(roboflow / "valid", 2)
+    (roboflow / "valid" / "_annotations.coco.json").write_text('{"info": {}, "images": []}')
+    assert "valid/ holds a COCO annotation file beside its images" in layout_mistake(roboflow)
+    # still class folders: colour images in folders of those names, unrelated stems, a json that is not COCO's
+    cls = tmp_path / "cls"
+    _images(cls / "images", 2)
+    _images(cls / "masks", 2)  # the same stems, three channels
+    _maps(cls / "ann", 2, prefix="x")  # one channel, no stem in common with images/
+    (cls / "meta.json").write_text('{"author": "me"}')
+    assert layout_mistake(cls) is None
+    assert ImageFolderDataset(cls).class_names == ["ann", "images", "masks"]
+
+
+def _maps(folder: Path, n: int, prefix: str = "") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"{prefix}{i:03d}.png"), np.full((16, 16), i, np.uint8))
