@@ -2,7 +2,7 @@
 
     python tools/track.py CONFIG|- CHECKPOINT VIDEO... --out-dir DIR [--tracker bytetrack|iou] [--score-thr T]
                           [--low-thr L] [--track-buffer N] [--no-fuse-score] [--match-iou M] [--nms-iou I]
-                          [--gt GT_FILE [--min-iou I]] [--fps F]
+                          [--gt GT_FILE [--min-iou I]] [--fps F] [--classes NAME_OR_INDEX ...]
                           [--device D] [--batch-size B] [--no-draw] [--trail N]
 
 CONFIG may be '-' to use the config stored in the checkpoint. VIDEO: video files (anything OpenCV reads) or
@@ -13,16 +13,19 @@ drawn with their ids and trails; <stem> is a video's stem or a folder's name, su
 input has it), <stem>.txt (MOT lines frame,id,x,y,w,h,score,-1,-1,-1, frames from 1) and
 <stem>.json (tracker, options, tracks, per-frame boxes). --score-thr is ByteTrack's high threshold (the IoU
 linker's only one); --low-thr the lowest score of ByteTrack's second pass; --nms-iou merges one object
-detected under two classes before linking (the trackers ignore classes). --gt GT_FILE (MOT format, one
-input only) adds MOTA, IDF1 and ID switches (the motmetrics package: pip install 'detkit[track]') to the
-summary and the JSON. No output may replace an input or the --gt file. See docs/tracking.md. Exit status: 0
-done, 2 bad input (config, checkpoint, device, videos, --out-dir, --gt, thresholds, Ultralytics' words).
+detected under two classes before linking (the trackers ignore classes). --classes person car (names in any
+case, or indices; after the videos, or as one word: --classes=person,car) tracks only those classes: the
+others' boxes are dropped before linking, so they take no ids. --gt GT_FILE (MOT format, one input only) adds
+MOTA, IDF1 and ID switches (the motmetrics package: pip install 'detkit[track]') to the summary and the JSON.
+No output may replace an input or the --gt file. See docs/tracking.md. Exit status: 0 done, 2 bad input (config,
+checkpoint, device, videos, --out-dir, --gt, thresholds, --classes the model lacks, Ultralytics' words).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -56,6 +59,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch-size", type=int, default=1, help="frames per forward pass (default 1)")
     ap.add_argument("--no-draw", action="store_true", help="write no video, only the MOT file and the JSON")
     ap.add_argument("--trail", type=int, default=30, help="past centres joined by a track's trail (default 30)")
+    ap.add_argument(
+        "--classes",
+        nargs="+",
+        action="extend",
+        metavar="NAME_OR_INDEX",
+        help="track only these classes: names (any case) or indices of the model's classes (default: all)",
+    )
+    _classes_before_videos(ap, sys.argv[1:] if argv is None else list(argv))
     args = ap.parse_args(argv)
     for flag in ("score_thr", "low_thr", "match_iou", "min_iou", "nms_iou"):
         value = getattr(args, flag)
@@ -68,6 +79,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.fps is not None and not args.fps > 0:
         ap.error(f"--fps must be > 0 frames per second, got {args.fps}")
     return args
+
+
+def _classes_before_videos(ap: argparse.ArgumentParser, argv: list[str]) -> None:
+    """A file or folder among the words after --classes: the videos were given after it (it takes every word up
+    to the next flag); say where to put it."""
+    for i, word in enumerate(argv):
+        if word != "--classes":
+            continue
+        for value in itertools.takewhile(lambda w: not w.startswith("-"), argv[i + 1 :]):
+            if Path(value).exists():
+                ap.error(
+                    f"--classes took {value}, a file or folder, as a class: give --classes after the videos, or as "
+                    "one word: --classes=person,car"
+                )
 
 
 def _bytetrack_flags(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -163,11 +188,13 @@ def _no_track(summary: dict) -> str:
     fix = "lower --score-thr" + (" (and --low-thr)" if byte else "")
     if byte and options["fuse_score"]:
         fix += ", and for a model whose scores stay low add --no-fuse-score (docs/tracking.md)"
+    kept = options.get("classes")
+    of = f" of --classes {' '.join(kept)}" if kept else ""
     if best is None:
-        return f"no track: the detector found nothing above {flag} (no box scored even 0.001)"
+        return f"no track: the detector found nothing{of} above {flag} (no box scored even 0.001)"
     if best < thr:
-        return f"no track: the detector found nothing above {flag} {thr:g}: its best score was {best:.3f}; {fix}"
-    return f"no track: the detector's best score was {best:.3f}; {fix}"
+        return f"no track: the detector found nothing{of} above {flag} {thr:g}: its best score was {best:.3f}; {fix}"
+    return f"no track: the detector's best score{of} was {best:.3f}; {fix}"
 
 
 def check_gt(args: argparse.Namespace) -> None:
@@ -205,6 +232,20 @@ def check_outputs(args: argparse.Namespace, sources: list[Path], files: list[Pat
     return stems
 
 
+def chosen_classes(given: list[str] | None, class_names: list[str]) -> list[int] | None:
+    """--classes (names or indices, comma-separated or not) as the model's label indices; None: every class.
+    A class the model lacks is a UserError naming the nearest ones."""
+    if given is None:
+        return None
+    from detkit.track.classes import resolve_classes
+
+    items = [part for word in given for part in word.split(",") if part.strip()]
+    try:
+        return resolve_classes(items, class_names)
+    except ValueError as e:
+        raise UserError(f"--{e}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Check every argument (the cheap file checks first, before torch loads), build the model, track."""
     config = None if args.config == "-" else args.config
@@ -220,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
+    classes = chosen_classes(args.classes, model.class_names)
     with user_errors(TOOL, extra=(ValueError,)):  # tracker options, a non-detector, a malformed --gt
         for source, stem in zip(sources, stems):
             summary = track_video(
@@ -237,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=True,
                 stem=stem,
                 fps=args.fps,
+                classes=classes,
             )
             print(_report(summary, output_stem(source)))
     return 0
@@ -250,7 +293,7 @@ HABITS = {
     "show": "detkit track opens no window: the drawn video is written under --out-dir (<name>.mp4); drop it",
     "save": "the outputs are always written under --out-dir (--no-draw: no video); drop it",
     "save_txt": "the MOT text file (<name>.txt) and the JSON are always written under --out-dir; drop it",
-    "classes": "detkit track follows every class; each track's class is in <name>.json (tracks[].label)",
+    "classes": "detkit's: --classes {v} (class names or indices; the others take no ids)",
     "device": "detkit's: --device {v}",
     "source": "give the videos as VIDEO arguments: CONFIG CHECKPOINT {v}",
     "model": "give the checkpoint as CHECKPOINT, after CONFIG (or - for the config it holds)",
@@ -279,7 +322,7 @@ def habit_answers(argv: list[str]) -> list[str]:
         key, eq, value = token.partition("=")
         flag = token.startswith("--")
         name = key[2:].replace("-", "_") if flag else key
-        if flag and name == "device":  # detkit's own flag too
+        if flag and name in ("device", "classes"):  # detkit's own flags too
             continue
         if flag and not eq and name in VALUED and i < len(argv) and not argv[i].startswith("-"):
             value, token, i = argv[i], f"{token} {argv[i]}", i + 1
@@ -287,7 +330,8 @@ def habit_answers(argv: list[str]) -> list[str]:
             if value.lower().endswith((".yaml", ".yml")):
                 answers.append(f"{token}: {_tracker_answer(value)}")
         elif name in HABITS and (flag or eq) and not Path(token).exists():
-            answers.append(f"{token} is Ultralytics' word; {HABITS[name].format(v=value)}")
+            shown = " ".join(re.split(r"[\s,]+", value.strip("[]() "))) if name == "classes" else value
+            answers.append(f"{token} is Ultralytics' word; {HABITS[name].format(v=shown)}")
         elif not flag and KEY_WORD.match(token) and not Path(token).exists():
             answers.append(f"{token}: a KEY=VALUE word is Ultralytics' form; detkit track takes flags (see --help)")
     return answers

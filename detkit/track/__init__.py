@@ -1,8 +1,9 @@
 """Multi-object tracking: a detector's detections linked into tracks across the frames of a video.
 
 ``detkit.track(model, frames, tracker="bytetrack")`` returns per frame ``ids``, ``boxes``, ``scores``,
-``labels``. Trackers: :class:`ByteTracker` (two association passes, a Kalman filter, lost tracks kept a while)
-and :class:`IoUTracker` (IoU alone, the baseline). ``write_mot`` / ``mot_metrics`` write MOT Challenge text
+``labels`` (``classes=["person", "car"]``: those classes alone are tracked). Trackers: :class:`ByteTracker`
+(two association passes, a Kalman filter, lost tracks kept a while) and :class:`IoUTracker` (IoU alone, the
+baseline). ``write_mot`` / ``mot_metrics`` write MOT Challenge text
 files and score them with the motmetrics package (MOTA, IDF1, ID switches). See docs/tracking.md.
 """
 
@@ -11,6 +12,7 @@ from types import ModuleType
 
 from detkit.track.api import TRACKERS, build_tracker, link_detections, merge_duplicates, track
 from detkit.track.bytetrack import ByteTracker
+from detkit.track.classes import resolve_classes
 from detkit.track.draw import TrackDrawer
 from detkit.track.iou_tracker import IoUTracker
 from detkit.track.kalman import KalmanBoxFilter
@@ -30,6 +32,7 @@ __all__ = [
     "mot_lines",
     "mot_metrics",
     "open_frames",
+    "resolve_classes",
     "track",
     "write_mot",
 ]

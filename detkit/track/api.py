@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.ops import nms
 
 from detkit.track.bytetrack import ByteTracker
+from detkit.track.classes import keep_classes, model_class_names, resolve_classes
 from detkit.track.iou_tracker import IoUTracker
 
 __all__ = [
@@ -134,10 +135,16 @@ def no_detections() -> dict[str, torch.Tensor]:
 
 
 def detect_frames(
-    model: nn.Module, frames: Iterable, score_thr: float | None, batch_size: int, nms_iou: float | None
+    model: nn.Module,
+    frames: Iterable,
+    score_thr: float | None,
+    batch_size: int,
+    nms_iou: float | None,
+    classes: list[int] | None = None,
 ) -> Iterator[tuple[Any, dict]]:
     """Per frame, in order, ``(frame, detections)``: ``detkit.predict`` at ``score_thr`` on ``batch_size`` frames at
-    a time, then :func:`merge_duplicates`; a ``None`` frame (an unreadable frame of a folder) has no detections."""
+    a time, the labels ``classes`` only (:func:`keep_classes`; None: all), then :func:`merge_duplicates`; a ``None``
+    frame (an unreadable frame of a folder) has no detections."""
     import detkit
 
     for batch in frame_batches(frames, batch_size):
@@ -147,7 +154,7 @@ def detect_frames(
             det = no_detections() if frame is None else next(dets)
             if "boxes" not in det:
                 raise ValueError(f"tracking needs a detector; {type(model).__name__} gives no boxes")
-            yield frame, merge_duplicates(det, nms_iou)
+            yield frame, merge_duplicates(keep_classes(det, classes), nms_iou)
 
 
 def _link(linker: ByteTracker | IoUTracker, detections: Iterable[tuple[Any, dict]]) -> Iterator[dict]:
@@ -162,6 +169,7 @@ def track(
     batch_size: int = 1,
     nms_iou: float | None = 0.7,
     stream: bool = False,
+    classes: Any = None,
     **tracker_kwargs: Any,
 ) -> list[dict[str, torch.Tensor]] | Iterator[dict[str, torch.Tensor]]:
     """Detect objects on every frame with ``model`` and link them into tracks.
@@ -179,6 +187,9 @@ def track(
             trackers ignore classes, so one object detected as two classes would become two tracks.
         stream: return an iterator that gives each frame's result as soon as its frame is tracked (live or
             endless sources), instead of the list at the end of the input.
+        classes: track only these classes: names (any case) or indices of ``model.class_names``, one or a list
+            (Ultralytics' ``classes=``); their detections alone reach the tracker, so no id goes to another
+            class. None: every class. An unknown name is a ValueError naming the nearest classes.
         **tracker_kwargs: the tracker's options, e.g. ``high_thr``, ``low_thr``, ``track_buffer``
             (:class:`ByteTracker`) or ``score_thr``, ``match_iou`` (:class:`IoUTracker`).
 
@@ -196,6 +207,8 @@ def track(
         )
     _check_detector(model)
     batch_size = check_count(batch_size, "batch_size", "track")
+    keep = resolve_classes(classes, model_class_names(model))
     linker = build_tracker(tracker, **tracker_kwargs)
-    results = _link(linker, detect_frames(model, _frames(frames), detection_thr(linker), batch_size, nms_iou))
+    detections = detect_frames(model, _frames(frames), detection_thr(linker), batch_size, nms_iou, keep)
+    results = _link(linker, detections)
     return results if stream else list(results)

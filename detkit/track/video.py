@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from detkit.track.api import build_tracker, detect_frames, detection_thr
+from detkit.track.classes import model_class_names, resolve_classes
 from detkit.track.draw import TrackDrawer
 from detkit.track.mot import mot_metrics, write_mot
 from detkit.track.sources import open_frames
@@ -125,14 +126,17 @@ def _per_frame(frames: Sequence[dict]) -> list[dict]:
 
 
 def _run(model: nn.Module, source: Path, tracker, out: VideoOut | None, drawer: TrackDrawer, bar, options: dict):
-    """Detect, link, draw one source (``options``: batch_size, nms_iou, fps). The detector is asked down to
-    :data:`SCORE_FLOOR` only to know the best score; the tracker gets the boxes at its own threshold and up.
+    """Detect, link, draw one source (``options``: batch_size, nms_iou, fps, classes). The detector is asked down
+    to :data:`SCORE_FLOOR` only to know the best score; the tracker gets the boxes at its own threshold and up.
     Returns the per-frame results, the best detection score (None without any) and the unreadable frames
     (numbers from 1: no detections; the previous frame, or a black one, in the drawn video)."""
     thr = detection_thr(tracker)
     results, best, unreadable, previous = [], None, [], None
     frames = open_frames(source, options["fps"])[1]
-    for image, det in detect_frames(model, frames, min(thr, SCORE_FLOOR), options["batch_size"], options["nms_iou"]):
+    floor = min(thr, SCORE_FLOOR)
+    for image, det in detect_frames(
+        model, frames, floor, options["batch_size"], options["nms_iou"], options["classes"]
+    ):
         if len(det["scores"]):
             top = float(det["scores"].max())
             best = top if best is None else max(best, top)
@@ -147,6 +151,45 @@ def _run(model: nn.Module, source: Path, tracker, out: VideoOut | None, drawer: 
             previous = image
         bar.update(1)
     return results, best, unreadable
+
+
+def _prepare(source, out_dir, gt_file, stem: str | None, draw: bool) -> tuple[str, dict[str, Path]]:
+    """The outputs' name and files (:func:`output_files`), after checking that none replaces ``source`` or
+    ``gt_file`` (a ValueError, before anything is written); ``out_dir`` is made."""
+    stem = output_stem(source) if stem is None else stem
+    files = output_files(out_dir, stem, draw)
+    clash = clobbered(files.values(), [p for p in (source, gt_file) if p is not None and Path(p).is_file()])
+    if clash is not None:
+        raise ValueError(f"the output {clash[0]} would replace the input {clash[1]}; choose another out_dir")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return stem, files
+
+
+def _track_drawn(model: nn.Module, source, linker, files: dict, info: dict, options: dict, progress: bool, stem):
+    """:func:`_run` with the drawn video (``files`` has ``video``) and a progress bar; a failure leaves no video.
+    Returns :func:`_run`'s results and the video's path (None without one)."""
+    from tqdm import tqdm
+
+    video = VideoOut(files["video"], float(info["fps"]), info["width"], info["height"]) if "video" in files else None
+    bar = tqdm(total=info["frame_count"], desc=f"track {stem}", unit="frame", disable=None if progress else True)
+    try:
+        drawer = TrackDrawer(model.class_names, options["trail"])
+        ran = _run(model, Path(source), linker, video, drawer, bar, options)
+    except BaseException:
+        if video is not None:
+            video.discard()
+        raise
+    finally:
+        bar.close()
+    if video is not None:
+        video.close()
+    return ran, video.path if video is not None else None
+
+
+def _write_json(path: Path, summary: dict, results: Sequence[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({**summary, "per_frame": _per_frame(results)}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def track_video(
@@ -164,56 +207,39 @@ def track_video(
     progress: bool = True,
     stem: str | None = None,
     fps: float | None = None,
+    classes: Any = None,
 ) -> dict:
     """Track one video file or folder of frames with ``model``; write the outputs (module docstring).
 
-    ``tracker`` and ``tracker_options`` as :func:`detkit.track.build_tracker` takes them; ``nms_iou`` as
-    :func:`detkit.track.track`; ``min_iou`` the IoU of a true positive against ``gt_file``; ``stem`` the outputs'
-    name (:func:`output_files`; None: :func:`output_stem` of ``source``); ``fps`` the frame rate of a folder of
-    frames (None: its ``seqinfo.ini``'s, else 25; :func:`detkit.track.sources.folder_fps`).
+    ``tracker`` and ``tracker_options`` as :func:`detkit.track.build_tracker` takes them; ``nms_iou`` and
+    ``classes`` (names or indices; None: every class) as :func:`detkit.track.track`; ``min_iou`` the IoU of a true
+    positive against ``gt_file``; ``stem`` the outputs' name (:func:`output_files`; None: :func:`output_stem` of
+    ``source``); ``fps`` the frame rate of a folder of frames (None: its ``seqinfo.ini``'s, else 25;
+    :func:`detkit.track.sources.folder_fps`).
 
-    An output that would replace ``source`` or ``gt_file`` is a ``ValueError``, before anything is written.
+    An output that would replace ``source`` or ``gt_file`` is a ``ValueError``, before anything is written; so is
+    a class that the model does not have.
 
     Returns a summary: ``source``, ``stem``, ``frames``, ``tracks`` (:func:`summarize_tracks`), ``boxes``,
-    ``max_score`` (the best detection score, down to :data:`SCORE_FLOOR`; None without any), ``unreadable``
-    (the frames, from 1, that could not be read: no detections), ``mot``, ``json``,
+    ``max_score`` (the best detection score of the tracked classes, down to :data:`SCORE_FLOOR`; None without
+    any), ``unreadable`` (the frames, from 1, that could not be read: no detections), ``mot``, ``json``,
     ``video`` (None without ``draw``) and ``metrics`` (with ``gt_file``: :func:`detkit.track.mot_metrics`).
     """
-    from tqdm import tqdm
-
-    options = dict(tracker_options or {})
-    linker = build_tracker(tracker, **options)
+    keep = resolve_classes(classes, model_class_names(model))
+    linker = build_tracker(tracker, **dict(tracker_options or {}))
     info, _ = open_frames(source, fps)  # the source is readable, and its size and rate
-    stem = output_stem(source) if stem is None else stem
-    files = output_files(out_dir, stem, draw)
-    clash = clobbered(files.values(), [p for p in (source, gt_file) if p is not None and Path(p).is_file()])
-    if clash is not None:
-        raise ValueError(f"the output {clash[0]} would replace the input {clash[1]}; choose another out_dir")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    video = VideoOut(files["video"], float(info["fps"]), info["width"], info["height"]) if draw else None
-    bar = tqdm(total=info["frame_count"], desc=f"track {stem}", unit="frame", disable=None if progress else True)
-    try:
-        run_options = {"batch_size": batch_size, "nms_iou": nms_iou, "fps": fps}
-        drawer = TrackDrawer(model.class_names, trail)
-        results, max_score, unreadable = _run(model, Path(source), linker, video, drawer, bar, run_options)
-    except BaseException:
-        if video is not None:
-            video.discard()
-        raise
-    finally:
-        bar.close()
-    if video is not None:
-        video.close()
+    stem, files = _prepare(source, out_dir, gt_file, stem, draw)
+    options = {"batch_size": batch_size, "nms_iou": nms_iou, "fps": fps, "classes": keep, "trail": trail}
+    (results, max_score, unreadable), video = _track_drawn(model, source, linker, files, info, options, progress, stem)
     mot = write_mot(files["mot"], results)
     name = tracker if isinstance(tracker, str) else type(tracker).__name__
+    chosen = None if keep is None else [model.class_names[i] for i in keep]
     summary = {"source": str(source), "tracker": name, "options": {**linker.options(), "nms_iou": nms_iou}}
+    summary["options"]["classes"] = chosen
     summary.update(_describe(results, model.class_names, info, max_score), unreadable=unreadable)
     summary["metrics"] = mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None
-    path = files["json"]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**summary, "per_frame": _per_frame(results)}, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return {**summary, "stem": stem, "mot": mot, "json": path, "video": video.path if video is not None else None}
+    _write_json(files["json"], summary, results)
+    return {**summary, "stem": stem, "mot": mot, "json": files["json"], "video": video}
 
 
 def _describe(results: Sequence[dict], class_names: Sequence[str], info: dict, max_score: float | None) -> dict:

@@ -1,5 +1,6 @@
 """``detkit.track``: a tracker object carries its ids across calls (frame-by-frame use), ``stream=True`` yields
-each frame's tracks before the input ends, and a ``None`` frame is a frame without detections."""
+each frame's tracks before the input ends, a ``None`` frame is a frame without detections, and ``classes=`` keeps
+only those classes' detections (no id spent on the others)."""
 
 import itertools
 
@@ -21,8 +22,9 @@ def model():
 
 
 def scripted(monkeypatch):
-    """Replace the detector by scripted detections: in frame t (the image's value) object A moves right, and
-    object B is there from frame 3 on. Returns the frames (64 x 64 images filled with t)."""
+    """Replace the detector by scripted detections: in frame t (the image's value) object A (class 0, ``a``) moves
+    right, and object B (class 1, ``b``) is there from frame 3 on. Returns the frames (64 x 64 images filled
+    with t)."""
 
     def predict(model, images, score_thr=None, batch_size=1):
         out = []
@@ -31,7 +33,7 @@ def scripted(monkeypatch):
             boxes = [[4 + 2 * t, 4, 20 + 2 * t, 20]] + ([[40, 40, 56, 56]] if t >= 3 else [])
             n = len(boxes)
             out.append({"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.full((n,), 0.9)})
-            out[-1]["labels"] = torch.zeros(n, dtype=torch.int64)
+            out[-1]["labels"] = torch.arange(n, dtype=torch.int64)
         return out
 
     monkeypatch.setattr(detkit, "predict", predict)
@@ -73,3 +75,28 @@ def test_stream_yields_each_frame_before_the_input_ends(model):
     assert len(list(itertools.islice(results, 2))) == 2 and len(read) == 3
     with pytest.raises(TypeError, match="frames must be a video file"):  # arguments are checked at the call
         detkit.track(model, 3, stream=True)
+
+
+def test_classes_keeps_only_those_detections_before_linking(model, monkeypatch):
+    frames = scripted(monkeypatch)
+    assert ids(detkit.track(model, frames)) == [[1]] * 4 + [[1, 2]] * 2  # B (confirmed in frame 4) takes id 2
+    only_b = detkit.track(model, frames, classes=["B"])  # a name, in any case
+    assert ids(only_b) == [[]] * 4 + [[1]] * 2  # B's track is the first: A's detections took no id
+    assert {label for r in only_b for label in r["labels"].tolist()} == {1}
+    assert ids(detkit.track(model, frames, classes=0)) == [[1]] * 6  # an index
+    assert ids(detkit.track(model, frames, classes=["a", 1])) == ids(detkit.track(model, frames))
+
+
+@pytest.mark.parametrize(
+    "classes, error, message",
+    [
+        (["c"], ValueError, "classes: the model has no class 'c' (it has 0 a, 1 b)"),
+        ([2], ValueError, "classes: index 2 is not a class of the model (2 classes: 0 a, 1 b)"),
+        ([], ValueError, "classes: an empty list would track nothing"),
+        ([1.5], TypeError, "classes: a class is a name or an index, got float 1.5"),
+    ],
+)
+def test_classes_the_model_lacks_are_refused_at_the_call(model, classes, error, message):
+    with pytest.raises(error) as e:
+        detkit.track(model, [np.zeros((64, 64, 3), np.uint8)], classes=classes, stream=True)
+    assert str(e.value).startswith(message)

@@ -1,6 +1,6 @@
 """``detkit track`` (detkit/cli/track.py): Ultralytics' words, webcams, bad ground truths and flags that do nothing
 are refused with one line before the model loads; a frame folder in natural order, with an unreadable frame and
-frames of another size, is tracked whole at its seqinfo.ini frame rate."""
+frames of another size, is tracked whole at its seqinfo.ini frame rate; --classes tracks the classes named."""
 
 import json
 import shutil
@@ -63,7 +63,8 @@ def refused(capsys, argv, lines=1):
         (["--persist"], "detkit track follows each input's whole video with one tracker"),
         (["persist=True"], "detkit track follows each input's whole video"),
         (["--show"], "the drawn video is written under --out-dir"),
-        (["--classes", "0"], "detkit track follows every class"),
+        (["classes=0"], "classes=0 is Ultralytics' word; detkit's: --classes 0 (class names or indices"),
+        (["classes=[0,2]"], "detkit's: --classes 0 2"),
         (["iou=0.5"], "--nms-iou 0.5"),
         (["imgsz=640"], "the frame size is the model config's test pipeline"),
         (["vid_stride=2"], "a KEY=VALUE word is Ultralytics' form; detkit track takes flags"),
@@ -157,3 +158,26 @@ def test_fps_flag_and_the_best_score_when_nothing_reaches_the_threshold(checkpoi
     assert "no track: the detector found nothing above --score-thr 1: its best score was 0." in text
     report = json.loads((out / "seq.json").read_text())
     assert report["fps"] == 12.0 and report["boxes"] == 0 and 0 < report["max_score"] < 1
+
+
+def test_classes_tracks_only_the_classes_named(checkpoint, sequence, tmp_path, capsys):
+    # the tiny detector's confident boxes are circles: with --classes rectangle none reaches the tracker
+    out = tmp_path / "out"
+    args = ["-", checkpoint, sequence["frames"], "--out-dir", out, "--device", "cpu", "--no-draw"]
+    assert track_main([str(a) for a in [*args, "--classes", "Rectangle", "--score-thr", "0.6"]]) == 0
+    text = capsys.readouterr().out
+    report = json.loads((out / "seq.json").read_text())
+    assert report["options"]["classes"] == ["rectangle"] and report["boxes"] == 0 and not report["tracks"]
+    assert "no track: the detector found nothing of --classes rectangle above" in text
+    assert (out / "seq.txt").read_text() == ""
+
+
+def test_a_class_the_model_lacks_is_one_line(checkpoint, sequence, tmp_path, capsys):
+    err = refused(capsys, ["-", checkpoint, sequence["frames"], "--out-dir", tmp_path / "o", "--classes", "circel"])
+    assert "--classes: the model has no class 'circel' (nearest: circle)" in err
+    assert not (tmp_path / "o" / "seq.json").exists()
+
+
+def test_videos_after_classes_are_named_with_the_fix(checkpoint, sequence, tmp_path, capsys):
+    err = refused(capsys, ["-", checkpoint, "--classes", "circle", sequence["frames"], "--out-dir", tmp_path / "o"])
+    assert f"--classes took {sequence['frames']}, a file or folder, as a class" in err and "--classes=person,car" in err
