@@ -1,12 +1,67 @@
-"""Checks of a search before its first trial: the metric names a metric of data.val's evaluator, and the data
-the trials train on builds (a mistake there would fail every trial)."""
+"""Checks of a search before its first trial: the metric names a metric of data.val's evaluator, the data
+the trials train on builds, and every searched value passes the checks a trial's config gets (a mistake there
+would fail every trial, or every trial that draws that value)."""
 
 from __future__ import annotations
 
 import difflib
+import itertools
+import json
+from typing import Any
 
 from detkit.config import ConfigError
-from detkit.config_check import nearest
+from detkit.config_check import check_config, nearest
+from detkit.tune.space import Param, apply_params
+
+MAX_COMBINATIONS = 256  # of the other categorical choices a value is checked with (more: the first 256)
+
+
+def config_problem(cfg: dict) -> str | None:
+    """The problem a trial's checks find in ``cfg`` (a resolved config), before any data or model is built: the
+    config check (``check_config``), then the Trainer's refusal of a key that the optimizer's or scheduler's
+    ``type`` never reads (``milestones`` with cosine, ``momentum`` with AdamW); None when it passes."""
+    from detkit.engine.optim import unused_type_keys
+
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        return str(e)
+    unused = unused_type_keys(cfg)
+    return "; ".join(message for _, message in unused) if unused else None
+
+
+def check_trial_config(cfg: dict) -> None:
+    """A ConfigError when :func:`config_problem` finds one (the check of each trial's sampled config)."""
+    problem = config_problem(cfg)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def _draws(params: list[Param], fixed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The values of the searched keys that a check tries, ``fixed``'s as given, the others drawn: each combination
+    of their categorical choices, with their ranges at the low bounds, then at the high bounds."""
+    others = [p for p in params if p.key not in fixed]
+    choices = [[(p.key, c) for c in p.choices] for p in others if p.kind == "categorical"]
+    ranges = [p for p in others if p.kind != "categorical"]
+    ends = [{p.key: p.low for p in ranges}, {p.key: p.high for p in ranges}] if ranges else [{}]
+    combos = itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)
+    return [{**dict(combo), **end, **fixed} for combo in combos for end in ends]
+
+
+def draw_problem(cfg: dict, params: list[Param], fixed: dict[str, Any]) -> str | None:
+    """Why every trial that draws ``fixed`` (searched key -> value; {}: any trial) fails :func:`config_problem`,
+    the other searched keys drawn as :func:`_draws` tries them; None when one of those draws passes."""
+    first = None
+    for draw in _draws(params, fixed):
+        problem = config_problem(apply_params(cfg, draw))
+        if problem is None:
+            return None
+        first = first or (draw, problem)
+    draw, problem = first
+    if not fixed or config_problem(apply_params(cfg, fixed)) == problem:
+        return problem  # the same without the other searched values: theirs is no part of it
+    shown = ", ".join(f"{k} {json.dumps(v)}" for k, v in draw.items() if k not in fixed)
+    return f"{problem} (with the searched {shown})"
 
 
 def check_data_and_metric(cfg: dict, metric: str | None) -> str:

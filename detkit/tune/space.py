@@ -7,7 +7,8 @@ train.max_epochs: {type: int, low: 10, high: 40, step: 10}
 ```
 
 Each key must be a key of the resolved config (engine defaults included); every bound and choice must be a
-value the config check accepts for that key. Any problem is a :class:`SpaceError` naming the file and the key.
+value that a trial's config checks accept (``detkit.tune.preflight``). Any problem is a :class:`SpaceError`
+naming the file and the key.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import yaml
 
 from detkit.config import ConfigError, display_path, set_by_path
-from detkit.config_check import check_config, nearest
+from detkit.config_check import nearest
 
 KIND_FIELDS = {
     "float": ("low", "high", "log", "step"),
@@ -266,7 +267,11 @@ def _bounds(param: Param) -> list[tuple[str, Any]]:
 
 
 def check_space(params: list[Param], cfg: dict, where: str) -> None:
-    """Every key is a key of ``cfg`` (a resolved config) and every bound / choice passes the config check."""
+    """Every key is a key of ``cfg`` (a resolved config), and every bound and categorical choice passes the checks
+    of a trial's config with the other searched keys drawn (``detkit.tune.preflight.draw_problem``: the config
+    check and the Trainer's own; no data or model is built)."""
+    from detkit.tune.preflight import config_problem, draw_problem
+
     keys = None
     for param in params:
         if not has_key(cfg, param.key):
@@ -277,13 +282,15 @@ def check_space(params: list[Param], cfg: dict, where: str) -> None:
                 + (f" (nearest: '{near}')" if near else "")
                 + "; a key the config lacks but the code accepts can be added for every trial with --set KEY=VALUE"
             )
+    base = config_problem(cfg)  # a problem of the config itself is no value's fault
+    for param in params:
         for what, value in _bounds(param):
-            trial_cfg = copy.deepcopy(cfg)
-            set_by_path(trial_cfg, param.key, value)
-            try:
-                check_config(trial_cfg)
-            except ConfigError as e:
-                raise SpaceError(f"{where}: '{param.key}': its {what} is not a valid value: {e}") from None
+            problem = draw_problem(cfg, params, {param.key: value})
+            if problem is not None and problem != base:
+                raise SpaceError(f"{where}: '{param.key}': its {what} is not a valid value: {problem}")
+    problem = draw_problem(cfg, params, {})
+    if problem is not None:
+        raise SpaceError(f"{where}: every trial's config would fail its checks, whatever the space draws: {problem}")
 
 
 def load_space(path: str | Path, cfg: dict) -> list[Param]:

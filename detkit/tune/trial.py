@@ -18,8 +18,8 @@ from typing import Any
 from optuna.trial import TrialState
 
 from detkit.config import ConfigError
-from detkit.config_check import check_config
 from detkit.engine.logger import LOGGER_NAME
+from detkit.tune.preflight import check_trial_config
 from detkit.tune.space import Param, apply_params
 
 
@@ -114,9 +114,10 @@ class TrialRunner:
         return Path(self.work_dir) / f"trial_{number}"
 
     def config_for(self, values: dict[str, Any]) -> dict:
-        """The resolved config of a trial with these (config) values; a ConfigError when it is not valid."""
+        """The resolved config of a trial with these (config) values; a ConfigError when it is not valid (the
+        checks of ``detkit.tune.preflight.check_trial_config``: the config check and the Trainer's own)."""
         cfg = apply_params(self.cfg, values)
-        check_config(cfg)
+        check_trial_config(cfg)
         return cfg
 
     def __call__(self, trial) -> TrialOutcome:

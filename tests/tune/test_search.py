@@ -225,6 +225,21 @@ def test_a_sampled_value_the_config_refuses_fails_the_trial(tmp_path, toy_cfg):
     assert "ConfigError" in (tmp_path / "tune" / "trial_4" / "error.txt").read_text()
 
 
+def test_a_drawn_combination_the_trainer_would_refuse_fails_as_the_sampled_values_doing(tmp_path, toy_cfg):
+    # each value passes the preflight with some draw of the other; AdamW with momentum 0.95 is refused by the
+    # Trainer's check (a key the type never reads): now a sampled-config failure, before the trial's Trainer
+    space = (
+        "optimizer.type: {type: categorical, choices: [SGD, AdamW]}\n"
+        "optimizer.momentum: {type: categorical, choices: [0.9, 0.95]}\n"
+    )
+    params = load_space(_write(tmp_path, space), toy_cfg)
+    runner = TrialRunner(toy_cfg, params, tmp_path / "tune", "bbox/AP", device="cpu")
+    outcome = runner(optuna.trial.FixedTrial({"optimizer.type": "AdamW", "optimizer.momentum": 0.95}, number=0))
+    assert outcome.state == TrialState.FAIL and outcome.sampled
+    assert outcome.message.startswith("the sampled config is not valid: optimizer.momentum: 0.95 is not used by")
+    assert not (tmp_path / "tune" / "trial_0" / "config.yaml").exists()  # no training run was started
+
+
 def test_the_same_error_again_and_again_stops_the_search(tmp_path, toy_cfg, monkeypatch):
     def full_disk(self, trial, cfg, out):
         raise OSError(f"[Errno 28] No space left on device: '{out}/latest.pth'")

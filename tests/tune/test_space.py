@@ -126,3 +126,51 @@ def test_grid_needs_finite_values(tmp_path, toy_cfg):
         grid_space(params, "space.yaml")
     stepped = load_space(_space(tmp_path, "optimizer.lr: {type: float, low: 0.01, high: 0.05, step: 0.02}\n"), toy_cfg)
     assert grid_space(stepped, "space.yaml") == {"optimizer.lr": [0.01, 0.03, 0.05]}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (  # the config check's own refusal, named with the parameter and the choice
+            "optimizer.type: {type: categorical, choices: [SGD, Adamm]}",
+            "'optimizer.type': its choice \"Adamm\" is not a valid value: optimizer.type must be one of: 'SGD'",
+        ),
+        (  # the Trainer's: the toy config's milestones [1] are read by multistep only
+            "scheduler.type: {type: categorical, choices: [multistep, cosine]}",
+            "'scheduler.type': its choice \"cosine\" is not a valid value: scheduler.milestones: [1] is not used by "
+            "scheduler type cosine",
+        ),
+        (  # with the other searched keys drawn: AdamW never reads the momentum the space searches
+            "optimizer.type: {type: categorical, choices: [SGD, AdamW]}\n"
+            "optimizer.momentum: {type: float, low: 0.8, high: 0.95}",
+            "'optimizer.type': its choice \"AdamW\" is not a valid value: optimizer.momentum: 0.8 is not used by "
+            "optimizer type AdamW (only by SGD); remove it (or set it to 0.9), or choose optimizer.type SGD (with "
+            "the searched optimizer.momentum 0.8)",
+        ),
+    ],
+)
+def test_a_choice_the_trial_checks_refuse_is_named_before_any_trial(tmp_path, toy_cfg, text, message):
+    with pytest.raises(SpaceError) as e:
+        load_space(_space(tmp_path, text + "\n"), toy_cfg)
+    assert message in str(e.value) and "space.yaml" in str(e.value)
+
+
+def test_choices_valid_with_some_draw_of_the_others_pass(tmp_path, toy_cfg):
+    # momentum searched with SGD among the types; AdamW with the momentum at its default; cosine with no milestones
+    space = (
+        "optimizer.type: {type: categorical, choices: [SGD, AdamW]}\n"
+        "optimizer.momentum: {type: categorical, choices: [0.9, 0.95]}\n"
+        "scheduler.type: {type: categorical, choices: [multistep, cosine]}\n"
+        "scheduler.milestones: {type: categorical, choices: [null, [1]]}\n"
+    )
+    assert len(load_space(_space(tmp_path, space), toy_cfg)) == 4
+
+
+def test_a_config_that_no_draw_can_fix_is_refused(tmp_path, toy_cfg):
+    toy_cfg["scheduler"]["min_lr_ratio"] = 0.1  # not read by multistep: every trial's Trainer would refuse it
+    with pytest.raises(SpaceError) as e:
+        load_space(_space(tmp_path, "optimizer.lr: {type: float, low: 0.01, high: 0.05}\n"), toy_cfg)
+    assert "every trial's config would fail its checks, whatever the space draws: scheduler.min_lr_ratio" in str(
+        e.value
+    )
+    assert "'optimizer.lr'" not in str(e.value)  # not the searched value's fault
