@@ -129,6 +129,8 @@ def _records(result: dict, class_names: Sequence[str]) -> list[dict]:
         if "heatmap_dets" in result:
             det = int(result["heatmap_dets"][k])
             rec.update(detection=det, score=float(result["scores"][det]), box=[float(v) for v in result["boxes"][det]])
+        if "target_iou" in result:
+            rec["iou"] = result["target_iou"]  # with the box asked for (--box)
         out.append(rec)
     return out
 
@@ -144,20 +146,27 @@ def explain_files(
     gt: GroundTruth | None = None,
     seed: int = 0,
     progress: bool = True,
+    target_class: int | str | None = None,
+    target_box: Sequence[float] | None = None,
 ) -> dict:
     """Explain each image of ``paths`` (see the module docstring); with ``gt``, play the pointing game with
-    ``model`` and with a copy of it whose weights are re-initialised (``seed``).
+    ``model`` and with a copy of it whose weights are re-initialised (``seed``). ``target_class`` and
+    ``target_box`` choose what is explained, as in ``detkit.explain``; a box that overlaps no detection of an
+    image is a ``NoOverlapError`` naming the image (the outputs of the images before it are listed in
+    ``explanations.json``).
 
     Returns a summary: ``images``, ``skipped`` (``(path, reason)``), ``heatmaps``, ``layer``, ``method``,
-    ``out_dir``, and with ``gt``: ``pointing`` = ``{"trained": [hits, total], "random": [hits, total],
-    "images": n, "missing": inputs not in the json, "other_size": inputs whose size differs from the json's image
-    of their name, left out}``.
+    ``out_dir``, ``score_thr`` (the detections' threshold used) and ``score_thr_given``, ``target_class``,
+    ``target_box``, ``picks`` (per image, the detection the box picked and its IoU), and with ``gt``: ``pointing``
+    = ``{"trained": [hits, total], "random": [hits, total], "images": n, "missing": inputs not in the json,
+    "other_size": inputs whose size differs from the json's image of their name, left out}``.
     """
     out = Path(out_dir)
     created = _new_folders(out)
     out.mkdir(parents=True, exist_ok=True)
+    choice = {"target_class": target_class, "target_box": target_box}
     try:
-        return _explain_all(model, paths, out, method, target_layer, score_thr, max_dets, gt, seed, progress)
+        return _explain_all(model, paths, out, method, target_layer, score_thr, max_dets, gt, seed, progress, choice)
     except BaseException:
         _remove_if_empty(created)  # a bad --target-layer, say: leave no empty folder behind
         raise
@@ -181,54 +190,113 @@ def _remove_if_empty(folders: Sequence[Path]) -> None:
             return  # not empty (or gone): keep it and the folders above it
 
 
-def _explain_all(model, paths, out, method, target_layer, score_thr, max_dets, gt, seed, progress) -> dict:  # noqa: PLR0913
+def _start_summary(model: nn.Module, out: Path, method: str, score_thr: float | None, max_dets: int, choice: dict):
+    """The summary of :func:`explain_files` before any image: what is explained, at which threshold."""
+    from detkit.explain.adapters import adapter_for
+    from detkit.explain.choice import class_index, config_score_thr
+
+    kind = adapter_for(model).kind
+    label = choice["target_class"]
+    summary: dict = dict(images=0, skipped=[], heatmaps=0, layer=None, method=method, out_dir=out, max_dets=max_dets)
+    summary.update(kind=kind, picks=[], target_box=choice["target_box"], score_thr_given=score_thr is not None)
+    summary["score_thr"] = (
+        (score_thr if score_thr is not None else config_score_thr(model)) if kind == "detector" else None
+    )
+    summary["target_class"] = None if label is None else model.class_names[class_index(label, model.class_names)]
+    return summary
+
+
+def _pick_line(path: Path, result: dict, names: Sequence[str], box: Sequence[float]) -> str:
+    """Which detection ``--box`` picked in the image ``path``, with its class, score, box and IoU."""
+    from detkit.explain.choice import box_text
+
+    det = int(result["heatmap_dets"][0])
+    label = int(result["labels"][det])
+    name = names[label] if label < len(names) else str(label)
+    return (
+        f"{path}: --box {box_text(box)} -> detection {det} ('{name}', score {float(result['scores'][det]):.3g}, box "
+        f"{box_text([round(float(v), 1) for v in result['boxes'][det]])}), IoU {result['target_iou']:.3f}"
+    )
+
+
+def _play_pointing(pointing: dict, models: dict, gt: GroundTruth, path: Path, image, result: dict, method) -> None:
+    """Add the image ``path`` to the pointing game's counts (or to its images left out)."""
+    from detkit.explain import pointing_hits
+
+    truth = gt.get(path)
+    if truth is None:
+        pointing["missing"] += 1
+    elif gt.size_differs(path, image.shape[:2]):
+        pointing["other_size"] += 1  # another file of that name: its boxes would be another image's
+    else:
+        pointing["images"] += 1
+        for key, m in models.items():
+            hits = pointing_hits(m, image, *truth, method=method, target_layer=result["target_layer"])
+            pointing[key][0] += int(hits.sum())
+            pointing[key][1] += len(hits)
+
+
+def _explain_all(model, paths, out, method, target_layer, score_thr, max_dets, gt, seed, progress, choice) -> dict:  # noqa: PLR0913
     """:func:`explain_files` into the existing folder ``out``."""
     from tqdm import tqdm
 
     from detkit.data.image_io import ImageReadError, read_image
-    from detkit.explain import draw_explanation, explain, pointing_hits, randomized_copy
-    from detkit.explain.adapters import adapter_for
+    from detkit.explain import draw_explanation, explain, randomized_copy
+    from detkit.explain.choice import NoOverlapError
     from detkit.utils.output_names import unique_stems
 
     names = list(model.class_names)
-    random_model = randomized_copy(model, seed) if gt is not None else None
-    summary: dict = dict(images=0, skipped=[], heatmaps=0, layer=None, method=method, out_dir=out, score_thr=score_thr)
-    summary.update(max_dets=max_dets, kind=adapter_for(model).kind)
+    summary = _start_summary(model, out, method, score_thr, max_dets, choice)
+    models = {"trained": model, "random": randomized_copy(model, seed)} if gt is not None else {}
     pointing = {"trained": [0, 0], "random": [0, 0], "images": 0, "missing": 0, "other_size": 0}
-    records = []
+    records: list[dict] = []
+    finished = False
     bar = tqdm(total=len(paths), desc="explain", unit="img", disable=None if progress else True)
-    for path, stem in zip(paths, unique_stems(p.stem for p in paths)):  # names as output_files gives them
-        bar.update(1)
-        try:
-            image = read_image(path)
-        except ImageReadError as e:
-            summary["skipped"].append((str(path), str(e)))
-            bar.write(f"skipped unreadable input {path}: {e}", file=sys.stderr)
-            continue
-        result = explain(model, image, method, target_layer, score_thr, max_dets)
-        _write_npy(out / f"{stem}.npy", result["heatmaps"].numpy())
-        _write_png(out / f"{stem}.png", draw_explanation(image, result, names))
-        records.append(dict(file=str(path), png=f"{stem}.png", npy=f"{stem}.npy", maps=_records(result, names)))
-        summary["images"] += 1
-        summary["heatmaps"] += len(result["heatmaps"])
-        summary["layer"] = result["target_layer"]
-        truth = gt.get(path) if gt is not None else None
-        if gt is not None and truth is None:
-            pointing["missing"] += 1
-        elif truth is not None and gt.size_differs(path, image.shape[:2]):
-            pointing["other_size"] += 1  # another file of that name: its boxes would be another image's
-        elif truth is not None:
-            pointing["images"] += 1
-            for key, m in (("trained", model), ("random", random_model)):
-                hits = pointing_hits(m, image, *truth, method=method, target_layer=result["target_layer"])
-                pointing[key][0] += int(hits.sum())
-                pointing[key][1] += len(hits)
-    bar.close()
-    meta = dict(method=method, target_layer=summary["layer"], images=records)
-    _replace_into(out / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    try:
+        for path, stem in zip(paths, unique_stems(p.stem for p in paths)):  # names as output_files gives them
+            bar.update(1)
+            try:
+                image = read_image(path)
+            except ImageReadError as e:
+                summary["skipped"].append((str(path), str(e)))
+                bar.write(f"skipped unreadable input {path}: {e}", file=sys.stderr)
+                continue
+            try:
+                result = explain(model, image, method, target_layer, score_thr, max_dets, **choice)
+            except NoOverlapError as e:
+                raise NoOverlapError(f"{path}: {e}") from None
+            _write_npy(out / f"{stem}.npy", result["heatmaps"].numpy())
+            _write_png(out / f"{stem}.png", draw_explanation(image, result, names))
+            records.append(dict(file=str(path), png=f"{stem}.png", npy=f"{stem}.npy", maps=_records(result, names)))
+            summary["images"] += 1
+            summary["heatmaps"] += len(result["heatmaps"])
+            summary["layer"] = result["target_layer"]
+            if "target_iou" in result:
+                summary["picks"].append(_pick_line(path, result, names, choice["target_box"]))
+            if gt is not None:
+                _play_pointing(pointing, models, gt, path, image, result, method)
+        finished = True
+    finally:
+        bar.close()
+        if finished or records:  # a run stopped midway lists what it wrote, and keeps the earlier run's records
+            meta = dict(method=method, target_layer=summary["layer"], images=records + _earlier(out, records, finished))
+            _replace_into(out / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     if gt is not None:
         summary["pointing"] = pointing
     return summary
+
+
+def _earlier(out: Path, records: list[dict], finished: bool) -> list[dict]:
+    """The records of the earlier ``explanations.json`` whose files this run did not write (none once finished):
+    a run stopped midway leaves them there, still explain's own."""
+    if finished:
+        return []
+    try:
+        earlier = json.loads((out / SUMMARY_FILE).read_text(encoding="utf-8")).get("images", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    written = {r["png"] for r in records}
+    return [r for r in earlier if isinstance(r, dict) and r.get("png") not in written]
 
 
 def _share(pair: Sequence[int]) -> str:
@@ -236,19 +304,31 @@ def _share(pair: Sequence[int]) -> str:
     return f"{hits / total:.3f} ({hits}/{total})" if total else "n/a (no objects)"
 
 
-def format_summary(summary: dict, seed: int = 0) -> str:
-    """What was explained and skipped, how many maps, at which layer and where; the pointing game's line."""
-    n = summary["images"]
-    thr = summary.get("score_thr")
+def _explained(summary: dict) -> str:
+    """What each image's maps explain: the top classes, a chosen class, the detections above which threshold."""
+    from detkit.explain.choice import box_text, threshold_text
+
+    k, name = summary["max_dets"], summary.get("target_class")
     if summary.get("kind") == "classifier":
-        which = f"at most {summary['max_dets']} per image, the top classes"
-    elif summary.get("kind") == "segmentor":
-        which = f"at most {summary['max_dets']} per image, the largest classes present"
-    else:
-        which = (
-            f"at most {summary['max_dets']} per image, detections scoring >= "
-            f"{'the config test threshold' if thr is None else f'--score-thr {thr:g}'}"
+        return f"class '{name}'" if name is not None else f"at most {k} per image, the top classes"
+    if summary.get("kind") == "segmentor":
+        return (
+            f"class '{name}' where present"
+            if name is not None
+            else f"at most {k} per image, the largest classes present"
         )
+    of_class = "" if name is None else f" of class '{name}'"
+    thr = threshold_text(summary.get("score_thr"), bool(summary.get("score_thr_given")), "--score-thr")
+    if summary.get("target_box") is not None:
+        return f"per image the detection{of_class} scoring > {thr} of highest IoU with --box {box_text(summary['target_box'])}"
+    return f"at most {k} per image, detections{of_class} scoring > {thr}"
+
+
+def format_summary(summary: dict, seed: int = 0) -> str:
+    """What was explained and skipped, how many maps, at which layer and where; the detection each --box picked;
+    the pointing game's line."""
+    n = summary["images"]
+    which = _explained(summary)
     text = (
         f"{n} image{'s' if n != 1 else ''} explained, {len(summary['skipped'])} unreadable skipped, "
         f"{summary['heatmaps']} heatmaps ({summary['method']} at layer {summary['layer']}; {which}) "
@@ -256,6 +336,8 @@ def format_summary(summary: dict, seed: int = 0) -> str:
     )
     if summary["skipped"]:
         text += f" (skipped: {', '.join(s[0] for s in summary['skipped'])})"
+    for line in summary.get("picks", []):
+        text += f"\n{line}"
     p = summary.get("pointing")
     if p is not None:
         text += (
