@@ -131,7 +131,7 @@ def _decode_all(
     from tqdm import tqdm
 
     bad_images = {p.index for p in out if p.record == "image"}
-    bad_anns = {p.index for p in out if p.record == "annotation"}
+    bad_anns = {p.index for p in out if p.record == "annotation" and p.severity == ERROR}
     by_image: dict = defaultdict(list)
     if masks:
         for k, a in enumerate(data.get("annotations") or []):

@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["ann_to_mask", "decode_mask", "has_segmentation", "mask_problem", "rle_string_total", "segmentation_problem"]
+__all__ = [
+    "ann_to_mask",
+    "box_mask_mismatch",
+    "decode_mask",
+    "has_segmentation",
+    "mask_problem",
+    "rle_string_total",
+    "segmentation_problem",
+]
 
 NO_MASKS = "train without masks (with_masks=False)"
 FIX = f"fix the segmentation, or {NO_MASKS}"
@@ -116,6 +124,42 @@ def segmentation_problem(seg: Any, h: float, w: float, max_outside: float = 0.1)
     if seg is None:
         return "no_segmentation", f"the annotation has no segmentation; add its polygon or RLE, or {NO_MASKS}"
     return "bad_segmentation", f"segmentation {str(seg)[:40]!r} is neither polygons nor RLE {{size, counts}}; {FIX}"
+
+
+def _mask_box(seg: Any, h: float, w: float) -> list[float] | None:
+    """[x, y, width, height] of a (checked) segmentation's extent: its polygons' points, or its RLE's pixels."""
+    if isinstance(seg, list):
+        xs = [v for poly in seg for v in poly[0::2]]
+        ys = [v for poly in seg for v in poly[1::2]]
+        return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)] if xs else None
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.frPyObjects(seg, int(h), int(w)) if isinstance(seg.get("counts"), list) else seg
+    box = [float(v) for v in mask_utils.toBbox(rle)]
+    return box if box[2] > 0 and box[3] > 0 else None
+
+
+def box_mask_mismatch(box: Any, seg: Any, h: float, w: float, min_iou: float = 0.5) -> str | None:
+    """A message when an annotation's bbox and the extent of its (checked) mask overlap with IoU under
+    ``min_iou``, else None: the two model families would learn different objects from it (R-CNN heads the
+    json's box, YOLO-seg recipes the box shrunk to the mask, or nothing where they do not meet)."""
+    if not seg:
+        return None
+    extent = _mask_box(seg, h, w)
+    if extent is None or extent[2] < 1 or extent[3] < 1:  # an empty or normalised (0..1) mask: said as empty_mask
+        return None
+    (x, y, bw, bh), (mx, my, mw, mh) = box, extent
+    iw = max(0.0, min(x + bw, mx + mw) - max(x, mx))
+    ih = max(0.0, min(y + bh, my + mh) - max(y, my))
+    inter = iw * ih
+    iou = inter / max(bw * bh + mw * mh - inter, 1e-9)
+    if iou >= min_iou:
+        return None
+    return (
+        f"bbox {[round(float(v), 1) for v in box]} and its mask's extent {[round(v, 1) for v in extent]} overlap with "
+        f"IoU {iou:.2f}: Mask R-CNN learns the json's box, YOLO-seg recipes the box shrunk to the mask (dropped "
+        "where they do not meet); fix the box (or the mask) so that they agree"
+    )
 
 
 def rle_string_total(counts: str) -> int | None:

@@ -190,6 +190,13 @@ class CocoDataset(torch.utils.data.Dataset):
             max_outside=max_outside,
             check_segmentation=self.with_masks or self.with_sem_seg,
         )
+        loose = [p for p in problems if p.kind == "box_mask_mismatch"]
+        if loose:  # trains, but not as the user means: each model family learns another object
+            warnings.warn(
+                f"{self.ann_file}: {len(loose)} annotation(s) whose bbox disagrees with its mask, e.g. "
+                f"{loose[0].message}; {self.check_hint()}",
+                stacklevel=3,
+            )
         errors = problem_list(problems)
         fatal = [p for p in errors if p.record in FILE_RECORDS]
         if fatal:  # no record to leave out: 'skip' cannot help

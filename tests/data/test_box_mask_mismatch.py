@@ -1,0 +1,46 @@
+"""An annotation whose bbox and mask disagree: trained, but Mask R-CNN learns the json's box and YOLO-seg the box
+shrunk to the mask (the object dropped where they do not meet). detkit check and a mask dataset warn."""
+
+from __future__ import annotations
+
+import warnings
+
+from detkit.data.datasets.coco import CocoDataset
+from detkit.data.validate import WARNING, validate_coco
+
+
+def _shift_box(data: dict, ann_id: int, dx: float) -> None:
+    ann = next(a for a in data["annotations"] if a["id"] == ann_id)
+    ann["bbox"][0] += dx
+
+
+def test_the_base_data_agrees_with_its_masks(coco_files):
+    problems = validate_coco(coco_files.data, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
+    assert not [p for p in problems if p.kind == "box_mask_mismatch"]  # polygon, both RLE forms, crowd
+
+
+def test_a_shifted_box_is_a_warning_naming_the_annotation(coco_files):
+    # ann 11: polygon x 4..24; ann 21: uncompressed RLE x 20..50; ann 12: compressed RLE; moved off their masks
+    data = coco_files.edit(lambda d: (_shift_box(d, 11, 30), _shift_box(d, 21, 25), _shift_box(d, 12, -30)))
+    problems = validate_coco(data, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
+    loose = [p for p in problems if p.kind == "box_mask_mismatch"]
+    assert sorted(p.ann_id for p in loose) == [11, 12, 21] and all(p.severity == WARNING for p in loose)
+    assert "IoU 0.00" in next(p.message for p in loose if p.ann_id == 11)
+    assert not [
+        p for p in validate_coco(data, coco_files.img_dir, coco_files.ann_file) if p.kind == "box_mask_mismatch"
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CocoDataset(ann_file=coco_files.ann_file, img_dir=coco_files.img_dir, with_masks=True)
+    said = [str(w.message) for w in caught if "disagrees with its mask" in str(w.message)]
+    assert len(said) == 1 and "3 annotation(s)" in said[0] and "detkit check" in said[0]
+    with warnings.catch_warnings(record=True) as caught:  # a box model reads no masks: nothing to say
+        warnings.simplefilter("always")
+        CocoDataset(ann_file=coco_files.ann_file, img_dir=coco_files.img_dir)
+    assert not [w for w in caught if "disagrees with its mask" in str(w.message)]
+
+
+def test_a_small_disagreement_is_not_reported(coco_files):
+    data = coco_files.edit(lambda d: _shift_box(d, 21, 4))  # 30 px wide box moved by 4 px: IoU 0.76
+    problems = validate_coco(data, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
+    assert not [p for p in problems if p.kind == "box_mask_mismatch"]
