@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
-Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--data DATA] [--split val|test]
+Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--save-json results.json] [--max-dets N]
+                            [--data DATA] [--split val|test]
                             [--set K=V ...] [--device D]
                             [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
                             [--ensemble CKPT ...]
@@ -20,18 +21,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, out_file_arg
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
+from detkit.utils.files import atomic_write
 
 TOOL = "eval"
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """The options (every argument but CONFIG CHECKPOINT)."""
-    p.add_argument("--out", help="write the metrics to this JSON file")
+    p.add_argument("--out", help="write the metrics (and the per-class table) to this JSON file")
+    p.add_argument(
+        "--save-json",
+        metavar="FILE",
+        help="write the predictions as COCO results (image and category ids of the evaluated json) to this file, "
+        "as scored: pycocotools' loadRes reads it",
+    )
+    p.add_argument(
+        "--max-dets",
+        type=int,
+        metavar="N",
+        help="detections per image that COCO AP counts (pycocotools' maxDets, default 100: train.eval_max_dets); "
+        "raise it for images with more objects",
+    )
     p.add_argument(
         "--data",
         metavar="DATA",
@@ -129,6 +145,23 @@ def scored_split(cfg: dict, args: argparse.Namespace) -> dict:
     )
 
 
+def per_class_records(evaluator) -> dict:
+    """``{"per_class": ...}`` for ``--out``: the evaluator's per-class table as JSON records (a COCO evaluator's by
+    IoU type, ``{"bbox": [...], "segm": [...]}``; a semantic or classification one's a list), nan as null; {}
+    when it keeps none."""
+    import math
+
+    def record(row) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row._asdict().items()}
+
+    rows = getattr(evaluator, "per_class", None)
+    if not rows:
+        return {}
+    if isinstance(rows, dict):
+        return {"per_class": {kind: [record(r) for r in table] for kind, table in rows.items()}}
+    return {"per_class": [record(r) for r in rows]}
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, evaluate, print the table, write ``--out``."""
     checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
@@ -138,9 +171,15 @@ def run(args: argparse.Namespace) -> int:
     wrap = compile_wrap(args, ensemble_wrap(args))
     cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data, hold_out=False)
     cfg = scored_split(cfg, args)
-    if args.out:  # never onto the config, a checkpoint or the data evaluated on
-        given = [p for p in (args.config, args.checkpoint, *args.ensemble, args.data) if p not in ("-", None)]
-        out_file_arg(args.out, "--out", [*given, *config_data_paths(cfg)])
+    if args.max_dets is not None:
+        if args.max_dets < 1:
+            raise UserError(f"--max-dets {args.max_dets}: give the number of detections per image AP counts, >= 1")
+        cfg = {**cfg, "train": {**(cfg.get("train") or {}), "eval_max_dets": args.max_dets}}
+    given = [p for p in (args.config, args.checkpoint, *args.ensemble, args.data) if p not in ("-", None)]
+    for flag, path in (("--out", args.out), ("--save-json", args.save_json)):
+        if path:  # never onto the config, a checkpoint or the data evaluated on
+            check_json_name(flag, path)
+            out_file_arg(path, flag, [*given, *config_data_paths(cfg)])
     from detkit.engine import dist, evaluate_checkpoint
 
     rank = 0
@@ -158,11 +197,38 @@ def run(args: argparse.Namespace) -> int:
     if callable(summary):
         print(summary())
     if args.out:
-        from detkit.utils.files import atomic_write
-
-        text = json.dumps(metrics, indent=2) + "\n"
+        text = json.dumps({**metrics, **per_class_records(evaluator)}, indent=2) + "\n"
         atomic_write(args.out, lambda f: f.write(text.encode()))
         print(f"metrics written to {args.out}")
+    if args.save_json:
+        return save_results(evaluator, args.save_json)
+    return 0
+
+
+def check_json_name(flag: str, path: str) -> None:
+    """A pickle name for a JSON output: MMDetection's ``--out results.pkl`` (its predictions) is refused with the
+    option that writes them here."""
+    if Path(path).suffix.lower() in (".pkl", ".pickle"):
+        raise UserError(
+            f"{flag} {path}: detkit writes JSON, not pickles; for the predictions (MMDetection's --out results.pkl) "
+            "give --save-json results.json (COCO results), for the metrics --out metrics.json"
+        )
+
+
+def save_results(evaluator, path: str) -> int:
+    """Write the COCO results the evaluator scored to ``path``; a model without COCO results is told (exit 2)."""
+    results = getattr(evaluator, "last_results", None)
+    if results is None:
+        kind = type(evaluator).__name__
+        print(
+            f"detkit eval: error: --save-json: a {kind} has no COCO results (semantic maps and classes are not "
+            "boxes); nothing written. Use detkit infer CONFIG CKPT IMAGES --out-dir DIR for its outputs",
+            file=sys.stderr,
+        )
+        return 2
+    text = json.dumps(results) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+    print(f"{len(results)} detections written to {path} (COCO results: the evaluated json's image and category ids)")
     return 0
 
 

@@ -19,6 +19,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "checkpoint_interval": None,
     "checkpoint_iters": None,
     "best_metric": "bbox/AP",
+    "eval_max_dets": 100,
     "patience": 0,
     "log_interval": 20,
     "tensorboard": False,
@@ -40,6 +41,7 @@ TRAIN_RULES: dict[str, Rule] = {
     "checkpoint_interval": integer(min=1, none=True),
     "checkpoint_iters": integer(min=1, none=True),
     "best_metric": text(),
+    "eval_max_dets": integer(min=1),  # detections per image that COCO AP counts (pycocotools' maxDets; COCO: 100)
     "patience": integer(min=0),
     "log_interval": integer(min=1),
     "tensorboard": boolean(),

@@ -79,7 +79,7 @@ def build_evaluator(cfg: Mapping[str, Any], dataset: Any) -> CocoEvaluator | Sem
       ``model.num_classes`` or the dataset's class names (plus 'background' first when the dataset has
       ``sem_background``), ``ignore_index`` from ``model.ignore_index``
       or ``model.decode_head.ignore_index`` (default 255).
-    - otherwise ``CocoEvaluator(dataset=dataset)`` with ``iou_types=('bbox', 'segm')`` when the model
+    - otherwise ``CocoEvaluator(dataset=dataset, max_dets=train.eval_max_dets)`` with ``iou_types=('bbox', 'segm')`` when the model
       has a mask head (``model.mask_head`` not null, a one-stage ``head`` whose type contains 'Seg',
       e.g. a prototype-mask YOLO head) or the dataset was built ``with_masks``; ``('bbox',)`` otherwise.
     """
@@ -104,4 +104,5 @@ def build_evaluator(cfg: Mapping[str, Any], dataset: Any) -> CocoEvaluator | Sem
         names = class_names if class_names is not None and len(class_names) == num_classes else None
         return SemSegEvaluator(num_classes=num_classes, ignore_index=ignore_index, class_names=names)
     iou_types = ("bbox", "segm") if _has_masks(model, dataset) else ("bbox",)
-    return CocoEvaluator(dataset=dataset, iou_types=iou_types)
+    max_dets = (cfg.get("train") or {}).get("eval_max_dets") or 100
+    return CocoEvaluator(dataset=dataset, iou_types=iou_types, max_dets=max_dets)

@@ -67,6 +67,8 @@ class CocoEvaluator:
         class_names: names per label; default: the dataset's, else the categories' names.
         backend: see ``evaluate_coco``.
         verbose: print pycocotools' summary in ``compute()``.
+        max_dets: detections per image that AP counts (COCO's 100; ``train.eval_max_dets``, ``eval --max-dets``);
+            ``compute()`` warns once when an evaluated image has more objects than that.
     Attributes:
         results: the COCO results list (every rank's after ``compute()``), ready for predictions.json.
         per_class: ``{iou_type: [ClassAP, ...]}`` of the last ``compute()``.
@@ -87,6 +89,7 @@ class CocoEvaluator:
         class_names: Sequence[str] | None = None,
         backend: str = "auto",
         verbose: bool = False,
+        max_dets: int = 100,
     ):
         if dataset is None and ann_file is None:
             raise ValueError("CocoEvaluator needs ann_file or dataset")
@@ -97,6 +100,9 @@ class CocoEvaluator:
         self.metric_names = [f"{t}/{n}" for t in self.iou_types for n in STAT_NAMES]
         self.backend = resolve_backend(backend)
         self.verbose = verbose
+        if isinstance(max_dets, bool) or not isinstance(max_dets, int) or max_dets < 1:
+            raise ValueError(f"max_dets must be an integer >= 1, got {max_dets!r}")
+        self.max_dets = max_dets
         self._gt_source = getattr(dataset, "coco", None) if dataset is not None else None
         if self._gt_source is None:
             self._gt_source = ann_file if ann_file is not None else getattr(dataset, "ann_file", None)
@@ -214,12 +220,31 @@ class CocoEvaluator:
             self._gt = load_coco_gt(self._gt_source, self.backend, self.iou_types)
         names = dict(zip(self.label_to_cat_id, self.class_names))
         results = self.results
+        self._warn_crowded()
         for t in self.iou_types:
-            o = evaluate_coco_gt(self._gt, results, t, self._per_image, self.backend, self.verbose)
+            o = evaluate_coco_gt(self._gt, results, t, self._per_image, self.backend, self.verbose, self.max_dets)
             metrics.update(o.metrics)
             per_class[t] = per_class_ap(o.cocoeval, names)
             logs[t] = o.log
         return [metrics, per_class, logs]
+
+    def _warn_crowded(self) -> None:
+        """Warn when an evaluated image holds more (non-crowd) objects than AP counts detections (``max_dets``)."""
+        counts: dict[int, int] = {}
+        for a in self._gt.dataset.get("annotations", []):
+            if not a.get("iscrowd", 0) and a.get("image_id") in self._per_image:
+                counts[a["image_id"]] = counts.get(a["image_id"], 0) + 1
+        crowded = {i: n for i, n in counts.items() if n > self.max_dets}
+        if crowded and not getattr(self, "_told_crowded", False):
+            self._told_crowded = True  # once per evaluator, not at every evaluation of a training
+            worst = max(crowded, key=crowded.get)
+            warnings.warn(
+                f"{len(crowded)} evaluated image(s) hold more objects than the {self.max_dets} detections per image "
+                f"that AP counts (pycocotools' maxDets; image id {worst}: {crowded[worst]} objects), so AP and AR "
+                f"are capped below 1; raise it with train.eval_max_dets or eval --max-dets (and the model's own "
+                "limit of detections per image, max_per_img, to match)",
+                stacklevel=3,
+            )
 
     def summary(self) -> str:
         """Return the last ``compute()`` as text: pycocotools' summary lines and the per-class tables."""

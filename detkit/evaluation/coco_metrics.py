@@ -280,11 +280,13 @@ def accumulate_cocoeval(
     img_ids: Iterable[int] | None = None,
     backend: str = "pycocotools",
     iou_thrs: Sequence[float] | None = None,
+    max_dets: int = 100,
 ) -> Any:
     """``COCOeval`` of checked ``results`` (not modified) after ``evaluate()`` and ``accumulate()``, no summary.
 
     pycocotools' prints are captured. ``img_ids`` restricts the images (default all), ``iou_thrs`` replaces
-    the IoU thresholds (default 0.50:0.05:0.95).
+    the IoU thresholds (default 0.50:0.05:0.95), ``max_dets`` the detections per image that AP and the last AR
+    count (COCO's 100; maxDets becomes ``[1, 10, max_dets]``).
     """
     dets = [dict(r) for r in results]  # loadRes writes ids and areas into the records
     with contextlib.redirect_stdout(io.StringIO()):
@@ -297,6 +299,8 @@ def accumulate_cocoeval(
             E = COCOeval(coco_gt, coco_dt, iou_type)
         if iou_thrs is not None:
             E.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
+        if max_dets != 100:
+            E.params.maxDets = [1, 10, int(max_dets)]
         if img_ids is not None:
             ids = sorted({int(i) for i in img_ids})
             known = set(coco_gt.getImgIds())
@@ -318,6 +322,7 @@ def evaluate_coco(
     img_ids: Iterable[int] | None = None,
     backend: str = "auto",
     verbose: bool = False,
+    max_dets: int = 100,
 ) -> CocoEvalOutput:
     """Run COCOeval (evaluate, accumulate, summarize) with its stdout captured.
 
@@ -330,6 +335,8 @@ def evaluate_coco(
         backend: ``'auto'`` or ``'pycocotools'``: pycocotools; ``'faster_coco_eval'`` (optional package,
             several times faster on large sets) gives the same numbers to within 3e-16, not bit for bit.
         verbose: also print pycocotools' summary.
+        max_dets: detections per image that AP (and AR100) count, highest scores first: COCO's 100; raise it
+            for images with more objects (AP is capped below 1 where an image has more than ``max_dets``).
     Returns:
         ``CocoEvalOutput(metrics, cocoeval, log)``; metrics keys are ``f'{iou_type}/{name}'`` for the
         names of ``STAT_NAMES``, AP values in 0..1 (-1 where there is no ground truth).
@@ -337,7 +344,8 @@ def evaluate_coco(
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     backend = resolve_backend(backend)
-    return evaluate_coco_gt(load_coco_gt(gt, backend, iou_type), results, iou_type, img_ids, backend, verbose)
+    coco_gt = load_coco_gt(gt, backend, iou_type)
+    return evaluate_coco_gt(coco_gt, results, iou_type, img_ids, backend, verbose, max_dets=max_dets)
 
 
 def evaluate_coco_gt(
@@ -347,6 +355,7 @@ def evaluate_coco_gt(
     img_ids: Iterable[int] | None = None,
     backend: str = "pycocotools",
     verbose: bool = False,
+    max_dets: int = 100,
 ) -> CocoEvalOutput:
     """``evaluate_coco`` on a private ground-truth COCO object of ``backend``'s class (from ``load_coco_gt``)."""
     dets, source = read_results(results)
@@ -355,11 +364,16 @@ def evaluate_coco_gt(
         warnings.warn(
             f"no {iou_type} detections to evaluate: every AP is 0 (-1 where there is no ground truth)", stacklevel=3
         )
-    E = accumulate_cocoeval(coco_gt, dets, iou_type, img_ids, backend)
+    E = accumulate_cocoeval(coco_gt, dets, iou_type, img_ids, backend, max_dets=max_dets)
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
+        if max_dets != 100:  # summarize() looks its AP's maxDets up by the value 100: name the last one so
+            E.params.maxDets = [1, 10, 100]
         E.summarize()
     text = log.getvalue()
+    if max_dets != 100:
+        E.params.maxDets = [1, 10, int(max_dets)]
+        text = text.replace("maxDets=100", f"maxDets={int(max_dets)}")
     if verbose:
         print(text, end="")
     metrics = {f"{iou_type}/{n}": float(v) for n, v in zip(STAT_NAMES, E.stats)}
@@ -373,9 +387,10 @@ def coco_metrics(
     backend: str = "auto",
     img_ids: Iterable[int] | None = None,
     verbose: bool = False,
+    max_dets: int = 100,
 ) -> dict[str, float]:
     """Return pycocotools' COCO metrics (``bbox/AP``, ``bbox/AP50``, ... in 0..1, -1 = undefined).
 
     See ``evaluate_coco`` for the arguments; this returns only the metric dict.
     """
-    return evaluate_coco(gt_json, results, iou_type, img_ids, backend, verbose).metrics
+    return evaluate_coco(gt_json, results, iou_type, img_ids, backend, verbose, max_dets=max_dets).metrics
