@@ -149,6 +149,20 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
+def on_main(fn: Any, *args: Any, errors: tuple[type[BaseException], ...] = (Exception,)) -> None:
+    """Run ``fn(*args)`` on rank 0 alone (a check that reads files, a first write); an error of ``errors`` it
+    raises there is raised on every rank, so that all stop together."""
+    error = None
+    if is_main_process():
+        try:
+            fn(*args)
+        except errors as e:
+            error = e
+    error = broadcast_object(error)
+    if error is not None:
+        raise error
+
+
 class StopSignals:
     """While active, the first SIGINT / SIGTERM only sets ``requested`` (the trainer finishes its step,
     saves and exits); a second SIGINT (or SIGTERM) raises ``KeyboardInterrupt`` at once."""

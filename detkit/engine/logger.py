@@ -144,6 +144,18 @@ class RunRecord:
         if self.history and self.history.get("iter"):
             self.history["iter"] = [int(round(e * iters_per_epoch)) for e in self.history["epoch"]]
 
+    def start(self, resumed_at: tuple[int, bool] | None, iters_per_epoch: int) -> None:
+        """Start the run's record: a resumed run keeps what came before its checkpoint (``resumed_at``: the
+        checkpoint's iteration, and whether it was re-counted since), re-counted where its units changed; a new
+        run starts fresh."""
+        if resumed_at is None:
+            self.reset()
+            return
+        at, recounted = resumed_at
+        self.truncate(at)  # a resumed run redoes what came after its checkpoint
+        if recounted:  # the kept rows in this run's iterations
+            self.recount(iters_per_epoch)
+
     def reset(self) -> None:
         """Start a fresh record (a new run in an existing work dir)."""
         self.history = {"iter": [], "epoch": [], "lr": [], "loss": {}}

@@ -69,7 +69,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
         check_evaluator_data(out.evaluator, val_set)
         out.val_set = val_set
     check_targets(cfg.get("model") or {}, train_set, out.val_set)  # masks / maps the model learns from
-    check_label_maps(train_set, out.val_set)  # SegFolderDataset maps: values past the classes, 0/255 masks
+    dist.on_main(check_label_maps, train_set, out.val_set)  # SegFolderDataset maps: values past the classes, 0/255
     if dist.is_main_process():
         warn_size_mismatch(cfg)  # a WARNING: multi-scale recipes train at another size on purpose
     return out

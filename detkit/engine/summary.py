@@ -77,6 +77,18 @@ def held_out_notes(datasets: dict[str, object]) -> list[str]:
     return [f"{section}: {d.held_out}" for section, d in inner.items() if getattr(d, "held_out", None) is not None]
 
 
+def log_start_notes(logger, schedule_note: tuple[str, bool] | None, datasets: dict[str, object]) -> None:
+    """Log what a user should know as training starts: the schedule's note (a warning when its flag is set),
+    the records left out of ``datasets`` (``{"data.train": ds, ...}``) and what each holds out."""
+    if schedule_note:
+        (logger.warning if schedule_note[1] else logger.info)(schedule_note[0])
+    note = skipped_note(datasets)
+    if note:
+        logger.warning(note)
+    for line in held_out_notes(datasets):
+        logger.info(line)
+
+
 def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch") -> str:
     """The evaluation of one epoch (or iteration: ``unit``) as an indented table, with its units."""
     rows = "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())
@@ -127,3 +139,29 @@ def summary(
         *([f"export:   {tool.format('export')} {cfg} {w} --out {_q(d / 'model.onnx')} --verify"] if exportable else []),
     ]
     return "\n".join(lines)
+
+
+def log_final_summary(trainer, seconds: float) -> None:
+    """Rank 0 at the end of a run: save the loss history, draw the plots, and (unless interrupted) log the
+    summary: best metric, files, the next commands. A plot that fails is a warning: the run is done."""
+    import logging
+
+    from detkit.engine.plots import plot_history
+    from detkit.export.wrappers import is_exportable
+
+    logger = logging.getLogger("detkit")
+    t = trainer
+    t.record.save_history()
+    try:
+        plots = plot_history(t.record.history, t.record.metrics(), t.work_dir)
+    except Exception as e:  # noqa: BLE001  (the run is done; a plot must not fail it)
+        logger.warning("could not write the training plots (%s: %s)", type(e).__name__, e)
+        plots = []
+    if t.interrupted:
+        return
+    at = t.length.position(t.epoch, t.iter)
+    text = summary(
+        t.work_dir, t.best, plots, t.tool, seconds, at, t.evaluator is not None, t.stop_reason, t.length.key,
+        exportable=is_exportable(t.model),
+    )  # fmt: skip
+    logger.info(text)

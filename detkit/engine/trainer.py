@@ -19,25 +19,18 @@ from detkit.engine import dist, step
 from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
 from detkit.engine.early_stop import patience_stop
-from detkit.engine.logger import Progress, RunRecord, log_to_file, open_log_file, setup_logger, tensorboard_writer
+from detkit.engine.logger import Progress, RunRecord, log_to_file, setup_logger, tensorboard_writer
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.optim import unused_type_keys
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
-from detkit.engine.preflight import PreflightError, check_best_metric, check_writable
+from detkit.engine.preflight import PreflightError, check_best_metric
 from detkit.engine.run_length import RunLength
 from detkit.engine.runtime import seed_everything, set_sampler_epoch
-from detkit.engine.summary import epoch_line, held_out_notes, skipped_note, summary
+from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
-from detkit.engine.workdir import (
-    check_outside_data,
-    check_work_dir,
-    keep_changed_config,
-    lock_work_dir,
-    move_previous_run,
-)
+from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir
 from detkit.models.backbones.init_weights import without_init_checkpoint
-from detkit.utils.files import atomic_write
 
 logger = logging.getLogger("detkit")
 
@@ -122,13 +115,8 @@ class Trainer:
         except BaseException:
             self._release()  # a failed construction leaves the work dir free (a notebook cell run again)
             raise
-        if self.main and self.resumed_at is not None:
-            at, recounted = self.resumed_at
-            self.record.truncate(at)  # a resumed run redoes what came after its checkpoint
-            if recounted:  # the kept rows in this run's iterations
-                self.record.recount(self.iters_per_epoch)
-        elif self.main:
-            self.record.reset()
+        if self.main:
+            self.record.start(self.resumed_at, self.iters_per_epoch)
 
     def _build(self, load_from, resuming: bool = False) -> None:
         """Data, model and optimization, each checked before the first iteration (see preflight.py). A resumed
@@ -163,31 +151,11 @@ class Trainer:
 
     def _on_main(self, fn, *args) -> None:
         """Run ``fn`` on rank 0; a pre-flight failure there is raised on every rank."""
-        error = None
-        if self.main:
-            try:
-                fn(*args)
-            except (PreflightError, OSError) as e:
-                error = e
-        error = dist.broadcast_object(error)
-        if error is not None:
-            raise error
+        dist.on_main(fn, *args, errors=(PreflightError, OSError))
 
     def _claim_work_dir(self, exist_ok: bool) -> None:
-        """Rank 0, after the checks: make the work dir, lock it (one training at a time), move a previous run
-        away, open the log, write config."""
-        check_writable(self.work_dir)
-        self._lock = lock_work_dir(self.work_dir)  # released when fit() ends (or the process does)
-        moved = move_previous_run(self.work_dir) if exist_ok else None
-        open_log_file(self.work_dir)
-        if moved:
-            dest, names = moved
-            logger.info("--exist-ok: the previous run (%s) moved to %s", ", ".join(names), dest)
-        text = dump_config(self.cfg)
-        kept = keep_changed_config(self.work_dir, text)
-        if kept is not None:
-            logger.info("the config differs from the run's config.yaml: the earlier one is kept as %s", kept)
-        atomic_write(self.work_dir / "config.yaml", lambda f: f.write(text.encode("utf-8")))
+        """Rank 0, after the checks: claim the work dir (:func:`detkit.engine.workdir.claim_work_dir`)."""
+        self._lock = claim_work_dir(self.work_dir, dump_config(self.cfg), exist_ok)  # released when fit() ends
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, *names: str, best: bool = False) -> None:
@@ -239,14 +207,9 @@ class Trainer:
             type(self.model).__name__, length.describe(), self.device, self.world,
             str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "off",
         )  # fmt: skip
-        note = length.schedule_note(self.schedule)
-        if note:
-            (logger.warning if note[1] else logger.info)(note[0])
-        note = skipped_note({"data.train": self.train_set, "data.val": self.val_set})
-        if note:
-            logger.warning(note)
-        for line in held_out_notes({"data.train": self.train_set, "data.val": self.val_set}):
-            logger.info(line)
+        log_start_notes(
+            logger, length.schedule_note(self.schedule), {"data.train": self.train_set, "data.val": self.val_set}
+        )
         self._started = self._since = time.perf_counter()
         metrics: dict[str, float] = {}
         if pending:  # the evaluation due at the checkpoint failed (or was interrupted): it comes first
@@ -352,25 +315,7 @@ class Trainer:
 
     def _finish(self) -> None:
         if self.main:
-            from detkit.engine.plots import plot_history
-
-            self.record.save_history()
-            try:
-                plots = plot_history(self.record.history, self.record.metrics(), self.work_dir)
-            except Exception as e:  # noqa: BLE001  (the run is done; a plot must not fail it)
-                logger.warning("could not write the training plots (%s: %s)", type(e).__name__, e)
-                plots = []
-            if not self.interrupted:
-                seconds = time.perf_counter() - self._started
-                has_val = self.evaluator is not None
-                at = self.length.position(self.epoch, self.iter)
-                from detkit.export.wrappers import is_exportable
-
-                text = summary(
-                    self.work_dir, self.best, plots, self.tool, seconds, at, has_val, self.stop_reason, self.length.key,
-                    exportable=is_exportable(self.model),
-                )  # fmt: skip
-                logger.info(text)
+            log_final_summary(self, time.perf_counter() - self._started)
         if getattr(self, "tb", None):
             self.tb.close()
 
