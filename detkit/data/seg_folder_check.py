@@ -9,7 +9,6 @@ look: a class that no label map holds, label maps without an image, a split that
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.data.datasets.seg_folder import binary_mask_hint, label_map_path
+from detkit.data.datasets.seg_folder import binary_mask_hint, exif_turn, label_map_path, size_mismatch
 from detkit.data.image_io import ImageReadError, read_image
 from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
 
@@ -63,20 +62,29 @@ class SegFolderReport(ProblemReport):
 
 
 def _pairing_problems(ds: Any) -> list[Problem]:
-    """Images without their label map (errors: the dataset refuses them) and label maps without an image."""
+    """Stems of ``split_file`` without an image and images of the split without their label map (errors: the
+    dataset refuses them), label maps without any image of ``img_dir`` (a warning)."""
     root, masks = Path(ds.img_dir), Path(ds.mask_dir)
     images = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in ds.img_suffixes]
     expected = {p: masks / label_map_path(p.relative_to(root), ds.mask_suffix) for p in images}
     paired = set(ds.images)
     problems = [
         Problem(
+            "missing_image",
+            f"split_file {ds.split_file} line {n}: stem {stem!r} has no image in img_dir {ds.img_dir}; fix the list",
+            record="image",
+        )
+        for n, stem in ds.split_missing
+    ]
+    problems += [
+        Problem(
             "no_label_map",
-            f"image {p} has no label map {expected[p]}"
+            f"image {p} has no label map {expected[Path(p)]}"
             f"; add it (same relative path and stem, mask_suffix {ds.mask_suffix}) or remove the image",
             record="image",
         )
-        for p in sorted(images)
-        if os.fspath(p) not in paired
+        for p in sorted(set(ds.listed_images))
+        if p not in paired
     ]
     named = set(expected.values())
     orphans = sorted(m for m in masks.rglob(f"*{ds.mask_suffix}") if m.is_file() and m not in named)
@@ -93,16 +101,19 @@ def _pairing_problems(ds: Any) -> list[Problem]:
 
 
 def _image_size(path: str, read_images: bool) -> tuple[int, int]:
-    """(h, w) of an image: decoded as training reads it, or from its header only."""
+    """(h, w) of an image as training reads it: decoded, or from its header (turned by its EXIF orientation,
+    as reading applies it to the formats OpenCV turns: JPEG, PNG, WebP)."""
     if read_images:
         return read_image(path).shape[:2]
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.size[1], im.size[0]
+            w, h = im.size
+            turnable = im.format in ("JPEG", "MPO", "PNG", "WEBP")
     except (OSError, SyntaxError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from e
+    return (w, h) if turnable and exif_turn(path) is not None else (h, w)
 
 
 def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: bool) -> None:
@@ -124,12 +135,7 @@ def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: b
             continue
         if sem.shape != (h, w):
             report.problems.append(
-                Problem(
-                    "size_mismatch",
-                    f"label map {ds.masks[i]} is {sem.shape[1]}x{sem.shape[0]} but image "
-                    f"{ds.images[i]} is {w}x{h}; they must match",
-                    record="image",
-                )
+                Problem("size_mismatch", size_mismatch(ds.masks[i], ds.images[i], sem.shape, (h, w)), record="image")
             )
             continue
         counts = np.bincount(sem.ravel().astype(np.int64), minlength=256)[:256]
@@ -141,6 +147,13 @@ def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: b
     report.class_images = {n: int(holding[k]) for k, n in enumerate(names)}
     report.class_pixels = {n: int(pixels[k]) for k, n in enumerate(names)}
     report.ignored = int(pixels[255])
+
+
+def _listed(ds: Any) -> str:
+    """Which images are paired: ``of IMG_DIR``, or ``listed in SPLIT_FILE (N stems) of IMG_DIR``."""
+    if ds.split_file is None:
+        return f"of {ds.img_dir}"
+    return f"listed in {ds.split_file} ({len(ds.listed_images) + len(ds.split_missing)} stems) of {ds.img_dir}"
 
 
 def split_key(source: str) -> str:
@@ -180,7 +193,7 @@ def check_seg_folder(ds: Any, source: str, read_images: bool = True, progress: b
         )
     report.checked = [
         f"classes: {len(ds.class_names)} ({', '.join(ds.class_names[:6])}{', ...' if len(ds.class_names) > 6 else ''})",
-        f"pairs: every image of {ds.img_dir} has a label map in {ds.mask_dir} (suffix {ds.mask_suffix})",
+        f"pairs: every image {_listed(ds)} has a label map in {ds.mask_dir} (suffix {ds.mask_suffix})",
         "label maps: decode, one channel, values 0..C-1 or 255, the size of their image"
         + ("" if read_images else " (images not decoded: sizes from their headers)"),
     ]

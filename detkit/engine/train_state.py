@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 
 import detkit
-from detkit.engine import dist
+from detkit.engine import builders, dist
 from detkit.engine.checkpoint import get_rng_state, load_checkpoint, set_rng_state
 from detkit.engine.optim import LRSchedule
-from detkit.engine.preflight import cat_ids
 from detkit.utils.checkpoint import CheckpointError, load_model_state
 
 logger = logging.getLogger("detkit")
@@ -36,7 +35,7 @@ def training_state(tr) -> dict:
         "world_size": tr.world,
         "best": tr.best,
         "nonfinite": tr.nonfinite,
-        "cat_ids": cat_ids(tr.train_set),
+        "cat_ids": builders.model_cat_ids(tr.train_set),  # with a painted background's id first
     }
     state = {
         "model": (tr.ema.module if tr.ema else tr.model).state_dict(),

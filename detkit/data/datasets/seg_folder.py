@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch.utils.data
 from PIL import Image
 
+from detkit.data.datasets.seg_files import (
+    IGNORE,
+    binary_mask_hint,
+    check_mask_suffix,
+    exif_turn,
+    label_map_path,
+    load_class_names,
+    nfc,
+    read_label_map,
+    read_split_file,
+    size_mismatch,
+)
 from detkit.data.image_io import IMAGE_SUFFIXES, ImageReadError, read_image
 from detkit.data.validate import DatasetError, SkippedRecords, check_on_error
 from detkit.registry import DATASETS
@@ -22,123 +31,14 @@ __all__ = [
     "SegFolderDataset",
     "binary_mask_hint",
     "check_mask_suffix",
+    "exif_turn",
     "label_map_path",
     "load_class_names",
     "nfc",
     "read_label_map",
+    "read_split_file",
+    "size_mismatch",
 ]
-
-IGNORE = 255
-_EXTENSION = re.compile(r"\.[A-Za-z0-9]+")  # a bare file ending: ".png"
-_SUFFIX = re.compile(r"[^/\\]*\.[A-Za-z0-9]+")  # text the label map's name ends with, with its ending: "_mask.png"
-
-
-def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
-    """``classes`` as a list of names: a list as is, or a text file with one name per line (blank lines skipped).
-
-    Names are Unicode NFC-normalised, so that a name typed on one system matches the same name written
-    (decomposed, NFD) by another, e.g. macOS' folder names."""
-    if isinstance(classes, (str, os.PathLike)):
-        path = os.fspath(classes)
-        if not os.path.isfile(path):
-            raise DatasetError(_missing_classes(path))
-        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Windows Notepad) is no name
-            names = [nfc(line.strip()) for line in f if line.strip()]
-        if not names:
-            raise DatasetError(f"classes file {path} is empty; write one class name per line")
-        return names
-    names = [nfc(str(n)) for n in classes]
-    if not names:
-        raise DatasetError("classes is an empty list; give the class names (label value = index)")
-    return names
-
-
-def nfc(name: str) -> str:
-    """``name`` in Unicode normal form C (composed: 'é' as one character, as most keyboards type it)."""
-    return unicodedata.normalize("NFC", name)
-
-
-def _missing_classes(path: str) -> str:
-    """Why ``classes`` (a path that is no file) cannot be read: a folder or a file not found, or a folder."""
-    from detkit.data.coco_file import where_read
-
-    if os.path.isdir(path):
-        return f"classes {path} is a folder; give a text file with one class name per line or a list of names"
-    if not os.path.splitext(path.rstrip("/\\"))[1]:  # no file ending: the value names a folder
-        return (
-            f"classes folder {path} not found{where_read(path)}; give the folder whose sub-folders name the "
-            "classes (the training split's img_dir: data.val.classes=<data.train.img_dir>), a text file with one "
-            "class name per line, or a list of names"
-        )
-    return (
-        f"classes file {path} not found{where_read(path)}; give a text file with one class name per line "
-        f"(label value = line index) or a list of names"
-    )
-
-
-def check_mask_suffix(mask_suffix: Any) -> str:
-    """``mask_suffix`` as given when it ends with a file ending (``.png``, ``_mask.png``), else a DatasetError."""
-    if not isinstance(mask_suffix, str) or not _SUFFIX.fullmatch(mask_suffix):
-        raise DatasetError(
-            f"mask_suffix {mask_suffix!r} is not a label-map file ending: give '.png' (a.jpg <-> a.png) or the text "
-            "after the image's stem, ending in the file ending: '_mask.png' (a.jpg <-> a_mask.png), "
-            "'_gtFine_labelTrainIds.png'; no folder"
-        )
-    return mask_suffix
-
-
-def label_map_path(rel: Path, mask_suffix: str) -> Path:
-    """The label map's path (relative, like ``rel``, an image's) for ``mask_suffix``: ``.png`` replaces the image's
-    file ending (``a.jpg`` -> ``a.png``); any other suffix follows the image's stem (``_mask.png``: ``a_mask.png``)."""
-    if _EXTENSION.fullmatch(mask_suffix):
-        return rel.with_suffix(mask_suffix)
-    return rel.with_name(rel.stem + mask_suffix)
-
-
-def binary_mask_hint(counts: np.ndarray, class_names: Sequence[str], split: str) -> str | None:
-    """The hint when a class has no pixel in ``split``'s label maps while 255 (ignore) covers some: 0/255 masks.
-
-    Args:
-        counts: pixels per label value (``np.bincount`` of the maps, at least 256 long).
-        class_names: the dataset's classes. split: names the maps in the message, e.g. ``data.train``.
-    Returns: the one-line warning, or None when every class has a pixel or no pixel is 255.
-    """
-    counts = np.asarray(counts)
-    missing = [k for k in range(len(class_names)) if counts[k] == 0]
-    if not missing or counts[IGNORE] == 0:
-        return None
-    names = ", ".join(f"'{class_names[k]}'" for k in missing[:4]) + (", ..." if len(missing) > 4 else "")
-    share = counts[IGNORE] / max(int(counts.sum()), 1)
-    return (
-        f"class{'es' if len(missing) > 1 else ''} {names} {'have' if len(missing) > 1 else 'has'} no pixel in "
-        f"{split}'s label maps but 255 (ignore) covers {share:.1%} of them: 0/255 binary masks? map 255 to the "
-        f"class, e.g. label_map: {{255: {missing[0]}}} on data.train and data.val (docs/segmentation.md)"
-    )
-
-
-def read_label_map(path: str | os.PathLike) -> np.ndarray:
-    """Read a label map: one class index per pixel (``L``, palette ``P`` or 16-bit ``I;16`` PNG). uint8/int32 [H,W].
-
-    Palette PNGs (Pascal VOC style) give their palette *indices*, not colours. RGB maps are refused:
-    they hold colours, not class indices.
-    """
-    path = os.fspath(path)
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
-                raise DatasetError(
-                    f"label map {path} is a colour ({mode}) image; save one class index per pixel "
-                    "as a single-channel (L), palette (P) or 16-bit PNG"
-                )
-            arr = np.asarray(im)
-    except (OSError, SyntaxError) as e:
-        raise ImageReadError(f"cannot read label map {path}: {e}") from e
-    if arr.ndim == 3:  # e.g. LA
-        arr = arr[..., 0]
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8)
-    return arr if arr.dtype == np.uint8 else arr.astype(np.int32)
 
 
 @DATASETS.register
@@ -173,6 +73,9 @@ class SegFolderDataset(torch.utils.data.Dataset):
         reduce_zero_label: MMSegmentation's option: 0 becomes 255 (ignored) and every other value v becomes
             v - 1 (maps whose 0 is "unlabelled", e.g. ADE20K); ``label_map`` entries, keyed by the values in the
             files, take precedence over it.
+        split_file: a text file of image stems (relative to ``img_dir``, one per line; Pascal VOC's
+            ``ImageSets/Segmentation/train.txt``): only those images, in its order. A stem without an image is
+            an error naming the file, line and stem (``on_error='skip'``: left out with a warning).
     """
 
     def __init__(
@@ -188,6 +91,7 @@ class SegFolderDataset(torch.utils.data.Dataset):
         on_error: str = "raise",
         label_map: Mapping[int, int] | None = None,
         reduce_zero_label: bool = False,
+        split_file: str | os.PathLike | None = None,
     ):
         self.on_error = check_on_error(on_error, "SegFolderDataset")
         self.skipped = SkippedRecords()
@@ -197,6 +101,8 @@ class SegFolderDataset(torch.utils.data.Dataset):
         self.label_map = _check_label_map(label_map, self.num_classes)
         self.reduce_zero_label = bool(reduce_zero_label)
         self.mask_suffix, self.img_suffixes = check_mask_suffix(mask_suffix), tuple(s.lower() for s in img_suffixes)
+        self.split_file = os.fspath(split_file) if split_file is not None else None
+        self.split_missing: list[tuple[int, str]] = []  # (line, stem) of split_file without an image ('skip')
         self.images, self.masks = self._pair_files(self.img_suffixes)
         self.aspect_ratios = np.array([self._aspect(p) for p in self.images], dtype=np.float32)  # h / w
         from detkit.data.transforms import as_pipeline  # lazy: transforms import this module's users
@@ -211,6 +117,9 @@ class SegFolderDataset(torch.utils.data.Dataset):
         images = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
         if not images:
             raise DatasetError(f"img_dir {self.img_dir} holds no image ({', '.join(suffixes)}); check data.*.img_dir")
+        if self.split_file is not None:
+            images = self._split_images(root, images)
+        self.listed_images = [os.fspath(p) for p in images]  # the split's images, before pairing
         masks = [Path(self.mask_dir) / label_map_path(p.relative_to(root), self.mask_suffix) for p in images]
         missing = [(i, m) for i, m in zip(images, masks) if not m.is_file()]
         if missing:
@@ -231,6 +140,31 @@ class SegFolderDataset(torch.utils.data.Dataset):
             pairs = [(i, m) for i, m in zip(images, masks) if m.is_file()]
             images, masks = [i for i, _ in pairs], [m for _, m in pairs]
         return [os.fspath(p) for p in images], [os.fspath(m) for m in masks]
+
+    def _split_images(self, root: Path, images: list[Path]) -> list[Path]:
+        """The images ``split_file`` lists, in its order; a stem without an image raises, or under 'skip' is
+        left out with a warning (kept in ``split_missing``)."""
+        found: dict[str, Path] = {}
+        for p in images:
+            rel = p.relative_to(root)
+            found.setdefault(rel.with_suffix("").as_posix(), p)
+            found[rel.as_posix()] = p  # a stem may carry the image's ending
+        lines = read_split_file(self.split_file)
+        self.split_missing = [(n, stem) for n, stem in lines if stem not in found]
+        if self.split_missing:
+            (n, stem), more = self.split_missing[0], len(self.split_missing) - 1
+            msg = (
+                f"split_file {self.split_file} line {n}: stem {stem!r} has no image in img_dir {self.img_dir} "
+                f"(looked for {stem} + {', '.join(self.img_suffixes)})"
+                + (f"; {more} more listed stem(s) have none" if more else "")
+                + "; fix the list or data.*.img_dir"
+            )
+            if self.on_error == "raise" or len(self.split_missing) == len(lines):
+                skip = len(self.split_missing) < len(lines)  # some found: skipping the others can help
+                raise DatasetError(msg + (", or set on_error: skip to leave them out" if skip else ""))
+            self.skipped.add("image", "missing_image", len(self.split_missing))
+            warnings.warn(f"{msg}; on_error='skip' left them out", stacklevel=4)
+        return [found[stem] for _, stem in lines if stem in found]
 
     @staticmethod
     def _aspect(path: str) -> float:
@@ -291,10 +225,7 @@ class SegFolderDataset(torch.utils.data.Dataset):
         try:
             sem = self.read_label_map(i)
             if sem.shape != image.shape[:2]:
-                raise DatasetError(
-                    f"label map {self.masks[i]} is {sem.shape[1]}x{sem.shape[0]} but image "
-                    f"{self.images[i]} is {image.shape[1]}x{image.shape[0]}; they must match"
-                )
+                raise DatasetError(size_mismatch(self.masks[i], self.images[i], sem.shape, image.shape[:2]))
         except (DatasetError, ImageReadError) as e:
             if self.on_error == "raise":
                 raise
