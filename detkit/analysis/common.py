@@ -101,15 +101,16 @@ def run_cocoeval(
     iou_type: str = "bbox",
     iou_thrs: Sequence[float] | None = None,
     img_ids: Sequence[int] | None = None,
+    max_dets: int = 100,
 ) -> COCOeval:
     """``COCOeval.evaluate()`` + ``accumulate()`` (pycocotools' prints captured), no summary.
 
     Args:
         coco_gt: a private ground-truth COCO (see ``load_gt``); results: validated results (``load_results``),
             not modified; iou_thrs: IoU thresholds (default pycocotools' 0.50:0.05:0.95);
-            img_ids: images to evaluate (default all).
+            img_ids: images to evaluate (default all); max_dets: the last maxDets (COCO's 100).
     """
-    return accumulate_cocoeval(coco_gt, results, iou_type, img_ids, "pycocotools", iou_thrs)
+    return accumulate_cocoeval(coco_gt, results, iou_type, img_ids, "pycocotools", iou_thrs, max_dets=max_dets)
 
 
 def category_names(coco_gt: Any, class_names: Sequence[str] | None = None) -> tuple[list[int], list[str]]:

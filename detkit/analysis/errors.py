@@ -171,8 +171,10 @@ def error_breakdown(
     iou_thr: float = 0.5,
     bg_thr: float = 0.1,
     progress: bool = True,
+    max_dets: int = 100,
 ) -> ErrorReport:
-    """Count the TIDE error types of ``results`` and the AP gained by fixing each (see the module doc).
+    """Count the TIDE error types of ``results`` and the AP gained by fixing each (see the module doc); AP over
+    ``max_dets`` detections per image (pycocotools' maxDets, COCO's 100).
 
     pycocotools runs once, then once per error type present (up to 9 runs, each as long as an evaluation):
     with ``progress`` a tqdm bar with ETA counts them on a terminal (never into a file or pipe).
@@ -186,7 +188,7 @@ def error_breakdown(
     with tqdm(
         total=1 + len(ERROR_TYPES + ORACLES), desc="error breakdown", unit="eval", disable=None if progress else True
     ) as bar:
-        base = run_cocoeval(coco_gt, results, iou_type, iou_thrs=[iou_thr])
+        base = run_cocoeval(coco_gt, results, iou_type, iou_thrs=[iou_thr], max_dets=max_dets)
         bar.update()
         ap = _ap(base)
         errors, found, unfound = classify_errors(base, results, coco_gt, iou_type, bg_thr)
@@ -202,7 +204,7 @@ def error_breakdown(
                 continue
             bar.set_postfix_str(kind)
             res, gt = _fix(kind, errors, results, coco_gt, found, unfound, iou_type)
-            fixed = _ap(run_cocoeval(gt, res, iou_type, iou_thrs=[iou_thr]))
+            fixed = _ap(run_cocoeval(gt, res, iou_type, iou_thrs=[iou_thr], max_dets=max_dets))
             delta[kind] = (fixed - ap) if fixed >= 0 and ap >= 0 else 0.0
             bar.update()
     return ErrorReport(iou_thr, bg_thr, ap, counts, delta, errors)

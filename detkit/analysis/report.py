@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -16,15 +14,14 @@ from detkit.analysis.errors import error_breakdown, plot_errors, write_errors_cs
 from detkit.analysis.per_class import format_table, per_class_table, size_table, write_per_class_csv
 from detkit.analysis.per_image import draw_ranked_images, write_per_image_csv
 from detkit.analysis.precision_recall import plot_pr_curves
-from detkit.evaluation.coco_metrics import STAT_NAMES
+from detkit.evaluation.coco_metrics import STAT_NAMES, summarize_cocoeval
 from detkit.utils.files import atomic_write
 
 __all__ = ["analyze", "analyze_loaded", "write_eval_report", "write_evaluator_report"]
 
 
 def _metrics(cocoeval: Any, iou_type: str) -> dict[str, float]:
-    with contextlib.redirect_stdout(io.StringIO()):
-        cocoeval.summarize()
+    summarize_cocoeval(cocoeval)
     return {f"{iou_type}/{n}": float(v) for n, v in zip(STAT_NAMES, cocoeval.stats)}
 
 
@@ -98,8 +95,11 @@ def analyze_loaded(
     class_names: Sequence[str] | None = None,
     tide: bool = True,
     progress: bool = True,
+    max_dets: int = 100,
 ) -> dict[str, Any]:
     """``analyze`` of a private ground truth (``load_gt``) and checked results (``load_results``).
+
+    ``max_dets``: detections per image that AP counts (pycocotools' maxDets, COCO's 100), for every table.
 
     Writes per_class.csv, pr_curves.png, confusion_matrix.png/.csv, errors.png/.csv (``tide``),
     per_image.csv, summary.json and, with ``img_dir``, worst/ and best/ drawings (docs/analysis.md).
@@ -110,7 +110,7 @@ def analyze_loaded(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cat_ids, names = category_names(coco_gt, class_names)
-    E = run_cocoeval(coco_gt, res, iou_type)
+    E = run_cocoeval(coco_gt, res, iou_type, max_dets=max_dets)
     metrics = _metrics(E, iou_type)
     rows = per_class_table(E, dict(zip(cat_ids, names)))
     sizes = size_table(E)
@@ -123,7 +123,7 @@ def analyze_loaded(
     ]
     errors = None
     if tide:
-        errors = error_breakdown(coco_gt, res, iou_type, iou_thr, progress=progress)
+        errors = error_breakdown(coco_gt, res, iou_type, iou_thr, progress=progress, max_dets=max_dets)
         files += [plot_errors(errors, out / "errors.png"), write_errors_csv(errors, out / "errors.csv")]
     if img_dir is not None:
         drawn = draw_ranked_images(cm, coco_gt, img_dir, out, num_images, iou_type, progress)

@@ -49,6 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--score-thr", type=float, default=0.3, help="confusion matrix / per-image score threshold")
     ap.add_argument("--iou-thr", type=float, default=0.5, help="confusion matrix and error breakdown IoU threshold")
     ap.add_argument("--num-images", type=int, default=8, help="worst and best images to draw (each)")
+    ap.add_argument(
+        "--max-dets",
+        type=int,
+        default=100,
+        metavar="N",
+        help="detections per image that AP counts (pycocotools' maxDets, COCO's 100): raise it for images with "
+        "more objects",
+    )
     ap.add_argument("--no-tide", action="store_true", help="skip the error breakdown (re-runs COCOeval up to 9 times)")
     args = ap.parse_args(argv)
     if not 0.0 < args.iou_thr <= 1.0:
@@ -157,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     check_paths(args)
     from detkit.analysis.common import load_gt, load_results
     from detkit.analysis.report import analyze_loaded
+    from detkit.evaluation.coco_metrics import crowded_note
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # the files' content: input errors
         coco_gt = load_gt(args.gt_json, args.iou_type)
@@ -165,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"GT_JSON {args.gt_json} has no {empty}: there is nothing to analyse against")
         res = load_results(args.predictions, coco_gt, args.iou_type, args.img_dir)
     check_img_dir(args.img_dir, coco_gt, args.gt_json)
+    if args.max_dets < 1:
+        raise UserError(f"--max-dets {args.max_dets}: give the number of detections per image AP counts, >= 1")
+    crowded = crowded_note(coco_gt.dataset, args.max_dets)
+    if crowded:
+        warnings.warn(f"{crowded}; raise it with --max-dets", UserWarning, stacklevel=1)
     if not res:
         warnings.warn(f"{args.predictions} holds no prediction to analyse: every AP is 0", UserWarning, stacklevel=1)
     elif max(float(r["score"]) for r in res) < args.score_thr:
@@ -185,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         args.img_dir,
         args.num_images,
         tide=not args.no_tide,
+        max_dets=args.max_dets,
     )
     print(format_report(out, args))
     return 0

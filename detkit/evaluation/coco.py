@@ -22,6 +22,7 @@ from detkit.evaluation.coco_metrics import (  # noqa: F401
     CocoEvalOutput,
     check_gt,
     coco_metrics,
+    crowded_note,
     evaluate_coco,
     evaluate_coco_gt,
     faster_coco_eval_available,
@@ -229,22 +230,11 @@ class CocoEvaluator:
         return [metrics, per_class, logs]
 
     def _warn_crowded(self) -> None:
-        """Warn when an evaluated image holds more (non-crowd) objects than AP counts detections (``max_dets``)."""
-        counts: dict[int, int] = {}
-        for a in self._gt.dataset.get("annotations", []):
-            if not a.get("iscrowd", 0) and a.get("image_id") in self._per_image:
-                counts[a["image_id"]] = counts.get(a["image_id"], 0) + 1
-        crowded = {i: n for i, n in counts.items() if n > self.max_dets}
-        if crowded and not getattr(self, "_told_crowded", False):
+        """Warn once when an evaluated image holds more objects than AP counts detections (``max_dets``)."""
+        note = crowded_note(self._gt.dataset, self.max_dets, self._per_image)
+        if note and not getattr(self, "_told_crowded", False):
             self._told_crowded = True  # once per evaluator, not at every evaluation of a training
-            worst = max(crowded, key=crowded.get)
-            warnings.warn(
-                f"{len(crowded)} evaluated image(s) hold more objects than the {self.max_dets} detections per image "
-                f"that AP counts (pycocotools' maxDets; image id {worst}: {crowded[worst]} objects), so AP and AR "
-                f"are capped below 1; raise it with train.eval_max_dets or eval --max-dets (and the model's own "
-                "limit of detections per image, max_per_img, to match)",
-                stacklevel=3,
-            )
+            warnings.warn(note + "; raise it with train.eval_max_dets or eval --max-dets", stacklevel=4)
 
     def summary(self) -> str:
         """Return the last ``compute()`` as text: pycocotools' summary lines and the per-class tables."""

@@ -13,8 +13,6 @@ import contextlib
 import copy
 import importlib.util
 import io
-import json
-import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -24,8 +22,14 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detkit.evaluation import checks
-from detkit.evaluation.coco_results import label_list, masks_to_rle, prediction_to_coco
+from detkit.evaluation.coco_results import (
+    _read_json,
+    check_results,
+    label_list,
+    masks_to_rle,
+    prediction_to_coco,
+    read_results,
+)
 from detkit.evaluation.per_class_ap import (
     AP_UNITS,
     ClassAP,
@@ -143,21 +147,6 @@ def _copy_gt(data: dict, backend: str) -> dict:
     return out
 
 
-def _read_json(path: str, what: str) -> Any:
-    """The parsed JSON of ``path``; a missing file, a folder, binary content or bad JSON is named with the fix."""
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{what} {path} is a folder; give the .json file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except UnicodeDecodeError:
-        raise ValueError(f"{what} {path} is not a JSON text file (binary content); give the .json file") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{what} {path} is not valid JSON ({e}); give the .json file") from None
-
-
 def load_coco_gt(
     gt: str | os.PathLike | dict | Any, backend: str = "pycocotools", iou_types: str | Sequence[str] = ("bbox",)
 ) -> Any:
@@ -184,80 +173,6 @@ def load_coco_gt(
         coco.createIndex()
     coco.source = source
     return coco
-
-
-def read_results(results: str | os.PathLike | Sequence[dict], what: str = "results") -> tuple[list, str]:
-    """``(private copy of the results list, its source name)`` from a COCO results json path or a list.
-
-    The copy is shallow per record: pycocotools' ``loadRes`` adds and replaces keys (id, area, ...), never
-    values in place. Raises ``FileNotFoundError`` / ``ValueError`` naming the file for a missing file,
-    binary content, bad JSON or a top level that is not a list.
-    """
-    if isinstance(results, (str, os.PathLike)):
-        source = os.fspath(results)
-        results = _read_json(source, f"{what} file")
-    else:
-        source = what
-    if not isinstance(results, (list, tuple)):
-        raise ValueError(
-            f"{source}: COCO results must be a JSON list of dicts (image_id, category_id, bbox, score), "
-            f"got a {type(results).__name__}"
-        )
-    return [dict(r) if isinstance(r, dict) else r for r in results], source
-
-
-def _categories(coco_gt: Any) -> dict[int, str]:
-    return {int(c["id"]): str(c.get("name", c["id"])) for c in coco_gt.dataset.get("categories", [])}
-
-
-def check_results(results: list, iou_type: str, coco_gt: Any, source: str = "results") -> list[dict]:
-    """Check COCO results against ``coco_gt`` (fields, image ids, category ids); returns ``results``.
-
-    Records without the fields of ``iou_type`` or with image ids that the ground truth lacks raise a
-    ``ValueError`` (``ResultsMismatchError``); category ids it lacks or names that differ for the same id
-    give a :class:`~detkit.evaluation.checks.CategoryMismatchWarning` (COCOeval ignores those results).
-    For 'segm' the records' boxes are dropped, so mask AP uses the mask area for the size split (as
-    Detectron2 and MMDetection do; pycocotools takes the box area when a result has a box).
-    """
-    need = ("image_id", "category_id", "score", iou_type if iou_type == "bbox" else "segmentation")
-    for i, r in enumerate(results):
-        missing = [k for k in need if k not in r] if isinstance(r, dict) else list(need)
-        if missing:
-            raise ValueError(f"{source}: result #{i} lacks {', '.join(missing)} (needed for iou_type={iou_type!r})")
-        problem = _bad_values(r, iou_type)
-        if problem:
-            raise checks.ResultsMismatchError(
-                f"{source}: result #{i} (image_id {r.get('image_id')!r}): {problem}; COCO results are "
-                "{image_id: int, category_id: int, bbox: [x, y, w, h], score: number} (tools/infer.py writes them)"
-            )
-    gt_source = getattr(coco_gt, "source", "the ground truth")
-    checks.check_image_ids((r["image_id"] for r in results), coco_gt.getImgIds(), source, gt_source)
-    for message in checks.results_category_mismatch(results, _categories(coco_gt), source, gt_source):
-        checks.warn_mismatch(message, stacklevel=3)
-    if iou_type == "segm":
-        for r in results:
-            r.pop("bbox", None)
-    return results
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _bad_values(r: dict, iou_type: str) -> str | None:
-    """What is wrong with the values of one result record (types, a box of 4 finite numbers), or None."""
-    for key in ("image_id", "category_id"):
-        if not isinstance(r[key], int) or isinstance(r[key], bool):
-            return f"{key} {r[key]!r} is not an integer" + (
-                " (a number written as text)" if isinstance(r[key], str) else ""
-            )
-    if not _number(r["score"]):
-        return f"score {r['score']!r} is not a finite number"
-    box = r.get("bbox")
-    four = isinstance(box, (list, tuple)) and len(box) == 4 and all(_number(v) for v in box)
-    if (iou_type == "bbox" or box is not None) and not four:
-        return f"bbox {box!r} is not [x, y, width, height] of 4 finite numbers"
-    return None  # (a negative width is a box that matches nothing: a model's prediction, scored as pycocotools does)
 
 
 def empty_results_coco(coco_gt: Any, backend: str = "pycocotools") -> Any:
@@ -348,6 +263,41 @@ def evaluate_coco(
     return evaluate_coco_gt(coco_gt, results, iou_type, img_ids, backend, verbose, max_dets=max_dets)
 
 
+def crowded_note(gt: dict, max_dets: int, image_ids: Iterable[int] | None = None) -> str | None:
+    """A sentence when an image of ``gt`` (of ``image_ids``: default all) holds more non-crowd objects than the
+    ``max_dets`` detections per image that AP counts (AP and AR are then capped below 1), else None."""
+    keep = None if image_ids is None else set(image_ids)
+    counts: dict = {}
+    for a in gt.get("annotations", []):
+        if not a.get("iscrowd", 0) and (keep is None or a.get("image_id") in keep):
+            counts[a["image_id"]] = counts.get(a["image_id"], 0) + 1
+    crowded = {i: n for i, n in counts.items() if n > max_dets}
+    if not crowded:
+        return None
+    worst = max(crowded, key=crowded.get)
+    return (
+        f"{len(crowded)} evaluated image(s) hold more objects than the {max_dets} detections per image that AP "
+        f"counts (pycocotools' maxDets; image id {worst}: {crowded[worst]} objects), so AP and AR are capped below "
+        "1 (the model's own limit of detections per image, max_per_img, must allow as many)"
+    )
+
+
+def summarize_cocoeval(E: Any) -> str:
+    """``E.summarize()`` (``E.stats``, pycocotools' 12 numbers) with its lines returned, not printed; with a last
+    maxDets other than 100 (``max_dets``) AP and the last AR are taken at it and the lines say so."""
+    last = int(E.params.maxDets[-1])
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        if last != 100:  # summarize() looks its AP's maxDets up by the value 100: name the last one so
+            E.params.maxDets = [*E.params.maxDets[:-1], 100]
+        try:
+            E.summarize()
+        finally:
+            E.params.maxDets = [*E.params.maxDets[:-1], last]
+    text = log.getvalue()
+    return text if last == 100 else text.replace("maxDets=100", f"maxDets={last}")
+
+
 def evaluate_coco_gt(
     coco_gt: Any,
     results: str | os.PathLike | Sequence[dict],
@@ -365,15 +315,7 @@ def evaluate_coco_gt(
             f"no {iou_type} detections to evaluate: every AP is 0 (-1 where there is no ground truth)", stacklevel=3
         )
     E = accumulate_cocoeval(coco_gt, dets, iou_type, img_ids, backend, max_dets=max_dets)
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        if max_dets != 100:  # summarize() looks its AP's maxDets up by the value 100: name the last one so
-            E.params.maxDets = [1, 10, 100]
-        E.summarize()
-    text = log.getvalue()
-    if max_dets != 100:
-        E.params.maxDets = [1, 10, int(max_dets)]
-        text = text.replace("maxDets=100", f"maxDets={int(max_dets)}")
+    text = summarize_cocoeval(E)
     if verbose:
         print(text, end="")
     metrics = {f"{iou_type}/{n}": float(v) for n, v in zip(STAT_NAMES, E.stats)}

@@ -1,12 +1,19 @@
-"""One image's prediction as COCO results records (xywh boxes, category ids, RLE masks)."""
+"""COCO results records: one image's prediction as records (xywh boxes, category ids, RLE masks), and a results
+file or list read and checked against a ground truth (fields, value types, image and category ids)."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
+
+from detkit.evaluation import checks
 
 
 def masks_to_rle(masks: torch.Tensor) -> list[dict]:
@@ -67,3 +74,92 @@ def prediction_to_coco(
             r["segmentation"] = rles[j]
         out.append(r)
     return out
+
+
+def _read_json(path: str, what: str) -> Any:
+    """The parsed JSON of ``path``; a missing file, a folder, binary content or bad JSON is named with the fix."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} {path} is a folder; give the .json file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not a JSON text file (binary content); give the .json file") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON ({e}); give the .json file") from None
+
+
+def read_results(results: str | os.PathLike | Sequence[dict], what: str = "results") -> tuple[list, str]:
+    """``(private copy of the results list, its source name)`` from a COCO results json path or a list.
+
+    The copy is shallow per record: pycocotools' ``loadRes`` adds and replaces keys (id, area, ...), never
+    values in place. Raises ``FileNotFoundError`` / ``ValueError`` naming the file for a missing file,
+    binary content, bad JSON or a top level that is not a list.
+    """
+    if isinstance(results, (str, os.PathLike)):
+        source = os.fspath(results)
+        results = _read_json(source, f"{what} file")
+    else:
+        source = what
+    if not isinstance(results, (list, tuple)):
+        raise ValueError(
+            f"{source}: COCO results must be a JSON list of dicts (image_id, category_id, bbox, score), "
+            f"got a {type(results).__name__}"
+        )
+    return [dict(r) if isinstance(r, dict) else r for r in results], source
+
+
+def _categories(coco_gt: Any) -> dict[int, str]:
+    return {int(c["id"]): str(c.get("name", c["id"])) for c in coco_gt.dataset.get("categories", [])}
+
+
+def check_results(results: list, iou_type: str, coco_gt: Any, source: str = "results") -> list[dict]:
+    """Check COCO results against ``coco_gt`` (fields, image ids, category ids); returns ``results``.
+
+    Records without the fields of ``iou_type`` or with image ids that the ground truth lacks raise a
+    ``ValueError`` (``ResultsMismatchError``); category ids it lacks or names that differ for the same id
+    give a :class:`~detkit.evaluation.checks.CategoryMismatchWarning` (COCOeval ignores those results).
+    For 'segm' the records' boxes are dropped, so mask AP uses the mask area for the size split (as
+    Detectron2 and MMDetection do; pycocotools takes the box area when a result has a box).
+    """
+    need = ("image_id", "category_id", "score", iou_type if iou_type == "bbox" else "segmentation")
+    for i, r in enumerate(results):
+        missing = [k for k in need if k not in r] if isinstance(r, dict) else list(need)
+        if missing:
+            raise ValueError(f"{source}: result #{i} lacks {', '.join(missing)} (needed for iou_type={iou_type!r})")
+        problem = _bad_values(r, iou_type)
+        if problem:
+            raise checks.ResultsMismatchError(
+                f"{source}: result #{i} (image_id {r.get('image_id')!r}): {problem}; COCO results are "
+                "{image_id: int, category_id: int, bbox: [x, y, w, h], score: number} (tools/infer.py writes them)"
+            )
+    gt_source = getattr(coco_gt, "source", "the ground truth")
+    checks.check_image_ids((r["image_id"] for r in results), coco_gt.getImgIds(), source, gt_source)
+    for message in checks.results_category_mismatch(results, _categories(coco_gt), source, gt_source):
+        checks.warn_mismatch(message, stacklevel=3)
+    if iou_type == "segm":
+        for r in results:
+            r.pop("bbox", None)
+    return results
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _bad_values(r: dict, iou_type: str) -> str | None:
+    """What is wrong with the values of one result record (types, a box of 4 finite numbers), or None."""
+    for key in ("image_id", "category_id"):
+        if not isinstance(r[key], int) or isinstance(r[key], bool):
+            return f"{key} {r[key]!r} is not an integer" + (
+                " (a number written as text)" if isinstance(r[key], str) else ""
+            )
+    if not _number(r["score"]):
+        return f"score {r['score']!r} is not a finite number"
+    box = r.get("bbox")
+    four = isinstance(box, (list, tuple)) and len(box) == 4 and all(_number(v) for v in box)
+    if (iou_type == "bbox" or box is not None) and not four:
+        return f"bbox {box!r} is not [x, y, width, height] of 4 finite numbers"
+    return None  # (a negative width is a box that matches nothing: a model's prediction, scored as pycocotools does)

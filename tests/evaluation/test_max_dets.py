@@ -51,3 +51,19 @@ def test_evaluator_warns_once_on_crowded_images_and_takes_the_config_value():
     assert ev.compute()["bbox/AP"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="max_dets"):
         CocoEvaluator(dataset=type("D", (), {"coco": gt})(), max_dets=0)
+
+
+def test_analyze_counts_max_dets_and_warns_on_crowded_images(tmp_path, tool_in_process):
+    import json
+
+    gt, results = _dense(150)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    args = [tmp_path / "gt.json", tmp_path / "res.json", "--no-tide"]
+    capped = tool_in_process("analyze", [*args, "--out-dir", tmp_path / "a"])
+    assert capped.returncode == 0, capped.stderr
+    assert "image id 1: 150 objects" in capped.stderr and "--max-dets" in capped.stderr
+    full = tool_in_process("analyze", [*args, "--out-dir", tmp_path / "b", "--max-dets", "200"])
+    assert full.returncode == 0 and "objects than" not in full.stderr
+    ap = {d: json.loads((tmp_path / d / "summary.json").read_text())["metrics"]["bbox/AP"] for d in ("a", "b")}
+    assert ap["a"] < 0.7 and ap["b"] == pytest.approx(1.0)
