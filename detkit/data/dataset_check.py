@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from detkit.data.folder_check import imbalance_line
-from detkit.data.image_io import ImageReadError, read_image, safe_join
+from detkit.data.image_io import ImageReadError, low_bit_depth_note, read_image, safe_join
 from detkit.data.instance_masks import has_segmentation, mask_problem
 from detkit.data.validate import (
     CAT_KEYS,
@@ -144,6 +144,13 @@ def _decode_all(
         problem = _image_file_problem(im, i, img_dir, src) if read_images else None
         if problem:
             out.append(problem)
+        elif read_images:
+            dark = low_bit_depth_note(safe_join(img_dir, im["file_name"]))
+            if dark:
+                where = _where(src, i, im)
+                out.append(
+                    Problem("low_bit_depth", f"{where}: {dark}", im["id"], severity=WARNING, record="image", index=i)
+                )
         _mask_problems(by_image.get(im["id"], []), im, src, out)
 
 

@@ -41,6 +41,32 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(img) * scale, 0, 255).round().astype(np.uint8)
 
 
+def low_bit_depth_note(path: str | os.PathLike) -> str | None:
+    """A sentence when ``path`` is a 16-bit PNG / TIFF whose values stay under 4096 (12-bit or less data, as
+    microscopes and many cameras write): reading keeps the high byte, so it trains nearly black; else None."""
+    if os.path.splitext(os.fspath(path))[1].lower() not in (".png", ".tif", ".tiff"):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if not im.mode.startswith("I;16") and im.mode != "I":
+                return None
+    except OSError:
+        return None
+    img = cv2.imdecode(np.fromfile(os.fspath(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+    if img is None or img.dtype != np.uint16 or img.size == 0:
+        return None
+    top = int(img.max())
+    if top >= 4096:
+        return None
+    return (
+        f"{path} is a 16-bit image whose values stay under {top + 1} ({max(top, 1).bit_length()}-bit data): detkit "
+        f"keeps the high byte of 16-bit images, so it reads as nearly black (max {top >> 8} of 255); scale the "
+        "data to the 16-bit range, or convert the files to 8-bit, before training"
+    )
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as RGB ``np.uint8 [H, W, 3]``.
 
