@@ -69,21 +69,25 @@ def export_onnx(
             do_constant_folding=True,
         )
     proto = onnx.load(os.fspath(tmp))
-    _store_class_names(proto, getattr(model, "class_names", None))
+    _store_class_names(proto, getattr(model, "class_names", None), getattr(model, "cat_ids", None))
     onnx.checker.check_model(proto)
     onnx.save(proto, os.fspath(tmp))
     os.replace(tmp, out)
     return out
 
 
-def _store_class_names(proto: Any, class_names: Sequence[str] | None) -> None:
+def _store_class_names(proto: Any, class_names: Sequence[str] | None, cat_ids: Sequence[int] | None = None) -> None:
     """Put the model's class names into the ONNX model's metadata (key ``class_names``, a JSON list in label
-    order), so that a runtime maps the ``labels`` outputs to names without the checkpoint."""
+    order), so that a runtime maps the ``labels`` outputs to names without the checkpoint; with the dataset's
+    category ids (``model.cat_ids``, one per name) also ``category_ids`` (label -> id, for COCO results)."""
     import json
 
     if class_names:
         entry = proto.metadata_props.add()
         entry.key, entry.value = "class_names", json.dumps([str(n) for n in class_names], ensure_ascii=False)
+    if class_names and cat_ids is not None and len(cat_ids) == len(class_names):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "category_ids", json.dumps([int(i) for i in cat_ids])
 
 
 def onnx_session(path: str | os.PathLike, providers: Sequence[str] | None = None):

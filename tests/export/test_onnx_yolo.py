@@ -32,6 +32,23 @@ def test_export_matches_predict(model, tmp_path, nms):
 
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(meta["class_names"]) == list(model.class_names)  # labels -> names without the checkpoint
+    assert "category_ids" not in meta  # a model that knows no dataset ids
+
+
+def test_category_ids_in_the_metadata(model, tmp_path):
+    """The dataset's category ids (1, 3, 7, ... of a COCO json) beside the names: a deployment writes COCO results."""
+    import json
+
+    import onnx
+
+    ids = [3 + 2 * k for k in range(len(model.class_names))]
+    model.cat_ids = ids
+    try:
+        path = export_onnx(model, tmp_path / "ids.onnx", image_size=(64, 64), batch_size=1, nms=True)
+    finally:
+        del model.cat_ids
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["category_ids"]) == ids and len(json.loads(meta["class_names"])) == len(ids)
 
 
 def test_dynamic_batch_and_size(model, tmp_path):
