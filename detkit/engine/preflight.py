@@ -47,10 +47,17 @@ def _nearest_names(train: list, val: list) -> str:
     return "; ".join(near[:3])
 
 
+def _kept(dataset) -> list | None:
+    """The ``classes`` a COCO-format dataset keeps (under a wrapper such as MixDataset), or None."""
+    return getattr(getattr(dataset, "dataset", dataset), "keep_classes", None)
+
+
 def _categories_fix(train_set, val_set) -> str:
     """How to give data.val data.train's classes: class folders name ``data.train``'s img_dir."""
     if type(val_set).__name__ == "ImageFolderDataset" and getattr(train_set, "img_dir", None):
         return f"set data.val.classes to data.train's img_dir ({train_set.img_dir})"
+    if _kept(train_set) != _kept(val_set):
+        return "give data.val the classes list of data.train (classes: keeps a subset of the json's categories)"
     return "give both splits the same categories list"
 
 

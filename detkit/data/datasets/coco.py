@@ -14,6 +14,7 @@ import torch.utils.data
 from pycocotools.coco import COCO
 
 from detkit.data.categories import CategoryIndex
+from detkit.data.category_subset import check_keep_classes, keep_categories
 from detkit.data.image_cache import CacheMode, ImageCache
 from detkit.data.image_io import ImageReadError, safe_join
 from detkit.data.instance_masks import ann_to_mask, decode_mask
@@ -88,7 +89,10 @@ class CocoDataset(torch.utils.data.Dataset):
         on_error: ``'raise'`` (default) or ``'skip'`` bad records, see above (docs/datasets.md).
         skip_bad_images: an image that fails to decode gives ``None`` (with one warning per file)
             instead of raising :class:`ImageReadError` (also when ``on_error='skip'``).
-        class_names: if given, must equal the json's category names in id order.
+        class_names: if given, must equal the json's category names in id order (after ``classes``).
+        classes: keep only the categories of these names (MMDetection's ``metainfo.classes``): the others'
+            annotations are left out, their images stay (as negatives where nothing else is in them; drop those
+            with ``filter_empty``); labels follow the kept categories' id order. Give data.val the same list.
         max_outside: fraction of the image size a box may extend beyond the image.
         cache: keep the decoded images for the next epochs: ``'ram'``, ``'disk'`` (``.npy`` files in
             ``cache_dir``, default ``~/.cache/detkit/images``) or false (:class:`detkit.data.image_cache.ImageCache`;
@@ -110,6 +114,7 @@ class CocoDataset(torch.utils.data.Dataset):
         on_error: str = "raise",
         skip_bad_images: bool = True,
         class_names: Sequence[str] | None = None,
+        classes: Sequence[str] | None = None,
         sem_background: bool = False,
         max_outside: float = 0.1,
         cache: CacheMode = False,
@@ -124,6 +129,7 @@ class CocoDataset(torch.utils.data.Dataset):
             state = "is a file, not a folder" if os.path.exists(self.img_dir) else "not found"
             where = where_read(self.img_dir) if state == "not found" else ""
             raise DatasetError(f"image folder {self.img_dir} (for {self.ann_file}) {state}{where}; check img_dir")
+        self.keep_classes = None if classes is None else check_keep_classes(classes, self.ann_file)
         self.coco = self._load(max_outside)
         cats = CategoryIndex(self.coco.cats.values())
         self.cat_ids: list = cats.cat_ids
@@ -183,6 +189,8 @@ class CocoDataset(torch.utils.data.Dataset):
     def _load(self, max_outside: float) -> COCO:
         """Read, check and index the json (pycocotools' prints silenced)."""
         data, problems = self.load_annotations()
+        if self.keep_classes is not None:
+            data = keep_categories(data, self.keep_classes, self.ann_file)
         problems = problems + validate_coco(
             data,
             self.img_dir,
