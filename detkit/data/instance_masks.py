@@ -22,10 +22,12 @@ __all__ = [
     "ann_to_mask",
     "box_mask_mismatch",
     "decode_mask",
+    "degenerate_part_note",
     "has_segmentation",
     "mask_problem",
     "rle_string_total",
     "segmentation_problem",
+    "without_degenerate_parts",
 ]
 
 NO_MASKS = "train without masks (with_masks=False)"
@@ -35,8 +37,8 @@ FIX = f"fix the segmentation, or {NO_MASKS}"
 def ann_to_mask(ann: dict, h: int, w: int) -> np.ndarray:
     """Decode one annotation's polygons, uncompressed or compressed RLE into ``uint8 [h, w]`` (0/1)."""
     seg = ann["segmentation"]
-    if isinstance(seg, list):  # polygons: one object may have several parts
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    if isinstance(seg, list):  # polygons: one object may have several parts (degenerate ones left out)
+        rle = mask_utils.merge(mask_utils.frPyObjects(_usable_parts(seg), h, w))
     elif isinstance(seg["counts"], list):  # uncompressed RLE
         rle = mask_utils.frPyObjects(seg, *seg["size"])
     else:
@@ -57,12 +59,49 @@ def _int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _degenerate(part: Any) -> bool:
+    """A polygon part of fewer than 3 points (but x, y pairs of finite numbers): a stray click of an annotation
+    tool. pycocotools would read a 2-point part (4 numbers) as a box."""
+    return isinstance(part, list) and len(part) < 6 and not len(part) % 2 and all(_finite(v) for v in part)
+
+
+def _usable_parts(seg: list) -> list:
+    """The parts of a polygon segmentation without its degenerate ones, when it has another part; else as is."""
+    kept = [p for p in seg if not _degenerate(p)]
+    return kept if kept else seg
+
+
+def degenerate_part_note(seg: Any) -> str | None:
+    """A warning when some parts (not all) of a polygon segmentation have fewer than 3 points, else None."""
+    if not isinstance(seg, list) or len(_usable_parts(seg)) in (0, len(seg)):
+        return None
+    bad = [k for k, p in enumerate(seg) if _degenerate(p)]
+    return (
+        f"polygon part(s) #{', #'.join(map(str, bad))} have fewer than 3 points: left out of the mask (pycocotools "
+        f"would read a 2-point part as a box); the other {len(seg) - len(bad)} part(s) make it. Fix the "
+        "segmentation to silence this"
+    )
+
+
+def without_degenerate_parts(data: dict) -> tuple[dict, int]:
+    """A copy of the COCO dict ``data`` whose polygon segmentations lack their degenerate parts (when they have
+    another part: see :func:`degenerate_part_note`), and how many annotations changed."""
+    anns, changed = [], 0
+    for a in data.get("annotations") or []:
+        seg = a.get("segmentation") if isinstance(a, dict) else None
+        if isinstance(seg, list) and seg and len(_usable_parts(seg)) != len(seg):
+            a, changed = {**a, "segmentation": _usable_parts(seg)}, changed + 1
+        anns.append(a)
+    return ({**data, "annotations": anns} if changed else data), changed
+
+
 def _polygon_problem(seg: list, h: float, w: float, max_outside: float) -> tuple[str, str] | None:
     if not seg:
         return (
             "no_segmentation",
             f"segmentation is an empty list (no mask); add the object's polygon or RLE, or {NO_MASKS}",
         )
+    seg = _usable_parts(seg)  # degenerate parts beside good ones: a warning (degenerate_part_note), not an error
     for k, part in enumerate(seg):
         if not isinstance(part, list) or not all(_finite(v) for v in part):
             return (
@@ -129,8 +168,8 @@ def segmentation_problem(seg: Any, h: float, w: float, max_outside: float = 0.1)
 def _mask_box(seg: Any, h: float, w: float) -> list[float] | None:
     """[x, y, width, height] of a (checked) segmentation's extent: its polygons' points, or its RLE's pixels."""
     if isinstance(seg, list):
-        xs = [v for poly in seg for v in poly[0::2]]
-        ys = [v for poly in seg for v in poly[1::2]]
+        xs = [v for poly in _usable_parts(seg) for v in poly[0::2]]
+        ys = [v for poly in _usable_parts(seg) for v in poly[1::2]]
         return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)] if xs else None
     from pycocotools import mask as mask_utils
 

@@ -18,7 +18,7 @@ from detkit.data.coco_file import is_int as _is_int
 from detkit.data.coco_file import load_coco_json, where_read
 from detkit.data.drop_records import FILE_RECORDS, drop_bad_records
 from detkit.data.image_io import UnsafePathError, safe_join
-from detkit.data.instance_masks import box_mask_mismatch, segmentation_problem
+from detkit.data.instance_masks import box_mask_mismatch, degenerate_part_note, segmentation_problem
 from detkit.data.problems import (
     ERROR,
     ON_ERROR_MODES,
@@ -316,6 +316,9 @@ def _check_annotations(anns: list, sizes: dict, cat_ids: set, src: str, opts: di
             loose = box_mask_mismatch(a["bbox"], a.get("segmentation"), *sizes[a["image_id"]])
             if loose:
                 add("box_mask_mismatch", loose, WARNING)
+            stray = degenerate_part_note(a.get("segmentation"))
+            if stray:
+                add("polygon_part_dropped", stray, WARNING)
 
 
 def validate_coco(

@@ -44,3 +44,26 @@ def test_a_small_disagreement_is_not_reported(coco_files):
     data = coco_files.edit(lambda d: _shift_box(d, 21, 4))  # 30 px wide box moved by 4 px: IoU 0.76
     problems = validate_coco(data, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
     assert not [p for p in problems if p.kind == "box_mask_mismatch"]
+
+
+def test_a_stray_polygon_part_is_left_out_with_a_warning(coco_files):
+    """Labelme / CVAT exports hold stray 1-2 point parts beside the real polygon: the image went under skip (an
+    error), and pycocotools reads a 2-point part as a box. Now the part is left out of the mask and of the ground
+    truth that evaluation scores, with a warning; a polygon made only of such parts stays an error."""
+    good = [4, 6, 24, 6, 24, 16, 14, 16, 4, 12]  # ann 11's polygon
+    data = coco_files.edit(lambda d: d["annotations"][0].update(segmentation=[good, [40, 40, 44, 44]]))
+    problems = validate_coco(data, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
+    assert [p.kind for p in problems if p.severity != WARNING] == []
+    (w,) = [p for p in problems if p.kind == "polygon_part_dropped"]
+    assert w.ann_id == 11 and "#1" in w.message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = CocoDataset(ann_file=coco_files.ann_file, img_dir=coco_files.img_dir, with_masks=True)
+    assert any("polygon parts of under 3 points" in str(x.message) for x in caught)
+    assert ds.coco.anns[11]["segmentation"] == [good]  # what evaluation scores against
+    coco_files.edit(lambda d: d["annotations"][0].update(segmentation=[good]))
+    clean = CocoDataset(ann_file=coco_files.ann_file, img_dir=coco_files.img_dir, with_masks=True)
+    assert (ds[0]["masks"] == clean[0]["masks"]).all()  # the stray part adds nothing (not a box at 40..44)
+    only = coco_files.edit(lambda d: d["annotations"][0].update(segmentation=[[40, 40, 44, 44]]))
+    bad = validate_coco(only, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
+    assert [p.kind for p in bad if p.ann_id == 11] == ["bad_polygon"]

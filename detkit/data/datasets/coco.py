@@ -17,7 +17,7 @@ from detkit.data.categories import CategoryIndex
 from detkit.data.category_subset import check_keep_classes, keep_categories
 from detkit.data.image_cache import CacheMode, ImageCache
 from detkit.data.image_io import ImageReadError, safe_join
-from detkit.data.instance_masks import ann_to_mask, decode_mask
+from detkit.data.instance_masks import ann_to_mask, decode_mask, without_degenerate_parts
 from detkit.data.validate import (
     FILE_RECORDS,
     DatasetError,
@@ -198,13 +198,14 @@ class CocoDataset(torch.utils.data.Dataset):
             max_outside=max_outside,
             check_segmentation=self.with_masks or self.with_sem_seg,
         )
-        loose = [p for p in problems if p.kind == "box_mask_mismatch"]
-        if loose:  # trains, but not as the user means: each model family learns another object
-            warnings.warn(
-                f"{self.ann_file}: {len(loose)} annotation(s) whose bbox disagrees with its mask, e.g. "
-                f"{loose[0].message}; {self.check_hint()}",
-                stacklevel=3,
-            )
+        for kind, what in (("box_mask_mismatch", "whose bbox disagrees with its mask"),
+                           ("polygon_part_dropped", "with polygon parts of under 3 points (left out)")):  # fmt: skip
+            said = [p for p in problems if p.kind == kind]
+            if said:  # trains, but maybe not as the user means
+                warnings.warn(
+                    f"{self.ann_file}: {len(said)} annotation(s) {what}, e.g. {said[0].message}; {self.check_hint()}",
+                    stacklevel=3,
+                )
         errors = problem_list(problems)
         fatal = [p for p in errors if p.record in FILE_RECORDS]
         if fatal:  # no record to leave out: 'skip' cannot help
@@ -227,6 +228,8 @@ class CocoDataset(torch.utils.data.Dataset):
             )
         if errors:
             data = self._drop(data, problems)
+        if self.with_masks or self.with_sem_seg:  # the masks trained on and the ground truth scored agree
+            data, _ = without_degenerate_parts(data)
         coco = COCO()
         coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):
