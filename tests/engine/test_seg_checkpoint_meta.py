@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-import yaml
-
-from detkit.config import load_config
 from detkit.engine import builders
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,34 +36,3 @@ def test_background_id_stays_clear_of_a_category_id_0():
     assert builders.background_cat_id([1, 2]) == 0
     assert builders.background_cat_id([0, 1, 2]) == -1
     assert builders.background_cat_id([5, 9]) == 0
-
-
-def test_checkpoint_cat_ids_match_class_names(shapes, tmp_path):
-    from detkit.engine import Trainer
-
-    split = {"type": "CocoDataset", "with_sem_seg": True, "sem_background": True, "pipeline": []}
-    cfg = {
-        "_base_": [
-            str(ROOT / "configs/_base_/models/semfpn_r18.yaml"),
-            str(ROOT / "configs/_base_/schedules/adamw_cosine.yaml"),
-            str(ROOT / "configs/_base_/runtime.yaml"),
-        ],
-        "data": {
-            "batch_size": 2,
-            "num_workers": 0,
-            "train": {**split, "ann_file": str(shapes / "train.json"), "img_dir": str(shapes / "train")},
-            "val": {**split, "ann_file": str(shapes / "val.json"), "img_dir": str(shapes / "val")},
-        },
-        "train": {"max_epochs": 1, "best_metric": "sem/mIoU"},
-    }
-    path = tmp_path / "seg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    Trainer(load_config(path), work_dir=tmp_path / "w", device="cpu").fit()
-    for name in ("best.pth", "latest.pth"):
-        meta = torch.load(tmp_path / "w" / name, map_location="cpu", weights_only=False)["meta"]
-        assert meta["class_names"] == ["background", "circle", "rectangle", "triangle", "star"]
-        assert meta["cat_ids"] == [0, 1, 2, 3, 4], name  # background 0, then the json's ids
-    import detkit
-
-    model = detkit.init_model(None, tmp_path / "w" / "best.pth", device="cpu")
-    assert len(model.cat_ids) == len(model.class_names)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from detkit.config import load_config
@@ -41,3 +42,11 @@ def test_coco_semantic_maps_with_background_train_and_evaluate(shapes, tmp_path)
     assert 0.0 <= row["sem/mIoU"] <= 1.0
     metrics, _ = evaluate_checkpoint(load_config(path), tmp_path / "w" / "best.pth", device="cpu")
     assert metrics["sem/mIoU"] == pytest.approx(row["sem/mIoU"])
+    for name in ("best.pth", "latest.pth"):  # one category id per class name (4 ids for 5 names before)
+        meta = torch.load(tmp_path / "w" / name, map_location="cpu", weights_only=True)["meta"]
+        assert meta["class_names"] == ["background", "circle", "rectangle", "triangle", "star"]
+        assert meta["cat_ids"] == [0, 1, 2, 3, 4], name  # background 0, then the json's ids
+    import detkit
+
+    model = detkit.init_model(None, tmp_path / "w" / "best.pth", device="cpu")
+    assert len(model.cat_ids) == len(model.class_names)
