@@ -98,6 +98,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.suffix == ".py":
+        from detkit.peer_names import PYTHON_CONFIG
+
+        raise ConfigError(f"{path} {PYTHON_CONFIG}")
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader: no Python objects)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from detkit.config import ConfigError, Sources
+from detkit.config import SET_ORIGIN, ConfigError, Sources
 from detkit.config_rules import (
     PARAM_RULES,
     PROBABILITY,
@@ -43,6 +43,8 @@ from detkit.config_rules import (
     show,
     text,
 )
+from detkit.peer_names import D2_CONFIG, detectron2_sections
+from detkit.peer_names import config_key as peer_key
 from detkit.registry import BACKBONES, DATASETS, DETECTORS, HEADS, NECKS, TRANSFORMS, Registry
 
 REGISTRIES = {r.name: r for r in (BACKBONES, NECKS, HEADS, DETECTORS, DATASETS, TRANSFORMS)}
@@ -144,9 +146,13 @@ class ConfigProblems:
         if problem:
             self.add(path, f"{dotted(path)} {problem}")
 
-    def unknown(self, path: tuple, valid: typing.Iterable[str], what: str = "key", inner: tuple = ()) -> None:
+    def unknown(
+        self, path: tuple, valid: typing.Iterable[str], what: str = "key", inner: tuple = (), value: Any = None
+    ) -> None:
         """Record an unknown key: the new key when it is an old spelling, the key of that name in a nested part
-        (``inner``: its path, e.g. a MixDataset's ``dataset``), else the nearest valid key."""
+        (``inner``: its path, e.g. a MixDataset's ``dataset``), detkit's form of an MMDetection / Detectron2 key
+        (``data.samples_per_gpu``, ``data.train.metainfo``: ``detkit.peer_names``, ``value`` its value), else the
+        nearest valid key."""
         valid = list(valid)
         key = path[-1]
         renamed = RENAMED_KEYS.get(key)
@@ -159,6 +165,10 @@ class ConfigProblems:
                 path,
                 f"unknown {what} '{dotted(path)}': it is a key of '{dotted(inner)}', write '{dotted((*inner, key))}'",
             )
+            return
+        peer = peer_key(path, value)
+        if peer is not None:
+            self.add(path, peer.line())
             return
         near = nearest(key, valid)
         hint = f" (nearest valid: '{dotted((*path[:-1], near))}'" if near else " ("
@@ -198,7 +208,7 @@ def check_section(
             if v is not None:
                 check_part(problems, parts[key], v, sub)
         elif key not in rules:
-            problems.unknown(sub, [*rules, *parts])
+            problems.unknown(sub, [*rules, *parts], value=v)
         else:
             problems.value(sub, rules[key].problem(v))
             if rules[key].kind == "section" and isinstance(v, dict):
@@ -262,7 +272,7 @@ def check_kwargs(
         sub = (*path, key)
         if key not in valid:
             if not takes_any or key in exclude:
-                problems.unknown(sub, valid, inner=_inner_part_with(owner[0], given, key, path))
+                problems.unknown(sub, valid, inner=_inner_part_with(owner[0], given, key, path), value=value)
             continue
         if values:
             rule = param_rule(key, valid[key], hints.get(key))
@@ -354,8 +364,12 @@ def check_config(cfg: Any, sources: Sources | None = None) -> None:
     problems = ConfigProblems(sources)
     if not isinstance(cfg, dict):
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(TOP_LEVEL)}), got {show(cfg)}")
+    detectron2 = detectron2_sections([k for k in cfg if problems.origin((k,)) != SET_ORIGIN])  # a file's, 2+
+    detectron2 = detectron2 if len(detectron2) > 1 else []
+    if detectron2:
+        problems.add((detectron2[0],), f"{', '.join(detectron2)}: {D2_CONFIG}")
     for key in cfg:
-        if key not in TOP_LEVEL:
+        if key not in TOP_LEVEL and key not in detectron2:
             _unknown_section(problems, cfg, key)
     if cfg.get("model") is not None:
         check_part(problems, DETECTORS, cfg["model"], ("model",))
@@ -372,12 +386,17 @@ def check_config(cfg: Any, sources: Sources | None = None) -> None:
 
 
 def _unknown_section(problems: ConfigProblems, cfg: dict, key: Any) -> None:
-    """An unknown top-level key: detkit's name for an Ultralytics one (``epochs``, ``imgsz``, ``device``), else
+    """An unknown top-level key: detkit's form of each MMDetection / Detectron2 key in it (``load_from``,
+    ``SOLVER: {MAX_ITER: 10}``), detkit's name for an Ultralytics one (``epochs``, ``imgsz``, ``device``), else
     the nearest section."""
+    from detkit.peer_names import section_keys
     from detkit.ultralytics_names import translate
 
-    found = translate(str(key), cfg[key], cfg)
-    if found is None:
+    peers = section_keys(str(key), cfg[key])
+    for peer in peers:
+        problems.add((key,), peer.line())
+    found = None if peers else translate(str(key), cfg[key], cfg)
+    if found is None and not peers:
         problems.unknown((key,), TOP_LEVEL, what="top-level section")
-        return
-    problems.add((key,), f"unknown top-level section '{key}' (Ultralytics' name); detkit's: {found.text()}")
+    elif found is not None:
+        problems.add((key,), f"unknown top-level section '{key}' (Ultralytics' name); detkit's: {found.text()}")

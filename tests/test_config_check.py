@@ -68,8 +68,8 @@ def test_unknown_key_in_every_section_names_key_file_and_fix(tmp_path, base, tex
 
 
 def test_unknown_top_level_section(tmp_path):
-    msg = error_of(user_config(tmp_path, FASTER, "evaluation: {interval: 1}"))
-    assert "unknown top-level section 'evaluation'" in msg and "my_config.yaml" in msg
+    msg = error_of(user_config(tmp_path, FASTER, "evaluaton: {interval: 1}"))  # (MMDetection's evaluation is answered)
+    assert "unknown top-level section 'evaluaton'" in msg and "my_config.yaml" in msg
     assert "model, data, train, optimizer, scheduler" in msg
 
 

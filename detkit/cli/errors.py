@@ -33,18 +33,25 @@ class UserError(Exception):
     """A mistake of input (a path, a key, a value); ``str(e)`` names it and the fix."""
 
 
-_TOOL_SCRIPT = re.compile(r"(?:python3? )?(?:[\w./-]*/)?tools/(\w+)\.py")
+# a tool's script; not another toolkit's ("MMDetection's tools/train.py")
+_TOOL_SCRIPT = re.compile(r"(?<!'s )(?:python3? )?(?:[\w./-]*/)?tools/(\w+)\.py")
+# torchrun, its options, then a tool's script: torchrun needs a script or -m, never a console command
+_TORCHRUN_SCRIPT = re.compile(
+    r"(torchrun(?: --?[\w-]+(?:[ =](?!-)(?![\w./-]*tools/\w+\.py)[^\s`]+)?)*) (?:python3? )?(?:[\w./-]*/)?tools/(\w+)\.py"
+)
 
 
 def as_invoked(text: str) -> str:
     """``text`` with its tool commands (``python tools/infer.py``, ``tools/check_dataset.py``) written as the user
     runs them: ``detkit infer``, ``detkit check`` when this process is a ``detkit`` command (a pip install has no
-    tools/ folder); unchanged when it was started as ``python tools/X.py`` from a checkout."""
+    tools/ folder), and ``torchrun ... tools/train.py`` as ``torchrun ... -m detkit.cli.main train`` (torchrun runs
+    a script or a module); unchanged when it was started as ``python tools/X.py`` from a checkout."""
     if not sys.argv or not sys.argv[0].startswith("detkit"):
         return text
     from detkit.cli.main import COMMANDS
 
     names = {module: name for name, (module, _) in COMMANDS.items()}
+    text = _TORCHRUN_SCRIPT.sub(lambda m: f"{m.group(1)} -m detkit.cli.main {names.get(m.group(2), m.group(2))}", text)
     return _TOOL_SCRIPT.sub(lambda m: f"detkit {names.get(m.group(1), m.group(1).replace('_', '-'))}", text)
 
 
@@ -76,7 +83,16 @@ def other_process() -> bool:
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage mistake on one line, ``prog: error: message (see --help)``, exit 2; its help
-    names the tools as the user runs them (:func:`as_invoked`)."""
+    names the tools as the user runs them (:func:`as_invoked`). MMDetection's and Detectron2's flags that the
+    tool lacks (``--cfg-options``, ``--eval-only``) are answered with detkit's form, one line each
+    (``detkit.cli.ultralytics_args.refuse_peer_flags``), instead of "unrecognized arguments"."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        from detkit.cli.ultralytics_args import refuse_peer_flags
+
+        args = sys.argv[1:] if args is None else list(args)
+        refuse_peer_flags(self, args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):
         self.exit(USER_EXIT, None if other_process() else as_invoked(f"{self.prog}: error: {message} (see --help)\n"))
@@ -116,7 +132,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
-MAX_MESSAGE = 480  # characters: two terminal lines and a half; longer messages are cut
+MAX_MESSAGE = 600  # characters: five terminal lines; a longer message keeps its first and last lines (the fix)
+KEEP_END = 240  # characters kept at the end of a long message of one line (where the fix is)
 
 
 def _os_message(e: OSError) -> str:
@@ -171,10 +188,43 @@ def format_error(tool: str, e: BaseException) -> str:
         msg = _os_message(e)
     else:
         msg = str(e) or type(e).__name__
-    msg = " ".join(msg.split())
-    if len(msg) > MAX_MESSAGE:
-        msg = msg[: MAX_MESSAGE - 3] + "..."
-    return as_invoked(f"{tool_label(tool)}: error: {msg}")
+    return as_invoked(f"{tool_label(tool)}: error: {shorten(msg)}")
+
+
+def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` on one line, at most about ``limit`` characters, its end kept (a message ends with the fix).
+
+    Of a message of several lines (a header, one line per problem, the fix) the first and last lines stay, with as
+    many lines between them as fit and ``[... N more lines]`` for the others; what is still too long (one long
+    line) loses its middle: ``[... N characters ...]``, words kept whole."""
+    lines = [" ".join(line.split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    text = " ".join(lines)
+    if len(text) <= limit:
+        return text
+    if len(lines) > 2:
+        first, middle, last = lines[0], lines[1:-1], lines[-1]
+        kept: list[str] = []
+        for line in middle:
+            rest = len(middle) - len(kept) - 1
+            marker = [f"[... {rest} more line{'s' if rest > 1 else ''}]"] if rest else []
+            if len(" ".join([first, *kept, line, *marker, last])) > limit:
+                break
+            kept.append(line)
+        rest = len(middle) - len(kept)
+        text = " ".join([first, *kept, *([f"[... {rest} more line{'s' if rest > 1 else ''}]"] if rest else []), last])
+        if len(text) <= limit:
+            return text
+    return _cut_middle(text, limit)
+
+
+def _cut_middle(text: str, limit: int) -> str:
+    """``text`` without its middle (whole words), ``[... N characters ...]`` in its place."""
+    end = min(KEEP_END, limit // 2)
+    tail = text[-end:].split(" ", 1)[-1] if " " in text[-end:] else text[-end:]
+    head_size = max(limit - len(tail) - 32, 0)
+    head = text[:head_size].rsplit(" ", 1)[0] if " " in text[:head_size] else text[:head_size]
+    return f"{head} [... {len(text) - len(head) - len(tail) - 2} characters ...] {tail}"
 
 
 @contextlib.contextmanager

@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         import difflib
 
+        from detkit.peer_names import command
+
+        if command(name):  # MMDetection's / Detectron2's script names (test, image_demo, ...)
+            print(f"detkit: error: {command(name)}", file=sys.stderr)
+            return 2
+
         near = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
         print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)

@@ -104,6 +104,8 @@ LAUNCHER_FLAGS = {
     "--launcher": "MMDetection's tools/train.py",
     "--num-gpus": "Detectron2's train_net.py",
     "--num-machines": "Detectron2's train_net.py",
+    "--machine-rank": "Detectron2's train_net.py",
+    "--dist-url": "Detectron2's train_net.py",
     "--gpus": "MMDetection 2's / Lightning's",
     "--nproc_per_node": "torchrun's",
     "--nproc-per-node": "torchrun's",
@@ -119,10 +121,14 @@ def refuse_launcher_flags(p: argparse.ArgumentParser, argv: list[str]) -> None:
             continue
         value = value or (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-") else "")
         n = value if value.isdigit() and flag != "--launcher" else "N"
+        # as `detkit train`, as_invoked writes the torchrun line with -m detkit.cli.main train (torchrun runs a
+        # script or a module, never a console command); from a checkout, the pip-installed form is added
+        installed = "" if sys.argv[0].startswith("detkit") else f"; installed: torchrun --nproc-per-node {n} -m "
+        installed += "detkit.cli.main train CONFIG ..." if installed else ""
         p.error(
             f"{flag} is {LAUNCHER_FLAGS[flag]} option; detkit starts one process per GPU (or CPU process) with "
-            f"torchrun: torchrun --nproc-per-node {n} tools/train.py CONFIG ... (or torchrun --nproc-per-node {n} -m "
-            "detkit.cli.main train CONFIG ...; docs/training.md, 'Distributed')"
+            f"torchrun: torchrun --nproc-per-node {n} tools/train.py CONFIG ... (docs/training.md, 'Distributed'"
+            f"{installed})"
         )
 
 

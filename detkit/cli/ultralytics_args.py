@@ -1,24 +1,31 @@
-"""Ultralytics' habits on a detkit command line: ``imgsz=640 epochs=10 batch=16 device=0`` as words, ``--epochs
-10`` as flags, ``data=ds/data.yaml``, ``model=yolov8n.pt``.
+"""Other toolkits' habits on a detkit command line: Ultralytics' ``imgsz=640 epochs=10 batch=16 device=0`` as
+words, ``--epochs 10`` as flags, ``data=ds/data.yaml``, ``model=yolov8n.pt``; MMDetection's and Detectron2's
+flags (``--cfg-options k=v``, ``--config-file X``, ``--eval-only``) and Detectron2's ``SOLVER.MAX_ITER 10`` pairs.
 
 :func:`refuse_ultralytics_words` finds them before argparse (which would call them "unrecognized arguments")
 and exits 2 with one line each naming detkit's form (``detkit.ultralytics_names``), then the whole command
-in detkit's words.
+in detkit's words. :func:`refuse_peer_flags` answers the MMDetection / Detectron2 ones (``detkit.peer_names``);
+every tool's parser (``detkit.cli.errors.ArgumentParser``) runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from detkit.cli.errors import USER_EXIT, as_invoked, tool_label
+from detkit.cli.errors import USER_EXIT, as_invoked, other_process, tool_label
+from detkit.peer_names import D2, PeerName, config_key, flag, words_to_set
+from detkit.peer_names import FLAGS as PEER_FLAGS
+from detkit.peer_names import KEYS as PEER_KEYS
+from detkit.peer_names import ROOTS as PEER_ROOTS
 from detkit.ultralytics_names import Translation, canonical, translate
 
-__all__ = ["refuse_ultralytics_words"]
+__all__ = ["refuse_peer_flags", "refuse_ultralytics_words"]
 
 DATA_TOOLS = {"train": "trains", "tune": "tunes the hyperparameters of"}  # the tools that take --data DATA.yaml
 
@@ -163,6 +170,7 @@ def _data_yaml_line(tool: str, found: Scan, data_yaml: str) -> str:
 def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str], tool: str) -> None:
     """Exit 2 when ``argv`` holds Ultralytics-style settings (``epochs=10``, ``--imgsz 640``, ``data=x.yaml``) or
     other ``key=value`` words: one line each with detkit's form, then the command in detkit's words."""
+    refuse_peer_flags(parser, argv)
     found = scan(parser, list(argv))
     if {"-h", "--help"} & set(found.kept):
         return  # (--help wins, as in argparse)
@@ -180,6 +188,11 @@ def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str
     for (given, _, _), fix in zip(found.habits, fixes):
         lines.append(f"{label}: error: {given} is Ultralytics' spelling; detkit's: {as_invoked(fix.text())}")
     for word in found.words:
+        peer = config_key(word.partition("=")[0].split("."), word.partition("=")[2])
+        if peer is not None:  # Detectron2's LazyConfig overrides (train.max_iter=10), MMDetection's keys
+            peer.given = word
+            lines.append(f"{label}: error: {as_invoked(peer.line('KEY=VALUE override'))}")
+            continue
         lines.append(
             f"{label}: error: {word}: a KEY=VALUE word is Ultralytics' form; detkit sets config keys with --set "
             "KEY=VALUE, under detkit's names (docs/training.md, 'Coming from Ultralytics')"
@@ -196,3 +209,94 @@ def _own_flags(fix: Translation, parser: argparse.ArgumentParser, tool: str) -> 
     if flag is None or flag in parser._option_string_actions:  # noqa: SLF001
         return fix
     return Translation(fix.name, note=f"{tool_label(tool)} has no {flag}: see --help")
+
+
+D2_KEY = re.compile(r"[A-Z_][A-Z0-9_]*(?:\.[A-Z0-9_]+)*")  # SOLVER.MAX_ITER, OUTPUT_DIR
+D2_ROOTS = {*(r for roots in PEER_ROOTS.values() for r in roots if r.isupper()), *filter(str.isupper, PEER_KEYS)}
+
+
+def _fixed_positionals(parser: argparse.ArgumentParser) -> int | None:
+    """How many positional arguments ``parser`` takes when their number is fixed (CONFIG CHECKPOINT: 2); None for
+    a tool with a list of them (INPUT...)."""
+    positionals = [a for a in parser._actions if not a.option_strings]  # noqa: SLF001
+    if any(a.nargs in ("*", "+", "?", argparse.REMAINDER) for a in positionals):
+        return None
+    return sum(a.nargs if isinstance(a.nargs, int) else 1 for a in positionals)
+
+
+def _d2_pair(argv: Sequence[str], i: int) -> bool:
+    """Whether ``argv[i]`` and the word after it are Detectron2's ``KEY VALUE`` override (``SOLVER.MAX_ITER 10``)."""
+    token = argv[i]
+    return (
+        i + 1 < len(argv)
+        and not argv[i + 1].startswith("--")
+        and D2_KEY.fullmatch(token) is not None
+        and token.split(".")[0] in D2_ROOTS
+        and not os.path.exists(token)
+    )
+
+
+def _tool_command(parser: argparse.ArgumentParser) -> str:
+    prog = parser.prog
+    return as_invoked(f"python tools/{prog}") if prog.endswith(".py") else prog
+
+
+def _peer_flag(parser: argparse.ArgumentParser, argv: Sequence[str], i: int) -> tuple[str | None, int]:
+    """The answer to the MMDetection / Detectron2 flag at ``argv[i]`` (None when it is not one, or one this tool
+    has) and the index after it and its values."""
+    name, eq, value = argv[i].partition("=")
+    if name not in PEER_FLAGS or _flag_action(parser, name) is not None:
+        return None, i + 1
+    arity = PEER_FLAGS[name][1]
+    values, j = [value] if eq else [], i + 1
+    while (arity == "*" or len(values) < arity) and j < len(argv) and not argv[j].startswith("-"):
+        if name in ("--cfg-options", "--options") and "=" not in argv[j]:
+            break  # (KEY=VALUE words only: CONFIG may follow)
+        values.append(argv[j])
+        j += 1
+    found = flag(name, values, _tool_command(parser))
+    found.given = " ".join(argv[i:j])
+    needs = "--set" if found.fix.sets else (found.fix.flags or [""])[0].split(" ")[0]
+    if needs and _flag_action(parser, needs) is None:  # (detkit convert has no --set, detkit eval no --resume)
+        found.fix = Translation(name, note=f"{parser.prog} has no {needs}: see --help")
+    return found.line("flag"), j
+
+
+def peer_answers(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """One answer for each MMDetection / Detectron2 flag of ``argv`` that ``parser`` lacks (``--cfg-options
+    k=v``, ``--eval-only``) and, for a tool of fixed positionals, each Detectron2 ``KEY VALUE`` pair."""
+    answers, i, fixed, seen = [], 0, _fixed_positionals(parser), 0
+    while i < len(argv) and argv[i] != "--":
+        token = argv[i]
+        action = _flag_action(parser, token.partition("=")[0]) if token.startswith("--") else None
+        if action is not None:  # the tool's own flag: its values are never habits
+            i += 1 + (0 if "=" in token else _takes(action, argv[i + 1 :]))
+            continue
+        if token.startswith("--"):
+            answer, i = _peer_flag(parser, argv, i)
+            answers += [answer] if answer else []
+            seen += bool(answer) and token.startswith("--config-file")  # (its value is the CONFIG positional)
+        elif fixed is not None and seen >= fixed and _d2_pair(argv, i):  # after the tool's own positionals
+            fix = words_to_set([(token, argv[i + 1])])
+            answers.append(PeerName(f"{token} {argv[i + 1]}", D2, fix).line("KEY VALUE override"))
+            i += 2
+        else:
+            seen += not token.startswith("-") or token == "-"
+            i += 1
+    return answers
+
+
+def refuse_peer_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Exit 2 when ``argv`` holds MMDetection / Detectron2 flags or overrides that ``parser`` lacks: one line each,
+    ``prog: error: --eval-only is Detectron2's flag; ...`` (docs/training.md, "Coming from MMDetection /
+    Detectron2"). A parser with subcommands leaves it to them; ``--help`` wins."""
+    argv = [str(a) for a in argv]
+    subcommands = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)  # noqa: SLF001
+    if subcommands or {"-h", "--help"} & set(argv):
+        return
+    answers = peer_answers(parser, argv)
+    if not answers:
+        return
+    if not other_process():
+        print("\n".join(as_invoked(f"{parser.prog}: error: {a}") for a in answers), file=sys.stderr)
+    raise SystemExit(USER_EXIT)
