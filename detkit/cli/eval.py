@@ -4,13 +4,15 @@ Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--save-json 
                             [--data DATA] [--split val|test]
                             [--set K=V ...] [--device D]
                             [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
-                            [--ensemble CKPT ...]
+                            [--ensemble CKPT ...] [--tile H,W [--tile-overlap F]]
 Metrics are pycocotools' AP / AR (mIoU, aAcc for semantic models; cls/top1, cls/top5, cls/mean_acc,
 cls/macro_f1 and a per-class accuracy / precision / recall / F1 table for classifiers) in 0..1, -1 (or '-')
 where undefined. --data scores the checkpoint on other data (an Ultralytics data.yaml, a classifier's class
 folders), --split test on the test split (the config's data.test, or the data.yaml's test:). --tta evaluates test-time augmentation (the batch at several scales and mirrored, merged);
 --ensemble merges the predictions of more checkpoints (same classes; each built with the config it stores,
 fed CONFIG's data.val pipeline) with CHECKPOINT's. See docs/inference.md.
+--tile predicts each data.val image tile by tile as infer --tile does, merges, and scores the whole images
+(a TiledDataset data.val is evaluated so without it; docs/evaluation.md).
 A model whose class names differ from data.val's (other names, or the same in another order) is evaluated
 with a WARNING line: its labels are matched to the dataset's categories by position.
 Exit status: 0 done, 2 bad input (config, checkpoint, data, device, --out).
@@ -68,6 +70,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="compile the model's dense parts with torch.compile (a one-time cost of minutes; docs/benchmarks.md)",
     )
     add_tta_arguments(p)
+    from detkit.cli.infer import add_tile_arguments
+
+    add_tile_arguments(p, whole_image=False, what="evaluation (each image predicted by tiles, merged, scored whole)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,7 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     hint = checkpoint_first(TOOL, argv, positionals(add_options, argv))
     if hint:
         p.error(hint)
-    return p.parse_args(argv)
+    from detkit.cli.infer import check_tile_flags
+
+    args = p.parse_args(argv)
+    check_tile_flags(p, args, "evaluation")
+    return args
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -162,15 +171,31 @@ def per_class_records(evaluator) -> dict:
     return {"per_class": [record(r) for r in rows]}
 
 
+def tiled_eval(cfg: dict, args: argparse.Namespace, tile) -> dict:
+    """``cfg`` with its data.val evaluated on ``--tile`` tiles (a TiledDataset over it), as it is without --tile."""
+    if tile is None:
+        return cfg
+    if tta_options(args) is not None:
+        raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
+    if (cfg.get("model") or {}).get("type") == "Classifier":
+        raise UserError(f"--tile {args.tile}: tiled evaluation is for detectors; a Classifier labels whole images")
+    from detkit.engine.evaluate import tiled_split
+
+    return {**cfg, "data": {**cfg["data"], "val": tiled_split(cfg["data"]["val"], tile.size, tile.overlap)}}
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, evaluate, print the table, write ``--out``."""
     checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
     for extra in args.ensemble:
         checkpoint_arg(extra)
     device = device_arg(args.device)
+    from detkit.cli.infer import tile_from_args
+
+    tile = tile_from_args(args)
     wrap = compile_wrap(args, ensemble_wrap(args))
     cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data, hold_out=False)
-    cfg = scored_split(cfg, args)
+    cfg = tiled_eval(scored_split(cfg, args), args, tile)
     if args.max_dets is not None:
         if args.max_dets < 1:
             raise UserError(f"--max-dets {args.max_dets}: give the number of detections per image AP counts, >= 1")

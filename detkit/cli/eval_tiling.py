@@ -6,7 +6,8 @@
 
 CONFIG may be '-' for the config stored in the checkpoint. The image is a mosaic of shapes images
 (patch x patch each), so its objects have the training data's sizes; a whole-image pass shrinks them
-by the config's test resize. Prints a table and writes the figures as JSON with --out.
+by the config's test resize. Prints a table and writes the figures as JSON with --out. Detections are matched
+to the shapes classes by label index: a model of other class names (or order) is refused with both lists.
 """
 
 from __future__ import annotations
@@ -61,13 +62,10 @@ def run(args: argparse.Namespace) -> int:
         out_dir_arg(args.save_dir, "--save-dir")
     import detkit
     from detkit.benchmark.tiling_recall import compare_tiling, large_shapes_image
-    from detkit.inference.tiling import parse_tile
+    from detkit.cli.infer import tile_from_args
 
+    tile = tile_from_args(args)  # before the model loads: a wrong tile costs nothing
     device = device_arg(args.device)
-    try:
-        tile = parse_tile(args.tile, overlap=args.tile_overlap)
-    except ValueError as e:
-        raise UserError(f"--tile {args.tile}: {e}") from None
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
         model = detkit.init_model(config, args.checkpoint, device=device)
     if type(model).__name__ == "Classifier":
@@ -80,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             f"eval-tiling measures box recall of a detector; checkpoint {args.checkpoint} holds a "
             f"{type(model).__name__} (its tiled inference: detkit infer --tile, or detkit.predict(..., tile=...))"
         )
+    check_shapes_classes(model, args.checkpoint)
     image, boxes, labels = large_shapes_image(args.seed, args.size, args.patch)
     runs = compare_tiling(model, image, boxes, labels, tile, args.score_thr, args.iou, args.batch_size)
     print(format_runs(runs, image, boxes, tile, args))
@@ -88,6 +87,22 @@ def run(args: argparse.Namespace) -> int:
     if args.save_dir:
         save_drawings(Path(args.save_dir), model, image, tile, args)
     return 0
+
+
+def check_shapes_classes(model, checkpoint: str) -> None:
+    """The image holds the shapes data's classes and detections match them by label index: a model of other
+    classes (names or order) is refused with both lists (its recall would count the wrong classes)."""
+    from detkit.data.synthetic import CLASSES
+
+    names = getattr(model, "class_names", None)
+    if names is None or [str(n) for n in names] == list(CLASSES):
+        return
+    shown = ", ".join(str(n) for n in names[:8]) + (", ..." if len(names) > 8 else "")
+    raise UserError(
+        f"eval-tiling draws the shapes data's {len(CLASSES)} classes ({', '.join(CLASSES)}) and matches labels by "
+        f"index, but checkpoint {checkpoint} predicts {len(names)} other classes ({shown}); give a model trained on "
+        "the shapes data (detkit make-shapes), or score your own large images with detkit eval CONFIG CKPT --tile H,W"
+    )
 
 
 def format_runs(runs: dict, image, boxes, tile, args: argparse.Namespace) -> str:

@@ -15,7 +15,10 @@ config's model.topk and their probabilities; drawn: the drawing's name) and <ste
 and --tile are for detectors). Unreadable inputs are reported and skipped. A progress bar with ETA shows on a terminal; the last line
 says how many detections were saved and drawn, and at which thresholds. --tta runs each image at several
 scales and mirrored and merges the predictions; --ensemble merges more checkpoints (same classes) with
-CHECKPOINT's; neither combines with --tile. See docs/inference.md.
+CHECKPOINT's; neither combines with --tile. --tile takes whole pixels >= 32 and --tile-overlap a fraction in [0, 1);
+SAHI's and Ultralytics' option names (--slice_height, --overlap_height_ratio, --imgsz, --conf) are answered with
+detkit's. A model trained on TiledDataset tiles run on an image 3x a tile or more without --tile prints a note
+to add it. See docs/inference.md.
 Exit status: 0 done, 2 bad input (config, checkpoint, device, inputs, --out-dir; or no input readable).
 """
 
@@ -55,12 +58,122 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--batch-size", type=int, default=1, help="images, frames or tiles per forward pass")
     ap.add_argument("--no-draw", action="store_true", help="write only the predictions (and label maps)")
-    ap.add_argument("--tile", metavar="H,W", default=None, help="tiled inference with H x W tiles (large images)")
-    ap.add_argument(
-        "--tile-overlap", type=float, default=None, help="tile overlap, a fraction of the tile size (default 0.2)"
-    )
-    ap.add_argument("--tile-whole-image", action="store_true", help="add a whole-image pass to the tiles")
+    add_tile_arguments(ap)
     add_tta_arguments(ap)
+
+
+def add_tile_arguments(
+    ap: argparse.ArgumentParser, whole_image: bool = True, what: str = "inference (large images)"
+) -> None:
+    """``--tile H,W``, ``--tile-overlap F`` (and ``--tile-whole-image``): tiled ``what`` (also ``detkit eval``'s)."""
+    ap.add_argument("--tile", metavar="H,W", default=None, help=f"H x W tiles: tiled {what}")
+    ap.add_argument(
+        "--tile-overlap",
+        type=float,
+        default=None,
+        metavar="F",
+        help="tile overlap, a fraction of the tile size in [0, 1) (default 0.2; 64 px of a 320 tile is 0.2)",
+    )
+    if whole_image:
+        ap.add_argument("--tile-whole-image", action="store_true", help="add a whole-image pass to the tiles")
+
+
+def check_tile_flags(ap: argparse.ArgumentParser, args: argparse.Namespace, what: str = "inference") -> None:
+    """The tile options need ``--tile``: one line naming the flag otherwise."""
+    for flag, given in (
+        ("--tile-overlap", args.tile_overlap is not None),
+        ("--tile-whole-image", getattr(args, "tile_whole_image", False)),
+    ):
+        if given and not args.tile:
+            ap.error(f"{flag} is an option of tiled {what}: add --tile H,W (or drop {flag})")
+
+
+def tile_from_args(args: argparse.Namespace):
+    """``TileOptions`` of ``--tile`` / ``--tile-overlap`` / ``--tile-whole-image`` (None without --tile); a
+    UserError naming the flag (a size under 32 px or not whole, an overlap in pixels: the fraction it means)."""
+    from detkit.inference.tile_options import TileOptions, check_overlap, check_tile_size, parse_tile_text
+
+    if not args.tile:
+        return None
+    try:
+        size = check_tile_size(parse_tile_text(args.tile, "--tile"), "--tile")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    overlap = 0.2 if args.tile_overlap is None else args.tile_overlap
+    try:
+        overlap = check_overlap(overlap, "--tile-overlap", size)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return TileOptions(size=size, overlap=overlap, whole_image=bool(getattr(args, "tile_whole_image", False)))
+
+
+# other tools' option names (as flags or name=value words) -> (whose, the detkit option that answers them)
+FOREIGN_OPTIONS = {
+    "slice_height": ("SAHI", "tile"),
+    "slice_width": ("SAHI", "tile"),
+    "overlap_height_ratio": ("SAHI", "overlap"),
+    "overlap_width_ratio": ("SAHI", "overlap"),
+    "model_confidence_threshold": ("SAHI", "score"),
+    "conf": ("Ultralytics", "score"),
+    "imgsz": ("Ultralytics", "size"),
+    "img_size": ("Ultralytics", "size"),
+}
+
+
+def _foreign_words(argv: list[str]) -> list[tuple[str, str, str, str]]:
+    """``(given, whose, answer kind, value)`` for each foreign option in ``argv``; ``--tile 640 640`` too."""
+    found = []
+    for i, word in enumerate(argv):
+        name, eq, value = word.lstrip("-").partition("=")
+        key = name.replace("-", "_").lower()
+        if key in FOREIGN_OPTIONS and (word.startswith("-") or eq):
+            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                value = argv[i + 1]
+            whose, kind = FOREIGN_OPTIONS[key]
+            found.append((word if eq or not value else f"{word} {value}", whose, kind, value or "N"))
+        nums = [w for w in argv[i + 1 : i + 3] if w.replace(".", "", 1).isdigit()]
+        if word == "--tile" and len(nums) == 2:
+            found.append((f"--tile {nums[0]} {nums[1]}", "", "tile2", f"{nums[0]},{nums[1]}"))
+    return found
+
+
+def _foreign_answer(kind: str, values: list[str]) -> str:
+    """detkit's option for the foreign options of one ``kind`` given ``values``."""
+    if kind == "tile":
+        h, w = (values * 2)[:2]
+        return f"--tile {h},{w} (tile height and width in one option)"
+    if kind == "overlap":
+        same = len(set(values)) == 1
+        return f"--tile-overlap {values[0]} (one fraction of the tile for both axes{'' if same else ': pick one'})"
+    if kind == "score":
+        return f"--score-thr {values[0]}"
+    return (
+        "the test size is the config's data.val pipeline, e.g. --set \"data.val.pipeline=[{type: LetterBox, size: "
+        f'{values[0]}}}]"; for large images with small objects, --tile H,W at the training scale'
+    )
+
+
+def refuse_foreign_options(ap: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Answer SAHI's and Ultralytics' option names (``--slice_height 320``, ``imgsz=640``) and ``--tile 640 640``
+    with detkit's option, on one line, exit 2 (argparse would say "unrecognized arguments")."""
+    if {"-h", "--help"} & set(argv):
+        return
+    found = _foreign_words(argv)
+    answers = []
+    for kind in dict.fromkeys(k for _, _, k, _ in found):
+        group = [f for f in found if f[2] == kind]
+        if kind == "tile2":
+            answers.append(f"{group[0][0]}: --tile takes H,W as one word: --tile {group[0][3]}")
+            continue
+        given = " ".join(g for g, *_ in group)
+        whose = group[0][1]
+        verb = "are" if len(group) > 1 else "is"
+        answers.append(
+            f"{given} {verb} {whose}'{'' if whose.endswith('s') else 's'} {'options' if len(group) > 1 else 'option'}; "
+            f"detkit's: {_foreign_answer(kind, [v for *_, v in group])}"
+        )
+    if answers:
+        ap.error("; ".join(answers))
 
 
 def set_words(argv: list[str]) -> list[str]:
@@ -81,6 +194,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("checkpoint")
     ap.add_argument("inputs", nargs="+", help="image or video files, folders (recursive) or glob patterns")
     add_options(ap)
+    refuse_foreign_options(ap, argv)
     hint = checkpoint_first(TOOL, argv, positionals(add_options, argv), inputs="IMAGES...")
     if hint:
         ap.error(hint)
@@ -99,14 +213,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             ap.error(f"{flag} must be in [0, 1], got {value}")
     if args.no_draw and args.draw_thr is not None:
         ap.error(f"--draw-thr {args.draw_thr:g} chooses what is drawn, and --no-draw draws nothing: give one of them")
-    for flag, given in (
-        ("--tile-overlap", args.tile_overlap is not None),
-        ("--tile-whole-image", args.tile_whole_image),
-    ):
-        if given and not args.tile:
-            ap.error(f"{flag} is an option of tiled inference: add --tile H,W (or drop {flag})")
+    check_tile_flags(ap, args)
     args.draw_thr = 0.3 if args.draw_thr is None else args.draw_thr
-    args.tile_overlap = 0.2 if args.tile_overlap is None else args.tile_overlap
     return args
 
 
@@ -145,6 +253,44 @@ def _build_model(args: argparse.Namespace, cfg, config, device, views):
     return model
 
 
+def trained_tile(cfg: dict | None) -> tuple[int, int] | None:
+    """The tile ``(h, w)`` of a config whose data.train is a ``TiledDataset``, else None."""
+    from detkit.inference.tile_options import check_tile_size
+
+    train = ((cfg or {}).get("data") or {}).get("train") if isinstance(cfg, dict) else None
+    if not isinstance(train, dict) or train.get("type") != "TiledDataset":
+        return None
+    try:
+        return check_tile_size(train.get("tile_size", 640))
+    except ValueError:
+        return None
+
+
+def tiles_hint(cfg: dict | None, paths: list[Path], look: int = 20, factor: float = 3.0) -> str | None:
+    """The hint to add --tile when the model trained on tiles and an image (of the first ``look``) is ``factor``
+    times larger than a tile along a side; None otherwise. Reads image headers only."""
+    from PIL import Image
+
+    from detkit.inference.inputs import is_video
+
+    tile = trained_tile(cfg)
+    if tile is None:
+        return None
+    for path in [p for p in paths if not is_video(p)][:look]:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001  (an unreadable image is reported by the run itself)
+            continue
+        if max(h / tile[0], w / tile[1]) >= factor:
+            th, tw = tile
+            return (
+                f"this model trained on {th}x{tw} tiles (TiledDataset); the image {path.name} is {w}x{h}: add "
+                f"--tile {th},{tw} (whole, it is shrunk to the test size and small objects vanish)"
+            )
+    return None
+
+
 def refuse_foreign_outputs(out_dir: str, paths: list[Path]) -> None:
     """Refuse an --out-dir holding files of the user's that this run would write over (the result files and the
     drawings, ``detkit.inference.files.output_files``), unless an earlier infer wrote them there (its images.json
@@ -172,22 +318,21 @@ def run(args: argparse.Namespace) -> int:
     views = tta_options(args)
     if views is not None and args.tile:
         raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
+    tile = tile_from_args(args)
     out_dir_arg(args.out_dir, "--out-dir")
     from detkit.inference.files import InferenceInterrupted, format_summary, run_inference
     from detkit.inference.inputs import collect_inputs
-    from detkit.inference.tiling import parse_tile
 
     paths = collect_inputs(args.inputs)
     folders = [Path(p) for p in args.inputs if Path(p).is_dir()]  # searched recursively: outputs inside are read
     out_dir_arg(args.out_dir, "--out-dir", [*paths, *folders])  # next time; outputs must not land on the inputs
     refuse_foreign_outputs(args.out_dir, paths)
     device = device_arg(args.device)
-    try:
-        tile = parse_tile(args.tile, overlap=args.tile_overlap, whole_image=args.tile_whole_image)
-    except ValueError as e:
-        raise UserError(f"--tile {args.tile}: {e}") from None
-
     model = _build_model(args, cfg, config, device, views)
+    if tile is None:
+        hint = tiles_hint(getattr(model, "cfg", None), paths)
+        if hint:
+            print(f"{tool_label(TOOL)}: note: {hint}")
     try:
         summary = run_inference(
             model,

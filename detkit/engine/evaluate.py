@@ -1,10 +1,17 @@
-"""Evaluation loops: a model over a loader, and a checkpoint on a config's data.val (tools/eval.py)."""
+"""Evaluation loops: a model over a loader, and a checkpoint on a config's data.val (tools/eval.py).
+
+A ``TiledDataset`` data.val is evaluated as SAHI does: each source image is predicted tile by tile with the
+tiled prediction of ``detkit infer --tile`` (:func:`detkit.inference.tiling.predict_tiled`; the tiles go
+through the TiledDataset's ``pipeline``), the detections merged, and the evaluator scores the whole images.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,11 +38,15 @@ def evaluate(
 
     ``progress``: a tqdm bar with ETA (default: on the main process when stdout and stderr are terminals).
     """
+    if progress is None:
+        progress = progress_enabled(dist.is_main_process())
+    tiled = tiled_val_set(loader)
+    if tiled is not None:
+        workers = int(getattr(loader, "num_workers", 0) or 0)
+        return evaluate_tiled(model, tiled, evaluator, device, amp_dtype, progress, _batch_size(loader), workers)
     was_training = model.training
     model.eval()
     evaluator.reset()
-    if progress is None:
-        progress = progress_enabled(dist.is_main_process())
     total = len(loader) if hasattr(loader, "__len__") else None
     try:
         with preserve_rng():
@@ -49,6 +60,103 @@ def evaluate(
     finally:
         model.train(was_training)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def tiled_val_set(loader) -> Any:
+    """The ``TiledDataset`` that ``loader`` reads (data.val tiled: evaluate whole images tile by tile), else None."""
+    from detkit.data.datasets.tiled import TiledDataset
+
+    dataset = getattr(loader, "dataset", None)
+    return dataset if isinstance(dataset, TiledDataset) else None
+
+
+def _batch_size(loader) -> int:
+    """Tiles per forward pass in tiled evaluation: the loader's batch size (data.val_batch_size or batch_size)."""
+    size = getattr(getattr(loader, "batch_sampler", None), "batch_size", None) or getattr(loader, "batch_size", None)
+    return int(size or 1)
+
+
+def tile_runner(model: nn.Module, pipeline, device: torch.device, amp_dtype: torch.dtype | None):
+    """``run(crops, batch_size)`` for ``predict_tiled``: tiles [h,w,3] through ``pipeline``, ``model.predict`` on
+    ``device`` (under autocast as in training), per-tile dicts of CPU tensors in tile pixels."""
+    from detkit.data.collate import collate
+    from detkit.inference.runner import image_sample
+
+    def run(crops: Sequence[np.ndarray], batch_size: int) -> list[dict]:
+        out: list[dict] = []
+        for start in range(0, len(crops), batch_size):
+            samples = [image_sample(c, start + j) for j, c in enumerate(crops[start : start + batch_size])]
+            if pipeline is not None:
+                samples = [pipeline(s) for s in samples]
+            with autocast(device.type, amp_dtype):
+                preds = model.predict(move_batch(collate(samples), device))
+            out.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
+        return out
+
+    return run
+
+
+def _first(items: list) -> Any:
+    return items[0]
+
+
+def _source_loader(tiled, num_workers: int):
+    """This rank's source images of ``tiled`` (raw samples, whole), decoded ahead by ``num_workers`` workers."""
+    from torch.utils.data import DataLoader
+
+    from detkit.data.samplers import InferenceSampler
+
+    sampler = InferenceSampler(len(tiled.dataset), dist.get_world_size(), dist.get_rank())
+    return DataLoader(tiled.dataset, batch_size=1, sampler=sampler, num_workers=num_workers, collate_fn=_first)
+
+
+@torch.no_grad()
+def evaluate_tiled(
+    model: nn.Module,
+    tiled,
+    evaluator,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    batch_size: int = 1,
+    num_workers: int = 0,
+) -> dict[str, float]:
+    """Evaluate ``model`` on the whole source images of the TiledDataset ``tiled``, each predicted tile by tile
+    (``tiled.tile_size``, ``tiled.overlap``; ``batch_size`` tiles per pass) and merged as ``detkit infer --tile``
+    merges them; ``evaluator`` scores the merged predictions against the source annotations."""
+    from detkit.inference.tiling import TileOptions, predict_tiled
+
+    options = TileOptions(size=tiled.tile_size, overlap=tiled.overlap)
+    run = tile_runner(model, tiled.pipeline, device, amp_dtype)
+    was_training = model.training
+    model.eval()
+    evaluator.reset()
+    images = _source_loader(tiled, num_workers)
+    try:
+        with preserve_rng():
+            for sample in progress_bar(images, total=len(images), desc="evaluating (tiled)", enabled=progress):
+                if sample is None:  # the source skipped the image (on_error: skip)
+                    continue
+                pred = predict_tiled(model, sample["image"], options, batch_size=batch_size, run=run)
+                batch = {"image_ids": [sample["image_id"]], "orig_sizes": [tuple(sample["image"].shape[:2])]}
+                if sample.get("sem_seg") is not None:
+                    batch["targets"] = [{"sem_seg": torch.as_tensor(np.asarray(sample["sem_seg"]))}]
+                evaluator.process(batch, [pred])
+        metrics = evaluator.compute()
+    finally:
+        model.train(was_training)
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def tiled_split(spec: dict, size: Sequence[int], overlap: float) -> dict:
+    """The dataset spec ``spec`` (data.val) evaluated on tiles: a ``TiledDataset`` over it (its ``pipeline`` for
+    the tiles, as ``detkit infer --tile`` runs the config's), or ``spec``'s own tiles set to ``size``, ``overlap``."""
+    tiles = {"tile_size": [int(size[0]), int(size[1])], "overlap": float(overlap)}
+    if spec.get("type") == "TiledDataset":
+        return {**spec, **tiles}
+    inner = {k: v for k, v in spec.items() if k != "pipeline"}
+    out = {"type": "TiledDataset", **tiles, "dataset": inner}
+    return {**out, "pipeline": spec["pipeline"]} if spec.get("pipeline") is not None else out
 
 
 def evaluate_checkpoint(

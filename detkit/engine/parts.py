@@ -22,7 +22,13 @@ from detkit.engine.preflight import (
     check_val_sample,
     split_error,
 )
-from detkit.engine.preflight_data import check_label_maps, check_overlap, check_targets, warn_size_mismatch
+from detkit.engine.preflight_data import (
+    check_label_maps,
+    check_overlap,
+    check_targets,
+    warn_size_mismatch,
+    warn_untiled_val,
+)
 from detkit.engine.runtime import resolve_amp
 from detkit.engine.sync_bn import convert_sync_batchnorm, use_sync_bn
 
@@ -61,6 +67,7 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
         val_set = _build_split(data, "val")
         check_categories(train_set, val_set)
         check_overlap(train_set, val_set)
+        warn_untiled_val(train_set, val_set)  # a tiled data.train validated on whole images shrunk Nx
         check_val_sample(val_set)
         out.val_loader = builders.build_dataloader(
             cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set, pin_memory=pin

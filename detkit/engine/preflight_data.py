@@ -229,6 +229,45 @@ def innermost_dataset(dataset: Any) -> Any:
     return None if dataset is None else _chain(dataset, "train")[0]
 
 
+def _hw_text(hw: tuple[int, int]) -> str:
+    return f"{int(hw[1])}x{int(hw[0])}"  # width x height, as image sizes are usually written
+
+
+def untiled_val_warning(train_set: Any, val_set: Any) -> str | None:
+    """The warning when data.train is a ``TiledDataset`` but data.val scores whole images shrunk by its pipeline
+    (at least 2x, measured on its first sample): bbox/AP then says little (and best.pth follows it); else None."""
+    from detkit.data.datasets.tiled import TiledDataset
+
+    if not isinstance(train_set, TiledDataset) or val_set is None or isinstance(val_set, TiledDataset):
+        return None
+    try:
+        sample = val_set[0]
+        orig, shown = tuple(int(v) for v in sample["orig_size"]), sample["image"].shape[:2]
+    except Exception:  # noqa: BLE001  (a sample that does not load is check_val_sample's to report)
+        return None
+    shrink = max(orig[0] / max(shown[0], 1), orig[1] / max(shown[1], 1))
+    if shrink < 2.0:
+        return None
+    th, tw = train_set.tile_size
+    return (
+        f"data.train is a TiledDataset of {th}x{tw} tiles but data.val scores whole images (e.g. {_hw_text(orig)}) "
+        f"shrunk {shrink:.1f}x to {_hw_text(shown)} by its pipeline, so small objects vanish and bbox/AP (and "
+        f"best.pth) says little; validate on tiles: make data.val a TiledDataset (tile_size: [{th}, {tw}], "
+        "overlap: 0.2, dataset: the current data.val without its pipeline), or evaluate a checkpoint with "
+        f"detkit eval ... --tile {th},{tw} (docs/evaluation.md, tiled evaluation)"
+    )
+
+
+def warn_untiled_val(train_set: Any, val_set: Any) -> str | None:
+    """Log :func:`untiled_val_warning` as a WARNING on the main process (training goes on); return it."""
+    from detkit.engine import dist
+
+    message = untiled_val_warning(train_set, val_set) if dist.is_main_process() else None
+    if message:
+        logger.warning("%s", message)
+    return message
+
+
 def check_overlap(train_set: Any, val_set: Any) -> None:
     """Refuse a data.val that shares images with data.train when one of them is a part of a split folder
     (``val_fraction``: the two parts were drawn with other settings); warn when they share images otherwise

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -123,14 +124,17 @@ def predict(
         model: a detkit detector, segmentor or classifier (e.g. from :func:`init_model`), or a list of them
             (an ensemble: models of the same classes, predictions merged as ``tta`` says; the first model's
             test pipeline), or a ``detkit.inference.ensemble.Ensemble``.
-        inputs: a path, a PIL image, a numpy uint8 image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
+        inputs: a path, a PIL image, a numpy image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
             of any sizes (mixed sizes are padded into one batch). Numpy images are taken as **RGB**;
-            pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``).
+            pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``). uint8 as
+            is; uint16 keeps its high byte (as 16-bit files); float in 0..1 is scaled by 255, float in 0..255
+            rounded; other values are a ValueError saying the conversion (``inputs.numpy_to_uint8``).
         score_thr: minimum score (default: the model config's test threshold).
         batch_size: images (or tiles) per forward pass.
-        tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int,
-            or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr, edge_margin, max_per_img,
-            batch_size}``; None runs each image whole.
+        tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int
+            (whole pixels >= 32), or a dict ``{size, overlap, whole_image, nms_thr, merge_edges, ios_thr,
+            edge_margin, max_per_img, batch_size}`` (``overlap``: one fraction in [0, 1), or an equal pair);
+            None runs each image whole.
         channel_order: ``'rgb'`` or ``'bgr'``, the channel order of numpy inputs.
         tta: test-time augmentation (``detkit.inference.tta``): True for the default views (scales 0.83, 1,
             1.2, each also mirrored; detections merged by class-aware NMS), a dict of ``TTAOptions``
@@ -146,6 +150,7 @@ def predict(
     """
     from detkit.inference.arguments import check_channel_order, check_count, check_model, check_score_thr
     from detkit.inference.ensemble import Ensemble, as_ensemble
+    from detkit.inference.inputs import numpy_to_uint8
     from detkit.inference.runner import predict_arrays, to_rgb_array
     from detkit.inference.tiling import parse_tile, predict_tiled
 
@@ -154,8 +159,12 @@ def predict(
     batch_size = check_count(batch_size, "batch_size", "predict")
     channel_order = check_channel_order(channel_order, "predict")
     single = not isinstance(inputs, (list, tuple))
-    images = [to_rgb_array(item, channel_order) for item in ([inputs] if single else list(inputs))]
-    options = parse_tile(tile)
+    items = [numpy_to_uint8(x) if isinstance(x, np.ndarray) else x for x in ([inputs] if single else list(inputs))]
+    images = [to_rgb_array(item, channel_order) for item in items]
+    try:
+        options = parse_tile(tile)
+    except ValueError as e:
+        raise ValueError(f"predict: {e}") from None
     if options is not None and isinstance(model, Classifier):
         raise ValueError("predict: tile is for detectors and segmentors; a Classifier classifies whole images")
     model = as_ensemble(model, tta)

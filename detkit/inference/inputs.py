@@ -14,7 +14,7 @@ import numpy as np
 
 from detkit.data.image_io import IMAGE_SUFFIXES
 
-__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "collect_inputs", "is_video", "read_video"]
+__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "collect_inputs", "is_video", "numpy_to_uint8", "read_video"]
 
 IMAGE_EXTS = set(IMAGE_SUFFIXES)
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -46,6 +46,37 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
                 raise FileNotFoundError(f"no such file, folder or pattern: {item} (check the path)")
             out.extend(matches)
     return out
+
+
+def numpy_to_uint8(arr: np.ndarray, who: str = "predict") -> np.ndarray:
+    """A numpy image [H,W(,C)] of another dtype as uint8, by one rule (an image file's 16-bit rule included).
+
+    uint16: the high byte (``>> 8``, as 16-bit files are read). Float: values in 0..1 are scaled by 255, values
+    in 0..255 (any above 1) rounded; other integers in 0..255 taken as they are. Anything else (negative values,
+    NaN, floats above 255, wider integers above 255, bool) is a ValueError saying the conversion to do.
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
+    fix = "; convert it first, e.g. np.clip(image, 0, 255).astype(np.uint8)"
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+        raise ValueError(f"{who}: a numpy image must be uint8, uint16 or float, got {arr.dtype}{fix}")
+    if arr.size == 0:
+        return arr.astype(np.uint8)
+    low, high = float(np.min(arr)), float(np.max(arr))
+    if np.isnan(low) or np.isnan(high):
+        raise ValueError(
+            f"{who}: a {arr.dtype} numpy image holds NaN; replace it (np.nan_to_num) and give 0..255 or 0..1"
+        )
+    if low < 0 or high > 255:
+        raise ValueError(
+            f"{who}: a {arr.dtype} numpy image must hold values in 0..1 or 0..255, got {low:g}..{high:g} (a normalised "
+            f"image? give it before normalisation){fix}"
+        )
+    if arr.dtype.kind == "f" and high <= 1.0:
+        return np.round(arr * 255.0).astype(np.uint8)
+    return np.round(arr).astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
 
 
 def is_video(path: Path) -> bool:

@@ -9,20 +9,21 @@ mask union) with the same-class detection that covers it (intersection over the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_area, box_iou
 
-from detkit.config_rules import RENAMED_KEYS
+from detkit.inference.tile_options import MIN_TILE, TileOptions, check_overlap, check_tile_size, parse_tile
 from detkit.ops.tiling import Window, tile_windows
 
 __all__ = [
+    "MIN_TILE",
     "TileOptions",
+    "check_overlap",
+    "check_tile_size",
     "cut_flags",
     "merge_detections",
     "parse_tile",
@@ -30,77 +31,6 @@ __all__ = [
     "stitch_sem_seg",
     "tile_windows",
 ]
-
-
-MIN_TILE = 32  # px: the smallest tile side (a network input; a 1x1 tile made 540,000 windows of a 900x600 image)
-
-
-@dataclass
-class TileOptions:
-    """How to tile an image.
-
-    Args:
-        size: tile ``(h, w)`` in image pixels (the training scale is a good choice).
-        overlap: overlap of neighbouring tiles, a fraction of the tile size in [0, 1).
-        whole_image: also run the whole image once (large objects that no tile holds whole).
-        nms_thr: IoU above which a lower-scoring same-class detection is a duplicate.
-        merge_edges: merge detections cut by interior tile edges with the detection that covers them.
-        ios_thr: intersection over the smaller box at which a cut detection is merged.
-        edge_margin: pixels from an interior tile edge within which a box counts as cut.
-        max_per_img: keep at most this many detections per image after merging (None: all).
-        batch_size: tiles per forward pass (None: ``predict``'s ``batch_size``).
-    """
-
-    size: tuple[int, int]
-    overlap: float = 0.2
-    whole_image: bool = False
-    nms_thr: float = 0.5
-    merge_edges: bool = True
-    ios_thr: float = 0.5
-    edge_margin: float = 2.0
-    max_per_img: int | None = None
-    batch_size: int | None = None
-
-    def __post_init__(self):
-        size = self.size
-        if isinstance(size, (int, float)):
-            size = (size, size)
-        if len(size) != 2 or min(int(s) for s in size) < MIN_TILE:
-            raise ValueError(
-                f"tile size must be (h, w) of at least {MIN_TILE} px (a tile is a network input; tiny tiles make "
-                f"millions of windows), got {self.size!r}"
-            )
-        self.size = (int(size[0]), int(size[1]))
-        if not 0.0 <= float(self.overlap) < 1.0:
-            raise ValueError(f"tile overlap must be in [0, 1), got {self.overlap}")
-        self.overlap = float(self.overlap)
-
-
-def parse_tile(tile: Any, **defaults: Any) -> TileOptions | None:
-    """``TileOptions`` from an int, ``(h, w)``, ``"H,W"``, a dict (``size`` + option keys) or TileOptions.
-
-    ``defaults`` fill options the value does not give (e.g. ``overlap`` from a command line).
-    """
-    if tile is None or isinstance(tile, TileOptions):
-        return tile
-    if isinstance(tile, str):
-        try:
-            tile = tuple(int(v) for v in tile.lower().replace("x", ",").split(","))
-        except ValueError:
-            raise ValueError(f"tile must be 'H,W' (e.g. 640,640), got {tile!r}") from None
-        tile = tile * 2 if len(tile) == 1 else tile
-    if isinstance(tile, dict):
-        known = {f.name for f in fields(TileOptions)}
-        unknown = sorted(set(tile) - known)
-        old = [k for k in unknown if RENAMED_KEYS.get(k) in known]
-        if old:
-            raise ValueError(f"tile option {old[0]!r} is an old spelling: write {RENAMED_KEYS[old[0]]!r}")
-        if unknown:
-            raise ValueError(f"unknown tile option(s) {unknown}; known: {sorted(known)}")
-        if "size" not in tile:
-            raise ValueError("a tile dict needs 'size': (h, w)")
-        return TileOptions(**{**defaults, **tile})
-    return TileOptions(size=tile, **defaults)
 
 
 def cut_flags(boxes: Tensor, window: Window, image_hw: Sequence[int], margin: float) -> Tensor:
@@ -258,25 +188,40 @@ def _paste_masks(
     return out
 
 
+# run(images, batch_size) -> per-image prediction dicts in each image's pixels (default: runner.predict_arrays)
+CropRunner = Callable[[Sequence[np.ndarray], int], list[dict]]
+
+
 def predict_tiled(
-    model: nn.Module, image: np.ndarray, options: TileOptions, score_thr: float | None = None, batch_size: int = 1
+    model: nn.Module,
+    image: np.ndarray,
+    options: TileOptions,
+    score_thr: float | None = None,
+    batch_size: int = 1,
+    run: CropRunner | None = None,
 ) -> dict[str, Tensor]:
     """Detect (or segment) objects in one large RGB uint8 image [H,W,3] tile by tile.
+
+    ``run(crops, batch_size)`` predicts a list of tile images [h,w,3] (default: ``predict_arrays`` with the
+    model config's test pipeline; tiled evaluation passes its data.val pipeline on the training device).
 
     Returns the ``detkit.predict`` dict for the whole image: ``boxes`` [N,4], ``scores``, ``labels``
     (``masks`` bool [N,H,W] for instance models), or ``sem_seg`` [H,W] stitched from the tiles.
     """
-    from detkit.inference.runner import predict_arrays
+    if run is None:
+        from detkit.inference.runner import predict_arrays
+
+        def run(images: Sequence[np.ndarray], bs: int) -> list[dict]:
+            return predict_arrays(model, images, score_thr, bs)
 
     h, w = image.shape[:2]
     windows = tile_windows(h, w, options.size, options.overlap)
     crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
-    bs = options.batch_size or batch_size
-    preds = predict_arrays(model, crops, score_thr, bs)
+    preds = run(crops, options.batch_size or batch_size)
     if preds and "sem_seg" in preds[0] and "boxes" not in preds[0]:
         return {"sem_seg": stitch_sem_seg([p["sem_seg"] for p in preds], windows, (h, w))}
     if options.whole_image:
-        preds = preds + predict_arrays(model, [image], score_thr, 1)
+        preds = preds + run([image], 1)
         windows = windows + [(0, 0, w, h)]
     dets = _gather(preds, windows, (h, w), options.edge_margin)
     keep, groups = merge_detections(

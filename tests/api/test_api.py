@@ -80,7 +80,7 @@ def test_bad_inputs_are_clear(checkpoint, tmp_path):
     with pytest.raises(TypeError, match="unsupported input"):
         detkit.predict(model, 42)
     with pytest.raises(ValueError, match="uint8"):
-        detkit.predict(model, np.zeros((10, 10, 3), np.float32))
+        detkit.predict(model, np.full((10, 10, 3), -1.0, np.float32))  # (floats in 0..1 or 0..255 are read)
     for thr in (-1, 2, float("nan")):
         with pytest.raises(ValueError, match=r"score_thr must be in \[0, 1\]"):
             detkit.predict(model, np.zeros((10, 10, 3), np.uint8), score_thr=thr)

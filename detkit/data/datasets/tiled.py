@@ -16,6 +16,7 @@ import numpy as np
 import torch.utils.data
 
 from detkit.data.datasets.inner import inner_dataset_config
+from detkit.data.problems import DatasetError
 from detkit.ops.tiling import tile_windows
 from detkit.registry import DATASETS
 
@@ -63,6 +64,17 @@ def crop_sample(sample: dict, window: Sequence[int], min_visible: float = 0.5, m
     return out
 
 
+def _checked_tiling(tile_size: Any, overlap: Any) -> tuple[tuple[int, int], float]:
+    """``(tile (h, w), overlap)`` checked as tiled inference checks them; a DatasetError naming the key."""
+    from detkit.inference.tile_options import check_overlap, check_tile_size
+
+    try:
+        size = check_tile_size(tile_size, "TiledDataset: tile_size")
+        return size, check_overlap(overlap, "TiledDataset: overlap", size)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+
+
 @DATASETS.register
 class TiledDataset(torch.utils.data.Dataset):
     """Overlapping tiles of the images of another dataset, as a map-style dataset of sample dicts.
@@ -70,8 +82,8 @@ class TiledDataset(torch.utils.data.Dataset):
     Args:
         dataset: the source dataset, an instance or a spec dict (``{type: CocoDataset, ...}``; its
             ``pipeline`` should only hold what must run before cutting, usually nothing).
-        tile_size: tile ``(h, w)`` (an int: square), in source-image pixels.
-        overlap: overlap of neighbouring tiles, a fraction of the tile size in [0, 1).
+        tile_size: tile ``(h, w)`` (an int: square), whole source-image pixels >= 32 (as ``infer --tile``).
+        overlap: overlap of neighbouring tiles, a fraction of the tile size in [0, 1) (64 px of 320: 0.2).
         min_visible: minimum share of an object inside a tile for it to stay a target there.
         min_size: minimum width and height (pixels) of a clipped box.
         keep_empty: keep tiles without any object (False needs ``dataset.get_ann_info`` to plan them).
@@ -83,7 +95,16 @@ class TiledDataset(torch.utils.data.Dataset):
     from the samples, else ``None`` for its tiles.
 
     Image sizes come from ``dataset.get_ann_info(i)['orig_size']`` when available (no image read),
-    else from reading each sample once at construction.
+    else from reading each sample once at construction. A wrong ``tile_size`` / ``overlap`` is a
+    ``DatasetError`` naming the key and the valid range.
+
+    Reading: each tile decodes its source image, except that the last decoded image is kept (per worker),
+    so tiles read in order (validation, ``detkit check``) decode each image once; give the source dataset
+    ``cache: ram | disk`` for shuffled training (docs/inference.md, "Training on large images").
+
+    As ``data.val`` a TiledDataset is evaluated as SAHI does (``detkit.engine.evaluate``): each source image
+    is predicted tile by tile (``detkit.inference.tiling.predict_tiled``, the tiles through ``pipeline``),
+    the detections merged, and scored on the whole image (``coco`` / ``ann_file`` read through).
     """
 
     def __init__(
@@ -97,22 +118,18 @@ class TiledDataset(torch.utils.data.Dataset):
         pipeline: Sequence[dict] | Callable | None = None,
         on_error: str | None = None,
     ):
+        _checked_tiling(tile_size, overlap)  # first: a wrong tile costs no annotation read
         dataset = inner_dataset_config(dataset, "TiledDataset", on_error=on_error)
         if isinstance(dataset, dict):
             from detkit.data.build import build_dataset
 
             dataset = build_dataset(copy.deepcopy(dataset))
-        self.dataset = dataset
-        self.tile_size = (
-            (int(tile_size), int(tile_size))
-            if isinstance(tile_size, (int, float))
-            else (int(tile_size[0]), int(tile_size[1]))
-        )
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"TiledDataset: overlap must be in [0, 1), got {overlap}")
+        self.tile_size, self.overlap = _checked_tiling(tile_size, overlap)
         if not 0.0 < min_visible <= 1.0:
-            raise ValueError(f"TiledDataset: min_visible must be in (0, 1], got {min_visible}")
-        self.overlap, self.min_visible, self.min_size = float(overlap), float(min_visible), float(min_size)
+            raise DatasetError(f"TiledDataset: min_visible must be in (0, 1], got {min_visible}")
+        self.dataset = dataset
+        self.min_visible, self.min_size = float(min_visible), float(min_size)
+        self._last: tuple[int, dict] | None = None  # (source index, sample): the image the last tile came from
         if not keep_empty and not callable(getattr(dataset, "get_ann_info", None)):
             raise ValueError(
                 "TiledDataset(keep_empty=False) needs a dataset with get_ann_info(i) to find the tiles holding objects"
@@ -161,6 +178,8 @@ class TiledDataset(torch.utils.data.Dataset):
             "sem_background",
             "on_error",
             "skipped",
+            "coco",  # the ground truth of tiled evaluation: the source images, whole
+            "ann_file",
         ):
             dataset = self.__dict__.get("dataset")
             if dataset is not None:
@@ -170,10 +189,19 @@ class TiledDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.tiles)
 
+    def _source(self, i: int) -> dict | None:
+        """Source sample ``i``, decoded once for consecutive tiles of one image (tiles read in order: validation,
+        checks, a sequential sampler); each DataLoader worker keeps its own last image."""
+        if self._last is not None and self._last[0] == i:
+            return self._last[1]
+        sample = self.dataset[i]
+        self._last = None if sample is None else (i, sample)
+        return sample
+
     def __getitem__(self, index: int) -> dict | None:
         """Tile ``index`` after the pipeline, or None when the source image fails to decode."""
         i, win = self.tiles[index]
-        sample = self.dataset[i]
+        sample = self._source(i)
         if sample is None:
             return None
         tile = crop_sample(sample, win, self.min_visible, self.min_size)
