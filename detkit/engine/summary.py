@@ -110,13 +110,15 @@ def summary(
     stop_reason: str | None = None,
     unit: str = "epoch",
     exportable: bool = True,
+    tile: tuple[int, int] | None = None,
 ) -> str:
     """The end-of-training summary: best metric, file paths, and the commands to evaluate, infer and export.
 
     ``tool`` is a command template with ``{}`` for the tool's name (``detkit {}``, ``python tools/{}.py``);
     ``stop_reason``: why a callback ended the run before ``train.max_epochs`` (None: it ran to the end);
     ``unit``: ``iter`` for an iteration-based run (``epochs`` is then the iteration reached); ``exportable``:
-    whether the model exports to ONNX (no export line otherwise).
+    whether the model exports to ONNX (no export line otherwise); ``tile``: the tile size of a tiled data.train
+    (the infer line tiles too).
     """
     d = Path(work_dir)
     word = "iteration" if unit == "iter" else unit
@@ -135,7 +137,8 @@ def summary(
         f"  plots       {', '.join([str(p) for p in plots[:1]] + [p.name for p in plots[1:]]) or '(none)'}",
         f"  log         {d / 'log.txt'}",
         *([f"evaluate: {tool.format('eval')} {cfg} {w}"] if has_val else []),
-        f"infer:    {tool.format('infer')} {cfg} {w} IMAGES... --out-dir {_q(d / 'infer')}",
+        f"infer:    {tool.format('infer')} {cfg} {w} IMAGES... --out-dir {_q(d / 'infer')}"
+        + (f" --tile {tile[0]},{tile[1]}" if tile else ""),
         *([f"export:   {tool.format('export')} {cfg} {w} --out {_q(d / 'model.onnx')} --verify"] if exportable else []),
     ]
     return "\n".join(lines)
@@ -162,6 +165,6 @@ def log_final_summary(trainer, seconds: float) -> None:
     at = t.length.position(t.epoch, t.iter)
     text = summary(
         t.work_dir, t.best, plots, t.tool, seconds, at, t.evaluator is not None, t.stop_reason, t.length.key,
-        exportable=is_exportable(t.model),
+        exportable=is_exportable(t.model), tile=getattr(t.train_set, "tile_size", None),
     )  # fmt: skip
     logger.info(text)

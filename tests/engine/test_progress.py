@@ -79,3 +79,6 @@ def test_the_summary_offers_export_only_for_exportable_models(tmp_path):
     args = (tmp_path, best, [], "detkit {}", 60.0, 2, True)
     assert f"export:   detkit export {tmp_path / 'config.yaml'}" in summary(*args)
     assert "export:" not in summary(*args, exportable=False)
+    assert "--tile" not in summary(*args)
+    infer = next(line for line in summary(*args, tile=(320, 256)).splitlines() if line.startswith("infer:"))
+    assert infer.endswith("--tile 320,256")  # a tile-trained model: its infer line tiles too
