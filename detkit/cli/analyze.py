@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import input_arg, out_dir_arg, out_file_arg
+from detkit.cli.inputs import input_arg, max_dets_arg, out_dir_arg, out_file_arg
 
 TOOL = "analyze"
 OUTPUTS = (
@@ -103,7 +103,8 @@ def run_classification(args: argparse.Namespace) -> int:
 
 
 def check_paths(args: argparse.Namespace) -> None:
-    """Inputs exist; --out-dir is writable and none of its outputs is an input file."""
+    """Inputs exist; --out-dir is writable and none of its outputs is an input file; --max-dets >= 1."""
+    max_dets_arg(args.max_dets)
     inputs = [input_arg(args.gt_json, "GT_JSON"), input_arg(args.predictions, "PREDICTIONS_JSON")]
     if args.img_dir is not None:
         input_arg(args.img_dir, "--img-dir", folder=True)
@@ -174,8 +175,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"GT_JSON {args.gt_json} has no {empty}: there is nothing to analyse against")
         res = load_results(args.predictions, coco_gt, args.iou_type, args.img_dir)
     check_img_dir(args.img_dir, coco_gt, args.gt_json)
-    if args.max_dets < 1:
-        raise UserError(f"--max-dets {args.max_dets}: give the number of detections per image AP counts, >= 1")
     crowded = crowded_note(coco_gt.dataset, args.max_dets)
     if crowded:
         warnings.warn(f"{crowded}; raise it with --max-dets", UserWarning, stacklevel=1)

@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on the config's data.val and print the metrics (and per-class table).
 
-Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--save-json results.json] [--max-dets N]
+Usage: python tools/eval.py CONFIG CHECKPOINT [--out metrics.json] [--per-class table.json]
+                            [--save-json results.json] [--max-dets N]
                             [--data DATA] [--split val|test]
                             [--set K=V ...] [--device D]
                             [--tta [--tta-scales S,S,...] [--tta-no-flip]] [--tta-merge nms|wbf] [--tta-iou T]
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, out_file_arg
+from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, max_dets_arg, out_file_arg
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 from detkit.utils.files import atomic_write
 
@@ -36,7 +37,8 @@ TOOL = "eval"
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """The options (every argument but CONFIG CHECKPOINT)."""
-    p.add_argument("--out", help="write the metrics (and the per-class table) to this JSON file")
+    p.add_argument("--out", help="write the metrics to this JSON file ({metric: value})")
+    p.add_argument("--per-class", metavar="FILE", help="write the per-class table to this JSON file (records)")
     p.add_argument(
         "--save-json",
         metavar="FILE",
@@ -154,10 +156,35 @@ def scored_split(cfg: dict, args: argparse.Namespace) -> dict:
     )
 
 
-def per_class_records(evaluator) -> dict:
-    """``{"per_class": ...}`` for ``--out``: the evaluator's per-class table as JSON records (a COCO evaluator's by
-    IoU type, ``{"bbox": [...], "segm": [...]}``; a semantic or classification one's a list), nan as null; {}
-    when it keeps none."""
+def check_outputs(args: argparse.Namespace, cfg: dict) -> None:
+    """``--out``, ``--per-class`` and ``--save-json``: JSON names, none onto an input or onto another of them,
+    and ``--save-json`` only for a model that gives COCO results (checked before the evaluation)."""
+    given = [p for p in (args.config, args.checkpoint, *args.ensemble, args.data) if p not in ("-", None)]
+    outputs = [
+        (f, p) for f, p in (("--out", args.out), ("--per-class", args.per_class), ("--save-json", args.save_json)) if p
+    ]
+    for k, (flag, path) in enumerate(outputs):  # never onto the config, a checkpoint or the data evaluated on
+        check_json_name(flag, path)
+        out_file_arg(path, flag, [*given, *config_data_paths(cfg)])
+        same = next((f for f, p in outputs[:k] if Path(p).resolve() == Path(path).resolve()), None)
+        if same:
+            raise UserError(f"{flag} {path} is also {same}'s file: one would overwrite the other; give two names")
+    if args.save_json:
+        from detkit.evaluation import _is_classifier, _is_semantic
+
+        model = cfg.get("model") or {}
+        if _is_classifier(model) or _is_semantic(model, None):
+            kind = "classifier" if _is_classifier(model) else "semantic segmentor"
+            raise UserError(
+                f"--save-json: a {kind} gives no COCO results (no boxes); use --out for its metrics, --per-class for "
+                "its table, or detkit infer CONFIG CKPT IMAGES --out-dir DIR for its predictions"
+            )
+
+
+def per_class_records(evaluator) -> dict | list:
+    """``--per-class``: the evaluator's per-class table as JSON records (a COCO evaluator's by IoU type,
+    ``{"bbox": [...], "segm": [...]}``; a semantic or classification one's a list), nan as null; [] when it
+    keeps none."""
     import math
 
     def record(row) -> dict:
@@ -165,10 +192,10 @@ def per_class_records(evaluator) -> dict:
 
     rows = getattr(evaluator, "per_class", None)
     if not rows:
-        return {}
+        return []
     if isinstance(rows, dict):
-        return {"per_class": {kind: [record(r) for r in table] for kind, table in rows.items()}}
-    return {"per_class": [record(r) for r in rows]}
+        return {kind: [record(r) for r in table] for kind, table in rows.items()}
+    return [record(r) for r in rows]
 
 
 def tiled_eval(cfg: dict, args: argparse.Namespace, tile) -> dict:
@@ -197,14 +224,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data, hold_out=False)
     cfg = tiled_eval(scored_split(cfg, args), args, tile)
     if args.max_dets is not None:
-        if args.max_dets < 1:
-            raise UserError(f"--max-dets {args.max_dets}: give the number of detections per image AP counts, >= 1")
-        cfg = {**cfg, "train": {**(cfg.get("train") or {}), "eval_max_dets": args.max_dets}}
-    given = [p for p in (args.config, args.checkpoint, *args.ensemble, args.data) if p not in ("-", None)]
-    for flag, path in (("--out", args.out), ("--save-json", args.save_json)):
-        if path:  # never onto the config, a checkpoint or the data evaluated on
-            check_json_name(flag, path)
-            out_file_arg(path, flag, [*given, *config_data_paths(cfg)])
+        cfg = {**cfg, "train": {**(cfg.get("train") or {}), "eval_max_dets": max_dets_arg(args.max_dets)}}
+    check_outputs(args, cfg)
     from detkit.engine import dist, evaluate_checkpoint
 
     rank = 0
@@ -222,9 +243,13 @@ def run(args: argparse.Namespace) -> int:
     if callable(summary):
         print(summary())
     if args.out:
-        text = json.dumps({**metrics, **per_class_records(evaluator)}, indent=2) + "\n"
+        text = json.dumps(metrics, indent=2) + "\n"
         atomic_write(args.out, lambda f: f.write(text.encode()))
         print(f"metrics written to {args.out}")
+    if args.per_class:
+        text = json.dumps(per_class_records(evaluator), indent=2) + "\n"
+        atomic_write(args.per_class, lambda f: f.write(text.encode()))
+        print(f"per-class table written to {args.per_class}")
     if args.save_json:
         return save_results(evaluator, args.save_json)
     return 0

@@ -384,3 +384,10 @@ def hw_type(text: str) -> tuple[int, int]:
     if len(parts) not in (1, 2) or min(parts) < 32 or max(parts) > MAX_SIDE:
         raise argparse.ArgumentTypeError(f"expected H,W (or one number) of 32 to {MAX_SIDE} px, got {text!r}")
     return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def max_dets_arg(value: int, flag: str = "--max-dets") -> int:
+    """The detections per image that COCO AP counts (pycocotools' maxDets): an integer >= 1."""
+    if value < 1:
+        raise UserError(f"{flag} {value}: give the number of detections per image that AP counts, >= 1 (COCO: 100)")
+    return value

@@ -125,22 +125,37 @@ def _seg_layout(folder: str) -> str | None:
     return f"{images.name}/ with label maps named like its images in {maps.name}/"
 
 
+def _is_coco_file(path: str) -> bool:
+    """Whether ``path`` is a COCO annotation file: a JSON object with an ``images`` list and an ``annotations``
+    or ``categories`` list (read whole only when its first 64 KiB name ``"images"``)."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            if b'"images"' not in f.read(1 << 16):
+                return False
+            f.seek(0)
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("images"), list)
+        and any(isinstance(data.get(k), list) for k in ("annotations", "categories"))
+    )
+
+
 def _coco_files(folder: str) -> list[str]:
-    """The COCO annotation files in ``folder`` itself (``*.json`` whose first 64 KiB name ``"images"``,
-    ``"annotations"`` or ``"categories"``), sorted by name."""
-    found = []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file() and entry.name.lower().endswith(".json") and not hidden(entry.name):
-            with open(entry.path, "rb") as f:
-                head = f.read(1 << 16)
-            if any(key in head for key in (b'"images"', b'"annotations"', b'"categories"')):
-                found.append(entry.path)
-    return found
+    """The COCO annotation files in ``folder`` itself (:func:`_is_coco_file`), sorted by name."""
+    names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not hidden(e.name))
+    return [
+        os.path.join(folder, n) for n in names if n.lower().endswith(".json") and _is_coco_file(os.path.join(folder, n))
+    ]
 
 
 def _coco_layout(folder: str) -> str | None:
     """How to check ``folder`` when it is a COCO dataset rather than class folders (annotation files in it, or
-    in split folders beside their images as Roboflow exports them), or None."""
+    in split folders beside their images as Roboflow exports them: train/, valid/, test/), or None."""
     own = _coco_files(folder)
     if own:
         first = own[0]
@@ -151,6 +166,8 @@ def _coco_layout(folder: str) -> str | None:
             f"it holds COCO annotation files ({names}): check one with its image folder, detkit check {first} {img_dir}"
         )
     for sub in _subfolders(folder):
+        if sub.name.lower() not in SPLIT_NAMES:  # (a class folder is not listed: ImageNet has 1000 of them)
+            continue
         files = _coco_files(sub.path)
         if files and _holds_image(sub.path, 0):
             return f"{sub.name}/ holds a COCO annotation file beside its images: detkit check {files[0]} {sub.path}"

@@ -214,8 +214,8 @@ def accumulate_cocoeval(
             E = COCOeval(coco_gt, coco_dt, iou_type)
         if iou_thrs is not None:
             E.params.iouThrs = np.asarray(iou_thrs, dtype=np.float64)
-        if max_dets != 100:
-            E.params.maxDets = [1, 10, int(max_dets)]
+        if max_dets != 100:  # kept sorted (evaluate() sorts them): under 10, AR10 becomes AR at max_dets too
+            E.params.maxDets = [1, min(10, int(max_dets)), int(max_dets)]
         if img_ids is not None:
             ids = sorted({int(i) for i in img_ids})
             known = set(coco_gt.getImgIds())

@@ -23,9 +23,8 @@ def test_semantic_per_class_records_with_absent_classes_as_null():
     pred = torch.tensor([[0, 1, 1, 1], [0, 0, 1, 1]])
     ev.update(pred, gt)
     metrics = ev.compute()
-    out = per_class_records(ev)
-    text = json.dumps({**metrics, **out}, allow_nan=False)  # strict JSON: no NaN
-    rows = json.loads(text)["per_class"]
+    rows = json.loads(json.dumps(per_class_records(ev), allow_nan=False))  # strict JSON: no NaN
+    assert metrics["sem/mIoU"] == 0.75
     assert [r["name"] for r in rows] == ["bg", "road", "car"]
     assert rows[0]["IoU"] == 0.75 and rows[1]["IoU"] == 0.75 and rows[1]["num_pixels"] == 3  # 255 ignored
     assert rows[2]["IoU"] is None and rows[2]["Acc"] is None  # car: in neither ground truth nor prediction
@@ -35,14 +34,11 @@ def test_coco_per_class_records_by_iou_type_and_none_without_a_table():
     class Coco:
         per_class = {"bbox": [ClassAP("cat", 3, 0.5, 0.75, 4)], "segm": [ClassAP("cat", 3, -1.0, -1.0, 0)]}
 
-    out = per_class_records(Coco())
-    assert out == {
-        "per_class": {
-            "bbox": [{"name": "cat", "category_id": 3, "AP": 0.5, "AP50": 0.75, "num_gt": 4}],
-            "segm": [{"name": "cat", "category_id": 3, "AP": -1.0, "AP50": -1.0, "num_gt": 0}],
-        }
+    assert per_class_records(Coco()) == {
+        "bbox": [{"name": "cat", "category_id": 3, "AP": 0.5, "AP50": 0.75, "num_gt": 4}],
+        "segm": [{"name": "cat", "category_id": 3, "AP": -1.0, "AP50": -1.0, "num_gt": 0}],
     }
-    assert per_class_records(object()) == {}  # an evaluator without a table: the JSON is the metrics alone
+    assert per_class_records(object()) == []  # an evaluator without a table
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +79,31 @@ def test_save_json_writes_the_scored_results_with_dataset_ids(random_yolo, tool_
     from detkit.evaluation import coco_metrics
 
     r = random_yolo
-    res, out = tmp_path / "results.json", tmp_path / "metrics.json"
-    run = tool_in_process("eval", [r["cfg"], r["ckpt"], "--save-json", res, "--out", out, "--device", "cpu"])
+    res, out, table = tmp_path / "results.json", tmp_path / "metrics.json", tmp_path / "per_class.json"
+    args = [r["cfg"], r["ckpt"], "--save-json", res, "--out", out, "--per-class", table, "--device", "cpu"]
+    run = tool_in_process("eval", args)
     assert run.returncode == 0, run.stderr
     results = json.loads(res.read_text())
     gt = json.loads(r["gt"].read_text())
     assert results and {d["image_id"] for d in results} <= {im["id"] for im in gt["images"]}
     assert {d["category_id"] for d in results} <= {c["id"] for c in gt["categories"]}
     metrics = json.loads(out.read_text())
+    assert all(isinstance(v, float) for v in metrics.values())  # --out stays {metric: value}
     assert coco_metrics(r["gt"], results)["bbox/AP"] == pytest.approx(metrics["bbox/AP"], abs=1e-12)
+    rows = json.loads(table.read_text())["bbox"]
+    assert [row["category_id"] for row in rows] == sorted(c["id"] for c in gt["categories"])
     assert "detections written to" in run.stdout
+
+
+def test_two_outputs_on_one_file_and_save_json_of_a_classifier_are_refused(random_yolo, tool_in_process, tmp_path):
+    r = random_yolo
+    same = tmp_path / "same.json"
+    run = tool_in_process("eval", [r["cfg"], r["ckpt"], "--out", same, "--save-json", same, "--device", "cpu"])
+    assert run.returncode == 2 and "--save-json" in run.stderr and "--out's file" in run.stderr
+    assert not same.exists()
+    cls = ROOT / "configs" / "cls" / "resnet18_shapes.yaml"  # refused before any evaluation (or data read)
+    run = tool_in_process("eval", [cls, r["ckpt"], "--save-json", tmp_path / "r.json", "--device", "cpu"])
+    assert run.returncode == 2 and "classifier gives no COCO results" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("flag", ["--out", "--save-json"])

@@ -177,7 +177,7 @@ def test_segmentation_and_coco_folders_are_not_class_folders(tmp_path, capsys):
     assert layout_mistake(coco).endswith(f"detkit check {coco / 'train.json'} {coco / 'train'}")
     roboflow = tmp_path / "rf"
     _images(roboflow / "valid", 2)
-    (roboflow / "valid" / "_annotations.coco.json").write_text('{"info": {}, "images": []}')
+    (roboflow / "valid" / "_annotations.coco.json").write_text('{"info": {}, "images": [], "annotations": []}')
     assert "valid/ holds a COCO annotation file beside its images" in layout_mistake(roboflow)
     # still class folders: colour images in folders of those names, unrelated stems, a json that is not COCO's
     cls = tmp_path / "cls"
@@ -185,6 +185,7 @@ def test_segmentation_and_coco_folders_are_not_class_folders(tmp_path, capsys):
     _images(cls / "masks", 2)  # the same stems, three channels
     _maps(cls / "ann", 2, prefix="x")  # one channel, no stem in common with images/
     (cls / "meta.json").write_text('{"author": "me"}')
+    (cls / "labels.json").write_text('{"categories": ["ann", "images", "masks"]}')  # names "categories", not COCO
     assert layout_mistake(cls) is None
     assert ImageFolderDataset(cls).class_names == ["ann", "images", "masks"]
 

@@ -33,6 +33,17 @@ def test_coco_metrics_counts_max_dets_per_image():
     assert coco_metrics(gt, results, max_dets=200)["bbox/AR100"] == pytest.approx(1.0)  # the last AR: at 200
 
 
+def test_under_ten_detections_per_image():
+    """pycocotools sorts maxDets: [1, 10, 3] became [1, 3, 10] and AP was taken at 10 (the review found it)."""
+    from detkit.evaluation.coco_metrics import evaluate_coco
+
+    gt, results = _dense(5)
+    out = evaluate_coco(gt, results, max_dets=3)
+    assert out.metrics["bbox/AP"] < 0.7 and out.metrics["bbox/AR100"] == pytest.approx(0.6)
+    assert "maxDets=3 ] =" in out.log and list(out.cocoeval.params.maxDets) == [1, 3, 3]
+    assert coco_metrics(gt, results, max_dets=1)["bbox/AR100"] == pytest.approx(0.2)
+
+
 def test_evaluator_warns_once_on_crowded_images_and_takes_the_config_value():
     gt, results = _dense(150)
     ev = CocoEvaluator(ann_file=None, dataset=type("D", (), {"coco": gt})())

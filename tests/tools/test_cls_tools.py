@@ -45,13 +45,14 @@ def inferred(run, tmp_path_factory):
 
 
 def test_eval_prints_cls_metrics_and_the_per_class_table(run, tmp_path, capsys):
-    out = tmp_path / "metrics.json"
-    assert _tool("eval").main([str(run["config"]), str(run["checkpoint"]), "--out", str(out), "--device", "cpu"]) == 0
+    out, table = tmp_path / "metrics.json", tmp_path / "table.json"
+    args = [str(run["config"]), str(run["checkpoint"]), "--out", str(out), "--per-class", str(table), "--device", "cpu"]
+    assert _tool("eval").main(args) == 0
     text = capsys.readouterr().out
     assert "per class, in 0..1" in text and "circle" in text
     metrics = json.loads(out.read_text())
-    per_class = metrics.pop("per_class")  # the table printed above, as records
     assert set(metrics) == {"cls/top1", "cls/top5", "cls/mean_acc", "cls/macro_f1"}
+    per_class = json.loads(table.read_text())  # the table printed above, as records
     assert "circle" in [r["name"] for r in per_class] and {"accuracy", "precision"} <= set(per_class[0])
     last = json.loads((run["work_dir"] / "metrics.jsonl").read_text().splitlines()[-1])
     assert metrics["cls/top1"] == pytest.approx(last["cls/top1"])  # best.pth = the last evaluation's weights
