@@ -37,13 +37,34 @@ def check_trial_config(cfg: dict) -> None:
         raise ConfigError(problem)
 
 
-def _draws(params: list[Param], fixed: dict[str, Any]) -> list[dict[str, Any]]:
+def _inside(p: Param, cfg: dict) -> Any:
+    """A value of range ``p`` besides its ends: for a range of steps (an int range, a float one with ``step``) the
+    config's own value of the key when it is one of the steps (the value a type that does not read the key
+    accepts, drawn by some trials), else the step nearest the middle; for a continuous range its middle."""
+    step = p.step or (1 if p.kind == "int" else None)
+    mid = (p.low + p.high) / 2
+    if step is None:
+        return mid
+    node: Any = cfg
+    for part in p.key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    on_grid = isinstance(node, (int, float)) and not isinstance(node, bool) and p.low <= node <= p.high
+    if on_grid and abs((node - p.low) / step - round((node - p.low) / step)) < 1e-9:
+        return node
+    value = p.low + round((mid - p.low) / step) * step
+    return int(value) if p.kind == "int" else value
+
+
+def _draws(params: list[Param], fixed: dict[str, Any], cfg: dict | None = None) -> list[dict[str, Any]]:
     """The values of the searched keys that a check tries, ``fixed``'s as given, the others drawn: each combination
-    of their categorical choices, with their ranges at the low bounds, then at the high bounds."""
+    of their categorical choices, with their ranges at the low bounds, at the high bounds, then inside
+    (:func:`_inside`: the config's own value, or the middle)."""
     others = [p for p in params if p.key not in fixed]
     choices = [[(p.key, c) for c in p.choices] for p in others if p.kind == "categorical"]
     ranges = [p for p in others if p.kind != "categorical"]
     ends = [{p.key: p.low for p in ranges}, {p.key: p.high for p in ranges}] if ranges else [{}]
+    if ranges:
+        ends.append({p.key: _inside(p, cfg or {}) for p in ranges})
     combos = itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)
     return [{**dict(combo), **end, **fixed} for combo in combos for end in ends]
 
@@ -52,7 +73,7 @@ def draw_problem(cfg: dict, params: list[Param], fixed: dict[str, Any]) -> str |
     """Why every trial that draws ``fixed`` (searched key -> value; {}: any trial) fails :func:`config_problem`,
     the other searched keys drawn as :func:`_draws` tries them; None when one of those draws passes."""
     first = None
-    for draw in _draws(params, fixed):
+    for draw in _draws(params, fixed, cfg):
         problem = config_problem(apply_params(cfg, draw))
         if problem is None:
             return None

@@ -164,6 +164,12 @@ def test_choices_valid_with_some_draw_of_the_others_pass(tmp_path, toy_cfg):
         "scheduler.milestones: {type: categorical, choices: [null, [1]]}\n"
     )
     assert len(load_space(_space(tmp_path, space), toy_cfg)) == 4
+    # a stepped range holding the config's own momentum (0.9): the AdamW trials that draw it pass (the review)
+    stepped = "optimizer.type: {type: categorical, choices: [SGD, AdamW]}\n" + (
+        "optimizer.momentum: {type: float, low: 0.85, high: 0.95, step: 0.05}\n"
+    )
+    toy_cfg["optimizer"]["momentum"] = 0.9
+    assert len(load_space(_space(tmp_path, stepped), toy_cfg)) == 2
 
 
 def test_a_config_that_no_draw_can_fix_is_refused(tmp_path, toy_cfg):
