@@ -28,9 +28,9 @@ def rank_images(cm: ConfusionResult) -> list[ImageMatch]:
 def worst_and_best(ranked: list[ImageMatch], num: int) -> dict[str, list[ImageMatch]]:
     """The images of ``worst/`` and ``best/`` from :func:`rank_images`' order, never the same image in both.
 
-    ``worst``: up to ``num`` images with errors, most first; ``best``: up to ``num`` of the other images with
-    ground truths, fewest errors first. With fewer than ``2 * num`` images each takes at most half of them
-    (rounded up for ``worst``), so that 4 images give 2 and 2, not the same 4 twice.
+    ``worst``: up to ``num`` images with errors, most first, and with fewer than ``2 * num`` images at most half
+    of them (rounded up), so that 4 images give 2 and 2, not the same 4 twice; ``best``: up to ``num`` of the
+    other images with ground truths, fewest errors first.
     """
     cap = num if len(ranked) >= 2 * num else (len(ranked) + 1) // 2
     worst = [m for m in ranked if m.errors][:cap]

@@ -27,6 +27,7 @@ import argparse
 import importlib.util
 import itertools
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def _no_track(summary: dict) -> str:
     if byte and options["fuse_score"]:
         fix += ", and for a model whose scores stay low add --no-fuse-score (docs/tracking.md)"
     kept = options.get("classes")
-    of = f" of --classes {' '.join(kept)}" if kept else ""
+    of = f" of --classes {' '.join(shlex.quote(n) for n in kept)}" if kept else ""  # as typed again
     if best is None:
         return f"no track: the detector found nothing{of} above {flag} (no box scored even 0.001)"
     if best < thr:

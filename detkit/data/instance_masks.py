@@ -187,11 +187,7 @@ def box_mask_mismatch(box: Any, seg: Any, h: float, w: float, min_iou: float = 0
     extent = _mask_box(seg, h, w)
     if extent is None or extent[2] < 1 or extent[3] < 1:  # an empty or normalised (0..1) mask: said as empty_mask
         return None
-    (x, y, bw, bh), (mx, my, mw, mh) = box, extent
-    iw = max(0.0, min(x + bw, mx + mw) - max(x, mx))
-    ih = max(0.0, min(y + bh, my + mh) - max(y, my))
-    inter = iw * ih
-    iou = inter / max(bw * bh + mw * mh - inter, 1e-9)
+    iou = float(mask_utils.iou([[float(v) for v in box]], [extent], [0])[0][0])  # xywh boxes, pycocotools' IoU
     if iou >= min_iou:
         return None
     return (

@@ -166,7 +166,12 @@ def load_coco_gt(
         source, data = getattr(gt, "source", "ground-truth COCO object"), _copy_gt(gt.dataset, backend)
     else:
         raise TypeError(f"ground truth must be a json path, a dict or a COCO object, got {type(gt).__name__}")
-    check_gt(data, (iou_types,) if isinstance(iou_types, str) else tuple(iou_types), source)
+    iou_types = (iou_types,) if isinstance(iou_types, str) else tuple(iou_types)
+    check_gt(data, iou_types, source)
+    if "segm" in iou_types:  # stray 1-2 point polygon parts: left out, as CocoDataset trains (pycocotools: a box)
+        from detkit.data.instance_masks import without_degenerate_parts
+
+        data, _ = without_degenerate_parts(data)
     coco = _coco_class(backend)()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):

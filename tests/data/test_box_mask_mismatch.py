@@ -67,3 +67,19 @@ def test_a_stray_polygon_part_is_left_out_with_a_warning(coco_files):
     only = coco_files.edit(lambda d: d["annotations"][0].update(segmentation=[[40, 40, 44, 44]]))
     bad = validate_coco(only, coco_files.img_dir, coco_files.ann_file, check_segmentation=True)
     assert [p.kind for p in bad if p.ann_id == 11] == ["bad_polygon"]
+
+
+def test_scoring_a_json_with_a_stray_part_matches_what_trains(coco_files):
+    """coco_metrics / analyze read the json themselves: the stray part is left out there too (pycocotools would
+    make it a box of the ground-truth mask, so the same predictions scored another segm AP)."""
+    from pycocotools import mask as mask_utils
+
+    from detkit.evaluation import coco_metrics
+
+    good = [4, 6, 24, 6, 24, 16, 14, 16, 4, 12]
+    rle = mask_utils.merge(mask_utils.frPyObjects([good], 48, 64))
+    rle["counts"] = rle["counts"].decode()
+    results = [{"image_id": 1, "category_id": 3, "segmentation": rle, "score": 0.9}]
+    clean = coco_files.edit(lambda d: d["annotations"][0].update(segmentation=[good]))
+    stray = coco_files.edit(lambda d: d["annotations"][0].update(segmentation=[good, [40, 2, 60, 40]]))
+    assert coco_metrics(stray, results, iou_type="segm") == coco_metrics(clean, results, iou_type="segm")
