@@ -365,7 +365,6 @@ def check_config(cfg: Any, sources: Sources | None = None) -> None:
     if not isinstance(cfg, dict):
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(TOP_LEVEL)}), got {show(cfg)}")
     detectron2 = detectron2_sections([k for k in cfg if problems.origin((k,)) != SET_ORIGIN])  # a file's, 2+
-    detectron2 = detectron2 if len(detectron2) > 1 else []
     if detectron2:
         problems.add((detectron2[0],), f"{', '.join(detectron2)}: {D2_CONFIG}")
     for key in cfg:

@@ -188,9 +188,11 @@ D2_CONFIG = (
 
 
 def detectron2_sections(keys: Sequence[Any]) -> list[str]:
-    """The keys of ``keys`` that are top-level sections of a Detectron2 (yacs) config: ``MODEL``, ``SOLVER``, ..."""
+    """The keys of ``keys`` that are top-level sections of a Detectron2 (yacs) config (``MODEL``, ``SOLVER``, ...)
+    when there are two or more of them (a Detectron2 config, not one stray key); else []."""
     names = {*ROOTS[D2], *(k.split(".")[0] for k, (whose, _, _) in KEYS.items() if whose == D2)}
-    return [k for k in keys if isinstance(k, str) and k.isupper() and k in names]
+    found = [k for k in keys if isinstance(k, str) and k.isupper() and k in names]
+    return found if len(found) > 1 else []
 
 
 # a peer's flag -> (whose, how many values it takes: 0, 1 or "*", detkit's: a flag, a --set, or words)
