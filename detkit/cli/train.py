@@ -234,10 +234,7 @@ _PEER_LOST = re.compile(r"Connection (reset|closed) by peer|ECONNRESET|Broken pi
 
 
 def _failed(trainer: Trainer, e: BaseException) -> str:
-    """One message for an error during training; the traceback goes to log.txt."""
-    from detkit.engine.logger import log_to_file
-
-    log_to_file("training stopped by an error", exc_info=e)
+    """One message for an error during training (its traceback is in log.txt: Trainer.fit writes it)."""
     first = (worker_message(str(e)).strip().splitlines() or [type(e).__name__])[0][:300]
     if getattr(trainer, "world", 1) > 1 and _PEER_LOST.search(
         str(e)

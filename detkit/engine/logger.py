@@ -85,6 +85,17 @@ def open_log_file(work_dir: str | Path) -> Path:
     return path
 
 
+def close_log_file() -> None:
+    """Stop writing log.txt (the end of a training): its file is closed, and records held for a log file that
+    never opened are dropped; later records of the process (another model built in a notebook) go to the screen
+    only, not into the finished run's log."""
+    for lg in (logging.getLogger(LOGGER_NAME), logging.getLogger(LOGGER_NAME + ".file")):
+        for h in _own_handlers(lg):
+            if isinstance(h, (logging.FileHandler, _HeldRecords)):
+                lg.removeHandler(h)
+                h.close()
+
+
 def log_to_file(msg: str, *args, exc_info=None) -> None:
     """Write a record to log.txt only (details that would crowd the screen)."""
     logging.getLogger(LOGGER_NAME + ".file").info(msg, *args, exc_info=exc_info)

@@ -9,17 +9,18 @@ the work-dir rule (workdir.py), evaluation during training (validation.py), what
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from detkit.config import dump_config
+from detkit.config import dump_config, load_config
 from detkit.engine import dist, step
 from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
 from detkit.engine.early_stop import patience_stop
-from detkit.engine.logger import Progress, RunRecord, log_to_file, setup_logger, tensorboard_writer
+from detkit.engine.logger import Progress, RunRecord, close_log_file, log_to_file, setup_logger, tensorboard_writer
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.optim import unused_type_keys
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
@@ -43,7 +44,7 @@ class Trainer:
     """Train ``cfg['model']`` on ``cfg['data']['train']``, evaluate on ``data.val``; ``Trainer(cfg).fit()``.
 
     Args:
-        cfg: resolved config dict (see docs/training.md); work_dir: output folder (default
+        cfg: a config dict (see docs/training.md), or a config file or packaged config name (``load_config``); work_dir: output folder (default
             ``cfg['work_dir']`` or ``work_dirs/run``); device: ``cpu``, ``cuda``, ``cuda:N``, ``N``, ``mps``
             (default: CUDA when available); resume: True (``work_dir/latest.pth``) or a checkpoint path;
             load_from: weights to start from; seed / amp: override ``seed`` / ``train.amp``;
@@ -60,7 +61,7 @@ class Trainer:
 
     def __init__(
         self,
-        cfg: dict,
+        cfg: dict | str | os.PathLike,
         work_dir: str | Path | None = None,
         device: str | None = None,
         resume: bool | str | Path | None = None,
@@ -71,6 +72,8 @@ class Trainer:
         exist_ok: bool = False,
         eval_callbacks: Iterable[EvalCallback] = (),
     ):
+        if isinstance(cfg, (str, os.PathLike)):  # a config file or a packaged config's name, as init_model takes
+            cfg = load_config(cfg)
         cfg = resolve_config(cfg)
         if seed is not None:
             cfg["seed"] = int(seed)
@@ -173,18 +176,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
-        """Train up to ``train.max_epochs`` (or ``train.max_iters``); return the last evaluation's metrics ({}
-        if none ran). The work dir's lock is released at the end, however the run ends."""
+        """Train up to ``train.max_epochs`` (or ``train.max_iters``); return the last evaluation's metrics ({} if
+        none ran). An error's traceback goes to log.txt; the work dir's lock and log.txt are let go at the end,
+        however the run ends."""
         try:
             return self._fit()
+        except Exception as e:
+            if not isinstance(e, EvaluationFailed):  # (its traceback is logged where it is made)
+                log_to_file("training stopped by an error", exc_info=e)
+            raise
         finally:
             self._release()
 
     def _release(self) -> None:
-        """Let go of the work dir's lock (the end of fit, or a construction that failed after claiming)."""
+        """Let go of the work dir's lock and its log.txt (the end of fit, or a construction that failed after
+        claiming)."""
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.close()
+        if self.main:
+            close_log_file()
 
     def _fit(self) -> dict[str, float]:
         length = self.length

@@ -92,13 +92,14 @@ def check_work_dir(work_dir: str | os.PathLike, resume, exist_ok: bool) -> None:
     names = ", ".join(p.name for p in files[:4]) + (", ..." if len(files) > 4 else "")
     if holds_run(d):
         raise WorkDirInUse(
-            f"work dir {d} already holds a run ({names}); nothing was changed. Continue it with --resume, "
-            f"train into another --work-dir, or pass --exist-ok to move the old run into {d}/previous-N/ first"
+            f"work dir {d} already holds a run ({names}); nothing was changed. Continue it with --resume "
+            f"(Trainer: resume=True), train into another --work-dir (work_dir=), or pass --exist-ok (exist_ok=True) "
+            f"to move the old run into {d}/previous-N/ first"
         )
     raise WorkDirInUse(
         f"work dir {d} has files that training writes ({names}: a run that stopped before its first checkpoint, "
-        f"or files of yours); nothing was changed. Train into another --work-dir, or pass --exist-ok to move "
-        f"them into {d}/previous-N/ first"
+        f"or files of yours); nothing was changed. Train into another --work-dir (Trainer: work_dir=), or pass "
+        f"--exist-ok (exist_ok=True) to move them into {d}/previous-N/ first"
     )
 
 

@@ -1,0 +1,41 @@
+"""The Trainer from Python, as a notebook uses it: a config name or path, log.txt let go at the end of fit (a
+later model built in the same process appended its lines to the finished run's log), an error's traceback kept
+in log.txt."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import yaml
+
+from detkit.engine import Trainer
+
+
+def test_log_file_is_closed_after_fit_and_errors_keep_their_traceback(toy, tmp_path, monkeypatch):
+    Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu").fit()
+    log = tmp_path / "a" / "log.txt"
+    size = log.stat().st_size
+    logging.getLogger("detkit").info("a later cell builds another model")
+    assert log.stat().st_size == size  # the finished run's log is left alone
+    assert not [h for h in logging.getLogger("detkit").handlers if isinstance(h, logging.FileHandler)]
+
+    trainer = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "b", device="cpu")
+
+    def broken(batch):
+        raise RuntimeError("a step that fails")
+
+    monkeypatch.setattr(trainer, "_train_step", broken)
+    with pytest.raises(RuntimeError, match="a step that fails"):
+        trainer.fit()
+    text = (tmp_path / "b" / "log.txt").read_text()
+    assert "training stopped by an error" in text and "Traceback" in text and "a step that fails" in text
+
+
+def test_a_config_path_is_taken_as_init_model_takes_it(toy, tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(toy.toy_config(max_epochs=1)))
+    trainer = Trainer(str(path), work_dir=tmp_path / "w", device="cpu")
+    assert trainer.cfg["train"]["max_epochs"] == 1
+    trainer.fit()
+    assert (tmp_path / "w" / "latest.pth").is_file()
