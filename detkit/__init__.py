@@ -24,3 +24,8 @@ def __getattr__(name):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'detkit' has no attribute {name!r}")
+
+
+def __dir__():
+    """The module's names and the lazily imported API (for ``dir(detkit)`` and tab completion)."""
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import colorsys
+import os
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -114,10 +116,16 @@ def colorize_sem_seg(sem_seg, ignore_index: int = 255) -> np.ndarray:
 
 
 def draw_prediction(
-    image: np.ndarray, pred: dict, class_names: Sequence[str] | None = None, score_thr: float = 0.0
+    image: np.ndarray | Any, pred: dict, class_names: Sequence[str] | None = None, score_thr: float = 0.3
 ) -> np.ndarray:
-    """Draw one ``detkit.predict`` result (instances and/or a semantic map) on an RGB image."""
-    out = image
+    """Draw one ``detkit.predict`` result (instances and/or a semantic map) on a copy of an image.
+
+    ``image``: an RGB uint8 numpy array [H,W,3], a PIL image or an image path (read as ``predict`` reads them:
+    EXIF orientation applied). Detections scoring under ``score_thr`` are left out: 0.3 by default, as
+    ``detkit infer --draw-thr`` (a YOLO config's test threshold, 0.001, keeps up to 100-300 low-score boxes);
+    pass 0 to draw every detection. Returns an RGB uint8 array.
+    """
+    out = _image_array(image)
     if "sem_seg" in pred:
         out = draw_sem_seg(out, pred["sem_seg"], class_names=class_names)
     if "boxes" in pred:
@@ -125,6 +133,20 @@ def draw_prediction(
             out, pred["boxes"], pred["labels"], pred.get("scores"), pred.get("masks"), class_names, score_thr
         )
     return out
+
+
+def _image_array(image: Any) -> np.ndarray:
+    """An RGB uint8 array of a numpy image (as it is), a PIL image or a path (as ``detkit.predict`` reads them)."""
+    if isinstance(image, np.ndarray):
+        return image
+    if isinstance(image, (str, os.PathLike)) or (hasattr(image, "convert") and hasattr(image, "mode")):
+        from detkit.inference.runner import to_rgb_array
+
+        return to_rgb_array(image)
+    raise TypeError(
+        f"draw_prediction: image must be an RGB uint8 numpy array [H,W,3], a PIL image or an image path, "
+        f"got {type(image).__name__}"
+    )
 
 
 def draw_sample(sample: dict, class_names: Sequence[str] | None = None) -> np.ndarray:

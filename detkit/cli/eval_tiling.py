@@ -147,7 +147,7 @@ def save_drawings(out: Path, model, image, tile, args: argparse.Namespace) -> No
     out.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out / "large.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     pred = detkit.predict(model, image, score_thr=args.score_thr, batch_size=args.batch_size, tile=tile)
-    drawn = draw_prediction(image, pred, model.class_names)
+    drawn = draw_prediction(image, pred, model.class_names, score_thr=args.score_thr)
     cv2.imwrite(str(out / "large_tiled.jpg"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
 

@@ -6,7 +6,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,11 +34,18 @@ def _class_names(cfg: dict, meta: dict, config: Any, checkpoint: Any) -> list[st
     if n_cfg is not None and int(n_cfg) != len(names):
         shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
         raise CheckpointMismatchError(
-            f"checkpoint {checkpoint} was trained for {len(names)} classes ({shown}) but {config} sets "
+            f"checkpoint {checkpoint} was trained for {len(names)} classes ({shown}) but {_config_label(config)} sets "
             f"model.num_classes: {n_cfg}; use the config it was trained with (CONFIG '-' takes the one stored in "
             "the checkpoint), or set model.num_classes: null to take the checkpoint's classes"
         )
     return names
+
+
+def _config_label(config: Any) -> str:
+    """The config as a message names it: its path or packaged name; a dict by its origin, never its contents."""
+    if isinstance(config, (str, os.PathLike)):
+        return str(config)
+    return "the config given (a dict)"
 
 
 def _checked_stored_config(cfg: dict, checkpoint: Any) -> dict:
@@ -108,6 +114,45 @@ def init_model(
     return model.to(dev).eval()
 
 
+_SET_CFG = (
+    "set it in the config: cfg = detkit.load_config(CONFIG, ['{key}=...']); model = detkit.init_model(cfg, CKPT) "
+    "(CLI: --set {key}=...)"
+)
+# Ultralytics' predict keywords -> detkit's way to say the same (docs/inference.md has the table)
+ULTRALYTICS_KEYWORDS = {
+    "conf": "score_thr=",
+    "iou": "the NMS IoU is the config's model.head.nms_thr (YOLO-seg: model.head.det.nms_thr; R-CNN: "
+    "model.box_head.nms_thr): " + _SET_CFG.format(key="model.head.nms_thr"),
+    "imgsz": "the input size is the config's test pipeline (data.test, else data.val), e.g. a YOLO LetterBox's "
+    "data.val.pipeline.0.size: " + _SET_CFG.format(key="data.val.pipeline.0.size"),
+    "device": "the model's device: detkit.init_model(..., device='cuda:0') (or model.to(device)); predict runs there",
+    "source": "the images argument: predict(model, images)",
+    "classes": "filter the result: keep = torch.isin(r['labels'], torch.tensor(CLASS_IDS)), then r['boxes'][keep], ...",
+    "max_det": "the config's model.head.max_per_img (R-CNN: model.box_head.max_per_img): "
+    + _SET_CFG.format(key="model.head.max_per_img"),
+    "augment": "tta=True",
+    "batch": "batch_size=",
+    "half": "not offered (predict runs in the model's dtype)",
+    "verbose": "not offered (predict prints nothing)",
+    "save": "not offered: draw with detkit.visualization.draw_prediction(image, result, model.class_names) and "
+    "write it, or run `detkit infer CONFIG CKPT IMAGES --out-dir DIR`",
+    "show": "not offered: draw with detkit.visualization.draw_prediction(image, result, model.class_names)",
+}
+_PREDICT_ARGS = "model, inputs, score_thr, batch_size, tile, channel_order, tta"
+
+
+def _unknown_keywords(kwargs: dict) -> TypeError:
+    """One TypeError for every keyword ``predict`` does not take, with detkit's equivalent where there is one."""
+    lines = [
+        f"  {k}: {ULTRALYTICS_KEYWORDS[k]}" if k in ULTRALYTICS_KEYWORDS else f"  {k}: not an argument of predict"
+        for k in kwargs
+    ]
+    return TypeError(
+        f"predict() got unexpected keyword argument(s) {', '.join(map(repr, kwargs))}; it takes {_PREDICT_ARGS}:\n"
+        + "\n".join(lines)
+    )
+
+
 @torch.no_grad()  # not inference_mode: the results are ordinary tensors a caller may edit in place
 def predict(
     model: nn.Module | Sequence[nn.Module],
@@ -117,6 +162,7 @@ def predict(
     tile: Any = None,
     channel_order: str = "rgb",
     tta: Any = None,
+    **kwargs: Any,
 ) -> list[dict] | dict:
     """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
 
@@ -124,11 +170,14 @@ def predict(
         model: a detkit detector, segmentor or classifier (e.g. from :func:`init_model`), or a list of them
             (an ensemble: models of the same classes, predictions merged as ``tta`` says; the first model's
             test pipeline), or a ``detkit.inference.ensemble.Ensemble``.
-        inputs: a path, a PIL image, a numpy image [H,W,3] (or [H,W], [H,W,4]), or a list of them,
-            of any sizes (mixed sizes are padded into one batch). Numpy images are taken as **RGB**;
-            pass ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``). uint8 as
-            is; uint16 keeps its high byte (as 16-bit files); float in 0..1 is scaled by 255, float in 0..255
-            rounded; other values are a ValueError saying the conversion (``inputs.numpy_to_uint8``).
+        inputs: a path, a PIL image, a numpy image [H,W,3] (or [H,W], [H,W,4]), a torch tensor (float [3,H,W]
+            in 0..1, RGB, as torchvision's; uint8 [H,W,3]), or a list of them, of any sizes (mixed sizes are
+            padded into one batch); or a folder (its images, sorted: a list of results) or a float batch tensor
+            [B,3,H,W] in 0..1 (a list of results). Numpy images are taken as **RGB**; pass
+            ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``). uint8 as is;
+            uint16 keeps its high byte (as 16-bit files; a warning when it holds 8-bit values); float in 0..1
+            is scaled by 255, float in 0..255 rounded; other values are a ValueError saying the conversion
+            (``inputs.numpy_to_uint8``). A video is refused: ``detkit.track`` reads videos.
         score_thr: minimum score (default: the model config's test threshold).
         batch_size: images (or tiles) per forward pass.
         tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int
@@ -140,6 +189,8 @@ def predict(
             1.2, each also mirrored; detections merged by class-aware NMS), a dict of ``TTAOptions``
             (``scales``, ``flip``, ``merge`` 'nms' | 'wbf', ``iou_thr``, ``conf_type``, ``max_per_img``) or
             ``TTAOptions``; for a list of models without ``tta`` each model runs once (merged by NMS).
+        **kwargs: none taken: Ultralytics' keywords (``conf``, ``iou``, ``imgsz``, ``device``, ...) are one
+            TypeError naming detkit's equivalent of each (``ULTRALYTICS_KEYWORDS``).
 
     Returns:
         per input ``boxes`` float32 [N,4] xyxy in the input's pixels, ``scores`` [N], ``labels`` int64 [N]
@@ -150,16 +201,17 @@ def predict(
     """
     from detkit.inference.arguments import check_channel_order, check_count, check_model, check_score_thr
     from detkit.inference.ensemble import Ensemble, as_ensemble
-    from detkit.inference.inputs import numpy_to_uint8
+    from detkit.inference.inputs import predict_items
     from detkit.inference.runner import predict_arrays, to_rgb_array
     from detkit.inference.tiling import parse_tile, predict_tiled
 
+    if kwargs:
+        raise _unknown_keywords(kwargs)
     check_model(model, "predict")
     score_thr = check_score_thr(score_thr, "predict")
     batch_size = check_count(batch_size, "batch_size", "predict")
     channel_order = check_channel_order(channel_order, "predict")
-    single = not isinstance(inputs, (list, tuple))
-    items = [numpy_to_uint8(x) if isinstance(x, np.ndarray) else x for x in ([inputs] if single else list(inputs))]
+    items, single = predict_items(inputs, "predict")
     images = [to_rgb_array(item, channel_order) for item in items]
     try:
         options = parse_tile(tile)

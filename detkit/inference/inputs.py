@@ -1,20 +1,34 @@
 """Inputs of ``tools/infer.py`` (and explain, export, track): files, folders and glob patterns expanded to image
-and video paths, and videos read frame by frame with OpenCV.
+and video paths, and videos read frame by frame with OpenCV; and the inputs of ``detkit.predict`` (folders,
+tensors, numpy images of other dtypes) as a list of images.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from detkit.data.image_io import IMAGE_SUFFIXES
 
-__all__ = ["IMAGE_EXTS", "VIDEO_EXTS", "collect_inputs", "is_video", "numpy_to_uint8", "read_video"]
+__all__ = [
+    "IMAGE_EXTS",
+    "VIDEO_EXTS",
+    "collect_inputs",
+    "folder_images",
+    "is_video",
+    "numpy_to_uint8",
+    "predict_items",
+    "read_video",
+    "tensor_images",
+]
 
 IMAGE_EXTS = set(IMAGE_SUFFIXES)
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -77,6 +91,122 @@ def numpy_to_uint8(arr: np.ndarray, who: str = "predict") -> np.ndarray:
     if arr.dtype.kind == "f" and high <= 1.0:
         return np.round(arr * 255.0).astype(np.uint8)
     return np.round(arr).astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
+
+
+# ---- the inputs of ``detkit.predict``: folders, videos (refused), tensors, 8-bit data in uint16 arrays ----
+
+TENSOR_FORMS = (
+    "a float tensor [3,H,W] in 0..1 (torchvision's ToTensor, RGB), a uint8 tensor [H,W,3] (RGB), "
+    "or a float batch [B,3,H,W] in 0..1 (read as a list of images)"
+)
+
+
+def video_message(path: str | os.PathLike, who: str = "predict") -> str:
+    return (
+        f"{who}: {path} is a video; predict takes images. For a video use detkit.track(model, path) or "
+        f"`detkit infer CONFIG CKPT {Path(path).name}`, or read its frames with cv2.VideoCapture and pass them "
+        "(channel_order='bgr')"
+    )
+
+
+def folder_images(folder: str | os.PathLike, who: str = "predict") -> list[Path]:
+    """The images of a folder as ``predict`` reads it: its files with an image suffix (``IMAGE_SUFFIXES``, any
+    case), sorted by name; hidden files and subfolders are skipped.
+
+    Raises:
+        ValueError: the folder holds no such image.
+    """
+    found = sorted(
+        q
+        for q in Path(folder).iterdir()
+        if q.suffix.lower() in IMAGE_EXTS and not q.name.startswith(".") and q.is_file()
+    )
+    if not found:
+        raise ValueError(
+            f"{who}: folder {folder} holds no image (looked for {' '.join(IMAGE_SUFFIXES)}; subfolders are not read)"
+        )
+    return found
+
+
+def _tensor_hint(t: torch.Tensor) -> str:
+    if t.dtype == torch.uint8 and t.ndim == 3 and t.shape[0] in (1, 3):
+        return "; a uint8 [3,H,W] tensor (torchvision.io.read_image): pass t.permute(1, 2, 0)"
+    if t.is_floating_point() and t.ndim == 3 and t.shape[-1] == 3:
+        return "; a float [H,W,3] tensor: pass t.permute(2, 0, 1)"
+    if t.ndim == 4:
+        return "; a [B,...] batch is taken alone, as a float [B,3,H,W] in 0..1, not inside a list"
+    return ""
+
+
+def _float_chw(t: torch.Tensor, who: str) -> np.ndarray:
+    """A float [3,H,W] tensor in 0..1 as an RGB uint8 [H,W,3] array (the rule of float numpy images)."""
+    if t.shape[1] == 0 or t.shape[2] == 0:
+        raise ValueError(f"{who}: a tensor image has no pixels (shape {list(t.shape)})")
+    x = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).permute(1, 2, 0).numpy()
+    low, high = float(np.min(x)), float(np.max(x))
+    if np.isnan(low) or np.isnan(high) or low < 0 or high > 1:
+        fix = "divide it by 255" if low >= 0 and high <= 255 else "give it before Normalize (or un-normalise it)"
+        fix = "replace NaN (torch.nan_to_num)" if np.isnan(low) or np.isnan(high) else fix
+        raise ValueError(f"{who}: a float tensor image must hold values in 0..1, got {low:g}..{high:g}; {fix}")
+    return numpy_to_uint8(x, who)
+
+
+def tensor_images(t: torch.Tensor, who: str = "predict", alone: bool = True) -> list[np.ndarray]:
+    """RGB uint8 [H,W,3] arrays of a tensor: a float [3,H,W] in 0..1, a uint8 [H,W,3] or (``alone``: not inside
+    a list) a float batch [B,3,H,W] in 0..1. Anything else is a ValueError naming the accepted forms."""
+    t = t.detach().cpu()
+    if t.dtype == torch.uint8 and t.ndim == 3 and t.shape[-1] == 3:
+        return [t.numpy()]
+    if t.is_floating_point() and t.ndim == 3 and t.shape[0] == 3:
+        return [_float_chw(t, who)]
+    if alone and t.is_floating_point() and t.ndim == 4 and t.shape[1] == 3 and len(t):
+        return [_float_chw(x, who) for x in t]
+    raise ValueError(
+        f"{who}: a {str(t.dtype).replace('torch.', '')} tensor of shape {list(t.shape)} is not an image it takes; "
+        f"it takes {TENSOR_FORMS}{_tensor_hint(t)}"
+    )
+
+
+def _expand(item: Any, who: str, alone: bool) -> tuple[list, bool]:
+    """One input as ``(images, many)``: a folder's files or a batch tensor's images (many), a tensor image as an
+    array, anything else as it is."""
+    if isinstance(item, torch.Tensor):
+        return tensor_images(item, who, alone), item.ndim == 4
+    if isinstance(item, (str, os.PathLike)):
+        p = Path(item)
+        if p.is_dir():
+            if not alone:
+                raise ValueError(f"{who}: {item} is a folder inside a list; give the folder alone, or its files")
+            return folder_images(p, who), True
+        if is_video(p):
+            raise ValueError(video_message(item, who))
+    return [item], False
+
+
+def predict_items(inputs: Any, who: str = "predict") -> tuple[list, bool]:
+    """The images of a ``predict`` call and whether it gives one result (a single image, not a list).
+
+    A folder is read as its images (:func:`folder_images`) and a float batch tensor [B,3,H,W] as its images:
+    both give a list, as a list input does. Tensors become RGB uint8 arrays (:func:`tensor_images`), numpy
+    images are converted by :func:`numpy_to_uint8`, warning once when uint16 images hold 8-bit values (they
+    would come out black). A video is a ValueError that says what to use instead.
+    """
+    if isinstance(inputs, (list, tuple)):
+        items, single = [x for item in inputs for x in _expand(item, who, alone=False)[0]], False
+    else:
+        items, many = _expand(inputs, who, alone=True)
+        single = not many
+    maxima = (int(x.max()) for x in items if isinstance(x, np.ndarray) and x.dtype == np.uint16 and x.size)
+    low16 = [m for m in maxima if 0 < m < 256]
+    if low16:
+        warnings.warn(
+            f"{who}: {len(low16)} uint16 image(s) hold values only up to {max(low16)} (8-bit data in a 16-bit array?); "
+            "uint16 keeps its high byte (>> 8, as 16-bit files are read), which makes them black: convert them "
+            "with .astype(np.uint8) first",
+            UserWarning,
+            stacklevel=4,  # predict's caller (through predict and torch.no_grad's wrapper)
+        )
+    return [numpy_to_uint8(x, who) if isinstance(x, np.ndarray) else x for x in items], single
 
 
 def is_video(path: Path) -> bool:

@@ -11,6 +11,14 @@ from torch import Tensor, nn
 from detkit.ops.batched import sizes_tensor
 
 
+def not_a_batch(given: object) -> str:
+    """The message for a model called with images instead of the collated batch dict (docs/contracts.md)."""
+    return (
+        f"detkit models take a collated batch dict, got {type(given).__name__}; for images call "
+        "detkit.predict(model, images)"
+    )
+
+
 class Preprocessor(nn.Module):
     """uint8 images [B,3,H,W] -> float32 normalised images, zero outside each image, padded to a divisor.
 
@@ -74,6 +82,8 @@ class Preprocessor(nn.Module):
             float32 [B,3,H',W'] on this module's device, H' and W' multiples of ``size_divisor`` (and at
             least ``pad_size``), zero outside ``image_sizes``.
         """
+        if not isinstance(images, (dict, Tensor)):  # a list of images, a path (torchvision's / Ultralytics' call)
+            raise TypeError(not_a_batch(images))
         if isinstance(images, dict):
             image_sizes = images.get("image_sizes") if image_sizes is None else image_sizes
             pad_size = images.get("pad_size") if pad_size is None else pad_size

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from detkit.models.batch_mix import BatchMix
 from detkit.models.detectors.parts import build_part, build_preprocess, default_class_names, neck_defaults
+from detkit.models.preprocess import not_a_batch
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 # no padding is needed by a pooled classifier: images keep their size (collate may still pad a mixed batch)
@@ -108,4 +109,6 @@ class Classifier(nn.Module):
 
     def forward(self, batch: dict, **kwargs) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """``loss(batch)`` in training mode, ``predict(batch, **kwargs)`` in eval mode."""
+        if not isinstance(batch, dict):  # torchvision's model([image]) / model(tensor)
+            raise TypeError(not_a_batch(batch))
         return self.loss(batch) if self.training else self.predict(batch, **kwargs)

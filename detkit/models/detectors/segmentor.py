@@ -15,6 +15,7 @@ from detkit.models.detectors.parts import (
     default_class_names,
     neck_defaults,
 )
+from detkit.models.preprocess import not_a_batch
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
 
@@ -200,4 +201,6 @@ class Segmentor(nn.Module):
 
     def forward(self, batch: dict) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """``loss(batch)`` in training mode, ``predict(batch)`` in eval mode."""
+        if not isinstance(batch, dict):  # torchvision's model([image]) / model(tensor)
+            raise TypeError(not_a_batch(batch))
         return self.loss(batch) if self.training else self.predict(batch)

@@ -17,6 +17,7 @@ from detkit.models.detectors.parts import (
     to_original,
 )
 from detkit.models.fuse import set_fused_inference
+from detkit.models.preprocess import not_a_batch
 from detkit.ops.global_batch import draw_generators, global_mean_losses
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
@@ -164,4 +165,6 @@ class TwoStageDetector(nn.Module):
 
     def forward(self, batch: dict, **kwargs) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         """``loss(batch)`` in training mode, ``predict(batch, **kwargs)`` in eval mode."""
+        if not isinstance(batch, dict):  # torchvision's model([image]) / model(tensor)
+            raise TypeError(not_a_batch(batch))
         return self.loss(batch) if self.training else self.predict(batch, **kwargs)
