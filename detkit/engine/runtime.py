@@ -117,6 +117,24 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.deterministic = True
 
 
+def deterministic_flags() -> tuple:
+    """torch's determinism settings now (deterministic algorithms and warn-only, cuDNN benchmark / deterministic),
+    for :func:`restore_deterministic_flags` after a training that changed them (``deterministic=True``)."""
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+
+
+def restore_deterministic_flags(flags: tuple) -> None:
+    """Put back the settings :func:`deterministic_flags` took."""
+    enabled, warn_only, benchmark, cudnn_deterministic = flags
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_deterministic
+
+
 def set_sampler_epoch(loader, epoch: int, start_iter: int) -> bool:
     """Tell the loader's samplers the epoch and first batch; False when they cannot skip batches."""
     skipped = start_iter == 0

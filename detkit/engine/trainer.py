@@ -26,7 +26,12 @@ from detkit.engine.optim import unused_type_keys
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric
 from detkit.engine.run_length import RunLength
-from detkit.engine.runtime import seed_everything, set_sampler_epoch
+from detkit.engine.runtime import (
+    deterministic_flags,
+    restore_deterministic_flags,
+    seed_everything,
+    set_sampler_epoch,
+)
 from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator
@@ -89,6 +94,7 @@ class Trainer:
         self._on_main(check_work_dir, self.work_dir, resume, exist_ok)  # refuses before touching anything
         self._on_main(check_outside_data, self.work_dir, self.cfg)
         setup_logger(None, self.main)  # the log file opens once the checks below have passed
+        self._flags = deterministic_flags()  # put back when fit() ends (a notebook's next cells)
         seed_everything(cfg["seed"] + self.rank, deterministic)
         self._build(load_from, resuming=bool(resume))
         self.record = RunRecord(self.work_dir)
@@ -189,13 +195,14 @@ class Trainer:
             self._release()
 
     def _release(self) -> None:
-        """Let go of the work dir's lock and its log.txt (the end of fit, or a construction that failed after
-        claiming)."""
+        """Let go of the work dir's lock and its log.txt, and put torch's determinism settings back (the end of fit,
+        or a construction that failed after claiming)."""
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.close()
         if self.main:
             close_log_file()
+        restore_deterministic_flags(self._flags)
 
     def _fit(self) -> dict[str, float]:
         length = self.length

@@ -39,3 +39,13 @@ def test_a_config_path_is_taken_as_init_model_takes_it(toy, tmp_path):
     assert trainer.cfg["train"]["max_epochs"] == 1
     trainer.fit()
     assert (tmp_path / "w" / "latest.pth").is_file()
+
+
+def test_deterministic_training_puts_torch_back(toy, tmp_path):
+    import torch
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    trainer = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "d", device="cpu", deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()  # during the run
+    trainer.fit()
+    assert not torch.are_deterministic_algorithms_enabled()  # the next cells run as before
