@@ -11,8 +11,9 @@ YOLO-seg (masks at the input size) and classifiers (``scores`` [B,C] probabiliti
 export. --verify runs onnxruntime on the --verify-images (default: a few images of data.val, or synthetic
 shapes images) and compares with PyTorch: detections matched, boxes within --atol + --rtol x the image's longer
 side (pixels), scores within --atol, mask IoU of matched pairs at least --mask-iou; for a classifier, the same
-top-k classes in the same order and probabilities within --atol (with --static, give --image-size the size of
-its test pipeline, e.g. 32). See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed,
+top-k classes in the same order and probabilities within --atol. --image-size defaults to the config's test
+pipeline size (a static graph of another size is exported with a WARNING); --out must end in .onnx and may
+replace only an earlier export. See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed,
 2 bad input.
 """
 
@@ -59,7 +60,13 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--atol", type=float, default=1e-3, help="score tolerance, and the box tolerance's floor (px)")
     ap.add_argument("--rtol", type=float, default=1e-4, help="box tolerance per pixel of the image's longer side")
     ap.add_argument("--mask-iou", type=float, default=0.9, help="least IoU of matched instance masks")
-    ap.add_argument("--image-size", type=hw_type, default=(320, 320), help="example input H,W used for tracing")
+    ap.add_argument(
+        "--image-size",
+        type=hw_type,
+        default=None,
+        help="example input H,W used for tracing (with --static: the graph's fixed size); default: the size of "
+        "the config's test pipeline (320,320 where it has none)",
+    )
     ap.add_argument("--batch-size", type=int, default=1, help="example batch used for tracing")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--static", action="store_true", help="fix batch and image size to the example's")
@@ -176,6 +183,45 @@ def _check_packages(verify: bool) -> None:
         )
 
 
+def check_out(out: str, inputs: list) -> None:
+    """``--out``: an .onnx name, never an input (the config, the checkpoint, the config's data, the verify
+    images) nor an existing file other than an ONNX model (an earlier export may be replaced)."""
+    from detkit.utils.checkpoint import file_kind
+
+    path = Path(out)
+    out_file_arg(out, "--out", inputs)  # never onto an input
+    kind = file_kind(path) if path.is_file() else "missing"
+    if kind not in ("missing", "onnx", "empty"):
+        raise UserError(
+            f"--out {out} exists and is not an ONNX model ({kind}); writing it would overwrite it: choose another "
+            "--out (an earlier export, an .onnx file, may be replaced)"
+        )
+    if path.suffix.lower() != ".onnx":
+        raise UserError(
+            f"--out {out}: give a file name ending in .onnx (e.g. {path.with_suffix('.onnx')}); export writes an "
+            "ONNX model (as Ultralytics' export does)"
+        )
+
+
+def export_size(args: argparse.Namespace, cfg: dict | None) -> tuple[int, int]:
+    """The example (with --static: the fixed) input size: --image-size, else the test pipeline's size. A static
+    --image-size other than the pipeline's fixed size is exported with a WARNING."""
+    from detkit.export.metadata import pipeline_input_size, static_image_size
+
+    fixed = pipeline_input_size(cfg)
+    if args.image_size is None:
+        return (static_image_size(cfg) if args.static else fixed) or (320, 320)
+    if args.static and fixed is not None and tuple(args.image_size) != fixed:
+        h, w = args.image_size
+        print(
+            f"{tool_label(TOOL)}: WARNING: --static --image-size {h},{w} differs from the test pipeline's {fixed[0]},"
+            f"{fixed[1]}: the graph will not reproduce `detkit infer` unless images are preprocessed to {h},{w} "
+            "(drop --image-size to export at the pipeline's size)",
+            file=sys.stderr,
+        )
+    return tuple(args.image_size)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, build the model, export, verify."""
     if args.verify_images and not args.verify:
@@ -185,9 +231,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out {args.out} is a folder; give a file name (e.g. {Path(args.out) / 'model.onnx'})")
     _check_packages(args.verify)
     verify_images = image_inputs(args.verify_images)
-    cfg = None if args.config == "-" else config_arg(args.config, (), args.checkpoint)
+    cfg = config_arg(args.config, (), args.checkpoint)  # CONFIG '-': the stored one (its data paths protected too)
     inputs = [*(p for p in (args.config, args.checkpoint) if p != "-"), *verify_images, *(args.verify_images or [])]
-    out_file_arg(args.out, "--out", [*inputs, *config_data_paths(cfg)])  # never onto an input
+    check_out(args.out, [*inputs, *config_data_paths(cfg)])
     options = {} if args.max_per_img is None else {"max_per_img": args.max_per_img}
     if args.no_nms:
         options["nms"] = False
@@ -197,11 +243,13 @@ def run(args: argparse.Namespace) -> int:
     check_opset(args.opset)
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # building from the config: input errors
-        model = detkit.init_model(cfg, args.checkpoint, device="cpu")
+        # (a path, not the dict: messages name the config file)
+        model = detkit.init_model(None if args.config == "-" else args.config, args.checkpoint, device="cpu")
+    size = export_size(args, model.cfg)
     with user_errors(TOOL, extra=(ExportError,)):  # an unsupported model or option; an image too large for --static
         module = get_export_module(model, **options)
         images = sample_images(model.cfg, verify_images) if args.verify else []
-        out = export_onnx(model, args.out, args.image_size, args.batch_size, args.opset, not args.static, **options)
+        out = export_onnx(model, args.out, size, args.batch_size, args.opset, not args.static, **options)
         shape = "static" if args.static else "dynamic batch and image size"
         print(
             f"exported {type(model).__name__} ({', '.join(module.output_names)}) -> {out} (opset {args.opset}, {shape})"
@@ -211,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         if args.static:  # a static graph takes exactly --batch-size images per run
             b = args.batch_size
             images = (images * b)[: max(b, len(images) // b * b)]
-        pad_to = tuple(module.example_inputs(args.batch_size, args.image_size)[0].shape[-2:]) if args.static else None
+        pad_to = tuple(module.example_inputs(args.batch_size, size)[0].shape[-2:]) if args.static else None
         batch = args.batch_size if args.static else 2
         stats = verify_onnx(model, out, images, args.atol, args.rtol, args.mask_iou, batch, pad_to, **options)
     print(verify_summary(stats))

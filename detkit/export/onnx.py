@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from detkit.export.common import ExportError
+from detkit.export.metadata import export_metadata, min_opset, task_of
 from detkit.export.wrappers import get_export_module
 
 __all__ = ["export_onnx", "onnx_session", "run_onnx"]
@@ -43,14 +45,46 @@ def export_onnx(
         opset: ONNX opset version.
         dynamic: batch and image size dynamic (the wrapper's ``dynamic_axes``); False fixes them.
         module_kwargs: options of the model's export wrapper (e.g. ``max_per_img``, ``nms``).
+
+    Raises:
+        ExportError: ``opset`` below what the model needs (instance masks: 12), or an operator that torch
+            cannot write at ``opset``.
     """
     import onnx
+    from torch.onnx.errors import UnsupportedOperatorError
 
     module = get_export_module(model, **module_kwargs).cpu()
+    least = min_opset(module)
+    if opset < least:
+        raise ExportError(
+            f"opset {opset}: a {type(model).__name__} with instance masks ({task_of(model, module)}) needs opset "
+            f"{least} or more (opset 11 cannot express its mask steps); give --opset {least} or more (default 17)"
+        )
     example = module.example_inputs(batch_size, image_size)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        _trace(module, example, tmp, opset, dynamic)
+    except UnsupportedOperatorError as e:
+        tmp.unlink(missing_ok=True)
+        op = str(e).split("'")[1] if str(e).count("'") >= 2 else "an operator"
+        raise ExportError(
+            f"opset {opset} cannot express {op} of {type(model).__name__}: give a higher --opset (default 17)"
+        ) from None
+    proto = onnx.load(os.fspath(tmp))
+    _store_class_names(proto, getattr(model, "class_names", None), getattr(model, "cat_ids", None))
+    for key, value in export_metadata(model, module).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    onnx.save(proto, os.fspath(tmp))
+    os.replace(tmp, out)
+    return out
+
+
+def _trace(module: nn.Module, example: tuple, tmp: Path, opset: int, dynamic: bool) -> None:
+    """torch's TorchScript exporter on ``module`` with the ``example`` inputs, into ``tmp``."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -68,12 +102,6 @@ def export_onnx(
             dynamic_axes=module.dynamic_axes if dynamic else None,
             do_constant_folding=True,
         )
-    proto = onnx.load(os.fspath(tmp))
-    _store_class_names(proto, getattr(model, "class_names", None), getattr(model, "cat_ids", None))
-    onnx.checker.check_model(proto)
-    onnx.save(proto, os.fspath(tmp))
-    os.replace(tmp, out)
-    return out
 
 
 def _store_class_names(proto: Any, class_names: Sequence[str] | None, cat_ids: Sequence[int] | None = None) -> None:

@@ -235,7 +235,7 @@ def passes(stats: dict[str, Any], atol: float = 1e-3, mask_iou: float = 0.9) -> 
 def verify_onnx(
     model: nn.Module,
     path: str | os.PathLike,
-    images: Sequence[np.ndarray],
+    images: Sequence[np.ndarray | str | os.PathLike],
     atol: float = 1e-3,
     rtol: float = 1e-4,
     mask_iou: float = 0.9,
@@ -243,7 +243,8 @@ def verify_onnx(
     pad_to: Sequence[int] | None = None,
     **module_kwargs: Any,
 ) -> dict[str, Any]:
-    """Compare onnxruntime on ``images`` (RGB uint8, any sizes) with the PyTorch model's ``predict``.
+    """Compare onnxruntime on ``images`` (RGB uint8 arrays of any sizes, or image file paths, read as
+    ``detkit.predict`` reads them) with the PyTorch model's ``predict``.
 
     The images go through the config's test pipeline and ``collate`` in batches of ``batch_size``;
     PyTorch predictions are taken in network-input pixels (as the export gives them). ``ok`` is True when
@@ -255,6 +256,9 @@ def verify_onnx(
     probabilities within ``atol``.
     ``pad_to`` pads every batch to a static export's (h, w) (use ``batch_size`` 1 then).
     """
+    from detkit.data.image_io import read_image
+
+    images = [read_image(p) if isinstance(p, (str, os.PathLike)) else p for p in images]
     module = get_export_module(model, **module_kwargs)
     dense = _dense_module(model, module, module_kwargs)
     session = onnx_session(path)
