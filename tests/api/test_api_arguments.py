@@ -15,16 +15,6 @@ from detkit.inference.runner import to_rgb_array
 CLASSES = ["a", "b"]
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    small = "model.backbone={type: CSPDarknet, depth_multiple: 0.33, width_multiple: 0.125}"
-    cfg = load_config("yolo_n_shapes", [small, "data.val.pipeline=[{type: LetterBox, size: 64}]"])
-    m = detkit.build_model(cfg, class_names=CLASSES)
-    m.cfg = cfg
-    return m.eval()
-
-
 @pytest.mark.parametrize(
     "call, match",
     [

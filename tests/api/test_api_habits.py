@@ -14,20 +14,9 @@ import torch
 from PIL import Image
 
 import detkit
-from detkit.config import load_config
 from detkit.visualization import draw_prediction
 
 CLASSES = ["a", "b"]
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    small = "model.backbone={type: CSPDarknet, depth_multiple: 0.33, width_multiple: 0.125}"
-    cfg = load_config("yolo_n_shapes", [small, "data.val.pipeline=[{type: LetterBox, size: 64}]"])
-    m = detkit.build_model(cfg, class_names=CLASSES)
-    m.cfg = cfg
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
