@@ -33,7 +33,7 @@ class UserError(Exception):
     """A mistake of input (a path, a key, a value); ``str(e)`` names it and the fix."""
 
 
-# a tool's script; not another toolkit's ("MMDetection's tools/train.py")
+# a tool's script (tools/X.py, /src/tools/X.py); not another toolkit's named as such ("MMDetection's tools/train.py")
 _TOOL_SCRIPT = re.compile(r"(?<!'s )(?:python3? )?(?:[\w./-]*/)?tools/(\w+)\.py")
 # torchrun, its options, then a tool's script: torchrun needs a script or -m, never a console command
 _TORCHRUN_SCRIPT = re.compile(
@@ -219,11 +219,16 @@ def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def _cut_middle(text: str, limit: int) -> str:
-    """``text`` without its middle (whole words), ``[... N characters ...]`` in its place."""
+    """``text`` without its middle, ``[... N characters ...]`` in its place; cut at spaces where that keeps most of
+    both ends (a long path or value without spaces is cut inside instead of dropped whole)."""
     end = min(KEEP_END, limit // 2)
-    tail = text[-end:].split(" ", 1)[-1] if " " in text[-end:] else text[-end:]
+    tail = text[-end:]
+    if " " in tail and len(tail.split(" ", 1)[-1]) > end * 0.8:
+        tail = tail.split(" ", 1)[-1]
     head_size = max(limit - len(tail) - 32, 0)
-    head = text[:head_size].rsplit(" ", 1)[0] if " " in text[:head_size] else text[:head_size]
+    head = text[:head_size]
+    if " " in head and len(head.rsplit(" ", 1)[0]) > head_size * 0.8:
+        head = head.rsplit(" ", 1)[0]
     return f"{head} [... {len(text) - len(head) - len(tail) - 2} characters ...] {tail}"
 
 

@@ -67,8 +67,9 @@ def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logg
     return logger
 
 
-def open_log_file(work_dir: str | Path) -> Path:
-    """Start ``work_dir/log.txt`` (appending) with the records held so far; later records go there too."""
+def open_log_file(work_dir: str | Path) -> logging.FileHandler:
+    """Start ``work_dir/log.txt`` (appending) with the records held so far; later records go there too. Returns
+    its handler (for :func:`use_log_file` / :func:`close_log_file`)."""
     path = Path(work_dir) / "log.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = logging.FileHandler(path, encoding="utf-8")
@@ -82,18 +83,31 @@ def open_log_file(work_dir: str | Path) -> Path:
                     fh.handle(record)
                 h.records = []
         lg.addHandler(fh)
-    return path
+    return fh
 
 
-def close_log_file() -> None:
-    """Stop writing log.txt (the end of a training): its file is closed, and records held for a log file that
-    never opened are dropped; later records of the process (another model built in a notebook) go to the screen
-    only, not into the finished run's log."""
+def use_log_file(handler: logging.FileHandler) -> None:
+    """Make ``handler`` the log file of the records from now on (a Trainer's fit, when another Trainer of the
+    process was built since: each run's lines go to its own log.txt)."""
     for lg in (logging.getLogger(LOGGER_NAME), logging.getLogger(LOGGER_NAME + ".file")):
         for h in _own_handlers(lg):
-            if isinstance(h, (logging.FileHandler, _HeldRecords)):
+            if isinstance(h, logging.FileHandler) and h is not handler:
+                lg.removeHandler(h)  # (kept open by its Trainer: it writes there again in its own fit)
+        if handler not in lg.handlers:
+            lg.addHandler(handler)
+
+
+def close_log_file(handler: logging.FileHandler | None = None) -> None:
+    """Stop writing log.txt (the end of a training): ``handler``'s file is closed (another Trainer's stays), and
+    records held for a log file that never opened are dropped; later records of the process (another model built
+    in a notebook) go to the screen only, not into the finished run's log."""
+    for lg in (logging.getLogger(LOGGER_NAME), logging.getLogger(LOGGER_NAME + ".file")):
+        for h in _own_handlers(lg):
+            if h is handler or isinstance(h, _HeldRecords):
                 lg.removeHandler(h)
                 h.close()
+    if handler is not None:
+        handler.close()
 
 
 def log_to_file(msg: str, *args, exc_info=None) -> None:

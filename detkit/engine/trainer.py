@@ -20,7 +20,15 @@ from detkit.engine import dist, step
 from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
 from detkit.engine.early_stop import patience_stop
-from detkit.engine.logger import Progress, RunRecord, close_log_file, log_to_file, setup_logger, tensorboard_writer
+from detkit.engine.logger import (
+    Progress,
+    RunRecord,
+    close_log_file,
+    log_to_file,
+    setup_logger,
+    tensorboard_writer,
+    use_log_file,
+)
 from detkit.engine.loss_meter import LossMeter
 from detkit.engine.optim import unused_type_keys
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
@@ -34,7 +42,7 @@ from detkit.engine.runtime import (
 )
 from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
 from detkit.engine.train_state import restore_training_state, training_state, weights_state
-from detkit.engine.validation import EvalCallback, Validator
+from detkit.engine.validation import EvalCallback, Validator, call_eval_callbacks
 from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir
 from detkit.models.backbones.init_weights import without_init_checkpoint
 
@@ -94,8 +102,17 @@ class Trainer:
         self._on_main(check_work_dir, self.work_dir, resume, exist_ok)  # refuses before touching anything
         self._on_main(check_outside_data, self.work_dir, self.cfg)
         setup_logger(None, self.main)  # the log file opens once the checks below have passed
+        self._lock = self._log_file = None  # the work dir's lock and log.txt (rank 0, claimed to the end of fit)
         self._flags = deterministic_flags()  # put back when fit() ends (a notebook's next cells)
         seed_everything(cfg["seed"] + self.rank, deterministic)
+        try:
+            self._setup(load_from, resume, exist_ok, eval_callbacks)
+        except BaseException:
+            self._release()  # a failed construction leaves the work dir free and torch as it was (a notebook)
+            raise
+
+    def _setup(self, load_from, resume, exist_ok: bool, eval_callbacks) -> None:
+        """The rest of the construction: parts, run length, validation, state to resume, the work dir claimed."""
         self._build(load_from, resuming=bool(resume))
         self.record = RunRecord(self.work_dir)
         t = self.tcfg
@@ -106,7 +123,6 @@ class Trainer:
         )  # fmt: skip
         self.epoch = self.iter = self.iter_in_epoch = self.nonfinite = self.skipped_samples = 0
         self._shown_losses: dict[str, float] = {}  # the last losses averaged over the processes (log lines)
-        self._lock = None  # the work dir's lock file (rank 0, from _claim_work_dir to the end of fit)
         self.interrupted: str | None = None
         self.eval_callbacks: list[EvalCallback] = list(eval_callbacks)
         self.stop_reason: str | None = None  # set when an eval callback ends the run early
@@ -119,11 +135,7 @@ class Trainer:
         self.resumed_at: tuple[int, bool] | None = None  # (the checkpoint's iteration, re-counted since)
         if resume:  # before anything is written: a checkpoint that cannot be resumed changes nothing
             restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
-        try:
-            self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
-        except BaseException:
-            self._release()  # a failed construction leaves the work dir free (a notebook cell run again)
-            raise
+        self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
         if self.main:
             self.record.start(self.resumed_at, self.iters_per_epoch)
 
@@ -164,7 +176,7 @@ class Trainer:
 
     def _claim_work_dir(self, exist_ok: bool) -> None:
         """Rank 0, after the checks: claim the work dir (:func:`detkit.engine.workdir.claim_work_dir`)."""
-        self._lock = claim_work_dir(self.work_dir, dump_config(self.cfg), exist_ok)  # released when fit() ends
+        self._lock, self._log_file = claim_work_dir(self.work_dir, dump_config(self.cfg), exist_ok)  # to fit's end
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, *names: str, best: bool = False) -> None:
@@ -186,6 +198,8 @@ class Trainer:
         none ran). An error's traceback goes to log.txt; the work dir's lock and log.txt are let go at the end,
         however the run ends."""
         try:
+            if self.main and self._log_file is not None:  # (another Trainer built since took the log over)
+                use_log_file(self._log_file)
             return self._fit()
         except Exception as e:
             if not isinstance(e, EvaluationFailed):  # (its traceback is logged where it is made)
@@ -201,7 +215,8 @@ class Trainer:
         if lock is not None:
             lock.close()
         if self.main:
-            close_log_file()
+            log_file, self._log_file = self._log_file, None
+            close_log_file(log_file)
         restore_deterministic_flags(self._flags)
 
     def _fit(self) -> dict[str, float]:
@@ -284,24 +299,12 @@ class Trainer:
         return metrics
 
     def _call_eval_callbacks(self, metrics: dict[str, float]) -> None:
-        """Rank 0 calls each eval callback with ``(epoch or iteration, metrics)``; a reason returned (or an error
-        raised) there reaches every rank, so that all stop at the same point."""
-        outcome: str | BaseException | None = None
+        """:func:`detkit.engine.validation.call_eval_callbacks`; its reason to stop becomes ``stop_reason``."""
         position = self.length.position(self.epoch, self.iter)
-        if self.main:
-            try:
-                for callback in self.eval_callbacks:
-                    outcome = callback(position, dict(metrics)) or None
-                    if outcome:
-                        break
-            except Exception as e:  # noqa: BLE001  (raised below on every rank)
-                outcome = e
-        outcome = dist.broadcast_object(outcome)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if outcome:
-            self.stop_reason = str(outcome)
-            logger.info("stopping after %s %d: %s", self.length.unit, position, self.stop_reason)
+        reason = call_eval_callbacks(self.eval_callbacks, position, metrics, self.main)
+        if reason:
+            self.stop_reason = reason
+            logger.info("stopping after %s %d: %s", self.length.unit, position, reason)
 
     def _evaluation_failed(self, e: Exception) -> EvaluationFailed:
         where = f"{self.length.unit} {self.length.position(self.epoch, self.iter)}"

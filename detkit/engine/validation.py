@@ -107,3 +107,21 @@ class Validator:
                 log_to_file("evaluation plots: %s", ", ".join(p.name for p in written))
         except Exception as e:  # noqa: BLE001  (a plot must never stop training)
             logger.warning("could not write the evaluation plots (%s: %s); training continues", type(e).__name__, e)
+
+
+def call_eval_callbacks(callbacks: list, position: int, metrics: dict[str, float], main: bool) -> str | None:
+    """Rank 0 calls each eval callback with ``(epoch or iteration, metrics)``; the first reason to stop one returns
+    (or an error one raises) reaches every rank, so that all stop at the same point. Returns the reason or None."""
+    outcome: str | BaseException | None = None
+    if main:
+        try:
+            for callback in callbacks:
+                outcome = callback(position, dict(metrics)) or None
+                if outcome:
+                    break
+        except Exception as e:  # noqa: BLE001  (raised below on every rank)
+            outcome = e
+    outcome = dist.broadcast_object(outcome)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return str(outcome) if outcome else None

@@ -189,7 +189,7 @@ def lock_work_dir(work_dir: str | os.PathLike):
 def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool):
     """Make ``work_dir`` the run's (rank 0, after the checks): lock it (one training at a time), move a previous
     run away when ``exist_ok``, open the log, write ``config.yaml`` (an earlier, different one kept beside it).
-    Returns the lock file (:func:`lock_work_dir`), held open for the run."""
+    Returns the lock file (:func:`lock_work_dir`), held open for the run, and the log file's handler."""
     import logging
 
     from detkit.engine.logger import open_log_file
@@ -200,7 +200,7 @@ def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool
     check_writable(work_dir)
     lock = lock_work_dir(work_dir)
     moved = move_previous_run(work_dir) if exist_ok else None
-    open_log_file(work_dir)
+    log_file = open_log_file(work_dir)
     if moved:
         dest, names = moved
         logger.info("--exist-ok: the previous run (%s) moved to %s", ", ".join(names), dest)
@@ -208,4 +208,4 @@ def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool
     if kept is not None:
         logger.info("the config differs from the run's config.yaml: the earlier one is kept as %s", kept)
     atomic_write(Path(work_dir) / "config.yaml", lambda f: f.write(config_text.encode("utf-8")))
-    return lock
+    return lock, log_file

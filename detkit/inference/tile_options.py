@@ -45,8 +45,11 @@ def check_tile_size(value: Any, key: str = "tile size") -> tuple[int, int]:
     )
 
 
+MAX_OVERLAP = 0.9  # a step of a tenth of the tile: each pixel in 100 tiles
+
+
 def check_overlap(value: Any, key: str = "tile overlap", size: Any = None) -> float:
-    """An overlap fraction in [0, 1); a pair ``(h, w)`` of equal fractions is taken as one (tiling uses one
+    """An overlap fraction in [0, MAX_OVERLAP]; a pair ``(h, w)`` of equal fractions is taken as one (tiling uses one
     fraction for both axes). A value >= 1 (pixels?) is answered with the fraction it means of ``size``."""
     if isinstance(value, (list, tuple)):
         if len(value) == 2 and value[0] == value[1]:
@@ -64,6 +67,11 @@ def check_overlap(value: Any, key: str = "tile overlap", size: Any = None) -> fl
             if isinstance(side, numbers.Real) and side > 0:
                 hint = f" (it is a fraction, not pixels: {value:g} px of a {side:g} tile is {value / side:.2g})"
         raise ValueError(f"{key} must be a fraction of the tile size in [0, 1), got {value:g}{hint}")
+    if float(value) > MAX_OVERLAP:  # 0.99 of a 64 px tile steps 0.64 px: ~10^5 tiles an image, a run that never ends
+        raise ValueError(
+            f"{key} {value:g} is above {MAX_OVERLAP:g}: each pixel would be in over {round(1 / (1 - MAX_OVERLAP)) ** 2} "
+            f"tiles ({1 / (1 - float(value)) ** 2:.0f} here); tiles usually overlap 0.1-0.3 (SAHI: 0.2)"
+        )
     return float(value)
 
 

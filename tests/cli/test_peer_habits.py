@@ -160,3 +160,13 @@ def test_a_long_line_loses_its_middle_not_its_end():
     assert len(short) <= MAX_MESSAGE and short.startswith("10 problems: unknown key 'model.k0'")
     assert short.endswith("; fix: see docs/configs.md") and " characters ...] " in short
     assert shorten("short\nmessage") == "short message"
+
+
+def test_a_long_word_is_cut_inside(monkeypatch):
+    """The review: a long token without spaces was dropped whole (57 of 600 characters kept)."""
+    from detkit.cli.errors import as_invoked, shorten
+
+    out = shorten("first " + "y" * 700 + "\nmid\nlast fix")
+    assert out.startswith("first yyyy") and out.endswith("last fix") and 400 < len(out) <= 620
+    monkeypatch.setattr("sys.argv", ["detkit"])
+    assert as_invoked("run python tools/train.py CONFIG") == "run detkit train CONFIG"

@@ -49,3 +49,30 @@ def test_deterministic_training_puts_torch_back(toy, tmp_path):
     assert torch.are_deterministic_algorithms_enabled()  # during the run
     trainer.fit()
     assert not torch.are_deterministic_algorithms_enabled()  # the next cells run as before
+
+
+def test_two_trainers_of_one_process_write_their_own_logs(toy, tmp_path):
+    """a = Trainer(...); b = Trainer(...); a.fit(); b.fit(): a's lines went into b's log.txt and b's into none."""
+    a = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "a", device="cpu")
+    b = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "b", device="cpu")
+    a.fit()
+    b.fit()
+    for name in ("a", "b"):
+        text = (tmp_path / name / "log.txt").read_text()
+        assert "training done" in text and str(tmp_path / name / "best.pth") in text, name
+        other = "b" if name == "a" else "a"
+        assert str(tmp_path / other / "best.pth") not in text, name
+
+
+def test_a_construction_that_fails_puts_torch_back(toy, tmp_path, monkeypatch):
+    import torch
+
+    from detkit.engine import trainer as trainer_module
+
+    def broken(*args, **kwargs):
+        raise FileNotFoundError("data/train.json")
+
+    monkeypatch.setattr(trainer_module, "build_data", broken)
+    with pytest.raises(FileNotFoundError):
+        Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "x", device="cpu", deterministic=True)
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -68,3 +68,12 @@ def test_numpy_images_of_other_dtypes():
     for image in (rgb, rgb.astype(np.uint16) << 8, rgb.astype(np.float32) / 255.0):
         detkit.predict(model, image)  # 16-bit and float arrays were refused ("must be uint8")
     assert all(torch.equal(model.seen[0], seen) for seen in model.seen[1:])
+
+
+def test_an_overlap_that_would_never_end_is_refused():
+    """--tile-overlap 0.99 of a 64 px tile stepped 0.64 px: ~10^5 tiles an image, an eval that never ended."""
+    from detkit.inference.tile_options import check_overlap
+
+    assert check_overlap(0.9) == 0.9
+    with pytest.raises(ValueError, match=r"0.99 is above 0.9: each pixel would be in over 100 tiles \(10000 here\)"):
+        check_overlap(0.99)

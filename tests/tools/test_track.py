@@ -76,7 +76,8 @@ def test_video_with_the_iou_linker_and_no_drawing(checkpoint, sequence, tmp_path
     assert track_main([*args, "--score-thr", "0.6", "--device", "cpu"]) == 0
     assert {p.name for p in out.iterdir()} == {"video.txt", "video.json"}
     report = json.loads((out / "video.json").read_text())
-    assert report["options"] == {"score_thr": 0.6, "match_iou": 0.3, "nms_iou": 0.7} and report["metrics"] is None
+    assert report["options"] == {"score_thr": 0.6, "match_iou": 0.3, "nms_iou": 0.7, "classes": None}
+    assert report["metrics"] is None
     assert "video.txt" in capsys.readouterr().out
     # nothing confident enough: the summary says so, with the best score and what to change
     byte = ["-", str(checkpoint), str(sequence["video"]), "--out-dir", str(out), "--no-draw", "--device", "cpu"]
