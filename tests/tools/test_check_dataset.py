@@ -49,7 +49,8 @@ def _run_cli(*args) -> subprocess.CompletedProcess:
 
 def test_clean_dataset_summary(coco_files):
     data = copy.deepcopy(coco_files.data)
-    data["annotations"][2]["bbox"] = [15, 5, 40, 30]  # one box of 1200 px^2 >= 32^2 (around its 30x20 mask), two smaller
+    # one box of 1200 px^2 >= 32^2 (around its 30x20 mask), two smaller
+    data["annotations"][2]["bbox"] = [15, 5, 40, 30]
     coco_files.write(data)
     report = check_dataset(coco_files.ann_file, coco_files.img_dir)
     assert report.errors == [] and report.warnings == []
