@@ -178,7 +178,11 @@ class Rule:
             return None
         text = f"must be {self.describe()}, got {show(value)}"
         if self.kind in ("number", "int") and isinstance(value, str) and _parses_as_number(value):
-            text += f" (read as text: write {yaml_number(value, self.kind == 'int')} without quotes)"
+            number = yaml_number(value, self.kind == "int")
+            if number == value.strip():  # quoted in the file
+                text += f" (read as text: write {number} without quotes)"
+            else:  # YAML 1.1 takes 1e30 (no point, no sign) for text
+                text += f" (YAML reads {value.strip()} as text: write {number})"
         return text
 
 

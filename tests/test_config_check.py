@@ -98,13 +98,13 @@ def test_unknown_part_types(tmp_path, text, expected):
         ("train: {ema: {decay: 2}}", "train.ema.decay must be a number in [0, 1], got 2"),
         ("train: {ema: true}", "train.ema must be a mapping or null, got true"),
         ("optimizer: {lr: '0.01'}", "optimizer.lr must be a number > 0, got '0.01'"),
-        ("optimizer: {eps: 1e-8}", "got '1e-8' (read as text: write 1.0e-08 without quotes)"),
-        ("optimizer: {lr: 1.0e5}", "(read as text: write 100000.0 without quotes)"),  # YAML 1.1: no sign, text
-        ("train: {grad_clip: inf}", "(read as text: write .inf without quotes)"),
+        ("optimizer: {eps: 1e-8}", "got '1e-8' (YAML reads 1e-8 as text: write 1.0e-08)"),
+        ("optimizer: {lr: 1.0e5}", "(YAML reads 1.0e5 as text: write 100000.0)"),  # YAML 1.1: no sign, text
+        ("train: {grad_clip: inf}", "(YAML reads inf as text: write .inf)"),
         ("optimizer: {eps: -1.0e-08}", "optimizer.eps must be a number > 0, got -1.0e-08"),  # as YAML reads it
         ("train: {grad_clip: -.inf}", "train.grad_clip must be a number > 0 or null, got -.inf"),
         ("data: {batch_size: '8'}", "got '8' (read as text: write 8 without quotes)"),
-        ("data: {batch_size: 1e2}", "(read as text: write 100 without quotes)"),
+        ("data: {batch_size: 1e2}", "(YAML reads 1e2 as text: write 100)"),
         ("optimizer: {betas: [0.9]}", "optimizer.betas must be a list of 2 numbers in [0, 1], got [0.9]"),
         ("optimizer: {type: sgd}", "optimizer.type must be one of: 'SGD', 'AdamW', 'Adam', got 'sgd'"),
         ("scheduler: {milestones: [8.5]}", "scheduler.milestones must be a list of integers >= 0 or null"),

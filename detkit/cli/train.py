@@ -254,6 +254,8 @@ def _failed(trainer: Trainer, e: BaseException) -> str:
 def _how_on(trainer: Trainer) -> str:
     """How to go on after a stop: the resume command when latest.pth exists, else how to start again."""
     latest = trainer.work_dir / "latest.pth"
+    if latest.exists() and not latest.is_file():  # (the run's other checkpoints are still there)
+        return f"{latest} is not a file: move it away, then resume with: {trainer.resume_hint}"
     if latest.is_file():
         return f"The last checkpoint is {latest}; resume with: {trainer.resume_hint}"
     rerun = getattr(trainer, "rerun_hint", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import random
@@ -18,8 +19,23 @@ logger = logging.getLogger("detkit")
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
-    """Write ``state`` with ``torch.save`` atomically (temporary file + fsync + ``os.replace``)."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    """Write ``state`` with ``torch.save`` atomically (temporary file + fsync + ``os.replace``); a disk that fills
+    up is said as such (torch's zip writer reports it as "unexpected pos ..."), the previous file kept."""
+    try:
+        atomic_write(path, lambda f: torch.save(state, f))
+    except (RuntimeError, OSError) as e:
+        full = getattr(e, "errno", None) == errno.ENOSPC or "unexpected pos" in str(e)
+        if not full:
+            raise
+        import shutil
+
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path)) or ".").free
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on the device while writing {path} ({free / 2**20:.0f} MiB free); the previous "
+            "checkpoint of that name is kept: free some space (or set train.checkpoint_interval: null to keep fewer "
+            "epoch_N.pth), then resume",
+        ) from e
 
 
 def get_rng_state() -> dict:

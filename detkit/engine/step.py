@@ -78,10 +78,16 @@ def count_nonfinite(tr, bad: list[str]) -> None:
         tr.tcfg["max_nonfinite"],
     )
     if tr.nonfinite >= int(tr.tcfg["max_nonfinite"]):
+        latest = tr.work_dir / "latest.pth"
+        where = (
+            f"the last good checkpoint is {latest} (resume from it with a lower lr)"
+            if latest.is_file()
+            else "no checkpoint was written yet (start again with --exist-ok or another --work-dir)"
+        )
         raise TrainingDiverged(
             f"training stopped: {tr.nonfinite} non-finite losses in a row (last: {', '.join(names)}) "
-            f"at epoch {tr.epoch + 1}, iteration {tr.iter}; the last good checkpoint is "
-            f"{tr.work_dir / 'latest.pth'}. Lower optimizer.lr, set train.grad_clip, or check the data"
+            f"at epoch {tr.epoch + 1}, iteration {tr.iter}; {where}. Lower optimizer.lr, set train.grad_clip, or "
+            "check the data"
         )
 
 

@@ -154,3 +154,14 @@ def restore_training_state(tr, path: Path) -> None:
     logger.info(  # epochs counted from 1, as the stop message and the epoch lines count them
         "resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, tr.epoch + 1, tr.iter, tr.iter_in_epoch
     )
+
+
+def non_finite_note(model, names: list[str], iteration: int) -> str | None:
+    """Why the checkpoints ``names`` are not written at ``iteration``: some parameter or buffer of ``model`` is no
+    longer finite (a diverging run: resuming from it would fail at once); None when all are finite."""
+    import torch
+
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    if all(bool(torch.isfinite(t).all()) for t in tensors):
+        return None
+    return f"{', '.join(names)} not written at iteration {iteration}: the weights are no longer finite; the last checkpoint stays"

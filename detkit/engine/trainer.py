@@ -41,7 +41,7 @@ from detkit.engine.runtime import (
     set_sampler_epoch,
 )
 from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
-from detkit.engine.train_state import restore_training_state, training_state, weights_state
+from detkit.engine.train_state import non_finite_note, restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator, call_eval_callbacks
 from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir
 from detkit.models.backbones.init_weights import without_init_checkpoint
@@ -182,8 +182,12 @@ class Trainer:
     def save(self, *names: str, best: bool = False) -> None:
         """Write the training state to each ``work_dir/<name>``, and its weights to best.pth when ``best``.
 
-        Rank 0 writes; every rank must call (the RNG states are gathered).
+        Rank 0 writes; every rank must call (the RNG states are gathered). Weights that are no longer finite (a
+        run diverging) are not written: the last checkpoint stays the one to resume from.
         """
+        unsaved = non_finite_note(self.model, [*names, *(["best.pth"] if best else [])], self.iter)
+        if unsaved:  # the same on every rank (DDP keeps the weights equal)
+            return logger.warning(unsaved)
         state = training_state(self)
         if self.main:
             for name in names:

@@ -172,3 +172,27 @@ def test_load_weights_groups_missing_and_unexpected_tensors(caplog):
         "missing in ck.pth: 2 tensor(s): 2 (2)",
         "unexpected in ck.pth: 2 tensor(s): extra.a (2)",
     ]
+
+
+def test_a_full_disk_is_named_and_the_previous_checkpoint_kept(tmp_path, monkeypatch):
+    """torch's zip writer reports a full disk as '[enforce fail at inline_container.cc:672] . unexpected pos ...'."""
+    import errno
+
+    import torch
+
+    from detkit.engine.checkpoint import save_checkpoint
+
+    path = tmp_path / "latest.pth"
+    save_checkpoint({"iter": 4}, path)
+
+    def full(obj, f):
+        f.write(b"x" * 100)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 31540416 vs 31540308")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match="no space left on the device while writing .*latest.pth") as e:
+        save_checkpoint({"iter": 8}, path)
+    assert e.value.errno == errno.ENOSPC and "previous checkpoint of that name is kept" in str(e.value)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"iter": 4}
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pth"]  # no temporary file left

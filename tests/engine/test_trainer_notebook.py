@@ -76,3 +76,26 @@ def test_a_construction_that_fails_puts_torch_back(toy, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):
         Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "x", device="cpu", deterministic=True)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_a_diverged_run_keeps_its_last_finite_checkpoint(toy, tmp_path, caplog):
+    """latest.pth was written during a non-finite streak with NaN weights, and the message called it 'the last
+    good checkpoint': resuming from it failed at once and the good one was gone (runs-that-go-wrong walk-through)."""
+    import torch
+
+    from detkit.engine import TrainingDiverged
+    from detkit.engine.step import count_nonfinite
+
+    trainer = Trainer(toy.toy_config(max_epochs=1), work_dir=tmp_path / "n", device="cpu")
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
+        trainer.nonfinite = int(trainer.tcfg["max_nonfinite"]) - 1
+        count_nonfinite(trainer, ["loss"])  # before any checkpoint: not 'the last good checkpoint is latest.pth'
+    trainer.save("latest.pth")
+    good = (tmp_path / "n" / "latest.pth").read_bytes()
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with caplog.at_level(logging.WARNING, logger="detkit"):
+        trainer.save("latest.pth", best=True)
+    assert (tmp_path / "n" / "latest.pth").read_bytes() == good and not (tmp_path / "n" / "best.pth").exists()
+    assert "latest.pth, best.pth not written" in caplog.text and "no longer finite" in caplog.text
+    trainer._release()
