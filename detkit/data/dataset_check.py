@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from detkit.data.folder_check import imbalance_line
-from detkit.data.image_io import ImageReadError, low_bit_depth_note, read_image, safe_join
+from detkit.data.image_io import ImageReadError, decode_image, low_bit_depth_note, safe_join
 from detkit.data.instance_masks import has_segmentation, mask_problem
 from detkit.data.validate import (
     CAT_KEYS,
@@ -85,14 +85,22 @@ def _where(src: str, i: int, im: dict) -> str:
 
 
 def _image_file_problem(im: dict, i: int, img_dir: str, src: str) -> Problem | None:
-    """Decode one image; report it unreadable or of another size than the json's."""
+    """Decode one image; report it unreadable or of another size than the json's, else 16-bit data that reads
+    nearly black (a ``low_bit_depth`` warning)."""
     where = _where(src, i, im)
+    path = safe_join(img_dir, im["file_name"])
     try:
-        h, w = read_image(safe_join(img_dir, im["file_name"])).shape[:2]
+        image = decode_image(path)
     except ImageReadError as e:
         return Problem("unreadable_image", f"{where}: {e}", im["id"], record="image", index=i)
+    h, w = image.shape[:2]
     if (h, w) == (im["height"], im["width"]):
-        return None
+        dark = low_bit_depth_note(path, image)
+        return (
+            Problem("low_bit_depth", f"{where}: {dark}", im["id"], severity=WARNING, record="image", index=i)
+            if dark
+            else None
+        )
     turned = " (swapped: the EXIF orientation turns the image)" if (w, h) == (im["height"], im["width"]) else ""
     return Problem(
         "size_mismatch",
@@ -144,13 +152,6 @@ def _decode_all(
         problem = _image_file_problem(im, i, img_dir, src) if read_images else None
         if problem:
             out.append(problem)
-        elif read_images:
-            dark = low_bit_depth_note(safe_join(img_dir, im["file_name"]))
-            if dark:
-                where = _where(src, i, im)
-                out.append(
-                    Problem("low_bit_depth", f"{where}: {dark}", im["id"], severity=WARNING, record="image", index=i)
-                )
         _mask_problems(by_image.get(im["id"], []), im, src, out)
 
 

@@ -8,7 +8,16 @@ from pathlib import PureWindowsPath
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "ImageReadError", "UnsafePathError", "read_image", "safe_join", "to_uint8"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageReadError",
+    "UnsafePathError",
+    "decode_image",
+    "low_bit_depth_note",
+    "read_image",
+    "safe_join",
+    "to_uint8",
+]
 
 # the image file endings every dataset, converter and input lister of detkit reads (lower case)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -41,23 +50,18 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(img) * scale, 0, 255).round().astype(np.uint8)
 
 
-def low_bit_depth_note(path: str | os.PathLike) -> str | None:
-    """A sentence when ``path`` is a 16-bit PNG / TIFF whose values stay under 4096 (12-bit or less data, as
-    microscopes and many cameras write): reading keeps the high byte, so it trains nearly black; else None."""
-    if os.path.splitext(os.fspath(path))[1].lower() not in (".png", ".tif", ".tiff"):
+def low_bit_depth_note(path: str | os.PathLike, image: np.ndarray | None = None) -> str | None:
+    """A sentence when ``path`` is a 16-bit image whose values stay under 4096 (12-bit or less data, as
+    microscopes and many cameras write): reading keeps the high byte, so it trains nearly black; else None.
+    ``image``: the file as :func:`decode_image` gave it (decoded here when not given)."""
+    if image is None:
+        try:
+            image = decode_image(path)
+        except ImageReadError:
+            return None
+    if image.dtype != np.uint16:
         return None
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if not im.mode.startswith("I;16") and im.mode != "I":
-                return None
-    except OSError:
-        return None
-    img = cv2.imdecode(np.fromfile(os.fspath(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
-    if img is None or img.dtype != np.uint16 or img.size == 0:
-        return None
-    top = int(img.max())
+    top = int(image.max())
     if top >= 4096:
         return None
     return (
@@ -77,6 +81,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises:
         ImageReadError: the file is missing, unreadable or not a decodable image (names the file).
     """
+    img = to_uint8(decode_image(path))
+    return np.ascontiguousarray(img[:, :, 2::-1])  # BGR -> RGB (drops a 4th channel if any)
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as OpenCV decodes it for :func:`read_image`: BGR ``[H, W, 3]`` of the file's depth (uint8,
+    uint16, ...), the EXIF orientation applied. Raises :class:`ImageReadError` as read_image does."""
     path = os.fspath(path)
     try:
         buf = np.fromfile(path, dtype=np.uint8)
@@ -95,8 +106,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         )
     if img.ndim == 2:  # defensive: IMREAD_COLOR already gives 3 channels
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    img = to_uint8(img)
-    return np.ascontiguousarray(img[:, :, 2::-1])  # BGR -> RGB (drops a 4th channel if any)
+    return img
 
 
 def safe_join(img_dir: str | os.PathLike, file_name: str) -> str:
