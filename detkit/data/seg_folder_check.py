@@ -111,9 +111,10 @@ def _image_size(path: str, read_images: bool) -> tuple[int, int]:
         with Image.open(path) as im:
             w, h = im.size
             turnable = im.format in ("JPEG", "MPO", "PNG", "WEBP")
+            turned = turnable and exif_turn(im) is not None  # (the header already open)
     except (OSError, SyntaxError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from e
-    return (w, h) if turnable and exif_turn(path) is not None else (h, w)
+    return (w, h) if turned else (h, w)
 
 
 def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: bool) -> None:

@@ -147,11 +147,15 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag; values 5..8 turn the image by 90 or 2
 EXIF_TURNS = {5: "mirrored and rotated 270", 6: "rotated 90", 7: "mirrored and rotated 90", 8: "rotated 270"}
 
 
-def exif_turn(path: str | os.PathLike) -> int | None:
-    """The image's EXIF orientation when it turns the image by 90 or 270 degrees (5..8), else None."""
+def exif_turn(image: str | os.PathLike | Image.Image) -> int | None:
+    """The image's EXIF orientation when it turns the image by 90 or 270 degrees (5..8), else None; ``image`` a
+    path or an open PIL image."""
     try:
-        with Image.open(path) as im:
-            value = im.getexif().get(EXIF_ORIENTATION)
+        if isinstance(image, Image.Image):
+            value = image.getexif().get(EXIF_ORIENTATION)
+        else:
+            with Image.open(image) as im:
+                value = im.getexif().get(EXIF_ORIENTATION)
     except (OSError, SyntaxError, ValueError):
         return None
     return value if value in EXIF_TURNS else None
