@@ -207,15 +207,20 @@ def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
         kept: list[str] = []
         for line in middle:
             rest = len(middle) - len(kept) - 1
-            marker = [f"[... {rest} more line{'s' if rest > 1 else ''}]"] if rest else []
+            marker = _more_lines(rest)
             if len(" ".join([first, *kept, line, *marker, last])) > limit:
                 break
             kept.append(line)
         rest = len(middle) - len(kept)
-        text = " ".join([first, *kept, *([f"[... {rest} more line{'s' if rest > 1 else ''}]"] if rest else []), last])
+        text = " ".join([first, *kept, *_more_lines(rest), last])
         if len(text) <= limit:
             return text
     return _cut_middle(text, limit)
+
+
+def _more_lines(n: int) -> list[str]:
+    """``["[... N more lines]"]`` for the lines :func:`shorten` leaves out ([] for none)."""
+    return [f"[... {n} more line{'s' if n > 1 else ''}]"] if n else []
 
 
 def _cut_middle(text: str, limit: int) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, max_dets_arg, out_file_arg
+from detkit.cli.tile_args import add_tile_arguments, check_tile_alone, check_tile_flags, tile_from_args
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 from detkit.utils.files import atomic_write
 
@@ -72,8 +73,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="compile the model's dense parts with torch.compile (a one-time cost of minutes; docs/benchmarks.md)",
     )
     add_tta_arguments(p)
-    from detkit.cli.infer import add_tile_arguments
-
     add_tile_arguments(p, whole_image=False, what="evaluation (each image predicted by tiles, merged, scored whole)")
 
 
@@ -86,8 +85,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     hint = checkpoint_first(TOOL, argv, positionals(add_options, argv))
     if hint:
         p.error(hint)
-    from detkit.cli.infer import check_tile_flags
-
     args = p.parse_args(argv)
     check_tile_flags(p, args, "evaluation")
     return args
@@ -173,8 +170,9 @@ def check_outputs(args: argparse.Namespace, cfg: dict) -> None:
         from detkit.evaluation import _is_classifier, _is_semantic
 
         model = cfg.get("model") or {}
-        if _is_classifier(model) or _is_semantic(model, None):
-            kind = "classifier" if _is_classifier(model) else "semantic segmentor"
+        classifier = _is_classifier(model)
+        if classifier or _is_semantic(model, None):
+            kind = "classifier" if classifier else "semantic segmentor"
             raise UserError(
                 f"--save-json: a {kind} gives no COCO results (no boxes); use --out for its metrics, --per-class for "
                 "its table, or detkit infer CONFIG CKPT IMAGES --out-dir DIR for its predictions"
@@ -202,8 +200,7 @@ def tiled_eval(cfg: dict, args: argparse.Namespace, tile) -> dict:
     """``cfg`` with its data.val evaluated on ``--tile`` tiles (a TiledDataset over it), as it is without --tile."""
     if tile is None:
         return cfg
-    if tta_options(args) is not None:
-        raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
+    check_tile_alone(args, tta_options(args))
     if (cfg.get("model") or {}).get("type") == "Classifier":
         raise UserError(f"--tile {args.tile}: tiled evaluation is for detectors; a Classifier labels whole images")
     from detkit.engine.evaluate import tiled_split
@@ -217,8 +214,6 @@ def run(args: argparse.Namespace) -> int:
     for extra in args.ensemble:
         checkpoint_arg(extra)
     device = device_arg(args.device)
-    from detkit.cli.infer import tile_from_args
-
     tile = tile_from_args(args)
     wrap = compile_wrap(args, ensemble_wrap(args))
     cfg = config_arg(args.config, args.set, args.checkpoint, needs=("model",), data_yaml=args.data, hold_out=False)

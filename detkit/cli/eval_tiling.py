@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir_arg(args.save_dir, "--save-dir")
     import detkit
     from detkit.benchmark.tiling_recall import compare_tiling, large_shapes_image
-    from detkit.cli.infer import tile_from_args
+    from detkit.cli.tile_args import tile_from_args
 
     tile = tile_from_args(args)  # before the model loads: a wrong tile costs nothing
     device = device_arg(args.device)

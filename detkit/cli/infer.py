@@ -31,6 +31,7 @@ from pathlib import Path
 from detkit.cli.checkpoint_first import checkpoint_first, positionals
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, tool_label, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, device_arg, out_dir_arg
+from detkit.cli.tile_args import add_tile_arguments, check_tile_alone, check_tile_flags, tile_from_args
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
 
 TOOL = "infer"
@@ -62,61 +63,16 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     add_tta_arguments(ap)
 
 
-def add_tile_arguments(
-    ap: argparse.ArgumentParser, whole_image: bool = True, what: str = "inference (large images)"
-) -> None:
-    """``--tile H,W``, ``--tile-overlap F`` (and ``--tile-whole-image``): tiled ``what`` (also ``detkit eval``'s)."""
-    ap.add_argument("--tile", metavar="H,W", default=None, help=f"H x W tiles: tiled {what}")
-    ap.add_argument(
-        "--tile-overlap",
-        type=float,
-        default=None,
-        metavar="F",
-        help="tile overlap, a fraction of the tile size in [0, 1) (default 0.2; 64 px of a 320 tile is 0.2)",
-    )
-    if whole_image:
-        ap.add_argument("--tile-whole-image", action="store_true", help="add a whole-image pass to the tiles")
-
-
-def check_tile_flags(ap: argparse.ArgumentParser, args: argparse.Namespace, what: str = "inference") -> None:
-    """The tile options need ``--tile``: one line naming the flag otherwise."""
-    for flag, given in (
-        ("--tile-overlap", args.tile_overlap is not None),
-        ("--tile-whole-image", getattr(args, "tile_whole_image", False)),
-    ):
-        if given and not args.tile:
-            ap.error(f"{flag} is an option of tiled {what}: add --tile H,W (or drop {flag})")
-
-
-def tile_from_args(args: argparse.Namespace):
-    """``TileOptions`` of ``--tile`` / ``--tile-overlap`` / ``--tile-whole-image`` (None without --tile); a
-    UserError naming the flag (a size under 32 px or not whole, an overlap in pixels: the fraction it means)."""
-    from detkit.inference.tile_options import TileOptions, check_overlap, check_tile_size, parse_tile_text
-
-    if not args.tile:
-        return None
-    try:
-        size = check_tile_size(parse_tile_text(args.tile, "--tile"), "--tile")
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    overlap = 0.2 if args.tile_overlap is None else args.tile_overlap
-    try:
-        overlap = check_overlap(overlap, "--tile-overlap", size)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    return TileOptions(size=size, overlap=overlap, whole_image=bool(getattr(args, "tile_whole_image", False)))
-
-
-# other tools' option names (as flags or name=value words) -> (whose, the detkit option that answers them)
+# other tools' option names (as flags or name=value words) -> (whose: possessive, the detkit option answering)
 FOREIGN_OPTIONS = {
-    "slice_height": ("SAHI", "tile"),
-    "slice_width": ("SAHI", "tile"),
-    "overlap_height_ratio": ("SAHI", "overlap"),
-    "overlap_width_ratio": ("SAHI", "overlap"),
-    "model_confidence_threshold": ("SAHI", "score"),
-    "conf": ("Ultralytics", "score"),
-    "imgsz": ("Ultralytics", "size"),
-    "img_size": ("Ultralytics", "size"),
+    "slice_height": ("SAHI's", "tile"),
+    "slice_width": ("SAHI's", "tile"),
+    "overlap_height_ratio": ("SAHI's", "overlap"),
+    "overlap_width_ratio": ("SAHI's", "overlap"),
+    "model_confidence_threshold": ("SAHI's", "score"),
+    "conf": ("Ultralytics'", "score"),
+    "imgsz": ("Ultralytics'", "size"),
+    "img_size": ("Ultralytics'", "size"),
 }
 
 
@@ -131,9 +87,10 @@ def _foreign_words(argv: list[str]) -> list[tuple[str, str, str, str]]:
                 value = argv[i + 1]
             whose, kind = FOREIGN_OPTIONS[key]
             found.append((word if eq or not value else f"{word} {value}", whose, kind, value or "N"))
-        nums = [w for w in argv[i + 1 : i + 3] if w.replace(".", "", 1).isdigit()]
-        if word == "--tile" and len(nums) == 2:
-            found.append((f"--tile {nums[0]} {nums[1]}", "", "tile2", f"{nums[0]},{nums[1]}"))
+        if word == "--tile":
+            nums = [w for w in argv[i + 1 : i + 3] if w.replace(".", "", 1).isdigit()]
+            if len(nums) == 2:
+                found.append((f"--tile {nums[0]} {nums[1]}", "", "tile2", f"{nums[0]},{nums[1]}"))
     return found
 
 
@@ -169,7 +126,7 @@ def refuse_foreign_options(ap: argparse.ArgumentParser, argv: list[str]) -> None
         whose = group[0][1]
         verb = "are" if len(group) > 1 else "is"
         answers.append(
-            f"{given} {verb} {whose}'{'' if whose.endswith('s') else 's'} {'options' if len(group) > 1 else 'option'}; "
+            f"{given} {verb} {whose} {'options' if len(group) > 1 else 'option'}; "
             f"detkit's: {_foreign_answer(kind, [v for *_, v in group])}"
         )
     if answers:
@@ -316,8 +273,7 @@ def run(args: argparse.Namespace) -> int:
     for extra in args.ensemble:
         checkpoint_arg(extra)
     views = tta_options(args)
-    if views is not None and args.tile:
-        raise UserError(f"--tile {args.tile} does not combine with --tta / --ensemble; run one or the other")
+    check_tile_alone(args, views)
     tile = tile_from_args(args)
     out_dir_arg(args.out_dir, "--out-dir")
     from detkit.inference.files import InferenceInterrupted, format_summary, run_inference
