@@ -168,8 +168,8 @@ def _coco_layout(folder: str) -> str | None:
     for sub in _subfolders(folder):
         if sub.name.lower() not in SPLIT_NAMES:  # (a class folder is not listed: ImageNet has 1000 of them)
             continue
-        files = _coco_files(sub.path)
-        if files and _holds_image(sub.path, 0):
+        files = _coco_files(sub.path) if _holds_image(sub.path, 0) else []  # (the cheap test first)
+        if files:
             return f"{sub.name}/ holds a COCO annotation file beside its images: detkit check {files[0]} {sub.path}"
     return None
 

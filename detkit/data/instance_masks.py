@@ -168,8 +168,9 @@ def segmentation_problem(seg: Any, h: float, w: float, max_outside: float = 0.1)
 def _mask_box(seg: Any, h: float, w: float) -> list[float] | None:
     """[x, y, width, height] of a (checked) segmentation's extent: its polygons' points, or its RLE's pixels."""
     if isinstance(seg, list):
-        xs = [v for poly in _usable_parts(seg) for v in poly[0::2]]
-        ys = [v for poly in _usable_parts(seg) for v in poly[1::2]]
+        parts = _usable_parts(seg)
+        xs = [v for poly in parts for v in poly[0::2]]
+        ys = [v for poly in parts for v in poly[1::2]]
         return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)] if xs else None
     from pycocotools import mask as mask_utils
 

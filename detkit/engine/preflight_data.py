@@ -301,6 +301,7 @@ MAX_TRAIN_MAPS = 200  # data.train's label maps read at training start (spread o
 def _scan_maps(ds: Any, key: str, limit: int | None) -> np.ndarray:
     """Pixels per label value over the label maps of the SegFolderDataset ``ds`` (``limit``: that many, spread
     over the split); the first map with a value past the classes (other than 255) is a PreflightError naming it."""
+    from detkit.data.datasets.seg_folder import label_value_counts
     from detkit.data.image_io import ImageReadError
     from detkit.data.validate import DatasetError
 
@@ -314,8 +315,7 @@ def _scan_maps(ds: Any, key: str, limit: int | None) -> np.ndarray:
             if ds.on_error == "skip":
                 continue  # the dataset skips it, with its warning
             raise PreflightError(f"{key}: {e}") from e
-        found = np.bincount(sem.ravel().astype(np.int64).clip(min=0), minlength=256)
-        bad = [int(v) for v in np.flatnonzero(found) if v >= c and v != 255]
+        found, bad = label_value_counts(sem, c)
         if bad and ds.on_error != "skip":
             raise PreflightError(
                 f"{key}: label map {ds.masks[i]} has value(s) {bad[:10]} but {key}.classes gives {c} classes "

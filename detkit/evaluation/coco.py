@@ -231,9 +231,11 @@ class CocoEvaluator:
 
     def _warn_crowded(self) -> None:
         """Warn once when an evaluated image holds more objects than AP counts detections (``max_dets``)."""
+        if getattr(self, "_told_crowded", False):  # once per evaluator, not at every evaluation of a training
+            return
         note = crowded_note(self._gt.dataset, self.max_dets, self._per_image)
-        if note and not getattr(self, "_told_crowded", False):
-            self._told_crowded = True  # once per evaluator, not at every evaluation of a training
+        if note:
+            self._told_crowded = True
             warnings.warn(note + "; raise it with train.eval_max_dets or eval --max-dets", stacklevel=4)
 
     def summary(self) -> str:

@@ -4,7 +4,6 @@ file or list read and checked against a ground truth (fields, value types, image
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from detkit.data.instance_masks import _finite
 from detkit.evaluation import checks
 
 
@@ -145,10 +145,6 @@ def check_results(results: list, iou_type: str, coco_gt: Any, source: str = "res
     return results
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _bad_values(r: dict, iou_type: str) -> str | None:
     """What is wrong with the values of one result record (types, a box of 4 finite numbers), or None."""
     for key in ("image_id", "category_id"):
@@ -156,10 +152,10 @@ def _bad_values(r: dict, iou_type: str) -> str | None:
             return f"{key} {r[key]!r} is not an integer" + (
                 " (a number written as text)" if isinstance(r[key], str) else ""
             )
-    if not _number(r["score"]):
+    if not _finite(r["score"]):
         return f"score {r['score']!r} is not a finite number"
     box = r.get("bbox")
-    four = isinstance(box, (list, tuple)) and len(box) == 4 and all(_number(v) for v in box)
+    four = isinstance(box, (list, tuple)) and len(box) == 4 and all(_finite(v) for v in box)
     if (iou_type == "bbox" or box is not None) and not four:
         return f"bbox {box!r} is not [x, y, width, height] of 4 finite numbers"
     return None  # (a negative width is a box that matches nothing: a model's prediction, scored as pycocotools does)

@@ -11,6 +11,7 @@ from typing import Any
 
 from detkit.config import ConfigError
 from detkit.config_check import check_config, nearest
+from detkit.config_overrides import get_by_path
 from detkit.tune.space import Param, apply_params
 
 MAX_COMBINATIONS = 256  # of the other categorical choices a value is checked with (more: the first 256)
@@ -45,9 +46,7 @@ def _inside(p: Param, cfg: dict) -> Any:
     mid = (p.low + p.high) / 2
     if step is None:
         return mid
-    node: Any = cfg
-    for part in p.key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
+    node = get_by_path(cfg, p.key)
     on_grid = isinstance(node, (int, float)) and not isinstance(node, bool) and p.low <= node <= p.high
     if on_grid and abs((node - p.low) / step - round((node - p.low) / step)) < 1e-9:
         return node

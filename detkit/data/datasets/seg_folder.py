@@ -189,8 +189,7 @@ class SegFolderDataset(torch.utils.data.Dataset):
         sem = self._remap(read_label_map(path))
         if not check:
             return sem
-        counts = np.bincount(sem.ravel().astype(np.int64).clip(min=0), minlength=IGNORE + 1)
-        bad = [int(v) for v in np.flatnonzero(counts) if v >= self.num_classes and v != IGNORE]
+        _, bad = label_value_counts(sem, self.num_classes)
         if bad or (sem.size and int(sem.min()) < 0):
             raise DatasetError(
                 f"label map {path} has value(s) {bad[:10]} but there are {self.num_classes} classes "
@@ -287,3 +286,10 @@ def _check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> d
             )
         out[old] = new
     return out
+
+
+def label_value_counts(sem: np.ndarray, num_classes: int) -> tuple[np.ndarray, list[int]]:
+    """Pixels per value of label map ``sem`` (at least 256 bins; negatives counted as 0) and its values that are
+    no class (``>= num_classes``) and not the ignore value 255."""
+    counts = np.bincount(sem.ravel().astype(np.int64).clip(min=0), minlength=IGNORE + 1)
+    return counts, [int(v) for v in np.flatnonzero(counts) if v >= num_classes and v != IGNORE]

@@ -118,13 +118,13 @@ class TiledDataset(torch.utils.data.Dataset):
         pipeline: Sequence[dict] | Callable | None = None,
         on_error: str | None = None,
     ):
-        _checked_tiling(tile_size, overlap)  # first: a wrong tile costs no annotation read
+        tile_size, overlap = _checked_tiling(tile_size, overlap)  # first: a wrong tile costs no annotation read
         dataset = inner_dataset_config(dataset, "TiledDataset", on_error=on_error)
         if isinstance(dataset, dict):
             from detkit.data.build import build_dataset
 
             dataset = build_dataset(copy.deepcopy(dataset))
-        self.tile_size, self.overlap = _checked_tiling(tile_size, overlap)
+        self.tile_size, self.overlap = tile_size, overlap
         if not 0.0 < min_visible <= 1.0:
             raise DatasetError(f"TiledDataset: min_visible must be in (0, 1], got {min_visible}")
         self.dataset = dataset
