@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 
+from detkit.data.coco_file import is_key
 from detkit.data.validate import DatasetError
 
 
@@ -42,10 +43,9 @@ def keep_categories(data: dict, names: Sequence[str], ann_file: str) -> dict:
     dropped = {c.get("id") for c in cats} - {c.get("id") for c in kept}
     if not isinstance(data.get("annotations"), list):
         return {**data, "categories": kept}
-    anns = [a for a in data["annotations"] if not (isinstance(a, dict) and _in(a.get("category_id"), dropped))]
+    anns = [
+        a
+        for a in data["annotations"]
+        if not (isinstance(a, dict) and is_key(a.get("category_id")) and a["category_id"] in dropped)
+    ]  # (a list id is in no set: the file's checks report it)
     return {**data, "categories": kept, "annotations": anns}
-
-
-def _in(cid: object, ids: set) -> bool:
-    """``cid in ids`` for any json value (a list id is in no set: the file's checks report it)."""
-    return isinstance(cid, (int, float, str)) and cid in ids

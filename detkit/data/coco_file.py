@@ -73,3 +73,8 @@ def list_of(data: dict, key: str) -> list:
 def is_int(v: object) -> bool:
     """Whether ``v`` is an int id (``True`` is not)."""
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_key(v: object) -> bool:
+    """Whether ``v`` can be looked up as an id (a scalar; a list or dict id can't)."""
+    return isinstance(v, (str, int, float))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from detkit.data.coco_file import is_int as _is_int
+from detkit.data.coco_file import is_key as _is_key
 from detkit.data.coco_file import load_coco_json, where_read
 from detkit.data.drop_records import FILE_RECORDS, drop_bad_records
 from detkit.data.image_io import UnsafePathError, safe_join
@@ -88,11 +89,6 @@ def _sorted(ids: set) -> list:
 
 def _missing(rec: Any, keys: tuple[str, ...]) -> list[str]:
     return list(keys) if not isinstance(rec, dict) else [k for k in keys if k not in rec]
-
-
-def _is_key(v: Any) -> bool:
-    """Whether ``v`` can be looked up as an id (a scalar; a list or dict id can't)."""
-    return isinstance(v, (str, int, float))
 
 
 def _recorder(out: list[Problem], where: str, **fields: Any) -> Callable[..., None]:
