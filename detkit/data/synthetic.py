@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from detkit.utils.files import atomic_write
+
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star")
 CATEGORY_IDS: tuple[int, ...] = (1, 2, 3, 4)  # COCO-like ids: not 0-based, mapped by the dataset
 SEM_CLASSES: tuple[str, ...] = ("background",) + CLASSES  # semantic value = index here, 255 = ignore
@@ -235,9 +237,7 @@ def _annotation(obj: dict, ann_id: int, image_id: int) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:

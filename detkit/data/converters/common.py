@@ -10,6 +10,7 @@ from typing import Any
 
 from detkit.data.image_io import IMAGE_SUFFIXES
 from detkit.data.validate import DatasetError  # one error type for every bad-dataset message
+from detkit.utils.files import atomic_write
 
 __all__ = [
     "IMAGE_EXTS",
@@ -139,13 +140,7 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def safe_relpath(name: str, where: str) -> str:
