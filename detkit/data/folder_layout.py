@@ -80,34 +80,30 @@ _SEG_IMAGES = ("img", "imgs", "img_dir", "image", "images", "jpegimages", "lefti
 _SEG_MAPS = ("ann", "anns", "annotations", "ann_dir", "mask", "masks", "segmentationclass", "gtfine", "labels")
 
 
-def _stems(folder: str, depth: int = 1, limit: int = 200) -> set[str]:
-    """Stems of up to ``limit`` image files in ``folder`` and its sub-folders down to ``depth`` levels."""
-    out: set[str] = set()
+def _stems(folder: str, depth: int = 1, limit: int = 200) -> dict[str, str]:
+    """Stems of up to ``limit`` image files in ``folder`` and its sub-folders down to ``depth`` levels, each with
+    the path of its first file (in name order)."""
+    out: dict[str, str] = {}
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if len(out) >= limit or hidden(entry.name):
             continue
         if entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-            out.add(os.path.splitext(entry.name)[0])
+            out.setdefault(os.path.splitext(entry.name)[0], entry.path)
         elif depth > 0 and entry.is_dir():
-            out |= _stems(entry.path, depth - 1, limit - len(out))
+            for stem, path in _stems(entry.path, depth - 1, limit - len(out)).items():
+                out.setdefault(stem, path)
     return out
 
 
-def _one_channel(folder: str, stem: str, depth: int = 1) -> bool:
-    """Whether the first image file of ``stem`` in ``folder`` (or its sub-folders) has one channel, as a label
-    map has (grey or paletted)."""
+def _one_channel(path: str) -> bool:
+    """Whether the image file ``path`` has one channel, as a label map has (grey or paletted)."""
     from PIL import Image
 
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file() and os.path.splitext(entry.name)[0] == stem:
-            try:
-                with Image.open(entry.path) as im:
-                    return im.mode in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
-            except OSError:
-                return False
-        if depth > 0 and entry.is_dir() and _one_channel(entry.path, stem, depth - 1):
-            return True
-    return False
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+    except OSError:
+        return False
 
 
 def _seg_layout(folder: str) -> str | None:
@@ -120,7 +116,7 @@ def _seg_layout(folder: str) -> str | None:
         return None
     image_stems, map_stems = _stems(images.path), _stems(maps.path)
     paired = sorted(m for m in map_stems if any(m == i or m.startswith(i + "_") for i in image_stems))
-    if not paired or not _one_channel(maps.path, paired[0]):
+    if not paired or not _one_channel(map_stems[paired[0]]):
         return None  # (class folders that happen to be named images / labels hold colour images)
     return f"{images.name}/ with label maps named like its images in {maps.name}/"
 
