@@ -2,13 +2,24 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_model", "explain", "init_model", "load_checkpoint", "load_config", "predict", "track"]
+__all__ = [
+    "__version__",
+    "build_model",
+    "evaluate",
+    "explain",
+    "init_model",
+    "load_checkpoint",
+    "load_config",
+    "predict",
+    "track",
+]
 
 _LAZY = {
     "load_config": "detkit.config",
     "build_model": "detkit.models.build",
     "init_model": "detkit.inference.api",
     "predict": "detkit.inference.api",
+    "evaluate": "detkit.api",
     "load_checkpoint": "detkit.utils.checkpoint",
     "explain": "detkit.explain",
     "track": "detkit.track",

@@ -1,6 +1,14 @@
-"""The library API (re-exports only): ``init_model``, ``predict``, ``load_checkpoint``, ``load_config``, ``build_model``."""
+"""The library API: ``init_model``, ``predict``, ``load_checkpoint``, ``load_config``, ``build_model`` (re-exported)
+and ``evaluate`` (a model scored on its config's data.val, or on other data: ``detkit eval`` from Python)."""
 
-from detkit.config import load_config  # noqa: F401
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from detkit.config import ConfigError, load_config  # noqa: F401
 from detkit.inference.api import init_model, predict  # noqa: F401
 from detkit.inference.runner import ImageInput, build_test_pipeline, to_rgb_array  # noqa: F401
 from detkit.models.build import build_model  # noqa: F401
@@ -10,9 +18,174 @@ __all__ = [
     "ImageInput",
     "build_model",
     "build_test_pipeline",
+    "evaluate",
     "init_model",
     "load_checkpoint",
     "load_config",
     "predict",
     "to_rgb_array",
 ]
+
+SPLITS = ("val", "test")
+_CONFIG_TYPES = "a model (detkit.init_model's), a config path, a packaged config name, a config dict or None"
+
+
+def _check_arguments(model: Any, checkpoint: Any, split: Any, device: Any, progress: Any) -> None:
+    """The types of ``evaluate``'s arguments, and what goes with a model already built (no checkpoint, no device)."""
+    from detkit.inference.api import _check_progress
+
+    if model is not None and not isinstance(model, (nn.Module, str, os.PathLike, dict)):
+        raise TypeError(f"evaluate: model must be {_CONFIG_TYPES}, got {type(model).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"evaluate: checkpoint must be a path, got {type(checkpoint).__name__}")
+    if split not in SPLITS:
+        raise ValueError(f"evaluate: split must be 'val' or 'test' (the config's data.val / data.test), got {split!r}")
+    _check_progress(progress, "evaluate")
+    if isinstance(model, nn.Module):
+        if checkpoint is not None or device is not None:
+            given = "checkpoint" if checkpoint is not None else "device"
+            raise ValueError(
+                f"evaluate: {given} is for a model built from a config; a model is evaluated as it is, where it is: "
+                "evaluate(CONFIG, CHECKPOINT, device=...), or move the model first (model.to(device))"
+            )
+        if not isinstance(getattr(model, "cfg", None), dict):
+            raise ValueError(
+                f"evaluate: the {type(model).__name__} carries no config (model.cfg) to read its data from; build it "
+                "with detkit.init_model(CONFIG, CHECKPOINT), or give evaluate(CONFIG, CHECKPOINT)"
+            )
+    elif checkpoint is None:
+        raise ValueError(
+            "evaluate: no checkpoint given; evaluate(CONFIG, CHECKPOINT) scores a trained model (or give a model "
+            "from detkit.init_model)"
+        )
+
+
+def _data_spec(split_spec: Any, data: dict) -> dict:
+    """The dataset spec that a ``data`` dict makes of the config's split: its keys over the split's (a ``type`` of
+    its own keeps only the split's ``pipeline``, the test resizing)."""
+    base = split_spec if isinstance(split_spec, dict) else {}
+    if "type" in data and data["type"] != base.get("type"):
+        base = {"pipeline": base["pipeline"]} if base.get("pipeline") is not None else {}
+    return {**base, **data}
+
+
+def _with_data(cfg: dict, data: Any, split: str) -> dict:
+    """A copy of ``cfg`` reading ``data`` (a dataset dict over data.<split>, an Ultralytics data.yaml, a classifier's
+    class folders) for ``split``; ``cfg`` itself when ``data`` is None."""
+    from detkit.config_check import check_config
+    from detkit.data.data_arg import apply_data_folder, apply_data_yaml
+
+    if data is None:
+        return cfg
+    if isinstance(data, dict):
+        splits = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+        out = {**cfg, "data": {**splits, split: _data_spec(splits.get(split), data)}}
+        check_config(out)  # a misspelt key of the dict is named
+        return out
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(
+            f"evaluate: data must be a dataset dict, a data.yaml path or a class-folder root, got {type(data).__name__}"
+        )
+    if os.path.isdir(data):
+        return apply_data_folder(cfg, data, hold_out=False)[0]
+    if str(data).lower().endswith(".json"):
+        raise ValueError(
+            f"evaluate: data {data} is a json; for COCO annotations give data={{'ann_file': '{data}', 'img_dir': "
+            "IMAGES}, for Ultralytics data its data.yaml"
+        )
+    if not os.path.isfile(data):
+        raise FileNotFoundError(f"evaluate: data {data} not found; give a data.yaml, a class-folder root or a dict")
+    return apply_data_yaml(cfg, data)
+
+
+def _scored_config(cfg: dict, data: Any, split: str, label: str) -> dict:
+    """``cfg`` (not modified) with ``data`` applied and the split to score as its data.val."""
+    cfg = _with_data(cfg, data, split)
+    splits = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    if not isinstance(splits.get(split), dict):
+        state = "is null" if split in splits else "is missing"
+        raise ConfigError(
+            f"evaluate: in {label} data.{split} {state}, so there is nothing to evaluate on; give data= (a dataset "
+            "dict such as {'type': 'CocoDataset', 'ann_file': ..., 'img_dir': ...}, a data.yaml or class folders)"
+        )
+    return {**cfg, "data": {**splits, "val": splits[split]}}
+
+
+def _score(model: nn.Module, cfg: dict, progress: bool | None) -> dict[str, float]:
+    """``model`` scored on ``cfg``'s data.val, as ``detkit eval`` scores a checkpoint (the class names checked
+    against the data's first: another count is an error, other names or order a warning)."""
+    import warnings
+
+    from detkit.engine import builders
+    from detkit.engine.evaluate import evaluate as run_evaluation
+    from detkit.engine.runtime import resolve_amp
+    from detkit.evaluation.checks import CategoryMismatchWarning, class_names_mismatch
+    from detkit.inference.inputs import outside_stacklevel
+    from detkit.inference.runner import interactive
+    from detkit.utils.checkpoint import CheckpointMismatchError
+
+    val_cfg = cfg["data"]["val"]
+    val_set = builders.build_dataset(val_cfg)
+    names = getattr(model, "class_names", None)
+    where = f"data.val ({val_cfg.get('ann_file') or val_cfg.get('img_dir') or val_cfg.get('type')})"
+    message = class_names_mismatch(names, builders.model_class_names(val_set), "the model", where) if names else None
+    if message and len(names) != len(builders.model_class_names(val_set)):
+        raise CheckpointMismatchError(f"evaluate: {message}")
+    if message:
+        warnings.warn(message, CategoryMismatchWarning, stacklevel=outside_stacklevel())
+    device = next(model.parameters()).device
+    loader = builders.build_dataloader(
+        cfg, "val", distributed=False, seed=int(cfg.get("seed") or 0), dataset=val_set, pin_memory=device.type == "cuda"
+    )
+    evaluator = builders.build_evaluator(cfg, val_set)
+    amp = resolve_amp((cfg.get("train") or {}).get("amp", False), device)
+    if progress is None:
+        import sys
+
+        progress = interactive(sys.stderr)
+    return run_evaluation(model, loader, evaluator, device, amp, progress=progress)
+
+
+def evaluate(
+    model: nn.Module | str | os.PathLike | dict | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    data: dict | str | os.PathLike | None = None,
+    split: str = "val",
+    device: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, float]:
+    """Score a trained model on a dataset, as ``detkit eval CONFIG CHECKPOINT`` does; returns the metrics.
+
+    Args:
+        model: the config to build the model from (a path, a packaged config name, or a dict such as
+            ``detkit.load_config(CONFIG, ['k=v'])``; None: the config stored in ``checkpoint``), or a model already
+            built (``detkit.init_model``'s, carrying ``model.cfg``: evaluated as it is, on its device, in eval
+            mode and put back in its mode after).
+        checkpoint: the weights (needed with a config, refused with a model).
+        data: other data to score on instead of the config's: a dict of dataset keys over the config's split
+            (``{'ann_file': 'val.json', 'img_dir': 'images/'}``; a ``type`` of its own keeps only the config's
+            ``pipeline``), an Ultralytics data.yaml, or a classifier's folder of class folders (as ``--data``).
+        split: ``'val'`` (default) or ``'test'``: the config's (or the data.yaml's) split to score.
+        device: cpu, cuda, cuda:N (default: CUDA when available); for a config only.
+        progress: a tqdm bar over the batches on stderr: True, False, or None (on a terminal or in a notebook).
+
+    Returns:
+        ``{metric: value}`` floats in 0..1, -1 where undefined: ``bbox/AP``, ``bbox/AP50``, ... (``segm/`` for
+        masks), ``sem/mIoU``, ``sem/aAcc`` for segmentors, ``cls/top1``, ... for classifiers.
+
+    Raises:
+        TypeError / ValueError: an argument of the wrong kind (named), no checkpoint for a config.
+        ConfigError: a bad config, a misspelt key of ``data``, no data.<split> and no ``data``.
+        CheckpointError: an unreadable checkpoint; ``CheckpointMismatchError`` when its classes or weights do
+            not fit the config, or the model's class count differs from the data's (other names or another
+            order: a ``CategoryMismatchWarning``, and the evaluation runs).
+        DatasetError: data that cannot be read (the message names the file).
+    """
+    _check_arguments(model, checkpoint, split, device, progress)
+    if isinstance(model, nn.Module):
+        label = f"the {type(model).__name__}'s config (model.cfg)"
+        return _score(model, _scored_config(model.cfg, data, split, label), progress)
+    label = f"the config stored in checkpoint {checkpoint}" if model is None else str(model)
+    label = "the config given (a dict)" if isinstance(model, dict) else label
+    built = init_model(model, checkpoint, device)
+    return _score(built, _scored_config(built.cfg, data, split, label), progress)

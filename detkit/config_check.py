@@ -125,8 +125,9 @@ def nearest(name: str, candidates: typing.Iterable[str]) -> str | None:
 class ConfigProblems:
     """The problems found in one config; each names the key and the file that set it."""
 
-    def __init__(self, sources: Sources | None = None):
+    def __init__(self, sources: Sources | None = None, cfg: dict | None = None):
         self.sources = sources or {}
+        self.cfg = cfg  # the config at hand: where a peer's dataset key goes (below a MixDataset, ...)
         self.messages: list[str] = []
 
     def origin(self, path: tuple) -> str | None:
@@ -166,7 +167,7 @@ class ConfigProblems:
                 f"unknown {what} '{dotted(path)}': it is a key of '{dotted(inner)}', write '{dotted((*inner, key))}'",
             )
             return
-        peer = peer_key(path, value)
+        peer = peer_key(path, value, self.cfg)
         if peer is not None:
             self.add(path, peer.line())
             return
@@ -361,7 +362,7 @@ def check_config(cfg: Any, sources: Sources | None = None) -> None:
     import detkit.data.transforms  # noqa: F401
     import detkit.models  # noqa: F401
 
-    problems = ConfigProblems(sources)
+    problems = ConfigProblems(sources, cfg if isinstance(cfg, dict) else None)
     if not isinstance(cfg, dict):
         raise ConfigError(f"a config must be a mapping of sections ({', '.join(TOP_LEVEL)}), got {show(cfg)}")
     detectron2 = detectron2_sections([k for k in cfg if problems.origin((k,)) != SET_ORIGIN])  # a file's, 2+

@@ -263,10 +263,31 @@ def _dataset_key(path: Sequence[Any]) -> int | None:
     return next((i for i in range(2, len(path)) if path[i] in DATASET_KEYS), None)
 
 
-def config_key(path: Sequence[Any], value: Any = None) -> PeerName | None:
+def _dataset_path(path: Sequence[Any], target: str, cfg: dict | None) -> list[Any]:
+    """Where ``target`` (detkit's key for a peer's dataset key) goes in the dataset spec at ``path`` of ``cfg``: below
+    the wrappers that do not take it (a MixDataset's ``dataset``: ``data.train.dataset.classes``); ``path`` itself
+    without ``cfg`` or where the spec takes it."""
+    import detkit.data.datasets  # noqa: F401  (registers every dataset)
+    from detkit.config_check import accepted
+    from detkit.registry import DATASETS
+
+    out, spec = list(path), cfg
+    for key in path:
+        spec = spec.get(key) if isinstance(spec, dict) else None
+    while isinstance(spec, dict) and isinstance(spec.get("dataset"), dict):
+        kind = spec.get("type")
+        if isinstance(kind, str) and kind in DATASETS and target in accepted(DATASETS.get(kind))[0]:
+            break  # the wrapper takes the key itself (a MixDataset's img_dir, passed on)
+        out, spec = [*out, "dataset"], spec["dataset"]
+    return out
+
+
+def config_key(path: Sequence[Any], value: Any = None, cfg: dict | None = None) -> PeerName | None:
     """detkit's form of the peer's config key at ``path`` (``('data', 'samples_per_gpu')``, ``('SOLVER',
     'MAX_ITER')``, ``('data', 'train', 'metainfo')``) set to ``value``; None when it is no peer's name. A key
-    below one that only has a note (``INPUT.MIN_SIZE_TRAIN``) takes that note."""
+    below one that only has a note (``INPUT.MIN_SIZE_TRAIN``) takes that note. ``cfg``, the config at hand, places
+    a dataset key where its dataset takes it: ``data.train.dataset.classes`` below a MixDataset (every YOLO
+    config), ``data.train.classes`` on a CocoDataset."""
     dotted = _plain(path)
     if dotted in KEYS:
         whose, target, note = KEYS[dotted]
@@ -285,7 +306,8 @@ def config_key(path: Sequence[Any], value: Any = None) -> PeerName | None:
     if path[i] == "metainfo" and isinstance(value, dict) and value.get("classes"):
         target, value = "classes", list(value["classes"])  # metainfo.classes: the subset to keep
     given = _plain(path[: i + 1])
-    return PeerName(given, whose, _to(_plain([*path[:i], target]) if target else "", value, note, given))
+    where = _dataset_path(path[:i], target, cfg) if target and cfg is not None else path[:i]
+    return PeerName(given, whose, _to(_plain([*where, target]) if target else "", value, note, given))
 
 
 def _whose_root(root: str) -> str | None:
@@ -312,12 +334,13 @@ def section_keys(key: str, value: Any) -> list[PeerName]:
     return out
 
 
-def words_to_set(pairs: Sequence[tuple[str, str]]) -> Translation:
+def words_to_set(pairs: Sequence[tuple[str, str]], cfg: dict | None = None) -> Translation:
     """detkit's form of the overrides ``pairs`` (``('SOLVER.MAX_ITER', '10')``, ``('train_cfg.max_epochs',
-    '12')``): one ``--set`` of detkit's keys, the flags, and the notes of keys without one."""
+    '12')``): one ``--set`` of detkit's keys, the flags, and the notes of keys without one (``cfg``: the config at
+    hand, as :func:`config_key`)."""
     out = Translation("--set")
     for key, value in pairs:
-        found = config_key(key.split("."), value)
+        found = config_key(key.split("."), value, cfg)
         if found is None and _whose_root(key.split(".")[0]):
             found = PeerName(key, "", Translation(key, note=NO_KEY))
         fix = found.fix if found is not None else Translation(key, sets=[f"{key}={value}"])

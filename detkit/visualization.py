@@ -120,8 +120,8 @@ def draw_prediction(
 ) -> np.ndarray:
     """Draw one ``detkit.predict`` result (instances and/or a semantic map) on a copy of an image.
 
-    ``image``: an RGB uint8 numpy array [H,W,3], a PIL image or an image path (read as ``predict`` reads them:
-    EXIF orientation applied). Detections scoring under ``score_thr`` are left out: 0.3 by default, as
+    ``image``: an RGB numpy array [H,W,3] (uint8; float and uint16 converted as ``predict`` converts them), a PIL
+    image or an image path (read as ``predict`` reads them: EXIF orientation applied). Detections scoring under ``score_thr`` are left out: 0.3 by default, as
     ``detkit infer --draw-thr`` (a YOLO config's test threshold, 0.001, keeps up to 100-300 low-score boxes);
     pass 0 to draw every detection. Returns an RGB uint8 array.
     """
@@ -136,16 +136,15 @@ def draw_prediction(
 
 
 def _image_array(image: Any) -> np.ndarray:
-    """An RGB uint8 array of a numpy image (as it is), a PIL image or a path (as ``detkit.predict`` reads them)."""
-    if isinstance(image, np.ndarray):
-        return image
-    if isinstance(image, (str, os.PathLike)) or (hasattr(image, "convert") and hasattr(image, "mode")):
+    """An RGB uint8 array [H,W,3] of a numpy image, a PIL image or a path, read as ``detkit.predict`` reads them
+    (``detkit.inference.runner.to_rgb_array``: float and uint16 arrays converted, grayscale repeated)."""
+    if isinstance(image, (np.ndarray, str, os.PathLike)) or (hasattr(image, "convert") and hasattr(image, "mode")):
         from detkit.inference.runner import to_rgb_array
 
-        return to_rgb_array(image)
+        return to_rgb_array(image, who="draw_prediction")
     raise TypeError(
-        f"draw_prediction: image must be an RGB uint8 numpy array [H,W,3], a PIL image or an image path, "
-        f"got {type(image).__name__}"
+        f"draw_prediction: image must be an RGB numpy image (uint8 [H,W,3], or float / uint16 as predict takes), "
+        f"a PIL image or an image path, got {type(image).__name__}"
     )
 
 

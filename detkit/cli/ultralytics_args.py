@@ -188,7 +188,7 @@ def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str
     for (given, _, _), fix in zip(found.habits, fixes):
         lines.append(f"{label}: error: {given} is Ultralytics' spelling; detkit's: {as_invoked(fix.text())}")
     for word in found.words:
-        peer = config_key(word.partition("=")[0].split("."), word.partition("=")[2])
+        peer = config_key(word.partition("=")[0].split("."), word.partition("=")[2], cfg)
         if peer is not None:  # Detectron2's LazyConfig overrides (train.max_iter=10), MMDetection's keys
             peer.given = word
             lines.append(f"{label}: error: {as_invoked(peer.line('KEY=VALUE override'))}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 from detkit.data.coco_file import is_key
 from detkit.data.validate import DatasetError
+from detkit.utils.class_names import ClassNameError, class_indices
 
 
 def check_keep_classes(classes: Sequence[str], ann_file: str) -> list[str]:
@@ -23,23 +23,45 @@ def check_keep_classes(classes: Sequence[str], ann_file: str) -> list[str]:
     return names
 
 
+def _kept_indices(names: Sequence[str], have: Sequence[str], ann_file: str) -> set[int]:
+    """The indices into the file's category names ``have`` of the kept ``names`` (any case:
+    :func:`detkit.utils.class_names.class_indices`); unknown names, or two names of one category, are a
+    DatasetError naming the nearest categories."""
+    found: dict[str, list[int]] = {}
+    unknown: list[tuple[str, ClassNameError]] = []
+    for name in names:
+        try:
+            found[name] = class_indices(name, have, owner="this file", indices=False)
+        except ClassNameError as e:
+            unknown.append((name, e))
+    if unknown:
+        hints = "; ".join(f"{n!r}: nearest {', '.join(e.nearest)}" for n, e in unknown if e.nearest)
+        raise DatasetError(
+            f"{ann_file}: the kept classes {[n for n, _ in unknown]} are not categories of this file"
+            + (f" ({hints})" if hints else "")
+            + f"; its categories: {list(have[:20])}{' ...' if len(have) > 20 else ''}"
+        )
+    seen: dict[int, str] = {}
+    for name, indices in found.items():
+        twice = next((seen[i] for i in indices if i in seen), None)
+        if twice is not None:
+            raise DatasetError(
+                f"{ann_file}: the kept classes {twice!r} and {name!r} name the same category ({have[indices[0]]!r}; "
+                "names match in any case); list each category once"
+            )
+        seen.update(dict.fromkeys(indices, name))
+    return set(seen)
+
+
 def keep_categories(data: dict, names: Sequence[str], ann_file: str) -> dict:
-    """A copy of the COCO dict ``data`` with only the categories named in ``names`` and their annotations (the
-    images all stay); a name the file lacks is a DatasetError with the nearest category names."""
+    """A copy of the COCO dict ``data`` with only the categories named in ``names`` (in any case) and their
+    annotations (the images all stay); a name the file lacks is a DatasetError with the nearest category names."""
     if not isinstance(data.get("categories"), list):
         return data  # the file's checks name what is wrong with it
     cats = [c for c in data["categories"] if isinstance(c, dict)]
     have = [str(c.get("name")) for c in cats]
-    missing = [n for n in names if n not in have]
-    if missing:
-        near = {n: difflib.get_close_matches(n, have, n=2) for n in missing}
-        hints = "; ".join(f"{n!r}: nearest {', '.join(v)}" for n, v in near.items() if v)
-        raise DatasetError(
-            f"{ann_file}: the kept classes {missing} are not categories of this file"
-            + (f" ({hints})" if hints else "")
-            + f"; its categories: {have[:20]}{' ...' if len(have) > 20 else ''}"
-        )
-    kept = [c for c in cats if str(c.get("name")) in names]
+    keep = _kept_indices(names, have, ann_file)
+    kept = [c for i, c in enumerate(cats) if i in keep]
     dropped = {c.get("id") for c in cats} - {c.get("id") for c in kept}
     if not isinstance(data.get("annotations"), list):
         return {**data, "categories": kept}

@@ -108,7 +108,8 @@ def explain(
     Args:
         model: a detkit ``TwoStageDetector``, ``OneStageDetector``, ``Segmentor`` or ``Classifier`` (e.g. from
             ``detkit.init_model``); it is left as it was (mode, flags, gradients).
-        image: a path, a PIL image or a numpy uint8 image (RGB unless ``channel_order='bgr'``), as ``predict``.
+        image: a path, a PIL image or a numpy image (RGB unless ``channel_order='bgr'``), as ``predict`` reads
+            them: uint8, or float / uint16 converted by ``predict``'s rule (``detkit.inference.runner.to_rgb_array``).
         method: ``'eigencam'`` (gradient-free: the first principal component of the layer's activations, the
             same map for every target), ``'gradcam'``, ``'gradcam++'`` or ``'hirescam'`` (gradients of each
             target: one detection's score and box, one class's logit, one class's segment).
@@ -139,7 +140,7 @@ def explain(
 
     given = {"target_class": target_class, "target_box": target_box, "score_thr": score_thr}
     kind, max_dets, choice = _check_arguments(model, image, method, max_dets, given)
-    rgb = to_rgb_array(image, channel_order)
+    rgb = to_rgb_array(image, channel_order, who="explain")
     pred = predict_arrays(model, [rgb], choice["score_thr"])[0]
     if kind == "detector":  # a box that overlaps nothing fails before the layers are probed
         order, extra = _chosen_detections(model, pred, rgb, max_dets, choice)
@@ -162,6 +163,6 @@ def layer_names(model: nn.Module, image: Any = None, channel_order: str = "rgb")
     a grey 320x320 image)."""
     from detkit.inference.runner import to_rgb_array
 
-    rgb = np.full((320, 320, 3), 114, np.uint8) if image is None else to_rgb_array(image, channel_order)
+    rgb = np.full((320, 320, 3), 114, np.uint8) if image is None else to_rgb_array(image, channel_order, who="explain")
     with cam_session(model, rgb) as session:
         return session.info.names

@@ -14,7 +14,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
-from detkit.explain.layers import ExplainError, _nearest_first
+from detkit.explain.layers import ExplainError
+from detkit.utils.class_names import ClassNameError
+from detkit.utils.class_names import class_index as resolve_class_index
 
 __all__ = [
     "NoOverlapError",
@@ -26,39 +28,20 @@ __all__ = [
     "threshold_text",
 ]
 
-NEAREST_SHOWN = 3  # names an unknown class's message suggests
-
 
 class NoOverlapError(ExplainError):
     """A box that overlaps none of an image's detections (``target_box``, ``--box``)."""
 
 
 def class_index(spec: int | str, class_names: Sequence[str]) -> int:
-    """The index of class ``spec``: a name (any case; an exact match first) or an index 0..C-1 (an int or digits)."""
-    names = [str(n) for n in class_names]
-    if isinstance(spec, str):
-        if spec in names:
-            return names.index(spec)
-        same = [i for i, n in enumerate(names) if n.lower() == spec.lower()]
-        if len(same) == 1:
-            return same[0]
-        if len(same) > 1:
-            raise ExplainError(f"class '{spec}' matches {', '.join(names[i] for i in same)}: give its exact name")
-        try:
-            spec = int(spec.strip())
-        except ValueError:
-            near = _nearest_first(spec.lower(), [n.lower() for n in names])[:NEAREST_SHOWN]
-            shown = ", ".join(n for low in near for n in names if n.lower() == low)
-            raise ExplainError(
-                f"unknown class '{spec}'; nearest of the model's {len(names)} classes: {shown}"
-            ) from None
-    if isinstance(spec, bool) or not isinstance(spec, int):
-        raise TypeError(f"explain: target_class must be a class name or index, got {type(spec).__name__}")
-    if not 0 <= spec < len(names):
-        raise ExplainError(
-            f"class index {spec} is out of range: the model has {len(names)} classes, 0..{len(names) - 1}"
-        )
-    return spec
+    """The index of class ``spec``: a name (any case; of names differing only in case, the exact one) or an index
+    0..C-1 (an int or digits), by the rule of :mod:`detkit.utils.class_names`; a mistake is an ExplainError."""
+    try:
+        return resolve_class_index(spec, class_names)
+    except ClassNameError as e:
+        raise ExplainError(str(e)) from None
+    except TypeError:
+        raise TypeError(f"explain: target_class must be a class name or index, got {type(spec).__name__}") from None
 
 
 def check_box(box: Sequence[float] | Tensor) -> Tensor:

@@ -133,12 +133,13 @@ ULTRALYTICS_KEYWORDS = {
     "augment": "tta=True",
     "batch": "batch_size=",
     "half": "not offered (predict runs in the model's dtype)",
-    "verbose": "not offered (predict prints nothing)",
+    "verbose": "progress=True (a progress bar on stderr; progress=None, the default, shows one for a long input "
+    "on a terminal or in a notebook; predict prints nothing else)",
     "save": "not offered: draw with detkit.visualization.draw_prediction(image, result, model.class_names) and "
     "write it, or run `detkit infer CONFIG CKPT IMAGES --out-dir DIR`",
     "show": "not offered: draw with detkit.visualization.draw_prediction(image, result, model.class_names)",
 }
-_PREDICT_ARGS = "model, inputs, score_thr, batch_size, tile, channel_order, tta"
+_PREDICT_ARGS = "model, inputs, score_thr, batch_size, tile, channel_order, tta, progress"
 
 
 def _unknown_keywords(kwargs: dict) -> TypeError:
@@ -162,6 +163,7 @@ def predict(
     tile: Any = None,
     channel_order: str = "rgb",
     tta: Any = None,
+    progress: bool | None = None,
     **kwargs: Any,
 ) -> list[dict] | dict:
     """Run ``model`` on one image or a list of images; returns one dict per image of CPU tensors.
@@ -189,6 +191,9 @@ def predict(
             1.2, each also mirrored; detections merged by class-aware NMS), a dict of ``TTAOptions``
             (``scales``, ``flip``, ``merge`` 'nms' | 'wbf', ``iou_thr``, ``conf_type``, ``max_per_img``) or
             ``TTAOptions``; for a list of models without ``tta`` each model runs once (merged by NMS).
+        progress: a tqdm bar over the images on stderr: True always, False never, None (default) for more than
+            ``runner.PROGRESS_MIN_IMAGES`` (8) images and more than one batch, when stderr is a terminal or a
+            notebook's output (never in a log file, a pipe or a test's captured output).
         **kwargs: none taken: Ultralytics' keywords (``conf``, ``iou``, ``imgsz``, ``device``, ...) are one
             TypeError naming detkit's equivalent of each (``ULTRALYTICS_KEYWORDS``).
 
@@ -201,9 +206,9 @@ def predict(
     """
     from detkit.inference.arguments import check_channel_order, check_count, check_model, check_score_thr
     from detkit.inference.ensemble import Ensemble, as_ensemble
-    from detkit.inference.inputs import predict_items
-    from detkit.inference.runner import predict_arrays, to_rgb_array
-    from detkit.inference.tiling import parse_tile, predict_tiled
+    from detkit.inference.inputs import predict_items, warn_low_uint16
+    from detkit.inference.runner import to_rgb_array
+    from detkit.inference.tiling import parse_tile
 
     if kwargs:
         raise _unknown_keywords(kwargs)
@@ -211,8 +216,10 @@ def predict(
     score_thr = check_score_thr(score_thr, "predict")
     batch_size = check_count(batch_size, "batch_size", "predict")
     channel_order = check_channel_order(channel_order, "predict")
+    progress = _check_progress(progress, "predict")
     items, single = predict_items(inputs, "predict")
-    images = [to_rgb_array(item, channel_order) for item in items]
+    warn_low_uint16(items, "predict")  # once for the call, not once per image
+    images = [to_rgb_array(item, channel_order, warn=False) for item in items]
     try:
         options = parse_tile(tile)
     except ValueError as e:
@@ -222,8 +229,34 @@ def predict(
     model = as_ensemble(model, tta)
     if options is not None and isinstance(model, Ensemble):
         raise ValueError("predict: tta (and ensembles) and tile do not combine; run one or the other")
-    if options is None:
-        results = predict_arrays(model, images, score_thr, batch_size)
-    else:
-        results = [predict_tiled(model, img, options, score_thr, batch_size) for img in images]
+    results = _run(model, images, options, score_thr, batch_size, progress)
     return results[0] if single else results
+
+
+def _check_progress(progress: Any, who: str) -> bool | None:
+    """``progress``: True, False or None (auto)."""
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"{who}: progress must be True, False or None (a bar for long inputs), got {progress!r}")
+    return progress
+
+
+def _run(model: nn.Module, images: list, options: Any, score_thr: float | None, batch_size: int, progress: Any):
+    """The results of ``images`` (RGB uint8 arrays), whole or tiled (``options``), with a progress bar as
+    ``progress`` says (``runner.progress_bar``)."""
+    from detkit.inference.runner import predict_arrays, progress_bar
+    from detkit.inference.tiling import predict_tiled
+
+    bar = progress_bar(len(images), batch_size if options is None else 1, progress)
+    update = None if bar is None else bar.update
+    try:
+        if options is None:
+            return predict_arrays(model, images, score_thr, batch_size, on_batch=update)
+        results = []
+        for img in images:
+            results.append(predict_tiled(model, img, options, score_thr, batch_size))
+            if update is not None:
+                update(1)
+        return results
+    finally:
+        if bar is not None:
+            bar.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,9 +26,11 @@ __all__ = [
     "folder_images",
     "is_video",
     "numpy_to_uint8",
+    "outside_stacklevel",
     "predict_items",
     "read_video",
     "tensor_images",
+    "warn_low_uint16",
 ]
 
 IMAGE_EXTS = set(IMAGE_SUFFIXES)
@@ -187,15 +190,31 @@ def predict_items(inputs: Any, who: str = "predict") -> tuple[list, bool]:
     """The images of a ``predict`` call and whether it gives one result (a single image, not a list).
 
     A folder is read as its images (:func:`folder_images`) and a float batch tensor [B,3,H,W] as its images:
-    both give a list, as a list input does. Tensors become RGB uint8 arrays (:func:`tensor_images`), numpy
-    images are converted by :func:`numpy_to_uint8`, warning once when uint16 images hold 8-bit values (they
-    would come out black). A video is a ValueError that says what to use instead.
+    both give a list, as a list input does. Tensors become RGB uint8 arrays (:func:`tensor_images`); numpy images
+    stay as given (``to_rgb_array`` converts them by :func:`numpy_to_uint8`). A video is a ValueError that says
+    what to use instead.
     """
     if isinstance(inputs, (list, tuple)):
-        items, single = [x for item in inputs for x in _expand(item, who, alone=False)[0]], False
-    else:
-        items, many = _expand(inputs, who, alone=True)
-        single = not many
+        return [x for item in inputs for x in _expand(item, who, alone=False)[0]], False
+    items, many = _expand(inputs, who, alone=True)
+    return items, not many
+
+
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` for a ``warnings.warn`` call in the calling function that points at the first frame
+    outside detkit (and torch's ``no_grad`` wrappers): the user's line, however deep the call came."""
+    import detkit
+
+    inside = tuple(os.path.dirname(m.__file__) + os.sep for m in (detkit, torch))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_low_uint16(items: Sequence[Any], who: str = "predict") -> None:
+    """One UserWarning, at the caller's line, when uint16 numpy images among ``items`` hold only 8-bit values:
+    uint16 keeps its high byte (``>> 8``, as 16-bit files are read), which makes them black."""
     maxima = (int(x.max()) for x in items if isinstance(x, np.ndarray) and x.dtype == np.uint16 and x.size)
     low16 = [m for m in maxima if 0 < m < 256]
     if low16:
@@ -204,9 +223,8 @@ def predict_items(inputs: Any, who: str = "predict") -> tuple[list, bool]:
             "uint16 keeps its high byte (>> 8, as 16-bit files are read), which makes them black: convert them "
             "with .astype(np.uint8) first",
             UserWarning,
-            stacklevel=4,  # predict's caller (through predict and torch.no_grad's wrapper)
+            stacklevel=outside_stacklevel(),
         )
-    return [numpy_to_uint8(x, who) if isinstance(x, np.ndarray) else x for x in items], single
 
 
 def is_video(path: Path) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -16,45 +17,64 @@ from torch import nn
 
 ImageInput = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 
-__all__ = ["ImageInput", "build_test_pipeline", "eval_mode", "image_sample", "predict_arrays", "to_rgb_array"]
+__all__ = [
+    "ImageInput",
+    "build_test_pipeline",
+    "eval_mode",
+    "image_sample",
+    "predict_arrays",
+    "progress_bar",
+    "to_rgb_array",
+]
 
 
-def to_rgb_array(item: ImageInput, channel_order: str = "rgb") -> np.ndarray:
-    """Return an RGB uint8 [H,W,3] array from a path, a PIL image or a numpy image.
+def to_rgb_array(item: ImageInput, channel_order: str = "rgb", who: str = "predict", warn: bool = True) -> np.ndarray:
+    """Return an RGB uint8 [H,W,3] array from a path, a PIL image or a numpy image (``predict``'s, ``explain``'s and
+    ``draw_prediction``'s one reading of an image).
 
-    A numpy image is uint8 [H,W], [H,W,3] or [H,W,4], taken as RGB(A) unless ``channel_order='bgr'``
-    (OpenCV's order); grayscale is repeated to three channels and a fourth channel dropped. A PIL image is read
-    as a file would be: its EXIF orientation applied, 16-bit data keeping its high byte.
+    A numpy image is [H,W], [H,W,3] or [H,W,4], taken as RGB(A) unless ``channel_order='bgr'`` (OpenCV's order);
+    grayscale is repeated to three channels and a fourth channel dropped. uint8 is taken as is; other dtypes are
+    converted by ``inputs.numpy_to_uint8`` (uint16: the high byte, with a warning at the caller's line when it
+    holds 8-bit values, unless ``warn`` is False; float in 0..1 scaled by 255, in 0..255 rounded). A PIL image is
+    read as a file would be: its EXIF orientation applied, 16-bit data keeping its high byte. ``who`` names the
+    caller in messages.
     """
     from detkit.data.image_io import read_image
     from detkit.inference.arguments import check_channel_order
 
-    channel_order = check_channel_order(channel_order, "predict")
+    channel_order = check_channel_order(channel_order, who)
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)
     if isinstance(item, np.ndarray):
-        arr = item
-        if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
-        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-            raise ValueError(f"predict: a numpy image must be [H,W], [H,W,3] or [H,W,4], got {arr.shape}")
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise ValueError(f"predict: a numpy image has no pixels (shape {item.shape})")
-        arr = arr[:, :, :3]
-        if channel_order == "bgr":
-            arr = arr[:, :, ::-1]
-        if arr.dtype != np.uint8:
-            raise ValueError(f"predict: a numpy image must be uint8, got {arr.dtype}")
-        return np.ascontiguousarray(arr)
+        return _numpy_rgb(item, channel_order, who, warn)
     if hasattr(item, "convert") and hasattr(item, "mode"):  # PIL image
-        return _pil_rgb(item)
+        return _pil_rgb(item, who)
     raise TypeError(
-        f"predict: unsupported input type {type(item).__name__}; give a path, a numpy image or a PIL image "
-        "(or a list of them)"
+        f"{who}: unsupported input type {type(item).__name__}; give a path, a numpy image or a PIL image"
+        + (" (or a list of them)" if who == "predict" else "")
     )
 
 
-def _pil_rgb(image: Any) -> np.ndarray:
+def _numpy_rgb(item: np.ndarray, channel_order: str, who: str, warn: bool) -> np.ndarray:
+    """A numpy image [H,W], [H,W,3] or [H,W,4] of any dtype ``numpy_to_uint8`` takes as RGB uint8 [H,W,3]."""
+    from detkit.inference.inputs import numpy_to_uint8, warn_low_uint16
+
+    arr = item
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"{who}: a numpy image must be [H,W], [H,W,3] or [H,W,4], got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{who}: a numpy image has no pixels (shape {item.shape})")
+    arr = arr[:, :, :3]
+    if channel_order == "bgr":
+        arr = arr[:, :, ::-1]
+    if warn:
+        warn_low_uint16([arr], who)
+    return np.ascontiguousarray(numpy_to_uint8(arr, who))
+
+
+def _pil_rgb(image: Any, who: str = "predict") -> np.ndarray:
     """A PIL image as RGB uint8, as ``read_image`` reads its file: EXIF orientation applied, 16- and 32-bit
     integer data keeping its high byte (``convert('RGB')`` would saturate it), float scaled by its max."""
     from PIL import ImageOps
@@ -63,7 +83,7 @@ def _pil_rgb(image: Any) -> np.ndarray:
 
     image = ImageOps.exif_transpose(image)
     if image.width == 0 or image.height == 0:
-        raise ValueError(f"predict: a PIL image has no pixels (size {image.size})")
+        raise ValueError(f"{who}: a PIL image has no pixels (size {image.size})")
     if image.mode.startswith("I") or image.mode == "F":  # I;16*, I (32-bit int), F (float)
         arr = np.asarray(image)
         if arr.dtype.kind in "iu" and arr.size and arr.max() > 255:  # 16-bit data: keep the high byte
@@ -112,12 +132,17 @@ def _takes_score_thr(model: nn.Module) -> bool:
 
 @torch.no_grad()  # not inference_mode: the results are ordinary tensors a caller may edit in place
 def predict_arrays(
-    model: nn.Module, images: Sequence[np.ndarray], score_thr: float | None = None, batch_size: int = 1
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    score_thr: float | None = None,
+    batch_size: int = 1,
+    on_batch: Callable[[int], Any] | None = None,
 ) -> list[dict]:
     """Run ``model.predict`` on RGB uint8 images [H_i,W_i,3] of any sizes, ``batch_size`` at a time.
 
     Each image goes through the config's test pipeline (resize), a batch is padded by ``collate``, and
-    the model maps its outputs back to each input's pixels. Returns one dict of CPU tensors per image.
+    the model maps its outputs back to each input's pixels. ``on_batch(n)`` is called after each batch of ``n``
+    images (a progress bar's ``update``). Returns one dict of CPU tensors per image.
     """
     from detkit.data.collate import collate
 
@@ -133,7 +158,37 @@ def predict_arrays(
                 samples = [pipeline(s) for s in samples]
             preds = model.predict(collate(samples), **kwargs)
             results.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
+            if on_batch is not None:
+                on_batch(len(samples))
     return results
+
+
+PROGRESS_MIN_IMAGES = 8  # progress=None shows a bar for more images than this (and than one batch)
+
+
+def interactive(stream: Any) -> bool:
+    """Whether ``stream`` shows a live bar: a terminal, or a Jupyter notebook's output (ipykernel's stream); not a
+    file, a pipe or pytest's captured output."""
+    if stream is None:
+        return False
+    if type(stream).__module__.split(".")[0] == "ipykernel":
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def progress_bar(total: int, batch_size: int, progress: bool | None, desc: str = "predict") -> Any:
+    """A tqdm bar over ``total`` images on stderr, or None: ``progress`` True always, False never, None when
+    ``total`` is over ``PROGRESS_MIN_IMAGES`` and one batch and stderr is a terminal or a notebook's output."""
+    if progress is None:
+        progress = total > max(batch_size, PROGRESS_MIN_IMAGES) and interactive(sys.stderr)
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
 
 
 _GATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -3,12 +3,13 @@ only their detections before linking (Ultralytics' ``classes=``)."""
 
 from __future__ import annotations
 
-import difflib
 import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
+
+from detkit.utils.class_names import ClassNameError, class_indices
 
 __all__ = ["keep_classes", "model_class_names", "resolve_classes"]
 
@@ -19,30 +20,15 @@ def model_class_names(model: Any) -> list[str]:
     return [str(n) for n in getattr(first, "class_names", None) or []]
 
 
-def _listed(names: Sequence[str], limit: int = 12) -> str:
-    shown = ", ".join(f"{i} {n}" for i, n in enumerate(names[:limit]))
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-def _one(item: Any, names: Sequence[str], lowered: list[str]) -> list[int]:
-    """The label indices of one ``classes`` item: a class name (any case; every class of that name), else an
-    index (an int, or a string of digits as the command line gives it)."""
-    if isinstance(item, str):
-        found = [i for i, n in enumerate(lowered) if n == item.strip().lower()]
-        if found:
-            return found
-        if not item.strip().isdigit():
-            near = difflib.get_close_matches(item.strip().lower(), lowered, n=3, cutoff=0.6)
-            hint = (
-                f"nearest: {', '.join(names[lowered.index(n)] for n in near)}" if near else f"it has {_listed(names)}"
-            )
-            raise ValueError(f"classes: the model has no class {item!r} ({hint})")
-        item = int(item.strip())
-    if isinstance(item, bool) or not isinstance(item, numbers.Integral):
-        raise TypeError(f"classes: a class is a name or an index, got {type(item).__name__} {item!r}")
-    if not 0 <= int(item) < len(names):
-        raise ValueError(f"classes: index {item} is not a class of the model ({len(names)} classes: {_listed(names)})")
-    return [int(item)]
+def _one(item: Any, names: Sequence[str]) -> list[int]:
+    """The label indices of one ``classes`` item: every class of a name (any case), else an index (an int, or a
+    string of digits as the command line gives it): :func:`detkit.utils.class_names.class_indices`."""
+    try:
+        return class_indices(item, names)
+    except ClassNameError as e:
+        raise ValueError(f"classes: {e}") from None
+    except TypeError as e:
+        raise TypeError(f"classes: {e}") from None
 
 
 def resolve_classes(classes: Any, class_names: Sequence[str]) -> list[int] | None:
@@ -55,10 +41,7 @@ def resolve_classes(classes: Any, class_names: Sequence[str]) -> list[int] | Non
     if not items:
         raise ValueError("classes: an empty list would track nothing; give class names or indices, or None (all)")
     names = list(class_names)
-    if not names:
-        raise ValueError("classes: the model has no class names to choose from")
-    lowered = [n.lower() for n in names]
-    return sorted({i for item in items for i in _one(item, names, lowered)})
+    return sorted({i for item in items for i in _one(item, names)})
 
 
 def keep_classes(det: dict, classes: Iterable[int] | None) -> dict:

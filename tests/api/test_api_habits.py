@@ -45,7 +45,7 @@ def test_draw_prediction_draws_from_0_3_and_takes_pil_images_and_paths(image, tm
     assert np.array_equal(draw_prediction(Image.fromarray(image), pred, CLASSES), default)
     assert np.array_equal(draw_prediction(str(path), pred, CLASSES), default)
     assert np.array_equal(draw_prediction(path, pred, CLASSES), default)
-    with pytest.raises(TypeError, match="draw_prediction: image must be an RGB uint8 numpy array .* PIL image or"):
+    with pytest.raises(TypeError, match="draw_prediction: image must be an RGB numpy image .* PIL image or"):
         draw_prediction([image], pred, CLASSES)
 
 
@@ -59,6 +59,28 @@ def test_uint16_arrays_of_8_bit_data_warn_once_per_call(model, image):
         warnings.simplefilter("error")
         detkit.predict(model, image.astype(np.uint16) * 257)  # true 16-bit data: no warning
         detkit.predict(model, np.zeros((32, 32, 3), np.uint16))  # black either way
+
+
+def test_explain_and_draw_prediction_take_the_arrays_predict_takes(model, image):
+    """A float image in 0..1 and a 16-bit image read as the uint8 one; uint16 of 8-bit values warns as predict."""
+    pytest.importorskip("pytorch_grad_cam")
+    pred = detkit.predict(model, image, score_thr=0.0)
+    drawn = draw_prediction(image, pred, CLASSES, score_thr=0.0)
+    explained = detkit.explain(model, image, score_thr=0.0, max_dets=1)
+    low = image.astype(np.uint16)
+    for other in (image.astype(np.float32) / 255.0, low * 257):
+        assert same(detkit.predict(model, other, score_thr=0.0), pred)
+        assert np.array_equal(draw_prediction(other, pred, CLASSES, score_thr=0.0), drawn)
+        assert torch.equal(detkit.explain(model, other, score_thr=0.0, max_dets=1)["heatmaps"], explained["heatmaps"])
+    for who, call in (
+        ("draw_prediction", lambda: draw_prediction(low, pred, CLASSES)),
+        ("explain", lambda: detkit.explain(model, low, max_dets=1)),
+    ):
+        with pytest.warns(UserWarning, match=rf"^{who}: 1 uint16 image\(s\) hold values only up to 250") as rec:
+            call()
+        assert [w.filename for w in rec if "uint16" in str(w.message)] == [__file__]  # once, at the caller's line
+    with pytest.raises(ValueError, match=r"explain: a float32 numpy image must hold values in 0..1 or 0..255"):
+        detkit.explain(model, image.astype(np.float32) - 128)
 
 
 def test_a_folder_is_read_as_its_images_and_a_video_is_refused(model, image, tmp_path):
@@ -90,7 +112,7 @@ def test_a_folder_is_read_as_its_images_and_a_video_is_refused(model, image, tmp
         ({"classes": [0]}, r"classes: filter the result"),
         ({"max_det": 5}, r"max_det: .*max_per_img"),
         ({"half": True}, r"half: not offered"),
-        ({"verbose": False}, r"verbose: not offered"),
+        ({"verbose": False}, r"verbose: progress=True \(a progress bar on stderr"),
         ({"save": True}, r"save: not offered: draw with detkit.visualization.draw_prediction"),
         ({"conf": 0.2, "nonsense": 1}, r"'conf', 'nonsense'.*\n  conf: score_thr=\n  nonsense: not an argument"),
     ],
@@ -103,6 +125,7 @@ def test_ultralytics_keywords_name_detkits_equivalent(model, image, kwargs, matc
 def test_the_signature_stays_visible():
     params = inspect.signature(detkit.predict).parameters
     assert list(params)[:7] == ["model", "inputs", "score_thr", "batch_size", "tile", "channel_order", "tta"]
+    assert params["progress"].default is None
 
 
 def test_tensors_as_torchvision_gives_them(model, image):

@@ -35,7 +35,7 @@ CASES = {
     "workers_per_gpu": (["train", CFG, "--set", "data.workers_per_gpu=0"], ["data.num_workers=0"]),
     "metainfo": (
         ["train", CFG, "--set", "data.train.metainfo.classes=[a,b]"],
-        ["data.train.metainfo is MMDetection 3's key", "data.train.classes=", "give data.val the same"],
+        ["data.train.metainfo is MMDetection 3's key", "data.train.dataset.classes=", "give data.val the same"],
     ),
     "config_file": (["train", "--config-file", "x.yaml"], ["Detectron2's flag", "`detkit train x.yaml ...`"]),
     "eval_only": (["train", CFG, "--eval-only"], ["Detectron2's flag", "`detkit eval CONFIG CHECKPOINT`"]),
@@ -63,6 +63,43 @@ FILES = {
     ),
     "detectron2": ("_BASE_: b.yaml\nMODEL: {WEIGHTS: w.pkl}\nSOLVER: {MAX_ITER: 9}\n", ["a Detectron2 config"]),
 }
+
+
+@pytest.mark.parametrize(
+    "path, train, answer",
+    [
+        (
+            ("data", "train", "metainfo"),
+            {"type": "MixDataset", "dataset": {"type": "CocoDataset"}},
+            "data.train.dataset.classes=",
+        ),
+        (("data", "train", "metainfo"), {"type": "CocoDataset"}, "data.train.classes="),
+        (
+            ("data", "train", "dataset", "metainfo"),
+            {"type": "MixDataset", "dataset": {"type": "CocoDataset"}},
+            "data.train.dataset.classes=",
+        ),
+        (
+            ("data", "train", "img_prefix"),
+            {"type": "MixDataset", "dataset": {"type": "CocoDataset"}},
+            "data.train.img_dir=",
+        ),
+        (
+            ("data", "train", "filter_empty_gt"),
+            {"type": "MixDataset", "dataset": {"type": "CocoDataset"}},
+            "data.train.dataset.filter_empty=",
+        ),
+    ],
+)
+def test_a_dataset_key_is_answered_where_the_config_at_hand_takes_it(path, train, answer):
+    from detkit.peer_names import config_key, words_to_set
+
+    value = {"classes": ["a", "b"]} if path[-1] == "metainfo" else "x"
+    cfg = {"data": {"train": train}}
+    assert answer in config_key(path, value, cfg).line()
+    if path[-1] != "metainfo":  # the same through --cfg-options words
+        assert answer in " ".join(words_to_set([(".".join(path), "x")], cfg).sets)
+    assert "data.train.classes=" in config_key(("data", "train", "metainfo"), {"classes": ["a"]}).line()  # no cfg
 
 
 def _refused(run, tmp_path) -> str:

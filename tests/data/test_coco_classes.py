@@ -45,6 +45,16 @@ def test_mistakes_are_named(coco_files):
         check_categories(_ds(coco_files, classes=["ant", "zebra"]), _ds(coco_files))
 
 
+def test_kept_names_match_in_any_case_and_name_a_category_once(coco_files):
+    """The rule of detkit.utils.class_names: any case; two names of one category are a mistake, not a double."""
+    ds = _ds(coco_files, classes=["Zebra", "MOOSE"])
+    assert ds.class_names == ["moose", "zebra"] and ds.cat_ids == [7, 10]
+    with pytest.raises(DatasetError, match=r"kept classes 'zebra' and 'Zebra' name the same category \('zebra'"):
+        _ds(coco_files, classes=["zebra", "Zebra"])
+    with pytest.raises(DatasetError, match=r"\['7'\] are not categories of this file; its categories: \["):
+        _ds(coco_files, classes=["7"])  # a name, never an index
+
+
 def test_the_config_check_knows_the_key(coco_files):
     from detkit.config_check import check_config
 

@@ -65,9 +65,19 @@ def test_threshold_used_is_in_the_result(faster_rcnn, yolo, classifier, image):
 def test_mistakes_name_the_fix(yolo, classifier, image):
     names = ["circle", "square", "triangle"]
     assert class_index("SQUARE", names) == 1 and class_index("2", names) == 2 and class_index(0, names) == 0
-    with pytest.raises(ExplainError, match=r"^unknown class 'cirle'; nearest of the model's 3 classes: circle,"):
+    with pytest.raises(
+        ExplainError,
+        match=r"^the model has no class 'cirle' \(nearest: circle\); its classes: 0 circle, 1 square, 2 tri",
+    ):
         class_index("cirle", names)
-    with pytest.raises(ExplainError, match=r"class index 3 is out of range: the model has 3 classes, 0\.\.2"):
+    with pytest.raises(
+        ExplainError, match=r"^class 'CAR' names 2 classes of the model \(3 Car, 4 car\): give the exact"
+    ):
+        class_index("CAR", [*names, "Car", "car"])
+    assert class_index("car", [*names, "Car", "car"]) == 4  # of names in other cases, the exact one
+    with pytest.raises(TypeError, match="explain: target_class must be a class name or index, got float"):
+        class_index(1.5, names)
+    with pytest.raises(ExplainError, match=r"index 3 is not a class of the model \(3 classes: 0 a, 1 b, 2 c\)"):
         detkit.explain(yolo, image, target_class=3)
     with pytest.raises(ExplainError, match="a target box needs a detector; this is a Classifier"):
         detkit.explain(classifier, image, target_box=[0, 0, 10, 10])

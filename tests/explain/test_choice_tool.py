@@ -82,9 +82,9 @@ def test_a_box_outside_one_image_names_it(files, tool_in_process, tmp_path):
 
 def test_mistakes_are_one_line_and_exit_2(files, classifier, tool_in_process, tmp_path):
     args = ["-", files["yolo"], files["images"][0], "--out-dir", tmp_path / "out", "--device", "cpu"]
-    line = _error_line(tool_in_process("explain", [*args, "--target-class", "cirle"]), "unknown class 'cirle'")
-    assert "nearest of the model's 3 classes: circle," in line
-    _error_line(tool_in_process("explain", [*args, "--target-class", "7"]), "the model has 3 classes, 0..2")
+    line = _error_line(tool_in_process("explain", [*args, "--target-class", "cirle"]), "has no class 'cirle'")
+    assert "(nearest: circle); its classes: 0 circle, 1 square, 2 triangle" in line
+    _error_line(tool_in_process("explain", [*args, "--target-class", "7"]), "is not a class of the model (3 classes")
     _error_line(tool_in_process("explain", [*args, "--box", "1,2,3"]), "--box must be four numbers x1,y1,x2,y2")
     _error_line(tool_in_process("explain", [*args, "--box", "5,5,1,9"]), "needs x2 > x1 and y2 > y1")
     line = _error_line(tool_in_process("explain", [*args, "--box", "200,1,260,40"]), f"{files['images'][0]}: the box")

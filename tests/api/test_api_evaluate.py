@@ -1,0 +1,90 @@
+"""detkit.evaluate: a model, or a config and a checkpoint, scored on the config's data.val (or other data) as
+``detkit eval`` scores it; clear errors for arguments of the wrong kind."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+import detkit
+from detkit.config import ConfigError
+from detkit.engine.evaluate import evaluate_checkpoint
+from detkit.evaluation.checks import CategoryMismatchWarning
+from detkit.utils.checkpoint import CheckpointMismatchError
+
+
+def test_a_model_and_its_checkpoint_score_as_detkit_eval(shapes):
+    model, ckpt = shapes["model"], shapes["checkpoint"]
+    metrics = detkit.evaluate(model)
+    assert "bbox/AP" in metrics and all(isinstance(v, float) for v in metrics.values())
+    assert detkit.evaluate(model.cfg, ckpt, device="cpu") == metrics  # a config dict and the checkpoint
+    assert detkit.evaluate(checkpoint=ckpt, device="cpu") == metrics  # the config stored in the checkpoint
+    assert evaluate_checkpoint(model.cfg, ckpt, device="cpu")[0] == metrics  # tools/eval.py's numbers
+
+
+def test_other_data_by_dict_leaves_the_model_and_its_config_as_they_were(shapes):
+    model, d = shapes["model"], shapes["dir"]
+    own = model.cfg
+    moved = copy.deepcopy(own)
+    moved["data"]["val"].update(ann_file="moved/val.json", img_dir="moved/val")
+    kept = copy.deepcopy(moved)
+    model.cfg = moved
+    model.train()
+    try:
+        got = detkit.evaluate(model, data={"ann_file": str(d / "val.json"), "img_dir": str(d / "val")})
+        assert model.training and model.cfg == kept  # put back in its mode; its config not modified
+    finally:
+        model.eval()
+        model.cfg = own
+    assert got == detkit.evaluate(model)
+
+
+def test_progress_is_on_stderr_when_asked(shapes, capsys):
+    detkit.evaluate(shapes["model"])
+    assert capsys.readouterr().err == ""  # captured output: no bar
+    detkit.evaluate(shapes["model"], progress=True)
+    assert "evaluating" in capsys.readouterr().err
+
+
+def test_class_names_are_checked_against_the_data(shapes, model):
+    with pytest.raises(CheckpointMismatchError, match=r"evaluate: the model has 2 classes \(a, b\) but data.val"):
+        detkit.evaluate(model, data={"ann_file": str(shapes["dir"] / "val.json")})
+    swapped = shapes["model"]
+    names = list(swapped.class_names)
+    swapped.class_names = [names[1], names[0], *names[2:]]
+    try:
+        with pytest.warns(CategoryMismatchWarning, match="another order") as rec:
+            detkit.evaluate(swapped)
+        assert rec[0].filename == __file__  # at the caller's line
+    finally:
+        swapped.class_names = names
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda m, c: detkit.evaluate(3), TypeError, r"evaluate: model must be a model .*, got int"),
+        (lambda m, c: detkit.evaluate(m, c), ValueError, r"checkpoint is for a model built from a config"),
+        (lambda m, c: detkit.evaluate(m, device="cpu"), ValueError, r"device is for a model built from a config"),
+        (lambda m, c: detkit.evaluate(m.cfg), ValueError, r"no checkpoint given; evaluate\(CONFIG, CHECKPOINT\)"),
+        (lambda m, c: detkit.evaluate(m.cfg, 5), TypeError, r"checkpoint must be a path, got int"),
+        (lambda m, c: detkit.evaluate(m, split="train"), ValueError, r"split must be 'val' or 'test'"),
+        (lambda m, c: detkit.evaluate(m, progress="yes"), TypeError, r"progress must be True, False or None"),
+        (lambda m, c: detkit.evaluate(m, data=3), TypeError, r"data must be a dataset dict, .* got int"),
+        (lambda m, c: detkit.evaluate(m, data="val.json"), ValueError, r"data=\{'ann_file': 'val.json', 'img_dir'"),
+        (lambda m, c: detkit.evaluate(m, data="nowhere.yaml"), FileNotFoundError, r"data nowhere.yaml not found"),
+        (lambda m, c: detkit.evaluate(m, data={"ann_fle": "x.json"}), ConfigError, r"ann_fle.*nearest valid.*ann_file"),
+        (lambda m, c: detkit.evaluate(m, split="test"), ConfigError, r"data.test is missing, so there is nothing"),
+    ],
+)
+def test_mistakes_name_the_argument(shapes, call, error, match):
+    with pytest.raises(error, match=match):
+        call(shapes["model"], shapes["checkpoint"])
+
+
+def test_a_model_without_its_config_is_refused(shapes):
+    bare = detkit.build_model(shapes["model"].cfg, class_names=list(shapes["model"].class_names))
+    del bare.cfg  # (a model built from its parts)
+    with pytest.raises(ValueError, match=r"carries no config \(model.cfg\) .*detkit.init_model"):
+        detkit.evaluate(bare)
