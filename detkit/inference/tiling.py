@@ -58,34 +58,80 @@ def _ios(box: Tensor, boxes: Tensor) -> Tensor:
     return inter / torch.minimum(area, box_area(boxes)).clamp(min=1e-6)
 
 
+NearFinder = Callable[[Tensor, np.ndarray], Tensor]  # (box [4], alive bool [N]) -> ascending alive indices
+
+
+def _near_finder(boxes: Tensor, prune: bool) -> NearFinder:
+    """``near(box, alive)``: the alive detections (int64 [M], ascending) that may overlap ``box`` [4].
+
+    With ``prune`` (only overlapping boxes can join or be duplicates), those whose x-range may meet the box's,
+    found by binary search in the boxes [N,4] sorted by x0; else every alive detection.
+    """
+    if not prune:
+        return lambda box, alive: torch.from_numpy(np.flatnonzero(alive))
+    x0 = boxes[:, 0].double().numpy()
+    order = np.argsort(x0, kind="stable")
+    x0_sorted = x0[order]
+    widths = boxes[:, 2].double() - boxes[:, 0].double()
+    reach = float(widths.max()) * (1 + 1e-6) + 1e-3 if len(boxes) else 0.0  # widest box, a margin for rounding
+
+    def near(box: Tensor, alive: np.ndarray) -> Tensor:
+        lo = np.searchsorted(x0_sorted, float(box[0]) - reach, side="left")
+        hi = np.searchsorted(x0_sorted, float(box[2]), side="right")
+        idx = order[lo:hi]
+        return torch.from_numpy(np.sort(idx[alive[idx]]))
+
+    return near
+
+
+def _grow_group(i: int, alive: np.ndarray, near: NearFinder, boxes: Tensor, cut: Tensor, ios_thr: float) -> list[int]:
+    """Detection ``i``'s group: it absorbs every alive detection it covers or that covers it; see merge_detections.
+
+    Args:
+        alive: bool [N], the detections not yet kept, merged or suppressed (the joined ones are cleared);
+        boxes: float [N,4] of one class, score-descending; cut: bool [N].
+
+    Returns:
+        ``i`` first, then the joined indices in joining order.
+    """
+    members, box, partial = [i], boxes[i].clone(), bool(cut[i])
+    while True:  # until nothing more joins
+        cand = near(box, alive)
+        if not partial:  # the group holds an uncut detection: only cut ones may join
+            cand = cand[cut[cand]]
+        join = cand[_ios(box, boxes[cand]) >= ios_thr]
+        if len(join) == 0:
+            return members
+        alive[join.numpy()] = False
+        members += join.tolist()
+        box = torch.cat(
+            [
+                torch.minimum(box[:2], boxes[join, :2].min(0).values),
+                torch.maximum(box[2:], boxes[join, 2:].max(0).values),
+            ]
+        )
+        partial = partial and bool(cut[join].all())
+
+
 def _greedy_merge(boxes: Tensor, cut: Tensor, nms_thr: float, ios_thr: float) -> list[list[int]]:
-    """Groups (kept index first) for boxes [N,4] of one class sorted by descending score; see merge_detections."""
-    dup = box_iou(boxes, boxes) > nms_thr
-    taken = torch.zeros(len(boxes), dtype=torch.bool)
+    """Groups (kept index first) for boxes [N,4] of one class sorted by descending score; see merge_detections.
+
+    Memory is linear in N: a kept detection is compared with the alive detections near it (1 x M overlaps),
+    never all pairs at once (an N x N IoU matrix and its intermediates, ~36 bytes a pair: 30 GB for 29k boxes).
+    """
+    # with positive thresholds only boxes that overlap can join (ios) or be duplicates (IoU): search near ones
+    prune = bool(ios_thr > 0 and nms_thr >= 0 and torch.isfinite(boxes).all())
+    near = _near_finder(boxes, prune)
+    alive = np.ones(len(boxes), dtype=bool)
     groups = []
-    for i in range(len(boxes)):
-        if taken[i]:
+    for i in range(len(boxes)):  # score order
+        if not alive[i]:
             continue
-        taken[i] = True
-        members, box, partial = [i], boxes[i].clone(), bool(cut[i])
-        while True:  # grow the box by every cut piece it covers, until nothing more joins
-            cand = torch.where(~taken)[0]
-            if len(cand) == 0:
-                break
-            join = cand[(_ios(box, boxes[cand]) >= ios_thr) & (cut[cand] | partial)]
-            if len(join) == 0:
-                break
-            taken[join] = True
-            members += join.tolist()
-            box = torch.cat(
-                [
-                    torch.minimum(box[:2], boxes[join, :2].min(0).values),
-                    torch.maximum(box[2:], boxes[join, 2:].max(0).values),
-                ]
-            )
-            partial = partial and bool(cut[join].all())
-        taken |= dup[i]  # plain duplicates of the kept detection (NMS)
-        groups.append(members)
+        alive[i] = False
+        groups.append(_grow_group(i, alive, near, boxes, cut, ios_thr))
+        cand = near(boxes[i], alive)
+        dup = box_iou(boxes[i : i + 1], boxes[cand])[0] > nms_thr  # plain duplicates of the kept detection (NMS)
+        alive[cand[dup].numpy()] = False
     return groups
 
 
@@ -117,6 +163,8 @@ def merge_detections(
     if cut is None or not merge_edges or not bool(cut.any()):
         keep = batched_nms(boxes.float(), scores.float(), labels, nms_thr)
         return keep, [[int(k)] for k in keep]
+    device = labels.device
+    boxes, scores, labels, cut = boxes.cpu(), scores.cpu(), labels.cpu(), cut.cpu()  # a loop of small steps
     keep_all, groups_all = [], []
     for c in labels.unique().tolist():
         idx = torch.where(labels == c)[0]
@@ -124,8 +172,9 @@ def merge_detections(
         for g in _greedy_merge(boxes[idx].float(), cut[idx], nms_thr, ios_thr):
             keep_all.append(int(idx[g[0]]))
             groups_all.append(idx[g].tolist())
-    order = sorted(range(len(keep_all)), key=lambda k: -float(scores[keep_all[k]]))
-    keep = torch.tensor([keep_all[k] for k in order], dtype=torch.int64, device=labels.device)
+    score_of = scores.tolist()
+    order = sorted(range(len(keep_all)), key=lambda k: -score_of[keep_all[k]])
+    keep = torch.tensor([keep_all[k] for k in order], dtype=torch.int64, device=device)
     return keep, [groups_all[k] for k in order]
 
 
@@ -155,41 +204,75 @@ def stitch_sem_seg(
 def _gather(
     preds: Sequence[dict], windows: Sequence[Window], image_hw: Sequence[int], margin: float
 ) -> dict[str, Tensor]:
-    """Concatenate per-tile detections shifted into image pixels, with their cut flags and tile index."""
-    boxes, scores, labels, cut, tile = [], [], [], [], []
-    for t, (p, win) in enumerate(zip(preds, windows)):
+    """Concatenate per-tile detections shifted into image pixels, with their cut flags."""
+    boxes, scores, labels, cut = [], [], [], []
+    for p, win in zip(preds, windows):
         b = p["boxes"].float() + torch.tensor([win[0], win[1], win[0], win[1]], dtype=torch.float32)
         boxes.append(b)
         scores.append(p["scores"].float())
         labels.append(p["labels"].to(torch.int64))
         whole = win == (0, 0, int(image_hw[1]), int(image_hw[0]))
         cut.append(torch.zeros(len(b), dtype=torch.bool) if whole else cut_flags(b, win, image_hw, margin))
-        tile.append(torch.full((len(b),), t, dtype=torch.int64))
     return {
         "boxes": torch.cat(boxes),
         "scores": torch.cat(scores),
         "labels": torch.cat(labels),
         "cut": torch.cat(cut),
-        "tile": torch.cat(tile),
     }
-
-
-def _paste_masks(
-    preds: Sequence[dict], windows: Sequence[Window], tile: Tensor, groups: list[list[int]], image_hw: Sequence[int]
-) -> Tensor:
-    """bool [K,H,W]: each kept detection's mask, the union of its group's tile masks shifted into place."""
-    offsets = np.cumsum([0] + [len(p["boxes"]) for p in preds])
-    out = torch.zeros((len(groups), int(image_hw[0]), int(image_hw[1])), dtype=torch.bool)
-    for k, group in enumerate(groups):
-        for i in group:
-            t = int(tile[i])
-            x0, y0, x1, y1 = windows[t]
-            out[k, y0:y1, x0:x1] |= preds[t]["masks"][i - offsets[t]].to(torch.bool)
-    return out
 
 
 # run(images, batch_size) -> per-image prediction dicts in each image's pixels (default: runner.predict_arrays)
 CropRunner = Callable[[Sequence[np.ndarray], int], list[dict]]
+
+
+MaskCrop = tuple[int, int, Tensor]  # x0, y0 in image pixels and bool [h,w]: a mask cut to its set pixels
+
+
+def _mask_crops(masks: Tensor, window: Window) -> list[MaskCrop]:
+    """Each of a tile's masks [N,h,w] cut to the rectangle of its set pixels, placed in image pixels.
+
+    A copy, so the tile's masks (N x h x w bytes) can be freed; an empty mask gives a 0 x 0 crop.
+    """
+    m = masks.to(torch.bool)
+    rows, cols = m.any(2), m.any(1)  # [N,h], [N,w]
+    out = []
+    for k in range(len(m)):
+        ys, xs = torch.where(rows[k])[0], torch.where(cols[k])[0]
+        if len(ys) == 0:
+            out.append((int(window[0]), int(window[1]), m.new_zeros((0, 0))))
+            continue
+        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+        out.append((int(window[0]) + x0, int(window[1]) + y0, m[k, y0:y1, x0:x1].clone()))
+    return out
+
+
+def _run_tiles(
+    run: CropRunner, crops: Sequence[np.ndarray], windows: Sequence[Window], batch_size: int
+) -> tuple[list[dict], list[MaskCrop] | None]:
+    """Predict ``crops`` ``batch_size`` at a time; returns the per-tile dicts without ``masks`` and, for instance
+    models, every detection's mask crop (in detection order), cut as each batch arrives: all tiles' masks at once
+    were N x h x w bytes (29k detections on 640x640 tiles: 12 GB)."""
+    preds, masks = [], None
+    step = max(int(batch_size), 1)  # run() answers a batch_size < 1 itself
+    for start in range(0, len(crops), step):
+        for p, win in zip(run(crops[start : start + step], batch_size), windows[start : start + step]):
+            if not preds and "masks" in p:
+                masks = []
+            if masks is not None:
+                masks.extend(_mask_crops(p["masks"], win))
+                p = {k: v for k, v in p.items() if k != "masks"}
+            preds.append(p)
+    return preds, masks
+
+
+def _paste_masks(masks: Sequence[MaskCrop], groups: list[list[int]], image_hw: Sequence[int]) -> Tensor:
+    """bool [K,H,W]: each kept detection's mask, the union of its group's mask crops pasted in place."""
+    out = torch.zeros((len(groups), int(image_hw[0]), int(image_hw[1])), dtype=torch.bool)
+    for k, group in enumerate(groups):
+        for i in group:
+            x0, y0, crop = masks[i]
+            out[k, y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] |= crop
+    return out
 
 
 def predict_tiled(
@@ -217,12 +300,14 @@ def predict_tiled(
     h, w = image.shape[:2]
     windows = tile_windows(h, w, options.size, options.overlap)
     crops = [image[y0:y1, x0:x1] for x0, y0, x1, y1 in windows]
-    preds = run(crops, options.batch_size or batch_size)
+    preds, masks = _run_tiles(run, crops, windows, options.batch_size or batch_size)
     if preds and "sem_seg" in preds[0] and "boxes" not in preds[0]:
         return {"sem_seg": stitch_sem_seg([p["sem_seg"] for p in preds], windows, (h, w))}
     if options.whole_image:
-        preds = preds + run([image], 1)
-        windows = windows + [(0, 0, w, h)]
+        whole, whole_masks = _run_tiles(run, [image], [(0, 0, w, h)], 1)
+        preds, windows = preds + whole, windows + [(0, 0, w, h)]
+        if masks is not None:
+            masks.extend(whole_masks)  # the whole-image pass of an instance model has masks too
     dets = _gather(preds, windows, (h, w), options.edge_margin)
     keep, groups = merge_detections(
         dets["boxes"],
@@ -242,6 +327,6 @@ def predict_tiled(
         else boxes.new_zeros((0, 4))
     )
     out = {"boxes": merged, "scores": dets["scores"][keep], "labels": dets["labels"][keep]}
-    if preds and "masks" in preds[0]:
-        out["masks"] = _paste_masks(preds, windows, dets["tile"], groups, (h, w))
+    if masks is not None:
+        out["masks"] = _paste_masks(masks, groups, (h, w))
     return out
