@@ -1,11 +1,16 @@
 """Analyse COCO-format predictions against a ground truth: per-class AP, PR curves, confusion matrix,
 TIDE-style error breakdown, worst/best images (docs/analysis.md); or a classifier's predictions.csv against
-class folders: per-class table, confusion matrix, most confused pairs, worst images (docs/classification.md).
+class folders: per-class table, confusion matrix, most confused pairs, worst images (docs/classification.md);
+or a semantic model's label maps (tools/infer.py's output folder) against a folder of label maps: per-class IoU,
+pixel confusion matrix, per-image mIoU, worst images (docs/analysis.md, "Semantic segmentation").
 
     python tools/analyze.py GT_JSON PREDICTIONS_JSON --out-dir DIR [--img-dir DIR] [--iou-type bbox|segm]
                             [--score-thr T] [--iou-thr F] [--num-images N] [--no-tide]
     python tools/analyze.py IMG_DIR PREDICTIONS_CSV --out-dir DIR [--num-images N]
                             (IMG_DIR/<class>/<image>; or GT_CSV of file,label rows with --img-dir DIR)
+    python tools/analyze.py GT_LABEL_DIR PRED_DIR --out-dir DIR [--classes FILE [--background NAME] | --config CONFIG]
+                            [--mask-suffix .png] [--split-file FILE] [--ignore-index 255] [--num-images N]
+                            (PRED_DIR: the --out-dir of tools/infer.py run with a semantic model)
 
 AP values are in 0..1 everywhere (tables, CSV files, summary.json). Predictions whose category ids the
 ground truth lacks, whose category names differ from its names for the same ids, or that cover under half
@@ -22,7 +27,7 @@ import warnings
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
-from detkit.cli.inputs import input_arg, max_dets_arg, out_dir_arg, out_file_arg
+from detkit.cli.inputs import config_arg, input_arg, max_dets_arg, out_dir_arg, out_file_arg
 
 TOOL = "analyze"
 OUTPUTS = (
@@ -39,9 +44,15 @@ OUTPUTS = (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("gt_json", help="ground-truth COCO annotation file (classifiers: the folder of class folders)")
     ap.add_argument(
-        "predictions", help="COCO results json (predictions.json of tools/infer.py; classifiers: predictions.csv)"
+        "gt_json",
+        help="ground-truth COCO annotation file (classifiers: the folder of class folders; semantic models: the "
+        "folder of label maps)",
+    )
+    ap.add_argument(
+        "predictions",
+        help="COCO results json (predictions.json of tools/infer.py; classifiers: predictions.csv; semantic models: "
+        "tools/infer.py's --out-dir)",
     )
     ap.add_argument("--out-dir", required=True, help="folder for the CSV / PNG / JSON outputs")
     ap.add_argument("--img-dir", default=None, help="image folder: draw the worst and best images")
@@ -58,6 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "more objects",
     )
     ap.add_argument("--no-tide", action="store_true", help="skip the error breakdown (re-runs COCOeval up to 9 times)")
+    add_semantic_options(ap)
     args = ap.parse_args(argv)
     if not 0.0 < args.iou_thr <= 1.0:
         ap.error(f"--iou-thr must be in (0, 1], got {args.iou_thr}")
@@ -66,6 +78,73 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.num_images < 0:
         ap.error(f"--num-images must be >= 0, got {args.num_images}")
     return args
+
+
+SEMANTIC_OPTIONS = ("classes", "background", "config", "mask_suffix", "split_file", "ignore_index")
+
+
+def add_semantic_options(ap: argparse.ArgumentParser) -> None:
+    """The options of the semantic mode (GT_LABEL_DIR PRED_DIR); None when not given."""
+    sem = ap.add_argument_group("semantic models (GT_LABEL_DIR PRED_DIR)")
+    sem.add_argument(
+        "--classes", metavar="FILE", help="text file of class names, one per line (label value = line index)"
+    )
+    sem.add_argument("--background", metavar="NAME", help="insert NAME as class 0 before --classes' names")
+    sem.add_argument(
+        "--config",
+        help="the model's config: data.val's classes, background, label_map, reduce_zero_label, mask_suffix, "
+        "split_file (a SegFolderDataset), read as detkit eval reads them",
+    )
+    sem.add_argument(
+        "--mask-suffix", metavar="SUFFIX", help="the label maps' name ending (default .png: a.jpg <-> a.png; _mask.png)"
+    )
+    sem.add_argument(
+        "--split-file", metavar="FILE", help="text file of image stems: score only their label maps (Pascal VOC)"
+    )
+    sem.add_argument(
+        "--ignore-index", type=int, metavar="N", help="ground-truth value that is not scored (default 255)"
+    )
+
+
+def is_semantic(args: argparse.Namespace) -> bool:
+    """A semantic model's label maps: PRED_DIR is a folder (tools/infer.py's output), or is missing and names no
+    file (no file ending) after a folder GT_LABEL_DIR."""
+    pred = Path(args.predictions)
+    return pred.is_dir() or (not pred.exists() and not pred.suffix and Path(args.gt_json).is_dir())
+
+
+def run_semantic(args: argparse.Namespace) -> int:
+    """Check the arguments, analyse infer's label maps against the ground-truth maps, print the report."""
+    from detkit.analysis.semantic import OUTPUTS as SEM_OUTPUTS
+
+    inputs = [
+        input_arg(args.gt_json, "GT_LABEL_DIR", folder=True),
+        input_arg(args.predictions, "PRED_DIR", folder=True),
+    ]
+    if args.img_dir is not None:
+        raise UserError(
+            "--img-dir is for COCO ground truth: the label maps' images are the paths PRED_DIR/images.json gives"
+        )
+    if args.classes is not None and args.config is not None:
+        raise UserError("give --classes or --config, not both (--config takes data.val's classes)")
+    if args.background is not None and args.classes is None:
+        raise UserError(f"--background {args.background} inserts a class before --classes' names: give --classes too")
+    for flag, path in (("--classes", args.classes), ("--split-file", args.split_file)):
+        if path is not None:
+            inputs.append(input_arg(path, flag))
+    cfg = config_arg(args.config) if args.config is not None else None
+    out = out_dir_arg(args.out_dir, "--out-dir", inputs)
+    for name in SEM_OUTPUTS:
+        out_file_arg(out / name, "--out-dir", inputs)
+    from detkit.analysis.semantic import analyze_semantic, format_report
+    from detkit.analysis.semantic_inputs import reading_from_options
+
+    with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # the files' content: input errors
+        options = {k: getattr(args, k) for k in SEMANTIC_OPTIONS if k != "config"}
+        reading = reading_from_options(**options, config=cfg, config_name=args.config)
+        result = analyze_semantic(args.gt_json, args.predictions, out, reading, args.num_images)
+    print(format_report(result, out, args.num_images))
+    return 0
 
 
 def is_classification(args: argparse.Namespace) -> bool:
@@ -161,6 +240,11 @@ def format_report(out: dict, args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, analyse, print the report."""
+    if is_semantic(args):
+        return run_semantic(args)
+    given = [f"--{k.replace('_', '-')}" for k in SEMANTIC_OPTIONS if getattr(args, k) is not None]
+    if given:
+        raise UserError(f"{given[0]} is for semantic label maps (GT_LABEL_DIR PRED_DIR, PRED_DIR a folder)")
     if is_classification(args):
         return run_classification(args)
     check_paths(args)

@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "evaluate a checkpoint on the config's data.val"),
     "infer": ("infer", "predict on images, folders, globs and videos; draw and save results"),
     "export": ("export", "export to ONNX and verify it with onnxruntime"),
-    "analyze": ("analyze", "per-class AP, PR curves, confusion matrix, error breakdown"),
+    "analyze": ("analyze", "per-class AP, PR curves, confusion matrix, error breakdown; IoU of label maps"),
     "check": ("check_dataset", "check a dataset before training: COCO, YOLO, VOC, class folders"),
     "convert": ("convert_dataset", "convert datasets: voc2coco, yolo2coco, coco2yolo, coco2voc"),
     "convert-weights": ("convert_weights", "convert torchvision / Ultralytics weights to detkit"),

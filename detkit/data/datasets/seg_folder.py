@@ -30,6 +30,7 @@ from detkit.registry import DATASETS
 __all__ = [
     "SegFolderDataset",
     "binary_mask_hint",
+    "check_label_map",
     "check_mask_suffix",
     "exif_turn",
     "label_map_path",
@@ -37,6 +38,8 @@ __all__ = [
     "nfc",
     "read_label_map",
     "read_split_file",
+    "remap_labels",
+    "seg_class_names",
     "size_mismatch",
 ]
 
@@ -97,8 +100,8 @@ class SegFolderDataset(torch.utils.data.Dataset):
         self.skipped = SkippedRecords()
         self.img_dir, self.mask_dir = os.fspath(img_dir), os.fspath(mask_dir)
         self.sem_seg_dir = self.mask_dir
-        self.class_names, self.skip_bad_images = _class_names(classes, background), skip_bad_images
-        self.label_map = _check_label_map(label_map, self.num_classes)
+        self.class_names, self.skip_bad_images = seg_class_names(classes, background), skip_bad_images
+        self.label_map = check_label_map(label_map, self.num_classes)
         self.reduce_zero_label = bool(reduce_zero_label)
         self.mask_suffix, self.img_suffixes = check_mask_suffix(mask_suffix), tuple(s.lower() for s in img_suffixes)
         self.split_file = os.fspath(split_file) if split_file is not None else None
@@ -200,16 +203,7 @@ class SegFolderDataset(torch.utils.data.Dataset):
         return sem
 
     def _remap(self, sem: np.ndarray) -> np.ndarray:
-        """``sem`` with ``reduce_zero_label`` (0 -> 255, v -> v - 1) and ``label_map`` (keyed by file values, first)."""
-        if not (self.label_map or self.reduce_zero_label) or not sem.size:
-            return sem
-        lut = np.arange(max(IGNORE + 1, int(sem.max()) + 1), dtype=np.int64)
-        if self.reduce_zero_label:
-            lut[0], lut[1:IGNORE] = IGNORE, np.arange(IGNORE - 1)
-        for old, new in self.label_map.items():
-            if old < len(lut):
-                lut[old] = new
-        return lut[sem.clip(min=0)].astype(sem.dtype)
+        return remap_labels(sem, self.label_map, self.reduce_zero_label)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Image and checked label map of sample ``i``; None when one is bad and skipping applies (noted)."""
@@ -252,7 +246,7 @@ class SegFolderDataset(torch.utils.data.Dataset):
         return self.pipeline(sample) if self.pipeline is not None else sample
 
 
-def _class_names(classes: str | os.PathLike | Sequence[str], background: str | None) -> list[str]:
+def seg_class_names(classes: str | os.PathLike | Sequence[str], background: str | None) -> list[str]:
     """The class list: ``classes`` with ``background`` inserted as class 0; at most 255 (labels 0..254)."""
     names = load_class_names(classes)
     if background is not None:
@@ -270,7 +264,7 @@ def _class_names(classes: str | os.PathLike | Sequence[str], background: str | N
     return names
 
 
-def _check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> dict[int, int]:
+def check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> dict[int, int]:
     """``label_map`` (value in the files -> class index or 255) as a dict of ints, or a DatasetError naming the entry."""
     if label_map is None:
         return {}
@@ -286,6 +280,20 @@ def _check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> d
             )
         out[old] = new
     return out
+
+
+def remap_labels(sem: np.ndarray, label_map: Mapping[int, int], reduce_zero_label: bool) -> np.ndarray:
+    """``sem`` [H,W] with ``reduce_zero_label`` (0 -> 255, v -> v - 1) and ``label_map`` (keyed by file values, first),
+    as SegFolderDataset reads its maps."""
+    if not (label_map or reduce_zero_label) or not sem.size:
+        return sem
+    lut = np.arange(max(IGNORE + 1, int(sem.max()) + 1), dtype=np.int64)
+    if reduce_zero_label:
+        lut[0], lut[1:IGNORE] = IGNORE, np.arange(IGNORE - 1)
+    for old, new in label_map.items():
+        if old < len(lut):
+            lut[old] = new
+    return lut[sem.clip(min=0)].astype(sem.dtype)
 
 
 def label_value_counts(sem: np.ndarray, num_classes: int) -> tuple[np.ndarray, list[int]]:
