@@ -129,6 +129,9 @@ def run_semantic(args: argparse.Namespace) -> int:
         raise UserError("give --classes or --config, not both (--config takes data.val's classes)")
     if args.background is not None and args.classes is None:
         raise UserError(f"--background {args.background} inserts a class before --classes' names: give --classes too")
+    written = Path(args.predictions) / "classes.txt"  # tools/infer.py's names of a semantic model's classes
+    if args.classes is None and args.config is None and args.background is None and written.is_file():
+        args.classes = os.fspath(written)
     for flag, path in (("--classes", args.classes), ("--split-file", args.split_file)):
         if path is not None:
             inputs.append(input_arg(path, flag))

@@ -259,7 +259,7 @@ def refuse_foreign_outputs(out_dir: str, paths: list[Path]) -> None:
     ours = manifest_names(out / "images.json", ("drawn", "labels"))
     if ours == {"images.json"}:  # an images.json of an infer before 'drawn' was recorded: trust it
         return
-    ours |= {"predictions.json", "predictions.csv"} if ours else set()  # written with that images.json
+    ours |= {"predictions.json", "predictions.csv", "classes.txt"} if ours else set()  # written with that images.json
     problem = refuse_foreign(out_dir, output_files(out_dir, paths), ours)
     if problem is not None:
         raise UserError(problem)

@@ -36,7 +36,7 @@ def output_files(out_dir: str | os.PathLike, paths: Sequence[Path]) -> list[Path
     ordered = [p for p in paths if not is_video(p)] + [p for p in paths if is_video(p)]
     stems = unique_stems(p.stem for p in ordered)
     drawn = [f"{s}{video_suffix(p) if is_video(p) else '.jpg'}" for p, s in zip(ordered, stems)]
-    return [out / n for n in ("predictions.json", "predictions.csv", "images.json", *drawn)]
+    return [out / n for n in ("predictions.json", "predictions.csv", "images.json", "classes.txt", *drawn)]
 
 
 def _batches(items: list, size: int) -> Iterator[list]:

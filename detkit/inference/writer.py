@@ -158,9 +158,13 @@ class ResultWriter:
             os.replace(self._video_tmp, self._video_out)
 
     def finish(self) -> Path | None:
-        """Write ``images.json`` and ``predictions.json`` (instances) or ``predictions.csv`` (a classifier's top-k);
-        return the predictions' path (None for semantic maps only)."""
+        """Write ``images.json`` and ``predictions.json`` (instances) or ``predictions.csv`` (a classifier's top-k),
+        and a semantic model's ``classes.txt`` (its class names, label value = line index); return the
+        predictions' path (None for semantic maps only)."""
         _write_json(self.out_dir / "images.json", self.images)
+        if self.semantic_preds > 0:  # the label maps' values are indices of these names (read by detkit analyze)
+            text = "".join(f"{name}\n" for name in self.class_names)
+            atomic_write(self.out_dir / "classes.txt", lambda f: f.write(text.encode("utf-8")))
         if len(self.classes) or self.topk is not None:
             self.classes.k = self.classes.k or int(self.topk or 0)
             return self.classes.write(self.out_dir / "predictions.csv")

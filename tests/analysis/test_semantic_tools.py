@@ -96,6 +96,16 @@ def test_summary_equals_what_eval_reports(segmentor_run, tmp_path, capsys):
     assert json.loads((again / "summary.json").read_text())["metrics"] == summary["metrics"]
 
 
+def test_class_names_come_from_infers_classes_txt(segmentor_run, tmp_path, capsys):
+    paths, _, _, pred_dir = segmentor_run
+    names = Path(paths["sem_classes_file"]).read_text().split()
+    assert (pred_dir / "classes.txt").read_text().split() == names  # written by tools/infer.py
+    out = tmp_path / "analysis"
+    assert analyze_tool.main([str(paths["val_sem_dir"]), str(pred_dir), "--out-dir", str(out)]) == 0
+    rows = json.loads((out / "summary.json").read_text())["per_class"]
+    assert [r["name"] for r in rows] == names, rows  # named, not numbered
+
+
 @pytest.fixture
 def case(tmp_path):
     return write_case(tmp_path, {"x": (GT_X, PRED_X), "y": (GT_Y, GT_Y)})
