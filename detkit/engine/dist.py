@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -165,36 +166,49 @@ def on_main(fn: Any, *args: Any, errors: tuple[type[BaseException], ...] = (Exce
 
 class StopSignals:
     """While active, the first SIGINT / SIGTERM only sets ``requested`` (the trainer finishes its step,
-    saves and exits); a second SIGINT (or SIGTERM) raises ``KeyboardInterrupt`` at once."""
+    saves and exits); a second SIGINT (or SIGTERM) raises ``KeyboardInterrupt`` at once.
+
+    Args:
+        verbose: say that the signal was received (on stderr); one process of a distributed run says it (a
+            terminal's Ctrl-C reaches every rank).
+        log: also called with that message (the trainer writes it into log.txt), when ``verbose``.
+
+    A terminal sends its Ctrl-C to the whole process group, DataLoader workers included; a worker forked while
+    the handler is active inherits it, and there it stays silent: the first signal changes nothing (the worker
+    keeps serving the step that finishes), the second ends the worker as torch's own handling does.
+    """
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
-    def __init__(self, verbose: bool = True) -> None:
-        self.verbose = verbose  # one process of a distributed run says it (every rank gets a terminal's Ctrl-C)
+    def __init__(self, verbose: bool = True, log: Callable[[str], None] | None = None) -> None:
+        self.verbose, self.log = verbose, log
         self.requested = False
         self.signame: str | None = None
         self._old: dict = {}
+        self._pid = os.getpid()  # the process that installs the handler (a forked worker inherits it)
 
     def _handle(self, signum, frame) -> None:  # noqa: ARG002
         import signal
         import sys
 
+        name = signal.Signals(signum).name
         if self.requested:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping immediately")
-        self.requested, self.signame = True, signal.Signals(signum).name
-        if not self.verbose:
+            raise KeyboardInterrupt(f"a second {name}")
+        self.requested, self.signame = True, name
+        if not self.verbose or os.getpid() != self._pid:  # another rank, or a DataLoader worker: silent
             return
-        print(
-            f"\n{self.signame} received: finishing the current step and writing latest.pth "
-            "(send it again to stop immediately)",
-            file=sys.stderr,
-            flush=True,
+        message = (
+            f"{name} received: finishing the current step and writing latest.pth (send it again to stop immediately)"
         )
+        print(f"\n{message}", file=sys.stderr, flush=True)
+        if self.log is not None:
+            self.log(message)
 
     def __enter__(self) -> StopSignals:
         import signal
         import threading
 
+        self._pid = os.getpid()
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 sig = getattr(signal, name)

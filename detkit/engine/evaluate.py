@@ -33,33 +33,55 @@ def evaluate(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     progress: bool | None = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """Run ``model.predict`` over ``loader``, feed ``evaluator`` and return ``evaluator.compute()``.
 
-    ``progress``: a tqdm bar with ETA (default: on the main process when stdout and stderr are terminals).
+    ``progress``: a tqdm bar with ETA (default: on the main process when stdout and stderr are terminals);
+    ``counts``, when given, receives ``skipped``: the samples of this process's share that the data left out
+    (``None`` samples: an image that no longer reads, with ``on_error: skip`` / ``skip_bad_images``).
     """
     if progress is None:
         progress = progress_enabled(dist.is_main_process())
     tiled = tiled_val_set(loader)
     if tiled is not None:
         workers = int(getattr(loader, "num_workers", 0) or 0)
-        return evaluate_tiled(model, tiled, evaluator, device, amp_dtype, progress, _batch_size(loader), workers)
+        return evaluate_tiled(
+            model, tiled, evaluator, device, amp_dtype, progress, _batch_size(loader), workers, counts=counts
+        )
     was_training = model.training
     model.eval()
     evaluator.reset()
     total = len(loader) if hasattr(loader, "__len__") else None
+    seen = skipped = empty = 0  # images predicted, left out of a batch, batches left out whole
     try:
         with preserve_rng():
             for batch in progress_bar(loader, total=total, desc="evaluating", enabled=progress, unit="batch"):
-                if batch is None:
+                if batch is None:  # every sample of the batch left out
+                    empty += 1
                     continue
+                seen += len(batch.get("image_sizes") or ())
+                skipped += int(batch.get("num_skipped", 0))
                 with autocast(device.type, amp_dtype):
                     preds = model.predict(move_batch(batch, device))
                 evaluator.process(batch, preds)
         metrics = evaluator.compute()
     finally:
         model.train(was_training)
+    if counts is not None:
+        share = _share(loader) if empty else None  # the exact size of the batches left out whole
+        counts["skipped"] = share - seen if share is not None else skipped + empty * _batch_size(loader)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _share(loader) -> int | None:
+    """The number of samples ``loader`` reads in this process (its batch sampler's indices), or None when its
+    sampler does not say."""
+    sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    try:
+        return len(sampler)
+    except TypeError:
+        return None
 
 
 def tiled_val_set(loader) -> Any:
@@ -120,10 +142,12 @@ def evaluate_tiled(
     progress: bool = False,
     batch_size: int = 1,
     num_workers: int = 0,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, float]:
     """Evaluate ``model`` on the whole source images of the TiledDataset ``tiled``, each predicted tile by tile
     (``tiled.tile_size``, ``tiled.overlap``; ``batch_size`` tiles per pass) and merged as ``detkit infer --tile``
-    merges them; ``evaluator`` scores the merged predictions against the source annotations."""
+    merges them; ``evaluator`` scores the merged predictions against the source annotations. ``counts``: as
+    :func:`evaluate`'s (``skipped``: the source images left out)."""
     from detkit.inference.tiling import TileOptions, predict_tiled
 
     options = TileOptions(size=tiled.tile_size, overlap=tiled.overlap)
@@ -132,10 +156,12 @@ def evaluate_tiled(
     model.eval()
     evaluator.reset()
     images = _source_loader(tiled, num_workers)
+    skipped = 0
     try:
         with preserve_rng():
             for sample in progress_bar(images, total=len(images), desc="evaluating (tiled)", enabled=progress):
                 if sample is None:  # the source skipped the image (on_error: skip)
+                    skipped += 1
                     continue
                 pred = predict_tiled(model, sample["image"], options, batch_size=batch_size, run=run)
                 batch = {"image_ids": [sample["image_id"]], "orig_sizes": [tuple(sample["image"].shape[:2])]}
@@ -145,6 +171,8 @@ def evaluate_tiled(
         metrics = evaluator.compute()
     finally:
         model.train(was_training)
+    if counts is not None:
+        counts["skipped"] = skipped
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -197,16 +225,20 @@ def evaluate_checkpoint(
     )
     if message:  # after the weights load: a checkpoint that does not fit gets its error alone
         warn_mismatch(message)
+    return score_on_val(wrap(model) if wrap is not None else model, cfg, val_set, dev)
+
+
+def score_on_val(model: nn.Module, cfg: dict, val_set, device: torch.device, progress: bool | None = None):
+    """``model`` evaluated on ``val_set`` (built from ``cfg``'s data.val) with the config's loader, evaluator and
+    AMP setting; returns ``(metrics, evaluator)`` (``evaluate_checkpoint``'s and ``detkit.evaluate``'s last step)."""
     loader = builders.build_dataloader(
         cfg,
         "val",
         distributed=dist.is_dist(),
         seed=int(cfg.get("seed") or 0),
         dataset=val_set,
-        pin_memory=dev.type == "cuda",
+        pin_memory=device.type == "cuda",
     )
     evaluator = builders.build_evaluator(cfg, val_set)
-    amp = resolve_amp((cfg.get("train") or {}).get("amp", False), dev)
-    if wrap is not None:
-        model = wrap(model)
-    return evaluate(model, loader, evaluator, dev, amp), evaluator
+    amp = resolve_amp((cfg.get("train") or {}).get("amp", False), device)
+    return evaluate(model, loader, evaluator, device, amp, progress=progress), evaluator

@@ -115,6 +115,12 @@ def log_to_file(msg: str, *args, exc_info=None) -> None:
     logging.getLogger(LOGGER_NAME + ".file").info(msg, *args, exc_info=exc_info)
 
 
+def warn_to_file(message: str) -> None:
+    """Write ``message`` (no %-formatting) to log.txt only, as a WARNING: what the screen got another way (a
+    signal handler's line, the ``detkit train`` message after a second Ctrl-C)."""
+    logging.getLogger(LOGGER_NAME + ".file").warning("%s", message)
+
+
 def progress_enabled(main_process: bool = True) -> bool:
     """Progress bars only on the main process and when stdout and stderr are terminals (no frames in files)."""
     return main_process and sys.stdout.isatty() and sys.stderr.isatty()
@@ -138,48 +144,46 @@ class RunRecord:
         self.history_path = self.dir / "history.json"
         self.history: dict[str, Any] = {"iter": [], "epoch": [], "lr": [], "loss": {}}
 
-    def truncate(self, after_iter: int) -> None:
-        """Drop records newer than ``after_iter`` (a resumed run redoes them), keep the older ones."""
-        rows = [r for r in read_jsonl(self.metrics_path) if r.get("iter", 0) <= after_iter]
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
-        if self.history_path.is_file():
-            try:
-                h = json.loads(self.history_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                h = None
-            if h:
-                keep = [i for i, it in enumerate(h["iter"]) if it <= after_iter]
-                self.history = {
-                    "iter": [h["iter"][i] for i in keep],
-                    "epoch": [h["epoch"][i] for i in keep],
-                    "lr": [h["lr"][i] for i in keep],
-                    "loss": {k: [v[i] for i in keep] for k, v in h["loss"].items()},
-                }
-
-    def recount(self, iters_per_epoch: int) -> None:
-        """Re-count the kept rows' iterations with ``iters_per_epoch`` (an epoch-based run resumed with another
-        number of images per iteration): from each row's epoch, which does not change."""
-        rows = read_jsonl(self.metrics_path)
-        for r in rows:
-            if isinstance(r.get("epoch"), (int, float)):
-                r["iter"] = int(round(r["epoch"] * iters_per_epoch))
-        text = "".join(json.dumps(r) + "\n" for r in rows)
-        atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
-        if self.history and self.history.get("iter"):
-            self.history["iter"] = [int(round(e * iters_per_epoch)) for e in self.history["epoch"]]
-
     def start(self, resumed_at: tuple[int, bool] | None, iters_per_epoch: int) -> None:
         """Start the run's record: a resumed run keeps what came before its checkpoint (``resumed_at``: the
         checkpoint's iteration, and whether it was re-counted since), re-counted where its units changed; a new
-        run starts fresh."""
+        run starts fresh. metrics.jsonl is read and written once."""
         if resumed_at is None:
             self.reset()
             return
         at, recounted = resumed_at
-        self.truncate(at)  # a resumed run redoes what came after its checkpoint
-        if recounted:  # the kept rows in this run's iterations
-            self.recount(iters_per_epoch)
+        per_epoch = iters_per_epoch if recounted else None  # the kept rows in this run's iterations
+        rows = [r for r in read_jsonl(self.metrics_path) if r.get("iter", 0) <= at]  # a resumed run redoes the rest
+        if per_epoch is not None:
+            for r in rows:  # from each row's epoch, which does not change
+                if isinstance(r.get("epoch"), (int, float)):
+                    r["iter"] = int(round(r["epoch"] * per_epoch))
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
+        self._keep_history(at, per_epoch)
+
+    def _keep_history(self, after_iter: int, iters_per_epoch: int | None) -> None:
+        """Load history.json's points up to ``after_iter``; their iterations re-counted from their epochs with
+        ``iters_per_epoch`` (None: kept). A missing or unreadable file leaves the history empty."""
+        try:
+            h = json.loads(self.history_path.read_text(encoding="utf-8")) if self.history_path.is_file() else None
+        except json.JSONDecodeError:
+            h = None
+        if not h:
+            return
+        keep = [i for i, it in enumerate(h["iter"]) if it <= after_iter]
+        epochs = [h["epoch"][i] for i in keep]
+        its = (
+            [h["iter"][i] for i in keep]
+            if iters_per_epoch is None
+            else [int(round(e * iters_per_epoch)) for e in epochs]
+        )
+        self.history = {
+            "iter": its,
+            "epoch": epochs,
+            "lr": [h["lr"][i] for i in keep],
+            "loss": {k: [v[i] for i in keep] for k, v in h["loss"].items()},
+        }
 
     def reset(self) -> None:
         """Start a fresh record (a new run in an existing work dir)."""

@@ -67,8 +67,8 @@ def build_data(cfg: dict, device: torch.device | None = None) -> TrainData:
         val_set = _build_split(data, "val")
         check_categories(train_set, val_set)
         check_overlap(train_set, val_set)
-        warn_untiled_val(train_set, val_set)  # a tiled data.train validated on whole images shrunk Nx
-        check_val_sample(val_set)
+        first = check_val_sample(val_set)  # built once: the next check measures it too
+        warn_untiled_val(train_set, val_set, first)  # a tiled data.train validated on whole images shrunk Nx
         out.val_loader = builders.build_dataloader(
             cfg, "val", distributed=dist.is_dist(), seed=cfg["seed"], dataset=val_set, pin_memory=pin
         )

@@ -106,12 +106,13 @@ def check_num_classes(model_cfg: dict, class_names: list[str]) -> None:
     )
 
 
-def check_val_sample(val_set) -> None:
-    """data.val must hold at least one sample, and its first sample must load (image, annotations, pipeline)."""
+def check_val_sample(val_set) -> Any:
+    """data.val must hold at least one sample, and its first sample must load (image, annotations, pipeline).
+    Returns that sample (the other start checks read it too)."""
     if len(val_set) == 0:
         raise PreflightError("data.val has no samples; give it images, or remove data.val to train without evaluation")
     try:
-        val_set[0]
+        return val_set[0]
     except Exception as e:  # noqa: BLE001  (any failure of the user's data or pipeline)
         first = (str(e).strip().splitlines() or [""])[0][:300]
         raise PreflightError(

@@ -229,19 +229,23 @@ def innermost_dataset(dataset: Any) -> Any:
     return None if dataset is None else _chain(dataset, "train")[0]
 
 
+UNBUILT = object()  # the ``sample`` of untiled_val_warning when the caller did not build data.val's first sample
+
+
 def _hw_text(hw: tuple[int, int]) -> str:
     return f"{int(hw[1])}x{int(hw[0])}"  # width x height, as image sizes are usually written
 
 
-def untiled_val_warning(train_set: Any, val_set: Any) -> str | None:
+def untiled_val_warning(train_set: Any, val_set: Any, sample: Any = UNBUILT) -> str | None:
     """The warning when data.train is a ``TiledDataset`` but data.val scores whole images shrunk by its pipeline
-    (at least 2x, measured on its first sample): bbox/AP then says little (and best.pth follows it); else None."""
+    (at least 2x, measured on its first sample: ``sample`` when the caller built it already, else ``val_set[0]``):
+    bbox/AP then says little (and best.pth follows it); else None."""
     from detkit.data.datasets.tiled import TiledDataset
 
     if not isinstance(train_set, TiledDataset) or val_set is None or isinstance(val_set, TiledDataset):
         return None
     try:
-        sample = val_set[0]
+        sample = val_set[0] if sample is UNBUILT else sample
         orig, shown = tuple(int(v) for v in sample["orig_size"]), sample["image"].shape[:2]
     except Exception:  # noqa: BLE001  (a sample that does not load is check_val_sample's to report)
         return None
@@ -258,11 +262,12 @@ def untiled_val_warning(train_set: Any, val_set: Any) -> str | None:
     )
 
 
-def warn_untiled_val(train_set: Any, val_set: Any) -> str | None:
-    """Log :func:`untiled_val_warning` as a WARNING on the main process (training goes on); return it."""
+def warn_untiled_val(train_set: Any, val_set: Any, sample: Any = UNBUILT) -> str | None:
+    """Log :func:`untiled_val_warning` (of data.val's first ``sample``, when given) as a WARNING on the main
+    process (training goes on); return it."""
     from detkit.engine import dist
 
-    message = untiled_val_warning(train_set, val_set) if dist.is_main_process() else None
+    message = untiled_val_warning(train_set, val_set, sample) if dist.is_main_process() else None
     if message:
         logger.warning("%s", message)
     return message

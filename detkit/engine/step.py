@@ -15,6 +15,7 @@ from torch import nn
 
 from detkit.engine import dist
 from detkit.engine.logger import Progress
+from detkit.engine.loss_watch import count_objects
 from detkit.engine.runtime import TrainingDiverged, join_global_batch, move_batch
 from detkit.utils.amp import autocast
 
@@ -46,7 +47,8 @@ def train_step(tr, batch: dict | None) -> bool:
             bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
         # a None batch: every sample of it was left out (data.batch_size of them, fewer in a last batch)
         dropped = batch.get("num_skipped", 0) if batch is not None else tr.cfg["data"].get("batch_size", 1)
-        flags = torch.tensor([float(bool(bad)), float(batch is None), float(tr._signals.requested), dropped])
+        objects = count_objects(batch) if losses else 0  # (the collapse watch: losses of batches with objects)
+        flags = torch.tensor([float(bool(bad)), float(batch is None), float(tr._signals.requested), dropped, objects])
         flags = dist.all_reduce_sum(flags.to(tr.device)).cpu()
         tr.skipped_samples += int(flags[3])
         skip = bool(flags[0] or flags[1])
@@ -61,6 +63,7 @@ def train_step(tr, batch: dict | None) -> bool:
     elif batch is not None and not any_missing:
         tr.nonfinite = 0
         tr.losses.add(losses)
+        tr.loss_watch.add(int(flags[4]))
     if boundary:
         tr._optimizer_step()
     return boundary
@@ -125,6 +128,7 @@ def log_step(tr, progress: Progress) -> None:
         progress.update(shown, tr._lr, tr.iter, remaining, line=False)
         return
     reduced = tr.losses.reduce_window(tr.device)
+    tr.loss_watch.check(reduced, tr)  # every loss 0 while the batches held objects: a warning, once
     tr._shown_losses = reduced
     progress.update(reduced, tr._lr, tr.iter, remaining, line=True)
     if tr.main and reduced:

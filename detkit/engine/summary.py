@@ -30,10 +30,12 @@ def epoch_line(
     eval_seconds: float = 0.0,
     skipped: int = 0,
     unit: str = "epoch",
+    val_skipped: int = 0,
 ) -> str:
     """``epoch 3/12  loss 0.8123 (cls 0.3011, box 0.5112)  bbox/AP 0.4120 (best 0.4300, epoch 2)  1m10s``;
-    ``skipped``: samples the data left out in the epoch (``None`` samples), shown when > 0; ``unit``: ``iter``
-    for an iteration-based run (``epoch`` / ``max_epochs`` are then the iteration and ``train.max_iters``)."""
+    ``skipped``: samples data.train left out in the epoch (``None`` samples), shown when > 0; ``val_skipped``: the
+    same of the evaluation's data.val, shown after its metric when > 0; ``unit``: ``iter`` for an iteration-based
+    run (``epoch`` / ``max_epochs`` are then the iteration and ``train.max_iters``)."""
     parts = [f"{unit} {epoch}/{max_epochs}"]
     if "loss" in losses:
         terms = ", ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()) if k != "loss")
@@ -47,6 +49,8 @@ def epoch_line(
         elif best:
             text += f" (best {best['value']:.4f}, {unit} {best[unit]})"
         parts.append(text)
+    if val_skipped > 0:
+        parts.append(f"{val_skipped} val sample(s) skipped")
     parts.append(duration(seconds) + (f" (eval {duration(eval_seconds)})" if eval_seconds else ""))
     return "  ".join(parts)
 
@@ -89,10 +93,12 @@ def log_start_notes(logger, schedule_note: tuple[str, bool] | None, datasets: di
         logger.info(line)
 
 
-def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch") -> str:
-    """The evaluation of one epoch (or iteration: ``unit``) as an indented table, with its units."""
+def metrics_table(epoch: int, metrics: dict[str, float], unit: str = "epoch", skipped: int = 0) -> str:
+    """The evaluation of one epoch (or iteration: ``unit``) as an indented table, with its units; ``skipped``:
+    the data.val samples it left out (a last row when > 0)."""
     rows = "\n".join(f"  {k:<16s} {v:.4f}" for k, v in metrics.items())
-    return f"evaluation at {unit} {epoch} ({UNITS}):\n{rows}"
+    note = f"\n  ({skipped} data.val sample(s) skipped: not scored)" if skipped > 0 else ""
+    return f"evaluation at {unit} {epoch} ({UNITS}):\n{rows}{note}"
 
 
 def _q(path: Path) -> str:

@@ -28,8 +28,10 @@ from detkit.engine.logger import (
     setup_logger,
     tensorboard_writer,
     use_log_file,
+    warn_to_file,
 )
 from detkit.engine.loss_meter import LossMeter
+from detkit.engine.loss_watch import CollapseWatch
 from detkit.engine.optim import unused_type_keys
 from detkit.engine.parts import build_data, build_model_parts, build_optimization
 from detkit.engine.preflight import PreflightError, check_best_metric
@@ -43,7 +45,7 @@ from detkit.engine.runtime import (
 from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
 from detkit.engine.train_state import non_finite_note, restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator, call_eval_callbacks
-from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir
+from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir, how_to_go_on
 from detkit.models.backbones.init_weights import without_init_checkpoint
 
 logger = logging.getLogger("detkit")
@@ -129,9 +131,9 @@ class Trainer:
         if t["patience"]:  # early stopping; counts the evaluations in metrics.jsonl, so a resume goes on counting
             self.eval_callbacks.append(patience_stop(self.validator, int(t["patience"])))
         self.tb = None
-        self._signals = dist.StopSignals(verbose=self.main)
+        self._signals = dist.StopSignals(verbose=self.main, log=warn_to_file)
         self._group_bad = False
-        self.losses = LossMeter()
+        self.losses, self.loss_watch = LossMeter(), CollapseWatch()
         self.resumed_at: tuple[int, bool] | None = None  # (the checkpoint's iteration, re-counted since)
         if resume:  # before anything is written: a checkpoint that cannot be resumed changes nothing
             restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
@@ -205,6 +207,10 @@ class Trainer:
             if self.main and self._log_file is not None:  # (another Trainer built since took the log over)
                 use_log_file(self._log_file)
             return self._fit()
+        except KeyboardInterrupt as e:  # "a second SIGINT" (dist.StopSignals), or a Ctrl-C outside the steps
+            if self.main:
+                warn_to_file(f"stopped immediately ({str(e) or 'SIGINT'}). {how_to_go_on(self)}")
+            raise
         except Exception as e:
             if not isinstance(e, EvaluationFailed):  # (its traceback is logged where it is made)
                 log_to_file("training stopped by an error", exc_info=e)
@@ -235,7 +241,8 @@ class Trainer:
                 length.unit, length.position(self.epoch, self.iter), key, length.total, key,
             )  # fmt: skip
             rows = self.record.metrics() if self.main else []
-            return {k: v for k, v in rows[-1].items() if k not in ("epoch", "iter")} if rows else {}
+            last = rows[-1] if rows else {}  # (its "skipped" counts are not metrics)
+            return {k: v for k, v in last.items() if k not in ("epoch", "iter") and isinstance(v, (int, float))}
         if callable(getattr(self.train_set, "set_max_epochs", None)):  # e.g. MixDataset's close_mosaic
             self.train_set.set_max_epochs(length.epochs)  # before the loader's workers start
         self.tb = self.validator.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)
@@ -251,7 +258,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         if pending:  # the evaluation due at the checkpoint failed (or was interrupted): it comes first
             metrics = self._checkpoint_point(self._since) if length.by_iter else self._evaluate_epoch(self._since)
-        with dist.StopSignals(verbose=self.main) as self._signals:
+        with dist.StopSignals(verbose=self.main, log=warn_to_file) as self._signals:
             while not length.done(self.epoch, self.iter) and not self.interrupted and not self.stop_reason:
                 started = time.perf_counter()
                 metrics = self._train_epoch() or metrics
@@ -270,11 +277,8 @@ class Trainer:
             return
         logger.warning(
             "stopped by %s at epoch %d, iteration %d; latest.pth saved. Resume with: %s",
-            self.interrupted,
-            self.epoch + 1,
-            self.iter,
-            self.resume_hint,
-        )
+            self.interrupted, self.epoch + 1, self.iter, self.resume_hint,
+        )  # fmt: skip
 
     def _checkpoint_point(self, started: float) -> dict[str, float]:
         """The end of an epoch, or an evaluation / checkpoint iteration of an iteration-based run: save
@@ -323,17 +327,10 @@ class Trainer:
     def _log_epoch(self, metrics: dict[str, float], started: float, eval_seconds: float) -> None:
         """The line of the epoch (or of the evaluation interval) on screen: mean losses, the tracked metric, the time."""
         line = epoch_line(
-            self.length.position(self.epoch, self.iter),
-            self.length.total,
-            self.losses.epoch_means(),
-            metrics,
-            self.validator.metric_key(metrics),
-            self.best,
-            time.perf_counter() - started,
-            eval_seconds,
-            self.skipped_samples,
-            unit=self.length.key,
-        )
+            self.length.position(self.epoch, self.iter), self.length.total, self.losses.epoch_means(), metrics,
+            self.validator.metric_key(metrics), self.best, time.perf_counter() - started, eval_seconds,
+            self.skipped_samples, unit=self.length.key, val_skipped=self.validator.skipped if metrics else 0,
+        )  # fmt: skip
         logger.info(line)
         self.losses.start_epoch()
         self.skipped_samples, self._since = 0, time.perf_counter()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from detkit.engine import dist
@@ -54,6 +55,7 @@ class Validator:
         self.best_metric, self.length = best_metric, length
         self.work_dir, self.main, self.device, self.amp_dtype = Path(work_dir), main, device, amp_dtype
         self.best: dict[str, Any] = {}
+        self.skipped = 0  # data.val samples the last evaluation left out (None samples), over every process
         self.tb = None
 
     def due(self, epoch: int, it: int) -> bool:
@@ -69,11 +71,16 @@ class Validator:
         return bool(dist.broadcast_object(not done))
 
     def run(self, model: nn.Module, epoch: int, it: int) -> dict[str, float]:
-        """Evaluate ``model``; record the metrics (metrics.jsonl, the table in log.txt, TensorBoard)."""
-        metrics = evaluate(model, self.loader, self.evaluator, self.device, self.amp_dtype)
+        """Evaluate ``model``; record the metrics (metrics.jsonl, the table in log.txt, TensorBoard). The data.val
+        samples left out (summed over the processes) are ``skipped``, and ``{"skipped": {"data.val": N}}`` in
+        the metrics.jsonl row when N > 0."""
+        counts: dict[str, int] = {}
+        metrics = evaluate(model, self.loader, self.evaluator, self.device, self.amp_dtype, counts=counts)
+        self.skipped = int(dist.all_reduce_sum(torch.tensor([counts.get("skipped", 0)], device=self.device)).item())
         if self.main:
-            self.record.add_metrics({"epoch": self.length.epoch_of(epoch, it), "iter": it, **metrics})
-            log_to_file(metrics_table(self.length.position(epoch, it), metrics, self.length.unit))
+            extra = {"skipped": {"data.val": self.skipped}} if self.skipped else {}
+            self.record.add_metrics({"epoch": self.length.epoch_of(epoch, it), "iter": it, **metrics, **extra})
+            log_to_file(metrics_table(self.length.position(epoch, it), metrics, self.length.unit, self.skipped))
             if self.tb:
                 for k, v in metrics.items():
                     self.tb.add_scalar(k, v, it)

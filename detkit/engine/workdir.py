@@ -209,3 +209,21 @@ def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool
         logger.info("the config differs from the run's config.yaml: the earlier one is kept as %s", kept)
     atomic_write(Path(work_dir) / "config.yaml", lambda f: f.write(config_text.encode("utf-8")))
     return lock, log_file
+
+
+def how_to_go_on(trainer) -> str:
+    """How to go on after a run stopped (``trainer``: its ``work_dir``, ``resume_hint`` and optional
+    ``rerun_hint``): the resume command when latest.pth exists, else how to start again. The sentence
+    ``detkit train`` prints after "stopped immediately", and what log.txt says then."""
+    latest = Path(trainer.work_dir) / "latest.pth"
+    if latest.exists() and not latest.is_file():  # (the run's other checkpoints are still there)
+        return f"{latest} is not a file: move it away, then resume with: {trainer.resume_hint}"
+    if latest.is_file():
+        return f"The last checkpoint is {latest}; resume with: {trainer.resume_hint}"
+    rerun = getattr(trainer, "rerun_hint", None)
+    if rerun:  # --resume CKPT into a work dir without a checkpoint yet: the same command starts from CKPT again
+        return f"No checkpoint of this run was written yet: run the same command again ({rerun})"
+    return (
+        "No checkpoint was written yet: start again with --exist-ok (this run's files move to previous-N) or "
+        "another --work-dir"
+    )

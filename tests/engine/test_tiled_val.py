@@ -97,7 +97,9 @@ def test_tiled_validation_scores_what_tiled_inference_and_pycocotools_score(blob
     val_set = build_dataset(spec)
     loader = build_dataloader(cfg, "val", dataset=val_set)
     evaluator = build_evaluator(cfg, val_set)  # the source's ground truth: the whole images
-    metrics = evaluate(model, loader, evaluator, torch.device("cpu"), progress=False)
+    counts: dict[str, int] = {}
+    metrics = evaluate(model, loader, evaluator, torch.device("cpu"), progress=False, counts=counts)
+    assert counts == {"skipped": 0}
 
     results = []
     for image_id in (1, 2):
@@ -126,9 +128,10 @@ def test_untiled_validation_of_a_tiled_training_is_a_warning(blobs, caplog):
     assert untiled_val_warning(build_dataset(plain), shrunk) is None  # no tiled training
 
 
-def test_training_start_warns_once_and_accepts_a_tiled_val(blobs, caplog):
+def test_training_start_warns_once_and_accepts_a_tiled_val(blobs, caplog, monkeypatch):
     """build_data (the trainer's data step): untiled validation of a tiled training is one WARNING line; a tiled
     data.val builds (its evaluator scores the source json) and says nothing."""
+    from detkit.data.datasets.coco import CocoDataset
     from detkit.engine.parts import build_data
 
     plain = {"type": "CocoDataset", "ann_file": str(blobs / "val.json"), "img_dir": str(blobs / "img")}
@@ -139,13 +142,32 @@ def test_training_start_warns_once_and_accepts_a_tiled_val(blobs, caplog):
         "model": {"type": "OneStageDetector", "head": {"type": "YOLOHead"}},
         "data": {"batch_size": 2, "num_workers": 0, "train": train, "val": {**plain, "pipeline": letterbox}},
     }
+    read, getitem = [], CocoDataset.__getitem__  # the samples built, to check data.val's first is built once
+    monkeypatch.setattr(CocoDataset, "__getitem__", lambda self, i: read.append((self, i)) or getitem(self, i))
     with caplog.at_level(logging.WARNING, logger="detkit"):
-        build_data(cfg)
+        data = build_data(cfg)
     tiled = [r for r in caplog.records if "TiledDataset of 64x64 tiles" in r.getMessage()]
     assert len(tiled) == 1 and "--tile 64,64" in tiled[0].getMessage()
+    assert [i for ds, i in read if ds is data.val_set] == [0]  # (check_val_sample's, measured by the warning)
     caplog.clear()
     cfg["data"]["val"] = tiled_split(cfg["data"]["val"], (64, 64), 0.2)
     with caplog.at_level(logging.WARNING, logger="detkit"):
         data = build_data(cfg)
     assert not [r for r in caplog.records if "tiles" in r.getMessage()]
     assert data.evaluator.coco_gt.dataset["images"][0]["width"] == 300  # whole images are the ground truth
+
+
+def test_tiled_evaluation_counts_the_source_images_left_out(blobs, tmp_path):
+    """A TiledDataset data.val whose source image went missing after it was built: evaluate's counts say so."""
+    import shutil
+
+    root = tmp_path / "blobs"
+    shutil.copytree(blobs, root)
+    plain = {"type": "CocoDataset", "ann_file": str(root / "val.json"), "img_dir": str(root / "img")}
+    cfg = {"model": {}, "data": {"batch_size": 2, "num_workers": 0, "val": tiled_split(plain, TILE["size"], 0.25)}}
+    val_set = build_dataset(cfg["data"]["val"])
+    loader = build_dataloader(cfg, "val", dataset=val_set)
+    (root / "img" / "2.png").unlink()
+    counts: dict[str, int] = {}
+    metrics = evaluate(BlobDetector(cfg), loader, build_evaluator(cfg, val_set), torch.device("cpu"), counts=counts)
+    assert counts == {"skipped": 1} and metrics["bbox/AP"] > 0.9  # image 1 alone, scored alone

@@ -2,7 +2,9 @@
 
 Environment: DETKIT_TOY_REAL=1 keeps the real builders (only the hooks below are added);
 DETKIT_TOY_KILL_AT=N sends SIGKILL to this process when global iteration N starts;
-DETKIT_TOY_SIGNAL_AT=N:SIG sends SIG (e.g. SIGTERM) to itself when iteration N starts.
+DETKIT_TOY_SIGNAL_AT=N:SIG sends SIG (e.g. SIGTERM) to itself when iteration N starts, DETKIT_TOY_SIGNAL_TIMES
+times (default 1); with DETKIT_TOY_SIGNAL_GROUP=1 to its process group (its DataLoader workers too: run it in a
+session of its own).
 """
 
 import importlib.util
@@ -30,13 +32,19 @@ from detkit.engine.trainer import Trainer  # noqa: E402
 _step = Trainer._train_step
 KILL_AT = int(os.environ.get("DETKIT_TOY_KILL_AT", "-1"))
 SIG_AT, SIG = (os.environ.get("DETKIT_TOY_SIGNAL_AT", "-1:SIGTERM").split(":") + ["SIGTERM"])[:2]
+SIG_TIMES = int(os.environ.get("DETKIT_TOY_SIGNAL_TIMES", "1"))  # 2: a double Ctrl-C
+SIG_GROUP = os.environ.get("DETKIT_TOY_SIGNAL_GROUP") == "1"  # to the process group, as a terminal sends it
 
 
 def _hooked_step(self, batch):
     if self.iter == KILL_AT:
         os.kill(os.getpid(), signal.SIGKILL)
     if self.iter == int(SIG_AT):
-        os.kill(os.getpid(), getattr(signal, SIG))
+        for _ in range(SIG_TIMES):
+            if SIG_GROUP:
+                os.killpg(os.getpgid(0), getattr(signal, SIG))
+            else:
+                os.kill(os.getpid(), getattr(signal, SIG))
     return _step(self, batch)
 
 
