@@ -117,8 +117,7 @@ def _score(model: nn.Module, cfg: dict, progress: bool | None) -> dict[str, floa
     import warnings
 
     from detkit.engine import builders
-    from detkit.engine.evaluate import evaluate as run_evaluation
-    from detkit.engine.runtime import resolve_amp
+    from detkit.engine.evaluate import score_on_val
     from detkit.evaluation.checks import CategoryMismatchWarning, class_names_mismatch
     from detkit.inference.inputs import outside_stacklevel
     from detkit.inference.runner import interactive
@@ -133,17 +132,11 @@ def _score(model: nn.Module, cfg: dict, progress: bool | None) -> dict[str, floa
         raise CheckpointMismatchError(f"evaluate: {message}")
     if message:
         warnings.warn(message, CategoryMismatchWarning, stacklevel=outside_stacklevel())
-    device = next(model.parameters()).device
-    loader = builders.build_dataloader(
-        cfg, "val", distributed=False, seed=int(cfg.get("seed") or 0), dataset=val_set, pin_memory=device.type == "cuda"
-    )
-    evaluator = builders.build_evaluator(cfg, val_set)
-    amp = resolve_amp((cfg.get("train") or {}).get("amp", False), device)
     if progress is None:
         import sys
 
         progress = interactive(sys.stderr)
-    return run_evaluation(model, loader, evaluator, device, amp, progress=progress)
+    return score_on_val(model, cfg, val_set, next(model.parameters()).device, progress)[0]
 
 
 def evaluate(

@@ -235,6 +235,8 @@ _PEER_LOST = re.compile(r"Connection (reset|closed) by peer|ECONNRESET|Broken pi
 
 def _failed(trainer: Trainer, e: BaseException) -> str:
     """One message for an error during training (its traceback is in log.txt: Trainer.fit writes it)."""
+    from detkit.engine.workdir import how_to_go_on
+
     first = (worker_message(str(e)).strip().splitlines() or [type(e).__name__])[0][:300]
     if getattr(trainer, "world", 1) > 1 and _PEER_LOST.search(
         str(e)
@@ -247,23 +249,7 @@ def _failed(trainer: Trainer, e: BaseException) -> str:
         where = f"process {trainer.rank}'s traceback is above (log.txt is the main process's)"
     return (
         f"{tool_label('train')}: error: training stopped at epoch {trainer.epoch + 1}, iteration {trainer.iter} "
-        f"({type(e).__name__}: {first}); {where}. {_how_on(trainer)}"
-    )
-
-
-def _how_on(trainer: Trainer) -> str:
-    """How to go on after a stop: the resume command when latest.pth exists, else how to start again."""
-    latest = trainer.work_dir / "latest.pth"
-    if latest.exists() and not latest.is_file():  # (the run's other checkpoints are still there)
-        return f"{latest} is not a file: move it away, then resume with: {trainer.resume_hint}"
-    if latest.is_file():
-        return f"The last checkpoint is {latest}; resume with: {trainer.resume_hint}"
-    rerun = getattr(trainer, "rerun_hint", None)
-    if rerun:  # --resume CKPT into a work dir without a checkpoint yet: the same command starts from CKPT again
-        return f"No checkpoint of this run was written yet: run the same command again ({rerun})"
-    return (
-        "No checkpoint was written yet: start again with --exist-ok (this run's files move to previous-N) or "
-        "another --work-dir"
+        f"({type(e).__name__}: {first}); {where}. {how_to_go_on(trainer)}"
     )
 
 
@@ -271,6 +257,7 @@ def run(trainer: Trainer) -> int:
     """``trainer.fit()`` with every way it can end turned into a message and an exit status."""
     from detkit.engine import TrainingDiverged
     from detkit.engine.trainer import EvaluationFailed
+    from detkit.engine.workdir import how_to_go_on
 
     try:
         with loud_warnings("train", emit=logging.getLogger("detkit").warning):  # one plain line, also in log.txt
@@ -282,7 +269,7 @@ def run(trainer: Trainer) -> int:
         print(f"{tool_label('train')}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e.__cause__, user_error_types()) else 1
     except KeyboardInterrupt:
-        print(f"{tool_label('train')}: stopped immediately. {_how_on(trainer)}", file=sys.stderr)
+        print(f"{tool_label('train')}: stopped immediately. {how_to_go_on(trainer)}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001  (one message, the traceback in log.txt)
         print(_failed(trainer, e), file=sys.stderr)

@@ -350,7 +350,7 @@ def test_resuming_another_models_checkpoint_counts_what_fits(user, toy_run, tmp_
 def test_the_way_on_after_a_stop_fits_the_command(tmp_path):
     from types import SimpleNamespace
 
-    from detkit.cli.train import _how_on
+    from detkit.engine.workdir import how_to_go_on as _how_on
 
     trainer = SimpleNamespace(work_dir=tmp_path, resume_hint="detkit train c.yaml --work-dir w --resume")
     assert "--exist-ok" in _how_on(trainer)  # nothing saved yet: --resume would find nothing
