@@ -15,6 +15,7 @@ from pathlib import Path
 
 from detkit.cli.errors import UserError
 from detkit.utils.checkpoint import check_checkpoint_file, file_kind
+from detkit.utils.output_names import is_inside
 
 __all__ = [
     "check_config_file",
@@ -313,7 +314,7 @@ def out_dir_arg(path: str | os.PathLike, flag: str = "--out-dir", inputs: Iterab
     else:
         _writable_parent(path, flag)
     for item in map(Path, inputs):
-        if item.is_dir() and _inside(path, item):
+        if item.is_dir() and is_inside(path, item):
             raise UserError(
                 f"{flag} {path} is inside the input folder {item}; outputs written there would change (or "
                 f"overwrite) its files: choose another {flag} outside it (e.g. {_sibling(item)})"
@@ -337,7 +338,7 @@ def out_file_arg(path: str | os.PathLike, flag: str = "--out", inputs: Iterable[
     for item in map(Path, inputs):
         if _same_file(item, path):
             raise UserError(f"{flag} {path} is the input {item}; writing it would overwrite it: choose another {flag}")
-        if item.is_dir() and path.exists() and _inside(path, item):
+        if item.is_dir() and path.exists() and is_inside(path, item):
             raise UserError(
                 f"{flag} {path} is a file of the input folder {item}; writing it would overwrite it: choose another "
                 f"{flag} outside that folder"
@@ -349,14 +350,6 @@ def _sibling(path: Path) -> Path:
     """``DIR_out`` next to the folder ``DIR`` (an output folder out of reach of a recursive input search)."""
     path = path.absolute()
     return path.with_name(f"{path.name}_out") if path.name else Path.home() / "detkit_out"
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    """``path`` (existing or not) lies in ``folder`` or below it (links resolved)."""
-    try:
-        return path.resolve().is_relative_to(folder.resolve())
-    except OSError:
-        return False
 
 
 DATA_PATH_KEYS = ("ann_file", "img_dir", "mask_dir", "label_dir", "data_yaml", "root")

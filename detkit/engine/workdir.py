@@ -110,15 +110,10 @@ def check_outside_data(work_dir: str | os.PathLike, cfg: dict) -> None:
     """Refuse a work dir that is a data folder of the config, or inside one: its checkpoints, logs and plots would
     land among the images (a new class folder of a classifier, files that the next build lists)."""
     data = cfg.get("data") if isinstance(cfg, dict) else None
-    work = Path(work_dir).resolve()
-    from detkit.utils.output_names import data_paths
+    from detkit.utils.output_names import data_paths, is_inside
 
     for key, folder in data_paths(data if isinstance(data, dict) else {}, DATA_FOLDER_KEYS):
-        try:
-            inside = work == folder.resolve() or folder.resolve() in work.parents
-        except (OSError, RuntimeError):
-            continue
-        if inside:
+        if is_inside(work_dir, folder):
             raise PreflightError(
                 f"work dir {work_dir} is inside {key} ({folder}): the run's checkpoints, logs and plots would land "
                 "among the data (a classifier would take a new class folder); choose a --work-dir outside the data"

@@ -118,6 +118,15 @@ def refuse_foreign(out_dir: str | os.PathLike, outputs: Iterable[str | os.PathLi
     )
 
 
+def is_inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """``path`` (existing or not) is ``folder`` or lies below it, links resolved; False when either cannot be
+    resolved."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
 def data_paths(node, keys: tuple[str, ...], path: str = "data"):
     """``(key path, Path)`` of every value under one of ``keys`` below ``node`` (a config's ``data`` section:
     wrappers' ``dataset`` and lists included), e.g. ``("data.train.dataset.img_dir", Path(...))``."""
