@@ -4,17 +4,19 @@
                            [--image-size H,W] [--batch-size B] [--opset N] [--static] [--max-per-img N]
                            [--no-nms] [--atol A] [--rtol R] [--mask-iou T]
 
-CONFIG may be '-' to use the config stored in the checkpoint. The graph takes ``images`` uint8 [B,3,H,W]
-(resized as the config's test pipeline does, padded to the size divisor) and ``image_sizes`` int64 [B,2];
-batch and image size are dynamic unless --static. Faster R-CNN, Mask R-CNN (28x28 masks per detection), YOLO,
-YOLO-seg (masks at the input size) and classifiers (``scores`` [B,C] probabilities, ``labels`` [B,k] top-k)
-export. --verify runs onnxruntime on the --verify-images (default: a few images of data.val, or synthetic
-shapes images) and compares with PyTorch: detections matched, boxes within --atol + --rtol x the image's longer
-side (pixels), scores within --atol, mask IoU of matched pairs at least --mask-iou; for a classifier, the same
-top-k classes in the same order and probabilities within --atol. --image-size defaults to the config's test
-pipeline size (a static graph of another size is exported with a WARNING); --out must end in .onnx and may
-replace only an earlier export. See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed,
-2 bad input.
+CONFIG may be '-' to use the config stored in the checkpoint. The graph takes ``images`` uint8 [B,3,H,W] (resized
+as the config's test pipeline does, padded to the size divisor) and ``image_sizes`` int64 [B,2]; batch and image
+size are dynamic unless --static. Faster R-CNN, Mask R-CNN (28x28 masks per detection), YOLO, YOLO-seg (masks at
+the input size), classifiers (``scores`` [B,C] probabilities, ``labels`` [B,k] top-k) and semantic segmentors
+(``labels`` [B,H,W] per-pixel classes, ``logits`` [B,C,H,W], at the input size; some only with --static: sliding
+windows, UPerNet) export. --verify runs onnxruntime on the --verify-images (default: a few images of data.val,
+else synthetic shapes images, with a WARNING that says what was tried) and compares with PyTorch: detections
+matched, boxes within --atol + --rtol x the image's longer side (pixels), scores within --atol, mask IoU of
+matched pairs at least --mask-iou; for a classifier, the same top-k classes in the same order and probabilities
+within --atol; for a semantic segmentor, every pixel's label (pixels whose two logits tie within the tolerance
+excepted) and logits within --atol + --rtol x |logit|. --image-size defaults to the config's test pipeline size (a
+static graph of another size is exported with a WARNING); --out must end in .onnx and may replace only an earlier
+export. See docs/inference.md. Exit status: 0 done (and verified), 1 verification failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -57,8 +59,15 @@ def add_options(ap: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="image files, folders or glob patterns for --verify",
     )
-    ap.add_argument("--atol", type=float, default=1e-3, help="score tolerance, and the box tolerance's floor (px)")
-    ap.add_argument("--rtol", type=float, default=1e-4, help="box tolerance per pixel of the image's longer side")
+    ap.add_argument(
+        "--atol", type=float, default=1e-3, help="score tolerance, and the box (px) and logit tolerance's floor"
+    )
+    ap.add_argument(
+        "--rtol",
+        type=float,
+        default=1e-4,
+        help="box tolerance per pixel of the image's longer side; semantic models: logit tolerance per unit of |logit|",
+    )
     ap.add_argument("--mask-iou", type=float, default=0.9, help="least IoU of matched instance masks")
     ap.add_argument(
         "--image-size",
@@ -120,24 +129,46 @@ def image_inputs(paths: list[str]) -> list[Path]:
     return images
 
 
+VAL_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def val_image_files(cfg: dict, count: int = 4) -> tuple[list[Path], str]:
+    """The first ``count`` images of data.val.img_dir (of a folder of class folders: ``count`` spread over them),
+    and, when there are none, what was tried (a phrase for the --verify note)."""
+    val = (cfg.get("data") or {}).get("val") or {}
+    given = val.get("img_dir") if isinstance(val, dict) else None
+    img_dir = Path(str(given or ""))
+    if str(img_dir) in ("", "."):
+        return [], "the config names no data.val.img_dir"
+    if not img_dir.is_dir():
+        where = "" if img_dir.is_absolute() else f" (relative paths are read from the current folder {Path.cwd()})"
+        return [], f"data.val.img_dir {given} is not a folder{where}"
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in VAL_SUFFIXES)
+    if not files:  # class folders (img_dir/<class>/...): images spread over the classes
+        found = sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in VAL_SUFFIXES)
+        files = found[:: max(1, len(found) // count)]
+    if not files:
+        return [], f"data.val.img_dir {given} holds no image ({', '.join(VAL_SUFFIXES)})"
+    return files[:count], ""
+
+
 def sample_images(cfg: dict, paths: list[str | Path], count: int = 4) -> list:
-    """Images for --verify: the given paths, else the first ``count`` of data.val (of a folder of class folders:
-    ``count`` spread over them), else synthetic shapes."""
+    """Images for --verify: the given paths, else the first ``count`` of data.val (:func:`val_image_files`), else
+    ``count`` synthetic shapes images, with one line on stderr that says what was tried."""
     import numpy as np
 
     from detkit.data.image_io import read_image
 
     if paths:
         return [read_image(p) for p in paths]
-    img_dir = Path(((cfg.get("data") or {}).get("val") or {}).get("img_dir") or "")
-    if str(img_dir) not in ("", ".") and img_dir.is_dir():
-        suffixes = (".jpg", ".jpeg", ".png", ".bmp")
-        files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in suffixes)
-        if not files:  # class folders (img_dir/<class>/...): images spread over the classes
-            found = sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in suffixes)
-            files = found[:: max(1, len(found) // count)]
-        if files:
-            return [read_image(p) for p in files[:count]]
+    files, tried = val_image_files(cfg, count)
+    if files:
+        return [read_image(p) for p in files]
+    print(
+        f"{tool_label(TOOL)}: WARNING: --verify found no validation image ({tried}): verifying on {count} synthetic "
+        "shapes images instead; give --verify-images PATH to verify on your own images",
+        file=sys.stderr,
+    )
     from detkit.data.synthetic import render_image
 
     return [render_image(np.random.default_rng([7, i]), (256 + 32 * i, 320 - 32 * i))[0] for i in range(count)]
@@ -145,7 +176,18 @@ def sample_images(cfg: dict, paths: list[str | Path], count: int = 4) -> list:
 
 def verify_summary(stats: dict) -> str:
     """One line: detections on each side, matched (and borderline), the largest differences, mask IoU, verdict
-    (a classifier: images whose top-k classes agree, the largest probability difference)."""
+    (a classifier: images whose top-k classes agree, the largest probability difference; a semantic segmentor:
+    the pixels whose labels agree, the largest logit difference)."""
+    if "labels_equal" in stats:
+        line = (
+            f"verify on {stats['images']} images: labels equal on {stats['labels_equal']} of {stats['pixels']} "
+            f"pixels ({100 * stats['label_agreement']:.4f}%)"
+            + (f" ({stats['borderline']} more at tied logits)" if stats["borderline"] else "")
+            + f", max logit diff {stats['max_logit_diff']:.2e}"
+            + (f", {stats['logits_over_tol']} logits over the tolerance" if stats["logits_over_tol"] else "")
+            + (f", {stats['shape_mismatch']} images of another size" if stats["shape_mismatch"] else "")
+        )
+        return f"{line}: {'OK' if stats['ok'] else 'FAILED'}"
     if "topk_equal" in stats:
         line = (
             f"verify on {stats['images']} images: top-{stats['k']} classes equal on {stats['topk_equal']}"

@@ -65,9 +65,10 @@ def static_image_size(cfg: dict | None) -> tuple[int, int] | None:
 
 def task_of(model: nn.Module, module: nn.Module) -> str:
     """detect, segment (instance masks), classify or semantic."""
-    if getattr(module, "kind", "") == "classification":
+    kind = getattr(module, "kind", "")
+    if kind == "classification":
         return "classify"
-    if "semantic" in type(model).__name__.lower() or "segmentor" in type(model).__name__.lower():
+    if kind == "semantic":
         return "semantic"
     return "segment" if getattr(module, "with_masks", False) else "detect"
 

@@ -58,7 +58,9 @@ class OneStageExport(ExportWrapper):
         self.score_thr = float(cfg["score_thr"])
         if self.nms:
             self.output_names = ["boxes", "scores", "labels", "num_dets"] + (["masks"] if self.with_masks else [])
-            self.dynamic_axes = dynamic_axes({name: {0: "batch"} for name in self.output_names})
+            axes = {name: {0: "batch"} for name in self.output_names}
+            axes.update({"masks": {0: "batch", 2: "height", 3: "width"}} if self.with_masks else {})
+            self.dynamic_axes = dynamic_axes(axes)
         else:
             self.output_names = ["boxes", "scores"] + (["coefs", "protos"] if self.with_masks else [])
             axes = {name: {0: "batch", 1: "anchors"} for name in self.output_names}

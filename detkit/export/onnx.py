@@ -23,6 +23,7 @@ from torch import nn
 
 from detkit.export.common import ExportError
 from detkit.export.metadata import export_metadata, min_opset, task_of
+from detkit.export.shapes import declared_output_shapes, write_output_shapes
 from detkit.export.wrappers import get_export_module
 
 __all__ = ["export_onnx", "onnx_session", "run_onnx"]
@@ -46,9 +47,14 @@ def export_onnx(
         dynamic: batch and image size dynamic (the wrapper's ``dynamic_axes``); False fixes them.
         module_kwargs: options of the model's export wrapper (e.g. ``max_per_img``, ``nms``).
 
+    The graph declares each output's shape: the wrapper's ``dynamic_axes`` names for the axes that follow the
+    input (batch, height, width, anchors), fixed sizes for the others (:mod:`detkit.export.shapes`).
+
     Raises:
-        ExportError: ``opset`` below what the model needs (instance masks: 12), or an operator that torch
-            cannot write at ``opset``.
+        ExportError: ``opset`` below what the model needs (instance masks: 12), an operator that torch
+            cannot write at ``opset``, an ``image_size`` that the graph cannot be written at (a segmentor's
+            adaptive pooling), or ``dynamic`` for a model whose graph cannot keep the image size dynamic (a
+            segmentor's sliding windows, adaptive pooling, or sizes fixed while tracing).
     """
     import onnx
     from torch.onnx.errors import UnsupportedOperatorError
@@ -60,7 +66,17 @@ def export_onnx(
             f"opset {opset}: a {type(model).__name__} with instance masks ({task_of(model, module)}) needs opset "
             f"{least} or more (opset 11 cannot express its mask steps); give --opset {least} or more (default 17)"
         )
+    blocker = module.dynamic_unsupported() if dynamic and hasattr(module, "dynamic_unsupported") else None
+    if blocker:
+        raise ExportError(
+            f"{type(model).__name__} cannot keep the image size dynamic in ONNX: {blocker}; export it at a fixed "
+            "size: add --static (with --image-size H,W; in Python export_onnx(..., dynamic=False))"
+        )
     example = module.example_inputs(batch_size, image_size)
+    problem = module.size_unsupported(example) if hasattr(module, "size_unsupported") else None
+    if problem:
+        size = "x".join(str(int(v)) for v in example[0].shape[-2:])
+        raise ExportError(f"{type(model).__name__} cannot be written to ONNX at {size}: {problem}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -73,6 +89,7 @@ def export_onnx(
             f"opset {opset} cannot express {op} of {type(model).__name__}: give a higher --opset (default 17)"
         ) from None
     proto = onnx.load(os.fspath(tmp))
+    write_output_shapes(proto, declared_output_shapes(module, example, dynamic))
     _store_class_names(proto, getattr(model, "class_names", None), getattr(model, "cat_ids", None))
     for key, value in export_metadata(model, module).items():
         entry = proto.metadata_props.add()

@@ -29,6 +29,7 @@ from torchvision.ops import box_iou
 
 from detkit.export.common import ExportError
 from detkit.export.onnx import onnx_session, run_onnx
+from detkit.export.verify_semantic import compare_semantic_predictions, semantic_passes, semantic_reference
 from detkit.export.wrappers import get_export_module
 
 __all__ = [
@@ -221,7 +222,9 @@ def passes(stats: dict[str, Any], atol: float = 1e-3, mask_iou: float = 0.9) -> 
     """The verdict on :func:`compare_predictions`' stats: every detection matched, borderline or near-tie,
     every box within its image's tolerance, scores within ``atol``, every matched pair of masks at IoU >=
     ``mask_iou``; on :func:`compare_class_predictions`' stats: every image's top-k equal or borderline,
-    probabilities within ``atol``."""
+    probabilities within ``atol``; on ``compare_semantic_predictions``' stats: :func:`semantic_passes`."""
+    if "labels_equal" in stats:
+        return semantic_passes(stats)
     if "topk_equal" in stats:
         return stats["topk_equal"] + stats["borderline"] == stats["images"] and stats["max_score_diff"] <= atol
     return (
@@ -253,7 +256,8 @@ def verify_onnx(
     Where the export has a dense form (YOLO's ``nms=False``), PyTorch's dense outputs are the candidates of
     :func:`compare_predictions` (near-tied duplicates that NMS kept differently). A classifier's export is
     compared by :func:`compare_class_predictions`: the same top-k classes in the same order, class
-    probabilities within ``atol``.
+    probabilities within ``atol``; a semantic segmentor's by ``compare_semantic_predictions``: every pixel's
+    label equal to ``predict``'s (or at logits tied within the tolerance), logits within ``atol + rtol * |logit|``.
     ``pad_to`` pads every batch to a static export's (h, w) (use ``batch_size`` 1 then).
     """
     from detkit.data.image_io import read_image
@@ -269,6 +273,8 @@ def verify_onnx(
         for batch in _batches(model, images, batch_size, module.size_divisor, pad_to):
             with torch.no_grad():
                 preds = model.predict(batch, **module.predict_kwargs)
+            if module.kind == "semantic":  # predict's label maps and PyTorch's logits
+                preds = semantic_reference(model, batch, preds)
             ref.extend({k: v.cpu() for k, v in p.items()} for p in preds)
             inputs = module.inputs_from_batch(batch)
             got.extend(module.outputs_to_predictions(run_onnx(session, inputs, module.input_names), inputs))
@@ -278,6 +284,8 @@ def verify_onnx(
         model.train(was_training)
     if module.kind == "classification":
         stats = compare_class_predictions(ref, got, atol)
+    elif module.kind == "semantic":
+        stats = compare_semantic_predictions(ref, got, atol, rtol)
     else:
         stats = compare_predictions(
             ref,

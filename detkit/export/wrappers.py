@@ -15,15 +15,18 @@ from torch import nn
 from detkit.export.classifier import ClassifierExport
 from detkit.export.common import ExportError
 from detkit.export.one_stage import OneStageExport
+from detkit.export.semantic import SemanticExport
 from detkit.export.two_stage import TwoStageExport
 from detkit.models.detectors.classifier import Classifier
 from detkit.models.detectors.one_stage import OneStageDetector
+from detkit.models.detectors.segmentor import Segmentor
 from detkit.models.detectors.two_stage import TwoStageDetector
 
 EXPORT_WRAPPERS: dict[type, type] = {
     TwoStageDetector: TwoStageExport,
     OneStageDetector: OneStageExport,
     Classifier: ClassifierExport,
+    Segmentor: SemanticExport,
 }
 
 
@@ -33,8 +36,13 @@ def register_export_wrapper(model_type: type, wrapper: type) -> None:
 
 
 def is_exportable(model: nn.Module) -> bool:
-    """True when an export wrapper is registered for ``type(model)`` or a base class of it."""
-    return any(cls in EXPORT_WRAPPERS for cls in type(model).__mro__)
+    """True when the default export works: a wrapper is registered for ``type(model)`` or a base class of it, and
+    the graph can keep the image size dynamic (a wrapper's ``dynamic_unsupported()``: a segmentor's sliding
+    windows or adaptive pooling need ``--static``)."""
+    wrapper = next((EXPORT_WRAPPERS[cls] for cls in type(model).__mro__ if cls in EXPORT_WRAPPERS), None)
+    if wrapper is None:
+        return False
+    return not hasattr(wrapper, "dynamic_unsupported") or wrapper(model).dynamic_unsupported() is None
 
 
 def export_wrapper_type(model: nn.Module) -> type:
@@ -57,7 +65,7 @@ def get_export_module(model: nn.Module, **options: Any) -> nn.Module:
     if unknown:
         raise ExportError(
             f"{type(model).__name__} export has no option {', '.join(unknown)} (its options: "
-            f"{', '.join(wrapper.options)}); nms=False (--no-nms) is for YOLO models, max_per_img (--max-per-img) "
-            "for detectors"
+            f"{', '.join(wrapper.options) or 'none'}); nms=False (--no-nms) is for YOLO models, max_per_img "
+            "(--max-per-img) for detectors"
         )
     return wrapper(model, **options).eval()

@@ -30,6 +30,9 @@ TINY_MASK_HEAD = ["model.mask_head.in_channels=32", "model.mask_head.conv_channe
 TINY_YOLO = dict(
     backbone={"type": "CSPDarknet", "depth_multiple": 0.33, "width_multiple": 0.125}, neck={"type": "PAFPN"}
 )
+SEMFPN_CONFIG = "configs/seg/semfpn_r18_shapes.yaml"
+TINY_SEMFPN = ["model.neck.out_channels=32", "model.decode_head.channels=32"]
+SEM_CLASSES = ["background", "circle", "rectangle"]
 
 
 def shapes_images(sizes, seed=8):
@@ -61,6 +64,28 @@ def faster_rcnn():
 @pytest.fixture(scope="session")
 def mask_rcnn():
     return _tiny_rcnn("configs/mask_rcnn/mask_rcnn_r18_fpn_shapes.yaml", TINY_MASK_HEAD)
+
+
+def tiny_semfpn(overrides=()):
+    """A random Semantic FPN R18 (the shapes config, narrow FPN and decoder) whose class logits spread out
+    (the classifier's weights ~N(0, 0.5) instead of 0.01): few pixels tie between classes."""
+    torch.manual_seed(0)
+    cfg = load_config(ROOT / SEMFPN_CONFIG, TINY_SEMFPN + list(overrides))
+    m = detkit.build_model(cfg, class_names=SEM_CLASSES).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(m.decode_head.classifier.conv.weight, std=0.5)
+    return m
+
+
+@pytest.fixture(scope="session")
+def semantic():
+    return tiny_semfpn()
+
+
+@pytest.fixture(scope="session")
+def make_semfpn():
+    """``make_semfpn(overrides)``: a fresh :func:`tiny_semfpn` with config overrides (``key=value`` strings)."""
+    return tiny_semfpn
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def test_per_image_topk():
 
 
 def test_unsupported_models_and_options_are_refused(model):
-    with pytest.raises(ExportError, match="Linear cannot be exported.*OneStageDetector, TwoStageDetector"):
+    with pytest.raises(ExportError, match="Linear cannot be exported.*OneStageDetector, Segmentor, TwoStageDetector"):
         get_export_module(nn.Linear(2, 2))
     with pytest.raises(ExportError, match="no option nms"):
         get_export_module(model, nms=False)

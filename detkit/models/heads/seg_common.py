@@ -60,10 +60,14 @@ def input_channels(in_channels: int | Sequence[int], in_strides: Sequence[int] |
 
 
 def resize(x: Tensor, size: Sequence[int], align_corners: bool = False) -> Tensor:
-    """Bilinear resize of ``x`` [B,C,h,w] to ``size`` (H, W); no-op when already that size."""
-    if tuple(x.shape[-2:]) == tuple(int(s) for s in size):
+    """Bilinear resize of ``x`` [B,C,h,w] to ``size`` (H, W); no-op when already that size. While tracing (ONNX
+    export) ``size`` stays as traced, so that a dynamic graph resizes to each input's size (int() would fix it)."""
+    if torch.jit.is_tracing():
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=align_corners)
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[-2:]) == size:
         return x
-    return F.interpolate(x, size=tuple(int(s) for s in size), mode="bilinear", align_corners=align_corners)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 class SegClassifier(nn.Module):
