@@ -120,10 +120,11 @@ def draw_prediction(
 ) -> np.ndarray:
     """Draw one ``detkit.predict`` result (instances and/or a semantic map) on a copy of an image.
 
-    ``image``: an RGB numpy array [H,W,3] (uint8; float and uint16 converted as ``predict`` converts them), a PIL
-    image or an image path (read as ``predict`` reads them: EXIF orientation applied). Detections scoring under ``score_thr`` are left out: 0.3 by default, as
-    ``detkit infer --draw-thr`` (a YOLO config's test threshold, 0.001, keeps up to 100-300 low-score boxes);
-    pass 0 to draw every detection. Returns an RGB uint8 array.
+    ``image``: an RGB numpy array [H,W,3] (uint8; float and uint16 converted as ``predict`` converts them), a
+    tensor image as ``predict`` takes it (float [3,H,W] in 0..1 or uint8 [H,W,3], RGB; not a batch), a PIL image
+    or an image path (read as ``predict`` reads them: EXIF orientation applied). Detections scoring under
+    ``score_thr`` are left out: 0.3 by default, as ``detkit infer --draw-thr`` (a YOLO config's test threshold,
+    0.001, keeps up to 100-300 low-score boxes); pass 0 to draw every detection. Returns an RGB uint8 array.
     """
     out = _image_array(image)
     if "sem_seg" in pred:
@@ -136,15 +137,18 @@ def draw_prediction(
 
 
 def _image_array(image: Any) -> np.ndarray:
-    """An RGB uint8 array [H,W,3] of a numpy image, a PIL image or a path, read as ``detkit.predict`` reads them
-    (``detkit.inference.runner.to_rgb_array``: float and uint16 arrays converted, grayscale repeated)."""
-    if isinstance(image, (np.ndarray, str, os.PathLike)) or (hasattr(image, "convert") and hasattr(image, "mode")):
+    """An RGB uint8 array [H,W,3] of a numpy image, a tensor image, a PIL image or a path, read as ``detkit.predict``
+    reads them (``detkit.inference.runner.to_rgb_array``: float and uint16 arrays converted, grayscale repeated, a
+    float [3,H,W] tensor in 0..1 scaled by 255)."""
+    readable = (np.ndarray, torch.Tensor, str, os.PathLike)
+    if isinstance(image, readable) or (hasattr(image, "convert") and hasattr(image, "mode")):
         from detkit.inference.runner import to_rgb_array
 
         return to_rgb_array(image, who="draw_prediction")
     raise TypeError(
         f"draw_prediction: image must be an RGB numpy image (uint8 [H,W,3], or float / uint16 as predict takes), "
-        f"a PIL image or an image path, got {type(image).__name__}"
+        f"a tensor image (float [3,H,W] in 0..1, uint8 [H,W,3]), a PIL image or an image path, got "
+        f"{type(image).__name__}"
     )
 
 

@@ -85,7 +85,7 @@ def _check_arguments(model: nn.Module, image: Any, method: str, max_dets: Any, c
     score_thr = check_score_thr(choice["score_thr"], "explain")
     if isinstance(image, (list, tuple)):
         raise TypeError(
-            f"explain: image is one image (a path, a PIL image or a numpy image), got a "
+            f"explain: image is one image (a path, a PIL image, a numpy image or a tensor image), got a "
             f"{type(image).__name__} of {len(image)}; call explain once per image"
         )
     return kind, max_dets, {"label": label, "box": box, "score_thr": score_thr}
@@ -108,8 +108,10 @@ def explain(
     Args:
         model: a detkit ``TwoStageDetector``, ``OneStageDetector``, ``Segmentor`` or ``Classifier`` (e.g. from
             ``detkit.init_model``); it is left as it was (mode, flags, gradients).
-        image: a path, a PIL image or a numpy image (RGB unless ``channel_order='bgr'``), as ``predict`` reads
-            them: uint8, or float / uint16 converted by ``predict``'s rule (``detkit.inference.runner.to_rgb_array``).
+        image: a path, a PIL image, a numpy image (RGB unless ``channel_order='bgr'``) or a tensor image, as
+            ``predict`` reads them (``detkit.inference.runner.to_rgb_array``): numpy uint8, or float / uint16
+            converted by ``predict``'s rule; a float tensor [3,H,W] in 0..1 or a uint8 [H,W,3] (RGB). A batch
+            tensor [B,3,H,W] is a ValueError: one image per call.
         method: ``'eigencam'`` (gradient-free: the first principal component of the layer's activations, the
             same map for every target), ``'gradcam'``, ``'gradcam++'`` or ``'hirescam'`` (gradients of each
             target: one detection's score and box, one class's logit, one class's segment).

@@ -179,7 +179,10 @@ def predict(
             ``channel_order='bgr'`` for arrays from OpenCV (``cv2.imread``, ``VideoCapture``). uint8 as is;
             uint16 keeps its high byte (as 16-bit files; a warning when it holds 8-bit values); float in 0..1
             is scaled by 255, float in 0..255 rounded; other values are a ValueError saying the conversion
-            (``inputs.numpy_to_uint8``). A video is refused: ``detkit.track`` reads videos.
+            (``inputs.numpy_to_uint8``). A video is refused: ``detkit.track`` reads videos. Every input is
+            checked before the first forward pass (types, files exist, array shapes and values); files and PIL
+            images are decoded one batch at a time (tiled: one image at a time), so a long list of large files
+            never sits in memory at once; a file that cannot be decoded is an ``ImageReadError`` naming it.
         score_thr: minimum score (default: the model config's test threshold).
         batch_size: images (or tiles) per forward pass.
         tile: tiled inference for large images (``detkit.inference.tiling``): ``(h, w)``, ``"H,W"``, an int
@@ -206,8 +209,8 @@ def predict(
     """
     from detkit.inference.arguments import check_channel_order, check_count, check_model, check_score_thr
     from detkit.inference.ensemble import Ensemble, as_ensemble
-    from detkit.inference.inputs import predict_items, warn_low_uint16
-    from detkit.inference.runner import to_rgb_array
+    from detkit.inference.inputs import LazyImages, predict_items, warn_low_uint16
+    from detkit.inference.runner import check_image_input
     from detkit.inference.tiling import parse_tile
 
     if kwargs:
@@ -219,7 +222,9 @@ def predict(
     progress = _check_progress(progress, "predict")
     items, single = predict_items(inputs, "predict")
     warn_low_uint16(items, "predict")  # once for the call, not once per image
-    images = [to_rgb_array(item, channel_order, warn=False) for item in items]
+    for item in items:  # every input checked before any work; files decoded one batch at a time
+        check_image_input(item, "predict")
+    images = LazyImages(items, channel_order, "predict")
     try:
         options = parse_tile(tile)
     except ValueError as e:
@@ -240,9 +245,12 @@ def _check_progress(progress: Any, who: str) -> bool | None:
     return progress
 
 
-def _run(model: nn.Module, images: list, options: Any, score_thr: float | None, batch_size: int, progress: Any):
-    """The results of ``images`` (RGB uint8 arrays), whole or tiled (``options``), with a progress bar as
-    ``progress`` says (``runner.progress_bar``)."""
+def _run(
+    model: nn.Module, images: Sequence, options: Any, score_thr: float | None, batch_size: int, progress: Any
+) -> list[dict]:
+    """The results of ``images`` (RGB uint8 arrays; ``inputs.LazyImages`` reads them as they are indexed), whole
+    ``batch_size`` at a time or tiled (``options``) one image at a time, with a progress bar as ``progress`` says
+    (``runner.progress_bar``)."""
     from detkit.inference.runner import predict_arrays, progress_bar
     from detkit.inference.tiling import predict_tiled
 
@@ -252,8 +260,8 @@ def _run(model: nn.Module, images: list, options: Any, score_thr: float | None, 
         if options is None:
             return predict_arrays(model, images, score_thr, batch_size, on_batch=update)
         results = []
-        for img in images:
-            results.append(predict_tiled(model, img, options, score_thr, batch_size))
+        for index in range(len(images)):  # no reference kept: one decoded image at a time
+            results.append(predict_tiled(model, images[index], options, score_thr, batch_size))
             if update is not None:
                 update(1)
         return results

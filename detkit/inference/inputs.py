@@ -22,6 +22,8 @@ from detkit.data.image_io import IMAGE_SUFFIXES
 __all__ = [
     "IMAGE_EXTS",
     "VIDEO_EXTS",
+    "LazyImages",
+    "check_numpy_values",
     "collect_inputs",
     "folder_images",
     "is_video",
@@ -70,17 +72,36 @@ def numpy_to_uint8(arr: np.ndarray, who: str = "predict") -> np.ndarray:
 
     uint16: the high byte (``>> 8``, as 16-bit files are read). Float: values in 0..1 are scaled by 255, values
     in 0..255 (any above 1) rounded; other integers in 0..255 taken as they are. Anything else (negative values,
-    NaN, floats above 255, wider integers above 255, bool) is a ValueError saying the conversion to do.
+    NaN, floats above 255, wider integers above 255, bool) is a ValueError saying the conversion to do
+    (:func:`check_numpy_values`).
     """
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
         return (arr >> 8).astype(np.uint8)
+    high = _checked_high(arr, who)
+    if high is None:
+        return arr.astype(np.uint8)
+    if arr.dtype.kind == "f" and high <= 1.0:
+        return np.round(arr * 255.0).astype(np.uint8)
+    return np.round(arr).astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
+
+
+def check_numpy_values(arr: np.ndarray, who: str = "predict") -> None:
+    """Raise the ValueError :func:`numpy_to_uint8` raises for ``arr`` (its dtype or values), converting nothing:
+    ``predict`` checks every input before it decodes or converts the first."""
+    if arr.dtype not in (np.uint8, np.uint16):
+        _checked_high(arr, who)
+
+
+def _checked_high(arr: np.ndarray, who: str) -> float | None:
+    """The largest value of a numpy image that is neither uint8 nor uint16 (None when it is empty), after checking
+    that :func:`numpy_to_uint8` converts it: int or float, no NaN, values in 0..255."""
     fix = "; convert it first, e.g. np.clip(image, 0, 255).astype(np.uint8)"
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
         raise ValueError(f"{who}: a numpy image must be uint8, uint16 or float, got {arr.dtype}{fix}")
     if arr.size == 0:
-        return arr.astype(np.uint8)
+        return None
     low, high = float(np.min(arr)), float(np.max(arr))
     if np.isnan(low) or np.isnan(high):
         raise ValueError(
@@ -91,9 +112,7 @@ def numpy_to_uint8(arr: np.ndarray, who: str = "predict") -> np.ndarray:
             f"{who}: a {arr.dtype} numpy image must hold values in 0..1 or 0..255, got {low:g}..{high:g} (a normalised "
             f"image? give it before normalisation){fix}"
         )
-    if arr.dtype.kind == "f" and high <= 1.0:
-        return np.round(arr * 255.0).astype(np.uint8)
-    return np.round(arr).astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
+    return high
 
 
 # ---- the inputs of ``detkit.predict``: folders, videos (refused), tensors, 8-bit data in uint16 arrays ----
@@ -198,6 +217,39 @@ def predict_items(inputs: Any, who: str = "predict") -> tuple[list, bool]:
         return [x for item in inputs for x in _expand(item, who, alone=False)[0]], False
     items, many = _expand(inputs, who, alone=True)
     return items, not many
+
+
+class LazyImages(Sequence):
+    """The images of ``predict``'s inputs (checked by ``runner.check_image_input``), each read when indexed: a slice
+    reads only its own images, so a loop over batches holds one batch of decoded images at a time.
+
+    ``images[i]`` is an RGB uint8 [H,W,3] array (``runner.to_rgb_array``; the uint16 warning is the caller's, once
+    per call); ``images[a:b]`` a list of them. A file that exists but cannot be decoded is an ``ImageReadError``
+    naming it and its place among the inputs.
+    """
+
+    def __init__(self, items: Sequence[Any], channel_order: str = "rgb", who: str = "predict"):
+        self.items, self.channel_order, self.who = items, channel_order, who
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._read(i) for i in range(*index.indices(len(self.items)))]
+        return self._read(range(len(self.items))[index])  # an IndexError past the end ends iteration
+
+    def _read(self, i: int) -> np.ndarray:
+        from detkit.data.image_io import ImageReadError
+        from detkit.inference.runner import to_rgb_array
+
+        try:
+            return to_rgb_array(self.items[i], self.channel_order, self.who, warn=False)
+        except ImageReadError as e:
+            raise ImageReadError(
+                f"{self.who}: {e} (input {i + 1} of {len(self.items)}; {self.who} checks that every file exists "
+                "before it starts, and decodes each with its batch: this call returns no results)"
+            ) from None
 
 
 def outside_stacklevel() -> int:

@@ -20,6 +20,7 @@ ImageInput = Any  # str | os.PathLike | np.ndarray | PIL.Image.Image
 __all__ = [
     "ImageInput",
     "build_test_pipeline",
+    "check_image_input",
     "eval_mode",
     "image_sample",
     "predict_arrays",
@@ -29,49 +30,115 @@ __all__ = [
 
 
 def to_rgb_array(item: ImageInput, channel_order: str = "rgb", who: str = "predict", warn: bool = True) -> np.ndarray:
-    """Return an RGB uint8 [H,W,3] array from a path, a PIL image or a numpy image (``predict``'s, ``explain``'s and
-    ``draw_prediction``'s one reading of an image).
+    """Return an RGB uint8 [H,W,3] array from a path, a PIL image, a numpy image or a tensor image (``predict``'s,
+    ``explain``'s and ``draw_prediction``'s one reading of an image).
 
     A numpy image is [H,W], [H,W,3] or [H,W,4], taken as RGB(A) unless ``channel_order='bgr'`` (OpenCV's order);
     grayscale is repeated to three channels and a fourth channel dropped. uint8 is taken as is; other dtypes are
     converted by ``inputs.numpy_to_uint8`` (uint16: the high byte, with a warning at the caller's line when it
     holds 8-bit values, unless ``warn`` is False; float in 0..1 scaled by 255, in 0..255 rounded). A PIL image is
-    read as a file would be: its EXIF orientation applied, 16-bit data keeping its high byte. ``who`` names the
-    caller in messages.
+    read as a file would be: its EXIF orientation applied, 16-bit data keeping its high byte. A tensor is one
+    image as ``predict`` takes it (``inputs.tensor_images``: float [3,H,W] in 0..1 or uint8 [H,W,3], RGB); a
+    batch [B,3,H,W] is a ValueError. ``who`` names the caller in messages.
     """
     from detkit.data.image_io import read_image
     from detkit.inference.arguments import check_channel_order
 
     channel_order = check_channel_order(channel_order, who)
+    if isinstance(item, torch.Tensor):
+        return _tensor_rgb(item, who)
     if isinstance(item, (str, os.PathLike)):
         return read_image(item)
     if isinstance(item, np.ndarray):
+        _check_numpy_shape(item, who)
         return _numpy_rgb(item, channel_order, who, warn)
-    if hasattr(item, "convert") and hasattr(item, "mode"):  # PIL image
+    if _is_pil(item):
         return _pil_rgb(item, who)
-    raise TypeError(
-        f"{who}: unsupported input type {type(item).__name__}; give a path, a numpy image or a PIL image"
-        + (" (or a list of them)" if who == "predict" else "")
+    raise _unsupported_type(item, who)
+
+
+def check_image_input(item: ImageInput, who: str = "predict") -> None:
+    """The checks of :func:`to_rgb_array` that decode and convert nothing (``predict`` makes them on every input
+    before it reads the first): the type; a path names a readable, non-empty file; a numpy image's shape, dtype
+    and values; a PIL image's size.
+
+    Raises:
+        TypeError: another type. ImageReadError: a missing, unreadable or empty file (names it).
+        ValueError: a numpy or PIL image ``to_rgb_array`` does not take (says why).
+    """
+    from detkit.inference.inputs import check_numpy_values
+
+    if isinstance(item, (str, os.PathLike)):
+        _check_file(os.fspath(item))
+    elif isinstance(item, np.ndarray):
+        _check_numpy_shape(item, who)
+        check_numpy_values(item, who)
+    elif _is_pil(item):
+        _check_pil_size(item, who)
+    else:
+        raise _unsupported_type(item, who)
+
+
+def _unsupported_type(item: Any, who: str) -> TypeError:
+    return TypeError(
+        f"{who}: unsupported input type {type(item).__name__}; give a path, a numpy image, a PIL image or a tensor "
+        "image" + (" (or a list of them)" if who == "predict" else "")
     )
 
 
-def _numpy_rgb(item: np.ndarray, channel_order: str, who: str, warn: bool) -> np.ndarray:
-    """A numpy image [H,W], [H,W,3] or [H,W,4] of any dtype ``numpy_to_uint8`` takes as RGB uint8 [H,W,3]."""
-    from detkit.inference.inputs import numpy_to_uint8, warn_low_uint16
+def _check_file(path: str) -> None:
+    """An ImageReadError (as ``read_image`` words it) when ``path`` is missing, unreadable or empty."""
+    from detkit.data.image_io import ImageReadError
 
-    arr = item
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+    try:
+        size = os.stat(path).st_size
+    except OSError as e:
+        raise ImageReadError(f"cannot read image file {path}: {e.strerror or e}") from None
+    if not os.access(path, os.R_OK):
+        raise ImageReadError(f"cannot read image file {path}: Permission denied")
+    if size == 0:
+        raise ImageReadError(f"cannot decode image file {path}: the file is empty")
+
+
+def _is_pil(item: Any) -> bool:
+    return hasattr(item, "convert") and hasattr(item, "mode")
+
+
+def _check_pil_size(image: Any, who: str) -> None:
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{who}: a PIL image has no pixels (size {image.size})")
+
+
+def _check_numpy_shape(arr: np.ndarray, who: str) -> None:
+    """A ValueError unless ``arr`` is an image [H,W], [H,W,3] or [H,W,4] with pixels."""
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise ValueError(f"{who}: a numpy image must be [H,W], [H,W,3] or [H,W,4], got {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{who}: a numpy image has no pixels (shape {item.shape})")
-    arr = arr[:, :, :3]
+        raise ValueError(f"{who}: a numpy image has no pixels (shape {arr.shape})")
+
+
+def _numpy_rgb(item: np.ndarray, channel_order: str, who: str, warn: bool) -> np.ndarray:
+    """A checked numpy image [H,W], [H,W,3] or [H,W,4] (:func:`check_image_input`) as RGB uint8 [H,W,3]."""
+    from detkit.inference.inputs import numpy_to_uint8, warn_low_uint16
+
+    arr = np.repeat(item[:, :, None], 3, axis=2) if item.ndim == 2 else item[:, :, :3]
     if channel_order == "bgr":
         arr = arr[:, :, ::-1]
     if warn:
         warn_low_uint16([arr], who)
     return np.ascontiguousarray(numpy_to_uint8(arr, who))
+
+
+def _tensor_rgb(t: torch.Tensor, who: str) -> np.ndarray:
+    """One tensor image (float [3,H,W] in 0..1 or uint8 [H,W,3], RGB) as RGB uint8 [H,W,3]; a batch is refused."""
+    from detkit.inference.inputs import tensor_images
+
+    if t.ndim == 4:
+        raise ValueError(
+            f"{who}: takes one image, got a batch tensor of shape {list(t.shape)}; pass one of its images, t[i] "
+            f"(a float [3,H,W] in 0..1), and call {who} once per image"
+        )
+    return np.ascontiguousarray(tensor_images(t, who, alone=False)[0])
 
 
 def _pil_rgb(image: Any, who: str = "predict") -> np.ndarray:
@@ -82,8 +149,7 @@ def _pil_rgb(image: Any, who: str = "predict") -> np.ndarray:
     from detkit.data.image_io import to_uint8
 
     image = ImageOps.exif_transpose(image)
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"{who}: a PIL image has no pixels (size {image.size})")
+    _check_pil_size(image, who)
     if image.mode.startswith("I") or image.mode == "F":  # I;16*, I (32-bit int), F (float)
         arr = np.asarray(image)
         if arr.dtype.kind in "iu" and arr.size and arr.max() > 255:  # 16-bit data: keep the high byte
@@ -141,11 +207,11 @@ def predict_arrays(
     """Run ``model.predict`` on RGB uint8 images [H_i,W_i,3] of any sizes, ``batch_size`` at a time.
 
     Each image goes through the config's test pipeline (resize), a batch is padded by ``collate``, and
-    the model maps its outputs back to each input's pixels. ``on_batch(n)`` is called after each batch of ``n``
-    images (a progress bar's ``update``). Returns one dict of CPU tensors per image.
+    the model maps its outputs back to each input's pixels. ``images`` is sliced one batch at a time and a batch
+    is let go before the next slice, so a lazy sequence (``inputs.LazyImages``) holds one batch in memory.
+    ``on_batch(n)`` is called after each batch of ``n`` images (a progress bar's ``update``). Returns one dict of
+    CPU tensors per image.
     """
-    from detkit.data.collate import collate
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pipeline = build_test_pipeline(getattr(model, "cfg", None))
@@ -153,14 +219,25 @@ def predict_arrays(
     results: list[dict] = []
     with eval_mode(model):
         for start in range(0, len(images), batch_size):
-            samples = [image_sample(img, start + j) for j, img in enumerate(images[start : start + batch_size])]
-            if pipeline is not None:
-                samples = [pipeline(s) for s in samples]
-            preds = model.predict(collate(samples), **kwargs)
-            results.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
+            preds = _predict_batch(model, images[start : start + batch_size], start, pipeline, kwargs)
+            results.extend(preds)
             if on_batch is not None:
-                on_batch(len(samples))
+                on_batch(len(preds))
     return results
+
+
+def _predict_batch(
+    model: nn.Module, batch: list[np.ndarray], first_id: int, pipeline: Callable | None, kwargs: dict
+) -> list[dict]:
+    """``model.predict`` on one batch of RGB uint8 images [H_i,W_i,3] (image ids from ``first_id``): one dict of
+    CPU tensors per image."""
+    from detkit.data.collate import collate
+
+    samples = [image_sample(img, first_id + j) for j, img in enumerate(batch)]
+    if pipeline is not None:
+        samples = [pipeline(s) for s in samples]
+    preds = model.predict(collate(samples), **kwargs)
+    return [{k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds]
 
 
 PROGRESS_MIN_IMAGES = 8  # progress=None shows a bar for more images than this (and than one batch)
