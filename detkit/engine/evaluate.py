@@ -101,18 +101,14 @@ def _batch_size(loader) -> int:
 def tile_runner(model: nn.Module, pipeline, device: torch.device, amp_dtype: torch.dtype | None):
     """``run(crops, batch_size)`` for ``predict_tiled``: tiles [h,w,3] through ``pipeline``, ``model.predict`` on
     ``device`` (under autocast as in training), per-tile dicts of CPU tensors in tile pixels."""
-    from detkit.data.collate import collate
-    from detkit.inference.runner import image_sample
+    from detkit.inference.runner import predict_batch
 
     def run(crops: Sequence[np.ndarray], batch_size: int) -> list[dict]:
         out: list[dict] = []
         for start in range(0, len(crops), batch_size):
-            samples = [image_sample(c, start + j) for j, c in enumerate(crops[start : start + batch_size])]
-            if pipeline is not None:
-                samples = [pipeline(s) for s in samples]
             with autocast(device.type, amp_dtype):
-                preds = model.predict(move_batch(collate(samples), device))
-            out.extend({k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds)
+                batch = crops[start : start + batch_size]
+                out.extend(predict_batch(model, batch, start, pipeline, to_device=lambda b: move_batch(b, device)))
         return out
 
     return run

@@ -24,6 +24,7 @@ __all__ = [
     "eval_mode",
     "image_sample",
     "predict_arrays",
+    "predict_batch",
     "progress_bar",
     "to_rgb_array",
 ]
@@ -219,24 +220,30 @@ def predict_arrays(
     results: list[dict] = []
     with eval_mode(model):
         for start in range(0, len(images), batch_size):
-            preds = _predict_batch(model, images[start : start + batch_size], start, pipeline, kwargs)
+            preds = predict_batch(model, images[start : start + batch_size], start, pipeline, kwargs)
             results.extend(preds)
             if on_batch is not None:
                 on_batch(len(preds))
     return results
 
 
-def _predict_batch(
-    model: nn.Module, batch: list[np.ndarray], first_id: int, pipeline: Callable | None, kwargs: dict
+def predict_batch(
+    model: nn.Module,
+    batch: Sequence[np.ndarray],
+    first_id: int,
+    pipeline: Callable | None,
+    kwargs: dict | None = None,
+    to_device: Callable[[dict], dict] | None = None,
 ) -> list[dict]:
-    """``model.predict`` on one batch of RGB uint8 images [H_i,W_i,3] (image ids from ``first_id``): one dict of
-    CPU tensors per image."""
+    """``model.predict(**kwargs)`` on one batch of RGB uint8 images [H_i,W_i,3] (image ids from ``first_id``), each
+    through ``pipeline``, collated (and moved by ``to_device``): one dict of CPU tensors per image."""
     from detkit.data.collate import collate
 
     samples = [image_sample(img, first_id + j) for j, img in enumerate(batch)]
     if pipeline is not None:
         samples = [pipeline(s) for s in samples]
-    preds = model.predict(collate(samples), **kwargs)
+    collated = collate(samples)
+    preds = model.predict(collated if to_device is None else to_device(collated), **(kwargs or {}))
     return [{k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in p.items()} for p in preds]
 
 
