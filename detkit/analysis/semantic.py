@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detkit.analysis.figures import pyplot, save_figure, write_csv
+from detkit.analysis.figures import row_share_heatmap, save_figure, write_csv
 from detkit.analysis.semantic_inputs import LabelReading, MapPair, check_same_size, pair_maps
 from detkit.evaluation.semseg import SemSegEvaluator
 from detkit.utils.files import atomic_write
@@ -124,25 +124,8 @@ def write_tables(evaluator: SemSegEvaluator, scores: Sequence[ImageScore], out: 
 def semantic_confusion_figure(confusion: np.ndarray, names: Sequence[str]):
     """Heat map of a pixel confusion matrix [C,C] (rows true class, columns predicted): colour and text the share
     of the row in percent (text up to 30 classes); the ignored pixels are in no row."""
-    plt = pyplot()
-    share = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    n = len(names)
-    side = max(4.0, min(24.0, 0.45 * n + 2.5))
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), names, rotation=90 if n > 6 else 0, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
-    ax.set(xlabel="predicted class", ylabel="true class (ground truth)")
-    ax.set_title(
-        f"pixel confusion matrix: % of each true class's pixels ({int(confusion.sum())} pixels, ignore left out)",
-        fontsize=9,
-    )
-    for (i, j), c in np.ndenumerate(confusion) if n <= 30 else ():
-        if c:
-            text = f"{100 * share[i, j]:.1f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if share[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class's pixels")
-    return fig
+    title = f"pixel confusion matrix: % of each true class's pixels ({int(confusion.sum())} pixels, ignore left out)"
+    return row_share_heatmap(confusion, names, title, "share of the true class's pixels", percent=True, cell=0.45)
 
 
 def _no_nan(value: Any) -> Any:

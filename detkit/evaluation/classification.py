@@ -230,19 +230,6 @@ class ClsEvaluator:
 def confusion_figure(confusion: np.ndarray, names: Sequence[str]):
     """Heat map of a [C,C] count matrix: rows true classes, columns predicted ones, colour the share of the row,
     text the counts (up to 30 classes)."""
-    from detkit.analysis.figures import pyplot
+    from detkit.analysis.figures import row_share_heatmap
 
-    plt = pyplot()
-    share = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
-    n = len(names)
-    side = max(4.0, min(24.0, 0.4 * n + 2.5))
-    fig, ax = plt.subplots(figsize=(side + 1.0, side))
-    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), names, rotation=90 if n > 6 else 0, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
-    ax.set(xlabel="predicted class", ylabel="true class", title=f"{int(confusion.sum())} images")
-    for (i, j), c in np.ndenumerate(confusion) if n <= 30 else ():
-        if c:
-            ax.text(j, i, str(c), ha="center", va="center", fontsize=6, color="white" if share[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    return fig
+    return row_share_heatmap(confusion, names, f"{int(confusion.sum())} images", "share of the true class")
