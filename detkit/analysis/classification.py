@@ -5,7 +5,8 @@ The ground truth is a classification dataset (``ImageFolderDataset``: ``IMG_DIR/
 metrics, per-class table and confusion matrix are ``ClsEvaluator``'s (docs/classification.md): top-1 from
 ``label_1``, top-5 from the first five labels (when the CSV has at least ``min(5, C)`` of them). Outputs:
 ``per_class.csv``, ``confusion_matrix.csv`` / ``.png``, ``confused_pairs.csv``, ``per_image.csv`` (every image,
-wrong ones first, most confident first), ``worst/`` drawings of the most confident mistakes, ``summary.json``.
+wrong ones first, most confident first), ``worst/`` drawings of the most confident mistakes, ``summary.json``;
+an earlier run's outputs in that folder (these names and ``worst/NN_*.jpg``) are removed first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from detkit.analysis.figures import write_csv
+from detkit.analysis.outputs import remove_earlier_outputs
 from detkit.evaluation.checks import CategoryMismatchWarning
 from detkit.utils.files import atomic_write
 
@@ -189,6 +191,7 @@ def analyze_classification(
     evaluator, metrics = _evaluate([p for _, p in pairs], truth, names, topk)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_earlier_outputs(out, OUTPUTS, ("worst",))  # after every check: a mistake leaves the folder as it was
     files = evaluator.write_report(out)
     confused = confused_pairs(evaluator.confusion, names)
     per_image = _per_image_rows(pairs, folder, names)

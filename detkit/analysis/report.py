@@ -11,13 +11,26 @@ from typing import Any
 from detkit.analysis.common import category_names, load_gt, load_results, run_cocoeval
 from detkit.analysis.confusion import confusion_matrix, plot_confusion_matrix, write_confusion_csv
 from detkit.analysis.errors import error_breakdown, plot_errors, write_errors_csv
+from detkit.analysis.outputs import remove_earlier_outputs
 from detkit.analysis.per_class import format_table, per_class_table, size_table, write_per_class_csv
 from detkit.analysis.per_image import draw_ranked_images, write_per_image_csv
 from detkit.analysis.precision_recall import plot_pr_curves
 from detkit.evaluation.coco_metrics import STAT_NAMES, summarize_cocoeval
 from detkit.utils.files import atomic_write
 
-__all__ = ["analyze", "analyze_loaded", "write_eval_report", "write_evaluator_report"]
+__all__ = ["OUTPUTS", "analyze", "analyze_loaded", "write_eval_report", "write_evaluator_report"]
+
+# the files that analyze writes into its out_dir (besides the worst/ and best/ drawings)
+OUTPUTS = (
+    "per_class.csv",
+    "pr_curves.png",
+    "confusion_matrix.png",
+    "confusion_matrix.csv",
+    "per_image.csv",
+    "errors.png",
+    "errors.csv",
+    "summary.json",
+)
 
 
 def _metrics(cocoeval: Any, iou_type: str) -> dict[str, float]:
@@ -102,14 +115,16 @@ def analyze_loaded(
     ``max_dets``: detections per image that AP counts (pycocotools' maxDets, COCO's 100), for every table.
 
     Writes per_class.csv, pr_curves.png, confusion_matrix.png/.csv, errors.png/.csv (``tide``),
-    per_image.csv, summary.json and, with ``img_dir``, worst/ and best/ drawings (docs/analysis.md).
-    ``progress`` shows tqdm bars (on a terminal only) for the error breakdown and the drawings.
+    per_image.csv, summary.json and, with ``img_dir``, worst/ and best/ drawings (docs/analysis.md), after
+    removing an earlier run's outputs from ``out_dir`` (those names and ``worst|best/NN_*.jpg``, nothing else:
+    errors.csv of a run with ``tide`` is not left beside one without). ``progress`` shows tqdm bars (on a terminal only) for the error breakdown and the drawings.
     Returns a dict with ``metrics``, ``per_class``, ``sizes``, ``confusion``, ``errors``, ``table`` (text)
     and ``files``.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cat_ids, names = category_names(coco_gt, class_names)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_earlier_outputs(out, OUTPUTS, ("worst", "best"))
     E = run_cocoeval(coco_gt, res, iou_type, max_dets=max_dets)
     metrics = _metrics(E, iou_type)
     rows = per_class_table(E, dict(zip(cat_ids, names)))

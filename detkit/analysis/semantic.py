@@ -5,7 +5,8 @@ Every number is :class:`~detkit.evaluation.semseg.SemSegEvaluator`'s: each image
 evaluator's ``update`` of its two maps, and the summed matrix gives ``sem/mIoU``, ``sem/mAcc`` and ``sem/aAcc``
 exactly as ``detkit eval`` reports them for the same maps (docs/analysis.md). Outputs: ``per_class.csv``,
 ``confusion_matrix.csv`` (pixels), ``confusion_matrix_norm.csv`` / ``.png`` (each true class's row sums to 1),
-``per_image.csv`` (worst first), ``worst/`` drawings and ``summary.json``.
+``per_image.csv`` (worst first), ``worst/`` drawings and ``summary.json``; an earlier run's outputs in that
+folder (these names and ``worst/NN_*.jpg``) are removed first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 
 from detkit.analysis.figures import row_share_heatmap, save_figure, write_csv
-from detkit.analysis.semantic_inputs import LabelReading, MapPair, check_same_size, pair_maps
+from detkit.analysis.outputs import remove_earlier_outputs
+from detkit.analysis.semantic_inputs import LabelReading, MapPair, check_same_size, few, pair_maps
 from detkit.evaluation.semseg import SemSegEvaluator
 from detkit.utils.files import atomic_write
 
@@ -151,15 +153,17 @@ def analyze_semantic(
     (module docstring) into ``out_dir``.
 
     Returns ``metrics`` (``sem/mIoU``, ``sem/mAcc``, ``sem/aAcc``), ``evaluator`` (its ``per_class`` and
-    ``confusion``), ``scores`` (per image, worst first), ``files`` written.
+    ``confusion``), ``scores`` (per image, worst first), ``files`` written, ``left_out`` (predicted images outside
+    ``reading.split_file``, not scored) and ``split_file``.
     """
     from detkit.analysis.semantic_draw import draw_worst
 
     reading = reading or LabelReading()
-    pairs = pair_maps(gt_dir, pred_dir, reading)
+    pairs, left_out = pair_maps(gt_dir, pred_dir, reading)
     evaluator, scores = score_pairs(pairs, reading, progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_earlier_outputs(out, OUTPUTS, ("worst",))  # after every check: a mistake leaves the folder as it was
     files = write_tables(evaluator, scores, out)
     ranked = worst_first(scores)
     files += draw_worst(ranked, reading, evaluator.class_names, out / "worst", num_images, progress)
@@ -167,6 +171,8 @@ def analyze_semantic(
         "metrics": dict(evaluator.metrics),
         "units": "0..1",
         "images": len(scores),
+        "split_file": reading.split_file,
+        "left_out": len(left_out),
         "num_classes": evaluator.num_classes,
         "ignore_index": reading.ignore_index,
         "classes_from": reading.source or "the values (no --classes)",
@@ -176,12 +182,27 @@ def analyze_semantic(
     text = json.dumps(_no_nan(summary), indent=2)
     atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
     files.append(out / "summary.json")
-    return dict(metrics=dict(evaluator.metrics), evaluator=evaluator, scores=ranked, files=files)
+    return dict(
+        metrics=dict(evaluator.metrics),
+        evaluator=evaluator,
+        scores=ranked,
+        files=files,
+        left_out=left_out,
+        split_file=reading.split_file,
+    )
 
 
 def format_report(out: dict[str, Any], out_dir: str | os.PathLike, num_images: int = 8) -> str:
-    """The printed report: ``detkit eval``'s metrics line and per-class table, the worst images, the files."""
-    lines = [out["evaluator"].summary(), f"worst images (mIoU in 0..1, of {len(out['scores'])}):"]
+    """The printed report: the predictions left out of the split, ``detkit eval``'s metrics line and per-class
+    table, the worst images, the files."""
+    lines = []
+    if out.get("left_out"):
+        left = out["left_out"]
+        lines.append(
+            f"scored the {len(out['scores'])} image(s) of split_file {out['split_file']}; left out {len(left)} "
+            f"predicted image(s) outside it ({few(left)})"
+        )
+    lines += [out["evaluator"].summary(), f"worst images (mIoU in 0..1, of {len(out['scores'])}):"]
     shown = [s for s in out["scores"][:num_images] if not math.isnan(s.mIoU)]
     lines += [f"  {s.mIoU:.3f}  {s.pair.image}" for s in shown] or ["  none"]
     lines.append(f"{len(out['files'])} files written to {out_dir}")

@@ -85,16 +85,17 @@ def draw_worst(
     progress: bool | None = None,
 ) -> list[Path]:
     """Draw the first ``num_images`` of ``ranked`` (worst first) that have a wrong pixel into ``folder`` as
-    ``NN_<stem>.jpg``; an image no longer found is replaced by grey (one warning). Returns the paths written."""
+    ``NN_<stem>.jpg``, each over its image read from ``pair.path`` (images.json's absolute ``path``); an image
+    no longer found is replaced by grey (one warning). Returns the paths written."""
     from detkit.engine.logger import progress_bar
 
     chosen = [s for s in ranked if not math.isnan(s.aAcc) and s.aAcc < 1.0][:num_images]
     written, lost = [], []
     for rank, s in enumerate(progress_bar(chosen, desc="drawing worst", enabled=progress, unit="image"), start=1):
         gt, pred = reading.read_gt(s.pair.gt), reading.read_pred(s.pair.pred)
-        image = _image_for(s.pair.image, gt.shape)
+        image = _image_for(s.pair.path, gt.shape)
         if image is None:
-            lost.append(s.pair.image)
+            lost.append(s.pair.path)
             image = np.full((*gt.shape, 3), 128, np.uint8)
         drawn = draw_comparison(image, gt, pred, class_names, reading.ignore_index, s.mIoU)
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
@@ -105,7 +106,8 @@ def draw_worst(
     if lost:
         warnings.warn(
             f"{len(lost)} predicted image(s) are no longer readable at the path images.json gives (e.g. {lost[0]}) "
-            "or have another size than their maps: their worst/ drawings show the maps on grey",
+            "or have another size than their maps: their worst/ drawings show the maps on grey (infer folders of "
+            "older versions hold paths relative to where infer ran: run analyze from there)",
             UserWarning,
             stacklevel=2,
         )

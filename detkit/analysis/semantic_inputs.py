@@ -29,6 +29,7 @@ from detkit.data.datasets.seg_folder import (
 )
 
 __all__ = [
+    "INFER_CLASSES",
     "LabelReading",
     "MapPair",
     "check_same_size",
@@ -37,9 +38,11 @@ __all__ = [
     "read_infer_dir",
     "reading_from_config",
     "reading_from_options",
+    "select_split",
 ]
 
 UNNAMED_CLASSES = 256  # without class names: values 0..255 may be classes (the table keeps those that occur)
+INFER_CLASSES = "PRED_DIR/classes.txt (written by infer)"  # LabelReading.source of infer's class names
 
 
 def few(items: Sequence[Any], n: int = 3) -> str:
@@ -49,12 +52,17 @@ def few(items: Sequence[Any], n: int = 3) -> str:
 
 @dataclass
 class MapPair:
-    """One scored image: ``image`` the file infer read (images.json's ``file_name``), ``pred`` its
-    ``<stem>_labels.png`` under PRED_DIR, ``gt`` its ground-truth label map."""
+    """One scored image: ``image`` the file infer read (images.json's ``file_name``, as given to infer), ``pred``
+    its ``<stem>_labels.png`` under PRED_DIR, ``gt`` its ground-truth label map, ``path`` where to read the image
+    (images.json's absolute ``path``; ``image`` for older infer folders)."""
 
     image: str
     pred: Path
     gt: Path
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        self.path = self.path or self.image
 
 
 @dataclass
@@ -67,7 +75,7 @@ class LabelReading:
         label_map, reduce_zero_label: ``SegFolderDataset``'s remapping of the ground-truth values.
         mask_suffix: the ground-truth maps' name ending (``.png``, ``_mask.png``). split_file: a text file of
             image stems (Pascal VOC's ImageSets): only those maps are scored.
-        source: where the classes come from, for messages (``--classes classes.txt``).
+        source: where the classes come from, for messages (``--classes classes.txt``, :data:`INFER_CLASSES`).
     """
 
     class_names: list[str] | None = None
@@ -91,10 +99,23 @@ class LabelReading:
         if bad:
             raise ValueError(
                 f"ground-truth map {path} has value(s) {few(bad, 10)} but {self._classes_text()}: values must be "
-                f"0..{self.num_classes - 1} or {self.ignore_index} (ignore); check --classes / --background, or "
-                "give the model's config with --config (its label_map, reduce_zero_label)"
+                f"0..{self.num_classes - 1} or {self.ignore_index} (ignore); {self._gt_fix(bad)}"
             )
         return sem
+
+    def _gt_fix(self, bad: Sequence[int]) -> str:
+        """How to read a ground truth with values ``bad`` (beyond the classes): ADE20K's storage (0 = unlabelled,
+        class k as k + 1, so values up to C) is read with ``reduce_zero_label``."""
+        if list(bad) == [self.num_classes] and not self.reduce_zero_label:
+            return (
+                f"the values look stored as ADE20K's (0 = unlabelled, class k as k + 1, up to {self.num_classes}): "
+                "give the model's config with --config, its data.val with reduce_zero_label: true (0 -> ignored, "
+                "k -> k - 1), as detkit eval reads them; or check --classes / --background"
+            )
+        return (
+            "check --classes / --background, or give the model's config with --config (its label_map, "
+            "reduce_zero_label)"
+        )
 
     def read_pred(self, path: Path) -> np.ndarray:
         """A predicted map [H,W] (infer's ``<stem>_labels.png``); a value >= the class count is a ValueError."""
@@ -132,14 +153,20 @@ def reading_from_options(
     ignore_index: int | None = None,
     config: Mapping[str, Any] | None = None,
     config_name: str = "CONFIG",
+    infer_classes: str | os.PathLike | None = None,
 ) -> LabelReading:
     """The ``LabelReading`` of the command line: ``--classes FILE`` (+ ``--background``), or a config's
     ``data.val`` (a SegFolderDataset: its classes, background, label_map, reduce_zero_label, mask_suffix,
-    split_file; the model's ignore_index); explicit options win over the config's."""
+    split_file; the model's ignore_index); explicit options win over the config's. ``infer_classes``
+    (PRED_DIR/classes.txt, written by tools/infer.py) names the classes when neither ``classes`` nor ``config``
+    is given."""
     opts: dict[str, Any] = reading_from_config(config, config_name) if config is not None else {}
     if classes is not None:
         opts["class_names"] = seg_class_names(classes, background)
         opts["source"] = f"--classes {classes}" + (f" --background {background}" if background else "")
+    elif config is None and infer_classes is not None:
+        opts["class_names"] = seg_class_names(infer_classes, None)
+        opts["source"] = INFER_CLASSES
     for key, value in (("mask_suffix", mask_suffix), ("split_file", split_file), ("ignore_index", ignore_index)):
         if value is not None:
             opts[key] = value
@@ -172,10 +199,11 @@ def reading_from_config(cfg: Mapping[str, Any], name: str = "CONFIG") -> dict[st
     return opts
 
 
-def read_infer_dir(pred_dir: str | os.PathLike) -> list[tuple[str, Path]]:
-    """``(input image, its label map)`` of each image of ``tools/infer.py``'s output folder (images.json's
-    records with ``labels``; video frames have none). A folder that is not a semantic model's infer output is a
-    ValueError saying what it holds and what to give."""
+def read_infer_dir(pred_dir: str | os.PathLike) -> list[tuple[str, str, Path]]:
+    """``(input image as given, its readable path, its label map)`` of each image of ``tools/infer.py``'s output
+    folder (images.json's records with ``labels``; video frames have none). The readable path is the record's
+    absolute ``path`` (``file_name`` in folders of older infer versions). A folder that is not a semantic model's
+    infer output is a ValueError saying what it holds and what to give."""
     folder = Path(pred_dir)
     index = folder / "images.json"
     if not index.is_file():
@@ -189,16 +217,20 @@ def read_infer_dir(pred_dir: str | os.PathLike) -> list[tuple[str, Path]]:
         raise ValueError(f"{index} is not valid JSON ({e}); run tools/infer.py again into an empty folder") from None
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"{index} is not tools/infer.py's list of image records; give infer's --out-dir")
-    pairs = [(str(r.get("file_name", "")), folder / str(r["labels"])) for r in records if r.get("labels")]
-    if not pairs:
+    entries = [
+        (str(r.get("file_name", "")), str(r.get("path") or r.get("file_name", "")), folder / str(r["labels"]))
+        for r in records
+        if r.get("labels")
+    ]
+    if not entries:
         raise ValueError(_not_semantic(folder))
-    missing = [p.name for _, p in pairs if not p.is_file()]
+    missing = [p.name for _, _, p in entries if not p.is_file()]
     if missing:
         raise ValueError(
-            f"{len(missing)} of the {len(pairs)} label maps that {index} lists are missing ({few(missing)}); "
+            f"{len(missing)} of the {len(entries)} label maps that {index} lists are missing ({few(missing)}); "
             "run tools/infer.py again into that folder"
         )
-    return pairs
+    return entries
 
 
 def _not_semantic(folder: Path) -> str:
@@ -216,9 +248,9 @@ def _not_semantic(folder: Path) -> str:
     return f"PRED_DIR {folder}: its images.json lists no label map; run tools/infer.py with a semantic model"
 
 
-def list_gt_maps(gt_dir: str | os.PathLike, mask_suffix: str, split_file: str | None = None) -> dict[str, Path]:
+def list_gt_maps(gt_dir: str | os.PathLike, mask_suffix: str) -> dict[str, Path]:
     """Ground-truth maps under ``gt_dir`` (recursive) by key: the path relative to ``gt_dir`` without
-    ``mask_suffix`` (``sub/a`` for ``sub/a.png``); with ``split_file`` only its stems (each must have a map)."""
+    ``mask_suffix`` (``sub/a`` for ``sub/a.png``)."""
     root = Path(gt_dir)
     bare = re.fullmatch(r"\.[A-Za-z0-9]+", mask_suffix) is not None  # '.png': replaces the image's file ending
     maps = {}
@@ -232,32 +264,45 @@ def list_gt_maps(gt_dir: str | os.PathLike, mask_suffix: str, split_file: str | 
             maps[rel[: -len(mask_suffix)]] = p
     if not maps:
         raise ValueError(f"GT_LABEL_DIR {root} holds no label map (*{mask_suffix}); give the folder of the label maps")
-    if split_file is None:
-        return maps
+    return maps
+
+
+def select_split(maps: Mapping[str, Path], split_file: str, gt_dir: str | os.PathLike) -> dict[str, Path]:
+    """The maps of ``split_file``'s stems (Pascal VOC's ImageSets), in its order; a stem without a map is a
+    ValueError."""
     stems = [stem for _, stem in read_split_file(split_file)]
     absent = [s for s in stems if s not in maps]
     if absent:
         raise ValueError(
-            f"{len(absent)} stem(s) of split_file {split_file} have no label map in {root} ({few(absent)}); fix "
+            f"{len(absent)} stem(s) of split_file {split_file} have no label map in {gt_dir} ({few(absent)}); fix "
             "the list or GT_LABEL_DIR"
         )
     return {s: maps[s] for s in stems}
 
 
-def pair_maps(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, reading: LabelReading) -> list[MapPair]:
+def pair_maps(
+    gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, reading: LabelReading
+) -> tuple[list[MapPair], list[str]]:
     """Pair each predicted map with the ground-truth map of its image: the longest common path suffix of the
-    image's path and the map's key (``val/sub/a.jpg`` <-> ``sub/a.png``). A prediction without a ground-truth
-    map, a ground-truth map without a prediction, two predictions of one map, or ground-truth "maps" that are
-    the input images themselves are ValueErrors that count and name them."""
+    image's path and the map's key (``val/sub/a.jpg`` <-> ``sub/a.png``).
+
+    With ``reading.split_file`` only the split's maps are scored: predictions of other images (infer run on all
+    of JPEGImages) are left out. A prediction without a ground-truth map (without a split file), a scored map
+    without a prediction, two predictions of one map, or ground-truth "maps" that are the input images
+    themselves are ValueErrors that count and name them.
+
+    Returns the pairs and the images left out (outside the split file).
+    """
     from detkit.utils.file_match import lookup, suffix_index
 
-    gt = list_gt_maps(gt_dir, reading.mask_suffix, reading.split_file)
-    index = suffix_index((key, key) for key in gt)
-    pairs, extra, seen = [], [], {}
-    for image, pred in read_infer_dir(pred_dir):
+    maps = list_gt_maps(gt_dir, reading.mask_suffix)
+    gt = select_split(maps, reading.split_file, gt_dir) if reading.split_file else maps
+    index = suffix_index((key, key) for key in maps)
+    pairs, extra, left_out, seen = [], [], [], {}
+    for image, path, pred in read_infer_dir(pred_dir):
         key = lookup(index, Path(image).with_suffix("").as_posix()) if image else None
-        if key is None:
-            extra.append(image or pred.name)
+        if key not in gt:  # no map at all, or a map outside the split
+            (left_out if reading.split_file else extra).append(image or pred.name)
             continue
         if key in seen:
             raise ValueError(
@@ -265,28 +310,38 @@ def pair_maps(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, reading: L
                 "analyse the predictions of one folder of images at a time"
             )
         seen[key] = image
-        pairs.append(MapPair(image, pred, gt[key]))
+        pairs.append(MapPair(image, pred, gt[key], path))
     if extra:
         raise ValueError(
             f"{len(extra)} predicted image(s) have no ground-truth map in GT_LABEL_DIR {gt_dir} ({few(extra)}, "
             f"looked for <stem>{reading.mask_suffix}); give the label-map folder of the images that were predicted"
         )
     _check_not_images(pairs, gt_dir)
+    _check_all_predicted(gt, seen, gt_dir, pred_dir, reading.split_file)
+    return pairs, left_out
+
+
+def _check_all_predicted(
+    gt: Mapping[str, Path], seen: Mapping[str, str], gt_dir: str | os.PathLike, pred_dir, split_file: str | None
+) -> None:
+    """Every scored ground-truth map has a prediction, else a ValueError counting and naming them."""
     missing = sorted(set(gt) - set(seen))
-    if missing:
-        raise ValueError(
-            f"{len(missing)} of the {len(gt)} ground-truth map(s) in {gt_dir} have no prediction in {pred_dir} "
-            f"({few([os.fspath(gt[k].relative_to(gt_dir)) for k in missing])}); run tools/infer.py on their images "
-            "too, or give --split-file listing the images that were predicted"
-        )
-    return pairs
+    if not missing:
+        return
+    names = few([os.fspath(gt[k].relative_to(gt_dir)) for k in missing])
+    scope = f" of split_file {split_file}" if split_file else ""
+    fix = "or fix the split file" if split_file else "or give --split-file listing the images that were predicted"
+    raise ValueError(
+        f"{len(missing)} of the {len(gt)} ground-truth map(s){scope} in {gt_dir} have no prediction in {pred_dir} "
+        f"({names}); run tools/infer.py on their images too, {fix}"
+    )
 
 
 def _check_not_images(pairs: Sequence[MapPair], gt_dir: str | os.PathLike) -> None:
     """Refuse a GT_LABEL_DIR that is the folder of the predicted images (their label maps are elsewhere)."""
     for p in pairs:
         try:
-            same = os.path.isfile(p.image) and os.path.samefile(p.image, p.gt)
+            same = os.path.isfile(p.path) and os.path.samefile(p.path, p.gt)
         except OSError:
             same = False
         if same:

@@ -30,16 +30,6 @@ from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import config_arg, input_arg, max_dets_arg, out_dir_arg, out_file_arg
 
 TOOL = "analyze"
-OUTPUTS = (
-    "per_class.csv",
-    "pr_curves.png",
-    "confusion_matrix.png",
-    "confusion_matrix.csv",
-    "per_image.csv",
-    "errors.png",
-    "errors.csv",
-    "summary.json",
-)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,9 +120,8 @@ def run_semantic(args: argparse.Namespace) -> int:
     if args.background is not None and args.classes is None:
         raise UserError(f"--background {args.background} inserts a class before --classes' names: give --classes too")
     written = Path(args.predictions) / "classes.txt"  # tools/infer.py's names of a semantic model's classes
-    if args.classes is None and args.config is None and args.background is None and written.is_file():
-        args.classes = os.fspath(written)
-    for flag, path in (("--classes", args.classes), ("--split-file", args.split_file)):
+    infer_classes = os.fspath(written) if args.classes is None and args.config is None and written.is_file() else None
+    for flag, path in (("--classes", args.classes), ("--split-file", args.split_file), ("PRED_DIR", infer_classes)):
         if path is not None:
             inputs.append(input_arg(path, flag))
     cfg = config_arg(args.config) if args.config is not None else None
@@ -144,7 +133,7 @@ def run_semantic(args: argparse.Namespace) -> int:
 
     with user_errors(TOOL, extra=(ValueError, KeyError, TypeError)):  # the files' content: input errors
         options = {k: getattr(args, k) for k in SEMANTIC_OPTIONS if k != "config"}
-        reading = reading_from_options(**options, config=cfg, config_name=args.config)
+        reading = reading_from_options(**options, config=cfg, config_name=args.config, infer_classes=infer_classes)
         result = analyze_semantic(args.gt_json, args.predictions, out, reading, args.num_images)
     print(format_report(result, out, args.num_images))
     return 0
@@ -191,6 +180,8 @@ def check_paths(args: argparse.Namespace) -> None:
     if args.img_dir is not None:
         input_arg(args.img_dir, "--img-dir", folder=True)
     out = out_dir_arg(args.out_dir, "--out-dir")
+    from detkit.analysis.report import OUTPUTS
+
     for name in OUTPUTS:
         out_file_arg(out / name, "--out-dir", inputs)
 

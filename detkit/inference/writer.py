@@ -73,11 +73,14 @@ class ResultWriter:
         return free_stem(path.stem, self._names)
 
     def _record(self, pred: dict, image: np.ndarray, file_name: str, frame: int | None, drawn: str) -> None:
-        """``drawn``: the name of the drawing under ``out_dir`` (an image, or the video of a frame; '' if none)."""
+        """``drawn``: the name of the drawing under ``out_dir`` (an image, or the video of a frame; '' if none).
+        images.json's record keeps ``file_name`` as given and adds ``path``, the input's absolute resolved path, so
+        that a tool run from another folder (``detkit analyze``) finds the input."""
         from detkit.evaluation.coco_metrics import prediction_to_coco
 
         image_id = len(self.images) + 1
-        info = {"id": image_id, "file_name": file_name, "height": image.shape[0], "width": image.shape[1]}
+        info = {"id": image_id, "file_name": file_name, "path": os.fspath(Path(file_name).resolve())}
+        info.update(height=image.shape[0], width=image.shape[1])
         if frame is not None:
             info["frame"] = frame
         info["drawn"] = drawn

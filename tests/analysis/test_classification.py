@@ -116,3 +116,14 @@ def test_predictions_of_another_split_with_the_same_names_warn(folder, tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CategoryMismatchWarning)
         analyze_classification(folder, preds, tmp_path / "out2")
+
+
+def test_a_rerun_removes_its_earlier_drawings(folder, tmp_path):
+    preds = tmp_path / "predictions.csv"
+    _write_csv(preds, ROWS)
+    out = tmp_path / "out"
+    analyze_classification(folder, preds, out, num_images=3)
+    assert sorted(p.name for p in (out / "worst").iterdir()) == ["01_cat_c3.jpg", "02_cat_c2.jpg", "03_dog_d2.jpg"]
+    (out / "worst" / "mine.jpg").write_bytes(b"mine")
+    analyze_classification(folder, preds, out, num_images=1)
+    assert sorted(p.name for p in (out / "worst").iterdir()) == ["01_cat_c3.jpg", "mine.jpg"]

@@ -103,6 +103,8 @@ def test_ground_truth_is_read_as_the_dataset_reads_it(tmp_path):
     assert out["evaluator"].confusion.tolist() == CONFUSION
     with pytest.raises(ValueError, match=r"ground-truth map .*x\.png has value\(s\) 3 but the class list gives 3"):
         analyze_semantic(*stored, tmp_path / "out2", LabelReading(NAMES))  # read as is: 3 is no class
+    with pytest.raises(ValueError, match=r"look stored as ADE20K's .*--config, its data.val with reduce_zero_label"):
+        analyze_semantic(*stored, tmp_path / "out2", LabelReading(NAMES))  # values up to C: the hint names the fix
     with pytest.raises(ValueError, match="data.val is CocoDataset, not a SegFolderDataset"):
         reading_from_options(config={"data": {"val": {"type": "CocoDataset"}}})
 
@@ -129,7 +131,10 @@ def test_background_and_ignore_index_options(case, tmp_path):
             r"prediction .*x_labels\.png is 5x2 but its ground-truth map .*is 4x2",
         ),
         ({"x": (GT_X, np.full((2, 4), 5, np.uint8))}, r"prediction .*x_labels\.png has value\(s\) 5 but"),
-        ({"x": (np.full((2, 4), 7, np.uint8), PRED_X)}, r"ground-truth map .*x\.png has value\(s\) 7 but"),
+        (
+            {"x": (np.full((2, 4), 7, np.uint8), PRED_X)},
+            r"ground-truth map .*x\.png has value\(s\) 7 but .*check --classes / --background, or give the model's",
+        ),
     ],
     ids=["size", "pred-value", "gt-value"],
 )
@@ -184,3 +189,52 @@ def test_drawing_marks_the_wrong_pixels_and_the_figure_shows_row_shares():
         fig = semantic_confusion_figure(np.array(CONFUSION), NAMES)
     shown = fig.axes[0].images[0].get_array()
     assert np.allclose(shown[0], [10 / 11, 1 / 11, 0]) and "ignore left out" in fig.axes[0].get_title()
+
+
+def test_a_split_file_scores_its_stems_and_leaves_the_other_predictions_out(case, tmp_path):
+    """Pascal VOC: infer ran on all of JPEGImages, SegmentationClass holds both splits, val.txt picks the scored."""
+    from detkit.analysis.semantic import format_report
+
+    gt_dir, pred_dir = case
+    cv2.imwrite(str(gt_dir / "z.png"), GT_Y)  # a map of the other split, predicted too
+    cv2.imwrite(str(pred_dir / "z_labels.png"), PRED_X)
+    cv2.imwrite(str(pred_dir / "n_labels.png"), PRED_X)  # a predicted image without any map
+    records = json.loads((pred_dir / "images.json").read_text())
+    for k, name in enumerate(("z", "n"), start=3):
+        records.append(
+            {"id": k, "file_name": f"img/{name}.png", "height": 2, "width": 4, "labels": f"{name}_labels.png"}
+        )
+    (pred_dir / "images.json").write_text(json.dumps(records))
+    split = tmp_path / "val.txt"
+    split.write_text("x\ny\n")
+    reading = LabelReading(NAMES, split_file=str(split))
+    out = analyze_semantic(gt_dir, pred_dir, tmp_path / "o1", reading, num_images=2)
+    assert out["evaluator"].confusion.tolist() == CONFUSION  # x and y only: z's wrong pixels are not counted
+    assert out["left_out"] == ["img/z.png", "img/n.png"]
+    summary = json.loads((tmp_path / "o1" / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["left_out"] == 2 and summary["split_file"] == str(split)
+    line = format_report(out, tmp_path / "o1").splitlines()[0]
+    assert line == f"scored the 2 image(s) of split_file {split}; left out 2 predicted image(s) outside it " + (
+        "(img/z.png, img/n.png)"
+    )
+    with pytest.raises(ValueError, match=r"1 predicted image\(s\) have no ground-truth map .*n\.png"):
+        analyze_semantic(gt_dir, pred_dir, tmp_path / "o2", LabelReading(NAMES))  # no split: still an error
+    split.write_text("x\ny\nw\n")
+    cv2.imwrite(str(gt_dir / "w.png"), GT_Y)  # a stem of the split that nobody predicted: still an error
+    with pytest.raises(ValueError, match=r"1 of the 3 ground-truth map\(s\) of split_file .*val\.txt .*\(w\.png\)"):
+        analyze_semantic(gt_dir, pred_dir, tmp_path / "o3", reading)
+
+
+def test_a_rerun_removes_its_earlier_outputs_and_nothing_else(tmp_path):
+    gt_dir, pred_dir = write_case(tmp_path, {"x": (GT_X, PRED_X), "z": (GT_X, PRED_X), "y": (GT_Y, GT_Y)})
+    folder = tmp_path / "out"
+    analyze_semantic(gt_dir, pred_dir, folder, LabelReading(NAMES), num_images=2)
+    assert sorted(p.name for p in (folder / "worst").iterdir()) == ["01_x.jpg", "02_z.jpg"]
+    (folder / "notes.txt").write_text("mine")
+    (folder / "worst" / "keep.jpg").write_bytes(b"mine")
+    analyze_semantic(gt_dir, pred_dir, folder, LabelReading(NAMES), num_images=1)
+    assert sorted(p.name for p in (folder / "worst").iterdir()) == ["01_x.jpg", "keep.jpg"]  # no 02_z.jpg
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "worst" / "keep.jpg").read_bytes() == b"mine"
+    with pytest.raises(ValueError, match="has value"):  # a mistake: the folder stays as it was
+        analyze_semantic(gt_dir, pred_dir, folder, LabelReading(NAMES[:1]), num_images=1)
+    assert (folder / "worst" / "01_x.jpg").is_file() and (folder / "summary.json").is_file()

@@ -102,8 +102,18 @@ def test_class_names_come_from_infers_classes_txt(segmentor_run, tmp_path, capsy
     assert (pred_dir / "classes.txt").read_text().split() == names  # written by tools/infer.py
     out = tmp_path / "analysis"
     assert analyze_tool.main([str(paths["val_sem_dir"]), str(pred_dir), "--out-dir", str(out)]) == 0
-    rows = json.loads((out / "summary.json").read_text())["per_class"]
-    assert [r["name"] for r in rows] == names, rows  # named, not numbered
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary["per_class"]] == names, summary  # named, not numbered
+    assert summary["classes_from"] == "PRED_DIR/classes.txt (written by infer)"  # not "--classes", never given
+
+
+def test_mistakes_name_infers_classes_txt_as_the_class_source(case, tmp_path, capsys):
+    gt_dir, pred_dir = case
+    (pred_dir / "classes.txt").write_text("\n".join(NAMES) + "\n")
+    cv2.imwrite(str(pred_dir / "x_labels.png"), np.full((2, 4), 4, np.uint8))
+    err = _error(capsys, [str(gt_dir), str(pred_dir), "--out-dir", str(tmp_path / "out")])
+    assert "has value(s) 4 but PRED_DIR/classes.txt (written by infer) gives 3 classes" in err, err
+    assert f"--classes {pred_dir}" not in err  # the option was never given
 
 
 @pytest.fixture

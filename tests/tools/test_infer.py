@@ -308,3 +308,34 @@ def test_files_of_the_users_in_the_out_dir_are_never_written_over(checkpoint, tm
     for _ in range(2):  # a second run writes over its own drawing
         assert tool.main(["-", str(checkpoint), str(img), "--out-dir", str(out), "--device", "cpu"]) == 0
     assert (out / "a.jpg").is_file()
+
+
+def test_images_json_gives_each_inputs_absolute_path_for_tools_run_elsewhere(tmp_path, monkeypatch, capsys):
+    """infer run inside the data folder on relative paths; analyze, run from another folder, still finds the
+    images (before: file_name only, relative to where infer ran, and worst/ drawn on grey)."""
+    import warnings
+
+    from detkit.analysis.semantic import analyze_semantic
+    from detkit.analysis.semantic_inputs import LabelReading
+
+    monkeypatch.setattr(detkit, "init_model", lambda *a, **k: FakeSegmentor(), raising=False)
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    (data / "gt").mkdir(parents=True)
+    elsewhere.mkdir()
+    cv2.imwrite(str(data / "s.png"), np.full((40, 60, 3), 255, np.uint8))  # predicted all 2 (bright)
+    cv2.imwrite(str(data / "gt" / "s.png"), np.ones((40, 60), np.uint8))  # truth: all 1, every pixel wrong
+    _write_video(data / "v.mp4", n=2, size=(32, 48))
+    torch.save({"model": {}}, data / "ckpt.pth")
+    monkeypatch.chdir(data)
+    assert _load_tool().main(["-", "ckpt.pth", "s.png", "v.mp4", "--out-dir", "out", "--no-draw"]) == 0
+    records = json.loads((data / "out" / "images.json").read_text())
+    assert [(r["file_name"], r["path"]) for r in records] == [("s.png", str((data / "s.png").resolve()))] + [
+        ("v.mp4", str((data / "v.mp4").resolve()))
+    ] * 2  # file_name as given (a documented contract), path absolute
+    monkeypatch.chdir(elsewhere)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "no longer readable ... drawn on grey" would fail here
+        out = analyze_semantic(data / "gt", data / "out", tmp_path / "analysis", LabelReading(["bg", "mid", "bright"]))
+    assert out["scores"][0].pair.image == "s.png" and len(out["files"]) == 7  # 5 tables, a drawing, summary
+    drawn = cv2.imread(str(tmp_path / "analysis" / "worst" / "01_s.jpg"))
+    assert drawn[60:, :100].mean() > 180  # the ground truth over the white image (on grey: about 133)
