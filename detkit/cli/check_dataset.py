@@ -8,6 +8,8 @@ Usage: detkit check ANN_FILE IMG_DIR [--no-images] [--masks | --no-masks] [--max
        detkit check --config CONFIG [--split train|val] [--set K=V ...] [...]  (data.<split>)
        detkit check IMG_DIR [--classes TRAIN_DIR|classes.txt] [--no-images]   (class folders)
        detkit check ROOT [--split train|val|test] [--no-images]       (ROOT/train/<class>/..., ROOT/val/...)
+A semantic segmentation dataset (a SegFolderDataset: images + label maps) is checked with --config; given as its
+two folders or their root (img/ + ann/, JPEGImages/ + SegmentationClass/), the answer is that command.
        detkit check LABELS.csv IMG_DIR [--classes ...] [--no-images]        (file,label rows)
 (``python tools/check_dataset.py ...`` in a checkout takes the same arguments.)
 A YOLO data.yaml is checked split by split (default: every split it lists; a listed split that cannot be
@@ -70,6 +72,33 @@ def check_swapped(args: argparse.Namespace) -> None:
             f"annotation file first, then the image folder: {command()} {shlex.quote(args.img_dir)} "
             f"{shlex.quote(args.ann_file)}"
         )
+
+
+def check_two_folders(args: argparse.Namespace) -> None:
+    """Refuse ``ANN_FILE IMG_DIR`` given as two folders: for images and label maps named like them (a semantic
+    segmentation dataset) with the ``--config`` command that checks them, else with the forms that take folders
+    (unless the first holds json files: the COCO reader's message names them)."""
+    from detkit.data.folder_layout import seg_check_command
+
+    first, second = args.ann_file, args.img_dir
+    if not (first and second and os.path.isdir(first) and os.path.isdir(second)):
+        return
+    found, order = seg_check_command(first, second), "second folder holds label maps named like the first's"
+    if found is None:
+        found, order = seg_check_command(second, first), "first folder holds label maps named like the second's"
+    if found:  # (the paths only in the command: a message is cut past 600 characters)
+        raise UserError(
+            f"the {order} images: a semantic segmentation dataset (a SegFolderDataset config, docs/segmentation.md); "
+            f"check them with: {found.replace(SCRIPT, command(), 1)}"
+        )
+    if any(name.lower().endswith(".json") for name in os.listdir(first)):
+        return  # a COCO user's slip: the COCO reader's message names the json files in it
+    raise UserError(
+        f"{first} is a folder, not a COCO annotation file: give the json file, then its image folder; a semantic "
+        f"segmentation dataset (a folder of images and one of label maps) is checked through a config, "
+        f"{command()} --config CONFIG (data.train a SegFolderDataset, docs/segmentation.md), or give the folder that "
+        f"holds both (img/ and ann/, JPEGImages/ and SegmentationClass/, ...) for the command to run"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -216,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         kind = dataset_format(args)
         check_usage(args, kind)
         check_swapped(args)
+        check_two_folders(args)
         if kind == "folder":
             reports = folder_reports(args, progress)
         elif kind == "coco":

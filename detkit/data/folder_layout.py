@@ -6,10 +6,11 @@ split or folder names as classes."""
 from __future__ import annotations
 
 import os
+import shlex
 
 from detkit.data.image_io import IMAGE_SUFFIXES
 
-__all__ = ["SPLIT_NAMES", "hidden", "layout_mistake", "split_folders"]
+__all__ = ["SPLIT_NAMES", "hidden", "layout_mistake", "seg_check_command", "split_folders"]
 
 # Split folder names of an Ultralytics-style root (compared case-insensitively) -> the config's data.<split>.
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -106,19 +107,55 @@ def _one_channel(path: str) -> bool:
         return False
 
 
-def _seg_layout(folder: str) -> str | None:
-    """What makes ``folder`` a semantic segmentation dataset (an images folder and a label-map folder whose
-    files are named like the images, e.g. ``img/`` + ``ann/``, ``JPEGImages/`` + ``SegmentationClass/``), or None."""
+def _map_suffix(images: str, maps: str) -> str | None:
+    """The ``mask_suffix`` that pairs the label maps of ``maps`` with the images of ``images`` (``.png``: same stem,
+    ``_mask.png``: the image's stem + ``_mask``), or None when ``maps`` holds no one-channel file named like an image."""
+    image_stems, map_stems = _stems(images), _stems(maps)
+    for stem in sorted(map_stems):
+        image = next((i for i in image_stems if stem == i or stem.startswith(i + "_")), None)
+        if image is not None:
+            if not _one_channel(map_stems[stem]):
+                return None  # (class folders that happen to be named images / labels hold colour images)
+            return stem[len(image) :] + os.path.splitext(map_stems[stem])[1].lower()
+    return None
+
+
+def seg_check_command(images: str | os.PathLike, maps: str | os.PathLike) -> str | None:
+    """The ``detkit check --config`` command that checks the images of ``images`` with the label maps of ``maps``
+    as a ``SegFolderDataset`` (a packaged segmentation config, its data.train set to the folders), or None when
+    ``maps`` holds no one-channel file named like an image of ``images``. The classes file is a ``classes.txt``
+    beside or above the folders when there is one, else ``CLASSES.txt`` (to write: one name per line)."""
+    images, maps = os.fspath(images), os.fspath(maps)
+    suffix = _map_suffix(images, maps)
+    if suffix is None:
+        return None
+    parents = [maps, images, os.path.dirname(maps.rstrip("/\\")), os.path.dirname(images.rstrip("/\\"))]
+    classes = next(
+        (os.path.join(d, "classes.txt") for d in parents if os.path.isfile(os.path.join(d, "classes.txt"))), None
+    )
+    sets = [f"data.train.img_dir={shlex.quote(images)}", f"data.train.mask_dir={shlex.quote(maps)}"]
+    sets.append(f"data.train.classes={shlex.quote(classes) if classes else 'CLASSES.txt'}")
+    sets += [] if suffix == ".png" else [f"data.train.mask_suffix={shlex.quote(suffix)}"]
+    note = "" if classes else " (CLASSES.txt: one name per line, label value = line index)"
+    return f"detkit check --config {SEG_CONFIG} --split train --set {' '.join(sets)}{note}"
+
+
+SEG_CONFIG = "seg/semfpn_r18_shapes"  # the packaged config whose data.train the check command sets
+
+
+def _seg_layout(folder: str) -> tuple[str, str] | None:
+    """``(what, check command)`` when ``folder`` is a semantic segmentation dataset (an images folder and a
+    label-map folder whose files are named like the images, e.g. ``img/`` + ``ann/``, ``JPEGImages/`` +
+    ``SegmentationClass/``), or None."""
     names = {d.name.lower(): d for d in _subfolders(folder)}
     images = next((names[n] for n in _SEG_IMAGES if n in names), None)
     maps = next((names[n] for n in _SEG_MAPS if n in names and names[n] is not images), None)
     if images is None or maps is None:
         return None
-    image_stems, map_stems = _stems(images.path), _stems(maps.path)
-    paired = sorted(m for m in map_stems if any(m == i or m.startswith(i + "_") for i in image_stems))
-    if not paired or not _one_channel(map_stems[paired[0]]):
-        return None  # (class folders that happen to be named images / labels hold colour images)
-    return f"{images.name}/ with label maps named like its images in {maps.name}/"
+    command = seg_check_command(images.path, maps.path)
+    if command is None:
+        return None
+    return f"{images.name}/ with label maps named like its images in {maps.name}/", command
 
 
 def _is_coco_file(path: str) -> bool:
@@ -190,10 +227,9 @@ def layout_mistake(folder: str | os.PathLike, key: str = "img_dir") -> str | Non
     seg = _seg_layout(folder)
     if seg:
         return (
-            f"{folder} is a semantic segmentation dataset ({seg}), not a folder of class folders (<class>/<image> "
-            "inside it): train a segmentor on it with a config whose data.train is a SegFolderDataset (img_dir, "
-            "ann_dir; e.g. configs/seg/semfpn_r18_shapes.yaml, docs/segmentation.md) and check it with detkit "
-            "check --config CONFIG"
+            f"{folder} is a semantic segmentation dataset ({seg[0]}), not class folders: a SegFolderDataset "
+            "(img_dir, mask_dir, classes; docs/segmentation.md); "
+            f"check it with: {seg[1]}"
         )
     coco = _coco_layout(folder)
     if coco:

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from detkit.data.datasets.seg_folder import binary_mask_hint, exif_turn, label_map_path, size_mismatch
+from detkit.data.datasets.seg_files import image_size_as_read, index_lines_warning
+from detkit.data.datasets.seg_folder import binary_mask_hint, label_map_path, size_mismatch
 from detkit.data.image_io import ImageReadError, read_image
 from detkit.data.validate import WARNING, DatasetError, Problem, ProblemReport, format_problems
 
@@ -102,19 +103,8 @@ def _pairing_problems(ds: Any) -> list[Problem]:
 
 def _image_size(path: str, read_images: bool) -> tuple[int, int]:
     """(h, w) of an image as training reads it: decoded, or from its header (turned by its EXIF orientation,
-    as reading applies it to the formats OpenCV turns: JPEG, PNG, WebP)."""
-    if read_images:
-        return read_image(path).shape[:2]
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            turnable = im.format in ("JPEG", "MPO", "PNG", "WEBP")
-            turned = turnable and exif_turn(im) is not None  # (the header already open)
-    except (OSError, SyntaxError) as e:
-        raise ImageReadError(f"cannot read image {path}: {e}") from e
-    return (w, h) if turned else (h, w)
+    as reading applies it: :func:`~detkit.data.datasets.seg_files.image_size_as_read`)."""
+    return read_image(path).shape[:2] if read_images else image_size_as_read(path)
 
 
 def _read_pairs(ds: Any, report: SegFolderReport, read_images: bool, progress: bool) -> None:
@@ -179,6 +169,10 @@ def check_seg_folder(ds: Any, source: str, read_images: bool = True, progress: b
         for k, (n, c) in enumerate(report.class_images.items())
         if c == 0
     ]
+    file_names = ds.class_names[1:] if getattr(ds, "background", None) is not None else ds.class_names
+    numbered = index_lines_warning(ds.classes_file, file_names) if getattr(ds, "classes_file", None) else None
+    if numbered:
+        report.problems.append(Problem("numbered_class_names", numbered, severity=WARNING, record="category"))
     hint = binary_mask_hint(report.counts, ds.class_names, split_key(source))
     if hint:
         report.problems.append(Problem("ignore_as_class", hint, severity=WARNING))

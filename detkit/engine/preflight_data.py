@@ -13,8 +13,8 @@ iteration, or after the first epoch's evaluation, without naming the keys.
 are checked without data; a difference is a warning, as multi-scale recipes train at other sizes on purpose.
 
 :func:`check_label_maps` reads the label maps of a ``SegFolderDataset`` data.train (up to 200) and data.val (all):
-a value past the classes is refused at once, 0/255 binary masks (a class without pixels, 255 covering some) are
-a warning.
+a value past the classes, or a map whose size is not its image's, is refused at once, 0/255 binary masks (a class
+without pixels, 255 covering some) are a warning.
 """
 
 from __future__ import annotations
@@ -305,21 +305,17 @@ MAX_TRAIN_MAPS = 200  # data.train's label maps read at training start (spread o
 
 def _scan_maps(ds: Any, key: str, limit: int | None) -> np.ndarray:
     """Pixels per label value over the label maps of the SegFolderDataset ``ds`` (``limit``: that many, spread
-    over the split); the first map with a value past the classes (other than 255) is a PreflightError naming it."""
+    over the split); the first map with a value past the classes (other than 255), or whose size is not its image's
+    (read from the image's header), is a PreflightError naming it."""
     from detkit.data.datasets.seg_folder import label_value_counts
-    from detkit.data.image_io import ImageReadError
-    from detkit.data.validate import DatasetError
 
     n = len(ds.masks)
     picks = range(n) if limit is None or n <= limit else np.linspace(0, n - 1, limit).astype(int)
     counts, c = np.zeros(256, np.int64), ds.num_classes
-    for i in picks:
-        try:
-            sem = ds.read_label_map(int(i), check=False)  # remapped as training reads it (label_map, ...)
-        except (DatasetError, ImageReadError) as e:
-            if ds.on_error == "skip":
-                continue  # the dataset skips it, with its warning
-            raise PreflightError(f"{key}: {e}") from e
+    for i in (int(i) for i in picks):
+        sem = _read_map(ds, i, key)
+        if sem is None:
+            continue  # the dataset skips it, with its warning
         found, bad = label_value_counts(sem, c)
         if bad and ds.on_error != "skip":
             raise PreflightError(
@@ -332,11 +328,36 @@ def _scan_maps(ds: Any, key: str, limit: int | None) -> np.ndarray:
     return counts
 
 
+def _read_map(ds: Any, i: int, key: str) -> np.ndarray | None:
+    """Label map ``i`` of ``ds`` as training reads it (remapped), after comparing its size with its image's header
+    (EXIF turn applied, as reading does); None when it is bad and ``on_error: skip`` leaves it to the dataset. A bad
+    map or size is a PreflightError naming ``key`` and the dataset's own message; an unreadable image is the
+    dataset's to report (or skip) when read."""
+    from detkit.data.datasets.seg_files import image_size_as_read, size_mismatch
+    from detkit.data.image_io import ImageReadError
+    from detkit.data.validate import DatasetError
+
+    try:
+        sem = ds.read_label_map(i, check=False)  # remapped as training reads it (label_map, ...)
+        try:
+            image_hw = image_size_as_read(ds.images[i])
+        except ImageReadError:
+            image_hw = sem.shape  # (the sample will say so)
+        if sem.shape != image_hw:
+            raise DatasetError(size_mismatch(ds.masks[i], ds.images[i], sem.shape, image_hw))
+    except (DatasetError, ImageReadError) as e:
+        if ds.on_error == "skip":
+            return None
+        raise PreflightError(f"{key}: {e}") from e
+    return sem
+
+
 def check_label_maps(train_set: Any, val_set: Any = None, max_train: int = MAX_TRAIN_MAPS) -> None:
     """Read the label maps of a SegFolderDataset data.train (up to ``max_train``) and data.val (all) before training.
 
-    Refuses (PreflightError naming the key, the file and the fix) a value past the classes other than 255, which
-    failed at the first batch that drew the map, or for data.val at the first evaluation, after training. Warns
+    Refuses (PreflightError naming the key, the file and the fix) a value past the classes other than 255, and a
+    map whose size is not its image's (from the image's header, EXIF turn applied), which failed at the first batch
+    that drew the map, or for data.val at the first evaluation, after training. Warns
     when a class has no pixel in data.train's maps while 255 (ignore) covers some: 0/255 binary masks train as
     background only and score mIoU 1.0 (see ``binary_mask_hint``). Other datasets are not read.
     """

@@ -46,7 +46,7 @@ def test_samples_follow_the_contract_and_collate(tmp_path):
 
 def test_classes_from_a_file_and_the_background_option(tmp_path):
     img_dir, mask_dir, _ = _write(tmp_path)
-    (tmp_path / "fg.txt").write_text("cat\n\ndog\n")
+    (tmp_path / "fg.txt").write_text("cat\ndog\n\n")  # (a blank line between names: test_seg_label_files.py)
     ds = SegFolderDataset(img_dir, mask_dir, classes=str(tmp_path / "fg.txt"), background="background")
     assert ds.class_names == ["background", "cat", "dog"]
     with pytest.raises(DatasetError, match="already start with 'background'"):
@@ -190,7 +190,14 @@ def test_label_map_and_reduce_zero_label_remap_the_values(tmp_path):
     assert reduced[0]["sem_seg"][0].tolist() == [255, 0, 1, 255] and reduced[0]["sem_seg"].dtype == np.uint8
     both = SegFolderDataset(img_dir, mask_dir, classes=["a", "b"], reduce_zero_label=True, label_map={0: 1})
     assert both.read_label_map(0)[0].tolist() == [1, 0, 1, 255]  # label_map keys are the values in the files
-    with pytest.raises(DatasetError, match=r"^label_map entry 255: 3 is not value: class; .* 0\.\.2 or 255"):
+    with pytest.raises(DatasetError) as e:
         SegFolderDataset(img_dir, mask_dir, classes=["bg", "a", "b"], label_map={255: 3})
-    with pytest.raises(DatasetError, match=r"^label_map \[255, 1\] is no mapping"):
+    assert str(e.value) == (  # the key, and what an entry means
+        "label_map (data.*.label_map) entry 255: 3 names class 3, but there are 3 classes; each entry is <value in "
+        "the label-map files>: <the class it is read as, 0..2, or 255 to ignore it>, e.g. label_map: {255: 1} reads "
+        "0/255 masks as classes 0 and 1 (give data.train and data.val the same)"
+    )
+    with pytest.raises(DatasetError, match=r"^label_map \(data.\*.label_map\) entry -1: 0 is no pair of whole"):
+        SegFolderDataset(img_dir, mask_dir, classes=["bg", "a", "b"], label_map={-1: 0})
+    with pytest.raises(DatasetError, match=r"^label_map \(data.\*.label_map\) \[255, 1\] is no mapping: each entry"):
         SegFolderDataset(img_dir, mask_dir, classes=["bg", "a", "b"], label_map=[255, 1])

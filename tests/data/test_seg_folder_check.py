@@ -1,7 +1,11 @@
 """check_seg_folder (``detkit check --config`` of a SegFolderDataset): every bad pair named, pixel shares counted."""
 
+import shlex
+import sys
+
 import cv2
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -102,3 +106,58 @@ def test_a_mask_suffix_after_the_stem_pairs_and_finds_orphans(tmp_path):
     report = check_seg_folder(ds, "data.train of x")
     assert _kinds(report) == [("warning", "unused_files")] and "lost_mask.png" in report.format()
     assert "1 label map(s)" in report.format() and report.class_images == {"background": 4, "cat": 4}
+
+
+def _one_line_error(capsys, args):
+    with pytest.raises(SystemExit) as e:
+        check_main(args)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    return err.removeprefix("detkit check: error: ").removeprefix("check_dataset: error: ")
+
+
+def _run_the_command(command, capsys):
+    """Run the ``detkit check --config ...`` command a message gives (its arguments, from ``--config`` on)."""
+    argv = shlex.split("--config " + command.split(" --config ", 1)[1])
+    assert check_main(argv) == 0, capsys.readouterr()
+    return capsys.readouterr().out
+
+
+def test_two_folders_of_images_and_label_maps_get_the_command_that_checks_them(tmp_path, capsys, monkeypatch):
+    """`detkit check IMAGES MASKS` answered "not a COCO json file" without saying how a segmentation folder is
+    checked: the answer is the --config command, which runs (either order of the folders)."""
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/detkit"])  # the command named as the user ran it
+    img_dir, ann_dir = _folder(tmp_path / "data")
+    (tmp_path / "data" / "classes.txt").write_text("background\ncat\n")
+    for args, order in (([img_dir, ann_dir], "second folder"), ([ann_dir, img_dir], "first folder")):
+        err = _one_line_error(capsys, [str(a) for a in args])
+        assert err.startswith(f"the {order} holds label maps named like the ")
+        command = err.split("check them with: ", 1)[1]
+        assert command == (
+            f"detkit check --config seg/semfpn_r18_shapes --split train --set data.train.img_dir={img_dir} "
+            f"data.train.mask_dir={ann_dir} data.train.classes={tmp_path / 'data' / 'classes.txt'}"
+        )
+    assert "Summary of data.train of seg/semfpn_r18_shapes: 4 image(s) read, 2 classes" in _run_the_command(
+        command, capsys
+    )
+    err = _one_line_error(capsys, [str(img_dir), str(img_dir)])  # no label maps: the forms that take folders
+    assert err.startswith(f"{img_dir} is a folder, not a COCO annotation file") and "--config CONFIG" in err
+
+
+def test_a_segmentation_root_names_mask_dir_and_the_check_command(tmp_path, capsys, monkeypatch):
+    """`detkit check ROOT` recommended "SegFolderDataset (img_dir, ann_dir; ...)", a key the config refuses."""
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/detkit"])
+    _, ann_dir = _folder(tmp_path / "root")
+    for p in ann_dir.glob("*.png"):
+        p.rename(ann_dir / f"{p.stem}_mask.png")
+    monkeypatch.chdir(tmp_path)  # (a path as typed: the command quotes it back)
+    err = _one_line_error(capsys, ["root"])
+    assert "SegFolderDataset (img_dir, mask_dir, classes;" in err and "ann_dir" not in err
+    assert err.endswith(
+        "data.train.mask_dir=root/ann data.train.classes=CLASSES.txt data.train.mask_suffix=_mask.png (CLASSES.txt: "
+        "one name per line, label value = line index)"
+    )
+    classes = tmp_path / "CLASSES.txt"
+    classes.write_text("background\ncat\n")
+    command = err.split("check it with: ", 1)[1].split(" (CLASSES.txt", 1)[0].replace("CLASSES.txt", str(classes))
+    assert "4 image(s) read" in _run_the_command(command, capsys)

@@ -85,3 +85,36 @@ def test_build_data_reads_the_label_maps(tmp_path):
     data = {"batch_size": 2, "num_workers": 0, "train": {**train, **classes}, "val": {**val, **classes}}
     with pytest.raises(PreflightError, match=r"^data.val: label map .*im2.png has value\(s\) \[5\]"):
         build_data({"data": data, "seed": 0, "model": {"type": "Segmentor"}})
+
+
+def test_a_val_map_of_another_size_is_refused_before_training(tmp_path):
+    """It was found after a whole epoch ("evaluation after epoch 1 failed"): the scan compares each map it reads with
+    its image's header, and refuses with the dataset's own message."""
+    train, val = _split(tmp_path / "train", fg=1), _split(tmp_path / "val", fg=1)
+    Image.fromarray(np.zeros((12, 20), np.uint8)).save(tmp_path / "val" / "ann" / "im1.png")
+    with pytest.raises(PreflightError) as e:
+        check_label_maps(_ds(train), _ds(val))
+    assert str(e.value) == (
+        f"data.val: label map {tmp_path / 'val' / 'ann' / 'im1.png'} is 20x12 but image "
+        f"{tmp_path / 'val' / 'img' / 'im1.png'} is 20x16; they must match"
+    )
+    check_label_maps(_ds(train), _ds(val, on_error="skip"))  # skipped by the dataset when read: not refused
+    with pytest.raises(PreflightError, match=r"^data.train: label map .*im1.png is 20x12"):
+        check_label_maps(_ds(val), None)
+
+
+def test_the_size_is_the_image_as_read_turned_by_its_exif_orientation(tmp_path):
+    """The image's header size turned by its EXIF orientation, as reading turns it: a map drawn on the upright
+    image fits, one drawn on the stored pixels is refused naming the orientation."""
+    val = _split(tmp_path / "val", n=1, fg=1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 20x16 (w x h), read 16x20
+    Image.fromarray(np.full((16, 20, 3), 90, np.uint8)).save(tmp_path / "val" / "img" / "im0.jpg", exif=exif)
+    (tmp_path / "val" / "img" / "im0.png").unlink()
+    upright = np.zeros((20, 16), np.uint8)
+    Image.fromarray(upright).save(tmp_path / "val" / "ann" / "im0.png")
+    check_label_maps(None, _ds(val))
+    Image.fromarray(np.zeros((16, 20), np.uint8)).save(tmp_path / "val" / "ann" / "im0.png")  # the stored frame
+    with pytest.raises(PreflightError, match=r"^data.val: label map .* is 20x16 but image .*im0.jpg is 16x20 as "
+                       r"read: its EXIF orientation 6"):  # fmt: skip
+        check_label_maps(None, _ds(val))

@@ -169,7 +169,9 @@ def test_sliding_window_on_an_image_several_times_the_crop():
     assert tuple(pred[0]["sem_seg"].shape) == (200, 260)
     rows, cols = (224 - 64 + 39) // 40 + 1, (288 - 64 + 47) // 48 + 1  # input padded to 224 x 288
     assert len(calls) == rows * cols and all(c == (16, 16) for c in calls)  # stride-4 maps of 64 px windows
-    with pytest.raises(ValueError, match="needs crop_size"):
+    with pytest.raises(
+        ValueError, match=r"needs crop_size, the window size: set model.crop_size: \[h, w\] .*model.stride"
+    ):
         _model("semfpn", test_mode="slide")
     with pytest.raises(ValueError, match=r"stride \(128, 128\) is larger than crop_size \(64, 64\)"):
         _model("semfpn", test_mode="slide", crop_size=64, stride=128)  # gaps: 0/0 logits (NaN) there
@@ -209,6 +211,30 @@ def test_bad_labels_and_missing_sem_seg_are_clear_errors():
     batch["targets"][0].pop("sem_seg")
     with pytest.raises(ValueError, match="needs batch\\['targets'\\]\\[i\\]\\['sem_seg'\\]"):
         model.loss(batch)
+
+
+@pytest.mark.parametrize(
+    "given, key",
+    [
+        (dict(ignore_index=254), "model.ignore_index=254"),
+        (
+            dict(decode_head={"type": "SemanticFPNHead", "channels": 32, "ignore_index": 254}),
+            "model.decode_head.ignore_index=254",
+        ),
+        (
+            dict(auxiliary_head={"type": "FCNHead", "channels": 16, "ignore_index": 0}),
+            "model.auxiliary_head.ignore_index=0",
+        ),
+    ],
+)
+def test_an_ignore_index_other_than_255_is_refused_when_built(given, key):
+    """MMSeg's habit (decode_head.ignore_index=254) failed at iteration 0 with "Target 255 is out of bounds"
+    (model.ignore_index: with a ValueError there), after the work dir was made: the constructor refuses both."""
+    spec = {**MODELS["semfpn"], **given}
+    with pytest.raises(ValueError, match=rf"^{key}: detkit's datasets mark .* must stay 255; map other values to 255"):
+        Segmentor(num_classes=3, **spec)
+    fixed = {k: ({**v, "ignore_index": 255} if isinstance(v, dict) else 255) for k, v in given.items()}
+    assert Segmentor(num_classes=3, **{**spec, **fixed}).decode_head.criterion.ignore_index == 255
 
 
 def test_resnet_output_stride_dilates_basic_and_bottleneck_blocks():

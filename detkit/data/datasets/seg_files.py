@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = [
     "binary_mask_hint",
     "check_mask_suffix",
     "exif_turn",
+    "image_size_as_read",
+    "index_lines_warning",
     "label_map_path",
     "load_class_names",
     "nfc",
@@ -36,23 +39,78 @@ _SUFFIX = re.compile(r"[^/\\]*\.[A-Za-z0-9]+")  # text the label map's name ends
 
 
 def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
-    """``classes`` as a list of names: a list as is, or a text file with one name per line (blank lines skipped).
+    """``classes`` as a list of names: a list as is, or a text file with one name per line (blank lines at its
+    end skipped). The label value of a class is its index (the file's first line is 0), so a blank line before or
+    between the names, and a name given twice, are a DatasetError naming the file and line (or the entry); lines
+    that look like ``<index> <name>`` are a warning (see :func:`index_lines_warning`).
 
     Names are Unicode NFC-normalised, so that a name typed on one system matches the same name written
     (decomposed, NFD) by another, e.g. macOS' folder names."""
     if isinstance(classes, (str, os.PathLike)):
         path = os.fspath(classes)
-        if not os.path.isfile(path):
-            raise DatasetError(_missing_classes(path))
-        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Windows Notepad) is no name
-            names = [nfc(line.strip()) for line in f if line.strip()]
-        if not names:
-            raise DatasetError(f"classes file {path} is empty; write one class name per line")
+        names = _names_in_file(path)
+        warning = index_lines_warning(path, names)
+        if warning:
+            warnings.warn(warning, stacklevel=2)
         return names
     names = [nfc(str(n)) for n in classes]
     if not names:
         raise DatasetError("classes is an empty list; give the class names (label value = index)")
+    _refuse_repeats(names, lambda k: f"classes entry {k}", lambda k: f"entry {k}")
     return names
+
+
+def _names_in_file(path: str) -> list[str]:
+    """The names of a classes file, one per line; a blank line before or between them, or a repeat, is refused."""
+    if not os.path.isfile(path):
+        raise DatasetError(_missing_classes(path))
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Windows Notepad) is no name
+        lines = [nfc(line.strip()) for line in f]
+    while lines and not lines[-1]:  # blank lines at the end (a last newline, an editor's) shift nothing
+        lines.pop()
+    if not lines:
+        raise DatasetError(f"classes file {path} is empty; write one class name per line")
+    blank = lines.index("") if "" in lines else None
+    if blank is not None:
+        after = next(n for n in lines[blank:] if n)  # (blank lines at the end are gone: a name follows)
+        where = f"between {lines[blank - 1]!r} and {after!r}" if blank else "before the first name"
+        raise DatasetError(
+            f"classes file {path} line {blank + 1} is blank, {where}: a class's label value is the index of its "
+            "line (the first line is 0), so a blank line would shift every class below it; delete the blank "
+            "line(s), or write there the name of the class whose value it is"
+        )
+    _refuse_repeats(lines, lambda k: f"classes file {path} line {k + 1}", lambda k: f"line {k + 1}")
+    return lines
+
+
+def _refuse_repeats(names: list[str], where: Callable[[int], str], first: Callable[[int], str]) -> None:
+    """A DatasetError for the first name of ``names`` given twice (``where``/``first`` name its place and the
+    first one's: a file's line, a list's entry)."""
+    seen: dict[str, int] = {}
+    for k, name in enumerate(names):
+        if name in seen:
+            raise DatasetError(
+                f"{where(k)} repeats the class name {name!r} ({first(seen[name])}): each class has one label value "
+                "(its index), so name it once; remove the repeat or rename one of them"
+            )
+        seen[name] = k
+
+
+_INDEX_LINE = re.compile(r"\d+\s*[\s:,=]\s*\S.*")  # "0 background", "1: cat", "2,dog"
+
+
+def index_lines_warning(path: str, names: Sequence[str]) -> str | None:
+    """The warning for the names of classes file ``path`` that look like ``<index> <name>`` (``0 background``),
+    or None: the whole line is the name, and the label value is the line's index, not the number written."""
+    found = [(k, n) for k, n in enumerate(names) if _INDEX_LINE.fullmatch(n)]
+    if not found:
+        return None
+    k, name = found[0]
+    return (
+        f"classes file {path}: {len(found)} line(s) look like '<index> <name>' (line {k + 1}: {name!r}): the whole "
+        f"line is taken as the class name, and a class's label value is the index of its line (the first line "
+        f"is 0), not a number written in it; write the names alone, one per line, in label-value order"
+    )
 
 
 def nfc(name: str) -> str:
@@ -79,14 +137,47 @@ def _missing_classes(path: str) -> str:
 
 
 def check_mask_suffix(mask_suffix: Any) -> str:
-    """``mask_suffix`` as given when it ends with a file ending (``.png``, ``_mask.png``), else a DatasetError."""
+    """``mask_suffix`` as given when it ends with a file ending (``.png``, ``_mask.png``) of a format that keeps
+    class indices exactly, else a DatasetError (a JPEG or WebP ending: :data:`LOSSY_ENDINGS`)."""
     if not isinstance(mask_suffix, str) or not _SUFFIX.fullmatch(mask_suffix):
         raise DatasetError(
             f"mask_suffix {mask_suffix!r} is not a label-map file ending: give '.png' (a.jpg <-> a.png) or the text "
             "after the image's stem, ending in the file ending: '_mask.png' (a.jpg <-> a_mask.png), "
             "'_gtFine_labelTrainIds.png'; no folder"
         )
+    stem, ending = mask_suffix.rsplit(".", 1)
+    fmt = LOSSY_ENDINGS.get(f".{ending.lower()}")
+    if fmt is not None:
+        raise DatasetError(
+            f"mask_suffix {mask_suffix!r} names {fmt} label maps, which do not keep class indices: {_LOSSY_WHY[fmt]}; "
+            f"{SAVE_AS_PNG}; and set mask_suffix: '{stem}.png'"
+        )
     return mask_suffix
+
+
+# File endings of formats that cannot hold a label map: JPEG is lossy; WebP has no one-channel mode (PIL reads it
+# as RGB) and is lossy unless saved lossless. (TIFF can hold JPEG data too: read_label_map refuses such a file.)
+LOSSY_ENDINGS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG", ".webp": "WebP"}
+_LOSSY_WHY = {
+    "JPEG": "JPEG compression is lossy and turns the pixels along class edges into other values, i.e. other classes",
+    "WebP": "WebP holds colours (it has no one-channel mode) and is lossy unless saved lossless",
+}
+SAVE_AS_PNG = (
+    "save the label maps as PNG, one class index per pixel (PIL.Image.fromarray(labels).save('a.png'), "
+    "cv2.imwrite('a.png', labels)), from the original labels: converting a JPEG keeps its noise"
+)
+
+
+def _lossy_format(im: Image.Image) -> str | None:
+    """``'JPEG'`` / ``'WebP'`` when the open image ``im`` is stored lossily (a JPEG, a WebP, a JPEG-compressed
+    TIFF), else None."""
+    if im.format in ("JPEG", "MPO"):
+        return "JPEG"
+    if im.format == "WEBP":
+        return "WebP"
+    if im.format == "TIFF" and str(im.info.get("compression", "")).lower() in ("jpeg", "tiff_jpeg"):
+        return "JPEG"
+    return None
 
 
 def label_map_path(rel: Path, mask_suffix: str) -> Path:
@@ -122,12 +213,14 @@ def read_label_map(path: str | os.PathLike) -> np.ndarray:
     """Read a label map: one class index per pixel (``L``, palette ``P`` or 16-bit ``I;16`` PNG). uint8/int32 [H,W].
 
     Palette PNGs (Pascal VOC style) give their palette *indices*, not colours. RGB maps are refused:
-    they hold colours, not class indices.
+    they hold colours, not class indices; so are JPEG (whatever its file ending) and WebP files: lossy.
     """
     path = os.fspath(path)
     try:
         with Image.open(path) as im:
-            mode = im.mode
+            mode, fmt = im.mode, _lossy_format(im)
+            if fmt is not None:
+                raise DatasetError(f"label map {path} is a {fmt} file: {_LOSSY_WHY[fmt]}; {SAVE_AS_PNG}")
             if mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
                 raise DatasetError(
                     f"label map {path} is a colour ({mode}) image; save one class index per pixel "
@@ -159,6 +252,18 @@ def exif_turn(image: str | os.PathLike | Image.Image) -> int | None:
     except (OSError, SyntaxError, ValueError):
         return None
     return value if value in EXIF_TURNS else None
+
+
+def image_size_as_read(path: str | os.PathLike) -> tuple[int, int]:
+    """(h, w) of image ``path`` as training reads it, from its header only: turned by its EXIF orientation (5..8)
+    where reading applies it (JPEG, PNG, WebP: OpenCV's formats that carry one). ImageReadError when unreadable."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            turned = im.format in ("JPEG", "MPO", "PNG", "WEBP") and exif_turn(im) is not None  # (header open)
+    except (OSError, SyntaxError) as e:
+        raise ImageReadError(f"cannot read image {os.fspath(path)}: {e}") from e
+    return (w, h) if turned else (h, w)
 
 
 def size_mismatch(mask: str, image: str, mask_hw: tuple[int, int], image_hw: tuple[int, int]) -> str:

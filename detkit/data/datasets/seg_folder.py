@@ -101,6 +101,8 @@ class SegFolderDataset(torch.utils.data.Dataset):
         self.img_dir, self.mask_dir = os.fspath(img_dir), os.fspath(mask_dir)
         self.sem_seg_dir = self.mask_dir
         self.class_names, self.skip_bad_images = seg_class_names(classes, background), skip_bad_images
+        self.classes_file = os.fspath(classes) if isinstance(classes, (str, os.PathLike)) else None
+        self.background = background
         self.label_map = check_label_map(label_map, self.num_classes)
         self.reduce_zero_label = bool(reduce_zero_label)
         self.mask_suffix, self.img_suffixes = check_mask_suffix(mask_suffix), tuple(s.lower() for s in img_suffixes)
@@ -255,6 +257,11 @@ def seg_class_names(classes: str | os.PathLike | Sequence[str], background: str 
                 f"classes already start with {background!r}; drop the background option "
                 f"(it inserts {background!r} as class 0)"
             )
+        if background in names:
+            raise DatasetError(
+                f"the background option inserts {background!r} as class 0, but the classes name it as class "
+                f"{names.index(background)} too; drop the background option, or that name from the classes"
+            )
         names = [str(background), *names]
     if len(names) > IGNORE:
         raise DatasetError(
@@ -268,16 +275,23 @@ def check_label_map(label_map: Mapping[int, int] | None, num_classes: int) -> di
     """``label_map`` (value in the files -> class index or 255) as a dict of ints, or a DatasetError naming the entry."""
     if label_map is None:
         return {}
+    meaning = (
+        f"each entry is <value in the label-map files>: <the class it is read as, 0..{num_classes - 1}, or 255 to "
+        "ignore it>, e.g. label_map: {255: 1} reads 0/255 masks as classes 0 and 1 (give data.train and data.val "
+        "the same)"
+    )
     if not isinstance(label_map, Mapping):
-        raise DatasetError(f"label_map {label_map!r} is no mapping; give value-in-the-files: class, e.g. {{255: 1}}")
+        raise DatasetError(f"label_map (data.*.label_map) {label_map!r} is no mapping: {meaning}")
     out = {}
     for old, new in label_map.items():
         ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (old, new))
         if not ok or old < 0 or not (0 <= new < num_classes or new == IGNORE):
-            raise DatasetError(
-                f"label_map entry {old!r}: {new!r} is not value: class; keys are values in the label maps (>= 0), "
-                f"values a class index 0..{num_classes - 1} or 255 (ignore), e.g. label_map: {{255: 1}}"
+            why = (
+                f"names class {new}, but there are {num_classes} classes"
+                if ok and old >= 0
+                else "is no pair of whole numbers (the key >= 0)"
             )
+            raise DatasetError(f"label_map (data.*.label_map) entry {old!r}: {new!r} {why}; {meaning}")
         out[old] = new
     return out
 

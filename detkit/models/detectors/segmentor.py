@@ -15,6 +15,7 @@ from detkit.models.detectors.parts import (
     default_class_names,
     neck_defaults,
 )
+from detkit.models.heads.seg_common import IGNORE, keep_255
 from detkit.models.preprocess import not_a_batch
 from detkit.registry import BACKBONES, DETECTORS, HEADS, NECKS
 
@@ -24,8 +25,29 @@ def _pair(v: int | Sequence[int] | None, name: str) -> tuple[int, int] | None:
         return None
     h, w = (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
     if h <= 0 or w <= 0:
-        raise ValueError(f"Segmentor {name} must be positive, got {v}")
+        raise ValueError(f"Segmentor {name} (model.{name}) must be positive (h, w) or one int, got {v}")
     return h, w
+
+
+def _windows(test_mode: str, crop_size, stride) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """``(crop_size, stride)`` as (h, w) pairs for ``test_mode`` (stride default: 2/3 of the crop); ValueError
+    naming the model keys for a slide without a crop or a stride past the crop."""
+    if test_mode not in ("whole", "slide"):
+        raise ValueError(f"Segmentor test_mode must be 'whole' or 'slide', got {test_mode!r}")
+    crop = _pair(crop_size, "crop_size")
+    if test_mode == "slide" and crop is None:
+        raise ValueError(
+            "Segmentor test_mode='slide' needs crop_size, the window size: set model.crop_size: [h, w] (e.g. "
+            "the training crop; model.stride, the step between windows, defaults to 2/3 of it), or test_mode: whole"
+        )
+    default_stride = None if crop is None else tuple(max(1, c * 2 // 3) for c in crop)
+    step = _pair(stride, "stride") or default_stride
+    if crop is not None and step is not None and any(st > c for st, c in zip(step, crop)):
+        raise ValueError(  # windows with gaps between them: pixels no window covers would get 0/0 logits
+            f"Segmentor stride {tuple(step)} is larger than crop_size {tuple(crop)}: pixels between the windows "
+            "would get no logits; give a model.stride <= model.crop_size (default 2/3 of it)"
+        )
+    return crop, step
 
 
 @DETECTORS.register
@@ -42,7 +64,8 @@ class Segmentor(nn.Module):
             has one), 255 is ignored.
         class_names: C names (default ``class_0 ...``).
         preprocess: ``Preprocessor`` keyword arguments (pixel_mean, pixel_std, size_divisor).
-        ignore_index: label value that is never scored.
+        ignore_index: label value that is never scored: 255, as detkit's datasets and transforms mark ignored
+            pixels (another value, here or in a head, is a ValueError naming the key).
         test_mode: ``'whole'`` (one pass over the padded batch) or ``'slide'`` (windows of ``crop_size``
             every ``stride`` pixels, overlapping logits averaged; default stride 2/3 of the crop).
         crop_size, stride: (h, w) or an int, for ``test_mode='slide'``.
@@ -72,6 +95,8 @@ class Segmentor(nn.Module):
         self.num_classes = int(num_classes)
         self.class_names = default_class_names(self.num_classes, class_names)
         self.ignore_index = int(ignore_index)
+        if self.ignore_index != IGNORE:
+            raise ValueError(keep_255("model.ignore_index", self.ignore_index))
         self.preprocess = build_preprocess(preprocess)
         self.backbone = build_part(BACKBONES, backbone)
         self.neck = build_part(NECKS, neck, **neck_defaults(neck, self.backbone))
@@ -84,30 +109,22 @@ class Segmentor(nn.Module):
         )
         self.decode_head = build_part(HEADS, decode_head, **part)
         self.auxiliary_head = build_part(HEADS, auxiliary_head, **part)
+        self._check_heads()
+        self.crop_size, self.stride = _windows(test_mode, crop_size, stride)
+        self.test_mode, self.align_corners = test_mode, align_corners
+
+    def _check_heads(self) -> None:
+        """Each head's ``num_classes`` and loss ``ignore_index`` must be the segmentor's (ValueError naming the key)."""
         for name in ("decode_head", "auxiliary_head"):
             head = getattr(self, name)
+            ignore = getattr(getattr(head, "criterion", None), "ignore_index", self.ignore_index)
+            if ignore != self.ignore_index:  # its loss would take the 255 pixels for a class: IndexError at iter 0
+                raise ValueError(f"{keep_255(f'model.{name}.ignore_index', ignore)}; leave it out of the {name} config")
             if head is not None and getattr(head, "num_classes", self.num_classes) != self.num_classes:
                 raise ValueError(
                     f"{name}.num_classes={head.num_classes} but the segmentor has "
                     f"num_classes={self.num_classes}; drop it from the {name} config"
                 )
-        if test_mode not in ("whole", "slide"):
-            raise ValueError(f"Segmentor test_mode must be 'whole' or 'slide', got {test_mode!r}")
-        self.crop_size = _pair(crop_size, "crop_size")
-        if test_mode == "slide" and self.crop_size is None:
-            raise ValueError("Segmentor test_mode='slide' needs crop_size (h, w)")
-        default_stride = None if self.crop_size is None else tuple(max(1, c * 2 // 3) for c in self.crop_size)
-        self.stride = _pair(stride, "stride") or default_stride
-        if (
-            self.crop_size is not None
-            and self.stride is not None
-            and any(st > c for st, c in zip(self.stride, self.crop_size))
-        ):  # windows with gaps between them: pixels no window covers would get 0/0 logits
-            raise ValueError(
-                f"Segmentor stride {tuple(self.stride)} is larger than crop_size {tuple(self.crop_size)}: pixels "
-                "between the windows would get no logits; give a stride <= crop_size (default 2/3 of it)"
-            )
-        self.test_mode, self.align_corners = test_mode, align_corners
 
     def extract_feats(self, images: Tensor) -> list[Tensor]:
         """Backbone (+ neck) maps for normalised images [B,3,H,W], increasing stride."""
@@ -129,12 +146,8 @@ class Segmentor(nn.Module):
         bad = (out != self.ignore_index) & ((out < 0) | (out >= self.num_classes))
         if bad.any():
             vals = sorted(set(out[bad].unique().tolist()))[:10]
-            if self.ignore_index != 255 and 255 in vals:  # the datasets and transforms fill and mark with 255
-                raise ValueError(
-                    f"sem_seg label value 255 with model.ignore_index={self.ignore_index}: detkit's datasets mark "
-                    "ignored pixels (borders, padding, fills) with 255, so model.ignore_index must stay 255; map "
-                    "other values to 255 with the dataset's label_map (docs/segmentation.md)"
-                )
+            if self.ignore_index != IGNORE and IGNORE in vals:  # (set after construction, which refuses it)
+                raise ValueError(f"sem_seg label value 255 with {keep_255('model.ignore_index', self.ignore_index)}")
             raise ValueError(
                 f"sem_seg label value(s) {vals} outside 0..{self.num_classes - 1} and not "
                 f"{self.ignore_index} (ignore): the model has num_classes={self.num_classes}; "

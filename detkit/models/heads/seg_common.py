@@ -19,6 +19,7 @@ else:  # Python 3.10
     from typing_extensions import Unpack
 
 __all__ = [
+    "IGNORE",
     "ConvNormAct",
     "SegClassifier",
     "SegCriterion",
@@ -27,8 +28,20 @@ __all__ = [
     "channel_list",
     "head_outputs",
     "input_channels",
+    "keep_255",
     "resize",
 ]
+
+IGNORE = 255  # the label value detkit's datasets and transforms mark ignored pixels with
+
+
+def keep_255(key: str, value: int) -> str:
+    """Why ``key`` (``model.ignore_index``, ``model.decode_head.ignore_index``) set to ``value`` is refused by a
+    ``Segmentor``: the data it learns from marks ignored pixels with 255, whatever the key says."""
+    return (
+        f"{key}={value}: detkit's datasets mark ignored pixels (borders, padding, fills) with 255, so {key} must "
+        "stay 255; map other values to 255 with the dataset's label_map (docs/segmentation.md)"
+    )
 
 
 class ConvNormAct(nn.Sequential):
