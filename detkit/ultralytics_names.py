@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 __all__ = [
@@ -97,7 +98,9 @@ def packaged_for(model: str) -> tuple[str, str] | None:
     near = scale if scale in scales else scales[-1]
     name = f"yolo_{near}{'_seg' if task else ''}_coco"
     layout = f"YOLOv8{near}{task}'s layout"
-    note = layout if version in (None, "8") and near == scale else f"the nearest: {layout}"
+    if near != scale:  # no packaged config of that scale (and task)
+        return name, f"detkit packages no {scale}-scale {'seg' if task else 'detection'} config; the nearest: {layout}"
+    note = layout if version in (None, "8") else f"the nearest: {layout}"
     return name, note
 
 
@@ -189,12 +192,14 @@ class Translation:
     flags: list[str] = field(default_factory=list)
     config: str | None = None
     note: str = ""
+    checkpoint: str | None = None  # the CHECKPOINT argument (detkit eval's model=)
 
     def text(self) -> str:
         """The fix in words: ``--set train.max_epochs=10``, ``--device 0``, ``CONFIG yolo_n_coco``, notes."""
         parts = [f"--set {' '.join(map(shlex.quote, self.sets))}"] if self.sets else []
         parts += [" ".join(self.flags)] if self.flags else []
         parts += [f"CONFIG {self.config}"] if self.config else []
+        parts += [f"CHECKPOINT {self.checkpoint}"] if self.checkpoint else []
         fix = " ".join(parts)
         if fix and self.note:
             return f"{fix} ({self.note})"
@@ -241,7 +246,7 @@ def _imgsz(value: Any, cfg: dict | None) -> Translation:
     return Translation("imgsz", sets=[f"{k}={_show(new)}" for k, _, new in keys], note=f"now {now}")
 
 
-def _ultralytics_weights(weights: str) -> Translation:
+def _ultralytics_weights(weights: str, name: str = "pretrained") -> Translation:
     """``--load-from`` of the detkit checkpoint converted from the Ultralytics weights ``weights`` (a ``.pt`` or a
     model name, which Ultralytics downloads), with the two commands that convert it (``--load-from`` refuses a
     ``.pt``: unpickling it runs code)."""
@@ -256,7 +261,7 @@ def _ultralytics_weights(weights: str) -> Translation:
         f"Ultralytics weights: convert them first: `{save_state_dict_command(src)}` (writes {state}), then "
         f"`python tools/convert_weights.py --from ultralytics {state} {out}`"
     )
-    return Translation("pretrained", flags=["--load-from", out], note=note)
+    return Translation(name, flags=["--load-from", out], note=note)
 
 
 def _flag(name: str, value: Any) -> Translation:
@@ -267,6 +272,12 @@ def _flag(name: str, value: Any) -> Translation:
             return Translation(name, config=found[0], note=found[1])
         if text.endswith((".yaml", ".yml")):
             return Translation(name, config=text)
+        if text.lower().endswith(".pt"):  # Ultralytics weights (runs/detect/train/weights/best.pt): start from them
+            return _ultralytics_weights(text, name)
+        if text.lower().endswith(".pth"):  # a detkit checkpoint: its run's config, its weights to start from
+            run = PurePosixPath(text.replace("\\", "/")).parent / "config.yaml"
+            note = "a detkit checkpoint: the config.yaml of its run, and its weights to start from"
+            return Translation(name, config=str(run), flags=["--load-from", text], note=note)
         return Translation(name, note="a config names the model: give CONFIG (`detkit configs` lists them)")
     if name == "device" and "," in text:
         n = len([d for d in text.split(",") if d.strip()])

@@ -16,9 +16,9 @@ and --tile are for detectors). Unreadable inputs are reported and skipped. A pro
 says how many detections were saved and drawn, and at which thresholds. --tta runs each image at several
 scales and mirrored and merges the predictions; --ensemble merges more checkpoints (same classes) with
 CHECKPOINT's; neither combines with --tile. --tile takes whole pixels >= 32 and --tile-overlap a fraction in [0, 1);
-SAHI's and Ultralytics' option names (--slice_height, --overlap_height_ratio, --imgsz, --conf) are answered with
-detkit's. A model trained on TiledDataset tiles run on an image 3x a tile or more without --tile prints a note
-to add it. See docs/inference.md.
+SAHI's and Ultralytics' option names (--slice_height, --overlap_height_ratio, --imgsz, --conf, iou=, classes=,
+save_txt=, ...) are answered with detkit's (or with what infer does instead). A model trained on TiledDataset
+tiles run on an image 3x a tile or more without --tile prints a note to add it. See docs/inference.md.
 Exit status: 0 done, 2 bad input (config, checkpoint, device, inputs, --out-dir; or no input readable).
 """
 
@@ -73,6 +73,32 @@ FOREIGN_OPTIONS = {
     "conf": ("Ultralytics'", "score"),
     "imgsz": ("Ultralytics'", "size"),
     "img_size": ("Ultralytics'", "size"),
+    "iou": ("Ultralytics'", "nms"),
+    "max_det": ("Ultralytics'", "max_det"),
+    "classes": ("Ultralytics'", "classes"),
+    "save_txt": ("Ultralytics'", "save_txt"),
+    "save_conf": ("Ultralytics'", "save_txt"),
+    "save": ("Ultralytics'", "save"),
+    "show": ("Ultralytics'", "show"),
+    "augment": ("Ultralytics'", "augment"),
+    "half": ("Ultralytics'", "half"),
+}
+SWITCHES = {"save_txt", "save_conf", "save", "show", "augment", "half"}  # on / off: no value after the flag
+# the answers that are detkit's option for the foreign one (the others say what detkit does instead)
+ANSWERS = {
+    "nms": "--set model.head.nms_thr={v} (the NMS IoU of the YOLO configs; R-CNN: model.box_head.nms_thr, YOLO-seg: "
+    "model.head.det.nms_thr)",
+    "max_det": "--set model.head.max_per_img={v} (R-CNN: model.box_head.max_per_img)",
+    "augment": "--tta (each image at several scales and mirrored, the predictions merged)",
+}
+INSTEAD = {
+    "classes": "not offered: infer keeps every class; filter predictions.json by category_id, or in Python keep "
+    "torch.isin(result['labels'], torch.tensor(CLASS_IDS)) of detkit.predict's results (detkit track has --classes)",
+    "save_txt": "not needed: infer always writes predictions.json (COCO results: image_id, category_id, bbox "
+    "[x, y, w, h] in pixels, score) and images.json (image_id -> file), no per-image .txt",
+    "save": "not needed: the drawings and predictions.json are always written under --out-dir (--no-draw: no drawings)",
+    "show": "not offered: infer opens no window; the drawings are written under --out-dir",
+    "half": "not offered: the model runs in float32 (--compile speeds it up; docs/benchmarks.md)",
 }
 
 
@@ -83,7 +109,7 @@ def _foreign_words(argv: list[str]) -> list[tuple[str, str, str, str]]:
         name, eq, value = word.lstrip("-").partition("=")
         key = name.replace("-", "_").lower()
         if key in FOREIGN_OPTIONS and (word.startswith("-") or eq):
-            if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            if not eq and key not in SWITCHES and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
                 value = argv[i + 1]
             whose, kind = FOREIGN_OPTIONS[key]
             found.append((word if eq or not value else f"{word} {value}", whose, kind, value or "N"))
@@ -104,6 +130,8 @@ def _foreign_answer(kind: str, values: list[str]) -> str:
         return f"--tile-overlap {values[0]} (one fraction of the tile for both axes{'' if same else ': pick one'})"
     if kind == "score":
         return f"--score-thr {values[0]}"
+    if kind in ANSWERS:
+        return ANSWERS[kind].format(v=values[0])
     return (
         "the test size is the config's data.val pipeline, e.g. --set \"data.val.pipeline=[{type: LetterBox, size: "
         f'{values[0]}}}]"; for large images with small objects, --tile H,W at the training scale'
@@ -125,10 +153,8 @@ def refuse_foreign_options(ap: argparse.ArgumentParser, argv: list[str]) -> None
         given = " ".join(g for g, *_ in group)
         whose = group[0][1]
         verb = "are" if len(group) > 1 else "is"
-        answers.append(
-            f"{given} {verb} {whose} {'options' if len(group) > 1 else 'option'}; "
-            f"detkit's: {_foreign_answer(kind, [v for *_, v in group])}"
-        )
+        answer = INSTEAD.get(kind) or f"detkit's: {_foreign_answer(kind, [v for *_, v in group])}"
+        answers.append(f"{given} {verb} {whose} {'options' if len(group) > 1 else 'option'}; {answer}")
     if answers:
         ap.error("; ".join(answers))
 

@@ -56,6 +56,16 @@ def ultralytics_word(argv: list[str]) -> str:
     )
 
 
+def tool_command(name: str) -> str | None:
+    """The detkit command of a tool file's name given as the command (``check_dataset``, ``check-dataset``,
+    ``tools/check_dataset.py``, ``make_shapes``), or None when ``name`` is none of them."""
+    stem = name.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py").replace("-", "_").lower()
+    for command, (module, _) in COMMANDS.items():
+        if stem in (module, command.replace("-", "_")) and name != command:
+            return command
+    return None
+
+
 def usage() -> str:
     """The text of ``detkit --help``."""
     width = max(map(len, COMMANDS))
@@ -89,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"detkit: error: {command(name)}", file=sys.stderr)
             return 2
 
+        tool = tool_command(name)
+        if tool is not None:  # tools/check_dataset.py is `detkit check`
+            print(
+                f"detkit: error: unknown command '{name}'; tools/{COMMANDS[tool][0]}.py is `detkit {tool}` "
+                f"(`detkit {tool} --help` lists its flags)",
+                file=sys.stderr,
+            )
+            return 2
         near = difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
         print(f"detkit: error: unknown command '{name}'{hint} (`detkit --help` lists them)", file=sys.stderr)

@@ -17,8 +17,10 @@ detected under two classes before linking (the trackers ignore classes). --class
 case, or indices; after the videos, or as one word: --classes=person,car) tracks only those classes: the
 others' boxes are dropped before linking, so they take no ids. --gt GT_FILE (MOT format, one input only) adds
 MOTA, IDF1 and ID switches (the motmetrics package: pip install 'detkit[track]') to the summary and the JSON.
-No output may replace an input or the --gt file. See docs/tracking.md. Exit status: 0 done, 2 bad input (config,
-checkpoint, device, videos, --out-dir, --gt, thresholds, --classes the model lacks, Ultralytics' words).
+No output may replace an input or the --gt file, nor a file of the user's in --out-dir (only the files an earlier
+track run wrote there, which its <stem>.json lists under "outputs"). See docs/tracking.md. Exit status: 0 done,
+2 bad input (config, checkpoint, device, videos, --out-dir and its files, --gt, thresholds, --classes the model
+lacks, Ultralytics' words).
 """
 
 from __future__ import annotations
@@ -218,13 +220,15 @@ def check_gt(args: argparse.Namespace) -> None:
 
 def check_outputs(args: argparse.Namespace, sources: list[Path], files: list[Path]) -> list[str]:
     """The outputs' names, one per source (:func:`detkit.utils.output_names.unique_stems`); none of the files they
-    name may be an input or the --gt file, and --out-dir may hold neither (``out_dir_arg``)."""
-    from detkit.track.video import output_files, output_stem
-    from detkit.utils.output_names import clobbering, unique_stems
+    name may be an input or the --gt file, and --out-dir may hold neither (``out_dir_arg``); nor may one replace a
+    file of the user's: only those an earlier track run wrote there (its JSON records them) are replaced."""
+    from detkit.track.video import output_files, output_stem, recorded_outputs
+    from detkit.utils.output_names import clobbering, refuse_foreign, unique_stems
 
     stems = unique_stems(output_stem(s) for s in sources)
     outputs = [f for stem in stems for f in output_files(args.out_dir, stem, not args.no_draw).values()]
-    problem = clobbering(args.out_dir, outputs, files, args.gt)
+    ours = {name for stem in stems for name in recorded_outputs(Path(args.out_dir) / f"{stem}.json")}
+    problem = clobbering(args.out_dir, outputs, files, args.gt) or refuse_foreign(args.out_dir, outputs, ours)
     if problem is not None:
         raise UserError(problem)
     # outputs named after the inputs must not land on them

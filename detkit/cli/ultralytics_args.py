@@ -17,13 +17,16 @@ import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from detkit.cli.errors import USER_EXIT, as_invoked, other_process, tool_label
+from detkit.cli.ultralytics_eval import SWITCHES as EVAL_SWITCHES
+from detkit.cli.ultralytics_eval import eval_name, translate_eval
 from detkit.peer_names import D2, PeerName, config_key, flag, words_to_set
 from detkit.peer_names import FLAGS as PEER_FLAGS
 from detkit.peer_names import KEYS as PEER_KEYS
 from detkit.peer_names import ROOTS as PEER_ROOTS
-from detkit.ultralytics_names import Translation, canonical, translate
+from detkit.ultralytics_names import BOOLEAN_FLAGS, Translation, canonical, packaged_for, translate, weights_note
 
 __all__ = ["refuse_peer_flags", "refuse_ultralytics_words"]
 
@@ -66,13 +69,13 @@ def _flag_action(parser: argparse.ArgumentParser, flag: str) -> argparse.Action 
     return matches[0] if len(matches) == 1 else None
 
 
-def _long_flag(parser: argparse.ArgumentParser, argv: Sequence[str], i: int, out: Scan) -> int:
+def _long_flag(parser: argparse.ArgumentParser, argv: Sequence[str], i: int, out: Scan, names=canonical) -> int:
     """Read the ``--flag`` at ``argv[i]`` into ``out`` (an Ultralytics setting, or argparse's with its values);
-    returns the index after it."""
+    returns the index after it. ``names``: the Ultralytics name of a word (None: not one)."""
     token = argv[i]
     flag, eq, value = token.partition("=")
     action = _flag_action(parser, flag)
-    name = canonical(flag) if action is None else None
+    name = names(flag) if action is None else None
     if name is not None:
         has_value = not eq and i + 1 < len(argv) and not argv[i + 1].startswith("-")
         given = f"{token} {argv[i + 1]}" if has_value else token
@@ -83,9 +86,18 @@ def _long_flag(parser: argparse.ArgumentParser, argv: Sequence[str], i: int, out
     return i + 1 + n
 
 
-def scan(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Scan:
+def _names(tool: str):
+    """The function giving the Ultralytics name of a word on ``tool``'s command line, and the names Ultralytics
+    also takes as bare words (``yolo train resume``: ``resume=True``)."""
+    if tool == "eval":
+        return eval_name, EVAL_SWITCHES
+    return canonical, BOOLEAN_FLAGS
+
+
+def scan(parser: argparse.ArgumentParser, argv: Sequence[str], tool: str = "train") -> Scan:
     """Split ``argv`` (see :class:`Scan`); the values of ``--set`` are config keys, never habits."""
     out, i = Scan(), 0
+    names, switches = _names(tool)
     while i < len(argv):
         token = argv[i]
         if token == "--":
@@ -93,17 +105,19 @@ def scan(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Scan:
             out.positionals += argv[i + 1 :]
             break
         if token.startswith("--") and len(token) > 2:
-            i = _long_flag(parser, argv, i, out)
+            i = _long_flag(parser, argv, i, out, names)
             continue
         key, eq, value = token.partition("=")
         if token.startswith("-") and token != "-":  # a short flag (-h) or a negative number: argparse's
             out.kept.append(token)
         elif eq and not os.path.exists(token):
-            name = canonical(key)
+            name = names(key)
             if name is not None:
                 out.habits.append((token, name, value))
             else:
                 out.words.append(token)
+        elif names(token) in switches and token == token.lower() and not os.path.exists(token):
+            out.habits.append((token, names(token), "true"))  # a bare Ultralytics switch: `yolo train resume`
         else:
             out.kept.append(token)
             out.positionals.append(token)
@@ -111,12 +125,22 @@ def scan(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Scan:
     return out
 
 
-def _config_for(found: Scan, translations: list[Translation]) -> tuple[str | None, dict | None]:
-    """The CONFIG of this command (given, or the one ``model=`` names) and its loaded config (None if it fails)."""
+def _config_for(found: Scan, translations: list[Translation], tool: str) -> tuple[str | None, dict | None]:
+    """The CONFIG of this command (given, or the one ``model=`` names; ``detkit eval``: else ``-``) and its loaded
+    config (``-``: the one the checkpoint holds; None if it fails)."""
     config = next((t.config for t in translations if t.config), None) or (found.positionals or [None])[0]
+    checkpoint = next((t.checkpoint for t in translations if t.checkpoint), None)
+    if tool == "eval":
+        checkpoint = checkpoint or (found.positionals[1:2] or [None])[0]
+        config = config or "-"
     if config is None:
         return None, None
     try:
+        if config == "-":
+            from detkit.utils.checkpoint import load_checkpoint
+
+            stored = (load_checkpoint(checkpoint).get("meta") or {}).get("config") if checkpoint else None
+            return config, stored if isinstance(stored, dict) else None
         from detkit.config import load_config
 
         return config, load_config(config)
@@ -125,7 +149,8 @@ def _config_for(found: Scan, translations: list[Translation]) -> tuple[str | Non
 
 
 def _command(tool: str, found: Scan, config: str | None, fixes: list[Translation]) -> str:
-    """The whole command in detkit's words (``project=`` and ``name=`` join into one ``--work-dir``)."""
+    """The whole command in detkit's words (``project=`` and ``name=`` join into one ``--work-dir``; eval's
+    ``model=`` is the CHECKPOINT, after CONFIG)."""
     data = next((t.flags[1] for t in fixes if t.flags[:1] == ["--data"]), None)
     kept = list(found.kept)
     if config in kept:
@@ -134,11 +159,12 @@ def _command(tool: str, found: Scan, config: str | None, fixes: list[Translation
         from detkit.data.data_arg import suggest_config
 
         config = suggest_config(data)
+    checkpoint = [t.checkpoint for t in fixes if t.checkpoint][:1]
     work = [t.flags[1] for t in fixes if t.flags[:1] == ["--work-dir"] and len(t.flags) == 2]
     flags = [tok for t in fixes if t.flags[:1] != ["--work-dir"] for tok in t.flags]
     flags += ["--work-dir", "/".join(work)] if work else []
     sets = [s for t in fixes for s in t.sets]
-    words = [config, *kept, *flags, *(["--set", *sets] if sets else [])]
+    words = [config, *checkpoint, *kept, *flags, *(["--set", *sets] if sets else [])]
     return " ".join([as_invoked(f"python tools/{tool}.py"), *map(shlex.quote, words)])
 
 
@@ -157,6 +183,42 @@ def _data_yaml_as_config(found: Scan) -> str | None:
     return given
 
 
+def _model_as_config(found: Scan) -> str | None:
+    """The answer to an Ultralytics model name given as CONFIG (``yolov8n.pt``, ``yolo11s-seg``), which then
+    becomes the packaged config of that layout, in place; None when CONFIG is none."""
+    given = (found.positionals or [None])[0]
+    fit = packaged_for(given) if given is not None and not os.path.exists(given) else None
+    if fit is None:
+        return None
+    config, note = fit
+    found.kept[found.kept.index(given)] = config
+    found.positionals[0] = config
+    weights = f"; {weights_note(given)}" if given.lower().endswith(".pt") and weights_note(given) else ""
+    return f"{given} is Ultralytics' model name; detkit's: CONFIG {config} ({note}{weights})"
+
+
+def _resume_run(habits: list[tuple[str, str, str]], fixes: list[Translation]) -> list[Translation]:
+    """``resume`` with ``model=RUN/CKPT.pth`` (``yolo train resume model=runs/A/last.pt``): detkit resumes a run
+    from its own config, ``RUN/config.yaml --resume`` (``--resume CKPT`` for another file than latest.pth)."""
+    names = [name for _, name, _ in habits]
+    if "resume" not in names or "model" not in names:
+        return fixes
+    model = fixes[names.index("model")]
+    weights = model.flags[1] if model.flags[:1] == ["--load-from"] and model.config else None
+    if weights is None:  # (Ultralytics weights: converted, they start a new run)
+        note = "detkit resumes its own runs only (RUN/config.yaml --resume); an Ultralytics .pt starts a new one"
+        return [Translation("resume", note=note) if f.name == "resume" else f for f in fixes]
+    resume = ["--resume"] if PurePosixPath(weights.replace("\\", "/")).name == "latest.pth" else ["--resume", weights]
+    out = []
+    for fix in fixes:
+        if fix.name == "model":
+            fix = Translation("model", config=fix.config, note="the config.yaml of the run to resume")
+        elif fix.name == "resume" and fix.flags[:1] == ["--resume"]:
+            fix = Translation("resume", flags=resume)
+        out.append(fix)
+    return out
+
+
 def _data_yaml_line(tool: str, found: Scan, data_yaml: str) -> str:
     """The refusal of a data.yaml given as CONFIG, with the user's command that reads it with ``--data``."""
     run = " ".join([as_invoked(f"python tools/{tool}.py"), *map(shlex.quote, found.kept)])
@@ -171,7 +233,7 @@ def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str
     """Exit 2 when ``argv`` holds Ultralytics-style settings (``epochs=10``, ``--imgsz 640``, ``data=x.yaml``) or
     other ``key=value`` words: one line each with detkit's form, then the command in detkit's words."""
     refuse_peer_flags(parser, argv)
-    found = scan(parser, list(argv))
+    found = scan(parser, list(argv), tool)
     if {"-h", "--help"} & set(found.kept):
         return  # (--help wins, as in argparse)
     data_yaml = _data_yaml_as_config(found) if tool in DATA_TOOLS else None
@@ -180,11 +242,14 @@ def refuse_ultralytics_words(parser: argparse.ArgumentParser, argv: Sequence[str
         raise SystemExit(USER_EXIT)
     if not found.habits and not found.words:
         return
-    first = [translate(name, value) for _, name, value in found.habits]
-    config, cfg = _config_for(found, first)
-    fixes = [_own_flags(translate(name, value, cfg), parser, tool) for _, name, value in found.habits]
+    model = _model_as_config(found) if tool in DATA_TOOLS else None
+    say = translate_eval if tool == "eval" else translate
+    first = [say(name, value) for _, name, value in found.habits]
+    config, cfg = _config_for(found, first, tool)
+    fixes = [_own_flags(say(name, value, cfg), parser, tool) for _, name, value in found.habits]
+    fixes = _resume_run(found.habits, fixes)
     label = tool_label(tool)
-    lines = []
+    lines = [f"{label}: error: {model}"] if model else []
     for (given, _, _), fix in zip(found.habits, fixes):
         lines.append(f"{label}: error: {given} is Ultralytics' spelling; detkit's: {as_invoked(fix.text())}")
     for word in found.words:

@@ -142,11 +142,18 @@ ULTRALYTICS_KEYWORDS = {
 _PREDICT_ARGS = "model, inputs, score_thr, batch_size, tile, channel_order, tta, progress"
 
 
+def _keyword_answer(name: str, value: Any) -> str:
+    """detkit's form of the Ultralytics keyword ``name=value`` (``verbose=False`` is ``progress=False``)."""
+    if name == "verbose" and not value:
+        return "progress=False (no progress bar; predict prints nothing else)"
+    return ULTRALYTICS_KEYWORDS[name]
+
+
 def _unknown_keywords(kwargs: dict) -> TypeError:
     """One TypeError for every keyword ``predict`` does not take, with detkit's equivalent where there is one."""
     lines = [
-        f"  {k}: {ULTRALYTICS_KEYWORDS[k]}" if k in ULTRALYTICS_KEYWORDS else f"  {k}: not an argument of predict"
-        for k in kwargs
+        f"  {k}: {_keyword_answer(k, v)}" if k in ULTRALYTICS_KEYWORDS else f"  {k}: not an argument of predict"
+        for k, v in kwargs.items()
     ]
     return TypeError(
         f"predict() got unexpected keyword argument(s) {', '.join(map(repr, kwargs))}; it takes {_PREDICT_ARGS}:\n"

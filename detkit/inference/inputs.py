@@ -202,7 +202,30 @@ def _expand(item: Any, who: str, alone: bool) -> tuple[list, bool]:
             return folder_images(p, who), True
         if is_video(p):
             raise ValueError(video_message(item, who))
+        if glob.has_magic(os.fspath(item)) and not p.exists():
+            raise glob_error(os.fspath(item), who)
     return [item], False
+
+
+def glob_error(pattern: str, who: str = "predict") -> Exception:
+    """The ``ImageReadError`` of a glob pattern given as a path (``dir/*.png``): ``predict`` does not expand
+    patterns; it says how many files the pattern matches and the two ways to give them."""
+    from detkit.data.image_io import ImageReadError
+
+    found = len(glob.glob(pattern, recursive=True))
+    parts = Path(pattern).parts
+    plain = next(i for i, part in enumerate(parts) if glob.has_magic(part))  # the folder above the pattern
+    folder = os.path.join(*parts[:plain]) if plain else "."
+    matches = f"it matches {found} file(s)" if found else "it matches no file either"
+    if "**" in pattern:  # a folder is read without its subfolders
+        return ImageReadError(
+            f"{who}: {pattern} is a glob pattern, and {who} does not expand patterns ({matches}): give the files: "
+            f"{who}(model, sorted(glob.glob({pattern!r}, recursive=True)))"
+        )
+    return ImageReadError(
+        f"{who}: {pattern} is a glob pattern, and {who} does not expand patterns ({matches}): give the folder, "
+        f"{who}(model, {folder!r}), or the files: {who}(model, sorted(glob.glob({pattern!r})))"
+    )
 
 
 def predict_items(inputs: Any, who: str = "predict") -> tuple[list, bool]:

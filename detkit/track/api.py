@@ -13,6 +13,7 @@ from torchvision.ops import nms
 from detkit.track.bytetrack import ByteTracker
 from detkit.track.classes import keep_classes, model_class_names, resolve_classes
 from detkit.track.iou_tracker import IoUTracker
+from detkit.track.keywords import tracker_keywords
 
 __all__ = [
     "TRACKERS",
@@ -141,15 +142,21 @@ def detect_frames(
     batch_size: int,
     nms_iou: float | None,
     classes: list[int] | None = None,
+    channel_order: str = "rgb",
 ) -> Iterator[tuple[Any, dict]]:
     """Per frame, in order, ``(frame, detections)``: ``detkit.predict`` at ``score_thr`` on ``batch_size`` frames at
-    a time, the labels ``classes`` only (:func:`keep_classes`; None: all), then :func:`merge_duplicates`; a ``None``
-    frame (an unreadable frame of a folder) has no detections."""
+    a time (numpy frames in ``channel_order``), the labels ``classes`` only (:func:`keep_classes`; None: all), then
+    :func:`merge_duplicates`; a ``None`` frame (an unreadable frame of a folder) has no detections."""
     import detkit
 
     for batch in frame_batches(frames, batch_size):
         images = [f for f in batch if f is not None]
-        dets = iter(detkit.predict(model, images, score_thr=score_thr, batch_size=batch_size) if images else [])
+        found = (
+            detkit.predict(model, images, score_thr=score_thr, batch_size=batch_size, channel_order=channel_order)
+            if images
+            else []
+        )
+        dets = iter(found)
         for frame in batch:
             det = no_detections() if frame is None else next(dets)
             if "boxes" not in det:
@@ -170,6 +177,8 @@ def track(
     nms_iou: float | None = 0.7,
     stream: bool = False,
     classes: Any = None,
+    channel_order: str = "rgb",
+    score_thr: float | None = None,
     **tracker_kwargs: Any,
 ) -> list[dict[str, torch.Tensor]] | Iterator[dict[str, torch.Tensor]]:
     """Detect objects on every frame with ``model`` and link them into tracks.
@@ -190,25 +199,31 @@ def track(
         classes: track only these classes: names (any case) or indices of ``model.class_names``, one or a list
             (Ultralytics' ``classes=``); their detections alone reach the tracker, so no id goes to another
             class. None: every class. An unknown name is a ValueError naming the nearest classes.
-        **tracker_kwargs: the tracker's options, e.g. ``high_thr``, ``low_thr``, ``track_buffer``
-            (:class:`ByteTracker`) or ``score_thr``, ``match_iou`` (:class:`IoUTracker`).
+        channel_order: ``'rgb'`` (default) or ``'bgr'``, the channel order of frames given as numpy arrays, as
+            :func:`detkit.predict` takes it: ``'bgr'`` for frames from ``cv2.VideoCapture`` / ``cv2.imread``.
+            Frames detkit reads itself (a video file, a folder, image paths) are RGB whatever it says.
+        score_thr: the confident detections' score, the CLI's ``--score-thr``: ByteTrack's ``high_thr`` (0.5),
+            the IoU linker's ``score_thr`` (0.5); None: the tracker's default.
+        **tracker_kwargs: the tracker's options, as the CLI names them: ``low_thr``, ``track_buffer``,
+            ``fuse_score``, ``match_iou`` (:class:`ByteTracker`; ``high_thr`` is ``score_thr``), ``match_iou``
+            (:class:`IoUTracker`). Any other keyword is a TypeError naming detkit's form of it (Ultralytics'
+            ``conf``, ``iou``, ``persist``, ...: ``detkit.track.keywords``).
 
     Returns:
         per frame a dict: ``ids`` int64 [T] (1, 2, ... stable along a track), ``boxes`` float32 [T,4] xyxy in
         the frame's pixels, ``scores`` float32 [T], ``labels`` int64 [T] (``model.class_names[label]``); a list,
         or with ``stream`` an iterator.
     """
-    from detkit.inference.arguments import check_count
+    from detkit.inference.arguments import check_channel_order, check_count
 
-    if "persist" in tracker_kwargs:
-        raise TypeError(
-            "track: persist is Ultralytics' option; pass a tracker object (tracker=ByteTracker()) to keep the ids "
-            "from one call to the next"
-        )
+    options = tracker_keywords(tracker, TRACKERS, score_thr, tracker_kwargs)
     _check_detector(model)
     batch_size = check_count(batch_size, "batch_size", "track")
+    order = check_channel_order(channel_order, "track").lower()
+    if isinstance(frames, (str, os.PathLike)):
+        order = "rgb"  # frames detkit reads (video, folder) are RGB already
     keep = resolve_classes(classes, model_class_names(model))
-    linker = build_tracker(tracker, **tracker_kwargs)
-    detections = detect_frames(model, _frames(frames), detection_thr(linker), batch_size, nms_iou, keep)
+    linker = build_tracker(tracker, **options)
+    detections = detect_frames(model, _frames(frames), detection_thr(linker), batch_size, nms_iou, keep, order)
     results = _link(linker, detections)
     return results if stream else list(results)

@@ -27,7 +27,15 @@ from detkit.track.mot import mot_metrics, write_mot
 from detkit.track.sources import open_frames
 from detkit.utils.output_names import clobbered
 
-__all__ = ["SCORE_FLOOR", "letterbox", "output_files", "output_stem", "summarize_tracks", "track_video"]
+__all__ = [
+    "SCORE_FLOOR",
+    "letterbox",
+    "output_files",
+    "output_stem",
+    "recorded_outputs",
+    "summarize_tracks",
+    "track_video",
+]
 
 SCORE_FLOOR = 0.001  # the lowest score asked of the detector: the best score is known when nothing reaches the tracker
 
@@ -48,6 +56,23 @@ def output_files(out_dir: str | os.PathLike, stem: str, draw: bool = True) -> di
     if draw:
         files["video"] = out_dir / f"{stem}.mp4"
     return files
+
+
+def recorded_outputs(json_file: str | os.PathLike) -> set[str]:
+    """The file names an earlier :func:`track_video` wrote beside its JSON ``json_file`` (its ``outputs``; a JSON
+    of a detkit before that record: ``<stem>.txt``, ``.json``, ``.mp4``), so a new run may replace them. Empty
+    when ``json_file`` is missing or is not a track JSON: then no file of that name is the tool's own."""
+    path = Path(json_file)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(data, dict) or not {"tracker", "per_frame"} <= set(data):
+        return set()
+    listed = data.get("outputs")
+    if isinstance(listed, list):
+        return {Path(n).name for n in listed if isinstance(n, str) and n} | {path.name}
+    return {f"{path.stem}{ext}" for ext in (".txt", ".json", ".mp4")}
 
 
 def letterbox(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -238,6 +263,9 @@ def track_video(
     summary["options"]["classes"] = chosen
     summary.update(_describe(results, model.class_names, info, max_score), unreadable=unreadable)
     summary["metrics"] = mot_metrics(gt_file, mot, min_iou) if gt_file is not None else None
+    # the record of what track wrote here: this run's files, and an earlier run's still there (a drawn video)
+    earlier = {n for n in recorded_outputs(files["json"]) if (Path(out_dir) / n).is_file()}
+    summary["outputs"] = sorted(earlier | {p.name for p in files.values()})
     _write_json(files["json"], summary, results)
     return {**summary, "stem": stem, "mot": mot, "json": files["json"], "video": video}
 

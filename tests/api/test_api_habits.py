@@ -112,7 +112,8 @@ def test_a_folder_is_read_as_its_images_and_a_video_is_refused(model, image, tmp
         ({"classes": [0]}, r"classes: filter the result"),
         ({"max_det": 5}, r"max_det: .*max_per_img"),
         ({"half": True}, r"half: not offered"),
-        ({"verbose": False}, r"verbose: progress=True \(a progress bar on stderr"),
+        ({"verbose": True}, r"verbose: progress=True \(a progress bar on stderr"),
+        ({"verbose": False}, r"verbose: progress=False \(no progress bar"),
         ({"save": True}, r"save: not offered: draw with detkit.visualization.draw_prediction"),
         ({"conf": 0.2, "nonsense": 1}, r"'conf', 'nonsense'.*\n  conf: score_thr=\n  nonsense: not an argument"),
     ],
@@ -174,3 +175,21 @@ def test_dir_lists_the_lazy_api():
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     for name in ("init_model", "predict", "track", "explain", "load_config", "build_model", "load_checkpoint"):
         assert name in names
+
+
+def test_a_glob_pattern_is_answered_with_the_folder_or_glob_glob(model, image, tmp_path):
+    """predict does not expand patterns (a shell does, for `detkit infer`): the message says so, how many files
+    the pattern matches and the two ways to give them; a file whose name has a * in it is still read."""
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / name), image)
+    pattern = str(tmp_path / "*.png")
+    with pytest.raises(
+        OSError, match=r"\*\.png is a glob pattern, and predict does not expand patterns \(it matches 2"
+    ):
+        detkit.predict(model, pattern)
+    with pytest.raises(OSError, match=rf"give the folder, predict\(model, '{tmp_path}'\), or the files: .*glob\.glob"):
+        detkit.predict(model, [str(tmp_path / "a.png"), pattern])
+    with pytest.raises(OSError, match=r"it matches no file either\): give the files: .*recursive=True"):
+        detkit.predict(model, str(tmp_path / "**" / "*.jpg"))
+    cv2.imwrite(str(tmp_path / "odd*.png"), image)
+    assert same(detkit.predict(model, str(tmp_path / "odd*.png")), detkit.predict(model, str(tmp_path / "a.png")))

@@ -102,3 +102,22 @@ def test_error_and_warning_lines_start_with_the_command_the_user_typed(monkeypat
     with loud_warnings("eval_tiling"):
         warnings.warn("x", UserWarning, stacklevel=1)
     assert capsys.readouterr().err == "detkit eval-tiling: WARNING: x\n"
+
+
+@pytest.mark.parametrize(
+    "given, command",
+    [
+        ("check-dataset", "check"),
+        ("check_dataset", "check"),
+        ("tools/check_dataset.py", "check"),
+        ("convert_weights", "convert-weights"),
+        ("make_shapes", "make-shapes"),
+        ("model_stats.py", "model-stats"),
+        ("eval_tiling", "eval-tiling"),
+    ],
+)
+def test_a_tool_files_name_as_the_command_names_the_detkit_command(given, command, capsys):
+    assert cli.main([given, "x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"detkit: error: unknown command '{given}'; tools/") and f"is `detkit {command}`" in err
+    assert "\n" not in err

@@ -292,3 +292,104 @@ def test_size_keys_cover_mosaic_size_the_default_size_and_tiles():
     assert [k for k, _, _ in both] == ["data.train.size", "data.train.mosaic.size"]
     assert keys({"type": "TiledDataset", "tile_size": [256, 256]}) == [("data.train.tile_size", [256, 256], 320)]
     assert keys({"type": "CocoDataset", "pipeline": [{"type": "HorizontalFlip"}]}) == []
+
+
+def test_a_model_name_as_config_becomes_the_packaged_config_and_every_word_is_kept(ds, capsys):
+    """`detkit train yolov8n.pt data=... epochs=2 imgsz=96`: the command in detkit's words trains yolo_n_coco
+    (the model name is not kept) with every translated word, imgsz's keys included."""
+    lines = _refused(train_cli.main, ["yolov8n.pt", f"data={ds}", "epochs=2", "imgsz=96"], capsys)
+    assert lines[0] == (
+        "detkit train: error: yolov8n.pt is Ultralytics' model name; detkit's: CONFIG yolo_n_coco (YOLOv8n's layout; "
+        "its weights convert with `detkit convert-weights --from ultralytics`)"
+    )
+    assert lines[-1] == (
+        f"detkit train: in detkit's words: detkit train yolo_n_coco --data {ds} --set train.max_epochs=2 "
+        "data.train.size=96 data.val.pipeline.0.size=96"
+    )
+    lines = _refused(train_cli.main, ["yolov8x.yaml", "epochs=1"], capsys)
+    assert "CONFIG yolo_l_coco (detkit packages no x-scale detection config; the nearest: YOLOv8l's layout" in lines[0]
+    lines = _refused(train_cli.main, ["yolov8m-seg", "epochs=1"], capsys)
+    assert "CONFIG yolo_s_seg_coco (detkit packages no m-scale seg config" in lines[0]
+    assert lines[-1].endswith("detkit train yolo_s_seg_coco --set train.max_epochs=1")
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["resume", "model=runs/A/latest.pth"], "detkit train runs/A/config.yaml --resume"),
+        (["resume=True", "model=runs/A/epoch_3.pth"], "detkit train runs/A/config.yaml --resume runs/A/epoch_3.pth"),
+        (["model=runs/A/best.pth", "epochs=3"], "detkit train runs/A/config.yaml --load-from runs/A/best.pth --set"),
+    ],
+)
+def test_resume_and_a_detkit_checkpoint_as_model_name_the_runs_config(argv, command, capsys):
+    lines = _refused(train_cli.main, argv, capsys)
+    assert lines[-1].startswith(f"detkit train: in detkit's words: {command}"), lines
+
+
+def test_resume_of_an_ultralytics_checkpoint_says_it_starts_a_new_run(capsys):
+    lines = _refused(train_cli.main, ["resume", "model=runs/detect/train/weights/last.pt"], capsys)
+    assert (
+        "detkit resumes its own runs only (RUN/config.yaml --resume); an Ultralytics .pt starts a new one" in lines[0]
+    )
+    assert "--load-from last_detkit.pth (Ultralytics weights: convert them first" in lines[1]
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> Path:
+    """A checkpoint that stores its config (a narrow Faster R-CNN: model.box_head's test settings)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "track"))
+    from tiny_detector import save_tiny_detector
+
+    return save_tiny_detector(tmp_path_factory.mktemp("ckpt") / "m.pth")
+
+
+def test_eval_answers_ultralytics_val_words_for_the_config_the_checkpoint_holds(stored, ds, capsys, monkeypatch):
+    from detkit.cli import eval as eval_cli
+
+    monkeypatch.setattr(sys, "argv", ["detkit eval"])
+    lines = _refused(eval_cli.main, ["-", str(stored), "conf=0.25", "imgsz=96", "batch=4"], capsys)
+    assert lines[0].endswith(
+        "conf=0.25 is Ultralytics' spelling; detkit's: --set model.box_head.score_thr=0.25 (now 0.05)"
+    )
+    assert "--set 'data.val.pipeline.0.short_sizes=[96]'" in lines[1] and "data.train" not in lines[1]
+    assert "--set data.val_batch_size=4" in lines[2]
+    assert lines[-1] == (
+        f"detkit eval: in detkit's words: detkit eval - {stored} --set model.box_head.score_thr=0.25 "
+        "'data.val.pipeline.0.short_sizes=[96]' data.val_batch_size=4"
+    )
+    (line, whole) = _refused(eval_cli.main, ["-", str(stored), "--batch", "4"], capsys)
+    assert (
+        "--batch 4 is Ultralytics' spelling; detkit's: --set data.val_batch_size=4" in line
+        and "unrecognized" not in line
+    )
+    assert whole.endswith(f"detkit eval - {stored} --set data.val_batch_size=4")
+    lines = _refused(eval_cli.main, [f"model={stored}", f"data={ds}", "split=test", "save_json", "iou=0.6"], capsys)
+    assert lines[-1] == (
+        f"detkit eval: in detkit's words: detkit eval - {stored} --data {ds} --split test --save-json predictions.json "
+        "--set model.box_head.nms_thr=0.6"
+    )
+    lines = _refused(eval_cli.main, ["yolo_n_coco", str(stored), "epochs=3", "conf=0.1"], capsys)
+    assert "epochs=3 is Ultralytics' spelling; detkit's: a training setting: detkit eval does not train" in lines[0]
+    assert "--set model.head.score_thr=0.1 (now 0.001)" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "word, answer",
+    [
+        ("iou=0.5", "iou=0.5 is Ultralytics' option; detkit's: --set model.head.nms_thr=0.5 (the NMS IoU of the YOLO"),
+        (
+            "classes=0",
+            "classes=0 is Ultralytics' option; not offered: infer keeps every class; filter predictions.json",
+        ),
+        ("save_txt=True", "save_txt=True is Ultralytics' option; not needed: infer always writes predictions.json"),
+        ("--save-txt", "--save-txt is Ultralytics' option; not needed: infer always writes predictions.json"),
+        ("max_det=5", "detkit's: --set model.head.max_per_img=5"),
+        ("--augment", "detkit's: --tta"),
+    ],
+)
+def test_infer_answers_more_ultralytics_words(word, answer, capsys, monkeypatch):
+    from detkit.cli import infer as infer_cli
+
+    monkeypatch.setattr(sys, "argv", ["detkit infer"])
+    (line,) = _refused(infer_cli.main, ["-", "m.pth", "a.png", word, "b.png"], capsys)
+    assert answer in line and "unrecognized" not in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -106,8 +107,11 @@ def test_negatives_and_orphan_labels(yolo):
     labels = yolo.parent / "labels" / "train"
     (labels / "a.txt").unlink()
     (labels / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
-    with pytest.warns(UserWarning, match=r"1 label file\(s\) have no image: .*ghost\.txt"):
+    with pytest.warns(UserWarning) as caught:
         ds = _ds(yolo)
+    text = "\n".join(str(w.message) for w in caught)
+    assert re.search(r"1 label file\(s\) have no image: .*ghost\.txt", text)
+    assert "1 of 3 images have no label file" in text  # a.png: counted as background
     s = ds[_by_file(ds)["a.png"]]
     assert s["boxes"].shape == (0, 4) and s["labels"].shape == (0,)
 

@@ -215,3 +215,58 @@ def test_box_lines_with_masks(yolo):
 def test_label_file_with_a_byte_order_mark(yolo):
     (yolo.parent / "labels" / "train" / "a.txt").write_bytes(b"\xef\xbb\xbf0 0.5 0.5 0.5 0.5\n")
     assert _boxes(YOLODataset(data_yaml=str(yolo))) == 3
+
+
+# ----------------------------------------------------------------------------- images without labels, misspelt keys
+
+
+def test_images_without_a_label_file_are_counted_as_background(yolo):
+    """Ultralytics' "N backgrounds": one warning (and one line of detkit check) counts the images without a label
+    file; an empty label file (c.txt) is a negative too, but not a missing file."""
+    (yolo.parent / "labels" / "train" / "b.txt").unlink()
+    found = r"1 of 3 images have no label file in .*labels/train, e\.g\. b\.txt \(for b\.png\): treated as background"
+    with pytest.warns(UserWarning, match=found):
+        ds = YOLODataset(data_yaml=str(yolo))
+    assert ds.unlabelled == 1 and ds.no_labels_note is None and len(ds) == 3
+    report = check_yolo(yolo, ["train"], read_images=False)[0]
+    notes = [p.message for p in report.warnings if p.kind == "missing_label_file"]
+    assert len(notes) == 1 and "1 of 3 images have no label file" in notes[0]
+
+
+def test_no_label_file_at_all_says_where_labels_were_looked_for(yolo):
+    """No image has a label file (labels written one folder too deep, as `coco2yolo --out-dir labels/train` does):
+    the warning gives the path rule and the file looked for, not "give the json that has the annotations"."""
+    labels = yolo.parent / "labels" / "train"
+    (labels / "labels").mkdir()
+    for txt in labels.glob("*.txt"):
+        txt.rename(labels / "labels" / txt.name)
+    with pytest.warns(UserWarning) as caught:
+        ds = YOLODataset(data_yaml=str(yolo))
+    text = "\n".join(str(w.message) for w in caught)
+    assert "none of the 3 images has a label file: labels are looked for by Ultralytics' rule" in text
+    assert f"{yolo.parent / 'images' / 'train' / 'a.png'} -> {labels / 'a.txt'}, not found" in text
+    assert text.count("none of the 3 images") == 1 and "give the json that has them" not in text
+    assert "label file(s) have no image" in text  # the files one folder too deep are named
+    assert ds.unlabelled == 3 and "give label_dir" in ds.no_labels_note
+    report = check_yolo(yolo, ["train"], read_images=False)[0]
+    assert [p.kind for p in report.warnings].count("no_label_files") == 1
+
+
+def test_a_misspelt_key_is_named_with_its_nearest(yolo):
+    """`pth:` for `path:` is ignored (as Ultralytics ignores it), and the error it causes names it; other unknown
+    keys (Roboflow's, download:) say nothing."""
+    (yolo.parent / "sub").mkdir()
+    for folder in ("images", "labels"):
+        (yolo.parent / folder).rename(yolo.parent / "sub" / folder)
+    data = yaml.safe_load(yolo.read_text())
+    del data["path"]
+    yolo.write_text(yaml.safe_dump({**data, "pth": "sub", "roboflow": {"workspace": "w"}, "download": "x"}))
+    with pytest.raises(
+        DatasetError, match=r"without path: .* has the unknown key 'pth:' \(did you mean 'path:'\?\), wh"
+    ):
+        YOLODataset(data_yaml=str(yolo))
+    yolo.write_text(yaml.safe_dump({**data, "path": "sub", "trian": data["train"], "train": None}))
+    with pytest.raises(DatasetError, match=r"no 'train' split .*unknown key 'trian:' \(did you mean 'train:'\?\)"):
+        YOLODataset(data_yaml=str(yolo))
+    with pytest.warns(UserWarning, match=r"unknown key 'trian:' is ignored; did you mean 'train:'\?"):
+        assert len(YOLODataset(data_yaml=str(yolo), split="val")) == 3

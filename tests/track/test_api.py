@@ -26,7 +26,7 @@ def scripted(monkeypatch):
     right, and object B (class 1, ``b``) is there from frame 3 on. Returns the frames (64 x 64 images filled
     with t)."""
 
-    def predict(model, images, score_thr=None, batch_size=1):
+    def predict(model, images, score_thr=None, batch_size=1, channel_order="rgb"):
         out = []
         for image in images:
             t = int(image[0, 0, 0])
@@ -51,7 +51,7 @@ def test_a_tracker_object_follows_the_ids_when_called_once_per_frame(model, monk
     per_frame = [ids(detkit.track(model, [f], tracker=tracker))[0] for f in frames]  # Ultralytics' persist habit
     assert per_frame == whole == [[1]] * 4 + [[1, 2]] * 2
     assert ids(detkit.track(model, frames[3:4])) == [[1, 2]]  # a tracker name: a fresh tracker on each call
-    with pytest.raises(TypeError, match="persist is Ultralytics' option; pass a tracker object"):
+    with pytest.raises(TypeError, match=r"persist: pass a tracker object \(tracker=ByteTracker\(\)\)"):
         detkit.track(model, frames, persist=True)
 
 
@@ -100,3 +100,76 @@ def test_classes_the_model_lacks_are_refused_at_the_call(model, classes, error, 
     with pytest.raises(error) as e:
         detkit.track(model, [np.zeros((64, 64, 3), np.uint8)], classes=classes, stream=True)
     assert str(e.value).startswith(message)
+
+
+def test_score_thr_is_the_clis_threshold_for_either_tracker(model, monkeypatch):
+    """``score_thr`` (the CLI's --score-thr) is ByteTrack's high_thr and the IoU linker's score_thr: the scripted
+    detections score 0.9, so above it no track starts."""
+    frames = scripted(monkeypatch)
+    assert ids(detkit.track(model, frames, score_thr=0.8)) == ids(detkit.track(model, frames))
+    assert ids(detkit.track(model, frames, score_thr=0.95, low_thr=0.5)) == [[]] * 6
+    assert ids(detkit.track(model, frames, tracker="iou", score_thr=0.95)) == [[]] * 6
+    assert ids(detkit.track(model, frames, tracker="iou", score_thr=0.5))[-1] == [1, 2]
+    with pytest.raises(ValueError, match=r"score_thr 0.05 is below ByteTrack's low_thr 0.1 .*low_thr=0.025"):
+        detkit.track(model, frames, score_thr=0.05)
+    with pytest.raises(TypeError, match="score_thr and high_thr are one setting"):
+        detkit.track(model, frames, score_thr=0.5, high_thr=0.6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"conf": 0.3}, r"conf: score_thr= \(the tracker's confident detections"),
+        ({"iou": 0.5}, r"iou: nms_iou= \(the class-agnostic NMS before linking"),
+        ({"imgsz": 640}, r"imgsz: the input size is the config's test pipeline"),
+        ({"vid_stride": 2}, r"vid_stride: not offered: .*itertools.islice"),
+        ({"show": True}, r"show: not offered: draw with detkit.track.TrackDrawer"),
+        ({"conf": 0.2, "nonsense": 1}, r"'conf', 'nonsense'.*\n  conf: score_thr=.*\n  nonsense: not an argument"),
+        ({"tracker": "iou", "high_thr": 0.4}, r"high_thr: not an argument of track nor of IoUTracker"),
+    ],
+)
+def test_ultralytics_keywords_name_detkits_equivalent(model, kwargs, match):
+    with pytest.raises(TypeError, match=r"track\(\) got unexpected keyword argument\(s\) (.|\n)*" + match):
+        detkit.track(model, [np.zeros((64, 64, 3), np.uint8)], **kwargs)
+
+
+def test_an_ultralytics_tracker_file_names_detkits_tracker(model):
+    for name, match in (("bytetrack.yaml", "tracker='bytetrack'"), ("botsort.yaml", "BoT-SORT is not in detkit")):
+        with pytest.raises(ValueError, match=f"tracker='{name}' is Ultralytics' tracker file; .*{match}"):
+            detkit.track(model, [np.zeros((64, 64, 3), np.uint8)], tracker=name)
+
+
+def colour_scripted(monkeypatch):
+    """Scripted detections read from the frame as ``detkit.predict`` converts it (``channel_order`` included): a
+    box in the column of the frame's red value. Returns RGB frames whose red moves (blue stays 200)."""
+    from detkit.inference.runner import to_rgb_array
+
+    def predict(model, images, score_thr=None, batch_size=1, channel_order="rgb"):
+        out = []
+        for image in images:
+            x = float(to_rgb_array(image, channel_order)[0, 0, 0]) / 4
+            boxes = torch.tensor([[x, 4.0, x + 12, 16.0]])
+            out.append({"boxes": boxes, "scores": torch.full((1,), 0.9), "labels": torch.zeros(1, dtype=torch.int64)})
+        return out
+
+    monkeypatch.setattr(detkit, "predict", predict)
+    return [np.dstack([np.full((64, 64), v, np.uint8) for v in (8 * t, 100, 200)]) for t in range(5)]
+
+
+def test_channel_order_bgr_reads_opencv_frames_and_a_folder_is_rgb(model, monkeypatch, tmp_path):
+    """BGR frames (cv2) tracked with channel_order='bgr' give the RGB frames' tracks, and without it other ones;
+    the frames of a folder are RGB already (channel_order does not apply to them)."""
+    import cv2
+
+    rgb = colour_scripted(monkeypatch)
+    bgr = [f[..., ::-1].copy() for f in rgb]
+    want = detkit.track(model, rgb)
+    got = detkit.track(model, bgr, channel_order="BGR")
+    assert [r["boxes"].tolist() for r in got] == [r["boxes"].tolist() for r in want]
+    assert [r["boxes"].tolist() for r in detkit.track(model, bgr)] != [r["boxes"].tolist() for r in want]
+    for t, frame in enumerate(bgr):
+        cv2.imwrite(str(tmp_path / f"f{t}.png"), frame)  # OpenCV writes BGR arrays
+    folder = detkit.track(model, tmp_path, channel_order="bgr")
+    assert [r["boxes"].tolist() for r in folder] == [r["boxes"].tolist() for r in want]
+    with pytest.raises(ValueError, match="track: channel_order must be 'rgb' or 'bgr'"):
+        detkit.track(model, rgb, channel_order="hsv")

@@ -181,3 +181,30 @@ def test_a_class_the_model_lacks_is_one_line(checkpoint, sequence, tmp_path, cap
 def test_videos_after_classes_are_named_with_the_fix(checkpoint, sequence, tmp_path, capsys):
     err = refused(capsys, ["-", checkpoint, "--classes", "circle", sequence["frames"], "--out-dir", tmp_path / "o"])
     assert f"--classes took {sequence['frames']}, a file or folder, as a class" in err and "--classes=person,car" in err
+
+
+def test_files_of_the_users_in_out_dir_are_refused_and_a_track_runs_own_replaced(
+    checkpoint, sequence, tmp_path, capsys
+):
+    """As infer: an --out-dir holding files of the user's under the output names is refused (exit 2, nothing
+    written); the files an earlier track run wrote there (its JSON's ``outputs``) are replaced, a drawn video
+    of a run before a --no-draw run included."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seq.txt").write_text("my notes\n")
+    (out / "seq.mp4").write_bytes(b"my video")
+    args = ["-", checkpoint, sequence["seq"], "--out-dir", out, "--device", "cpu", "--score-thr", "0.6"]
+    err = refused(capsys, args)
+    assert f"--out-dir {out} holds seq.txt, seq.mp4, which this run would replace" in err
+    assert (out / "seq.txt").read_text() == "my notes\n" and (out / "seq.mp4").read_bytes() == b"my video"
+    assert not (out / "seq.json").exists()
+    (out / "seq.txt").unlink()
+    (out / "seq.mp4").unlink()
+    for extra in ([], [], ["--no-draw"], []):  # a run over its own outputs, drawn or not
+        assert track_main([str(a) for a in [*args, *extra]]) == 0, capsys.readouterr().err
+    capsys.readouterr()  # (the unreadable frame's warnings)
+    report = json.loads((out / "seq.json").read_text())
+    assert report["outputs"] == ["seq.json", "seq.mp4", "seq.txt"]
+    (out / "seq.json").write_text("{}")  # now a JSON of the user's: the names are not track's any more
+    assert "holds seq.txt, seq.json, seq.mp4" in refused(capsys, args)
+    assert (out / "seq.json").read_text() == "{}"

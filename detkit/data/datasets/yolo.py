@@ -126,6 +126,7 @@ class YOLODataset(CocoDataset):
         recs, anns, _, used = yolo_records(
             root, images, self._label_of, self.yolo_names, log, on_warning=note, masks=masks, refuse_mixed=True
         )
+        notes += self._unlabelled(images)
         orphans = [t for d in label_folders if d.is_dir() for t in sorted(d.rglob("*.txt")) if t.resolve() not in used]
         warn_unused_files(
             [t for t in orphans if t.name != "classes.txt"],
@@ -135,6 +136,33 @@ class YOLODataset(CocoDataset):
         self.notes = notes
         problems = [p for p in log.problems if p.severity != WARNING] + notes
         return coco_dict(recs, anns, self.yolo_names, self.ann_file), problems
+
+    def _unlabelled(self, images: list[Path]) -> list[Problem]:
+        """A note (a WARNING) counting the images without a label file, which are read as background (Ultralytics'
+        "N backgrounds"); when no image has one, the note says where the labels were looked for (the path rule)."""
+        missing = [p for p in images if not self._label_of(p).is_file()]
+        self.unlabelled, self.no_labels_note = len(missing), None
+        if not missing:
+            return []
+        first, txt = missing[0], self._label_of(missing[0])
+        if len(missing) < len(images):
+            message = (
+                f"{self.ann_file}: {len(missing)} of {len(images)} images have no label file in {txt.parent}, e.g. "
+                f"{txt.name} (for {first.name}): treated as background (no objects)"
+            )
+            return [Problem("missing_label_file", message, severity=WARNING)]
+        rule = (
+            f"label_dir/<the image's path below {self.img_dir}>.txt"
+            if self.label_dir is not None
+            else "Ultralytics' rule: the last /images/ of the image's path becomes /labels/, the extension .txt"
+        )
+        message = (
+            f"{self.ann_file}: none of the {len(images)} images has a label file: labels are looked for by {rule} "
+            f"(e.g. {first} -> {txt}, not found); every image is background. Put the .txt files there"
+            + ("" if self.label_dir is not None else ", or give label_dir")
+        )
+        self.no_labels_note = message
+        return [Problem("no_label_files", message, severity=WARNING)]
 
     def _listed_images(self, txt: Path, listed: ImageList) -> list[Path]:
         """The images of a ``.txt`` list by real path, their labels found from the listed path (Ultralytics'
@@ -163,10 +191,20 @@ class YOLODataset(CocoDataset):
             )
         return labels
 
+    def _no_objects_message(self) -> str:
+        """Without any label file, the warning of a dataset without objects says where the labels were looked for
+        (the note of :meth:`_unlabelled`), not CocoDataset's "give the json that has them"."""
+        if getattr(self, "no_labels_note", None):
+            self._no_labels_said = True
+            return f"{self.no_labels_note} (no object to learn or evaluate)"
+        return super()._no_objects_message()
+
     def _warn_notes(self) -> None:
         """One warning per kind of note (the yaml read with a fix, label lines left out), naming the first."""
         by_kind: dict[str, list[Problem]] = {}
         for p in self.notes:
+            if p.kind == "no_label_files" and getattr(self, "_no_labels_said", False):
+                continue  # (said once, as the dataset's warning of no objects)
             by_kind.setdefault(p.kind, []).append(p)
         for p in by_kind.pop("data_yaml", []):  # a few, about the yaml: each
             warnings.warn(p.message, stacklevel=3)

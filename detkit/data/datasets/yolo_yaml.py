@@ -21,6 +21,9 @@ from detkit.data.validate import WARNING, DatasetError, Problem
 __all__ = ["SPLITS", "DataYaml", "ImageList", "listed_splits", "read_data_yaml", "read_image_list"]
 
 SPLITS = ("train", "val", "test")
+# the keys Ultralytics' data.yaml files hold (theirs, Roboflow's); another key close to one is taken as its misspelling
+KNOWN_KEYS = (*SPLITS, "path", "names", "nc", "validation", "minival", "download", "kpt_shape", "flip_idx", "channels")
+KNOWN_KEYS += ("roboflow", "yaml_file", "text_val")
 KEY_TYPES = {"path": (str,), "train": (str, list), "val": (str, list), "test": (str, list), "names": (list, dict)}
 
 
@@ -132,6 +135,36 @@ def _load(src: str) -> dict:
     return data
 
 
+def misspelt_keys(data: dict) -> dict[str, str]:
+    """The keys of a loaded data.yaml that are none of Ultralytics' but close to one (``pth`` -> ``path``,
+    ``trian`` -> ``train``), each with that one; other unknown keys (a tool's own) are left alone, as Ultralytics
+    leaves them."""
+    import difflib
+
+    out = {}
+    for key in data:
+        if isinstance(key, str) and key not in KNOWN_KEYS:
+            unset = [k for k in KNOWN_KEYS if data.get(k) in (None, "", [])]  # (a key given twice is no typo)
+            near = difflib.get_close_matches(key.lower(), unset, n=1, cutoff=0.6)
+            if near:
+                out[key] = near[0]
+    return out
+
+
+def _typo_notes(data: dict, src: str) -> tuple[list[Problem], str]:
+    """A note per misspelt key (:func:`misspelt_keys`: it is ignored) and the same in a few words for the errors
+    it may cause (``''`` without any)."""
+    typos = misspelt_keys(data)
+    said = ", ".join(f"'{k}:' (did you mean '{v}:'?)" for k, v in typos.items())
+    notes = [
+        Problem("data_yaml", f"{src}: unknown key '{k}:' is ignored; did you mean '{v}:'?", severity=WARNING)
+        for k, v in typos.items()
+    ]
+    many = len(typos) > 1
+    text = f"; {src} has the unknown key{'s' if many else ''} {said}, which {'are' if many else 'is'} ignored"
+    return notes, text if typos else ""
+
+
 def read_data_yaml(path: str | os.PathLike, split: str) -> DataYaml:
     """The image sources of ``split`` and the class names of an Ultralytics ``data.yaml``.
 
@@ -142,21 +175,28 @@ def read_data_yaml(path: str | os.PathLike, split: str) -> DataYaml:
     of names; without ``names`` the classes are ``class_0`` .. ``class_{nc-1}`` (with a note).
     """
     src = os.fspath(path)
-    data, notes = _load(src), []
-    names = _classes(data, src, notes)
+    data = _load(src)
+    notes, typo = _typo_notes(data, src)
+    try:
+        names = _classes(data, src, notes)
+    except DatasetError as e:
+        raise DatasetError(f"{e}{typo}") from None
     key = split
     if split == "val" and "val" not in data and data.get("validation"):
         key = "validation"
         notes.append(Problem("data_yaml", f"{src}: 'validation:' read as the val split", severity=WARNING))
     if data.get(key) in (None, "", []):
         have = listed_splits(data)
-        raise DatasetError(f"{src}: no '{split}' split (it has {', '.join(have) or 'none'}); set split: to one of them")
+        raise DatasetError(
+            f"{src}: no '{split}' split (it has {', '.join(have) or 'none'}); set split: to one of them{typo}"
+        )
     root = Path(src).parent / str(data.get("path") or ".")
     entries = data[key] if isinstance(data[key], list) else [data[key]]
-    return DataYaml([_source(src, split, root, data.get("path"), str(e)) for e in entries], names, notes, root)
+    sources = [_source(src, split, root, data.get("path"), str(e), typo) for e in entries]
+    return DataYaml(sources, names, notes, root)
 
 
-def _source(src: str, split: str, root: Path, path_key: Any, entry: str) -> Path:
+def _source(src: str, split: str, root: Path, path_key: Any, entry: str, typo: str = "") -> Path:
     """The folder or ``.txt`` list that ``entry`` names, found as Ultralytics finds it; else a DatasetError that
     says how the path was resolved."""
     tried = [root / entry]
@@ -183,7 +223,7 @@ def _source(src: str, split: str, root: Path, path_key: Any, entry: str) -> Path
     retry = f", then {shown[1]} (an entry starting with ../ is also tried without it)" if len(tried) > 1 else ""
     raise DatasetError(
         f"{src}: {split}: {entry} not found: looked for {shown[0]}{retry}; {how}, "
-        "and the split's folders (or .txt lists) are relative to the root; fix path: or the entry"
+        f"and the split's folders (or .txt lists) are relative to the root; fix path: or the entry{typo}"
     )
 
 
