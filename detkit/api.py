@@ -28,6 +28,48 @@ __all__ = [
 
 SPLITS = ("val", "test")
 _CONFIG_TYPES = "a model (detkit.init_model's), a config path, a packaged config name, a config dict or None"
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")  # never a config
+# data= that fits each task (the keys over the config's split; its type and pipeline are kept)
+DATA_EXAMPLES = {
+    "semantic": "a dict {'img_dir': IMAGES, 'mask_dir': LABEL_MAPS}",
+    "classifier": "a folder of class folders (ROOT/<class>/<image>) or a dict {'img_dir': ROOT}",
+    "detector": "a dict {'ann_file': JSON, 'img_dir': IMAGES} or an Ultralytics data.yaml",
+}
+
+
+def _task(cfg: Any) -> str:
+    """``semantic``, ``classifier`` or ``detector``: what a config's model predicts (which data fits it)."""
+    model = cfg.get("model") if isinstance(cfg, dict) else None
+    model = model if isinstance(model, dict) else {}
+    head = model.get("head") if isinstance(model.get("head"), dict) else {}
+    if model.get("type") == "Segmentor" or model.get("decode_head") is not None:
+        return "semantic"
+    return "classifier" if model.get("type") == "Classifier" or head.get("type") == "ClsHead" else "detector"
+
+
+def _is_checkpoint(path: Any) -> bool:
+    """Whether ``path`` names a checkpoint file (by its name, or by its first bytes: a torch archive)."""
+    from detkit.utils.checkpoint import file_kind
+
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    torch_kinds = ("torch-zip", "pickle", "truncated-zip", "safetensors")
+    return str(path).lower().endswith(CHECKPOINT_SUFFIXES) or file_kind(path) in torch_kinds
+
+
+def _checkpoint_first(model: Any, checkpoint: Any) -> tuple[Any, Any]:
+    """``evaluate("run/best.pth")``: a checkpoint given first (a .pth file is never a config) is the checkpoint,
+    scored with the config it stores; with a checkpoint given as well, a ValueError names the order."""
+    if not _is_checkpoint(model):
+        return model, checkpoint
+    if checkpoint is None:
+        return None, model
+    swapped = isinstance(checkpoint, (str, os.PathLike)) and str(checkpoint).lower().endswith((".yaml", ".yml"))
+    fix = f"evaluate({str(checkpoint)!r}, {str(model)!r})" if swapped else f"evaluate(None, {str(model)!r})"
+    raise ValueError(
+        f"evaluate: model {str(model)!r} is a checkpoint, not a config, and checkpoint {str(checkpoint)!r} is given "
+        f"too; the order is evaluate(CONFIG, CHECKPOINT): {fix}" + ("" if swapped else " scores it with its config")
+    )
 
 
 def _check_arguments(model: Any, checkpoint: Any, split: Any, device: Any, progress: Any) -> None:
@@ -79,7 +121,8 @@ def _with_data(cfg: dict, data: Any, split: str) -> dict:
         return cfg
     if isinstance(data, dict):
         splits = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-        out = {**cfg, "data": {**splits, split: _data_spec(splits.get(split), data)}}
+        base = splits.get(split) if isinstance(splits.get(split), dict) else splits.get("val")  # (no data.test)
+        out = {**cfg, "data": {**splits, split: _data_spec(base, data)}}
         check_config(out)  # a misspelt key of the dict is named
         return out
     if not isinstance(data, (str, os.PathLike)):
@@ -87,7 +130,15 @@ def _with_data(cfg: dict, data: Any, split: str) -> dict:
             f"evaluate: data must be a dataset dict, a data.yaml path or a class-folder root, got {type(data).__name__}"
         )
     if os.path.isdir(data):
-        return apply_data_folder(cfg, data, hold_out=False)[0]
+        try:
+            return apply_data_folder(cfg, data, hold_out=False, api=True)[0]
+        except ConfigError as e:
+            raise ConfigError(f"evaluate: {e}") from None
+    if _task(cfg) == "semantic":
+        raise ConfigError(
+            f"evaluate: data={str(data)!r} is a file, and a semantic segmentor is scored on images and label maps "
+            f"from two folders: give data= as {DATA_EXAMPLES['semantic']}"
+        )
     if str(data).lower().endswith(".json"):
         raise ValueError(
             f"evaluate: data {data} is a json; for COCO annotations give data={{'ann_file': '{data}', 'img_dir': "
@@ -105,8 +156,8 @@ def _scored_config(cfg: dict, data: Any, split: str, label: str) -> dict:
     if not isinstance(splits.get(split), dict):
         state = "is null" if split in splits else "is missing"
         raise ConfigError(
-            f"evaluate: in {label} data.{split} {state}, so there is nothing to evaluate on; give data= (a dataset "
-            "dict such as {'type': 'CocoDataset', 'ann_file': ..., 'img_dir': ...}, a data.yaml or class folders)"
+            f"evaluate: in {label} data.{split} {state}, so there is nothing to evaluate on; give data= as "
+            f"{DATA_EXAMPLES[_task(cfg)]} (read as data.val is, with its pipeline)"
         )
     return {**cfg, "data": {**splits, "val": splits[split]}}
 
@@ -151,13 +202,15 @@ def evaluate(
 
     Args:
         model: the config to build the model from (a path, a packaged config name, or a dict such as
-            ``detkit.load_config(CONFIG, ['k=v'])``; None: the config stored in ``checkpoint``), or a model already
+            ``detkit.load_config(CONFIG, ['k=v'])``; None: the config stored in ``checkpoint``; a checkpoint file
+            given here, ``evaluate("run/best.pth")``, is read as ``evaluate(None, "run/best.pth")``), or a model already
             built (``detkit.init_model``'s, carrying ``model.cfg``: evaluated as it is, on its device, in eval
             mode and put back in its mode after).
         checkpoint: the weights (needed with a config, refused with a model).
         data: other data to score on instead of the config's: a dict of dataset keys over the config's split
-            (``{'ann_file': 'val.json', 'img_dir': 'images/'}``; a ``type`` of its own keeps only the config's
-            ``pipeline``), an Ultralytics data.yaml, or a classifier's folder of class folders (as ``--data``).
+            (data.val's when the split is missing) (``{'ann_file': 'val.json', 'img_dir': 'images/'}``, a segmentor's
+            ``{'img_dir': ..., 'mask_dir': ...}``; a ``type`` of its own keeps only the config's ``pipeline``), an
+            Ultralytics data.yaml, or a classifier's folder of class folders (as ``--data``).
         split: ``'val'`` (default) or ``'test'``: the config's (or the data.yaml's) split to score.
         device: cpu, cuda, cuda:N (default: CUDA when available); for a config only.
         progress: a tqdm bar over the batches on stderr: True, False, or None (on a terminal or in a notebook).
@@ -174,6 +227,7 @@ def evaluate(
             order: a ``CategoryMismatchWarning``, and the evaluation runs).
         DatasetError: data that cannot be read (the message names the file).
     """
+    model, checkpoint = _checkpoint_first(model, checkpoint)
     _check_arguments(model, checkpoint, split, device, progress)
     if isinstance(model, nn.Module):
         label = f"the {type(model).__name__}'s config (model.cfg)"

@@ -12,6 +12,7 @@ messages (docs/training.md, "Coming from MMDetection / Detectron2").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "config_key",
     "detectron2_sections",
     "flag",
+    "is_detkit_key",
     "section_keys",
     "words_to_set",
 ]
@@ -162,20 +164,8 @@ ROOTS = {
         *("dataloader", "lr_multiplier"),  # LazyConfig's
     ),
     MM: (
-        "default_scope",
-        "env_cfg",
-        "vis_backends",
-        "visualizer",
-        "log_processor",
-        "log_level",
-        "launcher",
-        "dist_params",
-        "workflow",
-        "custom_hooks",
-        "custom_imports",
-        "backend_args",
-        "dataset_type",
-        "val_cfg",
+        *("default_scope", "env_cfg", "vis_backends", "visualizer", "log_processor", "log_level", "launcher"),
+        *("dist_params", "workflow", "custom_hooks", "custom_imports", "backend_args", "dataset_type", "val_cfg"),
         "test_cfg",
         *{k.split(".")[0] for k in KEYS if k[:1].islower() and not k.startswith(("train.", "dataloader."))},
     ),
@@ -334,14 +324,45 @@ def section_keys(key: str, value: Any) -> list[PeerName]:
     return out
 
 
+def _skeletons(parts: list[str]) -> list[dict]:
+    """Configs to try a key in without a config at hand: one per dataset type below ``data.<split>``, else {}."""
+    if len(parts) > 2 and parts[0] == "data" and parts[1] in ("train", "val", "test"):
+        import detkit.data.datasets  # noqa: F401  (registers every dataset)
+        from detkit.registry import DATASETS
+
+        return [{"data": {parts[1]: {"type": name}}} for name in DATASETS]
+    return [{}]
+
+
+def is_detkit_key(key: str, value: str, cfg: dict | None = None) -> bool:
+    """Whether ``key`` is detkit's (``data.num_workers``, ``data.train.ann_file``): the check of ``cfg`` (else of
+    :func:`_skeletons`) with it set to ``value`` calls neither it nor a parent unknown (a bad value still counts)."""
+    from detkit.config_check import DATA_RULES, DATA_SPLITS, check_config
+    from detkit.config_overrides import apply_overrides
+
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] == "data":  # the data section's own keys: known without a model (no torch)
+        return parts[1] in DATA_RULES or parts[1] in DATA_SPLITS
+    for base in [cfg] if isinstance(cfg, dict) else _skeletons(parts):
+        try:
+            check_config(apply_overrides(base, [f"{key}={value}"], add_missing=True))
+        except ValueError as e:  # a ConfigError: a key unknown, a value bad, a type missing (a skeleton's)
+            unknown = re.findall(r"unknown (?:key|top-level section) '([^']+)'", str(e))
+            if any(key == k or key.startswith(k + ".") for k in unknown):
+                continue
+        return True
+    return False
+
+
 def words_to_set(pairs: Sequence[tuple[str, str]], cfg: dict | None = None) -> Translation:
     """detkit's form of the overrides ``pairs`` (``('SOLVER.MAX_ITER', '10')``, ``('train_cfg.max_epochs',
     '12')``): one ``--set`` of detkit's keys, the flags, and the notes of keys without one (``cfg``: the config at
-    hand, as :func:`config_key`)."""
+    hand, as :func:`config_key`). A key under a peer's section name that detkit shares (``data.num_workers``) is
+    detkit's when :func:`is_detkit_key`."""
     out = Translation("--set")
     for key, value in pairs:
         found = config_key(key.split("."), value, cfg)
-        if found is None and _whose_root(key.split(".")[0]):
+        if found is None and _whose_root(key.split(".")[0]) and not is_detkit_key(key, value, cfg):
             found = PeerName(key, "", Translation(key, note=NO_KEY))
         fix = found.fix if found is not None else Translation(key, sets=[f"{key}={value}"])
         out.sets += fix.sets

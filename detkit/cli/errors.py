@@ -246,6 +246,8 @@ def user_errors(tool: str, extra: tuple[type[BaseException], ...] = ()) -> Itera
     """
     try:
         yield
+    except BrokenPipeError:  # a reader that closed stdout is no mistake of input (see closed_stdout)
+        raise
     except user_error_types() + tuple(extra) as e:
         if not other_process():
             print(format_error(tool, e), file=sys.stderr)
@@ -277,11 +279,50 @@ def loud_warnings(tool: str, emit: Callable[[str], None] | None = None) -> Itera
         yield shown
 
 
+CLOSED_STDOUT_EXIT = 1  # Python's recipe for a reader that closed stdout: exit 1, quietly
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its end); True where that cannot
+    be told (no poll, no file descriptor)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return True
+
+
+def closed_stdout(body: Callable[..., int | None], *args) -> int:
+    """``body(*args)``'s exit status, stdout flushed; when its reader has closed stdout (``detkit eval ... | head
+    -1``: a BrokenPipeError), Python's documented recipe: stdout pointed at devnull (the interpreter's last flush
+    would raise again) and exit status 1, with no traceback. A BrokenPipeError of another pipe is raised on."""
+    import os
+
+    try:
+        status = int(body(*args) or 0)
+        sys.stdout.flush()  # (what is still buffered fails here, not at exit)
+        return status
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # (no file descriptor: nothing to flush)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_STDOUT_EXIT
+
+
 def run_tool(tool: str, body: Callable[..., int | None], *args, extra: tuple[type[BaseException], ...] = ()) -> int:
     """``body(*args)`` inside :func:`user_errors` and :func:`loud_warnings`; returns the exit status (2 for a
-    user's mistake, after its one-line message) instead of raising ``SystemExit``."""
-    try:
+    user's mistake, after its one-line message) instead of raising ``SystemExit``; a closed stdout ends it quietly
+    (:func:`closed_stdout`)."""
+
+    def guarded() -> int:
         with user_errors(tool, extra), loud_warnings(tool):
             return int(body(*args) or 0)
+
+    try:
+        return closed_stdout(guarded)
     except ToolExit as e:
         return int(e.code)

@@ -31,6 +31,7 @@ from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
 from detkit.cli.inputs import checkpoint_arg, config_arg, config_data_paths, device_arg, max_dets_arg, out_file_arg
 from detkit.cli.tile_args import add_tile_arguments, check_tile_alone, check_tile_flags, tile_from_args
 from detkit.cli.tta_args import add_tta_arguments, check_merge, tta_options
+from detkit.cli.ultralytics_args import refuse_ultralytics_words
 from detkit.utils.files import atomic_write
 
 TOOL = "eval"
@@ -82,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("config", help="YAML config the checkpoint was trained with, or '-' for the config it stores")
     p.add_argument("checkpoint", help="checkpoint file (.pth)")
     add_options(p)
+    refuse_ultralytics_words(p, argv, TOOL)  # conf=0.25 imgsz=640 batch=16, --batch 4: detkit's words
     hint = checkpoint_first(TOOL, argv, positionals(add_options, argv))
     if hint:
         p.error(hint)
@@ -209,7 +211,7 @@ def tiled_eval(cfg: dict, args: argparse.Namespace, tile) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the arguments, evaluate, print the table, write ``--out``."""
+    """Check the arguments, evaluate, write ``--out`` (and the other files), then print the table."""
     checkpoint_arg(args.checkpoint, None if args.config == "-" else args.config)
     for extra in args.ensemble:
         checkpoint_arg(extra)
@@ -233,21 +235,32 @@ def run(args: argparse.Namespace) -> int:
         dist.destroy()
     if rank != 0:
         return 0
+    status, written = write_outputs(args, metrics, evaluator)  # first: a reader that stops early loses none
     print(format_metrics(metrics))
     summary = getattr(evaluator, "summary", None)
     if callable(summary):
         print(summary())
+    for line in written:
+        print(line)
+    return status
+
+
+def write_outputs(args: argparse.Namespace, metrics: dict, evaluator) -> tuple[int, list[str]]:
+    """Write ``--out``, ``--per-class`` and ``--save-json``; the exit status and a line for each file written (printed
+    after the report, which may go to a reader that closes early: ``detkit eval ... | head -1``)."""
+    lines = []
     if args.out:
         text = json.dumps(metrics, indent=2) + "\n"
         atomic_write(args.out, lambda f: f.write(text.encode()))
-        print(f"metrics written to {args.out}")
+        lines.append(f"metrics written to {args.out}")
     if args.per_class:
         text = json.dumps(per_class_records(evaluator), indent=2) + "\n"
         atomic_write(args.per_class, lambda f: f.write(text.encode()))
-        print(f"per-class table written to {args.per_class}")
+        lines.append(f"per-class table written to {args.per_class}")
     if args.save_json:
-        return save_results(evaluator, args.save_json)
-    return 0
+        status, line = save_results(evaluator, args.save_json)
+        return status, [*lines, *([line] if line else [])]
+    return 0, lines
 
 
 def check_json_name(flag: str, path: str) -> None:
@@ -260,8 +273,9 @@ def check_json_name(flag: str, path: str) -> None:
         )
 
 
-def save_results(evaluator, path: str) -> int:
-    """Write the COCO results the evaluator scored to ``path``; a model without COCO results is told (exit 2)."""
+def save_results(evaluator, path: str) -> tuple[int, str | None]:
+    """Write the COCO results the evaluator scored to ``path``; the exit status and the line that says so. A model
+    without COCO results is told on stderr (exit 2, no line)."""
     results = getattr(evaluator, "last_results", None)
     if results is None:
         kind = type(evaluator).__name__
@@ -270,11 +284,10 @@ def save_results(evaluator, path: str) -> int:
             "boxes); nothing written. Use detkit infer CONFIG CKPT IMAGES --out-dir DIR for its outputs",
             file=sys.stderr,
         )
-        return 2
+        return 2, None
     text = json.dumps(results) + "\n"
     atomic_write(path, lambda f: f.write(text.encode()))
-    print(f"{len(results)} detections written to {path} (COCO results: the evaluated json's image and category ids)")
-    return 0
+    return 0, f"{len(results)} detections written to {path} (COCO results: the evaluated json's image and category ids)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,14 @@
 """Train a detector on one process, or on many through torchrun.
 
-Usage: python tools/train.py CONFIG [--data DATA.yaml] [--work-dir DIR] [--resume [CKPT] | --exist-ok]
+Usage: python tools/train.py CONFIG [--data DATA.yaml] [--work-dir DIR] [--resume [CKPT] [--allow-data-change]
+                             | --exist-ok]
                              [--load-from CKPT] [--set K=V ...] [--seed N] [--device cpu|cuda|cuda:N|N|mps]
                              [--amp] [--deterministic]
        torchrun --nproc-per-node N tools/train.py CONFIG ...
 A work dir that already holds a run (checkpoints, metrics.jsonl) is never written over: continue it with
 --resume, train into another --work-dir, or pass --exist-ok to move the old run into DIR/previous-N/.
+A --resume on other data than the run's (data.train / data.val files, folders, classes) is refused unless
+--allow-data-change.
 --data DATA.yaml trains the config's recipe on an Ultralytics dataset (docs/training.md, "Coming from Ultralytics").
 Exit status: 0 done, 1 the run failed on its own (divergence, an evaluation error not due to the input),
 2 bad input (config, data, checkpoint, device, work dir), 130/143 stopped by SIGINT/SIGTERM.
@@ -65,6 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="CKPT",
         help="resume from CKPT, or from WORK_DIR/latest.pth when no path is given",
+    )
+    p.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: go on although data.train / data.val read other files, folders or classes than the "
+        "run did (refused otherwise); the best is then measured anew on this data",
     )
     p.add_argument(
         "--exist-ok",
@@ -182,6 +191,11 @@ def check_inputs(args: argparse.Namespace) -> dict:
             f"--resume restores the weights of the checkpoint it continues, so --load-from {args.load_from} would be "
             "ignored: drop --load-from (or --resume, to start a new run from those weights)"
         )
+    if args.allow_data_change and not args.resume:
+        raise UserError(
+            "--allow-data-change lets a --resume go on with other data than the run's; without --resume it does "
+            "nothing: add --resume, or drop --allow-data-change"
+        )
     if args.seed is not None and args.seed < 0:
         raise UserError(f"--seed {args.seed}: give an integer >= 0")
     given = {"--resume": args.resume if isinstance(args.resume, str) else None, "--load-from": args.load_from}
@@ -227,6 +241,7 @@ def build_trainer(args: argparse.Namespace, cfg: dict | None = None) -> Trainer:
         amp=True if args.amp else None,
         deterministic=args.deterministic,
         exist_ok=args.exist_ok,
+        allow_data_change=args.allow_data_change,
     )
 
 

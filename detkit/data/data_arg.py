@@ -298,67 +298,85 @@ def _innermost(spec: dict) -> tuple[dict, tuple]:
     return spec, path
 
 
-def _not_class_folders(root: str, kind: Any) -> str:
-    """Why ``root`` (given as ``--data``) is refused when it holds no class folders, for a config of ``kind``."""
+def _segmentor_folder(root: str, arg: str, api: bool) -> str:
+    """Why a folder is refused as the data of a semantic segmentor, and how to give its two folders instead."""
+    from detkit.data.folder_layout import _seg_layout
+
+    held = f"; it holds {_seg_layout(root)}" if _seg_layout(root) else ""
+    fix = "data={'img_dir': IMAGES, 'mask_dir': LABEL_MAPS}" if api else "--set data.val.img_dir=IMAGES"
+    fix += "" if api else " data.val.mask_dir=LABEL_MAPS (data.train.* to train), without --data"
+    return (
+        f"{arg}{root} is a folder, and a semantic segmentor reads images and label maps from two folders (img_dir, "
+        f"mask_dir{held}): give {fix}"
+    )
+
+
+def _not_class_folders(root: str, kind: Any, arg: str = "--data ", api: bool = False) -> str:
+    """Why ``root`` (given as ``arg``: ``--data`` or ``data=``) is refused when it holds no class folders (``kind``)."""
     from detkit.data.folder_layout import _data_yaml, layout_mistake
 
     if kind != CLASS_FOLDERS:
         found = _data_yaml(root)
-        inside = f" ({found} is in it: --data {found})" if found else ""
-        return f"--data {root} is a folder; give the dataset's data.yaml (keys path, train, val, names){inside}"
+        inside = f" ({found} is in it: {arg}{found})" if found else ""
+        coco = ", or a dict {'ann_file': JSON, 'img_dir': IMAGES} for COCO annotations" if api else ""
+        return f"{arg}{root} is a folder; give the dataset's data.yaml (keys path, train, val, names){inside}{coco}"
     mistake = layout_mistake(root)
     if mistake:
-        return f"--data {root}: {mistake}; train a detection config such as {DETECTION_CONFIG} on its data.yaml"
+        return f"{arg}{root}: {mistake}; train a detection config such as {DETECTION_CONFIG} on its data.yaml"
     return (
-        f"--data {root} holds no class folders with images; a classifier reads {root}/train/<class>/<image> and "
+        f"{arg}{root} holds no class folders with images; a classifier reads {root}/train/<class>/<image> and "
         f"{root}/val/<class>/<image> (or {root}/<class>/<image>, one split)"
     )
 
 
-def _refuse_missing_splits(root: str, found: dict, data: dict, val_set: bool) -> None:
+def _refuse_missing_splits(root: str, found: dict, data: dict, val_set: bool, arg: str = "--data ") -> None:
     """A ConfigError when ``found`` (split -> folder) lacks train, or val while the config validates."""
     if "train" not in found:
         raise ConfigError(
-            f"--data {root} holds split folders ({', '.join(found)}) but no train/ folder; add "
+            f"{arg}{root} holds split folders ({', '.join(found)}) but no train/ folder; add "
             f"{root}/train/<class>/<image> (Ultralytics' classification layout)"
         )
     if "val" in found or not isinstance(data.get("val"), dict) or val_set or found["train"] == root:
         return  # one folder of class folders: HOLD_OUT of it validates (apply_data_folder)
     raise ConfigError(
-        f"--data {root}: no val split (val/, valid/ or validation/ beside train/), and the config validates on "
+        f"{arg}{root}: no val split (val/, valid/ or validation/ beside train/), and the config validates on "
         f"data.val; add {root}/val/<class>/<image>, or --set data.val=null to train without validation"
     )
 
 
 def apply_data_folder(
-    cfg: dict, root: str | os.PathLike, val_set: bool = False, hold_out: bool = True
+    cfg: dict, root: str | os.PathLike, val_set: bool = False, hold_out: bool = True, api: bool = False
 ) -> tuple[dict, list[tuple]]:
     """A copy of ``cfg`` whose classifier datasets read the class folders of ``root`` (see the module docstring),
     and the key paths it set. ``val_set``: the user's ``--set`` sets data.val (e.g. ``data.val=null``), so a
     root without a val split is not refused. ``hold_out`` False (scoring, ``eval --data``): one folder of class
     folders is data.val whole, nothing held out. The split keys of an earlier run (``val_fraction``, ``subset``,
     ``split_seed``) are set only where this data is split in place. Raises ``ConfigError`` for a root that holds
-    no class folders, a
-    config whose data.train is not an ImageFolderDataset (naming a classifier config), or a missing split."""
+    no class folders, a config whose data.train is not an ImageFolderDataset (naming a classifier config, or for a
+    segmentor how to give its image and label-map folders), or a missing split; ``api``: the messages name
+    ``detkit.evaluate``'s ``data=`` instead of ``--data``."""
     from detkit.data.datasets.image_folder import HoldOut, resolve_classes
 
-    root = os.path.abspath(os.fspath(root))
+    root, arg = os.path.abspath(os.fspath(root)), "data=" if api else "--data "
     out = copy.deepcopy(cfg)
     data = out.get("data")
+    model = out.get("model") if isinstance(out.get("model"), dict) else {}
+    if model.get("type") == "Segmentor" or model.get("decode_head") is not None:  # (no torch imported)
+        raise ConfigError(_segmentor_folder(root, arg, api))
     if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
-        raise ConfigError(f"--data {root}: the config has no data.train to point at it; give a classifier config")
+        raise ConfigError(f"{arg}{root}: the config has no data.train to point at it; give a classifier config")
     kind = _innermost(data["train"])[0].get("type")
     splits = class_folder_splits(root)
     if not splits:
-        raise ConfigError(_not_class_folders(root, kind))
+        raise ConfigError(_not_class_folders(root, kind, arg, api))
     if kind != CLASS_FOLDERS:
         what = "a detection dataset" if kind in DETECTION_DATASETS else TASK_OF.get(kind, "not class folders")
         raise ConfigError(
-            f"--data {root} is a class-folder (classification) dataset (<class>/<image> folders), but data.train "
+            f"{arg}{root} is a class-folder (classification) dataset (<class>/<image> folders), but data.train "
             f"is {kind} ({what}); use a classifier config such as {CLASSIFIER_CONFIG} (`detkit configs` lists them)"
         )
     found = dict(splits)
-    _refuse_missing_splits(root, found, data, val_set)
+    _refuse_missing_splits(root, found, data, val_set, arg)
     _test_like_val(data, "test" in found)
     flat = found == {"train": root} and isinstance(data.get("val"), dict) and not val_set
     held_out = flat and hold_out  # one folder of class folders and a config that validates: HOLD_OUT of each class
@@ -373,7 +391,7 @@ def apply_data_folder(
             continue
         inner, path = _innermost(spec)
         if inner.get("type") != CLASS_FOLDERS:
-            raise ConfigError(f"--data {root}: data.{split} is {inner.get('type')}, not {CLASS_FOLDERS}")
+            raise ConfigError(f"{arg}{root}: data.{split} is {inner.get('type')}, not {CLASS_FOLDERS}")
         classes = None if split == "train" else found["train"]
         inner.update(img_dir=found[split], ann_file=None, classes=classes)
         keys += [("data", split, *path, k) for k in ("img_dir", "ann_file", "classes")]

@@ -31,6 +31,20 @@ class _HeldRecords(logging.Handler):
         self.records.append(record)
 
 
+class _ScreenHandler(logging.StreamHandler):
+    """The screen's handler (stdout). A reader that closed stdout (``detkit train ... | head -1``) silences it, as
+    Python's recipe for a closed pipe does (stdout pointed at devnull), instead of a "Logging error" traceback per
+    record; the run goes on and log.txt keeps every record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], BrokenPipeError):
+            return super().handleError(record)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        except (AttributeError, OSError, ValueError):  # (a stream without a file descriptor: nothing to point)
+            self.setStream(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115  (held as the stream)
+
+
 def _own_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [h for h in logger.handlers if getattr(h, "_detkit", False)]
 
@@ -49,7 +63,7 @@ def setup_logger(work_dir: str | Path | None, main_process: bool = True) -> logg
             h.close()
     logger.setLevel(logging.INFO if main_process else logging.WARNING)
     logger.propagate = False
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [_ScreenHandler(sys.stdout)]
     if main_process:
         handlers.append(_HeldRecords())
     shown = LOG_FORMAT if main_process else f"[rank {os.environ.get('RANK', '?')}] {LOG_FORMAT}"  # whose warning
@@ -152,15 +166,23 @@ class RunRecord:
             self.reset()
             return
         at, recounted = resumed_at
-        per_epoch = iters_per_epoch if recounted else None  # the kept rows in this run's iterations
-        rows = [r for r in read_jsonl(self.metrics_path) if r.get("iter", 0) <= at]  # a resumed run redoes the rest
-        if per_epoch is not None:
-            for r in rows:  # from each row's epoch, which does not change
-                if isinstance(r.get("epoch"), (int, float)):
-                    r["iter"] = int(round(r["epoch"] * per_epoch))
-        text = "".join(json.dumps(r) + "\n" for r in rows)
+        text = "".join(json.dumps(r) + "\n" for r in self.kept_metrics(resumed_at, iters_per_epoch))
         atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
-        self._keep_history(at, per_epoch)
+        self._keep_history(at, iters_per_epoch if recounted else None)
+
+    def kept_metrics(self, resumed_at: tuple[int, bool] | None, iters_per_epoch: int) -> list[dict]:
+        """The metrics.jsonl rows that :meth:`start` keeps (and writes) for a run resumed at ``resumed_at``: those up
+        to the checkpoint's iteration, re-counted in this run's iterations where its units changed ([] for a new
+        run); reads the file, writes nothing."""
+        if resumed_at is None:
+            return []
+        at, recounted = resumed_at
+        rows = [r for r in read_jsonl(self.metrics_path) if r.get("iter", 0) <= at]  # a resumed run redoes the rest
+        if recounted:  # the kept rows in this run's iterations, from each row's epoch (which does not change)
+            for r in rows:
+                if isinstance(r.get("epoch"), (int, float)):
+                    r["iter"] = int(round(r["epoch"] * iters_per_epoch))
+        return rows
 
     def _keep_history(self, after_iter: int, iters_per_epoch: int | None) -> None:
         """Load history.json's points up to ``after_iter``; their iterations re-counted from their epochs with

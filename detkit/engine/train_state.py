@@ -14,6 +14,7 @@ import detkit
 from detkit.engine import builders, dist
 from detkit.engine.checkpoint import get_rng_state, load_checkpoint, set_rng_state
 from detkit.engine.optim import LRSchedule
+from detkit.engine.resume_data import check_resume_data
 from detkit.utils.checkpoint import CheckpointError, load_model_state
 
 logger = logging.getLogger("detkit")
@@ -138,13 +139,18 @@ def _convert_position(tr, meta: dict) -> bool:
 
 
 def restore_training_state(tr, path: Path) -> None:
-    """Resume trainer ``tr`` from the training state in ``path`` (weights, optimizer, position, RNG)."""
+    """Resume trainer ``tr`` from the training state in ``path`` (weights, optimizer, position, RNG). Other data
+    than the run's is refused unless ``tr.allow_data_change`` (:mod:`detkit.engine.resume_data`); then the best so
+    far is dropped (``tr.data_changed`` set), since it was measured on the old data."""
     ckpt = _load_resumable(path)
     meta = ckpt["meta"]
-    _restore_weights(tr, ckpt, path)
+    _restore_weights(tr, ckpt, path)  # first: another model's checkpoint is named as such
+    changes = check_resume_data(tr, meta, path, tr.allow_data_change)
     _restore_optimizer(tr, ckpt, path)
     tr.epoch, tr.iter, tr.iter_in_epoch = meta["epoch"], meta["iter"], meta["iter_in_epoch"]
     tr.best, tr.nonfinite = meta.get("best") or {}, meta.get("nonfinite", 0)
+    if changes:
+        _forget_best(tr, changes)
     converted = _convert_position(tr, meta)
     tr.resumed_at = (meta["iter"], converted and not tr.length.by_iter)  # the records are re-counted with it
     if not converted:  # (another batch per iteration: the old schedule counted other iterations)
@@ -154,6 +160,44 @@ def restore_training_state(tr, path: Path) -> None:
     logger.info(  # epochs counted from 1, as the stop message and the epoch lines count them
         "resumed from %s: epoch %d, iteration %d (%d into the epoch)", path, tr.epoch + 1, tr.iter, tr.iter_in_epoch
     )
+
+
+def _forget_best(tr, changes: list[str]) -> None:
+    """``allow_data_change``: say what changed and drop the best measured on the old data (best.pth is kept aside
+    when the work dir is claimed)."""
+    best = tr.best
+    was = f"{best.get('metric')} {best['value']:.4f}, " if isinstance(best, dict) and "value" in best else ""
+    (logger.warning if tr.main else logger.debug)(
+        "resuming on other data (allow_data_change): %s; the best so far (%smeasured on the old data) is not compared "
+        "with: the next evaluation writes best.pth, the run's best.pth is kept as best.before-resume-N.pth",
+        "; ".join(changes), was,
+    )  # fmt: skip
+    tr.best, tr.data_changed = {}, True
+
+
+def nothing_to_do(tr) -> bool:
+    """Whether trainer ``tr``, resumed at (or past) its run's end with that point's evaluation done, has nothing to
+    run: then fit() writes no file (not config.yaml, metrics.jsonl, log.txt). Every rank must call (a broadcast)."""
+    length, epoch, in_epoch = tr.length, tr.epoch, tr.iter_in_epoch
+    if length.by_iter and in_epoch >= tr.iters_per_epoch:  # stopped after an epoch's last batch (as fit rolls over)
+        epoch, in_epoch = epoch + 1, 0
+    if tr.resumed_at is None or not length.done(epoch, tr.iter):
+        return False
+    rows = tr.record.kept_metrics(tr.resumed_at, tr.iters_per_epoch) if tr.main else None  # what fit would keep
+    return not tr.validator.pending(epoch, tr.iter, in_epoch, rows)
+
+
+def nothing_done(tr) -> dict[str, float]:
+    """Say that trainer ``tr`` has nothing to run (:func:`nothing_to_do`); the last evaluation's metrics (from
+    metrics.jsonl; {} when none)."""
+    length, key = tr.length, f"train.max_{tr.length.key}s"
+    logger.info(
+        "nothing to do: the checkpoint is at %s %d and %s is %d (raise %s to extend the run)",
+        length.unit, length.position(tr.epoch, tr.iter), key, length.total, key,
+    )  # fmt: skip
+    rows = tr.record.metrics() if tr.main else []
+    last = rows[-1] if rows else {}  # (its "skipped" counts are not metrics)
+    return {k: v for k, v in last.items() if k not in ("epoch", "iter") and isinstance(v, (int, float))}
 
 
 def non_finite_note(model, names: list[str], iteration: int) -> str | None:

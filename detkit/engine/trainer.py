@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from detkit.config import dump_config, load_config
-from detkit.engine import dist, step
+from detkit.engine import dist, step, train_state
 from detkit.engine.checkpoint import preserve_rng, save_checkpoint
 from detkit.engine.defaults import resolve_config
 from detkit.engine.early_stop import patience_stop
@@ -43,7 +43,6 @@ from detkit.engine.runtime import (
     set_sampler_epoch,
 )
 from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
-from detkit.engine.train_state import non_finite_note, restore_training_state, training_state, weights_state
 from detkit.engine.validation import EvalCallback, Validator, call_eval_callbacks
 from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir, how_to_go_on
 from detkit.models.backbones.init_weights import without_init_checkpoint
@@ -68,7 +67,9 @@ class Trainer:
             eval_callbacks: functions called on rank 0 after each evaluation with ``(epoch, metrics)`` (the
             iteration instead of the epoch with ``train.max_iters``); the first one that returns a non-empty
             string stops the run there, like a finished run (``latest.pth`` holds that point, the summary is
-            printed) with that string as ``stop_reason`` (e.g. a hyperparameter search that prunes the trial).
+            printed) with that string as ``stop_reason`` (e.g. a hyperparameter search that prunes the trial);
+            allow_data_change: resume although the data changed (other data.train / data.val files, folders or
+            classes: refused otherwise, :mod:`detkit.engine.resume_data`); the best is then measured anew.
 
     Everything that can be checked before the first iteration is (:mod:`detkit.engine.preflight`); the log
     file, ``config.yaml`` and any move of a previous run come after those checks.
@@ -86,6 +87,7 @@ class Trainer:
         deterministic: bool = False,
         exist_ok: bool = False,
         eval_callbacks: Iterable[EvalCallback] = (),
+        allow_data_change: bool = False,
     ):
         if isinstance(cfg, (str, os.PathLike)):  # a config file or a packaged config's name, as init_model takes
             cfg = load_config(cfg)
@@ -105,6 +107,7 @@ class Trainer:
         self._on_main(check_outside_data, self.work_dir, self.cfg)
         setup_logger(None, self.main)  # the log file opens once the checks below have passed
         self._lock = self._log_file = None  # the work dir's lock and log.txt (rank 0, claimed to the end of fit)
+        self.allow_data_change, self.data_changed = bool(allow_data_change), False
         self._flags = deterministic_flags()  # put back when fit() ends (a notebook's next cells)
         seed_everything(cfg["seed"] + self.rank, deterministic)
         try:
@@ -136,10 +139,12 @@ class Trainer:
         self.losses, self.loss_watch = LossMeter(), CollapseWatch()
         self.resumed_at: tuple[int, bool] | None = None  # (the checkpoint's iteration, re-counted since)
         if resume:  # before anything is written: a checkpoint that cannot be resumed changes nothing
-            restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
-        self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
-        if self.main:
-            self.record.start(self.resumed_at, self.iters_per_epoch)
+            train_state.restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
+        self.nothing_to_do = train_state.nothing_to_do(self)  # a resume at the run's end: no file is touched
+        if not self.nothing_to_do:
+            self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
+            if self.main:
+                self.record.start(self.resumed_at, self.iters_per_epoch)
 
     def _build(self, load_from, resuming: bool = False) -> None:
         """Data, model and optimization, each checked before the first iteration (see preflight.py). A resumed
@@ -178,7 +183,8 @@ class Trainer:
 
     def _claim_work_dir(self, exist_ok: bool) -> None:
         """Rank 0, after the checks: claim the work dir (:func:`detkit.engine.workdir.claim_work_dir`)."""
-        self._lock, self._log_file = claim_work_dir(self.work_dir, dump_config(self.cfg), exist_ok)  # to fit's end
+        text = dump_config(self.cfg)
+        self._lock, self._log_file = claim_work_dir(self.work_dir, text, exist_ok, self.data_changed)  # to fit's end
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, *names: str, best: bool = False) -> None:
@@ -187,15 +193,15 @@ class Trainer:
         Rank 0 writes; every rank must call (the RNG states are gathered). Weights that are no longer finite (a
         run diverging) are not written: the last checkpoint stays the one to resume from.
         """
-        unsaved = non_finite_note(self.model, [*names, *(["best.pth"] if best else [])], self.iter)
+        unsaved = train_state.non_finite_note(self.model, [*names, *(["best.pth"] if best else [])], self.iter)
         if unsaved:  # the same on every rank (DDP keeps the weights equal)
             return logger.warning(unsaved)
-        state = training_state(self)
+        state = train_state.training_state(self)
         if self.main:
             for name in names:
                 save_checkpoint(state, self.work_dir / name)
             if best:
-                save_checkpoint(weights_state(state), self.work_dir / "best.pth")
+                save_checkpoint(train_state.weights_state(state), self.work_dir / "best.pth")
             self.record.save_history()
 
     # ------------------------------------------------------------------ loop
@@ -233,16 +239,9 @@ class Trainer:
         length = self.length
         if length.by_iter and self.iter_in_epoch >= self.iters_per_epoch:  # stopped after an epoch's last batch
             self.epoch, self.iter_in_epoch = self.epoch + 1, 0
+        if self.nothing_to_do:  # (decided before the work dir was claimed: it was not, and nothing is written)
+            return train_state.nothing_done(self)
         pending = self.validator.pending(self.epoch, self.iter, self.iter_in_epoch)
-        if length.done(self.epoch, self.iter) and not pending:
-            key = f"train.max_{length.key}s"
-            logger.info(
-                "nothing to do: the checkpoint is at %s %d and %s is %d (raise %s to extend the run)",
-                length.unit, length.position(self.epoch, self.iter), key, length.total, key,
-            )  # fmt: skip
-            rows = self.record.metrics() if self.main else []
-            last = rows[-1] if rows else {}  # (its "skipped" counts are not metrics)
-            return {k: v for k, v in last.items() if k not in ("epoch", "iter") and isinstance(v, (int, float))}
         if callable(getattr(self.train_set, "set_max_epochs", None)):  # e.g. MixDataset's close_mosaic
             self.train_set.set_max_epochs(length.epochs)  # before the loader's workers start
         self.tb = self.validator.tb = tensorboard_writer(self.work_dir, self.tcfg["tensorboard"] and self.main, logger)

@@ -63,11 +63,14 @@ class Validator:
         or iterations with ``train.max_iters``, and after the last)."""
         return self.evaluator is not None and self.length.eval_due(epoch, it)
 
-    def pending(self, epoch: int, it: int, iter_in_epoch: int) -> bool:
-        """True when a resumed run stands where an evaluation was due but never finished (it failed)."""
+    def pending(self, epoch: int, it: int, iter_in_epoch: int, rows: list[dict] | None = None) -> bool:
+        """True when a resumed run stands where an evaluation was due but never finished (it failed). ``rows``: the
+        metrics records to look in (default: metrics.jsonl's; read on rank 0 only)."""
         if (iter_in_epoch and not self.length.by_iter) or not self.due(epoch, it):
             return False
-        done = any(r.get("iter") == it for r in self.record.metrics()) if self.main else True
+        if self.main and rows is None:
+            rows = self.record.metrics()
+        done = any(r.get("iter") == it for r in rows) if self.main else True
         return bool(dist.broadcast_object(not done))
 
     def run(self, model: nn.Module, epoch: int, it: int) -> dict[str, float]:

@@ -181,9 +181,21 @@ def lock_work_dir(work_dir: str | os.PathLike):
     return f
 
 
-def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool):
+def keep_previous_best(work_dir: str | os.PathLike) -> Path | None:
+    """Rename ``best.pth`` to ``best.before-resume-N.pth`` (first free N; a run resumed on other data measures its
+    best anew) and return that path; None when there is no best.pth."""
+    best = Path(work_dir) / "best.pth"
+    if not best.is_file():
+        return None
+    dest = _first_free(Path(work_dir), "best.before-resume-{}.pth")
+    os.replace(best, dest)
+    return dest
+
+
+def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool, keep_best: bool = False):
     """Make ``work_dir`` the run's (rank 0, after the checks): lock it (one training at a time), move a previous
-    run away when ``exist_ok``, open the log, write ``config.yaml`` (an earlier, different one kept beside it).
+    run away when ``exist_ok``, open the log, write ``config.yaml`` (an earlier, different one kept beside it),
+    and with ``keep_best`` (a resume on other data) keep the run's best.pth aside (:func:`keep_previous_best`).
     Returns the lock file (:func:`lock_work_dir`), held open for the run, and the log file's handler."""
     import logging
 
@@ -203,6 +215,9 @@ def claim_work_dir(work_dir: str | os.PathLike, config_text: str, exist_ok: bool
     if kept is not None:
         logger.info("the config differs from the run's config.yaml: the earlier one is kept as %s", kept)
     atomic_write(Path(work_dir) / "config.yaml", lambda f: f.write(config_text.encode("utf-8")))
+    kept_best = keep_previous_best(work_dir) if keep_best else None
+    if kept_best is not None:
+        logger.info("the best on the run's earlier data is kept as %s", kept_best)
     return lock, log_file
 
 

@@ -45,3 +45,21 @@ def shapes(tmp_path_factory) -> dict:
     ckpt = root / "best.pth"
     torch.save({"model": m.state_dict(), "meta": {"config": m.cfg, "class_names": SHAPES_CLASSES}}, ckpt)
     return {"dir": Path(root / "d"), "model": m, "checkpoint": ckpt}
+
+
+@pytest.fixture(scope="module")
+def seg(tmp_path_factory) -> dict:
+    """A Semantic FPN R18 with random weights (seed 0) whose data.val reads 2 shapes images of 64 px and their label
+    maps: ``{"dir", "model"}``."""
+    from detkit.data.synthetic import make_shapes
+
+    root = tmp_path_factory.mktemp("seg") / "d"
+    make_shapes(root, num_train=1, num_val=2, size=(64, 64), seed=0)
+    names = (root / "sem" / "classes.txt").read_text().split()
+    sets = ["data.num_workers=0", "data.val.pipeline=[]", f"data.val.classes={root / 'sem/classes.txt'}"]
+    sets += [f"data.val.img_dir={root / 'val'}", f"data.val.mask_dir={root / 'sem/val'}"]
+    torch.manual_seed(0)
+    cfg = load_config("semfpn_r18_shapes", sets)
+    m = detkit.build_model(cfg, class_names=names)
+    m.cfg = cfg
+    return {"dir": root, "model": m.eval()}

@@ -88,3 +88,28 @@ def test_a_model_without_its_config_is_refused(shapes):
     del bare.cfg  # (a model built from its parts)
     with pytest.raises(ValueError, match=r"carries no config \(model.cfg\) .*detkit.init_model"):
         detkit.evaluate(bare)
+
+
+def test_a_checkpoint_given_first_is_the_checkpoint(shapes, tmp_path):
+    ckpt = shapes["checkpoint"]
+    assert detkit.evaluate(str(ckpt), device="cpu") == detkit.evaluate(None, ckpt, device="cpu")
+    config = tmp_path / "cfg.yaml"
+    config.write_text("_base_: [yolo_n_shapes]\n")
+    with pytest.raises(ValueError, match=rf"is a checkpoint, not a config.*: evaluate\('{config}', '{ckpt}'\)"):
+        detkit.evaluate(str(ckpt), str(config))  # swapped
+    with pytest.raises(ValueError, match=rf"order is evaluate\(CONFIG, CHECKPOINT\): evaluate\(None, '{ckpt}'\)"):
+        detkit.evaluate(str(ckpt), str(ckpt))
+
+
+def test_a_segmentor_is_told_the_data_that_fits_it(seg):
+    model, d = seg["model"], seg["dir"]
+    seg_dict = r"data= as a dict \{'img_dir': IMAGES, 'mask_dir': LABEL_MAPS\}"
+    with pytest.raises(ConfigError, match=rf"^evaluate: data={d} is a folder, and a semantic segmentor .* give data="):
+        detkit.evaluate(model, data=str(d))  # (not --data, not a data.yaml)
+    with pytest.raises(ConfigError, match=rf"evaluate: data='{d}/val.json' is a file, .*{seg_dict}"):
+        detkit.evaluate(model, data=str(d / "val.json"))
+    with pytest.raises(ConfigError, match=rf"data.test is missing, .*{seg_dict} \(read as data.val is") as e:
+        detkit.evaluate(model, split="test")
+    assert "CocoDataset" not in str(e.value)
+    test = detkit.evaluate(model, data={"img_dir": str(d / "val"), "mask_dir": str(d / "sem/val")}, split="test")
+    assert "sem/mIoU" in test and test == detkit.evaluate(model)  # the dict read with data.val's type and pipeline

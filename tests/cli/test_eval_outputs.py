@@ -4,6 +4,11 @@ results as scored, --max-dets the detections per image AP counts; pickle names r
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +127,26 @@ def test_max_dets_reaches_the_evaluator(random_yolo, tool_in_process, tmp_path):
     assert "maxDets=1000 ] =" in run.stdout and "maxDets=100 ]" not in run.stdout  # pycocotools' lines, relabelled
     bad = tool_in_process("eval", [r["cfg"], r["ckpt"], "--max-dets", "0"])
     assert bad.returncode == 2 and "--max-dets 0" in bad.stderr
+
+
+def _eval_command(r, out) -> list[str]:
+    return [sys.executable, str(ROOT / "tools" / "eval.py"), str(r["cfg"]), str(r["ckpt"]), "--out", str(out),
+            "--device", "cpu"]  # fmt: skip
+
+
+def test_a_reader_that_closes_stdout_ends_eval_quietly_with_out_written(random_yolo, tmp_path):
+    """``detkit eval ... | head -1``: --out is written before the report; the closed pipe ends the tool without a
+    traceback (Python's recipe: stdout to devnull, exit status 1)."""
+    out = tmp_path / "m.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}  # (each print is a write: the first fails)
+    proc = subprocess.Popen(_eval_command(random_yolo, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader gone before the report (as head -1 is after its line)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+    assert "bbox/AP" in json.loads(out.read_text())
+    out.unlink()
+    line = f'{shlex.join(_eval_command(random_yolo, out))} | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'
+    piped = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, timeout=300)
+    assert piped.stdout.startswith("metric") and len(piped.stdout.splitlines()) == 1, piped.stdout
+    assert "Traceback" not in piped.stderr and "Exception ignored" not in piped.stderr, piped.stderr
+    assert re.search(r"status [01]$", piped.stderr.strip()) and "bbox/AP" in json.loads(out.read_text())

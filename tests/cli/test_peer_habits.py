@@ -25,6 +25,10 @@ CASES = {
         ["train", CFG, "--cfg-options", "train_cfg.max_epochs=3", "data.samples_per_gpu=2"],
         ["--set train.max_epochs=3 data.batch_size=2"],
     ),
+    "cfg_options_detkit_key": (  # keys of detkit's own under a name MMDetection uses too (data.*)
+        ["train", CFG, "--cfg-options", "data.num_workers=0", "data.train.ann_file=a.json", "data.nope=1"],
+        ["--set data.num_workers=0 data.train.ann_file=a.json", "data.nope: detkit has no such key"],
+    ),
     "set_model_weights": (["train", CFG, "--set", "MODEL.WEIGHTS=x.pth"], ["Detectron2's key", "--load-from x.pth"]),
     "set_max_iter": (["train", CFG, "--set", "SOLVER.MAX_ITER=10"], ["Detectron2's key", "--set train.max_iters=10"]),
     "set_base_lr": (["train", CFG, "--set", "SOLVER.BASE_LR=0.01"], ["--set optimizer.lr=0.01"]),
@@ -100,6 +104,20 @@ def test_a_dataset_key_is_answered_where_the_config_at_hand_takes_it(path, train
     if path[-1] != "metainfo":  # the same through --cfg-options words
         assert answer in " ".join(words_to_set([(".".join(path), "x")], cfg).sets)
     assert "data.train.classes=" in config_key(("data", "train", "metainfo"), {"classes": ["a"]}).line()  # no cfg
+
+
+def test_detkit_own_keys_are_given_back_with_set():
+    from detkit.config import load_config
+    from detkit.peer_names import is_detkit_key, words_to_set
+
+    pairs = [("data.num_workers", "0"), ("data.val_batch_size", "2"), ("data.val.img_dir", "v"), ("data.x", "1")]
+    fix = words_to_set(pairs)
+    assert fix.sets == ["data.num_workers=0", "data.val_batch_size=2", "data.val.img_dir=v"], fix.sets
+    assert "data.x: detkit has no such key" in fix.note and "num_workers" not in fix.note
+    cfg = load_config(CFG)  # the config at hand: its datasets decide (a MixDataset's inner CocoDataset)
+    assert is_detkit_key("data.train.dataset.filter_empty", "true", cfg)
+    assert not is_detkit_key("data.train.dataset.mask_dir", "m", cfg) and not is_detkit_key("data.trian.x", "1", cfg)
+    assert is_detkit_key("data.num_workers", "-1")  # a bad value is still detkit's key
 
 
 def _refused(run, tmp_path) -> str:

@@ -33,3 +33,18 @@ def shapes(tmp_path_factory):
     out = tmp_path_factory.mktemp("shapes")
     make_shapes(out, num_train=4, num_val=2, size=(64, 64), seed=0)
     return out
+
+
+@pytest.fixture
+def detkit_log():
+    """The messages of the ``detkit`` logger while the test runs (it does not propagate: caplog sees them only by
+    chance of the tests run before)."""
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("detkit")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)

@@ -60,11 +60,12 @@ def test_eval_interval_unset_evaluates_every_tenth(toy, tmp_path):
     assert [r["epoch"] for r in _rows(tmp_path / "e")] == [1, 2]
 
 
-def test_resume_extends_and_nothing_to_do(toy, tmp_path):
+def test_resume_extends_and_nothing_to_do(toy, tmp_path, detkit_log):
     Trainer(_cfg(toy, max_iters=3, eval_interval=2), work_dir=tmp_path, device="cpu").fit()
-    Trainer(_cfg(toy, max_iters=3, eval_interval=2), work_dir=tmp_path, device="cpu", resume=True).fit()
     log = (tmp_path / "log.txt").read_text()
-    assert "nothing to do: the checkpoint is at iteration 3 and train.max_iters is 3" in log
+    Trainer(_cfg(toy, max_iters=3, eval_interval=2), work_dir=tmp_path, device="cpu", resume=True).fit()
+    assert "nothing to do: the checkpoint is at iteration 3 and train.max_iters is 3" in detkit_log[-1]
+    assert (tmp_path / "log.txt").read_text() == log  # nothing ran: nothing written (log.txt neither)
     tr = Trainer(_cfg(toy, max_iters=7, eval_interval=2), work_dir=tmp_path, device="cpu", resume=True)
     tr.fit()
     assert tr.iter == 7 and [r["iter"] for r in _rows(tmp_path)] == [2, 3, 4, 6, 7]

@@ -81,3 +81,16 @@ def test_the_class_order_warning_is_printed_once(trained, tmp_path, capsys):
     assert eval_tool.main([str(cfg), str(tmp_path / "swapped.pth"), "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert err.count("in another order") == 1, err
+
+
+def test_eval_data_folder_of_a_segmentor_names_its_two_folders(tmp_path, capsys):
+    from detkit.config import load_config
+
+    cfg = load_config("semfpn_r18_shapes", ["data.num_workers=0"])
+    torch.save({"model": {}, "meta": {"config": cfg, "class_names": ["bg", "a"]}}, tmp_path / "seg.pth")
+    (tmp_path / "maps").mkdir()
+    assert eval_tool.main(["-", str(tmp_path / "seg.pth"), "--data", str(tmp_path / "maps")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"eval: error: --data {tmp_path / 'maps'} is a folder, and a semantic segmentor") and (
+        "--set data.val.img_dir=IMAGES data.val.mask_dir=LABEL_MAPS" in err and "data.yaml" not in err
+    ), err

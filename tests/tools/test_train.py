@@ -62,12 +62,30 @@ def test_train_cli_writes_resolved_config_and_checkpoints(toy_cfg, tmp_path, mon
         (["--resume"], "nothing to resume"),
         (["--load-from", "nowhere.pth"], "nowhere.pth"),
         (["--set", "+train.max_epoch=3"], "nearest valid: 'train.max_epochs'"),
+        (["--allow-data-change"], "--allow-data-change lets a --resume go on with other data than the run's"),
     ],
 )
 def test_train_cli_bad_input_is_one_line_exit_2(toy_cfg, tmp_path, capsys, args, message):
     rc = train_tool.main([str(toy_cfg), "--work-dir", str(tmp_path / "w"), "--device", "cpu", *args])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("train: error:") and message in err and "\n" not in err
+
+
+def test_a_resume_on_other_data_is_one_line_unless_allowed(toy_cfg, tmp_path, capsys, monkeypatch):
+    from detkit.engine import resume_data
+
+    work = tmp_path / "w"
+    assert train_tool.main([str(toy_cfg), "--work-dir", str(work), "--device", "cpu"]) == 0
+    monkeypatch.setattr(resume_data, "data_changes", lambda *a: ["data.train.img_dir /a -> /b"])  # (tests/engine)
+    capsys.readouterr()
+    before = _snapshot(work)
+    resume = [str(toy_cfg), "--work-dir", str(work), "--device", "cpu", "--resume", "--set", "train.max_epochs=2"]
+    assert train_tool.main(resume) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("train: error: resuming") and "data.train.img_dir /a -> /b" in err and "\n" not in err
+    assert "--allow-data-change" in err and _snapshot(work) == before
+    assert train_tool.main([*resume, "--allow-data-change"]) == 0
+    assert (work / "best.before-resume-1.pth").read_bytes() == before[work / "best.pth"]
 
 
 def test_train_cli_missing_config(tmp_path, capsys):
@@ -296,6 +314,11 @@ def test_a_runs_own_config_resumes_its_work_dir(toy_run, tmp_path):
     assert _snapshot(run) == before and not (tmp_path / "work_dirs").exists()
     proc = _run([run / "config.yaml", "--device", "cpu", "--resume"], tool=TOY_TRAIN, cwd=tmp_path)
     assert proc.returncode == 0 and "nothing to do" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert _snapshot(run) == before  # nothing ran: config.yaml, log.txt, metrics.jsonl as they were
+    proc = _run([toy_run[0], "--work-dir", run, "--device", "cpu", "--resume", "--set", "train.log_interval=1"],
+                tool=TOY_TRAIN)  # fmt: skip
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    assert _snapshot(run) == before  # another config (no config.before-resume-1.yaml)
     assert train_tool_default(tmp_path / "mine" / "config.yaml") == Path("work_dirs") / "config"  # not a run's
 
 
