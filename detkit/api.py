@@ -35,6 +35,15 @@ DATA_EXAMPLES = {
     "classifier": "a folder of class folders (ROOT/<class>/<image>) or a dict {'img_dir': ROOT}",
     "detector": "a dict {'ann_file': JSON, 'img_dir': IMAGES} or an Ultralytics data.yaml",
 }
+# the keys of a data dict (without a type) -> the dataset type they are, where the split's type takes other keys
+# (a model trained with --data data.yaml scored on a COCO json: {'ann_file', 'img_dir'} is a CocoDataset)
+DATA_TYPES = (
+    (("ann_file", "img_dir"), "CocoDataset"),
+    (("img_dir", "mask_dir"), "SegFolderDataset"),
+    (("data_yaml",), "YOLODataset"),
+    (("img_dir", "label_dir"), "YOLODataset"),
+    (("root",), "VOCDataset"),
+)
 
 
 def _task(cfg: Any) -> str:
@@ -102,29 +111,82 @@ def _check_arguments(model: Any, checkpoint: Any, split: Any, device: Any, progr
         )
 
 
+def _dataset_keys(type_name: Any) -> set[str] | None:
+    """The keys that the registered dataset ``type_name`` takes; None for an unknown type or a wrapper (a
+    ``MixDataset`` or ``TiledDataset`` passes keys on to the dataset it wraps)."""
+    import detkit.data.datasets  # noqa: F401  (registers every dataset)
+    from detkit.config_check import accepted
+    from detkit.registry import DATASETS
+
+    if not isinstance(type_name, str) or type_name not in DATASETS:
+        return None
+    keys = set(accepted(DATASETS.get(type_name))[0])
+    return None if "dataset" in keys else keys
+
+
+def _foreign_keys(base: dict, data: dict) -> list[str]:
+    """The keys of a ``data`` dict without a ``type`` that the split's dataset type does not take ([] when it
+    takes them all, or gives a type of its own, or the split's type is a wrapper or unknown)."""
+    takes = None if "type" in data else _dataset_keys(base.get("type"))
+    return [] if takes is None else [k for k in data if k not in takes]
+
+
+def _inferred_type(base: dict, data: dict) -> str | None:
+    """The dataset type that the keys of a ``data`` dict without a ``type`` are, when the split's type does not take
+    them (``{'ann_file', 'img_dir'}`` over a data.yaml's YOLODataset: a CocoDataset); None otherwise."""
+    if not _foreign_keys(base, data):
+        return None
+    for keys, name in DATA_TYPES:
+        takes = _dataset_keys(name) or set()
+        if set(keys) <= set(data) and set(data) <= takes:
+            return name
+    return None
+
+
 def _data_spec(split_spec: Any, data: dict) -> dict:
-    """The dataset spec that a ``data`` dict makes of the config's split: its keys over the split's (a ``type`` of
-    its own keeps only the split's ``pipeline``, the test resizing)."""
+    """The dataset spec that a ``data`` dict makes of the config's split: its keys over the split's. A ``type`` of
+    its own, or keys of another dataset type than the split's (:func:`_inferred_type`), keeps only the split's
+    ``pipeline`` (the test resizing)."""
     base = split_spec if isinstance(split_spec, dict) else {}
+    inferred = _inferred_type(base, data)
+    data = {"type": inferred, **data} if inferred else data
     if "type" in data and data["type"] != base.get("type"):
         base = {"pipeline": base["pipeline"]} if base.get("pipeline") is not None else {}
     return {**base, **data}
 
 
+def _dict_data(cfg: dict, data: dict, split: str) -> dict:
+    """A copy of ``cfg`` whose data.<split> is the ``data`` dict over the split (:func:`_data_spec`), checked: a
+    misspelt key is named, and keys that no dataset type takes together ask for a ``type``."""
+    from detkit.config_check import check_config
+
+    splits = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    base = splits.get(split) if isinstance(splits.get(split), dict) else splits.get("val")  # (no data.test)
+    base = base if isinstance(base, dict) else {}
+    out = {**cfg, "data": {**splits, split: _data_spec(base, data)}}
+    try:
+        check_config(out)
+    except ConfigError as e:
+        foreign = _foreign_keys(base, data)
+        if not foreign or _inferred_type(base, data):
+            raise
+        raise ConfigError(
+            f"{e} (data= is merged over data.{split}, a {base['type']}, which takes no {', '.join(foreign)}; for "
+            "another dataset type give its 'type' as well, e.g. data={'type': 'CocoDataset', 'ann_file': JSON, "
+            "'img_dir': IMAGES})"
+        ) from None
+    return out
+
+
 def _with_data(cfg: dict, data: Any, split: str) -> dict:
     """A copy of ``cfg`` reading ``data`` (a dataset dict over data.<split>, an Ultralytics data.yaml, a classifier's
     class folders) for ``split``; ``cfg`` itself when ``data`` is None."""
-    from detkit.config_check import check_config
     from detkit.data.data_arg import apply_data_folder, apply_data_yaml
 
     if data is None:
         return cfg
     if isinstance(data, dict):
-        splits = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
-        base = splits.get(split) if isinstance(splits.get(split), dict) else splits.get("val")  # (no data.test)
-        out = {**cfg, "data": {**splits, split: _data_spec(base, data)}}
-        check_config(out)  # a misspelt key of the dict is named
-        return out
+        return _dict_data(cfg, data, split)
     if not isinstance(data, (str, os.PathLike)):
         raise TypeError(
             f"evaluate: data must be a dataset dict, a data.yaml path or a class-folder root, got {type(data).__name__}"
@@ -209,8 +271,11 @@ def evaluate(
         checkpoint: the weights (needed with a config, refused with a model).
         data: other data to score on instead of the config's: a dict of dataset keys over the config's split
             (data.val's when the split is missing) (``{'ann_file': 'val.json', 'img_dir': 'images/'}``, a segmentor's
-            ``{'img_dir': ..., 'mask_dir': ...}``; a ``type`` of its own keeps only the config's ``pipeline``), an
-            Ultralytics data.yaml, or a classifier's folder of class folders (as ``--data``).
+            ``{'img_dir': ..., 'mask_dir': ...}``; a ``type`` of its own, or keys of another type than the split's
+            (``ann_file`` + ``img_dir``: ``CocoDataset`` over a data.yaml's ``YOLODataset``), keeps only the config's
+            ``pipeline``), an Ultralytics data.yaml, or a classifier's folder of class folders (as ``--data``: with a
+            config, the model's ``num_classes`` is then the data's, so ``evaluate("yolo_n_coco", CKPT,
+            data="data.yaml")`` scores a run trained with ``--data data.yaml``).
         split: ``'val'`` (default) or ``'test'``: the config's (or the data.yaml's) split to score.
         device: cpu, cuda, cuda:N (default: CUDA when available); for a config only.
         progress: a tqdm bar over the batches on stderr: True, False, or None (on a terminal or in a notebook).
@@ -234,5 +299,8 @@ def evaluate(
         return _score(model, _scored_config(model.cfg, data, split, label), progress)
     label = f"the config stored in checkpoint {checkpoint}" if model is None else str(model)
     label = "the config given (a dict)" if isinstance(model, dict) else label
+    if model is not None and isinstance(data, (str, os.PathLike)):  # a data.yaml, class folders: as --data, the
+        model = _with_data(model if isinstance(model, dict) else load_config(model), data, split)  # model's classes
+        data = None  # (taken from the data before the model is built)
     built = init_model(model, checkpoint, device)
     return _score(built, _scored_config(built.cfg, data, split, label), progress)

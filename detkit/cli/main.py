@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_interrupts()  # Ctrl-C: one line, exit 130
     module = importlib.import_module(f"detkit.cli.{COMMANDS[name][0]}")
     sys.argv[0] = f"detkit {name}"
-    return int(module.main(argv[1:]) or 0)
+    from detkit.cli.errors import closed_stdout
+
+    # every command (not only those of run_tool): `detkit configs | head -1` ends quietly, exit 1
+    return closed_stdout(module.main, argv[1:])
 
 
 if __name__ == "__main__":

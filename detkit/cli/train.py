@@ -6,7 +6,8 @@ Usage: python tools/train.py CONFIG [--data DATA.yaml] [--work-dir DIR] [--resum
                              [--amp] [--deterministic]
        torchrun --nproc-per-node N tools/train.py CONFIG ...
 A work dir that already holds a run (checkpoints, metrics.jsonl) is never written over: continue it with
---resume, train into another --work-dir, or pass --exist-ok to move the old run into DIR/previous-N/.
+--resume, train into another --work-dir, or pass --exist-ok to move the old run into DIR/previous-N/ (also
+before a --resume CKPT of another folder goes on in DIR).
 A --resume on other data than the run's (data.train / data.val files, folders, classes) is refused unless
 --allow-data-change.
 --data DATA.yaml trains the config's recipe on an Ultralytics dataset (docs/training.md, "Coming from Ultralytics").
@@ -182,7 +183,7 @@ def check_inputs(args: argparse.Namespace) -> dict:
     """The checks that need no torch: the config (not a checkpoint: swapped arguments are named), the
     ``--resume CKPT`` / ``--load-from`` files (not missing, empty, text, YAML, ...) and ``--device``; returns
     the config. Raises a ``UserError`` / ``ConfigError`` / ``CheckpointError`` / ``DeviceError``."""
-    if args.resume and args.exist_ok:
+    if args.resume is True and args.exist_ok:  # (with --resume CKPT of another folder, the work dir's run moves)
         raise UserError(
             "--resume continues the run in the work dir and --exist-ok moves it away to start anew: give one of them"
         )

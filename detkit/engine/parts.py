@@ -103,6 +103,9 @@ def _check_objects(train_set) -> None:
         return
     counts = Counter(a["category_id"] for a in inner.coco.dataset["annotations"] if not a.get("iscrowd", 0))
     if not counts:  # (the loaded annotations are those of the dataset's images: has_objects() is False)
+        note = getattr(inner, "no_labels_note", None)  # a YOLO folder without label files: where they were looked for
+        if note:
+            raise PreflightError(f"data.train holds no object to learn: {note}")
         raise PreflightError(
             f"data.train ({inner.ann_file}) holds no object to learn (no annotations, or only crowd regions): "
             "training would learn background only; give the training json that has the annotations"

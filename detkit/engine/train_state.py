@@ -14,6 +14,7 @@ import detkit
 from detkit.engine import builders, dist
 from detkit.engine.checkpoint import get_rng_state, load_checkpoint, set_rng_state
 from detkit.engine.optim import LRSchedule
+from detkit.engine.preflight import PreflightError
 from detkit.engine.resume_data import check_resume_data
 from detkit.utils.checkpoint import CheckpointError, load_model_state
 
@@ -79,11 +80,40 @@ def _restore_weights(tr, ckpt: dict, path: Path) -> None:
         )
 
 
+def _optimizer_type(meta: dict, state: dict) -> str | None:
+    """The optimizer type of a checkpoint's run: its config's ``optimizer.type`` (engine default SGD), else told
+    from its parameter groups' keys (Adam's ``betas``, SGD's ``momentum``); None when neither says."""
+    from detkit.engine.optim import OPTIMIZER_DEFAULTS
+
+    cfg = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    if cfg is not None and isinstance(cfg.get("optimizer"), dict):
+        return str(cfg["optimizer"].get("type") or OPTIMIZER_DEFAULTS["type"])
+    groups = state.get("param_groups") or [{}]
+    return "Adam/AdamW" if "betas" in groups[0] else "SGD" if "momentum" in groups[0] else None
+
+
+def _check_optimizer_type(tr, ckpt: dict, path: Path) -> None:
+    """Refuse a checkpoint written by another kind of optimizer than the config's (an SGD run resumed with an AdamW
+    config): SGD's momentum buffers are not Adam's moments and steps (torch's load fails with ``KeyError: 'step'``)."""
+    state = ckpt["optimizer"] if isinstance(ckpt.get("optimizer"), dict) else {}
+    old, new = _optimizer_type(ckpt.get("meta") or {}, state), type(tr.optimizer).__name__
+    if old is None or old.startswith("Adam") == new.startswith("Adam"):  # (Adam and AdamW keep the same state)
+        return
+    n_old, n_new = len(state.get("param_groups") or ()), len(tr.optimizer.param_groups)
+    raise PreflightError(
+        f"{path} was trained with optimizer {old} ({n_old} parameter group(s)) and the config gives {new} "
+        f"({n_new}): the optimizer state does not carry over to another optimizer. Resume with the run's config "
+        f"({path.parent / 'config.yaml'}, or --set optimizer.type={old.split('/')[-1]}), or start a new run from "
+        f"its weights with --load-from {path}"
+    )
+
+
 def _restore_optimizer(tr, ckpt: dict, path: Path) -> None:
+    _check_optimizer_type(tr, ckpt, path)
     fresh = [g["initial_lr"] for g in tr.optimizer.param_groups]
     try:
         tr.optimizer.load_state_dict(ckpt["optimizer"])
-    except ValueError as e:
+    except (ValueError, KeyError) as e:
         raise ValueError(
             f"{path}: the optimizer state does not fit ({e}); were optimizer.lr_mult or the "
             "decay settings changed? Start anew with --load-from to keep the weights"
@@ -183,7 +213,8 @@ def nothing_to_do(tr) -> bool:
         epoch, in_epoch = epoch + 1, 0
     if tr.resumed_at is None or not length.done(epoch, tr.iter):
         return False
-    rows = tr.record.kept_metrics(tr.resumed_at, tr.iters_per_epoch) if tr.main else None  # what fit would keep
+    moved = getattr(tr, "moves_previous", False)  # the work dir's metrics.jsonl is another run's, moved aside
+    rows = (tr.record.kept_metrics(tr.resumed_at, tr.iters_per_epoch) if not moved else []) if tr.main else None
     return not tr.validator.pending(epoch, tr.iter, in_epoch, rows)
 
 

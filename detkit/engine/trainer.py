@@ -44,7 +44,7 @@ from detkit.engine.runtime import (
 )
 from detkit.engine.summary import epoch_line, log_final_summary, log_start_notes
 from detkit.engine.validation import EvalCallback, Validator, call_eval_callbacks
-from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir, how_to_go_on
+from detkit.engine.workdir import check_outside_data, check_work_dir, claim_work_dir, how_to_go_on, resumes_own_run
 from detkit.models.backbones.init_weights import without_init_checkpoint
 
 logger = logging.getLogger("detkit")
@@ -63,7 +63,8 @@ class Trainer:
             (default: CUDA when available); resume: True (``work_dir/latest.pth``) or a checkpoint path;
             load_from: weights to start from; seed / amp: override ``seed`` / ``train.amp``;
             deterministic: ask torch for deterministic kernels; exist_ok: when ``work_dir`` already holds a
-            run, move it into ``work_dir/previous-N/`` instead of refusing (:class:`WorkDirInUse`);
+            run, move it into ``work_dir/previous-N/`` instead of refusing (:class:`WorkDirInUse`; also before
+            ``resume`` from a checkpoint of another folder goes on here, refused otherwise);
             eval_callbacks: functions called on rank 0 after each evaluation with ``(epoch, metrics)`` (the
             iteration instead of the epoch with ``train.max_iters``); the first one that returns a non-empty
             string stops the run there, like a finished run (``latest.pth`` holds that point, the summary is
@@ -104,6 +105,8 @@ class Trainer:
         self.resume_hint = f"Trainer(cfg, work_dir={str(self.work_dir)!r}, resume=True).fit()"
         self.tool = "detkit {}"  # command template of the summary's evaluate / infer / export lines
         self._on_main(check_work_dir, self.work_dir, resume, exist_ok)  # refuses before touching anything
+        # exist_ok (a new run, or --resume CKPT of another folder): the work dir's run moves to previous-N
+        self.moves_previous = bool(exist_ok and not resumes_own_run(self.work_dir, resume))
         self._on_main(check_outside_data, self.work_dir, self.cfg)
         setup_logger(None, self.main)  # the log file opens once the checks below have passed
         self._lock = self._log_file = None  # the work dir's lock and log.txt (rank 0, claimed to the end of fit)
@@ -142,7 +145,7 @@ class Trainer:
             train_state.restore_training_state(self, self.work_dir / "latest.pth" if resume is True else Path(resume))
         self.nothing_to_do = train_state.nothing_to_do(self)  # a resume at the run's end: no file is touched
         if not self.nothing_to_do:
-            self._on_main(self._claim_work_dir, bool(exist_ok and not resume))
+            self._on_main(self._claim_work_dir, self.moves_previous)
             if self.main:
                 self.record.start(self.resumed_at, self.iters_per_epoch)
 

@@ -4,7 +4,9 @@ A work dir *holds a run* when it has a checkpoint (``*.pth``) or ``metrics.jsonl
 ``resume`` is refused (:class:`WorkDirInUse`), unless ``exist_ok``: then the previous run's files move into
 ``DIR/previous-N/`` (the first free N) before the new run starts. Nothing is deleted. A dir without a run that
 has files of the names a training writes (``config.yaml``, ``log.txt``, the plots: a run that stopped before its
-first checkpoint, or the user's own files) is refused the same way, since the run would write over them.
+first checkpoint, or the user's own files) is refused the same way, since the run would write over them. A resume
+of another folder's checkpoint into a dir that holds a run of its own (a checkpoint) is refused too, unless
+``exist_ok`` moves that run aside first (:func:`check_work_dir`).
 """
 
 from __future__ import annotations
@@ -73,23 +75,63 @@ def holds_run(work_dir: str | os.PathLike) -> bool:
     return d.is_dir() and (any(p.is_file() for p in d.glob("*.pth")) or (d / "metrics.jsonl").is_file())
 
 
+def resumes_own_run(work_dir: str | os.PathLike, resume) -> bool:
+    """Whether ``resume`` continues the run of ``work_dir``: True (its latest.pth) or a checkpoint in that folder
+    (``--resume DIR/epoch_3.pth``); False for None and for a checkpoint of another folder (another run's)."""
+    if resume is True:
+        return True
+    if not resume:
+        return False
+    return Path(resume).resolve().parent == Path(work_dir).resolve()
+
+
+def _has_checkpoint(work_dir: Path) -> bool:
+    return any(p.is_file() for p in work_dir.glob("*.pth"))
+
+
+def _check_foreign_resume(d: Path, resume, exist_ok: bool, names: str) -> None:
+    """Refuse ``--resume CKPT`` of another folder into ``d`` when ``d`` holds a run of its own (a checkpoint): its
+    latest.pth would be replaced by the other run's continuation and the metrics of both mixed. A folder without a
+    checkpoint (a resume that stopped before its first one: ``rerun_hint``) is not refused; ``exist_ok`` moves the
+    run aside instead."""
+    if exist_ok or not resume or resumes_own_run(d, resume) or not _has_checkpoint(d):
+        return
+    raise WorkDirInUse(
+        f"work dir {d} holds another run ({names}) than --resume {resume} continues: its latest.pth would be replaced "
+        "and the two runs' metrics mixed; nothing was changed. Resume into that run's own folder (--work-dir "
+        f"{Path(resume).parent}), give an empty --work-dir, or pass --exist-ok (exist_ok=True) to move this dir's run "
+        "into previous-N/ first (this dir's own run goes on with --resume and no path)"
+    )
+
+
 def check_work_dir(work_dir: str | os.PathLike, resume, exist_ok: bool) -> None:
-    """Refuse (without touching anything) to start a new run in a work dir that holds one.
+    """Refuse (without touching anything) to start a new run in a work dir that holds one, or to resume another
+    folder's checkpoint into it (:func:`_check_foreign_resume`).
 
     ``resume`` True means ``work_dir/latest.pth``, which must then exist; a path is checked by the loader.
+    ``exist_ok`` with a resume of the work dir's own run is refused (one continues the run, the other moves it).
     """
     d = Path(work_dir)
     if d.exists() and not d.is_dir():
         raise PreflightError(f"work dir {d} is a file, not a folder; choose another --work-dir")
+    if exist_ok and resumes_own_run(d, resume):
+        raise PreflightError(
+            f"--resume {'' if resume is True else f'{resume} '}continues the run in {d} and --exist-ok (exist_ok=True) "
+            "moves it away to start anew: give one of them (--exist-ok goes with --resume CKPT of another folder: "
+            f"{d}'s run moves to previous-N, CKPT's run goes on here)"
+        )
     if resume is True and not (d / "latest.pth").is_file():
         raise FileNotFoundError(
             f"nothing to resume: {d / 'latest.pth'} does not exist; start a new run without --resume, "
             "or give the checkpoint with --resume CKPT"
         )
     files = run_files(d)
-    if resume or exist_ok or not files:
+    if not files:
         return
     names = ", ".join(p.name for p in files[:4]) + (", ..." if len(files) > 4 else "")
+    _check_foreign_resume(d, resume, exist_ok, names)
+    if resume or exist_ok:
+        return
     if holds_run(d):
         raise WorkDirInUse(
             f"work dir {d} already holds a run ({names}); nothing was changed. Continue it with --resume "

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
+import yaml
 
 import detkit
 from detkit.config import ConfigError
@@ -113,3 +115,54 @@ def test_a_segmentor_is_told_the_data_that_fits_it(seg):
     assert "CocoDataset" not in str(e.value)
     test = detkit.evaluate(model, data={"img_dir": str(d / "val"), "mask_dir": str(d / "sem/val")}, split="test")
     assert "sem/mIoU" in test and test == detkit.evaluate(model)  # the dict read with data.val's type and pipeline
+
+
+@pytest.fixture(scope="module")
+def yolo_shapes(shapes, tmp_path_factory):
+    """The shapes val images (and their labels) as an Ultralytics dataset, train and val alike: its data.yaml."""
+    from detkit.data.converters import convert_coco_to_yolo
+
+    root, d = tmp_path_factory.mktemp("ultra"), shapes["dir"]
+    convert_coco_to_yolo(d / "val.json", d / "val", root / "converted")
+    for split in ("train", "val"):
+        shutil.copytree(d / "val", root / "images" / split)
+        shutil.copytree(root / "converted" / "labels", root / "labels" / split)
+    names = (root / "converted" / "classes.txt").read_text().split()
+    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+    (root / "data.yaml").write_text(yaml.safe_dump(data))
+    return root / "data.yaml"
+
+
+def test_a_coco_dict_scores_a_model_trained_on_a_data_yaml(shapes, yolo_shapes):
+    """The documented dict {'ann_file', 'img_dir'} over a data.val that is a YOLODataset (a run of --data data.yaml)
+    is a CocoDataset with data.val's pipeline; keys of no dataset type together ask for a 'type'."""
+    model, d = shapes["model"], shapes["dir"]
+    own = model.cfg
+    model.cfg = copy.deepcopy(own)
+    model.cfg["data"]["val"] = {"type": "YOLODataset", "data_yaml": str(yolo_shapes), "split": "val"}
+    model.cfg["data"]["val"]["pipeline"] = own["data"]["val"]["pipeline"]
+    try:
+        got = detkit.evaluate(model, data={"ann_file": str(d / "val.json"), "img_dir": str(d / "val")})
+        with pytest.raises(ConfigError, match=r"a YOLODataset, which takes no ann_file; .*give its 'type' as well"):
+            detkit.evaluate(model, data={"ann_file": str(d / "val.json")})
+    finally:
+        model.cfg = own
+    assert got == detkit.evaluate(model)
+
+
+def test_a_data_yaml_gives_a_config_its_class_count_as_eval_data_does(shapes, yolo_shapes, tmp_path):
+    """evaluate("yolo_n_coco", CKPT, data="data.yaml") of a run trained with --data data.yaml: the config's
+    num_classes (80 there) becomes the yaml's before the model is built, as `detkit eval ... --data` does."""
+    from detkit.config import dump_config
+
+    cfg = copy.deepcopy(shapes["model"].cfg)
+    cfg["model"]["num_classes"] = 7  # the recipe's own class count, not the checkpoint's 4
+    recipe = tmp_path / "recipe.yaml"
+    dump_config(cfg, recipe)
+    ckpt, data = shapes["checkpoint"], str(yolo_shapes)
+    with pytest.raises(CheckpointMismatchError):  # (the config alone: 7 classes against the checkpoint's 4)
+        detkit.evaluate(cfg, ckpt, device="cpu")
+    metrics = detkit.evaluate(cfg, ckpt, data=data, device="cpu")
+    assert "bbox/AP" in metrics and metrics == detkit.evaluate(None, ckpt, data=data, device="cpu")
+    assert detkit.evaluate(str(recipe), ckpt, data=data, device="cpu") == metrics  # a config file too
+    assert cfg["model"]["num_classes"] == 7  # the dict given is not modified

@@ -121,3 +121,24 @@ def test_a_tool_files_name_as_the_command_names_the_detkit_command(given, comman
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"detkit: error: unknown command '{given}'; tools/") and f"is `detkit {command}`" in err
     assert "\n" not in err
+
+
+def test_a_reader_that_closes_stdout_ends_every_command_quietly(tmp_path):
+    """``detkit configs | head -1`` (a command outside run_tool, as check and convert): no BrokenPipeError traceback,
+    no "Exception ignored" at exit; exit status 1 (the output was cut), as Python's recipe for a closed pipe."""
+    import os
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "detkit.cli.main", "configs"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    proc.stdout.close()  # the reader gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and "BrokenPipe" not in err and "Exception ignored" not in err, err
+    line = f'{shlex.join(command)} | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'
+    piped = subprocess.run(["bash", "-c", line], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert len(piped.stdout.splitlines()) == 1 and "Traceback" not in piped.stderr, piped.stderr
+    assert piped.stderr.strip().splitlines()[-1] in ("status 0", "status 1"), piped.stderr

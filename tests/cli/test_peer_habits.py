@@ -41,6 +41,10 @@ CASES = {
         ["train", CFG, "--set", "data.train.metainfo.classes=[a,b]"],
         ["data.train.metainfo is MMDetection 3's key", "data.train.dataset.classes=", "give data.val the same"],
     ),
+    "ignore_index": (  # MMSegmentation's dataset key: detkit's ignore value stays 255, mapped with label_map
+        ["train", "semfpn_r18_shapes", "--set", "data.train.ignore_index=254"],
+        ["data.train.ignore_index is MMSegmentation's key", "model.ignore_index", "label_map, e.g. {254: 255}"],
+    ),
     "config_file": (["train", "--config-file", "x.yaml"], ["Detectron2's flag", "`detkit train x.yaml ...`"]),
     "eval_only": (["train", CFG, "--eval-only"], ["Detectron2's flag", "`detkit eval CONFIG CHECKPOINT`"]),
     "opts": (["train", CFG, "--opts", "SOLVER.MAX_ITER", "10"], ["Detectron2's flag", "--set train.max_iters=10"]),

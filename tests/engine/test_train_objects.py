@@ -37,3 +37,22 @@ def test_a_class_without_objects_is_warned_about(tmp_path, caplog):
         _check_objects(CocoDataset(placeholder, tmp_path / "train"))
     (record,) = caplog.records
     assert "1 class(es) without any object to learn: shapes" in record.getMessage()
+
+
+def test_a_yolo_folder_without_label_files_says_where_they_were_looked_for(tmp_path):
+    """No label file at all: the message is the dataset's path rule (where the .txt files were looked for), not the
+    advice to give a json with annotations."""
+    import shutil
+
+    from detkit.data.datasets.yolo import YOLODataset
+
+    make_shapes(tmp_path / "coco", num_train=2, num_val=0, size=(64, 64), seed=0)
+    shutil.copytree(tmp_path / "coco" / "train", tmp_path / "ds" / "images" / "train")
+    (tmp_path / "ds" / "labels" / "train").mkdir(parents=True)  # the folder, without a .txt in it
+    with pytest.warns(UserWarning, match="none of the 2 images has a label file"):
+        dataset = YOLODataset(img_dir=str(tmp_path / "ds" / "images" / "train"), classes=["circle"])
+    with pytest.raises(PreflightError) as e:
+        _check_objects(dataset)
+    msg = str(e.value)
+    assert msg.startswith("data.train holds no object to learn: ") and "labels are looked for by" in msg, msg
+    assert str(tmp_path / "ds" / "labels" / "train") in msg and "training json" not in msg

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -154,3 +156,49 @@ def test_a_work_dir_inside_the_data_is_refused(tmp_path):
             check_outside_data(bad, cfg)
     check_outside_data(tmp_path / "imgs" / "runs", cfg)  # beside the images: fine
     check_outside_data(tmp_path / "work", {"data": {"val": None}})
+
+
+@pytest.fixture
+def other_run(toy, tmp_path):
+    """Another finished run (A), beside the work dir's own (``first_run``, B)."""
+    work = tmp_path / "a"
+    Trainer(toy.toy_config(max_epochs=1, log_interval=1), work_dir=work, device="cpu").fit()
+    return work
+
+
+def test_resuming_another_runs_checkpoint_over_a_run_is_refused_then_moved_with_exist_ok(toy, first_run, other_run):
+    """--resume runs/A/latest.pth --work-dir runs/B, B holding its own run: B's latest.pth would be A's continuation
+    and the metrics mixed, B's best.pth left B's. Refused, touching nothing; --exist-ok moves B's run aside."""
+    before = _snapshot(first_run)
+    cfg = toy.toy_config(max_epochs=2)
+    with pytest.raises(WorkDirInUse) as e:
+        Trainer(cfg, work_dir=first_run, device="cpu", resume=other_run / "latest.pth")
+    msg = str(e.value)
+    assert f"work dir {first_run} holds another run" in msg and f"--work-dir {other_run})" in msg, msg
+    assert "--exist-ok" in msg and "empty --work-dir" in msg and "\n" not in msg
+    assert _snapshot(first_run) == before
+    Trainer(cfg, work_dir=first_run, device="cpu", resume=other_run / "latest.pth", exist_ok=True).fit()
+    assert _snapshot(first_run / "previous-1") == before  # B's run, whole
+    meta = torch.load(first_run / "latest.pth", weights_only=True)["meta"]
+    assert meta["epoch"] == 2  # A's run went on in B
+    rows = (first_run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]  # A's epoch 1 evaluated anew (as into an empty dir)
+
+
+def test_resume_of_the_own_run_or_into_a_folder_without_checkpoint_goes_on(toy, first_run, other_run, tmp_path):
+    """The documented cases stay: the work dir's own checkpoint (with a path too), another run's checkpoint into
+    an empty folder or one where that resume stopped before its first checkpoint; --exist-ok with the own run's
+    resume is refused (one continues the run, the other moves it)."""
+    cfg = toy.toy_config(max_epochs=2)
+    Trainer(cfg, work_dir=first_run, device="cpu", resume=first_run / "latest.pth").fit()
+    for own in (True, first_run / "latest.pth"):
+        with pytest.raises(PreflightError, match="continues the run in .* and --exist-ok .*give one of them"):
+            Trainer(cfg, work_dir=first_run, device="cpu", resume=own, exist_ok=True)
+    stopped = tmp_path / "stopped"  # a --resume A/latest.pth that stopped before its first checkpoint
+    stopped.mkdir()
+    for name in ("config.yaml", "log.txt", "metrics.jsonl"):
+        (stopped / name).write_text("")
+    Trainer(cfg, work_dir=stopped, device="cpu", resume=other_run / "latest.pth").fit()
+    Trainer(cfg, work_dir=tmp_path / "new", device="cpu", resume=other_run / "latest.pth").fit()
+    for work in (stopped, tmp_path / "new"):
+        assert torch.load(work / "latest.pth", weights_only=True)["meta"]["epoch"] == 2

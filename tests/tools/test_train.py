@@ -274,6 +274,25 @@ def test_a_second_training_into_a_run_is_refused_then_exist_ok_keeps_the_old_bes
     assert (run / "best.pth").is_file() and "training done: epoch 1" in proc.stdout
 
 
+def test_resume_of_another_runs_checkpoint_into_a_run_is_one_line_then_exist_ok_moves_it(toy_run, tmp_path):
+    """--resume runs/A/latest.pth --work-dir runs/B, B holding a run of its own: exit 2, one line naming the ways
+    on, nothing changed; with --exist-ok (no longer refused beside --resume CKPT) B's run moves to previous-1."""
+    cfg, other = toy_run
+    run = tmp_path / "B"
+    shutil.copytree(other, run)
+    before = _snapshot(run)
+    args = [cfg, "--work-dir", run, "--device", "cpu", "--resume", other / "latest.pth", "--set", "train.max_epochs=2"]
+    proc = _run(args, tool=TOY_TRAIN)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err[-2000:]
+    assert f"work dir {run} holds another run" in err and f"--work-dir {other}" in err and "--exist-ok" in err
+    assert _snapshot(run) == before
+    proc = _run([*args, "--exist-ok"], tool=TOY_TRAIN)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _snapshot(run / "previous-1") == {run / "previous-1" / p.name: b for p, b in before.items()}
+    assert "training done: epoch 2" in proc.stdout
+
+
 def test_resume_from_best_pth_is_refused(toy_run):
     cfg, run = toy_run
     before = _snapshot(run)
