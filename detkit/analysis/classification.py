@@ -6,7 +6,8 @@ metrics, per-class table and confusion matrix are ``ClsEvaluator``'s (docs/class
 ``label_1``, top-5 from the first five labels (when the CSV has at least ``min(5, C)`` of them). Outputs:
 ``per_class.csv``, ``confusion_matrix.csv`` / ``.png``, ``confused_pairs.csv``, ``per_image.csv`` (every image,
 wrong ones first, most confident first), ``worst/`` drawings of the most confident mistakes, ``summary.json``;
-an earlier run's outputs in that folder (these names and ``worst/NN_*.jpg``) are removed first.
+the outputs an earlier run recorded in that folder (``.analyze_outputs.json``) are removed first, and a file of
+the user's with an output's name is refused (``ForeignOutputError``), before anything is written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from detkit.analysis.figures import write_csv
-from detkit.analysis.outputs import remove_earlier_outputs
+from detkit.analysis.outputs import recorded_run
 from detkit.evaluation.checks import CategoryMismatchWarning
 from detkit.utils.files import atomic_write
 
@@ -189,22 +190,22 @@ def analyze_classification(
     topk = min(len(p.labels) for p in preds) if preds else 0
     truth = [int(folder.labels[i]) for i, _ in pairs]
     evaluator, metrics = _evaluate([p for _, p in pairs], truth, names, topk)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_earlier_outputs(out, OUTPUTS, ("worst",))  # after every check: a mistake leaves the folder as it was
-    files = evaluator.write_report(out)
     confused = confused_pairs(evaluator.confusion, names)
     per_image = _per_image_rows(pairs, folder, names)
-    files += [
-        write_csv(out / "confused_pairs.csv", list(CONFUSED_FIELDS), [list(r.values()) for r in confused]),
-        write_csv(out / "per_image.csv", list(PER_IMAGE_FIELDS), [list(r.values()) for r in per_image]),
-        *_draw_worst(per_image, out / "worst", num_images),
-    ]
-    summary = {"metrics": metrics, "units": "0..1", "images": len(pairs), "topk": topk, "confused_pairs": confused}
-    summary["per_class"] = [r._asdict() for r in evaluator.per_class]
-    text = json.dumps(_no_nan(summary), indent=2)
-    atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
-    files.append(out / "summary.json")
+    chosen = [r for r in per_image if not r["correct"]][:num_images]
+    planned = [*OUTPUTS, *(_drawing_name(rank, r) for rank, r in enumerate(chosen, start=1))]
+    with recorded_run(out_dir, planned, "classification") as out:  # refuses to replace the user's files
+        files = evaluator.write_report(out)
+        files += [
+            write_csv(out / "confused_pairs.csv", list(CONFUSED_FIELDS), [list(r.values()) for r in confused]),
+            write_csv(out / "per_image.csv", list(PER_IMAGE_FIELDS), [list(r.values()) for r in per_image]),
+            *_draw_worst(chosen, out),
+        ]
+        summary = {"metrics": metrics, "units": "0..1", "images": len(pairs), "topk": topk}
+        summary |= {"confused_pairs": confused, "per_class": [r._asdict() for r in evaluator.per_class]}
+        text = json.dumps(_no_nan(summary), indent=2)
+        atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
+        files.append(out / "summary.json")
     return dict(metrics=metrics, evaluator=evaluator, pairs=confused, per_image=per_image, files=files, topk=topk)
 
 
@@ -256,14 +257,19 @@ def _per_image_rows(pairs: Sequence[tuple[int, ClassPrediction]], folder, names:
     return sorted(rows, key=lambda r: (r["correct"], -r["score"]))
 
 
-def _draw_worst(rows: Sequence[dict], folder: Path, num_images: int) -> list[Path]:
-    """Draw the ``num_images`` most confident mistakes (true and predicted class written on each) into ``folder``."""
+def _drawing_name(rank: int, row: dict) -> str:
+    """A mistake's drawing, relative to the output folder: ``worst/01_<true class>_<image stem>.jpg``."""
+    return f"worst/{rank:02d}_{row['true']}_{Path(row['file']).stem}.jpg"
+
+
+def _draw_worst(wrong: Sequence[dict], out: Path) -> list[Path]:
+    """Draw the mistakes ``wrong`` (per-image rows, most confident first; true and predicted class written on
+    each) into ``out/worst``."""
     import cv2
 
     from detkit.data.image_io import read_image
     from detkit.inference.classification import MIN_DRAW_SIDE
 
-    wrong = [r for r in rows if not r["correct"]][:num_images]
     written = []
     for rank, r in enumerate(wrong, start=1):
         image = read_image(r["file"])
@@ -275,8 +281,8 @@ def _draw_worst(rows: Sequence[dict], folder: Path, num_images: int) -> list[Pat
         ):
             cv2.rectangle(image, (0, 16 * y), (image.shape[1], 16 * y + 16), (0, 0, 0), -1)
             cv2.putText(image, text, (3, 16 * y + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.42, colour, 1, cv2.LINE_AA)
-        path = folder / f"{rank:02d}_{r['true']}_{Path(r['file']).stem}.jpg"
-        folder.mkdir(parents=True, exist_ok=True)
+        path = out / _drawing_name(rank, r)
+        path.parent.mkdir(parents=True, exist_ok=True)
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         if ok:
             atomic_write(path, lambda f, b=buf: f.write(b.tobytes()))

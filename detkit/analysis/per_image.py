@@ -15,7 +15,15 @@ from detkit.analysis.confusion import ConfusionResult, ImageMatch
 from detkit.analysis.figures import write_csv
 from detkit.utils.files import atomic_write
 
-__all__ = ["draw_image_pair", "draw_ranked_images", "rank_images", "worst_and_best", "write_per_image_csv"]
+__all__ = [
+    "draw_image_pair",
+    "draw_ranked_images",
+    "drawing_name",
+    "planned_drawings",
+    "rank_images",
+    "worst_and_best",
+    "write_per_image_csv",
+]
 
 
 def rank_images(cm: ConfusionResult) -> list[ImageMatch]:
@@ -121,6 +129,17 @@ def draw_image_pair(
     return np.concatenate([header, body], axis=0)
 
 
+def drawing_name(group: str, rank: int, m: ImageMatch) -> str:
+    """The drawing's path relative to the output folder: ``worst/01_image7.jpg``."""
+    return f"{group}/{rank:02d}_image{m.image_id}.jpg"
+
+
+def planned_drawings(cm: ConfusionResult, num: int = 8) -> list[str]:
+    """The paths (relative to the output folder) that :func:`draw_ranked_images` may write for ``cm``."""
+    groups = worst_and_best(rank_images(cm), num)
+    return [drawing_name(group, rank, m) for group, items in groups.items() for rank, m in enumerate(items, 1)]
+
+
 def draw_ranked_images(
     cm: ConfusionResult,
     coco_gt: Any,
@@ -155,7 +174,7 @@ def draw_ranked_images(
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             continue
-        path = Path(out_dir) / group / f"{rank:02d}_image{m.image_id}.jpg"
+        path = Path(out_dir) / drawing_name(group, rank, m)
         atomic_write(path, lambda f, b=buf: f.write(b.tobytes()))
         written[group].append(path)
     return written

@@ -11,9 +11,9 @@ from typing import Any
 from detkit.analysis.common import category_names, load_gt, load_results, run_cocoeval
 from detkit.analysis.confusion import confusion_matrix, plot_confusion_matrix, write_confusion_csv
 from detkit.analysis.errors import error_breakdown, plot_errors, write_errors_csv
-from detkit.analysis.outputs import remove_earlier_outputs
+from detkit.analysis.outputs import recorded_run
 from detkit.analysis.per_class import format_table, per_class_table, size_table, write_per_class_csv
-from detkit.analysis.per_image import draw_ranked_images, write_per_image_csv
+from detkit.analysis.per_image import draw_ranked_images, planned_drawings, write_per_image_csv
 from detkit.analysis.precision_recall import plot_pr_curves
 from detkit.evaluation.coco_metrics import STAT_NAMES, summarize_cocoeval
 from detkit.utils.files import atomic_write
@@ -116,36 +116,37 @@ def analyze_loaded(
 
     Writes per_class.csv, pr_curves.png, confusion_matrix.png/.csv, errors.png/.csv (``tide``),
     per_image.csv, summary.json and, with ``img_dir``, worst/ and best/ drawings (docs/analysis.md), after
-    removing an earlier run's outputs from ``out_dir`` (those names and ``worst|best/NN_*.jpg``, nothing else:
-    errors.csv of a run with ``tide`` is not left beside one without). ``progress`` shows tqdm bars (on a terminal only) for the error breakdown and the drawings.
+    removing the outputs that an earlier run recorded in ``out_dir`` (``.analyze_outputs.json``; nothing else:
+    errors.csv of a run with ``tide`` is not left beside one without). A file of the user's with the name of an
+    output is a :class:`~detkit.analysis.outputs.ForeignOutputError`, before anything is written. ``progress`` shows tqdm bars (on a terminal only) for the error breakdown and the drawings.
     Returns a dict with ``metrics``, ``per_class``, ``sizes``, ``confusion``, ``errors``, ``table`` (text)
     and ``files``.
     """
-    out = Path(out_dir)
     cat_ids, names = category_names(coco_gt, class_names)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_earlier_outputs(out, OUTPUTS, ("worst", "best"))
     E = run_cocoeval(coco_gt, res, iou_type, max_dets=max_dets)
     metrics = _metrics(E, iou_type)
     rows = per_class_table(E, dict(zip(cat_ids, names)))
     sizes = size_table(E)
-    files = [write_per_class_csv(rows, out / "per_class.csv"), plot_pr_curves(E, out / "pr_curves.png", names)]
     cm = confusion_matrix(coco_gt, res, iou_type, score_thr, iou_thr, names)
-    files += [
-        plot_confusion_matrix(cm, out / "confusion_matrix.png"),
-        write_confusion_csv(cm, out / "confusion_matrix.csv"),
-        write_per_image_csv(cm, coco_gt, out / "per_image.csv"),
-    ]
-    errors = None
-    if tide:
-        errors = error_breakdown(coco_gt, res, iou_type, iou_thr, progress=progress, max_dets=max_dets)
-        files += [plot_errors(errors, out / "errors.png"), write_errors_csv(errors, out / "errors.csv")]
-    if img_dir is not None:
-        drawn = draw_ranked_images(cm, coco_gt, img_dir, out, num_images, iou_type, progress)
-        files += [p for group in drawn.values() for p in group]
-    text = json.dumps(_summary(iou_type, coco_gt, res, metrics, sizes, rows, cm, errors), indent=2)
-    atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
-    files.append(out / "summary.json")
+    planned = [name for name in OUTPUTS if tide or not name.startswith("errors.")]
+    planned += planned_drawings(cm, num_images) if img_dir is not None else []
+    with recorded_run(out_dir, planned, "detection") as out:  # refuses to replace the user's files
+        files = [write_per_class_csv(rows, out / "per_class.csv"), plot_pr_curves(E, out / "pr_curves.png", names)]
+        files += [
+            plot_confusion_matrix(cm, out / "confusion_matrix.png"),
+            write_confusion_csv(cm, out / "confusion_matrix.csv"),
+            write_per_image_csv(cm, coco_gt, out / "per_image.csv"),
+        ]
+        errors = None
+        if tide:
+            errors = error_breakdown(coco_gt, res, iou_type, iou_thr, progress=progress, max_dets=max_dets)
+            files += [plot_errors(errors, out / "errors.png"), write_errors_csv(errors, out / "errors.csv")]
+        if img_dir is not None:
+            drawn = draw_ranked_images(cm, coco_gt, img_dir, out, num_images, iou_type, progress)
+            files += [p for group in drawn.values() for p in group]
+        text = json.dumps(_summary(iou_type, coco_gt, res, metrics, sizes, rows, cm, errors), indent=2)
+        atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
+        files.append(out / "summary.json")
     return {
         "metrics": metrics,
         "per_class": rows,

@@ -5,8 +5,9 @@ Every number is :class:`~detkit.evaluation.semseg.SemSegEvaluator`'s: each image
 evaluator's ``update`` of its two maps, and the summed matrix gives ``sem/mIoU``, ``sem/mAcc`` and ``sem/aAcc``
 exactly as ``detkit eval`` reports them for the same maps (docs/analysis.md). Outputs: ``per_class.csv``,
 ``confusion_matrix.csv`` (pixels), ``confusion_matrix_norm.csv`` / ``.png`` (each true class's row sums to 1),
-``per_image.csv`` (worst first), ``worst/`` drawings and ``summary.json``; an earlier run's outputs in that
-folder (these names and ``worst/NN_*.jpg``) are removed first.
+``per_image.csv`` (worst first), ``worst/`` drawings and ``summary.json``; the outputs an earlier run recorded in
+that folder (``.analyze_outputs.json``) are removed first, and a file of the user's with an output's name is
+refused (``ForeignOutputError``), before anything is written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from detkit.analysis.figures import row_share_heatmap, save_figure, write_csv
-from detkit.analysis.outputs import remove_earlier_outputs
+from detkit.analysis.outputs import recorded_run
 from detkit.analysis.semantic_inputs import LabelReading, MapPair, check_same_size, few, pair_maps
 from detkit.evaluation.semseg import SemSegEvaluator
 from detkit.utils.files import atomic_write
@@ -156,21 +157,35 @@ def analyze_semantic(
     ``confusion``), ``scores`` (per image, worst first), ``files`` written, ``left_out`` (predicted images outside
     ``reading.split_file``, not scored) and ``split_file``.
     """
-    from detkit.analysis.semantic_draw import draw_worst
+    from detkit.analysis.semantic_draw import chosen_for_drawing, draw_worst, drawing_name
 
     reading = reading or LabelReading()
     pairs, left_out = pair_maps(gt_dir, pred_dir, reading)
     evaluator, scores = score_pairs(pairs, reading, progress)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_earlier_outputs(out, OUTPUTS, ("worst",))  # after every check: a mistake leaves the folder as it was
-    files = write_tables(evaluator, scores, out)
     ranked = worst_first(scores)
-    files += draw_worst(ranked, reading, evaluator.class_names, out / "worst", num_images, progress)
+    chosen = chosen_for_drawing(ranked, num_images)
+    planned = [*OUTPUTS, *(f"worst/{drawing_name(k, s)}" for k, s in enumerate(chosen, start=1))]
+    with recorded_run(out_dir, planned, "semantic") as out:  # after every check; refuses to replace user files
+        files = write_tables(evaluator, scores, out)
+        files += draw_worst(ranked, reading, evaluator.class_names, out / "worst", num_images, progress)
+        _write_summary(out, evaluator, reading, ranked, left_out, num_images)
+        files.append(out / "summary.json")
+    return dict(
+        metrics=dict(evaluator.metrics),
+        evaluator=evaluator,
+        scores=ranked,
+        files=files,
+        left_out=left_out,
+        split_file=reading.split_file,
+    )
+
+
+def _write_summary(out: Path, evaluator, reading: LabelReading, ranked, left_out, num_images: int) -> None:
+    """Write ``summary.json``: metrics, counts, how the maps were read, per-class rows, the worst images."""
     summary = {
         "metrics": dict(evaluator.metrics),
         "units": "0..1",
-        "images": len(scores),
+        "images": len(ranked),
         "split_file": reading.split_file,
         "left_out": len(left_out),
         "num_classes": evaluator.num_classes,
@@ -181,15 +196,6 @@ def analyze_semantic(
     }
     text = json.dumps(_no_nan(summary), indent=2)
     atomic_write(out / "summary.json", lambda f: f.write(text.encode()))
-    files.append(out / "summary.json")
-    return dict(
-        metrics=dict(evaluator.metrics),
-        evaluator=evaluator,
-        scores=ranked,
-        files=files,
-        left_out=left_out,
-        split_file=reading.split_file,
-    )
 
 
 def format_report(out: dict[str, Any], out_dir: str | os.PathLike, num_images: int = 8) -> str:

@@ -76,6 +76,16 @@ def _image_for(path: str, shape: tuple[int, int]) -> np.ndarray | None:
     return image if image.shape[:2] == shape else None
 
 
+def chosen_for_drawing(ranked: Sequence[ImageScore], num_images: int) -> list[ImageScore]:
+    """The first ``num_images`` of ``ranked`` (worst first) that have a wrong pixel: the images drawn."""
+    return [s for s in ranked if not math.isnan(s.aAcc) and s.aAcc < 1.0][:num_images]
+
+
+def drawing_name(rank: int, score: ImageScore) -> str:
+    """A drawing's file name in the ``worst/`` folder: ``01_<image stem>.jpg``."""
+    return f"{rank:02d}_{Path(score.pair.image).stem}.jpg"
+
+
 def draw_worst(
     ranked: Sequence[ImageScore],
     reading: LabelReading,
@@ -89,7 +99,7 @@ def draw_worst(
     no longer found is replaced by grey (one warning). Returns the paths written."""
     from detkit.engine.logger import progress_bar
 
-    chosen = [s for s in ranked if not math.isnan(s.aAcc) and s.aAcc < 1.0][:num_images]
+    chosen = chosen_for_drawing(ranked, num_images)
     written, lost = [], []
     for rank, s in enumerate(progress_bar(chosen, desc="drawing worst", enabled=progress, unit="image"), start=1):
         gt, pred = reading.read_gt(s.pair.gt), reading.read_pred(s.pair.pred)
@@ -100,7 +110,7 @@ def draw_worst(
         drawn = draw_comparison(image, gt, pred, class_names, reading.ignore_index, s.mIoU)
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         if ok:
-            path = folder / f"{rank:02d}_{Path(s.pair.image).stem}.jpg"
+            path = folder / drawing_name(rank, s)
             atomic_write(path, lambda f, b=buf: f.write(b.tobytes()))
             written.append(path)
     if lost:

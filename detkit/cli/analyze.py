@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from detkit.cli.errors import ArgumentParser, UserError, run_tool, user_errors
@@ -125,9 +126,7 @@ def run_semantic(args: argparse.Namespace) -> int:
         if path is not None:
             inputs.append(input_arg(path, flag))
     cfg = config_arg(args.config) if args.config is not None else None
-    out = out_dir_arg(args.out_dir, "--out-dir", inputs)
-    for name in SEM_OUTPUTS:
-        out_file_arg(out / name, "--out-dir", inputs)
+    out = check_out_dir(args.out_dir, inputs, SEM_OUTPUTS, ("worst",))
     from detkit.analysis.semantic import analyze_semantic, format_report
     from detkit.analysis.semantic_inputs import reading_from_options
 
@@ -154,16 +153,14 @@ def run_classification(args: argparse.Namespace) -> int:
     if csv_gt and args.img_dir is None:
         raise UserError(f"{args.gt_json} is a file: give the folder of class folders, or a CSV with --img-dir")
     if args.img_dir is not None:
-        input_arg(args.img_dir, "--img-dir", folder=True)
+        inputs.append(input_arg(args.img_dir, "--img-dir", folder=True))
     from detkit.analysis.classification import split_root_mistake
 
     folder = args.img_dir if csv_gt else args.gt_json
     mistake = split_root_mistake(folder, args.predictions, "--img-dir" if csv_gt else "IMG_DIR")
     if mistake is not None:
         raise UserError(mistake)
-    out = out_dir_arg(args.out_dir, "--out-dir")
-    for name in CLS_OUTPUTS:
-        out_file_arg(out / name, "--out-dir", inputs)
+    check_out_dir(args.out_dir, inputs, CLS_OUTPUTS, ("worst",))
     from detkit.analysis.classification import analyze_classification, format_report
 
     img_dir, ann_file = (args.img_dir, args.gt_json) if csv_gt else (args.gt_json, None)
@@ -178,12 +175,35 @@ def check_paths(args: argparse.Namespace) -> None:
     max_dets_arg(args.max_dets)
     inputs = [input_arg(args.gt_json, "GT_JSON"), input_arg(args.predictions, "PREDICTIONS_JSON")]
     if args.img_dir is not None:
-        input_arg(args.img_dir, "--img-dir", folder=True)
-    out = out_dir_arg(args.out_dir, "--out-dir")
+        inputs.append(input_arg(args.img_dir, "--img-dir", folder=True))
     from detkit.analysis.report import OUTPUTS
 
-    for name in OUTPUTS:
+    outputs = [name for name in OUTPUTS if not (args.no_tide and name.startswith("errors."))]
+    check_out_dir(args.out_dir, inputs, outputs, ("worst", "best"))
+
+
+def check_out_dir(out_dir: str, inputs: list[Path], outputs: Sequence[str], drawing_folders: Sequence[str]) -> Path:
+    """--out-dir is a writable folder outside every input folder, no input folder lies in its drawing folders
+    (drawings would land among the inputs), none of its ``outputs`` is an input, and none replaces a file that
+    no earlier run of analyze recorded (docs/analysis.md)."""
+    from detkit.analysis.outputs import refuse_foreign_outputs
+    from detkit.utils.output_names import is_inside
+
+    folders = [Path(item) for item in inputs if Path(item).is_dir()]  # input files: out_file_arg's care below
+    out = out_dir_arg(out_dir, "--out-dir", folders)
+    for folder in folders:
+        for sub in drawing_folders:
+            if is_inside(folder, out / sub):
+                raise UserError(
+                    f"--out-dir {out_dir}: its drawing folder {out / sub} holds the input folder {folder}; the "
+                    "drawings would land among the inputs: choose another --out-dir"
+                )
+    for name in outputs:
         out_file_arg(out / name, "--out-dir", inputs)
+    problem = refuse_foreign_outputs(out_dir, outputs)
+    if problem is not None:
+        raise UserError(problem)
+    return out
 
 
 def check_img_dir(img_dir: str | None, coco_gt, gt_json: str) -> None:
@@ -266,18 +286,21 @@ def run(args: argparse.Namespace) -> int:
             UserWarning,
             stacklevel=1,
         )
-    out = analyze_loaded(
-        coco_gt,
-        res,
-        args.out_dir,
-        args.iou_type,
-        args.score_thr,
-        args.iou_thr,
-        args.img_dir,
-        args.num_images,
-        tide=not args.no_tide,
-        max_dets=args.max_dets,
-    )
+    from detkit.analysis.outputs import ForeignOutputError
+
+    with user_errors(TOOL, extra=(ForeignOutputError,)):  # a drawing's name taken by a file of the user's
+        out = analyze_loaded(
+            coco_gt,
+            res,
+            args.out_dir,
+            args.iou_type,
+            args.score_thr,
+            args.iou_thr,
+            args.img_dir,
+            args.num_images,
+            tide=not args.no_tide,
+            max_dets=args.max_dets,
+        )
     print(format_report(out, args))
     return 0
 

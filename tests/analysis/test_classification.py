@@ -125,5 +125,21 @@ def test_a_rerun_removes_its_earlier_drawings(folder, tmp_path):
     analyze_classification(folder, preds, out, num_images=3)
     assert sorted(p.name for p in (out / "worst").iterdir()) == ["01_cat_c3.jpg", "02_cat_c2.jpg", "03_dog_d2.jpg"]
     (out / "worst" / "mine.jpg").write_bytes(b"mine")
+    (out / "worst" / "04_img.jpg").write_bytes(b"mine")  # named like a drawing, but no run recorded it
     analyze_classification(folder, preds, out, num_images=1)
-    assert sorted(p.name for p in (out / "worst").iterdir()) == ["01_cat_c3.jpg", "mine.jpg"]
+    assert sorted(p.name for p in (out / "worst").iterdir()) == ["01_cat_c3.jpg", "04_img.jpg", "mine.jpg"]
+    assert (out / "worst" / "04_img.jpg").read_bytes() == b"mine"
+
+
+def test_a_drawing_name_taken_by_a_user_file_is_refused_before_writing(folder, tmp_path):
+    from detkit.analysis.outputs import ForeignOutputError
+
+    preds = tmp_path / "predictions.csv"
+    _write_csv(preds, ROWS)
+    out = tmp_path / "out"
+    (out / "worst").mkdir(parents=True)
+    (out / "worst" / "01_cat_c3.jpg").write_bytes(b"mine")
+    with pytest.raises(ForeignOutputError, match="worst/01_cat_c3.jpg"):
+        analyze_classification(folder, preds, out, num_images=1)
+    assert [p.name for p in out.rglob("*")] == ["worst", "01_cat_c3.jpg"]
+    assert (out / "worst" / "01_cat_c3.jpg").read_bytes() == b"mine"

@@ -232,8 +232,9 @@ def test_a_rerun_removes_its_earlier_outputs_and_nothing_else(tmp_path):
     assert sorted(p.name for p in (folder / "worst").iterdir()) == ["01_x.jpg", "02_z.jpg"]
     (folder / "notes.txt").write_text("mine")
     (folder / "worst" / "keep.jpg").write_bytes(b"mine")
+    (folder / "worst" / "07_photo.jpg").write_bytes(b"mine")  # named like a drawing, recorded by no run
     analyze_semantic(gt_dir, pred_dir, folder, LabelReading(NAMES), num_images=1)
-    assert sorted(p.name for p in (folder / "worst").iterdir()) == ["01_x.jpg", "keep.jpg"]  # no 02_z.jpg
+    assert sorted(p.name for p in (folder / "worst").iterdir()) == ["01_x.jpg", "07_photo.jpg", "keep.jpg"]
     assert (folder / "notes.txt").read_text() == "mine" and (folder / "worst" / "keep.jpg").read_bytes() == b"mine"
     with pytest.raises(ValueError, match="has value"):  # a mistake: the folder stays as it was
         analyze_semantic(gt_dir, pred_dir, folder, LabelReading(NAMES[:1]), num_images=1)

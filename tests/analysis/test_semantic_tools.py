@@ -15,6 +15,7 @@ import torch
 import yaml
 
 import detkit
+from detkit.analysis.outputs import MANIFEST
 from detkit.analysis.semantic import OUTPUTS
 from detkit.config import load_config
 
@@ -82,7 +83,7 @@ def test_summary_equals_what_eval_reports(segmentor_run, tmp_path, capsys):
     assert 0 < summary["metrics"]["sem/mIoU"] < 1 and summary["images"] == 3
     table = evaluated[evaluated.index("sem/mIoU=") :].splitlines()[:8]  # eval's metrics line and per-class table
     assert all(line in printed for line in table) and "worst images" in printed
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "worst"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "worst", MANIFEST])
     again = tmp_path / "again"  # --classes gives the same numbers (the config adds no remapping here)
     args = [
         str(paths["val_sem_dir"]),

@@ -130,3 +130,83 @@ def test_an_img_dir_without_the_images_and_a_threshold_above_every_score(data, t
     assert analyze_tool.main([*args, "--score-thr", "0.3"]) == 0
     err = capsys.readouterr().err
     assert "no prediction reaches --score-thr 0.3 (the best score is 0.050)" in err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("analyze: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_photo_in_best_survives_and_a_users_table_is_refused(data, tmp_path, capsys):
+    """The reported data loss: A/best/20240101_123456.jpg (a phone photo's name) was deleted by a run into A."""
+    paths, _, _, pred_path = data
+    out = tmp_path / "A"
+    (out / "best").mkdir(parents=True)
+    (out / "best" / "20240101_123456.jpg").write_bytes(b"photo")
+    args = [str(paths["val_ann_file"]), str(pred_path), "--out-dir", str(out), "--no-tide", "--num-images", "1"]
+    assert analyze_tool.main([*args, "--img-dir", str(paths["val_img_dir"])]) == 0
+    assert (out / "best" / "20240101_123456.jpg").read_bytes() == b"photo"
+    assert len(list((out / "best").iterdir())) == 2
+    assert analyze_tool.main(args) == 0  # the re-run removes its drawings, not the photo
+    assert sorted((out / "best").iterdir()) == [out / "best" / "20240101_123456.jpg"]
+    assert not (out / "worst").exists()
+    capsys.readouterr()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.json").write_text("my notes")
+    assert analyze_tool.main([*args[:3], str(mine)]) == 2
+    err = _one_line_error(capsys)
+    assert "holds summary.json, which this analysis would replace" in err
+    assert _tree(mine) == {"summary.json": b"my notes"}
+
+
+@pytest.fixture
+def class_folders(tmp_path):
+    """data/best/01_img.jpg ... and data/worst/01_img.jpg ...: class folders named like analyze's drawing folders,
+    and a classifier's predictions.csv of them (all wrong)."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "data"
+    rows = ["file,frame,label_1,score_1"]
+    for cls, other in (("best", "worst"), ("worst", "best")):
+        (root / cls).mkdir(parents=True)
+        for k in (1, 2):
+            path = root / cls / f"{k:02d}_img.jpg"
+            cv2.imwrite(str(path), np.full((16, 16, 3), 40 * k, np.uint8))
+            rows.append(f"{path},,{other},0.9")
+    preds = tmp_path / "predictions.csv"
+    preds.write_text("\n".join(rows) + "\n")
+    return root, preds
+
+
+def test_classifier_out_dir_inside_img_dir_is_refused(class_folders, tmp_path, capsys):
+    """The reported data loss: --out-dir data (the IMG_DIR) deleted data/worst/*.jpg, then crashed."""
+    root, preds = class_folders
+    before = _tree(root)
+    assert analyze_tool.main([str(root), str(preds), "--out-dir", str(root)]) == 2
+    assert "is inside the input folder" in _one_line_error(capsys)
+    assert analyze_tool.main([str(root), str(preds), "--out-dir", str(root / "worst" / "ana")]) == 2
+    _one_line_error(capsys)
+    assert analyze_tool.main([str(root / "worst"), str(preds), "--out-dir", str(root)]) == 2  # IMG_DIR = OUT/worst
+    assert "drawing folder" in _one_line_error(capsys)
+    assert _tree(root) == before
+
+
+def test_classifier_rerun_clears_only_its_recorded_drawings(class_folders, tmp_path, capsys):
+    root, preds = class_folders
+    out = tmp_path / "ana"
+    (out / "worst").mkdir(parents=True)
+    (out / "worst" / "09_img.jpg").write_bytes(b"mine")
+    assert analyze_tool.main([str(root), str(preds), "--out-dir", str(out), "--num-images", "3"]) == 0
+    drawn = sorted(p.name for p in (out / "worst").iterdir())
+    assert len(drawn) == 4 and "09_img.jpg" in drawn
+    assert analyze_tool.main([str(root), str(preds), "--out-dir", str(out), "--num-images", "1"]) == 0
+    assert sorted(p.name for p in (out / "worst").iterdir()) == ["01_best_01_img.jpg", "09_img.jpg"]
+    assert (out / "worst" / "09_img.jpg").read_bytes() == b"mine"
+    capsys.readouterr()
