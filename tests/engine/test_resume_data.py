@@ -1,6 +1,7 @@
-"""A resume on other data than the run's (data.train / data.val files, folders, classes) is refused, naming what
-changed, unless allowed (the best is then measured anew, the old best.pth kept aside); a resume with nothing left
-to run writes no file."""
+"""A resume with other class names than the run's is refused, naming what changed, unless allowed (the best is then
+measured anew, the old best.pth kept aside); other data with the same classes (files, folders, a held-out split) is a
+warning, since paths change legitimately (a moved project, a link); a resume with nothing left to run writes no
+file."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from detkit.engine import PreflightError, Trainer
-from detkit.engine.resume_data import data_changes
+from detkit.engine.resume_data import class_change, data_changes
 from detkit.engine.workdir import LOCK_NAME
 from detkit.registry import DATASETS
 
@@ -54,30 +55,47 @@ def _data(train_dir: str, val_classes: list, pipeline: list | None = None, ann_f
 
 def test_data_changes_names_paths_classes_and_class_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
     old = _data("d/train", ["a", "b"], [{"type": "Resize"}])
     same = _data(f"{tmp_path}/d/train/", ["a", "b"], [], ann_file="./d/t.json")  # written otherwise; a pipeline
-    assert data_changes(old, same, ["a", "b"], ["a", "b"]) == []
+    assert data_changes(old, same) == [] and class_change(["a", "b"], ["a", "b"]) is None
+    assert data_changes(_data("real", ["a"]), _data(f"{tmp_path}/link", ["a"])) == []  # a link to the same folder
     other = _data("e/train", ["a", "c"])
-    changes = data_changes(old, other, ["a", "b"], ["a", "c"])
-    assert changes[0] == "class names [a, b] -> [a, c]" and changes[2] == "data.val.classes [a, b] -> [a, c]"
-    assert changes[1].startswith("data.train.dataset.img_dir ") and len(changes) == 3  # (long paths: their ends)
-    assert "/d/train -> " in changes[1] and changes[1].endswith("/e/train"), changes[1]
-    assert data_changes(old, {"data": {**other["data"], "val": None}}, None, None) == changes[1:2]  # no validation
+    changes = data_changes(old, other)
+    assert class_change(["a", "b"], ["a", "c"]) == "class names [a, b] -> [a, c]"
+    assert changes[1] == "data.val.classes [a, b] -> [a, c]" and len(changes) == 2
+    assert changes[0].startswith("data.train.dataset.img_dir d/train -> e/train"), changes[0]
+    assert data_changes(old, {"data": {**other["data"], "val": None}}) == changes[:1]  # no validation
+    split = {"data": {"val": {"img_dir": "d", "val_fraction": 0.2}}}
+    assert data_changes(split, {"data": {"val": {"img_dir": "d", "val_fraction": 0.5}}}) == [
+        "data.val.val_fraction 0.2 -> 0.5"
+    ]
 
 
-def test_a_resume_on_other_data_is_refused_and_touches_nothing(named_toy, run):
+def test_a_resume_with_other_classes_is_refused_and_touches_nothing(named_toy, run):
     before = _files(run)
+    cfg = _config(named_toy, names=("cat", "dog"), img_dir="b/train", max_epochs=2)
+    with pytest.raises(PreflightError) as e:
+        Trainer(cfg, work_dir=run, device="cpu", resume=True)
+    msg = str(e.value)
+    assert "class names [toy0, toy1] -> [cat, dog]" in msg and "data.train.img_dir" in msg, msg
+    assert "measured on the old data" in msg and "\n" not in msg and str(run / "config.yaml") in msg
+    assert "new --work-dir" in msg and "--load-from" in msg and "--allow-data-change" in msg
+    assert _files(run) == before
+
+
+def test_other_data_with_the_same_classes_is_a_warning(named_toy, run, detkit_log):
+    best = torch.load(run / "best.pth", weights_only=True)["meta"]["best"]
     for cfg, named in [
-        (_config(named_toy, img_dir="b/train", max_epochs=2), "data.train.img_dir"),
-        (_config(named_toy, val_dir="b/val", max_epochs=2), "data.val.img_dir"),
-        (_config(named_toy, names=("cat", "dog"), max_epochs=2), "class names [toy0, toy1] -> [cat, dog]"),
+        (_config(named_toy, img_dir="b/train", max_epochs=2), "data.train.img_dir a/train -> b/train"),
+        (_config(named_toy, val_dir="b/val", max_epochs=2), "data.val.img_dir a/val -> b/val"),
     ]:
-        with pytest.raises(PreflightError) as e:
-            Trainer(cfg, work_dir=run, device="cpu", resume=True)
-        msg = str(e.value)
-        assert named in msg and "measured on the old data" in msg and "\n" not in msg, msg
-        assert "new --work-dir" in msg and "--load-from" in msg and "--allow-data-change" in msg
-        assert _files(run) == before
+        tr = Trainer(cfg, work_dir=run, device="cpu", resume=True)
+        warning = next(m for m in reversed(detkit_log) if m.startswith("resuming"))
+        assert named in warning and "--allow-data-change" in warning and "measured on the old data" in warning
+        assert tr.best == best  # kept: the evaluations go on being compared with it
+        del tr  # (a Trainer holds its work dir until fitted or deleted)
     tr = Trainer(_config(named_toy, max_epochs=2), work_dir=run, device="cpu", resume=True)  # epochs may change
     tr.fit()
     assert torch.load(run / "latest.pth", weights_only=True)["meta"]["epoch"] == 2

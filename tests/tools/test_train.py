@@ -71,19 +71,20 @@ def test_train_cli_bad_input_is_one_line_exit_2(toy_cfg, tmp_path, capsys, args,
     assert rc == 2 and err.startswith("train: error:") and message in err and "\n" not in err
 
 
-def test_a_resume_on_other_data_is_one_line_unless_allowed(toy_cfg, tmp_path, capsys, monkeypatch):
+def test_a_resume_with_other_classes_is_one_line_unless_allowed(toy_cfg, tmp_path, capsys, monkeypatch):
     from detkit.engine import resume_data
 
     work = tmp_path / "w"
     assert train_tool.main([str(toy_cfg), "--work-dir", str(work), "--device", "cpu"]) == 0
-    monkeypatch.setattr(resume_data, "data_changes", lambda *a: ["data.train.img_dir /a -> /b"])  # (tests/engine)
+    monkeypatch.setattr(resume_data, "class_change", lambda *a: "class names [a, b] -> [b, a]")  # (tests/engine)
+    monkeypatch.setattr(resume_data, "data_changes", lambda *a: ["data.train.img_dir /a -> /b"])
     capsys.readouterr()
     before = _snapshot(work)
     resume = [str(toy_cfg), "--work-dir", str(work), "--device", "cpu", "--resume", "--set", "train.max_epochs=2"]
     assert train_tool.main(resume) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("train: error: resuming") and "data.train.img_dir /a -> /b" in err and "\n" not in err
-    assert "--allow-data-change" in err and _snapshot(work) == before
+    assert err.startswith("train: error: resuming") and "class names [a, b] -> [b, a]" in err and "\n" not in err
+    assert "data.train.img_dir /a -> /b" in err and "--allow-data-change" in err and _snapshot(work) == before
     assert train_tool.main([*resume, "--allow-data-change"]) == 0
     assert (work / "best.before-resume-1.pth").read_bytes() == before[work / "best.pth"]
 
