@@ -26,6 +26,7 @@ from detkit.peer_tables import (  # noqa: F401  (D2, FLAGS, KEYS, ROOTS: read fr
     FLAGS,
     KEYS,
     NO_KEY,
+    OWN_KEY_NOTES,
     PYTHON_CONFIG,
     ROOTS,
 )
@@ -205,7 +206,11 @@ def words_to_set(pairs: Sequence[tuple[str, str]], cfg: dict | None = None) -> T
         found = config_key(key.split("."), value, cfg)
         if found is None and _whose_root(key.split(".")[0]) and not is_detkit_key(key, value, cfg):
             found = PeerName(key, "", Translation(key, note=NO_KEY))
-        fix = found.fix if found is not None else Translation(key, sets=[f"{key}={value}"])
+        fix = (
+            found.fix
+            if found is not None
+            else Translation(key, sets=[f"{key}={value}"], note=OWN_KEY_NOTES.get(key, ""))
+        )
         out.sets += fix.sets
         out.flags += fix.flags
         if fix.note:

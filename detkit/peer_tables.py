@@ -16,6 +16,7 @@ METRICS = (
 NO_KEY = "detkit has no such key: leave it out (detkit's keys: docs/training.md, 'Config keys')"
 ITERATIONS = "in detkit train.max_iters makes the run iteration-based (docs/training.md)"
 PER_PROCESS = "images per process; this one is the total of all GPUs"
+LR_SCALED = "scaled by the total batch / optimizer.base_batch_size"
 PYTHON_CONFIG = (
     "is a Python config (MMDetection / Detectron2 LazyConfig): detkit reads YAML configs only; write a YAML "
     "config (docs/configs.md; `detkit configs` lists the packaged ones to start from)"
@@ -26,7 +27,7 @@ PYTHON_CONFIG = (
 KEYS: dict[str, tuple[str, str, str]] = {
     # Detectron2 (yacs keys, also as KEY VALUE words after the flags)
     "SOLVER.MAX_ITER": (D2, "train.max_iters", ""),
-    "SOLVER.BASE_LR": (D2, "optimizer.lr", "scaled by the total batch / optimizer.base_batch_size"),
+    "SOLVER.BASE_LR": (D2, "optimizer.lr", LR_SCALED),
     "SOLVER.IMS_PER_BATCH": (D2, "data.batch_size", PER_PROCESS),
     "SOLVER.MOMENTUM": (D2, "optimizer.momentum", ""),
     "SOLVER.NESTEROV": (D2, "optimizer.nesterov", ""),
@@ -84,7 +85,7 @@ KEYS: dict[str, tuple[str, str, str]] = {
     "train_cfg.val_interval": (MM3, "train.eval_interval", ""),
     "train_cfg.type": (MM3, "", ITERATIONS),
     "optim_wrapper.optimizer.type": (MM3, "optimizer.type", "SGD, AdamW or Adam"),
-    "optim_wrapper.optimizer.lr": (MM3, "optimizer.lr", ""),
+    "optim_wrapper.optimizer.lr": (MM3, "optimizer.lr", LR_SCALED),
     "optim_wrapper.optimizer.momentum": (MM3, "optimizer.momentum", ""),
     "optim_wrapper.optimizer.weight_decay": (MM3, "optimizer.weight_decay", ""),
     "optim_wrapper.clip_grad.max_norm": (MM3, "train.grad_clip", ""),
@@ -118,6 +119,9 @@ KEYS: dict[str, tuple[str, str, str]] = {
     "test_pipeline": (MM, "", "detkit's is the dataset's pipeline, data.val.pipeline"),
     "img_norm_cfg": (MM2, "", "detkit's are model.preprocess.pixel_mean and pixel_std"),
 }
+# detkit's own keys that peers also use (MMDetection 2's and LazyConfig's optimizer.lr) -> the note their override
+# takes, where detkit's meaning differs from the peer's
+OWN_KEY_NOTES: dict[str, str] = {"optimizer.lr": LR_SCALED}
 # keys of a dataset (data.train.metainfo, data.val.dataset.img_prefix): key -> (whose, detkit's key there, note)
 DATASET_KEYS: dict[str, tuple[str, str, str]] = {
     "metainfo": (MM3, "", CLASSES),

@@ -25,6 +25,7 @@ Exit status: 0 done, 2 bad input (config, checkpoint, device, inputs, --out-dir;
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -103,12 +104,14 @@ INSTEAD = {
 
 
 def _foreign_words(argv: list[str]) -> list[tuple[str, str, str, str]]:
-    """``(given, whose, answer kind, value)`` for each foreign option in ``argv``; ``--tile 640 640`` too."""
+    """``(given, whose, answer kind, value)`` for each foreign option in ``argv`` (a flag, ``name=value``, or a bare
+    on / off word as Ultralytics takes it: ``save_txt``); ``--tile 640 640`` too."""
     found = []
     for i, word in enumerate(argv):
         name, eq, value = word.lstrip("-").partition("=")
         key = name.replace("-", "_").lower()
-        if key in FOREIGN_OPTIONS and (word.startswith("-") or eq):
+        bare = word in SWITCHES and not os.path.exists(word)  # `save_txt` alone: Ultralytics' save_txt=True
+        if key in FOREIGN_OPTIONS and (word.startswith("-") or eq or bare):
             if not eq and key not in SWITCHES and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
                 value = argv[i + 1]
             whose, kind = FOREIGN_OPTIONS[key]

@@ -197,9 +197,43 @@ def _model_as_config(found: Scan) -> str | None:
     return f"{given} is Ultralytics' model name; detkit's: CONFIG {config} ({note}{weights})"
 
 
+def _weights_only(path: str) -> bool:
+    """Whether detkit checkpoint ``path`` holds weights only (no optimizer or RNG state: resume refuses it, as
+    ``detkit.engine.train_state`` tells), like best.pth; a file that is not there: by its name."""
+    if not os.path.isfile(path):
+        return PurePosixPath(path.replace("\\", "/")).name == "best.pth"
+    from detkit.utils.checkpoint import load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path)
+    except Exception:  # noqa: BLE001  (a hint only: the resume itself names an unreadable file)
+        return False
+    return "optimizer" not in ckpt or "rng" not in ckpt
+
+
+def _resume_fixes(weights: str, model: Translation) -> tuple[Translation, Translation]:
+    """detkit's ``model`` and ``resume`` for resuming from the detkit checkpoint ``weights``: ``--resume`` (its
+    folder's latest.pth) for latest.pth or a weights-only file beside a latest.pth, ``--resume CKPT`` for
+    another training state; a weights-only file without one cannot be resumed: ``--load-from`` starts anew."""
+    run_config = Translation("model", config=model.config, note="the config.yaml of the run to resume")
+    if PurePosixPath(weights.replace("\\", "/")).name == "latest.pth":
+        return run_config, Translation("resume", flags=["--resume"])
+    if not _weights_only(weights):
+        return run_config, Translation("resume", flags=["--resume", weights])
+    latest = os.path.join(os.path.dirname(weights), "latest.pth")
+    if os.path.isfile(latest) or not os.path.exists(weights):
+        note = f"{weights} holds weights only, not a training state: the run resumes from its folder's latest.pth"
+        return run_config, Translation("resume", flags=["--resume"], note=note)
+    note = (
+        f"{weights} holds weights only, not a training state, and {latest} is not there: it cannot be resumed; "
+        f"start a new run from its weights with --load-from {weights}"
+    )
+    return model, Translation("resume", note=note)
+
+
 def _resume_run(habits: list[tuple[str, str, str]], fixes: list[Translation]) -> list[Translation]:
     """``resume`` with ``model=RUN/CKPT.pth`` (``yolo train resume model=runs/A/last.pt``): detkit resumes a run
-    from its own config, ``RUN/config.yaml --resume`` (``--resume CKPT`` for another file than latest.pth)."""
+    from its own config, ``RUN/config.yaml --resume`` (see :func:`_resume_fixes`)."""
     names = [name for _, name, _ in habits]
     if "resume" not in names or "model" not in names:
         return fixes
@@ -208,15 +242,9 @@ def _resume_run(habits: list[tuple[str, str, str]], fixes: list[Translation]) ->
     if weights is None:  # (Ultralytics weights: converted, they start a new run)
         note = "detkit resumes its own runs only (RUN/config.yaml --resume); an Ultralytics .pt starts a new one"
         return [Translation("resume", note=note) if f.name == "resume" else f for f in fixes]
-    resume = ["--resume"] if PurePosixPath(weights.replace("\\", "/")).name == "latest.pth" else ["--resume", weights]
-    out = []
-    for fix in fixes:
-        if fix.name == "model":
-            fix = Translation("model", config=fix.config, note="the config.yaml of the run to resume")
-        elif fix.name == "resume" and fix.flags[:1] == ["--resume"]:
-            fix = Translation("resume", flags=resume)
-        out.append(fix)
-    return out
+    model_fix, resume_fix = _resume_fixes(weights, model)
+    resumes = [f.name == "resume" and f.flags[:1] == ["--resume"] for f in fixes]
+    return [model_fix if f.name == "model" else resume_fix if again else f for f, again in zip(fixes, resumes)]
 
 
 def _data_yaml_line(tool: str, found: Scan, data_yaml: str) -> str:

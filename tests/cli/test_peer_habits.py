@@ -31,7 +31,15 @@ CASES = {
     ),
     "set_model_weights": (["train", CFG, "--set", "MODEL.WEIGHTS=x.pth"], ["Detectron2's key", "--load-from x.pth"]),
     "set_max_iter": (["train", CFG, "--set", "SOLVER.MAX_ITER=10"], ["Detectron2's key", "--set train.max_iters=10"]),
-    "set_base_lr": (["train", CFG, "--set", "SOLVER.BASE_LR=0.01"], ["--set optimizer.lr=0.01"]),
+    "set_base_lr": (["train", CFG, "--set", "SOLVER.BASE_LR=0.01"], ["--set optimizer.lr=0.01", "base_batch_size)"]),
+    "cfg_options_lr": (  # detkit scales the lr by the batch, as MMDetection's auto_scale_lr
+        ["train", CFG, "--cfg-options", "optim_wrapper.optimizer.lr=0.01"],
+        ["--set optimizer.lr=0.01 (scaled by the total batch / optimizer.base_batch_size)"],
+    ),
+    "cfg_options_own_lr": (  # MMDetection 2's optimizer.lr, detkit's key too
+        ["train", CFG, "--cfg-options", "optimizer.lr=0.01", "train.max_iters=2"],
+        ["--set optimizer.lr=0.01 train.max_iters=2 (optimizer.lr: scaled by the total batch / optimizer.base_"],
+    ),
     "set_ims_per_batch": (["train", CFG, "--set", "SOLVER.IMS_PER_BATCH=16"], ["--set data.batch_size=16", "total"]),
     "set_output_dir": (["train", CFG, "--set", "OUTPUT_DIR=out"], ["--work-dir out"]),
     "set_load_from": (["train", CFG, "--set", "load_from=x.pth"], ["MMDetection's key", "--load-from x.pth"]),

@@ -326,6 +326,31 @@ def test_resume_and_a_detkit_checkpoint_as_model_name_the_runs_config(argv, comm
     assert lines[-1].startswith(f"detkit train: in detkit's words: {command}"), lines
 
 
+def test_resume_from_a_weights_only_checkpoint_points_to_latest_or_to_load_from(tmp_path, capsys):
+    """best.pth holds weights only (no optimizer / RNG state): resume from latest.pth beside it, else --load-from."""
+    import torch
+
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": {}, "meta": {}}, run / "best.pth")
+    torch.save({"model": {}, "meta": {}, "optimizer": {}, "rng": {}}, run / "epoch_3.pth")
+    words = f"detkit train: in detkit's words: detkit train {run / 'config.yaml'}"
+    lines = _refused(train_cli.main, ["resume", f"model={run / 'epoch_3.pth'}"], capsys)
+    assert lines[-1] == f"{words} --resume {run / 'epoch_3.pth'}"  # a training state: resumed from it
+    lines = _refused(train_cli.main, ["resume", f"model={run / 'best.pth'}"], capsys)
+    assert lines[-1] == f"{words} --load-from {run / 'best.pth'}"  # (no --resume)
+    assert lines[0].endswith(
+        f"{run / 'best.pth'} holds weights only, not a training state, and {run / 'latest.pth'} is not there: it "
+        f"cannot be resumed; start a new run from its weights with --load-from {run / 'best.pth'}"
+    )
+    torch.save({"model": {}, "meta": {}, "optimizer": {}, "rng": {}}, run / "latest.pth")
+    lines = _refused(train_cli.main, ["resume", f"model={run / 'best.pth'}"], capsys)
+    assert lines[-1] == f"{words} --resume"
+    assert "holds weights only, not a training state: the run resumes from its folder's latest.pth" in lines[0]
+    lines = _refused(train_cli.main, ["resume", "model=runs/A/best.pth"], capsys)  # not there: its name tells
+    assert lines[-1] == "detkit train: in detkit's words: detkit train runs/A/config.yaml --resume"
+
+
 def test_resume_of_an_ultralytics_checkpoint_says_it_starts_a_new_run(capsys):
     lines = _refused(train_cli.main, ["resume", "model=runs/detect/train/weights/last.pt"], capsys)
     assert (
@@ -385,6 +410,9 @@ def test_eval_answers_ultralytics_val_words_for_the_config_the_checkpoint_holds(
         ("--save-txt", "--save-txt is Ultralytics' option; not needed: infer always writes predictions.json"),
         ("max_det=5", "detkit's: --set model.head.max_per_img=5"),
         ("--augment", "detkit's: --tta"),
+        ("save_txt", "save_txt is Ultralytics' option; not needed: infer always writes predictions.json"),  # bare
+        ("augment", "augment is Ultralytics' option; detkit's: --tta"),
+        ("show", "show is Ultralytics' option; not offered: infer opens no window"),
     ],
 )
 def test_infer_answers_more_ultralytics_words(word, answer, capsys, monkeypatch):
@@ -393,3 +421,18 @@ def test_infer_answers_more_ultralytics_words(word, answer, capsys, monkeypatch)
     monkeypatch.setattr(sys, "argv", ["detkit infer"])
     (line,) = _refused(infer_cli.main, ["-", "m.pth", "a.png", word, "b.png"], capsys)
     assert answer in line and "unrecognized" not in line
+
+
+def test_infer_answers_bare_ultralytics_words_among_others_but_keeps_an_input_of_that_name(
+    tmp_path, capsys, monkeypatch
+):
+    from detkit.cli import infer as infer_cli
+
+    monkeypatch.setattr(sys, "argv", ["detkit infer"])
+    (line,) = _refused(infer_cli.main, ["-", "m.pth", "a.png", "conf=0.3", "save_txt", "save_conf", "half"], capsys)
+    assert "conf=0.3 is Ultralytics' option; detkit's: --score-thr 0.3" in line
+    assert "save_txt save_conf are Ultralytics' options; not needed: infer always writes predictions.json" in line
+    assert "half is Ultralytics' option; not offered: the model runs in float32" in line
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "show").mkdir()  # a folder of images named like the word: an input
+    assert [given for given, *_ in infer_cli._foreign_words(["-", "m.pth", "show", "save"])] == ["save"]

@@ -249,3 +249,11 @@ def test_bad_split_arguments_are_named(tmp_path, kwargs, message):
     root = _folders(tmp_path / "photos", {"cat": 3, "dog": 3})
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ImageFolderDataset(root, **kwargs)
+
+
+def test_a_classes_file_with_a_blank_line_names_the_folders_it_lists(tmp_path):
+    """Class folders are matched by name: a blank line between the names of a classes file is skipped."""
+    val = _folders(tmp_path / "val", {"a": 1, "c": 2})
+    (tmp_path / "classes.txt").write_text("c\n\nb\na\n")
+    ds = ImageFolderDataset(val, classes=str(tmp_path / "classes.txt"))
+    assert ds.class_names == ["c", "b", "a"] and ds.class_counts == [2, 0, 1]

@@ -12,6 +12,7 @@ from PIL import Image
 
 from detkit.data.datasets.image_folder import ImageFolderDataset
 from detkit.data.datasets.seg_folder import SegFolderDataset, load_class_names, read_label_map
+from detkit.data.datasets.yolo import YOLODataset
 from detkit.data.seg_folder_check import check_seg_folder
 from detkit.data.validate import DatasetError
 
@@ -94,6 +95,15 @@ def test_a_classes_file_whose_line_index_is_not_the_value_is_refused(tmp_path, t
     assert str(e.value).startswith(f"classes file {path} {message}")
 
 
+def test_a_yolo_folders_classes_file_refuses_a_blank_line_too(tmp_path):
+    """A YOLO label's class is the line index of its name: a blank line would shift the classes below it."""
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "classes.txt"
+    path.write_text("circle\nrectangle\n\ntriangle\nstar\n")
+    with pytest.raises(DatasetError, match=r"line 3 is blank, between 'rectangle' and 'triangle'"):
+        YOLODataset(img_dir=str(tmp_path / "images"), classes=str(path))
+
+
 def test_blank_lines_at_the_end_and_windows_line_ends_are_fine(tmp_path):
     path = tmp_path / "classes.txt"
     path.write_bytes(b"background\r\ncat\r\n\r\n  \n")
@@ -124,10 +134,28 @@ def test_index_name_lines_warn_once_and_the_check_reports_them(tmp_path):
     assert train.class_names[0] == "0 c0"
     report = check_seg_folder(train, "data.train of x.yaml", read_images=False)
     assert [p.kind for p in report.warnings if "'<index> <name>'" in p.message] == ["numbered_class_names"]
-    path.write_text("c0\n3d shapes\nc2\nc3\nc4\nc5\nc6\nc7\n")  # a name that starts with a digit is no index
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert load_class_names(path)[1] == "3d shapes"
+
+
+@pytest.mark.parametrize(
+    "text, numbered",
+    [
+        ("0 background\n1 cat\n2 dog\n", True),
+        ("1: cat\n2: dog\n3: emu\n", True),  # counting from 1
+        ("background\n1,cat\n2,dog\n", True),  # most lines numbered
+        ("c0\n3d shapes\nc2\nc3\n", False),  # a name that starts with a digit is no index
+        ("1 euro coin\n2 euro coin\n5 cent coin\n", False),  # the numbers do not count up by one
+        ("2 wheeler\n3 wheeler\n4 wheeler\n", False),  # nor from 0 or 1
+        ("car\n1 euro coin\n2 wheeler\nbus\n", False),  # half the lines only
+    ],
+)
+def test_only_lines_that_look_numbered_as_a_whole_warn(tmp_path, text, numbered):
+    path = tmp_path / "classes.txt"
+    path.write_text(text)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = load_class_names(path)
+    assert names == text.splitlines()
+    assert [("'<index> <name>'" in str(w.message)) for w in caught] == ([True] if numbered else [])
 
 
 def test_other_datasets_reading_a_classes_file_refuse_a_repeat_too(tmp_path):

@@ -144,3 +144,16 @@ def test_coco_evaluation_on_the_records(coco_files, voc, tmp_path, fmt):
         pred = {"boxes": torch.as_tensor(boxes), "scores": torch.ones(len(boxes)), "labels": torch.as_tensor(labels)}
         evaluator.process({"image_ids": [info["image_id"]]}, [pred])
     assert evaluator.compute()["bbox/AP"] == pytest.approx(1.0)
+
+
+def test_a_classes_file_with_blank_lines_is_read_by_name_but_a_repeat_is_refused(voc):
+    """VOC objects are matched to classes by name: a blank line shifts nothing, so it is skipped."""
+    classes = voc / "classes.txt"
+    ref = _ds(voc)
+    classes.write_text("ant\nmoose\n\nzebra\n")
+    ds = _ds(voc)
+    assert ds.class_names == ref.class_names == ["ant", "moose", "zebra"]
+    assert [ds[k]["labels"].tolist() for k in range(len(ds))] == [ref[k]["labels"].tolist() for k in range(len(ref))]
+    classes.write_text("ant\n\nmoose\nant\nzebra\n")
+    with pytest.raises(DatasetError, match=rf"^classes file {classes} line 4 repeats the class name 'ant' \(line 1\)"):
+        _ds(voc)

@@ -32,7 +32,7 @@ def resolve_classes(classes: str | os.PathLike | Sequence[str] | None) -> list[s
         if not names:
             raise DatasetError(f"classes folder {os.fspath(classes)} has no sub-folders to take class names from")
         return names
-    return None if classes is None else load_class_names(classes)
+    return None if classes is None else load_class_names(classes, by_line_index=False)  # matched by name
 
 
 def class_folders(folder: str | os.PathLike) -> dict[str, str]:

@@ -38,17 +38,21 @@ _EXTENSION = re.compile(r"\.[A-Za-z0-9]+")  # a bare file ending: ".png"
 _SUFFIX = re.compile(r"[^/\\]*\.[A-Za-z0-9]+")  # text the label map's name ends with, with its ending: "_mask.png"
 
 
-def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
+def load_class_names(classes: str | os.PathLike | Sequence[str], by_line_index: bool = True) -> list[str]:
     """``classes`` as a list of names: a list as is, or a text file with one name per line (blank lines at its
-    end skipped). The label value of a class is its index (the file's first line is 0), so a blank line before or
-    between the names, and a name given twice, are a DatasetError naming the file and line (or the entry); lines
-    that look like ``<index> <name>`` are a warning (see :func:`index_lines_warning`).
+    end skipped). A name given twice is a DatasetError naming the file and line (or the entry); lines that look
+    like ``<index> <name>`` are a warning (see :func:`index_lines_warning`).
+
+    ``by_line_index``: the label value of a class is its line's index (the file's first line is 0), as in
+    SegFolderDataset's and a YOLO folder's classes.txt, so a blank line before or between the names would shift
+    every class below it and is a DatasetError too. False where the data name their classes (VOC's XML files,
+    a classifier's class folders): blank lines are skipped.
 
     Names are Unicode NFC-normalised, so that a name typed on one system matches the same name written
     (decomposed, NFD) by another, e.g. macOS' folder names."""
     if isinstance(classes, (str, os.PathLike)):
         path = os.fspath(classes)
-        names = _names_in_file(path)
+        names = _names_in_file(path, by_line_index)
         warning = index_lines_warning(path, names)
         if warning:
             warnings.warn(warning, stacklevel=2)
@@ -60,27 +64,41 @@ def load_class_names(classes: str | os.PathLike | Sequence[str]) -> list[str]:
     return names
 
 
-def _names_in_file(path: str) -> list[str]:
-    """The names of a classes file, one per line; a blank line before or between them, or a repeat, is refused."""
+def _names_in_file(path: str, by_line_index: bool = True) -> list[str]:
+    """The names of a classes file, one per line; a repeat is refused, and so is a blank line before or between
+    them when ``by_line_index`` (else blank lines are skipped)."""
     if not os.path.isfile(path):
         raise DatasetError(_missing_classes(path))
     with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark (Windows Notepad) is no name
         lines = [nfc(line.strip()) for line in f]
-    while lines and not lines[-1]:  # blank lines at the end (a last newline, an editor's) shift nothing
-        lines.pop()
-    if not lines:
+    numbered = list(enumerate(lines))  # (line index, name): a repeat is named by its line in the file
+    if by_line_index:
+        while numbered and not numbered[-1][1]:  # blank lines at the end (a last newline, an editor's) shift nothing
+            numbered.pop()
+        _refuse_blank_line(path, [n for _, n in numbered])
+    else:
+        numbered = [(k, n) for k, n in numbered if n]
+    if not numbered:
         raise DatasetError(f"classes file {path} is empty; write one class name per line")
-    blank = lines.index("") if "" in lines else None
-    if blank is not None:
-        after = next(n for n in lines[blank:] if n)  # (blank lines at the end are gone: a name follows)
-        where = f"between {lines[blank - 1]!r} and {after!r}" if blank else "before the first name"
-        raise DatasetError(
-            f"classes file {path} line {blank + 1} is blank, {where}: a class's label value is the index of its "
-            "line (the first line is 0), so a blank line would shift every class below it; delete the blank "
-            "line(s), or write there the name of the class whose value it is"
-        )
-    _refuse_repeats(lines, lambda k: f"classes file {path} line {k + 1}", lambda k: f"line {k + 1}")
-    return lines
+    names = [n for _, n in numbered]
+    _refuse_repeats(
+        names, lambda k: f"classes file {path} line {numbered[k][0] + 1}", lambda k: f"line {numbered[k][0] + 1}"
+    )
+    return names
+
+
+def _refuse_blank_line(path: str, lines: list[str]) -> None:
+    """A DatasetError for the first blank line of ``lines`` (a classes file's, blank lines at its end removed)."""
+    if "" not in lines:
+        return
+    blank = lines.index("")
+    after = next(n for n in lines[blank:] if n)  # (blank lines at the end are gone: a name follows)
+    where = f"between {lines[blank - 1]!r} and {after!r}" if blank else "before the first name"
+    raise DatasetError(
+        f"classes file {path} line {blank + 1} is blank, {where}: a class's label value is the index of its "
+        "line (the first line is 0), so a blank line would shift every class below it; delete the blank "
+        "line(s), or write there the name of the class whose value it is"
+    )
 
 
 def _refuse_repeats(names: list[str], where: Callable[[int], str], first: Callable[[int], str]) -> None:
@@ -96,13 +114,26 @@ def _refuse_repeats(names: list[str], where: Callable[[int], str], first: Callab
         seen[name] = k
 
 
-_INDEX_LINE = re.compile(r"\d+\s*[\s:,=]\s*\S.*")  # "0 background", "1: cat", "2,dog"
+_INDEX_LINE = re.compile(r"(\d+)\s*[\s:,=]\s*\S.*")  # "0 background", "1: cat", "2,dog"
+
+
+def _numbered_lines(names: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, name) of the names that start with a number counting up by one from 0 or 1 (``0 background``,
+    ``1 cat``, ...), when they are most of ``names`` (two at least); else [] (``1 euro coin``, ``2 wheeler``
+    among other names are names)."""
+    found = [(k, n, int(m.group(1))) for k, n in enumerate(names) if (m := _INDEX_LINE.fullmatch(n))]
+    numbers = [v for _, _, v in found]
+    counts_up = bool(numbers) and numbers[0] in (0, 1) and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    if len(found) < 2 or 2 * len(found) <= len(names) or not counts_up:
+        return []
+    return [(k, n) for k, n, _ in found]
 
 
 def index_lines_warning(path: str, names: Sequence[str]) -> str | None:
-    """The warning for the names of classes file ``path`` that look like ``<index> <name>`` (``0 background``),
-    or None: the whole line is the name, and the label value is the line's index, not the number written."""
-    found = [(k, n) for k, n in enumerate(names) if _INDEX_LINE.fullmatch(n)]
+    """The warning for the names of classes file ``path`` when they look numbered, ``<index> <name>`` (``0
+    background``, ``1 cat``: see :func:`_numbered_lines`), or None: the whole line is the name, and the label
+    value is the line's index, not the number written."""
+    found = _numbered_lines(names)
     if not found:
         return None
     k, name = found[0]

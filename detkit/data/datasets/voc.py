@@ -75,7 +75,7 @@ class VOCDataset(CocoDataset):
         for folder in (self.ann_dir, self.root / "JPEGImages"):
             if not folder.is_dir():
                 raise DatasetError(f"VOC root {root} has no {folder.name}/ folder; give the VOC year folder (VOC2012)")
-        self.voc_classes = None if classes is None else load_class_names(classes)
+        self.voc_classes = None if classes is None else load_class_names(classes, by_line_index=False)
         self.classes_file = classes if isinstance(classes, (str, os.PathLike)) else None
         ann_file = self.ann_dir if split is None else self.root / "ImageSets" / "Main" / f"{split}.txt"
         super().__init__(ann_file=ann_file, img_dir=self.root / "JPEGImages", on_error=on_error, **options)
