@@ -51,7 +51,9 @@ def test_progress_is_on_stderr_when_asked(shapes, capsys):
 
 def test_class_names_are_checked_against_the_data(shapes, model):
     with pytest.raises(CheckpointMismatchError, match=r"evaluate: the model has 2 classes \(a, b\) but data.val"):
-        detkit.evaluate(model, data={"ann_file": str(shapes["dir"] / "val.json")})
+        detkit.evaluate(
+            model, data={"ann_file": str(shapes["dir"] / "val.json"), "img_dir": str(shapes["dir"] / "val")}
+        )
     swapped = shapes["model"]
     names = list(swapped.class_names)
     swapped.class_names = [names[1], names[0], *names[2:]]
